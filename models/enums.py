@@ -1,0 +1,102 @@
+"""The closed vocabularies of an alignment cycle."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    POINT_PERSON = "point_person"
+    LEAD = "lead"
+    MANAGER = "manager"
+    MEMBER = "member"
+
+
+class Phase(StrEnum):
+    IDENTIFY = "identify"
+    PLAN = "plan"
+    EXECUTE = "execute"
+    RECAP = "recap"
+    CLOSED = "closed"
+
+    @property
+    def next(self) -> Phase | None:
+        order = list(Phase)
+        i = order.index(self)
+        return order[i + 1] if i + 1 < len(order) else None
+
+
+#: The four working phases, in order (``closed`` is the end state, not a phase with questions).
+WORK_PHASES: tuple[Phase, ...] = (Phase.IDENTIFY, Phase.PLAN, Phase.EXECUTE, Phase.RECAP)
+
+
+class AnswerKind(StrEnum):
+    YES_NO = "yes_no"  # yes / no / unsure
+    TEXT = "text"
+
+
+class YesNo(StrEnum):
+    YES = "yes"
+    NO = "no"
+    UNSURE = "unsure"
+
+
+class GapCategory(StrEnum):
+    HAND_OFF = "hand_off"
+    LEAD_DEFINITION = "lead_definition"
+    CONTENT = "content"
+    CAMPAIGN = "campaign"
+    DATA_AND_TOOLS = "data_and_tools"
+    CADENCE = "cadence"
+    KPIS = "kpis"
+    OTHER = "other"
+
+
+class RootCause(StrEnum):
+    COMMUNICATION = "communication"
+    PROCESS = "process"
+    ADOPTION = "adoption"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class GapSource(StrEnum):
+    CHECKLIST = "checklist"
+    PERSON = "person"
+    METRIC = "metric"
+
+
+class GapDecision(StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DEFERRED = "deferred"
+    REJECTED = "rejected"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ActionStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    BLOCKED = "blocked"
+    DONE = "done"
+    DROPPED = "dropped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ActionStatus.DONE, ActionStatus.DROPPED)
+
+
+class Confidence(StrEnum):
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    OFF_TRACK = "off_track"

@@ -1,0 +1,254 @@
+"""Playbooks: versioned YAML files that carry a cycle's questions, owners and templates.
+
+The schema is the Pydantic model :class:`PlaybookSpec`; ``aligncycle playbook schema`` exports it
+as JSON Schema for editors. Every validation error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.enums import (
+    WORK_PHASES,
+    AnswerKind,
+    GapCategory,
+    Phase,
+    Priority,
+    Role,
+    RootCause,
+    Severity,
+    YesNo,
+)
+from models.errors import PlaybookError
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OwnerSpec(_Strict):
+    """Who owes an answer or an action: a role, optionally within a team (team key)."""
+
+    role: Role
+    team: str | None = None
+
+
+class GapRule(_Strict):
+    """Turns an answer into a gap: when the answer is ``when``, record this gap."""
+
+    when: YesNo = YesNo.YES
+    title: str = Field(min_length=1)
+    category: GapCategory
+    root_cause: RootCause
+    severity: Severity = Severity.MEDIUM
+
+
+class Question(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, max_length=100)
+    text: str = Field(min_length=1)
+    help: str | None = None
+    answer: AnswerKind = AnswerKind.YES_NO
+    required: bool = True
+    owner: OwnerSpec | None = None
+    gap: GapRule | None = None
+
+    @model_validator(mode="after")
+    def _gap_needs_yes_no(self) -> Question:
+        if self.gap is not None and self.answer is not AnswerKind.YES_NO:
+            raise ValueError("a question with a 'gap' rule must have answer: yes_no")
+        return self
+
+
+class PhaseSpec(_Strict):
+    description: str | None = None
+    questions: list[Question] = Field(default_factory=list)
+
+    @field_validator("questions")
+    @classmethod
+    def _unique_keys(cls, questions: list[Question]) -> list[Question]:
+        seen: set[str] = set()
+        for q in questions:
+            if q.key in seen:
+                raise ValueError(f"duplicate question key {q.key!r}")
+            seen.add(q.key)
+        return questions
+
+
+class ActionTemplate(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, max_length=100)
+    title: str = Field(min_length=1)
+    description: str | None = None
+    owner: OwnerSpec | None = None
+    priority: Priority = Priority.MEDIUM
+    due_in_days: int = Field(default=14, ge=0, le=365)
+    success_measure: str | None = None
+
+
+class Settings(_Strict):
+    handoff_sla_hours: int = Field(default=24, ge=1)
+    cadence: Literal["daily", "weekly", "biweekly", "monthly"] = "weekly"
+    manager_signoff_required: bool = True
+    cycle_length_days: int = Field(default=42, ge=1, le=366)
+
+
+class PlaybookSpec(_Strict):
+    """A playbook file, schema version 1."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=100)
+    version: int = Field(ge=1)
+    title: str = Field(min_length=1)
+    description: str | None = None
+    teams: list[str] = Field(default_factory=lambda: ["sales", "marketing"], min_length=1)
+    settings: Settings = Settings()
+    #: Shared definitions both teams sign up to (e.g. mql, sql, hand-off SLA).
+    definitions: dict[str, str] = Field(default_factory=dict)
+    #: Shared KPIs both teams report on.
+    kpis: list[str] = Field(default_factory=list)
+    phases: dict[Phase, PhaseSpec]
+    action_templates: dict[GapCategory, list[ActionTemplate]] = Field(default_factory=dict)
+
+    @field_validator("phases")
+    @classmethod
+    def _work_phases_only(cls, phases: dict[Phase, PhaseSpec]) -> dict[Phase, PhaseSpec]:
+        if Phase.CLOSED in phases:
+            raise ValueError("'closed' is an end state, not a phase with questions")
+        return phases
+
+    def phase(self, phase: Phase) -> PhaseSpec:
+        return self.phases.get(phase, PhaseSpec())
+
+    def questions(self) -> list[tuple[Phase, int, Question]]:
+        return [(p, i, q) for p in WORK_PHASES for i, q in enumerate(self.phase(p).questions)]
+
+    def question(self, phase: Phase, key: str) -> Question | None:
+        return next((q for q in self.phase(phase).questions if q.key == key), None)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one.
+
+    Booleans follow YAML 1.2 (only true/false): bare ``yes``/``no``/``on``/``off`` stay strings,
+    so ``when: no`` means the answer "no" (Pydantic still reads "yes"/"no" as bools where a
+    field is a bool, e.g. ``required: no``).
+    """
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _mapping_key(loader: _UniqueKeyLoader, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
+    key = loader.construct_object(key_node)
+    try:
+        hash(key)
+    except TypeError:
+        raise yaml.constructor.ConstructorError(
+            "while constructing a mapping",
+            node.start_mark,
+            "found unhashable key",
+            key_node.start_mark,
+        ) from None
+    return key
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):  # noqa: ANN202
+    # Duplicates are looked for among the keys written in this mapping; keys brought in by a
+    # YAML merge (``<<: *anchor``) may be overridden, as the merge-key spec intends.
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = _mapping_key(loader, node, key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (line {key_node.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        mapping[_mapping_key(loader, node, key_node)] = loader.construct_object(
+            value_node, deep=deep
+        )
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_playbook(text: str, source: str = "<playbook>") -> PlaybookSpec:
+    """Parse and validate playbook YAML; raise :class:`PlaybookError` naming file and field."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PlaybookError(f"{source}:{where}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"{source}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PlaybookError(f"{source}: a playbook must be a YAML mapping at the top level")
+    try:
+        return PlaybookSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = tuple(err["loc"])
+        if loc and loc[-1] == "[key]":  # Pydantic's marker for a refused mapping key
+            loc, msg = loc[:-1], f"invalid key: {msg}"
+        raise PlaybookError(f"{source}: {_loc(loc)}: {msg}{more}") from None
+
+
+def load_playbook_file(path: Path) -> tuple[PlaybookSpec, str]:
+    """Read, validate and hash a playbook file. Returns (spec, sha256 of the bytes)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PlaybookError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PlaybookError(f"{path}: not UTF-8 text") from None
+    return parse_playbook(text, str(path)), hashlib.sha256(raw).hexdigest()
+
+
+def playbook_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def json_schema() -> dict[str, Any]:
+    return PlaybookSpec.model_json_schema()

@@ -1,0 +1,426 @@
+"""Pydantic schema families: ``XCreate`` / ``XUpdate`` (input) and ``XRead`` (output)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import re
+from typing import Annotated
+
+from typing import TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from models.enums import (
+    ActionStatus,
+    Confidence,
+    GapCategory,
+    GapDecision,
+    GapSource,
+    Phase,
+    Priority,
+    Role,
+    RootCause,
+    Severity,
+)
+
+Text = str
+M = TypeVar("M", bound=BaseModel)
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _check_email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError(f"not an email address: {value!r}")
+    return value
+
+
+#: An email address, compared case-insensitively (stored lower-case).
+EmailStr = Annotated[str, AfterValidator(_check_email)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- teams and people ---------------------------------------------------------------------
+
+
+class TeamCreate(_In):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TeamRead(_Out):
+    id: int
+    key: str
+    name: str
+
+
+class PersonCreate(_In):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    team: str  # team key
+    role: Role = Role.MEMBER
+
+
+class PersonUpdate(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    team: str | None = None
+    role: Role | None = None
+    active: bool | None = None
+
+
+class PersonRead(_Out):
+    id: int
+    name: str
+    email: str
+    team: TeamRead
+    role: Role
+    active: bool
+
+
+class PersonRef(_Out):
+    id: int
+    name: str
+    email: str
+
+
+# --- playbooks ----------------------------------------------------------------------------
+
+
+class PlaybookRead(_Out):
+    id: int
+    name: str
+    version: int
+    title: str
+    content_hash: str
+    source: str | None
+    loaded_at: datetime
+
+
+# --- cycles -------------------------------------------------------------------------------
+
+
+class CycleCreate(_In):
+    playbook: str  # name, or name@version
+    title: str = Field(min_length=1, max_length=200)
+    period_start: date | None = None
+    period_end: date | None = None
+    teams: list[str] | None = None  # team keys; default: the playbook's teams
+    point_persons: list[EmailStr] = Field(default_factory=list)
+    previous_cycle_id: int | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> CycleCreate:
+        if self.period_start and self.period_end and self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        return self
+
+
+class CycleTeamRead(_Out):
+    team: TeamRead
+    point_person: PersonRef | None
+
+
+class CycleRead(_Out):
+    id: int
+    title: str
+    phase: Phase
+    period_start: date
+    period_end: date
+    playbook_name: str
+    playbook_version: int
+    previous_cycle_id: int | None
+    teams: list[CycleTeamRead]
+    created_at: datetime
+    phase_changed_at: datetime
+    closed_at: datetime | None
+    version: int
+
+
+class CycleSummary(BaseModel):
+    """A row of the cycles board."""
+
+    id: int
+    title: str
+    phase: Phase
+    period_start: date
+    period_end: date
+    playbook: str
+    actions_total: int = 0
+    actions_finished: int = 0
+    actions_overdue: int = 0
+    actions_at_risk: int = 0
+    actions_off_track: int = 0
+    gaps_total: int = 0
+    gaps_open: int = 0
+
+
+class Readiness(BaseModel):
+    """Whether a cycle may leave its phase, and what stands in the way."""
+
+    cycle_id: int
+    phase: Phase
+    next_phase: Phase | None
+    ready: bool
+    blockers: list[str]
+    overridable: bool = False
+
+
+# --- checklist ----------------------------------------------------------------------------
+
+
+class ChecklistAnswer(_In):
+    answer: str = Field(min_length=1)
+    note: str | None = None
+    evidence: str | None = None
+    expected_version: int | None = None
+
+
+class ChecklistItemRead(_Out):
+    id: int
+    cycle_id: int
+    phase: Phase
+    key: str
+    position: int
+    text: str
+    help: str | None
+    answer_kind: str
+    required: bool
+    owner: PersonRef | None
+    owner_role: Role | None
+    owner_team: TeamRead | None
+    answer: str | None
+    note: str | None
+    evidence: str | None
+    answered_by: PersonRef | None
+    answered_at: datetime | None
+    version: int
+
+
+# --- gaps ---------------------------------------------------------------------------------
+
+
+class GapCreate(_In):
+    title: str = Field(min_length=1, max_length=300)
+    description: str | None = None
+    category: GapCategory
+    root_cause: RootCause
+    severity: Severity = Severity.MEDIUM
+    evidence: str | None = None
+    key: str | None = Field(default=None, max_length=200)
+    source: GapSource = GapSource.PERSON
+    source_ref: str | None = None
+
+
+class GapDecide(_In):
+    decision: GapDecision
+    reason: str | None = None
+    expected_version: int | None = None
+
+    @model_validator(mode="after")
+    def _reason(self) -> GapDecide:
+        if self.decision is GapDecision.OPEN:
+            raise ValueError("a decision is accepted, deferred or rejected")
+        if self.decision is GapDecision.REJECTED and not self.reason:
+            raise ValueError("rejecting a gap needs a reason")
+        return self
+
+
+class GapRead(_Out):
+    id: int
+    cycle_id: int
+    key: str
+    title: str
+    description: str | None
+    category: GapCategory
+    root_cause: RootCause
+    severity: Severity
+    evidence: str | None
+    source: GapSource
+    source_ref: str | None
+    reported_by: PersonRef | None
+    decision: GapDecision
+    decision_reason: str | None
+    decided_by: PersonRef | None
+    decided_at: datetime | None
+    version: int
+
+
+# --- action items and check-ins -----------------------------------------------------------
+
+
+class ActionItemCreate(_In):
+    gap_id: int | None = None
+    title: str = Field(min_length=1, max_length=300)
+    description: str | None = None
+    owner: EmailStr | None = None
+    counterpart: EmailStr | None = None
+    priority: Priority = Priority.MEDIUM
+    due_date: date | None = None
+    follow_up_date: date | None = None
+    success_measure: str | None = None
+    key: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _dates(self) -> ActionItemCreate:
+        if self.due_date and self.follow_up_date and self.follow_up_date > self.due_date:
+            raise ValueError("follow_up_date is after due_date")
+        return self
+
+
+class ActionItemAssign(_In):
+    owner: EmailStr
+    counterpart: EmailStr | None = None
+    due_date: date | None = None
+    expected_version: int | None = None
+
+
+class ActionItemUpdate(_In):
+    """What an owner may change. Unset fields are left as they are."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = None
+    status: ActionStatus | None = None
+    confidence: Confidence | None = None
+    priority: Priority | None = None
+    due_date: date | None = None
+    follow_up_date: date | None = None
+    success_measure: str | None = None
+    expected_version: int | None = None
+
+
+class ActionItemRead(_Out):
+    id: int
+    cycle_id: int
+    gap_id: int | None
+    key: str | None
+    title: str
+    description: str | None
+    owner: PersonRef | None
+    counterpart: PersonRef | None
+    assigned_by: PersonRef | None
+    priority: Priority
+    due_date: date | None
+    follow_up_date: date | None
+    status: ActionStatus
+    confidence: Confidence
+    success_measure: str | None
+    carried_from_id: int | None
+    completed_at: datetime | None
+    version: int
+
+
+class CheckInCreate(_In):
+    status: ActionStatus | None = None  # default: the item's current status
+    confidence: Confidence | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    note: str | None = None
+    on_date: date | None = None
+    key: str | None = Field(default=None, max_length=200)
+
+
+class CheckInRead(_Out):
+    id: int
+    action_item_id: int
+    on_date: date
+    status: ActionStatus
+    confidence: Confidence
+    progress: int | None
+    note: str | None
+    author: PersonRef | None
+    created_at: datetime
+
+
+# --- recap --------------------------------------------------------------------------------
+
+
+class RetrospectiveRecord(_In):
+    improvements: list[Text] = Field(default_factory=list)
+    growth_areas: list[Text] = Field(default_factory=list)
+    next_time: list[Text] = Field(default_factory=list)
+    summary: str | None = None
+    expected_version: int | None = None
+
+
+class RetrospectiveRead(_Out):
+    id: int
+    cycle_id: int
+    improvements: list[str]
+    growth_areas: list[str]
+    next_time: list[str]
+    summary: str | None
+    facts: dict[str, Any]
+    recorded_by: PersonRef | None
+    recorded_at: datetime
+    signed_off_by: PersonRef | None
+    signed_off_at: datetime | None
+    version: int
+
+
+class SurveyRespond(_In):
+    score: int = Field(ge=1, le=5)
+    comment: str | None = None
+    anonymous: bool = False
+
+
+class SurveyTeamResult(BaseModel):
+    team: str
+    responses: int
+    mean: float | None
+
+
+class SurveySummary(BaseModel):
+    cycle_id: int
+    responses: int
+    mean: float | None
+    distribution: dict[int, int]
+    by_team: list[SurveyTeamResult]
+    comments: list[str]
+
+
+class EventRead(_Out):
+    id: int
+    at: datetime
+    actor: PersonRef | None
+    verb: str
+    object_type: str
+    object_id: int | None
+    cycle_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def validation_message(exc: Exception) -> str:
+    """One line for a pydantic ``ValidationError``: ``field: message`` of the first error."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    errs = errors()
+    if not errs:
+        return "invalid input"
+    first = errs[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def parse_input(model: type[M], **data: Any) -> M:
+    """Validate input for a service; bad input raises ``InvalidInput`` with one line."""
+    from pydantic import ValidationError
+
+    from models.errors import InvalidInput
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc)) from None

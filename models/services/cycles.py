@@ -1,0 +1,433 @@
+"""Cycles: start, read, staff with point persons, and advance through the phases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from models.base import utcnow
+from models.enums import ActionStatus, Confidence, GapDecision, Phase, Role
+from models.errors import Forbidden, InvalidInput, NotFound
+from models.playbook import OwnerSpec, PlaybookSpec
+from models.rules import CycleFacts, check_transition, gate_blockers, overridable
+from models.schemas import CycleCreate, CycleSummary, Readiness
+from models.services import playbooks as playbook_service
+from models.services.common import as_actor, check_version, get_or_raise, person_by_email, record_event
+from models.services.people import team_by_key
+from models.tables import (
+    ActionItem,
+    ChecklistItem,
+    Cycle,
+    CycleTeam,
+    Gap,
+    Person,
+    Retrospective,
+    Team,
+)
+
+FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
+
+
+def get_cycle(session: Session, cycle_id: int) -> Cycle:
+    return get_or_raise(session, Cycle, cycle_id, "cycle")
+
+
+def spec(cycle: Cycle) -> PlaybookSpec:
+    return playbook_service.spec_of(cycle.playbook)
+
+
+def point_person_ids(cycle: Cycle) -> frozenset[int]:
+    return frozenset(ct.point_person_id for ct in cycle.teams if ct.point_person_id)
+
+
+def _resolve_owner(
+    session: Session, owner: OwnerSpec | None, teams: dict[str, Team], cycle_teams: list[CycleTeam]
+) -> tuple[int | None, Role | None, int | None]:
+    """(owner_id, owner_role, owner_team_id): a person when exactly one fits, else the role."""
+    if owner is None:
+        return None, Role.POINT_PERSON, None
+    team = teams.get(owner.team) if owner.team else None
+    if owner.role is Role.POINT_PERSON and team is not None:
+        ct = next((c for c in cycle_teams if c.team_id == team.id), None)
+        if ct is not None and ct.point_person_id:
+            return ct.point_person_id, owner.role, team.id
+    stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
+    if team is not None:
+        stmt = stmt.where(Person.team_id == team.id)
+    candidates = list(session.scalars(stmt.limit(2)))
+    owner_id = candidates[0] if len(candidates) == 1 else None
+    return owner_id, owner.role, team.id if team else None
+
+
+def start_cycle(
+    session: Session, data: CycleCreate, actor: Person, today: date | None = None
+) -> Cycle:
+    """Start a cycle from a playbook: its teams, point persons and every phase's checklist."""
+    if actor.role is not Role.POINT_PERSON:
+        raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
+    today = today or date.today()
+    playbook = playbook_service.get_playbook(session, data.playbook)
+    pb = playbook_service.spec_of(playbook)
+    team_keys = data.teams or pb.teams
+    teams = {key: team_by_key(session, key) for key in dict.fromkeys(team_keys)}
+    if len(teams) < 2:
+        raise InvalidInput("an alignment cycle needs at least two teams")
+    for key in pb.teams:
+        if key not in teams:
+            raise InvalidInput(f"playbook {pb.name!r} needs team {key!r} in the cycle")
+    start = data.period_start or today
+    end = data.period_end or start + timedelta(days=pb.settings.cycle_length_days)
+    if end < start:
+        raise InvalidInput("period_end is before period_start")
+
+    previous = None
+    if data.previous_cycle_id is not None:
+        previous = get_cycle(session, data.previous_cycle_id)
+        if previous.phase not in (Phase.RECAP, Phase.CLOSED):
+            raise InvalidInput(
+                f"cycle {previous.id} is in {previous.phase}; a follow-up cycle starts from a "
+                "cycle in recap or closed"
+            )
+
+    # Point persons: the starter for their own team, plus any named (one per team).
+    chosen: dict[int, Person] = {}
+    if actor.team_id in {t.id for t in teams.values()}:
+        chosen[actor.team_id] = actor
+    for email in data.point_persons:
+        person = person_by_email(session, email)
+        if person.team_id not in {t.id for t in teams.values()}:
+            raise InvalidInput(f"{person.email} is not on a team of this cycle")
+        if person.team_id in chosen and chosen[person.team_id].id != person.id:
+            if chosen[person.team_id].id != actor.id:
+                raise InvalidInput(f"two point persons named for team {person.team.key!r}")
+        chosen[person.team_id] = person
+    if not chosen:
+        raise InvalidInput("a cycle needs a point person on at least one of its teams")
+
+    cycle = Cycle(
+        playbook=playbook,
+        title=data.title,
+        period_start=start,
+        period_end=end,
+        phase=Phase.IDENTIFY,
+        created_by_id=actor.id,
+        previous_cycle_id=previous.id if previous else None,
+    )
+    cycle.teams = [
+        CycleTeam(team=t, point_person_id=chosen[t.id].id if t.id in chosen else None)
+        for t in teams.values()
+    ]
+    session.add(cycle)
+    session.flush()
+
+    by_key = {t.key: t for t in teams.values()}
+    for phase, position, q in pb.questions():
+        owner_id, owner_role, owner_team_id = _resolve_owner(session, q.owner, by_key, cycle.teams)
+        session.add(
+            ChecklistItem(
+                cycle_id=cycle.id,
+                phase=phase,
+                key=q.key,
+                position=position,
+                text=q.text,
+                help=q.help,
+                answer_kind=q.answer,
+                required=q.required,
+                owner_id=owner_id,
+                owner_role=owner_role,
+                owner_team_id=owner_team_id,
+            )
+        )
+    record_event(
+        session,
+        actor=actor,
+        verb="cycle.started",
+        obj=cycle,
+        cycle_id=cycle.id,
+        after={
+            "title": cycle.title,
+            "playbook": f"{playbook.name}@{playbook.version}",
+            "period": f"{start.isoformat()}..{end.isoformat()}",
+            "teams": list(teams),
+            "point_persons": [p.email for p in chosen.values()],
+            "previous_cycle_id": cycle.previous_cycle_id,
+        },
+    )
+    if previous is not None:
+        carry_over(session, previous, cycle, actor)
+    return cycle
+
+
+def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | None) -> int:
+    """Copy the previous cycle's unfinished action items into ``cycle`` (idempotent)."""
+    items = session.scalars(
+        select(ActionItem)
+        .where(ActionItem.cycle_id == previous.id, ActionItem.status.not_in(FINISHED))
+        .order_by(ActionItem.id)
+    ).all()
+    existing = set(
+        session.scalars(select(ActionItem.key).where(ActionItem.cycle_id == cycle.id))
+    )
+    count = 0
+    for item in items:
+        key = f"carry:{item.id}"
+        if key in existing:
+            continue
+        copy = ActionItem(
+            cycle_id=cycle.id,
+            key=key,
+            title=item.title,
+            description=item.description,
+            owner_id=item.owner_id,
+            counterpart_id=item.counterpart_id,
+            assigned_by_id=item.assigned_by_id,
+            priority=item.priority,
+            status=ActionStatus.BLOCKED if item.status is ActionStatus.BLOCKED else ActionStatus.OPEN,
+            confidence=item.confidence,
+            success_measure=item.success_measure,
+            carried_from_id=item.id,
+        )
+        session.add(copy)
+        record_event(
+            session,
+            actor=actor,
+            verb="action.carried_over",
+            obj=copy,
+            object_type="action_item",
+            cycle_id=cycle.id,
+            after={"title": copy.title, "from_cycle": previous.id, "from_action": item.id},
+        )
+        count += 1
+    return count
+
+
+def assign_point_person(
+    session: Session, cycle: Cycle, team_key: str, email: str, actor: Person
+) -> CycleTeam:
+    """Name a team's point person. Allowed to the cycle's point persons, leads and managers."""
+    pp = point_person_ids(cycle)
+    if actor.id not in pp and actor.role not in (Role.LEAD, Role.MANAGER):
+        raise Forbidden("only the cycle's point persons, leads and managers name point persons")
+    if cycle.phase is Phase.CLOSED:
+        raise InvalidInput("the cycle is closed")
+    team = team_by_key(session, team_key)
+    ct = next((c for c in cycle.teams if c.team_id == team.id), None)
+    if ct is None:
+        raise InvalidInput(f"team {team.key!r} does not take part in cycle {cycle.id}")
+    person = person_by_email(session, email)
+    if person.team_id != team.id:
+        raise InvalidInput(f"{person.email} is not on team {team.key!r}")
+    before = ct.point_person.email if ct.point_person else None
+    ct.point_person_id = person.id
+    # Role-owned point-person questions of that team now have an owner.
+    for item in session.scalars(
+        select(ChecklistItem).where(
+            ChecklistItem.cycle_id == cycle.id,
+            ChecklistItem.owner_role == Role.POINT_PERSON,
+            ChecklistItem.owner_team_id == team.id,
+            ChecklistItem.answer.is_(None),
+        )
+    ):
+        item.owner_id = person.id
+    cycle.updated_at = utcnow()
+    record_event(
+        session,
+        actor=actor,
+        verb="cycle.point_person_set",
+        obj=cycle,
+        cycle_id=cycle.id,
+        before={"team": team.key, "point_person": before},
+        after={"team": team.key, "point_person": person.email},
+    )
+    session.flush()
+    session.refresh(ct)
+    return ct
+
+
+def facts(session: Session, cycle: Cycle) -> CycleFacts:
+    """Gather what the phase gates need, in a handful of set-based queries."""
+    phase = cycle.phase
+    unanswered: Sequence[str] = ()
+    if phase is not Phase.CLOSED:
+        unanswered = session.scalars(
+            select(ChecklistItem.key)
+            .where(
+                ChecklistItem.cycle_id == cycle.id,
+                ChecklistItem.phase == phase,
+                ChecklistItem.required.is_(True),
+                ChecklistItem.answer.is_(None),
+            )
+            .order_by(ChecklistItem.position)
+        ).all()
+    undecided = session.scalars(
+        select(Gap.title).where(Gap.cycle_id == cycle.id, Gap.decision == GapDecision.OPEN).order_by(Gap.id)
+    ).all()
+    planned = (
+        select(ActionItem.id)
+        .where(
+            ActionItem.gap_id == Gap.id,
+            ActionItem.owner_id.is_not(None),
+            ActionItem.due_date.is_not(None),
+            ActionItem.status != ActionStatus.DROPPED,
+        )
+        .exists()
+    )
+    unplanned = session.scalars(
+        select(Gap.title)
+        .where(Gap.cycle_id == cycle.id, Gap.decision == GapDecision.ACCEPTED, ~planned)
+        .order_by(Gap.id)
+    ).all()
+    unfinished = session.scalars(
+        select(ActionItem.title)
+        .where(ActionItem.cycle_id == cycle.id, ActionItem.status.not_in(FINISHED))
+        .order_by(ActionItem.id)
+    ).all()
+    retro = session.scalar(select(Retrospective).where(Retrospective.cycle_id == cycle.id))
+    return CycleFacts(
+        phase=phase,
+        period_end=cycle.period_end,
+        point_person_ids=point_person_ids(cycle),
+        required_unanswered=tuple(unanswered),
+        undecided_gaps=tuple(undecided),
+        accepted_gaps_without_plan=tuple(unplanned),
+        teams_without_point_person=tuple(ct.team.key for ct in cycle.teams if not ct.point_person_id),
+        unfinished_actions=tuple(unfinished),
+        has_retrospective=retro is not None,
+        signed_off=retro is not None and retro.signed_off_at is not None,
+        signoff_required=spec(cycle).settings.manager_signoff_required,
+    )
+
+
+def readiness(session: Session, cycle: Cycle, today: date | None = None) -> Readiness:
+    today = today or date.today()
+    f = facts(session, cycle)
+    blockers = gate_blockers(f, today)
+    return Readiness(
+        cycle_id=cycle.id,
+        phase=cycle.phase,
+        next_phase=cycle.phase.next,
+        ready=not blockers,
+        blockers=blockers,
+        overridable=overridable(f, today),
+    )
+
+
+def advance_cycle(
+    session: Session,
+    cycle: Cycle,
+    actor: Person,
+    to: Phase | None = None,
+    override_reason: str | None = None,
+    expected_version: int | None = None,
+    today: date | None = None,
+) -> Cycle:
+    """Move the cycle to its next phase if the gate allows it (or is overridden with reason)."""
+    today = today or date.today()
+    check_version(cycle, expected_version, f"cycle {cycle.id}")
+    f = facts(session, cycle)
+    target = to or cycle.phase.next
+    if target is None:
+        raise InvalidInput("the cycle is closed")
+    check_transition(as_actor(actor), f, target, today, override_reason)
+    overridden = bool(gate_blockers(f, today))
+    before = cycle.phase
+    cycle.phase = target
+    cycle.phase_changed_at = utcnow()
+    if target is Phase.CLOSED:
+        cycle.closed_at = utcnow()
+    after: dict[str, object] = {"phase": target}
+    if overridden:
+        after["override_reason"] = override_reason
+        after["overridden"] = list(f.unfinished_actions)
+    record_event(
+        session,
+        actor=actor,
+        verb="cycle.advanced",
+        obj=cycle,
+        cycle_id=cycle.id,
+        before={"phase": before},
+        after=after,
+    )
+    session.flush()
+    return cycle
+
+
+def list_cycles(
+    session: Session,
+    phase: Phase | None = None,
+    include_closed: bool = True,
+    today: date | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[CycleSummary]:
+    """The cycles board: every cycle with progress and risk, in three set-based queries."""
+    today = today or date.today()
+    stmt = select(Cycle).order_by(Cycle.id.desc())
+    if phase is not None:
+        stmt = stmt.where(Cycle.phase == phase)
+    elif not include_closed:
+        stmt = stmt.where(Cycle.phase != Phase.CLOSED)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
+    cycles = session.scalars(stmt).unique().all()
+    if not cycles:
+        return []
+    ids = [c.id for c in cycles]
+    unfinished = ActionItem.status.not_in(FINISHED)
+    action_rows = session.execute(
+        select(
+            ActionItem.cycle_id,
+            func.count(),
+            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1), else_=0)),
+        )
+        .where(ActionItem.cycle_id.in_(ids))
+        .group_by(ActionItem.cycle_id)
+    ).all()
+    gap_rows = session.execute(
+        select(
+            Gap.cycle_id,
+            func.count(),
+            func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
+        )
+        .where(Gap.cycle_id.in_(ids))
+        .group_by(Gap.cycle_id)
+    ).all()
+    actions = {r[0]: r[1:] for r in action_rows}
+    gaps = {r[0]: r[1:] for r in gap_rows}
+    out = []
+    for c in cycles:
+        a = actions.get(c.id, (0, 0, 0, 0, 0))
+        g = gaps.get(c.id, (0, 0))
+        out.append(
+            CycleSummary(
+                id=c.id,
+                title=c.title,
+                phase=c.phase,
+                period_start=c.period_start,
+                period_end=c.period_end,
+                playbook=f"{c.playbook.name}@{c.playbook.version}",
+                actions_total=a[0] or 0,
+                actions_finished=a[1] or 0,
+                actions_overdue=a[2] or 0,
+                actions_at_risk=a[3] or 0,
+                actions_off_track=a[4] or 0,
+                gaps_total=g[0] or 0,
+                gaps_open=g[1] or 0,
+            )
+        )
+    return out
+
+
+def load_cycle_full(session: Session, cycle_id: int) -> Cycle:
+    cycle = session.scalar(
+        select(Cycle).where(Cycle.id == cycle_id).options(selectinload(Cycle.teams))
+    )
+    if cycle is None:
+        raise NotFound(f"no cycle with id {cycle_id}")
+    return cycle

@@ -1,0 +1,101 @@
+"""The gap analysis: findings of the Identify phase and the decisions on them."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.enums import GapDecision, GapSource, Phase
+from models.errors import Forbidden, InvalidInput
+from models.rules import can_decide_gap
+from models.schemas import GapCreate, GapDecide
+from models.services.common import as_actor, check_version, get_or_raise, record_event, snapshot
+from models.services.cycles import facts as cycle_facts
+from models.tables import Cycle, Gap, Person
+
+GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
+
+
+def get_gap(session: Session, gap_id: int) -> Gap:
+    return get_or_raise(session, Gap, gap_id, "gap")
+
+
+def list_gaps(
+    session: Session, cycle: Cycle, decision: GapDecision | None = None
+) -> list[Gap]:
+    stmt = select(Gap).where(Gap.cycle_id == cycle.id).order_by(Gap.id)
+    if decision is not None:
+        stmt = stmt.where(Gap.decision == decision)
+    return list(session.scalars(stmt))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:150] or "gap"
+
+
+def add_gap(
+    session: Session, cycle: Cycle, data: GapCreate, actor: Person | None
+) -> tuple[Gap, bool]:
+    """Record a gap. Idempotent on its natural key (given, or derived from the title):
+    returns (gap, created); an existing gap with the same key is returned unchanged."""
+    if cycle.phase not in GAP_PHASES:
+        raise InvalidInput(f"gaps are added in identify or plan; cycle {cycle.id} is in {cycle.phase}")
+    if data.source is GapSource.PERSON and actor is None:
+        raise InvalidInput("a gap reported by a person needs the person")
+    key = data.key or f"{data.source}:{_slug(data.title)}"
+    existing = session.scalar(select(Gap).where(Gap.cycle_id == cycle.id, Gap.key == key))
+    if existing is not None:
+        return existing, False
+    gap = Gap(
+        cycle_id=cycle.id,
+        key=key,
+        title=data.title,
+        description=data.description,
+        category=data.category,
+        root_cause=data.root_cause,
+        severity=data.severity,
+        evidence=data.evidence,
+        source=data.source,
+        source_ref=data.source_ref,
+        reported_by_id=actor.id if actor else None,
+        decision=GapDecision.OPEN,
+    )
+    session.add(gap)
+    record_event(
+        session,
+        actor=actor,
+        verb="gap.added",
+        obj=gap,
+        cycle_id=cycle.id,
+        after=snapshot(gap, ["title", "category", "root_cause", "severity", "source", "key"]),
+    )
+    return gap, True
+
+
+def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Gap:
+    cycle = get_or_raise(session, Cycle, gap.cycle_id, "cycle")
+    if cycle.phase not in GAP_PHASES:
+        raise InvalidInput(f"gaps are decided in identify or plan; cycle {cycle.id} is in {cycle.phase}")
+    if not can_decide_gap(as_actor(actor), cycle_facts(session, cycle)):
+        raise Forbidden("only leads, managers and the cycle's point persons decide gaps")
+    check_version(gap, data.expected_version, f"gap {gap.id}")
+    fields = ["decision", "decision_reason"]
+    before = snapshot(gap, fields)
+    gap.decision = data.decision
+    gap.decision_reason = data.reason
+    gap.decided_by_id = actor.id
+    gap.decided_at = utcnow()
+    record_event(
+        session,
+        actor=actor,
+        verb="gap.decided",
+        obj=gap,
+        cycle_id=cycle.id,
+        before=before,
+        after=snapshot(gap, fields),
+    )
+    session.flush()
+    return gap

@@ -1,0 +1,69 @@
+"""Loading versioned playbooks into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.errors import NotFound, PlaybookError
+from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
+from models.tables import Playbook
+
+
+def register(
+    session: Session, spec: PlaybookSpec, content_hash: str, source: str | None
+) -> tuple[Playbook, bool]:
+    """Store a validated playbook. Returns (row, created). A (name, version) already loaded
+    with different content is refused: published versions are immutable."""
+    row = session.scalar(
+        select(Playbook).where(Playbook.name == spec.name, Playbook.version == spec.version)
+    )
+    if row is not None:
+        if row.content_hash != content_hash:
+            raise PlaybookError(
+                f"{source or spec.name}: version {spec.version} of playbook {spec.name!r} is "
+                "already loaded with different content; bump 'version' to publish a change"
+            )
+        return row, False
+    row = Playbook(
+        name=spec.name,
+        version=spec.version,
+        title=spec.title,
+        content_hash=content_hash,
+        body=spec.model_dump(mode="json"),
+        source=source,
+    )
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def sync_directory(session: Session, directory: Path) -> list[tuple[Playbook, bool]]:
+    """Validate every playbook file first, then register them all (all or nothing)."""
+    files = playbook_files(directory)
+    parsed = [(load_playbook_file(path), path) for path in files]
+    return [register(session, spec, digest, path.name) for (spec, digest), path in parsed]
+
+
+def list_playbooks(session: Session) -> list[Playbook]:
+    return list(session.scalars(select(Playbook).order_by(Playbook.name, Playbook.version)))
+
+
+def get_playbook(session: Session, ref: str) -> Playbook:
+    """``name`` (newest version) or ``name@version``."""
+    name, _, version = ref.partition("@")
+    stmt = select(Playbook).where(Playbook.name == name)
+    if version:
+        if not version.isdigit():
+            raise NotFound(f"bad playbook version in {ref!r}: use name@N")
+        stmt = stmt.where(Playbook.version == int(version))
+    row = session.scalar(stmt.order_by(Playbook.version.desc()).limit(1))
+    if row is None:
+        raise NotFound(f"unknown playbook {ref!r} (load playbooks with `aligncycle playbook load`)")
+    return row
+
+
+def spec_of(row: Playbook) -> PlaybookSpec:
+    return PlaybookSpec.model_validate(row.body)

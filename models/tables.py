@@ -1,0 +1,332 @@
+"""The relational store of aligncycle (SQLAlchemy 2 declarative tables).
+
+Mutable rows carry ``version``: SQLAlchemy's optimistic version counter. A write based on a
+stale read fails instead of silently overwriting somebody else's change.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.enums import (
+    ActionStatus,
+    AnswerKind,
+    Confidence,
+    GapCategory,
+    GapDecision,
+    GapSource,
+    Phase,
+    Priority,
+    Role,
+    RootCause,
+    Severity,
+)
+
+
+def _enum(enum_cls: type) -> SAEnum:
+    # Stored as plain strings (portable, no native ENUM types to migrate); validated on write.
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    people: Mapped[list[Person]] = relationship(back_populates="team")
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    team: Mapped[Team] = relationship(back_populates="people", lazy="joined")
+
+
+class Playbook(Base):
+    """A parsed, validated playbook. (name, version) is immutable once loaded."""
+
+    __tablename__ = "playbooks"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(String(500))
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Cycle(Base):
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    playbook_id: Mapped[int] = mapped_column(ForeignKey("playbooks.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    phase: Mapped[Phase] = mapped_column(_enum(Phase), default=Phase.IDENTIFY, index=True)
+    previous_cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    phase_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    playbook: Mapped[Playbook] = relationship(lazy="joined")
+    teams: Mapped[list[CycleTeam]] = relationship(
+        back_populates="cycle", cascade="all, delete-orphan", order_by="CycleTeam.id"
+    )
+
+    @property
+    def playbook_name(self) -> str:
+        return self.playbook.name
+
+    @property
+    def playbook_version(self) -> int:
+        return self.playbook.version
+
+
+class CycleTeam(Base):
+    """A team taking part in a cycle, with its point person (one per team)."""
+
+    __tablename__ = "cycle_teams"
+    __table_args__ = (UniqueConstraint("cycle_id", "team_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    point_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+
+    cycle: Mapped[Cycle] = relationship(back_populates="teams")
+    team: Mapped[Team] = relationship(lazy="joined")
+    point_person: Mapped[Person | None] = relationship(lazy="joined")
+
+
+class ChecklistItem(Base):
+    """One of a cycle's questions for one phase, copied from the playbook at cycle start."""
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("cycle_id", "phase", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    phase: Mapped[Phase] = mapped_column(_enum(Phase))
+    key: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    text: Mapped[str] = mapped_column(Text)
+    help: Mapped[str | None] = mapped_column(Text)
+    answer_kind: Mapped[AnswerKind] = mapped_column(_enum(AnswerKind))
+    required: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The owner is a person, or (until someone answers) a role, optionally within a team.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    owner_role: Mapped[Role | None] = mapped_column(_enum(Role))
+    owner_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    answer: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    answered_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id], lazy="joined")
+    owner_team: Mapped[Team | None] = relationship(lazy="joined")
+    answered_by: Mapped[Person | None] = relationship(foreign_keys=[answered_by_id])
+
+
+class Gap(Base):
+    """One finding of a cycle's gap analysis. ``key`` is its natural key within the cycle."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[GapCategory] = mapped_column(_enum(GapCategory))
+    root_cause: Mapped[RootCause] = mapped_column(_enum(RootCause))
+    severity: Mapped[Severity] = mapped_column(_enum(Severity))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[GapSource] = mapped_column(_enum(GapSource))
+    source_ref: Mapped[str | None] = mapped_column(String(300))
+    reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    decision: Mapped[GapDecision] = mapped_column(_enum(GapDecision), default=GapDecision.OPEN)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    reported_by: Mapped[Person | None] = relationship(foreign_keys=[reported_by_id])
+    decided_by: Mapped[Person | None] = relationship(foreign_keys=[decided_by_id])
+
+
+class ActionItem(Base):
+    __tablename__ = "action_items"
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    gap_id: Mapped[int | None] = mapped_column(ForeignKey("gaps.id"), index=True)
+    # Natural key for items made by rule (templates, carry-over); NULL for hand-made items.
+    key: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    counterpart_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    priority: Mapped[Priority] = mapped_column(_enum(Priority), default=Priority.MEDIUM)
+    due_date: Mapped[date | None] = mapped_column(Date, index=True)
+    follow_up_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[ActionStatus] = mapped_column(_enum(ActionStatus), default=ActionStatus.OPEN)
+    confidence: Mapped[Confidence] = mapped_column(
+        _enum(Confidence), default=Confidence.ON_TRACK
+    )
+    success_measure: Mapped[str | None] = mapped_column(Text)
+    carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_items.id"))
+    completed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    gap: Mapped[Gap | None] = relationship()
+    owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id], lazy="joined")
+    counterpart: Mapped[Person | None] = relationship(foreign_keys=[counterpart_id])
+    assigned_by: Mapped[Person | None] = relationship(foreign_keys=[assigned_by_id])
+
+
+class CheckIn(Base):
+    """A dated progress note on an action item."""
+
+    __tablename__ = "check_ins"
+    __table_args__ = (UniqueConstraint("action_item_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_item_id: Mapped[int] = mapped_column(
+        ForeignKey("action_items.id", ondelete="CASCADE"), index=True
+    )
+    # Natural key for check-ins written by a flow run (idempotent re-runs); NULL when by hand.
+    key: Mapped[str | None] = mapped_column(String(200))
+    on_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[ActionStatus] = mapped_column(_enum(ActionStatus))
+    confidence: Mapped[Confidence] = mapped_column(_enum(Confidence))
+    progress: Mapped[int | None] = mapped_column(Integer)  # percent, 0..100
+    note: Mapped[str | None] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    author: Mapped[Person | None] = relationship()
+
+
+class Retrospective(Base):
+    __tablename__ = "retrospectives"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycles.id", ondelete="CASCADE"), unique=True
+    )
+    improvements: Mapped[list[str]] = mapped_column(JSON, default=list)
+    growth_areas: Mapped[list[str]] = mapped_column(JSON, default=list)
+    next_time: Mapped[list[str]] = mapped_column(JSON, default=list)
+    summary: Mapped[str | None] = mapped_column(Text)
+    # Facts computed from what happened in the cycle (counts, late items, survey mean, ...).
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    signed_off_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    recorded_by: Mapped[Person | None] = relationship(foreign_keys=[recorded_by_id])
+    signed_off_by: Mapped[Person | None] = relationship(foreign_keys=[signed_off_by_id])
+
+
+class SurveyResponse(Base):
+    """How a team member feels about the process. Anonymous rows have no respondent and no
+    timestamp, so they cannot be tied back to a person (participation is kept apart)."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    respondent_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class SurveyParticipation(Base):
+    """That a person answered a cycle's survey (one answer each), kept apart from the answer."""
+
+    __tablename__ = "survey_participations"
+    __table_args__ = (UniqueConstraint("cycle_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+
+
+class Event(Base):
+    """Append-only audit log of every change."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    verb: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    actor: Mapped[Person | None] = relationship(lazy="joined")
