@@ -123,6 +123,28 @@ class PlaybookSpec(_Strict):
             raise ValueError("'closed' is an end state, not a phase with questions")
         return phases
 
+    @model_validator(mode="after")
+    def _owners_on_known_teams(self) -> PlaybookSpec:
+        known = set(self.teams)
+        for phase, spec in self.phases.items():
+            for i, q in enumerate(spec.questions):
+                if q.owner and q.owner.team and q.owner.team not in known:
+                    raise ValueError(
+                        f"phases.{phase}.questions[{i}].owner.team: {q.owner.team!r} is not one "
+                        f"of the playbook's teams {sorted(known)}"
+                    )
+        for category, templates in self.action_templates.items():
+            keys = [t.key for t in templates]
+            if len(keys) != len(set(keys)):
+                raise ValueError(f"action_templates.{category}: duplicate template key")
+            for i, t in enumerate(templates):
+                if t.owner and t.owner.team and t.owner.team not in known:
+                    raise ValueError(
+                        f"action_templates.{category}[{i}].owner.team: {t.owner.team!r} is not "
+                        f"one of the playbook's teams {sorted(known)}"
+                    )
+        return self
+
     def phase(self, phase: Phase) -> PhaseSpec:
         return self.phases.get(phase, PhaseSpec())
 

@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   run one whole alignment cycle on the embedded SQLite store
+#   make test   run the whole test suite
+# Both create .venv and install the project into it when needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-postgres lint bench serve clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@$(BIN)/aligncycle demo
+
+test: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/python -m pytest -q
+
+# The same suite against PostgreSQL (needs a server; CI has one on 127.0.0.1:5432).
+test-postgres: $(STAMP)
+	@ALIGNCYCLE_TEST_DATABASE_URL=$${ALIGNCYCLE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
+		$(BIN)/python -m pytest -q -m "not sqlite_only"
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	@$(BIN)/python -m bench
+
+serve: $(STAMP)
+	@$(BIN)/aligncycle serve
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Alembic migrations: the only owner of the schema (see :mod:`migrations.runner`)."""
