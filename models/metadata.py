@@ -3,7 +3,8 @@
 A new module of tables adds its import here.
 """
 
-from models import tables  # noqa: F401
+from models import accounts, cadence, tables  # noqa: F401
 from models.base import Base
+from models.funnel import tables as funnel_tables  # noqa: F401
 
 metadata = Base.metadata

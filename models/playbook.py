@@ -26,6 +26,7 @@ from models.enums import (
     YesNo,
 )
 from models.errors import PlaybookError
+from models.funnel.kpis import KPI_NAMES, KPIS
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -51,6 +52,75 @@ class GapRule(_Strict):
     severity: Severity = Severity.MEDIUM
 
 
+class KpiCheck(_Strict):
+    """A KPI and a threshold: the check fails when the KPI, measured over the cycle's baseline
+    window, is ``below`` (or ``above``) the threshold on at least ``min_sample`` records.
+
+    Rates are fractions (``0.8``) or percentages (``"80%"``); hours, days, counts and money are
+    plain numbers. The KPIs are those of :mod:`models.funnel.kpis` (``aligncycle kpi list``)."""
+
+    kpi: str
+    below: float | None = None
+    above: float | None = None
+    min_sample: int = Field(default=20, ge=1)
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpi(cls, v: str) -> str:
+        if v not in KPIS:
+            raise ValueError(f"unknown KPI {v!r}; known: {', '.join(KPI_NAMES)}")
+        return v
+
+    @field_validator("below", "above", mode="before")
+    @classmethod
+    def _percent(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            try:
+                return float(v.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"not a percentage: {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> KpiCheck:
+        if (self.below is None) == (self.above is None):
+            raise ValueError("give exactly one threshold: 'below' or 'above'")
+        value = self.threshold
+        if KPIS[self.kpi].unit == "rate" and not 0 <= value <= 1:
+            raise ValueError(
+                f"{self.kpi} is a rate: write the threshold as a fraction (0.8) or a "
+                f"percentage (\"80%\"), not {value}"
+            )
+        if value < 0:
+            raise ValueError("a threshold cannot be negative")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        return self.below if self.below is not None else self.above  # type: ignore[return-value]
+
+    @property
+    def direction(self) -> Literal["below", "above"]:
+        return "below" if self.below is not None else "above"
+
+    def breached(self, value: float | None, sample_size: int) -> bool:
+        """Whether a measured value fails the check (no data or too small a sample: no)."""
+        if value is None or sample_size < self.min_sample:
+            return False
+        return value < self.threshold if self.below is not None else value > self.threshold
+
+
+class KpiRule(KpiCheck):
+    """A gap found from the numbers alone: when the check fails, Identify records this gap."""
+
+    key: str = Field(pattern=KEY_PATTERN, max_length=100)
+    title: str = Field(min_length=1)
+    description: str | None = None
+    category: GapCategory
+    root_cause: RootCause
+    severity: Severity = Severity.MEDIUM
+
+
 class Question(_Strict):
     key: str = Field(pattern=KEY_PATTERN, max_length=100)
     text: str = Field(min_length=1)
@@ -59,11 +129,16 @@ class Question(_Strict):
     required: bool = True
     owner: OwnerSpec | None = None
     gap: GapRule | None = None
+    #: Evidence for the question from the numbers: when the KPI check fails, Identify records
+    #: the question's gap (source "metric") with the KPI, value, threshold, window and sample.
+    kpi: KpiCheck | None = None
 
     @model_validator(mode="after")
     def _gap_needs_yes_no(self) -> Question:
         if self.gap is not None and self.answer is not AnswerKind.YES_NO:
             raise ValueError("a question with a 'gap' rule must have answer: yes_no")
+        if self.kpi is not None and self.gap is None:
+            raise ValueError("a question with a 'kpi' check needs the 'gap' it records")
         return self
 
 
@@ -97,6 +172,15 @@ class Settings(_Strict):
     cadence: Literal["daily", "weekly", "biweekly", "monthly"] = "weekly"
     manager_signoff_required: bool = True
     cycle_length_days: int = Field(default=42, ge=1, le=366)
+    #: Days before the cycle's start whose funnel data is its KPI baseline (default: as many as
+    #: the cycle is long, so baseline and cycle compare like with like).
+    baseline_days: int | None = Field(default=None, ge=1, le=366)
+    #: An open lead with no new stage for this many days counts as stalled.
+    stall_days: int = Field(default=30, ge=1, le=365)
+
+    @property
+    def effective_baseline_days(self) -> int:
+        return self.baseline_days or self.cycle_length_days
 
 
 class PlaybookSpec(_Strict):
@@ -115,6 +199,17 @@ class PlaybookSpec(_Strict):
     kpis: list[str] = Field(default_factory=list)
     phases: dict[Phase, PhaseSpec]
     action_templates: dict[GapCategory, list[ActionTemplate]] = Field(default_factory=dict)
+    #: Gaps found from the numbers: each rule names a KPI, a threshold and the gap to record.
+    kpi_rules: list[KpiRule] = Field(default_factory=list)
+
+    @field_validator("kpi_rules")
+    @classmethod
+    def _unique_rule_keys(cls, rules: list[KpiRule]) -> list[KpiRule]:
+        keys = [r.key for r in rules]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"duplicate kpi rule key {dupes[0]!r}")
+        return rules
 
     @field_validator("phases")
     @classmethod
@@ -221,7 +316,8 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def location(loc: tuple[Any, ...]) -> str:
+    """A Pydantic error location as a field path: ``phases.identify.questions[0].text``."""
     out = ""
     for part in loc:
         if isinstance(part, int) and not isinstance(part, bool):
@@ -231,16 +327,25 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def parse_playbook(text: str, source: str = "<playbook>") -> PlaybookSpec:
-    """Parse and validate playbook YAML; raise :class:`PlaybookError` naming file and field."""
+_loc = location
+
+
+def load_yaml(text: str, source: str, error: type[Exception] = PlaybookError) -> Any:
+    """YAML as our configuration files read it (duplicate keys refused, YAML 1.2 booleans);
+    a syntax error raises ``error`` naming the file and the line."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark else ""
-        raise PlaybookError(f"{source}:{where}: invalid YAML: {exc.problem or exc}") from None
+        raise error(f"{source}:{where}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise PlaybookError(f"{source}: invalid YAML: {exc}") from None
+        raise error(f"{source}: invalid YAML: {exc}") from None
+
+
+def parse_playbook(text: str, source: str = "<playbook>") -> PlaybookSpec:
+    """Parse and validate playbook YAML; raise :class:`PlaybookError` naming file and field."""
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise PlaybookError(f"{source}: a playbook must be a YAML mapping at the top level")
     try:
@@ -252,7 +357,8 @@ def parse_playbook(text: str, source: str = "<playbook>") -> PlaybookSpec:
         loc = tuple(err["loc"])
         if loc and loc[-1] == "[key]":  # Pydantic's marker for a refused mapping key
             loc, msg = loc[:-1], f"invalid key: {msg}"
-        raise PlaybookError(f"{source}: {_loc(loc)}: {msg}{more}") from None
+        where = f"{_loc(loc)}: " if loc else ""  # whole-file checks name their field in msg
+        raise PlaybookError(f"{source}: {where}{msg}{more}") from None
 
 
 def load_playbook_file(path: Path) -> tuple[PlaybookSpec, str]:

@@ -57,7 +57,9 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
         return ["the cycle is closed"]
     if facts.required_unanswered:
         blockers.append(_names("required checklist item(s) unanswered", facts.required_unanswered))
-    if facts.phase is Phase.IDENTIFY and facts.undecided_gaps:
+    # Gaps are decided in identify and plan only: one still open when plan ends (e.g. added
+    # during plan) could never be decided afterwards, so both phases wait for the decisions.
+    if facts.phase in (Phase.IDENTIFY, Phase.PLAN) and facts.undecided_gaps:
         blockers.append(_names("gap(s) not decided", facts.undecided_gaps))
     if facts.phase is Phase.PLAN:
         if facts.accepted_gaps_without_plan:
@@ -68,7 +70,9 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
                 )
             )
         if facts.teams_without_point_person:
-            blockers.append(_names("team(s) without a point person", facts.teams_without_point_person))
+            blockers.append(
+                _names("team(s) without a point person", facts.teams_without_point_person)
+            )
     if facts.phase is Phase.EXECUTE and facts.unfinished_actions and today <= facts.period_end:
         blockers.append(
             _names("action item(s) neither done nor dropped", facts.unfinished_actions)
@@ -158,7 +162,7 @@ def can_answer_checklist(
     if owner_id is not None:
         return actor.id == owner_id
     if owner_role is not None:
-        return actor.role is owner_role and (owner_team_id is None or owner_team_id == actor.team_id)
+        return actor.role is owner_role and owner_team_id in (None, actor.team_id)
     return False
 
 

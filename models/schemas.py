@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
-
 import re
-from typing import Annotated
-
-from typing import TypeVar
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -41,6 +37,18 @@ def _check_email(value: str) -> str:
 #: An email address, compared case-insensitively (stored lower-case).
 EmailStr = Annotated[str, AfterValidator(_check_email)]
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line of text (no line breaks or control characters)")
+    return value
+
+
+#: A name or title: one line, as it is quoted in one-line messages (gates, errors, digests).
+Line = Annotated[str, AfterValidator(_check_line)]
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -55,7 +63,7 @@ class _Out(BaseModel):
 
 class TeamCreate(_In):
     key: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
 
 
 class TeamRead(_Out):
@@ -65,14 +73,14 @@ class TeamRead(_Out):
 
 
 class PersonCreate(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
     email: EmailStr
     team: str  # team key
     role: Role = Role.MEMBER
 
 
 class PersonUpdate(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Line | None = Field(default=None, min_length=1, max_length=200)
     team: str | None = None
     role: Role | None = None
     active: bool | None = None
@@ -111,7 +119,7 @@ class PlaybookRead(_Out):
 
 class CycleCreate(_In):
     playbook: str  # name, or name@version
-    title: str = Field(min_length=1, max_length=200)
+    title: Line = Field(min_length=1, max_length=200)
     period_start: date | None = None
     period_end: date | None = None
     teams: list[str] | None = None  # team keys; default: the playbook's teams
@@ -210,7 +218,7 @@ class ChecklistItemRead(_Out):
 
 
 class GapCreate(_In):
-    title: str = Field(min_length=1, max_length=300)
+    title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
     category: GapCategory
     root_cause: RootCause
@@ -260,7 +268,7 @@ class GapRead(_Out):
 
 class ActionItemCreate(_In):
     gap_id: int | None = None
-    title: str = Field(min_length=1, max_length=300)
+    title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
     owner: EmailStr | None = None
     counterpart: EmailStr | None = None
@@ -287,7 +295,7 @@ class ActionItemAssign(_In):
 class ActionItemUpdate(_In):
     """What an owner may change. Unset fields are left as they are."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=300)
+    title: Line | None = Field(default=None, min_length=1, max_length=300)
     description: str | None = None
     status: ActionStatus | None = None
     confidence: Confidence | None = None

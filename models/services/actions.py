@@ -5,23 +5,24 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import ActionStatus, Confidence, GapDecision, Phase
-from models.errors import Forbidden, InvalidInput
-from models.rules import can_update_action, require_assigner
+from models.errors import Conflict, Forbidden, InvalidInput
+from models.rules import ASSIGNERS, can_update_action, require_assigner
 from models.schemas import ActionItemAssign, ActionItemCreate, ActionItemUpdate, CheckInCreate
 from models.services.common import (
     as_actor,
     changes,
     check_version,
+    flush_unique,
     get_or_raise,
     person_by_email,
     record_event,
     snapshot,
 )
-from models.services.cycles import facts as cycle_facts
+from models.services.cycles import permission_facts
 from models.tables import ActionItem, CheckIn, Cycle, Gap, Person, Team
 
 ACTION_PHASES = (Phase.PLAN, Phase.EXECUTE)
@@ -54,11 +55,31 @@ def _people(
     return o, c
 
 
+def _within_period(cycle: Cycle, name: str, value: date | None) -> None:
+    """Due and follow-up dates fall inside the cycle's period: work not done by the end of the
+    period is carried over to the next cycle, so a date outside it is a mistake (often a typo
+    in the year)."""
+    if value is not None and not cycle.period_start <= value <= cycle.period_end:
+        raise InvalidInput(
+            f"{name} {value.isoformat()} is outside the cycle's period "
+            f"({cycle.period_start.isoformat()} to {cycle.period_end.isoformat()})"
+        )
+
+
+def _clamp(cycle: Cycle, value: date | None) -> date | None:
+    if value is None:
+        return None
+    return min(max(value, cycle.period_start), cycle.period_end)
+
+
 def add_action(
     session: Session, cycle: Cycle, data: ActionItemCreate, actor: Person | None
 ) -> tuple[ActionItem, bool]:
     """Create an action item. ``actor`` None means created by rule (a playbook template);
-    otherwise only leads and managers may. Idempotent on ``key`` when one is given."""
+    otherwise only leads and managers may. Idempotent on ``key`` when one is given.
+
+    Dates must fall inside the cycle's period; a rule-made item's dates (``due_in_days`` from
+    today) are moved into the period instead, as a template cannot know when the cycle ends."""
     if actor is not None:
         require_assigner(as_actor(actor))
     if cycle.phase not in ACTION_PHASES:
@@ -77,7 +98,14 @@ def add_action(
         if gap.cycle_id != cycle.id:
             raise InvalidInput(f"gap {gap.id} belongs to cycle {gap.cycle_id}, not {cycle.id}")
         if gap.decision is not GapDecision.ACCEPTED:
-            raise InvalidInput(f"gap {gap.id} is {gap.decision}; action items address accepted gaps")
+            raise InvalidInput(
+                f"gap {gap.id} is {gap.decision}; action items address accepted gaps"
+            )
+    due_date, follow_up_date = data.due_date, data.follow_up_date
+    if actor is None:
+        due_date, follow_up_date = _clamp(cycle, due_date), _clamp(cycle, follow_up_date)
+    _within_period(cycle, "due_date", due_date)
+    _within_period(cycle, "follow_up_date", follow_up_date)
     owner, counterpart = _people(session, data.owner, data.counterpart)
     item = ActionItem(
         cycle_id=cycle.id,
@@ -89,11 +117,16 @@ def add_action(
         counterpart_id=counterpart.id if counterpart else None,
         assigned_by_id=actor.id if (actor and owner) else None,
         priority=data.priority,
-        due_date=data.due_date,
-        follow_up_date=data.follow_up_date,
+        due_date=due_date,
+        follow_up_date=follow_up_date,
         success_measure=data.success_measure,
     )
     session.add(item)
+    if data.key:
+        flush_unique(
+            session,
+            Conflict(f"action item {data.key!r} was just added by someone else; reload"),
+        )
     record_event(
         session,
         actor=actor,
@@ -116,23 +149,27 @@ def assign_action(
     if cycle.phase not in UPDATE_PHASES:
         raise InvalidInput(f"cycle {cycle.id} is {cycle.phase}")
     check_version(item, data.expected_version, f"action item {item.id}")
+    _within_period(cycle, "due_date", data.due_date)
+    due_date = data.due_date or item.due_date
+    if item.follow_up_date and due_date and item.follow_up_date > due_date:
+        raise InvalidInput("the new due_date is before the item's follow_up_date")
     owner, counterpart = _people(session, data.owner, data.counterpart)
     before = {
         "owner": item.owner.email if item.owner else None,
         "counterpart": item.counterpart.email if item.counterpart else None,
         "due_date": item.due_date,
     }
-    item.owner_id = owner.id if owner else None
-    if counterpart is not None:
-        item.counterpart_id = counterpart.id
-    elif item.counterpart is not None and owner is not None and item.counterpart.team_id == owner.team_id:
-        item.counterpart_id = None  # the old counterpart is now on the owner's own team
-    if data.due_date is not None:
-        item.due_date = data.due_date
-    item.assigned_by_id = actor.id
+    # Relationships, not just ids: the returned item shows its new people without a reload.
+    item.owner = owner
+    if counterpart is None and item.counterpart is not None:
+        # keep the counterpart unless it is now on the owner's own team
+        counterpart = None if item.counterpart.team_id == owner.team_id else item.counterpart
+    item.counterpart = counterpart
+    item.due_date = due_date
+    item.assigned_by = actor
     after = {
-        "owner": owner.email if owner else None,
-        "counterpart": counterpart.email if counterpart else before["counterpart"],
+        "owner": owner.email,
+        "counterpart": counterpart.email if counterpart else None,
         "due_date": item.due_date,
     }
     b, a = changes(before, after)
@@ -163,22 +200,29 @@ def update_action(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     if cycle.phase not in UPDATE_PHASES:
         raise InvalidInput(f"cycle {cycle.id} is {cycle.phase}; its action items are read-only")
-    if not can_update_action(as_actor(actor), item.owner_id, cycle_facts(session, cycle)):
+    if not can_update_action(as_actor(actor), item.owner_id, permission_facts(cycle)):
         raise Forbidden(f"action item {item.id} is not yours to update")
     check_version(item, data.expected_version, f"action item {item.id}")
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
+    # title, confidence and priority cannot be emptied: an explicit None leaves them as they are
+    for name in ("title", "confidence", "priority", "status"):
+        if name in fields and fields[name] is None:
+            del fields[name]
     if not fields:
         raise InvalidInput("nothing to update")
-    if "due_date" in fields and actor.role.value not in ("lead", "manager"):
-        raise Forbidden("only leads and managers move due dates")
+    if "due_date" in fields and actor.role not in ASSIGNERS:
+        raise Forbidden(f"only leads and managers move due dates (you are a {actor.role})")
+    for name in ("due_date", "follow_up_date"):
+        if name in fields:
+            _within_period(cycle, name, fields[name])
+    due = fields.get("due_date", item.due_date)
+    follow_up = fields.get("follow_up_date", item.follow_up_date)
+    if due and follow_up and follow_up > due:
+        raise InvalidInput("follow_up_date is after due_date")
     before = snapshot(item, TRACKED)
     _apply_status(item, fields.pop("status", None))
     for name, value in fields.items():
-        if value is None and name in ("title", "confidence", "priority"):
-            continue
         setattr(item, name, value)
-    if item.follow_up_date and item.due_date and item.follow_up_date > item.due_date:
-        raise InvalidInput("follow_up_date is after due_date")
     b, a = changes(before, snapshot(item, TRACKED))
     if a:
         record_event(
@@ -206,9 +250,11 @@ def add_checkin(
     means written by a flow run (then ``key`` makes it idempotent)."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     if cycle.phase not in (Phase.EXECUTE, Phase.PLAN):
-        raise InvalidInput(f"check-ins happen in plan or execute; cycle {cycle.id} is in {cycle.phase}")
+        raise InvalidInput(
+            f"check-ins happen in plan or execute; cycle {cycle.id} is in {cycle.phase}"
+        )
     if actor is not None and not can_update_action(
-        as_actor(actor), item.owner_id, cycle_facts(session, cycle)
+        as_actor(actor), item.owner_id, permission_facts(cycle)
     ):
         raise Forbidden(f"action item {item.id} is not yours to check in on")
     if data.key:
@@ -232,6 +278,10 @@ def add_checkin(
         author_id=actor.id if actor else None,
     )
     session.add(checkin)
+    if data.key:
+        flush_unique(
+            session, Conflict(f"check-in {data.key!r} was just added by someone else; reload")
+        )
     record_event(
         session,
         actor=actor,
@@ -240,7 +290,9 @@ def add_checkin(
         object_type="check_in",
         cycle_id=cycle.id,
         before=before,
-        after=snapshot(checkin, ["action_item_id", "on_date", "status", "confidence", "progress", "note"]),
+        after=snapshot(
+            checkin, ["action_item_id", "on_date", "status", "confidence", "progress", "note"]
+        ),
     )
     session.flush()
     return checkin, True
@@ -249,7 +301,10 @@ def add_checkin(
 def list_checkins(session: Session, item: ActionItem) -> list[CheckIn]:
     return list(
         session.scalars(
-            select(CheckIn).where(CheckIn.action_item_id == item.id).order_by(CheckIn.on_date, CheckIn.id)
+            select(CheckIn)
+            .where(CheckIn.action_item_id == item.id)
+            .order_by(CheckIn.on_date, CheckIn.id)
+            .options(selectinload(CheckIn.author))
         )
     )
 
@@ -270,7 +325,11 @@ def action_query(
     if owner_id is not None:
         stmt = stmt.where(ActionItem.owner_id == owner_id)
     if team is not None:
-        stmt = stmt.join(Person, ActionItem.owner_id == Person.id).join(Team).where(Team.key == team)
+        stmt = (
+            stmt.join(Person, ActionItem.owner_id == Person.id)
+            .join(Team, Person.team_id == Team.id)
+            .where(Team.key == team)
+        )
     if status is not None:
         stmt = stmt.where(ActionItem.status == status)
     if open_only:
@@ -283,7 +342,12 @@ def action_query(
 
 
 def list_actions(session: Session, **filters) -> list[ActionItem]:  # noqa: ANN003
-    return list(session.scalars(action_query(**filters)).unique())
+    """Action items matching ``filters`` (see :func:`action_query`), with the people an
+    ``ActionItemRead`` shows loaded in bulk (no query per row)."""
+    stmt = action_query(**filters).options(
+        selectinload(ActionItem.counterpart), selectinload(ActionItem.assigned_by)
+    )
+    return list(session.scalars(stmt).unique())
 
 
 def is_overdue(item: ActionItem, today: date) -> bool:

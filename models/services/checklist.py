@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import AnswerKind, Phase, YesNo
@@ -11,14 +11,18 @@ from models.errors import Forbidden, InvalidInput
 from models.rules import can_answer_checklist
 from models.schemas import ChecklistAnswer
 from models.services.common import as_actor, check_version, get_or_raise, record_event, snapshot
-from models.services.cycles import facts as cycle_facts
+from models.services.cycles import permission_facts
 from models.tables import ChecklistItem, Cycle, Person
 
 
 def list_items(
     session: Session, cycle: Cycle, phase: Phase | None = None
 ) -> list[ChecklistItem]:
-    stmt = select(ChecklistItem).where(ChecklistItem.cycle_id == cycle.id)
+    stmt = (
+        select(ChecklistItem)
+        .where(ChecklistItem.cycle_id == cycle.id)
+        .options(selectinload(ChecklistItem.answered_by))
+    )
     if phase is not None:
         stmt = stmt.where(ChecklistItem.phase == phase)
     rows = session.scalars(stmt).unique().all()
@@ -40,7 +44,11 @@ def find_item(session: Session, cycle: Cycle, ref: str) -> ChecklistItem:
     phase_name, _, key = ref.rpartition(".")
     stmt = select(ChecklistItem).where(ChecklistItem.cycle_id == cycle.id, ChecklistItem.key == key)
     if phase_name:
-        stmt = stmt.where(ChecklistItem.phase == phase_name)
+        if phase_name not in {p.value for p in Phase}:
+            raise InvalidInput(
+                f"{phase_name!r} in {ref!r} is not a phase (use identify, plan, execute or recap)"
+            )
+        stmt = stmt.where(ChecklistItem.phase == Phase(phase_name))
     rows = session.scalars(stmt).unique().all()
     if not rows:
         raise InvalidInput(f"cycle {cycle.id} has no checklist item {ref!r}")
@@ -74,10 +82,19 @@ def answer_item(
         raise InvalidInput(
             f"{item.phase}.{item.key} belongs to a later phase; the cycle is in {cycle.phase}"
         )
-    f = cycle_facts(session, cycle)
-    if not can_answer_checklist(as_actor(actor), item.owner_id, item.owner_role, item.owner_team_id, f):
-        owner = item.owner.email if item.owner else f"a {item.owner_role}"
-        raise Forbidden(f"{item.phase}.{item.key} is owned by {owner}; you cannot answer it")
+    f = permission_facts(cycle)
+    if not can_answer_checklist(
+        as_actor(actor), item.owner_id, item.owner_role, item.owner_team_id, f
+    ):
+        if item.owner is not None:
+            owner = item.owner.email
+        else:
+            team = f" of {item.owner_team.key}" if item.owner_team else ""
+            owner = f"a {item.owner_role}{team}"
+        raise Forbidden(
+            f"{item.phase}.{item.key} is owned by {owner} (or a point person of the cycle); "
+            "you cannot answer it"
+        )
     check_version(item, data.expected_version, f"checklist item {item.id}")
     fields = ["answer", "note", "evidence"]
     before = snapshot(item, fields)
@@ -86,10 +103,10 @@ def answer_item(
         item.note = data.note
     if data.evidence is not None:
         item.evidence = data.evidence
-    item.answered_by_id = actor.id
+    item.answered_by = actor
     item.answered_at = utcnow()
     if item.owner_id is None:
-        item.owner_id = actor.id
+        item.owner = actor  # a role-owned item belongs to whoever answered it
     record_event(
         session,
         actor=actor,

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.errors import Conflict, NotFound
@@ -46,6 +47,19 @@ def check_version(row: Any, expected: int | None, label: str) -> None:
         )
 
 
+def flush_unique(session: Session, error: Exception) -> None:
+    """Flush, turning a unique-key violation into ``error``.
+
+    For rows with a natural key (gap key, action key, one survey answer per person, ...): the
+    service looked first, but a concurrent writer may have inserted the same key since. The
+    caller's unit of work then rolls back, so the refused operation changes nothing.
+    """
+    try:
+        session.flush()
+    except IntegrityError:
+        raise error from None
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
@@ -73,7 +87,7 @@ def record_event(
     """Append one entry to the audit log (flushes, so the object has its id)."""
     if obj is not None:
         session.flush()
-        object_type = object_type or obj.__tablename__.rstrip("s")
+        object_type = object_type or obj.__tablename__.removesuffix("s")
         object_id = object_id if object_id is not None else obj.id
     event = Event(
         actor_id=actor.id if actor is not None else None,

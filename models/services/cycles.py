@@ -15,7 +15,13 @@ from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
 from models.schemas import CycleCreate, CycleSummary, Readiness
 from models.services import playbooks as playbook_service
-from models.services.common import as_actor, check_version, get_or_raise, person_by_email, record_event
+from models.services.common import (
+    as_actor,
+    check_version,
+    get_or_raise,
+    person_by_email,
+    record_event,
+)
 from models.services.people import team_by_key
 from models.tables import (
     ActionItem,
@@ -43,10 +49,25 @@ def point_person_ids(cycle: Cycle) -> frozenset[int]:
     return frozenset(ct.point_person_id for ct in cycle.teams if ct.point_person_id)
 
 
+def permission_facts(cycle: Cycle) -> CycleFacts:
+    """The facts a permission check needs (who the point persons are), without the queries
+    the phase gates need."""
+    return CycleFacts(
+        phase=cycle.phase, period_end=cycle.period_end, point_person_ids=point_person_ids(cycle)
+    )
+
+
 def _resolve_owner(
-    session: Session, owner: OwnerSpec | None, teams: dict[str, Team], cycle_teams: list[CycleTeam]
+    session: Session,
+    owner: OwnerSpec | None,
+    teams: dict[str, Team],
+    cycle_teams: list[CycleTeam],
+    holders: dict[tuple[Role, int | None], list[int]],
 ) -> tuple[int | None, Role | None, int | None]:
-    """(owner_id, owner_role, owner_team_id): a person when exactly one fits, else the role."""
+    """(owner_id, owner_role, owner_team_id): a person when exactly one fits, else the role.
+
+    ``holders`` caches who holds a (role, team), so a playbook's questions cost one query per
+    distinct owner rather than one per question."""
     if owner is None:
         return None, Role.POINT_PERSON, None
     team = teams.get(owner.team) if owner.team else None
@@ -54,12 +75,15 @@ def _resolve_owner(
         ct = next((c for c in cycle_teams if c.team_id == team.id), None)
         if ct is not None and ct.point_person_id:
             return ct.point_person_id, owner.role, team.id
-    stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
-    if team is not None:
-        stmt = stmt.where(Person.team_id == team.id)
-    candidates = list(session.scalars(stmt.limit(2)))
+    team_id = team.id if team else None
+    if (owner.role, team_id) not in holders:
+        stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
+        if team_id is not None:
+            stmt = stmt.where(Person.team_id == team_id)
+        holders[(owner.role, team_id)] = list(session.scalars(stmt.limit(2)))
+    candidates = holders[(owner.role, team_id)]
     owner_id = candidates[0] if len(candidates) == 1 else None
-    return owner_id, owner.role, team.id if team else None
+    return owner_id, owner.role, team_id
 
 
 def start_cycle(
@@ -100,9 +124,9 @@ def start_cycle(
         person = person_by_email(session, email)
         if person.team_id not in {t.id for t in teams.values()}:
             raise InvalidInput(f"{person.email} is not on a team of this cycle")
-        if person.team_id in chosen and chosen[person.team_id].id != person.id:
-            if chosen[person.team_id].id != actor.id:
-                raise InvalidInput(f"two point persons named for team {person.team.key!r}")
+        current = chosen.get(person.team_id)
+        if current is not None and current.id not in (person.id, actor.id):
+            raise InvalidInput(f"two point persons named for team {person.team.key!r}")
         chosen[person.team_id] = person
     if not chosen:
         raise InvalidInput("a cycle needs a point person on at least one of its teams")
@@ -124,8 +148,11 @@ def start_cycle(
     session.flush()
 
     by_key = {t.key: t for t in teams.values()}
+    holders: dict[tuple[Role, int | None], list[int]] = {}
     for phase, position, q in pb.questions():
-        owner_id, owner_role, owner_team_id = _resolve_owner(session, q.owner, by_key, cycle.teams)
+        owner_id, owner_role, owner_team_id = _resolve_owner(
+            session, q.owner, by_key, cycle.teams, holders
+        )
         session.add(
             ChecklistItem(
                 cycle_id=cycle.id,
@@ -185,7 +212,9 @@ def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | 
             counterpart_id=item.counterpart_id,
             assigned_by_id=item.assigned_by_id,
             priority=item.priority,
-            status=ActionStatus.BLOCKED if item.status is ActionStatus.BLOCKED else ActionStatus.OPEN,
+            status=(
+                ActionStatus.BLOCKED if item.status is ActionStatus.BLOCKED else ActionStatus.OPEN
+            ),
             confidence=item.confidence,
             success_measure=item.success_measure,
             carried_from_id=item.id,
@@ -222,7 +251,8 @@ def assign_point_person(
         raise InvalidInput(f"{person.email} is not on team {team.key!r}")
     before = ct.point_person.email if ct.point_person else None
     ct.point_person_id = person.id
-    # Role-owned point-person questions of that team now have an owner.
+    # Unanswered point-person questions of that team now belong to the new point person.
+    reowned = 0
     for item in session.scalars(
         select(ChecklistItem).where(
             ChecklistItem.cycle_id == cycle.id,
@@ -230,8 +260,10 @@ def assign_point_person(
             ChecklistItem.owner_team_id == team.id,
             ChecklistItem.answer.is_(None),
         )
-    ):
-        item.owner_id = person.id
+    ).unique():
+        if item.owner_id != person.id:
+            item.owner = person
+            reowned += 1
     cycle.updated_at = utcnow()
     record_event(
         session,
@@ -240,7 +272,7 @@ def assign_point_person(
         obj=cycle,
         cycle_id=cycle.id,
         before={"team": team.key, "point_person": before},
-        after={"team": team.key, "point_person": person.email},
+        after={"team": team.key, "point_person": person.email, "checklist_items": reowned},
     )
     session.flush()
     session.refresh(ct)
@@ -263,7 +295,9 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
             .order_by(ChecklistItem.position)
         ).all()
     undecided = session.scalars(
-        select(Gap.title).where(Gap.cycle_id == cycle.id, Gap.decision == GapDecision.OPEN).order_by(Gap.id)
+        select(Gap.title)
+        .where(Gap.cycle_id == cycle.id, Gap.decision == GapDecision.OPEN)
+        .order_by(Gap.id)
     ).all()
     planned = (
         select(ActionItem.id)
@@ -293,7 +327,9 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
         required_unanswered=tuple(unanswered),
         undecided_gaps=tuple(undecided),
         accepted_gaps_without_plan=tuple(unplanned),
-        teams_without_point_person=tuple(ct.team.key for ct in cycle.teams if not ct.point_person_id),
+        teams_without_point_person=tuple(
+            ct.team.key for ct in cycle.teams if not ct.point_person_id
+        ),
         unfinished_actions=tuple(unfinished),
         has_retrospective=retro is not None,
         signed_off=retro is not None and retro.signed_off_at is not None,
@@ -328,9 +364,7 @@ def advance_cycle(
     today = today or date.today()
     check_version(cycle, expected_version, f"cycle {cycle.id}")
     f = facts(session, cycle)
-    target = to or cycle.phase.next
-    if target is None:
-        raise InvalidInput("the cycle is closed")
+    target = to or cycle.phase.next or Phase.CLOSED  # a closed cycle: check_transition refuses
     check_transition(as_actor(actor), f, target, today, override_reason)
     overridden = bool(gate_blockers(f, today))
     before = cycle.phase
@@ -377,14 +411,15 @@ def list_cycles(
         return []
     ids = [c.id for c in cycles]
     unfinished = ActionItem.status.not_in(FINISHED)
+    at_risk, off_track = Confidence.AT_RISK, Confidence.OFF_TRACK
     action_rows = session.execute(
         select(
             ActionItem.cycle_id,
             func.count(),
             func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
             func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == at_risk), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == off_track), 1), else_=0)),
         )
         .where(ActionItem.cycle_id.in_(ids))
         .group_by(ActionItem.cycle_id)

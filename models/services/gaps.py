@@ -5,15 +5,22 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import GapDecision, GapSource, Phase
-from models.errors import Forbidden, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import can_decide_gap
 from models.schemas import GapCreate, GapDecide
-from models.services.common import as_actor, check_version, get_or_raise, record_event, snapshot
-from models.services.cycles import facts as cycle_facts
+from models.services.common import (
+    as_actor,
+    check_version,
+    flush_unique,
+    get_or_raise,
+    record_event,
+    snapshot,
+)
+from models.services.cycles import permission_facts
 from models.tables import Cycle, Gap, Person
 
 GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
@@ -26,7 +33,12 @@ def get_gap(session: Session, gap_id: int) -> Gap:
 def list_gaps(
     session: Session, cycle: Cycle, decision: GapDecision | None = None
 ) -> list[Gap]:
-    stmt = select(Gap).where(Gap.cycle_id == cycle.id).order_by(Gap.id)
+    stmt = (
+        select(Gap)
+        .where(Gap.cycle_id == cycle.id)
+        .order_by(Gap.id)
+        .options(selectinload(Gap.reported_by), selectinload(Gap.decided_by))
+    )
     if decision is not None:
         stmt = stmt.where(Gap.decision == decision)
     return list(session.scalars(stmt))
@@ -42,7 +54,9 @@ def add_gap(
     """Record a gap. Idempotent on its natural key (given, or derived from the title):
     returns (gap, created); an existing gap with the same key is returned unchanged."""
     if cycle.phase not in GAP_PHASES:
-        raise InvalidInput(f"gaps are added in identify or plan; cycle {cycle.id} is in {cycle.phase}")
+        raise InvalidInput(
+            f"gaps are added in identify or plan; cycle {cycle.id} is in {cycle.phase}"
+        )
     if data.source is GapSource.PERSON and actor is None:
         raise InvalidInput("a gap reported by a person needs the person")
     key = data.key or f"{data.source}:{_slug(data.title)}"
@@ -64,6 +78,7 @@ def add_gap(
         decision=GapDecision.OPEN,
     )
     session.add(gap)
+    flush_unique(session, Conflict(f"gap {key!r} was just added by someone else; reload"))
     record_event(
         session,
         actor=actor,
@@ -78,15 +93,17 @@ def add_gap(
 def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Gap:
     cycle = get_or_raise(session, Cycle, gap.cycle_id, "cycle")
     if cycle.phase not in GAP_PHASES:
-        raise InvalidInput(f"gaps are decided in identify or plan; cycle {cycle.id} is in {cycle.phase}")
-    if not can_decide_gap(as_actor(actor), cycle_facts(session, cycle)):
+        raise InvalidInput(
+            f"gaps are decided in identify or plan; cycle {cycle.id} is in {cycle.phase}"
+        )
+    if not can_decide_gap(as_actor(actor), permission_facts(cycle)):
         raise Forbidden("only leads, managers and the cycle's point persons decide gaps")
     check_version(gap, data.expected_version, f"gap {gap.id}")
     fields = ["decision", "decision_reason"]
     before = snapshot(gap, fields)
     gap.decision = data.decision
     gap.decision_reason = data.reason
-    gap.decided_by_id = actor.id
+    gap.decided_by = actor
     gap.decided_at = utcnow()
     record_event(
         session,

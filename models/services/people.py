@@ -5,9 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.errors import InvalidInput, NotFound
+from models.enums import Role
+from models.errors import Forbidden, InvalidInput, NotFound
+from models.rules import require_manager
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
-from models.services.common import changes, record_event, snapshot
+from models.services.common import as_actor, changes, record_event, snapshot
 from models.tables import Person, Team
 
 
@@ -18,12 +20,32 @@ def team_by_key(session: Session, key: str) -> Team:
     return team
 
 
+def has_manager(session: Session) -> bool:
+    """Whether the store has an active manager yet (a fresh install has none)."""
+    stmt = select(Person.id).where(Person.role == Role.MANAGER, Person.active.is_(True))
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def require_admin(
+    session: Session, actor: Person | None, what: str = "add teams and people"
+) -> None:
+    """Managers add teams and people. Until the store has an active manager (a fresh install)
+    anyone may, so the first teams and the first manager can be set up without locking out."""
+    if not has_manager(session):
+        return
+    if actor is None:
+        raise Forbidden(f"only managers can {what}; say who is acting")
+    require_manager(as_actor(actor), what)
+
+
 def create_team(session: Session, data: TeamCreate, actor: Person | None = None) -> Team:
     if session.scalar(select(Team.id).where(Team.key == data.key)) is not None:
         raise InvalidInput(f"team {data.key!r} already exists")
     team = Team(key=data.key, name=data.name)
     session.add(team)
-    record_event(session, actor=actor, verb="team.created", obj=team, after=snapshot(team, ["key", "name"]))
+    record_event(
+        session, actor=actor, verb="team.created", obj=team, after=snapshot(team, ["key", "name"])
+    )
     return team
 
 
@@ -61,7 +83,15 @@ def update_person(
     after = snapshot(person, ["name", "role", "active"]) | {"team": person.team.key}
     b, a = changes(before, after)
     if a:
-        record_event(session, actor=actor, verb="person.updated", obj=person, object_type="person", before=b, after=a)
+        record_event(
+            session,
+            actor=actor,
+            verb="person.updated",
+            obj=person,
+            object_type="person",
+            before=b,
+            after=a,
+        )
     return person
 
 
@@ -72,5 +102,7 @@ def list_people(
     if team:
         stmt = stmt.where(Team.key == team)
     if role:
-        stmt = stmt.where(Person.role == role)
+        if role not in {r.value for r in Role}:
+            raise InvalidInput(f"unknown role {role!r} (use {', '.join(r.value for r in Role)})")
+        stmt = stmt.where(Person.role == Role(role))
     return list(session.scalars(stmt))

@@ -7,13 +7,18 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.errors import NotFound, PlaybookError
+from models.errors import InvalidInput, NotFound, PlaybookError
 from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
-from models.tables import Playbook
+from models.services.common import record_event
+from models.tables import Person, Playbook
 
 
 def register(
-    session: Session, spec: PlaybookSpec, content_hash: str, source: str | None
+    session: Session,
+    spec: PlaybookSpec,
+    content_hash: str,
+    source: str | None,
+    actor: Person | None = None,
 ) -> tuple[Playbook, bool]:
     """Store a validated playbook. Returns (row, created). A (name, version) already loaded
     with different content is refused: published versions are immutable."""
@@ -36,15 +41,24 @@ def register(
         source=source,
     )
     session.add(row)
+    record_event(
+        session,
+        actor=actor,
+        verb="playbook.loaded",
+        obj=row,
+        after={"name": row.name, "version": row.version, "hash": content_hash, "source": source},
+    )
     session.flush()
     return row, True
 
 
-def sync_directory(session: Session, directory: Path) -> list[tuple[Playbook, bool]]:
+def sync_directory(
+    session: Session, directory: Path, actor: Person | None = None
+) -> list[tuple[Playbook, bool]]:
     """Validate every playbook file first, then register them all (all or nothing)."""
     files = playbook_files(directory)
     parsed = [(load_playbook_file(path), path) for path in files]
-    return [register(session, spec, digest, path.name) for (spec, digest), path in parsed]
+    return [register(session, spec, digest, path.name, actor) for (spec, digest), path in parsed]
 
 
 def list_playbooks(session: Session) -> list[Playbook]:
@@ -57,7 +71,7 @@ def get_playbook(session: Session, ref: str) -> Playbook:
     stmt = select(Playbook).where(Playbook.name == name)
     if version:
         if not version.isdigit():
-            raise NotFound(f"bad playbook version in {ref!r}: use name@N")
+            raise InvalidInput(f"bad playbook version in {ref!r}: use name@N")
         stmt = stmt.where(Playbook.version == int(version))
     row = session.scalar(stmt.order_by(Playbook.version.desc()).limit(1))
     if row is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from datetime import date
 from statistics import mean
@@ -12,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.enums import ActionStatus, GapDecision, Phase, Role
-from models.errors import Forbidden, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import require_manager
 from models.schemas import RetrospectiveRecord, SurveyRespond, SurveySummary, SurveyTeamResult
-from models.services.common import as_actor, check_version, record_event, snapshot
+from models.services.common import as_actor, check_version, flush_unique, record_event, snapshot
 from models.services.cycles import point_person_ids
 from models.tables import (
     ActionItem,
@@ -46,8 +47,10 @@ def _late(item: ActionItem, today: date) -> bool:
 def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, Any]:
     """What happened in the cycle, counted from the store: the retrospective's evidence."""
     today = today or date.today()
-    items = session.scalars(select(ActionItem).where(ActionItem.cycle_id == cycle.id)).unique().all()
-    gaps = session.scalars(select(Gap).where(Gap.cycle_id == cycle.id)).all()
+    items = session.scalars(
+        select(ActionItem).where(ActionItem.cycle_id == cycle.id).order_by(ActionItem.id)
+    ).unique().all()
+    gaps = session.scalars(select(Gap).where(Gap.cycle_id == cycle.id).order_by(Gap.id)).all()
     status = Counter(i.status.value for i in items)
     late = [i for i in items if _late(i, today)]
     survey = summarize_survey(session, cycle)
@@ -92,7 +95,9 @@ def record_retrospective(
     """Record (or revise) the retrospective. A revision clears an earlier sign-off.
     ``actor`` None means drafted by the Recap flow from the facts."""
     if cycle.phase is not Phase.RECAP:
-        raise InvalidInput(f"the retrospective is recorded in recap; cycle {cycle.id} is in {cycle.phase}")
+        raise InvalidInput(
+            f"the retrospective is recorded in recap; cycle {cycle.id} is in {cycle.phase}"
+        )
     if actor is not None:
         _require_point_person(cycle, actor, "record the retrospective")
     facts = cycle_facts(session, cycle, today)
@@ -101,6 +106,13 @@ def record_retrospective(
     if retro is None:
         retro = Retrospective(cycle_id=cycle.id)
         session.add(retro)
+        flush_unique(
+            session,
+            Conflict(
+                f"the retrospective of cycle {cycle.id} was just recorded by someone else; "
+                "reload and try again"
+            ),
+        )
     else:
         check_version(retro, data.expected_version, f"the retrospective of cycle {cycle.id}")
     retro.improvements = list(data.improvements)
@@ -108,10 +120,10 @@ def record_retrospective(
     retro.next_time = list(data.next_time)
     retro.summary = data.summary
     retro.facts = facts
-    retro.recorded_by_id = actor.id if actor else None
+    retro.recorded_by = actor
     retro.recorded_at = utcnow()
     signoff_cleared = retro.signed_off_at is not None
-    retro.signed_off_by_id = None
+    retro.signed_off_by = None
     retro.signed_off_at = None
     record_event(
         session,
@@ -121,7 +133,8 @@ def record_retrospective(
         object_type="retrospective",
         cycle_id=cycle.id,
         before=before,
-        after=snapshot(retro, RETRO_FIELDS) | ({"signoff_cleared": True} if signoff_cleared else {}),
+        after=snapshot(retro, RETRO_FIELDS)
+        | ({"signoff_cleared": True} if signoff_cleared else {}),
     )
     session.flush()
     return retro
@@ -139,7 +152,7 @@ def sign_off(
     check_version(retro, expected_version, f"the retrospective of cycle {cycle.id}")
     if retro.signed_off_at is not None:
         raise InvalidInput(f"the recap of cycle {cycle.id} is already signed off")
-    retro.signed_off_by_id = actor.id
+    retro.signed_off_by = actor
     retro.signed_off_at = utcnow()
     record_event(
         session,
@@ -148,6 +161,8 @@ def sign_off(
         obj=retro,
         object_type="retrospective",
         cycle_id=cycle.id,
+        before={"signed_off_by": None},
+        after={"signed_off_by": actor.email},
     )
     session.flush()
     return retro
@@ -155,6 +170,16 @@ def sign_off(
 
 def require_manager_actor(actor: Person, what: str) -> None:
     require_manager(as_actor(actor), what)
+
+
+def _unlinkable_id(session: Session) -> int:
+    """A random id for a survey response. Sequential ids would give away the order of the
+    answers, and the audit log says who answered when: together they would tie an anonymous
+    answer to its author."""
+    while True:
+        candidate = secrets.randbelow(2**31 - 2) + 1  # fits a 32-bit INTEGER on every backend
+        if session.get(SurveyResponse, candidate) is None:
+            return candidate
 
 
 def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) -> SurveyResponse:
@@ -171,7 +196,10 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     if already is not None:
         raise InvalidInput(f"you already answered the survey of cycle {cycle.id}")
     session.add(SurveyParticipation(cycle_id=cycle.id, person_id=actor.id))
+    # A second answer sent at the same time (a double click) loses on the unique key.
+    flush_unique(session, InvalidInput(f"you already answered the survey of cycle {cycle.id}"))
     response = SurveyResponse(
+        id=_unlinkable_id(session),
         cycle_id=cycle.id,
         team_id=actor.team_id,
         respondent_id=None if data.anonymous else actor.id,
@@ -201,7 +229,8 @@ def summarize_survey(
     session: Session, cycle: Cycle, viewer: Person | None = None
 ) -> SurveySummary:
     """Scores for everyone; comments for managers (all) or a viewer's own team; anonymous
-    comments are never attributed."""
+    comments are never attributed. Comments are sorted alphabetically, not in the order they
+    were given (which the audit log would tie to people)."""
     rows = session.execute(
         select(SurveyResponse, Team.key)
         .join(Team, SurveyResponse.team_id == Team.id)
@@ -218,6 +247,7 @@ def summarize_survey(
             continue
         if viewer is None or viewer.role is Role.MANAGER or viewer.team_id == r.team_id:
             comments.append(r.comment)
+    comments.sort(key=str.casefold)
     return SurveySummary(
         cycle_id=cycle.id,
         responses=len(scores),

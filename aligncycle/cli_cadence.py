@@ -1,0 +1,150 @@
+"""CLI of the cadence: notification channels, and running one cadence job by hand.
+
+    aligncycle notify channel add KIND URL (--team KEY | --person EMAIL) --as EMAIL
+    aligncycle notify channel list [--team KEY] [--person EMAIL] [--json]
+    aligncycle notify channel remove ID --as EMAIL
+    aligncycle cadence run NAME [--today YYYY-MM-DD] [--without-prefect] [--json]
+
+Only ``cadence run`` imports Prefect (the flow module). Errors are one line on stderr (the main
+app's error mapping): exit 1 for a refused operation, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import typer
+
+from aligncycle import cli_common as cc
+from aligncycle.cli_common import ACTOR_OPTION, DATE_FORMATS, JSON_OPTION, emit_json, table
+
+JOB_NAMES = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``notify`` and ``cadence`` to the main app."""
+    notify_app = typer.Typer(
+        help="Where reminders, escalations and digests go.", no_args_is_help=True
+    )
+    channel_app = typer.Typer(
+        help="Notification channels (apprise URLs) of teams and people.", no_args_is_help=True
+    )
+    cadence_app = typer.Typer(
+        help="The cadence: check-ins, reminders, escalations, digests, recap-due.",
+        no_args_is_help=True,
+    )
+    notify_app.add_typer(channel_app, name="channel")
+    app.add_typer(notify_app, name="notify")
+    app.add_typer(cadence_app, name="cadence")
+
+    @channel_app.command("add")
+    def channel_add(
+        kind: str = typer.Argument(..., help="email, slack, teams or webhook."),
+        url: str = typer.Argument(
+            ...,
+            help="An apprise URL (mailtos://..., slack://..., workflows://..., json://...), or "
+            "env:NAME / secret:NAME to read it from the worker's environment or a Prefect "
+            "Secret block when sending.",
+        ),
+        team: str | None = typer.Option(None, "--team", help="For a team (team key)."),
+        person: str | None = typer.Option(None, "--person", help="For a person (email)."),
+        label: str | None = typer.Option(None, "--label", help="A name to recognise it by."),
+        as_: str | None = ACTOR_OPTION,
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Add a channel. People add their own; leads and point persons their team's."""
+        from flows.notify import check_url
+        from models.cadence import ChannelKind
+        from models.schemas import parse_input
+        from models.services import cadence as svc
+
+        with cc.unit_of_work() as s:
+            actor = cc.actor(s, as_)
+            data: dict[str, Any] = {"kind": kind, "url": url, "team": team, "person": person}
+            if label is not None:
+                data["label"] = label
+            parse_input(svc.ChannelCreate, **data)  # the usual one-line errors first
+            check_url(svc.check_channel_url(ChannelKind(kind), url))
+            out = svc.add_channel(s, actor, **data)
+        if json_:
+            emit_json(out)
+        else:
+            typer.echo(f"added channel {out.id}: {out.kind} for {out.owner} ({out.url})")
+
+    @channel_app.command("list")
+    def channel_list(
+        team: str | None = typer.Option(None, "--team", help="Only this team's."),
+        person: str | None = typer.Option(None, "--person", help="Only this person's."),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Channels, with passwords and tokens masked."""
+        from models.services import cadence as svc
+
+        with cc.unit_of_work() as s:
+            out = svc.list_channels(s, team=team, person=person)
+        if json_:
+            emit_json(out)
+            return
+        table(
+            [[c.id, c.kind, c.owner, c.url, c.label, "yes" if c.enabled else "no"] for c in out],
+            ["id", "kind", "for", "url", "label", "enabled"],
+        )
+
+    @channel_app.command("remove")
+    def channel_remove(
+        channel_id: int = typer.Argument(..., help="The channel's id (see 'notify channel list')."),
+        as_: str | None = ACTOR_OPTION,
+    ) -> None:
+        """Remove a channel. Its sent messages stay in the log; unsent ones are marked failed."""
+        from models.services import cadence as svc
+
+        with cc.unit_of_work() as s:
+            out = svc.remove_channel(s, channel_id, cc.actor(s, as_))
+        typer.echo(f"removed channel {out.id}: {out.kind} for {out.owner}")
+
+    @cadence_app.command("run")
+    def cadence_run(
+        name: str = typer.Argument(..., help=f"One of: {', '.join(JOB_NAMES)}."),
+        today: datetime | None = typer.Option(
+            None, "--today", formats=DATE_FORMATS, help="Run as of this day (YYYY-MM-DD)."
+        ),
+        without_prefect: bool = typer.Option(
+            False,
+            "--without-prefect",
+            help="Run the job directly, without a Prefect flow run (no server, nothing in the "
+            "Prefect UI).",
+        ),
+        plan_only: bool = typer.Option(
+            False, "--plan-only", help="Plan the notifications but send nothing (no Prefect)."
+        ),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Run one cadence flow now, in this process (the same flow the deployments run)."""
+        if name not in JOB_NAMES:
+            cc.fail(f"unknown cadence job {name!r}; use one of: {', '.join(JOB_NAMES)}", 2)
+        day: date | None = today.date() if today else None
+        with cc.unit_of_work():
+            pass  # a store that is not set up is reported before Prefect is imported
+        from flows import cadence as flows_cadence
+
+        if without_prefect or plan_only:
+            out = flows_cadence.run_job(name, cc.store(), day, deliver=not plan_only)
+        else:
+            out = flows_cadence.FLOWS[name](today=day)
+        if json_:
+            emit_json(out)
+            return
+        p = out["plan"]
+        line = (
+            f"{name}: planned {p['planned']} notification(s) ({p['already']} already planned, "
+            f"{p['unreachable']} with no channel)"
+        )
+        if p.get("changed"):
+            line += f", {p['changed']} change(s) to the store"
+        typer.echo(line)
+        d = out.get("delivery")
+        if d is not None:
+            typer.echo(f"{name}: sent {d['sent']}, retrying {d['retrying']}, failed {d['failed']}")
+            for err in d.get("errors", [])[:5]:
+                typer.echo(f"  {err}")

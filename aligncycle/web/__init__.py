@@ -1,0 +1,166 @@
+"""The web app: server-rendered pages for the people who run cycles, and the REST API.
+
+``create_app(store)`` builds it; ``aligncycle serve`` runs it with uvicorn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aligncycle import __version__
+from aligncycle.web.deps import WebSettings, error_body, secret_key, status_of
+from models.db import Store
+from models.errors import DomainError
+
+HERE = Path(__file__).resolve().parent
+API_PREFIX = "/api/v1"
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'self'",
+    ),
+]
+
+
+class SecurityHeaders:
+    """Plain ASGI middleware (cheaper than BaseHTTPMiddleware): security headers, and no
+    caching of anything but static files."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope.get("path", "").startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                if not static and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
+    errors = exc.errors()
+    fields = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        fields.append({"field": ".".join(loc), "message": str(err.get("msg", "invalid"))})
+    if not fields:
+        return "invalid input", []
+    first = fields[0]
+    more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
+    text = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return text.removeprefix("Value error, ") + more, fields
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from aligncycle.web import pages
+    from aligncycle.web.auth import NotSignedIn
+
+    def domain(request: Request, exc: DomainError) -> Response:
+        status = status_of(exc)
+        if _is_api(request):
+            extra = {"blockers": exc.blockers} if getattr(exc, "blockers", None) else {}
+            headers = {"www-authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse(error_body(exc.code, exc.message, **extra), status, headers)
+        return pages.error_page(request, status, exc.message)
+
+    def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        nxt = pages.safe_next(target, "/")
+        url = "/login" if nxt == "/" else f"/login?next={pages.quote(nxt, safe='/')}"
+        return RedirectResponse(url, status_code=303)
+
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        message, fields = _validation_message(exc)
+        if _is_api(request):
+            return JSONResponse(error_body("invalid_input", message, fields=fields), 422)
+        return pages.error_page(request, 422, message)
+
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}
+        message = exc.detail if isinstance(exc.detail, str) else "refused"
+        if exc.status_code == 404:
+            message = "no such page or resource"
+        if _is_api(request):
+            return JSONResponse(
+                error_body(codes.get(exc.status_code, "http_error"), message),
+                exc.status_code,
+                getattr(exc, "headers", None),
+            )
+        return pages.error_page(request, exc.status_code, message)
+
+    def unstorable(request: Request, exc: Exception) -> Response:
+        message = "a value cannot be stored (out of range, or a character that is not allowed)"
+        if _is_api(request):
+            return JSONResponse(error_body("invalid_input", message), 422)
+        return pages.error_page(request, 422, message)
+
+    def integrity(request: Request, exc: IntegrityError) -> Response:
+        message = "this conflicts with something already saved (it may exist already)"
+        if _is_api(request):
+            return JSONResponse(error_body("conflict", message), 409)
+        return pages.error_page(request, 409, message)
+
+    app.add_exception_handler(DomainError, domain)
+    app.add_exception_handler(NotSignedIn, not_signed_in)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(IntegrityError, integrity)
+    for cls in (DataError, OverflowError, StatementError):
+        app.add_exception_handler(cls, unstorable)
+
+
+def create_app(store: Store | None = None, settings: WebSettings | None = None) -> FastAPI:
+    """The ASGI app. ``store`` defaults to the one ``ALIGNCYCLE_DATABASE_URL`` selects."""
+    from aligncycle.web import api, pages
+
+    settings = settings or WebSettings()
+    app = FastAPI(
+        title="aligncycle",
+        version=__version__,
+        description=(
+            "Run sales–marketing alignment cycles: identify, plan, execute, recap. "
+            "Authenticate with a personal access token: `Authorization: Bearer TOKEN` "
+            "(create one with `aligncycle token create` or on your Account page). Errors "
+            'answer `{"error": {"code": "...", "message": "..."}}`.'
+        ),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.store = store or Store(settings.effective_database_url)
+    app.state.secret_key = secret_key(settings)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(api.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,157 @@
+"""Signing in: session cookies for browsers, personal access tokens for the API, and CSRF.
+
+- The session cookie holds a random id (the server keeps its digest, the person and a CSRF
+  token): HttpOnly, SameSite=Lax, Secure over https (``ALIGNCYCLE_COOKIE_SECURE`` forces it).
+- Every form carries the session's CSRF token (field ``csrf``); scripts send it as the
+  ``X-CSRF-Token`` header. The sign-in form, which has no session yet, carries an HMAC of a
+  random nonce kept in a short-lived cookie (signed with the app's secret key).
+- The API takes ``Authorization: Bearer <token>``; a browser session works too, with the
+  ``X-CSRF-Token`` header on anything but GET/HEAD/OPTIONS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from starlette.datastructures import FormData
+
+from aligncycle.web.deps import Ctx, unit_of_work
+from models.errors import Forbidden
+from models.services import accounts
+from models.services.accounts import AuthenticationFailed
+
+SESSION_COOKIE = "aligncycle_session"
+LOGIN_COOKIE = "aligncycle_login"
+FLASH_COOKIE = "aligncycle_flash"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotSignedIn(Exception):
+    """A page needs a signed-in person (the app redirects to the sign-in page)."""
+
+
+class BadCsrf(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "this form has expired or did not come from aligncycle; reload the page and try again"
+        )
+
+
+def cookie_secure(request: Request) -> bool:
+    configured = request.app.state.settings.cookie_secure
+    return request.url.scheme == "https" if configured is None else configured
+
+
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
+        path="/",
+    )
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(
+        name, path="/", httponly=True, samesite="lax", secure=cookie_secure(request)
+    )
+
+
+def start_session(request: Request, response: Response, raw: str) -> None:
+    set_cookie(
+        request, response, SESSION_COOKIE, raw, max_age=accounts.SESSION_DAYS * 24 * 3600
+    )
+
+
+# --- CSRF of the sign-in form ---------------------------------------------------------------
+
+
+def _login_token(request: Request, nonce: str) -> str:
+    key = request.app.state.secret_key.encode()
+    return hmac.new(key, b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def login_csrf(request: Request, response: Response) -> str:
+    """The sign-in form's token (sets the nonce cookie when there is none yet)."""
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    if not nonce or len(nonce) > 100:
+        nonce = secrets.token_urlsafe(24)
+        set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600 * 12)
+    return _login_token(request, nonce)
+
+
+def check_login_csrf(request: Request, token: str | None) -> None:
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    if not nonce or not token or not hmac.compare_digest(_login_token(request, nonce), token):
+        raise BadCsrf()
+
+
+# --- the signed-in person -------------------------------------------------------------------
+
+
+async def posted_form(request: Request) -> FormData | None:
+    """The form of a POST (parsed once, shared with the route)."""
+    if request.method in SAFE_METHODS:
+        return None
+    ctype = request.headers.get("content-type", "")
+    if "form" not in ctype:
+        return FormData()
+    return await request.form()
+
+
+def page_ctx(
+    request: Request, form: Annotated[FormData | None, Depends(posted_form)]
+) -> Iterator[Ctx]:
+    """For pages: one unit of work and the signed-in person; POSTs must carry the CSRF token."""
+    with unit_of_work(request) as session:
+        ws = accounts.session_for(session, request.cookies.get(SESSION_COOKIE))
+        if ws is None:
+            raise NotSignedIn()
+        if request.method not in SAFE_METHODS:
+            sent = (form.get("csrf") if form is not None else None) or request.headers.get(
+                "x-csrf-token"
+            )
+            if not isinstance(sent, str) or not hmac.compare_digest(sent, ws.csrf_token):
+                raise BadCsrf()
+        yield Ctx(session=session, me=ws.person, csrf=ws.csrf_token, form=form)
+
+
+def api_ctx(request: Request) -> Iterator[Ctx]:
+    """For the API: a bearer token, or a browser session (+ X-CSRF-Token on writes)."""
+    with unit_of_work(request) as session:
+        header = request.headers.get("authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            person = (
+                accounts.person_for_token(session, token.strip())
+                if scheme.lower() == "bearer"
+                else None
+            )
+            if person is None:
+                raise AuthenticationFailed("the access token is invalid, expired or revoked")
+            yield Ctx(session=session, me=person, via="token")
+            return
+        ws = accounts.session_for(session, request.cookies.get(SESSION_COOKIE))
+        if ws is None:
+            raise AuthenticationFailed(
+                "sign in, or send a personal access token: Authorization: Bearer TOKEN"
+            )
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get("x-csrf-token") or ""
+            if not hmac.compare_digest(sent, ws.csrf_token):
+                raise BadCsrf()
+        yield Ctx(session=session, me=ws.person, csrf=ws.csrf_token)
+
+
+PageCtx = Annotated[Ctx, Depends(page_ctx, scope="function")]
+ApiCtx = Annotated[Ctx, Depends(api_ctx, scope="function")]

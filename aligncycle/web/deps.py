@@ -1,0 +1,95 @@
+"""What every route shares: settings, the store, one unit of work per request, error mapping."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from aligncycle.settings import Settings
+from models.db import Store
+from models.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TransitionRefused,
+)
+from models.services.accounts import AuthenticationFailed
+from models.tables import Person
+
+
+class WebSettings(Settings):
+    #: Mark cookies ``Secure``: true, false, or unset = when the request came over https.
+    cookie_secure: bool | None = None
+
+
+def secret_key(settings: Settings) -> str:
+    """``ALIGNCYCLE_SECRET_KEY``, else one generated once and kept in the data dir (0600), so
+    restarts keep sessions and CSRF tokens valid."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return value
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store
+
+
+@contextmanager
+def unit_of_work(request: Request) -> Iterator[Session]:
+    with store(request).unit_of_work() as session:
+        yield session
+
+
+@dataclass
+class Ctx:
+    """A request's unit of work and the signed-in person (None only on public routes)."""
+
+    session: Session
+    me: Person
+    csrf: str | None = None  # the session's CSRF token (browser sessions only)
+    via: str = "session"  # or "token"
+    form: Any = None  # the posted form of a page POST (starlette FormData)
+
+
+#: HTTP status of each domain error.
+STATUS = [
+    (NotFound, 404),
+    (Forbidden, 403),
+    (AuthenticationFailed, 401),
+    (TransitionRefused, 409),
+    (Conflict, 409),
+    (InvalidInput, 422),
+]
+
+
+def status_of(exc: DomainError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str, **extra: object) -> dict:
+    return {"error": {"code": code, "message": message, **extra}}

@@ -1,0 +1,264 @@
+"""The cadence flows: what keeps a cycle moving between the phases.
+
+=====================  ==========  =========================================================
+flow                   schedule    what it does
+=====================  ==========  =========================================================
+``execute-checkins``   weekly      raises confidence flags from the facts (overdue →
+                                   off_track, due soon and not started → at_risk) and asks
+                                   owners for progress, once per cadence period of each cycle
+``overdue-reminders``  daily       reminds owners of items due soon, and of overdue ones
+``escalations``        daily       overdue past a grace period: the owner's lead, then a
+                                   manager
+``weekly-digest``      weekly      per cycle: progress, KPIs, risks, what is due next week
+``recap-due``          daily       opens Recap when a cycle's period has ended (the system's
+                                   own transition, through the Execute gate)
+=====================  ==========  =========================================================
+
+Each flow is two tasks, whatever the number of cycles: **plan** (one transaction, set-based
+queries, notifications inserted with idempotency keys) then **deliver** (the pending
+notifications of that kind, claimed and marked one by one; see :mod:`flows.notify`). A
+retried or duplicated run plans nothing twice and sends nothing twice.
+
+The same jobs run without Prefect through :func:`run_job` (``aligncycle cadence run NAME
+--without-prefect``, the tests and the benchmark).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from sqlalchemy.orm import Session
+
+from flows import notify
+from models.cadence import NotificationKind
+from models.config import StoreSettings
+from models.db import Store
+from models.services import cadence as svc
+from models.services.cadence import CadencePolicy, PlanResult
+
+
+@lru_cache(maxsize=4)
+def _store(url: str) -> Store:
+    return Store(url)
+
+
+def default_store() -> Store:
+    """The store named by ``ALIGNCYCLE_DATABASE_URL`` in the worker's environment."""
+    return _store(StoreSettings().effective_database_url)
+
+
+def _plan_checkins(s: Session, today: date, policy: CadencePolicy) -> PlanResult:
+    changed = svc.update_confidence(s, today, policy)
+    result = svc.plan_checkins(s, today, policy)
+    result.changed = changed
+    return result
+
+
+def _plan_recap_due(s: Session, today: date, policy: CadencePolicy) -> PlanResult:
+    # The transition and the messages about it commit together, or not at all.
+    return svc.plan_recap_due(s, today, svc.open_recaps_due(s, today))
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    plan: Callable[[Session, date, CadencePolicy], PlanResult]
+    kinds: tuple[NotificationKind, ...]
+    description: str
+
+
+JOBS: dict[str, Job] = {
+    j.name: j
+    for j in (
+        Job(
+            "execute-checkins",
+            _plan_checkins,
+            (NotificationKind.CHECKIN,),
+            "update confidence from the facts and ask owners for progress",
+        ),
+        Job(
+            "overdue-reminders",
+            lambda s, today, p: svc.plan_reminders(s, today, p),
+            (NotificationKind.REMINDER,),
+            "remind owners of items due soon or overdue",
+        ),
+        Job(
+            "escalations",
+            lambda s, today, p: svc.plan_escalations(s, today, p),
+            (NotificationKind.ESCALATION,),
+            "escalate overdue items to the owner's lead, then a manager",
+        ),
+        Job(
+            "weekly-digest",
+            lambda s, today, p: svc.plan_digests(s, today),
+            (NotificationKind.DIGEST,),
+            "send each cycle's weekly digest to both teams",
+        ),
+        Job(
+            "recap-due",
+            _plan_recap_due,
+            (NotificationKind.RECAP_DUE,),
+            "open Recap for cycles whose period ended",
+        ),
+    )
+}
+
+
+def policy_from(
+    remind_days_before: int = 2,
+    escalate_after_days: int = 2,
+    escalate_to_manager_after_days: int = 3,
+    cadence: str = "weekly",
+) -> CadencePolicy:
+    return CadencePolicy(
+        remind_days_before=remind_days_before,
+        escalate_after_days=escalate_after_days,
+        escalate_to_manager_after_days=escalate_to_manager_after_days,
+        cadence=cadence,
+    )
+
+
+def plan_job(
+    name: str, store: Store, today: date | None = None, policy: CadencePolicy | None = None
+) -> dict[str, Any]:
+    """The planning half of a job, in one transaction."""
+    job = JOBS[name]
+    started = time.perf_counter()
+    with store.unit_of_work() as s:
+        result = job.plan(s, today or date.today(), policy or CadencePolicy())
+    return result.as_dict() | {"seconds": round(time.perf_counter() - started, 3)}
+
+
+def deliver_job(
+    name: str,
+    store: Store,
+    workers: int = 4,
+    stale_after_seconds: float = notify.DEFAULT_STALE_AFTER.total_seconds(),
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The delivery half: the pending notifications of the job's kinds."""
+    return notify.deliver(
+        store,
+        JOBS[name].kinds,
+        workers=workers,
+        stale_after=timedelta(seconds=stale_after_seconds),
+        **kwargs,
+    ).as_dict()
+
+
+def run_job(
+    name: str,
+    store: Store,
+    today: date | None = None,
+    policy: CadencePolicy | None = None,
+    deliver: bool = True,
+    **deliver_kwargs: Any,
+) -> dict[str, Any]:
+    """Plan, then deliver, without Prefect."""
+    out: dict[str, Any] = {"job": name, "plan": plan_job(name, store, today, policy)}
+    if deliver:
+        out["delivery"] = deliver_job(name, store, **deliver_kwargs)
+    return out
+
+
+# --- Prefect: two tasks per flow ------------------------------------------------------------
+
+
+@task(name="plan-notifications")
+def plan_task(name: str, today: date, policy: dict[str, Any]) -> dict[str, Any]:
+    return plan_job(name, default_store(), today, policy_from(**policy))
+
+
+@task(name="deliver-notifications")
+def deliver_task(name: str, workers: int, stale_after_seconds: float) -> dict[str, Any]:
+    return deliver_job(name, default_store(), workers, stale_after_seconds)
+
+
+def _run_flow(name: str, today: date | None, policy: dict[str, Any], workers: int, stale: float):
+    logger = get_run_logger()
+    day = today or date.today()
+    plan = plan_task(name, day, policy)
+    logger.info("%s %s: planned %s", name, day.isoformat(), plan)
+    delivery = deliver_task(name, workers, stale)
+    logger.info("%s: delivered %s", name, {k: v for k, v in delivery.items() if k != "errors"})
+    for err in delivery.get("errors", [])[:5]:
+        logger.warning("%s: %s", name, err)
+    return {"job": name, "today": day.isoformat(), "plan": plan, "delivery": delivery}
+
+
+STALE = notify.DEFAULT_STALE_AFTER.total_seconds()
+
+
+@flow(name="execute-checkins", log_prints=False)
+def execute_checkins(
+    today: date | None = None,
+    cadence: str = "weekly",
+    remind_days_before: int = 2,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+) -> dict[str, Any]:
+    """Raise confidence flags from the facts and ask owners for progress (per-cycle cadence
+    from the playbook; ``cadence`` is the default for playbooks that do not say)."""
+    policy = {"cadence": cadence, "remind_days_before": remind_days_before}
+    return _run_flow("execute-checkins", today, policy, workers, stale_after_seconds)
+
+
+@flow(name="overdue-reminders")
+def overdue_reminders(
+    today: date | None = None,
+    remind_days_before: int = 2,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+) -> dict[str, Any]:
+    """Remind owners of unfinished items due within ``remind_days_before`` days, or overdue."""
+    policy = {"remind_days_before": remind_days_before}
+    return _run_flow("overdue-reminders", today, policy, workers, stale_after_seconds)
+
+
+@flow(name="escalations")
+def escalations(
+    today: date | None = None,
+    escalate_after_days: int = 2,
+    escalate_to_manager_after_days: int = 3,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+) -> dict[str, Any]:
+    """Escalate items overdue ``escalate_after_days`` days to the owner's lead, and
+    ``escalate_to_manager_after_days`` days later to a manager."""
+    policy = {
+        "escalate_after_days": escalate_after_days,
+        "escalate_to_manager_after_days": escalate_to_manager_after_days,
+    }
+    return _run_flow("escalations", today, policy, workers, stale_after_seconds)
+
+
+@flow(name="weekly-digest")
+def weekly_digest(
+    today: date | None = None, workers: int = 4, stale_after_seconds: float = STALE
+) -> dict[str, Any]:
+    """Each cycle in Execute: progress, KPIs, risks and what is due next week, to both teams."""
+    return _run_flow("weekly-digest", today, {}, workers, stale_after_seconds)
+
+
+@flow(name="recap-due")
+def recap_due(
+    today: date | None = None, workers: int = 4, stale_after_seconds: float = STALE
+) -> dict[str, Any]:
+    """Open Recap for cycles whose period ended (when the Execute gate allows), and tell the
+    point persons (or what still blocks it)."""
+    return _run_flow("recap-due", today, {}, workers, stale_after_seconds)
+
+
+FLOWS = {
+    "execute-checkins": execute_checkins,
+    "overdue-reminders": overdue_reminders,
+    "escalations": escalations,
+    "weekly-digest": weekly_digest,
+    "recap-due": recap_due,
+}

@@ -1,0 +1,177 @@
+"""Tables of the funnel evidence. The core tables in :mod:`models.tables` are not touched:
+targets and snapshots live here, keyed by the core rows' ids.
+
+Funnel timestamps are stored as whole **seconds since 1970-01-01 UTC** (``BIGINT``): the same
+integer arithmetic on SQLite and PostgreSQL gives the same durations to the second, and the KPI
+queries compare and subtract plain integers (fast on both). Python sees aware UTC datetimes.
+Money is stored in cents (``BIGINT``) so sums are exact on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_epoch(value: datetime) -> int:
+    """Whole seconds since the epoch; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int((value - _EPOCH).total_seconds() // 1)
+
+
+def from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class EpochSeconds(TypeDecorator[datetime]):
+    """A UTC instant stored as integer seconds since the epoch (see the module docstring)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect):  # noqa: ANN001
+        if value is None or isinstance(value, int):
+            return value
+        if isinstance(value, datetime):
+            return to_epoch(value)
+        if isinstance(value, date):
+            return to_epoch(datetime(value.year, value.month, value.day))
+        raise TypeError(f"cannot store {type(value).__name__} as a funnel timestamp")
+
+    def process_result_value(self, value: int | None, dialect):  # noqa: ANN001
+        return None if value is None else from_epoch(int(value))
+
+
+#: The funnel stages, in the order a lead normally passes them (used by the order checks).
+STAGE_FIELDS = (
+    "created_at",
+    "mql_at",
+    "first_touch_at",
+    "sql_at",
+    "rejected_at",
+    "opportunity_at",
+    "won_at",
+    "lost_at",
+)
+TEXT_FIELDS = ("channel", "campaign", "owner", "team", "rejection_reason")
+#: Every field of a funnel record a mapping can fill (``external_id`` is the key).
+RECORD_FIELDS = ("external_id", *TEXT_FIELDS, *STAGE_FIELDS, "amount")
+
+
+class FunnelRecord(Base):
+    """One lead's journey through the funnel, from one source (CRM or marketing tool).
+
+    ``(source, external_id)`` is the natural key: importing the same record again updates it.
+    A later file of the same source (e.g. the deals of the leads) fills in more of the same
+    record. ``amount_cents`` is the deal amount in cents (one currency per store).
+    """
+
+    __tablename__ = "funnel_records"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_funnel_records_mql_at", "mql_at"),
+        Index("ix_funnel_records_won_at", "won_at"),
+        Index("ix_funnel_records_lost_at", "lost_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    campaign: Mapped[str | None] = mapped_column(String(300))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    team: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    mql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    first_touch_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    sql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    rejected_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    rejection_reason: Mapped[str | None] = mapped_column(String(300))
+    opportunity_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    won_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    lost_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class FunnelImport(Base):
+    """One run of ``aligncycle funnel import``: what was read, loaded and rejected."""
+
+    __tablename__ = "funnel_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    mapping: Mapped[str] = mapped_column(String(200))
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    rows_new: Mapped[int] = mapped_column(Integer, default=0)
+    rows_changed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class CycleKpiSnapshot(Base):
+    """A KPI as measured for a cycle: ``baseline`` (the window before the cycle, frozen when
+    Identify first evaluates it) or ``recap`` (the cycle's own period, measured in Recap)."""
+
+    __tablename__ = "cycle_kpi_snapshots"
+    __table_args__ = (UniqueConstraint("cycle_id", "kind", "kpi"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    kpi: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    numerator: Mapped[float | None] = mapped_column(Float)
+    sample_size: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    sla_hours: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ActionTarget(Base):
+    """A measurable target on an action item: move ``kpi`` from ``baseline`` to ``target``,
+    measured over ``window_start``..``window_end`` (inclusive)."""
+
+    __tablename__ = "action_targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_item_id: Mapped[int] = mapped_column(
+        ForeignKey("action_items.id", ondelete="CASCADE"), unique=True
+    )
+    kpi: Mapped[str] = mapped_column(String(64))
+    baseline: Mapped[float | None] = mapped_column(Float)
+    target: Mapped[float] = mapped_column(Float)
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}

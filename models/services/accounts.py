@@ -1,0 +1,235 @@
+"""Accounts: passwords, browser sessions and personal API tokens.
+
+Secrets given to people (session ids, tokens) are random and high-entropy, so the store keeps
+their SHA-256 digest; passwords are low-entropy and get argon2id. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from models.accounts import ApiToken, Credential, WebSession
+from models.base import utcnow
+from models.errors import DomainError, InvalidInput, NotFound
+from models.services.common import record_event
+from models.tables import Person
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+SESSION_DAYS = 14
+TOKEN_PREFIX = "ac_"
+#: How stale ``last_used_at`` may get before a request writes it again (no write per request).
+LAST_USED_GRANULARITY = timedelta(hours=1)
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a real password, only for constant-time refusals")
+
+
+class AuthenticationFailed(DomainError):
+    """Wrong or missing credentials (a 401 on the API, a message on the sign-in page)."""
+
+    code = "unauthenticated"
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --- passwords ------------------------------------------------------------------------------
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"a password has at most {MAX_PASSWORD} characters")
+    if not password.strip():
+        raise InvalidInput("a password cannot be only spaces")
+
+
+def set_password(
+    session: Session, person: Person, password: str, actor: Person | None = None
+) -> Credential:
+    """Set (or replace) a person's password. Replacing it signs out their browsers."""
+    check_password_rules(password)
+    cred = session.scalar(select(Credential).where(Credential.person_id == person.id))
+    created = cred is None
+    if cred is None:
+        cred = Credential(person_id=person.id, password_hash=_hasher.hash(password))
+        session.add(cred)
+    else:
+        cred.password_hash = _hasher.hash(password)
+        cred.updated_at = utcnow()
+        session.execute(delete(WebSession).where(WebSession.person_id == person.id))
+    record_event(
+        session,
+        actor=actor,
+        verb="account.password_set" if created else "account.password_changed",
+        object_type="person",
+        object_id=person.id,
+        after={"email": person.email},
+    )
+    session.flush()
+    return cred
+
+
+def has_password(session: Session, person: Person) -> bool:
+    return (
+        session.scalar(select(Credential.id).where(Credential.person_id == person.id)) is not None
+    )
+
+
+def authenticate(session: Session, email: str, password: str) -> Person:
+    """The active person with this email and password, else ``AuthenticationFailed`` (the same
+    message whichever of the two was wrong)."""
+    refused = AuthenticationFailed("wrong email or password")
+    email = (email or "").strip().lower()
+    row = session.execute(
+        select(Person, Credential)
+        .join(Credential, Credential.person_id == Person.id)
+        .where(Person.email == email)
+    ).first()
+    if row is None or not row[0].active:
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password or "-")
+        raise refused
+    person, cred = row
+    try:
+        _hasher.verify(cred.password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        raise refused from None
+    if _hasher.check_needs_rehash(cred.password_hash):
+        cred.password_hash = _hasher.hash(password)
+    return person
+
+
+def change_password(session: Session, person: Person, current: str, new: str) -> Credential:
+    authenticate(session, person.email, current)
+    return set_password(session, person, new, actor=person)
+
+
+# --- browser sessions -----------------------------------------------------------------------
+
+
+def create_session(
+    session: Session, person: Person, days: int = SESSION_DAYS
+) -> tuple[str, WebSession]:
+    """A new signed-in session: returns (the cookie value, the row)."""
+    raw = secrets.token_urlsafe(32)
+    row = WebSession(
+        person_id=person.id,
+        token_hash=digest(raw),
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=utcnow() + timedelta(days=days),
+    )
+    session.add(row)
+    session.flush()
+    return raw, row
+
+
+def session_for(session: Session, raw: str | None) -> WebSession | None:
+    """The live session behind a cookie value (its person is loaded, active), else None."""
+    if not raw or len(raw) > 200:
+        return None
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == digest(raw)))
+    if row is None or row.expires_at <= utcnow() or not row.person.active:
+        return None
+    return row
+
+
+def end_session(session: Session, raw: str | None) -> None:
+    if raw:
+        session.execute(delete(WebSession).where(WebSession.token_hash == digest(raw)))
+
+
+def purge_expired_sessions(session: Session, now: datetime | None = None) -> int:
+    result = session.execute(delete(WebSession).where(WebSession.expires_at <= (now or utcnow())))
+    return result.rowcount or 0
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def create_token(
+    session: Session, person: Person, name: str, days: int | None = None
+) -> tuple[str, ApiToken]:
+    """A new personal access token: returns (the token, shown once; the row)."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("name: give the token a name (what it is for)")
+    if len(name) > 100:
+        raise InvalidInput("name: at most 100 characters")
+    if days is not None and not 1 <= days <= 3650:
+        raise InvalidInput("days: a token lasts between 1 and 3650 days")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        person_id=person.id,
+        name=name,
+        prefix=raw[:10],
+        token_hash=digest(raw),
+        expires_at=utcnow() + timedelta(days=days) if days else None,
+    )
+    session.add(row)
+    record_event(
+        session,
+        actor=person,
+        verb="token.created",
+        obj=row,
+        object_type="api_token",
+        after={"name": name, "prefix": row.prefix},
+    )
+    session.flush()
+    return raw, row
+
+
+def list_tokens(session: Session, person: Person) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.person_id == person.id).order_by(ApiToken.id)
+        ).unique()
+    )
+
+
+def revoke_token(session: Session, person: Person, token_id: int) -> ApiToken:
+    """Revoke one of the person's own tokens (someone else's is "not found", not "forbidden":
+    it does not say that the token exists)."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.person_id != person.id:
+        raise NotFound(f"you have no token with id {token_id}")
+    if row.revoked_at is not None:
+        raise InvalidInput(f"token {token_id} is already revoked")
+    row.revoked_at = utcnow()
+    record_event(
+        session,
+        actor=person,
+        verb="token.revoked",
+        obj=row,
+        object_type="api_token",
+        after={"name": row.name, "prefix": row.prefix},
+    )
+    session.flush()
+    return row
+
+
+def person_for_token(session: Session, raw: str | None) -> Person | None:
+    """The active person owning a live token, else None. Notes the last use (hourly at most)."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(raw)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None or not row.person.active:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        row.last_used_at = now
+    return row.person

@@ -1,0 +1,731 @@
+"""Read models of the web app and the API: the board, a cycle, My work, the timeline, the recap.
+
+Each view runs a fixed number of set-based queries, whatever the number of rows it shows (no
+N+1: ``tests/test_web_queries.py`` counts the statements). Who may see what is decided here too:
+managers see every cycle; everyone else sees the cycles their team takes part in. A cycle that
+a person may not see is "not found" for them, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from statistics import mean
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, true
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from models.enums import (
+    WORK_PHASES,
+    ActionStatus,
+    Confidence,
+    GapDecision,
+    Phase,
+    Role,
+)
+from models.errors import NotFound
+from models.tables import (
+    ActionItem,
+    CheckIn,
+    ChecklistItem,
+    Cycle,
+    CycleTeam,
+    Event,
+    Gap,
+    Person,
+    Retrospective,
+    SurveyResponse,
+    Team,
+)
+
+FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
+#: Survey results of a group (all answers, or one team's) are shown only from this many answers
+#: up: with fewer, an anonymous answer could be told apart by who took part.
+SURVEY_MIN_GROUP = 3
+
+
+# --- who sees what --------------------------------------------------------------------------
+
+
+def visible_cycles(viewer: Person):  # noqa: ANN201 - a SQL expression
+    """A WHERE clause on ``Cycle``: the cycles ``viewer`` may see."""
+    if viewer.role is Role.MANAGER:
+        return true()
+    return Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == viewer.team_id))
+
+
+def can_view_cycle(viewer: Person, cycle: Cycle) -> bool:
+    return viewer.role is Role.MANAGER or any(ct.team_id == viewer.team_id for ct in cycle.teams)
+
+
+def visible_cycle(session: Session, viewer: Person, cycle_id: int) -> Cycle:
+    """The cycle with its teams loaded, if ``viewer`` may see it; else ``NotFound``."""
+    cycle = session.scalar(
+        select(Cycle).where(Cycle.id == cycle_id).options(selectinload(Cycle.teams))
+    )
+    if cycle is None or not can_view_cycle(viewer, cycle):
+        raise NotFound(f"no cycle with id {cycle_id}")
+    return cycle
+
+
+def visible_object(session: Session, viewer: Person, model: type, ident: int, label: str) -> Any:
+    """A row that belongs to a cycle (gap, action item, checklist item), with the same rule."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(f"no {label} with id {ident}")
+    try:
+        visible_cycle(session, viewer, row.cycle_id)
+    except NotFound:
+        raise NotFound(f"no {label} with id {ident}") from None
+    return row
+
+
+# --- the board ------------------------------------------------------------------------------
+
+
+@dataclass
+class TeamSlot:
+    key: str
+    name: str
+    point_person: str | None
+    point_person_id: int | None
+
+
+@dataclass
+class BoardRow:
+    id: int
+    title: str
+    phase: Phase
+    period_start: date
+    period_end: date
+    playbook: str
+    teams: list[TeamSlot] = field(default_factory=list)
+    actions_total: int = 0
+    actions_finished: int = 0
+    actions_overdue: int = 0
+    actions_at_risk: int = 0
+    actions_off_track: int = 0
+    gaps_total: int = 0
+    gaps_open: int = 0
+
+    @property
+    def progress(self) -> int:
+        """Percent of action items done or dropped (0 when there are none yet)."""
+        return round(100 * self.actions_finished / self.actions_total) if self.actions_total else 0
+
+    @property
+    def risk(self) -> Confidence:
+        """The cycle's confidence: off track if any open item is; at risk if any is, or late."""
+        if self.actions_off_track:
+            return Confidence.OFF_TRACK
+        if self.actions_at_risk or self.actions_overdue:
+            return Confidence.AT_RISK
+        return Confidence.ON_TRACK
+
+
+def _slots(session: Session, cycle_ids: list[int]) -> dict[int, list[TeamSlot]]:
+    rows = session.execute(
+        select(CycleTeam.cycle_id, Team.key, Team.name, Person.name, Person.id)
+        .join(Team, CycleTeam.team_id == Team.id)
+        .outerjoin(Person, CycleTeam.point_person_id == Person.id)
+        .where(CycleTeam.cycle_id.in_(cycle_ids))
+        .order_by(CycleTeam.id)
+    ).all()
+    out: dict[int, list[TeamSlot]] = {}
+    for cid, key, name, pp, pp_id in rows:
+        out.setdefault(cid, []).append(TeamSlot(key, name, pp, pp_id))
+    return out
+
+
+def board(
+    session: Session,
+    viewer: Person,
+    *,
+    phase: Phase | None = None,
+    today: date | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[BoardRow], int]:
+    """Every cycle the viewer may see, newest first, with progress and risk: (page, total)."""
+    today = today or date.today()
+    where = [visible_cycles(viewer)]
+    if phase is not None:
+        where.append(Cycle.phase == phase)
+    total = session.scalar(select(func.count()).select_from(Cycle).where(*where)) or 0
+    cycles = (
+        session.scalars(
+            select(Cycle).where(*where).order_by(Cycle.id.desc()).limit(limit).offset(offset)
+        )
+        .unique()
+        .all()
+    )
+    if not cycles:
+        return [], total
+    ids = [c.id for c in cycles]
+    unfinished = ActionItem.status.not_in(FINISHED)
+    actions = {
+        r[0]: r[1:]
+        for r in session.execute(
+            select(
+                ActionItem.cycle_id,
+                func.count(),
+                func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+                func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
+                func.sum(
+                    case(
+                        (and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0
+                    )
+                ),
+                func.sum(
+                    case(
+                        (and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1),
+                        else_=0,
+                    )
+                ),
+            )
+            .where(ActionItem.cycle_id.in_(ids))
+            .group_by(ActionItem.cycle_id)
+        )
+    }
+    gaps = {
+        r[0]: r[1:]
+        for r in session.execute(
+            select(
+                Gap.cycle_id,
+                func.count(),
+                func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
+            )
+            .where(Gap.cycle_id.in_(ids))
+            .group_by(Gap.cycle_id)
+        )
+    }
+    slots = _slots(session, ids)
+    rows = []
+    for c in cycles:
+        a = actions.get(c.id, (0, 0, 0, 0, 0))
+        g = gaps.get(c.id, (0, 0))
+        rows.append(
+            BoardRow(
+                id=c.id,
+                title=c.title,
+                phase=c.phase,
+                period_start=c.period_start,
+                period_end=c.period_end,
+                playbook=f"{c.playbook.name}@{c.playbook.version}",
+                teams=slots.get(c.id, []),
+                actions_total=int(a[0] or 0),
+                actions_finished=int(a[1] or 0),
+                actions_overdue=int(a[2] or 0),
+                actions_at_risk=int(a[3] or 0),
+                actions_off_track=int(a[4] or 0),
+                gaps_total=int(g[0] or 0),
+                gaps_open=int(g[1] or 0),
+            )
+        )
+    return rows, total
+
+
+# --- one cycle ------------------------------------------------------------------------------
+
+
+def checklist(session: Session, cycle: Cycle) -> list[ChecklistItem]:
+    """Every question of the cycle, in phase order, with owners and who answered loaded."""
+    rows = (
+        session.scalars(
+            select(ChecklistItem)
+            .where(ChecklistItem.cycle_id == cycle.id)
+            .options(selectinload(ChecklistItem.answered_by))
+        )
+        .unique()
+        .all()
+    )
+    order = {p: i for i, p in enumerate(Phase)}
+    return sorted(rows, key=lambda r: (order[r.phase], r.position))
+
+
+def counts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, int]:
+    today = today or date.today()
+    unfinished = ActionItem.status.not_in(FINISHED)
+    a = session.execute(
+        select(
+            func.count(),
+            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
+        ).where(ActionItem.cycle_id == cycle.id)
+    ).one()
+    g = session.execute(
+        select(func.count(), func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0))).where(
+            Gap.cycle_id == cycle.id
+        )
+    ).one()
+    return {
+        "actions_total": int(a[0] or 0),
+        "actions_finished": int(a[1] or 0),
+        "actions_overdue": int(a[2] or 0),
+        "gaps_total": int(g[0] or 0),
+        "gaps_open": int(g[1] or 0),
+    }
+
+
+def gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) -> list[Gap]:
+    stmt = (
+        select(Gap)
+        .where(Gap.cycle_id == cycle.id)
+        .options(selectinload(Gap.reported_by), selectinload(Gap.decided_by))
+        .order_by(Gap.id)
+    )
+    if decision is not None:
+        stmt = stmt.where(Gap.decision == decision)
+    return list(session.scalars(stmt))
+
+
+@dataclass
+class ActionFilters:
+    team: str | None = None  # the owner's team key
+    owner: int | None = None  # person id
+    status: ActionStatus | None = None
+    due: str | None = None  # overdue | week | none
+
+    def active(self) -> bool:
+        return any(v is not None for v in (self.team, self.owner, self.status, self.due))
+
+
+DUE_FILTERS = {"overdue": "Overdue", "week": "Due within 7 days", "none": "No due date"}
+
+
+def _action_options() -> list:
+    return [
+        selectinload(ActionItem.counterpart),
+        selectinload(ActionItem.assigned_by),
+        selectinload(ActionItem.gap),
+    ]
+
+
+def action_query(
+    cycle_id: int | None, filters: ActionFilters, today: date, where: list | None = None
+):  # noqa: ANN201
+    stmt = select(ActionItem)
+    conds = list(where or [])
+    if cycle_id is not None:
+        conds.append(ActionItem.cycle_id == cycle_id)
+    if filters.team:
+        conds.append(
+            ActionItem.owner_id.in_(
+                select(Person.id)
+                .join(Team, Person.team_id == Team.id)
+                .where(Team.key == filters.team)
+            )
+        )
+    if filters.owner is not None:
+        conds.append(ActionItem.owner_id == filters.owner)
+    if filters.status is not None:
+        conds.append(ActionItem.status == filters.status)
+    if filters.due == "overdue":
+        conds.append(and_(ActionItem.status.not_in(FINISHED), ActionItem.due_date < today))
+    elif filters.due == "week":
+        conds.append(
+            and_(
+                ActionItem.status.not_in(FINISHED),
+                ActionItem.due_date <= today + timedelta(days=7),
+            )
+        )
+    elif filters.due == "none":
+        conds.append(ActionItem.due_date.is_(None))
+    return stmt.where(*conds)
+
+
+def actions(
+    session: Session,
+    cycle: Cycle,
+    filters: ActionFilters | None = None,
+    *,
+    today: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[ActionItem], int]:
+    """A cycle's action items, filtered, due first: (page, total)."""
+    today = today or date.today()
+    stmt = action_query(cycle.id, filters or ActionFilters(), today)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = (
+        session.scalars(
+            stmt.options(*_action_options())
+            .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        .unique()
+        .all()
+    )
+    return list(rows), total
+
+
+def checkins_by_action(session: Session, action_ids: list[int]) -> dict[int, list[CheckIn]]:
+    """Check-ins of these action items, newest first, in one query."""
+    if not action_ids:
+        return {}
+    out: dict[int, list[CheckIn]] = {}
+    for c in session.scalars(
+        select(CheckIn)
+        .where(CheckIn.action_item_id.in_(action_ids))
+        .options(selectinload(CheckIn.author))
+        .order_by(CheckIn.on_date.desc(), CheckIn.id.desc())
+    ):
+        out.setdefault(c.action_item_id, []).append(c)
+    return out
+
+
+def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[CheckIn]:
+    return list(
+        session.scalars(
+            select(CheckIn)
+            .join(ActionItem, CheckIn.action_item_id == ActionItem.id)
+            .where(ActionItem.cycle_id == cycle.id)
+            .options(selectinload(CheckIn.author))
+            .order_by(CheckIn.on_date.desc(), CheckIn.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def cycle_people(session: Session, cycle: Cycle) -> list[Person]:
+    """The active people of the cycle's teams (who can own its items), by team and name."""
+    team_ids = [ct.team_id for ct in cycle.teams]
+    return list(
+        session.scalars(
+            select(Person)
+            .join(Team, Person.team_id == Team.id)
+            .where(Person.team_id.in_(team_ids), Person.active.is_(True))
+            .order_by(Team.key, Person.name)
+        ).unique()
+    )
+
+
+def timeline(
+    session: Session, cycle: Cycle, *, limit: int = 50, offset: int = 0
+) -> tuple[list[Event], int]:
+    """The cycle's audit log, newest first. Survey events say only that someone took part."""
+    total = (
+        session.scalar(select(func.count()).select_from(Event).where(Event.cycle_id == cycle.id))
+        or 0
+    )
+    rows = list(
+        session.scalars(
+            select(Event)
+            .where(Event.cycle_id == cycle.id)
+            .order_by(Event.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).unique()
+    )
+    for e in rows:
+        redact(session, e)
+    return rows, total
+
+
+def redact(session: Session, event: Event) -> Event:
+    """Strip what a reader must not see from an audit entry (never written back)."""
+    if event.verb == "survey.answered":
+        session.expunge(event)
+        event.before = None
+        event.after = None
+    return event
+
+
+# --- My work --------------------------------------------------------------------------------
+
+
+def _earlier_or_same(phase: Phase) -> list[Phase]:
+    order = list(WORK_PHASES)
+    return order[: order.index(phase) + 1]
+
+
+def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, Cycle]]:
+    """Unanswered questions the person owns (by name or by role) in phases already open."""
+    owned = or_(
+        ChecklistItem.owner_id == person.id,
+        and_(
+            ChecklistItem.owner_id.is_(None),
+            ChecklistItem.owner_role == person.role,
+            or_(
+                ChecklistItem.owner_team_id.is_(None), ChecklistItem.owner_team_id == person.team_id
+            ),
+        ),
+    )
+    open_phase = or_(
+        *[and_(Cycle.phase == p, ChecklistItem.phase.in_(_earlier_or_same(p))) for p in WORK_PHASES]
+    )
+    rows = (
+        session.execute(
+            select(ChecklistItem, Cycle)
+            .join(Cycle, ChecklistItem.cycle_id == Cycle.id)
+            .where(ChecklistItem.answer.is_(None), owned, open_phase, visible_cycles(person))
+            .order_by(Cycle.period_end, Cycle.id, ChecklistItem.position)
+        )
+        .unique()
+        .all()
+    )
+    order = {p: i for i, p in enumerate(Phase)}
+    return sorted(
+        [(i, c) for i, c in rows],
+        key=lambda r: (r[1].period_end, r[1].id, order[r[0].phase], r[0].position),
+    )
+
+
+def my_actions(
+    session: Session, person: Person, *, today: date | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[ActionItem], int, int]:
+    """The person's unfinished action items in cycles that still work on them, overdue first,
+    then by due date: (page, total, overdue)."""
+    today = today or date.today()
+    where = [
+        ActionItem.owner_id == person.id,
+        ActionItem.status.not_in(FINISHED),
+        ActionItem.cycle_id.in_(
+            select(Cycle.id).where(Cycle.phase.in_((Phase.PLAN, Phase.EXECUTE, Phase.RECAP)))
+        ),
+    ]
+    overdue = and_(ActionItem.due_date.is_not(None), ActionItem.due_date < today)
+    total, late = session.execute(
+        select(func.count(), func.sum(case((overdue, 1), else_=0))).where(*where)
+    ).one()
+    rows = (
+        session.scalars(
+            select(ActionItem)
+            .where(*where)
+            .options(*_action_options())
+            .order_by(
+                case((overdue, 0), else_=1),
+                ActionItem.due_date.is_(None),
+                ActionItem.due_date,
+                ActionItem.id,
+            )
+            .limit(limit)
+            .offset(offset)
+        )
+        .unique()
+        .all()
+    )
+    return list(rows), int(total or 0), int(late or 0)
+
+
+def cycles_by_id(session: Session, ids: set[int]) -> dict[int, Cycle]:
+    if not ids:
+        return {}
+    return {
+        c.id: c
+        for c in session.scalars(
+            select(Cycle).where(Cycle.id.in_(ids)).options(selectinload(Cycle.teams))
+        ).unique()
+    }
+
+
+# --- the recap ------------------------------------------------------------------------------
+
+
+@dataclass
+class SurveyView:
+    answered: int
+    shown: bool  # False below SURVEY_MIN_GROUP answers
+    mean: float | None
+    distribution: dict[int, int]
+    by_team: list[dict[str, Any]]
+    comments: list[str]
+    min_group: int = SURVEY_MIN_GROUP
+
+
+def survey(session: Session, cycle: Cycle, viewer: Person) -> SurveyView:
+    """Survey results as ``viewer`` may see them. Scores are for everyone who sees the cycle;
+    comments for managers (every team) or the viewer's own team. Nothing is attributed: no
+    names, no order of answering (comments are sorted), and no group under the minimum size."""
+    rows = session.execute(
+        select(
+            SurveyResponse.team_id,
+            Team.key,
+            Team.name,
+            SurveyResponse.score,
+            SurveyResponse.comment,
+        )
+        .join(Team, SurveyResponse.team_id == Team.id)
+        .where(SurveyResponse.cycle_id == cycle.id)
+    ).all()
+    n = len(rows)
+    shown = n >= SURVEY_MIN_GROUP
+    scores = [r.score for r in rows]
+    per_team: dict[int, list] = {}
+    for r in rows:
+        per_team.setdefault(r.team_id, []).append(r)
+    by_team = []
+    comments: list[str] = []
+    for team_id, team_rows in sorted(per_team.items(), key=lambda kv: kv[1][0].key):
+        big_enough = len(team_rows) >= SURVEY_MIN_GROUP
+        by_team.append(
+            {
+                "team": team_rows[0].key,
+                "name": team_rows[0].name,
+                "responses": len(team_rows),
+                "mean": round(mean(r.score for r in team_rows), 2) if big_enough else None,
+            }
+        )
+        may_read = viewer.role is Role.MANAGER or viewer.team_id == team_id
+        if shown and big_enough and may_read:
+            comments.extend(r.comment for r in team_rows if r.comment)
+    return SurveyView(
+        answered=n,
+        shown=shown,
+        mean=round(mean(scores), 2) if shown else None,
+        distribution={k: scores.count(k) for k in range(1, 6)} if shown else {},
+        by_team=by_team,
+        comments=sorted(comments, key=str.casefold),
+    )
+
+
+def has_answered(session: Session, cycle: Cycle, person: Person) -> bool:
+    from models.tables import SurveyParticipation
+
+    return (
+        session.scalar(
+            select(SurveyParticipation.id).where(
+                SurveyParticipation.cycle_id == cycle.id, SurveyParticipation.person_id == person.id
+            )
+        )
+        is not None
+    )
+
+
+def retrospective(session: Session, cycle: Cycle) -> Retrospective | None:
+    return session.scalar(
+        select(Retrospective)
+        .where(Retrospective.cycle_id == cycle.id)
+        .options(joinedload(Retrospective.recorded_by), joinedload(Retrospective.signed_off_by))
+    )
+
+
+@dataclass
+class TrendPoint:
+    cycle_id: int
+    title: str
+    period_start: date
+    actions_total: int
+    actions_done: int
+    survey_mean: float | None
+    gaps_total: int
+
+    @property
+    def completion(self) -> int | None:
+        return round(100 * self.actions_done / self.actions_total) if self.actions_total else None
+
+
+def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> list[TrendPoint]:
+    """This cycle and the earlier ones run by the same teams (oldest first), with action
+    completion, survey mean and gap count: set-based, four queries."""
+    team_ids = [ct.team_id for ct in cycle.teams]
+    same_teams = (
+        select(CycleTeam.cycle_id)
+        .where(CycleTeam.team_id.in_(team_ids))
+        .group_by(CycleTeam.cycle_id)
+        .having(func.count() == len(team_ids))
+    )
+    past = session.execute(
+        select(Cycle.id, Cycle.title, Cycle.period_start)
+        .where(
+            Cycle.id.in_(same_teams),
+            Cycle.period_start <= cycle.period_start,
+            visible_cycles(viewer) if viewer.role is not Role.MANAGER else true(),
+        )
+        .order_by(Cycle.period_start.desc(), Cycle.id.desc())
+        .limit(limit)
+    ).all()
+    ids = [r.id for r in past]
+    if not ids:
+        return []
+    acts = {
+        r[0]: r[1:]
+        for r in session.execute(
+            select(
+                ActionItem.cycle_id,
+                func.sum(case((ActionItem.status != ActionStatus.DROPPED, 1), else_=0)),
+                func.sum(case((ActionItem.status == ActionStatus.DONE, 1), else_=0)),
+            )
+            .where(ActionItem.cycle_id.in_(ids))
+            .group_by(ActionItem.cycle_id)
+        )
+    }
+    # Means only of cycles with enough answers (the same rule as the survey itself).
+    surveys = {
+        r[0]: (float(r[1]) if r[2] >= SURVEY_MIN_GROUP else None)
+        for r in session.execute(
+            select(SurveyResponse.cycle_id, func.avg(SurveyResponse.score), func.count())
+            .where(SurveyResponse.cycle_id.in_(ids))
+            .group_by(SurveyResponse.cycle_id)
+        )
+    }
+    gap_counts = dict(
+        session.execute(
+            select(Gap.cycle_id, func.count()).where(Gap.cycle_id.in_(ids)).group_by(Gap.cycle_id)
+        ).all()
+    )
+    out = []
+    for r in reversed(past):
+        total, done = acts.get(r.id, (0, 0))
+        m = surveys.get(r.id)
+        out.append(
+            TrendPoint(
+                cycle_id=r.id,
+                title=r.title,
+                period_start=r.period_start,
+                actions_total=int(total or 0),
+                actions_done=int(done or 0),
+                survey_mean=round(m, 2) if m is not None else None,
+                gaps_total=int(gap_counts.get(r.id, 0)),
+            )
+        )
+    return out
+
+
+# --- KPI before/after: the seam for the funnel module ---------------------------------------
+
+
+@dataclass
+class KpiMeasure:
+    """One KPI measured before the cycle and at its end (``unit`` e.g. "%", "h", "")."""
+
+    kpi: str
+    label: str
+    before: float | None
+    after: float | None
+    unit: str = ""
+    higher_is_better: bool = True
+
+
+#: Functions ``(session, cycle) -> list[KpiMeasure]`` that know measurement data (the funnel
+#: module registers one with :func:`register_kpi_source`). No source, or no data: the recap
+#: shows no KPI section.
+KPI_SOURCES: list[Callable[[Session, Cycle], list[KpiMeasure]]] = []
+
+
+def register_kpi_source(fn: Callable[[Session, Cycle], list[KpiMeasure]]) -> None:
+    if fn not in KPI_SOURCES:
+        KPI_SOURCES.append(fn)
+
+
+def kpis(session: Session, cycle: Cycle) -> list[KpiMeasure]:
+    out: list[KpiMeasure] = []
+    for source in KPI_SOURCES:
+        out.extend(m for m in source(session, cycle) if m.before is not None or m.after is not None)
+    return out
+
+
+def completion_breakdown(facts: dict[str, Any]) -> dict[str, int]:
+    """Action items by outcome for the completion chart (late unfinished items shown apart)."""
+    done = int(facts.get("actions_done", 0))
+    dropped = int(facts.get("actions_dropped", 0))
+    unfinished = int(facts.get("actions_unfinished", 0))
+    return {"done": done, "dropped": dropped, "unfinished": unfinished}
+
+
+def gap_decisions(facts: dict[str, Any]) -> Counter:
+    return Counter(facts.get("gaps_by_decision", {}))

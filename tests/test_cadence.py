@@ -1,0 +1,914 @@
+"""The cadence in the domain: channels, reminders, escalations, check-ins, digests, recap-due,
+and delivery through apprise to a local HTTP receiver. Fast; SQLite and PostgreSQL.
+
+Dates are fixed (TODAY is a Monday) so ISO weeks and cadence periods are deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import typer
+from sqlalchemy import event, func, select
+from typer.testing import CliRunner
+
+from models.cadence import Notification, NotificationChannel, NotificationKind, NotificationStatus
+from models.db import Store
+from models.enums import ActionStatus, Confidence, Phase
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from models.playbook import parse_playbook
+from models.schemas import ActionItemCreate, ActionItemUpdate, CycleCreate
+from models.services import actions, cycles, playbooks
+from models.services import cadence as svc
+from models.services.cadence import CadencePolicy
+from models.services.common import person_by_email
+from models.tables import ActionItem, ChecklistItem, Cycle, Event
+from tests.conftest import db_snapshot
+
+TODAY = date(2026, 3, 2)  # a Monday
+START = TODAY - timedelta(days=30)
+END = TODAY + timedelta(days=30)
+SAM, MIA, LEE, LOU, MAX, MEG, SID = (
+    "sam@acme.test",
+    "mia@acme.test",
+    "lee@acme.test",
+    "lou@acme.test",
+    "max@acme.test",
+    "meg@acme.test",
+    "sid@acme.test",
+)
+
+PLAYBOOK = """
+name: cadence-test
+version: 1
+title: Cadence test
+teams: [sales, marketing]
+kpis: [mql_to_sql_rate, revenue]
+settings: {cadence: weekly}
+phases:
+  identify: {}
+  plan: {}
+  execute:
+    questions:
+      - {key: wrapup, text: "Wrap-up notes?", answer: text, required: false}
+  recap: {}
+"""
+STRICT = PLAYBOOK.replace("name: cadence-test", "name: cadence-strict").replace(
+    "required: false", "required: true"
+)
+
+
+# --- a local HTTP receiver for apprise's json:// URLs --------------------------------------
+
+
+class Receiver:
+    """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                status = receiver.on_message(self.path, payload)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def on_message(self, path: str, payload: dict[str, Any]) -> int:
+        with self.lock:
+            if self.status == 200:
+                self.messages.append({"path": path, **payload})
+            return self.status
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path.strip('/')}"
+
+    def paths(self) -> list[str]:
+        with self.lock:
+            return sorted(m["path"] for m in self.messages)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+# --- building cycles in Execute -------------------------------------------------------------
+
+
+@pytest.fixture
+def world(org: Store, receiver: Receiver) -> Store:
+    """The org, the test playbooks, and channels: personal webhooks for sam, mia, lee, lou and
+    max; a team webhook for marketing (meg has none of her own); nothing for sid or for the
+    sales team."""
+    with org.unit_of_work() as s:
+        for text in (PLAYBOOK, STRICT):
+            playbooks.register(
+                s, parse_playbook(text), hashlib.sha256(text.encode()).hexdigest(), "t.yaml"
+            )
+        mgr = person_by_email(s, MAX)
+        for email in (SAM, MIA, LEE, LOU, MAX):
+            svc.add_channel(
+                s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
+            )
+        svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
+    return org
+
+
+def make_cycle(
+    store: Store,
+    items: list[tuple[str, str | None, int | None, ActionStatus]],
+    title: str = "Q1",
+    playbook: str = "cadence-test",
+    start: date = START,
+    end: date = END,
+) -> tuple[int, dict[str, int]]:
+    """A cycle moved to Execute through the services, with action items (title, owner, due in
+    N days from TODAY, status). Returns (cycle id, {title: action id})."""
+    with store.unit_of_work() as s:
+        sam, lee = person_by_email(s, SAM), person_by_email(s, LEE)
+        c = cycles.start_cycle(
+            s,
+            CycleCreate(
+                playbook=playbook,
+                title=title,
+                period_start=start,
+                period_end=end,
+                point_persons=[MIA],
+            ),
+            sam,
+            today=start,
+        )
+        cycles.advance_cycle(s, c, sam, today=start)
+        ids = {}
+        for t, owner, due, _ in items:
+            a, _ = actions.add_action(
+                s,
+                c,
+                ActionItemCreate(
+                    title=t,
+                    owner=owner,
+                    due_date=TODAY + timedelta(days=due) if due is not None else None,
+                ),
+                lee,
+            )
+            ids[t] = a.id
+        cycles.advance_cycle(s, c, sam, today=start)
+        s.flush()
+        for t, _, _, status in items:
+            s.get(ActionItem, ids[t]).status = status
+        assert c.phase is Phase.EXECUTE
+        return c.id, ids
+
+
+def rows(store: Store, kind: NotificationKind | None = None) -> list[Notification]:
+    with store.unit_of_work() as s:
+        stmt = select(Notification).order_by(Notification.key)
+        if kind is not None:
+            stmt = stmt.where(Notification.kind == kind)
+        return list(s.scalars(stmt))
+
+
+def recipients(store: Store, kind: NotificationKind) -> list[tuple[str, str]]:
+    """(base key without the channel, recipient) of each planned notification of a kind."""
+    return sorted((n.key.split("#")[0], n.recipient) for n in rows(store, kind))
+
+
+def plan(store: Store, fn: Any, today: date = TODAY, **kw: Any) -> svc.PlanResult:
+    with store.unit_of_work() as s:
+        return fn(s, today, **kw)
+
+
+OPEN, WIP, DONE, BLOCKED = (
+    ActionStatus.OPEN,
+    ActionStatus.IN_PROGRESS,
+    ActionStatus.DONE,
+    ActionStatus.BLOCKED,
+)
+
+
+# --- reminders ------------------------------------------------------------------------------
+
+
+def test_reminders_go_to_owners_of_items_due_soon_or_overdue_once(world: Store) -> None:
+    cid, ids = make_cycle(
+        world,
+        [
+            ("soon", SAM, 1, OPEN),
+            ("today", MIA, 0, WIP),
+            ("later", SAM, 5, OPEN),
+            ("late", SAM, -1, WIP),
+            ("finished", SAM, 1, DONE),
+            ("unowned", None, 1, OPEN),
+            ("no date", SAM, None, OPEN),
+        ],
+    )
+    result = plan(world, svc.plan_reminders)
+    assert (result.candidates, result.planned, result.already) == (3, 3, 0)
+    assert recipients(world, NotificationKind.REMINDER) == sorted(
+        [
+            (f"reminder:{ids['soon']}:2026-03-03:soon:p{_pid(world, SAM)}", SAM),
+            (f"reminder:{ids['today']}:2026-03-02:soon:p{_pid(world, MIA)}", MIA),
+            (f"reminder:{ids['late']}:2026-03-01:overdue:p{_pid(world, SAM)}", SAM),
+        ]
+    )
+    late = next(n for n in rows(world) if n.action_item_id == ids["late"])
+    assert late.subject == "Overdue: 'late'"
+    assert "1 day overdue (was due 2026-03-01)" in late.body
+    assert late.cycle_id == cid and late.status is NotificationStatus.PENDING
+
+    again = plan(world, svc.plan_reminders)  # a retried or duplicated run
+    assert (again.planned, again.already) == (0, 3)
+    tomorrow = plan(world, svc.plan_reminders, TODAY + timedelta(days=1))
+    # "later" (due in 5) is not yet in the 2-day window; "soon" is now due today: same due
+    # date, already reminded; "today" has become overdue: one new overdue reminder.
+    assert tomorrow.planned == 1
+    assert len(rows(world, NotificationKind.REMINDER)) == 4
+
+
+def test_reminders_are_re_armed_when_the_due_date_moves(world: Store) -> None:
+    _, ids = make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    with world.unit_of_work() as s:
+        actions.update_action(
+            s,
+            s.get(ActionItem, ids["soon"]),
+            ActionItemUpdate(due_date=TODAY + timedelta(days=2)),
+            person_by_email(s, LEE),
+        )
+    assert plan(world, svc.plan_reminders).planned == 1
+
+
+def test_a_person_without_a_channel_is_reached_on_their_team_channel_or_reported(
+    world: Store,
+) -> None:
+    _, ids = make_cycle(world, [("meg's", MEG, 1, OPEN), ("sid's", SID, 1, OPEN)])
+    result = plan(world, svc.plan_reminders)
+    assert result.planned == 1
+    (n,) = rows(world)
+    assert n.recipient == MEG and n.action_item_id == ids["meg's"]
+    with world.unit_of_work() as s:
+        assert s.get(NotificationChannel, n.channel_id).team.key == "marketing"
+    sid_item = ids["sid's"]
+    assert result.unreachable == [f"reminder:{sid_item}:2026-03-03:soon:p{_pid(world, SID)}"]
+
+
+def test_reminder_window_follows_the_policy_and_bad_policies_are_refused() -> None:
+    assert CadencePolicy().for_playbook({"settings": {"cadence": "weekly"}}) == CadencePolicy()
+    custom = CadencePolicy().for_playbook(
+        {"settings": {"remind_days_before": 5, "escalate_after_days": 1, "cadence": "daily"}}
+    )
+    assert (custom.remind_days_before, custom.escalate_after_days, custom.cadence_days) == (5, 1, 1)
+    with pytest.raises(InvalidInput, match="remind_days_before"):
+        CadencePolicy(remind_days_before=-1)
+    with pytest.raises(InvalidInput, match="escalate_after_days must be at least 1"):
+        CadencePolicy(escalate_after_days=0)
+    with pytest.raises(InvalidInput, match="cadence must be one of"):
+        CadencePolicy(cadence="hourly")
+
+
+def test_wider_reminder_window(world: Store) -> None:
+    make_cycle(world, [("later", SAM, 5, OPEN)])
+    assert plan(world, svc.plan_reminders).planned == 0
+    assert plan(world, svc.plan_reminders, policy=CadencePolicy(remind_days_before=5)).planned == 1
+
+
+# --- escalations ----------------------------------------------------------------------------
+
+
+def test_escalation_to_the_lead_then_to_a_manager(world: Store) -> None:
+    _, ids = make_cycle(
+        world,
+        [
+            ("one day late", SAM, -1, OPEN),
+            ("two days late", SAM, -2, WIP),
+            ("five days late", SAM, -5, BLOCKED),
+            ("meg six late", MEG, -6, OPEN),
+            ("done late", SAM, -9, DONE),
+        ],
+    )
+    result = plan(world, svc.plan_escalations)
+    sam = _pid(world, SAM)
+    lee, lou, mx = _pid(world, LEE), _pid(world, LOU), _pid(world, MAX)
+    assert recipients(world, NotificationKind.ESCALATION) == sorted(
+        [
+            (f"escalation:{ids['two days late']}:2026-02-28:lead:p{lee}", LEE),
+            (f"escalation:{ids['five days late']}:2026-02-25:lead:p{lee}", LEE),
+            (f"escalation:{ids['five days late']}:2026-02-25:manager:p{mx}", MAX),
+            # marketing has no manager: any manager
+            (f"escalation:{ids['meg six late']}:2026-02-24:lead:p{lou}", LOU),
+            (f"escalation:{ids['meg six late']}:2026-02-24:manager:p{mx}", MAX),
+        ]
+    )
+    assert sam not in (lee, lou, mx)
+    assert result.planned == 5
+    body = next(
+        n.body for n in rows(world) if n.key.startswith(f"escalation:{ids['two days late']}")
+    )
+    assert "Sam Sales (sam@acme.test, sales)" in body and "2 days overdue" in body
+    assert plan(world, svc.plan_escalations).planned == 0  # idempotent
+
+
+def test_escalation_grace_periods_come_from_the_policy(world: Store) -> None:
+    make_cycle(world, [("two days late", SAM, -2, OPEN)])
+    policy = CadencePolicy(escalate_after_days=3, escalate_to_manager_after_days=1)
+    assert plan(world, svc.plan_escalations, policy=policy).planned == 0
+    assert plan(world, svc.plan_escalations, TODAY + timedelta(days=1), policy=policy).planned == 1
+    later = plan(world, svc.plan_escalations, TODAY + timedelta(days=2), policy=policy)
+    assert later.planned == 1  # the manager
+    assert {n.recipient for n in rows(world)} == {LEE, MAX}
+
+
+def test_cycles_outside_execute_get_no_reminders(world: Store) -> None:
+    cid, _ = make_cycle(world, [("late", SAM, -5, OPEN)])
+    with world.unit_of_work() as s:
+        s.get(Cycle, cid).phase = Phase.RECAP
+    assert plan(world, svc.plan_reminders).candidates == 0
+    assert plan(world, svc.plan_escalations).candidates == 0
+
+
+def test_planning_is_set_based(world: Store) -> None:
+    """The number of queries does not grow with the number of cycles and items."""
+
+    def queries(fn: Any) -> int:
+        count = 0
+
+        def on_execute(*_: Any) -> None:
+            nonlocal count
+            count += 1
+
+        event.listen(world.engine, "before_cursor_execute", on_execute)
+        try:
+            plan(world, fn)
+        finally:
+            event.remove(world.engine, "before_cursor_execute", on_execute)
+        return count
+
+    def items(n: int) -> list[tuple[str, str, int, ActionStatus]]:
+        return [
+            (f"item {i}", (SAM, MEG, MIA)[i % 3], (-6, -3, 1, 0)[i % 4], OPEN) for i in range(n)
+        ]
+
+    make_cycle(world, items(4), title="small")
+    small = {fn.__name__: queries(fn) for fn in _PLANNERS}
+    with world.unit_of_work() as s:
+        s.query(Notification).delete()
+    for i in range(3):
+        make_cycle(world, items(20), title=f"big {i}")
+    big = {fn.__name__: queries(fn) for fn in _PLANNERS}
+    assert big == small
+    assert len(rows(world, NotificationKind.REMINDER)) > 60  # the big run did plan 64 items' worth
+
+
+_PLANNERS = (svc.plan_reminders, svc.plan_escalations, svc.plan_checkins, svc.plan_digests)
+
+
+# --- execute check-ins: confidence and requests --------------------------------------------
+
+
+def test_confidence_flags_are_raised_from_the_facts_never_lowered(world: Store) -> None:
+    _, ids = make_cycle(
+        world,
+        [
+            ("late", SAM, -1, WIP),
+            ("soon, not started", SAM, 1, OPEN),
+            ("soon, started", SAM, 1, WIP),
+            ("far", SAM, 10, OPEN),
+            ("late but done", SAM, -3, DONE),
+        ],
+    )
+    with world.unit_of_work() as s:
+        s.get(ActionItem, ids["far"]).confidence = Confidence.OFF_TRACK  # a person's call
+        version_before = s.get(ActionItem, ids["late"]).version
+    with world.unit_of_work() as s:
+        assert svc.update_confidence(s, TODAY) == 2
+    with world.unit_of_work() as s:
+        got = {t: s.get(ActionItem, i).confidence for t, i in ids.items()}
+        late = s.get(ActionItem, ids["late"])
+        assert late.version == version_before + 1
+        logged = s.scalars(
+            select(Event)
+            .where(Event.object_type == "action_item", Event.actor_id.is_(None))
+            .where(Event.verb == "action.updated")
+        ).all()
+    assert got == {
+        "late": Confidence.OFF_TRACK,
+        "soon, not started": Confidence.AT_RISK,
+        "soon, started": Confidence.ON_TRACK,
+        "far": Confidence.OFF_TRACK,
+        "late but done": Confidence.ON_TRACK,
+    }
+    assert sorted(e.after["reason"] for e in logged) == [
+        "due 2026-03-03 and not started",
+        "overdue since 2026-03-01",
+    ]
+    with world.unit_of_work() as s:
+        assert svc.update_confidence(s, TODAY) == 0
+
+
+def test_a_write_based_on_a_read_before_the_flag_update_is_a_conflict(world: Store) -> None:
+    _, ids = make_cycle(world, [("late", SAM, -1, WIP)])
+    with world.unit_of_work() as s:
+        version = s.get(ActionItem, ids["late"]).version
+    with world.unit_of_work() as s:
+        svc.update_confidence(s, TODAY)
+    with pytest.raises(Conflict), world.unit_of_work() as s:
+        actions.update_action(
+            s,
+            s.get(ActionItem, ids["late"]),
+            ActionItemUpdate(confidence=Confidence.ON_TRACK, expected_version=version),
+            person_by_email(s, SAM),
+        )
+
+
+def test_checkin_requests_once_per_cadence_period_per_owner(world: Store) -> None:
+    cid, _ = make_cycle(
+        world, [("a", SAM, 3, OPEN), ("b", SAM, 9, WIP), ("c", MIA, 9, OPEN), ("d", MIA, 9, DONE)]
+    )
+    first = plan(world, svc.plan_checkins)
+    assert first.planned == 2
+    sam = next(n for n in rows(world) if n.recipient == SAM)
+    assert sam.key == f"checkin:{cid}:p{_pid(world, SAM)}:n4#c{sam.channel_id}"  # day 30 // 7
+    assert "- a (due in 3 days (2026-03-05); open, on_track)" in sam.body
+    assert plan(world, svc.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
+    assert plan(world, svc.plan_checkins, TODAY + timedelta(days=5)).planned == 2  # next period
+
+
+def test_checkin_cadence_comes_from_the_playbook(world: Store) -> None:
+    daily = PLAYBOOK.replace("name: cadence-test", "name: cadence-daily").replace(
+        "cadence: weekly", "cadence: daily"
+    )
+    with world.unit_of_work() as s:
+        playbooks.register(
+            s, parse_playbook(daily), hashlib.sha256(daily.encode()).hexdigest(), "d"
+        )
+    make_cycle(world, [("a", SAM, 3, OPEN)], title="weekly")
+    make_cycle(world, [("b", SAM, 3, OPEN)], title="daily", playbook="cadence-daily")
+    assert plan(world, svc.plan_checkins).planned == 2
+    tomorrow = plan(world, svc.plan_checkins, TODAY + timedelta(days=1))
+    assert tomorrow.planned == 1  # only the daily cycle asks again
+    newest = max(rows(world), key=lambda n: n.id)
+    assert newest.subject == "Check-in: 1 action item(s) in 'daily'"
+
+
+# --- weekly digest --------------------------------------------------------------------------
+
+
+def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
+    cid, _ = make_cycle(
+        world,
+        [
+            ("done", SAM, -3, DONE),
+            ("late", SAM, -2, WIP),
+            ("blocked", MIA, 10, BLOCKED),
+            ("next week", MIA, 4, OPEN),
+            ("unowned", None, 12, OPEN),
+            ("dropped", SAM, 2, ActionStatus.DROPPED),
+            ("far", SAM, 20, OPEN),
+        ],
+    )
+    with world.unit_of_work() as s:
+        d = svc.digest_content(s, TODAY)[cid]
+    assert (d.total, d.done, d.dropped, d.percent_done) == (7, 1, 1, 17)
+    assert d.kpis == ["mql_to_sql_rate: no figures yet", "revenue: no figures yet"]
+    assert d.risks == [
+        "late (Sam Sales): 2 days overdue (was due 2026-02-28)",
+        "blocked (Mia Marketing): blocked",
+        "unowned (no owner): no owner",
+    ]
+    assert d.due_next_week == ["next week (Mia Marketing), due in 4 days (2026-03-06)"]
+    text = d.text(TODAY)
+    assert "Progress: 1 of 6 action items done (17%)" in text
+    assert "Cycle 'Q1' (2026-01-31 to 2026-04-01, 30 day(s) left)" in text
+
+
+def test_digest_goes_to_both_teams_once_a_week(world: Store) -> None:
+    cid, _ = make_cycle(world, [("a", SAM, 3, OPEN)])
+    result = plan(world, svc.plan_digests)
+    assert result.planned == 2
+    # sales has no team channel: its point person (sam) gets it; marketing's team channel does
+    with world.unit_of_work() as s:
+        targets = sorted(
+            (c.team.key if c.team else c.person.email)
+            for c in s.scalars(
+                select(NotificationChannel).join(
+                    Notification, Notification.channel_id == NotificationChannel.id
+                )
+            ).unique()
+        )
+    assert targets == ["marketing", SAM]
+    assert {n.key.split("#")[0] for n in rows(world)} == {f"digest:{cid}:2026-W10"}
+    assert plan(world, svc.plan_digests, TODAY + timedelta(days=6)).planned == 0  # Sunday
+    assert plan(world, svc.plan_digests, TODAY + timedelta(days=7)).planned == 2
+
+
+# --- recap due ------------------------------------------------------------------------------
+
+
+def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store) -> None:
+    over, _ = make_cycle(
+        world,
+        [("unfinished", SAM, -1, WIP)],
+        title="over",
+        start=START,
+        end=TODAY - timedelta(days=1),
+    )
+    running, _ = make_cycle(world, [("a", SAM, 1, OPEN)], title="running")
+    ends_today, _ = make_cycle(world, [], title="ends today", end=TODAY)
+    with world.unit_of_work() as s:
+        due = svc.open_recaps_due(s, TODAY)
+        result = svc.plan_recap_due(s, TODAY, due)
+    assert due.opened == [over] and due.blocked == {}
+    with world.unit_of_work() as s:
+        phases = {c.id: c.phase for c in s.scalars(select(Cycle))}
+        (ev,) = s.scalars(
+            select(Event)
+            .where(Event.cycle_id == over, Event.verb == "cycle.advanced")
+            .where(Event.actor_id.is_(None))
+        ).all()
+    assert phases == {over: Phase.RECAP, running: Phase.EXECUTE, ends_today: Phase.EXECUTE}
+    assert ev.before == {"phase": "execute"}
+    assert ev.after == {"phase": "recap", "reason": "period ended", "by": "system"}
+    assert recipients(world, NotificationKind.RECAP_DUE) == [
+        (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, SAM)}", SAM),
+        (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, MIA)}", MIA),
+    ]
+    assert result.changed == 1
+    with world.unit_of_work() as s:
+        again = svc.open_recaps_due(s, TODAY)
+    assert again.opened == [] and again.blocked == {}
+
+
+def test_recap_due_respects_the_execute_gate(world: Store) -> None:
+    cid, _ = make_cycle(world, [], playbook="cadence-strict", end=TODAY - timedelta(days=1))
+    with world.unit_of_work() as s:
+        due = svc.open_recaps_due(s, TODAY)
+        svc.plan_recap_due(s, TODAY, due)
+        svc.plan_recap_due(s, TODAY, svc.open_recaps_due(s, TODAY))  # the next day's run
+    assert due.opened == []
+    assert due.blocked == {cid: ["1 required checklist item(s) unanswered: wrapup"]}
+    blocked = rows(world, NotificationKind.RECAP_DUE)
+    assert len(blocked) == 2  # sam and mia, once
+    assert (
+        "cannot move to Recap yet: 1 required checklist item(s) unanswered: wrapup"
+        in blocked[0].body
+    )
+    with world.unit_of_work() as s:
+        s.scalars(select(ChecklistItem).where(ChecklistItem.cycle_id == cid)).one().answer = "ok"
+    with world.unit_of_work() as s:
+        assert svc.open_recaps_due(s, TODAY).opened == [cid]
+
+
+def test_the_single_cycle_system_transition_refuses_and_changes_nothing(world: Store) -> None:
+    cid, _ = make_cycle(world, [("a", SAM, 1, OPEN)])
+    before = db_snapshot(world)
+    with pytest.raises(TransitionRefused, match="runs to 2026-04-01"), world.unit_of_work() as s:
+        svc.open_recap_when_period_over(s, s.get(Cycle, cid), TODAY)
+    assert db_snapshot(world) == before
+    with world.unit_of_work() as s:
+        c = svc.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=1))
+        assert c.phase is Phase.RECAP
+    with (
+        pytest.raises(TransitionRefused, match="is in recap, not execute"),
+        world.unit_of_work() as s,
+    ):
+        svc.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=2))
+
+
+# --- channels -------------------------------------------------------------------------------
+
+
+def test_channels_add_list_remove_with_masked_secrets(world: Store) -> None:
+    with world.unit_of_work() as s:
+        lee = person_by_email(s, LEE)
+        slack = svc.add_channel(
+            s, lee, kind="slack", team="sales", url="slack://T1ABC/B2DEF/secrettoken/#sales"
+        )
+        mail = svc.add_channel(
+            s,
+            person_by_email(s, SID),
+            kind="email",
+            person=SID,
+            url="mailtos://sid:hunter2@mail.acme.test?to=sid@acme.test",
+        )
+        env = svc.add_channel(s, lee, kind="teams", team="sales", url="env:SALES_TEAMS_URL")
+    assert slack.url == "slack://T1AB***/***" and "secrettoken" not in slack.url
+    assert mail.url == "mailtos://sid:***@mail.acme.test?***"
+    assert env.url == "env:SALES_TEAMS_URL"
+    with world.unit_of_work() as s:
+        listed = svc.list_channels(s, team="sales")
+        assert [c.owner for c in listed] == ["team:sales", "team:sales"]
+        logged = s.scalars(select(Event).where(Event.verb == "channel.added")).all()
+    assert not any(
+        "hunter2" in json.dumps(e.after) or "secrettoken" in json.dumps(e.after) for e in logged
+    )
+    make_cycle(world, [("a", SID, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    with world.unit_of_work() as s:
+        svc.remove_channel(s, mail.id, person_by_email(s, MAX))
+    (n,) = rows(world)
+    assert n.channel_id is None and n.status is NotificationStatus.FAILED
+    assert n.error == "channel removed before delivery"
+
+
+@pytest.mark.parametrize(
+    ("actor", "data", "error", "message"),
+    [
+        (
+            MEG,
+            {"kind": "webhook", "team": "marketing", "url": "json://x"},
+            Forbidden,
+            "you cannot configure notification channels for team 'marketing'",
+        ),
+        (
+            SID,
+            {"kind": "webhook", "person": LEE, "url": "json://x"},
+            Forbidden,
+            "you cannot configure notification channels for lee@acme.test",
+        ),
+        (
+            LOU,
+            {"kind": "webhook", "person": SID, "url": "json://x"},
+            Forbidden,
+            "you cannot configure notification channels for sid@acme.test",
+        ),
+        (
+            MAX,
+            {"kind": "slack", "team": "sales", "url": "json://x"},
+            InvalidInput,
+            "not a slack apprise URL (expected slack://..., or env:NAME / secret:NAME)",
+        ),
+        (
+            MAX,
+            {"kind": "teams", "team": "sales", "url": "https://evil.test/workflows/x"},
+            InvalidInput,
+            "not a teams apprise URL",
+        ),
+        (
+            MAX,
+            {"kind": "webhook", "url": "json://x"},
+            InvalidInput,
+            "a channel belongs to a team or to a person: give exactly one",
+        ),
+        (MAX, {"kind": "pager", "team": "sales", "url": "json://x"}, InvalidInput, "kind: Input"),
+        (
+            MAX,
+            {"kind": "webhook", "team": "support", "url": "json://x"},
+            NotFound,
+            "unknown team 'support'",
+        ),
+        (
+            MAX,
+            {"kind": "webhook", "person": "nobody@acme.test", "url": "json://x"},
+            NotFound,
+            "unknown person",
+        ),
+        (MAX, {"kind": "webhook", "person": MIA, "url": " "}, InvalidInput, "url"),
+    ],
+)
+def test_bad_channel_input_is_refused_and_changes_nothing(
+    world: Store, actor: str, data: dict[str, str], error: type[Exception], message: str
+) -> None:
+    before = db_snapshot(world)
+    with pytest.raises(error) as exc, world.unit_of_work() as s:
+        svc.add_channel(s, person_by_email(s, actor), **data)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+    assert db_snapshot(world) == before
+
+
+def test_a_channel_configured_twice_is_refused(world: Store, receiver: Receiver) -> None:
+    before = db_snapshot(world)
+    with pytest.raises(InvalidInput, match="already configured"), world.unit_of_work() as s:
+        svc.add_channel(
+            s, person_by_email(s, SAM), kind="webhook", person=SAM, url=receiver.url("sam")
+        )
+    assert db_snapshot(world) == before
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def test_delivery_sends_each_planned_message_once(world: Store, receiver: Receiver) -> None:
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN), ("meg's", MEG, 0, OPEN), ("late", MIA, -1, WIP)])
+    plan(world, svc.plan_reminders)
+    result = deliver(world, [NotificationKind.REMINDER], workers=2)
+    assert (result.sent, result.failed, result.retrying) == (3, 0, 0)
+    assert receiver.paths() == ["/marketing", "/mia", "/sam"]
+    sam = next(m for m in receiver.messages if m["path"] == "/sam")
+    assert sam["title"] == "Reminder: 'soon' is due tomorrow"
+    assert "Hi Sam Sales" in sam["message"]
+    assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
+    # planning and delivering again sends nothing twice
+    plan(world, svc.plan_reminders)
+    assert deliver(world, [NotificationKind.REMINDER]).sent == 0
+    assert len(receiver.messages) == 3
+
+
+def test_delivery_only_takes_its_own_kinds(world: Store, receiver: Receiver) -> None:
+    from flows.notify import deliver
+
+    make_cycle(world, [("late", SAM, -3, OPEN)])
+    plan(world, svc.plan_reminders)
+    plan(world, svc.plan_escalations)
+    assert deliver(world, [NotificationKind.ESCALATION]).sent == 1
+    assert receiver.paths() == ["/lee"]
+    assert {n.kind: n.status for n in rows(world)}[NotificationKind.REMINDER] == "pending"
+
+
+def test_a_refused_message_is_retried_then_failed_with_the_reason(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    receiver.status = 500
+    for _ in range(2):
+        r = deliver(world)
+        assert (r.sent, r.retrying, r.failed) == (0, 1, 0)
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.PENDING and n.attempts == 2 and n.error
+    assert deliver(world).failed == 1
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.FAILED and n.attempts == 3
+    receiver.status = 200
+    assert deliver(world).sent == 0 and receiver.messages == []
+
+
+def test_env_indirection_and_a_missing_variable(
+    world: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.notify import deliver
+
+    with world.unit_of_work() as s:
+        svc.add_channel(s, person_by_email(s, SID), kind="webhook", person=SID, url="env:SID_HOOK")
+    make_cycle(world, [("sid's", SID, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    monkeypatch.delenv("SID_HOOK", raising=False)
+    r = deliver(world, secrets=None)
+    assert r.retrying == 1 and "the environment variable SID_HOOK is not set" in r.errors[0]
+    monkeypatch.setenv("SID_HOOK", receiver.url("sid-secret"))
+    assert deliver(world, secrets=None).sent == 1
+    assert receiver.paths() == ["/sid-secret"]
+
+
+def test_a_claim_is_exclusive_and_a_dead_deliverers_claim_is_taken_over(world: Store) -> None:
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    (n,) = rows(world)
+    now = svc.utcnow()
+    with world.unit_of_work() as s:
+        first = svc.claim(s, n.id, "worker-a", stale_before=now - timedelta(minutes=10))
+        assert first is not None and first.attempts == 1
+    with world.unit_of_work() as s:  # worker-a is busy sending: nobody else may take it
+        assert svc.claim(s, n.id, "worker-b", stale_before=now - timedelta(minutes=10)) is None
+        assert svc.deliverable_ids(s, None, now - timedelta(minutes=10)) == []
+    # worker-a died: once its claim is stale, the next run takes the message again
+    with world.unit_of_work() as s:
+        assert svc.deliverable_ids(s, None, svc.utcnow() + timedelta(seconds=1)) == [n.id]
+        again = svc.claim(s, n.id, "worker-b", stale_before=svc.utcnow() + timedelta(seconds=1))
+        assert again is not None and again.attempts == 2
+    with world.unit_of_work() as s:
+        assert not svc.mark_sent(s, n.id, "worker-a")  # the dead worker's late mark is ignored
+        assert svc.mark_sent(s, n.id, "worker-b")
+    with world.unit_of_work() as s:
+        assert svc.claim(s, n.id, "worker-c", stale_before=svc.utcnow() + timedelta(days=1)) is None
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(world: Store) -> Iterator[Any]:
+    from aligncycle import cli_cadence
+    from aligncycle.cli_common import ErrorMappingGroup, reset_store
+
+    app = typer.Typer(cls=ErrorMappingGroup, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    cli_cadence.register(app)
+    reset_store()
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    yield run
+    reset_store()
+
+
+def test_cli_channel_add_list_remove(world: Store, cli: Any) -> None:
+    r = cli(
+        "notify",
+        "channel",
+        "add",
+        "webhook",
+        "json://127.0.0.1:9/sid",
+        "--person",
+        SID,
+        "--as",
+        SID,
+    )
+    assert r.exit_code == 0, r.output
+    assert "added channel" in r.output
+    r = cli("notify", "channel", "list", "--person", SID, "--json")
+    (ch,) = json.loads(r.output)
+    assert ch["owner"] == SID and ch["url"] == "json://127.0.0.1:9/sid"
+    r = cli("notify", "channel", "remove", str(ch["id"]), "--as", SID)
+    assert r.exit_code == 0
+    assert json.loads(cli("notify", "channel", "list", "--person", SID, "--json").output) == []
+
+
+def test_cli_refuses_bad_channels_with_one_line_and_changes_nothing(world: Store, cli: Any) -> None:
+    before = db_snapshot(world)
+    for args, code, text in [
+        (["webhook", "json://x", "--team", "sales", "--as", MEG], 1, "cannot configure"),
+        (
+            ["slack", "slack://nope", "--team", "sales", "--as", LEE],
+            1,
+            "apprise does not understand",
+        ),
+        (["email", "json://x", "--team", "sales", "--as", LEE], 1, "not a email apprise URL"),
+        (["webhook", "json://x", "--team", "sales"], 2, "say who is acting"),
+        (["webhook", "json://x", "--as", LEE], 1, "give exactly one"),
+    ]:
+        r = cli("notify", "channel", "add", *args)
+        assert r.exit_code == code, (args, r.output)
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert len(lines) == 1 and text in lines[0] and lines[0].startswith("error: ")
+    assert cli("notify", "channel", "remove", "999", "--as", MAX).exit_code == 1
+    assert db_snapshot(world) == before
+
+
+def test_cli_cadence_run_without_prefect(world: Store, cli: Any, receiver: Receiver) -> None:
+    make_cycle(world, [("soon", SAM, 1, OPEN), ("late", SAM, -3, OPEN)])
+    r = cli(
+        "cadence",
+        "run",
+        "overdue-reminders",
+        "--today",
+        TODAY.isoformat(),
+        "--without-prefect",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["plan"]["planned"] == 2 and out["delivery"]["sent"] == 2
+    assert receiver.paths() == ["/sam", "/sam"]
+    r = cli("cadence", "run", "escalations", "--today", TODAY.isoformat(), "--without-prefect")
+    assert r.exit_code == 0 and "planned 1" in r.output and "sent 1" in r.output
+    bad = cli("cadence", "run", "hourly-nags", "--without-prefect")
+    assert bad.exit_code == 2 and "unknown cadence job 'hourly-nags'" in bad.output
+    bad = cli("cadence", "run", "escalations", "--today", "tomorrow", "--without-prefect")
+    assert bad.exit_code == 2
+
+
+def _pid(store: Store, email: str) -> int:
+    with store.unit_of_work() as s:
+        return person_by_email(s, email).id
+
+
+def test_notification_keys_are_unique_in_the_store(world: Store) -> None:
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    (n,) = rows(world)
+    with pytest.raises(Exception), world.unit_of_work() as s:  # noqa: B017, PT011
+        s.add(
+            Notification(
+                key=n.key, recipient=SAM, kind=NotificationKind.REMINDER, subject="x", body="x"
+            )
+        )
+    with world.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Notification)) == 1

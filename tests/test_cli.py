@@ -1,0 +1,394 @@
+"""The command line: a whole alignment cycle run by CLI alone, the JSON shapes of the read
+commands, ``db upgrade`` through the installed console script, and fast-starting reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aligncycle import cli_common
+from aligncycle.cli import app
+from models.playbook import load_playbook_file
+from models.schemas import (
+    ActionItemRead,
+    ChecklistItemRead,
+    CycleRead,
+    CycleSummary,
+    EventRead,
+    GapRead,
+    PersonRead,
+    PlaybookRead,
+    Readiness,
+    RetrospectiveRead,
+    SurveySummary,
+    TeamRead,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+PLAYBOOK = "sales-marketing-handoff"
+SCRIPT = Path(sys.executable).with_name("aligncycle")
+
+# Who owns a question of the shipped playbook, by its owner spec, in the ``org`` fixture
+# (sam and mia are the cycle's point persons).
+OWNERS = {
+    ("point_person", "sales"): "sam@acme.test",
+    ("point_person", "marketing"): "mia@acme.test",
+    ("lead", "sales"): "lee@acme.test",
+    ("lead", "marketing"): "lou@acme.test",
+    ("manager", None): "max@acme.test",
+}
+
+runner = CliRunner()
+
+
+def cli(*args: Any, code: int = 0) -> Any:
+    """Run ``aligncycle ARGS`` in-process; assert the exit code; return the result."""
+    cli_common.reset_store()  # settings are cached; the store's URL comes from the environment
+    result = runner.invoke(app, [str(a) for a in args], env={"ALIGNCYCLE_ACTOR": None})
+    assert result.exit_code == code, (args, result.output)
+    assert "Traceback" not in result.output
+    return result
+
+
+def cli_json(*args: Any) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def shipped_required() -> list[tuple[str, str, str]]:
+    """(phase, key, owner email) of every required question of the shipped playbook."""
+    spec, _ = load_playbook_file(PROJECT / "playbooks" / f"{PLAYBOOK}.yaml")
+    out = []
+    for phase, _pos, q in spec.questions():
+        if q.required:
+            assert q.owner is not None, f"{phase}.{q.key} has no owner"
+            out.append((str(phase), q.key, OWNERS[(str(q.owner.role), q.owner.team)]))
+    return out
+
+
+def answer_phase(cycle_id: int, phase: str, verbs: list[str]) -> None:
+    """Each owner answers their required questions of ``phase``, as the checklist names them."""
+    items = {i["key"]: i for i in cli_json("checklist", "show", cycle_id, "--phase", phase)}
+    required = [(k, owner) for p, k, owner in shipped_required() if p == phase]
+    assert required, phase
+    for key, owner in required:
+        assert items[key]["owner"]["email"] == owner, key
+        answer = "yes" if items[key]["answer_kind"] == "yes_no" else f"{key}: agreed in the sync"
+        out = cli("checklist", "answer", cycle_id, f"{phase}.{key}", answer, "--as", owner)
+        assert f"answered {phase}.{key}" in out.stdout
+        verbs.append("checklist.answered")
+    blockers = cli_json("cycle", "readiness", cycle_id)["blockers"]
+    assert not [b for b in blockers if "checklist" in b], blockers
+
+
+def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
+    verbs: list[str] = []
+    today = date.today()
+
+    # Identify: sam starts the cycle and names mia for marketing.
+    cycle = cli_json(
+        "cycle", "start", "--playbook", PLAYBOOK, "--title", "Q3 hand-off",
+        "--point-person", "mia@acme.test", "--as", "sam@acme.test",
+    )
+    verbs.append("cycle.started")
+    cid = cycle["id"]
+    assert cycle["phase"] == "identify"
+    assert {t["team"]["key"]: t["point_person"]["email"] for t in cycle["teams"]} == {
+        "sales": "sam@acme.test",
+        "marketing": "mia@acme.test",
+    }
+    blocked = cli_json("cycle", "readiness", cid)
+    assert not blocked["ready"] and "unanswered" in blocked["blockers"][0]
+
+    answer_phase(cid, "identify", verbs)
+    gap = cli_json(
+        "gap", "add", cid, "--title", "No agreed hand-off SLA", "--category", "hand_off",
+        "--root-cause", "process", "--severity", "high", "--evidence", "median 3 days",
+        "--as", "lee@acme.test",
+    )
+    verbs.append("gap.added")
+    minor = cli_json(
+        "gap", "add", cid, "--title", "Old CRM fields", "--category", "data_and_tools",
+        "--root-cause", "adoption", "--as", "meg@acme.test",
+    )
+    verbs.append("gap.added")
+    assert cli_json("cycle", "readiness", cid)["blockers"][0].startswith("2 gap(s) not decided")
+    cli("gap", "decide", gap["id"], "accepted", "--as", "lee@acme.test")
+    out = cli("gap", "decide", minor["id"], "rejected", "--reason", "fixed last quarter",
+              "--as", "sam@acme.test")
+    assert f"gap {minor['id']} rejected" in out.stdout
+    verbs += ["gap.decided", "gap.decided"]
+    assert [g["decision"] for g in cli_json("gap", "list", cid)] == ["accepted", "rejected"]
+    assert cli("cycle", "advance", cid, "--as", "sam@acme.test").stdout.strip() == (
+        f"cycle {cid}: identify -> plan"
+    )
+    verbs.append("cycle.advanced")
+
+    # Plan: an action for the accepted gap, then its owner and due date.
+    answer_phase(cid, "plan", verbs)
+    action = cli_json(
+        "action", "add", cid, "--title", "Agree and publish a 24h hand-off SLA",
+        "--gap", gap["id"], "--priority", "high", "--measure", "SLA report weekly",
+        "--as", "lee@acme.test",
+    )
+    verbs.append("action.created")
+    assert action["owner"] is None
+    assert "without an action item" in cli_json("cycle", "readiness", cid)["blockers"][0]
+    due = (today + timedelta(days=7)).isoformat()
+    cli("action", "assign", action["id"], "--owner", "sam@acme.test",
+        "--counterpart", "mia@acme.test", "--due", due, "--as", "lee@acme.test")
+    verbs.append("action.assigned")
+    updated = cli_json("action", "update", action["id"], "--status", "in_progress",
+                       "--as", "sam@acme.test")
+    verbs.append("action.updated")
+    assert (updated["status"], updated["owner"]["email"], updated["due_date"]) == (
+        "in_progress", "sam@acme.test", due,
+    )
+    cli("cycle", "advance", cid, "--to", "execute", "--as", "mia@acme.test")
+    verbs.append("cycle.advanced")
+
+    # Execute: check-ins until the work is done.
+    answer_phase(cid, "execute", verbs)
+    out = cli("checkin", "add", action["id"], "--confidence", "at_risk", "--progress", "40",
+              "--note", "legal wants a look", "--as", "sam@acme.test")
+    assert "at_risk, 40%" in out.stdout
+    cli("checkin", "add", action["id"], "--status", "done", "--confidence", "on_track",
+        "--progress", "100", "--note", "published", "--as", "sam@acme.test")
+    verbs += ["checkin.added", "checkin.added"]
+    mine = cli_json("action", "list", "--mine", "--as", "sam@acme.test")
+    assert [(a["id"], a["status"]) for a in mine] == [(action["id"], "done")]
+    cli("cycle", "advance", cid, "--as", "sam@acme.test")
+    verbs.append("cycle.advanced")
+
+    # Recap: retrospective, survey (one anonymous), manager's sign-off, close.
+    answer_phase(cid, "recap", verbs)
+    cli("retro", "record", cid, "--improvement", "SLA agreed and published",
+        "--growth-area", "lead scoring", "--next-time", "start the digest in week 1",
+        "--summary", "the hand-off is faster", "--as", "mia@acme.test")
+    verbs.append("retro.recorded")
+    cli("survey", "respond", cid, "--score", "4", "--comment", "clearer hand-off",
+        "--as", "lee@acme.test")
+    cli("survey", "respond", cid, "--score", "2", "--comment", "too many meetings",
+        "--anonymous", "--as", "meg@acme.test")
+    verbs += ["survey.answered", "survey.answered"]
+    assert cli_json("cycle", "readiness", cid)["blockers"] == [
+        "the recap is not signed off by a manager"
+    ]
+    cli("retro", "signoff", cid, "--as", "max@acme.test")
+    verbs.append("retro.signed_off")
+    cli("cycle", "advance", cid, "--as", "sam@acme.test")
+    verbs.append("cycle.advanced")
+
+    shown = cli_json("cycle", "show", cid)
+    assert shown["cycle"]["phase"] == "closed" and shown["cycle"]["closed_at"]
+    assert shown["counts"]["actions"]["done"] == 1
+    assert shown["counts"]["survey_responses"] == 2
+    retro = cli_json("retro", "show", cid)
+    assert retro["signed_off_by"]["email"] == "max@acme.test"
+    assert retro["improvements"] == ["SLA agreed and published"]
+    assert retro["facts"]["actions_done"] == 1
+    survey = cli_json("survey", "show", cid, "--as", "max@acme.test")
+    assert (survey["responses"], survey["mean"]) == (2, 3.0)
+    assert sorted(survey["comments"]) == ["clearer hand-off", "too many meetings"]
+
+    # The audit log shows every step, in order, by the right people.
+    log = cli_json("events", "--cycle", cid, "--limit", 500)
+    assert [e["verb"] for e in log] == verbs
+    advanced = [e for e in log if e["verb"] == "cycle.advanced"]
+    assert [e["after"]["phase"] for e in advanced] == ["plan", "execute", "recap", "closed"]
+    assert [e["actor"]["email"] for e in advanced] == [
+        "sam@acme.test", "mia@acme.test", "sam@acme.test", "sam@acme.test",
+    ]
+    anonymous = [e for e in log if e["verb"] == "survey.answered"][1]
+    assert anonymous["after"] == {"anonymous": True}  # the score is not tied to meg
+    text = cli("events", "--cycle", cid, "--limit", 3).stdout
+    assert "retro.signed_off" in text and "cycle.started" not in text  # the newest 3
+
+
+def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
+    today = date.today()
+    cid = cli_json("cycle", "start", "--playbook", PLAYBOOK, "--title", "Shapes",
+                   "--as", "sam@acme.test")["id"]
+    cli("checklist", "answer", cid, "identify.shared_kpis", "no", "--note", "two dashboards",
+        "--as", "lou@acme.test")
+    gid = cli_json("gap", "add", cid, "--title", "No shared KPIs", "--category", "kpis",
+                   "--root-cause", "communication", "--as", "lou@acme.test")["id"]
+    cli("gap", "decide", gid, "accepted", "--as", "lou@acme.test")
+
+    def keys(model: Any) -> set[str]:
+        return set(model.model_fields)
+
+    assert [set(r) for r in cli_json("team", "list")] == [keys(TeamRead)] * 2
+    people = cli_json("person", "list", "--team", "sales", "--role", "member")
+    assert [(p["email"], set(p)) for p in people] == [("sid@acme.test", keys(PersonRead))]
+    playbooks = cli_json("playbook", "list")
+    assert len(playbooks) == 3 and all(set(p) == keys(PlaybookRead) for p in playbooks)
+    shown = cli_json("playbook", "show", f"{PLAYBOOK}@1")
+    assert set(shown) == keys(PlaybookRead) | {"spec"} and shown["spec"]["name"] == PLAYBOOK
+
+    board = cli_json("cycle", "list", "--open")
+    assert [(set(c), c["id"], c["gaps_total"]) for c in board] == [(keys(CycleSummary), cid, 1)]
+    assert cli_json("cycle", "list", "--phase", "closed") == []
+    shown = cli_json("cycle", "show", cid)
+    assert set(shown) == {"cycle", "readiness", "counts"}
+    assert set(shown["cycle"]) == keys(CycleRead)
+    assert set(shown["readiness"]) == keys(Readiness)
+    assert shown["counts"]["checklist"]["identify"]["answered"] == 1
+    assert shown["counts"]["gaps"] == {"total": 1, "accepted": 1}
+    assert set(cli_json("cycle", "readiness", cid)) == keys(Readiness)
+
+    items = cli_json("checklist", "show", cid)
+    assert {set(i) == keys(ChecklistItemRead) for i in items} == {True}
+    assert [i["phase"] for i in items][:1] == ["identify"] and items[-1]["phase"] == "recap"
+    kpis = next(i for i in items if i["key"] == "shared_kpis")
+    assert (kpis["answer"], kpis["note"], kpis["answered_by"]["email"]) == (
+        "no", "two dashboards", "lou@acme.test",
+    )
+    mine = cli_json("checklist", "show", cid, "--phase", "identify", "--mine",
+                    "--as", "lee@acme.test")
+    assert {i["key"] for i in mine} == {"missed_conversions", "handoff_sla_agreed"}
+    gaps = cli_json("gap", "list", cid, "--decision", "accepted")
+    assert [(set(g), g["id"]) for g in gaps] == [(keys(GapRead), gid)]
+
+    for phase in ("identify", "plan"):  # sam, a point person, may answer every question
+        for i in cli_json("checklist", "show", cid, "--phase", phase):
+            if i["required"] and not i["answer"]:
+                cli("checklist", "answer", cid, i["id"], "yes" if i["answer_kind"] == "yes_no"
+                    else "agreed", "--as", "sam@acme.test")
+        if phase == "identify":
+            cli("cycle", "advance", cid, "--as", "sam@acme.test")
+    late = cli_json("action", "add", cid, "--title", "Agree the KPIs", "--gap", gid,
+                    "--owner", "lou@acme.test", "--due", today.isoformat(),
+                    "--as", "max@acme.test")
+    cli_json("action", "add", cid, "--title", "Someday", "--as", "max@acme.test")
+    actions = cli_json("action", "list", "--cycle", cid)
+    assert [(set(a), a["title"]) for a in actions] == [
+        (keys(ActionItemRead), "Agree the KPIs"), (keys(ActionItemRead), "Someday"),
+    ]
+    assert [a["id"] for a in cli_json("action", "list", "--owner", "lou@acme.test")] == [
+        late["id"]
+    ]
+    assert [a["title"] for a in cli_json("action", "list", "--team", "marketing", "--open")] == [
+        "Agree the KPIs"
+    ]
+    assert cli_json("action", "list", "--overdue") == []  # due today is not overdue yet
+    assert cli_json("action", "list", "--status", "done") == []
+
+    log = cli_json("events", "--cycle", cid)
+    assert {set(e) == keys(EventRead) for e in log} == {True}
+    assert log[0]["verb"] == "cycle.started" and log[-1]["verb"] == "action.created"
+    assert cli_json("retro", "show", cid) is None
+    survey = cli_json("survey", "show", cid, "--as", "sid@acme.test")
+    assert set(survey) == keys(SurveySummary) and survey["responses"] == 0
+    assert set(RetrospectiveRead.model_fields) >= {"facts", "signed_off_by"}
+
+    # The human-readable forms are tables with the same rows.
+    text = cli("cycle", "list").stdout.splitlines()
+    assert text[0].split()[:3] == ["id", "title", "phase"] and f"{cid} " in text[2]
+    assert "Agree the KPIs" in cli("action", "list", "--cycle", cid).stdout
+    assert "cannot move from plan to execute yet" in cli("cycle", "show", cid).stdout
+
+
+def test_people_and_teams_are_added_by_managers_after_bootstrap(store: Any) -> None:
+    # A fresh store has nobody: the first teams and people need no --as.
+    cli("team", "add", "sales", "Sales")
+    cli("team", "add", "marketing", "Marketing")
+    out = cli("person", "add", "--name", "Ann", "--email", "Ann@Acme.test", "--team", "sales",
+              "--role", "point_person")
+    assert "there is no manager yet" in out.stdout
+    cli("person", "add", "--name", "Bo", "--email", "bo@acme.test", "--team", "sales",
+        "--role", "manager")
+    cli("person", "add", "--name", "Cy", "--email", "cy@acme.test", "--team", "marketing",
+        "--as", "bo@acme.test")
+    people = cli_json("person", "list")
+    assert [(p["email"], p["role"], p["team"]["key"]) for p in people] == [
+        ("cy@acme.test", "member", "marketing"),
+        ("ann@acme.test", "point_person", "sales"),
+        ("bo@acme.test", "manager", "sales"),
+    ]
+    log = cli_json("events")
+    assert [e["actor"]["email"] if e["actor"] else None for e in log][-2:] == [
+        None, "bo@acme.test",
+    ]
+
+
+def _run_script(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
+    env["ALIGNCYCLE_DATABASE_URL"] = url
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'x.db'}"
+    first = _run_script("db", "upgrade", url=url)
+    assert first.returncode == 0, first.stderr
+    loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
+    assert [line.split()[2] for line in loaded] == [
+        "campaign-content-alignment@1", "lead-definition-and-scoring@1",
+        "sales-marketing-handoff@1",
+    ]
+    again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
+    assert again.returncode == 0, again.stderr
+    assert "loaded " not in again.stdout and again.stdout.count("unchanged playbook") == 3
+    monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", url)
+    assert cli_json("db", "current")["up_to_date"] is True
+    assert {p["name"] for p in cli_json("playbook", "list")} == {
+        "campaign-content-alignment", "lead-definition-and-scoring", "sales-marketing-handoff",
+    }
+
+
+def test_read_commands_do_not_import_prefect_or_fastapi(org: Any, database_url: str) -> None:
+    cid = cli_json("cycle", "start", "--playbook", PLAYBOOK, "--title", "Fast",
+                   "--as", "sam@acme.test")["id"]
+    commands = [
+        ["cycle", "list", "--json"],
+        ["cycle", "show", str(cid)],
+        ["checklist", "show", str(cid)],
+        ["gap", "list", str(cid)],
+        ["action", "list", "--overdue"],
+        ["events", "--cycle", str(cid)],
+    ]
+    probe = (
+        "import json, sys\n"
+        "from aligncycle.cli import main\n"
+        f"for args in {commands!r}:\n"
+        "    sys.argv = ['aligncycle', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, (args, exc.code)\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = sorted(loaded & {'prefect', 'fastapi', 'uvicorn'})\n"
+        "print('HEAVY=' + json.dumps(heavy))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
+    env["ALIGNCYCLE_DATABASE_URL"] = database_url
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"Fast"' in done.stdout  # the commands did run against the store
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY=[]"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["cycle", "--help"], ["playbook", "schema"]])
+def test_help_and_schema_need_no_store(args: list[str], tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")
+    out = cli(*args).stdout
+    if args == ["playbook", "schema"]:
+        assert json.loads(out)["title"] == "PlaybookSpec"
+    else:
+        assert "Usage" in out
+    assert not (tmp_path / "none.db").exists()
