@@ -36,19 +36,59 @@ if TYPE_CHECKING:
 
     from models.tables import ChecklistItem, Cycle, Event, Person
 
+#: The command groups (``cycle``, ``action``, ...), built into Click commands only when used:
+#: Typer inspects every command's signature when it builds one, and a read command should not
+#: pay for the forty it does not run.
+_GROUPS: dict[str, typer.Typer] = {}
+
+
+class _RootGroup(cc.ErrorMappingGroup):
+    """The ``aligncycle`` group: errors become one line (see ErrorMappingGroup), and the command
+    groups are built on first use."""
+
+    def _build(self, names: Any) -> None:
+        from typer.main import get_group
+
+        for name in names:
+            if name in _GROUPS and name not in self.commands:
+                self.commands[name] = get_group(_GROUPS[name])
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._build([cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._build(_GROUPS)
+        return [*_GROUPS, *(n for n in super().list_commands(ctx) if n not in _GROUPS)]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and args[0] not in _GROUPS:
+            self._build(_GROUPS)  # a typo: suggest among every command
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
     name="aligncycle",
-    help="Run sales-marketing alignment cycles: identify, plan, execute, recap.",
-    cls=cc.ErrorMappingGroup,
+    cls=_RootGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Run sales-marketing alignment cycles: identify, plan, execute, recap.
+
+    Writes take --as EMAIL (or ALIGNCYCLE_ACTOR); reads print tables, or JSON with --json.
+    """
+
+
 def _group(name: str, help_text: str) -> typer.Typer:
-    sub = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
-    app.add_typer(sub, name=name)
+    sub = typer.Typer(
+        name=name, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False
+    )
+    _GROUPS[name] = sub
     return sub
 
 
@@ -991,27 +1031,27 @@ def action_list(
             open_only=open_ or overdue,
             due_before=today - timedelta(days=1) if overdue else None,
         )
-        rows = [ActionItemRead.model_validate(i) for i in items]
-    if json_:
-        emit_json(rows)
-        return
-    table(
-        [
-            [
-                a.id,
-                a.cycle_id,
-                clip(a.title, 50),
-                _ref(a.owner),
-                a.due_date,
-                a.status,
-                a.confidence,
-                a.priority,
-                "late" if _late(a, today) else "",
+        if json_:
+            out: list[Any] = [ActionItemRead.model_validate(i) for i in items]
+        else:  # the table reads the loaded rows directly: lists can be long
+            out = [
+                [
+                    a.id,
+                    a.cycle_id,
+                    clip(a.title, 50),
+                    _ref(a.owner),
+                    a.due_date,
+                    a.status,
+                    a.confidence,
+                    a.priority,
+                    "late" if _late(a, today) else "",
+                ]
+                for a in items
             ]
-            for a in rows
-        ],
-        ["id", "cycle", "title", "owner", "due", "status", "confidence", "priority", ""],
-    )
+    if json_:
+        emit_json(out)
+        return
+    table(out, ["id", "cycle", "title", "owner", "due", "status", "confidence", "priority", ""])
 
 
 def _late(item: Any, today: date) -> bool:
@@ -1195,7 +1235,11 @@ def survey_show(
         return
     mean = f", mean {out.mean}" if out.mean is not None else ""
     _ok(f"cycle {out.cycle_id}: {out.responses} response(s){mean}")
-    _ok("scores: " + ", ".join(f"{k}: {v}" for k, v in sorted(out.distribution.items())))
+    note = getattr(out, "note", None)
+    if note:
+        _ok(f"({note})")
+    if out.distribution:
+        _ok("scores: " + ", ".join(f"{k}: {v}" for k, v in sorted(out.distribution.items())))
     if out.by_team:
         table([[t.team, t.responses, t.mean] for t in out.by_team], ["team", "responses", "mean"])
     for comment in out.comments:

@@ -1,30 +1,48 @@
-"""``python -m bench [NAME] [ARGS...]``: run a benchmark by name; with no name, list them."""
+"""``python -m bench [NAME] [ARGS...]``: run a benchmark by name; with no name, list them.
+
+A benchmark is a module ``bench/NAME.py`` with a ``main(argv) -> int`` function; the first
+line of its docstring describes it in the list.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+from pathlib import Path
 
-#: name -> (module, one-line description). Each module has ``main(argv) -> int``.
-BENCHMARKS = {
-    "read_commands": (
-        "bench.read_commands",
-        "wall time of the CLI's read commands on 1,000 cycles x 20 action items (< 0.5 s each)",
-    ),
-}
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> dict[str, str]:
+    """name -> one-line description, read without importing the modules."""
+    found = {}
+    for path in sorted(HERE.glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        has_main = any(
+            isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body
+        )
+        if has_main:
+            doc = ast.get_docstring(tree) or ""
+            found[path.stem] = doc.strip().splitlines()[0] if doc.strip() else ""
+    return found
 
 
 def main(argv: list[str]) -> int:
+    benchmarks = available()
     if not argv or argv[0] in ("-h", "--help", "list"):
         print("usage: python -m bench NAME [ARGS...]\n\navailable benchmarks:")
-        for name, (_module, text) in BENCHMARKS.items():
+        for name, text in benchmarks.items():
             print(f"  {name:<16} {text}")
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in BENCHMARKS:
-        print(f"error: no benchmark {name!r}; available: {', '.join(BENCHMARKS)}", file=sys.stderr)
+    if name not in benchmarks:
+        known = ", ".join(benchmarks) or "none"
+        print(f"error: no benchmark {name!r}; available: {known}", file=sys.stderr)
         return 2
-    module = importlib.import_module(BENCHMARKS[name][0])
+    module = importlib.import_module(f"bench.{name}")
     return int(module.main(rest) or 0)
 
 

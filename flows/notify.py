@@ -188,7 +188,14 @@ def deliver(
                     ids = svc.deliverable_ids(s, kinds, stale_before, after_id=after, limit=batch)
                 if not ids:
                     break
-                list(pool.map(one, ids))
+                futures = [pool.submit(one, nid) for nid in ids]
+                try:
+                    for f in futures:
+                        f.result()
+                except BaseException:
+                    for f in futures:  # stop at once: what is not claimed stays pending
+                        f.cancel()
+                    raise
                 after = ids[-1]
     finally:
         apprise_logger.removeHandler(logs)

@@ -12,7 +12,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config(str(HERE.parent / "alembic.ini")) if (HERE.parent / "alembic.ini").exists() else Config()
+    ini = HERE.parent / "alembic.ini"
+    cfg = Config(str(ini)) if ini.exists() else Config()
     cfg.set_main_option("script_location", str(HERE))
     if url:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -389,6 +389,10 @@ class SurveyTeamResult(BaseModel):
 class SurveySummary(BaseModel):
     cycle_id: int
     responses: int
+    #: False while a result could give an anonymous answer away (see ``note``): then the
+    #: mean, distribution, team means and comments are empty.
+    shown: bool = False
+    note: str | None = None
     mean: float | None
     distribution: dict[int, int]
     by_team: list[SurveyTeamResult]

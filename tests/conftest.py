@@ -16,6 +16,7 @@ from migrations import runner
 from models.config import normalize_database_url
 from models.db import Store, make_engine
 from models.metadata import metadata
+from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
 from models.schemas import PersonCreate, TeamCreate
 from models.services import people, playbooks
 
@@ -91,8 +92,14 @@ ORG = [
 ]
 
 
+@pytest.fixture(scope="session")
+def shipped_specs() -> list[tuple[PlaybookSpec, str, str]]:
+    """The shipped playbooks, parsed once per session (YAML parsing is the slow part)."""
+    return [(*load_playbook_file(p), p.name) for p in playbook_files(PROJECT / "playbooks")]
+
+
 @pytest.fixture
-def org(store: Store) -> Store:
+def org(store: Store, shipped_specs: list[tuple[PlaybookSpec, str, str]]) -> Store:
     """Two teams, a point person and a lead on each, a manager, two members, and the shipped
     playbooks loaded."""
     with store.unit_of_work() as s:
@@ -100,7 +107,8 @@ def org(store: Store) -> Store:
         people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
         for name, email, team, role in ORG:
             people.create_person(s, PersonCreate(name=name, email=email, team=team, role=role))
-        playbooks.sync_directory(s, PROJECT / "playbooks")
+        for spec, digest, source in shipped_specs:
+            playbooks.register(s, spec, digest, source)
     return store
 
 

@@ -69,12 +69,22 @@ STRICT = PLAYBOOK.replace("name: cadence-test", "name: cadence-strict").replace(
 
 
 class Receiver:
-    """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts."""
+    """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts.
+
+    ``messages`` holds the acknowledged ones (answered 200). With ``hold_after=N``, every
+    message after the N-th is held unanswered (``holding`` is set) until :meth:`drop_held`,
+    which closes those connections without an answer: a sender that died meanwhile never
+    learned whether they arrived, and they do not count as delivered.
+    """
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.dropped: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.status = 200
+        self.hold_after: int | None = None
+        self.holding = threading.Event()
+        self.released = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +92,9 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 status = receiver.on_message(self.path, payload)
+                if status is None:  # dropped: no answer at all
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.end_headers()
 
@@ -89,17 +102,32 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
 
-    def on_message(self, path: str, payload: dict[str, Any]) -> int:
+    def on_message(self, path: str, payload: dict[str, Any]) -> int | None:
+        message = {"path": path, **payload}
         with self.lock:
-            if self.status == 200:
-                self.messages.append({"path": path, **payload})
-            return self.status
+            hold = self.hold_after is not None and len(self.messages) >= self.hold_after
+            if not hold:
+                if self.status == 200:
+                    self.messages.append(message)
+                return self.status
+        self.holding.set()
+        self.released.wait(timeout=300)
+        with self.lock:
+            self.dropped.append(message)
+        return None
+
+    def drop_held(self) -> None:
+        """Answer nothing to the held messages, and take every later one normally."""
+        with self.lock:
+            self.hold_after = None
+        self.released.set()
 
     def url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.port}/{path.strip('/')}"
@@ -108,7 +136,13 @@ class Receiver:
         with self.lock:
             return sorted(m["path"] for m in self.messages)
 
+    def received(self) -> list[tuple[str, str]]:
+        """(path, title) of every acknowledged message, sorted."""
+        with self.lock:
+            return sorted((m["path"], m["title"]) for m in self.messages)
+
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -556,10 +590,12 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
     assert phases == {over: Phase.RECAP, running: Phase.EXECUTE, ends_today: Phase.EXECUTE}
     assert ev.before == {"phase": "execute"}
     assert ev.after == {"phase": "recap", "reason": "period ended", "by": "system"}
-    assert recipients(world, NotificationKind.RECAP_DUE) == [
-        (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, SAM)}", SAM),
-        (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, MIA)}", MIA),
-    ]
+    assert recipients(world, NotificationKind.RECAP_DUE) == sorted(
+        [
+            (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, SAM)}", SAM),
+            (f"recap-due:{over}:2026-03-01:opened:p{_pid(world, MIA)}", MIA),
+        ]
+    )
     assert result.changed == 1
     with world.unit_of_work() as s:
         again = svc.open_recaps_due(s, TODAY)
@@ -912,3 +948,37 @@ def test_notification_keys_are_unique_in_the_store(world: Store) -> None:
         )
     with world.unit_of_work() as s:
         assert s.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def test_a_deliverer_killed_mid_run_loses_nothing_and_sends_nothing_twice(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.notify import deliver, send
+
+    make_cycle(world, [(f"item {i}", (SAM, MIA, LEE)[i % 3], 1, OPEN) for i in range(9)])
+    plan(world, svc.plan_reminders)
+    calls = 0
+
+    class Killed(BaseException):
+        pass
+
+    def dies_at_the_fourth(url: str, title: str, body: str) -> str | None:
+        nonlocal calls
+        calls += 1
+        if calls >= 4:  # the process is dead from the fourth send on: nothing more goes out
+            raise Killed
+        return send(url, title, body)
+
+    with pytest.raises(Killed):
+        deliver(world, workers=2, sender=dies_at_the_fourth)
+    assert len(receiver.messages) == 3
+    stuck = [n for n in rows(world) if n.status is NotificationStatus.SENDING]
+    pending = [n for n in rows(world) if n.status is NotificationStatus.PENDING]
+    assert stuck and len(stuck) + len(pending) == 6
+    # A normal re-run leaves the dead deliverer's claims alone until they are stale ...
+    assert deliver(world).sent == len(pending)
+    # ... and takes them once they are: every message arrived exactly once.
+    assert deliver(world, stale_after=timedelta(0)).sent == len(stuck)
+    assert len(receiver.received()) == 9 == len(set(receiver.received()))
+    assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
+    assert sorted(n.attempts for n in rows(world)) == [1] * (9 - len(stuck)) + [2] * len(stuck)

@@ -194,9 +194,10 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert retro["signed_off_by"]["email"] == "max@acme.test"
     assert retro["improvements"] == ["SLA agreed and published"]
     assert retro["facts"]["actions_done"] == 1
+    # Two answers, one anonymous: too few to show scores without giving someone away.
     survey = cli_json("survey", "show", cid, "--as", "max@acme.test")
-    assert (survey["responses"], survey["mean"]) == (2, 3.0)
-    assert sorted(survey["comments"]) == ["clearer hand-off", "too many meetings"]
+    assert (survey["responses"], survey["mean"], survey["comments"]) == (2, None, [])
+    assert "at least 3" in cli("survey", "show", cid, "--as", "max@acme.test").stdout
 
     # The audit log shows every step, in order, by the right people.
     log = cli_json("events", "--cycle", cid, "--limit", 500)

@@ -33,7 +33,7 @@ from models.errors import (
     NotFound,
     TransitionRefused,
 )
-from models.playbook import PlaybookSpec, load_playbook_file, parse_playbook, playbook_files
+from models.playbook import load_playbook_file, parse_playbook
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
@@ -49,7 +49,6 @@ from models.schemas import (
     PersonCreate,
     RetrospectiveRecord,
     SurveyRespond,
-    TeamCreate,
     parse_input,
 )
 from models.services import actions, checklist, cycles, events, gaps, people, playbooks, recap
@@ -64,7 +63,7 @@ from models.tables import (
     SurveyParticipation,
     SurveyResponse,
 )
-from tests.conftest import ORG, PROJECT, db_snapshot
+from tests.conftest import PROJECT, db_snapshot
 
 HANDOFF = "sales-marketing-handoff"
 SHIPPED = sorted(p.stem for p in (PROJECT / "playbooks").glob("*.yaml"))
@@ -88,27 +87,6 @@ SAM, MIA, LEE, LOU, MAX, MEG, SID = (
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shipped_specs() -> list[tuple[PlaybookSpec, str, str]]:
-    """The shipped playbooks, parsed once: YAML parsing is most of conftest's ``org`` setup."""
-    files = playbook_files(PROJECT / "playbooks")
-    return [(*load_playbook_file(path), path.name) for path in files]
-
-
-@pytest.fixture
-def org(store: Store, shipped_specs: list[tuple[PlaybookSpec, str, str]]) -> Store:
-    """conftest's ``org`` (same teams, people and playbooks), without re-parsing the YAML."""
-    with store.unit_of_work() as s:
-        people.create_team(s, TeamCreate(key="sales", name="Sales"))
-        people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
-        for name, email, team, role in ORG:
-            people.create_person(s, PersonCreate(name=name, email=email, team=team, role=role))
-        for spec, digest, source in shipped_specs:
-            playbooks.register(s, spec, digest, source)
-    return store
-
 
 
 def P(s: Session, email: str) -> Person:  # noqa: N802 - reads like a name in the tests
@@ -1223,14 +1201,16 @@ def test_survey_summary_hides_other_teams_comments_from_non_managers(org: Store)
     to_recap(org, cycle_id)
     with org.unit_of_work() as s:
         c = C(s, cycle_id)
-        recap.respond(s, c, SurveyRespond(score=5, comment="zebra: sales likes it"), P(s, SID))
-        recap.respond(
-            s, c, SurveyRespond(score=3, comment="Alpha: sales meh", anonymous=True), P(s, LEE)
-        )
-        recap.respond(
-            s, c, SurveyRespond(score=2, comment="marketing unhappy", anonymous=True), P(s, MEG)
-        )
-        recap.respond(s, c, SurveyRespond(score=4), P(s, MIA))
+        for who, score, comment, anonymous in (
+            (SID, 5, "zebra: sales likes it", True),
+            (LEE, 3, "Alpha: sales meh", True),
+            (MAX, 4, None, True),
+            (MEG, 2, "marketing unhappy", False),
+            (MIA, 4, None, False),
+            (LOU, 3, "", False),
+        ):
+            data = SurveyRespond(score=score, comment=comment, anonymous=anonymous)
+            recap.respond(s, c, data, P(s, who))
         for_sales = recap.summarize_survey(s, c, P(s, SAM))
         for_marketing = recap.summarize_survey(s, c, P(s, LOU))
         for_manager = recap.summarize_survey(s, c, P(s, MAX))
@@ -1242,12 +1222,51 @@ def test_survey_summary_hides_other_teams_comments_from_non_managers(org: Store)
         "zebra: sales likes it",
     ]
     for summary in (for_sales, for_marketing, for_manager):  # scores are for everyone
-        assert summary.responses == 4 and summary.mean == 3.5
-        assert summary.distribution == {1: 0, 2: 1, 3: 1, 4: 1, 5: 1}
+        assert summary.shown and summary.note is None
+        assert summary.responses == 6 and summary.mean == 3.5
+        assert summary.distribution == {1: 0, 2: 1, 3: 2, 4: 2, 5: 1}
         assert [(t.team, t.responses, t.mean) for t in summary.by_team] == [
-            ("marketing", 2, 3.0),
-            ("sales", 2, 4.0),
+            ("marketing", 3, 3.0),
+            ("sales", 3, 4.0),
         ]
+
+
+def answer_survey(s: Session, cycle_id: int, *answers: tuple[str, int, bool]) -> None:
+    for who, score, anonymous in answers:
+        data = SurveyRespond(score=score, comment=f"from {who}", anonymous=anonymous)
+        recap.respond(s, C(s, cycle_id), data, P(s, who))
+
+
+def test_survey_results_wait_until_they_cannot_give_an_anonymous_answer_away(
+    org: Store,
+) -> None:
+    first = start(org)
+    to_recap(org, first)
+    with org.unit_of_work() as s:
+        # sid's named 4 and sam's named 3 are in the audit log: a sales mean of 3.0 would
+        # give lee's anonymous 2 away, so nothing but the counts is shown.
+        answer_survey(s, first, (SID, 4, False), (LEE, 2, True), (SAM, 3, False))
+        summary = recap.summarize_survey(s, C(s, first), P(s, MAX))
+        facts = recap.cycle_facts(s, C(s, first), TODAY)
+    assert not summary.shown and summary.responses == 3
+    assert (summary.mean, summary.distribution, summary.comments) == (None, {}, [])
+    assert [(t.team, t.responses, t.mean) for t in summary.by_team] == [("sales", 3, None)]
+    assert summary.note == (
+        "scores and comments are shown once every team has at least 3 answers "
+        "(and at least 3 anonymous ones if any are anonymous)"
+    )
+    assert facts["survey_responses"] == 3 and facts["survey_mean"] is None
+
+    second = start(org, title="Second")
+    to_recap(org, second)
+    with org.unit_of_work() as s:
+        # three anonymous sales answers, one anonymous marketing answer: the overall mean,
+        # less the sales mean, would give meg's answer away
+        answer_survey(s, second, (SID, 5, True), (LEE, 4, True), (MAX, 3, True), (MEG, 1, True))
+        assert not recap.summarize_survey(s, C(s, second), P(s, MAX)).shown
+        answer_survey(s, second, (MIA, 2, True), (LOU, 3, True))
+        summary = recap.summarize_survey(s, C(s, second), P(s, MAX))
+    assert summary.shown and summary.mean == 3.0 and len(summary.comments) == 6
 
 
 # --- carry-over ----------------------------------------------------------------------------
@@ -1350,14 +1369,25 @@ def count_queries(store: Store, call: Callable[[Session], Any]) -> int:
 def test_lists_do_not_query_per_row(org: Store) -> None:
     """A list (and its Read models) costs the same number of queries for 1 row or many."""
 
+    # Different people on each row, so that lazy loads could not hide in the identity map.
+    reporters, deciders = (SID, MEG, LEE, LOU, MAX), (LEE, LOU, MAX, SAM, MIA)
+    creators, counterparts = (LEE, LOU, MAX, LEE, LOU), (MEG, LOU, MIA, MEG, LOU)
+
     def cycle_with(n: int) -> int:
         cycle_id = start(org, title=f"{n} rows")
         with org.unit_of_work() as s:
             answer_all(s, cycle_id, Phase.IDENTIFY)
-            found = [accept(s, add_gap(s, cycle_id, f"Gap {k}")) for k in range(n)]
+            found = []
+            for k in range(n):
+                data = GapCreate(title=f"Gap {k}", category="hand_off", root_cause="process")
+                gap, _ = gaps.add_gap(s, C(s, cycle_id), data, P(s, reporters[k]))
+                found.append(accept(s, gap, by=deciders[k]))
             advance(s, cycle_id)
             for k in range(n):
-                add_action(s, cycle_id, found[k], title=f"Act {k}", counterpart=MEG)
+                data = ActionItemCreate(
+                    gap_id=found[k].id, title=f"Act {k}", owner=SID, counterpart=counterparts[k]
+                )
+                actions.add_action(s, C(s, cycle_id), data, P(s, creators[k]))
         return cycle_id
 
     def lists(cycle_id: int) -> Callable[[Session], None]:

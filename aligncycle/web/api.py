@@ -23,10 +23,10 @@ from models.schemas import (
     ActionItemCreate,
     ActionItemRead,
     ActionItemUpdate,
-    ChecklistAnswer,
-    ChecklistItemRead,
     CheckInCreate,
     CheckInRead,
+    ChecklistAnswer,
+    ChecklistItemRead,
     CycleCreate,
     CycleRead,
     EventRead,
@@ -320,8 +320,9 @@ def board(ctx: ApiCtx, phase: Phase | None = None, limit: Limit = 50, offset: Of
     items = [
         BoardItem(
             **{k: getattr(r, k) for k in BoardItem.model_fields if k != "teams"},
-            teams=[TeamSlotRead(key=t.key, name=t.name, point_person=t.point_person)
-                   for t in r.teams],
+            teams=[
+                TeamSlotRead(key=t.key, name=t.name, point_person=t.point_person) for t in r.teams
+            ],
         )
         for r in rows
     ]
@@ -366,9 +367,7 @@ def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
     return CycleRead.model_validate(cycle)
 
 
-@router.put(
-    "/cycles/{cycle_id}/point-persons/{team}", response_model=CycleRead, tags=["cycles"]
-)
+@router.put("/cycles/{cycle_id}/point-persons/{team}", response_model=CycleRead, tags=["cycles"])
 def set_point_person(
     cycle_id: Id,
     team: Annotated[str, Path(max_length=64)],
@@ -403,9 +402,7 @@ def list_checklist(
     return window([ChecklistItemRead.model_validate(i) for i in items], limit, offset)
 
 
-@router.post(
-    "/checklist/{item_id}/answer", response_model=ChecklistItemRead, tags=["checklist"]
-)
+@router.post("/checklist/{item_id}/answer", response_model=ChecklistItemRead, tags=["checklist"])
 def answer(item_id: Id, body: ChecklistAnswer, ctx: ApiCtx) -> ChecklistItemRead:
     item = v.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
     checklist.answer_item(ctx.session, item, body, ctx.me)
@@ -461,9 +458,7 @@ def list_actions(
     offset: Offset = 0,
 ) -> dict:
     filters = v.ActionFilters(team=team, owner=owner, status=status, due=due)
-    rows, total = v.actions(
-        ctx.session, _cycle(ctx, cycle_id), filters, limit=limit, offset=offset
-    )
+    rows, total = v.actions(ctx.session, _cycle(ctx, cycle_id), filters, limit=limit, offset=offset)
     return page([ActionItemRead.model_validate(a) for a in rows], total, limit, offset)
 
 
@@ -506,9 +501,7 @@ def assign_action(action_id: Id, body: ActionItemAssign, ctx: ApiCtx) -> ActionI
     return ActionItemRead.model_validate(item)
 
 
-@router.get(
-    "/actions/{action_id}/checkins", response_model=Page[CheckInRead], tags=["actions"]
-)
+@router.get("/actions/{action_id}/checkins", response_model=Page[CheckInRead], tags=["actions"])
 def list_checkins(action_id: Id, ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> dict:
     item = _action(ctx, action_id)
     rows = v.checkins_by_action(ctx.session, [item.id]).get(item.id, [])
@@ -521,9 +514,7 @@ def list_checkins(action_id: Id, ctx: ApiCtx, limit: Limit = 50, offset: Offset 
     status_code=201,
     tags=["actions"],
 )
-def add_checkin(
-    action_id: Id, body: CheckInCreate, ctx: ApiCtx, response: Response
-) -> CheckInRead:
+def add_checkin(action_id: Id, body: CheckInCreate, ctx: ApiCtx, response: Response) -> CheckInRead:
     checkin, created = actions.add_checkin(ctx.session, _action(ctx, action_id), body, ctx.me)
     if not created:
         response.status_code = 200
@@ -540,7 +531,9 @@ def my_work(ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> MyWork:
     today = date.today()
     questions = v.my_checklist(ctx.session, ctx.me)
     items, total, overdue = v.my_actions(ctx.session, ctx.me, limit=limit, offset=offset)
-    titles = {c.id: c.title for c in v.cycles_by_id(ctx.session, {a.cycle_id for a in items}).values()}
+    titles = {
+        c.id: c.title for c in v.cycles_by_id(ctx.session, {a.cycle_id for a in items}).values()
+    }
     return MyWork(
         questions=[
             MyQuestion(cycle_id=c.id, cycle_title=c.title, item=ChecklistItemRead.model_validate(i))
@@ -599,9 +592,7 @@ def recap_csv(cycle_id: Id, ctx: ApiCtx) -> Response:
     return csv_response(cycle, recap_model(ctx.session, cycle, ctx.me))
 
 
-@router.put(
-    "/cycles/{cycle_id}/retrospective", response_model=RetrospectiveRead, tags=["recap"]
-)
+@router.put("/cycles/{cycle_id}/retrospective", response_model=RetrospectiveRead, tags=["recap"])
 def record_retrospective(
     cycle_id: Id, body: RetrospectiveRecord, ctx: ApiCtx
 ) -> RetrospectiveRead | None:
@@ -651,4 +642,3 @@ def create_token(body: TokenIn, ctx: ApiCtx) -> TokenCreated:
 @router.delete("/tokens/{token_id}", response_model=TokenRead, tags=["account"])
 def revoke_token(token_id: Id, ctx: ApiCtx) -> TokenRead:
     return TokenRead.model_validate(accounts.revoke_token(ctx.session, ctx.me, token_id))
-

@@ -68,9 +68,7 @@ def clear_cookie(request: Request, response: Response, name: str) -> None:
 
 
 def start_session(request: Request, response: Response, raw: str) -> None:
-    set_cookie(
-        request, response, SESSION_COOKIE, raw, max_age=accounts.SESSION_DAYS * 24 * 3600
-    )
+    set_cookie(request, response, SESSION_COOKIE, raw, max_age=accounts.SESSION_DAYS * 24 * 3600)
 
 
 # --- CSRF of the sign-in form ---------------------------------------------------------------

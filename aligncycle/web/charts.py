@@ -119,7 +119,7 @@ def donut(bars: Sequence[Bar], *, title: str, center: str, caption: str = "") ->
             f'<rect x="{size + 16}" y="{y - 12}" width="14" height="14" rx="3" '
             f'fill="{_color(b.color)}"/>'
             f'<text x="{size + 38}" y="{y}" font-size="14" fill="#1f2937">'
-            f"{escape(b.label)}: <tspan font-weight=\"700\">{escape(_fmt(b.value))}</tspan></text>"
+            f'{escape(b.label)}: <tspan font-weight="700">{escape(_fmt(b.value))}</tspan></text>'
         )
     desc = f"{center} {caption}. " + "; ".join(f"{b.label}: {_fmt(b.value)}" for b in bars)
     return _svg(size + 200, size, title, desc, "".join(parts))

@@ -38,6 +38,7 @@ from aligncycle.web.auth import (
 )
 from aligncycle.web.deps import Ctx, status_of, unit_of_work
 from aligncycle.web.perms import STATUS_LABELS, CyclePerms
+from models.base import utcnow
 from models.enums import (
     ActionStatus,
     AnswerKind,
@@ -50,13 +51,13 @@ from models.enums import (
     RootCause,
     Severity,
 )
-from models.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, DomainError, Forbidden, InvalidInput
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
     ActionItemUpdate,
-    ChecklistAnswer,
     CheckInCreate,
+    ChecklistAnswer,
     CycleCreate,
     GapCreate,
     GapDecide,
@@ -272,8 +273,10 @@ def act(
         ctx.session.flush()
     except (DomainError, StaleDataError) as exc:
         if isinstance(exc, StaleDataError):
-            exc = Conflict("someone else changed this since you opened the page; check the "
-                           "current values and save again")
+            exc = Conflict(
+                "someone else changed this since you opened the page; check the "
+                "current values and save again"
+            )
         ctx.session.rollback()
         state = FormState(values=data, error=exc.message, fields=getattr(exc, "fields", {}))
         return rerender(request, ctx, to, {form_id: state}, status_of(exc))
@@ -295,6 +298,7 @@ def render(
         csrf=ctx.csrf if ctx else None,
         flash=unquote(flash) if flash else None,
         today=date.today(),
+        now=utcnow(),
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     )
     resp = templates.TemplateResponse(request, name, context, status_code=status)
@@ -598,7 +602,11 @@ def answer_post(request: Request, item_id: int, ctx: PageCtx) -> Response:
 
     default = "/my"
     return act(
-        request, ctx, form_id=f"answer-{item_id}", default_next=default, run=run,
+        request,
+        ctx,
+        form_id=f"answer-{item_id}",
+        default_next=default,
+        run=run,
         anchor=f"item-{item_id}",
     )
 
@@ -635,9 +643,7 @@ def gap_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
         payload: dict[str, Any] = {"title": data.get("title", "")}
-        payload.update(
-            _opt(data, "description", "category", "root_cause", "severity", "evidence")
-        )
+        payload.update(_opt(data, "description", "category", "root_cause", "severity", "evidence"))
         payload.setdefault("category", "")
         payload.setdefault("root_cause", "")
         gap, created = gaps.add_gap(ctx.session, cycle, parse_form(GapCreate, payload), ctx.me)
@@ -645,9 +651,7 @@ def gap_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
             raise InvalidInput(f"this cycle already has the gap “{gap.title}”")
         return f"Gap “{gap.title}” recorded. A lead or point person decides on it next."
 
-    return act(
-        request, ctx, form_id="new-gap", default_next=f"/cycles/{cycle_id}/gaps", run=run
-    )
+    return act(request, ctx, form_id="new-gap", default_next=f"/cycles/{cycle_id}/gaps", run=run)
 
 
 @router.post("/gaps/{gap_id}/decide")
@@ -664,7 +668,11 @@ def gap_decide_post(request: Request, gap_id: int, ctx: PageCtx) -> Response:
         return f"Gap {DECISION_LABELS[gap.decision].lower()}."
 
     return act(
-        request, ctx, form_id=f"decide-{gap_id}", default_next="/cycles", run=run,
+        request,
+        ctx,
+        form_id=f"decide-{gap_id}",
+        default_next="/cycles",
+        run=run,
         anchor=f"gap-{gap_id}",
     )
 
@@ -693,9 +701,7 @@ def actions_page(
     cycle, perms, counts = _cycle_common(ctx, cycle_id)
     filters = _filters(query)
     page = _page_no(query)
-    rows, total = v.actions(
-        s, cycle, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
+    rows, total = v.actions(s, cycle, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     checkins = v.checkins_by_action(s, [a.id for a in rows])
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
@@ -768,7 +774,11 @@ def action_assign_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         return f"“{item.title}” is now {item.owner.name}'s."
 
     return act(
-        request, ctx, form_id=f"assign-{action_id}", default_next="/my", run=run,
+        request,
+        ctx,
+        form_id=f"assign-{action_id}",
+        default_next="/my",
+        run=run,
         anchor=f"action-{action_id}",
     )
 
@@ -804,12 +814,18 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
                     {"note": f"the cycle is in {cycle.phase}: no more check-ins"},
                 )
             actions.update_action(s, item, parse_form(ActionItemUpdate, fields), ctx.me)
-        return f"“{item.title}” saved: {STATUS_LABELS[item.status]}, " + (
-            CONFIDENCE_LABELS[item.confidence].lower()
-        ) + "."
+        return (
+            f"“{item.title}” saved: {STATUS_LABELS[item.status]}, "
+            + (CONFIDENCE_LABELS[item.confidence].lower())
+            + "."
+        )
 
     return act(
-        request, ctx, form_id=f"update-{action_id}", default_next="/my", run=run,
+        request,
+        ctx,
+        form_id=f"update-{action_id}",
+        default_next="/my",
+        run=run,
         anchor=f"action-{action_id}",
     )
 
@@ -823,9 +839,7 @@ def timeline_page(
 ) -> Response:
     cycle, perms, counts = _cycle_common(ctx, cycle_id)
     page = _page_no(query or {})
-    events, total = v.timeline(
-        ctx.session, cycle, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
+    events, total = v.timeline(ctx.session, cycle, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     return render(
         request,
         ctx,
@@ -908,8 +922,10 @@ def recap_charts(facts: dict, survey: v.SurveyView, trend: list, kpis: list) -> 
         teams = [t for t in survey.by_team if t["mean"] is not None]
         if teams:
             out["survey_teams"] = charts.hbars(
-                [charts.Bar(t["name"], t["mean"], "teal", f"({t['responses']} answers)")
-                 for t in teams],
+                [
+                    charts.Bar(t["name"], t["mean"], "teal", f"({t['responses']} answers)")
+                    for t in teams
+                ],
                 title="Average score by team",
                 max_value=5,
             )
@@ -985,8 +1001,14 @@ def csv_rows(cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
         ["cycle", "phase", cycle.phase.value],
         ["cycle", "period", f"{cycle.period_start.isoformat()}..{cycle.period_end.isoformat()}"],
     ]
-    for key in ("actions_total", "actions_done", "actions_dropped", "actions_unfinished",
-                "actions_late", "gaps_total"):
+    for key in (
+        "actions_total",
+        "actions_done",
+        "actions_dropped",
+        "actions_unfinished",
+        "actions_late",
+        "gaps_total",
+    ):
         rows.append(["actions" if key.startswith("actions") else "gaps", key, facts[key]])
     for k, n in sorted((facts.get("gaps_by_decision") or {}).items()):
         rows.append(["gaps", f"decision:{k}", n])
@@ -998,20 +1020,37 @@ def csv_rows(cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
         rows += [["next_time", str(i + 1), t] for i, t in enumerate(retro.next_time)]
         if retro.summary:
             rows.append(["retrospective", "summary", retro.summary])
-        rows.append(["retrospective", "signed_off",
-                     retro.signed_off_at.isoformat() if retro.signed_off_at else ""])
+        rows.append(
+            [
+                "retrospective",
+                "signed_off",
+                retro.signed_off_at.isoformat() if retro.signed_off_at else "",
+            ]
+        )
     rows.append(["survey", "responses", survey.answered])
     if survey.shown:
         rows.append(["survey", "mean", survey.mean])
         rows += [["survey", f"score:{k}", n] for k, n in sorted(survey.distribution.items())]
-        rows += [["survey", f"team:{t['team']}", t["mean"] if t["mean"] is not None else ""]
-                 for t in survey.by_team]
+        rows += [
+            ["survey", f"team:{t['team']}", t["mean"] if t["mean"] is not None else ""]
+            for t in survey.by_team
+        ]
         rows += [["survey_comment", str(i + 1), c] for i, c in enumerate(survey.comments)]
     for t in model["trend"]:
-        rows.append(["trend", f"cycle:{t.cycle_id}:completion_pct",
-                     "" if t.completion is None else t.completion])
-        rows.append(["trend", f"cycle:{t.cycle_id}:survey_mean",
-                     "" if t.survey_mean is None else t.survey_mean])
+        rows.append(
+            [
+                "trend",
+                f"cycle:{t.cycle_id}:completion_pct",
+                "" if t.completion is None else t.completion,
+            ]
+        )
+        rows.append(
+            [
+                "trend",
+                f"cycle:{t.cycle_id}:survey_mean",
+                "" if t.survey_mean is None else t.survey_mean,
+            ]
+        )
     for k in model["kpis"]:
         rows.append(["kpi", f"{k.kpi}:before", "" if k.before is None else k.before])
         rows.append(["kpi", f"{k.kpi}:after", "" if k.after is None else k.after])
@@ -1058,7 +1097,11 @@ def retro_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
         return "Retrospective saved. A manager signs it off next."
 
     return act(
-        request, ctx, form_id="retro", default_next=f"/cycles/{cycle_id}/recap", run=run,
+        request,
+        ctx,
+        form_id="retro",
+        default_next=f"/cycles/{cycle_id}/recap",
+        run=run,
         anchor="retrospective",
     )
 
@@ -1070,9 +1113,7 @@ def signoff_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
         recap.sign_off(ctx.session, cycle, ctx.me, expected_version=_int(data.get("version")))
         return "Recap signed off. A point person can now close the cycle."
 
-    return act(
-        request, ctx, form_id="signoff", default_next=f"/cycles/{cycle_id}/recap", run=run
-    )
+    return act(request, ctx, form_id="signoff", default_next=f"/cycles/{cycle_id}/recap", run=run)
 
 
 @router.post("/cycles/{cycle_id}/survey")
@@ -1085,12 +1126,14 @@ def survey_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
         if payload["score"] == "":
             raise FieldErrors("choose a score from 1 to 5", {"score": "choose a score"})
         recap.respond(ctx.session, cycle, parse_form(SurveyRespond, payload), ctx.me)
-        return "Thank you, your answer is in" + (
-            " (anonymously)." if payload["anonymous"] else "."
-        )
+        return "Thank you, your answer is in" + (" (anonymously)." if payload["anonymous"] else ".")
 
     return act(
-        request, ctx, form_id="survey", default_next=f"/cycles/{cycle_id}/recap", run=run,
+        request,
+        ctx,
+        form_id="survey",
+        default_next=f"/cycles/{cycle_id}/recap",
+        run=run,
         anchor="survey",
     )
 
@@ -1103,9 +1146,7 @@ def my_page(request: Request, ctx: Ctx, *, query=None, forms=None, status: int =
     s = ctx.session
     page = _page_no(query or {})
     questions = v.my_checklist(s, ctx.me)
-    items, total, overdue = v.my_actions(
-        s, ctx.me, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
+    items, total, overdue = v.my_actions(s, ctx.me, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     cycle_ids = {c.id for _, c in questions} | {a.cycle_id for a in items}
     by_id = v.cycles_by_id(s, cycle_ids)
     perms = {cid: CyclePerms.of(ctx.me, c) for cid, c in by_id.items()}
@@ -1136,7 +1177,12 @@ def my_get(request: Request, ctx: PageCtx) -> Response:
 
 @_page(r"^/account$")
 def account_page(
-    request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200,
+    request: Request,
+    ctx: Ctx,
+    *,
+    query=None,
+    forms=None,
+    status: int = 200,
     new_token: str | None = None,
 ) -> Response:
     return render(
@@ -1204,4 +1250,3 @@ def token_revoke_post(request: Request, token_id: int, ctx: PageCtx) -> Response
         return f"Token “{row.name}” revoked: it no longer works."
 
     return act(request, ctx, form_id=f"revoke-{token_id}", default_next="/account", run=run)
-

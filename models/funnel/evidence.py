@@ -395,9 +395,12 @@ class TargetResult(BaseModel):
 
 
 class Sentiment(BaseModel):
+    """How the team feels, from the recap survey (1-5). The survey hides its scores until every
+    team that answered has enough answers; then the sentiment is "too few answers" too."""
+
     responses: int
     mean: float | None
-    label: Literal["positive", "mixed", "negative", "no answers"]
+    label: Literal["positive", "mixed", "negative", "no answers", "too few answers"]
 
 
 class RecapMeasurement(BaseModel):
@@ -486,8 +489,10 @@ def compare(
 
 
 def _sentiment(mean: float | None, responses: int) -> Sentiment:
-    if not responses or mean is None:
+    if not responses:
         label = "no answers"
+    elif mean is None:
+        label = "too few answers"
     elif mean >= 3.5:
         label = "positive"
     elif mean <= 2.5:
@@ -601,13 +606,18 @@ def measure_recap(
     survey = summarize_survey(session, cycle)
     sentiment = _sentiment(survey.mean, survey.responses)
     by_kpi = {c.kpi: c for c in changes}
-    moved_text = "; ".join(_fmt_change(by_kpi[k]) for k in improved + worsened) or "nothing moved"
+    moved = []
+    if improved:
+        moved.append("improved: " + "; ".join(_fmt_change(by_kpi[k]) for k in improved))
+    if worsened:
+        moved.append("worsened: " + "; ".join(_fmt_change(by_kpi[k]) for k in worsened))
+    moved_text = " | ".join(moved) or "nothing moved"
     feel = f"survey mean {sentiment.mean} of 5 from {sentiment.responses} answer(s)"
     disagreements: list[str] = []
     if sentiment.label == "positive" and measured in ("worsened", "no change", "mixed"):
         disagreements.append(
             f"The team feels it improved ({feel}), but the numbers did not: {measured} "
-            f"({len(improved)} KPI(s) improved, {len(worsened)} worsened: {moved_text})."
+            f"({moved_text})."
         )
     elif sentiment.label == "negative" and measured == "improved":
         disagreements.append(
@@ -634,7 +644,7 @@ def measure_recap(
             f"(baseline {format_value(r.kpi, r.baseline)}, target "
             f"{format_value(r.kpi, r.target)}): {state}."
         )
-    summary.append(f"Survey: {sentiment.label}" + (f" ({feel})." if sentiment.responses else "."))
+    summary.append(f"Survey: {sentiment.label}" + (f" ({feel})." if sentiment.mean else "."))
     return RecapMeasurement(
         cycle_id=cycle.id,
         baseline_window=bwin,

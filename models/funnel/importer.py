@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -23,7 +24,6 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Connection, func, select, type_coerce
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -114,13 +114,13 @@ def _delimiter(spec: MappingSpec, part: FilePart) -> str:
 
 @contextlib.contextmanager
 def _open(path: Path, spec: MappingSpec) -> Iterator[tuple[TextIO, Any]]:
+    if path.is_dir():
+        raise InvalidInput(f"{path}: is a folder, not a CSV file")
     try:
         raw = path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     with raw:
-        if path.is_dir():
-            raise InvalidInput(f"{path}: is a folder, not a CSV file")
         yield io.TextIOWrapper(raw, encoding=spec.encoding, newline=""), raw
 
 
@@ -170,6 +170,9 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
                 fits.append((i, compile_part(spec, part, header, str(path))))
             except HeaderMismatch as exc:
                 misses.append((part.name, exc))
+        if len(fits) > 1:  # the part that reads the most of the file's columns wins
+            most = max(c.columns_read for _, c in fits)
+            fits = [(i, c) for i, c in fits if c.columns_read == most]
         if not fits:
             first = misses[0][1]
             hint = _hint(first.header, _delimiter(spec, parts[0]))
@@ -197,25 +200,26 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _insert(conn: Connection):  # noqa: ANN202
-    return postgresql.insert(T) if conn.dialect.name == "postgresql" else sqlite.insert(T)
-
-
 @dataclass
 class _FileRun:
     path: Path
     compiled: CompiledPart
-    summary: FileSummary
     rejects_path: Path | None
+    rows: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejects_file: str | None = None
+    first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
     rejects_handle: Any = None
     header: list[str] = field(default_factory=list)
 
     def reject(self, line: int, reason: str, row: list[str]) -> None:
-        s = self.summary
-        s.rejected += 1
-        if len(s.first_rejects) < SAMPLE_REJECTS:
-            s.first_rejects.append(RejectedRow(line=line, reason=reason))
+        self.rejected += 1
+        if len(self.first_rejects) < SAMPLE_REJECTS:
+            self.first_rejects.append(RejectedRow(line=line, reason=reason))
         if self.rejects_path is None:
             return
         if self.rejects_writer is None:
@@ -223,28 +227,54 @@ class _FileRun:
             self.rejects_handle = self.rejects_path.open("w", newline="", encoding="utf-8")
             self.rejects_writer = csv.writer(self.rejects_handle)
             self.rejects_writer.writerow(["line", "reason", *self.header])
-            s.rejects_file = str(self.rejects_path)
+            self.rejects_file = str(self.rejects_path)
         self.rejects_writer.writerow([line, reason, *row])
 
     def close(self) -> None:
         if self.rejects_handle is not None:
             self.rejects_handle.close()
 
+    def summary(self) -> FileSummary:
+        return FileSummary(
+            file=str(self.path),
+            part=self.compiled.part.name,
+            rows=self.rows,
+            new=self.new,
+            changed=self.changed,
+            unchanged=self.unchanged,
+            rejected=self.rejected,
+            rejects_file=self.rejects_file,
+            first_rejects=self.first_rejects,
+        )
+
+
+#: Rows per multi-row INSERT on PostgreSQL (17 columns x 1000 stays far below its 65535
+#: parameters); SQLite runs one prepared statement over the batch (executemany).
+PG_ROWS_PER_INSERT = 1000
+
 
 class _Writer:
-    """Merges a batch with what is stored, checks stage order, and upserts what changed."""
+    """Merges a batch with what is stored, checks stage order, and upserts what changed.
+
+    The upsert is plain SQL on the driver (``INSERT ... ON CONFLICT (source, external_id) DO
+    UPDATE``): per-row parameter processing in SQLAlchemy would cost more than the database."""
 
     def __init__(self, conn: Connection, source: str, compiled: CompiledPart) -> None:
         self.conn = conn
         self.source = source
         self.fields = compiled.fields
-        self.columns = [COLUMN.get(f, f) for f in self.fields]
-        stmt = _insert(conn)
-        set_ = {c: stmt.excluded[c] for c in self.columns}
-        self.upsert = (
-            stmt.on_conflict_do_update(index_elements=["source", "external_id"], set_=set_)
-            if set_
-            else stmt.on_conflict_do_nothing(index_elements=["source", "external_id"])
+        self.columns = ["source", "external_id", *(COLUMN.get(f, f) for f in self.fields)]
+        self.pg = conn.dialect.name == "postgresql"
+        if not self.pg and conn.dialect.name != "sqlite":
+            raise InvalidInput(
+                f"funnel import supports SQLite and PostgreSQL, not {conn.dialect.name}"
+            )
+        mark = "%s" if self.pg else "?"
+        self.row_sql = "(" + ", ".join([mark] * len(self.columns)) + ")"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns[2:])
+        self.head = f"INSERT INTO {T.name} ({', '.join(self.columns)}) VALUES "
+        self.tail = " ON CONFLICT (source, external_id) DO " + (
+            f"UPDATE SET {updates}" if updates else "NOTHING"
         )
         wanted = dict.fromkeys([*self.fields, *ORDER_FIELDS])
         self.lookup_fields = list(wanted)
@@ -263,32 +293,38 @@ class _Writer:
         )
         return {r[0]: dict(zip(self.lookup_fields, r[1:], strict=True)) for r in rows}
 
+    def write(self, rows: list[tuple[Any, ...]]) -> None:
+        if not self.pg:
+            self.conn.exec_driver_sql(self.head + self.row_sql + self.tail, rows)
+            return
+        for i in range(0, len(rows), PG_ROWS_PER_INSERT):
+            chunk = rows[i : i + PG_ROWS_PER_INSERT]
+            sql = self.head + ", ".join([self.row_sql] * len(chunk)) + self.tail
+            self.conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+
     def flush(self, batch: dict[str, tuple[int, dict[str, Any], list[str]]], run: _FileRun) -> None:
         if not batch:
             return
         stored = self.existing(list(batch))
         out = []
-        s = run.summary
+        fields = self.fields
+        source = self.source
         for ext, (line, record, row) in batch.items():
             old = stored.get(ext)
-            merged = {**old, **record} if old else record
-            problems = order_problems(merged)
+            problems = order_problems({**old, **record} if old else record)
             if problems:
                 run.reject(line, "impossible order of stages: " + "; ".join(problems), row)
                 continue
-            if old is not None and all(old[f] == record[f] for f in self.fields):
-                s.unchanged += 1
-                continue
             if old is None:
-                s.new += 1
+                run.new += 1
+            elif all(old[f] == record[f] for f in fields):
+                run.unchanged += 1
+                continue
             else:
-                s.changed += 1
-            values = {"source": self.source, "external_id": ext}
-            for f, c in zip(self.fields, self.columns, strict=True):
-                values[c] = record[f]
-            out.append(values)
+                run.changed += 1
+            out.append((source, ext, *(record[f] for f in fields)))
         if out:
-            self.conn.execute(self.upsert, out)
+            self.write(out)
         batch.clear()
 
 
@@ -300,7 +336,7 @@ def _rows(
     size = path.stat().st_size
     with _open(path, spec) as (text, raw):
         reader = csv.reader(text, delimiter=_delimiter(spec, run.compiled.part))
-        line = 1
+        line, n = 1, 0
         try:
             run.header = next(reader)
             line = reader.line_num + 1
@@ -310,6 +346,7 @@ def _rows(
                 if progress is not None and n % 20000 == 0:
                     progress(path.name, raw.tell(), size, n)
         except UnicodeDecodeError:
+            line = _first_undecodable_line(path, spec.encoding) or line
             raise InvalidInput(
                 f"{path}: line {line}: not {spec.encoding} text; set 'encoding' in the mapping "
                 "(e.g. latin-1); nothing was imported"
@@ -319,7 +356,22 @@ def _rows(
                 f"{path}: line {line}: unreadable CSV ({exc}); nothing was imported"
             ) from None
         if progress is not None:
-            progress(path.name, size, size, run.summary.rows)
+            progress(path.name, size, size, n)
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """The line of the first byte that does not decode (the text reader reads ahead, so the
+    row being parsed when decoding fails is not it)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return line + chunk[: exc.start].count(b"\n")
+            line += chunk.count(b"\n")
+    return None
 
 
 def _import_file(
@@ -330,29 +382,33 @@ def _import_file(
     progress: Progress | None,
 ) -> None:
     compiled = run.compiled
-    readers = compiled.readers
+    readers = [(r.name, r.read) for r in compiled.readers if r.name != "external_id"]
+    read_id = next(r.read for r in compiled.readers if r.name == "external_id")
     width = compiled.width
     writer = _Writer(conn, spec.source, compiled)
     id_column = compiled.part.fields["external_id"].column
     batch: dict[str, tuple[int, dict[str, Any], list[str]]] = {}
-    s = run.summary
+    rows = 0
     for line, row in _rows(run, spec, progress):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line is not a record
-        s.rows += 1
+        rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
             run.reject(line, f"the row has {len(row)} fields, the header has {width}", row)
             continue
-        record: dict[str, Any] = {}
-        errors: list[str] = []
-        for r in readers:
-            try:
-                record[r.name] = r.read(row)
-            except RowError as exc:
-                errors.append(str(exc))
-        ext = record.pop("external_id", None)
+        errors: list[str] | None = None
+        try:
+            ext = read_id(row)
+        except RowError as exc:
+            ext, errors = None, [str(exc)]
         if not ext:
-            errors.insert(0, f"missing external id (column {id_column!r})")
+            errors = [f"missing external id (column {id_column!r})", *(errors or [])]
+        record: dict[str, Any] = {}
+        for name, read in readers:
+            try:
+                record[name] = read(row)
+            except RowError as exc:
+                errors = [*(errors or []), str(exc)]
         if errors:
             run.reject(line, "; ".join(errors), row)
             continue
@@ -360,7 +416,9 @@ def _import_file(
             writer.flush(batch, run)
         batch[ext] = (line, record, row)
         if len(batch) >= batch_size:
+            run.rows = rows
             writer.flush(batch, run)
+    run.rows = rows
     writer.flush(batch, run)
 
 
@@ -395,7 +453,6 @@ def import_files(
         _FileRun(
             path=path,
             compiled=compiled,
-            summary=FileSummary(file=str(path), part=compiled.part.name),
             rejects_path=(rejects_dir / f"{path.stem}.rejects.csv") if rejects_dir else None,
         )
         for path, compiled in plan
@@ -408,14 +465,14 @@ def import_files(
                 run.close()
     except BaseException:
         for run in runs:  # the store is rolled back: don't leave rejects of an import that wasn't
-            if run.summary.rejects_file:
-                Path(run.summary.rejects_file).unlink(missing_ok=True)
+            if run.rejects_file:
+                Path(run.rejects_file).unlink(missing_ok=True)
         raise
     summary = ImportSummary(
         import_id=log.id,
         source=spec.source,
         mapping=log.mapping,
-        files=[r.summary for r in runs],
+        files=[r.summary() for r in runs],
     )
     log.rows_read = summary.rows
     log.rows_new = summary.new

@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import InvalidInput
-from models.funnel.tables import RECORD_FIELDS, STAGE_FIELDS, TEXT_FIELDS, to_epoch
+from models.funnel.tables import RECORD_FIELDS, STAGE_FIELDS, TEXT_FIELDS
 from models.playbook import load_yaml, location
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -287,6 +287,18 @@ def _text_parser(name: str, spec: FieldSpec) -> Callable[[str], str | None]:
     split = spec.split
     limit = MAX_LENGTH[name]
 
+    if not values and split is None:
+
+        def plain(raw: str) -> str | None:
+            v = raw.strip()
+            if not v:
+                return None
+            if len(v) > limit:
+                raise RowError(f"{name}: longer than {limit} characters")
+            return v
+
+        return plain
+
     def parse(raw: str) -> str | None:
         v = raw.strip()
         if split is not None:
@@ -308,24 +320,30 @@ def _text_parser(name: str, spec: FieldSpec) -> Callable[[str], str | None]:
 def _timestamp_parser(
     name: str, formats: list[str], zone: ZoneInfo | None
 ) -> Callable[[str], int | None]:
+    epoch_naive = datetime(1970, 1, 1)
+    epoch_utc = datetime(1970, 1, 1, tzinfo=UTC)
+    second = timedelta(seconds=1)
+
     def to_seconds(dt: datetime) -> int:
-        if dt.tzinfo is None:
-            if zone is None:
-                return to_epoch(dt)
-            dt = dt.replace(tzinfo=zone)
-        return to_epoch(dt.astimezone(UTC))
+        # timedelta // timedelta is a whole number of seconds, floored, computed in C
+        if dt.tzinfo is not None:
+            return (dt - epoch_utc) // second
+        if zone is None:
+            return (dt - epoch_naive) // second
+        return (dt.replace(tzinfo=zone) - epoch_utc) // second
+
+    fromiso = datetime.fromisoformat
 
     def one(fmt: str, v: str) -> int:
         if fmt == "iso":
-            return to_seconds(datetime.fromisoformat(v.replace("Z", "+00:00")))
+            return to_seconds(fromiso(v[:-1] + "+00:00" if v[-1:] in "Zz" else v))
         if fmt == "epoch":
-            return int(float(v))
+            return math.floor(float(v))
         if fmt == "epoch_ms":
-            return int(float(v) // 1000)
+            return math.floor(float(v) / 1000)
         return to_seconds(datetime.strptime(v, fmt))
 
-    @lru_cache(maxsize=4096)
-    def parse_cached(v: str) -> int:
+    def parse_any(v: str) -> int:
         for fmt in formats:
             try:
                 value = one(fmt, v)
@@ -336,6 +354,10 @@ def _timestamp_parser(
             return value
         shown = v if len(v) <= 40 else v[:37] + "..."
         raise RowError(f"{name}: cannot read {shown!r} as a date ({' or '.join(formats)})")
+
+    # strptime is slow and exports repeat their dates: cache those; ISO parsing is faster than
+    # a cache lookup of mostly unique timestamps.
+    parse_cached = parse_any if formats[0] == "iso" else lru_cache(maxsize=4096)(parse_any)
 
     def parse(raw: str) -> int | None:
         v = raw.strip()
@@ -377,6 +399,7 @@ class CompiledPart:
     readers: tuple[FieldReader, ...]
     fields: tuple[str, ...]  # the record fields this part writes (besides the key)
     width: int  # columns in the header
+    columns_read: int  # how many of the file's columns the part reads (to pick the best part)
 
 
 class HeaderMismatch(InvalidInput):
@@ -416,6 +439,7 @@ def compile_part(spec: MappingSpec, part: FilePart, header: list[str], file: str
 
     zone = None if spec.timezone == "UTC" else ZoneInfo(spec.timezone)
     readers = []
+    used: set[int] = set()
     for name, fs in part.fields.items():
         kind = _kind(name)
         if kind == "text":
@@ -426,17 +450,23 @@ def compile_part(spec: MappingSpec, part: FilePart, header: list[str], file: str
             parse = _money_parser(fs)
         idx = col_index(fs.column, fs.optional, name) if fs.column else None
         default = fs.default
+        if default is None and fs.values and "" in fs.values:
+            default = fs.values[""]  # a value mapping for blank cells
         cond = None
         if fs.when is not None:
             cidx = col_index(fs.when.column, fs.optional, f"{name}.when")
+            used.add(-1 if cidx is None else cidx)
             wanted = {_norm(v) for v in (fs.when.in_ or fs.when.not_in or [])}
             cond = (cidx, wanted, fs.when.in_ is not None)
+        if idx is not None:
+            used.add(idx)
         readers.append(FieldReader(name, _reader(name, parse, idx, default, cond)))
     return CompiledPart(
         part=part,
         readers=tuple(readers),
         fields=tuple(n for n in part.fields if n != "external_id"),
         width=len(header),
+        columns_read=len(used - {-1}),
     )
 
 
@@ -452,12 +482,23 @@ def _reader(
     except RowError as exc:
         raise InvalidInput(f"fields.{name}.default: {exc}") from None
 
+    if cond is None and idx is not None:
+
+        def read_column(row: list[str]) -> Any:
+            raw = row[idx]
+            if not raw or raw.isspace():
+                return default_value
+            return parse(raw)
+
+        return read_column
+    if cond is None:
+        return lambda row: default_value
+
     def read(row: list[str]) -> Any:
-        if cond is not None:
-            cidx, wanted, positive = cond
-            cell = _norm(row[cidx]) if cidx is not None else ""
-            if (cell in wanted) != positive:
-                return None
+        cidx, wanted, positive = cond
+        cell = _norm(row[cidx]) if cidx is not None else ""
+        if (cell in wanted) != positive:
+            return None
         raw = row[idx] if idx is not None else ""
         if not raw or raw.isspace():
             return default_value
@@ -491,15 +532,26 @@ _LABEL = {
     "won_at": "won",
     "lost_at": "lost",
 }
+_LATER = {
+    earlier: tuple(b for a, b in STAGE_ORDER if a == earlier)
+    for earlier in dict.fromkeys(a for a, _ in STAGE_ORDER)
+}
 
 
 def order_problems(record: dict[str, Any]) -> list[str]:
-    problems = []
-    for earlier, later in STAGE_ORDER:
-        a, b = record.get(earlier), record.get(later)
-        if a is not None and b is not None and b // 86400 < a // 86400:
-            problems.append(f"{_LABEL[later]} is before {_LABEL[earlier]}")
-    if record.get("won_at") is not None and record.get("lost_at") is not None:
+    """What is impossible about the order of a record's stages (empty: nothing)."""
+    problems: list[str] = []
+    get = record.get
+    for earlier, laters in _LATER.items():
+        a = get(earlier)
+        if a is None:
+            continue
+        day = a // 86400
+        for later in laters:
+            b = get(later)
+            if b is not None and b // 86400 < day:
+                problems.append(f"{_LABEL[later]} is before {_LABEL[earlier]}")
+    if get("won_at") is not None and get("lost_at") is not None:
         problems.append("both won and lost")
     return problems
 

@@ -399,7 +399,9 @@ def list_cycles(
 ) -> list[CycleSummary]:
     """The cycles board: every cycle with progress and risk, in three set-based queries."""
     today = today or date.today()
-    stmt = select(Cycle).order_by(Cycle.id.desc())
+    # The playbooks in one extra query rather than joined to every row: a joined load would
+    # decode the playbook's JSON body once per cycle (most of `cycle list`'s time at 1,000).
+    stmt = select(Cycle).options(selectinload(Cycle.playbook)).order_by(Cycle.id.desc())
     if phase is not None:
         stmt = stmt.where(Cycle.phase == phase)
     elif not include_closed:

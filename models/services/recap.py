@@ -31,6 +31,17 @@ from models.tables import (
 
 RETRO_FIELDS = ["improvements", "growth_areas", "next_time", "summary"]
 
+#: Survey scores and comments are shown only when every team that answered has at least this
+#: many answers and, if any of its answers are anonymous, at least this many anonymous ones.
+#: Otherwise a team's mean, less the scores the audit log records for named answers (or the
+#: overall mean less the other teams'), would give an anonymous answer away.
+SURVEY_MIN_GROUP = 3
+
+
+def survey_group_visible(answers: int, anonymous: int) -> bool:
+    """Whether the results of a group of answers can be shown without giving one away."""
+    return answers >= SURVEY_MIN_GROUP and (anonymous == 0 or anonymous >= SURVEY_MIN_GROUP)
+
 
 def get_retrospective(session: Session, cycle: Cycle) -> Retrospective | None:
     return session.scalar(select(Retrospective).where(Retrospective.cycle_id == cycle.id))
@@ -54,14 +65,13 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
     status = Counter(i.status.value for i in items)
     late = [i for i in items if _late(i, today)]
     survey = summarize_survey(session, cycle)
+    # A gap is resolved when it was rejected, or accepted and some work on it got done.
+    done_gaps = {i.gap_id for i in items if i.status is ActionStatus.DONE}
     unresolved = [
         g.title
         for g in gaps
         if g.decision in (GapDecision.DEFERRED, GapDecision.OPEN)
-        or (
-            g.decision is GapDecision.ACCEPTED
-            and not any(i.gap_id == g.id and i.status is ActionStatus.DONE for i in items)
-        )
+        or (g.decision is GapDecision.ACCEPTED and g.id not in done_gaps)
     ]
     return {
         "actions_total": len(items),
@@ -228,36 +238,53 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
 def summarize_survey(
     session: Session, cycle: Cycle, viewer: Person | None = None
 ) -> SurveySummary:
-    """Scores for everyone; comments for managers (all) or a viewer's own team; anonymous
-    comments are never attributed. Comments are sorted alphabetically, not in the order they
-    were given (which the audit log would tie to people)."""
+    """The survey's results as ``viewer`` may see them (``None``: everything, for the
+    retrospective's facts).
+
+    Scores are for everyone; comments for managers (all teams) or the viewer's own team.
+    Nothing is attributable: comments are sorted alphabetically (the order of answering, with
+    the audit log, would tie them to people), and scores and comments stay hidden until every
+    team that answered is a big enough group (:func:`survey_group_visible`); the counts of
+    answers are always shown (the audit log records who took part anyway)."""
     rows = session.execute(
         select(SurveyResponse, Team.key)
         .join(Team, SurveyResponse.team_id == Team.id)
         .where(SurveyResponse.cycle_id == cycle.id)
-        .order_by(SurveyResponse.id)
     ).all()
-    scores = [r.score for r, _ in rows]
-    by_team: dict[str, list[int]] = {}
+    groups: dict[str, list[SurveyResponse]] = {}
     for r, key in rows:
-        by_team.setdefault(key, []).append(r.score)
-    comments: list[str] = []
-    for r, _key in rows:
-        if not r.comment:
-            continue
-        if viewer is None or viewer.role is Role.MANAGER or viewer.team_id == r.team_id:
-            comments.append(r.comment)
-    comments.sort(key=str.casefold)
+        groups.setdefault(key, []).append(r)
+    shown = bool(rows) and all(
+        survey_group_visible(len(g), sum(r.anonymous for r in g)) for g in groups.values()
+    )
+    scores = [r.score for r, _ in rows]
+    comments = [
+        r.comment
+        for r, _ in rows
+        if shown
+        and r.comment
+        and (viewer is None or viewer.role is Role.MANAGER or viewer.team_id == r.team_id)
+    ]
+    note = None
+    if rows and not shown:
+        note = (
+            f"scores and comments are shown once every team has at least {SURVEY_MIN_GROUP} "
+            f"answers (and at least {SURVEY_MIN_GROUP} anonymous ones if any are anonymous)"
+        )
     return SurveySummary(
         cycle_id=cycle.id,
         responses=len(scores),
-        mean=round(mean(scores), 2) if scores else None,
-        distribution={k: scores.count(k) for k in range(1, 6)},
+        shown=shown,
+        note=note,
+        mean=round(mean(scores), 2) if shown else None,
+        distribution={k: scores.count(k) for k in range(1, 6)} if shown else {},
         by_team=[
-            SurveyTeamResult(team=k, responses=len(v), mean=round(mean(v), 2))
-            for k, v in sorted(by_team.items())
+            SurveyTeamResult(
+                team=k, responses=len(g), mean=round(mean(r.score for r in g), 2) if shown else None
+            )
+            for k, g in sorted(groups.items())
         ],
-        comments=comments,
+        comments=sorted(comments, key=str.casefold),
     )
 
 

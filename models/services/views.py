@@ -729,3 +729,45 @@ def completion_breakdown(facts: dict[str, Any]) -> dict[str, int]:
 
 def gap_decisions(facts: dict[str, Any]) -> Counter:
     return Counter(facts.get("gaps_by_decision", {}))
+
+
+def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
+    """KPIs the funnel module measured for the cycle: the baseline (the weeks before it) and
+    the recap measurement (its own period). Read only: measuring is the Recap flow's job."""
+    try:
+        from models.funnel.kpis import KPIS
+        from models.funnel.tables import CycleKpiSnapshot
+    except ImportError:  # the funnel module is optional
+        return []
+    rows = session.execute(
+        select(CycleKpiSnapshot.kpi, CycleKpiSnapshot.kind, CycleKpiSnapshot.value).where(
+            CycleKpiSnapshot.cycle_id == cycle.id,
+            CycleKpiSnapshot.kind.in_(("baseline", "recap")),
+        )
+    ).all()
+    values: dict[str, dict[str, float | None]] = {}
+    for kpi, kind, value in rows:
+        values.setdefault(kpi, {})[kind] = value
+    out = []
+    for name in sorted(values, key=lambda n: list(KPIS).index(n) if n in KPIS else 999):
+        d = KPIS.get(name)
+        unit = getattr(d, "unit", "")
+        scale = 100.0 if unit == "rate" else 1.0
+
+        def scaled(v: float | None, scale: float = scale) -> float | None:
+            return None if v is None else round(v * scale, 2)
+
+        out.append(
+            KpiMeasure(
+                kpi=name,
+                label=d.title if d else name,
+                before=scaled(values[name].get("baseline")),
+                after=scaled(values[name].get("recap")),
+                unit={"rate": "%", "hours": " h", "days": " d"}.get(unit, ""),
+                higher_is_better=getattr(d, "better", "higher") == "higher",
+            )
+        )
+    return out
+
+
+register_kpi_source(funnel_snapshots)

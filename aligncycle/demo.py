@@ -1,0 +1,514 @@
+"""``aligncycle demo`` (``make demo``): one whole alignment cycle, scripted, through the flows.
+
+A fresh embedded SQLite store in a demo folder (``$ALIGNCYCLE_DEMO_DIR``, default
+``<data dir>/demo``), recreated on every run so the demo is repeatable; a user's real store is
+never touched (the folder is only removed if an earlier demo made it). Prefect runs in-process
+with its own home next to it (``<data dir>/demo-prefect``, kept between runs so the second demo
+starts faster), unless ``PREFECT_API_URL`` points at a server, which then shows the runs.
+
+The script: two teams with a point person and leads each, a manager and members; a cycle on the
+``sales-marketing-handoff`` playbook; Identify answers and a gap added by hand; gap decisions; a
+refused advance (gaps undecided); Plan proposals, assignments and a dropped item; Execute
+check-ins and scheduled check-in passes; Recap survey, sign-off, and closing with a follow-up
+cycle that carries the open items over. Simulated dates: the cycle runs from today for 42 days.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+MARKER = ".aligncycle-demo"
+PLAYBOOK = "sales-marketing-handoff"
+DOMAIN = "acme.example"
+
+#: name, email user, team, role
+PEOPLE = [
+    ("Sam Rivera", "sam", "sales", "point_person"),
+    ("Mia Chen", "mia", "marketing", "point_person"),
+    ("Lee Okafor", "lee", "sales", "lead"),
+    ("Lena Berg", "lena", "sales", "lead"),
+    ("Lou Martin", "lou", "marketing", "lead"),
+    ("Max Weber", "max", "sales", "manager"),
+    ("Sid Patel", "sid", "sales", "member"),
+    ("Sue Novak", "sue", "sales", "member"),
+    ("Meg Ito", "meg", "marketing", "member"),
+    ("Mo Haddad", "mo", "marketing", "member"),
+]
+
+#: Identify answers: question key -> (who answers, answer, note)
+IDENTIFY_ANSWERS = {
+    "handoff_interruptions": ("mia", "yes", "MQLs wait 2.5 days on average before a rep sees them"),
+    "inconsistent_process": ("sam", "no", None),
+    "missed_conversions": ("lee", "yes", "14 qualified leads last month had no follow-up"),
+    "shared_lead_definitions": ("lou", "no", "marketing scores on fit, sales on intent"),
+    "handoff_sla_agreed": ("lee", "no", None),
+    "process_documented": ("sam", "yes", None),
+    "shared_data": ("mia", "yes", None),
+    "tools_adopted": ("sam", "yes", None),
+    "shared_kpis": ("lou", "yes", None),
+    "regular_cadence": ("max", "no", "the monthly meeting lapsed in spring"),
+    "followup_content_missing": ("sam", "yes", None),
+}
+
+#: gap (checklist question key, or "person") -> (decider, decision, reason)
+GAP_DECISIONS = {
+    "handoff_sla_agreed": ("lee", "accepted", None),
+    "shared_lead_definitions": ("lou", "accepted", None),
+    "regular_cadence": ("sam", "accepted", None),
+    "person": ("mia", "accepted", None),
+    "handoff_interruptions": ("lee", "deferred", "revisit when the SLA report shows the waits"),
+    "missed_conversions": ("lee", "deferred", "measure first, with the SLA in place"),
+    "followup_content_missing": (
+        "lou",
+        "rejected",
+        "the follow-up templates exist; reps did not know where they are",
+    ),
+}
+
+
+@dataclass
+class Demo:
+    out: Callable[[str], None] = print
+    day0: date = field(default_factory=date.today)
+    cycle_id: int = 0
+    flows_run: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def email(self, user: str) -> str:
+        return f"{user}@{DOMAIN}"
+
+    def day(self, n: int) -> date:
+        return self.day0 + timedelta(days=n)
+
+
+def demo_dirs() -> tuple[Path, Path]:
+    from aligncycle.settings import get_settings
+
+    base = get_settings().data_dir
+    demo = Path(os.environ.get("ALIGNCYCLE_DEMO_DIR") or base / "demo").expanduser()
+    return demo, demo.parent / "demo-prefect"
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Recreate the demo folder; refuse to remove a folder an earlier demo did not make."""
+    if folder.exists():
+        if not (folder / MARKER).exists() and any(folder.iterdir()):
+            raise SystemExit(
+                f"error: {folder} exists and was not made by the demo; remove it or set "
+                "ALIGNCYCLE_DEMO_DIR to another folder"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("made by `aligncycle demo`; recreated on every run\n")
+
+
+def _point_env_at(folder: Path, prefect_home: Path) -> None:
+    """This process (and the flows it runs) use the demo store and the demo's Prefect home."""
+    os.environ["ALIGNCYCLE_DATA_DIR"] = str(folder)
+    os.environ["ALIGNCYCLE_DATABASE_URL"] = f"sqlite:///{folder / 'aligncycle.db'}"
+    os.environ.pop("ALIGNCYCLE_REPORTS_DIR", None)
+    if not os.environ.get("PREFECT_API_URL") and "prefect" not in sys.modules:
+        os.environ["PREFECT_HOME"] = str(prefect_home)
+    from aligncycle import settings
+
+    settings.get_settings.cache_clear()
+    try:
+        from aligncycle import cli_common
+
+        cli_common.reset_store()
+    except ImportError:  # pragma: no cover - the CLI module is optional here
+        pass
+
+
+def main() -> int:
+    """Run the demo; 0 when the whole cycle ran, 1 with a one-line error otherwise."""
+    from models.errors import DomainError
+
+    folder, prefect_home = demo_dirs()
+    try:
+        _fresh_folder(folder)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    _point_env_at(folder, prefect_home)
+    demo = Demo()
+    try:
+        run(demo, folder)
+    except DomainError as exc:
+        print(f"error: the demo was refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- the script --------------------------------------------------------------------------
+
+
+def run(demo: Demo, folder: Path) -> Any:
+    from aligncycle import orchestration
+    from flows.runtime import enable_log_file
+
+    out = demo.out
+    log = enable_log_file(folder / "logs" / "prefect.log")
+    out("aligncycle demo: one alignment cycle of sales and marketing, run through the flows")
+    _setup(demo, folder)
+    out(f"  store     {folder / 'aligncycle.db'} (fresh)")
+    out(f"  org       sales and marketing: {len(PEOPLE)} people; playbook {PLAYBOOK}")
+
+    # Identify -------------------------------------------------------------------------------
+    _identify_answers(demo)
+    report = _phase(demo, "identify", demo.day(1))
+    out(f"identify  {orchestration.summarize(report).removeprefix('identify: ')}")
+    try:
+        _advance(demo, "sam", demo.day(2))
+    except Exception as exc:  # the gate refuses: gaps are not decided yet
+        from models.errors import DomainError
+
+        if not isinstance(exc, DomainError):
+            raise
+        out(f"          refused, as it should be: {_first(str(exc))}")
+    decided = _decide_gaps(demo)
+    out(f"          gaps decided by leads and point persons: {decided}")
+
+    # Plan -----------------------------------------------------------------------------------
+    result = _advance(demo, "sam", demo.day(3))
+    out(f"plan      {result.lines[0]}")
+    out(f"          {result.lines[1].removeprefix('plan: ')}")
+    assigned, dropped = _plan_work(demo)
+    out(f"          {assigned} item(s) assigned by the manager, {dropped} dropped by a lead")
+
+    # Execute --------------------------------------------------------------------------------
+    result = _advance(demo, "mia", demo.day(4))
+    out(f"execute   {result.lines[0]}")
+    for n, (when, updates) in enumerate(EXECUTE_WEEKS, start=1):
+        _checkins(demo, updates, demo.day(when - 1))
+        report = _phase(demo, "execute", demo.day(when))
+        out(f"          day {when:>2}: {orchestration.summarize(report).removeprefix('execute: ')}"
+            if n < len(EXECUTE_WEEKS) else
+            f"          day {when:>2}: {_execute_line(report)}")
+
+    # Recap ----------------------------------------------------------------------------------
+    _execute_answers(demo)
+    result = _advance(demo, "sam", demo.day(43))
+    out(f"recap     {result.lines[0]}")
+    _survey(demo)
+    _phase(demo, "recap", demo.day(44))  # the draft picks up the survey
+    _sign_off(demo)
+    result = _advance(demo, "sam", demo.day(45), follow_up_title="Q2 hand-off alignment")
+    out(f"          {result.lines[0]}")
+    final = result.report
+
+    recap = final.report
+    out("")
+    out(f"Recap of cycle {recap.cycle_id} \"{recap.title}\"")
+    by = recap.gaps_by_decision
+    out(
+        f"  gaps found     {recap.gaps_found} ({by.get('accepted', 0)} accepted, "
+        f"{by.get('deferred', 0)} deferred, {by.get('rejected', 0)} rejected)"
+    )
+    out(
+        f"  actions        {recap.actions_total}: {len(recap.actions_done)} done, "
+        f"{len(recap.actions_late)} late, {len(recap.actions_dropped)} dropped"
+    )
+    mean = f"{recap.survey_mean:g} / 5" if recap.survey_mean is not None else "n/a"
+    out(f"  survey         mean {mean} from {recap.survey_responses} responses")
+    out(f"  growth areas   {len(recap.growth_areas)}: " + "; ".join(recap.growth_areas[:3])
+        + (" ..." if len(recap.growth_areas) > 3 else ""))
+    if recap.follow_up_cycles:
+        out(
+            f"  next cycle     {recap.follow_up_cycles[0]}, with the "
+            f"{len(recap.actions_unfinished)} open action item(s) carried over"
+        )
+    out(f"Report written to {final.path}")
+    out(f"Prefect logs in {log} ({demo.flows_run} flow runs, "
+        f"{time.perf_counter() - demo.started:.1f} s)")
+    return final
+
+
+def _first(message: str, limit: int = 110) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _execute_line(report: Any) -> str:
+    from aligncycle import orchestration
+
+    line = orchestration.summarize(report).removeprefix("execute: ")
+    return line.split("; not ready")[0].split("; ready")[0]
+
+
+def _phase(demo: Demo, phase: str, today: date) -> Any:
+    from flows.runtime import run_phase
+    from models.enums import Phase
+
+    demo.flows_run += 1
+    return run_phase(Phase(phase), demo.cycle_id, today)
+
+
+def _advance(demo: Demo, who: str, today: date, **kwargs: Any) -> Any:
+    from aligncycle import orchestration
+
+    result = orchestration.advance(
+        demo.cycle_id, demo.email(who), today=today, use_server=False, **kwargs
+    )
+    demo.flows_run += 2 if result.report is not None else 1
+    return result
+
+
+def _store() -> Any:
+    from aligncycle.settings import get_settings
+    from models.db import Store
+
+    return Store(get_settings().effective_database_url)
+
+
+def _setup(demo: Demo, folder: Path) -> None:
+    from migrations import runner
+    from models.config import PROJECT_ROOT
+    from models.schemas import CycleCreate, PersonCreate, TeamCreate
+    from models.services import cycles, people, playbooks
+    from models.services.common import person_by_email
+
+    store = _store()
+    runner.upgrade(store.engine)
+    with store.unit_of_work() as s:
+        playbooks.sync_directory(s, PROJECT_ROOT / "playbooks")
+        people.create_team(s, TeamCreate(key="sales", name="Sales"))
+        people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
+        for name, user, team, role in PEOPLE:
+            people.create_person(
+                s, PersonCreate(name=name, email=demo.email(user), team=team, role=role)
+            )
+    with store.unit_of_work() as s:
+        cycle = cycles.start_cycle(
+            s,
+            CycleCreate(
+                playbook=PLAYBOOK,
+                title="Q1 hand-off alignment",
+                point_persons=[demo.email("mia")],
+                period_start=demo.day0,
+                period_end=demo.day(42),
+            ),
+            person_by_email(s, demo.email("sam")),
+            today=demo.day0,
+        )
+        s.flush()
+        demo.cycle_id = cycle.id
+    store.dispose()
+
+
+def _answer(s: Any, cycle: Any, ref: str, who: str, answer: str, note: str | None = None) -> None:
+    from models.schemas import ChecklistAnswer
+    from models.services import checklist
+    from models.services.common import person_by_email
+
+    item = checklist.find_item(s, cycle, ref)
+    checklist.answer_item(
+        s, item, ChecklistAnswer(answer=answer, note=note), person_by_email(s, f"{who}@{DOMAIN}")
+    )
+
+
+def _identify_answers(demo: Demo) -> None:
+    from models.schemas import GapCreate
+    from models.services import cycles, gaps
+    from models.services.common import person_by_email
+
+    store = _store()
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        for key, (who, answer, note) in IDENTIFY_ANSWERS.items():
+            _answer(s, cycle, f"identify.{key}", who, answer, note)
+        gaps.add_gap(
+            s,
+            cycle,
+            GapCreate(
+                title="Lead source is missing on a third of the MQLs in the CRM",
+                category="data_and_tools",
+                root_cause="adoption",
+                severity="medium",
+                evidence="CRM report, last 90 days",
+            ),
+            person_by_email(s, demo.email("sid")),
+        )
+    store.dispose()
+
+
+def _decide_gaps(demo: Demo) -> str:
+    from collections import Counter
+
+    from models.enums import GapSource
+    from models.schemas import GapDecide
+    from models.services import cycles, gaps
+    from models.services.common import person_by_email
+
+    store = _store()
+    counts: Counter[str] = Counter()
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        for gap in gaps.list_gaps(s, cycle):
+            ref = "person" if gap.source is GapSource.PERSON else gap.key.split(":", 1)[1]
+            who, decision, reason = GAP_DECISIONS[ref]
+            decider = person_by_email(s, demo.email(who))
+            gaps.decide_gap(s, gap, GapDecide(decision=decision, reason=reason), decider)
+            counts[decision] += 1
+    store.dispose()
+    return ", ".join(f"{n} {d}" for d, n in counts.items())
+
+
+def _plan_work(demo: Demo) -> tuple[int, int]:
+    from models.schemas import ActionItemAssign, ActionItemUpdate
+    from models.services import actions, cycles
+    from models.services.common import person_by_email
+
+    store = _store()
+    assigned = dropped = 0
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        _answer(s, cycle, "plan.gaps_to_address", "lee", "the SLA, shared definitions, a weekly "
+                "review and the CRM lead source; interruptions and missed conversions wait")
+        _answer(s, cycle, "plan.process_efficiency", "lou", "one routing rule, one shared queue")
+        _answer(s, cycle, "plan.ensure_adherence", "max", "a weekly SLA report in the digest")
+        manager = person_by_email(s, demo.email("max"))
+        owners = iter(["lee", "lena"])
+        for item in actions.list_actions(s, cycle_id=cycle.id):
+            if item.owner_id is None:
+                who = next(owners, "lee")
+                actions.assign_action(
+                    s, item, ActionItemAssign(owner=demo.email(who)), manager
+                )
+                assigned += 1
+        rejection = next(
+            i
+            for i in actions.list_actions(s, cycle_id=cycle.id)
+            if i.key and i.key.endswith(":rejection_reasons")
+        )
+        actions.update_action(
+            s,
+            rejection,
+            ActionItemUpdate(status="dropped", description="folded into the shared definitions"),
+            person_by_email(s, demo.email("lee")),
+        )
+        dropped += 1
+    store.dispose()
+    return assigned, dropped
+
+
+#: Check-ins people write before each scheduled Execute pass:
+#: (day of the pass, [(template key, who, status, confidence, progress, note)])
+EXECUTE_WEEKS = [
+    (
+        11,
+        [
+            ("agree_handoff_sla", "lee", "done", None, 100, "SLA: first contact within 24 h"),
+            ("weekly_sync_and_digest", "mia", "done", None, 100, "first digest sent"),
+            ("write_lead_definitions", "lou", "in_progress", "on_track", 60, "draft shared"),
+            ("map_handoff_flow", "mia", "in_progress", "on_track", 30, None),
+        ],
+    ),
+    (
+        18,
+        [
+            ("write_lead_definitions", "lou", "done", None, 100, "both leads signed off"),
+            ("crm_required_fields", "sam", "done", None, 100, None),
+            ("map_handoff_flow", "mia", "in_progress", "at_risk", 60, "routing rule needs IT"),
+            ("handoff_checklist", "sam", "in_progress", "on_track", 40, None),
+        ],
+    ),
+    (
+        32,
+        [
+            ("one_shared_dashboard", "mia", "blocked", "off_track", 20, "CRM export blocked"),
+            ("handoff_checklist", "sam", "in_progress", "at_risk", 70, "training on day 35"),
+        ],
+    ),
+]
+
+
+def _checkins(demo: Demo, updates: list[tuple], on: date) -> None:
+    from models.schemas import CheckInCreate
+    from models.services import actions
+    from models.services.common import person_by_email
+
+    store = _store()
+    with store.unit_of_work() as s:
+        items = actions.list_actions(s, cycle_id=demo.cycle_id)
+        for key, who, status, confidence, progress, note in updates:
+            item = next(i for i in items if i.key and i.key.endswith(f":{key}"))
+            actions.add_checkin(
+                s,
+                item,
+                CheckInCreate(
+                    status=status, confidence=confidence, progress=progress, note=note, on_date=on
+                ),
+                person_by_email(s, demo.email(who)),
+                today=on,
+            )
+    store.dispose()
+
+
+def _execute_answers(demo: Demo) -> None:
+    from models.services import cycles
+
+    store = _store()
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        _answer(s, cycle, "execute.point_persons", "max", "Sam (sales), Mia (marketing)")
+        _answer(s, cycle, "execute.how_we_know", "lee", "SLA attainment of 90% or more by week 4")
+        _answer(s, cycle, "execute.when_items_slip", "lou", "flag it in the digest; agree a date")
+    store.dispose()
+
+
+#: Survey: (who, score, anonymous, comment)
+SURVEY = [
+    ("sam", 4, False, "the weekly digest keeps us honest"),
+    ("mia", 4, False, None),
+    ("lee", 5, False, "the SLA made the queue visible"),
+    ("lena", 3, True, "still too many meetings"),
+    ("lou", 4, True, None),
+    ("max", 4, False, None),
+    ("sid", 3, True, "CRM fields are a chore"),
+    ("sue", 2, True, "leads still arrive without a source"),
+    ("meg", 4, True, "we finally hear back about our leads"),
+    ("mo", 3, True, None),
+]
+
+
+def _survey(demo: Demo) -> None:
+    from models.schemas import SurveyRespond
+    from models.services import cycles, recap
+    from models.services.common import person_by_email
+
+    store = _store()
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        for who, score, anonymous, comment in SURVEY:
+            recap.respond(
+                s,
+                cycle,
+                SurveyRespond(score=score, anonymous=anonymous, comment=comment),
+                person_by_email(s, demo.email(who)),
+            )
+        _answer(s, cycle, "recap.saw_improvements", "max", "yes", "SLA attainment 86% in week 5")
+        _answer(s, cycle, "recap.growth_areas", "lee", "the dashboard and the hand-off training")
+    store.dispose()
+
+
+def _sign_off(demo: Demo) -> None:
+    from models.services import cycles, recap
+    from models.services.common import person_by_email
+
+    store = _store()
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, demo.cycle_id)
+        recap.sign_off(s, cycle, person_by_email(s, demo.email("max")))
+    store.dispose()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,357 @@
+"""Advancing a cycle from the face (CLI, web): the point person's typed decision.
+
+Two paths, one set of rules (``models.services.phases.apply_decision`` →
+``models.services.cycles.advance_cycle``):
+
+- a Prefect server answers (``PREFECT_API_URL``) and a cycle run waits for this cycle: the
+  decision resumes that paused run (its input is the decision); the run applies it, and this
+  waits until the run has taken it (or ended) and reports the outcome;
+- otherwise, in this process: refresh the current phase (its flow, idempotent), apply the
+  decision, and run the next phase's flow.
+
+A decision the domain refuses (not a point person, gate not met, ...) raises a
+:class:`~models.errors.DomainError` with a one-line message before anything is written or
+resumed. Prefect is imported only when a flow has to run or a server is asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+
+from aligncycle.settings import get_settings
+from models.db import Store
+from models.enums import Phase
+from models.errors import DomainError, InvalidInput
+from models.schemas import parse_input
+from models.services import cycles as cycle_service
+from models.services import phases
+from models.services.phases import DecisionOutcome, PhaseDecision
+from models.tables import Event
+
+
+class OrchestrationError(DomainError):
+    """The decision could not be handed to the waiting run, or the run did not take it."""
+
+    code = "orchestration"
+
+
+@dataclass
+class AdvanceResult:
+    outcome: DecisionOutcome | None
+    #: "waiting-run": a paused cycle run took the decision; "in-process": flows ran here.
+    via: Literal["waiting-run", "in-process"]
+    #: What the CLI prints, one line each.
+    lines: list[str] = field(default_factory=list)
+    run_name: str | None = None
+    report: Any = None
+
+
+def _store() -> Store:
+    return Store(get_settings().effective_database_url)
+
+
+def log_file() -> Path:
+    return get_settings().data_dir / "logs" / "prefect.log"
+
+
+# --- the Prefect server and the waiting run ------------------------------------------------
+
+
+def quiet_prefect() -> None:
+    """Load Prefect with aligncycle's quiet defaults (call before any other Prefect import)."""
+    import flows.runtime  # noqa: F401
+
+
+def server_url() -> str | None:
+    """The configured Prefect API URL if a server answers there, else None."""
+    quiet_prefect()
+    import httpx
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return None
+    try:
+        ok = httpx.get(f"{str(url).rstrip('/')}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    return str(url) if ok else None
+
+
+def find_waiting_run(cycle_id: int) -> Any | None:
+    """The paused cycle run waiting for a decision on this cycle of this store, if any."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from flows.runtime import store_tag
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"cycle:{cycle_id}", f"store:{store_tag()}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=5,
+        )
+    for run in runs:
+        details = run.state.state_details if run.state else None
+        if details is not None and details.run_input_keyset:
+            return run
+    return None
+
+
+def _progressed(run: Any, pause_key: str | None) -> bool:
+    state = run.state
+    if state is None:
+        return False
+    if state.is_final():
+        return True
+    return state.is_paused() and state.state_details.pause_key != pause_key
+
+
+def _wait_for_run(run_id: Any, pause_key: str | None, timeout: float) -> Any | None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if _progressed(run, pause_key):
+                return run
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.25)
+
+
+def _last_event_id(store: Store, cycle_id: int) -> int:
+    with store.unit_of_work() as s:
+        return s.scalar(select(func.max(Event.id)).where(Event.cycle_id == cycle_id)) or 0
+
+
+def _resume(
+    store: Store, run: Any, decision: PhaseDecision, cycle_id: int, today: date, wait: float
+) -> AdvanceResult:
+    from prefect.flow_runs import resume_flow_run
+
+    with store.unit_of_work() as s:
+        before = cycle_service.get_cycle(s, cycle_id).phase
+    mark = _last_event_id(store, cycle_id)
+    pause_key = run.state.state_details.pause_key
+    try:
+        resume_flow_run(run.id, run_input=decision.model_dump(mode="json"))
+    except Exception as exc:  # noqa: BLE001 - Prefect raises several kinds here
+        raise OrchestrationError(
+            f"could not resume the waiting run {run.name!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    after_run = _wait_for_run(run.id, pause_key, wait)
+    if after_run is None:
+        raise OrchestrationError(
+            f"the waiting run {run.name!r} took the decision but did not finish the step "
+            f"within {wait:g} s; see the Prefect UI"
+        )
+    with store.unit_of_work() as s:
+        cycle = cycle_service.get_cycle(s, cycle_id)
+        applied = s.scalar(
+            select(Event)
+            .where(Event.cycle_id == cycle_id, Event.id > mark, Event.verb == "cycle.decision")
+            .order_by(Event.id.desc())
+            .limit(1)
+        )
+        if decision.decision == "stop":
+            message = f"the cycle run {run.name!r} ended; cycle {cycle_id} stays in {cycle.phase}"
+        elif applied is None:
+            # Refused in the run (the gate changed while it refreshed): same rules, same words.
+            phases.check_decision(s, cycle, decision, today)
+            raise OrchestrationError(
+                f"the waiting run {run.name!r} did not apply the decision; see its logs in the "
+                "Prefect UI"
+            )
+        elif decision.decision == "stay":
+            message = f"cycle {cycle_id} stays in {cycle.phase}: {decision.reason}"
+        else:
+            message = f"cycle {cycle_id} advanced from {before} to {cycle.phase}"
+            follow = phases.follow_up_cycles(s, cycle)
+            if decision.follow_up_title and follow:
+                message += f"; follow-up cycle {follow[0].id} started"
+        outcome = DecisionOutcome(
+            cycle_id=cycle_id,
+            decision=decision.decision,
+            decided_by=decision.decided_by,
+            from_phase=before,
+            phase=cycle.phase,
+            advanced=cycle.phase is not before,
+            stopped=decision.decision == "stop",
+            message=message,
+        )
+    lines = [message, f"(the waiting cycle run {run.name!r} took the decision)"]
+    if after_run.state.is_paused():
+        lines.append(f"the run now waits for the next decision on cycle {cycle_id}")
+    return AdvanceResult(outcome=outcome, via="waiting-run", lines=lines, run_name=run.name)
+
+
+# --- in this process -----------------------------------------------------------------------
+
+
+def summarize(report: Any) -> str:
+    """One line about a phase flow's result, for the terminal."""
+    if isinstance(report, phases.IdentifyReport):
+        line = (
+            f"identify: {report.answered}/{report.questions} questions answered, "
+            f"{len(report.gaps)} gap(s) in the analysis"
+        )
+        ready = report.readiness
+    elif isinstance(report, phases.PlanReport):
+        line = (
+            f"plan: {len(report.actions)} action item(s) for {report.accepted_gaps} accepted "
+            f"gap(s), {len(report.unassigned)} waiting for an owner"
+        )
+        ready = report.readiness
+    elif isinstance(report, phases.ExecuteReport):
+        line = (
+            f"execute: {report.done}/{report.total - report.dropped} done "
+            f"({report.percent_done:g}%), {len(report.overdue)} overdue, "
+            f"confidence {report.rollup.value.replace('_', ' ')}"
+        )
+        ready = report.readiness
+    elif hasattr(report, "report") and isinstance(report.report, phases.RecapReport):
+        return f"recap: {report.report.headline}; report written to {report.path}"
+    else:
+        return ""
+    if ready.ready:
+        return f"{line}; ready to advance to {ready.next_phase}"
+    return f"{line}; not ready: " + "; ".join(ready.blockers)
+
+
+def _in_process(
+    store: Store,
+    decision: PhaseDecision,
+    cycle_id: int,
+    today: date,
+    refresh: bool,
+    to: Phase | None = None,
+    expected_version: int | None = None,
+) -> AdvanceResult:
+    from flows.runtime import enable_log_file, run_phase
+
+    enable_log_file(log_file())
+    with store.unit_of_work() as s:
+        phase = cycle_service.get_cycle(s, cycle_id).phase
+    if refresh and decision.decision == "advance":
+        run_phase(phase, cycle_id, today)  # what the gate looks at, up to date
+    with store.unit_of_work() as s:
+        outcome = phases.apply_decision(
+            s,
+            cycle_service.get_cycle(s, cycle_id),
+            decision,
+            today,
+            expected_phase=phase,
+            to=to,
+            expected_version=expected_version,
+        )
+    lines = [outcome.message]
+    report = None
+    if outcome.advanced:
+        # The next phase's flow; closing writes the final recap report.
+        next_phase = Phase.RECAP if outcome.phase is Phase.CLOSED else outcome.phase
+        report = run_phase(next_phase, cycle_id, today)
+        if line := summarize(report):
+            lines.append(line)
+    return AdvanceResult(outcome=outcome, via="in-process", lines=lines, report=report)
+
+
+# --- the entry points ----------------------------------------------------------------------
+
+
+def advance(
+    cycle_id: int,
+    decided_by: str | None,
+    *,
+    decision: Literal["advance", "stay", "stop"] = "advance",
+    reason: str | None = None,
+    follow_up_title: str | None = None,
+    to: Phase | None = None,
+    expected_version: int | None = None,
+    today: date | None = None,
+    use_server: bool = True,
+    refresh: bool = True,
+    wait: float = 120.0,
+) -> AdvanceResult:
+    """``aligncycle cycle advance``: the point person's decision on a cycle.
+
+    Raises :class:`~models.errors.DomainError` (one-line message) when refused; nothing is
+    written or resumed then. ``use_server=False`` never looks for a waiting run (the demo)."""
+    if not decided_by:
+        raise InvalidInput("say who decides: --as EMAIL (a point person of the cycle)")
+    today = today or date.today()
+    choice = parse_input(
+        PhaseDecision,
+        decided_by=decided_by,
+        decision=decision,
+        reason=reason or None,
+        follow_up_title=follow_up_title or None,
+    )
+    store = _store()
+    try:
+        with store.unit_of_work() as s:
+            # Same checks as the run will make, read-only: refuse early and write nothing.
+            cycle = cycle_service.get_cycle(s, cycle_id)
+            phases.check_decision(
+                s, cycle, choice, today, to=to, expected_version=expected_version
+            )
+        if use_server and server_url():
+            run = find_waiting_run(cycle_id)
+            if run is not None:
+                return _resume(store, run, choice, cycle_id, today, wait)
+        if choice.decision == "stop":
+            raise InvalidInput(f"no cycle run waits for a decision on cycle {cycle_id}")
+        if choice.decision == "stay":
+            with store.unit_of_work() as s:
+                cycle = cycle_service.get_cycle(s, cycle_id)
+                outcome = phases.apply_decision(s, cycle, choice, today)
+            return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
+        return _in_process(store, choice, cycle_id, today, refresh, to, expected_version)
+    finally:
+        store.dispose()
+
+
+def run_cycle(
+    cycle_id: int,
+    *,
+    decision_timeout: int | None = None,
+    poll_interval: int | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> list[DecisionOutcome]:
+    """``aligncycle cycle run``: drive the cycle, waiting for decisions between phases (blocks
+    while it waits; best with a Prefect server, so the UI's form can answer too)."""
+    quiet_prefect()
+    from prefect import tags
+
+    from flows.cycle import DEFAULT_DECISION_TIMEOUT, DEFAULT_POLL_INTERVAL, cycle_flow
+    from flows.runtime import cycle_tags, enable_log_file
+
+    enable_log_file(log_file())
+    with _store().unit_of_work() as s:
+        cycle_service.get_cycle(s, cycle_id)  # NotFound before starting anything
+    if on_start is not None:
+        on_start()
+    with tags(*cycle_tags(cycle_id)):
+        return cycle_flow(
+            cycle_id=cycle_id,
+            decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
+            poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
+        )

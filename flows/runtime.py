@@ -1,0 +1,223 @@
+"""How aligncycle runs Prefect: quiet output, the flow heartbeat, a log file, the store the
+tasks use, and the tasks every phase shares.
+
+Quiet by default (``flows/__init__.py`` sets the defaults before Prefect is imported; values
+already in the environment win): no telemetry, nothing from Prefect on the console (its logs
+still reach the UI, and a log file once :func:`enable_log_file` is called), no server
+tracebacks at shutdown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows import QUIET_DEFAULTS, configure_environment
+from models.config import StoreSettings
+from models.db import Store
+from models.enums import Phase
+from models.errors import Conflict
+from models.services import cycles as cycle_service
+from models.services import phases
+
+__all__ = ["QUIET_DEFAULTS", "configure_environment"]
+
+#: Loggers that print pool and event-worker errors while a process shuts down; they go to the
+#: log file only.
+NOISY_LOGGERS = ("sqlalchemy", "docket", "prefect.events", "asyncio")
+
+
+class FlowSettings(StoreSettings):
+    #: Where recap reports are written (default: <data_dir>/reports), as in the face's settings.
+    reports_dir: Path | None = None
+
+    @property
+    def effective_reports_dir(self) -> Path:
+        return self.reports_dir or self.data_dir / "reports"
+
+
+# --- the store -----------------------------------------------------------------------------
+
+_stores: dict[str, Store] = {}
+
+
+def store() -> Store:
+    """The store selected by ``ALIGNCYCLE_DATABASE_URL`` now (read on every call, so a changed
+    URL is followed); one engine per URL per process."""
+    url = StoreSettings().effective_database_url
+    found = _stores.get(url)
+    if found is None:
+        found = _stores[url] = Store(url)
+    return found
+
+
+def dispose_stores() -> None:
+    for s in _stores.values():
+        s.dispose()
+    _stores.clear()
+
+
+def store_tag(url: str | None = None) -> str:
+    """A short, stable id of the store (no password in it): tells apart runs of cycles with the
+    same id in different databases that share one Prefect server."""
+    from sqlalchemy.engine import make_url
+
+    url = url or StoreSettings().effective_database_url
+    safe = make_url(url).render_as_string(hide_password=True)
+    return hashlib.sha256(safe.encode()).hexdigest()[:10]
+
+
+def cycle_tags(cycle_id: int) -> list[str]:
+    return ["aligncycle", f"cycle:{cycle_id}", f"store:{store_tag()}"]
+
+
+def reports_dir() -> Path:
+    return FlowSettings().effective_reports_dir
+
+
+# --- log file and heartbeat -----------------------------------------------------------------
+
+
+class _LogFile(logging.FileHandler):
+    """Marks the handler this module added (added once per path)."""
+
+
+def enable_log_file(path: Path) -> Path:
+    """Send Prefect's logs (INFO and up) and noisy libraries' output to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for h in root.handlers:
+        if isinstance(h, _LogFile) and Path(h.baseFilename) == path.resolve():
+            return path
+    handler = _LogFile(path, encoding="utf-8", delay=True)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    root.addHandler(handler)
+    for name in NOISY_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.propagate = False
+        lg.addHandler(handler)
+    return path
+
+
+@contextmanager
+def no_heartbeat() -> Iterator[None]:
+    """Flows started inside run without the heartbeat thread: a sync flow otherwise waits out
+    about 1 s for it at its end. Safe for short phase flows; the long-running cycle flow keeps
+    its heartbeat (it is how a server notices a crashed run)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def run_phase(phase: Phase, cycle_id: int, today: date | None = None) -> Any:
+    """Run one phase's flow in this process, tagged with the cycle, heartbeat off."""
+    from prefect import tags
+
+    flow = phase_flow(phase)
+    with no_heartbeat(), tags(*cycle_tags(cycle_id)):
+        return flow(cycle_id=cycle_id, today=today)
+
+
+def phase_flow(phase: Phase) -> Any:
+    if phase is Phase.IDENTIFY:
+        from flows.identify import identify_flow as flow
+    elif phase is Phase.PLAN:
+        from flows.plan import plan_flow as flow
+    elif phase is Phase.EXECUTE:
+        from flows.execute import execute_flow as flow
+    elif phase is Phase.RECAP:
+        from flows.recap import recap_flow as flow
+    else:
+        raise ValueError(f"no flow for phase {phase}")
+    return flow
+
+
+# --- what every phase shares ---------------------------------------------------------------
+
+
+def retry_on_conflict(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a writing task only when a concurrent writer got in the way."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        state.result()
+    except (Conflict, OperationalError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+#: Options of every task: they always run (no caching, nothing persisted: the database is the
+#: record, and every writer in the domain is idempotent on a natural key).
+TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+WRITER = TASK | {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": retry_on_conflict}
+
+
+@task(name="check phase", **TASK)
+def check_phase(cycle_id: int, phase: Phase, *also: Phase) -> str:
+    """Refuse (fail the flow with the domain's message, before writing) unless the cycle is in
+    the phase."""
+    with store().unit_of_work() as s:
+        cycle = cycle_service.get_cycle(s, cycle_id)
+        phases.require_phase(cycle, phase, *also)
+        return cycle.title
+
+
+@task(name="list checklist", **TASK)
+def list_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
+    with store().unit_of_work() as s:
+        return phases.checklist(s, cycle_service.get_cycle(s, cycle_id), phase)
+
+
+@task(name="checklist item", **TASK)
+def checklist_item(item_id: int) -> phases.ChecklistStatus:
+    """One question of the phase for its owner: the answer given so far, if any."""
+    with store().unit_of_work() as s:
+        return phases.item_status(s, item_id)
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def open_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
+    """Inside a flow: one task run per checklist item of the phase, named after its question
+    and tagged with its phase and owner, so the Prefect UI shows who owes what."""
+    out = []
+    for item in list_checklist(cycle_id, phase):
+        name = f"{phase}.{item.key}: {_short(item.text, 80)}"
+        out.append(
+            checklist_item.with_options(
+                task_run_name=lambda name=name: name,
+                tags=[f"phase:{phase}", f"owner:{item.owner}"],
+            )(item.item_id)
+        )
+    return out
+
+
+def artifact_key(cycle_id: int, what: str) -> str:
+    return f"cycle-{cycle_id}-{what}"
+
+
+def publish_markdown(cycle_id: int, what: str, markdown: str, description: str) -> None:
+    create_markdown_artifact(markdown, key=artifact_key(cycle_id, what), description=description)
+
+
+def publish_table(cycle_id: int, what: str, rows: list[dict[str, Any]], description: str) -> None:
+    create_table_artifact(rows, key=artifact_key(cycle_id, what), description=description)

@@ -1,0 +1,494 @@
+"""The cadence the way a company runs it: a real Prefect server on PostgreSQL, a process work
+pool, ``prefect deploy --all`` from ``prefect.yaml``, a worker, and the cadence flows
+delivering through apprise to a local HTTP receiver.
+
+Not part of ``make test``; CI runs it as its own step (needs PostgreSQL on 127.0.0.1:5432,
+or ``ALIGNCYCLE_TEST_DATABASE_URL``)::
+
+    .venv/bin/python -m pytest -q -m integration tests/test_cadence_integration.py
+
+Takes about two minutes on a 2-core machine; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from models.cadence import Notification, NotificationStatus
+from models.config import normalize_database_url
+from models.db import Store
+from models.enums import Phase
+from models.schemas import PersonCreate, TeamCreate
+from models.services import cadence as svc
+from models.services import people, playbooks
+from models.services.common import person_by_email
+from models.tables import Cycle, Event
+from tests.conftest import ORG, PROJECT
+from tests.test_cadence import (
+    BLOCKED,
+    DONE,
+    LEE,
+    LOU,
+    MAX,
+    MEG,
+    MIA,
+    OPEN,
+    PLAYBOOK,
+    SAM,
+    TODAY,
+    WIP,
+    Receiver,
+    make_cycle,
+)
+
+pytestmark = pytest.mark.integration
+
+PG_ADMIN = os.environ.get(
+    "ALIGNCYCLE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BIN = Path(sys.executable).parent
+POOL = "aligncycle"
+CADENCE = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
+
+
+# --- a throwaway Prefect server on PostgreSQL, and workers ----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Prefect starts each flow run in its own session)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait: float = 15.0) -> None:
+    """Send ``sig`` to a process, its group and all its descendants; reap it."""
+    if proc.poll() is not None:
+        return
+    targets = [proc.pid, *descendants(proc.pid)]
+    for pid in reversed(targets):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc, signal.SIGKILL, wait)
+
+
+def create_database(admin_url: str, prefix: str) -> tuple[str, str]:
+    url = make_url(normalize_database_url(admin_url))
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    engine = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+class PrefectStack:
+    """``prefect server start`` on 127.0.0.1 (free port) backed by a new PostgreSQL database,
+    with a temporary PREFECT_HOME; workers of the process pool; teardown in the right order
+    (workers before the server, then the database)."""
+
+    def __init__(self, admin_url: str, store_url: str, workdir: Path) -> None:
+        self.admin_url = admin_url
+        self.workdir = workdir
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        prefect_url, self.prefect_db = create_database(admin_url, "aligncycle_prefect")
+        asyncpg_url = make_url(prefect_url).set(drivername="postgresql+asyncpg")
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(workdir / "prefect-home"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_DATABASE_CONNECTION_URL": asyncpg_url.render_as_string(
+                hide_password=False
+            ),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "results"),
+            "ALIGNCYCLE_DATABASE_URL": store_url,
+        }
+        self.server: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        out = open(self.workdir / log, "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(
+            [str(BIN / "prefect"), *args],
+            cwd=PROJECT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start(self, timeout: float = 180) -> None:
+        self.server = self._spawn(
+            ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"prefect server exited:\n{self.log('server.log')}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"prefect server not up after {timeout}s:\n{self.log('server.log')}")
+
+    def cli(self, *args: str, timeout: float = 180) -> str:
+        done = subprocess.run(
+            [str(BIN / "prefect"), *args],
+            cwd=PROJECT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start_worker(self) -> subprocess.Popen:
+        worker = self._spawn(["worker", "start", "--pool", POOL, "--limit", "8"], "worker.log")
+        self.workers.append(worker)
+        return worker
+
+    def log(self, name: str) -> str:
+        path = self.workdir / name
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for worker in self.workers:  # workers first, or they keep retrying a dead server
+            kill_tree(worker, signal.SIGTERM)
+        if self.server is not None:
+            kill_tree(self.server, signal.SIGTERM)
+        drop_database(self.admin_url, self.prefect_db)
+
+
+def prefect_settings(api_url: str) -> Any:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: api_url})
+
+
+def run(api_url: str, name: str, timeout: float = 180, **parameters: Any) -> Any:
+    """Run a deployment through the worker and wait for its end (bounded)."""
+    from prefect.deployments import run_deployment
+
+    with prefect_settings(api_url):
+        flow_run = run_deployment(
+            f"{name}/{name}",
+            parameters={"today": TODAY.isoformat(), **parameters},
+            timeout=timeout,
+            poll_interval=0.5,
+            as_subflow=False,
+        )
+    assert flow_run.state is not None and flow_run.state.is_completed(), f"{name}: {flow_run.state}"
+    return flow_run
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def company(receiver: Receiver) -> Iterator[tuple[Store, PrefectStack]]:
+    """An aligncycle store on PostgreSQL with the org, channels pointing at the receiver, and
+    a Prefect server on PostgreSQL with the project deployed and one worker."""
+    import hashlib
+
+    from migrations import runner
+    from models.playbook import parse_playbook
+
+    workdir = Path(tempfile.mkdtemp(prefix="aligncycle-it-"))
+    saved_home = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(workdir / "prefect-home")  # this process's client too
+    store_url, store_db = create_database(PG_ADMIN, "aligncycle_it")
+    store = Store(store_url)
+    stack = PrefectStack(PG_ADMIN, store_url, workdir)
+    try:
+        runner.upgrade(store.engine)
+        with store.unit_of_work() as s:
+            people.create_team(s, TeamCreate(key="sales", name="Sales"))
+            people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
+            for name, email, team, role in ORG:
+                people.create_person(s, PersonCreate(name=name, email=email, team=team, role=role))
+            playbooks.sync_directory(s, PROJECT / "playbooks")
+            playbooks.register(
+                s, parse_playbook(PLAYBOOK), hashlib.sha256(PLAYBOOK.encode()).hexdigest(), "t"
+            )
+            mgr = person_by_email(s, MAX)
+            for email in (SAM, MIA, LEE, LOU, MAX):
+                svc.add_channel(
+                    s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
+                )
+            svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
+        stack.start()
+        stack.cli("work-pool", "create", POOL, "--type", "process")
+        stack.cli("--no-prompt", "deploy", "--all")
+        yield store, stack
+    finally:
+        stack.stop()
+        store.dispose()
+        drop_database(PG_ADMIN, store_db)
+        if saved_home is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = saved_home
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployed(company: tuple[Store, PrefectStack]) -> tuple[Store, PrefectStack]:
+    """The deployments as ``prefect.yaml`` made them, their schedules proven live (the server
+    scheduled runs), then switched off for the test so that no run for the real date sneaks
+    in; then one worker."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    store, stack = company
+    with prefect_settings(stack.api_url), get_client(sync_client=True) as client:
+        deployments = {d.name: d for d in client.read_deployments()}
+        assert set(CADENCE) <= set(deployments)
+        ids = [deployments[n].id for n in CADENCE]
+        scheduled: list[Any] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            scheduled = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+                    )
+                ),
+            )
+            if {r.deployment_id for r in scheduled} == set(ids):
+                break
+            time.sleep(1)
+        assert {r.deployment_id for r in scheduled} == set(ids), "schedules did not fire"
+        for d in deployments.values():
+            for schedule in d.schedules:
+                client.update_deployment_schedule(d.id, schedule.id, active=False)
+        for r in client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            )
+        ):
+            client.delete_flow_run(r.id)
+    stack.start_worker()
+    return store, stack
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+
+def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, PrefectStack]) -> None:
+    from prefect.client.orchestration import get_client
+
+    _, stack = company
+    with prefect_settings(stack.api_url), get_client(sync_client=True) as client:
+        deployments = {d.name: d for d in client.read_deployments()}
+        pool = client.read_work_pool(POOL)
+    assert pool.type == "process"
+    crons = {name: [s.schedule.cron for s in deployments[name].schedules] for name in CADENCE}
+    assert crons == {
+        "execute-checkins": ["0 8 * * 1"],
+        "overdue-reminders": ["0 7 * * *"],
+        "escalations": ["0 9 * * *"],
+        "weekly-digest": ["0 15 * * 5"],
+        "recap-due": ["0 6 * * *"],
+    }
+    assert {deployments[n].work_pool_name for n in CADENCE} == {POOL}
+    assert deployments["escalations"].parameters["escalate_after_days"] == 2
+
+
+def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
+    deployed: tuple[Store, PrefectStack], receiver: Receiver
+) -> None:
+    store, stack = deployed
+    make_cycle(
+        store,
+        [
+            ("Agree SLA", SAM, 1, OPEN),
+            ("Fix routing", MIA, -1, WIP),
+            ("Shared dashboard", SAM, -3, OPEN),
+            ("Content audit", MEG, -6, BLOCKED),
+            ("Done thing", SAM, -2, DONE),
+            ("Later", MIA, 10, OPEN),
+        ],
+        title="Q1 hand-off",
+    )
+    ended, _ = make_cycle(
+        store, [("All done", SAM, -2, DONE)], title="ended", end=TODAY - timedelta(days=1)
+    )
+
+    run(stack.api_url, "recap-due")
+    # Reminders twice at the same time (a duplicated run), escalations and the digest.
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda name: run(stack.api_url, name),
+                ["overdue-reminders", "overdue-reminders", "escalations", "weekly-digest"],
+            )
+        )
+    run(stack.api_url, "execute-checkins")
+
+    assert receiver.received() == sorted(
+        [
+            ("/sam", "Recap is open: ended"),
+            ("/mia", "Recap is open: ended"),
+            ("/sam", "Reminder: 'Agree SLA' is due tomorrow"),
+            ("/mia", "Overdue: 'Fix routing'"),
+            ("/sam", "Overdue: 'Shared dashboard'"),
+            ("/marketing", "Overdue: 'Content audit'"),
+            ("/lee", "Escalation (lead): 'Shared dashboard' is overdue (Sam Sales)"),
+            ("/lou", "Escalation (lead): 'Content audit' is overdue (Meg Member)"),
+            ("/max", "Escalation (manager): 'Content audit' is overdue (Meg Member)"),
+            ("/sam", "Weekly digest: Q1 hand-off (17% done, 3 risk(s))"),
+            ("/marketing", "Weekly digest: Q1 hand-off (17% done, 3 risk(s))"),
+            ("/sam", "Check-in: 2 action item(s) in 'Q1 hand-off'"),
+            ("/mia", "Check-in: 2 action item(s) in 'Q1 hand-off'"),
+            ("/marketing", "Check-in: 1 action item(s) in 'Q1 hand-off'"),
+        ]
+    )
+    digest = next(m for m in receiver.messages if m["title"].startswith("Weekly digest"))
+    assert "Due next week:\n- Agree SLA (Sam Sales), due tomorrow (2026-03-03)" in digest["message"]
+    with store.unit_of_work() as s:
+        assert s.get(Cycle, ended).phase is Phase.RECAP
+        advanced = s.scalars(
+            select(Event).where(Event.cycle_id == ended, Event.verb == "cycle.advanced")
+        ).all()
+        statuses = set(s.scalars(select(Notification.status)))
+    assert [(e.actor_id, e.after["reason"]) for e in advanced if e.actor_id is None] == [
+        (None, "period ended")
+    ]
+    assert statuses == {NotificationStatus.SENT}
+
+    # Every flow again: nothing is sent twice.
+    before = receiver.received()
+    with ThreadPoolExecutor(5) as pool:
+        list(pool.map(lambda name: run(stack.api_url, name), CADENCE))
+    assert receiver.received() == before
+
+
+def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
+    deployed: tuple[Store, PrefectStack], receiver: Receiver
+) -> None:
+    store, stack = deployed
+    for i in range(12):
+        make_cycle(store, [(f"K{i} item", SAM, 20, OPEN)], title=f"K{i}")
+    next_week = (TODAY + timedelta(days=7)).isoformat()
+    first = len(receiver.messages)
+    receiver.hold_after = first + 6  # six digests get through, then the receiver hangs
+
+    from prefect.deployments import run_deployment
+
+    with prefect_settings(stack.api_url):
+        run_deployment(
+            "weekly-digest/weekly-digest",
+            parameters={"today": next_week},
+            timeout=0,
+            as_subflow=False,
+        )
+    assert receiver.holding.wait(timeout=180), stack.log("worker.log")
+    worker = stack.workers[-1]
+    kill_tree(worker, signal.SIGKILL)  # the worker and its flow-run process, mid-delivery
+    receiver.drop_held()  # nothing held was acknowledged: the sender never knew
+
+    with store.unit_of_work() as s:
+        stuck = s.scalar(
+            select(text("count(*)"))
+            .select_from(Notification.__table__)
+            .where(Notification.status == NotificationStatus.SENDING)
+        )
+    assert stuck >= 1
+
+    stack.start_worker()
+    # The re-run takes over the dead run's claims at once (the default waits 10 minutes).
+    run(stack.api_url, "weekly-digest", today=next_week, stale_after_seconds=0)
+
+    digests = [
+        (m["path"], m["title"]) for m in receiver.messages[first:] if "Weekly digest" in m["title"]
+    ]
+    with store.unit_of_work() as s:
+        running = s.scalars(select(Cycle.title).where(Cycle.phase == Phase.EXECUTE)).all()
+    # Each cycle in Execute: to sam (sales has no team channel: its point person) and marketing.
+    expected = {(p, title) for title in running for p in ("/sam", "/marketing")}
+    assert len(running) >= 12
+    assert len(digests) == len(set(digests)) == len(expected)  # nothing twice
+    assert {(p, t.split(": ", 1)[1].split(" (")[0]) for p, t in digests} == expected  # none lost
+    assert receiver.dropped  # the interrupted sends, re-sent once by the second run
+    with store.unit_of_work() as s:
+        week = s.scalars(
+            select(Notification).where(Notification.key.like("digest:%:2026-W11#%"))
+        ).all()
+    assert len(week) == len(expected) and {n.status for n in week} == {NotificationStatus.SENT}
+    assert sum(n.attempts == 2 for n in week) == stuck

@@ -1,0 +1,341 @@
+"""The permission matrix: every route of the web app and the API, for every role.
+
+For each route, every persona (see ``PERSONAS``) and an anonymous visitor make the same request
+on the same world. The ones the domain allows get the success status; everyone else is refused
+(401 or the sign-in page when anonymous, 403 when not allowed, 404 for a cycle of another team)
+and a refused write changes nothing in the database. A route added without a line here fails
+``test_every_route_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+from starlette.routing import Route
+
+from models.accounts import ApiToken
+from models.enums import Phase
+from models.tables import ChecklistItem
+from tests.test_web_support import PERSONAS, Rig, rig
+
+ALL = set(PERSONAS)
+SEEING = ALL - {"ola"}  # ola's team takes part in no cycle
+ANON = "anonymous"
+
+
+@dataclass
+class Case:
+    method: str
+    route: str  # the route's path template, as the app declares it
+    url: Callable[[Rig], str]
+    allowed: set[str]
+    ok: int
+    body: Callable[[Rig], dict[str, Any]] | None = None
+    cycle_bound: bool = True  # ola gets 404 (the object is not visible to her)
+    refused: int = 403
+    public: bool = False
+    anon: int | None = None  # default: 401 (API) or the sign-in page (pages)
+
+    @property
+    def api(self) -> bool:
+        return self.route.startswith("/api/")
+
+    @property
+    def write(self) -> bool:
+        return self.method != "GET"
+
+    def expected(self, who: str) -> int:
+        if who == ANON:
+            if self.public:
+                return self.ok
+            return self.anon or (401 if self.api else 303)
+        if who in self.allowed:
+            return self.ok
+        if self.cycle_bound and who == "ola":
+            return 404
+        return self.refused
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.route}"
+
+
+W = Callable[[Rig], str]
+
+
+def cyc(name: str, suffix: str = "") -> W:
+    def url(r: Rig) -> str:
+        cid = r.world.cycles.get(name) or r.extra[name]
+        return f"/cycles/{cid}{suffix}"
+
+    return url
+
+
+def api(fn: W) -> W:
+    return lambda r: "/api/v1" + fn(r)
+
+
+def const(path: str) -> W:
+    return lambda r: path
+
+
+def gap(name: str, suffix: str) -> W:
+    return lambda r: f"/gaps/{r.world.gaps[name]}{suffix}"
+
+
+def action(name: str, suffix: str = "") -> W:
+    return lambda r: f"/actions/{r.world.actions[name]}{suffix}"
+
+
+def item(suffix: str) -> W:
+    return lambda r: f"/checklist/{r.extra['lee_item']}{suffix}"
+
+
+def token(suffix: str = "") -> W:
+    return lambda r: f"/tokens/{r.extra['sid_token']}{suffix}"
+
+
+def form(**values: str) -> Callable[[Rig], dict[str, Any]]:
+    return lambda r: dict(values)
+
+
+def body(**values: Any) -> Callable[[Rig], dict[str, Any]]:
+    return lambda r: dict(values)
+
+
+GAP = {"title": "Found by the matrix", "category": "other", "root_cause": "process"}
+DECIDE = {"decision": "accepted"}
+ASSIGN = {"owner": "sid@acme.test"}
+UPDATE = {"status": "in_progress"}
+ASSIGNERS = {"lee", "max"}
+POINT = {"sam"}  # sam is a point person of every cycle; pia is one of none
+SAM_LEE_MAX = {"sam", "lee", "max"}
+UPDATERS = {"sid", "lee", "max", "sam"}  # sid owns the item
+
+CASES: list[Case] = [
+    # --- API: the signed-in person and the organisation
+    Case("GET", "/api/v1/me", const("/api/v1/me"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/teams", const("/api/v1/teams"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/people", const("/api/v1/people"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/playbooks", const("/api/v1/playbooks"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/me/work", const("/api/v1/me/work"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/openapi.json", const("/api/v1/openapi.json"), ALL, 200, public=True),
+    # --- API: cycles
+    Case("GET", "/api/v1/cycles", const("/api/v1/cycles"), ALL, 200, cycle_bound=False),
+    Case("POST", "/api/v1/cycles", const("/api/v1/cycles"), {"sam", "pia"}, 201,
+         body(playbook="sales-marketing-handoff", title="Started by the matrix"),
+         cycle_bound=False),
+    Case("GET", "/api/v1/cycles/{cycle_id}", api(cyc("execute")), SEEING, 200),
+    Case("GET", "/api/v1/cycles/{cycle_id}/readiness", api(cyc("execute", "/readiness")),
+         SEEING, 200),
+    Case("POST", "/api/v1/cycles/{cycle_id}/advance", api(cyc("ready", "/advance")), POINT, 200,
+         body()),
+    Case("PUT", "/api/v1/cycles/{cycle_id}/point-persons/{team}",
+         api(cyc("identify", "/point-persons/marketing")), SAM_LEE_MAX, 200,
+         body(email="mia@acme.test")),
+    Case("GET", "/api/v1/cycles/{cycle_id}/events", api(cyc("execute", "/events")), SEEING, 200),
+    Case("GET", "/api/v1/cycles/{cycle_id}/checklist", api(cyc("execute", "/checklist")),
+         SEEING, 200),
+    Case("POST", "/api/v1/checklist/{item_id}/answer", api(item("/answer")), {"lee", "sam"},
+         200, body(answer="yes")),
+    # --- API: gaps
+    Case("GET", "/api/v1/cycles/{cycle_id}/gaps", api(cyc("identify", "/gaps")), SEEING, 200),
+    Case("POST", "/api/v1/cycles/{cycle_id}/gaps", api(cyc("identify", "/gaps")), SEEING, 201,
+         body(**GAP)),
+    Case("POST", "/api/v1/gaps/{gap_id}/decision", api(gap("identify", "/decision")),
+         SAM_LEE_MAX, 200, body(**DECIDE)),
+    # --- API: action items
+    Case("GET", "/api/v1/cycles/{cycle_id}/actions", api(cyc("execute", "/actions")), SEEING,
+         200),
+    Case("POST", "/api/v1/cycles/{cycle_id}/actions", api(cyc("execute", "/actions")),
+         ASSIGNERS, 201, body(title="Planned by the matrix")),
+    Case("GET", "/api/v1/actions/{action_id}", api(action("execute_sid")), SEEING, 200),
+    Case("PATCH", "/api/v1/actions/{action_id}", api(action("execute_sid")), UPDATERS, 200,
+         body(**UPDATE)),
+    Case("POST", "/api/v1/actions/{action_id}/assign", api(action("plan_unassigned", "/assign")),
+         ASSIGNERS, 200, body(**ASSIGN)),
+    Case("GET", "/api/v1/actions/{action_id}/checkins",
+         api(action("execute_sid", "/checkins")), SEEING, 200),
+    Case("POST", "/api/v1/actions/{action_id}/checkins",
+         api(action("execute_sid", "/checkins")), UPDATERS, 201, body(note="Checked")),
+    # --- API: recap
+    Case("GET", "/api/v1/cycles/{cycle_id}/recap", api(cyc("recap", "/recap")), SEEING, 200),
+    Case("GET", "/api/v1/cycles/{cycle_id}/recap.csv", api(cyc("recap", "/recap.csv")), SEEING,
+         200),
+    Case("PUT", "/api/v1/cycles/{cycle_id}/retrospective", api(cyc("recap", "/retrospective")),
+         POINT, 200, body(improvements=["Faster hand-offs"])),
+    Case("POST", "/api/v1/cycles/{cycle_id}/signoff", api(cyc("recap", "/signoff")), {"max"},
+         200, body()),
+    Case("GET", "/api/v1/cycles/{cycle_id}/survey", api(cyc("recap", "/survey")), SEEING, 200),
+    Case("POST", "/api/v1/cycles/{cycle_id}/survey", api(cyc("survey", "/survey")), SEEING, 201,
+         body(score=4, anonymous=True)),
+    # --- API: tokens (one's own only; someone else's is "not found")
+    Case("GET", "/api/v1/tokens", const("/api/v1/tokens"), ALL, 200, cycle_bound=False),
+    Case("POST", "/api/v1/tokens", const("/api/v1/tokens"), ALL, 201, body(name="script"),
+         cycle_bound=False),
+    Case("DELETE", "/api/v1/tokens/{token_id}", api(token()), {"sid"}, 200, refused=404),
+    # --- pages: signing in and out
+    Case("GET", "/login", const("/login"), ALL, 200, public=True),
+    # without the sign-in form's CSRF token, nobody signs in
+    Case("POST", "/login", const("/login"), set(), 403, form(email="sid@acme.test",
+         password="x"), cycle_bound=False, public=True),
+    Case("POST", "/logout", const("/logout"), ALL, 303, form(), cycle_bound=False),
+    Case("GET", "/", const("/"), ALL, 303, cycle_bound=False),
+    # --- pages: the board and starting a cycle
+    Case("GET", "/cycles", const("/cycles"), ALL, 200, cycle_bound=False),
+    Case("GET", "/cycles/new", const("/cycles/new"), {"sam", "pia"}, 200, cycle_bound=False),
+    Case("POST", "/cycles/new", const("/cycles/new"), {"sam", "pia"}, 303,
+         form(playbook="sales-marketing-handoff", title="Started on the page"),
+         cycle_bound=False),
+    # --- pages: a cycle
+    Case("GET", "/cycles/{cycle_id}", cyc("execute"), SEEING, 200),
+    Case("POST", "/cycles/{cycle_id}/advance", cyc("ready", "/advance"), POINT, 303, form()),
+    Case("POST", "/cycles/{cycle_id}/point-person", cyc("identify", "/point-person"),
+         SAM_LEE_MAX, 303, form(team="marketing", email="mia@acme.test")),
+    Case("POST", "/checklist/{item_id}/answer", item("/answer"), {"lee", "sam"}, 303,
+         form(answer="yes")),
+    Case("GET", "/cycles/{cycle_id}/gaps", cyc("identify", "/gaps"), SEEING, 200),
+    Case("POST", "/cycles/{cycle_id}/gaps", cyc("identify", "/gaps"), SEEING, 303, form(**GAP)),
+    Case("POST", "/gaps/{gap_id}/decide", gap("identify", "/decide"), SAM_LEE_MAX, 303,
+         form(**DECIDE)),
+    Case("GET", "/cycles/{cycle_id}/actions", cyc("execute", "/actions"), SEEING, 200),
+    Case("POST", "/cycles/{cycle_id}/actions", cyc("execute", "/actions"), ASSIGNERS, 303,
+         form(title="Planned on the page")),
+    Case("POST", "/actions/{action_id}/assign", action("plan_unassigned", "/assign"),
+         ASSIGNERS, 303, form(**ASSIGN)),
+    Case("POST", "/actions/{action_id}/update", action("execute_sid", "/update"), UPDATERS,
+         303, form(**UPDATE)),
+    Case("GET", "/cycles/{cycle_id}/timeline", cyc("execute", "/timeline"), SEEING, 200),
+    # --- pages: the recap
+    Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),
+    Case("GET", "/cycles/{cycle_id}/report", cyc("recap", "/report"), SEEING, 200),
+    Case("GET", "/cycles/{cycle_id}/recap.csv", cyc("recap", "/recap.csv"), SEEING, 200),
+    Case("POST", "/cycles/{cycle_id}/retrospective", cyc("recap", "/retrospective"), POINT, 303,
+         form(improvements="Faster hand-offs")),
+    Case("POST", "/cycles/{cycle_id}/signoff", cyc("recap", "/signoff"), {"max"}, 303, form()),
+    Case("POST", "/cycles/{cycle_id}/survey", cyc("survey", "/survey"), SEEING, 303,
+         form(score="4", anonymous="1")),
+    # --- pages: My work and the account
+    Case("GET", "/my", const("/my"), ALL, 200, cycle_bound=False),
+    Case("GET", "/account", const("/account"), ALL, 200, cycle_bound=False),
+    # everyone may try; a wrong current password is refused next to the field
+    Case("POST", "/account/password", const("/account/password"), ALL, 422,
+         form(current="wrong-password", new_password="new-password-1", repeat="new-password-1"),
+         cycle_bound=False),
+    Case("POST", "/account/tokens", const("/account/tokens"), ALL, 201, form(name="script"),
+         cycle_bound=False),
+    Case("POST", "/account/tokens/{token_id}/revoke", lambda r: f"/account{token('/revoke')(r)}",
+         {"sid"}, 303, form(), refused=404),
+]
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with rig(database_url, tmp_path_factory.mktemp("web")) as r:
+        with r.store.unit_of_work() as s:
+            r.extra["lee_item"] = s.scalar(
+                select(ChecklistItem.id).where(
+                    ChecklistItem.cycle_id == r.world.cycles["identify"],
+                    ChecklistItem.phase == Phase.IDENTIFY,
+                    ChecklistItem.key == "missed_conversions",
+                )
+            )
+            r.extra["sid_token"] = s.scalar(
+                select(ApiToken.id).where(ApiToken.person_id == r.personas["sid"].id)
+            )
+        yield r
+
+
+def _request(r: Rig, case: Case, who: str) -> Any:
+    client = r.client(None if who == ANON else who)
+    url = case.url(r)
+    data = case.body(r) if case.body else None
+    if case.api:
+        headers = r.bearer(who) if who != ANON else {}
+        return client.request(case.method, url, headers=headers, json=data)
+    if case.method == "GET":
+        return client.get(url)
+    payload = dict(data or {})
+    if who != ANON:
+        payload["csrf"] = r.personas[who].csrf
+    return client.post(url, data=payload)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_route_for_every_role(world: Rig, case: Case) -> None:
+    problems = []
+    for who in [*PERSONAS, ANON]:
+        with world.isolated():
+            before = world.snapshot() if case.write and who not in case.allowed else None
+            resp = _request(world, case, who)
+            want = case.expected(who)
+            if resp.status_code != want:
+                problems.append(f"{who}: {resp.status_code} (want {want}) {resp.text[:160]!r}")
+                continue
+            if want == 303 and who == ANON and not case.public:
+                assert resp.headers["location"].startswith("/login"), resp.headers
+            if resp.status_code >= 400 and case.api:
+                err = resp.json()["error"]
+                assert err["code"] and err["message"], resp.text
+            if before is not None and resp.status_code >= 300:
+                if world.snapshot() != before:
+                    problems.append(f"{who}: refused, but the database changed")
+    assert not problems, f"{case}:\n" + "\n".join(problems)
+
+
+def _routes(routes: list, prefix: str = "") -> Iterator[str]:
+    """``METHOD /path`` of every route, included routers too (FastAPI keeps those apart)."""
+    for route in routes:
+        if isinstance(route, APIRoute | Route):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    yield f"{method} {prefix}{route.path}"
+        elif hasattr(route, "original_router"):
+            inner = prefix + getattr(route.include_context, "prefix", "")
+            yield from _routes(route.original_router.routes, inner)
+
+
+def test_every_route_is_in_the_matrix(world: Rig) -> None:
+    declared = set(_routes(world.app.routes))
+    assert len(declared) > 50
+    covered = {str(c) for c in CASES}
+    assert declared - covered == set(), "routes without a line in the matrix"
+    assert covered - declared == set(), "matrix lines for routes that do not exist"
+
+
+def test_another_teams_person_sees_no_cycles(world: Rig) -> None:
+    c = world.client("ola")
+    board = c.get("/api/v1/cycles", headers=world.bearer("ola")).json()
+    assert board["total"] == 0 and board["items"] == []
+    assert "No cycles yet" in c.get("/cycles").text
+    seen = world.client("sid").get("/api/v1/cycles", headers=world.bearer("sid")).json()
+    assert seen["total"] == len(world.world.cycles) + len(world.extra) - 2  # lee_item, token
+
+
+def test_pages_offer_only_the_actions_the_viewer_may_take(world: Rig) -> None:
+    """Forms a person could not use are not shown (hidden, or the button is disabled)."""
+    execute = world.world.cycles["execute"]
+    recap = world.world.cycles["recap"]
+    for who, can in (("lee", True), ("sid", False), ("sam", False)):
+        page = world.client(who).get(f"/cycles/{execute}/actions").text
+        assert ("New action item" in page) is can, who
+    sid_page = world.client("sid").get(f"/cycles/{execute}/actions").text
+    sid_item = world.world.actions["execute_sid"]
+    meg_item = world.world.actions["execute_meg"]
+    assert f'action="/actions/{sid_item}/update"' in sid_page  # his own item
+    assert f'action="/actions/{meg_item}/update"' not in sid_page  # not Meg's
+    for who, can in (("max", True), ("lee", False), ("sam", False)):
+        page = world.client(who).get(f"/cycles/{recap}/recap").text
+        assert ("Sign off the recap" in page) is can, who
+        assert ("Record the retrospective" in page or "Revise the retrospective" in page) is (
+            who == "sam"
+        ), who
+    for who, can in (("sam", True), ("pia", False), ("max", False)):
+        page = world.client(who).get(f"/cycles/{world.extra['ready']}").text
+        assert (f'action="/cycles/{world.extra["ready"]}/advance"' in page) is can, who
+    assert "Start a cycle" in world.client("pia").get("/cycles").text
+    assert "Start a cycle" not in world.client("lee").get("/cycles").text

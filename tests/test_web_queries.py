@@ -1,0 +1,106 @@
+"""No N+1: the number of SQL statements a page or an API read runs does not grow with the number
+of rows it shows. Each is counted on the demo world, then again after adding cycles, action
+items, check-ins and gaps; the counts must be the same."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from aligncycle.web import seed
+from models.base import utcnow
+from models.schemas import ActionItemCreate, CheckInCreate, GapCreate, GapDecide
+from models.services import actions, cycles, gaps
+from models.services.common import person_by_email
+from tests.test_web_support import Rig, rig
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with rig(database_url, tmp_path_factory.mktemp("queries")) as r:
+        yield r
+
+
+def _reads(r: Rig) -> dict[str, Callable[[], object]]:
+    ex, rc = r.world.cycles["execute"], r.world.cycles["recap"]
+    sid, mx = r.client("sid"), r.client("max")
+    return {
+        "board": lambda: mx.get("/cycles"),
+        "cycle page": lambda: mx.get(f"/cycles/{ex}"),
+        "actions page": lambda: mx.get(f"/cycles/{ex}/actions"),
+        "gaps page": lambda: mx.get(f"/cycles/{ex}/gaps"),
+        "timeline": lambda: mx.get(f"/cycles/{ex}/timeline"),
+        "my work": lambda: sid.get("/my"),
+        "recap": lambda: mx.get(f"/cycles/{rc}/recap"),
+        "api board": lambda: mx.get("/api/v1/cycles", headers=r.bearer("max")),
+        "api cycle": lambda: mx.get(f"/api/v1/cycles/{ex}", headers=r.bearer("max")),
+        "api actions": lambda: mx.get(f"/api/v1/cycles/{ex}/actions", headers=r.bearer("max")),
+        "api checklist": lambda: mx.get(f"/api/v1/cycles/{ex}/checklist",
+                                        headers=r.bearer("max")),
+        "api gaps": lambda: mx.get(f"/api/v1/cycles/{ex}/gaps", headers=r.bearer("max")),
+        "api events": lambda: mx.get(f"/api/v1/cycles/{ex}/events", headers=r.bearer("max")),
+        "api my work": lambda: sid.get("/api/v1/me/work", headers=r.bearer("sid")),
+        "api recap": lambda: mx.get(f"/api/v1/cycles/{rc}/recap", headers=r.bearer("max")),
+    }
+
+
+def count_statements(r: Rig) -> dict[str, tuple[int, int]]:
+    """(statements, size of the answer) of every read."""
+    out = {}
+    for name, call in _reads(r).items():
+        call()  # warm up (templates compile, caches fill)
+        seen: list[str] = []
+
+        def listener(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+            seen.append(statement)
+
+        event.listen(r.conn, "before_cursor_execute", listener)
+        try:
+            resp = call()
+        finally:
+            event.remove(r.conn, "before_cursor_execute", listener)
+        assert resp.status_code == 200, (name, resp.text[:300])
+        out[name] = (len(seen), len(resp.content))
+    return out
+
+
+def grow(r: Rig, extra_actions: int = 12, extra_cycles: int = 3) -> None:
+    """More of everything the reads show: action items (with check-ins) for Sid in the
+    execute cycle, gaps, and cycles on the board."""
+    today = utcnow().date()
+    with r.store.unit_of_work() as s:
+        lee, sid = person_by_email(s, "lee@acme.test"), person_by_email(s, "sid@acme.test")
+        cycle = cycles.get_cycle(s, r.world.cycles["execute"])
+        for i in range(extra_actions):
+            item, _ = actions.add_action(
+                s, cycle,
+                ActionItemCreate(title=f"Extra item {i}", owner="sid@acme.test",
+                                 counterpart="meg@acme.test",
+                                 due_date=today + timedelta(days=i % 5)),
+                lee,
+            )
+            actions.add_checkin(s, item, CheckInCreate(note=f"note {i}", progress=i), sid)
+        plan = cycles.get_cycle(s, r.world.cycles["plan"])
+        for i in range(4):
+            gap, _ = gaps.add_gap(
+                s, plan, GapCreate(title=f"Extra gap {i}", category="other", root_cause="process"),
+                lee,
+            )
+            gaps.decide_gap(s, gap, GapDecide(decision="deferred"), lee)
+        for i in range(extra_cycles):
+            seed.start(s, f"Extra cycle {i}", today)
+
+
+def test_statement_counts_do_not_grow_with_the_rows_shown(world: Rig) -> None:
+    with world.isolated():
+        small = count_statements(world)
+        grow(world)
+        large = count_statements(world)
+    grew = [name for name in small if large[name][1] > small[name][1]]
+    assert {"board", "actions page", "my work", "api actions", "api my work"} <= set(grew)
+    differ = {n: (small[n][0], large[n][0]) for n in small if small[n][0] != large[n][0]}
+    assert differ == {}, f"statements per request grew with the data: {differ}"
+    assert max(n for n, _ in large.values()) <= 25, large
