@@ -284,6 +284,9 @@ def playbook_load(
         file_okay=False,
         help="Folder of playbook files (default: ALIGNCYCLE_PLAYBOOKS_DIR).",
     ),
+    as_: str | None = typer.Option(
+        None, "--as", envvar="ALIGNCYCLE_ACTOR", help="Who loads them (for the audit log)."
+    ),
 ) -> None:
     """Validate every playbook in a folder, then load them all (all or nothing)."""
     from aligncycle.settings import get_settings
@@ -293,7 +296,8 @@ def playbook_load(
     if not directory.is_dir():
         cc.fail(f"no such folder: {directory}")
     with cc.unit_of_work() as s:
-        loaded = playbooks.sync_directory(s, directory)
+        actor = cc.actor(s, as_) if as_ else None
+        loaded = playbooks.sync_directory(s, directory, actor=actor)
         lines = [
             f"{'loaded' if created else 'unchanged'} playbook {row.name}@{row.version}"
             f" ({row.source})"

@@ -43,9 +43,26 @@ _store: Store | None = None
 
 
 def database_url() -> str:
-    from aligncycle.settings import get_settings
+    """The store's URL: ``ALIGNCYCLE_DATABASE_URL``, else the embedded SQLite file in
+    ``ALIGNCYCLE_DATA_DIR``.
 
-    return get_settings().effective_database_url
+    The same answer as ``aligncycle.settings.Settings().effective_database_url`` (a test holds
+    the two together), read without importing pydantic-settings: that import alone is about a
+    tenth of a read command's start-up.
+    """
+    env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ALIGNCYCLE_")}
+    url = env.get("ALIGNCYCLE_DATABASE_URL")
+    if url:
+        if url.startswith("postgres://"):  # as models.config.normalize_database_url
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+    if "ALIGNCYCLE_DATA_DIR" in env:
+        data_dir = Path(env["ALIGNCYCLE_DATA_DIR"])
+    else:
+        data_dir = Path.home() / ".local" / "share" / "aligncycle"
+    return f"sqlite:///{data_dir / 'aligncycle.db'}"
 
 
 def display_url(url: str | None = None) -> str:

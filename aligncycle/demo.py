@@ -152,6 +152,13 @@ def main() -> int:
 
 
 def run(demo: Demo, folder: Path) -> Any:
+    from flows.runtime import no_heartbeat
+
+    with no_heartbeat():  # once for the whole demo (each flow would otherwise wait ~1 s)
+        return _script(demo, folder)
+
+
+def _script(demo: Demo, folder: Path) -> Any:
     from aligncycle import orchestration
     from flows.runtime import enable_log_file
 

@@ -339,19 +339,16 @@ def run_cycle(
     """``aligncycle cycle run``: drive the cycle, waiting for decisions between phases (blocks
     while it waits; best with a Prefect server, so the UI's form can answer too)."""
     quiet_prefect()
-    from prefect import tags
-
     from flows.cycle import DEFAULT_DECISION_TIMEOUT, DEFAULT_POLL_INTERVAL, cycle_flow
-    from flows.runtime import cycle_tags, enable_log_file
+    from flows.runtime import enable_log_file
 
     enable_log_file(log_file())
     with _store().unit_of_work() as s:
         cycle_service.get_cycle(s, cycle_id)  # NotFound before starting anything
     if on_start is not None:
         on_start()
-    with tags(*cycle_tags(cycle_id)):
-        return cycle_flow(
-            cycle_id=cycle_id,
-            decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
-            poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
-        )
+    return cycle_flow(
+        cycle_id=cycle_id,
+        decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
+        poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
+    )

@@ -19,8 +19,7 @@ import itertools
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, tags, task
-from prefect.context import FlowRunContext
+from prefect import flow, get_run_logger, task
 from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +31,7 @@ from flows.runtime import (
     phase_flow,
     publish_markdown,
     store,
+    tag_flow_run,
 )
 from models.enums import Phase
 from models.errors import Conflict, DomainError
@@ -91,23 +91,10 @@ def decision_form(description: str) -> Any:
     )
 
 
-def _tag_run(cycle_id: int) -> None:
-    """Tag this run with its cycle and store even when started from a deployment or the UI."""
-    from prefect.client.orchestration import get_client
-
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
-        return
-    wanted = set(ctx.flow_run.tags) | set(cycle_tags(cycle_id))
-    if wanted != set(ctx.flow_run.tags):
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(ctx.flow_run.id, tags=sorted(wanted))
-
-
 def _run_phase(phase: Phase, cycle_id: int, today: date | None) -> Any:
     """A phase's flow as a subflow (heartbeat off); a domain refusal is logged, not fatal."""
     try:
-        with no_heartbeat(), tags(*cycle_tags(cycle_id)):
+        with no_heartbeat():
             return phase_flow(phase)(cycle_id=cycle_id, today=today)
     except DomainError as exc:
         get_run_logger().warning("%s flow refused: %s", phase, exc)
@@ -124,7 +111,7 @@ def cycle_flow(
     """Drive a cycle from its current phase to closed (or until a point person stops the run),
     waiting for the point person's decision after each phase."""
     logger = get_run_logger()
-    _tag_run(cycle_id)
+    tag_flow_run(*cycle_tags(cycle_id))
     outcomes: list[DecisionOutcome] = []
     phase = current_phase(cycle_id)
     if phase is Phase.CLOSED:

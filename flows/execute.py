@@ -12,9 +12,11 @@ from flows.runtime import (
     WRITER,
     artifact_key,
     check_phase,
+    cycle_tags,
     open_checklist,
     publish_markdown,
     store,
+    tag_flow_run,
 )
 from models.enums import Phase
 from models.services import actions as action_service
@@ -53,15 +55,20 @@ def execute_flow(cycle_id: int, today: date | None = None) -> phases.ExecuteRepo
     """One check-in pass: progress, overdue items, the confidence roll-up and the success
     measures. Safe to run again and again (it is meant to be scheduled)."""
     today = today or date.today()
+    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.EXECUTE}")
     check_phase(cycle_id, Phase.EXECUTE)
     open_checklist(cycle_id, Phase.EXECUTE)
-    written = 0
+    futures = []
     for action_id, title, owner in open_actions(cycle_id):
         name = f"check-in: {title}"[:120]
-        written += check_in.with_options(
-            task_run_name=lambda name=name: name,
-            tags=[f"phase:{Phase.EXECUTE}", f"owner:{owner}"],
-        )(action_id, today)
+        futures.append(
+            check_in.with_options(
+                task_run_name=lambda name=name: name,
+                tags=[f"phase:{Phase.EXECUTE}", f"owner:{owner}"],
+            ).submit(action_id, today)
+        )
+    # Together, as the checklist: one item per task, each in its own transaction.
+    written = sum(bool(f.result()) for f in futures)
     report = progress(cycle_id, today, written)
     create_progress_artifact(
         report.percent_done,

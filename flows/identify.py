@@ -10,10 +10,12 @@ from flows.runtime import (
     TASK,
     WRITER,
     check_phase,
+    cycle_tags,
     open_checklist,
     publish_markdown,
     publish_table,
     store,
+    tag_flow_run,
 )
 from models.enums import Phase
 from models.services import cycles as cycle_service
@@ -40,6 +42,7 @@ def identify_flow(cycle_id: int, today: date | None = None) -> phases.IdentifyRe
     """Open the Identify checklist for its owners, record gaps from the answers given so far,
     and publish the gap analysis (a summary and a table of gaps). Safe to run again."""
     today = today or date.today()
+    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.IDENTIFY}")
     check_phase(cycle_id, Phase.IDENTIFY)
     open_checklist(cycle_id, Phase.IDENTIFY)
     new = collect_gaps(cycle_id)

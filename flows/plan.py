@@ -10,10 +10,12 @@ from flows.runtime import (
     TASK,
     WRITER,
     check_phase,
+    cycle_tags,
     open_checklist,
     publish_markdown,
     publish_table,
     store,
+    tag_flow_run,
 )
 from models.enums import Phase
 from models.services import cycles as cycle_service
@@ -40,6 +42,7 @@ def plan_flow(cycle_id: int, today: date | None = None) -> phases.PlanReport:
     """Open the Plan checklist, propose action items for accepted gaps from the playbook's
     templates, check the plan gate and publish the plan. Safe to run again."""
     today = today or date.today()
+    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.PLAN}")
     check_phase(cycle_id, Phase.PLAN)
     open_checklist(cycle_id, Phase.PLAN)
     proposed = propose(cycle_id, today)

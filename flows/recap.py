@@ -10,7 +10,16 @@ from pathlib import Path
 from prefect import flow, task
 from pydantic import BaseModel
 
-from flows.runtime import WRITER, check_phase, open_checklist, publish_markdown, reports_dir, store
+from flows.runtime import (
+    WRITER,
+    check_phase,
+    cycle_tags,
+    open_checklist,
+    publish_markdown,
+    reports_dir,
+    store,
+    tag_flow_run,
+)
 from models.enums import Phase
 from models.services import cycles as cycle_service
 from models.services import phases
@@ -52,6 +61,7 @@ def recap_flow(cycle_id: int, today: date | None = None) -> RecapResult:
     """Build the recap from what happened (done, dropped and late items, decided gaps, the
     survey, growth areas), publish it as an artifact and a report file. Safe to run again."""
     today = today or date.today()
+    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.RECAP}")
     check_phase(cycle_id, Phase.RECAP, Phase.CLOSED)
     open_checklist(cycle_id, Phase.RECAP)
     report = build(cycle_id, today)

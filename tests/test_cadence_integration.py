@@ -367,6 +367,9 @@ def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, Pre
         "recap-due": ["0 6 * * *"],
     }
     assert {deployments[n].work_pool_name for n in CADENCE} == {POOL}
+    # The phase flows are deployed too, to run on demand for one cycle (no schedule).
+    phases = ("cycle", "identify", "plan", "execute", "recap")
+    assert {n: deployments[n].schedules for n in phases} == {n: [] for n in phases}
     assert deployments["escalations"].parameters["escalate_after_days"] == 2
 
 

@@ -320,6 +320,25 @@ def test_people_and_teams_are_added_by_managers_after_bootstrap(store: Any) -> N
     ]
 
 
+def test_playbooks_are_validated_and_loaded_from_a_folder(org: Any, tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(
+        "name: tiny\nversion: 2\ntitle: Tiny\nphases:\n  identify:\n    questions:\n"
+        "      - key: ready\n        text: Ready?\n        owner: {role: manager}\n"
+    )
+    assert cli("playbook", "validate", tmp_path / "tiny.yaml").stdout.startswith(
+        f"ok {tmp_path / 'tiny.yaml'}: tiny@2 (1 questions)"
+    )
+    assert cli("playbook", "load", tmp_path, "--as", "max@acme.test").stdout == (
+        "loaded playbook tiny@2 (tiny.yaml)\n"
+    )
+    assert "unchanged playbook tiny@2" in cli("playbook", "load", tmp_path).stdout
+    assert [p["version"] for p in cli_json("playbook", "list") if p["name"] == "tiny"] == [2]
+    shown = cli("playbook", "show", "tiny").stdout
+    assert "tiny@2: Tiny" in shown and "identify.ready" in shown
+    loaded = [e for e in cli_json("events") if e["verb"] == "playbook.loaded"]
+    assert loaded[-1]["actor"]["email"] == "max@acme.test"
+
+
 def _run_script(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
     env["ALIGNCYCLE_DATABASE_URL"] = url
@@ -393,3 +412,26 @@ def test_help_and_schema_need_no_store(args: list[str], tmp_path: Path, monkeypa
     else:
         assert "Usage" in out
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"ALIGNCYCLE_DATA_DIR": "/srv/aligncycle"},
+        {"ALIGNCYCLE_DATABASE_URL": "sqlite:////var/lib/ac.db", "ALIGNCYCLE_DATA_DIR": "/x"},
+        {"ALIGNCYCLE_DATABASE_URL": "postgres://ann:pw@db:5432/ac"},
+        {"ALIGNCYCLE_DATABASE_URL": "postgresql://ann@db/ac?sslmode=require"},
+        {"ALIGNCYCLE_DATABASE_URL": "postgresql+psycopg://ann@db/ac"},
+        {"aligncycle_database_url": "sqlite:////lower/case.db"},
+        {"ALIGNCYCLE_DATABASE_URL": "", "ALIGNCYCLE_DATA_DIR": "/empty/url"},
+    ],
+)
+def test_the_cli_finds_the_store_the_settings_name(env: dict[str, str], monkeypatch: Any) -> None:
+    from aligncycle.settings import Settings
+
+    for key in [k for k in os.environ if k.upper().startswith("ALIGNCYCLE_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli_common.database_url() == Settings().effective_database_url

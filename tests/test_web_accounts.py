@@ -116,9 +116,7 @@ def test_forms_without_the_csrf_token_are_refused(app, org: Store) -> None:  # n
     assert _sign_in(client).status_code == 303
     before = db_snapshot(org)
     for data in ({}, {"csrf": "forged"}):
-        resp = client.post(
-            "/account/tokens", data={"name": "x", **data}, follow_redirects=False
-        )
+        resp = client.post("/account/tokens", data={"name": "x", **data}, follow_redirects=False)
         assert resp.status_code == 403 and "reload the page" in resp.text
     assert db_snapshot(org) == before
     # the API with a session cookie needs the header; a bearer token does not
@@ -151,15 +149,23 @@ def test_password_change_needs_the_current_one_and_signs_out_other_browsers(app,
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     wrong = first.post(
         "/account/password",
-        data={"csrf": csrf, "current": "nope", "new_password": "a-new-password",
-              "repeat": "a-new-password"},
+        data={
+            "csrf": csrf,
+            "current": "nope",
+            "new_password": "a-new-password",
+            "repeat": "a-new-password",
+        },
     )
     assert wrong.status_code == 422 and "current password is not right" in wrong.text
     assert 'class="field-error"' in wrong.text and "a-new-password" not in wrong.text
     ok = first.post(
         "/account/password",
-        data={"csrf": csrf, "current": PASSWORD, "new_password": "a-new-password",
-              "repeat": "a-new-password"},
+        data={
+            "csrf": csrf,
+            "current": PASSWORD,
+            "new_password": "a-new-password",
+            "repeat": "a-new-password",
+        },
         follow_redirects=False,
     )
     assert ok.status_code == 303

@@ -36,8 +36,11 @@ def test_openapi_document_describes_every_operation_and_its_errors(w: Rig) -> No
         for status in ("401", "403", "404", "409", "422"):
             ref = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
             assert ref.endswith("/ErrorOut"), (path, method, status)
-    lists = [p for p, ops in paths.items() if "get" in ops and any(
-        prm["name"] == "limit" for prm in ops["get"].get("parameters", []))]
+    lists = [
+        p
+        for p, ops in paths.items()
+        if "get" in ops and any(prm["name"] == "limit" for prm in ops["get"].get("parameters", []))
+    ]
     assert len(lists) >= 10  # every list is paginated
     assert w.client().get("/api/v1/docs").status_code == 404  # no UI that would need a CDN
 
@@ -48,10 +51,20 @@ def test_errors_have_a_stable_shape(w: Rig) -> None:
         (c.get("/api/v1/cycles/424242", headers=h), 404, "not_found"),
         (c.get("/api/v1/cycles/x", headers=h), 422, "invalid_input"),
         (c.get("/api/v1/cycles?limit=1000", headers=h), 422, "invalid_input"),
-        (c.post(f"/api/v1/cycles/{w.world.cycles['execute']}/actions", headers=h,
-                json={"title": "x"}), 403, "forbidden"),
-        (c.post("/api/v1/cycles", headers=w.bearer("sam"), json={"title": "no playbook"}),
-         422, "invalid_input"),
+        (
+            c.post(
+                f"/api/v1/cycles/{w.world.cycles['execute']}/actions",
+                headers=h,
+                json={"title": "x"},
+            ),
+            403,
+            "forbidden",
+        ),
+        (
+            c.post("/api/v1/cycles", headers=w.bearer("sam"), json={"title": "no playbook"}),
+            422,
+            "invalid_input",
+        ),
         (c.get("/api/v1/nowhere", headers=h), 404, "not_found"),
         (c.get("/api/v1/me"), 401, "unauthenticated"),
         (c.get("/api/v1/me", headers={"Authorization": "Basic abc"}), 401, "unauthenticated"),
@@ -61,8 +74,9 @@ def test_errors_have_a_stable_shape(w: Rig) -> None:
         body = resp.json()
         assert set(body) == {"error"} and body["error"]["code"] == code
         assert body["error"]["message"] and "\n" not in body["error"]["message"]
-    refused = c.post(f"/api/v1/cycles/{w.world.cycles['execute']}/advance",
-                     headers=w.bearer("sam"), json={})
+    refused = c.post(
+        f"/api/v1/cycles/{w.world.cycles['execute']}/advance", headers=w.bearer("sam"), json={}
+    )
     assert refused.status_code == 409
     err = refused.json()["error"]
     assert err["code"] == "transition_refused" and err["blockers"]
@@ -105,12 +119,18 @@ def test_stale_version_is_a_conflict_and_changes_nothing(w: Rig) -> None:
     c = w.client()
     item = w.world.actions["execute_sid"]
     current = c.get(f"/api/v1/actions/{item}", headers=w.bearer("sid")).json()
-    ok = c.patch(f"/api/v1/actions/{item}", headers=w.bearer("lee"),
-                 json={"priority": "high", "expected_version": current["version"]})
+    ok = c.patch(
+        f"/api/v1/actions/{item}",
+        headers=w.bearer("lee"),
+        json={"priority": "high", "expected_version": current["version"]},
+    )
     assert ok.status_code == 200 and ok.json()["version"] == current["version"] + 1
     before = w.snapshot()
-    late = c.patch(f"/api/v1/actions/{item}", headers=w.bearer("sid"),
-                   json={"status": "done", "expected_version": current["version"]})
+    late = c.patch(
+        f"/api/v1/actions/{item}",
+        headers=w.bearer("sid"),
+        json={"status": "done", "expected_version": current["version"]},
+    )
     assert late.status_code == 409 and late.json()["error"]["code"] == "conflict"
     assert w.snapshot() == before
 
@@ -118,9 +138,15 @@ def test_stale_version_is_a_conflict_and_changes_nothing(w: Rig) -> None:
 def test_a_cycle_from_start_to_plan_through_the_api(w: Rig) -> None:
     c = w.client()
     sam, lee = w.bearer("sam"), w.bearer("lee")
-    started = c.post("/api/v1/cycles", headers=sam, json={
-        "playbook": "sales-marketing-handoff", "title": "Through the API",
-        "point_persons": ["mia@acme.test"]})
+    started = c.post(
+        "/api/v1/cycles",
+        headers=sam,
+        json={
+            "playbook": "sales-marketing-handoff",
+            "title": "Through the API",
+            "point_persons": ["mia@acme.test"],
+        },
+    )
     assert started.status_code == 201, started.text
     cid = started.json()["id"]
     items = c.get(f"/api/v1/cycles/{cid}/checklist?phase=identify&limit=200", headers=sam)
@@ -128,16 +154,23 @@ def test_a_cycle_from_start_to_plan_through_the_api(w: Rig) -> None:
         answer = "no" if it["answer_kind"] == "yes_no" else "Agreed"
         r = c.post(f"/api/v1/checklist/{it['id']}/answer", headers=sam, json={"answer": answer})
         assert r.status_code == 200, r.text
-    gap = c.post(f"/api/v1/cycles/{cid}/gaps", headers=lee, json={
-        "title": "No SLA", "category": "hand_off", "root_cause": "process"}).json()
+    gap = c.post(
+        f"/api/v1/cycles/{cid}/gaps",
+        headers=lee,
+        json={"title": "No SLA", "category": "hand_off", "root_cause": "process"},
+    ).json()
     assert c.get(f"/api/v1/cycles/{cid}/readiness", headers=sam).json()["ready"] is False
-    decided = c.post(f"/api/v1/gaps/{gap['id']}/decision", headers=lee,
-                     json={"decision": "accepted"})
+    decided = c.post(
+        f"/api/v1/gaps/{gap['id']}/decision", headers=lee, json={"decision": "accepted"}
+    )
     assert decided.status_code == 200 and decided.json()["decided_by"]["email"] == "lee@acme.test"
     moved = c.post(f"/api/v1/cycles/{cid}/advance", headers=sam, json={})
     assert moved.status_code == 200 and moved.json()["phase"] == "plan"
-    made = c.post(f"/api/v1/cycles/{cid}/actions", headers=lee, json={
-        "title": "Agree the SLA", "gap_id": gap["id"], "owner": "sid@acme.test"})
+    made = c.post(
+        f"/api/v1/cycles/{cid}/actions",
+        headers=lee,
+        json={"title": "Agree the SLA", "gap_id": gap["id"], "owner": "sid@acme.test"},
+    )
     assert made.status_code == 201 and made.json()["owner"]["email"] == "sid@acme.test"
     work = c.get("/api/v1/me/work", headers=w.bearer("sid")).json()
     assert "Agree the SLA" in {a["item"]["title"] for a in work["actions"]["items"]}

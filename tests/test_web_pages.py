@@ -99,13 +99,23 @@ def test_my_work_lists_overdue_first_and_updates_in_place(w: Rig) -> None:
     target = w.world.actions["execute_sid"]
     resp = w.client("sid").post(
         f"/actions/{target}/update",
-        data={"csrf": sid.csrf, "version": str(rows[target].version), "status": "in_progress",
-              "confidence": "on_track", "progress": "60", "note": "CRM field added", "next": "/my"},
+        data={
+            "csrf": sid.csrf,
+            "version": str(rows[target].version),
+            "status": "in_progress",
+            "confidence": "on_track",
+            "progress": "60",
+            "note": "CRM field added",
+            "next": "/my",
+        },
         follow_redirects=False,
     )
     assert resp.status_code == 303 and resp.headers["location"] == f"/my#action-{target}"
-    after = w.client("sid").get("/my", cookies={"aligncycle_flash": resp.cookies.get(
-        "aligncycle_flash", "")}).text
+    after = (
+        w.client("sid")
+        .get("/my", cookies={"aligncycle_flash": resp.cookies.get("aligncycle_flash", "")})
+        .text
+    )
     assert "saved: In progress" in after
     with w.store.unit_of_work() as s:
         notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == target)).all()
@@ -122,14 +132,22 @@ def test_members_cannot_move_due_dates_from_the_form(w: Rig) -> None:
 
 def test_anonymous_survey_answers_cannot_be_tied_to_anyone(w: Rig) -> None:
     cycle = w.extra["survey"]
-    resp = post(w, "meg", f"/cycles/{cycle}/survey", score="2", anonymous="1",
-                comment="Sales never reads the digest", next=f"/cycles/{cycle}/recap")
+    resp = post(
+        w,
+        "meg",
+        f"/cycles/{cycle}/survey",
+        score="2",
+        anonymous="1",
+        comment="Sales never reads the digest",
+        next=f"/cycles/{cycle}/recap",
+    )
     assert resp.status_code == 303
     with w.store.unit_of_work() as s:
         row = s.scalar(select(SurveyResponse).where(SurveyResponse.cycle_id == cycle))
         assert row.respondent_id is None and row.anonymous
-        event = s.scalar(select(Event).where(Event.cycle_id == cycle,
-                                             Event.verb == "survey.answered"))
+        event = s.scalar(
+            select(Event).where(Event.cycle_id == cycle, Event.verb == "survey.answered")
+        )
         assert event.after == {"anonymous": True}
     # one answer: nothing is shown, not even to a manager (it would be Meg's)
     page = w.client("max").get(f"/cycles/{cycle}/recap").text
@@ -143,20 +161,27 @@ def test_anonymous_survey_answers_cannot_be_tied_to_anyone(w: Rig) -> None:
     # two more marketing answers: marketing's results show, to marketing and to managers only
     with w.store.unit_of_work() as s:
         c = s.get(Cycle, cycle)
-        for email, score, comment in (("lou@acme.test", 4, "Better than last time"),
-                                      ("mia@acme.test", 3, None)):
-            recap.respond(s, c, SurveyRespond(score=score, comment=comment, anonymous=True),
-                          person_by_email(s, email))
+        for email, score, comment in (
+            ("lou@acme.test", 4, "Better than last time"),
+            ("mia@acme.test", 3, None),
+        ):
+            recap.respond(
+                s,
+                c,
+                SurveyRespond(score=score, comment=comment, anonymous=True),
+                person_by_email(s, email),
+            )
     page = w.client("max").get(f"/cycles/{cycle}/recap").text
     assert "Sales never reads the digest" in page and "Better than last time" in page
     assert page.index("Better than last time") < page.index("Sales never reads the digest")
-    assert "Sales never reads the digest" in w.login("lou@acme.test").get(
-        f"/cycles/{cycle}/recap").text
+    assert (
+        "Sales never reads the digest"
+        in w.login("lou@acme.test").get(f"/cycles/{cycle}/recap").text
+    )
     sales_view = w.client("sid").get(f"/api/v1/cycles/{cycle}/survey", headers=w.bearer("sid"))
     assert sales_view.json()["comments"] == []  # another team's comments stay private
     assert sales_view.json()["mean"] == 3.0
-    assert "Sales never reads the digest" not in w.client("sid").get(
-        f"/cycles/{cycle}/recap").text
+    assert "Sales never reads the digest" not in w.client("sid").get(f"/cycles/{cycle}/recap").text
 
 
 def test_recap_shows_charts_and_exports(w: Rig) -> None:
@@ -186,11 +211,11 @@ def test_csv_export_defuses_spreadsheet_formulas(w: Rig) -> None:
     resp = w.client("sam").put(
         f"/api/v1/cycles/{cycle}/retrospective",
         headers=w.bearer("sam"),
-        json={"improvements": ["=HYPERLINK(\"http://x\")", "plain"]},
+        json={"improvements": ['=HYPERLINK("http://x")', "plain"]},
     )
     assert resp.status_code == 200, resp.text
     rows = list(csv.reader(io.StringIO(w.client("sam").get(f"/cycles/{cycle}/recap.csv").text)))
-    assert ["improvement", "1", "'=HYPERLINK(\"http://x\")"] in rows
+    assert ["improvement", "1", '\'=HYPERLINK("http://x")'] in rows
 
 
 def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> None:  # noqa: ANN001
@@ -200,17 +225,17 @@ def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> Non
     monkeypatch.setattr(v, "KPI_SOURCES", [fake])
     page = w.client("max").get(f"/cycles/{w.world.cycles['recap']}/recap").text
     assert "KPIs before and after" in page and "MQL→SQL rate" in page
-    section = page[page.index('id="kpis"'):]
+    section = page[page.index('id="kpis"') :]
     assert "before 18%" in section and "after 24.5%" in section
     assert "#16a34a" in section  # the improvement is drawn green
 
 
 def test_board_progress_and_risk(w: Rig) -> None:
     page = w.client("max").get("/cycles").text
-    assert page.count('<tr>') >= 5
-    execute_row = page[page.index("Q3 hand-off alignment"):].split("</tr>")[0]
+    assert page.count("<tr>") >= 5
+    execute_row = page[page.index("Q3 hand-off alignment") :].split("</tr>")[0]
     assert "1 overdue" in execute_row and "At risk" in execute_row
-    recap_row = page[page.index("Q2 hand-off alignment"):].split("</tr>")[0]
+    recap_row = page[page.index("Q2 hand-off alignment") :].split("</tr>")[0]
     assert "2 of 2 done" in recap_row and "On track" in recap_row
     filtered = w.client("max").get("/cycles?phase=recap").text
     assert "Q2 hand-off alignment" in filtered and "Q3 hand-off alignment" not in filtered
@@ -244,8 +269,10 @@ def test_empty_states_say_what_to_do(w: Rig) -> None:
     identify = w.world.cycles["identify"]
     actions_tab = w.client("lee").get(f"/cycles/{identify}/actions").text
     assert "They are planned once the cycle is in Plan" in actions_tab
-    assert "This is the first cycle" not in w.client("max").get(
-        f"/cycles/{w.world.cycles['recap']}/recap").text
+    assert (
+        "This is the first cycle"
+        not in w.client("max").get(f"/cycles/{w.world.cycles['recap']}/recap").text
+    )
 
 
 def test_unknown_or_hidden_cycle_is_a_friendly_404(w: Rig) -> None:
@@ -260,8 +287,14 @@ def test_answering_a_question_from_the_cycle_page(w: Rig) -> None:
     item = int(re.search(r'action="/checklist/(\d+)/answer"', page).group(1))
     bad = post(w, "sam", f"/checklist/{item}/answer", answer="maybe", next=f"/cycles/{cycle}")
     assert bad.status_code == 422 and "answer yes, no or unsure" in bad.text
-    ok = post(w, "sam", f"/checklist/{item}/answer", answer="yes", note="Seen twice",
-              next=f"/cycles/{cycle}")
+    ok = post(
+        w,
+        "sam",
+        f"/checklist/{item}/answer",
+        answer="yes",
+        note="Seen twice",
+        next=f"/cycles/{cycle}",
+    )
     assert ok.status_code == 303 and ok.headers["location"] == f"/cycles/{cycle}#item-{item}"
     again = w.client("sam").get(f"/cycles/{cycle}").text
     assert "Note: Seen twice" in again

@@ -38,8 +38,7 @@ def _reads(r: Rig) -> dict[str, Callable[[], object]]:
         "api board": lambda: mx.get("/api/v1/cycles", headers=r.bearer("max")),
         "api cycle": lambda: mx.get(f"/api/v1/cycles/{ex}", headers=r.bearer("max")),
         "api actions": lambda: mx.get(f"/api/v1/cycles/{ex}/actions", headers=r.bearer("max")),
-        "api checklist": lambda: mx.get(f"/api/v1/cycles/{ex}/checklist",
-                                        headers=r.bearer("max")),
+        "api checklist": lambda: mx.get(f"/api/v1/cycles/{ex}/checklist", headers=r.bearer("max")),
         "api gaps": lambda: mx.get(f"/api/v1/cycles/{ex}/gaps", headers=r.bearer("max")),
         "api events": lambda: mx.get(f"/api/v1/cycles/{ex}/events", headers=r.bearer("max")),
         "api my work": lambda: sid.get("/api/v1/me/work", headers=r.bearer("sid")),
@@ -54,7 +53,7 @@ def count_statements(r: Rig) -> dict[str, tuple[int, int]]:
         call()  # warm up (templates compile, caches fill)
         seen: list[str] = []
 
-        def listener(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        def listener(conn, cursor, statement, *args, seen=seen) -> None:  # noqa: ANN001
             seen.append(statement)
 
         event.listen(r.conn, "before_cursor_execute", listener)
@@ -76,17 +75,23 @@ def grow(r: Rig, extra_actions: int = 12, extra_cycles: int = 3) -> None:
         cycle = cycles.get_cycle(s, r.world.cycles["execute"])
         for i in range(extra_actions):
             item, _ = actions.add_action(
-                s, cycle,
-                ActionItemCreate(title=f"Extra item {i}", owner="sid@acme.test",
-                                 counterpart="meg@acme.test",
-                                 due_date=today + timedelta(days=i % 5)),
+                s,
+                cycle,
+                ActionItemCreate(
+                    title=f"Extra item {i}",
+                    owner="sid@acme.test",
+                    counterpart="meg@acme.test",
+                    due_date=today + timedelta(days=i % 5),
+                ),
                 lee,
             )
             actions.add_checkin(s, item, CheckInCreate(note=f"note {i}", progress=i), sid)
         plan = cycles.get_cycle(s, r.world.cycles["plan"])
         for i in range(4):
             gap, _ = gaps.add_gap(
-                s, plan, GapCreate(title=f"Extra gap {i}", category="other", root_cause="process"),
+                s,
+                plan,
+                GapCreate(title=f"Extra gap {i}", category="other", root_cause="process"),
                 lee,
             )
             gaps.decide_gap(s, gap, GapDecide(decision="deferred"), lee)

@@ -158,8 +158,10 @@ def populate(s: Session) -> tuple[seed.World, dict[str, int]]:
     people.create_team(s, TeamCreate(key="support", name="Support"))
     s.flush()
     people.create_person(
-        s, PersonCreate(name="Pia Pointless", email="pia@acme.test", team="sales",
-                        role="point_person")
+        s,
+        PersonCreate(
+            name="Pia Pointless", email="pia@acme.test", team="sales", role="point_person"
+        ),
     )
     people.create_person(
         s, PersonCreate(name="Ola Outside", email="ola@acme.test", team="support", role="lead")
@@ -229,8 +231,11 @@ def test_rig_requests_leave_nothing_behind(database_url: str, tmp_path) -> None:
             resp = r.client().post(
                 f"/api/v1/cycles/{r.world.cycles['identify']}/gaps",
                 headers=r.bearer("sid"),
-                json={"title": "Written in a savepoint", "category": "other",
-                      "root_cause": "process"},
+                json={
+                    "title": "Written in a savepoint",
+                    "category": "other",
+                    "root_cause": "process",
+                },
             )
             assert resp.status_code == 201, resp.text
             assert r.snapshot() != before

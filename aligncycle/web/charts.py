@@ -165,7 +165,7 @@ def lines(
     unit: str = "",
 ) -> Markup:
     """One line per series over the labels (cycles); gaps where a value is missing."""
-    width, height, left, right, top_pad, base = 600, 230, 44, 16, 16, 180
+    width, height, left, right, top_pad, base = 600, 236, 44, 24, 26, 186
     n = max(1, len(labels))
     step = (width - left - right) / max(1, n - 1)
 
@@ -185,9 +185,14 @@ def lines(
             f'fill="#64748b">{escape(_fmt(v, unit))}</text>'
         )
     for i, label in enumerate(labels):
-        short = label if len(label) <= 16 else label[:15] + "…"
+        short = label if len(label) <= 18 else label[:17] + "…"
+        anchor = "middle"
+        if n > 1 and i == 0:
+            anchor = "start"
+        elif n > 1 and i == n - 1:
+            anchor = "end"
         parts.append(
-            f'<text x="{x(i):.1f}" y="{base + 18}" text-anchor="middle" font-size="11" '
+            f'<text x="{x(i):.1f}" y="{base + 18}" text-anchor="{anchor}" font-size="11" '
             f'fill="#334155">{escape(short)}</text>'
         )
     for s in series:

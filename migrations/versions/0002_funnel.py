@@ -43,11 +43,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_funnel_records')),
     sa.UniqueConstraint('source', 'external_id', name=op.f('uq_funnel_records_source_external_id'))
     )
-    with op.batch_alter_table('funnel_records', schema=None) as batch_op:
-        batch_op.create_index('ix_funnel_records_lost_at', ['lost_at'], unique=False)
-        batch_op.create_index('ix_funnel_records_mql_at', ['mql_at'], unique=False)
-        batch_op.create_index('ix_funnel_records_won_at', ['won_at'], unique=False)
-
     op.create_table('funnel_imports',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=64), nullable=False),
@@ -111,9 +106,4 @@ def downgrade() -> None:
 
     op.drop_table('cycle_kpi_snapshots')
     op.drop_table('funnel_imports')
-    with op.batch_alter_table('funnel_records', schema=None) as batch_op:
-        batch_op.drop_index('ix_funnel_records_won_at')
-        batch_op.drop_index('ix_funnel_records_mql_at')
-        batch_op.drop_index('ix_funnel_records_lost_at')
-
     op.drop_table('funnel_records')

@@ -382,7 +382,10 @@ def _import_file(
     progress: Progress | None,
 ) -> None:
     compiled = run.compiled
-    readers = [(r.name, r.read) for r in compiled.readers if r.name != "external_id"]
+    fields = [r for r in compiled.readers if r.name != "external_id"]
+    plain = [(r.name, r.index, r.parse) for r in fields if r.parse is not None]
+    others = [(r.name, r.read) for r in fields if r.parse is None]
+    readers = [(r.name, r.read) for r in fields]
     read_id = next(r.read for r in compiled.readers if r.name == "external_id")
     width = compiled.width
     writer = _Writer(conn, spec.source, compiled)
@@ -404,11 +407,17 @@ def _import_file(
         if not ext:
             errors = [f"missing external id (column {id_column!r})", *(errors or [])]
         record: dict[str, Any] = {}
-        for name, read in readers:
-            try:
+        try:
+            for name, idx, parse in plain:
+                record[name] = parse(row[idx])
+            for name, read in others:
                 record[name] = read(row)
-            except RowError as exc:
-                errors = [*(errors or []), str(exc)]
+        except RowError:  # the slow path: every field again, to report all that are wrong
+            for _name, read in readers:
+                try:
+                    read(row)
+                except RowError as exc:
+                    errors = [*(errors or []), str(exc)]
         if errors:
             run.reject(line, "; ".join(errors), row)
             continue

@@ -296,6 +296,15 @@ def _group_expr(by: str | None, date_col: ColumnElement[int]) -> ColumnElement[A
     return _T.c[by]
 
 
+def percentile(values: list[int], q: int) -> float:
+    """The ``q``-th percentile of sorted ``values``, interpolated linearly between the two
+    nearest ranks exactly as SQL's ``percentile_cont(q / 100)``."""
+    lo, rem = divmod((len(values) - 1) * q, 100)
+    x_lo = values[lo]
+    x_hi = values[lo + 1] if rem else x_lo
+    return x_lo + (x_hi - x_lo) * rem / 100
+
+
 def _percentiles(
     conn: Connection,
     value: ColumnElement[int],
@@ -303,42 +312,23 @@ def _percentiles(
     group: ColumnElement[Any] | None,
     quantiles: tuple[int, ...],
 ) -> dict[Any, tuple[int, dict[int, float]]]:
-    """{group: (n, {q: value})} for each percent ``q`` (e.g. 50, 90), interpolated linearly
-    between the two nearest ranks exactly as ``percentile_cont(q/100)``. One sort per call."""
-    over = {"order_by": value}
-    if group is not None:
-        over["partition_by"] = group
-    g = group if group is not None else type_coerce(None, String)
-    inner = (
-        select(
-            g.label("g"),
-            value.label("v"),
-            func.row_number().over(**over).label("rn"),
-            func.count().over(**({"partition_by": group} if group is not None else {})).label("n"),
-        )
-        .where(*where)
-        .subquery()
-    )
-    ranks = []
-    for q in quantiles:
-        lo = (inner.c.n - 1) * q // 100 + 1
-        ranks += [inner.c.rn == lo, inner.c.rn == lo + 1]
-    rows = conn.execute(select(inner.c.g, inner.c.rn, inner.c.v, inner.c.n).where(or_(*ranks)))
-    found: dict[Any, dict[int, int]] = defaultdict(dict)
-    counts: dict[Any, int] = {}
-    for gv, rn, v, n in rows:
-        found[gv][int(rn)] = int(v)
-        counts[gv] = int(n)
+    """{group: (n, {q: value})}: one pass fetches the (integer) values, Python sorts them.
+
+    Measured on 1,000,000 leads (bench/funnel.py): fetching ~425k integers and sorting them
+    in Python costs less than half of a window-function query (``row_number()`` over the sorted
+    values) on SQLite, and the answer is exact and identical on both backends."""
+    if group is None:
+        values = {None: list(conn.execute(select(value).where(*where)).scalars())}
+    else:
+        values = defaultdict(list)
+        for g, v in conn.execute(select(group, value).where(*where)):
+            values[g].append(v)
     out: dict[Any, tuple[int, dict[int, float]]] = {}
-    for gv, by_rank in found.items():
-        n = counts[gv]
-        res = {}
-        for q in quantiles:
-            lo, rem = divmod((n - 1) * q, 100)
-            x_lo = by_rank[lo + 1]
-            x_hi = by_rank.get(lo + 2, x_lo)
-            res[q] = x_lo + (x_hi - x_lo) * rem / 100
-        out[gv] = (n, res)
+    for g, vals in values.items():
+        if not vals:
+            continue
+        vals.sort()
+        out[g] = (len(vals), {q: percentile(vals, q) for q in quantiles})
     return out
 
 
@@ -424,26 +414,25 @@ def compute_kpis(
         ),
         func.count(opp).label("opps"),
     ]
-    stmt = select(*([g.label("g")] if g is not None else []), *counts).where(*cohort)
-    if g is not None:
-        stmt = stmt.group_by(g)
-    cohort_rows = {(r.g if g is not None else None): r for r in conn.execute(stmt)}
+    # One pass over the cohort, grouped by (group, rejection reason of rejected leads): the
+    # counts are summed over the reasons below, and the reasons counted from the same rows.
+    reason = case((rejected_only, func.coalesce(_T.c.rejection_reason, "(no reason given)"))).label(
+        "reason"
+    )
+    keys = ([g.label("g")] if g is not None else []) + [reason]
+    stmt = select(*keys, *counts).where(*cohort).group_by(*([g] if g is not None else []), reason)
+    names = [c.name for c in counts]
+    cohort_rows: dict[Any, dict[str, int]] = {}
+    reasons: dict[Any, list[tuple[str, int]]] = defaultdict(list)
+    for r in conn.execute(stmt):
+        key = r.g if g is not None else None
+        acc = cohort_rows.setdefault(key, dict.fromkeys(names, 0))
+        for name in names:
+            acc[name] += int(getattr(r, name) or 0)
+        if r.reason is not None:
+            reasons[key].append((r.reason, int(r.rejected)))
 
     latency = _percentiles(conn, _nonneg(touch - mql), [*cohort, touched], g, (50, 90))
-
-    reasons: dict[Any, list[tuple[str, int]]] = defaultdict(list)
-    reason = func.coalesce(_T.c.rejection_reason, "(no reason given)")
-    rstmt = (
-        select(
-            *([g.label("g")] if g is not None else []),
-            reason.label("reason"),
-            func.count().label("n"),
-        )
-        .where(*cohort, rejected_only)
-        .group_by(*([g] if g is not None else []), reason)
-    )
-    for r in conn.execute(rstmt):
-        reasons[r.g if g is not None else None].append((r.reason, int(r.n)))
 
     # --- closed in the window: won or lost
     won_in = and_(*_in_window(won, s, e))
@@ -469,10 +458,10 @@ def compute_kpis(
 
     # Stage presence over the whole window: a stage no record carries is "no data".
     present = {
-        "sql": any(int(r.sqls) for r in cohort_rows.values()),
-        "won": any(int(r.won) for r in cohort_rows.values()),
-        "touch": any(int(r.touched) for r in cohort_rows.values()),
-        "progress": any(int(r.touched) or int(r.sqls) or int(r.opps) for r in cohort_rows.values()),
+        "sql": any(r["sqls"] for r in cohort_rows.values()),
+        "won": any(r["won"] for r in cohort_rows.values()),
+        "touch": any(r["touched"] for r in cohort_rows.values()),
+        "progress": any(r["touched"] or r["sqls"] or r["opps"] for r in cohort_rows.values()),
     }
 
     keys = set(cohort_rows) | set(closed_rows)
@@ -514,7 +503,10 @@ def _values(
     present: dict[str, bool],
 ) -> dict[str, KpiValue]:
     def n(row: Any, name: str) -> int:
-        return int(getattr(row, name) or 0) if row is not None else 0
+        if row is None:
+            return 0
+        value = row[name] if isinstance(row, dict) else getattr(row, name)
+        return int(value or 0)
 
     mqls, sqls, won_c = n(c, "mqls"), n(c, "sqls"), n(c, "won")
     decided, rejected, touched = n(c, "decided"), n(c, "rejected"), n(c, "touched")

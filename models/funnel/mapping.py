@@ -276,6 +276,10 @@ class RowError(ValueError):
 class FieldReader:
     name: str
     read: Callable[[list[str]], Any]  # row -> value (None when blank); raises RowError
+    #: For a plain column (no condition, no default): its index and cell -> value, so the
+    #: importer's hot loop can call ``parse(row[index])`` directly.
+    index: int | None = None
+    parse: Callable[[str], Any] | None = None
 
 
 def _norm(value: str) -> str:
@@ -358,6 +362,21 @@ def _timestamp_parser(
     # strptime is slow and exports repeat their dates: cache those; ISO parsing is faster than
     # a cache lookup of mostly unique timestamps.
     parse_cached = parse_any if formats[0] == "iso" else lru_cache(maxsize=4096)(parse_any)
+
+    if formats[0] == "iso" and zone is None:
+
+        def parse_iso(raw: str) -> int | None:
+            # the common case in one call: an ISO timestamp without an offset, in UTC
+            try:
+                dt = fromiso(raw)
+            except ValueError:
+                v = raw.strip()
+                return parse_cached(v) if v else None
+            if dt.tzinfo is not None:
+                return (dt - epoch_utc) // second
+            return (dt - epoch_naive) // second
+
+        return parse_iso
 
     def parse(raw: str) -> int | None:
         v = raw.strip()
@@ -460,7 +479,15 @@ def compile_part(spec: MappingSpec, part: FilePart, header: list[str], file: str
             cond = (cidx, wanted, fs.when.in_ is not None)
         if idx is not None:
             used.add(idx)
-        readers.append(FieldReader(name, _reader(name, parse, idx, default, cond)))
+        simple = cond is None and idx is not None and default is None
+        readers.append(
+            FieldReader(
+                name,
+                _reader(name, parse, idx, default, cond),
+                index=idx if simple else None,
+                parse=parse if simple else None,
+            )
+        )
     return CompiledPart(
         part=part,
         readers=tuple(readers),
@@ -532,17 +559,17 @@ _LABEL = {
     "won_at": "won",
     "lost_at": "lost",
 }
-_LATER = {
-    earlier: tuple(b for a, b in STAGE_ORDER if a == earlier)
+_LATER = tuple(
+    (earlier, tuple(b for a, b in STAGE_ORDER if a == earlier))
     for earlier in dict.fromkeys(a for a, _ in STAGE_ORDER)
-}
+)
 
 
 def order_problems(record: dict[str, Any]) -> list[str]:
     """What is impossible about the order of a record's stages (empty: nothing)."""
     problems: list[str] = []
     get = record.get
-    for earlier, laters in _LATER.items():
+    for earlier, laters in _LATER:
         a = get(earlier)
         if a is None:
             continue

@@ -22,8 +22,8 @@ Keys carry the due date and the person, not the run date: moving a due date or r
 item re-arms its reminders, and a day without a run loses nothing (the next run still finds
 the item in the same state).
 
-Delivery (see ``flows/notify.py``) claims one row at a time (``pending`` → ``sending``), sends
-it, and marks it ``sent`` at once; see :func:`claim` for the one at-least-once window.
+Delivery (see ``flows/notify.py``) claims a batch of rows (``pending`` → ``sending``), sends
+each, and marks each ``sent`` at once; see :func:`claim_batch` for the at-least-once window.
 """
 
 from __future__ import annotations
@@ -471,7 +471,10 @@ def _chunks(seq: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]
 
 
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> int:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING`` in batches; returns how many were new."""
+    """Insert the rows whose key is new: the keys already stored are looked up first (one
+    query per 900 keys), the rest go in with ``INSERT ... ON CONFLICT (key) DO NOTHING`` (so a
+    concurrent run planning the same messages inserts each key once). Returns how many were
+    new."""
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
@@ -481,28 +484,29 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> int:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:  # pragma: no cover - the store supports SQLite and PostgreSQL
         raise RuntimeError(f"unsupported database {dialect!r}")
-    table = Notification.__table__
-    now = utcnow()
-    inserted = 0
-    for batch in _chunks(rows, INSERT_BATCH):
-        values = [
-            {
-                "status": NotificationStatus.PENDING,
-                "attempts": 0,
-                "created_at": now,
-                "cycle_id": None,
-                "action_item_id": None,
-                **r,
-            }
-            for r in batch
-        ]
-        stmt = (
-            dialect_insert(table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(table.c.id)
+    existing: set[str] = set()
+    for chunk in _chunks([r["key"] for r in rows]):
+        existing.update(
+            session.scalars(select(Notification.key).where(Notification.key.in_(chunk)))
         )
-        inserted += len(session.execute(stmt).all())
+    new = [r for r in rows if r["key"] not in existing]
+    if not new:
+        return 0
+    table = Notification.__table__
+    stmt = (
+        dialect_insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    )
+    now = utcnow()
+    defaults = {
+        "status": NotificationStatus.PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "cycle_id": None,
+        "action_item_id": None,
+    }
+    inserted = 0
+    for batch in _chunks(new, INSERT_BATCH):
+        inserted += len(session.execute(stmt, [defaults | r for r in batch]).all())
     return inserted
 
 
@@ -1284,6 +1288,16 @@ class Outgoing:
     attempts: int
 
 
+def _deliverable(stale_before: datetime) -> Any:
+    return or_(
+        Notification.status == NotificationStatus.PENDING,
+        and_(
+            Notification.status == NotificationStatus.SENDING,
+            Notification.claimed_at < stale_before,
+        ),
+    )
+
+
 def deliverable_ids(
     session: Session,
     kinds: Sequence[NotificationKind] | None,
@@ -1292,57 +1306,68 @@ def deliverable_ids(
     limit: int = 200,
 ) -> list[int]:
     """Ids of notifications to deliver, in order: pending ones, and ones left ``sending`` by a
-    deliverer that stopped before ``stale_before`` (a crash: see :func:`claim`)."""
-    stmt = select(Notification.id).where(
-        Notification.id > after_id,
-        or_(
-            Notification.status == NotificationStatus.PENDING,
-            and_(
-                Notification.status == NotificationStatus.SENDING,
-                Notification.claimed_at < stale_before,
-            ),
-        ),
-    )
+    deliverer that stopped before ``stale_before`` (a crash: see :func:`claim_batch`)."""
+    stmt = select(Notification.id).where(Notification.id > after_id, _deliverable(stale_before))
     if kinds:
         stmt = stmt.where(Notification.kind.in_(list(kinds)))
     return list(session.scalars(stmt.order_by(Notification.id).limit(limit)))
 
 
-def claim(
-    session: Session, notification_id: int, claimer: str, stale_before: datetime
-) -> Outgoing | None:
-    """Take one notification for sending (``pending`` → ``sending``), or None if another
-    deliverer has it. The caller commits this before sending and marks the row right after.
+def claim_batch(
+    session: Session,
+    claimer: str,
+    stale_before: datetime,
+    kinds: Sequence[NotificationKind] | None = None,
+    after_id: int = 0,
+    limit: int = 50,
+    ids: Sequence[int] | None = None,
+) -> list[Outgoing]:
+    """Take up to ``limit`` deliverable notifications (``pending``, or ``sending`` with a claim
+    older than ``stale_before``) for sending: one UPDATE, so two deliverers never take the same
+    row. The caller commits the claim before sending, and marks each row as soon as it is sent.
 
-    The at-least-once window: if a deliverer dies after its send reached the channel and
-    before :func:`mark_sent` committed, the row stays ``sending``; after ``stale_before`` a
-    later run takes it again and that one message is sent twice. A death at any other moment
-    sends nothing twice and loses nothing (claimed rows are retried once stale).
+    The at-least-once window: a deliverer that dies after a send reached the channel and
+    before :func:`mark_sent` committed leaves that row ``sending``; once the claim is stale a
+    later run takes it again and that one message goes out twice. A death at any other moment
+    sends nothing twice and loses nothing: claimed rows that were not sent yet are taken again
+    once stale, sent rows never are.
     """
     table = Notification.__table__
-    now = utcnow()
-    row = session.execute(
-        update(table)
-        .where(
-            table.c.id == notification_id,
-            or_(
-                table.c.status == NotificationStatus.PENDING,
-                and_(
-                    table.c.status == NotificationStatus.SENDING, table.c.claimed_at < stale_before
+    pick = select(Notification.id).where(Notification.id > after_id, _deliverable(stale_before))
+    if kinds:
+        pick = pick.where(Notification.kind.in_(list(kinds)))
+    if ids is not None:
+        pick = pick.where(Notification.id.in_(list(ids)))
+    pick = pick.order_by(Notification.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    claimed = (
+        session.execute(
+            update(table)
+            .where(
+                table.c.id.in_(pick.scalar_subquery()),
+                or_(
+                    table.c.status == NotificationStatus.PENDING,
+                    and_(
+                        table.c.status == NotificationStatus.SENDING,
+                        table.c.claimed_at < stale_before,
+                    ),
                 ),
-            ),
+            )
+            .values(
+                status=NotificationStatus.SENDING,
+                claimed_by=claimer,
+                claimed_at=utcnow(),
+                attempts=table.c.attempts + 1,
+            )
+            .returning(table.c.id)
         )
-        .values(
-            status=NotificationStatus.SENDING,
-            claimed_by=claimer,
-            claimed_at=now,
-            attempts=table.c.attempts + 1,
-        )
-        .returning(table.c.id)
-    ).first()
-    if row is None:
-        return None
-    n = session.execute(
+        .scalars()
+        .all()
+    )
+    if not claimed:
+        return []
+    rows = session.execute(
         select(
             Notification.id,
             Notification.key,
@@ -1354,17 +1379,30 @@ def claim(
             Notification.attempts,
         )
         .outerjoin(NotificationChannel, NotificationChannel.id == Notification.channel_id)
-        .where(Notification.id == notification_id)
-    ).one()
-    return Outgoing(
-        id=n.id,
-        key=n.key,
-        kind=n.kind,
-        url=n.url if n.enabled else None,
-        subject=n.subject,
-        body=n.body,
-        attempts=n.attempts,
-    )
+        .where(Notification.id.in_(claimed))
+        .order_by(Notification.id)
+    ).all()
+    return [
+        Outgoing(
+            id=n.id,
+            key=n.key,
+            kind=n.kind,
+            url=n.url if n.enabled else None,
+            subject=n.subject,
+            body=n.body,
+            attempts=n.attempts,
+        )
+        for n in rows
+    ]
+
+
+def claim(
+    session: Session, notification_id: int, claimer: str, stale_before: datetime
+) -> Outgoing | None:
+    """Take one notification for sending, or None if it is sent or another deliverer has it
+    (see :func:`claim_batch`)."""
+    got = claim_batch(session, claimer, stale_before, ids=[notification_id], limit=1)
+    return got[0] if got else None
 
 
 def mark_sent(session: Session, notification_id: int, claimer: str) -> bool:
@@ -1462,6 +1500,7 @@ __all__ = [
     "add_channel",
     "check_channel_url",
     "claim",
+    "claim_batch",
     "deliverable_ids",
     "digest_content",
     "escalation_candidates",

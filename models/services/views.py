@@ -16,7 +16,7 @@ from statistics import mean
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, true
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import (
     WORK_PHASES,
@@ -36,6 +36,7 @@ from models.tables import (
     Event,
     Gap,
     Person,
+    Playbook,
     Retrospective,
     SurveyResponse,
     Team,
@@ -155,13 +156,24 @@ def board(
     if phase is not None:
         where.append(Cycle.phase == phase)
     total = session.scalar(select(func.count()).select_from(Cycle).where(*where)) or 0
-    cycles = (
-        session.scalars(
-            select(Cycle).where(*where).order_by(Cycle.id.desc()).limit(limit).offset(offset)
+    # Columns, not entities: a Cycle row would load its playbook, and with it the playbook's
+    # whole JSON body, once per row.
+    cycles = session.execute(
+        select(
+            Cycle.id,
+            Cycle.title,
+            Cycle.phase,
+            Cycle.period_start,
+            Cycle.period_end,
+            Playbook.name,
+            Playbook.version,
         )
-        .unique()
-        .all()
-    )
+        .join(Playbook, Cycle.playbook_id == Playbook.id)
+        .where(*where)
+        .order_by(Cycle.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
     if not cycles:
         return [], total
     ids = [c.id for c in cycles]
@@ -214,7 +226,7 @@ def board(
                 phase=c.phase,
                 period_start=c.period_start,
                 period_end=c.period_end,
-                playbook=f"{c.playbook.name}@{c.playbook.version}",
+                playbook=f"{c.name}@{c.version}",
                 teams=slots.get(c.id, []),
                 actions_total=int(a[0] or 0),
                 actions_finished=int(a[1] or 0),
@@ -462,6 +474,7 @@ def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, 
         session.execute(
             select(ChecklistItem, Cycle)
             .join(Cycle, ChecklistItem.cycle_id == Cycle.id)
+            .options(lazyload(Cycle.playbook))
             .where(ChecklistItem.answer.is_(None), owned, open_phase, visible_cycles(person))
             .order_by(Cycle.period_end, Cycle.id, ChecklistItem.position)
         )
@@ -518,7 +531,9 @@ def cycles_by_id(session: Session, ids: set[int]) -> dict[int, Cycle]:
     return {
         c.id: c
         for c in session.scalars(
-            select(Cycle).where(Cycle.id.in_(ids)).options(selectinload(Cycle.teams))
+            select(Cycle)
+            .where(Cycle.id.in_(ids))
+            .options(selectinload(Cycle.teams), lazyload(Cycle.playbook))
         ).unique()
     }
 

@@ -1,0 +1,235 @@
+"""The main journeys, in a real browser (Debian's Chromium through Playwright) against the app
+served by uvicorn on 127.0.0.1: one server and one browser for the whole module.
+
+- a point person starts a cycle and moves it on,
+- a lead assigns an action item, and its owner updates it from My work (in place),
+- a member answers the survey anonymously,
+- a manager opens the board and the recap and sees its charts.
+
+Screenshots of the board and the recap go to ``$ALIGNCYCLE_SCREENSHOTS`` (default: a temporary
+folder) for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import select
+
+from aligncycle.web import create_app, seed
+from aligncycle.web.deps import WebSettings
+from models.db import Store
+from models.metadata import metadata
+from models.services import accounts, cycles
+from models.services.common import person_by_email
+from models.tables import CheckIn, Cycle, SurveyResponse
+from tests.test_web_support import recap_cycle
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser-journeys"
+
+
+@pytest.fixture(scope="module")
+def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    store = Store(database_url)
+
+    def empty() -> None:
+        with store.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+    empty()
+    saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time
+    from argon2 import PasswordHasher
+
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts._DUMMY_HASH = accounts._hasher.hash("dummy")
+    with store.unit_of_work() as s:
+        seed.seed_org(s)
+        world = seed.build_world(s)
+        survey = recap_cycle(s, "Survey open")
+        seed.set_passwords(s, PASSWORD)
+        survey_id = survey.id
+    app = create_app(
+        store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="browser")
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    shots = Path(os.environ.get("ALIGNCYCLE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        yield {
+            "base": f"http://127.0.0.1:{port}",
+            "store": store,
+            "world": world,
+            "survey": survey_id,
+            "shots": shots,
+        }
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        accounts._hasher, accounts._DUMMY_HASH = saved
+        empty()
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def as_(browser: Browser, site: dict) -> Iterator:
+    contexts = []
+
+    def sign_in(email: str) -> Page:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.goto(site["base"] + "/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        return page
+
+    yield sign_in
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_point_person_starts_a_cycle_and_moves_it_on(as_, site: dict) -> None:  # noqa: ANN001
+    page = as_("sam@acme.test")
+    page.get_by_role("link", name="Cycles").click()
+    page.get_by_role("link", name="Start a cycle").first.click()
+    page.get_by_label("Playbook", exact=True).select_option("sales-marketing-handoff")
+    page.get_by_label("Title", exact=True).fill("Q4 hand-off alignment")
+    page.get_by_label("Point person of the other team").select_option("mia@acme.test")
+    page.get_by_role("button", name="Start the cycle").click()
+    expect(page.locator(".flash")).to_contain_text("started")
+    expect(page.locator("h1")).to_have_text("Q4 hand-off alignment")
+    expect(page.locator(".stepper li.current")).to_contain_text("Identify")
+    cycle_id = int(page.url.rstrip("/").split("/")[-1])
+    # the first question, answered on the page (sent in the background, answer shown in place)
+    first = page.locator(".item").filter(has=page.locator("form")).first
+    first.get_by_label("No", exact=True).check()
+    first.get_by_role("button", name="Save answer").click()
+    expect(page.locator(".flash")).to_contain_text("Answer saved")
+    # the rest as their owners would
+    with site["store"].unit_of_work() as s:
+        cycle = s.get(Cycle, cycle_id)
+        seed.answer_phase(s, cycle, person_by_email(s, "sam@acme.test"))
+    page.reload()
+    move = page.get_by_role("button", name="Move to Plan")
+    expect(move).to_be_enabled()
+    move.click()
+    expect(page.locator(".flash")).to_contain_text("now in Plan")
+    expect(page.locator(".stepper li.current")).to_contain_text("Plan")
+
+
+def test_lead_assigns_and_owner_updates_from_my_work(as_, site: dict) -> None:  # noqa: ANN001
+    plan = site["world"].cycles["plan"]
+    item_id = site["world"].actions["plan_unassigned"]
+    with site["store"].unit_of_work() as s:
+        due = (s.get(Cycle, plan).period_end - timedelta(days=3)).isoformat()
+    lead = as_("lee@acme.test")
+    lead.goto(f"{site['base']}/cycles/{plan}/actions")
+    item = lead.locator(f"#action-{item_id}")
+    item.locator("summary", has_text="Assign").click()
+    item.locator(f"#as{item_id}-owner").fill("sid@acme.test")
+    item.locator(f"#as{item_id}-due").fill(due)
+    item.get_by_role("button", name="Assign").click()
+    expect(lead.locator(".flash")).to_contain_text("now Sid Member's")
+    expect(lead.locator(f"#action-{item_id}")).to_contain_text("Owner: Sid Member")
+
+    owner = as_("sid@acme.test")
+    expect(owner).to_have_url(site["base"] + "/my")
+    row = owner.locator(f"#action-{item_id}")
+    expect(row).to_contain_text("Publish one deck library")
+    row.locator("summary", has_text="Update").click()
+    row.get_by_label("Status").select_option("in_progress")
+    row.get_by_label("What happened?").fill("Drafted the library index")
+    row.get_by_role("button", name="Save").click()
+    fresh = owner.locator(f"#action-{item_id}")
+    expect(fresh.locator(".badge.in_progress")).to_have_text("In progress")
+    expect(owner.locator(".flash")).to_contain_text("saved: In progress")
+    expect(owner).to_have_url(site["base"] + "/my")  # updated in place
+    with site["store"].unit_of_work() as s:
+        notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == item_id)).all()
+    assert "Drafted the library index" in notes
+
+
+def test_member_answers_the_survey_anonymously(as_, site: dict) -> None:  # noqa: ANN001
+    cycle = site["survey"]
+    page = as_("meg@acme.test")
+    page.goto(f"{site['base']}/cycles/{cycle}/recap")
+    form = page.locator("#survey")
+    form.get_by_text("4 · Well").click()
+    form.get_by_label("Anything to add?").fill("The digest is useful")
+    expect(form.get_by_label("Answer anonymously", exact=False)).to_be_checked()
+    form.get_by_role("button", name="Send my answer").click()
+    expect(page.locator(".flash")).to_contain_text("anonymously")
+    expect(page.locator("#survey")).to_contain_text("You have answered")
+    with site["store"].unit_of_work() as s:
+        rows = s.scalars(select(SurveyResponse).where(SurveyResponse.cycle_id == cycle)).all()
+    assert [(r.score, r.respondent_id, r.anonymous) for r in rows] == [(4, None, True)]
+
+
+def test_manager_sees_the_board_and_the_recap_charts(as_, site: dict) -> None:  # noqa: ANN001
+    page = as_("max@acme.test")
+    expect(page).to_have_url(site["base"] + "/cycles")
+    expect(page.locator("tbody tr")).to_have_count(7)
+    expect(page.locator("tbody")).to_contain_text("overdue")
+    page.screenshot(path=str(site["shots"] / "board.png"), full_page=True)
+    recap = site["world"].cycles["recap"]
+    page.get_by_role("link", name="Q2 hand-off alignment").click()
+    page.get_by_role("link", name="Recap").click()
+    expect(page).to_have_url(f"{site['base']}/cycles/{recap}/recap")
+    charts = page.locator("svg.chart")
+    expect(charts.first).to_be_visible()
+    assert charts.count() >= 4
+    for title in (
+        "Action completion",
+        "How people feel about the process",
+        "Gaps by decision",
+        "Trend across the teams' cycles",
+    ):
+        expect(page.get_by_role("heading", name=title)).to_be_visible()
+    box = charts.first.bounding_box()
+    assert box and box["width"] > 200 and box["height"] > 100  # drawn, not collapsed
+    expect(page.get_by_role("button", name="Sign off the recap")).to_be_visible()
+    page.screenshot(path=str(site["shots"] / "recap.png"), full_page=True)
+    with site["store"].unit_of_work() as s:
+        assert cycles.get_cycle(s, recap).phase.value == "recap"
