@@ -20,6 +20,7 @@ demo: $(STAMP)
 	@$(BIN)/aligncycle demo
 
 test: $(STAMP)
+	@bash .ci/install-browser.sh   # Debian's Chromium for the browser journeys (no-op if present)
 	@$(BIN)/ruff check .
 	@$(BIN)/python -m pytest -q
 

@@ -159,62 +159,61 @@ def run(demo: Demo, folder: Path) -> Any:
 
 
 def _script(demo: Demo, folder: Path) -> Any:
-    from aligncycle import orchestration
+    from aligncycle.orchestration import clip, summarize
     from flows.runtime import enable_log_file
+    from models.errors import DomainError
 
     out = demo.out
     log = enable_log_file(folder / "logs" / "prefect.log")
     out("aligncycle demo: one alignment cycle of sales and marketing, run through the flows")
     _setup(demo, folder)
     out(f"  store     {folder / 'aligncycle.db'} (fresh)")
-    out(f"  org       sales and marketing: {len(PEOPLE)} people; playbook {PLAYBOOK}")
+    out(f"  org       sales and marketing, {len(PEOPLE)} people; playbook {PLAYBOOK}")
 
-    # Identify -------------------------------------------------------------------------------
+    # Identify: answers and a gap added by hand; the flow builds the gap analysis.
     _identify_answers(demo)
     report = _phase(demo, "identify", demo.day(1))
-    out(f"identify  {orchestration.summarize(report).removeprefix('identify: ')}")
+    out(f"identify  {summarize(report)[0].removeprefix('identify: ')}")
     try:
         _advance(demo, "sam", demo.day(2))
-    except Exception as exc:  # the gate refuses: gaps are not decided yet
-        from models.errors import DomainError
+    except DomainError as exc:  # the gate holds: the gaps are not decided yet
+        out(f"          {clip(f'refused, as it should be: {exc}', 90)}")
+    out(f"          gaps decided by leads and point persons: {_decide_gaps(demo)}")
 
-        if not isinstance(exc, DomainError):
-            raise
-        out(f"          refused, as it should be: {_first(str(exc))}")
-    decided = _decide_gaps(demo)
-    out(f"          gaps decided by leads and point persons: {decided}")
-
-    # Plan -----------------------------------------------------------------------------------
+    # Plan: the flow proposes items from the playbook; a manager assigns, a lead drops one.
     result = _advance(demo, "sam", demo.day(3))
-    out(f"plan      {result.lines[0]}")
+    out(f"plan      {result.lines[0]} (by sam)")
     out(f"          {result.lines[1].removeprefix('plan: ')}")
     assigned, dropped = _plan_work(demo)
     out(f"          {assigned} item(s) assigned by the manager, {dropped} dropped by a lead")
 
-    # Execute --------------------------------------------------------------------------------
+    # Execute: people check in; the scheduled pass rolls progress up.
     result = _advance(demo, "mia", demo.day(4))
-    out(f"execute   {result.lines[0]}")
-    for n, (when, updates) in enumerate(EXECUTE_WEEKS, start=1):
+    out(f"execute   {result.lines[0]} (by mia)")
+    for when, updates in EXECUTE_WEEKS:
         _checkins(demo, updates, demo.day(when - 1))
         report = _phase(demo, "execute", demo.day(when))
-        out(f"          day {when:>2}: {orchestration.summarize(report).removeprefix('execute: ')}"
-            if n < len(EXECUTE_WEEKS) else
-            f"          day {when:>2}: {_execute_line(report)}")
+        out(f"          day {when:>2}: {summarize(report)[0].removeprefix('execute: ')}")
 
-    # Recap ----------------------------------------------------------------------------------
+    # Recap: the flow drafts the retrospective; survey, sign-off, close with a follow-up.
     _execute_answers(demo)
     result = _advance(demo, "sam", demo.day(43))
-    out(f"recap     {result.lines[0]}")
+    out(f"recap     {result.lines[0]} (by sam, after the period ended)")
     _survey(demo)
     _phase(demo, "recap", demo.day(44))  # the draft picks up the survey
     _sign_off(demo)
+    out(f"          {len(SURVEY)} survey answers; the manager signed the recap off")
     result = _advance(demo, "sam", demo.day(45), follow_up_title="Q2 hand-off alignment")
-    out(f"          {result.lines[0]}")
     final = result.report
-
     recap = final.report
+    closed = result.outcome
+    out(
+        f"          cycle {demo.cycle_id} closed; follow-up cycle {closed.follow_up_cycle_id} "
+        f"starts with {closed.carried_over} open item(s) carried over"
+    )
+
     out("")
-    out(f"Recap of cycle {recap.cycle_id} \"{recap.title}\"")
+    out(f'Recap of cycle {recap.cycle_id} "{recap.title}"')
     by = recap.gaps_by_decision
     out(
         f"  gaps found     {recap.gaps_found} ({by.get('accepted', 0)} accepted, "
@@ -224,30 +223,15 @@ def _script(demo: Demo, folder: Path) -> Any:
         f"  actions        {recap.actions_total}: {len(recap.actions_done)} done, "
         f"{len(recap.actions_late)} late, {len(recap.actions_dropped)} dropped"
     )
-    mean = f"{recap.survey_mean:g} / 5" if recap.survey_mean is not None else "n/a"
+    mean = f"{recap.survey_mean:g} / 5" if recap.survey_mean is not None else "hidden"
     out(f"  survey         mean {mean} from {recap.survey_responses} responses")
-    out(f"  growth areas   {len(recap.growth_areas)}: " + "; ".join(recap.growth_areas[:3])
-        + (" ..." if len(recap.growth_areas) > 3 else ""))
-    if recap.follow_up_cycles:
-        out(
-            f"  next cycle     {recap.follow_up_cycles[0]}, with the "
-            f"{len(recap.actions_unfinished)} open action item(s) carried over"
-        )
-    out(f"Report written to {final.path}")
-    out(f"Prefect logs in {log} ({demo.flows_run} flow runs, "
-        f"{time.perf_counter() - demo.started:.1f} s)")
+    out(f"  growth areas   {len(recap.growth_areas)}:")
+    for area in recap.growth_areas:
+        out(f"                 - {clip(area, 80)}")
+    out(f"Report: {final.path}")
+    elapsed = time.perf_counter() - demo.started
+    out(f"Prefect: {demo.flows_run} flow runs in {elapsed:.0f} s; its log: {log}")
     return final
-
-
-def _first(message: str, limit: int = 110) -> str:
-    return message if len(message) <= limit else message[: limit - 1] + "…"
-
-
-def _execute_line(report: Any) -> str:
-    from aligncycle import orchestration
-
-    line = orchestration.summarize(report).removeprefix("execute: ")
-    return line.split("; not ready")[0].split("; ready")[0]
 
 
 def _phase(demo: Demo, phase: str, today: date) -> Any:

@@ -17,6 +17,7 @@ resumed. Prefect is imported only when a flow has to run or a server is asked.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,7 +28,7 @@ from sqlalchemy import func, select
 
 from aligncycle.settings import get_settings
 from models.db import Store
-from models.enums import Phase
+from models.enums import Phase, Severity
 from models.errors import DomainError, InvalidInput
 from models.schemas import parse_input
 from models.services import cycles as cycle_service
@@ -207,34 +208,41 @@ def _resume(
 # --- in this process -----------------------------------------------------------------------
 
 
-def summarize(report: Any) -> str:
-    """One line about a phase flow's result, for the terminal."""
+def clip(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def summarize(report: Any) -> list[str]:
+    """A phase flow's result for the terminal: what it found, then whether the phase may end
+    (``aligncycle cycle readiness`` lists every blocker)."""
     if isinstance(report, phases.IdentifyReport):
+        sev = Counter(g.severity for g in report.gaps)
+        spread = ", ".join(f"{sev[s]} {s}" for s in reversed(Severity) if sev[s])
         line = (
-            f"identify: {report.answered}/{report.questions} questions answered, "
-            f"{len(report.gaps)} gap(s) in the analysis"
+            f"identify: {report.answered}/{report.questions} questions answered; "
+            f"{len(report.gaps)} gap(s) in the analysis" + (f" ({spread})" if spread else "")
         )
-        ready = report.readiness
     elif isinstance(report, phases.PlanReport):
         line = (
             f"plan: {len(report.actions)} action item(s) for {report.accepted_gaps} accepted "
             f"gap(s), {len(report.unassigned)} waiting for an owner"
         )
-        ready = report.readiness
     elif isinstance(report, phases.ExecuteReport):
         line = (
             f"execute: {report.done}/{report.total - report.dropped} done "
-            f"({report.percent_done:g}%), {len(report.overdue)} overdue, "
+            f"({report.percent_done:.0f}%), {len(report.overdue)} overdue, "
             f"confidence {report.rollup.value.replace('_', ' ')}"
         )
-        ready = report.readiness
     elif hasattr(report, "report") and isinstance(report.report, phases.RecapReport):
-        return f"recap: {report.report.headline}; report written to {report.path}"
+        return [f"recap: {report.report.headline}", f"report written to {report.path}"]
     else:
-        return ""
+        return []
+    ready = report.readiness
     if ready.ready:
-        return f"{line}; ready to advance to {ready.next_phase}"
-    return f"{line}; not ready: " + "; ".join(ready.blockers)
+        return [line, f"ready to advance to {ready.next_phase}"]
+    more = f" (and {len(ready.blockers) - 1} more)" if len(ready.blockers) > 1 else ""
+    return [line, clip(f"not ready yet: {ready.blockers[0]}", 100 - len(more)) + more]
 
 
 def _in_process(
@@ -269,8 +277,7 @@ def _in_process(
         # The next phase's flow; closing writes the final recap report.
         next_phase = Phase.RECAP if outcome.phase is Phase.CLOSED else outcome.phase
         report = run_phase(next_phase, cycle_id, today)
-        if line := summarize(report):
-            lines.append(line)
+        lines += summarize(report)
     return AdvanceResult(outcome=outcome, via="in-process", lines=lines, report=report)
 
 

@@ -243,6 +243,7 @@ def prefect_runs(store_url: str, day: date) -> dict[str, Any]:
     stack = PrefectStack(ADMIN_URL, store_url, workdir)
     stack.env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
     os.environ["PREFECT_HOME"] = stack.env["PREFECT_HOME"]
+    os.environ["ALIGNCYCLE_DATABASE_URL"] = store_url  # for the in-process runs
     os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = stack.env[
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH"
     ]

@@ -363,6 +363,11 @@ def commands(cycle_id: int) -> list[list[str]]:
     ]
 
 
+#: Not a command: the libraries every read command needs, imported and nothing else. The
+#: distance between this and a command is what the command itself costs.
+FLOOR = ["-c", "import sqlalchemy.orm, pydantic, typer"]
+
+
 def measure(
     script: str, args: list[str], url: str, runs: int
 ) -> tuple[list[float], list[float], int]:
@@ -382,7 +387,8 @@ def measure(
     for i in range(runs + 1):  # the first run warms the caches (files, bytecode): not counted
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run([script, *args], capture_output=True, text=True, env=env, check=False)
+        argv = [sys.executable, *args] if args is FLOOR else [script, *args]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         elapsed = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
@@ -407,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     script = _script()
     cycle_id = _pick_cycle(url)
     load_before = os.getloadavg()
+    floor_times, floor_cpu, _ = measure(script, FLOOR, url, args.runs)
+    floor = (statistics.median(floor_times), statistics.median(floor_cpu))
+    print(f"  {'(floor: import sqlalchemy.orm, pydantic, typer)':<44} {floor[0]:6.3f} s")
     results = []
     for cmd in commands(cycle_id):
         times, cpu, lines = measure(script, cmd, url, args.runs)
@@ -436,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     body = [
+        f"| (floor: `python -c 'import sqlalchemy.orm, pydantic, typer'`) | {floor[0]:.3f} |"
+        f" | | {floor[1]:.3f} | | |"
+    ] + [
         f"| `aligncycle {' '.join(cmd)}` | {med:.3f} | {lo:.3f} | {hi:.3f} | {cpu:.3f} | {lines} | "
         f"{'ok' if med < TARGET_S else 'OVER'} |"
         for cmd, med, lo, hi, cpu, lines in results

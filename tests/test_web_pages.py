@@ -111,11 +111,9 @@ def test_my_work_lists_overdue_first_and_updates_in_place(w: Rig) -> None:
         follow_redirects=False,
     )
     assert resp.status_code == 303 and resp.headers["location"] == f"/my#action-{target}"
-    after = (
-        w.client("sid")
-        .get("/my", cookies={"aligncycle_flash": resp.cookies.get("aligncycle_flash", "")})
-        .text
-    )
+    reader = w.client("sid")
+    reader.cookies.set("aligncycle_flash", resp.cookies.get("aligncycle_flash", ""))
+    after = reader.get("/my").text
     assert "saved: In progress" in after
     with w.store.unit_of_work() as s:
         notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == target)).all()

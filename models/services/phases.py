@@ -23,7 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.enums import ActionStatus, Confidence, GapDecision, GapSource, Phase, Role
+from models.enums import (
+    ActionStatus,
+    Confidence,
+    GapDecision,
+    GapSource,
+    Phase,
+    Role,
+    Severity,
+)
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 from models.playbook import OwnerSpec
 from models.rules import check_transition
@@ -294,7 +302,7 @@ def render_identify_markdown(report: IdentifyReport) -> str:
         "",
         f"Checklist: {report.answered} of {report.questions} questions answered.",
         f"Gap analysis: {len(report.gaps)} gap(s)"
-        + (f" ({', '.join(f'{n} {s}' for s, n in sorted(sev.items()))})" if sev else "")
+        + (f" ({', '.join(f'{sev[s]} {s}' for s in reversed(Severity) if sev[s])})" if sev else "")
         + (f", {len(report.new_gaps)} new this run" if report.new_gaps else "")
         + ".",
         "",
@@ -812,7 +820,7 @@ def render_recap_markdown(report: RecapReport) -> str:
             for team, m in report.survey_by_team.items()
         ]
     if report.survey_comments:
-        lines += ["", "Comments:", ""] + [f"> {_md(c)}" for c in report.survey_comments]
+        lines += ["", "Comments:", ""] + [f"- “{_md(c)}”" for c in report.survey_comments]
     lines.append("")
     lines += section("Improvements", report.improvements)
     lines += section("Growth areas", report.growth_areas)

@@ -80,4 +80,15 @@ def get_playbook(session: Session, ref: str) -> Playbook:
 
 
 def spec_of(row: Playbook) -> PlaybookSpec:
-    return PlaybookSpec.model_validate(row.body)
+    """The parsed playbook of a stored row. Parsed once per process: a (name, version) is
+    immutable once loaded, and its content hash names exactly one body."""
+    cached = _SPECS.get(row.content_hash)
+    if cached is None:
+        cached = PlaybookSpec.model_validate(row.body)
+        if len(_SPECS) >= 256:
+            _SPECS.clear()
+        _SPECS[row.content_hash] = cached
+    return cached
+
+
+_SPECS: dict[str, PlaybookSpec] = {}
