@@ -4,7 +4,8 @@ A fresh embedded SQLite store in a demo folder (``$ALIGNCYCLE_DEMO_DIR``, defaul
 ``<data dir>/demo``), recreated on every run so the demo is repeatable; a user's real store is
 never touched (the folder is only removed if an earlier demo made it). Prefect runs in-process
 with its own home next to it (``<data dir>/demo-prefect``, kept between runs so the second demo
-starts faster), unless ``PREFECT_API_URL`` points at a server, which then shows the runs.
+starts faster), unless ``PREFECT_API_URL`` points at a server (which then shows the runs) or
+``PREFECT_HOME`` is set.
 
 The script: two teams with a point person and leads each, a manager and members; a cycle on the
 ``sales-marketing-handoff`` playbook; Identify answers and a gap added by hand; gap decisions; a
@@ -115,8 +116,8 @@ def _point_env_at(folder: Path, prefect_home: Path) -> None:
     os.environ["ALIGNCYCLE_DATA_DIR"] = str(folder)
     os.environ["ALIGNCYCLE_DATABASE_URL"] = f"sqlite:///{folder / 'aligncycle.db'}"
     os.environ.pop("ALIGNCYCLE_REPORTS_DIR", None)
-    if not os.environ.get("PREFECT_API_URL") and "prefect" not in sys.modules:
-        os.environ["PREFECT_HOME"] = str(prefect_home)
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        os.environ["PREFECT_HOME"] = str(prefect_home)  # read when Prefect is first imported
     from aligncycle import settings
 
     settings.get_settings.cache_clear()

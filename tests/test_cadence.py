@@ -24,9 +24,16 @@ from models.db import Store
 from models.enums import ActionStatus, Confidence, Phase
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
 from models.playbook import parse_playbook
-from models.schemas import ActionItemCreate, ActionItemUpdate, CycleCreate
+from models.schemas import (
+    ActionItemAssign,
+    ActionItemCreate,
+    ActionItemUpdate,
+    CycleCreate,
+    PersonCreate,
+)
 from models.services import actions, cycles, playbooks
 from models.services import cadence as svc
+from models.services import people as people_svc
 from models.services.cadence import CadencePolicy
 from models.services.common import person_by_email
 from models.tables import ActionItem, ChecklistItem, Cycle, Event
@@ -370,6 +377,33 @@ def test_escalation_to_the_lead_then_to_a_manager(world: Store) -> None:
     assert plan(world, svc.plan_escalations).planned == 0  # idempotent
 
 
+def test_escalation_goes_to_the_lead_who_assigned_the_item(world: Store) -> None:
+    with world.unit_of_work() as s:
+        people_svc.create_person(
+            s, PersonCreate(name="Lea Lead", email="lea@acme.test", team="sales", role="lead")
+        )
+        s.flush()
+        svc.add_channel(
+            s, person_by_email(s, MAX), kind="webhook", person="lea@acme.test", url="json://h/lea"
+        )
+    _, ids = make_cycle(world, [("by lee", SAM, -3, OPEN), ("by max", SID, -3, OPEN)])
+    with world.unit_of_work() as s:  # max (a manager) reassigns sid's item
+        actions.assign_action(
+            s,
+            s.get(ActionItem, ids["by max"]),
+            ActionItemAssign(owner=SID),
+            person_by_email(s, MAX),
+        )
+    plan(world, svc.plan_escalations)
+    got = {(n.action_item_id, n.recipient) for n in rows(world, NotificationKind.ESCALATION)}
+    # lee assigned the first: only lee hears of it; the second goes to every sales lead.
+    assert got == {
+        (ids["by lee"], LEE),
+        (ids["by max"], LEE),
+        (ids["by max"], "lea@acme.test"),
+    }
+
+
 def test_escalation_grace_periods_come_from_the_policy(world: Store) -> None:
     make_cycle(world, [("two days late", SAM, -2, OPEN)])
     policy = CadencePolicy(escalate_after_days=3, escalate_to_manager_after_days=1)
@@ -490,7 +524,8 @@ def test_checkin_requests_once_per_cadence_period_per_owner(world: Store) -> Non
     assert first.planned == 2
     sam = next(n for n in rows(world) if n.recipient == SAM)
     assert sam.key == f"checkin:{cid}:p{_pid(world, SAM)}:n4#c{sam.channel_id}"  # day 30 // 7
-    assert "- a (due in 3 days (2026-03-05); open, on_track)" in sam.body
+    a = next(i for i in rows_of_actions(world) if i.title == "a")
+    assert f"- #{a.id} a (due in 3 days (2026-03-05); open, on_track)" in sam.body
     assert plan(world, svc.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
     assert plan(world, svc.plan_checkins, TODAY + timedelta(days=5)).planned == 2  # next period
 
@@ -931,6 +966,11 @@ def test_cli_cadence_run_without_prefect(world: Store, cli: Any, receiver: Recei
     assert bad.exit_code == 2
 
 
+def rows_of_actions(store: Store) -> list[ActionItem]:
+    with store.unit_of_work() as s:
+        return list(s.scalars(select(ActionItem)).unique())
+
+
 def _pid(store: Store, email: str) -> int:
     with store.unit_of_work() as s:
         return person_by_email(s, email).id
@@ -982,3 +1022,24 @@ def test_a_deliverer_killed_mid_run_loses_nothing_and_sends_nothing_twice(
     assert len(receiver.received()) == 9 == len(set(receiver.received()))
     assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
     assert sorted(n.attempts for n in rows(world)) == [1] * (9 - len(stuck)) + [2] * len(stuck)
+
+
+def test_secret_indirection_reads_the_url_when_sending(world: Store, receiver: Receiver) -> None:
+    from flows.notify import deliver
+
+    with world.unit_of_work() as s:
+        ch = svc.add_channel(
+            s, person_by_email(s, SID), kind="slack", person=SID, url="secret:sid-slack"
+        )
+        assert svc.secret_names(s) == ["sid-slack"]
+    assert ch.url == "secret:sid-slack"  # the store holds no secret
+    make_cycle(world, [("sid's", SID, 1, OPEN)])
+    plan(world, svc.plan_reminders)
+    asked: list[list[str]] = []
+
+    def secrets(names: list[str]) -> dict[str, str]:
+        asked.append(list(names))
+        return {"sid-slack": receiver.url("from-the-secret")}
+
+    assert deliver(world, secrets=secrets).sent == 1
+    assert asked == [["sid-slack"]] and receiver.paths() == ["/from-the-secret"]

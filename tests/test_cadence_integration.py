@@ -279,12 +279,18 @@ def company(receiver: Receiver) -> Iterator[tuple[Store, PrefectStack]]:
                 s, parse_playbook(PLAYBOOK), hashlib.sha256(PLAYBOOK.encode()).hexdigest(), "t"
             )
             mgr = person_by_email(s, MAX)
-            for email in (SAM, MIA, LEE, LOU, MAX):
+            for email in (SAM, MIA, LEE, MAX):
                 svc.add_channel(
                     s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
                 )
+            # lou's URL is a Prefect Secret block, read by the worker when it sends
+            svc.add_channel(s, mgr, kind="webhook", person=LOU, url="secret:lou-hook")
             svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
         stack.start()
+        from prefect.blocks.system import Secret
+
+        with prefect_settings(stack.api_url):
+            Secret(value=receiver.url("lou")).save("lou-hook")
         stack.cli("work-pool", "create", POOL, "--type", "process")
         stack.cli("--no-prompt", "deploy", "--all")
         yield store, stack
@@ -495,3 +501,43 @@ def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
         ).all()
     assert len(week) == len(expected) and {n.status for n in week} == {NotificationStatus.SENT}
     assert sum(n.attempts == 2 for n in week) == stuck
+
+
+def test_cli_cadence_run_is_a_flow_run_on_the_server(
+    deployed: tuple[Store, PrefectStack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aligncycle cadence run NAME`` runs the flow in-process, recorded by the server."""
+    import typer
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from typer.testing import CliRunner
+
+    from aligncycle import cli_cadence
+    from aligncycle.cli_common import ErrorMappingGroup, reset_store
+
+    store, stack = deployed
+    monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", store.engine.url.render_as_string(False))
+    reset_store()
+    app = typer.Typer(cls=ErrorMappingGroup, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    cli_cadence.register(app)
+
+    def escalation_runs() -> int:
+        with get_client(sync_client=True) as client:
+            only = FlowFilter(name=FlowFilterName(any_=["escalations"]))
+            return len(client.read_flow_runs(flow_filter=only))
+
+    with prefect_settings(stack.api_url):
+        before = escalation_runs()
+        r = CliRunner().invoke(
+            app, ["cadence", "run", "escalations", "--today", TODAY.isoformat(), "--json"]
+        )
+        after = escalation_runs()
+    reset_store()
+    assert r.exit_code == 0, r.output
+    assert '"planned": 0' in r.output  # everything was escalated by the earlier runs
+    assert after == before + 1

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Connection, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, String, any_, bindparam, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -38,7 +39,7 @@ from models.funnel.mapping import (
     order_problems,
     show_columns,
 )
-from models.funnel.tables import STAGE_FIELDS, FunnelImport, FunnelRecord
+from models.funnel.tables import RECORD_FIELDS, STAGE_FIELDS, FunnelImport, FunnelRecord
 from models.services.common import record_event
 from models.tables import Person
 
@@ -248,9 +249,10 @@ class _FileRun:
         )
 
 
-#: Rows per multi-row INSERT on PostgreSQL (17 columns x 1000 stays far below its 65535
-#: parameters); SQLite runs one prepared statement over the batch (executemany).
-PG_ROWS_PER_INSERT = 1000
+#: PostgreSQL: the batch's temporary table (dropped at commit or rollback).
+_PG_BATCH = "funnel_import_batch"
+_ALL_COLUMNS = ("source", "external_id", *(COLUMN.get(f, f) for f in RECORD_FIELDS[1:]))
+_PG_TYPES = {c: "bigint" for c in (*STAGE_FIELDS, "amount_cents")}
 
 
 class _Writer:
@@ -266,16 +268,27 @@ class _Writer:
         self.columns = ["source", "external_id", *(COLUMN.get(f, f) for f in self.fields)]
         self.pg = conn.dialect.name == "postgresql"
         if not self.pg and conn.dialect.name != "sqlite":
-            raise InvalidInput(
-                f"funnel import supports SQLite and PostgreSQL, not {conn.dialect.name}"
-            )
-        mark = "%s" if self.pg else "?"
-        self.row_sql = "(" + ", ".join([mark] * len(self.columns)) + ")"
+            raise InvalidInput(f"funnel import needs SQLite or PostgreSQL, not {conn.dialect.name}")
+        cols = ", ".join(self.columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns[2:])
-        self.head = f"INSERT INTO {T.name} ({', '.join(self.columns)}) VALUES "
-        self.tail = " ON CONFLICT (source, external_id) DO " + (
+        conflict = " ON CONFLICT (source, external_id) DO " + (
             f"UPDATE SET {updates}" if updates else "NOTHING"
         )
+        if self.pg:
+            # The table grows by the batch inside one transaction: a plan cached while it was
+            # small (a sequential scan) would make every lookup slower (measured: quadratic).
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+            # Rows go in by COPY into a temporary table, then one INSERT ... SELECT per batch.
+            types = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in _ALL_COLUMNS)
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_BATCH} ({types}) ON COMMIT DROP"
+            )
+            self.copy_sql = f"COPY {_PG_BATCH} ({cols}) FROM STDIN"
+            self.insert_sql = f"INSERT INTO {T.name} ({cols}) SELECT {cols} FROM {_PG_BATCH}"
+            self.insert_sql += conflict
+        else:
+            marks = ", ".join(["?"] * len(self.columns))
+            self.insert_sql = f"INSERT INTO {T.name} ({cols}) VALUES ({marks}){conflict}"
         wanted = dict.fromkeys([*self.fields, *ORDER_FIELDS])
         self.lookup_fields = list(wanted)
         self.lookup_cols = [
@@ -286,21 +299,30 @@ class _Writer:
         ]
 
     def existing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        rows = self.conn.execute(
-            select(T.c.external_id, *self.lookup_cols).where(
-                T.c.source == self.source, T.c.external_id.in_(keys)
-            )
+        if self.pg:  # one array parameter, not thousands of binds to parse and plan
+            in_batch = T.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
+        else:
+            in_batch = T.c.external_id.in_(keys)
+        result = self.conn.execute(
+            select(T.c.external_id, *self.lookup_cols).where(T.c.source == self.source, in_batch)
         )
+        try:
+            rows = result.cursor.fetchall()  # plain values; no per-row work in SQLAlchemy
+        finally:
+            result.close()
         return {r[0]: dict(zip(self.lookup_fields, r[1:], strict=True)) for r in rows}
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
         if not self.pg:
-            self.conn.exec_driver_sql(self.head + self.row_sql + self.tail, rows)
+            self.conn.exec_driver_sql(self.insert_sql, rows)
             return
-        for i in range(0, len(rows), PG_ROWS_PER_INSERT):
-            chunk = rows[i : i + PG_ROWS_PER_INSERT]
-            sql = self.head + ", ".join([self.row_sql] * len(chunk)) + self.tail
-            self.conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+        # psycopg's COPY, on the connection (and so in the transaction) of the unit of work
+        with self.conn.connection.driver_connection.cursor() as cur:
+            cur.execute(f"TRUNCATE {_PG_BATCH}")
+            with cur.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(self.insert_sql)
 
     def flush(self, batch: dict[str, tuple[int, dict[str, Any], list[str]]], run: _FileRun) -> None:
         if not batch:

@@ -368,6 +368,7 @@ class Directory:
     team_keys: dict[int, str]
     person_channels: dict[int, list[int]]
     team_channels: dict[int, list[int]]
+    _by_role: dict[tuple[Role, int | None], list[_P]] | None = None
 
     @classmethod
     def load(cls, session: Session) -> Directory:
@@ -406,16 +407,25 @@ class Directory:
     def with_role(
         self, role: Role, team_id: int | None = None, exclude: int | None = None
     ) -> list[_P]:
-        return sorted(
-            (
-                p
-                for p in self.people.values()
-                if p.role is role and (team_id is None or p.team_id == team_id) and p.id != exclude
-            ),
-            key=lambda p: p.id,
-        )
+        if self._by_role is None:
+            index: dict[tuple[Role, int | None], list[_P]] = defaultdict(list)
+            for p in sorted(self.people.values(), key=lambda p: p.id):
+                index[(p.role, p.team_id)].append(p)
+                index[(p.role, None)].append(p)
+            self._by_role = index
+        return [p for p in self._by_role.get((role, team_id), []) if p.id != exclude]
 
-    def leads_for(self, owner: _P) -> list[_P]:
+    def leads_for(self, owner: _P, assigned_by_id: int | None = None) -> list[_P]:
+        """The lead who assigned the item, if they lead the owner's team; else the team's
+        leads; a team without a lead escalates to its manager(s)."""
+        assigner = self.people.get(assigned_by_id) if assigned_by_id else None
+        if (
+            assigner is not None
+            and assigner.role is Role.LEAD
+            and assigner.team_id == owner.team_id
+            and assigner.id != owner.id
+        ):
+            return [assigner]
         return self.with_role(Role.LEAD, owner.team_id, exclude=owner.id) or self.managers_for(
             owner
         )
@@ -565,6 +575,7 @@ class _Item:
     owner_id: int | None
     status: ActionStatus
     confidence: Confidence
+    assigned_by_id: int | None
 
 
 _ITEM_COLS = (
@@ -577,6 +588,7 @@ _ITEM_COLS = (
     ActionItem.owner_id,
     ActionItem.status,
     ActionItem.confidence,
+    ActionItem.assigned_by_id,
 )
 
 
@@ -699,8 +711,9 @@ def _playbook_graces(session: Session, policy: CadencePolicy) -> list[int]:
 def plan_escalations(
     session: Session, today: date, policy: CadencePolicy = CadencePolicy()
 ) -> PlanResult:
-    """Plan escalations of overdue items: to the owner's team lead(s) (a manager when the team
-    has no lead), then to the team's manager(s) (any manager when it has none)."""
+    """Plan escalations of overdue items: to the owner's team lead (the lead who assigned the
+    item, else every lead of the team; a manager when the team has none), then to the team's
+    manager(s) (any manager when it has none)."""
     directory = Directory.load(session)
     candidates = escalation_candidates(session, today, policy)
     result = PlanResult(kind="escalation", candidates=len(candidates))
@@ -713,7 +726,9 @@ def plan_escalations(
             result.unreachable.append(base)
             continue
         recipients = (
-            directory.leads_for(owner) if level == "lead" else directory.managers_for(owner)
+            directory.leads_for(owner, item.assigned_by_id)
+            if level == "lead"
+            else directory.managers_for(owner)
         )
         if not recipients:
             result.unreachable.append(base)
@@ -852,7 +867,7 @@ def plan_checkins(
             result.unreachable.append(key)
             continue
         lines = [
-            f"- {i.title} ({_due_text(i.due, today) if i.due else 'no due date'}; "
+            f"- #{i.id} {i.title} ({_due_text(i.due, today) if i.due else 'no due date'}; "
             f"{i.status}, {i.confidence})"
             for i in owned
         ]
@@ -860,7 +875,8 @@ def plan_checkins(
             f"Hi {owner.name},\n\nCheck-in time for cycle {titles[cycle_id]!r}. How are these "
             "going? Record progress, status and confidence for each:\n"
             + "\n".join(lines)
-            + _footer(key)
+            + "\n\nIn the web app, or: aligncycle checkin add ID --progress PERCENT "
+            "--confidence on_track|at_risk|off_track --note TEXT" + _footer(key)
         )
         messages.append(
             Planned(

@@ -1,0 +1,523 @@
+"""The Prefect flows of the four phases, the cycle flow's pause for the point person's decision,
+and ``aligncycle demo``, under one Prefect server for the whole session.
+
+The server runs on a Prefect database in a temporary folder, copied from a migrated template
+kept in pytest's cache (the first session builds it: ~20 s; later ones start in a few seconds).
+Nothing touches the user's ~/.prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import flows  # noqa: F401 - Prefect's quiet defaults before Prefect loads
+from models.enums import Phase
+from models.errors import Forbidden, TransitionRefused
+from models.schemas import (
+    CheckInCreate,
+    ChecklistAnswer,
+    CycleCreate,
+    GapDecide,
+)
+from models.services import actions, checklist, cycles, gaps, phases
+from models.services.common import person_by_email
+from models.tables import ActionItem, CheckIn, Cycle, Event, Gap
+from tests.conftest import PROJECT, db_snapshot
+
+pytestmark = pytest.mark.prefect
+
+D0 = date.today()
+
+
+# --- one Prefect server for the session -----------------------------------------------------
+
+
+def _drain_workers() -> None:
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Prefect server for the session (its API URL). Heartbeat off, results in a temporary
+    folder, telemetry off; threads see the same settings."""
+    import prefect
+    import prefect.context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_HOME,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import _find_available_port
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    db = home / "prefect.db"
+    template = request.config.cache.mkdir("aligncycle-prefect") / f"{prefect.__version__}.db"
+    if template.exists():
+        shutil.copyfile(template, db)
+    settings = {
+        PREFECT_HOME: str(home),
+        PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{db}",
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(home / "results"),
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+    }
+    with ExitStack() as stack:
+        stack.enter_context(temporary_settings(updates=settings))
+        server = SubprocessASGIServer(port=_find_available_port())
+        previous = SubprocessASGIServer._instances.get(None)
+        SubprocessASGIServer._instances[None] = server
+        server.start(timeout=120)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(
+                prefect.context.get_settings_context()
+            )
+        )
+        try:
+            yield server.api_url
+        finally:
+            _drain_workers()
+            server.stop()
+            if previous is not None:
+                SubprocessASGIServer._instances[None] = previous
+            else:
+                SubprocessASGIServer._instances.pop(None, None)
+    if not template.exists() and db.exists():
+        tmp = template.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(db, tmp)
+        os.replace(tmp, template)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Reports and logs go to a temporary data dir, never the user's."""
+    monkeypatch.setenv("ALIGNCYCLE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ALIGNCYCLE_REPORTS_DIR", raising=False)
+    from aligncycle.settings import get_settings
+
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def env(prefect_server: str, org, data_dir: Path):  # noqa: ANN001, ANN201
+    """The org's store, a Prefect server, a temporary data dir."""
+    return org
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def who(s, email: str):  # noqa: ANN001, ANN201
+    return person_by_email(s, email)
+
+
+def start_cycle(store) -> int:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        cycle = cycles.start_cycle(
+            s,
+            CycleCreate(
+                playbook="sales-marketing-handoff",
+                title="Q1",
+                point_persons=["mia@acme.test"],
+                period_start=D0,
+                period_end=D0 + timedelta(days=42),
+            ),
+            who(s, "sam@acme.test"),
+            today=D0,
+        )
+        s.flush()
+        return cycle.id
+
+
+CALM = {
+    "handoff_interruptions": "no",
+    "inconsistent_process": "no",
+    "missed_conversions": "no",
+    "shared_lead_definitions": "yes",
+    "handoff_sla_agreed": "yes",
+    "process_documented": "yes",
+    "shared_data": "yes",
+    "tools_adopted": "yes",
+    "shared_kpis": "yes",
+    "regular_cadence": "yes",
+}
+
+
+def answer_identify(store, cid: int, **overrides: str) -> None:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, cid)
+        for key, value in (CALM | overrides).items():
+            item = checklist.find_item(s, cycle, f"identify.{key}")
+            checklist.answer_item(s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test"))
+
+
+def answer_required(store, cid: int, phase: Phase) -> None:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        cycle = cycles.get_cycle(s, cid)
+        for item in checklist.list_items(s, cycle, phase):
+            if item.required and item.answer is None:
+                value = "yes" if item.answer_kind.value == "yes_no" else "agreed"
+                checklist.answer_item(
+                    s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test")
+                )
+
+
+def accept_gaps(store, cid: int) -> None:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        for gap in gaps.list_gaps(s, cycles.get_cycle(s, cid)):
+            gaps.decide_gap(s, gap, GapDecide(decision="accepted"), who(s, "lee@acme.test"))
+
+
+def advance(store, cid: int, today: date = D0, by: str = "sam@acme.test") -> None:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        cycles.advance_cycle(s, cycles.get_cycle(s, cid), who(s, by), today=today)
+
+
+def phase_of(store, cid: int) -> Phase:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        return cycles.get_cycle(s, cid).phase
+
+
+def count(store, model, **where) -> int:  # noqa: ANN001, ANN003
+    with store.unit_of_work() as s:
+        stmt = select(func.count()).select_from(model)
+        for k, v in where.items():
+            stmt = stmt.where(getattr(model, k) == v)
+        return s.scalar(stmt)
+
+
+def task_runs(flow_run_id: Any, expected: int, timeout: float = 20) -> list[Any]:
+    """The flow run's task runs (the server records them from events: wait for them)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(runs) >= expected or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.2)
+
+
+def artifact(key: str) -> Any:
+    from prefect.artifacts import Artifact
+
+    return Artifact.get(key)
+
+
+# --- the phase flows --------------------------------------------------------------------------
+
+
+def test_identify_flow_records_the_gap_analysis_once(env) -> None:  # noqa: ANN001
+    from flows.identify import identify_flow
+
+    cid = start_cycle(env)
+    answer_identify(env, cid, handoff_interruptions="yes", regular_cadence="no")
+    state = identify_flow(cid, today=D0, return_state=True)
+    assert state.is_completed()
+    report = state.result()
+    assert {g.title for g in report.gaps} == {
+        "Avoidable interruptions in the MQL-to-SQL hand-off",
+        "No regular cross-team meeting or digest",
+    }
+    with env.unit_of_work() as s:
+        keys = set(s.scalars(select(Gap.key).where(Gap.cycle_id == cid)))
+    assert keys == {"checklist:handoff_interruptions", "checklist:regular_cadence"}
+
+    # Every checklist item is a task run named after its question, tagged phase and owner.
+    runs = task_runs(state.state_details.flow_run_id, expected=12 + 4)
+    items = {r.name.split(":")[0]: r for r in runs if r.name.startswith("identify.")}
+    assert len(items) == 12
+    sla = items["identify.handoff_interruptions"]
+    assert sla.name.startswith("identify.handoff_interruptions: Are there avoidable interruptions")
+    assert set(sla.tags) == {"phase:identify", "owner:mia@acme.test"}
+    assert "owner:max@acme.test" in items["identify.regular_cadence"].tags
+
+    summary = artifact(f"cycle-{cid}-identify")
+    assert summary.type == "markdown" and "2 gap(s)" in summary.data
+    table = artifact(f"cycle-{cid}-gaps")
+    assert table.type == "table" and "No regular cross-team meeting or digest" in table.data
+
+    # Run again (a retry, a schedule): nothing in the store changes.
+    before = db_snapshot(env)
+    again = identify_flow(cid, today=D0)
+    assert db_snapshot(env) == before
+    assert again.new_gaps == [] and len(again.gaps) == 2
+
+
+def test_a_phase_flow_on_a_cycle_not_in_its_phase_fails_with_the_domains_message(env) -> None:  # noqa: ANN001
+    from flows.execute import execute_flow
+    from flows.plan import plan_flow
+
+    cid = start_cycle(env)
+    before = db_snapshot(env)
+    state = plan_flow(cid, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(TransitionRefused) as err:
+        state.result()
+    assert str(err.value) == (
+        f"the plan phase runs on a cycle in plan; cycle {cid} is in identify "
+        f"(advance it first: aligncycle cycle advance {cid})"
+    )
+    with pytest.raises(TransitionRefused, match="the execute phase runs on a cycle in execute"):
+        execute_flow(cid)
+    assert db_snapshot(env) == before  # nothing written by either
+
+
+def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -> None:  # noqa: ANN001
+    from flows.execute import execute_flow
+    from flows.plan import plan_flow
+    from flows.recap import recap_flow
+
+    cid = start_cycle(env)
+    answer_identify(env, cid, handoff_sla_agreed="no", regular_cadence="no")
+    with env.unit_of_work() as s:
+        phases.identify_gaps_from_answers(s, cycles.get_cycle(s, cid))
+    accept_gaps(env, cid)
+    advance(env, cid)
+
+    # Plan: one proposal per accepted gap and template; owners where one person fits.
+    report = plan_flow(cid, today=D0 + timedelta(days=1))
+    assert len(report.actions) == 4 and len(report.proposed) == 4
+    assert {a.owner for a in report.actions} == {"lee@acme.test", "mia@acme.test", "sam@acme.test"}
+    assert "Plan — cycle" in artifact(f"cycle-{cid}-plan").data
+    before = db_snapshot(env)
+    assert plan_flow(cid, today=D0 + timedelta(days=1)).proposed == []
+    assert db_snapshot(env) == before
+
+    answer_required(env, cid, Phase.PLAN)
+    advance(env, cid, today=D0 + timedelta(days=2))
+
+    # Execute: one check-in per open item per day, however often the pass runs.
+    with env.unit_of_work() as s:
+        first = actions.list_actions(s, cycle_id=cid)[0]
+        actions.add_checkin(
+            s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0
+        )
+    day = D0 + timedelta(days=9)
+    report = execute_flow(cid, today=day)
+    assert (report.done, report.open, report.checkins_written) == (1, 3, 3)
+    assert count(env, CheckIn, key=f"execute:{day.isoformat()}") == 3
+    assert artifact(f"cycle-{cid}-progress").data == pytest.approx(25.0)
+    before = db_snapshot(env)
+    assert execute_flow(cid, today=day).checkins_written == 0
+    assert db_snapshot(env) == before
+
+    # Recap: after the period, the flow drafts the retrospective and writes the report.
+    answer_required(env, cid, Phase.EXECUTE)
+    advance(env, cid, today=D0 + timedelta(days=43))
+    result = recap_flow(cid, today=D0 + timedelta(days=43))
+    path = Path(result.path)
+    assert path == data_dir / "reports" / f"cycle-{cid}-recap.md"
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(f"# Recap — cycle {cid}: Q1")
+    assert "## Late" in text and "Retrospective drafted by the recap flow" in text
+    assert len(result.report.actions_late) == 3
+    assert artifact(f"cycle-{cid}-recap").data == text
+
+    # A follow-up cycle started from it gets the open items, once.
+    with env.unit_of_work() as s:
+        follow = cycles.start_cycle(
+            s,
+            CycleCreate(playbook="sales-marketing-handoff", title="Q2", previous_cycle_id=cid),
+            who(s, "sam@acme.test"),
+            today=D0 + timedelta(days=44),
+        )
+        s.flush()
+        follow_id = follow.id
+        s.add(ActionItem(cycle_id=cid, title="Found late"))  # still open in the old cycle
+    assert count(env, ActionItem, cycle_id=follow_id) == 3
+    again = recap_flow(cid, today=D0 + timedelta(days=44))
+    assert again.report.carried_over == 1 and again.report.follow_up_cycles == [follow_id]
+    assert count(env, ActionItem, cycle_id=follow_id) == 4
+
+
+# --- the decision between phases --------------------------------------------------------------
+
+
+def wait_paused(cid: int, timeout: float = 60) -> Any:
+    from aligncycle.orchestration import find_waiting_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = find_waiting_run(cid)
+        if run is not None:
+            return run
+        time.sleep(0.25)
+    raise AssertionError(f"no cycle run paused for cycle {cid} within {timeout} s")
+
+
+def test_the_cycle_flow_waits_for_the_point_persons_decision_from_a_second_client(env) -> None:  # noqa: ANN001
+    from aligncycle import orchestration
+    from flows.cycle import cycle_flow
+
+    cid = start_cycle(env)
+    answer_identify(env, cid)
+    outcome: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(
+            cycle_flow(cid, decision_timeout=120, poll_interval=1, today=D0, return_state=True)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    try:
+        run = wait_paused(cid)
+        assert {"aligncycle", f"cycle:{cid}"} <= set(run.tags)
+        key = run.state.state_details.pause_key
+
+        # Refused before anything is resumed or written: not a point person.
+        before = db_snapshot(env)
+        with pytest.raises(Forbidden, match="only a point person"):
+            orchestration.advance(cid, "lee@acme.test", today=D0)
+        assert db_snapshot(env) == before
+        assert wait_paused(cid).state.state_details.pause_key == key
+
+        # The point person's decision resumes the waiting run, which applies it and runs Plan.
+        result = orchestration.advance(cid, "sam@acme.test", today=D0, wait=60)
+        assert result.via == "waiting-run"
+        assert result.outcome.phase is Phase.PLAN
+        assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
+        assert phase_of(env, cid) is Phase.PLAN
+        paused = wait_paused(cid)
+        assert paused.id == run.id and paused.state.state_details.pause_key != key
+        with env.unit_of_work() as s:
+            decision = s.scalar(select(Event).where(Event.verb == "cycle.decision"))
+            assert decision.actor.email == "sam@acme.test"
+
+        # Staying is a decision too (with its reason); then stop the run.
+        stay = orchestration.advance(
+            cid, "mia@acme.test", decision="stay", reason="waiting for leads", today=D0, wait=60
+        )
+        assert stay.lines[0] == f"cycle {cid} stays in plan: waiting for leads"
+        stop = orchestration.advance(cid, "mia@acme.test", decision="stop", today=D0, wait=60)
+        assert stop.outcome.stopped
+        runner.join(timeout=60)
+        assert not runner.is_alive()
+    finally:
+        if runner.is_alive():  # do not leave a paused run behind a failed assertion
+            from prefect.flow_runs import resume_flow_run
+
+            stop = {"decided_by": "sam@acme.test", "decision": "stop"}
+            resume_flow_run(wait_paused(cid, 5).id, run_input=stop)
+            runner.join(timeout=30)
+    state = outcome[0]
+    assert state.is_completed()
+    decided = state.result()
+    assert [d.decision for d in decided] == ["advance", "stay", "stop"]
+    assert phase_of(env, cid) is Phase.PLAN
+    assert count(env, ActionItem, cycle_id=cid) == 0  # no gaps, so nothing proposed
+
+
+def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None:  # noqa: ANN001
+    from aligncycle import orchestration
+
+    cid = start_cycle(env)
+    answer_identify(env, cid, regular_cadence="no")
+    # The answer implies a gap nobody has recorded yet: refreshing Identify records it, and the
+    # gate then holds (the gap is not decided).
+    with pytest.raises(TransitionRefused, match="1 gap\\(s\\) not decided"):
+        orchestration.advance(cid, "sam@acme.test", today=D0)
+    assert phase_of(env, cid) is Phase.IDENTIFY and count(env, Gap, cycle_id=cid) == 1
+    accept_gaps(env, cid)
+    result = orchestration.advance(cid, "sam@acme.test", today=D0)
+    assert result.via == "in-process"
+    assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
+    assert result.lines[1].startswith("plan: 1 action item(s) for 1 accepted gap(s)")
+    with env.unit_of_work() as s:
+        item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))
+        assert item.key.endswith(":weekly_sync_and_digest") and item.owner.email == "mia@acme.test"
+        assert s.get(Cycle, cid).phase is Phase.PLAN
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """``aligncycle demo`` in a fresh process: exit 0, the recap's headline, the report, and
+    nothing from Prefect on the terminal (its runs go to the session's server)."""
+    home = tmp_path / "prefect"
+    home.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "ALIGNCYCLE_"))
+    }
+    env |= {
+        "ALIGNCYCLE_DATA_DIR": str(tmp_path / "data"),
+        "PREFECT_API_URL": prefect_server,  # the session's server: no second server to start
+        "PREFECT_HOME": str(home),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "from aligncycle.demo import main; raise SystemExit(main())"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    out = proc.stdout
+    assert 'Recap of cycle 1 "Q1 hand-off alignment"' in out
+    assert "gaps found     7 (4 accepted, 2 deferred, 1 rejected)" in out
+    assert "actions        8: 4 done, 3 late, 1 dropped" in out
+    assert "survey         mean 3.6 / 5 from 10 responses" in out
+    report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
+    assert f"Report: {report}" in out
+    assert report.read_text(encoding="utf-8").startswith("# Recap — cycle 1: Q1 hand-off")
+    assert "Traceback" not in out
+
+
+def test_the_demo_never_removes_a_folder_it_did_not_make(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from aligncycle import demo
+
+    mine = tmp_path / "precious"
+    mine.mkdir()
+    (mine / "aligncycle.db").write_text("a user's store")
+    monkeypatch.setenv("ALIGNCYCLE_DEMO_DIR", str(mine))
+    assert demo.main() == 1
+    assert (mine / "aligncycle.db").read_text() == "a user's store"
