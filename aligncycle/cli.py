@@ -1026,18 +1026,19 @@ def action_list(
             owner_id = person_by_email(s, owner).id
         if cycle is not None:
             _cycle(s, cycle)  # an unknown cycle is an error, not an empty list
-        items = actions.list_actions(
-            s,
-            cycle_id=cycle,
-            owner_id=owner_id,
-            team=team,
-            status=status,
-            open_only=open_ or overdue,
-            due_before=today - timedelta(days=1) if overdue else None,
-        )
+        filters: dict[str, Any] = {
+            "cycle_id": cycle,
+            "owner_id": owner_id,
+            "team": team,
+            "status": status,
+            "open_only": open_ or overdue,
+            "due_before": today - timedelta(days=1) if overdue else None,
+        }
         if json_:
+            items = actions.list_actions(s, **filters)
             out: list[Any] = [ActionItemRead.model_validate(i) for i in items]
-        else:  # the table reads the loaded rows directly: lists can be long
+        else:  # the table shows only the owner: no counterparts to load, no schema per row
+            items = s.scalars(actions.action_query(**filters)).unique().all()
             out = [
                 [
                     a.id,

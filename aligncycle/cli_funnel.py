@@ -93,8 +93,10 @@ def funnel_import(
     ),
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
-    """Import CSV exports through a mapping. Re-importing a file changes nothing; bad rows go
-    to a rejects file and are counted; a wrong mapping or unreadable file changes nothing."""
+    """Import CSV exports through a profile or your own mapping.
+
+    Re-importing a file changes nothing; bad rows go to a rejects file and are counted; a wrong
+    mapping or an unreadable file is refused and changes nothing."""
     from models.funnel.importer import import_files
     from models.funnel.mapping import load_mapping_file, load_profile
 
@@ -408,8 +410,10 @@ def kpi_gaps(
     as_: str | None = cc.ACTOR_OPTION,
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
-    """Check the playbook's KPI rules against the cycle's baseline and record a gap, with its
-    evidence, for each failed check (re-running records nothing twice)."""
+    """Record a gap, with its evidence, for each KPI rule the cycle's baseline fails.
+
+    The checks are the playbook's kpi_rules and question kpi checks; re-running records
+    nothing twice."""
     from models.errors import Forbidden
     from models.funnel.evidence import evaluate_gap_rules
     from models.rules import can_decide_gap
@@ -452,8 +456,9 @@ def kpi_target(
     as_: str | None = cc.ACTOR_OPTION,
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
-    """Give an action item a measurable target: a KPI, its baseline, the target and the
-    window it is measured over. Recap measures it."""
+    """Give an action item a measurable target (KPI, baseline, target, window).
+
+    Recap measures it against the baseline."""
     from models.funnel.evidence import TargetRead, TargetSet, set_target
     from models.funnel.kpis import format_value
     from models.schemas import parse_input
@@ -483,8 +488,10 @@ def kpi_target(
 
 @kpi_app.command("recap")
 def kpi_recap(cycle_id: int = typer.Argument(...), json_out: bool = cc.JSON_OPTION) -> None:
-    """Did we see improvements? Every KPI and target against the baseline, and where the
-    team's survey and the numbers disagree (stored when the cycle is in recap)."""
+    """Did we see improvements? Every KPI and target measured against the baseline.
+
+    Flags where the team's survey and the numbers disagree; stored when the cycle is in
+    recap."""
     from models.funnel.evidence import measure_recap
     from models.funnel.kpis import format_value
     from models.services.cycles import get_cycle

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -70,20 +71,39 @@ def quiet_prefect() -> None:
     import flows.runtime  # noqa: F401
 
 
-def server_url() -> str | None:
-    """The configured Prefect API URL if a server answers there, else None."""
+def configured_api_url() -> str | None:
     quiet_prefect()
-    import httpx
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+def server_url() -> str | None:
+    """The configured Prefect API URL if a server answers there, else None."""
+    import httpx
+
+    url = configured_api_url()
     if not url:
         return None
     try:
-        ok = httpx.get(f"{str(url).rstrip('/')}/health", timeout=3).status_code == 200
+        ok = httpx.get(f"{url.rstrip('/')}/health", timeout=3).status_code == 200
     except httpx.HTTPError:
         ok = False
-    return str(url) if ok else None
+    return url if ok else None
+
+
+@contextmanager
+def _without_dead_server(url: str | None) -> Iterator[list[str]]:
+    """Flows run in this process; if the configured server does not answer, against a
+    temporary local one instead (yields the note to show)."""
+    if not url or server_url():
+        yield []
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        yield [f"(no Prefect server answers at {url}: the flow ran in this process)"]
 
 
 def find_waiting_run(cycle_id: int) -> Any | None:
@@ -258,9 +278,13 @@ def _in_process(
 
     enable_log_file(log_file())
     with store.unit_of_work() as s:
-        phase = cycle_service.get_cycle(s, cycle_id).phase
-    if refresh and decision.decision == "advance":
-        run_phase(phase, cycle_id, today)  # what the gate looks at, up to date
+        cycle = cycle_service.get_cycle(s, cycle_id)
+        phase = cycle.phase
+        if refresh and decision.decision == "advance":
+            # What the gate looks at, up to date (e.g. gaps from answers given since the
+            # Identify flow last ran); written even if the gate then refuses: it is derived
+            # from what people entered, and the next flow run would write the same.
+            phases.refresh_phase(s, cycle, today)
     with store.unit_of_work() as s:
         outcome = phases.apply_decision(
             s,
@@ -331,7 +355,10 @@ def advance(
                 cycle = cycle_service.get_cycle(s, cycle_id)
                 outcome = phases.apply_decision(s, cycle, choice, today)
             return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
-        return _in_process(store, choice, cycle_id, today, refresh, to, expected_version)
+        with _without_dead_server(configured_api_url()) as note:
+            result = _in_process(store, choice, cycle_id, today, refresh, to, expected_version)
+        result.lines += note
+        return result
     finally:
         store.dispose()
 
@@ -346,16 +373,19 @@ def run_cycle(
     """``aligncycle cycle run``: drive the cycle, waiting for decisions between phases (blocks
     while it waits; best with a Prefect server, so the UI's form can answer too)."""
     quiet_prefect()
+    from prefect import tags
+
     from flows.cycle import DEFAULT_DECISION_TIMEOUT, DEFAULT_POLL_INTERVAL, cycle_flow
-    from flows.runtime import enable_log_file
+    from flows.runtime import cycle_tags, enable_log_file
 
     enable_log_file(log_file())
     with _store().unit_of_work() as s:
         cycle_service.get_cycle(s, cycle_id)  # NotFound before starting anything
     if on_start is not None:
         on_start()
-    return cycle_flow(
-        cycle_id=cycle_id,
-        decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
-        poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
-    )
+    with tags(*cycle_tags(cycle_id)):
+        return cycle_flow(
+            cycle_id=cycle_id,
+            decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
+            poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
+        )

@@ -6,8 +6,8 @@ Each round, in fresh processes sharing one warm Prefect home (a temporary folder
 before timing; Prefect runs in-process, as in ``make demo``):
 
 - ``demo``:  ``aligncycle demo`` on a fresh demo store;
-- ``floor``: the same flow runs, each with the same task runs (same names, same tags, the same
-  ones submitted together) but empty bodies: what Prefect itself costs for this shape, read back
+- ``floor``: the same flow runs, each with the same task runs (same names, same tags, same
+  order) but empty bodies: what Prefect itself costs for this shape, read back
   from the Prefect database after the demo;
 - ``bare``:  the same flow runs without any task, for the per-task overhead
   ((floor - bare) / task runs).
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import statistics
@@ -39,17 +38,19 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 RESULTS = HERE / "results" / "demo.md"
 TARGET = 1.5
-#: Task runs the flows submit together (checklist items, check-ins).
-CONCURRENT = re.compile(r"^(identify|plan|execute|recap)\.|^check-in: ")
 
 
 # --- the floor: the demo's shape, empty --------------------------------------------------------
 
 
+def _quiet() -> None:
+    """The demo's quiet Prefect defaults, set before Prefect is imported."""
+    import flows  # noqa: F401
+
+
 def _replay(shape_file: str, with_tasks: bool) -> None:
     """Run the recorded flow runs (with their task runs, or none) with empty bodies."""
-    import flows  # noqa: F401 - the same quiet Prefect defaults as the demo
-
+    _quiet()
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
@@ -62,18 +63,8 @@ def _replay(shape_file: str, with_tasks: bool) -> None:
         return None
 
     def body(tasks: list[dict[str, Any]]) -> None:
-        batch: list[Any] = []
         for t in tasks:
-            run = noop.with_options(task_run_name=lambda n=t["name"]: n, tags=t["tags"])
-            if CONCURRENT.match(t["name"]):
-                batch.append(run.submit())
-                continue
-            for f in batch:
-                f.result()
-            batch = []
-            run()
-        for f in batch:
-            f.result()
+            noop.with_options(task_run_name=lambda n=t["name"]: n, tags=t["tags"])()
 
     flows_by_name: dict[str, Any] = {}
     with no_heartbeat():
@@ -196,7 +187,7 @@ def report(result: dict[str, Any], load_before: str) -> str:
         f"engineers' work: load average {load_before} at the start",
         "- method: `python -m bench demo`; fresh processes on one warm Prefect home (ephemeral "
         "server, SQLite), as `make demo` runs; floor = the demo's own flow runs and task runs "
-        "(names, tags, concurrent submission) replayed with empty bodies; bare = the same flow "
+        "(names, tags, order) replayed with empty bodies; bare = the same flow "
         "runs without tasks",
         f"- shape: {rounds[-1]['flows']} flow runs, {tasks} task runs "
         f"({rounds[-1]['tagged']} tagged with phase and owner)",
@@ -214,7 +205,8 @@ def report(result: dict[str, Any], load_before: str) -> str:
         f"- median demo: **{med['demo']:.1f} s**; median floor: {med['floor']:.1f} s; "
         f"bare flows: {med['bare']:.1f} s",
         f"- demo / floor: **{ratio:.2f}** (target <= {TARGET}: {verdict})",
-        f"- Prefect's overhead per task run (floor - bare) / task runs: **{per_task * 1000:.0f} ms**",
+        f"- Prefect's overhead per task run, (floor - bare) / task runs: "
+        f"**{per_task * 1000:.0f} ms**",
         f"- demo output on stderr: {'none (quiet)' if quiet else 'NOT EMPTY'}",
         "",
     ]
@@ -222,7 +214,9 @@ def report(result: dict[str, Any], load_before: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--floor", metavar="SHAPE", help=argparse.SUPPRESS)
     parser.add_argument("--bare", metavar="SHAPE", help=argparse.SUPPRESS)

@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from flows import notify
@@ -170,12 +171,22 @@ def run_job(
 # --- Prefect: two tasks per flow ------------------------------------------------------------
 
 
-@task(name="plan-notifications")
+#: Both tasks are idempotent (keys, claims), so a transient failure (a dropped database
+#: connection) is simply retried; nothing is cached between runs.
+TASK_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 5,
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+}
+
+
+@task(name="plan-notifications", **TASK_OPTIONS)
 def plan_task(name: str, today: date, policy: dict[str, Any]) -> dict[str, Any]:
     return plan_job(name, default_store(), today, policy_from(**policy))
 
 
-@task(name="deliver-notifications")
+@task(name="deliver-notifications", **TASK_OPTIONS)
 def deliver_task(name: str, workers: int, stale_after_seconds: float) -> dict[str, Any]:
     return deliver_job(name, default_store(), workers, stale_after_seconds)
 
@@ -195,7 +206,7 @@ def _run_flow(name: str, today: date | None, policy: dict[str, Any], workers: in
 STALE = notify.DEFAULT_STALE_AFTER.total_seconds()
 
 
-@flow(name="execute-checkins", log_prints=False)
+@flow(name="execute-checkins")
 def execute_checkins(
     today: date | None = None,
     cadence: str = "weekly",

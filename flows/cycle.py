@@ -19,7 +19,7 @@ import itertools
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +32,7 @@ from flows.runtime import (
     publish_markdown,
     store,
     tag_flow_run,
+    untagged,
 )
 from models.enums import Phase
 from models.errors import Conflict, DomainError
@@ -66,6 +67,17 @@ def decision_prompt(cycle_id: int, today: date) -> str:
         return phases.decision_prompt(s, cycle_service.get_cycle(s, cycle_id), today)
 
 
+@task(name="refresh the phase", **WRITER)
+def refresh(cycle_id: int, today: date) -> None:
+    try:
+        with store().unit_of_work() as s:
+            phases.refresh_phase(s, cycle_service.get_cycle(s, cycle_id), today)
+    except Conflict:
+        raise  # retried
+    except DomainError as exc:  # e.g. the cycle moved on meanwhile: the decision will say so
+        get_run_logger().warning("refresh skipped: %s", exc)
+
+
 @task(name="apply the decision", **WRITER)
 def decide(cycle_id: int, decision: PhaseDecision, today: date, expected: Phase) -> Decided:
     """The point person's decision through the domain's rules; a refusal is an answer too."""
@@ -94,7 +106,7 @@ def decision_form(description: str) -> Any:
 def _run_phase(phase: Phase, cycle_id: int, today: date | None) -> Any:
     """A phase's flow as a subflow (heartbeat off); a domain refusal is logged, not fatal."""
     try:
-        with no_heartbeat():
+        with no_heartbeat(), tags(*cycle_tags(cycle_id), f"phase:{phase}"):
             return phase_flow(phase)(cycle_id=cycle_id, today=today)
     except DomainError as exc:
         get_run_logger().warning("%s flow refused: %s", phase, exc)
@@ -110,56 +122,58 @@ def cycle_flow(
 ) -> list[DecisionOutcome]:
     """Drive a cycle from its current phase to closed (or until a point person stops the run),
     waiting for the point person's decision after each phase."""
-    logger = get_run_logger()
-    tag_flow_run(*cycle_tags(cycle_id))
-    outcomes: list[DecisionOutcome] = []
-    phase = current_phase(cycle_id)
-    if phase is Phase.CLOSED:
-        logger.info("cycle %s is closed; nothing to run", cycle_id)
-        return outcomes
-    _run_phase(phase, cycle_id, today)
-    for round_ in itertools.count(1):
-        description = decision_prompt(cycle_id, today or date.today())
-        try:
-            answer = pause_flow_run(
-                wait_for_input=decision_form(description),
-                timeout=decision_timeout,
-                poll_interval=poll_interval,
-                key=f"decision-{phase}-{round_}",
+    with untagged():
+        logger = get_run_logger()
+        tag_flow_run(*cycle_tags(cycle_id))
+        outcomes: list[DecisionOutcome] = []
+        phase = current_phase(cycle_id)
+        if phase is Phase.CLOSED:
+            logger.info("cycle %s is closed; nothing to run", cycle_id)
+            return outcomes
+        _run_phase(phase, cycle_id, today)
+        for round_ in itertools.count(1):
+            description = decision_prompt(cycle_id, today or date.today())
+            try:
+                answer = pause_flow_run(
+                    wait_for_input=decision_form(description),
+                    timeout=decision_timeout,
+                    poll_interval=poll_interval,
+                    key=f"decision-{phase}-{round_}",
+                )
+                decision = PhaseDecision.model_validate(answer.model_dump())
+            except ValidationError as exc:
+                message = f"decision refused: {validation_message(exc)}"
+                logger.warning(message)
+                title = f"Cycle {cycle_id}: decision refused"
+                publish_markdown(cycle_id, "decision", message, title)
+                continue
+            logger.info("decision from %s: %s", decision.decided_by, decision.decision)
+            if decision.decision == "advance":
+                # What the gate looks at, up to date with what was entered while waiting.
+                refresh(cycle_id, today or date.today())
+            decided = decide.with_options(
+                tags=[f"phase:{phase}", f"owner:{decision.decided_by.lower()}"]
+            )(cycle_id, decision, today or date.today(), phase)
+            publish_markdown(
+                cycle_id, "decision", decided.message, f"Cycle {cycle_id}: {decided.message}"
             )
-            decision = PhaseDecision.model_validate(answer.model_dump())
-        except ValidationError as exc:
-            message = f"decision refused: {validation_message(exc)}"
-            logger.warning(message)
-            publish_markdown(cycle_id, "decision", message, f"Cycle {cycle_id}: decision refused")
-            continue
-        logger.info("decision from %s: %s", decision.decided_by, decision.decision)
-        if decision.decision == "advance":
-            # Refresh what the gate looks at (answers, gaps, proposals given while waiting).
-            _run_phase(phase, cycle_id, today)
-        decided = decide.with_options(
-            tags=[f"phase:{phase}", f"owner:{decision.decided_by.lower()}"]
-        )(cycle_id, decision, today or date.today(), phase)
-        publish_markdown(
-            cycle_id, "decision", decided.message, f"Cycle {cycle_id}: {decided.message}"
-        )
-        if not decided.applied:
-            logger.warning(decided.message)
-            if decided.phase is not phase:  # someone else moved the cycle meanwhile
+            if not decided.applied:
+                logger.warning(decided.message)
+                if decided.phase is not phase:  # someone else moved the cycle meanwhile
+                    phase = decided.phase
+                    if phase is Phase.CLOSED:
+                        break
+                    _run_phase(phase, cycle_id, today)
+                continue
+            assert decided.outcome is not None
+            outcomes.append(decided.outcome)
+            logger.info(decided.message)
+            if decided.outcome.stopped:
+                break
+            if decided.outcome.advanced:
                 phase = decided.phase
+                # The next phase's flow; closing writes the final recap report.
+                _run_phase(Phase.RECAP if phase is Phase.CLOSED else phase, cycle_id, today)
                 if phase is Phase.CLOSED:
                     break
-                _run_phase(phase, cycle_id, today)
-            continue
-        assert decided.outcome is not None
-        outcomes.append(decided.outcome)
-        logger.info(decided.message)
-        if decided.outcome.stopped:
-            break
-        if decided.outcome.advanced:
-            phase = decided.phase
-            # The next phase's flow; closing writes the final recap report.
-            _run_phase(Phase.RECAP if phase is Phase.CLOSED else phase, cycle_id, today)
-            if phase is Phase.CLOSED:
-                break
-    return outcomes
+        return outcomes

@@ -12,11 +12,10 @@ from flows.runtime import (
     WRITER,
     artifact_key,
     check_phase,
-    cycle_tags,
     open_checklist,
     publish_markdown,
     store,
-    tag_flow_run,
+    untagged,
 )
 from models.enums import Phase
 from models.services import actions as action_service
@@ -54,31 +53,26 @@ def progress(cycle_id: int, today: date, written: int) -> phases.ExecuteReport:
 def execute_flow(cycle_id: int, today: date | None = None) -> phases.ExecuteReport:
     """One check-in pass: progress, overdue items, the confidence roll-up and the success
     measures. Safe to run again and again (it is meant to be scheduled)."""
-    today = today or date.today()
-    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.EXECUTE}")
-    check_phase(cycle_id, Phase.EXECUTE)
-    open_checklist(cycle_id, Phase.EXECUTE)
-    futures = []
-    for action_id, title, owner in open_actions(cycle_id):
-        name = f"check-in: {title}"[:120]
-        futures.append(
-            check_in.with_options(
-                task_run_name=lambda name=name: name,
+    with untagged():
+        today = today or date.today()
+        check_phase(cycle_id, Phase.EXECUTE)
+        open_checklist(cycle_id, Phase.EXECUTE)
+        written = 0
+        for action_id, title, owner in open_actions(cycle_id):
+            written += check_in.with_options(
+                task_run_name=lambda name=f"check-in: {title}"[:120]: name,
                 tags=[f"phase:{Phase.EXECUTE}", f"owner:{owner}"],
-            ).submit(action_id, today)
+            )(action_id, today)
+        report = progress(cycle_id, today, written)
+        create_progress_artifact(
+            report.percent_done,
+            key=artifact_key(cycle_id, "progress"),
+            description=f"Action items of cycle {cycle_id} done, {today.isoformat()}",
         )
-    # Together, as the checklist: one item per task, each in its own transaction.
-    written = sum(bool(f.result()) for f in futures)
-    report = progress(cycle_id, today, written)
-    create_progress_artifact(
-        report.percent_done,
-        key=artifact_key(cycle_id, "progress"),
-        description=f"Action items of cycle {cycle_id} done, {today.isoformat()}",
-    )
-    publish_markdown(
-        cycle_id,
-        "execute",
-        phases.render_execute_markdown(report),
-        f"Execute check-in of cycle {cycle_id}, {today.isoformat()}",
-    )
-    return report
+        publish_markdown(
+            cycle_id,
+            "execute",
+            phases.render_execute_markdown(report),
+            f"Execute check-in of cycle {cycle_id}, {today.isoformat()}",
+        )
+        return report

@@ -10,12 +10,11 @@ from flows.runtime import (
     TASK,
     WRITER,
     check_phase,
-    cycle_tags,
     open_checklist,
     publish_markdown,
     publish_table,
     store,
-    tag_flow_run,
+    untagged,
 )
 from models.enums import Phase
 from models.services import cycles as cycle_service
@@ -41,19 +40,19 @@ def gap_analysis(cycle_id: int, today: date, new_gap_ids: list[int]) -> phases.I
 def identify_flow(cycle_id: int, today: date | None = None) -> phases.IdentifyReport:
     """Open the Identify checklist for its owners, record gaps from the answers given so far,
     and publish the gap analysis (a summary and a table of gaps). Safe to run again."""
-    today = today or date.today()
-    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.IDENTIFY}")
-    check_phase(cycle_id, Phase.IDENTIFY)
-    open_checklist(cycle_id, Phase.IDENTIFY)
-    new = collect_gaps(cycle_id)
-    report = gap_analysis(cycle_id, today, new)
-    publish_markdown(
-        cycle_id,
-        "identify",
-        phases.render_identify_markdown(report),
-        f"Identify summary of cycle {cycle_id}",
-    )
-    publish_table(
-        cycle_id, "gaps", phases.gaps_table(report), f"Gap analysis of cycle {cycle_id}"
-    )
-    return report
+    with untagged():
+        today = today or date.today()
+        check_phase(cycle_id, Phase.IDENTIFY)
+        open_checklist(cycle_id, Phase.IDENTIFY)
+        new = collect_gaps(cycle_id)
+        report = gap_analysis(cycle_id, today, new)
+        publish_markdown(
+            cycle_id,
+            "identify",
+            phases.render_identify_markdown(report),
+            f"Identify summary of cycle {cycle_id}",
+        )
+        publish_table(
+            cycle_id, "gaps", phases.gaps_table(report), f"Gap analysis of cycle {cycle_id}"
+        )
+        return report

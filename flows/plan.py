@@ -10,12 +10,11 @@ from flows.runtime import (
     TASK,
     WRITER,
     check_phase,
-    cycle_tags,
     open_checklist,
     publish_markdown,
     publish_table,
     store,
-    tag_flow_run,
+    untagged,
 )
 from models.enums import Phase
 from models.services import cycles as cycle_service
@@ -41,19 +40,19 @@ def plan_summary(cycle_id: int, today: date, proposed: list[int]) -> phases.Plan
 def plan_flow(cycle_id: int, today: date | None = None) -> phases.PlanReport:
     """Open the Plan checklist, propose action items for accepted gaps from the playbook's
     templates, check the plan gate and publish the plan. Safe to run again."""
-    today = today or date.today()
-    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.PLAN}")
-    check_phase(cycle_id, Phase.PLAN)
-    open_checklist(cycle_id, Phase.PLAN)
-    proposed = propose(cycle_id, today)
-    report = plan_summary(cycle_id, today, proposed)
-    publish_markdown(
-        cycle_id, "plan", phases.render_plan_markdown(report), f"Plan of cycle {cycle_id}"
-    )
-    publish_table(
-        cycle_id,
-        "actions",
-        phases.actions_table(report.actions),
-        f"Action items of cycle {cycle_id}",
-    )
-    return report
+    with untagged():
+        today = today or date.today()
+        check_phase(cycle_id, Phase.PLAN)
+        open_checklist(cycle_id, Phase.PLAN)
+        proposed = propose(cycle_id, today)
+        report = plan_summary(cycle_id, today, proposed)
+        publish_markdown(
+            cycle_id, "plan", phases.render_plan_markdown(report), f"Plan of cycle {cycle_id}"
+        )
+        publish_table(
+            cycle_id,
+            "actions",
+            phases.actions_table(report.actions),
+            f"Action items of cycle {cycle_id}",
+        )
+        return report

@@ -13,12 +13,11 @@ from pydantic import BaseModel
 from flows.runtime import (
     WRITER,
     check_phase,
-    cycle_tags,
     open_checklist,
     publish_markdown,
     reports_dir,
     store,
-    tag_flow_run,
+    untagged,
 )
 from models.enums import Phase
 from models.services import cycles as cycle_service
@@ -60,12 +59,13 @@ def write_report(cycle_id: int, markdown: str) -> str:
 def recap_flow(cycle_id: int, today: date | None = None) -> RecapResult:
     """Build the recap from what happened (done, dropped and late items, decided gaps, the
     survey, growth areas), publish it as an artifact and a report file. Safe to run again."""
-    today = today or date.today()
-    tag_flow_run(*cycle_tags(cycle_id), f"phase:{Phase.RECAP}")
-    check_phase(cycle_id, Phase.RECAP, Phase.CLOSED)
-    open_checklist(cycle_id, Phase.RECAP)
-    report = build(cycle_id, today)
-    markdown = phases.render_recap_markdown(report)
-    path = write_report(cycle_id, markdown)
-    publish_markdown(cycle_id, "recap", markdown, f"Recap of cycle {cycle_id}: {report.headline}")
-    return RecapResult(report=report, path=path)
+    with untagged():
+        today = today or date.today()
+        check_phase(cycle_id, Phase.RECAP, Phase.CLOSED)
+        open_checklist(cycle_id, Phase.RECAP)
+        report = build(cycle_id, today)
+        markdown = phases.render_recap_markdown(report)
+        path = write_report(cycle_id, markdown)
+        description = f"Recap of cycle {cycle_id}: {report.headline}"
+        publish_markdown(cycle_id, "recap", markdown, description)
+        return RecapResult(report=report, path=path)

@@ -14,12 +14,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import tags, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TagsContext
 
 from flows import QUIET_DEFAULTS, configure_environment
 from models.config import StoreSettings
@@ -87,8 +89,8 @@ def reports_dir() -> Path:
 # --- log file and heartbeat -----------------------------------------------------------------
 
 
-class _LogFile(logging.FileHandler):
-    """Marks the handler this module added (added once per path)."""
+class _LogFile(RotatingFileHandler):
+    """Marks the handler this module added (added once per path); 3 files of 5 MB at most."""
 
 
 def enable_log_file(path: Path) -> Path:
@@ -99,7 +101,7 @@ def enable_log_file(path: Path) -> Path:
     for h in root.handlers:
         if isinstance(h, _LogFile) and Path(h.baseFilename) == path.resolve():
             return path
-    handler = _LogFile(path, encoding="utf-8", delay=True)
+    handler = _LogFile(path, maxBytes=5_000_000, backupCount=2, encoding="utf-8", delay=True)
     handler.setLevel(logging.INFO)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -131,28 +133,56 @@ def no_heartbeat() -> Iterator[None]:
 
 
 def run_phase(phase: Phase, cycle_id: int, today: date | None = None) -> Any:
-    """Run one phase's flow in this process, heartbeat off."""
-    with no_heartbeat():
+    """Run one phase's flow in this process: heartbeat off, the run tagged with its cycle."""
+    with no_heartbeat(), tags(*cycle_tags(cycle_id), f"phase:{phase}"):
         return phase_flow(phase)(cycle_id=cycle_id, today=today)
 
 
-def tag_flow_run(*tags: str) -> None:
-    """Add tags to the current flow run (one API call). Unlike ``prefect.tags(...)`` around
-    the call, they do not reach the task runs: a tagged task run costs a concurrency-slot
-    round trip to the server (measured: 0.2 s a task on a busy machine, 1 s for a new tag
-    set), so only the tasks that show who owes what carry tags."""
+@contextmanager
+def untagged() -> Iterator[None]:
+    """Inside a flow body: task runs do not inherit the flow run's tags.
+
+    A tagged task run asks the server for its tags' concurrency slots, and on the embedded
+    SQLite server such a write often meets a busy database (503, then a 2 s client back-off:
+    measured). So only the tasks that show who owes what carry tags (phase and owner)."""
+    with TagsContext(current_tags=set()):
+        yield
+
+
+def tag_flow_run(*wanted: str) -> None:
+    """Make sure the current flow run carries these tags (an API call only if some are
+    missing, e.g. when the run was started from a deployment or the UI)."""
     from prefect.client.orchestration import get_client
-    from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
     have = set(ctx.flow_run.tags)
-    wanted = have | set(tags)
-    if wanted != have:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(ctx.flow_run.id, tags=sorted(wanted))
-        ctx.flow_run.tags = sorted(wanted)
+    if set(wanted) <= have:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(ctx.flow_run.id, tags=sorted(have | set(wanted)))
+    ctx.flow_run.tags = sorted(have | set(wanted))
+
+
+#: How long a task run's tag set is known to have no concurrency limit (Prefect: 5 s).
+NO_LIMITS_TTL = 300.0
+
+
+def _remember_tags_without_limits() -> None:
+    """Prefect 3.8 asks the server about a task run's tag set again once its "no concurrency
+    limit" answer is 5 s old; on the embedded SQLite server that request often costs 2 s (a
+    busy database, a 503, a client back-off). aligncycle's tags (phase, owner) carry no
+    limits, so the answer is kept for 5 minutes; a limit created meanwhile applies after."""
+    import cachetools
+    from prefect.concurrency import services
+
+    cache = getattr(services, "_no_limits_cache", None)
+    if isinstance(cache, cachetools.TTLCache) and cache.ttl < NO_LIMITS_TTL:
+        services._no_limits_cache = cachetools.TTLCache(maxsize=cache.maxsize, ttl=NO_LIMITS_TTL)
+
+
+_remember_tags_without_limits()
 
 
 def phase_flow(phase: Phase) -> Any:
@@ -222,18 +252,16 @@ def _short(text: str, limit: int) -> str:
 def open_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
     """Inside a flow: one task run per checklist item of the phase, named after its question
     and tagged with its phase and owner, so the Prefect UI shows who owes what."""
-    futures = []
-    for item in list_checklist(cycle_id, phase):
-        name = f"{phase}.{item.key}: {_short(item.text, 80)}"
-        futures.append(
-            checklist_item.with_options(
-                task_run_name=lambda name=name: name,
-                tags=[f"phase:{phase}", f"owner:{item.owner}"],
-            ).submit(item.item_id)
-        )
-    # Submitted together: each tagged task run waits on a round trip to the server for its
-    # tags' concurrency slots; these overlap instead of adding up (the tasks only read).
-    return [f.result() for f in futures]
+    # One after the other: submitting them together was slower (measured). A tagged task run
+    # asks the server for its tags' concurrency slots; a tag set new to the process costs a
+    # new Prefect service (0.1 s on an idle machine, 0.6 s on a busy one), later ones ~5 ms.
+    return [
+        checklist_item.with_options(
+            task_run_name=lambda name=f"{phase}.{item.key}: {_short(item.text, 80)}": name,
+            tags=[f"phase:{phase}", f"owner:{item.owner}"],
+        )(item.item_id)
+        for item in list_checklist(cycle_id, phase)
+    ]
 
 
 def artifact_key(cycle_id: int, what: str) -> str:

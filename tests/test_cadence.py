@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,6 +92,7 @@ class Receiver:
         self.status = 200
         self.hold_after: int | None = None
         self.holding = threading.Event()
+        self.held = 0
         self.released = threading.Event()
         receiver = self
 
@@ -124,11 +126,23 @@ class Receiver:
                 if self.status == 200:
                     self.messages.append(message)
                 return self.status
+        with self.lock:
+            self.held += 1
         self.holding.set()
         self.released.wait(timeout=300)
         with self.lock:
             self.dropped.append(message)
         return None
+
+    def wait_held(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` messages are held at once (every sender is stuck in a send)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.held >= count:
+                    return True
+            time.sleep(0.02)
+        return False
 
     def drop_held(self) -> None:
         """Answer nothing to the held messages, and take every later one normally."""
@@ -566,7 +580,7 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
     with world.unit_of_work() as s:
         d = svc.digest_content(s, TODAY)[cid]
     assert (d.total, d.done, d.dropped, d.percent_done) == (7, 1, 1, 17)
-    assert d.kpis == ["mql_to_sql_rate: no figures yet", "revenue: no figures yet"]
+    assert d.kpis == ["no funnel data imported yet (aligncycle funnel import)"]
     assert d.risks == [
         "late (Sam Sales): 2 days overdue (was due 2026-02-28)",
         "blocked (Mia Marketing): blocked",
@@ -576,6 +590,80 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
     text = d.text(TODAY)
     assert "Progress: 1 of 6 action items done (17%)" in text
     assert "Cycle 'Q1' (2026-01-31 to 2026-04-01, 30 day(s) left)" in text
+
+
+def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Store) -> None:
+    from datetime import UTC, datetime
+
+    from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
+
+    cid, _ = make_cycle(world, [("a", SAM, 3, OPEN)])
+    mql = datetime(2026, 2, 27, 9, tzinfo=UTC)  # in the last 7 days before TODAY
+    with world.engine.begin() as conn:
+        conn.execute(
+            FunnelRecord.__table__.insert(),
+            [
+                {
+                    "source": "t",
+                    "external_id": str(i),
+                    "mql_at": mql,
+                    "sql_at": mql + timedelta(days=1) if i == 0 else None,
+                }
+                for i in range(4)
+            ]
+            + [
+                {
+                    "source": "t",
+                    "external_id": "old",
+                    "mql_at": mql - timedelta(days=30),
+                    "sql_at": None,
+                }
+            ],
+        )
+        conn.execute(
+            CycleKpiSnapshot.__table__.insert(),
+            [
+                {
+                    "cycle_id": cid,
+                    "kind": "baseline",
+                    "kpi": "mql_to_sql_rate",
+                    "value": 0.1,
+                    "numerator": 1,
+                    "sample_size": 10,
+                    "window_start": START - timedelta(days=42),
+                    "window_end": START - timedelta(days=1),
+                    "sla_hours": 24,
+                    "computed_at": datetime(2026, 1, 31, tzinfo=UTC),
+                }
+            ],
+        )
+    with world.unit_of_work() as s:
+        kpis = svc.digest_content(s, TODAY)[cid].kpis
+    assert kpis[:2] == [
+        "MQL→SQL rate: 25.0% in the last 7 days (baseline 10.0%)",  # the playbook's KPI first
+        "MQL volume: 4 in the last 7 days",
+    ]
+    assert "Win rate: no data in the last 7 days" in kpis
+
+
+def test_a_failing_kpi_query_does_not_stop_the_digest(
+    world: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from models.funnel import kpis as funnel_kpis
+    from models.funnel.tables import FunnelRecord
+
+    def broken(session: Any, **kw: Any) -> Any:
+        session.execute(text("SELECT no_such_column FROM funnel_records"))
+
+    monkeypatch.setattr(funnel_kpis, "compute_kpis", broken)
+    make_cycle(world, [("a", SAM, 3, OPEN)])
+    with world.engine.begin() as conn:
+        conn.execute(FunnelRecord.__table__.insert(), [{"source": "t", "external_id": "1"}])
+    result = plan(world, svc.plan_digests)  # on PostgreSQL: the transaction survives
+    assert result.planned == 2
+    assert all("KPIs:\n- figures unavailable (" in n.body for n in rows(world))
 
 
 def test_digest_goes_to_both_teams_once_a_week(world: Store) -> None:

@@ -295,6 +295,13 @@ def company(receiver: Receiver) -> Iterator[tuple[Store, PrefectStack]]:
         stack.cli("--no-prompt", "deploy", "--all")
         yield store, stack
     finally:
+        if "prefect.logging.handlers" in sys.modules:  # this process ran flows: flush its logs
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            with prefect_settings(stack.api_url):
+                APILogWorker.drain_all(timeout=5)
+                EventsWorker.drain_all(timeout=5)
         stack.stop()
         store.dispose()
         drop_database(PG_ADMIN, store_db)
@@ -467,18 +474,23 @@ def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
             timeout=0,
             as_subflow=False,
         )
-    assert receiver.holding.wait(timeout=180), stack.log("worker.log")
+    # The digests go to two destinations (/sam and /marketing) and sends to one destination
+    # are serialised: once two sends are held, all four delivery threads of the run are stuck
+    # in (or waiting for) a send, so every message acknowledged so far is marked sent. Kill
+    # then. (A kill in the instant between a channel's acknowledgement and the mark is the
+    # documented at-least-once window.)
+    assert receiver.wait_held(2, timeout=180), stack.log("worker.log")
     worker = stack.workers[-1]
     kill_tree(worker, signal.SIGKILL)  # the worker and its flow-run process, mid-delivery
     receiver.drop_held()  # nothing held was acknowledged: the sender never knew
 
     with store.unit_of_work() as s:
-        stuck = s.scalar(
-            select(text("count(*)"))
-            .select_from(Notification.__table__)
-            .where(Notification.status == NotificationStatus.SENDING)
+        stuck = set(
+            s.scalars(
+                select(Notification.id).where(Notification.status == NotificationStatus.SENDING)
+            )
         )
-    assert stuck >= 1
+    assert len(stuck) >= 2  # claimed by the dead run: the two held, and any not sent yet
 
     stack.start_worker()
     # The re-run takes over the dead run's claims at once (the default waits 10 minutes).
@@ -494,13 +506,13 @@ def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
     assert len(running) >= 12
     assert len(digests) == len(set(digests)) == len(expected)  # nothing twice
     assert {(p, t.split(": ", 1)[1].split(" (")[0]) for p, t in digests} == expected  # none lost
-    assert receiver.dropped  # the interrupted sends, re-sent once by the second run
+    assert len(receiver.dropped) == 2  # the interrupted sends, re-sent once by the second run
     with store.unit_of_work() as s:
         week = s.scalars(
             select(Notification).where(Notification.key.like("digest:%:2026-W11#%"))
         ).all()
     assert len(week) == len(expected) and {n.status for n in week} == {NotificationStatus.SENT}
-    assert sum(n.attempts == 2 for n in week) == stuck
+    assert {n.attempts for n in week if n.id in stuck} == {2}  # taken over once, sent once
 
 
 def test_cli_cadence_run_is_a_flow_run_on_the_server(

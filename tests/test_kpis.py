@@ -343,3 +343,21 @@ def test_kpi_list_documents_every_formula(store: Store) -> None:
     res = run("kpi", "list", "--json")
     assert res.exit_code == 0
     assert [d["name"] for d in json.loads(res.stdout)] == list(KPI_NAMES)
+
+
+def test_a_touch_recorded_before_its_mql_counts_as_no_wait(store: Store) -> None:
+    """Same-day stages in the wrong order pass the import (exports mix dates and times); their
+    negative latency counts as 0 hours, it does not pull the median below zero."""
+    day = "2024-03-04"
+    load(
+        store,
+        {
+            "n1": {"mql_at": at(day, 10), "first_touch_at": at(day, 7)},  # -3 h
+            "n2": {"mql_at": at(day, 10), "first_touch_at": at(day, 9)},  # -1 h
+            "n3": {"mql_at": at(day, 10), "first_touch_at": at(day, 15)},  # 5 h
+        },
+    )
+    k = kpis(store, **MARCH).overall()
+    assert k["handoff_latency_median_hours"].value == 0.0
+    assert k["handoff_latency_p90_hours"].value == pytest.approx(4.0)  # 0 + 0.8 * 5
+    assert k["sla_attainment"].value == 1.0

@@ -32,6 +32,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -944,12 +945,17 @@ class Digest:
         )
 
 
+#: Funnel KPIs every digest shows (besides the playbook's own ones the funnel computes).
+DIGEST_KPIS = ("mql_volume", "mql_to_sql_rate", "sla_attainment", "win_rate")
+
+
 def _kpi_lines(
     session: Session, cycles: dict[int, Any], bodies: dict[int, dict[str, Any]], today: date
 ) -> dict[int, list[str]]:
-    """KPI lines per cycle. The seam for the funnel module: when ``models.funnel`` provides
-    ``digest_kpis(session, cycle_ids, today) -> {cycle_id: [line, ...]}`` its figures are used;
-    until then the digest lists the KPIs the cycle's playbook tracks."""
+    """KPI lines per cycle. ``models.funnel`` may provide its own
+    ``digest_kpis(session, cycle_ids, today) -> {cycle_id: [line, ...]}``; otherwise the
+    digest shows the funnel's figures for the last 7 days next to the cycle's baseline (see
+    :func:`_funnel_kpi_lines`); without the funnel module, the KPI names of the playbook."""
     try:
         from models import funnel  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -959,10 +965,70 @@ def _kpi_lines(
     provider = getattr(funnel, "digest_kpis", None)
     if provider is not None:
         return provider(session, sorted(cycles), today)
+    if funnel is not None:
+        guard = session.begin_nested() if _is_postgres(session) else nullcontext()
+        try:
+            with guard:  # a failing KPI query must not abort the plan's transaction
+                return _funnel_kpi_lines(session, cycles, bodies, today)
+        except Exception as exc:  # noqa: BLE001 - the digest goes out without figures
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return {cid: [f"figures unavailable ({reason})"] for cid in cycles}
     out = {}
     for cid, c in cycles.items():
         names = (bodies.get(c.playbook_id) or {}).get("kpis") or []
         out[cid] = [f"{name}: no figures yet" for name in names]
+    return out
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _funnel_kpi_lines(
+    session: Session, cycles: dict[int, Any], bodies: dict[int, dict[str, Any]], today: date
+) -> dict[int, list[str]]:
+    """The funnel's KPIs of the last 7 days (company-wide: one computation per distinct SLA
+    setting, not per cycle) next to each cycle's frozen baseline snapshot (one query)."""
+    from models.funnel import kpis as funnel_kpis
+    from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
+
+    if session.scalar(select(FunnelRecord.id).limit(1)) is None:
+        return {cid: ["no funnel data imported yet (aligncycle funnel import)"] for cid in cycles}
+    baselines: dict[int, dict[str, float | None]] = defaultdict(dict)
+    for chunk in _chunks(sorted(cycles)):
+        for cid, kpi, value in session.execute(
+            select(CycleKpiSnapshot.cycle_id, CycleKpiSnapshot.kpi, CycleKpiSnapshot.value).where(
+                CycleKpiSnapshot.cycle_id.in_(chunk), CycleKpiSnapshot.kind == "baseline"
+            )
+        ):
+            baselines[cid][kpi] = value
+    start, end = today - timedelta(days=7), today - timedelta(days=1)
+    current: dict[tuple[int, int], dict[str, Any]] = {}
+    out: dict[int, list[str]] = {}
+    for cid, c in cycles.items():
+        body = bodies.get(c.playbook_id) or {}
+        settings = body.get("settings") or {}
+        key = (int(settings.get("handoff_sla_hours") or 24), int(settings.get("stall_days") or 30))
+        if key not in current:
+            current[key] = funnel_kpis.compute_kpis(
+                session, start=start, end=end, sla_hours=key[0], stall_days=key[1]
+            ).overall()
+        values = current[key]
+        wanted = [k for k in (body.get("kpis") or []) if k in funnel_kpis.KPIS]
+        names = list(dict.fromkeys([*wanted, *DIGEST_KPIS]))
+        lines = []
+        for name in names:
+            if name not in funnel_kpis.KPIS:
+                continue
+            now = values.get(name)
+            line = (
+                f"{funnel_kpis.KPIS[name].title}: "
+                f"{funnel_kpis.format_value(name, now.value if now else None)} in the last 7 days"
+            )
+            if name in baselines.get(cid, {}):
+                line += f" (baseline {funnel_kpis.format_value(name, baselines[cid][name])})"
+            lines.append(line)
+        out[cid] = lines
     return out
 
 

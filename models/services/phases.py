@@ -1029,6 +1029,19 @@ def start_follow_up(
     return follow_up, carried or 0
 
 
+def refresh_phase(session: Session, cycle: Cycle, today: date) -> None:
+    """Bring what the current phase derives from people's input up to date, as its flow's
+    writing task does (idempotent): Identify's gaps from answers, Plan's proposals, Recap's
+    drafted retrospective. Called just before a decision, so the gate sees what was entered
+    while the decision was pending. Execute derives nothing its gate looks at."""
+    if cycle.phase is Phase.IDENTIFY:
+        identify_gaps_from_answers(session, cycle)
+    elif cycle.phase is Phase.PLAN:
+        propose_actions(session, cycle, today)
+    elif cycle.phase is Phase.RECAP:
+        build_recap(session, cycle, today)
+
+
 # --- reading the decision context (what the pause form shows) ------------------------------
 
 
