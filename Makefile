@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint bench serve clean
+.PHONY: demo test test-postgres test-integration lint bench serve clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash .ci/install-browser.sh   # Debian's Chromium for the browser journeys (no-op if present)
 	@$(BIN)/ruff check .
-	@$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -m "not integration"
 
 # The same suite against PostgreSQL (needs a server; CI has one on 127.0.0.1:5432).
 test-postgres: $(STAMP)
 	@ALIGNCYCLE_TEST_DATABASE_URL=$${ALIGNCYCLE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(BIN)/python -m pytest -q -m "not sqlite_only"
+		$(BIN)/python -m pytest -q -m "not sqlite_only and not integration"
+
+# A real Prefect server + worker on PostgreSQL, deployments, cadence flows (about 2 minutes).
+test-integration: $(STAMP)
+	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -1316,10 +1316,11 @@ def demo() -> None:
 
 
 def _register_areas() -> None:
-    from aligncycle import cli_funnel, cli_web
+    from aligncycle import cli_cadence, cli_funnel, cli_web
 
     cli_funnel.register(app)
     cli_web.register(app)
+    cli_cadence.register(app)
 
 
 _register_areas()

@@ -6,8 +6,9 @@ Two paths, one set of rules (``models.services.phases.apply_decision`` →
 - a Prefect server answers (``PREFECT_API_URL``) and a cycle run waits for this cycle: the
   decision resumes that paused run (its input is the decision); the run applies it, and this
   waits until the run has taken it (or ended) and reports the outcome;
-- otherwise, in this process: refresh the current phase (its flow, idempotent), apply the
-  decision, and run the next phase's flow.
+- otherwise, in this process: bring what the current phase derives up to date (the same
+  idempotent domain step its flow runs), apply the decision, and run the next phase's flow
+  (against a temporary local Prefect server when the configured one does not answer).
 
 A decision the domain refuses (not a point person, gate not met, ...) raises a
 :class:`~models.errors.DomainError` with a one-line message before anything is written or
@@ -79,11 +80,11 @@ def configured_api_url() -> str | None:
     return str(url) if url else None
 
 
-def server_url() -> str | None:
-    """The configured Prefect API URL if a server answers there, else None."""
+def server_url(url: str | None = None) -> str | None:
+    """The (configured) Prefect API URL if a server answers there, else None."""
     import httpx
 
-    url = configured_api_url()
+    url = url or configured_api_url()
     if not url:
         return None
     try:
@@ -94,10 +95,10 @@ def server_url() -> str | None:
 
 
 @contextmanager
-def _without_dead_server(url: str | None) -> Iterator[list[str]]:
+def _without_dead_server(url: str | None, alive: bool) -> Iterator[list[str]]:
     """Flows run in this process; if the configured server does not answer, against a
     temporary local one instead (yields the note to show)."""
-    if not url or server_url():
+    if not url or alive:
         yield []
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -193,6 +194,7 @@ def _resume(
             .order_by(Event.id.desc())
             .limit(1)
         )
+        follow: list[Any] = []
         if decision.decision == "stop":
             message = f"the cycle run {run.name!r} ended; cycle {cycle_id} stays in {cycle.phase}"
         elif applied is None:
@@ -206,8 +208,8 @@ def _resume(
             message = f"cycle {cycle_id} stays in {cycle.phase}: {decision.reason}"
         else:
             message = f"cycle {cycle_id} advanced from {before} to {cycle.phase}"
-            follow = phases.follow_up_cycles(s, cycle)
-            if decision.follow_up_title and follow:
+            follow = phases.follow_up_cycles(s, cycle) if decision.follow_up_title else []
+            if follow:
                 message += f"; follow-up cycle {follow[0].id} started"
         outcome = DecisionOutcome(
             cycle_id=cycle_id,
@@ -217,6 +219,7 @@ def _resume(
             phase=cycle.phase,
             advanced=cycle.phase is not before,
             stopped=decision.decision == "stop",
+            follow_up_cycle_id=follow[0].id if decision.decision == "advance" and follow else None,
             message=message,
         )
     lines = [message, f"(the waiting cycle run {run.name!r} took the decision)"]
@@ -339,14 +342,17 @@ def advance(
     store = _store()
     try:
         with store.unit_of_work() as s:
-            # Same checks as the run will make, read-only: refuse early and write nothing.
+            # Who decides, and what: refused here, nothing is written or resumed.
             cycle = cycle_service.get_cycle(s, cycle_id)
-            phases.check_decision(
-                s, cycle, choice, today, to=to, expected_version=expected_version
-            )
-        if use_server and server_url():
+            checks = {"to": to, "expected_version": expected_version}
+            phases.check_decision(s, cycle, choice, today, gate=False, **checks)
+        url = configured_api_url()
+        alive = bool(url and server_url(url))
+        if use_server and alive:
             run = find_waiting_run(cycle_id)
             if run is not None:
+                with store.unit_of_work() as s:  # the gate too, before waking the run
+                    phases.check_decision(s, cycle_service.get_cycle(s, cycle_id), choice, today)
                 return _resume(store, run, choice, cycle_id, today, wait)
         if choice.decision == "stop":
             raise InvalidInput(f"no cycle run waits for a decision on cycle {cycle_id}")
@@ -355,7 +361,7 @@ def advance(
                 cycle = cycle_service.get_cycle(s, cycle_id)
                 outcome = phases.apply_decision(s, cycle, choice, today)
             return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
-        with _without_dead_server(configured_api_url()) as note:
+        with _without_dead_server(url, alive) as note:
             result = _in_process(store, choice, cycle_id, today, refresh, to, expected_version)
         result.lines += note
         return result

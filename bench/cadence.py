@@ -384,8 +384,9 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
         "- due dates spread over -20..+40 days; 80-85% of the items due by the last simulated "
         "day finished, 15% of the later ones; each item assigned by one lead of its owner's team",
         "- method: `python -m bench cadence`; planning = the set-based queries and batched "
-        "INSERT ... ON CONFLICT DO NOTHING (one transaction); delivery = claim, send through "
-        "apprise, mark sent, one message at a time on 4 threads",
+        "INSERT ... ON CONFLICT DO NOTHING (one transaction); delivery = claim 50 in one "
+        "UPDATE, send each through apprise, mark it sent at once; 4 threads, one send per "
+        "destination at a time",
         "",
         "## Without Prefect: database work and delivery",
         "",
@@ -443,7 +444,23 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
                 "and state bookkeeping, the 1 s heartbeat wait of a sync flow; it does not grow "
                 "with the data",
             ]
-    lines += ["", f"Messages received by the HTTP receiver: {report.get('received', 0):,}", ""]
+    lines += [
+        "",
+        f"Messages received by the HTTP receiver: {report.get('received', 0):,}",
+        "",
+        "## Reading",
+        "",
+        "- Planning is a constant number of queries whatever the size (the candidates, people "
+        "and channels, existing keys, batched inserts): well under a second here.",
+        "- Delivery dominates the work: about 3-4 ms of CPU per message for apprise and the "
+        "HTTP request to a local receiver. Real channels answer in 100-500 ms, and apprise "
+        "paces some services per destination (Slack 1.2 s, SMTP 5.5 s between messages to "
+        "the same URL): messages to many destinations go in parallel, many messages to one "
+        "team channel go one by one.",
+        "- The per-run Prefect overhead through a worker (a fresh process per flow run) is "
+        "several seconds and independent of the data; in-process it is under a second.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -26,8 +26,8 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -146,6 +146,56 @@ def load_prefect_secrets(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _by_destination(
+    claimed: Sequence[svc.Outgoing], one: Callable[[svc.Outgoing], None], workers: int
+) -> None:
+    """Run ``one`` over a batch on ``workers`` threads, one message per destination at a time:
+    a destination apprise paces (Slack: a post per 1.2 s per webhook; SMTP: 5.5 s) holds up its
+    own messages only, while the other threads go on with other destinations. The first error
+    stops the batch (what is claimed and not sent is retried once the claim is stale)."""
+    queues: dict[str, deque[svc.Outgoing]] = {}
+    for out in claimed:
+        queues.setdefault(out.url or f"#{out.id}", deque()).append(out)
+    cond = threading.Condition()
+    busy: set[str] = set()
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            with cond:
+                while True:
+                    if failure:
+                        return
+                    ready = next((u for u, q in queues.items() if q and u not in busy), None)
+                    if ready is not None:
+                        break
+                    if not any(queues.values()):
+                        return
+                    cond.wait()
+                busy.add(ready)
+                out = queues[ready].popleft()
+            try:
+                one(out)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                with cond:
+                    failure.append(exc)
+            finally:
+                with cond:
+                    busy.discard(ready)
+                    cond.notify_all()
+
+    threads = [
+        threading.Thread(target=worker, daemon=True)
+        for _ in range(max(1, min(workers, len(queues))))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failure:
+        raise failure[0]
+
+
 def deliver(
     store: Store,
     kinds: Sequence[NotificationKind] | None = None,
@@ -202,23 +252,15 @@ def deliver(
 
     try:
         after = 0
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            while True:
-                with store.unit_of_work() as s:
-                    claimed = svc.claim_batch(
-                        s, claimer, stale_before, kinds, after_id=after, limit=batch
-                    )
-                if not claimed:
-                    break
-                futures = [pool.submit(one, out) for out in claimed]
-                try:
-                    for f in futures:
-                        f.result()
-                except BaseException:
-                    for f in futures:  # stop at once; unsent claims are retried once stale
-                        f.cancel()
-                    raise
-                after = claimed[-1].id
+        while True:
+            with store.unit_of_work() as s:
+                claimed = svc.claim_batch(
+                    s, claimer, stale_before, kinds, after_id=after, limit=batch
+                )
+            if not claimed:
+                break
+            _by_destination(claimed, one, workers)
+            after = claimed[-1].id
     finally:
         apprise_logger.removeHandler(logs)
     result.seconds = time.perf_counter() - started

@@ -1131,3 +1131,43 @@ def test_secret_indirection_reads_the_url_when_sending(world: Store, receiver: R
 
     assert deliver(world, secrets=secrets).sent == 1
     assert asked == [["sid-slack"]] and receiver.paths() == ["/from-the-secret"]
+
+
+def test_a_slow_destination_holds_up_only_its_own_messages(world: Store) -> None:
+    """Sends to one destination never overlap (apprise paces some services, e.g. Slack), and
+    the other threads go on with other destinations meanwhile."""
+    from flows.notify import deliver
+
+    # sam's reminders all go to /sam; meg's (team channel) to /marketing; mia's to /mia.
+    make_cycle(
+        world,
+        [(f"s{i}", SAM, 1, OPEN) for i in range(3)]
+        + [(f"o{i}", (MEG, MIA)[i % 2], 1, OPEN) for i in range(6)],
+    )
+    plan(world, svc.plan_reminders)
+    log: list[tuple[str, str]] = []
+    active: dict[str, int] = {}
+    overlap = False
+    lock = threading.Lock()
+
+    def sender(url: str, title: str, body: str) -> None:
+        nonlocal overlap
+        with lock:
+            active[url] = active.get(url, 0) + 1
+            overlap |= active[url] > 1
+            log.append(("start", url))
+        if url.endswith("/sam"):
+            time.sleep(0.3)
+        with lock:
+            active[url] -= 1
+            log.append(("end", url))
+
+    assert deliver(world, workers=2, sender=sender).sent == 9
+    assert not overlap
+    second_sam = [
+        i for i, (what, url) in enumerate(log) if what == "start" and url.endswith("/sam")
+    ][1]
+    others_done = [
+        i for i, (what, url) in enumerate(log) if what == "end" and not url.endswith("/sam")
+    ]
+    assert len(others_done) == 6 and max(others_done) < second_sam

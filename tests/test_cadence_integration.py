@@ -474,11 +474,11 @@ def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
             timeout=0,
             as_subflow=False,
         )
-    # The digests go to two destinations (/sam and /marketing) and sends to one destination
-    # are serialised: once two sends are held, all four delivery threads of the run are stuck
-    # in (or waiting for) a send, so every message acknowledged so far is marked sent. Kill
-    # then. (A kill in the instant between a channel's acknowledgement and the mark is the
-    # documented at-least-once window.)
+    # The digests go to two destinations (/sam and /marketing), and a destination gets one
+    # send at a time: once two sends are held, every delivery thread of the run is stuck in a
+    # send, so every message acknowledged so far is marked sent. Kill then. (A kill in the
+    # instant between a channel's acknowledgement and the mark is the documented
+    # at-least-once window.)
     assert receiver.wait_held(2, timeout=180), stack.log("worker.log")
     worker = stack.workers[-1]
     kill_tree(worker, signal.SIGKILL)  # the worker and its flow-run process, mid-delivery

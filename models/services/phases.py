@@ -908,8 +908,10 @@ def check_decision(
     *,
     to: Phase | None = None,
     expected_version: int | None = None,
+    gate: bool = True,
 ) -> Person:
     """Every check :func:`apply_decision` makes, without writing. Returns the decider.
+    ``gate=False`` leaves out the phase's gate (who decides, and what, only).
     ``expected_phase``: the phase the decision was asked in (a waiting run knows it);
     ``to``: the phase the decider expects next; ``expected_version``: the cycle as they read it."""
     check_version(cycle, expected_version, f"cycle {cycle.id}")
@@ -936,11 +938,17 @@ def check_decision(
             f"cycle {cycle.id} is in {cycle.phase}"
         )
     assert target is not None
-    check_transition(
-        as_actor(actor), cycle_service.facts(session, cycle), target, today, decision.reason
-    )
     if decision.follow_up_title and actor.role is not Role.POINT_PERSON:
         raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
+    if gate:
+        check_transition(
+            as_actor(actor), cycle_service.facts(session, cycle), target, today, decision.reason
+        )
+    elif target is not cycle.phase.next:
+        raise TransitionRefused(
+            f"phases advance in order: the cycle is in {cycle.phase}, "
+            f"so the next phase is {cycle.phase.next}, not {target}"
+        )
     return actor
 
 
