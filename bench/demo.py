@@ -6,8 +6,8 @@ Each round, in fresh processes sharing one warm Prefect home (a temporary folder
 before timing; Prefect runs in-process, as in ``make demo``):
 
 - ``demo``:  ``aligncycle demo`` on a fresh demo store;
-- ``floor``: the same flow runs, each with the same task runs (same names, same tags, same
-  order) but empty bodies: what Prefect itself costs for this shape, read back
+- ``floor``: the same flow runs, each with the same task runs (same names, same tags set the
+  same way, same order) but empty bodies: what Prefect itself costs for this shape, read back
   from the Prefect database after the demo;
 - ``bare``:  the same flow runs without any task, for the per-task overhead
   ((floor - bare) / task runs).
@@ -54,7 +54,7 @@ def _replay(shape_file: str, with_tasks: bool) -> None:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
-    from flows.runtime import no_heartbeat
+    from flows.runtime import no_heartbeat, without_limits
 
     shape = json.loads(Path(shape_file).read_text())
 
@@ -64,7 +64,9 @@ def _replay(shape_file: str, with_tasks: bool) -> None:
 
     def body(tasks: list[dict[str, Any]]) -> None:
         for t in tasks:
-            noop.with_options(task_run_name=lambda n=t["name"]: n, tags=t["tags"])()
+            # Tagged as the flows tag them (see flows.runtime.without_limits).
+            tags = without_limits(t["tags"])
+            noop.with_options(task_run_name=lambda n=t["name"]: n, tags=tags)()
 
     flows_by_name: dict[str, Any] = {}
     with no_heartbeat():

@@ -33,6 +33,7 @@ from flows.runtime import (
     store,
     tag_flow_run,
     untagged,
+    without_limits,
 )
 from models.enums import Phase
 from models.errors import Conflict, DomainError
@@ -152,7 +153,7 @@ def cycle_flow(
                 # What the gate looks at, up to date with what was entered while waiting.
                 refresh(cycle_id, today or date.today())
             decided = decide.with_options(
-                tags=[f"phase:{phase}", f"owner:{decision.decided_by.lower()}"]
+                tags=without_limits([f"phase:{phase}", f"owner:{decision.decided_by.lower()}"])
             )(cycle_id, decision, today or date.today(), phase)
             publish_markdown(
                 cycle_id, "decision", decided.message, f"Cycle {cycle_id}: {decided.message}"

@@ -16,6 +16,7 @@ from flows.runtime import (
     publish_markdown,
     store,
     untagged,
+    without_limits,
 )
 from models.enums import Phase
 from models.services import actions as action_service
@@ -61,7 +62,7 @@ def execute_flow(cycle_id: int, today: date | None = None) -> phases.ExecuteRepo
         for action_id, title, owner in open_actions(cycle_id):
             written += check_in.with_options(
                 task_run_name=lambda name=f"check-in: {title}"[:120]: name,
-                tags=[f"phase:{Phase.EXECUTE}", f"owner:{owner}"],
+                tags=without_limits([f"phase:{Phase.EXECUTE}", f"owner:{owner}"]),
             )(action_id, today)
         report = progress(cycle_id, today, written)
         create_progress_artifact(

@@ -142,9 +142,9 @@ def run_phase(phase: Phase, cycle_id: int, today: date | None = None) -> Any:
 def untagged() -> Iterator[None]:
     """Inside a flow body: task runs do not inherit the flow run's tags.
 
-    A tagged task run asks the server for its tags' concurrency slots, and on the embedded
-    SQLite server such a write often meets a busy database (503, then a 2 s client back-off:
-    measured). So only the tasks that show who owes what carry tags (phase and owner)."""
+    Every tagged task run costs a round of Prefect's tag concurrency machinery (see
+    :func:`without_limits`), so only the tasks that show who owes what carry tags (phase and
+    owner)."""
     with TagsContext(current_tags=set()):
         yield
 
@@ -165,24 +165,41 @@ def tag_flow_run(*wanted: str) -> None:
     ctx.flow_run.tags = sorted(have | set(wanted))
 
 
-#: How long a task run's tag set is known to have no concurrency limit (Prefect: 5 s).
+#: How long Prefect remembers that a task run's tag set has no concurrency limit (its own: 5 s).
 NO_LIMITS_TTL = 300.0
 
 
-def _remember_tags_without_limits() -> None:
-    """Prefect 3.8 asks the server about a task run's tag set again once its "no concurrency
-    limit" answer is 5 s old; on the embedded SQLite server that request often costs 2 s (a
-    busy database, a 503, a client back-off). aligncycle's tags (phase, owner) carry no
-    limits, so the answer is kept for 5 minutes; a limit created meanwhile applies after."""
-    import cachetools
-    from prefect.concurrency import services
-
+def _no_limits_cache() -> Any:
+    """Prefect 3.8's client-side cache of tag sets known to have no concurrency limit, made to
+    remember for :data:`NO_LIMITS_TTL` (None if this Prefect has no such cache)."""
+    try:
+        import cachetools
+        from prefect.concurrency import services
+    except ImportError:  # pragma: no cover - a Prefect without it: the slower default path
+        return None
     cache = getattr(services, "_no_limits_cache", None)
-    if isinstance(cache, cachetools.TTLCache) and cache.ttl < NO_LIMITS_TTL:
-        services._no_limits_cache = cachetools.TTLCache(maxsize=cache.maxsize, ttl=NO_LIMITS_TTL)
+    if not isinstance(cache, cachetools.TTLCache):
+        return None
+    if cache.ttl < NO_LIMITS_TTL:
+        cache = services._no_limits_cache = cachetools.TTLCache(
+            maxsize=cache.maxsize, ttl=NO_LIMITS_TTL
+        )
+    return cache
 
 
-_remember_tags_without_limits()
+def without_limits(task_tags: list[str]) -> list[str]:
+    """The tags, marked as carrying no concurrency limit; returns them.
+
+    Before it runs, a tagged task run asks the server for its tags' concurrency slots. On the
+    embedded SQLite server of Prefect 3.8.8 that request does an UPDATE even when no limit
+    exists, often meets a busy database and gets a 503, and the client waits 2 s before it
+    retries (measured: most of the demo's time). aligncycle's tags (phase, owner) are for
+    finding work in the UI, not for limits, so the question is answered here and the server is
+    not asked. A limit someone creates on such a tag applies within five minutes."""
+    cache = _no_limits_cache()
+    if cache is not None and task_tags:
+        cache[frozenset(f"tag:{t}" for t in task_tags)] = True
+    return task_tags
 
 
 def phase_flow(phase: Phase) -> Any:
@@ -252,13 +269,11 @@ def _short(text: str, limit: int) -> str:
 def open_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
     """Inside a flow: one task run per checklist item of the phase, named after its question
     and tagged with its phase and owner, so the Prefect UI shows who owes what."""
-    # One after the other: submitting them together was slower (measured). A tagged task run
-    # asks the server for its tags' concurrency slots; a tag set new to the process costs a
-    # new Prefect service (0.1 s on an idle machine, 0.6 s on a busy one), later ones ~5 ms.
+    # One after the other: submitting them together was slower (measured).
     return [
         checklist_item.with_options(
             task_run_name=lambda name=f"{phase}.{item.key}: {_short(item.text, 80)}": name,
-            tags=[f"phase:{phase}", f"owner:{item.owner}"],
+            tags=without_limits([f"phase:{phase}", f"owner:{item.owner}"]),
         )(item.item_id)
         for item in list_checklist(cycle_id, phase)
     ]
