@@ -9,6 +9,7 @@ before timing; Prefect runs in-process, as in ``make demo``):
 - ``floor``: the same flow runs, each with the same task runs (same names, same tags set the
   same way, same order) but empty bodies: what Prefect itself costs for this shape, read back
   from the Prefect database after the demo;
+- ``untagged``: the floor without tags (what the tags add);
 - ``bare``:  the same flow runs without any task, for the per-task overhead
   ((floor - bare) / task runs).
 
@@ -48,7 +49,7 @@ def _quiet() -> None:
     import flows  # noqa: F401
 
 
-def _replay(shape_file: str, with_tasks: bool) -> None:
+def _replay(shape_file: str, with_tasks: bool, with_tags: bool = True) -> None:
     """Run the recorded flow runs (with their task runs, or none) with empty bodies."""
     _quiet()
     from prefect import flow, task
@@ -65,7 +66,7 @@ def _replay(shape_file: str, with_tasks: bool) -> None:
     def body(tasks: list[dict[str, Any]]) -> None:
         for t in tasks:
             # Tagged as the flows tag them (see flows.runtime.without_limits).
-            tags = without_limits(t["tags"])
+            tags = without_limits(t["tags"]) if with_tags else []
             noop.with_options(task_run_name=lambda n=t["name"]: n, tags=tags)()
 
     flows_by_name: dict[str, Any] = {}
@@ -144,8 +145,9 @@ def measure(runs: int) -> dict[str, Any]:
             shape_file = work / f"shape-{i}.json"
             shape_file.write_text(json.dumps(shape))
             floor_s, fproc = _timed([*me, "--floor", str(shape_file)], env)
+            plain_s, pproc = _timed([*me, "--untagged", str(shape_file)], env)
             bare_s, bproc = _timed([*me, "--bare", str(shape_file)], env)
-            for p in (fproc, bproc):
+            for p in (fproc, pproc, bproc):
                 if p.returncode != 0:
                     raise SystemExit(f"the floor run failed:\n{p.stderr}")
             tasks = sum(len(r["tasks"]) for r in shape)
@@ -154,6 +156,7 @@ def measure(runs: int) -> dict[str, Any]:
                 {
                     "demo": demo_s,
                     "floor": floor_s,
+                    "untagged": plain_s,
                     "bare": bare_s,
                     "flows": len(shape),
                     "tasks": tasks,
@@ -163,7 +166,8 @@ def measure(runs: int) -> dict[str, Any]:
                 }
             )
             print(
-                f"round {i + 1}: demo {demo_s:.1f} s, floor {floor_s:.1f} s, bare {bare_s:.1f} s "
+                f"round {i + 1}: demo {demo_s:.1f} s, floor {floor_s:.1f} s, untagged "
+                f"{plain_s:.1f} s, bare {bare_s:.1f} s "
                 f"({len(shape)} flow runs, {tasks} task runs; load {_load()})",
                 flush=True,
             )
@@ -172,11 +176,17 @@ def measure(runs: int) -> dict[str, Any]:
     return {"rounds": rounds}
 
 
-def report(result: dict[str, Any], load_before: str) -> str:
+def report(result: dict[str, Any], load_before: str) -> tuple[str, bool]:
+    """The results as Markdown, and whether the targets are met (ratio, quiet output)."""
     rounds = result["rounds"]
-    med = {k: statistics.median(r[k] for r in rounds) for k in ("demo", "floor", "bare")}
+    med = {
+        k: statistics.median(r[k] for r in rounds) for k in ("demo", "floor", "untagged", "bare")
+    }
     tasks = rounds[-1]["tasks"]
+    tagged = rounds[-1]["tagged"]
     per_task = (med["floor"] - med["bare"]) / tasks if tasks else 0.0
+    per_plain = (med["untagged"] - med["bare"]) / tasks if tasks else 0.0
+    per_tag = (med["floor"] - med["untagged"]) / tagged if tagged else 0.0
     ratio = med["demo"] / med["floor"]
     verdict = "ok" if ratio <= TARGET else "over target"
     quiet = all(r["demo_stderr"] == "" for r in rounds)
@@ -194,12 +204,14 @@ def report(result: dict[str, Any], load_before: str) -> str:
         f"- shape: {rounds[-1]['flows']} flow runs, {tasks} task runs "
         f"({rounds[-1]['tagged']} tagged with phase and owner)",
         "",
-        "| round | demo (s) | floor (s) | bare flows (s) | demo / floor | load after |",
-        "|---|---:|---:|---:|---:|---|",
+        "| round | demo (s) | floor (s) | floor, no tags (s) | bare flows (s) | demo / floor "
+        "| load after |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for i, r in enumerate(rounds, start=1):
         lines.append(
-            f"| {i} | {r['demo']:.1f} | {r['floor']:.1f} | {r['bare']:.1f} | "
+            f"| {i} | {r['demo']:.1f} | {r['floor']:.1f} | {r['untagged']:.1f} | "
+            f"{r['bare']:.1f} | "
             f"{r['demo'] / r['floor']:.2f} | {r['load']} |"
         )
     lines += [
@@ -208,11 +220,26 @@ def report(result: dict[str, Any], load_before: str) -> str:
         f"bare flows: {med['bare']:.1f} s",
         f"- demo / floor: **{ratio:.2f}** (target <= {TARGET}: {verdict})",
         f"- Prefect's overhead per task run, (floor - bare) / task runs: "
-        f"**{per_task * 1000:.0f} ms**",
+        f"**{per_task * 1000:.0f} ms** (untagged: {per_plain * 1000:.0f} ms; the phase/owner "
+        f"tags: {per_tag * 1000:+.0f} ms per tagged task run, "
+        f"{'within the noise' if abs(per_tag) < 0.1 else 'measurable'})",
         f"- demo output on stderr: {'none (quiet)' if quiet else 'NOT EMPTY'}",
         "",
+        "Notes:",
+        "",
+        "- The floor is noisy, not a strict lower bound: Prefect 3.8.8's embedded SQLite "
+        "server answers some writes (flow run creation, tag concurrency slots) with 503 when "
+        "its database is busy (SQLITE_BUSY after a read in a deferred transaction), and the "
+        "client retries after 2 s. A run that meets fewer of those can beat the floor.",
+        "- aligncycle tags only the task runs that show who owes what (checklist items, "
+        "check-ins, decisions: phase and owner) and tells Prefect those tags carry no "
+        "concurrency limit (`flows.runtime.without_limits`), so they cost no server round "
+        "trip; the floor tags its task runs the same way.",
+        "- A brand-new Prefect home (a user's very first demo) adds its database migration, "
+        "about 20-30 s on this machine, once.",
+        "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), ratio <= TARGET and quiet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,19 +249,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--floor", metavar="SHAPE", help=argparse.SUPPRESS)
     parser.add_argument("--bare", metavar="SHAPE", help=argparse.SUPPRESS)
+    parser.add_argument("--untagged", metavar="SHAPE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.floor or args.bare:
-        _replay(args.floor or args.bare, with_tasks=bool(args.floor))
+    if args.floor or args.untagged or args.bare:
+        shape = args.floor or args.untagged or args.bare
+        _replay(shape, with_tasks=not args.bare, with_tags=bool(args.floor))
         return 0
     load_before = _load()
     result = measure(max(1, args.runs))
-    text = report(result, load_before)
+    text, met = report(result, load_before)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text, encoding="utf-8")
     print()
     print(text)
     print(f"written to {RESULTS.relative_to(PROJECT)}")
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -88,8 +88,9 @@ def prefect_server(
 
     home = tmp_path_factory.mktemp("prefect-home")
     db = home / "prefect.db"
-    template = request.config.cache.mkdir("aligncycle-prefect") / f"{prefect.__version__}.db"
-    if template.exists():
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    template = cache.mkdir("aligncycle-prefect") / f"{prefect.__version__}.db" if cache else None
+    if template is not None and template.exists():
         shutil.copyfile(template, db)
     settings = {
         PREFECT_HOME: str(home),
@@ -119,7 +120,7 @@ def prefect_server(
                 SubprocessASGIServer._instances[None] = previous
             else:
                 SubprocessASGIServer._instances.pop(None, None)
-    if not template.exists() and db.exists():
+    if template is not None and not template.exists() and db.exists():
         tmp = template.with_suffix(f".{os.getpid()}.tmp")
         shutil.copyfile(db, tmp)
         os.replace(tmp, template)

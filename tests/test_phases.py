@@ -650,3 +650,16 @@ def test_late_additions_are_not_lost(org) -> None:  # noqa: ANN001
         phases.propose_actions(s, cycles.get_cycle(s, cid), D0)
         titles = [a.title for a in actions.list_actions(s, cycle_id=cid)]
     assert "Book the room" in titles and len(titles) == 2
+
+
+def test_recap_has_a_seam_for_more_sections(org) -> None:  # noqa: ANN001
+    cid = to_recap(org)
+
+    def kpis(s, cycle, today):  # noqa: ANN001, ANN202
+        return phases.RecapSection(title="KPIs", lines=["- MQL-to-SQL rate: 18% -> 24%"])
+
+    with org.unit_of_work() as s:
+        report = phases.build_recap(s, cycles.get_cycle(s, cid), D0 + timedelta(days=44), [kpis])
+    assert [x.title for x in report.sections] == ["KPIs"]
+    md = phases.render_recap_markdown(report)
+    assert "## KPIs\n\n- MQL-to-SQL rate: 18% -> 24%" in md

@@ -641,6 +641,24 @@ def render_execute_markdown(report: ExecuteReport) -> str:
 # --- recap -------------------------------------------------------------------------------
 
 
+class RecapSection(BaseModel):
+    """A section another part of the domain adds to the recap (e.g. KPI deltas)."""
+
+    title: str
+    lines: list[str]
+
+
+#: Extra recap sections: each source returns a section for the cycle, or None. The seam for
+#: the funnel's KPI deltas (register with :func:`register_recap_section`).
+RecapSectionFn = Callable[[Session, Cycle, date], RecapSection | None]
+RECAP_SECTIONS: list[RecapSectionFn] = []
+
+
+def register_recap_section(source: RecapSectionFn) -> None:
+    if source not in RECAP_SECTIONS:
+        RECAP_SECTIONS.append(source)
+
+
 class DecidedGap(BaseModel):
     title: str
     decision: str
@@ -675,6 +693,7 @@ class RecapReport(BaseModel):
     signed_off_by: str | None
     follow_up_cycles: list[int] = Field(default_factory=list)
     carried_over: int = 0
+    sections: list[RecapSection] = Field(default_factory=list)
 
     @property
     def headline(self) -> str:
@@ -720,7 +739,12 @@ def follow_up_cycles(session: Session, cycle: Cycle) -> list[Cycle]:
     )
 
 
-def build_recap(session: Session, cycle: Cycle, today: date) -> RecapReport:
+def build_recap(
+    session: Session,
+    cycle: Cycle,
+    today: date,
+    sections: Iterable[RecapSectionFn] | None = None,
+) -> RecapReport:
     """The recap from what happened. In recap, drafts the retrospective when nobody has
     recorded one yet (and refreshes a still unsigned draft of its own); a retrospective a
     person recorded is never touched. Carries open items into follow-up cycles started from
@@ -777,6 +801,11 @@ def build_recap(session: Session, cycle: Cycle, today: date) -> RecapReport:
         signed_off_by=retro.signed_off_by.email if retro and retro.signed_off_by else None,
         follow_up_cycles=[c.id for c in follow_up_cycles(session, cycle)],
         carried_over=carried,
+        sections=[
+            section
+            for source in (RECAP_SECTIONS if sections is None else sections)
+            if (section := source(session, cycle, today)) is not None
+        ],
     )
 
 
@@ -822,6 +851,8 @@ def render_recap_markdown(report: RecapReport) -> str:
     if report.survey_comments:
         lines += ["", "Comments:", ""] + [f"- “{_md(c)}”" for c in report.survey_comments]
     lines.append("")
+    for extra in report.sections:
+        lines += [f"## {extra.title}", ""] + [_md(x) for x in extra.lines] + [""]
     lines += section("Improvements", report.improvements)
     lines += section("Growth areas", report.growth_areas)
     lines += section("Next time", report.next_time)
