@@ -177,6 +177,12 @@ class Settings(_Strict):
     baseline_days: int | None = Field(default=None, ge=1, le=366)
     #: An open lead with no new stage for this many days counts as stalled.
     stall_days: int = Field(default=30, ge=1, le=365)
+    #: Cadence: remind owners this many days before an item is due (default: the flow's, 2).
+    remind_days_before: int | None = Field(default=None, ge=0, le=365)
+    #: Escalate an overdue item to the owner's lead after this many days (default 2) ...
+    escalate_after_days: int | None = Field(default=None, ge=1, le=365)
+    #: ... and to a manager after this many more days (default 3).
+    escalate_to_manager_after_days: int | None = Field(default=None, ge=0, le=365)
 
     @property
     def effective_baseline_days(self) -> int:

@@ -4,7 +4,7 @@ Only the tables of ``models/accounts.py`` (credentials, api_tokens, web_sessions
 stored hashed: argon2id for passwords, SHA-256 digests for tokens and session ids.
 
 Revision ID: 0003
-Revises: 0001 (to be relinked after 0002_funnel)
+Revises: 0002 (to be relinked after 0002_funnel)
 Create Date: 2026-11-22 07:13:19.946615
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import models.base
 
 revision: str = '0003'
-down_revision: str | Sequence[str] | None = '0001'
+down_revision: str | Sequence[str] | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

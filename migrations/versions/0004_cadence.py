@@ -1,7 +1,7 @@
 """cadence: notification channels and the notification log
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-22 07:16:14.146197
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision: str = '0004'
-down_revision: str | Sequence[str] | None = '0001'
+down_revision: str | Sequence[str] | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
