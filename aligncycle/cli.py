@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 #: Typer inspects every command's signature when it builds one, and a read command should not
 #: pay for the forty it does not run.
 _GROUPS: dict[str, typer.Typer] = {}
+#: The other areas' groups (``funnel``, ``kpi``, ``notify``, ...), added by their modules'
+#: ``register(app)`` with ``add_typer`` and moved here, to be built on first use as well. Listed
+#: after the commands of the root, where Typer would list them.
+_AREAS: dict[str, Any] = {}
 
 
 class _RootGroup(cc.ErrorMappingGroup):
@@ -47,23 +51,33 @@ class _RootGroup(cc.ErrorMappingGroup):
     groups are built on first use."""
 
     def _build(self, names: Any) -> None:
-        from typer.main import get_group
+        from typer.main import get_group, get_group_from_info
 
         for name in names:
-            if name in _GROUPS and name not in self.commands:
+            if name in self.commands:
+                continue
+            if name in _GROUPS:
                 self.commands[name] = get_group(_GROUPS[name])
+            elif name in _AREAS:  # as Typer builds a group added with add_typer
+                self.commands[name] = get_group_from_info(
+                    _AREAS[name],
+                    pretty_exceptions_short=app.pretty_exceptions_short,
+                    rich_markup_mode=app.rich_markup_mode,
+                    suggest_commands=app.suggest_commands,
+                )
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         self._build([cmd_name])
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: Any) -> list[str]:
-        self._build(_GROUPS)
-        return [*_GROUPS, *(n for n in super().list_commands(ctx) if n not in _GROUPS)]
+        self._build([*_GROUPS, *_AREAS])
+        own = [n for n in super().list_commands(ctx) if n not in _GROUPS and n not in _AREAS]
+        return [*_GROUPS, *own, *_AREAS]
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and args[0] not in _GROUPS:
-            self._build(_GROUPS)  # a typo: suggest among every command
+        if args and args[0] not in self.commands and args[0] not in _GROUPS | _AREAS:
+            self._build([*_GROUPS, *_AREAS])  # a typo: suggest among every command
         return super().resolve_command(ctx, args)
 
 
@@ -659,28 +673,67 @@ def cycle_advance(
     cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
     to: Phase | None = typer.Option(None, "--to", help="The phase expected next (a check)."),
     override: str | None = typer.Option(
-        None, "--override", metavar="REASON", help="Leave execute with unfinished items."
+        None,
+        "--override",
+        "--reason",
+        metavar="REASON",
+        help="Leave execute with unfinished items; with --stay, why the cycle stays.",
+    ),
+    stay: bool = typer.Option(False, "--stay", help="Decide to stay in the phase (give --reason)."),
+    stop: bool = typer.Option(False, "--stop", help="Stop a waiting cycle run."),
+    follow_up: str | None = typer.Option(
+        None, "--follow-up", metavar="TITLE", help="Closing: start a follow-up cycle with this title."
+    ),
+    no_flows: bool = typer.Option(
+        False,
+        "--no-flows",
+        help="Only the phase transition: don't resume a waiting run or run the next phase's flow.",
     ),
     expected_version: int | None = EXPECTED_VERSION,
     as_: str | None = ACTOR_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Move a cycle to its next phase when its gate allows (point persons)."""
-    from models.schemas import CycleRead
-    from models.services import cycles
+    """The point person's decision: advance the cycle when its gate allows.
 
-    with cc.unit_of_work() as s:
-        actor = cc.actor(s, as_)
-        cycle = _cycle(s, cycle_id)
-        before = cycle.phase
-        cycles.advance_cycle(
-            s, cycle, actor, to=to, override_reason=override, expected_version=expected_version
-        )
-        out = CycleRead.model_validate(cycle)
-    if json_:
-        emit_json(out)
+    A cycle run waiting for this decision (on a Prefect server) is resumed; otherwise the
+    phase's analysis is brought up to date, the gate is checked, and the next phase's flow runs
+    here. Both go through the same rules."""
+    if no_flows:
+        from models.schemas import CycleRead
+        from models.services import cycles
+
+        if stay or stop or follow_up:
+            cc.fail("--stay, --stop and --follow-up need the flows (drop --no-flows)", 2)
+        with cc.unit_of_work() as s:
+            actor = cc.actor(s, as_)
+            cycle = _cycle(s, cycle_id)
+            before = cycle.phase
+            cycles.advance_cycle(
+                s, cycle, actor, to=to, override_reason=override, expected_version=expected_version
+            )
+            out = CycleRead.model_validate(cycle)
+        if json_:
+            emit_json(out)
+            return
+        _ok(f"cycle {out.id}: {before} -> {out.phase}")
         return
-    _ok(f"cycle {out.id}: {before} -> {out.phase}")
+
+    from aligncycle import orchestration
+
+    result = orchestration.advance(
+        cycle_id,
+        as_,
+        decision="stop" if stop else "stay" if stay else "advance",
+        reason=override,
+        follow_up_title=follow_up,
+        to=to,
+        expected_version=expected_version,
+    )
+    if json_:
+        emit_json(result.outcome)
+        return
+    for line in result.lines:
+        _ok(line)
 
 
 @cycle_app.command("point-person")
@@ -1321,6 +1374,9 @@ def _register_areas() -> None:
     cli_funnel.register(app)
     cli_web.register(app)
     cli_cadence.register(app)
+    for info in app.registered_groups:  # built on first use, see _RootGroup
+        _AREAS[info.name] = info
+    app.registered_groups.clear()
 
 
 _register_areas()

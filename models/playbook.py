@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.enums import (
@@ -26,13 +25,15 @@ from models.enums import (
     YesNo,
 )
 from models.errors import PlaybookError
-from models.funnel.kpis import KPI_NAMES, KPIS
+from models.funnel.names import KPI_NAMES, KPI_UNITS
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: ``defer_build``: the schemas are built when a playbook is first validated, not at import
+    #: (read commands that never parse a playbook do not pay for them).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class OwnerSpec(_Strict):
@@ -67,7 +68,7 @@ class KpiCheck(_Strict):
     @field_validator("kpi")
     @classmethod
     def _known_kpi(cls, v: str) -> str:
-        if v not in KPIS:
+        if v not in KPI_UNITS:
             raise ValueError(f"unknown KPI {v!r}; known: {', '.join(KPI_NAMES)}")
         return v
 
@@ -86,7 +87,7 @@ class KpiCheck(_Strict):
         if (self.below is None) == (self.above is None):
             raise ValueError("give exactly one threshold: 'below' or 'above'")
         value = self.threshold
-        if KPIS[self.kpi].unit == "rate" and not 0 <= value <= 1:
+        if KPI_UNITS[self.kpi] == "rate" and not 0 <= value <= 1:
             raise ValueError(
                 f"{self.kpi} is a rate: write the threshold as a fraction (0.8) or a "
                 f"percentage (\"80%\"), not {value}"
@@ -198,7 +199,9 @@ class PlaybookSpec(_Strict):
     title: str = Field(min_length=1)
     description: str | None = None
     teams: list[str] = Field(default_factory=lambda: ["sales", "marketing"], min_length=1)
-    settings: Settings = Settings()
+    #: The defaults (``model_construct``: the same object as ``Settings()``, without building
+    #: the validator at import).
+    settings: Settings = Settings.model_construct()
     #: Shared definitions both teams sign up to (e.g. mql, sql, hand-off SLA).
     definitions: dict[str, str] = Field(default_factory=dict)
     #: Shared KPIs both teams report on.
@@ -259,67 +262,76 @@ class PlaybookSpec(_Strict):
 # --- loading -----------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one.
+def _unique_key_loader() -> type:
+    """The YAML loader of our configuration files, built on first use: importing ``yaml`` is
+    not free, and only the commands that read files need it (a stored playbook is JSON)."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
 
-    Booleans follow YAML 1.2 (only true/false): bare ``yes``/``no``/``on``/``off`` stay strings,
-    so ``when: no`` means the answer "no" (Pydantic still reads "yes"/"no" as bools where a
-    field is a bool, e.g. ``required: no``).
-    """
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate mapping keys instead of keeping the last one.
 
+        Booleans follow YAML 1.2 (only true/false): bare ``yes``/``no``/``on``/``off`` stay
+        strings, so ``when: no`` means the answer "no" (Pydantic still reads "yes"/"no" as
+        bools where a field is a bool, e.g. ``required: no``).
+        """
 
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_UniqueKeyLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+    bool_tag = "tag:yaml.org,2002:bool"
+    _UniqueKeyLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _UniqueKeyLoader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
 
-
-def _mapping_key(loader: _UniqueKeyLoader, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
-    key = loader.construct_object(key_node)
-    try:
-        hash(key)
-    except TypeError:
-        raise yaml.constructor.ConstructorError(
-            "while constructing a mapping",
-            node.start_mark,
-            "found unhashable key",
-            key_node.start_mark,
-        ) from None
-    return key
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):  # noqa: ANN202
-    # Duplicates are looked for among the keys written in this mapping; keys brought in by a
-    # YAML merge (``<<: *anchor``) may be overridden, as the merge-key spec intends.
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = _mapping_key(loader, node, key_node)
-        if key in seen:
+    def mapping_key(loader: _UniqueKeyLoader, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
+        key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:
             raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (line {key_node.start_mark.line + 1})",
+                "while constructing a mapping",
+                node.start_mark,
+                "found unhashable key",
                 key_node.start_mark,
+            ) from None
+        return key
+
+    def construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):  # noqa: ANN202
+        # Duplicates are looked for among the keys written in this mapping; keys brought in by
+        # a YAML merge (``<<: *anchor``) may be overridden, as the merge-key spec intends.
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = mapping_key(loader, node, key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        loader.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            mapping[mapping_key(loader, node, key_node)] = loader.construct_object(
+                value_node, deep=deep
             )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        mapping[_mapping_key(loader, node, key_node)] = loader.construct_object(
-            value_node, deep=deep
-        )
-    return mapping
+        return mapping
+
+    _UniqueKeyLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    _LOADER = _UniqueKeyLoader
+    return _LOADER
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_LOADER: type | None = None
 
 
 def location(loc: tuple[Any, ...]) -> str:
@@ -339,8 +351,11 @@ _loc = location
 def load_yaml(text: str, source: str, error: type[Exception] = PlaybookError) -> Any:
     """YAML as our configuration files read it (duplicate keys refused, YAML 1.2 booleans);
     a syntax error raises ``error`` naming the file and the line."""
+    import yaml
+
+    loader = _unique_key_loader()
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark else ""

@@ -50,11 +50,17 @@ def _check_line(value: str) -> str:
 Line = Annotated[str, AfterValidator(_check_line)]
 
 
-class _In(BaseModel):
+class _Base(BaseModel):
+    #: Built on first use, not at import: a command validates a handful of these models, and
+    #: building all of them is a noticeable part of a read command's start-up.
+    model_config = ConfigDict(defer_build=True)
+
+
+class _In(_Base):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class _Out(BaseModel):
+class _Out(_Base):
     model_config = ConfigDict(from_attributes=True)
 
 
@@ -154,7 +160,7 @@ class CycleRead(_Out):
     version: int
 
 
-class CycleSummary(BaseModel):
+class CycleSummary(_Base):
     """A row of the cycles board."""
 
     id: int
@@ -172,7 +178,7 @@ class CycleSummary(BaseModel):
     gaps_open: int = 0
 
 
-class Readiness(BaseModel):
+class Readiness(_Base):
     """Whether a cycle may leave its phase, and what stands in the way."""
 
     cycle_id: int
@@ -380,13 +386,13 @@ class SurveyRespond(_In):
     anonymous: bool = False
 
 
-class SurveyTeamResult(BaseModel):
+class SurveyTeamResult(_Base):
     team: str
     responses: int
     mean: float | None
 
 
-class SurveySummary(BaseModel):
+class SurveySummary(_Base):
     cycle_id: int
     responses: int
     #: False while a result could give an anonymous answer away (see ``note``): then the

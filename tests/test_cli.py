@@ -126,7 +126,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert f"gap {minor['id']} rejected" in out.stdout
     verbs += ["gap.decided", "gap.decided"]
     assert [g["decision"] for g in cli_json("gap", "list", cid)] == ["accepted", "rejected"]
-    assert cli("cycle", "advance", cid, "--as", "sam@acme.test").stdout.strip() == (
+    assert cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout.strip() == (
         f"cycle {cid}: identify -> plan"
     )
     verbs.append("cycle.advanced")
@@ -151,7 +151,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert (updated["status"], updated["owner"]["email"], updated["due_date"]) == (
         "in_progress", "sam@acme.test", due,
     )
-    cli("cycle", "advance", cid, "--to", "execute", "--as", "mia@acme.test")
+    cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
     verbs.append("cycle.advanced")
 
     # Execute: check-ins until the work is done.
@@ -164,7 +164,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     verbs += ["checkin.added", "checkin.added"]
     mine = cli_json("action", "list", "--mine", "--as", "sam@acme.test")
     assert [(a["id"], a["status"]) for a in mine] == [(action["id"], "done")]
-    cli("cycle", "advance", cid, "--as", "sam@acme.test")
+    cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     verbs.append("cycle.advanced")
 
     # Recap: retrospective, survey (one anonymous), manager's sign-off, close.
@@ -183,7 +183,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     ]
     cli("retro", "signoff", cid, "--as", "max@acme.test")
     verbs.append("retro.signed_off")
-    cli("cycle", "advance", cid, "--as", "sam@acme.test")
+    cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     verbs.append("cycle.advanced")
 
     shown = cli_json("cycle", "show", cid)
@@ -264,7 +264,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
                 cli("checklist", "answer", cid, i["id"], "yes" if i["answer_kind"] == "yes_no"
                     else "agreed", "--as", "sam@acme.test")
         if phase == "identify":
-            cli("cycle", "advance", cid, "--as", "sam@acme.test")
+            cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     late = cli_json("action", "add", cid, "--title", "Agree the KPIs", "--gap", gid,
                     "--owner", "lou@acme.test", "--due", today.isoformat(),
                     "--as", "max@acme.test")
@@ -435,3 +435,32 @@ def test_the_cli_finds_the_store_the_settings_name(env: dict[str, str], monkeypa
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert cli_common.database_url() == Settings().effective_database_url
+
+
+# --- the default `cycle advance`: the point person's decision drives the flows -------------
+
+from tests.test_flows import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
+
+
+@pytest.mark.prefect
+def test_cycle_advance_runs_the_next_phase_flow(
+    org: Any, prefect_server: str, data_dir: Path  # noqa: F811
+) -> None:
+    """Without a waiting run, `cycle advance` first brings Identify's analysis up to date (the
+    "yes, there is a problem" answers become gaps), applies the gate, and once the gaps are
+    decided runs the Plan flow in-process: the plan's proposals are in the store."""
+    from models.enums import Phase
+    from tests.test_cli_refusals import walk
+
+    cid = walk(org, Phase.IDENTIFY, gap=False)["cycle"]
+    refused = cli("cycle", "advance", cid, "--as", "sam@acme.test", code=1)
+    assert "gap(s) not decided" in refused.stderr
+    open_gaps = [g for g in cli_json("gap", "list", cid) if g["decision"] == "open"]
+    assert open_gaps and all(g["source"] == "checklist" for g in open_gaps)
+    for gap in open_gaps:
+        cli("gap", "decide", gap["id"], "accepted", "--as", "lee@acme.test")
+    out = cli("cycle", "advance", cid, "--as", "sam@acme.test").stdout
+    assert "advanced from identify to plan" in out.splitlines()[0]
+    assert cli_json("cycle", "show", cid)["cycle"]["phase"] == "plan"
+    proposed = cli_json("action", "list", "--cycle", cid)
+    assert {a["gap_id"] for a in proposed} >= {g["id"] for g in open_gaps}

@@ -95,19 +95,19 @@ def walk(
 
 def test_out_of_order_and_unauthorised_transitions(org: Any) -> None:
     cid = walk(org, Phase.IDENTIFY, gap=False)["cycle"]
-    msg = refused(org, "cycle", "advance", cid, "--to", "execute", "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "sam@acme.test")
     assert "the next phase is plan, not execute" in msg
-    msg = refused(org, "cycle", "advance", cid, "--as", "lee@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "lee@acme.test")
     assert "only a point person of this cycle can advance it" in msg
-    msg = refused(org, "cycle", "advance", cid, "--as", "nobody@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "nobody@acme.test")
     assert msg == "error: unknown person 'nobody@acme.test'"
 
 
 def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None:
     cid = start(org)
-    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert "10 required checklist item(s) unanswered: handoff_interruptions" in msg
-    msg = refused(org, "cycle", "advance", cid, "--override", "urgent", "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--override", "urgent", "--as", "sam@acme.test")
     assert "cannot leave identify even with an override" in msg
 
     with org.unit_of_work() as s:
@@ -117,7 +117,7 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
             s, cycle, GapCreate(title="Slow follow-up", category="hand_off", root_cause="process"),
             person_by_email(s, "sid@acme.test"),
         )
-    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert msg == "error: cannot leave identify: 1 gap(s) not decided: Slow follow-up"
 
 
@@ -129,23 +129,23 @@ def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) ->
             ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"),
             person_by_email(s, "lee@acme.test"),
         )
-    msg = refused(org, "cycle", "advance", ids["cycle"], "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", ids["cycle"], "--as", "sam@acme.test")
     assert "1 accepted gap(s) without an action item that has an owner and a due date" in msg
 
     lonely = walk(org, Phase.PLAN, marketing_point_person=False, gap=False)["cycle"]
-    msg = refused(org, "cycle", "advance", lonely, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", lonely, "--as", "sam@acme.test")
     assert msg == "error: cannot leave plan: 1 team(s) without a point person: marketing"
 
 
 def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) -> None:
     ids = walk(org, Phase.EXECUTE)
     cid = ids["cycle"]
-    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert "1 action item(s) neither done nor dropped: Agree the SLA" in msg
-    msg = refused(org, "cycle", "advance", cid, "--override", "  ", "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--override", "  ", "--as", "sam@acme.test")
     assert "cannot leave execute" in msg
 
-    out = cli("cycle", "advance", cid, "--override", "carried to Q4", "--as", "mia@acme.test")
+    out = cli("cycle", "advance", "--no-flows", cid, "--override", "carried to Q4", "--as", "mia@acme.test")
     assert out.stdout.strip() == f"cycle {cid}: execute -> recap"
     last = cli_json("events", "--cycle", cid, "--limit", 1)[0]
     assert (last["verb"], last["actor"]["email"]) == ("cycle.advanced", "mia@acme.test")
@@ -155,7 +155,7 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
 
 def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
     cid = walk(org, Phase.RECAP)["cycle"]
-    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert msg == "error: cannot leave recap: no retrospective recorded"
     msg = refused(org, "retro", "signoff", cid, "--as", "max@acme.test")
     assert "has no retrospective to sign off" in msg
@@ -165,7 +165,7 @@ def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
             s, cycles.get_cycle(s, cid), RetrospectiveRecord(improvements=["SLA"]),
             person_by_email(s, "sam@acme.test"),
         )
-    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert msg == "error: cannot leave recap: the recap is not signed off by a manager"
     msg = refused(org, "retro", "signoff", cid, "--as", "lee@acme.test")
     assert msg == "error: only managers can sign off a recap (you are a lead)"
@@ -215,7 +215,7 @@ def test_stale_expected_version_is_a_conflict(org: Any) -> None:
                   "--expected-version", 5, "--as", "sam@acme.test")
     assert f"action item {ids['action']} was changed by someone else (version 1, you had 5)" in msg
     version = cli_json("cycle", "show", ids["cycle"])["cycle"]["version"]
-    msg = refused(org, "cycle", "advance", ids["cycle"], "--override", "late",
+    msg = refused(org, "cycle", "advance", "--no-flows", ids["cycle"], "--override", "late",
                   "--expected-version", version - 1, "--as", "sam@acme.test")
     assert "was changed by someone else" in msg
 
@@ -246,7 +246,7 @@ def test_unknown_cycle_ids_are_refused(org: Any) -> None:
           "--as", "sam@acme.test"], "Invalid value for '--start'"),
         (["survey", "respond", "{cycle}", "--score", "9", "--as", "sid@acme.test"],
          "Invalid value for '--score'"),
-        (["cycle", "advance", "{cycle}"], "say who is acting: --as EMAIL"),
+        (["cycle", "advance", "--no-flows", "{cycle}"], "say who is acting: --as EMAIL"),
         (["cycle", "list", "--colour"], "No such option: --colour"),
         (["cycle", "launch"], "No such command 'launch'"),
         (["person", "add", "--name", "Zed", "--email", "not-an-email", "--team", "sales",

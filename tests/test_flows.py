@@ -101,6 +101,14 @@ def prefect_server(
     }
     with ExitStack() as stack:
         stack.enter_context(temporary_settings(updates=settings))
+        if template is not None and not template.exists():
+            # First session: migrate a database once and keep it, empty, as the template.
+            builder = SubprocessASGIServer(port=_find_available_port())
+            builder.start(timeout=120)
+            builder.stop()
+            tmp = template.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(db, tmp)
+            os.replace(tmp, template)
         server = SubprocessASGIServer(port=_find_available_port())
         previous = SubprocessASGIServer._instances.get(None)
         SubprocessASGIServer._instances[None] = server
@@ -120,10 +128,6 @@ def prefect_server(
                 SubprocessASGIServer._instances[None] = previous
             else:
                 SubprocessASGIServer._instances.pop(None, None)
-    if template is not None and not template.exists() and db.exists():
-        tmp = template.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(db, tmp)
-        os.replace(tmp, template)
 
 
 @pytest.fixture
