@@ -682,7 +682,7 @@ def cycle_advance(
     stay: bool = typer.Option(False, "--stay", help="Decide to stay in the phase (give --reason)."),
     stop: bool = typer.Option(False, "--stop", help="Stop a waiting cycle run."),
     follow_up: str | None = typer.Option(
-        None, "--follow-up", metavar="TITLE", help="Closing: start a follow-up cycle with this title."
+        None, "--follow-up", metavar="TITLE", help="Closing: start a follow-up cycle named so."
     ),
     no_flows: bool = typer.Option(
         False,

@@ -51,12 +51,15 @@ Line = Annotated[str, AfterValidator(_check_line)]
 
 
 class _Base(BaseModel):
-    #: Built on first use, not at import: a command validates a handful of these models, and
-    #: building all of them is a noticeable part of a read command's start-up.
+    #: Output models are built on first use, not at import: a command validates a handful of
+    #: them, and building them all is a noticeable part of a read command's start-up.
     model_config = ConfigDict(defer_build=True)
 
 
-class _In(_Base):
+class _In(BaseModel):
+    #: Input models are built at import (no ``defer_build``): FastAPI takes them as request
+    #: bodies, and builds their adapters inside a block that silences a Pydantic warning about
+    #: its ``alias="body"``; a deferred model would build outside it, and warn.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

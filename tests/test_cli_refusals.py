@@ -69,7 +69,9 @@ def walk(
             _answer_required(s, cycle)
             if cycle.phase is Phase.IDENTIFY and gap:
                 g, _ = gaps.add_gap(
-                    s, cycle, GapCreate(title="No SLA", category="hand_off", root_cause="process"),
+                    s,
+                    cycle,
+                    GapCreate(title="No SLA", category="hand_off", root_cause="process"),
                     lee,
                 )
                 gaps.decide_gap(s, g, GapDecide(decision="accepted"), lee)
@@ -79,7 +81,9 @@ def walk(
                     s,
                     cycle,
                     ActionItemCreate(
-                        gap_id=ids["gap"], title="Agree the SLA", owner="sam@acme.test",
+                        gap_id=ids["gap"],
+                        title="Agree the SLA",
+                        owner="sam@acme.test",
                         due_date=date.today() + timedelta(days=7),
                     ),
                     lee,
@@ -95,7 +99,9 @@ def walk(
 
 def test_out_of_order_and_unauthorised_transitions(org: Any) -> None:
     cid = walk(org, Phase.IDENTIFY, gap=False)["cycle"]
-    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "sam@acme.test")
+    msg = refused(
+        org, "cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "sam@acme.test"
+    )
     assert "the next phase is plan, not execute" in msg
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "lee@acme.test")
     assert "only a point person of this cycle can advance it" in msg
@@ -107,14 +113,18 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
     cid = start(org)
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert "10 required checklist item(s) unanswered: handoff_interruptions" in msg
-    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--override", "urgent", "--as", "sam@acme.test")
+    msg = refused(
+        org, "cycle", "advance", "--no-flows", cid, "--override", "urgent", "--as", "sam@acme.test"
+    )
     assert "cannot leave identify even with an override" in msg
 
     with org.unit_of_work() as s:
         cycle = cycles.get_cycle(s, cid)
         _answer_required(s, cycle)
         gaps.add_gap(
-            s, cycle, GapCreate(title="Slow follow-up", category="hand_off", root_cause="process"),
+            s,
+            cycle,
+            GapCreate(title="Slow follow-up", category="hand_off", root_cause="process"),
             person_by_email(s, "sid@acme.test"),
         )
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
@@ -125,7 +135,8 @@ def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) ->
     ids = walk(org, Phase.PLAN)
     with org.unit_of_work() as s:  # an action for the gap, but nobody owns it yet
         actions.add_action(
-            s, cycles.get_cycle(s, ids["cycle"]),
+            s,
+            cycles.get_cycle(s, ids["cycle"]),
             ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"),
             person_by_email(s, "lee@acme.test"),
         )
@@ -142,10 +153,21 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
     cid = ids["cycle"]
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert "1 action item(s) neither done nor dropped: Agree the SLA" in msg
-    msg = refused(org, "cycle", "advance", "--no-flows", cid, "--override", "  ", "--as", "sam@acme.test")
+    msg = refused(
+        org, "cycle", "advance", "--no-flows", cid, "--override", "  ", "--as", "sam@acme.test"
+    )
     assert "cannot leave execute" in msg
 
-    out = cli("cycle", "advance", "--no-flows", cid, "--override", "carried to Q4", "--as", "mia@acme.test")
+    out = cli(
+        "cycle",
+        "advance",
+        "--no-flows",
+        cid,
+        "--override",
+        "carried to Q4",
+        "--as",
+        "mia@acme.test",
+    )
     assert out.stdout.strip() == f"cycle {cid}: execute -> recap"
     last = cli_json("events", "--cycle", cid, "--limit", 1)[0]
     assert (last["verb"], last["actor"]["email"]) == ("cycle.advanced", "mia@acme.test")
@@ -162,7 +184,9 @@ def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
 
     with org.unit_of_work() as s:
         recap.record_retrospective(
-            s, cycles.get_cycle(s, cid), RetrospectiveRecord(improvements=["SLA"]),
+            s,
+            cycles.get_cycle(s, cid),
+            RetrospectiveRecord(improvements=["SLA"]),
             person_by_email(s, "sam@acme.test"),
         )
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
@@ -192,16 +216,29 @@ def test_members_neither_plan_nor_touch_what_others_own(org: Any) -> None:
     assert msg == f"error: action item {aid} is not yours to update"
     msg = refused(org, "checkin", "add", aid, "--status", "done", "--as", "meg@acme.test")
     assert f"action item {aid} is not yours to check in on" in msg
-    msg = refused(org, "action", "update", aid, "--due", date.today().isoformat(),
-                  "--as", "sam@acme.test")
+    msg = refused(
+        org, "action", "update", aid, "--due", date.today().isoformat(), "--as", "sam@acme.test"
+    )
     assert "only leads and managers move due dates" in msg
 
     fresh = start(org)
-    msg = refused(org, "checklist", "answer", fresh, "identify.shared_kpis", "no",
-                  "--as", "sid@acme.test")
+    msg = refused(
+        org, "checklist", "answer", fresh, "identify.shared_kpis", "no", "--as", "sid@acme.test"
+    )
     assert "identify.shared_kpis is owned by lou@acme.test" in msg
-    msg = refused(org, "person", "add", "--name", "Zed", "--email", "zed@acme.test",
-                  "--team", "sales", "--as", "sid@acme.test")
+    msg = refused(
+        org,
+        "person",
+        "add",
+        "--name",
+        "Zed",
+        "--email",
+        "zed@acme.test",
+        "--team",
+        "sales",
+        "--as",
+        "sid@acme.test",
+    )
     assert msg == "error: only managers can add teams and people (you are a member)"
     msg = refused(org, "team", "add", "ops", "Operations")
     assert "only managers can add teams and people" in msg
@@ -211,20 +248,53 @@ def test_members_neither_plan_nor_touch_what_others_own(org: Any) -> None:
 
 def test_stale_expected_version_is_a_conflict(org: Any) -> None:
     ids = walk(org, Phase.EXECUTE)
-    msg = refused(org, "action", "update", ids["action"], "--confidence", "at_risk",
-                  "--expected-version", 5, "--as", "sam@acme.test")
+    msg = refused(
+        org,
+        "action",
+        "update",
+        ids["action"],
+        "--confidence",
+        "at_risk",
+        "--expected-version",
+        5,
+        "--as",
+        "sam@acme.test",
+    )
     assert f"action item {ids['action']} was changed by someone else (version 1, you had 5)" in msg
     version = cli_json("cycle", "show", ids["cycle"])["cycle"]["version"]
-    msg = refused(org, "cycle", "advance", "--no-flows", ids["cycle"], "--override", "late",
-                  "--expected-version", version - 1, "--as", "sam@acme.test")
+    msg = refused(
+        org,
+        "cycle",
+        "advance",
+        "--no-flows",
+        ids["cycle"],
+        "--override",
+        "late",
+        "--expected-version",
+        version - 1,
+        "--as",
+        "sam@acme.test",
+    )
     assert "was changed by someone else" in msg
 
 
 def test_unknown_cycle_ids_are_refused(org: Any) -> None:
     assert refused(org, "cycle", "show", 424242) == "error: no cycle with id 424242"
     assert refused(org, "checklist", "show", 424242) == "error: no cycle with id 424242"
-    msg = refused(org, "gap", "add", 424242, "--title", "x", "--category", "other",
-                  "--root-cause", "process", "--as", "lee@acme.test")
+    msg = refused(
+        org,
+        "gap",
+        "add",
+        424242,
+        "--title",
+        "x",
+        "--category",
+        "other",
+        "--root-cause",
+        "process",
+        "--as",
+        "lee@acme.test",
+    )
     assert msg == "error: no cycle with id 424242"
     assert refused(org, "action", "list", "--cycle", 424242) == "error: no cycle with id 424242"
     assert refused(org, "gap", "decide", 424242, "accepted", "--as", "lee@acme.test") == (
@@ -235,24 +305,93 @@ def test_unknown_cycle_ids_are_refused(org: Any) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["gap", "add", "{cycle}", "--title", "x", "--category", "vibes", "--root-cause",
-          "process", "--as", "lee@acme.test"], "Invalid value for '--category': 'vibes'"),
+        (
+            [
+                "gap",
+                "add",
+                "{cycle}",
+                "--title",
+                "x",
+                "--category",
+                "vibes",
+                "--root-cause",
+                "process",
+                "--as",
+                "lee@acme.test",
+            ],
+            "Invalid value for '--category': 'vibes'",
+        ),
         (["action", "list", "--status", "finished"], "Invalid value for '--status': 'finished'"),
         (["cycle", "list", "--phase", "someday"], "Invalid value for '--phase'"),
         (["gap", "decide", "1", "open", "--as", "lee@acme.test"], "'open' is not one of"),
-        (["action", "add", "{cycle}", "--title", "x", "--due", "2025-02-30",
-          "--as", "lee@acme.test"], "Invalid value for '--due': '2025-02-30'"),
-        (["cycle", "start", "--playbook", PLAYBOOK, "--title", "x", "--start", "31/01/2025",
-          "--as", "sam@acme.test"], "Invalid value for '--start'"),
-        (["survey", "respond", "{cycle}", "--score", "9", "--as", "sid@acme.test"],
-         "Invalid value for '--score'"),
+        (
+            [
+                "action",
+                "add",
+                "{cycle}",
+                "--title",
+                "x",
+                "--due",
+                "2025-02-30",
+                "--as",
+                "lee@acme.test",
+            ],
+            "Invalid value for '--due': '2025-02-30'",
+        ),
+        (
+            [
+                "cycle",
+                "start",
+                "--playbook",
+                PLAYBOOK,
+                "--title",
+                "x",
+                "--start",
+                "31/01/2025",
+                "--as",
+                "sam@acme.test",
+            ],
+            "Invalid value for '--start'",
+        ),
+        (
+            ["survey", "respond", "{cycle}", "--score", "9", "--as", "sid@acme.test"],
+            "Invalid value for '--score'",
+        ),
         (["cycle", "advance", "--no-flows", "{cycle}"], "say who is acting: --as EMAIL"),
         (["cycle", "list", "--colour"], "No such option: --colour"),
         (["cycle", "launch"], "No such command 'launch'"),
-        (["person", "add", "--name", "Zed", "--email", "not-an-email", "--team", "sales",
-          "--as", "max@acme.test"], "email: not an email address: 'not-an-email'"),
-        (["cycle", "start", "--playbook", PLAYBOOK, "--title", "x", "--start", "2025-03-01",
-          "--end", "2025-02-01", "--as", "sam@acme.test"], "period_end is before period_start"),
+        (
+            [
+                "person",
+                "add",
+                "--name",
+                "Zed",
+                "--email",
+                "not-an-email",
+                "--team",
+                "sales",
+                "--as",
+                "max@acme.test",
+            ],
+            "email: not an email address: 'not-an-email'",
+        ),
+        (
+            [
+                "cycle",
+                "start",
+                "--playbook",
+                PLAYBOOK,
+                "--title",
+                "x",
+                "--start",
+                "2025-03-01",
+                "--end",
+                "2025-02-01",
+                "--as",
+                "sam@acme.test",
+            ],
+            "period_end is before period_start",
+        ),
     ],
 )
 def test_bad_usage_exits_2(org: Any, args: list[str], expected: str) -> None:

@@ -541,12 +541,26 @@ def measure_recap(
         as_of=as_of,
     ).overall()
     if cycle.phase is Phase.RECAP:
-        session.execute(
-            delete(CycleKpiSnapshot).where(
-                CycleKpiSnapshot.cycle_id == cycle.id, CycleKpiSnapshot.kind == RECAP
+        stored = {
+            r.kpi: r
+            for r in session.scalars(
+                select(CycleKpiSnapshot).where(
+                    CycleKpiSnapshot.cycle_id == cycle.id, CycleKpiSnapshot.kind == RECAP
+                )
             )
+        }
+        same = set(stored) == set(current) and all(
+            (r.value, r.numerator, r.sample_size, r.window_start, r.window_end, r.sla_hours)
+            == (current[k].value, current[k].numerator, current[k].sample_size, *mwin, sla)
+            for k, r in stored.items()
         )
-        _store_snapshot(session, cycle, RECAP, current, mwin, sla)
+        if not same:  # a re-run with the same numbers rewrites nothing
+            session.execute(
+                delete(CycleKpiSnapshot).where(
+                    CycleKpiSnapshot.cycle_id == cycle.id, CycleKpiSnapshot.kind == RECAP
+                )
+            )
+            _store_snapshot(session, cycle, RECAP, current, mwin, sla)
 
     changes = [
         compare(name, baseline[name], current[name], _days(bwin), _days(mwin))

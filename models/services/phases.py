@@ -180,7 +180,16 @@ def checklist_gap_source(session: Session, cycle: Cycle) -> list[tuple[GapCreate
 
 #: Where Identify looks for gaps. Another source (e.g. funnel KPIs below target) joins with
 #: :func:`register_gap_source`; its gaps need a stable ``key`` so re-runs do not duplicate them.
-GAP_SOURCES: list[GapSourceFn] = [checklist_gap_source]
+def funnel_gap_source(session: Session, cycle: Cycle) -> list[tuple[GapCreate, Person | None]]:
+    """The playbook's KPI rules over the cycle's baseline window (shared funnel data): each
+    failed rule is recorded as a ``metric`` gap with its evidence, under a fixed key."""
+    from models.funnel.evidence import evaluate_gap_rules
+
+    evaluate_gap_rules(session, cycle)  # records its gaps itself (idempotent on their keys)
+    return []
+
+
+GAP_SOURCES: list[GapSourceFn] = [checklist_gap_source, funnel_gap_source]
 
 
 def register_gap_source(source: GapSourceFn) -> None:
@@ -651,7 +660,18 @@ class RecapSection(BaseModel):
 #: Extra recap sections: each source returns a section for the cycle, or None. The seam for
 #: the funnel's KPI deltas (register with :func:`register_recap_section`).
 RecapSectionFn = Callable[[Session, Cycle, date], RecapSection | None]
-RECAP_SECTIONS: list[RecapSectionFn] = []
+def funnel_recap_section(session: Session, cycle: Cycle, today: date) -> RecapSection | None:
+    """Did we see improvements? Every KPI and action target measured against the baseline,
+    and where the survey's sentiment and the numbers disagree."""
+    from models.funnel.evidence import measure_recap
+
+    measurement = measure_recap(session, cycle, today=today)
+    if measurement.measured == "no data" and not measurement.targets:
+        return None
+    return RecapSection(title="The numbers: KPIs against the baseline", lines=measurement.summary)
+
+
+RECAP_SECTIONS: list[RecapSectionFn] = [funnel_recap_section]
 
 
 def register_recap_section(source: RecapSectionFn) -> None:
