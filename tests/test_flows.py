@@ -230,7 +230,7 @@ def count(store, model, **where) -> int:  # noqa: ANN001, ANN003
         return s.scalar(stmt)
 
 
-def task_runs(flow_run_id: Any, expected: int, timeout: float = 20) -> list[Any]:
+def task_runs(flow_run_id: Any, expected: int, timeout: float = 90) -> list[Any]:
     """The flow run's task runs (the server records them from events: wait for them)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
