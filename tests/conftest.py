@@ -19,6 +19,7 @@ from models.metadata import metadata
 from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
 from models.schemas import PersonCreate, TeamCreate
 from models.services import people, playbooks
+from tests.prefect_fixtures import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
 
 PROJECT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")

@@ -439,12 +439,9 @@ def test_the_cli_finds_the_store_the_settings_name(env: dict[str, str], monkeypa
 
 # --- the default `cycle advance`: the point person's decision drives the flows -------------
 
-from tests.test_flows import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
-
-
 @pytest.mark.prefect
 def test_cycle_advance_runs_the_next_phase_flow(
-    org: Any, prefect_server: str, data_dir: Path  # noqa: F811
+    org: Any, prefect_server: str, data_dir: Path
 ) -> None:
     """Without a waiting run, `cycle advance` first brings Identify's analysis up to date (the
     "yes, there is a problem" answers become gaps), applies the gate, and once the gaps are
