@@ -389,6 +389,56 @@ def advance_cycle(
     return cycle
 
 
+#: A cycle's progress and risk on the board, by name (see :func:`board_counts`).
+EMPTY_COUNTS: dict[str, int] = {
+    "actions_total": 0,
+    "actions_finished": 0,
+    "actions_overdue": 0,
+    "actions_at_risk": 0,
+    "actions_off_track": 0,
+    "gaps_total": 0,
+    "gaps_open": 0,
+}
+
+
+def board_counts(session: Session, ids: list[int], today: date) -> dict[int, dict[str, int]]:
+    """Progress and risk of the given cycles, in two set-based queries (one per table):
+    action items total/finished/overdue/at risk/off track (risk counts unfinished items only),
+    gaps total/open. Cycles with neither are absent (use :data:`EMPTY_COUNTS`)."""
+    if not ids:
+        return {}
+    unfinished = ActionItem.status.not_in(FINISHED)
+    at_risk, off_track = Confidence.AT_RISK, Confidence.OFF_TRACK
+    out: dict[int, dict[str, int]] = {}
+    for row in session.execute(
+        select(
+            ActionItem.cycle_id,
+            func.count(),
+            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == at_risk), 1), else_=0)),
+            func.sum(case((and_(unfinished, ActionItem.confidence == off_track), 1), else_=0)),
+        )
+        .where(ActionItem.cycle_id.in_(ids))
+        .group_by(ActionItem.cycle_id)
+    ):
+        counts = out.setdefault(row[0], dict(EMPTY_COUNTS))
+        for name, value in zip(list(EMPTY_COUNTS)[:5], row[1:], strict=True):
+            counts[name] = int(value or 0)
+    for row in session.execute(
+        select(
+            Gap.cycle_id,
+            func.count(),
+            func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
+        )
+        .where(Gap.cycle_id.in_(ids))
+        .group_by(Gap.cycle_id)
+    ):
+        counts = out.setdefault(row[0], dict(EMPTY_COUNTS))
+        counts["gaps_total"], counts["gaps_open"] = int(row[1] or 0), int(row[2] or 0)
+    return out
+
+
 def list_cycles(
     session: Session,
     phase: Phase | None = None,
@@ -411,54 +461,19 @@ def list_cycles(
     cycles = session.scalars(stmt).unique().all()
     if not cycles:
         return []
-    ids = [c.id for c in cycles]
-    unfinished = ActionItem.status.not_in(FINISHED)
-    at_risk, off_track = Confidence.AT_RISK, Confidence.OFF_TRACK
-    action_rows = session.execute(
-        select(
-            ActionItem.cycle_id,
-            func.count(),
-            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == at_risk), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == off_track), 1), else_=0)),
+    counts = board_counts(session, [c.id for c in cycles], today)
+    return [
+        CycleSummary(
+            id=c.id,
+            title=c.title,
+            phase=c.phase,
+            period_start=c.period_start,
+            period_end=c.period_end,
+            playbook=f"{c.playbook.name}@{c.playbook.version}",
+            **counts.get(c.id, EMPTY_COUNTS),
         )
-        .where(ActionItem.cycle_id.in_(ids))
-        .group_by(ActionItem.cycle_id)
-    ).all()
-    gap_rows = session.execute(
-        select(
-            Gap.cycle_id,
-            func.count(),
-            func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
-        )
-        .where(Gap.cycle_id.in_(ids))
-        .group_by(Gap.cycle_id)
-    ).all()
-    actions = {r[0]: r[1:] for r in action_rows}
-    gaps = {r[0]: r[1:] for r in gap_rows}
-    out = []
-    for c in cycles:
-        a = actions.get(c.id, (0, 0, 0, 0, 0))
-        g = gaps.get(c.id, (0, 0))
-        out.append(
-            CycleSummary(
-                id=c.id,
-                title=c.title,
-                phase=c.phase,
-                period_start=c.period_start,
-                period_end=c.period_end,
-                playbook=f"{c.playbook.name}@{c.playbook.version}",
-                actions_total=a[0] or 0,
-                actions_finished=a[1] or 0,
-                actions_overdue=a[2] or 0,
-                actions_at_risk=a[3] or 0,
-                actions_off_track=a[4] or 0,
-                gaps_total=g[0] or 0,
-                gaps_open=g[1] or 0,
-            )
-        )
-    return out
+        for c in cycles
+    ]
 
 
 def load_cycle_full(session: Session, cycle_id: int) -> Cycle:

@@ -27,6 +27,7 @@ from models.enums import (
     Role,
 )
 from models.errors import NotFound
+from models.services import cycles as cycle_service
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -177,48 +178,10 @@ def board(
     if not cycles:
         return [], total
     ids = [c.id for c in cycles]
-    unfinished = ActionItem.status.not_in(FINISHED)
-    actions = {
-        r[0]: r[1:]
-        for r in session.execute(
-            select(
-                ActionItem.cycle_id,
-                func.count(),
-                func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
-                func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
-                func.sum(
-                    case(
-                        (and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0
-                    )
-                ),
-                func.sum(
-                    case(
-                        (and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1),
-                        else_=0,
-                    )
-                ),
-            )
-            .where(ActionItem.cycle_id.in_(ids))
-            .group_by(ActionItem.cycle_id)
-        )
-    }
-    gaps = {
-        r[0]: r[1:]
-        for r in session.execute(
-            select(
-                Gap.cycle_id,
-                func.count(),
-                func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
-            )
-            .where(Gap.cycle_id.in_(ids))
-            .group_by(Gap.cycle_id)
-        )
-    }
+    counts = cycle_service.board_counts(session, ids, today)
     slots = _slots(session, ids)
     rows = []
     for c in cycles:
-        a = actions.get(c.id, (0, 0, 0, 0, 0))
-        g = gaps.get(c.id, (0, 0))
         rows.append(
             BoardRow(
                 id=c.id,
@@ -228,13 +191,7 @@ def board(
                 period_end=c.period_end,
                 playbook=f"{c.name}@{c.version}",
                 teams=slots.get(c.id, []),
-                actions_total=int(a[0] or 0),
-                actions_finished=int(a[1] or 0),
-                actions_overdue=int(a[2] or 0),
-                actions_at_risk=int(a[3] or 0),
-                actions_off_track=int(a[4] or 0),
-                gaps_total=int(g[0] or 0),
-                gaps_open=int(g[1] or 0),
+                **counts.get(c.id, cycle_service.EMPTY_COUNTS),
             )
         )
     return rows, total
