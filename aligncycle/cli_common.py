@@ -89,6 +89,14 @@ def store() -> Store:
     return _store
 
 
+def close_store() -> None:
+    """Close the store's connections (the console script does, as the process exits)."""
+    global _store
+    if _store is not None:
+        _store.dispose()
+        _store = None
+
+
 def reset_store() -> None:
     """Forget the cached store and settings (tests change the environment between runs)."""
     global _store
