@@ -608,7 +608,7 @@ def reminder_candidates(
 ) -> list[tuple[_Item, str]]:
     """Unfinished, owned items of cycles in Execute that need a reminder today: ``soon`` (due
     within the policy's window) or ``overdue``. One query."""
-    max_window = max([policy.remind_days_before, *_playbook_windows(session, policy)])
+    max_window = max(p.remind_days_before for p in [policy, *_execute_policies(session, policy)])
     items = _items(
         session,
         ActionItem.owner_id.is_not(None),
@@ -627,12 +627,12 @@ def reminder_candidates(
     return out
 
 
-def _playbook_windows(session: Session, policy: CadencePolicy) -> list[int]:
-    """Reminder windows of the playbooks of cycles in Execute (few rows: one per playbook)."""
+def _execute_policies(session: Session, policy: CadencePolicy) -> list[CadencePolicy]:
+    """The policies of the playbooks of cycles in Execute (few rows: one per playbook)."""
     ids = session.scalars(
         select(Cycle.playbook_id).where(Cycle.phase == Phase.EXECUTE).distinct()
     ).all()
-    return [p.remind_days_before for p in _policies(session, ids, policy).values()]
+    return list(_policies(session, ids, policy).values())
 
 
 def plan_reminders(
@@ -682,7 +682,7 @@ def escalation_candidates(
 ) -> list[tuple[_Item, str]]:
     """Owned items overdue past the grace period: ``lead`` level, then ``manager`` level after
     the second grace period (both when a run finds an item already past both). One query."""
-    min_grace = min([policy.escalate_after_days, *_playbook_graces(session, policy)])
+    min_grace = min(p.escalate_after_days for p in [policy, *_execute_policies(session, policy)])
     items = _items(
         session,
         ActionItem.owner_id.is_not(None),
@@ -700,13 +700,6 @@ def escalation_candidates(
         if late >= p.escalate_after_days + p.escalate_to_manager_after_days:
             out.append((item, "manager"))
     return out
-
-
-def _playbook_graces(session: Session, policy: CadencePolicy) -> list[int]:
-    ids = session.scalars(
-        select(Cycle.playbook_id).where(Cycle.phase == Phase.EXECUTE).distinct()
-    ).all()
-    return [p.escalate_after_days for p in _policies(session, ids, policy).values()]
 
 
 def plan_escalations(
@@ -768,7 +761,7 @@ def update_confidence(
     """Raise the confidence flag of unfinished items in Execute from the facts: overdue →
     off_track; due within the reminder window and not started → at_risk. Never lowers a flag
     (people do). Bulk UPDATE + bulk audit events; returns how many items changed."""
-    window = max([policy.remind_days_before, *_playbook_windows(session, policy)])
+    window = max(p.remind_days_before for p in [policy, *_execute_policies(session, policy)])
     items = _items(
         session,
         ActionItem.due_date.is_not(None),
