@@ -1467,3 +1467,24 @@ def test_loading_a_playbook_is_logged_once(org: Store) -> None:
             s, parse_playbook(TINY.replace("Tiny", "Tiny!")), "other-hash", None
         ),
     )
+
+
+def test_the_web_read_models_hide_survey_results_by_the_same_rule(org: Store) -> None:
+    """The recap page's survey view and the trends chart follow ``summarize_survey``: the
+    overall mean or a cycle's mean would give an anonymous answer away as surely as a team's."""
+    from models.services import views
+
+    cycle_id = start(org)
+    to_recap(org, cycle_id)
+    with org.unit_of_work() as s:
+        # three named sales answers (their scores are in the audit log), one anonymous
+        # marketing answer: the overall mean, less the sales mean, would be meg's score
+        answer_survey(s, cycle_id, (SID, 4, False), (SAM, 3, False), (LEE, 5, False))
+        answer_survey(s, cycle_id, (MEG, 1, True))
+        assert not recap.summarize_survey(s, C(s, cycle_id), P(s, MAX)).shown
+        page = views.survey(s, C(s, cycle_id), P(s, MAX))
+        points = views.trends(s, C(s, cycle_id), P(s, MAX))
+    assert not page.shown and page.answered == 4
+    assert page.mean is None and page.distribution == {}
+    assert all(team["mean"] is None for team in page.by_team)
+    assert [p.survey_mean for p in points if p.cycle_id == cycle_id] == [None]

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from statistics import mean
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, true
@@ -28,6 +27,7 @@ from models.enums import (
 )
 from models.errors import NotFound
 from models.services import cycles as cycle_service
+from models.services import recap as recap_service
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -46,7 +46,7 @@ from models.tables import (
 FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 #: Survey results of a group (all answers, or one team's) are shown only from this many answers
 #: up: with fewer, an anonymous answer could be told apart by who took part.
-SURVEY_MIN_GROUP = 3
+SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
 
 
 # --- who sees what --------------------------------------------------------------------------
@@ -510,48 +510,30 @@ class SurveyView:
 
 
 def survey(session: Session, cycle: Cycle, viewer: Person) -> SurveyView:
-    """Survey results as ``viewer`` may see them. Scores are for everyone who sees the cycle;
-    comments for managers (every team) or the viewer's own team. Nothing is attributed: no
-    names, no order of answering (comments are sorted), and no group under the minimum size."""
-    rows = session.execute(
-        select(
-            SurveyResponse.team_id,
-            Team.key,
-            Team.name,
-            SurveyResponse.score,
-            SurveyResponse.comment,
-        )
-        .join(Team, SurveyResponse.team_id == Team.id)
-        .where(SurveyResponse.cycle_id == cycle.id)
-    ).all()
-    n = len(rows)
-    shown = n >= SURVEY_MIN_GROUP
-    scores = [r.score for r in rows]
-    per_team: dict[int, list] = {}
-    for r in rows:
-        per_team.setdefault(r.team_id, []).append(r)
-    by_team = []
-    comments: list[str] = []
-    for team_id, team_rows in sorted(per_team.items(), key=lambda kv: kv[1][0].key):
-        big_enough = len(team_rows) >= SURVEY_MIN_GROUP
-        by_team.append(
-            {
-                "team": team_rows[0].key,
-                "name": team_rows[0].name,
-                "responses": len(team_rows),
-                "mean": round(mean(r.score for r in team_rows), 2) if big_enough else None,
-            }
-        )
-        may_read = viewer.role is Role.MANAGER or viewer.team_id == team_id
-        if shown and big_enough and may_read:
-            comments.extend(r.comment for r in team_rows if r.comment)
+    """Survey results as ``viewer`` may see them: exactly what
+    :func:`models.services.recap.summarize_survey` shows (its rule decides when scores and
+    comments can be shown without giving an anonymous answer away), with the teams' names."""
+    summary = recap_service.summarize_survey(session, cycle, viewer)
+    names = dict(
+        session.execute(
+            select(Team.key, Team.name).where(Team.key.in_([t.team for t in summary.by_team]))
+        ).all()
+    )
     return SurveyView(
-        answered=n,
-        shown=shown,
-        mean=round(mean(scores), 2) if shown else None,
-        distribution={k: scores.count(k) for k in range(1, 6)} if shown else {},
-        by_team=by_team,
-        comments=sorted(comments, key=str.casefold),
+        answered=summary.responses,
+        shown=summary.shown,
+        mean=summary.mean,
+        distribution=summary.distribution,
+        by_team=[
+            {
+                "team": t.team,
+                "name": names.get(t.team, t.team),
+                "responses": t.responses,
+                "mean": t.mean,
+            }
+            for t in summary.by_team
+        ],
+        comments=summary.comments,
     )
 
 
@@ -626,14 +608,27 @@ def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> li
             .group_by(ActionItem.cycle_id)
         )
     }
-    # Means only of cycles with enough answers (the same rule as the survey itself).
-    surveys = {
-        r[0]: (float(r[1]) if r[2] >= SURVEY_MIN_GROUP else None)
-        for r in session.execute(
-            select(SurveyResponse.cycle_id, func.avg(SurveyResponse.score), func.count())
-            .where(SurveyResponse.cycle_id.in_(ids))
-            .group_by(SurveyResponse.cycle_id)
+    # A cycle's mean only when the survey itself would show it (every team's group big
+    # enough: recap.survey_group_visible), from per-team sums in one query.
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for cycle_id, answers, anonymous, total in session.execute(
+        select(
+            SurveyResponse.cycle_id,
+            func.count(),
+            func.sum(case((SurveyResponse.anonymous.is_(True), 1), else_=0)),
+            func.sum(SurveyResponse.score),
         )
+        .where(SurveyResponse.cycle_id.in_(ids))
+        .group_by(SurveyResponse.cycle_id, SurveyResponse.team_id)
+    ):
+        groups.setdefault(cycle_id, []).append((answers, int(anonymous or 0), int(total or 0)))
+    surveys = {
+        cycle_id: (
+            sum(g[2] for g in teams) / sum(g[0] for g in teams)
+            if all(recap_service.survey_group_visible(g[0], g[1]) for g in teams)
+            else None
+        )
+        for cycle_id, teams in groups.items()
     }
     gap_counts = dict(
         session.execute(
