@@ -31,7 +31,6 @@ from models.tables import (
     Gap,
     Person,
     Retrospective,
-    Team,
 )
 
 FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
@@ -57,33 +56,33 @@ def permission_facts(cycle: Cycle) -> CycleFacts:
     )
 
 
-def _resolve_owner(
+def owner_for(
     session: Session,
-    owner: OwnerSpec | None,
-    teams: dict[str, Team],
+    owner: OwnerSpec,
     cycle_teams: list[CycleTeam],
-    holders: dict[tuple[Role, int | None], list[int]],
-) -> tuple[int | None, Role | None, int | None]:
-    """(owner_id, owner_role, owner_team_id): a person when exactly one fits, else the role.
+    holders: dict[tuple[Role, int | None], list[int]] | None = None,
+) -> tuple[int | None, int | None]:
+    """(person id, team id) of the one person a playbook owner rule points at in a cycle.
 
-    ``holders`` caches who holds a (role, team), so a playbook's questions cost one query per
-    distinct owner rather than one per question."""
-    if owner is None:
-        return None, Role.POINT_PERSON, None
-    team = teams.get(owner.team) if owner.team else None
-    if owner.role is Role.POINT_PERSON and team is not None:
-        ct = next((c for c in cycle_teams if c.team_id == team.id), None)
-        if ct is not None and ct.point_person_id:
-            return ct.point_person_id, owner.role, team.id
-    team_id = team.id if team else None
+    A point person of a named team is that team's point person in the cycle; otherwise the
+    rule points at the only active holder of the role (in the named team, if any). The person
+    is None when nobody or several people fit, or when the team does not take part in the
+    cycle. ``holders`` caches who holds a (role, team), so a playbook's questions cost one
+    query per distinct owner rather than one per question."""
+    ct = next((c for c in cycle_teams if owner.team and c.team.key == owner.team), None)
+    if owner.team and ct is None:
+        return None, None
+    team_id = ct.team_id if ct else None
+    if owner.role is Role.POINT_PERSON and ct is not None and ct.point_person_id:
+        return ct.point_person_id, team_id
+    holders = {} if holders is None else holders
     if (owner.role, team_id) not in holders:
         stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
         if team_id is not None:
             stmt = stmt.where(Person.team_id == team_id)
         holders[(owner.role, team_id)] = list(session.scalars(stmt.limit(2)))
     candidates = holders[(owner.role, team_id)]
-    owner_id = candidates[0] if len(candidates) == 1 else None
-    return owner_id, owner.role, team_id
+    return (candidates[0] if len(candidates) == 1 else None), team_id
 
 
 def start_cycle(
@@ -147,12 +146,13 @@ def start_cycle(
     session.add(cycle)
     session.flush()
 
-    by_key = {t.key: t for t in teams.values()}
     holders: dict[tuple[Role, int | None], list[int]] = {}
     for phase, position, q in pb.questions():
-        owner_id, owner_role, owner_team_id = _resolve_owner(
-            session, q.owner, by_key, cycle.teams, holders
+        # Unowned questions belong to the cycle's point persons.
+        owner_id, owner_team_id = (
+            owner_for(session, q.owner, cycle.teams, holders) if q.owner else (None, None)
         )
+        owner_role = q.owner.role if q.owner else Role.POINT_PERSON
         session.add(
             ChecklistItem(
                 cycle_id=cycle.id,

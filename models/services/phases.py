@@ -341,18 +341,8 @@ def default_owner(session: Session, cycle: Cycle, owner: OwnerSpec | None) -> Pe
     """The one person a template's owner rule points at, or None (a lead assigns one)."""
     if owner is None:
         return None
-    team = next((ct.team for ct in cycle.teams if ct.team.key == owner.team), None)
-    if owner.role is Role.POINT_PERSON and team is not None:
-        ct = next(ct for ct in cycle.teams if ct.team_id == team.id)
-        if ct.point_person is not None:
-            return ct.point_person
-    stmt = select(Person).where(Person.role == owner.role, Person.active.is_(True))
-    if owner.team is not None:
-        if team is None:
-            return None  # the template names a team that is not in this cycle
-        stmt = stmt.where(Person.team_id == team.id)
-    candidates = session.scalars(stmt.order_by(Person.id).limit(2)).unique().all()
-    return candidates[0] if len(candidates) == 1 else None
+    person_id, _team_id = cycle_service.owner_for(session, owner, cycle.teams)
+    return session.get(Person, person_id) if person_id is not None else None
 
 
 def _counterpart(cycle: Cycle, owner: Person | None) -> Person | None:
