@@ -7,23 +7,34 @@
   random nonce kept in a short-lived cookie (signed with the app's secret key).
 - The API takes ``Authorization: Bearer <token>``; a browser session works too, with the
   ``X-CSRF-Token`` header on anything but GET/HEAD/OPTIONS.
+- Password guessing on the sign-in page is throttled twice: per email in the store (see
+  ``models.services.accounts.sign_in``; holds across worker processes) and per client address
+  in this process's memory (against one address trying many emails). Tokens are not throttled:
+  they are 256 random bits, so guessing one is hopeless, and a wrong one costs one indexed
+  lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from starlette.datastructures import FormData
 
 from aligncycle.web.deps import Ctx, unit_of_work
+from models.base import utcnow
 from models.errors import Forbidden
 from models.services import accounts
-from models.services.accounts import AuthenticationFailed
+from models.services.accounts import AuthenticationFailed, SignInLimit, TooManyAttempts
 
 SESSION_COOKIE = "aligncycle_session"
 LOGIN_COOKIE = "aligncycle_login"
@@ -92,6 +103,95 @@ def check_login_csrf(request: Request, token: str | None) -> None:
     nonce = request.cookies.get(LOGIN_COOKIE)
     if not nonce or not token or not hmac.compare_digest(_login_token(request, nonce), token):
         raise BadCsrf()
+
+
+# --- throttling sign-in attempts -----------------------------------------------------------
+
+
+def client_address(request: Request) -> str:
+    """Who is trying to sign in, for the per-client limit: the client's IP address (uvicorn's
+    ``proxy_headers`` puts the real one there behind a trusted proxy), an IPv6 address reduced
+    to its /64 (one machine usually has a whole /64 to pick addresses from)."""
+    host = request.client.host if request.client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class ClientFailures:
+    """Failed sign-ins per client address in a sliding window, in this process's memory (each
+    worker counts its own). Keeps only the newest ``max_failures`` times per address and at most
+    ``max_clients`` addresses (the least recently failing are forgotten first)."""
+
+    def __init__(self, max_failures: int, window: timedelta, max_clients: int = 50_000) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, client: str, now: datetime) -> None:
+        """Raise ``TooManyAttempts`` while ``client`` has ``max_failures`` failures in the
+        window."""
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None or len(times) < self.max_failures or times[0] <= now - self.window:
+                return
+            retry_at = times[0] + self.window
+        wait = accounts.in_minutes((retry_at - now).total_seconds())
+        raise TooManyAttempts(
+            f"too many failed sign-ins from your network; try again in {wait}", retry_at, now
+        )
+
+    def record(self, client: str, now: datetime) -> None:
+        """Count a failed sign-in from ``client``."""
+        with self._lock:
+            times = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
+            times.append(now)
+            self._failures[client] = times  # now the most recently failing
+            if len(self._failures) > self.max_clients:
+                self._forget_stale(now)
+
+    def _forget_stale(self, now: datetime) -> None:
+        since = now - self.window
+        for client in [c for c, times in self._failures.items() if times[-1] <= since]:
+            del self._failures[client]
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+
+@dataclass
+class LoginThrottle:
+    """An app's limits on sign-in attempts. ``clock`` is what "now" is (tests move it)."""
+
+    limit: SignInLimit
+    clients: ClientFailures
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+
+def login_throttle(app: FastAPI) -> LoginThrottle:
+    """The app's throttle, made from its settings on first use."""
+    throttle = getattr(app.state, "login_throttle", None)
+    if throttle is None:
+        settings = app.state.settings
+        throttle = LoginThrottle(
+            limit=SignInLimit(
+                max_failures=settings.login_max_failures,
+                window=timedelta(minutes=settings.login_window_minutes),
+            ),
+            clients=ClientFailures(
+                settings.login_max_failures_per_client,
+                timedelta(minutes=settings.login_client_window_minutes),
+            ),
+        )
+        app.state.login_throttle = throttle
+    return throttle
 
 
 # --- the signed-in person -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from aligncycle.settings import Settings
@@ -22,13 +24,22 @@ from models.errors import (
     NotFound,
     TransitionRefused,
 )
-from models.services.accounts import AuthenticationFailed
+from models.services.accounts import AuthenticationFailed, TooManyAttempts
 from models.tables import Person
 
 
 class WebSettings(Settings):
     #: Mark cookies ``Secure``: true, false, or unset = when the request came over https.
     cookie_secure: bool | None = None
+    #: Failed sign-ins for one email (known or not) within the window, after which that email is
+    #: refused, even with the right password, until the failures age out (kept in the store, so
+    #: every worker process sees them).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    #: Failed sign-ins from one client address (an IPv6 /64) within its window, after which that
+    #: address is refused; counted in memory, per worker process.
+    login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_client_window_minutes: int = Field(default=5, ge=1)
 
 
 def secret_key(settings: Settings) -> str:
@@ -45,10 +56,17 @@ def secret_key(settings: Settings) -> str:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
     tmp.write_text(value + "\n")
     tmp.chmod(0o600)
-    tmp.replace(path)
+    try:
+        # Publish only if no other process did first (several workers may start at once):
+        # the first key wins and everyone reads it.
+        os.link(tmp, path)
+    except FileExistsError:
+        value = path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
     return value
 
 
@@ -78,6 +96,7 @@ STATUS = [
     (NotFound, 404),
     (Forbidden, 403),
     (AuthenticationFailed, 401),
+    (TooManyAttempts, 429),
     (TransitionRefused, 409),
     (Conflict, 409),
     (InvalidInput, 422),

@@ -384,22 +384,54 @@ async def login_submit(request: Request) -> Response:
         return _login_again(request, data, exc.message, 403)
     from starlette.concurrency import run_in_threadpool
 
-    def sign_in() -> str:
+    from aligncycle.web.auth import client_address, login_throttle
+
+    throttle = login_throttle(request.app)
+    client = client_address(request)
+    now = throttle.clock()
+
+    def sign_in() -> str | None:
+        """The new session's cookie value, or None after a wrong email or password."""
         with unit_of_work(request) as s:
-            person = accounts.authenticate(s, data.get("email", ""), data.get("password", ""))
+            try:
+                person = accounts.sign_in(
+                    s,
+                    data.get("email", ""),
+                    data.get("password", ""),
+                    secret=request.app.state.secret_key,
+                    limit=throttle.limit,
+                    now=now,
+                    client=client,
+                )
+            except accounts.AuthenticationFailed:
+                return None  # the unit of work commits the recorded failure
             raw, _ = accounts.create_session(s, person)
             return raw
 
     try:
+        throttle.clients.check(client, now)
         raw = await run_in_threadpool(sign_in)
+    except accounts.TooManyAttempts as exc:
+        return _login_again(request, data, exc.message, 429, retry_after=exc.retry_after)
     except DomainError as exc:
         return _login_again(request, data, exc.message, 401)
+    if raw is None:
+        throttle.clients.record(client, now)
+        return _login_again(request, data, accounts.WRONG_CREDENTIALS, 401)
     resp = redirect(request, to)
     start_session(request, resp, raw)
     return resp
 
 
-def _login_again(request: Request, data: dict[str, str], message: str, status: int) -> Response:
+def _login_again(
+    request: Request,
+    data: dict[str, str],
+    message: str,
+    status: int,
+    retry_after: int | None = None,
+) -> Response:
+    """The sign-in form again, with what was typed (not the password) and why it was refused;
+    ``retry_after`` (seconds) becomes the ``Retry-After`` header of a 429."""
     resp = HTMLResponse("")
     token = login_csrf(request, resp)
     page = render(
@@ -415,6 +447,8 @@ def _login_again(request: Request, data: dict[str, str], message: str, status: i
     for key, value in resp.headers.items():
         if key.lower() == "set-cookie":
             page.headers.append("set-cookie", value)
+    if retry_after is not None:
+        page.headers["retry-after"] = str(retry_after)
     return page
 
 

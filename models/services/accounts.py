@@ -2,13 +2,22 @@
 
 Secrets given to people (session ids, tokens) are random and high-entropy, so the store keeps
 their SHA-256 digest; passwords are low-entropy and get argon2id. Nothing here commits.
+
+Password guessing on the sign-in page is throttled per email: every failed sign-in appends an
+``auth.sign_in_failed`` event (the audit log is append-only, so the limit only inserts and
+counts), and an email with too many recent failures is refused until they age out of the
+window. The event keeps an HMAC of the typed email, never the text (people type passwords into
+the email box); an unknown email is counted exactly like a known one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
+import math
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -20,7 +29,7 @@ from models.accounts import ApiToken, Credential, WebSession
 from models.base import utcnow
 from models.errors import DomainError, InvalidInput, NotFound
 from models.services.common import record_event
-from models.tables import Person
+from models.tables import Event, Person
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -28,6 +37,9 @@ SESSION_DAYS = 14
 TOKEN_PREFIX = "ac_"
 #: How stale ``last_used_at`` may get before a request writes it again (no write per request).
 LAST_USED_GRANULARITY = timedelta(hours=1)
+#: The audit-log verb of a failed sign-in (what the per-email limit counts).
+SIGN_IN_FAILED = "auth.sign_in_failed"
+WRONG_CREDENTIALS = "wrong email or password"
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
@@ -40,8 +52,24 @@ class AuthenticationFailed(DomainError):
     code = "unauthenticated"
 
 
+class TooManyAttempts(DomainError):
+    """Too many failed sign-ins recently: refused, whatever the password, until ``retry_at``."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_at: datetime, now: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+        #: Whole seconds until a new attempt is considered (the ``Retry-After`` header).
+        self.retry_after = max(1, math.ceil((retry_at - now).total_seconds()))
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalize_email(email: str | None) -> str:
+    return (email or "").strip().lower()
 
 
 # --- passwords ------------------------------------------------------------------------------
@@ -88,28 +116,144 @@ def has_password(session: Session, person: Person) -> bool:
     )
 
 
-def authenticate(session: Session, email: str, password: str) -> Person:
-    """The active person with this email and password, else ``AuthenticationFailed`` (the same
-    message whichever of the two was wrong)."""
-    refused = AuthenticationFailed("wrong email or password")
-    email = (email or "").strip().lower()
+def _account(session: Session, email: str) -> tuple[Person, Credential] | None:
+    """The person with this (normalized) email and their password, if they have one."""
     row = session.execute(
         select(Person, Credential)
         .join(Credential, Credential.person_id == Person.id)
         .where(Person.email == email)
     ).first()
-    if row is None or not row[0].active:
+    return None if row is None else (row[0], row[1])
+
+
+def _password_matches(account: tuple[Person, Credential] | None, password: str) -> bool:
+    """Whether the account is active and the password right. An unknown email costs one argon2
+    verification too, so the time taken does not tell whether the email exists."""
+    if account is None or not account[0].active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password or "-")
-        raise refused
-    person, cred = row
+        return False
+    cred = account[1]
     try:
         _hasher.verify(cred.password_hash, password or "")
     except (VerificationError, InvalidHashError):
-        raise refused from None
+        return False
     if _hasher.check_needs_rehash(cred.password_hash):
         cred.password_hash = _hasher.hash(password)
-    return person
+    return True
+
+
+def authenticate(session: Session, email: str, password: str) -> Person:
+    """The active person with this email and password, else ``AuthenticationFailed`` (the same
+    message whichever of the two was wrong)."""
+    account = _account(session, normalize_email(email))
+    matches = _password_matches(account, password)  # always verifies: same cost either way
+    if account is None or not matches:
+        raise AuthenticationFailed(WRONG_CREDENTIALS)
+    return account[0]
+
+
+# --- throttling password guessing -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignInLimit:
+    """At most ``max_failures`` failed sign-ins for one email within ``window``."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+
+
+def email_key(email: str | None, secret: str) -> str:
+    """What the audit log keeps of an email typed on the sign-in page: an HMAC keyed by the app's
+    secret, so equal emails count together while the log holds neither the text nor a plain hash
+    that a list of addresses (or passwords typed into the wrong box) could be checked against."""
+    message = b"sign-in email:" + normalize_email(email).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def in_minutes(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def check_sign_in_allowed(session: Session, key: str, limit: SignInLimit, now: datetime) -> None:
+    """Raise ``TooManyAttempts`` when the email behind ``key`` has ``limit.max_failures`` failed
+    sign-ins within the window before ``now``. One query (at most ``max_failures`` rows of the
+    events of the window, found by the index on ``events.at``); it writes nothing."""
+    recent = list(
+        session.scalars(
+            select(Event.at)
+            .where(
+                Event.at > now - limit.window,
+                Event.verb == SIGN_IN_FAILED,
+                Event.after["email_hmac"].as_string() == key,
+            )
+            .order_by(Event.at.desc())
+            .limit(limit.max_failures)
+        )
+    )
+    if len(recent) < limit.max_failures:
+        return
+    # Sliding window: a new attempt is considered once the oldest of these failures ages out.
+    retry_at = recent[-1] + limit.window
+    wait = in_minutes((retry_at - now).total_seconds())
+    raise TooManyAttempts(
+        f"too many failed sign-ins for this email; try again in {wait}", retry_at, now
+    )
+
+
+def record_failed_sign_in(
+    session: Session,
+    key: str,
+    now: datetime,
+    client: str | None = None,
+    person: Person | None = None,
+) -> Event:
+    """Append the ``auth.sign_in_failed`` event the per-email limit counts: the email's key
+    (never its text), the client address, and the person when the email is theirs."""
+    event = record_event(
+        session,
+        actor=None,
+        verb=SIGN_IN_FAILED,
+        object_type="person" if person is not None else "sign_in",
+        object_id=person.id if person is not None else None,
+        after={"email_hmac": key, "client": client},
+    )
+    event.at = now
+    return event
+
+
+def sign_in(
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    secret: str,
+    limit: SignInLimit | None = None,
+    now: datetime | None = None,
+    client: str | None = None,
+) -> Person:
+    """Sign in from the sign-in page: ``authenticate``, throttled per email.
+
+    - Too many recent failures for this email: ``TooManyAttempts``, before the password is
+      looked at, and nothing is written.
+    - Wrong email or password: the failure is recorded, then ``AuthenticationFailed``. The
+      caller commits its unit of work anyway (catch the error inside it), so that the failure
+      counts; the event is the only write of a refused sign-in.
+    """
+    limit = limit or SignInLimit()
+    now = now or utcnow()
+    key = email_key(email, secret)
+    check_sign_in_allowed(session, key, limit, now)
+    account = _account(session, normalize_email(email))
+    matches = _password_matches(account, password)  # always verifies: same cost either way
+    if account is not None and matches:
+        return account[0]
+    record_failed_sign_in(
+        session, key, now, client, person=account[0] if account is not None else None
+    )
+    raise AuthenticationFailed(WRONG_CREDENTIALS)
 
 
 def change_password(session: Session, person: Person, current: str, new: str) -> Credential:
