@@ -1,6 +1,6 @@
 """CLI of the web app: serve it, set passwords, manage personal API tokens.
 
-    aligncycle serve [--host 127.0.0.1] [--port 8000] [--reload] [--demo]
+    aligncycle serve [--host 127.0.0.1] [--port 8000] [--workers N] [--reload] [--demo]
     aligncycle user set-password EMAIL [--password-stdin]
     aligncycle token create --name NAME [--days N] --as EMAIL
     aligncycle token list --as EMAIL [--json]
@@ -71,7 +71,16 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(
             None, "--port", min=1, max=65535, help="Default: ALIGNCYCLE_PORT or 8000."
         ),
-        reload: bool = typer.Option(False, "--reload", help="Restart when the code changes."),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes. Default: ALIGNCYCLE_WORKERS, else one per CPU core (max 4).",
+        ),
+        reload: bool = typer.Option(
+            False, "--reload", help="Restart when the code changes (one worker)."
+        ),
         demo: bool = typer.Option(
             False,
             "--demo",
@@ -98,15 +107,26 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         import uvicorn
 
+        from aligncycle.web.deps import secret_key
+
         host = host or settings.host
         port = port or settings.port
-        typer.echo(f"aligncycle on http://{host}:{port}/ (store: {cc.display_url()})", err=True)
+        workers = 1 if reload else (workers or settings.effective_workers)
+        # Made (or read) once here, before the workers start: they all sign with the same key.
+        secret_key(settings)
+        plural = "s" if workers > 1 else ""
+        typer.echo(
+            f"aligncycle on http://{host}:{port}/ ({workers} worker{plural}; "
+            f"store: {cc.display_url()})",
+            err=True,
+        )
         uvicorn.run(
             "aligncycle.web:create_app",
             factory=True,
             host=host,
             port=port,
             reload=reload,
+            workers=workers,
             log_level="warning",
             proxy_headers=True,
         )

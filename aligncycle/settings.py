@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+
+from pydantic import Field
 
 from models.config import StoreSettings
 
@@ -16,8 +19,15 @@ class Settings(StoreSettings):
     #: Web server.
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Signs session cookies; set it in production (a random one is made per process otherwise).
+    #: Web worker processes (``aligncycle serve``); unset: one per CPU core, at most 4.
+    workers: int | None = Field(default=None, ge=1, le=64)
+    #: Signs the sign-in form's CSRF token; unset: one is generated once and kept in the data
+    #: dir (``secret_key``, mode 0600), shared by every worker and kept across restarts.
     secret_key: str | None = None
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
 
     @property
     def effective_reports_dir(self) -> Path:

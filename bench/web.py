@@ -3,12 +3,13 @@
 Builds (once, cached in the temp folder) an embedded SQLite store of 200 cycles with 50 action
 items each (10,000), their checklists, gaps, check-ins, survey answers and audit log (the
 builder of ``bench.read_commands``, scaled), starts the app with uvicorn in a separate process
-on 127.0.0.1 and a free port, and sends a bounded number of requests from concurrent clients
+on 127.0.0.1 and a free port (as many worker processes as ``aligncycle serve`` starts on this
+machine, or ``--workers``), and sends a bounded number of requests from concurrent clients
 (httpx, one thread each, loopback only). Reports p50/p95/max per page and API read against the
 target (p95 < 100 ms for the board, a cycle page and My work), and the number of SQL
 statements each request runs (counted in-process with a SQLAlchemy event listener).
 
-    python -m bench web [--clients 4] [--requests 120] [--rebuild] [--url URL]
+    python -m bench web [--clients 4] [--requests 120] [--workers N] [--rebuild] [--url URL]
 
 Results: printed, and written to ``bench/results/web.md``.
 """
@@ -142,7 +143,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(url: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+def start_server(url: str, data_dir: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(
         os.environ,
@@ -163,6 +164,8 @@ def start_server(url: str, data_dir: str) -> tuple[subprocess.Popen, str]:
             str(port),
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ],
         cwd=PROJECT,
         env=env,
@@ -260,7 +263,13 @@ def statements(url: str, who: dict, eps: list, data_dir: str) -> dict[str, int]:
 
 
 def report(
-    url: str, built: float | None, clients: int, requests: int, timing: dict, counts: dict
+    url: str,
+    built: float | None,
+    clients: int,
+    requests: int,
+    workers: int,
+    timing: dict,
+    counts: dict,
 ) -> str:
     from aligncycle.cli_common import display_url
 
@@ -271,8 +280,9 @@ def report(
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"store {display_url(url)}" + (f" (built in {built:.0f} s)" if built else "") + ".",
         f"Data: {CYCLES} cycles, {CYCLES * ACTIONS_PER_CYCLE:,} action items, their checklists, "
-        "gaps, check-ins, survey answers and audit log. Server: one uvicorn process on "
-        f"127.0.0.1; {clients} concurrent clients (httpx, one thread each); {requests} requests "
+        "gaps, check-ins, survey answers and audit log. Server: `aligncycle serve`'s uvicorn "
+        f"with {workers} worker process{'es' if workers > 1 else ''} on 127.0.0.1; "
+        f"{clients} concurrent clients (httpx, one thread each); {requests} requests "
         "per row after a warm-up. Target: p95 < 100 ms for the board, a cycle page and My work.",
         "",
         "| read | p50 ms | p95 ms | max ms | req/s | KiB | SQL statements | target |",
@@ -299,22 +309,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=120, help="per read (bounded)")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--url", help="measure this store instead (it must hold bench data)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="uvicorn worker processes (default: what `aligncycle serve` starts here)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update the results file")
     args = parser.parse_args(argv or [])
     if not 1 <= args.clients <= 32 or not 10 <= args.requests <= 5000:
         parser.error("--clients 1..32, --requests 10..5000")
+    if args.workers is None:
+        from aligncycle.settings import Settings
+
+        args.workers = Settings().effective_workers
     url, built = ensure_store(args.url, args.rebuild)
     who = sign_in(url)
     eps = endpoints(who)
     data_dir = tempfile.mkdtemp(prefix="aligncycle-web-bench-")
-    proc, base = start_server(url, data_dir)
+    proc, base = start_server(url, data_dir, args.workers)
     try:
         timing = measure(base, who, eps, args.clients, args.requests)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     counts = statements(url, who, eps, data_dir)
-    text = report(url, built, args.clients, args.requests, timing, counts)
+    text = report(url, built, args.clients, args.requests, args.workers, timing, counts)
     print(text)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -206,7 +206,7 @@ def checklist(session: Session, cycle: Cycle) -> list[ChecklistItem]:
         session.scalars(
             select(ChecklistItem)
             .where(ChecklistItem.cycle_id == cycle.id)
-            .options(selectinload(ChecklistItem.answered_by))
+            .options(joinedload(ChecklistItem.answered_by))
         )
         .unique()
         .all()
@@ -243,7 +243,7 @@ def gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) ->
     stmt = (
         select(Gap)
         .where(Gap.cycle_id == cycle.id)
-        .options(selectinload(Gap.reported_by), selectinload(Gap.decided_by))
+        .options(joinedload(Gap.reported_by), joinedload(Gap.decided_by))
         .order_by(Gap.id)
     )
     if decision is not None:
@@ -267,9 +267,9 @@ DUE_FILTERS = {"overdue": "Overdue", "week": "Due within 7 days", "none": "No du
 
 def _action_options() -> list:
     return [
-        selectinload(ActionItem.counterpart),
-        selectinload(ActionItem.assigned_by),
-        selectinload(ActionItem.gap),
+        joinedload(ActionItem.counterpart),
+        joinedload(ActionItem.assigned_by),
+        joinedload(ActionItem.gap),
     ]
 
 
@@ -340,7 +340,7 @@ def checkins_by_action(session: Session, action_ids: list[int]) -> dict[int, lis
     for c in session.scalars(
         select(CheckIn)
         .where(CheckIn.action_item_id.in_(action_ids))
-        .options(selectinload(CheckIn.author))
+        .options(joinedload(CheckIn.author))
         .order_by(CheckIn.on_date.desc(), CheckIn.id.desc())
     ):
         out.setdefault(c.action_item_id, []).append(c)
@@ -353,7 +353,7 @@ def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[Che
             select(CheckIn)
             .join(ActionItem, CheckIn.action_item_id == ActionItem.id)
             .where(ActionItem.cycle_id == cycle.id)
-            .options(selectinload(CheckIn.author))
+            .options(joinedload(CheckIn.author))
             .order_by(CheckIn.on_date.desc(), CheckIn.id.desc())
             .limit(limit)
         )

@@ -1,0 +1,90 @@
+"""``aligncycle serve`` as an operator starts it: several worker processes behind one port.
+
+A sign-in form served by one worker is posted to whichever worker the kernel picks, so every
+worker must sign and check the form's token with the same key (made once, in the data dir).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.sqlite_only  # --demo always uses its own SQLite store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # noqa: ANN201
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNCYCLE_", "PREFECT_"))}
+    env |= {"ALIGNCYCLE_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from aligncycle.cli import main; main()"]
+        + ["serve", "--demo", "--workers", "2", "--port", str(port)],
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(base + "/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"serve did not start:\n{log.read()}")
+            time.sleep(0.3)
+        yield base, log, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_two_workers_sign_people_in_whichever_worker_answers(server) -> None:  # noqa: ANN001
+    base, log, proc = server
+    log.seek(0)
+    assert "2 workers" in log.read()
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    assert len(children.stdout.split()) >= 2  # uvicorn's supervisor and its two workers
+    for _ in range(12):  # fresh browsers: form from one worker, post to any
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            form = browser.get("/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+            resp = browser.post(
+                "/login",
+                data={
+                    "csrf": csrf,
+                    "next": "/",
+                    "email": "sam@acme.test",
+                    "password": "demo-password",
+                },
+            )
+            assert resp.status_code == 303, resp.text[:300]
+            assert browser.get("/my").status_code == 200
