@@ -7,12 +7,15 @@ Two paths, one set of rules (``models.services.phases.apply_decision`` →
   decision resumes that paused run (its input is the decision); the run applies it, and this
   waits until the run has taken it (or ended) and reports the outcome;
 - otherwise, in this process: bring what the current phase derives up to date (the same
-  idempotent domain step its flow runs), apply the decision, and run the next phase's flow
-  (against a temporary local Prefect server when the configured one does not answer).
+  idempotent domain step its flow runs) and apply the decision, in one unit of work; then run
+  the next phase's flow (against a temporary local Prefect server when the configured one does
+  not answer).
 
 A decision the domain refuses (not a point person, gate not met, ...) raises a
-:class:`~models.errors.DomainError` with a one-line message before anything is written or
-resumed. Prefect is imported only when a flow has to run or a server is asked.
+:class:`~models.errors.DomainError` with a one-line message, and nothing is written or resumed:
+a refusal rolls back the refresh too. (What people enter is turned into what the gates look at
+when they enter it, e.g. an Identify answer records its gap, so nothing is lost by that.)
+Prefect is imported only when a flow has to run or a server is asked.
 """
 
 from __future__ import annotations
@@ -276,27 +279,21 @@ def _in_process(
     refresh: bool,
     to: Phase | None = None,
     expected_version: int | None = None,
+    expected_phase: Phase | None = None,
 ) -> AdvanceResult:
     from flows.runtime import enable_log_file, run_phase
 
     enable_log_file(log_file())
     with store.unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        phase = cycle.phase
         if refresh and decision.decision == "advance":
-            # What the gate looks at, up to date (e.g. gaps from answers given since the
-            # Identify flow last ran); written even if the gate then refuses: it is derived
-            # from what people entered, and the next flow run would write the same.
+            # What the gate looks at, up to date (the phase flow's idempotent step), in the
+            # decision's own unit of work: if the gate refuses, this is rolled back with it.
+            # People's input already has its derived rows (an answer records its gap), so
+            # the refresh only catches up on what its flow would write anyway.
             phases.refresh_phase(s, cycle, today)
-    with store.unit_of_work() as s:
         outcome = phases.apply_decision(
-            s,
-            cycle_service.get_cycle(s, cycle_id),
-            decision,
-            today,
-            expected_phase=phase,
-            to=to,
-            expected_version=expected_version,
+            s, cycle, decision, today, expected_phase, to=to, expected_version=expected_version
         )
     lines = [outcome.message]
     report = None
@@ -346,6 +343,7 @@ def advance(
             cycle = cycle_service.get_cycle(s, cycle_id)
             checks = {"to": to, "expected_version": expected_version}
             phases.check_decision(s, cycle, choice, today, gate=False, **checks)
+            asked_in = cycle.phase  # the decision is about this phase, whoever moves first
         url = configured_api_url()
         alive = bool(url and server_url(url))
         if use_server and alive:
@@ -362,7 +360,9 @@ def advance(
                 outcome = phases.apply_decision(s, cycle, choice, today)
             return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
         with _without_dead_server(url, alive) as note:
-            result = _in_process(store, choice, cycle_id, today, refresh, to, expected_version)
+            result = _in_process(
+                store, choice, cycle_id, today, refresh, to, expected_version, asked_in
+            )
         result.lines += note
         return result
     finally:

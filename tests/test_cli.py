@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from aligncycle import cli_common
 from aligncycle.cli import app
+from models.enums import Phase
 from models.playbook import load_playbook_file
 from models.schemas import (
     ActionItemRead,
@@ -73,6 +74,13 @@ def shipped_required() -> list[tuple[str, str, str]]:
     return out
 
 
+def calm(phase: str, key: str) -> str:
+    """The yes/no answer that raises no gap (an answer that raises one records it)."""
+    spec, _ = load_playbook_file(PROJECT / "playbooks" / f"{PLAYBOOK}.yaml")
+    q = spec.question(Phase(phase), key)
+    return "no" if q is not None and q.gap is not None and q.gap.when == "yes" else "yes"
+
+
 def answer_phase(cycle_id: int, phase: str, verbs: list[str]) -> None:
     """Each owner answers their required questions of ``phase``, as the checklist names them."""
     items = {i["key"]: i for i in cli_json("checklist", "show", cycle_id, "--phase", phase)}
@@ -80,7 +88,8 @@ def answer_phase(cycle_id: int, phase: str, verbs: list[str]) -> None:
     assert required, phase
     for key, owner in required:
         assert items[key]["owner"]["email"] == owner, key
-        answer = "yes" if items[key]["answer_kind"] == "yes_no" else f"{key}: agreed in the sync"
+        yes_no = items[key]["answer_kind"] == "yes_no"
+        answer = calm(phase, key) if yes_no else f"{key}: agreed in the sync"
         out = cli("checklist", "answer", cycle_id, f"{phase}.{key}", answer, "--as", owner)
         assert f"answered {phase}.{key}" in out.stdout
         verbs.append("checklist.answered")
@@ -219,8 +228,9 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
                    "--as", "sam@acme.test")["id"]
     cli("checklist", "answer", cid, "identify.shared_kpis", "no", "--note", "two dashboards",
         "--as", "lou@acme.test")
-    gid = cli_json("gap", "add", cid, "--title", "No shared KPIs", "--category", "kpis",
-                   "--root-cause", "communication", "--as", "lou@acme.test")["id"]
+    [implied] = cli_json("gap", "list", cid)  # the answer's gap, recorded with it
+    assert implied["key"] == "checklist:shared_kpis" and implied["evidence"] == "two dashboards"
+    gid = implied["id"]
     cli("gap", "decide", gid, "accepted", "--as", "lou@acme.test")
 
     def keys(model: Any) -> set[str]:
@@ -261,8 +271,8 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     for phase in ("identify", "plan"):  # sam, a point person, may answer every question
         for i in cli_json("checklist", "show", cid, "--phase", phase):
             if i["required"] and not i["answer"]:
-                cli("checklist", "answer", cid, i["id"], "yes" if i["answer_kind"] == "yes_no"
-                    else "agreed", "--as", "sam@acme.test")
+                cli("checklist", "answer", cid, i["id"], calm(phase, i["key"])
+                    if i["answer_kind"] == "yes_no" else "agreed", "--as", "sam@acme.test")
         if phase == "identify":
             cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     late = cli_json("action", "add", cid, "--title", "Agree the KPIs", "--gap", gid,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from models.enums import AnswerKind, Phase
 from models.schemas import (
@@ -18,10 +19,12 @@ from models.schemas import (
     GapDecide,
     RetrospectiveRecord,
 )
-from models.services import actions, checklist, cycles, gaps, recap
+from models.services import actions, checklist, cycles, gaps, phases, recap
 from models.services.common import person_by_email
+from models.tables import Event
 from tests.conftest import db_snapshot
 from tests.test_cli import PLAYBOOK, cli, cli_json
+from tests.test_services import calm
 
 
 def refused(store: Any, *args: Any, code: int = 1) -> str:
@@ -35,11 +38,16 @@ def refused(store: Any, *args: Any, code: int = 1) -> str:
     return lines[0]
 
 
-def _answer_required(s: Any, cycle: Any) -> None:
+def _answer_required(s: Any, cycle: Any, *, raise_gaps: bool = False) -> None:
+    """Answer the phase's required questions, each so that it raises no gap; or, with
+    ``raise_gaps``, "yes" to every yes/no question (in Identify, three of them raise a gap,
+    recorded with the answer)."""
     sam = person_by_email(s, "sam@acme.test")  # a point person may answer every question
     for item in checklist.list_items(s, cycle, cycle.phase):
         if item.required and item.answer is None:
-            answer = "yes" if item.answer_kind is AnswerKind.YES_NO else "agreed"
+            answer = calm(cycle, item)
+            if raise_gaps and item.answer_kind is AnswerKind.YES_NO:
+                answer = "yes"
             checklist.answer_item(s, item, ChecklistAnswer(answer=answer), sam)
 
 
@@ -54,8 +62,9 @@ def walk(
     store: Any, to: Phase, *, marketing_point_person: bool = True, gap: bool = True
 ) -> dict[str, int]:
     """A cycle of the shipped playbook brought to ``to`` through the services: every required
-    question answered, one accepted gap with an action owned by sam (still open), and the
-    current phase's questions answered too."""
+    question answered (raising no gap), one accepted gap with an action owned by sam (still
+    open), and the current phase's required questions answered "yes" (in Identify, three of
+    those answers raise gaps)."""
     ids: dict[str, int] = {}
     with store.unit_of_work() as s:
         sam = person_by_email(s, "sam@acme.test")
@@ -93,7 +102,7 @@ def walk(
                 cycles.advance_cycle(s, cycle, sam, override_reason="setting up a test")
                 continue
             cycles.advance_cycle(s, cycle, sam)
-        _answer_required(s, cycle)
+        _answer_required(s, cycle, raise_gaps=True)
     return ids
 
 
@@ -201,6 +210,59 @@ def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
     cli("survey", "respond", cid, "--score", 3, "--anonymous", "--as", "sid@acme.test")
     msg = refused(org, "survey", "respond", cid, "--score", 5, "--as", "sid@acme.test")
     assert msg == f"error: you already answered the survey of cycle {cid}"
+
+
+class _Undo(Exception):
+    pass
+
+
+def refresh_writes(store: Any, cycle_id: int) -> list[str]:
+    """What refreshing the cycle's phase writes (the audit events), in a unit of work that is
+    then rolled back: proof that a refused advance has something to roll back."""
+    with pytest.raises(_Undo), store.unit_of_work() as s:
+        events = select(func.count()).select_from(Event).where(Event.cycle_id == cycle_id)
+        before = s.scalar(events)
+        phases.refresh_phase(s, cycles.get_cycle(s, cycle_id), date.today())
+        s.flush()
+        written = s.scalars(
+            select(Event.verb).where(Event.cycle_id == cycle_id).order_by(Event.id).offset(before)
+        ).all()
+        raise _Undo
+    return list(written)
+
+
+def _identify_with_an_answer_stored_before_answers_recorded_gaps(store: Any) -> int:
+    cid = start(store)
+    with store.unit_of_work() as s:  # as a release that did not record the answer's gap stored it
+        item = checklist.find_item(s, cycles.get_cycle(s, cid), "identify.regular_cadence")
+        item.answer = "no"
+    return cid
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize(
+    ("phase", "writes", "blocker"),
+    [
+        # the KPI baseline and the gap the stored answer implies; 9 questions unanswered
+        (Phase.IDENTIFY, {"kpi.baseline_recorded", "gap.added"}, "required checklist item"),
+        # the playbook's proposals for the accepted gap; marketing has no point person
+        (Phase.PLAN, {"action.created"}, "1 team(s) without a point person: marketing"),
+        # the drafted retrospective and the KPI baseline it measures against; not signed off
+        (Phase.RECAP, {"retro.recorded", "kpi.baseline_recorded"}, "not signed off"),
+    ],
+)
+def test_a_refused_cycle_advance_leaves_every_table_unchanged(
+    org: Any, prefect_server: str, data_dir: Path, phase: Phase, writes: set[str], blocker: str
+) -> None:
+    """`cycle advance` brings the phase's analysis up to date before the gate decides, in the
+    decision's unit of work: when the gate refuses, what the refresh wrote is rolled back too."""
+    if phase is Phase.IDENTIFY:
+        cid = _identify_with_an_answer_stored_before_answers_recorded_gaps(org)
+    else:
+        cid = walk(org, phase, marketing_point_person=phase is not Phase.PLAN)["cycle"]
+    assert set(refresh_writes(org, cid)) == writes
+    msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
+    assert msg.startswith(f"error: cannot leave {phase}") and blocker in msg
 
 
 def test_members_neither_plan_nor_touch_what_others_own(org: Any) -> None:

@@ -235,9 +235,7 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     # Execute: one check-in per open item per day, however often the pass runs.
     with env.unit_of_work() as s:
         first = actions.list_actions(s, cycle_id=cid)[0]
-        actions.add_checkin(
-            s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0
-        )
+        actions.add_checkin(s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0)
     day = D0 + timedelta(days=9)
     report = execute_flow(cid, today=day)
     assert (report.done, report.open, report.checkins_written) == (1, 3, 3)
@@ -358,11 +356,14 @@ def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None: 
 
     cid = start_cycle(env)
     answer_identify(env, cid, regular_cadence="no")
-    # The answer implies a gap nobody has recorded yet: refreshing Identify records it, and the
-    # gate then holds (the gap is not decided).
+    # The answer's gap is recorded with the answer, before anyone advances.
+    assert count(env, Gap, cycle_id=cid) == 1
+    # The gate holds (the gap is not decided), and the refusal writes nothing: not even what
+    # refreshing Identify derives first (here the KPI baseline, which the Identify flow records).
+    before = db_snapshot(env)
     with pytest.raises(TransitionRefused, match="1 gap\\(s\\) not decided"):
         orchestration.advance(cid, "sam@acme.test", today=D0)
-    assert phase_of(env, cid) is Phase.IDENTIFY and count(env, Gap, cycle_id=cid) == 1
+    assert db_snapshot(env) == before
     accept_gaps(env, cid)
     result = orchestration.advance(cid, "sam@acme.test", today=D0)
     assert result.via == "in-process"
@@ -383,11 +384,7 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     nothing from Prefect on the terminal (its runs go to the session's server)."""
     home = tmp_path / "prefect"
     home.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "ALIGNCYCLE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ALIGNCYCLE_"))}
     env |= {
         "ALIGNCYCLE_DATA_DIR": str(tmp_path / "data"),
         "PREFECT_API_URL": prefect_server,  # the session's server: no second server to start

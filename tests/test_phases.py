@@ -145,18 +145,22 @@ def to_execute(store, **overrides: str) -> int:  # noqa: ANN001
 # --- identify ------------------------------------------------------------------------------
 
 
+def gap_keys(store, cycle_id: int) -> set[str]:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        return set(s.scalars(select(Gap.key).where(Gap.cycle_id == cycle_id)))
+
+
 def test_identify_turns_matching_answers_into_gaps_once(org) -> None:  # noqa: ANN001
     cid = start(org)
     # "yes" raises the interruptions gap; "no" to shared definitions raises that one; a "no"
-    # where the rule wants "yes" raises nothing.
+    # where the rule wants "yes" raises nothing. Each gap is recorded with its answer.
     answer_identify(
         org, cid, handoff_interruptions="yes", shared_lead_definitions="no", missed_conversions="no"
     )
-    with org.unit_of_work() as s:
-        cycle = cycles.get_cycle(s, cid)
-        made = phases.identify_gaps_from_answers(s, cycle)
-        found = {g.key: g for g in made}
-    assert set(found) == {"checklist:handoff_interruptions", "checklist:shared_lead_definitions"}
+    assert gap_keys(org, cid) == {
+        "checklist:handoff_interruptions",
+        "checklist:shared_lead_definitions",
+    }
     with org.unit_of_work() as s:
         gap = s.scalar(select(Gap).where(Gap.key == "checklist:handoff_interruptions"))
         assert gap.title == "Avoidable interruptions in the MQL-to-SQL hand-off"
@@ -169,10 +173,12 @@ def test_identify_turns_matching_answers_into_gaps_once(org) -> None:  # noqa: A
         assert gap.reported_by.email == "sam@acme.test"
         assert gap.source_ref == "identify.handoff_interruptions"
 
+    # The Identify flow's step finds them already there: it writes nothing for the answers.
     before = db_snapshot(org)
     with org.unit_of_work() as s:
-        assert phases.identify_gaps_from_answers(s, cycles.get_cycle(s, cid)) == []
-    assert db_snapshot(org) == before  # a second run writes nothing at all
+        cycle = cycles.get_cycle(s, cid)
+        assert phases.identify_gaps_from_answers(s, cycle, [phases.checklist_gap_source]) == []
+    assert db_snapshot(org) == before
 
 
 def test_identify_report_includes_gaps_people_added_and_flags_changed_answers(org) -> None:  # noqa: ANN001
@@ -372,9 +378,10 @@ def test_execute_report_rolls_up_progress_overdue_and_confidence(org) -> None:  
     assert [r.title for r in report.overdue][0] == items[2].title
     assert report.overdue[0].overdue_days >= 3
     assert report.rollup is Confidence.AT_RISK  # overdue counts as at risk at least
-    assert report.success_measures[
-        "How will we know it is being accomplished?"
-    ] == "SLA attainment 90% by week 4"
+    assert (
+        report.success_measures["How will we know it is being accomplished?"]
+        == "SLA attainment 90% by week 4"
+    )
     assert items[0].title in report.success_measures
     with org.unit_of_work() as s:
         actions.update_action(

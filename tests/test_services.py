@@ -23,10 +23,12 @@ from models.enums import (
     AnswerKind,
     Confidence,
     GapDecision,
+    GapSource,
     Phase,
     Role,
 )
 from models.errors import (
+    Conflict,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -51,7 +53,17 @@ from models.schemas import (
     SurveyRespond,
     parse_input,
 )
-from models.services import actions, checklist, cycles, events, gaps, people, playbooks, recap
+from models.services import (
+    actions,
+    checklist,
+    cycles,
+    events,
+    gaps,
+    people,
+    phases,
+    playbooks,
+    recap,
+)
 from models.services.common import person_by_email
 from models.tables import (
     ActionItem,
@@ -152,13 +164,22 @@ def start(
         return cycles.start_cycle(s, data, P(s, by), today=TODAY).id
 
 
+def calm(cycle: Cycle, item: ChecklistItem) -> str:
+    """An answer to ``item`` that raises no gap (the opposite of its question's gap rule)."""
+    if item.answer_kind is not AnswerKind.YES_NO:
+        return "agreed at the sync"
+    q = cycles.spec(cycle).question(item.phase, item.key)
+    return "no" if q is not None and q.gap is not None and q.gap.when.value == "yes" else "yes"
+
+
 def answer_all(s: Session, cycle_id: int, phase: Phase, by: str = SAM) -> None:
-    """Answer every unanswered item of ``phase`` (a point person may answer any)."""
+    """Answer every unanswered item of ``phase`` (a point person may answer any), each so that
+    it raises no gap (an Identify answer records the gap it implies)."""
     actor = P(s, by)
-    for item in checklist.list_items(s, C(s, cycle_id), phase):
+    cycle = C(s, cycle_id)
+    for item in checklist.list_items(s, cycle, phase):
         if item.answer is None:
-            text = "yes" if item.answer_kind is AnswerKind.YES_NO else "agreed at the sync"
-            checklist.answer_item(s, item, ChecklistAnswer(answer=text), actor)
+            checklist.answer_item(s, item, ChecklistAnswer(answer=calm(cycle, item)), actor)
 
 
 def add_gap(s: Session, cycle_id: int, title: str = "No hand-off SLA", **kw: Any) -> Gap:
@@ -442,7 +463,9 @@ def test_answers_are_checked_and_logged(org: Store) -> None:
         r"^plan\.gaps_to_address belongs to a later phase; the cycle is in identify$",
         answer(plan_item_id, "all of them", LEE),
     )
-    with logged(org, "checklist.answered", "checklist.answered") as log, org.unit_of_work() as s:
+    # "yes" to missed conversions raises its gap, recorded with the answer (by its author).
+    verbs = ["checklist.answered", "gap.added", "checklist.answered"]
+    with logged(org, *verbs) as log, org.unit_of_work() as s:
         answer(item_id, " Yes ", LEE)(s)
         revised = checklist.answer_item(
             s,
@@ -456,8 +479,78 @@ def test_answers_are_checked_and_logged(org: Store) -> None:
             LEE,
         )
     assert log[0].before["answer"] is None and log[0].after["answer"] == "yes"
-    assert log[1].before["answer"] == "yes" and log[1].after["answer"] == "unsure"
-    assert log[1].after["key"] == "identify.missed_conversions"
+    assert log[1].actor.email == LEE and log[1].after["source"] == "checklist"
+    assert log[2].before["answer"] == "yes" and log[2].after["answer"] == "unsure"
+    assert log[2].after["key"] == "identify.missed_conversions"
+
+
+MISSED = "Missed conversion opportunities on qualified leads"  # its gap rule: "yes"
+
+
+def answer_missed_conversions(store: Store, cycle_id: int, text: str, by: str = LEE) -> None:
+    with store.unit_of_work() as s:
+        item = checklist.find_item(s, C(s, cycle_id), "identify.missed_conversions")
+        checklist.answer_item(s, item, ChecklistAnswer(answer=text, note="seen in May"), P(s, by))
+
+
+def test_an_identify_answer_records_the_gap_it_implies_once(org: Store) -> None:
+    """The gap analysis is up to date the moment someone answers (no flow has to run, and the
+    gate has nothing to write before it decides); giving the answer again adds nothing."""
+    cycle_id = start(org)
+    with logged(org, "checklist.answered", "gap.added") as log:
+        answer_missed_conversions(org, cycle_id, "yes")
+    with org.unit_of_work() as s:
+        [gap] = gaps.list_gaps(s, C(s, cycle_id))
+        assert (gap.key, gap.title, gap.source) == (
+            "checklist:missed_conversions",
+            MISSED,
+            GapSource.CHECKLIST,
+        )
+        assert gap.decision is GapDecision.OPEN and gap.evidence == "seen in May"
+        assert gap.reported_by.email == LEE and log[1].actor.email == LEE
+        assert cycles.readiness(s, C(s, cycle_id), TODAY).blockers[-1] == (
+            f"1 gap(s) not decided: {MISSED}"
+        )
+        gap_id = gap.id
+    with logged(org, "checklist.answered"):  # the same answer again, by a point person
+        answer_missed_conversions(org, cycle_id, "yes", by=SAM)
+    before = db_snapshot(org)
+    with org.unit_of_work() as s:  # the Identify flow's step finds nothing left to record
+        cycle = C(s, cycle_id)
+        assert phases.identify_gaps_from_answers(s, cycle, [phases.checklist_gap_source]) == []
+    assert db_snapshot(org) == before
+    with org.unit_of_work() as s:
+        assert [g.id for g in gaps.list_gaps(s, C(s, cycle_id))] == [gap_id]
+
+
+def test_a_changed_answer_leaves_its_gap_for_a_lead_to_decide(org: Store) -> None:
+    """As the Identify flow does: a gap is never deleted behind people's backs. Its answer
+    changed back, it stays open and the gap analysis flags it; raised again, it is the same."""
+    cycle_id = start(org)
+    answer_missed_conversions(org, cycle_id, "yes")
+    with logged(org, "checklist.answered"):
+        answer_missed_conversions(org, cycle_id, "no")
+    with org.unit_of_work() as s:
+        [gap] = gaps.list_gaps(s, C(s, cycle_id))
+        assert gap.decision is GapDecision.OPEN
+        assert phases.identify_report(s, C(s, cycle_id), TODAY).stale_gaps == [MISSED]
+        gaps.decide_gap(s, gap, GapDecide(decision="rejected", reason="answered no"), P(s, LEE))
+    with logged(org, "checklist.answered"):  # raised again: the decided gap stands
+        answer_missed_conversions(org, cycle_id, "yes")
+    with org.unit_of_work() as s:
+        [again] = gaps.list_gaps(s, C(s, cycle_id))
+        assert (again.id, again.decision) == (gap.id, GapDecision.REJECTED)
+
+
+def test_answers_after_identify_record_no_gap(org: Store) -> None:
+    """The gap analysis is Identify's: an Identify answer changed later (allowed) raises no new
+    gap, as the Identify flow, which runs in Identify only, would not."""
+    cycle_id = start(org)
+    to_plan(org, cycle_id)
+    with logged(org, "checklist.answered"):
+        answer_missed_conversions(org, cycle_id, "yes")
+    with org.unit_of_work() as s:
+        assert [g.title for g in gaps.list_gaps(s, C(s, cycle_id))] == ["No hand-off SLA"]
 
 
 def test_find_item_refuses_an_unknown_phase_or_key(org: Store) -> None:
@@ -597,6 +690,64 @@ def test_gaps_added_in_plan_must_be_decided_before_execute(org: Store) -> None:
     with org.unit_of_work() as s:
         gaps.decide_gap(s, gaps.get_gap(s, late_id), GapDecide(decision="deferred"), P(s, LOU))
         assert advance(s, cycle_id).phase is Phase.EXECUTE
+
+
+def test_a_gap_accepted_in_plan_gets_the_playbooks_proposals_at_once(org: Store) -> None:
+    """What the Plan flow would propose for it, with the decision: the gap is planned (or waits
+    for a lead to assign an owner) before anyone advances, and the flow finds nothing to add."""
+    cycle_id = start(org)
+    to_plan(org, cycle_id)
+    with org.unit_of_work() as s:
+        late_id = add_gap(s, cycle_id, "Found in plan").id  # hand_off: three templates
+    created = ["action.created"] * 3
+    with logged(org, "gap.decided", *created) as log, org.unit_of_work() as s:
+        accept(s, gaps.get_gap(s, late_id))
+    assert all(e.actor is None for e in log[1:])  # made by rule, not by the decider
+    with org.unit_of_work() as s:
+        made = {a.key: a for a in actions.list_actions(s, cycle_id=cycle_id) if a.gap_id == late_id}
+        owners = {k.rsplit(":", 1)[1]: a.owner.email for k, a in made.items()}
+        assert owners == {
+            "agree_handoff_sla": LEE,  # the sales lead
+            "map_handoff_flow": MIA,  # marketing's point person
+            "handoff_checklist": SAM,  # sales' point person
+        }
+        assert all(START <= a.due_date <= END for a in made.values())
+        gap = gaps.get_gap(s, late_id)
+        assert phases.propose_actions_for_gap(s, C(s, cycle_id), gap, TODAY) == []
+    with logged(org, "gap.decided"), org.unit_of_work() as s:  # accepted again: nothing new
+        accept(s, gaps.get_gap(s, late_id), by=LOU)
+
+
+def test_a_gap_with_unfinished_action_items_is_neither_rejected_nor_deferred(org: Store) -> None:
+    """Its items would be orphaned work: they are dropped or finished first."""
+    cycle_id = start(org)
+    gap_id = to_plan(org, cycle_id)
+    with org.unit_of_work() as s:
+        gap = gaps.get_gap(s, gap_id)
+        item_ids = [add_action(s, cycle_id, gap, title=t).id for t in ("Draft", "Publish")]
+
+    def decide(decision: str, reason: str | None = None) -> Callable[[Session], Any]:
+        data = GapDecide(decision=decision, reason=reason)
+        return lambda s: gaps.decide_gap(s, gaps.get_gap(s, gap_id), data, P(s, LEE))
+
+    for decision, verb in (("deferred", "defer"), ("rejected", "reject")):
+        refused(
+            org,
+            InvalidInput,
+            rf"^gap {gap_id} has 2 unfinished action item\(s\): drop or finish them first, "
+            rf"then {verb} the gap$",
+            decide(decision, "not ours after all"),
+        )
+    with org.unit_of_work() as s:
+        decide("accepted")(s)  # accepting it again stays allowed
+        lee = P(s, LEE)
+        dropped = ActionItemUpdate(status="dropped")
+        actions.update_action(s, actions.get_action(s, item_ids[0]), dropped, lee)
+    refused(org, InvalidInput, r"has 1 unfinished action item\(s\)", decide("deferred"))
+    with org.unit_of_work() as s:
+        done = ActionItemUpdate(status="done")
+        actions.update_action(s, actions.get_action(s, item_ids[1]), done, P(s, LEE))
+        assert decide("deferred")(s).decision is GapDecision.DEFERRED
 
 
 def test_plan_needs_a_point_person_on_each_team(org: Store) -> None:
@@ -1085,7 +1236,8 @@ def test_retrospective_facts_count_what_happened(org: Store) -> None:
     with org.unit_of_work() as s:
         answer_all(s, cycle_id, Phase.PLAN)
         gap = gaps.get_gap(s, gap_id)
-        late_gap = accept(s, add_gap(s, cycle_id, "Dashboards differ", category="data_and_tools"))
+        # "other": no playbook template, so accepting it in Plan proposes no action items
+        late_gap = accept(s, add_gap(s, cycle_id, "Dashboards differ", category="other"))
         deferred = gaps.decide_gap(
             s, add_gap(s, cycle_id, "Later"), GapDecide(decision="deferred"), P(s, LEE)
         )
@@ -1309,6 +1461,68 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         # a second carry-over adds nothing
         assert cycles.carry_over(s, C(s, first), C(s, second), P(s, SAM)) == 0
         assert len(actions.list_actions(s, cycle_id=second)) == 2
+
+
+def in_recap_with_open_work(store: Store) -> int:
+    """A cycle in recap with one action item still open (carried into a follow-up)."""
+    cycle_id = start(store)
+    gap_id = to_plan(store, cycle_id)
+    with store.unit_of_work() as s:
+        answer_all(s, cycle_id, Phase.PLAN)
+        add_action(s, cycle_id, gaps.get_gap(s, gap_id), title="Still open")
+        advance(s, cycle_id)
+        answer_all(s, cycle_id, Phase.EXECUTE)
+        advance(s, cycle_id, override_reason="it goes to the next cycle")
+    return cycle_id
+
+
+def follow_up(s: Session, previous: int, title: str) -> Cycle:
+    data = CycleCreate(playbook=HANDOFF, title=title, previous_cycle_id=previous)
+    return cycles.start_cycle(s, data, P(s, SAM), today=TODAY)
+
+
+def test_a_cycle_has_one_follow_up(org: Store) -> None:
+    """A second follow-up would carry the same open items again: refused, naming the first;
+    closing the recap with a follow-up reuses it."""
+    first = in_recap_with_open_work(org)
+    with org.unit_of_work() as s:
+        second = follow_up(s, first, "Q2").id
+    refused(
+        org,
+        Conflict,
+        rf"^cycle {first} already has a follow-up: cycle {second}, where its open action items "
+        "are carried over$",
+        lambda s: follow_up(s, first, "Q2 again"),
+    )
+    with org.unit_of_work() as s:
+        reused, carried = phases.start_follow_up(s, C(s, first), P(s, SAM), "Q2 too", TODAY)
+        assert (reused.id, carried) == (second, 0)
+        assert [c.id for c in phases.follow_up_cycles(s, C(s, first))] == [second]
+        assert [a.title for a in actions.list_actions(s, cycle_id=second)] == ["Still open"]
+
+
+def test_two_follow_ups_started_at_the_same_moment_make_one(org: Store) -> None:
+    """A form sent twice: the second request looked before the first one committed, so the
+    check alone cannot see it; the previous cycle's version does, and refuses the second."""
+    first = in_recap_with_open_work(org)
+    with pytest.raises(Conflict) as err, org.unit_of_work() as loser:
+        real = loser.scalar
+
+        def check_then_the_other_commits(stmt: Any, *args: Any, **kwargs: Any) -> Any:
+            result = real(stmt, *args, **kwargs)
+            if "previous_cycle_id" in str(stmt):  # the "has it a follow-up?" check: not yet
+                loser.scalar = real  # type: ignore[method-assign]
+                with org.unit_of_work() as winner:
+                    follow_up(winner, first, "Q2")
+            return result
+
+        loser.scalar = check_then_the_other_commits  # type: ignore[method-assign]
+        follow_up(loser, first, "Q2 (sent twice)")
+    assert "\n" not in str(err.value) and "reload and try again" in str(err.value)
+    with org.unit_of_work() as s:
+        [only] = phases.follow_up_cycles(s, C(s, first))
+        assert only.title == "Q2"
+        assert [a.title for a in actions.list_actions(s, cycle_id=only.id)] == ["Still open"]
 
 
 # --- the board -----------------------------------------------------------------------------

@@ -81,8 +81,11 @@ def _p(session: Session, email: str) -> Person:
     return person_by_email(session, email)
 
 
-def answer_phase(session: Session, cycle: Cycle, by: Person, answer: str = "no") -> None:
-    """Answer every unanswered question of the cycle's phase (as a point person may)."""
+def answer_phase(session: Session, cycle: Cycle, by: Person, answer: str | None = None) -> None:
+    """Answer every unanswered question of the cycle's phase (as a point person may): with
+    ``answer``, or else so that no answer raises a gap (an Identify answer records the gap
+    it implies, which would hold the cycle in Identify until someone decides it)."""
+    spec = cycles.spec(cycle)
     for item in session.scalars(
         select(ChecklistItem).where(
             ChecklistItem.cycle_id == cycle.id,
@@ -90,7 +93,13 @@ def answer_phase(session: Session, cycle: Cycle, by: Person, answer: str = "no")
             ChecklistItem.answer.is_(None),
         )
     ).unique():
-        text = answer if item.answer_kind is AnswerKind.YES_NO else "Agreed in the weekly sync."
+        if item.answer_kind is not AnswerKind.YES_NO:
+            text = "Agreed in the weekly sync."
+        elif answer is not None:
+            text = answer
+        else:
+            q = spec.question(item.phase, item.key)
+            text = "no" if q is not None and q.gap is not None and q.gap.when == "yes" else "yes"
         checklist.answer_item(session, item, ChecklistAnswer(answer=text), by)
 
 

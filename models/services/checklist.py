@@ -15,9 +15,7 @@ from models.services.cycles import permission_facts
 from models.tables import ChecklistItem, Cycle, Person
 
 
-def list_items(
-    session: Session, cycle: Cycle, phase: Phase | None = None
-) -> list[ChecklistItem]:
+def list_items(session: Session, cycle: Cycle, phase: Phase | None = None) -> list[ChecklistItem]:
     stmt = (
         select(ChecklistItem)
         .where(ChecklistItem.cycle_id == cycle.id)
@@ -74,6 +72,11 @@ def normalize_answer(kind: AnswerKind, answer: str) -> str:
 def answer_item(
     session: Session, item: ChecklistItem, data: ChecklistAnswer, actor: Person
 ) -> ChecklistItem:
+    """Record ``actor``'s answer. In Identify, the gap the answer implies (its question's gap
+    rule) is recorded with it, as the Identify flow records it (same key, idempotent): the gap
+    analysis is up to date the moment someone answers, so the phase's gate never has to write
+    before it decides. A changed answer leaves the gap it raised before for a lead to decide
+    (the gap analysis flags it as changed)."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     if cycle.phase is Phase.CLOSED:
         raise InvalidInput(f"cycle {cycle.id} is closed")
@@ -118,4 +121,10 @@ def answer_item(
         after=snapshot(item, fields) | {"key": f"{item.phase}.{item.key}"},
     )
     session.flush()
+    if cycle.phase is Phase.IDENTIFY:
+        # Imported here: phases builds on the services and imports them when it loads. Only
+        # this answer's gap: the KPI rules are the Identify flow's (and ``kpi gaps``).
+        from models.services.phases import record_answer_gap
+
+        record_answer_gap(session, cycle, item)
     return item

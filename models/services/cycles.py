@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import ActionStatus, Confidence, GapDecision, Phase, Role
-from models.errors import Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
 from models.schemas import CycleCreate, CycleSummary, Readiness
@@ -88,7 +88,9 @@ def owner_for(
 def start_cycle(
     session: Session, data: CycleCreate, actor: Person, today: date | None = None
 ) -> Cycle:
-    """Start a cycle from a playbook: its teams, point persons and every phase's checklist."""
+    """Start a cycle from a playbook: its teams, point persons and every phase's checklist.
+    With ``previous_cycle_id``, the follow-up of that cycle (one per cycle), carrying over its
+    open action items."""
     if actor.role is not Role.POINT_PERSON:
         raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
     today = today or date.today()
@@ -114,6 +116,21 @@ def start_cycle(
                 f"cycle {previous.id} is in {previous.phase}; a follow-up cycle starts from a "
                 "cycle in recap or closed"
             )
+        # One follow-up per cycle: a second would get the same open action items carried over.
+        follow_up = session.scalar(
+            select(Cycle.id)
+            .where(Cycle.previous_cycle_id == previous.id)
+            .order_by(Cycle.id)
+            .limit(1)
+        )
+        if follow_up is not None:
+            raise Conflict(
+                f"cycle {previous.id} already has a follow-up: cycle {follow_up}, where its open "
+                "action items are carried over"
+            )
+        # Claim the previous cycle (its version moves): a second follow-up started at the same
+        # moment (a form sent twice) then fails on it with a Conflict instead of duplicating.
+        previous.updated_at = utcnow()
 
     # Point persons: the starter for their own team, plus any named (one per team).
     chosen: dict[int, Person] = {}
@@ -195,9 +212,7 @@ def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | 
         .where(ActionItem.cycle_id == previous.id, ActionItem.status.not_in(FINISHED))
         .order_by(ActionItem.id)
     ).all()
-    existing = set(
-        session.scalars(select(ActionItem.key).where(ActionItem.cycle_id == cycle.id))
-    )
+    existing = set(session.scalars(select(ActionItem.key).where(ActionItem.cycle_id == cycle.id)))
     count = 0
     for item in items:
         key = f"carry:{item.id}"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import GapDecision, GapSource, Phase
+from models.enums import ActionStatus, GapDecision, GapSource, Phase
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import can_decide_gap
 from models.schemas import GapCreate, GapDecide
@@ -21,18 +22,18 @@ from models.services.common import (
     snapshot,
 )
 from models.services.cycles import permission_facts
-from models.tables import Cycle, Gap, Person
+from models.tables import ActionItem, Cycle, Gap, Person
 
 GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
+FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
+_VERB = {GapDecision.DEFERRED: "defer", GapDecision.REJECTED: "reject"}
 
 
 def get_gap(session: Session, gap_id: int) -> Gap:
     return get_or_raise(session, Gap, gap_id, "gap")
 
 
-def list_gaps(
-    session: Session, cycle: Cycle, decision: GapDecision | None = None
-) -> list[Gap]:
+def list_gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) -> list[Gap]:
     stmt = (
         select(Gap)
         .where(Gap.cycle_id == cycle.id)
@@ -90,7 +91,24 @@ def add_gap(
     return gap, True
 
 
-def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Gap:
+def unfinished_actions(session: Session, gap: Gap) -> int:
+    """How many of the gap's action items are neither done nor dropped."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(ActionItem)
+            .where(ActionItem.gap_id == gap.id, ActionItem.status.not_in(FINISHED))
+        )
+        or 0
+    )
+
+
+def decide_gap(
+    session: Session, gap: Gap, data: GapDecide, actor: Person, today: date | None = None
+) -> Gap:
+    """Accept, defer or reject a gap. A gap with unfinished action items stays accepted until
+    they are dropped or done (they would be orphaned work). Newly accepted during Plan, the gap
+    gets the playbook's proposed action items at once, as the Plan flow would propose them."""
     cycle = get_or_raise(session, Cycle, gap.cycle_id, "cycle")
     if cycle.phase not in GAP_PHASES:
         raise InvalidInput(
@@ -99,8 +117,16 @@ def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Ga
     if not can_decide_gap(as_actor(actor), permission_facts(cycle)):
         raise Forbidden("only leads, managers and the cycle's point persons decide gaps")
     check_version(gap, data.expected_version, f"gap {gap.id}")
+    if data.decision is not GapDecision.ACCEPTED:
+        open_items = unfinished_actions(session, gap)
+        if open_items:
+            raise InvalidInput(
+                f"gap {gap.id} has {open_items} unfinished action item(s): drop or finish them "
+                f"first, then {_VERB.get(data.decision, 'decide')} the gap"
+            )
     fields = ["decision", "decision_reason"]
     before = snapshot(gap, fields)
+    newly_accepted = data.decision is GapDecision.ACCEPTED and gap.decision is not data.decision
     gap.decision = data.decision
     gap.decision_reason = data.reason
     gap.decided_by = actor
@@ -115,4 +141,9 @@ def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Ga
         after=snapshot(gap, fields),
     )
     session.flush()
+    if cycle.phase is Phase.PLAN and newly_accepted:
+        # Imported here: phases builds on the services and imports this one when it loads.
+        from models.services.phases import propose_actions_for_gap
+
+        propose_actions_for_gap(session, cycle, gap, today or date.today())
     return gap

@@ -5,8 +5,10 @@ work per task and call these with ids. Every writer is idempotent on a natural k
 can be run again after a crash, a retry or on a schedule without duplicating anything:
 
 - Identify: gaps from checklist answers (``Gap.key = checklist:<question>``) and from any other
-  registered gap source (:data:`GAP_SOURCES`, the seam for KPI-based gaps).
+  registered gap source (:data:`GAP_SOURCES`, the seam for KPI-based gaps). An answer's gaps
+  are also recorded with the answer (``checklist.answer_item``), before anyone decides.
 - Plan: action items proposed from the playbook's templates (``template:<gap id>:<template>``).
+  A gap accepted during Plan gets its proposals with the decision (``gaps.decide_gap``).
 - Execute: one check-in per unfinished item per day (``CheckIn.key = execute:<date>``).
 - Recap: a drafted retrospective (one per cycle) and carry-over into follow-up cycles
   (``carry:<action id>``).
@@ -142,9 +144,28 @@ def _status(cycle: Cycle, item: ChecklistItem) -> ChecklistStatus:
 GapSourceFn = Callable[[Session, Cycle], Iterable[tuple[GapCreate, Person | None]]]
 
 
+def answer_gap(cycle: Cycle, item: ChecklistItem) -> GapCreate | None:
+    """The gap an Identify answer implies (its question's ``gap`` rule matches), or None."""
+    if item.phase is not Phase.IDENTIFY or item.answer is None:
+        return None
+    q = cycle_service.spec(cycle).question(Phase.IDENTIFY, item.key)
+    if q is None or q.gap is None or item.answer != q.gap.when.value:
+        return None
+    return GapCreate(
+        key=f"checklist:{item.key}",
+        title=q.gap.title,
+        description=q.text,
+        category=q.gap.category,
+        root_cause=q.gap.root_cause,
+        severity=q.gap.severity,
+        evidence=item.evidence or item.note,
+        source=GapSource.CHECKLIST,
+        source_ref=f"identify.{item.key}",
+    )
+
+
 def checklist_gap_source(session: Session, cycle: Cycle) -> list[tuple[GapCreate, Person | None]]:
     """Gaps from Identify answers that match their question's ``gap`` rule."""
-    spec = cycle_service.spec(cycle)
     items = session.scalars(
         select(ChecklistItem)
         .where(
@@ -154,28 +175,21 @@ def checklist_gap_source(session: Session, cycle: Cycle) -> list[tuple[GapCreate
         )
         .order_by(ChecklistItem.position)
     ).unique()
-    out: list[tuple[GapCreate, Person | None]] = []
-    for item in items:
-        q = spec.question(Phase.IDENTIFY, item.key)
-        if q is None or q.gap is None or item.answer != q.gap.when.value:
-            continue
-        out.append(
-            (
-                GapCreate(
-                    key=f"checklist:{item.key}",
-                    title=q.gap.title,
-                    description=q.text,
-                    category=q.gap.category,
-                    root_cause=q.gap.root_cause,
-                    severity=q.gap.severity,
-                    evidence=item.evidence or item.note,
-                    source=GapSource.CHECKLIST,
-                    source_ref=f"identify.{item.key}",
-                ),
-                item.answered_by,
-            )
-        )
-    return out
+    return [
+        (data, item.answered_by) for item in items if (data := answer_gap(cycle, item)) is not None
+    ]
+
+
+def record_answer_gap(session: Session, cycle: Cycle, item: ChecklistItem) -> Gap | None:
+    """Record the gap an Identify answer implies, as :func:`identify_gaps_from_answers` would
+    (same key, idempotent): ``checklist.answer_item`` calls it with every answer given in
+    Identify. Returns the gap, new or already recorded (None: the answer implies none)."""
+    require_phase(cycle, Phase.IDENTIFY)
+    data = answer_gap(cycle, item)
+    if data is None:
+        return None
+    gap, _ = gap_service.add_gap(session, cycle, data, item.answered_by)
+    return gap
 
 
 #: Where Identify looks for gaps. Another source (e.g. funnel KPIs below target) joins with
@@ -360,33 +374,45 @@ def propose_actions(session: Session, cycle: Cycle, today: date) -> list[ActionI
     defaulted when exactly one person fits the template's owner; due dates come from the
     template (capped at the end of the cycle). Returns the items created by this call."""
     require_phase(cycle, Phase.PLAN)
-    spec = cycle_service.spec(cycle)
     created: list[ActionItem] = []
     for gap in gap_service.list_gaps(session, cycle, GapDecision.ACCEPTED):
-        for template in spec.action_templates.get(gap.category, []):
-            owner = default_owner(session, cycle, template.owner)
-            counterpart = _counterpart(cycle, owner)
-            due = today + timedelta(days=template.due_in_days)
-            if due > cycle.period_end >= today:
-                due = cycle.period_end
-            item, new = action_service.add_action(
-                session,
-                cycle,
-                ActionItemCreate(
-                    key=f"template:{gap.id}:{template.key}",
-                    gap_id=gap.id,
-                    title=template.title,
-                    description=template.description,
-                    owner=owner.email if owner else None,
-                    counterpart=counterpart.email if counterpart else None,
-                    priority=template.priority,
-                    due_date=due,
-                    success_measure=template.success_measure,
-                ),
-                None,
-            )
-            if new:
-                created.append(item)
+        created += propose_actions_for_gap(session, cycle, gap, today)
+    return created
+
+
+def propose_actions_for_gap(
+    session: Session, cycle: Cycle, gap: Gap, today: date
+) -> list[ActionItem]:
+    """:func:`propose_actions` for one accepted gap: what ``gaps.decide_gap`` records when a
+    gap is accepted during Plan (idempotent). Returns the items created by this call."""
+    require_phase(cycle, Phase.PLAN)
+    if gap.decision is not GapDecision.ACCEPTED:
+        return []
+    created: list[ActionItem] = []
+    for template in cycle_service.spec(cycle).action_templates.get(gap.category, []):
+        owner = default_owner(session, cycle, template.owner)
+        counterpart = _counterpart(cycle, owner)
+        due = today + timedelta(days=template.due_in_days)
+        if due > cycle.period_end >= today:
+            due = cycle.period_end
+        item, new = action_service.add_action(
+            session,
+            cycle,
+            ActionItemCreate(
+                key=f"template:{gap.id}:{template.key}",
+                gap_id=gap.id,
+                title=template.title,
+                description=template.description,
+                owner=owner.email if owner else None,
+                counterpart=counterpart.email if counterpart else None,
+                priority=template.priority,
+                due_date=due,
+                success_measure=template.success_measure,
+            ),
+            None,
+        )
+        if new:
+            created.append(item)
     return created
 
 
@@ -503,9 +529,7 @@ def unfinished_actions(session: Session, cycle: Cycle) -> list[ActionItem]:
     return action_service.list_actions(session, cycle_id=cycle.id, open_only=True)
 
 
-def checkin_item(
-    session: Session, item: ActionItem, today: date
-) -> tuple[CheckIn | None, bool]:
+def checkin_item(session: Session, item: ActionItem, today: date) -> tuple[CheckIn | None, bool]:
     """The Execute pass's check-in on one item: a dated snapshot of its status and
     confidence, its last known progress, and how overdue it is. One per item per day;
     finished items get none. Returns (check-in or None, created)."""
@@ -612,9 +636,7 @@ def execute_pass(session: Session, cycle: Cycle, today: date) -> ExecuteReport:
 
 
 def render_execute_markdown(report: ExecuteReport) -> str:
-    spread = ", ".join(
-        f"{n} {k.replace('_', ' ')}" for k, n in sorted(report.confidence.items())
-    )
+    spread = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(report.confidence.items()))
     lines = [
         f"# Execute — cycle {report.cycle_id}: {report.title} ({report.on_date.isoformat()})",
         "",
@@ -650,6 +672,8 @@ class RecapSection(BaseModel):
 #: Extra recap sections: each source returns a section for the cycle, or None. The seam for
 #: the funnel's KPI deltas (register with :func:`register_recap_section`).
 RecapSectionFn = Callable[[Session, Cycle, date], RecapSection | None]
+
+
 def funnel_recap_section(session: Session, cycle: Cycle, today: date) -> RecapSection | None:
     """Did we see improvements? Every KPI and action target measured against the baseline,
     and where the survey's sentiment and the numbers disagree."""
@@ -1081,8 +1105,14 @@ def start_follow_up(
 def refresh_phase(session: Session, cycle: Cycle, today: date) -> None:
     """Bring what the current phase derives from people's input up to date, as its flow's
     writing task does (idempotent): Identify's gaps from answers, Plan's proposals, Recap's
-    drafted retrospective. Called just before a decision, so the gate sees what was entered
-    while the decision was pending. Execute derives nothing its gate looks at."""
+    drafted retrospective. Execute derives nothing its gate looks at.
+
+    Called in the decision's own unit of work, just before it, so the gate sees everything:
+    a refused decision rolls this back too. The gate does not depend on it to see what people
+    entered: an Identify answer records the gaps it implies, and a gap accepted in Plan its
+    proposals, when they are entered. This catches up on what the phase's flow would write:
+    the KPI-rule gaps (when neither the Identify flow nor ``kpi gaps`` ran), proposals for gaps
+    accepted in Identify (when the Plan flow did not run), the recap's draft."""
     if cycle.phase is Phase.IDENTIFY:
         identify_gaps_from_answers(session, cycle)
     elif cycle.phase is Phase.PLAN:
