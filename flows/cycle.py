@@ -68,23 +68,18 @@ def decision_prompt(cycle_id: int, today: date) -> str:
         return phases.decision_prompt(s, cycle_service.get_cycle(s, cycle_id), today)
 
 
-@task(name="refresh the phase", **WRITER)
-def refresh(cycle_id: int, today: date) -> None:
-    try:
-        with store().unit_of_work() as s:
-            phases.refresh_phase(s, cycle_service.get_cycle(s, cycle_id), today)
-    except Conflict:
-        raise  # retried
-    except DomainError as exc:  # e.g. the cycle moved on meanwhile: the decision will say so
-        get_run_logger().warning("refresh skipped: %s", exc)
-
-
 @task(name="apply the decision", **WRITER)
 def decide(cycle_id: int, decision: PhaseDecision, today: date, expected: Phase) -> Decided:
-    """The point person's decision through the domain's rules; a refusal is an answer too."""
+    """The point person's decision through the domain's rules; a refusal is an answer too.
+
+    ``advance`` first brings what the phase derives up to date with what was entered while the
+    run waited (what the gate looks at), in the same transaction: a refusal leaves the store as
+    it was."""
     try:
         with store().unit_of_work() as s:
             cycle = cycle_service.get_cycle(s, cycle_id)
+            if decision.decision == "advance" and cycle.phase is expected:
+                phases.refresh_phase(s, cycle, today)
             outcome = phases.apply_decision(s, cycle, decision, today, expected_phase=expected)
         return Decided(applied=True, message=outcome.message, phase=outcome.phase, outcome=outcome)
     except Conflict:
@@ -149,9 +144,6 @@ def cycle_flow(
                 publish_markdown(cycle_id, "decision", message, title)
                 continue
             logger.info("decision from %s: %s", decision.decided_by, decision.decision)
-            if decision.decision == "advance":
-                # What the gate looks at, up to date with what was entered while waiting.
-                refresh(cycle_id, today or date.today())
             decided = decide.with_options(
                 tags=without_limits([f"phase:{phase}", f"owner:{decision.decided_by.lower()}"])
             )(cycle_id, decision, today or date.today(), phase)
