@@ -208,20 +208,53 @@ def _database_error(exc: Exception) -> str | None:
     orig = getattr(exc, "orig", None) or exc
     detail = one_line(str(orig)).lower()
     kind = type(orig).__name__
-    if "no such table" in detail or kind == "UndefinedTable" or (
-        "relation" in detail and "does not exist" in detail
-    ):
-        return not_set_up_message(url)
-    if "no such column" in detail or kind == "UndefinedColumn":
-        return (
-            f"the store at {display_url(url)} has an older schema; run 'aligncycle db upgrade'"
-        )
     first = one_line(str(orig)) or kind
+    missing_table = (
+        "no such table" in detail
+        or kind == "UndefinedTable"
+        or ("relation" in detail and "does not exist" in detail)
+    )
+    missing_column = "no such column" in detail or kind == "UndefinedColumn"
+    if missing_table or missing_column:
+        try:
+            problem = _schema_problem(url)
+        except Exception:  # noqa: BLE001 - cannot tell the revision: say what is likely
+            if missing_table:
+                return not_set_up_message(url)
+            return (
+                f"the store at {display_url(url)} has an older schema; run 'aligncycle db upgrade'"
+            )
+        if problem is not None:
+            return problem
+        # At this code's revision and still missing something: changed by hand; say what.
+        return f"the store at {display_url(url)} refused the operation: {first}"
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return f"cannot reach the store at {display_url(url)}: {first}"
     if isinstance(exc, sa_exc.IntegrityError):
         return f"the change conflicts with data already stored ({first}); reload and try again"
     return f"the store at {display_url(url)} refused the operation: {first}"
+
+
+def _schema_problem(url: str) -> str | None:
+    """The store's revision against the one this aligncycle needs, in one line (None when they
+    match). Asked only after a table or column turned out missing, so that commands on a
+    current store pay nothing for it (reading the migration scripts takes a while)."""
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        return not_set_up_message(url)
+    from migrations import runner
+
+    return runner.schema_problem(store().engine)
+
+
+def require_current_schema() -> None:
+    """Refuse, in one line, unless the store is at the revision this aligncycle needs: for
+    commands that start something long-running (``serve``), which should not start on a
+    store they will fail on. Other commands learn it only when a table or column is missing
+    (see :func:`_database_error`)."""
+    problem = _schema_problem(database_url())
+    if problem is not None:
+        fail(problem)
 
 
 def error_exit_code(exc: BaseException) -> int | None:

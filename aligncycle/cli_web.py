@@ -100,10 +100,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         else:
-            with cc.unit_of_work() as s:  # fails with a clear message if not set up
-                from sqlalchemy import text
-
-                s.execute(text("SELECT 1"))
+            cc.require_current_schema()  # one line if not set up or behind, before any worker
         settings = get_settings()
         import uvicorn
 

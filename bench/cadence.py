@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from models.db import Store
-    from tests.test_cadence_integration import create_database, drop_database
+    from bench.pg import create_database, drop_database
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -340,34 +340,6 @@ def _run_child(kind: str, *args: str) -> dict:
 # --- the run -------------------------------------------------------------------------------------
 
 
-def _fresh_pg(admin_url: str) -> tuple[str, str]:
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from models.config import normalize_database_url
-
-    url = make_url(normalize_database_url(admin_url))
-    name = f"aligncycle_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_pg(admin_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from models.config import normalize_database_url
-
-    admin = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench funnel", description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -411,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         files[n] = path
 
+    from bench.pg import create_database, drop_database
+
     backends = [("SQLite (embedded)", None)]
     if args.postgres:
         backends.append(("PostgreSQL", args.postgres))
@@ -424,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 db.unlink(missing_ok=True)
                 url, pg_name = f"sqlite:///{db}", None
             else:
-                url, pg_name = _fresh_pg(admin)
+                url, pg_name = create_database(admin, "aligncycle_bench")
             try:
                 imports[n] = _run_child("import", str(path), url)
                 print(
@@ -436,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                     kpi = _run_child("kpis", url)
             finally:
                 if pg_name:
-                    _drop_pg(admin, pg_name)
+                    drop_database(admin, pg_name)
         results[label] = (imports, kpi, admin)
 
     say("# Funnel benchmark (`python -m bench funnel`)")

@@ -1,4 +1,5 @@
-"""Run migrations from code (the CLI, tests, the demo) without touching the working directory."""
+"""Run migrations from code (the CLI, tests, the demo) without touching the working directory,
+and tell whether a store is at the revision this code needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
+
+from models.errors import DomainError
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,3 +56,56 @@ def heads() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def revisions() -> set[str]:
+    """Every revision this code's migrations know, head included."""
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+class StoreNotCurrent(DomainError):
+    """The store's schema is not the one this code needs: not set up, behind (it needs
+    ``aligncycle db upgrade``), or migrated by a newer aligncycle."""
+
+    code = "store_not_current"
+
+
+def shown_url(engine: Engine) -> str:
+    """The store's URL as people see it in messages: never with a password."""
+    url = engine.url
+    if url.password is not None:
+        url = url._replace(password=None)  # URL.set() cannot unset a field
+    return url.render_as_string(hide_password=False)
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this code cannot use the store, in one line, or None when the store is at this
+    code's head revision. Reads the store's ``alembic_version`` (one small query) and this
+    code's migration scripts: meant for start-up and for explaining an error, not for every
+    command."""
+    found = current(engine)
+    needed = heads()
+    if found == needed:
+        return None
+    where = shown_url(engine)
+    if not found:
+        return f"the store at {where} is not set up; run 'aligncycle db upgrade'"
+    have, need = ", ".join(sorted(found)), ", ".join(sorted(needed))
+    if not found <= revisions():
+        return (
+            f"the store at {where} is at revision {have}, which this aligncycle does not know "
+            f"(it needs {need}); use the newer aligncycle that migrated it"
+        )
+    return (
+        f"the store at {where} is at revision {have}; this aligncycle needs {need}; "
+        "run 'aligncycle db upgrade'"
+    )
+
+
+def require_current(engine: Engine) -> None:
+    """Raise :class:`StoreNotCurrent` (one line) unless the store is at this code's head."""
+    problem = schema_problem(engine)
+    if problem is not None:
+        raise StoreNotCurrent(problem)

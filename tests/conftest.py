@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, text
 
+from bench.pg import scratch_database
 from migrations import runner
-from models.config import normalize_database_url
 from models.db import Store, make_engine
 from models.metadata import metadata
 from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
@@ -26,36 +25,19 @@ PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
-def _create_pg_database(admin_url: str) -> tuple[str, str]:
-    url = make_url(normalize_database_url(admin_url))
-    name = f"aligncycle_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_pg_database(admin_url: str, name: str) -> None:
-    admin = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated database for the whole session."""
-    if PG_URL:
-        url, name = _create_pg_database(PG_URL)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    engine = make_engine(url)
-    runner.upgrade(engine)
-    engine.dispose()
-    yield url
-    if PG_URL:
-        _drop_pg_database(PG_URL, name)
+    """A fresh, migrated database for the whole session (on PostgreSQL a scratch database,
+    dropped at the end)."""
+    with ExitStack() as stack:
+        if PG_URL:
+            url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        engine = make_engine(url)
+        runner.upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +47,40 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+def empty_store(conn: Connection) -> None:
+    """Delete every row of every table, in the caller's transaction.
+
+    The audit log is append-only (migration 0005's triggers refuse DELETE on ``events``), and
+    wiping a whole test store is the one deletion of events there is: so the guard is lifted
+    for it, explicitly, and back in place before this returns, in the same transaction (a
+    rollback restores it too). With no events there is nothing to lift.
+    """
+    lift = conn.execute(text("SELECT 1 FROM events LIMIT 1")).first() is not None
+    sqlite = conn.dialect.name == "sqlite"
+    guards: list[tuple[str, str]] = []
+    if lift and sqlite:  # SQLite cannot disable a trigger: drop it and create it again
+        if not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN")  # else pysqlite runs the DDL outside the transaction
+        found = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+            {"t": "events"},
+        )
+        guards = [(name, sql) for name, sql in found]
+        for name, _sql in guards:
+            conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    elif lift:
+        conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER USER")
+    for table in reversed(metadata.sorted_tables):
+        conn.execute(table.delete())
+    for _name, sql in guards:
+        conn.exec_driver_sql(sql)
+    if lift and not sqlite:
+        conn.exec_driver_sql("ALTER TABLE events ENABLE TRIGGER USER")
+
+
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        empty_store(conn)
 
 
 @pytest.fixture

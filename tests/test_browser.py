@@ -28,10 +28,10 @@ from sqlalchemy import select
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
 from models.db import Store
-from models.metadata import metadata
 from models.services import accounts, cycles
 from models.services.common import person_by_email
 from models.tables import CheckIn, Cycle, SurveyResponse
+from tests.conftest import empty_store
 from tests.test_web_support import recap_cycle
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,8 +54,7 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     def empty() -> None:
         with store.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
+            empty_store(conn)  # the journeys' audit log too (append-only: see empty_store)
 
     empty()
     saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -30,11 +29,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from bench.pg import create_database, drop_database
 from models.cadence import Notification, NotificationStatus
-from models.config import normalize_database_url
 from models.db import Store
 from models.enums import Phase
 from models.schemas import PersonCreate, TeamCreate
@@ -113,23 +112,6 @@ def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait: float = 1
         proc.wait(timeout=wait)
     except subprocess.TimeoutExpired:
         kill_tree(proc, signal.SIGKILL, wait)
-
-
-def create_database(admin_url: str, prefix: str) -> tuple[str, str]:
-    url = make_url(normalize_database_url(admin_url))
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    engine = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 class PrefectStack:

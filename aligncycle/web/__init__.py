@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aligncycle import __version__
 from aligncycle.web.deps import WebSettings, error_body, secret_key, status_of
+from migrations import runner
 from models.db import Store
 from models.errors import DomainError
 
@@ -138,7 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(store: Store | None = None, settings: WebSettings | None = None) -> FastAPI:
-    """The ASGI app. ``store`` defaults to the one ``ALIGNCYCLE_DATABASE_URL`` selects."""
+    """The ASGI app. ``store`` defaults to the one ``ALIGNCYCLE_DATABASE_URL`` selects.
+
+    Raises ``migrations.runner.StoreNotCurrent`` if the store is not at the revision this code
+    needs (not set up, or behind: ``aligncycle db upgrade``)."""
     from aligncycle.web import api, pages
 
     settings = settings or WebSettings()
@@ -157,6 +161,9 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
     )
     app.state.settings = settings
     app.state.store = store or Store(settings.effective_database_url)
+    # Once per process, before serving: a store behind this code's migrations is refused in
+    # one line (StoreNotCurrent), rather than failing request after request on missing tables.
+    runner.require_current(app.state.store.engine)
     app.state.secret_key = secret_key(settings)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router, prefix=API_PREFIX)
