@@ -65,6 +65,13 @@ def revisions() -> set[str]:
     return {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
+class MigrationRefused(DomainError):
+    """A migration found rows it cannot migrate as they are; the message says which and what
+    to do. Raised before it changes anything, so the store stays at its revision."""
+
+    code = "migration_refused"
+
+
 class StoreNotCurrent(DomainError):
     """The store's schema is not the one this code needs: not set up, behind (it needs
     ``aligncycle db upgrade``), or migrated by a newer aligncycle."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -100,7 +101,11 @@ class Cycle(Base):
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
     phase: Mapped[Phase] = mapped_column(_enum(Phase), default=Phase.IDENTIFY, index=True)
-    previous_cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), index=True)
+    #: The cycle this one follows up (its open action items are carried over): at most one
+    #: follow-up per cycle, or the same items would be carried twice.
+    previous_cycle_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cycles.id"), index=True, unique=True
+    )
     created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -206,10 +211,15 @@ class Gap(Base):
 
 class ActionItem(Base):
     __tablename__ = "action_items"
-    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "key"),
+        # The board's and the gates' per-cycle counts read only this index (no table rows);
+        # it also serves every lookup by cycle.
+        Index("ix_action_items_cycle_progress", "cycle_id", "status", "confidence", "due_date"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
     gap_id: Mapped[int | None] = mapped_column(ForeignKey("gaps.id"), index=True)
     # Natural key for items made by rule (templates, carry-over); NULL for hand-made items.
     key: Mapped[str | None] = mapped_column(String(200))
@@ -222,9 +232,7 @@ class ActionItem(Base):
     due_date: Mapped[date | None] = mapped_column(Date, index=True)
     follow_up_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[ActionStatus] = mapped_column(_enum(ActionStatus), default=ActionStatus.OPEN)
-    confidence: Mapped[Confidence] = mapped_column(
-        _enum(Confidence), default=Confidence.ON_TRACK
-    )
+    confidence: Mapped[Confidence] = mapped_column(_enum(Confidence), default=Confidence.ON_TRACK)
     success_measure: Mapped[str | None] = mapped_column(Text)
     carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_items.id"))
     completed_at: Mapped[datetime | None]
@@ -267,9 +275,7 @@ class Retrospective(Base):
     __tablename__ = "retrospectives"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    cycle_id: Mapped[int] = mapped_column(
-        ForeignKey("cycles.id", ondelete="CASCADE"), unique=True
-    )
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), unique=True)
     improvements: Mapped[list[str]] = mapped_column(JSON, default=list)
     growth_areas: Mapped[list[str]] = mapped_column(JSON, default=list)
     next_time: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -318,6 +324,8 @@ class Event(Base):
     """Append-only audit log of every change."""
 
     __tablename__ = "events"
+    #: The sign-in throttle counts recent failures of one kind (``auth.sign_in_failed``).
+    __table_args__ = (Index("ix_events_verb_at", "verb", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -220,3 +220,69 @@ def test_serve_refuses_a_store_behind_in_one_line_before_any_worker_starts(
         f"error: the store at {cli_common.display_url(url)} is at revision 0003; this "
         f"aligncycle needs {HEAD}; run 'aligncycle db upgrade'\n"
     )
+
+
+# --- one follow-up per cycle, in the store ----------------------------------------------------
+
+
+def test_upgrading_a_store_with_two_follow_ups_of_one_cycle_names_them_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0006 makes ``cycles.previous_cycle_id`` unique. A store that already holds two
+    follow-ups of one cycle (made before the service refused it) is refused in one line and
+    stays at its revision; once one of them is re-pointed, the upgrade goes through."""
+    from models.schemas import CycleCreate
+    from models.services import cycles, playbooks
+    from models.services.common import person_by_email
+    from models.tables import Cycle
+
+    with ExitStack() as stack:
+        if PG_URL:
+            url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
+        else:
+            url = f"sqlite:///{tmp_path / 'twice.db'}"
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        stack.callback(cli_common.reset_store)
+        runner.upgrade(engine)
+        store = Store(engine)
+        with store.unit_of_work() as s:
+            people.create_team(s, TeamCreate(key="sales", name="Sales"))
+            people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
+            people.create_person(
+                s,
+                PersonCreate(name="Sam", email="sam@acme.test", team="sales", role="point_person"),
+            )
+            playbooks.sync_directory(s, Path(__file__).resolve().parent.parent / "playbooks")
+            sam = person_by_email(s, "sam@acme.test")
+            first = cycles.start_cycle(
+                s, CycleCreate(playbook="sales-marketing-handoff", title="Q1"), sam
+            )
+            s.flush()
+            first_id = first.id
+        runner.downgrade(engine, "0005")
+        table = Cycle.__table__
+        with engine.begin() as conn:  # two follow-ups, as an older release allowed
+            row = dict(conn.execute(table.select().where(table.c.id == first_id)).mappings().one())
+            row.pop("id")
+            for title in ("Q2", "Q2 again"):
+                conn.execute(
+                    table.insert().values({**row, "title": title, "previous_cycle_id": first_id})
+                )
+        before = _rows(engine)
+        monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", url)
+        cli_common.reset_store()
+        result = cli("db", "upgrade", code=1)
+        assert result.stderr == (
+            f"error: these cycles have more than one follow-up: cycle {first_id} (2); give all "
+            "but one of each a different previous cycle (or none), then run 'aligncycle db "
+            "upgrade' again\n"
+        )
+        assert runner.current(engine) == {"0005"}
+        assert _rows(engine) == before
+        with engine.begin() as conn:
+            conn.execute(
+                table.update().where(table.c.title == "Q2 again").values(previous_cycle_id=None)
+            )
+        assert "is at revision" in cli("db", "upgrade").stdout
+        assert runner.current(engine) == runner.heads()

@@ -10,7 +10,7 @@ rename) loses these triggers with the old table: it must create them again.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-23 09:00:00.000000
+Create Date: 2026-11-22 10:30:00.000000
 """
 
 from collections.abc import Sequence
