@@ -687,7 +687,10 @@ def cycle_advance(
     no_flows: bool = typer.Option(
         False,
         "--no-flows",
-        help="Only the phase transition: don't resume a waiting run or run the next phase's flow.",
+        help=(
+            "Without Prefect: don't resume a waiting run or run the next phase's flow; the "
+            "phases' domain steps run here (proposals, draft retrospective)."
+        ),
     ),
     expected_version: int | None = EXPECTED_VERSION,
     as_: str | None = ACTOR_OPTION,
@@ -700,22 +703,30 @@ def cycle_advance(
     here. Both go through the same rules."""
     if no_flows:
         from models.schemas import CycleRead
-        from models.services import cycles
+        from models.services import phases
 
         if stay or stop or follow_up:
             cc.fail("--stay, --stop and --follow-up need the flows (drop --no-flows)", 2)
         with cc.unit_of_work() as s:
             actor = cc.actor(s, as_)
             cycle = _cycle(s, cycle_id)
-            before = cycle.phase
-            cycles.advance_cycle(
-                s, cycle, actor, to=to, override_reason=override, expected_version=expected_version
+            # The phases' domain steps without their flows, in this one unit of work.
+            moved = phases.advance(
+                s,
+                cycle,
+                actor,
+                today=date.today(),
+                to=to,
+                override_reason=override,
+                expected_version=expected_version,
             )
             out = CycleRead.model_validate(cycle)
         if json_:
             emit_json(out)
             return
-        _ok(f"cycle {out.id}: {before} -> {out.phase}")
+        _ok(f"cycle {out.id}: {moved.from_phase} -> {out.phase}")
+        if moved.started.summary:
+            _ok(f"{out.phase}: {moved.started.summary}")
         return
 
     from aligncycle import orchestration

@@ -135,10 +135,23 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert f"gap {minor['id']} rejected" in out.stdout
     verbs += ["gap.decided", "gap.decided"]
     assert [g["decision"] for g in cli_json("gap", "list", cid)] == ["accepted", "rejected"]
-    assert cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout.strip() == (
-        f"cycle {cid}: identify -> plan"
-    )
-    verbs.append("cycle.advanced")
+    moved = cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout
+    assert moved.splitlines() == [
+        f"cycle {cid}: identify -> plan",
+        "plan: 3 action item(s) proposed from the playbook for the accepted gaps: check their "
+        "owners and due dates",
+    ]
+    verbs += ["kpi.baseline_recorded", "cycle.advanced"]  # Identify's KPI rules, then the move
+
+    # Plan starts with the playbook's proposals for the accepted gap, owned and dated; this
+    # team writes its own plan instead: the lead drops them.
+    proposed = cli_json("action", "list", "--cycle", cid)
+    assert len(proposed) == 3 and {a["gap_id"] for a in proposed} == {gap["id"]}
+    assert all(a["owner"] and a["due_date"] for a in proposed)
+    verbs += ["action.created"] * 3
+    for a in proposed:
+        cli("action", "update", a["id"], "--status", "dropped", "--as", "lee@acme.test")
+        verbs.append("action.updated")
 
     # Plan: an action for the accepted gap, then its owner and due date.
     answer_phase(cid, "plan", verbs)
@@ -160,8 +173,9 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert (updated["status"], updated["owner"]["email"], updated["due_date"]) == (
         "in_progress", "sam@acme.test", due,
     )
-    cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
-    verbs.append("cycle.advanced")
+    moved = cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
+    assert moved.stdout.splitlines()[1] == "execute: 1 open action item(s) got their first check-in"
+    verbs += ["cycle.advanced", "checkin.added"]  # Execute starts with a check-in pass
 
     # Execute: check-ins until the work is done.
     answer_phase(cid, "execute", verbs)
@@ -172,16 +186,18 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
         "--progress", "100", "--note", "published", "--as", "sam@acme.test")
     verbs += ["checkin.added", "checkin.added"]
     mine = cli_json("action", "list", "--mine", "--as", "sam@acme.test")
-    assert [(a["id"], a["status"]) for a in mine] == [(action["id"], "done")]
+    assert [(a["id"], a["status"]) for a in mine if a["status"] != "dropped"] == [
+        (action["id"], "done")
+    ]
     cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    verbs.append("cycle.advanced")
+    verbs += ["cycle.advanced", "retro.recorded"]  # Recap starts with a draft retrospective
 
     # Recap: retrospective, survey (one anonymous), manager's sign-off, close.
     answer_phase(cid, "recap", verbs)
     cli("retro", "record", cid, "--improvement", "SLA agreed and published",
         "--growth-area", "lead scoring", "--next-time", "start the digest in week 1",
         "--summary", "the hand-off is faster", "--as", "mia@acme.test")
-    verbs.append("retro.recorded")
+    verbs.append("retro.revised")
     cli("survey", "respond", cid, "--score", "4", "--comment", "clearer hand-off",
         "--as", "lee@acme.test")
     cli("survey", "respond", cid, "--score", "2", "--comment", "too many meetings",
@@ -281,7 +297,10 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     cli_json("action", "add", cid, "--title", "Someday", "--as", "max@acme.test")
     actions = cli_json("action", "list", "--cycle", cid)
     assert [(set(a), a["title"]) for a in actions] == [
-        (keys(ActionItemRead), "Agree the KPIs"), (keys(ActionItemRead), "Someday"),
+        (keys(ActionItemRead), "Agree the KPIs"),
+        # proposed from the playbook for the accepted gap when the cycle entered Plan
+        (keys(ActionItemRead), "Agree on the shared KPIs and their targets"),
+        (keys(ActionItemRead), "Someday"),
     ]
     assert [a["id"] for a in cli_json("action", "list", "--owner", "lou@acme.test")] == [
         late["id"]

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from models.enums import AnswerKind, Phase
 from models.schemas import (
     ActionItemCreate,
+    ActionItemUpdate,
     ChecklistAnswer,
     CycleCreate,
     GapCreate,
@@ -143,11 +144,14 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
 def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) -> None:
     ids = walk(org, Phase.PLAN)
     with org.unit_of_work() as s:  # an action for the gap, but nobody owns it yet
+        cycle = cycles.get_cycle(s, ids["cycle"])
+        lee = person_by_email(s, "lee@acme.test")
+        # The playbook's proposals (owned and dated) were dropped: advancing does not make
+        # them again (they are keyed), so they do not plan the gap.
+        for proposal in phases.propose_actions(s, cycle, date.today()):
+            actions.update_action(s, proposal, ActionItemUpdate(status="dropped"), lee)
         actions.add_action(
-            s,
-            cycles.get_cycle(s, ids["cycle"]),
-            ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"),
-            person_by_email(s, "lee@acme.test"),
+            s, cycle, ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"), lee
         )
     msg = refused(org, "cycle", "advance", "--no-flows", ids["cycle"], "--as", "sam@acme.test")
     assert "1 accepted gap(s) without an action item that has an owner and a due date" in msg
@@ -177,17 +181,30 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
         "--as",
         "mia@acme.test",
     )
-    assert out.stdout.strip() == f"cycle {cid}: execute -> recap"
-    last = cli_json("events", "--cycle", cid, "--limit", 1)[0]
-    assert (last["verb"], last["actor"]["email"]) == ("cycle.advanced", "mia@acme.test")
+    assert out.stdout.splitlines() == [
+        f"cycle {cid}: execute -> recap",
+        "recap: a draft retrospective is ready to review, complete and sign off",
+    ]
+    # The newest events: the move, then the draft retrospective Recap starts with (and the KPI
+    # baseline it measures against).
+    newest = cli_json("events", "--cycle", cid, "--limit", 3)
+    assert [e["verb"] for e in newest] == [
+        "cycle.advanced",
+        "retro.recorded",
+        "kpi.baseline_recorded",
+    ]
+    last = newest[0]
+    assert last["actor"]["email"] == "mia@acme.test"
     assert last["after"]["override_reason"] == "carried to Q4"
     assert last["after"]["overridden"] == ["Agree the SLA"]
 
 
 def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
     cid = walk(org, Phase.RECAP)["cycle"]
+    # Advancing drafts the retrospective first (what Recap derives), then the gate wants the
+    # manager's sign-off; the refusal rolls the draft back, so there is none to sign off.
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave recap: no retrospective recorded"
+    assert msg == "error: cannot leave recap: the recap is not signed off by a manager"
     msg = refused(org, "retro", "signoff", cid, "--as", "max@acme.test")
     assert "has no retrospective to sign off" in msg
 

@@ -41,7 +41,17 @@ from models.schemas import (
     SurveyRespond,
     TeamRead,
 )
-from models.services import accounts, actions, checklist, cycles, gaps, people, playbooks, recap
+from models.services import (
+    accounts,
+    actions,
+    checklist,
+    cycles,
+    gaps,
+    people,
+    phases,
+    playbooks,
+    recap,
+)
 from models.services import views as v
 from models.tables import ActionItem, ChecklistItem, Gap, Retrospective
 
@@ -354,12 +364,18 @@ def readiness(cycle_id: Id, ctx: ApiCtx) -> Readiness:
 
 @router.post("/cycles/{cycle_id}/advance", response_model=CycleRead, tags=["cycles"])
 def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
-    """Move the cycle to its next phase (a point person of the cycle, gates permitting)."""
+    """Move the cycle to its next phase (a point person of the cycle, gates permitting).
+
+    As a phase's flow would: what the current phase derives is brought up to date first (the
+    gate sees it), and the new phase starts with what its flow writes (Plan: the playbook's
+    proposed action items; Execute: a check-in on each open item; Recap: the draft
+    retrospective). A refusal writes nothing."""
     cycle = _cycle(ctx, cycle_id)
-    cycles.advance_cycle(
+    phases.advance(
         ctx.session,
         cycle,
         ctx.me,
+        today=date.today(),
         to=body.to,
         override_reason=body.override_reason,
         expected_version=body.expected_version,

@@ -65,7 +65,17 @@ from models.schemas import (
     SurveyRespond,
     validation_message,
 )
-from models.services import accounts, actions, checklist, cycles, gaps, people, playbooks, recap
+from models.services import (
+    accounts,
+    actions,
+    checklist,
+    cycles,
+    gaps,
+    people,
+    phases,
+    playbooks,
+    recap,
+)
 from models.services import views as v
 from models.services.common import check_version
 from models.tables import ActionItem, ChecklistItem, Cycle, Gap, Person
@@ -598,14 +608,22 @@ def cycle_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
-        cycles.advance_cycle(
+        # What the phase derives, the gate, and what the next phase starts with (the plan's
+        # proposals, the draft retrospective), in this request's unit of work.
+        moved = phases.advance(
             ctx.session,
             cycle,
             ctx.me,
+            today=date.today(),
             override_reason=data.get("override_reason") or None,
             expected_version=_int(data.get("version")),
         )
-        return f"The cycle is now in {PHASE_LABELS[cycle.phase]}. {PHASE_HINTS[cycle.phase]}"
+        started = moved.started.summary
+        return (
+            f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "
+            + (f"{started[0].upper()}{started[1:]}. " if started else "")
+            + PHASE_HINTS[cycle.phase]
+        )
 
     return act(request, ctx, form_id="advance", default_next=f"/cycles/{cycle_id}", run=run)
 

@@ -12,6 +12,9 @@ can be run again after a crash, a retry or on a schedule without duplicating any
 - Execute: one check-in per unfinished item per day (``CheckIn.key = execute:<date>``).
 - Recap: a drafted retrospective (one per cycle) and carry-over into follow-up cycles
   (``carry:<action id>``).
+
+:func:`advance` moves a cycle on without the flows (the web, the API, ``--no-flows``): the
+current phase's refresh, the gate, then what the new phase starts with, in one transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from models.enums import (
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 from models.playbook import OwnerSpec
-from models.rules import check_transition
+from models.rules import check_transition, is_point_person
 from models.schemas import (
     ActionItemCreate,
     CheckInCreate,
@@ -1119,6 +1122,96 @@ def refresh_phase(session: Session, cycle: Cycle, today: date) -> None:
         propose_actions(session, cycle, today)
     elif cycle.phase is Phase.RECAP:
         build_recap(session, cycle, today)
+
+
+class PhaseStart(BaseModel):
+    """What a phase starts with: what :func:`start_phase` wrote on entering it."""
+
+    phase: Phase
+    #: Plan: the action items proposed now from the playbook for the accepted gaps.
+    proposed: list[int] = Field(default_factory=list)
+    #: Execute: the check-ins the first check-in pass wrote (one per open item).
+    checkins_written: int = 0
+    #: Recap: the retrospective is the drafted one (nobody had recorded one yet).
+    drafted_retrospective: bool = False
+
+    @property
+    def summary(self) -> str | None:
+        """One line for people, or None when the phase started with nothing new."""
+        if self.proposed:
+            return (
+                f"{len(self.proposed)} action item(s) proposed from the playbook for the "
+                "accepted gaps: check their owners and due dates"
+            )
+        if self.checkins_written:
+            return f"{self.checkins_written} open action item(s) got their first check-in"
+        if self.drafted_retrospective:
+            return "a draft retrospective is ready to review, complete and sign off"
+        return None
+
+
+def start_phase(session: Session, cycle: Cycle, today: date) -> PhaseStart:
+    """Write what the phase the cycle is in starts with, as its flow's writing task does
+    (idempotent, so the flow running afterwards adds nothing): Plan, the playbook's proposals
+    for the accepted gaps (:func:`propose_actions`); Execute, a check-in pass
+    (:func:`execute_pass`); Recap, the drafted retrospective and carry-over
+    (:func:`build_recap`). Closed starts with nothing: the recap flow then only reads (the
+    report file it writes is the flow's job)."""
+    out = PhaseStart(phase=cycle.phase)
+    if cycle.phase is Phase.PLAN:
+        out.proposed = [a.id for a in propose_actions(session, cycle, today)]
+    elif cycle.phase is Phase.EXECUTE:
+        out.checkins_written = execute_pass(session, cycle, today).checkins_written
+    elif cycle.phase is Phase.RECAP:
+        out.drafted_retrospective = build_recap(session, cycle, today).drafted_by_flow
+    return out
+
+
+class Advanced(BaseModel):
+    """What :func:`advance` did: the move, and what the new phase started with."""
+
+    cycle_id: int
+    from_phase: Phase
+    phase: Phase
+    started: PhaseStart
+
+
+def advance(
+    session: Session,
+    cycle: Cycle,
+    actor: Person,
+    *,
+    today: date,
+    to: Phase | None = None,
+    override_reason: str | None = None,
+    expected_version: int | None = None,
+) -> Advanced:
+    """Advance the cycle as the phase flows would, without them (the web, the API,
+    ``cycle advance --no-flows``), in the caller's unit of work: bring what the current phase
+    derives up to date (:func:`refresh_phase`), move through the gate
+    (``cycles.advance_cycle``: who, which phase, the gate), then write what the new phase
+    starts with (:func:`start_phase`).
+
+    ``expected_version`` is the cycle as the person read it, compared before anything is
+    written. A refusal raises a :class:`~models.errors.DomainError` before the caller commits,
+    so the refresh is rolled back with it; the refresh is not even tried for someone who may
+    not advance the cycle (or towards a phase that is not next)."""
+    check_version(cycle, expected_version, f"cycle {cycle.id}")
+    before = cycle.phase
+    may_try = (
+        before is not Phase.CLOSED
+        and (to is None or to is before.next)
+        and is_point_person(as_actor(actor), cycle_service.permission_facts(cycle))
+    )
+    if may_try:
+        refresh_phase(session, cycle, today)
+    # The version was compared above, as read; a concurrent move still fails on the row's
+    # version counter when this flushes.
+    cycle_service.advance_cycle(
+        session, cycle, actor, to=to, override_reason=override_reason, today=today
+    )
+    started = start_phase(session, cycle, today)
+    return Advanced(cycle_id=cycle.id, from_phase=before, phase=cycle.phase, started=started)
 
 
 # --- reading the decision context (what the pause form shows) ------------------------------
