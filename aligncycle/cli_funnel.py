@@ -125,6 +125,10 @@ def funnel_import(
     finally:
         if progress is not None:
             progress.close()
+    from models.funnel.evidence import record_numbers_after_import
+
+    with cc.unit_of_work() as s:  # the numbers drive Identify: cycles there get their KPI gaps
+        raised = record_numbers_after_import(s)
     if json_out:
         data = summary.model_dump(mode="json")
         data.update(
@@ -134,9 +138,12 @@ def funnel_import(
             unchanged=summary.unchanged,
             rejected=summary.rejected,
         )
+        data["kpi_gaps"] = {str(k): v for k, v in raised.items()}
         cc.emit_json(data)
         return
     _print_import(summary)
+    for cycle_id, count in raised.items():
+        typer.echo(f"cycle {cycle_id}: {count} KPI gap(s) recorded from the new numbers")
 
 
 def _print_import(summary: ImportSummary) -> None:

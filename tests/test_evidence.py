@@ -538,3 +538,37 @@ def test_measuring_before_recap_stores_nothing(org: Store, cycle_id: int) -> Non
         m = evidence.measure_recap(s, s.get(Cycle, cycle_id), today=date(2024, 3, 10))
     assert m.measure_window == (START, date(2024, 3, 10))  # progress so far
     assert db_snapshot(org) == before
+
+
+# --- the numbers at the moments they arrive -------------------------------------------------------
+
+
+def test_a_cycle_started_on_shared_funnel_data_holds_its_kpi_gaps_from_the_start(
+    org: Store,
+) -> None:
+    """Whichever face starts the cycle (web, API, CLI without flows), its gap analysis and the
+    Identify gate hold the KPI gaps at once: a point person can decide them before advancing."""
+    leads(org, "feb", date(2024, 2, 10), fast=10, slow=10, rejected=8)
+    with org.unit_of_work() as s:
+        load_playbook(s, PLAYBOOK)
+        cycle = start(s)
+        keys = set(s.scalars(select(Gap.key).where(Gap.cycle_id == cycle.id)))
+        assert keys == {"metric:sla_low", "metric:identify.rejections"}
+        ready = cycles.readiness(s, cycle, START)
+        assert any("2 gap(s) not decided" in b for b in ready.blockers), ready.blockers
+
+
+def test_a_cycle_started_before_any_data_gets_its_kpi_gaps_when_the_data_arrives(
+    org: Store,
+) -> None:
+    with org.unit_of_work() as s:
+        load_playbook(s, PLAYBOOK)
+        cid = start(s).id
+    with org.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Gap)) == 0
+        assert s.scalar(select(func.count()).select_from(CycleKpiSnapshot)) == 0  # none frozen
+    leads(org, "feb", date(2024, 2, 10), fast=10, slow=10, rejected=8)
+    with org.unit_of_work() as s:
+        assert evidence.record_numbers_after_import(s) == {cid: 2}
+    with org.unit_of_work() as s:
+        assert evidence.record_numbers_after_import(s) == {}  # nothing twice

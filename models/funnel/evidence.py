@@ -19,13 +19,13 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from models.enums import GapSource, Phase
 from models.errors import Forbidden, InvalidInput
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value, kpi_def
-from models.funnel.tables import ActionTarget, CycleKpiSnapshot
+from models.funnel.tables import ActionTarget, CycleKpiSnapshot, FunnelRecord
 from models.playbook import KpiCheck, PlaybookSpec
 from models.rules import can_update_action
 from models.schemas import GapCreate
@@ -228,6 +228,38 @@ def evaluate_gap_rules(
 
 
 # --- Plan: measurable targets on action items --------------------------------------------------
+
+
+def has_funnel_data(session: Session) -> bool:
+    return session.scalar(select(FunnelRecord.id).limit(1)) is not None
+
+
+def record_numbers_at_start(session: Session, cycle: Cycle) -> list[Gap]:
+    """When a cycle starts on a store that holds shared funnel data: its baseline and the gaps
+    the playbook's KPI rules find, recorded with the start, so the gap analysis people see
+    (and the Identify gate) holds them from the first page, whichever face started the cycle.
+    Without funnel data nothing is recorded (no empty baseline is frozen)."""
+    if not has_funnel_data(session):
+        return []
+    return evaluate_gap_rules(session, cycle)
+
+
+def record_numbers_after_import(session: Session) -> dict[int, int]:
+    """After an import: the KPI gaps of every cycle in Identify, from its baseline (recorded now
+    if the cycle started before any data was there; frozen otherwise). {cycle id: new gaps}."""
+    out: dict[int, int] = {}
+    for cycle in session.scalars(select(Cycle).where(Cycle.phase == Phase.IDENTIFY)).all():
+        before = session.scalar(
+            select(func.count()).select_from(Gap).where(Gap.cycle_id == cycle.id)
+        )
+        evaluate_gap_rules(session, cycle)
+        session.flush()
+        after = session.scalar(
+            select(func.count()).select_from(Gap).where(Gap.cycle_id == cycle.id)
+        )
+        if after != before:
+            out[cycle.id] = after - before
+    return out
 
 
 def _number(v: Any) -> Any:

@@ -202,6 +202,10 @@ def start_cycle(
     )
     if previous is not None:
         carry_over(session, previous, cycle, actor)
+    # The numbers it starts from, if funnel data is shared in the store (KPI baseline and gaps).
+    from models.funnel.evidence import record_numbers_at_start
+
+    record_numbers_at_start(session, cycle)
     return cycle
 
 
