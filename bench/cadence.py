@@ -326,8 +326,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-prefect", action="store_true", help="skip the Prefect runs")
     args = parser.parse_args(argv)
 
-    from models.db import Store
     from bench.pg import create_database, drop_database
+    from models.db import Store
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -164,6 +166,19 @@ def _fmt_dt(d: Any) -> str:
     return d.strftime("%-d %b %Y, %H:%M") if d else "–"
 
 
+@lru_cache(maxsize=64)
+def _options(kind: str, current: str | None) -> Markup:
+    """The ``<option>`` list of a status or confidence select, ``current`` selected: the same
+    few strings on every action item of a page, built once rather than looped per item."""
+    labels = {"status": STATUS_LABELS, "confidence": CONFIDENCE_LABELS}[kind]
+    return Markup("").join(
+        Markup('<option value="{0}"{1}>{2}</option>').format(
+            value.value, Markup(" selected") if value.value == current else "", label
+        )
+        for value, label in labels.items()
+    )
+
+
 env = templates.env
 env.filters.update(label=_label, fdate=_fmt_date, fdt=_fmt_dt)
 env.globals.update(
@@ -186,6 +201,7 @@ env.globals.update(
     AnswerKind=AnswerKind,
     DUE_FILTERS=v.DUE_FILTERS,
     days=_days,
+    options=_options,
 )
 
 
