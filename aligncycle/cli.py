@@ -700,7 +700,9 @@ def cycle_advance(
 
     A cycle run waiting for this decision (on a Prefect server) is resumed; otherwise the
     phase's analysis is brought up to date, the gate is checked, and the next phase's flow runs
-    here. Both go through the same rules."""
+    here. With --no-flows no Prefect run is made: the same domain steps (refresh, gate, what the
+    new phase starts with) run in one transaction, as when the web app advances a cycle. All
+    go through the same rules; a refusal changes nothing."""
     if no_flows:
         from models.schemas import CycleRead
         from models.services import phases
