@@ -134,6 +134,13 @@ class Question(_Strict):
     #: the question's gap (source "metric") with the KPI, value, threshold, window and sample.
     kpi: KpiCheck | None = None
 
+    @property
+    def calm_answer(self) -> str | None:
+        """The yes/no answer that raises no gap ("yes" when no rule); None for text answers."""
+        if self.answer is not AnswerKind.YES_NO:
+            return None
+        return "no" if self.gap is not None and self.gap.when is YesNo.YES else "yes"
+
     @model_validator(mode="after")
     def _gap_needs_yes_no(self) -> Question:
         if self.gap is not None and self.answer is not AnswerKind.YES_NO:

@@ -78,7 +78,7 @@ def calm(phase: str, key: str) -> str:
     """The yes/no answer that raises no gap (an answer that raises one records it)."""
     spec, _ = load_playbook_file(PROJECT / "playbooks" / f"{PLAYBOOK}.yaml")
     q = spec.question(Phase(phase), key)
-    return "no" if q is not None and q.gap is not None and q.gap.when == "yes" else "yes"
+    return (q.calm_answer if q is not None else None) or "yes"
 
 
 def answer_phase(cycle_id: int, phase: str, verbs: list[str]) -> None:

@@ -14,6 +14,7 @@ from models.enums import WORK_PHASES, AnswerKind, GapCategory, Phase, YesNo
 from models.errors import PlaybookError
 from models.playbook import (
     PlaybookSpec,
+    Question,
     load_playbook_file,
     parse_playbook,
     playbook_files,
@@ -352,3 +353,15 @@ def test_owner_team_must_be_one_of_the_playbooks_teams(tmp_path: Path) -> None:
     assert "typo.yaml" in str(err.value)
     assert "phases.identify.questions[0].owner.team" in str(err.value)
     assert "markting" in str(err.value)
+
+
+def test_the_calm_answer_is_the_one_that_raises_no_gap() -> None:
+    """What the demo seed answers so that a walk-through is not held up by gaps it did not
+    mean to raise: the opposite of the question's gap rule, "yes" without one."""
+    gap = {"title": "t", "category": "hand_off", "root_cause": "communication"}
+    raised_by_yes = Question(key="a", text="?", gap=gap)
+    raised_by_no = Question(key="b", text="?", gap={**gap, "when": YesNo.NO})
+    assert raised_by_yes.calm_answer == "no"
+    assert raised_by_no.calm_answer == "yes"
+    assert Question(key="c", text="?").calm_answer == "yes"
+    assert Question(key="d", text="?", answer=AnswerKind.TEXT).calm_answer is None

@@ -169,7 +169,7 @@ def calm(cycle: Cycle, item: ChecklistItem) -> str:
     if item.answer_kind is not AnswerKind.YES_NO:
         return "agreed at the sync"
     q = cycles.spec(cycle).question(item.phase, item.key)
-    return "no" if q is not None and q.gap is not None and q.gap.when.value == "yes" else "yes"
+    return (q.calm_answer if q is not None else None) or "yes"
 
 
 def answer_all(s: Session, cycle_id: int, phase: Phase, by: str = SAM) -> None:

@@ -99,7 +99,7 @@ def answer_phase(session: Session, cycle: Cycle, by: Person, answer: str | None 
             text = answer
         else:
             q = spec.question(item.phase, item.key)
-            text = "no" if q is not None and q.gap is not None and q.gap.when == "yes" else "yes"
+            text = (q.calm_answer if q is not None else None) or "yes"
         checklist.answer_item(session, item, ChecklistAnswer(answer=text), by)
 
 
