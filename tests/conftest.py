@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from models.db import Store, make_engine
 from models.metadata import metadata
 from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
 from models.schemas import PersonCreate, TeamCreate
-from models.services import people, playbooks
+from models.services import accounts, people, playbooks
 from tests.prefect_fixtures import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -25,19 +25,39 @@ PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated database for the whole session (on PostgreSQL a scratch database,
-    dropped at the end)."""
+@contextmanager
+def migrated_store(sqlite_file: Path) -> Iterator[tuple[str, Engine]]:
+    """A store of its own at the newest revision: a SQLite file at ``sqlite_file``, or, when
+    the tests run on PostgreSQL, a scratch database dropped afterwards. Yields (url, engine)."""
     with ExitStack() as stack:
         if PG_URL:
             url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
         else:
-            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+            url = f"sqlite:///{sqlite_file}"
         engine = make_engine(url)
+        stack.callback(engine.dispose)
         runner.upgrade(engine)
-        engine.dispose()
+        yield url, engine
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for the whole session (on PostgreSQL a scratch database,
+    dropped at the end)."""
+    with migrated_store(tmp_path_factory.mktemp("db") / "test.db") as (url, engine):
+        engine.dispose()  # the session's own engine fixture connects
         yield url
+
+
+@pytest.fixture
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with small parameters for tests that sign people in: the same code path, a
+    fraction of the time."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(accounts, "_hasher", cheap)
+    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy"))
 
 
 @pytest.fixture(scope="session")

@@ -29,14 +29,7 @@ SECRET = "k" * 32
 LOCKED = "too many failed sign-ins for this email; try again in"
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch) -> None:  # noqa: ANN001
-    """argon2id with small parameters: the same code path, a fraction of the time."""
-    from argon2 import PasswordHasher
-
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy"))
+pytestmark = pytest.mark.usefixtures("cheap_hashing")  # tests/conftest.py
 
 
 class Clock:

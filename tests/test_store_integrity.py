@@ -5,7 +5,6 @@ by the web app, instead of an SQL error."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,12 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from aligncycle import cli_common
-from bench.pg import scratch_database
 from migrations import runner
-from models.db import Store, make_engine
+from models.db import Store
 from models.schemas import PersonCreate, TeamCreate
 from models.services import people
 from models.tables import Event
-from tests.conftest import PG_URL, _empty, db_snapshot
+from tests.conftest import PG_URL, _empty, db_snapshot, migrated_store
 from tests.test_cli import cli
 
 HEAD = "-".join(sorted(runner.heads()))  # the revision this code needs (one head)
@@ -89,14 +87,7 @@ def test_emptying_the_test_store_puts_the_guard_back(org: Store) -> None:
 def behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Engine]]:
     """A store of its own (a SQLite file, or a scratch database on PostgreSQL) with a person,
     taken back to revision 0003: it has no notification tables. The CLI points at it."""
-    with ExitStack() as stack:
-        if PG_URL:
-            url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
-        else:
-            url = f"sqlite:///{tmp_path / 'behind.db'}"
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        runner.upgrade(engine)
+    with migrated_store(tmp_path / "behind.db") as (url, engine):
         store = Store(engine)
         with store.unit_of_work() as s:
             people.create_team(s, TeamCreate(key="sales", name="Sales"))
@@ -236,15 +227,7 @@ def test_upgrading_a_store_with_two_follow_ups_of_one_cycle_names_them_and_chang
     from models.services.common import person_by_email
     from models.tables import Cycle
 
-    with ExitStack() as stack:
-        if PG_URL:
-            url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
-        else:
-            url = f"sqlite:///{tmp_path / 'twice.db'}"
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        stack.callback(cli_common.reset_store)
-        runner.upgrade(engine)
+    with migrated_store(tmp_path / "twice.db") as (url, engine):
         store = Store(engine)
         with store.unit_of_work() as s:
             people.create_team(s, TeamCreate(key="sales", name="Sales"))
@@ -270,19 +253,21 @@ def test_upgrading_a_store_with_two_follow_ups_of_one_cycle_names_them_and_chang
                     table.insert().values({**row, "title": title, "previous_cycle_id": first_id})
                 )
         before = _rows(engine)
-        monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", url)
-        cli_common.reset_store()
-        result = cli("db", "upgrade", code=1)
-        assert result.stderr == (
-            f"error: these cycles have more than one follow-up: cycle {first_id} (2); give all "
-            "but one of each a different previous cycle (or none), then run 'aligncycle db "
-            "upgrade' again\n"
-        )
-        assert runner.current(engine) == {"0005"}
-        assert _rows(engine) == before
-        with engine.begin() as conn:
-            conn.execute(
-                table.update().where(table.c.title == "Q2 again").values(previous_cycle_id=None)
+        try:
+            monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", url)
+            result = cli("db", "upgrade", code=1)
+            assert result.stderr == (
+                f"error: these cycles have more than one follow-up: cycle {first_id} (2); give all "
+                "but one of each a different previous cycle (or none), then run 'aligncycle db "
+                "upgrade' again\n"
             )
-        assert "is at revision" in cli("db", "upgrade").stdout
-        assert runner.current(engine) == runner.heads()
+            assert runner.current(engine) == {"0005"}
+            assert _rows(engine) == before
+            with engine.begin() as conn:
+                conn.execute(
+                    table.update().where(table.c.title == "Q2 again").values(previous_cycle_id=None)
+                )
+            assert "is at revision" in cli("db", "upgrade").stdout
+            assert runner.current(engine) == runner.heads()
+        finally:
+            cli_common.reset_store()  # its engine, before the scratch database is dropped

@@ -25,14 +25,7 @@ with warnings.catch_warnings():
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch) -> None:  # noqa: ANN001
-    """argon2id with small parameters: the same code path, a fraction of the time."""
-    from argon2 import PasswordHasher
-
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy"))
+pytestmark = pytest.mark.usefixtures("cheap_hashing")  # tests/conftest.py
 
 
 @pytest.fixture
