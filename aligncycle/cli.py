@@ -531,7 +531,6 @@ def _counts(session: Session, cycle: Cycle) -> dict[str, Any]:
     from models.services import recap
     from models.tables import ActionItem, ChecklistItem, Gap
 
-    finished = (ActionStatus.DONE, ActionStatus.DROPPED)
     checklist: dict[str, dict[str, int]] = {}
     for phase, total, required, answered, required_answered in session.execute(
         select(
@@ -570,7 +569,7 @@ def _counts(session: Session, cycle: Cycle) -> dict[str, Any]:
         )
     ):
         actions[str(status)] += 1
-        if status not in finished:
+        if not status.finished:
             overdue += due is not None and due < today
             at_risk += confidence is not Confidence.ON_TRACK
     return {
@@ -1129,7 +1128,7 @@ def _late(item: Any, today: date) -> bool:
     return (
         item.due_date is not None
         and item.due_date < today
-        and item.status not in (ActionStatus.DONE, ActionStatus.DROPPED)
+        and not item.status.finished
     )
 
 

@@ -93,7 +93,12 @@ class ActionStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (ActionStatus.DONE, ActionStatus.DROPPED)
+        return self in FINISHED_STATUSES
+
+
+#: An action item in one of these is no longer worked on (not overdue, not at risk, not
+#: carried over).
+FINISHED_STATUSES = (ActionStatus.DONE, ActionStatus.DROPPED)
 
 
 class Confidence(StrEnum):

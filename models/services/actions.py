@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import ActionStatus, Confidence, GapDecision, Phase
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision, Phase
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import ASSIGNERS, can_update_action, require_assigner
 from models.schemas import ActionItemAssign, ActionItemCreate, ActionItemUpdate, CheckInCreate
@@ -333,7 +333,7 @@ def action_query(
     if status is not None:
         stmt = stmt.where(ActionItem.status == status)
     if open_only:
-        stmt = stmt.where(ActionItem.status.not_in((ActionStatus.DONE, ActionStatus.DROPPED)))
+        stmt = stmt.where(ActionItem.status.not_in(FINISHED_STATUSES))
     if due_before is not None:
         stmt = stmt.where(ActionItem.due_date <= due_before)
     if confidence is not None:
@@ -351,8 +351,4 @@ def list_actions(session: Session, **filters) -> list[ActionItem]:  # noqa: ANN0
 
 
 def is_overdue(item: ActionItem, today: date) -> bool:
-    return (
-        item.due_date is not None
-        and item.due_date < today
-        and item.status not in (ActionStatus.DONE, ActionStatus.DROPPED)
-    )
+    return item.due_date is not None and item.due_date < today and not item.status.finished

@@ -50,7 +50,7 @@ from models.cadence import (
     NotificationKind,
     NotificationStatus,
 )
-from models.enums import ActionStatus, Confidence, Phase, Role
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase, Role
 from models.errors import Forbidden, InvalidInput, NotFound, TransitionRefused
 from models.rules import CycleFacts, gate_blockers
 from models.schemas import EmailStr, parse_input
@@ -67,7 +67,6 @@ from models.tables import (
     Team,
 )
 
-FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 INSERT_BATCH = 500
 IN_CHUNK = 900  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -597,7 +596,11 @@ def _items(session: Session, *conditions: Any) -> list[_Item]:
     stmt = (
         select(*_ITEM_COLS)
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
-        .where(Cycle.phase == Phase.EXECUTE, ActionItem.status.not_in(FINISHED), *conditions)
+        .where(
+            Cycle.phase == Phase.EXECUTE,
+            ActionItem.status.not_in(FINISHED_STATUSES),
+            *conditions,
+        )
         .order_by(ActionItem.cycle_id, ActionItem.id)
     )
     return [_Item(*row) for row in session.execute(stmt)]
@@ -791,7 +794,7 @@ def update_confidence(
                     .where(
                         ActionItem.__table__.c.id.in_(chunk),
                         ActionItem.__table__.c.confidence == old,
-                        ActionItem.__table__.c.status.not_in(FINISHED),
+                        ActionItem.__table__.c.status.not_in(FINISHED_STATUSES),
                     )
                     .values(
                         confidence=new, updated_at=now, version=ActionItem.__table__.c.version + 1
@@ -1070,7 +1073,7 @@ def digest_content(
         )
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .outerjoin(owner, owner.c.id == ActionItem.owner_id)
-        .where(scope, ActionItem.status.not_in(FINISHED), risky)
+        .where(scope, ActionItem.status.not_in(FINISHED_STATUSES), risky)
         .order_by(
             ActionItem.cycle_id, ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id
         )
@@ -1179,7 +1182,7 @@ def _execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, Cycl
         unfinished: dict[int, list[str]] = defaultdict(list)
         for cid, title in session.execute(
             select(ActionItem.cycle_id, ActionItem.title)
-            .where(ActionItem.cycle_id.in_(chunk), ActionItem.status.not_in(FINISHED))
+            .where(ActionItem.cycle_id.in_(chunk), ActionItem.status.not_in(FINISHED_STATUSES))
             .order_by(ActionItem.cycle_id, ActionItem.id)
         ):
             unfinished[cid].append(title)

@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import ActionStatus, Confidence, GapDecision, Phase, Role
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision, Phase, Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
@@ -32,8 +32,6 @@ from models.tables import (
     Person,
     Retrospective,
 )
-
-FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 
 
 def get_cycle(session: Session, cycle_id: int) -> Cycle:
@@ -213,7 +211,7 @@ def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | 
     """Copy the previous cycle's unfinished action items into ``cycle`` (idempotent)."""
     items = session.scalars(
         select(ActionItem)
-        .where(ActionItem.cycle_id == previous.id, ActionItem.status.not_in(FINISHED))
+        .where(ActionItem.cycle_id == previous.id, ActionItem.status.not_in(FINISHED_STATUSES))
         .order_by(ActionItem.id)
     ).all()
     existing = set(session.scalars(select(ActionItem.key).where(ActionItem.cycle_id == cycle.id)))
@@ -335,7 +333,7 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
     ).all()
     unfinished = session.scalars(
         select(ActionItem.title)
-        .where(ActionItem.cycle_id == cycle.id, ActionItem.status.not_in(FINISHED))
+        .where(ActionItem.cycle_id == cycle.id, ActionItem.status.not_in(FINISHED_STATUSES))
         .order_by(ActionItem.id)
     ).all()
     retro = session.scalar(select(Retrospective).where(Retrospective.cycle_id == cycle.id))
@@ -426,14 +424,14 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, dic
     gaps total/open. Cycles with neither are absent (use :data:`EMPTY_COUNTS`)."""
     if not ids:
         return {}
-    unfinished = ActionItem.status.not_in(FINISHED)
+    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
     at_risk, off_track = Confidence.AT_RISK, Confidence.OFF_TRACK
     out: dict[int, dict[str, int]] = {}
     for row in session.execute(
         select(
             ActionItem.cycle_id,
             func.count(),
-            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+            func.sum(case((ActionItem.status.in_(FINISHED_STATUSES), 1), else_=0)),
             func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
             func.sum(case((and_(unfinished, ActionItem.confidence == at_risk), 1), else_=0)),
             func.sum(case((and_(unfinished, ActionItem.confidence == off_track), 1), else_=0)),

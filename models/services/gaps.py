@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import ActionStatus, GapDecision, GapSource, Phase
+from models.enums import FINISHED_STATUSES, GapDecision, GapSource, Phase
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import can_decide_gap
 from models.schemas import GapCreate, GapDecide
@@ -25,7 +25,6 @@ from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Gap, Person
 
 GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
-FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 _VERB = {GapDecision.DEFERRED: "defer", GapDecision.REJECTED: "reject"}
 
 
@@ -97,7 +96,7 @@ def unfinished_actions(session: Session, gap: Gap) -> int:
         session.scalar(
             select(func.count())
             .select_from(ActionItem)
-            .where(ActionItem.gap_id == gap.id, ActionItem.status.not_in(FINISHED))
+            .where(ActionItem.gap_id == gap.id, ActionItem.status.not_in(FINISHED_STATUSES))
         )
         or 0
     )

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.enums import (
+    FINISHED_STATUSES,
     ActionStatus,
     Confidence,
     GapDecision,
@@ -55,7 +56,6 @@ from models.services import recap as recap_service
 from models.services.common import as_actor, check_version, person_by_email, record_event
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap, Person
 
-FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 _CONFIDENCE_ORDER = [Confidence.ON_TRACK, Confidence.AT_RISK, Confidence.OFF_TRACK]
 
 
@@ -437,7 +437,7 @@ class ActionRow(BaseModel):
 def _action_row(item: ActionItem, today: date) -> ActionRow:
     overdue = (
         (today - item.due_date).days
-        if item.due_date and item.due_date < today and item.status not in FINISHED
+        if item.due_date and item.due_date < today and item.status not in FINISHED_STATUSES
         else 0
     )
     return ActionRow(
@@ -476,7 +476,7 @@ def plan_report(
         accepted_gaps=len(gap_service.list_gaps(session, cycle, GapDecision.ACCEPTED)),
         actions=[_action_row(i, today) for i in items],
         proposed=list(proposed_ids),
-        unassigned=[i.title for i in items if i.owner_id is None and i.status not in FINISHED],
+        unassigned=[i.title for i in items if i.owner_id is None and not i.status.finished],
         readiness=cycle_service.readiness(session, cycle, today),
     )
 
@@ -538,7 +538,7 @@ def checkin_item(session: Session, item: ActionItem, today: date) -> tuple[Check
     finished items get none. Returns (check-in or None, created)."""
     cycle = cycle_service.get_cycle(session, item.cycle_id)
     require_phase(cycle, Phase.EXECUTE)
-    if item.status in FINISHED:
+    if item.status in FINISHED_STATUSES:
         return None, False
     last_progress = session.scalar(
         select(CheckIn.progress)
@@ -592,7 +592,7 @@ def execute_report(
     items = action_service.list_actions(session, cycle_id=cycle.id)
     rows = [_action_row(i, today) for i in items]
     status = Counter(i.status for i in items)
-    open_items = [i for i in items if i.status not in FINISHED]
+    open_items = [i for i in items if i.status not in FINISHED_STATUSES]
     done, dropped = status.get(ActionStatus.DONE, 0), status.get(ActionStatus.DROPPED, 0)
     counted = len(items) - dropped
     rollup = Confidence.ON_TRACK
@@ -825,7 +825,7 @@ def build_recap(
         actions_done=done,
         actions_dropped=[label[i.id] for i in items if i.status is ActionStatus.DROPPED],
         actions_late=[label[i.id] for i in items if recap_service._late(i, today)],
-        actions_unfinished=[label[i.id] for i in items if i.status not in FINISHED],
+        actions_unfinished=[label[i.id] for i in items if i.status not in FINISHED_STATUSES],
         survey_responses=survey.responses,
         survey_mean=survey.mean,
         survey_by_team={t.team: t.mean for t in survey.by_team},

@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import (
+    FINISHED_STATUSES,
     WORK_PHASES,
     ActionStatus,
     Confidence,
@@ -43,7 +44,6 @@ from models.tables import (
     Team,
 )
 
-FINISHED = (ActionStatus.DONE, ActionStatus.DROPPED)
 #: Survey results of a group (all answers, or one team's) are shown only from this many answers
 #: up: with fewer, an anonymous answer could be told apart by who took part.
 SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
@@ -217,11 +217,11 @@ def checklist(session: Session, cycle: Cycle) -> list[ChecklistItem]:
 
 def counts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, int]:
     today = today or date.today()
-    unfinished = ActionItem.status.not_in(FINISHED)
+    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
     a = session.execute(
         select(
             func.count(),
-            func.sum(case((ActionItem.status.in_(FINISHED), 1), else_=0)),
+            func.sum(case((ActionItem.status.in_(FINISHED_STATUSES), 1), else_=0)),
             func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
         ).where(ActionItem.cycle_id == cycle.id)
     ).one()
@@ -293,11 +293,11 @@ def action_query(
     if filters.status is not None:
         conds.append(ActionItem.status == filters.status)
     if filters.due == "overdue":
-        conds.append(and_(ActionItem.status.not_in(FINISHED), ActionItem.due_date < today))
+        conds.append(and_(ActionItem.status.not_in(FINISHED_STATUSES), ActionItem.due_date < today))
     elif filters.due == "week":
         conds.append(
             and_(
-                ActionItem.status.not_in(FINISHED),
+                ActionItem.status.not_in(FINISHED_STATUSES),
                 ActionItem.due_date <= today + timedelta(days=7),
             )
         )
@@ -453,7 +453,7 @@ def my_actions(
     today = today or date.today()
     where = [
         ActionItem.owner_id == person.id,
-        ActionItem.status.not_in(FINISHED),
+        ActionItem.status.not_in(FINISHED_STATUSES),
         ActionItem.cycle_id.in_(
             select(Cycle.id).where(Cycle.phase.in_((Phase.PLAN, Phase.EXECUTE, Phase.RECAP)))
         ),
