@@ -461,8 +461,8 @@ def cycle_start(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Start a cycle from a playbook (point persons; you become your team's point person)."""
+    from models import phases
     from models.schemas import CycleCreate, CycleRead
-    from models.services import cycles
 
     data = CycleCreate(
         playbook=playbook,
@@ -475,7 +475,7 @@ def cycle_start(
     )
     with cc.unit_of_work() as s:
         actor = cc.actor(s, as_)
-        out = CycleRead.model_validate(cycles.start_cycle(s, data, actor))
+        out = CycleRead.model_validate(phases.start_cycle(s, data, actor))
     if json_:
         emit_json(out)
         return
@@ -703,8 +703,8 @@ def cycle_advance(
     new phase starts with) run in one transaction, as when the web app advances a cycle. All
     go through the same rules; a refusal changes nothing."""
     if no_flows:
+        from models import phases
         from models.schemas import CycleRead
-        from models.services import phases
 
         if stay or stop or follow_up:
             cc.fail("--stay, --stop and --follow-up need the flows (drop --no-flows)", 2)
@@ -732,15 +732,18 @@ def cycle_advance(
 
     from aligncycle import orchestration
 
-    result = orchestration.advance(
-        cycle_id,
-        as_,
-        decision="stop" if stop else "stay" if stay else "advance",
-        reason=override,
-        follow_up_title=follow_up,
-        to=to,
-        expected_version=expected_version,
-    )
+    try:
+        result = orchestration.advance(
+            cycle_id,
+            as_,
+            decision="stop" if stop else "stay" if stay else "advance",
+            reason=override,
+            follow_up_title=follow_up,
+            to=to,
+            expected_version=expected_version,
+        )
+    except orchestration.Interrupted as exc:
+        cc.fail(exc.message, 130)  # Ctrl-C: one line saying what was (not) recorded
     if json_:
         emit_json(result.outcome)
         return
@@ -834,6 +837,7 @@ def checklist_answer(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Answer a checklist question you own (point persons may answer any)."""
+    from models import phases
     from models.schemas import ChecklistAnswer, ChecklistItemRead
     from models.services import checklist
 
@@ -843,7 +847,7 @@ def checklist_answer(
     with cc.unit_of_work() as s:
         actor = cc.actor(s, as_)
         row = checklist.find_item(s, _cycle(s, cycle_id), item)
-        out = ChecklistItemRead.model_validate(checklist.answer_item(s, row, data, actor))
+        out = ChecklistItemRead.model_validate(phases.answer(s, row, data, actor).item)
     if json_:
         emit_json(out)
     else:
@@ -924,6 +928,7 @@ def gap_decide(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Accept, defer or reject a gap (leads, managers, the cycle's point persons)."""
+    from models import phases
     from models.schemas import GapDecide, GapRead
     from models.services import gaps
 
@@ -932,7 +937,7 @@ def gap_decide(
     )
     with cc.unit_of_work() as s:
         actor = cc.actor(s, as_)
-        out = GapRead.model_validate(gaps.decide_gap(s, gaps.get_gap(s, gap_id), data, actor))
+        out = GapRead.model_validate(phases.decide_gap(s, gaps.get_gap(s, gap_id), data, actor))
     if json_:
         emit_json(out)
     else:

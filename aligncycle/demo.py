@@ -236,7 +236,7 @@ def _script(demo: Demo, folder: Path) -> Any:
 
 
 def _phase(demo: Demo, phase: str, today: date) -> Any:
-    from flows.runtime import run_phase
+    from flows.phases import run_phase
     from models.enums import Phase
 
     demo.flows_run += 1
@@ -262,9 +262,10 @@ def _store() -> Any:
 
 def _setup(demo: Demo, folder: Path) -> None:
     from migrations import runner
+    from models import phases
     from models.config import PROJECT_ROOT
     from models.schemas import CycleCreate, PersonCreate, TeamCreate
-    from models.services import cycles, people, playbooks
+    from models.services import people, playbooks
     from models.services.common import person_by_email
 
     store = _store()
@@ -278,7 +279,7 @@ def _setup(demo: Demo, folder: Path) -> None:
                 s, PersonCreate(name=name, email=demo.email(user), team=team, role=role)
             )
     with store.unit_of_work() as s:
-        cycle = cycles.start_cycle(
+        cycle = phases.start_cycle(
             s,
             CycleCreate(
                 playbook=PLAYBOOK,
@@ -296,12 +297,13 @@ def _setup(demo: Demo, folder: Path) -> None:
 
 
 def _answer(s: Any, cycle: Any, ref: str, who: str, answer: str, note: str | None = None) -> None:
+    from models import phases
     from models.schemas import ChecklistAnswer
     from models.services import checklist
     from models.services.common import person_by_email
 
     item = checklist.find_item(s, cycle, ref)
-    checklist.answer_item(
+    phases.answer(
         s, item, ChecklistAnswer(answer=answer, note=note), person_by_email(s, f"{who}@{DOMAIN}")
     )
 
@@ -334,6 +336,7 @@ def _identify_answers(demo: Demo) -> None:
 def _decide_gaps(demo: Demo) -> str:
     from collections import Counter
 
+    from models import phases
     from models.enums import GapSource
     from models.schemas import GapDecide
     from models.services import cycles, gaps
@@ -347,7 +350,7 @@ def _decide_gaps(demo: Demo) -> str:
             ref = "person" if gap.source is GapSource.PERSON else gap.key.split(":", 1)[1]
             who, decision, reason = GAP_DECISIONS[ref]
             decider = person_by_email(s, demo.email(who))
-            gaps.decide_gap(s, gap, GapDecide(decision=decision, reason=reason), decider)
+            phases.decide_gap(s, gap, GapDecide(decision=decision, reason=reason), decider)
             counts[decision] += 1
     store.dispose()
     return ", ".join(f"{n} {d}" for d, n in counts.items())

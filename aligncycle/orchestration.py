@@ -1,6 +1,6 @@
 """Advancing a cycle from the face (CLI, web): the point person's typed decision.
 
-Two paths, one set of rules (``models.services.phases.apply_decision`` →
+Two paths, one set of rules (``models.phases.lifecycle.apply_decision`` →
 ``models.services.cycles.advance_cycle``):
 
 - a Prefect server answers (``PREFECT_API_URL``) and a cycle run waits for this cycle: the
@@ -35,10 +35,15 @@ from aligncycle.settings import get_settings
 from models.db import Store
 from models.enums import Phase, Severity
 from models.errors import DomainError, InvalidInput
+from models.phases import lifecycle as domain
+from models.phases.carry_over import follow_up_cycles
+from models.phases.execute import ExecuteReport
+from models.phases.identify import IdentifyReport
+from models.phases.lifecycle import DecisionOutcome, PhaseDecision
+from models.phases.plan import PlanReport
+from models.phases.recap import RecapReport
 from models.schemas import parse_input
 from models.services import cycles as cycle_service
-from models.services import phases
-from models.services.phases import DecisionOutcome, PhaseDecision
 from models.tables import Event
 
 
@@ -46,6 +51,12 @@ class OrchestrationError(DomainError):
     """The decision could not be handed to the waiting run, or the run did not take it."""
 
     code = "orchestration"
+
+
+class Interrupted(OrchestrationError):
+    """Ctrl-C (or SIGTERM) while advancing: the message says what was and was not recorded."""
+
+    code = "interrupted"
 
 
 @dataclass
@@ -202,7 +213,7 @@ def _resume(
             message = f"the cycle run {run.name!r} ended; cycle {cycle_id} stays in {cycle.phase}"
         elif applied is None:
             # Refused in the run (the gate changed while it refreshed): same rules, same words.
-            phases.check_decision(s, cycle, decision, today)
+            domain.check_decision(s, cycle, decision, today)
             raise OrchestrationError(
                 f"the waiting run {run.name!r} did not apply the decision; see its logs in the "
                 "Prefect UI"
@@ -211,7 +222,7 @@ def _resume(
             message = f"cycle {cycle_id} stays in {cycle.phase}: {decision.reason}"
         else:
             message = f"cycle {cycle_id} advanced from {before} to {cycle.phase}"
-            follow = phases.follow_up_cycles(s, cycle) if decision.follow_up_title else []
+            follow = follow_up_cycles(s, cycle) if decision.follow_up_title else []
             if follow:
                 message += f"; follow-up cycle {follow[0].id} started"
         outcome = DecisionOutcome(
@@ -242,25 +253,25 @@ def clip(text: str, limit: int = 100) -> str:
 def summarize(report: Any) -> list[str]:
     """A phase flow's result for the terminal: what it found, then whether the phase may end
     (``aligncycle cycle readiness`` lists every blocker)."""
-    if isinstance(report, phases.IdentifyReport):
+    if isinstance(report, IdentifyReport):
         sev = Counter(g.severity for g in report.gaps)
         spread = ", ".join(f"{sev[s]} {s}" for s in reversed(Severity) if sev[s])
         line = (
             f"identify: {report.answered}/{report.questions} questions answered; "
             f"{len(report.gaps)} gap(s) in the analysis" + (f" ({spread})" if spread else "")
         )
-    elif isinstance(report, phases.PlanReport):
+    elif isinstance(report, PlanReport):
         line = (
             f"plan: {len(report.actions)} action item(s) for {report.accepted_gaps} accepted "
             f"gap(s), {len(report.unassigned)} waiting for an owner"
         )
-    elif isinstance(report, phases.ExecuteReport):
+    elif isinstance(report, ExecuteReport):
         line = (
             f"execute: {report.done}/{report.total - report.dropped} done "
             f"({report.percent_done:.0f}%), {len(report.overdue)} overdue, "
             f"confidence {report.rollup.value.replace('_', ' ')}"
         )
-    elif hasattr(report, "report") and isinstance(report.report, phases.RecapReport):
+    elif hasattr(report, "report") and isinstance(report.report, RecapReport):
         return [f"recap: {report.report.headline}", f"report written to {report.path}"]
     else:
         return []
@@ -276,31 +287,42 @@ def _in_process(
     decision: PhaseDecision,
     cycle_id: int,
     today: date,
-    refresh: bool,
     to: Phase | None = None,
     expected_version: int | None = None,
     expected_phase: Phase | None = None,
 ) -> AdvanceResult:
-    from flows.runtime import enable_log_file, run_phase
+    from flows.phases import run_phase
+    from flows.runtime import enable_log_file
 
     enable_log_file(log_file())
-    with store.unit_of_work() as s:
-        cycle = cycle_service.get_cycle(s, cycle_id)
-        if refresh and decision.decision == "advance":
-            # What the gate looks at, up to date (the phase flow's idempotent step), in the
-            # decision's own unit of work: if the gate refuses, this is rolled back with it.
-            # People's input already has its derived rows (an answer records its gap), so
-            # the refresh only catches up on what its flow would write anyway.
-            phases.refresh_phase(s, cycle, today)
-        outcome = phases.apply_decision(
-            s, cycle, decision, today, expected_phase, to=to, expected_version=expected_version
-        )
+    try:
+        # Everything the domain records (refresh, gate, move, what the new phase starts with)
+        # commits together, before any flow runs: an interruption before the commit changes
+        # nothing, one after it leaves a complete cycle (the flow only publishes its report).
+        with store.unit_of_work() as s:
+            cycle = cycle_service.get_cycle(s, cycle_id)
+            outcome = domain.apply_decision(
+                s, cycle, decision, today, expected_phase, to=to, expected_version=expected_version
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: nothing changed, cycle {cycle_id} is where it was"
+        ) from None
     lines = [outcome.message]
+    if outcome.started is not None and outcome.started.summary:
+        lines.append(f"{outcome.phase}: {outcome.started.summary}")
     report = None
     if outcome.advanced:
-        # The next phase's flow; closing writes the final recap report.
+        # The next phase's flow (idempotent: it finds what the domain recorded, and publishes
+        # its report and artifacts); closing writes the final recap report.
         next_phase = Phase.RECAP if outcome.phase is Phase.CLOSED else outcome.phase
-        report = run_phase(next_phase, cycle_id, today)
+        try:
+            report = run_phase(next_phase, cycle_id, today)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted: cycle {cycle_id} moved to {outcome.phase} with everything it "
+                f"starts with recorded; only the {next_phase} flow's report was not published"
+            ) from None
         lines += summarize(report)
     return AdvanceResult(outcome=outcome, via="in-process", lines=lines, report=report)
 
@@ -319,7 +341,6 @@ def advance(
     expected_version: int | None = None,
     today: date | None = None,
     use_server: bool = True,
-    refresh: bool = True,
     wait: float = 120.0,
 ) -> AdvanceResult:
     """``aligncycle cycle advance``: the point person's decision on a cycle.
@@ -342,7 +363,7 @@ def advance(
             # Who decides, and what: refused here, nothing is written or resumed.
             cycle = cycle_service.get_cycle(s, cycle_id)
             checks = {"to": to, "expected_version": expected_version}
-            phases.check_decision(s, cycle, choice, today, gate=False, **checks)
+            domain.check_decision(s, cycle, choice, today, gate=False, **checks)
             asked_in = cycle.phase  # the decision is about this phase, whoever moves first
         url = configured_api_url()
         alive = bool(url and server_url(url))
@@ -350,19 +371,17 @@ def advance(
             run = find_waiting_run(cycle_id)
             if run is not None:
                 with store.unit_of_work() as s:  # the gate too, before waking the run
-                    phases.check_decision(s, cycle_service.get_cycle(s, cycle_id), choice, today)
+                    domain.check_decision(s, cycle_service.get_cycle(s, cycle_id), choice, today)
                 return _resume(store, run, choice, cycle_id, today, wait)
         if choice.decision == "stop":
             raise InvalidInput(f"no cycle run waits for a decision on cycle {cycle_id}")
         if choice.decision == "stay":
             with store.unit_of_work() as s:
                 cycle = cycle_service.get_cycle(s, cycle_id)
-                outcome = phases.apply_decision(s, cycle, choice, today)
+                outcome = domain.apply_decision(s, cycle, choice, today)
             return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
         with _without_dead_server(url, alive) as note:
-            result = _in_process(
-                store, choice, cycle_id, today, refresh, to, expected_version, asked_in
-            )
+            result = _in_process(store, choice, cycle_id, today, to, expected_version, asked_in)
         result.lines += note
         return result
     finally:

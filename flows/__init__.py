@@ -1,7 +1,7 @@
 """Prefect flows for the four phases of an alignment cycle, and the cycle flow that drives them.
 
 Thin by design: a task opens one unit of work and calls a domain function in
-``models.services.phases``; tasks pass ids, never sessions or rows.
+``models.phases``; tasks pass ids, never sessions or rows.
 
 Importing this package sets Prefect's quiet defaults before any flow module imports Prefect
 (it imports nothing heavy itself). Values already in the environment win, so a user's own

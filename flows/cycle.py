@@ -5,7 +5,7 @@ After each phase's flow the run pauses (``pause_flow_run`` with a :class:`PhaseD
 the Prefect UI shows a form) until a point person decides: ``advance`` (the phase's gate must
 be met), ``stay`` (with a reason) or ``stop`` (end this run; the cycle keeps its phase).
 ``aligncycle cycle advance`` resumes the waiting run with the same input. Every decision goes
-through the domain (``models.services.phases.apply_decision`` → ``advance_cycle``); a refused
+through the domain (``models.phases.lifecycle.apply_decision`` → ``advance_cycle``); a refused
 one is published and the run waits again.
 
 A pause keeps this process alive while it waits (``suspend_flow_run`` would need a
@@ -19,16 +19,15 @@ import itertools
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_run_logger, task
 from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, ValidationError
 
+from flows.phases import run_phase
 from flows.runtime import (
     TASK,
     WRITER,
     cycle_tags,
-    no_heartbeat,
-    phase_flow,
     publish_markdown,
     store,
     tag_flow_run,
@@ -37,10 +36,10 @@ from flows.runtime import (
 )
 from models.enums import Phase
 from models.errors import Conflict, DomainError
+from models.phases import lifecycle as domain
+from models.phases.lifecycle import DecisionOutcome, PhaseDecision
 from models.schemas import validation_message
 from models.services import cycles as cycle_service
-from models.services import phases
-from models.services.phases import DecisionOutcome, PhaseDecision
 
 #: How long a run waits for a decision before it gives up (and ends Failed): two weeks.
 DEFAULT_DECISION_TIMEOUT = 14 * 24 * 3600
@@ -65,7 +64,7 @@ def current_phase(cycle_id: int) -> Phase:
 @task(name="decision prompt", **TASK)
 def decision_prompt(cycle_id: int, today: date) -> str:
     with store().unit_of_work() as s:
-        return phases.decision_prompt(s, cycle_service.get_cycle(s, cycle_id), today)
+        return domain.decision_prompt(s, cycle_service.get_cycle(s, cycle_id), today)
 
 
 @task(name="apply the decision", **WRITER)
@@ -78,9 +77,7 @@ def decide(cycle_id: int, decision: PhaseDecision, today: date, expected: Phase)
     try:
         with store().unit_of_work() as s:
             cycle = cycle_service.get_cycle(s, cycle_id)
-            if decision.decision == "advance" and cycle.phase is expected:
-                phases.refresh_phase(s, cycle, today)
-            outcome = phases.apply_decision(s, cycle, decision, today, expected_phase=expected)
+            outcome = domain.apply_decision(s, cycle, decision, today, expected_phase=expected)
         return Decided(applied=True, message=outcome.message, phase=outcome.phase, outcome=outcome)
     except Conflict:
         raise  # retried
@@ -102,8 +99,7 @@ def decision_form(description: str) -> Any:
 def _run_phase(phase: Phase, cycle_id: int, today: date | None) -> Any:
     """A phase's flow as a subflow (heartbeat off); a domain refusal is logged, not fatal."""
     try:
-        with no_heartbeat(), tags(*cycle_tags(cycle_id), f"phase:{phase}"):
-            return phase_flow(phase)(cycle_id=cycle_id, today=today)
+        return run_phase(phase, cycle_id, today)
     except DomainError as exc:
         get_run_logger().warning("%s flow refused: %s", phase, exc)
         return None

@@ -19,9 +19,10 @@ from flows.runtime import (
     without_limits,
 )
 from models.enums import Phase
+from models.phases import execute as phase
+from models.phases.common import action_owner_label
 from models.services import actions as action_service
 from models.services import cycles as cycle_service
-from models.services import phases
 
 
 @task(name="list open action items", **TASK)
@@ -30,8 +31,8 @@ def open_actions(cycle_id: int) -> list[tuple[int, str, str]]:
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
         return [
-            (a.id, a.title, phases.action_owner_label(a))
-            for a in phases.unfinished_actions(s, cycle)
+            (a.id, a.title, action_owner_label(a))
+            for a in phase.unfinished_actions(s, cycle)
         ]
 
 
@@ -40,18 +41,18 @@ def check_in(action_id: int, today: date) -> bool:
     """Today's check-in on one item (at most one per item per day). True if written now."""
     with store().unit_of_work() as s:
         item = action_service.get_action(s, action_id)
-        return phases.checkin_item(s, item, today)[1]
+        return phase.checkin_item(s, item, today)[1]
 
 
 @task(name="progress", **TASK)
-def progress(cycle_id: int, today: date, written: int) -> phases.ExecuteReport:
+def progress(cycle_id: int, today: date, written: int) -> phase.ExecuteReport:
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        return phases.execute_report(s, cycle, today, written)
+        return phase.execute_report(s, cycle, today, written)
 
 
 @flow(name="execute", flow_run_name="execute-cycle-{cycle_id}", persist_result=False)
-def execute_flow(cycle_id: int, today: date | None = None) -> phases.ExecuteReport:
+def execute_flow(cycle_id: int, today: date | None = None) -> phase.ExecuteReport:
     """One check-in pass: progress, overdue items, the confidence roll-up and the success
     measures. Safe to run again and again (it is meant to be scheduled)."""
     with untagged():
@@ -73,7 +74,7 @@ def execute_flow(cycle_id: int, today: date | None = None) -> phases.ExecuteRepo
         publish_markdown(
             cycle_id,
             "execute",
-            phases.render_execute_markdown(report),
+            phase.render_execute_markdown(report),
             f"Execute check-in of cycle {cycle_id}, {today.isoformat()}",
         )
         return report

@@ -17,8 +17,8 @@ from flows.runtime import (
     untagged,
 )
 from models.enums import Phase
+from models.phases import identify as phase
 from models.services import cycles as cycle_service
-from models.services import phases
 
 
 @task(name="record gaps from answers", **WRITER)
@@ -26,18 +26,18 @@ def collect_gaps(cycle_id: int) -> list[int]:
     """Answers that match a question's gap rule (and any other gap source) become gaps."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        return [g.id for g in phases.identify_gaps_from_answers(s, cycle)]
+        return [g.id for g in phase.raise_gaps(s, cycle)]
 
 
 @task(name="gap analysis", **TASK)
-def gap_analysis(cycle_id: int, today: date, new_gap_ids: list[int]) -> phases.IdentifyReport:
+def gap_analysis(cycle_id: int, today: date, new_gap_ids: list[int]) -> phase.IdentifyReport:
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        return phases.identify_report(s, cycle, today, new_gap_ids)
+        return phase.identify_report(s, cycle, today, new_gap_ids)
 
 
 @flow(name="identify", flow_run_name="identify-cycle-{cycle_id}", persist_result=False)
-def identify_flow(cycle_id: int, today: date | None = None) -> phases.IdentifyReport:
+def identify_flow(cycle_id: int, today: date | None = None) -> phase.IdentifyReport:
     """Open the Identify checklist for its owners, record gaps from the answers given so far,
     and publish the gap analysis (a summary and a table of gaps). Safe to run again."""
     with untagged():
@@ -49,10 +49,10 @@ def identify_flow(cycle_id: int, today: date | None = None) -> phases.IdentifyRe
         publish_markdown(
             cycle_id,
             "identify",
-            phases.render_identify_markdown(report),
+            phase.render_identify_markdown(report),
             f"Identify summary of cycle {cycle_id}",
         )
         publish_table(
-            cycle_id, "gaps", phases.gaps_table(report), f"Gap analysis of cycle {cycle_id}"
+            cycle_id, "gaps", phase.gaps_table(report), f"Gap analysis of cycle {cycle_id}"
         )
         return report

@@ -20,22 +20,22 @@ from flows.runtime import (
     untagged,
 )
 from models.enums import Phase
+from models.phases import recap as phase
 from models.services import cycles as cycle_service
-from models.services import phases
 
 
 class RecapResult(BaseModel):
-    report: phases.RecapReport
+    report: phase.RecapReport
     path: str
 
 
 @task(name="build the recap", **WRITER)
-def build(cycle_id: int, today: date) -> phases.RecapReport:
+def build(cycle_id: int, today: date) -> phase.RecapReport:
     """Draft the retrospective (unless a person recorded one) and carry open items into any
     follow-up cycle started from this one."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        return phases.build_recap(s, cycle, today)
+        return phase.build_recap(s, cycle, today)
 
 
 @task(name="write the recap report", **WRITER)
@@ -43,7 +43,7 @@ def write_report(cycle_id: int, markdown: str) -> str:
     """Write the report under the data dir's reports folder (replaced whole, never half)."""
     folder = reports_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / phases.recap_filename(cycle_id)
+    target = folder / phase.recap_filename(cycle_id)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".recap-", suffix=".md")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -64,7 +64,7 @@ def recap_flow(cycle_id: int, today: date | None = None) -> RecapResult:
         check_phase(cycle_id, Phase.RECAP, Phase.CLOSED)
         open_checklist(cycle_id, Phase.RECAP)
         report = build(cycle_id, today)
-        markdown = phases.render_recap_markdown(report)
+        markdown = phase.render_recap_markdown(report)
         path = write_report(cycle_id, markdown)
         description = f"Recap of cycle {cycle_id}: {report.headline}"
         publish_markdown(cycle_id, "recap", markdown, description)

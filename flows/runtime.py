@@ -13,12 +13,11 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from prefect import tags, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TagsContext
@@ -28,8 +27,8 @@ from models.config import StoreSettings
 from models.db import Store
 from models.enums import Phase
 from models.errors import Conflict
+from models.phases import common as domain
 from models.services import cycles as cycle_service
-from models.services import phases
 
 __all__ = ["QUIET_DEFAULTS", "configure_environment"]
 
@@ -132,12 +131,6 @@ def no_heartbeat() -> Iterator[None]:
         yield
 
 
-def run_phase(phase: Phase, cycle_id: int, today: date | None = None) -> Any:
-    """Run one phase's flow in this process: heartbeat off, the run tagged with its cycle."""
-    with no_heartbeat(), tags(*cycle_tags(cycle_id), f"phase:{phase}"):
-        return phase_flow(phase)(cycle_id=cycle_id, today=today)
-
-
 @contextmanager
 def untagged() -> Iterator[None]:
     """Inside a flow body: task runs do not inherit the flow run's tags.
@@ -202,20 +195,6 @@ def without_limits(task_tags: list[str]) -> list[str]:
     return task_tags
 
 
-def phase_flow(phase: Phase) -> Any:
-    if phase is Phase.IDENTIFY:
-        from flows.identify import identify_flow as flow
-    elif phase is Phase.PLAN:
-        from flows.plan import plan_flow as flow
-    elif phase is Phase.EXECUTE:
-        from flows.execute import execute_flow as flow
-    elif phase is Phase.RECAP:
-        from flows.recap import recap_flow as flow
-    else:
-        raise ValueError(f"no flow for phase {phase}")
-    return flow
-
-
 # --- what every phase shares ---------------------------------------------------------------
 
 
@@ -244,21 +223,21 @@ def check_phase(cycle_id: int, phase: Phase, *also: Phase) -> str:
     the phase."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        phases.require_phase(cycle, phase, *also)
+        domain.require_phase(cycle, phase, *also)
         return cycle.title
 
 
 @task(name="list checklist", **TASK)
-def list_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
+def list_checklist(cycle_id: int, phase: Phase) -> list[domain.ChecklistStatus]:
     with store().unit_of_work() as s:
-        return phases.checklist(s, cycle_service.get_cycle(s, cycle_id), phase)
+        return domain.checklist(s, cycle_service.get_cycle(s, cycle_id), phase)
 
 
 @task(name="checklist item", **TASK)
-def checklist_item(item_id: int) -> phases.ChecklistStatus:
+def checklist_item(item_id: int) -> domain.ChecklistStatus:
     """One question of the phase for its owner: the answer given so far, if any."""
     with store().unit_of_work() as s:
-        return phases.item_status(s, item_id)
+        return domain.item_status(s, item_id)
 
 
 def _short(text: str, limit: int) -> str:
@@ -266,7 +245,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def open_checklist(cycle_id: int, phase: Phase) -> list[phases.ChecklistStatus]:
+def open_checklist(cycle_id: int, phase: Phase) -> list[domain.ChecklistStatus]:
     """Inside a flow: one task run per checklist item of the phase, named after its question
     and tagged with its phase and owner, so the Prefect UI shows who owes what."""
     # One after the other: submitting them together was slower (measured).

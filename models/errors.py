@@ -25,7 +25,14 @@ class Forbidden(DomainError):
 
 
 class InvalidInput(DomainError):
+    """A value that cannot be taken. ``field``: the input it is about, when one is (the web
+    shows the message beside that field)."""
+
     code = "invalid_input"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TransitionRefused(DomainError):

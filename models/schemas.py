@@ -345,6 +345,20 @@ class CheckInCreate(_In):
     key: str | None = Field(default=None, max_length=200)
 
 
+class ActionProgress(_In):
+    """An owner's update of an action item, as every face sends it: in Plan and Execute a
+    dated check-in (status, confidence, progress and a note, kept in the item's history); in
+    Recap a plain update (no more check-ins). ``due_date`` moves the due date (leads and
+    managers only). Unset fields are left as they are."""
+
+    status: ActionStatus | None = None
+    confidence: Confidence | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    note: str | None = None
+    due_date: date | None = None
+    expected_version: int | None = None
+
+
 class CheckInRead(_Out):
     id: int
     action_item_id: int

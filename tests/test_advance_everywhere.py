@@ -27,8 +27,10 @@ from models.accounts import ApiToken
 from models.base import utcnow
 from models.db import Store
 from models.enums import Phase
+from models.phases import execute, lifecycle, plan
+from models.phases import recap as recap_phase
 from models.schemas import CheckInCreate
-from models.services import accounts, actions, cycles, phases, recap
+from models.services import accounts, actions, cycles, recap
 from models.tables import ActionItem, CheckIn, Retrospective
 from tests.conftest import db_snapshot
 from tests.test_cli import cli, runner
@@ -306,7 +308,7 @@ def test_advancing_into_execute_checks_in_on_every_open_item_once(
         assert all(c.author_id is None and c.note.startswith("execute pass:") for c in checkins)
     before = db_snapshot(org)
     with org.unit_of_work() as s:
-        assert phases.execute_pass(s, C(s, cycle_id), TODAY).checkins_written == 0
+        assert execute.execute_pass(s, C(s, cycle_id), TODAY).checkins_written == 0
     assert db_snapshot(org) == before
 
 
@@ -413,13 +415,13 @@ def test_the_new_phases_domain_step_run_again_adds_nothing(org: Store, surfaces:
     assert surfaces.advance("web", SAM, recap_id)[0]
     before = db_snapshot(org)
     with org.unit_of_work() as s:
-        assert phases.propose_actions(s, C(s, cycle_id), TODAY) == []
-        assert phases.start_phase(s, C(s, cycle_id), TODAY).proposed == []
+        assert plan.propose_actions(s, C(s, cycle_id), TODAY) == []
+        assert lifecycle.start_phase(s, C(s, cycle_id), TODAY).proposed == []
         later = TODAY + timedelta(days=1)  # another day changes no proposal either
-        assert phases.propose_actions(s, C(s, cycle_id), later) == []
-        report = phases.build_recap(s, C(s, recap_id), TODAY)
+        assert plan.propose_actions(s, C(s, cycle_id), later) == []
+        report = recap_phase.build_recap(s, C(s, recap_id), TODAY)
         assert report.drafted_by_flow
-        phases.start_phase(s, C(s, recap_id), TODAY)
+        lifecycle.start_phase(s, C(s, recap_id), TODAY)
     assert db_snapshot(org) == before
     with org.unit_of_work() as s:
         retros = s.scalar(
@@ -460,7 +462,7 @@ def test_the_web_and_the_domain_do_not_load_prefect() -> None:
     import sys
 
     code = (
-        "import sys, aligncycle.web.pages, aligncycle.web.api, models.services.phases; "
+        "import sys, aligncycle.web.pages, aligncycle.web.api, models.phases; "
         "sys.exit('prefect' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

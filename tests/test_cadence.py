@@ -20,6 +20,7 @@ import typer
 from sqlalchemy import event, func, select
 from typer.testing import CliRunner
 
+from models import phases
 from models.cadence import Notification, NotificationChannel, NotificationKind, NotificationStatus
 from models.db import Store
 from models.enums import ActionStatus, Confidence, Phase
@@ -209,7 +210,7 @@ def make_cycle(
     N days from TODAY, status). Returns (cycle id, {title: action id})."""
     with store.unit_of_work() as s:
         sam, lee = person_by_email(s, SAM), person_by_email(s, LEE)
-        c = cycles.start_cycle(
+        c = phases.start_cycle(
             s,
             CycleCreate(
                 playbook=playbook,

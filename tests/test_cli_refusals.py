@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from models import phases
 from models.enums import AnswerKind, Phase
+from models.phases import lifecycle, plan
 from models.schemas import (
     ActionItemCreate,
     ActionItemUpdate,
@@ -20,7 +22,7 @@ from models.schemas import (
     GapDecide,
     RetrospectiveRecord,
 )
-from models.services import actions, checklist, cycles, gaps, phases, recap
+from models.services import actions, checklist, cycles, gaps, recap
 from models.services.common import person_by_email
 from models.tables import Event
 from tests.conftest import db_snapshot
@@ -49,14 +51,14 @@ def _answer_required(s: Any, cycle: Any, *, raise_gaps: bool = False) -> None:
             answer = calm(cycle, item)
             if raise_gaps and item.answer_kind is AnswerKind.YES_NO:
                 answer = "yes"
-            checklist.answer_item(s, item, ChecklistAnswer(answer=answer), sam)
+            phases.answer(s, item, ChecklistAnswer(answer=answer), sam)
 
 
 def start(store: Any) -> int:
     """A fresh cycle of the shipped playbook, started by sam; nothing answered yet."""
     with store.unit_of_work() as s:
         sam = person_by_email(s, "sam@acme.test")
-        return cycles.start_cycle(s, CycleCreate(playbook=PLAYBOOK, title="Fresh"), sam).id
+        return phases.start_cycle(s, CycleCreate(playbook=PLAYBOOK, title="Fresh"), sam).id
 
 
 def walk(
@@ -71,7 +73,7 @@ def walk(
         sam = person_by_email(s, "sam@acme.test")
         lee = person_by_email(s, "lee@acme.test")
         named = ["mia@acme.test"] if marketing_point_person else []
-        cycle = cycles.start_cycle(
+        cycle = phases.start_cycle(
             s, CycleCreate(playbook=PLAYBOOK, title="Refusals", point_persons=named), sam
         )
         ids["cycle"] = cycle.id
@@ -84,7 +86,7 @@ def walk(
                     GapCreate(title="No SLA", category="hand_off", root_cause="process"),
                     lee,
                 )
-                gaps.decide_gap(s, g, GapDecide(decision="accepted"), lee)
+                phases.decide_gap(s, g, GapDecide(decision="accepted"), lee)
                 ids["gap"] = g.id
             if cycle.phase is Phase.PLAN and gap:
                 item, _ = actions.add_action(
@@ -148,7 +150,7 @@ def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) ->
         lee = person_by_email(s, "lee@acme.test")
         # The playbook's proposals (owned and dated) were dropped: advancing does not make
         # them again (they are keyed), so they do not plan the gap.
-        for proposal in phases.propose_actions(s, cycle, date.today()):
+        for proposal in plan.propose_actions(s, cycle, date.today()):
             actions.update_action(s, proposal, ActionItemUpdate(status="dropped"), lee)
         actions.add_action(
             s, cycle, ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"), lee
@@ -239,7 +241,7 @@ def refresh_writes(store: Any, cycle_id: int) -> list[str]:
     with pytest.raises(_Undo), store.unit_of_work() as s:
         events = select(func.count()).select_from(Event).where(Event.cycle_id == cycle_id)
         before = s.scalar(events)
-        phases.refresh_phase(s, cycles.get_cycle(s, cycle_id), date.today())
+        lifecycle.refresh_phase(s, cycles.get_cycle(s, cycle_id), date.today())
         s.flush()
         written = s.scalars(
             select(Event.verb).where(Event.cycle_id == cycle_id).order_by(Event.id).offset(before)
@@ -261,7 +263,7 @@ def _identify_with_an_answer_stored_before_answers_recorded_gaps(store: Any) -> 
     ("phase", "writes", "blocker"),
     [
         # the KPI baseline and the gap the stored answer implies; 9 questions unanswered
-        (Phase.IDENTIFY, {"kpi.baseline_recorded", "gap.added"}, "required checklist item"),
+        (Phase.IDENTIFY, {"gap.added"}, "required checklist item"),
         # the playbook's proposals for the accepted gap; marketing has no point person
         (Phase.PLAN, {"action.created"}, "1 team(s) without a point person: marketing"),
         # the drafted retrospective and the KPI baseline it measures against; not signed off
@@ -291,7 +293,7 @@ def test_the_waiting_cycle_run_refreshes_then_decides_in_one_transaction(
     decision records that gap, so the gate refuses (the gap is not decided), and the refusal
     rolls the refresh back with it."""
     from flows.cycle import decide
-    from models.services.phases import PhaseDecision
+    from models.phases.lifecycle import PhaseDecision
 
     cid = _identify_with_an_answer_stored_before_answers_recorded_gaps(org)
     with org.unit_of_work() as s:

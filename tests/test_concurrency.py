@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models import phases
 from models.db import Store
 from models.enums import ActionStatus, GapDecision, Phase
 from models.errors import Conflict, DomainError, InvalidInput
@@ -141,10 +142,10 @@ def test_concurrent_gap_decisions(org: Store) -> None:
     race(
         org,
         read=lambda s: (gaps.get_gap(s, gap_id), P(s, LOU)),
-        first=lambda s: gaps.decide_gap(
+        first=lambda s: phases.decide_gap(
             s, gaps.get_gap(s, gap_id), GapDecide(decision="accepted"), P(s, LEE)
         ),
-        second=lambda s, loaded: gaps.decide_gap(
+        second=lambda s, loaded: phases.decide_gap(
             s, loaded[0], GapDecide(decision="rejected", reason="not ours"), loaded[1]
         ),
     )
@@ -176,10 +177,10 @@ def test_concurrent_checklist_answers(org: Store) -> None:
     race(
         org,
         read=lambda s: (checklist.get_item(s, item_id), P(s, SAM)),
-        first=lambda s: checklist.answer_item(
+        first=lambda s: phases.answer(
             s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, LEE)
         ),
-        second=lambda s, loaded: checklist.answer_item(
+        second=lambda s, loaded: phases.answer(
             s, loaded[0], ChecklistAnswer(answer="yes"), loaded[1]
         ),
     )
@@ -231,9 +232,9 @@ def test_outdated_expected_versions_are_refused(org: Store) -> None:
             s, actions.get_action(s, item_id), ActionItemUpdate(priority="high"), P(s, LEE)
         )
         answered = checklist.find_item(s, C(s, cycle_id), "execute.how_we_know")
-        checklist.answer_item(s, answered, ChecklistAnswer(answer="SLA report"), P(s, LEE))
+        phases.answer(s, answered, ChecklistAnswer(answer="SLA report"), P(s, LEE))
         gap = add_gap(s, other)
-        gaps.decide_gap(s, gap, GapDecide(decision="deferred"), P(s, LEE))
+        phases.decide_gap(s, gap, GapDecide(decision="deferred"), P(s, LEE))
         item_ref, gap_id = answered.id, gap.id  # every row here is past version 1 now
 
     refused_stale(
@@ -258,7 +259,7 @@ def test_outdated_expected_versions_are_refused(org: Store) -> None:
     )
     refused_stale(
         org,
-        lambda s: checklist.answer_item(
+        lambda s: phases.answer(
             s,
             checklist.get_item(s, item_ref),
             ChecklistAnswer(answer="dashboard", expected_version=1),
@@ -269,7 +270,7 @@ def test_outdated_expected_versions_are_refused(org: Store) -> None:
     refused_stale(org, lambda s: advance(s, cycle_id, expected_version=1), f"cycle {cycle_id}")
     refused_stale(
         org,
-        lambda s: gaps.decide_gap(
+        lambda s: phases.decide_gap(
             s,
             gaps.get_gap(s, gap_id),
             GapDecide(decision="accepted", expected_version=1),

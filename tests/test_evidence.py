@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from aligncycle import cli_common as cc
 from aligncycle import cli_funnel
+from models import phases
 from models.db import Store
 from models.enums import GapDecision, GapSource, Phase, Severity
 from models.errors import Forbidden, InvalidInput, PlaybookError
@@ -27,7 +28,7 @@ from models.schemas import (
     GapDecide,
     SurveyRespond,
 )
-from models.services import actions, cycles, gaps, playbooks, recap
+from models.services import actions, cycles, playbooks, recap
 from models.services.common import person_by_email
 from models.tables import ChecklistItem, Cycle, Gap
 from tests.conftest import db_snapshot
@@ -111,7 +112,7 @@ def leads(store: Store, prefix: str, day: date, fast: int, slow: int, rejected: 
 
 def start(s, pb: str = "kpi-test") -> Cycle:  # noqa: ANN001
     sam = person_by_email(s, "sam@acme.test")
-    return cycles.start_cycle(
+    return phases.start_cycle(
         s,
         CycleCreate(
             playbook=pb,
@@ -256,8 +257,8 @@ def test_metric_gaps_are_decided_like_any_other(org: Store, cycle_id: int) -> No
         lee = person_by_email(s, "lee@acme.test")
         sla = next(g for g in found if g.key == "metric:sla_low")
         rej = next(g for g in found if g.key != "metric:sla_low")
-        gaps.decide_gap(s, sla, GapDecide(decision="accepted"), lee)
-        gaps.decide_gap(s, rej, GapDecide(decision="rejected", reason="one bad list"), lee)
+        phases.decide_gap(s, sla, GapDecide(decision="accepted"), lee)
+        phases.decide_gap(s, rej, GapDecide(decision="rejected", reason="one bad list"), lee)
         assert (sla.decision, rej.decision) == (GapDecision.ACCEPTED, GapDecision.REJECTED)
 
 
@@ -297,7 +298,7 @@ def to_plan(s, cycle: Cycle) -> int:  # noqa: ANN001
     found = evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF)
     for g in found:
         decision = "accepted" if g.key == "metric:sla_low" else "deferred"
-        gaps.decide_gap(s, g, GapDecide(decision=decision), lee)
+        phases.decide_gap(s, g, GapDecide(decision=decision), lee)
     cycles.advance_cycle(s, cycle, person_by_email(s, "sam@acme.test"), today=START)
     sla_gap = next(g for g in found if g.key == "metric:sla_low")
     item, _ = actions.add_action(

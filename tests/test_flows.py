@@ -21,15 +21,17 @@ import pytest
 from sqlalchemy import func, select
 
 import flows  # noqa: F401 - Prefect's quiet defaults before Prefect loads
+from models import phases
 from models.enums import Phase
 from models.errors import Forbidden, TransitionRefused
+from models.phases import identify
 from models.schemas import (
     CheckInCreate,
     ChecklistAnswer,
     CycleCreate,
     GapDecide,
 )
-from models.services import actions, checklist, cycles, gaps, phases
+from models.services import actions, checklist, cycles, gaps
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, Cycle, Event, Gap
 from tests.conftest import PROJECT, db_snapshot
@@ -54,7 +56,7 @@ def who(s, email: str):  # noqa: ANN001, ANN201
 
 def start_cycle(store) -> int:  # noqa: ANN001
     with store.unit_of_work() as s:
-        cycle = cycles.start_cycle(
+        cycle = phases.start_cycle(
             s,
             CycleCreate(
                 playbook="sales-marketing-handoff",
@@ -89,7 +91,7 @@ def answer_identify(store, cid: int, **overrides: str) -> None:  # noqa: ANN001
         cycle = cycles.get_cycle(s, cid)
         for key, value in (CALM | overrides).items():
             item = checklist.find_item(s, cycle, f"identify.{key}")
-            checklist.answer_item(s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test"))
+            phases.answer(s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test"))
 
 
 def answer_required(store, cid: int, phase: Phase) -> None:  # noqa: ANN001
@@ -98,7 +100,7 @@ def answer_required(store, cid: int, phase: Phase) -> None:  # noqa: ANN001
         for item in checklist.list_items(s, cycle, phase):
             if item.required and item.answer is None:
                 value = "yes" if item.answer_kind.value == "yes_no" else "agreed"
-                checklist.answer_item(
+                phases.answer(
                     s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test")
                 )
 
@@ -106,7 +108,7 @@ def answer_required(store, cid: int, phase: Phase) -> None:  # noqa: ANN001
 def accept_gaps(store, cid: int) -> None:  # noqa: ANN001
     with store.unit_of_work() as s:
         for gap in gaps.list_gaps(s, cycles.get_cycle(s, cid)):
-            gaps.decide_gap(s, gap, GapDecide(decision="accepted"), who(s, "lee@acme.test"))
+            phases.decide_gap(s, gap, GapDecide(decision="accepted"), who(s, "lee@acme.test"))
 
 
 def advance(store, cid: int, today: date = D0, by: str = "sam@acme.test") -> None:  # noqa: ANN001
@@ -216,7 +218,7 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     cid = start_cycle(env)
     answer_identify(env, cid, handoff_sla_agreed="no", regular_cadence="no")
     with env.unit_of_work() as s:
-        phases.identify_gaps_from_answers(s, cycles.get_cycle(s, cid))
+        identify.raise_gaps(s, cycles.get_cycle(s, cid))
     accept_gaps(env, cid)
     advance(env, cid)
 
@@ -259,7 +261,7 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
 
     # A follow-up cycle started from it gets the open items, once.
     with env.unit_of_work() as s:
-        follow = cycles.start_cycle(
+        follow = phases.start_cycle(
             s,
             CycleCreate(playbook="sales-marketing-handoff", title="Q2", previous_cycle_id=cid),
             who(s, "sam@acme.test"),

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from models import phases
 from models.db import Store
 from models.enums import (
     ActionStatus,
@@ -35,6 +36,8 @@ from models.errors import (
     NotFound,
     TransitionRefused,
 )
+from models.phases import carry_over, identify, plan
+from models.phases import lifecycle as advance_phase
 from models.playbook import load_playbook_file, parse_playbook
 from models.schemas import (
     ActionItemAssign,
@@ -60,7 +63,6 @@ from models.services import (
     events,
     gaps,
     people,
-    phases,
     playbooks,
     recap,
 )
@@ -161,7 +163,7 @@ def start(
             point_persons=list(point_persons),
             **kw,
         )
-        return cycles.start_cycle(s, data, P(s, by), today=TODAY).id
+        return phases.start_cycle(s, data, P(s, by), today=TODAY).id
 
 
 def calm(cycle: Cycle, item: ChecklistItem) -> str:
@@ -179,7 +181,7 @@ def answer_all(s: Session, cycle_id: int, phase: Phase, by: str = SAM) -> None:
     cycle = C(s, cycle_id)
     for item in checklist.list_items(s, cycle, phase):
         if item.answer is None:
-            checklist.answer_item(s, item, ChecklistAnswer(answer=calm(cycle, item)), actor)
+            phases.answer(s, item, ChecklistAnswer(answer=calm(cycle, item)), actor)
 
 
 def add_gap(s: Session, cycle_id: int, title: str = "No hand-off SLA", **kw: Any) -> Gap:
@@ -190,7 +192,7 @@ def add_gap(s: Session, cycle_id: int, title: str = "No hand-off SLA", **kw: Any
 
 
 def accept(s: Session, gap: Gap, by: str = LEE) -> Gap:
-    return gaps.decide_gap(s, gap, GapDecide(decision="accepted"), P(s, by))
+    return phases.decide_gap(s, gap, GapDecide(decision="accepted"), P(s, by))
 
 
 def add_action(s: Session, cycle_id: int, gap: Gap | None, **kw: Any) -> ActionItem:
@@ -311,14 +313,14 @@ def test_a_role_held_by_several_people_stays_role_owned(org: Store) -> None:
         org,
         Forbidden,
         r"identify\.regular_cadence is owned by a manager .*you cannot answer it",
-        lambda s: checklist.answer_item(
+        lambda s: phases.answer(
             s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, LEE)
         ),
     )
     with org.unit_of_work() as s:  # either manager may answer; the answerer becomes the owner
-        answered = checklist.answer_item(
+        answered = phases.answer(
             s, checklist.get_item(s, item_id), ChecklistAnswer(answer="N"), P(s, "mo@acme.test")
-        )
+        ).item
         assert answered.answer == "no"
         assert answered.owner.email == "mo@acme.test"
         assert answered.answered_by.email == "mo@acme.test"
@@ -352,7 +354,7 @@ def test_start_refusals(org: Store, kw: dict, error: type, match: str) -> None:
 
     def call(s: Session) -> None:
         data = CycleCreate(playbook=playbook, title="Q1", point_persons=list(pps), **kw)
-        cycles.start_cycle(s, data, P(s, by), today=TODAY)
+        phases.start_cycle(s, data, P(s, by), today=TODAY)
 
     refused(org, error, match, call)
 
@@ -371,7 +373,7 @@ def test_a_follow_up_starts_only_from_a_cycle_in_recap(org: Store) -> None:
         org,
         InvalidInput,
         rf"^cycle {first} is in identify; a follow-up cycle starts from a cycle in recap",
-        lambda s: cycles.start_cycle(
+        lambda s: phases.start_cycle(
             s, CycleCreate(playbook=HANDOFF, title="Q2", previous_cycle_id=first), P(s, SAM)
         ),
     )
@@ -441,7 +443,7 @@ def test_answers_are_checked_and_logged(org: Store) -> None:
         plan_item_id = checklist.find_item(s, C(s, cycle_id), "gaps_to_address").id
 
     def answer(ref_id: int, text: str, who: str) -> Callable[[Session], Any]:
-        return lambda s: checklist.answer_item(
+        return lambda s: phases.answer(
             s, checklist.get_item(s, ref_id), ChecklistAnswer(answer=text), P(s, who)
         )
 
@@ -467,12 +469,12 @@ def test_answers_are_checked_and_logged(org: Store) -> None:
     verbs = ["checklist.answered", "gap.added", "checklist.answered"]
     with logged(org, *verbs) as log, org.unit_of_work() as s:
         answer(item_id, " Yes ", LEE)(s)
-        revised = checklist.answer_item(
+        revised = phases.answer(
             s,
             checklist.get_item(s, item_id),
             ChecklistAnswer(answer="unsure", note="ask ops"),
             P(s, LEE),
-        )
+        ).item
         assert (revised.answer, revised.note, revised.answered_by.email) == (
             "unsure",
             "ask ops",
@@ -490,7 +492,7 @@ MISSED = "Missed conversion opportunities on qualified leads"  # its gap rule: "
 def answer_missed_conversions(store: Store, cycle_id: int, text: str, by: str = LEE) -> None:
     with store.unit_of_work() as s:
         item = checklist.find_item(s, C(s, cycle_id), "identify.missed_conversions")
-        checklist.answer_item(s, item, ChecklistAnswer(answer=text, note="seen in May"), P(s, by))
+        phases.answer(s, item, ChecklistAnswer(answer=text, note="seen in May"), P(s, by))
 
 
 def test_an_identify_answer_records_the_gap_it_implies_once(org: Store) -> None:
@@ -517,7 +519,7 @@ def test_an_identify_answer_records_the_gap_it_implies_once(org: Store) -> None:
     before = db_snapshot(org)
     with org.unit_of_work() as s:  # the Identify flow's step finds nothing left to record
         cycle = C(s, cycle_id)
-        assert phases.identify_gaps_from_answers(s, cycle, [phases.checklist_gap_source]) == []
+        assert identify.raise_gaps(s, cycle) == []
     assert db_snapshot(org) == before
     with org.unit_of_work() as s:
         assert [g.id for g in gaps.list_gaps(s, C(s, cycle_id))] == [gap_id]
@@ -533,8 +535,8 @@ def test_a_changed_answer_leaves_its_gap_for_a_lead_to_decide(org: Store) -> Non
     with org.unit_of_work() as s:
         [gap] = gaps.list_gaps(s, C(s, cycle_id))
         assert gap.decision is GapDecision.OPEN
-        assert phases.identify_report(s, C(s, cycle_id), TODAY).stale_gaps == [MISSED]
-        gaps.decide_gap(s, gap, GapDecide(decision="rejected", reason="answered no"), P(s, LEE))
+        assert identify.identify_report(s, C(s, cycle_id), TODAY).stale_gaps == [MISSED]
+        phases.decide_gap(s, gap, GapDecide(decision="rejected", reason="answered no"), P(s, LEE))
     with logged(org, "checklist.answered"):  # raised again: the decided gap stands
         answer_missed_conversions(org, cycle_id, "yes")
     with org.unit_of_work() as s:
@@ -584,12 +586,12 @@ def test_members_answer_the_items_they_own(org: Store) -> None:
         org,
         Forbidden,
         r"^identify\.feedback is owned by meg@acme\.test",
-        lambda s: checklist.answer_item(
+        lambda s: phases.answer(
             s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, SID)
         ),
     )
     with org.unit_of_work() as s:
-        checklist.answer_item(
+        phases.answer(
             s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, MEG)
         )
 
@@ -619,14 +621,14 @@ def test_gaps_are_idempotent_by_key_and_decided_by_leads(org: Store) -> None:
         org,
         Forbidden,
         r"^only leads, managers and the cycle's point persons decide gaps$",
-        lambda s: gaps.decide_gap(
+        lambda s: phases.decide_gap(
             s, gaps.get_gap(s, gap_id), GapDecide(decision="accepted"), P(s, MEG)
         ),
     )
     with pytest.raises(InvalidInput, match=r"rejecting a gap needs a reason"):
         parse_input(GapDecide, decision="rejected")
     with logged(org, "gap.decided") as log, org.unit_of_work() as s:
-        gaps.decide_gap(
+        phases.decide_gap(
             s, gaps.get_gap(s, gap_id), GapDecide(decision="rejected", reason="dup"), P(s, MAX)
         )
     assert log[0].before == {"decision": "open", "decision_reason": None}
@@ -688,7 +690,7 @@ def test_gaps_added_in_plan_must_be_decided_before_execute(org: Store) -> None:
         lambda s: advance(s, cycle_id),
     )
     with org.unit_of_work() as s:
-        gaps.decide_gap(s, gaps.get_gap(s, late_id), GapDecide(decision="deferred"), P(s, LOU))
+        phases.decide_gap(s, gaps.get_gap(s, late_id), GapDecide(decision="deferred"), P(s, LOU))
         assert advance(s, cycle_id).phase is Phase.EXECUTE
 
 
@@ -713,7 +715,7 @@ def test_a_gap_accepted_in_plan_gets_the_playbooks_proposals_at_once(org: Store)
         }
         assert all(START <= a.due_date <= END for a in made.values())
         gap = gaps.get_gap(s, late_id)
-        assert phases.propose_actions_for_gap(s, C(s, cycle_id), gap, TODAY) == []
+        assert plan.propose_actions_for_gap(s, C(s, cycle_id), gap, TODAY) == []
     with logged(org, "gap.decided"), org.unit_of_work() as s:  # accepted again: nothing new
         accept(s, gaps.get_gap(s, late_id), by=LOU)
 
@@ -728,7 +730,7 @@ def test_a_gap_with_unfinished_action_items_is_neither_rejected_nor_deferred(org
 
     def decide(decision: str, reason: str | None = None) -> Callable[[Session], Any]:
         data = GapDecide(decision=decision, reason=reason)
-        return lambda s: gaps.decide_gap(s, gaps.get_gap(s, gap_id), data, P(s, LEE))
+        return lambda s: phases.decide_gap(s, gaps.get_gap(s, gap_id), data, P(s, LEE))
 
     for decision, verb in (("deferred", "defer"), ("rejected", "reject")):
         refused(
@@ -788,7 +790,7 @@ def test_assigning_a_point_person_resolves_role_owned_items(org: Store) -> None:
         ]
         assert owned and all(i.owner is None for i in owned)
         # answered items keep their answerer as owner
-        checklist.answer_item(s, owned[0], ChecklistAnswer(answer="yes"), P(s, "pia@acme.test"))
+        phases.answer(s, owned[0], ChecklistAnswer(answer="yes"), P(s, "pia@acme.test"))
         keys = [i.key for i in owned]
     refused(
         org,
@@ -853,7 +855,7 @@ def test_action_items_address_accepted_gaps_of_the_same_cycle(org: Store) -> Non
     with org.unit_of_work() as s:
         answer_all(s, cycle_id, Phase.IDENTIFY)
         accepted = accept(s, add_gap(s, cycle_id, "Accepted"))
-        deferred = gaps.decide_gap(
+        deferred = phases.decide_gap(
             s, add_gap(s, cycle_id, "Deferred"), GapDecide(decision="deferred"), P(s, LEE)
         )
         other_gap = add_gap(s, other_id, "Elsewhere")
@@ -1186,7 +1188,7 @@ def test_closing_needs_a_retrospective_and_a_managers_signoff(org: Store) -> Non
         org,
         InvalidInput,
         rf"^cycle {cycle_id} is closed$",
-        lambda s: checklist.answer_item(
+        lambda s: phases.answer(
             s,
             checklist.find_item(s, C(s, cycle_id), "recap.growth_areas"),
             ChecklistAnswer(answer="more"),
@@ -1238,10 +1240,10 @@ def test_retrospective_facts_count_what_happened(org: Store) -> None:
         gap = gaps.get_gap(s, gap_id)
         # "other": no playbook template, so accepting it in Plan proposes no action items
         late_gap = accept(s, add_gap(s, cycle_id, "Dashboards differ", category="other"))
-        deferred = gaps.decide_gap(
+        deferred = phases.decide_gap(
             s, add_gap(s, cycle_id, "Later"), GapDecide(decision="deferred"), P(s, LEE)
         )
-        rejected = gaps.decide_gap(
+        rejected = phases.decide_gap(
             s, add_gap(s, cycle_id, "Nope"), GapDecide(decision="rejected", reason="no"), P(s, LEE)
         )
         on_time = add_action(s, cycle_id, gap, title="On time")  # done before its due date
@@ -1459,7 +1461,7 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         assert by_title["Open"].priority.value == "high" and by_title["Open"].owner.email == SID
         assert all(a.gap_id is None and a.due_date is None for a in carried)
         # a second carry-over adds nothing
-        assert cycles.carry_over(s, C(s, first), C(s, second), P(s, SAM)) == 0
+        assert carry_over.carry_over(s, C(s, first), C(s, second), P(s, SAM)) == 0
         assert len(actions.list_actions(s, cycle_id=second)) == 2
 
 
@@ -1478,7 +1480,7 @@ def in_recap_with_open_work(store: Store) -> int:
 
 def follow_up(s: Session, previous: int, title: str) -> Cycle:
     data = CycleCreate(playbook=HANDOFF, title=title, previous_cycle_id=previous)
-    return cycles.start_cycle(s, data, P(s, SAM), today=TODAY)
+    return phases.start_cycle(s, data, P(s, SAM), today=TODAY)
 
 
 def test_a_cycle_has_one_follow_up(org: Store) -> None:
@@ -1495,9 +1497,9 @@ def test_a_cycle_has_one_follow_up(org: Store) -> None:
         lambda s: follow_up(s, first, "Q2 again"),
     )
     with org.unit_of_work() as s:
-        reused, carried = phases.start_follow_up(s, C(s, first), P(s, SAM), "Q2 too", TODAY)
+        reused, carried = advance_phase.start_follow_up(s, C(s, first), P(s, SAM), "Q2 too", TODAY)
         assert (reused.id, carried) == (second, 0)
-        assert [c.id for c in phases.follow_up_cycles(s, C(s, first))] == [second]
+        assert [c.id for c in carry_over.follow_up_cycles(s, C(s, first))] == [second]
         assert [a.title for a in actions.list_actions(s, cycle_id=second)] == ["Still open"]
 
 
@@ -1510,7 +1512,7 @@ def test_two_follow_ups_started_at_the_same_moment_make_one(org: Store) -> None:
 
         def check_then_the_other_commits(stmt: Any, *args: Any, **kwargs: Any) -> Any:
             result = real(stmt, *args, **kwargs)
-            if "previous_cycle_id" in str(stmt):  # the "has it a follow-up?" check: not yet
+            if "WHERE cycles.previous_cycle_id" in str(stmt):  # "has it a follow-up?": not yet
                 loser.scalar = real  # type: ignore[method-assign]
                 with org.unit_of_work() as winner:
                     follow_up(winner, first, "Q2")
@@ -1520,7 +1522,7 @@ def test_two_follow_ups_started_at_the_same_moment_make_one(org: Store) -> None:
         follow_up(loser, first, "Q2 (sent twice)")
     assert "\n" not in str(err.value) and "reload and try again" in str(err.value)
     with org.unit_of_work() as s:
-        [only] = phases.follow_up_cycles(s, C(s, first))
+        [only] = carry_over.follow_up_cycles(s, C(s, first))
         assert only.title == "Q2"
         assert [a.title for a in actions.list_actions(s, cycle_id=only.id)] == ["Still open"]
 

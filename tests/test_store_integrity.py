@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aligncycle import cli_common
 from migrations import runner
+from models import phases
 from models.db import Store
 from models.schemas import PersonCreate, TeamCreate
 from models.services import people
@@ -223,7 +224,7 @@ def test_upgrading_a_store_with_two_follow_ups_of_one_cycle_names_them_and_chang
     follow-ups of one cycle (made before the service refused it) is refused in one line and
     stays at its revision; once one of them is re-pointed, the upgrade goes through."""
     from models.schemas import CycleCreate
-    from models.services import cycles, playbooks
+    from models.services import playbooks
     from models.services.common import person_by_email
     from models.tables import Cycle
 
@@ -238,7 +239,7 @@ def test_upgrading_a_store_with_two_follow_ups_of_one_cycle_names_them_and_chang
             )
             playbooks.sync_directory(s, Path(__file__).resolve().parent.parent / "playbooks")
             sam = person_by_email(s, "sam@acme.test")
-            first = cycles.start_cycle(
+            first = phases.start_cycle(
                 s, CycleCreate(playbook="sales-marketing-handoff", title="Q1"), sam
             )
             s.flush()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from aligncycle.web import seed
+from models import phases
 from models.base import utcnow
 from models.schemas import ActionItemCreate, CheckInCreate, GapCreate, GapDecide
 from models.services import actions, cycles, gaps
@@ -94,7 +95,7 @@ def grow(r: Rig, extra_actions: int = 12, extra_cycles: int = 3) -> None:
                 GapCreate(title=f"Extra gap {i}", category="other", root_cause="process"),
                 lee,
             )
-            gaps.decide_gap(s, gap, GapDecide(decision="deferred"), lee)
+            phases.decide_gap(s, gap, GapDecide(decision="deferred"), lee)
         for i in range(extra_cycles):
             seed.start(s, f"Extra cycle {i}", today)
 

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.pages import csv_response, recap_model
+from models import phases
 from models.enums import ActionStatus, Confidence, GapDecision, Phase, Role
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
     ActionItemRead,
     ActionItemUpdate,
+    ActionProgress,
     CheckInCreate,
     CheckInRead,
     ChecklistAnswer,
@@ -42,13 +44,12 @@ from models.schemas import (
     TeamRead,
 )
 from models.services import (
+    access,
     accounts,
     actions,
-    checklist,
     cycles,
     gaps,
     people,
-    phases,
     playbooks,
     recap,
 )
@@ -285,7 +286,7 @@ def _retro(retro: Retrospective | None, survey: v.SurveyView) -> RetrospectiveRe
 
 
 def _cycle(ctx: Any, cycle_id: int):  # noqa: ANN202
-    return v.visible_cycle(ctx.session, ctx.me, cycle_id)
+    return access.visible_cycle(ctx.session, ctx.me, cycle_id)
 
 
 # --- who am I, teams, people, playbooks -----------------------------------------------------
@@ -342,7 +343,7 @@ def board(ctx: ApiCtx, phase: Phase | None = None, limit: Limit = 50, offset: Of
 @router.post("/cycles", response_model=CycleRead, status_code=201, tags=["cycles"])
 def start_cycle(body: CycleCreate, ctx: ApiCtx) -> CycleRead:
     """Start a cycle from a playbook (point persons only)."""
-    cycle = cycles.start_cycle(ctx.session, body, ctx.me)
+    cycle = phases.start_cycle(ctx.session, body, ctx.me)
     ctx.session.flush()
     return CycleRead.model_validate(cycles.load_cycle_full(ctx.session, cycle.id))
 
@@ -420,8 +421,8 @@ def list_checklist(
 
 @router.post("/checklist/{item_id}/answer", response_model=ChecklistItemRead, tags=["checklist"])
 def answer(item_id: Id, body: ChecklistAnswer, ctx: ApiCtx) -> ChecklistItemRead:
-    item = v.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
-    checklist.answer_item(ctx.session, item, body, ctx.me)
+    item = access.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
+    phases.answer(ctx.session, item, body, ctx.me)
     return ChecklistItemRead.model_validate(item)
 
 
@@ -452,8 +453,8 @@ def add_gap(cycle_id: Id, body: GapCreate, ctx: ApiCtx, response: Response) -> G
 
 @router.post("/gaps/{gap_id}/decision", response_model=GapRead, tags=["gaps"])
 def decide_gap(gap_id: Id, body: GapDecide, ctx: ApiCtx) -> GapRead:
-    gap = v.visible_object(ctx.session, ctx.me, Gap, gap_id, "gap")
-    gaps.decide_gap(ctx.session, gap, body, ctx.me)
+    gap = access.visible_object(ctx.session, ctx.me, Gap, gap_id, "gap")
+    phases.decide_gap(ctx.session, gap, body, ctx.me)
     return GapRead.model_validate(gap)
 
 
@@ -492,7 +493,7 @@ def add_action(
 
 
 def _action(ctx: Any, action_id: int) -> ActionItem:
-    return v.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
+    return access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
 
 
 @router.get("/actions/{action_id}", response_model=ActionItemRead, tags=["actions"])
@@ -506,6 +507,18 @@ def update_action(action_id: Id, body: ActionItemUpdate, ctx: ApiCtx) -> ActionI
     Only leads and managers move due dates."""
     item = _action(ctx, action_id)
     actions.update_action(ctx.session, item, body, ctx.me)
+    return ActionItemRead.model_validate(item)
+
+
+@router.post("/actions/{action_id}/progress", response_model=ActionItemRead, tags=["actions"])
+def report_progress(action_id: Id, body: ActionProgress, ctx: ApiCtx) -> ActionItemRead:
+    """An owner's update as the web app's form sends it: in Plan and Execute a dated check-in
+    (status, confidence, progress, note); in Recap a plain update of status and confidence.
+    ``due_date`` moves the due date (leads and managers)."""
+    item = _action(ctx, action_id)
+    phases.update_action(ctx.session, item, body, ctx.me, date.today())
+    ctx.session.flush()
+    ctx.session.refresh(item)
     return ActionItemRead.model_validate(item)
 
 

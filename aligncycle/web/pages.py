@@ -40,6 +40,7 @@ from aligncycle.web.auth import (
 )
 from aligncycle.web.deps import Ctx, status_of, unit_of_work
 from aligncycle.web.perms import STATUS_LABELS, CyclePerms
+from models import phases
 from models.base import utcnow
 from models.enums import (
     ActionStatus,
@@ -57,8 +58,7 @@ from models.errors import Conflict, DomainError, Forbidden, InvalidInput
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
-    ActionItemUpdate,
-    CheckInCreate,
+    ActionProgress,
     ChecklistAnswer,
     CycleCreate,
     GapCreate,
@@ -68,18 +68,16 @@ from models.schemas import (
     validation_message,
 )
 from models.services import (
+    access,
     accounts,
     actions,
-    checklist,
     cycles,
     gaps,
     people,
-    phases,
     playbooks,
     recap,
 )
 from models.services import views as v
-from models.services.common import check_version
 from models.tables import ActionItem, ChecklistItem, Cycle, Gap, Person
 
 HERE = Path(__file__).resolve().parent
@@ -306,7 +304,10 @@ def act(
                 "current values and save again"
             )
         ctx.session.rollback()
-        state = FormState(values=data, error=exc.message, fields=getattr(exc, "fields", {}))
+        fields = getattr(exc, "fields", None) or (
+            {exc.field: exc.message} if getattr(exc, "field", None) else {}
+        )
+        state = FormState(values=data, error=exc.message, fields=fields)
         return rerender(request, ctx, to, {form_id: state}, status_of(exc))
     target = to.split("#", 1)[0] + (f"#{anchor}" if anchor else "")
     return redirect(request, target, message)
@@ -565,7 +566,7 @@ def new_cycle_post(request: Request, ctx: PageCtx) -> Response:
             payload["point_persons"] = [data["point_person"]]
         if data.get("previous_cycle_id"):
             payload["previous_cycle_id"] = _int(data["previous_cycle_id"])
-        cycle = cycles.start_cycle(ctx.session, parse_form(CycleCreate, payload), ctx.me)
+        cycle = phases.start_cycle(ctx.session, parse_form(CycleCreate, payload), ctx.me)
         ctx.session.flush()
         created["id"] = cycle.id
         return f"Cycle “{cycle.title}” started. First step: answer the Identify questions."
@@ -580,7 +581,7 @@ def new_cycle_post(request: Request, ctx: PageCtx) -> Response:
 
 
 def _cycle_common(ctx: Ctx, cycle_id: int) -> tuple[Cycle, CyclePerms, dict[str, int]]:
-    cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+    cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
     return cycle, CyclePerms.of(ctx.me, cycle), v.counts(ctx.session, cycle)
 
 
@@ -623,7 +624,7 @@ def cycle_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/advance")
 def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         # What the phase derives, the gate, and what the next phase starts with (the plan's
         # proposals, the draft retrospective), in this request's unit of work.
         moved = phases.advance(
@@ -647,7 +648,7 @@ def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/point-person")
 def point_person_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         if not data.get("team") or not data.get("email"):
             raise FieldErrors("choose a person", {"email": "choose a person"})
         ct = cycles.assign_point_person(ctx.session, cycle, data["team"], data["email"], ctx.me)
@@ -662,12 +663,14 @@ def answer_post(request: Request, item_id: int, ctx: PageCtx) -> Response:
     holder: dict[str, int] = {}
 
     def run(data: dict[str, str]) -> str:
-        item = v.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
+        item = access.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
         holder["cycle"] = item.cycle_id
         payload: dict[str, Any] = {"answer": data.get("answer", "")}
         payload.update(_opt(data, "note", "evidence"))
         payload["expected_version"] = _int(data.get("version"))
-        checklist.answer_item(ctx.session, item, parse_form(ChecklistAnswer, payload), ctx.me)
+        done = phases.answer(ctx.session, item, parse_form(ChecklistAnswer, payload), ctx.me)
+        if done.gap is not None and done.gap_is_new:
+            return f"Answer saved. It raised a gap: “{done.gap.title}”."
         return "Answer saved."
 
     default = "/my"
@@ -711,7 +714,7 @@ def gaps_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/gaps")
 def gap_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         payload: dict[str, Any] = {"title": data.get("title", "")}
         payload.update(_opt(data, "description", "category", "root_cause", "severity", "evidence"))
         payload.setdefault("category", "")
@@ -729,12 +732,12 @@ def gap_decide_post(request: Request, gap_id: int, ctx: PageCtx) -> Response:
     holder: dict[str, int] = {}
 
     def run(data: dict[str, str]) -> str:
-        gap = v.visible_object(ctx.session, ctx.me, Gap, gap_id, "gap")
+        gap = access.visible_object(ctx.session, ctx.me, Gap, gap_id, "gap")
         holder["cycle"] = gap.cycle_id
         payload: dict[str, Any] = {"decision": data.get("decision", "")}
         payload.update(_opt(data, "reason"))
         payload["expected_version"] = _int(data.get("version"))
-        gaps.decide_gap(ctx.session, gap, parse_form(GapDecide, payload), ctx.me)
+        phases.decide_gap(ctx.session, gap, parse_form(GapDecide, payload), ctx.me)
         return f"Gap {DECISION_LABELS[gap.decision].lower()}."
 
     return act(
@@ -805,7 +808,7 @@ def actions_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/actions")
 def action_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         payload: dict[str, Any] = {"title": data.get("title", "")}
         payload.update(
             _opt(
@@ -835,7 +838,7 @@ def action_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/actions/{action_id}/assign")
 def action_assign_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        item = v.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
+        item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
         payload: dict[str, Any] = {"owner": data.get("owner", "")}
         payload.update(_opt(data, "counterpart", "due_date"))
         payload["expected_version"] = _int(data.get("version"))
@@ -860,30 +863,12 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
 
     def run(data: dict[str, str]) -> str:
         s = ctx.session
-        item = v.visible_object(s, ctx.me, ActionItem, action_id, "action item")
-        cycle = cycles.get_cycle(s, item.cycle_id)
-        check_version(item, _int(data.get("version")), f"action item {item.id}")
-        fields = _opt(data, "status", "confidence")
-        if "due_date" in data and (data["due_date"] or "") != (
-            item.due_date.isoformat() if item.due_date else ""
-        ):
-            fields["due_date"] = data["due_date"] or None  # type: ignore[assignment]
-        if cycle.phase in (Phase.PLAN, Phase.EXECUTE):
-            if "due_date" in fields:
-                upd = parse_form(ActionItemUpdate, {"due_date": fields.pop("due_date")})
-                actions.update_action(s, item, upd, ctx.me)
-            payload: dict[str, Any] = dict(fields)
-            payload.update(_opt(data, "note"))
-            if data.get("progress", "").strip():
-                payload["progress"] = data["progress"].strip()
-            actions.add_checkin(s, item, parse_form(CheckInCreate, payload), ctx.me)
-        else:
-            if data.get("note", "").strip() or data.get("progress", "").strip():
-                raise FieldErrors(
-                    "check-ins (notes, progress) are written in plan and execute",
-                    {"note": f"the cycle is in {cycle.phase}: no more check-ins"},
-                )
-            actions.update_action(s, item, parse_form(ActionItemUpdate, fields), ctx.me)
+        item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+        payload: dict[str, Any] = _opt(data, "status", "confidence", "note", "progress")
+        if "due_date" in data:
+            payload["due_date"] = data["due_date"] or None
+        payload["expected_version"] = _int(data.get("version"))
+        phases.update_action(s, item, parse_form(ActionProgress, payload), ctx.me, date.today())
         return (
             f"“{item.title}” saved: {STATUS_LABELS[item.status]}, "
             + (CONFIDENCE_LABELS[item.confidence].lower())
@@ -1052,14 +1037,14 @@ def recap_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 
 @router.get("/cycles/{cycle_id}/report")
 def report_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
-    cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+    cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
     model = recap_model(ctx.session, cycle, ctx.me)
     return render(request, ctx, "report.html", cycle=cycle, **model)
 
 
 @router.get("/cycles/{cycle_id}/recap.csv")
 def recap_csv(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
-    cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+    cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
     return csv_response(cycle, recap_model(ctx.session, cycle, ctx.me))
 
 
@@ -1153,7 +1138,7 @@ def _lines(text: str | None) -> list[str]:
 @router.post("/cycles/{cycle_id}/retrospective")
 def retro_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         payload = {
             "improvements": _lines(data.get("improvements")),
             "growth_areas": _lines(data.get("growth_areas")),
@@ -1179,7 +1164,7 @@ def retro_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/signoff")
 def signoff_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         recap.sign_off(ctx.session, cycle, ctx.me, expected_version=_int(data.get("version")))
         return "Recap signed off. A point person can now close the cycle."
 
@@ -1189,7 +1174,7 @@ def signoff_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.post("/cycles/{cycle_id}/survey")
 def survey_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
-        cycle = v.visible_cycle(ctx.session, ctx.me, cycle_id)
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
         payload: dict[str, Any] = {"score": data.get("score", "")}
         payload.update(_opt(data, "comment"))
         payload["anonymous"] = data.get("anonymous") in ("1", "on", "true", "yes")

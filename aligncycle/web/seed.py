@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import phases
 from models.enums import AnswerKind, Phase
 from models.schemas import (
     ActionItemCreate,
@@ -26,7 +27,7 @@ from models.schemas import (
     SurveyRespond,
     TeamCreate,
 )
-from models.services import accounts, actions, checklist, cycles, gaps, people, playbooks, recap
+from models.services import accounts, actions, cycles, gaps, people, playbooks, recap
 from models.services.common import person_by_email
 from models.tables import ChecklistItem, Cycle, Person, Team
 
@@ -100,11 +101,11 @@ def answer_phase(session: Session, cycle: Cycle, by: Person, answer: str | None 
         else:
             q = spec.question(item.phase, item.key)
             text = (q.calm_answer if q is not None else None) or "yes"
-        checklist.answer_item(session, item, ChecklistAnswer(answer=text), by)
+        phases.answer(session, item, ChecklistAnswer(answer=text), by)
 
 
 def start(session: Session, title: str, start_day: date, days: int = 42) -> Cycle:
-    cycle = cycles.start_cycle(
+    cycle = phases.start_cycle(
         session,
         CycleCreate(
             playbook=PLAYBOOK,
@@ -135,7 +136,7 @@ def to_plan(session: Session, cycle: Cycle, gap_titles: list[str]) -> list[int]:
             ),
             lee,
         )
-        gaps.decide_gap(session, gap, GapDecide(decision="accepted"), lee)
+        phases.decide_gap(session, gap, GapDecide(decision="accepted"), lee)
         ids.append(gap.id)
     answer_phase(session, cycle, sam)
     cycles.advance_cycle(session, cycle, sam)

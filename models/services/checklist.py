@@ -121,10 +121,4 @@ def answer_item(
         after=snapshot(item, fields) | {"key": f"{item.phase}.{item.key}"},
     )
     session.flush()
-    if cycle.phase is Phase.IDENTIFY:
-        # Imported here: phases builds on the services and imports them when it loads. Only
-        # this answer's gap: the KPI rules are the Identify flow's (and ``kpi gaps``).
-        from models.services.phases import record_answer_gap
-
-        record_answer_gap(session, cycle, item)
     return item

@@ -15,6 +15,7 @@ from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
 from models.schemas import CycleCreate, CycleSummary, Readiness
 from models.services import playbooks as playbook_service
+from models.services.access import visible_cycle
 from models.services.common import (
     as_actor,
     check_version,
@@ -87,8 +88,9 @@ def start_cycle(
     session: Session, data: CycleCreate, actor: Person, today: date | None = None
 ) -> Cycle:
     """Start a cycle from a playbook: its teams, point persons and every phase's checklist.
-    With ``previous_cycle_id``, the follow-up of that cycle (one per cycle), carrying over its
-    open action items."""
+    With ``previous_cycle_id`` (a cycle the actor may see), the follow-up of that cycle (one
+    per cycle). What it starts from (carried-over items, the KPI baseline) is
+    :func:`models.phases.lifecycle.start_cycle`'s."""
     if actor.role is not Role.POINT_PERSON:
         raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
     today = today or date.today()
@@ -108,7 +110,7 @@ def start_cycle(
 
     previous = None
     if data.previous_cycle_id is not None:
-        previous = get_cycle(session, data.previous_cycle_id)
+        previous = visible_cycle(session, actor, data.previous_cycle_id)
         if previous.phase not in (Phase.RECAP, Phase.CLOSED):
             raise InvalidInput(
                 f"cycle {previous.id} is in {previous.phase}; a follow-up cycle starts from a "
@@ -198,56 +200,7 @@ def start_cycle(
             "previous_cycle_id": cycle.previous_cycle_id,
         },
     )
-    if previous is not None:
-        carry_over(session, previous, cycle, actor)
-    # The numbers it starts from, if funnel data is shared in the store (KPI baseline and gaps).
-    from models.funnel.evidence import record_numbers_at_start
-
-    record_numbers_at_start(session, cycle)
     return cycle
-
-
-def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | None) -> int:
-    """Copy the previous cycle's unfinished action items into ``cycle`` (idempotent)."""
-    items = session.scalars(
-        select(ActionItem)
-        .where(ActionItem.cycle_id == previous.id, ActionItem.status.not_in(FINISHED_STATUSES))
-        .order_by(ActionItem.id)
-    ).all()
-    existing = set(session.scalars(select(ActionItem.key).where(ActionItem.cycle_id == cycle.id)))
-    count = 0
-    for item in items:
-        key = f"carry:{item.id}"
-        if key in existing:
-            continue
-        copy = ActionItem(
-            cycle_id=cycle.id,
-            key=key,
-            title=item.title,
-            description=item.description,
-            owner_id=item.owner_id,
-            counterpart_id=item.counterpart_id,
-            assigned_by_id=item.assigned_by_id,
-            priority=item.priority,
-            status=(
-                ActionStatus.BLOCKED if item.status is ActionStatus.BLOCKED else ActionStatus.OPEN
-            ),
-            confidence=item.confidence,
-            success_measure=item.success_measure,
-            carried_from_id=item.id,
-        )
-        session.add(copy)
-        record_event(
-            session,
-            actor=actor,
-            verb="action.carried_over",
-            obj=copy,
-            object_type="action_item",
-            cycle_id=cycle.id,
-            after={"title": copy.title, "from_cycle": previous.id, "from_action": item.id},
-        )
-        count += 1
-    return count
 
 
 def assign_point_person(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -102,12 +101,10 @@ def unfinished_actions(session: Session, gap: Gap) -> int:
     )
 
 
-def decide_gap(
-    session: Session, gap: Gap, data: GapDecide, actor: Person, today: date | None = None
-) -> Gap:
+def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Gap:
     """Accept, defer or reject a gap. A gap with unfinished action items stays accepted until
-    they are dropped or done (they would be orphaned work). Newly accepted during Plan, the gap
-    gets the playbook's proposed action items at once, as the Plan flow would propose them."""
+    they are dropped or done (they would be orphaned work). What accepting one starts (Plan's
+    proposals) is :func:`models.phases.plan.decide_gap`'s."""
     cycle = get_or_raise(session, Cycle, gap.cycle_id, "cycle")
     if cycle.phase not in GAP_PHASES:
         raise InvalidInput(
@@ -125,7 +122,6 @@ def decide_gap(
             )
     fields = ["decision", "decision_reason"]
     before = snapshot(gap, fields)
-    newly_accepted = data.decision is GapDecision.ACCEPTED and gap.decision is not data.decision
     gap.decision = data.decision
     gap.decision_reason = data.reason
     gap.decided_by = actor
@@ -140,9 +136,4 @@ def decide_gap(
         after=snapshot(gap, fields),
     )
     session.flush()
-    if cycle.phase is Phase.PLAN and newly_accepted:
-        # Imported here: phases builds on the services and imports this one when it loads.
-        from models.services.phases import propose_actions_for_gap
-
-        propose_actions_for_gap(session, cycle, gap, today or date.today())
     return gap

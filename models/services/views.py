@@ -26,9 +26,9 @@ from models.enums import (
     Phase,
     Role,
 )
-from models.errors import NotFound
 from models.services import cycles as cycle_service
 from models.services import recap as recap_service
+from models.services.access import visible_cycles
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -50,39 +50,6 @@ SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
 
 
 # --- who sees what --------------------------------------------------------------------------
-
-
-def visible_cycles(viewer: Person):  # noqa: ANN201 - a SQL expression
-    """A WHERE clause on ``Cycle``: the cycles ``viewer`` may see."""
-    if viewer.role is Role.MANAGER:
-        return true()
-    return Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == viewer.team_id))
-
-
-def can_view_cycle(viewer: Person, cycle: Cycle) -> bool:
-    return viewer.role is Role.MANAGER or any(ct.team_id == viewer.team_id for ct in cycle.teams)
-
-
-def visible_cycle(session: Session, viewer: Person, cycle_id: int) -> Cycle:
-    """The cycle with its teams loaded, if ``viewer`` may see it; else ``NotFound``."""
-    cycle = session.scalar(
-        select(Cycle).where(Cycle.id == cycle_id).options(selectinload(Cycle.teams))
-    )
-    if cycle is None or not can_view_cycle(viewer, cycle):
-        raise NotFound(f"no cycle with id {cycle_id}")
-    return cycle
-
-
-def visible_object(session: Session, viewer: Person, model: type, ident: int, label: str) -> Any:
-    """A row that belongs to a cycle (gap, action item, checklist item), with the same rule."""
-    row = session.get(model, ident)
-    if row is None:
-        raise NotFound(f"no {label} with id {ident}")
-    try:
-        visible_cycle(session, viewer, row.cycle_id)
-    except NotFound:
-        raise NotFound(f"no {label} with id {ident}") from None
-    return row
 
 
 # --- the board ------------------------------------------------------------------------------

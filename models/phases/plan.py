@@ -1,0 +1,179 @@
+"""Plan: action items with owners and due dates for the accepted gaps.
+
+:func:`decide_gap` is the one way a gap is decided with its consequences: a gap accepted
+during Plan gets the playbook's proposals at once. :func:`propose_actions` proposes for every
+accepted gap (idempotent on ``template:<gap id>:<template>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from models.enums import (
+    GapDecision,
+    Phase,
+)
+from models.phases.common import ActionRow, action_row, md, readiness_md, require_phase
+from models.playbook import OwnerSpec
+from models.schemas import (
+    ActionItemCreate,
+    GapDecide,
+    Readiness,
+)
+from models.services import actions as action_service
+from models.services import cycles as cycle_service
+from models.services import gaps as gap_service
+from models.tables import ActionItem, Cycle, Gap, Person
+
+
+def default_owner(session: Session, cycle: Cycle, owner: OwnerSpec | None) -> Person | None:
+    """The one person a template's owner rule points at, or None (a lead assigns one)."""
+    if owner is None:
+        return None
+    person_id, _team_id = cycle_service.owner_for(session, owner, cycle.teams)
+    return session.get(Person, person_id) if person_id is not None else None
+
+
+def _counterpart(cycle: Cycle, owner: Person | None) -> Person | None:
+    """The point person of another team of the cycle: the owner's partner across the aisle."""
+    if owner is None:
+        return None
+    for ct in cycle.teams:
+        if ct.team_id != owner.team_id and ct.point_person is not None:
+            return ct.point_person
+    return None
+
+
+def propose_actions(session: Session, cycle: Cycle, today: date) -> list[ActionItem]:
+    """One proposed action item per accepted gap and matching playbook template. Owners are
+    defaulted when exactly one person fits the template's owner; due dates come from the
+    template (capped at the end of the cycle). Returns the items created by this call."""
+    require_phase(cycle, Phase.PLAN)
+    created: list[ActionItem] = []
+    for gap in gap_service.list_gaps(session, cycle, GapDecision.ACCEPTED):
+        created += propose_actions_for_gap(session, cycle, gap, today)
+    return created
+
+
+def propose_actions_for_gap(
+    session: Session, cycle: Cycle, gap: Gap, today: date
+) -> list[ActionItem]:
+    """:func:`propose_actions` for one accepted gap: what ``gaps.decide_gap`` records when a
+    gap is accepted during Plan (idempotent). Returns the items created by this call."""
+    require_phase(cycle, Phase.PLAN)
+    if gap.decision is not GapDecision.ACCEPTED:
+        return []
+    created: list[ActionItem] = []
+    for template in cycle_service.spec(cycle).action_templates.get(gap.category, []):
+        owner = default_owner(session, cycle, template.owner)
+        counterpart = _counterpart(cycle, owner)
+        due = today + timedelta(days=template.due_in_days)
+        if due > cycle.period_end >= today:
+            due = cycle.period_end
+        item, new = action_service.add_action(
+            session,
+            cycle,
+            ActionItemCreate(
+                key=f"template:{gap.id}:{template.key}",
+                gap_id=gap.id,
+                title=template.title,
+                description=template.description,
+                owner=owner.email if owner else None,
+                counterpart=counterpart.email if counterpart else None,
+                priority=template.priority,
+                due_date=due,
+                success_measure=template.success_measure,
+            ),
+            None,
+        )
+        if new:
+            created.append(item)
+    return created
+
+
+def decide_gap(
+    session: Session, gap: Gap, data: GapDecide, actor: Person, today: date | None = None
+) -> Gap:
+    """Accept, defer or reject a gap (the single-record rules: who, which phase, unfinished
+    work); a gap newly accepted during Plan gets the playbook's proposed action items at once,
+    as the Plan flow would propose them. Every face decides through this."""
+    was = gap.decision
+    gap = gap_service.decide_gap(session, gap, data, actor)
+    cycle = cycle_service.get_cycle(session, gap.cycle_id)
+    if (
+        cycle.phase is Phase.PLAN
+        and gap.decision is GapDecision.ACCEPTED
+        and was is not gap.decision
+    ):
+        propose_actions_for_gap(session, cycle, gap, today or date.today())
+    return gap
+
+
+class PlanReport(BaseModel):
+    cycle_id: int
+    title: str
+    accepted_gaps: int
+    actions: list[ActionRow]
+    proposed: list[int] = Field(default_factory=list)
+    unassigned: list[str] = Field(default_factory=list)
+    readiness: Readiness
+
+
+def plan_report(
+    session: Session, cycle: Cycle, today: date, proposed_ids: Iterable[int] = ()
+) -> PlanReport:
+    items = action_service.list_actions(session, cycle_id=cycle.id)
+    return PlanReport(
+        cycle_id=cycle.id,
+        title=cycle.title,
+        accepted_gaps=len(gap_service.list_gaps(session, cycle, GapDecision.ACCEPTED)),
+        actions=[action_row(i, today) for i in items],
+        proposed=list(proposed_ids),
+        unassigned=[i.title for i in items if i.owner_id is None and not i.status.finished],
+        readiness=cycle_service.readiness(session, cycle, today),
+    )
+
+
+def actions_table(rows: list[ActionRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "action": r.title,
+            "gap": r.gap or "",
+            "owner": r.owner,
+            "counterpart": r.counterpart or "",
+            "priority": r.priority,
+            "due": r.due_date.isoformat() if r.due_date else "",
+            "status": r.status,
+            "confidence": r.confidence,
+        }
+        for r in rows
+    ]
+
+
+def render_plan_markdown(report: PlanReport) -> str:
+    lines = [
+        f"# Plan — cycle {report.cycle_id}: {report.title}",
+        "",
+        f"{len(report.actions)} action item(s) for {report.accepted_gaps} accepted gap(s)"
+        + (f"; {len(report.proposed)} proposed from the playbook now" if report.proposed else "")
+        + ".",
+        "",
+    ]
+    if report.actions:
+        lines += ["| Action | Gap | Owner | Due | Priority | Status |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {md(a.title)} | {md(a.gap or '')} | {a.owner} | "
+            f"{a.due_date.isoformat() if a.due_date else ''} | {a.priority} | {a.status} |"
+            for a in report.actions
+        ]
+        lines.append("")
+    if report.unassigned:
+        lines += ["Waiting for a lead to assign an owner:", ""]
+        lines += [f"- {md(t)}" for t in report.unassigned]
+        lines.append("")
+    return "\n".join(lines + readiness_md(report.readiness)) + "\n"
