@@ -1119,7 +1119,7 @@ def action_list(
                     a.status,
                     a.confidence,
                     a.priority,
-                    "late" if _late(a, today) else "",
+                    "overdue" if a.overdue_on(today) else "",
                 ]
                 for a in items
             ]
@@ -1127,14 +1127,6 @@ def action_list(
         emit_json(out)
         return
     table(out, ["id", "cycle", "title", "owner", "due", "status", "confidence", "priority", ""])
-
-
-def _late(item: Any, today: date) -> bool:
-    return (
-        item.due_date is not None
-        and item.due_date < today
-        and not item.status.finished
-    )
 
 
 # --- check-ins ----------------------------------------------------------------------------

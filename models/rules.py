@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from models.enums import Phase, Role
-from models.errors import Forbidden, TransitionRefused
+from models.errors import Forbidden, InvalidInput, TransitionRefused
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
         blockers.append(_names("required checklist item(s) unanswered", facts.required_unanswered))
     # Gaps are decided in identify and plan only: one still open when plan ends (e.g. added
     # during plan) could never be decided afterwards, so both phases wait for the decisions.
-    if facts.phase in (Phase.IDENTIFY, Phase.PLAN) and facts.undecided_gaps:
+    if phase_allows(facts.phase, "decide_gap") and facts.undecided_gaps:
         blockers.append(_names("gap(s) not decided", facts.undecided_gaps))
     if facts.phase is Phase.PLAN:
         if facts.accepted_gaps_without_plan:
@@ -90,9 +90,7 @@ def overridable(facts: CycleFacts, today: date) -> bool:
     """Only Execute's "unfinished work" gate may be overridden (by a point person, with reason)."""
     if facts.phase is not Phase.EXECUTE:
         return False
-    rest = gate_blockers(
-        CycleFacts(**{**facts.__dict__, "unfinished_actions": ()}), today
-    )
+    rest = gate_blockers(CycleFacts(**{**facts.__dict__, "unfinished_actions": ()}), today)
     return bool(facts.unfinished_actions) and not rest and today <= facts.period_end
 
 
@@ -126,6 +124,56 @@ def check_transition(
             blockers,
         )
     raise TransitionRefused(f"cannot leave {facts.phase}", blockers)
+
+
+# --- what each phase allows ---------------------------------------------------------------
+
+#: What people may do in which phase, once for every service, page and hint: (the phases,
+#: the sentence a refusal starts with). Checklist answers are the one exception, by item:
+#: any phase up to the current one (:func:`may_answer_in`).
+PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
+    "add_gap": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are added in identify or plan"),
+    "decide_gap": (
+        frozenset({Phase.IDENTIFY, Phase.PLAN}),
+        "gaps are decided in identify or plan",
+    ),
+    "kpi_gaps": (
+        frozenset({Phase.IDENTIFY, Phase.PLAN}),
+        "KPI gap rules are evaluated in identify or plan",
+    ),
+    "plan_action": (
+        frozenset({Phase.PLAN, Phase.EXECUTE}),
+        "action items are planned in plan or execute",
+    ),
+    "assign_action": (
+        frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
+        "action items are assigned in plan, execute or recap",
+    ),
+    "update_action": (
+        frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
+        "action items are updated in plan, execute or recap",
+    ),
+    "check_in": (frozenset({Phase.PLAN, Phase.EXECUTE}), "check-ins happen in plan or execute"),
+    "set_target": (frozenset({Phase.PLAN, Phase.EXECUTE}), "targets are set in plan or execute"),
+}
+
+
+def phase_allows(phase: Phase, work: str) -> bool:
+    return phase in PHASE_WORK[work][0]
+
+
+def require_phase_allows(phase: Phase, work: str, cycle_id: int) -> None:
+    """Refuse ``work`` in a phase that does not allow it, in one sentence."""
+    phases, sentence = PHASE_WORK[work]
+    if phase not in phases:
+        raise InvalidInput(f"{sentence}; cycle {cycle_id} is in {phase}")
+
+
+def may_answer_in(phase: Phase, item_phase: Phase) -> bool:
+    """Checklist items are answered in their phase or later (a late answer is still an
+    answer), never before their phase and never once the cycle is closed."""
+    order = list(Phase)
+    return phase is not Phase.CLOSED and order.index(item_phase) <= order.index(phase)
 
 
 # --- permissions -------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
+    and_,
     Boolean,
     Date,
     ForeignKey,
@@ -21,10 +23,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 from models.enums import (
+    FINISHED_STATUSES,
     ActionStatus,
     AnswerKind,
     Confidence,
@@ -246,6 +250,29 @@ class ActionItem(Base):
     owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id], lazy="joined")
     counterpart: Mapped[Person | None] = relationship(foreign_keys=[counterpart_id])
     assigned_by: Mapped[Person | None] = relationship(foreign_keys=[assigned_by_id])
+
+    # "Overdue", once for every face and query: unfinished and its due date is past.
+    @hybrid_method
+    def overdue_on(self, today: date) -> bool:
+        return self.due_date is not None and self.due_date < today and not self.status.finished
+
+    @overdue_on.inplace.expression
+    @classmethod
+    def _overdue_on_expression(cls, today: date) -> ColumnElement[bool]:
+        return and_(cls.due_date < today, cls.status.not_in(FINISHED_STATUSES))
+
+    def days_overdue(self, today: date) -> int:
+        """How many days past its due date an unfinished item is (0: not overdue)."""
+        return (today - self.due_date).days if self.overdue_on(today) else 0
+
+    def was_late(self, today: date) -> bool:
+        """Late, as the recap counts it: done after its due date, or still unfinished past it
+        (dropped items are neither)."""
+        if self.due_date is None or self.status is ActionStatus.DROPPED:
+            return False
+        if self.status is ActionStatus.DONE:
+            return self.completed_at is not None and self.completed_at.date() > self.due_date
+        return self.due_date < today
 
 
 class CheckIn(Base):

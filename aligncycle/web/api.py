@@ -574,7 +574,7 @@ def my_work(ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> MyWork:
                     MyAction(
                         cycle_id=a.cycle_id,
                         cycle_title=titles.get(a.cycle_id, ""),
-                        overdue=actions.is_overdue(a, today),
+                        overdue=a.overdue_on(today),
                         item=ActionItemRead.model_validate(a),
                     )
                     for a in items

@@ -1,7 +1,8 @@
 """What the viewer may do on a cycle: the pages show only the actions that would be allowed.
 
-These mirror the domain rules (``models.rules`` and the services, which still enforce them on
-every write); they only decide which buttons and forms to show.
+Derived from the domain's rules (``models.rules``: the phase table and the permission
+predicates), not copied; the services still enforce them on every write. This only decides
+which buttons and forms to show.
 """
 
 from __future__ import annotations
@@ -9,14 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.enums import ActionStatus, Phase, Role
-from models.rules import ASSIGNERS, Actor, CycleFacts, can_answer_checklist
+from models.rules import (
+    ASSIGNERS,
+    Actor,
+    CycleFacts,
+    can_answer_checklist,
+    can_decide_gap,
+    can_update_action,
+    may_answer_in,
+    phase_allows,
+)
 from models.services.common import as_actor
 from models.tables import ActionItem, ChecklistItem, Cycle, Person
-
-GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
-PLAN_PHASES = (Phase.PLAN, Phase.EXECUTE)
-UPDATE_PHASES = (Phase.PLAN, Phase.EXECUTE, Phase.RECAP)
-_ORDER = list(Phase)
 
 
 @dataclass
@@ -30,6 +35,14 @@ class CyclePerms:
     def of(cls, me: Person, cycle: Cycle) -> CyclePerms:
         pp = frozenset(ct.point_person_id for ct in cycle.teams if ct.point_person_id)
         return cls(me=me, actor=as_actor(me), cycle=cycle, point_person_ids=pp)
+
+    @property
+    def facts(self) -> CycleFacts:
+        return CycleFacts(
+            phase=self.phase,
+            period_end=self.cycle.period_end,
+            point_person_ids=self.point_person_ids,
+        )
 
     @property
     def phase(self) -> Phase:
@@ -62,46 +75,41 @@ class CyclePerms:
 
     # --- checklist
     def can_answer(self, item: ChecklistItem) -> bool:
-        if self.phase is Phase.CLOSED or _ORDER.index(item.phase) > _ORDER.index(self.phase):
+        if not may_answer_in(self.phase, item.phase):
             return False
-        facts = CycleFacts(
-            phase=self.phase,
-            period_end=self.cycle.period_end,
-            point_person_ids=self.point_person_ids,
-        )
         return can_answer_checklist(
-            self.actor, item.owner_id, item.owner_role, item.owner_team_id, facts
+            self.actor, item.owner_id, item.owner_role, item.owner_team_id, self.facts
         )
 
     # --- gaps
     @property
     def can_add_gap(self) -> bool:
-        return self.phase in GAP_PHASES
+        return phase_allows(self.phase, "add_gap")
 
     @property
     def can_decide_gaps(self) -> bool:
-        return self.phase in GAP_PHASES and (self.is_assigner or self.is_point_person)
+        return phase_allows(self.phase, "decide_gap") and can_decide_gap(self.actor, self.facts)
 
     # --- action items
     @property
     def can_add_action(self) -> bool:
-        return self.phase in PLAN_PHASES and self.is_assigner
+        return phase_allows(self.phase, "plan_action") and self.is_assigner
 
     @property
     def can_assign(self) -> bool:
-        return self.phase in UPDATE_PHASES and self.is_assigner
+        return phase_allows(self.phase, "assign_action") and self.is_assigner
 
     @property
     def can_move_due_dates(self) -> bool:
         return self.is_assigner
 
     def can_update(self, item: ActionItem) -> bool:
-        return self.phase in UPDATE_PHASES and (
-            item.owner_id == self.me.id or self.is_assigner or self.is_point_person
+        return phase_allows(self.phase, "update_action") and can_update_action(
+            self.actor, item.owner_id, self.facts
         )
 
     def can_check_in(self, item: ActionItem) -> bool:
-        return self.phase in PLAN_PHASES and self.can_update(item)
+        return phase_allows(self.phase, "check_in") and self.can_update(item)
 
     # --- recap
     @property

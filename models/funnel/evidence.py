@@ -27,8 +27,9 @@ from models.errors import Forbidden, InvalidInput
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value, kpi_def
 from models.funnel.tables import ActionTarget, CycleKpiSnapshot, FunnelRecord
 from models.playbook import KpiCheck, PlaybookSpec
-from models.rules import can_update_action
+from models.rules import can_update_action, require_phase_allows
 from models.schemas import GapCreate
+from models.services.access import require_visible
 from models.services.common import as_actor, check_version, get_or_raise, record_event
 from models.services.cycles import permission_facts, spec
 from models.services.gaps import add_gap
@@ -37,7 +38,6 @@ from models.tables import ActionItem, ChecklistItem, Cycle, Gap, Person
 
 BASELINE = "baseline"
 RECAP = "recap"
-TARGET_PHASES = (Phase.PLAN, Phase.EXECUTE)
 #: A median, count or amount "moved" when it changed by at least this share of the baseline.
 RELATIVE_MOVE = 0.10
 #: A rate "moved" when the two-proportion z-test says so at 95% (|z| >= 1.96).
@@ -197,10 +197,7 @@ def evaluate_gap_rules(
         checks.append((f"metric:{phase}.{q.key}", q.kpi, gap, items.get((phase, q.key))))
     if not checks:
         return []
-    if cycle.phase not in (Phase.IDENTIFY, Phase.PLAN):
-        raise InvalidInput(
-            f"KPI gap rules are evaluated in identify or plan; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_phase_allows(cycle.phase, "kpi_gaps", cycle.id)
     baseline = snapshot_baseline(session, cycle, as_of=as_of)
     found: list[Gap] = []
     for key, check, gap, item in checks:
@@ -328,10 +325,8 @@ def get_target(session: Session, item: ActionItem) -> ActionTarget | None:
 def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Person) -> ActionTarget:
     """Give an action item its measurable target (or change it): one target per item."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
-    if cycle.phase not in TARGET_PHASES:
-        raise InvalidInput(
-            f"targets are set in plan or execute; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "set_target", cycle.id)
     if not can_update_action(as_actor(actor), item.owner_id, permission_facts(cycle)):
         raise Forbidden(f"action item {item.id} is not yours to set a target on")
     d = kpi_def(data.kpi)

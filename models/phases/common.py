@@ -118,11 +118,6 @@ class ActionRow(BaseModel):
 
 
 def action_row(item: ActionItem, today: date) -> ActionRow:
-    overdue = (
-        (today - item.due_date).days
-        if item.due_date and item.due_date < today and item.status not in FINISHED_STATUSES
-        else 0
-    )
     return ActionRow(
         id=item.id,
         key=item.key,
@@ -135,7 +130,7 @@ def action_row(item: ActionItem, today: date) -> ActionRow:
         status=item.status.value,
         confidence=item.confidence.value,
         success_measure=item.success_measure,
-        overdue_days=overdue,
+        overdue_days=item.days_overdue(today),
     )
 
 

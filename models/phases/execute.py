@@ -110,7 +110,7 @@ def execute_report(
     rollup = Confidence.ON_TRACK
     for i in open_items:
         level = i.confidence
-        if action_service.is_overdue(i, today) and level is Confidence.ON_TRACK:
+        if i.overdue_on(today) and level is Confidence.ON_TRACK:
             level = Confidence.AT_RISK
         if _CONFIDENCE_ORDER.index(level) > _CONFIDENCE_ORDER.index(rollup):
             rollup = level

@@ -168,7 +168,7 @@ def build_recap(
         actions_total=len(items),
         actions_done=done,
         actions_dropped=[label[i.id] for i in items if i.status is ActionStatus.DROPPED],
-        actions_late=[label[i.id] for i in items if recap_service._late(i, today)],
+        actions_late=[label[i.id] for i in items if i.was_late(today)],
         actions_unfinished=[label[i.id] for i in items if i.status not in FINISHED_STATUSES],
         survey_responses=survey.responses,
         survey_mean=survey.mean,

@@ -8,10 +8,16 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision, Phase
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision
 from models.errors import Conflict, Forbidden, InvalidInput
-from models.rules import ASSIGNERS, can_update_action, require_assigner
+from models.rules import (
+    ASSIGNERS,
+    can_update_action,
+    require_assigner,
+    require_phase_allows,
+)
 from models.schemas import ActionItemAssign, ActionItemCreate, ActionItemUpdate, CheckInCreate
+from models.services.access import require_visible
 from models.services.common import (
     as_actor,
     changes,
@@ -25,8 +31,6 @@ from models.services.common import (
 from models.services.cycles import permission_facts
 from models.tables import ActionItem, CheckIn, Cycle, Gap, Person, Team
 
-ACTION_PHASES = (Phase.PLAN, Phase.EXECUTE)
-UPDATE_PHASES = (Phase.PLAN, Phase.EXECUTE, Phase.RECAP)
 TRACKED = [
     "title",
     "description",
@@ -82,10 +86,8 @@ def add_action(
     today) are moved into the period instead, as a template cannot know when the cycle ends."""
     if actor is not None:
         require_assigner(as_actor(actor))
-    if cycle.phase not in ACTION_PHASES:
-        raise InvalidInput(
-            f"action items are planned in plan or execute; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_visible(actor, cycle, "cycle", cycle.id)
+    require_phase_allows(cycle.phase, "plan_action", cycle.id)
     if data.key:
         existing = session.scalar(
             select(ActionItem).where(ActionItem.cycle_id == cycle.id, ActionItem.key == data.key)
@@ -94,9 +96,9 @@ def add_action(
             return existing, False
     gap = None
     if data.gap_id is not None:
-        gap = get_or_raise(session, Gap, data.gap_id, "gap")
-        if gap.cycle_id != cycle.id:
-            raise InvalidInput(f"gap {gap.id} belongs to cycle {gap.cycle_id}, not {cycle.id}")
+        gap = session.get(Gap, data.gap_id)
+        if gap is None or gap.cycle_id != cycle.id:  # another cycle's gap: as if none existed
+            raise InvalidInput(f"no gap with id {data.gap_id} in cycle {cycle.id}", field="gap_id")
         if gap.decision is not GapDecision.ACCEPTED:
             raise InvalidInput(
                 f"gap {gap.id} is {gap.decision}; action items address accepted gaps"
@@ -146,8 +148,8 @@ def assign_action(
 ) -> ActionItem:
     require_assigner(as_actor(actor), "assign or reassign action items")
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
-    if cycle.phase not in UPDATE_PHASES:
-        raise InvalidInput(f"cycle {cycle.id} is {cycle.phase}")
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "assign_action", cycle.id)
     check_version(item, data.expected_version, f"action item {item.id}")
     _within_period(cycle, "due_date", data.due_date)
     due_date = data.due_date or item.due_date
@@ -198,8 +200,8 @@ def update_action(
     session: Session, item: ActionItem, data: ActionItemUpdate, actor: Person
 ) -> ActionItem:
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
-    if cycle.phase not in UPDATE_PHASES:
-        raise InvalidInput(f"cycle {cycle.id} is {cycle.phase}; its action items are read-only")
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "update_action", cycle.id)
     if not can_update_action(as_actor(actor), item.owner_id, permission_facts(cycle)):
         raise Forbidden(f"action item {item.id} is not yours to update")
     check_version(item, data.expected_version, f"action item {item.id}")
@@ -249,10 +251,8 @@ def add_checkin(
     """A dated progress note; also moves the item's status and confidence. ``actor`` None
     means written by a flow run (then ``key`` makes it idempotent)."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
-    if cycle.phase not in (Phase.EXECUTE, Phase.PLAN):
-        raise InvalidInput(
-            f"check-ins happen in plan or execute; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "check_in", cycle.id)
     if actor is not None and not can_update_action(
         as_actor(actor), item.owner_id, permission_facts(cycle)
     ):
@@ -348,7 +348,3 @@ def list_actions(session: Session, **filters) -> list[ActionItem]:  # noqa: ANN0
         selectinload(ActionItem.counterpart), selectinload(ActionItem.assigned_by)
     )
     return list(session.scalars(stmt).unique())
-
-
-def is_overdue(item: ActionItem, today: date) -> bool:
-    return item.due_date is not None and item.due_date < today and not item.status.finished

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session, selectinload
 from models.base import utcnow
 from models.enums import AnswerKind, Phase, YesNo
 from models.errors import Forbidden, InvalidInput
-from models.rules import can_answer_checklist
+from models.rules import can_answer_checklist, may_answer_in
 from models.schemas import ChecklistAnswer
+from models.services.access import require_visible
 from models.services.common import as_actor, check_version, get_or_raise, record_event, snapshot
 from models.services.cycles import permission_facts
 from models.tables import ChecklistItem, Cycle, Person
@@ -72,16 +73,14 @@ def normalize_answer(kind: AnswerKind, answer: str) -> str:
 def answer_item(
     session: Session, item: ChecklistItem, data: ChecklistAnswer, actor: Person
 ) -> ChecklistItem:
-    """Record ``actor``'s answer. In Identify, the gap the answer implies (its question's gap
-    rule) is recorded with it, as the Identify flow records it (same key, idempotent): the gap
-    analysis is up to date the moment someone answers, so the phase's gate never has to write
-    before it decides. A changed answer leaves the gap it raised before for a lead to decide
-    (the gap analysis flags it as changed)."""
+    """Record ``actor``'s answer (the gap it implies is
+    :func:`models.phases.identify.answer`'s). A changed answer leaves the gap it raised before
+    for a lead to decide (the gap analysis flags it as changed)."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
+    require_visible(actor, cycle, "checklist item", item.id)
     if cycle.phase is Phase.CLOSED:
         raise InvalidInput(f"cycle {cycle.id} is closed")
-    order = list(Phase)
-    if order.index(item.phase) > order.index(cycle.phase):
+    if not may_answer_in(cycle.phase, item.phase):
         raise InvalidInput(
             f"{item.phase}.{item.key} belongs to a later phase; the cycle is in {cycle.phase}"
         )

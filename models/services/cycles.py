@@ -15,7 +15,7 @@ from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
 from models.schemas import CycleCreate, CycleSummary, Readiness
 from models.services import playbooks as playbook_service
-from models.services.access import visible_cycle
+from models.services.access import require_visible, visible_cycle
 from models.services.common import (
     as_actor,
     check_version,
@@ -207,6 +207,7 @@ def assign_point_person(
     session: Session, cycle: Cycle, team_key: str, email: str, actor: Person
 ) -> CycleTeam:
     """Name a team's point person. Allowed to the cycle's point persons, leads and managers."""
+    require_visible(actor, cycle, "cycle", cycle.id)
     pp = point_person_ids(cycle)
     if actor.id not in pp and actor.role not in (Role.LEAD, Role.MANAGER):
         raise Forbidden("only the cycle's point persons, leads and managers name point persons")
@@ -331,6 +332,7 @@ def advance_cycle(
     today: date | None = None,
 ) -> Cycle:
     """Move the cycle to its next phase if the gate allows it (or is overridden with reason)."""
+    require_visible(actor, cycle, "cycle", cycle.id)
     today = today or date.today()
     check_version(cycle, expected_version, f"cycle {cycle.id}")
     f = facts(session, cycle)

@@ -8,10 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
-from models.enums import FINISHED_STATUSES, GapDecision, GapSource, Phase
+from models.enums import FINISHED_STATUSES, GapDecision, GapSource
 from models.errors import Conflict, Forbidden, InvalidInput
-from models.rules import can_decide_gap
+from models.rules import can_decide_gap, require_phase_allows
 from models.schemas import GapCreate, GapDecide
+from models.services.access import require_visible
 from models.services.common import (
     as_actor,
     check_version,
@@ -23,7 +24,6 @@ from models.services.common import (
 from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Gap, Person
 
-GAP_PHASES = (Phase.IDENTIFY, Phase.PLAN)
 _VERB = {GapDecision.DEFERRED: "defer", GapDecision.REJECTED: "reject"}
 
 
@@ -52,10 +52,8 @@ def add_gap(
 ) -> tuple[Gap, bool]:
     """Record a gap. Idempotent on its natural key (given, or derived from the title):
     returns (gap, created); an existing gap with the same key is returned unchanged."""
-    if cycle.phase not in GAP_PHASES:
-        raise InvalidInput(
-            f"gaps are added in identify or plan; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_visible(actor, cycle, "cycle", cycle.id)
+    require_phase_allows(cycle.phase, "add_gap", cycle.id)
     if data.source is GapSource.PERSON and actor is None:
         raise InvalidInput("a gap reported by a person needs the person")
     key = data.key or f"{data.source}:{_slug(data.title)}"
@@ -106,10 +104,8 @@ def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Ga
     they are dropped or done (they would be orphaned work). What accepting one starts (Plan's
     proposals) is :func:`models.phases.plan.decide_gap`'s."""
     cycle = get_or_raise(session, Cycle, gap.cycle_id, "cycle")
-    if cycle.phase not in GAP_PHASES:
-        raise InvalidInput(
-            f"gaps are decided in identify or plan; cycle {cycle.id} is in {cycle.phase}"
-        )
+    require_visible(actor, cycle, "gap", gap.id)
+    require_phase_allows(cycle.phase, "decide_gap", cycle.id)
     if not can_decide_gap(as_actor(actor), permission_facts(cycle)):
         raise Forbidden("only leads, managers and the cycle's point persons decide gaps")
     check_version(gap, data.expected_version, f"gap {gap.id}")

@@ -16,6 +16,7 @@ from models.enums import ActionStatus, GapDecision, Phase, Role
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.rules import require_manager
 from models.schemas import RetrospectiveRecord, SurveyRespond, SurveySummary, SurveyTeamResult
+from models.services.access import require_visible
 from models.services.common import as_actor, check_version, flush_unique, record_event, snapshot
 from models.services.cycles import point_person_ids
 from models.tables import (
@@ -47,23 +48,19 @@ def get_retrospective(session: Session, cycle: Cycle) -> Retrospective | None:
     return session.scalar(select(Retrospective).where(Retrospective.cycle_id == cycle.id))
 
 
-def _late(item: ActionItem, today: date) -> bool:
-    if item.due_date is None or item.status is ActionStatus.DROPPED:
-        return False
-    if item.status is ActionStatus.DONE:
-        return item.completed_at is not None and item.completed_at.date() > item.due_date
-    return item.due_date < today
-
-
 def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, Any]:
     """What happened in the cycle, counted from the store: the retrospective's evidence."""
     today = today or date.today()
-    items = session.scalars(
-        select(ActionItem).where(ActionItem.cycle_id == cycle.id).order_by(ActionItem.id)
-    ).unique().all()
+    items = (
+        session.scalars(
+            select(ActionItem).where(ActionItem.cycle_id == cycle.id).order_by(ActionItem.id)
+        )
+        .unique()
+        .all()
+    )
     gaps = session.scalars(select(Gap).where(Gap.cycle_id == cycle.id).order_by(Gap.id)).all()
     status = Counter(i.status.value for i in items)
-    late = [i for i in items if _late(i, today)]
+    late = [i for i in items if i.was_late(today)]
     survey = summarize_survey(session, cycle)
     # A gap is resolved when it was rejected, or accepted and some work on it got done.
     done_gaps = {i.gap_id for i in items if i.status is ActionStatus.DONE}
@@ -104,6 +101,7 @@ def record_retrospective(
 ) -> Retrospective:
     """Record (or revise) the retrospective. A revision clears an earlier sign-off.
     ``actor`` None means drafted by the Recap flow from the facts."""
+    require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(
             f"the retrospective is recorded in recap; cycle {cycle.id} is in {cycle.phase}"
@@ -153,6 +151,7 @@ def record_retrospective(
 def sign_off(
     session: Session, cycle: Cycle, actor: Person, expected_version: int | None = None
 ) -> Retrospective:
+    require_visible(actor, cycle, "cycle", cycle.id)
     require_manager_actor(actor, "sign off a recap")
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(f"a recap is signed off in recap; cycle {cycle.id} is in {cycle.phase}")
@@ -194,6 +193,7 @@ def _unlinkable_id(session: Session) -> int:
 
 def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) -> SurveyResponse:
     """One answer per person per cycle. Anonymous answers carry no person and no time."""
+    require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(f"the survey is open in recap; cycle {cycle.id} is in {cycle.phase}")
     if actor.team_id not in {ct.team_id for ct in cycle.teams} and actor.role is not Role.MANAGER:
@@ -235,9 +235,7 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     return response
 
 
-def summarize_survey(
-    session: Session, cycle: Cycle, viewer: Person | None = None
-) -> SurveySummary:
+def summarize_survey(session: Session, cycle: Cycle, viewer: Person | None = None) -> SurveySummary:
     """The survey's results as ``viewer`` may see them (``None``: everything, for the
     retrospective's facts).
 
@@ -289,6 +287,11 @@ def summarize_survey(
 
 
 def survey_count(session: Session, cycle: Cycle) -> int:
-    return session.scalar(
-        select(func.count()).select_from(SurveyResponse).where(SurveyResponse.cycle_id == cycle.id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(SurveyResponse)
+            .where(SurveyResponse.cycle_id == cycle.id)
+        )
+        or 0
+    )
