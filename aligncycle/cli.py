@@ -496,10 +496,10 @@ def cycle_list(
     json_: bool = JSON_OPTION,
 ) -> None:
     """The cycles board: every cycle with its progress and risks, newest first."""
-    from models.services import cycles
+    from models.services import views
 
     with cc.unit_of_work() as s:
-        rows = cycles.list_cycles(s, phase=phase, include_closed=not open_, limit=limit)
+        rows, _total = views.board(s, None, phase=phase, include_closed=not open_, limit=limit)
     if json_:
         emit_json(rows)
         return
@@ -511,7 +511,7 @@ def cycle_list(
                 c.phase,
                 f"{c.period_start}..{c.period_end}",
                 c.playbook,
-                f"{c.actions_finished}/{c.actions_total}",
+                f"{c.actions_done}/{c.actions_total - c.actions_dropped}",
                 c.actions_overdue or "",
                 (c.actions_at_risk + c.actions_off_track) or "",
                 f"{c.gaps_open}/{c.gaps_total}",
@@ -522,69 +522,6 @@ def cycle_list(
     )
 
 
-def _counts(session: Session, cycle: Cycle) -> dict[str, Any]:
-    """What a cycle holds, counted from a few set-based reads."""
-    from collections import Counter
-
-    from sqlalchemy import case, func, select
-
-    from models.services import recap
-    from models.tables import ActionItem, ChecklistItem, Gap
-
-    checklist: dict[str, dict[str, int]] = {}
-    for phase, total, required, answered, required_answered in session.execute(
-        select(
-            ChecklistItem.phase,
-            func.count(),
-            func.sum(case((ChecklistItem.required.is_(True), 1), else_=0)),
-            func.sum(case((ChecklistItem.answer.is_not(None), 1), else_=0)),
-            func.sum(
-                case(
-                    (ChecklistItem.required.is_(True) & ChecklistItem.answer.is_not(None), 1),
-                    else_=0,
-                )
-            ),
-        )
-        .where(ChecklistItem.cycle_id == cycle.id)
-        .group_by(ChecklistItem.phase)
-    ):
-        checklist[str(phase)] = {
-            "items": total,
-            "required": required or 0,
-            "answered": answered or 0,
-            "required_answered": required_answered or 0,
-        }
-    order = {p.value: i for i, p in enumerate(Phase)}
-    checklist = dict(sorted(checklist.items(), key=lambda kv: order[kv[0]]))
-    gaps = Counter(
-        str(d)
-        for d in session.scalars(select(Gap.decision).where(Gap.cycle_id == cycle.id))
-    )
-    today = date.today()
-    actions: Counter[str] = Counter()
-    overdue = at_risk = 0
-    for status, confidence, due in session.execute(
-        select(ActionItem.status, ActionItem.confidence, ActionItem.due_date).where(
-            ActionItem.cycle_id == cycle.id
-        )
-    ):
-        actions[str(status)] += 1
-        if not status.finished:
-            overdue += due is not None and due < today
-            at_risk += confidence is not Confidence.ON_TRACK
-    return {
-        "checklist": checklist,
-        "gaps": {"total": sum(gaps.values()), **dict(sorted(gaps.items()))},
-        "actions": {
-            "total": sum(actions.values()),
-            **dict(sorted(actions.items())),
-            "overdue": overdue,
-            "at_risk": at_risk,
-        },
-        "survey_responses": recap.survey_count(session, cycle),
-    }
-
-
 @cycle_app.command("show")
 def cycle_show(
     cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
@@ -592,13 +529,13 @@ def cycle_show(
 ) -> None:
     """A cycle: teams, point persons, phase, what blocks the next phase, and counts."""
     from models.schemas import CycleRead
-    from models.services import cycles
+    from models.services import cycles, views
 
     with cc.unit_of_work() as s:
         cycle = cycles.load_cycle_full(s, cycle_id)
         read = CycleRead.model_validate(cycle)
         ready = cycles.readiness(s, cycle)
-        counts = _counts(s, cycle)
+        counts = views.counts(s, cycle)
     if json_:
         emit_json({"cycle": read, "readiness": ready, "counts": counts})
         return
@@ -611,28 +548,30 @@ def cycle_show(
     _ok(f"version:  {read.version}")
     _ok("")
     table(
-        [[ct.team.key, _ref(ct.point_person), ct.point_person.name if ct.point_person else ""]
-         for ct in read.teams],
+        [
+            [ct.team.key, _ref(ct.point_person), ct.point_person.name if ct.point_person else ""]
+            for ct in read.teams
+        ],
         ["team", "point person", "name"],
     )
     _ok("")
-    for phase, c in counts["checklist"].items():
+    for phase, c in counts.checklist.items():
         _ok(
-            f"checklist {phase}: {c['required_answered']}/{c['required']} required answered, "
-            f"{c['answered']}/{c['items']} in all"
+            f"checklist {phase}: {c.required_answered}/{c.required} required answered, "
+            f"{c.answered}/{c.items} in all"
         )
-    g, a = counts["gaps"], counts["actions"]
     _ok(
-        f"gaps: {g['total']} ("
-        + ", ".join(f"{k} {v}" for k, v in g.items() if k != "total")
+        f"gaps: {counts.gaps_total} ("
+        + ", ".join(f"{k} {v}" for k, v in counts.gaps_by_decision.items())
         + ")"
     )
     _ok(
-        f"actions: {a['total']} ("
-        + ", ".join(f"{k} {v}" for k, v in a.items() if k not in ("total", "overdue", "at_risk"))
-        + f"); overdue {a['overdue']}, at risk {a['at_risk']}"
+        f"actions: {counts.actions_total} ("
+        + ", ".join(f"{k} {v}" for k, v in counts.actions_by_status.items())
+        + f"); overdue {counts.actions_overdue}, at risk {counts.actions_at_risk}, "
+        f"off track {counts.actions_off_track}"
     )
-    _ok(f"survey responses: {counts['survey_responses']}")
+    _ok(f"survey responses: {counts.survey_responses}")
     _ok("")
     _print_readiness(ready)
 
@@ -910,8 +849,15 @@ def gap_list(
         return
     table(
         [
-            [g.id, clip(g.title, 50), g.category, g.root_cause, g.severity, g.decision,
-             clip(g.decision_reason, 30)]
+            [
+                g.id,
+                clip(g.title, 50),
+                g.category,
+                g.root_cause,
+                g.severity,
+                g.decision,
+                clip(g.decision_reason, 30),
+            ]
             for g in rows
         ],
         ["id", "title", "category", "root cause", "severity", "decision", "reason"],

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from models.enums import (
     ActionStatus,
@@ -163,8 +163,47 @@ class CycleRead(_Out):
     version: int
 
 
-class CycleSummary(_Base):
-    """A row of the cycles board."""
+class ActionCounts(_Base):
+    """A cycle's action items by progress and risk (risk counts unfinished items only)."""
+
+    actions_total: int = 0
+    actions_done: int = 0
+    actions_dropped: int = 0
+    actions_finished: int = 0
+    actions_overdue: int = 0
+    actions_at_risk: int = 0
+    actions_off_track: int = 0
+    gaps_total: int = 0
+    gaps_open: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def progress(self) -> int:
+        """Percent of the items still planned (not dropped) that are done; 0 with none."""
+        planned = self.actions_total - self.actions_dropped
+        return round(100 * self.actions_done / planned) if planned else 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def risk(self) -> Confidence:
+        """Off track if any open item is; at risk if any is, or is overdue; else on track."""
+        if self.actions_off_track:
+            return Confidence.OFF_TRACK
+        if self.actions_at_risk or self.actions_overdue:
+            return Confidence.AT_RISK
+        return Confidence.ON_TRACK
+
+
+class TeamSlot(_Base):
+    key: str
+    name: str
+    point_person: str | None = None
+    point_person_id: int | None = None
+
+
+class BoardRow(ActionCounts):
+    """A row of the cycles board (web, API and ``cycle list``): the cycle, its teams and point
+    persons, its progress and risk."""
 
     id: int
     title: str
@@ -172,13 +211,23 @@ class CycleSummary(_Base):
     period_start: date
     period_end: date
     playbook: str
-    actions_total: int = 0
-    actions_finished: int = 0
-    actions_overdue: int = 0
-    actions_at_risk: int = 0
-    actions_off_track: int = 0
-    gaps_total: int = 0
-    gaps_open: int = 0
+    teams: list[TeamSlot] = Field(default_factory=list)
+
+
+class ChecklistCounts(_Base):
+    items: int = 0
+    required: int = 0
+    answered: int = 0
+    required_answered: int = 0
+
+
+class CycleCounts(ActionCounts):
+    """One cycle's counts, the same for the web page, the API and ``cycle show``."""
+
+    checklist: dict[Phase, ChecklistCounts] = Field(default_factory=dict)
+    gaps_by_decision: dict[GapDecision, int] = Field(default_factory=dict)
+    actions_by_status: dict[ActionStatus, int] = Field(default_factory=dict)
+    survey_responses: int = 0
 
 
 class Readiness(_Base):

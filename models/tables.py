@@ -11,9 +11,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    ColumnElement,
-    and_,
     Boolean,
+    ColumnElement,
     Date,
     ForeignKey,
     Index,
@@ -21,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.ext.hybrid import hybrid_method

@@ -370,7 +370,9 @@ def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None: 
     result = orchestration.advance(cid, "sam@acme.test", today=D0)
     assert result.via == "in-process"
     assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
-    assert result.lines[1].startswith("plan: 1 action item(s) for 1 accepted gap(s)")
+    # What Plan started with (recorded with the move), then the Plan flow's summary.
+    assert result.lines[1].startswith("plan: 1 action item(s) proposed from the playbook")
+    assert result.lines[2].startswith("plan: 1 action item(s) for 1 accepted gap(s)")
     with env.unit_of_work() as s:
         item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))
         assert item.key.endswith(":weekly_sync_and_digest") and item.owner.email == "mia@acme.test"

@@ -65,6 +65,7 @@ from models.services import (
     people,
     playbooks,
     recap,
+    views,
 )
 from models.services.common import person_by_email
 from models.tables import (
@@ -874,13 +875,13 @@ def test_action_items_address_accepted_gaps_of_the_same_cycle(org: Store) -> Non
     refused(
         org,
         InvalidInput,
-        rf"^gap {ids[2]} belongs to cycle {other_id}, not {cycle_id}$",
+        rf"^no gap with id {ids[2]} in cycle {cycle_id}$",  # another cycle's: as if missing
         create(ids[2]),
     )
-    refused(
+    refused(  # a missing gap: the very same answer as another cycle's
         org,
-        NotFound,
-        r"^no gap with id 999999$",
+        InvalidInput,
+        rf"^no gap with id 999999 in cycle {cycle_id}$",
         lambda s: actions.add_action(
             s, C(s, cycle_id), ActionItemCreate(gap_id=999999, title="x"), P(s, LEE)
         ),
@@ -1530,7 +1531,7 @@ def test_two_follow_ups_started_at_the_same_moment_make_one(org: Store) -> None:
 # --- the board -----------------------------------------------------------------------------
 
 
-def test_list_cycles_counts_progress_and_risk(org: Store) -> None:
+def test_the_board_counts_progress_and_risk(org: Store) -> None:
     busy = start(org, title="Busy")
     start(org, title="Quiet")
     gap_id = to_plan(org, busy)
@@ -1552,12 +1553,15 @@ def test_list_cycles_counts_progress_and_risk(org: Store) -> None:
         )
         del overdue
     with org.unit_of_work() as s:
-        board = {row.title: row for row in cycles.list_cycles(s, today=TODAY)}
-        assert [r.title for r in cycles.list_cycles(s, today=TODAY)] == ["Quiet", "Busy"]
-        in_plan = cycles.list_cycles(s, phase=Phase.PLAN, today=TODAY)
+        rows, total = views.board(s, None, today=TODAY)
+        board = {row.title: row for row in rows}
+        assert [r.title for r in rows] == ["Quiet", "Busy"] and total == 2
+        in_plan, _ = views.board(s, None, phase=Phase.PLAN, today=TODAY)
     row = board["Busy"]
     assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@1")
     assert (row.actions_total, row.actions_finished) == (5, 2)
+    assert (row.actions_done, row.actions_dropped) == (1, 1)
+    assert row.progress == 25  # one of the four still planned (a dropped item is not progress)
     assert row.actions_overdue == 2  # "Overdue" and "Off track"; done late is not overdue
     assert row.actions_at_risk == 1  # a dropped item is no risk
     assert row.actions_off_track == 1
@@ -1619,7 +1623,7 @@ def test_lists_do_not_query_per_row(org: Store) -> None:
         return call
 
     def board(s: Session) -> None:
-        cycles.list_cycles(s, today=TODAY)
+        views.board(s, None, today=TODAY)
 
     small = cycle_with(1)
     one_cycle = count_queries(org, board)
@@ -1688,7 +1692,6 @@ def test_loading_a_playbook_is_logged_once(org: Store) -> None:
 def test_the_web_read_models_hide_survey_results_by_the_same_rule(org: Store) -> None:
     """The recap page's survey view and the trends chart follow ``summarize_survey``: the
     overall mean or a cycle's mean would give an anonymous answer away as surely as a team's."""
-    from models.services import views
 
     cycle_id = start(org)
     to_recap(org, cycle_id)

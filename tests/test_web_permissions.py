@@ -227,6 +227,14 @@ CASES: list[Case] = [
         201,
         body(note="Checked"),
     ),
+    Case(
+        "POST",
+        "/api/v1/actions/{action_id}/progress",
+        api(action("execute_sid", "/progress")),
+        UPDATERS,
+        200,
+        body(status="in_progress", progress=40, note="Halfway"),
+    ),
     # --- API: recap
     Case("GET", "/api/v1/cycles/{cycle_id}/recap", api(cyc("recap", "/recap")), SEEING, 200),
     Case(

@@ -18,17 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.pages import csv_response, recap_model
 from models import phases
-from models.enums import ActionStatus, Confidence, GapDecision, Phase, Role
+from models.enums import ActionStatus, GapDecision, Phase, Role
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
     ActionItemRead,
     ActionItemUpdate,
     ActionProgress,
+    BoardRow,
     CheckInCreate,
     CheckInRead,
     ChecklistAnswer,
     ChecklistItemRead,
+    CycleCounts,
     CycleCreate,
     CycleRead,
     EventRead,
@@ -109,37 +111,10 @@ class MeRead(BaseModel):
     authenticated_by: str = Field(description="token or session")
 
 
-class TeamSlotRead(BaseModel):
-    key: str
-    name: str
-    point_person: str | None
-
-
-class BoardItem(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    title: str
-    phase: Phase
-    period_start: date
-    period_end: date
-    playbook: str
-    teams: list[TeamSlotRead]
-    actions_total: int
-    actions_finished: int
-    actions_overdue: int
-    actions_at_risk: int
-    actions_off_track: int
-    gaps_total: int
-    gaps_open: int
-    progress: int = Field(description="Percent of action items done or dropped.")
-    risk: Confidence
-
-
 class CycleDetail(BaseModel):
     cycle: CycleRead
     readiness: Readiness
-    counts: dict[str, int]
+    counts: CycleCounts
 
 
 class AdvanceIn(BaseModel):
@@ -324,20 +299,11 @@ def list_playbooks(ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> dict:
 # --- cycles ---------------------------------------------------------------------------------
 
 
-@router.get("/cycles", response_model=Page[BoardItem], tags=["cycles"])
+@router.get("/cycles", response_model=Page[BoardRow], tags=["cycles"])
 def board(ctx: ApiCtx, phase: Phase | None = None, limit: Limit = 50, offset: Offset = 0) -> dict:
     """The cycles board: every cycle you may see, newest first, with progress and risk."""
     rows, total = v.board(ctx.session, ctx.me, phase=phase, limit=limit, offset=offset)
-    items = [
-        BoardItem(
-            **{k: getattr(r, k) for k in BoardItem.model_fields if k != "teams"},
-            teams=[
-                TeamSlotRead(key=t.key, name=t.name, point_person=t.point_person) for t in r.teams
-            ],
-        )
-        for r in rows
-    ]
-    return page(items, total, limit, offset)
+    return page(rows, total, limit, offset)
 
 
 @router.post("/cycles", response_model=CycleRead, status_code=201, tags=["cycles"])

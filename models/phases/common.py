@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.enums import (
-    FINISHED_STATUSES,
     Phase,
     Role,
 )

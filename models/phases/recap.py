@@ -41,6 +41,8 @@ class RecapSection(BaseModel):
 def numbers_section(session: Session, cycle: Cycle, today: date) -> RecapSection | None:
     """Did we see improvements? Every KPI and action target measured against the baseline,
     and where the survey's sentiment and the numbers disagree (None: no funnel data)."""
+    if not evidence.has_funnel_data(session):  # nothing measured: no empty baseline frozen
+        return None
     measurement = evidence.measure_recap(session, cycle, today=today)
     if measurement.measured == "no data" and not measurement.targets:
         return None

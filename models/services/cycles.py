@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -13,7 +14,7 @@ from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecisio
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.playbook import OwnerSpec, PlaybookSpec
 from models.rules import CycleFacts, check_transition, gate_blockers, overridable
-from models.schemas import CycleCreate, CycleSummary, Readiness
+from models.schemas import ActionCounts, CycleCreate, Readiness
 from models.services import playbooks as playbook_service
 from models.services.access import require_visible, visible_cycle
 from models.services.common import (
@@ -361,91 +362,42 @@ def advance_cycle(
     return cycle
 
 
-#: A cycle's progress and risk on the board, by name (see :func:`board_counts`).
-EMPTY_COUNTS: dict[str, int] = {
-    "actions_total": 0,
-    "actions_finished": 0,
-    "actions_overdue": 0,
-    "actions_at_risk": 0,
-    "actions_off_track": 0,
-    "gaps_total": 0,
-    "gaps_open": 0,
-}
-
-
-def board_counts(session: Session, ids: list[int], today: date) -> dict[int, dict[str, int]]:
-    """Progress and risk of the given cycles, in two set-based queries (one per table):
-    action items total/finished/overdue/at risk/off track (risk counts unfinished items only),
-    gaps total/open. Cycles with neither are absent (use :data:`EMPTY_COUNTS`)."""
+def board_counts(session: Session, ids: list[int], today: date) -> dict[int, ActionCounts]:
+    """Progress and risk of the given cycles, in two set-based queries (one per table): action
+    items total/done/dropped/finished/overdue/at risk/off track (risk counts unfinished items
+    only), gaps total/open. Every id is in the result (a cycle with neither counts zeros)."""
+    out = {i: ActionCounts() for i in ids}
     if not ids:
-        return {}
+        return out
     unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
-    at_risk, off_track = Confidence.AT_RISK, Confidence.OFF_TRACK
-    out: dict[int, dict[str, int]] = {}
+
+    def n(cond: Any) -> Any:
+        return func.sum(case((cond, 1), else_=0))
+
     for row in session.execute(
         select(
             ActionItem.cycle_id,
             func.count(),
-            func.sum(case((ActionItem.status.in_(FINISHED_STATUSES), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == at_risk), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.confidence == off_track), 1), else_=0)),
+            n(ActionItem.status == ActionStatus.DONE),
+            n(ActionItem.status == ActionStatus.DROPPED),
+            n(ActionItem.overdue_on(today)),
+            n(and_(unfinished, ActionItem.confidence == Confidence.AT_RISK)),
+            n(and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK)),
         )
         .where(ActionItem.cycle_id.in_(ids))
         .group_by(ActionItem.cycle_id)
     ):
-        counts = out.setdefault(row[0], dict(EMPTY_COUNTS))
-        for name, value in zip(list(EMPTY_COUNTS)[:5], row[1:], strict=True):
-            counts[name] = int(value or 0)
-    for row in session.execute(
-        select(
-            Gap.cycle_id,
-            func.count(),
-            func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0)),
-        )
+        c = out[row[0]]
+        c.actions_total, c.actions_done, c.actions_dropped = (int(x or 0) for x in row[1:4])
+        c.actions_finished = c.actions_done + c.actions_dropped
+        c.actions_overdue, c.actions_at_risk, c.actions_off_track = (int(x or 0) for x in row[4:])
+    for cid, total, undecided in session.execute(
+        select(Gap.cycle_id, func.count(), n(Gap.decision == GapDecision.OPEN))
         .where(Gap.cycle_id.in_(ids))
         .group_by(Gap.cycle_id)
     ):
-        counts = out.setdefault(row[0], dict(EMPTY_COUNTS))
-        counts["gaps_total"], counts["gaps_open"] = int(row[1] or 0), int(row[2] or 0)
+        out[cid].gaps_total, out[cid].gaps_open = int(total or 0), int(undecided or 0)
     return out
-
-
-def list_cycles(
-    session: Session,
-    phase: Phase | None = None,
-    include_closed: bool = True,
-    today: date | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[CycleSummary]:
-    """The cycles board: every cycle with progress and risk, in three set-based queries."""
-    today = today or date.today()
-    # The playbooks in one extra query rather than joined to every row: a joined load would
-    # decode the playbook's JSON body once per cycle (most of `cycle list`'s time at 1,000).
-    stmt = select(Cycle).options(selectinload(Cycle.playbook)).order_by(Cycle.id.desc())
-    if phase is not None:
-        stmt = stmt.where(Cycle.phase == phase)
-    elif not include_closed:
-        stmt = stmt.where(Cycle.phase != Phase.CLOSED)
-    if limit is not None:
-        stmt = stmt.limit(limit).offset(offset)
-    cycles = session.scalars(stmt).unique().all()
-    if not cycles:
-        return []
-    counts = board_counts(session, [c.id for c in cycles], today)
-    return [
-        CycleSummary(
-            id=c.id,
-            title=c.title,
-            phase=c.phase,
-            period_start=c.period_start,
-            period_end=c.period_end,
-            playbook=f"{c.playbook.name}@{c.playbook.version}",
-            **counts.get(c.id, EMPTY_COUNTS),
-        )
-        for c in cycles
-    ]
 
 
 def load_cycle_full(session: Session, cycle_id: int) -> Cycle:

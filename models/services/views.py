@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,11 +21,11 @@ from models.enums import (
     FINISHED_STATUSES,
     WORK_PHASES,
     ActionStatus,
-    Confidence,
     GapDecision,
     Phase,
     Role,
 )
+from models.schemas import BoardRow, ChecklistCounts, CycleCounts, TeamSlot
 from models.services import cycles as cycle_service
 from models.services import recap as recap_service
 from models.services.access import visible_cycles
@@ -55,46 +55,6 @@ SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
 # --- the board ------------------------------------------------------------------------------
 
 
-@dataclass
-class TeamSlot:
-    key: str
-    name: str
-    point_person: str | None
-    point_person_id: int | None
-
-
-@dataclass
-class BoardRow:
-    id: int
-    title: str
-    phase: Phase
-    period_start: date
-    period_end: date
-    playbook: str
-    teams: list[TeamSlot] = field(default_factory=list)
-    actions_total: int = 0
-    actions_finished: int = 0
-    actions_overdue: int = 0
-    actions_at_risk: int = 0
-    actions_off_track: int = 0
-    gaps_total: int = 0
-    gaps_open: int = 0
-
-    @property
-    def progress(self) -> int:
-        """Percent of action items done or dropped (0 when there are none yet)."""
-        return round(100 * self.actions_finished / self.actions_total) if self.actions_total else 0
-
-    @property
-    def risk(self) -> Confidence:
-        """The cycle's confidence: off track if any open item is; at risk if any is, or late."""
-        if self.actions_off_track:
-            return Confidence.OFF_TRACK
-        if self.actions_at_risk or self.actions_overdue:
-            return Confidence.AT_RISK
-        return Confidence.ON_TRACK
-
-
 def _slots(session: Session, cycle_ids: list[int]) -> dict[int, list[TeamSlot]]:
     rows = session.execute(
         select(CycleTeam.cycle_id, Team.key, Team.name, Person.name, Person.id)
@@ -105,24 +65,31 @@ def _slots(session: Session, cycle_ids: list[int]) -> dict[int, list[TeamSlot]]:
     ).all()
     out: dict[int, list[TeamSlot]] = {}
     for cid, key, name, pp, pp_id in rows:
-        out.setdefault(cid, []).append(TeamSlot(key, name, pp, pp_id))
+        out.setdefault(cid, []).append(
+            TeamSlot(key=key, name=name, point_person=pp, point_person_id=pp_id)
+        )
     return out
 
 
 def board(
     session: Session,
-    viewer: Person,
+    viewer: Person | None,
     *,
     phase: Phase | None = None,
+    include_closed: bool = True,
     today: date | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
 ) -> tuple[list[BoardRow], int]:
-    """Every cycle the viewer may see, newest first, with progress and risk: (page, total)."""
+    """The cycles board, the same for the web, the API and ``cycle list``: every cycle the
+    viewer may see (``None``: the operator, every cycle), newest first, with its teams, point
+    persons, progress and risk: (page, total)."""
     today = today or date.today()
-    where = [visible_cycles(viewer)]
+    where = [visible_cycles(viewer)] if viewer is not None else []
     if phase is not None:
         where.append(Cycle.phase == phase)
+    elif not include_closed:
+        where.append(Cycle.phase != Phase.CLOSED)
     total = session.scalar(select(func.count()).select_from(Cycle).where(*where)) or 0
     # Columns, not entities: a Cycle row would load its playbook, and with it the playbook's
     # whole JSON body, once per row.
@@ -147,20 +114,19 @@ def board(
     ids = [c.id for c in cycles]
     counts = cycle_service.board_counts(session, ids, today)
     slots = _slots(session, ids)
-    rows = []
-    for c in cycles:
-        rows.append(
-            BoardRow(
-                id=c.id,
-                title=c.title,
-                phase=c.phase,
-                period_start=c.period_start,
-                period_end=c.period_end,
-                playbook=f"{c.name}@{c.version}",
-                teams=slots.get(c.id, []),
-                **counts.get(c.id, cycle_service.EMPTY_COUNTS),
-            )
+    rows = [
+        BoardRow(
+            id=c.id,
+            title=c.title,
+            phase=c.phase,
+            period_start=c.period_start,
+            period_end=c.period_end,
+            playbook=f"{c.name}@{c.version}",
+            teams=slots.get(c.id, []),
+            **counts[c.id].model_dump(exclude={"progress", "risk"}),
         )
+        for c in cycles
+    ]
     return rows, total
 
 
@@ -182,28 +148,50 @@ def checklist(session: Session, cycle: Cycle) -> list[ChecklistItem]:
     return sorted(rows, key=lambda r: (order[r.phase], r.position))
 
 
-def counts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, int]:
+def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCounts:
+    """One cycle's counts (the board's, plus each phase's checklist, gaps by decision, action
+    items by status and the survey's responses), the same for every face."""
     today = today or date.today()
-    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
-    a = session.execute(
-        select(
-            func.count(),
-            func.sum(case((ActionItem.status.in_(FINISHED_STATUSES), 1), else_=0)),
-            func.sum(case((and_(unfinished, ActionItem.due_date < today), 1), else_=0)),
-        ).where(ActionItem.cycle_id == cycle.id)
-    ).one()
-    g = session.execute(
-        select(func.count(), func.sum(case((Gap.decision == GapDecision.OPEN, 1), else_=0))).where(
-            Gap.cycle_id == cycle.id
+    out = CycleCounts(
+        **cycle_service.board_counts(session, [cycle.id], today)[cycle.id].model_dump(
+            exclude={"progress", "risk"}
         )
-    ).one()
-    return {
-        "actions_total": int(a[0] or 0),
-        "actions_finished": int(a[1] or 0),
-        "actions_overdue": int(a[2] or 0),
-        "gaps_total": int(g[0] or 0),
-        "gaps_open": int(g[1] or 0),
-    }
+    )
+    n = func.sum
+    for phase, total, required, answered, required_answered in session.execute(
+        select(
+            ChecklistItem.phase,
+            func.count(),
+            n(case((ChecklistItem.required, 1), else_=0)),
+            n(case((ChecklistItem.answer.is_not(None), 1), else_=0)),
+            n(case((and_(ChecklistItem.required, ChecklistItem.answer.is_not(None)), 1), else_=0)),
+        )
+        .where(ChecklistItem.cycle_id == cycle.id)
+        .group_by(ChecklistItem.phase)
+    ):
+        out.checklist[phase] = ChecklistCounts(
+            items=total,
+            required=required or 0,
+            answered=answered or 0,
+            required_answered=required_answered or 0,
+        )
+    out.checklist = dict(sorted(out.checklist.items(), key=lambda kv: list(Phase).index(kv[0])))
+    out.gaps_by_decision = dict(
+        session.execute(
+            select(Gap.decision, func.count())
+            .where(Gap.cycle_id == cycle.id)
+            .group_by(Gap.decision)
+        ).all()
+    )
+    out.actions_by_status = dict(
+        session.execute(
+            select(ActionItem.status, func.count())
+            .where(ActionItem.cycle_id == cycle.id)
+            .group_by(ActionItem.status)
+        ).all()
+    )
+    out.survey_responses = recap_service.survey_count(session, cycle)
+    return out
 
 
 def gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) -> list[Gap]:
