@@ -10,7 +10,7 @@ and never load Prefect or FastAPI. Errors become one line on stderr (see
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from models.enums import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from models.tables import ChecklistItem, Cycle, Event, Person
+    from models.tables import Cycle, Event, Person
 
 #: The command groups (``cycle``, ``action``, ...), built into Click commands only when used:
 #: Typer inspects every command's signature when it builds one, and a read command should not
@@ -718,12 +718,6 @@ def _owner_label(item: Any) -> str:
     return ""
 
 
-def _is_mine(item: ChecklistItem, me: Person) -> bool:
-    if item.owner_id is not None:
-        return item.owner_id == me.id
-    return item.owner_role is me.role and item.owner_team_id in (None, me.team_id)
-
-
 @checklist_app.command("show")
 def checklist_show(
     cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
@@ -741,7 +735,7 @@ def checklist_show(
         me = cc.actor(s, as_) if mine else None
         items = checklist.list_items(s, cycle, phase)
         if me is not None:
-            items = [i for i in items if _is_mine(i, me)]
+            items = [i for i in items if i.owned_by(me)]
         rows = [ChecklistItemRead.model_validate(i) for i in items]
         current = cycle.phase
     if json_:
@@ -1042,19 +1036,19 @@ def action_list(
             owner_id = person_by_email(s, owner).id
         if cycle is not None:
             _cycle(s, cycle)  # an unknown cycle is an error, not an empty list
-        filters: dict[str, Any] = {
-            "cycle_id": cycle,
-            "owner_id": owner_id,
-            "team": team,
-            "status": status,
-            "open_only": open_ or overdue,
-            "due_before": today - timedelta(days=1) if overdue else None,
-        }
+        filters = actions.ActionFilters(
+            cycle_id=cycle,
+            owner=owner_id,
+            team=team,
+            status=status,
+            open_only=open_,
+            due="overdue" if overdue else None,
+        )
         if json_:
-            items = actions.list_actions(s, **filters)
+            items = actions.list_actions(s, filters, today=today)
             out: list[Any] = [ActionItemRead.model_validate(i) for i in items]
         else:  # the table shows only the owner: no counterparts to load, no schema per row
-            items = s.scalars(actions.action_query(**filters)).unique().all()
+            items = s.scalars(actions.action_query(filters, today)).unique().all()
             out = [
                 [
                     a.id,

@@ -421,19 +421,15 @@ def kpi_gaps(
 
     The checks are the playbook's kpi_rules and question kpi checks; re-running records
     nothing twice."""
-    from models.errors import Forbidden
-    from models.funnel.evidence import evaluate_gap_rules
-    from models.rules import can_decide_gap
+    from models.phases.identify import kpi_gaps as run_kpi_checks
     from models.schemas import GapRead
-    from models.services.common import as_actor
-    from models.services.cycles import get_cycle, permission_facts
+    from models.services.cycles import get_cycle
 
     with cc.unit_of_work() as s:
         person = cc.actor(s, as_)
-        cycle = get_cycle(s, cycle_id)
-        if not can_decide_gap(as_actor(person), permission_facts(cycle)):
-            raise Forbidden("only leads, managers and the cycle's point persons run the KPI checks")
-        gaps = [GapRead.model_validate(g) for g in evaluate_gap_rules(s, cycle)]
+        gaps = [
+            GapRead.model_validate(g) for g in run_kpi_checks(s, get_cycle(s, cycle_id), person)
+        ]
     if json_out:
         cc.emit_json(gaps)
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from models.enums import Phase, Role
 from models.errors import Forbidden, InvalidInput, TransitionRefused
@@ -203,14 +204,23 @@ def can_answer_checklist(
     owner_team_id: int | None,
     facts: CycleFacts,
 ) -> bool:
-    """The owner answers; an item owned by a role is answerable by anyone holding that role
-    (in that team, if one is named); the cycle's point persons may answer any item."""
-    if is_point_person(actor, facts):
-        return True
+    """The owner answers (:func:`owns_question`); the cycle's point persons may answer any."""
+    return is_point_person(actor, facts) or owns_question(
+        actor, owner_id, owner_role, owner_team_id
+    )
+
+
+def owns_question(
+    who: Actor | Any, owner_id: int | None, owner_role: Role | None, owner_team_id: int | None
+) -> bool:
+    """Who owes a checklist item's answer: its owner by name, or (an item owned by a role)
+    anyone holding the role, in the named team if there is one. ``who``: anything with ``id``,
+    ``role`` and ``team_id`` (an :class:`Actor` or a person). Its SQL form is
+    ``ChecklistItem.owned_by``."""
     if owner_id is not None:
-        return actor.id == owner_id
+        return who.id == owner_id
     if owner_role is not None:
-        return actor.role is owner_role and owner_team_id in (None, actor.team_id)
+        return who.role is owner_role and owner_team_id in (None, who.team_id)
     return False
 
 

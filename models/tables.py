@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    or_,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.ext.hybrid import hybrid_method
@@ -41,6 +42,7 @@ from models.enums import (
     RootCause,
     Severity,
 )
+from models.rules import owns_question
 
 
 def _enum(enum_cls: type) -> SAEnum:
@@ -180,6 +182,25 @@ class ChecklistItem(Base):
     owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id], lazy="joined")
     owner_team: Mapped[Team | None] = relationship(lazy="joined")
     answered_by: Mapped[Person | None] = relationship(foreign_keys=[answered_by_id])
+
+    # Who owes the answer, once for every face and query: the owner by name, or (an item owned
+    # by a role) anyone holding the role, in the named team if there is one. (The cycle's
+    # point persons may answer any item: that is ``rules.can_answer_checklist``.)
+    @hybrid_method
+    def owned_by(self, person: Person) -> bool:
+        return owns_question(person, self.owner_id, self.owner_role, self.owner_team_id)
+
+    @owned_by.inplace.expression
+    @classmethod
+    def _owned_by_expression(cls, person: Person) -> ColumnElement[bool]:
+        return or_(
+            cls.owner_id == person.id,
+            and_(
+                cls.owner_id.is_(None),
+                cls.owner_role == person.role,
+                or_(cls.owner_team_id.is_(None), cls.owner_team_id == person.team_id),
+            ),
+        )
 
 
 class Gap(Base):

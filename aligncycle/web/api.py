@@ -440,7 +440,7 @@ def list_actions(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict:
-    filters = v.ActionFilters(team=team, owner=owner, status=status, due=due)
+    filters = actions.ActionFilters(team=team, owner=owner, status=status, due=due)
     rows, total = v.actions(ctx.session, _cycle(ctx, cycle_id), filters, limit=limit, offset=offset)
     return page([ActionItemRead.model_validate(a) for a in rows], total, limit, offset)
 

@@ -197,7 +197,7 @@ env.globals.update(
     Priority=Priority,
     Phase=Phase,
     AnswerKind=AnswerKind,
-    DUE_FILTERS=v.DUE_FILTERS,
+    DUE_FILTERS=actions.DUE_FILTERS,
     days=_days,
     options=_options,
 )
@@ -753,15 +753,15 @@ def gap_decide_post(request: Request, gap_id: int, ctx: PageCtx) -> Response:
 # --- action items and check-ins -------------------------------------------------------------
 
 
-def _filters(query: Mapping[str, str]) -> v.ActionFilters:
-    f = v.ActionFilters()
+def _filters(query: Mapping[str, str]) -> actions.ActionFilters:
+    f = actions.ActionFilters()
     f.team = query.get("team") or None
     owner = query.get("owner") or ""
     f.owner = int(owner) if owner.isdigit() and len(owner) < 10 else None
     status = query.get("status") or ""
     f.status = ActionStatus(status) if status in {s.value for s in ActionStatus} else None
     due = query.get("due") or ""
-    f.due = due if due in v.DUE_FILTERS else None
+    f.due = due if due in actions.DUE_FILTERS else None
     return f
 
 

@@ -23,8 +23,10 @@ from models.enums import (
     Phase,
     Severity,
 )
+from models.errors import Forbidden
 from models.funnel import evidence
 from models.phases.common import checklist, md, readiness_md, require_phase
+from models.rules import can_decide_gap
 from models.schemas import (
     ChecklistAnswer,
     GapCreate,
@@ -33,6 +35,8 @@ from models.schemas import (
 from models.services import checklist as checklist_service
 from models.services import cycles as cycle_service
 from models.services import gaps as gap_service
+from models.services.access import require_visible
+from models.services.common import as_actor
 from models.tables import ChecklistItem, Cycle, Gap, Person
 
 
@@ -111,6 +115,16 @@ def raise_gaps(session: Session, cycle: Cycle) -> list[Gap]:
         evidence.evaluate_gap_rules(session, cycle)  # records its gaps (``metric:<rule>``)
     session.flush()
     return [g for g in gap_service.list_gaps(session, cycle) if g.id not in before]
+
+
+def kpi_gaps(session: Session, cycle: Cycle, actor: Person) -> list[Gap]:
+    """A person runs the playbook's KPI checks against the cycle's baseline now (leads,
+    managers and the cycle's point persons, as for deciding gaps): the gaps of the failed
+    checks, recorded or already there (re-running records nothing twice)."""
+    require_visible(actor, cycle, "cycle", cycle.id)
+    if not can_decide_gap(as_actor(actor), cycle_service.permission_facts(cycle)):
+        raise Forbidden("only leads, managers and the cycle's point persons run the KPI checks")
+    return evidence.evaluate_gap_rules(session, cycle)
 
 
 class GapRow(BaseModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
@@ -309,42 +311,77 @@ def list_checkins(session: Session, item: ActionItem) -> list[CheckIn]:
     )
 
 
-def action_query(
-    *,
-    cycle_id: int | None = None,
-    owner_id: int | None = None,
-    team: str | None = None,
-    status: ActionStatus | None = None,
-    open_only: bool = False,
-    due_before: date | None = None,
-    confidence: Confidence | None = None,
-) -> Select[tuple[ActionItem]]:
-    stmt = select(ActionItem)
-    if cycle_id is not None:
-        stmt = stmt.where(ActionItem.cycle_id == cycle_id)
-    if owner_id is not None:
-        stmt = stmt.where(ActionItem.owner_id == owner_id)
-    if team is not None:
-        stmt = (
-            stmt.join(Person, ActionItem.owner_id == Person.id)
-            .join(Team, Person.team_id == Team.id)
-            .where(Team.key == team)
+#: The due-date filters, in people's words (the web's filter menu shows these).
+DUE_FILTERS = {"overdue": "Overdue", "week": "Due within 7 days", "none": "No due date"}
+
+
+@dataclass
+class ActionFilters:
+    """Which action items to list: the same words for the web, the API and ``action list``."""
+
+    cycle_id: int | None = None
+    team: str | None = None  # the owner's team key
+    owner: int | None = None  # person id
+    status: ActionStatus | None = None
+    due: str | None = None  # one of DUE_FILTERS
+    open_only: bool = False
+    confidence: Confidence | None = None
+
+    def active(self) -> bool:
+        return any(v is not None for v in (self.team, self.owner, self.status, self.due))
+
+
+def action_query(filters: ActionFilters, today: date) -> Select[tuple[ActionItem]]:
+    """The action items matching ``filters``, soonest due first (no due date last)."""
+    conds: list[Any] = []
+    if filters.cycle_id is not None:
+        conds.append(ActionItem.cycle_id == filters.cycle_id)
+    if filters.team:
+        conds.append(
+            ActionItem.owner_id.in_(
+                select(Person.id)
+                .join(Team, Person.team_id == Team.id)
+                .where(Team.key == filters.team)
+            )
         )
-    if status is not None:
-        stmt = stmt.where(ActionItem.status == status)
-    if open_only:
-        stmt = stmt.where(ActionItem.status.not_in(FINISHED_STATUSES))
-    if due_before is not None:
-        stmt = stmt.where(ActionItem.due_date <= due_before)
-    if confidence is not None:
-        stmt = stmt.where(ActionItem.confidence == confidence)
-    return stmt.order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
+    if filters.owner is not None:
+        conds.append(ActionItem.owner_id == filters.owner)
+    if filters.status is not None:
+        conds.append(ActionItem.status == filters.status)
+    if filters.open_only:
+        conds.append(ActionItem.status.not_in(FINISHED_STATUSES))
+    if filters.confidence is not None:
+        conds.append(ActionItem.confidence == filters.confidence)
+    if filters.due == "overdue":
+        conds.append(ActionItem.overdue_on(today))
+    elif filters.due == "week":
+        conds.append(
+            and_(
+                ActionItem.status.not_in(FINISHED_STATUSES),
+                ActionItem.due_date <= today + timedelta(days=7),
+            )
+        )
+    elif filters.due == "none":
+        conds.append(ActionItem.due_date.is_(None))
+    return (
+        select(ActionItem)
+        .where(*conds)
+        .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
+    )
 
 
-def list_actions(session: Session, **filters) -> list[ActionItem]:  # noqa: ANN003
-    """Action items matching ``filters`` (see :func:`action_query`), with the people an
-    ``ActionItemRead`` shows loaded in bulk (no query per row)."""
-    stmt = action_query(**filters).options(
+def list_actions(
+    session: Session,
+    filters: ActionFilters | None = None,
+    *,
+    today: date | None = None,
+    **by: Any,
+) -> list[ActionItem]:
+    """Action items matching ``filters`` (or the same fields as keywords: ``cycle_id=1,
+    open_only=True``), with the people an ``ActionItemRead`` shows loaded in bulk (no query per
+    row)."""
+    filters = filters or ActionFilters(**by)
+    stmt = action_query(filters, today or date.today()).options(
         selectinload(ActionItem.counterpart), selectinload(ActionItem.assigned_by)
     )
     return list(session.scalars(stmt).unique())

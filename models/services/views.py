@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, true
@@ -29,6 +29,7 @@ from models.schemas import BoardRow, ChecklistCounts, CycleCounts, TeamSlot
 from models.services import cycles as cycle_service
 from models.services import recap as recap_service
 from models.services.access import visible_cycles
+from models.services.actions import ActionFilters, action_query
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -206,59 +207,12 @@ def gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) ->
     return list(session.scalars(stmt))
 
 
-@dataclass
-class ActionFilters:
-    team: str | None = None  # the owner's team key
-    owner: int | None = None  # person id
-    status: ActionStatus | None = None
-    due: str | None = None  # overdue | week | none
-
-    def active(self) -> bool:
-        return any(v is not None for v in (self.team, self.owner, self.status, self.due))
-
-
-DUE_FILTERS = {"overdue": "Overdue", "week": "Due within 7 days", "none": "No due date"}
-
-
 def _action_options() -> list:
     return [
         joinedload(ActionItem.counterpart),
         joinedload(ActionItem.assigned_by),
         joinedload(ActionItem.gap),
     ]
-
-
-def action_query(
-    cycle_id: int | None, filters: ActionFilters, today: date, where: list | None = None
-):  # noqa: ANN201
-    stmt = select(ActionItem)
-    conds = list(where or [])
-    if cycle_id is not None:
-        conds.append(ActionItem.cycle_id == cycle_id)
-    if filters.team:
-        conds.append(
-            ActionItem.owner_id.in_(
-                select(Person.id)
-                .join(Team, Person.team_id == Team.id)
-                .where(Team.key == filters.team)
-            )
-        )
-    if filters.owner is not None:
-        conds.append(ActionItem.owner_id == filters.owner)
-    if filters.status is not None:
-        conds.append(ActionItem.status == filters.status)
-    if filters.due == "overdue":
-        conds.append(and_(ActionItem.status.not_in(FINISHED_STATUSES), ActionItem.due_date < today))
-    elif filters.due == "week":
-        conds.append(
-            and_(
-                ActionItem.status.not_in(FINISHED_STATUSES),
-                ActionItem.due_date <= today + timedelta(days=7),
-            )
-        )
-    elif filters.due == "none":
-        conds.append(ActionItem.due_date.is_(None))
-    return stmt.where(*conds)
 
 
 def actions(
@@ -272,12 +226,12 @@ def actions(
 ) -> tuple[list[ActionItem], int]:
     """A cycle's action items, filtered, due first: (page, total)."""
     today = today or date.today()
-    stmt = action_query(cycle.id, filters or ActionFilters(), today)
+    filters = replace(filters or ActionFilters(), cycle_id=cycle.id)
+    stmt = action_query(filters, today)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = (
         session.scalars(
             stmt.options(*_action_options())
-            .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
             .limit(limit)
             .offset(offset)
         )
@@ -369,16 +323,7 @@ def _earlier_or_same(phase: Phase) -> list[Phase]:
 
 def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, Cycle]]:
     """Unanswered questions the person owns (by name or by role) in phases already open."""
-    owned = or_(
-        ChecklistItem.owner_id == person.id,
-        and_(
-            ChecklistItem.owner_id.is_(None),
-            ChecklistItem.owner_role == person.role,
-            or_(
-                ChecklistItem.owner_team_id.is_(None), ChecklistItem.owner_team_id == person.team_id
-            ),
-        ),
-    )
+    owned = ChecklistItem.owned_by(person)
     open_phase = or_(
         *[and_(Cycle.phase == p, ChecklistItem.phase.in_(_earlier_or_same(p))) for p in WORK_PHASES]
     )
