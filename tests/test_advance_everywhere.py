@@ -462,7 +462,7 @@ def test_the_web_and_the_domain_do_not_load_prefect() -> None:
     import sys
 
     code = (
-        "import sys, aligncycle.web.pages, aligncycle.web.api, models.phases; "
+        "import sys, aligncycle.web.routes, aligncycle.web.api, models.phases; "
         "sys.exit('prefect' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

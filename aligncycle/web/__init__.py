@@ -143,7 +143,7 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
 
     Raises ``migrations.runner.StoreNotCurrent`` if the store is not at the revision this code
     needs (not set up, or behind: ``aligncycle db upgrade``)."""
-    from aligncycle.web import api, pages
+    from aligncycle.web import api, routes
 
     settings = settings or WebSettings()
     app = FastAPI(
@@ -167,7 +167,7 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
     app.state.secret_key = secret_key(settings)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router, prefix=API_PREFIX)
-    app.include_router(pages.router)
+    app.include_router(routes.router)
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders)
     return app

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aligncycle.web.auth import ApiCtx
-from aligncycle.web.pages import csv_response, recap_model
+from aligncycle.web.recap_view import csv_response, recap_model
 from models import phases
 from models.enums import ActionStatus, GapDecision, Phase, Role
 from models.schemas import (

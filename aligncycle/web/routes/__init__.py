@@ -1,0 +1,18 @@
+"""The web app's pages, one router module per resource, assembled into one router."""
+
+from fastapi import APIRouter
+
+from aligncycle.web.routes import (
+    account,
+    actions,
+    auth,
+    cycles,
+    gaps,
+    my_work,
+    recap,
+    timeline,
+)
+
+router = APIRouter(include_in_schema=False)
+for module in (auth, cycles, gaps, actions, timeline, recap, my_work, account):
+    router.include_router(module.router)

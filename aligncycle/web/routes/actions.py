@@ -1,0 +1,175 @@
+"""A cycle's action items: planning, assigning, and the owner's updates (check-ins)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from aligncycle.web.auth import (
+    PageCtx,
+)
+from aligncycle.web.deps import Ctx
+from aligncycle.web.pages import (
+    CONFIDENCE_LABELS,
+    PAGE_SIZE,
+    act,
+    cycle_common,
+    opt,
+    page,
+    page_number,
+    pager,
+    parse_form,
+    render,
+    to_int,
+)
+from aligncycle.web.perms import STATUS_LABELS
+from models import phases
+from models.enums import (
+    ActionStatus,
+    GapDecision,
+)
+from models.schemas import (
+    ActionItemAssign,
+    ActionItemCreate,
+    ActionProgress,
+)
+from models.services import (
+    access,
+    actions,
+)
+from models.services import views as v
+from models.tables import ActionItem
+
+router = APIRouter(include_in_schema=False)
+
+
+def _filters(query: Mapping[str, str]) -> actions.ActionFilters:
+    f = actions.ActionFilters()
+    f.team = query.get("team") or None
+    owner = query.get("owner") or ""
+    f.owner = int(owner) if owner.isdigit() and len(owner) < 10 else None
+    status = query.get("status") or ""
+    f.status = ActionStatus(status) if status in {s.value for s in ActionStatus} else None
+    due = query.get("due") or ""
+    f.due = due if due in actions.DUE_FILTERS else None
+    return f
+
+
+@page(router, "/cycles/{cycle_id}/actions")
+def actions_page(
+    request: Request, ctx: Ctx, cycle_id: int, *, query=None, forms=None, status: int = 200
+) -> Response:
+    s = ctx.session
+    query = query or {}
+    cycle, perms, counts = cycle_common(ctx, cycle_id)
+    filters = _filters(query)
+    page = page_number(query)
+    rows, total = v.actions(s, cycle, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    checkins = v.checkins_by_action(s, [a.id for a in rows])
+    team_people = v.cycle_people(s, cycle)
+    kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
+    accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_add_action else []
+    return render(
+        request,
+        ctx,
+        "cycle_actions.html",
+        status=status,
+        tab="actions",
+        cycle=cycle,
+        perms=perms,
+        counts=counts,
+        rows=rows,
+        checkins=checkins,
+        filters=filters,
+        pager=pager(total, page),
+        team_people=team_people,
+        accepted_gaps=accepted,
+        recent=v.recent_checkins(s, cycle, limit=10),
+        base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
+        forms=forms or {},
+    )
+
+
+@router.post("/cycles/{cycle_id}/actions")
+def action_add_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
+        payload: dict[str, Any] = {"title": data.get("title", "")}
+        payload.update(
+            opt(
+                data,
+                "description",
+                "owner",
+                "counterpart",
+                "priority",
+                "due_date",
+                "follow_up_date",
+                "success_measure",
+            )
+        )
+        if data.get("gap_id"):
+            payload["gap_id"] = to_int(data["gap_id"])
+        item, _ = actions.add_action(
+            ctx.session, cycle, parse_form(ActionItemCreate, payload), ctx.me
+        )
+        who = f" for {item.owner.name}" if item.owner else ""
+        return f"Action item “{item.title}” created{who}."
+
+    return act(
+        request, ctx, form_id="new-action", default_next=f"/cycles/{cycle_id}/actions", run=run
+    )
+
+
+@router.post("/actions/{action_id}/assign")
+def action_assign_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
+        payload: dict[str, Any] = {"owner": data.get("owner", "")}
+        payload.update(opt(data, "counterpart", "due_date"))
+        payload["expected_version"] = to_int(data.get("version"))
+        actions.assign_action(ctx.session, item, parse_form(ActionItemAssign, payload), ctx.me)
+        ctx.session.refresh(item)
+        return f"“{item.title}” is now {item.owner.name}'s."
+
+    return act(
+        request,
+        ctx,
+        form_id=f"assign-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
+
+
+@router.post("/actions/{action_id}/update")
+def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
+    """The owner's form (My work, the action list): status, confidence, progress and a note.
+    In Plan and Execute it is a check-in (dated, kept); in Recap a plain update."""
+
+    def run(data: dict[str, str]) -> str:
+        s = ctx.session
+        item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+        payload: dict[str, Any] = opt(data, "status", "confidence", "note", "progress")
+        if "due_date" in data:
+            payload["due_date"] = data["due_date"] or None
+        payload["expected_version"] = to_int(data.get("version"))
+        phases.update_action(s, item, parse_form(ActionProgress, payload), ctx.me, date.today())
+        return (
+            f"“{item.title}” saved: {STATUS_LABELS[item.status]}, "
+            + (CONFIDENCE_LABELS[item.confidence].lower())
+            + "."
+        )
+
+    return act(
+        request,
+        ctx,
+        form_id=f"update-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )

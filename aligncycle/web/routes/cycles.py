@@ -1,0 +1,218 @@
+"""The cycles board, starting a cycle, one cycle's overview, advancing it, naming point
+persons, and answering its questions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from aligncycle.web.auth import (
+    PageCtx,
+)
+from aligncycle.web.deps import Ctx
+from aligncycle.web.pages import (
+    PAGE_SIZE,
+    PHASE_HINTS,
+    PHASE_LABELS,
+    FieldErrors,
+    act,
+    cycle_common,
+    label,
+    opt,
+    page,
+    page_number,
+    pager,
+    parse_form,
+    render,
+    to_int,
+)
+from models import phases
+from models.enums import (
+    Phase,
+    Role,
+)
+from models.errors import Forbidden
+from models.schemas import (
+    ChecklistAnswer,
+    CycleCreate,
+)
+from models.services import (
+    access,
+    cycles,
+    people,
+    playbooks,
+)
+from models.services import views as v
+from models.tables import ChecklistItem
+
+router = APIRouter(include_in_schema=False)
+
+
+@page(router, "/cycles")
+def board_page(
+    request: Request, ctx: Ctx, *, query: Mapping[str, str], forms=None, status: int = 200
+) -> Response:
+    phase = query.get("phase") or None
+    phase_enum = Phase(phase) if phase in {p.value for p in Phase} else None
+    page = page_number(query)
+    rows, total = v.board(
+        ctx.session, ctx.me, phase=phase_enum, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    return render(
+        request,
+        ctx,
+        "board.html",
+        status=status,
+        rows=rows,
+        phase=phase_enum,
+        pager=pager(total, page),
+        can_start=ctx.me.role is Role.POINT_PERSON,
+        forms=forms or {},
+    )
+
+
+@page(router, "/cycles/new")
+def new_cycle_page(
+    request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200
+) -> Response:
+    if ctx.me.role is not Role.POINT_PERSON:
+        raise Forbidden(f"only point persons start cycles (you are a {label(ctx.me.role)})")
+    s = ctx.session
+    books = playbooks.list_playbooks(s)
+    newest: dict[str, Any] = {}
+    for b in books:
+        newest[b.name] = b
+    others = [p for p in people.list_people(s) if p.role is Role.POINT_PERSON and p.id != ctx.me.id]
+    previous, _ = v.board(s, ctx.me, limit=200)
+    previous = [c for c in previous if c.phase in (Phase.RECAP, Phase.CLOSED)]
+    return render(
+        request,
+        ctx,
+        "cycle_new.html",
+        status=status,
+        playbooks=sorted(newest.values(), key=lambda b: b.title),
+        point_persons=others,
+        previous=previous,
+        forms=forms or {},
+    )
+
+
+@router.post("/cycles/new")
+def new_cycle_post(request: Request, ctx: PageCtx) -> Response:
+    created: dict[str, int] = {}
+
+    def run(data: dict[str, str]) -> str:
+        payload: dict[str, Any] = opt(data, "playbook", "title", "period_start", "period_end")
+        payload.setdefault("playbook", "")
+        payload.setdefault("title", "")
+        if data.get("point_person"):
+            payload["point_persons"] = [data["point_person"]]
+        if data.get("previous_cycle_id"):
+            payload["previous_cycle_id"] = to_int(data["previous_cycle_id"])
+        cycle = phases.start_cycle(ctx.session, parse_form(CycleCreate, payload), ctx.me)
+        ctx.session.flush()
+        created["id"] = cycle.id
+        return f"Cycle “{cycle.title}” started. First step: answer the Identify questions."
+
+    resp = act(request, ctx, form_id="new-cycle", default_next="/cycles/new", run=run)
+    if "id" in created and resp.status_code == 303:
+        resp.headers["location"] = f"/cycles/{created['id']}"
+    return resp
+
+
+@page(router, "/cycles/{cycle_id}")
+def cycle_page(
+    request: Request, ctx: Ctx, cycle_id: int, *, query=None, forms=None, status: int = 200
+) -> Response:
+    s = ctx.session
+    cycle, perms, counts = cycle_common(ctx, cycle_id)
+    items = v.checklist(s, cycle)
+    by_phase: dict[Phase, list[ChecklistItem]] = {}
+    for item in items:
+        by_phase.setdefault(item.phase, []).append(item)
+    ready = cycles.readiness(s, cycle)
+    errored = {k.removeprefix("answer-") for k in (forms or {}) if k.startswith("answer-")}
+    open_phases = {i.phase for i in items if str(i.id) in errored}
+    team_people = v.cycle_people(s, cycle) if perms.can_name_point_person else []
+    return render(
+        request,
+        ctx,
+        "cycle.html",
+        status=status,
+        tab="overview",
+        cycle=cycle,
+        perms=perms,
+        counts=counts,
+        by_phase=by_phase,
+        open_phases=open_phases,
+        readiness=ready,
+        team_people=team_people,
+        forms=forms or {},
+    )
+
+
+@router.post("/cycles/{cycle_id}/advance")
+def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
+        # What the phase derives, the gate, and what the next phase starts with (the plan's
+        # proposals, the draft retrospective), in this request's unit of work.
+        moved = phases.advance(
+            ctx.session,
+            cycle,
+            ctx.me,
+            today=date.today(),
+            override_reason=data.get("override_reason") or None,
+            expected_version=to_int(data.get("version")),
+        )
+        started = moved.started.summary
+        return (
+            f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "
+            + (f"{started[0].upper()}{started[1:]}. " if started else "")
+            + PHASE_HINTS[cycle.phase]
+        )
+
+    return act(request, ctx, form_id="advance", default_next=f"/cycles/{cycle_id}", run=run)
+
+
+@router.post("/cycles/{cycle_id}/point-person")
+def point_person_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
+        if not data.get("team") or not data.get("email"):
+            raise FieldErrors("choose a person", {"email": "choose a person"})
+        ct = cycles.assign_point_person(ctx.session, cycle, data["team"], data["email"], ctx.me)
+        return f"{ct.point_person.name} is now the point person of {ct.team.name}."
+
+    team = ctx.form.get("team") if ctx.form is not None else ""
+    return act(request, ctx, form_id=f"pp-{team}", default_next=f"/cycles/{cycle_id}", run=run)
+
+
+@router.post("/checklist/{item_id}/answer")
+def answer_post(request: Request, item_id: int, ctx: PageCtx) -> Response:
+    holder: dict[str, int] = {}
+
+    def run(data: dict[str, str]) -> str:
+        item = access.visible_object(ctx.session, ctx.me, ChecklistItem, item_id, "checklist item")
+        holder["cycle"] = item.cycle_id
+        payload: dict[str, Any] = {"answer": data.get("answer", "")}
+        payload.update(opt(data, "note", "evidence"))
+        payload["expected_version"] = to_int(data.get("version"))
+        done = phases.answer(ctx.session, item, parse_form(ChecklistAnswer, payload), ctx.me)
+        if done.gap is not None and done.gap_is_new:
+            return f"Answer saved. It raised a gap: “{done.gap.title}”."
+        return "Answer saved."
+
+    default = "/my"
+    return act(
+        request,
+        ctx,
+        form_id=f"answer-{item_id}",
+        default_next=default,
+        run=run,
+        anchor=f"item-{item_id}",
+    )
