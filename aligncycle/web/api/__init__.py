@@ -1,0 +1,17 @@
+"""The REST API, ``/api/v1``: everything the pages do, as JSON.
+
+Authentication: ``Authorization: Bearer <personal access token>`` (or a browser session plus
+``X-CSRF-Token`` on writes). Errors: ``{"error": {"code": "...", "message": "..."}}`` with
+401/403/404/409/422. Lists are pages: ``?limit=&offset=`` → ``{items, total, limit, offset,
+next_offset}``. Every write goes through the domain services (rules, audit log) in one unit of
+work per request.
+"""
+
+from fastapi import APIRouter
+
+from aligncycle.web.api import account, actions, cycles, gaps, organisation, recap
+from aligncycle.web.api.common import ERRORS
+
+router = APIRouter(responses=ERRORS)
+for module in (organisation, cycles, gaps, actions, recap, account):
+    router.include_router(module.router)

@@ -1,0 +1,169 @@
+"""The recap, the retrospective, the sign-off and the survey."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from aligncycle.web.api.common import Id, cycle_for
+from aligncycle.web.auth import ApiCtx
+from aligncycle.web.recap_view import csv_response, recap_model
+from models.schemas import (
+    RetrospectiveRead,
+    RetrospectiveRecord,
+    SurveyRespond,
+)
+from models.services import (
+    recap,
+)
+from models.services import views as v
+from models.tables import Retrospective
+
+router = APIRouter()
+
+
+class SignOffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int | None = None
+
+
+class SurveyTeamRead(BaseModel):
+    team: str
+    name: str
+    responses: int
+    mean: float | None
+
+
+class SurveyRead(BaseModel):
+    answered: int
+    shown: bool = Field(description=f"False below {v.SURVEY_MIN_GROUP} answers (anonymity).")
+    mean: float | None
+    distribution: dict[int, int]
+    by_team: list[SurveyTeamRead]
+    comments: list[str]
+
+
+class SurveyAnswered(BaseModel):
+    cycle_id: int
+    anonymous: bool
+
+
+class TrendRead(BaseModel):
+    cycle_id: int
+    title: str
+    period_start: date
+    actions_total: int
+    actions_done: int
+    completion: int | None
+    survey_mean: float | None
+    gaps_total: int
+
+
+class KpiRead(BaseModel):
+    kpi: str
+    label: str
+    before: float | None
+    after: float | None
+    unit: str
+    higher_is_better: bool
+
+
+class RecapRead(BaseModel):
+    cycle_id: int
+    retrospective: RetrospectiveRead | None
+    facts: dict[str, Any]
+    survey: SurveyRead
+    trend: list[TrendRead]
+    kpis: list[KpiRead]
+
+
+def _survey(view: v.SurveyView) -> SurveyRead:
+    return SurveyRead(
+        answered=view.answered,
+        shown=view.shown,
+        mean=view.mean,
+        distribution=view.distribution,
+        by_team=[SurveyTeamRead(**t) for t in view.by_team],
+        comments=view.comments,
+    )
+
+
+def _safe_facts(facts: dict[str, Any], survey: v.SurveyView) -> dict[str, Any]:
+    """Facts without the survey mean of too few answers (it could identify someone)."""
+    out = dict(facts)
+    if not survey.shown:
+        out["survey_mean"] = None
+    return out
+
+
+def _retro(retro: Retrospective | None, survey: v.SurveyView) -> RetrospectiveRead | None:
+    if retro is None:
+        return None
+    read = RetrospectiveRead.model_validate(retro)
+    return read.model_copy(update={"facts": _safe_facts(read.facts, survey)})
+
+
+@router.get("/cycles/{cycle_id}/recap", response_model=RecapRead, tags=["recap"])
+def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
+    """The recap: retrospective, facts, survey results, trends across the teams' cycles and
+    KPIs before/after (when measurement data exists)."""
+    cycle = cycle_for(ctx, cycle_id)
+    model = recap_model(ctx.session, cycle, ctx.me)
+    survey = model["survey"]
+    return RecapRead(
+        cycle_id=cycle.id,
+        retrospective=_retro(model["retro"], survey),
+        facts=_safe_facts(model["facts"], survey),
+        survey=_survey(survey),
+        trend=[
+            TrendRead(**{k: getattr(t, k) for k in TrendRead.model_fields}) for t in model["trend"]
+        ],
+        kpis=[KpiRead(**k.__dict__) for k in model["kpis"]],
+    )
+
+
+@router.get(
+    "/cycles/{cycle_id}/recap.csv",
+    tags=["recap"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def recap_csv(cycle_id: Id, ctx: ApiCtx) -> Response:
+    cycle = cycle_for(ctx, cycle_id)
+    return csv_response(cycle, recap_model(ctx.session, cycle, ctx.me))
+
+
+@router.put("/cycles/{cycle_id}/retrospective", response_model=RetrospectiveRead, tags=["recap"])
+def record_retrospective(
+    cycle_id: Id, body: RetrospectiveRecord, ctx: ApiCtx
+) -> RetrospectiveRead | None:
+    """Record or revise the retrospective (a point person of the cycle, in recap)."""
+    cycle = cycle_for(ctx, cycle_id)
+    retro = recap.record_retrospective(ctx.session, cycle, body, ctx.me)
+    return _retro(retro, v.survey(ctx.session, cycle, ctx.me))
+
+
+@router.post("/cycles/{cycle_id}/signoff", response_model=RetrospectiveRead, tags=["recap"])
+def sign_off(cycle_id: Id, body: SignOffIn, ctx: ApiCtx) -> RetrospectiveRead | None:
+    """Sign off the recap (managers)."""
+    cycle = cycle_for(ctx, cycle_id)
+    retro = recap.sign_off(ctx.session, cycle, ctx.me, body.expected_version)
+    return _retro(retro, v.survey(ctx.session, cycle, ctx.me))
+
+
+@router.get("/cycles/{cycle_id}/survey", response_model=SurveyRead, tags=["recap"])
+def survey_results(cycle_id: Id, ctx: ApiCtx) -> SurveyRead:
+    return _survey(v.survey(ctx.session, cycle_for(ctx, cycle_id), ctx.me))
+
+
+@router.post(
+    "/cycles/{cycle_id}/survey", response_model=SurveyAnswered, status_code=201, tags=["recap"]
+)
+def answer_survey(cycle_id: Id, body: SurveyRespond, ctx: ApiCtx) -> SurveyAnswered:
+    """Answer the cycle's survey once. An anonymous answer is stored without your name."""
+    recap.respond(ctx.session, cycle_for(ctx, cycle_id), body, ctx.me)
+    return SurveyAnswered(cycle_id=cycle_id, anonymous=body.anonymous)
