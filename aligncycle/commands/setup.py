@@ -1,0 +1,293 @@
+"""Setting up: the store (db), playbooks, teams and people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from aligncycle import cli_common as cc
+from aligncycle.cli_common import ACTOR_OPTION, JSON_OPTION, clip, emit_json, table
+from aligncycle.commands import db_app, person_app, playbook_app, team_app
+from aligncycle.commands.common import (
+    ok,
+    when,
+)
+from models.enums import (
+    Role,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models.tables import Person
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables, then load the playbooks folder."""
+    from aligncycle.settings import get_settings
+    from migrations import runner
+    from models.services import playbooks
+
+    store = cc.store()
+    runner.upgrade(store.engine)
+    ok(f"store {cc.display_url()} is at revision {', '.join(sorted(runner.heads()))}")
+    directory = get_settings().playbooks_dir
+    with store.unit_of_work() as s:
+        loaded = playbooks.sync_directory(s, directory) if directory.is_dir() else []
+        lines = [
+            f"{'loaded' if created else 'unchanged'} playbook {row.name}@{row.version}"
+            f" ({row.source})"
+            for row, created in loaded
+        ]
+    for line in lines:
+        ok(line)
+    if not lines:
+        ok(f"no playbooks found in {directory}")
+
+
+@db_app.command("current")
+def db_current(json_: bool = JSON_OPTION) -> None:
+    """Show the store's schema revision and whether it is up to date."""
+    from migrations import runner
+
+    url = cc.database_url()
+    path = cc._sqlite_file(url)
+    current = set() if path is not None and not path.exists() else runner.current(cc.store().engine)
+    heads = runner.heads()
+    info = {
+        "url": cc.display_url(url),
+        "current": sorted(current),
+        "head": sorted(heads),
+        "up_to_date": current == heads,
+    }
+    if json_:
+        emit_json(info)
+        return
+    ok(f"store:    {info['url']}")
+    ok(f"revision: {', '.join(info['current']) or '(not set up)'}")
+    ok(f"head:     {', '.join(info['head'])}")
+    if not current:
+        ok("the store is not set up; run 'aligncycle db upgrade'")
+    elif current != heads:
+        ok("the store is behind; run 'aligncycle db upgrade'")
+    else:
+        ok("up to date")
+
+
+@playbook_app.command("list")
+def playbook_list(json_: bool = JSON_OPTION) -> None:
+    """Every loaded playbook version."""
+    from models.schemas import PlaybookRead
+    from models.services import playbooks
+
+    with cc.unit_of_work() as s:
+        rows = [PlaybookRead.model_validate(p) for p in playbooks.list_playbooks(s)]
+    if json_:
+        emit_json(rows)
+        return
+    table(
+        [[p.name, p.version, p.title, p.source, when(p.loaded_at)] for p in rows],
+        ["name", "version", "title", "source", "loaded"],
+    )
+
+
+@playbook_app.command("show")
+def playbook_show(
+    ref: str = typer.Argument(..., metavar="NAME[@VERSION]", help="Newest version by default."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """A playbook's teams, settings and questions."""
+    from models.schemas import PlaybookRead
+    from models.services import playbooks
+
+    with cc.unit_of_work() as s:
+        row = playbooks.get_playbook(s, ref)
+        read = PlaybookRead.model_validate(row)
+        spec = playbooks.spec_of(row)
+    if json_:
+        emit_json(read.model_dump(mode="json") | {"spec": spec.model_dump(mode="json")})
+        return
+    ok(f"{spec.name}@{spec.version}: {spec.title}")
+    if spec.description:
+        ok(clip(spec.description, 200))
+    st = spec.settings
+    ok(
+        f"teams: {', '.join(spec.teams)}; cycle length {st.cycle_length_days} days; "
+        f"cadence {st.cadence}; hand-off SLA {st.handoff_sla_hours} h; "
+        f"manager sign-off {'required' if st.manager_signoff_required else 'optional'}"
+    )
+    if spec.kpis:
+        ok(f"kpis: {', '.join(spec.kpis)}")
+    rows = []
+    for phase, _pos, q in spec.questions():
+        owner = ""
+        if q.owner is not None:
+            owner = f"{q.owner.role}" + (f"@{q.owner.team}" if q.owner.team else "")
+        rows.append(
+            [f"{phase}.{q.key}", "yes" if q.required else "", q.answer, owner, clip(q.text, 60)]
+        )
+    table(rows, ["question", "required", "answer", "owner", "text"])
+
+
+@playbook_app.command("validate")
+def playbook_validate(
+    files: list[Path] = typer.Argument(..., help="Playbook YAML files to check."),
+) -> None:
+    """Check playbook files without loading them (no database needed)."""
+    from models.errors import PlaybookError
+    from models.playbook import load_playbook_file
+
+    failed = 0
+    for path in files:
+        try:
+            spec, _digest = load_playbook_file(path)
+        except PlaybookError as exc:
+            failed += 1
+            typer.echo(f"error: {cc.one_line(exc.message)}", err=True)
+            continue
+        ok(f"ok {path}: {spec.name}@{spec.version} ({len(spec.questions())} questions)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@playbook_app.command("load")
+def playbook_load(
+    directory: Path | None = typer.Argument(
+        None,
+        exists=True,
+        file_okay=False,
+        help="Folder of playbook files (default: ALIGNCYCLE_PLAYBOOKS_DIR).",
+    ),
+    as_: str | None = typer.Option(
+        None, "--as", envvar="ALIGNCYCLE_ACTOR", help="Who loads them (for the audit log)."
+    ),
+) -> None:
+    """Validate every playbook in a folder, then load them all (all or nothing)."""
+    from aligncycle.settings import get_settings
+    from models.services import playbooks
+
+    directory = directory or get_settings().playbooks_dir
+    if not directory.is_dir():
+        cc.fail(f"no such folder: {directory}")
+    with cc.unit_of_work() as s:
+        actor = cc.actor(s, as_) if as_ else None
+        loaded = playbooks.sync_directory(s, directory, actor=actor)
+        lines = [
+            f"{'loaded' if created else 'unchanged'} playbook {row.name}@{row.version}"
+            f" ({row.source})"
+            for row, created in loaded
+        ]
+    for line in lines:
+        ok(line)
+    if not lines:
+        ok(f"no playbooks found in {directory}")
+
+
+@playbook_app.command("schema")
+def playbook_schema() -> None:
+    """Print the playbook file format as JSON Schema (for editors)."""
+    from models.playbook import json_schema
+
+    emit_json(json_schema())
+
+
+def _admin(session: Session, email: str | None) -> Person | None:
+    """The acting manager for adding teams and people (anyone while there is no manager yet)."""
+    from models.errors import NotFound
+    from models.services import people
+    from models.services.common import person_by_email
+
+    actor = None
+    if email:
+        try:
+            actor = person_by_email(session, email)
+        except NotFound:
+            if people.has_manager(session):
+                raise
+    people.require_admin(session, actor)
+    return actor
+
+
+@team_app.command("add")
+def team_add(
+    key: str = typer.Argument(..., help="Short key, e.g. sales."),
+    name: str = typer.Argument(..., help="Display name, e.g. Sales."),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Add a team (managers; anyone while the store has no manager yet)."""
+    from models.schemas import TeamCreate, TeamRead
+    from models.services import people
+
+    data = TeamCreate(key=key, name=name)
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_)
+        out = TeamRead.model_validate(people.create_team(s, data, actor))
+    if json_:
+        emit_json(out)
+    else:
+        ok(f"added team {out.key} ({out.name})")
+
+
+@team_app.command("list")
+def team_list(json_: bool = JSON_OPTION) -> None:
+    """Every team."""
+    from models.schemas import TeamRead
+    from models.services import people
+
+    with cc.unit_of_work() as s:
+        rows = [TeamRead.model_validate(t) for t in people.list_teams(s)]
+    if json_:
+        emit_json(rows)
+        return
+    table([[t.key, t.name] for t in rows], ["key", "name"])
+
+
+@person_app.command("add")
+def person_add(
+    name: str = typer.Option(..., "--name", help="Full name."),
+    email: str = typer.Option(..., "--email", help="Email address (their login)."),
+    team: str = typer.Option(..., "--team", help="Team key."),
+    role: Role = typer.Option(Role.MEMBER, "--role", help="Role in the process."),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Add a person (managers; anyone while the store has no manager yet)."""
+    from models.schemas import PersonCreate, PersonRead
+    from models.services import people
+
+    data = PersonCreate(name=name, email=email, team=team, role=role)
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_)
+        out = PersonRead.model_validate(people.create_person(s, data, actor))
+        no_manager = not people.has_manager(s)
+    if json_:
+        emit_json(out)
+        return
+    ok(f"added {out.name} <{out.email}>: {out.role} on {out.team.key}")
+    if no_manager:
+        ok("note: there is no manager yet, so anyone can add teams and people until one is added")
+
+
+@person_app.command("list")
+def person_list(
+    team: str | None = typer.Option(None, "--team", help="Only this team (key)."),
+    role: Role | None = typer.Option(None, "--role", help="Only this role."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """People, by team."""
+    from models.schemas import PersonRead
+    from models.services import people
+
+    with cc.unit_of_work() as s:
+        rows = [PersonRead.model_validate(p) for p in people.list_people(s, team=team, role=role)]
+    if json_:
+        emit_json(rows)
+        return
+    table(
+        [[p.email, p.name, p.team.key, p.role, "" if p.active else "inactive"] for p in rows],
+        ["email", "name", "team", "role", "status"],
+    )
