@@ -65,6 +65,7 @@ from models.services import (
     people,
     playbooks,
     recap,
+    recap_views,
     views,
 )
 from models.services.common import person_by_email
@@ -1701,8 +1702,8 @@ def test_the_web_read_models_hide_survey_results_by_the_same_rule(org: Store) ->
         answer_survey(s, cycle_id, (SID, 4, False), (SAM, 3, False), (LEE, 5, False))
         answer_survey(s, cycle_id, (MEG, 1, True))
         assert not recap.summarize_survey(s, C(s, cycle_id), P(s, MAX)).shown
-        page = views.survey(s, C(s, cycle_id), P(s, MAX))
-        points = views.trends(s, C(s, cycle_id), P(s, MAX))
+        page = recap_views.survey(s, C(s, cycle_id), P(s, MAX))
+        points = recap_views.trends(s, C(s, cycle_id), P(s, MAX))
     assert not page.shown and page.answered == 4
     assert page.mean is None and page.distribution == {}
     assert all(team["mean"] is None for team in page.by_team)

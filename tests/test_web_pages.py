@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from models.schemas import ActionItemUpdate, SurveyRespond
-from models.services import actions, recap
-from models.services import views as v
+from models.services import actions, recap, recap_views
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, Cycle, Event, SurveyResponse
 from tests.test_web_support import Rig, rig
@@ -218,9 +217,9 @@ def test_csv_export_defuses_spreadsheet_formulas(w: Rig) -> None:
 
 def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> None:  # noqa: ANN001
     def fake(session, cycle):  # noqa: ANN001, ANN202
-        return [v.KpiMeasure("mql_to_sql_rate", "MQL→SQL rate", 18.0, 24.5, "%")]
+        return [recap_views.KpiMeasure("mql_to_sql_rate", "MQL→SQL rate", 18.0, 24.5, "%")]
 
-    monkeypatch.setattr(v, "KPI_SOURCES", [fake])
+    monkeypatch.setattr(recap_views, "funnel_snapshots", fake)
     page = w.client("max").get(f"/cycles/{w.world.cycles['recap']}/recap").text
     assert "KPIs before and after" in page and "MQL→SQL rate" in page
     section = page[page.index('id="kpis"') :]

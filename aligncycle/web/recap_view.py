@@ -20,18 +20,18 @@ from models.enums import (
 )
 from models.services import (
     recap,
+    recap_views,
 )
-from models.services import views as v
 from models.tables import Cycle, Person
 
 
 def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     """Everything the recap shows (page, printable report, CSV), charts included."""
     facts = recap.cycle_facts(s, cycle)
-    retro = v.retrospective(s, cycle)
-    survey = v.survey(s, cycle, me)
-    trend = v.trends(s, cycle, me)
-    kpis = v.kpis(s, cycle)
+    retro = recap_views.retrospective(s, cycle)
+    survey = recap_views.survey(s, cycle, me)
+    trend = recap_views.trends(s, cycle, me)
+    kpis = recap_views.kpis(s, cycle)
     return {
         "facts": facts,
         "retro": retro,
@@ -42,7 +42,9 @@ def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     }
 
 
-def recap_charts(facts: dict, survey: v.SurveyView, trend: list, kpis: list) -> dict[str, Any]:
+def recap_charts(
+    facts: dict, survey: recap_views.SurveyView, trend: list, kpis: list
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     total = facts["actions_total"]
     if total:

@@ -8,22 +8,17 @@ a person may not see is "not found" for them, exactly like one that does not exi
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date
-from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, true
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import (
     FINISHED_STATUSES,
     WORK_PHASES,
-    ActionStatus,
     GapDecision,
     Phase,
-    Role,
 )
 from models.schemas import BoardRow, ChecklistCounts, CycleCounts, TeamSlot
 from models.services import cycles as cycle_service
@@ -40,14 +35,11 @@ from models.tables import (
     Gap,
     Person,
     Playbook,
-    Retrospective,
-    SurveyResponse,
     Team,
 )
 
 #: Survey results of a group (all answers, or one team's) are shown only from this many answers
 #: up: with fewer, an anonymous answer could be told apart by who took part.
-SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
 
 
 # --- who sees what --------------------------------------------------------------------------
@@ -230,13 +222,7 @@ def actions(
     stmt = action_query(filters, today)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = (
-        session.scalars(
-            stmt.options(*_action_options())
-            .limit(limit)
-            .offset(offset)
-        )
-        .unique()
-        .all()
+        session.scalars(stmt.options(*_action_options()).limit(limit).offset(offset)).unique().all()
     )
     return list(rows), total
 
@@ -393,248 +379,3 @@ def cycles_by_id(session: Session, ids: set[int]) -> dict[int, Cycle]:
             .options(selectinload(Cycle.teams), lazyload(Cycle.playbook))
         ).unique()
     }
-
-
-# --- the recap ------------------------------------------------------------------------------
-
-
-@dataclass
-class SurveyView:
-    answered: int
-    shown: bool  # False below SURVEY_MIN_GROUP answers
-    mean: float | None
-    distribution: dict[int, int]
-    by_team: list[dict[str, Any]]
-    comments: list[str]
-    min_group: int = SURVEY_MIN_GROUP
-
-
-def survey(session: Session, cycle: Cycle, viewer: Person) -> SurveyView:
-    """Survey results as ``viewer`` may see them: exactly what
-    :func:`models.services.recap.summarize_survey` shows (its rule decides when scores and
-    comments can be shown without giving an anonymous answer away), with the teams' names."""
-    summary = recap_service.summarize_survey(session, cycle, viewer)
-    names = dict(
-        session.execute(
-            select(Team.key, Team.name).where(Team.key.in_([t.team for t in summary.by_team]))
-        ).all()
-    )
-    return SurveyView(
-        answered=summary.responses,
-        shown=summary.shown,
-        mean=summary.mean,
-        distribution=summary.distribution,
-        by_team=[
-            {
-                "team": t.team,
-                "name": names.get(t.team, t.team),
-                "responses": t.responses,
-                "mean": t.mean,
-            }
-            for t in summary.by_team
-        ],
-        comments=summary.comments,
-    )
-
-
-def has_answered(session: Session, cycle: Cycle, person: Person) -> bool:
-    from models.tables import SurveyParticipation
-
-    return (
-        session.scalar(
-            select(SurveyParticipation.id).where(
-                SurveyParticipation.cycle_id == cycle.id, SurveyParticipation.person_id == person.id
-            )
-        )
-        is not None
-    )
-
-
-def retrospective(session: Session, cycle: Cycle) -> Retrospective | None:
-    return session.scalar(
-        select(Retrospective)
-        .where(Retrospective.cycle_id == cycle.id)
-        .options(joinedload(Retrospective.recorded_by), joinedload(Retrospective.signed_off_by))
-    )
-
-
-@dataclass
-class TrendPoint:
-    cycle_id: int
-    title: str
-    period_start: date
-    actions_total: int
-    actions_done: int
-    survey_mean: float | None
-    gaps_total: int
-
-    @property
-    def completion(self) -> int | None:
-        return round(100 * self.actions_done / self.actions_total) if self.actions_total else None
-
-
-def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> list[TrendPoint]:
-    """This cycle and the earlier ones run by the same teams (oldest first), with action
-    completion, survey mean and gap count: set-based, four queries."""
-    team_ids = [ct.team_id for ct in cycle.teams]
-    same_teams = (
-        select(CycleTeam.cycle_id)
-        .where(CycleTeam.team_id.in_(team_ids))
-        .group_by(CycleTeam.cycle_id)
-        .having(func.count() == len(team_ids))
-    )
-    past = session.execute(
-        select(Cycle.id, Cycle.title, Cycle.period_start)
-        .where(
-            Cycle.id.in_(same_teams),
-            Cycle.period_start <= cycle.period_start,
-            visible_cycles(viewer) if viewer.role is not Role.MANAGER else true(),
-        )
-        .order_by(Cycle.period_start.desc(), Cycle.id.desc())
-        .limit(limit)
-    ).all()
-    ids = [r.id for r in past]
-    if not ids:
-        return []
-    acts = {
-        r[0]: r[1:]
-        for r in session.execute(
-            select(
-                ActionItem.cycle_id,
-                func.sum(case((ActionItem.status != ActionStatus.DROPPED, 1), else_=0)),
-                func.sum(case((ActionItem.status == ActionStatus.DONE, 1), else_=0)),
-            )
-            .where(ActionItem.cycle_id.in_(ids))
-            .group_by(ActionItem.cycle_id)
-        )
-    }
-    # A cycle's mean only when the survey itself would show it (every team's group big
-    # enough: recap.survey_group_visible), from per-team sums in one query.
-    groups: dict[int, list[tuple[int, int, int]]] = {}
-    for cycle_id, answers, anonymous, total in session.execute(
-        select(
-            SurveyResponse.cycle_id,
-            func.count(),
-            func.sum(case((SurveyResponse.anonymous.is_(True), 1), else_=0)),
-            func.sum(SurveyResponse.score),
-        )
-        .where(SurveyResponse.cycle_id.in_(ids))
-        .group_by(SurveyResponse.cycle_id, SurveyResponse.team_id)
-    ):
-        groups.setdefault(cycle_id, []).append((answers, int(anonymous or 0), int(total or 0)))
-    surveys = {
-        cycle_id: (
-            sum(g[2] for g in teams) / sum(g[0] for g in teams)
-            if all(recap_service.survey_group_visible(g[0], g[1]) for g in teams)
-            else None
-        )
-        for cycle_id, teams in groups.items()
-    }
-    gap_counts = dict(
-        session.execute(
-            select(Gap.cycle_id, func.count()).where(Gap.cycle_id.in_(ids)).group_by(Gap.cycle_id)
-        ).all()
-    )
-    out = []
-    for r in reversed(past):
-        total, done = acts.get(r.id, (0, 0))
-        m = surveys.get(r.id)
-        out.append(
-            TrendPoint(
-                cycle_id=r.id,
-                title=r.title,
-                period_start=r.period_start,
-                actions_total=int(total or 0),
-                actions_done=int(done or 0),
-                survey_mean=round(m, 2) if m is not None else None,
-                gaps_total=int(gap_counts.get(r.id, 0)),
-            )
-        )
-    return out
-
-
-# --- KPI before/after: the seam for the funnel module ---------------------------------------
-
-
-@dataclass
-class KpiMeasure:
-    """One KPI measured before the cycle and at its end (``unit`` e.g. "%", "h", "")."""
-
-    kpi: str
-    label: str
-    before: float | None
-    after: float | None
-    unit: str = ""
-    higher_is_better: bool = True
-
-
-#: Functions ``(session, cycle) -> list[KpiMeasure]`` that know measurement data (the funnel
-#: module registers one with :func:`register_kpi_source`). No source, or no data: the recap
-#: shows no KPI section.
-KPI_SOURCES: list[Callable[[Session, Cycle], list[KpiMeasure]]] = []
-
-
-def register_kpi_source(fn: Callable[[Session, Cycle], list[KpiMeasure]]) -> None:
-    if fn not in KPI_SOURCES:
-        KPI_SOURCES.append(fn)
-
-
-def kpis(session: Session, cycle: Cycle) -> list[KpiMeasure]:
-    out: list[KpiMeasure] = []
-    for source in KPI_SOURCES:
-        out.extend(m for m in source(session, cycle) if m.before is not None or m.after is not None)
-    return out
-
-
-def completion_breakdown(facts: dict[str, Any]) -> dict[str, int]:
-    """Action items by outcome for the completion chart (late unfinished items shown apart)."""
-    done = int(facts.get("actions_done", 0))
-    dropped = int(facts.get("actions_dropped", 0))
-    unfinished = int(facts.get("actions_unfinished", 0))
-    return {"done": done, "dropped": dropped, "unfinished": unfinished}
-
-
-def gap_decisions(facts: dict[str, Any]) -> Counter:
-    return Counter(facts.get("gaps_by_decision", {}))
-
-
-def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
-    """KPIs the funnel module measured for the cycle: the baseline (the weeks before it) and
-    the recap measurement (its own period). Read only: measuring is the Recap flow's job."""
-    try:
-        from models.funnel.kpis import KPIS
-        from models.funnel.tables import CycleKpiSnapshot
-    except ImportError:  # the funnel module is optional
-        return []
-    rows = session.execute(
-        select(CycleKpiSnapshot.kpi, CycleKpiSnapshot.kind, CycleKpiSnapshot.value).where(
-            CycleKpiSnapshot.cycle_id == cycle.id,
-            CycleKpiSnapshot.kind.in_(("baseline", "recap")),
-        )
-    ).all()
-    values: dict[str, dict[str, float | None]] = {}
-    for kpi, kind, value in rows:
-        values.setdefault(kpi, {})[kind] = value
-    out = []
-    for name in sorted(values, key=lambda n: list(KPIS).index(n) if n in KPIS else 999):
-        d = KPIS.get(name)
-        unit = getattr(d, "unit", "")
-        scale = 100.0 if unit == "rate" else 1.0
-
-        def scaled(v: float | None, scale: float = scale) -> float | None:
-            return None if v is None else round(v * scale, 2)
-
-        out.append(
-            KpiMeasure(
-                kpi=name,
-                label=d.title if d else name,
-                before=scaled(values[name].get("baseline")),
-                after=scaled(values[name].get("recap")),
-                unit={"rate": "%", "hours": " h", "days": " d"}.get(unit, ""),
-                higher_is_better=getattr(d, "better", "higher") == "higher",
-            )
-        )
-    return out
-
-
-register_kpi_source(funnel_snapshots)

@@ -18,8 +18,8 @@ from models.schemas import (
 )
 from models.services import (
     recap,
+    recap_views,
 )
-from models.services import views as v
 from models.tables import Retrospective
 
 router = APIRouter()
@@ -40,7 +40,9 @@ class SurveyTeamRead(BaseModel):
 
 class SurveyRead(BaseModel):
     answered: int
-    shown: bool = Field(description=f"False below {v.SURVEY_MIN_GROUP} answers (anonymity).")
+    shown: bool = Field(
+        description=f"False below {recap_views.SURVEY_MIN_GROUP} answers (anonymity)."
+    )
     mean: float | None
     distribution: dict[int, int]
     by_team: list[SurveyTeamRead]
@@ -81,7 +83,7 @@ class RecapRead(BaseModel):
     kpis: list[KpiRead]
 
 
-def _survey(view: v.SurveyView) -> SurveyRead:
+def _survey(view: recap_views.SurveyView) -> SurveyRead:
     return SurveyRead(
         answered=view.answered,
         shown=view.shown,
@@ -92,7 +94,7 @@ def _survey(view: v.SurveyView) -> SurveyRead:
     )
 
 
-def _safe_facts(facts: dict[str, Any], survey: v.SurveyView) -> dict[str, Any]:
+def _safe_facts(facts: dict[str, Any], survey: recap_views.SurveyView) -> dict[str, Any]:
     """Facts without the survey mean of too few answers (it could identify someone)."""
     out = dict(facts)
     if not survey.shown:
@@ -100,7 +102,7 @@ def _safe_facts(facts: dict[str, Any], survey: v.SurveyView) -> dict[str, Any]:
     return out
 
 
-def _retro(retro: Retrospective | None, survey: v.SurveyView) -> RetrospectiveRead | None:
+def _retro(retro: Retrospective | None, survey: recap_views.SurveyView) -> RetrospectiveRead | None:
     if retro is None:
         return None
     read = RetrospectiveRead.model_validate(retro)
@@ -144,7 +146,7 @@ def record_retrospective(
     """Record or revise the retrospective (a point person of the cycle, in recap)."""
     cycle = cycle_for(ctx, cycle_id)
     retro = recap.record_retrospective(ctx.session, cycle, body, ctx.me)
-    return _retro(retro, v.survey(ctx.session, cycle, ctx.me))
+    return _retro(retro, recap_views.survey(ctx.session, cycle, ctx.me))
 
 
 @router.post("/cycles/{cycle_id}/signoff", response_model=RetrospectiveRead, tags=["recap"])
@@ -152,12 +154,12 @@ def sign_off(cycle_id: Id, body: SignOffIn, ctx: ApiCtx) -> RetrospectiveRead | 
     """Sign off the recap (managers)."""
     cycle = cycle_for(ctx, cycle_id)
     retro = recap.sign_off(ctx.session, cycle, ctx.me, body.expected_version)
-    return _retro(retro, v.survey(ctx.session, cycle, ctx.me))
+    return _retro(retro, recap_views.survey(ctx.session, cycle, ctx.me))
 
 
 @router.get("/cycles/{cycle_id}/survey", response_model=SurveyRead, tags=["recap"])
 def survey_results(cycle_id: Id, ctx: ApiCtx) -> SurveyRead:
-    return _survey(v.survey(ctx.session, cycle_for(ctx, cycle_id), ctx.me))
+    return _survey(recap_views.survey(ctx.session, cycle_for(ctx, cycle_id), ctx.me))
 
 
 @router.post(

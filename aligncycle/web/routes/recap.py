@@ -30,8 +30,8 @@ from models.schemas import (
 from models.services import (
     access,
     recap,
+    recap_views,
 )
-from models.services import views as v
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,7 +43,7 @@ def recap_page(
     s = ctx.session
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     model = recap_model(s, cycle, ctx.me)
-    answered = v.has_answered(s, cycle, ctx.me)
+    answered = recap_views.has_answered(s, cycle, ctx.me)
     return render(
         request,
         ctx,
