@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash .ci/install-browser.sh   # Debian's Chromium for the browser journeys (no-op if present)
 	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
 	@$(BIN)/python -m pytest -q -m "not integration"
 
 # The same suite against PostgreSQL (needs a server; CI has one on 127.0.0.1:5432).

@@ -167,8 +167,13 @@ def build(url: str) -> None:
         for key, team_id in team_ids.items():
             rows[CycleTeam].append({"cycle_id": n, "team_id": team_id, "point_person_id": pp[key]})
         events: list[dict[str, Any]] = [
-            {"verb": "cycle.started", "object_type": "cycle", "object_id": n, "actor": pp["sales"],
-             "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@1"}}
+            {
+                "verb": "cycle.started",
+                "object_type": "cycle",
+                "object_id": n,
+                "actor": pp["sales"],
+                "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@1"},
+            }
         ]
         for q_phase, position, q in questions:
             answered = q_phase in done_phases or (q_phase is phase and rng.random() < 0.5)
@@ -180,18 +185,31 @@ def build(url: str) -> None:
             answer = None
             if answered:
                 answer = "yes" if q.answer is AnswerKind.YES_NO else f"notes for {q.key}"
-                events.append({"verb": "checklist.answered", "object_type": "checklist_item",
-                               "actor": owner, "after": {"answer": answer,
-                                                         "key": f"{q_phase}.{q.key}"}})
+                events.append(
+                    {
+                        "verb": "checklist.answered",
+                        "object_type": "checklist_item",
+                        "actor": owner,
+                        "after": {"answer": answer, "key": f"{q_phase}.{q.key}"},
+                    }
+                )
             rows[ChecklistItem].append(
                 {
-                    "cycle_id": n, "phase": q_phase, "key": q.key, "position": position,
-                    "text": q.text, "help": q.help, "answer_kind": q.answer,
-                    "required": q.required, "owner_id": owner,
+                    "cycle_id": n,
+                    "phase": q_phase,
+                    "key": q.key,
+                    "position": position,
+                    "text": q.text,
+                    "help": q.help,
+                    "answer_kind": q.answer,
+                    "required": q.required,
+                    "owner_id": owner,
                     "owner_role": q.owner.role if q.owner else Role.POINT_PERSON,
-                    "owner_team_id": team_ids.get(q.owner.team) if q.owner and q.owner.team
+                    "owner_team_id": team_ids.get(q.owner.team)
+                    if q.owner and q.owner.team
                     else None,
-                    "answer": answer, "answered_by_id": owner if answered else None,
+                    "answer": answer,
+                    "answered_by_id": owner if answered else None,
                     "answered_at": started + timedelta(days=2) if answered else None,
                     "version": 2 if answered else 1,
                 }
@@ -204,90 +222,156 @@ def build(url: str) -> None:
             decision = [GapDecision.ACCEPTED, GapDecision.ACCEPTED, GapDecision.DEFERRED][g]
             rows[Gap].append(
                 {
-                    "id": gap_id, "cycle_id": n, "key": f"person:gap-{g}",
-                    "title": f"Gap {g} of cycle {n}", "description": None,
-                    "category": rng.choice(list(GapCategory)), "root_cause": rng.choice(
-                        list(RootCause)), "severity": rng.choice(list(Severity)),
-                    "evidence": None, "source": GapSource.PERSON, "source_ref": None,
+                    "id": gap_id,
+                    "cycle_id": n,
+                    "key": f"person:gap-{g}",
+                    "title": f"Gap {g} of cycle {n}",
+                    "description": None,
+                    "category": rng.choice(list(GapCategory)),
+                    "root_cause": rng.choice(list(RootCause)),
+                    "severity": rng.choice(list(Severity)),
+                    "evidence": None,
+                    "source": GapSource.PERSON,
+                    "source_ref": None,
                     "reported_by_id": lead["sales"],
                     "decision": decision if decided else GapDecision.OPEN,
-                    "decision_reason": None, "decided_by_id": lead["sales"] if decided else None,
+                    "decision_reason": None,
+                    "decided_by_id": lead["sales"] if decided else None,
                     "decided_at": started + timedelta(days=3) if decided else None,
-                    "created_at": started + timedelta(days=1), "version": 2 if decided else 1,
+                    "created_at": started + timedelta(days=1),
+                    "version": 2 if decided else 1,
                 }
             )
-            events.append({"verb": "gap.added", "object_type": "gap", "object_id": gap_id,
-                           "actor": lead["sales"], "after": {"title": f"Gap {g}"}})
+            events.append(
+                {
+                    "verb": "gap.added",
+                    "object_type": "gap",
+                    "object_id": gap_id,
+                    "actor": lead["sales"],
+                    "after": {"title": f"Gap {g}"},
+                }
+            )
         for a in range(ACTIONS_PER_CYCLE):
             action_id += 1
             owner_team, other = ("sales", "marketing") if a % 2 else ("marketing", "sales")
             due = start + timedelta(days=7 + (a * 35) // ACTIONS_PER_CYCLE)
             if closed:
-                status = (ActionStatus.OPEN if rng.random() < 0.05 else ActionStatus.DROPPED
-                          if rng.random() < 0.05 else ActionStatus.DONE)
+                status = (
+                    ActionStatus.OPEN
+                    if rng.random() < 0.05
+                    else ActionStatus.DROPPED
+                    if rng.random() < 0.05
+                    else ActionStatus.DONE
+                )
             elif phase in (Phase.IDENTIFY, Phase.PLAN):
                 status = ActionStatus.OPEN
             else:
                 status = rng.choice(list(ActionStatus))
             rows[ActionItem].append(
                 {
-                    "id": action_id, "cycle_id": n, "gap_id": gap_ids[a % 2], "key": None,
-                    "title": f"Action {a} of cycle {n}", "description": "What to do, and why.",
+                    "id": action_id,
+                    "cycle_id": n,
+                    "gap_id": gap_ids[a % 2],
+                    "key": None,
+                    "title": f"Action {a} of cycle {n}",
+                    "description": "What to do, and why.",
                     "owner_id": rng.choice(staff[("member", owner_team)] + [pp[owner_team]]),
-                    "counterpart_id": pp[other], "assigned_by_id": lead["sales"],
-                    "priority": rng.choice(list(Priority)), "due_date": due,
-                    "follow_up_date": due - timedelta(days=3), "status": status,
+                    "counterpart_id": pp[other],
+                    "assigned_by_id": lead["sales"],
+                    "priority": rng.choice(list(Priority)),
+                    "due_date": due,
+                    "follow_up_date": due - timedelta(days=3),
+                    "status": status,
                     "confidence": rng.choice(list(Confidence)),
                     "success_measure": "Measured in the weekly digest.",
                     "carried_from_id": None,
                     "completed_at": started + timedelta(days=30)
-                    if status is ActionStatus.DONE else None,
+                    if status is ActionStatus.DONE
+                    else None,
                     "created_at": started + timedelta(days=4),
-                    "updated_at": started + timedelta(days=30), "version": 3,
+                    "updated_at": started + timedelta(days=30),
+                    "version": 3,
                 }
             )
-            events.append({"verb": "action.created", "object_type": "action_item",
-                           "object_id": action_id, "actor": lead["sales"],
-                           "after": {"title": f"Action {a}", "due_date": due.isoformat()}})
+            events.append(
+                {
+                    "verb": "action.created",
+                    "object_type": "action_item",
+                    "object_id": action_id,
+                    "actor": lead["sales"],
+                    "after": {"title": f"Action {a}", "due_date": due.isoformat()},
+                }
+            )
             for c in range(2 if phase in (Phase.EXECUTE, Phase.RECAP, Phase.CLOSED) else 0):
                 rows[CheckIn].append(
                     {
-                        "action_item_id": action_id, "key": None,
+                        "action_item_id": action_id,
+                        "key": None,
                         "on_date": start + timedelta(days=14 * (c + 1)),
                         "status": status if c else ActionStatus.IN_PROGRESS,
-                        "confidence": Confidence.ON_TRACK, "progress": 50 * (c + 1),
-                        "note": "Progress noted in the digest.", "author_id": pp[owner_team],
+                        "confidence": Confidence.ON_TRACK,
+                        "progress": 50 * (c + 1),
+                        "note": "Progress noted in the digest.",
+                        "author_id": pp[owner_team],
                         "created_at": started + timedelta(days=14 * (c + 1)),
                     }
                 )
-                events.append({"verb": "checkin.added", "object_type": "check_in",
-                               "actor": pp[owner_team], "after": {"progress": 50 * (c + 1)}})
+                events.append(
+                    {
+                        "verb": "checkin.added",
+                        "object_type": "check_in",
+                        "actor": pp[owner_team],
+                        "after": {"progress": 50 * (c + 1)},
+                    }
+                )
         for p in done_phases:
-            events.append({"verb": "cycle.advanced", "object_type": "cycle", "object_id": n,
-                           "actor": pp["sales"], "after": {"phase": p.next}})
+            events.append(
+                {
+                    "verb": "cycle.advanced",
+                    "object_type": "cycle",
+                    "object_id": n,
+                    "actor": pp["sales"],
+                    "after": {"phase": p.next},
+                }
+            )
         if closed:
             rows[Retrospective].append(
                 {
-                    "cycle_id": n, "improvements": ["SLA agreed"], "growth_areas": ["scoring"],
-                    "next_time": ["start earlier"], "summary": "A good cycle.",
+                    "cycle_id": n,
+                    "improvements": ["SLA agreed"],
+                    "growth_areas": ["scoring"],
+                    "next_time": ["start earlier"],
+                    "summary": "A good cycle.",
                     "facts": {"actions_total": ACTIONS_PER_CYCLE},
-                    "recorded_by_id": pp["sales"], "recorded_at": started + timedelta(days=44),
-                    "signed_off_by_id": manager, "signed_off_at": started + timedelta(days=45),
+                    "recorded_by_id": pp["sales"],
+                    "recorded_at": started + timedelta(days=44),
+                    "signed_off_by_id": manager,
+                    "signed_off_at": started + timedelta(days=45),
                     "version": 2,
                 }
             )
             for r, person in enumerate(staff[("member", "sales")][:5]):
                 rows[SurveyParticipation].append({"cycle_id": n, "person_id": person})
                 rows[SurveyResponse].append(
-                    {"cycle_id": n, "team_id": team_ids["sales"], "respondent_id": None,
-                     "anonymous": True, "score": 1 + (n + r) % 5, "comment": "fine"}
+                    {
+                        "cycle_id": n,
+                        "team_id": team_ids["sales"],
+                        "respondent_id": None,
+                        "anonymous": True,
+                        "score": 1 + (n + r) % 5,
+                        "comment": "fine",
+                    }
                 )
         for i, e in enumerate(events):
             rows[Event].append(
                 {
-                    "at": min(started + timedelta(minutes=i), now), "actor_id": e["actor"],
-                    "verb": e["verb"], "object_type": e["object_type"],
-                    "object_id": e.get("object_id"), "cycle_id": n, "before": None,
+                    "at": min(started + timedelta(minutes=i), now),
+                    "actor_id": e["actor"],
+                    "verb": e["verb"],
+                    "object_type": e["object_type"],
+                    "object_id": e.get("object_id"),
+                    "cycle_id": n,
+                    "before": None,
                     "after": e["after"],
                 }
             )

@@ -30,10 +30,7 @@ def open_actions(cycle_id: int) -> list[tuple[int, str, str]]:
     """(id, title, owner) of every unfinished action item."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
-        return [
-            (a.id, a.title, action_owner_label(a))
-            for a in phase.unfinished_actions(s, cycle)
-        ]
+        return [(a.id, a.title, action_owner_label(a)) for a in phase.unfinished_actions(s, cycle)]
 
 
 @task(name="check-in", **WRITER)

@@ -102,9 +102,7 @@ def enable_log_file(path: Path) -> Path:
             return path
     handler = _LogFile(path, maxBytes=5_000_000, backupCount=2, encoding="utf-8", delay=True)
     handler.setLevel(logging.INFO)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     for name in NOISY_LOGGERS:
         lg = logging.getLogger(name)

@@ -100,9 +100,7 @@ def answer_required(store, cid: int, phase: Phase) -> None:  # noqa: ANN001
         for item in checklist.list_items(s, cycle, phase):
             if item.required and item.answer is None:
                 value = "yes" if item.answer_kind.value == "yes_no" else "agreed"
-                phases.answer(
-                    s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test")
-                )
+                phases.answer(s, item, ChecklistAnswer(answer=value), who(s, "sam@acme.test"))
 
 
 def accept_gaps(store, cid: int) -> None:  # noqa: ANN001

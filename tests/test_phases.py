@@ -635,5 +635,3 @@ def test_late_additions_are_not_lost(org) -> None:  # noqa: ANN001
         plan.propose_actions(s, cycles.get_cycle(s, cid), D0)
         titles = [a.title for a in actions.list_actions(s, cycle_id=cid)]
     assert "Book the room" in titles and len(titles) == 2
-
-

@@ -593,9 +593,7 @@ def test_members_answer_the_items_they_own(org: Store) -> None:
         ),
     )
     with org.unit_of_work() as s:
-        phases.answer(
-            s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, MEG)
-        )
+        phases.answer(s, checklist.get_item(s, item_id), ChecklistAnswer(answer="no"), P(s, MEG))
 
 
 def test_gaps_are_idempotent_by_key_and_decided_by_leads(org: Store) -> None:
