@@ -7,18 +7,21 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Connection, Engine, text
 
-from bench.pg import scratch_database
-from migrations import runner
-from models.db import Store, make_engine
-from models.metadata import metadata
-from models.playbook import PlaybookSpec, load_playbook_file, playbook_files
-from models.schemas import PersonCreate, TeamCreate
-from models.services import accounts, people, playbooks
 from tests.prefect_fixtures import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from models.db import Store
+    from models.playbook import PlaybookSpec
+
+# The store, its migrations and the domain are imported by the fixtures that use them, not
+# here: the pure-domain tests (rules, playbook parsing) start without SQLAlchemy's engine,
+# Alembic or the services.
 
 PROJECT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")
@@ -29,6 +32,10 @@ SHARED_DATA = PROJECT.parent / "shared" / "data"
 def migrated_store(sqlite_file: Path) -> Iterator[tuple[str, Engine]]:
     """A store of its own at the newest revision: a SQLite file at ``sqlite_file``, or, when
     the tests run on PostgreSQL, a scratch database dropped afterwards. Yields (url, engine)."""
+    from bench.pg import scratch_database
+    from migrations import runner
+    from models.db import make_engine
+
     with ExitStack() as stack:
         if PG_URL:
             url = stack.enter_context(scratch_database(PG_URL, "aligncycle_test"))
@@ -55,6 +62,8 @@ def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     fraction of the time."""
     from argon2 import PasswordHasher
 
+    from models.services import accounts
+
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(accounts, "_hasher", cheap)
     monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy"))
@@ -62,6 +71,8 @@ def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
+    from models.db import make_engine
+
     eng = make_engine(database_url)
     yield eng
     eng.dispose()
@@ -75,6 +86,10 @@ def empty_store(conn: Connection) -> None:
     for it, explicitly, and back in place before this returns, in the same transaction (a
     rollback restores it too). With no events there is nothing to lift.
     """
+    from sqlalchemy import text
+
+    from models.metadata import metadata
+
     lift = conn.execute(text("SELECT 1 FROM events LIMIT 1")).first() is not None
     sqlite = conn.dialect.name == "sqlite"
     guards: list[tuple[str, str]] = []
@@ -107,6 +122,8 @@ def _empty(engine: Engine) -> None:
 def store(engine: Engine, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[Store]:
     """The migrated store, empty at the start of the test. ``ALIGNCYCLE_DATABASE_URL`` points
     at it, so CLI commands run in the test use the same database."""
+    from models.db import Store
+
     monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", database_url)
     _empty(engine)
     yield Store(engine)
@@ -128,6 +145,8 @@ ORG = [
 @pytest.fixture(scope="session")
 def shipped_specs() -> list[tuple[PlaybookSpec, str, str]]:
     """The shipped playbooks, parsed once per session (YAML parsing is the slow part)."""
+    from models.playbook import load_playbook_file, playbook_files
+
     return [(*load_playbook_file(p), p.name) for p in playbook_files(PROJECT / "playbooks")]
 
 
@@ -135,6 +154,9 @@ def shipped_specs() -> list[tuple[PlaybookSpec, str, str]]:
 def org(store: Store, shipped_specs: list[tuple[PlaybookSpec, str, str]]) -> Store:
     """Two teams, a point person and a lead on each, a manager, two members, and the shipped
     playbooks loaded."""
+    from models.schemas import PersonCreate, TeamCreate
+    from models.services import people, playbooks
+
     with store.unit_of_work() as s:
         people.create_team(s, TeamCreate(key="sales", name="Sales"))
         people.create_team(s, TeamCreate(key="marketing", name="Marketing"))
@@ -147,6 +169,8 @@ def org(store: Store, shipped_specs: list[tuple[PlaybookSpec, str, str]]) -> Sto
 
 def db_snapshot(store: Store) -> dict[str, list[tuple]]:
     """Every row of every table: a test's proof that a refused operation changed nothing."""
+    from models.metadata import metadata
+
     with store.engine.connect() as conn:
         return {
             t.name: sorted(
