@@ -187,6 +187,17 @@ def require_assigner(actor: Actor, what: str = "create or assign action items") 
         raise Forbidden(f"only leads and managers can {what} (you are a {actor.role})")
 
 
+def require_point_person_role(person: Actor | Any) -> None:
+    """Only people who hold the point person role fill a team's point-person slot (a lead or a
+    member named there could advance the cycle)."""
+    if person.role is not Role.POINT_PERSON:
+        who = getattr(person, "name", None) or f"person {person.id}"
+        role = person.role.value.replace("_", " ")
+        raise InvalidInput(
+            f"{who} is a {role}, not a point person: name a point person of the team"
+        )
+
+
 def require_manager(actor: Actor, what: str) -> None:
     if actor.role is not Role.MANAGER:
         raise Forbidden(f"only managers can {what} (you are a {actor.role})")

@@ -54,6 +54,7 @@ from models.schemas import (
     PersonCreate,
     RetrospectiveRecord,
     SurveyRespond,
+    TeamCreate,
     parse_input,
 )
 from models.services import (
@@ -343,11 +344,11 @@ def test_the_starter_is_the_point_person_of_their_team(org: Store) -> None:
         ({"playbook": f"{HANDOFF}@x"}, InvalidInput, r"bad playbook version .*use name@N"),
         ({"teams": ["sales", "ops"]}, NotFound, r"^unknown team 'ops'$"),
         ({"teams": ["sales"]}, InvalidInput, r"^an alignment cycle needs at least two teams$"),
-        ({"point_persons": (MIA, LOU)}, InvalidInput, r"two point persons named for team"),
+        ({"point_persons": (LOU,)}, InvalidInput, r"^Lou Marketinglead is a lead, not a point pe"),
         ({"point_persons": ("nobody@acme.test",)}, NotFound, r"unknown person"),
         ({"previous_cycle_id": 999999}, NotFound, r"^no cycle with id 999999$"),
     ],
-    ids=["lead", "playbook", "version", "team", "one-team", "two-pps", "person", "previous"],
+    ids=["lead", "playbook", "version", "team", "one-team", "lead-as-pp", "person", "previous"],
 )
 def test_start_refusals(org: Store, kw: dict, error: type, match: str) -> None:
     playbook = kw.pop("playbook", HANDOFF)
@@ -768,8 +769,8 @@ def test_plan_needs_a_point_person_on_each_team(org: Store) -> None:
         lambda s: advance(s, cycle_id),
     )
     with org.unit_of_work() as s:
-        cycles.assign_point_person(s, C(s, cycle_id), "marketing", LOU, P(s, MAX))
-        assert advance(s, cycle_id, by=LOU).phase is Phase.EXECUTE
+        cycles.assign_point_person(s, C(s, cycle_id), "marketing", MIA, P(s, MAX))
+        assert advance(s, cycle_id, by=MIA).phase is Phase.EXECUTE
 
 
 def test_assigning_a_point_person_resolves_role_owned_items(org: Store) -> None:
@@ -1706,3 +1707,44 @@ def test_the_web_read_models_hide_survey_results_by_the_same_rule(org: Store) ->
     assert page.mean is None and page.distribution == {}
     assert all(team["mean"] is None for team in page.by_team)
     assert [p.survey_mean for p in points if p.cycle_id == cycle_id] == [None]
+
+
+def test_a_cycle_is_started_by_one_of_its_teams_with_point_persons_in_the_slots(
+    org: Store,
+) -> None:
+    """Only a point person of one of the cycle's teams starts it, and each team has one point
+    person, who holds that role."""
+    with org.unit_of_work() as s:
+        people.create_team(s, TeamCreate(key="support", name="Support"))
+        for name, email, team in (
+            ("Pam Marketing", "pam@acme.test", "marketing"),
+            ("Pat Support", "pat@acme.test", "support"),
+        ):
+            people.create_person(
+                s, PersonCreate(name=name, email=email, team=team, role="point_person")
+            )
+    refused(
+        org,
+        InvalidInput,
+        r"^two point persons named for team 'marketing'$",
+        lambda s: phases.start_cycle(
+            s,
+            CycleCreate(playbook=HANDOFF, title="x", point_persons=[MIA, "pam@acme.test"]),
+            P(s, SAM),
+        ),
+    )
+    refused(
+        org,
+        Forbidden,
+        r"^you start cycles your own team takes part in; Support is not one of this cycle's",
+        lambda s: phases.start_cycle(
+            s, CycleCreate(playbook=HANDOFF, title="x", point_persons=[MIA]), P(s, "pat@acme.test")
+        ),
+    )
+    cycle_id = start(org)
+    refused(
+        org,
+        InvalidInput,
+        r"^Lou Marketinglead is a lead, not a point person",
+        lambda s: cycles.assign_point_person(s, C(s, cycle_id), "marketing", LOU, P(s, SAM)),
+    )

@@ -13,7 +13,13 @@ from models.base import utcnow
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision, Phase, Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.playbook import OwnerSpec, PlaybookSpec
-from models.rules import CycleFacts, check_transition, gate_blockers, overridable
+from models.rules import (
+    CycleFacts,
+    check_transition,
+    gate_blockers,
+    overridable,
+    require_point_person_role,
+)
 from models.schemas import ActionCounts, CycleCreate, Readiness
 from models.services import playbooks as playbook_service
 from models.services.access import require_visible, visible_cycle
@@ -135,12 +141,17 @@ def start_cycle(
 
     # Point persons: the starter for their own team, plus any named (one per team).
     chosen: dict[int, Person] = {}
-    if actor.team_id in {t.id for t in teams.values()}:
-        chosen[actor.team_id] = actor
+    if actor.team_id not in {t.id for t in teams.values()}:
+        raise Forbidden(
+            f"you start cycles your own team takes part in; {actor.team.name} is not one of "
+            f"this cycle's teams"
+        )
+    chosen[actor.team_id] = actor
     for email in data.point_persons:
         person = person_by_email(session, email)
         if person.team_id not in {t.id for t in teams.values()}:
             raise InvalidInput(f"{person.email} is not on a team of this cycle")
+        require_point_person_role(person)
         current = chosen.get(person.team_id)
         if current is not None and current.id not in (person.id, actor.id):
             raise InvalidInput(f"two point persons named for team {person.team.key!r}")
@@ -221,6 +232,7 @@ def assign_point_person(
     person = person_by_email(session, email)
     if person.team_id != team.id:
         raise InvalidInput(f"{person.email} is not on team {team.key!r}")
+    require_point_person_role(person)
     before = ct.point_person.email if ct.point_person else None
     ct.point_person_id = person.id
     # Unanswered point-person questions of that team now belong to the new point person.
