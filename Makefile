@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash .ci/install-browser.sh   # Debian's Chromium for the browser journeys (no-op if present)
+	@bash .ci/install-axe.sh       # axe-core from npm for the accessibility checks (no-op if present)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/python -m pytest -q -m "not integration"

@@ -1,0 +1,37 @@
+"""Accessibility checks in the browser tests: axe-core (from the npm registry, installed by
+``.ci/install-axe.sh`` into ``.ci/node_modules``; never from a CDN) injected into the page.
+
+The page's context must be made with ``bypass_csp=True``: the app's Content Security Policy
+(rightly) refuses a script the page did not ship. ``violations(page)`` returns one line per rule broken (WCAG 2.1 A and AA, and axe's best
+practices), with the first elements that break it; a test asserts the list is empty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page
+
+AXE = Path(__file__).resolve().parent.parent / ".ci" / "node_modules" / "axe-core" / "axe.min.js"
+RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+#: Two viewports every page is checked at: a laptop and a phone.
+VIEWPORTS = {"1280 px": {"width": 1280, "height": 900}, "390 px": {"width": 390, "height": 844}}
+
+
+def violations(page: Page) -> list[str]:
+    if not AXE.exists():
+        raise AssertionError(
+            f"axe-core is not installed at {AXE}: run 'bash .ci/install-axe.sh' (make test does)"
+        )
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async (tags) => {
+            const r = await axe.run(document, {runOnly: {type: 'tag', values: tags},
+                                               resultTypes: ['violations']});
+            return r.violations.map(v => `${v.id} (${v.impact}): ${v.help} — ` +
+                v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '));
+        }""",
+        RULES,
+    )
+    return list(found)
