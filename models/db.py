@@ -130,16 +130,16 @@ def shown_url(url: str | URL) -> str:
 
 
 def _secrets_of(url: str) -> list[str]:
+    import re
     from urllib.parse import unquote
 
-    found: list[str] = []
+    # As written (percent-encoded, maybe), then as parsed (decoded).
+    found: list[str] = re.findall(r"(?i)[?&](?:ssl)?password=([^&]+)", url)
+    found += re.findall(r"://[^:/@]*:([^@]+)@", url)
     try:
         parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - unparsable: look for the parts by hand
-        import re
-
-        found += re.findall(r"(?i)(?:^|[?&])(?:ssl)?password=([^&]+)", url)
-        found += re.findall(r"://[^:/@]*:([^@]+)@", url)
+    except Exception:  # noqa: BLE001 - unparsable: what was found by hand
+        pass
     else:
         if parsed.password:
             found.append(str(parsed.password))

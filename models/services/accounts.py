@@ -14,7 +14,8 @@ it either.
 
 A new password has at least 12 characters and is not a commonly used one: the list is the
 30,000 most common passwords that the ``zxcvbn`` package ships (MIT, no network), also when a
-few digits or symbols are added to one, or one is repeated.
+few digits or symbols are added to one, or one is repeated; nor a run of neighbouring keys
+(zxcvbn's keyboard graphs) or letters, nor the person's name or email.
 """
 
 from __future__ import annotations
@@ -109,6 +110,32 @@ def _variants(password: str) -> set[str]:
     return {v for v in out if v}
 
 
+@cache
+def _neighbours() -> dict[str, frozenset[str]]:
+    """Each key's neighbours on a QWERTY keyboard and a keypad (zxcvbn's adjacency graphs)."""
+    from zxcvbn.adjacency_graphs import ADJACENCY_GRAPHS
+
+    out: dict[str, set[str]] = {}
+    for name in ("qwerty", "keypad"):
+        for key, around in ADJACENCY_GRAPHS[name].items():
+            near = {c for group in around if group for c in group.lower()}
+            for k in key.lower():
+                out.setdefault(k, set()).update(near)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _is_run(password: str) -> bool:
+    """Whether (nearly) every character follows the previous one on the keyboard or in the
+    alphabet or digits, either way ("qwertyuiopasdf", "123456789012", "zyxwvutsrqpo")."""
+    p = password.lower()
+    near = _neighbours()
+    steps = 0
+    for a, b in zip(p, p[1:], strict=False):
+        if abs(ord(a) - ord(b)) == 1 or {a, b} == {"9", "0"} or b in near.get(a, ()):
+            steps += 1
+    return steps >= len(p) - 2
+
+
 def check_password_rules(password: str, person: Person | None = None) -> None:
     """Refuse a password that is too short, too long, or easy to guess, with one sentence
     saying why."""
@@ -127,10 +154,19 @@ def check_password_rules(password: str, person: Person | None = None) -> None:
             "this password is one of the most commonly used ones (or one with a few characters "
             "added); choose one that is harder to guess"
         )
+    if _is_run(password):
+        raise InvalidInput(
+            "this password is a run of neighbouring keys, letters or digits; choose one that is "
+            "harder to guess"
+        )
     if person is not None:
         local = person.email.split("@", 1)[0].lower()
-        if len(local) >= 4 and local in password.lower():
-            raise InvalidInput("a password cannot contain your email address; choose another")
+        words = {local, *local.replace("_", ".").replace("-", ".").split(".")}
+        words |= set((person.name or "").lower().split())
+        if any(len(w) >= 4 and w in password.lower() for w in words):
+            raise InvalidInput(
+                "a password cannot contain your name or email address; choose another"
+            )
 
 
 def set_password(
