@@ -227,6 +227,9 @@ def test_an_unreachable_postgresql_is_a_503_and_the_cli_names_it_without_its_pas
             "minute\n"
         )
         assert "s3cret-pw" not in shown and "127.0.0.1" in shown
+    # a long-running command refuses to start on it, in the same line
+    served = cli("serve", "--workers", "1", "--port", "9", code=75)
+    assert served.stdout == "" and "is unreachable (Connection refused)" in served.stderr
 
 
 def _pg_bin() -> Path | None:
