@@ -6,8 +6,10 @@ store (read commands must start fast; ``--help`` and ``playbook validate`` need 
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -66,17 +68,21 @@ def database_url() -> str:
 
 
 def display_url(url: str | None = None) -> str:
-    """The store's URL as shown to users: never with a password."""
-    url = url or database_url()
-    try:
-        from sqlalchemy.engine import make_url
+    """The store's URL as shown to users: never with a password (``user:pass@`` or
+    ``?password=``)."""
+    from models.db import shown_url
 
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, minus credentials
-        return url.split("@", 1)[-1]
-    if parsed.password is not None:
-        parsed = parsed._replace(password=None)  # URL.set() cannot unset a field
-    return parsed.render_as_string(hide_password=False)
+    return shown_url(url or database_url())
+
+
+def masked(text: str) -> str:
+    """``text`` without the store URL's password, wherever a driver's message quoted it."""
+    url = database_url()
+    if "@" not in url and "password" not in url.lower():
+        return text  # nothing secret in it (and no SQLAlchemy import for a read command)
+    from models.db import mask_secrets
+
+    return mask_secrets(text, url)
 
 
 def store() -> Store:
@@ -133,10 +139,22 @@ def unit_of_work() -> Iterator[Session]:
         yield session
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+#: Exit codes: a refused operation, bad usage, the store unavailable (busy, unreachable, out of
+#: space: try again later; sysexits.h's EX_TEMPFAIL).
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 75
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
     """One line on stderr and a non-zero exit: 1 for a refused operation, 2 for bad usage."""
-    typer.echo(f"error: {one_line(message)}", err=True)
+    say_error(message)
     raise typer.Exit(code)
+
+
+def say_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr: one line, never with the store's password."""
+    typer.echo(f"error: {masked(one_line(message))}", err=True)
 
 
 def one_line(message: str) -> str:
@@ -161,12 +179,19 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def emit_json(value: Any) -> None:
     if isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     elif isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    sys.stdout.write(json.dumps(value, default=_default, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(value, default=_default, indent=2, ensure_ascii=False)
+    # json escapes C0 controls itself; escape C1 controls and bidi overrides too, so that the
+    # data stays whole and the terminal gets no control character (see printable()).
+    text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> None:
@@ -204,7 +229,7 @@ def _database_error(exc: Exception) -> str | None:
         return None
     url = database_url()
     if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
-        return f"cannot use the store URL {display_url(url)}: {one_line(str(exc))}"
+        return f"cannot use the store URL {display_url(url)}: {masked(one_line(str(exc)))}"
     orig = getattr(exc, "orig", None) or exc
     detail = one_line(str(orig)).lower()
     kind = type(orig).__name__
@@ -229,7 +254,7 @@ def _database_error(exc: Exception) -> str | None:
         # At this code's revision and still missing something: changed by hand; say what.
         return f"the store at {display_url(url)} refused the operation: {first}"
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return f"cannot reach the store at {display_url(url)}: {first}"
+        return f"the store at {display_url(url)} failed: {first}"
     if isinstance(exc, sa_exc.IntegrityError):
         return f"the change conflicts with data already stored ({first}); reload and try again"
     return f"the store at {display_url(url)} refused the operation: {first}"
@@ -257,17 +282,37 @@ def require_current_schema() -> None:
         fail(problem)
 
 
+def unavailable_message(exc: BaseException) -> str | None:
+    """One line for an outage of the store (locked past the busy timeout, out of space,
+    unreachable), or None when ``exc`` is something else."""
+    if "sqlalchemy" not in sys.modules:
+        return None  # no store was opened
+    from models.db import UNREACHABLE, outage
+
+    down = outage(exc)
+    if down is None:
+        return None
+    message = down.where(database_url())
+    if down.kind == UNREACHABLE and down.detail:
+        # What the driver said (connection refused, no such host, shut down): an operator
+        # can tell a stopped server from a wrong address.
+        reason = down.detail.strip().split("\n", 1)[0].rsplit(": ", 1)[-1].strip().rstrip(".")
+        message = message.replace(" is unreachable;", f" is unreachable ({reason});", 1)
+    return message
+
+
 def error_exit_code(exc: BaseException) -> int | None:
     """Print one line for ``exc`` on stderr and return the exit code; None if not ours to map.
 
-    DomainError: 1. Pydantic validation of command-line input: 2 (bad usage). Database
-    errors: 1, with what to do about them.
+    DomainError: 1. Pydantic validation of command-line input: 2 (bad usage). The store
+    unavailable (busy, out of space, unreachable): 75, try again later. Other database errors:
+    1, with what to do about them.
     """
     from models.errors import DomainError
 
     if isinstance(exc, DomainError):
-        typer.echo(f"error: {one_line(exc.message)}", err=True)
-        return 1
+        say_error(exc.message)
+        return EXIT_REFUSED
     try:
         from pydantic import ValidationError
     except ImportError:  # pragma: no cover
@@ -275,20 +320,130 @@ def error_exit_code(exc: BaseException) -> int | None:
     if isinstance(exc, ValidationError):
         from models.schemas import validation_message
 
-        typer.echo(f"error: {one_line(validation_message(exc))}", err=True)
-        return 2
+        say_error(validation_message(exc))
+        return EXIT_USAGE
     if isinstance(exc, Exception):
+        message = unavailable_message(exc)
+        if message is not None:
+            say_error(message)
+            return EXIT_UNAVAILABLE
         message = _database_error(exc)
         if message is not None:
-            typer.echo(f"error: {message}", err=True)
-            return 1
+            say_error(message)
+            return EXIT_REFUSED
     return None
+
+
+# --- what reaches the terminal --------------------------------------------------------------
+
+#: Terminal control sequences and characters: CSI (colours, cursor moves, clearing), OSC
+#: (window title, hyperlinks), DCS/SOS/PM/APC strings, other escapes, then any C0/C1 control
+#: character but newline and tab, and the bidirectional overrides that reorder what is shown.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b[ -~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control sequences and characters removed (newlines and tabs
+    kept; a CR LF becomes a newline)."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
+class _Printable(io.TextIOBase):
+    """A text stream that passes on what is written with :func:`printable` applied: whatever
+    a command prints (a retrospective typed on the web, a title, an error), the terminal gets
+    text, never an escape sequence. No ``buffer`` attribute, so that Click writes through it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        clean = printable(text)
+        try:
+            self._stream.write(clean)
+        except UnicodeEncodeError:  # a terminal that cannot show some character
+            encoding = self.encoding or "ascii"
+            self._stream.write(clean.encode(encoding, "replace").decode(encoding))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._stream, "errors", None)
+
+
+# --- numbers on the command line ------------------------------------------------------------
+
+#: The largest whole number a command takes: ids and counts are 32-bit integers in the store.
+MAX_NUMBER = 2**31 - 1
+#: The years a date on the command line may have: wide enough for any history a funnel export
+#: holds, narrow enough that date arithmetic cannot overflow. (Planning dates, such as a cycle's
+#: period, are held to 2000-2100 by the domain's schemas.)
+YEARS = (1900, 2200)
+
+
+def _out_of_range(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        return f"{value} is out of range (at most {MAX_NUMBER})"
+    if isinstance(value, date) and not YEARS[0] <= value.year <= YEARS[1]:
+        return f"{value:%Y-%m-%d} is not a date between {YEARS[0]} and {YEARS[1]}"
+    return None
+
+
+def _bounded_number(original: Any) -> Any:
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        for item in value if isinstance(value, list | tuple) else [value]:
+            problem = _out_of_range(item)
+            if problem is not None:
+                raise click_exc.BadParameter(problem, ctx=ctx, param=param)
+        return original(ctx, param, value) if original is not None else value
+
+    check.aligncycle_bounded = True  # type: ignore[attr-defined]
+    return check
+
+
+def bound_numbers(command: Any) -> None:
+    """Refuse, as bad usage, any whole number beyond :data:`MAX_NUMBER` and any date outside
+    :data:`YEARS` given to ``command`` or its subcommands, before the command runs (an id like
+    2**63 would otherwise reach the store and fail there, a date like 0001-01-01 overflow in
+    date arithmetic). Uses Click's parameter callbacks, so every command gets it."""
+    if getattr(command, "aligncycle_bounded", False):
+        return
+    command.aligncycle_bounded = True
+    for param in getattr(command, "params", ()):
+        if not getattr(param.callback, "aligncycle_bounded", False):
+            param.callback = _bounded_number(param.callback)
+    for sub in getattr(command, "commands", {}).values():
+        bound_numbers(sub)
 
 
 class ErrorMappingGroup(TyperGroup):
     """The top-level command group: every failure becomes one line on stderr and an exit code.
 
-    Bad usage (unknown option, bad enum value, bad date) exits 2; refused operations exit 1.
+    Bad usage (unknown option, bad enum value, bad date, a number out of range) exits 2;
+    refused operations exit 1; the store unavailable (busy, out of space, unreachable) exits
+    75. What a command prints goes through :func:`printable` (no terminal escapes).
     Works the same under ``typer.testing.CliRunner`` (which calls :meth:`main`) as from the
     console script. ``ALIGNCYCLE_DEBUG=1`` re-raises unexpected errors with their traceback.
     """
@@ -306,7 +461,28 @@ class ErrorMappingGroup(TyperGroup):
             sys.exit(code)
         return code
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            bound_numbers(command)
+        return name, command, rest
+
     def _run(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        **extra: Any,
+    ) -> int:
+        """Run the command with its output made printable (see :class:`_Printable`)."""
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Printable(out), _Printable(err)
+        try:
+            return self._run_mapped(args, prog_name, complete_var, **extra)
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+    def _run_mapped(
         self,
         args: Sequence[str] | None,
         prog_name: str | None,
@@ -323,10 +499,10 @@ class ErrorMappingGroup(TyperGroup):
             if exc.ctx is not None:
                 hint = f" (see '{exc.ctx.command_path} --help')"
             message = one_line(exc.format_message()).replace("Value error, ", "")
-            typer.echo(f"error: {message}{hint}", err=True)
-            return 2
+            say_error(f"{message}{hint}")
+            return EXIT_USAGE
         except click_exc.ClickException as exc:
-            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            say_error(exc.format_message())
             return exc.exit_code
         except typer.Abort:
             typer.echo("error: aborted", err=True)
@@ -337,10 +513,9 @@ class ErrorMappingGroup(TyperGroup):
                 return code
             if os.environ.get("ALIGNCYCLE_DEBUG"):
                 raise
-            typer.echo(
-                f"error: unexpected {type(exc).__name__}: {one_line(str(exc)) or 'no detail'} "
-                "(set ALIGNCYCLE_DEBUG=1 to see the traceback)",
-                err=True,
+            say_error(
+                f"unexpected {type(exc).__name__}: {one_line(str(exc)) or 'no detail'} "
+                "(set ALIGNCYCLE_DEBUG=1 to see the traceback)"
             )
-            return 1
+            return EXIT_REFUSED
         return rv if isinstance(rv, int) else 0

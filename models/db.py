@@ -1,32 +1,74 @@
 """Engine and unit of work. Services take a ``Session`` and never commit: the caller owns the
-transaction, through :meth:`Store.unit_of_work`."""
+transaction, through :meth:`Store.unit_of_work`.
+
+Also what every face needs to tell about the store without showing its secrets or mistaking
+an outage for bad input: :func:`shown_url`, :func:`mask_secrets` and :func:`outage`.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from models.errors import Conflict
 
+#: How long a SQLite connection waits for another connection's lock before it gives up and the
+#: store answers "busy" (seconds). A ``?timeout=SECONDS`` in the store's URL overrides it.
+SQLITE_BUSY_TIMEOUT = 10.0
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL (None for other stores and in-memory ones)."""
+    url = make_url(url) if isinstance(url, str) else url
+    if url.get_backend_name() != "sqlite":
+        return None
+    path = url.database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def _create_private(path: Path) -> None:
+    """Create the store's folder (0700) and its empty file (0600), unless they exist. SQLite
+    would create the file with the process's umask (usually 0644: readable by everyone on the
+    machine), and the store holds password hashes, tokens' digests and channel URLs. SQLite
+    gives its ``-wal`` and ``-shm`` files the mode of the database file."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
 
 def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if "timeout" not in make_url(url).query:
+            kwargs["connect_args"] = {
+                "timeout": SQLITE_BUSY_TIMEOUT,
+                **kwargs.get("connect_args", {}),
+            }
         engine = create_engine(url, **kwargs)
+        if path is not None:
+
+            @event.listens_for(engine, "do_connect")
+            def _private_file(*_args) -> None:  # noqa: ANN002
+                _create_private(path)  # only when a connection opens: read commands create nothing
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
-            if path and path != ":memory:":
+            if path is not None:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
 
@@ -63,3 +105,177 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# --- the store's URL, without its secrets ------------------------------------------------------
+
+#: Query parameters of a store URL that hold a secret (libpq's names).
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+MASK = "***"
+
+
+def shown_url(url: str | URL) -> str:
+    """The store's URL as people see it in messages: never with a password, neither the one
+    in ``user:password@`` (left out) nor one given as ``?password=`` (masked)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown minus anything secret-looking
+        return mask_secrets(str(url).rsplit("@", 1)[-1], str(url))
+    if parsed.password is not None:
+        parsed = parsed._replace(password=None)  # URL.set() cannot unset a field
+    secret = {k for k in parsed.query if k.lower() in SECRET_PARAMETERS}
+    if secret:
+        parsed = parsed.update_query_dict({k: "MASKED" for k in secret})
+    return parsed.render_as_string(hide_password=False).replace("=MASKED", f"={MASK}")
+
+
+def _secrets_of(url: str) -> list[str]:
+    import re
+    from urllib.parse import unquote
+
+    # As written (percent-encoded, maybe), then as parsed (decoded).
+    found: list[str] = re.findall(r"(?i)[?&](?:ssl)?password=([^&]+)", url)
+    found += re.findall(r"://[^:/@]*:([^@]+)@", url)
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - unparsable: what was found by hand
+        pass
+    else:
+        if parsed.password:
+            found.append(str(parsed.password))
+        for key, value in parsed.query.items():
+            if key.lower() in SECRET_PARAMETERS:
+                found += [value] if isinstance(value, str) else list(value)
+    out = set()
+    for secret in found:
+        if secret:
+            out |= {secret, unquote(secret)}
+    return sorted(out, key=len, reverse=True)
+
+
+def mask_secrets(text: str, url: str | None) -> str:
+    """``text`` with every password of the store URL ``url`` replaced by ``***`` (driver
+    messages may quote the connection string)."""
+    if not url:
+        return text
+    for secret in _secrets_of(str(url)):
+        text = text.replace(secret, MASK)
+    return text
+
+
+# --- outages ---------------------------------------------------------------------------------
+
+#: How long to wait before trying again, in seconds (the ``Retry-After`` of a 503).
+RETRY_AFTER = 60
+
+BUSY = "busy"
+UNREACHABLE = "unreachable"
+OUT_OF_SPACE = "out of space"
+DISK_ERROR = "disk error"
+
+_WHAT = {
+    BUSY: "is busy",
+    UNREACHABLE: "is unreachable",
+    OUT_OF_SPACE: "is out of space",
+    DISK_ERROR: "could not read or write its disk",
+}
+
+# SQLite's primary result codes (extended codes keep them in the low byte).
+_SQLITE_CODES = {5: BUSY, 6: BUSY, 13: OUT_OF_SPACE, 10: DISK_ERROR, 14: UNREACHABLE, 15: BUSY}
+# Older sqlite3 modules carry no code: the messages of the same results.
+_SQLITE_TEXTS = [
+    ("database is locked", BUSY),
+    ("database table is locked", BUSY),
+    ("database or disk is full", OUT_OF_SPACE),
+    ("disk i/o error", DISK_ERROR),
+    ("unable to open database file", UNREACHABLE),
+]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot answer now (locked, unreachable, out of space): an outage, to be
+    tried again later, not a refusal of what was asked. ``kind`` says which."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        self.kind = kind
+        self.detail = detail
+        self.message = f"the store {_WHAT[kind]}; try again in a minute"
+        super().__init__(self.message)
+
+    def where(self, url: str) -> str:
+        """The message naming the store (for operators: the CLI)."""
+        return f"the store at {shown_url(url)} {_WHAT[self.kind]}; try again in a minute"
+
+
+def _sqlite_kind(orig: BaseException) -> str | None:
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _SQLITE_CODES.get(code & 0xFF)
+    text = str(orig).lower()
+    return next((kind for needle, kind in _SQLITE_TEXTS if needle in text), None)
+
+
+#: Why PostgreSQL refuses a connection that is set up wrong (not an outage).
+_POSTGRES_SETUP_ERRORS = (
+    "does not exist",
+    "authentication failed",
+    "pg_hba.conf",
+    "no password supplied",
+    "invalid connection option",
+    "invalid dsn",
+    "invalid sslmode",
+)
+
+
+def _postgres_kind(orig: BaseException) -> str | None:
+    import psycopg
+
+    if not isinstance(orig, psycopg.Error):
+        return None
+    state = getattr(orig, "sqlstate", None) or ""
+    if not state:
+        # No SQLSTATE: the client's own failure (cannot connect, connection lost or closed), or
+        # the server refusing the connection, which only the text tells apart.
+        if not isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError):
+            return None
+        text = str(orig).lower()
+        if "too many clients" in text or "remaining connection slots" in text:
+            return BUSY
+        if any(needle in text for needle in _POSTGRES_SETUP_ERRORS):
+            return None  # a wrong URL or account: waiting will not help
+        return UNREACHABLE
+    if state.startswith("08") or state.startswith("57P"):  # connection; admin/crash shutdown
+        return UNREACHABLE
+    if state == "53100":  # disk_full
+        return OUT_OF_SPACE
+    if state.startswith("53"):  # out of memory, too many connections, ...
+        return BUSY
+    if state.startswith("58"):  # system error: I/O
+        return DISK_ERROR
+    return None
+
+
+def outage(exc: BaseException) -> StoreUnavailable | None:
+    """The outage behind a database error (lock held past the busy timeout, full disk, server
+    stopped or unreachable), or None when the error is about the request itself."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):  # every pooled connection in use
+        return StoreUnavailable(BUSY, str(exc))
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    orig = exc.orig if isinstance(exc.orig, BaseException) else exc
+    module = type(orig).__module__
+    if module.startswith("sqlite3"):
+        kind = _sqlite_kind(orig)
+    elif module.startswith("psycopg"):
+        kind = _postgres_kind(orig)
+    else:  # pragma: no cover - aligncycle runs on SQLite and PostgreSQL only
+        kind = None
+    if kind is None and exc.connection_invalidated:
+        kind = UNREACHABLE
+    if kind is None:
+        return None
+    return StoreUnavailable(kind, str(orig))

@@ -283,7 +283,34 @@ def _unique_key_loader() -> type:
         Booleans follow YAML 1.2 (only true/false): bare ``yes``/``no``/``on``/``off`` stay
         strings, so ``when: no`` means the answer "no" (Pydantic still reads "yes"/"no" as
         bools where a field is a bool, e.g. ``required: no``).
+
+        Bounded: nesting deeper than :data:`MAX_YAML_DEPTH` (the composer recurses per level:
+        thousands of ``[`` would exhaust the stack), more than :data:`MAX_YAML_VALUES` values
+        once aliases are expanded (a "billion laughs" of aliases of aliases) and an alias
+        inside its own anchor are refused, with the line.
         """
+
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"nested more than {MAX_YAML_DEPTH} levels deep",
+                        self.peek_event().start_mark,
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def get_single_node(self) -> Any:
+            node = super().get_single_node()
+            if node is not None:
+                _expanded_size(node, {})
+            return node
 
     bool_tag = "tag:yaml.org,2002:bool"
     _UniqueKeyLoader.yaml_implicit_resolvers = {
@@ -339,6 +366,43 @@ def _unique_key_loader() -> type:
 
 
 _LOADER: type | None = None
+
+#: How deep a YAML file may nest (a playbook needs about eight levels).
+MAX_YAML_DEPTH = 50
+#: How many values a YAML file may hold once its aliases are expanded.
+MAX_YAML_VALUES = 200_000
+
+
+def _expanded_size(node: Any, sizes: dict[int, int | None]) -> int:
+    """How many values ``node`` stands for with aliases expanded (``sizes``: the nodes already
+    counted, None while one is being counted). Raises a ComposerError over the limit."""
+    import yaml
+
+    key = id(node)
+    if key in sizes:
+        known = sizes[key]
+        if known is None:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to the value that contains it", node.start_mark
+            )
+        return known
+    sizes[key] = None
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded_size(child, sizes)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, sizes) + _expanded_size(v, sizes)
+    if total > MAX_YAML_VALUES:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"more than {MAX_YAML_VALUES:,} values once its aliases are expanded",
+            node.start_mark,
+        )
+    sizes[key] = total
+    return total
 
 
 def location(loc: tuple[Any, ...]) -> str:

@@ -49,6 +49,32 @@ def _check_line(value: str) -> str:
 #: A name or title: one line, as it is quoted in one-line messages (gates, errors, digests).
 Line = Annotated[str, AfterValidator(_check_line)]
 
+#: The largest id (and version number) there is: the store's keys are 32-bit integers.
+MAX_ID = 2**31 - 1
+#: An id given as input: refused in one line when no row could have it, before it reaches
+#: the store (where 2**63 is an error, not "not found").
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: A version number a writer read (optimistic concurrency).
+Version = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+#: The dates the domain plans with: cycle periods, due and follow-up dates, check-ins. Outside
+#: this range a date is a typo (0001-01-01, 9999-12-31), and date arithmetic on it (a baseline
+#: window before the period, reminders after a due date) would overflow.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+
+
+def _check_day(value: date) -> date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(
+            f"{value.isoformat()} is not a date between {FIRST_DAY.year} and {LAST_DAY.year}"
+        )
+    return value
+
+
+#: A date between :data:`FIRST_DAY` and :data:`LAST_DAY`.
+Day = Annotated[date, AfterValidator(_check_day)]
+
 
 class _Base(BaseModel):
     #: Output models are built on first use, not at import: a command validates a handful of
@@ -129,11 +155,11 @@ class PlaybookRead(_Out):
 class CycleCreate(_In):
     playbook: str  # name, or name@version
     title: Line = Field(min_length=1, max_length=200)
-    period_start: date | None = None
-    period_end: date | None = None
+    period_start: Day | None = None
+    period_end: Day | None = None
     teams: list[str] | None = None  # team keys; default: the playbook's teams
     point_persons: list[EmailStr] = Field(default_factory=list)
-    previous_cycle_id: int | None = None
+    previous_cycle_id: Id | None = None
 
     @model_validator(mode="after")
     def _period(self) -> CycleCreate:
@@ -248,7 +274,7 @@ class ChecklistAnswer(_In):
     answer: str = Field(min_length=1)
     note: str | None = None
     evidence: str | None = None
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
 
 class ChecklistItemRead(_Out):
@@ -290,7 +316,7 @@ class GapCreate(_In):
 class GapDecide(_In):
     decision: GapDecision
     reason: str | None = None
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
     @model_validator(mode="after")
     def _reason(self) -> GapDecide:
@@ -325,14 +351,14 @@ class GapRead(_Out):
 
 
 class ActionItemCreate(_In):
-    gap_id: int | None = None
+    gap_id: Id | None = None
     title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
     owner: EmailStr | None = None
     counterpart: EmailStr | None = None
     priority: Priority = Priority.MEDIUM
-    due_date: date | None = None
-    follow_up_date: date | None = None
+    due_date: Day | None = None
+    follow_up_date: Day | None = None
     success_measure: str | None = None
     key: str | None = Field(default=None, max_length=200)
 
@@ -346,8 +372,8 @@ class ActionItemCreate(_In):
 class ActionItemAssign(_In):
     owner: EmailStr
     counterpart: EmailStr | None = None
-    due_date: date | None = None
-    expected_version: int | None = None
+    due_date: Day | None = None
+    expected_version: Version | None = None
 
 
 class ActionItemUpdate(_In):
@@ -358,10 +384,10 @@ class ActionItemUpdate(_In):
     status: ActionStatus | None = None
     confidence: Confidence | None = None
     priority: Priority | None = None
-    due_date: date | None = None
-    follow_up_date: date | None = None
+    due_date: Day | None = None
+    follow_up_date: Day | None = None
     success_measure: str | None = None
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
 
 class ActionItemRead(_Out):
@@ -390,7 +416,7 @@ class CheckInCreate(_In):
     confidence: Confidence | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
     note: str | None = None
-    on_date: date | None = None
+    on_date: Day | None = None
     key: str | None = Field(default=None, max_length=200)
 
 
@@ -428,7 +454,7 @@ class RetrospectiveRecord(_In):
     growth_areas: list[Text] = Field(default_factory=list)
     next_time: list[Text] = Field(default_factory=list)
     summary: str | None = None
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
 
 class RetrospectiveRead(_Out):

@@ -2,8 +2,9 @@
 ``.ci/install-axe.sh`` into ``.ci/node_modules``; never from a CDN) injected into the page.
 
 The page's context must be made with ``bypass_csp=True``: the app's Content Security Policy
-(rightly) refuses a script the page did not ship. ``violations(page)`` returns one line per rule broken (WCAG 2.1 A and AA, and axe's best
-practices), with the first elements that break it; a test asserts the list is empty.
+(rightly) refuses a script the page did not ship. ``violations(page)`` returns one line per
+rule broken (WCAG 2.1 A and AA, and axe's best practices), with the first elements that break
+it; a test asserts the list is empty.
 """
 
 from __future__ import annotations

@@ -282,7 +282,7 @@ def test_cli_sets_passwords_and_manages_tokens(cli, org: Store) -> None:  # noqa
     prompted = cli("user", "set-password", "meg@acme.test", input="one-password\nother-one\n")
     assert prompted.exit_code == 2 and "differ" in prompted.output
     short = cli("user", "set-password", "meg@acme.test", "--password-stdin", input="short\n")
-    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
     unknown = cli("user", "set-password", "no@acme.test", "--password-stdin", input=PASSWORD)
     assert unknown.exit_code == 1 and "unknown person" in unknown.output
 

@@ -32,7 +32,8 @@ def db_upgrade() -> None:
     from models.services import playbooks
 
     store = cc.store()
-    runner.upgrade(store.engine)
+    for line in runner.upgrade(store.engine):  # what it repaired of an interrupted upgrade
+        ok(line)
     ok(f"store {cc.display_url()} is at revision {', '.join(sorted(runner.heads()))}")
     directory = get_settings().playbooks_dir
     with store.unit_of_work() as s:

@@ -5,21 +5,25 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aligncycle import __version__
-from aligncycle.web.deps import WebSettings, error_body, secret_key, status_of
+from aligncycle.web.deps import WebSettings, bounded_numbers, error_body, secret_key, status_of
 from migrations import runner
-from models.db import Store
+from models.db import RETRY_AFTER, Store, StoreUnavailable, mask_secrets, outage
 from models.errors import DomainError
+
+log = logging.getLogger("aligncycle.web")
 
 HERE = Path(__file__).resolve().parent
 API_PREFIX = "/api/v1"
@@ -123,6 +127,31 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body("invalid_input", message), 422)
         return pages.error_page(request, 422, message)
 
+    def unavailable(request: Request, exc: StoreUnavailable) -> Response:
+        """An outage of the store: 503 and when to try again, on every route (reads and
+        sign-in too); the person's input is not at fault."""
+        url = str(request.app.state.store.engine.url)
+        log.warning(
+            "%s %s: the store %s: %s",
+            request.method,
+            request.url.path,
+            exc.kind,
+            mask_secrets(" ".join(exc.detail.split()), url),
+        )
+        headers = {"retry-after": str(RETRY_AFTER)}
+        if _is_api(request):
+            return JSONResponse(error_body("store_unavailable", exc.message), 503, headers)
+        page = pages.error_page(request, 503, exc.message)
+        page.headers.update(headers)
+        return page
+
+    def database(request: Request, exc: Exception) -> Response:
+        """A database error: an outage (503), else a value the store cannot keep (422)."""
+        down = outage(exc)
+        if down is not None:
+            return unavailable(request, down)
+        return unstorable(request, exc)
+
     def integrity(request: Request, exc: IntegrityError) -> Response:
         message = "this conflicts with something already saved (it may exist already)"
         if _is_api(request):
@@ -136,6 +165,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity)
     for cls in (DataError, OverflowError, StatementError):
         app.add_exception_handler(cls, unstorable)
+    # DBAPIError (OperationalError, InterfaceError, ...) before its base StatementError: a
+    # locked file, a full disk or a stopped server is an outage, not bad input.
+    app.add_exception_handler(DBAPIError, database)
+    app.add_exception_handler(PoolTimeout, database)
+    app.add_exception_handler(StoreUnavailable, unavailable)
 
 
 def create_app(store: Store | None = None, settings: WebSettings | None = None) -> FastAPI:
@@ -158,6 +192,9 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # Before any route's own dependencies (sign-in, the unit of work): numbers in the path
+        # and query beyond what the store holds are refused in one line.
+        dependencies=[Depends(bounded_numbers)],
     )
     app.state.settings = settings
     app.state.store = store or Store(settings.effective_database_url)

@@ -2,6 +2,9 @@
 
 - The session cookie holds a random id (the server keeps its digest, the person and a CSRF
   token): HttpOnly, SameSite=Lax, Secure over https (``ALIGNCYCLE_COOKIE_SECURE`` forces it).
+  Secure cookies carry the ``__Host-`` prefix: the browser then takes them only from this
+  host over https, for the whole site, so a sibling subdomain or a plain-http page cannot
+  plant or overwrite one (session fixation).
 - Every form carries the session's CSRF token (field ``csrf``); scripts send it as the
   ``X-CSRF-Token`` header. The sign-in form, which has no session yet, carries an HMAC of a
   random nonce kept in a short-lived cookie (signed with the app's secret key).
@@ -39,6 +42,8 @@ from models.services.accounts import AuthenticationFailed, SignInLimit, TooManyA
 SESSION_COOKIE = "aligncycle_session"
 LOGIN_COOKIE = "aligncycle_login"
 FLASH_COOKIE = "aligncycle_flash"
+#: The name prefix of cookies set Secure (RFC 6265bis: Secure, Path=/, no Domain).
+HOST_PREFIX = "__Host-"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -58,11 +63,30 @@ def cookie_secure(request: Request) -> bool:
     return request.url.scheme == "https" if configured is None else configured
 
 
+def cookie_name(request: Request, name: str) -> str:
+    """A cookie's name as this request sees it: ``__Host-`` prefixed when it is Secure."""
+    return HOST_PREFIX + name if cookie_secure(request) else name
+
+
+def get_cookie(request: Request, name: str) -> str | None:
+    return request.cookies.get(cookie_name(request, name))
+
+
+def same_secret(sent: object, expected: str) -> bool:
+    """Whether a token someone sent is ``expected``, compared in constant time. Anything may
+    arrive (non-ASCII text, a file field): a mismatch, never an error."""
+    if not isinstance(sent, str) or not sent:
+        return False
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def set_cookie(
     request: Request, response: Response, name: str, value: str, max_age: int | None
 ) -> None:
     response.set_cookie(
-        name,
+        cookie_name(request, name),
         value,
         max_age=max_age,
         httponly=True,
@@ -74,7 +98,11 @@ def set_cookie(
 
 def clear_cookie(request: Request, response: Response, name: str) -> None:
     response.delete_cookie(
-        name, path="/", httponly=True, samesite="lax", secure=cookie_secure(request)
+        cookie_name(request, name),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
     )
 
 
@@ -87,21 +115,22 @@ def start_session(request: Request, response: Response, raw: str) -> None:
 
 def _login_token(request: Request, nonce: str) -> str:
     key = request.app.state.secret_key.encode()
-    return hmac.new(key, b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+    message = b"login:" + nonce.encode("utf-8", "surrogatepass")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def login_csrf(request: Request, response: Response) -> str:
     """The sign-in form's token (sets the nonce cookie when there is none yet)."""
-    nonce = request.cookies.get(LOGIN_COOKIE)
-    if not nonce or len(nonce) > 100:
+    nonce = get_cookie(request, LOGIN_COOKIE)
+    if not nonce or len(nonce) > 100 or not nonce.isascii():
         nonce = secrets.token_urlsafe(24)
         set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600 * 12)
     return _login_token(request, nonce)
 
 
-def check_login_csrf(request: Request, token: str | None) -> None:
-    nonce = request.cookies.get(LOGIN_COOKIE)
-    if not nonce or not token or not hmac.compare_digest(_login_token(request, nonce), token):
+def check_login_csrf(request: Request, token: object) -> None:
+    nonce = get_cookie(request, LOGIN_COOKIE)
+    if not nonce or not same_secret(token, _login_token(request, nonce)):
         raise BadCsrf()
 
 
@@ -212,14 +241,14 @@ def page_ctx(
 ) -> Iterator[Ctx]:
     """For pages: one unit of work and the signed-in person; POSTs must carry the CSRF token."""
     with unit_of_work(request) as session:
-        ws = accounts.session_for(session, request.cookies.get(SESSION_COOKIE))
+        ws = accounts.session_for(session, get_cookie(request, SESSION_COOKIE))
         if ws is None:
             raise NotSignedIn()
         if request.method not in SAFE_METHODS:
             sent = (form.get("csrf") if form is not None else None) or request.headers.get(
                 "x-csrf-token"
             )
-            if not isinstance(sent, str) or not hmac.compare_digest(sent, ws.csrf_token):
+            if not same_secret(sent, ws.csrf_token):
                 raise BadCsrf()
         yield Ctx(session=session, me=ws.person, csrf=ws.csrf_token, form=form)
 
@@ -239,15 +268,15 @@ def api_ctx(request: Request) -> Iterator[Ctx]:
                 raise AuthenticationFailed("the access token is invalid, expired or revoked")
             yield Ctx(session=session, me=person, via="token")
             return
-        ws = accounts.session_for(session, request.cookies.get(SESSION_COOKIE))
+        ws = accounts.session_for(session, get_cookie(request, SESSION_COOKIE))
         if ws is None:
             raise AuthenticationFailed(
                 "sign in, or send a personal access token: Authorization: Bearer TOKEN"
             )
-        if request.method not in SAFE_METHODS:
-            sent = request.headers.get("x-csrf-token") or ""
-            if not hmac.compare_digest(sent, ws.csrf_token):
-                raise BadCsrf()
+        if request.method not in SAFE_METHODS and not same_secret(
+            request.headers.get("x-csrf-token"), ws.csrf_token
+        ):
+            raise BadCsrf()
         yield Ctx(session=session, me=ws.person, csrf=ws.csrf_token)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from models.errors import (
     NotFound,
     TransitionRefused,
 )
+from models.schemas import MAX_ID
 from models.services.accounts import AuthenticationFailed, TooManyAttempts
 from models.tables import Person
 
@@ -112,3 +115,58 @@ def status_of(exc: DomainError) -> int:
 
 def error_body(code: str, message: str, **extra: object) -> dict:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+# --- numbers in the address ----------------------------------------------------------------
+
+
+def _takes_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_takes_int(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _number_params(route: Any) -> tuple[tuple[str, str], ...]:
+    """(where, name) of the whole-number path and query parameters of a route (worked out on
+    its first request, then kept on the route)."""
+    found = getattr(route, "aligncycle_numbers", None)
+    if found is None:
+        params: dict[tuple[str, str], None] = {}
+        todo = [route.dependant]
+        while todo:  # the route's own parameters and those of its dependencies
+            dependant = todo.pop()
+            for where, fields in (
+                ("path", dependant.path_params),
+                ("query", dependant.query_params),
+            ):
+                for field in fields:
+                    if _takes_int(field.field_info.annotation):
+                        params[(where, field.alias)] = None
+            todo.extend(dependant.dependencies)
+        found = tuple(params)
+        route.aligncycle_numbers = found
+    return found
+
+
+def bounded_numbers(request: Request) -> None:
+    """Refuse a whole number in the path or query beyond what the store holds (ids are 32-bit
+    integers there: an id like 2**63 would fail in the database), before a route's own
+    dependencies (sign-in, the unit of work) run. Anything not a number is left to FastAPI's
+    validation."""
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    for where, name in _number_params(route):
+        raw = request.path_params.get(name) if where == "path" else request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            number = int(raw)
+        except ValueError:
+            continue
+        if abs(number) > MAX_ID:
+            what = "an id in the address" if where == "path" else "a number in the address"
+            raise InvalidInput(f"{what} is out of range (at most {MAX_ID})")

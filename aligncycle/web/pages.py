@@ -32,6 +32,7 @@ from aligncycle.web.auth import (
     FLASH_COOKIE,
     PageCtx,
     clear_cookie,
+    get_cookie,
     set_cookie,
 )
 from aligncycle.web.deps import Ctx, status_of
@@ -301,7 +302,7 @@ def act(
 def render(
     request: Request, ctx: Ctx | None, name: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    flash = request.cookies.get(FLASH_COOKIE)
+    flash = get_cookie(request, FLASH_COOKIE)
     context.setdefault("forms", {})
     context.update(
         request=request,

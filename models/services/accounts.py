@@ -7,7 +7,15 @@ Password guessing on the sign-in page is throttled per email: every failed sign-
 ``auth.sign_in_failed`` event (the audit log is append-only, so the limit only inserts and
 counts), and an email with too many recent failures is refused until they age out of the
 window. The event keeps an HMAC of the typed email, never the text (people type passwords into
-the email box); an unknown email is counted exactly like a known one.
+the email box); an unknown email is counted exactly like a known one. Changing a password
+checks the current one under the same limit: a wrong current password counts against the
+account's email like a failed sign-in, so a borrowed browser session cannot be used to guess
+it either.
+
+A new password has at least 12 characters and is not a commonly used one: the list is the
+30,000 most common passwords that the ``zxcvbn`` package ships (MIT, no network), also when a
+few digits or symbols are added to one, or one is repeated; nor a run of neighbouring keys
+(zxcvbn's keyboard graphs) or letters, nor the person's name or email.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,7 +40,7 @@ from models.errors import DomainError, InvalidInput, NotFound
 from models.services.common import record_event
 from models.tables import Event, Person
 
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 SESSION_DAYS = 14
 TOKEN_PREFIX = "ac_"
@@ -39,6 +48,9 @@ TOKEN_PREFIX = "ac_"
 LAST_USED_GRANULARITY = timedelta(hours=1)
 #: The audit-log verb of a failed sign-in (what the per-email limit counts).
 SIGN_IN_FAILED = "auth.sign_in_failed"
+#: The audit-log verb of a wrong current password when changing it (counted with the above).
+PASSWORD_CHECK_FAILED = "auth.password_check_failed"
+WRONG_PASSWORD_VERBS = (SIGN_IN_FAILED, PASSWORD_CHECK_FAILED)
 WRONG_CREDENTIALS = "wrong email or password"
 
 _hasher = PasswordHasher()
@@ -75,20 +87,93 @@ def normalize_email(email: str | None) -> str:
 # --- passwords ------------------------------------------------------------------------------
 
 
-def check_password_rules(password: str) -> None:
+@cache
+def common_passwords() -> frozenset[str]:
+    """The most commonly used passwords (lower case), from the ``zxcvbn`` package's list."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+_ADDED = "0123456789!@#$%^&*()-_=+.,;:?~ "
+
+
+def _variants(password: str) -> set[str]:
+    """The password and what it is made of when it is a word with digits or symbols added
+    before or after, or a part repeated ("passwordpassword", "abcabcabcabc")."""
+    p = password.lower()
+    out = {p, p.strip(_ADDED), p.rstrip(_ADDED), p.lstrip(_ADDED)}
+    for size in range(1, len(p) // 2 + 1):
+        if len(p) % size == 0 and p[:size] * (len(p) // size) == p:
+            out.add(p[:size])
+            break
+    return {v for v in out if v}
+
+
+@cache
+def _neighbours() -> dict[str, frozenset[str]]:
+    """Each key's neighbours on a QWERTY keyboard and a keypad (zxcvbn's adjacency graphs)."""
+    from zxcvbn.adjacency_graphs import ADJACENCY_GRAPHS
+
+    out: dict[str, set[str]] = {}
+    for name in ("qwerty", "keypad"):
+        for key, around in ADJACENCY_GRAPHS[name].items():
+            near = {c for group in around if group for c in group.lower()}
+            for k in key.lower():
+                out.setdefault(k, set()).update(near)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _is_run(password: str) -> bool:
+    """Whether (nearly) every character follows the previous one on the keyboard or in the
+    alphabet or digits, either way ("qwertyuiopasdf", "123456789012", "zyxwvutsrqpo")."""
+    p = password.lower()
+    near = _neighbours()
+    steps = 0
+    for a, b in zip(p, p[1:], strict=False):
+        if abs(ord(a) - ord(b)) == 1 or {a, b} == {"9", "0"} or b in near.get(a, ()):
+            steps += 1
+    return steps >= len(p) - 2
+
+
+def check_password_rules(password: str, person: Person | None = None) -> None:
+    """Refuse a password that is too short, too long, or easy to guess, with one sentence
+    saying why."""
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise InvalidInput(f"a password has at most {MAX_PASSWORD} characters")
     if not password.strip():
         raise InvalidInput("a password cannot be only spaces")
+    if len(set(password.lower())) < 5:
+        raise InvalidInput(
+            "this password uses too few different characters; choose one that is harder to guess"
+        )
+    if _variants(password) & common_passwords():
+        raise InvalidInput(
+            "this password is one of the most commonly used ones (or one with a few characters "
+            "added); choose one that is harder to guess"
+        )
+    if _is_run(password):
+        raise InvalidInput(
+            "this password is a run of neighbouring keys, letters or digits; choose one that is "
+            "harder to guess"
+        )
+    if person is not None:
+        local = person.email.split("@", 1)[0].lower()
+        words = {local, *local.replace("_", ".").replace("-", ".").split(".")}
+        words |= set((person.name or "").lower().split())
+        if any(len(w) >= 4 and w in password.lower() for w in words):
+            raise InvalidInput(
+                "a password cannot contain your name or email address; choose another"
+            )
 
 
 def set_password(
     session: Session, person: Person, password: str, actor: Person | None = None
 ) -> Credential:
     """Set (or replace) a person's password. Replacing it signs out their browsers."""
-    check_password_rules(password)
+    check_password_rules(password, person)
     cred = session.scalar(select(Credential).where(Credential.person_id == person.id))
     created = cred is None
     if cred is None:
@@ -177,16 +262,24 @@ def in_minutes(seconds: float) -> str:
     return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
-def check_sign_in_allowed(session: Session, key: str, limit: SignInLimit, now: datetime) -> None:
-    """Raise ``TooManyAttempts`` when the email behind ``key`` has ``limit.max_failures`` failed
-    sign-ins within the window before ``now``. One query (at most ``max_failures`` rows of the
-    events of the window, found by the index on ``events.at``); it writes nothing."""
+def check_sign_in_allowed(
+    session: Session,
+    key: str,
+    limit: SignInLimit,
+    now: datetime,
+    refused: str = "too many failed sign-ins for this email",
+) -> None:
+    """Raise ``TooManyAttempts`` (``refused``, and when to try again) when the email behind
+    ``key`` has ``limit.max_failures`` wrong passwords (failed sign-ins, wrong current
+    passwords when changing it) within the window before ``now``. One query (at most
+    ``max_failures`` rows of the events of the window, found by the index on ``(verb, at)``);
+    it writes nothing."""
     recent = list(
         session.scalars(
             select(Event.at)
             .where(
                 Event.at > now - limit.window,
-                Event.verb == SIGN_IN_FAILED,
+                Event.verb.in_(WRONG_PASSWORD_VERBS),
                 Event.after["email_hmac"].as_string() == key,
             )
             .order_by(Event.at.desc())
@@ -198,9 +291,7 @@ def check_sign_in_allowed(session: Session, key: str, limit: SignInLimit, now: d
     # Sliding window: a new attempt is considered once the oldest of these failures ages out.
     retry_at = recent[-1] + limit.window
     wait = in_minutes((retry_at - now).total_seconds())
-    raise TooManyAttempts(
-        f"too many failed sign-ins for this email; try again in {wait}", retry_at, now
-    )
+    raise TooManyAttempts(f"{refused}; try again in {wait}", retry_at, now)
 
 
 def record_failed_sign_in(
@@ -256,8 +347,51 @@ def sign_in(
     raise AuthenticationFailed(WRONG_CREDENTIALS)
 
 
-def change_password(session: Session, person: Person, current: str, new: str) -> Credential:
-    authenticate(session, person.email, current)
+def record_wrong_current_password(
+    session: Session, person: Person, *, secret: str, now: datetime, client: str | None = None
+) -> Event:
+    """Append the event that counts a wrong current password (see :func:`change_password`)."""
+    event = record_event(
+        session,
+        actor=person,
+        verb=PASSWORD_CHECK_FAILED,
+        object_type="person",
+        object_id=person.id,
+        after={"email_hmac": email_key(person.email, secret), "client": client},
+    )
+    event.at = now
+    return event
+
+
+def change_password(
+    session: Session,
+    person: Person,
+    current: str,
+    new: str,
+    *,
+    secret: str,
+    limit: SignInLimit | None = None,
+    now: datetime | None = None,
+    client: str | None = None,
+) -> Credential:
+    """Change one's own password, throttled like signing in (the same limit, counted per
+    email): too many wrong passwords for this account recently raise ``TooManyAttempts``
+    before the current password is looked at; a wrong current password is recorded (see
+    :func:`record_wrong_current_password`; the caller keeps it, as for :func:`sign_in`), then
+    ``AuthenticationFailed``. The new password must pass :func:`check_password_rules`."""
+    limit = limit or SignInLimit()
+    now = now or utcnow()
+    check_sign_in_allowed(
+        session,
+        email_key(person.email, secret),
+        limit,
+        now,
+        refused="too many wrong passwords for this account",
+    )
+    account = _account(session, person.email)
+    if account is None or not _password_matches(account, current):
+        record_wrong_current_password(session, person, secret=secret, now=now, client=client)
+        raise AuthenticationFailed("your current password is not right")
     return set_password(session, person, new, actor=person)
 
 

@@ -50,16 +50,33 @@ def account_page(
 
 @router.post("/account/password")
 def password_post(request: Request, ctx: PageCtx) -> Response:
+    from aligncycle.web.auth import client_address, login_throttle
+
     new_raw: dict[str, str] = {}
+    throttle = login_throttle(request.app)  # a wrong current password counts like a sign-in's
+    guess = {
+        "secret": request.app.state.secret_key,
+        "now": throttle.clock(),
+        "client": client_address(request),
+    }
+    refused: list[DomainError] = []
 
     def run(data: dict[str, str]) -> str:
         if data.get("new_password", "") != data.get("repeat", ""):
             raise FieldErrors("the two new passwords differ", {"repeat": "does not match"})
         try:
             accounts.change_password(
-                ctx.session, ctx.me, data.get("current", ""), data.get("new_password", "")
+                ctx.session,
+                ctx.me,
+                data.get("current", ""),
+                data.get("new_password", ""),
+                limit=throttle.limit,
+                **guess,
             )
-        except accounts.AuthenticationFailed:
+        except (accounts.AuthenticationFailed, accounts.TooManyAttempts) as exc:
+            refused.append(exc)
+            if isinstance(exc, accounts.TooManyAttempts):
+                raise
             raise FieldErrors(
                 "your current password is not right", {"current": "not right"}
             ) from None
@@ -72,6 +89,11 @@ def password_post(request: Request, ctx: PageCtx) -> Response:
     resp = act(request, ctx, form_id="password", default_next="/account", run=run)
     if "session" in new_raw and resp.status_code == 303:
         start_session(request, resp, new_raw["session"])
+    for exc in refused:  # act rolled the form back; the wrong guess still counts
+        if isinstance(exc, accounts.TooManyAttempts):
+            resp.headers["retry-after"] = str(exc.retry_after)
+        else:
+            accounts.record_wrong_current_password(ctx.session, ctx.me, **guess)
     # never echo passwords back into the form
     return resp
 

@@ -10,6 +10,7 @@ from aligncycle.web.auth import (
     PageCtx,
     check_login_csrf,
     clear_cookie,
+    get_cookie,
     login_csrf,
     posted_form,
     start_session,
@@ -123,7 +124,7 @@ def _login_again(
 
 @router.post("/logout")
 def logout(request: Request, ctx: PageCtx) -> Response:
-    accounts.end_session(ctx.session, request.cookies.get(SESSION_COOKIE))
+    accounts.end_session(ctx.session, get_cookie(request, SESSION_COOKIE))
     resp = redirect(request, "/login", "You are signed out.")
     clear_cookie(request, resp, SESSION_COOKIE)
     return resp
