@@ -243,7 +243,10 @@ def scratch_cluster() -> Iterator[tuple[str, Any]]:
     with ``control(action)`` to stop or start it."""
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+        pytest.fail(
+            "the PostgreSQL outage test needs PostgreSQL's server binaries "
+            "(/usr/lib/postgresql/*/bin, Debian's postgresql package), as the PostgreSQL suite does"
+        )
     # Not under pytest's tmp_path: PostgreSQL runs as its own user, who cannot enter it.
     folder = Path(tempfile.mkdtemp(prefix="aligncycle-pg-"))
     as_user: list[str] = []
