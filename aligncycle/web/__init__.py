@@ -178,8 +178,10 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
     Raises ``migrations.runner.StoreNotCurrent`` if the store is not at the revision this code
     needs (not set up, or behind: ``aligncycle db upgrade``)."""
     from aligncycle.web import api, routes
+    from models.services import accounts
 
     settings = settings or WebSettings()
+    accounts.prepare()
     app = FastAPI(
         title="aligncycle",
         version=__version__,

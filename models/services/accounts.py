@@ -55,7 +55,21 @@ WRONG_CREDENTIALS = "wrong email or password"
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a real password, only for constant-time refusals")
+# Made on first use (an argon2 hash costs ~0.3 s: not in every process that imports this); the
+# web app makes it when it starts (:func:`prepare`), so even its first refusal takes no longer.
+_DUMMY_HASH: str | None = None
+
+
+def prepare() -> None:
+    """Make the hash an unknown email is checked against, ahead of the first sign-in."""
+    _dummy_hash()
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("not a real password, only for constant-time refusals")
+    return _DUMMY_HASH
 
 
 class AuthenticationFailed(DomainError):
@@ -216,7 +230,7 @@ def _password_matches(account: tuple[Person, Credential] | None, password: str) 
     verification too, so the time taken does not tell whether the email exists."""
     if account is None or not account[0].active:
         with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password or "-")
+            _hasher.verify(_dummy_hash(), password or "-")
         return False
     cred = account[1]
     try:
