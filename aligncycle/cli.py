@@ -557,8 +557,7 @@ def _counts(session: Session, cycle: Cycle) -> dict[str, Any]:
     order = {p.value: i for i, p in enumerate(Phase)}
     checklist = dict(sorted(checklist.items(), key=lambda kv: order[kv[0]]))
     gaps = Counter(
-        str(d)
-        for d in session.scalars(select(Gap.decision).where(Gap.cycle_id == cycle.id))
+        str(d) for d in session.scalars(select(Gap.decision).where(Gap.cycle_id == cycle.id))
     )
     today = date.today()
     actions: Counter[str] = Counter()
@@ -611,8 +610,10 @@ def cycle_show(
     _ok(f"version:  {read.version}")
     _ok("")
     table(
-        [[ct.team.key, _ref(ct.point_person), ct.point_person.name if ct.point_person else ""]
-         for ct in read.teams],
+        [
+            [ct.team.key, _ref(ct.point_person), ct.point_person.name if ct.point_person else ""]
+            for ct in read.teams
+        ],
         ["team", "point person", "name"],
     )
     _ok("")
@@ -622,11 +623,7 @@ def cycle_show(
             f"{c['answered']}/{c['items']} in all"
         )
     g, a = counts["gaps"], counts["actions"]
-    _ok(
-        f"gaps: {g['total']} ("
-        + ", ".join(f"{k} {v}" for k, v in g.items() if k != "total")
-        + ")"
-    )
+    _ok(f"gaps: {g['total']} (" + ", ".join(f"{k} {v}" for k, v in g.items() if k != "total") + ")")
     _ok(
         f"actions: {a['total']} ("
         + ", ".join(f"{k} {v}" for k, v in a.items() if k not in ("total", "overdue", "at_risk"))
@@ -906,8 +903,15 @@ def gap_list(
         return
     table(
         [
-            [g.id, clip(g.title, 50), g.category, g.root_cause, g.severity, g.decision,
-             clip(g.decision_reason, 30)]
+            [
+                g.id,
+                clip(g.title, 50),
+                g.category,
+                g.root_cause,
+                g.severity,
+                g.decision,
+                clip(g.decision_reason, 30),
+            ]
             for g in rows
         ],
         ["id", "title", "category", "root cause", "severity", "decision", "reason"],
@@ -1125,11 +1129,7 @@ def action_list(
 
 
 def _late(item: Any, today: date) -> bool:
-    return (
-        item.due_date is not None
-        and item.due_date < today
-        and not item.status.finished
-    )
+    return item.due_date is not None and item.due_date < today and not item.status.finished
 
 
 # --- check-ins ----------------------------------------------------------------------------

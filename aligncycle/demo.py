@@ -362,8 +362,14 @@ def _plan_work(demo: Demo) -> tuple[int, int]:
     assigned = dropped = 0
     with store.unit_of_work() as s:
         cycle = cycles.get_cycle(s, demo.cycle_id)
-        _answer(s, cycle, "plan.gaps_to_address", "lee", "the SLA, shared definitions, a weekly "
-                "review and the CRM lead source; interruptions and missed conversions wait")
+        _answer(
+            s,
+            cycle,
+            "plan.gaps_to_address",
+            "lee",
+            "the SLA, shared definitions, a weekly "
+            "review and the CRM lead source; interruptions and missed conversions wait",
+        )
         _answer(s, cycle, "plan.process_efficiency", "lou", "one routing rule, one shared queue")
         _answer(s, cycle, "plan.ensure_adherence", "max", "a weekly SLA report in the digest")
         manager = person_by_email(s, demo.email("max"))
@@ -371,9 +377,7 @@ def _plan_work(demo: Demo) -> tuple[int, int]:
         for item in actions.list_actions(s, cycle_id=cycle.id):
             if item.owner_id is None:
                 who = next(owners, "lee")
-                actions.assign_action(
-                    s, item, ActionItemAssign(owner=demo.email(who)), manager
-                )
+                actions.assign_action(s, item, ActionItemAssign(owner=demo.email(who)), manager)
                 assigned += 1
         rejection = next(
             i

@@ -90,7 +90,7 @@ class KpiCheck(_Strict):
         if KPI_UNITS[self.kpi] == "rate" and not 0 <= value <= 1:
             raise ValueError(
                 f"{self.kpi} is a rate: write the threshold as a fraction (0.8) or a "
-                f"percentage (\"80%\"), not {value}"
+                f'percentage ("80%"), not {value}'
             )
         if value < 0:
             raise ValueError("a threshold cannot be negative")

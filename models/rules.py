@@ -90,9 +90,7 @@ def overridable(facts: CycleFacts, today: date) -> bool:
     """Only Execute's "unfinished work" gate may be overridden (by a point person, with reason)."""
     if facts.phase is not Phase.EXECUTE:
         return False
-    rest = gate_blockers(
-        CycleFacts(**{**facts.__dict__, "unfinished_actions": ()}), today
-    )
+    rest = gate_blockers(CycleFacts(**{**facts.__dict__, "unfinished_actions": ()}), today)
     return bool(facts.unfinished_actions) and not rest and today <= facts.period_end
 
 

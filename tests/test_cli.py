@@ -103,8 +103,16 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
 
     # Identify: sam starts the cycle and names mia for marketing.
     cycle = cli_json(
-        "cycle", "start", "--playbook", PLAYBOOK, "--title", "Q3 hand-off",
-        "--point-person", "mia@acme.test", "--as", "sam@acme.test",
+        "cycle",
+        "start",
+        "--playbook",
+        PLAYBOOK,
+        "--title",
+        "Q3 hand-off",
+        "--point-person",
+        "mia@acme.test",
+        "--as",
+        "sam@acme.test",
     )
     verbs.append("cycle.started")
     cid = cycle["id"]
@@ -118,20 +126,49 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
 
     answer_phase(cid, "identify", verbs)
     gap = cli_json(
-        "gap", "add", cid, "--title", "No agreed hand-off SLA", "--category", "hand_off",
-        "--root-cause", "process", "--severity", "high", "--evidence", "median 3 days",
-        "--as", "lee@acme.test",
+        "gap",
+        "add",
+        cid,
+        "--title",
+        "No agreed hand-off SLA",
+        "--category",
+        "hand_off",
+        "--root-cause",
+        "process",
+        "--severity",
+        "high",
+        "--evidence",
+        "median 3 days",
+        "--as",
+        "lee@acme.test",
     )
     verbs.append("gap.added")
     minor = cli_json(
-        "gap", "add", cid, "--title", "Old CRM fields", "--category", "data_and_tools",
-        "--root-cause", "adoption", "--as", "meg@acme.test",
+        "gap",
+        "add",
+        cid,
+        "--title",
+        "Old CRM fields",
+        "--category",
+        "data_and_tools",
+        "--root-cause",
+        "adoption",
+        "--as",
+        "meg@acme.test",
     )
     verbs.append("gap.added")
     assert cli_json("cycle", "readiness", cid)["blockers"][0].startswith("2 gap(s) not decided")
     cli("gap", "decide", gap["id"], "accepted", "--as", "lee@acme.test")
-    out = cli("gap", "decide", minor["id"], "rejected", "--reason", "fixed last quarter",
-              "--as", "sam@acme.test")
+    out = cli(
+        "gap",
+        "decide",
+        minor["id"],
+        "rejected",
+        "--reason",
+        "fixed last quarter",
+        "--as",
+        "sam@acme.test",
+    )
     assert f"gap {minor['id']} rejected" in out.stdout
     verbs += ["gap.decided", "gap.decided"]
     assert [g["decision"] for g in cli_json("gap", "list", cid)] == ["accepted", "rejected"]
@@ -156,22 +193,46 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     # Plan: an action for the accepted gap, then its owner and due date.
     answer_phase(cid, "plan", verbs)
     action = cli_json(
-        "action", "add", cid, "--title", "Agree and publish a 24h hand-off SLA",
-        "--gap", gap["id"], "--priority", "high", "--measure", "SLA report weekly",
-        "--as", "lee@acme.test",
+        "action",
+        "add",
+        cid,
+        "--title",
+        "Agree and publish a 24h hand-off SLA",
+        "--gap",
+        gap["id"],
+        "--priority",
+        "high",
+        "--measure",
+        "SLA report weekly",
+        "--as",
+        "lee@acme.test",
     )
     verbs.append("action.created")
     assert action["owner"] is None
     assert "without an action item" in cli_json("cycle", "readiness", cid)["blockers"][0]
     due = (today + timedelta(days=7)).isoformat()
-    cli("action", "assign", action["id"], "--owner", "sam@acme.test",
-        "--counterpart", "mia@acme.test", "--due", due, "--as", "lee@acme.test")
+    cli(
+        "action",
+        "assign",
+        action["id"],
+        "--owner",
+        "sam@acme.test",
+        "--counterpart",
+        "mia@acme.test",
+        "--due",
+        due,
+        "--as",
+        "lee@acme.test",
+    )
     verbs.append("action.assigned")
-    updated = cli_json("action", "update", action["id"], "--status", "in_progress",
-                       "--as", "sam@acme.test")
+    updated = cli_json(
+        "action", "update", action["id"], "--status", "in_progress", "--as", "sam@acme.test"
+    )
     verbs.append("action.updated")
     assert (updated["status"], updated["owner"]["email"], updated["due_date"]) == (
-        "in_progress", "sam@acme.test", due,
+        "in_progress",
+        "sam@acme.test",
+        due,
     )
     moved = cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
     assert moved.stdout.splitlines()[1] == "execute: 1 open action item(s) got their first check-in"
@@ -179,11 +240,35 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
 
     # Execute: check-ins until the work is done.
     answer_phase(cid, "execute", verbs)
-    out = cli("checkin", "add", action["id"], "--confidence", "at_risk", "--progress", "40",
-              "--note", "legal wants a look", "--as", "sam@acme.test")
+    out = cli(
+        "checkin",
+        "add",
+        action["id"],
+        "--confidence",
+        "at_risk",
+        "--progress",
+        "40",
+        "--note",
+        "legal wants a look",
+        "--as",
+        "sam@acme.test",
+    )
     assert "at_risk, 40%" in out.stdout
-    cli("checkin", "add", action["id"], "--status", "done", "--confidence", "on_track",
-        "--progress", "100", "--note", "published", "--as", "sam@acme.test")
+    cli(
+        "checkin",
+        "add",
+        action["id"],
+        "--status",
+        "done",
+        "--confidence",
+        "on_track",
+        "--progress",
+        "100",
+        "--note",
+        "published",
+        "--as",
+        "sam@acme.test",
+    )
     verbs += ["checkin.added", "checkin.added"]
     mine = cli_json("action", "list", "--mine", "--as", "sam@acme.test")
     assert [(a["id"], a["status"]) for a in mine if a["status"] != "dropped"] == [
@@ -194,14 +279,45 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
 
     # Recap: retrospective, survey (one anonymous), manager's sign-off, close.
     answer_phase(cid, "recap", verbs)
-    cli("retro", "record", cid, "--improvement", "SLA agreed and published",
-        "--growth-area", "lead scoring", "--next-time", "start the digest in week 1",
-        "--summary", "the hand-off is faster", "--as", "mia@acme.test")
+    cli(
+        "retro",
+        "record",
+        cid,
+        "--improvement",
+        "SLA agreed and published",
+        "--growth-area",
+        "lead scoring",
+        "--next-time",
+        "start the digest in week 1",
+        "--summary",
+        "the hand-off is faster",
+        "--as",
+        "mia@acme.test",
+    )
     verbs.append("retro.revised")
-    cli("survey", "respond", cid, "--score", "4", "--comment", "clearer hand-off",
-        "--as", "lee@acme.test")
-    cli("survey", "respond", cid, "--score", "2", "--comment", "too many meetings",
-        "--anonymous", "--as", "meg@acme.test")
+    cli(
+        "survey",
+        "respond",
+        cid,
+        "--score",
+        "4",
+        "--comment",
+        "clearer hand-off",
+        "--as",
+        "lee@acme.test",
+    )
+    cli(
+        "survey",
+        "respond",
+        cid,
+        "--score",
+        "2",
+        "--comment",
+        "too many meetings",
+        "--anonymous",
+        "--as",
+        "meg@acme.test",
+    )
     verbs += ["survey.answered", "survey.answered"]
     assert cli_json("cycle", "readiness", cid)["blockers"] == [
         "the recap is not signed off by a manager"
@@ -230,7 +346,10 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     advanced = [e for e in log if e["verb"] == "cycle.advanced"]
     assert [e["after"]["phase"] for e in advanced] == ["plan", "execute", "recap", "closed"]
     assert [e["actor"]["email"] for e in advanced] == [
-        "sam@acme.test", "mia@acme.test", "sam@acme.test", "sam@acme.test",
+        "sam@acme.test",
+        "mia@acme.test",
+        "sam@acme.test",
+        "sam@acme.test",
     ]
     anonymous = [e for e in log if e["verb"] == "survey.answered"][1]
     assert anonymous["after"] == {"anonymous": True}  # the score is not tied to meg
@@ -240,10 +359,20 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
 
 def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     today = date.today()
-    cid = cli_json("cycle", "start", "--playbook", PLAYBOOK, "--title", "Shapes",
-                   "--as", "sam@acme.test")["id"]
-    cli("checklist", "answer", cid, "identify.shared_kpis", "no", "--note", "two dashboards",
-        "--as", "lou@acme.test")
+    cid = cli_json(
+        "cycle", "start", "--playbook", PLAYBOOK, "--title", "Shapes", "--as", "sam@acme.test"
+    )["id"]
+    cli(
+        "checklist",
+        "answer",
+        cid,
+        "identify.shared_kpis",
+        "no",
+        "--note",
+        "two dashboards",
+        "--as",
+        "lou@acme.test",
+    )
     [implied] = cli_json("gap", "list", cid)  # the answer's gap, recorded with it
     assert implied["key"] == "checklist:shared_kpis" and implied["evidence"] == "two dashboards"
     gid = implied["id"]
@@ -276,10 +405,13 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     assert [i["phase"] for i in items][:1] == ["identify"] and items[-1]["phase"] == "recap"
     kpis = next(i for i in items if i["key"] == "shared_kpis")
     assert (kpis["answer"], kpis["note"], kpis["answered_by"]["email"]) == (
-        "no", "two dashboards", "lou@acme.test",
+        "no",
+        "two dashboards",
+        "lou@acme.test",
     )
-    mine = cli_json("checklist", "show", cid, "--phase", "identify", "--mine",
-                    "--as", "lee@acme.test")
+    mine = cli_json(
+        "checklist", "show", cid, "--phase", "identify", "--mine", "--as", "lee@acme.test"
+    )
     assert {i["key"] for i in mine} == {"missed_conversions", "handoff_sla_agreed"}
     gaps = cli_json("gap", "list", cid, "--decision", "accepted")
     assert [(set(g), g["id"]) for g in gaps] == [(keys(GapRead), gid)]
@@ -287,13 +419,32 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     for phase in ("identify", "plan"):  # sam, a point person, may answer every question
         for i in cli_json("checklist", "show", cid, "--phase", phase):
             if i["required"] and not i["answer"]:
-                cli("checklist", "answer", cid, i["id"], calm(phase, i["key"])
-                    if i["answer_kind"] == "yes_no" else "agreed", "--as", "sam@acme.test")
+                cli(
+                    "checklist",
+                    "answer",
+                    cid,
+                    i["id"],
+                    calm(phase, i["key"]) if i["answer_kind"] == "yes_no" else "agreed",
+                    "--as",
+                    "sam@acme.test",
+                )
         if phase == "identify":
             cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    late = cli_json("action", "add", cid, "--title", "Agree the KPIs", "--gap", gid,
-                    "--owner", "lou@acme.test", "--due", today.isoformat(),
-                    "--as", "max@acme.test")
+    late = cli_json(
+        "action",
+        "add",
+        cid,
+        "--title",
+        "Agree the KPIs",
+        "--gap",
+        gid,
+        "--owner",
+        "lou@acme.test",
+        "--due",
+        today.isoformat(),
+        "--as",
+        "max@acme.test",
+    )
     cli_json("action", "add", cid, "--title", "Someday", "--as", "max@acme.test")
     actions = cli_json("action", "list", "--cycle", cid)
     assert [(set(a), a["title"]) for a in actions] == [
@@ -302,9 +453,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
         (keys(ActionItemRead), "Agree on the shared KPIs and their targets"),
         (keys(ActionItemRead), "Someday"),
     ]
-    assert [a["id"] for a in cli_json("action", "list", "--owner", "lou@acme.test")] == [
-        late["id"]
-    ]
+    assert [a["id"] for a in cli_json("action", "list", "--owner", "lou@acme.test")] == [late["id"]]
     assert [a["title"] for a in cli_json("action", "list", "--team", "marketing", "--open")] == [
         "Agree the KPIs"
     ]
@@ -330,13 +479,43 @@ def test_people_and_teams_are_added_by_managers_after_bootstrap(store: Any) -> N
     # A fresh store has nobody: the first teams and people need no --as.
     cli("team", "add", "sales", "Sales")
     cli("team", "add", "marketing", "Marketing")
-    out = cli("person", "add", "--name", "Ann", "--email", "Ann@Acme.test", "--team", "sales",
-              "--role", "point_person")
+    out = cli(
+        "person",
+        "add",
+        "--name",
+        "Ann",
+        "--email",
+        "Ann@Acme.test",
+        "--team",
+        "sales",
+        "--role",
+        "point_person",
+    )
     assert "there is no manager yet" in out.stdout
-    cli("person", "add", "--name", "Bo", "--email", "bo@acme.test", "--team", "sales",
-        "--role", "manager")
-    cli("person", "add", "--name", "Cy", "--email", "cy@acme.test", "--team", "marketing",
-        "--as", "bo@acme.test")
+    cli(
+        "person",
+        "add",
+        "--name",
+        "Bo",
+        "--email",
+        "bo@acme.test",
+        "--team",
+        "sales",
+        "--role",
+        "manager",
+    )
+    cli(
+        "person",
+        "add",
+        "--name",
+        "Cy",
+        "--email",
+        "cy@acme.test",
+        "--team",
+        "marketing",
+        "--as",
+        "bo@acme.test",
+    )
     people = cli_json("person", "list")
     assert [(p["email"], p["role"], p["team"]["key"]) for p in people] == [
         ("cy@acme.test", "member", "marketing"),
@@ -345,7 +524,8 @@ def test_people_and_teams_are_added_by_managers_after_bootstrap(store: Any) -> N
     ]
     log = cli_json("events")
     assert [e["actor"]["email"] if e["actor"] else None for e in log][-2:] == [
-        None, "bo@acme.test",
+        None,
+        "bo@acme.test",
     ]
 
 
@@ -384,7 +564,8 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     assert first.returncode == 0, first.stderr
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
-        "campaign-content-alignment@1", "lead-definition-and-scoring@1",
+        "campaign-content-alignment@1",
+        "lead-definition-and-scoring@1",
         "sales-marketing-handoff@1",
     ]
     again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
@@ -393,13 +574,16 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", url)
     assert cli_json("db", "current")["up_to_date"] is True
     assert {p["name"] for p in cli_json("playbook", "list")} == {
-        "campaign-content-alignment", "lead-definition-and-scoring", "sales-marketing-handoff",
+        "campaign-content-alignment",
+        "lead-definition-and-scoring",
+        "sales-marketing-handoff",
     }
 
 
 def test_read_commands_do_not_import_prefect_or_fastapi(org: Any, database_url: str) -> None:
-    cid = cli_json("cycle", "start", "--playbook", PLAYBOOK, "--title", "Fast",
-                   "--as", "sam@acme.test")["id"]
+    cid = cli_json(
+        "cycle", "start", "--playbook", PLAYBOOK, "--title", "Fast", "--as", "sam@acme.test"
+    )["id"]
     commands = [
         ["cycle", "list", "--json"],
         ["cycle", "show", str(cid)],
@@ -424,7 +608,11 @@ def test_read_commands_do_not_import_prefect_or_fastapi(org: Any, database_url: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
     env["ALIGNCYCLE_DATABASE_URL"] = database_url
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -467,6 +655,7 @@ def test_the_cli_finds_the_store_the_settings_name(env: dict[str, str], monkeypa
 
 
 # --- the default `cycle advance`: the point person's decision drives the flows -------------
+
 
 @pytest.mark.prefect
 def test_cycle_advance_runs_the_next_phase_flow(

@@ -33,6 +33,7 @@ import csv
 import io
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -139,52 +140,54 @@ class ImportSummary(BaseModel):
 
 
 class RejectsFiles:
-    """Where rejected rows go: ``<folder>/<file stem>.rejects.csv``, written under no name (or
-    a hidden temporary one) until :meth:`publish`; :meth:`discard` (or a killed process) leaves
-    nothing behind. Use :func:`rejects_files` to publish after the unit of work commits."""
+    """Where rejected rows go: ``<folder>/<file stem>.rejects.csv``, written to an unnamed
+    temporary file in that folder until :meth:`publish` names it; :meth:`discard` (or a killed
+    process) leaves nothing behind. Use :func:`rejects_files` to publish after the unit of work
+    commits."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
-        self._open: list[tuple[Any, str | None, Path]] = []  # (handle, temp name, final path)
+        self._open: list[tuple[Any, Path]] = []  # (unnamed file, final path)
 
     def open(self, stem: str) -> tuple[TextIO, Path] | None:
         if self.folder is None:
             return None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.TemporaryFile(  # noqa: SIM115 - open until published
+                "w+", dir=self.folder, newline="", encoding="utf-8", prefix=f".{stem}."
+            )
         except OSError as exc:
             raise InvalidInput(
-                f"{self.folder}: cannot create the rejects folder: {exc.strerror}; "
+                f"{self.folder}: cannot write the rejects file there: {exc.strerror}; "
                 "set --rejects-dir"
             ) from None
         final = self.folder / f"{stem}.rejects.csv"
-        temp: str | None = None
-        try:
-            fd = os.open(self.folder, os.O_TMPFILE | os.O_WRONLY, 0o644)  # unnamed until linked
-        except (AttributeError, OSError):
-            fd, temp = tempfile.mkstemp(dir=self.folder, prefix=f".{stem}.", suffix=".partial")
-        handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self._open.append((handle, temp, final))
+        self._open.append((handle, final))
         return handle, final
 
     def publish(self) -> None:
-        for handle, temp, final in self._open:
+        """Name every rejects file (copied under a temporary name, then renamed over any
+        older one in one step)."""
+        for handle, final in self._open:
             handle.flush()
-            if temp is None:
-                temp = str(final.with_name(f".{final.name}.{os.getpid()}.partial"))
+            handle.seek(0)
+            fd, temp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
+            try:
+                with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+                    shutil.copyfileobj(handle, out)
+                os.replace(temp, final)
+            except BaseException:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
-                os.link(f"/proc/self/fd/{handle.fileno()}", temp)
-            os.replace(temp, final)
-            handle.close()
+                raise
+            finally:
+                handle.close()
         self._open.clear()
 
     def discard(self) -> None:
-        for handle, temp, _final in self._open:
+        for handle, _final in self._open:
             handle.close()
-            if temp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
         self._open.clear()
 
 
@@ -528,9 +531,14 @@ class _Target:
         source: str,
         columns: list[str],
         counts: _FileRun | None = None,
+        primary: _Target | None = None,
     ) -> None:
         self.conn = conn
         self.counts = counts  # the file run whose new/changed/unchanged this target counts
+        #: the target that counts the file's rows, when this one writes the same rows' other
+        #: half (a row that is a lead and its deal): a new or changed deal changes the row
+        self.primary = primary
+        self.unchanged_keys: set[str] = set()
         self.table = table
         self.source = source
         self.columns = ["source", "external_id", *columns]
@@ -612,17 +620,25 @@ class _Target:
         stored = self.existing(list(batch))
         out = []
         source = self.source
+        self.unchanged_keys = set()
+        primary = self.primary
+        listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
         for key, values in batch.items():
             old = stored.get(key)
             if old == values:
                 if counts is not None:
                     counts.unchanged += 1
+                    self.unchanged_keys.add(key)
                 continue
             if counts is not None:
-                if old is None:
-                    counts.new += 1
+                if old is None or (listed is not None and not old[listed]):
+                    counts.new += 1  # a deal only a lead named so far is new to its deals file
                 else:
                     counts.changed += 1
+            elif primary is not None and key in primary.unchanged_keys and primary.counts:
+                primary.counts.unchanged -= 1
+                primary.counts.changed += 1
+                primary.unchanged_keys.discard(key)
             out.append((source, key, *values))
         if out:
             self._write(out)
@@ -666,6 +682,7 @@ def _import_file(
             spec.source,
             [*deal_cols, "listed", "file", "line"],
             None if leads is not None else run,
+            primary=leads,
         )
     if roles.link:
         links = _Target(conn, DEALS, spec.source, ["lead_key"])

@@ -95,9 +95,7 @@ def update_person(
     return person
 
 
-def list_people(
-    session: Session, team: str | None = None, role: str | None = None
-) -> list[Person]:
+def list_people(session: Session, team: str | None = None, role: str | None = None) -> list[Person]:
     stmt = select(Person).join(Person.team).order_by(Team.key, Person.name)
     if team:
         stmt = stmt.where(Team.key == team)

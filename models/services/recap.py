@@ -58,9 +58,13 @@ def _late(item: ActionItem, today: date) -> bool:
 def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> dict[str, Any]:
     """What happened in the cycle, counted from the store: the retrospective's evidence."""
     today = today or date.today()
-    items = session.scalars(
-        select(ActionItem).where(ActionItem.cycle_id == cycle.id).order_by(ActionItem.id)
-    ).unique().all()
+    items = (
+        session.scalars(
+            select(ActionItem).where(ActionItem.cycle_id == cycle.id).order_by(ActionItem.id)
+        )
+        .unique()
+        .all()
+    )
     gaps = session.scalars(select(Gap).where(Gap.cycle_id == cycle.id).order_by(Gap.id)).all()
     status = Counter(i.status.value for i in items)
     late = [i for i in items if _late(i, today)]
@@ -235,9 +239,7 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     return response
 
 
-def summarize_survey(
-    session: Session, cycle: Cycle, viewer: Person | None = None
-) -> SurveySummary:
+def summarize_survey(session: Session, cycle: Cycle, viewer: Person | None = None) -> SurveySummary:
     """The survey's results as ``viewer`` may see them (``None``: everything, for the
     retrospective's facts).
 
@@ -289,6 +291,11 @@ def summarize_survey(
 
 
 def survey_count(session: Session, cycle: Cycle) -> int:
-    return session.scalar(
-        select(func.count()).select_from(SurveyResponse).where(SurveyResponse.cycle_id == cycle.id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(SurveyResponse)
+            .where(SurveyResponse.cycle_id == cycle.id)
+        )
+        or 0
+    )
