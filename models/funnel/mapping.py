@@ -802,6 +802,10 @@ def _money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int 
             whole, _, frac = v.partition(decimal)
             if decimal in frac:
                 raise bad(raw, f"has {decimal!r} twice")
+            if thousands and thousands in frac:
+                raise bad(
+                    raw, f"has {thousands!r} after {decimal!r}: is {thousands!r} its decimal?"
+                )
             if thousands and thousands in whole:
                 groups = whole.split(thousands)
                 if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
