@@ -371,10 +371,10 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
                 f"({names}); the mapping must tell them apart"
             )
         planned.append((fits[0][0], path, fits[0][1]))
-    taken = [i for i, _, _ in planned]
-    if len(parts) > 1 and len(taken) != len(set(taken)):
-        raise InvalidInput("two of the files fit the same part of the mapping; give each once")
-    planned.sort(key=lambda x: x[0])
+    # the mapping's order (leads before deals: what a reader of the summary expects), and
+    # several files of one part (an export in chunks) by name: the order they were given in
+    # does not matter
+    planned.sort(key=lambda x: (x[0], x[1].name, str(x[1])))
     return [(path, compiled) for _, path, compiled in planned]
 
 
