@@ -17,6 +17,7 @@ from aligncycle import cli_funnel
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.kpis import KPI_NAMES, KPIS, compute_kpis, format_value
+from models.funnel.links import refresh_links
 from models.funnel.tables import Deal, Lead
 
 
@@ -133,11 +134,13 @@ def load(store: Store, records: dict[str, dict], source: str = "t") -> None:
                     **deal,
                 }
             )
-    with store.engine.begin() as conn:
+    with store.unit_of_work() as s:
+        conn = s.connection()
         for table, rows in ((Lead.__table__, leads), (Deal.__table__, deals)):
             if rows:
                 keys = {k for r in rows for k in r}
                 conn.execute(table.insert(), [{k: r.get(k) for k in keys} for r in rows])
+        refresh_links(s, source)  # as an import does
 
 
 @pytest.fixture

@@ -76,6 +76,10 @@ def upgrade() -> None:
     sa.Column('rejection_reason', sa.String(length=300), nullable=True),
     sa.Column('file', sa.String(length=255), nullable=True),
     sa.Column('line', sa.Integer(), nullable=True),
+    sa.Column('deal_count', sa.Integer(), nullable=True),
+    sa.Column('open_deal_count', sa.Integer(), nullable=True),
+    sa.Column('first_won_at', sa.BigInteger(), nullable=True),
+    sa.Column('last_deal_at', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_leads')),
     sa.UniqueConstraint('source', 'external_id', name=op.f('uq_leads_source_external_id'))
     )
@@ -96,6 +100,12 @@ def upgrade() -> None:
     sa.Column('listed', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('file', sa.String(length=255), nullable=True),
     sa.Column('line', sa.Integer(), nullable=True),
+    sa.Column('lead_channel', sa.String(length=200), nullable=True),
+    sa.Column('lead_campaign', sa.String(length=300), nullable=True),
+    sa.Column('lead_owner', sa.String(length=200), nullable=True),
+    sa.Column('lead_team', sa.String(length=100), nullable=True),
+    sa.Column('lead_mql_at', sa.BigInteger(), nullable=True),
+    sa.Column('lead_sql_at', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deals')),
     sa.UniqueConstraint('source', 'external_id', name=op.f('uq_deals_source_external_id'))
     )
@@ -118,13 +128,24 @@ def upgrade() -> None:
     with op.batch_alter_table('funnel_imports') as batch:
         batch.add_column(sa.Column('rows_flagged', sa.Integer(), server_default='0', nullable=False))
 
-    op.execute(f"INSERT INTO leads ({_LEAD_COLUMNS}) SELECT {_LEAD_COLUMNS} FROM funnel_records")
-    op.execute(
-        "INSERT INTO deals (source, external_id, lead_key, owner, team, opportunity_at, won_at, "
-        "lost_at, amount_cents, listed) SELECT source, external_id, external_id, owner, team, "
-        "opportunity_at, won_at, lost_at, amount_cents, TRUE FROM funnel_records WHERE "
+    has_deal = (
         "opportunity_at IS NOT NULL OR won_at IS NOT NULL OR lost_at IS NOT NULL "
         "OR amount_cents IS NOT NULL"
+    )
+    # each lead with its one deal summed up, each deal with its lead's fields (as
+    # models.funnel.links derives them after an import)
+    op.execute(
+        f"INSERT INTO leads ({_LEAD_COLUMNS}, deal_count, open_deal_count, first_won_at, "
+        f"last_deal_at) SELECT {_LEAD_COLUMNS}, CASE WHEN {has_deal} THEN 1 END, "
+        f"CASE WHEN {has_deal} THEN CASE WHEN won_at IS NULL AND lost_at IS NULL THEN 1 "
+        "ELSE 0 END END, won_at, opportunity_at FROM funnel_records"
+    )
+    op.execute(
+        "INSERT INTO deals (source, external_id, lead_key, owner, team, opportunity_at, won_at, "
+        "lost_at, amount_cents, listed, lead_channel, lead_campaign, lead_owner, lead_team, "
+        "lead_mql_at, lead_sql_at) SELECT source, external_id, external_id, owner, team, "
+        "opportunity_at, won_at, lost_at, amount_cents, TRUE, channel, campaign, owner, team, "
+        f"mql_at, sql_at FROM funnel_records WHERE {has_deal}"
     )
     op.drop_table('funnel_records')
 

@@ -1,5 +1,8 @@
 """Data-quality flags: what is odd about records that were kept.
 
+Call :func:`models.funnel.links.refresh_links` first: a deal's checks against its lead read
+the lead's dates copied onto the deal.
+
 A record that can be read is never dropped for being odd. What is odd about it becomes a flag,
 with the file and line it was read from and a sentence people can act on:
 
@@ -110,30 +113,24 @@ def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
 
 
 def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
-    lead = L.alias("lead")
     cols = {n: _int(D.c[n]) for n in ("opportunity_at", "won_at", "lost_at")}
-    cols |= {n: _int(lead.c[n]) for n in ("mql_at", "sql_at")}
+    # the lead's dates, copied onto the deal (models.funnel.links)
+    cols |= {n: _int(D.c[f"lead_{n}"]) for n in ("mql_at", "sql_at")}
     odd = or_(
         *(_earlier_day(cols[a], cols[b]) for a, b in DEAL_ORDER),
         and_(D.c.won_at.is_not(None), D.c.lost_at.is_not(None)),
         D.c.amount_cents <= 0,
         D.c.other_leads.is_not(None),
     )
-    stmt = (
-        select(
-            D.c.external_id,
-            D.c.lead_key,
-            D.c.other_leads,
-            D.c.amount_cents,
-            D.c.file,
-            D.c.line,
-            *(c.label(n) for n, c in cols.items()),
-        )
-        .select_from(
-            D.outerjoin(lead, and_(lead.c.source == D.c.source, lead.c.external_id == D.c.lead_key))
-        )
-        .where(D.c.source == source, D.c.listed, odd)
-    )
+    stmt = select(
+        D.c.external_id,
+        D.c.lead_key,
+        D.c.other_leads,
+        D.c.amount_cents,
+        D.c.file,
+        D.c.line,
+        *(c.label(n) for n, c in cols.items()),
+    ).where(D.c.source == source, D.c.listed, odd)
     out = []
     for r in session.connection().execute(stmt):
         name = f"Deal {r.external_id}"

@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.errors import InvalidInput
 from models.funnel.flags import FlagRead, recompute_flags
+from models.funnel.links import refresh_links
 from models.funnel.mapping import (
     ORDER_HINT,
     CompiledPart,
@@ -248,30 +249,27 @@ def _open(path: Path, spec: MappingSpec) -> Iterator[tuple[TextIO, Any, str]]:
 
 class _Lines:
     """The file's lines for the csv module, each at most :data:`MAX_LINE` characters; notes
-    whether the row being read holds a NUL character."""
+    whether the row being read holds a NUL character (``nul``)."""
 
     def __init__(self, text: TextIO, path: Path) -> None:
         self.text = text
         self.path = path
         self.nul = False
-        self.number = 0
 
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self.text.readline(MAX_LINE + 1)
-        if not line:
-            raise StopIteration
-        self.number += 1
-        if len(line) > MAX_LINE:
-            raise InvalidInput(
-                f"{self.path}: line {self.number}: longer than {MAX_LINE:,} characters; this is "
-                "not a CSV export (or its 'delimiter' or quoting is wrong); nothing was imported"
-            )
-        if "\x00" in line:
-            self.nul = True
-        return line
+    def __iter__(self) -> Iterator[str]:
+        readline = self.text.readline
+        number = 0
+        while line := readline(MAX_LINE + 1):  # a generator: cheaper per line than __next__
+            number += 1
+            if len(line) > MAX_LINE:
+                raise InvalidInput(
+                    f"{self.path}: line {number}: longer than {MAX_LINE:,} characters; this is "
+                    "not a CSV export (or its 'delimiter' or quoting is wrong); nothing was "
+                    "imported"
+                )
+            if "\x00" in line:
+                self.nul = True
+            yield line
 
 
 def _decode_error(path: Path, encoding: str, line: int | None) -> InvalidInput:
@@ -307,7 +305,7 @@ def _header(path: Path, spec: MappingSpec, delimiter: str) -> list[str]:
     with _open(path, spec) as (text, _raw, encoding):
         lines = _Lines(text, path)
         try:
-            header = next(csv.reader(lines, delimiter=delimiter), None)
+            header = next(csv.reader(iter(lines), delimiter=delimiter), None)
         except UnicodeDecodeError:
             raise _decode_error(path, encoding, None) from None
         except csv.Error as exc:
@@ -441,14 +439,18 @@ def _rows(
     size = path.stat().st_size
     with _open(path, spec) as (text, raw, encoding):
         lines = _Lines(text, path)
-        reader = csv.reader(lines, delimiter=_delimiter(spec, run.compiled.part))
+        reader = csv.reader(iter(lines), delimiter=_delimiter(spec, run.compiled.part))
         line, n = 1, 0
         try:
             run.header = next(reader)
             line = reader.line_num + 1
             for n, row in enumerate(reader, start=1):
                 nul, lines.nul = lines.nul, False
-                if len(row) <= 1 or not any(c.strip() for c in row[1:]):
+                # a report footer: one non-blank cell, the first (checked in full only for
+                # rows whose second and last cells are blank)
+                if (len(row) <= 1 or not (row[1] or row[-1])) and not any(
+                    c.strip() for c in row[1:]
+                ):
                     first = row[0].strip() if row else ""
                     if not first or FOOTERS.fullmatch(first):
                         run.skipped += 1
@@ -693,7 +695,7 @@ def _import_file(
     deal_optional = leads is not None
     deal_only = [f for f in deal_fields if f not in ("owner", "team")]
 
-    rows = 0
+    rows = pending = 0
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
@@ -740,8 +742,9 @@ def _import_file(
             deals.add(key, (*values, True, file_name, line))
         if links is not None and record.get("converted_deal_id"):
             links.add(record["converted_deal_id"], (key,))
-        if max(len(t.batch) for t in targets) >= batch_size:
-            run.rows = rows
+        pending += 1
+        if pending >= batch_size:  # no target holds more than one row per row read
+            run.rows, pending = rows, 0
             for target in targets:
                 target.flush()
     run.rows = rows
@@ -802,6 +805,7 @@ def import_files(
     session.flush()
     for run in runs:
         _import_file(conn, spec, run, batch_size, progress)
+    refresh_links(session, spec.source)
     flags = recompute_flags(session, spec.source, log.id)
     per_file: dict[str, int] = {}
     for f in flags:

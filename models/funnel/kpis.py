@@ -22,12 +22,14 @@ Revenue with no won deal (or none with an amount) is no data, not 0.00. Every KP
 of its records carry a data-quality flag (:mod:`models.funnel.flags`).
 
 How it is computed: two set-based SQLAlchemy Core aggregates, one pass over the MQL cohort
-(each lead joined to its deals' summary by the lead's natural key) and one over the deals
-closed in or open at the window (joined to their lead), with ``count(*) FILTER (WHERE ...)``
-for every count. The same passes return the hand-off latencies, sales cycle times, deal ages
-and rejection reasons of each group as text (``group_concat`` / ``string_agg``); Python sorts
-the values and interpolates medians and p90s exactly as ``percentile_cont`` does. Timestamps
-are integer seconds, so SQLite and PostgreSQL give the same numbers to the last digit.
+(``leads``, which carry the summary of their deals) and one over the deals closed in or open at
+the window (``deals``, which carry their lead's channel, owner and dates): each a one-table
+scan, the join paid once per import (:mod:`models.funnel.links`), with ``count(*) FILTER
+(WHERE ...)`` for every count. The same passes return the hand-off latencies, sales cycle
+times, deal ages and rejection reasons of each group as text (``group_concat`` /
+``string_agg``); Python sorts the values and interpolates medians and p90s exactly as
+``percentile_cont`` does. Timestamps are integer seconds, so SQLite and PostgreSQL give the
+same numbers to the last digit.
 """
 
 from __future__ import annotations
@@ -385,8 +387,6 @@ def _ints(text: str | None) -> list[int]:
 _L = Lead.__table__
 _D = Deal.__table__
 _F = FunnelFlag.__table__
-#: the lead a deal belongs to, in the deals pass
-_LD = _L.alias("deal_lead")
 
 
 def _int(col: Any) -> ColumnElement[int]:
@@ -404,20 +404,32 @@ _CASELESS = ("channel", "campaign", "team")
 
 
 def _dimension(
-    by: str, lead: Any, deal: Any | None, month_col: ColumnElement[int]
+    by: str, columns: dict[str, ColumnElement[Any]], month_col: ColumnElement[int]
 ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(key, label) of a group dimension: the key groups, the label shows (the spelling that
     sorts first among values that differ only in case)."""
     if by == "month":
         key = _month_of(month_col)
         return key, key
-    if deal is not None and by in ("owner", "team"):
-        value = func.coalesce(deal.c[by], lead.c[by])
-    else:
-        value = lead.c[by]
+    value = columns[by]
     if by in _CASELESS:
         return func.lower(value), func.min(value)
     return value, value
+
+
+def _lead_dims() -> dict[str, ColumnElement[Any]]:
+    return {b: _L.c[b] for b in ("channel", "campaign", "owner", "team")}
+
+
+def _deal_dims() -> dict[str, ColumnElement[Any]]:
+    """A deal's channel and campaign are its lead's; its owner and team its own, else its
+    lead's (the lead's fields are copied onto the deal: :mod:`models.funnel.links`)."""
+    return {
+        "channel": _D.c.lead_channel,
+        "campaign": _D.c.lead_campaign,
+        "owner": func.coalesce(_D.c.owner, _D.c.lead_owner),
+        "team": func.coalesce(_D.c.team, _D.c.lead_team),
+    }
 
 
 def percentile(values: list[int], q: int) -> float:
@@ -583,23 +595,6 @@ def _has_deals(conn: Connection, source: str | None) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-def _deal_summary(source: str | None) -> Any:
-    """Each lead's deals in one row: first win, latest creation, how many, how many open."""
-    won, lost, opp = _int(_D.c.won_at), _int(_D.c.lost_at), _int(_D.c.opportunity_at)
-    stmt = select(
-        _D.c.source,
-        _D.c.lead_key,
-        func.min(won).label("won_at"),
-        func.max(opp).label("opp_last"),
-        func.count(opp).label("opp_dated"),
-        func.count().label("deals"),
-        _count_if(and_(won.is_(None), lost.is_(None))).label("open_deals"),
-    ).where(_D.c.listed, _D.c.lead_key.is_not(None))
-    if source:
-        stmt = stmt.where(_D.c.source == source)
-    return stmt.group_by(_D.c.source, _D.c.lead_key).subquery("lead_deals")
-
-
 def _grouped(stmt: Any, dims: tuple[str, ...], dim_exprs: list[tuple[Any, Any]]) -> Any:
     keys = [k.label(f"k{i}") for i, (k, _) in enumerate(dim_exprs)]
     labels = [lab.label(f"l{i}") for i, (_, lab) in enumerate(dim_exprs)]
@@ -629,13 +624,14 @@ def _cohort(
     mql, touch, sql_, rej = (
         _int(_L.c[n]) for n in ("mql_at", "first_touch_at", "sql_at", "rejected_at")
     )
-    d = _deal_summary(source)
-    won, opp_last, has_deal = d.c.won_at, d.c.opp_last, d.c.deals.is_not(None)
+    # the lead's deals, summed up on the lead (models.funnel.links): one table to scan
+    won, opp_last = _int(_L.c.first_won_at), _int(_L.c.last_deal_at)
+    has_deal = _L.c.deal_count.is_not(None)
     where = [*_in_window(mql, s, e), *([_L.c.source == source] if source else [])]
-    dim_exprs = [_dimension(b, _L, None, mql) for b in dims]
+    dim_exprs = [_dimension(b, _lead_dims(), mql) for b in dims]
     touched = touch.is_not(None)
     rejected_only = and_(rej.is_not(None), sql_.is_(None))
-    lost_lead = and_(has_deal, won.is_(None), d.c.open_deals == 0)
+    lost_lead = and_(has_deal, won.is_(None), _L.c.open_deal_count == 0)
     is_open = and_(won.is_(None), ~func.coalesce(lost_lead, False), ~rejected_only)
     progressed = or_(touched, sql_.is_not(None), has_deal)
     no_stage = and_(touch.is_(None), sql_.is_(None), rej.is_(None), ~has_deal)
@@ -658,8 +654,8 @@ def _cohort(
                 *(or_(c.is_(None), c < cutoff) for c in (touch, sql_, opp_last)),
             )
         ).label("stalled"),
-        func.count(d.c.deals).label("deal_leads"),
-        func.count(d.c.opp_dated).filter(d.c.opp_dated > 0).label("opp_dated"),
+        func.count(_L.c.deal_count).label("deal_leads"),
+        func.count(opp_last).label("opp_dated"),
         _count_if(or_(sql_.is_not(None), has_deal)).label("reached_sql"),
     ]
     # The latency values and the rejection reasons come out of the same pass, as text: one
@@ -671,8 +667,7 @@ def _cohort(
             literal(_TEXTS),
         ).label("reasons"),
     ]
-    joined = _L.outerjoin(d, and_(d.c.source == _L.c.source, d.c.lead_key == _L.c.external_id))
-    stmt = _grouped(select(*counts, *texts).select_from(joined).where(*where), dims, dim_exprs)
+    stmt = _grouped(select(*counts, *texts).where(*where), dims, dim_exprs)
     names = [c.name for c in counts]
     rows: dict[Any, dict[str, Any]] = {}
     latency: dict[Any, tuple[int, dict[int, float]]] = {}
@@ -720,9 +715,9 @@ def _deals(
     if source:
         where.append(_D.c.source == source)
     month = func.coalesce(won, lost, opp)
-    dim_exprs = [_dimension(b, _LD, _D, month) for b in dims]
+    dim_exprs = [_dimension(b, _deal_dims(), month) for b in dims]
     amount = _D.c.amount_cents
-    start_expr = func.coalesce(opp, _int(_LD.c.sql_at), _int(_LD.c.mql_at))
+    start_expr = func.coalesce(opp, _int(_D.c.lead_sql_at), _int(_D.c.lead_mql_at))
     counts = [
         _count_if(won_in).label("won"),
         _count_if(lost_in).label("lost"),
@@ -736,10 +731,7 @@ def _deals(
         _concat(case((won_in, won - start_expr)), literal(_NUMBERS)).label("cycle"),
         _concat(case((is_open, now - opp)), literal(_NUMBERS)).label("aging"),
     ]
-    joined = _D.outerjoin(
-        _LD, and_(_LD.c.source == _D.c.source, _LD.c.external_id == _D.c.lead_key)
-    )
-    stmt = _grouped(select(*counts, *texts).select_from(joined).where(*where), dims, dim_exprs)
+    stmt = _grouped(select(*counts, *texts).where(*where), dims, dim_exprs)
     rows: dict[Any, dict[str, Any]] = {}
     cycle: dict[Any, tuple[int, dict[int, float]]] = {}
     aging: dict[Any, tuple[int, dict[int, float]]] = {}
@@ -759,11 +751,7 @@ def _deals(
     fstmt = select(
         func.count(distinct(case((or_(won_in, lost_in), _D.c.id)))).label("closed"),
         func.count(distinct(case((is_open, _D.c.id)))).label("open"),
-    ).select_from(
-        _F.join(_D, and_(_D.c.source == _F.c.source, _D.c.external_id == _F.c.deal_key)).outerjoin(
-            _LD, and_(_LD.c.source == _D.c.source, _LD.c.external_id == _D.c.lead_key)
-        )
-    )
+    ).select_from(_F.join(_D, and_(_D.c.source == _F.c.source, _D.c.external_id == _F.c.deal_key)))
     fstmt = _grouped(fstmt.where(*where), dims, dim_exprs)
     flags = {_key_of(r, len(dims))[0]: (int(r.closed), int(r.open)) for r in conn.execute(fstmt)}
     return rows, cycle, aging, flags

@@ -109,6 +109,12 @@ class Lead(Base):
     rejection_reason: Mapped[str | None] = mapped_column(String(300))
     file: Mapped[str | None] = mapped_column(String(255))
     line: Mapped[int | None] = mapped_column(Integer)
+    # What the lead's deals add up to, derived from ``deals`` after every import
+    # (:mod:`models.funnel.links`), so the KPIs read one table: NULL counts = no deal.
+    deal_count: Mapped[int | None] = mapped_column(Integer)
+    open_deal_count: Mapped[int | None] = mapped_column(Integer)
+    first_won_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    last_deal_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
 
 
 #: The name the funnel's lead table had before leads and deals were apart (one row per lead,
@@ -150,6 +156,14 @@ class Deal(Base):
     listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     file: Mapped[str | None] = mapped_column(String(255))
     line: Mapped[int | None] = mapped_column(Integer)
+    # The lead's fields a deal's KPIs group or measure by, derived from ``leads`` after every
+    # import (:mod:`models.funnel.links`): NULL when the deal has no lead (yet).
+    lead_channel: Mapped[str | None] = mapped_column(String(200))
+    lead_campaign: Mapped[str | None] = mapped_column(String(300))
+    lead_owner: Mapped[str | None] = mapped_column(String(200))
+    lead_team: Mapped[str | None] = mapped_column(String(100))
+    lead_mql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    lead_sql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
 
 
 class FunnelFlag(Base):
