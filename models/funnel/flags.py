@@ -10,7 +10,8 @@ with the file and line it was read from and a sentence people can act on:
   the MQL date);
 - a deal's dates against its own or its lead's (won or lost before the deal was created, or
   before the lead's MQL or SQL date: a negative duration), or a deal both won and lost;
-- a zero or negative amount;
+- a negative amount, or a won deal with an amount of zero (a lost deal at zero is ordinary:
+  many CRMs zero a lost deal's amount);
 - a deal that lists several leads (it counts for the first one).
 
 Flags are computed from the store, for a whole source, after every import (set-based queries;
@@ -119,7 +120,8 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
     odd = or_(
         *(_earlier_day(cols[a], cols[b]) for a, b in DEAL_ORDER),
         and_(D.c.won_at.is_not(None), D.c.lost_at.is_not(None)),
-        D.c.amount_cents <= 0,
+        D.c.amount_cents < 0,
+        and_(D.c.amount_cents == 0, D.c.won_at.is_not(None)),
         D.c.other_leads.is_not(None),
     )
     stmt = select(
@@ -147,8 +149,8 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
                 )
         if r.won_at is not None and r.lost_at is not None:
             add("won_and_lost", f"{name} is both won and lost.")
-        if r.amount_cents is not None and r.amount_cents == 0:
-            add("zero_amount", f"{name} has an amount of zero.")
+        if r.amount_cents == 0 and r.won_at is not None:  # a lost deal at 0 is ordinary
+            add("zero_amount", f"{name} is won with an amount of zero.")
         elif r.amount_cents is not None and r.amount_cents < 0:
             add(
                 "negative_amount",

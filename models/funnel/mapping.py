@@ -24,8 +24,10 @@ has. Shipped mappings ("profiles") live in ``models/funnel/profiles/``.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +36,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.errors import InvalidInput
 from models.funnel.tables import (
@@ -111,6 +121,19 @@ class Condition(_Strict):
         return self
 
 
+class Lookup(_Strict):
+    """Read the value from a second CSV file: the row of ``file`` whose ``key`` column equals
+    the cell (without case and surrounding spaces) gives its ``value`` column. E.g. an agent's
+    team from a sales-teams file. A cell the file does not list is stored blank (``unmatched:
+    blank``, the group shows as none), kept as it is (``keep``), or makes the row unreadable
+    (``reject``: it goes to the rejects file, to import again once the lookup file lists it)."""
+
+    file: str = Field(min_length=1)  # relative to the mapping file's folder
+    key: str = Field(min_length=1)
+    value: str = Field(min_length=1)
+    unmatched: Literal["blank", "keep", "reject"] = "blank"
+
+
 class FieldSpec(_Strict):
     column: str | None = Field(default=None, min_length=1)
     default: str | None = None
@@ -121,6 +144,7 @@ class FieldSpec(_Strict):
     ids: Literal["exact", "salesforce"] = "exact"  # ids: salesforce = compare the 15-char root
     when: Condition | None = None
     optional: bool = False  # the column may be missing from the file (then blank)
+    lookup: Lookup | None = None  # text: the value from a second file (agent -> team)
 
     @field_validator("format", mode="before")
     @classmethod
@@ -174,6 +198,8 @@ class MappingSpec(_Strict):
     currency: list[str] = Field(default_factory=lambda: list(DEFAULT_CURRENCY), max_length=50)
     fields: dict[FieldName, FieldSpec] | None = None
     files: list[FilePart] | None = Field(default=None, min_length=1, max_length=20)
+    #: the folder lookup files are relative to (the mapping file's)
+    _folder: Path | None = PrivateAttr(default=None)
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -236,6 +262,8 @@ class MappingSpec(_Strict):
                     raise ValueError(f"{where}.{name}: 'format' is for timestamp fields")
                 if spec.values is not None and kind != "text":
                     raise ValueError(f"{where}.{name}: 'values' is for text fields")
+                if spec.lookup is not None and kind != "text":
+                    raise ValueError(f"{where}.{name}: 'lookup' is for text fields")
                 if spec.split is not None and kind not in ("text", "key"):
                     raise ValueError(f"{where}.{name}: 'split' is for text fields and ids")
                 if spec.decimal is not None and name != "amount":
@@ -264,7 +292,9 @@ class MappingSpec(_Strict):
         data = self.model_dump(by_alias=True, exclude_unset=True)
         data.update(given)
         try:
-            return MappingSpec.model_validate(data)
+            spec = MappingSpec.model_validate(data)
+            spec._folder = self._folder
+            return spec
         except ValidationError as exc:
             err = exc.errors()[0]
             name = str(err["loc"][0]) if err["loc"] else "setting"
@@ -424,6 +454,12 @@ def _depth(data: Any) -> int:
 
 def load_mapping_file(path: Path) -> MappingSpec:
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            what = "is a folder" if stat.S_ISDIR(info.st_mode) else "is not a regular file"
+            raise InvalidInput(f"{path}: {what}; give a mapping YAML file")
+        if info.st_size > 4 * MAX_MAPPING_CHARS:
+            raise InvalidInput(f"{path}: the mapping is over {MAX_MAPPING_CHARS:,} characters")
         raw = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the mapping: {exc.strerror}") from None
@@ -431,7 +467,9 @@ def load_mapping_file(path: Path) -> MappingSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: the mapping is not UTF-8 text") from None
-    return parse_mapping(text, str(path))
+    spec = parse_mapping(text, str(path))
+    spec._folder = path.resolve().parent
+    return spec
 
 
 def profile_names() -> list[str]:
@@ -485,10 +523,66 @@ def _norm(value: str) -> str:
     return value.strip().casefold()
 
 
-def _text_parser(name: str, spec: FieldSpec) -> Callable[[str], str | None]:
+MAX_LOOKUP_ROWS = 100_000
+
+
+def load_lookup(spec: Lookup, folder: Path | None, where: str) -> dict[str, str]:
+    """The lookup file as {key without case: value}; refused in one line naming the file."""
+    path = Path(spec.file)
+    if not path.is_absolute():
+        path = (folder or Path.cwd()) / path
+    if not path.is_file():
+        raise InvalidInput(f"{where}.lookup: {path} is not a file")
+    table: dict[str, str] = {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for col in (spec.key, spec.value):
+                if col not in (reader.fieldnames or []):
+                    raise InvalidInput(
+                        f"{path}: column {col!r} ({where}.lookup) is not in the file; its "
+                        f"columns are: {show_columns(list(reader.fieldnames or []))}"
+                    )
+            for n, row in enumerate(reader, start=2):
+                if n > MAX_LOOKUP_ROWS + 1:
+                    raise InvalidInput(
+                        f"{path}: a lookup file holds at most {MAX_LOOKUP_ROWS:,} rows"
+                    )
+                key = (row.get(spec.key) or "").strip().casefold()
+                value = (row.get(spec.value) or "").strip()
+                if key and table.setdefault(key, value) != value:
+                    raise InvalidInput(
+                        f"{path}: line {n}, column {spec.key!r}: {row[spec.key]!r} is listed "
+                        f"twice with different {spec.value!r} values; keep one"
+                    )
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+    return table
+
+
+def _text_parser(
+    name: str, spec: FieldSpec, lookup: tuple[dict[str, str], str, str] | None = None
+) -> Callable[[str], str | None]:
     values = {_norm(k): v for k, v in (spec.values or {}).items()}
     split = spec.split
     limit = MAX_LENGTH[name]
+    if lookup is not None:
+        table, unmatched, source = lookup
+
+        def looked_up(raw: str) -> str | None:
+            v = raw.strip()
+            if not v:
+                return None
+            found = table.get(v.casefold())
+            if found is not None:
+                return found or None
+            if unmatched == "keep":
+                return v if len(v) <= limit else v[:limit]
+            if unmatched == "reject":
+                raise RowError(f"{name}: {v!r} is not in {source}")
+            return None
+
+        return looked_up
 
     if not values and split is None:
 
@@ -897,7 +991,15 @@ def compile_part(
         kind = _kind(name)
         idx = col_index(fs.column, fs.optional, name) if fs.column else None
         if kind == "text":
-            parse = _text_parser(name, fs)
+            table = None
+            if fs.lookup is not None:
+                where = f"files[{part.name}].fields.{name}" if spec.files else f"fields.{name}"
+                table = (
+                    load_lookup(fs.lookup, spec._folder, where),
+                    fs.lookup.unmatched,
+                    fs.lookup.file,
+                )
+            parse = _text_parser(name, fs, table)
         elif kind == "key":
             parse = _key_parser(name, fs)
         elif kind == "timestamp":
