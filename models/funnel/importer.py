@@ -31,6 +31,7 @@ import codecs
 import contextlib
 import csv
 import io
+import operator
 import os
 import re
 import shutil
@@ -694,6 +695,8 @@ def _import_file(
     # one row is a lead and maybe its deal: a row with none of the deal's fields has no deal
     deal_optional = leads is not None
     deal_only = [f for f in deal_fields if f not in ("owner", "team")]
+    none_of_deal = len(deal_only)
+    deal_values = operator.itemgetter(*deal_only, *deal_only[:1]) if deal_only else None
 
     rows = pending = 0
     for line, row, nul in _rows(run, spec, progress):
@@ -731,7 +734,13 @@ def _import_file(
             continue
         if leads is not None:
             leads.add(key, (*(record[f] for f in lead_fields), file_name, line))
-        if deals is not None and not (deal_optional and all(record[f] is None for f in deal_only)):
+        if deals is not None and not (
+            # a row of a leads-and-deals file with none of the deal's fields has no deal (the
+            # getter repeats the first field, so it always gives a tuple: all None = n + 1)
+            deal_optional
+            and deal_values is not None
+            and deal_values(record).count(None) > none_of_deal
+        ):
             values = [record[f] for f in deal_fields]
             if with_lead_key:
                 if lead_id_of_deal:

@@ -761,7 +761,10 @@ def _locale_timestamp_parser(
         return value
 
     def parse(raw: str) -> int | None:
-        # the common case in one call: an ISO timestamp
+        # the common case in one call: an ISO timestamp (to_seconds inlined: this runs once
+        # per date cell)
+        if not raw:
+            return None
         try:
             dt = fromiso(raw)
         except ValueError:
@@ -769,7 +772,11 @@ def _locale_timestamp_parser(
             return slow(v) if v else None
         if raw[4:5] != "-":  # fromisoformat also reads 20250325: not a date an export writes
             return slow(raw.strip())
-        return to_seconds(dt)
+        if dt.tzinfo is not None:
+            return (dt - epoch_utc) // second
+        if zone is None:
+            return (dt - epoch_naive) // second
+        return (dt.replace(tzinfo=zone) - epoch_utc) // second
 
     return parse
 
