@@ -496,3 +496,17 @@ def test_refusals_keep_earlier_data(store: Store, tmp_path: Path) -> None:
 
         import_files(s, [Path("/dev/zero")], load_profile("generic"))
     assert funnel_content(store) == before
+
+
+def test_dates_on_the_command_line_replace_the_mappings_date_formats(
+    store: Store, tmp_path: Path
+) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "name: m\nsource: m\ndate_formats: ['%m/%d/%Y']\n"
+        "fields: {external_id: lead_id, mql_at: mql_date}\n"
+    )
+    f = leads_file(tmp_path, ["a,04/03/2025,web"])
+    res = run("funnel", "import", str(f), "-m", str(m), "--dates", "day-first", "--json")
+    assert res.exit_code == 0, res.output
+    assert mql_days(store) == {"a": (3, 4)}  # 4 March, as declared, not the mapping's order

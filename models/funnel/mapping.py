@@ -285,12 +285,15 @@ class MappingSpec(_Strict):
 
     def with_locale(self, **overrides: Any) -> MappingSpec:
         """The mapping with some settings replaced (the command line's ``--dates``,
-        ``--decimal``, ``--timezone``, ...), validated again. ``None`` keeps a setting."""
+        ``--decimal``, ``--timezone``, ...), validated again. ``None`` keeps a setting.
+        ``dates`` replaces the mapping's ``date_formats`` too (a field's own ``format`` stays)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self
         data = self.model_dump(by_alias=True, exclude_unset=True)
         data.update(given)
+        if "dates" in given:  # the declared order replaces the mapping's own date formats
+            data["date_formats"] = ["iso"]
         try:
             spec = MappingSpec.model_validate(data)
             spec._folder = self._folder
