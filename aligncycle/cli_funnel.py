@@ -213,7 +213,12 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def _print_flags(flags: list, total: int, per_kind: int = 3) -> None:  # noqa: ANN001 - FlagRead
+def _print_flags(
+    flags: list,  # FlagRead
+    total: int,
+    per_kind: int = 3,
+    counts: dict[str, int] | None = None,
+) -> None:
     """Flags grouped by kind: how many, and the first few with file and line."""
     from models.funnel.flags import KIND_TITLES
 
@@ -222,6 +227,7 @@ def _print_flags(flags: list, total: int, per_kind: int = 3) -> None:  # noqa: A
     kinds: dict[str, list] = {}
     for f in flags:
         kinds.setdefault(f.kind, []).append(f)
+    counts = counts or {k: len(v) for k, v in kinds.items()}
     typer.echo(
         f"{_plural(total, 'record')} kept with a data-quality flag "
         "(see 'aligncycle funnel status' for the list):"
@@ -231,8 +237,9 @@ def _print_flags(flags: list, total: int, per_kind: int = 3) -> None:  # noqa: A
         for f in items[:per_kind]:
             where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
             typer.echo(f"    {where}: {cc.clip(f.sentence, 110)}")
-        if len(items) > per_kind:
-            typer.echo(f"    ... and {len(items) - per_kind:,} more")
+        shown = min(len(items), per_kind)
+        if counts.get(kind, 0) > shown:
+            typer.echo(f"    ... and {counts[kind] - shown:,} more")
 
 
 def _print_import(summary: ImportSummary) -> None:
@@ -270,7 +277,7 @@ def _print_import(summary: ImportSummary) -> None:
         typer.echo(f"{Path(f.file).name}: {_plural(f.rejected, 'unreadable row')}{where}")
         for r in f.first_rejects:
             typer.echo(f"  line {r.line}: {cc.clip(r.reason, 100)}")
-    _print_flags(summary.first_flags, summary.flags)
+    _print_flags(summary.first_flags, summary.flags, counts=summary.flags_by_kind)
 
 
 @funnel_app.command("profiles")

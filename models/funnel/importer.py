@@ -37,6 +37,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,8 @@ class ImportSummary(BaseModel):
     files: list[FileSummary]
     #: every flag of the source after this import (flags are computed from the whole store)
     flags: int = 0
-    first_flags: list[FlagRead] = []
+    flags_by_kind: dict[str, int] = {}
+    first_flags: list[FlagRead] = []  # the first few of each kind
 
     @property
     def rows(self) -> int:
@@ -825,6 +827,7 @@ def import_files(
         mapping=log.mapping,
         files=[r.summary(per_file.get(r.path.name, 0)) for r in runs],
         flags=len(flags),
+        flags_by_kind=dict(Counter(f.kind for f in flags)),
         first_flags=_samples(flags),
     )
     log.rows_read = summary.rows
