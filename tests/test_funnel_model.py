@@ -305,3 +305,22 @@ def test_0007_turns_funnel_records_into_leads_and_deals_and_back(
     finally:
         runner.upgrade(engine)
         engine.dispose()
+
+
+def test_a_deal_moved_to_another_contact_leaves_the_first(
+    store: Store, files: dict[str, Path]
+) -> None:
+    load(store, *files.values())
+    moved = [row.replace(",Ria,103", ",Ria,104") for row in DEALS_A]  # 9003 now Di's
+    files["deals_a"].write_text(DEALS_HEADER + "\n" + "\n".join(moved) + "\n")
+    load(store, files["deals_a"])
+    with store.unit_of_work() as s:
+        from sqlalchemy import select
+
+        from models.funnel.tables import Lead
+
+        counts = dict(s.execute(select(Lead.external_id, Lead.deal_count)).all())
+    assert counts == {"101": 2, "102": None, "103": 1, "104": 1}
+    april = report(store, start=date(2025, 4, 1), end=date(2025, 4, 30)).overall()
+    assert april["mql_to_won_rate"].value is None  # Di's deal is open
+    assert report(store, **MARCH).overall()["open_pipeline_count"].value == 1  # still 9003

@@ -58,8 +58,13 @@ def refresh_links(session: Session, source: str) -> None:
         .group_by(D.c.lead_key)
         .subquery("summary")
     )
-    # leads that no longer have any deal (a deal moved to another lead): back to none
-    has_deal = select(summary.c.key).where(summary.c.key == L.c.external_id).exists()
+    # leads that no longer have any deal (a deal moved to another lead): back to none (one
+    # index probe per lead that had deals)
+    has_deal = (
+        select(D.c.id)
+        .where(D.c.source == source, D.c.lead_key == L.c.external_id, D.c.listed)
+        .exists()
+    )
     conn.execute(
         update(L)
         .where(L.c.source == source, L.c.deal_count.is_not(None), ~has_deal)
