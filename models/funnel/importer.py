@@ -584,10 +584,21 @@ class _Target:
 
     def existing(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
         t = self.table
-        if self.pg:  # one array parameter, not thousands of binds to parse and plan
-            in_batch = t.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
-        else:
-            in_batch = t.c.external_id.in_(keys)
+        if not self.pg:
+            # SQLite, plain SQL on the driver: one statement per number of keys, which the
+            # driver keeps prepared (and SQLAlchemy's cache would keep each statement's key
+            # list: measured, memory grew with the file). Padding the keys to a power of two
+            # (repeating one) keeps a dozen statements.
+            size = 1 << (len(keys) - 1).bit_length()
+            padded = keys + keys[-1:] * (size - len(keys))
+            cursor = self.conn.exec_driver_sql(
+                f"SELECT external_id, {', '.join(self.data_columns)} FROM {t.name} "
+                f"WHERE source = ? AND external_id IN ({', '.join(['?'] * size)})",
+                (self.source, *padded),
+            )
+            return {r[0]: tuple(r[1:]) for r in cursor.fetchall()}
+        # PostgreSQL: one array parameter, not thousands of binds to parse and plan
+        in_batch = t.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
         result = self.conn.execute(
             select(t.c.external_id, *self.lookup_cols).where(t.c.source == self.source, in_batch)
         )
