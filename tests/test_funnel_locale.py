@@ -510,3 +510,26 @@ def test_dates_on_the_command_line_replace_the_mappings_date_formats(
     res = run("funnel", "import", str(f), "-m", str(m), "--dates", "day-first", "--json")
     assert res.exit_code == 0, res.output
     assert mql_days(store) == {"a": (3, 4)}  # 4 March, as declared, not the mapping's order
+
+
+def test_a_rejects_file_has_no_name_until_its_import_commits(tmp_path: Path) -> None:
+    """Until it is published the rejects file is an unnamed file (a killed import's vanishes
+    with its process); publishing names it in one step, replacing an older one."""
+    from models.funnel.importer import RejectsFiles
+
+    folder = tmp_path / "rejects"
+    (folder).mkdir()
+    (folder / "leads.rejects.csv").write_text("old\n")
+    sink = RejectsFiles(folder)
+    handle, final = sink.open("leads")
+    handle.write("line,reason\n3,bad\n")
+    handle.flush()
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]  # only the old one
+    assert final.read_text() == "old\n"
+    sink.publish()
+    assert final.read_text() == "line,reason\n3,bad\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]
+    sink = RejectsFiles(folder)
+    sink.open("other")[0].write("x\n")
+    sink.discard()
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]
