@@ -20,7 +20,7 @@ from aligncycle import cli_common as cc
 
 if TYPE_CHECKING:
     from models.funnel.importer import ImportSummary
-    from models.funnel.kpis import KpiReport
+    from models.funnel.kpis import KpiReport, KpiValue
 
 funnel_app = typer.Typer(
     help="Import the shared funnel data: leads and deals exported from the CRM and marketing "
@@ -70,6 +70,25 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+class Dates(StrEnum):
+    iso = "iso"
+    day_first = "day-first"
+    month_first = "month-first"
+    auto = "auto"
+
+
+def default_rejects_dir() -> Path:
+    """Next to the store: the embedded store's folder, else the data folder."""
+    import os
+
+    sqlite = cc._sqlite_file(cc.database_url())
+    if sqlite is not None:
+        return sqlite.parent / "rejects"
+    data = os.environ.get("ALIGNCYCLE_DATA_DIR")
+    base = Path(data) if data else Path.home() / ".local" / "share" / "aligncycle"
+    return base / "rejects"
+
+
 @funnel_app.command("import")
 def funnel_import(
     files: list[Path] = typer.Argument(
@@ -82,10 +101,39 @@ def funnel_import(
     mapping: Path | None = typer.Option(
         None, "--mapping", "-m", help="Your own mapping YAML (see docs/funnel-mapping.md)."
     ),
-    rejects_dir: Path = typer.Option(
-        Path("."),
+    dates: Dates | None = typer.Option(
+        None,
+        "--dates",
+        help="How the files write numeric dates: day-first (25/03/2025), month-first "
+        "(03/25/2025), iso, or auto (the file shows it). Overrides the mapping.",
+    ),
+    decimal: str | None = typer.Option(
+        None, "--decimal", help="The amounts' decimal separator, '.' or ','. Overrides the mapping."
+    ),
+    thousands: str | None = typer.Option(
+        None,
+        "--thousands",
+        help="The amounts' thousands separator: ',', '.', ' ', \"'\" or '' (spaces always "
+        "group). Overrides the mapping.",
+    ),
+    timezone: str | None = typer.Option(
+        None,
+        "--timezone",
+        help="The time zone of dates without an offset, e.g. Europe/Berlin. Overrides the mapping.",
+    ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="The files' encoding, e.g. latin-1 or utf-16. Overrides the mapping.",
+    ),
+    delimiter: str | None = typer.Option(
+        None, "--delimiter", help="The files' column separator, e.g. ';'. Overrides the mapping."
+    ),
+    rejects_dir: Path | None = typer.Option(
+        None,
         "--rejects-dir",
-        help="Where bad rows go, as <file>.rejects.csv with line and reason.",
+        help="Where unreadable rows go, as <file>.rejects.csv with line and reason "
+        "(default: a rejects folder next to the store).",
     ),
     batch_size: int = typer.Option(5000, "--batch-size", min=1, max=10000, hidden=True),
     as_: str | None = typer.Option(
@@ -95,18 +143,32 @@ def funnel_import(
 ) -> None:
     """Import CSV exports through a profile or your own mapping.
 
-    Re-importing a file changes nothing; bad rows go to a rejects file and are counted; a wrong
-    mapping or an unreadable file is refused and changes nothing."""
-    from models.funnel.importer import import_files
+    Re-importing a file changes nothing; unreadable rows go to a rejects file and are counted;
+    odd but readable records are kept and flagged; a wrong mapping, an unreadable file or
+    dates the settings cannot read without guessing are refused and change nothing."""
+    from models.funnel.importer import import_files, rejects_files
     from models.funnel.mapping import load_mapping_file, load_profile
 
     if (profile is None) == (mapping is None):
         cc.fail("give either --profile NAME or --mapping FILE", 2)
-    spec = load_profile(profile) if profile else load_mapping_file(mapping)  # type: ignore[arg-type]
+    spec = load_profile(profile) if profile is not None else load_mapping_file(mapping)  # type: ignore[arg-type]
+    spec = spec.with_locale(
+        dates=dates.value if dates else None,
+        decimal=decimal,
+        thousands=thousands,
+        timezone=timezone,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
     label = profile or str(mapping)
     progress = _Progress() if (sys.stderr.isatty() and not json_out) else None
     try:
-        with cc.unit_of_work() as s:
+        # the unit of work commits before the rejects files are published (contexts exit in
+        # reverse order)
+        with (
+            rejects_files(rejects_dir or default_rejects_dir()) as rejects,
+            cc.unit_of_work() as s,
+        ):
             person = None
             if as_:
                 from models.services.common import person_by_email
@@ -117,7 +179,7 @@ def funnel_import(
                 files,
                 spec,
                 mapping_label=label,
-                rejects_dir=rejects_dir,
+                rejects=rejects,
                 progress=progress,
                 batch_size=batch_size,
                 actor=person,
@@ -143,16 +205,59 @@ def funnel_import(
         return
     _print_import(summary)
     for cycle_id, count in raised.items():
-        typer.echo(f"cycle {cycle_id}: {count} KPI gap(s) recorded from the new numbers")
+        gaps = "1 KPI gap" if count == 1 else f"{count} KPI gaps"
+        typer.echo(f"cycle {cycle_id}: {gaps} recorded from the new numbers")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _print_flags(
+    flags: list,  # FlagRead
+    total: int,
+    per_kind: int = 3,
+    counts: dict[str, int] | None = None,
+) -> None:
+    """Flags grouped by kind: how many, and the first few with file and line."""
+    from models.funnel.flags import KIND_TITLES
+
+    if not total:
+        return
+    kinds: dict[str, list] = {}
+    for f in flags:
+        kinds.setdefault(f.kind, []).append(f)
+    counts = counts or {k: len(v) for k, v in kinds.items()}
+    typer.echo(
+        f"{_plural(total, 'record')} kept with a data-quality flag "
+        "(see 'aligncycle funnel status' for the list):"
+    )
+    for kind, items in kinds.items():
+        typer.echo(f"  {KIND_TITLES.get(kind, kind)}:")
+        for f in items[:per_kind]:
+            where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
+            typer.echo(f"    {where}: {cc.clip(f.sentence, 110)}")
+        shown = min(len(items), per_kind)
+        if counts.get(kind, 0) > shown:
+            typer.echo(f"    ... and {counts[kind] - shown:,} more")
 
 
 def _print_import(summary: ImportSummary) -> None:
     cc.table(
         [
-            [Path(f.file).name, f.part, f.rows, f.new, f.changed, f.unchanged, f.rejected]
+            [
+                Path(f.file).name,
+                f.part,
+                f.rows,
+                f.new,
+                f.changed,
+                f.unchanged,
+                f.rejected,
+                f.flagged,
+            ]
             for f in summary.files
         ],
-        ["file", "part", "rows", "new", "changed", "unchanged", "rejected"],
+        ["file", "part", "rows", "new", "changed", "unchanged", "rejected", "flagged"],
     )
     typer.echo(
         f"imported into source {summary.source!r}: {summary.rows:,} rows, {summary.new:,} new, "
@@ -160,12 +265,19 @@ def _print_import(summary: ImportSummary) -> None:
         f"{summary.rejected:,} rejected"
     )
     for f in summary.files:
+        if f.dates:
+            typer.echo(f"{Path(f.file).name}: dates read {f.dates}")
+        if f.skipped:
+            typer.echo(
+                f"{Path(f.file).name}: {_plural(f.skipped, 'report footer or blank line')} skipped"
+            )
         if not f.rejected:
             continue
         where = f" -> {f.rejects_file}" if f.rejects_file else ""
-        typer.echo(f"{Path(f.file).name}: {f.rejected:,} rejected row(s){where}")
+        typer.echo(f"{Path(f.file).name}: {_plural(f.rejected, 'unreadable row')}{where}")
         for r in f.first_rejects:
             typer.echo(f"  line {r.line}: {cc.clip(r.reason, 100)}")
+    _print_flags(summary.first_flags, summary.flags, counts=summary.flags_by_kind)
 
 
 @funnel_app.command("profiles")
@@ -190,18 +302,27 @@ def funnel_profiles(json_out: bool = cc.JSON_OPTION) -> None:
 
 @funnel_app.command("status")
 def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
-    """What the store holds: records per source and the latest imports."""
+    """What the store holds: leads and deals per source, the latest imports, and the
+    data-quality flags of the kept records."""
     from sqlalchemy import func, select
 
-    from models.funnel.tables import FunnelImport, FunnelRecord
+    from models.funnel.flags import list_flags
+    from models.funnel.tables import Deal, FunnelImport, Lead
 
     with cc.unit_of_work() as s:
-        per_source = s.execute(
-            select(FunnelRecord.source, func.count()).group_by(FunnelRecord.source)
-        ).all()
+        leads = dict(s.execute(select(Lead.source, func.count()).group_by(Lead.source)).all())
+        deals = dict(
+            s.execute(
+                select(Deal.source, func.count()).where(Deal.listed).group_by(Deal.source)
+            ).all()
+        )
         imports = s.scalars(select(FunnelImport).order_by(FunnelImport.id.desc()).limit(10)).all()
+        flags = list_flags(s)
         data = {
-            "sources": {src: int(n) for src, n in per_source},
+            "sources": {
+                src: {"leads": int(leads.get(src, 0)), "deals": int(deals.get(src, 0))}
+                for src in sorted(set(leads) | set(deals))
+            },
             "imports": [
                 {
                     "id": i.id,
@@ -213,10 +334,12 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                     "changed": i.rows_changed,
                     "unchanged": i.rows_unchanged,
                     "rejected": i.rows_rejected,
+                    "flagged": i.rows_flagged,
                     "at": i.started_at,
                 }
                 for i in imports
             ],
+            "flags": [f.model_dump() for f in flags],
         }
     if json_out:
         cc.emit_json(data)
@@ -224,7 +347,10 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     if not data["sources"]:
         typer.echo("no funnel data yet: import some with 'aligncycle funnel import'")
         return
-    cc.table([[k, f"{v:,}"] for k, v in sorted(data["sources"].items())], ["source", "records"])
+    cc.table(
+        [[k, f"{v['leads']:,}", f"{v['deals']:,}"] for k, v in data["sources"].items()],
+        ["source", "leads", "deals"],
+    )
     typer.echo("")
     cc.table(
         [
@@ -237,10 +363,40 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                 i["new"],
                 i["changed"],
                 i["rejected"],
+                i["flagged"],
             ]
             for i in data["imports"]
         ],
-        ["import", "at (UTC)", "source", "files", "rows", "new", "changed", "rejected"],
+        ["import", "at (UTC)", "source", "files", "rows", "new", "changed", "rejected", "flagged"],
+    )
+    if flags:
+        typer.echo("")
+        _print_flags(flags, len(flags), per_kind=10)
+        typer.echo("every flag, with its file and line: aligncycle funnel flags")
+
+
+@funnel_app.command("flags")
+def funnel_flags(
+    source: str | None = typer.Option(None, "--source", help="Only flags of this source."),
+    json_out: bool = cc.JSON_OPTION,
+) -> None:
+    """Every data-quality flag: the file and line of each kept record that is odd, and why."""
+    from models.funnel.flags import KIND_TITLES, list_flags
+
+    with cc.unit_of_work() as s:
+        flags = list_flags(s, source)
+    if json_out:
+        cc.emit_json([f.model_dump() for f in flags])
+        return
+    if not flags:
+        typer.echo("no record carries a data-quality flag")
+        return
+    cc.table(
+        [
+            [f.file or "", f.line or "", KIND_TITLES.get(f.kind, f.kind), cc.clip(f.sentence, 90)]
+            for f in flags
+        ],
+        ["file", "line", "flag", "what"],
     )
 
 
@@ -269,6 +425,10 @@ _SHORT = {
     "win_rate": "win rate",
     "sales_cycle_median_days": "cycle p50",
     "revenue_won": "revenue won",
+    "average_deal_size": "avg deal",
+    "open_pipeline_count": "open deals",
+    "open_pipeline_value": "pipeline",
+    "deal_aging_median_days": "age p50",
 }
 
 
@@ -282,6 +442,10 @@ def _window_text(report: KpiReport) -> str:
     )
 
 
+def _flag_note(v: KpiValue) -> str:
+    return f"{v.flagged:,} flagged" if v.flagged else ""
+
+
 @kpi_app.command("show")
 def kpi_show(
     from_: datetime | None = typer.Option(
@@ -290,7 +454,15 @@ def kpi_show(
     to: datetime | None = typer.Option(
         None, "--to", formats=cc.DATE_FORMATS, help="Last day, included (YYYY-MM-DD)."
     ),
-    by: By | None = typer.Option(None, "--by", help="One row per channel, campaign, ..."),
+    by: list[By] = typer.Option(
+        [], "--by", help="One row per channel, campaign, ...; give it twice for two dimensions."
+    ),
+    compare_from: datetime | None = typer.Option(
+        None, "--compare-from", formats=cc.DATE_FORMATS, help="First day of a window to compare."
+    ),
+    compare_to: datetime | None = typer.Option(
+        None, "--compare-to", formats=cc.DATE_FORMATS, help="Last day of the window to compare."
+    ),
     sla_hours: float | None = typer.Option(
         None,
         "--sla-hours",
@@ -304,9 +476,11 @@ def kpi_show(
     source: str | None = typer.Option(None, "--source", help="Only records of this source."),
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
-    """The shared KPIs over a window, overall or per group."""
-    from models.funnel.kpis import KPIS, compute_kpis, format_value
+    """The shared KPIs over a window, overall or per group, optionally against another window."""
+    from models.funnel.kpis import KPIS, compare_reports, compute_kpis, format_value
 
+    if (compare_from is None) != (compare_to is None):
+        cc.fail("give both --compare-from and --compare-to (the window to compare with)", 2)
     with cc.unit_of_work() as s:
         start = from_.date() if from_ else None
         end = to.date() if to else None
@@ -320,40 +494,93 @@ def kpi_show(
             sla, stall = float(settings.handoff_sla_hours), settings.stall_days
             if start is None and end is None:
                 start, end = measure_window(cycle)
-        report = compute_kpis(
-            s,
-            start=start,
-            end=end,
-            by=by.value if by else None,
+        options = dict(
+            by=[b.value for b in by] or None,
             sla_hours=sla_hours or sla,
             stall_days=stall_days or stall,
             source=source,
         )
+        report = compute_kpis(s, start=start, end=end, **options)
+        other = None
+        if compare_from is not None and compare_to is not None:
+            other = compute_kpis(s, start=compare_from.date(), end=compare_to.date(), **options)
     if json_out:
-        cc.emit_json(report)
+        if other is None:
+            cc.emit_json(report)
+        else:
+            changes = compare_reports(report, other)
+            cc.emit_json(
+                {
+                    "report": report.model_dump(mode="json"),
+                    "compared": other.model_dump(mode="json"),
+                    "changes": {str(k): [c.model_dump() for c in v] for k, v in changes.items()},
+                }
+            )
         return
     typer.echo(_window_text(report))
-    if report.by is None:
+    if other is not None:
+        typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
+        changes = compare_reports(report, other)
+        for g in report.groups:
+            if report.by:
+                typer.echo(f"\n{' / '.join(report.by)}: {g.group or '(none)'}")
+            rows = []
+            for c in changes[g.group]:
+                pct = "" if c.change_pct is None else f"{c.change_pct * 100:+.0f}%"
+                rows.append(
+                    [
+                        KPIS[c.kpi].title,
+                        format_value(c.kpi, c.value),
+                        format_value(c.kpi, c.compared),
+                        pct,
+                    ]
+                )
+            cc.table(rows, ["KPI", "this window", "compared window", "change"])
+        return
+    if not report.by:
         rows = []
         for name, v in report.overall().items():
-            detail = ""
+            detail = _flag_note(v)
             if v.detail and v.detail.get("top_reasons"):
-                detail = "top: " + ", ".join(
-                    f"{r['reason']} ({r['count']})" for r in v.detail["top_reasons"][:3]
+                detail = ", ".join(
+                    x
+                    for x in (
+                        "top: "
+                        + ", ".join(
+                            f"{r['reason']} ({r['count']})" for r in v.detail["top_reasons"][:3]
+                        ),
+                        detail,
+                    )
+                    if x
                 )
             rows.append(
                 [KPIS[name].title, format_value(name, v.value), v.sample_size, cc.clip(detail, 50)]
             )
         cc.table(rows, ["KPI", "value", "sample", "detail"])
+        steps = report.groups[0].funnel if report.groups else []
+        if steps:
+            typer.echo("")
+            cc.table(
+                [
+                    [
+                        st.stage,
+                        f"{st.count:,}",
+                        "" if st.step_rate is None else f"{st.step_rate * 100:.1f}%",
+                        "" if st.cumulative_rate is None else f"{st.cumulative_rate * 100:.1f}%",
+                    ]
+                    for st in steps
+                ],
+                ["funnel stage", "leads", "from the stage before", "from MQL"],
+            )
         return
     names = list(KPIS)
     cc.table(
         [
-            [cc.clip(g.group if g.group is not None else "(none)", 30)]
+            [cc.clip(k if k is not None else "(none)", 30) for k in g.keys]
             + [format_value(n, g.kpis[n].value) for n in names]
             for g in report.groups
         ],
-        [report.by] + [_SHORT[n] for n in names],
+        list(report.by) + [_SHORT[n] for n in names],
     )
 
 

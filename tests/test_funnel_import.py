@@ -20,7 +20,7 @@ from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.importer import import_files
 from models.funnel.mapping import load_profile, parse_mapping, profile_names
-from models.funnel.tables import FunnelImport, FunnelRecord
+from models.funnel.tables import Deal, FunnelFlag, FunnelImport, Lead
 from tests.conftest import db_snapshot
 
 MAPPING = """
@@ -85,10 +85,22 @@ def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER, **k
     return path
 
 
-def records(store: Store, source: str = "crm") -> dict[str, FunnelRecord]:
+def records(store: Store, source: str = "crm") -> dict[str, Lead]:
     with store.unit_of_work() as s:
-        rows = s.scalars(select(FunnelRecord).where(FunnelRecord.source == source)).all()
+        rows = s.scalars(select(Lead).where(Lead.source == source)).all()
         return {r.external_id: r for r in rows}
+
+
+def deal_rows(store: Store, source: str = "crm") -> dict[str, Deal]:
+    with store.unit_of_work() as s:
+        rows = s.scalars(select(Deal).where(Deal.source == source)).all()
+        return {r.external_id: r for r in rows}
+
+
+def flags(store: Store) -> list[tuple[str | None, int | None, str, str]]:
+    with store.unit_of_work() as s:
+        rows = s.scalars(select(FunnelFlag).order_by(FunnelFlag.file, FunnelFlag.line)).all()
+        return [(f.file, f.line, f.kind, f.sentence) for f in rows]
 
 
 def cli() -> typer.Typer:
@@ -129,14 +141,18 @@ def test_rows_are_mapped_into_records(store: Store, tmp_path: Path, mapping: Pat
     # Berlin is UTC+1 in March: 10:00 local is 09:00 UTC
     assert l1.mql_at == datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
     assert l1.sql_at == datetime(2024, 3, 1, 23, 0, tzinfo=UTC)
-    assert l1.won_at == datetime(2024, 3, 20, 14, 30, tzinfo=UTC)
-    assert l1.amount_cents == 123450  # "1.234,50" with a decimal comma
     assert (l1.channel, l1.owner, l1.team) == ("paid_search", "ann", "sales")  # value mapping
     assert l1.rejected_at is None and l1.rejection_reason is None  # status is Won
+    assert (l1.file, l1.line) == ("leads.csv", 2)
     assert l2.rejected_at == datetime(2024, 3, 2, 23, 0, tzinfo=UTC)
-    assert (l2.rejection_reason, l2.won_at, l2.channel) == ("bad fit", None, "Webinar")
-    assert (l3.channel, l3.owner, l3.amount_cents) == ("unknown", None, None)  # "" -> unknown
+    assert (l2.rejection_reason, l2.channel) == ("bad fit", "Webinar")
+    assert (l3.channel, l3.owner) == ("unknown", None)  # "" -> unknown
     assert all(x.first_touch_at is None for x in r.values())  # optional column, absent
+    # one row is a lead and, when it has a deal's date or amount, its deal (keyed by the lead)
+    (d1,) = deal_rows(store).values()
+    assert (d1.external_id, d1.lead_key, d1.owner, d1.listed) == ("L1", "L1", "ann", True)
+    assert d1.won_at == datetime(2024, 3, 20, 14, 30, tzinfo=UTC)
+    assert d1.amount_cents == 123450  # "1.234,50" with a decimal comma
 
 
 def test_bad_rows_go_to_the_rejects_file_with_line_and_reason(
@@ -153,24 +169,29 @@ def test_bad_rows_go_to_the_rejects_file_with_line_and_reason(
         str(tmp_path / "out"),
     )
     assert res.exit_code == 0, res.output
-    assert "8 rows, 3 new, 0 changed, 0 unchanged, 5 rejected" in res.stdout
+    assert "8 rows, 4 new, 0 changed, 0 unchanged, 4 rejected" in res.stdout
     rejects = tmp_path / "out" / "leads.rejects.csv"
     assert f"-> {rejects}" in res.stdout
     with rejects.open(newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["line", "reason", *HEADER]
     by_line = {int(r[0]): r for r in rows[1:]}
-    assert sorted(by_line) == [5, 6, 7, 8, 9]  # header is line 1, the good rows 2-4
-    assert by_line[5][1] == "missing external id (column 'Lead ID')"
+    assert sorted(by_line) == [5, 6, 8, 9]  # header is line 1, the good rows 2-4
+    assert by_line[5][1] == "missing id (column 'Lead ID')"
     assert by_line[6][1].startswith("mql_at: cannot read '31.02.2024' as a date")
-    assert by_line[7][1] == "impossible order of stages: won is before MQL"
     assert by_line[8][1] == "the row has 2 fields, the header has 9"
-    assert by_line[9][1] == "amount: cannot read 'lots' as an amount"
+    assert by_line[9][1].startswith("amount: 'lots' is not a number (read with decimal ','")
     assert by_line[6][2:] == BAD[1]  # the original cells, to fix and re-import
-    assert set(records(store)) == {"L1", "L2", "L3"}
+    # won before its MQL: a real record in an odd order is kept, and flagged with its line
+    assert set(records(store)) == {"L1", "L2", "L3", "L6"}
+    assert flags(store) == [
+        ("leads.csv", 7, "out_of_order", "Deal L6: the win is 9 days before its lead's MQL date.")
+    ]
+    assert "1 record kept with a data-quality flag" in res.stdout
+    assert "leads.csv, line 7: Deal L6: the win is 9 days before its lead's MQL date." in res.stdout
     with store.unit_of_work() as s:
         log = s.scalars(select(FunnelImport)).one()
-        assert (log.rows_read, log.rows_new, log.rows_rejected) == (8, 3, 5)
+        assert (log.rows_read, log.rows_new, log.rows_rejected, log.rows_flagged) == (8, 4, 4, 1)
 
 
 def test_reimport_is_idempotent_and_changes_are_updates(
@@ -178,12 +199,12 @@ def test_reimport_is_idempotent_and_changes_are_updates(
 ) -> None:
     data = write_csv(tmp_path / "leads.csv", GOOD)
     assert run("funnel", "import", str(data), "-m", str(mapping)).exit_code == 0
-    before = db_snapshot(store)["funnel_records"]
+    before = {t: db_snapshot(store)[t] for t in ("leads", "deals", "funnel_flags")}
     res = run("funnel", "import", str(data), "-m", str(mapping), "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert (out["new"], out["changed"], out["unchanged"]) == (0, 0, 3)
-    assert db_snapshot(store)["funnel_records"] == before
+    assert {t: db_snapshot(store)[t] for t in before} == before
     # L3 is now won; L2 has a new reason: two updates, no new rows
     rows = [list(r) for r in GOOD]
     rows[2][5:7] = ["Won", "25.03.2024 10:00"]
@@ -193,7 +214,7 @@ def test_reimport_is_idempotent_and_changes_are_updates(
     assert (out["new"], out["changed"], out["unchanged"]) == (0, 2, 1)
     r = records(store)
     assert len(r) == 3
-    assert r["L3"].won_at == datetime(2024, 3, 25, 9, 0, tzinfo=UTC)
+    assert deal_rows(store)["L3"].won_at == datetime(2024, 3, 25, 9, 0, tzinfo=UTC)
     assert r["L2"].rejection_reason == "no budget"
 
 
@@ -236,12 +257,17 @@ def test_a_later_file_fills_in_the_same_records(store: Store, tmp_path: Path) ->
         "--json",
     )
     out = json.loads(res.stdout)
-    # a: won after its MQL; b: won before its MQL (rejected); c: a deal of an unknown lead
-    assert (out["new"], out["changed"], out["rejected"]) == (1, 1, 1)
-    r = records(store)
-    assert (r["a"].channel, r["a"].won_at.day) == ("web", 9)  # channel kept
-    assert r["b"].won_at is None
-    assert r["c"].mql_at is None and r["c"].won_at.day == 2
+    # a: won after its MQL; b: won before its MQL (kept, flagged); c: a deal of a lead not
+    # imported (yet): kept, it finds its lead by id whenever the lead arrives
+    assert (out["new"], out["changed"], out["rejected"]) == (3, 0, 0)
+    r, d = records(store), deal_rows(store)
+    assert set(r) == {"a", "b"} and r["a"].channel == "web"  # the leads are not touched
+    assert {k: (v.lead_key, v.won_at.day) for k, v in d.items()} == {
+        "a": ("a", 9),
+        "b": ("b", 1),
+        "c": ("c", 2),
+    }
+    assert [(f[0], f[1], f[2]) for f in flags(store)] == [("d.csv", 3, "out_of_order")]
 
 
 def test_progress_is_only_for_terminals_and_json_stays_clean(
@@ -376,20 +402,27 @@ HUBSPOT_DEALS = textwrap.dedent("""\
     9002,Nobody's deal,Closed Lost,300,2024-03-21 10:00,2024-03-06 11:00,Sam Rep,
 """)
 SF_LEADS = textwrap.dedent("""\
-    Lead ID,First Name,Company,Lead Source,Lead Status,Lead Owner,Created Date,Converted Date,Last Modified Date
-    00Q1,Ann,Acme,Web,Closed - Converted,Sam Rep,3/1/2024,3/4/2024,3/4/2024
-    00Q2,Bob,Beta,Trade Show,Closed - Not Converted,Sam Rep,3/2/2024,,3/6/2024
+    Lead ID,First Name,Company / Account,Lead Source,Lead Status,Lead Owner,Created Date,Converted Date,Last Modified Date,Converted Opportunity ID
+    00Q5g000001AbCd,Ann,Acme,Web,Closed - Converted,Sam Rep,3/1/2024,3/4/2024,3/4/2024,0065g00000XyZaBAAV
+    00Q5g000001AbCe,Bob,Beta,Trade Show,Closed - Not Converted,Sam Rep,3/2/2024,,3/6/2024,
+
+    "Confidential Information - Do Not Distribute"
+    "Copyright (c) 2000-2025 salesforce.com, inc. All rights reserved."
 """)  # noqa: E501
 SF_OPPS = textwrap.dedent("""\
-    Opportunity ID,Opportunity Name,Stage,Amount,Close Date,Created Date,Opportunity Owner,Lead ID
-    0061,Acme deal,Closed Won,"USD 8,000.00",4/2/2024,3/4/2024,Ava Closer,00Q1
-""")
+    Opportunity ID,Opportunity Name,Account Name,Stage,Amount,Close Date,Created Date,Opportunity Owner
+    0065g00000XyZaB,Acme deal,Acme,Closed Won,"USD 8,000.00",4/2/2024,3/4/2024,Ava Closer
+    0065g00000XyZaC,Acme upsell,Acme,Prospecting,"USD 1,000.00",5/30/2024,4/3/2024,Ava Closer
+
+    "Grand Totals (2 records)"
+    "Confidential Information - Do Not Distribute"
+    "Copyright (c) 2000-2025 salesforce.com, inc. All rights reserved."
+""")  # noqa: E501
 
 
 def test_hubspot_contacts_and_deals_join_by_contact_id(store: Store, tmp_path: Path) -> None:
     (tmp_path / "contacts.csv").write_text(HUBSPOT_CONTACTS)
     (tmp_path / "deals.csv").write_text(HUBSPOT_DEALS)
-    # deals first on the command line: the profile still imports contacts first
     res = run(
         "funnel",
         "import",
@@ -404,30 +437,60 @@ def test_hubspot_contacts_and_deals_join_by_contact_id(store: Store, tmp_path: P
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [f["part"] for f in out["files"]] == ["contacts", "deals"]
-    assert (out["new"], out["changed"], out["rejected"]) == (2, 1, 1)  # 9002 has no contact
-    r = records(store, "hubspot")
+    assert (out["new"], out["changed"], out["rejected"]) == (4, 0, 0)
+    r, d = records(store, "hubspot"), deal_rows(store, "hubspot")
     ann, bob = r["101"], r["102"]
     assert ann.channel == "paid_search" and ann.first_touch_at.hour == 12
-    assert (ann.won_at.day, ann.opportunity_at.day, ann.amount_cents) == (20, 5, 1250000)
-    assert ann.lost_at is None
     assert bob.rejected_at.day == 4 and bob.sql_at is None
+    won, lost = d["9001"], d["9002"]
+    assert (won.lead_key, won.other_leads, won.stage) == ("101", "555", "Closed Won")
+    assert (won.won_at.day, won.opportunity_at.day, won.amount_cents) == (20, 5, 1250000)
+    # a deal with no associated contact belongs to its company only: kept, counted as a deal
+    assert (lost.lead_key, lost.lost_at.day, lost.amount_cents) == (None, 21, 30000)
+    assert out["flags"] == 1
+    assert out["first_flags"][0]["sentence"] == (
+        "Deal 9001 lists 2 leads; it counts for the first, 101 (also listed: 555)."
+    )
 
 
-def test_salesforce_leads_and_opportunities_join_by_lead_id(store: Store, tmp_path: Path) -> None:
+def test_salesforce_reports_link_by_the_converted_opportunity_and_id_roots(
+    store: Store, tmp_path: Path
+) -> None:
     (tmp_path / "leads.csv").write_text(SF_LEADS)
     (tmp_path / "opps.csv").write_text(SF_OPPS)
-    res = run(
-        "funnel",
-        "import",
-        str(tmp_path / "leads.csv"),
-        str(tmp_path / "opps.csv"),
-        "-p",
-        "salesforce",
-        "--json",
+    files = [str(tmp_path / "opps.csv"), str(tmp_path / "leads.csv")]
+    before = db_snapshot(store)
+    # every date (3/1/2024, 4/2/2024, ...) reads both ways: the import asks, it does not guess
+    res = run("funnel", "import", *files, "-p", "salesforce")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        f"error: {tmp_path / 'leads.csv'}: line 2, column 'Created Date': '3/1/2024' reads both"
+        " day-first"
+        " and month-first, and no date in the file tells which; set dates: day-first or "
+        "month-first in the mapping, or --dates on the command line"
     )
+    assert db_snapshot(store) == before
+    res = run("funnel", "import", *files, "-p", "salesforce", "--dates", "month-first", "--json")
     assert res.exit_code == 0, res.output
-    r = records(store, "salesforce")
-    acme, beta = r["00Q1"], r["00Q2"]
-    assert (acme.mql_at.day, acme.sql_at.day, acme.won_at.month) == (1, 4, 4)
-    assert (acme.amount_cents, acme.owner) == (800000, "Ava Closer")
-    assert beta.rejected_at.day == 6 and beta.channel == "Trade Show"
+    out = json.loads(res.stdout)
+    assert (out["rows"], out["new"], out["rejected"]) == (4, 4, 0)
+    assert [f["skipped"] for f in out["files"]] == [3, 4]  # the footers and blank lines
+    r, d = records(store, "salesforce"), deal_rows(store, "salesforce")
+    acme, beta = r["00Q5g000001AbCd"], r["00Q5g000001AbCe"]
+    assert (acme.mql_at.day, acme.sql_at.day, beta.rejected_at.day) == (1, 4, 6)
+    # the lead names its opportunity by the 18-character id; the report has the 15-character one
+    assert set(d) == {"0065g00000XyZaB", "0065g00000XyZaC"}
+    deal = d["0065g00000XyZaB"]
+    assert (deal.lead_key, deal.amount_cents, deal.owner) == (
+        "00Q5g000001AbCd",
+        800000,
+        "Ava Closer",
+    )
+    assert (deal.won_at.month, deal.won_at.day) == (4, 2)  # month-first: 2 April
+    from models.funnel.kpis import compute_kpis
+
+    with store.unit_of_work() as s:
+        k = compute_kpis(s, source="salesforce", as_of=datetime(2024, 5, 3, tzinfo=UTC)).overall()
+    assert k["mql_to_won_rate"].value == 0.5  # Acme won of Ann and Bob
+    assert k["open_pipeline_count"].value == 1 and k["open_pipeline_value"].value == 1000.0
+    assert k["deal_aging_median_days"].value == 30.0  # created 3 April, as of 3 May

@@ -17,7 +17,8 @@ from aligncycle import cli_funnel
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.kpis import KPI_NAMES, KPIS, compute_kpis, format_value
-from models.funnel.tables import FunnelRecord
+from models.funnel.links import refresh_links
+from models.funnel.tables import Deal, Lead
 
 
 def at(day: str, hours: float = 0) -> datetime:
@@ -108,12 +109,38 @@ RECORDS = {
 }
 
 
+DEAL_FIELDS = ("opportunity_at", "won_at", "lost_at", "amount_cents")
+
+
 def load(store: Store, records: dict[str, dict], source: str = "t") -> None:
-    rows = [{"source": source, "external_id": k, **v} for k, v in records.items()]
-    keys = {k for r in rows for k in r}
-    rows = [{k: r.get(k) for k in keys} for r in rows]
-    with store.engine.begin() as conn:
-        conn.execute(FunnelRecord.__table__.insert(), rows)
+    """Each record is a lead (when it has a lead's field) and a deal of that lead keyed by the
+    same id (when it has a deal's date or amount); a record with only a deal's fields is a deal
+    with no lead, as migration 0007 turns old records into leads and deals."""
+    leads, deals = [], []
+    for key, fields in records.items():
+        lead = {k: v for k, v in fields.items() if k not in DEAL_FIELDS}
+        deal = {k: v for k, v in fields.items() if k in DEAL_FIELDS}
+        has_lead = any(v is not None for k, v in lead.items() if k not in ("owner", "team"))
+        if has_lead:
+            leads.append({"source": source, "external_id": key, **lead})
+        if deal:
+            deals.append(
+                {
+                    "source": source,
+                    "external_id": key,
+                    "lead_key": key if has_lead else None,
+                    "listed": True,
+                    **({} if has_lead else {k: lead.get(k) for k in ("owner", "team")}),
+                    **deal,
+                }
+            )
+    with store.unit_of_work() as s:
+        conn = s.connection()
+        for table, rows in ((Lead.__table__, leads), (Deal.__table__, deals)):
+            if rows:
+                keys = {k for r in rows for k in r}
+                conn.execute(table.insert(), [{k: r.get(k) for k in keys} for r in rows])
+        refresh_links(s, source)  # as an import does
 
 
 @pytest.fixture
@@ -163,7 +190,21 @@ def test_every_kpi_over_march(funnel: Store) -> None:
     assert k["sales_cycle_median_days"].value == pytest.approx(19.0)
     assert k["sales_cycle_median_days"].sample_size == 3
     assert k["revenue_won"].value == pytest.approx(1750.50)
+    assert k["average_deal_size"].value == pytest.approx(1750.50 / 3)
+    # every deal is closed: an empty pipeline, truly zero, with no value and no age
+    assert k["open_pipeline_count"].value == 0
+    assert k["open_pipeline_value"].value is None
+    assert k["deal_aging_median_days"].value is None
+    assert all(v.flagged == 0 for v in k.values())
     assert set(k) == set(KPI_NAMES)
+    # the stage funnel of the cohort: SQL A C E; a deal A C; won A
+    steps = [(st.stage, st.count, st.step_rate, st.cumulative_rate) for st in r.groups[0].funnel]
+    assert steps == [
+        ("MQL", 7, None, 1.0),
+        ("SQL", 3, pytest.approx(3 / 7), pytest.approx(3 / 7)),
+        ("Opportunity", 2, pytest.approx(2 / 3), pytest.approx(2 / 7)),
+        ("Won", 1, pytest.approx(1 / 2), pytest.approx(1 / 7)),
+    ]
 
 
 def test_by_channel(funnel: Store) -> None:
@@ -239,7 +280,9 @@ def test_a_stage_the_source_never_records_is_no_data_not_zero(store: Store) -> N
         "sales_cycle_median_days",
     ):
         assert k[name] is None, name
-    assert k["revenue_won"] == 0  # nothing won: no revenue, truly zero
+    assert k["revenue_won"] is None  # nothing won: no revenue figure, not 0.00
+    assert k["average_deal_size"] is None
+    assert k["open_pipeline_count"] is None  # the source has no deal at all
 
 
 def test_won_deals_without_amounts_have_no_revenue_data(store: Store) -> None:
@@ -253,7 +296,8 @@ def test_source_filter_and_empty_store(funnel: Store) -> None:
     load(funnel, {"z": {"mql_at": at("2024-03-01"), "first_touch_at": at("2024-03-01", 1)}}, "u")
     assert values(kpis(funnel, source="u", **MARCH))["mql_volume"] == 1
     assert values(kpis(funnel, **MARCH))["mql_volume"] == 8
-    assert values(kpis(funnel, source="nobody", **MARCH))["mql_volume"] == 0
+    with pytest.raises(InvalidInput, match=r"no funnel data from source 'nobody'.*: t, u"):
+        kpis(funnel, source="nobody", **MARCH)
 
 
 def test_window_days_are_inclusive_and_utc(funnel: Store) -> None:
@@ -272,7 +316,7 @@ def test_bad_arguments_are_refused(funnel: Store) -> None:
 
 
 def test_each_kpi_is_defined_once_with_a_formula() -> None:
-    assert len(KPIS) == len(KPI_NAMES) == 13
+    assert len(KPIS) == len(KPI_NAMES) == 17
     for d in KPIS.values():
         assert d.formula and d.title and d.sample
         assert d.unit in ("count", "rate", "hours", "days", "money")

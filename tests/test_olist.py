@@ -23,6 +23,7 @@ from aligncycle import cli_funnel
 from models.db import Store
 from models.funnel.kpis import compute_kpis
 from tests.conftest import SHARED_DATA
+from tests.funnel_helpers import clear_funnel, funnel_content
 
 FOLDER = SHARED_DATA / "olist_marketing_funnel"
 MQL_FILE = FOLDER / "olist_marketing_qualified_leads_dataset.csv"
@@ -31,7 +32,7 @@ DEALS_FILE = FOLDER / "olist_closed_deals_dataset.csv"
 
 @pytest.fixture(scope="module")
 def expected() -> dict:
-    """The figures, from the files alone."""
+    """The figures, from the files alone, over every row of both."""
     missing = [str(p) for p in (MQL_FILE, DEALS_FILE) if not p.is_file()]
     if missing:
         pytest.fail(
@@ -42,38 +43,49 @@ def expected() -> dict:
         mqls = {r["mql_id"]: r for r in csv.DictReader(f)}
     with DEALS_FILE.open(newline="", encoding="utf-8") as f:
         deals = list(csv.DictReader(f))
-    won, bad = {}, []
+    odd = []
     for line, d in enumerate(deals, start=2):  # line 1 is the header; no multi-line cells
         if d["won_date"][:10] < mqls[d["mql_id"]]["first_contact_date"]:
-            bad.append(line)  # won on an earlier day than its MQL: an impossible order
-        else:
-            won[d["mql_id"]] = d
+            odd.append(line)  # won on an earlier day than its MQL: kept, and flagged
 
     def days(d: dict) -> float:
         start = datetime.fromisoformat(mqls[d["mql_id"]]["first_contact_date"])
         return (datetime.fromisoformat(d["won_date"]) - start).total_seconds() / 86400
 
+    amounts = [
+        round(float(d["declared_monthly_revenue"]) * 100)
+        for d in deals
+        if d["declared_monthly_revenue"].strip()
+    ]
+    zero = {
+        line
+        for line, d in enumerate(deals, start=2)
+        if d["declared_monthly_revenue"].strip() and not float(d["declared_monthly_revenue"])
+    }
+    won_ids = {d["mql_id"] for d in deals}
     channel = Counter(r["origin"] or None for r in mqls.values())
-    channel_won = Counter(mqls[k]["origin"] or None for k in won)
+    channel_won = Counter(mqls[k]["origin"] or None for k in won_ids)
     q1 = [k for k, r in mqls.items() if "2018-01-01" <= r["first_contact_date"] <= "2018-03-31"]
     return {
         "mqls": len(mqls),
-        "won": len(won),
-        "bad_lines": bad,
-        "cycle_days": statistics.median(days(d) for d in won.values()),
-        "revenue": sum(round(float(d["declared_monthly_revenue"] or 0) * 100) for d in won.values())
-        / 100,
+        "deals": len(deals),
+        "won_leads": len(won_ids),
+        "odd_lines": odd,
+        "flagged_deals": len(zero | set(odd)),  # the odd deal and the zero amounts
+        "cycle_days": statistics.median(days(d) for d in deals),
+        "revenue": sum(amounts) / 100,
+        "with_amount": len(amounts),
         "channel": channel,
         "channel_won": channel_won,
         "cohort_month": Counter(r["first_contact_date"][:7] for r in mqls.values()),
-        "won_month": Counter(d["won_date"][:7] for d in won.values()),
-        "owner_won": Counter(d["sr_id"] for d in won.values()),
+        "won_month": Counter(d["won_date"][:7] for d in deals),
+        "owner_won": Counter(d["sr_id"] for d in deals),
         "q1_mqls": len(q1),
-        "q1_won": sum(1 for k in q1 if k in won),
+        "q1_won": sum(1 for k in q1 if k in won_ids),
     }
 
 
-def import_olist(tmp_path: Path) -> dict:
+def import_olist(tmp_path: Path, *files: Path) -> dict:
     app = typer.Typer(cls=cc.ErrorMappingGroup, pretty_exceptions_enable=False)
     cli_funnel.register(app)
     cc.reset_store()
@@ -82,8 +94,7 @@ def import_olist(tmp_path: Path) -> dict:
         [
             "funnel",
             "import",
-            str(DEALS_FILE),
-            str(MQL_FILE),
+            *(str(f) for f in files or (DEALS_FILE, MQL_FILE)),
             "--profile",
             "olist",
             "--rejects-dir",
@@ -95,12 +106,12 @@ def import_olist(tmp_path: Path) -> dict:
     return json.loads(res.stdout)
 
 
-def test_olist_kpis_equal_figures_computed_from_the_files(
+def test_olist_kpis_equal_figures_computed_from_every_row(
     store: Store, tmp_path: Path, expected: dict
 ) -> None:
     out = import_olist(tmp_path)
-    assert out["rows"] == expected["mqls"] + expected["won"] + len(expected["bad_lines"])
-    assert (out["new"], out["rejected"]) == (expected["mqls"], len(expected["bad_lines"]))
+    assert out["rows"] == expected["mqls"] + expected["deals"]
+    assert (out["new"], out["rejected"]) == (expected["mqls"] + expected["deals"], 0)
 
     with store.unit_of_work() as s:
         k = compute_kpis(s, source="olist").overall()
@@ -110,14 +121,21 @@ def test_olist_kpis_equal_figures_computed_from_the_files(
         q1 = compute_kpis(s, start=date(2018, 1, 1), end=date(2018, 3, 31)).overall()
 
     assert k["mql_volume"].value == expected["mqls"] == 8000
-    assert k["mql_to_won_rate"].value == pytest.approx(expected["won"] / expected["mqls"])
+    assert k["mql_to_won_rate"].value == pytest.approx(expected["won_leads"] / expected["mqls"])
     assert k["win_rate"].value == 1.0  # the data set holds won deals only
-    assert k["win_rate"].sample_size == expected["won"]
+    assert k["win_rate"].sample_size == expected["deals"] == 842
     assert k["sales_cycle_median_days"].value == pytest.approx(expected["cycle_days"], abs=1e-9)
     assert k["revenue_won"].value == pytest.approx(expected["revenue"], abs=0.005)
+    assert k["average_deal_size"].value == pytest.approx(
+        expected["revenue"] / expected["with_amount"]
+    )
+    # the flagged deals: the one won before its first contact, and the zero amounts
+    assert k["win_rate"].flagged == expected["flagged_deals"]
     # stages Olist does not record are "no data", not 0%
     for name in ("mql_to_sql_rate", "sla_attainment", "handoff_latency_median_hours"):
         assert k[name].value is None, name
+    assert k["stalled_leads"].value is None  # no open deal, no touch: nothing can stall
+    assert [st.stage for st in compute_funnel(store)] == ["MQL", "Won"]
 
     assert {g: v["mql_volume"].value for g, v in by_channel.items()} == expected["channel"]
     for g, v in by_channel.items():
@@ -133,14 +151,36 @@ def test_olist_kpis_equal_figures_computed_from_the_files(
     assert q1["mql_to_won_rate"].numerator == expected["q1_won"]
 
 
-def test_olist_reimport_changes_nothing_and_the_bad_deal_is_in_the_rejects_file(
+def compute_funnel(store: Store) -> list:
+    with store.unit_of_work() as s:
+        return compute_kpis(s, source="olist").groups[0].funnel
+
+
+def test_olist_reimport_changes_nothing_and_the_odd_deal_is_flagged_not_dropped(
     store: Store, tmp_path: Path, expected: dict
 ) -> None:
-    import_olist(tmp_path)
+    first = import_olist(tmp_path)
     again = import_olist(tmp_path)
-    assert (again["new"], again["changed"]) == (0, 0)
-    assert again["unchanged"] == expected["mqls"] + expected["won"]
-    with (tmp_path / "olist_closed_deals_dataset.rejects.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [int(r["line"]) for r in rows] == expected["bad_lines"]
-    assert rows[0]["reason"] == "impossible order of stages: won is before MQL"
+    assert (again["new"], again["changed"], again["rejected"]) == (0, 0, 0)
+    assert again["unchanged"] == expected["mqls"] + expected["deals"]
+    assert not list(tmp_path.glob("*.rejects.csv"))  # nothing unreadable
+    for out in (first, again):
+        odd = [f for f in out["first_flags"] if f["kind"] == "out_of_order"]
+        assert [f["line"] for f in odd] == expected["odd_lines"]
+        assert odd[0]["file"] == DEALS_FILE.name
+        assert odd[0]["sentence"].endswith("the win is 2 days before its lead's MQL date.")
+
+
+def test_olist_in_any_order_or_in_two_runs_gives_the_same_store(
+    store: Store, tmp_path: Path, expected: dict
+) -> None:
+    import_olist(tmp_path, MQL_FILE)
+    import_olist(tmp_path, DEALS_FILE)
+    two_runs = funnel_content(store)
+    with store.unit_of_work() as s:
+        kpis = compute_kpis(s, by=["channel", "month"]).model_dump(exclude={"as_of"})
+    clear_funnel(store)
+    import_olist(tmp_path, DEALS_FILE, MQL_FILE)
+    assert funnel_content(store) == two_runs
+    with store.unit_of_work() as s:
+        assert compute_kpis(s, by=["channel", "month"]).model_dump(exclude={"as_of"}) == kpis

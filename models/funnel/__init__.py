@@ -2,9 +2,15 @@
 evidence a cycle draws from them (KPI-driven gaps, baselines, targets, recap measurement).
 
 Modules:
-- :mod:`models.funnel.tables`   — funnel records, import log, cycle KPI snapshots, action targets.
-- :mod:`models.funnel.mapping`  — the declarative CSV column mapping (profiles and custom files).
-- :mod:`models.funnel.importer` — streaming, idempotent import with a rejects file.
+- :mod:`models.funnel.tables`   — leads, deals, data-quality flags, import log, cycle KPI
+  snapshots, action targets.
+- :mod:`models.funnel.mapping`  — the declarative CSV column mapping (profiles and custom files)
+  and the locale it reads dates and amounts with.
+- :mod:`models.funnel.importer` — streaming, idempotent, order-independent import with a rejects
+  file published on commit.
+- :mod:`models.funnel.links`    — what a lead knows of its deals and a deal of its lead
+  (derived after every import).
+- :mod:`models.funnel.flags`    — what is odd about kept records (derived after every import).
 - :mod:`models.funnel.kpis`     — every KPI, defined once, computed set-based in SQL.
 - :mod:`models.funnel.evidence` — what the Identify and Recap phases take from the KPIs.
 """

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from models.enums import GapSource, Phase
 from models.errors import Forbidden, InvalidInput
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value, kpi_def
-from models.funnel.tables import ActionTarget, CycleKpiSnapshot, FunnelRecord
+from models.funnel.tables import ActionTarget, CycleKpiSnapshot, Deal, Lead
 from models.playbook import KpiCheck, PlaybookSpec
 from models.rules import can_update_action, require_phase_allows
 from models.schemas import GapCreate
@@ -228,7 +228,12 @@ def evaluate_gap_rules(
 
 
 def has_funnel_data(session: Session) -> bool:
-    return session.scalar(select(FunnelRecord.id).limit(1)) is not None
+    """Whether the store holds any shared funnel data: leads, or deals (a store of deals only,
+    e.g. an opportunities export, has numbers too)."""
+    return (
+        session.scalar(select(Lead.id).limit(1)) is not None
+        or session.scalar(select(Deal.id).limit(1)) is not None
+    )
 
 
 def record_numbers_at_start(session: Session, cycle: Cycle) -> list[Gap]:

@@ -1,14 +1,28 @@
-"""Streaming, idempotent import of CSV exports into ``funnel_records``.
+"""Streaming, idempotent import of CSV exports into ``leads`` and ``deals``.
 
 - Every file's header is checked against the mapping before anything is written: a wrong
   mapping or an unreadable file raises :class:`InvalidInput` and the store is left unchanged
-  (the caller's unit of work rolls back; this module never commits).
+  (the caller's unit of work rolls back; this module never commits). So is a file the declared
+  settings cannot read without guessing (dates that read day-first and month-first, a file
+  that mixes both orders, bytes that are not the declared encoding): one line names the file,
+  the line, the column and the setting that resolves it.
 - Rows are read with the ``csv`` module and written in batches (``INSERT ... ON CONFLICT DO
-  UPDATE`` on ``(source, external_id)``), so memory stays bounded whatever the file's size.
-- A bad row (missing id, unreadable date or amount, stages in an impossible order) goes to the
-  rejects file with its line number and reason, and is counted; it never stops the import.
+  UPDATE`` on the natural keys), so memory stays bounded whatever the file's size. A file that
+  is no regular file, or a line longer than :data:`MAX_LINE` characters, is refused at once.
+- A row that cannot be read (no id, an unreadable date or amount, a NUL byte) goes to the
+  rejects file with its line number and reason and is counted; it never stops the import.
+  Known report footers (Salesforce's "Confidential Information", copyright and "Grand Totals"
+  lines) are recognised and skipped. A row that can be read is kept: what is odd about it
+  (stages out of order, negative durations, zero or negative amounts) becomes a flag
+  (:mod:`models.funnel.flags`), computed from the store after the files are in.
+- Each field is written by one file only and a deal names its lead by the lead's id, not by a
+  row resolved at import time, so files imported in any order, in one run or several, give the
+  same store.
 - Re-importing the same file changes nothing: rows equal to what is stored are counted as
   unchanged and not written at all.
+- Rejects files are written under a temporary name (an unnamed file where the system has them)
+  and published by :meth:`RejectsFiles.publish` once the caller has committed: an import that
+  rolled back or was killed leaves none behind.
 """
 
 from __future__ import annotations
@@ -17,6 +31,13 @@ import codecs
 import contextlib
 import csv
 import io
+import operator
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,37 +50,43 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.errors import InvalidInput
+from models.funnel.flags import FlagRead, recompute_flags
+from models.funnel.links import refresh_links
 from models.funnel.mapping import (
+    ORDER_HINT,
     CompiledPart,
     FilePart,
     HeaderMismatch,
     MappingSpec,
     RowError,
+    SettingNeeded,
     compile_part,
-    order_problems,
+    date_evidence,
     show_columns,
 )
-from models.funnel.tables import RECORD_FIELDS, STAGE_FIELDS, FunnelImport, FunnelRecord
+from models.funnel.tables import STAGE_FIELDS, Deal, FunnelImport, Lead
 from models.services.common import record_event
 from models.tables import Person
 
-T = FunnelRecord.__table__
-#: Record field -> stored column (only the amount differs: it is kept in cents).
-COLUMN = {"amount": "amount_cents"}
-ORDER_FIELDS = (
-    "mql_at",
-    "first_touch_at",
-    "sql_at",
-    "rejected_at",
-    "opportunity_at",
-    "won_at",
-    "lost_at",
-)
+LEADS = Lead.__table__
+DEALS = Deal.__table__
 DEFAULT_BATCH = 5000
 SAMPLE_REJECTS = 5
+SAMPLE_FLAGS = 5  # per kind of flag
+#: The longest line read (characters): a longer one is no CSV export (``/dev/zero``, a binary).
+MAX_LINE = 1_000_000
 
 #: progress(file name, bytes read, file size in bytes, rows read)
 Progress = Callable[[str, int, int, int], None]
+
+#: Lines of a report export that are no records: Salesforce's footers (and a blank trailer).
+FOOTERS = re.compile(
+    r"(confidential information - do not distribute"
+    r"|copyright \(c\) \d{4}(?:\s*-\s*\d{4})? salesforce\.com, inc\. all rights reserved\.?"
+    r"|grand totals? \(\d[\d,.\s]* records?\)"
+    r"|total \(\d[\d,.\s]* records?\))",
+    re.IGNORECASE,
+)
 
 
 class RejectedRow(BaseModel):
@@ -75,6 +102,9 @@ class FileSummary(BaseModel):
     changed: int = 0
     unchanged: int = 0
     rejected: int = 0
+    skipped: int = 0  # report header and footer lines, recognised and not counted as rows
+    flagged: int = 0
+    dates: str | None = None  # how numeric dates were read, when the file decided (auto)
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
 
@@ -84,6 +114,10 @@ class ImportSummary(BaseModel):
     source: str
     mapping: str
     files: list[FileSummary]
+    #: every flag of the source after this import (flags are computed from the whole store)
+    flags: int = 0
+    flags_by_kind: dict[str, int] = {}
+    first_flags: list[FlagRead] = []  # the first few of each kind
 
     @property
     def rows(self) -> int:
@@ -106,6 +140,74 @@ class ImportSummary(BaseModel):
         return sum(f.rejected for f in self.files)
 
 
+# --- rejects files: published only by a committed import ------------------------------------------
+
+
+class RejectsFiles:
+    """Where rejected rows go: ``<folder>/<file stem>.rejects.csv``, written to an unnamed
+    temporary file in that folder until :meth:`publish` names it; :meth:`discard` (or a killed
+    process) leaves nothing behind. Use :func:`rejects_files` to publish after the unit of work
+    commits."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._open: list[tuple[Any, Path]] = []  # (unnamed file, final path)
+
+    def open(self, stem: str) -> tuple[TextIO, Path] | None:
+        if self.folder is None:
+            return None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.TemporaryFile(  # noqa: SIM115 - open until published
+                "w+", dir=self.folder, newline="", encoding="utf-8", prefix=f".{stem}."
+            )
+        except OSError as exc:
+            raise InvalidInput(
+                f"{self.folder}: cannot write the rejects file there: {exc.strerror}; "
+                "set --rejects-dir"
+            ) from None
+        final = self.folder / f"{stem}.rejects.csv"
+        self._open.append((handle, final))
+        return handle, final
+
+    def publish(self) -> None:
+        """Name every rejects file (copied under a temporary name, then renamed over any
+        older one in one step)."""
+        for handle, final in self._open:
+            handle.flush()
+            handle.seek(0)
+            fd, temp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
+            try:
+                with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+                    shutil.copyfileobj(handle, out)
+                os.replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                raise
+            finally:
+                handle.close()
+        self._open.clear()
+
+    def discard(self) -> None:
+        for handle, _final in self._open:
+            handle.close()
+        self._open.clear()
+
+
+@contextlib.contextmanager
+def rejects_files(folder: Path | None) -> Iterator[RejectsFiles]:
+    """Rejects files published when the block ends without an exception. Open the unit of work
+    *inside* the block, so it has committed when they are published."""
+    sink = RejectsFiles(folder)
+    try:
+        yield sink
+    except BaseException:
+        sink.discard()
+        raise
+    sink.publish()
+
+
 # --- reading files ------------------------------------------------------------------------------
 
 
@@ -113,33 +215,110 @@ def _delimiter(spec: MappingSpec, part: FilePart) -> str:
     return part.delimiter or spec.delimiter
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"))
+_BOMS += ((codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _encoding(head: bytes, declared: str) -> str:
+    """The declared encoding, unless the file starts with a UTF-16/32 byte-order mark (which
+    says what it is) or a UTF-8 one (then the mark is not part of the first column's name)."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if head.startswith(codecs.BOM_UTF8) and codecs.lookup(declared).name == "utf-8":
+        return "utf-8-sig"
+    return declared
+
+
 @contextlib.contextmanager
-def _open(path: Path, spec: MappingSpec) -> Iterator[tuple[TextIO, Any]]:
-    if path.is_dir():
+def _open(path: Path, spec: MappingSpec) -> Iterator[tuple[TextIO, Any, str]]:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InvalidInput(f"{path}: is a folder, not a CSV file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path}: is not a regular file (a device or a pipe); give a CSV file")
     try:
         raw = path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     with raw:
-        yield io.TextIOWrapper(raw, encoding=spec.encoding, newline=""), raw
+        encoding = _encoding(raw.read(4), spec.encoding)
+        raw.seek(0)
+        yield io.TextIOWrapper(raw, encoding=encoding, newline=""), raw, encoding
+
+
+class _Lines:
+    """The file's lines for the csv module, each at most :data:`MAX_LINE` characters; notes
+    whether the row being read holds a NUL character (``nul``)."""
+
+    def __init__(self, text: TextIO, path: Path) -> None:
+        self.text = text
+        self.path = path
+        self.nul = False
+
+    def __iter__(self) -> Iterator[str]:
+        readline = self.text.readline
+        number = 0
+        while line := readline(MAX_LINE + 1):  # a generator: cheaper per line than __next__
+            number += 1
+            if len(line) > MAX_LINE:
+                raise InvalidInput(
+                    f"{self.path}: line {number}: longer than {MAX_LINE:,} characters; this is "
+                    "not a CSV export (or its 'delimiter' or quoting is wrong); nothing was "
+                    "imported"
+                )
+            if "\x00" in line:
+                self.nul = True
+            yield line
+
+
+def _decode_error(path: Path, encoding: str, line: int | None) -> InvalidInput:
+    found = _first_undecodable(path, encoding)
+    if found is not None:
+        line, byte = found
+        what = f"byte 0x{byte:02x} is not {encoding} text"
+    else:
+        what = f"not {encoding} text"
+    where = f"line {line}: " if line else ""
+    return InvalidInput(
+        f"{path}: {where}{what}; set the encoding (encoding: latin-1 in the mapping, or "
+        "--encoding latin-1 / utf-16); nothing was imported"
+    )
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(line, byte) of the first byte that does not decode (the text reader reads ahead, so
+    the row being parsed when decoding fails is not it)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return line + chunk[: exc.start].count(b"\n"), chunk[exc.start]
+            line += chunk.count(b"\n")
+    return None
 
 
 def _header(path: Path, spec: MappingSpec, delimiter: str) -> list[str]:
-    with _open(path, spec) as (text, _raw):
+    with _open(path, spec) as (text, _raw, encoding):
+        lines = _Lines(text, path)
         try:
-            header = next(csv.reader(text, delimiter=delimiter), None)
+            header = next(csv.reader(iter(lines), delimiter=delimiter), None)
         except UnicodeDecodeError:
-            raise InvalidInput(
-                f"{path}: the header is not {spec.encoding} text; set 'encoding' in the mapping "
-                "(e.g. latin-1 or utf-16)"
-            ) from None
+            raise _decode_error(path, encoding, None) from None
         except csv.Error as exc:
             raise InvalidInput(f"{path}: line 1: not a readable CSV header: {exc}") from None
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not header or not any(h.strip() for h in header):
         raise InvalidInput(f"{path}: the file is empty (no header row)")
+    if "\x00" in "".join(header):
+        raise InvalidInput(f"{path}: line 1: the header holds a NUL byte; this is no CSV text")
     return header
 
 
@@ -164,11 +343,13 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
     for path in paths:
         misses: list[tuple[str, HeaderMismatch]] = []
         fits: list[tuple[int, CompiledPart]] = []
+        headers: dict[str, list[str]] = {}
         for i, part in enumerate(parts):
             delimiter = _delimiter(spec, part)
-            header = _header(path, spec, delimiter)
+            if delimiter not in headers:
+                headers[delimiter] = _header(path, spec, delimiter)
             try:
-                fits.append((i, compile_part(spec, part, header, str(path))))
+                fits.append((i, compile_part(spec, part, headers[delimiter], str(path))))
             except HeaderMismatch as exc:
                 misses.append((part.name, exc))
         if len(fits) > 1:  # the part that reads the most of the file's columns wins
@@ -191,51 +372,51 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
                 f"({names}); the mapping must tell them apart"
             )
         planned.append((fits[0][0], path, fits[0][1]))
-    taken = [i for i, _, _ in planned]
-    if len(parts) > 1 and len(taken) != len(set(taken)):
-        raise InvalidInput("two of the files fit the same part of the mapping; give each once")
-    planned.sort(key=lambda x: x[0])
+    # the mapping's order (leads before deals: what a reader of the summary expects), and
+    # several files of one part (an export in chunks) by name: the order they were given in
+    # does not matter
+    planned.sort(key=lambda x: (x[0], x[1].name, str(x[1])))
     return [(path, compiled) for _, path, compiled in planned]
 
 
-# --- writing -------------------------------------------------------------------------------------
+# --- one file's run ---------------------------------------------------------------------------
 
 
 @dataclass
 class _FileRun:
     path: Path
     compiled: CompiledPart
-    rejects_path: Path | None
+    sink: RejectsFiles | None
     rows: int = 0
     new: int = 0
     changed: int = 0
     unchanged: int = 0
     rejected: int = 0
+    skipped: int = 0
+    dates: str | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
-    rejects_handle: Any = None
     header: list[str] = field(default_factory=list)
 
     def reject(self, line: int, reason: str, row: list[str]) -> None:
         self.rejected += 1
         if len(self.first_rejects) < SAMPLE_REJECTS:
             self.first_rejects.append(RejectedRow(line=line, reason=reason))
-        if self.rejects_path is None:
+        if self.sink is None:
             return
         if self.rejects_writer is None:
-            self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            self.rejects_handle = self.rejects_path.open("w", newline="", encoding="utf-8")
-            self.rejects_writer = csv.writer(self.rejects_handle)
+            opened = self.sink.open(self.path.stem)
+            if opened is None:
+                self.sink = None
+                return
+            handle, final = opened
+            self.rejects_writer = csv.writer(handle)
             self.rejects_writer.writerow(["line", "reason", *self.header])
-            self.rejects_file = str(self.rejects_path)
-        self.rejects_writer.writerow([line, reason, *row])
+            self.rejects_file = str(final)
+        self.rejects_writer.writerow([line, reason, *(c.replace("\x00", "") for c in row)])
 
-    def close(self) -> None:
-        if self.rejects_handle is not None:
-            self.rejects_handle.close()
-
-    def summary(self) -> FileSummary:
+    def summary(self, flagged: int) -> FileSummary:
         return FileSummary(
             file=str(self.path),
             part=self.compiled.part.name,
@@ -244,33 +425,133 @@ class _FileRun:
             changed=self.changed,
             unchanged=self.unchanged,
             rejected=self.rejected,
+            skipped=self.skipped,
+            flagged=flagged,
+            dates=self.dates,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
         )
 
 
-#: PostgreSQL: the batch's temporary table (dropped at commit or rollback).
-_PG_BATCH = "funnel_import_batch"
-_ALL_COLUMNS = ("source", "external_id", *(COLUMN.get(f, f) for f in RECORD_FIELDS[1:]))
-_PG_TYPES = {c: "bigint" for c in (*STAGE_FIELDS, "amount_cents")}
+def _rows(
+    run: _FileRun, spec: MappingSpec, progress: Progress | None
+) -> Iterator[tuple[int, list[str], bool]]:
+    """(line number, cells, holds a NUL) of every data row; decoding and CSV errors are fatal.
+    Known report footers are counted as skipped and not yielded."""
+    path = run.path
+    size = path.stat().st_size
+    with _open(path, spec) as (text, raw, encoding):
+        lines = _Lines(text, path)
+        reader = csv.reader(iter(lines), delimiter=_delimiter(spec, run.compiled.part))
+        line, n = 1, 0
+        try:
+            run.header = next(reader)
+            line = reader.line_num + 1
+            for n, row in enumerate(reader, start=1):
+                nul, lines.nul = lines.nul, False
+                # a report footer: one non-blank cell, the first (checked in full only for
+                # rows whose second and last cells are blank)
+                if (len(row) <= 1 or not (row[1] or row[-1])) and not any(
+                    c.strip() for c in row[1:]
+                ):
+                    first = row[0].strip() if row else ""
+                    if not first or FOOTERS.fullmatch(first):
+                        run.skipped += 1
+                        line = reader.line_num + 1
+                        continue
+                yield line, row, nul
+                line = reader.line_num + 1
+                if progress is not None and n % 20000 == 0:
+                    progress(path.name, raw.tell(), size, n)
+        except UnicodeDecodeError:
+            raise _decode_error(path, encoding, line) from None
+        except csv.Error as exc:
+            raise InvalidInput(
+                f"{path}: line {line}: unreadable CSV ({exc}); nothing was imported"
+            ) from None
+        if progress is not None:
+            progress(path.name, size, size, n)
 
 
-class _Writer:
-    """Merges a batch with what is stored, checks stage order, and upserts what changed.
+def resolve_dates(
+    path: Path, spec: MappingSpec, compiled: CompiledPart
+) -> tuple[str | None, str | None]:
+    """For ``dates: auto``: the order the file's numeric dates show, read from the whole file
+    before anything is written, and how it was found. A file that shows both orders, or only
+    values that read both ways, is refused naming the line, the column and the setting."""
+    columns = compiled.date_columns
+    if not columns:
+        return None, None
+    seen: dict[str, tuple[int, str, str]] = {}
+    ambiguous: tuple[int, str, str] | None = None
+    run = _FileRun(path=path, compiled=compiled, sink=None)
+    for line, row, _nul in _rows(run, spec, None):
+        for _name, column, idx in columns:
+            if idx >= len(row):
+                continue
+            order, unsure = date_evidence(row[idx])
+            if order and order not in seen:
+                seen[order] = (line, column, row[idx].strip())
+            elif unsure and ambiguous is None:
+                ambiguous = (line, column, row[idx].strip())
+        if len(seen) == 2:
+            break
+    if len(seen) == 2:
+        (l1, c1, v1), (l2, c2, v2) = seen["day-first"], seen["month-first"]
+        raise InvalidInput(
+            f"{path}: line {l2}, column {c2!r}: {v2!r} is month-first but line {l1} ({c1!r}) has "
+            f"{v1!r}, which is day-first: the file mixes both orders; fix the export (one date "
+            "format) and import it again"
+        )
+    if seen:
+        order, (line, column, value) = next(iter(seen.items()))
+        return order, f"{order} (line {line}, column {column!r}: {value!r})"
+    if ambiguous is not None:
+        line, column, value = ambiguous
+        raise InvalidInput(
+            f"{path}: line {line}, column {column!r}: {value!r} reads both day-first and "
+            f"month-first, and no date in the file tells which; {ORDER_HINT}"
+        )
+    return None, None
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+#: PostgreSQL: each target table's batch goes by COPY into a temporary table (dropped at commit).
+_PG_TYPES = {c: "bigint" for c in (*STAGE_FIELDS, "amount_cents", "line")}
+_PG_TYPES["listed"] = "boolean"
+
+
+class _Target:
+    """Upserts one table's rows of a file (leads, deals, or the lead→deal links of a leads
+    file), writing only the columns that file reads, and only rows that changed.
 
     The upsert is plain SQL on the driver (``INSERT ... ON CONFLICT (source, external_id) DO
     UPDATE``): per-row parameter processing in SQLAlchemy would cost more than the database."""
 
-    def __init__(self, conn: Connection, source: str, compiled: CompiledPart) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        table: Any,
+        source: str,
+        columns: list[str],
+        counts: _FileRun | None = None,
+        primary: _Target | None = None,
+    ) -> None:
         self.conn = conn
+        self.counts = counts  # the file run whose new/changed/unchanged this target counts
+        #: the target that counts the file's rows, when this one writes the same rows' other
+        #: half (a row that is a lead and its deal): a new or changed deal changes the row
+        self.primary = primary
+        self.unchanged_keys: set[str] = set()
+        self.table = table
         self.source = source
-        self.fields = compiled.fields
-        self.columns = ["source", "external_id", *(COLUMN.get(f, f) for f in self.fields)]
+        self.columns = ["source", "external_id", *columns]
+        self.data_columns = columns
         self.pg = conn.dialect.name == "postgresql"
         self.written = 0
         self.analyze_at = 1  # PostgreSQL: refresh statistics after the first batch, then x2
-        if not self.pg and conn.dialect.name != "sqlite":
-            raise InvalidInput(f"funnel import needs SQLite or PostgreSQL, not {conn.dialect.name}")
+        self.batch: dict[str, tuple[Any, ...]] = {}
         cols = ", ".join(self.columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns[2:])
         conflict = " ON CONFLICT (source, external_id) DO " + (
@@ -284,126 +565,104 @@ class _Writer:
             # each lookup is planned afresh, and the statistics are refreshed whenever the rows
             # written have doubled (ANALYZE counts this transaction's own rows).
             conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
-            # Rows go in by COPY into a temporary table, then one INSERT ... SELECT per batch.
-            types = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in _ALL_COLUMNS)
+            temp = f"funnel_import_{table.name}_{'_'.join(c[:4] for c in columns)}"[:60]
+            types = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in self.columns)
             conn.exec_driver_sql(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_BATCH} ({types}) ON COMMIT DROP"
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {temp} ({types}) ON COMMIT DROP"
             )
-            self.copy_sql = f"COPY {_PG_BATCH} ({cols}) FROM STDIN"
-            self.insert_sql = f"INSERT INTO {T.name} ({cols}) SELECT {cols} FROM {_PG_BATCH}"
+            self.temp = temp
+            self.copy_sql = f"COPY {temp} ({cols}) FROM STDIN"
+            self.insert_sql = f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"
             self.insert_sql += conflict
         else:
             marks = ", ".join(["?"] * len(self.columns))
-            self.insert_sql = f"INSERT INTO {T.name} ({cols}) VALUES ({marks}){conflict}"
-        wanted = dict.fromkeys([*self.fields, *ORDER_FIELDS])
-        self.lookup_fields = list(wanted)
+            self.insert_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}){conflict}"
         self.lookup_cols = [
-            type_coerce(T.c[COLUMN.get(f, f)], BigInteger).label(f)
-            if f in STAGE_FIELDS
-            else T.c[COLUMN.get(f, f)].label(f)
-            for f in self.lookup_fields
+            type_coerce(table.c[c], BigInteger) if c in _PG_TYPES and c != "listed" else table.c[c]
+            for c in columns
         ]
 
-    def existing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        if self.pg:  # one array parameter, not thousands of binds to parse and plan
-            in_batch = T.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
-        else:
-            in_batch = T.c.external_id.in_(keys)
+    def existing(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        t = self.table
+        if not self.pg:
+            # SQLite, plain SQL on the driver: one statement per number of keys, which the
+            # driver keeps prepared (and SQLAlchemy's cache would keep each statement's key
+            # list: measured, memory grew with the file). Padding the keys to a power of two
+            # (repeating one) keeps a dozen statements.
+            size = 1 << (len(keys) - 1).bit_length()
+            padded = keys + keys[-1:] * (size - len(keys))
+            cursor = self.conn.exec_driver_sql(
+                f"SELECT external_id, {', '.join(self.data_columns)} FROM {t.name} "
+                f"WHERE source = ? AND external_id IN ({', '.join(['?'] * size)})",
+                (self.source, *padded),
+            )
+            return {r[0]: tuple(r[1:]) for r in cursor.fetchall()}
+        # PostgreSQL: one array parameter, not thousands of binds to parse and plan
+        in_batch = t.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
         result = self.conn.execute(
-            select(T.c.external_id, *self.lookup_cols).where(T.c.source == self.source, in_batch)
+            select(t.c.external_id, *self.lookup_cols).where(t.c.source == self.source, in_batch)
         )
         try:
             rows = result.cursor.fetchall()  # plain values; no per-row work in SQLAlchemy
         finally:
             result.close()
-        return {r[0]: dict(zip(self.lookup_fields, r[1:], strict=True)) for r in rows}
+        return {r[0]: tuple(r[1:]) for r in rows}
 
-    def write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if not self.pg:
             self.conn.exec_driver_sql(self.insert_sql, rows)
             return
         # psycopg's COPY, on the connection (and so in the transaction) of the unit of work
         with self.conn.connection.driver_connection.cursor() as cur:
-            cur.execute(f"TRUNCATE {_PG_BATCH}")
+            cur.execute(f"TRUNCATE {self.temp}")
             with cur.copy(self.copy_sql) as copy:
                 for row in rows:
                     copy.write_row(row)
             cur.execute(self.insert_sql)
 
-    def flush(self, batch: dict[str, tuple[int, dict[str, Any], list[str]]], run: _FileRun) -> None:
+    def add(self, key: str, values: tuple[Any, ...]) -> None:
+        if key in self.batch:  # the same record twice in one file: the later row wins, in order
+            self.flush()
+        self.batch[key] = values
+
+    def flush(self) -> None:
+        counts = self.counts
+        batch = self.batch
         if not batch:
             return
         if self.pg and self.written >= self.analyze_at:
-            self.conn.exec_driver_sql(f"ANALYZE {T.name}")
+            self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
             self.analyze_at = 2 * self.written
         stored = self.existing(list(batch))
         out = []
-        fields = self.fields
         source = self.source
-        for ext, (line, record, row) in batch.items():
-            old = stored.get(ext)
-            problems = order_problems({**old, **record} if old else record)
-            if problems:
-                run.reject(line, "impossible order of stages: " + "; ".join(problems), row)
+        self.unchanged_keys = set()
+        primary = self.primary
+        listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
+        for key, values in batch.items():
+            old = stored.get(key)
+            if old == values:
+                if counts is not None:
+                    counts.unchanged += 1
+                    self.unchanged_keys.add(key)
                 continue
-            if old is None:
-                run.new += 1
-            elif all(old[f] == record[f] for f in fields):
-                run.unchanged += 1
-                continue
-            else:
-                run.changed += 1
-            out.append((source, ext, *(record[f] for f in fields)))
+            if counts is not None:
+                if old is None or (listed is not None and not old[listed]):
+                    counts.new += 1  # a deal only a lead named so far is new to its deals file
+                else:
+                    counts.changed += 1
+            elif primary is not None and key in primary.unchanged_keys and primary.counts:
+                primary.counts.unchanged -= 1
+                primary.counts.changed += 1
+                primary.unchanged_keys.discard(key)
+            out.append((source, key, *values))
         if out:
-            self.write(out)
+            self._write(out)
             self.written += len(out)
-        batch.clear()
+        self.batch = {}
 
 
-def _rows(
-    run: _FileRun, spec: MappingSpec, progress: Progress | None
-) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of every data row; decoding and CSV errors are fatal."""
-    path = run.path
-    size = path.stat().st_size
-    with _open(path, spec) as (text, raw):
-        reader = csv.reader(text, delimiter=_delimiter(spec, run.compiled.part))
-        line, n = 1, 0
-        try:
-            run.header = next(reader)
-            line = reader.line_num + 1
-            for n, row in enumerate(reader, start=1):
-                yield line, row
-                line = reader.line_num + 1
-                if progress is not None and n % 20000 == 0:
-                    progress(path.name, raw.tell(), size, n)
-        except UnicodeDecodeError:
-            line = _first_undecodable_line(path, spec.encoding) or line
-            raise InvalidInput(
-                f"{path}: line {line}: not {spec.encoding} text; set 'encoding' in the mapping "
-                "(e.g. latin-1); nothing was imported"
-            ) from None
-        except csv.Error as exc:
-            raise InvalidInput(
-                f"{path}: line {line}: unreadable CSV ({exc}); nothing was imported"
-            ) from None
-        if progress is not None:
-            progress(path.name, size, size, n)
-
-
-def _first_undecodable_line(path: Path, encoding: str) -> int | None:
-    """The line of the first byte that does not decode (the text reader reads ahead, so the
-    row being parsed when decoding fails is not it)."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    line = 1
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                return line + chunk[: exc.start].count(b"\n")
-            line += chunk.count(b"\n")
-    return None
+_DEAL_COLUMN = {"amount": "amount_cents"}
 
 
 def _import_file(
@@ -414,53 +673,116 @@ def _import_file(
     progress: Progress | None,
 ) -> None:
     compiled = run.compiled
-    fields = [r for r in compiled.readers if r.name != "external_id"]
-    plain = [(r.name, r.index, r.parse) for r in fields if r.parse is not None]
-    others = [(r.name, r.read) for r in fields if r.parse is None]
-    readers = [(r.name, r.read) for r in fields]
-    read_id = next(r.read for r in compiled.readers if r.name == "external_id")
+    roles = compiled.roles
+    by_name = {r.name: r for r in compiled.readers}
+    file_name = run.path.name
+    readers = [r for r in compiled.readers]
+    plain = [(r.name, r.index, r.parse) for r in readers if r.parse is not None]
+    others = [(r.name, r.read) for r in readers if r.parse is None]
     width = compiled.width
-    writer = _Writer(conn, spec.source, compiled)
-    id_column = compiled.part.fields["external_id"].column
-    batch: dict[str, tuple[int, dict[str, Any], list[str]]] = {}
-    rows = 0
-    for line, row in _rows(run, spec, progress):
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # a blank line is not a record
+    key_field = "external_id" if "external_id" in by_name else "deal_id"
+    key_column = compiled.part.fields[key_field].column
+
+    lead_fields = list(roles.lead_fields)
+    deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
+    leads = deals = links = None
+    if roles.writes_lead:
+        leads = _Target(conn, LEADS, spec.source, [*lead_fields, "file", "line"], run)
+    if roles.deal_key is not None:
+        deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
+        if roles.deal_key == "external_id" or "lead_id" in roles.deal_fields:
+            deal_cols += ["lead_key", "other_leads"]
+        deals = _Target(
+            conn,
+            DEALS,
+            spec.source,
+            [*deal_cols, "listed", "file", "line"],
+            None if leads is not None else run,
+            primary=leads,
+        )
+    if roles.link:
+        links = _Target(conn, DEALS, spec.source, ["lead_key"])
+    targets = [t for t in (leads, deals, links) if t is not None]
+    with_lead_key = deals is not None and "lead_key" in deals.data_columns
+    lead_id_of_deal = roles.deal_key == "external_id"
+    # one row is a lead and maybe its deal: a row with none of the deal's fields has no deal
+    deal_optional = leads is not None
+    deal_only = [f for f in deal_fields if f not in ("owner", "team")]
+    none_of_deal = len(deal_only)
+    deal_values = operator.itemgetter(*deal_only, *deal_only[:1]) if deal_only else None
+
+    rows = pending = 0
+    for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
             run.reject(line, f"the row has {len(row)} fields, the header has {width}", row)
             continue
-        errors: list[str] | None = None
-        try:
-            ext = read_id(row)
-        except RowError as exc:
-            ext, errors = None, [str(exc)]
-        if not ext:
-            errors = [f"missing external id (column {id_column!r})", *(errors or [])]
+        if nul:
+            columns = [run.header[i] for i, c in enumerate(row) if "\x00" in c and i < width]
+            where = f" (column {columns[0]!r})" if columns else ""
+            run.reject(line, f"the row holds a NUL byte{where}: a corrupt or binary line", row)
+            continue
         record: dict[str, Any] = {}
+        errors: list[str] = []
         try:
             for name, idx, parse in plain:
                 record[name] = parse(row[idx])
             for name, read in others:
                 record[name] = read(row)
+        except SettingNeeded as exc:
+            raise _setting_needed(run, compiled, row, line, exc) from None
         except RowError:  # the slow path: every field again, to report all that are wrong
-            for _name, read in readers:
+            for reader in readers:
                 try:
-                    read(row)
+                    reader.read(row)
                 except RowError as exc:
-                    errors = [*(errors or []), str(exc)]
+                    errors.append(str(exc))
+                except SettingNeeded as exc:
+                    raise _setting_needed(run, compiled, row, line, exc) from None
+        key = record.get(key_field)
+        if not key:
+            errors.insert(0, f"missing id (column {key_column!r})")
         if errors:
             run.reject(line, "; ".join(errors), row)
             continue
-        if ext in batch:  # the same record twice in one file: the later row wins, in order
-            writer.flush(batch, run)
-        batch[ext] = (line, record, row)
-        if len(batch) >= batch_size:
-            run.rows = rows
-            writer.flush(batch, run)
+        if leads is not None:
+            leads.add(key, (*(record[f] for f in lead_fields), file_name, line))
+        if deals is not None and not (
+            # a row of a leads-and-deals file with none of the deal's fields has no deal (the
+            # getter repeats the first field, so it always gives a tuple: all None = n + 1)
+            deal_optional
+            and deal_values is not None
+            and deal_values(record).count(None) > none_of_deal
+        ):
+            values = [record[f] for f in deal_fields]
+            if with_lead_key:
+                if lead_id_of_deal:
+                    values += [key, None]
+                else:
+                    ids = record.get("lead_id") or ()
+                    values += [ids[0] if ids else None, ";".join(ids[1:]) or None]
+            deals.add(key, (*values, True, file_name, line))
+        if links is not None and record.get("converted_deal_id"):
+            links.add(record["converted_deal_id"], (key,))
+        pending += 1
+        if pending >= batch_size:  # no target holds more than one row per row read
+            run.rows, pending = rows, 0
+            for target in targets:
+                target.flush()
     run.rows = rows
-    writer.flush(batch, run)
+    for target in targets:
+        target.flush()
+
+
+def _setting_needed(
+    run: _FileRun, compiled: CompiledPart, row: list[str], line: int, exc: SettingNeeded
+) -> InvalidInput:
+    column = next(
+        (c for _n, c, i in compiled.date_columns if i < len(row) and row[i].strip() == exc.value),
+        None,
+    )
+    where = f"line {line}, column {column!r}" if column else f"line {line}"
+    return InvalidInput(f"{run.path}: {where}: {exc}; nothing was imported")
 
 
 def import_files(
@@ -469,19 +791,32 @@ def import_files(
     spec: MappingSpec,
     *,
     mapping_label: str | None = None,
-    rejects_dir: Path | None = None,
+    rejects: RejectsFiles | None = None,
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH,
     actor: Person | None = None,
 ) -> ImportSummary:
-    """Import CSV files through a mapping, in the caller's transaction (never commits).
+    """Import CSV files through a mapping, in the caller's transaction (never commits), then
+    compute the source's data-quality flags afresh.
 
-    Rejected rows are written to ``<rejects_dir>/<file stem>.rejects.csv`` (line, reason and the
-    original cells); with ``rejects_dir`` None they are only counted and sampled."""
+    Rejected rows go to ``rejects`` (see :func:`rejects_files`: published once the caller has
+    committed); without it they are only counted and sampled."""
     if not 1 <= batch_size <= 10000:
         raise InvalidInput("batch size must be between 1 and 10000")
-    plan = plan_files(spec, [Path(p) for p in paths])
     conn = session.connection()
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        raise InvalidInput(f"funnel import needs SQLite or PostgreSQL, not {conn.dialect.name}")
+    plan = plan_files(spec, [Path(p) for p in paths])
+    runs = []
+    for path, compiled in plan:
+        dates = None
+        if spec.dates == "auto":
+            order, dates = resolve_dates(path, spec, compiled)
+            if order is not None:
+                compiled = compile_part(
+                    spec, compiled.part, list(compiled.header), str(path), dates=order
+                )
+        runs.append(_FileRun(path=path, compiled=compiled, sink=rejects, dates=dates))
     log = FunnelImport(
         source=spec.source,
         mapping=mapping_label or spec.name,
@@ -490,36 +825,28 @@ def import_files(
     )
     session.add(log)
     session.flush()
-    runs = [
-        _FileRun(
-            path=path,
-            compiled=compiled,
-            rejects_path=(rejects_dir / f"{path.stem}.rejects.csv") if rejects_dir else None,
-        )
-        for path, compiled in plan
-    ]
-    try:
-        for run in runs:
-            try:
-                _import_file(conn, spec, run, batch_size, progress)
-            finally:
-                run.close()
-    except BaseException:
-        for run in runs:  # the store is rolled back: don't leave rejects of an import that wasn't
-            if run.rejects_file:
-                Path(run.rejects_file).unlink(missing_ok=True)
-        raise
+    for run in runs:
+        _import_file(conn, spec, run, batch_size, progress)
+    refresh_links(session, spec.source)
+    flags = recompute_flags(session, spec.source, log.id)
+    per_file: dict[str, int] = {}
+    for f in flags:
+        per_file[f.file or ""] = per_file.get(f.file or "", 0) + 1
     summary = ImportSummary(
         import_id=log.id,
         source=spec.source,
         mapping=log.mapping,
-        files=[r.summary() for r in runs],
+        files=[r.summary(per_file.get(r.path.name, 0)) for r in runs],
+        flags=len(flags),
+        flags_by_kind=dict(Counter(f.kind for f in flags)),
+        first_flags=_samples(flags),
     )
     log.rows_read = summary.rows
     log.rows_new = summary.new
     log.rows_changed = summary.changed
     log.rows_unchanged = summary.unchanged
     log.rows_rejected = summary.rejected
+    log.rows_flagged = summary.flags
     log.finished_at = utcnow()
     record_event(
         session,
@@ -536,13 +863,34 @@ def import_files(
             "changed": summary.changed,
             "unchanged": summary.unchanged,
             "rejected": summary.rejected,
+            "flagged": summary.flags,
         },
     )
     return summary
 
 
+def _samples(flags: list[FlagRead]) -> list[FlagRead]:
+    """The first few flags of each kind, in file and line order."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in flags:
+        seen[f.kind] = seen.get(f.kind, 0) + 1
+        if seen[f.kind] <= SAMPLE_FLAGS:
+            out.append(f)
+    return out
+
+
 def record_count(session: Session, source: str | None = None) -> int:
-    stmt = select(func.count()).select_from(T)
+    """How many leads the store holds (of one source)."""
+    stmt = select(func.count()).select_from(LEADS)
     if source:
-        stmt = stmt.where(T.c.source == source)
+        stmt = stmt.where(LEADS.c.source == source)
+    return int(session.connection().scalar(stmt) or 0)
+
+
+def deal_count(session: Session, source: str | None = None) -> int:
+    """How many deals the store holds (of one source), counting only deals a deals file listed."""
+    stmt = select(func.count()).select_from(DEALS).where(DEALS.c.listed)
+    if source:
+        stmt = stmt.where(DEALS.c.source == source)
     return int(session.connection().scalar(stmt) or 0)

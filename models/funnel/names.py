@@ -24,5 +24,9 @@ KPI_UNITS: dict[str, str] = {
     "win_rate": "rate",
     "sales_cycle_median_days": "days",
     "revenue_won": "money",
+    "average_deal_size": "money",
+    "open_pipeline_count": "count",
+    "open_pipeline_value": "money",
+    "deal_aging_median_days": "days",
 }
 KPI_NAMES: tuple[str, ...] = tuple(KPI_UNITS)

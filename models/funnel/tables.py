@@ -15,14 +15,17 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,31 +64,30 @@ class EpochSeconds(TypeDecorator[datetime]):
         return None if value is None else from_epoch(int(value))
 
 
-#: The funnel stages, in the order a lead normally passes them (used by the order checks).
-STAGE_FIELDS = (
-    "created_at",
-    "mql_at",
-    "first_touch_at",
-    "sql_at",
-    "rejected_at",
-    "opportunity_at",
-    "won_at",
-    "lost_at",
-)
-TEXT_FIELDS = ("channel", "campaign", "owner", "team", "rejection_reason")
-#: Every field of a funnel record a mapping can fill (``external_id`` is the key).
-RECORD_FIELDS = ("external_id", *TEXT_FIELDS, *STAGE_FIELDS, "amount")
+#: A lead's dated stages, in the order a lead normally passes them.
+LEAD_STAGES = ("created_at", "mql_at", "first_touch_at", "sql_at", "rejected_at")
+#: A deal's dated stages.
+DEAL_STAGES = ("opportunity_at", "won_at", "lost_at")
+STAGE_FIELDS = (*LEAD_STAGES, *DEAL_STAGES)
+#: Text a lead carries (``owner`` and ``team`` a deal carries too).
+LEAD_TEXT = ("channel", "campaign", "owner", "team", "rejection_reason")
+DEAL_TEXT = ("account", "stage", "owner", "team")
+TEXT_FIELDS = tuple(dict.fromkeys((*LEAD_TEXT, *DEAL_TEXT)))
+#: The ids a mapping can read: the lead's own id (``external_id``), the deal's own id
+#: (``deal_id``), the id of a deal's lead (``lead_id``, on a deals file) and the id of the deal
+#: a lead was converted into (``converted_deal_id``, on a leads file: Salesforce's link).
+KEY_FIELDS = ("external_id", "deal_id", "lead_id", "converted_deal_id")
+#: Every field a mapping can fill.
+RECORD_FIELDS = (*KEY_FIELDS, *TEXT_FIELDS, *STAGE_FIELDS, "amount")
 
 
-class FunnelRecord(Base):
-    """One lead's journey through the funnel, from one source (CRM or marketing tool).
+class Lead(Base):
+    """A lead (a contact, an MQL) from one source: its journey up to the hand-off.
 
-    ``(source, external_id)`` is the natural key: importing the same record again updates it.
-    A later file of the same source (e.g. the deals of the leads) fills in more of the same
-    record. ``amount_cents`` is the deal amount in cents (one currency per store).
-    """
+    ``(source, external_id)`` is the natural key: importing the same lead again updates it.
+    ``file`` and ``line`` say where it was last read (data-quality flags cite them)."""
 
-    __tablename__ = "funnel_records"
+    __tablename__ = "leads"
     # No index on the stage dates: the KPI queries scan the table (bench/funnel.py measured a
     # full scan 5x cheaper on SQLite than walking an mql_at index over 1M leads, even for a
     # 42-day window: rows are stored in import order, so an index means random row lookups),
@@ -105,10 +107,88 @@ class FunnelRecord(Base):
     sql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
     rejected_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
     rejection_reason: Mapped[str | None] = mapped_column(String(300))
+    file: Mapped[str | None] = mapped_column(String(255))
+    line: Mapped[int | None] = mapped_column(Integer)
+    # What the lead's deals add up to, derived from ``deals`` after every import
+    # (:mod:`models.funnel.links`), so the KPIs read one table: NULL counts = no deal.
+    deal_count: Mapped[int | None] = mapped_column(Integer)
+    open_deal_count: Mapped[int | None] = mapped_column(Integer)
+    first_won_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    last_deal_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+
+
+#: The name the funnel's lead table had before leads and deals were apart (one row per lead,
+#: with the deal's dates on it); kept for the callers that only ask whether funnel data exists.
+FunnelRecord = Lead
+
+
+class Deal(Base):
+    """A deal (an opportunity): it belongs to at most one lead, or to an account only.
+
+    ``(source, external_id)`` is the natural key. The lead is held by its natural key
+    (``lead_key`` = the lead's ``external_id`` in the same source), not by a row id resolved at
+    import time: deals imported before their leads, or in another run, find them all the same.
+    ``other_leads`` keeps further lead ids a row listed (a flag says the deal counts for the
+    first). ``listed`` is true once a deals file listed the deal: a leads file that names the
+    deal its lead was converted into (Salesforce) writes only ``lead_key``, and a deal no deals
+    file listed yet is no deal to count. ``amount_cents`` is in cents (one currency per store).
+    """
+
+    __tablename__ = "deals"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_deals_source_lead_key", "source", "lead_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(200))
+    lead_key: Mapped[str | None] = mapped_column(String(200))
+    other_leads: Mapped[str | None] = mapped_column(String(1000))
+    account: Mapped[str | None] = mapped_column(String(200))
+    stage: Mapped[str | None] = mapped_column(String(100))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    team: Mapped[str | None] = mapped_column(String(100))
     opportunity_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
     won_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
     lost_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
     amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    file: Mapped[str | None] = mapped_column(String(255))
+    line: Mapped[int | None] = mapped_column(Integer)
+    # The lead's fields a deal's KPIs group or measure by, derived from ``leads`` after every
+    # import (:mod:`models.funnel.links`): NULL when the deal has no lead (yet).
+    lead_channel: Mapped[str | None] = mapped_column(String(200))
+    lead_campaign: Mapped[str | None] = mapped_column(String(300))
+    lead_owner: Mapped[str | None] = mapped_column(String(200))
+    lead_team: Mapped[str | None] = mapped_column(String(100))
+    lead_mql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+    lead_sql_at: Mapped[datetime | None] = mapped_column(EpochSeconds())
+
+
+class FunnelFlag(Base):
+    """Something odd about a record that was kept: a stage out of the usual order, a negative
+    duration, a zero or negative amount, a deal that lists several leads.
+
+    Flags are derived from the store: after every import the flags of its source are computed
+    afresh, so they do not depend on the order the files came in. ``import_id`` is the import
+    that computed them; ``file`` and ``line`` where the record was read."""
+
+    __tablename__ = "funnel_flags"
+    __table_args__ = (Index("ix_funnel_flags_source_lead_key", "source", "lead_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("funnel_imports.id", ondelete="SET NULL")
+    )
+    source: Mapped[str] = mapped_column(String(64))
+    record: Mapped[str] = mapped_column(String(8))  # lead | deal
+    lead_key: Mapped[str | None] = mapped_column(String(200))
+    deal_key: Mapped[str | None] = mapped_column(String(200))
+    file: Mapped[str | None] = mapped_column(String(255))
+    line: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    sentence: Mapped[str] = mapped_column(Text)
 
 
 class FunnelImport(Base):
@@ -125,6 +205,7 @@ class FunnelImport(Base):
     rows_changed: Mapped[int] = mapped_column(Integer, default=0)
     rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_flagged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -1,0 +1,223 @@
+"""Data-quality flags: what is odd about records that were kept.
+
+Call :func:`models.funnel.links.refresh_links` first: a deal's checks against its lead read
+the lead's dates copied onto the deal.
+
+A record that can be read is never dropped for being odd. What is odd about it becomes a flag,
+with the file and line it was read from and a sentence people can act on:
+
+- a lead's stages out of the usual order (first touch, SQL or rejection on an earlier day than
+  the MQL date);
+- a deal's dates against its own or its lead's (won or lost before the deal was created, or
+  before the lead's MQL or SQL date: a negative duration), or a deal both won and lost;
+- a negative amount, or a won deal with an amount of zero (a lost deal at zero is ordinary:
+  many CRMs zero a lost deal's amount);
+- a deal that lists several leads (it counts for the first one).
+
+Flags are computed from the store, for a whole source, after every import (set-based queries;
+only flagged rows come back to Python): the same store gives the same flags whichever order its
+files came in. Every KPI says how many of its records carry one (:mod:`models.funnel.kpis`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import BigInteger, ColumnElement, and_, delete, insert, or_, select, type_coerce
+from sqlalchemy.orm import Session
+
+from models.funnel.tables import Deal, FunnelFlag, Lead
+
+L = Lead.__table__
+D = Deal.__table__
+F = FunnelFlag.__table__
+DAY = 86400
+
+_LEAD_LABEL = {
+    "mql_at": "the MQL date",
+    "first_touch_at": "the first sales touch",
+    "sql_at": "the SQL date",
+    "rejected_at": "the rejection",
+}
+_DEAL_LABEL = {
+    "mql_at": "its lead's MQL date",
+    "sql_at": "its lead's SQL date",
+    "opportunity_at": "its creation",
+    "won_at": "the win",
+    "lost_at": "the loss",
+}
+#: (earlier, later): a lead's own stages.
+LEAD_ORDER = (("mql_at", "first_touch_at"), ("mql_at", "sql_at"), ("mql_at", "rejected_at"))
+#: (earlier, later): a deal's dates, and its lead's before them.
+DEAL_ORDER = (
+    ("opportunity_at", "won_at"),
+    ("opportunity_at", "lost_at"),
+    ("mql_at", "opportunity_at"),
+    ("mql_at", "won_at"),
+    ("mql_at", "lost_at"),
+    ("sql_at", "won_at"),
+    ("sql_at", "lost_at"),
+)
+#: What each kind of flag is called where people read it.
+KIND_TITLES = {
+    "out_of_order": "stages out of the usual order",
+    "won_and_lost": "won and lost",
+    "zero_amount": "zero amount",
+    "negative_amount": "negative amount",
+    "several_leads": "several leads",
+}
+
+
+class FlagRead(BaseModel):
+    file: str | None
+    line: int | None
+    record: str  # lead | deal
+    key: str
+    kind: str
+    sentence: str
+
+
+def _int(col: Any) -> ColumnElement[int]:
+    return type_coerce(col, BigInteger)
+
+
+def _earlier_day(earlier: ColumnElement[int], later: ColumnElement[int]) -> ColumnElement[bool]:
+    """``later`` falls on an earlier (UTC) day than ``earlier``."""
+    return and_(earlier.is_not(None), later < earlier - earlier % DAY)
+
+
+def _days(a: int, b: int) -> str:
+    n = a // DAY - b // DAY
+    return f"{n} day{'s' if n != 1 else ''}"
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:,.2f}"
+
+
+def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
+    cols = {n: _int(L.c[n]) for n in ("mql_at", "first_touch_at", "sql_at", "rejected_at")}
+    odd = or_(*(_earlier_day(cols[a], cols[b]) for a, b in LEAD_ORDER))
+    stmt = select(L.c.external_id, L.c.file, L.c.line, *(c.label(n) for n, c in cols.items()))
+    out = []
+    for r in session.connection().execute(stmt.where(L.c.source == source, odd)):
+        for a, b in LEAD_ORDER:
+            x, y = getattr(r, a), getattr(r, b)
+            if x is not None and y is not None and y // DAY < x // DAY:
+                sentence = (
+                    f"Lead {r.external_id}: {_LEAD_LABEL[b]} is {_days(x, y)} before "
+                    f"{_LEAD_LABEL[a]}."
+                )
+                out.append(_flag(source, "lead", r.external_id, None, r, "out_of_order", sentence))
+    return out
+
+
+def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
+    cols = {n: _int(D.c[n]) for n in ("opportunity_at", "won_at", "lost_at")}
+    # the lead's dates, copied onto the deal (models.funnel.links)
+    cols |= {n: _int(D.c[f"lead_{n}"]) for n in ("mql_at", "sql_at")}
+    odd = or_(
+        *(_earlier_day(cols[a], cols[b]) for a, b in DEAL_ORDER),
+        and_(D.c.won_at.is_not(None), D.c.lost_at.is_not(None)),
+        D.c.amount_cents < 0,
+        and_(D.c.amount_cents == 0, D.c.won_at.is_not(None)),
+        D.c.other_leads.is_not(None),
+    )
+    stmt = select(
+        D.c.external_id,
+        D.c.lead_key,
+        D.c.other_leads,
+        D.c.amount_cents,
+        D.c.file,
+        D.c.line,
+        *(c.label(n) for n, c in cols.items()),
+    ).where(D.c.source == source, D.c.listed, odd)
+    out = []
+    for r in session.connection().execute(stmt):
+        name = f"Deal {r.external_id}"
+
+        def add(kind: str, sentence: str, r: Any = r) -> None:
+            out.append(_flag(source, "deal", r.lead_key, r.external_id, r, kind, sentence))
+
+        for a, b in DEAL_ORDER:
+            x, y = getattr(r, a), getattr(r, b)
+            if x is not None and y is not None and y // DAY < x // DAY:
+                add(
+                    "out_of_order",
+                    f"{name}: {_DEAL_LABEL[b]} is {_days(x, y)} before {_DEAL_LABEL[a]}.",
+                )
+        if r.won_at is not None and r.lost_at is not None:
+            add("won_and_lost", f"{name} is both won and lost.")
+        if r.amount_cents == 0 and r.won_at is not None:  # a lost deal at 0 is ordinary
+            add("zero_amount", f"{name} is won with an amount of zero.")
+        elif r.amount_cents is not None and r.amount_cents < 0:
+            add(
+                "negative_amount",
+                f"{name} has a negative amount ({_money(r.amount_cents)}); it counts as it is.",
+            )
+        if r.other_leads:
+            others = r.other_leads.split(";")
+            add(
+                "several_leads",
+                f"{name} lists {len(others) + 1} leads; it counts for the first, {r.lead_key} "
+                f"(also listed: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}).",
+            )
+    return out
+
+
+def _flag(
+    source: str,
+    record: str,
+    lead_key: str | None,
+    deal_key: str | None,
+    r: Any,
+    kind: str,
+    sentence: str,
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "record": record,
+        "lead_key": lead_key,
+        "deal_key": deal_key,
+        "file": r.file,
+        "line": r.line,
+        "kind": kind,
+        "sentence": sentence,
+    }
+
+
+def recompute_flags(session: Session, source: str, import_id: int | None) -> list[FlagRead]:
+    """Replace the flags of ``source`` with those its records carry now; returns them in file
+    and line order."""
+    conn = session.connection()
+    conn.execute(delete(F).where(F.c.source == source))
+    rows = lead_flags(session, source) + deal_flags(session, source)
+    rows.sort(key=lambda f: (f["file"] or "", f["line"] or 0, f["kind"]))
+    if rows:
+        conn.execute(insert(F), [{**f, "import_id": import_id} for f in rows])
+    return [_read(f) for f in rows]
+
+
+def _read(f: Any) -> FlagRead:
+    get = f.get if isinstance(f, dict) else lambda k: getattr(f, k)
+    return FlagRead(
+        file=get("file"),
+        line=get("line"),
+        record=get("record"),
+        key=get("deal_key") if get("record") == "deal" else get("lead_key"),
+        kind=get("kind"),
+        sentence=get("sentence"),
+    )
+
+
+def list_flags(
+    session: Session, source: str | None = None, limit: int | None = None
+) -> list[FlagRead]:
+    """The flags the store holds (of one source), in file and line order."""
+    stmt = select(F).order_by(F.c.source, F.c.file, F.c.line, F.c.kind, F.c.id)
+    if source:
+        stmt = stmt.where(F.c.source == source)
+    if limit:
+        stmt = stmt.limit(limit)
+    return [_read(r) for r in session.connection().execute(stmt)]

@@ -1,0 +1,113 @@
+"""What each lead knows of its deals, and each deal of its lead: derived columns, refreshed
+from the store after every import of a source.
+
+A deal names its lead by the lead's natural key, so the two tables join on
+``(source, external_id) = (source, lead_key)``. The KPIs would pay that join on every query
+(measured: 4x the time of a one-table scan on SQLite for 200,000 leads), so the facts they need
+are copied across once per import, set-based:
+
+- on ``leads``: how many deals the lead has, how many are open, its first win and its latest
+  deal's creation;
+- on ``deals``: the lead's channel, campaign, owner, team, MQL and SQL dates.
+
+They are computed from the whole source, never from what one file said, so they do not depend
+on the order files came in; rows whose values do not change are not written.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, and_, func, or_, select, type_coerce, update
+from sqlalchemy.orm import Session
+
+from models.funnel.tables import Deal, Lead
+
+L = Lead.__table__
+D = Deal.__table__
+
+#: deals.<column> <- leads.<column>
+DEAL_FROM_LEAD = {
+    "lead_channel": "channel",
+    "lead_campaign": "campaign",
+    "lead_owner": "owner",
+    "lead_team": "team",
+    "lead_mql_at": "mql_at",
+    "lead_sql_at": "sql_at",
+}
+LEAD_SUMMARY = ("deal_count", "open_deal_count", "first_won_at", "last_deal_at")
+
+
+def _changed(pairs: list[tuple]) -> object:
+    return or_(*(a.is_distinct_from(b) for a, b in pairs))
+
+
+def refresh_links(session: Session, source: str) -> None:
+    """Recompute the derived columns of one source's leads and deals."""
+    conn = session.connection()
+    won, lost, opp = (
+        type_coerce(D.c[n], BigInteger) for n in ("won_at", "lost_at", "opportunity_at")
+    )
+    summary = (
+        select(
+            D.c.lead_key.label("key"),
+            func.count().label("deal_count"),
+            func.count().filter(and_(won.is_(None), lost.is_(None))).label("open_deal_count"),
+            func.min(won).label("first_won_at"),
+            func.max(opp).label("last_deal_at"),
+        )
+        .where(D.c.source == source, D.c.listed, D.c.lead_key.is_not(None))
+        .group_by(D.c.lead_key)
+        .subquery("summary")
+    )
+    # leads that no longer have any deal (a deal moved to another lead): back to none (one
+    # index probe per lead that had deals)
+    has_deal = (
+        select(D.c.id)
+        .where(D.c.source == source, D.c.lead_key == L.c.external_id, D.c.listed)
+        .exists()
+    )
+    conn.execute(
+        update(L)
+        .where(L.c.source == source, L.c.deal_count.is_not(None), ~has_deal)
+        .values({c: None for c in LEAD_SUMMARY})
+    )
+    lead_cols = [
+        type_coerce(L.c[c], BigInteger) if c.endswith("_at") else L.c[c] for c in LEAD_SUMMARY
+    ]
+    conn.execute(
+        update(L)
+        .where(
+            L.c.source == source,
+            L.c.external_id == summary.c.key,
+            _changed([(a, summary.c[c]) for a, c in zip(lead_cols, LEAD_SUMMARY, strict=True)]),
+        )
+        .values({c: summary.c[c] for c in LEAD_SUMMARY})
+    )
+    lead = L.alias("lead")
+    # deals whose lead is gone or not imported (yet): no lead fields
+    found = select(lead.c.id).where(lead.c.source == source, lead.c.external_id == D.c.lead_key)
+    conn.execute(
+        update(D)
+        .where(
+            D.c.source == source,
+            or_(*(D.c[c].is_not(None) for c in DEAL_FROM_LEAD)),
+            or_(D.c.lead_key.is_(None), ~found.exists()),
+        )
+        .values({c: None for c in DEAL_FROM_LEAD})
+    )
+    pairs = [
+        (
+            type_coerce(D.c[d], BigInteger) if d.endswith("_at") else D.c[d],
+            type_coerce(lead.c[src], BigInteger) if src.endswith("_at") else lead.c[src],
+        )
+        for d, src in DEAL_FROM_LEAD.items()
+    ]
+    conn.execute(
+        update(D)
+        .where(
+            D.c.source == source,
+            lead.c.source == source,
+            lead.c.external_id == D.c.lead_key,
+            _changed(pairs),
+        )
+        .values({d: lead.c[src] for d, src in DEAL_FROM_LEAD.items()})
+    )

@@ -1,0 +1,539 @@
+"""Reading real exports without guessing: declared date orders and separators (en_GB, de_DE,
+en_US), ambiguous or mixed dates refused with the setting that resolves them, amounts in every
+common notation, encodings (Latin-1, UTF-16), NUL bytes, files that are no CSV, and mapping
+bounds. Every refusal is one line naming the file (and line and column where there is one),
+and leaves the store unchanged."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from aligncycle import cli_common as cc
+from aligncycle import cli_funnel
+from models.db import Store
+from models.errors import InvalidInput
+from models.funnel.mapping import (
+    FieldSpec,
+    RowError,
+    _money_parser,
+    parse_mapping,
+    salesforce_root,
+)
+from tests.conftest import db_snapshot
+from tests.funnel_helpers import funnel_content
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer(cls=cc.ErrorMappingGroup, pretty_exceptions_enable=False)
+    cli_funnel.register(app)
+    return app
+
+
+def run(*args: str):  # noqa: ANN201
+    cc.reset_store()
+    return CliRunner().invoke(cli(), list(args))
+
+
+def one_line_refusal(res, *parts: str) -> None:  # noqa: ANN001
+    assert res.exit_code == 1, res.output
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in res.output
+    for part in parts:
+        assert part in err, err
+
+
+# --- amounts ---------------------------------------------------------------------------------
+
+
+def money(decimal: str = ".", thousands: str | None = None):  # noqa: ANN201
+    spec = parse_mapping(
+        f"name: m\nsource: m\ndecimal: {decimal!r}\n"
+        + (f"thousands: {thousands!r}\n" if thousands is not None else "")
+        + "fields: {external_id: id}\n"
+    )
+    return _money_parser(FieldSpec(column="a"), spec)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decimal", "cents"),
+    [
+        ("12.000,00 €", ",", 1_200_000),
+        ("€ 12.000,00", ",", 1_200_000),
+        ("EUR 1.234,5", ",", 123_450),
+        ("1 234,50", ",", 123_450),
+        ("1\u00a0234,50", ",", 123_450),  # non-breaking space
+        ("1\u202f234,50", ",", 123_450),  # narrow non-breaking space
+        ("(500.00)", ".", -50_000),
+        ("-500", ".", -50_000),
+        ("500-", ".", -50_000),
+        ("$ (1,250.75)", ".", -125_075),
+        ("1.5E+06", ".", 150_000_000),
+        ("2,5e3", ",", 250_000),
+        ("USD 8,000.00", ".", 800_000),
+        ("R$ 1.000,00", ",", 100_000),
+        ("1234.5", ".", 123_450),
+        ("0", ".", 0),
+        ("1,234,567.89", ".", 123_456_789),
+    ],
+)
+def test_amounts_in_every_common_notation(raw: str, decimal: str, cents: int) -> None:
+    assert money(decimal)(raw) == cents
+
+
+@pytest.mark.parametrize(
+    ("raw", "decimal", "why"),
+    [
+        ("12.000,00 €", ".", "has ',' after '.': is ',' its decimal?"),  # de_DE read as en_US
+        ("1.234", ".", "has three decimals"),  # 1.234 or 1234? the setting says
+        ("1.5E+06", ",", "scientific notation with '.'"),
+        ("1,2,3", ",", "has ',' twice"),
+        ("lots", ".", "is not a number"),
+        ("12.345", ",", None),  # with a decimal comma, 12.345 is twelve thousand: readable
+    ],
+)
+def test_an_amount_the_settings_cannot_read_names_the_setting(
+    raw: str, decimal: str, why: str | None
+) -> None:
+    parse = money(decimal)
+    if why is None:
+        assert parse(raw) == 1_234_500
+        return
+    with pytest.raises(RowError, match="set --decimal/--thousands") as exc:
+        parse(raw)
+    assert why in str(exc.value)
+    assert f"decimal {decimal!r}" in str(exc.value)
+
+
+def test_salesforce_ids_compare_by_their_15_character_root() -> None:
+    assert salesforce_root("0065g00000XyZaBAAV") == "0065g00000XyZaB"
+    assert salesforce_root("0065g00000XyZaB") == "0065g00000XyZaB"
+    # a wrong checksum: not the 18-character form of that record, kept as it is
+    assert salesforce_root("0065g00000XyZaBAAA") == "0065g00000XyZaBAAA"
+    # case matters: the root of another record is another id
+    assert salesforce_root("0065G00000XYZABAAV") != salesforce_root("0065g00000XyZaBAAV")
+
+
+# --- dates: declared, detected, refused ------------------------------------------------------
+
+GENERIC_LEADS = "lead_id,mql_date,channel\n"
+
+
+def leads_file(tmp_path: Path, rows: list[str], name: str = "leads.csv", **kw) -> Path:  # noqa: ANN003
+    p = tmp_path / name
+    p.write_text(GENERIC_LEADS + "".join(r + "\n" for r in rows), **kw)
+    return p
+
+
+def import_generic(tmp_path: Path, *args: str):  # noqa: ANN201
+    return run(
+        "funnel", "import", *args, "-p", "generic", "--rejects-dir", str(tmp_path / "rej"), "--json"
+    )
+
+
+def mql_days(store: Store) -> dict[str, tuple[int, int]]:
+    from sqlalchemy import select
+
+    from models.funnel.tables import Lead
+
+    with store.unit_of_work() as s:
+        return {r.external_id: (r.mql_at.month, r.mql_at.day) for r in s.scalars(select(Lead))}
+
+
+def test_day_first_dates_are_read_day_first_when_declared(store: Store, tmp_path: Path) -> None:
+    f = leads_file(tmp_path, ["a,04/03/2025,web", "b,05/03/2025 14:30,web"])
+    res = import_generic(tmp_path, str(f), "--dates", "day-first")
+    assert res.exit_code == 0, res.output
+    assert mql_days(store) == {"a": (3, 4), "b": (3, 5)}  # 4 and 5 March, not April and May
+
+
+def test_the_file_shows_its_order_when_a_day_is_above_12(store: Store, tmp_path: Path) -> None:
+    f = leads_file(tmp_path, ["a,04/03/2025,web", "b,25/03/2025,web"])
+    res = import_generic(tmp_path, str(f))  # the generic profile says dates: auto
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["files"][0]["dates"] == (
+        "day-first (line 3, column 'mql_date': '25/03/2025')"
+    )
+    assert mql_days(store) == {"a": (3, 4), "b": (3, 25)}
+
+
+@pytest.mark.parametrize(
+    ("rows", "args", "parts"),
+    [
+        (  # only values that read both ways: ask
+            ["a,04/03/2025,web", "b,05/03/2025,web"],
+            [],
+            [
+                "leads.csv: line 2, column 'mql_date': '04/03/2025' reads both day-first and "
+                "month-first",
+                "set dates: day-first or month-first in the mapping, or --dates",
+            ],
+        ),
+        (  # both orders in one file
+            ["a,25/03/2025,web", "b,03/26/2025,web"],
+            [],
+            [
+                "leads.csv: line 3, column 'mql_date': '03/26/2025' is month-first but line 2",
+                "the file mixes both orders",
+            ],
+        ),
+        (  # declared day-first, but a value is month-first
+            ["a,04/03/2025,web", "b,03/26/2025,web"],
+            ["--dates", "day-first"],
+            [
+                "leads.csv: line 3, column 'mql_date': '03/26/2025' is month-first but the file is "
+                "read day-first",
+                "--dates month-first",
+            ],
+        ),
+        (  # ISO declared, numeric dates found
+            ["a,04/03/2025,web"],
+            ["--dates", "iso"],
+            ["line 2, column 'mql_date': '04/03/2025' is not an ISO date", "--dates"],
+        ),
+    ],
+)
+def test_dates_the_settings_cannot_read_without_guessing_refuse_the_file(
+    store: Store, tmp_path: Path, rows: list[str], args: list[str], parts: list[str]
+) -> None:
+    ok = leads_file(tmp_path, ["z,2025-01-02,web"], name="ok.csv")
+    assert import_generic(tmp_path, str(ok)).exit_code == 0
+    before = db_snapshot(store)
+    f = leads_file(tmp_path, rows)
+    res = run("funnel", "import", str(f), "-p", "generic", "--rejects-dir", str(tmp_path), *args)
+    one_line_refusal(res, *parts)
+    assert db_snapshot(store) == before
+
+
+def test_a_mapping_listing_both_orders_is_refused(store: Store, tmp_path: Path) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "name: m\nsource: m\ndate_formats: ['%d/%m/%Y', '%m/%d/%Y']\nfields: {external_id: id}\n"
+    )
+    f = leads_file(tmp_path, ["a,04/03/2025,web"])
+    one_line_refusal(
+        run("funnel", "import", str(f), "-m", str(m)),
+        "m.yaml: date_formats: the formats read dates both day-first and month-first",
+    )
+
+
+def test_de_DE_salesforce_export_with_footer_timezone_and_amounts(
+    store: Store, tmp_path: Path
+) -> None:
+    """A German Salesforce org's reports: 04.03.2025 dates, 12.000,00 € amounts, Berlin time,
+    the report's footer; declared on the command line, without copying the profile."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        textwrap.dedent("""\
+        "Lead ID","Lead Source","Lead Status","Lead Owner","Created Date","Converted Date","Last Modified Date","Converted Opportunity ID"
+        "00Q5g000001AbCdEAK","Web","Closed - Converted","Jana","04.03.2025 09:30","06.03.2025","06.03.2025","0065g00000XyZaBAAV"
+        "00Q5g000001AbCe","Messe","Open","Jana","05.03.2025 10:00","","05.03.2025",""
+
+        "Confidential Information - Do Not Distribute"
+        "Copyright (c) 2000-2025 salesforce.com, inc. All rights reserved."
+        """),  # noqa: E501
+        encoding="utf-8",
+    )
+    opps = tmp_path / "opps.csv"
+    opps.write_text(
+        textwrap.dedent("""\
+        "Opportunity ID","Account Name","Stage","Amount","Close Date","Created Date","Opportunity Owner"
+        "0065g00000XyZaB","Acme GmbH","Closed Won","12.000,00 €","01.04.2025","06.03.2025","Jana"
+        "0065g00000XyZaC","Acme GmbH","Closed Lost","1 234,50 €","02.04.2025","07.03.2025","Jana"
+        "Grand Totals (2 records)"
+        """),  # noqa: E501
+        encoding="utf-8",
+    )
+    res = run(
+        "funnel",
+        "import",
+        str(opps),
+        str(leads),
+        "-p",
+        "salesforce",
+        "--dates",
+        "day-first",
+        "--decimal",
+        ",",
+        "--timezone",
+        "Europe/Berlin",
+        "--rejects-dir",
+        str(tmp_path / "rej"),
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["rows"], out["new"], out["rejected"]) == (4, 4, 0)
+    assert [f["skipped"] for f in out["files"]] == [3, 1]
+    from models.funnel.kpis import compute_kpis
+
+    with store.unit_of_work() as s:
+        k = compute_kpis(s, source="salesforce").overall()
+        from sqlalchemy import select
+
+        from models.funnel.tables import Deal, Lead
+
+        lead = s.scalars(select(Lead).where(Lead.external_id == "00Q5g000001AbCd")).one()
+        deals = {d.external_id: d for d in s.scalars(select(Deal))}
+    # 09:30 in Berlin (UTC+1 in March) is 08:30 UTC; the 18-character lead id is stored as its root
+    assert lead.mql_at == datetime(2025, 3, 4, 8, 30, tzinfo=UTC)
+    assert deals["0065g00000XyZaB"].amount_cents == 1_200_000
+    assert deals["0065g00000XyZaB"].lead_key == "00Q5g000001AbCd"
+    assert deals["0065g00000XyZaC"].amount_cents == 123_450
+    assert deals["0065g00000XyZaB"].won_at == datetime(2025, 3, 31, 22, 0, tzinfo=UTC)
+    assert k["revenue_won"].value == 12_000.0
+    assert k["win_rate"].value == 0.5
+    assert k["mql_to_won_rate"].value == 0.5
+
+
+# --- encodings, NUL bytes, files that are no CSV ------------------------------------------------
+
+
+def test_a_latin1_file_names_the_line_of_its_first_bad_byte_and_the_setting(
+    store: Store, tmp_path: Path
+) -> None:
+    f = tmp_path / "leads.csv"
+    f.write_bytes(b"lead_id,mql_date,channel\na,2025-03-01,web\nb,2025-03-02,M\xfcnchen Messe\n")
+    before = db_snapshot(store)
+    res = import_generic(tmp_path, str(f))
+    one_line_refusal(
+        res, "leads.csv: line 3: byte 0xfc is not utf-8-sig text", "--encoding latin-1"
+    )
+    assert db_snapshot(store) == before
+    res = import_generic(tmp_path, str(f), "--encoding", "latin-1")
+    assert res.exit_code == 0, res.output
+    from sqlalchemy import select
+
+    from models.funnel.tables import Lead
+
+    with store.unit_of_work() as s:
+        assert s.scalar(select(Lead.channel).where(Lead.external_id == "b")) == "München Messe"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_files_with_a_byte_order_mark_are_read(
+    store: Store, tmp_path: Path, encoding: str
+) -> None:
+    bom = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE}.get(encoding, b"")
+    text = "lead_id,mql_date,channel\r\na,2025-03-01,Café\r\nb,2025-03-02,web\r\n"
+    (tmp_path / "leads.csv").write_bytes(bom + text.encode(encoding))
+    res = import_generic(tmp_path, str(tmp_path / "leads.csv"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["new"] == 2
+    assert mql_days(store) == {"a": (3, 1), "b": (3, 2)}
+
+
+def test_a_nul_byte_rejects_its_row_with_its_line_not_the_import(
+    store: Store, tmp_path: Path
+) -> None:
+    f = tmp_path / "leads.csv"
+    f.write_bytes(
+        b"lead_id,mql_date,channel\na,2025-03-01,web\nb,2025-03-02,w\x00eb\nc,2025-03-03,web\n"
+    )
+    res = import_generic(tmp_path, str(f))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["new"], out["rejected"]) == (2, 1)
+    assert out["files"][0]["first_rejects"] == [
+        {
+            "line": 3,
+            "reason": "the row holds a NUL byte (column 'channel'): a corrupt or binary line",
+        }
+    ]
+    assert set(mql_days(store)) == {"a", "c"}
+    rejects = (tmp_path / "rej" / "leads.rejects.csv").read_text()
+    assert rejects.splitlines()[1].startswith("3,the row holds a NUL byte")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: Path("/dev/zero"), "/dev/zero: is not a regular file"),
+        (
+            lambda tmp: (
+                (tmp / "one.csv").write_bytes(b"lead_id,mql_date\n" + b"x" * 2_000_000)
+                and tmp / "one.csv"
+            ),
+            "one.csv: line 2: longer than 1,000,000 characters",
+        ),
+        (
+            lambda tmp: (tmp / "zeros.csv").write_bytes(b"\x00" * 3_000_000) and tmp / "zeros.csv",
+            "zeros.csv: line 1: longer than 1,000,000 characters",
+        ),
+    ],
+)
+def test_a_file_that_is_no_csv_is_refused_quickly(
+    store: Store,
+    tmp_path: Path,
+    make,
+    message: str,  # noqa: ANN001
+) -> None:
+    before = db_snapshot(store)
+    started = time.monotonic()
+    res = run("funnel", "import", str(make(tmp_path)), "-p", "generic")
+    one_line_refusal(res, message)
+    assert time.monotonic() - started < 20  # refused, not read forever
+    assert db_snapshot(store) == before
+
+
+# --- mapping bounds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: m\nsource: m\nfiles: []\n", "m.yaml: files: List should have at least 1 item"),
+        (
+            "name: m\nsource: m\nencoding: rot13\nfields: {external_id: id}\n",
+            "m.yaml: encoding: unknown encoding 'rot13' (use a text encoding",
+        ),
+        (  # deep enough for the mapping's own bound, well under the YAML reader's (50)
+            "name: m\nsource: m\nfields: {external_id: id}\nx: " + "[" * 20 + "]" * 20 + "\n",
+            "m.yaml: the mapping nests deeper than 12 levels",
+        ),
+        (  # past the YAML reader's bound: refused while reading, with its line
+            "name: m\nsource: m\nfields: {external_id: id}\nx: " + "[" * 200 + "]" * 200 + "\n",
+            "m.yaml: line 4: invalid YAML: nested more than 50 levels deep",
+        ),
+        (
+            "name: m\nsource: m\nthousands: ','\ndecimal: ','\nfields: {external_id: id}\n",
+            "thousands: ',' is also the decimal separator",
+        ),
+        (
+            "name: m\nsource: m\nfiles:\n  - {name: a, fields: {external_id: id, channel: c}}\n"
+            "  - {name: b, fields: {external_id: k, channel: d}}\n",
+            "files[b].fields.channel: the leads' channel is already read from the file 'a'",
+        ),
+        (
+            "name: m\nsource: m\nfields: {deal_id: d, mql_at: m}\n",
+            "fields.mql_at: a deals file (keyed by deal_id) holds no lead fields",
+        ),
+    ],
+)
+def test_mapping_bounds_are_one_line_naming_the_file_and_field(
+    store: Store, tmp_path: Path, text: str, message: str
+) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(text)
+    f = leads_file(tmp_path, ["a,2025-03-01,web"])
+    before = db_snapshot(store)
+    one_line_refusal(run("funnel", "import", str(f), "-m", str(m)), message)
+    assert db_snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", ""], "--profile is empty; shipped profiles: generic, hubspot, olist, salesforce"),
+        (["-p", "generic", "--timezone", "Mars/Olympus"], "--timezone: unknown time zone"),
+        (["-p", "generic", "--encoding", "rot13"], "--encoding: unknown encoding 'rot13'"),
+        (["-p", "generic", "--decimal", ";"], "--decimal: Input should be '.' or ','"),
+    ],
+)
+def test_command_line_settings_are_checked(
+    store: Store, tmp_path: Path, args: list[str], message: str
+) -> None:
+    f = leads_file(tmp_path, ["a,2025-03-01,web"])
+    one_line_refusal(run("funnel", "import", str(f), *args), message)
+
+
+# --- rejects files: next to the store, and only for a committed import -------------------------
+
+
+def test_rejects_go_next_to_the_store_and_not_where_the_command_runs(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALIGNCYCLE_DATA_DIR", str(tmp_path / "data"))
+    f = leads_file(tmp_path, ["a,2025-03-01,web", ",2025-03-02,web"])
+    res = run("funnel", "import", str(f), "-p", "generic")
+    assert res.exit_code == 0, res.output
+    expected = cli_funnel.default_rejects_dir() / "leads.rejects.csv"
+    assert f"-> {expected}" in res.stdout
+    assert expected.is_file() and not list(tmp_path.glob("*.rejects.csv"))
+    if store.engine.dialect.name == "sqlite":
+        assert expected.parent.parent == Path(store.engine.url.database).parent
+    else:
+        assert expected.parent == tmp_path / "data" / "rejects"
+    assert not [p for p in expected.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_an_import_that_rolls_back_leaves_no_rejects_file(store: Store, tmp_path: Path) -> None:
+    bad = leads_file(tmp_path, [",2025-03-01,web", "a,2025-03-01,web"])  # one unreadable row
+    deals = tmp_path / "deals.csv"  # ... then a file the settings refuse: nothing is kept
+    deals.write_text("deal_id,lead_id,stage,closed\nd1,a,won,04/03/2025\n")
+    before = db_snapshot(store)
+    res = run(
+        "funnel",
+        "import",
+        str(bad),
+        str(deals),
+        "-p",
+        "generic",
+        "--dates",
+        "iso",
+        "--rejects-dir",
+        str(tmp_path / "rej"),
+    )
+    one_line_refusal(res, "deals.csv: line 2, column 'closed'")
+    assert db_snapshot(store) == before
+    assert not (tmp_path / "rej").exists() or not list((tmp_path / "rej").iterdir())
+
+
+def test_refusals_keep_earlier_data(store: Store, tmp_path: Path) -> None:
+    """A refusal after a good import leaves the earlier import's funnel as it was."""
+    ok = leads_file(tmp_path, ["a,2025-03-01,web"], name="ok.csv")
+    assert import_generic(tmp_path, str(ok)).exit_code == 0
+    before = funnel_content(store)
+    with pytest.raises(InvalidInput), store.unit_of_work() as s:
+        from models.funnel.importer import import_files
+        from models.funnel.mapping import load_profile
+
+        import_files(s, [Path("/dev/zero")], load_profile("generic"))
+    assert funnel_content(store) == before
+
+
+def test_dates_on_the_command_line_replace_the_mappings_date_formats(
+    store: Store, tmp_path: Path
+) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "name: m\nsource: m\ndate_formats: ['%m/%d/%Y']\n"
+        "fields: {external_id: lead_id, mql_at: mql_date}\n"
+    )
+    f = leads_file(tmp_path, ["a,04/03/2025,web"])
+    res = run("funnel", "import", str(f), "-m", str(m), "--dates", "day-first", "--json")
+    assert res.exit_code == 0, res.output
+    assert mql_days(store) == {"a": (3, 4)}  # 4 March, as declared, not the mapping's order
+
+
+def test_a_rejects_file_has_no_name_until_its_import_commits(tmp_path: Path) -> None:
+    """Until it is published the rejects file is an unnamed file (a killed import's vanishes
+    with its process); publishing names it in one step, replacing an older one."""
+    from models.funnel.importer import RejectsFiles
+
+    folder = tmp_path / "rejects"
+    (folder).mkdir()
+    (folder / "leads.rejects.csv").write_text("old\n")
+    sink = RejectsFiles(folder)
+    handle, final = sink.open("leads")
+    handle.write("line,reason\n3,bad\n")
+    handle.flush()
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]  # only the old one
+    assert final.read_text() == "old\n"
+    sink.publish()
+    assert final.read_text() == "line,reason\n3,bad\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]
+    sink = RejectsFiles(folder)
+    sink.open("other")[0].write("x\n")
+    sink.discard()
+    assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]
