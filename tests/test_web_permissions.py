@@ -382,6 +382,7 @@ CASES: list[Case] = [
     ),
     # --- pages: My work and the account
     Case("GET", "/my", const("/my"), ALL, 200, cycle_bound=False),
+    Case("GET", "/numbers", const("/numbers"), ALL, 200, cycle_bound=False),
     Case("GET", "/account", const("/account"), ALL, 200, cycle_bound=False),
     # everyone may try; a wrong current password is refused next to the field
     Case(

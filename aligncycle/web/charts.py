@@ -277,3 +277,34 @@ def before_after(
         for label, b, a, u, _h in items
     )
     return _svg(width, max(1, len(items)) * row + 6, title, desc, "".join(parts))
+
+
+def funnel(steps: Sequence[tuple[str, int, float | None, float | None]], *, title: str) -> Markup:
+    """The stage-by-stage funnel: one bar per stage (its width the share of the first stage),
+    with the count, the step conversion (against the stage before) and the cumulative one.
+    ``steps``: (stage, count, step rate, cumulative rate), rates as fractions or None."""
+    width, label_w, row = 560, 110, 40
+    plot_w = width - label_w - 10
+    top = max([c for _, c, _, _ in steps] + [1])
+    parts = []
+    for i, (stage, count, step, cumulative) in enumerate(steps):
+        y = i * row + 6
+        w = max(2.0, plot_w * count / top)
+        x = label_w + (plot_w - w) / 2
+        rate = "" if i == 0 or step is None else f" · {step * 100:.1f}% of the stage before"
+        total = "" if i == 0 or cumulative is None else f", {cumulative * 100:.1f}% of all"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" font-size="13" '
+            f'fill="#1f2937">{escape(stage)}</text>'
+            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="28" rx="4" '
+            f'fill="{_color(SERIES[i % len(SERIES)])}"/>'
+            f'<text x="{label_w + plot_w / 2:.1f}" y="{y + 19}" text-anchor="middle" '
+            f'font-size="13" font-weight="600" fill="#111827" paint-order="stroke" '
+            f'stroke="#fff" stroke-width="3">{count:,}{escape(rate)}{escape(total)}</text>'
+        )
+    desc = "; ".join(
+        f"{stage}: {count:,}"
+        + ("" if i == 0 or step is None else f" ({step * 100:.1f}% of the stage before)")
+        for i, (stage, count, step, _) in enumerate(steps)
+    )
+    return _svg(width, max(1, len(steps)) * row + 10, title, desc, "".join(parts))

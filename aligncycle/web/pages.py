@@ -147,6 +147,21 @@ def _fmt_dt(d: Any) -> str:
     return d.strftime("%-d %b %Y, %H:%M") if d else "–"
 
 
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def value_words(value: Any) -> str:
+    """A value from the shared data as people read it: a month key ``2026-09`` as "Sep 2026", a
+    mapped key like ``paid_search`` as "paid search"; nothing shown as "(none)"."""
+    if value is None or value == "":
+        return "(none)"
+    text = str(value)
+    m = _MONTH.match(text)
+    if m:
+        return date(int(m.group(1)), int(m.group(2)), 1).strftime("%b %Y")
+    return text.replace("_", " ")
+
+
 @lru_cache(maxsize=64)
 def _options(kind: str, current: str | None) -> Markup:
     """The ``<option>`` list of a status or confidence select, ``current`` selected: the same
@@ -161,7 +176,7 @@ def _options(kind: str, current: str | None) -> Markup:
 
 
 env = templates.env
-env.filters.update(label=label, fdate=_fmt_date, fdt=_fmt_dt)
+env.filters.update(label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words)
 env.globals.update(
     PHASES=[p for p in Phase],
     PHASE_LABELS=PHASE_LABELS,

@@ -78,6 +78,11 @@ class KpiDef:
     formula: str
     sample: str  # what the sample size counts
 
+    @property
+    def meaning(self) -> str:
+        """What the KPI says, in one sentence for people (the formula is for analysts)."""
+        return MEANINGS[self.name]
+
 
 _DEFS = [
     KpiDef(
@@ -247,6 +252,28 @@ _DEFS = [
 KPIS: dict[str, KpiDef] = {d.name: d for d in _DEFS}
 KPI_NAMES: tuple[str, ...] = tuple(KPIS)
 GROUPS: tuple[str, ...] = ("channel", "campaign", "owner", "team", "month")
+
+
+#: Each KPI in one sentence, in the words of the people who read the Numbers page.
+MEANINGS: dict[str, str] = {
+    "mql_volume": "How many leads marketing qualified in the period.",
+    "mql_to_sql_rate": "Of those leads, the share sales qualified as sales-ready.",
+    "mql_to_won_rate": "Of those leads, the share that led to at least one won deal.",
+    "sales_acceptance_rate": "Of the leads sales has reviewed, the share it accepted.",
+    "sales_rejection_rate": "Of the leads sales has reviewed, the share it sent back.",
+    "handoff_latency_median_hours": "How long a lead typically waits for its first sales touch.",
+    "handoff_latency_p90_hours": "How long the slowest tenth of leads wait for a first touch.",
+    "sla_attainment": "The share of leads touched within the agreed hand-off time.",
+    "untouched_leads": "Leads that sales has not touched, accepted, rejected or opened a deal for.",
+    "stalled_leads": "Open leads with no progress for longer than the stall limit.",
+    "win_rate": "Of the deals closed in the period, the share that was won.",
+    "sales_cycle_median_days": "How long a won deal typically took from start to close.",
+    "revenue_won": "What the deals won in the period are worth.",
+    "average_deal_size": "What a won deal is worth on average.",
+    "open_pipeline_count": "Deals still open at the end of the period.",
+    "open_pipeline_value": "What the deals still open are worth.",
+    "deal_aging_median_days": "How long the open deals have typically been open.",
+}
 
 
 def kpi_def(name: str) -> KpiDef:

@@ -9,10 +9,11 @@ from aligncycle.web.routes import (
     cycles,
     gaps,
     my_work,
+    numbers,
     recap,
     timeline,
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, cycles, gaps, actions, timeline, recap, my_work, account):
+for module in (auth, cycles, gaps, actions, timeline, recap, my_work, numbers, account):
     router.include_router(module.router)

@@ -1,0 +1,189 @@
+"""The Numbers page: the shared KPIs of a period beside an earlier one, the stage-by-stage
+funnel, the KPIs by one or two groupings, and the SLA breach list. For every signed-in person:
+the funnel data is one set both teams share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from aligncycle.web import charts
+from aligncycle.web.deps import Ctx
+from aligncycle.web.pages import page, render
+from models.enums import Role
+from models.errors import InvalidInput
+from models.funnel import numbers as n
+from models.funnel.kpis import KPIS, format_value, sources
+from models.funnel.tables import FunnelImport
+from models.playbook import Settings
+from models.schemas import validation_message
+from models.services import playbooks
+from models.services.access import visible_cycles
+from models.tables import Cycle
+
+router = APIRouter(include_in_schema=False)
+BREACHES_PAGE = 25
+#: The KPIs of the grouped table (all of them would not fit a screen), in this order.
+TABLE_KPIS = [
+    "mql_volume",
+    "sla_attainment",
+    "handoff_latency_median_hours",
+    "mql_to_sql_rate",
+    "sales_rejection_rate",
+    "win_rate",
+    "revenue_won",
+]
+PIVOT_DEFAULT = "sla_attainment"
+
+
+def agreed_settings(ctx: Ctx) -> tuple[int, int]:
+    """The hand-off SLA (hours) and stall limit (days) of the newest cycle the person sees:
+    what their teams agreed, else the playbook defaults."""
+    cycle = ctx.session.scalar(
+        select(Cycle).where(visible_cycles(ctx.me)).order_by(Cycle.id.desc()).limit(1)
+    )
+    if cycle is None:
+        d = Settings()
+        return d.handoff_sla_hours, d.stall_days
+    s = playbooks.spec_of(cycle.playbook).settings
+    return s.handoff_sla_hours, s.stall_days
+
+
+def _day(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"not a date: {value!r} (use the date picker, or YYYY-MM-DD)") from None
+
+
+def query_from(params: Mapping[str, Any], ctx: Ctx, today: date) -> n.NumbersQuery:
+    """The page's query from its URL; a missing period is the last 30 days."""
+    sla, stall = agreed_settings(ctx)
+    start, end = _day(params.get("from")), _day(params.get("to"))
+    if start is None or end is None:
+        base = n.NumbersQuery.around(end or today)
+        start, end = start or base.start, end or base.end
+    by = [b for b in (params.get("by"), params.get("then_by")) if b]
+    try:
+        sla_hours = float(params.get("sla") or sla)
+    except ValueError:
+        raise InvalidInput("the hand-off SLA is a number of hours") from None
+    try:
+        return n.NumbersQuery(
+            start=start,
+            end=end,
+            compare_start=_day(params.get("compare_from")),
+            compare_end=_day(params.get("compare_to")),
+            by=by,
+            source=params.get("source") or None,
+            sla_hours=sla_hours,
+            stall_days=stall,
+        ).checked()
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc)) from None
+
+
+def _funnel_chart(steps: list[Any], title: str) -> Any:
+    if not steps or not steps[0].count:
+        return None
+    return charts.funnel(
+        [(s.stage, s.count, s.step_rate, s.cumulative_rate) for s in steps], title=title
+    )
+
+
+def _pivot(report: Any, kpi: str) -> dict[str, Any]:
+    """A two-grouping report as a table: rows by the first grouping, columns by the second."""
+    rows: dict[str, dict[str, str]] = {}
+    columns: list[str] = []
+    for g in report.groups:
+        first, second = (("" if k is None else str(k)) for k in g.keys)
+        if second not in columns:
+            columns.append(second)
+        v = g.kpis.get(kpi)
+        rows.setdefault(first, {})[second] = format_value(kpi, v.value if v else None)
+    return {"rows": rows, "columns": sorted(columns)}
+
+
+@page(router, "/numbers")
+def numbers_page(
+    request: Request, ctx: Ctx, *, query: Mapping[str, Any] | None = None, forms=None, status=200
+) -> Response:
+    params = dict(query or {})
+    today = date.today()
+    error = None
+    try:
+        q = query_from(params, ctx, today)
+    except InvalidInput as exc:
+        error, params = exc.message, {}
+        q = query_from({}, ctx, today)
+        status = 422
+    try:
+        breach_page = max(1, min(10_000, int(params.get("page", "1"))))
+    except ValueError:
+        breach_page = 1
+    pivot_kpi = params.get("kpi") if params.get("kpi") in KPIS else PIVOT_DEFAULT
+    s = ctx.session
+    try:
+        result = n.numbers(
+            s,
+            q,
+            breach_limit=BREACHES_PAGE,
+            breach_offset=(breach_page - 1) * BREACHES_PAGE,
+        )
+    except InvalidInput as exc:  # e.g. a source that is not in the store
+        error, status = exc.message, 422
+        q = query_from({}, ctx, today)
+        result = n.numbers(s, q, breach_limit=BREACHES_PAGE)
+    last_import = s.scalar(select(FunnelImport).order_by(FunnelImport.id.desc()).limit(1))
+    kept = {
+        k: v
+        for k, v in {
+            "from": q.start.isoformat(),
+            "to": q.end.isoformat(),
+            "compare_from": q.compare_start.isoformat() if q.compare_start else "",
+            "compare_to": q.compare_end.isoformat() if q.compare_end else "",
+            "by": q.by[0] if q.by else "",
+            "then_by": q.by[1] if len(q.by) > 1 else "",
+            "source": q.source or "",
+            "sla": f"{q.sla_hours:g}",
+            "kpi": pivot_kpi if len(q.by) > 1 else "",
+        }.items()
+        if v
+    }
+    return render(
+        request,
+        ctx,
+        "numbers.html",
+        status=status,
+        error=error,
+        q=q,
+        result=result,
+        kept=kept,
+        here="/numbers?" + urlencode(kept),
+        sources=sources(s),
+        groupings=n.GROUPINGS,
+        table_kpis=[KPIS[k] for k in TABLE_KPIS],
+        pivot_kpi=KPIS[pivot_kpi],
+        kpi_choices=list(KPIS.values()),
+        pivot=_pivot(result.grouped, pivot_kpi) if result.grouped and len(q.by) > 1 else None,
+        funnel_chart=_funnel_chart(result.funnel, "The funnel of this period's MQLs"),
+        compared_chart=_funnel_chart(result.compared_funnel, "The funnel of the earlier period"),
+        breach_pages={
+            "page": breach_page,
+            "last": max(1, -(-result.breaches.total // BREACHES_PAGE)),
+            "total": result.breaches.total,
+        },
+        last_import=last_import,
+        can_import=ctx.me.role in (Role.LEAD, Role.MANAGER),
+        format_value=format_value,
+        forms=forms or {},
+    )

@@ -1,0 +1,390 @@
+"""The shared numbers as the Numbers page, the API and the digest read them: the KPIs of a
+period beside an earlier one, the stage-by-stage funnel, the KPIs by one or two groupings, and
+the SLA breach list (each lead that waited past the hand-off SLA).
+
+Every figure comes from :func:`models.funnel.kpis.compute_kpis`, so the page shows exactly what
+``aligncycle kpi show`` prints. Results are cached per process, keyed by the store's data
+version (the newest import; a new import is a new version), so a page read again after no
+import reads no rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+from sqlalchemy import BigInteger, and_, func, or_, select, type_coerce
+from sqlalchemy.orm import Session
+
+from models.errors import InvalidInput
+from models.funnel.kpis import (
+    KPIS,
+    FunnelStep,
+    KpiReport,
+    compare_reports,
+    compute_kpis,
+    format_value,
+    sources,
+)
+from models.funnel.tables import FunnelImport, Lead, to_epoch
+
+#: What the page and the API may group by (the KPI module's dimensions), in people's words.
+GROUPINGS = {
+    "channel": "Channel",
+    "campaign": "Campaign",
+    "owner": "Owner",
+    "team": "Team",
+    "month": "Month",
+}
+DEFAULT_DAYS = 30
+MAX_DAYS = 3 * 366
+
+
+class NumbersQuery(BaseModel):
+    """Which numbers: a period (inclusive days), the period to compare with (default: the same
+    number of days just before), up to two groupings, one source or all, the hand-off SLA."""
+
+    start: date
+    end: date
+    compare_start: date | None = None
+    compare_end: date | None = None
+    by: list[str] = Field(default_factory=list, max_length=2)
+    source: str | None = None
+    sla_hours: float = Field(default=24, gt=0, le=24 * 60)
+    stall_days: int = Field(default=30, ge=1, le=3650)
+
+    @classmethod
+    def around(cls, today: date, days: int = DEFAULT_DAYS, **kw: Any) -> NumbersQuery:
+        """The last ``days`` days up to ``today``."""
+        return cls(start=today - timedelta(days=days - 1), end=today, **kw)
+
+    def checked(self) -> NumbersQuery:
+        """The query with its comparison filled in, or ``InvalidInput`` in one sentence."""
+        if self.end < self.start:
+            raise InvalidInput(f"the period ends ({self.end}) before it starts ({self.start})")
+        if (self.end - self.start).days >= MAX_DAYS:
+            raise InvalidInput("choose a period of at most three years")
+        for name in self.by:
+            if name not in GROUPINGS:
+                raise InvalidInput(
+                    f"the numbers are grouped by {', '.join(GROUPINGS)}, not by {name!r}"
+                )
+        if len(set(self.by)) != len(self.by):
+            raise InvalidInput("choose two different groupings")
+        cs, ce = self.compare_start, self.compare_end
+        if (cs is None) != (ce is None):
+            raise InvalidInput("give both the start and the end of the period to compare with")
+        if cs is None or ce is None:
+            length = self.end - self.start
+            ce = self.start - timedelta(days=1)
+            cs = ce - length
+        elif ce < cs:
+            raise InvalidInput(f"the period to compare with ends ({ce}) before it starts ({cs})")
+        return self.model_copy(update={"compare_start": cs, "compare_end": ce})
+
+
+Direction = Literal["better", "worse", "same"]
+
+
+class KpiCard(BaseModel):
+    """One KPI of the period, beside the period compared with."""
+
+    kpi: str
+    title: str
+    meaning: str
+    unit: str
+    value: float | None
+    shown: str
+    sample_size: int
+    sample: str  # what the sample counts, in words
+    flagged: int  # of its records carrying a data-quality flag
+    compared: float | None
+    compared_shown: str
+    change_shown: str | None  # e.g. "+12.5 points", "−3.1 h", None without both values
+    direction: Direction | None
+
+
+class Breach(BaseModel):
+    """A lead that waited past the hand-off SLA (touched late, or not yet touched)."""
+
+    source: str
+    lead: str
+    owner: str | None
+    channel: str | None
+    campaign: str | None
+    mql_at: datetime
+    touched_at: datetime | None
+    waited_hours: float
+    late_hours: float
+
+
+class Breaches(BaseModel):
+    total: int
+    rows: list[Breach]
+    limit: int
+    offset: int
+
+
+class Numbers(BaseModel):
+    query: NumbersQuery
+    has_data: bool
+    data_version: int
+    cards: list[KpiCard]
+    funnel: list[FunnelStep]
+    compared_funnel: list[FunnelStep]
+    grouped: KpiReport | None
+    breaches: Breaches
+
+
+# --- the data version and the cache ----------------------------------------------------------
+
+
+def data_version(session: Session) -> int:
+    """The newest import's id (0: no import yet). Imports only add versions, so a cached result
+    keyed by it is never stale."""
+    return session.scalar(select(func.max(FunnelImport.id))) or 0
+
+
+T = TypeVar("T")
+
+
+class _Cache:
+    """A small least-recently-used cache shared by the threads of a process."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_cache = _Cache()
+
+
+def _as_of(end: date) -> datetime:
+    """The numbers of a period are as of its end (the end of its last day), or, while the
+    period runs, as of now to the minute: open pipeline, stalled and untouched leads, and SLA
+    deadlines are counted at that moment (and a cached result holds for that minute)."""
+    end_of_period = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    return min(end_of_period, datetime.now(UTC).replace(second=0, microsecond=0))
+
+
+def report(
+    session: Session,
+    *,
+    start: date,
+    end: date,
+    by: Sequence[str] = (),
+    source: str | None = None,
+    sla_hours: float = 24,
+    stall_days: int = 30,
+) -> KpiReport:
+    """:func:`compute_kpis` for a period, cached by the store's data version."""
+    as_of = _as_of(end)
+    key = ("report", data_version(session), start, end, tuple(by), source, sla_hours, stall_days)
+    key += (as_of,)
+    return _cache.get(
+        key,
+        lambda: compute_kpis(
+            session,
+            start=start,
+            end=end,
+            by=list(by) or None,
+            source=source,
+            sla_hours=sla_hours,
+            stall_days=stall_days,
+            as_of=as_of,
+        ),
+    )
+
+
+# --- the page's numbers -------------------------------------------------------------------------
+
+
+def _change(name: str, value: float | None, before: float | None) -> tuple[str | None, Any]:
+    if value is None or before is None:
+        return None, None
+    delta = value - before
+    unit = KPIS[name].unit
+    if abs(delta) < 1e-12:
+        return "no change", "same"
+    better = (delta > 0) == (KPIS[name].better == "higher")
+    sign = "+" if delta > 0 else "−"
+    size = abs(delta)
+    if unit == "rate":
+        text = f"{sign}{size * 100:.1f} points"
+    elif unit == "hours":
+        text = f"{sign}{size:.1f} h"
+    elif unit == "days":
+        text = f"{sign}{size:.1f} d"
+    elif unit == "money":
+        text = f"{sign}{size:,.2f}"
+    else:
+        text = f"{sign}{size:,.0f}"
+    return text, "better" if better else "worse"
+
+
+def numbers(
+    session: Session,
+    query: NumbersQuery,
+    *,
+    breach_limit: int = 25,
+    breach_offset: int = 0,
+) -> Numbers:
+    """Everything the Numbers page shows for ``query`` (see the module's docstring)."""
+    q = query.checked()
+    if q.source is not None and q.source not in sources(session):
+        known = ", ".join(sources(session)) or "none yet"
+        raise InvalidInput(f"no funnel data from {q.source!r}; the sources are: {known}")
+    common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
+    current = report(session, start=q.start, end=q.end, **common)
+    earlier = report(session, start=q.compare_start, end=q.compare_end, **common)  # type: ignore[arg-type]
+    changes = {c.kpi: c for c in compare_reports(current, earlier).get(None, [])}
+    overall = current.groups[0] if current.groups else None
+    cards = []
+    for name, d in KPIS.items():
+        v = overall.kpis.get(name) if overall else None
+        compared = changes[name].compared if name in changes else None
+        change, direction = _change(name, v.value if v else None, compared)
+        cards.append(
+            KpiCard(
+                kpi=name,
+                title=d.title,
+                meaning=d.meaning,
+                unit=d.unit,
+                value=v.value if v else None,
+                shown=format_value(name, v.value if v else None),
+                sample_size=v.sample_size if v else 0,
+                sample=d.sample,
+                flagged=v.flagged if v else 0,
+                compared=compared,
+                compared_shown=format_value(name, compared),
+                change_shown=change,
+                direction=direction,
+            )
+        )
+    grouped = report(session, start=q.start, end=q.end, by=q.by, **common) if q.by else None
+    return Numbers(
+        query=q,
+        has_data=data_version(session) > 0 or bool(sources(session)),
+        data_version=data_version(session),
+        cards=cards,
+        funnel=overall.funnel if overall else [],
+        compared_funnel=earlier.groups[0].funnel if earlier.groups else [],
+        grouped=grouped,
+        breaches=sla_breaches(
+            session,
+            start=q.start,
+            end=q.end,
+            sla_hours=q.sla_hours,
+            source=q.source,
+            limit=breach_limit,
+            offset=breach_offset,
+        ),
+    )
+
+
+# --- the SLA breach list ------------------------------------------------------------------------
+
+
+def sla_breaches(
+    session: Session,
+    *,
+    start: date,
+    end: date,
+    sla_hours: float = 24,
+    source: str | None = None,
+    limit: int = 25,
+    offset: int = 0,
+    as_of: datetime | None = None,
+) -> Breaches:
+    """Each lead of the period's MQLs that waited past the SLA: touched later than the SLA
+    allows, or not touched although its deadline has passed (as of the period's end, or now),
+    latest first by how late. The same leads the SLA attainment KPI counts as missed."""
+    if not 1 <= limit <= 500 or offset < 0:
+        raise InvalidInput("show between 1 and 500 breaches a page")
+    when = as_of or _as_of(end)
+    key = ("breaches", data_version(session), start, end, sla_hours, source, limit, offset, when)
+    return _cache.get(
+        key, lambda: _breaches(session, start, end, sla_hours, source, limit, offset, when)
+    )
+
+
+def _breaches(
+    session: Session,
+    start: date,
+    end: date,
+    sla_hours: float,
+    source: str | None,
+    limit: int,
+    offset: int,
+    as_of: datetime,
+) -> Breaches:
+    moment = to_epoch(as_of)
+    sla = int(round(sla_hours * 3600))
+    L = Lead.__table__
+    mql = type_coerce(L.c.mql_at, BigInteger)
+    touch = type_coerce(L.c.first_touch_at, BigInteger)
+    s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
+    e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    late = or_(
+        and_(touch.is_not(None), touch - mql > sla),
+        and_(touch.is_(None), mql + sla <= moment),
+    )
+    where = [mql >= s, mql < e, late, *([L.c.source == source] if source else [])]
+    waited = func.coalesce(touch, moment) - mql
+    total = session.scalar(select(func.count()).select_from(L).where(*where)) or 0
+    rows = session.execute(
+        select(
+            L.c.source,
+            L.c.external_id,
+            L.c.owner,
+            L.c.channel,
+            L.c.campaign,
+            mql.label("mql"),
+            touch.label("touch"),
+            waited.label("waited"),
+        )
+        .where(*where)
+        .order_by(waited.desc(), L.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return Breaches(
+        total=total,
+        limit=limit,
+        offset=offset,
+        rows=[
+            Breach(
+                source=r.source,
+                lead=r.external_id,
+                owner=r.owner,
+                channel=r.channel,
+                campaign=r.campaign,
+                mql_at=datetime.fromtimestamp(r.mql, UTC),
+                touched_at=datetime.fromtimestamp(r.touch, UTC) if r.touch is not None else None,
+                waited_hours=round(r.waited / 3600, 1),
+                late_hours=round((r.waited - sla) / 3600, 1),
+            )
+            for r in rows
+        ],
+    )

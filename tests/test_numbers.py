@@ -1,0 +1,230 @@
+"""The Numbers page and its read model: the KPIs of a period beside the period before, the
+funnel, groupings, and the SLA breach list, each checked against a hand computation over a
+small HubSpot-shaped export; a new import is seen at once (the cache is keyed by it); the page
+for every role, on a phone too, and its refusals in one sentence."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterator
+from datetime import date
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from models.db import Store
+from models.errors import InvalidInput
+from models.funnel.importer import import_files
+from models.funnel.mapping import load_profile
+from models.funnel.numbers import NumbersQuery, numbers, sla_breaches
+from tests.test_web_support import PERSONAS, Rig, rig
+
+MARCH = {"start": date(2025, 3, 1), "end": date(2025, 3, 31)}
+HEADER = (
+    "Record ID,First Name,Create Date,Original Source,Contact owner,"
+    "Became a Marketing Qualified Lead Date,Date of first engagement,"
+    "Became a Sales Qualified Lead Date,Lead Status,Last Activity Date"
+)
+# 201 touched in 11 h; 202 after 48 h (24 h late); 203 never (due); 204 never, due on 31 March
+# at noon; 205 never, not due by the end of March; 206 in February, touched after 30 h.
+CONTACTS = textwrap.dedent(f"""\
+    {HEADER}
+    201,Ann,2025-03-01 09:00,Paid Search,Lee,2025-03-03 09:00,2025-03-03 20:00,,Open,2025-03-03 20:00
+    202,Bob,2025-03-01 09:00,Paid Search,Lee,2025-03-04 09:00,2025-03-06 09:00,2025-03-07 09:00,Open,2025-03-07 09:00
+    203,Cy,2025-03-01 09:00,Organic Search,Ria,2025-03-10 08:00,,,Open,2025-03-10 08:00
+    204,Di,2025-03-01 09:00,Email Marketing,Ria,2025-03-30 12:00,,,Open,2025-03-30 12:00
+    205,Ed,2025-03-01 09:00,Email Marketing,Lee,2025-03-31 20:00,,,Open,2025-03-31 20:00
+    206,Fay,2025-02-01 09:00,Paid Search,Lee,2025-02-20 09:00,2025-02-21 15:00,,Open,2025-02-21 15:00
+""")  # noqa: E501
+# Later, the CRM shows Di touched 10 hours after she qualified.
+DI_TOUCHED = textwrap.dedent(f"""\
+    {HEADER}
+    204,Di,2025-03-01 09:00,Email Marketing,Ria,2025-03-30 12:00,2025-03-30 22:00,,Open,2025-03-30 22:00
+""")  # noqa: E501
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    path = tmp_path / "hubspot-contacts.csv"
+    path.write_text(CONTACTS)
+    return path
+
+
+def load(store: Store, path: Path) -> None:
+    with store.unit_of_work() as s:
+        import_files(s, [path], load_profile("hubspot"))
+
+
+def card(result, kpi: str):  # noqa: ANN001, ANN201
+    return next(c for c in result.cards if c.kpi == kpi)
+
+
+def test_the_periods_kpis_beside_the_period_before(store: Store, export: Path) -> None:
+    load(store, export)
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(**MARCH))
+    q = result.query
+    # the same number of days just before: 29 January to 28 February
+    assert (q.compare_start, q.compare_end) == (date(2025, 1, 29), date(2025, 2, 28))
+    volume = card(result, "mql_volume")
+    assert (volume.value, volume.compared, volume.change_shown, volume.direction) == (
+        5,
+        1,
+        "+4",
+        "better",
+    )
+    # due: 201 and 202 (touched), 203 and 204 (deadline passed by the end of March); 205 is
+    # not due yet. Within the SLA: 201 only. February: 206, touched late.
+    sla = card(result, "sla_attainment")
+    assert (sla.value, sla.sample_size, sla.shown) == (0.25, 4, "25.0%")
+    assert (sla.compared, sla.change_shown, sla.direction) == (0.0, "+25.0 points", "better")
+    assert sla.meaning == "The share of leads touched within the agreed hand-off time."
+    latency = card(result, "handoff_latency_median_hours")
+    assert (latency.value, latency.compared) == (29.5, 30.0)  # median of 11 and 48 hours
+    assert (latency.change_shown, latency.direction) == ("−0.5 h", "better")
+    assert card(result, "win_rate").shown == "no data"  # no deals in this export
+    assert [(f.stage, f.count) for f in result.funnel][:2] == [("MQL", 5), ("SQL", 1)]
+
+
+def test_the_breach_list_is_every_lead_that_waited_past_the_sla(store: Store, export: Path) -> None:
+    load(store, export)
+    with store.unit_of_work() as s:
+        got = sla_breaches(s, **MARCH, sla_hours=24)
+    # as of the end of March: Cy waited 520 h, Bob 48 h (touched late), Di 36 h so far
+    assert got.total == 3
+    assert [(b.lead, b.owner, b.channel, b.waited_hours, b.late_hours) for b in got.rows] == [
+        ("203", "Ria", "organic_search", 520.0, 496.0),
+        ("202", "Lee", "paid_search", 48.0, 24.0),
+        ("204", "Ria", "email", 36.0, 12.0),
+    ]
+    assert got.rows[1].touched_at is not None and got.rows[0].touched_at is None
+    with store.unit_of_work() as s:  # a longer SLA: only Cy
+        assert [b.lead for b in sla_breaches(s, **MARCH, sla_hours=72).rows] == ["203"]
+        second = sla_breaches(s, **MARCH, sla_hours=24, limit=1, offset=1)
+    assert (second.total, [b.lead for b in second.rows]) == (3, ["202"])
+
+
+def test_a_new_import_is_seen_at_once(store: Store, export: Path, tmp_path: Path) -> None:
+    load(store, export)
+    with store.unit_of_work() as s:
+        before = numbers(s, NumbersQuery(**MARCH))
+        again = numbers(s, NumbersQuery(**MARCH))
+    assert again.data_version == before.data_version  # no import in between: the same result
+    update = tmp_path / "di.csv"
+    update.write_text(DI_TOUCHED)
+    load(store, update)
+    with store.unit_of_work() as s:
+        after = numbers(s, NumbersQuery(**MARCH))
+    assert after.data_version > before.data_version
+    assert card(after, "sla_attainment").value == 0.5  # Di was touched within the SLA
+    assert after.breaches.total == 2
+
+
+def test_two_groupings(store: Store, export: Path) -> None:
+    load(store, export)
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(**MARCH, by=["owner", "channel"]))
+    cells = {tuple(g.keys): g.kpis["mql_volume"].value for g in result.grouped.groups}
+    assert cells == {
+        ("Lee", "email"): 1,
+        ("Lee", "paid_search"): 2,
+        ("Ria", "email"): 1,
+        ("Ria", "organic_search"): 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            {"start": date(2025, 3, 31), "end": date(2025, 3, 1)},
+            "the period ends (2025-03-01) before it starts (2025-03-31)",
+        ),
+        ({**MARCH, "by": ["owner", "owner"]}, "choose two different groupings"),
+        (
+            {**MARCH, "by": ["colour"]},
+            "the numbers are grouped by channel, campaign, owner, team, month, not by 'colour'",
+        ),
+        (
+            {**MARCH, "compare_start": date(2025, 2, 1)},
+            "give both the start and the end of the period to compare with",
+        ),
+        ({**MARCH, "source": "nope"}, "no funnel data from 'nope'; the sources are: hubspot"),
+    ],
+)
+def test_a_query_that_cannot_be_answered_is_refused_in_one_sentence(
+    store: Store, export: Path, query: dict, message: str
+) -> None:
+    load(store, export)
+    with pytest.raises(InvalidInput) as err, store.unit_of_work() as s:
+        numbers(s, NumbersQuery(**query))
+    assert str(err.value) == message
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with rig(database_url, tmp_path_factory.mktemp("numbers")) as r:
+        yield r
+
+
+@pytest.fixture
+def funnel(world: Rig, tmp_path: Path) -> Iterator[Rig]:
+    with world.isolated():
+        path = tmp_path / "hubspot-contacts.csv"
+        path.write_text(CONTACTS)
+        with world.store.unit_of_work() as s:
+            import_files(s, [path], load_profile("hubspot"))
+        yield world
+
+
+MARCH_URL = "/numbers?from=2025-03-01&to=2025-03-31"
+
+
+def text_of(html: str) -> str:
+    """What a person reads: the page without its tags and attribute values."""
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+@pytest.mark.parametrize("who", sorted(PERSONAS))
+def test_every_signed_in_person_reads_the_numbers(funnel: Rig, who: str) -> None:
+    page = funnel.client(who).get(MARCH_URL)
+    assert page.status_code == 200
+    words = text_of(page.text)
+    assert "SLA attainment 25.0%" in words
+    assert "+25.0 points, better against 0.0%" in words
+    assert "From 4 MQLs due." in words
+    assert "3 of this period's MQLs waited longer than 24 hours" in words
+    assert "not yet" in words and "organic search" in words  # a channel in words, not a key
+    for key in ("sla_attainment", "organic_search", "mql_volume", "(s)"):
+        assert key not in words, key
+
+
+def test_the_page_groups_by_owner_and_month(funnel: Rig) -> None:
+    words = text_of(funnel.client("sid").get(MARCH_URL + "&by=owner&then_by=month").text)
+    assert "By owner and month" in words
+    assert "SLA attainment: Owner down, month across" in words
+    assert "Mar 2025" in words and "2025-03" not in words
+
+
+def test_a_page_that_cannot_be_shown_says_why_and_shows_the_last_30_days(funnel: Rig) -> None:
+    page = funnel.client("sid").get("/numbers?from=2025-03-31&to=2025-03-01")
+    assert page.status_code == 422
+    words = text_of(page.text)
+    assert "the period ends (2025-03-01) before it starts (2025-03-31). The last 30 days" in words
+    assert "KPIs" in words
+    bad = funnel.client("sid").get("/numbers?from=31/03/2025")
+    assert bad.status_code == 422
+    assert "not a date: '31/03/2025' (use the date picker, or YYYY-MM-DD)" in text_of(bad.text)
+
+
+def test_without_funnel_data_the_page_says_who_imports_it(world: Rig) -> None:
+    with world.isolated():
+        member = text_of(world.client("sid").get("/numbers").text)
+        lead = world.client("lee").get("/numbers").text
+    assert "No shared numbers yet." in member and "A lead or a manager imports" in member
+    assert 'href="/numbers/import"' in lead
