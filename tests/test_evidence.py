@@ -471,7 +471,7 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
     assert d.startswith("The numbers improved (improved: MQL→SQL rate 60.0% → 90.0% (+30.0 pts);")
     assert "SLA attainment 50.0% → 95.0% (+45.0 pts)" in d
     assert "| worsened: Stalled leads 12 → 18 (+6.0))" in d
-    assert "but the team does not feel it (survey mean 1.67 of 5 from 6 answer(s))" in d
+    assert "but the team does not feel it (survey mean 1.67 of 5 from 6 answers)" in d
     assert stored == len(evidence.KPIS)  # the recap measurement is kept with the cycle
 
 
@@ -490,7 +490,7 @@ def test_recap_flags_a_team_that_feels_better_while_the_numbers_got_worse(org: S
     assert k["sla_attainment"]["verdict"] == "worsened"  # 95% -> 40%
     assert m["measured"] == "worsened"
     assert m["sentiment"]["label"] == "positive"
-    feel = "The team feels it improved (survey mean 4.67 of 5 from 3 answer(s))"
+    feel = "The team feels it improved (survey mean 4.67 of 5 from 3 answers)"
     assert any(
         d.startswith(f"{feel}, but the numbers did not: worsened") for d in m["disagreements"]
     )

@@ -228,3 +228,51 @@ def test_without_funnel_data_the_page_says_who_imports_it(world: Rig) -> None:
         lead = world.client("lee").get("/numbers").text
     assert "No shared numbers yet." in member and "A lead or a manager imports" in member
     assert 'href="/numbers/import"' in lead
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+def test_the_api_gives_the_kpis_and_the_breaches(funnel: Rig) -> None:
+    c, auth = funnel.client("sid"), funnel.bearer("sid")
+    got = c.get("/api/v1/kpis?from=2025-03-01&to=2025-03-31", headers=auth).json()
+    overall = got["report"]["groups"][0]["kpis"]
+    assert overall["sla_attainment"]["value"] == 0.25
+    assert got["compared"]["groups"][0]["kpis"]["mql_volume"]["value"] == 1
+    assert got["query"]["compare_start"] == "2025-01-29"
+    by = c.get("/api/v1/kpis?from=2025-03-01&to=2025-03-31&by=owner&by=month", headers=auth).json()
+    assert {tuple(g["keys"]) for g in by["report"]["groups"]} == {
+        ("Lee", "2025-03"),
+        ("Ria", "2025-03"),
+    }
+    bad = c.get("/api/v1/kpis?from=2025-03-01&to=2025-03-31&by=colour", headers=auth)
+    assert bad.status_code == 422
+    assert "not by 'colour'" in bad.json()["error"]["message"]
+    nope = c.get("/api/v1/kpis?source=nope", headers=auth)
+    assert (nope.status_code, nope.json()["error"]["message"]) == (
+        422,
+        "no funnel data from 'nope'; the sources are: hubspot",
+    )
+    late = c.get("/api/v1/kpis/breaches?from=2025-03-01&to=2025-03-31&limit=2", headers=auth).json()
+    assert (late["total"], [b["lead"] for b in late["rows"]]) == (3, ["203", "202"])
+
+
+def test_a_target_set_through_the_api_is_in_the_cycles_targets(funnel: Rig) -> None:
+    item = funnel.world.actions["execute_sid"]
+    cycle = funnel.world.cycles["execute"]
+    c = funnel.client("lee")
+    put = c.put(
+        f"/api/v1/actions/{item}/target",
+        json={"kpi": "sla_attainment", "target": "85%"},
+        headers=funnel.bearer("lee"),
+    )
+    assert put.status_code == 200, put.text
+    assert (put.json()["kpi"], put.json()["target"]) == ("sla_attainment", 0.85)
+    listed = c.get(f"/api/v1/cycles/{cycle}/targets", headers=funnel.bearer("lee")).json()
+    assert [(t["action_item_id"], t["target"]) for t in listed] == [(item, 0.85)]
+    wrong = c.put(
+        f"/api/v1/actions/{item}/target",
+        json={"kpi": "lead_quality", "target": 1},
+        headers=funnel.bearer("lee"),
+    )
+    assert wrong.status_code == 422 and "unknown KPI 'lead_quality'" in wrong.text

@@ -235,6 +235,20 @@ CASES: list[Case] = [
         200,
         body(status="in_progress", progress=40, note="Halfway"),
     ),
+    # --- API: the shared numbers
+    Case("GET", "/api/v1/kpis", const("/api/v1/kpis"), ALL, 200, cycle_bound=False),
+    Case(
+        "GET", "/api/v1/kpis/breaches", const("/api/v1/kpis/breaches"), ALL, 200, cycle_bound=False
+    ),
+    Case("GET", "/api/v1/cycles/{cycle_id}/targets", api(cyc("execute", "/targets")), SEEING, 200),
+    Case(
+        "PUT",
+        "/api/v1/actions/{action_id}/target",
+        api(action("execute_sid", "/target")),
+        UPDATERS,
+        200,
+        body(kpi="sla_attainment", target="80%"),
+    ),
     # --- API: recap
     Case("GET", "/api/v1/cycles/{cycle_id}/recap", api(cyc("recap", "/recap")), SEEING, 200),
     Case(

@@ -51,6 +51,7 @@ from models.enums import (
     Severity,
 )
 from models.errors import Conflict, DomainError, InvalidInput
+from models.funnel.kpis import KPIS, format_value
 from models.schemas import (
     CycleCounts,
     validation_message,
@@ -178,6 +179,8 @@ def _options(kind: str, current: str | None) -> Markup:
 env = templates.env
 env.filters.update(label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words)
 env.globals.update(
+    KPIS=KPIS,
+    format_value=format_value,
     PHASES=[p for p in Phase],
     PHASE_LABELS=PHASE_LABELS,
     PHASE_HINTS=PHASE_HINTS,

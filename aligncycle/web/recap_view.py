@@ -18,6 +18,8 @@ from aligncycle.web.pages import (
 from models.enums import (
     GapDecision,
 )
+from models.funnel import evidence
+from models.funnel.kpis import KPIS, format_value
 from models.services import (
     recap,
     recap_views,
@@ -32,7 +34,11 @@ def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     survey = recap_views.survey(s, cycle, me)
     trend = recap_views.trends(s, cycle, me)
     kpis = recap_views.kpis(s, cycle)
+    measured = None
+    if evidence.has_funnel_data(s):  # targets and where feelings and numbers disagree
+        measured = evidence.measure_recap(s, cycle, read_only=True)
     return {
+        "measured": measured,
         "facts": facts,
         "retro": retro,
         "survey": survey,
@@ -177,6 +183,19 @@ def csv_rows(cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
     for k in model["kpis"]:
         rows.append(["kpi", f"{k.kpi}:before", "" if k.before is None else k.before])
         rows.append(["kpi", f"{k.kpi}:after", "" if k.after is None else k.after])
+    measured = model.get("measured")
+    for t in measured.targets if measured else []:
+        result = {True: "reached", False: "not reached", None: "no data yet"}[t.achieved]
+        rows.append(
+            [
+                "target",
+                t.action_title,
+                f"{KPIS[t.kpi].title}: baseline {format_value(t.kpi, t.baseline)}, target "
+                f"{format_value(t.kpi, t.target)}, now {format_value(t.kpi, t.current)}; {result}",
+            ]
+        )
+    for i, d in enumerate(measured.disagreements if measured else []):
+        rows.append(["feelings_and_numbers_disagree", str(i + 1), d])
     return rows
 
 

@@ -534,6 +534,10 @@ def _sentiment(mean: float | None, responses: int) -> Sentiment:
     return Sentiment(responses=responses, mean=mean, label=label)  # type: ignore[arg-type]
 
 
+def _day(d: date) -> str:
+    return d.strftime("%-d %b %Y")
+
+
 def _fmt_change(ch: KpiChange) -> str:
     if ch.change is None:
         return f"{ch.title}: no data"
@@ -553,15 +557,20 @@ def measure_recap(
     *,
     today: date | None = None,
     as_of: datetime | None = None,
+    read_only: bool = False,
 ) -> RecapMeasurement:
     """Every KPI and every action target against the baseline, what moved and by how much,
     and where the team's survey sentiment and the measured change disagree.
 
     In Recap the measurement is stored (``cycle_kpi_snapshots`` kind ``recap``, replaced by a
-    later measurement); in earlier phases it is only computed (progress so far)."""
+    later measurement); in earlier phases it is only computed (progress so far).
+    ``read_only`` (a page being read) writes nothing: a baseline not yet frozen is no data."""
     pb = spec(cycle)
     sla = pb.settings.handoff_sla_hours
-    baseline = snapshot_baseline(session, cycle, as_of=as_of)
+    if read_only:
+        baseline = _snapshots(session, cycle, BASELINE)
+    else:
+        baseline = snapshot_baseline(session, cycle, as_of=as_of)
     bwin = baseline_window(cycle, pb)
     mwin = measure_window(cycle, today)
     current = compute_kpis(
@@ -572,7 +581,7 @@ def measure_recap(
         stall_days=pb.settings.stall_days,
         as_of=as_of,
     ).overall()
-    if cycle.phase is Phase.RECAP:
+    if cycle.phase is Phase.RECAP and not read_only:
         stored = {
             r.kpi: r
             for r in session.scalars(
@@ -658,7 +667,8 @@ def measure_recap(
     if worsened:
         moved.append("worsened: " + "; ".join(_fmt_change(by_kpi[k]) for k in worsened))
     moved_text = " | ".join(moved) or "nothing moved"
-    feel = f"survey mean {sentiment.mean} of 5 from {sentiment.responses} answer(s)"
+    answers = "answer" if sentiment.responses == 1 else "answers"
+    feel = f"survey mean {sentiment.mean} of 5 from {sentiment.responses} {answers}"
     disagreements: list[str] = []
     if sentiment.label == "positive" and measured in ("worsened", "no change", "mixed"):
         disagreements.append(
@@ -673,20 +683,20 @@ def measure_recap(
         if sentiment.label == "positive" and r.achieved is False:
             disagreements.append(
                 f"The team feels it improved, but the target of “{r.action_title}” was missed: "
-                f"{r.kpi} {format_value(r.kpi, r.current)} against a target of "
+                f"{KPIS[r.kpi].title} {format_value(r.kpi, r.current)} against a target of "
                 f"{format_value(r.kpi, r.target)}."
             )
 
     summary = [
-        f"Baseline {bwin[0].isoformat()}..{bwin[1].isoformat()}, measured "
-        f"{mwin[0].isoformat()}..{mwin[1].isoformat()}: {measured}.",
+        f"Baseline {_day(bwin[0])} to {_day(bwin[1])}, measured {_day(mwin[0])} to "
+        f"{_day(mwin[1])}: {measured}.",
     ]
     summary += [f"Improved: {_fmt_change(by_kpi[k])}." for k in improved]
     summary += [f"Worsened: {_fmt_change(by_kpi[k])}." for k in worsened]
     for r in targets:
         state = {True: "reached", False: "not reached", None: "no data"}[r.achieved]
         summary.append(
-            f"Target of “{r.action_title}”: {r.kpi} {format_value(r.kpi, r.current)} "
+            f"Target of “{r.action_title}”: {KPIS[r.kpi].title} {format_value(r.kpi, r.current)} "
             f"(baseline {format_value(r.kpi, r.baseline)}, target "
             f"{format_value(r.kpi, r.target)}): {state}."
         )

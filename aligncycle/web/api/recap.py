@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aligncycle.web.api.common import Id, cycle_for
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.recap_view import csv_response, recap_model
+from models.funnel.evidence import TargetResult
 from models.schemas import (
     RetrospectiveRead,
     RetrospectiveRecord,
@@ -81,6 +82,13 @@ class RecapRead(BaseModel):
     survey: SurveyRead
     trend: list[TrendRead]
     kpis: list[KpiRead]
+    targets: list[TargetResult] = Field(
+        default_factory=list, description="Each action item's target: reached or not."
+    )
+    disagreements: list[str] = Field(
+        default_factory=list,
+        description="Where the team's survey and the measured numbers disagree, in sentences.",
+    )
 
 
 def _survey(view: recap_views.SurveyView) -> SurveyRead:
@@ -125,6 +133,8 @@ def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
             TrendRead(**{k: getattr(t, k) for k in TrendRead.model_fields}) for t in model["trend"]
         ],
         kpis=[KpiRead(**k.__dict__) for k in model["kpis"]],
+        targets=model["measured"].targets if model["measured"] else [],
+        disagreements=model["measured"].disagreements if model["measured"] else [],
     )
 
 

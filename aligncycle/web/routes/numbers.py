@@ -184,6 +184,5 @@ def numbers_page(
         },
         last_import=last_import,
         can_import=ctx.me.role in (Role.LEAD, Role.MANAGER),
-        format_value=format_value,
         forms=forms or {},
     )

@@ -1,0 +1,142 @@
+"""The shared numbers: KPIs (the filters and groupings of ``aligncycle kpi show``), the SLA
+breach list, and action items' targets."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ValidationError
+
+from aligncycle.web.api.common import Id, Limit, Offset, action_for, cycle_for
+from aligncycle.web.auth import ApiCtx
+from models.errors import InvalidInput
+from models.funnel import evidence
+from models.funnel import numbers as n
+from models.funnel.kpis import KpiReport
+from models.schemas import validation_message
+
+router = APIRouter()
+
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+Day = Annotated[date | None, Query(ge=EARLIEST, le=LATEST)]
+From = Annotated[
+    date | None,
+    Query(alias="from", ge=EARLIEST, le=LATEST, description="First day (default: 30 days ago)."),
+]
+To = Annotated[
+    date | None, Query(alias="to", ge=EARLIEST, le=LATEST, description="Last day (default: today).")
+]
+
+
+class KpisRead(BaseModel):
+    query: n.NumbersQuery
+    report: KpiReport
+    compared: KpiReport
+
+
+def _query(
+    start: date | None,
+    end: date | None,
+    by: list[str],
+    compare_from: date | None,
+    compare_to: date | None,
+    source: str | None,
+    sla_hours: float,
+    stall_days: int,
+) -> n.NumbersQuery:
+    today = date.today()
+    if start is None or end is None:
+        base = n.NumbersQuery.around(end or today)
+        start, end = start or base.start, end or base.end
+    try:
+        return n.NumbersQuery(
+            start=start,
+            end=end,
+            compare_start=compare_from,
+            compare_end=compare_to,
+            by=by,
+            source=source,
+            sla_hours=sla_hours,
+            stall_days=stall_days,
+        ).checked()
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc)) from None
+
+
+@router.get("/kpis", response_model=KpisRead, tags=["numbers"])
+def kpis(
+    ctx: ApiCtx,
+    start: From = None,
+    end: To = None,
+    by: Annotated[
+        list[str], Query(description="Up to two of channel, campaign, owner, team, month.")
+    ] = [],  # noqa: B006 - FastAPI copies a list default per request
+    compare_from: Day = None,
+    compare_to: Day = None,
+    source: str | None = None,
+    sla_hours: Annotated[float, Query(gt=0, le=1440)] = 24,
+    stall_days: Annotated[int, Query(ge=1, le=3650)] = 30,
+) -> KpisRead:
+    """Every KPI of the period, overall or by one or two groupings, and the same KPIs of the
+    period to compare with (default: as many days just before)."""
+    q = _query(start, end, by, compare_from, compare_to, source, sla_hours, stall_days)
+    common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
+    if q.source is not None:  # an unknown source: refused with the sources there are
+        n.numbers(ctx.session, q.model_copy(update={"by": []}), breach_limit=1)
+    report = n.report(ctx.session, start=q.start, end=q.end, by=q.by, **common)
+    compared = n.report(
+        ctx.session,
+        start=q.compare_start,  # type: ignore[arg-type]
+        end=q.compare_end,  # type: ignore[arg-type]
+        by=q.by,
+        **common,
+    )
+    return KpisRead(query=q, report=report, compared=compared)
+
+
+@router.get("/kpis/breaches", response_model=n.Breaches, tags=["numbers"])
+def breaches(
+    ctx: ApiCtx,
+    start: From = None,
+    end: To = None,
+    source: str | None = None,
+    sla_hours: Annotated[float, Query(gt=0, le=1440)] = 24,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> n.Breaches:
+    """Each MQL of the period that waited past the hand-off SLA, latest first."""
+    q = _query(start, end, [], None, None, source, sla_hours, 30)
+    return n.sla_breaches(
+        ctx.session,
+        start=q.start,
+        end=q.end,
+        sla_hours=q.sla_hours,
+        source=q.source,
+        limit=limit,
+        offset=offset,
+    )
+
+
+class TargetOut(evidence.TargetRead):
+    action_title: str
+
+
+@router.get("/cycles/{cycle_id}/targets", response_model=list[TargetOut], tags=["numbers"])
+def cycle_targets(cycle_id: Id, ctx: ApiCtx) -> list[TargetOut]:
+    """The targets of the cycle's action items."""
+    cycle = cycle_for(ctx, cycle_id)
+    return [
+        TargetOut(**evidence.TargetRead.model_validate(t).model_dump(), action_title=item.title)
+        for t, item in evidence.list_targets(ctx.session, cycle)
+    ]
+
+
+@router.put("/actions/{action_id}/target", response_model=evidence.TargetRead, tags=["numbers"])
+def set_target(action_id: Id, body: evidence.TargetSet, ctx: ApiCtx) -> evidence.TargetRead:
+    """Give an action item its measurable target, or change it (Plan and Execute; its owner,
+    leads, managers and the cycle's point persons). The baseline defaults to the cycle's."""
+    target = evidence.set_target(ctx.session, action_for(ctx, action_id), body, ctx.me)
+    ctx.session.flush()
+    return evidence.TargetRead.model_validate(target)
