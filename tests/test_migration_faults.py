@@ -102,7 +102,8 @@ def _aligncycle(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess
 
 
 def _rows(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table but Alembic's, read with the plain sqlite3 module."""
+    """Every row of every table but Alembic's, read with the plain sqlite3 module (tables with
+    no rows left out: a later revision may rename or replace an empty table)."""
     with sqlite3.connect(db) as conn:
         tables = [
             r[0]
@@ -111,7 +112,8 @@ def _rows(db: Path) -> dict[str, list[tuple]]:
                 "AND name NOT LIKE 'sqlite_%' AND name != 'alembic_version'"
             )
         ]
-        return {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+        rows = {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+        return {t: r for t, r in rows.items() if r}
 
 
 def _state(db: Path) -> tuple[set[str], list[str], str]:
@@ -317,7 +319,12 @@ def every_revision(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]
     return {rev: _ddl_of(rev, tmp) for rev in sorted(runner.revisions())}
 
 
-@pytest.mark.parametrize("revision", sorted(runner.revisions()))
+#: The revisions a release without transactional upgrades shipped (up to 0006): only those can
+#: be found half-applied. Later revisions run in one transaction from their first release.
+OLD_REVISIONS = [r for r in sorted(runner.revisions()) if r <= "0006"]
+
+
+@pytest.mark.parametrize("revision", OLD_REVISIONS)
 def test_any_revision_left_half_applied_is_repaired(
     revision: str,
     every_revision: dict[str, tuple],
