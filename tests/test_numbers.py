@@ -276,3 +276,34 @@ def test_a_target_set_through_the_api_is_in_the_cycles_targets(funnel: Rig) -> N
         headers=funnel.bearer("lee"),
     )
     assert wrong.status_code == 422 and "unknown KPI 'lead_quality'" in wrong.text
+
+
+def test_a_target_is_set_on_the_actions_page_with_the_baseline_in_view(funnel: Rig) -> None:
+    item = funnel.world.actions["execute_sid"]
+    cycle = funnel.world.cycles["execute"]
+    page = funnel.client("sid").get(f"/cycles/{cycle}/actions").text
+    assert f'action="/actions/{item}/target"' in page and "Which number should move?" in page
+    sent = funnel.client("sid").post(
+        f"/actions/{item}/target",
+        data={
+            "kpi": "handoff_latency_median_hours",
+            "target": "6 h",
+            "csrf": funnel.personas["sid"].csrf,
+        },
+    )
+    assert sent.status_code == 303
+    after = text_of(funnel.client("sid").get(f"/cycles/{cycle}/actions").text)
+    assert "Target: Hand-off latency, median from" in after and "to 6.0 h" in after
+    refused = funnel.client("sid").post(
+        f"/actions/{item}/target",
+        data={
+            "kpi": "sla_attainment",
+            "target": "12,5",
+            "next": f"/cycles/{cycle}/actions",
+            "csrf": funnel.personas["sid"].csrf,
+        },
+    )
+    assert refused.status_code == 422
+    words = text_of(refused.text)
+    assert "not a number: '12,5' (write decimals with a point, e.g. 12.5)" in words
+    assert 'value="12,5"' in refused.text  # what was typed is kept

@@ -372,6 +372,14 @@ CASES: list[Case] = [
         303,
         form(**UPDATE),
     ),
+    Case(
+        "POST",
+        "/actions/{action_id}/target",
+        action("execute_sid", "/target"),
+        UPDATERS,
+        303,
+        form(kpi="sla_attainment", target="80%"),
+    ),
     Case("GET", "/cycles/{cycle_id}/timeline", cyc("execute", "/timeline"), SEEING, 200),
     # --- pages: the recap
     Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),

@@ -108,6 +108,11 @@ class CyclePerms:
             self.actor, item.owner_id, self.facts
         )
 
+    def can_set_target(self, item: ActionItem) -> bool:
+        return phase_allows(self.phase, "set_target") and can_update_action(
+            self.actor, item.owner_id, self.facts
+        )
+
     def can_check_in(self, item: ActionItem) -> bool:
         return phase_allows(self.phase, "check_in") and self.can_update(item)
 

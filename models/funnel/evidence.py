@@ -15,6 +15,7 @@ Like every service: a Session first, never commits.
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -69,6 +70,11 @@ def _snapshots(session: Session, cycle: Cycle, kind: str) -> dict[str, CycleKpiS
         )
     )
     return {r.kpi: r for r in rows}
+
+
+def baseline_values(session: Session, cycle: Cycle) -> dict[str, float | None]:
+    """The cycle's frozen baseline, KPI by KPI (empty before it is frozen). Reads only."""
+    return {k: s.value for k, s in _snapshots(session, cycle, BASELINE).items()}
 
 
 def _store_snapshot(
@@ -264,13 +270,28 @@ def record_numbers_after_import(session: Session) -> dict[int, int]:
     return out
 
 
+_UNIT = re.compile(r"\s*(h|hours?|d|days?)$", re.IGNORECASE)
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
 def _number(v: Any) -> Any:
-    if isinstance(v, str) and v.strip().endswith("%"):
-        try:
-            return float(v.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"not a percentage: {v!r}") from None
-    return v
+    """A number as people type it (and as the pages show it): ``80%`` (a rate, 0.8), ``5.2 h``,
+    ``14 d``, ``1,234.50``. A comma is a thousands separator only before groups of three
+    digits; ``12,5`` is refused rather than guessed."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip().replace("\u00a0", " ")
+    percent = text.endswith("%")
+    text = _UNIT.sub("", text.removesuffix("%").strip()).replace(" ", "")
+    if "," in text:
+        if not _THOUSANDS.match(text):
+            raise ValueError(f"not a number: {v!r} (write decimals with a point, e.g. 12.5)")
+        text = text.replace(",", "")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {v!r} (e.g. 80% or 12.5)") from None
+    return number / 100 if percent else number
 
 
 class TargetSet(BaseModel):
@@ -349,7 +370,7 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
         if not better:
             way = "above" if d.better == "higher" else "below"
             raise InvalidInput(
-                f"a target of {format_value(data.kpi, data.target)} for {data.kpi} is not an "
+                f"a target of {format_value(data.kpi, data.target)} for {d.title} is not an "
                 f"improvement: it must be {way} the baseline {format_value(data.kpi, baseline)}"
             )
     row = get_target(session, item)

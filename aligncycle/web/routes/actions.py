@@ -33,6 +33,7 @@ from models.enums import (
     ActionStatus,
     GapDecision,
 )
+from models.funnel import evidence
 from models.schemas import (
     ActionItemAssign,
     ActionItemCreate,
@@ -74,6 +75,7 @@ def actions_page(
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
     accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_add_action else []
+    targets = {item.id: t for t, item in evidence.list_targets(s, cycle)}
     return render(
         request,
         ctx,
@@ -89,6 +91,8 @@ def actions_page(
         pager=pager(total, page),
         team_people=team_people,
         accepted_gaps=accepted,
+        targets=targets,
+        baselines=evidence.baseline_values(s, cycle),
         recent=v.recent_checkins(s, cycle, limit=10),
         base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
         forms=forms or {},
@@ -169,6 +173,32 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         request,
         ctx,
         form_id=f"update-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
+
+
+@router.post("/actions/{action_id}/target")
+def action_target_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
+    """Set or change an action item's measurable target (baseline: the cycle's)."""
+
+    def run(data: dict[str, str]) -> str:
+        item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
+        payload: dict[str, Any] = opt(data, "kpi", "target", "note")
+        payload["expected_version"] = to_int(data.get("version"))
+        target = evidence.set_target(
+            ctx.session, item, parse_form(evidence.TargetSet, payload), ctx.me
+        )
+        return (
+            f"Target saved: {evidence.KPIS[target.kpi].title} to "
+            f"{evidence.format_value(target.kpi, target.target)}."
+        )
+
+    return act(
+        request,
+        ctx,
+        form_id=f"target-{action_id}",
         default_next="/my",
         run=run,
         anchor=f"action-{action_id}",
