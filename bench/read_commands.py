@@ -172,7 +172,7 @@ def build(url: str) -> None:
                 "object_type": "cycle",
                 "object_id": n,
                 "actor": pp["sales"],
-                "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@1"},
+                "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@2"},
             }
         ]
         for q_phase, position, q in questions:

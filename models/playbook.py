@@ -211,12 +211,25 @@ class PlaybookSpec(_Strict):
     settings: Settings = Settings.model_construct()
     #: Shared definitions both teams sign up to (e.g. mql, sql, hand-off SLA).
     definitions: dict[str, str] = Field(default_factory=dict)
-    #: Shared KPIs both teams report on.
+    #: Shared KPIs both teams report on: each a KPI aligncycle computes (``aligncycle kpi list``).
     kpis: list[str] = Field(default_factory=list)
     phases: dict[Phase, PhaseSpec]
     action_templates: dict[GapCategory, list[ActionTemplate]] = Field(default_factory=dict)
     #: Gaps found from the numbers: each rule names a KPI, a threshold and the gap to record.
     kpi_rules: list[KpiRule] = Field(default_factory=list)
+
+    @field_validator("kpis")
+    @classmethod
+    def _computable_kpis(cls, kpis: list[str]) -> list[str]:
+        for name in kpis:
+            if name not in KPI_UNITS:
+                raise ValueError(
+                    f"{name!r} is not a KPI aligncycle can compute; the KPIs are: "
+                    f"{', '.join(KPI_NAMES)}"
+                )
+        if len(set(kpis)) != len(kpis):
+            raise ValueError("a KPI is listed twice")
+        return kpis
 
     @field_validator("kpi_rules")
     @classmethod

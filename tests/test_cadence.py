@@ -59,7 +59,7 @@ name: cadence-test
 version: 1
 title: Cadence test
 teams: [sales, marketing]
-kpis: [mql_to_sql_rate, revenue]
+kpis: [mql_to_sql_rate, revenue_won]
 settings: {cadence: weekly}
 phases:
   identify: {}
@@ -640,8 +640,9 @@ def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Stor
         )
     with world.unit_of_work() as s:
         kpis = svc.digest_content(s, TODAY)[cid].kpis
-    assert kpis[:2] == [
-        "MQL→SQL rate: 25.0% in the last 7 days (baseline 10.0%)",  # the playbook's KPI first
+    assert kpis[:3] == [
+        "MQL→SQL rate: 25.0% in the last 7 days (baseline 10.0%)",  # the playbook's KPIs first
+        "Revenue won: no data in the last 7 days",
         "MQL volume: 4 in the last 7 days",
     ]
     assert "Win rate: no data in the last 7 days" in kpis

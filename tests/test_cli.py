@@ -387,7 +387,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     assert [(p["email"], set(p)) for p in people] == [("sid@acme.test", keys(PersonRead))]
     playbooks = cli_json("playbook", "list")
     assert len(playbooks) == 3 and all(set(p) == keys(PlaybookRead) for p in playbooks)
-    shown = cli_json("playbook", "show", f"{PLAYBOOK}@1")
+    shown = cli_json("playbook", "show", f"{PLAYBOOK}@2")
     assert set(shown) == keys(PlaybookRead) | {"spec"} and shown["spec"]["name"] == PLAYBOOK
 
     board = cli_json("cycle", "list", "--open")
@@ -569,9 +569,9 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     assert first.returncode == 0, first.stderr
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
-        "campaign-content-alignment@1",
-        "lead-definition-and-scoring@1",
-        "sales-marketing-handoff@1",
+        "campaign-content-alignment@2",
+        "lead-definition-and-scoring@2",
+        "sales-marketing-handoff@2",
     ]
     again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
     assert again.returncode == 0, again.stderr

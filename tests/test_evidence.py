@@ -211,7 +211,7 @@ def test_failed_checks_become_gaps_with_their_evidence(org: Store, cycle_id: int
         found = evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF)
         by_key = {g.key: g for g in found}
     # SLA 50% < 80%: a gap; rejections 40% > 30%: the question's gap; latency 16 h: none
-    assert set(by_key) == {"metric:sla_low", "metric:identify.rejections"}
+    assert set(by_key) == {"metric:sla_low", "checklist:rejections"}
     sla = by_key["metric:sla_low"]
     assert (sla.title, sla.severity, sla.source) == (
         "Hand-off SLA attainment below 80%",
@@ -223,7 +223,7 @@ def test_failed_checks_become_gaps_with_their_evidence(org: Store, cycle_id: int
         "SLA attainment (sla_attainment) = 50.0% over 2024-01-31..2024-02-29, SLA 24 h; "
         "threshold: below 80.0%; sample size 20 (MQLs due): below the threshold"
     )
-    rej = by_key["metric:identify.rejections"]
+    rej = by_key["checklist:rejections"]
     assert rej.title == "Sales rejects too many MQLs"
     assert "= 40.0%" in rej.evidence and "above 30.0%" in rej.evidence
     assert "sample size 20" in rej.evidence
@@ -282,7 +282,7 @@ def test_kpi_gaps_command(org: Store, cycle_id: int) -> None:
     assert res.exit_code == 0, res.output
     assert {g["key"] for g in json.loads(res.stdout)} == {
         "metric:sla_low",
-        "metric:identify.rejections",
+        "checklist:rejections",
     }
     res = run("kpi", "baseline", str(cycle_id))
     assert res.exit_code == 0 and "2024-01-31..2024-02-29" in res.stdout
@@ -554,7 +554,7 @@ def test_a_cycle_started_on_shared_funnel_data_holds_its_kpi_gaps_from_the_start
         load_playbook(s, PLAYBOOK)
         cycle = start(s)
         keys = set(s.scalars(select(Gap.key).where(Gap.cycle_id == cycle.id)))
-        assert keys == {"metric:sla_low", "metric:identify.rejections"}
+        assert keys == {"metric:sla_low", "checklist:rejections"}
         ready = cycles.readiness(s, cycle, START)
         assert any("2 gap(s) not decided" in b for b in ready.blockers), ready.blockers
 

@@ -112,7 +112,7 @@ def test_gap_when_values_are_quoted(shipped: tuple[Path, PlaybookSpec]) -> None:
 
 def test_handoff_playbook_encodes_the_good_practice() -> None:
     spec = _load(PLAYBOOK_DIR / "sales-marketing-handoff.yaml")
-    assert (spec.name, spec.version) == ("sales-marketing-handoff", 1)
+    assert (spec.name, spec.version) == ("sales-marketing-handoff", 2)
     s = spec.settings
     assert (s.handoff_sla_hours, s.cadence, s.manager_signoff_required, s.cycle_length_days) == (
         24,
@@ -121,16 +121,20 @@ def test_handoff_playbook_encodes_the_good_practice() -> None:
         42,
     )
     assert {"mql", "sql", "sales_accepted_lead", "handoff_sla"} <= set(spec.definitions)
+    # The shared KPIs of the good practice, as KPIs aligncycle computes: lead quality (sales
+    # acceptance), conversion (MQL→SQL, MQL→won), closed bookings (win rate, revenue), the SLA.
     assert set(spec.kpis) >= {
-        "lead_quality",
+        "sales_acceptance_rate",
         "mql_to_sql_rate",
-        "conversion_rate",
-        "closed_bookings",
-        "revenue",
-        "retention",
+        "mql_to_won_rate",
+        "win_rate",
+        "revenue_won",
         "sla_attainment",
-        "handoff_latency",
+        "handoff_latency_median_hours",
     }
+    # Identify's hand-off questions are checked against the numbers too.
+    checked = {q.key for q in spec.phase(Phase.IDENTIFY).questions if q.kpi is not None}
+    assert checked >= {"handoff_interruptions", "missed_conversions", "handoff_sla_agreed"}
     assert set(spec.action_templates) >= {
         GapCategory.HAND_OFF,
         GapCategory.LEAD_DEFINITION,
@@ -365,3 +369,26 @@ def test_the_calm_answer_is_the_one_that_raises_no_gap() -> None:
     assert raised_by_no.calm_answer == "yes"
     assert Question(key="c", text="?").calm_answer == "yes"
     assert Question(key="d", text="?", answer=AnswerKind.TEXT).calm_answer is None
+
+
+def test_every_shipped_playbook_speaks_only_computable_kpis_and_has_kpi_rules() -> None:
+    from models.funnel.kpis import KPIS
+
+    for path in playbook_files(PLAYBOOK_DIR):
+        spec = _load(path)
+        assert spec.kpis and set(spec.kpis) <= set(KPIS), path.name
+        assert spec.kpi_rules, f"{path.name} has no KPI rules"
+        for rule in spec.kpi_rules:
+            assert rule.kpi in KPIS
+
+
+def test_a_playbook_naming_a_kpi_aligncycle_cannot_compute_is_refused(tmp_path: Path) -> None:
+    text = (PLAYBOOK_DIR / "sales-marketing-handoff.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  - win_rate\n", "  - retention\n", 1))
+    with pytest.raises(PlaybookError) as err:
+        _load(bad)
+    assert str(err.value).startswith(
+        f"{bad}: kpis: 'retention' is not a KPI aligncycle can compute; the KPIs are: "
+        "mql_volume, mql_to_sql_rate"
+    )

@@ -297,7 +297,7 @@ def test_start_a_cycle_from_each_shipped_playbook(org: Store, name: str) -> None
             assert item.required is q.required and item.answer is None
     [started] = log
     assert started.actor.email == SAM
-    assert started.after["playbook"] == f"{name}@1"
+    assert started.after["playbook"] == f"{name}@2"
     assert started.after["point_persons"] == [SAM, MIA]
 
 
@@ -1558,7 +1558,7 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
         assert [r.title for r in rows] == ["Quiet", "Busy"] and total == 2
         in_plan, _ = views.board(s, None, phase=Phase.PLAN, today=TODAY)
     row = board["Busy"]
-    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@1")
+    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@2")
     assert (row.actions_total, row.actions_finished) == (5, 2)
     assert (row.actions_done, row.actions_dropped) == (1, 1)
     assert row.progress == 25  # one of the four still planned (a dropped item is not progress)

@@ -200,7 +200,10 @@ def evaluate_gap_rules(
             "root_cause": q.gap.root_cause,
             "severity": q.gap.severity,
         }
-        checks.append((f"metric:{phase}.{q.key}", q.kpi, gap, items.get((phase, q.key))))
+        # An Identify question's gap has one key whether its answer or its numbers raise it
+        # (``checklist:<question>``, as :func:`models.phases.identify.answer` records it).
+        key = f"checklist:{q.key}" if phase is Phase.IDENTIFY else f"metric:{phase}.{q.key}"
+        checks.append((key, q.kpi, gap, items.get((phase, q.key))))
     if not checks:
         return []
     require_phase_allows(cycle.phase, "kpi_gaps", cycle.id)
