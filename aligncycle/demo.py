@@ -9,9 +9,15 @@ starts faster), unless ``PREFECT_API_URL`` points at a server (which then shows 
 
 The script: two teams with a point person and leads each, a manager and members; a cycle on the
 ``sales-marketing-handoff`` playbook; Identify answers and a gap added by hand; gap decisions; a
-refused advance (gaps undecided); Plan proposals, assignments and a dropped item; Execute
-check-ins and scheduled check-in passes; Recap survey, sign-off, and closing with a follow-up
-cycle that carries the open items over. Simulated dates: the cycle runs from today for 42 days.
+refused advance (gaps undecided); Plan proposals, assignments, a dropped item and targets on
+the numbers; Execute check-ins and scheduled check-in passes; Recap survey, sign-off, and
+closing with a follow-up cycle that carries the open items over. Simulated dates: the cycle runs
+from today for 42 days.
+
+The shared numbers: a HubSpot contacts and deals export (``aligncycle.demo_funnel``) is imported
+before the cycle starts, so its baseline is frozen and the playbook's KPI rules raise gaps with
+their evidence in Identify; a fresh export is imported before Recap, which measures every KPI and
+target against the baseline and says where the survey and the numbers disagree.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ IDENTIFY_ANSWERS = {
 
 #: gap (checklist question key, or "person") -> (decider, decision, reason)
 GAP_DECISIONS = {
+    # raised by the numbers (the playbook's KPI rules over the baseline)
+    "sla_attainment_low": ("lee", "accepted", None),
+    "mql_to_sql_low": ("lou", "accepted", None),
+    # raised by answers (and, for some questions, by the numbers too)
     "handoff_sla_agreed": ("lee", "accepted", None),
     "shared_lead_definitions": ("lou", "accepted", None),
     "regular_cadence": ("sam", "accepted", None),
@@ -170,8 +180,12 @@ def _script(demo: Demo, folder: Path) -> Any:
     _setup(demo, folder)
     out(f"  store     {folder / 'aligncycle.db'} (fresh)")
     out(f"  org       sales and marketing, {len(PEOPLE)} people; playbook {PLAYBOOK}")
+    out(f"  numbers   {_import_export(demo, folder, demo.day(-1))}")
 
-    # Identify: answers and a gap added by hand; the flow builds the gap analysis.
+    # Identify: the numbers' gaps (recorded when the cycle started), answers and a gap added by
+    # hand; the flow builds the gap analysis.
+    for line in _numbers_gaps(demo):
+        out(f"          {clip(line, 90)}")
     _identify_answers(demo)
     report = _phase(demo, "identify", demo.day(1))
     out(f"identify  {summarize(report)[0].removeprefix('identify: ')}")
@@ -187,6 +201,8 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"          {result.lines[1].removeprefix('plan: ')}")
     assigned, dropped = _plan_work(demo)
     out(f"          {assigned} item(s) assigned by the manager, {dropped} dropped by a lead")
+    for line in _targets(demo):
+        out(f"          {clip(line, 90)}")
 
     # Execute: people check in; the scheduled pass rolls progress up.
     result = _advance(demo, "mia", demo.day(4))
@@ -196,8 +212,10 @@ def _script(demo: Demo, folder: Path) -> Any:
         report = _phase(demo, "execute", demo.day(when))
         out(f"          day {when:>2}: {summarize(report)[0].removeprefix('execute: ')}")
 
-    # Recap: the flow drafts the retrospective; survey, sign-off, close with a follow-up.
+    # Recap: a fresh CRM export; the flow drafts the retrospective and measures the numbers;
+    # survey, sign-off, close with a follow-up.
     _execute_answers(demo)
+    out(f"          {_import_export(demo, folder, demo.day(42))}")
     result = _advance(demo, "sam", demo.day(43))
     out(f"recap     {result.lines[0]} (by sam, after the period ended)")
     _survey(demo)
@@ -226,6 +244,8 @@ def _script(demo: Demo, folder: Path) -> Any:
     )
     mean = f"{recap.survey_mean:g} / 5" if recap.survey_mean is not None else "hidden"
     out(f"  survey         mean {mean} from {recap.survey_responses} responses")
+    for line in _measured(demo, demo.day(45)):
+        out(f"  {line}")
     out(f"  growth areas   {len(recap.growth_areas)}:")
     for area in recap.growth_areas:
         out(f"                 - {clip(area, 80)}")
@@ -294,6 +314,112 @@ def _setup(demo: Demo, folder: Path) -> None:
         s.flush()
         demo.cycle_id = cycle.id
     store.dispose()
+
+
+def _import_export(demo: Demo, folder: Path, through: date) -> str:
+    """Import the CRM's export of every MQL from the baseline's start to ``through`` (a
+    HubSpot contacts and deals export, through the hubspot profile, as a user would)."""
+    from aligncycle.demo_funnel import write_hubspot_exports
+    from models.funnel.evidence import record_numbers_after_import
+    from models.funnel.importer import import_files
+    from models.funnel.mapping import load_profile
+    from models.services.common import person_by_email
+
+    paths = write_hubspot_exports(
+        folder / "exports" / through.isoformat(), demo.day0, start=demo.day(-42), end=through
+    )
+    store = _store()
+    with store.unit_of_work() as s:
+        summary = import_files(
+            s, list(paths), load_profile("hubspot"), actor=person_by_email(s, demo.email("max"))
+        )
+        record_numbers_after_import(s)
+    store.dispose()
+    return (
+        f"CRM export through {through:%-d %b} imported: {summary.new:,} new and "
+        f"{summary.unchanged:,} unchanged rows of contacts and deals"
+    )
+
+
+def _numbers_gaps(demo: Demo) -> list[str]:
+    """The gaps the numbers raised when the cycle started, with their evidence."""
+    from models.enums import GapSource
+    from models.services import cycles, gaps
+
+    store = _store()
+    with store.unit_of_work() as s:
+        found = [
+            g
+            for g in gaps.list_gaps(s, cycles.get_cycle(s, demo.cycle_id))
+            if g.source is GapSource.METRIC
+        ]
+        lines = [f"from the numbers: {g.title} ({g.evidence.split(';')[0]})" for g in found]
+    store.dispose()
+    return lines
+
+
+#: Targets a lead sets in Plan: (template key of the action item, KPI, target, who)
+TARGETS = [
+    ("agree_handoff_sla", "sla_attainment", "70%", "lee"),
+    ("write_lead_definitions", "mql_to_sql_rate", "25%", "lou"),
+]
+
+
+def _targets(demo: Demo) -> list[str]:
+    from models.funnel import evidence
+    from models.funnel.kpis import KPIS, format_value
+    from models.services import actions
+    from models.services.common import person_by_email
+
+    store = _store()
+    lines = []
+    with store.unit_of_work() as s:
+        items = actions.list_actions(s, cycle_id=demo.cycle_id)
+        for key, kpi, target, who in TARGETS:
+            item = next(i for i in items if i.key and i.key.endswith(f":{key}"))
+            t = evidence.set_target(
+                s,
+                item,
+                evidence.TargetSet(kpi=kpi, target=target),
+                person_by_email(s, demo.email(who)),
+            )
+            lines.append(
+                f"target: {KPIS[kpi].title} from {format_value(kpi, t.baseline)} to "
+                f"{format_value(kpi, t.target)} ({item.title})"
+            )
+    store.dispose()
+    return lines
+
+
+def _measured(demo: Demo, today: date) -> list[str]:
+    """The recap's numbers: what moved, each target reached or not, and disagreements."""
+    from models.funnel import evidence
+    from models.funnel.kpis import KPIS, format_value
+    from models.services import cycles
+
+    store = _store()
+    with store.unit_of_work() as s:
+        m = evidence.measure_recap(
+            s, cycles.get_cycle(s, demo.cycle_id), today=today, read_only=True
+        )
+    store.dispose()
+    moved = {c.kpi: c for c in m.kpis}
+    lines = [f"numbers        {m.measured} against the baseline"]
+    for name in ("sla_attainment", "handoff_latency_median_hours", "mql_to_sql_rate"):
+        c = moved.get(name)
+        if c is not None:
+            lines.append(
+                f"                 {c.title}: {format_value(name, c.baseline)} → "
+                f"{format_value(name, c.current)} ({c.verdict})"
+            )
+    for t in m.targets:
+        state = {True: "reached", False: "not reached", None: "no data"}[t.achieved]
+        lines.append(
+            f"  target         {KPIS[t.kpi].title} {format_value(t.kpi, t.current)} against "
+            f"{format_value(t.kpi, t.target)}: {state}"
+        )
+    lines += [f"  disagreement   {d}" for d in m.disagreements]
+    return lines
 
 
 def _answer(s: Any, cycle: Any, ref: str, who: str, answer: str, note: str | None = None) -> None:

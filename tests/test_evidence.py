@@ -220,13 +220,13 @@ def test_failed_checks_become_gaps_with_their_evidence(org: Store, cycle_id: int
     )
     assert sla.source_ref == "kpi:sla_attainment" and sla.decision is GapDecision.OPEN
     assert sla.evidence == (
-        "SLA attainment (sla_attainment) = 50.0% over 2024-01-31..2024-02-29, SLA 24 h; "
-        "threshold: below 80.0%; sample size 20 (MQLs due): below the threshold"
+        "SLA attainment was 50.0% from 31 Jan 2024 to 29 Feb 2024 (hand-off SLA 24 h), from 20 "
+        "MQLs due: under the threshold of 80.0%."
     )
     rej = by_key["checklist:rejections"]
     assert rej.title == "Sales rejects too many MQLs"
-    assert "= 40.0%" in rej.evidence and "above 30.0%" in rej.evidence
-    assert "sample size 20" in rej.evidence
+    assert "was 40.0%" in rej.evidence and "over the threshold of 30.0%" in rej.evidence
+    assert "from 20 MQLs sales accepted or rejected" in rej.evidence
     with org.unit_of_work() as s:
         item = s.scalar(select(ChecklistItem).where(ChecklistItem.key == "rejections"))
         assert item.evidence == rej.evidence  # what the person answering sees
@@ -269,8 +269,8 @@ def test_no_data_and_small_samples_raise_no_gap(org: Store) -> None:
         cycle = start(s)
         assert evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF) == []
         item = s.scalar(select(ChecklistItem).where(ChecklistItem.key == "rejections"))
-        assert "sample size 9 (MQLs sales accepted or rejected)" in item.evidence
-        assert item.evidence.endswith("sample too small to judge (fewer than 10)")
+        assert "from 9 MQLs sales accepted or rejected" in item.evidence
+        assert item.evidence.endswith("too few to judge (at least 10 are needed).")
 
 
 def test_kpi_gaps_command(org: Store, cycle_id: int) -> None:

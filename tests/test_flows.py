@@ -9,6 +9,7 @@ Nothing touches the user's ~/.prefect.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -404,12 +405,22 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert proc.stderr == ""
     out = proc.stdout
     assert 'Recap of cycle 1 "Q1 hand-off alignment"' in out
-    assert "gaps found     7 (4 accepted, 2 deferred, 1 rejected)" in out
-    assert "actions        8: 4 done, 3 late, 1 dropped" in out
+    assert "gaps found     9 (6 accepted, 2 deferred, 1 rejected)" in out
     assert "survey         mean 3.6 / 5 from 10 responses" in out
+    # The evidence loop: the numbers raised gaps in Identify, Plan set targets, Recap measured
+    # them (one reached, one not) and flagged where the survey and the numbers disagree.
+    assert "from the numbers: Fewer than 80% of MQLs are touched within the hand-off SLA" in out
+    assert "target: SLA attainment from " in out and "target: MQL→SQL rate from " in out
+    assert re.search(r"target +SLA attainment [\d.]+% against 70\.0%: reached", out)
+    assert re.search(r"target +MQL→SQL rate [\d.]+% against 25\.0%: not reached", out)
+    assert "disagreement   The team feels it improved, but the target of" in out
     report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
     assert f"Report: {report}" in out
-    assert report.read_text(encoding="utf-8").startswith("# Recap — cycle 1: Q1 hand-off")
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Recap — cycle 1: Q1 hand-off")
+    assert "## The numbers: KPIs against the baseline" in text
+    assert re.search(r"Target of “Agree on a hand-off SLA and publish it”: .*: reached\.", text)
+    assert "Feelings and numbers disagree: The team feels it improved" in text
     assert "Traceback" not in out
 
 

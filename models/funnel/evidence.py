@@ -146,27 +146,22 @@ def snapshot_baseline(
 
 
 def describe_check(check: KpiCheck, snap: CycleKpiSnapshot) -> str:
-    """The evidence line of a KPI check: KPI, value, threshold, window and sample size."""
+    """The evidence of a KPI check, in one sentence: the KPI's value over the window, from how
+    many records, against the threshold."""
     d = KPIS[check.kpi]
-    window = f"{snap.window_start.isoformat()}..{snap.window_end.isoformat()}"
+    window = f"{_day(snap.window_start)} to {_day(snap.window_end)}"
     value = format_value(check.kpi, snap.value)
     threshold = format_value(check.kpi, check.threshold)
-    sample = f"sample size {snap.sample_size} ({d.sample})"
+    sla = f" (hand-off SLA {snap.sla_hours} h)" if check.kpi == "sla_attainment" else ""
     if snap.value is None:
-        verdict = "no data to check"
-    elif snap.sample_size < check.min_sample:
-        verdict = f"sample too small to judge (fewer than {check.min_sample})"
-    elif check.breached(snap.value, snap.sample_size):
-        verdict = f"{check.direction} the threshold"
-    else:
-        verdict = "within the threshold"
-    extra = ""
-    if check.kpi == "sla_attainment":
-        extra = f", SLA {snap.sla_hours} h"
-    return (
-        f"{d.title} ({check.kpi}) = {value} over {window}{extra}; threshold: {check.direction} "
-        f"{threshold}; {sample}: {verdict}"
-    )
+        return f"{d.title}: no data from {window}, so nothing to check against {threshold}."
+    head = f"{d.title} was {value} from {window}{sla}, from {snap.sample_size:,} {d.sample}"
+    if snap.sample_size < check.min_sample:
+        return f"{head}: too few to judge (at least {check.min_sample:,} are needed)."
+    side = "under" if check.direction == "below" else "over"
+    if check.breached(snap.value, snap.sample_size):
+        return f"{head}: {side} the threshold of {threshold}."
+    return f"{head}: within the threshold of {threshold}."
 
 
 def evaluate_gap_rules(
@@ -725,6 +720,7 @@ def measure_recap(
             f"{format_value(r.kpi, r.target)}): {state}."
         )
     summary.append(f"Survey: {sentiment.label}" + (f" ({feel})." if sentiment.mean else "."))
+    summary += [f"Feelings and numbers disagree: {d}" for d in disagreements]
     return RecapMeasurement(
         cycle_id=cycle.id,
         baseline_window=bwin,
