@@ -51,6 +51,7 @@ def prepare_demo() -> Path:
     with st.unit_of_work() as s:
         if not s.scalar(select(func.count()).select_from(Cycle)):
             seed.seed_org(s)
+            seed.import_funnel(s, directory / "exports")
             seed.build_world(s)
             seed.set_passwords(s, DEMO_PASSWORD)
     return directory

@@ -13,6 +13,7 @@ folder) for people to look at.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -235,8 +236,43 @@ def test_manager_sees_the_board_and_the_recap_charts(as_, site: dict) -> None:  
         assert cycles.get_cycle(s, recap).phase.value == "recap"
 
 
+def test_the_numbers_page_and_a_target_set_on_an_action(as_, site: dict) -> None:  # noqa: ANN001
+    """A lead reads the shared numbers (imported from a HubSpot-shaped export), groups them by
+    owner and month, then sets a target on an action item, the KPI's value before the cycle in
+    view."""
+    with site["store"].unit_of_work() as s:
+        seed.import_funnel(s, site["shots"] / "exports")
+    lead = as_("lee@acme.test")
+    lead.get_by_role("link", name="Numbers").click()
+    expect(lead.get_by_role("heading", name="The shared numbers")).to_be_visible()
+    card = lead.locator(".kpi").filter(has_text="SLA attainment")
+    expect(card.locator(".stat")).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(lead.locator("svg.chart").first).to_be_visible()
+    expect(
+        lead.get_by_role("heading", name="Leads that waited past the hand-off SLA")
+    ).to_be_visible()
+    lead.get_by_label("Group by").select_option("owner")
+    lead.get_by_label("and by").select_option("month")
+    lead.get_by_role("button", name="Show", exact=True).first.click()
+    expect(lead.get_by_role("heading", name="By owner and month")).to_be_visible()
+    lead.screenshot(path=str(site["shots"] / "numbers.png"), full_page=True)
+
+    execute = site["world"].cycles["execute"]
+    item = site["world"].actions["execute_sid"]
+    lead.goto(f"{site['base']}/cycles/{execute}/actions")
+    box = lead.locator(f"#action-{item}")
+    box.locator("summary", has_text="Set a target").click()
+    box.get_by_label("Which number should move?").select_option("sla_attainment")
+    box.get_by_label("To", exact=True).fill("95%")
+    box.get_by_role("button", name="Save the target").click()
+    expect(lead.locator(".flash")).to_contain_text("Target saved: SLA attainment to 95.0%.")
+    expect(lead.locator(f"#action-{item} .target-line")).to_contain_text("to 95.0%")
+
+
 PAGES = [
     ("/cycles", "max@acme.test"),
+    ("/numbers", "sid@acme.test"),
+    ("/numbers?by=owner&then_by=month", "lee@acme.test"),
     ("/my", "sid@acme.test"),
     ("/account", "sid@acme.test"),
     ("/cycles/new", "sam@acme.test"),

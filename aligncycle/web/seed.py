@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import phases
-from models.enums import AnswerKind, Phase
+from models.enums import AnswerKind, GapDecision, Phase
 from models.schemas import (
     ActionItemCreate,
     CheckInCreate,
@@ -139,6 +139,10 @@ def to_plan(session: Session, cycle: Cycle, gap_titles: list[str]) -> list[int]:
         phases.decide_gap(session, gap, GapDecide(decision="accepted"), lee)
         ids.append(gap.id)
     answer_phase(session, cycle, sam)
+    # What the numbers (and the calm answers) left open: the lead defers it to the next cycle.
+    for gap in gaps.list_gaps(session, cycle, GapDecision.OPEN):
+        reason = "the SLA report first; we take it up next cycle"
+        phases.decide_gap(session, gap, GapDecide(decision="deferred", reason=reason), lee)
     cycles.advance_cycle(session, cycle, sam)
     return ids
 
@@ -171,6 +175,22 @@ def plan_actions(
         )
         out.append(item.id)
     return out
+
+
+def import_funnel(session: Session, folder: Path, today: date | None = None) -> int:
+    """Shared numbers for the demo world: a HubSpot export of the last 200 days whose hand-off
+    improves from the middle of the Execute cycle (see :mod:`aligncycle.demo_funnel`),
+    imported through the hubspot profile before the cycles start (so each freezes its
+    baseline). Returns the rows imported."""
+    from aligncycle.demo_funnel import write_hubspot_exports
+    from models.funnel.importer import import_files
+    from models.funnel.mapping import load_profile
+
+    today = today or date.today()
+    paths = write_hubspot_exports(
+        folder, today - timedelta(days=20), start=today - timedelta(days=200), end=today
+    )
+    return import_files(session, list(paths), load_profile("hubspot")).rows
 
 
 def build_world(session: Session, today: date | None = None) -> World:
