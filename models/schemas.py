@@ -325,6 +325,8 @@ class GapRead(_Out):
 
 
 class ActionItemCreate(_In):
+    #: The gaps of the cycle it addresses (accepted ones); ``gap_id`` is the same for one gap.
+    gap_ids: list[int] = Field(default_factory=list, max_length=100)
     gap_id: int | None = None
     title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
@@ -341,6 +343,18 @@ class ActionItemCreate(_In):
         if self.due_date and self.follow_up_date and self.follow_up_date > self.due_date:
             raise ValueError("follow_up_date is after due_date")
         return self
+
+    @property
+    def all_gap_ids(self) -> list[int]:
+        """``gap_ids`` and ``gap_id`` together, each once, in the order given."""
+        given = [*self.gap_ids, *([self.gap_id] if self.gap_id is not None else [])]
+        return list(dict.fromkeys(given))
+
+
+class ActionGapLink(_In):
+    """Link an action item to one more gap of its cycle (or unlink it)."""
+
+    gap_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class ActionItemAssign(_In):
@@ -367,7 +381,8 @@ class ActionItemUpdate(_In):
 class ActionItemRead(_Out):
     id: int
     cycle_id: int
-    gap_id: int | None
+    #: The gaps it addresses (none for extra work no gap asked for).
+    gap_ids: list[int]
     key: str | None
     title: str
     description: str | None
@@ -382,6 +397,9 @@ class ActionItemRead(_Out):
     success_measure: str | None
     carried_from_id: int | None
     completed_at: datetime | None
+    #: The counterpart's sign-off, where the playbook asks for one.
+    signed_off_by: PersonRef | None = None
+    signed_off_at: datetime | None = None
     version: int
 
 

@@ -246,7 +246,7 @@ def test_plan_proposes_one_item_per_accepted_gap_and_template_with_default_owner
         assert sla.owner.email == "lee@acme.test"
         assert sla.counterpart.email == "mia@acme.test"  # the other team's point person
         assert sla.due_date == today + timedelta(days=7)
-        assert sla.gap.key == "checklist:handoff_sla_agreed"
+        assert [g.key for g in sla.gaps] == ["checklist:handoff_sla_agreed"]
         assert sla.success_measure.startswith("SLA published")
         assert rows["map_handoff_flow"].owner.email == "mia@acme.test"  # marketing's point person
         assert rows["handoff_checklist"].owner.email == "sam@acme.test"

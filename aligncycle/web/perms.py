@@ -103,9 +103,21 @@ class CyclePerms:
     def can_move_due_dates(self) -> bool:
         return self.is_assigner
 
+    @property
+    def can_link_gaps(self) -> bool:
+        return phase_allows(self.phase, "plan_action") and self.is_assigner
+
     def can_update(self, item: ActionItem) -> bool:
         return phase_allows(self.phase, "update_action") and can_update_action(
-            self.actor, item.owner_id, self.facts
+            self.actor, item.owner_id, self.facts, item.counterpart_id
+        )
+
+    def can_sign_off_action(self, item: ActionItem) -> bool:
+        """The counterpart's sign-off button: on an item waiting for it."""
+        return (
+            phase_allows(self.phase, "sign_off_action")
+            and item.status is ActionStatus.AWAITING_SIGNOFF
+            and item.counterpart_id == self.me.id
         )
 
     def can_check_in(self, item: ActionItem) -> bool:
@@ -132,6 +144,7 @@ STATUS_LABELS = {
     ActionStatus.OPEN: "Open",
     ActionStatus.IN_PROGRESS: "In progress",
     ActionStatus.BLOCKED: "Blocked",
+    ActionStatus.AWAITING_SIGNOFF: "Waiting for sign-off",
     ActionStatus.DONE: "Done",
     ActionStatus.DROPPED: "Dropped",
 }

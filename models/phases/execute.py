@@ -178,14 +178,20 @@ def update_action(
     session: Session, item: ActionItem, data: ActionProgress, actor: Person, today: date
 ) -> ActionItem:
     """An owner's update (or a lead's, or the counterpart's) as it means in each phase: in Plan
-    and Execute a dated check-in that moves status and confidence, with progress and a note;
+    and Execute a dated check-in that moves status and confidence, with progress and a note
+    (a check-in that changes neither needs no version: many people may check in at once);
     in Recap a plain update of status and confidence (check-ins are over). A changed due date
     is a separate update (leads and managers only). One unit of work: all or nothing."""
     cycle = cycle_service.get_cycle(session, item.cycle_id)
-    check_version(item, data.expected_version, f"action item {item.id}")
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
     if "due_date" in fields and fields["due_date"] == item.due_date:
         del fields["due_date"]
+    # A note or progress appends and needs no version; a change of the item itself (status,
+    # confidence, due date) is compared with the item as the person read it.
+    if "due_date" in fields or action_service.changes_item(
+        item, fields.get("status"), fields.get("confidence")
+    ):
+        check_version(item, data.expected_version, f"action item {item.id}")
     if "due_date" in fields:
         action_service.update_action(
             session, item, ActionItemUpdate(due_date=fields.pop("due_date")), actor

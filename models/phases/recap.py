@@ -114,11 +114,12 @@ def _draft(facts: dict[str, Any], done: list[str]) -> RetrospectiveRecord:
 
 
 def _labels(items: list[ActionItem]) -> dict[int, str]:
-    """Item titles, with the gap added where two items share a title (one template proposed
-    for two gaps of the same category)."""
+    """Item titles, with the gaps they address added where two items share a title."""
     count = Counter(i.title for i in items)
     return {
-        i.id: f"{i.title} (gap: {i.gap.title})" if count[i.title] > 1 and i.gap else i.title
+        i.id: f"{i.title} (for {'; '.join(g.title for g in i.gaps)})"
+        if count[i.title] > 1 and i.gaps
+        else i.title
         for i in items
     }
 

@@ -33,6 +33,7 @@ from models.services.common import (
 from models.services.people import team_by_key
 from models.tables import (
     ActionItem,
+    ActionItemGap,
     ChecklistItem,
     Cycle,
     CycleTeam,
@@ -285,8 +286,9 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
     ).all()
     planned = (
         select(ActionItem.id)
+        .join(ActionItemGap, ActionItemGap.action_item_id == ActionItem.id)
         .where(
-            ActionItem.gap_id == Gap.id,
+            ActionItemGap.gap_id == Gap.id,
             ActionItem.owner_id.is_not(None),
             ActionItem.due_date.is_not(None),
             ActionItem.status != ActionStatus.DROPPED,

@@ -21,6 +21,7 @@ from models.services.common import as_actor, check_version, flush_unique, record
 from models.services.cycles import point_person_ids
 from models.tables import (
     ActionItem,
+    ActionItemGap,
     Cycle,
     Gap,
     Person,
@@ -63,7 +64,14 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
     late = [i for i in items if i.was_late(today)]
     survey = summarize_survey(session, cycle)
     # A gap is resolved when it was rejected, or accepted and some work on it got done.
-    done_gaps = {i.gap_id for i in items if i.status is ActionStatus.DONE}
+    done_ids = [i.id for i in items if i.status is ActionStatus.DONE]
+    done_gaps = set(
+        session.scalars(
+            select(ActionItemGap.gap_id).where(ActionItemGap.action_item_id.in_(done_ids))
+        )
+        if done_ids
+        else ()
+    )
     unresolved = [
         g.title
         for g in gaps

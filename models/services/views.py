@@ -203,7 +203,8 @@ def _action_options() -> list:
     return [
         joinedload(ActionItem.counterpart),
         joinedload(ActionItem.assigned_by),
-        joinedload(ActionItem.gap),
+        joinedload(ActionItem.signed_off_by),
+        selectinload(ActionItem.gaps),
     ]
 
 
