@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from models.schemas import ActionItemUpdate, SurveyRespond
 from models.services import actions, recap, recap_views
@@ -91,7 +91,8 @@ def test_my_work_lists_overdue_first_and_updates_in_place(w: Rig) -> None:
     assert page.status_code == 200
     ids = [int(i) for i in re.findall(r'<div class="item [^"]*" id="action-(\d+)"', page.text)]
     with w.store.unit_of_work() as s:
-        rows = {a.id: a for a in s.scalars(select(ActionItem).where(ActionItem.owner_id == sid.id))}
+        mine = or_(ActionItem.owner_id == sid.id, ActionItem.counterpart_id == sid.id)
+        rows = {a.id: a for a in s.scalars(select(ActionItem).where(mine))}
         dues = [rows[i].due_date for i in ids]
     assert ids and "overdue-item" in page.text.split(f'id="action-{ids[0]}"')[0][-80:]
     assert dues == sorted(dues, key=lambda d: (d is None, d))

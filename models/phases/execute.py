@@ -186,19 +186,21 @@ def update_action(
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
     if "due_date" in fields and fields["due_date"] == item.due_date:
         del fields["due_date"]
-    # A note or progress appends and needs no version; a change of the item itself (status,
-    # confidence, due date) is compared with the item as the person read it.
-    if "due_date" in fields or action_service.changes_item(
-        item, fields.get("status"), fields.get("confidence")
-    ):
-        check_version(item, data.expected_version, f"action item {item.id}")
-    if "due_date" in fields:
+    expected = data.expected_version
+    if "due_date" in fields:  # compared with the item as the person read it, then moved
+        check_version(item, expected, f"action item {item.id}")
         action_service.update_action(
             session, item, ActionItemUpdate(due_date=fields.pop("due_date")), actor
         )
+        expected = None  # this unit of work holds the item now
     if cycle.phase in (Phase.PLAN, Phase.EXECUTE):
-        action_service.add_checkin(session, item, CheckInCreate(**fields), actor, today)
+        # a check-in: a note or progress needs no version; a change of status or confidence
+        # is compared with the item as the person read it (``add_checkin``)
+        action_service.add_checkin(
+            session, item, CheckInCreate(**fields), actor, today, expected_version=expected
+        )
         return item
+    check_version(item, expected, f"action item {item.id}")
     if fields.get("note") or fields.get("progress") is not None:
         raise InvalidInput(
             f"check-ins (notes and progress) are written in plan and execute; the cycle is in "

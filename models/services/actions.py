@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
@@ -389,14 +389,17 @@ def add_checkin(
     data: CheckInCreate,
     actor: Person | None,
     today: date | None = None,
+    expected_version: int | None = None,
 ) -> tuple[CheckIn, bool]:
     """A dated progress note; also moves the item's status and confidence. ``actor`` None
     means written by a flow run (then ``key`` makes it idempotent).
 
-    A check-in appends: it needs no version of the item, and touches the item's row only
-    when it changes its status or confidence (then the row's version counter makes that
-    change compare-and-set: a concurrent change of the same item is a conflict, never
-    overwritten). So many people checking in on one item at once never conflict."""
+    A check-in appends: a note or progress needs no version of the item and never touches
+    its row, so many people checking in on one item at once never conflict. A status or
+    confidence the item already has (as it is now, not as it was read) changes nothing
+    either. A real change is compare-and-set: against ``expected_version`` (the item as the
+    person saw it) or else the item as this unit of work read it; a change someone else made
+    meanwhile is a conflict, never overwritten."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "check_in", cycle.id)
@@ -410,6 +413,11 @@ def add_checkin(
         )
         if existing is not None:
             return existing, False
+    basis = expected_version if expected_version is not None else item.version
+    if changes_item(item, data.status, data.confidence):
+        _hold(session, item)
+        if changes_item(item, data.status, data.confidence):
+            check_version(item, basis, f"action item {item.id}")
     before = snapshot(item, ["status", "confidence"])
     _apply_status(cycle, item, data.status, actor)
     if data.confidence is not None and data.confidence is not item.confidence:
@@ -443,6 +451,21 @@ def add_checkin(
     )
     session.flush()
     return checkin, True
+
+
+def _hold(session: Session, item: ActionItem) -> None:
+    """Hold the item's row until the unit of work ends, and read it again: the next writer
+    of the same item waits, then starts from what this one left."""
+    t = ActionItem.__table__
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no FOR UPDATE: it takes its one write lock at the first write
+        session.execute(update(t).where(t.c.id == item.id).values(id=t.c.id))
+    else:
+        session.execute(select(t.c.id).where(t.c.id == item.id).with_for_update())
+    session.refresh(
+        item,
+        ["status", "confidence", "version", "completed_at", "signed_off_by_id", "signed_off_at"],
+    )
 
 
 def changes_item(item: ActionItem, status: ActionStatus | None, confidence: Any) -> bool:

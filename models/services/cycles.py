@@ -72,10 +72,11 @@ def owner_for(
     """(person id, team id) of the one person a playbook owner rule points at in a cycle.
 
     A point person of a named team is that team's point person in the cycle; otherwise the
-    rule points at the only active holder of the role (in the named team, if any). The person
-    is None when nobody or several people fit, or when the team does not take part in the
-    cycle. ``holders`` caches who holds a (role, team), so a playbook's questions cost one
-    query per distinct owner rather than one per question."""
+    rule points at the only active holder of the role in the named team, or (no team named)
+    on one of the cycle's teams: nobody outside them owns the cycle's work. The person is None
+    when nobody or several people fit, or when the team does not take part in the cycle.
+    ``holders`` caches who holds a (role, team), so a playbook's questions cost one query per
+    distinct owner rather than one per question."""
     ct = next((c for c in cycle_teams if owner.team and c.team.key == owner.team), None)
     if owner.team and ct is None:
         return None, None
@@ -87,6 +88,8 @@ def owner_for(
         stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
         if team_id is not None:
             stmt = stmt.where(Person.team_id == team_id)
+        else:
+            stmt = stmt.where(Person.team_id.in_([c.team_id for c in cycle_teams]))
         holders[(owner.role, team_id)] = list(session.scalars(stmt.limit(2)))
     candidates = holders[(owner.role, team_id)]
     return (candidates[0] if len(candidates) == 1 else None), team_id
