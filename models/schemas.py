@@ -473,15 +473,24 @@ class SurveyRespond(_In):
 class SurveyTeamResult(_Base):
     team: str
     responses: int
+    #: How many of the team's answers are in the results.
+    published: int = 0
     mean: float | None
 
 
 class SurveySummary(_Base):
     cycle_id: int
+    #: How many people answered (taking part is no secret; an answer is).
     responses: int
-    #: False while a result could give an anonymous answer away (see ``note``): then the
-    #: mean, distribution, team means and comments are empty.
+    #: How many answers are in the results: published together, in batches (see ``note``).
+    published: int = 0
+    #: False until the first batch is out: then the mean, spread and comments are empty.
     shown: bool = False
+    #: Whether the teams' own averages can be shown (see ``note``).
+    teams_shown: bool = False
+    #: The playbook's ``survey_min_answers``.
+    min_answers: int = 3
+    #: The publication rule, in words.
     note: str | None = None
     mean: float | None
     distribution: dict[int, int]

@@ -390,7 +390,9 @@ class SurveyResponse(Base):
 
 
 class SurveyParticipation(Base):
-    """That a person answered a cycle's survey (one answer each), kept apart from the answer."""
+    """That a person answered a cycle's survey (one answer each), kept apart from the answer.
+    ``batch``: the publication their answer went out in (NULL while it waits): who took part
+    is told a batch at a time, in name order, never one by one."""
 
     __tablename__ = "survey_participations"
     __table_args__ = (UniqueConstraint("cycle_id", "person_id"),)
@@ -398,6 +400,7 @@ class SurveyParticipation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    batch: Mapped[int | None] = mapped_column(Integer)
 
 
 class Event(Base):

@@ -75,8 +75,8 @@ def _filled_store(org) -> dict[str, int]:  # noqa: ANN001
     from models.cadence import Notification, NotificationKind
     from models.funnel.tables import ActionTarget
     from models.phases import plan
-    from models.schemas import CheckInCreate
-    from models.services import actions, gaps
+    from models.schemas import CheckInCreate, SurveyRespond
+    from models.services import actions, gaps, recap
     from tests.test_services import (
         LOU,
         SID,
@@ -120,6 +120,8 @@ def _filled_store(org) -> dict[str, int]:  # noqa: ANN001
         )
         answer_all(s, first, Phase.EXECUTE)
         advance(s, first, override_reason="the rest goes to the next cycle")
+        for who in (SID, LOU, "meg@acme.test"):  # one batch of survey answers
+            recap.respond(s, C(s, first), SurveyRespond(score=4, anonymous=True), P(s, who))
         ids = {"gap": gap_id, "item": item.id, "template": proposed[0].id, "cycle": first}
     ids["follow_up"] = start(org, previous_cycle_id=first, title="Q2")
     return ids
@@ -141,7 +143,8 @@ def test_0008_carries_every_row_down_and_up_again(database_url: str, org) -> Non
 
     ids = _filled_store(org)
     before = db_snapshot(org)
-    assert all(len(rows) for t, rows in before.items() if t in {"check_ins", "notifications"})
+    kept = {"check_ins", "notifications", "action_targets", "action_item_gaps", "survey_responses"}
+    assert all(len(rows) for t, rows in before.items() if t in kept)
     engine = make_engine(database_url)
     try:
         runner.downgrade(engine, "0006")

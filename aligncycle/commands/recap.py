@@ -157,11 +157,15 @@ def survey_show(
     if json_:
         emit_json(out)
         return
+    from models.rules import counted
+
     mean = f", mean {out.mean}" if out.mean is not None else ""
-    ok(f"cycle {out.cycle_id}: {out.responses} response(s){mean}")
-    note = getattr(out, "note", None)
-    if note:
-        ok(f"({note})")
+    ok(
+        f"cycle {out.cycle_id}: {counted(out.responses, 'answer')}, {out.published} of them in "
+        f"the results{mean}"
+    )
+    if out.note:
+        ok(out.note)
     if out.distribution:
         ok("scores: " + ", ".join(f"{k}: {v}" for k, v in sorted(out.distribution.items())))
     if out.by_team:

@@ -119,6 +119,8 @@ VERBS = {
     "retro.revised": "revised the retrospective",
     "retro.signed_off": "signed off the recap",
     "survey.answered": "answered the survey",
+    "survey.published": "published a batch of survey answers",
+    "survey.closed": "closed the survey",
 }
 
 

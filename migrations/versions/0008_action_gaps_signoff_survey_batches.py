@@ -8,9 +8,9 @@
   oldest takes the new key, so the next proposal links gaps to it instead of copying it again.
   The other copies are kept as they are (real records; people drop them).
 - ``action_items.signed_off_by_id`` / ``signed_off_at``: the counterpart's sign-off.
-- ``survey_responses.batch``: the publication an answer was shown in. A cycle that already
-  has at least three answers publishes them as its first batch (the old rule showed them once
-  every team had three); fewer wait for the next batch.
+- ``survey_responses.batch`` and ``survey_participations.batch``: the publication an answer
+  (and who gave one) went out in. A cycle that already has at least three answers publishes
+  them as its first batch; fewer wait for the next batch.
 
 On SQLite, dropping a column rebuilds ``action_items`` (copy, drop, rename). With foreign keys
 enforced (aligncycle's connections enforce them), dropping the old table would delete every
@@ -140,13 +140,14 @@ def _rekey_proposals(bind: sa.Connection) -> None:
 
 
 def _publish_surveys(bind: sa.Connection) -> None:
-    bind.execute(
-        sa.text(
-            'UPDATE survey_responses SET batch = 1 WHERE cycle_id IN (SELECT cycle_id FROM '
-            'survey_responses GROUP BY cycle_id HAVING COUNT(*) >= :k)'
-        ),
-        {'k': MIN_ANSWERS},
-    )
+    for table in ('survey_responses', 'survey_participations'):
+        bind.execute(
+            sa.text(
+                f'UPDATE {table} SET batch = 1 WHERE cycle_id IN (SELECT cycle_id FROM '
+                'survey_responses GROUP BY cycle_id HAVING COUNT(*) >= :k)'
+            ),
+            {'k': MIN_ANSWERS},
+        )
 
 
 def upgrade() -> None:
@@ -174,6 +175,7 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_action_items_signed_off_by_id_people'), 'people', ['signed_off_by_id'], ['id'])
         batch_op.drop_column('gap_id')
     op.add_column('survey_responses', sa.Column('batch', sa.Integer(), nullable=True))
+    op.add_column('survey_participations', sa.Column('batch', sa.Integer(), nullable=True))
     _publish_surveys(bind)
 
 
@@ -193,7 +195,10 @@ def downgrade() -> None:
             f'item: {named}{more}; unlink all but one gap of each (aligncycle action unlink), '
             'then downgrade again'
         )
-    op.drop_column('survey_responses', 'batch')
+    with op.batch_alter_table('survey_participations', schema=None) as batch_op:
+        batch_op.drop_column('batch')
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.drop_column('batch')
     bind.execute(
         sa.text("UPDATE action_items SET status = 'in_progress' WHERE status = 'awaiting_signoff'")
     )

@@ -35,14 +35,16 @@ class SurveyTeamRead(BaseModel):
     team: str
     name: str
     responses: int
+    published: int
     mean: float | None
 
 
 class SurveyRead(BaseModel):
-    answered: int
-    shown: bool = Field(
-        description=f"False below {recap_views.SURVEY_MIN_GROUP} answers (anonymity)."
-    )
+    answered: int = Field(description="How many people answered.")
+    published: int = Field(description="How many answers are in the results (see rule).")
+    shown: bool = Field(description="False until the first batch of answers is published.")
+    teams_shown: bool = Field(description="Whether the teams' own averages can be shown.")
+    rule: str = Field(description="When answers are published, in words.")
     mean: float | None
     distribution: dict[int, int]
     by_team: list[SurveyTeamRead]
@@ -86,7 +88,10 @@ class RecapRead(BaseModel):
 def _survey(view: recap_views.SurveyView) -> SurveyRead:
     return SurveyRead(
         answered=view.answered,
+        published=view.published,
         shown=view.shown,
+        teams_shown=view.teams_shown,
+        rule=view.rule,
         mean=view.mean,
         distribution=view.distribution,
         by_team=[SurveyTeamRead(**t) for t in view.by_team],
