@@ -34,7 +34,10 @@ class CycleFacts:
     accepted_gaps_without_plan: tuple[str, ...] = ()
     teams_without_point_person: tuple[str, ...] = ()
     unfinished_actions: tuple[str, ...] = ()
+    #: A retrospective a point person saved (a draft made from the facts does not count).
     has_retrospective: bool = False
+    #: A draft made from the facts waits for a point person to review and save it.
+    retrospective_drafted: bool = False
     signed_off: bool = False
     signoff_required: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -86,7 +89,11 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
         )
     if facts.phase is Phase.RECAP:
         if not facts.has_retrospective:
-            blockers.append("no retrospective recorded")
+            blockers.append(
+                "the draft retrospective is not saved by a point person yet"
+                if facts.retrospective_drafted
+                else "no retrospective recorded"
+            )
         elif facts.signoff_required and not facts.signed_off:
             blockers.append("the recap is not signed off by a manager")
     return blockers

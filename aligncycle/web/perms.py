@@ -129,10 +129,12 @@ class CyclePerms:
         return self.phase is Phase.RECAP and self.is_point_person
 
     def can_sign_off(self, retro: object | None) -> bool:
+        """A manager, on a retrospective a point person saved (not the draft)."""
         return (
             self.phase is Phase.RECAP
             and self.is_manager
             and retro is not None
+            and getattr(retro, "recorded_by_id", None) is not None
             and getattr(retro, "signed_off_at", None) is None
         )
 

@@ -110,7 +110,7 @@ class PhaseStart(BaseModel):
         if self.checkins_written:
             return f"{self.checkins_written} open action item(s) got their first check-in"
         if self.drafted_retrospective:
-            return "a draft retrospective is ready to review, complete and sign off"
+            return "a draft retrospective is ready: a point person reviews and saves it"
         return None
 
 

@@ -320,7 +320,8 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
             ct.team.key for ct in cycle.teams if not ct.point_person_id
         ),
         unfinished_actions=tuple(unfinished),
-        has_retrospective=retro is not None,
+        has_retrospective=retro is not None and retro.recorded_by_id is not None,
+        retrospective_drafted=retro is not None and retro.recorded_by_id is None,
         signed_off=retro is not None and retro.signed_off_at is not None,
         signoff_required=spec(cycle).settings.manager_signoff_required,
     )

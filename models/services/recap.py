@@ -98,8 +98,20 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
         "survey_responses": survey.responses,
         "survey_published": survey.published,
         "survey_mean": survey.mean,
-        "growth_areas": unresolved + [f"late: {i.title}" for i in late],
+        # what to grow in: gaps nobody resolved, and work still open past its due date (work
+        # done late is done: it counts as late, not as a growth area)
+        "growth_areas": unresolved
+        + [f"still open past its due date: {i.title}" for i in late if not i.status.finished],
     }
+
+
+def current_facts(session: Session, cycle: Cycle, retro: Retrospective | None) -> dict[str, Any]:
+    """The retrospective's facts as they are now while it can still change (in recap, not
+    signed off: a draft made when Recap opened would say "0 survey answers" after seven);
+    the facts it was signed off (or closed) with afterwards."""
+    if retro is None or (cycle.phase is Phase.RECAP and retro.signed_off_at is None):
+        return cycle_facts(session, cycle)
+    return dict(retro.facts)
 
 
 def _require_point_person(cycle: Cycle, actor: Person, what: str) -> None:
@@ -115,7 +127,8 @@ def record_retrospective(
     today: date | None = None,
 ) -> Retrospective:
     """Record (or revise) the retrospective. A revision clears an earlier sign-off.
-    ``actor`` None means drafted by the Recap flow from the facts."""
+    ``actor`` None means drafted from the facts (the Recap phase's draft): a draft until a
+    point person saves it; only a saved retrospective can be signed off."""
     require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(
@@ -126,6 +139,7 @@ def record_retrospective(
     facts = cycle_facts(session, cycle, today)
     retro = get_retrospective(session, cycle)
     before = snapshot(retro, RETRO_FIELDS) if retro else None
+    was_draft = retro is None or retro.recorded_by_id is None
     if retro is None:
         retro = Retrospective(cycle_id=cycle.id)
         session.add(retro)
@@ -151,7 +165,9 @@ def record_retrospective(
     record_event(
         session,
         actor=actor,
-        verb="retro.recorded" if before is None else "retro.revised",
+        verb="retro.drafted"
+        if actor is None
+        else ("retro.recorded" if was_draft else "retro.revised"),
         obj=retro,
         object_type="retrospective",
         cycle_id=cycle.id,
@@ -174,10 +190,16 @@ def sign_off(
     if retro is None:
         raise InvalidInput(f"cycle {cycle.id} has no retrospective to sign off")
     check_version(retro, expected_version, f"the retrospective of cycle {cycle.id}")
+    if retro.recorded_by_id is None:
+        raise InvalidInput(
+            f"the retrospective of cycle {cycle.id} is still the draft made from the cycle's "
+            "facts: a point person reviews and saves it before a manager signs it off"
+        )
     if retro.signed_off_at is not None:
         raise InvalidInput(f"the recap of cycle {cycle.id} is already signed off")
     retro.signed_off_by = actor
     retro.signed_off_at = utcnow()
+    retro.facts = cycle_facts(session, cycle)  # the numbers as they were signed off
     record_event(
         session,
         actor=actor,

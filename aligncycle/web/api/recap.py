@@ -116,14 +116,19 @@ def _retro(retro: Retrospective | None, survey: recap_views.SurveyView) -> Retro
 
 @router.get("/cycles/{cycle_id}/recap", response_model=RecapRead, tags=["recap"])
 def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
-    """The recap: retrospective, facts, survey results, trends across the teams' cycles and
-    KPIs before/after (when measurement data exists)."""
+    """The recap: retrospective, facts, survey results, trends across the teams' finished
+    cycles and KPIs before/after (when measurement data exists). The retrospective's facts
+    are the cycle's as they are now while it can still change."""
     cycle = cycle_for(ctx, cycle_id)
     model = recap_model(ctx.session, cycle, ctx.me)
     survey = model["survey"]
+    retro = _retro(model["retro"], survey)
+    if retro is not None:
+        facts = recap.current_facts(ctx.session, cycle, model["retro"])
+        retro = retro.model_copy(update={"facts": _safe_facts(facts, survey)})
     return RecapRead(
         cycle_id=cycle.id,
-        retrospective=_retro(model["retro"], survey),
+        retrospective=retro,
         facts=_safe_facts(model["facts"], survey),
         survey=_survey(survey),
         trend=[
