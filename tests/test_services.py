@@ -1340,9 +1340,17 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         answer_all(s, first, Phase.EXECUTE)
         advance(s, first, override_reason="two items go to the next cycle")
         ids = {"blocked": blocked.id, "open": opened.id}
-    with logged(org, "cycle.started", "action.carried_over", "action.carried_over") as log:
+    carried = ("gap.carried_over", "action.carried_over", "action.carried_over")
+    with logged(org, "cycle.started", *carried) as log:
         second = start(org, previous_cycle_id=first, title="Q2")
-    assert log[1].after == {"title": "Blocked", "from_cycle": first, "from_action": ids["blocked"]}
+    assert log[2].after == {
+        "title": "Blocked",
+        "from_cycle": first,
+        "from_action": ids["blocked"],
+        "owner": SID,
+        "due_date": DUE.isoformat(),  # in the new period: kept
+        "gaps": ["No hand-off SLA"],
+    }
     with org.unit_of_work() as s:
         assert C(s, second).previous_cycle_id == first
         carried = actions.list_actions(s, cycle_id=second)
@@ -1355,7 +1363,8 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         assert by_title["Blocked"].counterpart.email == MEG
         assert by_title["Open"].status is ActionStatus.OPEN
         assert by_title["Open"].priority.value == "high" and by_title["Open"].owner.email == SID
-        assert all(a.gaps == [] and a.due_date is None for a in carried)
+        assert all([g.title for g in a.gaps] == ["No hand-off SLA"] for a in carried)
+        assert all(a.due_date == DUE and a.gaps[0].cycle_id == second for a in carried)
         # a second carry-over adds nothing
         assert carry_over.carry_over(s, C(s, first), C(s, second), P(s, SAM)) == 0
         assert len(actions.list_actions(s, cycle_id=second)) == 2
