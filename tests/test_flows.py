@@ -176,6 +176,16 @@ def test_identify_flow_records_the_gap_analysis_once(env) -> None:  # noqa: ANN0
     assert sla.name.startswith("identify.handoff_interruptions: Are there avoidable interruptions")
     assert set(sla.tags) == {"phase:identify", "owner:mia@acme.test"}
     assert "owner:max@acme.test" in items["identify.regular_cadence"].tags
+    # Answered questions end Completed; the others say who still owes an answer.
+    assert {k for k, r in items.items() if r.state.name == "Completed"} == {
+        f"identify.{k}" for k in CALM
+    }
+    waiting = items["identify.campaign_surprises"].state
+    assert (waiting.type.value, waiting.name) == ("COMPLETED", "AwaitingAnswer")
+    assert waiting.message.startswith(
+        "waiting for mia@acme.test to answer an optional question: Does sales learn about"
+    )
+    assert items["identify.followup_content_missing"].state.name == "AwaitingAnswer"
 
     summary = artifact(f"cycle-{cid}-identify")
     assert summary.type == "markdown" and "2 gap(s)" in summary.data
