@@ -4,6 +4,8 @@ counterparts belong to the cycle's teams."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from sqlalchemy import select
 
 from models import phases
@@ -22,11 +24,13 @@ from models.schemas import (
 )
 from models.services import actions, checklist, cycles, gaps, people, views
 from models.tables import Event
+from tests.test_advance_everywhere import Surfaces, surfaces  # noqa: F401 - a fixture
 from tests.test_services import (
     DUE,
     LEE,
     MAX,
     MEG,
+    MIA,
     SID,
     TODAY,
     C,
@@ -239,3 +243,39 @@ def test_without_the_setting_done_is_done(org: Store) -> None:
         actions.add_checkin(s, item, CheckInCreate(status="done"), P(s, SID))
         assert item.status is ActionStatus.DONE and gap_id
         assert s.scalar(select(Event.id).where(Event.verb == "action.signed_off")) is None
+
+
+def test_the_counterpart_signs_off_from_my_work(org: Store, surfaces: Surfaces) -> None:  # noqa: F811
+    _, item_id = paired_execute(org, counterpart=MIA)
+    with org.unit_of_work() as s:
+        version = actions.get_action(s, item_id).version
+    done = surfaces.post_form(
+        SID, f"/actions/{item_id}/update", version=version, status="done", next="/my"
+    )
+    assert done.status_code == 303
+    assert "Mia Marketing signs it off next." in unquote(done.cookies.get("aligncycle_flash", ""))
+    assert "Sign it off as done" not in surfaces.browser(SID).get("/my").text
+    page = surfaces.browser(MIA).get("/my").text
+    assert "Waiting for Mia Marketing to sign it off" in page and "Sign it off as done" in page
+    with org.unit_of_work() as s:
+        version = actions.get_action(s, item_id).version
+    signed = surfaces.post_form(MIA, f"/actions/{item_id}/signoff", version=version, next="/my")
+    assert signed.status_code == 303
+    with org.unit_of_work() as s:
+        item = actions.get_action(s, item_id)
+        assert item.status is ActionStatus.DONE and item.signed_off_by.email == MIA
+    api = surfaces.api(MIA, "GET", f"/actions/{item_id}").json()
+    assert api["status"] == "done" and api["signed_off_by"]["email"] == MIA
+
+
+def test_the_cli_signs_off(org: Store) -> None:
+    from tests.test_cli import cli
+
+    _, item_id = paired_execute(org)
+    cli("checkin", "add", item_id, "--status", "done", "--as", SID)
+    refused_out = cli("action", "signoff", item_id, "--as", LEE, code=1)
+    assert refused_out.stderr.strip() == (
+        f"error: only the counterpart of action item {item_id} signs it off"
+    )
+    out = cli("action", "signoff", item_id, "--as", MEG).stdout
+    assert out.strip() == f"action {item_id} signed off: it counts as done"

@@ -3,6 +3,8 @@ links it to every accepted gap it applies to; the Plan gate reads the links."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from models import phases
@@ -13,6 +15,8 @@ from models.phases import plan
 from models.schemas import ActionItemUpdate, GapDecide
 from models.services import actions, cycles, gaps
 from models.tables import ActionItem
+from tests.test_advance_everywhere import Surfaces, surfaces  # noqa: F401 - a fixture
+from tests.test_cli import cli
 from tests.test_services import (
     LEE,
     LOU,
@@ -165,3 +169,35 @@ def test_an_item_made_by_hand_may_address_several_gaps_at_once(org: Store) -> No
             s, cycle_id, gaps.get_gap(s, gap_ids[2]), title="One more", gap_ids=[gap_ids[2]]
         )
         assert same.gap_ids == [gap_ids[2]]  # given twice, linked once
+
+
+def test_every_face_shows_and_changes_the_links(org: Store, surfaces: Surfaces) -> None:  # noqa: F811
+    cycle_id, gap_ids = four_hand_off_gaps_in_plan(org)
+    with org.unit_of_work() as s:
+        extra = add_action(s, cycle_id, None, title="Weekly hand-off review")
+        item_id = extra.id
+    # API: gap_ids, link, unlink
+    read = surfaces.api(LEE, "GET", f"/actions/{item_id}").json()
+    assert read["gap_ids"] == []
+    linked = surfaces.api(LEE, "POST", f"/actions/{item_id}/gaps", {"gap_id": gap_ids[0]})
+    assert linked.status_code == 200 and linked.json()["gap_ids"] == [gap_ids[0]]
+    unlinked = surfaces.api(LEE, "DELETE", f"/actions/{item_id}/gaps/{gap_ids[0]}")
+    assert unlinked.status_code == 200 and unlinked.json()["gap_ids"] == []
+    # CLI
+    out = cli("action", "link", item_id, "--gap", gap_ids[1], "--as", LEE).stdout
+    assert out.strip() == f"action {item_id} addresses gap {gap_ids[1]}; its gaps: {gap_ids[1]}"
+    again = cli("action", "link", item_id, "--gap", gap_ids[1], "--as", LEE).stdout
+    assert "(it already did)" in again
+    created = cli(
+        "action", "add", cycle_id, "--title", "Both", "--gap", gap_ids[2], "--gap", gap_ids[3],
+        "--as", LEE, "--json",
+    )  # fmt: skip
+    assert json.loads(created.stdout)["gap_ids"] == gap_ids[2:]
+    # the page: the gaps an item addresses, and the lead's form to link one more
+    page = surfaces.browser(LEE).get(f"/cycles/{cycle_id}/actions").text
+    assert f"For the gaps: {'; '.join(HANDOFF_GAPS)}" in page
+    assert f'action="/actions/{item_id}/gaps"' in page
+    posted = surfaces.post_form(LEE, f"/actions/{item_id}/gaps", gap_id=gap_ids[3])
+    assert posted.status_code == 303
+    with org.unit_of_work() as s:
+        assert actions.get_action(s, item_id).gap_ids == [gap_ids[1], gap_ids[3]]
