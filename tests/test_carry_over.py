@@ -16,6 +16,7 @@ from models.phases import lifecycle as advance_phase
 from models.schemas import ActionItemUpdate, GapDecide, RetrospectiveRecord
 from models.services import actions, cycles, gaps, recap, views
 from models.tables import ActionItem, Event, Gap
+from tests.test_advance_everywhere import Surfaces, surfaces  # noqa: F401 - a fixture
 from tests.test_services import (
     DUE,
     END,
@@ -114,13 +115,16 @@ def test_carried_items_keep_their_due_dates_and_their_gaps(org: Store) -> None:
         assert carry_over.carry_over(s, C(s, first), new, None) == 0
 
 
-def test_the_carried_work_stays_in_the_owners_work(org: Store) -> None:
+def test_the_carried_work_stays_in_the_owners_work(org: Store, surfaces: Surfaces) -> None:  # noqa: F811
     first, _ = first_cycle_in_recap(org)
     second = close_with_follow_up(org, first)
     with org.unit_of_work() as s:
         assert C(s, first).phase is Phase.CLOSED
         mine, total, _ = views.my_actions(s, P(s, SID), today=LATER)
         assert total == 2 and {a.cycle_id for a in mine} == {second}
+    page = surfaces.browser(SID).get("/my").text
+    assert page.count("Carried over from the previous cycle") == 2
+    assert f"Follow-up on {LATER.strftime('%-d %b %Y')}" in page  # "Soon"'s, moved with it
 
 
 def test_the_carried_gaps_plan_the_new_cycle(org: Store) -> None:

@@ -20,7 +20,7 @@ are kept aside during the rebuild and put back after it.
 
 Downgrade refuses a store where an action item addresses several gaps (the older schema holds
 one): it names them. Items waiting for sign-off go back to in progress; carried gaps become
-gaps recorded by a person.
+gaps recorded by a person (upgrading again knows them by their key, ``carried:<gap id>``).
 
 Revision ID: 0008
 Revises: 0006
@@ -174,6 +174,10 @@ def upgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_action_items_gap_id_gaps'), type_='foreignkey')
         batch_op.create_foreign_key(batch_op.f('fk_action_items_signed_off_by_id_people'), 'people', ['signed_off_by_id'], ['id'])
         batch_op.drop_column('gap_id')
+    # gaps a follow-up carried over (their key says so) that a downgrade had to call 'person'
+    bind.execute(
+        sa.text("UPDATE gaps SET source = 'carried' WHERE key LIKE 'carried:%' AND source = 'person'")
+    )
     op.add_column('survey_responses', sa.Column('batch', sa.Integer(), nullable=True))
     op.add_column('survey_participations', sa.Column('batch', sa.Integer(), nullable=True))
     _publish_surveys(bind)
