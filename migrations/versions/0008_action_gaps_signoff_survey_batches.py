@@ -116,8 +116,8 @@ def _rebuilding(table: str) -> Iterator[None]:
     broken = bind.execute(sa.text('PRAGMA foreign_key_check')).all()
     if broken:
         raise MigrationRefused(
-            f"rebuilding {table} would leave {len(broken)} row(s) pointing at missing rows "
-            f"(first: {broken[0][0]} row {broken[0][1]}); nothing was changed"
+            f"rebuilding {table} would leave rows pointing at missing rows ({len(broken)}, "
+            f"the first in {broken[0][0]}, row {broken[0][1]}); nothing was changed"
         )
 
 
