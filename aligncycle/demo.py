@@ -10,9 +10,10 @@ starts faster), unless ``PREFECT_API_URL`` points at a server (which then shows 
 The script: two teams with a point person and leads each, a manager and members; a cycle on the
 ``sales-marketing-handoff`` playbook; Identify answers and a gap added by hand; gap decisions; a
 refused advance (gaps undecided); Plan proposals, assignments, a dropped item and targets on
-the numbers; Execute check-ins and scheduled check-in passes; Recap survey, sign-off, and
-closing with a follow-up cycle that carries the open items over. Simulated dates: the cycle runs
-from today for 42 days.
+the numbers; Execute check-ins and scheduled check-in passes; Recap survey (published in
+batches), the point person saving the drafted retrospective, sign-off, and closing with a
+follow-up cycle that carries the open items over. Simulated dates: the cycle runs from today
+for 42 days.
 
 The shared numbers: a HubSpot contacts and deals export (``aligncycle.demo_funnel``) is imported
 before the cycle starts, so its baseline is frozen and the playbook's KPI rules raise gaps with
@@ -221,7 +222,10 @@ def _script(demo: Demo, folder: Path) -> Any:
     _survey(demo)
     _phase(demo, "recap", demo.day(44))  # the draft picks up the survey
     _sign_off(demo)
-    out(f"          {len(SURVEY)} survey answers; the manager signed the recap off")
+    out(
+        f"          {len(SURVEY)} survey answers, published in batches; sam saved the draft "
+        "retrospective and the manager signed it off"
+    )
     result = _advance(demo, "sam", demo.day(45), follow_up_title="Q2 hand-off alignment")
     final = result.report
     recap = final.report
@@ -242,8 +246,10 @@ def _script(demo: Demo, folder: Path) -> Any:
         f"  actions        {recap.actions_total}: {len(recap.actions_done)} done, "
         f"{len(recap.actions_late)} late, {len(recap.actions_dropped)} dropped"
     )
-    mean = f"{recap.survey_mean:g} / 5" if recap.survey_mean is not None else "hidden"
-    out(f"  survey         mean {mean} from {recap.survey_responses} responses")
+    from models.phases.recap import survey_words
+
+    survey = survey_words(recap.survey_responses, recap.survey_published, recap.survey_mean)
+    out(f"  survey         {survey.removeprefix('survey ').removeprefix('survey: ')}")
     for line in _measured(demo, demo.day(45)):
         out(f"  {line}")
     out(f"  growth areas   {len(recap.growth_areas)}:")
@@ -625,12 +631,23 @@ def _survey(demo: Demo) -> None:
 
 
 def _sign_off(demo: Demo) -> None:
+    """Sam reviews the draft retrospective and saves it with his summary; Max signs it off."""
+    from models.schemas import RetrospectiveRecord
     from models.services import cycles, recap
     from models.services.common import person_by_email
 
     store = _store()
     with store.unit_of_work() as s:
         cycle = cycles.get_cycle(s, demo.cycle_id)
+        draft = recap.get_retrospective(s, cycle)
+        reviewed = RetrospectiveRecord(
+            improvements=draft.improvements,
+            growth_areas=draft.growth_areas,
+            next_time=[*draft.next_time, "invite sales to campaign planning"],
+            summary=f"{draft.summary} The SLA and the digest stuck; the dashboard did not.",
+            expected_version=draft.version,
+        )
+        recap.record_retrospective(s, cycle, reviewed, person_by_email(s, demo.email("sam")))
         recap.sign_off(s, cycle, person_by_email(s, demo.email("max")))
     store.dispose()
 

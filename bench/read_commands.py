@@ -77,6 +77,7 @@ def build(url: str) -> None:
     from models.services.playbooks import spec_of
     from models.tables import (
         ActionItem,
+        ActionItemGap,
         CheckIn,
         ChecklistItem,
         Cycle,
@@ -127,6 +128,7 @@ def build(url: str) -> None:
             ChecklistItem,
             Gap,
             ActionItem,
+            ActionItemGap,
             CheckIn,
             Retrospective,
             SurveyResponse,
@@ -271,7 +273,6 @@ def build(url: str) -> None:
                 {
                     "id": action_id,
                     "cycle_id": n,
-                    "gap_id": gap_ids[a % 2],
                     "key": None,
                     "title": f"Action {a} of cycle {n}",
                     "description": "What to do, and why.",
@@ -293,6 +294,7 @@ def build(url: str) -> None:
                     "version": 3,
                 }
             )
+            rows[ActionItemGap].append({"action_item_id": action_id, "gap_id": gap_ids[a % 2]})
             events.append(
                 {
                     "verb": "action.created",
@@ -351,7 +353,10 @@ def build(url: str) -> None:
                 }
             )
             for r, person in enumerate(staff[("member", "sales")][:5]):
-                rows[SurveyParticipation].append({"cycle_id": n, "person_id": person})
+                batch = 1 if r < 3 else None  # three published, two waiting for the next batch
+                rows[SurveyParticipation].append(
+                    {"cycle_id": n, "person_id": person, "batch": batch}
+                )
                 rows[SurveyResponse].append(
                     {
                         "cycle_id": n,
@@ -360,6 +365,7 @@ def build(url: str) -> None:
                         "anonymous": True,
                         "score": 1 + (n + r) % 5,
                         "comment": "fine",
+                        "batch": batch,
                     }
                 )
         for i, e in enumerate(events):

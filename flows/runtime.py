@@ -231,11 +231,37 @@ def list_checklist(cycle_id: int, phase: Phase) -> list[domain.ChecklistStatus]:
         return domain.checklist(s, cycle_service.get_cycle(s, cycle_id), phase)
 
 
+#: The state of a checklist task whose question nobody has answered yet: it ends Completed (a
+#: question is not a failure, and the phase's flow carries on), named so that the Prefect UI
+#: shows who still owes what, with the owner and the question in its message.
+AWAITING_ANSWER = "AwaitingAnswer"
+
+
 @task(name="checklist item", **TASK)
-def checklist_item(item_id: int) -> domain.ChecklistStatus:
-    """One question of the phase for its owner: the answer given so far, if any."""
+def checklist_item(item_id: int) -> Any:
+    """One question of the phase for its owner: the answer given so far, if any. Unanswered,
+    the task run ends in the state "AwaitingAnswer" (its message names who owes the answer)."""
+    from prefect.states import Completed
+
     with store().unit_of_work() as s:
-        return domain.item_status(s, item_id)
+        status = domain.item_status(s, item_id)
+    if status.answered:
+        return status
+    required = "a required question" if status.required else "an optional question"
+    return Completed(
+        data=status,
+        name=AWAITING_ANSWER,
+        message=f"waiting for {_who(status.owner)} to answer {required}: "
+        f"{_short(status.text, 200)}",
+    )
+
+
+def _who(owner: str) -> str:
+    """An owner label in words: an email, or "any lead of sales" for a role-owned question."""
+    if not owner.startswith("role:"):
+        return owner
+    role, _, team = owner.removeprefix("role:").partition("/")
+    return f"any {role.replace('_', ' ')}" + (f" of {team}" if team else "")
 
 
 def _short(text: str, limit: int) -> str:

@@ -69,6 +69,8 @@ class GapSource(StrEnum):
     CHECKLIST = "checklist"
     PERSON = "person"
     METRIC = "metric"
+    #: Carried from the previous cycle: deferred there, or addressed by work carried over.
+    CARRIED = "carried"
 
 
 class GapDecision(StrEnum):
@@ -88,6 +90,9 @@ class ActionStatus(StrEnum):
     OPEN = "open"
     IN_PROGRESS = "in_progress"
     BLOCKED = "blocked"
+    #: Its owner says it is done; the playbook asks its counterpart to sign it off first
+    #: (``counterpart_signoff``). Still unfinished.
+    AWAITING_SIGNOFF = "awaiting_signoff"
     DONE = "done"
     DROPPED = "dropped"
 

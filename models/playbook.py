@@ -179,6 +179,12 @@ class Settings(_Strict):
     handoff_sla_hours: int = Field(default=24, ge=1)
     cadence: Literal["daily", "weekly", "biweekly", "monthly"] = "weekly"
     manager_signoff_required: bool = True
+    #: An action item with a counterpart (the owner's partner on the other team) counts as done
+    #: only once the counterpart has signed it off.
+    counterpart_signoff: bool = False
+    #: The survey's results show once the cycle has this many answers, and are published this
+    #: many at a time (never one answer on its own); a team's own average needs as many from it.
+    survey_min_answers: int = Field(default=3, ge=2, le=50)
     cycle_length_days: int = Field(default=42, ge=1, le=366)
     #: Days before the cycle's start whose funnel data is its KPI baseline (default: as many as
     #: the cycle is long, so baseline and cycle compare like with like).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from models.enums import Phase, Role
+from models.enums import ActionStatus, Phase, Role
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 
 
@@ -34,10 +34,18 @@ class CycleFacts:
     accepted_gaps_without_plan: tuple[str, ...] = ()
     teams_without_point_person: tuple[str, ...] = ()
     unfinished_actions: tuple[str, ...] = ()
+    #: A retrospective a point person saved (a draft made from the facts does not count).
     has_retrospective: bool = False
+    #: A draft made from the facts waits for a point person to review and save it.
+    retrospective_drafted: bool = False
     signed_off: bool = False
     signoff_required: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` and the word for that many: "1 action item", "2 action items"."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _names(kind: str, items: Iterable[str], limit: int = 5) -> str:
@@ -81,7 +89,11 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
         )
     if facts.phase is Phase.RECAP:
         if not facts.has_retrospective:
-            blockers.append("no retrospective recorded")
+            blockers.append(
+                "the draft retrospective is not saved by a point person yet"
+                if facts.retrospective_drafted
+                else "no retrospective recorded"
+            )
         elif facts.signoff_required and not facts.signed_off:
             blockers.append("the recap is not signed off by a manager")
     return blockers
@@ -155,6 +167,10 @@ PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
         "action items are updated in plan, execute or recap",
     ),
     "check_in": (frozenset({Phase.PLAN, Phase.EXECUTE}), "check-ins happen in plan or execute"),
+    "sign_off_action": (
+        frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
+        "action items are signed off in plan, execute or recap",
+    ),
     "set_target": (frozenset({Phase.PLAN, Phase.EXECUTE}), "targets are set in plan or execute"),
 }
 
@@ -203,9 +219,52 @@ def require_manager(actor: Actor, what: str) -> None:
         raise Forbidden(f"only managers can {what} (you are a {actor.role})")
 
 
-def can_update_action(actor: Actor, owner_id: int | None, facts: CycleFacts) -> bool:
-    """Owners update their own items; leads, managers and the cycle's point persons any."""
-    return actor.id == owner_id or actor.role in ASSIGNERS or is_point_person(actor, facts)
+def can_update_action(
+    actor: Actor, owner_id: int | None, facts: CycleFacts, counterpart_id: int | None = None
+) -> bool:
+    """Owners and their counterparts (the owner's partner on the other team) update and check
+    in on their items; leads, managers and the cycle's point persons on any."""
+    return (
+        actor.id == owner_id
+        or (counterpart_id is not None and actor.id == counterpart_id)
+        or actor.role in ASSIGNERS
+        or is_point_person(actor, facts)
+    )
+
+
+def status_when_done(
+    actor: Actor | None, counterpart_id: int | None, signoff_required: bool
+) -> ActionStatus:
+    """What marking an item done makes it: done; or, where the playbook asks counterparts to
+    sign off (``counterpart_signoff``) and someone other than the counterpart says so, waiting
+    for the counterpart's sign-off (it does not count as done until then)."""
+    by_someone_else = actor is None or actor.id != counterpart_id
+    if signoff_required and counterpart_id is not None and by_someone_else:
+        return ActionStatus.AWAITING_SIGNOFF
+    return ActionStatus.DONE
+
+
+def require_counterpart(actor: Actor, counterpart_id: int | None, item_id: int) -> None:
+    """Only the item's counterpart signs it off (their word that it is done for both teams)."""
+    if counterpart_id is None:
+        raise InvalidInput(f"action item {item_id} has no counterpart to sign it off")
+    if actor.id != counterpart_id:
+        raise Forbidden(f"only the counterpart of action item {item_id} signs it off")
+
+
+def require_on_cycle_teams(
+    person: Actor | Any, team_ids: Iterable[int], team_names: Iterable[str], what: str
+) -> None:
+    """An action item's owner and counterpart belong to one of the cycle's teams: someone
+    outside them could see the item in their work but never update it, and the cycle would
+    wait on it for good."""
+    if person.team_id not in set(team_ids):
+        who = getattr(person, "name", None) or f"person {person.id}"
+        teams = " or ".join(team_names)
+        raise InvalidInput(
+            f"{who} is not on a team of this cycle and cannot be its {what}: choose someone "
+            f"from {teams}"
+        )
 
 
 def can_answer_checklist(

@@ -351,6 +351,8 @@ class GapRead(_Out):
 
 
 class ActionItemCreate(_In):
+    #: The gaps of the cycle it addresses (accepted ones); ``gap_id`` is the same for one gap.
+    gap_ids: list[Id] = Field(default_factory=list, max_length=100)
     gap_id: Id | None = None
     title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
@@ -367,6 +369,18 @@ class ActionItemCreate(_In):
         if self.due_date and self.follow_up_date and self.follow_up_date > self.due_date:
             raise ValueError("follow_up_date is after due_date")
         return self
+
+    @property
+    def all_gap_ids(self) -> list[int]:
+        """``gap_ids`` and ``gap_id`` together, each once, in the order given."""
+        given = [*self.gap_ids, *([self.gap_id] if self.gap_id is not None else [])]
+        return list(dict.fromkeys(given))
+
+
+class ActionGapLink(_In):
+    """Link an action item to one more gap of its cycle (or unlink it)."""
+
+    gap_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class ActionItemAssign(_In):
@@ -393,7 +407,8 @@ class ActionItemUpdate(_In):
 class ActionItemRead(_Out):
     id: int
     cycle_id: int
-    gap_id: int | None
+    #: The gaps it addresses (none for extra work no gap asked for).
+    gap_ids: list[int]
     key: str | None
     title: str
     description: str | None
@@ -408,6 +423,9 @@ class ActionItemRead(_Out):
     success_measure: str | None
     carried_from_id: int | None
     completed_at: datetime | None
+    #: The counterpart's sign-off, where the playbook asks for one.
+    signed_off_by: PersonRef | None = None
+    signed_off_at: datetime | None = None
     version: int
 
 
@@ -481,15 +499,24 @@ class SurveyRespond(_In):
 class SurveyTeamResult(_Base):
     team: str
     responses: int
+    #: How many of the team's answers are in the results.
+    published: int = 0
     mean: float | None
 
 
 class SurveySummary(_Base):
     cycle_id: int
+    #: How many people answered (taking part is no secret; an answer is).
     responses: int
-    #: False while a result could give an anonymous answer away (see ``note``): then the
-    #: mean, distribution, team means and comments are empty.
+    #: How many answers are in the results: published together, in batches (see ``note``).
+    published: int = 0
+    #: False until the first batch is out: then the mean, spread and comments are empty.
     shown: bool = False
+    #: Whether the teams' own averages can be shown (see ``note``).
+    teams_shown: bool = False
+    #: The playbook's ``survey_min_answers``.
+    min_answers: int = 3
+    #: The publication rule, in words.
     note: str | None = None
     mean: float | None
     distribution: dict[int, int]

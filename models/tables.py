@@ -245,7 +245,6 @@ class ActionItem(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
-    gap_id: Mapped[int | None] = mapped_column(ForeignKey("gaps.id"), index=True)
     # Natural key for items made by rule (templates, carry-over); NULL for hand-made items.
     key: Mapped[str | None] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(String(300))
@@ -261,16 +260,29 @@ class ActionItem(Base):
     success_measure: Mapped[str | None] = mapped_column(Text)
     carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_items.id"))
     completed_at: Mapped[datetime | None]
+    #: Where the playbook asks for it (``counterpart_signoff``), an item is done once its
+    #: counterpart signs it off: who did, and when.
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    signed_off_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
 
-    gap: Mapped[Gap | None] = relationship()
+    #: The gaps it addresses (several, or none for hand-made extra work): the association
+    #: table :class:`ActionItemGap` is the one record of it.
+    gaps: Mapped[list[Gap]] = relationship(
+        secondary="action_item_gaps", order_by="Gap.id", passive_deletes=True
+    )
     owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id], lazy="joined")
     counterpart: Mapped[Person | None] = relationship(foreign_keys=[counterpart_id])
     assigned_by: Mapped[Person | None] = relationship(foreign_keys=[assigned_by_id])
+    signed_off_by: Mapped[Person | None] = relationship(foreign_keys=[signed_off_by_id])
+
+    @property
+    def gap_ids(self) -> list[int]:
+        return [g.id for g in self.gaps]
 
     # "Overdue", once for every face and query: unfinished and its due date is past.
     @hybrid_method
@@ -294,6 +306,21 @@ class ActionItem(Base):
         if self.status is ActionStatus.DONE:
             return self.completed_at is not None and self.completed_at.date() > self.due_date
         return self.due_date < today
+
+
+class ActionItemGap(Base):
+    """That an action item addresses a gap of its cycle. One item may address several gaps
+    (one hand-off SLA for four hand-off gaps) and a gap may have several items; the Plan gate,
+    the recap and every face read these rows."""
+
+    __tablename__ = "action_item_gaps"
+
+    action_item_id: Mapped[int] = mapped_column(
+        ForeignKey("action_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    gap_id: Mapped[int] = mapped_column(
+        ForeignKey("gaps.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class CheckIn(Base):
@@ -344,7 +371,11 @@ class Retrospective(Base):
 
 class SurveyResponse(Base):
     """How a team member feels about the process. Anonymous rows have no respondent and no
-    timestamp, so they cannot be tied back to a person (participation is kept apart)."""
+    timestamp, so they cannot be tied back to a person (participation is kept apart).
+
+    ``batch`` is the publication an answer was shown in (1, 2, ...): answers are published
+    together, at least the playbook's ``survey_min_answers`` at a time, never one by one;
+    NULL while it waits for the next batch."""
 
     __tablename__ = "survey_responses"
 
@@ -355,10 +386,13 @@ class SurveyResponse(Base):
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[int | None] = mapped_column(Integer)
 
 
 class SurveyParticipation(Base):
-    """That a person answered a cycle's survey (one answer each), kept apart from the answer."""
+    """That a person answered a cycle's survey (one answer each), kept apart from the answer.
+    ``batch``: the publication their answer went out in (NULL while it waits): who took part
+    is told a batch at a time, in name order, never one by one."""
 
     __tablename__ = "survey_participations"
     __table_args__ = (UniqueConstraint("cycle_id", "person_id"),)
@@ -366,6 +400,7 @@ class SurveyParticipation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    batch: Mapped[int | None] = mapped_column(Integer)
 
 
 class Event(Base):

@@ -7,6 +7,7 @@ advance (the gate, who asks, an outdated page) writes nothing at all, not even t
 
 from __future__ import annotations
 
+import html
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -202,10 +203,9 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
         got = {
             i.title: (i.owner.email, (i.due_date - TODAY).days, i.counterpart.email) for i in items
         }
-        assert {i.gap_id for i in items} == {gap_id}
+        assert all(i.gap_ids == [gap_id] for i in items)
         assert {i.key for i in items} == {
-            f"template:{gap_id}:{k}"
-            for k in ("agree_handoff_sla", "map_handoff_flow", "handoff_checklist")
+            f"template:{k}" for k in ("agree_handoff_sla", "map_handoff_flow", "handoff_checklist")
         }
     assert got == HANDOFF_PROPOSALS
     note = "3 action item(s) proposed from the playbook for the accepted gaps"
@@ -233,7 +233,7 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
 
 
 @pytest.mark.parametrize("surface", SURFACES)
-def test_advancing_into_recap_drafts_the_retrospective_a_manager_signs_off(
+def test_advancing_into_recap_drafts_the_retrospective_a_point_person_saves_and_a_manager_signs_off(
     org: Store, surfaces: Surfaces, surface: str
 ) -> None:
     cycle_id, _ = execute_done(org)
@@ -253,13 +253,22 @@ def test_advancing_into_recap_drafts_the_retrospective_a_manager_signs_off(
         version = retro.version
     if surface == "cli":
         assert told.splitlines()[1] == (
-            "recap: a draft retrospective is ready to review, complete and sign off"
+            "recap: a draft retrospective is ready: a point person reviews and saves it"
         )
     elif surface == "web":
-        assert "A draft retrospective is ready to review" in told
+        assert "A draft retrospective is ready: a point person reviews and saves it" in told
 
-    # The manager signs it off where they work: no "no retrospective to sign off".
+    # A draft nobody reviewed cannot be signed off, on any surface.
+    draft = f"the retrospective of cycle {cycle_id} is still the draft made from the cycle's facts"
     if surface == "web":
+        page = surfaces.browser(MAX).get(f"/cycles/{cycle_id}/recap").text
+        assert "A draft retrospective is ready" in page and "Sign off the recap" not in page
+        refused = surfaces.post_form(MAX, f"/cycles/{cycle_id}/signoff", version=version)
+        assert refused.status_code == 422 and draft in html.unescape(refused.text)
+        saved = surfaces.post_form(
+            SAM, f"/cycles/{cycle_id}/retrospective", version=version, summary="Reviewed"
+        )
+        assert saved.status_code == 303, saved.text
         page = surfaces.browser(MAX).get(f"/cycles/{cycle_id}/recap").text
         assert "waiting for a manager" in page
         form = rf'action="/cycles/{cycle_id}/signoff">.*?name="version" value="(\d+)"'
@@ -268,12 +277,22 @@ def test_advancing_into_recap_drafts_the_retrospective_a_manager_signs_off(
         assert signed.status_code == 303, signed.text
     elif surface == "api":
         body = {"expected_version": version}
+        refused = surfaces.api(MAX, "POST", f"/cycles/{cycle_id}/signoff", body)
+        assert refused.status_code == 422 and draft in refused.json()["error"]["message"]
+        saved = surfaces.api(
+            SAM, "PUT", f"/cycles/{cycle_id}/retrospective", {"summary": "Reviewed", **body}
+        )
+        assert saved.status_code == 200, saved.text
+        body = {"expected_version": saved.json()["version"]}
         signed = surfaces.api(MAX, "POST", f"/cycles/{cycle_id}/signoff", body)
         assert signed.status_code == 200, signed.text
     else:
+        assert draft in cli("retro", "signoff", cycle_id, "--as", MAX, code=1).stderr
+        cli("retro", "record", cycle_id, "--summary", "Reviewed", "--as", SAM)
         cli("retro", "signoff", cycle_id, "--as", MAX)
     with org.unit_of_work() as s:
-        assert recap.get_retrospective(s, C(s, cycle_id)).signed_off_by.email == MAX
+        retro = recap.get_retrospective(s, C(s, cycle_id))
+        assert retro.signed_off_by.email == MAX and retro.recorded_by.email == SAM
         answer_all(s, cycle_id, Phase.RECAP)
 
     # Closing keeps the signed-off retrospective as it is.
@@ -282,7 +301,7 @@ def test_advancing_into_recap_drafts_the_retrospective_a_manager_signs_off(
     with org.unit_of_work() as s:
         assert C(s, cycle_id).phase is Phase.CLOSED
         retro = recap.get_retrospective(s, C(s, cycle_id))
-        assert retro.signed_off_by.email == MAX and retro.recorded_by is None
+        assert retro.signed_off_by.email == MAX and retro.summary == "Reviewed"
 
 
 def test_advancing_into_execute_checks_in_on_every_open_item_once(
@@ -328,12 +347,12 @@ def _plan_without_marketing_point_person(store: Store) -> tuple[int, str, int | 
 
 def _recap_not_signed_off(store: Store) -> tuple[int, str, int | None]:
     """In Recap (through the services: no draft yet): the refresh would draft the retrospective;
-    the gate wants a manager's sign-off."""
+    the gate wants a point person to save it (and then a manager's sign-off)."""
     cycle_id, _ = execute_done(store)
     with store.unit_of_work() as s:
         cycles.advance_cycle(s, C(s, cycle_id), P(s, SAM), today=TODAY)
         answer_all(s, cycle_id, Phase.RECAP)
-    assert "retro.recorded" in refresh_writes(store, cycle_id)
+    assert "retro.drafted" in refresh_writes(store, cycle_id)
     return cycle_id, SAM, None
 
 
@@ -364,7 +383,7 @@ REFUSALS: dict[str, tuple[Callable[[Store], tuple[int, str, int | None]], int, s
         _recap_not_signed_off,
         409,
         "transition_refused",
-        "cannot leave recap: the recap is not signed off by a manager",
+        "cannot leave recap: the draft retrospective is not saved by a point person yet",
     ),
     "permission": (
         _a_lead_asks,

@@ -225,7 +225,7 @@ def test_manager_sees_the_board_and_the_recap_charts(as_, site: dict) -> None:  
         "Action completion",
         "How people feel about the process",
         "Gaps by decision",
-        "Trend across the teams' cycles",
+        "Trend across the teams' finished cycles",
     ):
         expect(page.get_by_role("heading", name=title)).to_be_visible()
     box = charts.first.bounding_box()

@@ -185,12 +185,12 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
     )
     assert out.stdout.splitlines() == [
         f"cycle {cid}: execute -> recap",
-        "recap: a draft retrospective is ready to review, complete and sign off",
+        "recap: a draft retrospective is ready: a point person reviews and saves it",
     ]
     # The newest events: the move, then the draft retrospective Recap starts with (no funnel
     # data in this store: no KPI baseline is frozen).
     newest = cli_json("events", "--cycle", cid, "--limit", 2)
-    assert [e["verb"] for e in newest] == ["cycle.advanced", "retro.recorded"]
+    assert [e["verb"] for e in newest] == ["cycle.advanced", "retro.drafted"]
     last = newest[0]
     assert last["actor"]["email"] == "mia@acme.test"
     assert last["after"]["override_reason"] == "carried to Q4"
@@ -199,10 +199,12 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
 
 def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
     cid = walk(org, Phase.RECAP)["cycle"]
-    # Advancing drafts the retrospective first (what Recap derives), then the gate wants the
-    # manager's sign-off; the refusal rolls the draft back, so there is none to sign off.
+    # Advancing drafts the retrospective first (what Recap derives), then the gate wants a
+    # point person to save it; the refusal rolls the draft back, so there is none to sign off.
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave recap: the recap is not signed off by a manager"
+    assert msg == (
+        "error: cannot leave recap: the draft retrospective is not saved by a point person yet"
+    )
     msg = refused(org, "retro", "signoff", cid, "--as", "max@acme.test")
     assert "has no retrospective to sign off" in msg
 
@@ -263,7 +265,7 @@ def _identify_with_an_answer_stored_before_answers_recorded_gaps(store: Any) -> 
         # the playbook's proposals for the accepted gap; marketing has no point person
         (Phase.PLAN, {"action.created"}, "1 team(s) without a point person: marketing"),
         # the drafted retrospective and the KPI baseline it measures against; not signed off
-        (Phase.RECAP, {"retro.recorded"}, "not signed off"),
+        (Phase.RECAP, {"retro.drafted"}, "not saved by a point person"),
     ],
 )
 def test_a_refused_cycle_advance_leaves_every_table_unchanged(

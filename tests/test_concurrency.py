@@ -23,6 +23,8 @@ from models.errors import Conflict, DomainError, InvalidInput
 from models.schemas import (
     ActionItemAssign,
     ActionItemUpdate,
+    ActionProgress,
+    CheckInCreate,
     ChecklistAnswer,
     GapCreate,
     GapDecide,
@@ -30,7 +32,7 @@ from models.schemas import (
     SurveyRespond,
 )
 from models.services import actions, checklist, gaps, recap
-from models.tables import Event, Gap, SurveyParticipation, SurveyResponse
+from models.tables import CheckIn, Event, Gap, SurveyParticipation, SurveyResponse
 from tests.conftest import db_snapshot
 from tests.test_services import (
     LEE,
@@ -39,6 +41,7 @@ from tests.test_services import (
     MIA,
     SAM,
     SID,
+    TODAY,
     C,
     P,
     add_gap,
@@ -348,4 +351,96 @@ def test_a_double_submitted_survey_answer(org: Store) -> None:
         assert s.scalar(select(func.count()).select_from(SurveyParticipation)) == 1
         [answer] = s.scalars(select(SurveyResponse)).all()
         assert answer.score == 4
-    assert events(org, "survey.answered") == 1
+    assert events(org, "survey.published") == 0  # one answer waits for its batch
+
+
+# --- many people at once on one item --------------------------------------------------------
+
+
+def _at_once(store: Store, n: int, work: Callable[[Session, int], Any]) -> list[BaseException]:
+    """``n`` threads, each running ``work`` in its own unit of work (its own connection, as
+    ``n`` web workers would). Returns the errors."""
+    import threading
+
+    from models.db import make_engine
+
+    engine = make_engine(store.engine.url.render_as_string(hide_password=False), pool_size=n)
+    many = Store(engine)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            with many.unit_of_work() as s:
+                work(s, i)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        engine.dispose()
+    assert not any(t.is_alive() for t in threads)
+    return errors
+
+
+def test_twenty_simultaneous_check_ins_on_one_item_all_land(org: Store) -> None:
+    """A check-in appends. Twenty people check in on one open item at the same moment, all
+    saying it is in progress now: half from the page (with the version it showed), half
+    through the API or the CLI (with none). All twenty land; the first moves the status, for
+    the others it already is what they say; the item changes once."""
+    import threading
+
+    cycle_id = start(org)
+    _, item_id = to_execute(org, cycle_id)
+    with org.unit_of_work() as s:
+        version = actions.get_action(s, item_id).version
+    barrier = threading.Barrier(20)
+
+    def check_in(s: Session, i: int) -> None:
+        item, sid = actions.get_action(s, item_id), P(s, SID)
+        barrier.wait(timeout=60)  # every one has read the open item before anyone writes
+        if i % 2:
+            form = ActionProgress(status="in_progress", note=f"note {i}", expected_version=version)
+            phases.update_action(s, item, form, sid, TODAY)
+        else:
+            actions.add_checkin(s, item, CheckInCreate(status="in_progress", note=f"note {i}"), sid)
+
+    errors = _at_once(org, 20, check_in)
+    assert errors == []
+    with org.unit_of_work() as s:
+        notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == item_id)).all()
+        assert sorted(n for n in notes if n) == sorted(f"note {i}" for i in range(20))
+        item = actions.get_action(s, item_id)
+        assert item.status is ActionStatus.IN_PROGRESS and item.version == version + 1
+    assert events(org, "checkin.added") == 20
+
+
+def test_two_simultaneous_status_changes_do_not_overwrite_each_other(org: Store) -> None:
+    """Compare-and-set: both read the item; one status change lands, the other is refused
+    with a conflict, and its check-in with it."""
+    import threading
+
+    cycle_id = start(org)
+    _, item_id = to_execute(org, cycle_id)
+    with org.unit_of_work() as s:
+        version = actions.get_action(s, item_id).version
+    barrier = threading.Barrier(2)
+    wanted = ["blocked", "done"]
+
+    def change(s: Session, i: int) -> None:
+        item, who = actions.get_action(s, item_id), P(s, [SID, LEE][i])
+        barrier.wait(timeout=60)
+        form = ActionProgress(status=wanted[i], note=wanted[i], expected_version=version)
+        phases.update_action(s, item, form, who, TODAY)
+
+    errors = _at_once(org, 2, change)
+    assert len(errors) == 1 and isinstance(errors[0], Conflict), errors
+    with org.unit_of_work() as s:
+        item = actions.get_action(s, item_id)
+        assert item.version == version + 1 and item.status.value in wanted
+        notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == item_id)).all()
+        assert notes == [item.status.value]  # the loser's check-in was rolled back with it

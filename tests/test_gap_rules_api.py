@@ -73,8 +73,8 @@ def test_a_gap_with_unfinished_work_is_not_deferred_through_the_api(org: Store, 
     )
     message = refused(resp, 422, "invalid_input")
     assert message == (
-        f"gap {gap_id} has 1 unfinished action item(s): drop or finish them first, "
-        "then reject the gap"
+        f"gap {gap_id} has 1 unfinished action item: drop or finish it (or unlink the gap) "
+        "first, then reject the gap"
     )
     assert db_snapshot(org) == before
 

@@ -112,7 +112,7 @@ def _build(s: Any) -> Foreign:
     s.add_all([gap, item])
     s.flush()
     action = ActionItem(
-        id=700_004, cycle_id=cycle.id, gap_id=gap.id, title="Private follow-up", owner_id=pat.id
+        id=700_004, cycle_id=cycle.id, gaps=[gap], title="Private follow-up", owner_id=pat.id
     )
     s.add_all([action, Retrospective(cycle_id=cycle.id, summary="Only for support")])
     _, token = accounts.create_token(s, pat, "pat's")

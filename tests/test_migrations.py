@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from migrations import runner
 from models.db import make_engine
+from models.enums import Phase
 from models.metadata import metadata
 
 
@@ -60,4 +61,152 @@ def test_0005_guards_the_audit_log_and_its_downgrade_lifts_the_guard(
         _assert_events_guarded(engine)
     finally:
         runner.upgrade(engine)
+        engine.dispose()
+
+
+# --- 0008: links between action items and gaps, sign-off, survey batches --------------------
+
+
+def _filled_store(org) -> dict[str, int]:  # noqa: ANN001
+    """A store with what 0008 converts: template proposals, an item with a check-in, a
+    target and a notification, an item carried into a follow-up (it refers to the first)."""
+    from datetime import timedelta
+
+    from models.cadence import Notification, NotificationKind
+    from models.funnel.tables import ActionTarget
+    from models.phases import plan
+    from models.schemas import CheckInCreate, SurveyRespond
+    from models.services import actions, gaps, recap
+    from tests.test_services import (
+        LOU,
+        SID,
+        TODAY,
+        C,
+        P,
+        add_action,
+        advance,
+        answer_all,
+        start,
+        to_plan,
+    )
+
+    first = start(org)
+    gap_id = to_plan(org, first)
+    with org.unit_of_work() as s:
+        proposed = plan.propose_actions(s, C(s, first), TODAY)
+        item = add_action(s, first, gaps.get_gap(s, gap_id), counterpart=LOU)
+        answer_all(s, first, Phase.PLAN)
+        advance(s, first)
+        actions.add_checkin(s, item, CheckInCreate(note="started", progress=10), P(s, SID))
+        s.add(
+            ActionTarget(
+                action_item_id=item.id,
+                kpi="sla_attainment",
+                target=0.9,
+                window_start=TODAY,
+                window_end=TODAY + timedelta(days=7),
+            )
+        )
+        s.add(
+            Notification(
+                key=f"reminder:{item.id}",
+                recipient=SID,
+                kind=NotificationKind.REMINDER,
+                cycle_id=first,
+                action_item_id=item.id,
+                subject="Due soon",
+                body="Agree the hand-off SLA is due soon.",
+            )
+        )
+        answer_all(s, first, Phase.EXECUTE)
+        advance(s, first, override_reason="the rest goes to the next cycle")
+        for who in (SID, LOU, "meg@acme.test"):  # one batch of survey answers
+            recap.respond(s, C(s, first), SurveyRespond(score=4, anonymous=True), P(s, who))
+        ids = {"gap": gap_id, "item": item.id, "template": proposed[0].id, "cycle": first}
+    ids["follow_up"] = start(org, previous_cycle_id=first, title="Q2")
+    return ids
+
+
+def _without(snapshot: dict[str, list[tuple]], table: str, first: int) -> dict[str, list]:
+    out = dict(snapshot)
+    out[table] = [row for row in snapshot[table] if row[0] != repr(first)]
+    return out
+
+
+def test_0008_carries_every_row_down_and_up_again(database_url: str, org) -> None:  # noqa: ANN001
+    """Downgrade to 0006 puts each item's gap back in ``action_items.gap_id`` (and the keys
+    the old code proposes with); upgrading moves them into ``action_item_gaps`` again. On
+    SQLite the table is rebuilt: no check-in, target, notification or carried item is lost.
+    A copy the old code proposed for a second gap keeps its key; the oldest takes the
+    template's."""
+    from tests.conftest import db_snapshot
+
+    ids = _filled_store(org)
+    before = db_snapshot(org)
+    kept = {"check_ins", "notifications", "action_targets", "action_item_gaps", "survey_responses"}
+    assert all(len(rows) for t, rows in before.items() if t in kept)
+    engine = make_engine(database_url)
+    try:
+        runner.downgrade(engine, "0006")
+        with engine.begin() as conn:
+            gap_of = dict(conn.execute(text("SELECT id, gap_id FROM action_items")).all())
+            assert gap_of[ids["item"]] == ids["gap"]
+            template_key = conn.execute(
+                text("SELECT key FROM action_items WHERE id = :id"), {"id": ids["template"]}
+            ).scalar_one()
+            assert template_key.startswith(f"template:{ids['gap']}:")
+            # what the old code did for a second gap of the same category: a copy
+            copy = conn.execute(
+                text(
+                    "INSERT INTO action_items (cycle_id, gap_id, key, title, priority, status, "
+                    "confidence, created_at, updated_at, version) SELECT cycle_id, gap_id, "
+                    ":key, title, priority, status, confidence, created_at, updated_at, 1 "
+                    "FROM action_items WHERE id = :id RETURNING id"
+                ),
+                {"key": "template:999:" + template_key.split(":")[2], "id": ids["template"]},
+            ).scalar_one()
+        runner.upgrade(engine)
+        after = db_snapshot(org)
+        assert _without(_without(after, "action_items", copy), "action_item_gaps", copy) == before
+        with engine.connect() as conn:
+            keys = dict(conn.execute(text("SELECT id, key FROM action_items")).all())
+            links = conn.execute(
+                text("SELECT gap_id FROM action_item_gaps WHERE action_item_id = :id"),
+                {"id": copy},
+            ).all()
+        assert keys[ids["template"]] == "template:" + template_key.split(":")[2]
+        assert keys[copy] == "template:999:" + template_key.split(":")[2]
+        assert links == [(ids["gap"],)]
+        runner.check(engine)
+    finally:
+        runner.upgrade(engine)
+        engine.dispose()
+
+
+def test_0008_downgrade_refuses_items_that_address_several_gaps(database_url: str, org) -> None:  # noqa: ANN001
+    from migrations.runner import MigrationRefused
+    from models.services import actions, gaps
+    from tests.conftest import db_snapshot
+    from tests.test_services import LEE, C, P, accept, add_action, add_gap, start, to_plan
+
+    cycle_id = start(org)
+    gap_id = to_plan(org, cycle_id)
+    with org.unit_of_work() as s:
+        other = accept(s, add_gap(s, cycle_id, "Leads bounce between reps"))
+        item = add_action(s, cycle_id, gaps.get_gap(s, gap_id))
+        assert actions.link_gap(s, item, other.id, P(s, LEE))
+        assert C(s, cycle_id).id == cycle_id
+        item_id = item.id
+    before = db_snapshot(org)
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(MigrationRefused) as err:
+            runner.downgrade(engine, "0006")
+        assert str(err.value).startswith(
+            f"these action items address several gaps, and the older schema holds one gap per "
+            f"item: action item {item_id} (2 gaps); unlink all but one gap of each"
+        )
+        assert runner.current(engine) == runner.heads()
+        assert db_snapshot(org) == before
+    finally:
         engine.dispose()

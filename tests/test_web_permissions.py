@@ -114,7 +114,7 @@ UPDATE = {"status": "in_progress"}
 ASSIGNERS = {"lee", "max"}
 POINT = {"sam"}  # sam is a point person of every cycle; pia is one of none
 SAM_LEE_MAX = {"sam", "lee", "max"}
-UPDATERS = {"sid", "lee", "max", "sam"}  # sid owns the item
+UPDATERS = {"sid", "meg", "lee", "max", "sam"}  # sid owns the item, meg is its counterpart
 
 CASES: list[Case] = [
     # --- API: the signed-in person and the organisation
@@ -248,6 +248,31 @@ CASES: list[Case] = [
         UPDATERS,
         200,
         body(kpi="sla_attainment", target="80%"),
+    ),
+    Case(
+        "POST",
+        "/api/v1/actions/{action_id}/gaps",
+        api(action("execute_sid", "/gaps")),
+        ASSIGNERS,
+        200,
+        lambda r: {"gap_id": r.world.gaps["execute_second"]},
+    ),
+    Case(
+        "DELETE",
+        "/api/v1/actions/{action_id}/gaps/{gap_id}",
+        lambda r: (
+            f"/api/v1/actions/{r.world.actions['execute_sid']}/gaps/{r.world.gaps['execute']}"
+        ),
+        ASSIGNERS,
+        200,
+    ),
+    Case(
+        "POST",
+        "/api/v1/actions/{action_id}/signoff",
+        api(action("awaiting_signoff", "/signoff")),
+        {"meg"},  # its counterpart
+        200,
+        body(),
     ),
     # --- API: recap
     Case("GET", "/api/v1/cycles/{cycle_id}/recap", api(cyc("recap", "/recap")), SEEING, 200),
@@ -427,6 +452,32 @@ CASES: list[Case] = [
     ),
     Case(
         "POST",
+        "/actions/{action_id}/gaps",
+        action("execute_sid", "/gaps"),
+        ASSIGNERS,
+        303,
+        lambda r: {"gap_id": str(r.world.gaps["execute_second"])},
+    ),
+    Case(
+        "POST",
+        "/actions/{action_id}/gaps/{gap_id}/unlink",
+        lambda r: (
+            f"/actions/{r.world.actions['execute_sid']}/gaps/{r.world.gaps['execute']}/unlink"
+        ),
+        ASSIGNERS,
+        303,
+        form(),
+    ),
+    Case(
+        "POST",
+        "/actions/{action_id}/signoff",
+        action("awaiting_signoff", "/signoff"),
+        {"meg"},  # its counterpart
+        303,
+        form(),
+    ),
+    Case(
+        "POST",
         "/account/tokens/{token_id}/revoke",
         lambda r: f"/account{token('/revoke')(r)}",
         {"sid"},
@@ -451,7 +502,34 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             r.extra["sid_token"] = s.scalar(
                 select(ApiToken.id).where(ApiToken.person_id == r.personas["sid"].id)
             )
+            # Sid says his third item is done; Meg, its counterpart, signs it off.
+            r.world.actions["awaiting_signoff"] = awaiting_signoff(s, r.world.cycles["execute"])
         yield r
+
+
+def awaiting_signoff(s: Any, cycle_id: int) -> int:
+    """An item of the cycle owned by Sid, with Meg as counterpart, waiting for her sign-off
+    (as under a playbook that asks counterparts to sign off)."""
+    from sqlalchemy import update
+
+    from models.enums import ActionStatus
+    from models.tables import ActionItem, Person
+
+    sid, meg = (
+        s.scalar(select(Person.id).where(Person.email == f"{n}@acme.test")) for n in ("sid", "meg")
+    )
+    item_id = s.scalar(
+        select(ActionItem.id)
+        .where(ActionItem.cycle_id == cycle_id, ActionItem.owner_id == sid)
+        .order_by(ActionItem.id.desc())
+        .limit(1)
+    )
+    s.execute(
+        update(ActionItem)
+        .where(ActionItem.id == item_id)
+        .values(status=ActionStatus.AWAITING_SIGNOFF, counterpart_id=meg)
+    )
+    return item_id
 
 
 def _request(r: Rig, case: Case, who: str) -> Any:
@@ -530,7 +608,9 @@ def test_pages_offer_only_the_actions_the_viewer_may_take(world: Rig) -> None:
     sid_item = world.world.actions["execute_sid"]
     meg_item = world.world.actions["execute_meg"]
     assert f'action="/actions/{sid_item}/update"' in sid_page  # his own item
-    assert f'action="/actions/{meg_item}/update"' not in sid_page  # not Meg's
+    assert f'action="/actions/{meg_item}/update"' in sid_page  # Meg's, his the counterpart
+    pia_page = world.client("pia").get(f"/cycles/{execute}/actions").text
+    assert f'action="/actions/{meg_item}/update"' not in pia_page  # neither hers nor paired
     for who, can in (("max", True), ("lee", False), ("sam", False)):
         page = world.client(who).get(f"/cycles/{recap}/recap").text
         assert ("Sign off the recap" in page) is can, who

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 def action_add(
     cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
     title: str = typer.Option(..., "--title"),
-    gap: int | None = typer.Option(None, "--gap", metavar="GAP_ID", help="The gap it addresses."),
+    gap: list[int] | None = typer.Option(
+        None, "--gap", metavar="GAP_ID", help="A gap it addresses (repeat for several)."
+    ),
     owner: str | None = typer.Option(None, "--owner", metavar="EMAIL"),
     counterpart: str | None = typer.Option(
         None, "--counterpart", metavar="EMAIL", help="Their contact on the other team."
@@ -50,7 +52,7 @@ def action_add(
     from models.services import actions
 
     data = ActionItemCreate(
-        gap_id=gap,
+        gap_ids=gap or [],
         title=title,
         description=description,
         owner=owner,
@@ -147,6 +149,67 @@ def action_update(
             f"action {out.id} updated: {out.status}, {out.confidence}, {out.priority} priority, "
             f"{_action_who(out)}"
         )
+
+
+@action_app.command("link")
+def action_link(
+    action_id: int = typer.Argument(..., metavar="ACTION_ID"),
+    gap: int = typer.Option(..., "--gap", metavar="GAP_ID", help="An accepted gap of its cycle."),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """The action item addresses one more gap (leads and managers; plan and execute)."""
+    _link(action_id, gap, as_, json_, link=True)
+
+
+@action_app.command("unlink")
+def action_unlink(
+    action_id: int = typer.Argument(..., metavar="ACTION_ID"),
+    gap: int = typer.Option(..., "--gap", metavar="GAP_ID"),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """The action item no longer addresses a gap (leads and managers; plan and execute)."""
+    _link(action_id, gap, as_, json_, link=False)
+
+
+def _link(action_id: int, gap: int, as_: str | None, json_: bool, *, link: bool) -> None:
+    from models.schemas import ActionItemRead
+    from models.services import actions
+
+    with cc.unit_of_work() as s:
+        actor = cc.actor(s, as_)
+        item = actions.get_action(s, action_id)
+        changed = (actions.link_gap if link else actions.unlink_gap)(s, item, gap, actor)
+        out = ActionItemRead.model_validate(item)
+    if json_:
+        emit_json(out)
+        return
+    said = f"addresses gap {gap}" if link else f"no longer addresses gap {gap}"
+    unchanged = " (it already did)" if link else " (it did not)"
+    left = ", ".join(map(str, out.gap_ids)) or "none"
+    ok(f"action {out.id} {said}{'' if changed else unchanged}; its gaps: {left}")
+
+
+@action_app.command("signoff")
+def action_signoff(
+    action_id: int = typer.Argument(..., metavar="ACTION_ID"),
+    expected_version: int | None = EXPECTED_VERSION,
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Sign off an item its owner marked done (its counterpart, where the playbook asks)."""
+    from models.schemas import ActionItemRead
+    from models.services import actions
+
+    with cc.unit_of_work() as s:
+        actor = cc.actor(s, as_)
+        item = actions.sign_off_action(s, actions.get_action(s, action_id), actor, expected_version)
+        out = ActionItemRead.model_validate(item)
+    if json_:
+        emit_json(out)
+    else:
+        ok(f"action {out.id} signed off: it counts as done")
 
 
 @action_app.command("list")

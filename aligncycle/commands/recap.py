@@ -31,8 +31,11 @@ def retro_show(
     from models.services import recap
 
     with cc.unit_of_work() as s:
-        retro = recap.get_retrospective(s, load_cycle(s, cycle_id))
+        cycle = load_cycle(s, cycle_id)
+        retro = recap.get_retrospective(s, cycle)
         out = RetrospectiveRead.model_validate(retro) if retro is not None else None
+        if out is not None:  # while it can change, the numbers as they are now
+            out = out.model_copy(update={"facts": recap.current_facts(s, cycle, retro)})
     if json_:
         emit_json(out)
         return
@@ -40,7 +43,13 @@ def retro_show(
         ok(f"cycle {cycle_id} has no retrospective yet")
         return
     ok(f"retrospective of cycle {cycle_id} (version {out.version})")
-    ok(f"recorded by {ref(out.recorded_by) or 'the recap flow'} at {when(out.recorded_at)} UTC")
+    if out.recorded_by is None:
+        ok(
+            f"a draft made from the cycle's facts at {when(out.recorded_at)} UTC: a point "
+            f"person reviews and saves it (aligncycle retro record {cycle_id})"
+        )
+    else:
+        ok(f"saved by {ref(out.recorded_by)} at {when(out.recorded_at)} UTC")
     if out.signed_off_by is not None:
         ok(f"signed off by {out.signed_off_by.email} at {when(out.signed_off_at)} UTC")
     else:
@@ -57,11 +66,18 @@ def retro_show(
             ok(f"  - {value}")
     f = out.facts
     if f:
+        from models.rules import counted
+
         ok(
-            f"facts: {f.get('actions_done', 0)}/{f.get('actions_total', 0)} actions done, "
-            f"{f.get('actions_late', 0)} late, {f.get('gaps_total', 0)} gaps, "
-            f"{f.get('survey_responses', 0)} survey responses"
-            + (f" (mean {f['survey_mean']})" if f.get("survey_mean") is not None else "")
+            f"facts: {f.get('actions_done', 0)} of "
+            f"{counted(f.get('actions_total', 0), 'action item')} done, "
+            f"{f.get('actions_late', 0)} late, {counted(f.get('gaps_total', 0), 'gap')}, "
+            f"{counted(f.get('survey_responses', 0), 'survey answer')}"
+            + (
+                f" (mean {f['survey_mean']} of the {f.get('survey_published')} published)"
+                if f.get("survey_mean") is not None
+                else ""
+            )
         )
 
 
@@ -157,11 +173,15 @@ def survey_show(
     if json_:
         emit_json(out)
         return
+    from models.rules import counted
+
     mean = f", mean {out.mean}" if out.mean is not None else ""
-    ok(f"cycle {out.cycle_id}: {out.responses} response(s){mean}")
-    note = getattr(out, "note", None)
-    if note:
-        ok(f"({note})")
+    ok(
+        f"cycle {out.cycle_id}: {counted(out.responses, 'answer')}, {out.published} of them in "
+        f"the results{mean}"
+    )
+    if out.note:
+        ok(out.note)
     if out.distribution:
         ok("scores: " + ", ".join(f"{k}: {v}" for k, v in sorted(out.distribution.items())))
     if out.by_team:

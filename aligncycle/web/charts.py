@@ -156,6 +156,28 @@ class Series:
     color: str = "blue"
 
 
+#: The widest a character of an 11 px label gets (capitals, "m", "w"), for the label room.
+LABEL_CHAR_PX = 7.0
+
+
+def label_room(n: int, step: float, span: float, rows: int = 1) -> float:
+    """The width each of ``n`` axis labels ``step`` apart may take so that none overlaps its
+    neighbour on the same row: the end labels are anchored at the edges (they run one way), so
+    a label may take two thirds of the distance to its same-row neighbour (half, with only
+    the two end labels)."""
+    if n <= 1:
+        return span
+    if n == 2:  # both anchored at the edges, running towards each other
+        return step / 2
+    return step * rows * 2 / 3
+
+
+def fit_label(label: str, room: float) -> str:
+    """``label``, cut with an ellipsis to fit ``room`` pixels."""
+    most = max(3, int(room // LABEL_CHAR_PX))
+    return label if len(label) <= most else label[: most - 1].rstrip() + "…"
+
+
 def lines(
     labels: Sequence[str],
     series: Sequence[Series],
@@ -164,10 +186,17 @@ def lines(
     max_value: float,
     unit: str = "",
 ) -> Markup:
-    """One line per series over the labels (cycles); gaps where a value is missing."""
+    """One line per series over the labels (cycles); gaps where a value is missing. Labels
+    never overlap: each is cut to the room it has (its full text is its tooltip), and when
+    that room is too small for a readable label they take two rows, every other one lower."""
     width, height, left, right, top_pad, base = 600, 236, 44, 24, 26, 186
     n = max(1, len(labels))
     step = (width - left - right) / max(1, n - 1)
+    room = label_room(n, step, width - left - right)
+    stagger = n > 2 and room < LABEL_CHAR_PX * 10
+    if stagger:
+        room = label_room(n, step, width - left - right, rows=2)
+        height += 14
 
     def x(i: int) -> float:
         return left + (i * step if n > 1 else (width - left - right) / 2)
@@ -185,15 +214,17 @@ def lines(
             f'fill="#64748b">{escape(_fmt(v, unit))}</text>'
         )
     for i, label in enumerate(labels):
-        short = label if len(label) <= 18 else label[:17] + "…"
+        short = fit_label(label, room)
         anchor = "middle"
         if n > 1 and i == 0:
             anchor = "start"
         elif n > 1 and i == n - 1:
             anchor = "end"
+        row = 13 if stagger and i % 2 else 0
+        tip = f"<title>{escape(label)}</title>" if short != label else ""
         parts.append(
-            f'<text x="{x(i):.1f}" y="{base + 18}" text-anchor="{anchor}" font-size="11" '
-            f'fill="#334155">{escape(short)}</text>'
+            f'<text x="{x(i):.1f}" y="{base + 18 + row}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#334155">{tip}{escape(short)}</text>'
         )
     for s in series:
         color = _color(s.color)

@@ -112,11 +112,18 @@ VERBS = {
     "action.reassigned": "reassigned an action item",
     "action.updated": "updated an action item",
     "action.carried_over": "carried an action item over",
+    "action.gap_linked": "linked an action item to a gap",
+    "action.gap_unlinked": "unlinked an action item from a gap",
+    "action.signed_off": "signed off an action item",
+    "gap.carried_over": "carried a gap over",
     "checkin.added": "checked in",
-    "retro.recorded": "recorded the retrospective",
+    "retro.drafted": "drafted the retrospective from the cycle's facts",
+    "retro.recorded": "saved the retrospective",
     "retro.revised": "revised the retrospective",
     "retro.signed_off": "signed off the recap",
     "survey.answered": "answered the survey",
+    "survey.published": "published a batch of survey answers",
+    "survey.closed": "closed the survey",
 }
 
 
@@ -173,6 +180,8 @@ def _options(kind: str, current: str | None) -> Markup:
             value.value, Markup(" selected") if value.value == current else "", label
         )
         for value, label in labels.items()
+        # an item waits for sign-off when someone marks it done: not a status to choose
+        if value is not ActionStatus.AWAITING_SIGNOFF or value.value == current
     )
 
 

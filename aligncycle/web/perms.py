@@ -103,14 +103,26 @@ class CyclePerms:
     def can_move_due_dates(self) -> bool:
         return self.is_assigner
 
+    @property
+    def can_link_gaps(self) -> bool:
+        return phase_allows(self.phase, "plan_action") and self.is_assigner
+
     def can_update(self, item: ActionItem) -> bool:
         return phase_allows(self.phase, "update_action") and can_update_action(
-            self.actor, item.owner_id, self.facts
+            self.actor, item.owner_id, self.facts, item.counterpart_id
+        )
+
+    def can_sign_off_action(self, item: ActionItem) -> bool:
+        """The counterpart's sign-off button: on an item waiting for it."""
+        return (
+            phase_allows(self.phase, "sign_off_action")
+            and item.status is ActionStatus.AWAITING_SIGNOFF
+            and item.counterpart_id == self.me.id
         )
 
     def can_set_target(self, item: ActionItem) -> bool:
         return phase_allows(self.phase, "set_target") and can_update_action(
-            self.actor, item.owner_id, self.facts
+            self.actor, item.owner_id, self.facts, item.counterpart_id
         )
 
     def can_check_in(self, item: ActionItem) -> bool:
@@ -122,10 +134,12 @@ class CyclePerms:
         return self.phase is Phase.RECAP and self.is_point_person
 
     def can_sign_off(self, retro: object | None) -> bool:
+        """A manager, on a retrospective a point person saved (not the draft)."""
         return (
             self.phase is Phase.RECAP
             and self.is_manager
             and retro is not None
+            and getattr(retro, "recorded_by_id", None) is not None
             and getattr(retro, "signed_off_at", None) is None
         )
 
@@ -137,6 +151,7 @@ STATUS_LABELS = {
     ActionStatus.OPEN: "Open",
     ActionStatus.IN_PROGRESS: "In progress",
     ActionStatus.BLOCKED: "Blocked",
+    ActionStatus.AWAITING_SIGNOFF: "Waiting for sign-off",
     ActionStatus.DONE: "Done",
     ActionStatus.DROPPED: "Dropped",
 }

@@ -93,7 +93,7 @@ def recap_charts(
         if teams:
             out["survey_teams"] = charts.hbars(
                 [
-                    charts.Bar(t["name"], t["mean"], "teal", f"({t['responses']} answers)")
+                    charts.Bar(t["name"], t["mean"], "teal", f"({t['published']} answers)")
                     for t in teams
                 ],
                 title="Average score by team",
@@ -157,6 +157,7 @@ def csv_rows(cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
             ]
         )
     rows.append(["survey", "responses", survey.answered])
+    rows.append(["survey", "published", survey.published])
     if survey.shown:
         rows.append(["survey", "mean", survey.mean])
         rows += [["survey", f"score:{k}", n] for k, n in sorted(survey.distribution.items())]

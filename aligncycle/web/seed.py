@@ -284,6 +284,7 @@ def build_world(session: Session, today: date | None = None) -> World:
     w.actions["execute_sid"] = acts[0]
     w.actions["execute_meg"] = acts[1]
     w.gaps["execute"] = gap_ids[0]
+    w.gaps["execute_second"] = gap_ids[1]
 
     # plan: an accepted gap and one action item without an owner yet
     c = start(session, "Content alignment sprint", today - timedelta(days=5))

@@ -351,7 +351,8 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "set_target", cycle.id)
-    if not can_update_action(as_actor(actor), item.owner_id, permission_facts(cycle)):
+    facts = permission_facts(cycle)
+    if not can_update_action(as_actor(actor), item.owner_id, facts, item.counterpart_id):
         raise Forbidden(f"action item {item.id} is not yours to set a target on")
     d = kpi_def(data.kpi)
     _check_value(data.kpi, "target", data.target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -105,7 +105,8 @@ class ActionRow(BaseModel):
     id: int
     key: str | None
     title: str
-    gap: str | None
+    #: The titles of the gaps it addresses.
+    gaps: list[str] = Field(default_factory=list)
     owner: str
     counterpart: str | None
     priority: str
@@ -121,7 +122,7 @@ def action_row(item: ActionItem, today: date) -> ActionRow:
         id=item.id,
         key=item.key,
         title=item.title,
-        gap=item.gap.title if item.gap else None,
+        gaps=[g.title for g in item.gaps],
         owner=action_owner_label(item),
         counterpart=item.counterpart.email if item.counterpart else None,
         priority=item.priority.value,

@@ -178,21 +178,29 @@ def update_action(
     session: Session, item: ActionItem, data: ActionProgress, actor: Person, today: date
 ) -> ActionItem:
     """An owner's update (or a lead's, or the counterpart's) as it means in each phase: in Plan
-    and Execute a dated check-in that moves status and confidence, with progress and a note;
+    and Execute a dated check-in that moves status and confidence, with progress and a note
+    (a check-in that changes neither needs no version: many people may check in at once);
     in Recap a plain update of status and confidence (check-ins are over). A changed due date
     is a separate update (leads and managers only). One unit of work: all or nothing."""
     cycle = cycle_service.get_cycle(session, item.cycle_id)
-    check_version(item, data.expected_version, f"action item {item.id}")
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
     if "due_date" in fields and fields["due_date"] == item.due_date:
         del fields["due_date"]
-    if "due_date" in fields:
+    expected = data.expected_version
+    if "due_date" in fields:  # compared with the item as the person read it, then moved
+        check_version(item, expected, f"action item {item.id}")
         action_service.update_action(
             session, item, ActionItemUpdate(due_date=fields.pop("due_date")), actor
         )
+        expected = None  # this unit of work holds the item now
     if cycle.phase in (Phase.PLAN, Phase.EXECUTE):
-        action_service.add_checkin(session, item, CheckInCreate(**fields), actor, today)
+        # a check-in: a note or progress needs no version; a change of status or confidence
+        # is compared with the item as the person read it (``add_checkin``)
+        action_service.add_checkin(
+            session, item, CheckInCreate(**fields), actor, today, expected_version=expected
+        )
         return item
+    check_version(item, expected, f"action item {item.id}")
     if fields.get("note") or fields.get("progress") is not None:
         raise InvalidInput(
             f"check-ins (notes and progress) are written in plan and execute; the cycle is in "

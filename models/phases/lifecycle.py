@@ -33,6 +33,7 @@ from models.schemas import (
     CycleCreate,
 )
 from models.services import cycles as cycle_service
+from models.services import recap as recap_service
 from models.services.common import as_actor, check_version, person_by_email, record_event
 from models.tables import ActionItem, Cycle, Person
 
@@ -109,7 +110,7 @@ class PhaseStart(BaseModel):
         if self.checkins_written:
             return f"{self.checkins_written} open action item(s) got their first check-in"
         if self.drafted_retrospective:
-            return "a draft retrospective is ready to review, complete and sign off"
+            return "a draft retrospective is ready: a point person reviews and saves it"
         return None
 
 
@@ -306,8 +307,9 @@ def start_phase(session: Session, cycle: Cycle, today: date) -> PhaseStart:
     (idempotent, so the flow running afterwards adds nothing): Plan, the playbook's proposals
     for the accepted gaps (:func:`propose_actions`); Execute, a check-in pass
     (:func:`execute_pass`); Recap, the drafted retrospective and carry-over
-    (:func:`build_recap`). Closed starts with nothing: the recap flow then only reads (the
-    report file it writes is the flow's job)."""
+    (:func:`build_recap`). Closed closes the survey (answers still waiting for their batch
+    are never shown: the audit log records who gave them); the recap flow then only reads
+    (the report file it writes is the flow's job)."""
     out = PhaseStart(phase=cycle.phase)
     if cycle.phase is Phase.PLAN:
         out.proposed = [a.id for a in propose_actions(session, cycle, today)]
@@ -315,6 +317,8 @@ def start_phase(session: Session, cycle: Cycle, today: date) -> PhaseStart:
         out.checkins_written = execute_pass(session, cycle, today).checkins_written
     elif cycle.phase is Phase.RECAP:
         out.drafted_retrospective = build_recap(session, cycle, today).drafted_by_flow
+    elif cycle.phase is Phase.CLOSED:
+        recap_service.close_survey(session, cycle)
     return out
 
 

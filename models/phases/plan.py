@@ -2,7 +2,8 @@
 
 :func:`decide_gap` is the one way a gap is decided with its consequences: a gap accepted
 during Plan gets the playbook's proposals at once. :func:`propose_actions` proposes for every
-accepted gap (idempotent on ``template:<gap id>:<template>``).
+accepted gap: one item per template in the cycle (idempotent on ``template:<template>``),
+linked to every accepted gap it addresses.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.enums import (
+    ActionStatus,
     GapDecision,
     Phase,
 )
@@ -32,7 +35,8 @@ from models.tables import ActionItem, Cycle, Gap, Person
 
 
 def default_owner(session: Session, cycle: Cycle, owner: OwnerSpec | None) -> Person | None:
-    """The one person a template's owner rule points at, or None (a lead assigns one)."""
+    """The one person of the cycle's teams a template's owner rule points at, or None (a lead
+    assigns one)."""
     if owner is None:
         return None
     person_id, _team_id = cycle_service.owner_for(session, owner, cycle.teams)
@@ -49,10 +53,18 @@ def _counterpart(cycle: Cycle, owner: Person | None) -> Person | None:
     return None
 
 
+def template_key(template_key: str) -> str:
+    """A proposal's natural key in its cycle: one item per template, whatever the number of
+    gaps it addresses."""
+    return f"template:{template_key}"
+
+
 def propose_actions(session: Session, cycle: Cycle, today: date) -> list[ActionItem]:
-    """One proposed action item per accepted gap and matching playbook template. Owners are
-    defaulted when exactly one person fits the template's owner; due dates come from the
-    template (capped at the end of the cycle). Returns the items created by this call."""
+    """The playbook's proposals for every accepted gap: one action item per template of the
+    gaps' categories, addressing every accepted gap it applies to (four hand-off gaps get one
+    hand-off SLA, linked to all four). Owners are defaulted when exactly one person of the
+    cycle's teams fits the template's owner; due dates come from the template (capped at the
+    end of the cycle). Idempotent. Returns the items created by this call."""
     require_phase(cycle, Phase.PLAN)
     created: list[ActionItem] = []
     for gap in gap_service.list_gaps(session, cycle, GapDecision.ACCEPTED):
@@ -63,13 +75,23 @@ def propose_actions(session: Session, cycle: Cycle, today: date) -> list[ActionI
 def propose_actions_for_gap(
     session: Session, cycle: Cycle, gap: Gap, today: date
 ) -> list[ActionItem]:
-    """:func:`propose_actions` for one accepted gap: what ``gaps.decide_gap`` records when a
-    gap is accepted during Plan (idempotent). Returns the items created by this call."""
+    """:func:`propose_actions` for one accepted gap: what a gap accepted during Plan gets. A
+    template already proposed in the cycle (for another gap) is linked to this gap instead of
+    being copied; a dropped one is left alone (the team decided against it). Idempotent.
+    Returns the items created by this call."""
     require_phase(cycle, Phase.PLAN)
     if gap.decision is not GapDecision.ACCEPTED:
         return []
     created: list[ActionItem] = []
     for template in cycle_service.spec(cycle).action_templates.get(gap.category, []):
+        key = template_key(template.key)
+        existing = session.scalar(
+            select(ActionItem).where(ActionItem.cycle_id == cycle.id, ActionItem.key == key)
+        )
+        if existing is not None:
+            if existing.status is not ActionStatus.DROPPED:
+                action_service.link_gap(session, existing, gap.id, None)
+            continue
         owner = default_owner(session, cycle, template.owner)
         counterpart = _counterpart(cycle, owner)
         due = today + timedelta(days=template.due_in_days)
@@ -79,8 +101,8 @@ def propose_actions_for_gap(
             session,
             cycle,
             ActionItemCreate(
-                key=f"template:{gap.id}:{template.key}",
-                gap_id=gap.id,
+                key=key,
+                gap_ids=[gap.id],
                 title=template.title,
                 description=template.description,
                 owner=owner.email if owner else None,
@@ -143,7 +165,7 @@ def actions_table(rows: list[ActionRow]) -> list[dict[str, Any]]:
     return [
         {
             "action": r.title,
-            "gap": r.gap or "",
+            "gaps": "; ".join(r.gaps),
             "owner": r.owner,
             "counterpart": r.counterpart or "",
             "priority": r.priority,
@@ -165,9 +187,12 @@ def render_plan_markdown(report: PlanReport) -> str:
         "",
     ]
     if report.actions:
-        lines += ["| Action | Gap | Owner | Due | Priority | Status |", "|---|---|---|---|---|---|"]
         lines += [
-            f"| {md(a.title)} | {md(a.gap or '')} | {a.owner} | "
+            "| Action | Gaps | Owner | Due | Priority | Status |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {md(a.title)} | {md('; '.join(a.gaps))} | {a.owner} | "
             f"{a.due_date.isoformat() if a.due_date else ''} | {a.priority} | {a.status} |"
             for a in report.actions
         ]

@@ -22,6 +22,7 @@ from models.enums import (
 from models.funnel import evidence
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import md, require_phase
+from models.rules import counted
 from models.schemas import (
     RetrospectiveRecord,
 )
@@ -72,6 +73,7 @@ class RecapReport(BaseModel):
     actions_late: list[str]
     actions_unfinished: list[str]
     survey_responses: int
+    survey_published: int = 0
     survey_mean: float | None
     survey_by_team: dict[str, float | None]
     survey_comments: list[str]
@@ -87,38 +89,53 @@ class RecapReport(BaseModel):
 
     @property
     def headline(self) -> str:
-        mean = f"{self.survey_mean:g}" if self.survey_mean is not None else "n/a"
         return (
-            f"{self.gaps_found} gap(s) found, {self.gaps_by_decision.get('accepted', 0)} accepted; "
+            f"{counted(self.gaps_found, 'gap')} found, "
+            f"{self.gaps_by_decision.get('accepted', 0)} accepted; "
             f"actions: {len(self.actions_done)} done, {len(self.actions_late)} late, "
             f"{len(self.actions_dropped)} dropped of {self.actions_total}; "
-            f"survey mean {mean} ({self.survey_responses} response(s)); "
-            f"{len(self.growth_areas)} growth area(s)"
+            f"{survey_words(self.survey_responses, self.survey_published, self.survey_mean)}; "
+            f"{counted(len(self.growth_areas), 'growth area')}"
         )
 
 
+def survey_words(answered: int, published: int, mean: float | None) -> str:
+    """The survey in one clause: how many answered, and the mean of those published."""
+    if mean is None:
+        return f"survey: {counted(answered, 'answer')}, no results yet"
+    return f"survey mean {mean:g} of 5 from {counted(published, 'answer')}" + (
+        f" ({answered - published} more waiting)" if answered > published else ""
+    )
+
+
 def _draft(facts: dict[str, Any], done: list[str]) -> RetrospectiveRecord:
+    """The retrospective as the facts tell it: a draft for a point person to review."""
     unfinished = facts["actions_unfinished"]
+    survey = survey_words(
+        facts["survey_responses"], facts.get("survey_published", 0), facts["survey_mean"]
+    )
     return RetrospectiveRecord(
         improvements=[f"done: {t}" for t in done],
         next_time=(
-            [f"carry the {unfinished} open action item(s) into the next cycle"]
+            [f"carry the {counted(unfinished, 'open action item')} into the next cycle"]
             if unfinished
             else []
         ),
         summary=(
-            f"{facts['actions_done']} of {facts['actions_total']} action item(s) done, "
-            f"{facts['actions_late']} late; {len(facts['unresolved_gaps'])} gap(s) unresolved."
+            f"{facts['actions_done']} of {counted(facts['actions_total'], 'action item')} done, "
+            f"{facts['actions_late']} late; "
+            f"{counted(len(facts['unresolved_gaps']), 'gap')} unresolved; {survey}."
         ),
     )
 
 
 def _labels(items: list[ActionItem]) -> dict[int, str]:
-    """Item titles, with the gap added where two items share a title (one template proposed
-    for two gaps of the same category)."""
+    """Item titles, with the gaps they address added where two items share a title."""
     count = Counter(i.title for i in items)
     return {
-        i.id: f"{i.title} (gap: {i.gap.title})" if count[i.title] > 1 and i.gap else i.title
+        i.id: f"{i.title} (for {'; '.join(g.title for g in i.gaps)})"
+        if count[i.title] > 1 and i.gaps
+        else i.title
         for i in items
     }
 
@@ -173,6 +190,7 @@ def build_recap(
         actions_late=[label[i.id] for i in items if i.was_late(today)],
         actions_unfinished=[label[i.id] for i in items if i.status not in FINISHED_STATUSES],
         survey_responses=survey.responses,
+        survey_published=survey.published,
         survey_mean=survey.mean,
         survey_by_team={t.team: t.mean for t in survey.by_team},
         survey_comments=survey.comments,
@@ -194,7 +212,6 @@ def render_recap_markdown(report: RecapReport) -> str:
             return [f"## {title}", "", "None.", ""]
         return [f"## {title}", ""] + [f"- {md(e)}" for e in entries] + [""]
 
-    mean = f"{report.survey_mean:g} / 5" if report.survey_mean is not None else "no responses"
     lines = [
         f"# Recap — cycle {report.cycle_id}: {report.title}",
         "",
@@ -220,12 +237,10 @@ def render_recap_markdown(report: RecapReport) -> str:
     lines += section("Late", report.actions_late)
     lines += section("Dropped", report.actions_dropped)
     lines += section("Still open", report.actions_unfinished)
-    lines += ["## Team survey", "", f"Mean score: {mean} ({report.survey_responses} response(s))."]
-    if report.survey_by_team:
-        lines += [""] + [
-            f"- {team}: {m:g}" if m is not None else f"- {team}: n/a"
-            for team, m in report.survey_by_team.items()
-        ]
+    survey = survey_words(report.survey_responses, report.survey_published, report.survey_mean)
+    lines += ["## Team survey", "", survey[0].upper() + survey[1:] + "."]
+    if any(m is not None for m in report.survey_by_team.values()):
+        lines += [""] + [f"- {team}: {m:g}" for team, m in report.survey_by_team.items() if m]
     if report.survey_comments:
         lines += ["", "Comments:", ""] + [f"- “{md(c)}”" for c in report.survey_comments]
     lines.append("")
@@ -235,15 +250,17 @@ def render_recap_markdown(report: RecapReport) -> str:
     lines += section("Growth areas", report.growth_areas)
     lines += section("Next time", report.next_time)
     retro_by = (
-        "drafted by the recap flow" if report.drafted_by_flow else "recorded by a point person"
+        "a draft made from the cycle's facts, not yet saved by a point person"
+        if report.drafted_by_flow
+        else "saved by a point person"
     )
     signed = (
         f"signed off by {report.signed_off_by}" if report.signed_off_by else "not signed off yet"
     )
-    lines += [f"Retrospective {retro_by}; {signed}."]
+    lines += [f"Retrospective: {retro_by}; {signed}."]
     if report.follow_up_cycles:
         ids = ", ".join(str(i) for i in report.follow_up_cycles)
-        lines += ["", f"Follow-up cycle(s): {ids}; open action items are carried over."]
+        lines += ["", f"Followed up by cycle {ids}: its open action items are carried over."]
     return "\n".join(lines) + "\n"
 
 

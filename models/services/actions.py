@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
@@ -16,7 +16,10 @@ from models.rules import (
     ASSIGNERS,
     can_update_action,
     require_assigner,
+    require_counterpart,
+    require_on_cycle_teams,
     require_phase_allows,
+    status_when_done,
 )
 from models.schemas import ActionItemAssign, ActionItemCreate, ActionItemUpdate, CheckInCreate
 from models.services.access import require_visible
@@ -30,8 +33,8 @@ from models.services.common import (
     record_event,
     snapshot,
 )
-from models.services.cycles import permission_facts
-from models.tables import ActionItem, CheckIn, Cycle, Gap, Person, Team
+from models.services.cycles import permission_facts, spec
+from models.tables import ActionItem, ActionItemGap, CheckIn, Cycle, Gap, Person, Team
 
 TRACKED = [
     "title",
@@ -50,15 +53,45 @@ def get_action(session: Session, action_id: int) -> ActionItem:
 
 
 def _people(
-    session: Session, owner: str | None, counterpart: str | None
+    session: Session, cycle: Cycle, owner: str | None, counterpart: str | None
 ) -> tuple[Person | None, Person | None]:
     o = person_by_email(session, owner) if owner else None
     c = person_by_email(session, counterpart) if counterpart else None
+    teams = [ct.team for ct in cycle.teams]
+    for person, what in ((o, "owner"), (c, "counterpart")):
+        if person is not None:
+            require_on_cycle_teams(person, [t.id for t in teams], [t.name for t in teams], what)
     if o is not None and c is not None and o.team_id == c.team_id:
         raise InvalidInput(
-            f"the counterpart ({c.email}) must be on the other team, not {o.team.key!r} too"
+            f"the counterpart ({c.name}) must be on the other team, not on {o.team.name} too",
+            field="counterpart",
         )
     return o, c
+
+
+_NOT_ACCEPTED = {
+    GapDecision.OPEN: "not decided yet",
+    GapDecision.DEFERRED: "deferred",
+    GapDecision.REJECTED: "rejected",
+}
+
+
+def _accepted_gaps(session: Session, cycle: Cycle, gap_ids: list[int]) -> list[Gap]:
+    """The cycle's accepted gaps with these ids; another cycle's gap is refused exactly like a
+    missing one."""
+    found = []
+    for gap_id in gap_ids:
+        gap = session.get(Gap, gap_id)
+        if gap is None or gap.cycle_id != cycle.id:
+            raise InvalidInput(f"no gap with id {gap_id} in cycle {cycle.id}", field="gap_id")
+        if gap.decision is not GapDecision.ACCEPTED:
+            raise InvalidInput(
+                f"the gap “{gap.title}” is {_NOT_ACCEPTED[gap.decision]}: action items address "
+                "accepted gaps",
+                field="gap_id",
+            )
+        found.append(gap)
+    return found
 
 
 def _within_period(cycle: Cycle, name: str, value: date | None) -> None:
@@ -96,24 +129,16 @@ def add_action(
         )
         if existing is not None:
             return existing, False
-    gap = None
-    if data.gap_id is not None:
-        gap = session.get(Gap, data.gap_id)
-        if gap is None or gap.cycle_id != cycle.id:  # another cycle's gap: as if none existed
-            raise InvalidInput(f"no gap with id {data.gap_id} in cycle {cycle.id}", field="gap_id")
-        if gap.decision is not GapDecision.ACCEPTED:
-            raise InvalidInput(
-                f"gap {gap.id} is {gap.decision}; action items address accepted gaps"
-            )
+    gaps = _accepted_gaps(session, cycle, data.all_gap_ids)
     due_date, follow_up_date = data.due_date, data.follow_up_date
     if actor is None:
         due_date, follow_up_date = _clamp(cycle, due_date), _clamp(cycle, follow_up_date)
     _within_period(cycle, "due_date", due_date)
     _within_period(cycle, "follow_up_date", follow_up_date)
-    owner, counterpart = _people(session, data.owner, data.counterpart)
+    owner, counterpart = _people(session, cycle, data.owner, data.counterpart)
     item = ActionItem(
         cycle_id=cycle.id,
-        gap_id=gap.id if gap else None,
+        gaps=gaps,
         key=data.key,
         title=data.title,
         description=data.description,
@@ -138,8 +163,8 @@ def add_action(
         obj=item,
         object_type="action_item",
         cycle_id=cycle.id,
-        after=snapshot(item, ["title", "priority", "due_date", "gap_id", "key"])
-        | {"owner": owner.email if owner else None},
+        after=snapshot(item, ["title", "priority", "due_date", "key"])
+        | {"gap_ids": [g.id for g in gaps], "owner": owner.email if owner else None},
     )
     session.flush()
     return item, True
@@ -157,7 +182,7 @@ def assign_action(
     due_date = data.due_date or item.due_date
     if item.follow_up_date and due_date and item.follow_up_date > due_date:
         raise InvalidInput("the new due_date is before the item's follow_up_date")
-    owner, counterpart = _people(session, data.owner, data.counterpart)
+    owner, counterpart = _people(session, cycle, data.owner, data.counterpart)
     before = {
         "owner": item.owner.email if item.owner else None,
         "counterpart": item.counterpart.email if item.counterpart else None,
@@ -191,11 +216,124 @@ def assign_action(
     return item
 
 
-def _apply_status(item: ActionItem, status: ActionStatus | None) -> None:
+def _to_link(session: Session, item: ActionItem, actor: Person | None) -> Cycle:
+    """Who and when links an item to gaps: a lead or manager (or a rule), while planning."""
+    cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
+    if actor is not None:
+        require_assigner(as_actor(actor), "link action items to gaps")
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "plan_action", cycle.id)
+    return cycle
+
+
+def link_gap(session: Session, item: ActionItem, gap_id: int, actor: Person | None) -> bool:
+    """Record that ``item`` addresses gap ``gap_id`` too (another accepted gap of its cycle).
+    Leads and managers, or a rule (``actor`` None: Plan's proposals). Idempotent: False when
+    the item already addressed the gap. Writes the link row only: the item's version stays,
+    so two gaps accepted at once both link to one proposal."""
+    cycle = _to_link(session, item, actor)
+    [gap] = _accepted_gaps(session, cycle, [gap_id])
+    if gap.id in item.gap_ids:
+        return False
+    session.add(ActionItemGap(action_item_id=item.id, gap_id=gap.id))
+    flush_unique(session, Conflict(f"action item {item.id} was just linked to that gap; reload"))
+    session.expire(item, ["gaps"])
+    record_event(
+        session,
+        actor=actor,
+        verb="action.gap_linked",
+        obj=item,
+        object_type="action_item",
+        cycle_id=cycle.id,
+        after={"gap_id": gap.id, "gap": gap.title},
+    )
+    session.flush()
+    return True
+
+
+def unlink_gap(session: Session, item: ActionItem, gap_id: int, actor: Person) -> bool:
+    """The item no longer addresses gap ``gap_id`` (leads and managers, in plan or execute).
+    False when it did not. The Plan gate then asks for other work on the gap."""
+    cycle = _to_link(session, item, actor)
+    gap = session.get(Gap, gap_id)
+    if gap is None or gap.cycle_id != cycle.id:  # another cycle's gap: as if none existed
+        raise InvalidInput(f"no gap with id {gap_id} in cycle {cycle.id}", field="gap_id")
+    link = session.get(ActionItemGap, (item.id, gap.id))
+    if link is None:
+        return False
+    session.delete(link)
+    session.flush()
+    session.expire(item, ["gaps"])
+    record_event(
+        session,
+        actor=actor,
+        verb="action.gap_unlinked",
+        obj=item,
+        object_type="action_item",
+        cycle_id=cycle.id,
+        before={"gap_id": gap.id, "gap": gap.title},
+    )
+    session.flush()
+    return True
+
+
+def _apply_status(
+    cycle: Cycle, item: ActionItem, status: ActionStatus | None, actor: Person | None
+) -> None:
+    """Set the item's status as its rules say: "done" waits for the counterpart's sign-off
+    where the playbook asks for one (``rules.status_when_done``)."""
+    if status is ActionStatus.AWAITING_SIGNOFF:
+        raise InvalidInput(
+            "an item waits for sign-off when its owner marks it done: choose done",
+            field="status",
+        )
+    if status is ActionStatus.DONE and item.status is not ActionStatus.DONE:
+        required = spec(cycle).settings.counterpart_signoff
+        status = status_when_done(as_actor(actor) if actor else None, item.counterpart_id, required)
+        if status is ActionStatus.DONE and required and item.counterpart_id is not None:
+            _signed_off(item, actor)  # the counterpart says it is done: that is the sign-off
     if status is None or status is item.status:
         return
     item.status = status
     item.completed_at = utcnow() if status is ActionStatus.DONE else None
+    if status is not ActionStatus.DONE:
+        item.signed_off_by_id, item.signed_off_at = None, None
+
+
+def _signed_off(item: ActionItem, actor: Person | None) -> None:
+    item.signed_off_by = actor
+    item.signed_off_at = utcnow()
+
+
+def sign_off_action(
+    session: Session, item: ActionItem, actor: Person, expected_version: int | None = None
+) -> ActionItem:
+    """The counterpart signs off an item its owner marked done: it counts as done from now.
+    Only the counterpart, and only an item waiting for it."""
+    cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
+    require_visible(actor, cycle, "action item", item.id)
+    require_phase_allows(cycle.phase, "sign_off_action", cycle.id)
+    require_counterpart(as_actor(actor), item.counterpart_id, item.id)
+    check_version(item, expected_version, f"action item {item.id}")
+    if item.status is not ActionStatus.AWAITING_SIGNOFF:
+        raise InvalidInput(
+            f"“{item.title}” is not waiting for a sign-off: its owner marks it done first"
+        )
+    item.status = ActionStatus.DONE
+    item.completed_at = utcnow()
+    _signed_off(item, actor)
+    record_event(
+        session,
+        actor=actor,
+        verb="action.signed_off",
+        obj=item,
+        object_type="action_item",
+        cycle_id=cycle.id,
+        before={"status": ActionStatus.AWAITING_SIGNOFF},
+        after={"status": ActionStatus.DONE, "signed_off_by": actor.email},
+    )
+    session.flush()
+    return item
 
 
 def update_action(
@@ -204,7 +342,9 @@ def update_action(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "update_action", cycle.id)
-    if not can_update_action(as_actor(actor), item.owner_id, permission_facts(cycle)):
+    if not can_update_action(
+        as_actor(actor), item.owner_id, permission_facts(cycle), item.counterpart_id
+    ):
         raise Forbidden(f"action item {item.id} is not yours to update")
     check_version(item, data.expected_version, f"action item {item.id}")
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
@@ -224,7 +364,7 @@ def update_action(
     if due and follow_up and follow_up > due:
         raise InvalidInput("follow_up_date is after due_date")
     before = snapshot(item, TRACKED)
-    _apply_status(item, fields.pop("status", None))
+    _apply_status(cycle, item, fields.pop("status", None), actor)
     for name, value in fields.items():
         setattr(item, name, value)
     b, a = changes(before, snapshot(item, TRACKED))
@@ -249,14 +389,22 @@ def add_checkin(
     data: CheckInCreate,
     actor: Person | None,
     today: date | None = None,
+    expected_version: int | None = None,
 ) -> tuple[CheckIn, bool]:
     """A dated progress note; also moves the item's status and confidence. ``actor`` None
-    means written by a flow run (then ``key`` makes it idempotent)."""
+    means written by a flow run (then ``key`` makes it idempotent).
+
+    A check-in appends: a note or progress needs no version of the item and never touches
+    its row, so many people checking in on one item at once never conflict. A status or
+    confidence the item already has (as it is now, not as it was read) changes nothing
+    either. A real change is compare-and-set: against ``expected_version`` (the item as the
+    person saw it) or else the item as this unit of work read it; a change someone else made
+    meanwhile is a conflict, never overwritten."""
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "check_in", cycle.id)
     if actor is not None and not can_update_action(
-        as_actor(actor), item.owner_id, permission_facts(cycle)
+        as_actor(actor), item.owner_id, permission_facts(cycle), item.counterpart_id
     ):
         raise Forbidden(f"action item {item.id} is not yours to check in on")
     if data.key:
@@ -265,9 +413,14 @@ def add_checkin(
         )
         if existing is not None:
             return existing, False
+    basis = expected_version if expected_version is not None else item.version
+    if changes_item(item, data.status, data.confidence):
+        _hold(session, item)
+        if changes_item(item, data.status, data.confidence):
+            check_version(item, basis, f"action item {item.id}")
     before = snapshot(item, ["status", "confidence"])
-    _apply_status(item, data.status)
-    if data.confidence is not None:
+    _apply_status(cycle, item, data.status, actor)
+    if data.confidence is not None and data.confidence is not item.confidence:
         item.confidence = data.confidence
     checkin = CheckIn(
         action_item_id=item.id,
@@ -298,6 +451,29 @@ def add_checkin(
     )
     session.flush()
     return checkin, True
+
+
+def _hold(session: Session, item: ActionItem) -> None:
+    """Hold the item's row until the unit of work ends, and read it again: the next writer
+    of the same item waits, then starts from what this one left."""
+    t = ActionItem.__table__
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no FOR UPDATE: it takes its one write lock at the first write
+        session.execute(update(t).where(t.c.id == item.id).values(id=t.c.id))
+    else:
+        session.execute(select(t.c.id).where(t.c.id == item.id).with_for_update())
+    session.refresh(
+        item,
+        ["status", "confidence", "version", "completed_at", "signed_off_by_id", "signed_off_at"],
+    )
+
+
+def changes_item(item: ActionItem, status: ActionStatus | None, confidence: Any) -> bool:
+    """Whether a check-in with this status and confidence would change the item's row (the
+    only check-ins that need the item as the person read it)."""
+    return (status is not None and status is not item.status) or (
+        confidence is not None and confidence is not item.confidence
+    )
 
 
 def list_checkins(session: Session, item: ActionItem) -> list[CheckIn]:
@@ -382,6 +558,9 @@ def list_actions(
     row)."""
     filters = filters or ActionFilters(**by)
     stmt = action_query(filters, today or date.today()).options(
-        selectinload(ActionItem.counterpart), selectinload(ActionItem.assigned_by)
+        selectinload(ActionItem.counterpart),
+        selectinload(ActionItem.assigned_by),
+        selectinload(ActionItem.gaps),
+        selectinload(ActionItem.signed_off_by),
     )
     return list(session.scalars(stmt).unique())

@@ -33,6 +33,7 @@ from models.services.common import (
 from models.services.people import team_by_key
 from models.tables import (
     ActionItem,
+    ActionItemGap,
     ChecklistItem,
     Cycle,
     CycleTeam,
@@ -71,10 +72,11 @@ def owner_for(
     """(person id, team id) of the one person a playbook owner rule points at in a cycle.
 
     A point person of a named team is that team's point person in the cycle; otherwise the
-    rule points at the only active holder of the role (in the named team, if any). The person
-    is None when nobody or several people fit, or when the team does not take part in the
-    cycle. ``holders`` caches who holds a (role, team), so a playbook's questions cost one
-    query per distinct owner rather than one per question."""
+    rule points at the only active holder of the role in the named team, or (no team named)
+    on one of the cycle's teams: nobody outside them owns the cycle's work. The person is None
+    when nobody or several people fit, or when the team does not take part in the cycle.
+    ``holders`` caches who holds a (role, team), so a playbook's questions cost one query per
+    distinct owner rather than one per question."""
     ct = next((c for c in cycle_teams if owner.team and c.team.key == owner.team), None)
     if owner.team and ct is None:
         return None, None
@@ -86,6 +88,8 @@ def owner_for(
         stmt = select(Person.id).where(Person.role == owner.role, Person.active.is_(True))
         if team_id is not None:
             stmt = stmt.where(Person.team_id == team_id)
+        else:
+            stmt = stmt.where(Person.team_id.in_([c.team_id for c in cycle_teams]))
         holders[(owner.role, team_id)] = list(session.scalars(stmt.limit(2)))
     candidates = holders[(owner.role, team_id)]
     return (candidates[0] if len(candidates) == 1 else None), team_id
@@ -285,8 +289,9 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
     ).all()
     planned = (
         select(ActionItem.id)
+        .join(ActionItemGap, ActionItemGap.action_item_id == ActionItem.id)
         .where(
-            ActionItem.gap_id == Gap.id,
+            ActionItemGap.gap_id == Gap.id,
             ActionItem.owner_id.is_not(None),
             ActionItem.due_date.is_not(None),
             ActionItem.status != ActionStatus.DROPPED,
@@ -315,7 +320,8 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
             ct.team.key for ct in cycle.teams if not ct.point_person_id
         ),
         unfinished_actions=tuple(unfinished),
-        has_retrospective=retro is not None,
+        has_retrospective=retro is not None and retro.recorded_by_id is not None,
+        retrospective_drafted=retro is not None and retro.recorded_by_id is None,
         signed_off=retro is not None and retro.signed_off_at is not None,
         signoff_required=spec(cycle).settings.manager_signoff_required,
     )

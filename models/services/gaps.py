@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from models.base import utcnow
 from models.enums import FINISHED_STATUSES, GapDecision, GapSource
 from models.errors import Conflict, Forbidden, InvalidInput
-from models.rules import can_decide_gap, require_phase_allows
+from models.rules import can_decide_gap, counted, require_phase_allows
 from models.schemas import GapCreate, GapDecide
 from models.services.access import require_visible
 from models.services.common import (
@@ -22,7 +22,7 @@ from models.services.common import (
     snapshot,
 )
 from models.services.cycles import permission_facts
-from models.tables import ActionItem, Cycle, Gap, Person
+from models.tables import ActionItem, ActionItemGap, Cycle, Gap, Person
 
 _VERB = {GapDecision.DEFERRED: "defer", GapDecision.REJECTED: "reject"}
 
@@ -88,12 +88,13 @@ def add_gap(
 
 
 def unfinished_actions(session: Session, gap: Gap) -> int:
-    """How many of the gap's action items are neither done nor dropped."""
+    """How many of the action items addressing the gap are neither done nor dropped."""
     return (
         session.scalar(
             select(func.count())
             .select_from(ActionItem)
-            .where(ActionItem.gap_id == gap.id, ActionItem.status.not_in(FINISHED_STATUSES))
+            .join(ActionItemGap, ActionItemGap.action_item_id == ActionItem.id)
+            .where(ActionItemGap.gap_id == gap.id, ActionItem.status.not_in(FINISHED_STATUSES))
         )
         or 0
     )
@@ -113,8 +114,9 @@ def decide_gap(session: Session, gap: Gap, data: GapDecide, actor: Person) -> Ga
         open_items = unfinished_actions(session, gap)
         if open_items:
             raise InvalidInput(
-                f"gap {gap.id} has {open_items} unfinished action item(s): drop or finish them "
-                f"first, then {_VERB.get(data.decision, 'decide')} the gap"
+                f"gap {gap.id} has {counted(open_items, 'unfinished action item')}: drop or "
+                f"finish {'it' if open_items == 1 else 'them'} (or unlink the gap) first, then "
+                f"{_VERB.get(data.decision, 'decide')} the gap"
             )
     fields = ["decision", "decision_reason"]
     before = snapshot(gap, fields)

@@ -8,7 +8,7 @@ from datetime import date
 from statistics import mean
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -18,9 +18,10 @@ from models.rules import require_manager
 from models.schemas import RetrospectiveRecord, SurveyRespond, SurveySummary, SurveyTeamResult
 from models.services.access import require_visible
 from models.services.common import as_actor, check_version, flush_unique, record_event, snapshot
-from models.services.cycles import point_person_ids
+from models.services.cycles import point_person_ids, spec
 from models.tables import (
     ActionItem,
+    ActionItemGap,
     Cycle,
     Gap,
     Person,
@@ -32,16 +33,22 @@ from models.tables import (
 
 RETRO_FIELDS = ["improvements", "growth_areas", "next_time", "summary"]
 
-#: Survey scores and comments are shown only when every team that answered has at least this
-#: many answers and, if any of its answers are anonymous, at least this many anonymous ones.
-#: Otherwise a team's mean, less the scores the audit log records for named answers (or the
-#: overall mean less the other teams'), would give an anonymous answer away.
-SURVEY_MIN_GROUP = 3
+
+def survey_min_answers(cycle: Cycle) -> int:
+    """The playbook's ``survey_min_answers``: results show from this many answers, go out
+    this many at a time, and a team's own average needs this many from it in every batch."""
+    return spec(cycle).settings.survey_min_answers
 
 
-def survey_group_visible(answers: int, anonymous: int) -> bool:
-    """Whether the results of a group of answers can be shown without giving one away."""
-    return answers >= SURVEY_MIN_GROUP and (anonymous == 0 or anonymous >= SURVEY_MIN_GROUP)
+def survey_rule(k: int) -> str:
+    """The survey's publication rule, in words, for every face."""
+    return (
+        f"Results appear once {k} people have answered, and then in batches: each time {k} "
+        f"more answers are in, they join the results together, never one at a time. Answers "
+        f"still waiting for their batch when the cycle closes are counted but never shown. "
+        f"Team averages show only when every batch held none or at least {k} answers from each "
+        "team. Comments are shown without names, in alphabetical order."
+    )
 
 
 def get_retrospective(session: Session, cycle: Cycle) -> Retrospective | None:
@@ -63,7 +70,14 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
     late = [i for i in items if i.was_late(today)]
     survey = summarize_survey(session, cycle)
     # A gap is resolved when it was rejected, or accepted and some work on it got done.
-    done_gaps = {i.gap_id for i in items if i.status is ActionStatus.DONE}
+    done_ids = [i.id for i in items if i.status is ActionStatus.DONE]
+    done_gaps = set(
+        session.scalars(
+            select(ActionItemGap.gap_id).where(ActionItemGap.action_item_id.in_(done_ids))
+        )
+        if done_ids
+        else ()
+    )
     unresolved = [
         g.title
         for g in gaps
@@ -82,9 +96,22 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
         "gaps_by_root_cause": dict(Counter(g.root_cause.value for g in gaps)),
         "unresolved_gaps": unresolved,
         "survey_responses": survey.responses,
+        "survey_published": survey.published,
         "survey_mean": survey.mean,
-        "growth_areas": unresolved + [f"late: {i.title}" for i in late],
+        # what to grow in: gaps nobody resolved, and work still open past its due date (work
+        # done late is done: it counts as late, not as a growth area)
+        "growth_areas": unresolved
+        + [f"still open past its due date: {i.title}" for i in late if not i.status.finished],
     }
+
+
+def current_facts(session: Session, cycle: Cycle, retro: Retrospective | None) -> dict[str, Any]:
+    """The retrospective's facts as they are now while it can still change (in recap, not
+    signed off: a draft made when Recap opened would say "0 survey answers" after seven);
+    the facts it was signed off (or closed) with afterwards."""
+    if retro is None or (cycle.phase is Phase.RECAP and retro.signed_off_at is None):
+        return cycle_facts(session, cycle)
+    return dict(retro.facts)
 
 
 def _require_point_person(cycle: Cycle, actor: Person, what: str) -> None:
@@ -100,7 +127,8 @@ def record_retrospective(
     today: date | None = None,
 ) -> Retrospective:
     """Record (or revise) the retrospective. A revision clears an earlier sign-off.
-    ``actor`` None means drafted by the Recap flow from the facts."""
+    ``actor`` None means drafted from the facts (the Recap phase's draft): a draft until a
+    point person saves it; only a saved retrospective can be signed off."""
     require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(
@@ -111,6 +139,7 @@ def record_retrospective(
     facts = cycle_facts(session, cycle, today)
     retro = get_retrospective(session, cycle)
     before = snapshot(retro, RETRO_FIELDS) if retro else None
+    was_draft = retro is None or retro.recorded_by_id is None
     if retro is None:
         retro = Retrospective(cycle_id=cycle.id)
         session.add(retro)
@@ -136,7 +165,9 @@ def record_retrospective(
     record_event(
         session,
         actor=actor,
-        verb="retro.recorded" if before is None else "retro.revised",
+        verb="retro.drafted"
+        if actor is None
+        else ("retro.recorded" if was_draft else "retro.revised"),
         obj=retro,
         object_type="retrospective",
         cycle_id=cycle.id,
@@ -159,10 +190,16 @@ def sign_off(
     if retro is None:
         raise InvalidInput(f"cycle {cycle.id} has no retrospective to sign off")
     check_version(retro, expected_version, f"the retrospective of cycle {cycle.id}")
+    if retro.recorded_by_id is None:
+        raise InvalidInput(
+            f"the retrospective of cycle {cycle.id} is still the draft made from the cycle's "
+            "facts: a point person reviews and saves it before a manager signs it off"
+        )
     if retro.signed_off_at is not None:
         raise InvalidInput(f"the recap of cycle {cycle.id} is already signed off")
     retro.signed_off_by = actor
     retro.signed_off_at = utcnow()
+    retro.facts = cycle_facts(session, cycle)  # the numbers as they were signed off
     record_event(
         session,
         actor=actor,
@@ -183,8 +220,7 @@ def require_manager_actor(actor: Person, what: str) -> None:
 
 def _unlinkable_id(session: Session) -> int:
     """A random id for a survey response. Sequential ids would give away the order of the
-    answers, and the audit log says who answered when: together they would tie an anonymous
-    answer to its author."""
+    answers: together with who took part when, they would tie an answer to its author."""
     while True:
         candidate = secrets.randbelow(2**31 - 2) + 1  # fits a 32-bit INTEGER on every backend
         if session.get(SurveyResponse, candidate) is None:
@@ -192,7 +228,13 @@ def _unlinkable_id(session: Session) -> int:
 
 
 def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) -> SurveyResponse:
-    """One answer per person per cycle. Anonymous answers carry no person and no time."""
+    """One answer per person per cycle. An anonymous answer carries no person and no time.
+
+    Nothing about the answer is visible at once: it waits for its batch. When the answers
+    waiting reach the playbook's ``survey_min_answers``, they are published together (their
+    scores and comments join the results) and the audit log records, in name order, who took
+    part in that batch: so reading the results (or the timeline) before and after someone
+    answers never tells their answer apart."""
     require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(f"the survey is open in recap; cycle {cycle.id} is in {cycle.phase}")
@@ -205,6 +247,9 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     )
     if already is not None:
         raise InvalidInput(f"you already answered the survey of cycle {cycle.id}")
+    # Answers of one cycle are counted and published one after the other (PostgreSQL: the
+    # cycle's row; SQLite takes its one write lock at the first insert below).
+    session.execute(select(Cycle.id).where(Cycle.id == cycle.id).with_for_update(key_share=True))
     session.add(SurveyParticipation(cycle_id=cycle.id, person_id=actor.id))
     # A second answer sent at the same time (a double click) loses on the unique key.
     flush_unique(session, InvalidInput(f"you already answered the survey of cycle {cycle.id}"))
@@ -219,68 +264,128 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     )
     session.add(response)
     session.flush()
-    # The audit log records that the person took part; an anonymous answer's content is not
-    # linked to them there either.
+    publish_ready(session, cycle)
+    return response
+
+
+def _waiting(cycle: Cycle, model: type[Any]) -> Any:
+    return model.cycle_id == cycle.id, model.batch.is_(None)
+
+
+def publish_ready(session: Session, cycle: Cycle) -> int | None:
+    """Publish the answers waiting for their batch if there are enough of them (at least the
+    playbook's ``survey_min_answers``); returns the batch number, or None."""
+    k = survey_min_answers(cycle)
+    waiting = (
+        session.scalar(
+            select(func.count()).select_from(SurveyResponse).where(*_waiting(cycle, SurveyResponse))
+        )
+        or 0
+    )
+    if waiting < k:
+        return None
+    number = 1 + (
+        session.scalar(
+            select(func.max(SurveyResponse.batch)).where(SurveyResponse.cycle_id == cycle.id)
+        )
+        or 0
+    )
+    people = _waiting_people(session, cycle)
+    for model in (SurveyResponse, SurveyParticipation):
+        session.execute(update(model).where(*_waiting(cycle, model)).values(batch=number))
     record_event(
         session,
-        actor=actor,
-        verb="survey.answered",
+        actor=None,
+        verb="survey.published",
         object_type="cycle",
         object_id=cycle.id,
         cycle_id=cycle.id,
-        after={"anonymous": True}
-        if data.anonymous
-        else {"anonymous": False, "score": data.score, "response_id": response.id},
+        after={"batch": number, "answers": waiting, "people": people},
     )
-    return response
+    session.flush()
+    return number
+
+
+def _waiting_people(session: Session, cycle: Cycle) -> list[str]:
+    """Who gave the answers still waiting, in name order."""
+    return sorted(
+        session.scalars(
+            select(Person.name)
+            .join(SurveyParticipation, SurveyParticipation.person_id == Person.id)
+            .where(*_waiting(cycle, SurveyParticipation))
+        ),
+        key=str.casefold,
+    )
+
+
+def close_survey(session: Session, cycle: Cycle) -> int:
+    """When the cycle closes: the answers still waiting for their batch are never shown; the
+    audit log records who took part in them (in name order). Returns how many."""
+    people = _waiting_people(session, cycle)
+    if people:
+        record_event(
+            session,
+            actor=None,
+            verb="survey.closed",
+            object_type="cycle",
+            object_id=cycle.id,
+            cycle_id=cycle.id,
+            after={"unpublished": len(people), "people": people},
+        )
+        session.flush()
+    return len(people)
 
 
 def summarize_survey(session: Session, cycle: Cycle, viewer: Person | None = None) -> SurveySummary:
     """The survey's results as ``viewer`` may see them (``None``: everything, for the
-    retrospective's facts).
+    retrospective's facts and the recap report).
 
-    Scores are for everyone; comments for managers (all teams) or the viewer's own team.
-    Nothing is attributable: comments are sorted alphabetically (the order of answering, with
-    the audit log, would tie them to people), and scores and comments stay hidden until every
-    team that answered is a big enough group (:func:`survey_group_visible`); the counts of
-    answers are always shown (the audit log records who took part anyway)."""
+    Only published answers count (:func:`respond`): the mean and the spread of scores once a
+    batch is out; the teams' averages only when no team's average ever moved by fewer than
+    the playbook's ``survey_min_answers`` (every batch held none or at least that many answers
+    from each team). Comments, without names and in alphabetical order: for managers every
+    published one; for the others their own team's, when the team averages show (else a
+    team's new comments could be told apart). How many answered is always shown: taking part
+    is no secret, an answer is."""
+    k = survey_min_answers(cycle)
     rows = session.execute(
         select(SurveyResponse, Team.key)
         .join(Team, SurveyResponse.team_id == Team.id)
         .where(SurveyResponse.cycle_id == cycle.id)
     ).all()
+    published = [(r, key) for r, key in rows if r.batch is not None]
+    cells = Counter((r.batch, key) for r, key in published)
+    teams_shown = bool(published) and all(n >= k for n in cells.values())
     groups: dict[str, list[SurveyResponse]] = {}
     for r, key in rows:
         groups.setdefault(key, []).append(r)
-    shown = bool(rows) and all(
-        survey_group_visible(len(g), sum(r.anonymous for r in g)) for g in groups.values()
-    )
-    scores = [r.score for r, _ in rows]
+    everyone = viewer is None or viewer.role is Role.MANAGER
     comments = [
         r.comment
-        for r, _ in rows
-        if shown
-        and r.comment
-        and (viewer is None or viewer.role is Role.MANAGER or viewer.team_id == r.team_id)
+        for r, _ in published
+        if r.comment and (everyone or (teams_shown and viewer.team_id == r.team_id))
     ]
-    note = None
-    if rows and not shown:
-        note = (
-            f"scores and comments are shown once every team has at least {SURVEY_MIN_GROUP} "
-            f"answers (and at least {SURVEY_MIN_GROUP} anonymous ones if any are anonymous)"
-        )
+    scores = [r.score for r, _ in published]
     return SurveySummary(
         cycle_id=cycle.id,
-        responses=len(scores),
-        shown=shown,
-        note=note,
-        mean=round(mean(scores), 2) if shown else None,
-        distribution={k: scores.count(k) for k in range(1, 6)} if shown else {},
+        responses=len(rows),
+        published=len(published),
+        shown=bool(published),
+        teams_shown=teams_shown,
+        min_answers=k,
+        note=survey_rule(k),
+        mean=round(mean(scores), 2) if scores else None,
+        distribution={n: scores.count(n) for n in range(1, 6)} if scores else {},
         by_team=[
             SurveyTeamResult(
-                team=k, responses=len(g), mean=round(mean(r.score for r in g), 2) if shown else None
+                team=key,
+                responses=len(g),
+                published=sum(r.batch is not None for r in g),
+                mean=round(mean(r.score for r in g if r.batch is not None), 2)
+                if teams_shown and any(r.batch is not None for r in g)
+                else None,
             )
-            for k, g in sorted(groups.items())
+            for key, g in sorted(groups.items())
         ],
         comments=sorted(comments, key=str.casefold),
     )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from models.enums import (
     ActionStatus,
+    Phase,
     Role,
 )
 from models.funnel.kpis import KPIS
@@ -25,34 +26,36 @@ from models.tables import (
     CycleTeam,
     Gap,
     Person,
+    Playbook,
     Retrospective,
     SurveyResponse,
     Team,
 )
 
-#: Survey results of a group (all answers, or one team's) are shown only from this many answers
-#: up: with fewer, an anonymous answer could be told apart by who took part.
-SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
-
-
-SURVEY_MIN_GROUP = recap_service.SURVEY_MIN_GROUP
-
 
 @dataclass
 class SurveyView:
     answered: int
-    shown: bool  # False below SURVEY_MIN_GROUP answers
+    shown: bool  # False until the first batch of answers is published
     mean: float | None
     distribution: dict[int, int]
     by_team: list[dict[str, Any]]
     comments: list[str]
-    min_group: int = SURVEY_MIN_GROUP
+    published: int = 0
+    teams_shown: bool = False
+    min_answers: int = 3
+    rule: str = ""
+
+    @property
+    def waiting(self) -> int:
+        """Answers not in the results yet (they wait for their batch)."""
+        return self.answered - self.published
 
 
 def survey(session: Session, cycle: Cycle, viewer: Person) -> SurveyView:
     """Survey results as ``viewer`` may see them: exactly what
-    :func:`models.services.recap.summarize_survey` shows (its rule decides when scores and
-    comments can be shown without giving an anonymous answer away), with the teams' names."""
+    :func:`models.services.recap.summarize_survey` shows (its rule decides what can be shown
+    without giving an answer away), with the teams' names."""
     summary = recap_service.summarize_survey(session, cycle, viewer)
     names = dict(
         session.execute(
@@ -69,11 +72,16 @@ def survey(session: Session, cycle: Cycle, viewer: Person) -> SurveyView:
                 "team": t.team,
                 "name": names.get(t.team, t.team),
                 "responses": t.responses,
+                "published": t.published,
                 "mean": t.mean,
             }
             for t in summary.by_team
         ],
         comments=summary.comments,
+        published=summary.published,
+        teams_shown=summary.teams_shown,
+        min_answers=summary.min_answers,
+        rule=summary.note or "",
     )
 
 
@@ -114,19 +122,26 @@ class TrendPoint:
 
 
 def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> list[TrendPoint]:
-    """This cycle and the earlier ones run by the same teams (oldest first), with action
-    completion, survey mean and gap count: set-based, four queries."""
+    """The finished (closed) cycles of the same playbook run by exactly the same teams, up to
+    this one (oldest first), with action completion, survey mean and gap count: a running
+    cycle's half-done numbers or another playbook's would make the line fall for nothing.
+    Set-based, four queries."""
     team_ids = [ct.team_id for ct in cycle.teams]
     same_teams = (
         select(CycleTeam.cycle_id)
-        .where(CycleTeam.team_id.in_(team_ids))
         .group_by(CycleTeam.cycle_id)
-        .having(func.count() == len(team_ids))
+        .having(
+            func.count() == len(team_ids),
+            func.sum(case((CycleTeam.team_id.in_(team_ids), 1), else_=0)) == len(team_ids),
+        )
     )
     past = session.execute(
         select(Cycle.id, Cycle.title, Cycle.period_start)
+        .join(Playbook, Cycle.playbook_id == Playbook.id)
         .where(
             Cycle.id.in_(same_teams),
+            Cycle.phase == Phase.CLOSED,
+            Playbook.name == cycle.playbook.name,
             Cycle.period_start <= cycle.period_start,
             visible_cycles(viewer) if viewer.role is not Role.MANAGER else true(),
         )
@@ -148,28 +163,14 @@ def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> li
             .group_by(ActionItem.cycle_id)
         )
     }
-    # A cycle's mean only when the survey itself would show it (every team's group big
-    # enough: recap.survey_group_visible), from per-team sums in one query.
-    groups: dict[int, list[tuple[int, int, int]]] = {}
-    for cycle_id, answers, anonymous, total in session.execute(
-        select(
-            SurveyResponse.cycle_id,
-            func.count(),
-            func.sum(case((SurveyResponse.anonymous.is_(True), 1), else_=0)),
-            func.sum(SurveyResponse.score),
-        )
-        .where(SurveyResponse.cycle_id.in_(ids))
-        .group_by(SurveyResponse.cycle_id, SurveyResponse.team_id)
-    ):
-        groups.setdefault(cycle_id, []).append((answers, int(anonymous or 0), int(total or 0)))
-    surveys = {
-        cycle_id: (
-            sum(g[2] for g in teams) / sum(g[0] for g in teams)
-            if all(recap_service.survey_group_visible(g[0], g[1]) for g in teams)
-            else None
-        )
-        for cycle_id, teams in groups.items()
-    }
+    # The survey's mean as its results show it: over the published answers only.
+    surveys = dict(
+        session.execute(
+            select(SurveyResponse.cycle_id, func.avg(SurveyResponse.score))
+            .where(SurveyResponse.cycle_id.in_(ids), SurveyResponse.batch.is_not(None))
+            .group_by(SurveyResponse.cycle_id)
+        ).all()
+    )
     gap_counts = dict(
         session.execute(
             select(Gap.cycle_id, func.count()).where(Gap.cycle_id.in_(ids)).group_by(Gap.cycle_id)
@@ -178,7 +179,7 @@ def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> li
     out = []
     for r in reversed(past):
         total, done = acts.get(r.id, (0, 0))
-        m = surveys.get(r.id)
+        m = float(surveys[r.id]) if surveys.get(r.id) is not None else None
         out.append(
             TrendPoint(
                 cycle_id=r.id,

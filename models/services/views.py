@@ -203,7 +203,8 @@ def _action_options() -> list:
     return [
         joinedload(ActionItem.counterpart),
         joinedload(ActionItem.assigned_by),
-        joinedload(ActionItem.gap),
+        joinedload(ActionItem.signed_off_by),
+        selectinload(ActionItem.gaps),
     ]
 
 
@@ -334,15 +335,15 @@ def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, 
 def my_actions(
     session: Session, person: Person, *, today: date | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[ActionItem], int, int]:
-    """The person's unfinished action items in cycles that still work on them, overdue first,
-    then by due date: (page, total, overdue)."""
+    """The person's unfinished action items (as owner, or as the owner's counterpart on the
+    other team) in cycles that are not closed, overdue first, then by due date: (page, total,
+    overdue). A follow-up cycle in Identify holds the work carried over into it: it stays in
+    My work when its first cycle closes."""
     today = today or date.today()
     where = [
-        ActionItem.owner_id == person.id,
+        or_(ActionItem.owner_id == person.id, ActionItem.counterpart_id == person.id),
         ActionItem.status.not_in(FINISHED_STATUSES),
-        ActionItem.cycle_id.in_(
-            select(Cycle.id).where(Cycle.phase.in_((Phase.PLAN, Phase.EXECUTE, Phase.RECAP)))
-        ),
+        ActionItem.cycle_id.in_(select(Cycle.id).where(Cycle.phase != Phase.CLOSED)),
     ]
     overdue = and_(ActionItem.due_date.is_not(None), ActionItem.due_date < today)
     total, late = session.execute(

@@ -6,13 +6,14 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from aligncycle.web.api.common import Id, Limit, Offset, Page, action_for, cycle_for, page, window
 from aligncycle.web.auth import ApiCtx
 from models import phases
 from models.enums import ActionStatus
 from models.schemas import (
+    ActionGapLink,
     ActionItemAssign,
     ActionItemCreate,
     ActionItemRead,
@@ -113,6 +114,40 @@ def assign_action(action_id: Id, body: ActionItemAssign, ctx: ApiCtx) -> ActionI
     item = action_for(ctx, action_id)
     actions.assign_action(ctx.session, item, body, ctx.me)
     ctx.session.refresh(item)
+    return ActionItemRead.model_validate(item)
+
+
+@router.post("/actions/{action_id}/gaps", response_model=ActionItemRead, tags=["actions"])
+def link_gap(action_id: Id, body: ActionGapLink, ctx: ApiCtx) -> ActionItemRead:
+    """The item addresses one more accepted gap of its cycle (leads and managers; plan and
+    execute). Linking it again changes nothing."""
+    item = action_for(ctx, action_id)
+    actions.link_gap(ctx.session, item, body.gap_id, ctx.me)
+    return ActionItemRead.model_validate(item)
+
+
+@router.delete(
+    "/actions/{action_id}/gaps/{gap_id}", response_model=ActionItemRead, tags=["actions"]
+)
+def unlink_gap(action_id: Id, gap_id: Id, ctx: ApiCtx) -> ActionItemRead:
+    """The item no longer addresses the gap (leads and managers; plan and execute)."""
+    item = action_for(ctx, action_id)
+    actions.unlink_gap(ctx.session, item, gap_id, ctx.me)
+    return ActionItemRead.model_validate(item)
+
+
+class SignOffAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int | None = None
+
+
+@router.post("/actions/{action_id}/signoff", response_model=ActionItemRead, tags=["actions"])
+def sign_off(action_id: Id, body: SignOffAction, ctx: ApiCtx) -> ActionItemRead:
+    """The counterpart signs off an item its owner marked done (where the playbook asks for
+    it): from then on it counts as done."""
+    item = action_for(ctx, action_id)
+    actions.sign_off_action(ctx.session, item, ctx.me, body.expected_version)
     return ActionItemRead.model_validate(item)
 
 

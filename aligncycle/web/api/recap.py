@@ -36,14 +36,16 @@ class SurveyTeamRead(BaseModel):
     team: str
     name: str
     responses: int
+    published: int
     mean: float | None
 
 
 class SurveyRead(BaseModel):
-    answered: int
-    shown: bool = Field(
-        description=f"False below {recap_views.SURVEY_MIN_GROUP} answers (anonymity)."
-    )
+    answered: int = Field(description="How many people answered.")
+    published: int = Field(description="How many answers are in the results (see rule).")
+    shown: bool = Field(description="False until the first batch of answers is published.")
+    teams_shown: bool = Field(description="Whether the teams' own averages can be shown.")
+    rule: str = Field(description="When answers are published, in words.")
     mean: float | None
     distribution: dict[int, int]
     by_team: list[SurveyTeamRead]
@@ -94,7 +96,10 @@ class RecapRead(BaseModel):
 def _survey(view: recap_views.SurveyView) -> SurveyRead:
     return SurveyRead(
         answered=view.answered,
+        published=view.published,
         shown=view.shown,
+        teams_shown=view.teams_shown,
+        rule=view.rule,
         mean=view.mean,
         distribution=view.distribution,
         by_team=[SurveyTeamRead(**t) for t in view.by_team],
@@ -119,14 +124,19 @@ def _retro(retro: Retrospective | None, survey: recap_views.SurveyView) -> Retro
 
 @router.get("/cycles/{cycle_id}/recap", response_model=RecapRead, tags=["recap"])
 def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
-    """The recap: retrospective, facts, survey results, trends across the teams' cycles and
-    KPIs before/after (when measurement data exists)."""
+    """The recap: retrospective, facts, survey results, trends across the teams' finished
+    cycles and KPIs before/after (when measurement data exists). The retrospective's facts
+    are the cycle's as they are now while it can still change."""
     cycle = cycle_for(ctx, cycle_id)
     model = recap_model(ctx.session, cycle, ctx.me)
     survey = model["survey"]
+    retro = _retro(model["retro"], survey)
+    if retro is not None:
+        facts = recap.current_facts(ctx.session, cycle, model["retro"])
+        retro = retro.model_copy(update={"facts": _safe_facts(facts, survey)})
     return RecapRead(
         cycle_id=cycle.id,
-        retrospective=_retro(model["retro"], survey),
+        retrospective=retro,
         facts=_safe_facts(model["facts"], survey),
         survey=_survey(survey),
         trend=[

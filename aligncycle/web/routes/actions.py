@@ -35,6 +35,7 @@ from models.enums import (
 )
 from models.funnel import evidence
 from models.schemas import (
+    ActionGapLink,
     ActionItemAssign,
     ActionItemCreate,
     ActionProgress,
@@ -74,7 +75,7 @@ def actions_page(
     checkins = v.checkins_by_action(s, [a.id for a in rows])
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
-    accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_add_action else []
+    accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else []
     targets = {item.id: t for t, item in evidence.list_targets(s, cycle)}
     return render(
         request,
@@ -163,10 +164,16 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
             payload["due_date"] = data["due_date"] or None
         payload["expected_version"] = to_int(data.get("version"))
         phases.update_action(s, item, parse_form(ActionProgress, payload), ctx.me, date.today())
+        waiting = (
+            f" {item.counterpart.name} signs it off next."
+            if item.status is ActionStatus.AWAITING_SIGNOFF and item.counterpart
+            else ""
+        )
         return (
             f"“{item.title}” saved: {STATUS_LABELS[item.status]}, "
             + (CONFIDENCE_LABELS[item.confidence].lower())
             + "."
+            + waiting
         )
 
     return act(
@@ -199,6 +206,64 @@ def action_target_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         request,
         ctx,
         form_id=f"target-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
+
+
+@router.post("/actions/{action_id}/gaps")
+def action_link_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
+    """A lead or manager: the item addresses one more accepted gap of its cycle."""
+
+    def run(data: dict[str, str]) -> str:
+        s = ctx.session
+        item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+        link = parse_form(ActionGapLink, {"gap_id": to_int(data.get("gap_id"))})
+        actions.link_gap(s, item, link.gap_id, ctx.me)
+        return f"“{item.title}” now addresses one more gap."
+
+    return act(
+        request,
+        ctx,
+        form_id=f"link-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
+
+
+@router.post("/actions/{action_id}/gaps/{gap_id}/unlink")
+def action_unlink_post(request: Request, action_id: int, gap_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        s = ctx.session
+        item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+        actions.unlink_gap(s, item, gap_id, ctx.me)
+        return f"“{item.title}” no longer addresses that gap."
+
+    return act(
+        request,
+        ctx,
+        form_id=f"link-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
+
+
+@router.post("/actions/{action_id}/signoff")
+def action_signoff_post(request: Request, action_id: int, ctx: PageCtx) -> Response:
+    """The counterpart signs off an item its owner marked done."""
+
+    def run(data: dict[str, str]) -> str:
+        item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
+        actions.sign_off_action(ctx.session, item, ctx.me, to_int(data.get("version")))
+        return f"“{item.title}” is signed off: it counts as done."
+
+    return act(
+        request,
+        ctx,
+        form_id=f"signoff-{action_id}",
         default_next="/my",
         run=run,
         anchor=f"action-{action_id}",

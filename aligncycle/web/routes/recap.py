@@ -29,6 +29,7 @@ from models.schemas import (
 )
 from models.services import (
     access,
+    cycles,
     recap,
     recap_views,
 )
@@ -44,6 +45,7 @@ def recap_page(
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     model = recap_model(s, cycle, ctx.me)
     answered = recap_views.has_answered(s, cycle, ctx.me)
+    signoff_required = cycles.spec(cycle).settings.manager_signoff_required
     return render(
         request,
         ctx,
@@ -54,6 +56,7 @@ def recap_page(
         perms=perms,
         counts=counts,
         answered=answered,
+        signoff_required=signoff_required,
         forms=forms or {},
         **model,
     )
@@ -90,7 +93,9 @@ def retro_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
         recap.record_retrospective(
             ctx.session, cycle, parse_form(RetrospectiveRecord, payload), ctx.me
         )
-        return "Retrospective saved. A manager signs it off next."
+        if cycles.spec(cycle).settings.manager_signoff_required:
+            return "Retrospective saved. A manager signs it off next."
+        return "Retrospective saved. A point person can now close the cycle."
 
     return act(
         request,
