@@ -174,6 +174,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     from aligncycle.orchestration import clip, summarize
     from flows.runtime import enable_log_file
     from models.errors import DomainError
+    from models.rules import counted
 
     out = demo.out
     log = enable_log_file(folder / "logs" / "prefect.log")
@@ -201,7 +202,8 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"plan      {result.lines[0]} (by sam)")
     out(f"          {result.lines[1].removeprefix('plan: ')}")
     assigned, dropped = _plan_work(demo)
-    out(f"          {assigned} item(s) assigned by the manager, {dropped} dropped by a lead")
+    who = f"{counted(assigned, 'item')} assigned by the manager, {dropped} dropped by a lead"
+    out(f"          {who}")
     for line in _targets(demo):
         out(f"          {clip(line, 90)}")
 
@@ -232,7 +234,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     closed = result.outcome
     out(
         f"          cycle {demo.cycle_id} closed; follow-up cycle {closed.follow_up_cycle_id} "
-        f"starts with {closed.carried_over} open item(s) carried over"
+        f"starts with {counted(closed.carried_over, 'open item')} carried over"
     )
 
     out("")

@@ -42,6 +42,7 @@ from models.phases.identify import IdentifyReport
 from models.phases.lifecycle import DecisionOutcome, PhaseDecision
 from models.phases.plan import PlanReport
 from models.phases.recap import RecapReport
+from models.rules import counted
 from models.schemas import parse_input
 from models.services import cycles as cycle_service
 from models.tables import Event
@@ -258,12 +259,14 @@ def summarize(report: Any) -> list[str]:
         spread = ", ".join(f"{sev[s]} {s}" for s in reversed(Severity) if sev[s])
         line = (
             f"identify: {report.answered}/{report.questions} questions answered; "
-            f"{len(report.gaps)} gap(s) in the analysis" + (f" ({spread})" if spread else "")
+            f"{counted(len(report.gaps), 'gap')} in the analysis"
+            + (f" ({spread})" if spread else "")
         )
     elif isinstance(report, PlanReport):
         line = (
-            f"plan: {len(report.actions)} action item(s) for {report.accepted_gaps} accepted "
-            f"gap(s), {len(report.unassigned)} waiting for an owner"
+            f"plan: {counted(len(report.actions), 'action item')} for "
+            f"{counted(report.accepted_gaps, 'accepted gap')}, {len(report.unassigned)} waiting "
+            "for an owner"
         )
     elif isinstance(report, ExecuteReport):
         line = (

@@ -48,11 +48,12 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
-def _names(kind: str, items: Iterable[str], limit: int = 5) -> str:
+def _names(singular: str, plural: str, what: str, items: Iterable[str], limit: int = 5) -> str:
+    """ "2 gaps not decided: A, B" — the count with the right word, then the first few."""
     items = list(items)
     shown = ", ".join(items[:limit])
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return f"{len(items)} {kind}: {shown}{more}"
+    return f"{counted(len(items), singular, plural)} {what}: {shown}{more}"
 
 
 def is_point_person(actor: Actor, facts: CycleFacts) -> bool:
@@ -65,27 +66,35 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
     if facts.phase is Phase.CLOSED:
         return ["the cycle is closed"]
     if facts.required_unanswered:
-        blockers.append(_names("required checklist item(s) unanswered", facts.required_unanswered))
+        blockers.append(
+            _names(
+                "required question", "required questions", "unanswered", facts.required_unanswered
+            )
+        )
     # Gaps are decided in identify and plan only: one still open when plan ends (e.g. added
     # during plan) could never be decided afterwards, so both phases wait for the decisions.
     if phase_allows(facts.phase, "decide_gap") and facts.undecided_gaps:
-        blockers.append(_names("gap(s) not decided", facts.undecided_gaps))
+        blockers.append(_names("gap", "gaps", "not decided", facts.undecided_gaps))
     if facts.phase is Phase.PLAN:
         if facts.accepted_gaps_without_plan:
             blockers.append(
                 _names(
-                    "accepted gap(s) without an action item that has an owner and a due date",
+                    "accepted gap",
+                    "accepted gaps",
+                    "without an action item that has an owner and a due date",
                     facts.accepted_gaps_without_plan,
                 )
             )
         if facts.teams_without_point_person:
             blockers.append(
-                _names("team(s) without a point person", facts.teams_without_point_person)
+                _names("team", "teams", "without a point person", facts.teams_without_point_person)
             )
     if facts.phase is Phase.EXECUTE and facts.unfinished_actions and today <= facts.period_end:
         blockers.append(
-            _names("action item(s) neither done nor dropped", facts.unfinished_actions)
-            + f" (the period runs to {facts.period_end.isoformat()})"
+            _names(
+                "action item", "action items", "neither done nor dropped", facts.unfinished_actions
+            )
+            + f" (the period runs to {facts.period_end.strftime('%-d %b %Y')})"
         )
     if facts.phase is Phase.RECAP:
         if not facts.has_retrospective:

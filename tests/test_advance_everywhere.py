@@ -208,9 +208,9 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
             f"template:{k}" for k in ("agree_handoff_sla", "map_handoff_flow", "handoff_checklist")
         }
     assert got == HANDOFF_PROPOSALS
-    note = "3 action item(s) proposed from the playbook for the accepted gaps"
+    note = "3 action items proposed from the playbook for the accepted gaps"
     if surface == "web":
-        assert told.startswith("The cycle is now in Plan. 3 action item(s) proposed")
+        assert told.startswith("The cycle is now in Plan. 3 action items proposed")
         listed = surfaces.browser(SAM).get(f"/cycles/{cycle_id}/actions").text
         assert all(title in listed for title in HANDOFF_PROPOSALS)
         assert all(owner in listed for owner in ("Lee Saleslead", "Mia Marketing", "Sam Sales"))
@@ -229,7 +229,7 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
     # With owned, dated items for the accepted gap, the plan's gate wants only the answers.
     with org.unit_of_work() as s:
         blockers = cycles.readiness(s, C(s, cycle_id), TODAY).blockers
-    assert blockers and all("checklist" in b for b in blockers), blockers
+    assert blockers and all("required questions unanswered" in b for b in blockers), blockers
 
 
 @pytest.mark.parametrize("surface", SURFACES)
@@ -377,7 +377,7 @@ REFUSALS: dict[str, tuple[Callable[[Store], tuple[int, str, int | None]], int, s
         _plan_without_marketing_point_person,
         409,
         "transition_refused",
-        "cannot leave plan: 1 team(s) without a point person: marketing",
+        "cannot leave plan: 1 team without a point person: Marketing",
     ),
     "gate-recap": (
         _recap_not_signed_off,

@@ -734,11 +734,11 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
         svc.plan_recap_due(s, TODAY, due)
         svc.plan_recap_due(s, TODAY, svc.open_recaps_due(s, TODAY))  # the next day's run
     assert due.opened == []
-    assert due.blocked == {cid: ["1 required checklist item(s) unanswered: wrapup"]}
+    assert due.blocked == {cid: ["1 required question unanswered: wrapup"]}
     blocked = rows(world, NotificationKind.RECAP_DUE)
     assert len(blocked) == 2  # sam and mia, once
     assert (
-        "cannot move to Recap yet: 1 required checklist item(s) unanswered: wrapup"
+        "cannot move to Recap yet: 1 required question unanswered: wrapup"
         in blocked[0].body
     )
     with world.unit_of_work() as s:

@@ -94,7 +94,7 @@ def test_carried_items_keep_their_due_dates_and_their_gaps(org: Store) -> None:
             reopened.decision is GapDecision.OPEN and reopened.key == f"carried:{ids['deferred']}"
         )
         blockers = cycles.readiness(s, new, LATER).blockers
-        assert any(b.startswith("1 gap(s) not decided: Content is missing") for b in blockers)
+        assert any(b.startswith("1 gap not decided: Content is missing") for b in blockers)
         # what the owner is told: which item moved from where to where, and its due date
         told = s.scalar(
             select(Event).where(

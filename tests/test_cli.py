@@ -158,7 +158,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
         "meg@acme.test",
     )
     verbs.append("gap.added")
-    assert cli_json("cycle", "readiness", cid)["blockers"][0].startswith("2 gap(s) not decided")
+    assert cli_json("cycle", "readiness", cid)["blockers"][0].startswith("2 gaps not decided")
     cli("gap", "decide", gap["id"], "accepted", "--as", "lee@acme.test")
     out = cli(
         "gap",
@@ -176,7 +176,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     moved = cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout
     assert moved.splitlines() == [
         f"cycle {cid}: identify -> plan",
-        "plan: 3 action item(s) proposed from the playbook for the accepted gaps: check their "
+        "plan: 3 action items proposed from the playbook for the accepted gaps: check their "
         "owners and due dates",
     ]
     verbs.append("cycle.advanced")  # no funnel data: no KPI baseline is frozen
@@ -236,7 +236,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
         due,
     )
     moved = cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
-    assert moved.stdout.splitlines()[1] == "execute: 1 open action item(s) got their first check-in"
+    assert moved.stdout.splitlines()[1] == "execute: 1 open action item got their first check-in"
     verbs += ["cycle.advanced", "checkin.added"]  # Execute starts with a check-in pass
 
     # Execute: check-ins until the work is done.
@@ -678,7 +678,7 @@ def test_cycle_advance_runs_the_next_phase_flow(
 
     cid = walk(org, Phase.IDENTIFY, gap=False)["cycle"]
     refused = cli("cycle", "advance", cid, "--as", "sam@acme.test", code=1)
-    assert "gap(s) not decided" in refused.stderr
+    assert "not decided" in refused.stderr
     open_gaps = [g for g in cli_json("gap", "list", cid) if g["decision"] == "open"]
     assert open_gaps and all(g["source"] == "checklist" for g in open_gaps)
     for gap in open_gaps:

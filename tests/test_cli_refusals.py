@@ -124,7 +124,7 @@ def test_out_of_order_and_unauthorised_transitions(org: Any) -> None:
 def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None:
     cid = start(org)
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert "10 required checklist item(s) unanswered: handoff_interruptions" in msg
+    assert "10 required questions unanswered: “Are there avoidable interruptions" in msg
     msg = refused(
         org, "cycle", "advance", "--no-flows", cid, "--override", "urgent", "--as", "sam@acme.test"
     )
@@ -140,7 +140,7 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
             person_by_email(s, "sid@acme.test"),
         )
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave identify: 1 gap(s) not decided: Slow follow-up"
+    assert msg == "error: cannot leave identify: 1 gap not decided: Slow follow-up"
 
 
 def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) -> None:
@@ -156,18 +156,18 @@ def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) ->
             s, cycle, ActionItemCreate(gap_id=ids["gap"], title="Draft the SLA"), lee
         )
     msg = refused(org, "cycle", "advance", "--no-flows", ids["cycle"], "--as", "sam@acme.test")
-    assert "1 accepted gap(s) without an action item that has an owner and a due date" in msg
+    assert "1 accepted gap without an action item that has an owner and a due date" in msg
 
     lonely = walk(org, Phase.PLAN, marketing_point_person=False, gap=False)["cycle"]
     msg = refused(org, "cycle", "advance", "--no-flows", lonely, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave plan: 1 team(s) without a point person: marketing"
+    assert msg == "error: cannot leave plan: 1 team without a point person: Marketing"
 
 
 def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) -> None:
     ids = walk(org, Phase.EXECUTE)
     cid = ids["cycle"]
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert "1 action item(s) neither done nor dropped: Agree the SLA" in msg
+    assert "1 action item neither done nor dropped: Agree the SLA" in msg
     msg = refused(
         org, "cycle", "advance", "--no-flows", cid, "--override", "  ", "--as", "sam@acme.test"
     )
@@ -261,9 +261,9 @@ def _identify_with_an_answer_stored_before_answers_recorded_gaps(store: Any) -> 
     ("phase", "writes", "blocker"),
     [
         # the KPI baseline and the gap the stored answer implies; 9 questions unanswered
-        (Phase.IDENTIFY, {"gap.added"}, "required checklist item"),
+        (Phase.IDENTIFY, {"gap.added"}, "required questions unanswered"),
         # the playbook's proposals for the accepted gap; marketing has no point person
-        (Phase.PLAN, {"action.created"}, "1 team(s) without a point person: marketing"),
+        (Phase.PLAN, {"action.created"}, "1 team without a point person: Marketing"),
         # the drafted retrospective and the KPI baseline it measures against; not signed off
         (Phase.RECAP, {"retro.drafted"}, "not saved by a point person"),
     ],
@@ -301,5 +301,5 @@ def test_the_waiting_cycle_run_refreshes_then_decides_in_one_transaction(
     choice = PhaseDecision(decided_by="sam@acme.test", decision="advance")
     decided = decide.fn(cid, choice, date.today(), Phase.IDENTIFY)
     assert not decided.applied and decided.phase is Phase.IDENTIFY
-    assert decided.message.startswith("decision refused: cannot leave identify: 1 gap(s) not")
+    assert decided.message.startswith("decision refused: cannot leave identify: 1 gap not")
     assert db_snapshot(org) == before

@@ -556,7 +556,7 @@ def test_a_cycle_started_on_shared_funnel_data_holds_its_kpi_gaps_from_the_start
         keys = set(s.scalars(select(Gap.key).where(Gap.cycle_id == cycle.id)))
         assert keys == {"metric:sla_low", "checklist:rejections"}
         ready = cycles.readiness(s, cycle, START)
-        assert any("2 gap(s) not decided" in b for b in ready.blockers), ready.blockers
+        assert any("2 gaps not decided" in b for b in ready.blockers), ready.blockers
 
 
 def test_a_cycle_started_before_any_data_gets_its_kpi_gaps_when_the_data_arrives(

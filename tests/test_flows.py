@@ -189,7 +189,7 @@ def test_identify_flow_records_the_gap_analysis_once(env) -> None:  # noqa: ANN0
     assert items["identify.followup_content_missing"].state.name == "AwaitingAnswer"
 
     summary = artifact(f"cycle-{cid}-identify")
-    assert summary.type == "markdown" and "2 gap(s)" in summary.data
+    assert summary.type == "markdown" and "2 gaps" in summary.data
     table = artifact(f"cycle-{cid}-gaps")
     assert table.type == "table" and "No regular cross-team meeting or digest" in table.data
 
@@ -373,7 +373,7 @@ def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None: 
     # The gate holds (the gap is not decided), and the refusal writes nothing: not even what
     # refreshing Identify derives first (here the KPI baseline, which the Identify flow records).
     before = db_snapshot(env)
-    with pytest.raises(TransitionRefused, match="1 gap\\(s\\) not decided"):
+    with pytest.raises(TransitionRefused, match="1 gap not decided"):
         orchestration.advance(cid, "sam@acme.test", today=D0)
     assert db_snapshot(env) == before
     accept_gaps(env, cid)
@@ -381,8 +381,8 @@ def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None: 
     assert result.via == "in-process"
     assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
     # What Plan started with (recorded with the move), then the Plan flow's summary.
-    assert result.lines[1].startswith("plan: 1 action item(s) proposed from the playbook")
-    assert result.lines[2].startswith("plan: 1 action item(s) for 1 accepted gap(s)")
+    assert result.lines[1].startswith("plan: 1 action item proposed from the playbook")
+    assert result.lines[2].startswith("plan: 1 action item for 1 accepted gap")
     with env.unit_of_work() as s:
         item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))
         assert item.key.endswith(":weekly_sync_and_digest") and item.owner.email == "mia@acme.test"

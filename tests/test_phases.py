@@ -213,7 +213,7 @@ def test_identify_report_includes_gaps_people_added_and_flags_changed_answers(or
     assert not report.readiness.ready  # two gaps are undecided
     md = identify.render_identify_markdown(report)
     assert "| Leads lack a source | data_and_tools | adoption | medium | open |" in md
-    assert "2 gap(s) not decided" in md
+    assert "2 gaps not decided" in md
 
 
 def test_identify_refuses_a_cycle_in_another_phase_and_writes_nothing(org) -> None:  # noqa: ANN001
@@ -285,8 +285,9 @@ def test_plan_proposes_nothing_for_deferred_gaps_and_checks_the_gate(org) -> Non
         report = plan.plan_report(s, cycles.get_cycle(s, cid), D0)
     assert report.actions == [] and report.accepted_gaps == 0
     assert report.readiness.blockers == [
-        "3 required checklist item(s) unanswered: gaps_to_address, process_efficiency, "
-        "ensure_adherence"
+        "3 required questions unanswered: “What are the gaps we will address this cycle, and "
+        "which can…”, “How can the hand-off process become more efficient?”, “How do we make "
+        "sure everyone follows the process?”"
     ]
     assert "Not ready to leave plan" in plan.render_plan_markdown(report)
 
@@ -508,7 +509,7 @@ def test_a_point_person_advances_and_the_decision_is_recorded(org) -> None:  # n
         ({"by": "nobody@acme.test"}, Exception, "unknown person"),
         ({"decision": "stay"}, InvalidInput, "staying in a phase needs a reason"),
         ({"follow_up_title": "Q2"}, InvalidInput, "a follow-up cycle is started when closing"),
-        ({}, TransitionRefused, "cannot leave identify: 10 required checklist item"),
+        ({}, TransitionRefused, "cannot leave identify: 10 required questions unanswered"),
     ],
 )
 def test_refused_decisions_write_nothing(org, kw, error, message) -> None:  # noqa: ANN001
@@ -602,7 +603,7 @@ def test_the_decision_prompt_names_the_blockers(org) -> None:  # noqa: ANN001
     with org.unit_of_work() as s:
         text = advance_phase.decision_prompt(s, cycles.get_cycle(s, cid), D0)
     assert f"**Cycle {cid} — Q1** is in **identify**." in text
-    assert "10 required checklist item(s) unanswered" in text
+    assert "10 required questions unanswered" in text
     assert f"aligncycle cycle advance {cid} --as YOUR_EMAIL" in text
 
 

@@ -112,7 +112,7 @@ def test_the_plan_gate_reads_the_links(org: Store) -> None:
         assert not actions.unlink_gap(s, sla, gap_ids[0], lee)  # not twice
         [blocker] = cycles.readiness(s, C(s, cycle_id), TODAY).blockers
         assert blocker == (
-            "1 accepted gap(s) without an action item that has an owner and a due date: "
+            "1 accepted gap without an action item that has an owner and a due date: "
             f"{HANDOFF_GAPS[0]}"
         )
         assert actions.link_gap(s, sla, gap_ids[0], lee)

@@ -57,19 +57,19 @@ def test_recap_with_retrospective_and_signoff_has_no_blockers() -> None:
 def test_required_unanswered_items_block_every_phase(phase: Phase) -> None:
     f = facts(phase, required_unanswered=("owner_named", "sla_agreed"), **CLEAR_RECAP)
     assert gate_blockers(f, TODAY) == [
-        "2 required checklist item(s) unanswered: owner_named, sla_agreed"
+        "2 required questions unanswered: owner_named, sla_agreed"
     ]
 
 
 def test_identify_waits_for_every_gap_decision() -> None:
     blockers = gate_blockers(facts(Phase.IDENTIFY, undecided_gaps=("No SLA",)), TODAY)
-    assert blockers == ["1 gap(s) not decided: No SLA"]
+    assert blockers == ["1 gap not decided: No SLA"]
 
 
 def test_plan_also_waits_for_gaps_added_during_plan() -> None:
     # Gaps can only be decided in identify and plan: one left open now would stay open forever.
     blockers = gate_blockers(facts(Phase.PLAN, undecided_gaps=("Late gap",)), TODAY)
-    assert blockers == ["1 gap(s) not decided: Late gap"]
+    assert blockers == ["1 gap not decided: Late gap"]
 
 
 def test_undecided_gaps_do_not_block_execute_or_recap() -> None:
@@ -81,14 +81,14 @@ def test_undecided_gaps_do_not_block_execute_or_recap() -> None:
 def test_plan_needs_a_planned_action_for_each_accepted_gap() -> None:
     f = facts(Phase.PLAN, accepted_gaps_without_plan=("No SLA", "No dashboard"))
     assert gate_blockers(f, TODAY) == [
-        "2 accepted gap(s) without an action item that has an owner and a due date: "
+        "2 accepted gaps without an action item that has an owner and a due date: "
         "No SLA, No dashboard"
     ]
 
 
 def test_plan_needs_a_point_person_on_each_team() -> None:
-    f = facts(Phase.PLAN, teams_without_point_person=("marketing",))
-    assert gate_blockers(f, TODAY) == ["1 team(s) without a point person: marketing"]
+    f = facts(Phase.PLAN, teams_without_point_person=("Marketing",))
+    assert gate_blockers(f, TODAY) == ["1 team without a point person: Marketing"]
 
 
 def test_plan_gate_lists_every_missing_thing() -> None:
@@ -96,7 +96,7 @@ def test_plan_gate_lists_every_missing_thing() -> None:
         Phase.PLAN,
         required_unanswered=("gaps_to_address",),
         accepted_gaps_without_plan=("No SLA",),
-        teams_without_point_person=("marketing",),
+        teams_without_point_person=("Marketing",),
     )
     assert len(gate_blockers(f, TODAY)) == 3
 
@@ -105,7 +105,7 @@ def test_accepted_gaps_and_point_persons_only_gate_plan() -> None:
     f = facts(
         Phase.IDENTIFY,
         accepted_gaps_without_plan=("No SLA",),
-        teams_without_point_person=("marketing",),
+        teams_without_point_person=("Marketing",),
     )
     assert gate_blockers(f, TODAY) == []
 
@@ -113,7 +113,7 @@ def test_accepted_gaps_and_point_persons_only_gate_plan() -> None:
 def test_execute_waits_for_unfinished_actions_during_the_period() -> None:
     f = facts(Phase.EXECUTE, unfinished_actions=("Agree SLA",))
     assert gate_blockers(f, TODAY) == [
-        "1 action item(s) neither done nor dropped: Agree SLA (the period runs to 2025-03-31)"
+        "1 action item neither done nor dropped: Agree SLA (the period runs to 31 Mar 2025)"
     ]
     assert gate_blockers(f, END) != []  # the last day of the period still counts
 
@@ -145,7 +145,7 @@ def test_long_lists_are_cut_to_five_names() -> None:
     names = tuple(f"item{i}" for i in range(8))
     [blocker] = gate_blockers(facts(Phase.IDENTIFY, required_unanswered=names), TODAY)
     assert blocker == (
-        "8 required checklist item(s) unanswered: item0, item1, item2, item3, item4 and 3 more"
+        "8 required questions unanswered: item0, item1, item2, item3, item4 and 3 more"
     )
 
 
@@ -199,8 +199,8 @@ def test_a_blocked_gate_refuses_with_its_blockers() -> None:
     f = facts(Phase.IDENTIFY, undecided_gaps=("No SLA",))
     with pytest.raises(TransitionRefused) as err:
         check_transition(PP, f, Phase.PLAN, TODAY)
-    assert err.value.blockers == ["1 gap(s) not decided: No SLA"]
-    assert str(err.value) == "cannot leave identify: 1 gap(s) not decided: No SLA"
+    assert err.value.blockers == ["1 gap not decided: No SLA"]
+    assert str(err.value) == "cannot leave identify: 1 gap not decided: No SLA"
     assert "\n" not in str(err.value)
 
 
@@ -235,7 +235,7 @@ def test_unanswered_items_in_execute_cannot_be_overridden() -> None:
         facts(Phase.IDENTIFY, undecided_gaps=("No SLA",)),
         facts(Phase.IDENTIFY, required_unanswered=("q",)),
         facts(Phase.PLAN, accepted_gaps_without_plan=("No SLA",)),
-        facts(Phase.PLAN, teams_without_point_person=("marketing",)),
+        facts(Phase.PLAN, teams_without_point_person=("Marketing",)),
         facts(Phase.RECAP),
         facts(Phase.RECAP, has_retrospective=True),
     ],

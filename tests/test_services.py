@@ -388,9 +388,11 @@ def test_identify_gate_names_what_is_missing(org: Store) -> None:
         ready = cycles.readiness(s, C(s, cycle_id), TODAY)
         assert not ready.ready and ready.next_phase is Phase.PLAN and not ready.overridable
         assert ready.blockers == [
-            "10 required checklist item(s) unanswered: handoff_interruptions, "
-            "inconsistent_process, missed_conversions, shared_lead_definitions, "
-            "handoff_sla_agreed and 5 more"
+            "10 required questions unanswered: “Are there avoidable interruptions in the "
+            "MQL-to-SQL hand-of…”, “Do team members follow the hand-off process inconsistently…”, "
+            "“Are there missed opportunities for conversions: qualified l…”, “Do both teams use "
+            "the same written definitions of an MQL, a…”, “Is there an agreed hand-off SLA (how "
+            "fast sales follows up…” and 5 more"
         ]
     message = refused(
         org,
@@ -398,15 +400,15 @@ def test_identify_gate_names_what_is_missing(org: Store) -> None:
         r"^cannot leave identify: 10 required",
         lambda s: advance(s, cycle_id),
     )
-    assert "handoff_sla_agreed and 5 more" in message
+    assert "fast sales follows up…” and 5 more" in message
     with org.unit_of_work() as s:
         answer_all(s, cycle_id, Phase.IDENTIFY)
         add_gap(s, cycle_id, "No hand-off SLA")
         add_gap(s, cycle_id, "No shared dashboard", category="data_and_tools")
         assert cycles.readiness(s, C(s, cycle_id), TODAY).blockers == [
-            "2 gap(s) not decided: No hand-off SLA, No shared dashboard"
+            "2 gaps not decided: No hand-off SLA, No shared dashboard"
         ]
-    refused(org, TransitionRefused, r"2 gap\(s\) not decided", lambda s: advance(s, cycle_id))
+    refused(org, TransitionRefused, r"2 gaps not decided", lambda s: advance(s, cycle_id))
 
 
 def test_only_a_point_person_of_the_cycle_advances_it(org: Store) -> None:
@@ -511,7 +513,7 @@ def test_an_identify_answer_records_the_gap_it_implies_once(org: Store) -> None:
         assert gap.decision is GapDecision.OPEN and gap.evidence == "seen in May"
         assert gap.reported_by.email == LEE and log[1].actor.email == LEE
         assert cycles.readiness(s, C(s, cycle_id), TODAY).blockers[-1] == (
-            f"1 gap(s) not decided: {MISSED}"
+            f"1 gap not decided: {MISSED}"
         )
         gap_id = gap.id
     with logged(org, "checklist.answered"):  # the same answer again, by a point person
@@ -653,7 +655,7 @@ def test_plan_gate_needs_a_planned_action_per_accepted_gap(org: Store) -> None:
         add_action(s, cycle_id, gaps.get_gap(s, gap_id), due_date=None)  # no due date
         add_action(s, cycle_id, gaps.get_gap(s, gap_id), owner=None, title="Unowned")
         assert cycles.readiness(s, C(s, cycle_id), TODAY).blockers == [
-            "1 accepted gap(s) without an action item that has an owner and a due date: "
+            "1 accepted gap without an action item that has an owner and a due date: "
             "No hand-off SLA"
         ]
     refused(
@@ -684,7 +686,7 @@ def test_gaps_added_in_plan_must_be_decided_before_execute(org: Store) -> None:
     refused(
         org,
         TransitionRefused,
-        r"1 gap\(s\) not decided: Found in plan",
+        r"1 gap not decided: Found in plan",
         lambda s: advance(s, cycle_id),
     )
     with org.unit_of_work() as s:
@@ -760,12 +762,12 @@ def test_plan_needs_a_point_person_on_each_team(org: Store) -> None:
         answer_all(s, cycle_id, Phase.PLAN)
         add_action(s, cycle_id, gaps.get_gap(s, gap_id))
         assert cycles.readiness(s, C(s, cycle_id), TODAY).blockers == [
-            "1 team(s) without a point person: marketing"
+            "1 team without a point person: Marketing"
         ]
     refused(
         org,
         TransitionRefused,
-        r"team\(s\) without a point person: marketing",
+        r"1 team without a point person: Marketing",
         lambda s: advance(s, cycle_id),
     )
     with org.unit_of_work() as s:
@@ -1108,8 +1110,8 @@ def test_execute_waits_for_unfinished_work_unless_overridden(org: Store) -> None
         answer_all(s, cycle_id, Phase.EXECUTE)
         ready = cycles.readiness(s, C(s, cycle_id), TODAY)
         assert ready.overridable and ready.blockers == [
-            "1 action item(s) neither done nor dropped: Agree the hand-off SLA "
-            f"(the period runs to {END.isoformat()})"
+            "1 action item neither done nor dropped: Agree the hand-off SLA "
+            f"(the period runs to {END:%-d %b %Y})"
         ]
         assert cycles.readiness(s, C(s, cycle_id), LATER).ready  # once the period is over
     refused(

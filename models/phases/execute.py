@@ -22,6 +22,7 @@ from models.enums import (
 )
 from models.errors import InvalidInput
 from models.phases.common import ActionRow, action_row, checklist, md, readiness_md, require_phase
+from models.rules import counted
 from models.schemas import (
     ActionItemUpdate,
     ActionProgress,
@@ -61,9 +62,10 @@ def checkin_item(session: Session, item: ActionItem, today: date) -> tuple[Check
     if item.due_date is None:
         note = "no due date"
     elif item.due_date < today:
-        note = f"overdue by {(today - item.due_date).days} day(s) (due {item.due_date.isoformat()})"
+        late = counted((today - item.due_date).days, "day")
+        note = f"overdue by {late} (due {item.due_date:%-d %b %Y})"
     else:
-        note = f"due in {(item.due_date - today).days} day(s)"
+        note = f"due in {counted((item.due_date - today).days, 'day')}"
     return action_service.add_checkin(
         session,
         item,
@@ -155,7 +157,7 @@ def render_execute_markdown(report: ExecuteReport) -> str:
     lines = [
         f"# Execute — cycle {report.cycle_id}: {report.title} ({report.on_date.isoformat()})",
         "",
-        f"Progress: {report.done} of {report.total - report.dropped} action item(s) done "
+        f"Progress: {report.done} of {counted(report.total - report.dropped, 'action item')} done "
         f"({report.percent_done:g}%), {report.dropped} dropped, {report.open} open.",
         f"Confidence: {report.rollup.value.replace('_', ' ')} ({spread or 'nothing open'}).",
         "",
@@ -163,7 +165,7 @@ def render_execute_markdown(report: ExecuteReport) -> str:
     if report.overdue:
         lines += ["Overdue:", ""]
         lines += [
-            f"- {md(r.title)} — {r.owner}, due {r.due_date}, {r.overdue_days} day(s) late"
+            f"- {md(r.title)} — {r.owner}, due {r.due_date}, {counted(r.overdue_days, 'day')} late"
             for r in report.overdue
         ]
         lines.append("")

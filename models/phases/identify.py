@@ -26,7 +26,7 @@ from models.enums import (
 from models.errors import Forbidden
 from models.funnel import evidence
 from models.phases.common import checklist, md, readiness_md, require_phase
-from models.rules import can_decide_gap
+from models.rules import can_decide_gap, counted
 from models.schemas import (
     ChecklistAnswer,
     GapCreate,
@@ -215,7 +215,7 @@ def render_identify_markdown(report: IdentifyReport) -> str:
         f"# Identify — cycle {report.cycle_id}: {report.title}",
         "",
         f"Checklist: {report.answered} of {report.questions} questions answered.",
-        f"Gap analysis: {len(report.gaps)} gap(s)"
+        f"Gap analysis: {counted(len(report.gaps), 'gap')}"
         + (f" ({', '.join(f'{sev[s]} {s}' for s in reversed(Severity) if sev[s])})" if sev else "")
         + (f", {len(report.new_gaps)} new this run" if report.new_gaps else "")
         + ".",

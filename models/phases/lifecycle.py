@@ -28,7 +28,7 @@ from models.phases.execute import execute_pass
 from models.phases.identify import raise_gaps
 from models.phases.plan import propose_actions
 from models.phases.recap import build_recap
-from models.rules import check_transition, is_point_person
+from models.rules import check_transition, counted, is_point_person
 from models.schemas import (
     CycleCreate,
 )
@@ -104,11 +104,11 @@ class PhaseStart(BaseModel):
         """One line for people, or None when the phase started with nothing new."""
         if self.proposed:
             return (
-                f"{len(self.proposed)} action item(s) proposed from the playbook for the "
+                f"{counted(len(self.proposed), 'action item')} proposed from the playbook for the "
                 "accepted gaps: check their owners and due dates"
             )
         if self.checkins_written:
-            return f"{self.checkins_written} open action item(s) got their first check-in"
+            return f"{counted(self.checkins_written, 'open action item')} got their first check-in"
         if self.drafted_retrospective:
             return "a draft retrospective is ready: a point person reviews and saves it"
         return None
@@ -249,7 +249,7 @@ def apply_decision(
         out.follow_up_cycle_id = follow_up.id
         out.carried_over = carried
         out.message += (
-            f"; follow-up cycle {follow_up.id} started with {carried} open action item(s) "
+            f"; follow-up cycle {follow_up.id} started with {counted(carried, 'open action item')} "
             "carried over"
         )
     return out

@@ -23,6 +23,7 @@ from models.enums import (
 )
 from models.phases.common import ActionRow, action_row, md, readiness_md, require_phase
 from models.playbook import OwnerSpec
+from models.rules import counted
 from models.schemas import (
     ActionItemCreate,
     GapDecide,
@@ -181,7 +182,8 @@ def render_plan_markdown(report: PlanReport) -> str:
     lines = [
         f"# Plan — cycle {report.cycle_id}: {report.title}",
         "",
-        f"{len(report.actions)} action item(s) for {report.accepted_gaps} accepted gap(s)"
+        f"{counted(len(report.actions), 'action item')} for "
+        f"{counted(report.accepted_gaps, 'accepted gap')}"
         + (f"; {len(report.proposed)} proposed from the playbook now" if report.proposed else "")
         + ".",
         "",

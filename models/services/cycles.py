@@ -267,13 +267,19 @@ def assign_point_person(
     return ct
 
 
+def question_label(text: str, limit: int = 60) -> str:
+    """A question as a blocker names it: its text, shortened to a readable length."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip(" ,;:") + "…"
+
+
 def facts(session: Session, cycle: Cycle) -> CycleFacts:
     """Gather what the phase gates need, in a handful of set-based queries."""
     phase = cycle.phase
     unanswered: Sequence[str] = ()
     if phase is not Phase.CLOSED:
-        unanswered = session.scalars(
-            select(ChecklistItem.key)
+        texts = session.scalars(
+            select(ChecklistItem.text)
             .where(
                 ChecklistItem.cycle_id == cycle.id,
                 ChecklistItem.phase == phase,
@@ -282,6 +288,7 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
             )
             .order_by(ChecklistItem.position)
         ).all()
+        unanswered = [f"“{question_label(t)}”" for t in texts]
     undecided = session.scalars(
         select(Gap.title)
         .where(Gap.cycle_id == cycle.id, Gap.decision == GapDecision.OPEN)
@@ -317,7 +324,7 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
         undecided_gaps=tuple(undecided),
         accepted_gaps_without_plan=tuple(unplanned),
         teams_without_point_person=tuple(
-            ct.team.key for ct in cycle.teams if not ct.point_person_id
+            ct.team.name for ct in cycle.teams if not ct.point_person_id
         ),
         unfinished_actions=tuple(unfinished),
         has_retrospective=retro is not None and retro.recorded_by_id is not None,
