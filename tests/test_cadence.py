@@ -737,10 +737,7 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
     assert due.blocked == {cid: ["1 required question unanswered: wrapup"]}
     blocked = rows(world, NotificationKind.RECAP_DUE)
     assert len(blocked) == 2  # sam and mia, once
-    assert (
-        "cannot move to Recap yet: 1 required question unanswered: wrapup"
-        in blocked[0].body
-    )
+    assert "cannot move to Recap yet: 1 required question unanswered: wrapup" in blocked[0].body
     with world.unit_of_work() as s:
         s.scalars(select(ChecklistItem).where(ChecklistItem.cycle_id == cid)).one().answer = "ok"
     with world.unit_of_work() as s:

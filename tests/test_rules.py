@@ -56,9 +56,7 @@ def test_recap_with_retrospective_and_signoff_has_no_blockers() -> None:
 @pytest.mark.parametrize("phase", [Phase.IDENTIFY, Phase.PLAN, Phase.EXECUTE, Phase.RECAP])
 def test_required_unanswered_items_block_every_phase(phase: Phase) -> None:
     f = facts(phase, required_unanswered=("owner_named", "sla_agreed"), **CLEAR_RECAP)
-    assert gate_blockers(f, TODAY) == [
-        "2 required questions unanswered: owner_named, sla_agreed"
-    ]
+    assert gate_blockers(f, TODAY) == ["2 required questions unanswered: owner_named, sla_agreed"]
 
 
 def test_identify_waits_for_every_gap_decision() -> None:

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.enums import GapSource, Phase
@@ -234,9 +234,8 @@ def evaluate_gap_rules(
 def has_funnel_data(session: Session) -> bool:
     """Whether the store holds any shared funnel data: leads, or deals (a store of deals only,
     e.g. an opportunities export, has numbers too)."""
-    return (
-        session.scalar(select(Lead.id).limit(1)) is not None
-        or session.scalar(select(Deal.id).limit(1)) is not None
+    return bool(
+        session.scalar(select(or_(exists().where(Lead.id > 0), exists().where(Deal.id > 0))))
     )
 
 
