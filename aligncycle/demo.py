@@ -12,8 +12,8 @@ The script: two teams with a point person and leads each, a manager and members;
 refused advance (gaps undecided); Plan proposals, assignments, a dropped item and targets on
 the numbers; Execute check-ins and scheduled check-in passes; Recap survey (published in
 batches), the point person saving the drafted retrospective, sign-off, and closing with a
-follow-up cycle that carries the open items over. Simulated dates: the cycle runs from today
-for 42 days.
+follow-up cycle that carries the open items over. Simulated dates: the cycle ran over the last
+45 days (so the imported numbers are all in the past, as a real export's are).
 
 The shared numbers: a HubSpot contacts and deals export (``aligncycle.demo_funnel``) is imported
 before the cycle starts, so its baseline is frozen and the playbook's KPI rules raise gaps with
@@ -89,7 +89,7 @@ GAP_DECISIONS = {
 @dataclass
 class Demo:
     out: Callable[[str], None] = print
-    day0: date = field(default_factory=date.today)
+    day0: date = field(default_factory=lambda: date.today() - timedelta(days=45))
     cycle_id: int = 0
     flows_run: int = 0
     started: float = field(default_factory=time.perf_counter)

@@ -417,6 +417,7 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     out = proc.stdout
     assert 'Recap of cycle 1 "Q1 hand-off alignment"' in out
     assert "gaps found     9 (6 accepted, 2 deferred, 1 rejected)" in out
+    assert "actions        8: 4 done, 4 late, 1 dropped" in out
     # ten answers: three batches of three are out, the tenth waits for its batch
     assert "survey         mean 3.67 of 5 from 9 answers (1 more waiting)" in out
     # The evidence loop: the numbers raised gaps in Identify, Plan set targets, Recap measured

@@ -1636,3 +1636,21 @@ def test_a_cycle_is_started_by_one_of_its_teams_with_point_persons_in_the_slots(
         r"^Lou Marketinglead is a lead, not a point person",
         lambda s: cycles.assign_point_person(s, C(s, cycle_id), "marketing", LOU, P(s, SAM)),
     )
+
+
+def test_a_check_in_dated_earlier_records_when_the_work_was_done(org: Store) -> None:
+    """ "Done on Monday", written on Wednesday: the item counts as done on Monday (its lateness
+    is judged by that day), not on the day the note was typed."""
+    cycle_id = start(org)
+    _, action_id = to_execute(org, cycle_id)
+    monday = TODAY - timedelta(days=2)
+    with org.unit_of_work() as s:
+        actions.add_checkin(
+            s,
+            actions.get_action(s, action_id),
+            CheckInCreate(status="done", on_date=monday, note="shipped on Monday"),
+            P(s, SID),
+        )
+    with org.unit_of_work() as s:
+        item = actions.get_action(s, action_id)
+        assert item.completed_at.date() == monday

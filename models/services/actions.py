@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, select, update
@@ -278,10 +278,15 @@ def unlink_gap(session: Session, item: ActionItem, gap_id: int, actor: Person) -
 
 
 def _apply_status(
-    cycle: Cycle, item: ActionItem, status: ActionStatus | None, actor: Person | None
+    cycle: Cycle,
+    item: ActionItem,
+    status: ActionStatus | None,
+    actor: Person | None,
+    when: datetime | None = None,
 ) -> None:
     """Set the item's status as its rules say: "done" waits for the counterpart's sign-off
-    where the playbook asks for one (``rules.status_when_done``)."""
+    where the playbook asks for one (``rules.status_when_done``). ``when``: the moment it
+    happened, if not now (a check-in dated earlier says when the work was done)."""
     if status is ActionStatus.AWAITING_SIGNOFF:
         raise InvalidInput(
             "an item waits for sign-off when its owner marks it done: choose done",
@@ -295,7 +300,7 @@ def _apply_status(
     if status is None or status is item.status:
         return
     item.status = status
-    item.completed_at = utcnow() if status is ActionStatus.DONE else None
+    item.completed_at = (when or utcnow()) if status is ActionStatus.DONE else None
     if status is not ActionStatus.DONE:
         item.signed_off_by_id, item.signed_off_at = None, None
 
@@ -419,13 +424,16 @@ def add_checkin(
         if changes_item(item, data.status, data.confidence):
             check_version(item, basis, f"action item {item.id}")
     before = snapshot(item, ["status", "confidence"])
-    _apply_status(cycle, item, data.status, actor)
+    on_date = data.on_date or today or date.today()
+    # A check-in dated before today records work done on that day (midday UTC of it).
+    when = None if on_date >= date.today() else datetime.combine(on_date, time(12), UTC)
+    _apply_status(cycle, item, data.status, actor, when)
     if data.confidence is not None and data.confidence is not item.confidence:
         item.confidence = data.confidence
     checkin = CheckIn(
         action_item_id=item.id,
         key=data.key,
-        on_date=data.on_date or today or date.today(),
+        on_date=on_date,
         status=item.status,
         confidence=item.confidence,
         progress=data.progress,
