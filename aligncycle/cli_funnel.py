@@ -187,7 +187,7 @@ def funnel_import(
     finally:
         if progress is not None:
             progress.close()
-    from models.funnel.evidence import record_numbers_after_import
+    from models.phases.numbers import record_numbers_after_import
 
     with cc.unit_of_work() as s:  # the numbers drive Identify: cycles there get their KPI gaps
         raised = record_numbers_after_import(s)
@@ -486,7 +486,7 @@ def kpi_show(
         end = to.date() if to else None
         sla, stall = 24.0, 30
         if cycle_id is not None:
-            from models.funnel.evidence import measure_window
+            from models.funnel.baseline import measure_window
             from models.services.cycles import get_cycle, spec
 
             cycle = get_cycle(s, cycle_id)
@@ -603,7 +603,7 @@ def kpi_list(json_out: bool = cc.JSON_OPTION) -> None:
 @kpi_app.command("baseline")
 def kpi_baseline(cycle_id: int = typer.Argument(...), json_out: bool = cc.JSON_OPTION) -> None:
     """The KPIs a cycle started from (recorded on first use, then frozen)."""
-    from models.funnel.evidence import snapshot_baseline
+    from models.funnel.baseline import snapshot_baseline
     from models.funnel.kpis import KPIS, format_value
     from models.services.cycles import get_cycle
 
@@ -689,8 +689,8 @@ def kpi_target(
     """Give an action item a measurable target (KPI, baseline, target, window).
 
     Recap measures it against the baseline."""
-    from models.funnel.evidence import TargetRead, TargetSet, set_target
     from models.funnel.kpis import format_value
+    from models.funnel.targets import TargetRead, TargetSet, set_target
     from models.schemas import parse_input
     from models.services.actions import get_action
 
@@ -722,8 +722,8 @@ def kpi_recap(cycle_id: int = typer.Argument(...), json_out: bool = cc.JSON_OPTI
 
     Flags where the team's survey and the numbers disagree; stored when the cycle is in
     recap."""
-    from models.funnel.evidence import measure_recap
     from models.funnel.kpis import format_value
+    from models.funnel.measure import measure_recap
     from models.services.cycles import get_cycle
 
     with cc.unit_of_work() as s:

@@ -328,9 +328,9 @@ def _import_export(demo: Demo, folder: Path, through: date) -> str:
     """Import the CRM's export of every MQL from the baseline's start to ``through`` (a
     HubSpot contacts and deals export, through the hubspot profile, as a user would)."""
     from aligncycle.demo_funnel import write_hubspot_exports
-    from models.funnel.evidence import record_numbers_after_import
     from models.funnel.importer import import_files
     from models.funnel.mapping import load_profile
+    from models.phases.numbers import record_numbers_after_import
     from models.services.common import person_by_email
 
     paths = write_hubspot_exports(
@@ -374,7 +374,7 @@ TARGETS = [
 
 
 def _targets(demo: Demo) -> list[str]:
-    from models.funnel import evidence
+    from models.funnel import targets
     from models.funnel.kpis import KPIS, format_value
     from models.services import actions
     from models.services.common import person_by_email
@@ -385,10 +385,10 @@ def _targets(demo: Demo) -> list[str]:
         items = actions.list_actions(s, cycle_id=demo.cycle_id)
         for key, kpi, target, who in TARGETS:
             item = next(i for i in items if i.key and i.key.endswith(f":{key}"))
-            t = evidence.set_target(
+            t = targets.set_target(
                 s,
                 item,
-                evidence.TargetSet(kpi=kpi, target=target),
+                targets.TargetSet(kpi=kpi, target=target),
                 person_by_email(s, demo.email(who)),
             )
             lines.append(
@@ -401,13 +401,13 @@ def _targets(demo: Demo) -> list[str]:
 
 def _measured(demo: Demo, today: date) -> list[str]:
     """The recap's numbers: what moved, each target reached or not, and disagreements."""
-    from models.funnel import evidence
+    from models.funnel import measure
     from models.funnel.kpis import KPIS, format_value
     from models.services import cycles
 
     store = _store()
     with store.unit_of_work() as s:
-        m = evidence.measure_recap(
+        m = measure.measure_recap(
             s, cycles.get_cycle(s, demo.cycle_id), today=today, read_only=True
         )
     store.dispose()

@@ -18,8 +18,10 @@ from models import phases
 from models.db import Store
 from models.enums import GapDecision, GapSource, Phase, Severity
 from models.errors import Forbidden, InvalidInput, PlaybookError
-from models.funnel import evidence
+from models.funnel import baseline, measure, targets
+from models.funnel import kpis as kpis_module
 from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
+from models.phases import numbers as kpi_checks
 from models.playbook import KpiCheck, parse_playbook
 from models.schemas import (
     ActionItemCreate,
@@ -208,7 +210,7 @@ def test_a_check_needs_data_and_a_large_enough_sample() -> None:
 def test_failed_checks_become_gaps_with_their_evidence(org: Store, cycle_id: int) -> None:
     with org.unit_of_work() as s:
         cycle = s.get(Cycle, cycle_id)
-        found = evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF)
+        found = kpi_checks.evaluate_gap_rules(s, cycle, as_of=AS_OF)
         by_key = {g.key: g for g in found}
     # SLA 50% < 80%: a gap; rejections 40% > 30%: the question's gap; latency 16 h: none
     assert set(by_key) == {"metric:sla_low", "checklist:rejections"}
@@ -236,16 +238,16 @@ def test_re_running_records_nothing_twice_and_the_baseline_is_frozen(
     org: Store, cycle_id: int
 ) -> None:
     with org.unit_of_work() as s:
-        evidence.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
+        kpi_checks.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
     before = db_snapshot(org)
     # more February data arrives later: the cycle's baseline does not move
     leads(org, "late", date(2024, 2, 20), fast=30, slow=0, rejected=0)
     after_import = db_snapshot(org)
     with org.unit_of_work() as s:
-        again = evidence.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
+        again = kpi_checks.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
         assert len(again) == 2
         assert s.scalar(select(func.count()).select_from(Gap)) == 2
-        snap = evidence.snapshot_baseline(s, s.get(Cycle, cycle_id))
+        snap = baseline.snapshot_baseline(s, s.get(Cycle, cycle_id))
         assert (snap["sla_attainment"].value, snap["mql_volume"].value) == (0.5, 20)
     assert db_snapshot(org) == after_import
     assert after_import["gaps"] == before["gaps"]
@@ -253,7 +255,7 @@ def test_re_running_records_nothing_twice_and_the_baseline_is_frozen(
 
 def test_metric_gaps_are_decided_like_any_other(org: Store, cycle_id: int) -> None:
     with org.unit_of_work() as s:
-        found = evidence.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
+        found = kpi_checks.evaluate_gap_rules(s, s.get(Cycle, cycle_id), as_of=AS_OF)
         lee = person_by_email(s, "lee@acme.test")
         sla = next(g for g in found if g.key == "metric:sla_low")
         rej = next(g for g in found if g.key != "metric:sla_low")
@@ -267,7 +269,7 @@ def test_no_data_and_small_samples_raise_no_gap(org: Store) -> None:
     with org.unit_of_work() as s:
         load_playbook(s, PLAYBOOK)
         cycle = start(s)
-        assert evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF) == []
+        assert kpi_checks.evaluate_gap_rules(s, cycle, as_of=AS_OF) == []
         item = s.scalar(select(ChecklistItem).where(ChecklistItem.key == "rejections"))
         assert "from 9 MQLs sales accepted or rejected" in item.evidence
         assert item.evidence.endswith("too few to judge (at least 10 are needed).")
@@ -295,7 +297,7 @@ def test_kpi_gaps_command(org: Store, cycle_id: int) -> None:
 def to_plan(s, cycle: Cycle) -> int:  # noqa: ANN001
     """Decide the metric gaps, move to Plan, add an action on the SLA gap (owner Sam)."""
     lee = person_by_email(s, "lee@acme.test")
-    found = evidence.evaluate_gap_rules(s, cycle, as_of=AS_OF)
+    found = kpi_checks.evaluate_gap_rules(s, cycle, as_of=AS_OF)
     for g in found:
         decision = "accepted" if g.key == "metric:sla_low" else "deferred"
         phases.decide_gap(s, g, GapDecide(decision=decision), lee)
@@ -323,15 +325,13 @@ def test_targets_are_set_in_plan_by_the_owner_and_must_improve(org: Store, cycle
         action_id = to_plan(s, cycle)
         item = actions.get_action(s, action_id)
         with pytest.raises(Forbidden, match="not yours"):
-            evidence.set_target(
+            targets.set_target(
                 s,
                 item,
-                evidence.TargetSet(kpi="sla_attainment", target=0.9),
+                targets.TargetSet(kpi="sla_attainment", target=0.9),
                 person_by_email(s, "sid@acme.test"),
             )
-        t = evidence.set_target(
-            s, item, evidence.TargetSet(kpi="sla_attainment", target="90%"), sam
-        )
+        t = targets.set_target(s, item, targets.TargetSet(kpi="sla_attainment", target="90%"), sam)
         # the baseline defaults to the cycle's; the window to its period
         assert (t.baseline, t.target, t.window_start, t.window_end) == (0.5, 0.9, START, END)
     before = db_snapshot(org)
@@ -385,10 +385,10 @@ def test_targets_are_not_set_outside_plan_and_execute(org: Store, cycle_id: int)
         action_id = to_plan(s, cycle)
         cycle.phase = Phase.IDENTIFY  # as if the item had been planned too early
         with pytest.raises(InvalidInput, match="targets are set in plan or execute"):
-            evidence.set_target(
+            targets.set_target(
                 s,
                 actions.get_action(s, action_id),
-                evidence.TargetSet(kpi="sla_attainment", target=0.9),
+                targets.TargetSet(kpi="sla_attainment", target=0.9),
                 person_by_email(s, "sam@acme.test"),
             )
 
@@ -414,10 +414,10 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
     with org.unit_of_work() as s:
         cycle = s.get(Cycle, cycle_id)
         action_id = to_plan(s, cycle)
-        evidence.set_target(
+        targets.set_target(
             s,
             actions.get_action(s, action_id),
-            evidence.TargetSet(kpi="sla_attainment", target=0.9),
+            targets.TargetSet(kpi="sla_attainment", target=0.9),
             person_by_email(s, "sam@acme.test"),
         )
         to_recap(
@@ -432,7 +432,7 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
                 ("meg@acme.test", 2),
             ],
         )
-        m = evidence.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
+        m = measure.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
         stored = s.scalar(
             select(func.count())
             .select_from(CycleKpiSnapshot)
@@ -472,7 +472,7 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
     assert "SLA attainment 50.0% → 95.0% (+45.0 pts)" in d
     assert "| worsened: Stalled leads 12 → 18 (+6.0))" in d
     assert "but the team does not feel it (survey mean 1.67 of 5 from 6 answers)" in d
-    assert stored == len(evidence.KPIS)  # the recap measurement is kept with the cycle
+    assert stored == len(kpis_module.KPIS)  # the recap measurement is kept with the cycle
 
 
 def test_recap_flags_a_team_that_feels_better_while_the_numbers_got_worse(org: Store) -> None:
@@ -507,7 +507,7 @@ def test_no_disagreement_when_feelings_and_numbers_agree(org: Store) -> None:
         load_playbook(s, PLAIN)
         cycle = start(s, "plain")
         to_recap(s, cycle, [("sam@acme.test", 4), ("lee@acme.test", 5), ("sid@acme.test", 4)])
-        m = evidence.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
+        m = measure.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
     assert (m.measured, m.sentiment.label, m.disagreements) == ("improved", "positive", [])
 
 
@@ -520,7 +520,7 @@ def test_a_survey_too_small_to_show_is_not_read_as_a_feeling(org: Store) -> None
         load_playbook(s, PLAIN)
         cycle = start(s, "plain")
         to_recap(s, cycle, [("sam@acme.test", 5), ("mia@acme.test", 5)])
-        m = evidence.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
+        m = measure.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
     assert m.measured == "worsened"
     assert (m.sentiment.label, m.sentiment.mean, m.sentiment.responses) == (
         "too few answers",
@@ -533,10 +533,10 @@ def test_a_survey_too_small_to_show_is_not_read_as_a_feeling(org: Store) -> None
 
 def test_measuring_before_recap_stores_nothing(org: Store, cycle_id: int) -> None:
     with org.unit_of_work() as s:
-        evidence.snapshot_baseline(s, s.get(Cycle, cycle_id))
+        baseline.snapshot_baseline(s, s.get(Cycle, cycle_id))
     before = db_snapshot(org)
     with org.unit_of_work() as s:
-        m = evidence.measure_recap(s, s.get(Cycle, cycle_id), today=date(2024, 3, 10))
+        m = measure.measure_recap(s, s.get(Cycle, cycle_id), today=date(2024, 3, 10))
     assert m.measure_window == (START, date(2024, 3, 10))  # progress so far
     assert db_snapshot(org) == before
 
@@ -570,6 +570,6 @@ def test_a_cycle_started_before_any_data_gets_its_kpi_gaps_when_the_data_arrives
         assert s.scalar(select(func.count()).select_from(CycleKpiSnapshot)) == 0  # none frozen
     leads(org, "feb", date(2024, 2, 10), fast=10, slow=10, rejected=8)
     with org.unit_of_work() as s:
-        assert evidence.record_numbers_after_import(s) == {cid: 2}
+        assert kpi_checks.record_numbers_after_import(s) == {cid: 2}
     with org.unit_of_work() as s:
-        assert evidence.record_numbers_after_import(s) == {}  # nothing twice
+        assert kpi_checks.record_numbers_after_import(s) == {}  # nothing twice

@@ -18,7 +18,7 @@ from aligncycle.web.pages import (
 from models.enums import (
     GapDecision,
 )
-from models.funnel import evidence
+from models.funnel import baseline, measure
 from models.funnel.kpis import KPIS, format_value
 from models.services import (
     recap,
@@ -35,8 +35,8 @@ def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     trend = recap_views.trends(s, cycle, me)
     kpis = recap_views.kpis(s, cycle)
     measured = None
-    if evidence.has_funnel_data(s):  # targets and where feelings and numbers disagree
-        measured = evidence.measure_recap(s, cycle, read_only=True)
+    if baseline.has_funnel_data(s):  # targets and where feelings and numbers disagree
+        measured = measure.measure_recap(s, cycle, read_only=True)
     return {
         "measured": measured,
         "facts": facts,

@@ -12,5 +12,12 @@ Modules:
   (derived after every import).
 - :mod:`models.funnel.flags`    — what is odd about kept records (derived after every import).
 - :mod:`models.funnel.kpis`     — every KPI, defined once, computed set-based in SQL.
-- :mod:`models.funnel.evidence` — what the Identify and Recap phases take from the KPIs.
+- :mod:`models.funnel.numbers`  — the Numbers page's read model (periods compared, groupings,
+  the SLA breach list), cached per import.
+- :mod:`models.funnel.baseline` — a cycle's frozen baseline and the windows it is measured over.
+- :mod:`models.funnel.targets`  — measurable targets on action items.
+- :mod:`models.funnel.measure`  — the recap's measurement against the baseline.
+
+What the numbers do to cycles (KPI rules raising gaps) is the phases layer's:
+:mod:`models.phases.numbers`.
 """

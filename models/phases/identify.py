@@ -24,7 +24,8 @@ from models.enums import (
     Severity,
 )
 from models.errors import Forbidden
-from models.funnel import evidence
+from models.funnel import baseline
+from models.phases import numbers as kpi_checks
 from models.phases.common import checklist, md, readiness_md, require_phase
 from models.rules import can_decide_gap, counted
 from models.schemas import (
@@ -111,8 +112,8 @@ def raise_gaps(session: Session, cycle: Cycle) -> list[Gap]:
     before = {g.id for g in gap_service.list_gaps(session, cycle)}
     for data, reporter in answer_gaps(session, cycle):
         gap_service.add_gap(session, cycle, data, reporter)
-    if evidence.has_funnel_data(session):  # no data: no empty baseline frozen, no KPI gaps
-        evidence.evaluate_gap_rules(session, cycle)  # records its gaps (``metric:<rule>``)
+    if baseline.has_funnel_data(session):  # no data: no empty baseline frozen, no KPI gaps
+        kpi_checks.evaluate_gap_rules(session, cycle)  # records its gaps (``metric:<rule>``)
     session.flush()
     return [g for g in gap_service.list_gaps(session, cycle) if g.id not in before]
 
@@ -124,7 +125,7 @@ def kpi_gaps(session: Session, cycle: Cycle, actor: Person) -> list[Gap]:
     require_visible(actor, cycle, "cycle", cycle.id)
     if not can_decide_gap(as_actor(actor), cycle_service.permission_facts(cycle)):
         raise Forbidden("only leads, managers and the cycle's point persons run the KPI checks")
-    return evidence.evaluate_gap_rules(session, cycle)
+    return kpi_checks.evaluate_gap_rules(session, cycle)
 
 
 class GapRow(BaseModel):

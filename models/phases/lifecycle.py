@@ -21,7 +21,7 @@ from models.enums import (
     Role,
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
-from models.funnel import evidence
+from models.phases import numbers as kpi_checks
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import readiness_md
 from models.phases.execute import execute_pass
@@ -50,7 +50,7 @@ def start_cycle(
     if cycle.previous_cycle_id is not None:
         previous = cycle_service.get_cycle(session, cycle.previous_cycle_id)
         carry_over(session, previous, cycle, actor)
-    evidence.record_numbers_at_start(session, cycle)
+    kpi_checks.record_numbers_at_start(session, cycle)
     return cycle
 
 

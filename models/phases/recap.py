@@ -19,7 +19,7 @@ from models.enums import (
     GapDecision,
     Phase,
 )
-from models.funnel import evidence
+from models.funnel import baseline, measure
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import md, require_phase
 from models.rules import counted
@@ -42,9 +42,9 @@ class RecapSection(BaseModel):
 def numbers_section(session: Session, cycle: Cycle, today: date) -> RecapSection | None:
     """Did we see improvements? Every KPI and action target measured against the baseline,
     and where the survey's sentiment and the numbers disagree (None: no funnel data)."""
-    if not evidence.has_funnel_data(session):  # nothing measured: no empty baseline frozen
+    if not baseline.has_funnel_data(session):  # nothing measured: no empty baseline frozen
         return None
-    measurement = evidence.measure_recap(session, cycle, today=today)
+    measurement = measure.measure_recap(session, cycle, today=today)
     if measurement.measured == "no data" and not measurement.targets:
         return None
     return RecapSection(title="The numbers: KPIs against the baseline", lines=measurement.summary)

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from aligncycle.web.api.common import Id, Limit, Offset, action_for, cycle_for
 from aligncycle.web.auth import ApiCtx
 from models.errors import InvalidInput
-from models.funnel import evidence
 from models.funnel import numbers as n
+from models.funnel import targets
 from models.funnel.kpis import KpiReport
 from models.schemas import validation_message
 
@@ -119,7 +119,7 @@ def breaches(
     )
 
 
-class TargetOut(evidence.TargetRead):
+class TargetOut(targets.TargetRead):
     action_title: str
 
 
@@ -128,15 +128,15 @@ def cycle_targets(cycle_id: Id, ctx: ApiCtx) -> list[TargetOut]:
     """The targets of the cycle's action items."""
     cycle = cycle_for(ctx, cycle_id)
     return [
-        TargetOut(**evidence.TargetRead.model_validate(t).model_dump(), action_title=item.title)
-        for t, item in evidence.list_targets(ctx.session, cycle)
+        TargetOut(**targets.TargetRead.model_validate(t).model_dump(), action_title=item.title)
+        for t, item in targets.list_targets(ctx.session, cycle)
     ]
 
 
-@router.put("/actions/{action_id}/target", response_model=evidence.TargetRead, tags=["numbers"])
-def set_target(action_id: Id, body: evidence.TargetSet, ctx: ApiCtx) -> evidence.TargetRead:
+@router.put("/actions/{action_id}/target", response_model=targets.TargetRead, tags=["numbers"])
+def set_target(action_id: Id, body: targets.TargetSet, ctx: ApiCtx) -> targets.TargetRead:
     """Give an action item its measurable target, or change it (Plan and Execute; its owner,
     leads, managers and the cycle's point persons). The baseline defaults to the cycle's."""
-    target = evidence.set_target(ctx.session, action_for(ctx, action_id), body, ctx.me)
+    target = targets.set_target(ctx.session, action_for(ctx, action_id), body, ctx.me)
     ctx.session.flush()
-    return evidence.TargetRead.model_validate(target)
+    return targets.TargetRead.model_validate(target)

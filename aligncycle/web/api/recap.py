@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aligncycle.web.api.common import Id, cycle_for
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.recap_view import csv_response, recap_model
-from models.funnel.evidence import TargetResult
+from models.funnel.measure import TargetResult
 from models.schemas import (
     RetrospectiveRead,
     RetrospectiveRecord,

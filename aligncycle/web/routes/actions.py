@@ -33,7 +33,9 @@ from models.enums import (
     ActionStatus,
     GapDecision,
 )
-from models.funnel import evidence
+from models.funnel import baseline
+from models.funnel import targets as target_service
+from models.funnel.kpis import KPIS, format_value
 from models.schemas import (
     ActionGapLink,
     ActionItemAssign,
@@ -76,7 +78,7 @@ def actions_page(
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
     accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else []
-    targets = {item.id: t for t, item in evidence.list_targets(s, cycle)}
+    targets = {item.id: t for t, item in target_service.list_targets(s, cycle)}
     return render(
         request,
         ctx,
@@ -93,7 +95,7 @@ def actions_page(
         team_people=team_people,
         accepted_gaps=accepted,
         targets=targets,
-        baselines=evidence.baseline_values(s, cycle),
+        baselines=baseline.baseline_values(s, cycle),
         recent=v.recent_checkins(s, cycle, limit=10),
         base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
         forms=forms or {},
@@ -194,12 +196,11 @@ def action_target_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
         payload: dict[str, Any] = opt(data, "kpi", "target", "note")
         payload["expected_version"] = to_int(data.get("version"))
-        target = evidence.set_target(
-            ctx.session, item, parse_form(evidence.TargetSet, payload), ctx.me
+        target = target_service.set_target(
+            ctx.session, item, parse_form(target_service.TargetSet, payload), ctx.me
         )
         return (
-            f"Target saved: {evidence.KPIS[target.kpi].title} to "
-            f"{evidence.format_value(target.kpi, target.target)}."
+            f"Target saved: {KPIS[target.kpi].title} to {format_value(target.kpi, target.target)}."
         )
 
     return act(
