@@ -21,13 +21,8 @@ from aligncycle import cli_common as cc
 from aligncycle import cli_funnel
 from models.db import Store
 from models.errors import InvalidInput
-from models.funnel.mapping import (
-    FieldSpec,
-    RowError,
-    _money_parser,
-    parse_mapping,
-    salesforce_root,
-)
+from models.funnel.mapping import FieldSpec, parse_mapping
+from models.funnel.values import RowError, money_parser, salesforce_root
 from tests.conftest import db_snapshot
 from tests.funnel_helpers import funnel_content
 
@@ -61,7 +56,7 @@ def money(decimal: str = ".", thousands: str | None = None):  # noqa: ANN201
         + (f"thousands: {thousands!r}\n" if thousands is not None else "")
         + "fields: {external_id: id}\n"
     )
-    return _money_parser(FieldSpec(column="a"), spec)
+    return money_parser(FieldSpec(column="a"), spec)
 
 
 @pytest.mark.parametrize(

@@ -52,19 +52,10 @@ from models.base import utcnow
 from models.errors import InvalidInput
 from models.funnel.flags import FlagRead, recompute_flags
 from models.funnel.links import refresh_links
-from models.funnel.mapping import (
-    ORDER_HINT,
-    CompiledPart,
-    FilePart,
-    HeaderMismatch,
-    MappingSpec,
-    RowError,
-    SettingNeeded,
-    compile_part,
-    date_evidence,
-    show_columns,
-)
+from models.funnel.mapping import FilePart, MappingSpec
+from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
 from models.funnel.tables import STAGE_FIELDS, Deal, FunnelImport, Lead
+from models.funnel.values import ORDER_HINT, RowError, SettingNeeded, date_evidence, show_columns
 from models.services.common import record_event
 from models.tables import Person
 

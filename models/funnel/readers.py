@@ -1,0 +1,201 @@
+"""Binding a mapping's file part to a file's header: one fast reader per field (the importer's
+hot loop), and which of the file's columns it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from models.errors import InvalidInput
+from models.funnel.mapping import FilePart, MappingSpec, PartRoles, field_kind, part_roles
+from models.funnel.values import (
+    RowError,
+    SettingNeeded,
+    fold,
+    key_parser,
+    load_lookup,
+    locale_timestamp_parser,
+    money_parser,
+    show_columns,
+    text_parser,
+    timestamp_parser,
+)
+
+
+@dataclass(frozen=True)
+class FieldReader:
+    name: str
+    read: Callable[[list[str]], Any]  # row -> value (None when blank); raises RowError
+    #: For a plain column (no condition, no default): its index and cell -> value, so the
+    #: importer's hot loop can call ``parse(row[index])`` directly.
+    index: int | None = None
+    parse: Callable[[str], Any] | None = None
+    column: str | None = None  # the column it reads (for messages)
+
+
+@dataclass(frozen=True)
+class CompiledPart:
+    part: FilePart
+    readers: tuple[FieldReader, ...]
+    roles: PartRoles
+    width: int  # columns in the header
+    columns_read: int  # how many of the file's columns the part reads (to pick the best part)
+    header: tuple[str, ...] = ()
+    #: (field, column, index) of every timestamp read with the mapping's ``dates`` order
+    date_columns: tuple[tuple[str, str, int], ...] = ()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.readers)
+
+
+class HeaderMismatch(InvalidInput):
+    """A column the mapping names is not in the file's header."""
+
+    def __init__(self, message: str, column: str = "", header: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.header = header or []
+
+
+def _uses_locale_dates(formats: list[str]) -> bool:
+    return formats == ["iso"]
+
+
+def compile_part(
+    spec: MappingSpec,
+    part: FilePart,
+    header: list[str],
+    file: str,
+    *,
+    dates: str | None = None,
+) -> CompiledPart:
+    """Bind a part to a file's header. A column the mapping names but the file lacks is a
+    mapping error (:class:`HeaderMismatch`), raised before anything is written. ``dates``
+    replaces the mapping's date order (the importer resolves ``auto`` from the file)."""
+    index: dict[str, int] = {}
+    for i, col in enumerate(header):
+        index.setdefault(col.strip(), i)
+    folded = {k.casefold(): i for k, i in reversed(list(index.items()))}
+
+    def col_index(col: str, optional: bool, what: str) -> int | None:
+        if col.strip() in index:
+            return index[col.strip()]
+        if col.strip().casefold() in folded:
+            return folded[col.strip().casefold()]
+        if optional:
+            return None
+        raise HeaderMismatch(
+            f"{file}: column {col!r} ({what}) is not in the file; its columns are: "
+            f"{show_columns(header)}",
+            col,
+            header,
+        )
+
+    zone = None if spec.timezone == "UTC" else ZoneInfo(spec.timezone)
+    order = dates or spec.dates
+    readers = []
+    date_columns = []
+    used: set[int] = set()
+    for name, fs in part.fields.items():
+        kind = field_kind(name)
+        idx = col_index(fs.column, fs.optional, name) if fs.column else None
+        if kind == "text":
+            table = None
+            if fs.lookup is not None:
+                where = f"files[{part.name}].fields.{name}" if spec.files else f"fields.{name}"
+                table = (
+                    load_lookup(fs.lookup, spec._folder, where),
+                    fs.lookup.unmatched,
+                    fs.lookup.file,
+                )
+            parse = text_parser(name, fs, table)
+        elif kind == "key":
+            parse = key_parser(name, fs)
+        elif kind == "timestamp":
+            formats = fs.format or spec.date_formats
+            if _uses_locale_dates(formats):
+                parse = locale_timestamp_parser(name, order, zone)
+                if idx is not None:
+                    date_columns.append((name, fs.column or "", idx))
+            else:
+                parse = timestamp_parser(name, formats, zone)
+        else:
+            parse = money_parser(fs, spec)
+        default = fs.default
+        if default is None and fs.values and "" in fs.values:
+            default = fs.values[""]  # a value mapping for blank cells
+        cond = None
+        if fs.when is not None:
+            cidx = col_index(fs.when.column, fs.optional, f"{name}.when")
+            used.add(-1 if cidx is None else cidx)
+            wanted = {fold(v) for v in (fs.when.in_ or fs.when.not_in or [])}
+            cond = (cidx, wanted, fs.when.in_ is not None)
+        if idx is not None:
+            used.add(idx)
+        simple = cond is None and idx is not None and default is None
+        readers.append(
+            FieldReader(
+                name,
+                _reader(name, parse, idx, default, cond),
+                index=idx if simple else None,
+                parse=parse if simple else None,
+                column=fs.column,
+            )
+        )
+    return CompiledPart(
+        part=part,
+        readers=tuple(readers),
+        roles=part_roles(part),
+        width=len(header),
+        columns_read=len(used - {-1}),
+        header=tuple(header),
+        date_columns=tuple(date_columns),
+    )
+
+
+def _reader(
+    name: str,
+    parse: Callable[[str], Any],
+    idx: int | None,
+    default: str | None,
+    cond: tuple[int | None, set[str], bool] | None,
+) -> Callable[[list[str]], Any]:
+    try:
+        default_value = parse(default) if default is not None else None
+    except (RowError, SettingNeeded) as exc:
+        raise InvalidInput(f"fields.{name}.default: {exc}") from None
+
+    if cond is None and idx is not None:
+
+        def read_column(row: list[str]) -> Any:
+            raw = row[idx]
+            if not raw or raw.isspace():
+                return default_value
+            return parse(raw)
+
+        return read_column
+    if cond is None:
+        return lambda row: default_value
+
+    def read(row: list[str]) -> Any:
+        cidx, wanted, positive = cond
+        cell = fold(row[cidx]) if cidx is not None else ""
+        if (cell in wanted) != positive:
+            return None
+        raw = row[idx] if idx is not None else ""
+        if not raw or raw.isspace():
+            return default_value
+        return parse(raw)
+
+    return read
+
+
+__all__ = [
+    "CompiledPart",
+    "FieldReader",
+    "HeaderMismatch",
+    "compile_part",
+]

@@ -1,0 +1,462 @@
+"""How one cell of an export becomes a value: text and its value maps and lookups, record
+keys (Salesforce ids of 15 and 18 characters are one id), timestamps in the mapping's date
+order and time zone, and amounts in the export's locale (in cents). A cell that cannot be read
+raises :class:`RowError` (the row is rejected); a cell that could only be read by guessing
+raises :class:`SettingNeeded` (the file is refused and the setting named)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from models.errors import InvalidInput
+from models.funnel.mapping import MAX_LENGTH, FieldSpec, Lookup, MappingSpec
+
+
+class RowError(ValueError):
+    """A value of one row cannot be read (the row goes to the rejects file)."""
+
+
+class SettingNeeded(Exception):
+    """A value the declared settings cannot read without guessing (a date that reads both
+    day-first and month-first, a file that mixes both orders): the whole file is refused. The
+    importer adds the file, line and column."""
+
+    def __init__(self, value: str, message: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+def show_columns(header: list[str], limit: int = 12) -> str:
+    return ", ".join(header[:limit]) + (" ..." if len(header) > limit else "")
+
+
+def fold(value: str) -> str:
+    return value.strip().casefold()
+
+
+MAX_LOOKUP_ROWS = 100_000
+
+
+def load_lookup(spec: Lookup, folder: Path | None, where: str) -> dict[str, str]:
+    """The lookup file as {key without case: value}; refused in one line naming the file."""
+    path = Path(spec.file)
+    if not path.is_absolute():
+        path = (folder or Path.cwd()) / path
+    if not path.is_file():
+        raise InvalidInput(f"{where}.lookup: {path} is not a file")
+    table: dict[str, str] = {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for col in (spec.key, spec.value):
+                if col not in (reader.fieldnames or []):
+                    raise InvalidInput(
+                        f"{path}: column {col!r} ({where}.lookup) is not in the file; its "
+                        f"columns are: {show_columns(list(reader.fieldnames or []))}"
+                    )
+            for n, row in enumerate(reader, start=2):
+                if n > MAX_LOOKUP_ROWS + 1:
+                    raise InvalidInput(
+                        f"{path}: a lookup file holds at most {MAX_LOOKUP_ROWS:,} rows"
+                    )
+                key = (row.get(spec.key) or "").strip().casefold()
+                value = (row.get(spec.value) or "").strip()
+                if key and table.setdefault(key, value) != value:
+                    raise InvalidInput(
+                        f"{path}: line {n}, column {spec.key!r}: {row[spec.key]!r} is listed "
+                        f"twice with different {spec.value!r} values; keep one"
+                    )
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+    return table
+
+
+def text_parser(
+    name: str, spec: FieldSpec, lookup: tuple[dict[str, str], str, str] | None = None
+) -> Callable[[str], str | None]:
+    values = {fold(k): v for k, v in (spec.values or {}).items()}
+    split = spec.split
+    limit = MAX_LENGTH[name]
+    if lookup is not None:
+        table, unmatched, source = lookup
+
+        def looked_up(raw: str) -> str | None:
+            v = raw.strip()
+            if not v:
+                return None
+            found = table.get(v.casefold())
+            if found is not None:
+                return found or None
+            if unmatched == "keep":
+                return v if len(v) <= limit else v[:limit]
+            if unmatched == "reject":
+                raise RowError(f"{name}: {v!r} is not in {source}")
+            return None
+
+        return looked_up
+
+    if not values and split is None:
+
+        def plain(raw: str) -> str | None:
+            v = raw.strip()
+            if not v:
+                return None
+            if len(v) > limit:
+                raise RowError(f"{name}: longer than {limit} characters")
+            return v
+
+        return plain
+
+    def parse(raw: str) -> str | None:
+        v = raw.strip()
+        if split is not None:
+            v = next((p.strip() for p in v.split(split) if p.strip()), "")
+        if values:
+            key = v.casefold()
+            if key in values:
+                mapped = values[key]
+                return mapped if mapped else None
+        if not v:
+            return None
+        if len(v) > limit:
+            raise RowError(f"{name}: longer than {limit} characters")
+        return v
+
+    return parse
+
+
+# --- ids -----------------------------------------------------------------------------------------
+
+_SF_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+
+
+def salesforce_root(value: str) -> str:
+    """The 15-character, case-sensitive id of a Salesforce record: an 18-character id whose
+    last three characters are its checksum names the same record as its first 15."""
+    if len(value) != 18 or not _ALNUM.fullmatch(value):
+        return value
+    suffix = ""
+    for i in range(3):
+        chunk = value[i * 5 : i * 5 + 5]
+        suffix += _SF_SUFFIX[sum(1 << j for j, c in enumerate(chunk) if "A" <= c <= "Z")]
+    return value[:15] if suffix == value[15:] else value
+
+
+def key_parser(name: str, spec: FieldSpec) -> Callable[[str], Any]:
+    """An id: trimmed, bounded, Salesforce ids to their root. ``lead_id`` gives a tuple of
+    every id the cell lists (``split``); the other ids the first one."""
+    limit = MAX_LENGTH[name]
+    split = spec.split
+    canon = salesforce_root if spec.ids == "salesforce" else None
+
+    def one(v: str) -> str:
+        if len(v) > limit:
+            raise RowError(f"{name}: longer than {limit} characters")
+        return canon(v) if canon else v
+
+    if name == "lead_id":
+
+        def many(raw: str) -> tuple[str, ...] | None:
+            parts = [p.strip() for p in (raw.split(split) if split else [raw])]
+            ids = tuple(dict.fromkeys(one(p) for p in parts if p))
+            return ids or None
+
+        return many
+
+    def parse(raw: str) -> str | None:
+        v = raw.strip()
+        if split is not None:
+            v = next((p.strip() for p in v.split(split) if p.strip()), "")
+        return one(v) if v else None
+
+    return parse
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+#: 25/03/2025, 03-25-2025, 25.03.2025 14:05, 3/25/2025 2:05 PM, 2025/03/25 (year first)
+_NUMERIC_DATE = re.compile(
+    r"(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})"
+    r"(?:(?:,?\s+|T)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,6})?)?\s*(?:([AaPp])\.?[Mm]\.?)?)?"
+)
+ORDER_HINT = "set dates: day-first or month-first in the mapping, or --dates on the command line"
+
+
+def date_evidence(value: str) -> tuple[str | None, bool]:
+    """What a date value says about the order of day and month: ("day-first" | "month-first" |
+    None, ambiguous). ``ambiguous`` is a value such as 04/03/2025 that reads both ways."""
+    m = _NUMERIC_DATE.fullmatch(value.strip())
+    if m is None or len(m.group(1)) == 4:
+        return None, False
+    a, b = int(m.group(1)), int(m.group(3))
+    if a > 12 >= b:
+        return "day-first", False
+    if b > 12 >= a:
+        return "month-first", False
+    return None, a != b and a <= 12 and b <= 12
+
+
+def locale_timestamp_parser(
+    name: str, order: str, zone: ZoneInfo | None
+) -> Callable[[str], int | None]:
+    """ISO 8601 always; numeric dates (with an optional time, 24 h or AM/PM) in the declared
+    order. A value the order cannot read without guessing raises :class:`SettingNeeded`."""
+    epoch_utc = datetime(1970, 1, 1, tzinfo=UTC)
+    epoch_naive = datetime(1970, 1, 1)
+    second = timedelta(seconds=1)
+    fromiso = datetime.fromisoformat
+
+    def to_seconds(dt: datetime) -> int:
+        if dt.tzinfo is not None:
+            return (dt - epoch_utc) // second
+        if zone is None:
+            return (dt - epoch_naive) // second
+        return (dt.replace(tzinfo=zone) - epoch_utc) // second
+
+    def numeric(v: str) -> int:
+        m = _NUMERIC_DATE.fullmatch(v)
+        if m is None:
+            shown = v if len(v) <= 40 else v[:37] + "..."
+            raise RowError(f"{name}: cannot read {shown!r} as a date")
+        g1, _sep, g2, g3, hh, mi, ss, ampm = m.groups()
+        if len(g1) == 4:
+            y, mo, d = int(g1), int(g2), int(g3)
+        else:
+            if len(g3) != 4:
+                raise RowError(f"{name}: {v!r} has a two-digit year; export four-digit years")
+            a, b = int(g1), int(g2)
+            if order == "iso":
+                raise SettingNeeded(v, f"{v!r} is not an ISO date (YYYY-MM-DD); {ORDER_HINT}")
+            if order == "day-first":
+                d, mo = a, b
+                if mo > 12 >= d:
+                    raise SettingNeeded(
+                        v,
+                        f"{v!r} is month-first but the file is read day-first (dates: "
+                        f"day-first); if the whole file is month-first set dates: month-first "
+                        "(--dates month-first), else the file mixes both orders",
+                    )
+            else:
+                mo, d = a, b
+                if mo > 12 >= d:
+                    raise SettingNeeded(
+                        v,
+                        f"{v!r} is day-first but the file is read month-first (dates: "
+                        f"month-first); if the whole file is day-first set dates: day-first "
+                        "(--dates day-first), else the file mixes both orders",
+                    )
+            y = int(g3)
+        h = int(hh) if hh else 0
+        if ampm:
+            if not 1 <= h <= 12:
+                raise RowError(f"{name}: {v!r} has an hour {h} with AM/PM")
+            h = h % 12 + (12 if ampm in "Pp" else 0)
+        try:
+            dt = datetime(y, mo, d, h, int(mi or 0), int(ss or 0))
+        except ValueError:
+            raise RowError(f"{name}: {v!r} is no such date") from None
+        return to_seconds(dt)
+
+    @lru_cache(maxsize=4096)
+    def slow(v: str) -> int:
+        if v[:4].isdigit() and v[4:5] == "-":
+            try:
+                value = to_seconds(fromiso(v[:-1] + "+00:00" if v[-1:] in "Zz" else v))
+            except ValueError:
+                raise RowError(f"{name}: {v!r} is no such date") from None
+        else:
+            value = numeric(v)
+        if not -(2**40) < value < 2**40:
+            raise RowError(f"{name}: {v!r} is out of range")
+        return value
+
+    def parse(raw: str) -> int | None:
+        # the common case in one call: an ISO timestamp (to_seconds inlined: this runs once
+        # per date cell)
+        if not raw:
+            return None
+        try:
+            dt = fromiso(raw)
+        except ValueError:
+            v = raw.strip()
+            return slow(v) if v else None
+        if raw[4:5] != "-":  # fromisoformat also reads 20250325: not a date an export writes
+            return slow(raw.strip())
+        if dt.tzinfo is not None:
+            return (dt - epoch_utc) // second
+        if zone is None:
+            return (dt - epoch_naive) // second
+        return (dt.replace(tzinfo=zone) - epoch_utc) // second
+
+    return parse
+
+
+def timestamp_parser(
+    name: str, formats: list[str], zone: ZoneInfo | None
+) -> Callable[[str], int | None]:
+    """The explicit formats of ``date_formats`` / ``format`` (strptime codes, iso, epoch)."""
+    epoch_naive = datetime(1970, 1, 1)
+    epoch_utc = datetime(1970, 1, 1, tzinfo=UTC)
+    second = timedelta(seconds=1)
+
+    def to_seconds(dt: datetime) -> int:
+        # timedelta // timedelta is a whole number of seconds, floored, computed in C
+        if dt.tzinfo is not None:
+            return (dt - epoch_utc) // second
+        if zone is None:
+            return (dt - epoch_naive) // second
+        return (dt.replace(tzinfo=zone) - epoch_utc) // second
+
+    fromiso = datetime.fromisoformat
+
+    def one(fmt: str, v: str) -> int:
+        if fmt == "iso":
+            return to_seconds(fromiso(v[:-1] + "+00:00" if v[-1:] in "Zz" else v))
+        if fmt == "epoch":
+            return math.floor(float(v))
+        if fmt == "epoch_ms":
+            return math.floor(float(v) / 1000)
+        return to_seconds(datetime.strptime(v, fmt))
+
+    @lru_cache(maxsize=4096)
+    def parse_any(v: str) -> int:
+        for fmt in formats:
+            try:
+                value = one(fmt, v)
+            except (ValueError, OverflowError):
+                continue
+            if not -(2**40) < value < 2**40:
+                continue
+            return value
+        shown = v if len(v) <= 40 else v[:37] + "..."
+        raise RowError(f"{name}: cannot read {shown!r} as a date ({' or '.join(formats)})")
+
+    def parse(raw: str) -> int | None:
+        v = raw.strip()
+        return parse_any(v) if v else None
+
+    return parse
+
+
+# --- amounts -------------------------------------------------------------------------------------
+
+_PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,15})(?:\.(\d\d?))?")
+_SPACES = re.compile(r"[\s\u00a0\u202f\u2007\u2009]+")
+_SCIENTIFIC = re.compile(r"(\d+)(?:([.,])(\d+))?[eE]([+-]?\d{1,3})")
+_CODE = re.compile(r"^[A-Z]{3}(?=[\s\d(+-])|(?<=[\d\s)])[A-Z]{3}$")
+
+
+def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int | None]:
+    """An amount in cents, read under the declared separators: ``12.000,00 €`` (decimal ","),
+    ``1 234,50`` (spaces group thousands, non-breaking ones too), ``(500.00)`` (negative),
+    ``1.5E+06``. A value the settings cannot read exactly is a bad row naming the setting."""
+    decimal = spec.decimal or mapping.decimal
+    thousands = mapping.thousands
+    if thousands is None:
+        thousands = "," if decimal == "." else "."
+    signs = sorted({*mapping.currency}, key=len, reverse=True)
+    setting = f"decimal {decimal!r}, thousands {thousands!r}"
+
+    def bad(raw: str, why: str) -> RowError:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        return RowError(f"amount: {shown!r} {why} (read with {setting}; set --decimal/--thousands)")
+
+    def strip_currency(v: str) -> str:
+        changed = True
+        while changed and v:
+            changed = False
+            for sign in signs:
+                if v.startswith(sign):
+                    v, changed = v[len(sign) :].strip(), True
+                if v.endswith(sign):
+                    v, changed = v[: -len(sign)].strip(), True
+            code = _CODE.search(v)
+            if code:
+                v, changed = (v[: code.start()] + v[code.end() :]).strip(), True
+        return v
+
+    def parse(raw: str) -> int | None:
+        v = raw.strip()
+        if not v:
+            return None
+        if decimal == ".":
+            m = _PLAIN_AMOUNT.fullmatch(v)
+            if m:  # the common case: 1234.5
+                cents = int(m.group(2)) * 100 + int((m.group(3) or "0").ljust(2, "0"))
+                return -cents if m.group(1) else cents
+        negative = False
+        v = strip_currency(v)
+        if v.startswith("(") and v.endswith(")"):
+            negative, v = True, strip_currency(v[1:-1].strip())
+        if v[:1] in ("-", "\u2212", "+"):
+            negative ^= v[0] != "+"
+            v = strip_currency(v[1:].strip())
+        elif v[-1:] in ("-", "\u2212"):
+            negative, v = not negative, strip_currency(v[:-1].strip())
+        v = _SPACES.sub("", v)
+        if not v:
+            raise bad(raw, "has no number")
+        sci = _SCIENTIFIC.fullmatch(v)
+        if sci:
+            if sci.group(2) and sci.group(2) != decimal:
+                raise bad(raw, f"is in scientific notation with {sci.group(2)!r} as its decimal")
+            digits = sci.group(1) + (sci.group(3) or "")
+            exp = int(sci.group(4)) - len(sci.group(3) or "") + 2  # in cents
+            if exp < 0:
+                keep, rest = digits[:exp] or "0", digits[exp:]
+                if rest.strip("0"):
+                    raise bad(raw, "has fractions of a cent")
+                cents = int(keep)
+            else:
+                cents = int(digits) * 10**exp
+        else:
+            whole, _, frac = v.partition(decimal)
+            if decimal in frac:
+                raise bad(raw, f"has {decimal!r} twice")
+            if thousands and thousands in frac:
+                raise bad(
+                    raw, f"has {thousands!r} after {decimal!r}: is {thousands!r} its decimal?"
+                )
+            if thousands and thousands in whole:
+                groups = whole.split(thousands)
+                if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+                    raise bad(raw, "is not grouped in thousands")
+                whole = "".join(groups)
+            if not whole.isdigit() or (frac and not frac.isdigit()) or not whole.isascii():
+                raise bad(raw, "is not a number")
+            if len(frac) == 3 and not (thousands and thousands in v):
+                raise bad(raw, "has three decimals: is its separator a thousands separator?")
+            if len(frac) > 2 and frac[2:].strip("0"):
+                raise bad(raw, "has fractions of a cent")
+            cents = int(whole) * 100 + int((frac[:2] or "0").ljust(2, "0"))
+        if cents >= 10**17:
+            raise bad(raw, "is out of range")
+        return -cents if negative else cents
+
+    return parse
+
+
+__all__ = [
+    "ORDER_HINT",
+    "RowError",
+    "SettingNeeded",
+    "date_evidence",
+    "fold",
+    "key_parser",
+    "load_lookup",
+    "locale_timestamp_parser",
+    "money_parser",
+    "salesforce_root",
+    "show_columns",
+    "text_parser",
+    "timestamp_parser",
+]
