@@ -2,6 +2,9 @@
 
 Keep this module light: no Prefect, no FastAPI, and no SQLAlchemy until a command opens the
 store (read commands must start fast; ``--help`` and ``playbook validate`` need no database).
+
+Why one file of this size: the one place every command's start-up, errors and output pass
+through; split, each command would pay for more imports at start-up.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ The shared numbers: a HubSpot contacts and deals export (``aligncycle.demo_funne
 before the cycle starts, so its baseline is frozen and the playbook's KPI rules raise gaps with
 their evidence in Identify; a fresh export is imported before Recap, which measures every KPI and
 target against the baseline and says where the survey and the numbers disagree.
+
+Why one file of this size: the demo is one story read top to bottom (a cycle from its first
+answer to its recap); split, its steps would lose their order.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ dashboard does) and compute alone; and its numbers are checked against the SQL o
 
 Targets: import < 60 s with memory flat in the file size; all KPIs < 2 s and >= 5x faster than
 pandas. Results go to bench/results/funnel.md (``--out``). Needs pandas (``pip install .[bench]``).
+
+Why one file of this size: the generator, the measured import, its pandas peer and the report
+stay together so the peer is always measured on the same data in the same run.
 """
 
 from __future__ import annotations

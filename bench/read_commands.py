@@ -9,6 +9,8 @@ the median wall time of 5 runs against the 0.5 s target.
     python -m bench read_commands [--runs N] [--rebuild] [--url URL]
 
 Results: printed, and written to ``bench/results/read_commands.md``.
+
+Why one file of this size: the store it builds and the commands it times change together.
 """
 
 from __future__ import annotations

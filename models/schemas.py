@@ -1,4 +1,8 @@
-"""Pydantic schema families: ``XCreate`` / ``XUpdate`` (input) and ``XRead`` (output)."""
+"""Pydantic schema families: ``XCreate`` / ``XUpdate`` (input) and ``XRead`` (output).
+
+Why one file of this size: the shapes every face shows side by side, so a field keeps one name
+and one meaning in the CLI's JSON, the API and the pages.
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ A new password has at least 12 characters and is not a commonly used one: the li
 30,000 most common passwords that the ``zxcvbn`` package ships (MIT, no network), also when a
 few digits or symbols are added to one, or one is repeated; nor a run of neighbouring keys
 (zxcvbn's keyboard graphs) or letters, nor the person's name or email.
+
+Why one file of this size: passwords, sessions and tokens share the throttle and the digest
+rules; apart, the same secret rules would be written twice.
 """
 
 from __future__ import annotations

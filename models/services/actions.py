@@ -1,4 +1,9 @@
-"""Action items (the plan) and their check-ins (execution)."""
+"""Action items (the plan) and their check-ins (execution).
+
+Why one file of this size: every function reads or changes one action item and its check-ins
+(the row's rules: status moves, lateness, progress); split by phase, the same row rules would be
+written twice.
+"""
 
 from __future__ import annotations
 
