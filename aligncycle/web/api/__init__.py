@@ -9,9 +9,9 @@ work per request.
 
 from fastapi import APIRouter
 
-from aligncycle.web.api import account, actions, cycles, gaps, organisation, recap
+from aligncycle.web.api import account, actions, cycles, gaps, imports, organisation, recap
 from aligncycle.web.api.common import ERRORS
 
 router = APIRouter(responses=ERRORS)
-for module in (organisation, cycles, gaps, actions, recap, account):
+for module in (organisation, cycles, gaps, actions, recap, account, imports):
     router.include_router(module.router)

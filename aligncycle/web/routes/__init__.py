@@ -8,11 +8,12 @@ from aligncycle.web.routes import (
     auth,
     cycles,
     gaps,
+    imports,
     my_work,
     recap,
     timeline,
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, cycles, gaps, actions, timeline, recap, my_work, account):
+for module in (auth, cycles, gaps, actions, timeline, recap, my_work, account, imports):
     router.include_router(module.router)
