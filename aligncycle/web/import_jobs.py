@@ -37,7 +37,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -211,10 +211,21 @@ def check_settings(settings: dict[str, str]) -> dict[str, str]:
     unknown = sorted(set(settings) - set(SETTING_NAMES))
     if unknown:
         raise InvalidInput(f"unknown setting: {unknown[0]}")
+    delimiter = settings.get("delimiter")
+    if delimiter is not None and (
+        delimiter in '"\r\n' or not (delimiter.isprintable() or delimiter == "\t")
+    ):
+        raise InvalidInput(
+            "Column separator: choose one character that is not a quote or a line break",
+            field="delimiter",
+        )
     probe = MappingSpec(name="probe", source="probe", fields={"external_id": "id"})
     for name, value in settings.items():
+        # each setting on its own (whether thousands and decimal clash depends on the
+        # mapping's own decimal: checked below when both are chosen, else by the import)
+        extra = {"decimal": "," if value == "." else "."} if name == "thousands" else {}
         try:
-            probe.with_locale(**{name: value})
+            probe.with_locale(**{name: value, **extra})
         except InvalidInput as exc:
             raise InvalidInput(in_words(exc.message), field=name) from None
     if settings.get("thousands") and settings.get("thousands") == settings.get("decimal", "."):
@@ -326,7 +337,7 @@ def _separator(value: str) -> str:
     return {"": "none", " ": "a space", "'": "an apostrophe"}.get(value, f"'{value}'")
 
 
-def in_words(text: str, columns: dict[str, str] | None = None, folders: list[Path] = ()) -> str:  # type: ignore[assignment]
+def in_words(text: str, columns: dict[str, str] | None = None, folders: Sequence[Path] = ()) -> str:
     """An importer's message with the page's settings and the file's columns named instead of
     the command line's options and the mapping's fields, and no server folder in it.
 
@@ -335,6 +346,7 @@ def in_words(text: str, columns: dict[str, str] | None = None, folders: list[Pat
     for folder in folders:
         for shown in {str(folder), str(folder.resolve())}:
             text = text.replace(shown + os.sep, "").replace(shown, "")
+    text = text.replace("--setting: ", "")
     for cli, page in _SETTING_HELP:
         text = text.replace(cli, page)
     text = _MONEY.sub(
@@ -397,20 +409,30 @@ def safe_name(raw: str | None, n: int) -> str:
     return name[:200] or f"file-{n}.csv"
 
 
-def content_length_refusal(app: Any, headers: Any) -> str | None:
+class UploadRefused(Exception):
+    """An upload refused before it is read: ``status`` 413 (too big) or 411 (no size)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def content_length_refusal(app: Any, headers: Any) -> UploadRefused | None:
     """Why an upload request is refused before it is read (too big, or of unknown size)."""
     limit = import_settings(app).max_upload_bytes
     raw = headers.get("content-length")
     if raw is None:
-        return "send the upload with its size (a Content-Length header)"
+        return UploadRefused(411, "send the upload with its size (a Content-Length header)")
     try:
         size = int(raw)
     except ValueError:
-        return "the upload's size (its Content-Length header) is not a number"
+        return UploadRefused(411, "the upload's size (its Content-Length header) is no number")
     if size > limit + MULTIPART_SLACK:
-        return (
+        return UploadRefused(
+            413,
             f"the upload is {_size_text(size)}; at most {_size_text(limit)} can be uploaded at "
-            "once: upload fewer files at a time, or split the export"
+            "once: upload fewer files at a time, or split the export",
         )
     return None
 
@@ -456,7 +478,8 @@ def save_upload(app: Any, files: list[Any], mapping: Any | None) -> Upload:
     token = secrets.token_urlsafe(18)
     folder = root / token
     try:
-        (folder / "files").mkdir(parents=True, mode=0o700)
+        folder.mkdir(mode=0o700)
+        (folder / "files").mkdir(mode=0o700)
         saved = []
         for upload, name in zip(chosen, names, strict=True):
             saved.append({"name": name, "size": _copy(upload, folder / "files" / name)})
@@ -896,9 +919,9 @@ def upload_guard(request: Any) -> None:
                 )
             raise NotSignedIn()
         jobs.require_importer(person)
-    why = content_length_refusal(request.app, request.headers)
-    if why is not None:
-        raise InvalidInput(why, field="files")
+    refused = content_length_refusal(request.app, request.headers)
+    if refused is not None:
+        raise refused
 
 
 def choose_mapping(profile: str | None, has_mapping: bool) -> str | None:
@@ -917,8 +940,16 @@ def choose_mapping(profile: str | None, has_mapping: bool) -> str | None:
     return profile
 
 
+def release(session: Any) -> None:
+    """Commit what the request's own unit of work holds (a token's last use, say) before a
+    job's short transactions and its run: on SQLite a write it kept open would hold the one
+    write lock, and the run would wait for the request that waits for it."""
+    session.commit()
+
+
 def create(
     app: Any,
+    session: Any,
     me: Person,
     files: list[Any],
     mapping: Any | None,
@@ -926,6 +957,7 @@ def create(
     settings: dict[str, str],
 ) -> tuple[int, bool]:
     """Save an upload, make its job and preview it: (job id, finished already)."""
+    release(session)
     sweep(app)
     has_mapping = (
         mapping is not None and _is_file(mapping) and bool(mapping.filename or _size(mapping))
@@ -953,6 +985,7 @@ def create(
 
 def preview_again(
     app: Any,
+    session: Any,
     job: ImportJob,
     profile: str | None,
     settings: dict[str, str],
@@ -961,6 +994,7 @@ def preview_again(
     """Preview the job's files again with other settings, another profile (``profile``) or
     your own mapping (``profile`` None: ``mapping`` newly uploaded, else the one uploaded
     before). True when it has finished already."""
+    release(session)
     has_new = mapping is not None and _is_file(mapping) and bool(mapping.filename or _size(mapping))
     own = has_new or (profile is None and job.mapping_name is not None)
     profile = choose_mapping(profile, own)
@@ -993,8 +1027,9 @@ def preview_again(
     return start(app, job.id)
 
 
-def confirm(app: Any, me: Person, job: ImportJob) -> bool:
+def confirm(app: Any, session: Any, me: Person, job: ImportJob) -> bool:
     """Import the previewed files for real: True when it has finished already."""
+    release(session)
     if job.state == jobs.FAILED and job.preview is None:
         raise InvalidInput("preview these files again before importing them")
     with app.state.store.unit_of_work() as s:
@@ -1009,8 +1044,9 @@ def confirm(app: Any, me: Person, job: ImportJob) -> bool:
     return start(app, job.id)
 
 
-def discard(app: Any, job: ImportJob) -> None:
+def discard(app: Any, session: Any, job: ImportJob) -> None:
     """Remove the job's files now (not while it runs)."""
+    release(session)
     with app.state.store.unit_of_work() as s:
         jobs.require_move(s, s.get(ImportJob, job.id), jobs.SETTLED, jobs.DISCARDED, folder=None)
     remove_folder(app, job.folder)
@@ -1131,14 +1167,26 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 
 class UploadRoute(APIRoute):
     """A route that takes an upload: who is asking, and how big the upload is, are checked
-    before its body is read."""
+    before its body is read. A refused size answers 413 (411 without a size): in the API's
+    error shape here, as the page again in :class:`PageUploadRoute`."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:
             if request.method == "POST":
-                await run_in_threadpool(upload_guard, request)
+                try:
+                    await run_in_threadpool(upload_guard, request)
+                except UploadRefused as exc:
+                    return await run_in_threadpool(self.refused, request, exc)
             return await handler(request)
 
         return checked
+
+    def refused(self, request: Request, exc: UploadRefused) -> Response:
+        from fastapi.responses import JSONResponse
+
+        from aligncycle.web.deps import error_body
+
+        code = "too_large" if exc.status == 413 else "length_required"
+        return JSONResponse(error_body(code, exc.message), exc.status)

@@ -273,7 +273,7 @@ def upload(
             delimiter=delimiter,
         )
     )
-    job_id, done = ij.create(request.app, ctx.me, files, mapping, profile, settings)
+    job_id, done = ij.create(request.app, ctx.session, ctx.me, files, mapping, profile, settings)
     return _answer(request, ctx, job_id, done, 201)
 
 
@@ -296,7 +296,7 @@ def preview_again(request: Request, import_id: Id, body: PreviewIn, ctx: ApiCtx)
     """Preview the kept files again with other settings or another profile."""
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     profile = body.profile if body.profile is not None else job.profile
-    done = ij.preview_again(request.app, job, profile, _settings(body.model_dump()))
+    done = ij.preview_again(request.app, ctx.session, job, profile, _settings(body.model_dump()))
     return _answer(request, ctx, import_id, done, 200)
 
 
@@ -305,7 +305,7 @@ def confirm(request: Request, import_id: Id, ctx: ApiCtx) -> Response:
     """Import the previewed files for real (large ones in the background: 202, poll it).
     Then the KPI gaps of the cycles in Identify are recorded from the new numbers."""
     job = jobs.get_job(ctx.session, ctx.me, import_id)
-    done = ij.confirm(request.app, ctx.me, job)
+    done = ij.confirm(request.app, ctx.session, ctx.me, job)
     return _answer(request, ctx, import_id, done, 200)
 
 
@@ -313,7 +313,7 @@ def confirm(request: Request, import_id: Id, ctx: ApiCtx) -> Response:
 def discard(request: Request, import_id: Id, ctx: ApiCtx) -> ImportRead:
     """Remove the uploaded files without importing them."""
     job = jobs.get_job(ctx.session, ctx.me, import_id)
-    ij.discard(request.app, job)
+    ij.discard(request.app, ctx.session, job)
     return _read(request, ctx, ij.fresh(request.app, ctx.session, job))
 
 

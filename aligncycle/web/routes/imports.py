@@ -22,8 +22,27 @@ from models.funnel.tables import ImportJob
 from models.services import access
 from models.tables import Cycle
 
+
+class PageUploadRoute(ij.UploadRoute):
+    """An upload form's route: a refused size shows the page again, the message beside the
+    files (the browser still has them: the form's script refuses them before sending too)."""
+
+    def refused(self, request: Request, exc: ij.UploadRefused) -> Response:
+        from aligncycle.web.auth import SESSION_COOKIE, get_cookie
+        from models.services import accounts
+
+        with request.app.state.store.unit_of_work() as s:
+            ws = accounts.session_for(s, get_cookie(request, SESSION_COOKIE))
+            ctx = Ctx(session=s, me=ws.person, csrf=ws.csrf_token)
+            state = FormState(error=exc.message, fields={"files": exc.message})
+            job_id = request.path_params.get("import_id")
+            if job_id is None:
+                return import_page(request, ctx, forms={"upload": state}, status=exc.status)
+            return job_page(request, ctx, int(job_id), forms={"settings": state}, status=exc.status)
+
+
 router = APIRouter(include_in_schema=False)
-uploads = APIRouter(include_in_schema=False, route_class=ij.UploadRoute)
+uploads = APIRouter(include_in_schema=False, route_class=PageUploadRoute)
 BASE = "/numbers/import"
 
 
@@ -77,6 +96,7 @@ def upload_post(request: Request, ctx: PageCtx) -> Response:
         settings = ij.form_settings(data)
         job_id, done = ij.create(
             request.app,
+            ctx.session,
             ctx.me,
             _files(ctx.form, "files"),
             ctx.form.get("mapping") if ctx.form is not None else None,
@@ -178,6 +198,7 @@ def preview_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     try:
         done = ij.preview_again(
             request.app,
+            ctx.session,
             job,
             _profile(data.get("profile")),
             ij.form_settings(data),
@@ -193,7 +214,7 @@ def preview_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
 def confirm_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     try:
-        done = ij.confirm(request.app, ctx.me, job)
+        done = ij.confirm(request.app, ctx.session, ctx.me, job)
     except DomainError as exc:
         forms = {"confirm": _state({}, exc)}
         return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
@@ -204,7 +225,7 @@ def confirm_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
 def discard_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     try:
-        ij.discard(request.app, job)
+        ij.discard(request.app, ctx.session, job)
     except DomainError as exc:
         forms = {"confirm": _state({}, exc)}
         return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
