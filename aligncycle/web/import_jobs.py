@@ -110,7 +110,7 @@ def rejects_root(app: Any) -> Path:
 
 def _size_text(size: int) -> str:
     if size >= MB:
-        return f"{size / MB:,.1f} MB"
+        return f"{size / MB:,.1f}".removesuffix(".0") + " MB"
     if size >= 1024:
         return f"{size / 1024:,.0f} KB"
     return f"{size:,} bytes"
@@ -197,8 +197,11 @@ def form_settings(values: dict[str, str]) -> dict[str, str]:
     return check_settings(out)
 
 
-def form_value(name: str, value: str) -> str:
-    """A stored setting as the form's value (the reverse of :func:`form_settings`)."""
+def form_value(name: str, value: str | None) -> str:
+    """A stored setting as the form's value (the reverse of :func:`form_settings`); a setting
+    not chosen (None) is the form's "as the profile or mapping says"."""
+    if value is None:
+        return ""
     for shown, stored in _FORM_VALUES.get(name, {}).items():
         if stored == value:
             return shown
