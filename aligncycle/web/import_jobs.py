@@ -641,7 +641,7 @@ STOPPED = (
 )
 
 
-def settle_if_stopped(app: Any, job: ImportJob) -> None:
+def settle_if_stopped(app: Any, job: ImportJob, session: Any = None) -> None:
     """A running job whose heartbeat stopped: its process is gone, and so is its transaction
     (nothing was written). Say so, and let the person try again."""
     if job.state not in jobs.RUNNING:
@@ -659,6 +659,8 @@ def settle_if_stopped(app: Any, job: ImportJob) -> None:
         what="preview" if previewing else "import",
         again="preview the files again" if previewing else "import them again",
     )
+    if session is not None:
+        release(session)
     with app.state.store.unit_of_work() as s:
         jobs.move(s, job.id, (job.state,), jobs.FAILED, message=message)
 
@@ -762,7 +764,7 @@ def run(app: Any, job_id: int, wait: bool = True) -> bool:
 def _run(app: Any, job: ImportJob, folder: Path, progress: ProgressFile) -> None:
     store = app.state.store
     kind = job.state
-    folders = [folder / "files", folder / "mapping", folder]
+    folders = [folder / "files", folder / "mapping", folder, rejects_root(app)]
     refused = jobs.REFUSED if kind == jobs.PREVIEWING else jobs.FAILED
     try:
         spec, label = _spec(folder, job)
@@ -1059,7 +1061,7 @@ def fresh(app: Any, session: Any, job: ImportJob) -> ImportJob:
     """The job as stored now (another transaction may have moved it), its stopped run told."""
     session.refresh(job)
     if job.state in jobs.RUNNING:
-        settle_if_stopped(app, job)
+        settle_if_stopped(app, job, session)
         session.refresh(job)
     return job
 

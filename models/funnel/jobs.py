@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, func, select, true, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -124,11 +124,15 @@ def get_job(session: Session, viewer: Person, job_id: int) -> ImportJob:
     return job
 
 
-def list_jobs(session: Session, viewer: Person, limit: int = 20) -> list[ImportJob]:
-    """The newest jobs ``viewer`` sees, newest first."""
+def list_jobs(
+    session: Session, viewer: Person, limit: int = 20, offset: int = 0
+) -> tuple[list[ImportJob], int]:
+    """The newest jobs ``viewer`` sees, newest first, and how many there are."""
     require_importer(viewer)
-    stmt = select(ImportJob).where(_visible(viewer)).order_by(ImportJob.id.desc()).limit(limit)
-    return list(session.scalars(stmt))
+    stmt = select(ImportJob).where(_visible(viewer))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.scalars(stmt.order_by(ImportJob.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
 
 
 # --- states --------------------------------------------------------------------------------
@@ -194,6 +198,8 @@ def _refusal(state: str, wanted: str) -> str:
     if state in RUNNING:
         return "this import is running; wait until it has finished"
     if state == IMPORTED:
+        if wanted == DISCARDED:
+            return "these files are imported already, and their uploaded copies removed"
         return "these files are imported already; upload them again to import them again"
     if state in (DISCARDED, EXPIRED):
         return "these files are no longer kept; upload them again"

@@ -280,8 +280,8 @@ def upload(
 @router.get("/imports", response_model=Page[ImportBrief])
 def list_imports(ctx: ApiCtx, limit: Limit = 20, offset: Offset = 0) -> dict:
     """The newest imports you can see (yours and your team's; a manager's: all)."""
-    rows = jobs.list_jobs(ctx.session, ctx.me, limit=min(offset + limit, 1000))
-    return page([_brief(j) for j in rows[offset:]], len(rows), limit, offset)
+    rows, total = jobs.list_jobs(ctx.session, ctx.me, limit=limit, offset=offset)
+    return page([_brief(j) for j in rows], total, limit, offset)
 
 
 @router.get("/imports/{import_id}", response_model=ImportRead)

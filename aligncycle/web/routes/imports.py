@@ -69,7 +69,7 @@ def import_page(
         "import.html",
         status=status,
         profiles=ij.profiles(),
-        recent=jobs.list_jobs(ctx.session, ctx.me),
+        recent=jobs.list_jobs(ctx.session, ctx.me)[0],
         max_bytes=limit,
         forms=forms or {},
         **_words(),
