@@ -529,6 +529,16 @@ def test_an_upload_over_the_limit_is_refused_in_one_line_before_it_is_read(web: 
     assert re.search(r"these files are \d{3} KB; at most 512 KB can be uploaded", text(resp))
     assert db_snapshot(web.store) == before
     assert not ij.uploads_root(web.app).exists() or not any(ij.uploads_root(web.app).iterdir())
+    # a mapping too big for the job's form: its page again, with the message
+    job_id = job_id_of(web.upload("lee", {"c.csv": CONTACTS}, profile="hubspot"))
+    resp = web.client("lee").post(
+        f"/numbers/import/{job_id}/preview",
+        data={"csrf": web.csrf("lee"), "profile": "own"},
+        files=[("mapping", ("huge.yaml", big, "text/yaml"))],
+    )
+    assert resp.status_code == 413
+    assert "at most 512 KB can be uploaded at once" in text(resp)
+    assert "Import of c.csv" in text(resp) and web.job("lee", job_id)["state"] == "previewed"
     # the page says the limit, and checks it before sending (import.js)
     form = web.client("lee").get("/numbers/import").text
     assert 'data-max-bytes="524288"' in form and "at most 512 KB together" in text(
@@ -890,3 +900,20 @@ def test_dates_are_read_as_the_page_says(web: Web) -> None:
         "2024-12-26T04:30:00+00:00"
     )
     assert job["preview"]["summary"]["files"][0]["dates"].startswith("day first (line 2")
+
+
+def test_a_worker_without_the_uploaded_files_says_so(web: Web) -> None:
+    """A confirm served by a web server that does not share the data folder the upload went
+    to: refused in one line, nothing imported."""
+    job_id = job_id_of(web.upload("lee", {"contacts.csv": CONTACTS}, profile="hubspot"))
+    with web.store.unit_of_work() as s:
+        folder = ij.uploads_root(web.app) / s.get(ImportJob, job_id).folder
+    elsewhere = folder.with_name("on-another-machine")
+    folder.rename(elsewhere)
+    resp = web.client().post(f"/api/v1/imports/{job_id}/confirm", headers=web.bearer("lee"))
+    assert resp.status_code == 422
+    assert resp.json()["error"]["message"] == ij.NOT_HERE
+    assert funnel_rows(web.store) == (0, 0, 0)
+    elsewhere.rename(folder)  # back on this machine: it can be imported now
+    again = web.client().post(f"/api/v1/imports/{job_id}/confirm", headers=web.bearer("lee"))
+    assert again.status_code == 200 and again.json()["state"] == "imported"

@@ -108,16 +108,13 @@ def rejects_root(app: Any) -> Path:
     return base / "rejects"
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
+    """A size as people read it: 616 bytes, 512 KB, 1.5 MB."""
     if size >= MB:
         return f"{size / MB:,.1f}".removesuffix(".0") + " MB"
     if size >= 1024:
         return f"{size / 1024:,.0f} KB"
     return f"{size:,} bytes"
-
-
-def size_text(size: int) -> str:
-    return _size_text(size)
 
 
 # --- the settings people choose --------------------------------------------------------------
@@ -434,7 +431,7 @@ def content_length_refusal(app: Any, headers: Any) -> UploadRefused | None:
     if size > limit + MULTIPART_SLACK:
         return UploadRefused(
             413,
-            f"the upload is {_size_text(size)}; at most {_size_text(limit)} can be uploaded at "
+            f"the upload is {size_text(size)}; at most {size_text(limit)} can be uploaded at "
             "once: upload fewer files at a time, or split the export",
         )
     return None
@@ -465,7 +462,7 @@ def save_upload(app: Any, files: list[Any], mapping: Any | None) -> Upload:
     total = sum(_size(f) for f in chosen) + (_size(mapping) if mapping is not None else 0)
     if total > limit:
         raise InvalidInput(
-            f"these files are {_size_text(total)}; at most {_size_text(limit)} can be uploaded "
+            f"these files are {size_text(total)}; at most {size_text(limit)} can be uploaded "
             "at once: upload fewer files at a time, or split the export",
             field="files",
         )
@@ -719,17 +716,27 @@ def start(app: Any, job_id: int) -> bool:
     return False
 
 
+GONE = "these files are no longer kept; upload them again"
+NOT_HERE = (
+    "the uploaded files are not on this server: the web servers must share their data folder "
+    "(ask the operator); upload the files again"
+)
+
+
 def run(app: Any, job_id: int, wait: bool = True) -> bool:
     """Run a job that is previewing or importing, to its end. False (and nothing done) when
     ``wait`` is false and another import holds the turn."""
     store = app.state.store
     with store.unit_of_work() as s:
         job = s.get(ImportJob, job_id)
-        if job is None or job.state not in jobs.RUNNING or not job.folder:
+        if job is None or job.state not in jobs.RUNNING:
             return True
         s.expunge(job)
-    folder = uploads_root(app) / job.folder
     kind = job.state
+    folder = uploads_root(app) / (job.folder or "-")
+    if not job.folder or not (folder / "files").is_dir():
+        _settle(app, job_id, kind, jobs.FAILED, NOT_HERE if job.folder else GONE)
+        return True
     sizes = {f["name"]: int(f.get("size", 0)) for f in job.files}
     progress = ProgressFile(folder / "progress.json", sizes, kind)
     stop = threading.Event()

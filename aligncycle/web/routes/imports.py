@@ -28,17 +28,20 @@ class PageUploadRoute(ij.UploadRoute):
     files (the browser still has them: the form's script refuses them before sending too)."""
 
     def refused(self, request: Request, exc: ij.UploadRefused) -> Response:
-        from aligncycle.web.auth import SESSION_COOKIE, get_cookie
+        from aligncycle.web.auth import SESSION_COOKIE, NotSignedIn, get_cookie
         from models.services import accounts
 
         with request.app.state.store.unit_of_work() as s:
             ws = accounts.session_for(s, get_cookie(request, SESSION_COOKIE))
+            if ws is None:
+                raise NotSignedIn()
             ctx = Ctx(session=s, me=ws.person, csrf=ws.csrf_token)
             state = FormState(error=exc.message, fields={"files": exc.message})
-            job_id = request.path_params.get("import_id")
-            if job_id is None:
+            job_id = str(request.path_params.get("import_id", ""))
+            if not (job_id.isdigit() and len(job_id) < 10):
                 return import_page(request, ctx, forms={"upload": state}, status=exc.status)
-            return job_page(request, ctx, int(job_id), forms={"settings": state}, status=exc.status)
+            forms = {"settings": state}
+            return job_page(request, ctx, int(job_id), forms=forms, status=exc.status)
 
 
 router = APIRouter(include_in_schema=False)
