@@ -9,8 +9,10 @@ and a refused write changes nothing in the database. A route added without a lin
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +42,7 @@ class Case:
     refused: int = 403
     public: bool = False
     anon: int | None = None  # default: 401 (API) or the sign-in page (pages)
+    files: Callable[[Rig], list[tuple[str, tuple[str, bytes, str]]]] | None = None  # uploads
 
     @property
     def api(self) -> bool:
@@ -99,6 +102,24 @@ def token(suffix: str = "") -> W:
     return lambda r: f"/tokens/{r.extra['sid_token']}{suffix}"
 
 
+def imported(name: str, suffix: str = "", prefix: str = "/numbers/import") -> W:
+    """The URL of one of the world's imports, its uploaded files put back first: a confirm or
+    a discard removes them, and only the store is rolled back after each request."""
+
+    def url(r: Rig) -> str:
+        job_id, folder, kept = r.imports[name]  # type: ignore[attr-defined]
+        if kept is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(kept, folder)
+        return f"{prefix}/{job_id}{suffix}"
+
+    return url
+
+
+def upload(**files: bytes) -> Callable[[Rig], list[tuple[str, tuple[str, bytes, str]]]]:
+    return lambda r: [("files", (name, body, "text/csv")) for name, body in files.items()]
+
+
 def form(**values: str) -> Callable[[Rig], dict[str, Any]]:
     return lambda r: dict(values)
 
@@ -114,6 +135,14 @@ UPDATE = {"status": "in_progress"}
 ASSIGNERS = {"lee", "max"}
 POINT = {"sam"}  # sam is a point person of every cycle; pia is one of none
 SAM_LEE_MAX = {"sam", "lee", "max"}
+IMPORTERS = {"lee", "max", "ola"}  # leads and managers; a job is seen by its team's and managers
+IMPORT_TEAM = {"lee", "max"}  # lee's imports (ola, a lead of another team: as if none)
+CONTACTS = (
+    b"Record ID,Create Date,Original Source,Contact owner,Became a Marketing Qualified Lead Date,"
+    b"Became a Sales Qualified Lead Date\r\n"
+    b"101,2024-02-01 09:00,Paid Search,Sam Rep,2024-02-10 10:00,2024-02-11 08:00\r\n"
+    b"102,2024-02-01 09:00,Paid Search,Sam Rep,yesterday,\r\n"
+)
 UPDATERS = {"sid", "meg", "lee", "max", "sam"}  # sid owns the item, meg is its counterpart
 
 CASES: list[Case] = [
@@ -316,6 +345,55 @@ CASES: list[Case] = [
         cycle_bound=False,
     ),
     Case("DELETE", "/api/v1/tokens/{token_id}", api(token()), {"sid"}, 200, refused=404),
+    # --- API: imports of funnel data
+    Case("GET", "/api/v1/imports", const("/api/v1/imports"), IMPORTERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/api/v1/imports",
+        const("/api/v1/imports"),
+        IMPORTERS,
+        201,
+        body(profile="hubspot"),
+        cycle_bound=False,
+        files=upload(**{"contacts.csv": CONTACTS}),
+    ),
+    Case(
+        "GET",
+        "/api/v1/imports/{import_id}",
+        imported("previewed", prefix="/api/v1/imports"),
+        IMPORT_TEAM,
+        200,
+    ),
+    Case(
+        "POST",
+        "/api/v1/imports/{import_id}/preview",
+        imported("previewed", "/preview", prefix="/api/v1/imports"),
+        IMPORT_TEAM,
+        200,
+        body(dates="iso"),
+    ),
+    Case(
+        "POST",
+        "/api/v1/imports/{import_id}/confirm",
+        imported("previewed", "/confirm", prefix="/api/v1/imports"),
+        IMPORT_TEAM,
+        200,
+        body(),
+    ),
+    Case(
+        "DELETE",
+        "/api/v1/imports/{import_id}",
+        imported("previewed", prefix="/api/v1/imports"),
+        IMPORT_TEAM,
+        200,
+    ),
+    Case(
+        "GET",
+        "/api/v1/imports/{import_id}/rejects/{file_number}",
+        imported("done", "/rejects/1", prefix="/api/v1/imports"),
+        IMPORT_TEAM,
+        200,
+    ),
     # --- pages: signing in and out
     Case("GET", "/login", const("/login"), ALL, 200, public=True),
     # without the sign-in form's CSRF token, nobody signs in
@@ -427,6 +505,58 @@ CASES: list[Case] = [
         303,
         form(score="4", anonymous="1"),
     ),
+    # --- pages: importing funnel data
+    Case("GET", "/numbers/import", const("/numbers/import"), IMPORTERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/numbers/import",
+        const("/numbers/import"),
+        IMPORTERS,
+        303,
+        form(profile="hubspot"),
+        cycle_bound=False,
+        files=upload(**{"contacts.csv": CONTACTS}),
+    ),
+    Case("GET", "/numbers/import/{import_id}", imported("previewed"), IMPORT_TEAM, 200),
+    # the progress block is for the page's script; a plain visit goes to the page
+    Case(
+        "GET",
+        "/numbers/import/{import_id}/progress",
+        imported("previewed", "/progress"),
+        IMPORT_TEAM,
+        303,
+    ),
+    Case(
+        "POST",
+        "/numbers/import/{import_id}/preview",
+        imported("previewed", "/preview"),
+        IMPORT_TEAM,
+        303,
+        form(profile="hubspot", dates="iso"),
+    ),
+    Case(
+        "POST",
+        "/numbers/import/{import_id}/confirm",
+        imported("previewed", "/confirm"),
+        IMPORT_TEAM,
+        303,
+        form(),
+    ),
+    Case(
+        "POST",
+        "/numbers/import/{import_id}/discard",
+        imported("previewed", "/discard"),
+        IMPORT_TEAM,
+        303,
+        form(),
+    ),
+    Case(
+        "GET",
+        "/numbers/import/{import_id}/rejects/{file_number}",
+        imported("done", "/rejects/1"),
+        IMPORT_TEAM,
+        200,
+    ),
     # --- pages: My work and the account
     Case("GET", "/my", const("/my"), ALL, 200, cycle_bound=False),
     Case("GET", "/numbers", const("/numbers"), ALL, 200, cycle_bound=False),
@@ -504,6 +634,7 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             )
             # Sid says his third item is done; Meg, its counterpart, signs it off.
             r.world.actions["awaiting_signoff"] = awaiting_signoff(s, r.world.cycles["execute"])
+        r.imports = imports_of(r)  # type: ignore[attr-defined]
         yield r
 
 
@@ -532,19 +663,51 @@ def awaiting_signoff(s: Any, cycle_id: int) -> int:
     return item_id
 
 
+def imports_of(r: Rig) -> dict[str, tuple[int, Path, Path | None]]:
+    """Two imports by Lee: one previewed (its files kept aside, to be put back), one imported
+    with a rejected row. {name: (id, folder of its files, the copy kept aside)}."""
+    from aligncycle.web.import_jobs import uploads_root
+    from models.funnel.tables import ImportJob
+
+    out = {}
+    for name in ("previewed", "done"):
+        resp = r.client().post(
+            "/api/v1/imports",
+            data={"profile": "hubspot"},
+            files=upload(**{f"{name}.csv": CONTACTS})(r),
+            headers=r.bearer("lee"),
+        )
+        assert resp.status_code == 201, resp.text
+        job_id = resp.json()["id"]
+        if name == "done":
+            done = r.client().post(f"/api/v1/imports/{job_id}/confirm", headers=r.bearer("lee"))
+            assert done.status_code == 200 and done.json()["summary"]["rejected"] == 1, done.text
+            out[name] = (job_id, Path("/nonexistent"), None)
+            continue
+        with r.store.unit_of_work() as s:
+            folder = uploads_root(r.app) / s.get(ImportJob, job_id).folder
+        kept = folder.parent.parent / f"kept-{job_id}"
+        shutil.copytree(folder, kept)
+        out[name] = (job_id, folder, kept)
+    return out
+
+
 def _request(r: Rig, case: Case, who: str) -> Any:
     client = r.client(None if who == ANON else who)
     url = case.url(r)
     data = case.body(r) if case.body else None
+    files = case.files(r) if case.files else None
     if case.api:
         headers = r.bearer(who) if who != ANON else {}
+        if files is not None:
+            return client.request(case.method, url, headers=headers, data=data, files=files)
         return client.request(case.method, url, headers=headers, json=data)
     if case.method == "GET":
         return client.get(url)
     payload = dict(data or {})
     if who != ANON:
         payload["csrf"] = r.personas[who].csrf
-    return client.post(url, data=payload)
+    return client.post(url, data=payload, files=files)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

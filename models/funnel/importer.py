@@ -389,10 +389,11 @@ class _FileRun:
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
     header: list[str] = field(default_factory=list)
+    samples: int = SAMPLE_REJECTS  # how many rejected rows the summary lists
 
     def reject(self, line: int, reason: str, row: list[str]) -> None:
         self.rejected += 1
-        if len(self.first_rejects) < SAMPLE_REJECTS:
+        if len(self.first_rejects) < self.samples:
             self.first_rejects.append(RejectedRow(line=line, reason=reason))
         if self.sink is None:
             return
@@ -786,12 +787,14 @@ def import_files(
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH,
     actor: Person | None = None,
+    sample_rejects: int = SAMPLE_REJECTS,
 ) -> ImportSummary:
     """Import CSV files through a mapping, in the caller's transaction (never commits), then
     compute the source's data-quality flags afresh.
 
     Rejected rows go to ``rejects`` (see :func:`rejects_files`: published once the caller has
-    committed); without it they are only counted and sampled."""
+    committed); without it they are only counted and sampled (the first ``sample_rejects`` of
+    each file are listed in the summary: a preview lists more than the command line)."""
     if not 1 <= batch_size <= 10000:
         raise InvalidInput("batch size must be between 1 and 10000")
     conn = session.connection()
@@ -807,7 +810,11 @@ def import_files(
                 compiled = compile_part(
                     spec, compiled.part, list(compiled.header), str(path), dates=order
                 )
-        runs.append(_FileRun(path=path, compiled=compiled, sink=rejects, dates=dates))
+        runs.append(
+            _FileRun(
+                path=path, compiled=compiled, sink=rejects, dates=dates, samples=sample_rejects
+            )
+        )
     log = FunnelImport(
         source=spec.source,
         mapping=mapping_label or spec.name,

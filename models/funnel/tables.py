@@ -27,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 
@@ -254,3 +254,41 @@ class ActionTarget(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class ImportJob(Base):
+    """An import started in the web app or the API: the uploaded files (kept in a folder of
+    their own under the data dir, named by ``folder``, until the import or after a while), the
+    settings chosen, the preview, then the import and its summary.
+
+    Its ``state`` moves: previewing -> previewed | refused; previewed -> importing -> imported |
+    failed; and discarded or expired once its files are removed. Every worker process reads
+    it; progress while a file is read lives beside the files (see
+    :mod:`models.funnel.jobs`)."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str | None] = mapped_column(String(100))
+    mapping_name: Mapped[str | None] = mapped_column(String(255))
+    #: the settings chosen over the mapping's (dates, decimal, thousands, timezone, ...)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: [{"name": ..., "size": bytes}, ...] as uploaded
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: the name of the job's folder of uploaded files; None once they are removed
+    folder: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
+    preview: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    funnel_import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("funnel_imports.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    created_by = relationship("Person", foreign_keys=[created_by_id])
+    confirmed_by = relationship("Person", foreign_keys=[confirmed_by_id])

@@ -9,9 +9,18 @@ work per request.
 
 from fastapi import APIRouter
 
-from aligncycle.web.api import account, actions, cycles, gaps, numbers, organisation, recap
+from aligncycle.web.api import (
+    account,
+    actions,
+    cycles,
+    gaps,
+    imports,
+    numbers,
+    organisation,
+    recap,
+)
 from aligncycle.web.api.common import ERRORS
 
 router = APIRouter(responses=ERRORS)
-for module in (organisation, cycles, gaps, actions, recap, numbers, account):
+for module in (organisation, cycles, gaps, actions, recap, numbers, imports, account):
     router.include_router(module.router)

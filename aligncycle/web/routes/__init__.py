@@ -8,6 +8,7 @@ from aligncycle.web.routes import (
     auth,
     cycles,
     gaps,
+    imports,
     my_work,
     numbers,
     recap,
@@ -15,5 +16,5 @@ from aligncycle.web.routes import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, cycles, gaps, actions, timeline, recap, my_work, numbers, account):
+for module in (auth, cycles, gaps, actions, timeline, recap, my_work, imports, numbers, account):
     router.include_router(module.router)

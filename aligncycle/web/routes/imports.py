@@ -1,0 +1,247 @@
+"""Import in the browser: upload CSV exports, preview what the import would do, import them,
+follow the progress, read the summary and download the rejected rows. For leads and managers.
+
+The work is shared with the API (:mod:`aligncycle.web.import_jobs`); the domain is
+:mod:`models.funnel.jobs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from aligncycle.web import import_jobs as ij
+from aligncycle.web.auth import PageCtx
+from aligncycle.web.deps import Ctx, status_of
+from aligncycle.web.pages import FormState, Id, form_values, page, redirect, render
+from models.errors import DomainError
+from models.funnel import jobs
+from models.funnel.tables import ImportJob
+from models.services import access
+from models.tables import Cycle
+
+
+class PageUploadRoute(ij.UploadRoute):
+    """An upload form's route: a refused size shows the page again, the message beside the
+    files (the browser still has them: the form's script refuses them before sending too)."""
+
+    def refused(self, request: Request, exc: ij.UploadRefused) -> Response:
+        from aligncycle.web.auth import SESSION_COOKIE, NotSignedIn, get_cookie
+        from models.services import accounts
+
+        with request.app.state.store.unit_of_work() as s:
+            ws = accounts.session_for(s, get_cookie(request, SESSION_COOKIE))
+            if ws is None:
+                raise NotSignedIn()
+            ctx = Ctx(session=s, me=ws.person, csrf=ws.csrf_token)
+            state = FormState(error=exc.message, fields={"files": exc.message})
+            job_id = str(request.path_params.get("import_id", ""))
+            if not (job_id.isdigit() and len(job_id) < 10):
+                return import_page(request, ctx, forms={"upload": state}, status=exc.status)
+            forms = {"settings": state}
+            return job_page(request, ctx, int(job_id), forms=forms, status=exc.status)
+
+
+router = APIRouter(include_in_schema=False)
+uploads = APIRouter(include_in_schema=False, route_class=PageUploadRoute)
+BASE = "/numbers/import"
+
+
+def _profile(value: str | None) -> str | None:
+    """The form's profile choice: a profile's name, or None for your own mapping."""
+    value = (value or "").strip()
+    return None if value in ("", "own") else value
+
+
+def _files(form: Any, name: str) -> list[Any]:
+    return list(form.getlist(name)) if form is not None else []
+
+
+@page(router, BASE)
+def import_page(
+    request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200
+) -> Response:
+    jobs.require_importer(ctx.me)
+    ij.sweep(request.app)
+    limit = ij.import_settings(request.app).max_upload_bytes
+    return render(
+        request,
+        ctx,
+        "import.html",
+        status=status,
+        profiles=ij.profiles(),
+        recent=jobs.list_jobs(ctx.session, ctx.me)[0],
+        max_bytes=limit,
+        forms=forms or {},
+        **_words(),
+    )
+
+
+def _words() -> dict[str, Any]:
+    return {
+        "CHOICES": ij.CHOICES,
+        "SETTING_LABELS": ij.SETTING_LABELS,
+        "STATES": ij.STATES,
+        "size_text": ij.size_text,
+        "plural": ij.plural,
+        "form_value": ij.form_value,
+        "columns_of": ij.profile_columns,
+        "profile_title": ij.profile_title,
+    }
+
+
+@uploads.post(BASE)
+def upload_post(request: Request, ctx: PageCtx) -> Response:
+    data = form_values(ctx.form)
+    try:
+        settings = ij.form_settings(data)
+        job_id, done = ij.create(
+            request.app,
+            ctx.session,
+            ctx.me,
+            _files(ctx.form, "files"),
+            ctx.form.get("mapping") if ctx.form is not None else None,
+            _profile(data.get("profile")),
+            settings,
+        )
+    except DomainError as exc:
+        return import_page(request, ctx, forms={"upload": _state(data, exc)}, status=status_of(exc))
+    return _after_run(request, ctx, job_id, done)
+
+
+def _state(data: dict[str, str], exc: DomainError) -> FormState:
+    field = getattr(exc, "field", None)
+    return FormState(values=data, error=exc.message, fields={field: exc.message} if field else {})
+
+
+def _after_run(request: Request, ctx: Ctx, job_id: int, done: bool) -> Response:
+    """After a preview or an import was started: its page (a refusal shown at once, with a
+    4xx), or the way to it."""
+    job = ij.fresh(request.app, ctx.session, jobs.get_job(ctx.session, ctx.me, job_id))
+    if done and job.state in (jobs.REFUSED, jobs.FAILED):
+        return job_page(request, ctx, job_id, status=422)
+    message = None
+    if job.state == jobs.PREVIEWED:
+        message = "Here is what the import would do. Nothing is written until you import."
+    elif job.state == jobs.IMPORTED:
+        rows = ij.totals(job.summary or {})["rows"]
+        message = f"Imported: {ij.plural(rows, 'row')} read."
+    return redirect(request, f"{BASE}/{job_id}", message)
+
+
+@page(router, BASE + "/{import_id}")
+def job_page(
+    request: Request, ctx: Ctx, import_id: int, *, query=None, forms=None, status: int = 200
+) -> Response:
+    job = ij.fresh(request.app, ctx.session, jobs.get_job(ctx.session, ctx.me, import_id))
+    return render(
+        request,
+        ctx,
+        "import_job.html",
+        status=status,
+        job=job,
+        profiles=ij.profiles(),
+        max_bytes=ij.import_settings(request.app).max_upload_bytes,
+        forms=forms or {},
+        **_view(request, ctx, job),
+        **_words(),
+    )
+
+
+def _view(request: Request, ctx: Ctx, job: ImportJob) -> dict[str, Any]:
+    preview = job.preview if job.state == jobs.PREVIEWED else None
+    summary = job.summary if job.state == jobs.IMPORTED else None
+    shown = (preview or {}).get("summary") or summary
+    samples = []
+    for f in (preview or {}).get("files", []):
+        samples.append(
+            {
+                "file": f["file"],
+                "leads": ij.sample_table(f.get("leads") or [], ij.LEAD_HEADINGS),
+                "deals": ij.sample_table(f.get("deals") or [], ij.DEAL_HEADINGS),
+            }
+        )
+    gaps = []
+    for cycle_id, count in ((summary or {}).get("kpi_gaps") or {}).items():
+        cycle = ctx.session.get(Cycle, int(cycle_id))
+        if cycle is not None and access.can_view_cycle(ctx.me, cycle):
+            gaps.append((cycle, count))
+    return {
+        "progress": ij.progress_of(request.app, job),
+        "shown": shown,
+        "totals": ij.totals(shown) if shown else None,
+        "flag_groups": ij.flag_groups(shown) if shown else [],
+        "samples": samples,
+        "kpi_gaps": gaps,
+        "settings_text": ij.settings_text(job.settings or {}),
+        "creator": job.created_by_id,
+    }
+
+
+@router.get(BASE + "/{import_id}/progress")
+def progress_get(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    """The progress block, for the page to poll (htmx); once the job has ended, the page
+    reloads itself to show the preview or the summary."""
+    job = ij.fresh(request.app, ctx.session, jobs.get_job(ctx.session, ctx.me, import_id))
+    if "hx-request" not in request.headers:
+        return RedirectResponse(f"{BASE}/{import_id}", status_code=303)
+    if job.state not in jobs.RUNNING:
+        return Response(status_code=200, headers={"HX-Refresh": "true"})
+    return render(
+        request, ctx, "_import_progress.html", job=job, progress=ij.progress_of(request.app, job)
+    )
+
+
+@uploads.post(BASE + "/{import_id}/preview")
+def preview_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    data = form_values(ctx.form)
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    try:
+        done = ij.preview_again(
+            request.app,
+            ctx.session,
+            job,
+            _profile(data.get("profile")),
+            ij.form_settings(data),
+            ctx.form.get("mapping") if ctx.form is not None else None,
+        )
+    except DomainError as exc:
+        forms = {"settings": _state(data, exc)}
+        return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
+    return _after_run(request, ctx, import_id, done)
+
+
+@router.post(BASE + "/{import_id}/confirm")
+def confirm_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    try:
+        done = ij.confirm(request.app, ctx.session, ctx.me, job)
+    except DomainError as exc:
+        forms = {"confirm": _state({}, exc)}
+        return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
+    return _after_run(request, ctx, import_id, done)
+
+
+@router.post(BASE + "/{import_id}/discard")
+def discard_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    try:
+        ij.discard(request.app, ctx.session, job)
+    except DomainError as exc:
+        forms = {"confirm": _state({}, exc)}
+        return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
+    return redirect(request, BASE, "The uploaded files were removed. Nothing was imported.")
+
+
+@router.get(BASE + "/{import_id}/rejects/{file_number}")
+def rejects_get(request: Request, import_id: Id, file_number: Id, ctx: PageCtx) -> Response:
+    """A file's rejected rows (line, reason, the original cells), as the import published
+    them; found through the import's own record, never a path from the request."""
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    path, name = ij.rejects_path(request.app, job, file_number - 1)
+    return FileResponse(path, media_type="text/csv; charset=utf-8", filename=name)
+
+
+router.include_router(uploads)
