@@ -84,10 +84,10 @@ def seed(url: str, cycles: int, items: int, today: date, receiver_port: int) -> 
     from sqlalchemy import insert
 
     from migrations import runner
+    from models.cadence import channels
     from models.db import Store
     from models.enums import ActionStatus, Confidence, Phase, Priority, Role
     from models.schemas import PersonCreate, TeamCreate
-    from models.services import cadence as svc
     from models.services import people, playbooks
     from models.tables import ActionItem, Cycle, CycleTeam
 
@@ -120,7 +120,7 @@ def seed(url: str, cycles: int, items: int, today: date, receiver_port: int) -> 
             staff.setdefault((p.role.value, p.team.key), []).append(p.id)
         admin = next(p for p in made if p.role is Role.MANAGER)
         for p in made:
-            svc.add_channel(
+            channels.add_channel(
                 s,
                 admin,
                 kind="webhook",

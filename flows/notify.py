@@ -33,10 +33,10 @@ from datetime import timedelta
 from typing import Any
 
 from models.base import utcnow
-from models.cadence import NotificationKind
+from models.cadence import channels, outbox, urls
+from models.cadence.tables import NotificationKind
 from models.db import Store
 from models.errors import DomainError, InvalidInput
-from models.services import cadence as svc
 
 #: How long a claim may stay ``sending`` before another run treats its deliverer as dead.
 #: Well above apprise's network timeouts, so a slow send is never taken twice.
@@ -147,13 +147,13 @@ def load_prefect_secrets(names: Sequence[str]) -> dict[str, str]:
 
 
 def _by_destination(
-    claimed: Sequence[svc.Outgoing], one: Callable[[svc.Outgoing], None], workers: int
+    claimed: Sequence[outbox.Outgoing], one: Callable[[outbox.Outgoing], None], workers: int
 ) -> None:
     """Run ``one`` over a batch on ``workers`` threads, one message per destination at a time:
     a destination apprise paces (Slack: a post per 1.2 s per webhook; SMTP: 5.5 s) holds up its
     own messages only, while the other threads go on with other destinations. The first error
     stops the batch (what is claimed and not sent is retried once the claim is stale)."""
-    queues: dict[str, deque[svc.Outgoing]] = {}
+    queues: dict[str, deque[outbox.Outgoing]] = {}
     for out in claimed:
         queues.setdefault(out.url or f"#{out.id}", deque()).append(out)
     cond = threading.Condition()
@@ -217,18 +217,18 @@ def deliver(
     apprise_logger = logging.getLogger("apprise")
     apprise_logger.addHandler(logs)
     with store.unit_of_work() as s:
-        names = svc.secret_names(s)
+        names = channels.secret_names(s)
     secret_values = secrets(names) if (secrets and names) else {}
     stale_before = utcnow() - stale_after
     default_sender = Sender(logs)
 
-    def one(out: svc.Outgoing) -> None:
+    def one(out: outbox.Outgoing) -> None:
         error: str | None
         if out.url is None:
             error, final = "the channel was removed or disabled", True
         else:
             try:
-                url = svc.resolve_url(out.url, secret_values)
+                url = urls.resolve_url(out.url, secret_values)
                 error = (sender or default_sender)(url, out.subject, out.body)
             except DomainError as exc:
                 error = exc.message
@@ -237,9 +237,9 @@ def deliver(
             final = out.attempts >= max_attempts
         with store.unit_of_work() as s:  # at once: the at-least-once window ends here
             if error is None:
-                svc.mark_sent(s, out.id, claimer)
+                outbox.mark_sent(s, out.id, claimer)
             else:
-                svc.mark_failed(s, out.id, claimer, error, final)
+                outbox.mark_failed(s, out.id, claimer, error, final)
         with lock:
             if error is None:
                 result.sent += 1
@@ -254,7 +254,7 @@ def deliver(
         after = 0
         while True:
             with store.unit_of_work() as s:
-                claimed = svc.claim_batch(
+                claimed = outbox.claim_batch(
                     s, claimer, stale_before, kinds, after_id=after, limit=batch
                 )
             if not claimed:

@@ -33,11 +33,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bench.pg import create_database, drop_database
-from models.cadence import Notification, NotificationStatus
+from models.cadence import channels
+from models.cadence.tables import Notification, NotificationStatus
 from models.db import Store
 from models.enums import Phase
 from models.schemas import PersonCreate, TeamCreate
-from models.services import cadence as svc
 from models.services import people, playbooks
 from models.services.common import person_by_email
 from models.tables import Cycle, Event
@@ -262,12 +262,14 @@ def company(receiver: Receiver) -> Iterator[tuple[Store, PrefectStack]]:
             )
             mgr = person_by_email(s, MAX)
             for email in (SAM, MIA, LEE, MAX):
-                svc.add_channel(
+                channels.add_channel(
                     s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
                 )
             # lou's URL is a Prefect Secret block, read by the worker when it sends
-            svc.add_channel(s, mgr, kind="webhook", person=LOU, url="secret:lou-hook")
-            svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
+            channels.add_channel(s, mgr, kind="webhook", person=LOU, url="secret:lou-hook")
+            channels.add_channel(
+                s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing")
+            )
         stack.start()
         from prefect.blocks.system import Secret
 
