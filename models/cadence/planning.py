@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -16,7 +17,8 @@ from models.cadence.tables import Notification, NotificationKind, NotificationSt
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle
 
-INSERT_BATCH = 500
+INSERT_BATCH = 500  # rows per multi-row VALUES insert (SQLite)
+UNNEST_BATCH = 5000  # rows per unnest() insert (PostgreSQL): one array per column
 IN_CHUNK = 900  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
@@ -134,33 +136,46 @@ def due_text(due: date, today: date) -> str:
 # --- storing them once --------------------------------------------------------------------
 
 
-def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows whose key is new: the keys already stored are looked up first (one
-    query per 900 keys), the rest go in with ``INSERT ... ON CONFLICT (key) DO NOTHING`` (so a
-    concurrent run planning the same messages inserts each key once). Returns how many were
-    new."""
+_COLUMNS = (
+    "key",
+    "channel_id",
+    "recipient",
+    "kind",
+    "cycle_id",
+    "action_item_id",
+    "subject",
+    "body",
+)
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows whose key is not stored yet, with ``INSERT ... ON CONFLICT (key) DO
+    NOTHING RETURNING id``: a key planned before (a re-run, or a concurrent run planning the
+    same messages) inserts nothing, and no lookup of the keys comes first. The unique index on
+    ``key`` decides, so the cost does not hang on the planner's statistics (an ``IN (...)``
+    lookup of 900 keys took 0.7 s each on PostgreSQL once they were stale after a day's
+    inserts). Returns how many were new.
+
+    On PostgreSQL the rows go as one array per column, unnested by the server
+    (:data:`UNNEST_BATCH` rows a statement): about four times cheaper per row than a
+    multi-row ``VALUES`` list with a bind per value. On SQLite, multi-row ``VALUES``
+    (:data:`INSERT_BATCH` rows a statement)."""
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - the store supports SQLite and PostgreSQL
-        raise RuntimeError(f"unsupported database {dialect!r}")
-    existing: set[str] = set()
-    for chunk in chunks([r["key"] for r in rows]):
-        existing.update(
-            session.scalars(select(Notification.key).where(Notification.key.in_(chunk)))
-        )
-    new = [r for r in rows if r["key"] not in existing]
-    if not new:
-        return 0
     table = Notification.__table__
-    stmt = (
-        dialect_insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-    )
     now = utcnow()
+    inserted = 0
+    if dialect == "postgresql":
+        for batch in chunks(rows, UNNEST_BATCH):
+            params = {c: [r.get(c) for r in batch] for c in _COLUMNS}
+            inserted += len(session.execute(_unnest_insert(), params | {"now": now}).all())
+        return inserted
+    if dialect != "sqlite":  # pragma: no cover - the store supports SQLite and PostgreSQL
+        raise RuntimeError(f"unsupported database {dialect!r}")
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
     defaults = {
         "status": NotificationStatus.PENDING,
         "attempts": 0,
@@ -168,10 +183,32 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> int:
         "cycle_id": None,
         "action_item_id": None,
     }
-    inserted = 0
-    for batch in chunks(new, INSERT_BATCH):
+    for batch in chunks(rows, INSERT_BATCH):
         inserted += len(session.execute(stmt, [defaults | r for r in batch]).all())
     return inserted
+
+
+@lru_cache(maxsize=1)
+def _unnest_insert() -> Any:
+    """``INSERT INTO notifications (...) SELECT ... FROM unnest(:key, :channel_id, ...)
+    ON CONFLICT (key) DO NOTHING RETURNING id`` (PostgreSQL), built once."""
+    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    table = Notification.__table__
+    arrays = [bindparam(c, type_=ARRAY(table.c[c].type)) for c in _COLUMNS]
+    src = func.unnest(*arrays).table_valued(*_COLUMNS).render_derived(name="src")
+    fixed = {
+        "status": literal(NotificationStatus.PENDING.value),
+        "attempts": literal(0),
+        "created_at": bindparam("now", type_=table.c.created_at.type),
+    }
+    return (
+        pg_insert(table)
+        .from_select([*_COLUMNS, *fixed], select(*(src.c[c] for c in _COLUMNS), *fixed.values()))
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.id)
+    )
 
 
 def store_plan(session: Session, messages: list[Planned], result: PlanResult) -> PlanResult:
@@ -195,7 +232,7 @@ def store_plan(session: Session, messages: list[Planned], result: PlanResult) ->
                     "body": m.body,
                 }
             )
-    new = _insert_ignore(session, rows)
+    new = _insert_new(session, rows)
     result.planned += new
     result.already += len(rows) - new
     return result
