@@ -227,6 +227,7 @@ def deliver(
         if out.url is None:
             error, final = "the channel was removed or disabled", True
         else:
+            url = None
             try:
                 url = urls.resolve_url(out.url, secret_values)
                 error = (sender or default_sender)(url, out.subject, out.body)
@@ -234,6 +235,8 @@ def deliver(
                 error = exc.message
             except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the run
                 error = f"{type(exc).__name__}: {exc}"
+            if error is not None:  # stored, logged and printed: no secret of the URL in it
+                error = urls.redact(error, out.url, url)
             final = out.attempts >= max_attempts
         with store.unit_of_work() as s:  # at once: the at-least-once window ends here
             if error is None:

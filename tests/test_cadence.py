@@ -30,6 +30,7 @@ from models.cadence import (
     planning,
     recap_due,
     reminders,
+    urls,
 )
 from models.cadence.policy import CadencePolicy
 from models.cadence.tables import (
@@ -810,7 +811,7 @@ def test_channels_add_list_remove_with_masked_secrets(world: Store) -> None:
             url="mailtos://sid:hunter2@mail.acme.test?to=sid@acme.test",
         )
         env = channels.add_channel(s, lee, kind="teams", team="sales", url="env:SALES_TEAMS_URL")
-    assert slack.url == "slack://T1AB***/***" and "secrettoken" not in slack.url
+    assert slack.url == "slack://***/***#***" and "secrettoken" not in slack.url
     assert mail.url == "mailtos://sid:***@mail.acme.test?***"
     assert env.url == "env:SALES_TEAMS_URL"
     with world.unit_of_work() as s:
@@ -903,6 +904,110 @@ def test_a_channel_configured_twice_is_refused(world: Store, receiver: Receiver)
     assert db_snapshot(world) == before
 
 
+# Every kind of apprise URL we accept, with the secrets it carries: (kind, URL, what is shown,
+# the secrets that must never be shown).
+SECRET_URLS = [
+    (
+        "webhook",
+        "jsons://hook:pw-Hunter2@hooks.acme.test/hooks/TOKEN7f3a9/?token=QS8812&+X-Api-Key=HDR66",
+        "jsons://hook:***@hooks.acme.test/***?***",
+        ["pw-Hunter2", "TOKEN7f3a9", "QS8812", "HDR66"],
+    ),
+    ("webhook", "json://127.0.0.1:9/sid", "json://127.0.0.1:9/***", []),
+    (
+        "email",
+        "mailtos://alerts:pw-Smtp77@smtp.acme.test/sam@acme.test?pass=QPW55",
+        "mailtos://alerts:***@smtp.acme.test/sam@acme.test?***",
+        ["pw-Smtp77", "QPW55"],
+    ),
+    (
+        "email",
+        "sendgrid://SG.KEY5512:alerts@acme.test/sam@acme.test",
+        "sendgrid://***@acme.test/***",
+        ["SG.KEY5512"],
+    ),
+    (
+        "email",
+        "ses://alerts@acme.test/AKIA8811/SESSECRET99/us-east-1/",
+        "ses://***@acme.test/***",
+        ["AKIA8811", "SESSECRET99"],
+    ),
+    (
+        "slack",
+        "slack://T1ABC/B2DEF/SLACKTOKEN42/#sales",
+        "slack://***/***#***",
+        ["T1ABC", "B2DEF", "SLACKTOKEN42"],
+    ),
+    ("slack", "slack://bot@xoxb-4411-BOTTOKEN/#sales", "slack://***@***/#***", ["xoxb-4411"]),
+    (
+        "slack",
+        "https://hooks.slack.com/services/T000AAA/B000BBB/HOOKTOKEN31",
+        "https://hooks.slack.com/***",
+        ["T000AAA", "B000BBB", "HOOKTOKEN31"],
+    ),
+    (
+        "teams",
+        "workflows://prod-12.westus.logic.azure.com/WORKFLOW81/SIGNATURE81/",
+        "workflows://prod-12.westus.logic.azure.com/***",
+        ["WORKFLOW81", "SIGNATURE81"],
+    ),
+    (
+        "teams",
+        "https://prod-12.westus.logic.azure.com:443/workflows/WF9/triggers/manual/paths/invoke"
+        "?api-version=2016-06-01&sp=%2Ftriggers&sv=1.0&sig=SIG771",
+        "https://prod-12.westus.logic.azure.com:443/***?***",
+        ["WF9", "SIG771"],
+    ),
+    ("webhook", "json://u:pa/ss44@host.test/x", "json://***", ["pa/ss44", "ss44"]),
+    ("teams", "secret:marketing-teams", "secret:marketing-teams", []),
+]
+
+
+@pytest.mark.parametrize(("kind", "url", "shown", "secrets"), SECRET_URLS)
+def test_channel_urls_are_shown_with_every_secret_masked(
+    kind: str, url: str, shown: str, secrets: list[str]
+) -> None:
+    from models.cadence.tables import ChannelKind
+
+    assert urls.check_channel_url(ChannelKind(kind), url) == url  # a URL we accept
+    assert urls.mask_url(url) == shown
+    text = f"failed: POST {url} and {url.split('://')[-1]} -> 401"
+    assert not [x for x in secrets if x in urls.redact(text, url)]
+
+
+def test_no_channel_secret_reaches_cli_output_or_the_audit_log(world: Store) -> None:
+    from aligncycle import cli_common
+    from aligncycle.cli import app
+
+    def run(*args: str) -> str:
+        cli_common.reset_store()
+        r = CliRunner().invoke(app, list(args), env={"ALIGNCYCLE_ACTOR": None})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    hook = SECRET_URLS[0]
+    out = [run("notify", "channel", "add", "webhook", hook[1], "--person", SID, "--as", SID)]
+    out += [
+        run("notify", "channel", "list"),
+        run("notify", "channel", "list", "--json"),
+        run("events"),
+        run("events", "--json"),
+    ]
+    (ch,) = [c for c in json.loads(out[2]) if c["owner"] == SID]
+    assert ch["url"] == hook[2]
+    out.append(run("notify", "channel", "remove", str(ch["id"]), "--as", SID))
+    out.append(run("events", "--json"))
+    with world.unit_of_work() as s:
+        logged = [
+            json.dumps([e.before, e.after])
+            for e in s.scalars(select(Event).where(Event.verb.like("channel.%")))
+        ]
+    assert len(logged) == 8  # the world's six, and this one added and removed
+    assert hook[2] in logged[-1] and hook[2] in logged[-2]  # the masked form is kept
+    leaked = [x for x in hook[3] for text in [*out, *logged] if x in text]
+    assert leaked == []
+
+
 # --- delivery -------------------------------------------------------------------------------
 
 
@@ -974,6 +1079,34 @@ def test_env_indirection_and_a_missing_variable(
     assert receiver.paths() == ["/sid-secret"]
 
 
+def test_a_failed_send_keeps_no_secret_of_the_url_in_the_log_or_the_output(
+    world: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlsplit
+
+    from flows.notify import deliver
+
+    hook = "json://hook:PW9931@127.0.0.1:9/hooks/PATH7731/?token=QT5521"
+    monkeypatch.setenv("SID_HOOK", hook)  # the store holds env:SID_HOOK; the worker the URL
+    with world.unit_of_work() as s:
+        sid = person_by_email(s, SID)
+        channels.add_channel(s, sid, kind="webhook", person=SID, url="env:SID_HOOK")
+    make_cycle(world, [("sid's", SID, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+
+    def refused(url: str, title: str, body: str) -> str | None:
+        # what an HTTP library says about a request that failed: the URL and its path
+        parts = urlsplit(url)
+        raise ConnectionError(f"Max retries exceeded with url: {parts.path}?{parts.query} ({url})")
+
+    result = deliver(world, secrets=None, sender=refused)
+    (n,) = rows(world)
+    assert result.retrying == 1 and n.status is NotificationStatus.PENDING
+    assert "ConnectionError: Max retries exceeded with url: " in n.error
+    for text in (result.errors[0], n.error):
+        assert not [x for x in ("PW9931", "PATH7731", "QT5521") if x in text], text
+
+
 def test_a_claim_is_exclusive_and_a_dead_deliverers_claim_is_taken_over(world: Store) -> None:
     make_cycle(world, [("soon", SAM, 1, OPEN)])
     plan(world, reminders.plan_reminders)
@@ -1038,7 +1171,7 @@ def test_cli_channel_add_list_remove(world: Store, cli: Any) -> None:
     assert "added channel" in r.output
     r = cli("notify", "channel", "list", "--person", SID, "--json")
     (ch,) = json.loads(r.output)
-    assert ch["owner"] == SID and ch["url"] == "json://127.0.0.1:9/sid"
+    assert ch["owner"] == SID and ch["url"] == "json://127.0.0.1:9/***"  # the path may hold a token
     r = cli("notify", "channel", "remove", str(ch["id"]), "--as", SID)
     assert r.exit_code == 0
     assert json.loads(cli("notify", "channel", "list", "--person", SID, "--json").output) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from models.cadence.tables import ChannelKind
 from models.errors import InvalidInput, NotFound
@@ -60,24 +60,128 @@ def check_channel_url(kind: ChannelKind, url: str) -> str:
     )
 
 
+#: Schemes whose user name is an account name (not a key) and whose host is a server.
+_ACCOUNTS = frozenset({"mailto", "mailtos", "json", "jsons", "form", "forms", "xml", "xmls"})
+#: Schemes whose path names recipients (email addresses), not tokens.
+_RECIPIENT_PATHS = frozenset({"mailto", "mailtos"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)(:[0-9]{1,5})?$")
+_EMAIL = re.compile(r"^[^@/\s]+@[^@/\s]+\.[^@/\s]+$")
+MASK = "***"
+
+
+def _split(url: str) -> tuple[str, str, str, str, str] | None:
+    """(scheme, user info, host[:port], path, rest) of an apprise URL, or None when its
+    authority is not ``[user[:password]@]host[:port]`` (an unescaped ``/``, ``?`` or ``#`` in
+    a password, say): then nothing of it is safe to show. ``rest`` is the query and fragment
+    (``?...``/``#...``), whole."""
+    m = _SCHEME.match(url)
+    if not m:
+        return None
+    after = url[m.end() :]
+    cut = min((k for k in (after.find(c) for c in "/?#") if k >= 0), default=len(after))
+    netloc, tail = after[:cut], after[cut:]
+    userinfo, at, host = netloc.rpartition("@")
+    if not _HOST.match(host):
+        return None
+    cut = min((k for k in (tail.find(c) for c in "?#") if k >= 0), default=len(tail))
+    return m.group(1).lower(), userinfo if at else "", host, tail[:cut], tail[cut:]
+
+
+def _query_and_fragment(rest: str) -> tuple[str, str]:
+    before, _, fragment = rest.partition("#")
+    return before.removeprefix("?"), fragment
+
+
 def mask_url(url: str) -> str:
-    """A channel URL safe to show: passwords and tokens replaced by ``***``."""
+    """A channel URL safe to show anywhere (CLI, web pages, API, the audit log).
+
+    Shown: the scheme; the server's name and port; for email (``mailto``/``mailtos``) and
+    webhooks (``json``, ``form``, ``xml``) the account's user name, and for email the
+    recipients' addresses. Masked (``***``): every password; the user part of the other
+    services (``sendgrid://APIKEY:from@...``); a host that is not a domain name or address
+    (``slack://TokenA/...``, ``slack://bot@xoxb-...``); every path but email recipients (the
+    tokens of ``jsons://host/hooks/TOKEN/``, Slack and Teams webhook paths, API keys of the
+    email services); the whole query string (``?token=...``, ``?pass=...``, ``&sig=...``,
+    ``?+X-Api-Key=...`` headers) and fragment. A URL whose parts cannot be told apart shows
+    its scheme only. ``env:NAME`` and ``secret:NAME`` are shown as they are: the store holds
+    no secret then.
+
+    Hand-written on purpose: apprise's own ``url(privacy=True)`` keeps webhook paths and
+    custom headers in clear and shows the first and last character of each token.
+    """
     if INDIRECT.match(url):
         return url
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    if parts.scheme in ("json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos"):
-        path = parts.path
-    else:  # slack/teams/... carry their tokens in the host and path
-        netloc = (netloc[:4] + "***") if netloc else ""
-        path = "/***" if parts.path not in ("", "/") else ""
-    return f"{parts.scheme}://{netloc}{path}" + ("?***" if parts.query else "")
+    parts = _split(url)
+    if parts is None:
+        m = _SCHEME.match(url)
+        return f"{m.group(1).lower()}://{MASK}" if m else MASK
+    scheme, userinfo, host, path, rest = parts
+    server = scheme in _ACCOUNTS or scheme == "https"
+    if not server and "." not in host and not host.startswith("["):
+        host = MASK  # a token where a server's name would be
+    if not userinfo:
+        who = ""
+    elif scheme in _ACCOUNTS:
+        user, colon, _ = userinfo.partition(":")
+        who = f"{user}:{MASK}@" if colon else f"{user}@"
+    else:
+        who = f"{MASK}@"
+    if scheme in _RECIPIENT_PATHS:
+        segments = [x for x in path.split("/") if x]
+        shown = [x if _EMAIL.match(x) else MASK for x in segments]
+        path = "/" + "/".join(dict.fromkeys(shown)) if shown else path
+    elif path not in ("", "/"):
+        path = f"/{MASK}"
+    query, fragment = _query_and_fragment(rest)
+    query = f"?{MASK}" if query else ""
+    fragment = f"#{MASK}" if fragment else ""
+    return f"{scheme}://{who}{host}{path}{query}{fragment}"
+
+
+def secret_parts(url: str) -> list[str]:
+    """The pieces of ``url`` that :func:`mask_url` hides, longest first, as written and
+    percent-decoded: the password (and the whole user part of services that put a key
+    there), a token in the host's place, the path and each of its segments (but email
+    recipients), each value of the query string, the fragment. Pieces shorter than three
+    characters are left out (no secret is that short, and they would mangle any text)."""
+    if INDIRECT.match(url):
+        return []
+    parts = _split(url)
+    if parts is None:  # nothing of it is shown: all of it, and each piece, is hidden
+        rest = url.split("://", 1)[-1]
+        hidden = {rest, *re.split(r"[/?#@:&=]+", rest)}
+    else:
+        scheme, userinfo, host, path, rest = parts
+        user, _, password = userinfo.partition(":")
+        hidden = {password}
+        if scheme not in _ACCOUNTS:
+            hidden |= {userinfo, user}
+            if "." not in host and not host.startswith("["):
+                hidden.add(host)
+        segments = [x for x in path.split("/") if x]
+        if scheme in _RECIPIENT_PATHS:
+            hidden |= {x for x in segments if not _EMAIL.match(x)}
+        else:
+            hidden |= {path, path.strip("/"), *segments}
+        query, fragment = _query_and_fragment(rest)
+        hidden |= {query, fragment}
+        hidden |= {value for pair in query.split("&") for value in pair.split("=", 1)[1:]}
+    hidden = {p for p in hidden if len(p) >= 3}
+    hidden |= {unquote(p) for p in hidden}
+    return sorted(hidden, key=len, reverse=True)
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """``text`` (an error from sending, say) with every secret piece of ``urls`` replaced by
+    ``***``: nothing a channel URL hides reaches a log, a stored error or a terminal."""
+    for url in urls:
+        if not url:
+            continue
+        text = text.replace(url, mask_url(url))
+        for piece in secret_parts(url):
+            text = text.replace(piece, MASK)
+    return text
 
 
 def resolve_url(url: str, secrets: dict[str, str] | None = None) -> str:
