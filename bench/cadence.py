@@ -3,7 +3,7 @@
 Builds, for each size (default 1,000 and then 10,000 cycles in Execute x 20 action items), a
 fresh store (a new PostgreSQL database, dropped at the end; or an SQLite file with
 ``--sqlite``), two teams of 47 people each with a personal webhook channel pointing at a local
-HTTP receiver, then measures:
+HTTP receiver (``bench/cadence_world.py``), then measures:
 
 1. the first run ever (the backlog: every item already due soon, overdue or past a grace
    period gets its message), without Prefect: planning (database) and delivery separately;
@@ -34,197 +34,24 @@ import argparse
 import math
 import os
 import platform
-import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.cadence_world import CountingReceiver, seed
 from bench.verdict import Target, Verdict, verdict
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
 RESULTS = HERE / "results" / "cadence.md"
 TARGET_S = 30.0  # the whole daily run through the worker
 GROWTH = 1.2  # planning may grow 1.2x faster than the data
 ADMIN_URL = os.environ.get(
     "ALIGNCYCLE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-
-
-class CountingReceiver:
-    """Answers 200 to every POST and counts them (apprise's json:// target)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.count += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        ).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def seed(url: str, cycles: int, items: int, today: date, receiver_port: int) -> dict[str, int]:
-    """Migrate and fill the store: people and channels through the services, cycles and action
-    items through multi-row Core inserts."""
-    from sqlalchemy import insert
-
-    from migrations import runner
-    from models.cadence import channels
-    from models.db import Store
-    from models.enums import ActionStatus, Confidence, Phase, Priority, Role
-    from models.schemas import PersonCreate, TeamCreate
-    from models.services import people, playbooks
-    from models.tables import ActionItem, Cycle, CycleTeam
-
-    rng = random.Random(20261122)
-    store = Store(url)
-    runner.upgrade(store.engine)
-    staff: dict[tuple[str, str], list[int]] = {}
-    with store.unit_of_work() as s:
-        playbooks.sync_directory(s, PROJECT / "playbooks")
-        playbook_id = playbooks.get_playbook(s, "sales-marketing-handoff").id
-        team_ids = {}
-        for key in ("sales", "marketing"):
-            team_ids[key] = people.create_team(s, TeamCreate(key=key, name=key.title())).id
-        made = []
-        for key in team_ids:
-            for role, n in {"point_person": 3, "lead": 3, "manager": 1, "member": 40}.items():
-                for i in range(n):
-                    p = people.create_person(
-                        s,
-                        PersonCreate(
-                            name=f"{key} {role} {i}",
-                            email=f"{role}{i}@{key}.bench",
-                            team=key,
-                            role=Role(role),
-                        ),
-                    )
-                    made.append(p)
-        s.flush()
-        for p in made:
-            staff.setdefault((p.role.value, p.team.key), []).append(p.id)
-        admin = next(p for p in made if p.role is Role.MANAGER)
-        for p in made:
-            channels.add_channel(
-                s,
-                admin,
-                kind="webhook",
-                person=p.email,
-                url=f"json://127.0.0.1:{receiver_port}/{p.id}",
-            )
-    owners = {
-        key: staff[("member", key)] + staff[("lead", key)] + staff[("point_person", key)]
-        for key in team_ids
-    }
-    now = datetime.now(UTC)
-    start = today - timedelta(days=21)
-    end = today + timedelta(days=42)
-    with store.engine.begin() as conn:
-        cycle_rows = [
-            {
-                "playbook_id": playbook_id,
-                "title": f"Bench cycle {i}",
-                "period_start": start,
-                "period_end": end,
-                "phase": Phase.EXECUTE,
-                "created_by_id": staff[("point_person", "sales")][0],
-                "created_at": now,
-                "updated_at": now,
-                "phase_changed_at": now,
-                "version": 1,
-            }
-            for i in range(cycles)
-        ]
-        ids = [
-            r[0]
-            for r in conn.execute(
-                insert(Cycle.__table__).returning(Cycle.__table__.c.id), cycle_rows
-            )
-        ]
-        conn.execute(
-            insert(CycleTeam.__table__),
-            [
-                {
-                    "cycle_id": cid,
-                    "team_id": team_ids[key],
-                    "point_person_id": rng.choice(staff[("point_person", key)]),
-                }
-                for cid in ids
-                for key in team_ids
-            ],
-        )
-        action_rows = []
-        for cid in ids:
-            for n in range(items):
-                due = today + timedelta(days=rng.randint(-20, 40))
-                # The runs simulate days up to today + 3: what is due by then is mostly done.
-                past = due <= today + timedelta(days=1)
-                roll = rng.random()
-                if past:  # most past-due work is finished in a healthy company
-                    status = (
-                        ActionStatus.DONE
-                        if roll < 0.80
-                        else ActionStatus.DROPPED
-                        if roll < 0.85
-                        else rng.choice(
-                            [ActionStatus.OPEN, ActionStatus.IN_PROGRESS, ActionStatus.BLOCKED]
-                        )
-                    )
-                else:
-                    status = (
-                        ActionStatus.DONE
-                        if roll < 0.15
-                        else rng.choice([ActionStatus.OPEN, ActionStatus.IN_PROGRESS])
-                    )
-                team = "sales" if n % 2 else "marketing"
-                action_rows.append(
-                    {
-                        "cycle_id": cid,
-                        "key": f"bench:{n}",
-                        "title": f"Action {n} of cycle {cid}",
-                        "owner_id": rng.choice(owners[team]),
-                        "assigned_by_id": rng.choice(staff[("lead", team)]),
-                        "priority": Priority.MEDIUM,
-                        "due_date": due,
-                        "status": status,
-                        "confidence": Confidence.ON_TRACK,
-                        "created_at": now,
-                        "updated_at": now,
-                        "version": 1,
-                    }
-                )
-        for i in range(0, len(action_rows), 5000):
-            conn.execute(insert(ActionItem.__table__), action_rows[i : i + 5000])
-    store.dispose()
-    return {"cycles": len(ids), "action_items": len(action_rows), "people": len(made)}
 
 
 def plain_run(store: Any, day: date) -> dict[str, Any]:
@@ -272,6 +99,7 @@ def prefect_runs(store_url: str, day: date) -> dict[str, Any]:
         stack.cli("--no-prompt", "deploy", "--all")
         out["deploy_s"] = time.perf_counter() - t
         stack.start_worker()
+        stack.wait_for_worker()
 
         from prefect.deployments import run_deployment
         from prefect.settings import (
@@ -295,6 +123,7 @@ def prefect_runs(store_url: str, day: date) -> dict[str, Any]:
                 wall = time.perf_counter() - t
                 result = run.state.result() if run.state and run.state.is_completed() else None
                 out[f"worker:{name}"] = _flow_figures(wall, result, str(run.state))
+                out[f"worker:{name}"]["timeline"] = _timeline(run.id, wall)
 
             from flows.cadence import FLOWS
 
@@ -311,6 +140,32 @@ def prefect_runs(store_url: str, day: date) -> dict[str, Any]:
     finally:
         stack.stop()
     return out
+
+
+def _timeline(flow_run_id: Any, wall: float) -> dict[str, float]:
+    """Where a worker run's time went, from its states on the server: waiting for the worker
+    to take it (scheduled → pending), the flow-run process starting (→ running: process,
+    imports, engine), the flow itself (→ completed), and the rest of the wall time (creating
+    the run, noticing its end)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    at: dict[str, float] = {}
+    for st in states:
+        at.setdefault(st.type.value, st.timestamp.timestamp())
+    try:
+        queued = at["PENDING"] - at["SCHEDULED"]
+        start = at["RUNNING"] - at["PENDING"]
+        body = at["COMPLETED"] - at["RUNNING"]
+    except KeyError:
+        return {}
+    return {
+        "queued_s": queued,
+        "start_s": start,
+        "flow_s": body,
+        "rest_s": wall - queued - start - body,
+    }
 
 
 def _flow_figures(wall: float, result: dict[str, Any] | None, state: str) -> dict[str, Any]:
@@ -535,11 +390,30 @@ def render(report: dict[str, Any], args: argparse.Namespace, judged: Verdict) ->
                 f"| {mode} | {name} | {v['wall_s']:.2f} | {v['plan_s']:.2f} | "
                 f"{v['deliver_s']:.2f} | {v['overhead_s']:.2f} | {v['planned']:,} | {v['sent']:,} |"
             )
+        timelines = [
+            (k.split(":", 1)[1], v["timeline"])
+            for k, v in p.items()
+            if isinstance(v, dict) and v.get("timeline")
+        ]
+        if timelines:
+            lines += [
+                "",
+                "Where a worker run's wall time went (from the flow run's states on the server):",
+                "",
+                "| flow | waiting for the worker (s) | process start, imports, engine (s) | "
+                "the flow: tasks, plan, deliver (s) | creating the run, noticing its end (s) |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for name, t in timelines:
+                lines.append(
+                    f"| {name} | {t['queued_s']:.2f} | {t['start_s']:.2f} | {t['flow_s']:.2f} | "
+                    f"{t['rest_s']:.2f} |"
+                )
         lines += [
             "",
-            "- Prefect overhead per worker run = process start, imports, pull step, task "
-            "and state bookkeeping, the 1 s heartbeat wait of a sync flow; it does not grow "
-            "with the data",
+            "- Prefect overhead per worker run = the worker's poll, the flow-run process start "
+            "and its imports, task and state bookkeeping, the 1 s heartbeat wait of a sync "
+            "flow; it does not grow with the data",
         ]
     lines += [
         "",

@@ -144,6 +144,23 @@ class PrefectStack:
         self.workers.append(worker)
         return worker
 
+    def wait_for_worker(self, timeout: float = 120) -> None:
+        """Until a worker of the pool has reported to the server (a worker just started is
+        still importing; in production it has been polling for long)."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        deadline = time.monotonic() + timeout
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            while time.monotonic() < deadline:
+                if client.read_workers_for_work_pool(POOL):
+                    return
+                time.sleep(0.5)
+        raise RuntimeError(f"no worker reported within {timeout}s:\n{self.log('worker.log')}")
+
     def log(self, name: str) -> str:
         path = self.workdir / name
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
