@@ -15,6 +15,10 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+class _Server(HTTPServer):
+    request_queue_size = 256  # four sending threads may connect at once
+
+
 class CountingReceiver:
     """Answers 200 to every POST and counts them (apprise's json:// target). One thread, one
     request per connection: the harness takes as little of the machine's CPU as it can (it
@@ -39,8 +43,7 @@ class CountingReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        HTTPServer.request_queue_size = 256
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
