@@ -248,13 +248,15 @@ def deliver(
             if error is not None:  # stored, logged and printed: no secret of the URL in it
                 error = urls.redact(error, out.url, url)
             final = out.attempts >= max_attempts
-        with store.unit_of_work() as s:  # at once: the at-least-once window ends here
+        # At once: the at-least-once window ends here. A plain connection, not a session: this
+        # transaction runs once per message (see outbox.mark_sent).
+        with store.engine.begin() as conn:
             if postgres:  # the commit need not wait for the disk (see the module's docstring)
-                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             if error is None:
-                outbox.mark_sent(s, out.id, claimer)
+                outbox.mark_sent(conn, out.id, claimer)
             else:
-                outbox.mark_failed(s, out.id, claimer, error, final)
+                outbox.mark_failed(conn, out.id, claimer, error, final)
         with lock:
             if error is None:
                 result.sent += 1
