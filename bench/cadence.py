@@ -8,9 +8,8 @@ HTTP receiver (``bench/cadence_world.py``), then measures:
 1. the first run ever (the backlog: every item already due soon, overdue or past a grace
    period gets its message), without Prefect: planning (database) and delivery separately;
 2. a normal day (the next day: only what crossed a threshold overnight), without Prefect,
-   after the backlog's inserts (the planner statistics of ``notifications`` are stale then,
-   which is what made the old key lookup slow); the sizes' normal days back to back, so that
-   the machine's changing load moves their ratio as little as it can;
+   right after the backlog's inserts (the planner statistics of ``notifications`` are stale
+   then, which is what made the old key lookup slow);
 3. at the largest size, the same normal day's two flows through Prefect, as production runs
    them: a Prefect server on PostgreSQL, ``prefect deploy --all``, a process worker,
    ``run_deployment``; and once more in-process against that server.
@@ -189,51 +188,42 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def measure(
-    args: argparse.Namespace, sizes: list[int], receiver: CountingReceiver, prefect: bool
-) -> list[dict[str, Any]]:
-    """Every size on a fresh store of its own, phase by phase so that the sizes' normal days
-    are measured back to back (the machine's load moves; minutes apart it would move the
-    ratio): seed them all; the backlog of each; a normal day of each, without Prefect; with
-    ``prefect``, the next day at the largest size through a worker and in-process."""
+def measure_size(
+    args: argparse.Namespace, cycles: int, receiver: CountingReceiver, day0: date, prefect: bool
+) -> dict[str, Any]:
+    """One size: a fresh store, seeded; the backlog and a normal day without Prefect; with
+    ``prefect``, the next day through a worker and in-process."""
     from bench.pg import create_database, drop_database
     from models.db import Store
 
-    day0 = date.today()
-    runs: list[dict[str, Any]] = []
-    cleanup = []
+    out: dict[str, Any] = {"cycles": cycles, "load_before": _load()}
+    if args.sqlite:
+        folder = Path(tempfile.mkdtemp(prefix="aligncycle-bench-cadence-"))
+        store_url, store_db = f"sqlite:///{folder / 'store.db'}", None
+    else:
+        store_url, store_db = create_database(args.admin_url, "aligncycle_bench")
     try:
-        for n in sizes:
-            if args.sqlite:
-                folder = Path(tempfile.mkdtemp(prefix="aligncycle-bench-cadence-"))
-                url = f"sqlite:///{folder / 'store.db'}"
-                cleanup.append(lambda folder=folder: shutil.rmtree(folder, ignore_errors=True))
-            else:
-                url, db = create_database(args.admin_url, "aligncycle_bench")
-                cleanup.append(lambda db=db: drop_database(args.admin_url, db))
-            t = time.perf_counter()
-            data = seed(url, n, args.items, day0, receiver.port)
-            runs.append({"cycles": n, "url": url, "data": data, "seed_s": time.perf_counter() - t})
-            print(f"{n:,} cycles: seeded {data} in {runs[-1]['seed_s']:.1f} s", flush=True)
-        for key, day, label in (
-            ("backlog", day0, "first run (backlog)"),
-            ("day", day0 + timedelta(days=1), "a normal day"),
-        ):
-            for run in runs:
-                run[f"load_{key}"] = _load()
-                store = Store(run["url"])
-                run[key] = plain_run(store, day)
-                store.dispose()
-                print(f"{run['cycles']:,} cycles, {label}:", _short(run[key]), flush=True)
+        t = time.perf_counter()
+        out["data"] = seed(store_url, cycles, args.items, day0, receiver.port)
+        out["seed_s"] = time.perf_counter() - t
+        print(f"{cycles:,} cycles: seeded {out['data']} in {out['seed_s']:.1f} s", flush=True)
+        store = Store(store_url)
+        out["backlog"] = plain_run(store, day0)
+        print(f"{cycles:,} cycles, first run (backlog):", _short(out["backlog"]), flush=True)
+        out["day"] = plain_run(store, day0 + timedelta(days=1))
+        print(f"{cycles:,} cycles, a normal day:", _short(out["day"]), flush=True)
+        store.dispose()
         if prefect:
-            largest = runs[-1]
-            largest["prefect"] = prefect_runs(largest["url"], day0 + timedelta(days=2))
-            for k, v in largest["prefect"].items():
-                print(f"{largest['cycles']:,} cycles, {k}: {v}", flush=True)
+            out["prefect"] = prefect_runs(store_url, day0 + timedelta(days=2))
+            for k, v in out["prefect"].items():
+                print(f"{cycles:,} cycles, {k}: {v}", flush=True)
     finally:
-        for done in cleanup:
-            done()
-    return runs
+        if store_db is not None:
+            drop_database(args.admin_url, store_db)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    out["load_after"] = _load()
+    return out
 
 
 def planning_s(run: dict[str, Any]) -> float:
@@ -299,9 +289,13 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     receiver = CountingReceiver()
-    report: dict[str, Any] = {"load": _load()}
+    day0 = date.today()
+    report: dict[str, Any] = {"load": _load(), "runs": []}
+    prefect = not (args.no_prefect or args.sqlite)
     try:
-        report["runs"] = measure(args, sizes, receiver, not (args.no_prefect or args.sqlite))
+        for n in sizes:
+            run = measure_size(args, n, receiver, day0, prefect and n == sizes[-1])
+            report["runs"].append(run)
         report["received"] = receiver.count
     finally:
         receiver.close()
@@ -351,7 +345,7 @@ def render(report: dict[str, Any], args: argparse.Namespace, judged: Verdict) ->
         "## Without Prefect: database work and delivery",
         "",
         "| cycles | run | flow | planned | planning (s) | sent | delivery (s) | total (s) | "
-        "load before |",
+        "load before → after |",
         "|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
@@ -360,7 +354,7 @@ def render(report: dict[str, Any], args: argparse.Namespace, judged: Verdict) ->
                 lines.append(
                     f"| {r['cycles']:,} | {label} | {name} | {v['planned']:,} | "
                     f"{v['plan_s']:.2f} | {v['sent']:,} | {v['deliver_s']:.2f} | "
-                    f"{v['total_s']:.2f} | {r['load_' + key]} |"
+                    f"{v['total_s']:.2f} | {r['load_before']} → {r['load_after']} |"
                 )
     lines += [
         "",
