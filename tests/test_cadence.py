@@ -1000,7 +1000,7 @@ def test_no_channel_secret_reaches_cli_output_or_the_audit_log(world: Store) -> 
     with world.unit_of_work() as s:
         logged = [
             json.dumps([e.before, e.after])
-            for e in s.scalars(select(Event).where(Event.verb.like("channel.%")))
+            for e in s.scalars(select(Event).where(Event.verb.like("channel.%")).order_by(Event.id))
         ]
     assert len(logged) == 8  # the world's six, and this one added and removed
     assert hook[2] in logged[-1] and hook[2] in logged[-2]  # the masked form is kept
