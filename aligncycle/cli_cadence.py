@@ -55,18 +55,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a channel. People add their own; leads and point persons their team's."""
         from flows.notify import check_url
-        from models.cadence import ChannelKind
+        from models.cadence import channels, urls
+        from models.cadence.tables import ChannelKind
         from models.schemas import parse_input
-        from models.services import cadence as svc
 
         with cc.unit_of_work() as s:
             actor = cc.actor(s, as_)
             data: dict[str, Any] = {"kind": kind, "url": url, "team": team, "person": person}
             if label is not None:
                 data["label"] = label
-            parse_input(svc.ChannelCreate, **data)  # the usual one-line errors first
-            check_url(svc.check_channel_url(ChannelKind(kind), url))
-            out = svc.add_channel(s, actor, **data)
+            parse_input(channels.ChannelCreate, **data)  # the usual one-line errors first
+            check_url(urls.check_channel_url(ChannelKind(kind), url))
+            out = channels.add_channel(s, actor, **data)
         if json_:
             emit_json(out)
         else:
@@ -79,10 +79,10 @@ def register(app: typer.Typer) -> None:
         json_: bool = JSON_OPTION,
     ) -> None:
         """Channels, with passwords and tokens masked."""
-        from models.services import cadence as svc
+        from models.cadence import channels
 
         with cc.unit_of_work() as s:
-            out = svc.list_channels(s, team=team, person=person)
+            out = channels.list_channels(s, team=team, person=person)
         if json_:
             emit_json(out)
             return
@@ -97,10 +97,10 @@ def register(app: typer.Typer) -> None:
         as_: str | None = ACTOR_OPTION,
     ) -> None:
         """Remove a channel. Its sent messages stay in the log; unsent ones are marked failed."""
-        from models.services import cadence as svc
+        from models.cadence import channels
 
         with cc.unit_of_work() as s:
-            out = svc.remove_channel(s, channel_id, cc.actor(s, as_))
+            out = channels.remove_channel(s, channel_id, cc.actor(s, as_))
         typer.echo(f"removed channel {out.id}: {out.kind} for {out.owner}")
 
     @cadence_app.command("run")

@@ -40,6 +40,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from bench.verdict import Target, verdict
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "funnel.md"
 
@@ -641,7 +643,42 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")
     tmp.cleanup()
-    return 0
+    return verdict(_targets(results, args)).report()
+
+
+def _targets(results: dict, args: argparse.Namespace) -> list[Target]:
+    """The targets of the docstring, per backend, for ``bench.verdict``."""
+    out = []
+    for label, (imports, kpi, _admin) in results.items():
+        b = "pg" if "PostgreSQL" in label else "sqlite"
+        small, big = imports[args.small], imports[args.rows]
+        out += [
+            Target(f"{b}-import", f"{label}: import {args.rows:,} leads", big["seconds"], 60.0),
+            Target(
+                f"{b}-memory",
+                f"{label}: peak RSS importing {args.rows:,} leads",
+                big["peak_rss_mb"],
+                small["peak_rss_mb"] * 1.1,
+                "MB",
+                f"the {args.small:,}-lead import, {small['peak_rss_mb']:.0f} MB (flat: +10%)",
+            ),
+        ]
+        for k, (sw, _sc) in (kpi or {}).get("sql", {}).items():
+            pandas = kpi["pandas_load"][0] + kpi["pandas"][k][0]
+            floor = f"pandas read_sql + compute, {pandas * 1000:,.0f} ms"
+            out += [
+                Target(f"{b}-kpis-{k}", f"{label}: every KPI, {k}", sw, 2.0),
+                Target(
+                    f"{b}-vs-pandas-{k}",
+                    f"{label}: {k}, SQL against pandas",
+                    pandas / sw,
+                    5.0,
+                    "x",
+                    floor,
+                    at_least=True,
+                ),
+            ]
+    return out
 
 
 if __name__ == "__main__":

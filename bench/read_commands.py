@@ -30,6 +30,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.verdict import Target, verdict
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 RESULTS = HERE / "results" / "read_commands.md"
@@ -548,25 +550,33 @@ def main(argv: list[str] | None = None) -> int:
         f"- load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}"
         " (other work on the machine slows the wall times; CPU time is the command's own)",
         "",
-        "| command | median wall (s) | min (s) | max (s) | median CPU (s) | output lines | target"
-        " |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| command | median wall (s) | min (s) | max (s) | median CPU (s) | output lines |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     body = [
-        f"| (floor: `python {floor_args[0]} '{floor_args[1]}'`) | {wall:.3f} | | | {cpu:.3f} | | |"
+        f"| (floor: `python {floor_args[0]} '{floor_args[1]}'`) | {wall:.3f} | | | {cpu:.3f} | |"
         for floor_args, wall, cpu in floors
     ] + [
-        f"| `aligncycle {' '.join(cmd)}` | {med:.3f} | {lo:.3f} | {hi:.3f} | {cpu:.3f} | {lines} | "
-        f"{'ok' if med < TARGET_S else 'OVER'} |"
+        f"| `aligncycle {' '.join(cmd)}` | {med:.3f} | {lo:.3f} | {hi:.3f} | {cpu:.3f} | {lines} |"
         for cmd, med, lo, hi, cpu, lines in results
     ]
-    report = "\n".join(header + body) + "\n"
+    floor = f"the libraries as a command loads them, {floors[-1][1]:.3f} s wall"
+    judged = verdict(
+        Target(_key(cmd), f"aligncycle {' '.join(cmd)}", med, TARGET_S, floor=floor)
+        for cmd, med, *_rest in results
+    )
+    report = "\n".join([*header, *body, "", "## Verdict", "", judged.markdown()])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report)
     print()
     print(report)
     print(f"written to {RESULTS.relative_to(PROJECT)}")
-    return 0 if all(med < TARGET_S for _cmd, med, *_rest in results) else 1
+    return judged.report()
+
+
+def _key(cmd: list[str]) -> str:
+    """A command's target key: ``cycle-show-id`` for ``cycle show 17``."""
+    return "-".join("id" if c.isdigit() else c.strip("-") for c in cmd)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ builder of ``bench.read_commands``, scaled), starts the app with uvicorn in a se
 on 127.0.0.1 and a free port (as many worker processes as ``aligncycle serve`` starts on this
 machine, or ``--workers``), and sends a bounded number of requests from concurrent clients
 (httpx, a process each, loopback only). Reports p50/p95/max per page and API read against the
-target (p95 < 100 ms for the board, a cycle page and My work), and the number of SQL
+target (p95 < 100 ms for the board, a cycle page and My work) beside a floor measured the same
+way in the same run (``GET /api/v1/me``: the sign-in lookup and the framework), with a verdict
+per target and a non-zero exit when one is missed (``bench/verdict.py``), and the number of SQL
 statements each request runs (counted in-process with a SQLAlchemy event listener).
 
     python -m bench web [--clients 4] [--requests 120] [--workers N] [--rebuild] [--url URL]
@@ -29,11 +31,14 @@ import warnings
 from datetime import date
 from pathlib import Path
 
+from bench.verdict import Target, verdict
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 RESULTS = HERE / "results" / "web.md"
 TARGET_MS = 100.0
 TARGETED = ("board", "cycle page", "my work")
+FLOOR = "floor: api me"
 CYCLES, ACTIONS_PER_CYCLE, OPEN_CYCLES = 200, 50, 40
 DATA_VERSION = 1
 
@@ -122,6 +127,7 @@ def endpoints(who: dict[str, dict[str, str]]) -> list[tuple[str, str, str, bool]
     """(name, persona, path, is_api)."""
     ex = who["_"]["execute"]
     return [
+        (FLOOR, "manager", "/api/v1/me", True),  # the floor: sign-in lookup and the framework
         ("board", "manager", "/cycles", False),
         ("cycle page", "manager", f"/cycles/{ex}", False),
         ("my work", "member", "/my", False),
@@ -339,12 +345,17 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     counts = statements(url, who, eps, data_dir)
     text = report(url, built, args.clients, args.requests, args.workers, timing, counts)
+    floor = f"GET /api/v1/me (the sign-in lookup and the framework), p95 {timing[FLOOR]['p95']:.1f}"
+    judged = verdict(
+        Target(n.replace(" ", "-"), f"{n}, p95", timing[n]["p95"], TARGET_MS, "ms", f"{floor} ms")
+        for n in TARGETED
+    )
+    text += "\n## Verdict\n\n" + judged.markdown()
     print(text)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(text)
-    missed = [n for n in TARGETED if timing[n]["p95"] >= TARGET_MS]
-    return 1 if missed else 0
+    return judged.report()
 
 
 if __name__ == "__main__":

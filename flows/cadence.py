@@ -37,11 +37,16 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from flows import notify
-from models.cadence import NotificationKind
+from models.cadence.checkins import plan_checkins, update_confidence
+from models.cadence.digest import plan_digests
+from models.cadence.escalations import plan_escalations
+from models.cadence.planning import PlanResult
+from models.cadence.policy import CadencePolicy
+from models.cadence.recap_due import open_recaps_due, plan_recap_due
+from models.cadence.reminders import plan_reminders
+from models.cadence.tables import NotificationKind
 from models.config import StoreSettings
 from models.db import Store
-from models.services import cadence as svc
-from models.services.cadence import CadencePolicy, PlanResult
 
 
 @lru_cache(maxsize=4)
@@ -55,15 +60,15 @@ def default_store() -> Store:
 
 
 def _plan_checkins(s: Session, today: date, policy: CadencePolicy) -> PlanResult:
-    changed = svc.update_confidence(s, today, policy)
-    result = svc.plan_checkins(s, today, policy)
+    changed = update_confidence(s, today, policy)
+    result = plan_checkins(s, today, policy)
     result.changed = changed
     return result
 
 
 def _plan_recap_due(s: Session, today: date, policy: CadencePolicy) -> PlanResult:
     # The transition and the messages about it commit together, or not at all.
-    return svc.plan_recap_due(s, today, svc.open_recaps_due(s, today))
+    return plan_recap_due(s, today, open_recaps_due(s, today))
 
 
 @dataclass(frozen=True)
@@ -85,19 +90,19 @@ JOBS: dict[str, Job] = {
         ),
         Job(
             "overdue-reminders",
-            lambda s, today, p: svc.plan_reminders(s, today, p),
+            plan_reminders,
             (NotificationKind.REMINDER,),
             "remind owners of items due soon or overdue",
         ),
         Job(
             "escalations",
-            lambda s, today, p: svc.plan_escalations(s, today, p),
+            plan_escalations,
             (NotificationKind.ESCALATION,),
             "escalate overdue items to the owner's lead, then a manager",
         ),
         Job(
             "weekly-digest",
-            lambda s, today, p: svc.plan_digests(s, today),
+            lambda s, today, p: plan_digests(s, today),
             (NotificationKind.DIGEST,),
             "send each cycle's weekly digest to both teams",
         ),

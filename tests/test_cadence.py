@@ -21,7 +21,25 @@ from sqlalchemy import event, func, select
 from typer.testing import CliRunner
 
 from models import phases
-from models.cadence import Notification, NotificationChannel, NotificationKind, NotificationStatus
+from models.base import utcnow
+from models.cadence import (
+    channels,
+    checkins,
+    digest,
+    escalations,
+    outbox,
+    planning,
+    recap_due,
+    reminders,
+    urls,
+)
+from models.cadence.policy import CadencePolicy
+from models.cadence.tables import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
 from models.db import Store
 from models.enums import ActionStatus, Confidence, Phase
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
@@ -34,9 +52,7 @@ from models.schemas import (
     PersonCreate,
 )
 from models.services import actions, cycles, playbooks
-from models.services import cadence as svc
 from models.services import people as people_svc
-from models.services.cadence import CadencePolicy
 from models.services.common import person_by_email
 from models.tables import ActionItem, ChecklistItem, Cycle, Event
 from tests.conftest import db_snapshot
@@ -191,10 +207,12 @@ def world(org: Store, receiver: Receiver) -> Store:
             )
         mgr = person_by_email(s, MAX)
         for email in (SAM, MIA, LEE, LOU, MAX):
-            svc.add_channel(
+            channels.add_channel(
                 s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
             )
-        svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
+        channels.add_channel(
+            s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing")
+        )
     return org
 
 
@@ -257,7 +275,7 @@ def recipients(store: Store, kind: NotificationKind) -> list[tuple[str, str]]:
     return sorted((n.key.split("#")[0], n.recipient) for n in rows(store, kind))
 
 
-def plan(store: Store, fn: Any, today: date = TODAY, **kw: Any) -> svc.PlanResult:
+def plan(store: Store, fn: Any, today: date = TODAY, **kw: Any) -> planning.PlanResult:
     with store.unit_of_work() as s:
         return fn(s, today, **kw)
 
@@ -286,7 +304,7 @@ def test_reminders_go_to_owners_of_items_due_soon_or_overdue_once(world: Store) 
             ("no date", SAM, None, OPEN),
         ],
     )
-    result = plan(world, svc.plan_reminders)
+    result = plan(world, reminders.plan_reminders)
     assert (result.candidates, result.planned, result.already) == (3, 3, 0)
     assert recipients(world, NotificationKind.REMINDER) == sorted(
         [
@@ -300,9 +318,9 @@ def test_reminders_go_to_owners_of_items_due_soon_or_overdue_once(world: Store) 
     assert "1 day overdue (was due 2026-03-01)" in late.body
     assert late.cycle_id == cid and late.status is NotificationStatus.PENDING
 
-    again = plan(world, svc.plan_reminders)  # a retried or duplicated run
+    again = plan(world, reminders.plan_reminders)  # a retried or duplicated run
     assert (again.planned, again.already) == (0, 3)
-    tomorrow = plan(world, svc.plan_reminders, TODAY + timedelta(days=1))
+    tomorrow = plan(world, reminders.plan_reminders, TODAY + timedelta(days=1))
     # "later" (due in 5) is not yet in the 2-day window; "soon" is now due today: same due
     # date, already reminded; "today" has become overdue: one new overdue reminder.
     assert tomorrow.planned == 1
@@ -311,7 +329,7 @@ def test_reminders_go_to_owners_of_items_due_soon_or_overdue_once(world: Store) 
 
 def test_reminders_are_re_armed_when_the_due_date_moves(world: Store) -> None:
     _, ids = make_cycle(world, [("soon", SAM, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     with world.unit_of_work() as s:
         actions.update_action(
             s,
@@ -319,14 +337,14 @@ def test_reminders_are_re_armed_when_the_due_date_moves(world: Store) -> None:
             ActionItemUpdate(due_date=TODAY + timedelta(days=2)),
             person_by_email(s, LEE),
         )
-    assert plan(world, svc.plan_reminders).planned == 1
+    assert plan(world, reminders.plan_reminders).planned == 1
 
 
 def test_a_person_without_a_channel_is_reached_on_their_team_channel_or_reported(
     world: Store,
 ) -> None:
     _, ids = make_cycle(world, [("meg's", MEG, 1, OPEN), ("sid's", SID, 1, OPEN)])
-    result = plan(world, svc.plan_reminders)
+    result = plan(world, reminders.plan_reminders)
     assert result.planned == 1
     (n,) = rows(world)
     assert n.recipient == MEG and n.action_item_id == ids["meg's"]
@@ -352,8 +370,11 @@ def test_reminder_window_follows_the_policy_and_bad_policies_are_refused() -> No
 
 def test_wider_reminder_window(world: Store) -> None:
     make_cycle(world, [("later", SAM, 5, OPEN)])
-    assert plan(world, svc.plan_reminders).planned == 0
-    assert plan(world, svc.plan_reminders, policy=CadencePolicy(remind_days_before=5)).planned == 1
+    assert plan(world, reminders.plan_reminders).planned == 0
+    assert (
+        plan(world, reminders.plan_reminders, policy=CadencePolicy(remind_days_before=5)).planned
+        == 1
+    )
 
 
 # --- escalations ----------------------------------------------------------------------------
@@ -370,7 +391,7 @@ def test_escalation_to_the_lead_then_to_a_manager(world: Store) -> None:
             ("done late", SAM, -9, DONE),
         ],
     )
-    result = plan(world, svc.plan_escalations)
+    result = plan(world, escalations.plan_escalations)
     sam = _pid(world, SAM)
     lee, lou, mx = _pid(world, LEE), _pid(world, LOU), _pid(world, MAX)
     assert recipients(world, NotificationKind.ESCALATION) == sorted(
@@ -389,7 +410,7 @@ def test_escalation_to_the_lead_then_to_a_manager(world: Store) -> None:
         n.body for n in rows(world) if n.key.startswith(f"escalation:{ids['two days late']}")
     )
     assert "Sam Sales (sam@acme.test, sales)" in body and "2 days overdue" in body
-    assert plan(world, svc.plan_escalations).planned == 0  # idempotent
+    assert plan(world, escalations.plan_escalations).planned == 0  # idempotent
 
 
 def test_escalation_goes_to_the_lead_who_assigned_the_item(world: Store) -> None:
@@ -398,7 +419,7 @@ def test_escalation_goes_to_the_lead_who_assigned_the_item(world: Store) -> None
             s, PersonCreate(name="Lea Lead", email="lea@acme.test", team="sales", role="lead")
         )
         s.flush()
-        svc.add_channel(
+        channels.add_channel(
             s, person_by_email(s, MAX), kind="webhook", person="lea@acme.test", url="json://h/lea"
         )
     _, ids = make_cycle(world, [("by lee", SAM, -3, OPEN), ("by max", SID, -3, OPEN)])
@@ -409,7 +430,7 @@ def test_escalation_goes_to_the_lead_who_assigned_the_item(world: Store) -> None
             ActionItemAssign(owner=SID),
             person_by_email(s, MAX),
         )
-    plan(world, svc.plan_escalations)
+    plan(world, escalations.plan_escalations)
     got = {(n.action_item_id, n.recipient) for n in rows(world, NotificationKind.ESCALATION)}
     # lee assigned the first: only lee hears of it; the second goes to every sales lead.
     assert got == {
@@ -422,9 +443,12 @@ def test_escalation_goes_to_the_lead_who_assigned_the_item(world: Store) -> None
 def test_escalation_grace_periods_come_from_the_policy(world: Store) -> None:
     make_cycle(world, [("two days late", SAM, -2, OPEN)])
     policy = CadencePolicy(escalate_after_days=3, escalate_to_manager_after_days=1)
-    assert plan(world, svc.plan_escalations, policy=policy).planned == 0
-    assert plan(world, svc.plan_escalations, TODAY + timedelta(days=1), policy=policy).planned == 1
-    later = plan(world, svc.plan_escalations, TODAY + timedelta(days=2), policy=policy)
+    assert plan(world, escalations.plan_escalations, policy=policy).planned == 0
+    assert (
+        plan(world, escalations.plan_escalations, TODAY + timedelta(days=1), policy=policy).planned
+        == 1
+    )
+    later = plan(world, escalations.plan_escalations, TODAY + timedelta(days=2), policy=policy)
     assert later.planned == 1  # the manager
     assert {n.recipient for n in rows(world)} == {LEE, MAX}
 
@@ -433,8 +457,8 @@ def test_cycles_outside_execute_get_no_reminders(world: Store) -> None:
     cid, _ = make_cycle(world, [("late", SAM, -5, OPEN)])
     with world.unit_of_work() as s:
         s.get(Cycle, cid).phase = Phase.RECAP
-    assert plan(world, svc.plan_reminders).candidates == 0
-    assert plan(world, svc.plan_escalations).candidates == 0
+    assert plan(world, reminders.plan_reminders).candidates == 0
+    assert plan(world, escalations.plan_escalations).candidates == 0
 
 
 def test_planning_is_set_based(world: Store) -> None:
@@ -470,7 +494,12 @@ def test_planning_is_set_based(world: Store) -> None:
     assert len(rows(world, NotificationKind.REMINDER)) > 60  # the big run did plan 64 items' worth
 
 
-_PLANNERS = (svc.plan_reminders, svc.plan_escalations, svc.plan_checkins, svc.plan_digests)
+_PLANNERS = (
+    reminders.plan_reminders,
+    escalations.plan_escalations,
+    checkins.plan_checkins,
+    digest.plan_digests,
+)
 
 
 # --- execute check-ins: confidence and requests --------------------------------------------
@@ -491,7 +520,7 @@ def test_confidence_flags_are_raised_from_the_facts_never_lowered(world: Store) 
         s.get(ActionItem, ids["far"]).confidence = Confidence.OFF_TRACK  # a person's call
         version_before = s.get(ActionItem, ids["late"]).version
     with world.unit_of_work() as s:
-        assert svc.update_confidence(s, TODAY) == 2
+        assert checkins.update_confidence(s, TODAY) == 2
     with world.unit_of_work() as s:
         got = {t: s.get(ActionItem, i).confidence for t, i in ids.items()}
         late = s.get(ActionItem, ids["late"])
@@ -513,7 +542,7 @@ def test_confidence_flags_are_raised_from_the_facts_never_lowered(world: Store) 
         "overdue since 2026-03-01",
     ]
     with world.unit_of_work() as s:
-        assert svc.update_confidence(s, TODAY) == 0
+        assert checkins.update_confidence(s, TODAY) == 0
 
 
 def test_a_write_based_on_a_read_before_the_flag_update_is_a_conflict(world: Store) -> None:
@@ -521,7 +550,7 @@ def test_a_write_based_on_a_read_before_the_flag_update_is_a_conflict(world: Sto
     with world.unit_of_work() as s:
         version = s.get(ActionItem, ids["late"]).version
     with world.unit_of_work() as s:
-        svc.update_confidence(s, TODAY)
+        checkins.update_confidence(s, TODAY)
     with pytest.raises(Conflict), world.unit_of_work() as s:
         actions.update_action(
             s,
@@ -535,14 +564,16 @@ def test_checkin_requests_once_per_cadence_period_per_owner(world: Store) -> Non
     cid, _ = make_cycle(
         world, [("a", SAM, 3, OPEN), ("b", SAM, 9, WIP), ("c", MIA, 9, OPEN), ("d", MIA, 9, DONE)]
     )
-    first = plan(world, svc.plan_checkins)
+    first = plan(world, checkins.plan_checkins)
     assert first.planned == 2
     sam = next(n for n in rows(world) if n.recipient == SAM)
     assert sam.key == f"checkin:{cid}:p{_pid(world, SAM)}:n4#c{sam.channel_id}"  # day 30 // 7
     a = next(i for i in rows_of_actions(world) if i.title == "a")
     assert f"- #{a.id} a (due in 3 days (2026-03-05); open, on_track)" in sam.body
-    assert plan(world, svc.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
-    assert plan(world, svc.plan_checkins, TODAY + timedelta(days=5)).planned == 2  # next period
+    assert plan(world, checkins.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
+    assert (
+        plan(world, checkins.plan_checkins, TODAY + timedelta(days=5)).planned == 2
+    )  # next period
 
 
 def test_checkin_cadence_comes_from_the_playbook(world: Store) -> None:
@@ -555,8 +586,8 @@ def test_checkin_cadence_comes_from_the_playbook(world: Store) -> None:
         )
     make_cycle(world, [("a", SAM, 3, OPEN)], title="weekly")
     make_cycle(world, [("b", SAM, 3, OPEN)], title="daily", playbook="cadence-daily")
-    assert plan(world, svc.plan_checkins).planned == 2
-    tomorrow = plan(world, svc.plan_checkins, TODAY + timedelta(days=1))
+    assert plan(world, checkins.plan_checkins).planned == 2
+    tomorrow = plan(world, checkins.plan_checkins, TODAY + timedelta(days=1))
     assert tomorrow.planned == 1  # only the daily cycle asks again
     newest = max(rows(world), key=lambda n: n.id)
     assert newest.subject == "Check-in: 1 action item(s) in 'daily'"
@@ -579,7 +610,7 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
         ],
     )
     with world.unit_of_work() as s:
-        d = svc.digest_content(s, TODAY)[cid]
+        d = digest.digest_content(s, TODAY)[cid]
     assert (d.total, d.done, d.dropped, d.percent_done) == (7, 1, 1, 17)
     assert d.kpis == ["no funnel data imported yet (aligncycle funnel import)"]
     assert d.risks == [
@@ -639,7 +670,7 @@ def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Stor
             ],
         )
     with world.unit_of_work() as s:
-        kpis = svc.digest_content(s, TODAY)[cid].kpis
+        kpis = digest.digest_content(s, TODAY)[cid].kpis
     assert kpis[:3] == [
         "MQL→SQL rate: 25.0% in the last 7 days (baseline 10.0%)",  # the playbook's KPIs first
         "Revenue won: no data in the last 7 days",
@@ -663,14 +694,14 @@ def test_a_failing_kpi_query_does_not_stop_the_digest(
     make_cycle(world, [("a", SAM, 3, OPEN)])
     with world.engine.begin() as conn:
         conn.execute(FunnelRecord.__table__.insert(), [{"source": "t", "external_id": "1"}])
-    result = plan(world, svc.plan_digests)  # on PostgreSQL: the transaction survives
+    result = plan(world, digest.plan_digests)  # on PostgreSQL: the transaction survives
     assert result.planned == 2
     assert all("KPIs:\n- figures unavailable (" in n.body for n in rows(world))
 
 
 def test_digest_goes_to_both_teams_once_a_week(world: Store) -> None:
     cid, _ = make_cycle(world, [("a", SAM, 3, OPEN)])
-    result = plan(world, svc.plan_digests)
+    result = plan(world, digest.plan_digests)
     assert result.planned == 2
     # sales has no team channel: its point person (sam) gets it; marketing's team channel does
     with world.unit_of_work() as s:
@@ -684,8 +715,8 @@ def test_digest_goes_to_both_teams_once_a_week(world: Store) -> None:
         )
     assert targets == ["marketing", SAM]
     assert {n.key.split("#")[0] for n in rows(world)} == {f"digest:{cid}:2026-W10"}
-    assert plan(world, svc.plan_digests, TODAY + timedelta(days=6)).planned == 0  # Sunday
-    assert plan(world, svc.plan_digests, TODAY + timedelta(days=7)).planned == 2
+    assert plan(world, digest.plan_digests, TODAY + timedelta(days=6)).planned == 0  # Sunday
+    assert plan(world, digest.plan_digests, TODAY + timedelta(days=7)).planned == 2
 
 
 # --- recap due ------------------------------------------------------------------------------
@@ -702,8 +733,8 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
     running, _ = make_cycle(world, [("a", SAM, 1, OPEN)], title="running")
     ends_today, _ = make_cycle(world, [], title="ends today", end=TODAY)
     with world.unit_of_work() as s:
-        due = svc.open_recaps_due(s, TODAY)
-        result = svc.plan_recap_due(s, TODAY, due)
+        due = recap_due.open_recaps_due(s, TODAY)
+        result = recap_due.plan_recap_due(s, TODAY, due)
     assert due.opened == [over] and due.blocked == {}
     with world.unit_of_work() as s:
         phases = {c.id: c.phase for c in s.scalars(select(Cycle))}
@@ -723,16 +754,18 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
     )
     assert result.changed == 1
     with world.unit_of_work() as s:
-        again = svc.open_recaps_due(s, TODAY)
+        again = recap_due.open_recaps_due(s, TODAY)
     assert again.opened == [] and again.blocked == {}
 
 
 def test_recap_due_respects_the_execute_gate(world: Store) -> None:
     cid, _ = make_cycle(world, [], playbook="cadence-strict", end=TODAY - timedelta(days=1))
     with world.unit_of_work() as s:
-        due = svc.open_recaps_due(s, TODAY)
-        svc.plan_recap_due(s, TODAY, due)
-        svc.plan_recap_due(s, TODAY, svc.open_recaps_due(s, TODAY))  # the next day's run
+        due = recap_due.open_recaps_due(s, TODAY)
+        recap_due.plan_recap_due(s, TODAY, due)
+        recap_due.plan_recap_due(
+            s, TODAY, recap_due.open_recaps_due(s, TODAY)
+        )  # the next day's run
     assert due.opened == []
     assert due.blocked == {cid: ["1 required question unanswered: wrapup"]}
     blocked = rows(world, NotificationKind.RECAP_DUE)
@@ -741,23 +774,23 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
     with world.unit_of_work() as s:
         s.scalars(select(ChecklistItem).where(ChecklistItem.cycle_id == cid)).one().answer = "ok"
     with world.unit_of_work() as s:
-        assert svc.open_recaps_due(s, TODAY).opened == [cid]
+        assert recap_due.open_recaps_due(s, TODAY).opened == [cid]
 
 
 def test_the_single_cycle_system_transition_refuses_and_changes_nothing(world: Store) -> None:
     cid, _ = make_cycle(world, [("a", SAM, 1, OPEN)])
     before = db_snapshot(world)
     with pytest.raises(TransitionRefused, match="runs to 2026-04-01"), world.unit_of_work() as s:
-        svc.open_recap_when_period_over(s, s.get(Cycle, cid), TODAY)
+        recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), TODAY)
     assert db_snapshot(world) == before
     with world.unit_of_work() as s:
-        c = svc.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=1))
+        c = recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=1))
         assert c.phase is Phase.RECAP
     with (
         pytest.raises(TransitionRefused, match="is in recap, not execute"),
         world.unit_of_work() as s,
     ):
-        svc.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=2))
+        recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=2))
 
 
 # --- channels -------------------------------------------------------------------------------
@@ -766,31 +799,31 @@ def test_the_single_cycle_system_transition_refuses_and_changes_nothing(world: S
 def test_channels_add_list_remove_with_masked_secrets(world: Store) -> None:
     with world.unit_of_work() as s:
         lee = person_by_email(s, LEE)
-        slack = svc.add_channel(
+        slack = channels.add_channel(
             s, lee, kind="slack", team="sales", url="slack://T1ABC/B2DEF/secrettoken/#sales"
         )
-        mail = svc.add_channel(
+        mail = channels.add_channel(
             s,
             person_by_email(s, SID),
             kind="email",
             person=SID,
             url="mailtos://sid:hunter2@mail.acme.test?to=sid@acme.test",
         )
-        env = svc.add_channel(s, lee, kind="teams", team="sales", url="env:SALES_TEAMS_URL")
-    assert slack.url == "slack://T1AB***/***" and "secrettoken" not in slack.url
+        env = channels.add_channel(s, lee, kind="teams", team="sales", url="env:SALES_TEAMS_URL")
+    assert slack.url == "slack://***/***#***" and "secrettoken" not in slack.url
     assert mail.url == "mailtos://sid:***@mail.acme.test?***"
     assert env.url == "env:SALES_TEAMS_URL"
     with world.unit_of_work() as s:
-        listed = svc.list_channels(s, team="sales")
+        listed = channels.list_channels(s, team="sales")
         assert [c.owner for c in listed] == ["team:sales", "team:sales"]
         logged = s.scalars(select(Event).where(Event.verb == "channel.added")).all()
     assert not any(
         "hunter2" in json.dumps(e.after) or "secrettoken" in json.dumps(e.after) for e in logged
     )
     make_cycle(world, [("a", SID, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     with world.unit_of_work() as s:
-        svc.remove_channel(s, mail.id, person_by_email(s, MAX))
+        channels.remove_channel(s, mail.id, person_by_email(s, MAX))
     (n,) = rows(world)
     assert n.channel_id is None and n.status is NotificationStatus.FAILED
     assert n.error == "channel removed before delivery"
@@ -856,7 +889,7 @@ def test_bad_channel_input_is_refused_and_changes_nothing(
 ) -> None:
     before = db_snapshot(world)
     with pytest.raises(error) as exc, world.unit_of_work() as s:
-        svc.add_channel(s, person_by_email(s, actor), **data)
+        channels.add_channel(s, person_by_email(s, actor), **data)
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert db_snapshot(world) == before
 
@@ -864,10 +897,114 @@ def test_bad_channel_input_is_refused_and_changes_nothing(
 def test_a_channel_configured_twice_is_refused(world: Store, receiver: Receiver) -> None:
     before = db_snapshot(world)
     with pytest.raises(InvalidInput, match="already configured"), world.unit_of_work() as s:
-        svc.add_channel(
+        channels.add_channel(
             s, person_by_email(s, SAM), kind="webhook", person=SAM, url=receiver.url("sam")
         )
     assert db_snapshot(world) == before
+
+
+# Every kind of apprise URL we accept, with the secrets it carries: (kind, URL, what is shown,
+# the secrets that must never be shown).
+SECRET_URLS = [
+    (
+        "webhook",
+        "jsons://hook:pw-Hunter2@hooks.acme.test/hooks/TOKEN7f3a9/?token=QS8812&+X-Api-Key=HDR66",
+        "jsons://hook:***@hooks.acme.test/***?***",
+        ["pw-Hunter2", "TOKEN7f3a9", "QS8812", "HDR66"],
+    ),
+    ("webhook", "json://127.0.0.1:9/sid", "json://127.0.0.1:9/***", []),
+    (
+        "email",
+        "mailtos://alerts:pw-Smtp77@smtp.acme.test/sam@acme.test?pass=QPW55",
+        "mailtos://alerts:***@smtp.acme.test/sam@acme.test?***",
+        ["pw-Smtp77", "QPW55"],
+    ),
+    (
+        "email",
+        "sendgrid://SG.KEY5512:alerts@acme.test/sam@acme.test",
+        "sendgrid://***@acme.test/***",
+        ["SG.KEY5512"],
+    ),
+    (
+        "email",
+        "ses://alerts@acme.test/AKIA8811/SESSECRET99/us-east-1/",
+        "ses://***@acme.test/***",
+        ["AKIA8811", "SESSECRET99"],
+    ),
+    (
+        "slack",
+        "slack://T1ABC/B2DEF/SLACKTOKEN42/#sales",
+        "slack://***/***#***",
+        ["T1ABC", "B2DEF", "SLACKTOKEN42"],
+    ),
+    ("slack", "slack://bot@xoxb-4411-BOTTOKEN/#sales", "slack://***@***/#***", ["xoxb-4411"]),
+    (
+        "slack",
+        "https://hooks.slack.com/services/T000AAA/B000BBB/HOOKTOKEN31",
+        "https://hooks.slack.com/***",
+        ["T000AAA", "B000BBB", "HOOKTOKEN31"],
+    ),
+    (
+        "teams",
+        "workflows://prod-12.westus.logic.azure.com/WORKFLOW81/SIGNATURE81/",
+        "workflows://prod-12.westus.logic.azure.com/***",
+        ["WORKFLOW81", "SIGNATURE81"],
+    ),
+    (
+        "teams",
+        "https://prod-12.westus.logic.azure.com:443/workflows/WF9/triggers/manual/paths/invoke"
+        "?api-version=2016-06-01&sp=%2Ftriggers&sv=1.0&sig=SIG771",
+        "https://prod-12.westus.logic.azure.com:443/***?***",
+        ["WF9", "SIG771"],
+    ),
+    ("webhook", "json://u:pa/ss44@host.test/x", "json://***", ["pa/ss44", "ss44"]),
+    ("teams", "secret:marketing-teams", "secret:marketing-teams", []),
+]
+
+
+@pytest.mark.parametrize(("kind", "url", "shown", "secrets"), SECRET_URLS)
+def test_channel_urls_are_shown_with_every_secret_masked(
+    kind: str, url: str, shown: str, secrets: list[str]
+) -> None:
+    from models.cadence.tables import ChannelKind
+
+    assert urls.check_channel_url(ChannelKind(kind), url) == url  # a URL we accept
+    assert urls.mask_url(url) == shown
+    text = f"failed: POST {url} and {url.split('://')[-1]} -> 401"
+    assert not [x for x in secrets if x in urls.redact(text, url)]
+
+
+def test_no_channel_secret_reaches_cli_output_or_the_audit_log(world: Store) -> None:
+    from aligncycle import cli_common
+    from aligncycle.cli import app
+
+    def run(*args: str) -> str:
+        cli_common.reset_store()
+        r = CliRunner().invoke(app, list(args), env={"ALIGNCYCLE_ACTOR": None})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    hook = SECRET_URLS[0]
+    out = [run("notify", "channel", "add", "webhook", hook[1], "--person", SID, "--as", SID)]
+    out += [
+        run("notify", "channel", "list"),
+        run("notify", "channel", "list", "--json"),
+        run("events"),
+        run("events", "--json"),
+    ]
+    (ch,) = [c for c in json.loads(out[2]) if c["owner"] == SID]
+    assert ch["url"] == hook[2]
+    out.append(run("notify", "channel", "remove", str(ch["id"]), "--as", SID))
+    out.append(run("events", "--json"))
+    with world.unit_of_work() as s:
+        logged = [
+            json.dumps([e.before, e.after])
+            for e in s.scalars(select(Event).where(Event.verb.like("channel.%")).order_by(Event.id))
+        ]
+    assert len(logged) == 8  # the world's six, and this one added and removed
+    assert hook[2] in logged[-1] and hook[2] in logged[-2]  # the masked form is kept
+    leaked = [x for x in hook[3] for text in [*out, *logged] if x in text]
+    assert leaked == []
 
 
 # --- delivery -------------------------------------------------------------------------------
@@ -877,7 +1014,7 @@ def test_delivery_sends_each_planned_message_once(world: Store, receiver: Receiv
     from flows.notify import deliver
 
     make_cycle(world, [("soon", SAM, 1, OPEN), ("meg's", MEG, 0, OPEN), ("late", MIA, -1, WIP)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     result = deliver(world, [NotificationKind.REMINDER], workers=2)
     assert (result.sent, result.failed, result.retrying) == (3, 0, 0)
     assert receiver.paths() == ["/marketing", "/mia", "/sam"]
@@ -886,7 +1023,7 @@ def test_delivery_sends_each_planned_message_once(world: Store, receiver: Receiv
     assert "Hi Sam Sales" in sam["message"]
     assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
     # planning and delivering again sends nothing twice
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     assert deliver(world, [NotificationKind.REMINDER]).sent == 0
     assert len(receiver.messages) == 3
 
@@ -895,8 +1032,8 @@ def test_delivery_only_takes_its_own_kinds(world: Store, receiver: Receiver) -> 
     from flows.notify import deliver
 
     make_cycle(world, [("late", SAM, -3, OPEN)])
-    plan(world, svc.plan_reminders)
-    plan(world, svc.plan_escalations)
+    plan(world, reminders.plan_reminders)
+    plan(world, escalations.plan_escalations)
     assert deliver(world, [NotificationKind.ESCALATION]).sent == 1
     assert receiver.paths() == ["/lee"]
     assert {n.kind: n.status for n in rows(world)}[NotificationKind.REMINDER] == "pending"
@@ -908,7 +1045,7 @@ def test_a_refused_message_is_retried_then_failed_with_the_reason(
     from flows.notify import deliver
 
     make_cycle(world, [("soon", SAM, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     receiver.status = 500
     for _ in range(2):
         r = deliver(world)
@@ -928,9 +1065,11 @@ def test_env_indirection_and_a_missing_variable(
     from flows.notify import deliver
 
     with world.unit_of_work() as s:
-        svc.add_channel(s, person_by_email(s, SID), kind="webhook", person=SID, url="env:SID_HOOK")
+        channels.add_channel(
+            s, person_by_email(s, SID), kind="webhook", person=SID, url="env:SID_HOOK"
+        )
     make_cycle(world, [("sid's", SID, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     monkeypatch.delenv("SID_HOOK", raising=False)
     r = deliver(world, secrets=None)
     assert r.retrying == 1 and "the environment variable SID_HOOK is not set" in r.errors[0]
@@ -939,27 +1078,55 @@ def test_env_indirection_and_a_missing_variable(
     assert receiver.paths() == ["/sid-secret"]
 
 
+def test_a_failed_send_keeps_no_secret_of_the_url_in_the_log_or_the_output(
+    world: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlsplit
+
+    from flows.notify import deliver
+
+    hook = "json://hook:PW9931@127.0.0.1:9/hooks/PATH7731/?token=QT5521"
+    monkeypatch.setenv("SID_HOOK", hook)  # the store holds env:SID_HOOK; the worker the URL
+    with world.unit_of_work() as s:
+        sid = person_by_email(s, SID)
+        channels.add_channel(s, sid, kind="webhook", person=SID, url="env:SID_HOOK")
+    make_cycle(world, [("sid's", SID, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+
+    def refused(url: str, title: str, body: str) -> str | None:
+        # what an HTTP library says about a request that failed: the URL and its path
+        parts = urlsplit(url)
+        raise ConnectionError(f"Max retries exceeded with url: {parts.path}?{parts.query} ({url})")
+
+    result = deliver(world, secrets=None, sender=refused)
+    (n,) = rows(world)
+    assert result.retrying == 1 and n.status is NotificationStatus.PENDING
+    assert "ConnectionError: Max retries exceeded with url: " in n.error
+    for text in (result.errors[0], n.error):
+        assert not [x for x in ("PW9931", "PATH7731", "QT5521") if x in text], text
+
+
 def test_a_claim_is_exclusive_and_a_dead_deliverers_claim_is_taken_over(world: Store) -> None:
     make_cycle(world, [("soon", SAM, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     (n,) = rows(world)
-    now = svc.utcnow()
+    now = utcnow()
     with world.unit_of_work() as s:
-        first = svc.claim(s, n.id, "worker-a", stale_before=now - timedelta(minutes=10))
+        first = outbox.claim(s, n.id, "worker-a", stale_before=now - timedelta(minutes=10))
         assert first is not None and first.attempts == 1
     with world.unit_of_work() as s:  # worker-a is busy sending: nobody else may take it
-        assert svc.claim(s, n.id, "worker-b", stale_before=now - timedelta(minutes=10)) is None
-        assert svc.deliverable_ids(s, None, now - timedelta(minutes=10)) == []
+        assert outbox.claim(s, n.id, "worker-b", stale_before=now - timedelta(minutes=10)) is None
+        assert outbox.deliverable_ids(s, None, now - timedelta(minutes=10)) == []
     # worker-a died: once its claim is stale, the next run takes the message again
     with world.unit_of_work() as s:
-        assert svc.deliverable_ids(s, None, svc.utcnow() + timedelta(seconds=1)) == [n.id]
-        again = svc.claim(s, n.id, "worker-b", stale_before=svc.utcnow() + timedelta(seconds=1))
+        assert outbox.deliverable_ids(s, None, utcnow() + timedelta(seconds=1)) == [n.id]
+        again = outbox.claim(s, n.id, "worker-b", stale_before=utcnow() + timedelta(seconds=1))
         assert again is not None and again.attempts == 2
     with world.unit_of_work() as s:
-        assert not svc.mark_sent(s, n.id, "worker-a")  # the dead worker's late mark is ignored
-        assert svc.mark_sent(s, n.id, "worker-b")
+        assert not outbox.mark_sent(s, n.id, "worker-a")  # the dead worker's late mark is ignored
+        assert outbox.mark_sent(s, n.id, "worker-b")
     with world.unit_of_work() as s:
-        assert svc.claim(s, n.id, "worker-c", stale_before=svc.utcnow() + timedelta(days=1)) is None
+        assert outbox.claim(s, n.id, "worker-c", stale_before=utcnow() + timedelta(days=1)) is None
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -1003,7 +1170,7 @@ def test_cli_channel_add_list_remove(world: Store, cli: Any) -> None:
     assert "added channel" in r.output
     r = cli("notify", "channel", "list", "--person", SID, "--json")
     (ch,) = json.loads(r.output)
-    assert ch["owner"] == SID and ch["url"] == "json://127.0.0.1:9/sid"
+    assert ch["owner"] == SID and ch["url"] == "json://127.0.0.1:9/***"  # the path may hold a token
     r = cli("notify", "channel", "remove", str(ch["id"]), "--as", SID)
     assert r.exit_code == 0
     assert json.loads(cli("notify", "channel", "list", "--person", SID, "--json").output) == []
@@ -1065,7 +1232,7 @@ def _pid(store: Store, email: str) -> int:
 
 def test_notification_keys_are_unique_in_the_store(world: Store) -> None:
     make_cycle(world, [("soon", SAM, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     (n,) = rows(world)
     with pytest.raises(Exception), world.unit_of_work() as s:  # noqa: B017, PT011
         s.add(
@@ -1083,7 +1250,7 @@ def test_a_deliverer_killed_mid_run_loses_nothing_and_sends_nothing_twice(
     from flows.notify import deliver, send
 
     make_cycle(world, [(f"item {i}", (SAM, MIA, LEE)[i % 3], 1, OPEN) for i in range(9)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     calls = 0
 
     class Killed(BaseException):
@@ -1115,13 +1282,13 @@ def test_secret_indirection_reads_the_url_when_sending(world: Store, receiver: R
     from flows.notify import deliver
 
     with world.unit_of_work() as s:
-        ch = svc.add_channel(
+        ch = channels.add_channel(
             s, person_by_email(s, SID), kind="slack", person=SID, url="secret:sid-slack"
         )
-        assert svc.secret_names(s) == ["sid-slack"]
+        assert channels.secret_names(s) == ["sid-slack"]
     assert ch.url == "secret:sid-slack"  # the store holds no secret
     make_cycle(world, [("sid's", SID, 1, OPEN)])
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     asked: list[list[str]] = []
 
     def secrets(names: list[str]) -> dict[str, str]:
@@ -1143,7 +1310,7 @@ def test_a_slow_destination_holds_up_only_its_own_messages(world: Store) -> None
         [(f"s{i}", SAM, 1, OPEN) for i in range(3)]
         + [(f"o{i}", (MEG, MIA)[i % 2], 1, OPEN) for i in range(6)],
     )
-    plan(world, svc.plan_reminders)
+    plan(world, reminders.plan_reminders)
     log: list[tuple[str, str]] = []
     active: dict[str, int] = {}
     overlap = False

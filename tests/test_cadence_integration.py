@@ -12,12 +12,9 @@ Takes about two minutes on a 2-core machine; every wait is bounded.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +24,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from bench.pg import create_database, drop_database
-from models.cadence import Notification, NotificationStatus
+from bench.prefect_server import POOL, PrefectStack, kill_tree
+from models.cadence import channels
+from models.cadence.tables import Notification, NotificationStatus
 from models.db import Store
 from models.enums import Phase
 from models.schemas import PersonCreate, TeamCreate
-from models.services import cadence as svc
 from models.services import people, playbooks
 from models.services.common import person_by_email
 from models.tables import Cycle, Event
@@ -64,142 +60,7 @@ pytestmark = pytest.mark.integration
 PG_ADMIN = os.environ.get(
     "ALIGNCYCLE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-BIN = Path(sys.executable).parent
-POOL = "aligncycle"
 CADENCE = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
-
-
-# --- a throwaway Prefect server on PostgreSQL, and workers ----------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Prefect starts each flow run in its own session)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait: float = 15.0) -> None:
-    """Send ``sig`` to a process, its group and all its descendants; reap it."""
-    if proc.poll() is not None:
-        return
-    targets = [proc.pid, *descendants(proc.pid)]
-    for pid in reversed(targets):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc, signal.SIGKILL, wait)
-
-
-class PrefectStack:
-    """``prefect server start`` on 127.0.0.1 (free port) backed by a new PostgreSQL database,
-    with a temporary PREFECT_HOME; workers of the process pool; teardown in the right order
-    (workers before the server, then the database)."""
-
-    def __init__(self, admin_url: str, store_url: str, workdir: Path) -> None:
-        self.admin_url = admin_url
-        self.workdir = workdir
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        prefect_url, self.prefect_db = create_database(admin_url, "aligncycle_prefect")
-        asyncpg_url = make_url(prefect_url).set(drivername="postgresql+asyncpg")
-        self.env = {
-            **os.environ,
-            "PREFECT_HOME": str(workdir / "prefect-home"),
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_API_DATABASE_CONNECTION_URL": asyncpg_url.render_as_string(
-                hide_password=False
-            ),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            "PREFECT_LOGGING_LEVEL": "INFO",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "results"),
-            "ALIGNCYCLE_DATABASE_URL": store_url,
-        }
-        self.server: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
-
-    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        out = open(self.workdir / log, "ab")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(
-            [str(BIN / "prefect"), *args],
-            cwd=PROJECT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def start(self, timeout: float = 180) -> None:
-        self.server = self._spawn(
-            ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log"
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"prefect server exited:\n{self.log('server.log')}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"prefect server not up after {timeout}s:\n{self.log('server.log')}")
-
-    def cli(self, *args: str, timeout: float = 180) -> str:
-        done = subprocess.run(
-            [str(BIN / "prefect"), *args],
-            cwd=PROJECT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def start_worker(self) -> subprocess.Popen:
-        worker = self._spawn(["worker", "start", "--pool", POOL, "--limit", "8"], "worker.log")
-        self.workers.append(worker)
-        return worker
-
-    def log(self, name: str) -> str:
-        path = self.workdir / name
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        for worker in self.workers:  # workers first, or they keep retrying a dead server
-            kill_tree(worker, signal.SIGTERM)
-        if self.server is not None:
-            kill_tree(self.server, signal.SIGTERM)
-        drop_database(self.admin_url, self.prefect_db)
 
 
 def prefect_settings(api_url: str) -> Any:
@@ -262,12 +123,14 @@ def company(receiver: Receiver) -> Iterator[tuple[Store, PrefectStack]]:
             )
             mgr = person_by_email(s, MAX)
             for email in (SAM, MIA, LEE, MAX):
-                svc.add_channel(
+                channels.add_channel(
                     s, mgr, kind="webhook", person=email, url=receiver.url(email.split("@")[0])
                 )
             # lou's URL is a Prefect Secret block, read by the worker when it sends
-            svc.add_channel(s, mgr, kind="webhook", person=LOU, url="secret:lou-hook")
-            svc.add_channel(s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing"))
+            channels.add_channel(s, mgr, kind="webhook", person=LOU, url="secret:lou-hook")
+            channels.add_channel(
+                s, mgr, kind="webhook", team="marketing", url=receiver.url("marketing")
+            )
         stack.start()
         from prefect.blocks.system import Secret
 

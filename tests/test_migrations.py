@@ -72,7 +72,7 @@ def _filled_store(org) -> dict[str, int]:  # noqa: ANN001
     target and a notification, an item carried into a follow-up (it refers to the first)."""
     from datetime import timedelta
 
-    from models.cadence import Notification, NotificationKind
+    from models.cadence.tables import Notification, NotificationKind
     from models.funnel.tables import ActionTarget
     from models.phases import plan
     from models.schemas import CheckInCreate, SurveyRespond

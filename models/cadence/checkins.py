@@ -1,0 +1,158 @@
+"""Execute check-ins: confidence flags raised from the facts, and asking each owner for
+progress once per cadence period of the cycle."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.cadence.directory import Directory
+from models.cadence.planning import (
+    OpenItem,
+    Planned,
+    PlanResult,
+    chunks,
+    due_text,
+    footer,
+    open_items,
+    store_plan,
+)
+from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
+from models.cadence.tables import NotificationKind
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
+from models.tables import ActionItem, Cycle, Event
+
+
+def update_confidence(
+    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+) -> int:
+    """Raise the confidence flag of unfinished items in Execute from the facts: overdue →
+    off_track; due within the reminder window and not started → at_risk. Never lowers a flag
+    (people do). Bulk UPDATE + bulk audit events; returns how many items changed."""
+    window = max(p.remind_days_before for p in [policy, *execute_policies(session, policy)])
+    items = open_items(
+        session,
+        ActionItem.due_date.is_not(None),
+        ActionItem.due_date <= today + timedelta(days=window),
+    )
+    policies = playbook_policies(session, {i.playbook_id for i in items}, policy)
+    moves: dict[tuple[Confidence, Confidence], list[OpenItem]] = defaultdict(list)
+    for item in items:
+        assert item.due is not None
+        if item.due < today and item.confidence is not Confidence.OFF_TRACK:
+            moves[(item.confidence, Confidence.OFF_TRACK)].append(item)
+        elif (
+            item.due >= today
+            and (item.due - today).days <= policies[item.playbook_id].remind_days_before
+            and item.status is ActionStatus.OPEN
+            and item.confidence is Confidence.ON_TRACK
+        ):
+            moves[(item.confidence, Confidence.AT_RISK)].append(item)
+    changed = 0
+    now = utcnow()
+    by_id = {i.id: i for group in moves.values() for i in group}
+    for (old, new), group in moves.items():
+        for chunk in chunks([i.id for i in group]):
+            ids = (
+                session.execute(
+                    update(ActionItem.__table__)
+                    .where(
+                        ActionItem.__table__.c.id.in_(chunk),
+                        ActionItem.__table__.c.confidence == old,
+                        ActionItem.__table__.c.status.not_in(FINISHED_STATUSES),
+                    )
+                    .values(
+                        confidence=new, updated_at=now, version=ActionItem.__table__.c.version + 1
+                    )
+                    .returning(ActionItem.__table__.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            changed += len(ids)
+            events = []
+            for aid in ids:
+                item = by_id[aid]
+                assert item.due is not None
+                reason = (
+                    f"overdue since {item.due.isoformat()}"
+                    if new is Confidence.OFF_TRACK
+                    else f"due {item.due.isoformat()} and not started"
+                )
+                events.append(
+                    {
+                        "at": now,
+                        "actor_id": None,
+                        "verb": "action.updated",
+                        "object_type": "action_item",
+                        "object_id": aid,
+                        "cycle_id": item.cycle_id,
+                        "before": {"confidence": old.value},
+                        "after": {"confidence": new.value, "reason": reason, "by": "system"},
+                    }
+                )
+            if events:
+                session.execute(insert(Event.__table__), events)
+    if changed:
+        session.expire_all()
+    return changed
+
+
+def plan_checkins(
+    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+) -> PlanResult:
+    """Ask each owner of unfinished items in Execute for progress, once per cadence period of
+    the cycle (the playbook's ``settings.cadence``: daily, weekly, biweekly or monthly)."""
+    directory = Directory.load(session)
+    cycles = session.execute(
+        select(Cycle.id, Cycle.title, Cycle.period_start, Cycle.playbook_id).where(
+            Cycle.phase == Phase.EXECUTE
+        )
+    ).all()
+    policies = playbook_policies(session, {c.playbook_id for c in cycles}, policy)
+    period = {
+        c.id: max(0, (today - c.period_start).days) // policies[c.playbook_id].cadence_days
+        for c in cycles
+    }
+    titles = {c.id: c.title for c in cycles}
+    items = open_items(session, ActionItem.owner_id.is_not(None))
+    by_owner: dict[tuple[int, int], list[OpenItem]] = defaultdict(list)
+    for item in items:
+        assert item.owner_id is not None
+        by_owner[(item.cycle_id, item.owner_id)].append(item)
+    result = PlanResult(kind="checkin", candidates=len(by_owner))
+    messages = []
+    for (cycle_id, owner_id), owned in sorted(by_owner.items()):
+        key = f"checkin:{cycle_id}:p{owner_id}:n{period[cycle_id]}"
+        owner = directory.people.get(owner_id)
+        if owner is None:
+            result.unreachable.append(key)
+            continue
+        lines = [
+            f"- #{i.id} {i.title} ({due_text(i.due, today) if i.due else 'no due date'}; "
+            f"{i.status}, {i.confidence})"
+            for i in owned
+        ]
+        body = (
+            f"Hi {owner.name},\n\nCheck-in time for cycle {titles[cycle_id]!r}. How are these "
+            "going? Record progress, status and confidence for each:\n"
+            + "\n".join(lines)
+            + "\n\nIn the web app, or: aligncycle checkin add ID --progress PERCENT "
+            "--confidence on_track|at_risk|off_track --note TEXT" + footer(key)
+        )
+        messages.append(
+            Planned(
+                key=key,
+                kind=NotificationKind.CHECKIN,
+                recipient=owner.email,
+                channels=directory.channels_for_person(owner.id),
+                subject=f"Check-in: {len(owned)} action item(s) in {titles[cycle_id]!r}",
+                body=body,
+                cycle_id=cycle_id,
+            )
+        )
+    return store_plan(session, messages, result)

@@ -1,0 +1,262 @@
+"""A cycle's weekly digest: progress, KPIs, risks and what is due next week, to both teams."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from models.cadence.directory import Directory
+from models.cadence.planning import Planned, PlanResult, due_text, footer, store_plan
+from models.cadence.planning import chunks as _chunks  # the name _funnel_kpi_lines uses
+from models.cadence.tables import NotificationKind
+from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
+from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
+
+
+@dataclass
+class Digest:
+    """What a cycle's weekly digest says."""
+
+    cycle_id: int
+    title: str
+    period_start: date
+    period_end: date
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    kpis: list[str] = field(default_factory=list)
+    risks: list[str] = field(default_factory=list)
+    due_next_week: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.by_status.get("done", 0)
+
+    @property
+    def dropped(self) -> int:
+        return self.by_status.get("dropped", 0)
+
+    @property
+    def percent_done(self) -> int:
+        live = self.total - self.dropped
+        return round(100 * self.done / live) if live else 0
+
+    def text(self, today: date, limit: int = 10) -> str:
+        def block(title: str, lines: list[str], empty: str) -> str:
+            shown = lines[:limit] + (
+                [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
+            )
+            return f"{title}\n" + ("\n".join(f"- {x}" for x in shown) if shown else f"- {empty}")
+
+        status = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "no items"
+        days_left = (self.period_end - today).days
+        return "\n\n".join(
+            [
+                f"Cycle {self.title!r} ({self.period_start.isoformat()} to "
+                f"{self.period_end.isoformat()}, {max(days_left, 0)} day(s) left)",
+                f"Progress: {self.done} of {self.total - self.dropped} action items done "
+                f"({self.percent_done}%); {status}",
+                block("KPIs:", self.kpis, "none defined"),
+                block("Risks:", self.risks, "none"),
+                block("Due next week:", self.due_next_week, "nothing"),
+            ]
+        )
+
+
+#: Funnel KPIs every digest shows (besides the playbook's own ones the funnel computes).
+DIGEST_KPIS = ("mql_volume", "mql_to_sql_rate", "sla_attainment", "win_rate")
+
+
+def _kpi_lines(
+    session: Session, cycles: dict[int, Any], bodies: dict[int, dict[str, Any]], today: date
+) -> dict[int, list[str]]:
+    """KPI lines per cycle: the funnel's figures for the last 7 days next to the cycle's
+    baseline (see :func:`_funnel_kpi_lines`); when the KPI queries fail, one line saying why,
+    and the digest still goes out."""
+    guard = session.begin_nested() if _is_postgres(session) else nullcontext()
+    try:
+        with guard:  # a failing KPI query must not abort the plan's transaction
+            return _funnel_kpi_lines(session, cycles, bodies, today)
+    except Exception as exc:  # noqa: BLE001 - the digest goes out without figures
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return {cid: [f"figures unavailable ({reason})"] for cid in cycles}
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _funnel_kpi_lines(
+    session: Session, cycles: dict[int, Any], bodies: dict[int, dict[str, Any]], today: date
+) -> dict[int, list[str]]:
+    """The funnel's KPIs of the last 7 days (company-wide: one computation per distinct SLA
+    setting, not per cycle) next to each cycle's frozen baseline snapshot (one query)."""
+    from models.funnel import kpis as funnel_kpis
+    from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
+
+    if session.scalar(select(FunnelRecord.id).limit(1)) is None:
+        return {cid: ["no funnel data imported yet (aligncycle funnel import)"] for cid in cycles}
+    baselines: dict[int, dict[str, float | None]] = defaultdict(dict)
+    for chunk in _chunks(sorted(cycles)):
+        for cid, kpi, value in session.execute(
+            select(CycleKpiSnapshot.cycle_id, CycleKpiSnapshot.kpi, CycleKpiSnapshot.value).where(
+                CycleKpiSnapshot.cycle_id.in_(chunk), CycleKpiSnapshot.kind == "baseline"
+            )
+        ):
+            baselines[cid][kpi] = value
+    start, end = today - timedelta(days=7), today - timedelta(days=1)
+    current: dict[tuple[int, int], dict[str, Any]] = {}
+    out: dict[int, list[str]] = {}
+    for cid, c in cycles.items():
+        body = bodies.get(c.playbook_id) or {}
+        settings = body.get("settings") or {}
+        key = (int(settings.get("handoff_sla_hours") or 24), int(settings.get("stall_days") or 30))
+        if key not in current:
+            current[key] = funnel_kpis.compute_kpis(
+                session, start=start, end=end, sla_hours=key[0], stall_days=key[1]
+            ).overall()
+        values = current[key]
+        wanted = [k for k in (body.get("kpis") or []) if k in funnel_kpis.KPIS]
+        names = list(dict.fromkeys([*wanted, *DIGEST_KPIS]))
+        lines = []
+        for name in names:
+            if name not in funnel_kpis.KPIS:
+                continue
+            now = values.get(name)
+            line = (
+                f"{funnel_kpis.KPIS[name].title}: "
+                f"{funnel_kpis.format_value(name, now.value if now else None)} in the last 7 days"
+            )
+            if name in baselines.get(cid, {}):
+                line += f" (baseline {funnel_kpis.format_value(name, baselines[cid][name])})"
+            lines.append(line)
+        out[cid] = lines
+    return out
+
+
+def digest_content(
+    session: Session, today: date, cycle_ids: Sequence[int] | None = None
+) -> dict[int, Digest]:
+    """The digest of every cycle in Execute (or of ``cycle_ids``): four set-based queries."""
+    stmt = select(Cycle.id, Cycle.title, Cycle.period_start, Cycle.period_end, Cycle.playbook_id)
+    stmt = (
+        stmt.where(Cycle.phase == Phase.EXECUTE)
+        if cycle_ids is None
+        else stmt.where(Cycle.id.in_(list(cycle_ids)))
+    )
+    cycles = {c.id: c for c in session.execute(stmt.order_by(Cycle.id))}
+    if not cycles:
+        return {}
+    scope = Cycle.phase == Phase.EXECUTE if cycle_ids is None else Cycle.id.in_(list(cycle_ids))
+    digests = {cid: Digest(cid, c.title, c.period_start, c.period_end) for cid, c in cycles.items()}
+    counts = session.execute(
+        select(ActionItem.cycle_id, ActionItem.status, func.count())
+        .join(Cycle, Cycle.id == ActionItem.cycle_id)
+        .where(scope)
+        .group_by(ActionItem.cycle_id, ActionItem.status)
+    )
+    for cid, status, n in counts:
+        d = digests[cid]
+        d.by_status[str(status)] = n
+        d.total += n
+    next_week = today + timedelta(days=7)
+    risky = or_(
+        ActionItem.due_date < today,
+        ActionItem.confidence.in_((Confidence.AT_RISK, Confidence.OFF_TRACK)),
+        ActionItem.status == ActionStatus.BLOCKED,
+        ActionItem.owner_id.is_(None),
+        and_(ActionItem.due_date >= today, ActionItem.due_date <= next_week),
+    )
+    owner = Person.__table__.alias("owner")
+    rows = session.execute(
+        select(
+            ActionItem.cycle_id,
+            ActionItem.title,
+            ActionItem.due_date,
+            ActionItem.status,
+            ActionItem.confidence,
+            owner.c.name,
+        )
+        .join(Cycle, Cycle.id == ActionItem.cycle_id)
+        .outerjoin(owner, owner.c.id == ActionItem.owner_id)
+        .where(scope, ActionItem.status.not_in(FINISHED_STATUSES), risky)
+        .order_by(
+            ActionItem.cycle_id, ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id
+        )
+    )
+    for cid, title, due, status, confidence, owner_name in rows:
+        d = digests[cid]
+        who = owner_name or "no owner"
+        reasons = []
+        if due is not None and due < today:
+            reasons.append(due_text(due, today))
+        if status is ActionStatus.BLOCKED:
+            reasons.append("blocked")
+        if confidence is not Confidence.ON_TRACK:
+            reasons.append(str(confidence).replace("_", " "))
+        if owner_name is None:
+            reasons.append("no owner")
+        if reasons:
+            d.risks.append(f"{title} ({who}): " + ", ".join(dict.fromkeys(reasons)))
+        if due is not None and today <= due <= next_week:
+            d.due_next_week.append(f"{title} ({who}), {due_text(due, today)}")
+    bodies = dict(
+        session.execute(
+            select(Playbook.id, Playbook.body).where(
+                Playbook.id.in_({c.playbook_id for c in cycles.values()})
+            )
+        ).all()
+    )
+    for cid, lines in _kpi_lines(session, cycles, bodies, today).items():
+        if cid in digests:
+            digests[cid].kpis = list(lines)
+    return digests
+
+
+def plan_digests(session: Session, today: date) -> PlanResult:
+    """Plan this ISO week's digest of every cycle in Execute, to each of its teams' channels (a
+    team without one gets it on its point person's channels)."""
+    directory = Directory.load(session)
+    digests = digest_content(session, today)
+    result = PlanResult(kind="digest", candidates=len(digests))
+    if not digests:
+        return result
+    teams: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
+    for cid, team_id, pp in session.execute(
+        select(CycleTeam.cycle_id, CycleTeam.team_id, CycleTeam.point_person_id)
+        .join(Cycle, Cycle.id == CycleTeam.cycle_id)
+        .where(Cycle.phase == Phase.EXECUTE)
+        .order_by(CycleTeam.id)
+    ):
+        teams[cid].append((team_id, pp))
+    year, week, _ = today.isocalendar()
+    messages = []
+    for cid, digest in digests.items():
+        channels: list[int] = []
+        names = []
+        for team_id, pp in teams.get(cid, []):
+            names.append(directory.team_keys.get(team_id, "?"))
+            found = directory.team_channels.get(team_id) or (
+                directory.person_channels.get(pp, []) if pp else []
+            )
+            channels.extend(found)
+        key = f"digest:{cid}:{year}-W{week:02d}"
+        messages.append(
+            Planned(
+                key=key,
+                kind=NotificationKind.DIGEST,
+                recipient="teams:" + ",".join(names),
+                channels=channels,
+                subject=f"Weekly digest: {digest.title} ({digest.percent_done}% done, "
+                f"{len(digest.risks)} risk(s))",
+                body=digest.text(today) + footer(key),
+                cycle_id=cid,
+            )
+        )
+    return store_plan(session, messages, result)

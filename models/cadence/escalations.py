@@ -1,0 +1,97 @@
+"""Escalations of overdue items: to the owner's lead once the grace period is over, then to a
+manager after the second grace period."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy.orm import Session
+
+from models.cadence.directory import Directory
+from models.cadence.planning import (
+    OpenItem,
+    Planned,
+    PlanResult,
+    due_text,
+    footer,
+    open_items,
+    store_plan,
+)
+from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
+from models.cadence.tables import NotificationKind
+from models.tables import ActionItem
+
+
+def escalation_candidates(
+    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+) -> list[tuple[OpenItem, str]]:
+    """Owned items overdue past the grace period: ``lead`` level, then ``manager`` level after
+    the second grace period (both when a run finds an item already past both). One query."""
+    min_grace = min(p.escalate_after_days for p in [policy, *execute_policies(session, policy)])
+    items = open_items(
+        session,
+        ActionItem.owner_id.is_not(None),
+        ActionItem.due_date.is_not(None),
+        ActionItem.due_date <= today - timedelta(days=min_grace),
+    )
+    policies = playbook_policies(session, {i.playbook_id for i in items}, policy)
+    out = []
+    for item in items:
+        assert item.due is not None
+        p = policies[item.playbook_id]
+        late = (today - item.due).days
+        if late >= p.escalate_after_days:
+            out.append((item, "lead"))
+        if late >= p.escalate_after_days + p.escalate_to_manager_after_days:
+            out.append((item, "manager"))
+    return out
+
+
+def plan_escalations(
+    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+) -> PlanResult:
+    """Plan escalations of overdue items: to the owner's team lead (the lead who assigned the
+    item, else every lead of the team; a manager when the team has none), then to the team's
+    manager(s) (any manager when it has none)."""
+    directory = Directory.load(session)
+    candidates = escalation_candidates(session, today, policy)
+    result = PlanResult(kind="escalation", candidates=len(candidates))
+    messages = []
+    for item, level in candidates:
+        assert item.due is not None and item.owner_id is not None
+        base = f"escalation:{item.id}:{item.due.isoformat()}:{level}"
+        owner = directory.people.get(item.owner_id)
+        if owner is None:
+            result.unreachable.append(base)
+            continue
+        recipients = (
+            directory.leads_for(owner, item.assigned_by_id)
+            if level == "lead"
+            else directory.managers_for(owner)
+        )
+        if not recipients:
+            result.unreachable.append(base)
+            continue
+        team = directory.team_keys.get(owner.team_id, "?")
+        for r in recipients:
+            key = f"{base}:p{r.id}"
+            body = (
+                f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
+                f"item in cycle {item.cycle_title!r}: {item.title!r}, "
+                f"{due_text(item.due, today)}. Status: {item.status}, confidence: "
+                f"{item.confidence}.\nPlease help unblock it, re-plan it, or drop it with a reason."
+                + footer(key)
+            )
+            messages.append(
+                Planned(
+                    key=key,
+                    kind=NotificationKind.ESCALATION,
+                    recipient=r.email,
+                    channels=directory.channels_for_person(r.id),
+                    subject=f"Escalation ({level}): {item.title!r} is overdue ({owner.name})",
+                    body=body,
+                    cycle_id=item.cycle_id,
+                    action_item_id=item.id,
+                )
+            )
+    return store_plan(session, messages, result)
