@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from models.config import StoreSettings
 
@@ -24,6 +25,15 @@ class Settings(StoreSettings):
     #: Signs the sign-in form's CSRF token; unset: one is generated once and kept in the data
     #: dir (``secret_key``, mode 0600), shared by every worker and kept across restarts.
     secret_key: str | None = None
+    #: Logs of the web app (``serve``): the least severe level written, and the format (one
+    #: JSON object a line, with the request id, or plain text for a terminal).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def effective_workers(self) -> int:

@@ -25,6 +25,9 @@ class StoreSettings(BaseSettings):
     database_url: str | None = None
     #: Folder of versioned YAML playbooks.
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
+    #: The web app's address as people reach it (``https://aligncycle.acme.example``): every
+    #: notification links to the page to act on. Unset: messages name the page in words.
+    base_url: str | None = None
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,202 @@
+"""What an operator needs from the web tier: a request id on every request and every log line,
+one log line per request, Prometheus metrics (``/metrics``) and a health check (``/healthz``).
+
+Metrics are labelled by the route's template (``/cycles/{cycle_id}``), never by the raw path,
+so ids do not multiply the series; a path no route matches is ``unmatched``. With several
+worker processes (``aligncycle serve`` sets ``PROMETHEUS_MULTIPROC_DIR``) each worker writes
+its numbers to that folder and ``/metrics`` adds them up, whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aligncycle import __version__
+from aligncycle.logs import REQUEST_ID
+from models.db import mask_secrets
+
+log = logging.getLogger("aligncycle.web.requests")
+health_log = logging.getLogger("aligncycle.web.health")
+
+REQUEST_ID_HEADER = "x-request-id"
+#: An incoming X-Request-ID is kept when it looks like an id (a proxy's, a load balancer's);
+#: anything else is replaced, so a log line never carries what a client made up.
+_GOOD_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+#: Probes, logged at debug so a scrape every few seconds does not fill the log.
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+
+REQUESTS = Counter(
+    "aligncycle_http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "aligncycle_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class RequestTelemetry:
+    """Plain ASGI middleware, outermost: the request id (kept from ``X-Request-ID`` when it
+    looks like one, else a new one; sent back in ``X-Request-ID``), the metrics, and one log
+    line per request (method, path without its query, route, status, duration, client)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"")
+        raw = incoming.decode("latin-1")
+        request_id = raw if _GOOD_ID.fullmatch(raw) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() != REQUEST_ID_HEADER.encode()
+                ]
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
+            method = scope.get("method", "GET")
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            path = scope.get("path", "")
+            client = scope.get("client")
+            level = logging.DEBUG if path in QUIET_PATHS and status < 500 else logging.INFO
+            if status >= 500:
+                level = logging.ERROR
+            log.log(
+                level,
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "client": client[0] if client else None,
+                },
+            )
+            REQUEST_ID.reset(token)
+
+
+# --- /healthz and /metrics -----------------------------------------------------------------
+
+router = APIRouter(include_in_schema=False)
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect server the workers use, as this process's environment names it."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def check_store(request: Request) -> str:
+    engine = request.app.state.store.engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is "unreachable"
+        health_log.warning(
+            "health: the store does not answer: %s",
+            mask_secrets(
+                " ".join(str(exc).split())[:300], engine.url.render_as_string(hide_password=False)
+            ),
+        )
+        return "unreachable"
+    return "ok"
+
+
+def check_prefect(url: str | None) -> str:
+    if not url:
+        return "not configured"
+    try:
+        ok = httpx.get(f"{url.rstrip('/')}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    if not ok:
+        health_log.warning("health: the Prefect server at %s does not answer", url)
+    return "ok" if ok else "unreachable"
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> Response:
+    """200 while this process can serve (the store answers); 503 when the store does not.
+    The Prefect server is reported but does not fail the check: pages and the API work
+    without it (advancing a cycle waits until it is back)."""
+    checks = {
+        "store": check_store(request),
+        "prefect": check_prefect(request.app.state.prefect_api_url),
+    }
+    if checks["store"] != "ok":
+        state, code = "unavailable", 503
+    elif checks["prefect"] == "unreachable":
+        state, code = "degraded", 200
+    else:
+        state, code = "ok", 200
+    body: dict[str, Any] = {"status": state, "version": __version__, "checks": checks}
+    headers = {"retry-after": "30"} if code == 503 else None
+    return JSONResponse(body, code, headers)
+
+
+def _registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    """Prometheus' text format: requests by route template and status, latency histograms
+    (and, with one worker process, the process's own CPU, memory and open files)."""
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
