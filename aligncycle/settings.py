@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -15,8 +14,6 @@ from models.config import StoreSettings
 class Settings(StoreSettings):
     #: The acting person for CLI commands when ``--as`` is not given.
     actor: str | None = None
-    #: Where recap reports are written (default: <data_dir>/reports).
-    reports_dir: Path | None = None
     #: Web server.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -38,10 +35,6 @@ class Settings(StoreSettings):
     @property
     def effective_workers(self) -> int:
         return self.workers or max(1, min(os.cpu_count() or 1, 4))
-
-    @property
-    def effective_reports_dir(self) -> Path:
-        return self.reports_dir or self.data_dir / "reports"
 
 
 @lru_cache(maxsize=1)
