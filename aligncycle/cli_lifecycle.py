@@ -112,11 +112,12 @@ def register(app: typer.Typer) -> None:
         current = runner.current(cc.store().engine)
         if current != runner.heads():
             ok("the store is behind this aligncycle; run 'aligncycle db upgrade' next")
-        if manifest.get("key_source") == "environment":
-            now = backup.key_fingerprint(settings.secret_key)
-            if now != manifest.get("key_fingerprint"):
-                ok(
-                    "ALIGNCYCLE_SECRET_KEY is not the key of the backup: people sign in again "
-                    "and half-filled forms expire"
-                )
+        file_key = Path(settings.data_dir) / "secret_key"
+        key = settings.secret_key or (file_key.read_text().strip() if file_key.exists() else None)
+        wanted = manifest.get("key_fingerprint")
+        if wanted and backup.key_fingerprint(key) != wanted:
+            ok(
+                "the signing key in use (ALIGNCYCLE_SECRET_KEY, else the data dir's) is not "
+                "the key of the backup: people sign in again and half-filled forms expire"
+            )
         cc.reset_store()
