@@ -122,3 +122,31 @@ def test_the_api_lists_the_log_with_the_same_visibility(
     assert hidden.status_code == 404  # another team's cycle: like a missing one
     assert get(SAM, "?status=lost").status_code == 422
     assert get(SAM, "?limit=1").json()["next_offset"] == 1
+
+
+def test_the_messages_page_shows_failures_in_words_to_the_cycles_teams(
+    logged: dict[str, int], world: Store, tmp_path: Path
+) -> None:
+    from aligncycle.web.auth import SESSION_COOKIE
+
+    app = create_app(world, WebSettings(data_dir=tmp_path, secret_key="k" * 40))
+
+    def browser(email: str) -> TestClient:
+        with world.unit_of_work() as s:
+            raw, _ = accounts.create_session(s, person_by_email(s, email))
+        client = TestClient(app, follow_redirects=False)
+        client.cookies.set(SESSION_COOKIE, raw)
+        return client
+
+    sam = browser(SAM)
+    page = sam.get("/notifications?status=failed")
+    assert page.status_code == 200
+    assert "the receiver answered 503" in page.text and "Failed" in page.text
+    assert "Reminder" in page.text and "3 attempts" in page.text
+    assert "Waiting to be sent" not in page.text.split("<table>")[1]  # only the failed one
+    everything = sam.get("/notifications").text
+    assert everything.count("<tr>") == 4  # the header and three messages
+    shown = everything.split("<table>")[1]
+    assert "pending" not in shown and "reminder " not in shown  # words, not stored keys
+    assert "No messages" in browser(OLA).get("/notifications").text
+    assert sam.get("/notifications?status=nonsense").status_code == 200  # every message

@@ -502,6 +502,8 @@ CASES: list[Case] = [
     Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),
     Case("GET", "/cycles/{cycle_id}/report", cyc("recap", "/report"), SEEING, 200),
     Case("GET", "/cycles/{cycle_id}/report.md", cyc("recap", "/report.md"), SEEING, 200),
+    # --- pages: messages (each person: their teams' cycles and what is theirs)
+    Case("GET", "/notifications", const("/notifications"), ALL, 200, cycle_bound=False),
     Case("GET", "/cycles/{cycle_id}/recap.csv", cyc("recap", "/recap.csv"), SEEING, 200),
     Case(
         "POST",
