@@ -197,3 +197,33 @@ def test_serve_refuses_to_start_without_a_shared_key(
     assert len(lines) == 1 and says in lines[0]
     assert "ALIGNCYCLE_SECRET_KEY" in lines[0]
     assert not (tmp_path / "secret_key").exists()  # refused before anything was made
+
+
+def test_metrics_tell_whether_the_store_answers_and_how_notifications_stand(
+    client: TestClient,
+) -> None:
+    from models.cadence.tables import Notification
+
+    with client.app.state.store.unit_of_work() as s:
+        for i, status in enumerate(["pending", "failed", "failed", "sent"]):
+            s.add(
+                Notification(
+                    key=f"test:{i}",
+                    recipient="x@acme.test",
+                    kind="reminder",
+                    subject="s",
+                    body="b",
+                    status=status,
+                )
+            )
+    text = client.get("/metrics").text
+    assert "aligncycle_store_up 1.0" in text
+    assert 'aligncycle_notifications{status="failed"} 2.0' in text
+    assert 'aligncycle_notifications{status="pending"} 1.0' in text
+    assert 'aligncycle_notifications{status="sending"} 0.0' in text
+    client.app.state.store = Store(
+        "postgresql+psycopg://aligncycle:hunter2@127.0.0.1:1/aligncycle?connect_timeout=2"
+    )
+    down = client.get("/metrics")
+    assert down.status_code == 200 and "aligncycle_store_up 0.0" in down.text
+    assert "aligncycle_notifications{" not in down.text

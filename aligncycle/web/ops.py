@@ -195,8 +195,46 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+class StoreCollector:
+    """Read from the store at each scrape: whether it answers, and how many notifications
+    wait, are being sent, went out or failed (an alert on ``failed`` going up catches a
+    channel that stopped working). The same numbers on every instance: aggregate with max."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from models.cadence.outbox import notification_counts
+        from models.cadence.tables import NotificationStatus
+
+        up = GaugeMetricFamily("aligncycle_store_up", "1 when the store answers, else 0.")
+        try:
+            with self.store.unit_of_work() as s:
+                counts = notification_counts(s)
+        except Exception:  # noqa: BLE001 - a store that does not answer is a 0, not an error
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        family = GaugeMetricFamily(
+            "aligncycle_notifications",
+            "Notifications in the store, by where they stand.",
+            labels=["status"],
+        )
+        for status in NotificationStatus:
+            family.add_metric([status.value], counts.get(status.value, 0))
+        yield family
+
+
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
     """Prometheus' text format: requests by route template and status, latency histograms
-    (and, with one worker process, the process's own CPU, memory and open files)."""
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    (with one worker process, also the process's own CPU, memory and open files), whether
+    the store answers, and the notifications by where they stand."""
+    store = CollectorRegistry(auto_describe=False)
+    store.register(StoreCollector(request.app.state.store))
+    body = generate_latest(_registry()) + generate_latest(store)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
