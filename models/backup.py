@@ -8,7 +8,7 @@ A backup is a folder (mode 0700):
 * ``store.sqlite`` (the embedded store, copied page by page through SQLite's online backup
   API, consistent while the web app and workers keep writing) or ``store.dump``
   (PostgreSQL: ``pg_dump --format=custom``, one consistent snapshot);
-* ``data/`` — the data dir without the SQLite files and the metrics: the generated
+* ``data/`` — the data dir without the SQLite files, metrics, logs and the demo: the generated
   ``secret_key`` (0600), uploads of imports not yet confirmed, anything else kept there.
 
 A signing key set in ``ALIGNCYCLE_SECRET_KEY`` is not written into the backup (it lives in
@@ -48,8 +48,17 @@ SQLITE_FILE = "store.sqlite"
 PG_FILE = "store.dump"
 DATA = "data"
 #: Left out of ``data/``: the SQLite store (copied through the backup API instead), its
-#: journal files, and the web workers' metrics (counters of a run, not data).
-SKIP_IN_DATA = ("aligncycle.db", "aligncycle.db-wal", "aligncycle.db-shm", "metrics")
+#: journal files, the web workers' metrics (counters of a run, not data), logs, and what
+#: ``aligncycle demo`` recreates on every run (its store and its Prefect home).
+SKIP_IN_DATA = (
+    "aligncycle.db",
+    "aligncycle.db-wal",
+    "aligncycle.db-shm",
+    "metrics",
+    "logs",
+    "demo",
+    "demo-prefect",
+)
 
 
 @dataclass

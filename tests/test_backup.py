@@ -66,6 +66,8 @@ def data_dir_with_key(folder: Path) -> Path:
     upload = folder / "imports" / "job-1"
     upload.mkdir(parents=True)
     (upload / "contacts.csv").write_text("email\nana@example.com\n")
+    (folder / "demo").mkdir()  # what `aligncycle demo` recreates on every run: not backed up
+    (folder / "demo" / "aligncycle.db").write_bytes(b"demo")
     return folder
 
 
@@ -85,6 +87,7 @@ def test_backup_then_restore_gives_back_the_same_store_and_data_dir(tmp_path: Pa
         assert len(out) == 1 and "backed up sqlite store" in out[0]
         assert oct((tmp_path / "bk").stat().st_mode)[-3:] == "700"
         assert not (tmp_path / "bk" / "data" / "aligncycle.db").exists()  # via the backup API
+        assert not (tmp_path / "bk" / "data" / "demo").exists()
 
         # Life goes on: a person added, the key file replaced, an upload removed.
         fill(store, "late@acme.test")
