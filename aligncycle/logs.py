@@ -76,5 +76,7 @@ def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "level": upper, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": upper, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            # The schema check at start-up ("Context impl SQLiteImpl"): not news.
+            "alembic": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
