@@ -57,9 +57,35 @@ LATENCY = Histogram(
 )
 
 
+def _templates(routes: Any, prefix: str = "") -> dict[int, str]:
+    """id(route) → its full path template, included routers' prefixes too (FastAPI keeps an
+    included router's routes apart, with their own path: ``/cycles/{cycle_id}`` of the API is
+    ``/api/v1/cycles/{cycle_id}``)."""
+    out: dict[int, str] = {}
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            more = prefix + (getattr(getattr(route, "include_context", None), "prefix", "") or "")
+            out.update(_templates(inner.routes, more))
+        elif isinstance(getattr(route, "path", None), str):
+            out[id(route)] = prefix + route.path
+    return out
+
+
 def route_template(scope: Scope) -> str:
+    """The template of the route that answered (``/api/v1/cycles/{cycle_id}``), or
+    ``unmatched``."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    if route is None:
+        return "unmatched"
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    found = getattr(state, "route_templates", None) if state is not None else None
+    if found is None and app is not None and hasattr(app, "routes"):
+        found = _templates(app.routes)
+        if state is not None:
+            state.route_templates = found
+    path = (found or {}).get(id(route)) or getattr(route, "path", None)
     return path if isinstance(path, str) and path else "unmatched"
 
 
