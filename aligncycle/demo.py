@@ -129,7 +129,6 @@ def _point_env_at(folder: Path, prefect_home: Path) -> None:
     """This process (and the flows it runs) use the demo store and the demo's Prefect home."""
     os.environ["ALIGNCYCLE_DATA_DIR"] = str(folder)
     os.environ["ALIGNCYCLE_DATABASE_URL"] = f"sqlite:///{folder / 'aligncycle.db'}"
-    os.environ.pop("ALIGNCYCLE_REPORTS_DIR", None)
     if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
         os.environ["PREFECT_HOME"] = str(prefect_home)  # read when Prefect is first imported
     from aligncycle import settings
