@@ -83,3 +83,13 @@ def test_links_join_the_base_url_and_the_path_once() -> None:
     assert Links("https://x.example/").url("/my") == "https://x.example/my"
     assert Links("https://x.example/ac").url("/cycles/3") == "https://x.example/ac/cycles/3"
     assert Links(None).url("/my") is None
+
+
+def test_a_base_url_that_is_no_web_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.config import StoreSettings
+
+    monkeypatch.setenv("ALIGNCYCLE_BASE_URL", "aligncycle.acme.example")
+    with pytest.raises(ValueError, match="base_url"):
+        StoreSettings()
+    monkeypatch.setenv("ALIGNCYCLE_BASE_URL", "https://aligncycle.acme.example/")
+    assert StoreSettings().base_url == "https://aligncycle.acme.example"
