@@ -43,9 +43,11 @@ def prefect_health() -> Iterator[str]:
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             ok = self.path == "/api/health"
-            self.send_response(200 if ok else 404)
+            authorized = self.headers.get("Authorization") in (None, "Basic YWRtaW46czNjcmV0")
+            code = 200 if ok and authorized else 401 if ok else 404
+            self.send_response(code)
             self.end_headers()
-            self.wfile.write(b"true" if ok else b"")
+            self.wfile.write(b"true" if code == 200 else b"")
 
         def log_message(self, *args: object) -> None:
             pass
@@ -78,11 +80,18 @@ def test_health_is_503_when_the_store_is_down(client: TestClient) -> None:
 
 
 def test_health_reports_the_prefect_server_without_failing_on_it(
-    client: TestClient, prefect_health: str
+    client: TestClient, prefect_health: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client.app.state.prefect_api_url = prefect_health
     resp = client.get("/healthz")
     assert (resp.status_code, resp.json()["checks"]["prefect"]) == (200, "ok")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:s3cret")  # basic auth, as workers use
+    assert client.get("/healthz").json()["checks"]["prefect"] == "ok"
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:wrong")
+    resp = client.get("/healthz")
+    assert (resp.status_code, resp.json()["status"]) == (200, "degraded")
+    assert resp.json()["checks"]["prefect"] == "refused"
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING")
     client.app.state.prefect_api_url = "http://127.0.0.1:1/api"  # nothing listens there
     resp = client.get("/healthz")
     assert resp.status_code == 200  # pages work without Prefect: keep the instance in

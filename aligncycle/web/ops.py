@@ -180,15 +180,25 @@ def check_store(request: Request) -> str:
 
 
 def check_prefect(url: str | None) -> str:
+    """ "ok", "not configured", "unreachable", or "refused" (the server answers but not to
+    these credentials: ``PREFECT_API_AUTH_STRING``, as the workers use it)."""
     if not url:
         return "not configured"
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    user, _, password = (auth or "").partition(":")
     try:
-        ok = httpx.get(f"{url.rstrip('/')}/health", timeout=2).status_code == 200
+        resp = httpx.get(
+            f"{url.rstrip('/')}/health", timeout=2, auth=(user, password) if auth else None
+        )
     except httpx.HTTPError:
-        ok = False
-    if not ok:
-        health_log.warning("health: the Prefect server at %s does not answer", url)
-    return "ok" if ok else "unreachable"
+        resp = None
+    if resp is not None and resp.status_code == 200:
+        return "ok"
+    if resp is not None and resp.status_code in (401, 403):
+        health_log.warning("health: the Prefect server at %s refuses our credentials", url)
+        return "refused"
+    health_log.warning("health: the Prefect server at %s does not answer", url)
+    return "unreachable"
 
 
 @router.get("/healthz")
@@ -202,7 +212,7 @@ def healthz(request: Request) -> Response:
     }
     if checks["store"] != "ok":
         state, code = "unavailable", 503
-    elif checks["prefect"] == "unreachable":
+    elif checks["prefect"] in ("unreachable", "refused"):
         state, code = "degraded", 200
     else:
         state, code = "ok", 200
