@@ -239,3 +239,22 @@ def test_metrics_tell_whether_the_store_answers_and_how_notifications_stand(
     down = client.get("/metrics")
     assert down.status_code == 200 and "aligncycle_store_up 0.0" in down.text
     assert "aligncycle_notifications{" not in down.text
+
+
+def test_an_unhandled_error_is_logged_with_the_request_id(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(store, WebSettings(data_dir=tmp_path, secret_key=KEY))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("something broke")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    with caplog.at_level(logging.INFO, logger="aligncycle.web.requests"):
+        resp = client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    assert resp.status_code == 500
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [getattr(r, "request_id", None) for r in errors] == ["req-boom", "req-boom"]
+    assert errors[0].exc_info is not None and "something broke" in str(errors[0].exc_info[1])
+    assert errors[1].status == 500 and errors[1].route == "/boom"

@@ -123,6 +123,15 @@ class RequestTelemetry:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The traceback with the request's id (the 500 itself is sent further out).
+            log.exception(
+                "unhandled error answering %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                extra={"request_id": request_id},
+            )
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
