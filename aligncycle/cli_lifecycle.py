@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
         if wanted and backup.key_fingerprint(key) != wanted:
             ok(
                 "the signing key in use (ALIGNCYCLE_SECRET_KEY, else the data dir's) is not "
-                "the key of the backup: people sign in again and half-filled forms expire"
+                "the key of the backup: open sign-in forms expire and the counts of failed "
+                "sign-ins start afresh"
             )
         cc.reset_store()

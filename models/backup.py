@@ -13,7 +13,7 @@ A backup is a folder (mode 0700):
 
 A signing key set in ``ALIGNCYCLE_SECRET_KEY`` is not written into the backup (it lives in
 your secret manager); the manifest keeps its fingerprint, so restore can say when the key in
-the environment is another one (sessions and pending forms would not survive that).
+use is another one (open sign-in forms expire, the counts of failed sign-ins start afresh).
 
 Restore writes the store back the same way (SQLite's backup API into the configured file;
 ``pg_restore --clean --if-exists --single-transaction`` into the configured database) and
