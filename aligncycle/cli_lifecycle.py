@@ -109,9 +109,9 @@ def register(app: typer.Typer) -> None:
             f"{manifest['aligncycle']}, revision {manifest['revision'] or 'none'}) into "
             f"{cc.display_url()} and {settings.data_dir}"
         )
-        current = runner.current(cc.store().engine)
-        if current != runner.heads():
-            ok("the store is behind this aligncycle; run 'aligncycle db upgrade' next")
+        problem = runner.schema_problem(cc.store().engine)
+        if problem:  # behind this code (db upgrade next), or migrated by a newer aligncycle
+            ok(problem)
         file_key = Path(settings.data_dir) / "secret_key"
         key = settings.secret_key or (file_key.read_text().strip() if file_key.exists() else None)
         wanted = manifest.get("key_fingerprint")

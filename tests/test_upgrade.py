@@ -91,6 +91,9 @@ def test_the_upgrade_procedure_keeps_every_row_and_the_backup_is_the_way_back(
         assert web.get("/healthz").json()["checks"]["store"] == "ok"
         # The way back: the backup restores the previous release's store, as it was.
         out = cli(env, "restore", str(tmp_path / "before-upgrade"), "--force")
-        assert out[-1] == "the store is behind this aligncycle; run 'aligncycle db upgrade' next"
+        assert out[-1] == (
+            f"the store at {cli_common.display_url(url)} is at revision {PREVIOUS}; "
+            f"this aligncycle needs {head}; run 'aligncycle db upgrade'"
+        )
         assert runner.current(engine) == {PREVIOUS}
         assert rows_of_previous_release(store) == before
