@@ -125,6 +125,8 @@ def test_metrics_count_requests_by_route_template_not_by_path(client: TestClient
     assert count(text, api, "401") - count(before, api, "401") == 1
     assert count(text, cycle, "303") - count(before, cycle, "303") == 2
     assert "123456" not in text and "/no/such" not in text
+    client.request("BREW", "/login")  # a made-up verb does not make a series of its own
+    assert 'method="BREW"' not in client.get("/metrics").text
     bucket = 'duration_seconds_bucket{le="0.005",method="GET",route="/cycles/{cycle_id}"}'
     assert bucket in text
 

@@ -41,6 +41,7 @@ REQUEST_ID_HEADER = "x-request-id"
 #: An incoming X-Request-ID is kept when it looks like an id (a proxy's, a load balancer's);
 #: anything else is replaced, so a log line never carries what a client made up.
 _GOOD_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Probes, logged at debug so a scrape every few seconds does not fill the log.
 QUIET_PATHS = frozenset({"/healthz", "/metrics"})
 
@@ -136,8 +137,9 @@ class RequestTelemetry:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             method = scope.get("method", "GET")
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
+            label = method if method in METHODS else "other"  # a client's made-up verb: one series
+            REQUESTS.labels(label, route, str(status)).inc()
+            LATENCY.labels(label, route).observe(elapsed)
             path = scope.get("path", "")
             client = scope.get("client")
             level = logging.DEBUG if path in QUIET_PATHS and status < 500 else logging.INFO
