@@ -13,6 +13,7 @@ app's error mapping): exit 1 for a refused operation, 2 for bad usage.
 from __future__ import annotations
 
 import ipaddress
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -170,10 +171,17 @@ def register(app: typer.Typer) -> None:
         if workers > 1:
             prepare_metrics_dir(Path(settings.data_dir), port)
         plural = "s" if workers > 1 else ""
-        typer.echo(
-            f"aligncycle on http://{host}:{port}/ ({workers} worker{plural}; "
-            f"store: {cc.display_url()}; logs: {settings.log_level}, {settings.log_format})",
-            err=True,
+        log_config = uvicorn_log_config(settings.log_level, settings.log_format)
+        logging.config.dictConfig(log_config)  # the line below in the log's format too
+        logging.getLogger("aligncycle.serve").info(
+            "aligncycle on http://%s:%s/ (%s worker%s; store: %s; logs: %s, %s)",
+            host,
+            port,
+            workers,
+            plural,
+            cc.display_url(),
+            settings.log_level,
+            settings.log_format,
         )
         uvicorn.run(
             "aligncycle.web:create_app",
@@ -182,7 +190,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             reload=reload,
             workers=workers,
-            log_config=uvicorn_log_config(settings.log_level, settings.log_format),
+            log_config=log_config,
             log_level=settings.log_level,
             access_log=False,
             proxy_headers=True,
