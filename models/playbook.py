@@ -2,6 +2,10 @@
 
 The schema is the Pydantic model :class:`PlaybookSpec`; ``aligncycle playbook schema`` exports it
 as JSON Schema for editors. Every validation error names the file and the field.
+
+Why one file of this size: the schema is one tree (a playbook, its phases, questions, rules,
+own answers and vote) that ``aligncycle playbook schema`` exports whole, and the YAML reading
+beside it is the one way a playbook file becomes that tree.
 """
 
 from __future__ import annotations

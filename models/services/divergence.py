@@ -244,5 +244,10 @@ def to_csv(m: DivergenceMap) -> str:
             r.kpi.title if r.kpi else "",
             r.kpi.value if r.kpi else "",
         ]
-        w.writerow(line)
+        w.writerow([_csv_safe(x) for x in line])
     return buf.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    """Spreadsheets run cells starting with = + - @ as formulas: quote them."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -52,6 +52,11 @@ def settings_of(cycle: Cycle) -> PrivateInput:
     return pi
 
 
+def asks(cycle: Cycle) -> bool:
+    """Whether the cycle's playbook asks each team for its own answers."""
+    return spec(cycle).private_input is not None
+
+
 def questions(cycle: Cycle) -> list[Question]:
     return list(spec(cycle).phase(Phase.IDENTIFY).questions)
 

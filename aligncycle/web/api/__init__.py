@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from aligncycle.web.api import (
     account,
     actions,
+    alignment,
     cycles,
     gaps,
     imports,
@@ -22,5 +23,5 @@ from aligncycle.web.api import (
 from aligncycle.web.api.common import ERRORS
 
 router = APIRouter(responses=ERRORS)
-for module in (organisation, cycles, gaps, actions, recap, numbers, imports, account):
+for module in (organisation, cycles, gaps, alignment, actions, recap, numbers, imports, account):
     router.include_router(module.router)

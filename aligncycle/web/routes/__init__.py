@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from aligncycle.web.routes import (
     account,
     actions,
+    alignment,
     auth,
     cycles,
     gaps,
@@ -16,5 +17,17 @@ from aligncycle.web.routes import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, cycles, gaps, actions, timeline, recap, my_work, imports, numbers, account):
+for module in (
+    auth,
+    cycles,
+    gaps,
+    alignment,
+    actions,
+    timeline,
+    recap,
+    my_work,
+    imports,
+    numbers,
+    account,
+):
     router.include_router(module.router)
