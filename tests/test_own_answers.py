@@ -182,3 +182,19 @@ def test_a_playbook_without_own_answers_asks_for_none(org: Any) -> None:
         with pytest.raises(InvalidInput, match="does not ask each team"):
             team_input.save(s, c, team_input.OwnAnswers(), who(s, "sid"))
         assert not any("own answers" in b for b in cycles.readiness(s, c).blockers)
+
+
+def test_two_last_submissions_at_once_still_reveal(org: Any, cycle_id: int) -> None:
+    """Two teams submitting at the same moment each see the other's submission as not yet
+    committed, so neither records the reveal: both being in reveals the answers all the same."""
+    from models.alignment_tables import AnswerReveal, TeamSubmission
+
+    with org.unit_of_work() as s:
+        c = cycles.get_cycle(s, cycle_id)
+        for ct in c.teams:  # as the two racing transactions leave it: no reveal row
+            s.add(TeamSubmission(cycle_id=c.id, team_id=ct.team_id))
+        s.flush()
+        assert s.scalar(select(AnswerReveal).where(AnswerReveal.cycle_id == c.id)) is None
+        m = divergence.divergence_map(s, c, who(s, "sid"))
+        assert m.revealed and SECRET in m.model_dump_json()
+        assert not any("own answers" in b for b in cycles.readiness(s, c).blockers)

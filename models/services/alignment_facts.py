@@ -28,6 +28,16 @@ def submissions(session: Session, cycle_id: int) -> dict[int, TeamSubmission]:
     return {r.team_id: r for r in rows}
 
 
+def is_revealed(session: Session, cycle: Cycle) -> bool:
+    """The cycle's team answers are shown to everyone who sees it: revealed, or every team has
+    submitted (two last submissions at the same moment each see the other's as not yet
+    committed, and neither records the reveal: the answers are revealed all the same)."""
+    if reveal_of(session, cycle.id) is not None:
+        return True
+    done = submissions(session, cycle.id)
+    return all(ct.team_id in done for ct in cycle.teams)
+
+
 def closure_of(session: Session, cycle_id: int) -> VoteClosure | None:
     return session.scalar(select(VoteClosure).where(VoteClosure.cycle_id == cycle_id))
 

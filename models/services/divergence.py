@@ -128,7 +128,7 @@ def divergence_map(session: Session, cycle: Cycle, viewer: Person | None) -> Div
     values = baseline.snapshots(session, cycle, baseline.BASELINE)
     out = DivergenceMap(
         cycle_id=cycle.id,
-        revealed=reveal is not None,
+        revealed=reveal is not None or all(v.submitted for v in views),
         revealed_at=reveal.revealed_at if reveal else None,
         early=bool(reveal and reveal.early),
         revealed_by=reveal.revealed_by.name if reveal and reveal.revealed_by else None,

@@ -98,7 +98,7 @@ def team_views(session: Session, cycle: Cycle, viewer: Person | None) -> list[Te
     operator or a flow, who sees them once revealed)."""
     require_visible(viewer, cycle, "cycle", cycle.id)
     settings_of(cycle)
-    revealed = af.reveal_of(session, cycle.id) is not None
+    revealed = af.is_revealed(session, cycle)
     done = af.submissions(session, cycle.id)
     seen = [ct.team_id for ct in cycle.teams if team_visible(revealed, viewer, ct.team_id)]
     rows: dict[int, dict[tuple[str, str], TeamAnswer]] = {t: {} for t in seen}
@@ -130,7 +130,7 @@ def _writable_team(session: Session, cycle: Cycle, actor: Person) -> CycleTeam:
     if ct is None:
         names = " and ".join(c.team.name for c in cycle.teams)
         raise Forbidden(f"only people of {names} give their team's own answers")
-    if af.reveal_of(session, cycle.id) is not None:
+    if af.is_revealed(session, cycle):
         raise InvalidInput("the teams' answers are revealed: they no longer change")
     if ct.team_id in af.submissions(session, cycle.id):
         raise InvalidInput(f"{ct.team.name} has submitted its answers: they no longer change")
