@@ -9,6 +9,7 @@
     aligncycle vote show CYCLE_ID [--as EMAIL] [--json]
     aligncycle vote cast CYCLE_ID [--gap GAP_ID=VOTES ...] --as EMAIL
     aligncycle vote close CYCLE_ID --as EMAIL
+    aligncycle gap recurring CYCLE_ID [--as EMAIL] [--json]
 
 Reads show what the person named by ``--as`` may see (without it: what everyone may see, so
 another team's answers only once revealed, the vote's totals only once closed): the domain's
@@ -41,7 +42,9 @@ def _viewer(s: Any, email: str | None) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``team-answers`` and ``vote`` to the main app."""
+    """Add ``team-answers`` and ``vote`` to the main app, and ``gap recurring``."""
+    from aligncycle.commands import gap_app
+
     answers_app = typer.Typer(
         help="Each team's own Identify answers, hidden until both submit; the divergence map.",
         no_args_is_help=True,
@@ -197,6 +200,30 @@ def register(app: typer.Typer) -> None:
         with cc.unit_of_work() as s:
             left = votes.cast(s, cycles.get_cycle(s, cycle_id), ballot, cc.actor(s, as_))
         typer.echo(f"votes saved; {left} left; hidden until the vote closes")
+
+    @gap_app.command("recurring")
+    def gap_recurring(
+        cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
+        as_: str | None = ACTOR_OPTION,
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """The cycle's gaps that keep coming back in cycles of the same two teams."""
+        from models.services import cycles, recurring
+
+        with cc.unit_of_work() as s:
+            rows = recurring.recurring_gaps(s, cycles.get_cycle(s, cycle_id), _viewer(s, as_))
+        if json_:
+            emit_json(rows)
+            return
+        if not rows:
+            typer.echo("no gap of this cycle keeps coming back")
+            return
+        for r in rows:
+            who = "a manager or a cross-team decision" if r.needs == "manager" else "either team"
+            typer.echo(f"gap {r.gap_id}: {r.title} — came up in {r.cycles} cycles; needs {who}")
+            for h in r.history:
+                done = f", {h.actions_done} of {h.actions} action items done" if h.actions else ""
+                typer.echo(f"  {h.period_start.isoformat()} {h.cycle_title}: {h.decision}{done}")
 
     @vote_app.command("close")
     def vote_close(

@@ -201,6 +201,9 @@ class Settings(_Strict):
     escalate_after_days: int | None = Field(default=None, ge=1, le=365)
     #: ... and to a manager after this many more days (default 3).
     escalate_to_manager_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A gap that comes back in this many cycles of the same two teams (this one included) is
+    #: flagged as recurring, with its history.
+    recurring_after_cycles: int = Field(default=3, ge=2, le=20)
 
     @property
     def effective_baseline_days(self) -> int:

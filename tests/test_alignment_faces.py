@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from models.cadence.digest import digest_content
+from models.enums import GapDecision
 from models.schemas import CycleCreate
 from models.services import team_input
 from models.services.common import person_by_email
+from models.tables import Gap
 from tests.test_web_support import Rig, rig
 
 SECRET = "marketing-only-remark-7391"
@@ -142,3 +144,35 @@ def test_the_vote_shows_its_totals_on_no_face_until_it_closes(web: Rig) -> None:
         assert top["id"] == gid and top["total"] == 2 and top["rank"] == 1
         page = r.client("lee").get(f"/cycles/{cid}/vote").text
         assert "The gaps in order of votes" in page and "2 votes" in page
+
+
+def test_a_gap_that_keeps_coming_back_shows_with_its_history(web: Rig) -> None:
+    """The world's identify cycle has a gap that came up in two older cycles of the same two
+    teams: the vote page and the API show it with its history; another team sees nothing."""
+    r = web
+    cid = r.world.cycles["identify"]
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            g = s.get(Gap, r.world.gaps["identify"])
+            for older in ("closed", "recap"):
+                s.add(
+                    Gap(
+                        cycle_id=r.world.cycles[older],
+                        key=g.key,
+                        title=g.title,
+                        category=g.category,
+                        root_cause=g.root_cause,
+                        severity=g.severity,
+                        source=g.source,
+                        decision=GapDecision.DEFERRED,
+                    )
+                )
+            title = g.title
+        api = r.client("sid").get(f"/api/v1/cycles/{cid}/recurring-gaps", headers=r.bearer("sid"))
+        found = [x for x in api.json() if x["gap_id"] == r.world.gaps["identify"]]
+        assert found and found[0]["cycles"] == 3 and found[0]["needs"] == "manager"
+        page = r.client("meg").get(f"/cycles/{cid}/vote").text
+        assert "Gaps that keep coming back" in page and "Came up in 3 cycles" in page
+        assert "Needs a manager or a decision across the teams" in page and title in page
+        other = r.client("ola").get(f"/api/v1/cycles/{cid}/recurring-gaps", headers=r.bearer("ola"))
+        assert other.status_code == 404

@@ -641,6 +641,13 @@ CASES: list[Case] = [
         SEEING,
         200,
     ),
+    Case(
+        "GET",
+        "/api/v1/cycles/{cycle_id}/recurring-gaps",
+        api(cyc("identify", "/recurring-gaps")),
+        SEEING,
+        200,
+    ),
     Case("GET", "/api/v1/cycles/{cycle_id}/votes", api(cyc("identify", "/votes")), SEEING, 200),
     Case(
         "PUT",

@@ -1,4 +1,5 @@
-"""Each team's own answers (the divergence map) and the vote on the gaps, as JSON.
+"""Each team's own answers (the divergence map), the vote on the gaps and the gaps that keep
+coming back, as JSON.
 
 Every read goes through the domain's read models (:mod:`models.services.divergence`,
 :mod:`models.services.votes`), which hold back what the caller may not see yet: another team's
@@ -12,8 +13,9 @@ from fastapi import APIRouter, Response
 from aligncycle.web.api.common import Id, cycle_for
 from aligncycle.web.auth import ApiCtx
 from models.phases import own_answers
-from models.services import divergence, team_input, votes
+from models.services import divergence, recurring, team_input, votes
 from models.services.divergence import DivergenceMap
+from models.services.recurring import RecurringGap
 from models.services.votes import Ballot, VoteView
 
 router = APIRouter()
@@ -94,3 +96,10 @@ def vote_close(cycle_id: Id, ctx: ApiCtx) -> VoteView:
     cycle = cycle_for(ctx, cycle_id)
     votes.close(ctx.session, cycle, ctx.me)
     return votes.view(ctx.session, cycle, ctx.me)
+
+
+@router.get("/cycles/{cycle_id}/recurring-gaps", response_model=list[RecurringGap], tags=["gaps"])
+def recurring_gaps(cycle_id: Id, ctx: ApiCtx) -> list[RecurringGap]:
+    """The cycle's gaps that came up in earlier cycles of the same two teams (as many cycles
+    as the playbook's ``recurring_after_cycles``, this one included), with their history."""
+    return recurring.recurring_gaps(ctx.session, cycle_for(ctx, cycle_id), ctx.me)

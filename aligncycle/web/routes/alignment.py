@@ -18,7 +18,7 @@ from aligncycle.web.pages import VERBS, act, cycle_common, page, render, to_int
 from models.errors import InvalidInput
 from models.phases import own_answers
 from models.rules import counted, phase_allows
-from models.services import access, divergence, team_input, votes
+from models.services import access, divergence, recurring, team_input, votes
 from models.services.divergence import VERDICT_WORDS
 
 router = APIRouter(include_in_schema=False)
@@ -135,6 +135,7 @@ def vote_page(
 ) -> Response:
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     view = votes.view(ctx.session, cycle, ctx.me)
+    back = recurring.recurring_gaps(ctx.session, cycle, ctx.me)
     return render(
         request,
         ctx,
@@ -145,6 +146,8 @@ def vote_page(
         perms=perms,
         counts=counts,
         view=view,
+        recurring=back,
+        came_back={r.gap_id: r for r in back},
         can_close=not view.closed and perms.is_point_person and phase_allows(cycle.phase, "vote"),
         counted=counted,
         forms=forms or {},
