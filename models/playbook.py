@@ -337,6 +337,18 @@ class PlaybookSpec(_Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _rating_keys_apart(self) -> PlaybookSpec:
+        if self.private_input is not None:
+            asked = {q.key for q in self.phase(Phase.IDENTIFY).questions}
+            for i, r in enumerate(self.private_input.ratings):
+                if r.key in asked:
+                    raise ValueError(
+                        f"private_input.ratings[{i}].key: {r.key!r} is also an Identify "
+                        "question's key; give the rating a key of its own"
+                    )
+        return self
+
     def phase(self, phase: Phase) -> PhaseSpec:
         return self.phases.get(phase, PhaseSpec())
 

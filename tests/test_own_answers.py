@@ -165,6 +165,8 @@ def test_refusals_change_nothing(org: Any, cycle_id: int) -> None:
         ("sid", team_input.OwnAnswers(answers={"no_such": "yes"}), InvalidInput),
         ("sid", team_input.OwnAnswers(answers={"written_criteria": "perhaps"}), InvalidInput),
         ("sid", team_input.OwnAnswers(ratings={"lead_quality": 6}), InvalidInput),
+        ("sid", team_input.OwnAnswers(answers={"lead_quality": "yes"}), InvalidInput),
+        ("sid", team_input.OwnAnswers(ratings={"written_criteria": 3}), InvalidInput),
     ]
     for name, data, error in bad:
         with pytest.raises(error), org.unit_of_work() as s:

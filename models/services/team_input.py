@@ -143,7 +143,10 @@ def save(session: Session, cycle: Cycle, data: OwnAnswers, actor: Person) -> int
     ct = _writable_team(session, cycle, actor)
     qs = {q.key: q for q in questions(cycle)}
     rs = {r.key for r in ratings(cycle)}
-    for key in [*data.answers, *data.comments]:
+    for key in data.answers:
+        if key not in qs:
+            raise InvalidInput(f"this cycle's Identify has no question {key!r}")
+    for key in data.comments:
         if key not in qs and key not in rs:
             raise InvalidInput(f"this cycle's Identify has no question or rating {key!r}")
     for key in data.ratings:
