@@ -70,7 +70,8 @@ def each_team_first(
             sides = ", ".join(f"{x.team} {x.words}" for x in r.sides)
             beside = f" ({r.kpi.title} before the cycle: {r.kpi.value})" if r.kpi else ""
             verdict = divergence.VERDICT_WORDS[r.verdict].lower()
-            lines.append(f"          - {clip(r.text, 48)} {sides}: {verdict}{beside}")
+            lines.append(f"          - {clip(r.text, 60)}")
+            lines.append(f"            {sides}: {verdict}{beside}")
         # The hand-off interruptions, deferred in the first cycle and carried into the second,
         # are seen again.
         gaps.add_gap(
@@ -85,11 +86,13 @@ def each_team_first(
             person_by_email(s, email("lee")),
         )
         for r in recurring.recurring_gaps(s, cycle, sam):
-            who = "a manager or a cross-team decision" if r.needs == "manager" else "either team"
-            history = "; ".join(f"{h.cycle_title}: {h.decision}" for h in r.history)
-            lines.append(
-                f"recurring {clip(r.title, 50)}: came up in {r.cycles} cycles ({history}); "
-                f"needs {who}"
+            who = (
+                "needs a manager or a decision across the teams"
+                if r.needs == "manager"
+                else "either team can fix it"
             )
+            history = "; ".join(f"{h.cycle_title}: {h.decision}" for h in r.history)
+            lines.append(f"recurring {clip(r.title, 60)}: came up in {r.cycles} cycles")
+            lines.append(f"          ({history}); {who}")
         cycle_id = cycle.id
     return [f'each team cycle {cycle_id} "Lead quality, each team first" ({PLAYBOOK})', *lines]
