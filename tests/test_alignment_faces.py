@@ -69,19 +69,27 @@ def test_another_teams_answers_show_on_no_face_until_the_reveal(web: Rig) -> Non
             api = c_.get(f"/api/v1/cycles/{cid}/own-answers", headers=r.bearer(name)).json()
             mkt = next(t for t in api["teams"] if t["team"] == "Marketing")
             assert mkt["submitted"] and not mkt["visible"] and not api["revealed"]
-            faces = {
-                "API": json.dumps(api),
-                "page": c_.get(f"/cycles/{cid}/own-answers").text,
-                "cycle page": c_.get(f"/cycles/{cid}").text,
-                "gaps page": c_.get(f"/cycles/{cid}/gaps").text,
-                "CSV": c_.get(f"/cycles/{cid}/divergence.csv").text,
-                "API CSV": c_.get(
-                    f"/api/v1/cycles/{cid}/divergence.csv", headers=r.bearer(name)
-                ).text,
-                "timeline": c_.get(f"/cycles/{cid}/timeline").text,
-                "events": c_.get(f"/api/v1/cycles/{cid}/events", headers=r.bearer(name)).text,
-                "gaps API": c_.get(f"/api/v1/cycles/{cid}/gaps", headers=r.bearer(name)).text,
+            pages = {
+                "page": f"/cycles/{cid}/own-answers",
+                "cycle page": f"/cycles/{cid}",
+                "gaps page": f"/cycles/{cid}/gaps",
+                "CSV": f"/cycles/{cid}/divergence.csv",
+                "timeline": f"/cycles/{cid}/timeline",
+                "report": f"/cycles/{cid}/report",
+                "recap CSV": f"/cycles/{cid}/recap.csv",
+                "My work": "/my",
             }
+            calls = {
+                "API CSV": f"/api/v1/cycles/{cid}/divergence.csv",
+                "readiness": f"/api/v1/cycles/{cid}/readiness",
+                "events": f"/api/v1/cycles/{cid}/events",
+                "gaps API": f"/api/v1/cycles/{cid}/gaps",
+            }
+            faces = {"API": json.dumps(api)}
+            for face, url in [*pages.items(), *calls.items()]:
+                got = c_.get(url, headers=r.bearer(name) if face in calls else None)
+                assert got.status_code == 200, (face, got.status_code)
+                faces[face] = got.text
             for face, text in faces.items():
                 assert SECRET not in text, f"{name} sees Marketing's answers on the {face}"
             assert "hidden until both teams have submitted" in faces["CSV"]
