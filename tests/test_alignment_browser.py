@@ -11,11 +11,13 @@ Every page of both journeys is checked with axe-core at 1280 and 390 px: no viol
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -142,12 +144,17 @@ def as_(browser: Browser, site: dict) -> Iterator:
         ctx.close()
 
 
-def accessible(page: Page) -> list[str]:
-    """axe-core's findings on the page at both widths (the page is left at 1280 px)."""
+def accessible(page: Page, shot: str | None = None) -> list[str]:
+    """axe-core's findings on the page at both widths (the page is left at 1280 px); with
+    ``shot``, a screenshot at each width in ``$ALIGNCYCLE_SCREENSHOTS`` for people to look at."""
     found = []
+    folder = os.environ.get("ALIGNCYCLE_SCREENSHOTS")
     for name, size in VIEWPORTS.items():
         page.set_viewport_size(size)
         found += [f"{page.url} at {name}: {v}" for v in violations(page)]
+        if shot and folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=f"{folder}/{shot}-{size['width']}.png", full_page=True)
     page.set_viewport_size(VIEWPORTS["1280 px"])
     return found
 
@@ -168,7 +175,7 @@ def test_each_team_answers_on_its_own_then_the_divergence_map(as_, site: dict) -
     marketing.goto(f"{site['base']}/cycles/{site['own']}")
     marketing.get_by_role("link", name="Each team's answers").click()
     expect(marketing.get_by_role("heading", name="Marketing's answers")).to_be_visible()
-    found += accessible(marketing)
+    found += accessible(marketing, "own-answers-form")
     answer_all(marketing, "Yes", "4")
     marketing.get_by_label("Comment").first.fill(REMARK)
     marketing.get_by_role("button", name="Save", exact=True).click()
@@ -192,7 +199,7 @@ def test_each_team_answers_on_its_own_then_the_divergence_map(as_, site: dict) -
     expect(quality.locator("dl")).to_contain_text("Marketing4 of 5")
     expect(quality).to_contain_text("MQL→SQL rate before the cycle")
     expect(sales.locator("body")).to_contain_text(REMARK)
-    found += accessible(sales)
+    found += accessible(sales, "divergence-map")
     assert found == []
 
 
@@ -204,7 +211,7 @@ def test_people_vote_on_the_gaps_and_the_point_person_closes_the_vote(as_, site:
     sid.goto(f"{site['base']}/cycles/{site['vote']}")
     sid.get_by_role("link", name="Vote", exact=True).click()
     expect(sid.get_by_role("heading", name="Which gaps matter most?")).to_be_visible()
-    found += accessible(sid)
+    found += accessible(sid, "vote-open")
     sid.get_by_label("Your votes for “Leads wait in a shared inbox”").fill("2")
     sid.locator(f"#v-{mql}").fill("2")  # 4 votes: over the budget, refused, nothing lost
     sid.get_by_role("button", name="Save my votes").click()
@@ -232,5 +239,5 @@ def test_people_vote_on_the_gaps_and_the_point_person_closes_the_vote(as_, site:
     expect(ranking.nth(0)).to_contain_text("No written MQL definition")  # 2 votes, high
     expect(ranking.nth(1)).to_contain_text("Leads wait in a shared inbox")  # 2 votes, medium
     expect(ranking.nth(2)).to_contain_text("1 vote")
-    found += accessible(sam)
+    found += accessible(sam, "vote-closed")
     assert found == []
