@@ -128,3 +128,33 @@ def test_the_command_line_lists_a_recurring_gap(org: Any) -> None:
         cid = now.id
     out = cli("gap", "recurring", cid, "--as", "sid@acme.test").stdout
     assert "No shared lead definitions — came up in 3 cycles" in out and "Q0: not decided" in out
+
+
+def test_a_recurring_gap_that_needs_a_manager_is_escalated_once(org: Any) -> None:
+    from sqlalchemy import select
+
+    from models.cadence.tables import ChannelKind, Notification, NotificationChannel
+    from models.phases.identify import raise_gaps
+    from models.tables import Event
+
+    with org.unit_of_work() as s:
+        s.add(
+            NotificationChannel(
+                person_id=who(s, "max").id, kind=ChannelKind.EMAIL, url="mailtos://x@y.test"
+            )
+        )
+        for i in range(2):  # put off twice: it needs a manager
+            g = gap(s, cycle(s, f"Q{i}", 30 - 8 * i), "No shared lead definitions")
+            s.execute(update(Gap).where(Gap.id == g.id).values(decision=GapDecision.DEFERRED))
+        now = cycle(s, "Now", 1)
+        back = gap(s, now, "No shared lead definitions")
+        gap(s, now, "Nobody reads the digest", GapCategory.CADENCE)
+        for _ in range(2):  # the Identify flow, and the refresh when the cycle moves on
+            raise_gaps(s, now)
+        sent = s.scalars(select(Notification).where(Notification.cycle_id == now.id)).all()
+        events = s.scalars(
+            select(Event).where(Event.cycle_id == now.id, Event.verb == "gap.escalated")
+        ).all()
+    assert [(n.recipient, n.kind.value) for n in sent] == [("max@acme.test", "escalation")]
+    assert "No shared lead definitions" in sent[0].subject and "- Q0 (from " in sent[0].body
+    assert [(e.object_id, e.after["cycles"]) for e in events] == [(back.id, 3)]

@@ -32,6 +32,7 @@ VERBS.update(
         "team_answers.revealed": "revealed both teams' own answers",
         "vote.cast": "voted on the gaps",
         "vote.closed": "closed the vote on the gaps",
+        "gap.escalated": "told the managers about a gap that keeps coming back",
     }
 )
 RATING_WORDS = {1: "1 · poor", 2: "2", 3: "3 · fair", 4: "4", 5: "5 · very good"}
