@@ -184,3 +184,30 @@ def test_a_gap_that_keeps_coming_back_shows_with_its_history(web: Rig) -> None:
         assert "Needs a manager or a decision across the teams" in page and title in page
         other = r.client("ola").get(f"/api/v1/cycles/{cid}/recurring-gaps", headers=r.bearer("ola"))
         assert other.status_code == 404
+
+
+def test_a_teammates_answers_saved_meanwhile_are_kept(web: Rig) -> None:
+    """Two people of one team fill in the form from pages opened at the same time: the second
+    save writes only what its person changed."""
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            c = start(s)
+            cid, first, second = c.id, *[q.key for q in team_input.questions(c)[:2]]
+        stale = {f"was-answer-{first}": "", f"was-answer-{second}": "", f"was-comment-{first}": ""}
+        lee = r.client("lee")
+        lee.post(
+            f"/cycles/{cid}/own-answers",
+            data={"csrf": r.personas["lee"].csrf, **stale, f"answer-{first}": "yes"}
+            | {f"comment-{first}": "From the pipeline review"},
+        )
+        sid = r.client("sid")
+        resp = sid.post(
+            f"/cycles/{cid}/own-answers",
+            data={"csrf": r.personas["sid"].csrf, **stale, f"answer-{second}": "no"},
+        )
+        assert resp.status_code == 303
+        m = sid.get(f"/api/v1/cycles/{cid}/own-answers", headers=r.bearer("sid")).json()
+        sales = {q["key"]: q["sides"][0] for q in m["questions"]}
+        assert sales[first]["answer"] == "yes" and sales[second]["answer"] == "no"
+        assert sales[first]["comment"] == "From the pipeline review"

@@ -80,16 +80,28 @@ def own_answers_page(
 
 
 def _own_answers(data: dict[str, str], cycle: Any) -> team_input.OwnAnswers:
-    """The form's fields (``answer-KEY``, ``rating-KEY``, ``comment-KEY``) as the domain's
-    input; every question and rating of the form is sent, so an emptied one is cleared."""
+    """What the person changed on the form (``answer-KEY``, ``rating-KEY``, ``comment-KEY``,
+    each beside ``was-...``, its value when the page was drawn), as the domain's input: a
+    teammate's answers saved since the page was opened are not overwritten by the fields this
+    person left alone. (Empty fields are not posted: an emptied comment is a change.)"""
+
+    def changed(name: str) -> str | None:
+        if name not in data and f"was-{name}" not in data:
+            return None
+        new = data.get(name, "")
+        return None if new == data.get(f"was-{name}") else new
+
     out = team_input.OwnAnswers()
     for q in team_input.questions(cycle):
-        out.answers[q.key] = data.get(f"answer-{q.key}", "")
-        out.comments[q.key] = data.get(f"comment-{q.key}", "")
+        if (value := changed(f"answer-{q.key}")) is not None:
+            out.answers[q.key] = value
+        if (value := changed(f"comment-{q.key}")) is not None:
+            out.comments[q.key] = value
     for r in team_input.ratings(cycle):
-        raw = data.get(f"rating-{r.key}", "")
-        out.ratings[r.key] = to_int(raw) if raw.strip() else None
-        out.comments[r.key] = data.get(f"comment-{r.key}", "")
+        if (value := changed(f"rating-{r.key}")) is not None:
+            out.ratings[r.key] = to_int(value) if value.strip() else None
+        if (value := changed(f"comment-{r.key}")) is not None:
+            out.comments[r.key] = value
     return out
 
 
