@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from models.enums import ActionStatus, GapDecision
 from models.services.access import require_visible, visible_cycles
 from models.services.cycles import spec
-from models.tables import ActionItem, ActionItemGap, Cycle, Gap, Person
+from models.tables import ActionItem, ActionItemGap, Cycle, CycleTeam, Gap, Person
 
 #: Two titles of the same area read the same when this similar (0..1).
 SIMILAR = 0.8
@@ -102,7 +102,16 @@ def recurring_gaps(session: Session, cycle: Cycle, viewer: Person | None) -> lis
     require_visible(viewer, cycle, "cycle", cycle.id)
     threshold = spec(cycle).settings.recurring_after_cycles
     pair = frozenset(ct.team_id for ct in cycle.teams)
-    stmt = select(Cycle).options(selectinload(Cycle.teams)).where(Cycle.id != cycle.id)
+    some_team = next(iter(pair))
+    stmt = (
+        select(Cycle)
+        .options(selectinload(Cycle.teams))
+        .where(
+            Cycle.id != cycle.id,
+            Cycle.period_start <= cycle.period_start,
+            Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == some_team)),
+        )
+    )
     if viewer is not None:
         stmt = stmt.where(visible_cycles(viewer))
     earlier = [
