@@ -211,3 +211,31 @@ def test_a_teammates_answers_saved_meanwhile_are_kept(web: Rig) -> None:
         sales = {q["key"]: q["sides"][0] for q in m["questions"]}
         assert sales[first]["answer"] == "yes" and sales[second]["answer"] == "no"
         assert sales[first]["comment"] == "From the pipeline review"
+
+
+def test_refused_api_writes_are_one_line_4xx_and_change_nothing(web: Rig) -> None:
+    r = web
+    cid = r.world.cycles["identify"]
+    gid = r.world.gaps["identify"]
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            own = start(s).id
+        before = r.snapshot()
+        sid = r.client("sid")
+        refused = [
+            ("put", f"/api/v1/cycles/{own}/own-answers", {"ratings": {"lead_quality": 7}}, 422),
+            ("put", f"/api/v1/cycles/{own}/own-answers", {"answers": {"nope": "yes"}}, 422),
+            ("put", f"/api/v1/cycles/{own}/own-answers", {"answers": "yes"}, 422),
+            ("post", f"/api/v1/cycles/{own}/own-answers/submit", None, 422),
+            ("post", f"/api/v1/cycles/{own}/own-answers/reveal", None, 403),
+            ("put", f"/api/v1/cycles/{cid}/own-answers", {"answers": {}}, 422),  # not asked
+            ("put", f"/api/v1/cycles/{cid}/votes", {"votes": {str(gid): 3}}, 422),
+            ("put", f"/api/v1/cycles/{cid}/votes", {"votes": {"x": 1}}, 422),
+            ("post", f"/api/v1/cycles/{cid}/votes/close", None, 403),
+        ]
+        for method, url, body, status in refused:
+            resp = sid.request(method.upper(), url, json=body, headers=r.bearer("sid"))
+            assert resp.status_code == status, (url, body, resp.text)
+            message = resp.json()["error"]["message"]
+            assert message and "\n" not in message and "Traceback" not in message
+        assert r.snapshot() == before
