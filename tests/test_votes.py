@@ -171,3 +171,23 @@ def test_only_people_of_the_cycles_teams_vote(org: Any, voting: tuple[int, list[
         org.unit_of_work() as s,
     ):
         votes.cast(s, cycles.get_cycle(s, cid), votes.Ballot(votes={inbox: 1}), who(s, "mo"))
+
+
+def test_what_is_left_to_do_lists_own_answers_and_votes(
+    org: Any, voting: tuple[int, list[int]]
+) -> None:
+    from models.services import alignment_todo
+
+    cid, (inbox, _, _) = voting
+    with org.unit_of_work() as s:
+        own = start(s, "lead-definition-and-scoring")
+        todo = {(t.kind, t.cycle_id): t for t in alignment_todo.todo(s, who(s, "sid"))}
+        assert ("own_answers", own.id) in todo and ("vote", cid) in todo
+        assert todo[("vote", cid)].text == "Vote on the gaps of “Which gaps first”: 3 votes left"
+        assert todo[("own_answers", own.id)].href == f"/cycles/{own.id}/own-answers"
+        votes.cast(s, cycles.get_cycle(s, cid), votes.Ballot(votes={inbox: 2}), who(s, "sid"))
+        left = {t.cycle_id: t.text for t in alignment_todo.todo(s, who(s, "sid"))}
+        assert left[cid].endswith("1 vote left")
+        own_answers.reveal(s, own, who(s, "sam"))
+        votes.close(s, cycles.get_cycle(s, cid), who(s, "sam"))
+        assert alignment_todo.todo(s, who(s, "sid")) == []
