@@ -18,6 +18,14 @@ from models.tables import ActionItem, ActionItemGap, Cycle, Gap
 SEVERITY_RANK = {Severity.CRITICAL: 4, Severity.HIGH: 3, Severity.MEDIUM: 2, Severity.LOW: 1}
 
 
+def lock_cycle(session: Session, cycle_id: int) -> None:
+    """Take the cycle's row lock (PostgreSQL; SQLite has one writer anyway) for the rest of the
+    unit of work: submissions and reveals, ballots and the vote's closing of one cycle happen
+    one after the other, so two at the same moment never both pass a check the other breaks
+    (a person's budget spent twice, a vote after the closing, two last submissions)."""
+    session.execute(select(Cycle.id).where(Cycle.id == cycle_id).with_for_update())
+
+
 def reveal_of(session: Session, cycle_id: int) -> AnswerReveal | None:
     return session.scalar(select(AnswerReveal).where(AnswerReveal.cycle_id == cycle_id))
 

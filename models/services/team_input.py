@@ -30,6 +30,7 @@ from models.services.cycles import permission_facts, spec
 from models.tables import Cycle, CycleTeam, Person
 
 MAX_COMMENT = 2000
+MAX_ANSWER = 10_000
 
 
 class OwnAnswers(BaseModel):
@@ -126,6 +127,7 @@ def _writable_team(session: Session, cycle: Cycle, actor: Person) -> CycleTeam:
     require_visible(actor, cycle, "cycle", cycle.id)
     settings_of(cycle)
     require_phase_allows(cycle.phase, "own_answers", cycle.id)
+    af.lock_cycle(session, cycle.id)
     ct = team_of(cycle, actor)
     if ct is None:
         names = " and ".join(c.team.name for c in cycle.teams)
@@ -171,6 +173,8 @@ def save(session: Session, cycle: Cycle, data: OwnAnswers, actor: Person) -> int
         return found
 
     for key, value in data.answers.items():
+        if len(value) > MAX_ANSWER:
+            raise InvalidInput(f"an answer has at most {MAX_ANSWER} characters")
         row(QUESTION, key).answer = (
             normalize_answer(qs[key].answer, value) if value.strip() else None
         )
@@ -246,6 +250,7 @@ def reveal(session: Session, cycle: Cycle, actor: Person | None) -> AnswerReveal
     (early). Revealing twice changes nothing."""
     require_visible(actor, cycle, "cycle", cycle.id)
     settings_of(cycle)
+    af.lock_cycle(session, cycle.id)
     found = af.reveal_of(session, cycle.id)
     if found is not None:
         return found

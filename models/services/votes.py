@@ -151,6 +151,7 @@ def cast(session: Session, cycle: Cycle, ballot: Ballot, actor: Person) -> int:
     votes the actor has left."""
     require_visible(actor, cycle, "cycle", cycle.id)
     require_phase_allows(cycle.phase, "vote", cycle.id)
+    af.lock_cycle(session, cycle.id)
     if af.closure_of(session, cycle.id) is not None:
         raise InvalidInput("the vote is closed: votes no longer change")
     if not on_cycle_team(cycle, actor):
@@ -213,6 +214,7 @@ def close(session: Session, cycle: Cycle, actor: Person) -> VoteClosure:
     require_phase_allows(cycle.phase, "vote", cycle.id)
     if not is_point_person(as_actor(actor), permission_facts(cycle)):
         raise Forbidden("only the cycle's point persons close the vote")
+    af.lock_cycle(session, cycle.id)
     if af.closure_of(session, cycle.id) is not None:
         raise InvalidInput("the vote is already closed")
     row = VoteClosure(cycle_id=cycle.id, closed_by_id=actor.id)
