@@ -18,7 +18,7 @@ from models.phases import own_answers
 from models.schemas import ActionItemCreate, CycleCreate, GapCreate, GapDecide
 from models.services import actions, cycles, gaps, votes
 from models.services.common import person_by_email
-from tests.conftest import db_snapshot
+from tests.conftest import PG_URL, db_snapshot
 
 
 def who(s: Any, name: str) -> Any:
@@ -191,3 +191,52 @@ def test_what_is_left_to_do_lists_own_answers_and_votes(
         own_answers.reveal(s, own, who(s, "sam"))
         votes.close(s, cycles.get_cycle(s, cid), who(s, "sam"))
         assert alignment_todo.todo(s, who(s, "sid")) == []
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locks are PostgreSQL's; SQLite has one writer")
+def test_two_ballots_of_one_person_at_once_never_spend_the_budget_twice(
+    org: Any, voting: tuple[int, list[int]]
+) -> None:
+    """Two tabs of one person save ballots at the same moment: the second waits for the first
+    and replaces it, so the person never holds more than their budget."""
+    import threading
+    import time
+
+    from sqlalchemy import func, select
+
+    from models.alignment_tables import GapVote
+
+    cid, (inbox, mql, _) = voting
+    first, second = org.sessions(), org.sessions()
+    try:
+        votes.cast(
+            first, cycles.get_cycle(first, cid), votes.Ballot(votes={inbox: 2}), who(first, "sid")
+        )
+        done: dict[str, Any] = {}
+
+        def other_tab() -> None:
+            try:
+                c = cycles.get_cycle(second, cid)
+                done["left"] = votes.cast(
+                    second, c, votes.Ballot(votes={mql: 2}), who(second, "sid")
+                )
+                second.commit()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                done["error"] = exc
+                second.rollback()
+
+        tab = threading.Thread(target=other_tab)
+        tab.start()
+        time.sleep(0.5)
+        assert tab.is_alive(), done  # waiting for the first ballot's lock
+        first.commit()
+        tab.join(timeout=10)
+        assert done.get("left") == 1, done
+    finally:
+        first.close()
+        second.close()
+    with org.unit_of_work() as s:
+        held = s.execute(
+            select(GapVote.gap_id, func.sum(GapVote.votes)).group_by(GapVote.gap_id)
+        ).all()
+    assert held == [(mql, 2)]
