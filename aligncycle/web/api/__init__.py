@@ -23,5 +23,6 @@ from aligncycle.web.api import (
 from aligncycle.web.api.common import ERRORS
 
 router = APIRouter(responses=ERRORS)
-for module in (organisation, cycles, gaps, alignment, actions, recap, numbers, imports, account):
+for module in (organisation, cycles, gaps, actions, recap, numbers, imports, account):
     router.include_router(module.router)
+router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps

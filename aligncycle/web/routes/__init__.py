@@ -17,17 +17,6 @@ from aligncycle.web.routes import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (
-    auth,
-    cycles,
-    gaps,
-    alignment,
-    actions,
-    timeline,
-    recap,
-    my_work,
-    imports,
-    numbers,
-    account,
-):
+for module in (auth, cycles, gaps, actions, timeline, recap, my_work, imports, numbers, account):
     router.include_router(module.router)
+router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
