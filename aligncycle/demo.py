@@ -259,6 +259,13 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"  growth areas   {len(recap.growth_areas)}:")
     for area in recap.growth_areas:
         out(f"                 - {clip(area, 80)}")
+    from aligncycle.demo_alignment import each_team_first
+
+    out("")
+    store = _store()
+    for line in each_team_first(store, demo.email, demo.day(45), clip):
+        out(line)
+    store.dispose()
     out(f"Report: {_export_report(demo.cycle_id)} (in the web app: {final.url})")
     elapsed = time.perf_counter() - demo.started
     out(f"Prefect: {demo.flows_run} flow runs in {elapsed:.0f} s; its log: {log}")

@@ -2,6 +2,10 @@
 
 The schema is the Pydantic model :class:`PlaybookSpec`; ``aligncycle playbook schema`` exports it
 as JSON Schema for editors. Every validation error names the file and the field.
+
+Why one file of this size: the schema is one tree (a playbook, its phases, questions, rules,
+own answers and vote) that ``aligncycle playbook schema`` exports whole, and the YAML reading
+beside it is the one way a playbook file becomes that tree.
 """
 
 from __future__ import annotations
@@ -197,10 +201,64 @@ class Settings(_Strict):
     escalate_after_days: int | None = Field(default=None, ge=1, le=365)
     #: ... and to a manager after this many more days (default 3).
     escalate_to_manager_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A gap that comes back in this many cycles of the same two teams (this one included) is
+    #: flagged as recurring, with its history.
+    recurring_after_cycles: int = Field(default=3, ge=2, le=20)
 
     @property
     def effective_baseline_days(self) -> int:
         return self.baseline_days or self.cycle_length_days
+
+
+class RatingSpec(_Strict):
+    """A hand-off rating each team gives on its own, from 1 (poor) to 5 (very good)."""
+
+    key: str = Field(pattern=KEY_PATTERN, max_length=100)
+    text: str = Field(min_length=1)
+    help: str | None = None
+    #: The shared number shown beside the two ratings (a KPI of :mod:`models.funnel.kpis`).
+    kpi: str | None = None
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpi(cls, v: str | None) -> str | None:
+        if v is not None and v not in KPI_UNITS:
+            raise ValueError(f"unknown KPI {v!r}; known: {', '.join(KPI_NAMES)}")
+        return v
+
+
+class PrivateInput(_Strict):
+    """Each team of the cycle answers the Identify questions and rates the hand-off on its
+    own, hidden from the other team until both have submitted (or the point persons reveal
+    them); the reveal shows where the two teams agree and where they differ."""
+
+    ratings: list[RatingSpec] = Field(default_factory=list)
+    #: Two ratings this many points apart, or more, count as a difference.
+    differ_by: int = Field(default=2, ge=1, le=4)
+
+    @field_validator("ratings")
+    @classmethod
+    def _unique_rating_keys(cls, ratings: list[RatingSpec]) -> list[RatingSpec]:
+        keys = [r.key for r in ratings]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rating key {dupes[0]!r}")
+        return ratings
+
+
+class Voting(_Strict):
+    """Voting to prioritise the gaps: each participant's budget, hidden until the vote closes."""
+
+    votes_per_person: int = Field(default=3, ge=1, le=20)
+    max_per_gap: int = Field(default=2, ge=1, le=20)
+    #: The Plan gate asks that the top this-many gaps by votes have an action item (0: no).
+    top_gaps_need_actions: int = Field(default=0, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _cap_within_budget(self) -> Voting:
+        if self.max_per_gap > self.votes_per_person:
+            raise ValueError("max_per_gap cannot be more than votes_per_person")
+        return self
 
 
 class PlaybookSpec(_Strict):
@@ -223,6 +281,10 @@ class PlaybookSpec(_Strict):
     action_templates: dict[GapCategory, list[ActionTemplate]] = Field(default_factory=dict)
     #: Gaps found from the numbers: each rule names a KPI, a threshold and the gap to record.
     kpi_rules: list[KpiRule] = Field(default_factory=list)
+    #: Opt-in: each team answers Identify on its own first (the divergence map).
+    private_input: PrivateInput | None = None
+    #: The vote on the gaps (defaults: 3 votes a person, at most 2 on one gap).
+    voting: Voting = Voting.model_construct()
 
     @field_validator("kpis")
     @classmethod
@@ -272,6 +334,18 @@ class PlaybookSpec(_Strict):
                     raise ValueError(
                         f"action_templates.{category}[{i}].owner.team: {t.owner.team!r} is not "
                         f"one of the playbook's teams {sorted(known)}"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _rating_keys_apart(self) -> PlaybookSpec:
+        if self.private_input is not None:
+            asked = {q.key for q in self.phase(Phase.IDENTIFY).questions}
+            for i, r in enumerate(self.private_input.ratings):
+                if r.key in asked:
+                    raise ValueError(
+                        f"private_input.ratings[{i}].key: {r.key!r} is also an Identify "
+                        "question's key; give the rating a key of its own"
                     )
         return self
 

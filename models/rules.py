@@ -40,6 +40,13 @@ class CycleFacts:
     retrospective_drafted: bool = False
     signed_off: bool = False
     signoff_required: bool = True
+    #: Where the playbook asks each team for its own answers: the teams whose answers are not
+    #: in while they are still hidden (empty once revealed).
+    teams_without_own_answers: tuple[str, ...] = ()
+    #: Where the playbook asks the top-voted gaps to have action items: the vote is still open.
+    vote_open: bool = False
+    #: ... and the top-voted gaps without an action item.
+    top_voted_without_actions: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,6 +80,12 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
         )
     # Gaps are decided in identify and plan only: one still open when plan ends (e.g. added
     # during plan) could never be decided afterwards, so both phases wait for the decisions.
+    if facts.phase is Phase.IDENTIFY and facts.teams_without_own_answers:
+        blockers.append(
+            "each team's own answers are not revealed yet (waiting for "
+            + " and ".join(facts.teams_without_own_answers)
+            + "; a point person may reveal them now)"
+        )
     if phase_allows(facts.phase, "decide_gap") and facts.undecided_gaps:
         blockers.append(_names("gap", "gaps", "not decided", facts.undecided_gaps))
     if facts.phase is Phase.PLAN:
@@ -83,6 +96,17 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
                     "accepted gaps",
                     "without an action item that has an owner and a due date",
                     facts.accepted_gaps_without_plan,
+                )
+            )
+        if facts.vote_open:
+            blockers.append("the vote on the gaps is not closed yet")
+        elif facts.top_voted_without_actions:
+            blockers.append(
+                _names(
+                    "top-voted gap",
+                    "top-voted gaps",
+                    "without an action item",
+                    facts.top_voted_without_actions,
                 )
             )
         if facts.teams_without_point_person:
@@ -181,6 +205,11 @@ PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
         "action items are signed off in plan, execute or recap",
     ),
     "set_target": (frozenset({Phase.PLAN, Phase.EXECUTE}), "targets are set in plan or execute"),
+    "own_answers": (
+        frozenset({Phase.IDENTIFY}),
+        "each team gives its own answers in identify",
+    ),
+    "vote": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are voted on in identify or plan"),
 }
 
 

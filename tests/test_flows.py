@@ -436,6 +436,11 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert re.search(r"target +SLA attainment [\d.]+% against 70\.0%: reached", out)
     assert re.search(r"target +MQL→SQL rate [\d.]+% against 25\.0%: not reached", out)
     assert "disagreement   The team feels it improved, but the target of" in out
+    # A third cycle: each team answers on its own, the reveal's divergence map beside the
+    # numbers, and a gap back for the third time (issue 18).
+    assert "marketing answered on its own and submitted; both are in: revealed" in out
+    assert re.search(r"Sales 2 of 5, Marketing 4 of 5: the teams differ \(MQL→SQL rate", out)
+    assert "recurring Avoidable interruptions in the MQL-to-SQL hand-off: came up in 3" in out
     report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
     assert f"Report: {report} (in the web app: /cycles/1/report.md)" in out
     text = report.read_text(encoding="utf-8")

@@ -623,6 +623,95 @@ CASES: list[Case] = [
         303,
         form(),
     ),
+    # --- each team's own answers (a cycle whose both teams have full drafts) and the vote
+    Case(
+        "GET", "/api/v1/cycles/{cycle_id}/own-answers", api(cyc("own", "/own-answers")), SEEING, 200
+    ),
+    Case(
+        "PUT",
+        "/api/v1/cycles/{cycle_id}/own-answers",
+        api(cyc("own", "/own-answers")),
+        SEEING,  # everyone on sales or marketing
+        200,
+        body(answers={"written_criteria": "unsure"}),
+    ),
+    Case(
+        "POST",
+        "/api/v1/cycles/{cycle_id}/own-answers/submit",
+        api(cyc("own", "/own-answers/submit")),
+        SEEING,
+        200,
+        body(),
+    ),
+    Case(
+        "POST",
+        "/api/v1/cycles/{cycle_id}/own-answers/reveal",
+        api(cyc("own", "/own-answers/reveal")),
+        POINT,
+        200,
+        body(),
+    ),
+    Case(
+        "GET",
+        "/api/v1/cycles/{cycle_id}/divergence.csv",
+        api(cyc("own", "/divergence.csv")),
+        SEEING,
+        200,
+    ),
+    Case(
+        "GET",
+        "/api/v1/cycles/{cycle_id}/recurring-gaps",
+        api(cyc("identify", "/recurring-gaps")),
+        SEEING,
+        200,
+    ),
+    Case("GET", "/api/v1/cycles/{cycle_id}/votes", api(cyc("identify", "/votes")), SEEING, 200),
+    Case(
+        "PUT",
+        "/api/v1/cycles/{cycle_id}/votes",
+        api(cyc("identify", "/votes")),
+        SEEING,
+        200,
+        lambda r: {"votes": {str(r.world.gaps["identify"]): 2}},
+    ),
+    Case(
+        "POST",
+        "/api/v1/cycles/{cycle_id}/votes/close",
+        api(cyc("identify", "/votes/close")),
+        POINT,
+        200,
+        body(),
+    ),
+    Case("GET", "/cycles/{cycle_id}/own-answers", cyc("own", "/own-answers"), SEEING, 200),
+    Case(
+        "POST",
+        "/cycles/{cycle_id}/own-answers",
+        cyc("own", "/own-answers"),
+        SEEING,
+        303,
+        form(**{"answer-written_criteria": "no"}),
+    ),
+    Case(
+        "POST",
+        "/cycles/{cycle_id}/own-answers/reveal",
+        cyc("own", "/own-answers/reveal"),
+        POINT,
+        303,
+        form(),
+    ),
+    Case("GET", "/cycles/{cycle_id}/divergence.csv", cyc("own", "/divergence.csv"), SEEING, 200),
+    Case("GET", "/cycles/{cycle_id}/vote", cyc("identify", "/vote"), SEEING, 200),
+    Case(
+        "POST",
+        "/cycles/{cycle_id}/vote",
+        cyc("identify", "/vote"),
+        SEEING,
+        303,
+        lambda r: {f"votes-{r.world.gaps['identify']}": "1"},
+    ),
+    Case(
+        "POST", "/cycles/{cycle_id}/vote/close", cyc("identify", "/vote/close"), POINT, 303, form()
+    ),
     Case(
         "POST",
         "/account/tokens/{token_id}/revoke",
@@ -651,8 +740,36 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             )
             # Sid says his third item is done; Meg, its counterpart, signs it off.
             r.world.actions["awaiting_signoff"] = awaiting_signoff(s, r.world.cycles["execute"])
+            r.extra["own"] = own_answers_cycle(s)
         r.imports = imports_of(r)  # type: ignore[attr-defined]
         yield r
+
+
+def own_answers_cycle(s: Any) -> int:
+    """A cycle of a playbook that asks each team for its own answers, in Identify, both teams'
+    answers drafted in full (so a submission goes through), nothing submitted yet."""
+    from models import phases
+    from models.schemas import CycleCreate
+    from models.services import team_input
+    from models.services.common import person_by_email
+
+    c = phases.start_cycle(
+        s,
+        CycleCreate(
+            playbook="lead-definition-and-scoring",
+            title="Each team on its own",
+            point_persons=["mia@acme.test"],
+        ),
+        person_by_email(s, "sam@acme.test"),
+    )
+    full = team_input.OwnAnswers(
+        answers={q.key: "yes" for q in team_input.questions(c)},
+        ratings={r.key: 3 for r in team_input.ratings(c)},
+    )
+    for email in ("sid@acme.test", "meg@acme.test"):
+        team_input.save(s, c, full, person_by_email(s, email))
+    s.flush()
+    return c.id
 
 
 def awaiting_signoff(s: Any, cycle_id: int) -> int:

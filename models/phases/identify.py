@@ -27,6 +27,7 @@ from models.errors import Forbidden
 from models.funnel import baseline
 from models.phases import numbers as kpi_checks
 from models.phases.common import checklist, md, readiness_md, require_phase
+from models.phases.recurring import escalate_recurring
 from models.rules import can_decide_gap, counted
 from models.schemas import (
     ChecklistAnswer,
@@ -115,6 +116,7 @@ def raise_gaps(session: Session, cycle: Cycle) -> list[Gap]:
     if baseline.has_funnel_data(session):  # no data: no empty baseline frozen, no KPI gaps
         kpi_checks.evaluate_gap_rules(session, cycle)  # records its gaps (``metric:<rule>``)
     session.flush()
+    escalate_recurring(session, cycle)  # a gap back for the Nth time goes to the managers, once
     return [g for g in gap_service.list_gaps(session, cycle) if g.id not in before]
 
 

@@ -21,6 +21,7 @@ from models.rules import (
     require_point_person_role,
 )
 from models.schemas import ActionCounts, CycleCreate, Readiness
+from models.services import alignment_facts
 from models.services import playbooks as playbook_service
 from models.services.access import require_visible, visible_cycle
 from models.services.common import (
@@ -316,6 +317,8 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
         .order_by(ActionItem.id)
     ).all()
     retro = session.scalar(select(Retrospective).where(Retrospective.cycle_id == cycle.id))
+    pb = spec(cycle)
+    vote_open, top_voted = alignment_facts.vote_gate(session, cycle, pb)
     return CycleFacts(
         phase=phase,
         period_end=cycle.period_end,
@@ -330,7 +333,10 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
         has_retrospective=retro is not None and retro.recorded_by_id is not None,
         retrospective_drafted=retro is not None and retro.recorded_by_id is None,
         signed_off=retro is not None and retro.signed_off_at is not None,
-        signoff_required=spec(cycle).settings.manager_signoff_required,
+        signoff_required=pb.settings.manager_signoff_required,
+        teams_without_own_answers=alignment_facts.teams_without_own_answers(session, cycle, pb),
+        vote_open=vote_open,
+        top_voted_without_actions=top_voted,
     )
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from aligncycle.web.api import (
     account,
     actions,
+    alignment,
     cycles,
     gaps,
     imports,
@@ -35,3 +36,4 @@ for module in (
     account,
 ):
     router.include_router(module.router)
+router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from aligncycle.web.routes import (
     account,
     actions,
+    alignment,
     auth,
     cycles,
     gaps,
@@ -31,3 +32,4 @@ for module in (
     account,
 ):
     router.include_router(module.router)
+router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
