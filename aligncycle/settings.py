@@ -24,6 +24,14 @@ class Settings(StoreSettings):
     #: Signs the sign-in form's CSRF token; unset: one is generated once and kept in the data
     #: dir (``secret_key``, mode 0600), shared by every worker and kept across restarts.
     secret_key: str | None = None
+    #: The web app's address as people reach it (``https://align.example.com``): links sent in
+    #: messages (invitations, password resets) start with it. Unset: the address the request
+    #: came to (web), or http://HOST:PORT (command line).
+    base_url: str | None = None
+
+    @property
+    def effective_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_workers(self) -> int:

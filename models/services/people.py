@@ -91,10 +91,10 @@ def _check(session: Session, actor: Person | None, what: str) -> None:
 
 def create_team(session: Session, data: TeamCreate, actor: Person | None = None) -> Team:
     _check(session, actor, "add teams")
-    if session.scalar(select(Team.id).where(Team.key == data.key)) is not None:
-        raise InvalidInput(f"team {data.key!r} already exists", field="key")
     if _team_named(session, data.name) is not None:
         raise InvalidInput(f"a team is already called “{data.name}”", field="name")
+    if session.scalar(select(Team.id).where(Team.key == data.key)) is not None:
+        raise InvalidInput(f"team {data.key!r} already exists", field="key")
     team = Team(key=data.key, name=data.name)
     session.add(team)
     record_event(
