@@ -190,6 +190,8 @@ def update_person(
 ) -> Person:
     """Change a person's name, team, role or whether they are active."""
     _check(session, actor, "change people's roles and teams")
+    if data.active is False and person.active and actor is not None and actor.id == person.id:
+        raise InvalidInput("you cannot deactivate yourself; ask another manager")
     role = data.role if data.role is not None else person.role
     active = data.active if data.active is not None else person.active
     _keeps_a_manager(session, person, role, active)

@@ -9,15 +9,14 @@ the manager once (the page answers 201, nothing is redirected through a cookie).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.background import BackgroundTask
 
 from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx, status_of
+from aligncycle.web.links import MAX_PEOPLE_FILE, base_url, deliver_later
 from aligncycle.web.pages import (
     FormState,
     act,
@@ -31,36 +30,11 @@ from models.errors import DomainError, InvalidInput
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
 from models.services import invitations, people, people_import
 
-log = logging.getLogger("aligncycle.web")
 router = APIRouter(include_in_schema=False)
-#: The biggest people file taken (about 50,000 people).
-MAX_PEOPLE_FILE = 5 * 1024 * 1024
 
 
 def require_admin(ctx: Ctx, what: str = "use the admin pages") -> None:
     people.require_admin(ctx.session, ctx.me, what)
-
-
-def base_url(request: Request) -> str:
-    """The app's address for links in messages: the setting, else the request's."""
-    configured = request.app.state.settings.base_url
-    return (configured or str(request.base_url)).rstrip("/")
-
-
-def deliver_account_links(store: Any) -> None:
-    """Send the pending invitation and reset messages now (after the response)."""
-    from flows import notify
-    from models.cadence.tables import NotificationKind
-
-    try:
-        notify.deliver(store, [NotificationKind.ACCOUNT], workers=2)
-    except Exception:  # noqa: BLE001 - the messages stay pending for the next delivery
-        log.warning("sending invitation or reset links failed; they stay pending", exc_info=True)
-
-
-def deliver_later(request: Request, resp: Response) -> None:
-    deliver = getattr(request.app.state, "deliver_account_links", deliver_account_links)
-    resp.background = BackgroundTask(deliver, request.app.state.store)
 
 
 def _link_words(sent: invitations.LinkSent) -> str:

@@ -17,8 +17,8 @@ from aligncycle.web.auth import (
     start_session,
 )
 from aligncycle.web.deps import status_of, unit_of_work
+from aligncycle.web.links import base_url, deliver_later
 from aligncycle.web.pages import redirect, render
-from aligncycle.web.routes.admin import base_url, deliver_later
 from models.base import utcnow
 from models.errors import DomainError, Forbidden, InvalidInput
 from models.services import accounts, invitations

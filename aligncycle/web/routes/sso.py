@@ -27,9 +27,9 @@ from aligncycle.web.auth import (
     start_session,
 )
 from aligncycle.web.deps import status_of, unit_of_work
+from aligncycle.web.links import base_url
 from aligncycle.web.oidc import SsoRefused, client_for
 from aligncycle.web.pages import redirect, safe_next
-from aligncycle.web.routes.admin import base_url
 from models.errors import DomainError, Forbidden
 from models.services import accounts, sso
 
