@@ -54,6 +54,15 @@ def get_person(session: Session, person_id: int) -> Person:
     return person
 
 
+def person_with_email(session: Session, email: str) -> Person:
+    """A person by email, active or not (``common.person_by_email`` refuses the deactivated:
+    nobody gives them work; a manager still reactivates them)."""
+    person = session.scalar(select(Person).where(Person.email == email.strip().lower()))
+    if person is None:
+        raise NotFound(f"unknown person {email!r}")
+    return person
+
+
 def has_manager(session: Session) -> bool:
     """Whether the store has an active manager yet (a fresh install has none)."""
     stmt = select(Person.id).where(Person.role == Role.MANAGER, Person.active.is_(True))

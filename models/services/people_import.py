@@ -88,6 +88,7 @@ def import_people(
     """Add every person of a CSV file, or nobody (see the module's doc)."""
     if actor is not None:
         people.require_admin(session, actor, "add people")
+    text = text.removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text), _dialect(text))
     try:
         header = next(reader)
