@@ -348,3 +348,15 @@ def test_admin_pages_show_no_raw_keys_enums_or_plural_s(r: Rig) -> None:
         assert resp.status_code == 200, path
         found = RAW.findall(_visible_text(resp.text))
         assert found == [], f"{path}: {found}"
+
+
+def test_a_deactivated_point_person_is_not_offered_for_a_new_cycle(r: Rig) -> None:
+    with r.store.unit_of_work() as s:
+        mia_id = person_by_email(s, "mia@acme.test").id
+    assert 'value="mia@acme.test"' in r.client("sam").get("/cycles/new").text
+    c = r.client("max")
+    assert (
+        c.post(f"/admin/people/{mia_id}/deactivate", data={"csrf": _csrf(r, "max")}).status_code
+        == 303
+    )
+    assert 'value="mia@acme.test"' not in r.client("sam").get("/cycles/new").text
