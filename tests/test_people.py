@@ -267,3 +267,49 @@ def test_the_command_line_uses_the_same_verbs(org: Store, tmp_path: Path, monkey
         ana = _who(s, "ana@acme.test")
         assert (ana.role.value, ana.team.name, ana.active) == ("member", "Field Sales", True)
     get_settings.cache_clear()
+
+
+def test_a_reset_link_is_delivered_through_the_persons_channel_and_works(
+    org: Store, tmp_path: Path
+) -> None:
+    import re
+    import warnings
+
+    from aligncycle.web import create_app
+    from aligncycle.web.auth import SESSION_COOKIE
+    from aligncycle.web.deps import WebSettings
+    from tests.test_cadence import Receiver
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    receiver = Receiver()
+    try:
+        with org.unit_of_work() as s:
+            sid = _who(s, "sid@acme.test")
+            s.add(
+                NotificationChannel(
+                    person_id=sid.id, kind=ChannelKind.WEBHOOK, url=receiver.url("sid")
+                )
+            )
+            raw, ws = accounts.create_session(s, _who(s, "max@acme.test"))
+            sid_id, csrf = sid.id, ws.csrf_token
+        settings = WebSettings(
+            data_dir=tmp_path, secret_key=SECRET, base_url="https://align.example.com"
+        )
+        client = TestClient(create_app(org, settings), follow_redirects=False)
+        client.cookies.set(SESSION_COOKIE, raw)
+        resp = client.post(f"/admin/people/{sid_id}/link", data={"csrf": csrf, "purpose": "reset"})
+        assert resp.status_code == 303, resp.text
+        # delivered after the response, by the request's background task
+        [message] = receiver.messages
+        assert message["path"] == "/sid" and message["title"] == "Choose a new aligncycle password"
+        link = re.search(r"https://align\.example\.com(/password/\S+)", message["message"])
+        page = TestClient(create_app(org, settings)).get(link.group(1))
+        assert page.status_code == 200 and "Choose a new password" in page.text
+        with org.unit_of_work() as s:
+            sent = s.scalars(select(Notification)).one()
+            assert sent.status.value == "sent"
+    finally:
+        receiver.close()

@@ -208,7 +208,5 @@ def import_people(
     if not todo and not unchanged:
         raise InvalidInput(f"{source} has a header but no people")
     out = PeopleImport(unchanged=unchanged)
-    for data in todo:
-        out.added.append(people.create_person(session, data, actor))
-    session.flush()
+    out.added = people.create_people(session, todo, actor)
     return out
