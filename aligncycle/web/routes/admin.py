@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx, status_of
@@ -24,11 +25,12 @@ from aligncycle.web.pages import (
     opt,
     page,
     parse_form,
+    redirect,
     render,
 )
 from models.errors import DomainError, InvalidInput
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
-from models.services import invitations, people, people_import
+from models.services import accounts, invitations, people, people_import
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,7 +54,9 @@ def _link_words(sent: invitations.LinkSent) -> str:
 
 
 @page(router, "/admin")
-def admin_home(request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200):
+def admin_home(
+    request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200
+) -> Response:
     require_admin(ctx)
     return RedirectResponse("/admin/people", status_code=303)
 
@@ -121,8 +125,6 @@ def person_add_post(request: Request, ctx: PageCtx) -> Response:
     message = f"{person.name} added to {person.team.name}."
     if sent is not None:
         message += " " + _link_words(sent)
-    from aligncycle.web.pages import redirect
-
     resp = redirect(request, f"/admin/people/{person.id}", message)
     if sent is not None:
         deliver_later(request, resp)
@@ -153,8 +155,13 @@ async def people_import_post(request: Request, ctx: PageCtx) -> Response:
                 field="file",
             )
         text = people_import.decode(raw)
-        result = people_import.import_people(ctx.session, text, ctx.me, source=upload.filename)
-        ctx.session.flush()
+
+        def run() -> people_import.PeopleImport:  # off the event loop: thousands of rows
+            result = people_import.import_people(ctx.session, text, ctx.me, upload.filename)
+            ctx.session.flush()
+            return result
+
+        result = await run_in_threadpool(run)
     except DomainError as exc:
         ctx.session.rollback()
         state = FormState(values=data, error=exc.message, fields={})
@@ -162,8 +169,6 @@ async def people_import_post(request: Request, ctx: PageCtx) -> Response:
             state.fields = {"file": "see the rows listed above"}
         state.problems = getattr(exc, "problems", [])  # type: ignore[attr-defined]
         return people_page(request, ctx, forms={"import": state}, status=status_of(exc))
-    from aligncycle.web.pages import redirect
-
     return redirect(request, "/admin/people", result.summary().capitalize() + ".")
 
 
@@ -180,8 +185,6 @@ def person_page(
 ) -> Response:
     require_admin(ctx)
     person = people.get_person(ctx.session, person_id)
-    from models.services import accounts
-
     return render(
         request,
         ctx,
@@ -263,8 +266,6 @@ def person_link_post(request: Request, person_id: int, ctx: PageCtx) -> Response
         return person_page(request, ctx, person_id, forms={"link": state}, status=status_of(exc))
     if not sent.sent:
         return person_page(request, ctx, person_id, sent=sent, status=201)
-    from aligncycle.web.pages import redirect
-
     resp = redirect(request, f"/admin/people/{person_id}", _link_words(sent))
     deliver_later(request, resp)
     return resp
