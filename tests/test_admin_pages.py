@@ -360,3 +360,43 @@ def test_a_deactivated_point_person_is_not_offered_for_a_new_cycle(r: Rig) -> No
         == 303
     )
     assert 'value="mia@acme.test"' not in r.client("sam").get("/cycles/new").text
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def test_the_api_adds_imports_deactivates_and_invites_people(r: Rig) -> None:
+    c = r.client()
+    max_ = r.bearer("max")
+    before = _count(r, Person)
+    bad = c.post(
+        "/api/v1/people/import",
+        headers={**max_, "content-type": "text/csv"},
+        content=b"name,email,team\nAna Able,ana@acme.test,Nowhere\n",
+    )
+    assert bad.status_code == 422
+    assert "line 2, column “team”: no team “Nowhere”" in bad.json()["error"]["message"]
+    assert _count(r, Person) == before
+    added = c.post(
+        "/api/v1/people",
+        headers=max_,
+        json={"name": "Ana Able", "email": "ana@acme.test", "team": "sales", "invite": True},
+    )
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert body["person"]["role"] == "member"
+    assert body["invitation"]["link"].startswith("http://testserver/password/")
+    assert body["invitation"]["sent_to"] == []
+    ana = body["person"]["id"]
+    off = c.patch(f"/api/v1/people/{ana}", headers=max_, json={"active": False})
+    assert off.status_code == 200 and off.json()["active"] is False
+    listed = c.get("/api/v1/people?active=false", headers=max_).json()
+    assert [p["email"] for p in listed["items"]] == ["ana@acme.test"]
+    refused = c.post(f"/api/v1/people/{ana}/link", headers=max_, json={"purpose": "reset"})
+    assert refused.status_code == 422 and "reactivate them first" in refused.text
+    renamed = c.patch(
+        f"/api/v1/teams/{body['person']['team']['id']}", headers=max_, json={"name": "Field"}
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Field"
+    lead = c.patch(f"/api/v1/people/{ana}", headers=r.bearer("lee"), json={"active": True})
+    assert lead.status_code == 403 and "only managers" in lead.json()["error"]["message"]
