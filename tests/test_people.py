@@ -15,8 +15,9 @@ from models.base import utcnow
 from models.cadence.tables import ChannelKind, Notification, NotificationChannel
 from models.db import Store
 from models.errors import Forbidden, InvalidInput
+from models.playbook_check import check_text
 from models.schemas import PersonUpdate, TeamCreate
-from models.services import accounts, invitations, people, people_import, playbooks, sso
+from models.services import accounts, invitations, people, people_import, sso
 from models.services.common import person_by_email
 from tests.conftest import db_snapshot
 from tests.test_cli import cli
@@ -223,7 +224,7 @@ def test_a_playbook_files_problems_name_the_line_and_the_field_in_words() -> Non
         "      - key: one\n        text: Shared?\n        colour: red\n"
         "action_templates:\n  hand_off:\n    - key: a\n      title: A\n      due_in_days: 999\n"
     )
-    check = playbooks.check_text(text)
+    check = check_text(text)
     assert check.spec is None
     assert check.problems == [
         "line 9, the Identify phase, question 1, colour: is not something a playbook has "
@@ -231,9 +232,9 @@ def test_a_playbook_files_problems_name_the_line_and_the_field_in_words() -> Non
         "line 14, proposed action items for “hand off”, item 1, days until due: Input should be "
         "less than or equal to 365",
     ]
-    assert playbooks.check_text("name: [\n").problems[0].startswith("line 2: invalid YAML")
+    assert check_text("name: [\n").problems[0].startswith("line 2: invalid YAML")
     shipped = Path(__file__).resolve().parent.parent / "playbooks" / "sales-marketing-handoff.yaml"
-    assert playbooks.check_text(shipped.read_text()).spec is not None
+    assert check_text(shipped.read_text()).spec is not None
 
 
 # --- the command line -----------------------------------------------------------------------

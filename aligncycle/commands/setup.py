@@ -138,17 +138,25 @@ def playbook_validate(
     files: list[Path] = typer.Argument(..., help="Playbook YAML files to check."),
 ) -> None:
     """Check playbook files without loading them (no database needed)."""
-    from models.errors import PlaybookError
-    from models.playbook import load_playbook_file
+    from models.playbook_check import check_text
 
     failed = 0
     for path in files:
         try:
-            spec, _digest = load_playbook_file(path)
-        except PlaybookError as exc:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            problems = [f"cannot read: {exc.strerror}"]
+        except UnicodeDecodeError:
+            problems = ["not UTF-8 text"]
+        else:
+            result = check_text(text, str(path))
+            problems = result.problems
+        if problems:  # each a sentence naming the line and the field in words
             failed += 1
-            typer.echo(f"error: {cc.one_line(exc.message)}", err=True)
+            for problem in problems:
+                typer.echo(f"error: {path}: {cc.one_line(problem)}", err=True)
             continue
+        spec = result.spec
         ok(f"ok {path}: {spec.name}@{spec.version} ({len(spec.questions())} questions)")
     if failed:
         raise typer.Exit(1)

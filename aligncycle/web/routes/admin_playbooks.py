@@ -17,6 +17,7 @@ from models.enums import AnswerKind, Role, YesNo
 from models.errors import DomainError, InvalidInput, NotFound
 from models.funnel.kpis import KPIS
 from models.playbook import PlaybookSpec, Question
+from models.playbook_check import check_text
 from models.services import people, playbooks
 from models.tables import Playbook
 
@@ -184,7 +185,7 @@ async def playbook_check_post(request: Request, ctx: PageCtx) -> Response:
     except DomainError as exc:
         state = FormState(values=data, error=exc.message, fields={"file": exc.message})
         return playbooks_page(request, ctx, forms={"check": state}, status=status_of(exc))
-    result = playbooks.check_text(text, upload.filename)
+    result = check_text(text, upload.filename)
     checked: dict[str, Any] = {"file": upload.filename, "problems": result.problems}
     if result.spec is not None:
         checked["view"] = preview(result.spec, _team_names(ctx))
