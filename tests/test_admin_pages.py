@@ -400,3 +400,18 @@ def test_the_api_adds_imports_deactivates_and_invites_people(r: Rig) -> None:
     assert renamed.status_code == 200 and renamed.json()["name"] == "Field"
     lead = c.patch(f"/api/v1/people/{ana}", headers=r.bearer("lee"), json={"active": True})
     assert lead.status_code == 403 and "only managers" in lead.json()["error"]["message"]
+
+
+def test_the_people_list_is_paged_and_filtered(r: Rig) -> None:
+    rows = "\n".join(f"Person {i:03},p{i:03}@acme.test,Marketing," for i in range(120))
+    with r.store.unit_of_work() as s:
+        from models.services import people_import
+
+        people_import.import_people(s, "name,email,team,role\n" + rows + "\n", None)
+    c = r.client("max")
+    first = c.get("/admin/people?team=marketing").text
+    assert "Page 1 of 3" in first and "123 in all" in first  # 120, and Mia, Lou and Meg
+    third = c.get("/admin/people?team=marketing&page=3").text
+    assert "Person 119" in third and "Person 000" not in third
+    found = c.get("/admin/people?q=person%2007").text
+    assert "Person 070" in found and "Person 080" not in found

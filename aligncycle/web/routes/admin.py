@@ -10,6 +10,7 @@ the manager once (the page answers 201, nothing is redirected through a cookie).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,11 +20,14 @@ from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx, status_of
 from aligncycle.web.links import MAX_PEOPLE_FILE, base_url, deliver_later
 from aligncycle.web.pages import (
+    PAGE_SIZE,
     FormState,
     act,
     form_values,
     opt,
     page,
+    page_number,
+    pager,
     parse_form,
     redirect,
     render,
@@ -80,13 +84,19 @@ def people_page(
     teams = people.list_teams(ctx.session)
     if team not in {t.key for t in teams}:
         team = None
-    rows = people.list_people(ctx.session, team=team, active=active, search=query.get("q"))
+    everyone = people.list_people(ctx.session, team=team, active=active, search=query.get("q"))
+    number = page_number(query)
+    rows = everyone[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    here = {"q": query.get("q") or "", "team": team or "", "show": show}
+    base = "/admin/people?" + urlencode({k: v for k, v in here.items() if v})
     return render(
         request,
         ctx,
         "admin_people.html",
         status=status,
         rows=rows,
+        pager=pager(len(everyone), number),
+        base=base,
         teams=teams,
         team=team,
         show=show,
