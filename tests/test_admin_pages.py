@@ -220,6 +220,12 @@ def test_role_and_team_changes_are_saved_and_logged(r: Rig) -> None:
     )
     assert resp.status_code == 303
     assert "is now a lead of Sales" in c.get(resp.headers["location"]).text
+    history = _visible_text(c.get(f"/admin/people/{meg_id}").text)
+    assert (
+        "Max Manager moved them from Marketing to Sales and made them a lead (was a member)."
+        in history
+    )
+    assert "aligncycle added them to Marketing as a member." in history
     with r.store.unit_of_work() as s:
         meg = s.get(Person, meg_id)
         assert (meg.team.key, meg.role.value) == ("sales", "lead")

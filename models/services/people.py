@@ -21,7 +21,7 @@ from models.enums import Role
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
 from models.services.common import changes, record_event, snapshot
-from models.tables import Person, Team
+from models.tables import Event, Person, Team
 
 #: A role as people read it (in messages).
 ROLE_WORDS = {
@@ -289,3 +289,20 @@ def list_people(
         like = f"%{search.strip().lower()}%"
         stmt = stmt.where(func.lower(Person.name).like(like) | Person.email.like(like))
     return list(session.scalars(stmt))
+
+
+def history(session: Session, person: Person, limit: int = 30) -> list[Event]:
+    """The audit entries about a person (added, changed, deactivated, links sent), newest
+    first; never the sign-in throttle's entries."""
+    return list(
+        session.scalars(
+            select(Event)
+            .where(
+                Event.object_type == "person",
+                Event.object_id == person.id,
+                Event.verb.not_like("auth.%"),
+            )
+            .order_by(Event.id.desc())
+            .limit(limit)
+        ).unique()
+    )

@@ -32,6 +32,7 @@ from aligncycle.web.pages import (
     redirect,
     render,
 )
+from models.enums import Role
 from models.errors import DomainError, InvalidInput
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
 from models.services import accounts, invitations, people, people_import
@@ -203,6 +204,11 @@ def person_page(
         person=person,
         teams=people.list_teams(ctx.session),
         has_password=accounts.has_password(ctx.session, person),
+        history=history_lines(
+            people.history(ctx.session, person),
+            person,
+            {t.key: t.name for t in people.list_teams(ctx.session)},
+        ),
         sent=sent,
         link_words=_link_words,
         forms=forms or {},
@@ -221,6 +227,61 @@ def person_edit_post(request: Request, person_id: int, ctx: PageCtx) -> Response
 
     here = f"/admin/people/{person_id}"
     return act(request, ctx, form_id="edit", default_next=here, run=run)
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _role(value: Any) -> str:
+    try:
+        return people.ROLE_WORDS[Role(value)]
+    except ValueError:
+        return str(value)
+
+
+def history_lines(events: list[Any], person: Any, team_names: dict[str, str]) -> list[dict]:
+    """A person's audit entries as sentences: who did what, when."""
+    out = []
+    for e in events:
+        who = "aligncycle" if e.actor is None else e.actor.name
+        if e.actor_id == person.id:
+            who = "They"
+        before, after = e.before or {}, e.after or {}
+        team = team_names.get(str(after.get("team")), str(after.get("team", "")))
+        if e.verb == "person.created":
+            text = f"added them to {team} as {_a(_role(after.get('role')))}"
+        elif e.verb == "person.deactivated":
+            text = "deactivated them"
+        elif e.verb == "person.reactivated":
+            text = "reactivated them"
+        elif e.verb == "person.updated":
+            parts = []
+            if "name" in after:
+                parts.append(f"renamed them “{after['name']}”")
+            if "team" in after:
+                was = team_names.get(str(before.get("team")), str(before.get("team")))
+                parts.append(f"moved them from {was} to {team}")
+            if "role" in after:
+                was = _role(before.get("role"))
+                parts.append(f"made them {_a(_role(after['role']))} (was {_a(was)})")
+            if "active" in after:
+                parts.append("reactivated them" if after["active"] else "deactivated them")
+            text = " and ".join(parts) or "changed them"
+        elif e.verb == "account.link_sent":
+            what = "an invitation" if after.get("purpose") == "invite" else "a password-reset link"
+            how = "through their own channel" if after.get("channels") else "to pass on"
+            text = f"sent {what} {how}"
+        elif e.verb == "account.link_used":
+            text = "used a link to choose a password"
+        elif e.verb == "account.password_set":
+            text = "set a first password"
+        elif e.verb == "account.password_changed":
+            text = "changed the password"
+        else:
+            continue
+        out.append({"at": e.at, "text": f"{who} {text}."})
+    return out
 
 
 def _role_words(person: Any) -> str:
