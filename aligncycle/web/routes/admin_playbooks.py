@@ -32,6 +32,25 @@ CADENCE_WORDS = {
 }
 
 
+CATEGORY_WORDS = {
+    "hand_off": "Hand-off",
+    "lead_definition": "Lead definition",
+    "content": "Content",
+    "campaign": "Campaigns",
+    "data_and_tools": "Data and tools",
+    "cadence": "Cadence",
+    "kpis": "Shared numbers (KPIs)",
+    "other": "Other",
+}
+
+
+def _term(key: str) -> str:
+    """A definition's key as a term: ``handoff_sla`` → "Handoff SLA", ``mql`` → "MQL"."""
+    words = [w.upper() if len(w) <= 3 else w for w in key.replace("-", "_").split("_") if w]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
 def _who(spec_owner: Any, team_names: dict[str, str]) -> str:
     if spec_owner is None:
         return "anyone on the cycle's teams"
@@ -63,7 +82,7 @@ def _question(q: Question, team_names: dict[str, str]) -> dict[str, Any]:
 
 def preview(spec: PlaybookSpec, team_names: dict[str, str]) -> dict[str, Any]:
     """What the preview shows, in words."""
-    from aligncycle.web.pages import PHASE_LABELS, label
+    from aligncycle.web.pages import PHASE_LABELS
 
     phases = []
     for phase in PHASE_LABELS:
@@ -90,7 +109,7 @@ def preview(spec: PlaybookSpec, team_names: dict[str, str]) -> dict[str, Any]:
         settings.append("An action item with a counterpart counts as done once they sign it off.")
     templates = [
         {
-            "category": label(category),
+            "category": CATEGORY_WORDS.get(category.value, category.value.replace("_", " ")),
             "lines": [
                 f"{t.title} — {_who(t.owner, team_names)}, due {t.due_in_days} days after "
                 "it is proposed"
@@ -106,7 +125,7 @@ def preview(spec: PlaybookSpec, team_names: dict[str, str]) -> dict[str, Any]:
         "phases": phases,
         "settings": settings,
         "kpis": [KPIS[k].title for k in spec.kpis if k in KPIS],
-        "definitions": spec.definitions,
+        "definitions": {_term(k): v for k, v in spec.definitions.items()},
         "templates": templates,
         "count": len(spec.questions()),
     }
