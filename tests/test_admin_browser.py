@@ -130,6 +130,12 @@ def test_the_admin_pages_pass_axe_at_a_laptop_and_a_phone_width(
             page.goto(site["base"] + path)
             assert not re.search(r"Not found|Not allowed", page.title()), path
             found += [f"{path} ({email or 'signed out'}): {v}" for v in violations(page)]
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > VIEWPORTS[viewport]["width"]:
+                found.append(f"{path}: the page is {width} px wide (it scrolls sideways)")
+            if path in ("/admin/people", "/admin/channels"):
+                name = f"{path.strip('/').replace('/', '-')}-{viewport.split()[0]}.png"
+                page.screenshot(path=str(site["shots"] / name), full_page=True)
             if path == "/playbooks":  # the result of checking a file, too
                 page.locator("#chk-file").set_input_files(
                     str(PLAYBOOKS / "sales-marketing-handoff.yaml")
