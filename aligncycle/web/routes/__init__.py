@@ -5,6 +5,9 @@ from fastapi import APIRouter
 from aligncycle.web.routes import (
     account,
     actions,
+    admin,
+    admin_channels,
+    admin_playbooks,
     alignment,
     auth,
     cycles,
@@ -13,7 +16,9 @@ from aligncycle.web.routes import (
     my_work,
     notifications,
     numbers,
+    password_links,
     recap,
+    sso,
     timeline,
 )
 
@@ -33,3 +38,5 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+for module in (admin, admin_channels, admin_playbooks, password_links, sso):
+    router.include_router(module.router)

@@ -86,7 +86,11 @@ def new_cycle_page(
     newest: dict[str, Any] = {}
     for b in books:
         newest[b.name] = b
-    others = [p for p in people.list_people(s) if p.role is Role.POINT_PERSON and p.id != ctx.me.id]
+    others = [
+        p
+        for p in people.list_people(s, active=True)
+        if p.role is Role.POINT_PERSON and p.id != ctx.me.id
+    ]
     previous, _ = v.board(s, ctx.me, limit=200)
     previous = [c for c in previous if c.phase in (Phase.RECAP, Phase.CLOSED)]
     return render(
