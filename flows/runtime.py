@@ -40,6 +40,8 @@ NOISY_LOGGERS = ("sqlalchemy", "docket", "prefect.events", "asyncio")
 class FlowSettings(StoreSettings):
     #: Where recap reports are written (default: <data_dir>/reports), as in the face's settings.
     reports_dir: Path | None = None
+    #: The web app's address as people reach it (``ALIGNCYCLE_BASE_URL``): runs link there.
+    base_url: str | None = None
 
     @property
     def effective_reports_dir(self) -> Path:

@@ -21,6 +21,7 @@ from models.enums import (
     Role,
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
+from models.phases import dispatch
 from models.phases import numbers as kpi_checks
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import readiness_md
@@ -366,21 +367,28 @@ def advance(
         session, cycle, actor, to=to, override_reason=override_reason, today=today
     )
     started = start_phase(session, cycle, today)
+    # The new phase's flow is asked for with the move, in this transaction (the outbox a
+    # dispatcher starts it from): whoever moved the cycle, the flow runs once.
+    dispatch.record(session, cycle, today)
     return Advanced(cycle_id=cycle.id, from_phase=before, phase=cycle.phase, started=started)
 
 
-# --- reading the decision context (what the pause form shows) ------------------------------
+# --- reading the decision context (what the cycle flow publishes) -------------------------
 
 
-def decision_prompt(session: Session, cycle: Cycle, today: date) -> str:
-    """Markdown shown with the decision form: where the cycle is and what blocks it."""
+def decision_prompt(
+    session: Session, cycle: Cycle, today: date, page_url: str | None = None
+) -> str:
+    """Markdown for the Prefect UI: where the cycle is, what blocks it, and where a point
+    person decides (the web app's page of the cycle, or the CLI)."""
     r = cycle_service.readiness(session, cycle, today)
+    where = f"on [the cycle's page]({page_url})" if page_url else "on the cycle's page"
     lines = [
         f"**Cycle {cycle.id} — {cycle.title}** is in **{cycle.phase}**.",
         "",
         *readiness_md(r),
         "",
-        "Decide as a point person of this cycle: `advance`, `stay` (with a reason) or `stop`.",
-        f"From a terminal: `aligncycle cycle advance {cycle.id} --as YOUR_EMAIL`.",
+        f"A point person of this cycle decides in the web app, {where}, signed in;",
+        f"or from a terminal: `aligncycle cycle advance {cycle.id} --as YOUR_EMAIL`.",
     ]
     return "\n".join(lines)
