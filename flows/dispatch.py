@@ -88,13 +88,49 @@ def start_deployment_run(row: outbox.Claimed) -> str:
             parameters={"cycle_id": row.cycle_id, "today": row.today.isoformat()},
             flow_run_name=run_name(row.cycle_id, row.phase),
             tags=run_tags(row.cycle_id, row.phase),
-            idempotency_key=outbox.idempotency_key(row.key, store_tag()),
+            idempotency_key=outbox.idempotency_key(row.key, store_tag(), row.restarts),
             timeout=0,
             as_subflow=False,
         )
     except ObjectNotFound:
         raise DeploymentMissing(deployment_name(row.phase)) from None
     return str(run.id)
+
+
+def restart_crashed(db: Store, since: timedelta = timedelta(days=2)) -> list[str]:
+    """Rows whose deployment run crashed (its process died; Prefect's zombie automation marks
+    such runs Crashed) go back to ``pending``, to start a new run. One API call. Returns the
+    keys put back."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with db.unit_of_work() as s:
+        started = {
+            r.flow_run_id: (r.id, r.key) for r in outbox.recently_started(s, utcnow() - since)
+        }
+    if not started:
+        return []
+    with get_client(sync_client=True) as client:
+        crashed = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[uuid.UUID(i) for i in started]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+            )
+        )
+    out: list[str] = []
+    for run in crashed:
+        row_id, key = started[str(run.id)]
+        why = f"flow run {run.name} crashed: {(run.state.message if run.state else '') or ''}"
+        with db.unit_of_work() as s:
+            if outbox.restart(s, row_id, str(run.id), why.rstrip(": ")):
+                out.append(key)
+    return out
 
 
 def run_in_process(row: outbox.Claimed) -> tuple[Any, str | None]:
@@ -124,11 +160,14 @@ def dispatch(
     """Start the flows of the pending rows (of one cycle, or all): claim them (committed),
     start each, mark it started, or put it back ``pending`` with the reason.
 
-    ``deployment`` falls back to ``in-process`` for a phase whose deployment is missing. A
+    ``deployment`` falls back to ``in-process`` for a phase whose deployment is missing; for
+    all cycles, it first puts back the rows whose run crashed (:func:`restart_crashed`). A
     KeyboardInterrupt while a flow runs here puts its row back to ``pending`` (the next
     dispatch runs it) and propagates."""
     db = db or store()
     claimer = uuid.uuid4().hex[:12]
+    if mode == "deployment" and cycle_id is None:
+        restart_crashed(db)
     with db.unit_of_work() as s:
         claimed = outbox.claim(s, claimer, utcnow() - stale_after, cycle_id=cycle_id, limit=limit)
     out: list[Dispatched] = []

@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.Column('today', sa.Date(), nullable=False),
     sa.Column('status', sa.Enum('pending', 'claimed', 'started', name='dispatchstatus', native_enum=False, length=32), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('restarts', sa.Integer(), nullable=False),
     sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('claimed_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('flow_run_id', sa.String(length=64), nullable=True),

@@ -8,7 +8,9 @@ and marks the row. So a move that commits always has its flow run asked for, and
 rolls back asks for nothing.
 
 States: ``pending`` (nobody has started the flow yet) → ``claimed`` (a dispatcher is starting
-it, since ``claimed_at``) → ``started`` (a flow run exists: ``flow_run_id``). A dispatcher
+it, since ``claimed_at``) → ``started`` (a flow run exists: ``flow_run_id``). A started run
+that crashed (its process died: Prefect's zombie automation marks it) puts the row back to
+``pending`` once (:func:`restart`), and a new run is started. A dispatcher
 that cannot start the run (the Prefect server is down) puts the row back to ``pending`` with
 the reason; one that dies leaves it ``claimed``, and once the claim is stale another takes it.
 Starting the run again is safe: a deployment run is created with the row's idempotency key
@@ -55,6 +57,9 @@ class PhaseDispatch(Base):
         _enum(DispatchStatus), default=DispatchStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Times its started run crashed (its process died) and it was asked for again: each
+    #: restart is a new run, with a key of its own.
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]
     #: The Prefect flow run started for it.
@@ -71,10 +76,11 @@ def dispatch_key(cycle_id: int, phase: Phase) -> str:
     return f"cycle:{cycle_id}:{phase}"
 
 
-def idempotency_key(key: str, store_id: str) -> str:
-    """The key a deployment run is created with: one run per row per store, however many
-    times it is dispatched (``store_id`` tells apart stores sharing one Prefect server)."""
-    return f"aligncycle:{store_id}:{key}"
+def idempotency_key(key: str, store_id: str, restarts: int = 0) -> str:
+    """The key a deployment run is created with: one run per row per store (and restart),
+    however many times it is dispatched (``store_id`` tells apart stores sharing one Prefect
+    server)."""
+    return f"aligncycle:{store_id}:{key}" + (f"#restart{restarts}" if restarts else "")
 
 
 def record(session: Session, cycle: Cycle, today: date) -> PhaseDispatch:
@@ -100,6 +106,7 @@ class Claimed:
     phase: Phase
     today: date
     attempts: int
+    restarts: int = 0
 
 
 def _claimable(stale_before: datetime):  # noqa: ANN202 - a SQL expression
@@ -157,6 +164,7 @@ def claim(
             phase=r.phase,
             today=r.today,
             attempts=r.attempts,
+            restarts=r.restarts,
         )
         for r in rows
     ]
@@ -192,6 +200,36 @@ def mark_started(session: Session, row_id: int, claimer: str, flow_run_id: str |
 def release(session: Session, row_id: int, claimer: str, error: str) -> bool:
     """The run could not be started: back to ``pending`` with the reason (tried again)."""
     return _mark(session, row_id, claimer, status=DispatchStatus.PENDING, error=error[:2000])
+
+
+def recently_started(session: Session, since: datetime) -> list[PhaseDispatch]:
+    """Rows whose run was started since ``since`` (to look for crashed runs among them)."""
+    stmt = select(PhaseDispatch).where(
+        PhaseDispatch.status == DispatchStatus.STARTED,
+        PhaseDispatch.flow_run_id.is_not(None),
+        PhaseDispatch.started_at >= since,
+    )
+    return list(session.scalars(stmt.order_by(PhaseDispatch.id)))
+
+
+def restart(session: Session, row_id: int, flow_run_id: str, error: str) -> bool:
+    """The started run ``flow_run_id`` crashed: ask for the flow again (a new run, with a key
+    of its own). Only once per crashed run: a row that moved on is left alone."""
+    table = PhaseDispatch.__table__
+    done = session.execute(
+        update(table)
+        .where(
+            table.c.id == row_id,
+            table.c.status == DispatchStatus.STARTED,
+            table.c.flow_run_id == flow_run_id,
+        )
+        .values(
+            status=DispatchStatus.PENDING,
+            restarts=table.c.restarts + 1,
+            error=error[:2000],
+        )
+    )
+    return done.rowcount == 1
 
 
 def waiting(session: Session, cycle_id: int | None = None) -> list[PhaseDispatch]:
