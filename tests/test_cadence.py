@@ -753,6 +753,11 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
         ]
     )
     assert result.changed == 1
+    with world.unit_of_work() as s:  # the system's move asks for the recap flow, like any move
+        from models.phases import dispatch as phase_outbox
+
+        asked = [(r.key, r.status, r.today) for r in phase_outbox.waiting(s)]
+    assert asked == [(f"cycle:{over}:recap", "pending", TODAY)]
     with world.unit_of_work() as s:
         again = recap_due.open_recaps_due(s, TODAY)
     assert again.opened == [] and again.blocked == {}
