@@ -56,8 +56,8 @@ def start_cycle(
 
 
 class PhaseDecision(BaseModel):
-    """What the point person decides at the end of a phase (the form in the Prefect UI, or
-    ``aligncycle cycle advance``). Checked by the domain, never by the form alone."""
+    """What the point person decides at the end of a phase (the web app's advance form, the
+    API, ``aligncycle cycle advance``). Checked by the domain, never by the form alone."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -68,7 +68,7 @@ class PhaseDecision(BaseModel):
         default="advance",
         description=(
             "advance: move to the next phase (its gate must be met); stay: keep working in "
-            "this phase (give a reason); stop: end this waiting run, the cycle keeps its phase."
+            "this phase (give a reason); stop: decide nothing now, the cycle keeps its phase."
         ),
     )
     reason: str | None = Field(
@@ -150,7 +150,7 @@ def check_decision(
 ) -> Person:
     """Every check :func:`apply_decision` makes, without writing. Returns the decider.
     ``gate=False`` leaves out the phase's gate (who decides, and what, only).
-    ``expected_phase``: the phase the decision was asked in (a waiting run knows it);
+    ``expected_phase``: the phase the decision was asked in;
     ``to``: the phase the decider expects next; ``expected_version``: the cycle as they read it."""
     check_version(cycle, expected_version, f"cycle {cycle.id}")
     if expected_phase is not None and cycle.phase is not expected_phase:
@@ -203,7 +203,7 @@ def apply_decision(
     """Apply the point person's decision through the domain's rules. ``advance`` is
     :func:`advance` (refresh what the phase derives, the gate, the move, what the new phase
     starts with), then the follow-up cycle when one is asked for; ``stay`` records the reason;
-    ``stop`` writes nothing (it only ends a waiting run). All in the caller's unit of work."""
+    ``stop`` writes nothing. All in the caller's unit of work."""
     actor = check_decision(
         session,
         cycle,
@@ -225,7 +225,7 @@ def apply_decision(
     )
     if decision.decision == "stop":
         out.stopped = True
-        out.message = f"cycle {cycle.id} stays in {before}; the waiting run ends"
+        out.message = f"cycle {cycle.id} stays in {before}; nothing was decided"
         return out
     record_event(
         session,
