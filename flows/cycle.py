@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from flows.phases import run_phase
 from flows.runtime import (
     TASK,
-    FlowSettings,
+    cycle_page,
     cycle_tags,
     publish_markdown,
     store,
@@ -46,12 +46,6 @@ def decision_prompt(cycle_id: int, today: date, page_url: str | None) -> str:
         return domain.decision_prompt(s, cycle, today, page_url)
 
 
-def cycle_page(cycle_id: int) -> str | None:
-    """The cycle's page in the web app, when the base URL is configured."""
-    base = FlowSettings().base_url
-    return f"{base.rstrip('/')}/cycles/{cycle_id}" if base else None
-
-
 @flow(name="cycle", flow_run_name="cycle-{cycle_id}", persist_result=False)
 def cycle_flow(cycle_id: int, today: date | None = None) -> Any:
     """Run the flow of the phase the cycle is in (closed: nothing), then publish where it
@@ -71,8 +65,4 @@ def cycle_flow(cycle_id: int, today: date | None = None) -> Any:
         page = cycle_page(cycle_id)
         prompt = decision_prompt(cycle_id, today or date.today(), page)
         publish_markdown(cycle_id, "decision", prompt, f"Cycle {cycle_id}: where it stands")
-        if page:
-            from prefect.artifacts import create_link_artifact
-
-            create_link_artifact(page, link_text=f"Cycle {cycle_id} in the web app")
         return report

@@ -386,16 +386,19 @@ def test_a_deployment_run_is_created_once_however_often_it_is_dispatched(
             client.delete_deployment(deployment_id)
 
 
-def test_no_process_waits_for_a_decision(env) -> None:  # noqa: ANN001
-    """The cycle flow runs the phase the cycle is in and ends; it says where to decide."""
+def test_no_process_waits_for_a_decision(env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The cycle flow runs the phase the cycle is in and ends; it says where to decide: the
+    cycle's page in the web app."""
     from flows.cycle import cycle_flow
 
+    monkeypatch.setenv("ALIGNCYCLE_BASE_URL", "https://align.acme.test/")
     cid = start_cycle(env)
     answer_identify(env, cid, regular_cadence="no")
     state = cycle_flow(cid, today=D0, return_state=True)
     assert state.is_completed() and state.result().gaps
     text = artifact(f"cycle-{cid}-decision").data
-    assert "decides in the web app" in text and f"cycle advance {cid}" in text
+    assert f"on [the cycle's page](https://align.acme.test/cycles/{cid}), signed in" in text
+    assert f"cycle advance {cid}" in text
     assert phase_of(env, cid) is Phase.IDENTIFY  # nobody decided: nothing moved
 
 
