@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(line)
         if not done and not lines:
             typer.echo("nothing waits to start")
-        if any(d.error for d in done):
+        if any(d.error for d in done) or (lines and not done):  # some could not start
             raise typer.Exit(1)
 
     @flows_app.command("setup")

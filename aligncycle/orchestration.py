@@ -207,6 +207,7 @@ def dispatch(
         if use_server and url and not alive:
             with store.unit_of_work() as s:
                 waiting = outbox.waiting(s, cycle_id)
+                outbox.note(s, [w.id for w in waiting], f"no Prefect server answers at {url}")
             return [], [
                 f"(no Prefect server answers at {url}: the {flow_phase(w.phase)} flow of cycle "
                 f"{w.cycle_id} starts once it does, or now with `aligncycle flows dispatch`)"

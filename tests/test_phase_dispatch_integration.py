@@ -4,12 +4,14 @@ by ``aligncycle flows setup``, a worker with heartbeats, and the web app on the 
 
 - a point person advances a cycle in the web app, another through the REST API: each move's
   phase flow run is created on the server (by the move's outbox row) and a worker runs it;
+- the Prefect server is down while a cycle is advanced: the move waits in the store and its
+  run is created once the server is back;
 - a worker is killed while a phase run is in the middle of its work: the automation marks the
   run Crashed, the next dispatch starts a new run, a new worker completes it, and no run is
   left Running, Pending or Paused without a process.
 
 Not part of ``make test`` (``make test-integration``; needs PostgreSQL on 127.0.0.1:5432, or
-``ALIGNCYCLE_TEST_DATABASE_URL``). About two and a half minutes, most of it the minute the
+``ALIGNCYCLE_TEST_DATABASE_URL``). About three to four minutes, most of it the minute the
 automation waits without a heartbeat before it calls a run crashed; every wait is bounded.
 """
 
@@ -233,6 +235,40 @@ def test_a_web_and_an_api_advance_each_start_their_phase_run_on_a_worker(
     # Dispatching again starts nothing more: one run per move.
     again = aligncycle(stack, "flows", "dispatch")
     assert again.returncode == 0 and again.stdout.strip() == "nothing waits to start"
+
+
+def test_a_move_during_a_prefect_outage_gets_its_run_once_the_server_is_back(
+    company: tuple[Store, PrefectStack, Surfaces],
+) -> None:
+    """The Prefect server is down: people still advance cycles in the web app; the move's
+    row waits (pending), and the first dispatch after the server is back creates the run,
+    which the worker (retrying meanwhile) completes."""
+    store, stack, surfaces = company
+    assert stack.server is not None
+    kill_tree(stack.server, signal.SIGTERM)
+    cycle_id, _ = identify_ready(store)
+    assert surfaces.advance("web", SAM, cycle_id)[0]  # the web app does not need Prefect
+    time.sleep(5)  # the move's own dispatch found no server
+    row = row_of(store, cycle_id)
+    assert (row.status, row.flow_run_id) == (outbox.DispatchStatus.PENDING, None)
+    waiting = aligncycle(stack, "flows", "pending")
+    assert f"{cycle_id} " in waiting.stdout and " plan " in waiting.stdout
+    down = aligncycle(stack, "flows", "dispatch")
+    assert down.returncode == 1
+    assert down.stdout.startswith(f"(no Prefect server answers at {stack.api_url}")
+    assert row_of(store, cycle_id).error == f"no Prefect server answers at {stack.api_url}"
+
+    stack.start()  # the same server and database, restarted
+    up = aligncycle(stack, "flows", "dispatch")
+    assert up.returncode == 0, up.stderr
+    run_id = started_run(store, cycle_id)
+    done = wait_for(
+        "the plan run after the outage completed",
+        lambda: (r := read_run(run_id)).state.is_final() and r,
+        120,
+        stack.log("worker.log"),
+    )
+    assert done.state.is_completed() and done.name == f"plan-cycle-{cycle_id}"
 
 
 def test_a_worker_killed_mid_run_leaves_no_zombie_and_the_cycle_completes(

@@ -232,6 +232,19 @@ def restart(session: Session, row_id: int, flow_run_id: str, error: str) -> bool
     return done.rowcount == 1
 
 
+def note(session: Session, row_ids: list[int], error: str) -> None:
+    """Why these pending rows could not be started yet (shown by ``flows pending``)."""
+    if row_ids:
+        session.execute(
+            update(PhaseDispatch.__table__)
+            .where(
+                PhaseDispatch.__table__.c.id.in_(row_ids),
+                PhaseDispatch.__table__.c.status == DispatchStatus.PENDING,
+            )
+            .values(error=error[:2000])
+        )
+
+
 def waiting(session: Session, cycle_id: int | None = None) -> list[PhaseDispatch]:
     """Rows not started yet (pending or claimed), oldest first."""
     stmt = select(PhaseDispatch).where(PhaseDispatch.status != DispatchStatus.STARTED)
