@@ -339,16 +339,3 @@ def advance(
         return AdvanceResult(outcome=outcome, via=via, lines=lines + more, report=report)
     finally:
         store.dispose()
-
-
-def run_cycle(cycle_id: int, *, today: date | None = None) -> Any:
-    """``aligncycle cycle run``: run the flow of the phase the cycle is in now, here (it does
-    not wait for a decision: that is made in the web app, the CLI or the API)."""
-    quiet_prefect()
-    from flows.cycle import cycle_flow
-    from flows.runtime import enable_log_file
-
-    enable_log_file(log_file())
-    with _store().unit_of_work() as s:
-        cycle_service.get_cycle(s, cycle_id)  # NotFound before starting anything
-    return cycle_flow(cycle_id=cycle_id, today=today)
