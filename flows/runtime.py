@@ -37,17 +37,6 @@ __all__ = ["QUIET_DEFAULTS", "configure_environment"]
 NOISY_LOGGERS = ("sqlalchemy", "docket", "prefect.events", "asyncio")
 
 
-class FlowSettings(StoreSettings):
-    #: Where recap reports are written (default: <data_dir>/reports), as in the face's settings.
-    reports_dir: Path | None = None
-    #: The web app's address as people reach it (``ALIGNCYCLE_BASE_URL``): runs link there.
-    base_url: str | None = None
-
-    @property
-    def effective_reports_dir(self) -> Path:
-        return self.reports_dir or self.data_dir / "reports"
-
-
 # --- the store -----------------------------------------------------------------------------
 
 _stores: dict[str, Store] = {}
@@ -81,10 +70,6 @@ def store_tag(url: str | None = None) -> str:
 
 def cycle_tags(cycle_id: int) -> list[str]:
     return ["aligncycle", f"cycle:{cycle_id}", f"store:{store_tag()}"]
-
-
-def reports_dir() -> Path:
-    return FlowSettings().effective_reports_dir
 
 
 # --- log file and heartbeat -----------------------------------------------------------------
@@ -232,7 +217,7 @@ def check_phase(cycle_id: int, phase: Phase, *also: Phase) -> str:
 
 def cycle_page(cycle_id: int) -> str | None:
     """The cycle's page in the web app, when ``ALIGNCYCLE_BASE_URL`` is set."""
-    base = FlowSettings().base_url
+    base = StoreSettings().base_url
     return f"{base.rstrip('/')}/cycles/{cycle_id}" if base else None
 
 

@@ -11,7 +11,7 @@ waited for, under the old cycle flow.
 A new table only: downgrade drops it.
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0015
 Create Date: 2026-12-05 08:00:00.000000
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 import models.base
 
 revision: str = '0014'
-down_revision: str | Sequence[str] | None = '0009'
+down_revision: str | Sequence[str] | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
