@@ -390,6 +390,22 @@ def test_a_deployment_run_is_created_once_however_often_it_is_dispatched(
                 )
             )
         assert [r.id for r in runs] == [run.id]
+
+        # The run's process died (Prefect's zombie automation marks it Crashed): the next
+        # dispatch of every cycle puts the row back and starts a new run, once.
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
+        assert fd.restart_crashed(env) == [f"cycle:{cid}:plan"]
+        assert fd.restart_crashed(env) == []  # pending again: nothing more to put back
+        (row,) = dispatch_rows(env, cid)
+        assert (row.status, row.restarts) == ("pending", 1)
+        assert row.error == f"flow run plan-cycle-{cid} crashed: no heartbeat"
+        (second,) = fd.dispatch("deployment", db=env, cycle_id=cid)
+        assert second.flow_run_id != up.flow_run_id and second.error is None
+        (row,) = dispatch_rows(env, cid)
+        assert (row.status, row.restarts, row.flow_run_id) == ("started", 1, second.flow_run_id)
     finally:
         with get_client(sync_client=True) as client:  # the other tests run phase flows here
             client.delete_deployment(deployment_id)
