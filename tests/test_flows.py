@@ -511,3 +511,27 @@ def test_the_demo_never_removes_a_folder_it_did_not_make(tmp_path: Path, monkeyp
     monkeypatch.setenv("ALIGNCYCLE_DEMO_DIR", str(mine))
     assert demo.main() == 1
     assert (mine / "aligncycle.db").read_text() == "a user's store"
+
+
+def test_flows_setup_creates_the_zombie_automation_once_and_updates_it(prefect_server) -> None:  # noqa: ANN001
+    """Prefect's documented automation for self-hosted servers: a run whose heartbeats stop
+    (after one) without a final state is marked Crashed; made again, it is updated."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+
+    from flows.zombies import NAME, ensure_zombie_automation
+
+    first, created = ensure_zombie_automation(90)
+    try:
+        again, created_again = ensure_zombie_automation(120)
+        assert created and not created_again and again == first
+        found = Automation.read(name=NAME)
+        assert found.trigger.after == {"prefect.flow-run.heartbeat"}
+        assert "prefect.flow-run.Completed" in found.trigger.expect
+        assert found.trigger.posture == "Proactive"
+        assert found.trigger.within == timedelta(seconds=120)
+        (action,) = found.actions
+        assert action.type == "change-flow-run-state" and action.state == "CRASHED"
+    finally:
+        Automation.read(name=NAME).delete()
