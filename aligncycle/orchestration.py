@@ -230,7 +230,12 @@ def dispatch(
         lines: list[str] = []
         for d in done:
             name = f"{flow_phase(d.phase)}-cycle-{d.cycle_id}"
-            if d.error:
+            if d.moved_on is not None:
+                lines.append(
+                    f"the {flow_phase(d.phase)} flow of cycle {d.cycle_id} is not needed any "
+                    f"more: the cycle has moved on to {d.moved_on}"
+                )
+            elif d.error:
                 lines.append(
                     f"the {flow_phase(d.phase)} flow of cycle {d.cycle_id} has not started: "
                     f"{d.error} (tried again at the next dispatch)"
@@ -327,10 +332,11 @@ def advance(
         if not outcome.advanced:
             return AdvanceResult(outcome=outcome, via="in-process", lines=lines)
         done, more = dispatch(cycle_id, use_server=use_server, store=store)
-        ran_here = [d for d in done if d.via == "in-process" and not d.error]
+        ok = [d for d in done if not d.error and d.moved_on is None]
+        ran_here = [d for d in ok if d.via == "in-process"]
         via: Literal["deployment", "in-process", "pending"] = (
             "deployment"
-            if any(d.via == "deployment" and not d.error for d in done)
+            if any(d.via == "deployment" for d in ok)
             else "in-process"
             if ran_here
             else "pending"

@@ -71,6 +71,8 @@ class Dispatched:
     error: str | None = None
     #: The phase flow's result (in process only).
     report: Any = None
+    #: The cycle's phase when the row came up, if it had moved on (nothing was started).
+    moved_on: Phase | None = None
 
 
 class DeploymentMissing(Exception):
@@ -175,6 +177,11 @@ def dispatch(
         if on_start is not None:
             on_start(row)
         done = Dispatched(row.key, row.cycle_id, row.phase, via=mode)
+        with db.unit_of_work() as s:
+            done.moved_on = outbox.skip_if_moved_on(s, row, claimer)
+        if done.moved_on is not None:
+            out.append(done)
+            continue
         try:
             if mode == "deployment":
                 try:

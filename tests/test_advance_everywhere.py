@@ -349,6 +349,28 @@ def test_every_face_asks_for_the_new_phases_flow_with_the_move(
     assert rows == [(f"cycle:{cycle_id}:plan", Phase.PLAN, "pending", date.today())]
 
 
+def test_a_flow_asked_for_by_a_move_the_cycle_has_moved_on_from_is_skipped(
+    org: Store, surfaces: Surfaces
+) -> None:
+    """The web app moved the cycle to Plan (on the embedded default its flow waits); the cycle
+    moved on before anyone dispatched: the Plan flow is not started, the row says why."""
+    from flows.dispatch import dispatch as start
+    from models.phases import dispatch
+    from models.tables import Cycle
+
+    cycle_id, _ = identify_ready(org)
+    assert surfaces.advance("web", SAM, cycle_id)[0]
+    with org.unit_of_work() as s:
+        s.get(Cycle, cycle_id).phase = Phase.EXECUTE  # as if moved on (its own row aside)
+    (done,) = start("in-process", db=org, cycle_id=cycle_id)
+    assert done.moved_on is Phase.EXECUTE and done.flow_run_id is None
+    with org.unit_of_work() as s:
+        (row,) = dispatch.for_cycle(s, cycle_id)
+        assert row.status == "skipped"
+        assert row.error == "the cycle had moved on to execute before the flow started"
+        assert dispatch.waiting(s) == []
+
+
 @pytest.mark.prefect
 def test_flows_pending_lists_what_waits_and_flows_dispatch_starts_it_once(
     org: Store, surfaces: Surfaces, prefect_server: str, data_dir: Path

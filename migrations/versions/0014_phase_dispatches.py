@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('cycle_id', sa.Integer(), nullable=False),
     sa.Column('phase', sa.Enum('identify', 'plan', 'execute', 'recap', 'closed', name='phase', native_enum=False, length=32), nullable=False),
     sa.Column('today', sa.Date(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'claimed', 'started', name='dispatchstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'claimed', 'started', 'skipped', name='dispatchstatus', native_enum=False, length=32), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('restarts', sa.Integer(), nullable=False),
     sa.Column('claimed_by', sa.String(length=64), nullable=True),

@@ -39,6 +39,8 @@ class DispatchStatus(StrEnum):
     PENDING = "pending"
     CLAIMED = "claimed"
     STARTED = "started"
+    #: The cycle had moved on before the flow started: that phase's flow has nothing to do.
+    SKIPPED = "skipped"
 
 
 class PhaseDispatch(Base):
@@ -197,6 +199,22 @@ def mark_started(session: Session, row_id: int, claimer: str, flow_run_id: str |
     )
 
 
+def skip_if_moved_on(session: Session, row: Claimed, claimer: str) -> Phase | None:
+    """The cycle's phase now, if it is no longer the one the row asked a flow for (the row is
+    then marked ``skipped``: the later move asked for its own flow); else None."""
+    now = session.scalar(select(Cycle.phase).where(Cycle.id == row.cycle_id))
+    if now is None or now is row.phase:
+        return None
+    _mark(
+        session,
+        row.id,
+        claimer,
+        status=DispatchStatus.SKIPPED,
+        error=f"the cycle had moved on to {now} before the flow started",
+    )
+    return now
+
+
 def release(session: Session, row_id: int, claimer: str, error: str) -> bool:
     """The run could not be started: back to ``pending`` with the reason (tried again)."""
     return _mark(session, row_id, claimer, status=DispatchStatus.PENDING, error=error[:2000])
@@ -247,7 +265,9 @@ def note(session: Session, row_ids: list[int], error: str) -> None:
 
 def waiting(session: Session, cycle_id: int | None = None) -> list[PhaseDispatch]:
     """Rows not started yet (pending or claimed), oldest first."""
-    stmt = select(PhaseDispatch).where(PhaseDispatch.status != DispatchStatus.STARTED)
+    stmt = select(PhaseDispatch).where(
+        PhaseDispatch.status.in_([DispatchStatus.PENDING, DispatchStatus.CLAIMED])
+    )
     if cycle_id is not None:
         stmt = stmt.where(PhaseDispatch.cycle_id == cycle_id)
     return list(session.scalars(stmt.order_by(PhaseDispatch.id)))
