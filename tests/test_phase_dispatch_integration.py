@@ -286,9 +286,10 @@ def test_a_worker_killed_mid_run_leaves_no_zombie_and_the_cycle_completes(
     lock = store.engine.connect()
     try:
         assert surfaces.advance("api", MIA, cycle_id) == (True, "recap")
-        # Hold the recap run in the middle of its work: its first read of the cycle waits.
+        # Hold the recap run in the middle of its work: its read of the checklist waits (the
+        # dispatcher reads the cycle, not the checklist, so the run is still created).
         lock.begin()
-        lock.execute(text("LOCK TABLE cycles IN ACCESS EXCLUSIVE MODE"))
+        lock.execute(text("LOCK TABLE checklist_items IN ACCESS EXCLUSIVE MODE"))
         first = started_run(store, cycle_id)
         wait_for(
             "the recap run running",
