@@ -195,9 +195,15 @@ def register(app: typer.Typer) -> None:
         if without_prefect or plan_only:
             out = flows_cadence.run_job(name, cc.store(), day, deliver=not plan_only)
         else:
-            out = flows_cadence.FLOWS[name](today=day)
+            state = flows_cadence.FLOWS[name](today=day, return_state=True)
+            out = state.result(raise_on_failure=False)
+            if isinstance(out, BaseException):  # the flow itself failed: its one-line reason
+                cc.fail(f"{name}: {str(out).splitlines()[0] if str(out) else type(out).__name__}")
+        undelivered = flows_cadence.undelivered_message(out.get("delivery") or {})
         if json_:
             emit_json(out)
+            if undelivered:
+                raise typer.Exit(1)
             return
         p = out["plan"]
         line = (
@@ -212,3 +218,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{name}: sent {d['sent']}, retrying {d['retrying']}, failed {d['failed']}")
             for err in d.get("errors", [])[:5]:
                 typer.echo(f"  {err}")
+        if undelivered:
+            cc.fail(f"{name}: {undelivered}")

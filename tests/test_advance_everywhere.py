@@ -12,7 +12,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +329,61 @@ def test_advancing_into_execute_checks_in_on_every_open_item_once(
     with org.unit_of_work() as s:
         assert execute.execute_pass(s, C(s, cycle_id), TODAY).checkins_written == 0
     assert db_snapshot(org) == before
+
+
+# --- every move asks for its phase flow, once ---------------------------------------------
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_every_face_asks_for_the_new_phases_flow_with_the_move(
+    org: Store, surfaces: Surfaces, surface: str
+) -> None:
+    """The move and the outbox row that asks for the Plan flow commit together, whoever moved
+    the cycle; without a Prefect server configured, the row waits for a dispatch."""
+    from models.phases import dispatch
+
+    cycle_id, _ = identify_ready(org)
+    assert surfaces.advance(surface, SAM, cycle_id)[0]
+    with org.unit_of_work() as s:
+        rows = [(r.key, r.phase, r.status, r.today) for r in dispatch.for_cycle(s, cycle_id)]
+    assert rows == [(f"cycle:{cycle_id}:plan", Phase.PLAN, "pending", date.today())]
+
+
+def test_a_flow_asked_for_by_a_move_the_cycle_has_moved_on_from_is_skipped(
+    org: Store, surfaces: Surfaces
+) -> None:
+    """The web app moved the cycle to Plan (on the embedded default its flow waits); the cycle
+    moved on before anyone dispatched: the Plan flow is not started, the row says why."""
+    from flows.dispatch import dispatch as start
+    from models.phases import dispatch
+    from models.tables import Cycle
+
+    cycle_id, _ = identify_ready(org)
+    assert surfaces.advance("web", SAM, cycle_id)[0]
+    with org.unit_of_work() as s:
+        s.get(Cycle, cycle_id).phase = Phase.EXECUTE  # as if moved on (its own row aside)
+    (done,) = start("in-process", db=org, cycle_id=cycle_id)
+    assert done.moved_on is Phase.EXECUTE and done.flow_run_id is None
+    with org.unit_of_work() as s:
+        (row,) = dispatch.for_cycle(s, cycle_id)
+        assert row.status == "skipped"
+        assert row.error == "the cycle had moved on to execute before the flow started"
+        assert dispatch.waiting(s) == []
+
+
+@pytest.mark.prefect
+def test_flows_pending_lists_what_waits_and_flows_dispatch_starts_it_once(
+    org: Store, surfaces: Surfaces, prefect_server: str, data_dir: Path
+) -> None:
+    cycle_id, _ = identify_ready(org)
+    assert surfaces.advance("web", SAM, cycle_id)[0]
+    waiting = cli("flows", "pending").stdout.splitlines()
+    assert waiting[0].split() == ["cycle", "phase", "since", "attempts", "last", "error"]
+    assert waiting[2].split()[:2] == [str(cycle_id), "plan"]
+    started = cli("flows", "dispatch", "--cycle", cycle_id).stdout
+    assert started.startswith("plan: 3 action items for 1 accepted gap")
+    assert cli("flows", "pending").stdout == "every phase flow asked for has started\n"
+    assert cli("flows", "dispatch").stdout == "nothing waits to start\n"
 
 
 # --- a refused advance writes nothing --------------------------------------------------------

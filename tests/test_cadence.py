@@ -753,6 +753,11 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
         ]
     )
     assert result.changed == 1
+    with world.unit_of_work() as s:  # the system's move asks for the recap flow, like any move
+        from models.phases import dispatch as phase_outbox
+
+        asked = [(r.key, r.status, r.today) for r in phase_outbox.waiting(s)]
+    assert asked == [(f"cycle:{over}:recap", "pending", TODAY)]
     with world.unit_of_work() as s:
         again = recap_due.open_recaps_due(s, TODAY)
     assert again.opened == [] and again.blocked == {}
@@ -1057,6 +1062,67 @@ def test_a_refused_message_is_retried_then_failed_with_the_reason(
     assert n.status is NotificationStatus.FAILED and n.attempts == 3
     receiver.status = 200
     assert deliver(world).sent == 0 and receiver.messages == []
+
+
+def test_a_failed_send_is_retried_with_backoff_within_the_same_run(
+    world: Store, receiver: Receiver
+) -> None:
+    """A channel that refuses twice, then accepts: sent by the third attempt of the same call,
+    after each backoff delay in turn; counted once, as sent."""
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+    receiver.status = 500
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        if len(waited) == 2:
+            receiver.status = 200  # the channel is back before the third attempt
+
+    r = deliver(world, retry_delays=(30, 120), sleep=sleep)
+    assert (r.sent, r.retrying, r.failed, r.errors) == (1, 0, 0, [])
+    assert waited == [30, 120]
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.SENT and n.attempts == 3
+    assert receiver.paths() == ["/sam"]
+
+
+def test_an_unreachable_channel_ends_failed_within_the_run_and_the_flow_says_so(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.cadence import undelivered_message
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+    receiver.status = 500
+    waited: list[float] = []
+    r = deliver(world, retry_delays=(30, 120), sleep=waited.append)
+    assert (r.sent, r.retrying, r.failed) == (0, 0, 1) and waited == [30, 120]
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.FAILED and n.attempts == 3
+    message = undelivered_message(r.as_dict())
+    assert message is not None
+    assert message.startswith("1 message could not be delivered (1 failed for good); first: ")
+    assert undelivered_message({"sent": 3, "failed": 0, "retrying": 0}) is None
+
+
+@pytest.mark.prefect
+def test_a_cadence_run_with_undeliverable_messages_ends_in_a_state_that_says_so(
+    world: Store, receiver: Receiver, prefect_server: str, data_dir: Any
+) -> None:
+    from flows.cadence import overdue_reminders
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    receiver.status = 500
+    state = overdue_reminders(today=TODAY, retry_delays_seconds=[0.1, 0.1], return_state=True)
+    assert state.is_failed() and state.name == "Undelivered"
+    assert state.message.startswith("1 message could not be delivered (1 failed for good)")
+    assert state.result(raise_on_failure=False)["delivery"]["failed"] == 1
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.FAILED and n.attempts == 3
 
 
 def test_env_indirection_and_a_missing_variable(

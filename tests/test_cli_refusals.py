@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from models import phases
 from models.enums import AnswerKind, Phase
+from models.errors import TransitionRefused
 from models.phases import lifecycle, plan
 from models.schemas import (
     ActionItemCreate,
@@ -282,24 +283,19 @@ def test_a_refused_cycle_advance_leaves_every_table_unchanged(
     assert msg.startswith(f"error: cannot leave {phase}") and blocker in msg
 
 
-@pytest.mark.prefect
-def test_the_waiting_cycle_run_refreshes_then_decides_in_one_transaction(
-    org: Any, prefect_server: str, data_dir: Path
-) -> None:
-    """The paused cycle run applies a decision with its own task (``flows.cycle.decide``). Every
-    required question is answered, but one answer was stored without its gap: the refresh in the
-    decision records that gap, so the gate refuses (the gap is not decided), and the refusal
-    rolls the refresh back with it."""
-    from flows.cycle import decide
-    from models.phases.lifecycle import PhaseDecision
+def test_a_decision_refreshes_then_decides_in_one_transaction(org: Any, data_dir: Path) -> None:
+    """``cycle advance`` (``orchestration.advance``, what every decision goes through) applies
+    the decision in one unit of work. Every required question is answered, but one answer was
+    stored without its gap: the refresh in the decision records that gap, so the gate refuses
+    (the gap is not decided), and the refusal rolls the refresh back with it: no flow is asked
+    for either (the outbox is part of the snapshot)."""
+    from aligncycle import orchestration
 
     cid = _identify_with_an_answer_stored_before_answers_recorded_gaps(org)
     with org.unit_of_work() as s:
         _answer_required(s, cycles.get_cycle(s, cid))
     assert "gap.added" in refresh_writes(org, cid)
     before = db_snapshot(org)
-    choice = PhaseDecision(decided_by="sam@acme.test", decision="advance")
-    decided = decide.fn(cid, choice, date.today(), Phase.IDENTIFY)
-    assert not decided.applied and decided.phase is Phase.IDENTIFY
-    assert decided.message.startswith("decision refused: cannot leave identify: 1 gap not")
+    with pytest.raises(TransitionRefused, match="cannot leave identify: 1 gap not"):
+        orchestration.advance(cid, "sam@acme.test", today=date.today())
     assert db_snapshot(org) == before

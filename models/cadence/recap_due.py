@@ -19,6 +19,7 @@ from models.cadence.planning import Planned, PlanResult, chunks, footer, store_p
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, Phase
 from models.errors import TransitionRefused
+from models.phases.dispatch import DispatchStatus, PhaseDispatch, dispatch_key
 from models.rules import CycleFacts, gate_blockers
 from models.tables import ActionItem, ChecklistItem, Cycle, CycleTeam, Event
 
@@ -130,6 +131,22 @@ def open_recaps_due(
                             "reason": "period ended",
                             "by": "system",
                         },
+                    }
+                    for cid in sorted(moved)
+                ],
+            )
+            # Each cycle's recap flow is asked for with its move (the phase outbox).
+            session.execute(
+                insert(PhaseDispatch.__table__),
+                [
+                    {
+                        "key": dispatch_key(cid, Phase.RECAP),
+                        "cycle_id": cid,
+                        "phase": Phase.RECAP,
+                        "today": today,
+                        "status": DispatchStatus.PENDING,
+                        "attempts": 0,
+                        "created_at": now,
                     }
                     for cid in sorted(moved)
                 ],

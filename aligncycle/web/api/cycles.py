@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from aligncycle import orchestration
 from aligncycle.web.api.common import Id, Limit, Offset, Page, cycle_for, page, window
 from aligncycle.web.auth import ApiCtx
 from models import phases
@@ -103,6 +104,8 @@ def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
         override_reason=body.override_reason,
         expected_version=body.expected_version,
     )
+    # Once the move commits, its phase flow starts (a Prefect deployment run).
+    orchestration.dispatch_after_commit(ctx.session, cycle_id)
     return CycleRead.model_validate(cycle)
 
 

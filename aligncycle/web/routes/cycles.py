@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from aligncycle import orchestration
 from aligncycle.web.auth import (
     PageCtx,
 )
@@ -173,6 +174,8 @@ def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
             override_reason=data.get("override_reason") or None,
             expected_version=to_int(data.get("version")),
         )
+        # Once the move commits, its phase flow starts (a Prefect deployment run).
+        orchestration.dispatch_after_commit(ctx.session, cycle_id)
         started = moved.started.summary
         return (
             f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "
