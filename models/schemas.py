@@ -24,6 +24,7 @@ from models.enums import (
     RootCause,
     Severity,
 )
+from models.words import counted, field_label, sentence_start
 
 Text = str
 M = TypeVar("M", bound=BaseModel)
@@ -168,7 +169,7 @@ class CycleCreate(_In):
     @model_validator(mode="after")
     def _period(self) -> CycleCreate:
         if self.period_start and self.period_end and self.period_end < self.period_start:
-            raise ValueError("period_end is before period_start")
+            raise ValueError("the end date is before the start date")
         return self
 
 
@@ -371,7 +372,7 @@ class ActionItemCreate(_In):
     @model_validator(mode="after")
     def _dates(self) -> ActionItemCreate:
         if self.due_date and self.follow_up_date and self.follow_up_date > self.due_date:
-            raise ValueError("follow_up_date is after due_date")
+            raise ValueError("the follow-up date is after the due date")
         return self
 
     @property
@@ -538,10 +539,13 @@ class EventRead(_Out):
     cycle_id: int | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    #: What happened, as a sentence with names (``models.services.story``).
+    sentence: str | None = None
 
 
 def validation_message(exc: Exception) -> str:
-    """One line for a pydantic ``ValidationError``: ``field: message`` of the first error."""
+    """One line for a pydantic ``ValidationError``: the first error, its field named by its
+    label ("Due date: …"), never by its field name."""
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc).splitlines()[0]
@@ -549,10 +553,12 @@ def validation_message(exc: Exception) -> str:
     if not errs:
         return "invalid input"
     first = errs[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
+    names = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+    more = f" (and {counted(len(errs) - 1, 'more problem')})" if len(errs) > 1 else ""
+    if names:
+        return f"{sentence_start(field_label(names[-1]))}: {msg}{more}"
+    return f"{sentence_start(msg)}{more}"
 
 
 def parse_input(model: type[M], **data: Any) -> M:

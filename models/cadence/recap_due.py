@@ -20,6 +20,7 @@ from models.enums import FINISHED_STATUSES, Phase
 from models.errors import TransitionRefused
 from models.rules import CycleFacts, gate_blockers
 from models.tables import ActionItem, ChecklistItem, Cycle, CycleTeam, Event
+from models.words import day, phase_name, question_label
 
 
 def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, CycleFacts]:
@@ -37,8 +38,8 @@ def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, Cycle
         ):
             pps[cid].add(pp)
         unanswered: dict[int, list[str]] = defaultdict(list)
-        for cid, key in session.execute(
-            select(ChecklistItem.cycle_id, ChecklistItem.key)
+        for cid, text in session.execute(
+            select(ChecklistItem.cycle_id, ChecklistItem.text)
             .where(
                 ChecklistItem.cycle_id.in_(chunk),
                 ChecklistItem.phase == Phase.EXECUTE,
@@ -47,7 +48,7 @@ def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, Cycle
             )
             .order_by(ChecklistItem.cycle_id, ChecklistItem.position)
         ):
-            unanswered[cid].append(key)
+            unanswered[cid].append(f"“{question_label(text)}”")
         unfinished: dict[int, list[str]] = defaultdict(list)
         for cid, title in session.execute(
             select(ActionItem.cycle_id, ActionItem.title)
@@ -143,15 +144,13 @@ def open_recap_when_period_over(session: Session, cycle: Cycle, today: date) -> 
     Refused (nothing changes) when the cycle is not in Execute, its period has not ended, or
     the Execute gate still has blockers."""
     if cycle.phase is not Phase.EXECUTE:
-        raise TransitionRefused(f"cycle {cycle.id} is in {cycle.phase}, not execute")
+        raise TransitionRefused(f"“{cycle.title}” is in {phase_name(cycle.phase)}, not Execute")
     if today <= cycle.period_end:
-        raise TransitionRefused(
-            f"the period of cycle {cycle.id} runs to {cycle.period_end.isoformat()}"
-        )
+        raise TransitionRefused(f"the period of “{cycle.title}” runs to {day(cycle.period_end)}")
     session.flush()
     due = open_recaps_due(session, today, [cycle.id])
     if cycle.id in due.blocked:
-        raise TransitionRefused(f"cannot leave {Phase.EXECUTE}", due.blocked[cycle.id])
+        raise TransitionRefused("the cycle cannot leave Execute yet", due.blocked[cycle.id])
     session.refresh(cycle)
     return cycle
 

@@ -20,20 +20,21 @@ from models.schemas import (
 )
 from models.services import cycles as cycle_service
 from models.tables import ActionItem, ChecklistItem, Cycle
+from models.words import phase_name
 
 
 def require_phase(cycle: Cycle, *phases: Phase) -> None:
     """Refuse to run a phase's work on a cycle that is not in that phase."""
     if cycle.phase in phases:
         return
-    wanted = " or ".join(str(p) for p in phases)
+    wanted = " or ".join(phase_name(p) for p in phases)
     hint = ""
     order = list(Phase)
     if order.index(cycle.phase) < order.index(phases[0]):
         hint = f" (advance it first: aligncycle cycle advance {cycle.id})"
     raise TransitionRefused(
-        f"the {phases[0]} phase runs on a cycle in {wanted}; cycle {cycle.id} is in "
-        f"{cycle.phase}{hint}"
+        f"the {phase_name(phases[0])} phase runs on a cycle in {wanted}; “{cycle.title}” is in "
+        f"{phase_name(cycle.phase)}{hint}"
     )
 
 
