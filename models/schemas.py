@@ -35,7 +35,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def _check_email(value: str) -> str:
     value = value.strip().lower()
     if not _EMAIL.match(value):
-        raise ValueError(f"not an email address: {value!r}")
+        raise ValueError(f"{value} is not an email address")
     return value
 
 
@@ -53,6 +53,19 @@ def _check_line(value: str) -> str:
 
 #: A name or title: one line, as it is quoted in one-line messages (gates, errors, digests).
 Line = Annotated[str, AfterValidator(_check_line)]
+
+
+def _check_who(value: str) -> str:
+    value = " ".join(_check_line(value).split())
+    if not value:
+        raise ValueError("type a name or an email")
+    if len(value) > 200:
+        raise ValueError("a name or an email is at most 200 characters")
+    return _check_email(value) if "@" in value else value
+
+
+#: Someone named by email or by name (the service finds the one person it means, or refuses).
+NameOrEmail = Annotated[str, AfterValidator(_check_who)]
 
 #: The largest id (and version number) there is: the store's keys are 32-bit integers.
 MAX_ID = 2**31 - 1
@@ -361,8 +374,8 @@ class ActionItemCreate(_In):
     gap_id: Id | None = None
     title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
-    owner: EmailStr | None = None
-    counterpart: EmailStr | None = None
+    owner: NameOrEmail | None = None
+    counterpart: NameOrEmail | None = None
     priority: Priority = Priority.MEDIUM
     due_date: Day | None = None
     follow_up_date: Day | None = None
@@ -389,8 +402,8 @@ class ActionGapLink(_In):
 
 
 class ActionItemAssign(_In):
-    owner: EmailStr
-    counterpart: EmailStr | None = None
+    owner: NameOrEmail
+    counterpart: NameOrEmail | None = None
     due_date: Day | None = None
     expected_version: Version | None = None
 

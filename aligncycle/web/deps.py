@@ -43,6 +43,9 @@ class WebSettings(Settings):
     #: address is refused; counted in memory, per worker process.
     login_max_failures_per_client: int = Field(default=20, ge=1)
     login_client_window_minutes: int = Field(default=5, ge=1)
+    #: Set by ``aligncycle serve --demo`` (the demo store, its known password): the sign-in
+    #: page lists the demo accounts. Never set for a real store.
+    demo: bool = False
 
 
 def secret_key(settings: Settings) -> str:

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision
-from models.errors import Conflict, Forbidden, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.rules import (
     ASSIGNERS,
     can_update_action,
@@ -40,7 +40,7 @@ from models.services.common import (
 )
 from models.services.cycles import permission_facts, spec
 from models.tables import ActionItem, ActionItemGap, CheckIn, Cycle, Gap, Person, Team
-from models.words import day, field_label, period, value_word
+from models.words import counted, day, field_label, listed, period, value_word
 
 TRACKED = [
     "title",
@@ -58,12 +58,47 @@ def get_action(session: Session, action_id: int) -> ActionItem:
     return get_or_raise(session, ActionItem, action_id, "action item")
 
 
+def person_on_teams(session: Session, ref: str, teams: list[Team], what: str) -> Person:
+    """The person ``ref`` names: an email, or a name (any case) of someone active on one of
+    ``teams``. Two people of that name: refused, asking for the email of the one meant."""
+    ref = " ".join(ref.split())
+    if "@" in ref:
+        try:
+            return person_by_email(session, ref)
+        except NotFound as exc:
+            raise InvalidInput(f"nobody has the email {ref}", field=what) from exc
+    found = list(
+        session.scalars(
+            select(Person)
+            .where(
+                func.lower(Person.name) == ref.lower(),
+                Person.active.is_(True),
+                Person.team_id.in_([t.id for t in teams]),
+            )
+            .order_by(Person.email)
+        )
+    )
+    if not found:
+        raise InvalidInput(
+            f"nobody called {ref} is on {listed([t.name for t in teams], 'or')}: type a name "
+            "from the list or an email",
+            field=what,
+        )
+    if len(found) > 1:
+        raise InvalidInput(
+            f"{counted(len(found), 'person', 'people')} called {ref} are on this cycle's teams "
+            f"({listed([p.email for p in found], 'and')}): type the email of the one you mean",
+            field=what,
+        )
+    return found[0]
+
+
 def _people(
     session: Session, cycle: Cycle, owner: str | None, counterpart: str | None
 ) -> tuple[Person | None, Person | None]:
-    o = person_by_email(session, owner) if owner else None
-    c = person_by_email(session, counterpart) if counterpart else None
     teams = [ct.team for ct in cycle.teams]
+    o = person_on_teams(session, owner, teams, "owner") if owner else None
+    c = person_on_teams(session, counterpart, teams, "counterpart") if counterpart else None
     for person, what in ((o, "owner"), (c, "counterpart")):
         if person is not None:
             require_on_cycle_teams(person, [t.id for t in teams], [t.name for t in teams], what)
