@@ -8,6 +8,7 @@ a handful of queries for the whole page, then :func:`sentence` words one event.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,9 @@ from models.words import (
     quoted,
     value_word,
 )
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}(T[\d:.+]*)?$")
+_ISO_RANGE = re.compile(r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$")
 
 #: Who the system's own entries are by.
 SYSTEM = "aligncycle"
@@ -149,6 +153,13 @@ def _value(name: str, value: Any, names: Names) -> str:
         return "nothing"
     if name.endswith("date") or name in ("window_start", "window_end"):
         return day(value)
+    if name == "phase":
+        return phase_name(value)
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return day(value)
+    if isinstance(value, str) and _ISO_RANGE.match(value):
+        start, end = value.split("..", 1)
+        return f"{day(start)} to {day(end)}"
     if name in _PEOPLE_KEYS:
         return names.person(value)
     if name == "kpi":
