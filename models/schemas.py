@@ -24,7 +24,7 @@ from models.enums import (
     RootCause,
     Severity,
 )
-from models.words import counted, field_label, sentence_start
+from models.words import counted, field_label
 
 Text = str
 M = TypeVar("M", bound=BaseModel)
@@ -570,8 +570,8 @@ def validation_message(exc: Exception) -> str:
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     more = f" (and {counted(len(errs) - 1, 'more problem')})" if len(errs) > 1 else ""
     if names:
-        return f"{sentence_start(field_label(names[-1]))}: {msg}{more}"
-    return f"{sentence_start(msg)}{more}"
+        return f"{field_label(names[-1])}: {msg}{more}"
+    return f"{msg}{more}"
 
 
 def parse_input(model: type[M], **data: Any) -> M:

@@ -377,13 +377,13 @@ REFUSALS: dict[str, tuple[Callable[[Store], tuple[int, str, int | None]], int, s
         _plan_without_marketing_point_person,
         409,
         "transition_refused",
-        "cannot leave plan: 1 team without a point person: Marketing",
+        "cannot leave Plan yet: 1 team without a point person: Marketing",
     ),
     "gate-recap": (
         _recap_not_signed_off,
         409,
         "transition_refused",
-        "cannot leave recap: the draft retrospective is not saved by a point person yet",
+        "cannot leave Recap yet: the draft retrospective is not saved by a point person yet",
     ),
     "permission": (
         _a_lead_asks,
