@@ -767,10 +767,13 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
             s, TODAY, recap_due.open_recaps_due(s, TODAY)
         )  # the next day's run
     assert due.opened == []
-    assert due.blocked == {cid: ["1 required question unanswered: wrapup"]}
+    assert due.blocked == {cid: ["1 required question unanswered: “Wrap-up notes?”"]}
     blocked = rows(world, NotificationKind.RECAP_DUE)
     assert len(blocked) == 2  # sam and mia, once
-    assert "cannot move to Recap yet: 1 required question unanswered: wrapup" in blocked[0].body
+    assert (
+        "cannot move to Recap yet: 1 required question unanswered: “Wrap-up notes?”"
+        in blocked[0].body
+    )
     with world.unit_of_work() as s:
         s.scalars(select(ChecklistItem).where(ChecklistItem.cycle_id == cid)).one().answer = "ok"
     with world.unit_of_work() as s:
@@ -780,14 +783,14 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
 def test_the_single_cycle_system_transition_refuses_and_changes_nothing(world: Store) -> None:
     cid, _ = make_cycle(world, [("a", SAM, 1, OPEN)])
     before = db_snapshot(world)
-    with pytest.raises(TransitionRefused, match="runs to 2026-04-01"), world.unit_of_work() as s:
+    with pytest.raises(TransitionRefused, match="runs to 1 Apr 2026"), world.unit_of_work() as s:
         recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), TODAY)
     assert db_snapshot(world) == before
     with world.unit_of_work() as s:
         c = recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=1))
         assert c.phase is Phase.RECAP
     with (
-        pytest.raises(TransitionRefused, match="is in recap, not execute"),
+        pytest.raises(TransitionRefused, match="is in Recap, not Execute"),
         world.unit_of_work() as s,
     ):
         recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=2))
