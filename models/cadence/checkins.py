@@ -25,6 +25,7 @@ from models.cadence.policy import CadencePolicy, execute_policies, playbook_poli
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle, Event
+from models.words import counted, day, value_word
 
 
 def update_confidence(
@@ -79,9 +80,9 @@ def update_confidence(
                 item = by_id[aid]
                 assert item.due is not None
                 reason = (
-                    f"overdue since {item.due.isoformat()}"
+                    f"overdue since {day(item.due)}"
                     if new is Confidence.OFF_TRACK
-                    else f"due {item.due.isoformat()} and not started"
+                    else f"due {day(item.due)} and not started"
                 )
                 events.append(
                     {
@@ -134,7 +135,7 @@ def plan_checkins(
             continue
         lines = [
             f"- #{i.id} {i.title} ({due_text(i.due, today) if i.due else 'no due date'}; "
-            f"{i.status}, {i.confidence})"
+            f"{value_word(i.status)}, {value_word(i.confidence)})"
             for i in owned
         ]
         body = (
@@ -150,7 +151,7 @@ def plan_checkins(
                 kind=NotificationKind.CHECKIN,
                 recipient=owner.email,
                 channels=directory.channels_for_person(owner.id),
-                subject=f"Check-in: {len(owned)} action item(s) in {titles[cycle_id]!r}",
+                subject=f"Check-in: {counted(len(owned), 'action item')} in “{titles[cycle_id]}”",
                 body=body,
                 cycle_id=cycle_id,
             )

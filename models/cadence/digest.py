@@ -18,6 +18,7 @@ from models.cadence.planning import chunks as _chunks  # the name _funnel_kpi_li
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
+from models.words import counted, period, value_word
 
 
 @dataclass
@@ -54,12 +55,15 @@ class Digest:
             )
             return f"{title}\n" + ("\n".join(f"- {x}" for x in shown) if shown else f"- {empty}")
 
-        status = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "no items"
+        status = (
+            ", ".join(f"{v} {value_word(k)}" for k, v in sorted(self.by_status.items()))
+            or "no items"
+        )
         days_left = (self.period_end - today).days
         return "\n\n".join(
             [
-                f"Cycle {self.title!r} ({self.period_start.isoformat()} to "
-                f"{self.period_end.isoformat()}, {max(days_left, 0)} day(s) left)",
+                f"Cycle “{self.title}” ({period(self.period_start, self.period_end)}, "
+                f"{counted(max(days_left, 0), 'day')} left)",
                 f"Progress: {self.done} of {self.total - self.dropped} action items done "
                 f"({self.percent_done}%); {status}",
                 block("KPIs:", self.kpis, "none defined"),
@@ -254,7 +258,7 @@ def plan_digests(session: Session, today: date) -> PlanResult:
                 recipient="teams:" + ",".join(names),
                 channels=channels,
                 subject=f"Weekly digest: {digest.title} ({digest.percent_done}% done, "
-                f"{len(digest.risks)} risk(s))",
+                f"{counted(len(digest.risks), 'risk')})",
                 body=digest.text(today) + footer(key),
                 cycle_id=cid,
             )

@@ -20,6 +20,7 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
+from models.words import value_word
 
 
 def escalation_candidates(
@@ -78,8 +79,9 @@ def plan_escalations(
             body = (
                 f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
                 f"item in cycle {item.cycle_title!r}: {item.title!r}, "
-                f"{due_text(item.due, today)}. Status: {item.status}, confidence: "
-                f"{item.confidence}.\nPlease help unblock it, re-plan it, or drop it with a reason."
+                f"{due_text(item.due, today)}. Status: {value_word(item.status)}, confidence: "
+                f"{value_word(item.confidence)}.\nPlease help unblock it, re-plan it, or drop it "
+                "with a reason."
                 + footer(key)
             )
             messages.append(

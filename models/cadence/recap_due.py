@@ -188,14 +188,14 @@ def plan_recap_due(session: Session, today: date, due: RecapDue) -> PlanResult:
         if opened:
             subject = f"Recap is open: {c.title}"
             text = (
-                f"The period of cycle {c.title!r} ended on {c.period_end.isoformat()}, so "
+                f"The period of cycle “{c.title}” ended on {day(c.period_end)}, so "
                 "aligncycle moved it to Recap. Record the retrospective, run the team survey, "
                 "and ask a manager to sign off."
             )
         else:
             subject = f"Recap is due but blocked: {c.title}"
             text = (
-                f"The period of cycle {c.title!r} ended on {c.period_end.isoformat()}, but it "
+                f"The period of cycle “{c.title}” ended on {day(c.period_end)}, but it "
                 "cannot move to Recap yet: " + "; ".join(due.blocked[cid])
             )
         targets = [p for p in pps.get(cid, []) if p in directory.people]

@@ -20,6 +20,7 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
+from models.words import value_word
 
 
 def reminder_candidates(
@@ -70,7 +71,8 @@ def plan_reminders(
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
             f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. Status: {item.status}, confidence: {item.confidence}.\n{ask}" + footer(key)
+            f"is {when}. Status: {value_word(item.status)}, confidence: {value_word(item.confidence)}.\n{ask}"
+            + footer(key)
         )
         messages.append(
             Planned(

@@ -286,7 +286,9 @@ def sentence(event: Event, names: Names) -> str:  # noqa: C901, PLR0911, PLR0912
     if verb == "action.updated":
         if set(a) == {"status"}:
             return f"marked {item} {value_word(a['status'])}"
-        return f"changed {item}: {_changes(b, a, names)}"
+        rest = {k: v for k, v in a.items() if k != "reason"}
+        why = f" ({a['reason']})" if a.get("reason") else ""
+        return f"changed {item}: {_changes(b, rest, names)}{why}"
     if verb == "checkin.added":
         parts = [value_word(a.get("status")), value_word(a.get("confidence"))]
         if a.get("progress") is not None:
