@@ -81,8 +81,7 @@ def plan_escalations(
                 f"item in cycle {item.cycle_title!r}: {item.title!r}, "
                 f"{due_text(item.due, today)}. Status: {value_word(item.status)}, confidence: "
                 f"{value_word(item.confidence)}.\nPlease help unblock it, re-plan it, or drop it "
-                "with a reason."
-                + footer(key)
+                "with a reason." + footer(key)
             )
             messages.append(
                 Planned(

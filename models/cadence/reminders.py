@@ -71,8 +71,8 @@ def plan_reminders(
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
             f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. Status: {value_word(item.status)}, confidence: {value_word(item.confidence)}.\n{ask}"
-            + footer(key)
+            f"is {when}. Status: {value_word(item.status)}, confidence: "
+            f"{value_word(item.confidence)}.\n{ask}" + footer(key)
         )
         messages.append(
             Planned(
