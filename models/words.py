@@ -57,6 +57,7 @@ FIELD_LABELS: dict[str, str] = {
     "repeat": "repeated password",
     "days": "days",
     "gap_id": "gap",
+    "previous_cycle_id": "cycle it follows",
     "gap_ids": "gaps",
     "target": "target",
     "kpi": "KPI",
@@ -70,7 +71,8 @@ FIELD_LABELS: dict[str, str] = {
 
 def field_label(name: str) -> str:
     """ "due_date" -> "due date" (an unknown name: its words, never its underscores)."""
-    last = str(name).split(".")[-1]
+    parts = [p for p in str(name).split(".") if p and not p.isdigit()]
+    last = parts[-1] if parts else str(name)
     return FIELD_LABELS.get(last, last.replace("_", " "))
 
 
