@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from aligncycle.web import seed
-from models.services import story
-from models.tables import Cycle, Event
+from models.schemas import PersonCreate
+from models.services import people, story
+from models.tables import ActionItem, Cycle, Event
 from tests.test_web_support import Rig, rig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -374,3 +375,61 @@ def test_gap_decisions_read_as_sentences() -> None:
     assert story.sentence(event, names) == (
         "rejected the gap “No shared lead definitions”: “We measure this already”"
     )
+
+
+# --- the owner picker: a name or an email -------------------------------------------------------
+
+
+def test_an_owner_is_picked_by_name(w: Rig) -> None:
+    item = w.world.actions["plan_unassigned"]
+    plan = w.world.cycles["plan"]
+    page = w.client("lee").get(f"/cycles/{plan}/actions").text
+    assert '<option value="Sid Member">' in page  # the picker offers names
+    resp = post(
+        w, "lee", f"/actions/{item}/assign", owner="sid member", next=f"/cycles/{plan}/actions"
+    )
+    assert resp.status_code == 303, resp.text
+    with w.store.unit_of_work() as s:
+        assert s.get(ActionItem, item).owner.email == "sid@acme.test"
+
+
+def test_an_ambiguous_name_is_refused_with_a_sentence(w: Rig) -> None:
+    with w.store.unit_of_work() as s:
+        people.create_person(
+            s, PersonCreate(name="Sid Member", email="sid2@acme.test", team="marketing")
+        )
+    item = w.world.actions["plan_unassigned"]
+    plan = w.world.cycles["plan"]
+    page = w.client("lee").get(f"/cycles/{plan}/actions").text
+    assert '<option value="sid2@acme.test">' in page  # two of that name: offered by email
+    before = w.snapshot()
+    resp = post(
+        w, "lee", f"/actions/{item}/assign", owner="Sid Member", next=f"/cycles/{plan}/actions"
+    )
+    assert resp.status_code == 422
+    text = " ".join(visible_text(resp.text).split())
+    assert (
+        "2 people called Sid Member are on this cycle's teams (sid2@acme.test and "
+        "sid@acme.test): type the email of the one you mean"
+    ) in text
+    assert text.count("2 people called Sid Member") == 1  # beside the field, not twice
+    assert w.snapshot() == before
+    resp = post(
+        w, "lee", f"/actions/{item}/assign", owner="Nobody Here", next=f"/cycles/{plan}/actions"
+    )
+    assert "nobody called Nobody Here is on Sales or Marketing" in visible_text(resp.text)
+
+
+# --- the demo sign-in page ----------------------------------------------------------------------
+
+
+def test_the_demo_sign_in_page_lists_the_demo_accounts_only_for_the_demo(
+    w: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = w.client().get("/login").text
+    assert "Demo accounts" not in plain and "demo-password" not in plain
+    monkeypatch.setattr(w.app.state.settings, "demo", True)
+    demo = w.client().get("/login").text
+    assert "Demo accounts" in demo and "demo-password" in demo
+    assert "<td>Sam Sales</td><td>sam@acme.test</td><td>Point person, Sales</td>" in demo
+    assert "<td>Max Manager</td>" in demo
