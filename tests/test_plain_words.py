@@ -417,7 +417,7 @@ def test_an_ambiguous_name_is_refused_with_a_sentence(w: Rig) -> None:
     resp = post(
         w, "lee", f"/actions/{item}/assign", owner="Nobody Here", next=f"/cycles/{plan}/actions"
     )
-    assert "nobody called Nobody Here is on Sales or Marketing" in visible_text(resp.text)
+    assert "Nobody called Nobody Here is on Sales or Marketing" in visible_text(resp.text)
 
 
 # --- the demo sign-in page ----------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_answering_a_question_from_the_cycle_page(w: Rig) -> None:
     page = w.client("sam").get(f"/cycles/{cycle}").text
     item = int(re.search(r'action="/checklist/(\d+)/answer"', page).group(1))
     bad = post(w, "sam", f"/checklist/{item}/answer", answer="maybe", next=f"/cycles/{cycle}")
-    assert bad.status_code == 422 and "answer yes, no or unsure" in bad.text
+    assert bad.status_code == 422 and "Answer yes, no or unsure" in bad.text
     ok = post(
         w,
         "sam",

@@ -322,7 +322,10 @@ def act(
         fields = getattr(exc, "fields", None) or (
             {exc.field: exc.message} if getattr(exc, "field", None) else {}
         )
-        state = FormState(values=data, error=exc.message, fields=fields)
+        # a page shows a message as a sentence: capital first (the domain's one-line messages
+        # start lower-case, to follow "error: " on the command line)
+        fields = {name: sentence_start(text) for name, text in fields.items()}
+        state = FormState(values=data, error=sentence_start(exc.message), fields=fields)
         return rerender(request, ctx, to, {form_id: state}, status_of(exc))
     target = to.split("#", 1)[0] + (f"#{anchor}" if anchor else "")
     return redirect(request, target, message)
