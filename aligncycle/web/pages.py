@@ -66,7 +66,7 @@ from models.services import (
 )
 from models.services import views as v
 from models.tables import Cycle
-from models.words import sentence_start
+from models.words import counted, sentence_start
 
 #: An id in a page's path: a positive 31-bit integer, as the store's ids are.
 Id = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -215,6 +215,7 @@ env.globals.update(
     DUE_FILTERS=actions.DUE_FILTERS,
     days=_days,
     options=_options,
+    counted=counted,
 )
 
 

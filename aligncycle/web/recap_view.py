@@ -28,7 +28,7 @@ from models.services import (
 )
 from models.services import views as v
 from models.tables import ActionItem, Cycle, Person
-from models.words import day, value_word
+from models.words import counted, day, value_word
 
 
 def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
@@ -97,7 +97,9 @@ def recap_charts(
         if teams:
             out["survey_teams"] = charts.hbars(
                 [
-                    charts.Bar(t["name"], t["mean"], "teal", f"({t['published']} answers)")
+                    charts.Bar(
+                        t["name"], t["mean"], "teal", f"({counted(t['published'], 'answer')})"
+                    )
                     for t in teams
                 ],
                 title="Average score by team",
