@@ -433,3 +433,28 @@ def test_the_demo_sign_in_page_lists_the_demo_accounts_only_for_the_demo(
     assert "Demo accounts" in demo and "demo-password" in demo
     assert "<td>Sam Sales</td><td>sam@acme.test</td><td>Point person, Sales</td>" in demo
     assert "<td>Max Manager</td>" in demo
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        "Blockers: point_persons, how_we_know",
+        "period_end is before period_start",
+        "— identify.tools_adopted: yes",
+        "Status: open → in_progress",
+        "Progress: None",
+        "kpi.baseline_recorded",
+        "due in 14 day(s)",
+        "due 2026-12-27",
+    ],
+)
+def test_the_search_finds_what_the_walkthrough_saw(seen: str) -> None:
+    """The codes of issue 15's walkthrough are each found (the search can fail)."""
+    assert offences(seen)
+
+
+def test_plain_sentences_pass_the_search() -> None:
+    assert not offences(
+        "Lee Saleslead accepted the gap “No shared lead definitions” on 27 Dec 2026. "
+        "The follow-up date is after the due date; 2 action items in progress."
+    )
