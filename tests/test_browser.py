@@ -169,7 +169,7 @@ def test_lead_assigns_and_owner_updates_from_my_work(as_, site: dict) -> None:  
     lead.goto(f"{site['base']}/cycles/{plan}/actions")
     item = lead.locator(f"#action-{item_id}")
     item.locator("summary", has_text="Assign").click()
-    item.locator(f"#as{item_id}-owner").fill("sid@acme.test")
+    item.locator(f"#as{item_id}-owner").fill("Sid Member")  # picked by name
     item.locator(f"#as{item_id}-due").fill(due)
     item.get_by_role("button", name="Assign").click()
     expect(lead.locator(".flash")).to_contain_text("now Sid Member's")

@@ -289,7 +289,7 @@ def test_plan_proposes_nothing_for_deferred_gaps_and_checks_the_gate(org) -> Non
         "which can…”, “How can the hand-off process become more efficient?”, “How do we make "
         "sure everyone follows the process?”"
     ]
-    assert "Not ready to leave plan" in plan.render_plan_markdown(report)
+    assert "Not ready to leave Plan" in plan.render_plan_markdown(report)
 
 
 def test_plan_refuses_a_cycle_still_in_identify(org) -> None:  # noqa: ANN001

@@ -137,8 +137,8 @@ def action_row(item: ActionItem, today: date) -> ActionRow:
 
 def readiness_md(r: Readiness) -> list[str]:
     if r.ready:
-        return [f"**Ready to advance** to {r.next_phase}."]
-    lines = [f"**Not ready to leave {r.phase}:**", ""]
+        return [f"**Ready to advance** to {phase_name(r.next_phase)}."]
+    lines = [f"**Not ready to leave {phase_name(r.phase)}:**", ""]
     lines += [f"- {b}" for b in r.blockers]
     if r.overridable:
         lines += ["", "A point person may advance anyway, giving a reason."]
