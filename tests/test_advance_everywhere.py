@@ -264,7 +264,8 @@ def test_advancing_into_recap_drafts_the_retrospective_a_point_person_saves_and_
         page = surfaces.browser(MAX).get(f"/cycles/{cycle_id}/recap").text
         assert "A draft retrospective is ready" in page and "Sign off the recap" not in page
         refused = surfaces.post_form(MAX, f"/cycles/{cycle_id}/signoff", version=version)
-        assert refused.status_code == 422 and draft in html.unescape(refused.text)
+        shown = html.unescape(refused.text)  # a page starts the sentence with a capital
+        assert refused.status_code == 422 and draft[:1].upper() + draft[1:] in shown
         saved = surfaces.post_form(
             SAM, f"/cycles/{cycle_id}/retrospective", version=version, summary="Reviewed"
         )
@@ -411,7 +412,7 @@ def test_a_refused_advance_leaves_every_table_unchanged(
     advanced, told = surfaces.advance(surface, who, cycle_id, version)
 
     assert not advanced
-    assert gist in told
+    assert gist in told or gist[:1].upper() + gist[1:] in told  # pages start with a capital
     if surface == "web":
         assert told.startswith(f"{status} ")
     elif surface == "api":
