@@ -2,19 +2,29 @@
 #   make demo   run one whole alignment cycle on the embedded SQLite store
 #   make test   run the whole test suite
 # Both create .venv and install the project into it when needed.
+# On a server (web app, workers): make install-server, which installs the app and the
+# PostgreSQL driver only (no test tools, no browser, no test run).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres test-integration lint bench serve clean
+.PHONY: demo test test-postgres test-integration lint bench serve install-server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
+
+# Editable, like the development install: workers run the flows from this folder (prefect.yaml
+# has no pull step), so the code they import and the code the deployments point at are one.
+install-server:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres]"
+	@$(BIN)/aligncycle --help >/dev/null && echo "aligncycle installed in $(VENV) (server: app + PostgreSQL driver)"
 
 demo: $(STAMP)
 	@$(BIN)/aligncycle demo

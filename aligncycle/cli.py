@@ -150,13 +150,14 @@ def demo() -> None:
 
 
 def _register_areas() -> None:
-    from aligncycle import cli_cadence, cli_funnel, cli_web
+    from aligncycle import cli_cadence, cli_funnel, cli_lifecycle, cli_web
 
     # The command groups' modules add their commands to the groups when they load.
     from aligncycle.commands import actions, cycles, gaps, recap, setup  # noqa: F401
 
     cli_funnel.register(app)
     cli_web.register(app)
+    cli_lifecycle.register(app)
     cli_cadence.register(app)
     for info in app.registered_groups:  # built on first use, see _RootGroup
         _AREAS[info.name] = info

@@ -3,6 +3,7 @@
     aligncycle notify channel add KIND URL (--team KEY | --person EMAIL) --as EMAIL
     aligncycle notify channel list [--team KEY] [--person EMAIL] [--json]
     aligncycle notify channel remove ID --as EMAIL
+    aligncycle notify log [--status S] [--kind K] [--cycle ID] [--limit N] [--as EMAIL] [--json]
     aligncycle cadence run NAME [--today YYYY-MM-DD] [--without-prefect] [--json]
 
 Only ``cadence run`` imports Prefect (the flow module). Errors are one line on stderr (the main
@@ -103,6 +104,69 @@ def register(app: typer.Typer) -> None:
         with cc.unit_of_work() as s:
             out = channels.remove_channel(s, channel_id, cc.actor(s, as_))
         typer.echo(f"removed channel {out.id}: {out.kind} for {out.owner}")
+
+    @notify_app.command("log")
+    def notify_log(
+        status: str | None = typer.Option(
+            None, "--status", help="pending, sending, sent or failed."
+        ),
+        kind: str | None = typer.Option(
+            None, "--kind", help="checkin, reminder, escalation, digest or recap_due."
+        ),
+        cycle: int | None = typer.Option(None, "--cycle", min=1, metavar="CYCLE_ID"),
+        limit: int = typer.Option(50, "--limit", min=1, max=1000, help="The newest this many."),
+        as_: str | None = typer.Option(
+            None,
+            "--as",
+            envvar="ALIGNCYCLE_ACTOR",
+            help="Show only what this person may see (default: the whole log).",
+        ),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Messages waiting to be sent, sent and failed, newest first (why a failure failed)."""
+        from models.cadence import log
+        from models.cadence.tables import NotificationKind, NotificationStatus
+
+        def choice(value: str | None, enum: Any, option: str) -> Any:
+            if value is None:
+                return None
+            try:
+                return enum(value.strip().lower())
+            except ValueError:
+                names = ", ".join(e.value for e in enum)
+                cc.fail(f"{option} {value!r} is not one of: {names}", 2)
+
+        wanted_status = choice(status, NotificationStatus, "--status")
+        wanted_kind = choice(kind, NotificationKind, "--kind")
+        with cc.unit_of_work() as s:
+            viewer = cc.actor(s, as_) if as_ else None
+            rows, total = log.notification_log(
+                s, viewer, wanted_status, wanted_kind, cycle, limit=limit
+            )
+        if json_:
+            emit_json(rows)
+            return
+        if not rows:
+            typer.echo("no notifications")
+            return
+        table(
+            [
+                [
+                    r.id,
+                    r.created_at.strftime("%Y-%m-%d %H:%M"),
+                    r.kind_words,
+                    r.recipient,
+                    r.cycle_id or "",
+                    r.status_words,
+                    r.attempts,
+                    (r.error or "")[:60],
+                ]
+                for r in rows
+            ],
+            ["id", "planned (UTC)", "kind", "to", "cycle", "status", "attempts", "last error"],
+        )
+        if total > len(rows):
+            typer.echo(f"the newest {len(rows)} of {total}; --limit shows more")
 
     @cadence_app.command("run")
     def cadence_run(

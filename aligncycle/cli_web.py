@@ -12,6 +12,8 @@ app's error mapping): exit 1 for a refused operation, 2 for bad usage.
 
 from __future__ import annotations
 
+import ipaddress
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -58,6 +60,53 @@ def prepare_demo() -> Path:
     return directory
 
 
+KEY_HINT = (
+    "set the same ALIGNCYCLE_SECRET_KEY (at least 32 characters, e.g. the output of "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`) in the environment of "
+    "every instance"
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def shared_key_problem(host: str, workers: int | None, key: str | None) -> str | None:
+    """Why ``serve`` must not start with this key, or None. Forms are signed with the key:
+    several worker processes, or an address other machines reach (where a second instance
+    behind the same proxy is one deployment away), need one configured key, or a form served
+    by one answers "form has expired" on another."""
+    if key:
+        if len(key.strip()) < 32:
+            return f"ALIGNCYCLE_SECRET_KEY is too short ({len(key.strip())} characters); {KEY_HINT}"
+        return None
+    if workers is not None and workers > 1:
+        return f"{workers} worker processes need a shared signing key: {KEY_HINT}"
+    if not is_loopback(host):
+        return f"serving on {host}, not this machine only, needs a shared signing key: {KEY_HINT}"
+    return None
+
+
+def prepare_metrics_dir(data_dir: Path, port: int) -> Path:
+    """An empty folder where every worker process writes its metrics (``/metrics`` adds them
+    up), unless ``PROMETHEUS_MULTIPROC_DIR`` names one already. Emptied at each start: the
+    counters of a previous run are not this run's."""
+    import shutil
+
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(named) if named else data_dir / "metrics" / str(port)
+    if not named:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``user`` and ``token`` to the main app."""
     user_app = typer.Typer(help="People's sign-in to the web app.", no_args_is_help=True)
@@ -93,6 +142,15 @@ def register(app: typer.Typer) -> None:
         """Start the web app and the API (/api/v1) on the configured store."""
         from aligncycle.settings import get_settings
 
+        settings = get_settings()
+        host = host or settings.host
+        port = port or settings.port
+        asked = 1 if reload else (workers or settings.workers)
+        problem = shared_key_problem(host, asked, settings.secret_key)
+        if problem:
+            cc.fail(problem, 2)
+        # Without a configured key, one worker: its key is made once into the data dir.
+        workers = asked or (settings.effective_workers if settings.secret_key else 1)
         if demo:
             directory = prepare_demo()
             typer.echo(
@@ -101,23 +159,30 @@ def register(app: typer.Typer) -> None:
                 f"(manager), password {DEMO_PASSWORD!r}",
                 err=True,
             )
+            settings = get_settings()
         else:
             cc.require_current_schema()  # one line if not set up or behind, before any worker
-        settings = get_settings()
         import uvicorn
 
+        from aligncycle.logs import uvicorn_log_config
         from aligncycle.web.deps import secret_key
 
-        host = host or settings.host
-        port = port or settings.port
-        workers = 1 if reload else (workers or settings.effective_workers)
         # Made (or read) once here, before the workers start: they all sign with the same key.
         secret_key(settings)
+        if workers > 1:
+            prepare_metrics_dir(Path(settings.data_dir), port)
         plural = "s" if workers > 1 else ""
-        typer.echo(
-            f"aligncycle on http://{host}:{port}/ ({workers} worker{plural}; "
-            f"store: {cc.display_url()})",
-            err=True,
+        log_config = uvicorn_log_config(settings.log_level, settings.log_format)
+        logging.config.dictConfig(log_config)  # the line below in the log's format too
+        logging.getLogger("aligncycle.serve").info(
+            "aligncycle on http://%s:%s/ (%s worker%s; store: %s; logs: %s, %s)",
+            host,
+            port,
+            workers,
+            plural,
+            cc.display_url(),
+            settings.log_level,
+            settings.log_format,
         )
         uvicorn.run(
             "aligncycle.web:create_app",
@@ -126,7 +191,9 @@ def register(app: typer.Typer) -> None:
             port=port,
             reload=reload,
             workers=workers,
-            log_level="warning",
+            log_config=log_config,
+            log_level=settings.log_level,
+            access_log=False,
             proxy_headers=True,
         )
 

@@ -129,7 +129,6 @@ def _point_env_at(folder: Path, prefect_home: Path) -> None:
     """This process (and the flows it runs) use the demo store and the demo's Prefect home."""
     os.environ["ALIGNCYCLE_DATA_DIR"] = str(folder)
     os.environ["ALIGNCYCLE_DATABASE_URL"] = f"sqlite:///{folder / 'aligncycle.db'}"
-    os.environ.pop("ALIGNCYCLE_REPORTS_DIR", None)
     if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
         os.environ["PREFECT_HOME"] = str(prefect_home)  # read when Prefect is first imported
     from aligncycle import settings
@@ -260,7 +259,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"  growth areas   {len(recap.growth_areas)}:")
     for area in recap.growth_areas:
         out(f"                 - {clip(area, 80)}")
-    out(f"Report: {final.path}")
+    out(f"Report: {_export_report(demo.cycle_id)} (in the web app: {final.url})")
     elapsed = time.perf_counter() - demo.started
     out(f"Prefect: {demo.flows_run} flow runs in {elapsed:.0f} s; its log: {log}")
     return final
@@ -282,6 +281,20 @@ def _advance(demo: Demo, who: str, today: date, **kwargs: Any) -> Any:
     )
     demo.flows_run += 1 if result.report is not None else 0
     return result
+
+
+def _export_report(cycle_id: int) -> Path:
+    """The recap report, as the recap flow stored it, copied to a file of the demo's folder to
+    read without starting the web app."""
+    from aligncycle.settings import get_settings
+    from models.services import reports
+
+    with _store().unit_of_work() as s:
+        markdown = reports.recap_report(s, None, cycle_id).markdown
+    target = Path(get_settings().data_dir) / "reports" / f"cycle-{cycle_id}-recap.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(markdown, encoding="utf-8")
+    return target
 
 
 def _store() -> Any:

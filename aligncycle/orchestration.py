@@ -275,7 +275,7 @@ def summarize(report: Any) -> list[str]:
             f"confidence {report.rollup.value.replace('_', ' ')}"
         )
     elif hasattr(report, "report") and isinstance(report.report, RecapReport):
-        return [f"recap: {report.report.headline}", f"report written to {report.path}"]
+        return [f"recap: {report.report.headline}", f"report: {report.url}"]
     else:
         return []
     ready = report.readiness

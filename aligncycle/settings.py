@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from models.config import StoreSettings
 
@@ -14,8 +14,6 @@ from models.config import StoreSettings
 class Settings(StoreSettings):
     #: The acting person for CLI commands when ``--as`` is not given.
     actor: str | None = None
-    #: Where recap reports are written (default: <data_dir>/reports).
-    reports_dir: Path | None = None
     #: Web server.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -24,14 +22,19 @@ class Settings(StoreSettings):
     #: Signs the sign-in form's CSRF token; unset: one is generated once and kept in the data
     #: dir (``secret_key``, mode 0600), shared by every worker and kept across restarts.
     secret_key: str | None = None
+    #: Logs of the web app (``serve``): the least severe level written, and the format (one
+    #: JSON object a line, with the request id, or plain text for a terminal).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def effective_workers(self) -> int:
         return self.workers or max(1, min(os.cpu_count() or 1, 4))
-
-    @property
-    def effective_reports_dir(self) -> Path:
-        return self.reports_dir or self.data_dir / "reports"
 
 
 @lru_cache(maxsize=1)

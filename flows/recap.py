@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date
-from pathlib import Path
 
 from prefect import flow, task
 from pydantic import BaseModel
@@ -15,18 +12,20 @@ from flows.runtime import (
     check_phase,
     open_checklist,
     publish_markdown,
-    reports_dir,
     store,
     untagged,
 )
+from models.config import StoreSettings
 from models.enums import Phase
 from models.phases import recap as phase
 from models.services import cycles as cycle_service
+from models.services import reports
 
 
 class RecapResult(BaseModel):
     report: phase.RecapReport
-    path: str
+    #: Where the web app serves the stored report (a full URL when ``base_url`` is set).
+    url: str
 
 
 @task(name="build the recap", **WRITER)
@@ -38,34 +37,28 @@ def build(cycle_id: int, today: date) -> phase.RecapReport:
         return phase.build_recap(s, cycle, today)
 
 
-@task(name="write the recap report", **WRITER)
-def write_report(cycle_id: int, markdown: str) -> str:
-    """Write the report under the data dir's reports folder (replaced whole, never half)."""
-    folder = reports_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / phase.recap_filename(cycle_id)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".recap-", suffix=".md")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(markdown)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(target)
+@task(name="store the recap report", **WRITER)
+def store_report(cycle_id: int, today: date, headline: str, markdown: str) -> str:
+    """Keep the report in the store (replacing a previous run's), where the web app serves it
+    whichever worker ran this; returns its address in the web app."""
+    with store().unit_of_work() as s:
+        reports.save_recap_report(s, cycle_id, headline, markdown, today)
+    base = (StoreSettings().base_url or "").rstrip("/")
+    return base + reports.report_path(cycle_id)
 
 
 @flow(name="recap", flow_run_name="recap-cycle-{cycle_id}", persist_result=False)
 def recap_flow(cycle_id: int, today: date | None = None) -> RecapResult:
     """Build the recap from what happened (done, dropped and late items, decided gaps, the
-    survey, growth areas), publish it as an artifact and a report file. Safe to run again."""
+    survey, growth areas), publish it as an artifact and keep the report in the store. Safe to
+    run again."""
     with untagged():
         today = today or date.today()
         check_phase(cycle_id, Phase.RECAP, Phase.CLOSED)
         open_checklist(cycle_id, Phase.RECAP)
         report = build(cycle_id, today)
         markdown = phase.render_recap_markdown(report)
-        path = write_report(cycle_id, markdown)
+        url = store_report(cycle_id, today, report.headline, markdown)
         description = f"Recap of cycle {cycle_id}: {report.headline}"
         publish_markdown(cycle_id, "recap", markdown, description)
-        return RecapResult(report=report, path=path)
+        return RecapResult(report=report, url=url)

@@ -37,15 +37,6 @@ __all__ = ["QUIET_DEFAULTS", "configure_environment"]
 NOISY_LOGGERS = ("sqlalchemy", "docket", "prefect.events", "asyncio")
 
 
-class FlowSettings(StoreSettings):
-    #: Where recap reports are written (default: <data_dir>/reports), as in the face's settings.
-    reports_dir: Path | None = None
-
-    @property
-    def effective_reports_dir(self) -> Path:
-        return self.reports_dir or self.data_dir / "reports"
-
-
 # --- the store -----------------------------------------------------------------------------
 
 _stores: dict[str, Store] = {}
@@ -79,10 +70,6 @@ def store_tag(url: str | None = None) -> str:
 
 def cycle_tags(cycle_id: int) -> list[str]:
     return ["aligncycle", f"cycle:{cycle_id}", f"store:{store_tag()}"]
-
-
-def reports_dir() -> Path:
-    return FlowSettings().effective_reports_dir
 
 
 # --- log file and heartbeat -----------------------------------------------------------------

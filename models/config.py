@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,22 @@ class StoreSettings(BaseSettings):
     database_url: str | None = None
     #: Folder of versioned YAML playbooks.
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
+    #: The web app's address as people reach it (``https://aligncycle.acme.example``): every
+    #: notification links to the page to act on. Unset: messages name the page in words.
+    base_url: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or " " in value:
+            raise ValueError(
+                "must be the web app's address as people open it, e.g. "
+                "https://aligncycle.acme.example"
+            )
+        return value
 
     @property
     def effective_database_url(self) -> str:

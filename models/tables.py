@@ -369,6 +369,21 @@ class Retrospective(Base):
     signed_off_by: Mapped[Person | None] = relationship(foreign_keys=[signed_off_by_id])
 
 
+class RecapReportRecord(Base):
+    """The recap report a recap flow wrote (Markdown), kept in the store so the web app serves
+    it whichever worker ran the flow; written again, whole, by every recap run."""
+
+    __tablename__ = "recap_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), unique=True)
+    headline: Mapped[str] = mapped_column(String(500))
+    markdown: Mapped[str] = mapped_column(Text)
+    #: The day the report speaks of (the flow's ``today``).
+    on_date: Mapped[date] = mapped_column(Date)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SurveyResponse(Base):
     """How a team member feels about the process. Anonymous rows have no respondent and no
     timestamp, so they cannot be tied back to a person (participation is kept apart).

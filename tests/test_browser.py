@@ -275,6 +275,7 @@ PAGES = [
     ("/numbers?by=owner&then_by=month", "lee@acme.test"),
     ("/my", "sid@acme.test"),
     ("/account", "sid@acme.test"),
+    ("/notifications", "sam@acme.test"),
     ("/cycles/new", "sam@acme.test"),
     ("/cycles/{identify}", "sam@acme.test"),
     ("/cycles/{identify}/gaps", "lee@acme.test"),

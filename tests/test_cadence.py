@@ -590,7 +590,7 @@ def test_checkin_cadence_comes_from_the_playbook(world: Store) -> None:
     tomorrow = plan(world, checkins.plan_checkins, TODAY + timedelta(days=1))
     assert tomorrow.planned == 1  # only the daily cycle asks again
     newest = max(rows(world), key=lambda n: n.id)
-    assert newest.subject == "Check-in: 1 action item in “daily”"
+    assert newest.subject == "Check-in: 1 action item in 'daily'"
 
 
 # --- weekly digest --------------------------------------------------------------------------
@@ -612,7 +612,7 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
     with world.unit_of_work() as s:
         d = digest.digest_content(s, TODAY)[cid]
     assert (d.total, d.done, d.dropped, d.percent_done) == (7, 1, 1, 17)
-    assert d.kpis == ["no funnel data imported yet (aligncycle funnel import)"]
+    assert d.kpis == [digest.NO_FUNNEL_DATA]
     assert d.risks == [
         "late (Sam Sales): 2 days overdue (was due 28 Feb 2026)",
         "blocked (Mia Marketing): blocked",
@@ -621,7 +621,7 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
     assert d.due_next_week == ["next week (Mia Marketing), due in 4 days (6 Mar 2026)"]
     text = d.text(TODAY)
     assert "Progress: 1 of 6 action items done (17%)" in text
-    assert "Cycle “Q1” (31 Jan 2026 to 1 Apr 2026, 30 days left)" in text
+    assert "Cycle 'Q1' (31 Jan 2026 to 1 Apr 2026, 30 days left)" in text
 
 
 def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Store) -> None:

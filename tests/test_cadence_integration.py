@@ -275,9 +275,9 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
             ("/max", "Escalation (manager): 'Content audit' is overdue (Meg Member)"),
             ("/sam", "Weekly digest: Q1 hand-off (17% done, 3 risks)"),
             ("/marketing", "Weekly digest: Q1 hand-off (17% done, 3 risks)"),
-            ("/sam", "Check-in: 2 action items in “Q1 hand-off”"),
-            ("/mia", "Check-in: 2 action items in “Q1 hand-off”"),
-            ("/marketing", "Check-in: 1 action item in “Q1 hand-off”"),
+            ("/sam", "Check-in: 2 action items in 'Q1 hand-off'"),
+            ("/mia", "Check-in: 2 action items in 'Q1 hand-off'"),
+            ("/marketing", "Check-in: 1 action item in 'Q1 hand-off'"),
         ]
     )
     digest = next(m for m in receiver.messages if m["title"].startswith("Weekly digest"))

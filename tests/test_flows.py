@@ -32,7 +32,7 @@ from models.schemas import (
     CycleCreate,
     GapDecide,
 )
-from models.services import actions, checklist, cycles, gaps
+from models.services import actions, checklist, cycles, gaps, reports
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, Cycle, Event, Gap
 from tests.conftest import PROJECT, db_snapshot
@@ -256,13 +256,20 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     assert execute_flow(cid, today=day).checkins_written == 0
     assert db_snapshot(env) == before
 
-    # Recap: after the period, the flow drafts the retrospective and writes the report.
+    # Recap: after the period, the flow drafts the retrospective and keeps the report in the
+    # store (not on the worker's disk), where the web app serves it.
     answer_required(env, cid, Phase.EXECUTE)
     advance(env, cid, today=D0 + timedelta(days=43))
     result = recap_flow(cid, today=D0 + timedelta(days=43))
-    path = Path(result.path)
-    assert path == data_dir / "reports" / f"cycle-{cid}-recap.md"
-    text = path.read_text(encoding="utf-8")
+    assert result.url == f"/cycles/{cid}/report.md"
+    assert not (data_dir / "reports").exists()
+    with env.unit_of_work() as s:
+        stored = reports.recap_report(s, None, cid)
+        text = stored.markdown
+        assert (stored.on_date, stored.headline) == (
+            D0 + timedelta(days=43),
+            result.report.headline,
+        )
     assert text.startswith(f"# Recap — cycle {cid}: Q1")
     assert "## Late" in text
     assert "Retrospective: a draft made from the cycle's facts, not yet saved by a point" in text
@@ -284,6 +291,8 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     again = recap_flow(cid, today=D0 + timedelta(days=44))
     assert again.report.carried_over == 1 and again.report.follow_up_cycles == [follow_id]
     assert count(env, ActionItem, cycle_id=follow_id) == 4
+    with env.unit_of_work() as s:  # the second run replaced the report, one per cycle
+        assert reports.recap_report(s, None, cid).on_date == D0 + timedelta(days=44)
 
 
 # --- the decision between phases --------------------------------------------------------------
@@ -428,7 +437,7 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert re.search(r"target +MQL→SQL rate [\d.]+% against 25\.0%: not reached", out)
     assert "disagreement   The team feels it improved, but the target of" in out
     report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
-    assert f"Report: {report}" in out
+    assert f"Report: {report} (in the web app: /cycles/1/report.md)" in out
     text = report.read_text(encoding="utf-8")
     assert text.startswith("# Recap — cycle 1: Q1 hand-off")
     assert "## The numbers: KPIs against the baseline" in text

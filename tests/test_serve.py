@@ -6,6 +6,7 @@ worker must sign and check the form's token with the same key (made once, in the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,7 +34,11 @@ def _free_port() -> int:
 def server(tmp_path: Path):  # noqa: ANN201
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNCYCLE_", "PREFECT_"))}
-    env |= {"ALIGNCYCLE_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    env |= {
+        "ALIGNCYCLE_DATA_DIR": str(tmp_path / "data"),
+        "HOME": str(tmp_path),
+        "ALIGNCYCLE_SECRET_KEY": "a-shared-key-of-at-least-32-characters",
+    }
     log = (tmp_path / "serve.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from aligncycle.cli import main; main()"]
@@ -88,3 +93,27 @@ def test_two_workers_sign_people_in_whichever_worker_answers(server) -> None:  #
             )
             assert resp.status_code == 303, resp.text[:300]
             assert browser.get("/my").status_code == 200
+
+
+def test_two_workers_answer_health_metrics_and_log_json_lines_with_request_ids(server) -> None:  # noqa: ANN001
+    base, log, _proc = server
+    for _ in range(10):
+        assert httpx.get(base + "/login", headers={"X-Request-ID": "probe-1"}).status_code == 200
+    health = httpx.get(base + "/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["checks"]["store"] == "ok"
+    # Whichever worker answers /metrics, it counts every worker's requests (at least the ten
+    # above and the readiness probes of the fixture).
+    total = 0.0
+    for line in httpx.get(base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith('aligncycle_http_requests_total{method="GET",route="/login"'):
+            total += float(line.split()[-1])
+    assert total >= 10
+    time.sleep(0.5)
+    log.seek(0)
+    records = []
+    for line in log.read().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    mine = [r for r in records if r.get("request_id") == "probe-1"]
+    assert len(mine) == 10
+    assert {(r["route"], r["status"], r["level"]) for r in mine} == {("/login", 200, "info")}

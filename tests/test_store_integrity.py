@@ -206,7 +206,7 @@ def test_serve_refuses_a_store_behind_in_one_line_before_any_worker_starts(
     behind: tuple[str, Engine],
 ) -> None:
     url, _ = behind
-    result = cli("serve", "--workers", "2", "--port", "9", code=1)
+    result = cli("serve", "--workers", "1", "--port", "9", code=1)
     assert result.stdout == ""
     assert result.stderr == (
         f"error: the store at {cli_common.display_url(url)} is at revision 0003; this "

@@ -326,6 +326,20 @@ CASES: list[Case] = [
     ),
     Case("GET", "/api/v1/cycles/{cycle_id}/survey", api(cyc("recap", "/survey")), SEEING, 200),
     Case(
+        "GET",
+        "/api/v1/cycles/{cycle_id}/recap/report",
+        api(cyc("recap", "/recap/report")),
+        SEEING,
+        200,
+    ),
+    # --- API: the notification log (each person: their teams' cycles and what is theirs)
+    Case(
+        "GET", "/api/v1/notifications", const("/api/v1/notifications"), ALL, 200, cycle_bound=False
+    ),
+    # --- operations: health and metrics, for load balancers and Prometheus
+    Case("GET", "/healthz", const("/healthz"), ALL, 200, public=True, cycle_bound=False),
+    Case("GET", "/metrics", const("/metrics"), ALL, 200, public=True, cycle_bound=False),
+    Case(
         "POST",
         "/api/v1/cycles/{cycle_id}/survey",
         api(cyc("survey", "/survey")),
@@ -487,6 +501,9 @@ CASES: list[Case] = [
     # --- pages: the recap
     Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),
     Case("GET", "/cycles/{cycle_id}/report", cyc("recap", "/report"), SEEING, 200),
+    Case("GET", "/cycles/{cycle_id}/report.md", cyc("recap", "/report.md"), SEEING, 200),
+    # --- pages: messages (each person: their teams' cycles and what is theirs)
+    Case("GET", "/notifications", const("/notifications"), ALL, 200, cycle_bound=False),
     Case("GET", "/cycles/{cycle_id}/recap.csv", cyc("recap", "/recap.csv"), SEEING, 200),
     Case(
         "POST",

@@ -27,7 +27,7 @@ from models.db import Store, make_engine
 from models.enums import Phase
 from models.metadata import metadata
 from models.schemas import PersonCreate, SurveyRespond, TeamCreate
-from models.services import accounts, cycles, people, recap
+from models.services import accounts, cycles, people, recap, reports
 from models.services.common import person_by_email
 from models.tables import Cycle
 
@@ -168,6 +168,9 @@ def populate(s: Session) -> tuple[seed.World, dict[str, int]]:
     )
     s.flush()
     world = seed.build_world(s)
+    reports.save_recap_report(  # as the recap flow stores it
+        s, world.cycles["recap"], "a recap", "# Recap\n\nWhat happened.", utcnow().date()
+    )
     sam = person_by_email(s, "sam@acme.test")
     ready = seed.start(s, "Ready to plan", utcnow().date())
     seed.answer_phase(s, ready, sam)

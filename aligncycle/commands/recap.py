@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -79,6 +80,26 @@ def retro_show(
                 else ""
             )
         )
+
+
+@retro_app.command("report")
+def retro_report(
+    cycle_id: int = typer.Argument(..., metavar="CYCLE_ID"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write it to this file instead of printing it."
+    ),
+) -> None:
+    """The recap report the last recap run kept in the store (Markdown)."""
+    from models.services import reports
+
+    with cc.unit_of_work() as s:
+        load_cycle(s, cycle_id)
+        markdown = reports.recap_report(s, None, cycle_id).markdown
+    if output is None:
+        typer.echo(markdown, nl=not markdown.endswith("\n"))
+        return
+    output.write_text(markdown, encoding="utf-8")
+    ok(f"recap report of cycle {cycle_id} written to {output}")
 
 
 @retro_app.command("record")

@@ -180,7 +180,7 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
 
     Raises ``migrations.runner.StoreNotCurrent`` if the store is not at the revision this code
     needs (not set up, or behind: ``aligncycle db upgrade``)."""
-    from aligncycle.web import api, routes
+    from aligncycle.web import api, ops, routes
     from models.services import accounts
 
     settings = settings or WebSettings()
@@ -207,9 +207,12 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
     # one line (StoreNotCurrent), rather than failing request after request on missing tables.
     runner.require_current(app.state.store.engine)
     app.state.secret_key = secret_key(settings)
+    app.state.prefect_api_url = ops.prefect_api_url()
+    app.include_router(ops.router)  # /healthz, /metrics: no sign-in, no unit of work
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(routes.router)
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ops.RequestTelemetry)  # outermost: every answer has its request id
     return app

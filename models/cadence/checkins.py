@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.cadence.directory import Directory
+from models.cadence.links import Links, words
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -24,8 +25,9 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
+from models.rules import counted
 from models.tables import ActionItem, Cycle, Event
-from models.words import counted, day, value_word
+from models.words import day
 
 
 def update_confidence(
@@ -104,10 +106,14 @@ def update_confidence(
 
 
 def plan_checkins(
-    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+    session: Session,
+    today: date,
+    policy: CadencePolicy = CadencePolicy(),
+    links: Links | None = None,
 ) -> PlanResult:
     """Ask each owner of unfinished items in Execute for progress, once per cadence period of
     the cycle (the playbook's ``settings.cadence``: daily, weekly, biweekly or monthly)."""
+    links = links or Links.from_settings()
     directory = Directory.load(session)
     cycles = session.execute(
         select(Cycle.id, Cycle.title, Cycle.period_start, Cycle.playbook_id).where(
@@ -135,15 +141,15 @@ def plan_checkins(
             continue
         lines = [
             f"- #{i.id} {i.title} ({due_text(i.due, today) if i.due else 'no due date'}; "
-            f"{value_word(i.status)}, {value_word(i.confidence)})"
+            f"{words(i.status)}, {words(i.confidence)})"
             for i in owned
         ]
         body = (
             f"Hi {owner.name},\n\nCheck-in time for cycle {titles[cycle_id]!r}. How are these "
             "going? Record progress, status and confidence for each:\n"
             + "\n".join(lines)
-            + "\n\nIn the web app, or: aligncycle checkin add ID --progress PERCENT "
-            "--confidence on_track|at_risk|off_track --note TEXT" + footer(key)
+            + links.act(*links.my_work(), "Update them")
+            + footer(key)
         )
         messages.append(
             Planned(
@@ -151,7 +157,7 @@ def plan_checkins(
                 kind=NotificationKind.CHECKIN,
                 recipient=owner.email,
                 channels=directory.channels_for_person(owner.id),
-                subject=f"Check-in: {counted(len(owned), 'action item')} in “{titles[cycle_id]}”",
+                subject=f"Check-in: {counted(len(owned), 'action item')} in {titles[cycle_id]!r}",
                 body=body,
                 cycle_id=cycle_id,
             )

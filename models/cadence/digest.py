@@ -13,12 +13,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
+from models.cadence.links import Links, words
 from models.cadence.planning import Planned, PlanResult, due_text, footer, store_plan
 from models.cadence.planning import chunks as _chunks  # the name _funnel_kpi_lines uses
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
+from models.rules import counted
 from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
-from models.words import counted, period, value_word
+from models.words import period
 
 
 @dataclass
@@ -56,13 +58,12 @@ class Digest:
             return f"{title}\n" + ("\n".join(f"- {x}" for x in shown) if shown else f"- {empty}")
 
         status = (
-            ", ".join(f"{v} {value_word(k)}" for k, v in sorted(self.by_status.items()))
-            or "no items"
+            ", ".join(f"{words(k)} {v}" for k, v in sorted(self.by_status.items())) or "no items"
         )
         days_left = (self.period_end - today).days
         return "\n\n".join(
             [
-                f"Cycle “{self.title}” ({period(self.period_start, self.period_end)}, "
+                f"Cycle {self.title!r} ({period(self.period_start, self.period_end)}, "
                 f"{counted(max(days_left, 0), 'day')} left)",
                 f"Progress: {self.done} of {self.total - self.dropped} action items done "
                 f"({self.percent_done}%); {status}",
@@ -72,6 +73,11 @@ class Digest:
             ]
         )
 
+
+NO_FUNNEL_DATA = (
+    "no funnel data imported yet (a lead or a manager imports the CRM's exports on the Numbers "
+    "page)"
+)
 
 #: Funnel KPIs every digest shows (besides the playbook's own ones the funnel computes).
 DIGEST_KPIS = ("mql_volume", "mql_to_sql_rate", "sla_attainment", "win_rate")
@@ -105,7 +111,7 @@ def _funnel_kpi_lines(
     from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
 
     if session.scalar(select(FunnelRecord.id).limit(1)) is None:
-        return {cid: ["no funnel data imported yet (aligncycle funnel import)"] for cid in cycles}
+        return {cid: [NO_FUNNEL_DATA] for cid in cycles}
     baselines: dict[int, dict[str, float | None]] = defaultdict(dict)
     for chunk in _chunks(sorted(cycles)):
         for cid, kpi, value in session.execute(
@@ -223,9 +229,10 @@ def digest_content(
     return digests
 
 
-def plan_digests(session: Session, today: date) -> PlanResult:
+def plan_digests(session: Session, today: date, links: Links | None = None) -> PlanResult:
     """Plan this ISO week's digest of every cycle in Execute, to each of its teams' channels (a
     team without one gets it on its point person's channels)."""
+    links = links or Links.from_settings()
     directory = Directory.load(session)
     digests = digest_content(session, today)
     result = PlanResult(kind="digest", candidates=len(digests))
@@ -259,7 +266,7 @@ def plan_digests(session: Session, today: date) -> PlanResult:
                 channels=channels,
                 subject=f"Weekly digest: {digest.title} ({digest.percent_done}% done, "
                 f"{counted(len(digest.risks), 'risk')})",
-                body=digest.text(today) + footer(key),
+                body=digest.text(today) + links.act(*links.cycle(cid), "The cycle") + footer(key),
                 cycle_id=cid,
             )
         )

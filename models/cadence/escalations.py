@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
+from models.cadence.links import Links, words
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -20,7 +21,6 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
-from models.words import value_word
 
 
 def escalation_candidates(
@@ -49,11 +49,15 @@ def escalation_candidates(
 
 
 def plan_escalations(
-    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+    session: Session,
+    today: date,
+    policy: CadencePolicy = CadencePolicy(),
+    links: Links | None = None,
 ) -> PlanResult:
     """Plan escalations of overdue items: to the owner's team lead (the lead who assigned the
     item, else every lead of the team; a manager when the team has none), then to the team's
     manager(s) (any manager when it has none)."""
+    links = links or Links.from_settings()
     directory = Directory.load(session)
     candidates = escalation_candidates(session, today, policy)
     result = PlanResult(kind="escalation", candidates=len(candidates))
@@ -79,9 +83,11 @@ def plan_escalations(
             body = (
                 f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
                 f"item in cycle {item.cycle_title!r}: {item.title!r}, "
-                f"{due_text(item.due, today)}. Status: {value_word(item.status)}, confidence: "
-                f"{value_word(item.confidence)}.\nPlease help unblock it, re-plan it, or drop it "
-                "with a reason." + footer(key)
+                f"{due_text(item.due, today)}. Status: {words(item.status)}, confidence: "
+                f"{words(item.confidence)}.\nPlease help unblock it, re-plan it, or drop it with "
+                "a reason."
+                + links.act(*links.actions(item.cycle_id), "The cycle's action items")
+                + footer(key)
             )
             messages.append(
                 Planned(

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.cadence.directory import Directory
+from models.cadence.links import Links
 from models.cadence.planning import Planned, PlanResult, chunks, footer, store_plan
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, Phase
@@ -155,8 +156,11 @@ def open_recap_when_period_over(session: Session, cycle: Cycle, today: date) -> 
     return cycle
 
 
-def plan_recap_due(session: Session, today: date, due: RecapDue) -> PlanResult:
+def plan_recap_due(
+    session: Session, today: date, due: RecapDue, links: Links | None = None
+) -> PlanResult:
     """Tell each point person of the cycles concerned: Recap opened, or what still blocks it."""
+    links = links or Links.from_settings()
     result = PlanResult(
         kind="recap_due",
         candidates=len(due.opened) + len(due.blocked),
@@ -191,13 +195,13 @@ def plan_recap_due(session: Session, today: date, due: RecapDue) -> PlanResult:
                 f"The period of cycle “{c.title}” ended on {day(c.period_end)}, so "
                 "aligncycle moved it to Recap. Record the retrospective, run the team survey, "
                 "and ask a manager to sign off."
-            )
+            ) + links.act(*links.recap(cid), "The recap")
         else:
             subject = f"Recap is due but blocked: {c.title}"
             text = (
                 f"The period of cycle “{c.title}” ended on {day(c.period_end)}, but it "
                 "cannot move to Recap yet: " + "; ".join(due.blocked[cid])
-            )
+            ) + links.act(*links.cycle(cid), "What is missing")
         targets = [p for p in pps.get(cid, []) if p in directory.people]
         if not targets:
             result.unreachable.append(base)

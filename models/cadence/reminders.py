@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
+from models.cadence.links import Links, words
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -20,7 +21,6 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
-from models.words import value_word
 
 
 def reminder_candidates(
@@ -48,9 +48,13 @@ def reminder_candidates(
 
 
 def plan_reminders(
-    session: Session, today: date, policy: CadencePolicy = CadencePolicy()
+    session: Session,
+    today: date,
+    policy: CadencePolicy = CadencePolicy(),
+    links: Links | None = None,
 ) -> PlanResult:
     """Plan the day's reminders to action-item owners (due soon, or overdue)."""
+    links = links or Links.from_settings()
     directory = Directory.load(session)
     candidates = reminder_candidates(session, today, policy)
     result = PlanResult(kind="reminder", candidates=len(candidates))
@@ -71,8 +75,8 @@ def plan_reminders(
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
             f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. Status: {value_word(item.status)}, confidence: "
-            f"{value_word(item.confidence)}.\n{ask}" + footer(key)
+            f"is {when}. Status: {words(item.status)}, confidence: {words(item.confidence)}."
+            f"\n{ask}" + links.act(*links.my_work(), "Update it") + footer(key)
         )
         messages.append(
             Planned(

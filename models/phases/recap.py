@@ -265,4 +265,5 @@ def render_recap_markdown(report: RecapReport) -> str:
 
 
 def recap_filename(cycle_id: int) -> str:
+    """The name a downloaded report gets."""
     return f"cycle-{cycle_id}-recap.md"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -20,6 +20,7 @@ from models.schemas import (
 from models.services import (
     recap,
     recap_views,
+    reports,
 )
 from models.tables import Retrospective
 
@@ -157,6 +158,29 @@ def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
 def recap_csv(cycle_id: Id, ctx: ApiCtx) -> Response:
     cycle = cycle_for(ctx, cycle_id)
     return csv_response(ctx.session, cycle, recap_model(ctx.session, cycle, ctx.me))
+
+
+class StoredReportRead(BaseModel):
+    cycle_id: int
+    headline: str
+    on_date: date = Field(description="The day the report speaks of.")
+    written_at: datetime
+    markdown: str = Field(description="The report, in Markdown.")
+    url: str = Field(description="Where the web app serves it as a download.")
+
+
+@router.get("/cycles/{cycle_id}/recap/report", response_model=StoredReportRead, tags=["recap"])
+def stored_report(cycle_id: Id, ctx: ApiCtx) -> StoredReportRead:
+    """The report the last recap run wrote, kept in the store (404 until Recap has run)."""
+    row = reports.recap_report(ctx.session, ctx.me, cycle_id)
+    return StoredReportRead(
+        cycle_id=row.cycle_id,
+        headline=row.headline,
+        on_date=row.on_date,
+        written_at=row.written_at,
+        markdown=row.markdown,
+        url=reports.report_path(row.cycle_id),
+    )
 
 
 @router.put("/cycles/{cycle_id}/retrospective", response_model=RetrospectiveRead, tags=["recap"])

@@ -10,11 +10,24 @@ from aligncycle.web.routes import (
     gaps,
     imports,
     my_work,
+    notifications,
     numbers,
     recap,
     timeline,
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, cycles, gaps, actions, timeline, recap, my_work, imports, numbers, account):
+for module in (
+    auth,
+    cycles,
+    gaps,
+    actions,
+    timeline,
+    recap,
+    my_work,
+    imports,
+    numbers,
+    notifications,
+    account,
+):
     router.include_router(module.router)

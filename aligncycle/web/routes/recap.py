@@ -23,6 +23,7 @@ from aligncycle.web.pages import (
     to_int,
 )
 from aligncycle.web.recap_view import csv_response, recap_model
+from models.phases.recap import recap_filename
 from models.schemas import (
     RetrospectiveRecord,
     SurveyRespond,
@@ -32,6 +33,7 @@ from models.services import (
     cycles,
     recap,
     recap_views,
+    reports,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -57,6 +59,7 @@ def recap_page(
         counts=counts,
         answered=answered,
         signoff_required=signoff_required,
+        stored_report=reports.find_recap_report(s, cycle.id),
         forms=forms or {},
         **model,
     )
@@ -67,6 +70,18 @@ def report_get(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
     model = recap_model(ctx.session, cycle, ctx.me)
     return render(request, ctx, "report.html", cycle=cycle, **model)
+
+
+@router.get("/cycles/{cycle_id}/report.md")
+def stored_report(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
+    """The report the recap flow wrote and kept in the store, as a Markdown download."""
+    row = reports.recap_report(ctx.session, ctx.me, cycle_id)
+    name = recap_filename(cycle_id)
+    return Response(
+        row.markdown,
+        media_type="text/markdown; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/cycles/{cycle_id}/recap.csv")

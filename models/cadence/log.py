@@ -1,0 +1,117 @@
+"""The notification log as people and operators read it: pending, sent and failed messages,
+newest first, with the visibility rule of every other object (``models.services.access``): a
+person sees the messages of the cycles their team takes part in (a manager, all of them),
+and messages addressed to them.
+
+Channel URLs are shown masked; stored errors were masked when they were written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session
+
+from models.cadence.tables import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
+from models.cadence.urls import mask_url, redact
+from models.enums import Role
+from models.services import access
+from models.tables import Cycle, Person
+
+KIND_WORDS = {
+    NotificationKind.CHECKIN: "check-in request",
+    NotificationKind.REMINDER: "reminder",
+    NotificationKind.ESCALATION: "escalation",
+    NotificationKind.DIGEST: "weekly digest",
+    NotificationKind.RECAP_DUE: "recap due",
+}
+STATUS_WORDS = {
+    NotificationStatus.PENDING: "waiting to be sent",
+    NotificationStatus.SENDING: "being sent",
+    NotificationStatus.SENT: "sent",
+    NotificationStatus.FAILED: "failed",
+}
+
+
+class NotificationRead(BaseModel):
+    id: int
+    kind: NotificationKind
+    kind_words: str = Field(description="What kind of message, in words.")
+    status: NotificationStatus
+    status_words: str = Field(description="Where it stands, in words.")
+    recipient: str = Field(description="An email, or the teams of a digest.")
+    cycle_id: int | None
+    action_item_id: int | None
+    subject: str
+    channel: str | None = Field(description="The channel's label, else its masked URL.")
+    attempts: int
+    error: str | None = Field(description="Why the last attempt failed (secrets masked).")
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _visible_to(viewer: Person) -> ColumnElement[bool]:
+    visible = select(Cycle.id).where(access.visible_cycles(viewer))
+    return or_(Notification.cycle_id.in_(visible), Notification.recipient == viewer.email)
+
+
+def notification_log(
+    session: Session,
+    viewer: Person | None,
+    status: NotificationStatus | None = None,
+    kind: NotificationKind | None = None,
+    cycle_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[NotificationRead], int]:
+    """One page of the log (newest first) and how many rows match in all. ``viewer`` None:
+    an operator reading the whole log. A cycle the viewer may not see answers like a missing
+    one."""
+    if viewer is not None and cycle_id is not None:
+        access.visible_cycle(session, viewer, cycle_id)
+    where: list[ColumnElement[bool]] = []
+    if viewer is not None and viewer.role is not Role.MANAGER:
+        where.append(_visible_to(viewer))
+    if status is not None:
+        where.append(Notification.status == status)
+    if kind is not None:
+        where.append(Notification.kind == kind)
+    if cycle_id is not None:
+        where.append(Notification.cycle_id == cycle_id)
+    total = session.scalar(select(func.count()).select_from(Notification).where(*where)) or 0
+    rows = session.execute(
+        select(Notification, NotificationChannel.label, NotificationChannel.url)
+        .outerjoin(NotificationChannel, NotificationChannel.id == Notification.channel_id)
+        .where(*where)
+        .order_by(Notification.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    out = []
+    for n, label, url in rows:
+        out.append(
+            NotificationRead(
+                id=n.id,
+                kind=n.kind,
+                kind_words=KIND_WORDS.get(n.kind, str(n.kind)),
+                status=n.status,
+                status_words=STATUS_WORDS.get(n.status, str(n.status)),
+                recipient=n.recipient,
+                cycle_id=n.cycle_id,
+                action_item_id=n.action_item_id,
+                subject=n.subject,
+                channel=label or (mask_url(url) if url else None),
+                attempts=n.attempts,
+                error=redact(n.error, url) if n.error else None,
+                created_at=n.created_at,
+                sent_at=n.sent_at,
+            )
+        )
+    return out, total
