@@ -115,7 +115,16 @@ def cycle_pages(cycle_id: int) -> list[str]:
 
 def test_every_page_speaks_in_words(w: Rig) -> None:
     cycles = {**w.world.cycles, **w.extra}
-    common = ["/my", "/cycles", "/cycles/new", "/numbers", "/account", *NUMBERS_VIEWS]
+    common = [
+        "/my",
+        "/cycles",
+        "/cycles/new",
+        "/numbers",
+        "/account",
+        "/notifications",
+        "/notifications?status=failed",
+        *NUMBERS_VIEWS,
+    ]
     found: list[str] = []
     seen = 0
     for who in ("sam", "lee", "max", "sid"):

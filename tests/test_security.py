@@ -218,7 +218,7 @@ def test_changing_a_password_is_throttled_like_signing_in(app: Any, org: Store) 
     locked = _change(client, PASSWORD)
     assert locked.status_code == 429
     assert int(locked.headers["retry-after"]) > 0
-    assert "too many wrong passwords for this account" in locked.text
+    assert "Too many wrong passwords for this account" in locked.text
     assert db_snapshot(org) == before  # refused before the password was looked at
     # the same email cannot sign in either
     fresh = TestClient(app)
