@@ -289,6 +289,7 @@ PAGES = [
     ("/numbers/import", "lee@acme.test"),
     ("/cycles/999999", "sid@acme.test"),  # an error page, signed in: the menu stays
     ("/numbers/import", "sid@acme.test"),  # not allowed: the same
+    ("/notifications", "max@acme.test"),
 ]
 
 
