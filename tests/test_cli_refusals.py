@@ -20,9 +20,10 @@ from models.schemas import (
     CycleCreate,
     GapCreate,
     GapDecide,
+    PersonCreate,
     RetrospectiveRecord,
 )
-from models.services import actions, checklist, cycles, gaps, recap
+from models.services import actions, checklist, cycles, gaps, people, recap
 from models.services.common import person_by_email
 from models.tables import Event
 from models.words import phase_name
@@ -309,3 +310,22 @@ def test_the_waiting_cycle_run_refreshes_then_decides_in_one_transaction(
         "decision refused: the cycle cannot leave Identify yet: 1 gap not"
     )
     assert db_snapshot(org) == before
+
+
+def test_the_cli_assigns_by_name_and_refuses_an_ambiguous_one_in_the_webs_words(org: Any) -> None:
+    ids = walk(org, Phase.EXECUTE)
+    with org.unit_of_work() as s:
+        people.create_person(
+            s, PersonCreate(name="Sam Sales", email="sam2@acme.test", team="marketing")
+        )
+    msg = refused(
+        org, "action", "assign", ids["action"], "--owner", "Sam Sales", "--as", "lee@acme.test"
+    )
+    assert msg == (
+        "error: 2 people called Sam Sales are on this cycle's teams (sam2@acme.test and "
+        "sam@acme.test): type the email of the one you mean"
+    )
+    assigned = cli_json(
+        "action", "assign", ids["action"], "--owner", "lee saleslead", "--as", "lee@acme.test"
+    )
+    assert assigned["owner"]["email"] == "lee@acme.test"
