@@ -19,6 +19,7 @@ import typer
 
 from aligncycle import cli_common as cc
 from aligncycle.cli_common import ACTOR_OPTION, DATE_FORMATS, JSON_OPTION, emit_json, table
+from models.words import counted
 
 JOB_NAMES = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
 
@@ -207,11 +208,11 @@ def register(app: typer.Typer) -> None:
             return
         p = out["plan"]
         line = (
-            f"{name}: planned {p['planned']} notification(s) ({p['already']} already planned, "
-            f"{p['unreachable']} with no channel)"
+            f"{name}: planned {counted(p['planned'], 'notification')} "
+            f"({p['already']} already planned, {p['unreachable']} with no channel)"
         )
         if p.get("changed"):
-            line += f", {p['changed']} change(s) to the store"
+            line += f", {counted(p['changed'], 'change')} to the store"
         typer.echo(line)
         d = out.get("delivery")
         if d is not None:

@@ -57,6 +57,10 @@ class WebSettings(Settings):
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
+    #: Set by ``aligncycle serve --demo`` (the demo store, its known password): the sign-in
+    #: page lists the demo accounts. Never set for a real store.
+    demo: bool = False
+
 
 def secret_key(settings: Settings) -> str:
     """``ALIGNCYCLE_SECRET_KEY``, else one generated once and kept in the data dir (0600), so

@@ -37,6 +37,7 @@ from models.services import cycles as cycle_service
 from models.services import recap as recap_service
 from models.services.common import as_actor, check_version, person_by_email, record_event
 from models.tables import ActionItem, Cycle, Person
+from models.words import phase_name, value_word
 
 
 def start_cycle(
@@ -155,14 +156,15 @@ def check_decision(
     check_version(cycle, expected_version, f"cycle {cycle.id}")
     if expected_phase is not None and cycle.phase is not expected_phase:
         raise TransitionRefused(
-            f"cycle {cycle.id} is in {cycle.phase} now, not {expected_phase}: someone else "
+            f"the cycle is in {phase_name(cycle.phase)} now, not {phase_name(expected_phase)}: "
+            "someone else "
             "moved it meanwhile"
         )
     actor = _decider(session, cycle, decision)
     if decision.decision == "stop":
         return actor
     if cycle.phase is Phase.CLOSED:
-        raise InvalidInput(f"cycle {cycle.id} is closed")
+        raise InvalidInput("the cycle is closed")
     if decision.decision == "stay":
         if not decision.reason:
             raise InvalidInput("staying in a phase needs a reason")
@@ -173,19 +175,19 @@ def check_decision(
     if decision.follow_up_title and target is not Phase.CLOSED:
         raise InvalidInput(
             "a follow-up cycle is started when closing a recap; "
-            f"cycle {cycle.id} is in {cycle.phase}"
+            f"the cycle is in {phase_name(cycle.phase)}"
         )
     assert target is not None
     if decision.follow_up_title and actor.role is not Role.POINT_PERSON:
-        raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
+        raise Forbidden(f"only point persons start cycles (you are a {value_word(actor.role)})")
     if gate:
         check_transition(
             as_actor(actor), cycle_service.facts(session, cycle), target, today, decision.reason
         )
     elif target is not cycle.phase.next:
         raise TransitionRefused(
-            f"phases advance in order: the cycle is in {cycle.phase}, "
-            f"so the next phase is {cycle.phase.next}, not {target}"
+            f"phases advance in order: the cycle is in {phase_name(cycle.phase)}, "
+            f"so the next phase is {phase_name(cycle.phase.next)}, not {phase_name(target)}"
         )
     return actor
 

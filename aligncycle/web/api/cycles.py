@@ -27,6 +27,7 @@ from models.schemas import (
 from models.services import (
     access,
     cycles,
+    story,
 )
 from models.services import views as v
 from models.tables import ChecklistItem
@@ -126,7 +127,12 @@ def set_point_person(
 def timeline(cycle_id: Id, ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> dict:
     """The cycle's audit log, newest first."""
     events, total = v.timeline(ctx.session, cycle_for(ctx, cycle_id), limit=limit, offset=offset)
-    return page([EventRead.model_validate(e) for e in events], total, limit, offset)
+    told = story.tell(ctx.session, events)
+    rows = [
+        EventRead.model_validate(e).model_copy(update={"sentence": t.sentence})
+        for e, t in zip(events, told, strict=True)
+    ]
+    return page(rows, total, limit, offset)
 
 
 @router.get(
