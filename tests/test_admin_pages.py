@@ -141,7 +141,7 @@ def test_people_are_imported_from_a_file_or_nobody_is(r: Rig) -> None:
     assert resp.status_code == 422
     text = _visible_text(resp.text)
     assert "4 problems in the file, so nobody was added" in text
-    assert "line 3, column “email”: not an email address" in text
+    assert "line 3, column “email”: not-an-email is not an email address" in text
     assert "line 4, column “team”: no team “Finance”" in text
     assert "line 5, column “email”: ana@acme.test is already on line 2" in text
     assert "line 6, column “role”: “boss” is not a role" in text

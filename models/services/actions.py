@@ -66,6 +66,11 @@ def person_on_teams(session: Session, ref: str, teams: list[Team], what: str) ->
         try:
             return person_by_email(session, ref)
         except NotFound as exc:
+            gone = session.scalar(select(Person).where(Person.email == ref.lower()))
+            if gone is not None:  # known, but left: say so rather than "nobody"
+                raise InvalidInput(
+                    f"{gone.name} has been deactivated and cannot be given work", field=what
+                ) from exc
             raise InvalidInput(f"nobody has the email {ref}", field=what) from exc
     found = list(
         session.scalars(
