@@ -54,6 +54,8 @@ from models.funnel.flags import FlagRead, recompute_flags
 from models.funnel.links import refresh_links
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
+from models.funnel.rollups import SR, Touched, touched_months
+from models.funnel.rollups import refresh as refresh_rollups
 from models.funnel.tables import STAGE_FIELDS, Deal, FunnelImport, Lead
 from models.funnel.values import ORDER_HINT, RowError, SettingNeeded, date_evidence, show_columns
 from models.services.common import record_event
@@ -529,8 +531,17 @@ class _Target:
         columns: list[str],
         counts: _FileRun | None = None,
         primary: _Target | None = None,
+        touched: Touched | None = None,
     ) -> None:
         self.conn = conn
+        #: the months (and records) the rollups must be refreshed for
+        self.touched = touched
+        self.is_deal = table is DEALS
+        dated = ("opportunity_at", "won_at", "lost_at") if self.is_deal else ("mql_at",)
+        self.date_idx = [i for i, c in enumerate(columns) if c in dated]
+        #: a deal whose dates this file does not all write may be an open deal with none
+        self.maybe_undated = self.is_deal and len(self.date_idx) < 3
+        self.lead_key_idx = columns.index("lead_key") if "lead_key" in columns else None
         self.counts = counts  # the file run whose new/changed/unchanged this target counts
         #: the target that counts the file's rows, when this one writes the same rows' other
         #: half (a row that is a lead and its deal): a new or changed deal changes the row
@@ -617,6 +628,23 @@ class _Target:
             self.flush()
         self.batch[key] = values
 
+    def _touch(self, key: str, old: tuple[Any, ...] | None, new: tuple[Any, ...]) -> None:
+        t = self.touched
+        assert t is not None
+        if t.everything:
+            return
+        dates = [v for i in self.date_idx for v in (new[i], old[i] if old else None)]
+        t.add_dates(*dates)
+        if not self.is_deal:
+            t.lead(key)
+            return
+        t.deal(key)
+        if self.maybe_undated or not any(v is not None for v in dates):
+            t.add_open_undated()
+        i = self.lead_key_idx
+        if i is not None and old is not None and old[i] is not None and old[i] != new[i]:
+            t.lead(old[i])  # the deal's former lead: its deal summary changes
+
     def flush(self) -> None:
         counts = self.counts
         batch = self.batch
@@ -648,6 +676,8 @@ class _Target:
                 primary.counts.changed += 1
                 primary.unchanged_keys.discard(key)
             out.append((source, key, *values))
+            if self.touched is not None:
+                self._touch(key, old, values)
         if out:
             self._write(out)
             self.written += len(out)
@@ -663,6 +693,7 @@ def _import_file(
     run: _FileRun,
     batch_size: int,
     progress: Progress | None,
+    touched: Touched,
 ) -> None:
     compiled = run.compiled
     roles = compiled.roles
@@ -679,7 +710,9 @@ def _import_file(
     deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
     leads = deals = links = None
     if roles.writes_lead:
-        leads = _Target(conn, LEADS, spec.source, [*lead_fields, "file", "line"], run)
+        leads = _Target(
+            conn, LEADS, spec.source, [*lead_fields, "file", "line"], run, touched=touched
+        )
     if roles.deal_key is not None:
         deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
         if roles.deal_key == "external_id" or "lead_id" in roles.deal_fields:
@@ -691,9 +724,10 @@ def _import_file(
             [*deal_cols, "listed", "file", "line"],
             None if leads is not None else run,
             primary=leads,
+            touched=touched,
         )
     if roles.link:
-        links = _Target(conn, DEALS, spec.source, ["lead_key"])
+        links = _Target(conn, DEALS, spec.source, ["lead_key"], touched=touched)
     targets = [t for t in (leads, deals, links) if t is not None]
     with_lead_key = deals is not None and "lead_key" in deals.data_columns
     lead_id_of_deal = roles.deal_key == "external_id"
@@ -823,10 +857,15 @@ def import_files(
     )
     session.add(log)
     session.flush()
+    touched = Touched()
+    if not _rollups_kept(conn, spec.source):
+        touched.all()  # the source's first import (or first since migration 0010)
     for run in runs:
-        _import_file(conn, spec, run, batch_size, progress)
+        _import_file(conn, spec, run, batch_size, progress, touched)
     refresh_links(session, spec.source)
     flags = recompute_flags(session, spec.source, log.id)
+    # the KPI rollups of the months the import touched, in the same unit of work
+    refresh_rollups(session, spec.source, touched_months(conn, spec.source, touched))
     per_file: dict[str, int] = {}
     for f in flags:
         per_file[f.file or ""] = per_file.get(f.file or "", 0) + 1
@@ -865,6 +904,10 @@ def import_files(
         },
     )
     return summary
+
+
+def _rollups_kept(conn: Connection, source: str) -> bool:
+    return conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is not None
 
 
 def _samples(flags: list[FlagRead]) -> list[FlagRead]:
