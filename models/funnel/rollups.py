@@ -3,8 +3,9 @@
 What they hold (:class:`~models.funnel.tables.KpiLeadRollup`,
 :class:`~models.funnel.tables.KpiDealRollup`): per source, everything by UTC day and month, and
 each value of channel, campaign, owner and team by month (by day they would be nearly as many
-rows as leads: 200 campaigns x 730 days for a million leads, measured), the MQL cohort's counts and the deals'
-events (won, lost, open, both won and lost) with their counts and sums, and the distributions
+rows as leads: 200 campaigns x 730 days for a million leads, measured), the MQL cohort's
+counts and the deals' events (won, lost, open, both won and lost) with their counts and sums,
+and the distributions
 the medians, p90s and as-of counts need, exact to the second (sorted integers): hand-off
 latencies, the MQL times of untouched leads, the latest progress of open leads, won deals'
 cycles, open deals' creation times. So a KPI's cost is the groups it reads, and its numbers are
@@ -435,10 +436,10 @@ class _Writer:
         if not self.rows:
             return
         if self.pg:
-            with self.conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
-                with cur.copy(self.sql) as copy:
-                    for row in self.rows:
-                        copy.write_row(row)
+            driver = self.conn.connection.driver_connection
+            with driver.cursor() as cur, cur.copy(self.sql) as copy:  # type: ignore[union-attr]
+                for row in self.rows:
+                    copy.write_row(row)
         else:
             self.conn.exec_driver_sql(self.sql, self.rows)
         self.rows = []
