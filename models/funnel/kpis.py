@@ -55,6 +55,7 @@ from models.funnel.kpi_defs import (
     KpiGroup,
     KpiReport,
     KpiValue,
+    build,
     built,
     compare_reports,
     format_value,
@@ -424,6 +425,9 @@ def _funnel(c: dict[str, Any] | None, present: dict[str, bool]) -> list[FunnelSt
     return steps
 
 
+_POPULATION = {name: d.population for name, d in KPIS.items()}
+
+
 def _values(
     c: dict[str, Any] | None,
     d: dict[str, Any] | None,
@@ -454,14 +458,16 @@ def _values(
     flagged = {"mql": cohort_flagged, "closed": deal_flagged[0], "open": deal_flagged[1]}
 
     def put(name: str, value: float | None, num: float | None, sample: int, **detail: Any) -> None:
-        out[name] = built(
+        out[name] = build(
             KpiValue,
-            kpi=name,
-            value=None if value is None else float(value),
-            numerator=None if num is None else float(num),
-            sample_size=int(sample),
-            detail=detail or None,
-            flagged=int(flagged[KPIS[name].population]),
+            {
+                "kpi": name,
+                "value": None if value is None else float(value),
+                "numerator": None if num is None else float(num),
+                "sample_size": int(sample),
+                "detail": detail or None,
+                "flagged": int(flagged[_POPULATION[name]]),
+            },
         )
 
     put("mql_volume", float(mqls), mqls, mqls)

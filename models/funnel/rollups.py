@@ -256,15 +256,25 @@ def refresh(session: Session | Connection, source: str, months: set[Month] | Non
     conn = session.connection() if isinstance(session, Session) else session
     _delete(conn, source, months)
     dated = None if months is None else {m for m in months if m is not None}
-    if dated is None or dated:
-        ranges = None if dated is None else _ranges(dated)
-        for dim in DIMS:
-            _leads(conn, source, dim, ranges)
-            for kind in ("won", "lost", "open", "both"):
-                _deals(conn, source, dim, kind, ranges, undated=False)
-    if months is None or None in months:
-        for dim in DIMS:
-            _deals(conn, source, dim, "open", [], undated=True)
+    ranges = None if dated is None else _ranges(dated)
+    undated = months is None or None in months
+    # skipped when the source has none: flags, deals both won and lost (a scan each saved)
+    flagged = conn.execute(select(F.c.id).where(F.c.source == source).limit(1)).first() is not None
+    both = (
+        conn.execute(
+            select(D.c.id)
+            .where(D.c.source == source, D.c.won_at.is_not(None), D.c.lost_at.is_not(None))
+            .limit(1)
+        ).first()
+        is not None
+    )
+    for dim in DIMS:
+        if ranges is None or ranges:
+            _leads(conn, source, dim, ranges, flagged)
+            for kind in ("won", "lost", *(("both",) if both else ())):
+                _deals(conn, source, dim, kind, ranges, flagged)
+        if ranges is None or ranges or undated:
+            _deals(conn, source, dim, "open", ranges, flagged, undated=undated)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
     else:
@@ -313,10 +323,13 @@ def _in_ranges(col: Any, ranges: list[tuple[int, int]] | None) -> Any:
 
 
 def _stream(conn: Connection, stmt: Any) -> Any:
-    return conn.execution_options(stream_results=True, yield_per=2000).execute(stmt)
+    # per statement: Connection.execution_options would change the connection for good
+    return conn.execute(stmt.execution_options(stream_results=True, yield_per=2000))
 
 
-def _leads(conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None) -> None:
+def _leads(
+    conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None, flagged: bool
+) -> None:
     t = lead_terms()
     by_day = not dim  # days for everything; months only for each dimension's groups
     day = day_of(t.mql) if by_day else month_of(t.mql)
@@ -327,19 +340,23 @@ def _leads(conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]
     flagged_lead = select(F.c.source, F.c.lead_key).distinct().subquery("flagged")
     flags = {
         (r[0], r[1]): r[2]
-        for r in conn.execute(
-            select(day, key, func.count())
-            .select_from(
-                L.join(
-                    flagged_lead,
-                    and_(
-                        flagged_lead.c.source == L.c.source,
-                        flagged_lead.c.lead_key == L.c.external_id,
-                    ),
+        for r in (
+            ()
+            if not flagged
+            else conn.execute(
+                select(day, key, func.count())
+                .select_from(
+                    L.join(
+                        flagged_lead,
+                        and_(
+                            flagged_lead.c.source == L.c.source,
+                            flagged_lead.c.lead_key == L.c.external_id,
+                        ),
+                    )
                 )
+                .where(*where)
+                .group_by(*groups)
             )
-            .where(*where)
-            .group_by(*groups)
         )
     }
     stmt = (
@@ -451,10 +468,11 @@ def _deals(
     dim: str,
     kind: str,
     ranges: list[tuple[int, int]] | None,
-    undated: bool,
+    with_flags: bool,
+    undated: bool = False,
 ) -> None:
-    """One kind of deal event: won, lost, open (``undated``: the open deals with no creation
-    date, period NULL) or both (won and lost; day rows only)."""
+    """One kind of deal event in the months of ``ranges`` (None: all): won, lost, open (and,
+    ``undated``, the open deals with no creation date: period NULL) or both (won and lost)."""
     t = deal_terms()
     by_day = not dim  # days for everything; months only for each dimension's groups
     key, label = _key_label(dim, deal_dims())
@@ -476,18 +494,25 @@ def _deals(
     else:
         at, month = t.opp, month_of(t.opp)
         where += [t.won.is_(None), t.lost.is_(None)]
-        where.append(t.opp.is_(None) if undated else _in_ranges(t.opp, ranges))
+        dated = [] if ranges == [] else [_in_ranges(t.opp, ranges)]
+        where.append(or_(*dated, *([t.opp.is_(None)] if undated else [])))
         amount, with_amount = func.sum(t.amount), func.count(t.amount)
         times = concat(t.opp, literal(NUMBERS))
     day = day_of(at) if by_day else month_of(at)
     groups = [day, *([other] if kind == "both" else []), month, *([key] if dim else [])]
     flagged = {
         tuple(r[:4]): r[4]
-        for r in conn.execute(
-            select(day, other, month, key, func.count(distinct(D.c.id)))
-            .select_from(F.join(D, and_(D.c.source == F.c.source, D.c.external_id == F.c.deal_key)))
-            .where(*where)
-            .group_by(*groups)
+        for r in (
+            ()
+            if not with_flags
+            else conn.execute(
+                select(day, other, month, key, func.count(distinct(D.c.id)))
+                .select_from(
+                    F.join(D, and_(D.c.source == F.c.source, D.c.external_id == F.c.deal_key))
+                )
+                .where(*where)
+                .group_by(*groups)
+            )
         )
     }
     stmt = (

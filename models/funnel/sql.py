@@ -53,18 +53,10 @@ def _month_of_pg(element, compiler, **kw):  # noqa: ANN001, ANN202
     return f"to_char(to_timestamp({arg}) AT TIME ZONE 'UTC', 'YYYY-MM')"
 
 
-class day_of(FunctionElement):
+def day_of(x: Any) -> ColumnElement[int]:
     """The UTC day of an epoch-seconds column, as whole days since 1970-01-01 (floored, so a
-    date before 1970 is on its own day too)."""
-
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(day_of)
-def _day_of(element, compiler, **kw):  # noqa: ANN001, ANN202
-    x = compiler.process(element.clauses, **kw)
-    return f"(({x}) - ((({x}) % {DAY}) + {DAY}) % {DAY}) / {DAY}"
+    date before 1970 is on its own day too; the division is exact)."""
+    return (x - ((x % DAY) + DAY) % DAY) // DAY
 
 
 class concat(FunctionElement):
