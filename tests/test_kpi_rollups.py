@@ -182,7 +182,7 @@ def both_ways(s, **q) -> tuple[dict, dict]:  # noqa: ANN001, ANN003
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: keep the run short
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -184,10 +184,11 @@ def refresh(session: Session | Connection, source: str, months: set[Month] | Non
     for dim in DIMS:
         if ranges is None or ranges:
             _leads(conn, source, dim, ranges, flagged)
-            for kind in ("won", "lost", *(("both",) if both else ())):
-                _deals(conn, source, dim, kind, ranges, flagged)
         if ranges is None or ranges or undated:
-            _deals(conn, source, dim, "open", ranges, flagged, undated=undated)
+            _deals(conn, source, dim, "events", ranges, flagged, undated=undated)
+        if both and (ranges is None or ranges):
+            for kind in ("lost", "both"):
+                _deals(conn, source, dim, kind, ranges, flagged)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
     else:
@@ -384,42 +385,54 @@ def _deals(
     with_flags: bool,
     undated: bool = False,
 ) -> None:
-    """One kind of deal event in the months of ``ranges`` (None: all): won, lost, open (and,
-    ``undated``, the open deals with no creation date: period NULL) or both (won and lost)."""
+    """Deal events in the months of ``ranges`` (None: all): ``events``, in one pass, a deal's
+    win, else its loss, else its being open (and, ``undated``, the open deals with no creation
+    date: period NULL); for the deals both won and lost, their loss (``lost``) and ``both``."""
     t = deal_terms()
     by_day = not dim  # days for everything; months only for each dimension's groups
     key, label = _key_label(dim, deal_dims())
     where = [D.c.listed, D.c.source == source]
     other = type_coerce(null(), BigInteger)
     amount = with_amount = times = None
-    if kind == "won":
-        at, month = t.won, month_of(t.won)
-        where.append(_in_ranges(t.won, ranges))
-        amount, with_amount = func.sum(t.amount), func.count(t.amount)
-        times = concat(case((t.start.is_not(None), t.won - t.start)), literal(NUMBERS))
-    elif kind == "lost":
-        at, month = t.lost, month_of(func.coalesce(t.won, t.lost))
-        where.append(_in_ranges(t.lost, ranges))
+    kinds = literal_column(f"'{kind}'")
+    if kind == "events":
+        won, lost = t.won.is_not(None), t.lost.is_not(None)
+        kinds = case(
+            (won, literal_column("'won'")),
+            (lost, literal_column("'lost'")),
+            else_=literal_column("'open'"),
+        )
+        at = func.coalesce(t.won, t.lost, t.opp)
+        month = month_of(at)
+        dated = [] if ranges == [] else [_in_ranges(at, ranges)]
+        where.append(or_(*dated, *([at.is_(None)] if undated else [])))
+        priced = case((or_(won, ~lost), t.amount))  # a lost deal's amount counts nowhere
+        amount, with_amount = func.sum(priced), func.count(priced)
+        times = concat(
+            case(
+                (and_(won, t.start.is_not(None)), t.won - t.start),  # a won deal's cycle
+                (and_(~won, ~lost), t.opp),  # an open deal's creation
+            ),
+            literal(NUMBERS),
+        )
+    elif kind == "lost":  # the loss of a deal also won (grouped under its win's month)
+        at, month = t.lost, month_of(t.won)
+        where += [t.won.is_not(None), _in_ranges(t.lost, ranges)]
     elif kind == "both":
         at, month = t.lost, month_of(t.won)
         other = day_of(t.won) if by_day else month_of(t.won)
         where += [t.won.is_not(None), _in_ranges(t.lost, ranges)]
-    else:
-        at, month = t.opp, month_of(t.opp)
-        where += [t.won.is_(None), t.lost.is_(None)]
-        dated = [] if ranges == [] else [_in_ranges(t.opp, ranges)]
-        where.append(or_(*dated, *([t.opp.is_(None)] if undated else [])))
-        amount, with_amount = func.sum(t.amount), func.count(t.amount)
-        times = concat(t.opp, literal(NUMBERS))
     day = day_of(at) if by_day else month_of(at)
     groups = [day, *([other] if kind == "both" else []), month, *([key] if dim else [])]
+    if kind == "events":  # (PostgreSQL refuses a constant in GROUP BY)
+        groups.insert(0, kinds)
     flagged = {
-        tuple(r[:4]): r[4]
+        tuple(r[:5]): r[5]
         for r in (
             ()
             if not with_flags
             else conn.execute(
-                select(day, other, month, key, func.count(distinct(D.c.id)))
+                select(kinds, day, other, month, key, func.count(distinct(D.c.id)))
                 .select_from(
                     F.join(D, and_(D.c.source == F.c.source, D.c.external_id == F.c.deal_key))
                 )
@@ -430,6 +443,7 @@ def _deals(
     }
     stmt = (
         select(
+            kinds.label("kind"),
             day.label("day"),
             other.label("other"),
             month.label("month"),
@@ -451,7 +465,7 @@ def _deals(
         times_v = ints(r.times)
         row = {
             "source": source,
-            "kind": kind,
+            "kind": r.kind,
             "other": r.other,
             "month": r.month,
             "dim": dim,
@@ -460,7 +474,7 @@ def _deals(
             "deals": int(r.deals),
             "amount": None if r.amount is None else int(r.amount),
             "with_amount": int(r.with_amount or 0),
-            "flagged": int(flagged.get((r.day, r.other, r.month, r.key), 0)),
+            "flagged": int(flagged.get((r.kind, r.day, r.other, r.month, r.key), 0)),
         }
         if r.day is None:  # open deals with no creation date: one row, as a month's
             writer.add(row | {"grain": "m", "period": None, "times": _pack(times_v)})
@@ -476,9 +490,13 @@ def _deals(
         if m != current:
             _flush_deal_months(writer, month_rows)
             current = m
-        acc = month_rows.get((r.month, r.key))
+        acc = month_rows.get((r.kind, r.month, r.key))
         if acc is None:
-            acc = month_rows[(r.month, r.key)] = row | {"grain": "m", "period": m, "times": []}
+            acc = month_rows[(r.kind, r.month, r.key)] = row | {
+                "grain": "m",
+                "period": m,
+                "times": [],
+            }
         else:
             if r.label is not None and (acc["label"] is None or r.label < acc["label"]):
                 acc["label"] = r.label
