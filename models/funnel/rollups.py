@@ -15,10 +15,14 @@ How they are kept: :func:`refresh` recomputes the rollups of one source for the 
 (every month when none are), in the caller's unit of work, from the rows: one grouped query per
 dimension and kind over the months' rows, day rows streamed out in day order and each month's
 row merged from its days. The import (:func:`models.funnel.importer.import_files`) passes the
-months its rows touched (:class:`Touched`): the months of the old and the new dates of every
-lead and deal it wrote, and of the leads and deals linked to them (a lead's deals carry its
-channel; a lead carries its deals' summary and flags). Anything that writes leads or deals
+months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
+and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
+(a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything that writes leads or deals
 otherwise calls :func:`refresh` after it (``tests/test_kpis.py`` does, as an import would).
+
+Why one file of this size: the lead and the deal rollups are built the same way (periods,
+packing, the streamed day rows merged into months, the writer) and change together with the
+tables' layout and with :mod:`models.funnel.rollup_read`.
 """
 
 from __future__ import annotations
