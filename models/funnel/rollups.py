@@ -17,8 +17,9 @@ dimension and kind over the months' rows, day rows streamed out in day order and
 row merged from its days. The import (:func:`models.funnel.importer.import_files`) passes the
 months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
 and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
-(a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything that writes leads or deals
-otherwise calls :func:`refresh` after it (``tests/test_kpis.py`` does, as an import would).
+(a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything
+that writes leads or deals otherwise calls :func:`refresh` after it (``tests/test_kpis.py``
+does, as an import would).
 
 Why one file of this size: the lead and the deal rollups are built the same way (periods,
 packing, the streamed day rows merged into months, the writer) and change together with the
