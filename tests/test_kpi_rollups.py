@@ -166,10 +166,11 @@ def _bounds(q: dict) -> tuple[int | None, int | None]:
 
 
 def _expected(q: dict) -> bool:
-    """The rollups answer overall and by month over any window; by a group over whole months."""
+    """The rollups answer overall, by month, channel or team over any window; by campaign or
+    owner over whole months."""
     by = q.get("by")
     dims = (by,) if isinstance(by, str) else tuple(by or ())
-    if not any(d != "month" for d in dims):
+    if not any(d in ("campaign", "owner") for d in dims):
         return True
     s, e = q.get("start"), q.get("end")
     return (s is None or s.day == 1) and (e is None or (e + timedelta(days=1)).day == 1)

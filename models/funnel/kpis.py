@@ -6,12 +6,13 @@ Two ways to the same numbers, chosen per question by :func:`compute_kpis`:
   cohort and of the deals' events, by channel, campaign, owner or team, that the import keeps
   up to date (:mod:`models.funnel.rollups`). A query reads groups, not rows. They answer,
   for a store whose every source (or the one asked for) has rollups, every question overall
-  or by month over any window of days, and by one of channel, campaign, owner and team (and
-  month) over a window of whole months (:func:`models.funnel.rollup_read.answers`).
+  or by month, channel or team over any window of days, and by campaign or owner (and month)
+  over a window of whole months (:func:`models.funnel.rollup_read.answers`).
 - **The row-level queries** (:mod:`models.funnel.kpi_rows`): everything else — two
-  dimensions among channel, campaign, owner and team; one of them over a window starting or
-  ending inside a month; a source with funnel data but no rollups (written other than by the
-  import and not refreshed, or a store from before migration 0010 not imported since).
+  dimensions among channel, campaign, owner and team; campaign or owner over a window
+  starting or ending inside a month; a source with funnel data but no rollups (written other
+  than by the import and not refreshed, or a store from before migration 0010 not imported
+  since).
 
 Both produce the same :class:`~models.funnel.kpi_defs.Aggregates` and the same SQL conditions
 (:mod:`models.funnel.sql`), and :func:`compute_kpis` applies every formula once; the

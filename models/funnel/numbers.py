@@ -4,8 +4,8 @@ the SLA breach list (each lead that waited past the hand-off SLA).
 
 Every figure comes from :func:`models.funnel.kpis.compute_kpis`, so the page shows exactly what
 ``aligncycle kpi show`` prints. That reads the KPI rollups where they answer — the cards and
-the funnel of any period (overall, by day), the groupings by month, and by one of channel,
-campaign, owner and team for periods of whole months — and the rows otherwise (a grouping
+the funnel of any period, the groupings by month, channel or team for any period, and by
+campaign or owner for periods of whole months — and the rows otherwise (campaign or owner
 over a period that starts or ends inside a month, two groupings of people or channels). The
 SLA breach list names leads, so it reads the rows (one pass over the period's MQLs). Results
 are cached per process, keyed by the store's data version (the newest import; a new import is

@@ -2,11 +2,12 @@
 :func:`models.funnel.kpis.compute_kpis`.
 
 :func:`answers` says whether the rollups answer a question, for a source (or every source)
-whose rollups are kept: overall or by month, over any window of days; by one of channel,
-campaign, owner and team (and month), over a window of whole months (or none). Anything else
-is computed from the rows: two of channel, campaign, owner and team; one of them over a window
-that starts or ends inside a month (the groups are kept by month, not by day: by day they
-would be nearly as many as the leads, measured); a source written otherwise and not refreshed.
+whose rollups are kept: overall, by month, by channel or by team (and month) over any window
+of days; by campaign or owner (and month) over a window of whole months (or none). Anything
+else is computed from the rows: two of channel, campaign, owner and team; campaign or owner
+over a window that starts or ends inside a month (their groups are kept by month, not by day:
+by day they would be nearly as many as the leads, measured); a source written otherwise and
+not refreshed.
 
 :func:`aggregates` reads the months the window covers whole and the days at its edges (the
 open pipeline: every period before the window's end, and the deals with no creation date),
@@ -29,6 +30,7 @@ from sqlalchemy import Connection, and_, or_, select
 
 from models.funnel.kpi_defs import Aggregates, percentile_of
 from models.funnel.rollups import (
+    DAY_DIMS,
     DR,
     LR,
     SR,
@@ -54,8 +56,9 @@ def answers(
     grouped = sum(d != "month" for d in dims)
     if grouped > 1:
         return False  # two of channel, campaign, owner, team: the rows
-    if grouped and not all(x is None or _month_start(x // DAY) for x in (s, e)):
-        return False  # groups are kept by month: a window of whole months, else the rows
+    by_day = all(d in DAY_DIMS or d == "month" for d in dims)
+    if not by_day and not all(x is None or _month_start(x // DAY) for x in (s, e)):
+        return False  # campaigns and owners are kept by month: whole months, else the rows
     kept = list(conn.execute(select(SR.c.source).order_by(SR.c.source)).scalars())
     if source is not None:
         return source in kept
@@ -266,9 +269,10 @@ def _deals(
     )
     # deals won and lost in the window: both dates in it (days for everything; months, for
     # windows of whole months, for each dimension's groups)
-    both = [R.c.kind == "both", R.c.grain == ("m" if dim else "d")]
-    lo = s_day if not dim or s_day is None else month_of_day(s_day)
-    hi = e_day if not dim or e_day is None else month_of_day(e_day)
+    by_day = dim in DAY_DIMS
+    both = [R.c.kind == "both", R.c.grain == ("d" if by_day else "m")]
+    lo = s_day if by_day or s_day is None else month_of_day(s_day)
+    hi = e_day if by_day or e_day is None else month_of_day(e_day)
     if lo is not None:
         both += [R.c.period >= lo, R.c.other >= lo]
     if hi is not None:

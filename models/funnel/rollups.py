@@ -1,15 +1,13 @@
 """The KPI rollups: kept up to date by the import, read by :mod:`models.funnel.rollup_read`.
 
 What they hold (:class:`~models.funnel.tables.KpiLeadRollup`,
-:class:`~models.funnel.tables.KpiDealRollup`): per source, everything by UTC day and month, and
-each value of channel, campaign, owner and team by month (by day they would be nearly as many
-rows as leads: 200 campaigns x 730 days for a million leads, measured), the MQL cohort's
-counts and the deals' events (won, lost, open, both won and lost) with their counts and sums,
-and the distributions
-the medians, p90s and as-of counts need, exact to the second (sorted integers): hand-off
-latencies, the MQL times of untouched leads, the latest progress of open leads, won deals'
-cycles, open deals' creation times. So a KPI's cost is the groups it reads, and its numbers are
-those of the rows (``tests/test_kpi_rollups.py``).
+:class:`~models.funnel.tables.KpiDealRollup`): per source, everything and each channel and
+team by UTC day and month, and each campaign and owner by month (:data:`DAY_DIMS`), the MQL
+cohort's counts and the deals' events (won, lost, open, both won and lost) with their counts
+and sums, and the distributions the medians, p90s and as-of counts need, exact to the second
+(sorted integers): hand-off latencies, the MQL times of untouched leads, the latest progress of
+open leads, won deals' cycles, open deals' creation times. So a KPI's cost is the groups it
+reads, and its numbers are those of the rows (``tests/test_kpi_rollups.py``).
 
 How they are kept: :func:`refresh` recomputes the rollups of one source for the months given
 (every month when none are), in the caller's unit of work, from the rows: one grouped query per
@@ -82,6 +80,10 @@ DR = KpiDealRollup.__table__
 SR = KpiRollupSource.__table__
 #: The dimensions a rollup row is grouped by ("": none, everything in the period).
 DIMS = ("", "channel", "campaign", "owner", "team")
+#: Those kept by day (and month): everything, and the dimensions with few values whatever the
+#: store's size (channels, teams). Campaigns and owners are kept by month only: by day they
+#: would be nearly as many rows as leads (200 campaigns x 730 days for 1M leads, measured).
+DAY_DIMS = ("", "channel", "team")
 LEAD_COUNTS = (
     "mqls",
     "sqls",
@@ -250,7 +252,7 @@ def _leads(
     conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None, flagged: bool
 ) -> None:
     t = lead_terms()
-    by_day = not dim  # days for everything; months only for each dimension's groups
+    by_day = dim in DAY_DIMS  # days (merged into months), else months only
     day = day_of(t.mql) if by_day else month_of(t.mql)
     key, label = _key_label(dim, lead_dims())
     where = [L.c.source == source, _in_ranges(t.mql, ranges)]
@@ -394,7 +396,7 @@ def _deals(
     win, else its loss, else its being open (and, ``undated``, the open deals with no creation
     date: period NULL); for the deals both won and lost, their loss (``lost``) and ``both``."""
     t = deal_terms()
-    by_day = not dim  # days for everything; months only for each dimension's groups
+    by_day = dim in DAY_DIMS  # days (merged into months), else months only
     key, label = _key_label(dim, deal_dims())
     where = [D.c.listed, D.c.source == source]
     other = type_coerce(null(), BigInteger)
