@@ -15,6 +15,7 @@ from aligncycle.web.api import (
     cycles,
     gaps,
     imports,
+    inbox,
     numbers,
     organisation,
     recap,
@@ -22,5 +23,5 @@ from aligncycle.web.api import (
 from aligncycle.web.api.common import ERRORS
 
 router = APIRouter(responses=ERRORS)
-for module in (organisation, cycles, gaps, actions, recap, numbers, imports, account):
+for module in (organisation, cycles, gaps, actions, recap, numbers, imports, account, inbox):
     router.include_router(module.router)

@@ -97,6 +97,8 @@ def actions_page(
         targets=targets,
         baselines=baseline.baseline_values(s, cycle),
         recent=v.recent_checkins(s, cycle, limit=10),
+        # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
+        preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
         base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
         forms=forms or {},
     )

@@ -21,6 +21,7 @@ from aligncycle.web.pages import (
     FieldErrors,
     act,
     cycle_common,
+    gate_news,
     label,
     opt,
     page,
@@ -36,6 +37,7 @@ from models.enums import (
     Role,
 )
 from models.errors import Forbidden
+from models.phases.identify import answer_gap
 from models.schemas import (
     ChecklistAnswer,
     CycleCreate,
@@ -43,13 +45,52 @@ from models.schemas import (
 from models.services import (
     access,
     cycles,
+    next_step,
     people,
     playbooks,
 )
 from models.services import views as v
-from models.tables import ChecklistItem
+from models.tables import ChecklistItem, Cycle
 
 router = APIRouter(include_in_schema=False)
+
+#: Where each kind of blocker is fixed, and what the link says.
+FIXES = {
+    "question": ("/cycles/{c}#item-{i}", "Answer “{n}”"),
+    "gap": ("/cycles/{c}/gaps#gap-{i}", "Decide “{n}”"),
+    "plan": ("/cycles/{c}/actions?gap={i}#new-action", "Plan an action item for “{n}”"),
+    "point_person": ("/cycles/{c}#point-persons", "Name a point person for {n}"),
+    "action": ("/cycles/{c}/actions#action-{i}", "Finish or drop “{n}”"),
+    "retro": ("/cycles/{c}/recap#retrospective", "Record the retrospective"),
+    "signoff": ("/cycles/{c}/recap", "Sign off the recap"),
+}
+#: Where the whole list of a kind is, for "and 3 more".
+MORE = {
+    "questions": "/cycles/{c}#checklist-h",
+    "gaps": "/cycles/{c}/gaps",
+    "plan": "/cycles/{c}/gaps",
+    "actions": "/cycles/{c}/actions",
+}
+
+
+def fix_links(cycle_id: int, blocker: next_step.Blocker) -> dict[str, Any]:
+    """A blocker of "Next step" with a link to each thing that fixes it."""
+    links = []
+    for t in blocker.targets:
+        href, text = FIXES[t.kind]
+        links.append((href.format(c=cycle_id, i=t.object_id), text.format(n=t.name)))
+    more = MORE.get(blocker.kind, "/cycles/{c}").format(c=cycle_id)
+    return {"text": blocker.text, "links": links, "more": blocker.more, "more_href": more}
+
+
+def answer_meanings(cycle: Cycle, items: list[ChecklistItem]) -> dict[int, bool]:
+    """For each answered Identify question: does its answer raise a gap? (A "yes" may, a "no"
+    may not: the badge shows what the answer means, not the word.)"""
+    return {
+        i.id: answer_gap(cycle, i) is not None
+        for i in items
+        if i.answer is not None and i.phase is Phase.IDENTIFY
+    }
 
 
 @page(router, "/cycles")
@@ -134,7 +175,8 @@ def cycle_page(
     by_phase: dict[Phase, list[ChecklistItem]] = {}
     for item in items:
         by_phase.setdefault(item.phase, []).append(item)
-    ready = cycles.readiness(s, cycle)
+    step = next_step.next_step(s, cycle)
+    raising = answer_meanings(cycle, items)
     errored = {k.removeprefix("answer-") for k in (forms or {}) if k.startswith("answer-")}
     open_phases = {i.phase for i in items if str(i.id) in errored}
     team_people = v.cycle_people(s, cycle) if perms.can_name_point_person else []
@@ -149,7 +191,9 @@ def cycle_page(
         counts=counts,
         by_phase=by_phase,
         open_phases=open_phases,
-        readiness=ready,
+        readiness=step.readiness,
+        blockers=[fix_links(cycle.id, b) for b in step.blockers],
+        raising=raising,
         team_people=team_people,
         forms=forms or {},
     )
@@ -203,9 +247,13 @@ def answer_post(request: Request, item_id: int, ctx: PageCtx) -> Response:
         payload.update(opt(data, "note", "evidence"))
         payload["expected_version"] = to_int(data.get("version"))
         done = phases.answer(ctx.session, item, parse_form(ChecklistAnswer, payload), ctx.me)
+        news = gate_news(ctx, item.cycle_id)
         if done.gap is not None and done.gap_is_new:
-            return f"Answer saved. It raised a gap: “{done.gap.title}”."
-        return "Answer saved."
+            return (
+                f"Answer saved. This answer raised a gap: “{done.gap.title}”. A lead or point "
+                "person decides it next." + news
+            )
+        return "Answer saved." + news
 
     default = "/my"
     return act(

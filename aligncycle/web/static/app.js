@@ -58,3 +58,24 @@
     if (el) { event.preventDefault(); window.print(); }
   });
 })();
+
+// htmx (vendored, loaded by the pages that save in place): a refused save (4xx) comes back as
+// the page again with the message next to the form and what was typed kept; swap it in like a
+// success, then put the focus on the message.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status >= 400 && status < 500) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var where = elt && elt.getAttribute ? elt.getAttribute("hx-target") : null;
+    var region = where ? document.querySelector(where) : null;
+    var focus = region && region.querySelector(".alert, .invalid");
+    if (focus && focus.focus) { focus.focus(); }
+  });
+})();
