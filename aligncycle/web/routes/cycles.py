@@ -62,7 +62,7 @@ FIXES = {
     "point_person": ("/cycles/{c}#point-persons", "Name a point person for {n}"),
     "action": ("/cycles/{c}/actions#action-{i}", "Finish or drop “{n}”"),
     "retro": ("/cycles/{c}/recap#retrospective", "Record the retrospective"),
-    "signoff": ("/cycles/{c}/recap", "Sign off the recap"),
+    "signoff": ("/cycles/{c}/recap", "Review and sign off"),
 }
 #: Where the whole list of a kind is, for "and 3 more".
 MORE = {
