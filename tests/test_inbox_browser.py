@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from models.schemas import ActionItemUpdate
-from models.services import actions, cycles
+from models.services import actions, cycles, inbox
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap
 from tests.a11y import VIEWPORTS, violations
@@ -83,6 +83,23 @@ def test_each_role_finds_what_waits_for_them_in_my_work(as_, site: dict) -> None
     expect(member.locator("#group-overdue")).to_contain_text("Overdue")
     member.locator("#inbox-surveys").get_by_role("link", name="Answer the survey").click()
     expect(member.locator("#survey")).to_be_visible()
+
+    # a point person answers a yes/no question from My work in one click: the entry goes, and
+    # the counts (the page's and the menu's) follow at once, without leaving the page
+    sam = as_("sam@acme.test")
+    sam.goto(site["base"] + "/my")
+    waiting = int(sam.locator("#nav-my-count [aria-hidden]").inner_text())
+    entry = sam.locator("#inbox-questions .inbox-entry").filter(has=sam.locator("form")).first
+    entry_id = entry.get_attribute("id")
+    entry.get_by_role("button", name="No", exact=True).click()
+    expect(sam.locator(f"#{entry_id}")).to_have_count(0)
+    expect(sam.locator(".flash")).to_contain_text("Answer saved")
+    with site["store"].unit_of_work() as s:
+        now = inbox.inbox(s, person_by_email(s, "sam@acme.test")).count
+    assert now == waiting - 1  # "No" raises no gap here: one thing less waiting
+    expect(sam.locator("#nav-my-count [aria-hidden]")).to_have_text(str(now))
+    expect(sam.locator("#my-stats .stat").first).to_have_text(str(now))
+    assert sam.url == site["base"] + "/my"
 
 
 def test_a_blocker_link_leads_to_the_fix(as_, site: dict) -> None:  # noqa: ANN001, F811

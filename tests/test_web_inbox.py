@@ -88,8 +88,8 @@ def test_each_role_sees_what_waits_for_them(w: Rig) -> None:
     assert "Q2 hand-off alignment" not in section(member, "surveys")  # she answered that one
     assert section(member, "gaps") == "" and section(member, "assign") == ""  # not hers to do
     owned = words(member)
-    assert "Overdue 1 Agree a 24-hour hand-off SLA" in owned  # as the counterpart
-    assert "Due this week 1 Write the shared MQL definition" in owned
+    assert "Overdue Agree a 24-hour hand-off SLA" in owned  # as the counterpart
+    assert "Due this week Write the shared MQL definition" in owned
 
     point = w.client("sam").get("/my").text
     assert "Is the hand-off process written down" in section(point, "questions")

@@ -15,7 +15,6 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import (
-    WORK_PHASES,
     GapDecision,
     Phase,
 )
@@ -302,11 +301,6 @@ def redact(session: Session, event: Event) -> Event:
 
 
 # --- My work --------------------------------------------------------------------------------
-
-
-def _earlier_or_same(phase: Phase) -> list[Phase]:
-    order = list(WORK_PHASES)
-    return order[: order.index(phase) + 1]
 
 
 def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, Cycle]]:
