@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -16,7 +16,7 @@ from sqlalchemy import select, text, update
 from models import phases
 from models.enums import Phase
 from models.phases.execute import execute_pass
-from models.schemas import ActionItemUpdate, ChecklistAnswer
+from models.schemas import ActionItemAssign, ActionItemUpdate, ChecklistAnswer
 from models.services import actions, cycles, inbox
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap, Person
@@ -425,3 +425,67 @@ def test_automatic_check_ins_are_kept_apart(w: Rig) -> None:
     assert_plain(page)
     mine = words(w.client("sid").get("/my").text)
     assert "Last check-in" in mine and "execute pass" not in mine
+
+
+def test_check_ins_due_count_people_not_the_automatic_pass(w: Rig) -> None:
+    """Sid checked in on his item today: nothing due. A week later (as the store sees it: his
+    check-in and the move into Execute dated 8 days back) it is due, and an automatic check-in
+    written since does not count as checking in. A follow-up date that has come makes it due
+    at once."""
+    cid, item_id = w.world.cycles["execute"], w.world.actions["execute_sid"]
+    today = date.today()
+    with w.store.unit_of_work() as s:
+        sid = person_by_email(s, "sid@acme.test")
+        assert inbox.checkins_due(s, sid, today) == []
+        back = today - timedelta(days=inbox.CHECKIN_EVERY_DAYS + 1)
+        s.execute(update(CheckIn).where(CheckIn.action_item_id == item_id).values(on_date=back))
+        s.execute(
+            update(Cycle)
+            .where(Cycle.id == cid)
+            .values(phase_changed_at=datetime.combine(back, datetime.min.time()))
+        )
+        s.flush()
+        s.expire_all()
+        execute_pass(s, s.get(Cycle, cid), today)  # automatic check-ins, dated today
+        due = inbox.checkins_due(s, person_by_email(s, "sid@acme.test"), today)
+        assert [(i.id, last) for i, _, last in due][:1] == [(item_id, back)]
+        meg_item = w.world.actions["execute_meg"]
+        s.execute(update(ActionItem).where(ActionItem.id == meg_item).values(follow_up_date=today))
+    page = w.client("sid").get("/my").text
+    checkins = section(page, "checkins")
+    assert "Check in on “Agree a 24-hour hand-off SLA”" in checkins
+    assert f"the last check-in by a person was on {back.strftime('%-d %b %Y')}" in checkins
+    assert f"/cycles/{cid}/actions?owner={w.personas['sid'].id}#action-{item_id}" in page
+    meg = section(w.client("meg").get("/my").text, "checkins")
+    assert f"its follow-up date was {today.strftime('%-d %b %Y')}" in meg
+    assert_plain(page)
+
+
+def test_a_conflicting_assignment_names_both_owners(w: Rig) -> None:
+    item_id, plan = w.world.actions["plan_unassigned"], w.world.cycles["plan"]
+    page = w.client("lee").get(f"/cycles/{plan}/actions").text
+    version = re.search(
+        rf'action="/actions/{item_id}/assign">.*?name="version" value="(\d+)"', page, re.S
+    ).group(1)
+    with w.store.unit_of_work() as s:  # meanwhile, another lead gives it to Meg
+        actions.assign_action(
+            s,
+            s.get(ActionItem, item_id),
+            ActionItemAssign(owner="meg@acme.test"),
+            person_by_email(s, "lou@acme.test"),
+        )
+    resp = post(
+        w,
+        "lee",
+        f"/actions/{item_id}/assign",
+        version=version,
+        owner="sid@acme.test",
+        next=f"/cycles/{plan}/actions",
+    )
+    assert resp.status_code == 409
+    block = words(
+        re.search(rf'action="/actions/{item_id}/assign">.*?</form>', resp.text, re.S).group(0)
+    )
+    assert "Lou Marketinglead" in block and "Owner: (empty) → Meg Member" in block  # theirs
+    assert "Saved now Owner Meg Member" in block and "Yours, kept Owner Sid Member" in block
+    assert "Apply mine on the new version" in block

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from aligncycle.web.perms import STATUS_LABELS
 from models.enums import ActionStatus, Confidence, GapDecision
-from models.tables import ActionItem, CheckIn, ChecklistItem, Event, Gap
+from models.tables import ActionItem, CheckIn, ChecklistItem, Event, Gap, Person
 
 CONFIDENCE = {
     Confidence.ON_TRACK: "On track",
@@ -105,9 +105,11 @@ ENUMS = {"status": (ActionStatus, STATUS_LABELS), "confidence": (Confidence, CON
 ENUMS["decision"] = (GapDecision, DECISIONS)
 
 
-def _value(name: str, value: Any) -> str:
+def _value(name: str, value: Any, names: dict[str, str] | None = None) -> str:
     if value is None or value == "":
         return "(empty)"
+    if name in ("owner", "counterpart"):
+        return (names or {}).get(str(value), str(value))
     if name in ENUMS:
         return _enum_words(*ENUMS[name], str(value))
     if name == "answer":
@@ -121,16 +123,17 @@ def _value(name: str, value: Any) -> str:
     return str(value)
 
 
-def _changes(event: Event) -> list[str]:
+def _changes(event: Event, names: dict[str, str]) -> list[str]:
     before, after = event.before or {}, event.after or {}
     out = []
     for name, label in FIELDS.items():
         if name not in after or (name in before and before.get(name) == after.get(name)):
             continue
         if name in before:
-            out.append(f"{label}: {_value(name, before[name])} → {_value(name, after[name])}")
+            was, now = _value(name, before[name], names), _value(name, after[name], names)
+            out.append(f"{label}: {was} → {now}")
         elif after[name] not in (None, ""):
-            out.append(f"{label}: {_value(name, after[name])}")
+            out.append(f"{label}: {_value(name, after[name], names)}")
     return out
 
 
@@ -151,9 +154,21 @@ def _their_change(
     events = list(session.scalars(stmt.order_by(Event.id.desc()).limit(max(1, min(missed, 5)))))
     if not events:
         return None, None, []
+    emails = {
+        str(side.get(k))
+        for e in events
+        for side in (e.before or {}, e.after or {})
+        for k in ("owner", "counterpart")
+        if side.get(k)
+    }
+    names = dict(
+        session.execute(select(Person.email, Person.name).where(Person.email.in_(emails)))
+        .tuples()
+        .all()
+    )
     lines: list[str] = []
     for e in reversed(events):
-        lines += _changes(e)
+        lines += _changes(e, names)
     newest = events[0]
     return (newest.actor.name if newest.actor else None), newest.at, lines
 
@@ -166,8 +181,8 @@ def _missed(row: Any, typed: dict[str, str]) -> int:
 
 
 def describe(session: Session, form_id: str, typed: dict[str, str]) -> ConflictInfo | None:
-    """The conflict of a refused form (``update-ID``, ``answer-ID``, ``decide-ID``), or None
-    for a form this does not know."""
+    """The conflict of a refused form (``update-ID``, ``assign-ID``, ``answer-ID``,
+    ``decide-ID``), or None for a form this does not know."""
     kind, _, raw = form_id.rpartition("-")
     if not raw.isdigit():
         return None
@@ -211,6 +226,39 @@ def describe(session: Session, form_id: str, typed: dict[str, str]) -> ConflictI
             Side("Latest note", _words(last.note if last else None), _words(typed.get("note")))
         )
         return ConflictInfo(item.version, by, at, sides, changes)
+    if kind == "assign":
+        item = session.get(ActionItem, ident)
+        if item is None:
+            return None
+        session.refresh(item)
+        by, at, changes = _their_change(session, "action_item", ident, _missed(item, typed))
+        emails = {typed.get("owner"), typed.get("counterpart")} - {None, ""}
+        names = dict(
+            session.execute(select(Person.email, Person.name).where(Person.email.in_(emails)))
+            .tuples()
+            .all()
+        )
+
+        def who(p: Person | None, email: str | None) -> str:
+            if p is not None:
+                return p.name
+            return names.get(email or "", email or "(empty)")
+
+        return ConflictInfo(
+            item.version,
+            by,
+            at,
+            changes=changes,
+            sides=[
+                Side("Owner", who(item.owner, None), who(None, typed.get("owner"))),
+                Side(
+                    "Counterpart",
+                    who(item.counterpart, None) if item.counterpart else "(empty)",
+                    who(None, typed.get("counterpart")) if typed.get("counterpart") else "(empty)",
+                ),
+                Side("Due date", _words(item.due_date), _typed_date(typed.get("due_date"))),
+            ],
+        )
     if kind == "answer":
         q = session.get(ChecklistItem, ident)
         if q is None:
