@@ -34,6 +34,8 @@ class InboxSection(BaseModel):
 class InboxRead(BaseModel):
     #: Everything waiting (a check-in due is on an item already counted among your items).
     waiting: int
+    #: Your unfinished action items (as owner or counterpart; listed by ``/me/work``).
+    own_items: int
     overdue: int
     sections: list[InboxSection]
 
@@ -47,6 +49,7 @@ def my_inbox(ctx: ApiCtx) -> InboxRead:
     found = entries(box, ctx.me, today)
     return InboxRead(
         waiting=box.count,
+        own_items=box.totals["owned"],
         overdue=box.overdue,
         sections=[
             InboxSection(
