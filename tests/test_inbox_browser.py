@@ -62,6 +62,7 @@ def test_each_role_finds_what_waits_for_them_in_my_work(as_, site: dict) -> None
     gaps = lead.locator("#inbox-gaps")
     expect(gaps).to_contain_text("Scores ignore product usage")
     expect(lead.locator("#inbox-assign")).to_contain_text("Publish one deck library")
+    lead.screenshot(path=str(site["shots"] / "my-work-lead.png"), full_page=True)
     count = int(lead.locator("#nav-my-count [aria-hidden]").inner_text())
     assert count >= 2
     gaps.get_by_role("link", name="Decide it").first.click()
@@ -117,7 +118,7 @@ def test_a_blocker_link_leads_to_the_fix(as_, site: dict) -> None:  # noqa: ANN0
     expect(gap).to_contain_text("Rejected")
     sam.goto(f"{site['base']}/cycles/{world.cycles['identify']}")
     expect(sam.locator("#next-step")).not_to_contain_text("Scores ignore product usage")
-    first = sam.locator("#next-step .fixes a").first
+    first = sam.locator("#next-step .blockers a[href*='#item-']").first
     href = first.get_attribute("href") or ""
     first.click()
     item = sam.locator("#" + href.split("#")[1])
@@ -153,10 +154,11 @@ def test_an_answer_in_place_updates_next_step_and_the_gaps_count(as_, site: dict
     expect(sam.locator("#cycle-tabs a", has_text="Gaps").locator(".count")).to_have_text(
         str(before + 1)
     )
-    expect(sam.locator("#next-step")).to_contain_text(f"Decide “{title}”")
+    expect(sam.locator("#next-step").get_by_role("link", name=f"Decide “{title}”")).to_be_visible()
     expect(sam.locator(f"#item-{item_id} .badge.answer")).to_contain_text("raises a gap")
     assert sam.url == url  # saved in place: no new page
     found_axe = _clean(sam, "cycle page after an answer")
+    sam.screenshot(path=str(site["shots"] / "cycle-after-answer.png"), full_page=True)
     sam.get_by_role("link", name=f"Decide “{title}”").click()
     with site["store"].unit_of_work() as s:
         gap_id = s.scalar(select(Gap.id).where(Gap.cycle_id == cid, Gap.title == title))
@@ -187,6 +189,10 @@ def test_a_conflict_is_resolved_without_losing_text(as_, site: dict) -> None:  #
     expect(row.get_by_label("What happened?")).to_have_value(typed)  # kept
     expect(row.get_by_label("Status")).to_have_value("blocked")
     found_axe = _clean(sid, "My work with a conflict")
+    row.screenshot(path=str(site["shots"] / "conflict.png"))
+    sid.set_viewport_size(VIEWPORTS["390 px"])
+    found_axe += _clean(sid, "My work with a conflict, on a phone")
+    row.screenshot(path=str(site["shots"] / "conflict-phone.png"))
     row.get_by_role("button", name="Apply mine on the new version").click()
     expect(sid.locator(".flash")).to_contain_text("saved: Blocked")
     expect(sid.locator(f"#action-{item_id} .badge.blocked")).to_have_text("Blocked")

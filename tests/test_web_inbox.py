@@ -16,7 +16,8 @@ from sqlalchemy import select, text, update
 from models import phases
 from models.enums import Phase
 from models.phases.execute import execute_pass
-from models.schemas import ActionItemAssign, ActionItemUpdate, ChecklistAnswer
+from models.rules import CycleFacts, gate_blockers, gate_blockers_by_kind
+from models.schemas import ActionItemAssign, ActionItemUpdate, ChecklistAnswer, GapDecide
 from models.services import actions, cycles, inbox
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap, Person
@@ -153,8 +154,12 @@ def test_each_blocker_links_to_the_exact_place_to_fix_it(w: Rig) -> None:
     cid, gap = w.world.cycles["identify"], w.world.gaps["identify"]
     page = w.client("sam").get(f"/cycles/{cid}").text
     step = re.search(r'id="next-step".*?</section>', page, re.S).group(0)
-    link = re.search(rf'<a href="(/cycles/{cid}/gaps#gap-{gap})">Decide “([^”]+)”</a>', step)
+    # the gap's name in the blocker's sentence is the link to it
+    link = re.search(
+        rf'<a href="(/cycles/{cid}/gaps#gap-{gap})" aria-label="Decide “([^”]+)”">', step
+    )
     assert link and link.group(2) == "Scores ignore product usage"
+    assert "1 gap not decided: <a " in step
     gaps_page = w.client("sam").get(link.group(1).split("#")[0]).text
     target = re.search(rf'<div class="item" id="gap-{gap}">.*?</form>', gaps_page, re.S)
     assert target and f'action="/gaps/{gap}/decide"' in target.group(0)  # the fix is there
@@ -173,7 +178,7 @@ def test_each_blocker_links_to_the_exact_place_to_fix_it(w: Rig) -> None:
     plan, planned_gap = w.world.cycles["plan"], w.world.gaps["plan"]
     page = w.client("lee").get(f"/cycles/{plan}").text
     href = f"/cycles/{plan}/actions?gap={planned_gap}#new-action"
-    assert f'<a href="{html.escape(href)}">Plan an action item for' in page
+    assert f'<a href="{html.escape(href)}" aria-label="Plan an action item for' in page
     form = w.client("lee").get(href.split("#")[0]).text
     assert re.search(rf'<option value="{planned_gap}" selected>', form)  # the gap is chosen
     assert_plain(page)
@@ -489,3 +494,63 @@ def test_a_conflicting_assignment_names_both_owners(w: Rig) -> None:
     assert "Lou Marketinglead" in block and "Owner: (empty) → Meg Member" in block  # theirs
     assert "Saved now Owner Meg Member" in block and "Yours, kept Owner Sid Member" in block
     assert "Apply mine on the new version" in block
+
+
+@pytest.mark.parametrize("phase", [p for p in Phase])
+def test_blockers_by_kind_are_the_gate_s_own_words_in_its_order(phase: Phase) -> None:
+    """Next step links each blocker by its kind; the sentences stay the gate's (no drift)."""
+    facts = CycleFacts(
+        phase=phase,
+        period_end=date.today() + timedelta(days=3),
+        point_person_ids=frozenset({1}),
+        required_unanswered=("“Who owns the hand-off?”",),
+        undecided_gaps=("No shared MQL definition", "Slow follow-up"),
+        accepted_gaps_without_plan=("Content is missing",),
+        teams_without_point_person=("Marketing",),
+        unfinished_actions=("Agree the SLA",),
+        has_retrospective=phase is Phase.RECAP,
+    )
+    by_kind = gate_blockers_by_kind(facts, date.today())
+    assert [text for _, text in by_kind] == gate_blockers(facts, date.today())
+    kinds = [k for k, _ in by_kind]
+    assert len(kinds) == len(set(kinds))  # one sentence per kind
+    expected = {
+        Phase.IDENTIFY: ["questions", "gaps"],
+        Phase.PLAN: ["questions", "gaps", "plan", "point_persons"],
+        Phase.EXECUTE: ["questions", "actions"],
+        Phase.RECAP: ["questions", "signoff"],
+        Phase.CLOSED: ["closed"],
+    }
+    assert kinds == expected[phase]
+
+
+def test_a_conflicting_decision_keeps_the_reason_typed(w: Rig) -> None:
+    cid, gap_id = w.world.cycles["identify"], w.world.gaps["identify"]
+    page = w.client("lee").get(f"/cycles/{cid}/gaps").text
+    version = re.search(
+        rf'action="/gaps/{gap_id}/decide" hx-post.*?name="version" value="(\d+)"', page, re.S
+    ).group(1)
+    with w.store.unit_of_work() as s:  # meanwhile, the other lead accepts it
+        phases.decide_gap(
+            s,
+            s.get(Gap, gap_id),
+            GapDecide(decision="accepted"),
+            person_by_email(s, "lou@acme.test"),
+        )
+    reason = "Product usage is not in the CRM yet; next quarter"
+    resp = post(
+        w,
+        "lee",
+        f"/gaps/{gap_id}/decide",
+        version=version,
+        decision="deferred",
+        reason=reason,
+        next=f"/cycles/{cid}/gaps",
+    )
+    assert resp.status_code == 409
+    block = re.search(rf'id="gap-{gap_id}".*?</form>', resp.text, re.S).group(0)
+    shown = words(block)
+    assert "Lou Marketinglead" in shown and "Decision: Not decided → Accepted" in shown
+    assert f'value="{reason}"' in block and re.search(r'value="deferred" checked', block)
+    assert "Apply mine on the new version" in block
+    assert_plain(resp.text)

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup, escape
 
 from aligncycle.web.auth import (
     PageCtx,
@@ -74,13 +75,29 @@ MORE = {
 
 
 def fix_links(cycle_id: int, blocker: next_step.Blocker) -> dict[str, Any]:
-    """A blocker of "Next step" with a link to each thing that fixes it."""
-    links = []
+    """A blocker of "Next step" with a link to each thing that fixes it: each name in the
+    gate's sentence becomes the link to its place ("2 gaps not decided: <a>A</a>, <a>B</a> and
+    <a>3 more</a>"); what the sentence does not name (the retrospective, the sign-off) is
+    linked below it."""
+    rest, html, below = blocker.text, Markup(""), []
     for t in blocker.targets:
-        href, text = FIXES[t.kind]
-        links.append((href.format(c=cycle_id, i=t.object_id), text.format(n=t.name)))
-    more = MORE.get(blocker.kind, "/cycles/{c}").format(c=cycle_id)
-    return {"text": blocker.text, "links": links, "more": blocker.more, "more_href": more}
+        href, says = FIXES[t.kind]
+        href, says = href.format(c=cycle_id, i=t.object_id), says.format(n=t.name)
+        at = rest.find(t.name) if t.name else -1
+        if at < 0:
+            below.append((href, says))
+            continue
+        html += escape(rest[:at]) + Markup('<a href="{}" aria-label="{}">{}</a>').format(
+            href, says, t.name
+        )
+        rest = rest[at + len(t.name) :]
+    more = f"and {blocker.more} more"
+    if blocker.more and more in rest:
+        at = rest.find(more)
+        href = MORE.get(blocker.kind, "/cycles/{c}").format(c=cycle_id)
+        html += escape(rest[:at]) + Markup('<a href="{}">{}</a>').format(href, more)
+        rest = rest[at + len(more) :]
+    return {"html": html + escape(rest), "below": below}
 
 
 def answer_meanings(cycle: Cycle, items: list[ChecklistItem]) -> dict[int, bool]:
