@@ -159,6 +159,7 @@ def test_an_answer_in_place_updates_next_step_and_the_gaps_count(as_, site: dict
     assert sam.url == url  # saved in place: no new page
     found_axe = _clean(sam, "cycle page after an answer")
     sam.screenshot(path=str(site["shots"] / "cycle-after-answer.png"), full_page=True)
+    sam.locator("#next-step").screenshot(path=str(site["shots"] / "next-step.png"))
     sam.get_by_role("link", name=f"Decide “{title}”").click()
     with site["store"].unit_of_work() as s:
         gap_id = s.scalar(select(Gap.id).where(Gap.cycle_id == cid, Gap.title == title))
