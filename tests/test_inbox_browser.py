@@ -205,6 +205,26 @@ def test_a_conflict_is_resolved_without_losing_text(as_, site: dict) -> None:  #
     assert found_axe == [], "\n".join(found_axe)
 
 
+def test_signed_out_meanwhile_the_typed_text_stays(as_, site: dict) -> None:  # noqa: ANN001, F811
+    item_id = site["world"].actions["execute_sid"]
+    sid = as_("sid@acme.test")
+    sid.goto(site["base"] + "/my")
+    row = sid.locator(f"#action-{item_id}")
+    row.locator("summary", has_text="Update").click()
+    typed = "Spoke to the CRM admin, field goes live Monday"
+    row.get_by_label("What happened?").fill(typed)
+    other = sid.context.new_page()  # the same person signs out in another tab
+    other.goto(site["base"] + "/my")
+    other.get_by_role("button", name="Sign out").click()
+    other.close()
+    row.get_by_role("button", name="Save").click()
+    expect(sid.locator("#messages .alert")).to_contain_text("You were signed out")
+    expect(row.get_by_label("What happened?")).to_have_value(typed)  # nothing lost
+    with site["store"].unit_of_work() as s:
+        notes = s.scalars(select(CheckIn.note).where(CheckIn.action_item_id == item_id)).all()
+    assert typed not in notes
+
+
 PAGES = [
     ("/my", "lee@acme.test"),
     ("/my", "max@acme.test"),
