@@ -430,6 +430,9 @@ def test_automatic_check_ins_are_kept_apart(w: Rig) -> None:
     assert_plain(page)
     mine = words(w.client("sid").get("/my").text)
     assert "Last check-in" in mine and "execute pass" not in mine
+    api = w.client("sid").get(f"/api/v1/actions/{item_id}/checkins", headers=w.bearer("sid"))
+    kinds = {(c["author"] or {}).get("name"): c["automatic"] for c in api.json()["items"]}
+    assert kinds == {"Sid Member": False, None: True}  # the API tells them apart too
 
 
 def test_check_ins_due_count_people_not_the_automatic_pass(w: Rig) -> None:
