@@ -405,3 +405,24 @@ def test_blockers_by_kind_are_the_gate_s_own_words_in_its_order(phase: Phase) ->
         Phase.CLOSED: ["closed"],
     }
     assert kinds == expected[phase]
+
+
+def test_a_closed_cycle_offers_to_start_the_next_one(w: Rig) -> None:
+    closed = w.world.cycles["closed"]
+    page = w.client("sam").get(f"/cycles/{closed}").text
+    assert f'<a class="btn" href="/cycles/new?previous={closed}">Start the next cycle</a>' in page
+    form = w.client("sam").get(f"/cycles/new?previous={closed}").text
+    assert re.search(rf'<option value="{closed}" selected>', form)  # the follow-up of this one
+    assert "Start the next cycle" not in w.client("lee").get(f"/cycles/{closed}").text
+    with w.store.unit_of_work() as s:  # once started, the page leads to the follow-up instead
+        s.execute(
+            update(Cycle)
+            .where(Cycle.id == w.world.cycles["identify"])
+            .values(previous_cycle_id=closed)
+        )
+    page = w.client("sam").get(f"/cycles/{closed}").text
+    assert "Start the next cycle" not in page
+    assert (
+        f'Its follow-up: <a href="/cycles/{w.world.cycles["identify"]}">Lead scoring review</a>'
+        in page
+    )

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup, escape
+from sqlalchemy import select
 
 from aligncycle.web.auth import (
     PageCtx,
@@ -155,6 +156,10 @@ def new_cycle_page(
         playbooks=sorted(newest.values(), key=lambda b: b.title),
         point_persons=others,
         previous=previous,
+        # "Start the next cycle" on a closed cycle's page opens this with that cycle chosen
+        preset_previous=(query or {}).get("previous", "")
+        if str((query or {}).get("previous", "")).isdigit()
+        else "",
         forms=forms or {},
     )
 
@@ -197,6 +202,11 @@ def cycle_page(
     errored = {k.removeprefix("answer-") for k in (forms or {}) if k.startswith("answer-")}
     open_phases = {i.phase for i in items if str(i.id) in errored}
     team_people = v.cycle_people(s, cycle) if perms.can_name_point_person else []
+    follow_up = None
+    if cycle.phase is Phase.CLOSED:  # its follow-up, if one was started
+        follow_up = s.execute(
+            select(Cycle.id, Cycle.title).where(Cycle.previous_cycle_id == cycle.id)
+        ).first()
     return render(
         request,
         ctx,
@@ -211,6 +221,7 @@ def cycle_page(
         readiness=step.readiness,
         blockers=[fix_links(cycle.id, b) for b in step.blockers],
         raising=raising,
+        follow_up=follow_up,
         team_people=team_people,
         forms=forms or {},
     )
