@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from models.enums import Phase
+from aligncycle.web import seed
+from models.enums import ActionStatus, Phase
 from models.phases.execute import execute_pass
 from models.rules import CycleFacts, gate_blockers, gate_blockers_by_kind
 from models.services import cycles, inbox
@@ -426,3 +427,32 @@ def test_a_closed_cycle_offers_to_start_the_next_one(w: Rig) -> None:
         f'Its follow-up: <a href="/cycles/{w.world.cycles["identify"]}">Lead scoring review</a>'
         in page
     )
+
+
+def test_the_last_item_done_says_the_recap_can_start(w: Rig) -> None:
+    cid = w.world.cycles["execute"]
+    with w.store.unit_of_work() as s:
+        cycle = s.get(Cycle, cid)
+        seed.answer_phase(s, cycle, person_by_email(s, "sam@acme.test"))
+        items = s.scalars(select(ActionItem).where(ActionItem.cycle_id == cid)).all()
+        for item in items[1:]:
+            item.status = ActionStatus.DROPPED
+        s.flush()
+        last = items[0]
+        last_id, confidence = last.id, last.confidence.value
+        # no counterpart to sign it off: done is done
+        s.execute(update(ActionItem).where(ActionItem.id == last_id).values(counterpart_id=None))
+        version = s.scalar(select(ActionItem.version).where(ActionItem.id == last_id))
+    resp = post(
+        w,
+        "sid",
+        f"/actions/{last_id}/update",
+        version=str(version),
+        status="done",
+        confidence=confidence,
+        next="/my",
+    )
+    assert resp.status_code == 303
+    reader = w.client("sid")
+    reader.cookies.set("aligncycle_flash", resp.cookies.get("aligncycle_flash", ""))
+    assert "Everything Execute needs is done: Recap can now start." in reader.get("/my").text
