@@ -330,3 +330,33 @@ def owns_question(
 
 def can_decide_gap(actor: Actor, facts: CycleFacts) -> bool:
     return actor.role in ASSIGNERS or is_point_person(actor, facts)
+
+
+# --- the gate's blockers, each with what it is about ---------------------------------------
+
+#: Each kind of blocker and the facts it reads (the recap's own: "retro", "signoff").
+BLOCKER_FACTS: dict[str, str] = {
+    "questions": "required_unanswered",
+    "gaps": "undecided_gaps",
+    "plan": "accepted_gaps_without_plan",
+    "point_persons": "teams_without_point_person",
+    "actions": "unfinished_actions",
+}
+
+
+def gate_blockers_by_kind(facts: CycleFacts, today: date) -> list[tuple[str, str]]:
+    """:func:`gate_blockers`, each sentence with its kind (``BLOCKER_FACTS``, "retro",
+    "signoff", "closed"), in the same order and words: a page links each to where it is
+    fixed. Each kind is asked of :func:`gate_blockers` alone, so the words live there once."""
+    if facts.phase is Phase.CLOSED:
+        return [("closed", b) for b in gate_blockers(facts, today)]
+    cleared: dict[str, Any] = {name: () for name in BLOCKER_FACTS.values()}
+    calm = {"has_retrospective": True, "signed_off": True}
+    out: list[tuple[str, str]] = []
+    for kind, name in BLOCKER_FACTS.items():
+        only = CycleFacts(**{**facts.__dict__, **cleared, **calm, name: getattr(facts, name)})
+        out += [(kind, b) for b in gate_blockers(only, today)]
+    recap = CycleFacts(**{**facts.__dict__, **cleared})
+    kind = "signoff" if facts.has_retrospective else "retro"
+    out += [(kind, b) for b in gate_blockers(recap, today)]
+    return out

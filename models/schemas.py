@@ -481,6 +481,12 @@ class CheckInRead(_Out):
     author: PersonRef | None
     created_at: datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def automatic(self) -> bool:
+        """Written by the Execute pass, not by a person: kept apart from people's check-ins."""
+        return self.author is None
+
 
 # --- recap --------------------------------------------------------------------------------
 

@@ -21,7 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    literal_column,
     or_,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.ext.hybrid import hybrid_method
@@ -55,6 +57,19 @@ def _enum(enum_cls: type) -> SAEnum:
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
+
+
+#: "Not finished yet", written out with its values (not bound parameters): a query that says
+#: it in exactly these words may read the partial indexes below, whose WHERE says the same
+#: (SQLite uses a partial index only when the query's terms imply it, and a bound parameter
+#: implies nothing).
+OPEN_ACTION_SQL = "status NOT IN ({})".format(", ".join(f"'{s.value}'" for s in FINISHED_STATUSES))
+UNANSWERED_SQL = "answer IS NULL"
+UNDECIDED_GAP_SQL = f"decision = '{GapDecision.OPEN.value}'"
+
+
+def _partial(sql: str) -> dict[str, Any]:
+    return {"sqlite_where": text(sql), "postgresql_where": text(sql)}
 
 
 class Team(Base):
@@ -155,7 +170,17 @@ class ChecklistItem(Base):
     """One of a cycle's questions for one phase, copied from the playbook at cycle start."""
 
     __tablename__ = "checklist_items"
-    __table_args__ = (UniqueConstraint("cycle_id", "phase", "key"),)
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "phase", "key"),
+        # My work: the questions still waiting for an answer, by owner or by owning role.
+        Index("ix_checklist_items_open_owner", "owner_id", **_partial(UNANSWERED_SQL)),
+        Index(
+            "ix_checklist_items_open_role",
+            "owner_role",
+            "owner_team_id",
+            **_partial(f"{UNANSWERED_SQL} AND owner_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
@@ -207,7 +232,11 @@ class Gap(Base):
     """One finding of a cycle's gap analysis. ``key`` is its natural key within the cycle."""
 
     __tablename__ = "gaps"
-    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "key"),
+        # My work: the gaps still to decide, by cycle.
+        Index("ix_gaps_open", "cycle_id", **_partial(UNDECIDED_GAP_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
@@ -241,6 +270,14 @@ class ActionItem(Base):
         # The board's and the gates' per-cycle counts read only this index (no table rows);
         # it also serves every lookup by cycle.
         Index("ix_action_items_cycle_progress", "cycle_id", "status", "confidence", "due_date"),
+        # My work: a person's unfinished items, as owner and as counterpart, soonest due first.
+        Index("ix_action_items_open_owner", "owner_id", "due_date", **_partial(OPEN_ACTION_SQL)),
+        Index(
+            "ix_action_items_open_counterpart",
+            "counterpart_id",
+            "due_date",
+            **_partial(OPEN_ACTION_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -306,6 +343,16 @@ class ActionItem(Base):
         if self.status is ActionStatus.DONE:
             return self.completed_at is not None and self.completed_at.date() > self.due_date
         return self.due_date < today
+
+
+def action_is_open() -> ColumnElement[bool]:
+    """Unfinished, in the words of the partial indexes (``OPEN_ACTION_SQL``)."""
+    return ActionItem.status.not_in([literal_column(f"'{s.value}'") for s in FINISHED_STATUSES])
+
+
+def gap_is_undecided() -> ColumnElement[bool]:
+    """Not decided yet, in the words of ``ix_gaps_open``."""
+    return Gap.decision == literal_column(f"'{GapDecision.OPEN.value}'")
 
 
 class ActionItemGap(Base):

@@ -169,6 +169,7 @@ CASES: list[Case] = [
     Case("GET", "/api/v1/people", const("/api/v1/people"), ALL, 200, cycle_bound=False),
     Case("GET", "/api/v1/playbooks", const("/api/v1/playbooks"), ALL, 200, cycle_bound=False),
     Case("GET", "/api/v1/me/work", const("/api/v1/me/work"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/me/inbox", const("/api/v1/me/inbox"), ALL, 200, cycle_bound=False),
     Case("GET", "/api/v1/openapi.json", const("/api/v1/openapi.json"), ALL, 200, public=True),
     # --- API: cycles
     Case("GET", "/api/v1/cycles", const("/api/v1/cycles"), ALL, 200, cycle_bound=False),

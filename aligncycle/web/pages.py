@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.routing import compile_path
 
+from aligncycle.web import conflicts
 from aligncycle.web.auth import (
     FLASH_COOKIE,
     SESSION_COOKIE,
@@ -38,6 +39,7 @@ from aligncycle.web.auth import (
     set_cookie,
 )
 from aligncycle.web.deps import Ctx, status_of
+from aligncycle.web.inbox_words import waiting_words
 from aligncycle.web.perms import STATUS_LABELS, CyclePerms
 from models.base import utcnow
 from models.db import StoreUnavailable
@@ -63,6 +65,8 @@ from models.services import (
     access,
     accounts,
     actions,
+    cycles,
+    inbox,
 )
 from models.services import views as v
 from models.tables import Cycle
@@ -152,6 +156,14 @@ def _days(d: date | None, today: date) -> str:
     return f"{-delta} days late"
 
 
+def auto_note(note: str) -> str:
+    """An automatic check-in's note without its machine prefix ("execute pass: open,
+    on_track, due in 14 days" → "due in 14 days"): status and confidence are shown apart."""
+    if note.startswith("execute pass:"):
+        return note.split(", ", 2)[-1]
+    return note
+
+
 def _fmt_date(d: date | None) -> str:
     return d.strftime("%-d %b %Y") if d else "–"
 
@@ -216,6 +228,8 @@ env.globals.update(
     days=_days,
     options=_options,
     counted=counted,
+    auto_note=auto_note,
+    waiting_words=waiting_words,
 )
 
 
@@ -229,6 +243,9 @@ class FormState:
     values: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    #: A version conflict: the other person's change beside the typed values, and the new
+    #: version the form now saves on (:mod:`aligncycle.web.conflicts`).
+    conflict: Any = None
 
     def get(self, name: str, default: Any = "") -> Any:
         return self.values.get(name, default)
@@ -327,6 +344,15 @@ def act(
         # start lower-case, to follow "error: " on the command line)
         fields = {name: sentence_start(text) for name, text in fields.items()}
         state = FormState(values=data, error=sentence_start(exc.message), fields=fields)
+        if isinstance(exc, Conflict):
+            state.conflict = conflicts.describe(ctx.session, form_id, data)
+            if state.conflict is not None:
+                who = f" ({state.conflict.by})" if state.conflict.by else ""
+                state.error = (
+                    f"This was changed by someone else{who} while you were editing. What you "
+                    "typed is kept: compare the two, then apply yours on the new version if it "
+                    "should stand."
+                )
         return rerender(request, ctx, to, {form_id: state}, status_of(exc))
     target = to.split("#", 1)[0] + (f"#{anchor}" if anchor else "")
     return redirect(request, target, message)
@@ -340,6 +366,8 @@ def render(
 ) -> HTMLResponse:
     flash = get_cookie(request, FLASH_COOKIE)
     context.setdefault("forms", {})
+    if ctx is not None and ctx.me is not None and "waiting" not in context:
+        context["waiting"] = waiting_count(ctx)
     context.update(
         request=request,
         me=ctx.me if ctx else None,
@@ -353,6 +381,15 @@ def render(
     if flash:
         clear_cookie(request, resp, FLASH_COOKIE)
     return resp
+
+
+def waiting_count(ctx: Ctx) -> int | None:
+    """The menu's count: everything waiting for the signed-in person (My work), in one
+    statement. None when the store cannot say (the page still renders, without it)."""
+    try:
+        return inbox.waiting_total(inbox.counts(ctx.session, ctx.me))
+    except SQLAlchemyError:
+        return None
 
 
 def error_page(request: Request, status: int, message: str, ctx: Ctx | None = None) -> Response:
@@ -440,6 +477,22 @@ def page_number(query: Mapping[str, str]) -> int:
         return max(1, min(10_000, int(query.get("page", "1"))))
     except ValueError:
         return 1
+
+
+def gate_news(ctx: Ctx, cycle_id: int) -> str:
+    """What a save did to the cycle's gate, in a sentence (empty when it is still closed):
+    "Everything Identify needs is done: Plan can now start." """
+    ctx.session.flush()
+    cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
+    if cycle.phase is Phase.CLOSED:
+        return ""
+    ready = cycles.readiness(ctx.session, cycle)
+    if not ready.ready or ready.next_phase is None:
+        return ""
+    return (
+        f" Everything {PHASE_LABELS[cycle.phase]} needs is done: "
+        f"{PHASE_LABELS[ready.next_phase]} can now start."
+    )
 
 
 def cycle_common(ctx: Ctx, cycle_id: int) -> tuple[Cycle, CyclePerms, CycleCounts]:

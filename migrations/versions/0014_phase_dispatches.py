@@ -23,7 +23,7 @@ from alembic import op
 import models.base
 
 revision: str = '0014'
-down_revision: str | Sequence[str] | None = '0011'
+down_revision: str | Sequence[str] | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -336,8 +336,11 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
 
 
 def readiness(session: Session, cycle: Cycle, today: date | None = None) -> Readiness:
-    today = today or date.today()
-    f = facts(session, cycle)
+    return readiness_of(cycle, facts(session, cycle), today or date.today())
+
+
+def readiness_of(cycle: Cycle, f: CycleFacts, today: date) -> Readiness:
+    """The readiness these facts make (gathered once, by :func:`facts`)."""
     blockers = gate_blockers(f, today)
     return Readiness(
         cycle_id=cycle.id,

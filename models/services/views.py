@@ -11,17 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import (
-    FINISHED_STATUSES,
-    WORK_PHASES,
     GapDecision,
     Phase,
 )
 from models.schemas import BoardRow, ChecklistCounts, CycleCounts, TeamSlot
 from models.services import cycles as cycle_service
+from models.services import inbox
 from models.services import recap as recap_service
 from models.services.access import visible_cycles
 from models.services.actions import ActionFilters, action_query
@@ -248,7 +247,8 @@ def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[Che
         session.scalars(
             select(CheckIn)
             .join(ActionItem, CheckIn.action_item_id == ActionItem.id)
-            .where(ActionItem.cycle_id == cycle.id)
+            # People's check-ins: the automatic ones (no author) are kept apart, with each item
+            .where(ActionItem.cycle_id == cycle.id, CheckIn.author_id.is_not(None))
             .options(joinedload(CheckIn.author))
             .order_by(CheckIn.on_date.desc(), CheckIn.id.desc())
             .limit(limit)
@@ -303,23 +303,13 @@ def redact(session: Session, event: Event) -> Event:
 # --- My work --------------------------------------------------------------------------------
 
 
-def _earlier_or_same(phase: Phase) -> list[Phase]:
-    order = list(WORK_PHASES)
-    return order[: order.index(phase) + 1]
-
-
 def my_checklist(session: Session, person: Person) -> list[tuple[ChecklistItem, Cycle]]:
     """Unanswered questions the person owns (by name or by role) in phases already open."""
-    owned = ChecklistItem.owned_by(person)
-    open_phase = or_(
-        *[and_(Cycle.phase == p, ChecklistItem.phase.in_(_earlier_or_same(p))) for p in WORK_PHASES]
-    )
+    # The inbox's statement: open questions only, read through their partial indexes.
     rows = (
         session.execute(
-            select(ChecklistItem, Cycle)
-            .join(Cycle, ChecklistItem.cycle_id == Cycle.id)
+            inbox.questions_stmt(person)
             .options(lazyload(Cycle.playbook))
-            .where(ChecklistItem.answer.is_(None), owned, open_phase, visible_cycles(person))
             .order_by(Cycle.period_end, Cycle.id, ChecklistItem.position)
         )
         .unique()
@@ -340,11 +330,7 @@ def my_actions(
     overdue). A follow-up cycle in Identify holds the work carried over into it: it stays in
     My work when its first cycle closes."""
     today = today or date.today()
-    where = [
-        or_(ActionItem.owner_id == person.id, ActionItem.counterpart_id == person.id),
-        ActionItem.status.not_in(FINISHED_STATUSES),
-        ActionItem.cycle_id.in_(select(Cycle.id).where(Cycle.phase != Phase.CLOSED)),
-    ]
+    where = inbox.owned_where(person)  # open items only, through their partial indexes
     overdue = and_(ActionItem.due_date.is_not(None), ActionItem.due_date < today)
     total, late = session.execute(
         select(func.count(), func.sum(case((overdue, 1), else_=0))).where(*where)

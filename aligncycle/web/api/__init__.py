@@ -16,6 +16,7 @@ from aligncycle.web.api import (
     cycles,
     gaps,
     imports,
+    inbox,
     notifications,
     numbers,
     organisation,
@@ -34,6 +35,7 @@ for module in (
     imports,
     notifications,
     account,
+    inbox,
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps

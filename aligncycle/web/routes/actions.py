@@ -19,6 +19,7 @@ from aligncycle.web.pages import (
     PAGE_SIZE,
     act,
     cycle_common,
+    gate_news,
     opt,
     page,
     page_number,
@@ -97,6 +98,8 @@ def actions_page(
         targets=targets,
         baselines=baseline.baseline_values(s, cycle),
         recent=v.recent_checkins(s, cycle, limit=10),
+        # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
+        preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
         base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
         forms=forms or {},
     )
@@ -176,6 +179,7 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
             + (CONFIDENCE_LABELS[item.confidence].lower())
             + "."
             + waiting
+            + gate_news(ctx, item.cycle_id)
         )
 
     return act(
@@ -259,7 +263,7 @@ def action_signoff_post(request: Request, action_id: int, ctx: PageCtx) -> Respo
     def run(data: dict[str, str]) -> str:
         item = access.visible_object(ctx.session, ctx.me, ActionItem, action_id, "action item")
         actions.sign_off_action(ctx.session, item, ctx.me, to_int(data.get("version")))
-        return f"“{item.title}” is signed off: it counts as done."
+        return f"“{item.title}” is signed off: it counts as done." + gate_news(ctx, item.cycle_id)
 
     return act(
         request,

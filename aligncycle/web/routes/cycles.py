@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup, escape
+from sqlalchemy import select
 
 from aligncycle import orchestration
 from aligncycle.web.auth import (
@@ -22,6 +24,7 @@ from aligncycle.web.pages import (
     FieldErrors,
     act,
     cycle_common,
+    gate_news,
     label,
     opt,
     page,
@@ -37,6 +40,7 @@ from models.enums import (
     Role,
 )
 from models.errors import Forbidden
+from models.phases.identify import answer_gap
 from models.schemas import (
     ChecklistAnswer,
     CycleCreate,
@@ -44,13 +48,68 @@ from models.schemas import (
 from models.services import (
     access,
     cycles,
+    next_step,
     people,
     playbooks,
 )
 from models.services import views as v
-from models.tables import ChecklistItem
+from models.tables import ChecklistItem, Cycle
 
 router = APIRouter(include_in_schema=False)
+
+#: Where each kind of blocker is fixed, and what the link says.
+FIXES = {
+    "question": ("/cycles/{c}#item-{i}", "Answer “{n}”"),
+    "gap": ("/cycles/{c}/gaps#gap-{i}", "Decide “{n}”"),
+    "plan": ("/cycles/{c}/actions?gap={i}#new-action", "Plan an action item for “{n}”"),
+    "point_person": ("/cycles/{c}#point-persons", "Name a point person for {n}"),
+    "action": ("/cycles/{c}/actions#action-{i}", "Finish or drop “{n}”"),
+    "retro": ("/cycles/{c}/recap#retrospective", "Record the retrospective"),
+    "signoff": ("/cycles/{c}/recap", "Review and sign off"),
+}
+#: Where the whole list of a kind is, for "and 3 more".
+MORE = {
+    "questions": "/cycles/{c}#checklist-h",
+    "gaps": "/cycles/{c}/gaps",
+    "plan": "/cycles/{c}/gaps",
+    "actions": "/cycles/{c}/actions",
+}
+
+
+def fix_links(cycle_id: int, blocker: next_step.Blocker) -> dict[str, Any]:
+    """A blocker of "Next step" with a link to each thing that fixes it: each name in the
+    gate's sentence becomes the link to its place ("2 gaps not decided: <a>A</a>, <a>B</a> and
+    <a>3 more</a>"); what the sentence does not name (the retrospective, the sign-off) is
+    linked below it."""
+    rest, html, below = blocker.text, Markup(""), []
+    for t in blocker.targets:
+        href, says = FIXES[t.kind]
+        href, says = href.format(c=cycle_id, i=t.object_id), says.format(n=t.name)
+        at = rest.find(t.name) if t.name else -1
+        if at < 0:
+            below.append((href, says))
+            continue
+        html += escape(rest[:at]) + Markup('<a href="{}" aria-label="{}">{}</a>').format(
+            href, says, t.name
+        )
+        rest = rest[at + len(t.name) :]
+    more = f"and {blocker.more} more"
+    if blocker.more and more in rest:
+        at = rest.find(more)
+        href = MORE.get(blocker.kind, "/cycles/{c}").format(c=cycle_id)
+        html += escape(rest[:at]) + Markup('<a href="{}">{}</a>').format(href, more)
+        rest = rest[at + len(more) :]
+    return {"html": html + escape(rest), "below": below}
+
+
+def answer_meanings(cycle: Cycle, items: list[ChecklistItem]) -> dict[int, bool]:
+    """For each answered Identify question: does its answer raise a gap? (A "yes" may, a "no"
+    may not: the badge shows what the answer means, not the word.)"""
+    return {
+        i.id: answer_gap(cycle, i) is not None
+        for i in items
+        if i.answer is not None and i.phase is Phase.IDENTIFY
+    }
 
 
 @page(router, "/cycles")
@@ -102,6 +161,10 @@ def new_cycle_page(
         playbooks=sorted(newest.values(), key=lambda b: b.title),
         point_persons=others,
         previous=previous,
+        # "Start the next cycle" on a closed cycle's page opens this with that cycle chosen
+        preset_previous=(query or {}).get("previous", "")
+        if str((query or {}).get("previous", "")).isdigit()
+        else "",
         forms=forms or {},
     )
 
@@ -139,10 +202,16 @@ def cycle_page(
     by_phase: dict[Phase, list[ChecklistItem]] = {}
     for item in items:
         by_phase.setdefault(item.phase, []).append(item)
-    ready = cycles.readiness(s, cycle)
+    step = next_step.next_step(s, cycle)
+    raising = answer_meanings(cycle, items)
     errored = {k.removeprefix("answer-") for k in (forms or {}) if k.startswith("answer-")}
     open_phases = {i.phase for i in items if str(i.id) in errored}
     team_people = v.cycle_people(s, cycle) if perms.can_name_point_person else []
+    follow_up = None
+    if cycle.phase is Phase.CLOSED:  # its follow-up, if one was started
+        follow_up = s.execute(
+            select(Cycle.id, Cycle.title).where(Cycle.previous_cycle_id == cycle.id)
+        ).first()
     return render(
         request,
         ctx,
@@ -154,7 +223,10 @@ def cycle_page(
         counts=counts,
         by_phase=by_phase,
         open_phases=open_phases,
-        readiness=ready,
+        readiness=step.readiness,
+        blockers=[fix_links(cycle.id, b) for b in step.blockers],
+        raising=raising,
+        follow_up=follow_up,
         team_people=team_people,
         forms=forms or {},
     )
@@ -210,9 +282,13 @@ def answer_post(request: Request, item_id: int, ctx: PageCtx) -> Response:
         payload.update(opt(data, "note", "evidence"))
         payload["expected_version"] = to_int(data.get("version"))
         done = phases.answer(ctx.session, item, parse_form(ChecklistAnswer, payload), ctx.me)
+        news = gate_news(ctx, item.cycle_id)
         if done.gap is not None and done.gap_is_new:
-            return f"Answer saved. It raised a gap: “{done.gap.title}”."
-        return "Answer saved."
+            return (
+                f"Answer saved. This answer raised a gap: “{done.gap.title}”. A lead or point "
+                "person decides it next." + news
+            )
+        return "Answer saved." + news
 
     default = "/my"
     return act(

@@ -15,6 +15,7 @@ from aligncycle.web.pages import (
     DECISION_LABELS,
     act,
     cycle_common,
+    gate_news,
     opt,
     page,
     parse_form,
@@ -83,7 +84,7 @@ def gap_decide_post(request: Request, gap_id: int, ctx: PageCtx) -> Response:
         payload.update(opt(data, "reason"))
         payload["expected_version"] = to_int(data.get("version"))
         phases.decide_gap(ctx.session, gap, parse_form(GapDecide, payload), ctx.me)
-        return f"Gap {DECISION_LABELS[gap.decision].lower()}."
+        return f"Gap {DECISION_LABELS[gap.decision].lower()}." + gate_news(ctx, gap.cycle_id)
 
     return act(
         request,

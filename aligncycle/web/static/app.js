@@ -58,3 +58,75 @@
     if (el) { event.preventDefault(); window.print(); }
   });
 })();
+
+// htmx (vendored, loaded by the pages that save in place): a refused save (4xx) comes back as
+// the page again with the message next to the form and what was typed kept; swap it in like a
+// success, then put the focus on the message. A refusal with a page of its own (not allowed,
+// not found, signed out, the store unavailable) leaves this page and what was typed as they
+// are and shows that page's message here.
+(function () {
+  "use strict";
+
+  function say(text) {
+    var box = document.getElementById("messages");
+    if (!box || !text) { return; }
+    box.innerHTML = "";
+    var alert = document.createElement("div");
+    alert.className = "alert";
+    alert.setAttribute("role", "alert");
+    alert.textContent = text;
+    box.appendChild(alert);
+  }
+
+  function messageOf(html) {
+    var doc = new DOMParser().parseFromString(html || "", "text/html");
+    var found = doc.querySelector("main .alert") || doc.querySelector("main .card > p") ||
+      doc.querySelector("main h1");
+    return found ? found.textContent.trim() : "";
+  }
+
+  function targetId(event) {
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var where = elt && elt.getAttribute ? elt.getAttribute("hx-target") : "";
+    return where && where.charAt(0) === "#" ? where.slice(1) : "";
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    var html = event.detail.serverResponse || "";
+    if ((xhr.responseURL || "").indexOf("/login") !== -1) {
+      event.detail.shouldSwap = false;
+      say("You were signed out, so this was not saved. Sign in again in another tab, then " +
+        "save again: what you typed is still here.");
+      return;
+    }
+    if (xhr.status >= 400 && xhr.status < 500) {
+      var id = targetId(event);
+      if (id && html.indexOf('id="' + id + '"') === -1) {
+        event.detail.shouldSwap = false;
+        say(messageOf(html));
+        return;
+      }
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  document.addEventListener("htmx:responseError", function (event) {
+    if (event.detail.xhr.status >= 500) {
+      say(messageOf(event.detail.xhr.responseText) ||
+        "This could not be saved just now; what you typed is still here. Try again shortly.");
+    }
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    say("The server could not be reached, so this was not saved; what you typed is still here.");
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var id = targetId(event);
+    var region = id ? document.getElementById(id) : null;
+    var focus = region && region.querySelector(".alert, .invalid");
+    if (focus && focus.focus) { focus.focus(); }
+  });
+})();
