@@ -108,7 +108,11 @@ def test_statement_counts_do_not_grow_with_the_rows_shown(world: Rig) -> None:
         large = count_statements(world)
     grew = [name for name in small if large[name][1] > small[name][1]]
     assert {"board", "actions page", "my work", "api actions", "api my work"} <= set(grew)
-    differ = {n: (small[n][0], large[n][0]) for n in small if small[n][0] != large[n][0]}
+    # The timeline looks up the names its entries mention, one statement per kind of thing
+    # named (gaps, items, questions, people, teams): at most five, whatever the rows, and fewer
+    # when the newest entries name fewer kinds. So a page may need fewer statements, never more.
+    differ = {n: (small[n][0], large[n][0]) for n in small if large[n][0] > small[n][0]}
     assert differ == {}, f"statements per request grew with the data: {differ}"
-    # 25, and one more on every page for the menu's count of what waits in My work
-    assert max(n for n, _ in large.values()) <= 26, {n: c for n, (c, _) in large.items()}
+    # 25, one more on every page for the menu's count of what waits in My work, and one on the
+    # recap page for the report the recap flow kept in the store
+    assert max(n for n, _ in large.values()) <= 27, str(sorted((c, n) for n, (c, _) in large.items())[-4:])
