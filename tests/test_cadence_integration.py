@@ -266,9 +266,9 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         [
             ("/sam", "Recap is open: ended"),
             ("/mia", "Recap is open: ended"),
-            ("/sam", "Reminder: 'Agree SLA' is due tomorrow"),
+            # sam's two reminders of the day in one message
+            ("/sam", "Reminders: 2 of your action items are due soon or overdue"),
             ("/mia", "Overdue: 'Fix routing'"),
-            ("/sam", "Overdue: 'Shared dashboard'"),
             ("/marketing", "Overdue: 'Content audit'"),
             ("/lee", "Escalation (lead): 'Shared dashboard' is overdue (Sam Sales)"),
             ("/lou", "Escalation (lead): 'Content audit' is overdue (Meg Member)"),
@@ -280,6 +280,9 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
             ("/marketing", "Check-in: 1 action item(s) in 'Q1 hand-off'"),
         ]
     )
+    sams = next(m for m in receiver.messages if m["title"].startswith("Reminders: 2"))
+    assert "1. Reminder: 'Agree SLA' is due tomorrow\n" in sams["message"]
+    assert "2. Overdue: 'Shared dashboard'\n" in sams["message"]
     digest = next(m for m in receiver.messages if m["title"].startswith("Weekly digest"))
     assert "Due next week:\n- Agree SLA (Sam Sales), due tomorrow (2026-03-03)" in digest["message"]
     with store.unit_of_work() as s:
