@@ -6,15 +6,16 @@ audit log (the builder of ``bench.read_commands``, scaled); ``--scale 10`` build
 (100,000 action items): ten times the history (the newest 40 cycles are open at every scale,
 the rest closed, going back 16 years), as a company has after years of use. It starts the app
 with uvicorn in a separate process on 127.0.0.1 and a free port (as many worker processes as
-``aligncycle serve`` starts on this machine, or ``--workers``), and sends a bounded number of requests from concurrent clients
-(httpx, a process each, loopback only). Reports p50/p95/max per page and API read against the
-target (p95 < 100 ms for the board, a cycle page, My work and a cycle's actions page; p95 <
-300 ms for the Numbers page over ``--leads`` leads with their deals, imported through the CRM
-importer: 1,000,000 by default at 1x, none at other scales, since the Numbers page reads only
-the leads and the scale changes the cycles) beside a floor measured the same
-way in the same run (``GET /api/v1/me``: the sign-in lookup and the framework), with a verdict
-per target and a non-zero exit when one is missed (``bench/verdict.py``), and the number of SQL
-statements each request runs (counted in-process with a SQLAlchemy event listener).
+``aligncycle serve`` starts on this machine, or ``--workers``), and sends a bounded number of
+requests from concurrent clients (httpx, a process each, loopback only). Reports p50/p95/max
+per page and API read against the target (p95 < 100 ms for the board, a cycle page, My work
+and a cycle's actions page; p95 < 300 ms for the Numbers page over ``--leads`` leads with
+their deals, imported through the CRM importer: 1,000,000 by default at 1x, none at other
+scales, since the Numbers page reads only the leads and the scale changes the cycles) beside a
+floor measured the same way in the same run (``GET /api/v1/me``: the sign-in lookup and the
+framework), with a verdict per target and a non-zero exit when one is missed
+(``bench/verdict.py``), and the number of SQL statements each request runs (counted
+in-process with a SQLAlchemy event listener).
 
     python -m bench web [--scale 1|10] [--clients 4] [--requests 120] [--workers N]
                         [--leads N] [--rebuild] [--url URL]
