@@ -16,8 +16,9 @@ flow                   schedule    what it does
 
 Each flow is two tasks, whatever the number of cycles: **plan** (one transaction, set-based
 queries, notifications inserted with idempotency keys) then **deliver** (the pending
-notifications of that kind, claimed and marked one by one; see :mod:`flows.notify`). A
-retried or duplicated run plans nothing twice and sends nothing twice.
+notifications of that kind, claimed by (channel, person) and sent as one message per person and
+channel for reminders and escalations; see :mod:`flows.notify`). A retried or duplicated run
+plans nothing twice and sends nothing twice.
 
 The same jobs run without Prefect through :func:`run_job` (``aligncycle cadence run NAME
 --without-prefect``, the tests and the benchmark).
