@@ -1113,6 +1113,26 @@ def test_a_grouped_message_is_split_at_its_size_and_a_refused_one_retried_whole(
     assert lee["message"].count("Sam Sales (sam@acme.test, sales) has an overdue action") == 5
 
 
+def test_a_claim_takes_whole_groups_as_many_as_fit(world: Store) -> None:
+    make_cycle(
+        world,
+        [("s1", SAM, 1, OPEN), ("m1", MIA, 1, OPEN), ("s2", SAM, 0, OPEN)]
+        + [("s3", SAM, -1, OPEN), ("m2", MIA, 0, OPEN), ("l1", LEE, 1, OPEN)],
+    )
+    plan(world, reminders.plan_reminders)
+    stale = utcnow() - timedelta(minutes=10)
+
+    def claim(limit: int) -> list[str]:
+        with world.unit_of_work() as s:
+            got = outbox.claim_groups(s, "worker-a", stale, limit=limit)
+        return sorted(o.recipient for o in got)
+
+    assert claim(limit=1) == [SAM] * 3  # a group larger than the limit is taken whole
+    assert claim(limit=2) == [MIA] * 2  # mia's two fit; lee's one more would not
+    assert claim(limit=2) == [LEE]
+    assert claim(limit=3) == []
+
+
 def test_delivery_only_takes_its_own_kinds(world: Store, receiver: Receiver) -> None:
     from flows.notify import deliver
 

@@ -85,33 +85,37 @@ def claim_groups(
     groups: int = 200,
     limit: int = 2000,
 ) -> list[Outgoing]:
-    """Like :func:`claim_batch`, but whole groups at a time: the deliverable notifications of up
-    to ``groups`` (channel, recipient, kind) triples (at most ``limit`` rows), so that one
-    person's reminders of the day on one channel are claimed, and sent, together. Rows this
-    claimer tried already in its run (marked back to ``pending`` after a failure) are left for
-    the next run. Three statements per call, whatever the number of rows."""
+    """Like :func:`claim_batch`, but whole groups at a time: every deliverable notification of
+    up to ``groups`` (channel, recipient, kind) triples, as many groups as fit in ``limit`` rows
+    (at least one, however large), so that one person's reminders of the day on one channel
+    are claimed, and sent, together. Rows this claimer tried already in its run (marked back
+    to ``pending`` after a failure) are left for the next run. Three statements per call,
+    whatever the number of rows."""
     group = func.coalesce(Notification.channel_id, -Notification.id)
     not_mine = or_(Notification.claimed_by.is_(None), Notification.claimed_by != claimer)
     wanted = [_deliverable(stale_before), not_mine]
     if kinds:
         wanted.append(Notification.kind.in_(list(kinds)))
     heads = session.execute(
-        select(group, Notification.recipient, Notification.kind)
+        select(group, Notification.recipient, Notification.kind, func.count())
         .where(*wanted)
         .group_by(group, Notification.recipient, Notification.kind)
         .order_by(func.min(Notification.id))
         .limit(groups)
     ).all()
-    if not heads:
+    chosen: list[tuple[Any, ...]] = []
+    rows = 0
+    for *key, count in heads:
+        if chosen and rows + count > limit:
+            break
+        chosen.append(tuple(key))
+        rows += count
+    if not chosen:
         return []
     pick = (
         select(Notification.id)
-        .where(
-            *wanted,
-            tuple_(group, Notification.recipient, Notification.kind).in_([tuple(h) for h in heads]),
-        )
+        .where(*wanted, tuple_(group, Notification.recipient, Notification.kind).in_(chosen))
         .order_by(Notification.id)
-        .limit(limit)
     )
     return _claim(session, claimer, stale_before, pick)
 
