@@ -5,8 +5,9 @@ No Prefect import at module level: the CLI uses :func:`check_url` and the cadenc
 
 How a message is delivered exactly once, and the one exception
 ---------------------------------------------------------------
-1. claim — the rows of up to 200 (channel, person) pairs go ``pending`` → ``sending``
-   (attempts + 1, who, when) in one UPDATE, committed; two deliverers never take the same row;
+1. claim — whole (channel, person) groups, as many as fit in 2,000 rows, go ``pending`` →
+   ``sending`` (attempts + 1, who, when) in one UPDATE, committed; two deliverers never take
+   the same row;
 2. send — one apprise call per message to its channel's URL: a person's reminders (or
    escalations) on a channel are one message listing each item (:mod:`models.cadence.grouped`),
    other kinds one message per row;
@@ -224,7 +225,8 @@ def deliver(
     sender: Callable[[str, str, str], str | None] | None = None,
 ) -> DeliveryResult:
     """Deliver the pending notifications (of ``kinds``, or all): claim those of up to
-    ``groups`` (channel, person) pairs in one transaction, send a person's reminders (or
+    ``groups`` (channel, person) pairs (at most 2,000 rows, see
+    :func:`models.cadence.outbox.claim_groups`) in one transaction, send a person's reminders (or
     escalations) on a channel as one message of at most ``max_items`` items (``max_items=1``:
     one message per notification), ``workers`` sends at a time, and mark each message's rows
     as soon as it is sent."""
