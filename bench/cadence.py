@@ -376,10 +376,11 @@ def render(report: dict[str, Any], args: argparse.Namespace, judged: Verdict) ->
         "day finished, 15% of the later ones; each item assigned by one lead of its owner's team",
         "- method: `python -m bench cadence`; planning = the set-based queries and batched "
         "INSERT ... ON CONFLICT (key) DO NOTHING RETURNING (one transaction, no lookup of the "
-        "keys first); delivery = claim whole (channel, person) groups of pending notifications, "
-        "as many as fit in 2,000 rows, in one UPDATE, send a person's reminders (or escalations) on a channel as one "
-        "message through apprise listing every item (at most 50 a message), mark its rows sent "
-        "in one statement at once; 4 threads, one send per destination at a time",
+        "keys first); delivery = claim whole (channel, person) groups of pending "
+        "notifications, as many as fit in 2,000 rows, in one UPDATE; send a person's "
+        "reminders (or escalations) on a channel as one message through apprise listing every "
+        "item (at most 50 a message); mark its rows sent in one statement at once; 4 threads, "
+        "one send per destination at a time",
         "",
         "## Verdict",
         "",
