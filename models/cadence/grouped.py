@@ -70,7 +70,7 @@ _SUBJECTS = {
 }
 _LEADS = {
     NotificationKind.REMINDER: "{n} of your action items need your attention today:",
-    NotificationKind.ESCALATION: "{n} overdue action items of your team need your help today:",
+    NotificationKind.ESCALATION: "{n} overdue action items need your help today:",
 }
 
 
