@@ -26,6 +26,9 @@ period and grouping after an import (nothing cached) is timed in-process and rep
 them.
 
 Results: printed, and written to ``bench/results/web.md`` (``web-10x.md`` at ``--scale 10``).
+
+Why one file of this size: the store it sizes, the pages it times and the report of both change
+together (the builder itself is ``bench.read_commands``'s).
 """
 
 from __future__ import annotations
