@@ -1060,6 +1060,9 @@ def test_a_persons_reminders_of_the_day_are_one_message_listing_each_item(
         if n.recipient == SAM:
             assert f"(ref {n.key.split('#')[0]})" in text
     assert "Later" not in text
+    # the item's state in words, not keys
+    assert "overdue (was due 2026-02-28). Status: in progress, confidence: on track." in text
+    assert "in_progress" not in text and "on_track" not in text
     mia = next(m for m in receiver.messages if m["path"] == "/mia")
     assert mia["title"] == "Reminder: 'Mia task' is due tomorrow"  # one item: as planned
     assert {n.status for n in rows(world)} == {NotificationStatus.SENT}

@@ -15,6 +15,7 @@ from models.cadence.planning import (
     due_text,
     footer,
     open_items,
+    state_text,
     store_plan,
 )
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
@@ -78,9 +79,8 @@ def plan_escalations(
             body = (
                 f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
                 f"item in cycle {item.cycle_title!r}: {item.title!r}, "
-                f"{due_text(item.due, today)}. Status: {item.status}, confidence: "
-                f"{item.confidence}.\nPlease help unblock it, re-plan it, or drop it with a reason."
-                + footer(key)
+                f"{due_text(item.due, today)}. {state_text(item)}.\nPlease help unblock it, "
+                "re-plan it, or drop it with a reason." + footer(key)
             )
             messages.append(
                 Planned(

@@ -15,6 +15,7 @@ from models.cadence.planning import (
     due_text,
     footer,
     open_items,
+    state_text,
     store_plan,
 )
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
@@ -70,7 +71,7 @@ def plan_reminders(
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
             f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. Status: {item.status}, confidence: {item.confidence}.\n{ask}" + footer(key)
+            f"is {when}. {state_text(item)}.\n{ask}" + footer(key)
         )
         messages.append(
             Planned(
