@@ -398,7 +398,7 @@ def report(
             f"{leads:,} leads with their deals (bench.funnel's generator, imported by the CRM "
             "importer). "
             if leads
-            else "no funnel data (the Numbers page is measured at 1x). "
+            else "no funnel data (no Numbers page rows: `--leads N`, 1,000,000 by default at 1x). "
         )
         + f"My work is the member with the most open work ({member}). "
         "Server: `aligncycle serve`'s uvicorn "
