@@ -216,7 +216,12 @@ def register(app: typer.Typer) -> None:
         typer.echo(line)
         d = out.get("delivery")
         if d is not None:
-            typer.echo(f"{name}: sent {d['sent']}, retrying {d['retrying']}, failed {d['failed']}")
+            sent, messages = d["sent"], d.get("messages", d["sent"])
+            typer.echo(
+                f"{name}: sent {sent} notification{'s' if sent != 1 else ''} in {messages} "
+                f"message{'s' if messages != 1 else ''}, retrying {d['retrying']}, "
+                f"failed {d['failed']}"
+            )
             for err in d.get("errors", [])[:5]:
                 typer.echo(f"  {err}")
         if undelivered:

@@ -1,27 +1,34 @@
 """How fast the web app answers, with several people using it at once.
 
 Builds (once, cached in the temp folder) an embedded SQLite store of 200 cycles with 50 action
-items each (10,000), their checklists, gaps, check-ins, survey answers and audit log (the
-builder of ``bench.read_commands``, scaled), starts the app with uvicorn in a separate process
-on 127.0.0.1 and a free port (as many worker processes as ``aligncycle serve`` starts on this
-machine, or ``--workers``), and sends a bounded number of requests from concurrent clients
-(httpx, a process each, loopback only). Reports p50/p95/max per page and API read against the
-target (p95 < 100 ms for the board, a cycle page and My work; p95 < 300 ms for the Numbers page
-over ``--leads`` leads, 1,000,000 by default, with their deals, imported through the CRM
-importer) beside a floor measured the same
-way in the same run (``GET /api/v1/me``: the sign-in lookup and the framework), with a verdict
-per target and a non-zero exit when one is missed (``bench/verdict.py``), and the number of SQL
-statements each request runs (counted in-process with a SQLAlchemy event listener).
+items each (10,000) at ``--scale 1``, their checklists, gaps, check-ins, survey answers and
+audit log (the builder of ``bench.read_commands``, scaled); ``--scale 10`` builds 2,000 cycles
+(100,000 action items): ten times the history (the newest 40 cycles are open at every scale,
+the rest closed, going back 16 years), as a company has after years of use. It starts the app
+with uvicorn in a separate process on 127.0.0.1 and a free port (as many worker processes as
+``aligncycle serve`` starts on this machine, or ``--workers``), and sends a bounded number of
+requests from concurrent clients (httpx, a process each, loopback only). Reports p50/p95/max
+per page and API read against the target (p95 < 100 ms for the board, a cycle page, My work
+and a cycle's actions page; p95 < 300 ms for the Numbers page over ``--leads`` leads with
+their deals, imported through the CRM importer: 1,000,000 by default at 1x, none at other
+scales, since the Numbers page reads only the leads and the scale changes the cycles) beside a
+floor measured the same way in the same run (``GET /api/v1/me``: the sign-in lookup and the
+framework), with a verdict per target and a non-zero exit when one is missed
+(``bench/verdict.py``), and the number of SQL statements each request runs (counted
+in-process with a SQLAlchemy event listener).
 
-    python -m bench web [--clients 4] [--requests 120] [--workers N] [--leads N] [--rebuild]
-                        [--url URL]
+    python -m bench web [--scale 1|10] [--clients 4] [--requests 120] [--workers N]
+                        [--leads N] [--rebuild] [--url URL]
 
 The Numbers page's KPIs are cached per import (a new import is a new data version), so the
 served rows measure the page as people meet it between imports; the first view of each
 period and grouping after an import (nothing cached) is timed in-process and reported beside
 them.
 
-Results: printed, and written to ``bench/results/web.md``.
+Results: printed, and written to ``bench/results/web.md`` (``web-10x.md`` at ``--scale 10``).
+
+Why one file of this size: the store it sizes, the pages it times and the report of both change
+together (the builder itself is ``bench.read_commands``'s).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.verdict import Target, verdict
@@ -45,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 RESULTS = HERE / "results" / "web.md"
 TARGET_MS = 100.0
-TARGETED = ("board", "cycle page", "my work")
+TARGETED = ("board", "cycle page", "my work", "actions page")
 NUMBERS_TARGET_MS = 300.0
 LEADS = 1_000_000
 #: (row name, query string): the page as a lead opens it on a period of the generated data, and
@@ -56,25 +63,38 @@ NUMBERS_VIEWS = (
     ("numbers by owner and month", "from=2024-01-01&to=2024-12-31&by=owner&then_by=month"),
 )
 FLOOR = "floor: api me"
-CYCLES, ACTIONS_PER_CYCLE, OPEN_CYCLES = 200, 50, 40
+CYCLES, ACTIONS_PER_CYCLE, OPEN_CYCLES = 200, 50, 40  # at --scale 1
 DATA_VERSION = 1
 
 
-def _cache_path(leads: int) -> Path:
+def cycles_at(scale: int) -> int:
+    """Cycles in the store at ``scale``: the history grows, the open cycles stay 40."""
+    return CYCLES * scale
+
+
+def results_file(scale: int) -> Path:
+    return RESULTS if scale == 1 else RESULTS.with_name(f"web-{scale}x.md")
+
+
+def _cache_path(leads: int, scale: int = 1) -> Path:
     from migrations import runner
 
     heads = "-".join(sorted(runner.heads()))
-    name = f"web-v{DATA_VERSION}-{heads}-{leads}.db"
+    name = f"web-v{DATA_VERSION}-{heads}-{leads}" + (f"-x{scale}" if scale != 1 else "") + ".db"
     return Path(tempfile.gettempdir()) / "aligncycle-bench" / name
 
 
-def build(url: str, leads: int) -> None:
-    """The read_commands builder at this benchmark's size (200 cycles x 50 action items), and
-    ``leads`` generated leads with their deals imported as a CRM export would be."""
+def build(url: str, leads: int, scale: int = 1) -> None:
+    """The read_commands builder at this benchmark's size (200 x ``scale`` cycles x 50 action
+    items), and ``leads`` generated leads with their deals imported as a CRM export would be."""
     from bench import read_commands as rc
 
     saved = rc.CYCLES, rc.ACTIONS_PER_CYCLE, rc.OPEN_CYCLES
-    rc.CYCLES, rc.ACTIONS_PER_CYCLE, rc.OPEN_CYCLES = CYCLES, ACTIONS_PER_CYCLE, OPEN_CYCLES
+    rc.CYCLES, rc.ACTIONS_PER_CYCLE, rc.OPEN_CYCLES = (
+        cycles_at(scale),
+        ACTIONS_PER_CYCLE,
+        OPEN_CYCLES,
+    )
     try:
         rc.build(url)
     finally:
@@ -98,18 +118,22 @@ def import_funnel(url: str, leads: int) -> None:
         store.dispose()
 
 
-def ensure_store(url: str | None, rebuild: bool, leads: int) -> tuple[str, float | None]:
+def ensure_store(
+    url: str | None, rebuild: bool, leads: int, scale: int = 1
+) -> tuple[str, float | None]:
     if url is not None:
         return url, None
-    path = _cache_path(leads)
+    path = _cache_path(leads, scale)
     if rebuild or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob("web-*.db*"):
-            stale.unlink()
+        same_scale = "web-*.db*" if scale == 1 else f"web-*-x{scale}.db*"
+        for stale in path.parent.glob(same_scale):
+            if scale != 1 or "-x" not in stale.name:  # another scale's store stays
+                stale.unlink()
         partial = path.with_suffix(".building")
         partial.unlink(missing_ok=True)
         started = time.perf_counter()
-        build(f"sqlite:///{partial}", leads)
+        build(f"sqlite:///{partial}", leads, scale)
         partial.rename(path)
         return f"sqlite:///{path}", time.perf_counter() - started
     return f"sqlite:///{path}", None
@@ -349,23 +373,39 @@ def report(
     counts: dict,
     leads: int,
     first: dict[str, float],
+    scale: int = 1,
+    loads: tuple[str, str] = ("?", "?"),
+    member: str = "",
 ) -> str:
     from aligncycle.cli_common import display_url
 
+    cycles = cycles_at(scale)
+    numbers = f"; p95 < {NUMBERS_TARGET_MS:.0f} ms for each Numbers view" if leads else ""
     lines = [
-        "# Web app: pages and API reads under concurrent clients",
+        f"# Web app: pages and API reads under concurrent clients ({scale}x data)",
         "",
-        f"Measured {date.today().isoformat()} with `python -m bench web` on "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"store {display_url(url)}" + (f" (built in {built:.0f} s)" if built else "") + ".",
-        f"Data: {CYCLES} cycles, {CYCLES * ACTIONS_PER_CYCLE:,} action items, their checklists, "
-        f"gaps, check-ins, survey answers and audit log; {leads:,} leads with their deals "
-        "(bench.funnel's generator, imported by the CRM importer). "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python -m bench web --scale "
+        f"{scale}` on {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; store {display_url(url)}"
+        + (f" (built in {built:.0f} s)" if built else "")
+        + f". The machine is shared with other engineers' work: load average {loads[0]} at the "
+        f"start, {loads[1]} at the end.",
+        f"Data ({scale}x): {cycles:,} cycles ({OPEN_CYCLES} open, the rest closed: "
+        f"about {max(1, round(cycles * 3 / 365))} years of history), "
+        f"{cycles * ACTIONS_PER_CYCLE:,} action items, "
+        "their checklists, gaps, check-ins, survey answers and audit log; "
+        + (
+            f"{leads:,} leads with their deals (bench.funnel's generator, imported by the CRM "
+            "importer). "
+            if leads
+            else "no funnel data (no Numbers page rows: `--leads N`, 1,000,000 by default at 1x). "
+        )
+        + f"My work is the member with the most open work ({member}). "
         "Server: `aligncycle serve`'s uvicorn "
         f"with {workers} worker process{'es' if workers > 1 else ''} on 127.0.0.1; "
         f"{clients} concurrent clients (httpx, a process each); {requests} requests "
-        "per row after a warm-up. Targets: p95 < 100 ms for the board, a cycle page and My "
-        f"work; p95 < {NUMBERS_TARGET_MS:.0f} ms for each Numbers view.",
+        "per row after a warm-up. Targets: p95 < 100 ms for the board, a cycle page, My "
+        f"work and a cycle's actions page{numbers}.",
         "",
         "| read | p50 ms | p95 ms | max ms | req/s | KiB | SQL statements | target |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -395,6 +435,10 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def _limit(name: str) -> float | None:
     if name in TARGETED:
         return TARGET_MS
@@ -405,6 +449,12 @@ def _limit(name: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench web", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="data size: 1 = 200 cycles, 10,000 action items; 10 = ten times the history",
+    )
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=120, help="per read (bounded)")
     parser.add_argument("--rebuild", action="store_true")
@@ -415,17 +465,26 @@ def main(argv: list[str] | None = None) -> int:
         help="uvicorn worker processes (default: what `aligncycle serve` starts here)",
     )
     parser.add_argument(
-        "--leads", type=int, default=LEADS, help="funnel leads in the store (0: none)"
+        "--leads",
+        type=int,
+        help=f"funnel leads in the store (0: none; default {LEADS:,} at --scale 1, else 0)",
     )
     parser.add_argument("--no-write", action="store_true", help="do not update the results file")
     args = parser.parse_args(argv or [])
     if not 1 <= args.clients <= 32 or not 10 <= args.requests <= 5000:
         parser.error("--clients 1..32, --requests 10..5000")
+    if not 1 <= args.scale <= 50:
+        parser.error("--scale 1..50 (1: 200 cycles; 10: 2,000 cycles)")
+    if args.leads is None:
+        args.leads = LEADS if args.scale == 1 else 0
+    if args.leads < 0:
+        parser.error("--leads takes a whole number of leads, 0 or more")
+    load_start = _load()
     if args.workers is None:
         from aligncycle.settings import Settings
 
         args.workers = Settings().effective_workers
-    url, built = ensure_store(args.url, args.rebuild, args.leads)
+    url, built = ensure_store(args.url, args.rebuild, args.leads, args.scale)
     who = sign_in(url)
     eps = endpoints(who)
     if not args.leads:
@@ -440,7 +499,18 @@ def main(argv: list[str] | None = None) -> int:
     counts = statements(url, who, eps, data_dir)
     first = first_views(url) if args.leads else {}
     text = report(
-        url, built, args.clients, args.requests, args.workers, timing, counts, args.leads, first
+        url,
+        built,
+        args.clients,
+        args.requests,
+        args.workers,
+        timing,
+        counts,
+        args.leads,
+        first,
+        args.scale,
+        (load_start, _load()),
+        who["member"]["email"],
     )
     floor = f"GET /api/v1/me (the sign-in lookup and the framework), p95 {timing[FLOOR]['p95']:.1f}"
     judged = verdict(
@@ -451,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     text += "\n## Verdict\n\n" + judged.markdown()
     print(text)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+        out = results_file(args.scale)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return judged.report()
 
 

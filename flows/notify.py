@@ -5,11 +5,14 @@ No Prefect import at module level: the CLI uses :func:`check_url` and the cadenc
 
 How a message is delivered exactly once, and the one exception
 ---------------------------------------------------------------
-1. claim — a batch of rows goes ``pending`` → ``sending`` (attempts + 1, who, when) in one
-   UPDATE, committed; two deliverers never take the same row;
-2. send — one apprise call per message to its channel's URL;
-3. mark — each message ``sent`` (or back to ``pending`` with the error; ``failed`` after the
-   last attempt), committed as soon as its send returns.
+1. claim — whole (channel, person) groups, as many as fit in 2,000 rows, go ``pending`` →
+   ``sending`` (attempts + 1, who, when) in one UPDATE, committed; two deliverers never take
+   the same row;
+2. send — one apprise call per message to its channel's URL: a person's reminders (or
+   escalations) on a channel are one message listing each item (:mod:`models.cadence.grouped`),
+   other kinds one message per row;
+3. mark — the message's rows ``sent`` (or back to ``pending`` with the error; ``failed`` after
+   the last attempt) in one statement, committed as soon as its send returns.
 
 A deliverer that dies leaves the rows it claimed and had not sent yet ``sending``: once the
 claim is older than ``stale_after`` (10 minutes) a later run takes them again, so nothing is
@@ -42,7 +45,7 @@ from typing import Any
 from sqlalchemy import text
 
 from models.base import utcnow
-from models.cadence import channels, outbox, urls
+from models.cadence import channels, grouped, outbox, urls
 from models.cadence.tables import NotificationKind
 from models.db import Store
 from models.errors import DomainError, InvalidInput
@@ -124,15 +127,19 @@ def send(url: str, title: str, body: str) -> str | None:
 
 @dataclass
 class DeliveryResult:
+    """Counts of notifications (a grouped message carries several), and of messages sent."""
+
     sent: int = 0
     retrying: int = 0  # failed this time, pending for the next run
     failed: int = 0  # failed for good (attempts used up, or no channel)
+    messages: int = 0  # messages sent: one per send, grouped or not
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "sent": self.sent,
+            "messages": self.messages,
             "retrying": self.retrying,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
@@ -156,15 +163,15 @@ def load_prefect_secrets(names: Sequence[str]) -> dict[str, str]:
 
 
 def _by_destination(
-    claimed: Sequence[outbox.Outgoing], one: Callable[[outbox.Outgoing], None], workers: int
+    claimed: Sequence[grouped.Message], one: Callable[[grouped.Message], None], workers: int
 ) -> None:
     """Run ``one`` over a batch on ``workers`` threads, one message per destination at a time:
     a destination apprise paces (Slack: a post per 1.2 s per webhook; SMTP: 5.5 s) holds up its
     own messages only, while the other threads go on with other destinations. The first error
     stops the batch (what is claimed and not sent is retried once the claim is stale)."""
-    queues: dict[str, deque[outbox.Outgoing]] = {}
+    queues: dict[str, deque[grouped.Message]] = {}
     for out in claimed:
-        queues.setdefault(out.url or f"#{out.id}", deque()).append(out)
+        queues.setdefault(out.url or f"#{out.items[0].id}", deque()).append(out)
     cond = threading.Condition()
     busy: set[str] = set()
     failure: list[BaseException] = []
@@ -209,25 +216,31 @@ def deliver(
     store: Store,
     kinds: Sequence[NotificationKind] | None = None,
     *,
-    batch: int = 50,
+    groups: int = 200,
     workers: int = 4,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_items: int = grouped.MAX_ITEMS,
     retry_delays: Sequence[float] = (),
     secrets: Callable[[Sequence[str]], dict[str, str]] | None = load_prefect_secrets,
     sender: Callable[[str, str, str], str | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryResult:
-    """Deliver the pending notifications (of ``kinds``, or all): claim ``batch`` of them in one
-    transaction, send them ``workers`` at a time, mark each one as soon as it is sent.
+    """Deliver the pending notifications (of ``kinds``, or all): claim those of up to
+    ``groups`` (channel, person) pairs (at most 2,000 rows, see
+    :func:`models.cadence.outbox.claim_groups`) in one transaction, send a person's reminders (or
+    escalations) on a channel as one message of at most ``max_items`` items (``max_items=1``:
+    one message per notification), ``workers`` sends at a time, and mark each message's rows
+    as soon as it is sent.
 
     ``retry_delays``: the messages whose send failed are tried again in this call after each
     delay in turn (backoff, e.g. 30 s then 120 s), until sent or their ``max_attempts`` are
     used up (then ``failed``); without delays a failed message waits for the next call. The
-    result counts each message once, by how it ended."""
+    result counts each notification once, by how it ended."""
     started = time.perf_counter()
     claimer = uuid.uuid4().hex[:12]
     ended: dict[int, tuple[str, str | None]] = {}  # id -> (sent | retrying | failed, error)
+    messages_sent = [0]  # messages (each of one or more notifications) that went out
     lock = threading.Lock()
     logs = _ThreadLogs()
     apprise_logger = logging.getLogger("apprise")
@@ -239,57 +252,76 @@ def deliver(
     stale_before = utcnow() - stale_after
     default_sender = Sender(logs)
 
-    def one(out: outbox.Outgoing) -> None:
+    def one(message: grouped.Message) -> None:
         error: str | None
-        if out.url is None:
-            error, final = "the channel was removed or disabled", True
+        if message.url is None:
+            error = "the channel was removed or disabled"
+            final_ids, retry_ids = message.ids, []
         else:
             url = None
             try:
-                url = urls.resolve_url(out.url, secret_values)
-                error = (sender or default_sender)(url, out.subject, out.body)
+                url = urls.resolve_url(message.url, secret_values)
+                error = (sender or default_sender)(url, message.subject, message.body)
             except DomainError as exc:
                 error = exc.message
             except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the run
                 error = f"{type(exc).__name__}: {exc}"
             if error is not None:  # stored, logged and printed: no secret of the URL in it
-                error = urls.redact(error, out.url, url)
-            final = out.attempts >= max_attempts
+                error = urls.redact(error, message.url, url)
+            final_ids = [i.id for i in message.items if i.attempts >= max_attempts]
+            retry_ids = [i.id for i in message.items if i.attempts < max_attempts]
         # At once: the at-least-once window ends here. A plain connection, not a session: this
-        # transaction runs once per message (see outbox.mark_sent).
+        # transaction runs once per message (see outbox.mark_sent); one statement marks every
+        # row the message carried.
         with store.engine.begin() as conn:
             if postgres:  # the commit need not wait for the disk (see the module's docstring)
                 conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             if error is None:
-                outbox.mark_sent(conn, out.id, claimer)
+                outbox.mark_sent(conn, message.ids, claimer)
             else:
-                outbox.mark_failed(conn, out.id, claimer, error, final)
+                outbox.mark_failed(conn, final_ids, claimer, error, final=True)
+                outbox.mark_failed(conn, retry_ids, claimer, error, final=False)
         with lock:
             if error is None:
-                ended[out.id] = ("sent", None)
+                messages_sent[0] += 1
+                for i in message.ids:
+                    ended[i] = ("sent", None)
             else:
-                ended[out.id] = ("failed" if final else "retrying", f"{out.key}: {error}")
+                said = f"{message.label}: {error}"
+                for i in final_ids:
+                    ended[i] = ("failed", said)
+                for i in retry_ids:
+                    ended[i] = ("retrying", said)
 
-    def one_pass(ids: Sequence[int] | None) -> None:
-        after = 0
+    def deliver_claimed(claimed: list[outbox.Outgoing]) -> None:
+        _by_destination(grouped.messages(claimed, max_items=max_items), one, workers)
+
+    def first_pass() -> None:
         while True:
             with store.unit_of_work() as s:
-                claimed = outbox.claim_batch(
-                    s, claimer, stale_before, kinds, after_id=after, limit=batch, ids=ids
-                )
+                claimed = outbox.claim_groups(s, claimer, stale_before, kinds, groups=groups)
             if not claimed:
                 break
-            _by_destination(claimed, one, workers)
-            after = claimed[-1].id
+            deliver_claimed(claimed)
+
+    def retry_pass(ids: list[int]) -> None:
+        for start in range(0, len(ids), 2000):
+            chunk = ids[start : start + 2000]
+            with store.unit_of_work() as s:
+                claimed = outbox.claim_batch(
+                    s, claimer, stale_before, kinds, limit=len(chunk), ids=chunk
+                )
+            if claimed:
+                deliver_claimed(claimed)
 
     try:
-        one_pass(None)
+        first_pass()
         for delay in retry_delays:
             again = sorted(i for i, (how, _) in ended.items() if how == "retrying")
             if not again:
                 break
             sleep(delay)
-            one_pass(again)
+            retry_pass(again)
     finally:
         apprise_logger.removeHandler(logs)
     result = DeliveryResult()
@@ -302,6 +334,8 @@ def deliver(
             result.failed += 1
         else:
             result.retrying += 1
-        result.errors.append(error or "")
+        if error and error not in result.errors:  # a message's error once, not per item
+            result.errors.append(error)
+    result.messages = messages_sent[0]
     result.seconds = time.perf_counter() - started
     return result

@@ -84,3 +84,21 @@ def test_the_verdict_of_targets(overrides: dict[str, float]) -> None:
     assert unknown.exit_code == 2 and "no target sloow in this run" in unknown.lines()[-1]
     # a run that measured nothing has not met anything
     assert verdict.verdict([]).exit_code == 1
+
+
+def test_bench_web_sizes_its_data_and_refuses_a_bad_scale(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import web
+
+    # 1x: 200 cycles (10,000 action items); 10x: ten times the history, the open work the same
+    assert (web.cycles_at(1), web.cycles_at(10)) == (200, 2000)
+    assert web.cycles_at(10) * web.ACTIONS_PER_CYCLE == 100_000
+    assert web.results_file(1).name == "web.md" and web.results_file(10).name == "web-10x.md"
+    assert web._cache_path(0, 10) != web._cache_path(0, 1)
+    assert set(web.TARGETED) == {"board", "cycle page", "my work", "actions page"}
+    for bad in (["--scale", "0"], ["--scale", "ten"], ["--leads", "-1"]):
+        with pytest.raises(SystemExit) as stopped:
+            web.main(bad)
+        assert stopped.value.code == 2, bad
+    assert "--scale" in capsys.readouterr().err

@@ -1036,6 +1036,114 @@ def test_delivery_sends_each_planned_message_once(world: Store, receiver: Receiv
     assert len(receiver.messages) == 3
 
 
+def test_a_persons_reminders_of_the_day_are_one_message_listing_each_item(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.notify import deliver
+
+    make_cycle(
+        world,
+        [("Agree SLA", SAM, 1, OPEN), ("Fix routing", SAM, -2, WIP), ("Later", SAM, 9, OPEN)],
+    )
+    make_cycle(world, [("Shared dashboard", SAM, 0, OPEN), ("Mia task", MIA, 1, OPEN)], title="Q2")
+    plan(world, reminders.plan_reminders)
+    result = deliver(world, [NotificationKind.REMINDER])
+    assert (result.sent, result.messages, result.failed, result.retrying) == (4, 2, 0, 0)
+    assert receiver.paths() == ["/mia", "/sam"]
+    sam = next(m for m in receiver.messages if m["path"] == "/sam")
+    assert sam["title"] == "Reminders: 3 of your action items are due soon or overdue"
+    text = sam["message"]
+    assert text.startswith("Hi Sam Sales,\n\n3 of your action items need your attention today:")
+    assert text.count("Hi Sam Sales") == 1
+    for line in (
+        "1. Reminder: 'Agree SLA' is due tomorrow\nYour action item 'Agree SLA' in cycle 'Q1' "
+        "is due tomorrow (2026-03-03).",
+        "2. Overdue: 'Fix routing'\nYour action item 'Fix routing' in cycle 'Q1' is 2 days "
+        "overdue (was due 2026-02-28).",
+        "3. Reminder: 'Shared dashboard' is due today\nYour action item 'Shared dashboard' in "
+        "cycle 'Q2' is due today (2026-03-02).",
+    ):
+        assert line in text
+    for n in rows(world, NotificationKind.REMINDER):  # each item's reference is in it
+        if n.recipient == SAM:
+            assert f"(ref {n.key.split('#')[0]})" in text
+    assert "Later" not in text
+    # the item's state in words, not keys
+    assert "overdue (was due 2026-02-28). Status: in progress, confidence: on track." in text
+    assert "in_progress" not in text and "on_track" not in text
+    mia = next(m for m in receiver.messages if m["path"] == "/mia")
+    assert mia["title"] == "Reminder: 'Mia task' is due tomorrow"  # one item: as planned
+    assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
+
+    # The same day again: nothing new. The next day: only what crossed a threshold.
+    plan(world, reminders.plan_reminders)
+    assert deliver(world).sent == 0
+    plan(world, reminders.plan_reminders, TODAY + timedelta(days=2))
+    again = deliver(world, [NotificationKind.REMINDER])
+    assert (again.sent, again.messages) == (3, 2)
+    assert len(receiver.messages) == 4
+    sam2 = [m for m in receiver.messages if m["path"] == "/sam"][-1]
+    assert sam2["title"] == "Reminders: 2 of your action items are due soon or overdue"
+    assert "'Agree SLA' in cycle 'Q1' is 1 day overdue" in sam2["message"]
+    assert "'Shared dashboard' in cycle 'Q2' is 2 days overdue" in sam2["message"]
+
+
+def test_a_grouped_message_is_split_at_its_size_and_a_refused_one_retried_whole(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.notify import deliver
+
+    make_cycle(world, [(f"item {i}", SAM, -3, OPEN) for i in range(5)])
+    plan(world, reminders.plan_reminders)
+    plan(world, escalations.plan_escalations)
+    receiver.status = 500
+    refused = deliver(world, [NotificationKind.REMINDER], max_items=2)
+    assert (refused.sent, refused.messages, refused.retrying) == (0, 0, 5)
+    assert len(refused.errors) == 3  # three messages refused: 2 + 2 + 1 items
+    assert {n.status for n in rows(world, NotificationKind.REMINDER)} == {
+        NotificationStatus.PENDING
+    }
+    receiver.status = 200
+    result = deliver(world, [NotificationKind.REMINDER], max_items=2)
+    assert (result.sent, result.messages) == (5, 3)  # 2 + 2 + 1 items
+    titles = [m["title"] for m in receiver.messages]
+    assert sorted(titles) == [
+        "Overdue: 'item 4'",
+        "Reminders: 2 of your action items are due soon or overdue",
+        "Reminders: 2 of your action items are due soon or overdue",
+    ]
+    listed = "".join(m["message"] for m in receiver.messages)
+    assert all(f"'item {i}' in cycle 'Q1' is 3 days overdue" in listed for i in range(5))
+    # Escalations: lee (who assigned them) gets one message about the five.
+    esc = deliver(world, [NotificationKind.ESCALATION])
+    assert (esc.sent, esc.messages) == (5, 1)
+    lee = receiver.messages[-1]
+    assert lee["path"] == "/lee"
+    assert lee["title"] == "Escalations: 5 overdue action items need your help"
+    assert lee["message"].startswith("Hi Lee Saleslead,\n\n5 overdue action items")
+    assert lee["message"].count("Sam Sales (sam@acme.test, sales) has an overdue action") == 5
+
+
+def test_a_claim_takes_whole_groups_as_many_as_fit(world: Store) -> None:
+    make_cycle(
+        world,
+        [("s1", SAM, 1, OPEN), ("m1", MIA, 1, OPEN), ("s2", SAM, 0, OPEN)]
+        + [("s3", SAM, -1, OPEN), ("m2", MIA, 0, OPEN), ("l1", LEE, 1, OPEN)],
+    )
+    plan(world, reminders.plan_reminders)
+    stale = utcnow() - timedelta(minutes=10)
+
+    def claim(limit: int) -> list[str]:
+        with world.unit_of_work() as s:
+            got = outbox.claim_groups(s, "worker-a", stale, limit=limit)
+        return sorted(o.recipient for o in got)
+
+    assert claim(limit=1) == [SAM] * 3  # a group larger than the limit is taken whole
+    assert claim(limit=2) == [MIA] * 2  # mia's two fit; lee's one more would not
+    assert claim(limit=2) == [LEE]
+    assert claim(limit=3) == []
+
+
 def test_delivery_only_takes_its_own_kinds(world: Store, receiver: Receiver) -> None:
     from flows.notify import deliver
 
@@ -1280,7 +1388,8 @@ def test_cli_cadence_run_without_prefect(world: Store, cli: Any, receiver: Recei
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["plan"]["planned"] == 2 and out["delivery"]["sent"] == 2
-    assert receiver.paths() == ["/sam", "/sam"]
+    assert out["delivery"]["messages"] == 1  # sam's two reminders of the day, in one message
+    assert receiver.paths() == ["/sam"]
     r = cli("cadence", "run", "escalations", "--today", TODAY.isoformat(), "--without-prefect")
     assert r.exit_code == 0 and "planned 1" in r.output and "sent 1" in r.output
     bad = cli("cadence", "run", "hourly-nags", "--without-prefect")
@@ -1318,8 +1427,12 @@ def test_a_deliverer_killed_mid_run_loses_nothing_and_sends_nothing_twice(
 ) -> None:
     from flows.notify import deliver, send
 
-    make_cycle(world, [(f"item {i}", (SAM, MIA, LEE)[i % 3], 1, OPEN) for i in range(9)])
+    # Six destinations (meg's go to the marketing channel), one or two reminders each: six
+    # grouped messages carrying nine notifications.
+    people = (SAM, MIA, LEE, LOU, MAX, MEG)
+    make_cycle(world, [(f"item {i}", people[i % 6], 1, OPEN) for i in range(9)])
     plan(world, reminders.plan_reminders)
+    carried = {SAM: 2, MIA: 2, LEE: 2, LOU: 1, MAX: 1, MEG: 1}
     calls = 0
 
     class Killed(BaseException):
@@ -1335,16 +1448,19 @@ def test_a_deliverer_killed_mid_run_loses_nothing_and_sends_nothing_twice(
     with pytest.raises(Killed):
         deliver(world, workers=2, sender=dies_at_the_fourth)
     assert len(receiver.messages) == 3
+    arrived = sum(carried[p] for p in carried if f"/{p.split('@')[0]}" in receiver.paths())
+    arrived += carried[MEG] if "/marketing" in receiver.paths() else 0
     stuck = [n for n in rows(world) if n.status is NotificationStatus.SENDING]
-    pending = [n for n in rows(world) if n.status is NotificationStatus.PENDING]
-    assert stuck and len(stuck) + len(pending) == 6
+    sent = [n for n in rows(world) if n.status is NotificationStatus.SENT]
+    assert stuck and len(sent) == arrived and len(stuck) == 9 - arrived  # all claimed at once
     # A normal re-run leaves the dead deliverer's claims alone until they are stale ...
-    assert deliver(world).sent == len(pending)
+    assert deliver(world).sent == 0
     # ... and takes them once they are: every message arrived exactly once.
     assert deliver(world, stale_after=timedelta(0)).sent == len(stuck)
-    assert len(receiver.received()) == 9 == len(set(receiver.received()))
+    assert len(receiver.received()) == 6 == len(set(receiver.received()))
+    assert sorted(receiver.paths()) == ["/lee", "/lou", "/marketing", "/max", "/mia", "/sam"]
     assert {n.status for n in rows(world)} == {NotificationStatus.SENT}
-    assert sorted(n.attempts for n in rows(world)) == [1] * (9 - len(stuck)) + [2] * len(stuck)
+    assert sorted(n.attempts for n in rows(world)) == [1] * arrived + [2] * len(stuck)
 
 
 def test_secret_indirection_reads_the_url_when_sending(world: Store, receiver: Receiver) -> None:
@@ -1397,7 +1513,7 @@ def test_a_slow_destination_holds_up_only_its_own_messages(world: Store) -> None
             active[url] -= 1
             log.append(("end", url))
 
-    assert deliver(world, workers=2, sender=sender).sent == 9
+    assert deliver(world, workers=2, sender=sender, max_items=1).sent == 9  # one send each
     assert not overlap
     second_sam = [
         i for i, (what, url) in enumerate(log) if what == "start" and url.endswith("/sam")

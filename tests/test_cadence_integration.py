@@ -60,7 +60,16 @@ pytestmark = pytest.mark.integration
 PG_ADMIN = os.environ.get(
     "ALIGNCYCLE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-CADENCE = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
+CADENCE = (
+    "execute-checkins",
+    "daily-cadence",
+    "overdue-reminders",
+    "escalations",
+    "weekly-digest",
+    "recap-due",
+)
+#: The cadence deployments on a schedule (the daily jobs also run on their own, on demand).
+SCHEDULED = ("execute-checkins", "daily-cadence", "weekly-digest", "recap-due")
 
 
 def prefect_settings(api_url: str) -> Any:
@@ -176,7 +185,7 @@ def deployed(company: tuple[Store, PrefectStack]) -> tuple[Store, PrefectStack]:
     with prefect_settings(stack.api_url), get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
         assert set(CADENCE) <= set(deployments)
-        ids = [deployments[n].id for n in CADENCE]
+        ids = [deployments[n].id for n in SCHEDULED]
         scheduled: list[Any] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -219,8 +228,9 @@ def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, Pre
     crons = {name: [s.schedule.cron for s in deployments[name].schedules] for name in CADENCE}
     assert crons == {
         "execute-checkins": ["0 8 * * 1"],
-        "overdue-reminders": ["0 7 * * *"],
-        "escalations": ["0 9 * * *"],
+        "daily-cadence": ["0 7 * * *"],
+        "overdue-reminders": [],
+        "escalations": [],
         "weekly-digest": ["0 15 * * 5"],
         "recap-due": ["0 6 * * *"],
     }
@@ -229,6 +239,7 @@ def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, Pre
     phases = ("cycle", "identify", "plan", "execute", "recap")
     assert {n: deployments[n].schedules for n in phases} == {n: [] for n in phases}
     assert deployments["escalations"].parameters["escalate_after_days"] == 2
+    assert deployments["daily-cadence"].parameters["escalate_after_days"] == 2
 
 
 def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
@@ -266,9 +277,9 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         [
             ("/sam", "Recap is open: ended"),
             ("/mia", "Recap is open: ended"),
-            ("/sam", "Reminder: 'Agree SLA' is due tomorrow"),
+            # sam's two reminders of the day in one message
+            ("/sam", "Reminders: 2 of your action items are due soon or overdue"),
             ("/mia", "Overdue: 'Fix routing'"),
-            ("/sam", "Overdue: 'Shared dashboard'"),
             ("/marketing", "Overdue: 'Content audit'"),
             ("/lee", "Escalation (lead): 'Shared dashboard' is overdue (Sam Sales)"),
             ("/lou", "Escalation (lead): 'Content audit' is overdue (Meg Member)"),
@@ -280,6 +291,9 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
             ("/marketing", "Check-in: 1 action item in 'Q1 hand-off'"),
         ]
     )
+    sams = next(m for m in receiver.messages if m["title"].startswith("Reminders: 2"))
+    assert "1. Reminder: 'Agree SLA' is due tomorrow\n" in sams["message"]
+    assert "2. Overdue: 'Shared dashboard'\n" in sams["message"]
     digest = next(m for m in receiver.messages if m["title"].startswith("Weekly digest"))
     assert "Due next week:\n- Agree SLA (Sam Sales), due tomorrow (3 Mar 2026)" in digest["message"]
     with store.unit_of_work() as s:
@@ -298,6 +312,29 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
     with ThreadPoolExecutor(5) as pool:
         list(pool.map(lambda name: run(stack.api_url, name), CADENCE))
     assert receiver.received() == before
+
+    # The daily run as deployed: reminders, then escalations, in one flow run.
+    _, new = make_cycle(
+        store, [("Late brief", MIA, -6, OPEN), ("Tomorrow", MIA, 1, OPEN)], title="Q2"
+    )
+    run(stack.api_url, "daily-cadence")
+    with store.unit_of_work() as s:
+        planned = s.execute(
+            select(Notification.kind, Notification.status).where(
+                Notification.action_item_id.in_(new.values())
+            )
+        ).all()
+    assert sorted((str(k), str(st)) for k, st in planned) == [
+        ("escalation", "sent"),  # to the lead
+        ("escalation", "sent"),  # to a manager
+        ("reminder", "sent"),
+        ("reminder", "sent"),
+    ]
+    assert sorted(set(receiver.received()) - set(before)) == [
+        ("/lou", "Escalation (lead): 'Late brief' is overdue (Mia Marketing)"),
+        ("/max", "Escalation (manager): 'Late brief' is overdue (Mia Marketing)"),
+        ("/mia", "Reminders: 2 of your action items are due soon or overdue"),
+    ]
 
 
 def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(

@@ -115,4 +115,6 @@ def test_statement_counts_do_not_grow_with_the_rows_shown(world: Rig) -> None:
     assert differ == {}, f"statements per request grew with the data: {differ}"
     # 25, one more on every page for the menu's count of what waits in My work, and one on the
     # recap page for the report the recap flow kept in the store
-    assert max(n for n, _ in large.values()) <= 27, str(sorted((c, n) for n, (c, _) in large.items())[-4:])
+    assert max(n for n, _ in large.values()) <= 27, str(
+        sorted((c, n) for n, (c, _) in large.items())[-4:]
+    )

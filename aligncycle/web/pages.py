@@ -202,6 +202,33 @@ def _options(kind: str, current: str | None) -> Markup:
     )
 
 
+class KpiChoices:
+    """The ``<option>`` list of a target's KPI select, each KPI with its value before the cycle:
+    built once per page (every KPI's value formatted once), then the current one marked per
+    action item, instead of a template loop formatting every KPI on every item of the page."""
+
+    def __init__(self, baselines: dict[str, Any]) -> None:
+        self._parts = [
+            (
+                d.name,
+                Markup('<option value="{0}"').format(d.name),
+                Markup(">{0} — before the cycle: {1}</option>").format(
+                    d.title, format_value(d.name, baselines.get(d.name))
+                ),
+            )
+            for d in KPIS.values()
+        ]
+        self._built: dict[str | None, Markup] = {}
+
+    def __call__(self, current: str | None) -> Markup:
+        if current not in self._built:
+            self._built[current] = Markup("").join(
+                head + (Markup(" selected") if name == current else "") + tail
+                for name, head, tail in self._parts
+            )
+        return self._built[current]
+
+
 env = templates.env
 env.filters.update(label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words)
 env.globals.update(

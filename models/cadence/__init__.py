@@ -22,6 +22,7 @@ module              what it owns
 ``digest``          a cycle's weekly digest: progress, KPIs, risks, what is due next week
 ``recap_due``       the system opens Recap when a cycle's period is over, and tells the point
                     persons
+``grouped``         a person's reminders (or escalations) on a channel as one message a day
 ``outbox``          delivery bookkeeping: claiming, marking sent or failed, reading the log
 ==================  ===========================================================================
 
@@ -46,9 +47,11 @@ Keys carry the due date and the person, not the run date: moving a due date or r
 item re-arms its reminders, and a day without a run loses nothing (the next run still finds
 the item in the same state).
 
-Delivery (see ``flows/notify.py``) claims a batch of rows (``pending`` → ``sending``), sends
-each, and marks each ``sent`` at once; see :func:`models.cadence.outbox.claim_batch` for the
-at-least-once window.
+Delivery (see ``flows/notify.py``) claims the rows of a batch of (channel, person) pairs
+(``pending`` → ``sending``), sends a person's reminders or escalations on a channel as one
+message listing every item (:mod:`models.cadence.grouped`; other kinds one message each), and
+marks the message's rows ``sent`` at once; see :func:`models.cadence.outbox.claim_batch` for
+the at-least-once window.
 
 Like every service, none of these functions commits: the caller owns the unit of work.
 """

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
-from models.cadence.links import Links, words
+from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -16,6 +16,7 @@ from models.cadence.planning import (
     due_text,
     footer,
     open_items,
+    state_text,
     store_plan,
 )
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
@@ -83,9 +84,8 @@ def plan_escalations(
             body = (
                 f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
                 f"item in cycle {item.cycle_title!r}: {item.title!r}, "
-                f"{due_text(item.due, today)}. Status: {words(item.status)}, confidence: "
-                f"{words(item.confidence)}.\nPlease help unblock it, re-plan it, or drop it with "
-                "a reason."
+                f"{due_text(item.due, today)}. {state_text(item)}.\nPlease help unblock it, "
+                "re-plan it, or drop it with a reason."
                 + links.act(*links.actions(item.cycle_id), "The cycle's action items")
                 + footer(key)
             )

@@ -1,18 +1,19 @@
 """The delivery bookkeeping of planned notifications: which are deliverable, claiming a batch
-for one deliverer, marking each sent or failed, and reading the log."""
+(or a person's notifications on a channel together) for one deliverer, marking them sent or
+failed, and reading the log."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.cadence.grouped import Item
 from models.cadence.tables import (
     Notification,
     NotificationChannel,
@@ -20,18 +21,8 @@ from models.cadence.tables import (
     NotificationStatus,
 )
 
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A claimed notification, with what the deliverer needs to send it."""
-
-    id: int
-    key: str
-    kind: NotificationKind
-    url: str | None  # None: the channel was removed or disabled
-    subject: str
-    body: str
-    attempts: int
+#: A claimed notification, with what the deliverer needs to send it.
+Outgoing = Item
 
 
 def _deliverable(stale_before: datetime) -> Any:
@@ -78,13 +69,60 @@ def claim_batch(
     sends nothing twice and loses nothing: claimed rows that were not sent yet are taken again
     once stale, sent rows never are.
     """
-    table = Notification.__table__
     pick = select(Notification.id).where(Notification.id > after_id, _deliverable(stale_before))
     if kinds:
         pick = pick.where(Notification.kind.in_(list(kinds)))
     if ids is not None:
         pick = pick.where(Notification.id.in_(list(ids)))
-    pick = pick.order_by(Notification.id).limit(limit)
+    return _claim(session, claimer, stale_before, pick.order_by(Notification.id).limit(limit))
+
+
+def claim_groups(
+    session: Session,
+    claimer: str,
+    stale_before: datetime,
+    kinds: Sequence[NotificationKind] | None = None,
+    groups: int = 200,
+    limit: int = 2000,
+) -> list[Outgoing]:
+    """Like :func:`claim_batch`, but whole groups at a time: every deliverable notification of
+    up to ``groups`` (channel, recipient, kind) triples, as many groups as fit in ``limit`` rows
+    (at least one, however large), so that one person's reminders of the day on one channel
+    are claimed, and sent, together. Rows this claimer tried already in its run (marked back
+    to ``pending`` after a failure) are left for the next run. Three statements per call,
+    whatever the number of rows."""
+    group = func.coalesce(Notification.channel_id, -Notification.id)
+    not_mine = or_(Notification.claimed_by.is_(None), Notification.claimed_by != claimer)
+    wanted = [_deliverable(stale_before), not_mine]
+    if kinds:
+        wanted.append(Notification.kind.in_(list(kinds)))
+    heads = session.execute(
+        select(group, Notification.recipient, Notification.kind, func.count())
+        .where(*wanted)
+        .group_by(group, Notification.recipient, Notification.kind)
+        .order_by(func.min(Notification.id))
+        .limit(groups)
+    ).all()
+    chosen: list[tuple[Any, ...]] = []
+    rows = 0
+    for *key, count in heads:
+        if chosen and rows + count > limit:
+            break
+        chosen.append(tuple(key))
+        rows += count
+    if not chosen:
+        return []
+    pick = (
+        select(Notification.id)
+        .where(*wanted, tuple_(group, Notification.recipient, Notification.kind).in_(chosen))
+        .order_by(Notification.id)
+    )
+    return _claim(session, claimer, stale_before, pick)
+
+
+def _claim(session: Session, claimer: str, stale_before: datetime, pick: Select) -> list[Outgoing]:
+    """Claim the rows ``pick`` selects (still deliverable) for ``claimer``, and read them."""
+    table = Notification.__table__
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     claimed = (
@@ -118,6 +156,8 @@ def claim_batch(
             Notification.id,
             Notification.key,
             Notification.kind,
+            Notification.channel_id,
+            Notification.recipient,
             NotificationChannel.url,
             NotificationChannel.enabled,
             Notification.subject,
@@ -133,6 +173,8 @@ def claim_batch(
             id=n.id,
             key=n.key,
             kind=n.kind,
+            channel_id=n.channel_id,
+            recipient=n.recipient,
             url=n.url if n.enabled else None,
             subject=n.subject,
             body=n.body,
@@ -151,8 +193,12 @@ def claim(
     return got[0] if got else None
 
 
-def mark_sent(session: Session | Connection, notification_id: int, claimer: str) -> bool:
-    """Record a sent message (only by the deliverer that claimed it, while it is ``sending``).
+def mark_sent(
+    session: Session | Connection, notification_id: int | Sequence[int], claimer: str
+) -> int:
+    """Record a sent message (only by the deliverer that claimed it, while it is ``sending``):
+    one row, or the rows a grouped message carried, in one statement. Returns how many rows
+    were marked (0: the claim went stale and another deliverer took them).
 
     Like :func:`mark_failed`, it also takes a Core connection in a transaction: a deliverer
     marks each message in a transaction of its own, the hot path of delivery, where an ORM
@@ -162,27 +208,36 @@ def mark_sent(session: Session | Connection, notification_id: int, claimer: str)
 
 
 def mark_failed(
-    session: Session | Connection, notification_id: int, claimer: str, error: str, final: bool
-) -> bool:
+    session: Session | Connection,
+    notification_id: int | Sequence[int],
+    claimer: str,
+    error: str,
+    final: bool,
+) -> int:
     """Record a failed attempt: back to ``pending`` (the next run tries again) or ``failed``."""
     status = NotificationStatus.FAILED if final else NotificationStatus.PENDING
     return _mark(session, notification_id, claimer, status=status, error=error[:2000])
 
 
-def _mark(session: Session | Connection, notification_id: int, claimer: str, **values: Any) -> bool:
-    """Set ``values`` on a row this claimer holds (``sending``); False when it no longer does
-    (its claim went stale and another deliverer took the row)."""
+def _mark(
+    session: Session | Connection, ids: int | Sequence[int], claimer: str, **values: Any
+) -> int:
+    """Set ``values`` on rows this claimer holds (``sending``); how many it still held (a
+    claim gone stale was taken by another deliverer)."""
     table = Notification.__table__
+    ids = [ids] if isinstance(ids, int) else list(ids)
+    if not ids:
+        return 0
     done = session.execute(
         update(table)
         .where(
-            table.c.id == notification_id,
+            table.c.id.in_(ids),
             table.c.claimed_by == claimer,
             table.c.status == NotificationStatus.SENDING,
         )
         .values(**values)
     )
-    return done.rowcount == 1
+    return done.rowcount
 
 
 def notification_counts(

@@ -118,6 +118,29 @@ class PlanResult:
         }
 
 
+#: How a message says an item's status and confidence (people read words, not keys).
+STATUS_WORDS = {
+    ActionStatus.OPEN: "open",
+    ActionStatus.IN_PROGRESS: "in progress",
+    ActionStatus.BLOCKED: "blocked",
+    ActionStatus.AWAITING_SIGNOFF: "waiting for sign-off",
+    ActionStatus.DONE: "done",
+    ActionStatus.DROPPED: "dropped",
+}
+CONFIDENCE_WORDS = {
+    Confidence.ON_TRACK: "on track",
+    Confidence.AT_RISK: "at risk",
+    Confidence.OFF_TRACK: "off track",
+}
+
+
+def state_text(item: OpenItem) -> str:
+    """``Status: in progress, confidence: on track``: an item's state in words."""
+    status = STATUS_WORDS.get(item.status, str(item.status).replace("_", " "))
+    confidence = CONFIDENCE_WORDS.get(item.confidence, str(item.confidence).replace("_", " "))
+    return f"Status: {status}, confidence: {confidence}"
+
+
 def footer(key: str) -> str:
     return f"\n\n(ref {key})"
 

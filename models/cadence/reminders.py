@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
-from models.cadence.links import Links, words
+from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -16,6 +16,7 @@ from models.cadence.planning import (
     due_text,
     footer,
     open_items,
+    state_text,
     store_plan,
 )
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
@@ -75,8 +76,9 @@ def plan_reminders(
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
             f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. Status: {words(item.status)}, confidence: {words(item.confidence)}."
-            f"\n{ask}" + links.act(*links.my_work(), "Update it") + footer(key)
+            f"is {when}. {state_text(item)}.\n{ask}"
+            + links.act(*links.my_work(), "Update it")
+            + footer(key)
         )
         messages.append(
             Planned(

@@ -17,6 +17,7 @@ from aligncycle.web.deps import Ctx
 from aligncycle.web.pages import (
     CONFIDENCE_LABELS,
     PAGE_SIZE,
+    KpiChoices,
     act,
     cycle_common,
     gate_news,
@@ -80,6 +81,7 @@ def actions_page(
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
     accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else []
     targets = {item.id: t for t, item in target_service.list_targets(s, cycle)}
+    baselines = baseline.baseline_values(s, cycle)
     return render(
         request,
         ctx,
@@ -96,7 +98,8 @@ def actions_page(
         team_people=team_people,
         accepted_gaps=accepted,
         targets=targets,
-        baselines=baseline.baseline_values(s, cycle),
+        baselines=baselines,
+        kpi_choices=KpiChoices(baselines),
         recent=v.recent_checkins(s, cycle, limit=10),
         # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
         preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
