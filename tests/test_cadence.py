@@ -1057,11 +1057,11 @@ def test_a_persons_reminders_of_the_day_are_one_message_listing_each_item(
     assert text.count("Hi Sam Sales") == 1
     for line in (
         "1. Reminder: 'Agree SLA' is due tomorrow\nYour action item 'Agree SLA' in cycle 'Q1' "
-        "is due tomorrow (2026-03-03).",
+        "is due tomorrow (3 Mar 2026).",
         "2. Overdue: 'Fix routing'\nYour action item 'Fix routing' in cycle 'Q1' is 2 days "
-        "overdue (was due 2026-02-28).",
+        "overdue (was due 28 Feb 2026).",
         "3. Reminder: 'Shared dashboard' is due today\nYour action item 'Shared dashboard' in "
-        "cycle 'Q2' is due today (2026-03-02).",
+        "cycle 'Q2' is due today (2 Mar 2026).",
     ):
         assert line in text
     for n in rows(world, NotificationKind.REMINDER):  # each item's reference is in it
@@ -1069,7 +1069,7 @@ def test_a_persons_reminders_of_the_day_are_one_message_listing_each_item(
             assert f"(ref {n.key.split('#')[0]})" in text
     assert "Later" not in text
     # the item's state in words, not keys
-    assert "overdue (was due 2026-02-28). Status: in progress, confidence: on track." in text
+    assert "overdue (was due 28 Feb 2026). Status: in progress, confidence: on track." in text
     assert "in_progress" not in text and "on_track" not in text
     mia = next(m for m in receiver.messages if m["path"] == "/mia")
     assert mia["title"] == "Reminder: 'Mia task' is due tomorrow"  # one item: as planned
