@@ -210,6 +210,14 @@ PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
         "each team gives its own answers in identify",
     ),
     "vote": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are voted on in identify or plan"),
+    "amend_agreement": (
+        frozenset({Phase.PLAN}),
+        "changes to the teams' agreement are proposed in plan",
+    ),
+    "decide_amendment": (
+        frozenset({Phase.RECAP}),
+        "changes to the teams' agreement are adopted or rejected at recap",
+    ),
 }
 
 
