@@ -15,7 +15,7 @@ commits, every write an audit event.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import or_, select
@@ -94,13 +94,27 @@ class Changes(BaseModel):
                 raise ValueError(f"keep each text under {MAX_TEXT} characters")
         return {k: t.strip() for k, t in v.items()}
 
-    @field_validator("kpi_targets")
+    @field_validator("kpi_targets", mode="before")
     @classmethod
-    def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        for name in v:
+    def _typed(cls, v: Any) -> Any:
+        """A target as people type it: ``80%`` (a rate, 0.8), ``12.5``, ``1,200``."""
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for name, value in v.items():
             if name not in KPIS:
                 raise ValueError(f"{name.replace('_', ' ')} is not one of the shared numbers")
-        return v
+            if isinstance(value, str):
+                text = value.strip().replace(",", "").replace(" ", "")
+                try:
+                    number = float(text.removesuffix("%"))
+                except ValueError:
+                    raise ValueError(f"not a number: {value} (e.g. 80% or 12.5)") from None
+                value = number / 100 if text.endswith("%") else number
+            if KPIS[name].unit == "rate" and not 0 <= value <= 1:
+                raise ValueError(f"{KPIS[name].title} is a share: give it as a percentage (80%)")
+            out[name] = value
+        return out
 
 
 class AmendmentCreate(BaseModel):
@@ -290,6 +304,20 @@ def merged(terms: Terms, changes: Changes) -> Terms:
     return Terms.model_validate(data)
 
 
+def only_changed(terms: Terms, changes: Changes) -> Changes:
+    """The changes without the terms they give unchanged (a form sends every term)."""
+    out: dict[str, Any] = {}
+    current = terms.model_dump()
+    for name, value in changes.model_dump(exclude_defaults=True).items():
+        if isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if current[name].get(k) != v}
+            if kept:
+                out[name] = kept
+        elif value != current[name]:
+            out[name] = value
+    return Changes.model_validate(out)
+
+
 def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person) -> Amendment:
     """A lead or point person of the cycle's teams proposes, during Plan, a change to their
     agreement, linked to the cycle's gaps it answers. Nothing changes until Recap adopts it."""
@@ -306,7 +334,8 @@ def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person
         )
     require_phase_allows(cycle.phase, "amend_agreement", cycle.id)
     before = terms_of(version)
-    lines = diff(before, merged(before, data.changes), teams_of(session, agreement))
+    changes = only_changed(before, data.changes)
+    lines = diff(before, merged(before, changes), teams_of(session, agreement))
     if not lines:
         raise InvalidInput("this changes nothing: every term you gave is already agreed")
     for gap_id in data.gap_ids:
@@ -317,7 +346,7 @@ def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person
         agreement_id=agreement.id,
         cycle_id=cycle.id,
         base_number=version.number,
-        changes=data.changes.model_dump(exclude_defaults=True),
+        changes=changes.model_dump(exclude_defaults=True),
         reason=data.reason,
         proposed_by_id=actor.id,
         gap_ids=sorted(set(data.gap_ids)),

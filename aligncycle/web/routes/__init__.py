@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from aligncycle.web.routes import (
     account,
     actions,
+    agreements,
     alignment,
     auth,
     cycles,
@@ -33,3 +34,4 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+router.include_router(agreements.router)  # the teams' agreement, campaigns, materials
