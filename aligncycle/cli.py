@@ -145,7 +145,14 @@ def demo() -> None:
 
 
 def _register_areas() -> None:
-    from aligncycle import cli_alignment, cli_cadence, cli_funnel, cli_lifecycle, cli_web
+    from aligncycle import (
+        cli_agreement,
+        cli_alignment,
+        cli_cadence,
+        cli_funnel,
+        cli_lifecycle,
+        cli_web,
+    )
 
     # The command groups' modules add their commands to the groups when they load.
     from aligncycle.commands import actions, cycles, gaps, recap, setup  # noqa: F401
@@ -155,6 +162,7 @@ def _register_areas() -> None:
     cli_lifecycle.register(app)
     cli_cadence.register(app)
     cli_alignment.register(app)
+    cli_agreement.register(app)
     for info in app.registered_groups:  # built on first use, see _RootGroup
         _AREAS[info.name] = info
     app.registered_groups.clear()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -123,6 +123,35 @@ class AmendmentCreate(BaseModel):
     changes: Changes
     reason: str = Field(min_length=3, max_length=MAX_TEXT)
     gap_ids: list[int] = Field(default_factory=list, max_length=50)
+
+
+#: What people call each input of a proposed change (for messages).
+INPUT_WORDS = {
+    "handoff_sla_hours": "the hand-off time, in hours (a whole number from 1 to 1440)",
+    "kpi_targets": "a target",
+    "definitions": "a definition",
+    "commitments": "a commitment",
+    "cadence": "how often the teams meet",
+    "tools": "the tools",
+    "data_sources": "the data sources",
+    "reason": "why this change (a few words at least)",
+    "gap_ids": "the gaps it answers",
+}
+
+
+def parse_amendment(data: dict[str, Any]) -> AmendmentCreate:
+    """A proposed change from people's input; refused in one sentence naming the input as
+    people know it (never a field name)."""
+    try:
+        return AmendmentCreate.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        names = [str(p) for p in first.get("loc", ()) if p != "changes"]
+        what = INPUT_WORDS.get(names[0], "a term") if names else "the change"
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        if first.get("type", "").startswith(("value_error", "assertion")):
+            raise InvalidInput(f"check {what}: {msg}") from None
+        raise InvalidInput(f"check {what}") from None
 
 
 class Change(BaseModel):
@@ -465,8 +494,12 @@ def teams_of(session: Session, agreement: Agreement) -> dict[str, str]:
     }
 
 
+#: Other definitions the shipped playbooks carry, as people read them.
+OTHER_WORDS = {"handoff_sla": "The hand-off"}
+
+
 def definition_words(key: str) -> str:
-    return DEFINITION_WORDS.get(key) or key.replace("_", " ").capitalize()
+    return DEFINITION_WORDS.get(key) or OTHER_WORDS.get(key) or key.replace("_", " ").capitalize()
 
 
 def target_words(kpi: str, value: float | None) -> str:

@@ -253,7 +253,8 @@ class CampaignView(BaseModel):
     materials: list[MaterialView]
 
 
-def campaign_view(session: Session, campaign: Campaign, viewer: Person) -> CampaignView:
+def campaign_view(session: Session, campaign: Campaign, viewer: Person | None) -> CampaignView:
+    """The campaign and its materials; ``viewer`` None: the operator (rates nothing)."""
     agreement = session.get(Agreement, campaign.agreement_id)
     materials = []
     rows = session.scalars(
@@ -267,7 +268,7 @@ def campaign_view(session: Session, campaign: Campaign, viewer: Person) -> Campa
                 .order_by(MaterialRating.id)
             )
         )
-        mine = next((r for r in ratings if r.person_id == viewer.id), None)
+        mine = next((r for r in ratings if viewer and r.person_id == viewer.id), None)
         materials.append(
             MaterialView(
                 id=m.id,
@@ -291,7 +292,7 @@ def campaign_view(session: Session, campaign: Campaign, viewer: Person) -> Campa
                 else None,
                 mine=mine.usefulness if mine else None,
                 mine_objections=mine.objections if mine else None,
-                may_rate=may_rate(viewer, agreement, m),  # type: ignore[arg-type]
+                may_rate=bool(viewer and may_rate(viewer, agreement, m)),  # type: ignore[arg-type]
             )
         )
     return CampaignView(

@@ -187,9 +187,8 @@ def amendment_input(data: dict[str, str], terms: Terms) -> AmendmentCreate:
         if name in data:
             changes[name] = data[name]
     gap_ids = [to_int(k.removeprefix("gap-")) for k in data if k.startswith("gap-")]
-    return parse_form(
-        AmendmentCreate,
-        {"changes": changes, "reason": data.get("reason", ""), "gap_ids": gap_ids},
+    return agreements.parse_amendment(
+        {"changes": changes, "reason": data.get("reason", ""), "gap_ids": gap_ids}
     )
 
 
