@@ -206,3 +206,59 @@ def test_who_may_propose_and_sign_and_who_sees_nothing(store) -> None:  # noqa: 
         _to_recap(s, c)
         with pytest.raises(Forbidden, match="point persons"):
             agreements.sign(s, a, _p(s, "lee"))
+
+
+def test_a_campaigns_conversion_before_and_after_its_materials_shipped(store) -> None:  # noqa: ANN001
+    from datetime import date
+
+    from models.funnel.campaign_effect import campaign_effect
+    from models.services import campaigns
+    from models.services.campaigns import CampaignCreate, MaterialCreate
+
+    today = date(2026, 6, 30)
+    shipped = date(2026, 6, 20)
+    with store.unit_of_work() as s:
+        seed.seed_org(s)
+        c = seed.start(s, "Webinars", today - timedelta(days=5))
+        agreement = agreements.agreement_of(s, c)
+        lee = _p(s, "lee")
+        camp = campaigns.add_campaign(
+            s, agreement, CampaignCreate(name="Spring webinars", funnel_key="spring webinars"), lee
+        )
+        s.flush()
+        bare = campaigns.add_campaign(s, agreement, CampaignCreate(name="No key"), lee)
+        assert "not linked" in campaign_effect(s, bare, today=today).missing
+        assert "shipping date" in campaign_effect(s, camp, today=today).missing
+        campaigns.add_material(
+            s, camp, MaterialCreate(title="Webinar deck", kind="deck", shipped_on=shipped), lee
+        )
+        s.flush()
+
+        def lead(n: str, day: date, campaign: str, sql: bool) -> None:
+            mql = datetime.combine(day, time(10), tzinfo=UTC)
+            s.add(
+                Lead(
+                    source="crm",
+                    external_id=n,
+                    campaign=campaign,
+                    created_at=mql,
+                    mql_at=mql,
+                    sql_at=mql + timedelta(days=1) if sql else None,
+                )
+            )
+
+        for i in range(4):  # before: one MQL in four becomes an SQL
+            lead(f"b{i}", shipped - timedelta(days=5 + i), "Spring Webinars", i == 0)
+        for i in range(2):  # after: both do
+            lead(f"a{i}", shipped + timedelta(days=1 + i), "Spring Webinars", True)
+        lead("other", shipped + timedelta(days=2), "Autumn fair", False)  # another campaign
+        s.flush()
+        effect = campaign_effect(s, camp, today=today)
+        assert effect.missing is None and effect.shipped_on == shipped
+        rows = {r.kpi: r for r in effect.rows}
+        assert (rows["mql_volume"].before, rows["mql_volume"].after) == ("4", "2")
+        assert (rows["mql_to_sql_rate"].before, rows["mql_to_sql_rate"].after) == (
+            "25.0%",
+            "100.0%",
+        )
+        assert effect.after_window == (shipped, today)  # not past today

@@ -20,6 +20,7 @@ from aligncycle.web.pages import VERBS, act, opt, page, parse_form, render, to_i
 from models.agreement_tables import Agreement
 from models.enums import Phase
 from models.errors import InvalidInput
+from models.funnel.campaign_effect import campaign_effect
 from models.funnel.kpis import KPIS
 from models.phases import agreement as agreement_phase
 from models.rules import phase_allows
@@ -300,12 +301,18 @@ def campaign_page(
         status=status,
         agreement=agreement,
         c=campaigns.campaign_view(s, campaign, ctx.me),
+        effect=campaign_effect(s, campaign, sla_hours=_sla(s, agreement)),
         may_add=campaigns.may_add(ctx.me, agreement),
         people=list(people),
         KIND_WORDS=KIND_WORDS,
         USEFULNESS_WORDS=USEFULNESS_WORDS,
         forms=forms or {},
     )
+
+
+def _sla(s: Any, agreement: Agreement) -> int:
+    version = agreements.in_force(s, agreement)
+    return agreements.terms_of(version).handoff_sla_hours if version else Terms().handoff_sla_hours
 
 
 @router.post("/campaigns/{campaign_id}/materials")
