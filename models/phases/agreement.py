@@ -11,9 +11,10 @@ from models.services import agreements
 from models.tables import Cycle, Person
 
 
-def on_cycle_start(session: Session, cycle: Cycle) -> None:
-    """The pair's agreement, its first version from the playbook, if the pair has none."""
-    agreements.write_first_version(session, cycle, None)
+def on_cycle_start(session: Session, cycle: Cycle, actor: Person | None) -> None:
+    """The pair's agreement, its first version from the playbook, if the pair has none (the
+    audit log names who started the cycle)."""
+    agreements.write_first_version(session, cycle, actor, as_cycle_starts=True)
 
 
 def sign(session: Session, amendment: Amendment, actor: Person) -> bool:

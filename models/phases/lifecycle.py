@@ -51,7 +51,7 @@ def start_cycle(
     if cycle.previous_cycle_id is not None:
         previous = cycle_service.get_cycle(session, cycle.previous_cycle_id)
         carry_over(session, previous, cycle, actor)
-    agreement_phase.on_cycle_start(session, cycle)  # before the baseline: its SLA is agreed
+    agreement_phase.on_cycle_start(session, cycle, actor)  # before the baseline: its SLA is agreed
     kpi_checks.record_numbers_at_start(session, cycle)
     return cycle
 

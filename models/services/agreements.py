@@ -272,18 +272,19 @@ def signing_team(cycle: Cycle, person: Person) -> CycleTeam | None:
 
 
 def write_first_version(
-    session: Session, cycle: Cycle, actor: Person | None, reason: str | None = None
+    session: Session, cycle: Cycle, actor: Person | None, *, as_cycle_starts: bool = False
 ) -> Agreement | None:
     """The cycle's team pair's agreement, its first version made from the playbook if it has
-    none yet (idempotent). ``actor`` None: the system, as a cycle starts; else a point person
-    of the cycle's teams. None when the cycle has not exactly two teams."""
-    if actor is not None:
+    none yet (idempotent). ``as_cycle_starts``: as ``actor`` starts the pair's first cycle
+    (it needs no other right); else ``actor`` is a point person of the cycle's teams. None
+    when the cycle has not exactly two teams."""
+    if actor is not None and not as_cycle_starts:
         require_visible(actor, cycle, "cycle", cycle.id)
         if actor.role is not Role.POINT_PERSON:
             raise Forbidden("only a point person writes the first version of the agreement")
     pair = pair_of(cycle)
     if pair is None:
-        if actor is not None:
+        if not as_cycle_starts:
             raise InvalidInput("an agreement is between two teams; this cycle has not two")
         return None
     agreement = agreement_of(session, cycle)
@@ -299,7 +300,8 @@ def write_first_version(
         agreement_id=agreement.id,
         number=1,
         terms=first_terms(pb, teams).model_dump(),
-        reason=reason or f"First version, from the playbook “{pb.title}”",
+        reason=f"First version, from the playbook “{pb.title}”"
+        + (", as the teams' first cycle started" if as_cycle_starts else ""),
         changed_by_id=actor.id if actor else None,
         cycle_id=cycle.id,
     )
