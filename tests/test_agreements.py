@@ -262,3 +262,38 @@ def test_a_campaigns_conversion_before_and_after_its_materials_shipped(store) ->
             "100.0%",
         )
         assert effect.after_window == (shipped, today)  # not past today
+
+
+def test_the_demos_agreement_steps(store) -> None:  # noqa: ANN001
+    """The demo's lines: version 1 from the playbook, lee's change in Plan, adopted at Recap."""
+    from aligncycle import demo_agreement
+    from models import phases
+    from models.schemas import GapCreate, GapDecide
+    from models.services import gaps
+
+    with store.unit_of_work() as s:
+        c, _ = _in_plan(s)
+        cid = c.id
+        definitions = GapCreate(
+            title="Nobody agrees what an MQL is",
+            category="lead_definition",
+            root_cause="communication",
+            severity="high",
+        )
+        gap, _ = gaps.add_gap(s, c, definitions, _p(s, "lee"))
+        phases.decide_gap(s, gap, GapDecide(decision="accepted"), _p(s, "lee"))
+
+    def email(user: str) -> str:
+        return f"{user}@acme.test"
+
+    first = demo_agreement.first_version(store, cid)
+    assert "version 1 from the playbook (hand-off within 24 hours" in first
+    assert "lee proposed change" in demo_agreement.propose(store, cid, email)
+    with store.unit_of_work() as s:
+        _to_recap(s, s.get(Cycle, cid))
+    assert demo_agreement.adopt(store, cid, email).endswith("agreement version 2 in force")
+    with store.unit_of_work() as s:
+        v = agreement_views.view(s, agreements.agreement_of(s, s.get(Cycle, cid)))
+        assert v.terms.definitions["mql"] == demo_agreement.MQL
+        assert v.terms.kpi_targets["sla_attainment"] == 0.8
+        assert v.amendments[0].gaps == ["Nobody agrees what an MQL is"]
