@@ -297,3 +297,46 @@ def test_the_demos_agreement_steps(store) -> None:  # noqa: ANN001
         assert v.terms.definitions["mql"] == demo_agreement.MQL
         assert v.terms.kpi_targets["sla_attainment"] == 0.8
         assert v.amendments[0].gaps == ["Nobody agrees what an MQL is"]
+
+
+def test_targets_are_read_as_the_page_shows_them() -> None:
+    """A target typed, or sent back as the form showed it, is the same number."""
+    got = Changes(
+        kpi_targets={
+            "sla_attainment": "80.0%",
+            "handoff_latency_median_hours": "5.2 h",
+            "revenue_won": "1,234.00",
+            "mql_volume": "120",
+        }
+    ).kpi_targets
+    assert got == {
+        "sla_attainment": 0.8,
+        "handoff_latency_median_hours": 5.2,
+        "revenue_won": 1234.0,
+        "mql_volume": 120.0,
+    }
+    with pytest.raises(ValueError, match="share"):
+        Changes(kpi_targets={"win_rate": "140%"})
+    with pytest.raises(ValueError, match="not a number"):
+        Changes(kpi_targets={"win_rate": "lots"})
+
+
+def test_a_change_not_signed_before_its_cycle_closes_never_takes_effect(store) -> None:  # noqa: ANN001
+    from models.schemas import RetrospectiveRecord
+    from models.services import recap
+
+    with store.unit_of_work() as s:
+        c, _ = _in_plan(s)
+        a = agreements.propose(s, c, LONGER, _p(s, "lee"))
+        _to_recap(s, c)
+        agreement_phase.sign(s, a, _p(s, "sam"))  # mia never signs
+        seed.answer_phase(s, c, _p(s, "sam"))
+        recap.record_retrospective(s, c, RetrospectiveRecord(), _p(s, "sam"))
+        recap.sign_off(s, c, _p(s, "max"))
+        cycles.advance_cycle(s, c, _p(s, "sam"))
+        assert c.phase is Phase.CLOSED
+        with pytest.raises(InvalidInput, match="at recap"):
+            agreement_phase.sign(s, a, _p(s, "mia"))
+        change = agreement_views.view(s, agreements.agreement_of(s, c)).amendments[0]
+        assert change.status_words.startswith("Not adopted: the cycle closed")
+        assert change.waiting_for == [] and agreements.sla_hours_in_force(s, c) == 24

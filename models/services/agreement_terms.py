@@ -5,6 +5,7 @@ from a playbook, a change applied, and the terms as people read them (:func:`ter
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -84,7 +85,8 @@ class Changes(BaseModel):
             if name not in KPIS:
                 raise ValueError(f"{name.replace('_', ' ')} is not one of the shared numbers")
             if isinstance(value, str):
-                text = value.strip().replace(",", "").replace(" ", "")
+                # as the page shows it: "80.0%", "5.2 h", "14.0 d", "1,234.00"
+                text = re.sub(r"\s*[a-z]+$", "", value.strip().lower()).replace(",", "")
                 try:
                     number = float(text.removesuffix("%"))
                 except ValueError:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.agreement_tables import Agreement, Amendment, AmendmentSignoff
+from models.enums import Phase
 from models.services.agreements import (
     STATUS_WORDS,
     Change,
@@ -25,6 +26,9 @@ from models.services.agreements import (
     versions,
 )
 from models.tables import Cycle, CycleTeam, Gap
+
+#: A change its cycle closed on before both point persons signed it: it never took effect.
+LAPSED = "Not adopted: the cycle closed before both point persons signed"
 
 
 class VersionView(BaseModel):
@@ -92,6 +96,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
     )
     for a in rows:
         cycle = session.get(Cycle, a.cycle_id)
+        lapsed = a.status == "proposed" and cycle.phase is Phase.CLOSED
         base = next((terms_of(v) for v in vs if v.number == a.base_number), current)
         after = merged(base, Changes.model_validate(a.changes))
         signed = {
@@ -112,7 +117,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
                 cycle_id=a.cycle_id,
                 cycle_title=cycle.title,
                 status=a.status,
-                status_words=STATUS_WORDS[a.status],
+                status_words=LAPSED if lapsed else STATUS_WORDS[a.status],
                 proposed_by=a.proposed_by.name,
                 proposed_at=a.proposed_at,
                 reason=a.reason,
@@ -120,7 +125,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
                 gaps=gaps,
                 signed_by=[f"{name} for {_team_name(cycle, t)}" for t, name in signed.items()],
                 waiting_for=[ct.team.name for ct in cycle.teams if ct.team_id not in signed]
-                if a.status == "proposed"
+                if a.status == "proposed" and not lapsed
                 else [],
                 decision_note=a.decision_note,
             )
