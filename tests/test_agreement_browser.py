@@ -3,7 +3,8 @@ Playwright) against the app served by uvicorn on 127.0.0.1 (issue 20):
 
 - a point person opens the agreement, proposes a longer hand-off time for the cycle in Plan
   (linked to the gap it answers) and sees the change beside what is agreed now;
-- a sales member rates marketing's deck and names an objection it fails to answer.
+- a sales member rates marketing's deck and names an objection it fails to answer, and sees
+  the campaign's conversion before and after the deck shipped.
 
 Every page of both journeys is checked with axe-core at 1280 and 390 px: no violation.
 """
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
+import time as clock
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import uvicorn
@@ -23,12 +24,14 @@ from playwright.sync_api import expect
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
 from models.db import Store
+from models.funnel.tables import Lead
 from models.services import accounts, agreements, campaigns
 from models.services.campaigns import CampaignCreate, MaterialCreate
 from models.services.common import person_by_email
 from tests.conftest import empty_store
 from tests.test_alignment_browser import PASSWORD, accessible, as_, browser  # noqa: F401
 
+SHIPPED = date.today() - timedelta(days=10)
 GAP = "Leads wait in a shared inbox over the weekend"
 OBJECTION = "Nothing on what happens to the data we already have"
 
@@ -57,16 +60,32 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         campaign = campaigns.add_campaign(
             s,
             agreement,
-            CampaignCreate(name="Migration offer", owners=["sid@acme.test", "meg@acme.test"]),
+            CampaignCreate(
+                name="Migration offer",
+                owners=["sid@acme.test", "meg@acme.test"],
+                funnel_key="migration offer",
+            ),
             lee,
         )
         s.flush()
         campaigns.add_material(
             s,
             campaign,
-            MaterialCreate(title="Migration deck", kind="deck", owner="meg@acme.test"),
+            MaterialCreate(
+                title="Migration deck", kind="deck", owner="meg@acme.test", shipped_on=SHIPPED
+            ),
             lee,
         )
+        for i in range(6):  # before the deck: one MQL in four an SQL; after: both
+            before = i < 4
+            mql = datetime.combine(
+                SHIPPED - timedelta(days=3 + i) if before else SHIPPED + timedelta(days=i - 3),
+                time(10),
+                tzinfo=UTC,
+            )
+            sql = mql + timedelta(days=1) if (i == 0 or not before) else None
+            s.add(Lead(source="crm", external_id=f"m{i}", campaign="Migration Offer",
+                       created_at=mql, mql_at=mql, sql_at=sql))  # fmt: skip
         s.flush()
         ids = {"agreement": agreement.id, "campaign": campaign.id}
     app = create_app(store, WebSettings(data_dir=tmp_path_factory.mktemp("ag"), secret_key="ag"))
@@ -78,9 +97,9 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    deadline = clock.monotonic() + 30
+    while not server.started and clock.monotonic() < deadline:
+        clock.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
         yield {"base": f"http://127.0.0.1:{port}", **ids}
@@ -137,6 +156,13 @@ def test_a_sales_member_rates_a_material(as_, site: dict) -> None:  # noqa: ANN0
     expect(deck).to_contain_text(OBJECTION)
     expect(deck.get_by_role("button", name="Update your rating")).to_be_visible()
     found += accessible(sid, "campaign-rated")
+    effect = sid.get_by_role("table", name="The campaign's numbers before and after")
+    rate = effect.get_by_role("row", name="MQL→SQL rate")
+    expect(rate.get_by_role("cell")).to_have_text(["25.0%", "100.0%"])
+    sid.goto(f"{site['base']}/numbers")
+    sid.get_by_role("link", name="Campaigns: conversion before and after their materials").click()
+    expect(sid.get_by_role("heading", name="Migration offer")).to_be_visible()
+    found += accessible(sid, "campaign-numbers")
     meg = as_("meg@acme.test")  # marketing made the deck: it does not rate it
     meg.goto(f"{site['base']}/campaigns/{site['campaign']}")
     expect(meg.locator(".item", has_text="Migration deck")).to_contain_text(OBJECTION)

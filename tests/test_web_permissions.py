@@ -725,6 +725,7 @@ CASES: list[Case] = [
     ),
     # --- the teams' agreement, its changes, campaigns and materials (issue 20)
     Case("GET", "/agreements", const("/agreements"), ALL, 200, cycle_bound=False),
+    Case("GET", "/numbers/campaigns", const("/numbers/campaigns"), ALL, 200, cycle_bound=False),
     Case("GET", "/agreements/{agreement_id}", agr(""), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/agreement.md", agr("/agreement.md"), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/campaigns", agr("/campaigns"), SEEING, 200),

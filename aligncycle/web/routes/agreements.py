@@ -36,6 +36,8 @@ from models.services.campaigns import (
 from models.tables import Cycle, Gap, Person
 
 router = APIRouter(include_in_schema=False)
+#: Campaigns on the Numbers page's campaign view (each is two KPI computations).
+CAMPAIGN_NUMBERS = 10
 
 VERBS.update(
     {
@@ -313,6 +315,30 @@ def campaign_page(
 def _sla(s: Any, agreement: Agreement) -> int:
     version = agreements.in_force(s, agreement)
     return agreements.terms_of(version).handoff_sla_hours if version else Terms().handoff_sla_hours
+
+
+@page(router, "/numbers/campaigns")
+def campaign_numbers_page(
+    request: Request, ctx: Ctx, *, query=None, forms=None, status: int = 200
+) -> Response:
+    """Each campaign the viewer sees, linked to the data and with a shipped material: its
+    conversion before and after (the newest first, at most ``CAMPAIGN_NUMBERS``)."""
+    s = ctx.session
+    rows = []
+    for agreement in agreements.visible_agreements(s, ctx.me):
+        sla = _sla(s, agreement)
+        for campaign in campaigns.campaigns_of(s, agreement):
+            if campaign.funnel_key:
+                rows.append((agreement, campaign, sla))
+    rows = sorted(rows, key=lambda r: r[1].id, reverse=True)[:CAMPAIGN_NUMBERS]
+    return render(
+        request,
+        ctx,
+        "campaign_numbers.html",
+        status=status,
+        rows=[(a, c, campaign_effect(s, c, sla_hours=sla)) for a, c, sla in rows],
+        forms=forms or {},
+    )
 
 
 @router.post("/campaigns/{campaign_id}/materials")
