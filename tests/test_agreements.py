@@ -193,7 +193,7 @@ def test_who_may_propose_and_sign_and_who_sees_nothing(store) -> None:  # noqa: 
                 AmendmentCreate(changes=Changes(handoff_sla_hours=24), reason="same"),
                 _p(s, "lee"),
             )
-        with pytest.raises(InvalidInput, match="no gap with id"):
+        with pytest.raises(InvalidInput, match="not one of this cycle"):
             agreements.propose(s, c, LONGER.model_copy(update={"gap_ids": [99999]}), _p(s, "lee"))
         a = agreements.propose(s, c, LONGER, _p(s, "mia"))  # a point person
         agreement = agreements.agreement_of(s, c)

@@ -217,7 +217,10 @@ def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person
     for gap_id in data.gap_ids:
         gap = session.get(Gap, gap_id)
         if gap is None or gap.cycle_id != cycle.id:
-            raise InvalidInput(f"no gap with id {gap_id} in this cycle", field="gap_ids")
+            raise InvalidInput(
+                "a gap you ticked is not one of this cycle's: tick the gaps of the cycle you chose",
+                field="gap_ids",
+            )
     amendment = Amendment(
         agreement_id=agreement.id,
         cycle_id=cycle.id,
