@@ -138,6 +138,8 @@ def test_the_numbers_page_uses_the_sla_in_force_once_both_sign(web: Rig) -> None
         assert resp.status_code == 303
         numbers = r.client("sam").get("/numbers").text
         assert 'step="1" value="24"' in numbers  # one signature changes nothing
+        api = r.client("sam").get("/api/v1/kpis", headers=r.bearer("sam")).json()
+        assert api["query"]["sla_hours"] == 24
         resp = r.client("sam").post(
             f"/api/v1/amendments/{amendment_id}/sign", headers=r.bearer("sam")
         )
@@ -147,6 +149,8 @@ def test_the_numbers_page_uses_the_sla_in_force_once_both_sign(web: Rig) -> None
             assert agreement_phase.sign(s, s.get(Amendment, amendment_id), mia) is True
         numbers = r.client("sam").get("/numbers").text
         assert 'step="1" value="36"' in numbers
+        api = r.client("sam").get("/api/v1/kpis", headers=r.bearer("sam")).json()
+        assert api["query"]["sla_hours"] == 36 and api["report"]["sla_hours"] == 36
         page = r.client("sid").get(f"/agreements/{_agreement_id(r)}").text
         assert "Version 2, in force" in page and "Adopted" in page
 

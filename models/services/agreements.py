@@ -24,7 +24,7 @@ from models.enums import Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.playbook import PlaybookSpec
 from models.rules import require_phase_allows
-from models.services.access import require_visible
+from models.services.access import require_visible, visible_cycles
 from models.services.agreement_terms import (  # noqa: F401 - the terms' names, here too
     CADENCE_WORDS,
     DEFINITION_WORDS,
@@ -95,6 +95,15 @@ def sla_hours_in_force(session: Session, cycle: Cycle, pb: PlaybookSpec | None =
     if version is not None:
         return terms_of(version).handoff_sla_hours
     return (pb or spec(cycle)).settings.handoff_sla_hours
+
+
+def viewer_sla_hours(session: Session, viewer: Person) -> int:
+    """The hand-off SLA of the newest cycle ``viewer`` sees, as its teams' agreement in force
+    says (the default the API's numbers use when none is asked for); no cycle: 24 hours."""
+    cycle = session.scalar(
+        select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
+    )
+    return sla_hours_in_force(session, cycle) if cycle is not None else Terms().handoff_sla_hours
 
 
 # --- who sees, who may ---------------------------------------------------------------------
