@@ -16,6 +16,7 @@ from aligncycle.web import seed
 from models.base import utcnow
 from models.services import agreements
 from models.tables import Cycle
+from tests.conftest import db_snapshot
 
 REASON = "Reps cover two time zones: a day is not enough to call back"
 
@@ -36,6 +37,7 @@ def test_the_command_line_proposes_signs_and_exports(store: Any) -> None:  # noq
         c = seed.start(s, "Hand-off, spring", utcnow().date() - timedelta(days=3))
         gap_ids = seed.to_plan(s, c, ["Leads wait too long for a first call"])
         cid = c.id
+    before = db_snapshot(store)
     sid, lee = ("--as", "sid@acme.test"), ("--as", "lee@acme.test")
     meg = ("--owner", "meg@acme.test")
     refused = cli(
@@ -50,10 +52,10 @@ def test_the_command_line_proposes_signs_and_exports(store: Any) -> None:  # noq
         "sid@acme.test",
         code=1,
     )
-    assert (
-        "leads and point persons" in refused.output
-        and len(refused.output.strip().splitlines()) == 1
-    )
+    assert refused.stdout == "" and refused.stderr.startswith("error: ")
+    assert "leads and point persons" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert db_snapshot(store) == before  # refused: nothing written
     out = cli(
         "agreement",
         "propose",
