@@ -219,6 +219,16 @@ def test_the_api_refuses_in_one_line_and_changes_nothing(web: Rig) -> None:
         )
         material = rated.json()["materials"][0]
         assert material["average"] == 2 and material["mine"] == 2
+        url = f"/api/v1/campaigns/{c.json()['id']}"
+        change = {"name": "Spring webinars", "funnel_key": "spring-webinars", "owners": []}
+        no = r.client("sid").put(url, json=change, headers=r.bearer("sid"))
+        assert no.status_code == 403
+        assert r.client("sid").get(url, headers=r.bearer("sid")).json()["funnel_key"] is None
+        yes = lee.put(url, json=change, headers=r.bearer("lee")).json()
+        assert (yes["funnel_key"], yes["owners"]) == ("spring-webinars", [])
+        page = r.client("sid").get(f"/campaigns/{c.json()['id']}").text
+        assert "Change the campaign" not in page  # a member: no form
+        assert "Change the campaign" in lee.get(f"/campaigns/{c.json()['id']}").text
         bad = lee.post(
             f"/api/v1/campaigns/{c.json()['id']}/materials",
             json={"title": "Deck", "kind": "poster"},

@@ -776,6 +776,22 @@ CASES: list[Case] = [
     ),
     Case(
         "POST",
+        "/campaigns/{campaign_id}",
+        agr_obj("campaign", "/campaigns"),
+        CAMPAIGNERS,
+        303,
+        form(name="Autumn launch", funnel_key="autumn launch", owner_b="meg@acme.test"),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/campaigns/{campaign_id}",
+        api(agr_obj("campaign", "/campaigns")),
+        CAMPAIGNERS,
+        200,
+        body(name="Autumn launch", funnel_key="autumn launch"),
+    ),
+    Case(
+        "POST",
         "/campaigns/{campaign_id}/materials",
         agr_obj("campaign", "/campaigns", "/materials"),
         CAMPAIGNERS,

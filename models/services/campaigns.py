@@ -19,7 +19,7 @@ from models.agreement_tables import Agreement, Campaign, Material, MaterialRatin
 from models.enums import Role
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.services.agreements import can_view
-from models.services.common import person_by_email, record_event
+from models.services.common import changes, person_by_email, record_event, snapshot
 from models.tables import Person
 
 KIND_WORDS = {
@@ -144,11 +144,7 @@ def add_campaign(
     session: Session, agreement: Agreement, data: CampaignCreate, actor: Person
 ) -> Campaign:
     _require_add(actor, agreement)
-    owners = [_on_pair(session, agreement, e, "owners") for e in data.owners if e]
-    if len({o.team_id for o in owners}) < len(owners):
-        raise InvalidInput("name one owner on each team", field="owners")
-    by_team = {o.team_id: o for o in owners}
-    a, b = by_team.get(agreement.team_a_id), by_team.get(agreement.team_b_id)
+    a, b = _owners(session, agreement, data)
     campaign = Campaign(
         agreement_id=agreement.id,
         name=data.name,
@@ -165,6 +161,40 @@ def add_campaign(
         session, actor=actor, verb="campaign.added", obj=campaign, after={"name": data.name}
     )
     return campaign
+
+
+def update_campaign(
+    session: Session, campaign: Campaign, data: CampaignCreate, actor: Person
+) -> Campaign:
+    """Change a campaign's name, dates, channels, key in the data and owners (all as given)."""
+    agreement = session.get(Agreement, campaign.agreement_id)
+    _require_add(actor, agreement)  # type: ignore[arg-type]
+    a, b = _owners(session, agreement, data)  # type: ignore[arg-type]
+    fields = ("name", "starts_on", "ends_on", "channels", "funnel_key", "owner_a_id", "owner_b_id")
+    before = snapshot(campaign, list(fields))
+    campaign.name = data.name
+    campaign.starts_on, campaign.ends_on = data.starts_on, data.ends_on
+    campaign.channels = data.channels or None
+    campaign.funnel_key = data.funnel_key or None
+    campaign.owner_a, campaign.owner_b = a, b
+    session.flush()
+    was, now = changes(before, snapshot(campaign, list(fields)))
+    if now:
+        record_event(
+            session, actor=actor, verb="campaign.changed", obj=campaign, before=was, after=now
+        )
+    return campaign
+
+
+def _owners(
+    session: Session, agreement: Agreement, data: CampaignCreate
+) -> tuple[Person | None, Person | None]:
+    """The campaign's owners: at most one on each of the two teams."""
+    owners = [_on_pair(session, agreement, e, "owners") for e in data.owners if e]
+    if len({o.team_id for o in owners}) < len(owners):
+        raise InvalidInput("name one owner on each team", field="owners")
+    by_team = {o.team_id: o for o in owners}
+    return by_team.get(agreement.team_a_id), by_team.get(agreement.team_b_id)
 
 
 def add_material(

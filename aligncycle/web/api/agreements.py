@@ -146,6 +146,15 @@ def campaign_get(campaign_id: Id, ctx: ApiCtx) -> CampaignView:
     return campaigns.campaign_view(ctx.session, c, ctx.me)
 
 
+@router.put("/campaigns/{campaign_id}", response_model=CampaignView, tags=["campaigns"])
+def campaign_change(campaign_id: Id, body: CampaignCreate, ctx: ApiCtx) -> CampaignView:
+    """Change a campaign: every field as given (left out: emptied)."""
+    c = campaigns.visible_campaign(ctx.session, ctx.me, campaign_id)
+    campaigns.update_campaign(ctx.session, c, body, ctx.me)
+    ctx.session.flush()
+    return campaigns.campaign_view(ctx.session, c, ctx.me)
+
+
 @router.post(
     "/campaigns/{campaign_id}/materials",
     response_model=CampaignView,

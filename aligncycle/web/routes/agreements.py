@@ -47,6 +47,7 @@ VERBS.update(
         "agreement.amendment_adopted": "adopted a change to the teams' agreement",
         "agreement.amendment_rejected": "rejected a change to the teams' agreement",
         "campaign.added": "added a campaign",
+        "campaign.changed": "changed a campaign",
         "material.added": "added a material",
         "material.rated": "rated a material",
     }
@@ -269,15 +270,7 @@ def campaigns_page(
 def campaign_post(request: Request, agreement_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         agreement = agreements.visible_agreement(ctx.session, ctx.me, agreement_id)
-        fields = {
-            k: data[k]
-            for k in ("name", "starts_on", "ends_on", "channels", "funnel_key")
-            if data.get(k)
-        }
-        fields["owners"] = [data[k] for k in ("owner_a", "owner_b") if data.get(k)]
-        c = campaigns.add_campaign(
-            ctx.session, agreement, parse_form(CampaignCreate, fields), ctx.me
-        )
+        c = campaigns.add_campaign(ctx.session, agreement, _campaign_input(data), ctx.me)
         return f"Campaign “{c.name}” added."
 
     here = f"/agreements/{agreement_id}/campaigns"
@@ -303,6 +296,7 @@ def campaign_page(
         status=status,
         agreement=agreement,
         c=campaigns.campaign_view(s, campaign, ctx.me),
+        campaign=campaign,
         effect=campaign_effect(s, campaign, sla_hours=_sla(s, agreement)),
         may_add=campaigns.may_add(ctx.me, agreement),
         people=list(people),
@@ -339,6 +333,23 @@ def campaign_numbers_page(
         rows=[(a, c, campaign_effect(s, c, sla_hours=sla)) for a, c, sla in rows],
         forms=forms or {},
     )
+
+
+def _campaign_input(data: dict[str, str]) -> CampaignCreate:
+    fields: dict[str, Any] = opt(data, "name", "starts_on", "ends_on", "channels", "funnel_key")
+    fields["owners"] = [data[k] for k in ("owner_a", "owner_b") if data.get(k)]
+    return parse_form(CampaignCreate, fields)
+
+
+@router.post("/campaigns/{campaign_id}")
+def campaign_change_post(request: Request, campaign_id: int, ctx: PageCtx) -> Response:
+    def run(data: dict[str, str]) -> str:
+        campaign = campaigns.visible_campaign(ctx.session, ctx.me, campaign_id)
+        campaigns.update_campaign(ctx.session, campaign, _campaign_input(data), ctx.me)
+        return "The campaign is saved."
+
+    here = f"/campaigns/{campaign_id}"
+    return act(request, ctx, form_id="change", default_next=here, run=run)
 
 
 @router.post("/campaigns/{campaign_id}/materials")
