@@ -152,6 +152,10 @@ class Material(Base):
     link: Mapped[str | None] = mapped_column(String(2000))
     kind: Mapped[str] = mapped_column(String(32))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    #: The action item that produced it (an item of a cycle of the same two teams).
+    action_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("action_items.id", ondelete="SET NULL")
+    )
     shipped_on: Mapped[date | None] = mapped_column(Date)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

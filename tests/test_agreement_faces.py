@@ -229,6 +229,23 @@ def test_the_api_refuses_in_one_line_and_changes_nothing(web: Rig) -> None:
         page = r.client("sid").get(f"/campaigns/{c.json()['id']}").text
         assert "Change the campaign" not in page  # a member: no form
         assert "Change the campaign" in lee.get(f"/campaigns/{c.json()['id']}").text
+        item = r.world.actions["plan_unassigned"]  # "Publish one deck library"
+        made = lee.post(
+            f"/api/v1/campaigns/{c.json()['id']}/materials",
+            json={"title": "Deck library", "kind": "deck", "action_item_id": item},
+            headers=r.bearer("lee"),
+        )
+        assert made.json()["materials"][-1]["made_for"] == "Publish one deck library"
+        page = lee.get(f"/campaigns/{c.json()['id']}").text
+        assert "From the action item “Publish one deck library”" in page
+        assert f'<option value="{item}"' in page  # the form offers the teams' items
+        refused = lee.post(  # no such item (another team's answers the same)
+            f"/api/v1/campaigns/{c.json()['id']}/materials",
+            json={"title": "Deck", "kind": "deck", "action_item_id": 99999},
+            headers=r.bearer("lee"),
+        )
+        assert refused.status_code == 422
+        assert "not one of these two teams" in refused.json()["error"]["message"]
         bad = lee.post(
             f"/api/v1/campaigns/{c.json()['id']}/materials",
             json={"title": "Deck", "kind": "poster"},

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from models.agreement_tables import Agreement, Campaign, Material, MaterialRating
 from models.enums import Role
 from models.errors import Forbidden, InvalidInput, NotFound
-from models.services.agreements import can_view
+from models.services.agreements import can_view, pair_of
 from models.services.common import changes, person_by_email, record_event, snapshot
-from models.tables import Person
+from models.tables import ActionItem, Cycle, Person
 
 KIND_WORDS = {
     "deck": "Deck",
@@ -63,6 +63,8 @@ class MaterialCreate(BaseModel):
     link: str | None = Field(default=None, max_length=2000)
     owner: str | None = Field(default=None, max_length=320)
     shipped_on: date | None = None
+    #: The action item that produced it (of a cycle of the same two teams).
+    action_item_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
     @field_validator("kind")
     @classmethod
@@ -203,8 +205,16 @@ def add_material(
     agreement = session.get(Agreement, campaign.agreement_id)
     _require_add(actor, agreement)  # type: ignore[arg-type]
     owner = _on_pair(session, agreement, data.owner, "owner") if data.owner else None  # type: ignore[arg-type]
+    if data.action_item_id is not None:
+        item = session.get(ActionItem, data.action_item_id)
+        cycle = session.get(Cycle, item.cycle_id) if item else None
+        if cycle is None or pair_of(cycle) != agreement.team_ids:  # type: ignore[union-attr]
+            raise InvalidInput(
+                "that action item is not one of these two teams' cycles", field="action_item_id"
+            )
     material = Material(
         campaign_id=campaign.id,
+        action_item_id=data.action_item_id,
         title=data.title,
         kind=data.kind,
         link=data.link,
@@ -263,6 +273,8 @@ class MaterialView(BaseModel):
     link: str | None
     owner: str | None
     shipped_on: date | None
+    #: The action item that produced it (its title).
+    made_for: str | None = None
     ratings: list[RatingView]
     average: float | None
     #: What the viewer rated it (None: not yet), and whether they may rate it.
@@ -290,6 +302,13 @@ def campaign_view(session: Session, campaign: Campaign, viewer: Person | None) -
     rows = session.scalars(
         select(Material).where(Material.campaign_id == campaign.id).order_by(Material.id)
     )
+    rows = list(rows)
+    ids = [m.action_item_id for m in rows if m.action_item_id]
+    item_titles = dict(
+        session.execute(select(ActionItem.id, ActionItem.title).where(ActionItem.id.in_(ids)))
+        .tuples()
+        .all()
+    )
     for m in rows:
         ratings = list(
             session.scalars(
@@ -308,6 +327,7 @@ def campaign_view(session: Session, campaign: Campaign, viewer: Person | None) -
                 link=m.link,
                 owner=m.owner.name if m.owner else None,
                 shipped_on=m.shipped_on,
+                made_for=item_titles.get(m.action_item_id),
                 ratings=[
                     RatingView(
                         by=r.person.name,

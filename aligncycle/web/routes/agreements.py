@@ -33,7 +33,7 @@ from models.services.campaigns import (
     MaterialCreate,
     RatingCreate,
 )
-from models.tables import Cycle, Gap, Person
+from models.tables import ActionItem, Cycle, Gap, Person
 
 router = APIRouter(include_in_schema=False)
 #: Campaigns on the Numbers page's campaign view (each is two KPI computations).
@@ -297,6 +297,7 @@ def campaign_page(
         agreement=agreement,
         c=campaigns.campaign_view(s, campaign, ctx.me),
         campaign=campaign,
+        items=_open_items(s, agreement),
         effect=campaign_effect(s, campaign, sla_hours=_sla(s, agreement)),
         may_add=campaigns.may_add(ctx.me, agreement),
         people=list(people),
@@ -335,6 +336,18 @@ def campaign_numbers_page(
     )
 
 
+def _open_items(s: Any, agreement: Agreement) -> list[tuple[str, int, str]]:
+    """The action items a material can come from: those of the two teams' running cycles."""
+    running = [c for c in agreement_views.cycles_of(s, agreement) if c.phase is not Phase.CLOSED]
+    rows = s.execute(
+        select(ActionItem.id, ActionItem.title, ActionItem.cycle_id)
+        .where(ActionItem.cycle_id.in_([c.id for c in running]))
+        .order_by(ActionItem.cycle_id.desc(), ActionItem.id)
+    ).all()
+    titles = {c.id: c.title for c in running}
+    return [(titles[r.cycle_id], r.id, r.title) for r in rows]
+
+
 def _campaign_input(data: dict[str, str]) -> CampaignCreate:
     fields: dict[str, Any] = opt(data, "name", "starts_on", "ends_on", "channels", "funnel_key")
     fields["owners"] = [data[k] for k in ("owner_a", "owner_b") if data.get(k)]
@@ -356,9 +369,8 @@ def campaign_change_post(request: Request, campaign_id: int, ctx: PageCtx) -> Re
 def material_post(request: Request, campaign_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         campaign = campaigns.visible_campaign(ctx.session, ctx.me, campaign_id)
-        fields = {
-            k: data[k] for k in ("title", "kind", "link", "owner", "shipped_on") if data.get(k)
-        }
+        fields: dict[str, Any] = opt(data, "title", "kind", "link", "owner", "shipped_on")
+        fields["action_item_id"] = to_int(data.get("action_item_id"))
         m = campaigns.add_material(
             ctx.session, campaign, parse_form(MaterialCreate, fields), ctx.me
         )
