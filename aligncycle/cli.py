@@ -94,6 +94,7 @@ def events(
 
     from models.schemas import EventRead
     from models.services import events as event_service
+    from models.services import story
     from models.tables import Event
 
     with cc.unit_of_work() as s:
@@ -106,7 +107,11 @@ def events(
         rows = event_service.list_events(
             s, cycle_id=cycle, limit=limit, offset=max(total - limit, 0)
         )
-        out = [EventRead.model_validate(e) for e in rows]
+        told = story.tell(s, rows)
+        out = [
+            EventRead.model_validate(e).model_copy(update={"sentence": t.sentence})
+            for e, t in zip(rows, told, strict=True)
+        ]
     if json_:
         emit_json(out)
         return
@@ -119,11 +124,11 @@ def events(
                 e.verb,
                 f"{e.object_type} {e.object_id or ''}".strip(),
                 e.cycle_id or "",
-                _event_detail(e),
+                clip(e.sentence, 90) if e.sentence else _event_detail(e),
             ]
             for e in out
         ],
-        ["id", "at (UTC)", "actor", "verb", "object", "cycle", "detail"],
+        ["id", "at (UTC)", "actor", "verb", "object", "cycle", "what happened"],
     )
 
 
@@ -149,6 +154,7 @@ def _register_areas() -> None:
         cli_agreement,
         cli_alignment,
         cli_cadence,
+        cli_flows,
         cli_funnel,
         cli_lifecycle,
         cli_web,
@@ -162,6 +168,7 @@ def _register_areas() -> None:
     cli_lifecycle.register(app)
     cli_cadence.register(app)
     cli_alignment.register(app)
+    cli_flows.register(app)
     cli_agreement.register(app)
     for info in app.registered_groups:  # built on first use, see _RootGroup
         _AREAS[info.name] = info

@@ -19,6 +19,7 @@ import typer
 
 from aligncycle import cli_common as cc
 from aligncycle.cli_common import ACTOR_OPTION, DATE_FORMATS, JSON_OPTION, emit_json, table
+from models.words import counted
 
 JOB_NAMES = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
 
@@ -195,20 +196,28 @@ def register(app: typer.Typer) -> None:
         if without_prefect or plan_only:
             out = flows_cadence.run_job(name, cc.store(), day, deliver=not plan_only)
         else:
-            out = flows_cadence.FLOWS[name](today=day)
+            state = flows_cadence.FLOWS[name](today=day, return_state=True)
+            out = state.result(raise_on_failure=False)
+            if isinstance(out, BaseException):  # the flow itself failed: its one-line reason
+                cc.fail(f"{name}: {str(out).splitlines()[0] if str(out) else type(out).__name__}")
+        undelivered = flows_cadence.undelivered_message(out.get("delivery") or {})
         if json_:
             emit_json(out)
+            if undelivered:
+                raise typer.Exit(1)
             return
         p = out["plan"]
         line = (
-            f"{name}: planned {p['planned']} notification(s) ({p['already']} already planned, "
-            f"{p['unreachable']} with no channel)"
+            f"{name}: planned {counted(p['planned'], 'notification')} "
+            f"({p['already']} already planned, {p['unreachable']} with no channel)"
         )
         if p.get("changed"):
-            line += f", {p['changed']} change(s) to the store"
+            line += f", {counted(p['changed'], 'change')} to the store"
         typer.echo(line)
         d = out.get("delivery")
         if d is not None:
             typer.echo(f"{name}: sent {d['sent']}, retrying {d['retrying']}, failed {d['failed']}")
             for err in d.get("errors", [])[:5]:
                 typer.echo(f"  {err}")
+        if undelivered:
+            cc.fail(f"{name}: {undelivered}")

@@ -300,6 +300,26 @@ def funnel_profiles(json_out: bool = cc.JSON_OPTION) -> None:
     cc.table(rows, ["profile", "source", "file", "required columns"])
 
 
+@funnel_app.command("rollups")
+def funnel_rollups(json_out: bool = cc.JSON_OPTION) -> None:
+    """Compute the KPI summaries of every source afresh (the import keeps them; a store from
+    before they existed reads its numbers row by row until its next import or this)."""
+    from models.funnel.kpis import sources
+    from models.funnel.rollups import refresh
+
+    with cc.unit_of_work() as s:
+        done = sources(s)
+        for source in done:
+            refresh(s, source)
+    if json_out:
+        cc.emit_json({"sources": done})
+        return
+    if done:
+        typer.echo(f"KPI summaries computed for {', '.join(done)}.")
+    else:
+        typer.echo("No funnel data yet: nothing to summarise.")
+
+
 @funnel_app.command("status")
 def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     """What the store holds: leads and deals per source, the latest imports, and the

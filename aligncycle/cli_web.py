@@ -42,6 +42,7 @@ def prepare_demo() -> Path:
 
     directory = demo_data_dir()
     os.environ["ALIGNCYCLE_DATA_DIR"] = str(directory)
+    os.environ["ALIGNCYCLE_DEMO"] = "1"  # the sign-in page lists the demo accounts
     os.environ.pop("ALIGNCYCLE_DATABASE_URL", None)
     cc.reset_store()
     st = cc.store()

@@ -1,42 +1,42 @@
-"""Advancing a cycle from the face (CLI, web): the point person's typed decision.
+"""Advancing a cycle from the faces (CLI, web, API), and starting the flow the move asks for.
 
-Two paths, one set of rules (``models.phases.lifecycle.apply_decision`` →
-``models.services.cycles.advance_cycle``):
+One source of truth: the store. Every face moves a cycle through the same domain transition
+(``models.phases.lifecycle.apply_decision`` → ``advance``), which writes, in the move's own
+transaction, the phase outbox row asking for the new phase's flow
+(:mod:`models.phases.dispatch`). Then the flow is started from that row (:mod:`flows.dispatch`):
 
-- a Prefect server answers (``PREFECT_API_URL``) and a cycle run waits for this cycle: the
-  decision resumes that paused run (its input is the decision); the run applies it, and this
-  waits until the run has taken it (or ended) and reports the outcome;
-- otherwise, in this process: bring what the current phase derives up to date (the same
-  idempotent domain step its flow runs) and apply the decision, in one unit of work; then run
-  the next phase's flow (against a temporary local Prefect server when the configured one does
-  not answer).
+- a Prefect server is configured and answers: a run of the phase's deployment, created with
+  the row's idempotency key (a worker runs it; the Prefect UI shows it, whoever advanced);
+- no server (the embedded default), or ``use_server=False`` (the demo): the flow runs here;
+- a configured server that does not answer: the row stays pending and the next dispatch (the
+  ``dispatch`` deployment, the next advance, ``aligncycle flows dispatch``) starts it.
 
-A decision the domain refuses (not a point person, gate not met, ...) raises a
-:class:`~models.errors.DomainError` with a one-line message, and nothing is written or resumed:
-a refusal rolls back the refresh too. (What people enter is turned into what the gates look at
-when they enter it, e.g. an Identify answer records its gap, so nothing is lost by that.)
-Prefect is imported only when a flow has to run or a server is asked.
+No process waits for a decision: the decision is made by a signed-in person in the web app,
+or through the CLI or the API, and checked by the domain. A decision the domain refuses (not a
+point person, gate not met, ...) raises a :class:`~models.errors.DomainError` with a one-line
+message, and nothing is written: a refusal rolls back the refresh too. Prefect is imported
+only when a flow has to start or a server is asked.
 """
 
 from __future__ import annotations
 
-import time
+import logging
+import os
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-
 from aligncycle.settings import get_settings
 from models.db import Store
 from models.enums import Phase, Severity
 from models.errors import DomainError, InvalidInput
+from models.phases import dispatch as outbox
 from models.phases import lifecycle as domain
-from models.phases.carry_over import follow_up_cycles
 from models.phases.execute import ExecuteReport
 from models.phases.identify import IdentifyReport
 from models.phases.lifecycle import DecisionOutcome, PhaseDecision
@@ -45,7 +45,6 @@ from models.phases.recap import RecapReport
 from models.rules import counted
 from models.schemas import parse_input
 from models.services import cycles as cycle_service
-from models.tables import Event
 
 
 class OrchestrationError(DomainError):
@@ -63,11 +62,11 @@ class Interrupted(OrchestrationError):
 @dataclass
 class AdvanceResult:
     outcome: DecisionOutcome | None
-    #: "waiting-run": a paused cycle run took the decision; "in-process": flows ran here.
-    via: Literal["waiting-run", "in-process"]
+    #: "deployment": the next phase's flow run was created on the Prefect server;
+    #: "in-process": it ran here (or nothing had to run); "pending": it starts later.
+    via: Literal["deployment", "in-process", "pending"]
     #: What the CLI prints, one line each.
     lines: list[str] = field(default_factory=list)
-    run_name: str | None = None
     report: Any = None
 
 
@@ -122,127 +121,6 @@ def _without_dead_server(url: str | None, alive: bool) -> Iterator[list[str]]:
         yield [f"(no Prefect server answers at {url}: the flow ran in this process)"]
 
 
-def find_waiting_run(cycle_id: int) -> Any | None:
-    """The paused cycle run waiting for a decision on this cycle of this store, if any."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        FlowRunFilterTags,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    from flows.runtime import store_tag
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[f"cycle:{cycle_id}", f"store:{store_tag()}"]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-            ),
-            sort=FlowRunSort.START_TIME_DESC,
-            limit=5,
-        )
-    for run in runs:
-        details = run.state.state_details if run.state else None
-        if details is not None and details.run_input_keyset:
-            return run
-    return None
-
-
-def _progressed(run: Any, pause_key: str | None) -> bool:
-    state = run.state
-    if state is None:
-        return False
-    if state.is_final():
-        return True
-    return state.is_paused() and state.state_details.pause_key != pause_key
-
-
-def _wait_for_run(run_id: Any, pause_key: str | None, timeout: float) -> Any | None:
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
-            if _progressed(run, pause_key):
-                return run
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.25)
-
-
-def _last_event_id(store: Store, cycle_id: int) -> int:
-    with store.unit_of_work() as s:
-        return s.scalar(select(func.max(Event.id)).where(Event.cycle_id == cycle_id)) or 0
-
-
-def _resume(
-    store: Store, run: Any, decision: PhaseDecision, cycle_id: int, today: date, wait: float
-) -> AdvanceResult:
-    from prefect.flow_runs import resume_flow_run
-
-    with store.unit_of_work() as s:
-        before = cycle_service.get_cycle(s, cycle_id).phase
-    mark = _last_event_id(store, cycle_id)
-    pause_key = run.state.state_details.pause_key
-    try:
-        resume_flow_run(run.id, run_input=decision.model_dump(mode="json"))
-    except Exception as exc:  # noqa: BLE001 - Prefect raises several kinds here
-        raise OrchestrationError(
-            f"could not resume the waiting run {run.name!r}: {str(exc).splitlines()[0]}"
-        ) from None
-    after_run = _wait_for_run(run.id, pause_key, wait)
-    if after_run is None:
-        raise OrchestrationError(
-            f"the waiting run {run.name!r} took the decision but did not finish the step "
-            f"within {wait:g} s; see the Prefect UI"
-        )
-    with store.unit_of_work() as s:
-        cycle = cycle_service.get_cycle(s, cycle_id)
-        applied = s.scalar(
-            select(Event)
-            .where(Event.cycle_id == cycle_id, Event.id > mark, Event.verb == "cycle.decision")
-            .order_by(Event.id.desc())
-            .limit(1)
-        )
-        follow: list[Any] = []
-        if decision.decision == "stop":
-            message = f"the cycle run {run.name!r} ended; cycle {cycle_id} stays in {cycle.phase}"
-        elif applied is None:
-            # Refused in the run (the gate changed while it refreshed): same rules, same words.
-            domain.check_decision(s, cycle, decision, today)
-            raise OrchestrationError(
-                f"the waiting run {run.name!r} did not apply the decision; see its logs in the "
-                "Prefect UI"
-            )
-        elif decision.decision == "stay":
-            message = f"cycle {cycle_id} stays in {cycle.phase}: {decision.reason}"
-        else:
-            message = f"cycle {cycle_id} advanced from {before} to {cycle.phase}"
-            follow = follow_up_cycles(s, cycle) if decision.follow_up_title else []
-            if follow:
-                message += f"; follow-up cycle {follow[0].id} started"
-        outcome = DecisionOutcome(
-            cycle_id=cycle_id,
-            decision=decision.decision,
-            decided_by=decision.decided_by,
-            from_phase=before,
-            phase=cycle.phase,
-            advanced=cycle.phase is not before,
-            stopped=decision.decision == "stop",
-            follow_up_cycle_id=follow[0].id if decision.decision == "advance" and follow else None,
-            message=message,
-        )
-    lines = [message, f"(the waiting cycle run {run.name!r} took the decision)"]
-    if after_run.state.is_paused():
-        lines.append(f"the run now waits for the next decision on cycle {cycle_id}")
-    return AdvanceResult(outcome=outcome, via="waiting-run", lines=lines, run_name=run.name)
-
-
 # --- in this process -----------------------------------------------------------------------
 
 
@@ -285,7 +163,7 @@ def summarize(report: Any) -> list[str]:
     return [line, clip(f"not ready yet: {ready.blockers[0]}", 100 - len(more)) + more]
 
 
-def _in_process(
+def _move(
     store: Store,
     decision: PhaseDecision,
     cycle_id: int,
@@ -293,41 +171,115 @@ def _in_process(
     to: Phase | None = None,
     expected_version: int | None = None,
     expected_phase: Phase | None = None,
-) -> AdvanceResult:
-    from flows.phases import run_phase
-    from flows.runtime import enable_log_file
-
-    enable_log_file(log_file())
+) -> DecisionOutcome:
+    """The decision through the domain, in one unit of work: the refresh, the gate, the move,
+    what the new phase starts with, and the outbox row asking for its flow commit together,
+    before any flow starts. An interruption before the commit changes nothing."""
     try:
-        # Everything the domain records (refresh, gate, move, what the new phase starts with)
-        # commits together, before any flow runs: an interruption before the commit changes
-        # nothing, one after it leaves a complete cycle (the flow only publishes its report).
         with store.unit_of_work() as s:
             cycle = cycle_service.get_cycle(s, cycle_id)
-            outcome = domain.apply_decision(
+            return domain.apply_decision(
                 s, cycle, decision, today, expected_phase, to=to, expected_version=expected_version
             )
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted: nothing changed, cycle {cycle_id} is where it was"
         ) from None
-    lines = [outcome.message]
-    if outcome.started is not None and outcome.started.summary:
-        lines.append(f"{outcome.phase}: {outcome.started.summary}")
-    report = None
-    if outcome.advanced:
-        # The next phase's flow (idempotent: it finds what the domain recorded, and publishes
-        # its report and artifacts); closing writes the final recap report.
-        next_phase = Phase.RECAP if outcome.phase is Phase.CLOSED else outcome.phase
+
+
+def dispatch(
+    cycle_id: int | None = None, *, use_server: bool = True, store: Store | None = None
+) -> tuple[list[Any], list[str]]:
+    """Start the flows the outbox asks for (of one cycle, or all) and say what happened, one
+    line each: as deployment runs when a Prefect server answers (``use_server``), else here.
+    Raises :class:`Interrupted` on Ctrl-C while a flow runs here (its row stays pending)."""
+    quiet_prefect()
+    from flows.dispatch import dispatch as start
+    from flows.dispatch import flow_phase
+    from flows.runtime import enable_log_file
+
+    enable_log_file(log_file())
+    url = configured_api_url()
+    alive = bool(url and server_url(url))
+    own = store is None
+    store = store or _store()
+    try:
+        if use_server and url and not alive:
+            with store.unit_of_work() as s:
+                waiting = outbox.waiting(s, cycle_id)
+                outbox.note(s, [w.id for w in waiting], f"no Prefect server answers at {url}")
+            return [], [
+                f"(no Prefect server answers at {url}: the {flow_phase(w.phase)} flow of cycle "
+                f"{w.cycle_id} starts once it does, or now with `aligncycle flows dispatch`)"
+                for w in waiting
+            ]
+        mode = "deployment" if (use_server and alive) else "in-process"
+        moved_to: list[Any] = []
         try:
-            report = run_phase(next_phase, cycle_id, today)
+            with _without_dead_server(url, alive) as note:
+                done = start(
+                    mode, db=store, cycle_id=cycle_id, on_start=lambda row: moved_to.append(row)
+                )
         except KeyboardInterrupt:
+            row = moved_to[-1]
             raise Interrupted(
-                f"interrupted: cycle {cycle_id} moved to {outcome.phase} with everything it "
-                f"starts with recorded; only the {next_phase} flow's report was not published"
+                f"interrupted: cycle {row.cycle_id} moved to {row.phase} with everything it "
+                f"starts with recorded; only the {flow_phase(row.phase)} flow's report was not "
+                "published (`aligncycle flows dispatch` runs it)"
             ) from None
-        lines += summarize(report)
-    return AdvanceResult(outcome=outcome, via="in-process", lines=lines, report=report)
+        lines: list[str] = []
+        for d in done:
+            name = f"{flow_phase(d.phase)}-cycle-{d.cycle_id}"
+            if d.moved_on is not None:
+                lines.append(
+                    f"the {flow_phase(d.phase)} flow of cycle {d.cycle_id} is not needed any "
+                    f"more: the cycle has moved on to {d.moved_on}"
+                )
+            elif d.error:
+                lines.append(
+                    f"the {flow_phase(d.phase)} flow of cycle {d.cycle_id} has not started: "
+                    f"{d.error} (tried again at the next dispatch)"
+                )
+            elif d.via == "deployment":
+                lines.append(f"flow run {name} created on the Prefect server; a worker runs it")
+            else:
+                lines += summarize(d.report)
+        return done, lines + note
+    finally:
+        if own:
+            store.dispose()
+
+
+def _dispatch_quietly(cycle_id: int) -> None:
+    try:
+        dispatch(cycle_id)
+    except BaseException:  # noqa: BLE001 - the row stays pending; the next dispatch retries
+        logging.getLogger(__name__).warning(
+            "starting the flow of cycle %s failed; the next dispatch tries again",
+            cycle_id,
+            exc_info=True,
+        )
+
+
+def dispatch_after_commit(session: Any, cycle_id: int) -> None:
+    """For the web app and the API: once this session's transaction (the move) commits, start
+    the new phase's flow in a background thread, so the request does not wait for Prefect.
+
+    Only when a Prefect server is configured in this process's environment
+    (``PREFECT_API_URL``): then it is one API call (the deployment run). On the embedded
+    default the row stays pending: the next ``aligncycle cycle advance`` or
+    ``aligncycle flows dispatch`` runs it, and the move itself already wrote everything the
+    phase starts with."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return
+    from sqlalchemy import event
+
+    def after_commit(_session: Any) -> None:
+        threading.Thread(
+            target=_dispatch_quietly, args=(cycle_id,), name=f"dispatch-{cycle_id}", daemon=True
+        ).start()
+
+    event.listen(session, "after_commit", after_commit, once=True)
 
 
 # --- the entry points ----------------------------------------------------------------------
@@ -344,12 +296,12 @@ def advance(
     expected_version: int | None = None,
     today: date | None = None,
     use_server: bool = True,
-    wait: float = 120.0,
 ) -> AdvanceResult:
-    """``aligncycle cycle advance``: the point person's decision on a cycle.
+    """``aligncycle cycle advance``: the point person's decision on a cycle, then the new
+    phase's flow (see the module's docstring).
 
     Raises :class:`~models.errors.DomainError` (one-line message) when refused; nothing is
-    written or resumed then. ``use_server=False`` never looks for a waiting run (the demo)."""
+    written then. ``use_server=False`` runs the flow here even with a server (the demo)."""
     if not decided_by:
         raise InvalidInput("say who decides: --as EMAIL (a point person of the cycle)")
     today = today or date.today()
@@ -363,57 +315,33 @@ def advance(
     store = _store()
     try:
         with store.unit_of_work() as s:
-            # Who decides, and what: refused here, nothing is written or resumed.
+            # Who decides, and what: refused here, nothing is written.
             cycle = cycle_service.get_cycle(s, cycle_id)
             checks = {"to": to, "expected_version": expected_version}
             domain.check_decision(s, cycle, choice, today, gate=False, **checks)
             asked_in = cycle.phase  # the decision is about this phase, whoever moves first
-        url = configured_api_url()
-        alive = bool(url and server_url(url))
-        if use_server and alive:
-            run = find_waiting_run(cycle_id)
-            if run is not None:
-                with store.unit_of_work() as s:  # the gate too, before waking the run
-                    domain.check_decision(s, cycle_service.get_cycle(s, cycle_id), choice, today)
-                return _resume(store, run, choice, cycle_id, today, wait)
         if choice.decision == "stop":
-            raise InvalidInput(f"no cycle run waits for a decision on cycle {cycle_id}")
-        if choice.decision == "stay":
-            with store.unit_of_work() as s:
-                cycle = cycle_service.get_cycle(s, cycle_id)
-                outcome = domain.apply_decision(s, cycle, choice, today)
-            return AdvanceResult(outcome=outcome, via="in-process", lines=[outcome.message])
-        with _without_dead_server(url, alive) as note:
-            result = _in_process(store, choice, cycle_id, today, to, expected_version, asked_in)
-        result.lines += note
-        return result
+            raise InvalidInput(
+                f"no cycle run waits for a decision on cycle {cycle_id}: nothing to stop "
+                "(cycles wait in the store; advance or stay)"
+            )
+        outcome = _move(store, choice, cycle_id, today, to, expected_version, asked_in)
+        lines = [outcome.message]
+        if outcome.started is not None and outcome.started.summary:
+            lines.append(f"{outcome.phase}: {outcome.started.summary}")
+        if not outcome.advanced:
+            return AdvanceResult(outcome=outcome, via="in-process", lines=lines)
+        done, more = dispatch(cycle_id, use_server=use_server, store=store)
+        ok = [d for d in done if not d.error and d.moved_on is None]
+        ran_here = [d for d in ok if d.via == "in-process"]
+        via: Literal["deployment", "in-process", "pending"] = (
+            "deployment"
+            if any(d.via == "deployment" for d in ok)
+            else "in-process"
+            if ran_here
+            else "pending"
+        )
+        report = ran_here[-1].report if ran_here else None
+        return AdvanceResult(outcome=outcome, via=via, lines=lines + more, report=report)
     finally:
         store.dispose()
-
-
-def run_cycle(
-    cycle_id: int,
-    *,
-    decision_timeout: int | None = None,
-    poll_interval: int | None = None,
-    on_start: Callable[[], None] | None = None,
-) -> list[DecisionOutcome]:
-    """``aligncycle cycle run``: drive the cycle, waiting for decisions between phases (blocks
-    while it waits; best with a Prefect server, so the UI's form can answer too)."""
-    quiet_prefect()
-    from prefect import tags
-
-    from flows.cycle import DEFAULT_DECISION_TIMEOUT, DEFAULT_POLL_INTERVAL, cycle_flow
-    from flows.runtime import cycle_tags, enable_log_file
-
-    enable_log_file(log_file())
-    with _store().unit_of_work() as s:
-        cycle_service.get_cycle(s, cycle_id)  # NotFound before starting anything
-    if on_start is not None:
-        on_start()
-    with tags(*cycle_tags(cycle_id)):
-        return cycle_flow(
-            cycle_id=cycle_id,
-            decision_timeout=decision_timeout or DEFAULT_DECISION_TIMEOUT,
-            poll_interval=poll_interval or DEFAULT_POLL_INTERVAL,
-        )

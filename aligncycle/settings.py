@@ -33,6 +33,12 @@ class Settings(StoreSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @property
+    def effective_base_url(self) -> str:
+        """Links sent in messages (invitations, resets) start with it: the ``base_url`` setting
+        (``StoreSettings``), else http://HOST:PORT (command line)."""
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
     def effective_workers(self) -> int:
         return self.workers or max(1, min(os.cpu_count() or 1, 4))
 

@@ -23,6 +23,11 @@ QUIET_DEFAULTS = {
     # A temporary server's first start on a new database takes 14-19 s on a busy 2-core
     # machine, close to the 20 s default.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # A heartbeat every 30 s (Prefect's default is 180): the zombie-run automation
+    # (``aligncycle flows setup``, 90 s without one) must never take a live run of an
+    # aligncycle process for a dead one. Workers load Prefect before this package: set it in
+    # their environment too (docs/running-for-a-company.md).
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
 }
 
 

@@ -192,20 +192,66 @@ def plan_task(name: str, today: date, policy: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(name="deliver-notifications", **TASK_OPTIONS)
-def deliver_task(name: str, workers: int, stale_after_seconds: float) -> dict[str, Any]:
-    return deliver_job(name, default_store(), workers, stale_after_seconds)
+def deliver_task(
+    name: str, workers: int, stale_after_seconds: float, retry_delays: list[float]
+) -> dict[str, Any]:
+    return deliver_job(
+        name, default_store(), workers, stale_after_seconds, retry_delays=retry_delays
+    )
 
 
-def _run_flow(name: str, today: date | None, policy: dict[str, Any], workers: int, stale: float):
+#: A failed send is tried again within the run after 30 s, then after 2 minutes (the third
+#: attempt is the last: then the message is marked failed and the run says so).
+RETRY_DELAYS = (30.0, 120.0)
+
+#: The final state of a run that could not deliver every message (Failed, so it stands out).
+UNDELIVERED = "Undelivered"
+
+
+def undelivered_message(delivery: dict[str, Any]) -> str | None:
+    """One sentence for a run that left messages undelivered, or None."""
+    failed, retrying = delivery.get("failed", 0), delivery.get("retrying", 0)
+    if not failed and not retrying:
+        return None
+    parts = []
+    if failed:
+        parts.append(f"{failed} failed for good")
+    if retrying:
+        parts.append(f"{retrying} to be tried again by the next run")
+    first = (delivery.get("errors") or [""])[0]
+    return (
+        f"{failed + retrying} message{'s' if failed + retrying != 1 else ''} could not be "
+        f"delivered ({', '.join(parts)})" + (f"; first: {first}" if first else "")
+    )
+
+
+def _run_flow(
+    name: str,
+    today: date | None,
+    policy: dict[str, Any],
+    workers: int,
+    stale: float,
+    retry_delays: list[float] | None = None,
+) -> Any:
+    """Plan, deliver (retrying failed sends with backoff), and end Failed named
+    "Undelivered" when messages could not be delivered (the run's result is still there)."""
+    from prefect.states import Failed
+
     logger = get_run_logger()
     day = today or date.today()
     plan = plan_task(name, day, policy)
     logger.info("%s %s: planned %s", name, day.isoformat(), plan)
-    delivery = deliver_task(name, workers, stale)
+    delays = list(RETRY_DELAYS if retry_delays is None else retry_delays)
+    delivery = deliver_task(name, workers, stale, delays)
     logger.info("%s: delivered %s", name, {k: v for k, v in delivery.items() if k != "errors"})
     for err in delivery.get("errors", [])[:5]:
         logger.warning("%s: %s", name, err)
-    return {"job": name, "today": day.isoformat(), "plan": plan, "delivery": delivery}
+    out = {"job": name, "today": day.isoformat(), "plan": plan, "delivery": delivery}
+    problem = undelivered_message(delivery)
+    if problem is not None:
+        logger.error("%s: %s", name, problem)
+        return Failed(name=UNDELIVERED, message=problem, data=out)
+    return out
 
 
 STALE = notify.DEFAULT_STALE_AFTER.total_seconds()
@@ -218,11 +264,14 @@ def execute_checkins(
     remind_days_before: int = 2,
     workers: int = 4,
     stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Raise confidence flags from the facts and ask owners for progress (per-cycle cadence
     from the playbook; ``cadence`` is the default for playbooks that do not say)."""
     policy = {"cadence": cadence, "remind_days_before": remind_days_before}
-    return _run_flow("execute-checkins", today, policy, workers, stale_after_seconds)
+    return _run_flow(
+        "execute-checkins", today, policy, workers, stale_after_seconds, retry_delays_seconds
+    )
 
 
 @flow(name="overdue-reminders")
@@ -231,10 +280,13 @@ def overdue_reminders(
     remind_days_before: int = 2,
     workers: int = 4,
     stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Remind owners of unfinished items due within ``remind_days_before`` days, or overdue."""
     policy = {"remind_days_before": remind_days_before}
-    return _run_flow("overdue-reminders", today, policy, workers, stale_after_seconds)
+    return _run_flow(
+        "overdue-reminders", today, policy, workers, stale_after_seconds, retry_delays_seconds
+    )
 
 
 @flow(name="escalations")
@@ -244,6 +296,7 @@ def escalations(
     escalate_to_manager_after_days: int = 3,
     workers: int = 4,
     stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Escalate items overdue ``escalate_after_days`` days to the owner's lead, and
     ``escalate_to_manager_after_days`` days later to a manager."""
@@ -251,24 +304,32 @@ def escalations(
         "escalate_after_days": escalate_after_days,
         "escalate_to_manager_after_days": escalate_to_manager_after_days,
     }
-    return _run_flow("escalations", today, policy, workers, stale_after_seconds)
+    return _run_flow(
+        "escalations", today, policy, workers, stale_after_seconds, retry_delays_seconds
+    )
 
 
 @flow(name="weekly-digest")
 def weekly_digest(
-    today: date | None = None, workers: int = 4, stale_after_seconds: float = STALE
+    today: date | None = None,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Each cycle in Execute: progress, KPIs, risks and what is due next week, to both teams."""
-    return _run_flow("weekly-digest", today, {}, workers, stale_after_seconds)
+    return _run_flow("weekly-digest", today, {}, workers, stale_after_seconds, retry_delays_seconds)
 
 
 @flow(name="recap-due")
 def recap_due(
-    today: date | None = None, workers: int = 4, stale_after_seconds: float = STALE
+    today: date | None = None,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Open Recap for cycles whose period ended (when the Execute gate allows), and tell the
     point persons (or what still blocks it)."""
-    return _run_flow("recap-due", today, {}, workers, stale_after_seconds)
+    return _run_flow("recap-due", today, {}, workers, stale_after_seconds, retry_delays_seconds)
 
 
 FLOWS = {

@@ -213,14 +213,21 @@ def deliver(
     workers: int = 4,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    retry_delays: Sequence[float] = (),
     secrets: Callable[[Sequence[str]], dict[str, str]] | None = load_prefect_secrets,
     sender: Callable[[str, str, str], str | None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryResult:
     """Deliver the pending notifications (of ``kinds``, or all): claim ``batch`` of them in one
-    transaction, send them ``workers`` at a time, mark each one as soon as it is sent."""
+    transaction, send them ``workers`` at a time, mark each one as soon as it is sent.
+
+    ``retry_delays``: the messages whose send failed are tried again in this call after each
+    delay in turn (backoff, e.g. 30 s then 120 s), until sent or their ``max_attempts`` are
+    used up (then ``failed``); without delays a failed message waits for the next call. The
+    result counts each message once, by how it ended."""
     started = time.perf_counter()
     claimer = uuid.uuid4().hex[:12]
-    result = DeliveryResult()
+    ended: dict[int, tuple[str, str | None]] = {}  # id -> (sent | retrying | failed, error)
     lock = threading.Lock()
     logs = _ThreadLogs()
     apprise_logger = logging.getLogger("apprise")
@@ -259,26 +266,42 @@ def deliver(
                 outbox.mark_failed(conn, out.id, claimer, error, final)
         with lock:
             if error is None:
-                result.sent += 1
+                ended[out.id] = ("sent", None)
             else:
-                result.errors.append(f"{out.key}: {error}")
-                if final:
-                    result.failed += 1
-                else:
-                    result.retrying += 1
+                ended[out.id] = ("failed" if final else "retrying", f"{out.key}: {error}")
 
-    try:
+    def one_pass(ids: Sequence[int] | None) -> None:
         after = 0
         while True:
             with store.unit_of_work() as s:
                 claimed = outbox.claim_batch(
-                    s, claimer, stale_before, kinds, after_id=after, limit=batch
+                    s, claimer, stale_before, kinds, after_id=after, limit=batch, ids=ids
                 )
             if not claimed:
                 break
             _by_destination(claimed, one, workers)
             after = claimed[-1].id
+
+    try:
+        one_pass(None)
+        for delay in retry_delays:
+            again = sorted(i for i, (how, _) in ended.items() if how == "retrying")
+            if not again:
+                break
+            sleep(delay)
+            one_pass(again)
     finally:
         apprise_logger.removeHandler(logs)
+    result = DeliveryResult()
+    for i in sorted(ended):
+        how, error = ended[i]
+        if how == "sent":
+            result.sent += 1
+            continue
+        if how == "failed":
+            result.failed += 1
+        else:
+            result.retrying += 1
+        result.errors.append(error or "")
     result.seconds = time.perf_counter() - started
     return result

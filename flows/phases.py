@@ -32,8 +32,10 @@ def phase_flow(phase: Phase) -> Any:
         raise ValueError(f"no flow for phase {phase}") from None
 
 
-def run_phase(phase: Phase, cycle_id: int, today: date | None = None) -> Any:
+def run_phase(
+    phase: Phase, cycle_id: int, today: date | None = None, *, return_state: bool = False
+) -> Any:
     """Run one phase's flow in this process (as a subflow inside a flow): heartbeat off, the
-    run tagged with its cycle and phase."""
+    run tagged with its cycle and phase. ``return_state``: its final state, not its result."""
     with no_heartbeat(), tags(*cycle_tags(cycle_id), f"phase:{phase}"):
-        return phase_flow(phase)(cycle_id=cycle_id, today=today)
+        return phase_flow(phase)(cycle_id=cycle_id, today=today, return_state=return_state)

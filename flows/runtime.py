@@ -205,11 +205,30 @@ WRITER = TASK | {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": r
 @task(name="check phase", **TASK)
 def check_phase(cycle_id: int, phase: Phase, *also: Phase) -> str:
     """Refuse (fail the flow with the domain's message, before writing) unless the cycle is in
-    the phase."""
+    the phase. With ``ALIGNCYCLE_BASE_URL`` set, the run links to the cycle's page in the web
+    app (where point persons decide)."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
         domain.require_phase(cycle, phase, *also)
-        return cycle.title
+        title = cycle.title
+    link_cycle_page(cycle_id)
+    return title
+
+
+def cycle_page(cycle_id: int) -> str | None:
+    """The cycle's page in the web app, when ``ALIGNCYCLE_BASE_URL`` is set."""
+    base = StoreSettings().base_url
+    return f"{base.rstrip('/')}/cycles/{cycle_id}" if base else None
+
+
+def link_cycle_page(cycle_id: int) -> str | None:
+    """Inside a run: a link artifact to the cycle's page in the web app (if configured)."""
+    page = cycle_page(cycle_id)
+    if page:
+        from prefect.artifacts import create_link_artifact
+
+        create_link_artifact(page, link_text=f"Cycle {cycle_id} in the web app")
+    return page
 
 
 @task(name="list checklist", **TASK)

@@ -7,5 +7,6 @@ from models import accounts, agreement_tables, alignment_tables, tables  # noqa:
 from models.base import Base
 from models.cadence import tables as cadence_tables  # noqa: F401
 from models.funnel import tables as funnel_tables  # noqa: F401
+from models.phases import dispatch as phase_dispatch  # noqa: F401
 
 metadata = Base.metadata

@@ -12,6 +12,7 @@ from typing import Any
 
 from models.enums import ActionStatus, Phase, Role
 from models.errors import Forbidden, InvalidInput, TransitionRefused
+from models.words import counted, day, phase_name, value_word
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ class CycleFacts:
     #: ... and the top-voted gaps without an action item.
     top_voted_without_actions: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def counted(n: int, singular: str, plural: str | None = None) -> str:
-    """``n`` and the word for that many: "1 action item", "2 action items"."""
-    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _names(singular: str, plural: str, what: str, items: Iterable[str], limit: int = 5) -> str:
@@ -118,7 +114,7 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
             _names(
                 "action item", "action items", "neither done nor dropped", facts.unfinished_actions
             )
-            + f" (the period runs to {facts.period_end.strftime('%-d %b %Y')})"
+            + f" (the period runs to {day(facts.period_end)})"
         )
     if facts.phase is Phase.RECAP:
         if not facts.has_retrospective:
@@ -153,8 +149,8 @@ def check_transition(
     expected = facts.phase.next
     if target is not expected:
         raise TransitionRefused(
-            f"phases advance in order: the cycle is in {facts.phase}, "
-            f"so the next phase is {expected}, not {target}"
+            f"phases advance in order: the cycle is in {phase_name(facts.phase)}, "
+            f"so the next phase is {phase_name(expected)}, not {phase_name(target)}"
         )
     if not is_point_person(actor, facts):
         raise Forbidden("only a point person of this cycle can advance it")
@@ -165,11 +161,11 @@ def check_transition(
         if overridable(facts, today):
             return
         raise TransitionRefused(
-            f"cannot leave {facts.phase} even with an override (only unfinished action items "
-            "in Execute can be overridden)",
+            f"the cycle cannot leave {phase_name(facts.phase)} even with an override (only "
+            "unfinished action items in Execute can be overridden)",
             blockers,
         )
-    raise TransitionRefused(f"cannot leave {facts.phase}", blockers)
+    raise TransitionRefused(f"the cycle cannot leave {phase_name(facts.phase)} yet", blockers)
 
 
 # --- what each phase allows ---------------------------------------------------------------
@@ -178,45 +174,45 @@ def check_transition(
 #: the sentence a refusal starts with). Checklist answers are the one exception, by item:
 #: any phase up to the current one (:func:`may_answer_in`).
 PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
-    "add_gap": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are added in identify or plan"),
+    "add_gap": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are added in Identify or Plan"),
     "decide_gap": (
         frozenset({Phase.IDENTIFY, Phase.PLAN}),
-        "gaps are decided in identify or plan",
+        "gaps are decided in Identify or Plan",
     ),
     "kpi_gaps": (
         frozenset({Phase.IDENTIFY, Phase.PLAN}),
-        "KPI gap rules are evaluated in identify or plan",
+        "KPI gap rules are evaluated in Identify or Plan",
     ),
     "plan_action": (
         frozenset({Phase.PLAN, Phase.EXECUTE}),
-        "action items are planned in plan or execute",
+        "action items are planned in Plan or Execute",
     ),
     "assign_action": (
         frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
-        "action items are assigned in plan, execute or recap",
+        "action items are assigned in Plan, Execute or Recap",
     ),
     "update_action": (
         frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
-        "action items are updated in plan, execute or recap",
+        "action items are updated in Plan, Execute or Recap",
     ),
-    "check_in": (frozenset({Phase.PLAN, Phase.EXECUTE}), "check-ins happen in plan or execute"),
+    "check_in": (frozenset({Phase.PLAN, Phase.EXECUTE}), "check-ins happen in Plan or Execute"),
     "sign_off_action": (
         frozenset({Phase.PLAN, Phase.EXECUTE, Phase.RECAP}),
-        "action items are signed off in plan, execute or recap",
+        "action items are signed off in Plan, Execute or Recap",
     ),
-    "set_target": (frozenset({Phase.PLAN, Phase.EXECUTE}), "targets are set in plan or execute"),
+    "set_target": (frozenset({Phase.PLAN, Phase.EXECUTE}), "targets are set in Plan or Execute"),
     "own_answers": (
         frozenset({Phase.IDENTIFY}),
-        "each team gives its own answers in identify",
+        "each team gives its own answers in Identify",
     ),
-    "vote": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are voted on in identify or plan"),
+    "vote": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are voted on in Identify or Plan"),
     "amend_agreement": (
         frozenset({Phase.PLAN}),
-        "changes to the teams' agreement are proposed in plan",
+        "changes to the teams' agreement are proposed in Plan",
     ),
     "decide_amendment": (
         frozenset({Phase.RECAP}),
-        "changes to the teams' agreement are adopted or rejected at recap",
+        "changes to the teams' agreement are adopted or rejected at Recap",
     ),
 }
 
@@ -229,7 +225,7 @@ def require_phase_allows(phase: Phase, work: str, cycle_id: int) -> None:
     """Refuse ``work`` in a phase that does not allow it, in one sentence."""
     phases, sentence = PHASE_WORK[work]
     if phase not in phases:
-        raise InvalidInput(f"{sentence}; cycle {cycle_id} is in {phase}")
+        raise InvalidInput(f"{sentence}; this cycle is in {phase_name(phase)}")
 
 
 def may_answer_in(phase: Phase, item_phase: Phase) -> bool:
@@ -246,7 +242,7 @@ ASSIGNERS = frozenset({Role.LEAD, Role.MANAGER})
 
 def require_assigner(actor: Actor, what: str = "create or assign action items") -> None:
     if actor.role not in ASSIGNERS:
-        raise Forbidden(f"only leads and managers can {what} (you are a {actor.role})")
+        raise Forbidden(f"only leads and managers can {what} (you are a {value_word(actor.role)})")
 
 
 def require_point_person_role(person: Actor | Any) -> None:
@@ -254,7 +250,7 @@ def require_point_person_role(person: Actor | Any) -> None:
     member named there could advance the cycle)."""
     if person.role is not Role.POINT_PERSON:
         who = getattr(person, "name", None) or f"person {person.id}"
-        role = person.role.value.replace("_", " ")
+        role = value_word(person.role)
         raise InvalidInput(
             f"{who} is a {role}, not a point person: name a point person of the team"
         )
@@ -262,7 +258,7 @@ def require_point_person_role(person: Actor | Any) -> None:
 
 def require_manager(actor: Actor, what: str) -> None:
     if actor.role is not Role.MANAGER:
-        raise Forbidden(f"only managers can {what} (you are a {actor.role})")
+        raise Forbidden(f"only managers can {what} (you are a {value_word(actor.role)})")
 
 
 def can_update_action(
@@ -293,9 +289,9 @@ def status_when_done(
 def require_counterpart(actor: Actor, counterpart_id: int | None, item_id: int) -> None:
     """Only the item's counterpart signs it off (their word that it is done for both teams)."""
     if counterpart_id is None:
-        raise InvalidInput(f"action item {item_id} has no counterpart to sign it off")
+        raise InvalidInput("this action item has no counterpart to sign it off")
     if actor.id != counterpart_id:
-        raise Forbidden(f"only the counterpart of action item {item_id} signs it off")
+        raise Forbidden("only the counterpart of this action item signs it off")
 
 
 def require_on_cycle_teams(

@@ -24,6 +24,7 @@ from models.enums import (
     RootCause,
     Severity,
 )
+from models.words import counted, field_label
 
 Text = str
 M = TypeVar("M", bound=BaseModel)
@@ -34,7 +35,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def _check_email(value: str) -> str:
     value = value.strip().lower()
     if not _EMAIL.match(value):
-        raise ValueError(f"not an email address: {value!r}")
+        raise ValueError(f"{value} is not an email address")
     return value
 
 
@@ -52,6 +53,19 @@ def _check_line(value: str) -> str:
 
 #: A name or title: one line, as it is quoted in one-line messages (gates, errors, digests).
 Line = Annotated[str, AfterValidator(_check_line)]
+
+
+def _check_who(value: str) -> str:
+    value = " ".join(_check_line(value).split())
+    if not value:
+        raise ValueError("type a name or an email")
+    if len(value) > 200:
+        raise ValueError("a name or an email is at most 200 characters")
+    return _check_email(value) if "@" in value else value
+
+
+#: Someone named by email or by name (the service finds the one person it means, or refuses).
+NameOrEmail = Annotated[str, AfterValidator(_check_who)]
 
 #: The largest id (and version number) there is: the store's keys are 32-bit integers.
 MAX_ID = 2**31 - 1
@@ -168,7 +182,7 @@ class CycleCreate(_In):
     @model_validator(mode="after")
     def _period(self) -> CycleCreate:
         if self.period_start and self.period_end and self.period_end < self.period_start:
-            raise ValueError("period_end is before period_start")
+            raise ValueError("the end date is before the start date")
         return self
 
 
@@ -360,8 +374,8 @@ class ActionItemCreate(_In):
     gap_id: Id | None = None
     title: Line = Field(min_length=1, max_length=300)
     description: str | None = None
-    owner: EmailStr | None = None
-    counterpart: EmailStr | None = None
+    owner: NameOrEmail | None = None
+    counterpart: NameOrEmail | None = None
     priority: Priority = Priority.MEDIUM
     due_date: Day | None = None
     follow_up_date: Day | None = None
@@ -371,7 +385,7 @@ class ActionItemCreate(_In):
     @model_validator(mode="after")
     def _dates(self) -> ActionItemCreate:
         if self.due_date and self.follow_up_date and self.follow_up_date > self.due_date:
-            raise ValueError("follow_up_date is after due_date")
+            raise ValueError("the follow-up date is after the due date")
         return self
 
     @property
@@ -388,8 +402,8 @@ class ActionGapLink(_In):
 
 
 class ActionItemAssign(_In):
-    owner: EmailStr
-    counterpart: EmailStr | None = None
+    owner: NameOrEmail
+    counterpart: NameOrEmail | None = None
     due_date: Day | None = None
     expected_version: Version | None = None
 
@@ -538,10 +552,13 @@ class EventRead(_Out):
     cycle_id: int | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    #: What happened, as a sentence with names (``models.services.story``).
+    sentence: str | None = None
 
 
 def validation_message(exc: Exception) -> str:
-    """One line for a pydantic ``ValidationError``: ``field: message`` of the first error."""
+    """One line for a pydantic ``ValidationError``: the first error, its field named by its
+    label ("Due date: …"), never by its field name."""
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc).splitlines()[0]
@@ -549,10 +566,12 @@ def validation_message(exc: Exception) -> str:
     if not errs:
         return "invalid input"
     first = errs[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
+    names = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+    more = f" (and {counted(len(errs) - 1, 'more problem')})" if len(errs) > 1 else ""
+    if names:
+        return f"{field_label(names[-1])}: {msg}{more}"
+    return f"{msg}{more}"
 
 
 def parse_input(model: type[M], **data: Any) -> M:

@@ -423,7 +423,11 @@ class Event(Base):
 
     __tablename__ = "events"
     #: The sign-in throttle counts recent failures of one kind (``auth.sign_in_failed``).
-    __table_args__ = (Index("ix_events_verb_at", "verb", "at"),)
+    __table_args__ = (
+        Index("ix_events_verb_at", "verb", "at"),
+        #: An object's history (the admin pages' person history).
+        Index("ix_events_object", "object_type", "object_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

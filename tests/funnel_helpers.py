@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from models.db import Store
+from models.funnel.rollups import forget
 from models.funnel.tables import Deal, FunnelFlag, FunnelImport, Lead
 
 
@@ -22,5 +23,6 @@ def funnel_content(store: Store) -> dict[str, list[tuple]]:
 
 def clear_funnel(store: Store) -> None:
     with store.unit_of_work() as s:
+        forget(s)  # the KPI rollups of what is cleared
         for t in (FunnelFlag, Deal, Lead, FunnelImport):
             s.execute(delete(t))

@@ -157,7 +157,7 @@ def test_an_unsigned_or_rejected_amendment_changes_nothing(store) -> None:  # no
         c, _ = _in_plan(s)
         lee, sam, mia = _p(s, "lee"), _p(s, "sam"), _p(s, "mia")
         a = agreements.propose(s, c, LONGER, lee)
-        with pytest.raises(InvalidInput, match="adopted or rejected at recap"):
+        with pytest.raises(InvalidInput, match="adopted or rejected at Recap"):
             agreements.sign(s, a, sam)  # still in Plan
         _to_recap(s, c)
         agreements.sign(s, a, sam)
@@ -335,7 +335,7 @@ def test_a_change_not_signed_before_its_cycle_closes_never_takes_effect(store) -
         recap.sign_off(s, c, _p(s, "max"))
         cycles.advance_cycle(s, c, _p(s, "sam"))
         assert c.phase is Phase.CLOSED
-        with pytest.raises(InvalidInput, match="at recap"):
+        with pytest.raises(InvalidInput, match="at Recap"):
             agreement_phase.sign(s, a, _p(s, "mia"))
         change = agreement_views.view(s, agreements.agreement_of(s, c)).amendments[0]
         assert change.status_words.startswith("Not adopted: the cycle closed")

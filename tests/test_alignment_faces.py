@@ -137,7 +137,7 @@ def test_the_vote_shows_its_totals_on_no_face_until_it_closes(web: Rig) -> None:
         over = sid.post(
             f"/cycles/{cid}/vote", data={"csrf": r.personas["sid"].csrf, f"votes-{gid}": "3"}
         )
-        assert over.status_code == 422 and "at most 2 votes on one gap" in over.text
+        assert over.status_code == 422 and "At most 2 votes on one gap" in over.text
         api = r.client("lee").get(f"/api/v1/cycles/{cid}/votes", headers=r.bearer("lee")).json()
         assert api["voters"] == 1 and not api["closed"]
         assert all(g["total"] is None and g["mine"] == 0 for g in api["gaps"])

@@ -169,7 +169,7 @@ def test_lead_assigns_and_owner_updates_from_my_work(as_, site: dict) -> None:  
     lead.goto(f"{site['base']}/cycles/{plan}/actions")
     item = lead.locator(f"#action-{item_id}")
     item.locator("summary", has_text="Assign").click()
-    item.locator(f"#as{item_id}-owner").fill("sid@acme.test")
+    item.locator(f"#as{item_id}-owner").fill("Sid Member")  # picked by name
     item.locator(f"#as{item_id}-due").fill(due)
     item.get_by_role("button", name="Assign").click()
     expect(lead.locator(".flash")).to_contain_text("now Sid Member's")
@@ -283,6 +283,13 @@ PAGES = [
     ("/cycles/{execute}/timeline", "sam@acme.test"),
     ("/cycles/{recap}/recap", "max@acme.test"),
     ("/cycles/{recap}/report", "max@acme.test"),
+    ("/cycles/{plan}/actions", "lee@acme.test"),
+    ("/cycles/{closed}/timeline", "sam@acme.test"),
+    ("/cycles/{closed}/recap", "sam@acme.test"),
+    ("/numbers/import", "lee@acme.test"),
+    ("/cycles/999999", "sid@acme.test"),  # an error page, signed in: the menu stays
+    ("/numbers/import", "sid@acme.test"),  # not allowed: the same
+    ("/notifications", "max@acme.test"),
 ]
 
 
@@ -316,3 +323,69 @@ def test_every_page_passes_axe_at_a_laptop_and_a_phone_width(
         for ctx in contexts.values():
             ctx.close()
     assert found == [], "\n".join(found)
+
+
+#: Pages people open on a phone most, and the cycle list's columns that must stay in view.
+PHONE_PAGES = [
+    ("/cycles", "max@acme.test"),
+    ("/cycles/{recap}/recap", "max@acme.test"),
+    ("/cycles/{execute}/actions", "lee@acme.test"),
+    ("/cycles/{execute}/timeline", "sam@acme.test"),
+    ("/my", "sid@acme.test"),
+    ("/numbers", "sid@acme.test"),
+]
+
+
+def test_on_a_phone_nothing_runs_off_the_screen_and_the_cycle_list_keeps_its_columns(
+    browser: Browser, site: dict
+) -> None:
+    """At 390 px no page is wider than the screen (the recap's charts included), and every row
+    of the cycle list shows its Overdue and Risk, named, inside the screen."""
+    width = VIEWPORTS["390 px"]["width"]
+    wide: list[str] = []
+    contexts: dict[str, object] = {}
+    try:
+        for path, email in PHONE_PAGES:
+            if email not in contexts:
+                ctx = browser.new_context(viewport=VIEWPORTS["390 px"])
+                contexts[email] = ctx
+                sign = ctx.new_page()
+                sign.goto(site["base"] + "/login")
+                sign.get_by_label("Email").fill(email)
+                sign.get_by_label("Password").fill(PASSWORD)
+                sign.get_by_role("button", name="Sign in").click()
+                expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
+                sign.close()
+            page = contexts[email].new_page()
+            url = path.format(**site["world"].cycles)
+            page.goto(site["base"] + url)
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            if scroll > width:
+                widest = page.evaluate(
+                    """(w) => [...document.querySelectorAll('body *')]
+                        .filter(e => e.getBoundingClientRect().right > w + 1)
+                        .slice(0, 3).map(e => e.tagName + '.' + e.className)""",
+                    width,
+                )
+                wide.append(f"{url}: {scroll} px wide ({widest})")
+            if url == "/cycles":
+                for label in ("Overdue", "Risk"):
+                    cells = page.locator(f'td[data-label="{label}"]')
+                    assert cells.count() >= 5
+                    for i in range(cells.count()):
+                        box = cells.nth(i).bounding_box()
+                        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1
+                        expect(cells.nth(i)).to_be_visible()
+                    shown = cells.first.evaluate("e => getComputedStyle(e, '::before').content")
+                    assert label in shown
+            if "/recap" in url:
+                charts = page.locator("svg.chart")
+                assert charts.count() >= 4
+                for i in range(charts.count()):
+                    box = charts.nth(i).bounding_box()
+                    assert box and box["x"] + box["width"] <= width + 1, (url, i, box)
+            page.close()
+    finally:
+        for ctx in contexts.values():
+            ctx.close()  # type: ignore[attr-defined]
+    assert wide == [], "\n".join(wide)

@@ -315,7 +315,7 @@ def test_reminders_go_to_owners_of_items_due_soon_or_overdue_once(world: Store) 
     )
     late = next(n for n in rows(world) if n.action_item_id == ids["late"])
     assert late.subject == "Overdue: 'late'"
-    assert "1 day overdue (was due 2026-03-01)" in late.body
+    assert "1 day overdue (was due 1 Mar 2026)" in late.body
     assert late.cycle_id == cid and late.status is NotificationStatus.PENDING
 
     again = plan(world, reminders.plan_reminders)  # a retried or duplicated run
@@ -538,8 +538,8 @@ def test_confidence_flags_are_raised_from_the_facts_never_lowered(world: Store) 
         "late but done": Confidence.ON_TRACK,
     }
     assert sorted(e.after["reason"] for e in logged) == [
-        "due 2026-03-03 and not started",
-        "overdue since 2026-03-01",
+        "due 3 Mar 2026 and not started",
+        "overdue since 1 Mar 2026",
     ]
     with world.unit_of_work() as s:
         assert checkins.update_confidence(s, TODAY) == 0
@@ -569,7 +569,7 @@ def test_checkin_requests_once_per_cadence_period_per_owner(world: Store) -> Non
     sam = next(n for n in rows(world) if n.recipient == SAM)
     assert sam.key == f"checkin:{cid}:p{_pid(world, SAM)}:n4#c{sam.channel_id}"  # day 30 // 7
     a = next(i for i in rows_of_actions(world) if i.title == "a")
-    assert f"- #{a.id} a (due in 3 days (2026-03-05); open, on track)" in sam.body
+    assert f"- #{a.id} a (due in 3 days (5 Mar 2026); open, on track)" in sam.body
     assert plan(world, checkins.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
     assert (
         plan(world, checkins.plan_checkins, TODAY + timedelta(days=5)).planned == 2
@@ -614,14 +614,14 @@ def test_digest_content_progress_kpis_risks_and_next_week(world: Store) -> None:
     assert (d.total, d.done, d.dropped, d.percent_done) == (7, 1, 1, 17)
     assert d.kpis == [digest.NO_FUNNEL_DATA]
     assert d.risks == [
-        "late (Sam Sales): 2 days overdue (was due 2026-02-28)",
+        "late (Sam Sales): 2 days overdue (was due 28 Feb 2026)",
         "blocked (Mia Marketing): blocked",
         "unowned (no owner): no owner",
     ]
-    assert d.due_next_week == ["next week (Mia Marketing), due in 4 days (2026-03-06)"]
+    assert d.due_next_week == ["next week (Mia Marketing), due in 4 days (6 Mar 2026)"]
     text = d.text(TODAY)
     assert "Progress: 1 of 6 action items done (17%)" in text
-    assert "Cycle 'Q1' (2026-01-31 to 2026-04-01, 30 days left)" in text
+    assert "Cycle 'Q1' (31 Jan 2026 to 1 Apr 2026, 30 days left)" in text
 
 
 def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Store) -> None:
@@ -753,6 +753,11 @@ def test_recap_opens_when_the_period_is_over_recorded_as_the_system(world: Store
         ]
     )
     assert result.changed == 1
+    with world.unit_of_work() as s:  # the system's move asks for the recap flow, like any move
+        from models.phases import dispatch as phase_outbox
+
+        asked = [(r.key, r.status, r.today) for r in phase_outbox.waiting(s)]
+    assert asked == [(f"cycle:{over}:recap", "pending", TODAY)]
     with world.unit_of_work() as s:
         again = recap_due.open_recaps_due(s, TODAY)
     assert again.opened == [] and again.blocked == {}
@@ -767,10 +772,13 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
             s, TODAY, recap_due.open_recaps_due(s, TODAY)
         )  # the next day's run
     assert due.opened == []
-    assert due.blocked == {cid: ["1 required question unanswered: wrapup"]}
+    assert due.blocked == {cid: ["1 required question unanswered: “Wrap-up notes?”"]}
     blocked = rows(world, NotificationKind.RECAP_DUE)
     assert len(blocked) == 2  # sam and mia, once
-    assert "cannot move to Recap yet: 1 required question unanswered: wrapup" in blocked[0].body
+    assert (
+        "cannot move to Recap yet: 1 required question unanswered: “Wrap-up notes?”"
+        in blocked[0].body
+    )
     with world.unit_of_work() as s:
         s.scalars(select(ChecklistItem).where(ChecklistItem.cycle_id == cid)).one().answer = "ok"
     with world.unit_of_work() as s:
@@ -780,14 +788,14 @@ def test_recap_due_respects_the_execute_gate(world: Store) -> None:
 def test_the_single_cycle_system_transition_refuses_and_changes_nothing(world: Store) -> None:
     cid, _ = make_cycle(world, [("a", SAM, 1, OPEN)])
     before = db_snapshot(world)
-    with pytest.raises(TransitionRefused, match="runs to 2026-04-01"), world.unit_of_work() as s:
+    with pytest.raises(TransitionRefused, match="runs to 1 Apr 2026"), world.unit_of_work() as s:
         recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), TODAY)
     assert db_snapshot(world) == before
     with world.unit_of_work() as s:
         c = recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=1))
         assert c.phase is Phase.RECAP
     with (
-        pytest.raises(TransitionRefused, match="is in recap, not execute"),
+        pytest.raises(TransitionRefused, match="is in Recap, not Execute"),
         world.unit_of_work() as s,
     ):
         recap_due.open_recap_when_period_over(s, s.get(Cycle, cid), END + timedelta(days=2))
@@ -1057,6 +1065,67 @@ def test_a_refused_message_is_retried_then_failed_with_the_reason(
     assert n.status is NotificationStatus.FAILED and n.attempts == 3
     receiver.status = 200
     assert deliver(world).sent == 0 and receiver.messages == []
+
+
+def test_a_failed_send_is_retried_with_backoff_within_the_same_run(
+    world: Store, receiver: Receiver
+) -> None:
+    """A channel that refuses twice, then accepts: sent by the third attempt of the same call,
+    after each backoff delay in turn; counted once, as sent."""
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+    receiver.status = 500
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        if len(waited) == 2:
+            receiver.status = 200  # the channel is back before the third attempt
+
+    r = deliver(world, retry_delays=(30, 120), sleep=sleep)
+    assert (r.sent, r.retrying, r.failed, r.errors) == (1, 0, 0, [])
+    assert waited == [30, 120]
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.SENT and n.attempts == 3
+    assert receiver.paths() == ["/sam"]
+
+
+def test_an_unreachable_channel_ends_failed_within_the_run_and_the_flow_says_so(
+    world: Store, receiver: Receiver
+) -> None:
+    from flows.cadence import undelivered_message
+    from flows.notify import deliver
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    plan(world, reminders.plan_reminders)
+    receiver.status = 500
+    waited: list[float] = []
+    r = deliver(world, retry_delays=(30, 120), sleep=waited.append)
+    assert (r.sent, r.retrying, r.failed) == (0, 0, 1) and waited == [30, 120]
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.FAILED and n.attempts == 3
+    message = undelivered_message(r.as_dict())
+    assert message is not None
+    assert message.startswith("1 message could not be delivered (1 failed for good); first: ")
+    assert undelivered_message({"sent": 3, "failed": 0, "retrying": 0}) is None
+
+
+@pytest.mark.prefect
+def test_a_cadence_run_with_undeliverable_messages_ends_in_a_state_that_says_so(
+    world: Store, receiver: Receiver, prefect_server: str, data_dir: Any
+) -> None:
+    from flows.cadence import overdue_reminders
+
+    make_cycle(world, [("soon", SAM, 1, OPEN)])
+    receiver.status = 500
+    state = overdue_reminders(today=TODAY, retry_delays_seconds=[0.1, 0.1], return_state=True)
+    assert state.is_failed() and state.name == "Undelivered"
+    assert state.message.startswith("1 message could not be delivered (1 failed for good)")
+    assert state.result(raise_on_failure=False)["delivery"]["failed"] == 1
+    (n,) = rows(world)
+    assert n.status is NotificationStatus.FAILED and n.attempts == 3
 
 
 def test_env_indirection_and_a_missing_variable(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from models import phases
 from models.enums import AnswerKind, Phase
+from models.errors import TransitionRefused
 from models.phases import lifecycle, plan
 from models.schemas import (
     ActionItemCreate,
@@ -20,11 +21,13 @@ from models.schemas import (
     CycleCreate,
     GapCreate,
     GapDecide,
+    PersonCreate,
     RetrospectiveRecord,
 )
-from models.services import actions, checklist, cycles, gaps, recap
+from models.services import actions, checklist, cycles, gaps, people, recap
 from models.services.common import person_by_email
 from models.tables import Event
+from models.words import phase_name
 from tests.conftest import db_snapshot
 from tests.test_cli import PLAYBOOK, cli, cli_json
 from tests.test_services import calm
@@ -114,7 +117,7 @@ def test_out_of_order_and_unauthorised_transitions(org: Any) -> None:
     msg = refused(
         org, "cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "sam@acme.test"
     )
-    assert "the next phase is plan, not execute" in msg
+    assert "the next phase is Plan, not Execute" in msg
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "lee@acme.test")
     assert "only a point person of this cycle can advance it" in msg
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "nobody@acme.test")
@@ -128,7 +131,7 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
     msg = refused(
         org, "cycle", "advance", "--no-flows", cid, "--override", "urgent", "--as", "sam@acme.test"
     )
-    assert "cannot leave identify even with an override" in msg
+    assert "cannot leave Identify even with an override" in msg
 
     with org.unit_of_work() as s:
         cycle = cycles.get_cycle(s, cid)
@@ -140,7 +143,7 @@ def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None
             person_by_email(s, "sid@acme.test"),
         )
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave identify: 1 gap not decided: Slow follow-up"
+    assert msg == "error: the cycle cannot leave Identify yet: 1 gap not decided: Slow follow-up"
 
 
 def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) -> None:
@@ -160,7 +163,7 @@ def test_plan_needs_owned_dated_actions_and_a_point_person_per_team(org: Any) ->
 
     lonely = walk(org, Phase.PLAN, marketing_point_person=False, gap=False)["cycle"]
     msg = refused(org, "cycle", "advance", "--no-flows", lonely, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave plan: 1 team without a point person: Marketing"
+    assert msg == "error: the cycle cannot leave Plan yet: 1 team without a point person: Marketing"
 
 
 def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) -> None:
@@ -171,7 +174,7 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
     msg = refused(
         org, "cycle", "advance", "--no-flows", cid, "--override", "  ", "--as", "sam@acme.test"
     )
-    assert "cannot leave execute" in msg
+    assert "cannot leave Execute" in msg
 
     out = cli(
         "cycle",
@@ -203,7 +206,8 @@ def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
     # point person to save it; the refusal rolls the draft back, so there is none to sign off.
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
     assert msg == (
-        "error: cannot leave recap: the draft retrospective is not saved by a point person yet"
+        "error: the cycle cannot leave Recap yet: the draft retrospective is not saved by a "
+        "point person yet"
     )
     msg = refused(org, "retro", "signoff", cid, "--as", "max@acme.test")
     assert "has no retrospective to sign off" in msg
@@ -216,7 +220,9 @@ def test_recap_closes_only_with_a_signed_off_retrospective(org: Any) -> None:
             person_by_email(s, "sam@acme.test"),
         )
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
-    assert msg == "error: cannot leave recap: the recap is not signed off by a manager"
+    assert (
+        msg == "error: the cycle cannot leave Recap yet: the recap is not signed off by a manager"
+    )
     msg = refused(org, "retro", "signoff", cid, "--as", "lee@acme.test")
     assert msg == "error: only managers can sign off a recap (you are a lead)"
     msg = refused(org, "retro", "record", cid, "--summary", "x", "--as", "lee@acme.test")
@@ -279,27 +285,41 @@ def test_a_refused_cycle_advance_leaves_every_table_unchanged(
         cid = walk(org, phase, marketing_point_person=phase is not Phase.PLAN)["cycle"]
     assert set(refresh_writes(org, cid)) == writes
     msg = refused(org, "cycle", "advance", cid, "--as", "sam@acme.test")
-    assert msg.startswith(f"error: cannot leave {phase}") and blocker in msg
+    assert msg.startswith(f"error: the cycle cannot leave {phase_name(phase)}") and blocker in msg
 
 
-@pytest.mark.prefect
-def test_the_waiting_cycle_run_refreshes_then_decides_in_one_transaction(
-    org: Any, prefect_server: str, data_dir: Path
-) -> None:
-    """The paused cycle run applies a decision with its own task (``flows.cycle.decide``). Every
-    required question is answered, but one answer was stored without its gap: the refresh in the
-    decision records that gap, so the gate refuses (the gap is not decided), and the refusal
-    rolls the refresh back with it."""
-    from flows.cycle import decide
-    from models.phases.lifecycle import PhaseDecision
+def test_a_decision_refreshes_then_decides_in_one_transaction(org: Any, data_dir: Path) -> None:
+    """``cycle advance`` (``orchestration.advance``, what every decision goes through) applies
+    the decision in one unit of work. Every required question is answered, but one answer was
+    stored without its gap: the refresh in the decision records that gap, so the gate refuses
+    (the gap is not decided), and the refusal rolls the refresh back with it: no flow is asked
+    for either (the outbox is part of the snapshot)."""
+    from aligncycle import orchestration
 
     cid = _identify_with_an_answer_stored_before_answers_recorded_gaps(org)
     with org.unit_of_work() as s:
         _answer_required(s, cycles.get_cycle(s, cid))
     assert "gap.added" in refresh_writes(org, cid)
     before = db_snapshot(org)
-    choice = PhaseDecision(decided_by="sam@acme.test", decision="advance")
-    decided = decide.fn(cid, choice, date.today(), Phase.IDENTIFY)
-    assert not decided.applied and decided.phase is Phase.IDENTIFY
-    assert decided.message.startswith("decision refused: cannot leave identify: 1 gap not")
+    with pytest.raises(TransitionRefused, match="the cycle cannot leave Identify yet: 1 gap not"):
+        orchestration.advance(cid, "sam@acme.test", today=date.today())
     assert db_snapshot(org) == before
+
+
+def test_the_cli_assigns_by_name_and_refuses_an_ambiguous_one_in_the_webs_words(org: Any) -> None:
+    ids = walk(org, Phase.EXECUTE)
+    with org.unit_of_work() as s:
+        people.create_person(
+            s, PersonCreate(name="Sam Sales", email="sam2@acme.test", team="marketing")
+        )
+    msg = refused(
+        org, "action", "assign", ids["action"], "--owner", "Sam Sales", "--as", "lee@acme.test"
+    )
+    assert msg == (
+        "error: 2 people called Sam Sales are on this cycle's teams (sam2@acme.test and "
+        "sam@acme.test): type the email of the one you mean"
+    )
+    assigned = cli_json(
+        "action", "assign", ids["action"], "--owner", "lee saleslead", "--as", "lee@acme.test"
+    )
+    assert assigned["owner"]["email"] == "lee@acme.test"

@@ -384,7 +384,7 @@ def test_targets_are_not_set_outside_plan_and_execute(org: Store, cycle_id: int)
         cycle = s.get(Cycle, cycle_id)
         action_id = to_plan(s, cycle)
         cycle.phase = Phase.IDENTIFY  # as if the item had been planned too early
-        with pytest.raises(InvalidInput, match="targets are set in plan or execute"):
+        with pytest.raises(InvalidInput, match="targets are set in Plan or Execute"):
             targets.set_target(
                 s,
                 actions.get_action(s, action_id),

@@ -1,4 +1,4 @@
-"""The Prefect flows of the four phases, the cycle flow's pause for the point person's decision,
+"""The Prefect flows of the four phases, the phase outbox and its dispatcher, the cycle flow,
 and ``aligncycle demo``, under one Prefect server for the whole session.
 
 The server runs on a Prefect database in a temporary folder, copied from a migrated template
@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from sqlalchemy import func, select
 import flows  # noqa: F401 - Prefect's quiet defaults before Prefect loads
 from models import phases
 from models.enums import Phase
-from models.errors import Forbidden, TransitionRefused
+from models.errors import TransitionRefused
 from models.phases import identify
 from models.schemas import (
     CheckInCreate,
@@ -34,7 +33,7 @@ from models.schemas import (
 )
 from models.services import actions, checklist, cycles, gaps, reports
 from models.services.common import person_by_email
-from models.tables import ActionItem, CheckIn, Cycle, Event, Gap
+from models.tables import ActionItem, CheckIn, Cycle, Gap
 from tests.conftest import PROJECT, db_snapshot
 
 pytestmark = pytest.mark.prefect
@@ -210,11 +209,11 @@ def test_a_phase_flow_on_a_cycle_not_in_its_phase_fails_with_the_domains_message
     assert state.is_failed()
     with pytest.raises(TransitionRefused) as err:
         state.result()
-    assert str(err.value) == (
-        f"the plan phase runs on a cycle in plan; cycle {cid} is in identify "
-        f"(advance it first: aligncycle cycle advance {cid})"
+    assert str(err.value).startswith("the Plan phase runs on a cycle in Plan; “")
+    assert str(err.value).endswith(
+        f"” is in Identify (advance it first: aligncycle cycle advance {cid})"
     )
-    with pytest.raises(TransitionRefused, match="the execute phase runs on a cycle in execute"):
+    with pytest.raises(TransitionRefused, match="the Execute phase runs on a cycle in Execute"):
         execute_flow(cid)
     assert db_snapshot(env) == before  # nothing written by either
 
@@ -295,84 +294,140 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
         assert reports.recap_report(s, None, cid).on_date == D0 + timedelta(days=44)
 
 
-# --- the decision between phases --------------------------------------------------------------
+# --- the decision between phases: the store, the outbox, the dispatcher ----------------------
 
 
-def wait_paused(cid: int, timeout: float = 60) -> Any:
-    from aligncycle.orchestration import find_waiting_run
+def flow_run(run_id: str) -> Any:
+    from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = find_waiting_run(cid)
-        if run is not None:
-            return run
-        time.sleep(0.25)
-    raise AssertionError(f"no cycle run paused for cycle {cid} within {timeout} s")
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
 
 
-def test_the_cycle_flow_waits_for_the_point_persons_decision_from_a_second_client(env) -> None:  # noqa: ANN001
-    from aligncycle import orchestration
-    from flows.cycle import cycle_flow
+def dispatch_rows(store, cid: int) -> list[Any]:  # noqa: ANN001
+    from models.phases import dispatch as outbox
+
+    with store.unit_of_work() as s:
+        return outbox.for_cycle(s, cid)
+
+
+def test_a_move_asks_for_its_phase_flow_and_the_dispatcher_starts_it_once(env) -> None:  # noqa: ANN001
+    """Whoever moves a cycle (here the domain call every face makes), the move writes the
+    outbox row with it; the dispatcher starts the flow (in process: no deployment on this
+    server), tagged with the cycle and the phase, and a second dispatch starts nothing."""
+    from flows.dispatch import dispatch
 
     cid = start_cycle(env)
     answer_identify(env, cid)
-    outcome: list[Any] = []
-    runner = threading.Thread(
-        target=lambda: outcome.append(
-            cycle_flow(cid, decision_timeout=120, poll_interval=1, today=D0, return_state=True)
-        ),
-        daemon=True,
-    )
-    runner.start()
+    with env.unit_of_work() as s:
+        phases.advance(s, cycles.get_cycle(s, cid), who(s, "sam@acme.test"), today=D0)
+    (row,) = dispatch_rows(env, cid)
+    assert (row.key, row.phase, row.status) == (f"cycle:{cid}:plan", Phase.PLAN, "pending")
+
+    (done,) = dispatch("deployment", db=env, cycle_id=cid)
+    assert done.via == "in-process" and done.error is None and done.flow_run_id
+    (row,) = dispatch_rows(env, cid)
+    assert row.status == "started" and row.flow_run_id == done.flow_run_id
+    run = flow_run(row.flow_run_id)
+    assert run.name == f"plan-cycle-{cid}" and run.state.is_completed()
+    assert {"aligncycle", f"cycle:{cid}", "phase:plan"} <= set(run.tags)
+    assert dispatch("deployment", db=env, cycle_id=cid) == []
+
+
+def test_a_deployment_run_is_created_once_however_often_it_is_dispatched(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    """With the phase's deployment on the server: the move's run is created (not waited
+    for); a Prefect outage leaves the row pending with the reason; a dispatcher that died
+    after creating the run (its row taken again) gets the same run back: one run per move."""
+    from prefect.client.orchestration import get_client
+
+    import flows.dispatch as fd
+    from flows.plan import plan_flow
+    from models.phases import dispatch as outbox
+
+    cid = start_cycle(env)
+    answer_identify(env, cid)
+    with env.unit_of_work() as s:
+        phases.advance(s, cycles.get_cycle(s, cid), who(s, "sam@acme.test"), today=D0)
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(plan_flow)
+        deployment_id = client.create_deployment(flow_id=flow_id, name="plan", paused=True)
     try:
-        run = wait_paused(cid)
-        assert {"aligncycle", f"cycle:{cid}"} <= set(run.tags)
-        key = run.state.state_details.pause_key
+        real = fd.start_deployment_run
 
-        # Refused before anything is resumed or written: not a point person.
-        before = db_snapshot(env)
-        with pytest.raises(Forbidden, match="only a point person"):
-            orchestration.advance(cid, "lee@acme.test", today=D0)
-        assert db_snapshot(env) == before
-        assert wait_paused(cid).state.state_details.pause_key == key
+        def outage(row: Any) -> str:
+            raise ConnectionError("All connection attempts failed")
 
-        # The point person's decision resumes the waiting run, which applies it and runs Plan.
-        result = orchestration.advance(cid, "sam@acme.test", today=D0, wait=60)
-        assert result.via == "waiting-run"
-        assert result.outcome.phase is Phase.PLAN
-        assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
-        assert phase_of(env, cid) is Phase.PLAN
-        paused = wait_paused(cid)
-        assert paused.id == run.id and paused.state.state_details.pause_key != key
+        monkeypatch.setattr(fd, "start_deployment_run", outage)
+        (down,) = fd.dispatch("deployment", db=env, cycle_id=cid)
+        assert down.error == "ConnectionError: All connection attempts failed"
+        (row,) = dispatch_rows(env, cid)
+        assert (row.status, row.attempts, row.error) == ("pending", 1, down.error)
+
+        monkeypatch.setattr(fd, "start_deployment_run", real)
+        (up,) = fd.dispatch("deployment", db=env, cycle_id=cid)
+        assert up.via == "deployment" and up.error is None
+        run = flow_run(up.flow_run_id)
+        assert run.deployment_id == deployment_id and run.name == f"plan-cycle-{cid}"
+        assert {f"cycle:{cid}", "phase:plan"} <= set(run.tags)
+        assert run.parameters == {"cycle_id": cid, "today": D0.isoformat()}
+
+        # The dispatcher died before its mark: the row is taken again once its claim is stale.
         with env.unit_of_work() as s:
-            decision = s.scalar(select(Event).where(Event.verb == "cycle.decision"))
-            assert decision.actor.email == "sam@acme.test"
+            s.get(outbox.PhaseDispatch, row.id).status = outbox.DispatchStatus.CLAIMED
+        (again,) = fd.dispatch("deployment", db=env, cycle_id=cid, stale_after=timedelta(0))
+        assert again.flow_run_id == up.flow_run_id
+        with get_client(sync_client=True) as client:
+            from prefect.client.schemas.filters import (
+                FlowRunFilter,
+                FlowRunFilterDeploymentId,
+            )
 
-        # Staying is a decision too (with its reason); then stop the run.
-        stay = orchestration.advance(
-            cid, "mia@acme.test", decision="stay", reason="waiting for leads", today=D0, wait=60
-        )
-        assert stay.lines[0] == f"cycle {cid} stays in plan: waiting for leads"
-        stop = orchestration.advance(cid, "mia@acme.test", decision="stop", today=D0, wait=60)
-        assert stop.outcome.stopped
-        runner.join(timeout=60)
-        assert not runner.is_alive()
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])
+                )
+            )
+        assert [r.id for r in runs] == [run.id]
+
+        # The run's process died (Prefect's zombie automation marks it Crashed): the next
+        # dispatch of every cycle puts the row back and starts a new run, once.
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
+        assert fd.restart_crashed(env) == [f"cycle:{cid}:plan"]
+        assert fd.restart_crashed(env) == []  # pending again: nothing more to put back
+        (row,) = dispatch_rows(env, cid)
+        assert (row.status, row.restarts) == ("pending", 1)
+        assert row.error == f"flow run plan-cycle-{cid} crashed: no heartbeat"
+        (second,) = fd.dispatch("deployment", db=env, cycle_id=cid)
+        assert second.flow_run_id != up.flow_run_id and second.error is None
+        (row,) = dispatch_rows(env, cid)
+        assert (row.status, row.restarts, row.flow_run_id) == ("started", 1, second.flow_run_id)
     finally:
-        if runner.is_alive():  # do not leave a paused run behind a failed assertion
-            from prefect.flow_runs import resume_flow_run
-
-            stop = {"decided_by": "sam@acme.test", "decision": "stop"}
-            resume_flow_run(wait_paused(cid, 5).id, run_input=stop)
-            runner.join(timeout=30)
-    state = outcome[0]
-    assert state.is_completed()
-    decided = state.result()
-    assert [d.decision for d in decided] == ["advance", "stay", "stop"]
-    assert phase_of(env, cid) is Phase.PLAN
-    assert count(env, ActionItem, cycle_id=cid) == 0  # no gaps, so nothing proposed
+        with get_client(sync_client=True) as client:  # the other tests run phase flows here
+            client.delete_deployment(deployment_id)
 
 
-def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None:  # noqa: ANN001
+def test_no_process_waits_for_a_decision(env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The cycle flow runs the phase the cycle is in and ends; it says where to decide: the
+    cycle's page in the web app."""
+    from flows.cycle import cycle_flow
+
+    monkeypatch.setenv("ALIGNCYCLE_BASE_URL", "https://align.acme.test/")
+    cid = start_cycle(env)
+    answer_identify(env, cid, regular_cadence="no")
+    state = cycle_flow(cid, today=D0, return_state=True)
+    assert state.is_completed() and state.result().gaps
+    text = artifact(f"cycle-{cid}-decision").data
+    assert f"on [the cycle's page](https://align.acme.test/cycles/{cid}), signed in" in text
+    assert f"cycle advance {cid}" in text
+    assert phase_of(env, cid) is Phase.IDENTIFY  # nobody decided: nothing moved
+
+
+def test_advancing_runs_the_next_phase_here_without_its_deployment(env) -> None:  # noqa: ANN001
     from aligncycle import orchestration
 
     cid = start_cycle(env)
@@ -388,6 +443,7 @@ def test_advancing_without_a_waiting_run_runs_the_next_phase_here(env) -> None: 
     accept_gaps(env, cid)
     result = orchestration.advance(cid, "sam@acme.test", today=D0)
     assert result.via == "in-process"
+    assert [r.status for r in dispatch_rows(env, cid)] == ["started"]
     assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
     # What Plan started with (recorded with the move), then the Plan flow's summary.
     assert result.lines[1].startswith("plan: 1 action item proposed from the playbook")
@@ -460,3 +516,27 @@ def test_the_demo_never_removes_a_folder_it_did_not_make(tmp_path: Path, monkeyp
     monkeypatch.setenv("ALIGNCYCLE_DEMO_DIR", str(mine))
     assert demo.main() == 1
     assert (mine / "aligncycle.db").read_text() == "a user's store"
+
+
+def test_flows_setup_creates_the_zombie_automation_once_and_updates_it(prefect_server) -> None:  # noqa: ANN001
+    """Prefect's documented automation for self-hosted servers: a run whose heartbeats stop
+    (after one) without a final state is marked Crashed; made again, it is updated."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+
+    from flows.zombies import NAME, ensure_zombie_automation
+
+    first, created = ensure_zombie_automation(90)
+    try:
+        again, created_again = ensure_zombie_automation(120)
+        assert created and not created_again and again == first
+        found = Automation.read(name=NAME)
+        assert found.trigger.after == {"prefect.flow-run.heartbeat"}
+        assert "prefect.flow-run.Completed" in found.trigger.expect
+        assert found.trigger.posture == "Proactive"
+        assert found.trigger.within == timedelta(seconds=120)
+        (action,) = found.actions
+        assert action.type == "change-flow-run-state" and action.state == "CRASHED"
+    finally:
+        Automation.read(name=NAME).delete()

@@ -18,6 +18,7 @@ from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.kpis import KPI_NAMES, KPIS, compute_kpis, format_value
 from models.funnel.links import refresh_links
+from models.funnel.rollups import refresh as refresh_rollups
 from models.funnel.tables import Deal, Lead
 
 
@@ -141,6 +142,7 @@ def load(store: Store, records: dict[str, dict], source: str = "t") -> None:
                 keys = {k for r in rows for k in r}
                 conn.execute(table.insert(), [{k: r.get(k) for k in keys} for r in rows])
         refresh_links(s, source)  # as an import does
+        refresh_rollups(s, source)
 
 
 @pytest.fixture

@@ -221,7 +221,7 @@ def test_identify_refuses_a_cycle_in_another_phase_and_writes_nothing(org) -> No
     with org.unit_of_work() as s:
         answer(s, cycles.get_cycle(s, cid), "gaps_to_address", "all", "plan")
     before = db_snapshot(org)
-    with pytest.raises(TransitionRefused, match=f"cycle {cid} is in plan"), org.unit_of_work() as s:
+    with pytest.raises(TransitionRefused, match="is in Plan"), org.unit_of_work() as s:
         identify.raise_gaps(s, cycles.get_cycle(s, cid))
     assert db_snapshot(org) == before
 
@@ -289,7 +289,7 @@ def test_plan_proposes_nothing_for_deferred_gaps_and_checks_the_gate(org) -> Non
         "which can…”, “How can the hand-off process become more efficient?”, “How do we make "
         "sure everyone follows the process?”"
     ]
-    assert "Not ready to leave plan" in plan.render_plan_markdown(report)
+    assert "Not ready to leave Plan" in plan.render_plan_markdown(report)
 
 
 def test_plan_refuses_a_cycle_still_in_identify(org) -> None:  # noqa: ANN001
@@ -298,7 +298,7 @@ def test_plan_refuses_a_cycle_still_in_identify(org) -> None:  # noqa: ANN001
     with pytest.raises(TransitionRefused) as err, org.unit_of_work() as s:
         plan.propose_actions(s, cycles.get_cycle(s, cid), D0)
     assert str(err.value) == (
-        f"the plan phase runs on a cycle in plan; cycle {cid} is in identify "
+        "the Plan phase runs on a cycle in Plan; “Q1” is in Identify "
         f"(advance it first: aligncycle cycle advance {cid})"
     )
     assert db_snapshot(org) == before
@@ -378,7 +378,7 @@ def test_execute_report_rolls_up_progress_overdue_and_confidence(org) -> None:  
 def test_execute_refuses_a_cycle_in_plan(org) -> None:  # noqa: ANN001
     cid = to_plan(org)
     before = db_snapshot(org)
-    refused = pytest.raises(TransitionRefused, match="the execute phase runs on a cycle in execute")
+    refused = pytest.raises(TransitionRefused, match="the Execute phase runs on a cycle in Execute")
     with refused, org.unit_of_work() as s:
         execute.execute_pass(s, cycles.get_cycle(s, cid), D0)
     assert db_snapshot(org) == before
@@ -509,7 +509,7 @@ def test_a_point_person_advances_and_the_decision_is_recorded(org) -> None:  # n
         ({"by": "nobody@acme.test"}, Exception, "unknown person"),
         ({"decision": "stay"}, InvalidInput, "staying in a phase needs a reason"),
         ({"follow_up_title": "Q2"}, InvalidInput, "a follow-up cycle is started when closing"),
-        ({}, TransitionRefused, "cannot leave identify: 10 required questions unanswered"),
+        ({}, TransitionRefused, "cannot leave Identify yet: 10 required questions unanswered"),
     ],
 )
 def test_refused_decisions_write_nothing(org, kw, error, message) -> None:  # noqa: ANN001

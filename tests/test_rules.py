@@ -20,6 +20,7 @@ from models.rules import (
     require_assigner,
     require_manager,
 )
+from models.words import phase_name
 
 TODAY = date(2025, 3, 10)
 END = date(2025, 3, 31)  # the period is not over on TODAY
@@ -177,8 +178,8 @@ def test_phases_only_advance_in_order(phase: Phase, target: Phase) -> None:
     with pytest.raises(TransitionRefused) as err:
         check_transition(PP, facts(phase, **CLEAR_RECAP), target, TODAY)
     assert str(err.value) == (
-        f"phases advance in order: the cycle is in {phase}, "
-        f"so the next phase is {phase.next}, not {target}"
+        f"phases advance in order: the cycle is in {phase_name(phase)}, "
+        f"so the next phase is {phase_name(phase.next)}, not {phase_name(target)}"
     )
 
 
@@ -198,7 +199,7 @@ def test_a_blocked_gate_refuses_with_its_blockers() -> None:
     with pytest.raises(TransitionRefused) as err:
         check_transition(PP, f, Phase.PLAN, TODAY)
     assert err.value.blockers == ["1 gap not decided: No SLA"]
-    assert str(err.value) == "cannot leave identify: 1 gap not decided: No SLA"
+    assert str(err.value) == "the cycle cannot leave Identify yet: 1 gap not decided: No SLA"
     assert "\n" not in str(err.value)
 
 
@@ -210,7 +211,7 @@ def test_a_point_person_may_override_unfinished_actions_with_a_reason() -> None:
 
 def test_an_override_needs_a_real_reason() -> None:
     f = facts(Phase.EXECUTE, unfinished_actions=("Agree SLA",))
-    with pytest.raises(TransitionRefused, match="cannot leave execute: 1 action item"):
+    with pytest.raises(TransitionRefused, match="cannot leave Execute yet: 1 action item"):
         check_transition(PP, f, Phase.RECAP, TODAY, override_reason="   ")
 
 
@@ -265,7 +266,8 @@ def test_point_persons_and_members_do_not_assign(actor: Actor) -> None:
     with pytest.raises(Forbidden) as err:
         require_assigner(actor)
     assert str(err.value) == (
-        f"only leads and managers can create or assign action items (you are a {actor.role})"
+        "only leads and managers can create or assign action items "
+        f"(you are a {actor.role.value.replace('_', ' ')})"
     )
 
 

@@ -802,7 +802,7 @@ def test_point_persons_and_members_cannot_import(web: Web) -> None:
     for who in ("sam", "sid"):
         page = web.client(who).get("/numbers/import")
         assert page.status_code == 403
-        assert "importing funnel data is for leads and managers" in text(page)
+        assert "Importing funnel data is for leads and managers" in text(page)
         assert web.upload(who, {"c.csv": CONTACTS}, profile="hubspot").status_code == 403
         api = web.api_upload(who, {"c.csv": CONTACTS}, profile="hubspot")
         assert api.status_code == 403 and api.json()["error"]["code"] == "forbidden"

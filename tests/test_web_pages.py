@@ -197,12 +197,16 @@ def test_recap_shows_charts_and_exports(w: Rig) -> None:
     exported = w.client("max").get(f"/cycles/{cycle}/recap.csv")
     assert exported.headers["content-type"].startswith("text/csv")
     assert "attachment" in exported.headers["content-disposition"]
-    rows = list(csv.reader(io.StringIO(exported.text)))
-    assert rows[0] == ["section", "item", "value"]
-    facts = {(r[0], r[1]): r[2] for r in rows[1:]}
-    assert facts[("actions", "actions_done")] == "2"
-    assert facts[("survey", "responses")] == "3"
-    assert ("improvement", "1") in facts
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    kinds = [r["Kind"] for r in rows]
+    # one row per gap and per action item, in the recap's words
+    assert kinds.count("Gap") == 2 and kinds.count("Action item") == 2
+    gaps = {r["Title"]: r for r in rows if r["Kind"] == "Gap"}
+    assert gaps["Sales rejects MQLs without a reason"]["Decision or status"] == "Accepted"
+    done = [r for r in rows if r["Kind"] == "Action item"]
+    assert {r["Decision or status"] for r in done} == {"Done"}
+    assert all(r["Owner"] and r["Gaps it addresses"] for r in done)
+    assert "Improvement" in kinds
 
 
 def test_csv_export_defuses_spreadsheet_formulas(w: Rig) -> None:
@@ -214,7 +218,7 @@ def test_csv_export_defuses_spreadsheet_formulas(w: Rig) -> None:
     )
     assert resp.status_code == 200, resp.text
     rows = list(csv.reader(io.StringIO(w.client("sam").get(f"/cycles/{cycle}/recap.csv").text)))
-    assert ["improvement", "1", '\'=HYPERLINK("http://x")'] in rows
+    assert ["Improvement", '\'=HYPERLINK("http://x")'] in [r[:2] for r in rows]
 
 
 def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> None:  # noqa: ANN001
@@ -287,7 +291,7 @@ def test_answering_a_question_from_the_cycle_page(w: Rig) -> None:
     page = w.client("sam").get(f"/cycles/{cycle}").text
     item = int(re.search(r'action="/checklist/(\d+)/answer"', page).group(1))
     bad = post(w, "sam", f"/checklist/{item}/answer", answer="maybe", next=f"/cycles/{cycle}")
-    assert bad.status_code == 422 and "answer yes, no or unsure" in bad.text
+    assert bad.status_code == 422 and "Answer yes, no or unsure" in bad.text
     ok = post(
         w,
         "sam",

@@ -43,6 +43,7 @@ class Case:
     public: bool = False
     anon: int | None = None  # default: 401 (API) or the sign-in page (pages)
     files: Callable[[Rig], list[tuple[str, tuple[str, bytes, str]]]] | None = None  # uploads
+    content: bytes | None = None  # a raw request body (text/csv)
 
     @property
     def api(self) -> bool:
@@ -136,6 +137,19 @@ def body(**values: Any) -> Callable[[Rig], dict[str, Any]]:
     return lambda r: dict(values)
 
 
+def extra(prefix: str, name: str, suffix: str = "") -> W:
+    """The URL of one of the admin lines' objects (see :func:`admin_objects`)."""
+    return lambda r: f"{prefix}/{r.admin[name]}{suffix}"  # type: ignore[attr-defined]
+
+
+def persona(who: str, suffix: str = "", prefix: str = "/admin/people") -> W:
+    return lambda r: f"{prefix}/{r.personas[who].id}{suffix}"
+
+
+def one_file(field: str, name: str, body: bytes) -> Callable[[Rig], list]:
+    return lambda r: [(field, (name, body, "text/plain"))]
+
+
 GAP = {"title": "Found by the matrix", "category": "other", "root_cause": "process"}
 DECIDE = {"decision": "accepted"}
 ASSIGN = {"owner": "sid@acme.test"}
@@ -152,6 +166,9 @@ CONTACTS = (
     b"102,2024-02-01 09:00,Paid Search,Sam Rep,yesterday,\r\n"
 )
 UPDATERS = {"sid", "meg", "lee", "max", "sam"}  # sid owns the item, meg is its counterpart
+MANAGERS = {"max"}  # the admin pages and the organisation's writes
+PEOPLE_CSV = b"name,email,team,role\nNed Newcomer,ned@acme.test,Sales,member\n"
+PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "sales-marketing-handoff.yaml"
 PROPOSERS = {"lee", "sam", "pia"}  # leads and point persons of sales and marketing
 CAMPAIGNERS = PROPOSERS | {"max"}  # and managers
 RATERS = {"sid", "lee", "sam", "pia", "max"}  # sales: the material is marketing's
@@ -892,6 +909,272 @@ CASES: list[Case] = [
         form(),
         refused=404,
     ),
+    # --- API: the organisation, managed by managers (the admin pages' verbs)
+    Case(
+        "GET",
+        "/api/v1/teams/{team_id}",
+        extra("/api/v1/teams", "sales"),
+        ALL,
+        200,
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/teams",
+        const("/api/v1/teams"),
+        MANAGERS,
+        201,
+        body(key="finance", name="Finance"),
+        cycle_bound=False,
+    ),
+    Case(
+        "PATCH",
+        "/api/v1/teams/{team_id}",
+        extra("/api/v1/teams", "sales"),
+        MANAGERS,
+        200,
+        body(name="Sales team"),
+        cycle_bound=False,
+    ),
+    Case(
+        "GET",
+        "/api/v1/people/{person_id}",
+        persona("sid", prefix="/api/v1/people"),
+        ALL,
+        200,
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/people",
+        const("/api/v1/people"),
+        MANAGERS,
+        201,
+        body(name="Ned Newcomer", email="ned@acme.test", team="sales"),
+        cycle_bound=False,
+    ),
+    Case(
+        "PATCH",
+        "/api/v1/people/{person_id}",
+        persona("sid", prefix="/api/v1/people"),
+        MANAGERS,
+        200,
+        body(role="lead"),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/people/import",
+        const("/api/v1/people/import"),
+        MANAGERS,
+        201,
+        cycle_bound=False,
+        content=PEOPLE_CSV,
+    ),
+    Case(
+        "POST",
+        "/api/v1/people/{person_id}/link",
+        persona("sid", "/link", prefix="/api/v1/people"),
+        MANAGERS,
+        201,
+        body(purpose="reset"),
+        cycle_bound=False,
+    ),
+    # --- pages: admin, for managers
+    Case("GET", "/admin", const("/admin"), MANAGERS, 303, cycle_bound=False),
+    Case("GET", "/admin/people", const("/admin/people"), MANAGERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/admin/people",
+        const("/admin/people"),
+        MANAGERS,
+        303,
+        form(name="Ned Newcomer", email="ned@acme.test", team="sales", role="member"),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/people/import",
+        const("/admin/people/import"),
+        MANAGERS,
+        303,
+        cycle_bound=False,
+        files=one_file("file", "people.csv", PEOPLE_CSV),
+    ),
+    Case("GET", "/admin/people/{person_id}", persona("sid"), MANAGERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/admin/people/{person_id}",
+        persona("sid"),
+        MANAGERS,
+        303,
+        form(name="Sid Member", team="sales", role="lead"),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/people/{person_id}/deactivate",
+        persona("sid", "/deactivate"),
+        MANAGERS,
+        303,
+        form(),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/people/{person_id}/reactivate",
+        extra("/admin/people", "inactive", "/reactivate"),
+        MANAGERS,
+        303,
+        form(),
+        cycle_bound=False,
+    ),
+    # sid has no channel of his own: the manager is shown the link (201)
+    Case(
+        "POST",
+        "/admin/people/{person_id}/link",
+        persona("sid", "/link"),
+        MANAGERS,
+        201,
+        form(purpose="reset"),
+        cycle_bound=False,
+    ),
+    Case("GET", "/admin/teams", const("/admin/teams"), MANAGERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/admin/teams",
+        const("/admin/teams"),
+        MANAGERS,
+        303,
+        form(name="Finance"),
+        cycle_bound=False,
+    ),
+    Case(
+        "GET",
+        "/admin/teams/{team_id}",
+        extra("/admin/teams", "sales"),
+        MANAGERS,
+        200,
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/teams/{team_id}",
+        extra("/admin/teams", "sales"),
+        MANAGERS,
+        303,
+        form(name="Sales team"),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/teams/{team_id}/members",
+        extra("/admin/teams", "sales", "/members"),
+        MANAGERS,
+        303,
+        form(email="meg@acme.test"),
+        cycle_bound=False,
+    ),
+    Case("GET", "/admin/channels", const("/admin/channels"), MANAGERS, 200, cycle_bound=False),
+    Case(
+        "POST",
+        "/admin/channels",
+        const("/admin/channels"),
+        MANAGERS,
+        303,
+        form(kind="slack", owner="team:sales", url="slack://T1/B2/C3"),
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/admin/channels/{channel_id}/remove",
+        extra("/admin/channels", "channel", "/remove"),
+        MANAGERS,
+        303,
+        form(),
+        cycle_bound=False,
+    ),
+    # --- pages: playbooks (everyone reads them; managers check a file)
+    Case("GET", "/playbooks", const("/playbooks"), ALL, 200, cycle_bound=False),
+    Case(
+        "GET",
+        "/playbooks/{playbook_id}",
+        extra("/playbooks", "playbook"),
+        ALL,
+        200,
+        cycle_bound=False,
+    ),
+    Case(
+        "POST",
+        "/playbooks/check",
+        const("/playbooks/check"),
+        MANAGERS,
+        200,
+        cycle_bound=False,
+        files=lambda r: [("file", ("book.yaml", PLAYBOOK.read_bytes(), "application/yaml"))],
+    ),
+    # --- pages: password links and single sign-on (public; forms need the sign-in CSRF token)
+    Case(
+        "GET",
+        "/password/forgot",
+        const("/password/forgot"),
+        ALL,
+        200,
+        cycle_bound=False,
+        public=True,
+    ),
+    Case(
+        "POST",
+        "/password/forgot",
+        const("/password/forgot"),
+        set(),
+        403,
+        form(email="sid@acme.test"),
+        cycle_bound=False,
+        public=True,
+    ),
+    Case(
+        "GET",
+        "/password/{token}",
+        const("/password/not-a-token"),
+        set(),
+        410,
+        cycle_bound=False,
+        public=True,
+        refused=410,
+    ),
+    Case(
+        "POST",
+        "/password/{token}",
+        const("/password/not-a-token"),
+        set(),
+        403,
+        form(new_password="x"),
+        cycle_bound=False,
+        public=True,
+    ),
+    # single sign-on is not configured in this world: not found for everyone
+    Case(
+        "POST",
+        "/login/sso",
+        const("/login/sso"),
+        set(),
+        404,
+        form(),
+        cycle_bound=False,
+        public=True,
+        refused=404,
+    ),
+    Case(
+        "GET",
+        "/login/sso/callback",
+        const("/login/sso/callback?state=x&code=y"),
+        set(),
+        404,
+        cycle_bound=False,
+        public=True,
+        refused=404,
+    ),
 ]
 
 
@@ -912,6 +1195,7 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             # Sid says his third item is done; Meg, its counterpart, signs it off.
             r.world.actions["awaiting_signoff"] = awaiting_signoff(s, r.world.cycles["execute"])
             r.extra["own"] = own_answers_cycle(s)
+            r.admin = admin_objects(s)  # type: ignore[attr-defined]
         r.imports = imports_of(r)  # type: ignore[attr-defined]
         with r.store.unit_of_work() as s:
             r.agree = agreement_objects(s, r)  # type: ignore[attr-defined]
@@ -983,6 +1267,26 @@ def own_answers_cycle(s: Any) -> int:
     return c.id
 
 
+def admin_objects(s: Any) -> dict[str, int]:
+    """What the admin lines need: the sales team, a channel, a playbook, a deactivated person."""
+    from models.cadence.tables import ChannelKind, NotificationChannel
+    from models.schemas import PersonCreate
+    from models.services import people
+    from models.tables import Playbook, Team
+
+    out = {"sales": s.scalar(select(Team.id).where(Team.key == "sales"))}
+    channel = NotificationChannel(team_id=out["sales"], kind=ChannelKind.SLACK, url="slack://a/b/c")
+    s.add(channel)
+    ivy = people.create_person(
+        s, PersonCreate(name="Ivy Inactive", email="ivy@acme.test", team="sales")
+    )
+    ivy.active = False
+    s.flush()
+    out["channel"], out["inactive"] = channel.id, ivy.id
+    out["playbook"] = s.scalar(select(Playbook.id).order_by(Playbook.id).limit(1))
+    return out
+
+
 def awaiting_signoff(s: Any, cycle_id: int) -> int:
     """An item of the cycle owned by Sid, with Meg as counterpart, waiting for her sign-off
     (as under a playbook that asks counterparts to sign off)."""
@@ -1046,6 +1350,9 @@ def _request(r: Rig, case: Case, who: str) -> Any:
         headers = r.bearer(who) if who != ANON else {}
         if files is not None:
             return client.request(case.method, url, headers=headers, data=data, files=files)
+        if case.content is not None:
+            headers = {**headers, "content-type": "text/csv"}
+            return client.request(case.method, url, headers=headers, content=case.content)
         return client.request(case.method, url, headers=headers, json=data)
     if case.method == "GET":
         return client.get(url)

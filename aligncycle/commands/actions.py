@@ -35,9 +35,14 @@ def action_add(
     gap: list[int] | None = typer.Option(
         None, "--gap", metavar="GAP_ID", help="A gap it addresses (repeat for several)."
     ),
-    owner: str | None = typer.Option(None, "--owner", metavar="EMAIL"),
+    owner: str | None = typer.Option(
+        None,
+        "--owner",
+        metavar="NAME|EMAIL",
+        help="A name of someone on the cycle's teams, or an email.",
+    ),
     counterpart: str | None = typer.Option(
-        None, "--counterpart", metavar="EMAIL", help="Their contact on the other team."
+        None, "--counterpart", metavar="NAME|EMAIL", help="Their contact on the other team."
     ),
     due: datetime | None = date_option("--due", "Due date"),
     follow_up: datetime | None = date_option("--follow-up", "Follow-up date"),
@@ -81,8 +86,13 @@ def _action_who(item: Any) -> str:
 @action_app.command("assign")
 def action_assign(
     action_id: int = typer.Argument(..., metavar="ACTION_ID"),
-    owner: str = typer.Option(..., "--owner", metavar="EMAIL"),
-    counterpart: str | None = typer.Option(None, "--counterpart", metavar="EMAIL"),
+    owner: str = typer.Option(
+        ...,
+        "--owner",
+        metavar="NAME|EMAIL",
+        help="A name of someone on the cycle's teams, or an email.",
+    ),
+    counterpart: str | None = typer.Option(None, "--counterpart", metavar="NAME|EMAIL"),
     due: datetime | None = date_option("--due", "Due date"),
     expected_version: int | None = EXPECTED_VERSION,
     as_: str | None = ACTOR_OPTION,

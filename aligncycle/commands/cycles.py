@@ -204,7 +204,6 @@ def cycle_advance(
         help="Leave execute with unfinished items; with --stay, why the cycle stays.",
     ),
     stay: bool = typer.Option(False, "--stay", help="Decide to stay in the phase (give --reason)."),
-    stop: bool = typer.Option(False, "--stop", help="Stop a waiting cycle run."),
     follow_up: str | None = typer.Option(
         None, "--follow-up", metavar="TITLE", help="Closing: start a follow-up cycle named so."
     ),
@@ -212,8 +211,8 @@ def cycle_advance(
         False,
         "--no-flows",
         help=(
-            "Without Prefect: don't resume a waiting run or run the next phase's flow; the "
-            "phases' domain steps run here (proposals, draft retrospective)."
+            "Without Prefect: don't start the next phase's flow now (it waits in the store "
+            "for `aligncycle flows dispatch`); the phases' domain steps run here."
         ),
     ),
     expected_version: int | None = EXPECTED_VERSION,
@@ -222,17 +221,17 @@ def cycle_advance(
 ) -> None:
     """The point person's decision: advance the cycle when its gate allows.
 
-    A cycle run waiting for this decision (on a Prefect server) is resumed; otherwise the
-    phase's analysis is brought up to date, the gate is checked, and the next phase's flow runs
-    here. With --no-flows no Prefect run is made: the same domain steps (refresh, gate, what the
-    new phase starts with) run in one transaction, as when the web app advances a cycle. All
-    go through the same rules; a refusal changes nothing."""
+    The phase's analysis is brought up to date, the gate is checked, the cycle moves and the
+    next phase's flow is asked for, in one transaction (as when the web app advances a cycle);
+    then that flow starts: as a deployment run when a Prefect server answers, else here. With
+    --no-flows nothing is started now (`aligncycle flows dispatch` starts it later). All go
+    through the same rules; a refusal changes nothing."""
     if no_flows:
         from models import phases
         from models.schemas import CycleRead
 
-        if stay or stop or follow_up:
-            cc.fail("--stay, --stop and --follow-up need the flows (drop --no-flows)", 2)
+        if stay or follow_up:
+            cc.fail("--stay and --follow-up need the flows (drop --no-flows)", 2)
         with cc.unit_of_work() as s:
             actor = cc.actor(s, as_)
             cycle = load_cycle(s, cycle_id)
@@ -261,7 +260,7 @@ def cycle_advance(
         result = orchestration.advance(
             cycle_id,
             as_,
-            decision="stop" if stop else "stay" if stay else "advance",
+            decision="stay" if stay else "advance",
             reason=override,
             follow_up_title=follow_up,
             to=to,

@@ -138,17 +138,25 @@ def playbook_validate(
     files: list[Path] = typer.Argument(..., help="Playbook YAML files to check."),
 ) -> None:
     """Check playbook files without loading them (no database needed)."""
-    from models.errors import PlaybookError
-    from models.playbook import load_playbook_file
+    from models.playbook_check import check_text
 
     failed = 0
     for path in files:
         try:
-            spec, _digest = load_playbook_file(path)
-        except PlaybookError as exc:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            problems = [f"cannot read: {exc.strerror}"]
+        except UnicodeDecodeError:
+            problems = ["not UTF-8 text"]
+        else:
+            result = check_text(text, str(path))
+            problems = result.problems
+        if problems:  # each a sentence naming the line and the field in words
             failed += 1
-            typer.echo(f"error: {cc.one_line(exc.message)}", err=True)
+            for problem in problems:
+                typer.echo(f"error: {path}: {cc.one_line(problem)}", err=True)
             continue
+        spec = result.spec
         ok(f"ok {path}: {spec.name}@{spec.version} ({len(spec.questions())} questions)")
     if failed:
         raise typer.Exit(1)
@@ -195,7 +203,9 @@ def playbook_schema() -> None:
     emit_json(json_schema())
 
 
-def _admin(session: Session, email: str | None) -> Person | None:
+def _admin(
+    session: Session, email: str | None, what: str = "add teams and people"
+) -> Person | None:
     """The acting manager for adding teams and people (anyone while there is no manager yet)."""
     from models.errors import NotFound
     from models.services import people
@@ -208,7 +218,7 @@ def _admin(session: Session, email: str | None) -> Person | None:
         except NotFound:
             if people.has_manager(session):
                 raise
-    people.require_admin(session, actor)
+    people.require_admin(session, actor, what)
     return actor
 
 
@@ -292,3 +302,144 @@ def person_list(
         [[p.email, p.name, p.team.key, p.role, "" if p.active else "inactive"] for p in rows],
         ["email", "name", "team", "role", "status"],
     )
+
+
+@team_app.command("rename")
+def team_rename(
+    key: str = typer.Argument(..., help="The team's key, e.g. sales."),
+    name: str = typer.Argument(..., help="Its new display name."),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Give a team a new name (managers). Its key stays."""
+    from models.schemas import TeamRead
+    from models.services import people
+
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "rename teams")
+        team = people.rename_team(s, people.team_by_key(s, key), name, actor)
+        out = TeamRead.model_validate(team)
+    if json_:
+        emit_json(out)
+    else:
+        ok(f"team {out.key} is now called {out.name}")
+
+
+@person_app.command("set")
+def person_set(
+    email: str = typer.Argument(..., help="The person's email."),
+    name: str | None = typer.Option(None, "--name", help="New full name."),
+    team: str | None = typer.Option(None, "--team", help="Move to this team (key)."),
+    role: Role | None = typer.Option(None, "--role", help="New role."),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Change a person's name, team or role (managers)."""
+    from models.schemas import PersonRead, PersonUpdate
+    from models.services import people
+
+    data = PersonUpdate(name=name, team=team, role=role)
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "change people's roles and teams")
+        person = people.update_person(s, people.person_with_email(s, email), data, actor)
+        out = PersonRead.model_validate(person)
+    if json_:
+        emit_json(out)
+    else:
+        ok(f"{out.name} <{out.email}>: {out.role} on {out.team.key}")
+
+
+@person_app.command("deactivate")
+def person_deactivate(
+    email: str = typer.Argument(..., help="The person's email."),
+    as_: str | None = ACTOR_OPTION,
+) -> None:
+    """Stop a person signing in and being given work (managers). Their history is kept."""
+    from models.services import people
+
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "deactivate people")
+        person = people.deactivate_person(s, people.person_with_email(s, email), actor)
+        name = person.name
+    ok(f"{name} is deactivated: they can no longer sign in or be given work")
+
+
+@person_app.command("reactivate")
+def person_reactivate(
+    email: str = typer.Argument(..., help="The person's email."),
+    as_: str | None = ACTOR_OPTION,
+) -> None:
+    """Let a deactivated person sign in and be given work again (managers)."""
+    from models.services import people
+
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "reactivate people")
+        person = people.reactivate_person(s, people.person_with_email(s, email), actor)
+        name = person.name
+    ok(f"{name} is active again")
+
+
+@person_app.command("import")
+def person_import(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV with name, email, team and (optional) role."
+    ),
+    as_: str | None = ACTOR_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Add every person of a CSV file, or nobody (managers): a bad row refuses the whole file,
+    each problem named by line and column."""
+    from models.schemas import PersonRead
+    from models.services import people_import
+
+    text = people_import.decode(file.read_bytes())
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "add people")
+        result = people_import.import_people(s, text, actor, source=str(file))
+        added = [PersonRead.model_validate(p) for p in result.added]
+    if json_:
+        emit_json({"added": added, "unchanged": result.unchanged})
+    else:
+        ok(result.summary())
+
+
+@person_app.command("invite")
+def person_invite(
+    email: str = typer.Argument(..., help="The person's email."),
+    reset: bool = typer.Option(
+        False, "--reset", help="A password-reset link rather than an invitation."
+    ),
+    as_: str | None = ACTOR_OPTION,
+) -> None:
+    """Send a person a link to choose their password (managers): through their own
+    notification channels, else printed here to pass on. Links start with
+    ALIGNCYCLE_BASE_URL."""
+    from aligncycle.settings import get_settings
+    from aligncycle.web.deps import secret_key
+    from models.services import invitations, people
+
+    settings = get_settings()
+    purpose = invitations.Purpose.RESET if reset else invitations.Purpose.INVITE
+    with cc.unit_of_work() as s:
+        actor = _admin(s, as_, "send invitation and reset links")
+        sent = invitations.send_link(
+            s,
+            people.person_with_email(s, email),
+            purpose,
+            actor,
+            secret=secret_key(settings),
+            base_url=settings.effective_base_url,
+        )
+        name, channels, link = sent.person.name, sent.channels, sent.link
+    if channels:
+        from flows import notify
+        from models.cadence.tables import NotificationKind
+
+        result = notify.deliver(cc.store(), [NotificationKind.ACCOUNT], workers=1)
+        where = ", ".join(channels)
+        if result.sent:
+            ok(f"link for {name} sent to {where}")
+        else:
+            ok(f"link for {name} planned for {where}; not sent yet (it is retried later)")
+    else:
+        ok(f"{name} has no notification channel of their own; pass this link on: {link}")

@@ -22,6 +22,7 @@ from aligncycle.web.deps import WebSettings, bounded_numbers, error_body, secret
 from migrations import runner
 from models.db import RETRY_AFTER, Store, StoreUnavailable, mask_secrets, outage
 from models.errors import DomainError
+from models.words import counted, field_label
 
 log = logging.getLogger("aligncycle.web")
 
@@ -79,9 +80,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
     if not fields:
         return "invalid input", []
     first = fields[0]
-    more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
-    text = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    return text.removeprefix("Value error, ") + more, fields
+    more = f" (and {counted(len(fields) - 1, 'more problem')})" if len(fields) > 1 else ""
+    message = first["message"].removeprefix("Value error, ")
+    # the message names the field by its label ("due date"); ``fields`` keeps the JSON path
+    text = f"{field_label(first['field'])}: {message}" if first["field"] else message
+    return text + more, fields
 
 
 def install_error_handlers(app: FastAPI) -> None:

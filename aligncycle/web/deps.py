@@ -43,6 +43,23 @@ class WebSettings(Settings):
     #: address is refused; counted in memory, per worker process.
     login_max_failures_per_client: int = Field(default=20, ge=1)
     login_client_window_minutes: int = Field(default=5, ge=1)
+    #: Single sign-on (OpenID Connect): the identity provider's issuer URL (its discovery
+    #: document is ``<issuer>/.well-known/openid-configuration``), and this app's client there.
+    #: All three set: the sign-in page offers "Sign in with your company account"; people are
+    #: matched by their (verified) email address.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    #: The button's words, e.g. "Sign in with Okta".
+    oidc_label: str = "Sign in with your company account"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
+
+    #: Set by ``aligncycle serve --demo`` (the demo store, its known password): the sign-in
+    #: page lists the demo accounts. Never set for a real store.
+    demo: bool = False
 
 
 def secret_key(settings: Settings) -> str:

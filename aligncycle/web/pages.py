@@ -25,11 +25,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.routing import compile_path
 
 from aligncycle.web.auth import (
     FLASH_COOKIE,
+    SESSION_COOKIE,
     PageCtx,
     clear_cookie,
     get_cookie,
@@ -38,6 +40,7 @@ from aligncycle.web.auth import (
 from aligncycle.web.deps import Ctx, status_of
 from aligncycle.web.perms import STATUS_LABELS, CyclePerms
 from models.base import utcnow
+from models.db import StoreUnavailable
 from models.enums import (
     ActionStatus,
     AnswerKind,
@@ -58,10 +61,12 @@ from models.schemas import (
 )
 from models.services import (
     access,
+    accounts,
     actions,
 )
 from models.services import views as v
 from models.tables import Cycle
+from models.words import counted, sentence_start
 
 #: An id in a page's path: a positive 31-bit integer, as the store's ids are.
 Id = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -210,6 +215,7 @@ env.globals.update(
     DUE_FILTERS=actions.DUE_FILTERS,
     days=_days,
     options=_options,
+    counted=counted,
 )
 
 
@@ -317,7 +323,10 @@ def act(
         fields = getattr(exc, "fields", None) or (
             {exc.field: exc.message} if getattr(exc, "field", None) else {}
         )
-        state = FormState(values=data, error=exc.message, fields=fields)
+        # a page shows a message as a sentence: capital first (the domain's one-line messages
+        # start lower-case, to follow "error: " on the command line)
+        fields = {name: sentence_start(text) for name, text in fields.items()}
+        state = FormState(values=data, error=sentence_start(exc.message), fields=fields)
         return rerender(request, ctx, to, {form_id: state}, status_of(exc))
     target = to.split("#", 1)[0] + (f"#{anchor}" if anchor else "")
     return redirect(request, target, message)
@@ -347,6 +356,23 @@ def render(
 
 
 def error_page(request: Request, status: int, message: str, ctx: Ctx | None = None) -> Response:
+    """The error page, with the menu for a signed-in person (never "Sign in" offered to them):
+    the request's own unit of work has ended, so the person is read again in a unit of its
+    own. The store being out of reach (503) leaves the page without the menu."""
+    raw = get_cookie(request, SESSION_COOKIE)
+    if ctx is None and raw and status != 503:
+        try:
+            with request.app.state.store.unit_of_work() as session:
+                ws = accounts.session_for(session, raw)
+                if ws is not None:
+                    me = Ctx(session=session, me=ws.person, csrf=ws.csrf_token)
+                    return _error_page(request, status, message, me)
+        except (SQLAlchemyError, StoreUnavailable):
+            pass
+    return _error_page(request, status, message, ctx)
+
+
+def _error_page(request: Request, status: int, message: str, ctx: Ctx | None) -> Response:
     titles = {401: "Please sign in", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
     return render(
         request,
@@ -354,7 +380,7 @@ def error_page(request: Request, status: int, message: str, ctx: Ctx | None = No
         "error.html",
         status=status,
         title=titles.get(status, "Something is not right"),
-        message=message,
+        message=sentence_start(message),
     )
 
 

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from aligncycle.web import charts
 from aligncycle.web.pages import (
+    CONFIDENCE_LABELS,
     DECISION_LABELS,
+    STATUS_LABELS,
     label,
 )
 from models.enums import (
@@ -24,7 +26,9 @@ from models.services import (
     recap,
     recap_views,
 )
-from models.tables import Cycle, Person
+from models.services import views as v
+from models.tables import ActionItem, Cycle, Person
+from models.words import counted, day, value_word
 
 
 def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
@@ -93,7 +97,9 @@ def recap_charts(
         if teams:
             out["survey_teams"] = charts.hbars(
                 [
-                    charts.Bar(t["name"], t["mean"], "teal", f"({t['published']} answers)")
+                    charts.Bar(
+                        t["name"], t["mean"], "teal", f"({counted(t['published'], 'answer')})"
+                    )
                     for t in teams
                 ],
                 title="Average score by team",
@@ -122,81 +128,109 @@ def recap_charts(
     return out
 
 
-def csv_rows(cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
-    facts, retro, survey = model["facts"], model["retro"], model["survey"]
-    rows: list[list[Any]] = [["section", "item", "value"]]
-    rows += [
-        ["cycle", "title", cycle.title],
-        ["cycle", "phase", cycle.phase.value],
-        ["cycle", "period", f"{cycle.period_start.isoformat()}..{cycle.period_end.isoformat()}"],
-    ]
-    for key in (
-        "actions_total",
-        "actions_done",
-        "actions_dropped",
-        "actions_unfinished",
-        "actions_late",
-        "gaps_total",
-    ):
-        rows.append(["actions" if key.startswith("actions") else "gaps", key, facts[key]])
-    for k, n in sorted((facts.get("gaps_by_decision") or {}).items()):
-        rows.append(["gaps", f"decision:{k}", n])
-    for k, n in sorted((facts.get("gaps_by_root_cause") or {}).items()):
-        rows.append(["gaps", f"root_cause:{k}", n])
+#: The export's columns: one row per gap and per action item (then the retrospective's lines,
+#: the survey's comments and the targets), each in the words of the recap page.
+CSV_HEADER = [
+    "Kind",
+    "Title",
+    "Decision or status",
+    "Owner",
+    "Counterpart",
+    "Due date",
+    "Confidence",
+    "Priority",
+    "Area",
+    "Root cause",
+    "Severity",
+    "Gaps it addresses",
+    "Reason or latest note",
+]
+
+
+def _all_actions(s: Session, cycle: Cycle) -> list[ActionItem]:
+    out: list[ActionItem] = []
+    while True:
+        rows, total = v.actions(s, cycle, limit=500, offset=len(out))
+        out += rows
+        if not rows or len(out) >= total:
+            return out
+
+
+def csv_rows(s: Session, cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]:
+    """The cycle as a table: a header, a row per gap and per action item, then the
+    retrospective, the survey's comments and the targets, one row each."""
+    rows: list[list[Any]] = [CSV_HEADER]
+    blank = [""] * (len(CSV_HEADER) - 2)
+
+    def line(kind: str, title: str, note: str = "") -> list[Any]:
+        return [kind, title, *blank[:-1], note]
+
+    for g in v.gaps(s, cycle):
+        rows.append(
+            [
+                "Gap",
+                g.title,
+                DECISION_LABELS[g.decision],
+                "",
+                "",
+                "",
+                "",
+                "",
+                value_word(g.category).capitalize(),
+                value_word(g.root_cause).capitalize(),
+                value_word(g.severity).capitalize(),
+                "",
+                g.decision_reason or "",
+            ]
+        )
+    actions = _all_actions(s, cycle)
+    latest = v.checkins_by_action(s, [a.id for a in actions])
+    for a in actions:
+        notes = [c.note for c in latest.get(a.id, []) if c.note]
+        rows.append(
+            [
+                "Action item",
+                a.title,
+                STATUS_LABELS[a.status],
+                a.owner.name if a.owner else "",
+                a.counterpart.name if a.counterpart else "",
+                day(a.due_date) if a.due_date else "",
+                CONFIDENCE_LABELS[a.confidence],
+                value_word(a.priority).capitalize(),
+                "",
+                "",
+                "",
+                "; ".join(g.title for g in a.gaps),
+                notes[0] if notes else "",
+            ]
+        )
+    retro = model["retro"]
     if retro is not None:
-        rows += [["improvement", str(i + 1), t] for i, t in enumerate(retro.improvements)]
-        rows += [["growth_area", str(i + 1), t] for i, t in enumerate(retro.growth_areas)]
-        rows += [["next_time", str(i + 1), t] for i, t in enumerate(retro.next_time)]
+        rows += [line("Improvement", t) for t in retro.improvements]
+        rows += [line("Growth area", t) for t in retro.growth_areas]
+        rows += [line("Next time", t) for t in retro.next_time]
         if retro.summary:
-            rows.append(["retrospective", "summary", retro.summary])
-        rows.append(
-            [
-                "retrospective",
-                "signed_off",
-                retro.signed_off_at.isoformat() if retro.signed_off_at else "",
-            ]
-        )
-    rows.append(["survey", "responses", survey.answered])
-    rows.append(["survey", "published", survey.published])
+            rows.append(line("Summary", retro.summary))
+    survey = model["survey"]
     if survey.shown:
-        rows.append(["survey", "mean", survey.mean])
-        rows += [["survey", f"score:{k}", n] for k, n in sorted(survey.distribution.items())]
-        rows += [
-            ["survey", f"team:{t['team']}", t["mean"] if t["mean"] is not None else ""]
-            for t in survey.by_team
-        ]
-        rows += [["survey_comment", str(i + 1), c] for i, c in enumerate(survey.comments)]
-    for t in model["trend"]:
-        rows.append(
-            [
-                "trend",
-                f"cycle:{t.cycle_id}:completion_pct",
-                "" if t.completion is None else t.completion,
-            ]
-        )
-        rows.append(
-            [
-                "trend",
-                f"cycle:{t.cycle_id}:survey_mean",
-                "" if t.survey_mean is None else t.survey_mean,
-            ]
-        )
+        rows += [line("Survey comment", c) for c in survey.comments]
     for k in model["kpis"]:
-        rows.append(["kpi", f"{k.kpi}:before", "" if k.before is None else k.before])
-        rows.append(["kpi", f"{k.kpi}:after", "" if k.after is None else k.after])
+        before = "no data" if k.before is None else f"{k.before:g}{k.unit}"
+        after = "no data" if k.after is None else f"{k.after:g}{k.unit}"
+        rows.append(line("KPI", k.label, f"before the cycle {before}, after it {after}"))
     measured = model.get("measured")
     for t in measured.targets if measured else []:
         result = {True: "reached", False: "not reached", None: "no data yet"}[t.achieved]
         rows.append(
-            [
-                "target",
+            line(
+                "Target",
                 t.action_title,
                 f"{KPIS[t.kpi].title}: baseline {format_value(t.kpi, t.baseline)}, target "
                 f"{format_value(t.kpi, t.target)}, now {format_value(t.kpi, t.current)}; {result}",
-            ]
+            )
         )
-    for i, d in enumerate(measured.disagreements if measured else []):
-        rows.append(["feelings_and_numbers_disagree", str(i + 1), d])
+    for d in measured.disagreements if measured else []:
+        rows.append(line("Feelings and numbers disagree", d))
     return rows
 
 
@@ -207,10 +241,10 @@ def _csv_safe(value: Any) -> Any:
     return value
 
 
-def csv_response(cycle: Cycle, model: dict[str, Any]) -> Response:
+def csv_response(s: Session, cycle: Cycle, model: dict[str, Any]) -> Response:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    for row in csv_rows(cycle, model):
+    for row in csv_rows(s, cycle, model):
         writer.writerow([_csv_safe(c) for c in row])
     return Response(
         buf.getvalue(),

@@ -20,7 +20,7 @@ from alembic import op
 import models.base
 
 revision: str = '0015'
-down_revision: str | Sequence[str] | None = '0009'
+down_revision: str | Sequence[str] | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,6 +27,7 @@ from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.rules import counted
 from models.tables import ActionItem, Cycle, Event
+from models.words import day
 
 
 def update_confidence(
@@ -81,9 +82,9 @@ def update_confidence(
                 item = by_id[aid]
                 assert item.due is not None
                 reason = (
-                    f"overdue since {item.due.isoformat()}"
+                    f"overdue since {day(item.due)}"
                     if new is Confidence.OFF_TRACK
-                    else f"due {item.due.isoformat()} and not started"
+                    else f"due {day(item.due)} and not started"
                 )
                 events.append(
                     {

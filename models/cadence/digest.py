@@ -20,6 +20,7 @@ from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.rules import counted
 from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
+from models.words import period
 
 
 @dataclass
@@ -62,8 +63,8 @@ class Digest:
         days_left = (self.period_end - today).days
         return "\n\n".join(
             [
-                f"Cycle {self.title!r} ({self.period_start.isoformat()} to "
-                f"{self.period_end.isoformat()}, {counted(max(days_left, 0), 'day')} left)",
+                f"Cycle {self.title!r} ({period(self.period_start, self.period_end)}, "
+                f"{counted(max(days_left, 0), 'day')} left)",
                 f"Progress: {self.done} of {self.total - self.dropped} action items done "
                 f"({self.percent_done}%); {status}",
                 block("KPIs:", self.kpis, "none defined"),

@@ -16,6 +16,7 @@ from models.base import utcnow
 from models.cadence.tables import Notification, NotificationKind, NotificationStatus
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle
+from models.words import counted, day
 
 INSERT_BATCH = 500  # rows per multi-row VALUES insert (SQLite)
 UNNEST_BATCH = 5000  # rows per unnest() insert (PostgreSQL): one array per column
@@ -124,13 +125,13 @@ def footer(key: str) -> str:
 def due_text(due: date, today: date) -> str:
     days = (due - today).days
     if days == 0:
-        return f"due today ({due.isoformat()})"
+        return f"due today ({day(due)})"
     if days == 1:
-        return f"due tomorrow ({due.isoformat()})"
+        return f"due tomorrow ({day(due)})"
     if days > 1:
-        return f"due in {days} days ({due.isoformat()})"
+        return f"due in {days} days ({day(due)})"
     late = -days
-    return f"{late} day{'s' if late != 1 else ''} overdue (was due {due.isoformat()})"
+    return f"{counted(late, 'day')} overdue (was due {day(due)})"
 
 
 # --- storing them once --------------------------------------------------------------------

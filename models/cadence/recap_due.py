@@ -19,8 +19,10 @@ from models.cadence.planning import Planned, PlanResult, chunks, footer, store_p
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, Phase
 from models.errors import TransitionRefused
+from models.phases.dispatch import DispatchStatus, PhaseDispatch, dispatch_key
 from models.rules import CycleFacts, gate_blockers
 from models.tables import ActionItem, ChecklistItem, Cycle, CycleTeam, Event
+from models.words import day, phase_name, question_label
 
 
 def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, CycleFacts]:
@@ -38,8 +40,8 @@ def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, Cycle
         ):
             pps[cid].add(pp)
         unanswered: dict[int, list[str]] = defaultdict(list)
-        for cid, key in session.execute(
-            select(ChecklistItem.cycle_id, ChecklistItem.key)
+        for cid, text in session.execute(
+            select(ChecklistItem.cycle_id, ChecklistItem.text)
             .where(
                 ChecklistItem.cycle_id.in_(chunk),
                 ChecklistItem.phase == Phase.EXECUTE,
@@ -48,7 +50,7 @@ def execute_facts(session: Session, cycle_ids: Sequence[int]) -> dict[int, Cycle
             )
             .order_by(ChecklistItem.cycle_id, ChecklistItem.position)
         ):
-            unanswered[cid].append(key)
+            unanswered[cid].append(f"“{question_label(text)}”")
         unfinished: dict[int, list[str]] = defaultdict(list)
         for cid, title in session.execute(
             select(ActionItem.cycle_id, ActionItem.title)
@@ -134,6 +136,22 @@ def open_recaps_due(
                     for cid in sorted(moved)
                 ],
             )
+            # Each cycle's recap flow is asked for with its move (the phase outbox).
+            session.execute(
+                insert(PhaseDispatch.__table__),
+                [
+                    {
+                        "key": dispatch_key(cid, Phase.RECAP),
+                        "cycle_id": cid,
+                        "phase": Phase.RECAP,
+                        "today": today,
+                        "status": DispatchStatus.PENDING,
+                        "attempts": 0,
+                        "created_at": now,
+                    }
+                    for cid in sorted(moved)
+                ],
+            )
     if result.opened:
         session.expire_all()
     return result
@@ -144,15 +162,13 @@ def open_recap_when_period_over(session: Session, cycle: Cycle, today: date) -> 
     Refused (nothing changes) when the cycle is not in Execute, its period has not ended, or
     the Execute gate still has blockers."""
     if cycle.phase is not Phase.EXECUTE:
-        raise TransitionRefused(f"cycle {cycle.id} is in {cycle.phase}, not execute")
+        raise TransitionRefused(f"“{cycle.title}” is in {phase_name(cycle.phase)}, not Execute")
     if today <= cycle.period_end:
-        raise TransitionRefused(
-            f"the period of cycle {cycle.id} runs to {cycle.period_end.isoformat()}"
-        )
+        raise TransitionRefused(f"the period of “{cycle.title}” runs to {day(cycle.period_end)}")
     session.flush()
     due = open_recaps_due(session, today, [cycle.id])
     if cycle.id in due.blocked:
-        raise TransitionRefused(f"cannot leave {Phase.EXECUTE}", due.blocked[cycle.id])
+        raise TransitionRefused("the cycle cannot leave Execute yet", due.blocked[cycle.id])
     session.refresh(cycle)
     return cycle
 
@@ -193,14 +209,14 @@ def plan_recap_due(
         if opened:
             subject = f"Recap is open: {c.title}"
             text = (
-                f"The period of cycle {c.title!r} ended on {c.period_end.isoformat()}, so "
+                f"The period of cycle “{c.title}” ended on {day(c.period_end)}, so "
                 "aligncycle moved it to Recap. Record the retrospective, run the team survey, "
                 "and ask a manager to sign off."
             ) + links.act(*links.recap(cid), "The recap")
         else:
             subject = f"Recap is due but blocked: {c.title}"
             text = (
-                f"The period of cycle {c.title!r} ended on {c.period_end.isoformat()}, but it "
+                f"The period of cycle “{c.title}” ended on {day(c.period_end)}, but it "
                 "cannot move to Recap yet: " + "; ".join(due.blocked[cid])
             ) + links.act(*links.cycle(cid), "What is missing")
         targets = [p for p in pps.get(cid, []) if p in directory.people]

@@ -11,7 +11,13 @@ Modules:
 - :mod:`models.funnel.links`    — what a lead knows of its deals and a deal of its lead
   (derived after every import).
 - :mod:`models.funnel.flags`    — what is odd about kept records (derived after every import).
-- :mod:`models.funnel.kpis`     — every KPI, defined once, computed set-based in SQL.
+- :mod:`models.funnel.files`    — reading an import's files (and its rejects files);
+  :mod:`models.funnel.upsert` — writing their rows.
+- :mod:`models.funnel.kpi_defs` — every KPI, defined once; :mod:`models.funnel.kpis` computes
+  them, from the rollups (:mod:`models.funnel.rollup_read`) where they answer, else from the
+  rows (:mod:`models.funnel.kpi_rows`); shared SQL in :mod:`models.funnel.sql`.
+- :mod:`models.funnel.rollups`  — the KPI rollups the import keeps (the months it touched:
+  :mod:`models.funnel.rollup_touched`).
 - :mod:`models.funnel.numbers`  — the Numbers page's read model (periods compared, groupings,
   the SLA breach list), cached per import.
 - :mod:`models.funnel.baseline` — a cycle's frozen baseline and the windows it is measured over.

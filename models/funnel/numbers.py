@@ -3,9 +3,13 @@ period beside an earlier one, the stage-by-stage funnel, the KPIs by one or two 
 the SLA breach list (each lead that waited past the hand-off SLA).
 
 Every figure comes from :func:`models.funnel.kpis.compute_kpis`, so the page shows exactly what
-``aligncycle kpi show`` prints. Results are cached per process, keyed by the store's data
-version (the newest import; a new import is a new version), so a page read again after no
-import reads no rows.
+``aligncycle kpi show`` prints. That reads the KPI rollups where they answer — the cards and
+the funnel of any period, the groupings by month, channel or team for any period, and by
+campaign or owner for periods of whole months — and the rows otherwise (campaign or owner
+over a period that starts or ends inside a month, two groupings of people or channels). The
+SLA breach list names leads, so it reads the rows (one pass over the period's MQLs). Results
+are cached per process, keyed by the store's data version (the newest import; a new import is
+a new version), so a page read again after no import reads no rows.
 """
 
 from __future__ import annotations

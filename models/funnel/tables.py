@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -292,3 +293,88 @@ class ImportJob(Base):
 
     created_by = relationship("Person", foreign_keys=[created_by_id])
     confirmed_by = relationship("Person", foreign_keys=[confirmed_by_id])
+
+
+class KpiLeadRollup(Base):
+    """The MQL cohort summed up by period and group, kept by the import
+    (:mod:`models.funnel.rollups`): one row per source, ``grain`` (``d``: a UTC day, ``period``
+    = days since 1970-01-01; ``m``: a month, ``period`` = year * 12 + month - 1), dimension
+    (``dim``: "" for everything, or channel, campaign, owner, team) and group (``key``: the
+    value, lower-cased for channel, campaign and team; ``label``: the spelling that sorts
+    first). A lead's period is its MQL date's.
+
+    The counts are the cohort's (see :func:`models.funnel.sql.lead_counts`); the distributions
+    are sorted 64-bit integers (native byte order, :mod:`array` ``q``), exact to the second:
+    ``latency`` (first touch - MQL, touched leads), ``untouched_mql`` (the MQL times of leads
+    not touched: which are due as of a time), ``progress`` (the latest progress of open leads
+    that progressed: which are stalled as of a time). ``reasons``: JSON {reason: count}."""
+
+    __tablename__ = "kpi_lead_rollups"
+    __table_args__ = (Index("ix_kpi_lead_rollups_lookup", "dim", "grain", "period", "source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    grain: Mapped[str] = mapped_column(String(1))
+    period: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str | None] = mapped_column(String(300))
+    label: Mapped[str | None] = mapped_column(String(300))
+    mqls: Mapped[int] = mapped_column(Integer)
+    sqls: Mapped[int] = mapped_column(Integer)
+    won: Mapped[int] = mapped_column(Integer)
+    decided: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    touched: Mapped[int] = mapped_column(Integer)
+    untouched: Mapped[int] = mapped_column(Integer)
+    deal_leads: Mapped[int] = mapped_column(Integer)
+    opp_dated: Mapped[int] = mapped_column(Integer)
+    reached_sql: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[int] = mapped_column(Integer)
+    latency: Mapped[bytes] = mapped_column(LargeBinary)
+    untouched_mql: Mapped[bytes] = mapped_column(LargeBinary)
+    progress: Mapped[bytes] = mapped_column(LargeBinary)
+    reasons: Mapped[str | None] = mapped_column(Text)
+
+
+class KpiDealRollup(Base):
+    """The deals' events summed up by period and group, kept by the import: ``kind`` ``won``
+    and ``lost`` (period: the day or month of the win or loss), ``open`` (neither: period of
+    its creation, NULL without a creation date), ``both`` (won and lost: day of the loss,
+    ``other`` the day of the win; day grain only, so a deal both won and lost in a window is
+    one closed deal among the flagged). ``month`` is the 'YYYY-MM' a deal is grouped under by
+    month (of its win, else loss, else creation). Grain, dimension, key and label as
+    :class:`KpiLeadRollup`; a deal's channel and campaign are its lead's, its owner and team
+    its own, else its lead's.
+
+    ``amount`` sums the cents of ``with_amount`` deals; ``times`` (sorted, as the lead
+    rollups): a won deal's cycle in seconds (those with a start), an open deal's creation time
+    (its age as of a time)."""
+
+    __tablename__ = "kpi_deal_rollups"
+    __table_args__ = (Index("ix_kpi_deal_rollups_lookup", "dim", "kind", "grain", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    grain: Mapped[str] = mapped_column(String(1))
+    kind: Mapped[str] = mapped_column(String(4))
+    period: Mapped[int | None] = mapped_column(Integer)
+    other: Mapped[int | None] = mapped_column(Integer)
+    month: Mapped[str | None] = mapped_column(String(7))
+    dim: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str | None] = mapped_column(String(300))
+    label: Mapped[str | None] = mapped_column(String(300))
+    deals: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    with_amount: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[int] = mapped_column(Integer)
+    times: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KpiRollupSource(Base):
+    """A source whose rollups are kept: the KPIs read them only for sources listed here (a
+    source written otherwise is read row by row until :func:`models.funnel.rollups.refresh`)."""
+
+    __tablename__ = "kpi_rollup_sources"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refreshed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,20 +20,21 @@ from models.schemas import (
 )
 from models.services import cycles as cycle_service
 from models.tables import ActionItem, ChecklistItem, Cycle
+from models.words import phase_name
 
 
 def require_phase(cycle: Cycle, *phases: Phase) -> None:
     """Refuse to run a phase's work on a cycle that is not in that phase."""
     if cycle.phase in phases:
         return
-    wanted = " or ".join(str(p) for p in phases)
+    wanted = " or ".join(phase_name(p) for p in phases)
     hint = ""
     order = list(Phase)
     if order.index(cycle.phase) < order.index(phases[0]):
         hint = f" (advance it first: aligncycle cycle advance {cycle.id})"
     raise TransitionRefused(
-        f"the {phases[0]} phase runs on a cycle in {wanted}; cycle {cycle.id} is in "
-        f"{cycle.phase}{hint}"
+        f"the {phase_name(phases[0])} phase runs on a cycle in {wanted}; “{cycle.title}” is in "
+        f"{phase_name(cycle.phase)}{hint}"
     )
 
 
@@ -136,8 +137,8 @@ def action_row(item: ActionItem, today: date) -> ActionRow:
 
 def readiness_md(r: Readiness) -> list[str]:
     if r.ready:
-        return [f"**Ready to advance** to {r.next_phase}."]
-    lines = [f"**Not ready to leave {r.phase}:**", ""]
+        return [f"**Ready to advance** to {phase_name(r.next_phase)}."]
+    lines = [f"**Not ready to leave {phase_name(r.phase)}:**", ""]
     lines += [f"- {b}" for b in r.blockers]
     if r.overridable:
         lines += ["", "A point person may advance anyway, giving a reason."]

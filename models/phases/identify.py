@@ -40,6 +40,7 @@ from models.services import gaps as gap_service
 from models.services.access import require_visible
 from models.services.common import as_actor
 from models.tables import ChecklistItem, Cycle, Gap, Person
+from models.words import question_label
 
 
 def answer_gap(cycle: Cycle, item: ChecklistItem) -> GapCreate | None:
@@ -189,7 +190,9 @@ def identify_report(
         answered=sum(i.answered for i in items),
         questions=len(items),
         unanswered_required=[
-            f"{i.key} ({i.owner})" for i in items if i.required and not i.answered
+            f"“{question_label(i.text)}” ({i.owner})"
+            for i in items
+            if i.required and not i.answered
         ],
         gaps=[_gap_row(g) for g in gaps],
         new_gaps=list(new_gap_ids),

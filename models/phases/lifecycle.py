@@ -22,6 +22,7 @@ from models.enums import (
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 from models.phases import agreement as agreement_phase
+from models.phases import dispatch
 from models.phases import numbers as kpi_checks
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import readiness_md
@@ -37,6 +38,7 @@ from models.services import cycles as cycle_service
 from models.services import recap as recap_service
 from models.services.common import as_actor, check_version, person_by_email, record_event
 from models.tables import ActionItem, Cycle, Person
+from models.words import phase_name, value_word
 
 
 def start_cycle(
@@ -57,8 +59,8 @@ def start_cycle(
 
 
 class PhaseDecision(BaseModel):
-    """What the point person decides at the end of a phase (the form in the Prefect UI, or
-    ``aligncycle cycle advance``). Checked by the domain, never by the form alone."""
+    """What the point person decides at the end of a phase (the web app's advance form, the
+    API, ``aligncycle cycle advance``). Checked by the domain, never by the form alone."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -69,7 +71,7 @@ class PhaseDecision(BaseModel):
         default="advance",
         description=(
             "advance: move to the next phase (its gate must be met); stay: keep working in "
-            "this phase (give a reason); stop: end this waiting run, the cycle keeps its phase."
+            "this phase (give a reason); stop: decide nothing now, the cycle keeps its phase."
         ),
     )
     reason: str | None = Field(
@@ -151,19 +153,20 @@ def check_decision(
 ) -> Person:
     """Every check :func:`apply_decision` makes, without writing. Returns the decider.
     ``gate=False`` leaves out the phase's gate (who decides, and what, only).
-    ``expected_phase``: the phase the decision was asked in (a waiting run knows it);
+    ``expected_phase``: the phase the decision was asked in;
     ``to``: the phase the decider expects next; ``expected_version``: the cycle as they read it."""
     check_version(cycle, expected_version, f"cycle {cycle.id}")
     if expected_phase is not None and cycle.phase is not expected_phase:
         raise TransitionRefused(
-            f"cycle {cycle.id} is in {cycle.phase} now, not {expected_phase}: someone else "
+            f"the cycle is in {phase_name(cycle.phase)} now, not {phase_name(expected_phase)}: "
+            "someone else "
             "moved it meanwhile"
         )
     actor = _decider(session, cycle, decision)
     if decision.decision == "stop":
         return actor
     if cycle.phase is Phase.CLOSED:
-        raise InvalidInput(f"cycle {cycle.id} is closed")
+        raise InvalidInput("the cycle is closed")
     if decision.decision == "stay":
         if not decision.reason:
             raise InvalidInput("staying in a phase needs a reason")
@@ -174,19 +177,19 @@ def check_decision(
     if decision.follow_up_title and target is not Phase.CLOSED:
         raise InvalidInput(
             "a follow-up cycle is started when closing a recap; "
-            f"cycle {cycle.id} is in {cycle.phase}"
+            f"the cycle is in {phase_name(cycle.phase)}"
         )
     assert target is not None
     if decision.follow_up_title and actor.role is not Role.POINT_PERSON:
-        raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
+        raise Forbidden(f"only point persons start cycles (you are a {value_word(actor.role)})")
     if gate:
         check_transition(
             as_actor(actor), cycle_service.facts(session, cycle), target, today, decision.reason
         )
     elif target is not cycle.phase.next:
         raise TransitionRefused(
-            f"phases advance in order: the cycle is in {cycle.phase}, "
-            f"so the next phase is {cycle.phase.next}, not {target}"
+            f"phases advance in order: the cycle is in {phase_name(cycle.phase)}, "
+            f"so the next phase is {phase_name(cycle.phase.next)}, not {phase_name(target)}"
         )
     return actor
 
@@ -204,7 +207,7 @@ def apply_decision(
     """Apply the point person's decision through the domain's rules. ``advance`` is
     :func:`advance` (refresh what the phase derives, the gate, the move, what the new phase
     starts with), then the follow-up cycle when one is asked for; ``stay`` records the reason;
-    ``stop`` writes nothing (it only ends a waiting run). All in the caller's unit of work."""
+    ``stop`` writes nothing. All in the caller's unit of work."""
     actor = check_decision(
         session,
         cycle,
@@ -226,7 +229,7 @@ def apply_decision(
     )
     if decision.decision == "stop":
         out.stopped = True
-        out.message = f"cycle {cycle.id} stays in {before}; the waiting run ends"
+        out.message = f"cycle {cycle.id} stays in {before}; nothing was decided"
         return out
     record_event(
         session,
@@ -368,21 +371,28 @@ def advance(
         session, cycle, actor, to=to, override_reason=override_reason, today=today
     )
     started = start_phase(session, cycle, today)
+    # The new phase's flow is asked for with the move, in this transaction (the outbox a
+    # dispatcher starts it from): whoever moved the cycle, the flow runs once.
+    dispatch.record(session, cycle, today)
     return Advanced(cycle_id=cycle.id, from_phase=before, phase=cycle.phase, started=started)
 
 
-# --- reading the decision context (what the pause form shows) ------------------------------
+# --- reading the decision context (what the cycle flow publishes) -------------------------
 
 
-def decision_prompt(session: Session, cycle: Cycle, today: date) -> str:
-    """Markdown shown with the decision form: where the cycle is and what blocks it."""
+def decision_prompt(
+    session: Session, cycle: Cycle, today: date, page_url: str | None = None
+) -> str:
+    """Markdown for the Prefect UI: where the cycle is, what blocks it, and where a point
+    person decides (the web app's page of the cycle, or the CLI)."""
     r = cycle_service.readiness(session, cycle, today)
+    where = f"on [the cycle's page]({page_url})" if page_url else "on the cycle's page"
     lines = [
         f"**Cycle {cycle.id} — {cycle.title}** is in **{cycle.phase}**.",
         "",
         *readiness_md(r),
         "",
-        "Decide as a point person of this cycle: `advance`, `stay` (with a reason) or `stop`.",
-        f"From a terminal: `aligncycle cycle advance {cycle.id} --as YOUR_EMAIL`.",
+        f"A point person of this cycle decides in the web app, {where}, signed in;",
+        f"or from a terminal: `aligncycle cycle advance {cycle.id} --as YOUR_EMAIL`.",
     ]
     return "\n".join(lines)

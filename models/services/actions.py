@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from models.base import utcnow
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision
-from models.errors import Conflict, Forbidden, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.rules import (
     ASSIGNERS,
     can_update_action,
@@ -40,6 +40,7 @@ from models.services.common import (
 )
 from models.services.cycles import permission_facts, spec
 from models.tables import ActionItem, ActionItemGap, CheckIn, Cycle, Gap, Person, Team
+from models.words import counted, day, field_label, listed, period, value_word
 
 TRACKED = [
     "title",
@@ -57,12 +58,52 @@ def get_action(session: Session, action_id: int) -> ActionItem:
     return get_or_raise(session, ActionItem, action_id, "action item")
 
 
+def person_on_teams(session: Session, ref: str, teams: list[Team], what: str) -> Person:
+    """The person ``ref`` names: an email, or a name (any case) of someone active on one of
+    ``teams``. Two people of that name: refused, asking for the email of the one meant."""
+    ref = " ".join(ref.split())
+    if "@" in ref:
+        try:
+            return person_by_email(session, ref)
+        except NotFound as exc:
+            gone = session.scalar(select(Person).where(Person.email == ref.lower()))
+            if gone is not None:  # known, but left: say so rather than "nobody"
+                raise InvalidInput(
+                    f"{gone.name} has been deactivated and cannot be given work", field=what
+                ) from exc
+            raise InvalidInput(f"nobody has the email {ref}", field=what) from exc
+    found = list(
+        session.scalars(
+            select(Person)
+            .where(
+                func.lower(Person.name) == ref.lower(),
+                Person.active.is_(True),
+                Person.team_id.in_([t.id for t in teams]),
+            )
+            .order_by(Person.email)
+        )
+    )
+    if not found:
+        raise InvalidInput(
+            f"nobody called {ref} is on {listed([t.name for t in teams], 'or')}: type a name "
+            "from the list or an email",
+            field=what,
+        )
+    if len(found) > 1:
+        raise InvalidInput(
+            f"{counted(len(found), 'person', 'people')} called {ref} are on this cycle's teams "
+            f"({listed([p.email for p in found], 'and')}): type the email of the one you mean",
+            field=what,
+        )
+    return found[0]
+
+
 def _people(
     session: Session, cycle: Cycle, owner: str | None, counterpart: str | None
 ) -> tuple[Person | None, Person | None]:
-    o = person_by_email(session, owner) if owner else None
-    c = person_by_email(session, counterpart) if counterpart else None
     teams = [ct.team for ct in cycle.teams]
+    o = person_on_teams(session, owner, teams, "owner") if owner else None
+    c = person_on_teams(session, counterpart, teams, "counterpart") if counterpart else None
     for person, what in ((o, "owner"), (c, "counterpart")):
         if person is not None:
             require_on_cycle_teams(person, [t.id for t in teams], [t.name for t in teams], what)
@@ -88,7 +129,7 @@ def _accepted_gaps(session: Session, cycle: Cycle, gap_ids: list[int]) -> list[G
     for gap_id in gap_ids:
         gap = session.get(Gap, gap_id)
         if gap is None or gap.cycle_id != cycle.id:
-            raise InvalidInput(f"no gap with id {gap_id} in cycle {cycle.id}", field="gap_id")
+            raise InvalidInput("that gap is not one of this cycle's", field="gap_id")
         if gap.decision is not GapDecision.ACCEPTED:
             raise InvalidInput(
                 f"the gap “{gap.title}” is {_NOT_ACCEPTED[gap.decision]}: action items address "
@@ -105,8 +146,9 @@ def _within_period(cycle: Cycle, name: str, value: date | None) -> None:
     in the year)."""
     if value is not None and not cycle.period_start <= value <= cycle.period_end:
         raise InvalidInput(
-            f"{name} {value.isoformat()} is outside the cycle's period "
-            f"({cycle.period_start.isoformat()} to {cycle.period_end.isoformat()})"
+            f"the {field_label(name)} {day(value)} is outside the cycle's period "
+            f"({period(cycle.period_start, cycle.period_end)})",
+            field=name,
         )
 
 
@@ -186,7 +228,7 @@ def assign_action(
     _within_period(cycle, "due_date", data.due_date)
     due_date = data.due_date or item.due_date
     if item.follow_up_date and due_date and item.follow_up_date > due_date:
-        raise InvalidInput("the new due_date is before the item's follow_up_date")
+        raise InvalidInput("the new due date is before the item's follow-up date", field="due_date")
     owner, counterpart = _people(session, cycle, data.owner, data.counterpart)
     before = {
         "owner": item.owner.email if item.owner else None,
@@ -262,7 +304,7 @@ def unlink_gap(session: Session, item: ActionItem, gap_id: int, actor: Person) -
     cycle = _to_link(session, item, actor)
     gap = session.get(Gap, gap_id)
     if gap is None or gap.cycle_id != cycle.id:  # another cycle's gap: as if none existed
-        raise InvalidInput(f"no gap with id {gap_id} in cycle {cycle.id}", field="gap_id")
+        raise InvalidInput("that gap is not one of this cycle's", field="gap_id")
     link = session.get(ActionItemGap, (item.id, gap.id))
     if link is None:
         return False
@@ -365,14 +407,16 @@ def update_action(
     if not fields:
         raise InvalidInput("nothing to update")
     if "due_date" in fields and actor.role not in ASSIGNERS:
-        raise Forbidden(f"only leads and managers move due dates (you are a {actor.role})")
+        raise Forbidden(
+            f"only leads and managers move due dates (you are a {value_word(actor.role)})"
+        )
     for name in ("due_date", "follow_up_date"):
         if name in fields:
             _within_period(cycle, name, fields[name])
     due = fields.get("due_date", item.due_date)
     follow_up = fields.get("follow_up_date", item.follow_up_date)
     if due and follow_up and follow_up > due:
-        raise InvalidInput("follow_up_date is after due_date")
+        raise InvalidInput("the follow-up date is after the due date", field="follow_up_date")
     before = snapshot(item, TRACKED)
     _apply_status(cycle, item, fields.pop("status", None), actor)
     for name, value in fields.items():

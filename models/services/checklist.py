@@ -14,6 +14,7 @@ from models.services.access import require_visible
 from models.services.common import as_actor, check_version, get_or_raise, record_event, snapshot
 from models.services.cycles import permission_facts
 from models.tables import ChecklistItem, Cycle, Person
+from models.words import phase_name, question_label, value_word
 
 
 def list_items(session: Session, cycle: Cycle, phase: Phase | None = None) -> list[ChecklistItem]:
@@ -79,22 +80,24 @@ def answer_item(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "checklist item", item.id)
     if cycle.phase is Phase.CLOSED:
-        raise InvalidInput(f"cycle {cycle.id} is closed")
+        raise InvalidInput("the cycle is closed: its questions cannot be answered any more")
     if not may_answer_in(cycle.phase, item.phase):
         raise InvalidInput(
-            f"{item.phase}.{item.key} belongs to a later phase; the cycle is in {cycle.phase}"
+            f"“{question_label(item.text)}” is asked in {phase_name(item.phase)}; the cycle is "
+            f"in {phase_name(cycle.phase)}"
         )
     f = permission_facts(cycle)
     if not can_answer_checklist(
         as_actor(actor), item.owner_id, item.owner_role, item.owner_team_id, f
     ):
         if item.owner is not None:
-            owner = item.owner.email
+            owner = item.owner.name
         else:
-            team = f" of {item.owner_team.key}" if item.owner_team else ""
-            owner = f"a {item.owner_role}{team}"
+            team = f" of {item.owner_team.name}" if item.owner_team else ""
+            owner = f"a {value_word(item.owner_role)}{team}"
         raise Forbidden(
-            f"{item.phase}.{item.key} is owned by {owner} (or a point person of the cycle); "
+            f"“{question_label(item.text)}” is answered by {owner} (or a point person of the "
+            "cycle); "
             "you cannot answer it"
         )
     check_version(item, data.expected_version, f"checklist item {item.id}")

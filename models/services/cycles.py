@@ -42,6 +42,7 @@ from models.tables import (
     Person,
     Retrospective,
 )
+from models.words import phase_name, question_label, value_word
 
 
 def get_cycle(session: Session, cycle_id: int) -> Cycle:
@@ -104,7 +105,7 @@ def start_cycle(
     per cycle). What it starts from (carried-over items, the KPI baseline) is
     :func:`models.phases.lifecycle.start_cycle`'s."""
     if actor.role is not Role.POINT_PERSON:
-        raise Forbidden(f"only point persons start cycles (you are a {actor.role})")
+        raise Forbidden(f"only point persons start cycles (you are a {value_word(actor.role)})")
     today = today or date.today()
     playbook = playbook_service.get_playbook(session, data.playbook)
     pb = playbook_service.spec_of(playbook)
@@ -114,19 +115,19 @@ def start_cycle(
         raise InvalidInput("an alignment cycle needs at least two teams")
     for key in pb.teams:
         if key not in teams:
-            raise InvalidInput(f"playbook {pb.name!r} needs team {key!r} in the cycle")
+            raise InvalidInput(f"the playbook {pb.name} needs the team {key} in the cycle")
     start = data.period_start or today
     end = data.period_end or start + timedelta(days=pb.settings.cycle_length_days)
     if end < start:
-        raise InvalidInput("period_end is before period_start")
+        raise InvalidInput("the end date is before the start date", field="period_end")
 
     previous = None
     if data.previous_cycle_id is not None:
         previous = visible_cycle(session, actor, data.previous_cycle_id)
         if previous.phase not in (Phase.RECAP, Phase.CLOSED):
             raise InvalidInput(
-                f"cycle {previous.id} is in {previous.phase}; a follow-up cycle starts from a "
-                "cycle in recap or closed"
+                f"“{previous.title}” is in {phase_name(previous.phase)}; a follow-up cycle "
+                "starts from a cycle in Recap or closed"
             )
         # One follow-up per cycle: a second would get the same open action items carried over.
         follow_up = session.scalar(
@@ -266,12 +267,6 @@ def assign_point_person(
     session.flush()
     session.refresh(ct)
     return ct
-
-
-def question_label(text: str, limit: int = 60) -> str:
-    """A question as a blocker names it: its text, shortened to a readable length."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip(" ,;:") + "…"
 
 
 def facts(session: Session, cycle: Cycle) -> CycleFacts:

@@ -30,6 +30,7 @@ from models.tables import (
     SurveyResponse,
     Team,
 )
+from models.words import phase_name
 
 RETRO_FIELDS = ["improvements", "growth_areas", "next_time", "summary"]
 
@@ -132,7 +133,7 @@ def record_retrospective(
     require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
         raise InvalidInput(
-            f"the retrospective is recorded in recap; cycle {cycle.id} is in {cycle.phase}"
+            f"the retrospective is recorded in Recap; this cycle is in {phase_name(cycle.phase)}"
         )
     if actor is not None:
         _require_point_person(cycle, actor, "record the retrospective")
@@ -185,7 +186,9 @@ def sign_off(
     require_visible(actor, cycle, "cycle", cycle.id)
     require_manager_actor(actor, "sign off a recap")
     if cycle.phase is not Phase.RECAP:
-        raise InvalidInput(f"a recap is signed off in recap; cycle {cycle.id} is in {cycle.phase}")
+        raise InvalidInput(
+            f"a recap is signed off in Recap; this cycle is in {phase_name(cycle.phase)}"
+        )
     retro = get_retrospective(session, cycle)
     if retro is None:
         raise InvalidInput(f"cycle {cycle.id} has no retrospective to sign off")
@@ -237,7 +240,9 @@ def respond(session: Session, cycle: Cycle, data: SurveyRespond, actor: Person) 
     answers never tells their answer apart."""
     require_visible(actor, cycle, "cycle", cycle.id)
     if cycle.phase is not Phase.RECAP:
-        raise InvalidInput(f"the survey is open in recap; cycle {cycle.id} is in {cycle.phase}")
+        raise InvalidInput(
+            f"the survey is open in Recap; this cycle is in {phase_name(cycle.phase)}"
+        )
     if actor.team_id not in {ct.team_id for ct in cycle.teams} and actor.role is not Role.MANAGER:
         raise Forbidden("only members of the cycle's teams answer its survey")
     already = session.scalar(

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from aligncycle import orchestration
 from aligncycle.web.api.common import Id, Limit, Offset, Page, cycle_for, page, window
 from aligncycle.web.auth import ApiCtx
 from models import phases
@@ -26,6 +27,7 @@ from models.schemas import (
 from models.services import (
     access,
     cycles,
+    story,
 )
 from models.services import views as v
 from models.tables import ChecklistItem
@@ -103,6 +105,8 @@ def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
         override_reason=body.override_reason,
         expected_version=body.expected_version,
     )
+    # Once the move commits, its phase flow starts (a Prefect deployment run).
+    orchestration.dispatch_after_commit(ctx.session, cycle_id)
     return CycleRead.model_validate(cycle)
 
 
@@ -123,7 +127,12 @@ def set_point_person(
 def timeline(cycle_id: Id, ctx: ApiCtx, limit: Limit = 50, offset: Offset = 0) -> dict:
     """The cycle's audit log, newest first."""
     events, total = v.timeline(ctx.session, cycle_for(ctx, cycle_id), limit=limit, offset=offset)
-    return page([EventRead.model_validate(e) for e in events], total, limit, offset)
+    told = story.tell(ctx.session, events)
+    rows = [
+        EventRead.model_validate(e).model_copy(update={"sentence": t.sentence})
+        for e, t in zip(events, told, strict=True)
+    ]
+    return page(rows, total, limit, offset)
 
 
 @router.get(

@@ -157,7 +157,7 @@ def get_recap(cycle_id: Id, ctx: ApiCtx) -> RecapRead:
 )
 def recap_csv(cycle_id: Id, ctx: ApiCtx) -> Response:
     cycle = cycle_for(ctx, cycle_id)
-    return csv_response(cycle, recap_model(ctx.session, cycle, ctx.me))
+    return csv_response(ctx.session, cycle, recap_model(ctx.session, cycle, ctx.me))
 
 
 class StoredReportRead(BaseModel):

@@ -5,6 +5,9 @@ from fastapi import APIRouter
 from aligncycle.web.routes import (
     account,
     actions,
+    admin,
+    admin_channels,
+    admin_playbooks,
     agreements,
     alignment,
     auth,
@@ -14,7 +17,9 @@ from aligncycle.web.routes import (
     my_work,
     notifications,
     numbers,
+    password_links,
     recap,
+    sso,
     timeline,
 )
 
@@ -34,4 +39,6 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+for module in (admin, admin_channels, admin_playbooks, password_links, sso):
+    router.include_router(module.router)
 router.include_router(agreements.router)  # the teams' agreement, campaigns, materials

@@ -27,16 +27,49 @@ from models.enums import (
 from models.errors import DomainError, Forbidden
 from models.services import (
     accounts,
+    people,
 )
 
 router = APIRouter(include_in_schema=False)
+
+#: The demo organisation's password (``aligncycle serve --demo`` sets it for everyone: the
+#: same as ``aligncycle.cli_web.DEMO_PASSWORD``).
+DEMO_PASSWORD = "demo-password"
+
+
+def demo_accounts(request: Request) -> list[dict[str, str]] | None:
+    """The people of the demo store to sign in as, when the app serves the demo (else None)."""
+    if not getattr(request.app.state.settings, "demo", False):
+        return None
+    with unit_of_work(request) as session:
+        return [
+            {"name": p.name, "email": p.email, "role": ROLE_WORDS[p.role], "team": p.team.name}
+            for p in people.list_people(session)
+            if p.active
+        ]
+
+
+ROLE_WORDS = {
+    Role.POINT_PERSON: "point person",
+    Role.LEAD: "lead",
+    Role.MANAGER: "manager",
+    Role.MEMBER: "member",
+}
 
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> Response:  # noqa: A002
     resp = HTMLResponse("")
     token = login_csrf(request, resp)
-    page = render(request, None, "login.html", login_csrf=token, next=safe_next(next, "/"))
+    page = render(
+        request,
+        None,
+        "login.html",
+        login_csrf=token,
+        next=safe_next(next, "/"),
+        demo=demo_accounts(request),
+        DEMO_PASSWORD=DEMO_PASSWORD,
+    )
     for key, value in resp.headers.items():
         if key.lower() == "set-cookie":
             page.headers.append("set-cookie", value)
@@ -113,6 +146,8 @@ def _login_again(
         next=safe_next(data.get("next"), "/"),
         error=message,
         email=data.get("email", ""),
+        demo=demo_accounts(request),
+        DEMO_PASSWORD=DEMO_PASSWORD,
     )
     for key, value in resp.headers.items():
         if key.lower() == "set-cookie":

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from aligncycle import orchestration
 from aligncycle.web.auth import (
     PageCtx,
 )
@@ -86,7 +87,11 @@ def new_cycle_page(
     newest: dict[str, Any] = {}
     for b in books:
         newest[b.name] = b
-    others = [p for p in people.list_people(s) if p.role is Role.POINT_PERSON and p.id != ctx.me.id]
+    others = [
+        p
+        for p in people.list_people(s, active=True)
+        if p.role is Role.POINT_PERSON and p.id != ctx.me.id
+    ]
     previous, _ = v.board(s, ctx.me, limit=200)
     previous = [c for c in previous if c.phase in (Phase.RECAP, Phase.CLOSED)]
     return render(
@@ -169,6 +174,8 @@ def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
             override_reason=data.get("override_reason") or None,
             expected_version=to_int(data.get("version")),
         )
+        # Once the move commits, its phase flow starts (a Prefect deployment run).
+        orchestration.dispatch_after_commit(ctx.session, cycle_id)
         started = moved.started.summary
         return (
             f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "

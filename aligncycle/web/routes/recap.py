@@ -87,7 +87,7 @@ def stored_report(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
 @router.get("/cycles/{cycle_id}/recap.csv")
 def recap_csv(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
     cycle = access.visible_cycle(ctx.session, ctx.me, cycle_id)
-    return csv_response(cycle, recap_model(ctx.session, cycle, ctx.me))
+    return csv_response(ctx.session, cycle, recap_model(ctx.session, cycle, ctx.me))
 
 
 def _lines(text: str | None) -> list[str]:

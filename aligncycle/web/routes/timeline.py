@@ -14,6 +14,7 @@ from aligncycle.web.pages import (
     pager,
     render,
 )
+from models.services import story
 from models.services import views as v
 
 router = APIRouter(include_in_schema=False)
@@ -35,7 +36,7 @@ def timeline_page(
         cycle=cycle,
         perms=perms,
         counts=counts,
-        events=events,
+        entries=story.tell(ctx.session, events),
         pager=pager(total, page),
         forms=forms or {},
     )

@@ -1,0 +1,428 @@
+"""The shared KPIs: each one defined once, here: its name, formula, unit and meaning, and
+the shapes of the results (how they are computed: :mod:`models.funnel.kpis`).
+
+Three populations, set by the window (``--from``/``--to``, inclusive days, UTC):
+
+- **MQL cohort** — leads whose ``mql_at`` falls in the window. The lead-flow KPIs follow this
+  cohort through the funnel, whenever its later stages happened. A lead is *won* when at least
+  one of its deals is won (MQL→won), whatever its other deals did.
+- **Deals closed in the window** — deals won or lost in the window. Win rate, sales cycle,
+  revenue and average deal size count deals, not leads: a contact with a lost and a won deal
+  counts one loss and one win. Deals with no lead (an account only) count here too.
+- **Open pipeline** — deals neither won nor lost, created before the window's end: count,
+  value and age (as of the as-of time).
+
+``by`` groups by one or two of channel, campaign, owner, team and month: the cohort by MQL
+month, closed deals by close month, open deals by creation month; a deal's channel and campaign
+are its lead's, its owner and team its own (else its lead's). Channel, campaign and team values
+that differ only in case are one group, shown with the spelling that sorts first (in code-point
+order, on both backends).
+
+A KPI whose stage the data never records in the window (e.g. no lead has a first sales touch)
+is *no data* (``None``), not 0: a source that does not track a stage cannot show a 0% for it.
+Revenue with no won deal (or none with an amount) is no data, not 0.00. Every KPI says how many
+of its records carry a data-quality flag (:mod:`models.funnel.flags`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from models.errors import InvalidInput
+
+Unit = Literal["count", "rate", "hours", "days", "money"]
+Better = Literal["higher", "lower"]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class KpiDef:
+    name: str
+    title: str
+    unit: Unit
+    better: Better
+    population: Literal["mql", "closed", "open"]
+    formula: str
+    sample: str  # what the sample size counts
+
+    @property
+    def meaning(self) -> str:
+        """What the KPI says, in one sentence for people (the formula is for analysts)."""
+        return MEANINGS[self.name]
+
+
+_DEFS = [
+    KpiDef(
+        "mql_volume",
+        "MQL volume",
+        "count",
+        "higher",
+        "mql",
+        "count of leads with mql_at in the window",
+        "MQLs",
+    ),
+    KpiDef(
+        "mql_to_sql_rate",
+        "MQL→SQL rate",
+        "rate",
+        "higher",
+        "mql",
+        "MQLs with sql_at / MQLs (no data if no record in the window has sql_at)",
+        "MQLs",
+    ),
+    KpiDef(
+        "mql_to_won_rate",
+        "MQL→won rate",
+        "rate",
+        "higher",
+        "mql",
+        "MQLs with at least one won deal / MQLs (no data if no MQL in the window was won)",
+        "MQLs",
+    ),
+    KpiDef(
+        "sales_acceptance_rate",
+        "Sales acceptance rate",
+        "rate",
+        "higher",
+        "mql",
+        "accepted / decided, where accepted = sql_at set, decided = sql_at or rejected_at set",
+        "MQLs sales accepted or rejected",
+    ),
+    KpiDef(
+        "sales_rejection_rate",
+        "Sales rejection rate",
+        "rate",
+        "lower",
+        "mql",
+        "rejected (rejected_at set, sql_at not) / decided; detail: top rejection reasons",
+        "MQLs sales accepted or rejected",
+    ),
+    KpiDef(
+        "handoff_latency_median_hours",
+        "Hand-off latency, median",
+        "hours",
+        "lower",
+        "mql",
+        "median of (first_touch_at - mql_at) in hours over touched MQLs (negative → 0)",
+        "touched MQLs",
+    ),
+    KpiDef(
+        "handoff_latency_p90_hours",
+        "Hand-off latency, p90",
+        "hours",
+        "lower",
+        "mql",
+        "90th percentile (linear, as percentile_cont) of (first_touch_at - mql_at) in hours",
+        "touched MQLs",
+    ),
+    KpiDef(
+        "sla_attainment",
+        "SLA attainment",
+        "rate",
+        "higher",
+        "mql",
+        "MQLs touched within the SLA hours / MQLs due (touched, or untouched with the SLA "
+        "deadline before the as-of time); no data if no MQL in the window was touched",
+        "MQLs due",
+    ),
+    KpiDef(
+        "untouched_leads",
+        "Untouched leads",
+        "count",
+        "lower",
+        "mql",
+        "MQLs with no sales stage at all (no first touch, SQL, rejection, nor any deal); no "
+        "data if no MQL in the window was touched",
+        "MQLs",
+    ),
+    KpiDef(
+        "stalled_leads",
+        "Stalled leads",
+        "count",
+        "lower",
+        "mql",
+        "open MQLs (no won deal, not rejected, not every deal lost) that sales touched, "
+        "accepted or gave a deal, whose latest such date (first touch, SQL, latest deal "
+        "creation) is more than stall_days before the as-of time",
+        "MQLs",
+    ),
+    KpiDef(
+        "win_rate",
+        "Win rate",
+        "rate",
+        "higher",
+        "closed",
+        "deals won / (deals won + deals lost), counting deals won or lost in the window",
+        "deals closed in the window",
+    ),
+    KpiDef(
+        "sales_cycle_median_days",
+        "Sales cycle, median",
+        "days",
+        "lower",
+        "closed",
+        "median of (won_at - start) in days over deals won in the window, where start is the "
+        "deal's opportunity_at, else its lead's sql_at, else its lead's mql_at (a negative "
+        "duration counts as it is, and is flagged)",
+        "deals won with a start date",
+    ),
+    KpiDef(
+        "revenue_won",
+        "Revenue won",
+        "money",
+        "higher",
+        "closed",
+        "sum of amount over deals won in the window (no data if none was won, or none of "
+        "them has an amount; a negative amount counts as it is, and is flagged)",
+        "deals won in the window",
+    ),
+    KpiDef(
+        "average_deal_size",
+        "Average deal size",
+        "money",
+        "higher",
+        "closed",
+        "revenue won / deals won in the window with an amount (no data if there are none)",
+        "deals won with an amount",
+    ),
+    KpiDef(
+        "open_pipeline_count",
+        "Open pipeline, deals",
+        "count",
+        "higher",
+        "open",
+        "deals neither won nor lost, created before the window's end (or with no creation "
+        "date); no data if the source has no deal at all",
+        "open deals",
+    ),
+    KpiDef(
+        "open_pipeline_value",
+        "Open pipeline, value",
+        "money",
+        "higher",
+        "open",
+        "sum of amount over the open deals (no data if none has an amount)",
+        "open deals with an amount",
+    ),
+    KpiDef(
+        "deal_aging_median_days",
+        "Deal aging, median",
+        "days",
+        "lower",
+        "open",
+        "median of (as-of time - opportunity_at) in days over the open deals with a creation date",
+        "open deals with a creation date",
+    ),
+]
+
+#: Every KPI by name, in display order.
+KPIS: dict[str, KpiDef] = {d.name: d for d in _DEFS}
+KPI_NAMES: tuple[str, ...] = tuple(KPIS)
+GROUPS: tuple[str, ...] = ("channel", "campaign", "owner", "team", "month")
+
+
+#: Each KPI in one sentence, in the words of the people who read the Numbers page.
+MEANINGS: dict[str, str] = {
+    "mql_volume": "How many leads marketing qualified in the period.",
+    "mql_to_sql_rate": "Of those leads, the share sales qualified as sales-ready.",
+    "mql_to_won_rate": "Of those leads, the share that led to at least one won deal.",
+    "sales_acceptance_rate": "Of the leads sales has reviewed, the share it accepted.",
+    "sales_rejection_rate": "Of the leads sales has reviewed, the share it sent back.",
+    "handoff_latency_median_hours": "How long a lead typically waits for its first sales touch.",
+    "handoff_latency_p90_hours": "How long the slowest tenth of leads wait for a first touch.",
+    "sla_attainment": "The share of leads touched within the agreed hand-off time.",
+    "untouched_leads": "Leads that sales has not touched, accepted, rejected or opened a deal for.",
+    "stalled_leads": "Open leads with no progress for longer than the stall limit.",
+    "win_rate": "Of the deals closed in the period, the share that was won.",
+    "sales_cycle_median_days": "How long a won deal typically took from start to close.",
+    "revenue_won": "What the deals won in the period are worth.",
+    "average_deal_size": "What a won deal is worth on average.",
+    "open_pipeline_count": "Deals still open at the end of the period.",
+    "open_pipeline_value": "What the deals still open are worth.",
+    "deal_aging_median_days": "How long the open deals have typically been open.",
+}
+
+
+def kpi_def(name: str) -> KpiDef:
+    try:
+        return KPIS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown KPI {name!r}; known: {', '.join(KPI_NAMES)}") from None
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+class KpiValue(BaseModel):
+    kpi: str
+    value: float | None
+    numerator: float | None = None
+    sample_size: int = 0
+    detail: dict[str, Any] | None = None
+    #: how many of the KPI's records (leads of the cohort, deals closed or open) carry a
+    #: data-quality flag
+    flagged: int = 0
+
+
+class FunnelStep(BaseModel):
+    """One stage of the stage-by-stage funnel of an MQL cohort: how many of its leads reached
+    the stage (or a later one), against the stage before and against the MQLs."""
+
+    stage: str
+    count: int
+    step_rate: float | None  # count / the previous stage's count
+    cumulative_rate: float | None  # count / MQLs
+
+
+class KpiGroup(BaseModel):
+    #: None: everything (no ``by``), or records with no value for the group. With two ``by``
+    #: dimensions: both values joined by " / " (each in ``keys``).
+    group: str | None
+    kpis: dict[str, KpiValue]
+    keys: list[str | None] = []
+    funnel: list[FunnelStep] = []
+
+
+class KpiReport(BaseModel):
+    window_start: date | None
+    window_end: date | None
+    by: list[str] = []
+    sla_hours: float
+    stall_days: int
+    as_of: datetime
+    source: str | None
+    groups: list[KpiGroup]
+
+    def overall(self) -> dict[str, KpiValue]:
+        """The KPIs of the whole window (only meaningful without ``by``)."""
+        if self.by:
+            raise ValueError("overall() is for a report computed without 'by'")
+        return self.groups[0].kpis if self.groups else {}
+
+
+class KpiChange(BaseModel):
+    kpi: str
+    value: float | None
+    compared: float | None
+    change: float | None  # value - compared
+    change_pct: float | None  # change / |compared|
+
+
+def compare_reports(current: KpiReport, earlier: KpiReport) -> dict[str | None, list[KpiChange]]:
+    """Each group's KPIs against the same group of another window (matched by group)."""
+    others = {g.group: g.kpis for g in earlier.groups}
+    out: dict[str | None, list[KpiChange]] = {}
+    for g in current.groups:
+        before = others.get(g.group, {})
+        rows = []
+        for name, v in g.kpis.items():
+            b = before.get(name)
+            then = b.value if b is not None else None
+            change = None if v.value is None or then is None else v.value - then
+            pct = change / abs(then) if change is not None and then else None
+            rows.append(
+                KpiChange(kpi=name, value=v.value, compared=then, change=change, change_pct=pct)
+            )
+        out[g.group] = rows
+    return out
+
+
+_new = object.__new__
+_set = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def built(cls: type[M], **fields: Any) -> M:
+    """An instance of a result model from fields that are right by construction, every field
+    given, without validation: a report by owner and month holds tens of thousands of KPI
+    values, and building them validated (or with ``model_construct``) cost more than reading
+    the rollups (measured). Equal, and dumped, like a validated one."""
+    return build(cls, fields)
+
+
+def build(cls: type[M], fields: dict[str, Any]) -> M:
+    """:func:`built` with the fields as a dict (kept, not copied)."""
+    inst = _new(cls)
+    _set(inst, "__dict__", fields)
+    _set_fields_set(inst, set(fields))
+    _set_extra(inst, None)
+    _set_private(inst, None)
+    return inst
+
+
+@dataclass
+class Aggregates:
+    """What a computation of the KPIs hands to their formulas, per group key (a tuple, one
+    value per ``by`` dimension; ``()`` overall): the row-level queries and the rollups
+    (:mod:`models.funnel.kpis`) both produce it, and :func:`models.funnel.kpis.compute_kpis`
+    turns it into KPI values, so every formula is applied once.
+
+    ``cohort`` and ``deals`` hold each group's counts and its ``labels``; the distributions
+    are ``(n, {quantile: value})`` in seconds (latency clamped at 0)."""
+
+    cohort: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    latency: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)
+    reasons: dict[tuple, list[tuple[str, int]]] = field(default_factory=dict)
+    cohort_flags: dict[tuple, int] = field(default_factory=dict)
+    deals: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    cycle: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)
+    aging: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)
+    deal_flags: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+
+
+#: The cohort's counts, as both computations name them.
+COHORT_COUNTS = (
+    "mqls",
+    "sqls",
+    "won",
+    "decided",
+    "rejected",
+    "touched",
+    "within_sla",
+    "due",
+    "untouched",
+    "stalled",
+    "deal_leads",
+    "opp_dated",
+    "reached_sql",
+)
+#: The deals' counts and sums (cents), as both computations name them.
+DEAL_COUNTS = ("won", "lost", "revenue", "with_amount", "open", "open_value", "open_with_amount")
+
+
+def percentile(values: Sequence[int], q: int) -> float:
+    """The ``q``-th percentile of sorted ``values``, interpolated linearly between the two
+    nearest ranks exactly as SQL's ``percentile_cont(q / 100)``."""
+    return percentile_of(values.__getitem__, len(values), q)
+
+
+def percentile_of(nth: Callable[[int], int], n: int, q: int) -> float:
+    """The same, given ``nth(i)``: the ``i``-th smallest of ``n`` values (0-based), so values
+    kept in several sorted parts (the rollups) need not be merged."""
+    lo, rem = divmod((n - 1) * q, 100)
+    x_lo = nth(lo)
+    x_hi = nth(lo + 1) if rem else x_lo
+    return x_lo + (x_hi - x_lo) * rem / 100
+
+
+def format_value(name: str, value: float | None) -> str:
+    """A KPI value as people read it: 72.5%, 5.2 h, 14.0 d, 1,234.00, 812."""
+    if value is None:
+        return "no data"
+    unit = KPIS[name].unit
+    if unit == "rate":
+        return f"{value * 100:.1f}%"
+    if unit == "hours":
+        return f"{value:.1f} h"
+    if unit == "days":
+        return f"{value:.1f} d"
+    if unit == "money":
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"

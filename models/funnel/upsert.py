@@ -1,0 +1,191 @@
+"""Writing one table's rows of an import: upserts on the natural key, only the columns the
+file reads and only the rows that changed (plain SQL on the driver: ``INSERT ... ON CONFLICT``
+on SQLite, COPY into a temporary table and one set-based upsert on PostgreSQL), noting what
+the KPI rollups must refresh (:class:`models.funnel.rollups.Touched`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, String, any_, bindparam, select, type_coerce
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from models.funnel.files import _FileRun
+from models.funnel.rollup_touched import Touched
+from models.funnel.tables import STAGE_FIELDS, Deal, Lead
+
+LEADS = Lead.__table__
+DEALS = Deal.__table__
+
+#: PostgreSQL: each target table's batch goes by COPY into a temporary table (dropped at commit).
+_PG_TYPES = {c: "bigint" for c in (*STAGE_FIELDS, "amount_cents", "line")}
+_PG_TYPES["listed"] = "boolean"
+
+
+class _Target:
+    """Upserts one table's rows of a file (leads, deals, or the lead→deal links of a leads
+    file), writing only the columns that file reads, and only rows that changed.
+
+    The upsert is plain SQL on the driver (``INSERT ... ON CONFLICT (source, external_id) DO
+    UPDATE``): per-row parameter processing in SQLAlchemy would cost more than the database."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        table: Any,
+        source: str,
+        columns: list[str],
+        counts: _FileRun | None = None,
+        primary: _Target | None = None,
+        touched: Touched | None = None,
+    ) -> None:
+        self.conn = conn
+        #: the months (and records) the rollups must be refreshed for
+        self.touched = touched
+        self.is_deal = table is DEALS
+        dated = ("opportunity_at", "won_at", "lost_at") if self.is_deal else ("mql_at",)
+        self.date_idx = [i for i, c in enumerate(columns) if c in dated]
+        #: a deal whose dates this file does not all write may be an open deal with none
+        self.maybe_undated = self.is_deal and len(self.date_idx) < 3
+        self.lead_key_idx = columns.index("lead_key") if "lead_key" in columns else None
+        self.counts = counts  # the file run whose new/changed/unchanged this target counts
+        #: the target that counts the file's rows, when this one writes the same rows' other
+        #: half (a row that is a lead and its deal): a new or changed deal changes the row
+        self.primary = primary
+        self.unchanged_keys: set[str] = set()
+        self.table = table
+        self.source = source
+        self.columns = ["source", "external_id", *columns]
+        self.data_columns = columns
+        self.pg = conn.dialect.name == "postgresql"
+        self.written = 0
+        self.analyze_at = 1  # PostgreSQL: refresh statistics after the first batch, then x2
+        self.batch: dict[str, tuple[Any, ...]] = {}
+        cols = ", ".join(self.columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns[2:])
+        conflict = " ON CONFLICT (source, external_id) DO " + (
+            f"UPDATE SET {updates}" if updates else "NOTHING"
+        )
+        if self.pg:
+            # The table grows batch by batch inside one transaction. With the statistics of
+            # the table before the import (none, on a first one), PostgreSQL looks a batch's
+            # keys up by `source` alone and filters every row of the source: measured, the
+            # import became quadratic (18 s of lookups in the last quarter of 1M rows). So
+            # each lookup is planned afresh, and the statistics are refreshed whenever the rows
+            # written have doubled (ANALYZE counts this transaction's own rows).
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+            temp = f"funnel_import_{table.name}_{'_'.join(c[:4] for c in columns)}"[:60]
+            types = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in self.columns)
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {temp} ({types}) ON COMMIT DROP"
+            )
+            self.temp = temp
+            self.copy_sql = f"COPY {temp} ({cols}) FROM STDIN"
+            self.insert_sql = f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"
+            self.insert_sql += conflict
+        else:
+            marks = ", ".join(["?"] * len(self.columns))
+            self.insert_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}){conflict}"
+        self.lookup_cols = [
+            type_coerce(table.c[c], BigInteger) if c in _PG_TYPES and c != "listed" else table.c[c]
+            for c in columns
+        ]
+
+    def existing(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        t = self.table
+        if not self.pg:
+            # SQLite, plain SQL on the driver: one statement per number of keys, which the
+            # driver keeps prepared (and SQLAlchemy's cache would keep each statement's key
+            # list: measured, memory grew with the file). Padding the keys to a power of two
+            # (repeating one) keeps a dozen statements.
+            size = 1 << (len(keys) - 1).bit_length()
+            padded = keys + keys[-1:] * (size - len(keys))
+            cursor = self.conn.exec_driver_sql(
+                f"SELECT external_id, {', '.join(self.data_columns)} FROM {t.name} "
+                f"WHERE source = ? AND external_id IN ({', '.join(['?'] * size)})",
+                (self.source, *padded),
+            )
+            return {r[0]: tuple(r[1:]) for r in cursor.fetchall()}
+        # PostgreSQL: one array parameter, not thousands of binds to parse and plan
+        in_batch = t.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
+        result = self.conn.execute(
+            select(t.c.external_id, *self.lookup_cols).where(t.c.source == self.source, in_batch)
+        )
+        try:
+            rows = result.cursor.fetchall()  # plain values; no per-row work in SQLAlchemy
+        finally:
+            result.close()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if not self.pg:
+            self.conn.exec_driver_sql(self.insert_sql, rows)
+            return
+        # psycopg's COPY, on the connection (and so in the transaction) of the unit of work
+        with self.conn.connection.driver_connection.cursor() as cur:
+            cur.execute(f"TRUNCATE {self.temp}")
+            with cur.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(self.insert_sql)
+
+    def add(self, key: str, values: tuple[Any, ...]) -> None:
+        if key in self.batch:  # the same record twice in one file: the later row wins, in order
+            self.flush()
+        self.batch[key] = values
+
+    def _touch(self, key: str, old: tuple[Any, ...] | None, new: tuple[Any, ...]) -> None:
+        t = self.touched
+        assert t is not None
+        if t.everything:
+            return
+        dates = [v for i in self.date_idx for v in (new[i], old[i] if old else None)]
+        t.add_dates(*dates)
+        if not self.is_deal:
+            t.lead(key)
+            return
+        t.deal(key)
+        if self.maybe_undated or not any(v is not None for v in dates):
+            t.add_open_undated()
+        i = self.lead_key_idx
+        if i is not None and old is not None and old[i] is not None and old[i] != new[i]:
+            t.lead(old[i])  # the deal's former lead: its deal summary changes
+
+    def flush(self) -> None:
+        counts = self.counts
+        batch = self.batch
+        if not batch:
+            return
+        if self.pg and self.written >= self.analyze_at:
+            self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
+            self.analyze_at = 2 * self.written
+        stored = self.existing(list(batch))
+        out = []
+        source = self.source
+        self.unchanged_keys = set()
+        primary = self.primary
+        listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
+        for key, values in batch.items():
+            old = stored.get(key)
+            if old == values:
+                if counts is not None:
+                    counts.unchanged += 1
+                    self.unchanged_keys.add(key)
+                continue
+            if counts is not None:
+                if old is None or (listed is not None and not old[listed]):
+                    counts.new += 1  # a deal only a lead named so far is new to its deals file
+                else:
+                    counts.changed += 1
+            elif primary is not None and key in primary.unchanged_keys and primary.counts:
+                primary.counts.unchanged -= 1
+                primary.counts.changed += 1
+                primary.unchanged_keys.discard(key)
+            out.append((source, key, *values))
+            if self.touched is not None:
+                self._touch(key, old, values)
+        if out:
+            self._write(out)
+            self.written += len(out)
+        self.batch = {}

@@ -1,0 +1,427 @@
+"""The KPI rollups give exactly the numbers of the rows.
+
+Property-based (hypothesis, a modest number of examples on small data): random leads and
+deals of two sources (odd ones too: stages out of order, deals won and lost, no dates,
+spellings that differ in case, deals with no lead), random windows (or none), groupings, as-of
+times, SLAs and stall limits; every KPI of every group, with its sample, numerator, flags and
+funnel, computed from the rollups equals the row-level computation. Then ordinary tests: a
+re-import, a deal updated, a lead moved to another month, deletions, and the window and as-of
+boundaries to the second, through the import itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+
+from models.db import Store
+from models.funnel.flags import recompute_flags
+from models.funnel.importer import import_files
+from models.funnel.kpis import compute_kpis
+from models.funnel.links import refresh_links
+from models.funnel.mapping import parse_mapping
+from models.funnel.rollup_read import answers
+from models.funnel.rollups import forget
+from models.funnel.rollups import refresh as refresh_rollups
+from models.funnel.tables import Deal, FunnelFlag, KpiLeadRollup, Lead
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SPAN = 100 * 86400  # the data's dates: 2024-01-01 .. 2024-04-10, to the second
+
+
+def when(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+instant = st.integers(min_value=-5 * 86400, max_value=SPAN)
+gap = st.integers(min_value=-2 * 86400, max_value=40 * 86400)
+maybe = st.one_of  # readability
+lead_st = st.fixed_dictionaries(
+    {
+        "channel": st.sampled_from([None, "paid", "Paid", "organic", "Émail"]),
+        "campaign": st.sampled_from([None, "spring", "Spring"]),
+        "owner": st.sampled_from([None, "ann", "bob"]),
+        "team": st.sampled_from([None, "sales", "Sales"]),
+        "mql": st.one_of(st.none(), instant),
+        "touch": st.one_of(st.none(), gap),
+        "sql": st.one_of(st.none(), gap),
+        "rejected": st.one_of(st.none(), gap),
+        "reason": st.sampled_from([None, "bad fit", "no budget"]),
+    }
+)
+deal_st = st.fixed_dictionaries(
+    {
+        "lead": st.one_of(st.none(), st.integers(0, 11)),
+        "owner": st.sampled_from([None, "ann", "cy"]),
+        "team": st.sampled_from([None, "Sales", "partners"]),
+        "opp": st.one_of(st.none(), instant),
+        "won": st.one_of(st.none(), instant),
+        "lost": st.one_of(st.none(), instant),
+        "amount": st.one_of(st.none(), st.integers(-500, 90000)),
+    }
+)
+MONTHS = [date(2023, 12, 1), *(date(2024, m, 1) for m in range(1, 6))]
+start_st = st.one_of(
+    st.none(), st.dates(date(2023, 12, 25), date(2024, 4, 15)), st.sampled_from(MONTHS)
+)
+end_st = st.one_of(
+    st.none(),
+    st.dates(date(2023, 12, 25), date(2024, 4, 15)),
+    st.sampled_from(MONTHS).map(lambda d: d - timedelta(days=1)),  # a month's last day
+)
+query_st = st.fixed_dictionaries(
+    {
+        "start": start_st,
+        "end": end_st,
+        "by": st.sampled_from(
+            [
+                (),
+                ("month",),
+                ("channel",),
+                ("campaign",),
+                ("owner",),
+                ("team",),
+                ("owner", "month"),
+                ("month", "channel"),
+            ]
+        ),
+        "as_of": st.integers(0, SPAN + 40 * 86400).map(when),
+        "sla_hours": st.sampled_from([0.5, 1, 24, 36.75]),
+        "stall_days": st.sampled_from([1, 7, 30]),
+        "source": st.sampled_from([None, "a"]),
+    }
+)
+
+
+def _load(s, leads: list[dict], deals: list[dict]) -> None:  # noqa: ANN001
+    conn = s.connection()
+    for t in (FunnelFlag, Deal, Lead):
+        s.execute(delete(t))
+    forget(s)
+    # source "a" always has a lead (the queries may name it)
+    lead_rows = [{"source": "a", "external_id": "base", "mql_at": when(SPAN // 2)}]
+    deal_rows = []
+    for i, d in enumerate(leads):
+        mql = d["mql"]
+
+        def after(x: int | None, mql: int | None = mql) -> datetime | None:
+            return None if x is None else when((mql or 0) + x)
+
+        lead_rows.append(
+            {
+                "source": "a" if i % 3 else "b",
+                "external_id": f"L{i}",
+                "channel": d["channel"],
+                "campaign": d["campaign"],
+                "owner": d["owner"],
+                "team": d["team"],
+                "mql_at": None if mql is None else when(mql),
+                "first_touch_at": after(d["touch"]),
+                "sql_at": after(d["sql"]),
+                "rejected_at": after(d["rejected"]),
+                "rejection_reason": d["reason"],
+            }
+        )
+    for j, d in enumerate(deals):
+        lead = d["lead"] if d["lead"] is not None and d["lead"] < len(leads) else None
+        deal_rows.append(
+            {
+                "source": "a" if lead is None or lead % 3 else "b",
+                "external_id": f"D{j}",
+                "lead_key": None if lead is None else f"L{lead}",
+                "owner": d["owner"],
+                "team": d["team"],
+                "opportunity_at": None if d["opp"] is None else when(d["opp"]),
+                "won_at": None if d["won"] is None else when(d["won"]),
+                "lost_at": None if d["lost"] is None else when(d["lost"]),
+                "amount_cents": d["amount"],
+                "listed": j % 7 != 6,  # now and then a deal only a lead named
+            }
+        )
+    if lead_rows:
+        conn.execute(Lead.__table__.insert(), lead_rows)
+    if deal_rows:
+        conn.execute(Deal.__table__.insert(), deal_rows)
+    for source in ("a", "b"):
+        refresh_links(s, source)
+        recompute_flags(s, source, None)
+        refresh_rollups(s, source)
+
+
+def _bounds(q: dict) -> tuple[int | None, int | None]:
+    s = q.get("start")
+    e = q.get("end")
+    return (
+        None if s is None else int(datetime(s.year, s.month, s.day, tzinfo=UTC).timestamp()),
+        None
+        if e is None
+        else int(datetime(e.year, e.month, e.day, tzinfo=UTC).timestamp()) + 86400,
+    )
+
+
+def _expected(q: dict) -> bool:
+    """The rollups answer overall, by month, channel or team over any window; by campaign or
+    owner over whole months."""
+    by = q.get("by")
+    dims = (by,) if isinstance(by, str) else tuple(by or ())
+    if not any(d in ("campaign", "owner") for d in dims):
+        return True
+    s, e = q.get("start"), q.get("end")
+    return (s is None or s.day == 1) and (e is None or (e + timedelta(days=1)).day == 1)
+
+
+def both_ways(s, **q) -> tuple[dict, dict]:  # noqa: ANN001, ANN003
+    fast = compute_kpis(s, **q).model_dump()
+    rows = compute_kpis(s, rollups=False, **q).model_dump()
+    return fast, rows
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: keep the run short
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    leads=st.lists(lead_st, max_size=12),
+    deals=st.lists(deal_st, max_size=10),
+    queries=st.lists(query_st, min_size=1, max_size=4),
+)
+def test_rollups_equal_the_rows(store: Store, leads, deals, queries) -> None:  # noqa: ANN001
+    with store.unit_of_work() as s:
+        _load(s, leads, deals)
+        for q in queries:
+            if q["start"] and q["end"] and q["end"] < q["start"]:
+                q["start"], q["end"] = q["end"], q["start"]
+            assert answers(s.connection(), q["by"], q["source"], *_bounds(q)) == _expected(q)
+            fast, rows = both_ways(s, **q)
+            assert fast == rows, q
+
+
+# --- through the import ------------------------------------------------------------------------
+
+MAPPING = parse_mapping(
+    """
+name: t
+source: crm
+files:
+  - name: leads
+    fields:
+      external_id: id
+      channel: channel
+      owner: owner
+      mql_at: mql
+      first_touch_at: touch
+      sql_at: sql
+  - name: deals
+    fields:
+      deal_id: deal
+      lead_id: lead
+      opportunity_at: created
+      won_at: won
+      lost_at: lost
+      amount: amount
+"""
+)
+
+
+def _write(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _import(store: Store, *paths: Path) -> None:
+    with store.unit_of_work() as s:
+        import_files(s, list(paths), MAPPING)
+
+
+def _check(store: Store, **q) -> dict:  # noqa: ANN003
+    """The rollups are used and agree with the rows; the rollups' numbers."""
+    q.setdefault("as_of", datetime(2024, 5, 1, tzinfo=UTC))
+    with store.unit_of_work() as s:
+        by = q.get("by")
+        dims = (by,) if isinstance(by, str) else tuple(by or ())
+        assert answers(s.connection(), dims, q.get("source"), *_bounds(q)) == _expected(q)
+        fast, rows = both_ways(s, **q)
+    assert fast == rows
+    return fast
+
+
+LEADS = "id,channel,owner,mql,touch,sql"
+DEALS = "deal,lead,created,won,lost,amount"
+
+
+@pytest.fixture
+def imported(store: Store, tmp_path: Path) -> tuple[Store, Path]:
+    leads = _write(
+        tmp_path / "leads.csv",
+        LEADS,
+        [
+            "L1,paid,ann,2024-01-31 23:59:59,2024-02-01 10:00:00,2024-02-02 00:00:00",
+            "L2,Paid,bob,2024-02-01 00:00:00,2024-02-01 00:30:00,",
+            "L3,organic,ann,2024-02-15 12:00:00,,",
+            "L4,organic,,2024-03-01 00:00:00,2024-03-01 23:00:00,2024-03-02 00:00:00",
+        ],
+    )
+    deals = _write(
+        tmp_path / "deals.csv",
+        DEALS,
+        [
+            "D1,L1,2024-02-03 00:00:00,2024-02-29 23:59:59,,1000.00",
+            "D2,L2,2024-02-05 00:00:00,,2024-03-01 00:00:00,",
+            "D3,L4,2024-03-05 00:00:00,,,250.00",
+            "D4,,,,,99.00",
+        ],
+    )
+    _import(store, leads, deals)
+    return store, tmp_path
+
+
+def test_the_import_keeps_rollups_and_they_answer(imported: tuple[Store, Path]) -> None:
+    store, _ = imported
+    with store.unit_of_work() as s:
+        assert s.scalar(select(KpiLeadRollup.id).limit(1)) is not None
+    feb = _check(store, start=date(2024, 2, 1), end=date(2024, 2, 29))
+    k = feb["groups"][0]["kpis"]
+    assert k["mql_volume"]["value"] == 2  # L2, L3; L1 is a second before February
+    assert k["revenue_won"]["value"] == 1000.0  # D1, won a second before March
+    assert k["open_pipeline_count"]["value"] == 1  # D4 (no creation date); D3 after the end
+    for by in (None, "month", "channel", "owner", ["owner", "month"]):
+        _check(store, start=date(2024, 1, 15), end=date(2024, 3, 10), by=by)
+        _check(store, start=date(2024, 2, 1), end=date(2024, 3, 31), by=by)
+        _check(store, by=by)
+
+
+def test_as_of_boundaries_to_the_second(imported: tuple[Store, Path]) -> None:
+    store, _ = imported
+    # L3 untouched: due once its 24 h SLA deadline has passed, to the second
+    deadline = datetime(2024, 2, 16, 12, tzinfo=UTC)
+    feb = {"start": date(2024, 2, 1), "end": date(2024, 2, 29)}
+    before = _check(store, as_of=deadline - timedelta(seconds=1), **feb)
+    at = _check(store, as_of=deadline, **feb)
+    due = [r["groups"][0]["kpis"]["sla_attainment"]["sample_size"] for r in (before, at)]
+    assert due == [1, 2]  # L2 touched; L3 due from its deadline on
+    # L4's latest progress is its open deal D3, created 2024-03-05 00:00: it stalls once the
+    # 30-day cut-off is past that moment, to the second
+    march = {"start": date(2024, 3, 1), "end": date(2024, 3, 31)}
+    cut = datetime(2024, 4, 4, tzinfo=UTC)  # 2024-03-05 + 30 days
+    counts = [
+        _check(store, as_of=cut + timedelta(seconds=d), **march)["groups"][0]["kpis"][
+            "stalled_leads"
+        ]["value"]
+        for d in (0, 1)
+    ]
+    assert counts == [0, 1]
+
+
+def test_reimport_and_deal_updates_stay_exact(imported: tuple[Store, Path]) -> None:
+    store, tmp = imported
+    # the same files again: nothing changes
+    _import(store, tmp / "leads.csv", tmp / "deals.csv")
+    _check(store, by="month")
+    # a deal updated: D2 is won in April instead of lost in March; D3 lost; D5 new
+    deals = _write(
+        tmp / "deals2.csv",
+        DEALS,
+        [
+            "D2,L2,2024-02-05 00:00:00,2024-04-02 00:00:00,,500.00",
+            "D3,L4,2024-03-05 00:00:00,,2024-03-20 00:00:00,250.00",
+            "D5,L3,2024-02-20 00:00:00,,,10.00",
+        ],
+    )
+    _import(store, deals)
+    for by in (None, "month", "owner", ["month", "channel"]):
+        _check(store, by=by)
+        _check(store, start=date(2024, 3, 1), end=date(2024, 4, 30), by=by)
+        _check(store, start=date(2024, 3, 2), end=date(2024, 4, 29), by=by)
+    april = _check(store, start=date(2024, 4, 1), end=date(2024, 4, 30))["groups"][0]["kpis"]
+    assert april["revenue_won"]["value"] == 500.0
+    # a lead moved to another month and channel: its old and new months are refreshed
+    leads = _write(
+        tmp / "leads2.csv",
+        LEADS,
+        ["L1,email,cy,2024-03-10 08:00:00,2024-03-10 09:00:00,2024-03-11 00:00:00"],
+    )
+    _import(store, leads)
+    for by in (None, "month", "channel", ["owner", "month"]):
+        _check(store, by=by)
+    jan = _check(store, start=date(2024, 1, 1), end=date(2024, 1, 31))
+    assert jan["groups"] == [] or jan["groups"][0]["kpis"]["mql_volume"]["value"] == 0
+
+
+def test_two_groupings_of_people_and_channels_read_the_rows(
+    imported: tuple[Store, Path],
+) -> None:
+    store, _ = imported
+    with store.unit_of_work() as s:
+        assert not answers(s.connection(), ("channel", "owner"), None)
+        r = compute_kpis(s, by=["channel", "owner"])
+        assert {g.group for g in r.groups} >= {"paid / ann", "Paid / bob"}
+
+
+def test_a_source_written_otherwise_reads_the_rows(imported: tuple[Store, Path]) -> None:
+    store, _ = imported
+    with store.unit_of_work() as s:
+        s.connection().execute(
+            Lead.__table__.insert(),
+            [{"source": "other", "external_id": "X", "mql_at": datetime(2024, 2, 2, tzinfo=UTC)}],
+        )
+        assert not answers(s.connection(), (), None)  # "other" has no rollups
+        assert answers(s.connection(), (), "crm")
+        r = compute_kpis(s, start=date(2024, 2, 1), end=date(2024, 2, 29))
+        assert r.overall()["mql_volume"].value == 3
+
+
+def test_the_cli_shows_the_rows_numbers(imported: tuple[Store, Path]) -> None:
+    """``aligncycle kpi show`` goes through the same computation (the rollups here)."""
+    from tests.test_kpis import run
+
+    store, _ = imported
+    res = run(
+        "kpi", "show", "--from", "2024-02-01", "--to", "2024-03-31", "--by", "owner", "--json"
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    with store.unit_of_work() as s:
+        assert answers(
+            s.connection(),
+            ("owner",),
+            None,
+            *_bounds({"start": date(2024, 2, 1), "end": date(2024, 3, 31)}),
+        )
+        rows = compute_kpis(
+            s,
+            start=date(2024, 2, 1),
+            end=date(2024, 3, 31),
+            by="owner",
+            as_of=datetime.fromisoformat(data["as_of"]),
+            rollups=False,
+        )
+    assert data["groups"] == rows.model_dump(mode="json")["groups"]
+    assert [g["group"] for g in data["groups"]][:2] == ["ann", "bob"]
+
+
+def test_rollups_command_builds_them_for_a_store_written_otherwise(store: Store) -> None:
+    """A store whose leads were written before the rollups existed reads the rows until
+    ``aligncycle funnel rollups`` computes them; then the rollups answer, with the same
+    numbers."""
+    from tests.test_kpis import RECORDS, load, run
+
+    load(store, RECORDS)
+    with store.unit_of_work() as s:
+        forget(s)
+        assert not answers(s.connection(), (), None)
+        before = compute_kpis(s, by="month", as_of=datetime(2024, 5, 1, tzinfo=UTC))
+    res = run("funnel", "rollups")
+    assert res.exit_code == 0, res.output
+    assert "computed for t" in res.stdout
+    with store.unit_of_work() as s:
+        assert answers(s.connection(), (), None)
+        after = compute_kpis(s, by="month", as_of=datetime(2024, 5, 1, tzinfo=UTC))
+    assert after == before
