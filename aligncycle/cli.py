@@ -151,6 +151,7 @@ def demo() -> None:
 
 def _register_areas() -> None:
     from aligncycle import (
+        cli_agreement,
         cli_alignment,
         cli_cadence,
         cli_flows,
@@ -168,6 +169,7 @@ def _register_areas() -> None:
     cli_cadence.register(app)
     cli_alignment.register(app)
     cli_flows.register(app)
+    cli_agreement.register(app)
     for info in app.registered_groups:  # built on first use, see _RootGroup
         _AREAS[info.name] = info
     app.registered_groups.clear()

@@ -507,11 +507,12 @@ def kpi_show(
         sla, stall = 24.0, 30
         if cycle_id is not None:
             from models.funnel.baseline import measure_window
+            from models.services.agreements import sla_hours_in_force
             from models.services.cycles import get_cycle, spec
 
             cycle = get_cycle(s, cycle_id)
             settings = spec(cycle).settings
-            sla, stall = float(settings.handoff_sla_hours), settings.stall_days
+            sla, stall = float(sla_hours_in_force(s, cycle)), settings.stall_days
             if start is None and end is None:
                 start, end = measure_window(cycle)
         options = dict(

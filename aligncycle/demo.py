@@ -173,6 +173,7 @@ def run(demo: Demo, folder: Path) -> Any:
 
 
 def _script(demo: Demo, folder: Path) -> Any:
+    from aligncycle import demo_agreement
     from aligncycle.orchestration import clip, summarize
     from flows.runtime import enable_log_file
     from models.errors import DomainError
@@ -185,6 +186,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"  store     {folder / 'aligncycle.db'} (fresh)")
     out(f"  org       sales and marketing, {len(PEOPLE)} people; playbook {PLAYBOOK}")
     out(f"  numbers   {_import_export(demo, folder, demo.day(-1))}")
+    out(f"  {_agreement(demo_agreement.first_version, demo.cycle_id)}")
 
     # Identify: the numbers' gaps (recorded when the cycle started), answers and a gap added by
     # hand; the flow builds the gap analysis.
@@ -208,6 +210,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"          {who}")
     for line in _targets(demo):
         out(f"          {clip(line, 90)}")
+    out(f"          {_agreement(demo_agreement.propose, demo.cycle_id, demo.email)}")
 
     # Execute: people check in; the scheduled pass rolls progress up.
     result = _advance(demo, "mia", demo.day(4))
@@ -226,6 +229,7 @@ def _script(demo: Demo, folder: Path) -> Any:
     _survey(demo)
     _phase(demo, "recap", demo.day(44))  # the draft picks up the survey
     _sign_off(demo)
+    out(f"          {_agreement(demo_agreement.adopt, demo.cycle_id, demo.email)}")
     out(
         f"          {len(SURVEY)} survey answers, published in batches; sam saved the draft "
         "retrospective and the manager signed it off"
@@ -302,6 +306,15 @@ def _export_report(cycle_id: int) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(markdown, encoding="utf-8")
     return target
+
+
+def _agreement(step: Callable[..., str], *args: Any) -> str:
+    """One step of the teams' agreement (:mod:`aligncycle.demo_agreement`), its line."""
+    store = _store()
+    try:
+        return step(store, *args)
+    finally:
+        store.dispose()
 
 
 def _store() -> Any:

@@ -206,6 +206,14 @@ PHASE_WORK: dict[str, tuple[frozenset[Phase], str]] = {
         "each team gives its own answers in Identify",
     ),
     "vote": (frozenset({Phase.IDENTIFY, Phase.PLAN}), "gaps are voted on in Identify or Plan"),
+    "amend_agreement": (
+        frozenset({Phase.PLAN}),
+        "changes to the teams' agreement are proposed in Plan",
+    ),
+    "decide_amendment": (
+        frozenset({Phase.RECAP}),
+        "changes to the teams' agreement are adopted or rejected at Recap",
+    ),
 }
 
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from models.accounts import ApiToken
 from models.enums import Phase
-from models.tables import ChecklistItem
+from models.tables import ChecklistItem, Cycle
 from tests.test_web_support import PERSONAS, Rig, rig
 
 ALL = set(PERSONAS)
@@ -117,6 +117,14 @@ def imported(name: str, suffix: str = "", prefix: str = "/numbers/import") -> W:
     return url
 
 
+def agr(suffix: str) -> W:
+    return lambda r: f"/agreements/{r.agree['agreement']}{suffix}"  # type: ignore[attr-defined]
+
+
+def agr_obj(name: str, prefix: str, suffix: str = "") -> W:
+    return lambda r: f"{prefix}/{r.agree[name]}{suffix}"  # type: ignore[attr-defined]
+
+
 def upload(**files: bytes) -> Callable[[Rig], list[tuple[str, tuple[str, bytes, str]]]]:
     return lambda r: [("files", (name, body, "text/csv")) for name, body in files.items()]
 
@@ -161,6 +169,9 @@ UPDATERS = {"sid", "meg", "lee", "max", "sam"}  # sid owns the item, meg is its 
 MANAGERS = {"max"}  # the admin pages and the organisation's writes
 PEOPLE_CSV = b"name,email,team,role\nNed Newcomer,ned@acme.test,Sales,member\n"
 PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "sales-marketing-handoff.yaml"
+PROPOSERS = {"lee", "sam", "pia"}  # leads and point persons of sales and marketing
+CAMPAIGNERS = PROPOSERS | {"max"}  # and managers
+RATERS = {"sid", "lee", "sam", "pia", "max"}  # sales: the material is marketing's
 
 CASES: list[Case] = [
     # --- API: the signed-in person and the organisation
@@ -730,6 +741,166 @@ CASES: list[Case] = [
     Case(
         "POST", "/cycles/{cycle_id}/vote/close", cyc("identify", "/vote/close"), POINT, 303, form()
     ),
+    # --- the teams' agreement, its changes, campaigns and materials (issue 20)
+    Case("GET", "/agreements", const("/agreements"), ALL, 200, cycle_bound=False),
+    Case("GET", "/numbers/campaigns", const("/numbers/campaigns"), ALL, 200, cycle_bound=False),
+    Case("GET", "/agreements/{agreement_id}", agr(""), SEEING, 200),
+    Case("GET", "/agreements/{agreement_id}/agreement.md", agr("/agreement.md"), SEEING, 200),
+    Case("GET", "/agreements/{agreement_id}/campaigns", agr("/campaigns"), SEEING, 200),
+    Case("GET", "/campaigns/{campaign_id}", agr_obj("campaign", "/campaigns"), SEEING, 200),
+    Case(
+        "POST",
+        "/cycles/{cycle_id}/agreement",
+        cyc("plan", "/agreement"),
+        PROPOSERS - {"lee"},
+        303,
+        form(),
+    ),
+    Case(
+        "POST",
+        "/agreements/{agreement_id}/amendments",
+        agr("/amendments"),
+        PROPOSERS,
+        303,
+        lambda r: {
+            "cycle_id": str(r.world.cycles["plan"]),
+            "sla": "48",
+            "reason": "Two time zones",
+        },
+    ),
+    Case(
+        "POST",
+        "/amendments/{amendment_id}/sign",
+        agr_obj("amendment", "/amendments", "/sign"),
+        POINT,
+        303,
+        form(),
+    ),
+    Case(
+        "POST",
+        "/amendments/{amendment_id}/reject",
+        agr_obj("amendment", "/amendments", "/reject"),
+        POINT,
+        303,
+        form(note="Not now"),
+    ),
+    Case(
+        "POST",
+        "/agreements/{agreement_id}/campaigns",
+        agr("/campaigns"),
+        CAMPAIGNERS,
+        303,
+        form(name="Spring webinars", owner_a="sid@acme.test"),
+    ),
+    Case(
+        "POST",
+        "/campaigns/{campaign_id}",
+        agr_obj("campaign", "/campaigns"),
+        CAMPAIGNERS,
+        303,
+        form(name="Autumn launch", funnel_key="autumn launch", owner_b="meg@acme.test"),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/campaigns/{campaign_id}",
+        api(agr_obj("campaign", "/campaigns")),
+        CAMPAIGNERS,
+        200,
+        body(name="Autumn launch", funnel_key="autumn launch"),
+    ),
+    Case(
+        "POST",
+        "/campaigns/{campaign_id}/materials",
+        agr_obj("campaign", "/campaigns", "/materials"),
+        CAMPAIGNERS,
+        303,
+        form(title="Pricing battle card", kind="battle_card"),
+    ),
+    Case(
+        "POST",
+        "/materials/{material_id}/rating",
+        agr_obj("material", "/materials", "/rating"),
+        RATERS,
+        303,
+        form(usefulness="4", objections="Nothing on pricing in euros"),
+    ),
+    Case("GET", "/api/v1/agreements", const("/api/v1/agreements"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/agreements/{agreement_id}", api(agr("")), SEEING, 200),
+    Case(
+        "GET",
+        "/api/v1/agreements/{agreement_id}/agreement.md",
+        api(agr("/agreement.md")),
+        SEEING,
+        200,
+    ),
+    Case(
+        "POST",
+        "/api/v1/cycles/{cycle_id}/agreement",
+        api(cyc("plan", "/agreement")),
+        PROPOSERS - {"lee"},
+        200,
+        body(),
+    ),
+    Case(
+        "POST",
+        "/api/v1/agreements/{agreement_id}/amendments",
+        api(agr("/amendments")),
+        PROPOSERS,
+        201,
+        lambda r: {
+            "cycle_id": r.world.cycles["plan"],
+            "changes": {"handoff_sla_hours": 48},
+            "reason": "Two time zones",
+        },
+    ),
+    Case(
+        "POST",
+        "/api/v1/amendments/{amendment_id}/sign",
+        api(agr_obj("amendment", "/amendments", "/sign")),
+        POINT,
+        200,
+        body(),
+    ),
+    Case(
+        "POST",
+        "/api/v1/amendments/{amendment_id}/reject",
+        api(agr_obj("amendment", "/amendments", "/reject")),
+        POINT,
+        200,
+        body(note="Not now"),
+    ),
+    Case("GET", "/api/v1/agreements/{agreement_id}/campaigns", api(agr("/campaigns")), SEEING, 200),
+    Case(
+        "POST",
+        "/api/v1/agreements/{agreement_id}/campaigns",
+        api(agr("/campaigns")),
+        CAMPAIGNERS,
+        201,
+        body(name="Spring webinars", owners=["sid@acme.test", "meg@acme.test"]),
+    ),
+    Case(
+        "GET",
+        "/api/v1/campaigns/{campaign_id}",
+        api(agr_obj("campaign", "/campaigns")),
+        SEEING,
+        200,
+    ),
+    Case(
+        "POST",
+        "/api/v1/campaigns/{campaign_id}/materials",
+        api(agr_obj("campaign", "/campaigns", "/materials")),
+        CAMPAIGNERS,
+        201,
+        body(title="Pricing battle card", kind="battle_card"),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/materials/{material_id}/rating",
+        api(agr_obj("material", "/materials", "/rating")),
+        RATERS,
+        200,
+        body(usefulness=2, objections="Nothing on pricing in euros"),
+    ),
     Case(
         "POST",
         "/account/tokens/{token_id}/revoke",
@@ -1027,7 +1198,47 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             r.extra["own"] = own_answers_cycle(s)
             r.admin = admin_objects(s)  # type: ignore[attr-defined]
         r.imports = imports_of(r)  # type: ignore[attr-defined]
+        with r.store.unit_of_work() as s:
+            r.agree = agreement_objects(s, r)  # type: ignore[attr-defined]
         yield r
+
+
+def agreement_objects(s: Any, r: Rig) -> dict[str, int]:
+    """The world's agreement (sales and marketing), a change proposed during the recap cycle's
+    plan and waiting for signatures, a campaign and a material of marketing's."""
+    from models.agreement_tables import Amendment
+    from models.services import agreements, campaigns
+    from models.services.campaigns import CampaignCreate, MaterialCreate
+    from models.services.common import person_by_email
+
+    recap = s.get(Cycle, r.world.cycles["recap"])
+    agreement = agreements.agreement_of(s, recap)
+    lee = person_by_email(s, "lee@acme.test")
+    amendment = Amendment(
+        agreement_id=agreement.id,
+        cycle_id=recap.id,
+        base_number=1,
+        changes={"handoff_sla_hours": 36},
+        reason="Proposed in the plan of the recap cycle",
+        proposed_by_id=lee.id,
+        gap_ids=[],
+    )
+    s.add(amendment)
+    campaign = campaigns.add_campaign(s, agreement, CampaignCreate(name="Autumn launch"), lee)
+    s.flush()
+    material = campaigns.add_material(
+        s,
+        campaign,
+        MaterialCreate(title="Launch deck", kind="deck", owner="meg@acme.test"),
+        lee,
+    )
+    s.flush()
+    return {
+        "agreement": agreement.id,
+        "amendment": amendment.id,
+        "campaign": campaign.id,
+        "material": material.id,
+    }
 
 
 def own_answers_cycle(s: Any) -> int:

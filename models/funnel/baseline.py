@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models.funnel.kpis import KpiValue, compute_kpis
 from models.funnel.tables import CycleKpiSnapshot, Deal, Lead
 from models.playbook import PlaybookSpec
+from models.services.agreements import sla_hours_in_force
 from models.services.common import record_event
 from models.services.cycles import spec
 from models.tables import Cycle
@@ -86,18 +87,17 @@ def snapshot_baseline(
     if existing:
         return existing
     pb = spec(cycle)
+    sla = sla_hours_in_force(session, cycle, pb)  # the agreement in force, else the playbook
     window = baseline_window(cycle, pb)
     report = compute_kpis(
         session,
         start=window[0],
         end=window[1],
-        sla_hours=pb.settings.handoff_sla_hours,
+        sla_hours=sla,
         stall_days=pb.settings.stall_days,
         as_of=as_of,
     )
-    rows = store_snapshot(
-        session, cycle, BASELINE, report.overall(), window, pb.settings.handoff_sla_hours
-    )
+    rows = store_snapshot(session, cycle, BASELINE, report.overall(), window, sla)
     record_event(
         session,
         actor=None,
@@ -108,7 +108,7 @@ def snapshot_baseline(
         after={
             "window": f"{window[0].isoformat()}..{window[1].isoformat()}",
             "mql_volume": rows["mql_volume"].sample_size,
-            "sla_hours": pb.settings.handoff_sla_hours,
+            "sla_hours": sla,
         },
     )
     return rows

@@ -28,6 +28,7 @@ from models.funnel.baseline import (
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets
+from models.services.agreements import sla_hours_in_force
 from models.services.cycles import spec
 from models.services.recap import summarize_survey
 from models.tables import Cycle
@@ -211,7 +212,7 @@ def measure_recap(
     later measurement); in earlier phases it is only computed (progress so far).
     ``read_only`` (a page being read) writes nothing: a baseline not yet frozen is no data."""
     pb = spec(cycle)
-    sla = pb.settings.handoff_sla_hours
+    sla = sla_hours_in_force(session, cycle, pb)  # the agreement in force, else the playbook
     if read_only:
         baseline = snapshots(session, cycle, BASELINE)
     else:

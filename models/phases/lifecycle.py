@@ -21,6 +21,7 @@ from models.enums import (
     Role,
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
+from models.phases import agreement as agreement_phase
 from models.phases import dispatch
 from models.phases import numbers as kpi_checks
 from models.phases.carry_over import carry_over, follow_up_cycles
@@ -52,6 +53,7 @@ def start_cycle(
     if cycle.previous_cycle_id is not None:
         previous = cycle_service.get_cycle(session, cycle.previous_cycle_id)
         carry_over(session, previous, cycle, actor)
+    agreement_phase.on_cycle_start(session, cycle, actor)  # before the baseline: its SLA is agreed
     kpi_checks.record_numbers_at_start(session, cycle)
     return cycle
 

@@ -357,4 +357,14 @@ _ALIGNMENT = {
     "vote.cast": "voted on the gaps",
     "vote.closed": "closed the vote on the gaps",
     "gap.escalated": "told the managers about a gap that keeps coming back",
+    # the teams' agreement (issue 20)
+    "agreement.first_version": "wrote the first version of the teams' agreement",
+    "agreement.amendment_proposed": "proposed a change to the teams' agreement",
+    "agreement.amendment_signed": "signed a change to the teams' agreement",
+    "agreement.amendment_adopted": "adopted a change to the teams' agreement",
+    "agreement.amendment_rejected": "rejected a change to the teams' agreement",
+    "campaign.added": "added a campaign",
+    "campaign.changed": "changed a campaign",
+    "material.added": "added a material to a campaign",
+    "material.rated": "rated a material",
 }

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from aligncycle.web.api import (
     account,
     actions,
+    agreements,
     alignment,
     cycles,
     gaps,
@@ -39,3 +40,4 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+router.include_router(agreements.router)  # the teams' agreement, campaigns, materials

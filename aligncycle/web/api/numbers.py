@@ -16,8 +16,11 @@ from models.funnel import numbers as n
 from models.funnel import targets
 from models.funnel.kpis import KpiReport
 from models.schemas import validation_message
+from models.services import agreements
 
 router = APIRouter()
+#: The default hand-off SLA: what the caller's teams agreed.
+AGREED = "Hours (default: the hand-off SLA your teams' agreement in force says)."
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 Day = Annotated[date | None, Query(ge=EARLIEST, le=LATEST)]
@@ -76,11 +79,12 @@ def kpis(
     compare_from: Day = None,
     compare_to: Day = None,
     source: str | None = None,
-    sla_hours: Annotated[float, Query(gt=0, le=1440)] = 24,
+    sla_hours: Annotated[float | None, Query(gt=0, le=1440, description=AGREED)] = None,
     stall_days: Annotated[int, Query(ge=1, le=3650)] = 30,
 ) -> KpisRead:
     """Every KPI of the period, overall or by one or two groupings, and the same KPIs of the
     period to compare with (default: as many days just before)."""
+    sla_hours = sla_hours or agreements.viewer_sla_hours(ctx.session, ctx.me)
     q = _query(start, end, by, compare_from, compare_to, source, sla_hours, stall_days)
     common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
     if q.source is not None:  # an unknown source: refused with the sources there are
@@ -102,11 +106,12 @@ def breaches(
     start: From = None,
     end: To = None,
     source: str | None = None,
-    sla_hours: Annotated[float, Query(gt=0, le=1440)] = 24,
+    sla_hours: Annotated[float | None, Query(gt=0, le=1440, description=AGREED)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> n.Breaches:
     """Each MQL of the period that waited past the hand-off SLA, latest first."""
+    sla_hours = sla_hours or agreements.viewer_sla_hours(ctx.session, ctx.me)
     q = _query(start, end, [], None, None, source, sla_hours, 30)
     return n.sla_breaches(
         ctx.session,

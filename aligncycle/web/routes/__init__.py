@@ -8,6 +8,7 @@ from aligncycle.web.routes import (
     admin,
     admin_channels,
     admin_playbooks,
+    agreements,
     alignment,
     auth,
     cycles,
@@ -40,3 +41,4 @@ for module in (
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
 for module in (admin, admin_channels, admin_playbooks, password_links, sso):
     router.include_router(module.router)
+router.include_router(agreements.router)  # the teams' agreement, campaigns, materials

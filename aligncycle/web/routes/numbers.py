@@ -24,7 +24,7 @@ from models.funnel.kpis import KPIS, format_value, sources
 from models.funnel.tables import FunnelImport
 from models.playbook import Settings
 from models.schemas import validation_message
-from models.services import playbooks
+from models.services import agreements, playbooks
 from models.services.access import visible_cycles
 from models.tables import Cycle
 
@@ -45,7 +45,8 @@ PIVOT_DEFAULT = "sla_attainment"
 
 def agreed_settings(ctx: Ctx) -> tuple[int, int]:
     """The hand-off SLA (hours) and stall limit (days) of the newest cycle the person sees:
-    what their teams agreed, else the playbook defaults."""
+    the SLA of their teams' agreement in force, the playbook's stall limit; else the
+    defaults."""
     cycle = ctx.session.scalar(
         select(Cycle).where(visible_cycles(ctx.me)).order_by(Cycle.id.desc()).limit(1)
     )
@@ -53,7 +54,7 @@ def agreed_settings(ctx: Ctx) -> tuple[int, int]:
         d = Settings()
         return d.handoff_sla_hours, d.stall_days
     s = playbooks.spec_of(cycle.playbook).settings
-    return s.handoff_sla_hours, s.stall_days
+    return agreements.sla_hours_in_force(ctx.session, cycle), s.stall_days
 
 
 def _day(value: str | None) -> date | None:

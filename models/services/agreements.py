@@ -1,0 +1,353 @@
+"""The alignment agreement of a team pair: one record's verbs and its read model.
+
+An agreement's terms (:class:`Terms`) are versioned: the first version comes from the
+playbook's ``definitions`` and settings (:func:`write_first_version`, when the pair's first
+cycle starts, or by a point person); later ones from amendments a cycle's Plan proposes
+(:func:`propose`) and its Recap adopts (:func:`adopt`, once both point persons signed with
+:func:`sign`) or rejects (:func:`reject`). The version in force is the newest: the KPI
+computations read their hand-off SLA from it (:func:`sla_hours_in_force`); an amendment nobody
+adopted changes nothing.
+
+Who sees an agreement: the people of its two teams and managers (:func:`visible_agreement`:
+anyone else is told there is no such agreement). Like every service: a Session first, never
+commits, every write an audit event.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from models.agreement_tables import Agreement, AgreementVersion, Amendment, AmendmentSignoff
+from models.base import utcnow
+from models.enums import Role
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.playbook import PlaybookSpec
+from models.rules import require_phase_allows
+from models.services.access import require_visible, visible_cycles
+from models.services.agreement_terms import (  # noqa: F401 - the terms' names, here too
+    CADENCE_WORDS,
+    DEFINITION_WORDS,
+    MAX_TEXT,
+    STATUS_WORDS,
+    AmendmentCreate,
+    Change,
+    Changes,
+    Terms,
+    definition_words,
+    diff,
+    first_terms,
+    merged,
+    only_changed,
+    parse_amendment,
+    term_lines,
+)
+from models.services.common import record_event
+from models.services.cycles import spec
+from models.tables import Cycle, CycleTeam, Gap, Person
+
+# --- the pair, the agreement, the terms ----------------------------------------------------
+
+
+def pair_of(cycle: Cycle) -> tuple[int, int] | None:
+    """The cycle's two teams (smaller id first), or None when it has not exactly two."""
+    ids = sorted({ct.team_id for ct in cycle.teams})
+    return (ids[0], ids[1]) if len(ids) == 2 else None
+
+
+def agreement_of(session: Session, cycle: Cycle) -> Agreement | None:
+    pair = pair_of(cycle)
+    if pair is None:
+        return None
+    return session.scalar(
+        select(Agreement).where(Agreement.team_a_id == pair[0], Agreement.team_b_id == pair[1])
+    )
+
+
+def versions(session: Session, agreement: Agreement) -> list[AgreementVersion]:
+    return list(
+        session.scalars(
+            select(AgreementVersion)
+            .where(AgreementVersion.agreement_id == agreement.id)
+            .order_by(AgreementVersion.number)
+        )
+    )
+
+
+def in_force(session: Session, agreement: Agreement) -> AgreementVersion | None:
+    return session.scalar(
+        select(AgreementVersion)
+        .where(AgreementVersion.agreement_id == agreement.id)
+        .order_by(AgreementVersion.number.desc())
+        .limit(1)
+    )
+
+
+def terms_of(version: AgreementVersion) -> Terms:
+    return Terms.model_validate(version.terms)
+
+
+def sla_hours_in_force(session: Session, cycle: Cycle, pb: PlaybookSpec | None = None) -> int:
+    """The hand-off SLA (hours) the cycle's KPIs are computed with: the agreement in force of
+    its two teams, else the playbook's setting."""
+    agreement = agreement_of(session, cycle)
+    version = in_force(session, agreement) if agreement is not None else None
+    if version is not None:
+        return terms_of(version).handoff_sla_hours
+    return (pb or spec(cycle)).settings.handoff_sla_hours
+
+
+def viewer_sla_hours(session: Session, viewer: Person) -> int:
+    """The hand-off SLA of the newest cycle ``viewer`` sees, as its teams' agreement in force
+    says (the default the API's numbers use when none is asked for); no cycle: 24 hours."""
+    cycle = session.scalar(
+        select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
+    )
+    return sla_hours_in_force(session, cycle) if cycle is not None else Terms().handoff_sla_hours
+
+
+# --- who sees, who may ---------------------------------------------------------------------
+
+
+def can_view(viewer: Person, agreement: Agreement) -> bool:
+    return viewer.role is Role.MANAGER or viewer.team_id in agreement.team_ids
+
+
+def visible_agreement(session: Session, viewer: Person, agreement_id: int) -> Agreement:
+    """The agreement, if ``viewer`` may see it; else "no agreement with id N" (as if none)."""
+    agreement = session.get(Agreement, agreement_id)
+    if agreement is None or not can_view(viewer, agreement):
+        raise NotFound(f"no agreement with id {agreement_id}")
+    return agreement
+
+
+def visible_agreements(session: Session, viewer: Person) -> list[Agreement]:
+    q = select(Agreement).order_by(Agreement.id)
+    if viewer.role is not Role.MANAGER:
+        q = q.where(
+            or_(Agreement.team_a_id == viewer.team_id, Agreement.team_b_id == viewer.team_id)
+        )
+    return list(session.scalars(q))
+
+
+def visible_amendment(session: Session, viewer: Person, amendment_id: int) -> Amendment:
+    amendment = session.get(Amendment, amendment_id)
+    agreement = session.get(Agreement, amendment.agreement_id) if amendment else None
+    if amendment is None or agreement is None or not can_view(viewer, agreement):
+        raise NotFound(f"no proposed change with id {amendment_id}")
+    return amendment
+
+
+def may_propose(person: Person, agreement: Agreement) -> bool:
+    """Leads and point persons of the two teams propose changes."""
+    return person.role in (Role.LEAD, Role.POINT_PERSON) and person.team_id in agreement.team_ids
+
+
+def signing_team(cycle: Cycle, person: Person) -> CycleTeam | None:
+    """The team ``person`` signs for: the one of the cycle whose point person they are."""
+    return next((ct for ct in cycle.teams if ct.point_person_id == person.id), None)
+
+
+# --- verbs ---------------------------------------------------------------------------------
+
+
+def write_first_version(
+    session: Session, cycle: Cycle, actor: Person | None, *, as_cycle_starts: bool = False
+) -> Agreement | None:
+    """The cycle's team pair's agreement, its first version made from the playbook if it has
+    none yet (idempotent). ``as_cycle_starts``: as ``actor`` starts the pair's first cycle
+    (it needs no other right); else ``actor`` is a point person of the cycle's teams. None
+    when the cycle has not exactly two teams."""
+    if actor is not None and not as_cycle_starts:
+        require_visible(actor, cycle, "cycle", cycle.id)
+        if actor.role is not Role.POINT_PERSON:
+            raise Forbidden("only a point person writes the first version of the agreement")
+    pair = pair_of(cycle)
+    if pair is None:
+        if not as_cycle_starts:
+            raise InvalidInput("an agreement is between two teams; this cycle has not two")
+        return None
+    agreement = agreement_of(session, cycle)
+    if agreement is None:
+        agreement = Agreement(team_a_id=pair[0], team_b_id=pair[1])
+        session.add(agreement)
+        session.flush()
+    if in_force(session, agreement) is not None:
+        return agreement
+    teams = [ct.team for ct in sorted(cycle.teams, key=lambda ct: ct.team_id)]
+    pb = spec(cycle)
+    version = AgreementVersion(
+        agreement_id=agreement.id,
+        number=1,
+        terms=first_terms(pb, teams).model_dump(),
+        reason=f"First version, from the playbook “{pb.title}”"
+        + (", as the teams' first cycle started" if as_cycle_starts else ""),
+        changed_by_id=actor.id if actor else None,
+        cycle_id=cycle.id,
+    )
+    session.add(version)
+    record_event(
+        session,
+        actor=actor,
+        verb="agreement.first_version",
+        obj=version,
+        object_type="agreement",
+        object_id=agreement.id,
+        cycle_id=cycle.id,
+        after={"version": 1, "handoff_sla_hours": pb.settings.handoff_sla_hours},
+    )
+    return agreement
+
+
+def _cycle_of(session: Session, amendment: Amendment) -> Cycle:
+    return session.get(Cycle, amendment.cycle_id)  # type: ignore[return-value]
+
+
+def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person) -> Amendment:
+    """A lead or point person of the cycle's teams proposes, during Plan, a change to their
+    agreement, linked to the cycle's gaps it answers. Nothing changes until Recap adopts it."""
+    require_visible(actor, cycle, "cycle", cycle.id)
+    agreement = agreement_of(session, cycle)
+    version = in_force(session, agreement) if agreement else None
+    if agreement is None or version is None:
+        raise InvalidInput(
+            "these teams have no agreement yet: a point person writes its first version"
+        )
+    if not may_propose(actor, agreement):
+        raise Forbidden(
+            "only leads and point persons of the two teams propose changes to the agreement"
+        )
+    require_phase_allows(cycle.phase, "amend_agreement", cycle.id)
+    before = terms_of(version)
+    changes = only_changed(before, data.changes)
+    lines = diff(before, merged(before, changes), teams_of(session, agreement))
+    if not lines:
+        raise InvalidInput("this changes nothing: every term you gave is already agreed")
+    for gap_id in data.gap_ids:
+        gap = session.get(Gap, gap_id)
+        if gap is None or gap.cycle_id != cycle.id:
+            raise InvalidInput(
+                "a gap you ticked is not one of this cycle's: tick the gaps of the cycle you chose",
+                field="gap_ids",
+            )
+    amendment = Amendment(
+        agreement_id=agreement.id,
+        cycle_id=cycle.id,
+        base_number=version.number,
+        changes=changes.model_dump(exclude_defaults=True),
+        reason=data.reason,
+        proposed_by_id=actor.id,
+        gap_ids=sorted(set(data.gap_ids)),
+    )
+    session.add(amendment)
+    record_event(
+        session,
+        actor=actor,
+        verb="agreement.amendment_proposed",
+        obj=amendment,
+        cycle_id=cycle.id,
+        after={"changes": [c.what for c in lines], "reason": data.reason},
+    )
+    return amendment
+
+
+def _require_decidable(session: Session, amendment: Amendment, actor: Person) -> CycleTeam:
+    cycle = _cycle_of(session, amendment)
+    require_visible(actor, cycle, "proposed change", amendment.id)
+    if amendment.status != "proposed":
+        raise Conflict(f"this change was already {amendment.status}")
+    require_phase_allows(cycle.phase, "decide_amendment", cycle.id)
+    team = signing_team(cycle, actor)
+    if team is None:
+        raise Forbidden("only the cycle's point persons adopt or reject a change to the agreement")
+    return team
+
+
+def signed_team_ids(session: Session, amendment: Amendment) -> set[int]:
+    return set(
+        session.scalars(
+            select(AmendmentSignoff.team_id).where(AmendmentSignoff.amendment_id == amendment.id)
+        )
+    )
+
+
+def sign(session: Session, amendment: Amendment, actor: Person) -> bool:
+    """A point person of the cycle signs the change for their team, at Recap. True when both
+    teams have signed (the phases layer then adopts it)."""
+    team = _require_decidable(session, amendment, actor)
+    if team.team_id in signed_team_ids(session, amendment):
+        raise Conflict(f"{team.team.name} has already signed this change")
+    session.add(
+        AmendmentSignoff(amendment_id=amendment.id, team_id=team.team_id, person_id=actor.id)
+    )
+    record_event(
+        session,
+        actor=actor,
+        verb="agreement.amendment_signed",
+        obj=amendment,
+        cycle_id=amendment.cycle_id,
+        after={"team": team.team.name},
+    )
+    session.flush()
+    cycle = _cycle_of(session, amendment)
+    return signed_team_ids(session, amendment) >= {ct.team_id for ct in cycle.teams}
+
+
+def adopt(session: Session, amendment: Amendment) -> AgreementVersion:
+    """The signed change becomes the agreement's next version (on top of the version in
+    force now, which may be newer than the one it was written against)."""
+    cycle = _cycle_of(session, amendment)
+    if signed_team_ids(session, amendment) < {ct.team_id for ct in cycle.teams}:
+        raise Conflict("both point persons sign a change before it is adopted")
+    agreement = session.get(Agreement, amendment.agreement_id)
+    current = in_force(session, agreement)  # type: ignore[arg-type]
+    terms = merged(terms_of(current), Changes.model_validate(amendment.changes))  # type: ignore[arg-type]
+    version = AgreementVersion(
+        agreement_id=amendment.agreement_id,
+        number=current.number + 1,  # type: ignore[union-attr]
+        terms=terms.model_dump(),
+        reason=amendment.reason,
+        changed_by_id=amendment.proposed_by_id,
+        cycle_id=amendment.cycle_id,
+        amendment_id=amendment.id,
+    )
+    session.add(version)
+    amendment.status = "adopted"
+    amendment.decided_at = utcnow()
+    record_event(
+        session,
+        actor=None,
+        verb="agreement.amendment_adopted",
+        obj=amendment,
+        cycle_id=amendment.cycle_id,
+        after={"version": version.number, "handoff_sla_hours": terms.handoff_sla_hours},
+    )
+    session.flush()
+    return version
+
+
+def reject(session: Session, amendment: Amendment, actor: Person, note: str | None) -> None:
+    """A point person of the cycle rejects the change at Recap (it stays in the history)."""
+    _require_decidable(session, amendment, actor)
+    amendment.status = "rejected"
+    amendment.decided_by_id = actor.id
+    amendment.decided_at = utcnow()
+    amendment.decision_note = (note or "").strip()[:MAX_TEXT] or None
+    record_event(
+        session,
+        actor=actor,
+        verb="agreement.amendment_rejected",
+        obj=amendment,
+        cycle_id=amendment.cycle_id,
+        after={"note": amendment.decision_note},
+    )
+
+
+# --- what people read ----------------------------------------------------------------------
+
+
+def teams_of(session: Session, agreement: Agreement) -> dict[str, str]:
+    return {
+        agreement.team_a.key: agreement.team_a.name,
+        agreement.team_b.key: agreement.team_b.name,
+    }

@@ -1,0 +1,109 @@
+"""The agreement, its changes, campaigns and materials on the command line (issue 20): a lead
+proposes, a member is refused in one line, the agreement shows the change and exports as
+Markdown, a campaign's material is rated by sales."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from typer.testing import CliRunner
+
+from aligncycle import cli_common
+from aligncycle.cli import app
+from aligncycle.web import seed
+from models.base import utcnow
+from models.services import agreements
+from models.tables import Cycle
+from tests.conftest import db_snapshot
+
+REASON = "Reps cover two time zones: a day is not enough to call back"
+
+runner = CliRunner()
+
+
+def cli(*args: Any, code: int = 0) -> Any:
+    cli_common.reset_store()
+    result = runner.invoke(app, [str(a) for a in args], env={"ALIGNCYCLE_ACTOR": None})
+    assert result.exit_code == code, (args, result.output)
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_the_command_line_proposes_signs_and_exports(store: Any) -> None:  # noqa: ANN401
+    with store.unit_of_work() as s:
+        seed.seed_org(s)
+        c = seed.start(s, "Hand-off, spring", utcnow().date() - timedelta(days=3))
+        gap_ids = seed.to_plan(s, c, ["Leads wait too long for a first call"])
+        cid = c.id
+    before = db_snapshot(store)
+    sid, lee = ("--as", "sid@acme.test"), ("--as", "lee@acme.test")
+    meg = ("--owner", "meg@acme.test")
+    refused = cli(
+        "agreement",
+        "propose",
+        cid,
+        "--sla-hours",
+        48,
+        "--reason",
+        REASON,
+        "--as",
+        "sid@acme.test",
+        code=1,
+    )
+    assert refused.stdout == "" and refused.stderr.startswith("error: ")
+    assert "leads and point persons" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert db_snapshot(store) == before  # refused: nothing written
+    out = cli(
+        "agreement",
+        "propose",
+        cid,
+        "--sla-hours",
+        48,
+        "--target",
+        "sla_attainment=90%",
+        "--gap",
+        gap_ids[0],
+        "--reason",
+        REASON,
+        *lee,
+    ).output
+    change_id = int(re.search(r"change (\d+)", out).group(1))
+    shown = cli("agreement", "show", cid).output
+    assert "Hand-off time: 24 hours -> 48 hours" in shown and "no target yet -> 90.0%" in shown
+    cli("agreement", "sign", change_id, "--as", "sam@acme.test", code=1)  # still in Plan
+    md = cli("agreement", "export", cid, *sid).output
+    assert md.startswith("# The agreement of") and "24 hours" in md
+    with store.unit_of_work() as s:
+        agreement_id = agreements.agreement_of(s, s.get(Cycle, cid)).id
+    out = cli(
+        "campaign",
+        "add",
+        agreement_id,
+        "--name",
+        "Spring webinars",
+        "--owner",
+        "meg@acme.test",
+        *lee,
+    ).output
+    campaign_id = int(re.search(r"campaign (\d+)", out).group(1))
+    out = cli(
+        "campaign",
+        "material",
+        campaign_id,
+        "--title",
+        "Webinar deck",
+        "--kind",
+        "deck",
+        "--owner",
+        "meg@acme.test",
+        *lee,
+    ).output
+    material_id = int(re.search(r"material (\d+)", out).group(1))
+    cli("campaign", "rate", material_id, "--usefulness", 9, *sid, code=1)
+    cli("campaign", "rate", material_id, "--usefulness", 4, *meg[1:], code=2)  # no --as
+    cli("campaign", "rate", material_id, "--usefulness", 4, *sid)
+    listed = cli("campaign", "list", agreement_id, *sid).output
+    assert "Webinar deck" in listed and "4.0 of 5 (1)" in listed
