@@ -296,7 +296,7 @@ def test_start_a_cycle_from_each_shipped_playbook(org: Store, name: str) -> None
             assert item.required is q.required and item.answer is None
     [started, first_version] = log
     assert started.actor.email == SAM == first_version.actor.email
-    assert started.after["playbook"] == f"{name}@2"
+    assert started.after["playbook"] == f"{name}@{spec.version}"
     assert started.after["point_persons"] == [SAM, MIA]
 
 
