@@ -181,6 +181,8 @@ def test_a_gap_that_keeps_coming_back_shows_with_its_history(web: Rig) -> None:
         assert found and found[0]["cycles"] == 3 and found[0]["needs"] == "manager"
         page = r.client("meg").get(f"/cycles/{cid}/vote").text
         assert "Gaps that keep coming back" in page and "Came up in 3 cycles" in page
+        # on the page, not in its title
+        assert "Came up in 3 cycles" not in page.split("</title>")[0]
         assert "Needs a manager or a decision across the teams" in page and title in page
         other = r.client("ola").get(f"/api/v1/cycles/{cid}/recurring-gaps", headers=r.bearer("ola"))
         assert other.status_code == 404
