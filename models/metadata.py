@@ -3,7 +3,7 @@
 A new module of tables adds its import here.
 """
 
-from models import accounts, alignment_tables, tables  # noqa: F401
+from models import accounts, alignment_tables, breach_tables, tables  # noqa: F401
 from models.base import Base
 from models.cadence import tables as cadence_tables  # noqa: F401
 from models.funnel import tables as funnel_tables  # noqa: F401

@@ -23,6 +23,7 @@ from models.enums import (
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 from models.phases import dispatch
 from models.phases import numbers as kpi_checks
+from models.phases.breaches import breach_gaps
 from models.phases.carry_over import carry_over, follow_up_cycles
 from models.phases.common import readiness_md
 from models.phases.execute import execute_pass
@@ -53,6 +54,7 @@ def start_cycle(
         previous = cycle_service.get_cycle(session, cycle.previous_cycle_id)
         carry_over(session, previous, cycle, actor)
     kpi_checks.record_numbers_at_start(session, cycle)
+    breach_gaps(session, cycle, today)  # the earlier cycle's SLA breaches, as gaps to decide
     return cycle
 
 

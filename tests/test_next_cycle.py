@@ -1,0 +1,181 @@
+"""What one cycle hands the next: the SLA breach ledger (recorded in Execute, in the digest,
+evidence in the next cycle's Identify), the lead definition drift gap from sales' rejection
+reasons, and cycles that start on the playbook's schedule with their point persons by role."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models import phases
+from models.breach_tables import SlaBreach
+from models.cadence.digest import digest_content
+from models.db import Store
+from models.enums import GapCategory, GapDecision, Phase
+from models.errors import NotFound
+from models.funnel import numbers as funnel_numbers
+from models.funnel.tables import Lead
+from models.phases import breaches
+from models.playbook import parse_playbook
+from models.schemas import CycleCreate, GapDecide
+from models.services import cycles, playbooks
+from models.services.common import person_by_email
+from models.tables import Cycle, Gap
+
+PLAYBOOK = """
+name: handoff
+version: 1
+title: Hand-off cycle
+settings: {handoff_sla_hours: 24, cycle_length_days: 30, rejection_drift_above: 0.2,
+           starts_every: month}
+phases: {identify: {}, plan: {}, execute: {}, recap: {}}
+"""
+MARCH, APRIL = date(2024, 3, 1), date(2024, 4, 1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_numbers() -> None:
+    """Leads are written here without an import, which is what moves the Numbers cache's data
+    version: each test starts from an empty cache."""
+    funnel_numbers._cache.clear()
+
+
+def load(s, text: str = PLAYBOOK) -> None:  # noqa: ANN001
+    playbooks.register(s, parse_playbook(text), hashlib.sha256(text.encode()).hexdigest(), "t")
+
+
+def add_leads(store: Store, rows: list[dict]) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(Lead.__table__.insert(), [{"source": "crm", **r} for r in rows])
+
+
+def lead(i: int, day: date, wait_h: float | None, **kw) -> dict:  # noqa: ANN003
+    mql = datetime(day.year, day.month, day.day, 9, tzinfo=UTC) + timedelta(minutes=i)
+    touch = None if wait_h is None else mql + timedelta(hours=wait_h)
+    blank = dict.fromkeys(("channel", "campaign", "owner", "rejection_reason", "rejected_at"))
+    row = {"external_id": f"L{day:%m}-{i}", "mql_at": mql, "first_touch_at": touch, "sql_at": None}
+    return row | blank | kw
+
+
+def start(s, title: str, day: date, previous: int | None = None) -> Cycle:  # noqa: ANN001
+    return phases.start_cycle(
+        s,
+        CycleCreate(
+            playbook="handoff",
+            title=title,
+            period_start=day,
+            period_end=day + timedelta(days=29),
+            point_persons=["mia@acme.test"],
+            previous_cycle_id=previous,
+        ),
+        person_by_email(s, "sam@acme.test"),
+        today=day,
+    )
+
+
+def to_execute(s, cycle: Cycle, day: date) -> None:  # noqa: ANN001
+    sam = person_by_email(s, "sam@acme.test")
+    phases.advance(s, cycle, sam, today=day)  # identify -> plan
+    phases.advance(s, cycle, sam, today=day)  # plan -> execute: its first pass records breaches
+
+
+def test_breaches_of_one_cycle_are_evidence_in_the_next_ones_identify(org: Store) -> None:
+    # March: 5 paid-search leads waited 30 h (3 with no owner), 2 from events waited 40 h, and
+    # 4 were touched within the SLA.
+    rows = [
+        lead(i, date(2024, 3, 5), 30, channel="paid search", owner=None if i < 3 else "Sam")
+        for i in range(5)
+    ]
+    rows += [lead(10 + i, date(2024, 3, 6), 40, channel="events", owner="Sam") for i in range(2)]
+    rows += [
+        lead(20 + i, date(2024, 3, 7), 2, channel="paid search", owner="Sam") for i in range(4)
+    ]
+    add_leads(org, rows)
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        to_execute(s, march, MARCH)
+        march_id = march.id
+    with org.unit_of_work() as s:
+        recorded = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()
+        assert len(recorded) == 7
+        slow = next(b for b in recorded if b.channel == "events")
+        assert (slow.owner, slow.waited_hours, slow.late_hours) == ("Sam", 40.0, 16.0)
+        # the weekly digest counts them beside the overdue items
+        risks = digest_content(s, date(2024, 3, 20), [march_id])[march_id].risks
+        assert "7 leads waited past the hand-off time (3 of them with no owner)" in risks
+        # a second pass records nothing twice
+        breaches.record_breaches(s, s.get(Cycle, march_id))
+        assert len(s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()) == 7
+        sam = person_by_email(s, "sam@acme.test")
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(s, m, sam, today=date(2024, 3, 31), override_reason="month ended")
+    with org.unit_of_work() as s:
+        april = start(s, "April", APRIL, previous=march_id)
+        assert april.phase is Phase.IDENTIFY
+        gaps = {g.title: g for g in s.scalars(select(Gap).where(Gap.cycle_id == april.id))}
+        paid = gaps["Leads from paid search wait too long for sales"]
+        assert paid.evidence.startswith(
+            "5 leads from paid search waited over 24 h; 3 of them had no owner."
+        )
+        assert paid.category is GapCategory.HAND_OFF and paid.decision is GapDecision.OPEN
+        assert (
+            "2 leads from events waited over 24 h"
+            in gaps["Leads from events wait too long for sales"].evidence
+        )
+        # decided like any gap in Identify
+        phases.decide_gap(
+            s, paid, GapDecide(decision="accepted"), person_by_email(s, "lee@acme.test")
+        )
+        # starting again (a retried start) adds nothing twice
+        assert len(breaches.breach_gaps(s, april)) == 2
+        assert s.query(Gap).filter(Gap.cycle_id == april.id).count() == len(gaps)
+
+
+def test_another_team_pairs_breaches_answer_like_missing_ones(org: Store) -> None:
+    add_leads(org, [lead(i, date(2024, 3, 5), 30, channel="web") for i in range(2)])
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        to_execute(s, march, MARCH)
+        book = breaches.ledger(s, march, person_by_email(s, "mia@acme.test"))
+        assert book.total == 2 and book.by_channel[0].channel == "web"
+        outsider = person_by_email(s, "sam@acme.test")
+        outsider.team_id = None  # a person on no team of the cycle
+        with pytest.raises(NotFound, match=f"no cycle with id {march.id}"):
+            breaches.ledger(s, march, outsider)
+        s.rollback()
+
+
+def test_rejection_reasons_become_a_lead_definition_drift_gap(org: Store) -> None:
+    # February (the baseline): 20 reviewed MQLs, 8 rejected: 5 "no budget" from paid search's
+    # spring campaign, 3 "student" from webinars; 12 accepted.
+    rows = []
+    for i in range(20):
+        day = date(2024, 2, 10)
+        r = lead(i, day, 2)
+        decided = r["first_touch_at"] + timedelta(hours=1)
+        if i < 5:
+            r.update(channel="paid search", campaign="spring", rejection_reason="no budget")
+            r.update(rejected_at=decided)
+        elif i < 8:
+            r.update(channel="webinar", rejection_reason="student", rejected_at=decided)
+        else:
+            r.update(channel="paid search", campaign="spring", sql_at=decided)
+        rows.append(r)
+    add_leads(org, rows)
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        gap = s.scalar(
+            select(Gap).where(Gap.cycle_id == march.id, Gap.key == "metric:lead_definition_drift")
+        )
+        assert gap is not None
+        assert gap.category is GapCategory.LEAD_DEFINITION and gap.decision is GapDecision.OPEN
+        assert "Sales sent back 40.0% of the 20 MQLs it reviewed" in gap.evidence
+        assert "- 5 leads from paid search, campaign spring: “no budget”" in gap.evidence
+        assert "- 3 leads from webinar: “student”" in gap.evidence
+        assert "to at most 20.0%" in gap.description
