@@ -23,7 +23,7 @@ from models.playbook import parse_playbook
 from models.schemas import CycleCreate, GapDecide
 from models.services import cycles, playbooks
 from models.services.common import person_by_email
-from models.tables import Cycle, Gap
+from models.tables import ActionItem, Cycle, Gap
 
 PLAYBOOK = """
 name: handoff
@@ -179,3 +179,82 @@ def test_rejection_reasons_become_a_lead_definition_drift_gap(org: Store) -> Non
         assert "- 5 leads from paid search, campaign spring: “no budget”" in gap.evidence
         assert "- 3 leads from webinar: “student”" in gap.evidence
         assert "to at most 20.0%" in gap.description
+
+
+# --- cycles that start on a schedule ------------------------------------------------------------
+
+
+def test_a_scheduled_cycle_starts_with_point_persons_by_role_and_open_work(org: Store) -> None:
+    from flows.cadence import run_job
+    from models.cadence.channels import add_channel
+    from models.cadence.tables import Notification
+    from models.schemas import ActionItemCreate, PersonCreate, PersonUpdate
+    from models.services import actions, people
+
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        march_id = march.id
+        sam, lee = person_by_email(s, "sam@acme.test"), person_by_email(s, "lee@acme.test")
+        phases.advance(s, march, sam, today=MARCH)  # identify -> plan
+        actions.add_action(
+            s, march, ActionItemCreate(title="Route MQLs to one queue", owner="lee@acme.test"), lee
+        )
+        phases.advance(s, march, sam, today=MARCH)  # plan -> execute
+    # the month is not over, and March is still in Execute: nothing starts
+    assert (
+        run_job("scheduled-starts", org, date(2024, 3, 31), deliver=False)["plan"]["changed"] == 0
+    )
+    waiting = run_job("scheduled-starts", org, APRIL, deliver=False)["plan"]
+    assert waiting["changed"] == 0
+    assert waiting["waiting"] == [
+        "“March” is still in Execute; the next cycle starts once it has reached Recap"
+    ]
+    with org.unit_of_work() as s:
+        max_ = person_by_email(s, "max@acme.test")
+        # Mia is a lead now; Pat is marketing's point person
+        people.update_person(
+            s, person_by_email(s, "mia@acme.test"), PersonUpdate(role="lead"), max_
+        )
+        people.create_person(
+            s,
+            PersonCreate(
+                name="Pat Point", email="pat@acme.test", team="marketing", role="point_person"
+            ),
+            max_,
+        )
+        for email in ("sam@acme.test", "pat@acme.test"):
+            add_channel(
+                s, max_, kind="webhook", person=email, url=f"json://hooks.example.com/{email[:3]}"
+            )
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(
+            s,
+            m,
+            person_by_email(s, "sam@acme.test"),
+            today=date(2024, 3, 31),
+            override_reason="the month ended",
+        )
+
+    out = run_job("scheduled-starts", org, date(2024, 4, 2), deliver=False)["plan"]
+    assert out["changed"] == 1 and out["planned"] == 2
+    with org.unit_of_work() as s:
+        april = s.scalar(select(Cycle).where(Cycle.previous_cycle_id == march_id))
+        assert april is not None and april.phase is Phase.IDENTIFY
+        assert (april.period_start, april.period_end) == (APRIL, date(2024, 4, 30))
+        assert {ct.team.key: ct.point_person.email for ct in april.teams} == {
+            "sales": "sam@acme.test",
+            "marketing": "pat@acme.test",
+        }
+        carried = s.scalars(select(ActionItem).where(ActionItem.cycle_id == april.id)).all()
+        assert [(a.title, a.owner.email) for a in carried] == [
+            ("Route MQLs to one queue", "lee@acme.test")
+        ]
+        told = s.scalars(select(Notification).where(Notification.cycle_id == april.id)).all()
+        assert sorted(n.recipient for n in told) == ["pat@acme.test", "sam@acme.test"]
+        pat = next(n for n in told if n.recipient == "pat@acme.test")
+        assert "You are its point person for Marketing" in pat.body
+        assert "1 open action item came over from the previous cycle" in pat.body
+    # a re-run starts nothing twice and tells nobody twice
+    again = run_job("scheduled-starts", org, date(2024, 4, 3), deliver=False)["plan"]
+    assert again["changed"] == 0 and again["planned"] == 0
