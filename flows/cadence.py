@@ -424,4 +424,5 @@ FLOWS = {
     "escalations": escalations,
     "weekly-digest": weekly_digest,
     "recap-due": recap_due,
+    "scheduled-starts": scheduled_starts,
 }

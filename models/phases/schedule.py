@@ -29,6 +29,7 @@ from models.enums import Phase, Role
 from models.phases.lifecycle import start_cycle
 from models.schemas import CycleCreate
 from models.services.cycles import spec
+from models.services.people import require_admin
 from models.tables import ActionItem, Cycle, Gap, Person, Playbook
 from models.words import counted, day, phase_name
 
@@ -167,13 +168,26 @@ def start_due(session: Session, today: date) -> list[ScheduledStart]:
 def plan_scheduled_starts(session: Session, today: date, policy: object = None) -> PlanResult:
     """The ``scheduled-starts`` job: start the cycles that are due and tell their point persons
     (what started, what came over, where to begin); a pair still waiting is reported."""
+    return start_and_tell(session, today)[1]
+
+
+def start_scheduled_now(
+    session: Session, actor: Person | None, today: date
+) -> list[ScheduledStart]:
+    """A manager starts the cycles that are due now, as the daily job would (the API and the
+    CLI): the same starts and the same messages, planned once."""
+    require_admin(session, actor, "start the scheduled cycles")
+    return start_and_tell(session, today)[0]
+
+
+def start_and_tell(session: Session, today: date) -> tuple[list[ScheduledStart], PlanResult]:
     result = PlanResult(kind="cycle_started")
     starts = start_due(session, today)
     result.candidates = len(starts)
     result.changed = sum(1 for s in starts if s.cycle_id is not None)
     result.details["waiting"] = [s.waiting for s in starts if s.waiting]
     if not result.changed:
-        return result
+        return starts, result
     directory = Directory.load(session)
     messages = []
     for s in starts:
@@ -205,4 +219,4 @@ def plan_scheduled_starts(session: Session, today: date, policy: object = None) 
                     cycle_id=cycle.id,
                 )
             )
-    return store_plan(session, messages, result)
+    return starts, store_plan(session, messages, result)

@@ -17,6 +17,7 @@ from aligncycle.web.api import (
     gaps,
     imports,
     inbox,
+    next_cycle,
     notifications,
     numbers,
     organisation,
@@ -39,3 +40,4 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+router.include_router(next_cycle.router)  # the SLA breach ledger, scheduled starts
