@@ -73,3 +73,18 @@ def test_only_managers_start_the_scheduled_cycles_through_the_api(web: Rig) -> N
         assert "“March” is still in Execute; the next cycle starts once it has reached Recap" in (
             waiting
         )
+
+
+def test_the_late_leads_page_in_plain_words_for_the_cycles_teams_only(web: Rig) -> None:
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            cid = march_with_breaches(s)
+        got = r.client("meg").get(f"/cycles/{cid}/late-leads")
+        assert got.status_code == 200, got.text
+        text = got.text
+        assert "3 leads from paid search waited over 24 h; 3 of them had no owner." in text
+        assert "Late leads" in text and "nobody" in text
+        for key in ("sla_hours", "late_hours", "None", "(s)"):
+            assert key not in text
+        assert r.client("ola").get(f"/cycles/{cid}/late-leads").status_code == 404

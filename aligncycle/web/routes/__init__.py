@@ -10,6 +10,7 @@ from aligncycle.web.routes import (
     admin_playbooks,
     alignment,
     auth,
+    breaches,
     cycles,
     gaps,
     imports,
@@ -38,5 +39,6 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+router.include_router(breaches.router)  # the cycle's late leads (SLA breach ledger)
 for module in (admin, admin_channels, admin_playbooks, password_links, sso):
     router.include_router(module.router)
