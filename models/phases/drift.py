@@ -56,16 +56,17 @@ def top_reasons(
 
 def evidence(snap: CycleKpiSnapshot, reasons, target: float) -> str:  # noqa: ANN001
     rate = format_value(KPI, snap.value)
-    lines = [
+    head = (
         f"Sales sent back {rate} of the {snap.sample_size:,} MQLs it reviewed from "
         f"{_day(snap.window_start)} to {_day(snap.window_end)}; the playbook's target is at most "
-        f"{format_value(KPI, target)}.",
-        "The most frequent reasons:",
-    ]
+        f"{format_value(KPI, target)}."
+    )
+    parts = []
     for channel, campaign, reason, n in reasons:
         where = f"from {channel or 'no channel'}" + (f", campaign {campaign}" if campaign else "")
-        lines.append(f"- {counted(n, 'lead')} {where}: “{reason or 'no reason given'}”")
-    return "\n".join(lines)
+        parts.append(f"{counted(n, 'lead')} {where}: “{reason or 'no reason given'}”")
+    # one paragraph: every face shows evidence as plain text
+    return head + (f" The most frequent reasons: {'; '.join(parts)}." if parts else "")
 
 
 def drift_gap(session: Session, cycle: Cycle, baseline: dict[str, CycleKpiSnapshot]) -> Gap | None:
