@@ -16,7 +16,6 @@ from models.cadence.digest import digest_content
 from models.db import Store
 from models.enums import GapCategory, GapDecision, Phase
 from models.errors import NotFound
-from models.funnel import numbers as funnel_numbers
 from models.funnel.tables import Lead
 from models.phases import breaches
 from models.playbook import parse_playbook
@@ -34,13 +33,6 @@ settings: {handoff_sla_hours: 24, cycle_length_days: 30, rejection_drift_above: 
 phases: {identify: {}, plan: {}, execute: {}, recap: {}}
 """
 MARCH, APRIL = date(2024, 3, 1), date(2024, 4, 1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_numbers() -> None:
-    """Leads are written here without an import, which is what moves the Numbers cache's data
-    version: each test starts from an empty cache."""
-    funnel_numbers._cache.clear()
 
 
 def load(s, text: str = PLAYBOOK) -> None:  # noqa: ANN001

@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from aligncycle import cli_common
 from aligncycle.cli import app
-from models.funnel import numbers as funnel_numbers
 from tests.test_next_cycle_faces import march_with_breaches
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_numbers() -> None:
-    funnel_numbers._cache.clear()
 
 
 def cli(*args: Any, code: int = 0) -> Any:

@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
-from models.funnel import numbers as funnel_numbers
 from models.funnel.tables import Lead
 from tests.test_next_cycle import MARCH, PLAYBOOK, lead, load, start, to_execute
 from tests.test_web_support import Rig, rig
-
-
-@pytest.fixture(autouse=True)
-def _fresh_numbers() -> None:
-    funnel_numbers._cache.clear()
 
 
 def march_with_breaches(s: Any) -> int:

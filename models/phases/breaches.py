@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from models.breach_tables import SlaBreach
 from models.enums import GapCategory, GapSource, Phase, RootCause, Severity
 from models.funnel.baseline import has_funnel_data
-from models.funnel.numbers import sla_breaches
+from models.funnel.numbers import every_breach
 from models.rules import phase_allows
 from models.schemas import GapCreate
 from models.services.access import require_visible
@@ -31,7 +31,6 @@ from models.services.gaps import add_gap
 from models.tables import Cycle, CycleTeam, Gap, Person
 from models.words import counted
 
-PAGE = 500
 NO_CHANNEL = "no channel"
 
 
@@ -83,29 +82,19 @@ def record_breaches(session: Session, cycle: Cycle, as_of: datetime | None = Non
         (b.source, b.lead): b
         for b in session.scalars(select(SlaBreach).where(SlaBreach.cycle_id == cycle.id))
     }
-    offset = 0
-    while True:
-        page = sla_breaches(
-            session,
-            start=cycle.period_start,
-            end=end,
-            sla_hours=sla,
-            limit=PAGE,
-            offset=offset,
-            as_of=min(now, datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC)),
-        )
-        for r in page.rows:
-            row = known.get((r.source, r.lead))
-            if row is None:
-                row = SlaBreach(cycle_id=cycle.id, source=r.source, lead=r.lead)
-                session.add(row)
-                known[(r.source, r.lead)] = row
-            row.owner, row.channel, row.campaign = r.owner, r.channel, r.campaign
-            row.mql_at, row.touched_at = r.mql_at, r.touched_at
-            row.sla_hours, row.waited_hours, row.late_hours = sla, r.waited_hours, r.late_hours
-        offset += PAGE
-        if offset >= page.total:
-            break
+    as_of = min(now, datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
+    found = list(
+        every_breach(session, start=cycle.period_start, end=end, sla_hours=sla, as_of=as_of)
+    )
+    for r in found:
+        row = known.get((r.source, r.lead))
+        if row is None:
+            row = SlaBreach(cycle_id=cycle.id, source=r.source, lead=r.lead)
+            session.add(row)
+            known[(r.source, r.lead)] = row
+        row.owner, row.channel, row.campaign = r.owner, r.channel, r.campaign
+        row.mql_at, row.touched_at = r.mql_at, r.touched_at
+        row.sla_hours, row.waited_hours, row.late_hours = sla, r.waited_hours, r.late_hours
     session.flush()
     return len(known)
 
