@@ -252,3 +252,14 @@ def test_a_scheduled_cycle_starts_with_point_persons_by_role_and_open_work(org: 
     # a re-run starts nothing twice and tells nobody twice
     again = run_job("scheduled-starts", org, date(2024, 4, 3), deliver=False)["plan"]
     assert again["changed"] == 0 and again["planned"] == 0
+
+
+def test_the_playbook_page_says_when_cycles_start_and_when_rejections_raise_a_gap() -> None:
+    from aligncycle.web.routes.admin_playbooks import preview
+
+    lines = preview(parse_playbook(PLAYBOOK), {"sales": "Sales", "marketing": "Marketing"})
+    assert (
+        "A new cycle of the same teams starts every month, with its point persons and the open "
+        "work of the previous cycle." in lines["settings"]
+    )
+    assert any("more than 20% of the leads it reviews" in s for s in lines["settings"])
