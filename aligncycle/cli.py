@@ -157,6 +157,7 @@ def _register_areas() -> None:
         cli_flows,
         cli_funnel,
         cli_lifecycle,
+        cli_next_cycle,
         cli_web,
     )
 
@@ -168,6 +169,7 @@ def _register_areas() -> None:
     cli_lifecycle.register(app)
     cli_cadence.register(app)
     cli_alignment.register(app)
+    cli_next_cycle.register(app)
     cli_flows.register(app)
     cli_agreement.register(app)
     for info in app.registered_groups:  # built on first use, see _RootGroup

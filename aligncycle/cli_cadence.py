@@ -21,7 +21,14 @@ from aligncycle import cli_common as cc
 from aligncycle.cli_common import ACTOR_OPTION, DATE_FORMATS, JSON_OPTION, emit_json, table
 from models.words import counted
 
-JOB_NAMES = ("execute-checkins", "overdue-reminders", "escalations", "weekly-digest", "recap-due")
+JOB_NAMES = (
+    "execute-checkins",
+    "overdue-reminders",
+    "escalations",
+    "weekly-digest",
+    "recap-due",
+    "scheduled-starts",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -214,6 +221,8 @@ def register(app: typer.Typer) -> None:
         if p.get("changed"):
             line += f", {counted(p['changed'], 'change')} to the store"
         typer.echo(line)
+        for waiting in p.get("waiting") or []:  # scheduled starts that wait, and why
+            typer.echo(f"  {waiting}")
         d = out.get("delivery")
         if d is not None:
             sent, messages = d["sent"], d.get("messages", d["sent"])

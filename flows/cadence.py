@@ -13,6 +13,9 @@ flow                   schedule    what it does
 ``weekly-digest``      weekly      per cycle: progress, KPIs, risks, what is due next week
 ``recap-due``          daily       opens Recap when a cycle's period has ended (the system's
                                    own transition, through the Execute gate)
+``scheduled-starts``   daily       starts the next cycle of playbooks with ``starts_every``
+                                   (point persons by role, open work carried over) and tells
+                                   the point persons
 =====================  ==========  =========================================================
 
 Each flow is two tasks, whatever the number of cycles: **plan** (one transaction, set-based
@@ -55,6 +58,7 @@ from models.cadence.reminders import plan_reminders
 from models.cadence.tables import NotificationKind
 from models.config import StoreSettings
 from models.db import Store
+from models.phases.schedule import plan_scheduled_starts
 
 
 @lru_cache(maxsize=4)
@@ -119,6 +123,12 @@ JOBS: dict[str, Job] = {
             _plan_recap_due,
             (NotificationKind.RECAP_DUE,),
             "open Recap for cycles whose period ended",
+        ),
+        Job(
+            "scheduled-starts",
+            plan_scheduled_starts,
+            (NotificationKind.CYCLE_STARTED,),
+            "start the next cycle of playbooks that start on a schedule",
         ),
     )
 }
@@ -340,6 +350,20 @@ def recap_due(
     return _run_flow("recap-due", today, {}, workers, stale_after_seconds, retry_delays_seconds)
 
 
+@flow(name="scheduled-starts")
+def scheduled_starts(
+    today: date | None = None,
+    workers: int = 4,
+    stale_after_seconds: float = STALE,
+    retry_delays_seconds: list[float] | None = None,
+) -> dict[str, Any]:
+    """Start the next cycle of each team pair whose playbook starts on a schedule (point
+    persons by role, open work carried over) and tell the point persons."""
+    return _run_flow(
+        "scheduled-starts", today, {}, workers, stale_after_seconds, retry_delays_seconds
+    )
+
+
 #: The jobs of the daily run, in order: owners are reminded before their leads hear of it.
 DAILY = ("overdue-reminders", "escalations")
 
@@ -400,4 +424,5 @@ FLOWS = {
     "escalations": escalations,
     "weekly-digest": weekly_digest,
     "recap-due": recap_due,
+    "scheduled-starts": scheduled_starts,
 }

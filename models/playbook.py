@@ -204,6 +204,13 @@ class Settings(_Strict):
     #: A gap that comes back in this many cycles of the same two teams (this one included) is
     #: flagged as recurring, with its history.
     recurring_after_cycles: int = Field(default=3, ge=2, le=20)
+    #: Opt-in: a sales rejection rate over this share (0 to 1) of the baseline's reviewed MQLs
+    #: raises a "lead definition drift" gap in Identify, with the top rejection reasons by
+    #: channel and campaign as evidence and this share as the target.
+    rejection_drift_above: float | None = Field(default=None, gt=0, lt=1)
+    #: Opt-in: the next cycle of the same teams starts on this schedule (the ``scheduled-starts``
+    #: deployment), its point persons filled in by role and open work carried over.
+    starts_every: Literal["month", "quarter", "half-year", "year"] | None = None
 
     @property
     def effective_baseline_days(self) -> int:

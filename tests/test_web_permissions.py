@@ -695,6 +695,24 @@ CASES: list[Case] = [
         200,
     ),
     Case("GET", "/api/v1/cycles/{cycle_id}/votes", api(cyc("identify", "/votes")), SEEING, 200),
+    # --- the SLA breach ledger (late leads) and the scheduled starts
+    Case(
+        "GET",
+        "/api/v1/cycles/{cycle_id}/sla-breaches",
+        api(cyc("execute", "/sla-breaches")),
+        SEEING,
+        200,
+    ),
+    Case("GET", "/cycles/{cycle_id}/late-leads", cyc("execute", "/late-leads"), SEEING, 200),
+    Case(
+        "POST",
+        "/api/v1/scheduled-starts",
+        const("/api/v1/scheduled-starts"),
+        MANAGERS,
+        200,
+        body(),
+        cycle_bound=False,
+    ),
     Case(
         "PUT",
         "/api/v1/cycles/{cycle_id}/votes",

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from models.breach_tables import SlaBreach
 from models.cadence.directory import Directory
 from models.cadence.links import Links, words
 from models.cadence.planning import Planned, PlanResult, due_text, footer, store_plan
@@ -216,6 +217,19 @@ def digest_content(
             d.risks.append(f"{title} ({who}): " + ", ".join(dict.fromkeys(reasons)))
         if due is not None and today <= due <= next_week:
             d.due_next_week.append(f"{title} ({who}), {due_text(due, today)}")
+    for cid, leads, without in session.execute(  # the SLA breach ledger, like overdue items
+        select(
+            SlaBreach.cycle_id,
+            func.count(),
+            func.sum(case((SlaBreach.owner.is_(None), 1), else_=0)),
+        )
+        .where(SlaBreach.cycle_id.in_(list(cycles)))
+        .group_by(SlaBreach.cycle_id)
+    ):
+        no_owner = f" ({without or 0} of them with no owner)" if without else ""
+        digests[cid].risks.append(
+            f"{counted(leads, 'lead')} waited past the hand-off time{no_owner}"
+        )
     bodies = dict(
         session.execute(
             select(Playbook.id, Playbook.body).where(

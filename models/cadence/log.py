@@ -31,6 +31,7 @@ KIND_WORDS = {
     NotificationKind.ESCALATION: "escalation",
     NotificationKind.DIGEST: "weekly digest",
     NotificationKind.RECAP_DUE: "recap due",
+    NotificationKind.CYCLE_STARTED: "new cycle started",
 }
 STATUS_WORDS = {
     NotificationStatus.PENDING: "waiting to be sent",

@@ -38,6 +38,7 @@ class NotificationKind(StrEnum):
     ESCALATION = "escalation"  # overdue past a grace period (to the owner's lead, then a manager)
     DIGEST = "digest"  # weekly, per cycle, to both teams
     RECAP_DUE = "recap_due"  # the period ended: Recap opened (or what blocks it)
+    CYCLE_STARTED = "cycle_started"  # a cycle started on its playbook's schedule (point persons)
     ACCOUNT = "account"  # an invitation or a password-reset link, to the person's own channels
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -333,16 +333,11 @@ def sla_breaches(
     )
 
 
-def _breaches(
-    session: Session,
-    start: date,
-    end: date,
-    sla_hours: float,
-    source: str | None,
-    limit: int,
-    offset: int,
-    as_of: datetime,
-) -> Breaches:
+def _breach_select(
+    start: date, end: date, sla_hours: float, source: str | None, as_of: datetime
+) -> tuple[Any, list[Any], Any, int]:
+    """The breach list's query: (the SELECT of its rows, its WHERE, how long each waited, the
+    SLA in seconds). The one definition of a breach, for the page and the cycle's ledger."""
     moment = to_epoch(as_of)
     sla = int(round(sla_hours * 3600))
     L = Lead.__table__
@@ -356,39 +351,55 @@ def _breaches(
     )
     where = [mql >= s, mql < e, late, *([L.c.source == source] if source else [])]
     waited = func.coalesce(touch, moment) - mql
-    total = session.scalar(select(func.count()).select_from(L).where(*where)) or 0
-    rows = session.execute(
-        select(
-            L.c.source,
-            L.c.external_id,
-            L.c.owner,
-            L.c.channel,
-            L.c.campaign,
-            mql.label("mql"),
-            touch.label("touch"),
-            waited.label("waited"),
-        )
-        .where(*where)
-        .order_by(waited.desc(), L.c.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return Breaches(
-        total=total,
-        limit=limit,
-        offset=offset,
-        rows=[
-            Breach(
-                source=r.source,
-                lead=r.external_id,
-                owner=r.owner,
-                channel=r.channel,
-                campaign=r.campaign,
-                mql_at=datetime.fromtimestamp(r.mql, UTC),
-                touched_at=datetime.fromtimestamp(r.touch, UTC) if r.touch is not None else None,
-                waited_hours=round(r.waited / 3600, 1),
-                late_hours=round((r.waited - sla) / 3600, 1),
-            )
-            for r in rows
-        ],
+    stmt = select(
+        L.c.source,
+        L.c.external_id,
+        L.c.owner,
+        L.c.channel,
+        L.c.campaign,
+        mql.label("mql"),
+        touch.label("touch"),
+        waited.label("waited"),
+    ).where(*where)
+    return stmt, where, waited, sla
+
+
+def _breach(r: Any, sla: int) -> Breach:
+    return Breach(
+        source=r.source,
+        lead=r.external_id,
+        owner=r.owner,
+        channel=r.channel,
+        campaign=r.campaign,
+        mql_at=datetime.fromtimestamp(r.mql, UTC),
+        touched_at=datetime.fromtimestamp(r.touch, UTC) if r.touch is not None else None,
+        waited_hours=round(r.waited / 3600, 1),
+        late_hours=round((r.waited - sla) / 3600, 1),
     )
+
+
+def every_breach(
+    session: Session, *, start: date, end: date, sla_hours: float, as_of: datetime
+) -> Iterator[Breach]:
+    """Every lead of the period's MQLs that waited past the SLA (as :func:`sla_breaches`
+    counts them), read in one pass and not cached: what a cycle's breach ledger records."""
+    stmt, _where, _waited, sla = _breach_select(start, end, sla_hours, None, as_of)
+    for r in session.execute(stmt.execution_options(yield_per=2000)):
+        yield _breach(r, sla)
+
+
+def _breaches(
+    session: Session,
+    start: date,
+    end: date,
+    sla_hours: float,
+    source: str | None,
+    limit: int,
+    offset: int,
+    as_of: datetime,
+) -> Breaches:
+    stmt, where, waited, sla = _breach_select(start, end, sla_hours, source, as_of)
+    L = Lead.__table__
+    total = session.scalar(select(func.count()).select_from(L).where(*where)) or 0
+    rows = session.execute(stmt.order_by(waited.desc(), L.c.id).limit(limit).offset(offset)).all()
+    return Breaches(total=total, limit=limit, offset=offset, rows=[_breach(r, sla) for r in rows])

@@ -21,6 +21,7 @@ from models.enums import (
     Phase,
 )
 from models.errors import InvalidInput
+from models.phases.breaches import record_breaches
 from models.phases.common import ActionRow, action_row, checklist, md, readiness_md, require_phase
 from models.rules import counted
 from models.schemas import (
@@ -149,6 +150,7 @@ def execute_pass(session: Session, cycle: Cycle, today: date) -> ExecuteReport:
     for item in unfinished_actions(session, cycle):
         _, new = checkin_item(session, item, today)
         written += new
+    record_breaches(session, cycle)  # the SLA breach ledger the digest and the next cycle read
     return execute_report(session, cycle, today, written)
 
 

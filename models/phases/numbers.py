@@ -17,6 +17,7 @@ from models.enums import GapSource, Phase
 from models.funnel.baseline import has_funnel_data, snapshot_baseline
 from models.funnel.kpis import KPIS, format_value
 from models.funnel.tables import CycleKpiSnapshot
+from models.phases.drift import drift_gap
 from models.playbook import KpiCheck
 from models.rules import require_phase_allows
 from models.schemas import GapCreate
@@ -83,7 +84,7 @@ def evaluate_gap_rules(
         # (``checklist:<question>``, as :func:`models.phases.identify.answer` records it).
         key = f"checklist:{q.key}" if phase is Phase.IDENTIFY else f"metric:{phase}.{q.key}"
         checks.append((key, q.kpi, gap, items.get((phase, q.key))))
-    if not checks:
+    if not checks and pb.settings.rejection_drift_above is None:
         return []
     require_phase_allows(cycle.phase, "kpi_gaps", cycle.id)
     baseline = snapshot_baseline(session, cycle, as_of=as_of)
@@ -108,6 +109,9 @@ def evaluate_gap_rules(
             None,
         )
         found.append(row)
+    drift = drift_gap(session, cycle, baseline)  # rejection reasons, as marketing's gap
+    if drift is not None:
+        found.append(drift)
     session.flush()
     return found
 

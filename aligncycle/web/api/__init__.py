@@ -18,6 +18,7 @@ from aligncycle.web.api import (
     gaps,
     imports,
     inbox,
+    next_cycle,
     notifications,
     numbers,
     organisation,
@@ -41,3 +42,4 @@ for module in (
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
 router.include_router(agreements.router)  # the teams' agreement, campaigns, materials
+router.include_router(next_cycle.router)  # the SLA breach ledger, scheduled starts

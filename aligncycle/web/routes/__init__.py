@@ -11,6 +11,7 @@ from aligncycle.web.routes import (
     agreements,
     alignment,
     auth,
+    breaches,
     cycles,
     gaps,
     imports,
@@ -39,6 +40,7 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(alignment.router)  # each team's answers, the vote, recurring gaps
+router.include_router(breaches.router)  # the cycle's late leads (SLA breach ledger)
 for module in (admin, admin_channels, admin_playbooks, password_links, sso):
     router.include_router(module.router)
 router.include_router(agreements.router)  # the teams' agreement, campaigns, materials

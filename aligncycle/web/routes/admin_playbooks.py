@@ -107,6 +107,16 @@ def preview(spec: PlaybookSpec, team_names: dict[str, str]) -> dict[str, Any]:
     ]
     if st.counterpart_signoff:
         settings.append("An action item with a counterpart counts as done once they sign it off.")
+    if st.starts_every:
+        settings.append(
+            f"A new cycle of the same teams starts every {st.starts_every.replace('-', ' ')}, "
+            "with its point persons and the open work of the previous cycle."
+        )
+    if st.rejection_drift_above is not None:
+        settings.append(
+            f"When sales sends back more than {st.rejection_drift_above:.0%} of the leads it "
+            "reviews, the gap analysis proposes a lead definition gap with the reasons."
+        )
     templates = [
         {
             "category": CATEGORY_WORDS.get(category.value, category.value.replace("_", " ")),

@@ -1,0 +1,265 @@
+"""What one cycle hands the next: the SLA breach ledger (recorded in Execute, in the digest,
+evidence in the next cycle's Identify), the lead definition drift gap from sales' rejection
+reasons, and cycles that start on the playbook's schedule with their point persons by role."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models import phases
+from models.breach_tables import SlaBreach
+from models.cadence.digest import digest_content
+from models.db import Store
+from models.enums import GapCategory, GapDecision, Phase
+from models.errors import NotFound
+from models.funnel.tables import Lead
+from models.phases import breaches
+from models.playbook import parse_playbook
+from models.schemas import CycleCreate, GapDecide
+from models.services import cycles, playbooks
+from models.services.common import person_by_email
+from models.tables import ActionItem, Cycle, Gap
+
+PLAYBOOK = """
+name: handoff
+version: 1
+title: Hand-off cycle
+settings: {handoff_sla_hours: 24, cycle_length_days: 30, rejection_drift_above: 0.2,
+           starts_every: month}
+phases: {identify: {}, plan: {}, execute: {}, recap: {}}
+"""
+MARCH, APRIL = date(2024, 3, 1), date(2024, 4, 1)
+
+
+def load(s, text: str = PLAYBOOK) -> None:  # noqa: ANN001
+    playbooks.register(s, parse_playbook(text), hashlib.sha256(text.encode()).hexdigest(), "t")
+
+
+def add_leads(store: Store, rows: list[dict]) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(Lead.__table__.insert(), [{"source": "crm", **r} for r in rows])
+
+
+def lead(i: int, day: date, wait_h: float | None, **kw) -> dict:  # noqa: ANN003
+    mql = datetime(day.year, day.month, day.day, 9, tzinfo=UTC) + timedelta(minutes=i)
+    touch = None if wait_h is None else mql + timedelta(hours=wait_h)
+    blank = dict.fromkeys(("channel", "campaign", "owner", "rejection_reason", "rejected_at"))
+    row = {"external_id": f"L{day:%m}-{i}", "mql_at": mql, "first_touch_at": touch, "sql_at": None}
+    return row | blank | kw
+
+
+def start(s, title: str, day: date, previous: int | None = None) -> Cycle:  # noqa: ANN001
+    return phases.start_cycle(
+        s,
+        CycleCreate(
+            playbook="handoff",
+            title=title,
+            period_start=day,
+            period_end=day + timedelta(days=29),
+            point_persons=["mia@acme.test"],
+            previous_cycle_id=previous,
+        ),
+        person_by_email(s, "sam@acme.test"),
+        today=day,
+    )
+
+
+def to_execute(s, cycle: Cycle, day: date) -> None:  # noqa: ANN001
+    sam = person_by_email(s, "sam@acme.test")
+    phases.advance(s, cycle, sam, today=day)  # identify -> plan
+    phases.advance(s, cycle, sam, today=day)  # plan -> execute: its first pass records breaches
+
+
+def test_breaches_of_one_cycle_are_evidence_in_the_next_ones_identify(org: Store) -> None:
+    # March: 5 paid-search leads waited 30 h (3 with no owner), 2 from events waited 40 h, and
+    # 4 were touched within the SLA.
+    rows = [
+        lead(i, date(2024, 3, 5), 30, channel="paid search", owner=None if i < 3 else "Sam")
+        for i in range(5)
+    ]
+    rows += [lead(10 + i, date(2024, 3, 6), 40, channel="events", owner="Sam") for i in range(2)]
+    rows += [
+        lead(20 + i, date(2024, 3, 7), 2, channel="paid search", owner="Sam") for i in range(4)
+    ]
+    add_leads(org, rows)
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        to_execute(s, march, MARCH)
+        march_id = march.id
+    with org.unit_of_work() as s:
+        recorded = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()
+        assert len(recorded) == 7
+        slow = next(b for b in recorded if b.channel == "events")
+        assert (slow.owner, slow.waited_hours, slow.late_hours) == ("Sam", 40.0, 16.0)
+        # the weekly digest counts them beside the overdue items
+        risks = digest_content(s, date(2024, 3, 20), [march_id])[march_id].risks
+        assert "7 leads waited past the hand-off time (3 of them with no owner)" in risks
+        # a second pass records nothing twice
+        breaches.record_breaches(s, s.get(Cycle, march_id))
+        assert len(s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()) == 7
+        sam = person_by_email(s, "sam@acme.test")
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(s, m, sam, today=date(2024, 3, 31), override_reason="month ended")
+    with org.unit_of_work() as s:
+        april = start(s, "April", APRIL, previous=march_id)
+        assert april.phase is Phase.IDENTIFY
+        gaps = {g.title: g for g in s.scalars(select(Gap).where(Gap.cycle_id == april.id))}
+        paid = gaps["Leads from paid search wait too long for sales"]
+        assert paid.evidence.startswith(
+            "5 leads from paid search waited over 24 h; 3 of them had no owner."
+        )
+        assert paid.category is GapCategory.HAND_OFF and paid.decision is GapDecision.OPEN
+        assert (
+            "2 leads from events waited over 24 h"
+            in gaps["Leads from events wait too long for sales"].evidence
+        )
+        # decided like any gap in Identify
+        phases.decide_gap(
+            s, paid, GapDecide(decision="accepted"), person_by_email(s, "lee@acme.test")
+        )
+        # starting again (a retried start) adds nothing twice
+        assert len(breaches.breach_gaps(s, april)) == 2
+        assert s.query(Gap).filter(Gap.cycle_id == april.id).count() == len(gaps)
+
+
+def test_another_team_pairs_breaches_answer_like_missing_ones(org: Store) -> None:
+    add_leads(org, [lead(i, date(2024, 3, 5), 30, channel="web") for i in range(2)])
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        to_execute(s, march, MARCH)
+        book = breaches.ledger(s, march, person_by_email(s, "mia@acme.test"))
+        assert book.total == 2 and book.by_channel[0].channel == "web"
+        outsider = person_by_email(s, "sam@acme.test")
+        outsider.team_id = None  # a person on no team of the cycle
+        with pytest.raises(NotFound, match=f"no cycle with id {march.id}"):
+            breaches.ledger(s, march, outsider)
+        s.rollback()
+
+
+def test_rejection_reasons_become_a_lead_definition_drift_gap(org: Store) -> None:
+    # February (the baseline): 20 reviewed MQLs, 8 rejected: 5 "no budget" from paid search's
+    # spring campaign, 3 "student" from webinars; 12 accepted.
+    rows = []
+    for i in range(20):
+        day = date(2024, 2, 10)
+        r = lead(i, day, 2)
+        decided = r["first_touch_at"] + timedelta(hours=1)
+        if i < 5:
+            r.update(channel="paid search", campaign="spring", rejection_reason="no budget")
+            r.update(rejected_at=decided)
+        elif i < 8:
+            r.update(channel="webinar", rejection_reason="student", rejected_at=decided)
+        else:
+            r.update(channel="paid search", campaign="spring", sql_at=decided)
+        rows.append(r)
+    add_leads(org, rows)
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        gap = s.scalar(
+            select(Gap).where(Gap.cycle_id == march.id, Gap.key == "metric:lead_definition_drift")
+        )
+        assert gap is not None
+        assert gap.category is GapCategory.LEAD_DEFINITION and gap.decision is GapDecision.OPEN
+        assert "Sales sent back 40.0% of the 20 MQLs it reviewed" in gap.evidence
+        assert gap.evidence.endswith(
+            "The most frequent reasons: 5 leads from paid search, campaign spring: “no budget”; "
+            "3 leads from webinar: “student”."
+        )
+        assert "to at most 20.0%" in gap.description
+
+
+# --- cycles that start on a schedule ------------------------------------------------------------
+
+
+def test_a_scheduled_cycle_starts_with_point_persons_by_role_and_open_work(org: Store) -> None:
+    from flows.cadence import run_job
+    from models.cadence.channels import add_channel
+    from models.cadence.tables import Notification
+    from models.schemas import ActionItemCreate, PersonCreate, PersonUpdate
+    from models.services import actions, people
+
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        march_id = march.id
+        sam, lee = person_by_email(s, "sam@acme.test"), person_by_email(s, "lee@acme.test")
+        phases.advance(s, march, sam, today=MARCH)  # identify -> plan
+        actions.add_action(
+            s, march, ActionItemCreate(title="Route MQLs to one queue", owner="lee@acme.test"), lee
+        )
+        phases.advance(s, march, sam, today=MARCH)  # plan -> execute
+    # the month is not over, and March is still in Execute: nothing starts
+    assert (
+        run_job("scheduled-starts", org, date(2024, 3, 31), deliver=False)["plan"]["changed"] == 0
+    )
+    waiting = run_job("scheduled-starts", org, APRIL, deliver=False)["plan"]
+    assert waiting["changed"] == 0
+    assert waiting["waiting"] == [
+        "“March” is still in Execute; the next cycle starts once it has reached Recap"
+    ]
+    with org.unit_of_work() as s:
+        max_ = person_by_email(s, "max@acme.test")
+        # Mia is a lead now; Pat is marketing's point person
+        people.update_person(
+            s, person_by_email(s, "mia@acme.test"), PersonUpdate(role="lead"), max_
+        )
+        people.create_person(
+            s,
+            PersonCreate(
+                name="Pat Point", email="pat@acme.test", team="marketing", role="point_person"
+            ),
+            max_,
+        )
+        for email in ("sam@acme.test", "pat@acme.test"):
+            add_channel(
+                s, max_, kind="webhook", person=email, url=f"json://hooks.example.com/{email[:3]}"
+            )
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(
+            s,
+            m,
+            person_by_email(s, "sam@acme.test"),
+            today=date(2024, 3, 31),
+            override_reason="the month ended",
+        )
+
+    out = run_job("scheduled-starts", org, date(2024, 4, 2), deliver=False)["plan"]
+    assert out["changed"] == 1 and out["planned"] == 2
+    with org.unit_of_work() as s:
+        april = s.scalar(select(Cycle).where(Cycle.previous_cycle_id == march_id))
+        assert april is not None and april.phase is Phase.IDENTIFY
+        assert (april.period_start, april.period_end) == (APRIL, date(2024, 4, 30))
+        assert {ct.team.key: ct.point_person.email for ct in april.teams} == {
+            "sales": "sam@acme.test",
+            "marketing": "pat@acme.test",
+        }
+        carried = s.scalars(select(ActionItem).where(ActionItem.cycle_id == april.id)).all()
+        assert [(a.title, a.owner.email) for a in carried] == [
+            ("Route MQLs to one queue", "lee@acme.test")
+        ]
+        told = s.scalars(select(Notification).where(Notification.cycle_id == april.id)).all()
+        assert sorted(n.recipient for n in told) == ["pat@acme.test", "sam@acme.test"]
+        pat = next(n for n in told if n.recipient == "pat@acme.test")
+        assert "You are its point person for Marketing" in pat.body
+        assert "1 open action item came over from the previous cycle" in pat.body
+    # a re-run starts nothing twice and tells nobody twice
+    again = run_job("scheduled-starts", org, date(2024, 4, 3), deliver=False)["plan"]
+    assert again["changed"] == 0 and again["planned"] == 0
+
+
+def test_the_playbook_page_says_when_cycles_start_and_when_rejections_raise_a_gap() -> None:
+    from aligncycle.web.routes.admin_playbooks import preview
+
+    lines = preview(parse_playbook(PLAYBOOK), {"sales": "Sales", "marketing": "Marketing"})
+    assert (
+        "A new cycle of the same teams starts every month, with its point persons and the open "
+        "work of the previous cycle." in lines["settings"]
+    )
+    assert any("more than 20% of the leads it reviews" in s for s in lines["settings"])
