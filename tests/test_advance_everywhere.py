@@ -325,7 +325,9 @@ def test_advancing_into_execute_checks_in_on_every_open_item_once(
         ).all()
         assert len(checkins) == 3
         assert {c.key for c in checkins} == {f"execute:{TODAY.isoformat()}"}
-        assert all(c.author_id is None and c.note.startswith("execute pass:") for c in checkins)
+        assert all(
+            c.author_id is None and c.note.startswith("automatic check-in: ") for c in checkins
+        )
     before = db_snapshot(org)
     with org.unit_of_work() as s:
         assert execute.execute_pass(s, C(s, cycle_id), TODAY).checkins_written == 0

@@ -391,7 +391,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     assert [(p["email"], set(p)) for p in people] == [("sid@acme.test", keys(PersonRead))]
     playbooks = cli_json("playbook", "list")
     assert len(playbooks) == 3 and all(set(p) == keys(PlaybookRead) for p in playbooks)
-    shown = cli_json("playbook", "show", f"{PLAYBOOK}@2")
+    shown = cli_json("playbook", "show", f"{PLAYBOOK}@3")
     assert set(shown) == keys(PlaybookRead) | {"spec"} and shown["spec"]["name"] == PLAYBOOK
 
     board = cli_json("cycle", "list", "--open")
@@ -544,7 +544,7 @@ def test_playbooks_are_validated_and_loaded_from_a_folder(org: Any, tmp_path: Pa
         "      - key: ready\n        text: Ready?\n        owner: {role: manager}\n"
     )
     assert cli("playbook", "validate", tmp_path / "tiny.yaml").stdout.startswith(
-        f"ok {tmp_path / 'tiny.yaml'}: tiny@2 (1 questions)"
+        f"ok {tmp_path / 'tiny.yaml'}: tiny@2 (1 question)"
     )
     assert cli("playbook", "load", tmp_path, "--as", "max@acme.test").stdout == (
         "loaded playbook tiny@2 (tiny.yaml)\n"
@@ -575,7 +575,7 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     assert [line.split()[2] for line in loaded] == [
         "campaign-content-alignment@2",
         "lead-definition-and-scoring@3",
-        "sales-marketing-handoff@2",
+        "sales-marketing-handoff@3",
     ]
     again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
     assert again.returncode == 0, again.stderr
@@ -684,7 +684,7 @@ def test_cycle_advance_runs_the_next_phase_flow(
     for gap in open_gaps:
         cli("gap", "decide", gap["id"], "accepted", "--as", "lee@acme.test")
     out = cli("cycle", "advance", cid, "--as", "sam@acme.test").stdout
-    assert "advanced from identify to plan" in out.splitlines()[0]
+    assert "moved from Identify to Plan" in out.splitlines()[0]
     assert cli_json("cycle", "show", cid)["cycle"]["phase"] == "plan"
     proposed = cli_json("action", "list", "--cycle", cid)
     assert {g for a in proposed for g in a["gap_ids"]} >= {g["id"] for g in open_gaps}

@@ -17,6 +17,7 @@ from aligncycle.commands.common import (
 from models.enums import (
     Role,
 )
+from models.words import counted
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -157,7 +158,7 @@ def playbook_validate(
                 typer.echo(f"error: {path}: {cc.one_line(problem)}", err=True)
             continue
         spec = result.spec
-        ok(f"ok {path}: {spec.name}@{spec.version} ({len(spec.questions())} questions)")
+        ok(f"ok {path}: {spec.name}@{spec.version} ({counted(len(spec.questions()), 'question')})")
     if failed:
         raise typer.Exit(1)
 
