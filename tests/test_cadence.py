@@ -844,7 +844,7 @@ def test_channels_add_list_remove_with_masked_secrets(world: Store) -> None:
             MEG,
             {"kind": "webhook", "team": "marketing", "url": "json://x"},
             Forbidden,
-            "you cannot configure notification channels for team 'marketing'",
+            "you cannot configure notification channels for the team Marketing",
         ),
         (
             SID,
