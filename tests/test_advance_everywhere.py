@@ -223,7 +223,7 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
         assert all(a["due_date"] for a in listed)
     else:
         assert told.splitlines() == [
-            f"cycle {cycle_id}: identify -> plan",
+            f"cycle {cycle_id}: Identify -> Plan",
             f"plan: {note}: check their owners and due dates",
         ]
     # With owned, dated items for the accepted gap, the plan's gate wants only the answers.

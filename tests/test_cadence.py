@@ -568,8 +568,7 @@ def test_checkin_requests_once_per_cadence_period_per_owner(world: Store) -> Non
     assert first.planned == 2
     sam = next(n for n in rows(world) if n.recipient == SAM)
     assert sam.key == f"checkin:{cid}:p{_pid(world, SAM)}:n4#c{sam.channel_id}"  # day 30 // 7
-    a = next(i for i in rows_of_actions(world) if i.title == "a")
-    assert f"- #{a.id} a (due in 3 days (5 Mar 2026); open, on track)" in sam.body
+    assert "- “a”: due in 3 days (5 Mar 2026); open, on track" in sam.body
     assert plan(world, checkins.plan_checkins, TODAY + timedelta(days=1)).planned == 0  # same week
     assert (
         plan(world, checkins.plan_checkins, TODAY + timedelta(days=5)).planned == 2
@@ -1396,11 +1395,6 @@ def test_cli_cadence_run_without_prefect(world: Store, cli: Any, receiver: Recei
     assert bad.exit_code == 2 and "unknown cadence job 'hourly-nags'" in bad.output
     bad = cli("cadence", "run", "escalations", "--today", "tomorrow", "--without-prefect")
     assert bad.exit_code == 2
-
-
-def rows_of_actions(store: Store) -> list[ActionItem]:
-    with store.unit_of_work() as s:
-        return list(s.scalars(select(ActionItem)).unique())
 
 
 def _pid(store: Store, email: str) -> int:

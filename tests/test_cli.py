@@ -175,7 +175,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     assert [g["decision"] for g in cli_json("gap", "list", cid)] == ["accepted", "rejected"]
     moved = cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout
     assert moved.splitlines() == [
-        f"cycle {cid}: identify -> plan",
+        f"cycle {cid}: Identify -> Plan",
         "plan: 3 action items proposed from the playbook for the accepted gaps: check their "
         "owners and due dates",
     ]
@@ -481,7 +481,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     text = cli("cycle", "list").stdout.splitlines()
     assert text[0].split()[:3] == ["id", "title", "phase"] and f"{cid} " in text[2]
     assert "Agree the KPIs" in cli("action", "list", "--cycle", cid).stdout
-    assert "cannot move from plan to execute yet" in cli("cycle", "show", cid).stdout
+    assert "cannot move from Plan to Execute yet" in cli("cycle", "show", cid).stdout
 
 
 def test_people_and_teams_are_added_by_managers_after_bootstrap(store: Any) -> None:

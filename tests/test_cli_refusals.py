@@ -187,7 +187,7 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
         "mia@acme.test",
     )
     assert out.stdout.splitlines() == [
-        f"cycle {cid}: execute -> recap",
+        f"cycle {cid}: Execute -> Recap",
         "recap: a draft retrospective is ready: a point person reviews and saves it",
     ]
     # The newest events: the move, then the draft retrospective Recap starts with (no funnel

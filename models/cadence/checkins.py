@@ -139,8 +139,8 @@ def plan_checkins(
             result.unreachable.append(key)
             continue
         lines = [
-            f"- #{i.id} {i.title} ({due_text(i.due, today) if i.due else 'no due date'}; "
-            f"{value_word(i.status)}, {value_word(i.confidence)})"
+            f"- {quoted(i.title, 200)}: {due_text(i.due, today) if i.due else 'no due date'}; "
+            f"{value_word(i.status)}, {value_word(i.confidence)}"
             for i in owned
         ]
         body = (
