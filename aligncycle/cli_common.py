@@ -314,12 +314,12 @@ NEXT_STEP_COMMANDS = {
 
 
 def command_hint(exc: Any) -> str:
-    """`` (from a terminal: aligncycle …)`` for a refusal a command resolves, else ""."""
+    """`` (run: aligncycle …)`` for a refusal a command resolves, else ""."""
     step = getattr(exc, "next_step", None)
     template = NEXT_STEP_COMMANDS.get(str(step[0])) if step else None
     if template is None:
         return ""
-    return f" (from a terminal: {template.format(*step[1:])})"
+    return f" (run: {template.format(*step[1:])})"
 
 
 def error_exit_code(exc: BaseException) -> int | None:

@@ -224,7 +224,7 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
     else:
         assert told.splitlines() == [
             f"cycle {cycle_id}: Identify -> Plan",
-            f"plan: {note}: check their owners and due dates",
+            f"Plan: {note}: check their owners and due dates",
         ]
     # With owned, dated items for the accepted gap, the plan's gate wants only the answers.
     with org.unit_of_work() as s:
@@ -253,7 +253,7 @@ def test_advancing_into_recap_drafts_the_retrospective_a_point_person_saves_and_
         version = retro.version
     if surface == "cli":
         assert told.splitlines()[1] == (
-            "recap: a draft retrospective is ready: a point person reviews and saves it"
+            "Recap: a draft retrospective is ready: a point person reviews and saves it"
         )
     elif surface == "web":
         assert "A draft retrospective is ready: a point person reviews and saves it" in told

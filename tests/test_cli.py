@@ -176,7 +176,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
     moved = cli("cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test").stdout
     assert moved.splitlines() == [
         f"cycle {cid}: Identify -> Plan",
-        "plan: 3 action items proposed from the playbook for the accepted gaps: check their "
+        "Plan: 3 action items proposed from the playbook for the accepted gaps: check their "
         "owners and due dates",
     ]
     verbs.append("cycle.advanced")  # no funnel data: no KPI baseline is frozen
@@ -236,7 +236,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
         due,
     )
     moved = cli("cycle", "advance", "--no-flows", cid, "--to", "execute", "--as", "mia@acme.test")
-    assert moved.stdout.splitlines()[1] == "execute: 1 open action item got their first check-in"
+    assert moved.stdout.splitlines()[1] == "Execute: 1 open action item got their first check-in"
     verbs += ["cycle.advanced", "checkin.added"]  # Execute starts with a check-in pass
 
     # Execute: check-ins until the work is done.

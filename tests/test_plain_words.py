@@ -252,6 +252,18 @@ def refusals(w: Rig) -> list[tuple[str, object]]:
     ]
 
 
+def test_the_web_and_the_api_name_no_command_to_run(w: Rig) -> None:
+    """A refusal says what to do in the app's words; only the CLI adds a command."""
+    api = w.client("sam").post(
+        "/api/v1/cycles",
+        json={"playbook": "nope", "title": "X"},
+        headers=w.bearer("sam"),
+    )
+    assert api.status_code == 404, api.text
+    assert "the Playbooks page lists the ones there are" in api.text
+    assert "aligncycle playbook" not in api.text and "run:" not in api.text
+
+
 def test_refusals_and_error_pages_speak_in_words(w: Rig) -> None:
     found: list[str] = []
     for what, resp in refusals(w):
