@@ -254,7 +254,7 @@ def test_a_whole_cycle_by_cli_alone(org: Any) -> None:
         "--as",
         "sam@acme.test",
     )
-    assert "at_risk, 40%" in out.stdout
+    assert "in progress, at risk, 40%" in out.stdout
     cli(
         "checkin",
         "add",

@@ -447,7 +447,7 @@ def test_advancing_runs_the_next_phase_here_without_its_deployment(env) -> None:
     assert [r.status for r in dispatch_rows(env, cid)] == ["started"]
     assert result.lines[0] == f"cycle {cid} moved from Identify to Plan"
     # What Plan started with (recorded with the move), then the Plan flow's summary.
-    assert result.lines[1].startswith("plan: 1 action item proposed from the playbook")
+    assert result.lines[1].startswith("Plan: 1 action item proposed from the playbook")
     assert result.lines[2].startswith("plan: 1 action item for 1 accepted gap")
     with env.unit_of_work() as s:
         item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))
