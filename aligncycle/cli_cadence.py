@@ -227,8 +227,8 @@ def register(app: typer.Typer) -> None:
         if d is not None:
             sent, messages = d["sent"], d.get("messages", d["sent"])
             typer.echo(
-                f"{name}: sent {sent} notification{'s' if sent != 1 else ''} in {messages} "
-                f"message{'s' if messages != 1 else ''}, retrying {d['retrying']}, "
+                f"{name}: sent {counted(sent, 'notification')} in "
+                f"{counted(messages, 'message')}, retrying {d['retrying']}, "
                 f"failed {d['failed']}"
             )
             for err in d.get("errors", [])[:5]:

@@ -304,6 +304,24 @@ def unavailable_message(exc: BaseException) -> str | None:
     return message
 
 
+#: The command that resolves a refusal, by the domain's ``next_step`` key (the domain says it
+#: in the web app's words; the terminal adds the command).
+NEXT_STEP_COMMANDS = {
+    "advance": "aligncycle cycle advance {0}",
+    "load_playbooks": "aligncycle playbook load",
+    "funnel_import": "aligncycle funnel import",
+}
+
+
+def command_hint(exc: Any) -> str:
+    """`` (run: aligncycle …)`` for a refusal a command resolves, else ""."""
+    step = getattr(exc, "next_step", None)
+    template = NEXT_STEP_COMMANDS.get(str(step[0])) if step else None
+    if template is None:
+        return ""
+    return f" (run: {template.format(*step[1:])})"
+
+
 def error_exit_code(exc: BaseException) -> int | None:
     """Print one line for ``exc`` on stderr and return the exit code; None if not ours to map.
 
@@ -314,7 +332,7 @@ def error_exit_code(exc: BaseException) -> int | None:
     from models.errors import DomainError
 
     if isinstance(exc, DomainError):
-        say_error(exc.message)
+        say_error(exc.message + command_hint(exc))
         return EXIT_REFUSED
     try:
         from pydantic import ValidationError

@@ -45,6 +45,7 @@ from models.phases.recap import RecapReport
 from models.rules import counted
 from models.schemas import parse_input
 from models.services import cycles as cycle_service
+from models.words import phase_name
 
 
 class OrchestrationError(DomainError):
@@ -223,9 +224,9 @@ def dispatch(
         except KeyboardInterrupt:
             row = moved_to[-1]
             raise Interrupted(
-                f"interrupted: cycle {row.cycle_id} moved to {row.phase} with everything it "
-                f"starts with recorded; only the {flow_phase(row.phase)} flow's report was not "
-                "published (`aligncycle flows dispatch` runs it)"
+                f"interrupted: cycle {row.cycle_id} moved to {phase_name(row.phase)} with "
+                f"everything it starts with recorded; only the {flow_phase(row.phase)} flow's "
+                "report was not published (`aligncycle flows dispatch` runs it)"
             ) from None
         lines: list[str] = []
         for d in done:
@@ -233,7 +234,7 @@ def dispatch(
             if d.moved_on is not None:
                 lines.append(
                     f"the {flow_phase(d.phase)} flow of cycle {d.cycle_id} is not needed any "
-                    f"more: the cycle has moved on to {d.moved_on}"
+                    f"more: the cycle has moved on to {phase_name(d.moved_on)}"
                 )
             elif d.error:
                 lines.append(
@@ -328,7 +329,7 @@ def advance(
         outcome = _move(store, choice, cycle_id, today, to, expected_version, asked_in)
         lines = [outcome.message]
         if outcome.started is not None and outcome.started.summary:
-            lines.append(f"{outcome.phase}: {outcome.started.summary}")
+            lines.append(f"{phase_name(outcome.phase)}: {outcome.started.summary}")
         if not outcome.advanced:
             return AdvanceResult(outcome=outcome, via="in-process", lines=lines)
         done, more = dispatch(cycle_id, use_server=use_server, store=store)

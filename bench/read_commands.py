@@ -178,7 +178,7 @@ def build(url: str) -> None:
                 "object_type": "cycle",
                 "object_id": n,
                 "actor": pp["sales"],
-                "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@2"},
+                "after": {"title": f"Cycle {n}", "playbook": f"{PLAYBOOK}@3"},
             }
         ]
         for q_phase, position, q in questions:

@@ -10,10 +10,18 @@ class DomainError(Exception):
     """A refused operation. ``str(err)`` is the one-line message shown to the user."""
 
     code = "refused"
+    #: What resolves it, as a key and its arguments (``("advance", 3)``): the message says it in
+    #: the app's words; a face may add its own way to do it (the CLI, a command to run).
+    next_step: tuple[object, ...] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def resolved_by(self, *step: object) -> DomainError:
+        """``raise NotFound("…").resolved_by("load_playbooks")``: say what resolves it."""
+        self.next_step = step
+        return self
 
 
 class NotFound(DomainError):

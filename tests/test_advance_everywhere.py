@@ -223,8 +223,8 @@ def test_a_point_person_advancing_to_plan_gets_the_playbooks_proposals(
         assert all(a["due_date"] for a in listed)
     else:
         assert told.splitlines() == [
-            f"cycle {cycle_id}: identify -> plan",
-            f"plan: {note}: check their owners and due dates",
+            f"cycle {cycle_id}: Identify -> Plan",
+            f"Plan: {note}: check their owners and due dates",
         ]
     # With owned, dated items for the accepted gap, the plan's gate wants only the answers.
     with org.unit_of_work() as s:
@@ -253,7 +253,7 @@ def test_advancing_into_recap_drafts_the_retrospective_a_point_person_saves_and_
         version = retro.version
     if surface == "cli":
         assert told.splitlines()[1] == (
-            "recap: a draft retrospective is ready: a point person reviews and saves it"
+            "Recap: a draft retrospective is ready: a point person reviews and saves it"
         )
     elif surface == "web":
         assert "A draft retrospective is ready: a point person reviews and saves it" in told
@@ -325,7 +325,9 @@ def test_advancing_into_execute_checks_in_on_every_open_item_once(
         ).all()
         assert len(checkins) == 3
         assert {c.key for c in checkins} == {f"execute:{TODAY.isoformat()}"}
-        assert all(c.author_id is None and c.note.startswith("execute pass:") for c in checkins)
+        assert all(
+            c.author_id is None and c.note.startswith("automatic check-in: ") for c in checkins
+        )
     before = db_snapshot(org)
     with org.unit_of_work() as s:
         assert execute.execute_pass(s, C(s, cycle_id), TODAY).checkins_written == 0

@@ -133,7 +133,7 @@ def test_an_interrupted_advance_leaves_a_cycle_that_a_rerun_completes(
         if point == "in-transaction":
             assert line == f"error: interrupted: nothing changed, cycle {cid} is where it was"
         else:
-            assert line.startswith(f"error: interrupted: cycle {cid} moved to plan with everything")
+            assert line.startswith(f"error: interrupted: cycle {cid} moved to Plan with everything")
     phase, items = state(org, cid)
     if point == "in-transaction":
         assert db_snapshot(org) == before  # nothing of the half-done advance is left

@@ -279,16 +279,16 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
             ("/mia", "Recap is open: ended"),
             # sam's two reminders of the day in one message
             ("/sam", "Reminders: 2 of your action items are due soon or overdue"),
-            ("/mia", "Overdue: 'Fix routing'"),
-            ("/marketing", "Overdue: 'Content audit'"),
-            ("/lee", "Escalation (lead): 'Shared dashboard' is overdue (Sam Sales)"),
-            ("/lou", "Escalation (lead): 'Content audit' is overdue (Meg Member)"),
-            ("/max", "Escalation (manager): 'Content audit' is overdue (Meg Member)"),
+            ("/mia", "Overdue: “Fix routing”"),
+            ("/marketing", "Overdue: “Content audit”"),
+            ("/lee", "Escalation (lead): “Shared dashboard” is overdue (Sam Sales)"),
+            ("/lou", "Escalation (lead): “Content audit” is overdue (Meg Member)"),
+            ("/max", "Escalation (manager): “Content audit” is overdue (Meg Member)"),
             ("/sam", "Weekly digest: Q1 hand-off (17% done, 3 risks)"),
             ("/marketing", "Weekly digest: Q1 hand-off (17% done, 3 risks)"),
-            ("/sam", "Check-in: 2 action items in 'Q1 hand-off'"),
-            ("/mia", "Check-in: 2 action items in 'Q1 hand-off'"),
-            ("/marketing", "Check-in: 1 action item in 'Q1 hand-off'"),
+            ("/sam", "Check-in: 2 action items in “Q1 hand-off”"),
+            ("/mia", "Check-in: 2 action items in “Q1 hand-off”"),
+            ("/marketing", "Check-in: 1 action item in “Q1 hand-off”"),
         ]
     )
     sams = next(m for m in receiver.messages if m["title"].startswith("Reminders: 2"))
@@ -331,8 +331,8 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         ("reminder", "sent"),
     ]
     assert sorted(set(receiver.received()) - set(before)) == [
-        ("/lou", "Escalation (lead): 'Late brief' is overdue (Mia Marketing)"),
-        ("/max", "Escalation (manager): 'Late brief' is overdue (Mia Marketing)"),
+        ("/lou", "Escalation (lead): “Late brief” is overdue (Mia Marketing)"),
+        ("/max", "Escalation (manager): “Late brief” is overdue (Mia Marketing)"),
         ("/mia", "Reminders: 2 of your action items are due soon or overdue"),
     ]
 

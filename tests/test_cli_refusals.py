@@ -124,6 +124,18 @@ def test_out_of_order_and_unauthorised_transitions(org: Any) -> None:
     assert msg == "error: unknown person 'nobody@acme.test'"
 
 
+def test_a_refusal_says_what_to_do_and_the_terminal_adds_its_command(org: Any) -> None:
+    """The domain says what resolves a refusal in the web app's words; the CLI adds the
+    command that does it from a terminal (the web and the API add none)."""
+    msg = refused(
+        org, "cycle", "start", "--playbook", "nope", "--title", "X", "--as", "sam@acme.test"
+    )
+    assert msg == (
+        "error: there is no playbook 'nope'; the Playbooks page lists the ones there are "
+        "(run: aligncycle playbook load)"
+    )
+
+
 def test_identify_waits_for_required_answers_and_gap_decisions(org: Any) -> None:
     cid = start(org)
     msg = refused(org, "cycle", "advance", "--no-flows", cid, "--as", "sam@acme.test")
@@ -187,8 +199,8 @@ def test_execute_waits_for_the_work_unless_overridden_with_a_reason(org: Any) ->
         "mia@acme.test",
     )
     assert out.stdout.splitlines() == [
-        f"cycle {cid}: execute -> recap",
-        "recap: a draft retrospective is ready: a point person reviews and saves it",
+        f"cycle {cid}: Execute -> Recap",
+        "Recap: a draft retrospective is ready: a point person reviews and saves it",
     ]
     # The newest events: the move, then the draft retrospective Recap starts with (no funnel
     # data in this store: no KPI baseline is frozen).

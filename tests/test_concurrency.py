@@ -220,7 +220,8 @@ def refused_stale(store: Store, call: Callable[[Session], Any], label: str) -> N
     with pytest.raises(Conflict) as err, store.unit_of_work() as s:
         call(s)
     assert re.fullmatch(
-        rf"{label} was changed by someone else \(version \d+, you had 1\); reload and try again",
+        rf"{label} was changed by someone else since you read it; reload it to see their "
+        r"change, then make yours again",
         str(err.value),
     ), str(err.value)
     assert db_snapshot(store) == before

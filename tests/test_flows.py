@@ -211,8 +211,9 @@ def test_a_phase_flow_on_a_cycle_not_in_its_phase_fails_with_the_domains_message
         state.result()
     assert str(err.value).startswith("the Plan phase runs on a cycle in Plan; “")
     assert str(err.value).endswith(
-        f"” is in Identify (advance it first: aligncycle cycle advance {cid})"
+        "” is in Identify (a point person moves it on first, from Next step on the cycle's page)"
     )
+    assert err.value.next_step == ("advance", cid)
     with pytest.raises(TransitionRefused, match="the Execute phase runs on a cycle in Execute"):
         execute_flow(cid)
     assert db_snapshot(env) == before  # nothing written by either
@@ -444,9 +445,9 @@ def test_advancing_runs_the_next_phase_here_without_its_deployment(env) -> None:
     result = orchestration.advance(cid, "sam@acme.test", today=D0)
     assert result.via == "in-process"
     assert [r.status for r in dispatch_rows(env, cid)] == ["started"]
-    assert result.lines[0] == f"cycle {cid} advanced from identify to plan"
+    assert result.lines[0] == f"cycle {cid} moved from Identify to Plan"
     # What Plan started with (recorded with the move), then the Plan flow's summary.
-    assert result.lines[1].startswith("plan: 1 action item proposed from the playbook")
+    assert result.lines[1].startswith("Plan: 1 action item proposed from the playbook")
     assert result.lines[2].startswith("plan: 1 action item for 1 accepted gap")
     with env.unit_of_work() as s:
         item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))

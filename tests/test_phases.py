@@ -299,8 +299,9 @@ def test_plan_refuses_a_cycle_still_in_identify(org) -> None:  # noqa: ANN001
         plan.propose_actions(s, cycles.get_cycle(s, cid), D0)
     assert str(err.value) == (
         "the Plan phase runs on a cycle in Plan; “Q1” is in Identify "
-        f"(advance it first: aligncycle cycle advance {cid})"
+        "(a point person moves it on first, from Next step on the cycle's page)"
     )
+    assert err.value.next_step == ("advance", cid)  # the CLI adds its command for it
     assert db_snapshot(org) == before
 
 
@@ -493,7 +494,7 @@ def test_a_point_person_advances_and_the_decision_is_recorded(org) -> None:  # n
     answer_identify(org, cid)
     out = advance(org, cid, by="MIA@acme.test ", reason="all calm")
     assert out.advanced and (out.from_phase, out.phase) == (Phase.IDENTIFY, Phase.PLAN)
-    assert out.message == f"cycle {cid} advanced from identify to plan"
+    assert out.message == f"cycle {cid} moved from Identify to Plan"
     with org.unit_of_work() as s:
         verbs = s.scalars(select(Event.verb).where(Event.cycle_id == cid).order_by(Event.id)).all()
         decision = s.scalar(select(Event).where(Event.verb == "cycle.decision"))
@@ -602,7 +603,7 @@ def test_the_decision_prompt_names_the_blockers(org) -> None:  # noqa: ANN001
     cid = start(org)
     with org.unit_of_work() as s:
         text = advance_phase.decision_prompt(s, cycles.get_cycle(s, cid), D0)
-    assert f"**Cycle {cid} — Q1** is in **identify**." in text
+    assert f"**Cycle {cid} — Q1** is in **Identify**." in text
     assert "10 required questions unanswered" in text
     assert f"aligncycle cycle advance {cid} --as YOUR_EMAIL" in text
 

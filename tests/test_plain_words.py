@@ -2,6 +2,9 @@
 every tab, the recap and its exports, numbers, import, account, sign-in, error pages, refused
 forms and gates) is searched for raw keys, enum values, field names, ISO dates, "(s)" plurals
 and emails in code font. A new one anywhere fails here, naming the page and the words around it.
+The admin pages (people, teams, channels), the playbooks and their previews, each team's own
+answers, the vote, the Messages page and every cadence message (reminder, escalation, check-in
+request, digest) as planned are read the same way.
 
 The timeline's sentences are checked for every verb the domain records on a cycle, so a new
 kind of event needs its sentence before it can ship.
@@ -18,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from aligncycle.web import seed
 from models.schemas import PersonCreate
@@ -77,6 +81,7 @@ def page_offences(where: str, body: str, content_type: str = "text/html") -> lis
         found += [
             f"an email in code font: {m.group(0)!r}"
             for m in re.finditer(r"<code>[^<]*@[^<]*</code>", body)
+            if "://" not in m.group(0)  # a channel address's example, not a person's email
         ]
     return [f"{where}: {f}" for f in found]
 
@@ -245,6 +250,18 @@ def refusals(w: Rig) -> list[tuple[str, object]]:
         ("403 import", w.client("sid").get("/numbers/import")),
         ("another team", w.client("ola").get(f"/cycles/{c['execute']}")),
     ]
+
+
+def test_the_web_and_the_api_name_no_command_to_run(w: Rig) -> None:
+    """A refusal says what to do in the app's words; only the CLI adds a command."""
+    api = w.client("sam").post(
+        "/api/v1/cycles",
+        json={"playbook": "nope", "title": "X"},
+        headers=w.bearer("sam"),
+    )
+    assert api.status_code == 404, api.text
+    assert "the Playbooks page lists the ones there are" in api.text
+    assert "aligncycle playbook" not in api.text and "run:" not in api.text
 
 
 def test_refusals_and_error_pages_speak_in_words(w: Rig) -> None:
@@ -467,3 +484,150 @@ def test_plain_sentences_pass_the_search() -> None:
         "Lee Saleslead accepted the gap “No shared lead definitions” on 27 Dec 2026. "
         "The follow-up date is after the due date; 2 action items in progress."
     )
+
+
+# --- the pages added this round, and the cadence's messages ------------------------------------
+
+#: The playbook whose cycles ask each team first and hold a vote.
+ALIGNMENT_PLAYBOOK = "lead-definition-and-scoring"
+
+
+def _aligned_cycle(w: Rig) -> int:
+    """A cycle of the alignment playbook in which both teams gave their own answers (so the
+    divergence map shows), Marketing's through the API and Sales' through the page's form."""
+    from models import phases
+    from models.schemas import CycleCreate
+    from models.services import team_input
+    from models.services.common import person_by_email
+
+    with w.store.unit_of_work() as s:
+        c = phases.start_cycle(
+            s,
+            CycleCreate(playbook=ALIGNMENT_PLAYBOOK, title="Each team first", point_persons=[MIA]),
+            person_by_email(s, "sam@acme.test"),
+        )
+        s.flush()
+        cid = c.id
+        qs, rs = team_input.questions(c), team_input.ratings(c)
+    body = {
+        "answers": {q.key: "yes" for q in qs},
+        "ratings": {r.key: 4 for r in rs},
+        "comments": {qs[0].key: "Marketing's own remark"},
+    }
+    meg = w.client("meg")
+    assert meg.put(
+        f"/api/v1/cycles/{cid}/own-answers", json=body, headers=w.bearer("meg")
+    ).is_success
+    assert meg.post(f"/api/v1/cycles/{cid}/own-answers/submit", headers=w.bearer("meg")).is_success
+    form = {"csrf": w.personas["sid"].csrf, "submit": "1"}
+    form |= {f"answer-{q.key}": "no" for q in qs} | {f"rating-{r.key}": "2" for r in rs}
+    assert w.client("sid").post(f"/cycles/{cid}/own-answers", data=form).status_code == 303
+    return cid
+
+
+MIA = "mia@acme.test"
+
+
+def test_the_admin_playbook_alignment_and_message_pages_speak_in_words(w: Rig) -> None:
+    """People, teams, channels, playbooks and each playbook's preview, each team's own
+    answers (before and after the reveal), the vote (open and closed) and the Messages page
+    with every kind of cadence message planned: no key, enum, field name or "(s)"."""
+    from datetime import date
+
+    from models.cadence import channels
+    from models.services.common import person_by_email
+    from models.tables import Person, Playbook, Team
+
+    today = date.today()
+    with w.store.unit_of_work() as s:
+        manager = person_by_email(s, "max@acme.test")
+        for email in ("sam@acme.test", "lee@acme.test", "sid@acme.test", MIA, "max@acme.test"):
+            channels.add_channel(
+                s, manager, kind="webhook", person=email, url="json://example.test/hook"
+            )
+        channels.add_channel(
+            s, manager, kind="slack", team="marketing", url="https://hooks.slack.com/services/T/B/x"
+        )
+        people_ids = s.scalars(select(Person.id).order_by(Person.id)).all()
+        team_ids = s.scalars(select(Team.id).order_by(Team.id)).all()
+        playbook_ids = s.scalars(select(Playbook.id).order_by(Playbook.id)).all()
+    planned = plan_every_message(w, today)
+    assert {"reminder", "escalation", "digest", "checkin"} <= set(planned), planned
+    aligned = _aligned_cycle(w)
+    identify = w.world.cycles["identify"]
+    gap = w.world.gaps["identify"]
+    voted = w.client("sid").post(
+        f"/cycles/{identify}/vote", data={"csrf": w.personas["sid"].csrf, f"votes-{gap}": "2"}
+    )
+    assert voted.status_code == 303
+    admin = [
+        "/admin/people",
+        "/admin/people?team=marketing",
+        *(f"/admin/people/{pid}" for pid in people_ids),
+        "/admin/teams",
+        *(f"/admin/teams/{tid}" for tid in team_ids),
+        "/admin/channels",
+    ]
+    shared = [
+        "/playbooks",
+        *(f"/playbooks/{pid}" for pid in playbook_ids),
+        f"/cycles/{aligned}/own-answers",
+        f"/cycles/{aligned}/divergence.csv",
+        f"/cycles/{identify}/own-answers",
+        f"/cycles/{identify}/vote",
+        "/notifications",
+        "/notifications?status=pending",
+    ]
+    found: list[str] = []
+    seen = 0
+
+    def read(who: str, paths: list[str]) -> None:
+        nonlocal found, seen
+        client = w.client(who)
+        for path in paths:
+            resp = client.get(path)
+            assert resp.status_code == 200, f"{who} {path}: {resp.status_code}"
+            found += page_offences(f"{who} {path}", resp.text, resp.headers["content-type"])
+            seen += 1
+
+    read("max", admin + shared)
+    for who in ("sam", "lee", "sid"):
+        read(who, shared)
+    closed = w.client("sam").post(f"/api/v1/cycles/{identify}/votes/close", headers=w.bearer("sam"))
+    assert closed.status_code == 200, closed.text
+    read("lee", [f"/cycles/{identify}/vote"])
+    assert seen > 40
+    assert not found, "\n".join(found)
+    notices = w.client("max").get("/notifications").text
+    assert "Weekly digest" in notices and "Sales and Marketing" in visible_text(notices)
+
+
+def plan_every_message(w: Rig, today: object) -> dict[str, int]:
+    """Plan the day's reminders, escalations, check-in requests and digests of the world
+    (its Execute cycle has overdue items) and read every planned message: how many of each
+    kind, after asserting that none says a key, enum, field name or "(s)"."""
+    from models.cadence import checkins, digest, escalations, reminders
+    from models.cadence.links import Links
+    from models.cadence.tables import Notification
+
+    links = Links("https://aligncycle.example.test")
+    with w.store.unit_of_work() as s:
+        for plan in (
+            reminders.plan_reminders,
+            escalations.plan_escalations,
+            checkins.plan_checkins,
+        ):
+            plan(s, today, links=links)
+        digest.plan_digests(s, today, links=links)
+        rows = s.scalars(select(Notification).order_by(Notification.id)).all()
+        found = []
+        counts: dict[str, int] = {}
+        for n in rows:
+            kind = str(n.kind.value)
+            counts[kind] = counts.get(kind, 0) + 1
+            # the reference line is for support (its key names the message), not prose
+            text = re.sub(r"\(ref [^)]*\)", " ", f"{n.subject}\n{n.recipient}\n{n.body}")
+            text = re.sub(r"https?://\S+", " ", text)
+            found += [f"{kind} message {n.key}: {f}" for f in offences(text)]
+    assert not found, "\n".join(found)
+    return counts

@@ -112,7 +112,7 @@ def test_gap_when_values_are_quoted(shipped: tuple[Path, PlaybookSpec]) -> None:
 
 def test_handoff_playbook_encodes_the_good_practice() -> None:
     spec = _load(PLAYBOOK_DIR / "sales-marketing-handoff.yaml")
-    assert (spec.name, spec.version) == ("sales-marketing-handoff", 2)
+    assert (spec.name, spec.version) == ("sales-marketing-handoff", 3)
     s = spec.settings
     assert (s.handoff_sla_hours, s.cadence, s.manager_signoff_required, s.cycle_length_days) == (
         24,

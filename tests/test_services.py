@@ -339,7 +339,7 @@ def test_the_starter_is_the_point_person_of_their_team(org: Store) -> None:
     ("kw", "error", "match"),
     [
         ({"by": LEE}, Forbidden, r"^only point persons start cycles \(you are a lead\)$"),
-        ({"playbook": "nope"}, NotFound, r"^unknown playbook 'nope'"),
+        ({"playbook": "nope"}, NotFound, r"^there is no playbook 'nope'; the Playbooks page"),
         ({"playbook": f"{HANDOFF}@x"}, InvalidInput, r"bad playbook version .*use name@N"),
         ({"teams": ["sales", "ops"]}, NotFound, r"^unknown team 'ops'$"),
         ({"teams": ["sales"]}, InvalidInput, r"^an alignment cycle needs at least two teams$"),
@@ -1466,7 +1466,7 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
         assert [r.title for r in rows] == ["Quiet", "Busy"] and total == 2
         in_plan, _ = views.board(s, None, phase=Phase.PLAN, today=TODAY)
     row = board["Busy"]
-    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@2")
+    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@3")
     assert (row.actions_total, row.actions_finished) == (5, 2)
     assert (row.actions_done, row.actions_dropped) == (1, 1)
     assert row.progress == 25  # one of the four still planned (a dropped item is not progress)

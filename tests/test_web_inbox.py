@@ -56,7 +56,7 @@ def menu_count(page: str) -> int:
     return int(m.group(1))
 
 
-RAW = re.compile(r"\b[a-z]+_[a-z_]+\b|\(s\)|execute pass")
+RAW = re.compile(r"\b[a-z]+_[a-z_]+\b|\(s\)|execute pass|automatic check-in:")
 
 
 def assert_plain(page: str) -> None:
@@ -327,7 +327,7 @@ def test_automatic_check_ins_are_kept_apart(w: Rig) -> None:
         auto = s.scalars(
             select(CheckIn).where(CheckIn.action_item_id == item_id, CheckIn.author_id.is_(None))
         ).all()
-        assert auto and auto[0].note.startswith("execute pass:")
+        assert auto and auto[0].note.startswith("automatic check-in: ")
     page = w.client("lee").get(f"/cycles/{cid}/actions").text
     latest = words(re.search(r'id="latest-checkins".*?</div>', page, re.S).group(0) + "")
     assert "Sid Member" in latest  # people's check-ins
@@ -340,7 +340,9 @@ def test_automatic_check_ins_are_kept_apart(w: Rig) -> None:
     assert "1 automatic check-in" in shown and "overdue by 3 days" in shown  # apart, in words
     assert_plain(page)
     mine = words(w.client("sid").get("/my").text)
-    assert "Last check-in" in mine and "execute pass" not in mine
+    assert (
+        "Last check-in" in mine and "execute pass" not in mine and "automatic check-in:" not in mine
+    )
     api = w.client("sid").get(f"/api/v1/actions/{item_id}/checkins", headers=w.bearer("sid"))
     kinds = {(c["author"] or {}).get("name"): c["automatic"] for c in api.json()["items"]}
     assert kinds == {"Sid Member": False, None: True}  # the API tells them apart too

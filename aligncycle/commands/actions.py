@@ -23,6 +23,7 @@ from models.enums import (
     Confidence,
     Priority,
 )
+from models.words import value_word
 
 if TYPE_CHECKING:
     pass
@@ -156,7 +157,8 @@ def action_update(
         emit_json(out)
     else:
         ok(
-            f"action {out.id} updated: {out.status}, {out.confidence}, {out.priority} priority, "
+            f"action {out.id} updated: {value_word(out.status)}, {value_word(out.confidence)}, "
+            f"{value_word(out.priority)} priority, "
             f"{_action_who(out)}"
         )
 
@@ -309,4 +311,7 @@ def checkin_add(
         emit_json(out)
         return
     progress_text = f", {out.progress}%" if out.progress is not None else ""
-    ok(f"check-in on action {out.action_item_id}: {out.status}, {out.confidence}{progress_text}")
+    ok(
+        f"check-in on action {out.action_item_id}: {value_word(out.status)}, "
+        f"{value_word(out.confidence)}{progress_text}"
+    )

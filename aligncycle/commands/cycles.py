@@ -23,6 +23,7 @@ from aligncycle.commands.common import (
 from models.enums import (
     Phase,
 )
+from models.words import phase_name, value_word
 
 if TYPE_CHECKING:
     pass
@@ -67,7 +68,7 @@ def cycle_start(
         return
     ok(
         f"started cycle {out.id}: {out.title} ({out.playbook_name}@{out.playbook_version}), "
-        f"{out.period_start} to {out.period_end}, phase {out.phase}"
+        f"{out.period_start} to {out.period_end}, in {phase_name(out.phase)}"
     )
     for ct in out.teams:
         who = ct.point_person.email if ct.point_person else "(no point person yet)"
@@ -128,7 +129,7 @@ def cycle_show(
     ok(f"cycle {read.id}: {read.title}")
     ok(f"playbook: {read.playbook_name}@{read.playbook_version}")
     ok(f"period:   {read.period_start} to {read.period_end}")
-    ok(f"phase:    {read.phase} (since {when(read.phase_changed_at)} UTC)")
+    ok(f"phase:    {phase_name(read.phase)} (since {when(read.phase_changed_at)} UTC)")
     if read.previous_cycle_id:
         ok(f"follows:  cycle {read.previous_cycle_id}")
     ok(f"version:  {read.version}")
@@ -143,17 +144,17 @@ def cycle_show(
     ok("")
     for phase, c in counts.checklist.items():
         ok(
-            f"checklist {phase}: {c.required_answered}/{c.required} required answered, "
+            f"checklist {phase_name(phase)}: {c.required_answered}/{c.required} required answered, "
             f"{c.answered}/{c.items} in all"
         )
     ok(
         f"gaps: {counts.gaps_total} ("
-        + ", ".join(f"{k} {v}" for k, v in counts.gaps_by_decision.items())
+        + ", ".join(f"{v} {value_word(k)}" for k, v in counts.gaps_by_decision.items())
         + ")"
     )
     ok(
         f"actions: {counts.actions_total} ("
-        + ", ".join(f"{k} {v}" for k, v in counts.actions_by_status.items())
+        + ", ".join(f"{v} {value_word(k)}" for k, v in counts.actions_by_status.items())
         + f"); overdue {counts.actions_overdue}, at risk {counts.actions_at_risk}, "
         f"off track {counts.actions_off_track}"
     )
@@ -167,9 +168,9 @@ def _print_readiness(ready: Any) -> None:
         ok("the cycle is closed")
         return
     if ready.ready:
-        ok(f"ready to move from {ready.phase} to {ready.next_phase}")
+        ok(f"ready to move from {phase_name(ready.phase)} to {phase_name(ready.next_phase)}")
         return
-    ok(f"cannot move from {ready.phase} to {ready.next_phase} yet:")
+    ok(f"cannot move from {phase_name(ready.phase)} to {phase_name(ready.next_phase)} yet:")
     for blocker in ready.blockers:
         ok(f"  - {blocker}")
     if ready.overridable:
@@ -249,9 +250,9 @@ def cycle_advance(
         if json_:
             emit_json(out)
             return
-        ok(f"cycle {out.id}: {moved.from_phase} -> {out.phase}")
+        ok(f"cycle {out.id}: {phase_name(moved.from_phase)} -> {phase_name(out.phase)}")
         if moved.started.summary:
-            ok(f"{out.phase}: {moved.started.summary}")
+            ok(f"{phase_name(out.phase)}: {moved.started.summary}")
         return
 
     from aligncycle import orchestration

@@ -17,6 +17,7 @@ from aligncycle.commands.common import (
 from models.enums import (
     Role,
 )
+from models.words import counted, value_word
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -157,7 +158,7 @@ def playbook_validate(
                 typer.echo(f"error: {path}: {cc.one_line(problem)}", err=True)
             continue
         spec = result.spec
-        ok(f"ok {path}: {spec.name}@{spec.version} ({len(spec.questions())} questions)")
+        ok(f"ok {path}: {spec.name}@{spec.version} ({counted(len(spec.questions()), 'question')})")
     if failed:
         raise typer.Exit(1)
 
@@ -278,7 +279,7 @@ def person_add(
     if json_:
         emit_json(out)
         return
-    ok(f"added {out.name} <{out.email}>: {out.role} on {out.team.key}")
+    ok(f"added {out.name} <{out.email}>: {value_word(out.role)} on {out.team.name}")
     if no_manager:
         ok("note: there is no manager yet, so anyone can add teams and people until one is added")
 
@@ -346,7 +347,7 @@ def person_set(
     if json_:
         emit_json(out)
     else:
-        ok(f"{out.name} <{out.email}>: {out.role} on {out.team.key}")
+        ok(f"{out.name} <{out.email}>: {value_word(out.role)} on {out.team.name}")
 
 
 @person_app.command("deactivate")

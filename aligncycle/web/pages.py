@@ -157,9 +157,10 @@ def _days(d: date | None, today: date) -> str:
 
 
 def auto_note(note: str) -> str:
-    """An automatic check-in's note without its machine prefix ("execute pass: open,
-    on_track, due in 14 days" → "due in 14 days"): status and confidence are shown apart."""
-    if note.startswith("execute pass:"):
+    """An automatic check-in's note without its prefix ("automatic check-in: open, on track,
+    due in 14 days" → "due in 14 days"; older notes begin "execute pass:"): status and
+    confidence are shown apart."""
+    if note.startswith(("automatic check-in:", "execute pass:")):
         return note.split(", ", 2)[-1]
     return note
 

@@ -89,7 +89,7 @@ def add_channel(session: Session, actor: Person, **data: Any) -> ChannelRead:
         person.id if person else None,
         person.team_id if person else None,
     ):
-        what = f"team {team.key!r}" if team else f"{person.email}"  # type: ignore[union-attr]
+        what = f"the team {team.name}" if team else f"{person.email}"  # type: ignore[union-attr]
         raise Forbidden(f"you cannot configure notification channels for {what}")
     owner_col = NotificationChannel.team_id if team else NotificationChannel.person_id
     owner_id = team.id if team else person.id  # type: ignore[union-attr]

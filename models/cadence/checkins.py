@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.cadence.directory import Directory
-from models.cadence.links import Links, words
+from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
     Planned,
@@ -25,9 +25,8 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
-from models.rules import counted
 from models.tables import ActionItem, Cycle, Event
-from models.words import day
+from models.words import counted, day, quoted, value_word
 
 
 def update_confidence(
@@ -140,13 +139,13 @@ def plan_checkins(
             result.unreachable.append(key)
             continue
         lines = [
-            f"- #{i.id} {i.title} ({due_text(i.due, today) if i.due else 'no due date'}; "
-            f"{words(i.status)}, {words(i.confidence)})"
+            f"- {quoted(i.title, 200)}: {due_text(i.due, today) if i.due else 'no due date'}; "
+            f"{value_word(i.status)}, {value_word(i.confidence)}"
             for i in owned
         ]
         body = (
-            f"Hi {owner.name},\n\nCheck-in time for cycle {titles[cycle_id]!r}. How are these "
-            "going? Record progress, status and confidence for each:\n"
+            f"Hi {owner.name},\n\nCheck-in time for cycle {quoted(titles[cycle_id], 200)}. "
+            "How are these going? Record progress, status and confidence for each:\n"
             + "\n".join(lines)
             + links.act(*links.my_work(), "Update them")
             + footer(key)
@@ -157,7 +156,8 @@ def plan_checkins(
                 kind=NotificationKind.CHECKIN,
                 recipient=owner.email,
                 channels=directory.channels_for_person(owner.id),
-                subject=f"Check-in: {counted(len(owned), 'action item')} in {titles[cycle_id]!r}",
+                subject=f"Check-in: {counted(len(owned), 'action item')} in "
+                f"{quoted(titles[cycle_id], 200)}",
                 body=body,
                 cycle_id=cycle_id,
             )

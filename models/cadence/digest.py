@@ -14,14 +14,13 @@ from sqlalchemy.orm import Session
 
 from models.breach_tables import SlaBreach
 from models.cadence.directory import Directory
-from models.cadence.links import Links, words
+from models.cadence.links import Links
 from models.cadence.planning import Planned, PlanResult, due_text, footer, store_plan
 from models.cadence.planning import chunks as _chunks  # the name _funnel_kpi_lines uses
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
-from models.rules import counted
 from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
-from models.words import period
+from models.words import counted, listed, period, quoted, value_word
 
 
 @dataclass
@@ -59,12 +58,13 @@ class Digest:
             return f"{title}\n" + ("\n".join(f"- {x}" for x in shown) if shown else f"- {empty}")
 
         status = (
-            ", ".join(f"{words(k)} {v}" for k, v in sorted(self.by_status.items())) or "no items"
+            ", ".join(f"{v} {value_word(k)}" for k, v in sorted(self.by_status.items()))
+            or "no items"
         )
         days_left = (self.period_end - today).days
         return "\n\n".join(
             [
-                f"Cycle {self.title!r} ({period(self.period_start, self.period_end)}, "
+                f"Cycle {quoted(self.title, 200)} ({period(self.period_start, self.period_end)}, "
                 f"{counted(max(days_left, 0), 'day')} left)",
                 f"Progress: {self.done} of {self.total - self.dropped} action items done "
                 f"({self.percent_done}%); {status}",
@@ -210,7 +210,7 @@ def digest_content(
         if status is ActionStatus.BLOCKED:
             reasons.append("blocked")
         if confidence is not Confidence.ON_TRACK:
-            reasons.append(str(confidence).replace("_", " "))
+            reasons.append(value_word(confidence))
         if owner_name is None:
             reasons.append("no owner")
         if reasons:
@@ -266,7 +266,7 @@ def plan_digests(session: Session, today: date, links: Links | None = None) -> P
         channels: list[int] = []
         names = []
         for team_id, pp in teams.get(cid, []):
-            names.append(directory.team_keys.get(team_id, "?"))
+            names.append(directory.team_names.get(team_id, "a team"))
             found = directory.team_channels.get(team_id) or (
                 directory.person_channels.get(pp, []) if pp else []
             )
@@ -276,7 +276,7 @@ def plan_digests(session: Session, today: date, links: Links | None = None) -> P
             Planned(
                 key=key,
                 kind=NotificationKind.DIGEST,
-                recipient="teams:" + ",".join(names),
+                recipient=listed(names) or "no team",
                 channels=channels,
                 subject=f"Weekly digest: {digest.title} ({digest.percent_done}% done, "
                 f"{counted(len(digest.risks), 'risk')})",

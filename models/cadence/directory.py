@@ -4,7 +4,7 @@ loaded once per planning run (a few queries)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +33,8 @@ class Directory:
     team_keys: dict[int, str]
     person_channels: dict[int, list[int]]
     team_channels: dict[int, list[int]]
+    #: Each team's name as people read it ("Sales"), by id.
+    team_names: dict[int, str] = field(default_factory=dict)
     _by_role: dict[tuple[Role, int | None], list[Contact]] | None = None
 
     @classmethod
@@ -45,7 +47,9 @@ class Directory:
                 )
             )
         }
-        team_keys = dict(session.execute(select(Team.id, Team.key)).tuples().all())
+        teams = session.execute(select(Team.id, Team.key, Team.name)).all()
+        team_keys = {t.id: t.key for t in teams}
+        team_names = {t.id: t.name or t.key for t in teams}
         person_channels: dict[int, list[int]] = defaultdict(list)
         team_channels: dict[int, list[int]] = defaultdict(list)
         rows = session.execute(
@@ -60,7 +64,7 @@ class Directory:
                 person_channels[person_id].append(cid)
             elif team_id is not None:
                 team_channels[team_id].append(cid)
-        return cls(people, team_keys, person_channels, team_channels)
+        return cls(people, team_keys, person_channels, team_channels, team_names)
 
     def channels_for_person(self, person_id: int) -> list[int]:
         """The person's own channels, else their team's (a message names who it is for)."""

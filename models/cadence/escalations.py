@@ -22,6 +22,7 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
+from models.words import quoted
 
 
 def escalation_candidates(
@@ -78,12 +79,12 @@ def plan_escalations(
         if not recipients:
             result.unreachable.append(base)
             continue
-        team = directory.team_keys.get(owner.team_id, "?")
+        team = directory.team_names.get(owner.team_id, "no team")
         for r in recipients:
             key = f"{base}:p{r.id}"
             body = (
                 f"Hi {r.name},\n\n{owner.name} ({owner.email}, {team}) has an overdue action "
-                f"item in cycle {item.cycle_title!r}: {item.title!r}, "
+                f"item in cycle {quoted(item.cycle_title, 200)}: {quoted(item.title, 200)}, "
                 f"{due_text(item.due, today)}. {state_text(item)}.\nPlease help unblock it, "
                 "re-plan it, or drop it with a reason."
                 + links.act(*links.actions(item.cycle_id), "The cycle's action items")
@@ -95,7 +96,8 @@ def plan_escalations(
                     kind=NotificationKind.ESCALATION,
                     recipient=r.email,
                     channels=directory.channels_for_person(r.id),
-                    subject=f"Escalation ({level}): {item.title!r} is overdue ({owner.name})",
+                    subject=f"Escalation ({level}): {quoted(item.title, 200)} is overdue "
+                    f"({owner.name})",
                     body=body,
                     cycle_id=item.cycle_id,
                     action_item_id=item.id,

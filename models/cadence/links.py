@@ -12,11 +12,6 @@ from dataclasses import dataclass
 from models.config import StoreSettings
 
 
-def words(value: object) -> str:
-    """An enum's value as words: ``on_track`` → "on track"."""
-    return str(getattr(value, "value", value)).replace("_", " ")
-
-
 @dataclass(frozen=True)
 class Links:
     base_url: str | None = None

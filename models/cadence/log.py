@@ -24,6 +24,7 @@ from models.cadence.urls import mask_url, redact
 from models.enums import Role
 from models.services import access
 from models.tables import Cycle, Person
+from models.words import listed
 
 KIND_WORDS = {
     NotificationKind.CHECKIN: "check-in request",
@@ -56,6 +57,14 @@ class NotificationRead(BaseModel):
     error: str | None = Field(description="Why the last attempt failed (secrets masked).")
     created_at: datetime
     sent_at: datetime | None
+
+
+def recipient_words(recipient: str) -> str:
+    """Who a message went to, as people read it: an email, or the teams of a digest (a digest
+    planned before team names were used says ``teams:sales,marketing``)."""
+    if recipient.startswith("teams:"):
+        return listed(k.replace("_", " ") for k in recipient[len("teams:") :].split(",") if k)
+    return recipient
 
 
 def _visible_to(viewer: Person) -> ColumnElement[bool]:
@@ -104,7 +113,7 @@ def notification_log(
                 kind_words=KIND_WORDS.get(n.kind, str(n.kind)),
                 status=n.status,
                 status_words=STATUS_WORDS.get(n.status, str(n.status)),
-                recipient=n.recipient,
+                recipient=recipient_words(n.recipient),
                 cycle_id=n.cycle_id,
                 action_item_id=n.action_item_id,
                 subject=n.subject,

@@ -22,6 +22,7 @@ from models.cadence.planning import (
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.tables import ActionItem
+from models.words import quoted
 
 
 def reminder_candidates(
@@ -69,14 +70,14 @@ def plan_reminders(
             continue
         when = due_text(item.due, today)
         if stage == "soon":
-            subject = f"Reminder: {item.title!r} is {when.split(' (')[0]}"
+            subject = f"Reminder: {quoted(item.title, 200)} is {when.split(' (')[0]}"
             ask = "If it will slip, say so now (status and confidence) so the other team can plan."
         else:
-            subject = f"Overdue: {item.title!r}"
+            subject = f"Overdue: {quoted(item.title, 200)}"
             ask = "Finish it, or update its status and confidence and talk to your lead."
         body = (
-            f"Hi {owner.name},\n\nYour action item {item.title!r} in cycle {item.cycle_title!r} "
-            f"is {when}. {state_text(item)}.\n{ask}"
+            f"Hi {owner.name},\n\nYour action item {quoted(item.title, 200)} in cycle "
+            f"{quoted(item.cycle_title, 200)} is {when}. {state_text(item)}.\n{ask}"
             + links.act(*links.my_work(), "Update it")
             + footer(key)
         )

@@ -143,9 +143,10 @@ def compute_kpis(
             have = (
                 ", ".join(known)
                 if known
-                else "none yet (import some with aligncycle funnel import)"
+                else "none yet (a lead or a manager imports the CRM's exports on the Numbers page)"
             )
-            raise InvalidInput(f"no funnel data from source {source!r}; the sources are: {have}")
+            error = InvalidInput(f"no funnel data from source {source!r}; the sources are: {have}")
+            raise error if known else error.resolved_by("funnel_import")
     as_of = as_of or datetime.now(UTC)
     now = to_epoch(as_of)
     s, e = _window(start, end)

@@ -30,12 +30,14 @@ def require_phase(cycle: Cycle, *phases: Phase) -> None:
     wanted = " or ".join(phase_name(p) for p in phases)
     hint = ""
     order = list(Phase)
-    if order.index(cycle.phase) < order.index(phases[0]):
-        hint = f" (advance it first: aligncycle cycle advance {cycle.id})"
-    raise TransitionRefused(
+    early = order.index(cycle.phase) < order.index(phases[0])
+    if early:
+        hint = " (a point person moves it on first, from Next step on the cycle's page)"
+    error = TransitionRefused(
         f"the {phase_name(phases[0])} phase runs on a cycle in {wanted}; “{cycle.title}” is in "
         f"{phase_name(cycle.phase)}{hint}"
     )
+    raise error.resolved_by("advance", cycle.id) if early else error
 
 
 def owner_label(item: ChecklistItem) -> str:

@@ -34,6 +34,11 @@ from models.services import actions as action_service
 from models.services import cycles as cycle_service
 from models.services.common import check_version
 from models.tables import ActionItem, CheckIn, Cycle, Person
+from models.words import day, phase_name, value_word
+
+#: How an automatic check-in's note begins (the web shows the rest; older notes begin
+#: "execute pass").
+AUTO_CHECKIN = "automatic check-in"
 
 _CONFIDENCE_ORDER = [Confidence.ON_TRACK, Confidence.AT_RISK, Confidence.OFF_TRACK]
 
@@ -64,7 +69,7 @@ def checkin_item(session: Session, item: ActionItem, today: date) -> tuple[Check
         note = "no due date"
     elif item.due_date < today:
         late = counted((today - item.due_date).days, "day")
-        note = f"overdue by {late} (due {item.due_date:%-d %b %Y})"
+        note = f"overdue by {late} (due {day(item.due_date)})"
     else:
         note = f"due in {counted((item.due_date - today).days, 'day')}"
     return action_service.add_checkin(
@@ -74,7 +79,8 @@ def checkin_item(session: Session, item: ActionItem, today: date) -> tuple[Check
             key=checkin_key(today),
             on_date=today,
             progress=last_progress,
-            note=f"execute pass: {item.status.value}, {item.confidence.value}, {note}",
+            note=f"{AUTO_CHECKIN}: {value_word(item.status)}, {value_word(item.confidence)}, "
+            f"{note}",
         ),
         None,
         today,
@@ -207,8 +213,8 @@ def update_action(
     check_version(item, expected, f"action item {item.id}")
     if fields.get("note") or fields.get("progress") is not None:
         raise InvalidInput(
-            f"check-ins (notes and progress) are written in plan and execute; the cycle is in "
-            f"{cycle.phase}",
+            "check-ins (notes and progress) are written in Plan and Execute; the cycle is in "
+            f"{phase_name(cycle.phase)}",
             field="note",
         )
     fields.pop("note", None)

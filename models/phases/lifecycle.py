@@ -231,7 +231,7 @@ def apply_decision(
     )
     if decision.decision == "stop":
         out.stopped = True
-        out.message = f"cycle {cycle.id} stays in {before}; nothing was decided"
+        out.message = f"cycle {cycle.id} stays in {phase_name(before)}; nothing was decided"
         return out
     record_event(
         session,
@@ -243,14 +243,14 @@ def apply_decision(
         after={"decision": decision.decision, "reason": decision.reason},
     )
     if decision.decision == "stay":
-        out.message = f"cycle {cycle.id} stays in {before}: {decision.reason}"
+        out.message = f"cycle {cycle.id} stays in {phase_name(before)}: {decision.reason}"
         return out
     out.started = advance(
         session, cycle, actor, today=today, to=to, override_reason=decision.reason
     ).started
     out.phase = cycle.phase
     out.advanced = True
-    out.message = f"cycle {cycle.id} advanced from {before} to {cycle.phase}"
+    out.message = f"cycle {cycle.id} moved from {phase_name(before)} to {phase_name(cycle.phase)}"
     if decision.follow_up_title:
         follow_up, carried = start_follow_up(session, cycle, actor, decision.follow_up_title, today)
         out.follow_up_cycle_id = follow_up.id
@@ -390,7 +390,7 @@ def decision_prompt(
     r = cycle_service.readiness(session, cycle, today)
     where = f"on [the cycle's page]({page_url})" if page_url else "on the cycle's page"
     lines = [
-        f"**Cycle {cycle.id} — {cycle.title}** is in **{cycle.phase}**.",
+        f"**Cycle {cycle.id} — {cycle.title}** is in **{phase_name(cycle.phase)}**.",
         "",
         *readiness_md(r),
         "",

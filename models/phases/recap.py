@@ -30,6 +30,7 @@ from models.services import actions as action_service
 from models.services import gaps as gap_service
 from models.services import recap as recap_service
 from models.tables import ActionItem, Cycle
+from models.words import phase_name
 
 
 class RecapSection(BaseModel):
@@ -217,7 +218,7 @@ def render_recap_markdown(report: RecapReport) -> str:
         "",
         f"Playbook {report.playbook}, {report.period_start.isoformat()} to "
         f"{report.period_end.isoformat()}; report of {report.on_date.isoformat()} "
-        f"(cycle in {report.phase}).",
+        f"(cycle in {phase_name(report.phase)}).",
         "",
         f"**{report.headline}.**",
         "",

@@ -42,8 +42,8 @@ def check_version(row: Any, expected: int | None, label: str) -> None:
     """Optimistic concurrency: refuse a write based on an outdated read."""
     if expected is not None and row.version != expected:
         raise Conflict(
-            f"{label} was changed by someone else (version {row.version}, you had {expected}); "
-            "reload and try again"
+            f"{label} was changed by someone else since you read it; reload it to see their "
+            "change, then make yours again"
         )
 
 

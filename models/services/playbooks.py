@@ -75,7 +75,9 @@ def get_playbook(session: Session, ref: str) -> Playbook:
         stmt = stmt.where(Playbook.version == int(version))
     row = session.scalar(stmt.order_by(Playbook.version.desc()).limit(1))
     if row is None:
-        raise NotFound(f"unknown playbook {ref!r} (load playbooks with `aligncycle playbook load`)")
+        raise NotFound(
+            f"there is no playbook {ref!r}; the Playbooks page lists the ones there are"
+        ).resolved_by("load_playbooks")
     return row
 
 
