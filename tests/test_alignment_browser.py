@@ -215,7 +215,7 @@ def test_people_vote_on_the_gaps_and_the_point_person_closes_the_vote(as_, site:
     sid.get_by_label("Your votes for “Leads wait in a shared inbox”").fill("2")
     sid.locator(f"#v-{mql}").fill("2")  # 4 votes: over the budget, refused, nothing lost
     sid.get_by_role("button", name="Save my votes").click()
-    expect(sid.locator(".alert")).to_contain_text("you have 3 votes in all; this ballot uses 4")
+    expect(sid.locator(".alert")).to_contain_text("You have 3 votes in all; this ballot uses 4")
     expect(sid.locator(f"#v-{mql}")).to_have_value("2")
     sid.locator(f"#v-{mql}").fill("0")
     sid.locator(f"#v-{brief}").fill("1")
