@@ -273,6 +273,12 @@ def import_files(
     conn = session.connection()
     if conn.dialect.name not in ("sqlite", "postgresql"):
         raise InvalidInput(f"funnel import needs SQLite or PostgreSQL, not {conn.dialect.name}")
+    if conn.dialect.name == "postgresql":
+        # one import of a source at a time, until commit: new rows are COPied straight into
+        # the tables once a lookup found their keys absent (models.funnel.upsert)
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"funnel:{spec.source}"}
+        )
     plan = plan_files(spec, [Path(p) for p in paths])
     runs = []
     for path, compiled in plan:

@@ -10,9 +10,11 @@ open leads, won deals' cycles, open deals' creation times. So a KPI's cost is th
 reads, and its numbers are those of the rows (``tests/test_kpi_rollups.py``).
 
 How they are kept: :func:`refresh` recomputes the rollups of one source for the months given
-(every month when none are), in the caller's unit of work, from the rows: one grouped query per
-dimension and kind over the months' rows, day rows streamed out in day order and each month's
-row merged from its days. The import (:func:`models.funnel.importer.import_files`) passes the
+(every month when none are), in the caller's unit of work, from the rows: the dimensions kept
+by day from one grouping of the months' rows by day x channel x team
+(:mod:`models.funnel.rollup_fine`), campaigns and owners by one grouped query each; day rows
+streamed out in day order and each month's row merged from its days. The import
+(:func:`models.funnel.importer.import_files`) passes the
 months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
 and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
 (a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything

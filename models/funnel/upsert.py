@@ -1,7 +1,12 @@
 """Writing one table's rows of an import: upserts on the natural key, only the columns the
 file reads and only the rows that changed (plain SQL on the driver: ``INSERT ... ON CONFLICT``
-on SQLite, COPY into a temporary table and one set-based upsert on PostgreSQL), noting what
-the KPI rollups must refresh (:class:`models.funnel.rollups.Touched`).
+on SQLite; on PostgreSQL, COPY straight into the table for the rows whose key it does not
+hold, and for the others COPY into a temporary table and one set-based upsert), noting what the
+KPI rollups must refresh (:class:`models.funnel.rollup_touched.Touched`).
+
+The COPY of new rows relies on the batch's lookup, in the same transaction: the import holds a
+lock on its source until commit (:func:`models.funnel.importer.import_files`), so no other
+import of the source writes those keys meanwhile.
 """
 
 from __future__ import annotations
