@@ -3,6 +3,9 @@
 
 Domain errors propagate to the main app's error mapping (one line on stderr, exit 1); bad
 usage exits 2. Progress goes to stderr, only when it is a terminal and never with ``--json``.
+
+Why one file of this size: the ``funnel`` and ``kpi`` commands share their options, rendering
+and error mapping (a split by command group would duplicate them).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Importing CSV exports: the mapping, the rejects file, idempotent re-import, and a store left
-unchanged by a wrong mapping or an unreadable file."""
+unchanged by a wrong mapping or an unreadable file.
+
+Why one file of this size: every test here imports through the same mapping and fixtures."""
 
 from __future__ import annotations
 
