@@ -1,5 +1,7 @@
 """Importing CSV exports: the mapping, the rejects file, idempotent re-import, and a store left
-unchanged by a wrong mapping or an unreadable file."""
+unchanged by a wrong mapping or an unreadable file.
+
+Why one file of this size: every test here imports through the same mapping and fixtures."""
 
 from __future__ import annotations
 
@@ -494,3 +496,27 @@ def test_salesforce_reports_link_by_the_converted_opportunity_and_id_roots(
     assert k["mql_to_won_rate"].value == 0.5  # Acme won of Ann and Bob
     assert k["open_pipeline_count"].value == 1 and k["open_pipeline_value"].value == 1000.0
     assert k["deal_aging_median_days"].value == 30.0  # created 3 April, as of 3 May
+
+
+def test_the_work_after_the_files_is_told_step_by_step(
+    store: Store, tmp_path: Path, mapping: Path
+) -> None:
+    """A terminal shows what the import does once the files are read: linking, checking, and
+    each grouped pass of the numbers, up to the last."""
+    data = write_csv(tmp_path / "leads.csv", GOOD)
+    steps: list[tuple[str, int, int]] = []
+    with store.unit_of_work() as s:
+        import_files(
+            s,
+            [data],
+            parse_mapping(mapping.read_text()),
+            after_files=lambda what, done, of: steps.append((what, done, of)),
+        )
+    assert [w for w, _d, _o in steps[:2]] == [
+        "linking deals to their leads",
+        "checking the data quality",
+    ]
+    numbers = [(d, o) for w, d, o in steps if w == "summing up the numbers"]
+    assert numbers[0] == (0, 1)
+    assert numbers[-1][0] == numbers[-1][1] > 1
+    assert [d for d, _o in numbers[1:]] == list(range(1, numbers[-1][1] + 1))

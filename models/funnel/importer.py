@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ __all__ = [
 ]
 
 DEFAULT_BATCH = 5000
+#: after_files(what is being done, steps done, steps in all): the work after the files are
+#: read (links, flags, the KPI rollups' grouped passes), for a progress display
+AfterFiles = Callable[[str, int, int], None]
 SAMPLE_FLAGS = 5  # per kind of flag
 
 
@@ -255,18 +259,26 @@ def import_files(
     batch_size: int = DEFAULT_BATCH,
     actor: Person | None = None,
     sample_rejects: int = SAMPLE_REJECTS,
+    after_files: AfterFiles | None = None,
 ) -> ImportSummary:
     """Import CSV files through a mapping, in the caller's transaction (never commits), then
     compute the source's data-quality flags afresh.
 
     Rejected rows go to ``rejects`` (see :func:`rejects_files`: published once the caller has
     committed); without it they are only counted and sampled (the first ``sample_rejects`` of
-    each file are listed in the summary: a preview lists more than the command line)."""
+    each file are listed in the summary: a preview lists more than the command line).
+    ``after_files`` is told each step of the work after the files are read."""
     if not 1 <= batch_size <= 10000:
         raise InvalidInput("batch size must be between 1 and 10000")
     conn = session.connection()
     if conn.dialect.name not in ("sqlite", "postgresql"):
         raise InvalidInput(f"funnel import needs SQLite or PostgreSQL, not {conn.dialect.name}")
+    if conn.dialect.name == "postgresql":
+        # one import of a source at a time, until commit: new rows are COPied straight into
+        # the tables once a lookup found their keys absent (models.funnel.upsert)
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"funnel:{spec.source}"}
+        )
     plan = plan_files(spec, [Path(p) for p in paths])
     runs = []
     for path, compiled in plan:
@@ -295,10 +307,19 @@ def import_files(
         touched.all()  # the source's first import (or first since migration 0010)
     for run in runs:
         _import_file(conn, spec, run, batch_size, progress, touched)
+    tell = after_files or (lambda _what, _done, _of: None)
+    tell("linking deals to their leads", 0, 1)
     refresh_links(session, spec.source)
+    tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
     # the KPI rollups of the months the import touched, in the same unit of work
-    refresh_rollups(session, spec.source, touched_months(conn, spec.source, touched))
+    tell("summing up the numbers", 0, 1)
+    refresh_rollups(
+        session,
+        spec.source,
+        touched_months(conn, spec.source, touched),
+        step=lambda done, of: tell("summing up the numbers", done, of),
+    )
     per_file: dict[str, int] = {}
     for f in flags:
         per_file[f.file or ""] = per_file.get(f.file or "", 0) + 1

@@ -10,9 +10,11 @@ open leads, won deals' cycles, open deals' creation times. So a KPI's cost is th
 reads, and its numbers are those of the rows (``tests/test_kpi_rollups.py``).
 
 How they are kept: :func:`refresh` recomputes the rollups of one source for the months given
-(every month when none are), in the caller's unit of work, from the rows: one grouped query per
-dimension and kind over the months' rows, day rows streamed out in day order and each month's
-row merged from its days. The import (:func:`models.funnel.importer.import_files`) passes the
+(every month when none are), in the caller's unit of work, from the rows: the dimensions kept
+by day from one grouping of the months' rows by day x channel x team
+(:mod:`models.funnel.rollup_fine`), campaigns and owners by one grouped query each; day rows
+streamed out in day order and each month's row merged from its days. The import
+(:func:`models.funnel.importer.import_files`) passes the
 months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
 and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
 (a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything
@@ -27,10 +29,11 @@ tables' layout and with :mod:`models.funnel.rollup_read`.
 from __future__ import annotations
 
 import json
+import operator
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -55,6 +58,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.funnel.rollup_fine import (
+    FINE_DEALS,
+    FINE_LEADS,
+    deal_events,
+    deals_from_fine,
+    drop_fine,
+    fine_deals_stmt,
+    fine_leads_stmt,
+    in_ranges,
+    leads_from_fine,
+    make_fine,
+)
 from models.funnel.sql import (
     DAY,
     NUMBERS,
@@ -170,9 +185,15 @@ def unpack(blob: bytes | None) -> array:
     return a
 
 
-def refresh(session: Session | Connection, source: str, months: set[Month] | None = None) -> None:
+def refresh(
+    session: Session | Connection,
+    source: str,
+    months: set[Month] | None = None,
+    step: Callable[[int, int], None] | None = None,
+) -> None:
     """Recompute the rollups of ``source`` for ``months`` (None: every month), in the caller's
-    unit of work; the source's rollups are kept from then on."""
+    unit of work; the source's rollups are kept from then on. ``step(done, of)`` is called
+    after each grouped pass (progress)."""
     conn = session.connection() if isinstance(session, Session) else session
     _delete(conn, source, months)
     dated = None if months is None else {m for m in months if m is not None}
@@ -188,14 +209,31 @@ def refresh(session: Session | Connection, source: str, months: set[Month] | Non
         ).first()
         is not None
     )
+    fine_leads = fine_deals = None
+    if ranges is None or ranges:
+        fine_leads = make_fine(conn, FINE_LEADS, fine_leads_stmt(source, ranges))
+    if ranges is None or ranges or undated:
+        fine_deals = make_fine(conn, FINE_DEALS, fine_deals_stmt(source, ranges, undated))
+    passes = len(DIMS) * (2 + (2 if both else 0))
+    done = 0
     for dim in DIMS:
-        if ranges is None or ranges:
-            _leads(conn, source, dim, ranges, flagged)
-        if ranges is None or ranges or undated:
-            _deals(conn, source, dim, "events", ranges, flagged, undated=undated)
+        if fine_leads is not None:
+            _leads(conn, source, dim, ranges, flagged, fine_leads)
+        done += 1
+        if step is not None:
+            step(done, passes)
+        if fine_deals is not None:
+            _deals(conn, source, dim, "events", ranges, flagged, undated=undated, fine=fine_deals)
+        done += 1
+        if step is not None:
+            step(done, passes)
         if both and (ranges is None or ranges):
             for kind in ("lost", "both"):
                 _deals(conn, source, dim, kind, ranges, flagged)
+                done += 1
+                if step is not None:
+                    step(done, passes)
+    drop_fine(conn)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
     else:
@@ -237,25 +275,24 @@ def _key_label(dim: str, columns: dict[str, Any]) -> tuple[Any, Any]:
     return dimension(dim, columns, None)  # type: ignore[arg-type]
 
 
-def _in_ranges(col: Any, ranges: list[tuple[int, int]] | None) -> Any:
-    if ranges is None:
-        return col.is_not(None)
-    return or_(*(and_(col >= a, col < b) for a, b in ranges))
-
-
 def _stream(conn: Connection, stmt: Any) -> Any:
     # per statement: Connection.execution_options would change the connection for good
     return conn.execute(stmt.execution_options(stream_results=True, yield_per=2000))
 
 
 def _leads(
-    conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None, flagged: bool
+    conn: Connection,
+    source: str,
+    dim: str,
+    ranges: list[tuple[int, int]] | None,
+    flagged: bool,
+    fine: Any = None,
 ) -> None:
     t = lead_terms()
     by_day = dim in DAY_DIMS  # days (merged into months), else months only
     day = day_of(t.mql) if by_day else month_of(t.mql)
     key, label = _key_label(dim, lead_dims())
-    where = [L.c.source == source, _in_ranges(t.mql, ranges)]
+    where = [L.c.source == source, in_ranges(t.mql, ranges)]
     groups = [day, key] if dim else [day]
     # flagged leads: driven from the (few) flags, by the lead's natural key
     flagged_lead = select(F.c.source, F.c.lead_key).distinct().subquery("flagged")
@@ -297,6 +334,8 @@ def _leads(
         .group_by(*groups)
         .order_by(day)
     )
+    if by_day and fine is not None:  # the same rows, from the day x channel x team groups
+        stmt = leads_from_fine(fine, dim)
     writer = _Writer(conn, LR)
     month_rows: dict[Any, dict[str, Any]] = {}
     current = None
@@ -357,6 +396,7 @@ class _Writer:
     def __init__(self, conn: Connection, table: Any) -> None:
         self.conn, self.table, self.rows = conn, table, []
         self.columns = [c.name for c in table.c if c.name != "id"]
+        self.values = operator.itemgetter(*self.columns)  # a row's values, in C
         names = ", ".join(self.columns)
         self.pg = conn.dialect.name == "postgresql"
         if self.pg:
@@ -366,7 +406,7 @@ class _Writer:
             self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(tuple(row[c] for c in self.columns))
+        self.rows.append(self.values(row))
         if len(self.rows) >= _BATCH:
             self.flush()
 
@@ -391,6 +431,7 @@ def _deals(
     ranges: list[tuple[int, int]] | None,
     with_flags: bool,
     undated: bool = False,
+    fine: Any = None,
 ) -> None:
     """Deal events in the months of ``ranges`` (None: all): ``events``, in one pass, a deal's
     win, else its loss, else its being open (and, ``undated``, the open deals with no creation
@@ -403,32 +444,17 @@ def _deals(
     amount = with_amount = times = None
     kinds = literal_column(f"'{kind}'")
     if kind == "events":
-        won, lost = t.won.is_not(None), t.lost.is_not(None)
-        kinds = case(
-            (won, literal_column("'won'")),
-            (lost, literal_column("'lost'")),
-            else_=literal_column("'open'"),
-        )
-        at = func.coalesce(t.won, t.lost, t.opp)
-        month = month_of(at)
-        dated = [] if ranges == [] else [_in_ranges(at, ranges)]
-        where.append(or_(*dated, *([at.is_(None)] if undated else [])))
-        priced = case((or_(won, ~lost), t.amount))  # a lost deal's amount counts nowhere
-        amount, with_amount = func.sum(priced), func.count(priced)
-        times = concat(
-            case(
-                (and_(won, t.start.is_not(None)), t.won - t.start),  # a won deal's cycle
-                (and_(~won, ~lost), t.opp),  # an open deal's creation
-            ),
-            literal(NUMBERS),
-        )
+        e = deal_events(undated, ranges)
+        kinds, at, month = e["kinds"], e["at"], e["month"]
+        where.append(e["where"])
+        amount, with_amount, times = e["amount"], e["with_amount"], e["times"]
     elif kind == "lost":  # the loss of a deal also won (grouped under its win's month)
         at, month = t.lost, month_of(t.won)
-        where += [t.won.is_not(None), _in_ranges(t.lost, ranges)]
+        where += [t.won.is_not(None), in_ranges(t.lost, ranges)]
     elif kind == "both":
         at, month = t.lost, month_of(t.won)
         other = day_of(t.won) if by_day else month_of(t.won)
-        where += [t.won.is_not(None), _in_ranges(t.lost, ranges)]
+        where += [t.won.is_not(None), in_ranges(t.lost, ranges)]
     day = day_of(at) if by_day else month_of(at)
     groups = [day, *([other] if kind == "both" else []), month, *([key] if dim else [])]
     if kind == "events":  # (PostgreSQL refuses a constant in GROUP BY)
@@ -465,6 +491,8 @@ def _deals(
         .group_by(*groups)
         .order_by(day)
     )
+    if by_day and fine is not None:  # the same rows, from the day x channel x team groups
+        stmt = deals_from_fine(fine, dim)
     writer = _Writer(conn, DR)
     month_rows: dict[Any, dict[str, Any]] = {}
     current = None

@@ -1,7 +1,12 @@
 """Writing one table's rows of an import: upserts on the natural key, only the columns the
 file reads and only the rows that changed (plain SQL on the driver: ``INSERT ... ON CONFLICT``
-on SQLite, COPY into a temporary table and one set-based upsert on PostgreSQL), noting what
-the KPI rollups must refresh (:class:`models.funnel.rollups.Touched`).
+on SQLite; on PostgreSQL, COPY straight into the table for the rows whose key it does not
+hold, and for the others COPY into a temporary table and one set-based upsert), noting what the
+KPI rollups must refresh (:class:`models.funnel.rollup_touched.Touched`).
+
+The COPY of new rows relies on the batch's lookup, in the same transaction: the import holds a
+lock on its source until commit (:func:`models.funnel.importer.import_files`), so no other
+import of the source writes those keys meanwhile.
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ class _Target:
             )
             self.temp = temp
             self.copy_sql = f"COPY {temp} ({cols}) FROM STDIN"
+            # rows whose key the store does not hold (looked up just before, in this
+            # transaction): COPY straight into the table, no upsert to pay
+            self.copy_new_sql = f"COPY {table.name} ({cols}) FROM STDIN"
             self.insert_sql = f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"
             self.insert_sql += conflict
         else:
@@ -118,17 +126,23 @@ class _Target:
             result.close()
         return {r[0]: tuple(r[1:]) for r in rows}
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], new: list[tuple[Any, ...]]) -> None:
+        """Write ``rows`` (stored already) and ``new`` (keys the store does not hold)."""
         if not self.pg:
-            self.conn.exec_driver_sql(self.insert_sql, rows)
+            self.conn.exec_driver_sql(self.insert_sql, rows + new)
             return
         # psycopg's COPY, on the connection (and so in the transaction) of the unit of work
         with self.conn.connection.driver_connection.cursor() as cur:
-            cur.execute(f"TRUNCATE {self.temp}")
-            with cur.copy(self.copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(self.insert_sql)
+            if new:
+                with cur.copy(self.copy_new_sql) as copy:
+                    for row in new:
+                        copy.write_row(row)
+            if rows:
+                cur.execute(f"TRUNCATE {self.temp}")
+                with cur.copy(self.copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(self.insert_sql)
 
     def add(self, key: str, values: tuple[Any, ...]) -> None:
         if key in self.batch:  # the same record twice in one file: the later row wins, in order
@@ -161,7 +175,8 @@ class _Target:
             self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
             self.analyze_at = 2 * self.written
         stored = self.existing(list(batch))
-        out = []
+        out: list[tuple[Any, ...]] = []
+        new: list[tuple[Any, ...]] = []
         source = self.source
         self.unchanged_keys = set()
         primary = self.primary
@@ -182,10 +197,11 @@ class _Target:
                 primary.counts.unchanged -= 1
                 primary.counts.changed += 1
                 primary.unchanged_keys.discard(key)
-            out.append((source, key, *values))
+            # (SQLite: one statement, the rows in file order)
+            (new if old is None and self.pg else out).append((source, key, *values))
             if self.touched is not None:
                 self._touch(key, old, values)
-        if out:
-            self._write(out)
-            self.written += len(out)
+        if out or new:
+            self._write(out, new)
+            self.written += len(out) + len(new)
         self.batch = {}
