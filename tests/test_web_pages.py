@@ -59,7 +59,7 @@ def test_invalid_form_shows_the_message_next_to_the_field_and_keeps_the_input(w:
 
 def test_a_version_conflict_keeps_what_the_user_typed(w: Rig) -> None:
     item_id = w.world.actions["execute_sid"]
-    page = w.client("sid").get("/my").text
+    page = w.client("sid").get(f"/actions/{item_id}/form/update?next=/my").text  # box opened
     version = re.search(
         rf'action="/actions/{item_id}/update".*?name="version" value="(\d+)"', page, re.S
     ).group(1)
