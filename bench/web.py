@@ -209,6 +209,7 @@ def first_views(url: str) -> dict[str, float]:
     from datetime import date as day
     from urllib.parse import parse_qs
 
+    import models.tables  # noqa: F401 - every mapper, as the app has them (imports name people)
     from models.db import Store
     from models.funnel import numbers as n
 
