@@ -34,6 +34,8 @@ class Target:
     ``value`` must be at most ``limit`` (times, ratios to a floor), or at least ``limit``
     with ``at_least=True`` (speed-ups). ``floor`` says, in words and figures, what the limit
     is measured against in the same run (e.g. "the 1,000-cycle planning, 0.31 s").
+    ``reason`` says why a target could not be measured (e.g. "no answer within 30 s"): such a
+    target is missed, with the reason in its verdict line, instead of ending the run.
     """
 
     key: str
@@ -43,10 +45,11 @@ class Target:
     unit: str = "s"
     floor: str = ""
     at_least: bool = False
+    reason: str = ""
 
     @property
     def met(self) -> bool:
-        if math.isnan(self.value):
+        if self.reason or math.isnan(self.value):
             return False
         return self.value >= self.limit if self.at_least else self.value <= self.limit
 
@@ -65,6 +68,8 @@ class Target:
 
     @property
     def measured(self) -> str:
+        if self.reason:
+            return f"not measured: {self.reason}"
         return "not measured" if math.isnan(self.value) else self._num(self.value)
 
 

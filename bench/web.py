@@ -34,6 +34,7 @@ together (the builder itself is ``bench.read_commands``'s).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import socket
@@ -208,6 +209,7 @@ def first_views(url: str) -> dict[str, float]:
     from datetime import date as day
     from urllib.parse import parse_qs
 
+    import models.tables  # noqa: F401 - every mapper, as the app has them (imports name people)
     from models.db import Store
     from models.funnel import numbers as n
 
@@ -278,28 +280,48 @@ def start_server(url: str, data_dir: str, workers: int = 1) -> tuple[subprocess.
     raise SystemExit("error: the web app did not start within 60 s")
 
 
-def _client_run(job: tuple[str, dict, str, str, int]) -> list[float]:
+CLIENT_TIMEOUT_S = 30.0
+
+
+def _client_run(job: tuple[str, dict, str, str, int]) -> tuple[list[float], str]:
     """One client (its own process, like a separate browser): ``count`` requests, their
-    latencies in ms."""
+    latencies in ms, and why it stopped early ("" when every request answered 200): a request
+    with no answer within the timeout, an error status or a lost connection ends this client's
+    run and is reported as the view's missed target, never as a traceback."""
     import httpx
 
     base, creds, name, path, count = job
-    with httpx.Client(base_url=base, timeout=30) as c:
+    times: list[float] = []
+    with httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT_S) as c:
         c.cookies.set("aligncycle_session", creds["cookie"])
         c.headers["Authorization"] = f"Bearer {creds['token']}"
-        times = []
-        for _ in range(count):
+        for i in range(count):
             started = time.perf_counter()
-            resp = c.get(path)
+            try:
+                resp = c.get(path)
+            except httpx.TimeoutException:
+                return times, f"no answer within {CLIENT_TIMEOUT_S:g} s (request {i + 1})"
+            except httpx.HTTPError as exc:
+                return times, f"request {i + 1} failed: {type(exc).__name__}"
             times.append((time.perf_counter() - started) * 1000)
             if resp.status_code != 200:
-                raise SystemExit(f"error: {name} {path} answered {resp.status_code}")
-    return times
+                return times, f"answered {resp.status_code} (request {i + 1})"
+    return times, ""
+
+
+def _failure(stage: str, chunks: list[tuple[list[float], str]]) -> str:
+    """The first client's reason for stopping, with how many of the clients stopped."""
+    reasons = [why for _, why in chunks if why]
+    if not reasons:
+        return ""
+    of = f"{len(reasons)} of {len(chunks)} clients" if len(chunks) > 1 else "the client"
+    return f"{stage}: {reasons[0]}; {of}"
 
 
 def measure(base: str, who: dict, eps: list, clients: int, requests: int) -> dict[str, dict]:
     """Each client is a process of its own (one thread each), so a client waiting for the GIL
-    never shows up as server latency."""
+    never shows up as server latency. A view whose requests fail or time out gets an
+    ``error`` (its reason) instead of timings; the other views are still measured."""
     import multiprocessing
 
     import httpx
@@ -309,15 +331,26 @@ def measure(base: str, who: dict, eps: list, clients: int, requests: int) -> dic
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         for name, persona, path, _api in eps:
             creds = who[persona]
-            pool.map(_client_run, [(base, creds, name, path, 2)] * clients)  # warm up
+            warm = pool.map(_client_run, [(base, creds, name, path, 2)] * clients)
+            if why := _failure("warm-up", warm):
+                results[name] = {"error": why}
+                print(f"{name}: {why}", file=sys.stderr)
+                continue
             started = time.perf_counter()
             chunks = pool.map(_client_run, [(base, creds, name, path, per_client)] * clients)
             wall = time.perf_counter() - started
-            times = sorted(t for chunk in chunks for t in chunk)
-            with httpx.Client(base_url=base, timeout=30) as c:
-                c.cookies.set("aligncycle_session", creds["cookie"])
-                c.headers["Authorization"] = f"Bearer {creds['token']}"
-                size = len(c.get(path).content)
+            if why := _failure("timed run", chunks):
+                results[name] = {"error": why}
+                print(f"{name}: {why}", file=sys.stderr)
+                continue
+            times = sorted(t for chunk, _ in chunks for t in chunk)
+            try:
+                with httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT_S) as c:
+                    c.cookies.set("aligncycle_session", creds["cookie"])
+                    c.headers["Authorization"] = f"Bearer {creds['token']}"
+                    size = len(c.get(path).content)
+            except httpx.HTTPError:
+                size = 0
             results[name] = {
                 "p50": statistics.median(times),
                 "p95": times[max(0, int(len(times) * 0.95) - 1)],
@@ -412,6 +445,12 @@ def report(
     ]
     for name, t in timing.items():
         limit = _limit(name)
+        if "error" in t:
+            lines.append(
+                f"| {name} | – | – | – | – | – | {counts.get(name, '')} | "
+                f"{'MISSED' if limit else 'failed'}: {t['error']} |"
+            )
+            continue
         target = ("met" if t["p95"] < limit else "MISSED") if limit else ""
         lines.append(
             f"| {name} | {t['p50']:.1f} | {t['p95']:.1f} | {t['max']:.1f} | {t['rps']:.0f} | "
@@ -512,9 +551,20 @@ def main(argv: list[str] | None = None) -> int:
         (load_start, _load()),
         who["member"]["email"],
     )
-    floor = f"GET /api/v1/me (the sign-in lookup and the framework), p95 {timing[FLOOR]['p95']:.1f}"
+    floor_p95 = timing[FLOOR].get("p95")
+    floor = "GET /api/v1/me (the sign-in lookup and the framework), " + (
+        f"p95 {floor_p95:.1f} ms" if floor_p95 is not None else timing[FLOOR]["error"]
+    )
     judged = verdict(
-        Target(n.replace(" ", "-"), f"{n}, p95", timing[n]["p95"], limit, "ms", f"{floor} ms")
+        Target(
+            n.replace(" ", "-"),
+            f"{n}, p95",
+            timing[n].get("p95", math.nan),
+            limit,
+            "ms",
+            floor,
+            reason=timing[n].get("error", ""),
+        )
         for n in timing
         if (limit := _limit(n))
     )

@@ -102,3 +102,37 @@ def test_bench_web_sizes_its_data_and_refuses_a_bad_scale(
             web.main(bad)
         assert stopped.value.code == 2, bad
     assert "--scale" in capsys.readouterr().err
+
+
+def test_a_target_that_could_not_be_measured_is_missed_with_its_reason() -> None:
+    why = "warm-up: no answer within 30 s (request 1); 4 of 4 clients"
+    judged = verdict.verdict(
+        [Target("numbers-page", "numbers page, p95", math.nan, 300.0, "ms", reason=why)], {}
+    )
+    assert judged.exit_code == 1
+    assert judged.lines()[0] == (
+        f"MISSED  numbers-page: numbers page, p95: not measured: {why} (target ≤ 300.0 ms)"
+    )
+    assert f"not measured: {why}" in judged.markdown()
+
+
+def test_the_web_benchmark_reports_a_view_that_does_not_answer_instead_of_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts the connection and never answers: the client stops with a reason
+    (the verdict's), not a traceback."""
+    import socket
+
+    from bench import web
+
+    monkeypatch.setattr(web, "CLIENT_TIMEOUT_S", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        creds = {"cookie": "c", "token": "t"}
+        times, why = web._client_run((base, creds, "numbers page", "/numbers", 3))
+    assert times == []
+    assert why == "no answer within 0.3 s (request 1)"
+    assert web._failure("warm-up", [([], why), ([1.0], "")]).startswith("warm-up: no answer within")
+    assert web._failure("warm-up", [([1.0], ""), ([2.0], "")]) == ""

@@ -284,6 +284,7 @@ PAGES = [
     ("/cycles/{recap}/recap", "max@acme.test"),
     ("/cycles/{recap}/report", "max@acme.test"),
     ("/cycles/{plan}/actions", "lee@acme.test"),
+    ("/actions/{item}", "lee@acme.test"),  # one item, every form open (lists fetch them)
     ("/cycles/{closed}/timeline", "sam@acme.test"),
     ("/cycles/{closed}/recap", "sam@acme.test"),
     ("/numbers/import", "lee@acme.test"),
@@ -315,7 +316,7 @@ def test_every_page_passes_axe_at_a_laptop_and_a_phone_width(
                     expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
                     sign.close()
             page = contexts[email].new_page()
-            url = path.format(**site["world"].cycles)
+            url = path.format(**site["world"].cycles, item=site["world"].actions["execute_sid"])
             page.goto(site["base"] + url)
             found += [f"{url} ({email or 'signed out'}): {v}" for v in violations(page)]
             page.close()
@@ -357,7 +358,7 @@ def test_on_a_phone_nothing_runs_off_the_screen_and_the_cycle_list_keeps_its_col
                 expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
                 sign.close()
             page = contexts[email].new_page()
-            url = path.format(**site["world"].cycles)
+            url = path.format(**site["world"].cycles, item=site["world"].actions["execute_sid"])
             page.goto(site["base"] + url)
             scroll = page.evaluate("document.documentElement.scrollWidth")
             if scroll > width:

@@ -282,7 +282,11 @@ def test_a_target_is_set_on_the_actions_page_with_the_baseline_in_view(funnel: R
     item = funnel.world.actions["execute_sid"]
     cycle = funnel.world.cycles["execute"]
     page = funnel.client("sid").get(f"/cycles/{cycle}/actions").text
-    assert f'action="/actions/{item}/target"' in page and "Which number should move?" in page
+    assert f'hx-get="/actions/{item}/form/target?' in page and "Set a target" in page
+    box = funnel.client("sid").get(f"/actions/{item}/form/target?next=/cycles/{cycle}/actions")
+    assert (
+        f'action="/actions/{item}/target"' in box.text and "Which number should move?" in box.text
+    )
     sent = funnel.client("sid").post(
         f"/actions/{item}/target",
         data={

@@ -196,7 +196,9 @@ def test_every_face_shows_and_changes_the_links(org: Store, surfaces: Surfaces) 
     # the page: the gaps an item addresses, and the lead's form to link one more
     page = surfaces.browser(LEE).get(f"/cycles/{cycle_id}/actions").text
     assert f"For the gaps: {'; '.join(HANDOFF_GAPS)}" in page
-    assert f'action="/actions/{item_id}/gaps"' in page
+    assert f'hx-get="/actions/{item_id}/form/gaps?' in page  # the box, its form when opened
+    box = surfaces.browser(LEE).get(f"/actions/{item_id}/form/gaps").text
+    assert f'action="/actions/{item_id}/gaps"' in box
     posted = surfaces.post_form(LEE, f"/actions/{item_id}/gaps", gap_id=gap_ids[3])
     assert posted.status_code == 303
     with org.unit_of_work() as s:

@@ -36,7 +36,8 @@ def w(world: Rig) -> Iterator[Rig]:
 
 def test_a_conflict_shows_their_change_beside_mine_and_applies_mine_in_one_step(w: Rig) -> None:
     item_id = w.world.actions["execute_sid"]
-    page = w.client("sid").get("/my").text
+    assert f'hx-get="/actions/{item_id}/form/update?next=/my"' in w.client("sid").get("/my").text
+    page = w.client("sid").get(f"/actions/{item_id}/form/update?next=/my").text  # box opened
     version = re.search(
         rf'action="/actions/{item_id}/update" hx-post.*?name="version" value="(\d+)"', page, re.S
     ).group(1)
@@ -122,7 +123,7 @@ def test_a_conflicting_answer_keeps_the_typed_text(w: Rig) -> None:
 
 def test_a_conflicting_assignment_names_both_owners(w: Rig) -> None:
     item_id, plan = w.world.actions["plan_unassigned"], w.world.cycles["plan"]
-    page = w.client("lee").get(f"/cycles/{plan}/actions").text
+    page = w.client("lee").get(f"/actions/{item_id}/form/assign?next=/cycles/{plan}/actions").text
     version = re.search(
         rf'action="/actions/{item_id}/assign">.*?name="version" value="(\d+)"', page, re.S
     ).group(1)

@@ -59,7 +59,7 @@ def test_invalid_form_shows_the_message_next_to_the_field_and_keeps_the_input(w:
 
 def test_a_version_conflict_keeps_what_the_user_typed(w: Rig) -> None:
     item_id = w.world.actions["execute_sid"]
-    page = w.client("sid").get("/my").text
+    page = w.client("sid").get(f"/actions/{item_id}/form/update?next=/my").text  # box opened
     version = re.search(
         rf'action="/actions/{item_id}/update".*?name="version" value="(\d+)"', page, re.S
     ).group(1)
@@ -303,3 +303,31 @@ def test_answering_a_question_from_the_cycle_page(w: Rig) -> None:
     assert ok.status_code == 303 and ok.headers["location"] == f"/cycles/{cycle}#item-{item}"
     again = w.client("sam").get(f"/cycles/{cycle}").text
     assert "Note: Seen twice" in again
+
+
+def test_without_javascript_an_items_box_leads_to_its_own_page_with_the_forms(w: Rig) -> None:
+    """The list carries each item's summary; a box opened without JavaScript shows a link to
+    the item's own page, where its forms are, and saving there returns to the list."""
+    item_id, execute = w.world.actions["execute_sid"], w.world.cycles["execute"]
+    listing = w.client("lee").get(f"/cycles/{execute}/actions").text
+    assert f'action="/actions/{item_id}/update"' not in listing  # fetched when opened
+    link = f"/actions/{item_id}?next=/cycles/{execute}/actions#update-{item_id}"
+    assert f'href="{link}"' in listing
+    alone = w.client("lee").get(link.split("#")[0])
+    assert alone.status_code == 200
+    for form in ("update", "assign", "target"):
+        assert f'action="/actions/{item_id}/{form}"' in alone.text
+    version = re.search(
+        rf'action="/actions/{item_id}/update".*?name="next" value="([^"]+)".*?'
+        r'name="version" value="(\d+)"',
+        alone.text,
+        re.S,
+    )
+    assert version.group(1) == f"/cycles/{execute}/actions"
+    saved = post(
+        w, "lee", f"/actions/{item_id}/update", next=version.group(1), version=version.group(2),
+        status="in_progress", confidence="on_track",
+    )  # fmt: skip
+    assert saved.status_code == 303
+    assert saved.headers["location"] == f"/cycles/{execute}/actions#action-{item_id}"
+    assert w.client("ola").get(f"/actions/{item_id}").status_code == 404  # not her team's

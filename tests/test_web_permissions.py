@@ -526,6 +526,15 @@ CASES: list[Case] = [
         303,
         form(kpi="sla_attainment", target="80%"),
     ),
+    Case("GET", "/actions/{action_id}", action("execute_sid"), SEEING, 200),
+    # an item's form as its box shows it when opened: only to whoever may use it
+    Case(
+        "GET",
+        "/actions/{action_id}/form/{kind}",
+        action("execute_sid", "/form/update"),
+        UPDATERS,
+        200,
+    ),
     Case("GET", "/cycles/{cycle_id}/timeline", cyc("execute", "/timeline"), SEEING, 200),
     # --- pages: the recap
     Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),
@@ -1441,10 +1450,13 @@ def test_pages_offer_only_the_actions_the_viewer_may_take(world: Rig) -> None:
     sid_page = world.client("sid").get(f"/cycles/{execute}/actions").text
     sid_item = world.world.actions["execute_sid"]
     meg_item = world.world.actions["execute_meg"]
-    assert f'action="/actions/{sid_item}/update"' in sid_page  # his own item
-    assert f'action="/actions/{meg_item}/update"' in sid_page  # Meg's, his the counterpart
+    assert f'hx-get="/actions/{sid_item}/form/update?' in sid_page  # his own item
+    assert f'hx-get="/actions/{meg_item}/form/update?' in sid_page  # Meg's, his the counterpart
+    assert world.client("sid").get(f"/actions/{meg_item}/form/update").status_code == 200
     pia_page = world.client("pia").get(f"/cycles/{execute}/actions").text
-    assert f'action="/actions/{meg_item}/update"' not in pia_page  # neither hers nor paired
+    assert f"/actions/{meg_item}/form/update" not in pia_page  # neither hers nor paired
+    refused = world.client("pia").get(f"/actions/{meg_item}/form/update")
+    assert refused.status_code == 403 and 'action="/actions/' not in refused.text
     for who, can in (("max", True), ("lee", False), ("sam", False)):
         page = world.client(who).get(f"/cycles/{recap}/recap").text
         assert ("Sign off the recap" in page) is can, who

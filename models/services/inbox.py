@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, and_, case, exists, func, or_, select, union_all
@@ -228,8 +229,26 @@ def _windowed(session: Session, stmt: Select[Any], *order: Any) -> tuple[list[An
     return [tuple(r[:-1]) for r in rows], (rows[0][-1] if rows else 0)
 
 
+@dataclass(frozen=True)
+class _Who:
+    """What the statements read of a person: its id, role and team (nothing else)."""
+
+    id: int
+    role: Role
+    team_id: int | None
+
+
 def counts(session: Session, person: Person) -> dict[str, int]:
     """Each section's total, in one statement (the menu's count on every page)."""
+    stmt, present = _counts_stmt(_Who(person.id, person.role, person.team_id))
+    row = session.execute(stmt).one()
+    return {k: int(row._mapping[k] or 0) for k in present}
+
+
+@lru_cache(maxsize=512)
+def _counts_stmt(person: _Who) -> tuple[Select[Any], tuple[str, ...]]:
+    """The counts' statement, built once per id, role and team: building it (six
+    subqueries) cost more than running it on every page; its rows are read each time."""
     parts: dict[str, Any] = {
         "questions": questions_stmt(person),
         "gaps": gaps_stmt(person),
@@ -239,15 +258,13 @@ def counts(session: Session, person: Person) -> dict[str, int]:
         "recaps": recaps_stmt(person),
     }
     present = {k: s for k, s in parts.items() if s is not None}
-    row = session.execute(
-        select(
-            *[
-                select(func.count()).select_from(s.subquery()).scalar_subquery().label(k)
-                for k, s in present.items()
-            ]
-        )
-    ).one()
-    return {k: int(row._mapping[k] or 0) for k in present}
+    stmt = select(
+        *[
+            select(func.count()).select_from(s.subquery()).scalar_subquery().label(k)
+            for k, s in present.items()
+        ]
+    )
+    return stmt, tuple(present)
 
 
 def inbox(

@@ -20,6 +20,7 @@ from aligncycle.web.pages import (
     KpiChoices,
     act,
     cycle_common,
+    error_page,
     gate_news,
     opt,
     page,
@@ -27,9 +28,10 @@ from aligncycle.web.pages import (
     pager,
     parse_form,
     render,
+    safe_next,
     to_int,
 )
-from aligncycle.web.perms import STATUS_LABELS
+from aligncycle.web.perms import STATUS_LABELS, CyclePerms
 from models import phases
 from models.enums import (
     ActionStatus,
@@ -49,7 +51,7 @@ from models.services import (
     actions,
 )
 from models.services import views as v
-from models.tables import ActionItem
+from models.tables import ActionItem, Cycle
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,7 +83,12 @@ def actions_page(
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
     accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else []
     targets = {item.id: t for t, item in target_service.list_targets(s, cycle)}
-    baselines = baseline.baseline_values(s, cycle)
+    forms = forms or {}
+    # each item's forms come when their box is opened (GET /actions/ID/form/KIND); a target
+    # form that comes back with a message is in the page, with the values before the cycle
+    baselines = (
+        baseline.baseline_values(s, cycle) if any(k.startswith("target-") for k in forms) else {}
+    )
     return render(
         request,
         ctx,
@@ -104,7 +111,78 @@ def actions_page(
         # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
         preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
         base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
+        forms=forms,
+    )
+
+
+@page(router, "/actions/{action_id}")
+def action_page(
+    request: Request, ctx: Ctx, action_id: int, *, query=None, forms=None, status: int = 200
+) -> Response:
+    """One action item with every form its viewer may use, open: where a box's link leads
+    without JavaScript (the lists fetch a form when its box is opened)."""
+    s = ctx.session
+    query = query or {}
+    item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+    cycle, perms, counts = cycle_common(ctx, item.cycle_id)
+    back = safe_next(query.get("next"), f"/cycles/{cycle.id}/actions#action-{item.id}")
+    return render(
+        request,
+        ctx,
+        "action.html",
+        status=status,
+        tab="actions",
+        cycle=cycle,
+        perms=perms,
+        counts=counts,
+        a=item,
+        checkins=v.checkins_by_action(s, [item.id]).get(item.id, []),
+        team_people=v.cycle_people(s, cycle) if perms.can_assign else [],
+        accepted_gaps=v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else [],
+        target=target_service.get_target(s, item),
+        baselines=baseline.baseline_values(s, cycle) if perms.can_set_target(item) else {},
+        back=back,  # where its forms return after saving, as from the list it was opened from
         forms=forms or {},
+    )
+
+
+FORM_KINDS = ("update", "assign", "gaps", "target")
+
+
+@router.get("/actions/{action_id}/form/{kind}")
+def action_form_get(request: Request, action_id: int, kind: str, ctx: PageCtx) -> Response:
+    """One form of an action item, as the part of a page its box shows when opened (htmx);
+    ``next``: the page the form returns to after saving."""
+    s = ctx.session
+    item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+    cycle = s.get(Cycle, item.cycle_id)
+    perms = CyclePerms.of(ctx.me, cycle)
+    allowed = {
+        "update": perms.can_update(item),
+        "assign": perms.can_assign,
+        "gaps": perms.can_link_gaps,
+        "target": perms.can_set_target(item),
+    }
+    if not allowed.get(kind):
+        what = "form" if kind not in FORM_KINDS else "change"
+        return error_page(
+            request,
+            404 if kind not in FORM_KINDS else 403,
+            f"There is no such {what} you can make to this action item.",
+            ctx,
+        )
+    return render(
+        request,
+        ctx,
+        "_action_form.html",
+        waiting=None,
+        kind=kind,
+        a=item,
+        perms=perms,
+        next=safe_next(request.query_params.get("next"), f"/actions/{item.id}"),
+        accepted_gaps=v.gaps(s, cycle, GapDecision.ACCEPTED) if kind == "gaps" else [],
+        target=target_service.get_target(s, item) if kind == "target" else None,
+        baselines=baseline.baseline_values(s, cycle) if kind == "target" else {},
     )
 
 

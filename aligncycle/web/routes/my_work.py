@@ -53,4 +53,5 @@ def my_page(request: Request, ctx: Ctx, *, query=None, forms=None, status: int =
         latest=latest,
         pager=pager(box.totals["owned"], page, MY_WORK_PAGE),
         forms=forms or {},
+        waiting=box.count,  # the menu's count: the same totals, not counted a second time
     )

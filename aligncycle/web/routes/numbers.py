@@ -20,7 +20,7 @@ from aligncycle.web.pages import page, render
 from models.enums import Role
 from models.errors import InvalidInput
 from models.funnel import numbers as n
-from models.funnel.kpis import KPIS, format_value, sources
+from models.funnel.kpis import KPIS, format_value
 from models.funnel.tables import FunnelImport
 from models.playbook import Settings
 from models.schemas import validation_message
@@ -170,7 +170,7 @@ def numbers_page(
         result=result,
         kept=kept,
         here="/numbers?" + urlencode(kept),
-        sources=sources(s),
+        sources=n.known_sources(s),
         groupings=n.GROUPINGS,
         table_kpis=[KPIS[k] for k in TABLE_KPIS],
         pivot_kpi=KPIS[pivot_kpi],
