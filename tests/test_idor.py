@@ -127,6 +127,7 @@ def _build(s: Any) -> Foreign:
             "action_id": action.id,
             "token_id": 700_005,
             "team": "support",
+            "kind": "update",  # an item's form fetched on opening (/actions/{id}/form/{kind})
         }
     )
 

@@ -188,7 +188,11 @@ def known_sources(session: Session) -> list[str]:
     """The sources the store holds leads or deals of (:func:`kpis.sources`: a scan of every
     lead and deal, ~0.1-0.3 s at 1,000,000 leads), cached by the data version like the KPIs:
     the page lists them on every view and checks a chosen source against them."""
-    return _cache.get(("sources", data_version(session)), lambda: sources(session))
+    version = data_version(session)
+    if not version:  # no import yet: rows written otherwise are not versioned, so not cached
+        return sources(session)
+    store = str(session.get_bind().engine.url)  # one process may serve more than one store
+    return _cache.get(("sources", store, version), lambda: sources(session))
 
 
 def _as_of(end: date) -> datetime:
