@@ -292,8 +292,8 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         ]
     )
     sams = next(m for m in receiver.messages if m["title"].startswith("Reminders: 2"))
-    assert "1. Reminder: 'Agree SLA' is due tomorrow\n" in sams["message"]
-    assert "2. Overdue: 'Shared dashboard'\n" in sams["message"]
+    assert "1. Reminder: “Agree SLA” is due tomorrow\n" in sams["message"]
+    assert "2. Overdue: “Shared dashboard”\n" in sams["message"]
     digest = next(m for m in receiver.messages if m["title"].startswith("Weekly digest"))
     assert "Due next week:\n- Agree SLA (Sam Sales), due tomorrow (3 Mar 2026)" in digest["message"]
     with store.unit_of_work() as s:
