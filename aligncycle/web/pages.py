@@ -109,31 +109,6 @@ ROLE_LABELS = {
     Role.MANAGER: "Manager",
     Role.MEMBER: "Member",
 }
-VERBS = {
-    "cycle.started": "started the cycle",
-    "cycle.advanced": "moved the cycle on",
-    "cycle.point_person_set": "named a point person",
-    "checklist.answered": "answered a question",
-    "gap.added": "recorded a gap",
-    "gap.decided": "decided a gap",
-    "action.created": "created an action item",
-    "action.assigned": "assigned an action item",
-    "action.reassigned": "reassigned an action item",
-    "action.updated": "updated an action item",
-    "action.carried_over": "carried an action item over",
-    "action.gap_linked": "linked an action item to a gap",
-    "action.gap_unlinked": "unlinked an action item from a gap",
-    "action.signed_off": "signed off an action item",
-    "gap.carried_over": "carried a gap over",
-    "checkin.added": "checked in",
-    "retro.drafted": "drafted the retrospective from the cycle's facts",
-    "retro.recorded": "saved the retrospective",
-    "retro.revised": "revised the retrospective",
-    "retro.signed_off": "signed off the recap",
-    "survey.answered": "answered the survey",
-    "survey.published": "published a batch of survey answers",
-    "survey.closed": "closed the survey",
-}
 
 
 def label(value: object) -> str:
@@ -242,7 +217,6 @@ env.globals.update(
     CONFIDENCE_LABELS=CONFIDENCE_LABELS,
     DECISION_LABELS=DECISION_LABELS,
     ROLE_LABELS=ROLE_LABELS,
-    VERBS=VERBS,
     ActionStatus=ActionStatus,
     Confidence=Confidence,
     GapDecision=GapDecision,

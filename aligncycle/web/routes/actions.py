@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 from urllib.parse import urlencode
@@ -54,6 +54,22 @@ from models.services import views as v
 from models.tables import ActionItem, Cycle
 
 router = APIRouter(include_in_schema=False)
+
+
+def _act_on_item(
+    request: Request, ctx: PageCtx, form: str, action_id: int, run: Callable[[dict[str, str]], str]
+) -> Response:
+    """An item's form posted from any list (My work, the actions page, the item's own page):
+    back to where it came from (My work by default), at the item, the form's typed values kept
+    on a refusal."""
+    return act(
+        request,
+        ctx,
+        form_id=f"{form}-{action_id}",
+        default_next="/my",
+        run=run,
+        anchor=f"action-{action_id}",
+    )
 
 
 def _filters(query: Mapping[str, str]) -> actions.ActionFilters:
@@ -227,14 +243,7 @@ def action_assign_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         ctx.session.refresh(item)
         return f"“{item.title}” is now {item.owner.name}'s."
 
-    return act(
-        request,
-        ctx,
-        form_id=f"assign-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "assign", action_id, run)
 
 
 @router.post("/actions/{action_id}/update")
@@ -263,14 +272,7 @@ def action_update_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
             + gate_news(ctx, item.cycle_id)
         )
 
-    return act(
-        request,
-        ctx,
-        form_id=f"update-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "update", action_id, run)
 
 
 @router.post("/actions/{action_id}/target")
@@ -288,14 +290,7 @@ def action_target_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
             f"Target saved: {KPIS[target.kpi].title} to {format_value(target.kpi, target.target)}."
         )
 
-    return act(
-        request,
-        ctx,
-        form_id=f"target-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "target", action_id, run)
 
 
 @router.post("/actions/{action_id}/gaps")
@@ -309,14 +304,7 @@ def action_link_post(request: Request, action_id: int, ctx: PageCtx) -> Response
         actions.link_gap(s, item, link.gap_id, ctx.me)
         return f"“{item.title}” now addresses one more gap."
 
-    return act(
-        request,
-        ctx,
-        form_id=f"link-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "link", action_id, run)
 
 
 @router.post("/actions/{action_id}/gaps/{gap_id}/unlink")
@@ -327,14 +315,7 @@ def action_unlink_post(request: Request, action_id: int, gap_id: int, ctx: PageC
         actions.unlink_gap(s, item, gap_id, ctx.me)
         return f"“{item.title}” no longer addresses that gap."
 
-    return act(
-        request,
-        ctx,
-        form_id=f"link-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "link", action_id, run)
 
 
 @router.post("/actions/{action_id}/signoff")
@@ -346,11 +327,4 @@ def action_signoff_post(request: Request, action_id: int, ctx: PageCtx) -> Respo
         actions.sign_off_action(ctx.session, item, ctx.me, to_int(data.get("version")))
         return f"“{item.title}” is signed off: it counts as done." + gate_news(ctx, item.cycle_id)
 
-    return act(
-        request,
-        ctx,
-        form_id=f"signoff-{action_id}",
-        default_next="/my",
-        run=run,
-        anchor=f"action-{action_id}",
-    )
+    return _act_on_item(request, ctx, "signoff", action_id, run)

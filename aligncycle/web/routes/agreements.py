@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx
-from aligncycle.web.pages import VERBS, act, opt, page, parse_form, render, to_int
+from aligncycle.web.pages import act, opt, page, parse_form, render, to_int
 from models.agreement_tables import Agreement
 from models.enums import Phase
 from models.errors import InvalidInput
@@ -38,20 +38,6 @@ from models.tables import ActionItem, Cycle, Gap, Person
 router = APIRouter(include_in_schema=False)
 #: Campaigns on the Numbers page's campaign view (each is two KPI computations).
 CAMPAIGN_NUMBERS = 10
-
-VERBS.update(
-    {
-        "agreement.first_version": "wrote the first version of the teams' agreement",
-        "agreement.amendment_proposed": "proposed a change to the teams' agreement",
-        "agreement.amendment_signed": "signed a change to the teams' agreement",
-        "agreement.amendment_adopted": "adopted a change to the teams' agreement",
-        "agreement.amendment_rejected": "rejected a change to the teams' agreement",
-        "campaign.added": "added a campaign",
-        "campaign.changed": "changed a campaign",
-        "material.added": "added a material",
-        "material.rated": "rated a material",
-    }
-)
 
 
 # --- the list ------------------------------------------------------------------------------

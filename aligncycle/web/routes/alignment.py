@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from aligncycle.web.api.alignment import csv_file
 from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx
-from aligncycle.web.pages import VERBS, act, cycle_common, page, render, to_int
+from aligncycle.web.pages import act, cycle_common, page, render, to_int
 from models.errors import InvalidInput
 from models.phases import own_answers
 from models.rules import counted, phase_allows
@@ -23,18 +23,6 @@ from models.services.divergence import VERDICT_WORDS
 
 router = APIRouter(include_in_schema=False)
 
-#: The timeline's sentences for what these features record (never what a team answered, nor
-#: on which gaps a person voted: the audit log does not hold it).
-VERBS.update(
-    {
-        "team_answers.saved": "saved their team's own answers",
-        "team_answers.submitted": "submitted their team's own answers",
-        "team_answers.revealed": "revealed both teams' own answers",
-        "vote.cast": "voted on the gaps",
-        "vote.closed": "closed the vote on the gaps",
-        "gap.escalated": "told the managers about a gap that keeps coming back",
-    }
-)
 RATING_WORDS = {1: "1 · poor", 2: "2", 3: "3 · fair", 4: "4", 5: "5 · very good"}
 
 
