@@ -20,6 +20,7 @@ from models.cadence.tables import (
     NotificationKind,
     NotificationStatus,
 )
+from models.claims import claim_ids
 
 #: A claimed notification, with what the deliverer needs to send it.
 Outgoing = Item
@@ -123,32 +124,11 @@ def claim_groups(
 def _claim(session: Session, claimer: str, stale_before: datetime, pick: Select) -> list[Outgoing]:
     """Claim the rows ``pick`` selects (still deliverable) for ``claimer``, and read them."""
     table = Notification.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    claimed = (
-        session.execute(
-            update(table)
-            .where(
-                table.c.id.in_(pick.scalar_subquery()),
-                or_(
-                    table.c.status == NotificationStatus.PENDING,
-                    and_(
-                        table.c.status == NotificationStatus.SENDING,
-                        table.c.claimed_at < stale_before,
-                    ),
-                ),
-            )
-            .values(
-                status=NotificationStatus.SENDING,
-                claimed_by=claimer,
-                claimed_at=utcnow(),
-                attempts=table.c.attempts + 1,
-            )
-            .returning(table.c.id)
-        )
-        .scalars()
-        .all()
+    claimable = or_(
+        table.c.status == NotificationStatus.PENDING,
+        and_(table.c.status == NotificationStatus.SENDING, table.c.claimed_at < stale_before),
     )
+    claimed = claim_ids(session, table, pick, claimable, NotificationStatus.SENDING, claimer)
     if not claimed:
         return []
     rows = session.execute(

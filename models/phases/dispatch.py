@@ -31,6 +31,7 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, and_, or_
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
+from models.claims import claim_ids
 from models.enums import Phase
 from models.tables import Cycle, _enum
 
@@ -135,24 +136,8 @@ def claim(
     if cycle_id is not None:
         pick = pick.where(PhaseDispatch.cycle_id == cycle_id)
     pick = pick.order_by(PhaseDispatch.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     table = PhaseDispatch.__table__
-    ids = (
-        session.execute(
-            update(table)
-            .where(table.c.id.in_(pick.scalar_subquery()), _claimable(stale_before))
-            .values(
-                status=DispatchStatus.CLAIMED,
-                claimed_by=claimer,
-                claimed_at=utcnow(),
-                attempts=table.c.attempts + 1,
-            )
-            .returning(table.c.id)
-        )
-        .scalars()
-        .all()
-    )
+    ids = claim_ids(session, table, pick, _claimable(stale_before), DispatchStatus.CLAIMED, claimer)
     if not ids:
         return []
     rows = session.scalars(
