@@ -28,12 +28,13 @@ def register(app: typer.Typer) -> None:
     def flows_pending(json_: bool = JSON_OPTION) -> None:
         """Phase flows that cycles' moves asked for and that have not started yet."""
         from models.phases import dispatch as outbox
+        from models.words import phase_name
 
         with cc.unit_of_work() as s:
             rows = [
                 {
                     "cycle": r.cycle_id,
-                    "phase": str(r.phase),
+                    "phase": phase_name(r.phase) if not json_ else str(r.phase),
                     "since": r.created_at.isoformat(timespec="seconds"),
                     "attempts": r.attempts,
                     "last error": r.error or "",

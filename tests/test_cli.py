@@ -480,7 +480,12 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     # The human-readable forms are tables with the same rows.
     text = cli("cycle", "list").stdout.splitlines()
     assert text[0].split()[:3] == ["id", "title", "phase"] and f"{cid} " in text[2]
-    assert "Agree the KPIs" in cli("action", "list", "--cycle", cid).stdout
+    listing = cli("action", "list", "--cycle", cid).stdout
+    assert "Agree the KPIs" in listing
+    # statuses and phases in people's words, not the stored keys
+    cli("action", "update", late["id"], "--status", "in_progress", "--as", "lou@acme.test")
+    listing = cli("action", "list", "--cycle", cid).stdout
+    assert "in progress" in listing and "in_progress" not in listing
     assert "cannot move from Plan to Execute yet" in cli("cycle", "show", cid).stdout
 
 
