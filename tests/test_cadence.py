@@ -96,7 +96,8 @@ STRICT = PLAYBOOK.replace("name: cadence-test", "name: cadence-strict").replace(
 class Receiver:
     """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts.
 
-    ``messages`` holds the acknowledged ones (answered 200). With ``hold_after=N``, every
+    ``messages`` holds the acknowledged ones (answered 200); ``posts`` every post, answered or
+    not, as (path, time.monotonic()). With ``hold_after=N``, every
     message after the N-th is held unanswered (``holding`` is set) until :meth:`drop_held`,
     which closes those connections without an answer: a sender that died meanwhile never
     learned whether they arrived, and they do not count as delivered.
@@ -104,6 +105,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.posts: list[tuple[str, float]] = []
         self.dropped: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.status = 200
@@ -138,6 +140,7 @@ class Receiver:
     def on_message(self, path: str, payload: dict[str, Any]) -> int | None:
         message = {"path": path, **payload}
         with self.lock:
+            self.posts.append((path, time.monotonic()))
             hold = self.hold_after is not None and len(self.messages) >= self.hold_after
             if not hold:
                 if self.status == 200:
