@@ -116,7 +116,8 @@ def aligncycle(stack: PrefectStack, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def company() -> Iterator[tuple[Store, PrefectStack, Surfaces]]:
-    """The store on PostgreSQL with the org; a Prefect server (basic auth) with the project
+    """The store on PostgreSQL with the org; a Prefect server (basic auth; on HOST, its UI
+    on, browsers reaching it as UI_HOST through PREFECT_UI_API_URL) with the project
     deployed, schedules off (the test dispatches), the zombie automation, one worker with
     heartbeats every 30 s; the web app on the store. This process is a client like the web
     app: PREFECT_API_URL and PREFECT_API_AUTH_STRING, seen by its background threads too."""
