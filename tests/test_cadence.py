@@ -1219,6 +1219,8 @@ def test_an_unreachable_channel_ends_failed_within_the_run_and_the_flow_says_so(
     message = undelivered_message(r.as_dict())
     assert message is not None
     assert message.startswith("1 message could not be delivered (1 failed for good); first: ")
+    # The message is named in words (what, to whom, which channel), not by its key.
+    assert f"; first: the reminder to {SAM} on channel {n.channel_id}: " in message
     assert undelivered_message({"sent": 3, "failed": 0, "retrying": 0}) is None
 
 
