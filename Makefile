@@ -41,8 +41,10 @@ test-postgres: $(STAMP)
 	@ALIGNCYCLE_TEST_DATABASE_URL=$${ALIGNCYCLE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
 		$(BIN)/python -m pytest -q -m "not sqlite_only and not integration"
 
-# A real Prefect server + worker on PostgreSQL, deployments, cadence flows (about 2 minutes).
+# A real Prefect server + worker on PostgreSQL, deployments, cadence flows, phase runs, and the
+# Prefect UI in Chromium (about 4 to 6 minutes).
 test-integration: $(STAMP)
+	@bash .ci/install-browser.sh   # the Prefect UI check drives Debian's Chromium
 	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py
 
 lint: $(STAMP)

@@ -239,7 +239,8 @@ def deliver(
     result counts each notification once, by how it ended."""
     started = time.perf_counter()
     claimer = uuid.uuid4().hex[:12]
-    ended: dict[int, tuple[str, str | None]] = {}  # id -> (sent | retrying | failed, error)
+    # id -> (sent | retrying | failed, why, the id of the first row of its message)
+    ended: dict[int, tuple[str, str | None, int]] = {}
     messages_sent = [0]  # messages (each of one or more notifications) that went out
     lock = threading.Lock()
     logs = _ThreadLogs()
@@ -285,13 +286,13 @@ def deliver(
             if error is None:
                 messages_sent[0] += 1
                 for i in message.ids:
-                    ended[i] = ("sent", None)
+                    ended[i] = ("sent", None, message.ids[0])
             else:
-                said = f"{message.label}: {error}"
+                said = f"{message.words}: {error}"
                 for i in final_ids:
-                    ended[i] = ("failed", said)
+                    ended[i] = ("failed", said, message.ids[0])
                 for i in retry_ids:
-                    ended[i] = ("retrying", said)
+                    ended[i] = ("retrying", said, message.ids[0])
 
     def deliver_claimed(claimed: list[outbox.Outgoing]) -> None:
         _by_destination(grouped.messages(claimed, max_items=max_items), one, workers)
@@ -317,7 +318,7 @@ def deliver(
     try:
         first_pass()
         for delay in retry_delays:
-            again = sorted(i for i, (how, _) in ended.items() if how == "retrying")
+            again = sorted(i for i, (how, _, _) in ended.items() if how == "retrying")
             if not again:
                 break
             sleep(delay)
@@ -325,8 +326,9 @@ def deliver(
     finally:
         apprise_logger.removeHandler(logs)
     result = DeliveryResult()
+    reported: set[int] = set()
     for i in sorted(ended):
-        how, error = ended[i]
+        how, error, first = ended[i]
         if how == "sent":
             result.sent += 1
             continue
@@ -334,7 +336,8 @@ def deliver(
             result.failed += 1
         else:
             result.retrying += 1
-        if error and error not in result.errors:  # a message's error once, not per item
+        if error and first not in reported:  # a message's error once, not per item
+            reported.add(first)
             result.errors.append(error)
     result.messages = messages_sent[0]
     result.seconds = time.perf_counter() - started

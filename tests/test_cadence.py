@@ -96,7 +96,8 @@ STRICT = PLAYBOOK.replace("name: cadence-test", "name: cadence-strict").replace(
 class Receiver:
     """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts.
 
-    ``messages`` holds the acknowledged ones (answered 200). With ``hold_after=N``, every
+    ``messages`` holds the acknowledged ones (answered 200); ``posts`` every post, answered or
+    not, as (path, time.monotonic()). With ``hold_after=N``, every
     message after the N-th is held unanswered (``holding`` is set) until :meth:`drop_held`,
     which closes those connections without an answer: a sender that died meanwhile never
     learned whether they arrived, and they do not count as delivered.
@@ -104,6 +105,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.posts: list[tuple[str, float]] = []
         self.dropped: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.status = 200
@@ -138,6 +140,7 @@ class Receiver:
     def on_message(self, path: str, payload: dict[str, Any]) -> int | None:
         message = {"path": path, **payload}
         with self.lock:
+            self.posts.append((path, time.monotonic()))
             hold = self.hold_after is not None and len(self.messages) >= self.hold_after
             if not hold:
                 if self.status == 200:
@@ -1216,6 +1219,8 @@ def test_an_unreachable_channel_ends_failed_within_the_run_and_the_flow_says_so(
     message = undelivered_message(r.as_dict())
     assert message is not None
     assert message.startswith("1 message could not be delivered (1 failed for good); first: ")
+    # The message is named in words (what, to whom, which channel), not by its key.
+    assert f"; first: the reminder to {SAM} on channel {n.channel_id}: " in message
     assert undelivered_message({"sent": 3, "failed": 0, "retrying": 0}) is None
 
 
