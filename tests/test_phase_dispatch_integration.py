@@ -255,7 +255,7 @@ def test_the_prefect_ui_at_the_documented_address_lists_a_cycles_runs(
     import httpx
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import ARGS, CHROMIUM
+    from tests.browser_support import ARGS, CHROMIUM
 
     store, stack, surfaces = company
     assert stack.ui_url is not None
