@@ -118,7 +118,10 @@ def register(app: typer.Typer) -> None:
             None, "--status", help="pending, sending, sent or failed."
         ),
         kind: str | None = typer.Option(
-            None, "--kind", help="checkin, reminder, escalation, digest or recap_due."
+            None,
+            "--kind",
+            help="checkin, reminder, escalation, digest, recap_due, cycle_started or account "
+            "(invitations and password-reset links).",
         ),
         cycle: int | None = typer.Option(None, "--cycle", min=1, metavar="CYCLE_ID"),
         limit: int = typer.Option(50, "--limit", min=1, max=1000, help="The newest this many."),
@@ -164,7 +167,8 @@ def register(app: typer.Typer) -> None:
                     r.kind_words,
                     r.recipient,
                     r.cycle_id or "",
-                    r.status_words,
+                    r.status_words
+                    + (f" after {r.retry_at.strftime('%H:%M')}" if r.retry_at else ""),
                     r.attempts,
                     (r.error or "")[:60],
                 ]

@@ -262,20 +262,26 @@ def _dispatch_quietly(cycle_id: int) -> None:
         )
 
 
-def dispatch_after_commit(session: Any, cycle_id: int) -> None:
+def dispatch_after_commit(session: Any, cycle_id: int, worker: Any = None) -> None:
     """For the web app and the API: once this session's transaction (the move) commits, start
-    the new phase's flow in a background thread, so the request does not wait for Prefect.
+    the new phase's flow without making the request wait for it.
 
-    Only when a Prefect server is configured in this process's environment
-    (``PREFECT_API_URL``): then it is one API call (the deployment run). On the embedded
-    default the row stays pending: the next ``aligncycle cycle advance`` or
-    ``aligncycle flows dispatch`` runs it, and the move itself already wrote everything the
-    phase starts with."""
-    if not os.environ.get("PREFECT_API_URL"):
+    - ``worker`` (the web process's background worker, running on the embedded default:
+      :mod:`aligncycle.web.flows_worker`): it is woken, and runs the flow in this process;
+    - else, a Prefect server configured in this process's environment (``PREFECT_API_URL``):
+      a background thread creates the deployment run (one API call);
+    - else the row stays pending: the next ``aligncycle cycle advance`` or
+      ``aligncycle flows dispatch`` runs it, and the move itself already wrote everything the
+      phase starts with."""
+    running = worker is not None and getattr(worker, "running", False)
+    if not running and not os.environ.get("PREFECT_API_URL"):
         return
     from sqlalchemy import event
 
     def after_commit(_session: Any) -> None:
+        if running:
+            worker.wake()
+            return
         threading.Thread(
             target=_dispatch_quietly, args=(cycle_id,), name=f"dispatch-{cycle_id}", daemon=True
         ).start()

@@ -218,6 +218,20 @@ def deliver_task(
     )
 
 
+def prune_outboxes(store: Store, retention_days: int | None = None) -> dict[str, Any]:
+    """Prune the done rows of both outboxes older than the retention (one transaction)."""
+    from models.retention import prune_outboxes as prune
+
+    days = retention_days or StoreSettings().outbox_retention_days
+    with store.unit_of_work() as s:
+        return prune(s, days).as_dict()
+
+
+@task(name="prune-outboxes", **TASK_OPTIONS)
+def prune_task(retention_days: int | None) -> dict[str, Any]:
+    return prune_outboxes(default_store(), retention_days)
+
+
 #: A failed send is tried again within the run after 30 s, then after 2 minutes (the third
 #: attempt is the last: then the message is marked failed and the run says so).
 RETRY_DELAYS = (30.0, 120.0)
@@ -376,11 +390,14 @@ def daily_cadence(
     escalate_to_manager_after_days: int = 3,
     workers: int = 4,
     stale_after_seconds: float = STALE,
+    retention_days: int | None = None,
 ) -> dict[str, Any]:
     """The daily run in one flow run: remind owners of items due within
     ``remind_days_before`` days or overdue, then escalate items overdue ``escalate_after_days``
     days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager.
-    A job that fails does not stop the other; the flow run fails after both if one did."""
+    A job that fails does not stop the other; the flow run fails after both if one did. Last,
+    the done rows of both outboxes older than ``retention_days`` (default
+    ``ALIGNCYCLE_OUTBOX_RETENTION_DAYS``, 90) are pruned (:mod:`models.retention`)."""
     policies = {
         "overdue-reminders": {"remind_days_before": remind_days_before},
         "escalations": {
@@ -396,6 +413,8 @@ def daily_cadence(
         except Exception as exc:  # noqa: BLE001 - the other job still runs; raised below
             get_run_logger().error("%s failed: %s", name, exc)
             failures.append(exc)
+    pruned = prune_task(retention_days)
+    get_run_logger().info("pruned from the outboxes: %s", pruned)
     if failures:
         raise failures[0]
     return {
@@ -404,6 +423,7 @@ def daily_cadence(
         "jobs": jobs,
         "plan": _summed(j["plan"] for j in jobs.values()),
         "delivery": _summed(j["delivery"] for j in jobs.values()),
+        "pruned": pruned,
     }
 
 
