@@ -110,7 +110,7 @@ def rerun_crashed_cadence(
             if asked:
                 continue  # its rerun exists (waiting for a worker, or crashed in its turn)
             parameters = dict(run.parameters or {})
-            if "today" in parameters and parameters["today"] is None:
+            if parameters.get("today") is None:  # every cadence flow takes it
                 parameters["today"] = _day(run)
             tags = [t for t in run.tags if not t.startswith((RERUN_OF, RERUN_N))]
             base = run.name.split(" (rerun")[0]
