@@ -269,6 +269,21 @@ def _run_flow(
     "Undelivered" when messages could not be delivered (the run's result is still there)."""
     from prefect.states import Failed
 
+    out, problem = _run_job(name, today, policy, workers, stale, retry_delays)
+    if problem is not None:
+        return Failed(name=UNDELIVERED, message=problem, data=out)
+    return out
+
+
+def _run_job(
+    name: str,
+    today: date | None,
+    policy: dict[str, Any],
+    workers: int,
+    stale: float,
+    retry_delays: list[float] | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """Inside a flow: plan, then deliver; (the result, what could not be delivered)."""
     logger = get_run_logger()
     day = today or date.today()
     plan = plan_task(name, day, policy)
@@ -282,8 +297,7 @@ def _run_flow(
     problem = undelivered_message(delivery)
     if problem is not None:
         logger.error("%s: %s", name, problem)
-        return Failed(name=UNDELIVERED, message=problem, data=out)
-    return out
+    return out, problem
 
 
 STALE = notify.DEFAULT_STALE_AFTER.total_seconds()
@@ -391,6 +405,7 @@ def daily_cadence(
     workers: int = 4,
     stale_after_seconds: float = STALE,
     retention_days: int | None = None,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """The daily run in one flow run: remind owners of items due within
     ``remind_days_before`` days or overdue, then escalate items overdue ``escalate_after_days``
@@ -405,19 +420,31 @@ def daily_cadence(
             "escalate_to_manager_after_days": escalate_to_manager_after_days,
         },
     }
+    from prefect.states import Failed
+
     jobs: dict[str, Any] = {}
+    problems: list[str] = []
     failures: list[BaseException] = []
     for name in DAILY:
         try:
-            jobs[name] = _run_flow(name, today, policies[name], workers, stale_after_seconds)
+            jobs[name], problem = _run_job(
+                name, today, policies[name], workers, stale_after_seconds, retry_delays_seconds
+            )
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
         except Exception as exc:  # noqa: BLE001 - the other job still runs; raised below
             get_run_logger().error("%s failed: %s", name, exc)
             failures.append(exc)
-    pruned = prune_task(retention_days)
-    get_run_logger().info("pruned from the outboxes: %s", pruned)
+    pruned: dict[str, Any] | None = None
+    try:
+        pruned = prune_task(retention_days)
+        get_run_logger().info("pruned from the outboxes: %s", pruned)
+    except Exception as exc:  # noqa: BLE001 - raised below, after what the jobs did
+        get_run_logger().error("pruning the outboxes failed: %s", exc)
+        failures.append(exc)
     if failures:
         raise failures[0]
-    return {
+    out = {
         "job": "daily-cadence",
         "today": (today or date.today()).isoformat(),
         "jobs": jobs,
@@ -425,6 +452,9 @@ def daily_cadence(
         "delivery": _summed(j["delivery"] for j in jobs.values()),
         "pruned": pruned,
     }
+    if problems:  # like each job's own flow: Failed, named "Undelivered", the result kept
+        return Failed(name=UNDELIVERED, message="; ".join(problems), data=out)
+    return out
 
 
 def _summed(parts: Any) -> dict[str, Any]:

@@ -27,7 +27,16 @@ from models.enums import Phase
 from models.phases import dispatch as outbox
 from models.services import accounts
 from tests.test_advance_everywhere import identify_ready, phase_of
-from tests.test_cadence import Receiver, backoff_passed, receiver, rows, world  # noqa: F401
+from tests.test_cadence import (  # noqa: F401 - fixtures
+    OPEN,
+    TODAY,
+    Receiver,
+    backoff_passed,
+    make_cycle,
+    receiver,
+    rows,
+    world,
+)
 from tests.test_outbox_ops import account_rows, invite
 from tests.test_services import SAM, P
 
@@ -237,3 +246,28 @@ def test_the_daily_cadence_run_prunes_what_is_done_and_old(
     assert state.is_completed()
     assert state.result()["pruned"]["messages"] == 1
     assert rows(world) == []
+
+
+def test_a_daily_run_that_could_not_deliver_says_so_and_still_prunes(
+    prefect_server: str, world: Store, receiver: Receiver, data_dir: Path
+) -> None:
+    from flows.cadence import daily_cadence
+
+    invite(world)
+    with world.unit_of_work() as s:  # sent long ago
+        s.execute(
+            update(Notification).values(
+                status=NotificationStatus.SENT, sent_at=utcnow() - timedelta(days=91), attempts=1
+            )
+        )
+    make_cycle(world, [("late", SAM, -3, OPEN)])
+    receiver.status = 500
+    state = daily_cadence(today=TODAY, retry_delays_seconds=[], return_state=True)
+    assert state.is_failed() and state.name == "Undelivered"
+    assert state.message.startswith("overdue-reminders: 1 message could not be delivered")
+    assert "escalations: " in state.message
+    # The reminder and the escalation wait for another try; the old invitation was pruned.
+    assert {(n.kind, n.status) for n in rows(world)} == {
+        (NotificationKind.REMINDER, NotificationStatus.PENDING),
+        (NotificationKind.ESCALATION, NotificationStatus.PENDING),
+    }
