@@ -43,7 +43,7 @@ test-postgres: $(STAMP)
 
 # A real Prefect server + worker on PostgreSQL, deployments, cadence flows (about 2 minutes).
 test-integration: $(STAMP)
-	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py
+	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py tests/test_cadence_rerun_integration.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
