@@ -189,17 +189,24 @@ def _move(
 
 
 def dispatch(
-    cycle_id: int | None = None, *, use_server: bool = True, store: Store | None = None
+    cycle_id: int | None = None,
+    *,
+    use_server: bool = True,
+    store: Store | None = None,
+    to_log_file: bool = True,
 ) -> tuple[list[Any], list[str]]:
     """Start the flows the outbox asks for (of one cycle, or all) and say what happened, one
     line each: as deployment runs when a Prefect server answers (``use_server``), else here.
-    Raises :class:`Interrupted` on Ctrl-C while a flow runs here (its row stays pending)."""
+    Raises :class:`Interrupted` on Ctrl-C while a flow runs here (its row stays pending).
+    ``to_log_file``: Prefect's logs to the data dir's log file (a command's terminal stays
+    clean); the web process keeps its own logging."""
     quiet_prefect()
     from flows.dispatch import dispatch as start
     from flows.dispatch import flow_phase
     from flows.runtime import enable_log_file
 
-    enable_log_file(log_file())
+    if to_log_file:
+        enable_log_file(log_file())
     url = configured_api_url()
     alive = bool(url and server_url(url))
     own = store is None

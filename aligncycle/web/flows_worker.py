@@ -118,7 +118,9 @@ class FlowWorker:
         if waiting:
             from aligncycle import orchestration
 
-            _, lines = orchestration.dispatch(None, use_server=self.use_server, store=self.store)
+            _, lines = orchestration.dispatch(
+                None, use_server=self.use_server, store=self.store, to_log_file=False
+            )
             for line in lines:
                 log.info("%s", line)
         if self.sweep:
