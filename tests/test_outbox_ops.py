@@ -128,6 +128,18 @@ def test_an_invitation_that_never_goes_through_ends_failed_and_is_reported(
     assert notify.deliver(world, sweep=True).as_dict()["sent"] == 0  # failed stays failed
 
 
+def test_notify_send_sends_a_due_invitation_now(world: Store, receiver: Receiver) -> None:
+    """The operator's sweep, by hand (the embedded default without the web app running)."""
+    invite(world)
+    receiver.status = 503
+    notify.deliver(world, [NotificationKind.ACCOUNT])
+    receiver.status = 200
+    assert cli("notify", "send") == "sent 0 messages; 0 to be tried again, 0 failed\n"
+    backoff_passed(world)
+    assert cli("notify", "send") == "sent 1 message; 0 to be tried again, 0 failed\n"
+    assert [n.status for n in account_rows(world)] == [NotificationStatus.SENT]
+
+
 def test_the_sweep_leaves_a_cadence_runs_own_messages_to_it(
     world: Store, receiver: Receiver
 ) -> None:
