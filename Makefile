@@ -45,7 +45,7 @@ test-postgres: $(STAMP)
 # Prefect UI in Chromium (about 4 to 6 minutes).
 test-integration: $(STAMP)
 	@bash .ci/install-browser.sh   # the Prefect UI check drives Debian's Chromium
-	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py
+	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py tests/test_cadence_rerun_integration.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -225,6 +225,7 @@ def deliver(
     secrets: Callable[[Sequence[str]], dict[str, str]] | None = load_prefect_secrets,
     sender: Callable[[str, str, str], str | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    sweep: bool = False,
 ) -> DeliveryResult:
     """Deliver the pending notifications (of ``kinds``, or all): claim those of up to
     ``groups`` (channel, person) pairs (at most 2,000 rows, see
@@ -235,8 +236,11 @@ def deliver(
 
     ``retry_delays``: the messages whose send failed are tried again in this call after each
     delay in turn (backoff, e.g. 30 s then 120 s), until sent or their ``max_attempts`` are
-    used up (then ``failed``); without delays a failed message waits for the next call. The
-    result counts each notification once, by how it ended."""
+    used up (then ``failed``); without delays a failed message waits for the next call, and
+    no call takes it before its backoff has passed (:data:`models.cadence.outbox.BACKOFF`).
+    ``sweep``: only what the scheduled sweep delivers (account links and messages tried
+    before, :func:`models.cadence.outbox.sweepable`). The result counts each notification
+    once, by how it ended."""
     started = time.perf_counter()
     claimer = uuid.uuid4().hex[:12]
     # id -> (sent | retrying | failed, why, the id of the first row of its message)
@@ -271,6 +275,7 @@ def deliver(
                 error = urls.redact(error, message.url, url)
             final_ids = [i.id for i in message.items if i.attempts >= max_attempts]
             retry_ids = [i.id for i in message.items if i.attempts < max_attempts]
+        tried = min((i.attempts for i in message.items), default=1)
         # At once: the at-least-once window ends here. A plain connection, not a session: this
         # transaction runs once per message (see outbox.mark_sent); one statement marks every
         # row the message carried.
@@ -281,7 +286,7 @@ def deliver(
                 outbox.mark_sent(conn, message.ids, claimer)
             else:
                 outbox.mark_failed(conn, final_ids, claimer, error, final=True)
-                outbox.mark_failed(conn, retry_ids, claimer, error, final=False)
+                outbox.mark_failed(conn, retry_ids, claimer, error, final=False, attempts=tried)
         with lock:
             if error is None:
                 messages_sent[0] += 1
@@ -300,7 +305,9 @@ def deliver(
     def first_pass() -> None:
         while True:
             with store.unit_of_work() as s:
-                claimed = outbox.claim_groups(s, claimer, stale_before, kinds, groups=groups)
+                claimed = outbox.claim_groups(
+                    s, claimer, stale_before, kinds, groups=groups, sweep=sweep
+                )
             if not claimed:
                 break
             deliver_claimed(claimed)

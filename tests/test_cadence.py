@@ -273,6 +273,18 @@ def rows(store: Store, kind: NotificationKind | None = None) -> list[Notificatio
         return list(s.scalars(stmt))
 
 
+def backoff_passed(store: Store) -> None:
+    """As if the wait before the next try of every failed send were over."""
+    from sqlalchemy import update
+
+    with store.unit_of_work() as s:
+        s.execute(
+            update(Notification)
+            .where(Notification.retry_at.is_not(None))
+            .values(retry_at=utcnow() - timedelta(seconds=1))
+        )
+
+
 def recipients(store: Store, kind: NotificationKind) -> list[tuple[str, str]]:
     """(base key without the channel, recipient) of each planned notification of a kind."""
     return sorted((n.key.split("#")[0], n.recipient) for n in rows(store, kind))
@@ -1106,6 +1118,7 @@ def test_a_grouped_message_is_split_at_its_size_and_a_refused_one_retried_whole(
         NotificationStatus.PENDING
     }
     receiver.status = 200
+    backoff_passed(world)
     result = deliver(world, [NotificationKind.REMINDER], max_items=2)
     assert (result.sent, result.messages) == (5, 3)  # 2 + 2 + 1 items
     titles = [m["title"] for m in receiver.messages]
@@ -1165,9 +1178,16 @@ def test_a_refused_message_is_retried_then_failed_with_the_reason(
     make_cycle(world, [("soon", SAM, 1, OPEN)])
     plan(world, reminders.plan_reminders)
     receiver.status = 500
+    waits = []
     for _ in range(2):
         r = deliver(world)
         assert (r.sent, r.retrying, r.failed) == (0, 1, 0)
+        (n,) = rows(world)
+        waits.append(round((n.retry_at - utcnow()).total_seconds() / 10) * 10)
+        # Not tried again before its backoff has passed, by any deliverer.
+        assert deliver(world).as_dict()["retrying"] == 0 and rows(world)[0].attempts == n.attempts
+        backoff_passed(world)
+    assert waits == [30, 120]  # the wait grows with each failed try
     (n,) = rows(world)
     assert n.status is NotificationStatus.PENDING and n.attempts == 2 and n.error
     assert deliver(world).failed == 1
@@ -1255,6 +1275,7 @@ def test_env_indirection_and_a_missing_variable(
     r = deliver(world, secrets=None)
     assert r.retrying == 1 and "the environment variable SID_HOOK is not set" in r.errors[0]
     monkeypatch.setenv("SID_HOOK", receiver.url("sid-secret"))
+    backoff_passed(world)
     assert deliver(world, secrets=None).sent == 1
     assert receiver.paths() == ["/sid-secret"]
 

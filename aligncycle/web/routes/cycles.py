@@ -246,8 +246,8 @@ def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
             override_reason=data.get("override_reason") or None,
             expected_version=to_int(data.get("version")),
         )
-        # Once the move commits, its phase flow starts (a Prefect deployment run).
-        orchestration.dispatch_after_commit(ctx.session, cycle_id)
+        # Once the move commits, its phase flow starts (a Prefect deployment run, or here).
+        orchestration.dispatch_after_commit(ctx.session, cycle_id, request.app.state.flows_worker)
         started = moved.started.summary
         return (
             f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "
