@@ -252,3 +252,48 @@ def test_the_api_refuses_in_one_line_and_changes_nothing(web: Rig) -> None:
             headers=r.bearer("lee"),
         )
         assert bad.status_code == 422
+
+
+def test_the_numbers_page_compares_each_kpi_with_the_target_in_force(web: Rig) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from models.funnel import numbers
+    from models.funnel.tables import Lead
+
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:  # three MQLs of last week, one touched in time
+            for i in range(3):
+                mql = datetime.now(UTC) - timedelta(days=7)
+                touched = mql + timedelta(hours=2 if i == 0 else 40)
+                s.add(Lead(source="crm", external_id=f"N{i}", created_at=mql, mql_at=mql,
+                           first_touch_at=touched))  # fmt: skip
+        numbers._cache.clear()  # rows written without an import are no new data version
+        page = r.client("sam").get("/numbers").text
+        assert "The playbook&#39;s threshold 80.0%: not met." in page  # no target agreed yet
+        with r.store.unit_of_work() as s:
+            recap = s.get(Cycle, r.world.cycles["recap"])
+            agreement = agreements.agreement_of(s, recap)
+            a = Amendment(  # as proposed in the recap cycle's plan
+                agreement_id=agreement.id,
+                cycle_id=recap.id,
+                base_number=1,
+                changes={"kpi_targets": {"sla_attainment": 0.9}},
+                reason="Nine leads in ten touched in time",
+                proposed_by_id=person_by_email(s, "lee@acme.test").id,
+                gap_ids=[],
+            )
+            s.add(a)
+            s.flush()
+            agreement_phase.sign(s, a, person_by_email(s, "sam@acme.test"))
+        page = r.client("sam").get("/numbers").text
+        assert "Agreed target" not in page  # one signature changes nothing
+        with r.store.unit_of_work() as s:
+            a = s.scalar(select(Amendment).order_by(Amendment.id.desc()))
+            agreement_phase.sign(s, a, person_by_email(s, "mia@acme.test"))
+        page = r.client("sam").get("/numbers").text
+        assert "Agreed target 90.0% (version 2 of the agreement): not met." in page
+        api = r.client("sam").get("/api/v1/kpis", headers=r.bearer("sam")).json()
+        assert api["targets"]["sla_attainment"] == (
+            "Agreed target 90.0% (version 2 of the agreement): not met."
+        )
