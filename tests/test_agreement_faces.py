@@ -297,3 +297,47 @@ def test_the_numbers_page_compares_each_kpi_with_the_target_in_force(web: Rig) -
         assert api["targets"]["sla_attainment"] == (
             "Agreed target 90.0% (version 2 of the agreement): not met."
         )
+
+
+def test_the_recap_gate_names_the_change_waiting_on_the_page_and_the_api(web: Rig) -> None:
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            recap = s.get(Cycle, r.world.cycles["recap"])
+            a = Amendment(  # as proposed in the recap cycle's plan
+                agreement_id=agreements.agreement_of(s, recap).id,
+                cycle_id=recap.id,
+                base_number=1,
+                changes={"handoff_sla_hours": 36},
+                reason=REASON,
+                proposed_by_id=person_by_email(s, "lee@acme.test").id,
+                gap_ids=[],
+            )
+            s.add(a)
+            s.flush()
+            agreement_phase.sign(s, a, person_by_email(s, "sam@acme.test"))
+            amendment_id, cycle_id, version = a.id, recap.id, recap.version
+        sentence = (
+            "1 change to the agreement waiting to be signed or rejected: "
+            f"“{REASON}” (Mia Marketing of Marketing still has to sign)"
+        )
+        page = r.client("sam").get(f"/cycles/{cycle_id}").text
+        assert "1 change to the agreement waiting to be signed or rejected: " in page
+        assert f'<a href="/amendments/{amendment_id}"' in page  # the change links to its form
+        assert "(Mia Marketing of Marketing still has to sign)" in page
+        there = r.client("sid").get(f"/amendments/{amendment_id}")
+        assert there.status_code == 303
+        assert there.headers["location"].endswith(f"#change-{amendment_id}")
+        assert r.client("ola").get(f"/amendments/{amendment_id}").status_code == 404
+        agreement_page = r.client("sid").get(there.headers["location"]).text
+        assert "cannot close until both point persons sign this change" in agreement_page
+        resp = r.client("sam").post(
+            f"/api/v1/cycles/{cycle_id}/advance",
+            json={"expected_version": version},
+            headers=r.bearer("sam"),
+        )
+        assert resp.status_code == 409, resp.text
+        message = resp.json()["error"]["message"]
+        assert sentence in message and "\n" not in message
+        with r.store.unit_of_work() as s:
+            assert s.get(Cycle, cycle_id).phase.value == "recap"  # nothing moved

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from aligncycle.web.auth import PageCtx
@@ -200,6 +200,15 @@ def propose_post(request: Request, agreement_id: int, ctx: PageCtx) -> Response:
 
     here = f"/agreements/{agreement_id}"
     return act(request, ctx, form_id="propose", default_next=here, run=run, anchor="changes")
+
+
+@router.get("/amendments/{amendment_id}")
+def amendment_page(request: Request, amendment_id: int, ctx: PageCtx) -> Response:
+    """A proposed change: where it is read, signed and rejected (its agreement's page)."""
+    amendment = agreements.visible_amendment(ctx.session, ctx.me, amendment_id)
+    return RedirectResponse(
+        f"/agreements/{amendment.agreement_id}#change-{amendment.id}", status_code=303
+    )
 
 
 @router.post("/amendments/{amendment_id}/sign")
