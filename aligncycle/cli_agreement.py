@@ -318,10 +318,11 @@ def register(app: typer.Typer) -> None:
         as_: str | None = ACTOR_OPTION,
     ) -> None:
         """Rate how useful a material is, and the objections it fails to answer."""
+        from models.phases import content
         from models.services import campaigns
 
         data = _parsed(campaigns.RatingCreate, {"usefulness": usefulness, "objections": objections})
         with cc.unit_of_work() as s:
             actor = cc.actor(s, as_)
-            campaigns.rate(s, campaigns.visible_material(s, actor, material_id), data, actor)
+            content.rate(s, campaigns.visible_material(s, actor, material_id), data, actor)
         typer.echo("rating saved")

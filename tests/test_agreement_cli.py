@@ -158,3 +158,46 @@ def test_the_command_line_refuses_to_close_a_recap_while_a_change_waits(store: A
     # the KPIs of the cycle, each against the target in force (no data: nothing to compare)
     shown = cli("kpi", "show", "--cycle", cid).stdout
     assert "The playbook's threshold 80.0%: no data to compare." in shown
+
+
+def test_a_rating_on_the_command_line_answers_the_content_question(store: Any) -> None:  # noqa: ANN401
+    from datetime import date
+
+    from models import phases
+    from models.schemas import CycleCreate
+    from models.services import campaigns
+    from models.services.campaigns import CampaignCreate, MaterialCreate
+    from models.services.common import person_by_email
+
+    with store.unit_of_work() as s:
+        seed.seed_org(s)
+        c = phases.start_cycle(
+            s,
+            CycleCreate(
+                playbook="campaign-content-alignment",
+                title="Content, spring",
+                period_start=date.today(),
+                period_end=date.today() + timedelta(days=42),
+                point_persons=["mia@acme.test"],
+            ),
+            person_by_email(s, "sam@acme.test"),
+        )
+        s.flush()
+        lee = person_by_email(s, "lee@acme.test")
+        camp = campaigns.add_campaign(
+            s, agreements.agreement_of(s, c), CampaignCreate(name="Spring webinars"), lee
+        )
+        s.flush()
+        decks = [
+            campaigns.add_material(
+                s, camp, MaterialCreate(title=f"Deck {i}", kind="deck", owner="meg@acme.test"), lee
+            )
+            for i in range(3)
+        ]
+        s.flush()
+        cid, deck = c.id, decks[0].id
+    cli("campaign", "rate", deck, "--usefulness", 2, "--as", "sid@acme.test")
+    shown = cli("checklist", "show", cid).stdout
+    assert "What the records say about the open questions:" in shown
+    assert "3 of 3 unused or not useful (2 nobody has rated, 1 rated not useful" in shown
+    assert "the ratings point to the answer “yes”" in shown

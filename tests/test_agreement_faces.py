@@ -341,3 +341,60 @@ def test_the_recap_gate_names_the_change_waiting_on_the_page_and_the_api(web: Ri
         assert sentence in message and "\n" not in message
         with r.store.unit_of_work() as s:
             assert s.get(Cycle, cycle_id).phase.value == "recap"  # nothing moved
+
+
+def test_a_rating_through_the_api_answers_the_content_question_on_the_page(web: Rig) -> None:
+    from datetime import date, timedelta
+
+    from models import phases
+    from models.schemas import CycleCreate
+    from models.services import campaigns
+    from models.services.campaigns import CampaignCreate, MaterialCreate
+
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            c = phases.start_cycle(
+                s,
+                CycleCreate(
+                    playbook="campaign-content-alignment",
+                    title="Content, spring",
+                    period_start=date.today(),
+                    period_end=date.today() + timedelta(days=42),
+                    point_persons=["mia@acme.test"],
+                ),
+                person_by_email(s, "sam@acme.test"),
+            )
+            s.flush()
+            lee = person_by_email(s, "lee@acme.test")
+            camp = campaigns.add_campaign(
+                s, agreements.agreement_of(s, c), CampaignCreate(name="Spring webinars"), lee
+            )
+            s.flush()
+            decks = [
+                campaigns.add_material(
+                    s,
+                    camp,
+                    MaterialCreate(title=f"Deck {i}", kind="deck", owner="meg@acme.test"),
+                    lee,
+                )  # fmt: skip
+                for i in range(3)
+            ]
+            s.flush()
+            cycle_id, deck = c.id, decks[0].id
+        rated = r.client("sid").put(
+            f"/api/v1/materials/{deck}/rating",
+            json={"usefulness": 1, "objections": "Nothing on pricing"},
+            headers=r.bearer("sid"),
+        )
+        assert rated.status_code == 200, rated.text
+        page = r.client("sam").get(f"/cycles/{cycle_id}").text
+        assert "What the records say: From the ratings of the two teams&#39; 3 materials" in page
+        assert "3 of 3 unused or not useful" in page and "Nothing on pricing" in page
+        items = (
+            r.client("sam")
+            .get(f"/api/v1/cycles/{cycle_id}/checklist", headers=r.bearer("sam"))
+            .json()["items"]
+        )
+        [item] = [i for i in items if i["key"] == "content_unused"]
+        assert "the ratings point to the answer “yes”" in item["evidence"]

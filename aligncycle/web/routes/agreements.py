@@ -23,6 +23,7 @@ from models.errors import InvalidInput
 from models.funnel.campaign_effect import campaign_effect
 from models.funnel.kpis import KPIS
 from models.phases import agreement as agreement_phase
+from models.phases import content
 from models.rules import phase_allows
 from models.services import access, agreement_views, agreements, campaigns
 from models.services.agreements import CADENCE_WORDS, AmendmentCreate, Terms
@@ -380,7 +381,7 @@ def rating_post(request: Request, material_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         material = campaigns.visible_material(ctx.session, ctx.me, material_id)
         fields = opt(data, "usefulness", "objections")
-        campaigns.rate(ctx.session, material, parse_form(RatingCreate, fields), ctx.me)
+        content.rate(ctx.session, material, parse_form(RatingCreate, fields), ctx.me)
         return "Thank you: your rating is saved."
 
     return act(
