@@ -4,7 +4,7 @@ next gap check and the next check-in plan; an unsigned or rejected one changes n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select, update
 
@@ -182,3 +182,44 @@ def test_the_digest_uses_the_agreed_sla_and_shows_the_agreed_target(store) -> No
         lines = digest.digest_content(s, today)[nxt.id].kpis
         sla = next(line for line in lines if line.startswith("SLA attainment"))
         assert "agreed target 90.0%" in sla
+
+
+def test_the_drift_gap_compares_with_the_agreed_rejection_share(org) -> None:  # noqa: ANN001
+    """The playbook opts in at 20%; the two teams agreed at most 50%, then 30%: 40% of the
+    baseline's reviewed MQLs sent back raises the gap only against the 30% version."""
+    from models.agreement_tables import Agreement
+    from models.services.agreements import Terms
+    from models.tables import Team
+    from tests.test_next_cycle import MARCH, add_leads, lead, load, start
+
+    rows = []
+    for i in range(20):  # February: 20 reviewed MQLs, 8 sent back
+        r = lead(i, date(2024, 2, 10), 2)
+        decided = r["first_touch_at"] + timedelta(hours=1)
+        r.update(rejection_reason="no budget", rejected_at=decided) if i < 8 else r.update(
+            sql_at=decided
+        )
+        rows.append(r)
+    add_leads(org, rows)
+    key = "metric:lead_definition_drift"
+
+    def agree(s, a: Agreement, number: int, share: float) -> None:  # noqa: ANN001
+        terms = Terms(kpi_targets={"sales_rejection_rate": share}).model_dump()
+        s.add(AgreementVersion(agreement_id=a.id, number=number, terms=terms, reason="agreed"))
+        s.flush()
+
+    with org.unit_of_work() as s:
+        load(s)
+        ids = sorted(s.scalars(select(Team.id).where(Team.key.in_(["sales", "marketing"]))))
+        a = Agreement(team_a_id=ids[0], team_b_id=ids[1])
+        s.add(a)
+        s.flush()
+        agree(s, a, 1, 0.5)
+        march = start(s, "March", MARCH)  # its baseline: 40% sent back, within the agreed 50%
+        assert s.scalar(select(Gap).where(Gap.cycle_id == march.id, Gap.key == key)) is None
+        agree(s, a, 2, 0.3)  # a later version: at most 30%
+        kpi_checks.evaluate_gap_rules(s, march)
+        gap = s.scalar(select(Gap).where(Gap.cycle_id == march.id, Gap.key == key))
+        assert gap is not None
+        assert "the agreed target is at most 30.0%" in gap.evidence
+        assert "to at most 30.0%" in gap.description
