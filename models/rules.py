@@ -48,6 +48,9 @@ class CycleFacts:
     vote_open: bool = False
     #: ... and the top-voted gaps without an action item.
     top_voted_without_actions: tuple[str, ...] = ()
+    #: At Recap: each change to the agreement proposed in this cycle and neither adopted nor
+    #: rejected, named with who still has to sign it.
+    amendments_waiting: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -125,6 +128,15 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
             )
         elif facts.signoff_required and not facts.signed_off:
             blockers.append("the recap is not signed off by a manager")
+        if facts.amendments_waiting:  # a change is adopted or rejected in its own cycle
+            blockers.append(
+                _names(
+                    "change to the agreement",
+                    "changes to the agreement",
+                    "waiting to be signed or rejected",
+                    facts.amendments_waiting,
+                )
+            )
     return blockers
 
 
@@ -349,6 +361,7 @@ BLOCKER_FACTS: dict[str, str] = {
     "plan": "accepted_gaps_without_plan",
     "point_persons": "teams_without_point_person",
     "actions": "unfinished_actions",
+    "amendments": "amendments_waiting",
 }
 
 

@@ -578,7 +578,7 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     assert first.returncode == 0, first.stderr
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
-        "campaign-content-alignment@2",
+        "campaign-content-alignment@3",
         "lead-definition-and-scoring@3",
         "sales-marketing-handoff@3",
     ]

@@ -64,6 +64,7 @@ FIXES = {
     "plan": ("/cycles/{c}/actions?gap={i}#new-action", "Plan an action item for “{n}”"),
     "point_person": ("/cycles/{c}#point-persons", "Name a point person for {n}"),
     "action": ("/cycles/{c}/actions#action-{i}", "Finish or drop “{n}”"),
+    "amendment": ("/amendments/{i}", "Sign or reject the change {n}"),
     "retro": ("/cycles/{c}/recap#retrospective", "Record the retrospective"),
     "signoff": ("/cycles/{c}/recap", "Review and sign off"),
 }
