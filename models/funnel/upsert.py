@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, String, any_, bindparam, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 
 from models.funnel.files import _FileRun
 from models.funnel.rollup_touched import Touched
@@ -26,6 +27,12 @@ DEALS = Deal.__table__
 #: PostgreSQL: each target table's batch goes by COPY into a temporary table (dropped at commit).
 _PG_TYPES = {c: "bigint" for c in (*STAGE_FIELDS, "amount_cents", "line")}
 _PG_TYPES["listed"] = "boolean"
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    """A driver's error for a duplicate key (psycopg's UniqueViolation, sqlite3's
+    IntegrityError)."""
+    return getattr(exc, "sqlstate", None) == "23505" or type(exc).__name__ == "IntegrityError"
 
 
 class _Target:
@@ -99,6 +106,21 @@ class _Target:
             type_coerce(table.c[c], BigInteger) if c in _PG_TYPES and c != "listed" else table.c[c]
             for c in columns
         ]
+        #: the table holds no row of the source yet (a first import): each batch is written
+        #: without looking its keys up, as plain new rows (COPY on PostgreSQL), in a savepoint;
+        #: a key the table holds after all (a record twice in a file, chunks of one export, or
+        #: another file of the import) fails the table's unique key, the savepoint is rolled
+        #: back and the batch (and every later one) takes the lookup and the upsert
+        self.fresh = (
+            conn.exec_driver_sql(
+                f"SELECT 1 FROM {table.name} WHERE source = {'%(s)s' if self.pg else '?'} LIMIT 1",
+                {"s": source} if self.pg else (source,),
+            ).first()
+            is None
+        )
+        if not self.pg:
+            marks = ", ".join(["?"] * len(self.columns))
+            self.fresh_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"
 
     def existing(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
         t = self.table
@@ -166,10 +188,62 @@ class _Target:
         if i is not None and old is not None and old[i] is not None and old[i] != new[i]:
             t.lead(old[i])  # the deal's former lead: its deal summary changes
 
+    def _write_fresh(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Write rows as new (no key looked up); False, and nothing written, when the table
+        holds one of their keys already."""
+        conn = self.conn
+        conn.exec_driver_sql("SAVEPOINT funnel_fresh")
+        try:
+            if self.pg:
+                with conn.connection.driver_connection.cursor() as cur:
+                    with cur.copy(self.copy_new_sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            else:
+                conn.exec_driver_sql(self.fresh_sql, rows)
+        except IntegrityError:
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT funnel_fresh")
+            conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
+            return False
+        except Exception as exc:  # the driver's own error, raised outside SQLAlchemy
+            if not _unique_violation(exc):
+                raise
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT funnel_fresh")
+            conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
+            return False
+        conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
+        return True
+
+    def _flush_fresh(self) -> bool:
+        batch = self.batch
+        source = self.source
+        if not self._write_fresh([(source, key, *values) for key, values in batch.items()]):
+            self.fresh = False
+            return False
+        self.written += len(batch)
+        self.unchanged_keys = set()
+        if self.counts is not None:
+            self.counts.new += len(batch)
+        primary = self.primary
+        if primary is not None and primary.counts and primary.unchanged_keys:
+            for key in batch:  # a new deal changes the row its unchanged lead was read from
+                if key in primary.unchanged_keys:
+                    primary.counts.unchanged -= 1
+                    primary.counts.changed += 1
+                    primary.unchanged_keys.discard(key)
+        t = self.touched
+        if t is not None and not t.everything:
+            for key, values in batch.items():
+                self._touch(key, None, values)
+        self.batch = {}
+        return True
+
     def flush(self) -> None:
         counts = self.counts
         batch = self.batch
         if not batch:
+            return
+        if self.fresh and self._flush_fresh():
             return
         if self.pg and self.written >= self.analyze_at:
             self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
