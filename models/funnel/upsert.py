@@ -195,10 +195,10 @@ class _Target:
         conn.exec_driver_sql("SAVEPOINT funnel_fresh")
         try:
             if self.pg:
-                with conn.connection.driver_connection.cursor() as cur:
-                    with cur.copy(self.copy_new_sql) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+                driver = conn.connection.driver_connection
+                with driver.cursor() as cur, cur.copy(self.copy_new_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
             else:
                 conn.exec_driver_sql(self.fresh_sql, rows)
         except IntegrityError:
