@@ -236,7 +236,7 @@ def _import_file(
                 target.flush()
     run.rows = rows
     for target in targets:
-        target.flush()
+        target.finish()
 
 
 def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -7,6 +7,13 @@ KPI rollups must refresh (:class:`models.funnel.rollup_touched.Touched`).
 The COPY of new rows relies on the batch's lookup, in the same transaction: the import holds a
 lock on its source until commit (:func:`models.funnel.importer.import_files`), so no other
 import of the source writes those keys meanwhile.
+
+A first import (the table holds no row of the source when the file starts) looks nothing up:
+each batch is written as new rows in a savepoint (COPY on PostgreSQL, a plain INSERT on
+SQLite), and the table's unique key is the check. A key it holds after all (a record twice in
+the file, an export in chunks) rolls the batch back and the file goes on with the lookups and
+upserts above, so the counts and the rows are those of the general path (measured at 100,000
+leads: the lookups were a third of PostgreSQL's time writing the files).
 """
 
 from __future__ import annotations
@@ -122,6 +129,7 @@ class _Target:
         marks = ", ".join(["?"] * len(self.columns))
         self.fresh_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"
         self.fresh_via_temp = False
+        self.fresh_written = 0
         deals_file = self.is_deal and "lead_key" in columns and "listed" in columns
         if self.pg and self.fresh and deals_file:
             # PostgreSQL: a deals file's new deals are written with their lead's fields already
@@ -247,6 +255,7 @@ class _Target:
             self.fresh = False
             return False
         self.written += len(batch)
+        self.fresh_written += len(batch)
         self.unchanged_keys = set()
         if self.counts is not None:
             self.counts.new += len(batch)
@@ -263,6 +272,15 @@ class _Target:
                 self._touch(key, None, values)
         self.batch = {}
         return True
+
+    def finish(self) -> None:
+        """After the file: the rows written without lookups are new to PostgreSQL's
+        statistics too (the old ones may say the source has no rows): the links, flags and
+        rollups that follow are planned with fresh ones."""
+        self.flush()
+        if self.pg and self.fresh_written:
+            self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
+            self.fresh_written = 0
 
     def flush(self) -> None:
         counts = self.counts
