@@ -51,7 +51,12 @@ lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+# The peers the benchmarks measure against (DuckDB, pandas): only for `make bench`.
+$(VENV)/.bench: $(STAMP) pyproject.toml
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,bench]"
+	@touch $@
+
+bench: $(VENV)/.bench
 	@$(BIN)/python -m bench
 
 serve: $(STAMP)
