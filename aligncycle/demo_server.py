@@ -42,7 +42,9 @@ START_TIMEOUT = 180.0
 
 #: The server's settings beside the quiet defaults: only the services a demo's runs need (task
 #: runs recorded from their events, events for the UI, paused runs expiring); no scheduler,
-#: late-run or worker-health loops polling an idle database in the background.
+#: late-run, worker-health or automation loops polling an idle database in the background.
+#: Task runs and events are written in batches (Prefect's defaults write each task run event in
+#: a transaction of its own: about 300 per demo, each contending for SQLite's one writer).
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
@@ -52,6 +54,11 @@ SERVER_ENV = {
     "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "2",
 }
 
 
