@@ -268,6 +268,7 @@ def measure_local(runs: int) -> dict[str, Any]:
     try:
         load = _load()
         first_s, proc = _timed(DEMO_CMD, demo_env)
+        load_after = _load()
         if proc.returncode != 0:
             raise SystemExit(f"the first demo failed (exit {proc.returncode}):\n{proc.stderr}")
         print(f"first-ever demo (new Prefect database): {first_s:.1f} s (load {load})", flush=True)
@@ -288,7 +289,7 @@ def measure_local(runs: int) -> dict[str, Any]:
         result["first"] = {
             "demo": first_s,
             "load_before": load,
-            "load": _load(),
+            "load": load_after,
             "stderr": proc.stderr,
         }
         return result
