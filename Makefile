@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   run one whole alignment cycle on the embedded SQLite store
+#   make demo   run one whole alignment cycle on the embedded SQLite store (it leaves its
+#               Prefect server running for the next demo; make demo-stop stops it)
 #   make test   run the whole test suite
 # Both create .venv and install the project into it when needed.
 # On a server (web app, workers): make install-server, which installs the app and the
@@ -10,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres test-integration lint bench serve install-server clean
+.PHONY: demo demo-stop test test-postgres test-integration lint bench serve install-server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ install-server:
 
 demo: $(STAMP)
 	@$(BIN)/aligncycle demo
+
+# The demo leaves its Prefect server running for the next demo (and its UI); this stops it.
+demo-stop:
+	@test -x $(BIN)/aligncycle && $(BIN)/aligncycle demo --stop || true
 
 test: $(STAMP)
 	@bash .ci/install-browser.sh   # Debian's Chromium for the browser journeys (no-op if present)

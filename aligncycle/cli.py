@@ -142,11 +142,17 @@ def _event_detail(event: Event | Any) -> str:
 
 
 @app.command("demo")
-def demo() -> None:
-    """Run one whole alignment cycle on the embedded store, with sample teams."""
-    from aligncycle.demo import main as demo_main
+def demo(
+    stop: bool = typer.Option(
+        False, "--stop", help="Stop the Prefect server the demo started (and run nothing)."
+    ),
+) -> None:
+    """Run one whole alignment cycle on the embedded store, with sample teams. The flows run
+    against a Prefect server the first demo starts and the next ones reuse (its UI shows the
+    runs); --stop stops it."""
+    from aligncycle import demo as the_demo
 
-    raise typer.Exit(demo_main())
+    raise typer.Exit(the_demo.stop_server() if stop else the_demo.main())
 
 
 def _register_areas() -> None:

@@ -2,10 +2,12 @@
 
 A fresh embedded SQLite store in a demo folder (``$ALIGNCYCLE_DEMO_DIR``, default
 ``<data dir>/demo``), recreated on every run so the demo is repeatable; a user's real store is
-never touched (the folder is only removed if an earlier demo made it). Prefect runs in-process
-with its own home next to it (``<data dir>/demo-prefect``, kept between runs so the second demo
-starts faster), unless ``PREFECT_API_URL`` points at a server (which then shows the runs) or
-``PREFECT_HOME`` is set.
+never touched (the folder is only removed if an earlier demo made it). The flows run in this
+process against the demo's own Prefect server (:mod:`aligncycle.demo_server`: started in the
+background by the first demo, with its home next to the store, ``<data dir>/demo-prefect``, and
+reused by the next ones; ``aligncycle demo --stop`` stops it), unless ``PREFECT_API_URL`` points
+at a server (which then shows the runs) or ``ALIGNCYCLE_DEMO_PREFECT=ephemeral`` asks for
+Prefect's in-process server (7-8 s more per demo).
 
 The script: two teams with a point person and leads each, a manager and members; a cycle on the
 ``sales-marketing-handoff`` playbook; Identify answers and a gap added by hand; gap decisions; a
@@ -96,6 +98,14 @@ class Demo:
     cycle_id: int = 0
     flows_run: int = 0
     started: float = field(default_factory=time.perf_counter)
+    #: The demo's own Prefect server (None: ``PREFECT_API_URL``'s server, or in-process).
+    server: Any = None
+
+    def prefect_ready(self) -> None:
+        """Before a flow runs: the demo's server answers (it started while the store was set
+        up; a first start migrates its database)."""
+        if self.server is not None:
+            self.server.wait()
 
     def email(self, user: str) -> str:
         return f"{user}@{DOMAIN}"
@@ -125,12 +135,24 @@ def _fresh_folder(folder: Path) -> None:
     (folder / MARKER).write_text("made by `aligncycle demo`; recreated on every run\n")
 
 
-def _point_env_at(folder: Path, prefect_home: Path) -> None:
-    """This process (and the flows it runs) use the demo store and the demo's Prefect home."""
+def _own_server_wanted() -> bool:
+    """The demo's own Prefect server, unless a server is configured or the in-process one is
+    asked for (see the module's docstring)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return False
+    return os.environ.get("ALIGNCYCLE_DEMO_PREFECT", "server").strip().lower() != "ephemeral"
+
+
+def _point_env_at(folder: Path, prefect_home: Path, server: Any = None) -> None:
+    """This process (and the flows it runs) use the demo store and the demo's Prefect home
+    (and its server, if it has one)."""
     os.environ["ALIGNCYCLE_DATA_DIR"] = str(folder)
     os.environ["ALIGNCYCLE_DATABASE_URL"] = f"sqlite:///{folder / 'aligncycle.db'}"
-    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
-        os.environ["PREFECT_HOME"] = str(prefect_home)  # read when Prefect is first imported
+    if server is not None:  # read when Prefect is first imported
+        os.environ["PREFECT_HOME"] = str(prefect_home)
+        os.environ["PREFECT_API_URL"] = server.api_url
+    elif not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        os.environ["PREFECT_HOME"] = str(prefect_home)
     from aligncycle import settings
 
     settings.get_settings.cache_clear()
@@ -152,13 +174,28 @@ def main() -> int:
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 1
-    _point_env_at(folder, prefect_home)
-    demo = Demo()
+    from aligncycle import demo_server
+
+    # Started first and not waited for: it comes up while the store is set up.
+    server = demo_server.ensure(prefect_home) if _own_server_wanted() else None
+    _point_env_at(folder, prefect_home, server)
+    demo = Demo(server=server)
     try:
         run(demo, folder)
     except DomainError as exc:
         print(f"error: the demo was refused: {exc}", file=sys.stderr)
         return 1
+    except demo_server.ServerFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def stop_server() -> int:
+    """``aligncycle demo --stop``: stop the demo's Prefect server (0 whether or not one ran)."""
+    from aligncycle import demo_server
+
+    print(demo_server.stop(demo_dirs()[1]))
     return 0
 
 
@@ -273,6 +310,12 @@ def _script(demo: Demo, folder: Path) -> Any:
     out(f"Report: {_export_report(demo.cycle_id)} (in the web app: {final.url})")
     elapsed = time.perf_counter() - demo.started
     out(f"Prefect: {demo.flows_run} flow runs in {elapsed:.0f} s; its log: {log}")
+    if demo.server is not None:
+        how = "started for this demo" if demo.server.started_here else "kept from an earlier demo"
+        out(
+            f"  the runs, each checklist item with its owner: {demo.server.ui_url} (the demo's "
+            f"Prefect server, {how}; `aligncycle demo --stop` stops it)"
+        )
     return final
 
 
@@ -280,6 +323,7 @@ def _phase(demo: Demo, phase: str, today: date) -> Any:
     from flows.phases import run_phase
     from models.enums import Phase
 
+    demo.prefect_ready()
     demo.flows_run += 1
     return run_phase(Phase(phase), demo.cycle_id, today)
 
@@ -287,8 +331,9 @@ def _phase(demo: Demo, phase: str, today: date) -> Any:
 def _advance(demo: Demo, who: str, today: date, **kwargs: Any) -> Any:
     from aligncycle import orchestration
 
+    demo.prefect_ready()
     result = orchestration.advance(
-        demo.cycle_id, demo.email(who), today=today, use_server=False, **kwargs
+        demo.cycle_id, demo.email(who), today=today, use_server=False, store=_store(), **kwargs
     )
     demo.flows_run += 1 if result.report is not None else 0
     return result
@@ -318,10 +363,11 @@ def _agreement(step: Callable[..., str], *args: Any) -> str:
 
 
 def _store() -> Any:
-    from aligncycle.settings import get_settings
-    from models.db import Store
+    """The demo store: one engine for the whole demo, the one its flows use (so each statement
+    is compiled once, not once per step; ``dispose`` only closes its idle connections)."""
+    from flows.runtime import store
 
-    return Store(get_settings().effective_database_url)
+    return store()
 
 
 def _setup(demo: Demo, folder: Path) -> None:

@@ -310,12 +310,14 @@ def advance(
     expected_version: int | None = None,
     today: date | None = None,
     use_server: bool = True,
+    store: Store | None = None,
 ) -> AdvanceResult:
     """``aligncycle cycle advance``: the point person's decision on a cycle, then the new
     phase's flow (see the module's docstring).
 
     Raises :class:`~models.errors.DomainError` (one-line message) when refused; nothing is
-    written then. ``use_server=False`` runs the flow here even with a server (the demo)."""
+    written then. ``use_server=False`` runs the flow here even with a server (the demo);
+    ``store``: the caller's store (kept open; its engine's compiled statements reused)."""
     if not decided_by:
         raise InvalidInput("say who decides: --as EMAIL (a point person of the cycle)")
     today = today or date.today()
@@ -326,7 +328,8 @@ def advance(
         reason=reason or None,
         follow_up_title=follow_up_title or None,
     )
-    store = _store()
+    own = store is None
+    store = store or _store()
     try:
         with store.unit_of_work() as s:
             # Who decides, and what: refused here, nothing is written.
@@ -358,4 +361,5 @@ def advance(
         report = ran_here[-1].report if ran_here else None
         return AdvanceResult(outcome=outcome, via=via, lines=lines + more, report=report)
     finally:
-        store.dispose()
+        if own:
+            store.dispose()

@@ -25,9 +25,9 @@ from models.services import actions as action_service
 from models.services import cycles as cycle_service
 
 
-@task(name="list open action items", **TASK)
 def open_actions(cycle_id: int) -> list[tuple[int, str, str]]:
-    """(id, title, owner) of every unfinished action item."""
+    """(id, title, owner) of every unfinished action item: a read inside the flow, not a task
+    run of its own (each item's check-in is one, with its owner)."""
     with store().unit_of_work() as s:
         cycle = cycle_service.get_cycle(s, cycle_id)
         return [(a.id, a.title, action_owner_label(a)) for a in phase.unfinished_actions(s, cycle)]

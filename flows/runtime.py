@@ -231,8 +231,9 @@ def link_cycle_page(cycle_id: int) -> str | None:
     return page
 
 
-@task(name="list checklist", **TASK)
 def list_checklist(cycle_id: int, phase: Phase) -> list[domain.ChecklistStatus]:
+    """The phase's checklist items: a read inside the flow, not a task run of its own (it has
+    no owner; each item it lists becomes one, see :func:`open_checklist`)."""
     with store().unit_of_work() as s:
         return domain.checklist(s, cycle_service.get_cycle(s, cycle_id), phase)
 
