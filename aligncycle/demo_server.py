@@ -177,10 +177,12 @@ def ensure(home: Path) -> Server:
         found = recorded(home)
         if found is not None and found.answers():
             found._ready = True
+            (home / STATE).touch()  # in use: its idle clock starts again
             return found
         if found is not None:  # alive but not answering: still starting, or hung
             try:
                 found.wait(timeout=START_TIMEOUT)
+                (home / STATE).touch()
                 return found
             except ServerFailed:
                 _terminate(found.pid)
@@ -191,13 +193,25 @@ def ensure(home: Path) -> Server:
         return server
 
 
+def idle_seconds() -> float:
+    """How long the server waits for the next demo before it stops itself:
+    ``ALIGNCYCLE_DEMO_PREFECT_IDLE_MINUTES`` (default 60)."""
+    try:
+        minutes = float(os.environ.get("ALIGNCYCLE_DEMO_PREFECT_IDLE_MINUTES") or 60)
+    except ValueError:
+        minutes = 60.0
+    return max(minutes, 1.0) * 60
+
+
 def _start(home: Path) -> Server:
     port = _free_port()
+    idle = idle_seconds()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= SERVER_ENV | {"PREFECT_HOME": str(home)}
     with open(home / LOG, "ab") as log:  # noqa: PTH123 - the child keeps its own descriptor
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", LAUNCHER] + ["--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", LAUNCHER, "--stop-when-idle", str(home / STATE), str(idle)]
+            + ["--host", "127.0.0.1", "--port", str(port)],
             cwd=home,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -40,7 +40,33 @@ def take_write_lock_up_front() -> bool:
     return True
 
 
+def stop_when_idle(touched: str, idle_seconds: float, every: float = 30.0) -> None:
+    """A daemon thread ending this process (SIGTERM: Prefect's own shutdown) once ``touched``
+    (the demo's state file, touched by each demo that uses the server) is older than
+    ``idle_seconds`` or gone (the demo stopped the server)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                idle = time.time() - os.stat(touched).st_mtime
+            except OSError:
+                idle = float("inf")
+            if idle > idle_seconds:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="stop-when-idle", daemon=True).start()
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--stop-when-idle"]:  # --stop-when-idle FILE SECONDS, then Prefect's
+        stop_when_idle(argv[1], float(argv[2]))
+        argv = argv[3:]
     take_write_lock_up_front()
     from prefect.cli import app
 

@@ -92,3 +92,25 @@ def test_a_server_that_dies_while_starting_is_one_line_naming_its_log(tmp_path: 
         f"the demo's Prefect server stopped while starting; its log: {tmp_path / 'demo-server.log'}"
     )
     assert os.linesep not in str(caught.value)
+
+
+@pytest.mark.parametrize("touched", [True, False], ids=["in use", "left idle"])
+def test_the_server_stops_itself_only_when_no_demo_used_it_for_a_while(
+    tmp_path: Path, touched: bool
+) -> None:
+    """The launcher ends its process (SIGTERM, Prefect's own shutdown) once the state file the
+    demos touch is older than the idle time; a demo touching it keeps the server up."""
+    state = tmp_path / demo_server.STATE
+    state.write_text("{}")
+    code = (
+        "import sys, time, pathlib\n"
+        "from flows.local_server import stop_when_idle\n"
+        f"stop_when_idle({str(state)!r}, 0.6, every=0.1)\n"
+        "for _ in range(30):\n"
+        f"    {'pathlib.Path(' + repr(str(state)) + ').touch()' if touched else 'pass'}\n"
+        "    time.sleep(0.1)\n"
+    )
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, timeout=60
+    )
+    assert proc.returncode == (0 if touched else -15)
