@@ -57,13 +57,28 @@ def _phases(work: str) -> list[Phase]:
 # --- the statements (shared by the lists, the counts and the index test) ---------------------
 
 
-def open_item_ids(person: Person, *, counterpart: bool = True) -> Select[Any]:
-    """Ids of the person's unfinished items: as owner (and as counterpart), each side read
-    through its own partial index."""
-    owner = select(ActionItem.id).where(ActionItem.owner_id == person.id, action_is_open())
+def open_cycle_ids(person: Person, phases: tuple[Phase, ...] = WORK_PHASES) -> Select[Any]:
+    """Ids of the cycles in ``phases`` (by default: not closed) the person may see, read through
+    the phase index: the few open cycles, however long the history of closed ones."""
+    return select(Cycle.id).where(Cycle.phase.in_(phases), visible_cycles(person))
+
+
+def open_item_ids(
+    person: Person, *, counterpart: bool = True, phases: tuple[Phase, ...] = WORK_PHASES
+) -> Select[Any]:
+    """Ids of the person's unfinished items in the open cycles they may see (``phases``): as
+    owner (and as counterpart), each side read through its own partial index by person and
+    cycle. Unfinished items of closed cycles (left behind, or carried over into a follow-up)
+    are never read, so the cost does not grow with the years of history."""
+    cycles = open_cycle_ids(person, phases)
+    owner = select(ActionItem.id).where(
+        ActionItem.owner_id == person.id, action_is_open(), ActionItem.cycle_id.in_(cycles)
+    )
     if not counterpart:
         return owner
-    other = select(ActionItem.id).where(ActionItem.counterpart_id == person.id, action_is_open())
+    other = select(ActionItem.id).where(
+        ActionItem.counterpart_id == person.id, action_is_open(), ActionItem.cycle_id.in_(cycles)
+    )
     return union_all(owner, other)  # type: ignore[return-value]
 
 
@@ -141,21 +156,15 @@ def to_assign_stmt(person: Person) -> Select[Any] | None:
         .where(
             ActionItem.owner_id.is_(None),
             action_is_open(),
-            Cycle.phase.in_(_phases("assign_action")),
-            visible_cycles(person),
+            # driven by the open cycles (few), not by every unassigned item of the history
+            ActionItem.cycle_id.in_(open_cycle_ids(person, tuple(_phases("assign_action")))),
         )
     )
 
 
 def owned_where(person: Person) -> list[Any]:
     """The person's unfinished items (owner or counterpart) in cycles not closed."""
-    return [
-        ActionItem.id.in_(open_item_ids(person)),
-        action_is_open(),
-        ActionItem.cycle_id.in_(
-            select(Cycle.id).where(Cycle.phase != Phase.CLOSED, visible_cycles(person))
-        ),
-    ]
+    return [ActionItem.id.in_(open_item_ids(person)), action_is_open()]
 
 
 def surveys_stmt(person: Person) -> Select[Any]:
@@ -365,10 +374,9 @@ def checkins_due(
         select(ActionItem, Cycle, last)
         .join(Cycle, ActionItem.cycle_id == Cycle.id)
         .where(
-            ActionItem.id.in_(open_item_ids(person, counterpart=False)),
+            ActionItem.id.in_(open_item_ids(person, counterpart=False, phases=(Phase.EXECUTE,))),
             action_is_open(),
             Cycle.phase == Phase.EXECUTE,
-            visible_cycles(person),
         )
         .options(lazyload(Cycle.playbook))
         .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
