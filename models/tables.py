@@ -172,12 +172,19 @@ class ChecklistItem(Base):
     __tablename__ = "checklist_items"
     __table_args__ = (
         UniqueConstraint("cycle_id", "phase", "key"),
-        # My work: the questions still waiting for an answer, by owner or by owning role.
-        Index("ix_checklist_items_open_owner", "owner_id", **_partial(UNANSWERED_SQL)),
+        # My work: the questions still waiting for an answer, by owner or by owning role (in
+        # any team, or in one), looked up per open cycle.
         Index(
-            "ix_checklist_items_open_role",
+            "ix_checklist_items_open_owner_cycle",
+            "owner_id",
+            "cycle_id",
+            **_partial(UNANSWERED_SQL),
+        ),
+        Index(
+            "ix_checklist_items_open_role_cycle",
             "owner_role",
             "owner_team_id",
+            "cycle_id",
             **_partial(f"{UNANSWERED_SQL} AND owner_id IS NULL"),
         ),
     )

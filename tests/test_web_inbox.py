@@ -150,8 +150,14 @@ def test_my_work_reads_open_work_through_the_partial_indexes(w: Rig) -> None:
         in plans["owned"]
     )
     assert "USING COVERING INDEX ix_cycles_phase (phase=?)" in plans["owned"]
-    assert "USING INDEX ix_checklist_items_open_owner (owner_id=?)" in plans["questions"]
-    assert "USING INDEX ix_checklist_items_open_role (owner_role=?" in plans["questions"]
+    assert (
+        "USING INDEX ix_checklist_items_open_owner_cycle (owner_id=? AND cycle_id=?)"
+        in (plans["questions"])
+    )
+    assert (
+        "USING INDEX ix_checklist_items_open_role_cycle (owner_role=? AND owner_team_id=? AND "
+        "cycle_id=?)" in plans["questions"]
+    )
     assert "ix_gaps_open" in plans["gaps"]
 
 

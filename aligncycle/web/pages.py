@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -224,6 +225,62 @@ def split_checkins(checkins: list[Any]) -> tuple[list[Any], list[Any]]:
     return people, automatic
 
 
+class PeopleChoices:
+    """A page's list of people (who can own a cycle's items) as the ``<option>`` lists its
+    forms show: each list written once per page, then only the chosen person marked, instead
+    of a template loop over every person for each select (the filter, the new item's owner and
+    counterpart) and the "type a name or email" list; a company's teams can be long."""
+
+    def __init__(self, people: list[Any]) -> None:
+        self.people = people
+        self._by: dict[str, list[tuple[str, Markup, Markup]]] = {}
+
+    def _parts(self, kind: str) -> list[tuple[str, Markup, Markup]]:
+        if kind not in self._by:
+            if kind == "id":
+                rows = [(str(p.id), p.name) for p in self.people]
+            else:
+                rows = [
+                    (p.email, Markup("{0} ({1})").format(p.name, p.team.name)) for p in self.people
+                ]
+            self._by[kind] = [
+                (
+                    value,
+                    Markup('<option value="{0}" ').format(value),
+                    Markup(">{0}</option>").format(text),
+                )
+                for value, text in rows
+            ]
+        return self._by[kind]
+
+    def options(self, kind: str, current: object = None) -> Markup:
+        """``kind``: "id" (the filter's value, the name shown) or "email" (a form's value,
+        "name (team)" shown); ``current``: the value marked selected."""
+        chosen = "" if current is None else str(current)
+        return Markup("").join(
+            head + (Markup("selected") if value == chosen else "") + tail
+            for value, head, tail in self._parts(kind)
+        )
+
+
+def people_datalist(people: list[Any]) -> Markup:
+    """One list of people for every "type a name or email" field of a page: by name, by email
+    where two share a name."""
+    shared = {n for n, k in Counter(p.name for p in people).items() if k > 1}
+    return Markup('<datalist id="people">{0}</datalist>').format(
+        Markup("").join(
+            Markup('<option value="{0}">{1} ({2}, {3}{4})</option>').format(
+                p.email if p.name in shared else p.name,
+                p.name,
+                p.team.name,
+                ROLE_LABELS[p.role].lower(),
+                Markup(", {0}").format(p.email) if p.name in shared else "",
+            )
+            for p in people
+        )
+    )
+
+
 class KpiChoices:
     """The ``<option>`` list of a target's KPI select, each KPI with its value before the cycle:
     built once per page (every KPI's value formatted once), then the current one marked per
@@ -282,6 +339,7 @@ env.globals.update(
     later_link=later_link,
     split_checkins=split_checkins,
     item_forms=item_forms,
+    people_datalist=people_datalist,
 )
 
 

@@ -83,18 +83,28 @@ def open_item_ids(
 
 
 def open_question_ids(person: Person) -> Select[Any]:
-    """Ids of the unanswered questions the person owns: by name, or by their role (in their
-    team, or in any team), each read through its own partial index."""
+    """Ids of the unanswered questions the person owns in the open cycles they may see: by
+    name, or by their role (in any team, or in their own), each read through its own partial
+    index by owner and cycle, so questions left unanswered in closed cycles are never read."""
+    cycles = open_cycle_ids(person)
+    unanswered = ChecklistItem.answer.is_(None)
     by_name = select(ChecklistItem.id).where(
-        ChecklistItem.owner_id == person.id, ChecklistItem.answer.is_(None)
+        ChecklistItem.owner_id == person.id, unanswered, ChecklistItem.cycle_id.in_(cycles)
     )
-    by_role = select(ChecklistItem.id).where(
-        ChecklistItem.answer.is_(None),
-        ChecklistItem.owner_id.is_(None),
-        ChecklistItem.owner_role == person.role,
-        or_(ChecklistItem.owner_team_id.is_(None), ChecklistItem.owner_team_id == person.team_id),
-    )
-    return union_all(by_name, by_role)  # type: ignore[return-value]
+    teams = [ChecklistItem.owner_team_id.is_(None)]
+    if person.team_id is not None:
+        teams.append(ChecklistItem.owner_team_id == person.team_id)
+    by_role = [
+        select(ChecklistItem.id).where(
+            unanswered,
+            ChecklistItem.owner_id.is_(None),
+            ChecklistItem.owner_role == person.role,
+            team,
+            ChecklistItem.cycle_id.in_(cycles),
+        )
+        for team in teams
+    ]
+    return union_all(by_name, *by_role)  # type: ignore[return-value]
 
 
 def _open_phase() -> Any:

@@ -18,6 +18,7 @@ from aligncycle.web.pages import (
     CONFIDENCE_LABELS,
     PAGE_SIZE,
     KpiChoices,
+    PeopleChoices,
     act,
     cycle_common,
     error_page,
@@ -119,6 +120,7 @@ def actions_page(
         filters=filters,
         pager=pager(total, page),
         team_people=team_people,
+        people=PeopleChoices(team_people),  # each list of people written once
         accepted_gaps=accepted,
         targets=targets,
         baselines=baselines,
