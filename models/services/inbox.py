@@ -8,11 +8,14 @@
 - surveys to answer (Recap), retrospectives to record (point persons) and recaps to sign off
   (managers).
 
-Only open work is read, through the partial indexes of migration 0012 (``OPEN_ACTION_SQL``,
+Only open work is read, through partial indexes (migrations 0012 and 0023; ``OPEN_ACTION_SQL``,
 ``UNANSWERED_SQL``, ``UNDECIDED_GAP_SQL`` in :mod:`models.tables`): each query says "open" in
 the index's own words, so the store never reads finished items, answered questions or decided
-gaps. Visibility (:func:`access.visible_cycles`) applies to every section: nothing of a cycle
-the person may not see. A fixed number of queries, whatever the number of rows.
+gaps; and a person's items and questions are looked up per open cycle (the few cycles not
+closed, through the phase index), so what was left unfinished in closed cycles over the years
+is never read either. Visibility (:func:`access.visible_cycles`) applies to every section:
+nothing of a cycle the person may not see. A fixed number of queries, whatever the number of
+rows or the length of the history.
 """
 
 from __future__ import annotations
