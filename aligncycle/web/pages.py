@@ -81,6 +81,9 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 PAGE_SIZE = 50
 #: My work shows the most urgent items first; 25 a page keeps it quick to read (and to load).
 MY_WORK_PAGE = 25
+#: A cycle's action items, 25 a page like My work: each item is a summary with its latest
+#: check-in, history and four boxes, so a page of 50 cost twice the time to build and read.
+ACTIONS_PAGE = 25
 
 
 # --- labels and filters for the templates ---------------------------------------------------
