@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
             settings.log_format,
         )
         uvicorn.run(
-            "aligncycle.web:create_app",
+            "aligncycle.web:serve_app",
             factory=True,
             host=host,
             port=port,

@@ -252,7 +252,7 @@ def start_server(url: str, data_dir: str, workers: int = 1) -> tuple[subprocess.
             sys.executable,
             "-m",
             "uvicorn",
-            "aligncycle.web:create_app",
+            "aligncycle.web:serve_app",  # as `aligncycle serve` starts it
             "--factory",
             "--host",
             "127.0.0.1",

@@ -172,12 +172,19 @@ class ChecklistItem(Base):
     __tablename__ = "checklist_items"
     __table_args__ = (
         UniqueConstraint("cycle_id", "phase", "key"),
-        # My work: the questions still waiting for an answer, by owner or by owning role.
-        Index("ix_checklist_items_open_owner", "owner_id", **_partial(UNANSWERED_SQL)),
+        # My work: the questions still waiting for an answer, by owner or by owning role (in
+        # any team, or in one), looked up per open cycle.
         Index(
-            "ix_checklist_items_open_role",
+            "ix_checklist_items_open_owner_cycle",
+            "owner_id",
+            "cycle_id",
+            **_partial(UNANSWERED_SQL),
+        ),
+        Index(
+            "ix_checklist_items_open_role_cycle",
             "owner_role",
             "owner_team_id",
+            "cycle_id",
             **_partial(f"{UNANSWERED_SQL} AND owner_id IS NULL"),
         ),
     )
@@ -270,12 +277,19 @@ class ActionItem(Base):
         # The board's and the gates' per-cycle counts read only this index (no table rows);
         # it also serves every lookup by cycle.
         Index("ix_action_items_cycle_progress", "cycle_id", "status", "confidence", "due_date"),
-        # My work: a person's unfinished items, as owner and as counterpart, soonest due first.
-        Index("ix_action_items_open_owner", "owner_id", "due_date", **_partial(OPEN_ACTION_SQL)),
+        # My work: a person's unfinished items, as owner and as counterpart, looked up per open
+        # cycle (those left unfinished in closed cycles are never read); owner_id IS NULL per
+        # open cycle: the items to assign.
         Index(
-            "ix_action_items_open_counterpart",
+            "ix_action_items_open_owner_cycle",
+            "owner_id",
+            "cycle_id",
+            **_partial(OPEN_ACTION_SQL),
+        ),
+        Index(
+            "ix_action_items_open_counterpart_cycle",
             "counterpart_id",
-            "due_date",
+            "cycle_id",
             **_partial(OPEN_ACTION_SQL),
         ),
     )

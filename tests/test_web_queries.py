@@ -118,3 +118,29 @@ def test_statement_counts_do_not_grow_with_the_rows_shown(world: Rig) -> None:
     assert max(n for n, _ in large.values()) <= 27, str(
         sorted((c, n) for n, (c, _) in large.items())[-4:]
     )
+
+
+def test_a_long_list_of_items_is_paged_and_each_page_keeps_its_place(world: Rig) -> None:
+    """Every item of a cycle is reached through the pages, once; an item's forms on page 2
+    return to page 2, not to the first page, where the item is not."""
+    import re
+
+    ex = world.world.cycles["execute"]
+    with world.isolated():
+        grow(world, extra_actions=30, extra_cycles=0)
+        mx = world.client("max")
+        first = mx.get(f"/cycles/{ex}/actions").text
+        total = int(re.search(r"Page 1 of \d+ · (\d+) in all", first).group(1))
+        seen: list[str] = []
+        page, text = 1, first
+        while True:
+            ids = re.findall(r'<div class="item[^"]*" id="action-(\d+)">', text)
+            assert 0 < len(ids) <= 25
+            seen += ids
+            if page > 1:
+                assert f"next=/cycles/{ex}/actions%3Fpage%3D{page}" in text
+            if f"page={page + 1}" not in text:
+                break
+            page += 1
+            text = mx.get(f"/cycles/{ex}/actions?page={page}").text
+        assert page >= 2 and len(seen) == len(set(seen)) == total

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,7 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
+from jinja2.utils import url_quote
+from markupsafe import Markup, escape
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
@@ -79,6 +81,9 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 PAGE_SIZE = 50
 #: My work shows the most urgent items first; 25 a page keeps it quick to read (and to load).
 MY_WORK_PAGE = 25
+#: A cycle's action items, 25 a page like My work: each item is a summary with its latest
+#: check-in, history and four boxes, so a page of 50 cost twice the time to build and read.
+ACTIONS_PAGE = 25
 
 
 # --- labels and filters for the templates ---------------------------------------------------
@@ -178,6 +183,107 @@ def _options(kind: str, current: str | None) -> Markup:
     )
 
 
+@lru_cache(maxsize=256)
+def _quoted(next_url: str) -> str:
+    """``next_url`` as the ``urlencode`` filter quotes it, escaped for an attribute."""
+    return str(escape(url_quote(next_url)))
+
+
+def later_attrs(a: Any, kind: str, next_url: str) -> Markup:
+    """An action item's box whose form htmx fetches on the box's first opening
+    (GET /actions/ID/form/KIND): the same few attributes on every box of a list, written in one
+    call rather than a template macro per box (``a.id``: a number; ``kind``: a word of ours)."""
+    return Markup(
+        f'hx-get="/actions/{int(a.id)}/form/{escape(kind)}?next={_quoted(next_url)}" '
+        'hx-trigger="toggle once" hx-target="find .later" hx-swap="outerHTML"'
+    )
+
+
+def later_link(a: Any, kind: str, next_url: str, words: str) -> Markup:
+    """What a closed box holds without JavaScript: a link to the item's own page, where every
+    form of the item is in the page."""
+    ident = int(a.id)
+    return Markup(
+        f'<p class="later small"><a href="/actions/{ident}?next={_quoted(next_url)}'
+        f'#{escape(kind)}-{ident}">{escape(words)}</a></p>'
+    )
+
+
+_NO_FORMS = (None, None, None, None)
+
+
+def item_forms(forms: Mapping[str, Any], ident: int) -> tuple[Any, ...]:
+    """The state of an action item's forms that came back with a message (update, assign, link
+    a gap, sign off); nothing on an ordinary view of a list."""
+    if not forms:
+        return _NO_FORMS
+    return tuple(forms.get(f"{kind}-{ident}") for kind in ("update", "assign", "link", "signoff"))
+
+
+def split_checkins(checkins: list[Any]) -> tuple[list[Any], list[Any]]:
+    """People's check-ins and the automatic ones (the Execute pass's, no author), apart."""
+    people, automatic = [], []
+    for c in checkins:
+        (people if c.author_id else automatic).append(c)
+    return people, automatic
+
+
+class PeopleChoices:
+    """A page's list of people (who can own a cycle's items) as the ``<option>`` lists its
+    forms show: each list written once per page, then only the chosen person marked, instead
+    of a template loop over every person for each select (the filter, the new item's owner and
+    counterpart) and the "type a name or email" list; a company's teams can be long."""
+
+    def __init__(self, people: list[Any]) -> None:
+        self.people = people
+        self._by: dict[str, list[tuple[str, Markup, Markup]]] = {}
+
+    def _parts(self, kind: str) -> list[tuple[str, Markup, Markup]]:
+        if kind not in self._by:
+            if kind == "id":
+                rows = [(str(p.id), p.name) for p in self.people]
+            else:
+                rows = [
+                    (p.email, Markup("{0} ({1})").format(p.name, p.team.name)) for p in self.people
+                ]
+            self._by[kind] = [
+                (
+                    value,
+                    Markup('<option value="{0}" ').format(value),
+                    Markup(">{0}</option>").format(text),
+                )
+                for value, text in rows
+            ]
+        return self._by[kind]
+
+    def options(self, kind: str, current: object = None) -> Markup:
+        """``kind``: "id" (the filter's value, the name shown) or "email" (a form's value,
+        "name (team)" shown); ``current``: the value marked selected."""
+        chosen = "" if current is None else str(current)
+        return Markup("").join(
+            head + (Markup("selected") if value == chosen else "") + tail
+            for value, head, tail in self._parts(kind)
+        )
+
+
+def people_datalist(people: list[Any]) -> Markup:
+    """One list of people for every "type a name or email" field of a page: by name, by email
+    where two share a name."""
+    shared = {n for n, k in Counter(p.name for p in people).items() if k > 1}
+    return Markup('<datalist id="people">{0}</datalist>').format(
+        Markup("").join(
+            Markup('<option value="{0}">{1} ({2}, {3}{4})</option>').format(
+                p.email if p.name in shared else p.name,
+                p.name,
+                p.team.name,
+                ROLE_LABELS[p.role].lower(),
+                Markup(", {0}").format(p.email) if p.name in shared else "",
+            )
+            for p in people
+        )
+    )
+
+
 class KpiChoices:
     """The ``<option>`` list of a target's KPI select, each KPI with its value before the cycle:
     built once per page (every KPI's value formatted once), then the current one marked per
@@ -232,6 +338,11 @@ env.globals.update(
     counted=counted,
     auto_note=auto_note,
     waiting_words=waiting_words,
+    later_attrs=later_attrs,
+    later_link=later_link,
+    split_checkins=split_checkins,
+    item_forms=item_forms,
+    people_datalist=people_datalist,
 )
 
 

@@ -8,11 +8,14 @@
 - surveys to answer (Recap), retrospectives to record (point persons) and recaps to sign off
   (managers).
 
-Only open work is read, through the partial indexes of migration 0012 (``OPEN_ACTION_SQL``,
+Only open work is read, through partial indexes (migrations 0012 and 0023; ``OPEN_ACTION_SQL``,
 ``UNANSWERED_SQL``, ``UNDECIDED_GAP_SQL`` in :mod:`models.tables`): each query says "open" in
 the index's own words, so the store never reads finished items, answered questions or decided
-gaps. Visibility (:func:`access.visible_cycles`) applies to every section: nothing of a cycle
-the person may not see. A fixed number of queries, whatever the number of rows.
+gaps; and a person's items and questions are looked up per open cycle (the few cycles not
+closed, through the phase index), so what was left unfinished in closed cycles over the years
+is never read either. Visibility (:func:`access.visible_cycles`) applies to every section:
+nothing of a cycle the person may not see. A fixed number of queries, whatever the number of
+rows or the length of the history.
 """
 
 from __future__ import annotations
@@ -57,29 +60,54 @@ def _phases(work: str) -> list[Phase]:
 # --- the statements (shared by the lists, the counts and the index test) ---------------------
 
 
-def open_item_ids(person: Person, *, counterpart: bool = True) -> Select[Any]:
-    """Ids of the person's unfinished items: as owner (and as counterpart), each side read
-    through its own partial index."""
-    owner = select(ActionItem.id).where(ActionItem.owner_id == person.id, action_is_open())
+def open_cycle_ids(person: Person, phases: tuple[Phase, ...] = WORK_PHASES) -> Select[Any]:
+    """Ids of the cycles in ``phases`` (by default: not closed) the person may see, read through
+    the phase index: the few open cycles, however long the history of closed ones."""
+    return select(Cycle.id).where(Cycle.phase.in_(phases), visible_cycles(person))
+
+
+def open_item_ids(
+    person: Person, *, counterpart: bool = True, phases: tuple[Phase, ...] = WORK_PHASES
+) -> Select[Any]:
+    """Ids of the person's unfinished items in the open cycles they may see (``phases``): as
+    owner (and as counterpart), each side read through its own partial index by person and
+    cycle. Unfinished items of closed cycles (left behind, or carried over into a follow-up)
+    are never read, so the cost does not grow with the years of history."""
+    cycles = open_cycle_ids(person, phases)
+    owner = select(ActionItem.id).where(
+        ActionItem.owner_id == person.id, action_is_open(), ActionItem.cycle_id.in_(cycles)
+    )
     if not counterpart:
         return owner
-    other = select(ActionItem.id).where(ActionItem.counterpart_id == person.id, action_is_open())
+    other = select(ActionItem.id).where(
+        ActionItem.counterpart_id == person.id, action_is_open(), ActionItem.cycle_id.in_(cycles)
+    )
     return union_all(owner, other)  # type: ignore[return-value]
 
 
 def open_question_ids(person: Person) -> Select[Any]:
-    """Ids of the unanswered questions the person owns: by name, or by their role (in their
-    team, or in any team), each read through its own partial index."""
+    """Ids of the unanswered questions the person owns in the open cycles they may see: by
+    name, or by their role (in any team, or in their own), each read through its own partial
+    index by owner and cycle, so questions left unanswered in closed cycles are never read."""
+    cycles = open_cycle_ids(person)
+    unanswered = ChecklistItem.answer.is_(None)
     by_name = select(ChecklistItem.id).where(
-        ChecklistItem.owner_id == person.id, ChecklistItem.answer.is_(None)
+        ChecklistItem.owner_id == person.id, unanswered, ChecklistItem.cycle_id.in_(cycles)
     )
-    by_role = select(ChecklistItem.id).where(
-        ChecklistItem.answer.is_(None),
-        ChecklistItem.owner_id.is_(None),
-        ChecklistItem.owner_role == person.role,
-        or_(ChecklistItem.owner_team_id.is_(None), ChecklistItem.owner_team_id == person.team_id),
-    )
-    return union_all(by_name, by_role)  # type: ignore[return-value]
+    teams = [ChecklistItem.owner_team_id.is_(None)]
+    if person.team_id is not None:
+        teams.append(ChecklistItem.owner_team_id == person.team_id)
+    by_role = [
+        select(ChecklistItem.id).where(
+            unanswered,
+            ChecklistItem.owner_id.is_(None),
+            ChecklistItem.owner_role == person.role,
+            team,
+            ChecklistItem.cycle_id.in_(cycles),
+        )
+        for team in teams
+    ]
+    return union_all(by_name, *by_role)  # type: ignore[return-value]
 
 
 def _open_phase() -> Any:
@@ -141,21 +169,15 @@ def to_assign_stmt(person: Person) -> Select[Any] | None:
         .where(
             ActionItem.owner_id.is_(None),
             action_is_open(),
-            Cycle.phase.in_(_phases("assign_action")),
-            visible_cycles(person),
+            # driven by the open cycles (few), not by every unassigned item of the history
+            ActionItem.cycle_id.in_(open_cycle_ids(person, tuple(_phases("assign_action")))),
         )
     )
 
 
 def owned_where(person: Person) -> list[Any]:
     """The person's unfinished items (owner or counterpart) in cycles not closed."""
-    return [
-        ActionItem.id.in_(open_item_ids(person)),
-        action_is_open(),
-        ActionItem.cycle_id.in_(
-            select(Cycle.id).where(Cycle.phase != Phase.CLOSED, visible_cycles(person))
-        ),
-    ]
+    return [ActionItem.id.in_(open_item_ids(person)), action_is_open()]
 
 
 def surveys_stmt(person: Person) -> Select[Any]:
@@ -365,10 +387,9 @@ def checkins_due(
         select(ActionItem, Cycle, last)
         .join(Cycle, ActionItem.cycle_id == Cycle.id)
         .where(
-            ActionItem.id.in_(open_item_ids(person, counterpart=False)),
+            ActionItem.id.in_(open_item_ids(person, counterpart=False, phases=(Phase.EXECUTE,))),
             action_is_open(),
             Cycle.phase == Phase.EXECUTE,
-            visible_cycles(person),
         )
         .options(lazyload(Cycle.playbook))
         .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)

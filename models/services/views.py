@@ -220,7 +220,8 @@ def actions(
     today = today or date.today()
     filters = replace(filters or ActionFilters(), cycle_id=cycle.id)
     stmt = action_query(filters, today)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    # counted without the order (sorting rows only to count them is work thrown away)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     rows = (
         session.scalars(stmt.options(*_action_options()).limit(limit).offset(offset)).unique().all()
     )

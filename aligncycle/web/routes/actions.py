@@ -15,9 +15,10 @@ from aligncycle.web.auth import (
 )
 from aligncycle.web.deps import Ctx
 from aligncycle.web.pages import (
+    ACTIONS_PAGE,
     CONFIDENCE_LABELS,
-    PAGE_SIZE,
     KpiChoices,
+    PeopleChoices,
     act,
     cycle_common,
     error_page,
@@ -93,10 +94,11 @@ def actions_page(
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     filters = _filters(query)
     page = page_number(query)
-    rows, total = v.actions(s, cycle, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    rows, total = v.actions(s, cycle, filters, limit=ACTIONS_PAGE, offset=(page - 1) * ACTIONS_PAGE)
     checkins = v.checkins_by_action(s, [a.id for a in rows])
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
+    base_url = f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else "")
     accepted = v.gaps(s, cycle, GapDecision.ACCEPTED) if perms.can_link_gaps else []
     targets = {item.id: t for t, item in target_service.list_targets(s, cycle)}
     forms = forms or {}
@@ -117,8 +119,9 @@ def actions_page(
         rows=rows,
         checkins=checkins,
         filters=filters,
-        pager=pager(total, page),
+        pager=pager(total, page, ACTIONS_PAGE),
         team_people=team_people,
+        people=PeopleChoices(team_people),  # each list of people written once
         accepted_gaps=accepted,
         targets=targets,
         baselines=baselines,
@@ -126,7 +129,9 @@ def actions_page(
         recent=v.recent_checkins(s, cycle, limit=10),
         # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
         preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
-        base_url=f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else ""),
+        base_url=base_url,
+        # where an item's forms return: this page of the list (not the first)
+        here=base_url + (("&" if kept else "?") + f"page={page}" if page > 1 else ""),
         forms=forms,
     )
 
