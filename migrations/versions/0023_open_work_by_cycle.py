@@ -14,7 +14,7 @@ Only indexes are added and dropped: no table is rebuilt, so the audit log's trig
 stay in place.
 
 Revision ID: 0023
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-05 11:15:00.000000
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | Sequence[str] | None = "0018"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
