@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from sqlalchemy import func, select
 
 import flows  # noqa: F401 - Prefect's quiet defaults before Prefect loads
 from models import phases
+from models.breach_tables import SlaBreach
 from models.enums import Phase
 from models.errors import TransitionRefused
+from models.funnel.tables import Lead
 from models.phases import identify
 from models.schemas import (
     CheckInCreate,
@@ -247,10 +249,21 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     with env.unit_of_work() as s:
         first = actions.list_actions(s, cycle_id=cid)[0]
         actions.add_checkin(s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0)
+    # ... and the late leads as of the pass's date: a lead of the cycle's second day nobody
+    # has touched (the clock's today is before it: only the pass's date finds it late).
+    mql = datetime.combine(D0 + timedelta(days=1), datetime.min.time(), UTC)
+    with env.engine.begin() as conn:
+        conn.execute(
+            Lead.__table__.insert(),
+            [{"source": "crm", "external_id": "L1", "mql_at": mql, "channel": "web"}],
+        )
     day = D0 + timedelta(days=9)
     report = execute_flow(cid, today=day)
     assert (report.done, report.open, report.checkins_written) == (1, 3, 3)
     assert count(env, CheckIn, key=f"execute:{day.isoformat()}") == 3
+    with env.unit_of_work() as s:
+        late = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == cid)).one()
+        assert (late.lead, late.waited_hours) == ("L1", 8 * 24.0)
     assert artifact(f"cycle-{cid}-progress").data == pytest.approx(25.0)
     before = db_snapshot(env)
     assert execute_flow(cid, today=day).checkins_written == 0
