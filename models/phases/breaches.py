@@ -78,9 +78,9 @@ def as_of_day(today: date) -> datetime:
 def record_breaches(session: Session, cycle: Cycle, today: date) -> int:
     """Record every lead of the cycle's period, up to the day before ``today``, that waited past
     the hand-off SLA, each wait measured up to the start of ``today`` (:func:`as_of_day`; the
-    day after the period's end, once it is over): the pass's own date, never the clock. Idempotent: a lead already recorded gets its wait as of
-    this pass. Returns how many are recorded for the cycle. Without funnel data nothing is
-    read."""
+    day after the period's end, once it is over): the pass's own date, never the clock.
+    Idempotent: a lead already recorded gets its wait as of this pass. Returns how many are
+    recorded for the cycle. Without funnel data nothing is read."""
     if not has_funnel_data(session):
         return 0
     sla = float(spec(cycle).settings.handoff_sla_hours)
