@@ -12,7 +12,9 @@ from models.tables import Person
 #: The sections, in the order the page shows them, with their headings.
 SECTIONS = {
     "questions": "Questions to answer",
+    "own_answers": "Your team's own answers to give",
     "gaps": "Gaps to decide",
+    "votes": "Votes to cast",
     "assign": "Action items to assign",
     "checkins": "Check-ins due",
     "surveys": "Surveys to answer",
@@ -68,6 +70,30 @@ def entries(box: Inbox, me: Person, today: date) -> dict[str, list[Entry]]:
                 cycle.id,
                 cycle.title,
                 gap.id,
+            )
+        )
+    for t in box.own_answers:
+        out["own_answers"].append(
+            Entry(
+                "own_answers",
+                f"{t.text}: the other team sees them only once they are revealed.",
+                t.href,
+                "Give your team's answers",
+                t.cycle_id,
+                t.cycle_title,
+                t.cycle_id,
+            )
+        )
+    for t in box.votes:
+        out["votes"].append(
+            Entry(
+                "votes",
+                f"{t.text}; nobody sees the totals until the vote closes.",
+                t.href,
+                "Vote",
+                t.cycle_id,
+                t.cycle_title,
+                t.cycle_id,
             )
         )
     for item, cycle in box.to_assign:
