@@ -171,6 +171,98 @@ def test_the_ledger_is_recorded_as_of_the_passs_date_not_the_clock(org: Store) -
     assert ledger_on(date(2024, 5, 2))["L03-2"] == (615.0, 591.0)
 
 
+def test_late_leads_go_to_the_managers_once_grouped_per_manager(org: Store) -> None:
+    from flows.cadence import run_job
+    from models.cadence.channels import add_channel
+    from models.cadence.grouped import Item, messages
+    from models.cadence.policy import CadencePolicy
+    from models.cadence.tables import Notification, NotificationKind
+    from models.schemas import PersonCreate
+    from models.services import people
+
+    text = PLAYBOOK.replace("starts_every: month}", "escalate_late_leads_after_hours: 48}")
+    # 5 March: a lead touched 6 h late, one from events touched 66 h late. 7 March: two
+    # paid-search leads nobody touches.
+    add_leads(
+        org,
+        [
+            lead(0, date(2024, 3, 7), None, channel="paid search"),
+            lead(1, date(2024, 3, 7), None, channel="paid search", owner="Sam"),
+            lead(2, date(2024, 3, 5), 30, channel="paid search", owner="Sam"),
+            lead(3, date(2024, 3, 5), 90, channel="events", owner="Sam"),
+        ],
+    )
+    with org.unit_of_work() as s:
+        load(s, text)
+        max_ = person_by_email(s, "max@acme.test")
+        people.create_person(
+            s,
+            PersonCreate(
+                name="Mona Boss", email="mona@acme.test", team="marketing", role="manager"
+            ),
+            max_,
+        )
+        for who in ("max", "mona", "lee"):
+            add_channel(s, max_, kind="webhook", person=f"{who}@acme.test", url=f"json://h/{who}")
+        march = start(s, "March", MARCH)
+        march_id = march.id
+        to_execute(s, march, MARCH)
+        execute_pass(s, march, date(2024, 3, 10))  # the untouched ones: 15 h late
+
+    def escalate(day: date) -> dict:
+        return run_job("escalations", org, day, deliver=False)["plan"]
+
+    def late_rows() -> list[Notification]:
+        with org.unit_of_work() as s:
+            rows = s.scalars(select(Notification).where(Notification.key.like("late-lead:%"))).all()
+            s.expunge_all()
+            return sorted(rows, key=lambda n: n.key)
+
+    # 10 March: only the events lead is 48 h late (66 h): both managers of the two teams hear.
+    first = escalate(date(2024, 3, 10))
+    assert (first["late_leads"], first["planned"]) == (1, 2)
+    assert sorted(n.recipient for n in late_rows()) == ["max@acme.test", "mona@acme.test"]
+    body = late_rows()[0].body
+    assert "the lead “L03-3” from events (its owner is Sam) came in on 5 Mar 2024" in body
+    assert "waited 90 h for sales: 66 h past the hand-off time of 24 h." in body
+    # the same day again: nothing twice
+    assert escalate(date(2024, 3, 10))["planned"] == 0
+    # 12 March's pass: the untouched leads are now 63 h late: each goes out once; the events
+    # lead is not told again, though its wait is recorded anew
+    with org.unit_of_work() as s:
+        execute_pass(s, s.get(Cycle, march_id), date(2024, 3, 12))
+    again = escalate(date(2024, 3, 12))
+    assert (again["late_leads"], again["planned"]) == (3, 4)
+    rows = late_rows()
+    assert len(rows) == 6 and all(n.kind is NotificationKind.ESCALATION for n in rows)
+    assert not any("L03-2" in n.body for n in rows)  # 6 h late: under the threshold
+    assert "it has no owner" in next(n.body for n in rows if "“L03-0”" in n.body)
+    # delivery: one message per manager and channel, listing the late leads of the day
+    items = [
+        Item(n.id, n.key, n.kind, n.channel_id, n.recipient, "json://h", n.subject, n.body, 0)
+        for n in rows
+        if n.recipient == "max@acme.test"
+    ]
+    (message,) = messages(items)
+    assert message.subject == "Escalations: 3 leads that waited too long need your help"
+    assert message.body.startswith("Hi Max Manager,\n\n3 leads that waited too long need")
+    # nobody is told while the cycle is not in Execute
+    with org.unit_of_work() as s:
+        s.query(Notification).delete()
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(
+            s,
+            m,
+            person_by_email(s, "sam@acme.test"),
+            today=date(2024, 3, 31),
+            override_reason="the month ended",
+        )
+    assert escalate(date(2024, 4, 1))["late_leads"] == 0
+    # without the setting, a lead goes to the managers as late as an overdue item does
+    overdue_rule = {"escalate_after_days": 1, "escalate_to_manager_after_days": 2}
+    assert CadencePolicy().for_playbook({"settings": overdue_rule}).late_lead_hours == 72
+
+
 def test_another_team_pairs_breaches_answer_like_missing_ones(org: Store) -> None:
     add_leads(org, [lead(i, date(2024, 3, 5), 30, channel="web") for i in range(2)])
     with org.unit_of_work() as s:
