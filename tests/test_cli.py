@@ -574,8 +574,8 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
         "campaign-content-alignment@2",
-        "lead-definition-and-scoring@3",
-        "sales-marketing-handoff@3",
+        "lead-definition-and-scoring@4",
+        "sales-marketing-handoff@4",
     ]
     again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
     assert again.returncode == 0, again.stderr

@@ -495,13 +495,15 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert proc.stderr == ""
     out = proc.stdout
     assert 'Recap of cycle 1 "Q1 hand-off alignment"' in out
-    assert "gaps found     9 (6 accepted, 2 deferred, 1 rejected)" in out
+    assert "gaps found     10 (7 accepted, 2 deferred, 1 rejected)" in out
     assert "actions        8: 4 done, 4 late, 1 dropped" in out
     # ten answers: three batches of three are out, the tenth waits for its batch
     assert "survey         mean 3.67 of 5 from 9 answers (1 more waiting)" in out
     # The evidence loop: the numbers raised gaps in Identify, Plan set targets, Recap measured
     # them (one reached, one not) and flagged where the survey and the numbers disagree.
     assert "from the numbers: Fewer than 80% of MQLs are touched within the hand-off SLA" in out
+    # sales' rejection reasons past the shipped playbook's 30%: the lead definition drift gap
+    assert "from the numbers: Lead definition drift: sales rejects too many" in out
     assert "target: SLA attainment from " in out and "target: MQL→SQL rate from " in out
     assert re.search(r"target +SLA attainment [\d.]+% against 70\.0%: reached", out)
     assert re.search(r"target +MQL→SQL rate [\d.]+% against 25\.0%: not reached", out)
@@ -511,6 +513,7 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert "marketing answered on its own and submitted; both are in: revealed" in out
     assert re.search(r"Sales 2 of 5, Marketing 4 of 5: the teams differ \(MQL→SQL rate", out)
     assert "recurring Avoidable interruptions in the MQL-to-SQL hand-off: came up in 3" in out
+    assert "recurring Lead definition drift: sales rejects too many" in out
     report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
     assert f"Report: {report} (in the web app: /cycles/1/report.md)" in out
     text = report.read_text(encoding="utf-8")
