@@ -237,6 +237,9 @@ def test_late_leads_go_to_the_managers_once_grouped_per_manager(org: Store) -> N
     assert len(rows) == 6 and all(n.kind is NotificationKind.ESCALATION for n in rows)
     assert not any("L03-2" in n.body for n in rows)  # 6 h late: under the threshold
     assert "it has no owner" in next(n.body for n in rows if "“L03-0”" in n.body)
+    with org.unit_of_work() as s:  # the ledger says so on every face
+        book = breaches.ledger(s, s.get(Cycle, march_id), None)
+        assert (book.total, book.managers_after_hours, book.for_managers) == (4, 48, 3)
     # delivery: one message per manager and channel, listing the late leads of the day
     items = [
         Item(n.id, n.key, n.kind, n.channel_id, n.recipient, "json://h", n.subject, n.body, 0)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from models.breach_tables import SlaBreach
+from models.cadence.policy import CadencePolicy
 from models.enums import GapCategory, GapSource, Phase, RootCause, Severity
 from models.funnel.baseline import has_funnel_data
 from models.funnel.numbers import every_breach
@@ -59,6 +60,11 @@ class BreachLedger(BaseModel):
     sla_hours: float
     total: int
     without_owner: int
+    #: A lead this many hours past the hand-off time goes to the managers while the cycle is in
+    #: Execute (the escalations job, :mod:`models.cadence.late_leads`), once ...
+    managers_after_hours: int
+    #: ... and this many of the cycle's late leads are that late.
+    for_managers: int
     by_channel: list[ChannelBreaches]
     rows: list[BreachRead]
 
@@ -148,11 +154,14 @@ def ledger(
         )
     )
     sla = rows[0].sla_hours if rows else float(spec(cycle).settings.handoff_sla_hours)
+    after = CadencePolicy().for_playbook(cycle.playbook.body).late_lead_hours
     return BreachLedger(
         cycle_id=cycle.id,
         sla_hours=sla,
         total=len(rows),
         without_owner=sum(1 for b in rows if not b.owner),
+        managers_after_hours=after,
+        for_managers=sum(1 for b in rows if b.late_hours >= after),
         by_channel=_by_channel(rows, sla),
         rows=[
             BreachRead(
