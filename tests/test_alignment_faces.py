@@ -267,9 +267,9 @@ def test_my_work_lists_own_answers_and_votes_until_they_are_done(web: Rig) -> No
         sid = r.client("sid")
         page = sid.get("/my").text
         own = section(page, "own_answers")
-        assert f"Give Sales's own answers to the Identify questions of “{title}”" in own
+        assert f"{title} · Give Sales's own answers to the Identify questions" in own
         assert f'href="/cycles/{cid}/own-answers"' in page
-        assert "Vote on the gaps of" in section(page, "votes") and "3 votes left" in page
+        assert "Vote on the gaps: 3 votes left; nobody sees the totals" in section(page, "votes")
         assert f'href="/cycles/{identify}/vote"' in page
         api = sid.get("/api/v1/me/inbox", headers=r.bearer("sid")).json()
         by_key = {sec["key"]: sec for sec in api["sections"]}

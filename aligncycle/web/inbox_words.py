@@ -8,6 +8,7 @@ from datetime import date
 
 from models.services.inbox import Inbox
 from models.tables import Person
+from models.words import counted
 
 #: The sections, in the order the page shows them, with their headings.
 SECTIONS = {
@@ -76,7 +77,8 @@ def entries(box: Inbox, me: Person, today: date) -> dict[str, list[Entry]]:
         out["own_answers"].append(
             Entry(
                 "own_answers",
-                f"{t.text}: the other team sees them only once they are revealed.",
+                f"Give {t.team}'s own answers to the Identify questions: the other team sees "
+                "them only once they are revealed.",
                 t.href,
                 "Give your team's answers",
                 t.cycle_id,
@@ -88,7 +90,8 @@ def entries(box: Inbox, me: Person, today: date) -> dict[str, list[Entry]]:
         out["votes"].append(
             Entry(
                 "votes",
-                f"{t.text}; nobody sees the totals until the vote closes.",
+                f"Vote on the gaps: {counted(t.votes_left, 'vote')} left; nobody sees the "
+                "totals until the vote closes.",
                 t.href,
                 "Vote",
                 t.cycle_id,

@@ -30,6 +30,9 @@ class Todo(BaseModel):
     text: str
     #: The page where it is done.
     href: str
+    #: The person's team (own answers), or votes left (vote).
+    team: str = ""
+    votes_left: int = 0
 
 
 def todo(session: Session, person: Person) -> list[Todo]:
@@ -82,6 +85,7 @@ def todo(session: Session, person: Person) -> list[Todo]:
                     cycle_title=c.title,
                     text=f"Give {team}'s own answers to the Identify questions of “{c.title}”",
                     href=f"/cycles/{c.id}/own-answers",
+                    team=team,
                 )
             )
         left = pb.voting.votes_per_person - int(spent or 0)
@@ -93,6 +97,7 @@ def todo(session: Session, person: Person) -> list[Todo]:
                     cycle_title=c.title,
                     text=f"Vote on the gaps of “{c.title}”: {counted(left, 'vote')} left",
                     href=f"/cycles/{c.id}/vote",
+                    votes_left=left,
                 )
             )
     return out
