@@ -391,7 +391,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     assert [(p["email"], set(p)) for p in people] == [("sid@acme.test", keys(PersonRead))]
     playbooks = cli_json("playbook", "list")
     assert len(playbooks) == 3 and all(set(p) == keys(PlaybookRead) for p in playbooks)
-    shown = cli_json("playbook", "show", f"{PLAYBOOK}@3")
+    shown = cli_json("playbook", "show", f"{PLAYBOOK}@4")
     assert set(shown) == keys(PlaybookRead) | {"spec"} and shown["spec"]["name"] == PLAYBOOK
 
     board = cli_json("cycle", "list", "--open")
