@@ -41,15 +41,22 @@ test-postgres: $(STAMP)
 	@ALIGNCYCLE_TEST_DATABASE_URL=$${ALIGNCYCLE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
 		$(BIN)/python -m pytest -q -m "not sqlite_only and not integration"
 
-# A real Prefect server + worker on PostgreSQL, deployments, cadence flows (about 2 minutes).
+# A real Prefect server + worker on PostgreSQL, deployments, cadence flows, phase runs, and the
+# Prefect UI in Chromium (about 4 to 6 minutes).
 test-integration: $(STAMP)
-	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py
+	@bash .ci/install-browser.sh   # the Prefect UI check drives Debian's Chromium
+	@$(BIN)/python -m pytest -q -m integration tests/test_cadence_integration.py tests/test_phase_dispatch_integration.py tests/test_cadence_rerun_integration.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+# The peers the benchmarks measure against (DuckDB, pandas): only for `make bench`.
+$(VENV)/.bench: $(STAMP) pyproject.toml
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,bench]"
+	@touch $@
+
+bench: $(VENV)/.bench
 	@$(BIN)/python -m bench
 
 serve: $(STAMP)

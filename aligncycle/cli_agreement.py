@@ -100,6 +100,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"\nchange {a.id} by {a.proposed_by} ({a.status_words}): {a.reason}")
             for ch in a.changes:
                 typer.echo(f"  {ch.what}: {clip(ch.before, 40)} -> {clip(ch.after, 40)}")
+            if a.waiting_for:
+                typer.echo(
+                    f"  waiting for the point person of {' and '.join(a.waiting_for)}: the "
+                    f"recap of “{a.cycle_title}” does not close until both point persons sign "
+                    "it or one of them rejects it"
+                )
         typer.echo("")
         for h in v.versions:
             typer.echo(f"version {h.number}, {h.at:%Y-%m-%d}, {h.changed_by}: {h.reason}")
@@ -312,10 +318,11 @@ def register(app: typer.Typer) -> None:
         as_: str | None = ACTOR_OPTION,
     ) -> None:
         """Rate how useful a material is, and the objections it fails to answer."""
+        from models.phases import content
         from models.services import campaigns
 
         data = _parsed(campaigns.RatingCreate, {"usefulness": usefulness, "objections": objections})
         with cc.unit_of_work() as s:
             actor = cc.actor(s, as_)
-            campaigns.rate(s, campaigns.visible_material(s, actor, material_id), data, actor)
+            content.rate(s, campaigns.visible_material(s, actor, material_id), data, actor)
         typer.echo("rating saved")

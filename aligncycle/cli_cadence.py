@@ -4,6 +4,7 @@
     aligncycle notify channel list [--team KEY] [--person EMAIL] [--json]
     aligncycle notify channel remove ID --as EMAIL
     aligncycle notify log [--status S] [--kind K] [--cycle ID] [--limit N] [--as EMAIL] [--json]
+    aligncycle notify send [--json]       invitation links and due retries, now (the sweep)
     aligncycle cadence run NAME [--today YYYY-MM-DD] [--without-prefect] [--json]
 
 Only ``cadence run`` imports Prefect (the flow module). Errors are one line on stderr (the main
@@ -118,7 +119,10 @@ def register(app: typer.Typer) -> None:
             None, "--status", help="pending, sending, sent or failed."
         ),
         kind: str | None = typer.Option(
-            None, "--kind", help="checkin, reminder, escalation, digest or recap_due."
+            None,
+            "--kind",
+            help="checkin, reminder, escalation, digest, recap_due, cycle_started or account "
+            "(invitations and password-reset links).",
         ),
         cycle: int | None = typer.Option(None, "--cycle", min=1, metavar="CYCLE_ID"),
         limit: int = typer.Option(50, "--limit", min=1, max=1000, help="The newest this many."),
@@ -164,7 +168,8 @@ def register(app: typer.Typer) -> None:
                     r.kind_words,
                     r.recipient,
                     r.cycle_id or "",
-                    r.status_words,
+                    r.status_words
+                    + (f" after {r.retry_at.strftime('%H:%M')}" if r.retry_at else ""),
                     r.attempts,
                     (r.error or "")[:60],
                 ]
@@ -174,6 +179,30 @@ def register(app: typer.Typer) -> None:
         )
         if total > len(rows):
             typer.echo(f"the newest {len(rows)} of {total}; --limit shows more")
+
+    @notify_app.command("send")
+    def notify_send(json_: bool = JSON_OPTION) -> None:
+        """Send now what the scheduled sweep sends: invitation and password-reset links, and
+        messages whose send failed once the wait before their next try is over.
+
+        The dispatch deployment (or, on the embedded default, the web app) does it every few
+        minutes; messages a cadence run planned and has not tried yet are left to it."""
+        from flows import notify
+
+        with cc.unit_of_work():
+            pass  # a store that is not set up is reported first
+        result = notify.deliver(cc.store(), sweep=True, workers=2)
+        if json_:
+            emit_json(result.as_dict())
+        else:
+            typer.echo(
+                f"sent {counted(result.sent, 'message')}; {result.retrying} to be tried again, "
+                f"{result.failed} failed"
+            )
+            for err in result.errors[:5]:
+                typer.echo(f"  {err}")
+        if result.failed:
+            raise typer.Exit(1)
 
     @cadence_app.command("run")
     def cadence_run(

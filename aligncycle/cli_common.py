@@ -198,8 +198,16 @@ def emit_json(value: Any) -> None:
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> None:
-    """A plain, aligned text table (no colour, pipes well)."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    """A plain, aligned text table (no colour, pipes well); a status or other enum value is
+    shown in its words ("in progress", not "in_progress")."""
+    from enum import Enum
+
+    from models.words import value_word
+
+    cells = [
+        [("" if c is None else value_word(c) if isinstance(c, Enum) else str(c)) for c in row]
+        for row in rows
+    ]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):

@@ -4,6 +4,7 @@ the server up.
     aligncycle flows pending [--json]          phase flows asked for and not started yet
     aligncycle flows dispatch [--cycle ID]     start them now (deployment runs, or here)
     aligncycle flows setup [--within SECONDS]  the zombie-run automation on the server
+    aligncycle outbox prune [--older-than DAYS] done outbox rows past the retention
 
 Only ``dispatch`` and ``setup`` import Prefect.
 """
@@ -23,17 +24,55 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     app.add_typer(flows_app, name="flows")
+    outbox_app = typer.Typer(
+        help="The outboxes of phase flows and messages: pruning what is done.",
+        no_args_is_help=True,
+    )
+    app.add_typer(outbox_app, name="outbox")
+
+    @outbox_app.command("prune")
+    def outbox_prune(
+        older_than: int | None = typer.Option(
+            None,
+            "--older-than",
+            min=1,
+            max=36500,
+            metavar="DAYS",
+            help="Keep what is younger (default: ALIGNCYCLE_OUTBOX_RETENTION_DAYS, 90).",
+        ),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Delete started phase flow requests and sent messages older than the retention.
+
+        Waiting and failed ones are kept, and so are reminders, escalations and recap notices
+        of cycles still open. The daily cadence run does the same every day."""
+        from aligncycle.settings import get_settings
+        from models.retention import prune_outboxes
+        from models.words import counted
+
+        days = older_than or get_settings().outbox_retention_days
+        with cc.unit_of_work() as s:
+            pruned = prune_outboxes(s, days)
+        if json_:
+            emit_json(pruned.as_dict())
+            return
+        typer.echo(
+            f"pruned {counted(pruned.phase_requests, 'started phase flow request')} and "
+            f"{counted(pruned.messages, 'sent message')} older than "
+            f"{counted(days, 'day')}; waiting and failed ones are kept"
+        )
 
     @flows_app.command("pending")
     def flows_pending(json_: bool = JSON_OPTION) -> None:
         """Phase flows that cycles' moves asked for and that have not started yet."""
         from models.phases import dispatch as outbox
+        from models.words import phase_name
 
         with cc.unit_of_work() as s:
             rows = [
                 {
                     "cycle": r.cycle_id,
-                    "phase": str(r.phase),
+                    "phase": phase_name(r.phase) if not json_ else str(r.phase),
                     "since": r.created_at.isoformat(timespec="seconds"),
                     "attempts": r.attempts,
                     "last error": r.error or "",

@@ -545,14 +545,16 @@ def kpi_show(
         start = from_.date() if from_ else None
         end = to.date() if to else None
         sla, stall = 24.0, 30
+        in_force = None
         if cycle_id is not None:
             from models.funnel.baseline import measure_window
-            from models.services.agreements import sla_hours_in_force
+            from models.services.agreements import settings_in_force
             from models.services.cycles import get_cycle, spec
 
             cycle = get_cycle(s, cycle_id)
             settings = spec(cycle).settings
-            sla, stall = float(sla_hours_in_force(s, cycle)), settings.stall_days
+            in_force = settings_in_force(s, cycle)  # the agreement's, else the playbook's
+            sla, stall = float(in_force.handoff_sla_hours), settings.stall_days
             if start is None and end is None:
                 start, end = measure_window(cycle)
         options = dict(
@@ -614,10 +616,12 @@ def kpi_show(
                     )
                     if x
                 )
-            rows.append(
-                [KPIS[name].title, format_value(name, v.value), v.sample_size, cc.clip(detail, 50)]
-            )
-        cc.table(rows, ["KPI", "value", "sample", "detail"])
+            row = [KPIS[name].title, format_value(name, v.value), v.sample_size]
+            if in_force is not None:  # --cycle: each KPI against the target in force
+                row.append(in_force.target_sentence(name, v.value) or "")
+            rows.append([*row, cc.clip(detail, 50)])
+        head = ["KPI", "value", "sample", *(["target"] if in_force else []), "detail"]
+        cc.table(rows, head)
         steps = report.groups[0].funnel if report.groups else []
         if steps:
             typer.echo("")

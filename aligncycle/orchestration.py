@@ -189,17 +189,24 @@ def _move(
 
 
 def dispatch(
-    cycle_id: int | None = None, *, use_server: bool = True, store: Store | None = None
+    cycle_id: int | None = None,
+    *,
+    use_server: bool = True,
+    store: Store | None = None,
+    to_log_file: bool = True,
 ) -> tuple[list[Any], list[str]]:
     """Start the flows the outbox asks for (of one cycle, or all) and say what happened, one
     line each: as deployment runs when a Prefect server answers (``use_server``), else here.
-    Raises :class:`Interrupted` on Ctrl-C while a flow runs here (its row stays pending)."""
+    Raises :class:`Interrupted` on Ctrl-C while a flow runs here (its row stays pending).
+    ``to_log_file``: Prefect's logs to the data dir's log file (a command's terminal stays
+    clean); the web process keeps its own logging."""
     quiet_prefect()
     from flows.dispatch import dispatch as start
     from flows.dispatch import flow_phase
     from flows.runtime import enable_log_file
 
-    enable_log_file(log_file())
+    if to_log_file:
+        enable_log_file(log_file())
     url = configured_api_url()
     alive = bool(url and server_url(url))
     own = store is None
@@ -262,20 +269,26 @@ def _dispatch_quietly(cycle_id: int) -> None:
         )
 
 
-def dispatch_after_commit(session: Any, cycle_id: int) -> None:
+def dispatch_after_commit(session: Any, cycle_id: int, worker: Any = None) -> None:
     """For the web app and the API: once this session's transaction (the move) commits, start
-    the new phase's flow in a background thread, so the request does not wait for Prefect.
+    the new phase's flow without making the request wait for it.
 
-    Only when a Prefect server is configured in this process's environment
-    (``PREFECT_API_URL``): then it is one API call (the deployment run). On the embedded
-    default the row stays pending: the next ``aligncycle cycle advance`` or
-    ``aligncycle flows dispatch`` runs it, and the move itself already wrote everything the
-    phase starts with."""
-    if not os.environ.get("PREFECT_API_URL"):
+    - ``worker`` (the web process's background worker, running on the embedded default:
+      :mod:`aligncycle.web.flows_worker`): it is woken, and runs the flow in this process;
+    - else, a Prefect server configured in this process's environment (``PREFECT_API_URL``):
+      a background thread creates the deployment run (one API call);
+    - else the row stays pending: the next ``aligncycle cycle advance`` or
+      ``aligncycle flows dispatch`` runs it, and the move itself already wrote everything the
+      phase starts with."""
+    running = worker is not None and getattr(worker, "running", False)
+    if not running and not os.environ.get("PREFECT_API_URL"):
         return
     from sqlalchemy import event
 
     def after_commit(_session: Any) -> None:
+        if running:
+            worker.wake()
+            return
         threading.Thread(
             target=_dispatch_quietly, args=(cycle_id,), name=f"dispatch-{cycle_id}", daemon=True
         ).start()

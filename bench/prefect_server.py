@@ -25,9 +25,9 @@ BIN = Path(sys.executable).parent
 POOL = "aligncycle"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -68,15 +68,28 @@ def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait: float = 1
 
 
 class PrefectStack:
-    """``prefect server start`` on 127.0.0.1 (free port) backed by a new PostgreSQL database,
-    with a temporary PREFECT_HOME; workers of the process pool; teardown in the right order
-    (workers before the server, then the database)."""
+    """``prefect server start`` on ``host`` (127.0.0.1; a free port) backed by a new
+    PostgreSQL database, with a temporary PREFECT_HOME; workers of the process pool; teardown
+    in the right order (workers before the server, then the database).
 
-    def __init__(self, admin_url: str, store_url: str | None, workdir: Path) -> None:
+    ``ui_host``: the UI is served, and browsers reach the server by this name
+    (``PREFECT_UI_API_URL=http://UI_HOST:PORT/api``, as docs/running-for-a-company.md sets
+    it); ``ui_url`` is the address to open. Without it the UI is off (a faster start)."""
+
+    def __init__(
+        self,
+        admin_url: str,
+        store_url: str | None,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        ui_host: str | None = None,
+    ) -> None:
         self.admin_url = admin_url
         self.workdir = workdir
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.host = host
+        self.port = free_port(host)
+        self.api_url = f"http://{host}:{self.port}/api"
+        self.ui_url = f"http://{ui_host}:{self.port}" if ui_host else None
         prefect_url, self.prefect_db = create_database(admin_url, "aligncycle_prefect")
         asyncpg_url = make_url(prefect_url).set(drivername="postgresql+asyncpg")
         self.env = {
@@ -88,12 +101,14 @@ class PrefectStack:
             ),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "true" if ui_host else "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             "PREFECT_LOGGING_LEVEL": "INFO",
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "results"),
         }
+        if self.ui_url is not None:
+            self.env["PREFECT_UI_API_URL"] = f"{self.ui_url}/api"
         if store_url is not None:  # the store the flows use (workers, in-process runs)
             self.env["ALIGNCYCLE_DATABASE_URL"] = store_url
         self.server: subprocess.Popen | None = None
@@ -112,7 +127,7 @@ class PrefectStack:
 
     def start(self, timeout: float = 180) -> None:
         self.server = self._spawn(
-            ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log"
+            ["server", "start", "--host", self.host, "--port", str(self.port)], "server.log"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

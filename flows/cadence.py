@@ -219,6 +219,20 @@ def deliver_task(
     )
 
 
+def prune_outboxes(store: Store, retention_days: int | None = None) -> dict[str, Any]:
+    """Prune the done rows of both outboxes older than the retention (one transaction)."""
+    from models.retention import prune_outboxes as prune
+
+    days = retention_days or StoreSettings().outbox_retention_days
+    with store.unit_of_work() as s:
+        return prune(s, days).as_dict()
+
+
+@task(name="prune-outboxes", **TASK_OPTIONS)
+def prune_task(retention_days: int | None) -> dict[str, Any]:
+    return prune_outboxes(default_store(), retention_days)
+
+
 #: A failed send is tried again within the run after 30 s, then after 2 minutes (the third
 #: attempt is the last: then the message is marked failed and the run says so).
 RETRY_DELAYS = (30.0, 120.0)
@@ -256,6 +270,21 @@ def _run_flow(
     "Undelivered" when messages could not be delivered (the run's result is still there)."""
     from prefect.states import Failed
 
+    out, problem = _run_job(name, today, policy, workers, stale, retry_delays)
+    if problem is not None:
+        return Failed(name=UNDELIVERED, message=problem, data=out)
+    return out
+
+
+def _run_job(
+    name: str,
+    today: date | None,
+    policy: dict[str, Any],
+    workers: int,
+    stale: float,
+    retry_delays: list[float] | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """Inside a flow: plan, then deliver; (the result, what could not be delivered)."""
     logger = get_run_logger()
     day = today or date.today()
     plan = plan_task(name, day, policy)
@@ -269,8 +298,7 @@ def _run_flow(
     problem = undelivered_message(delivery)
     if problem is not None:
         logger.error("%s: %s", name, problem)
-        return Failed(name=UNDELIVERED, message=problem, data=out)
-    return out
+    return out, problem
 
 
 STALE = notify.DEFAULT_STALE_AFTER.total_seconds()
@@ -377,11 +405,15 @@ def daily_cadence(
     escalate_to_manager_after_days: int = 3,
     workers: int = 4,
     stale_after_seconds: float = STALE,
+    retention_days: int | None = None,
+    retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
     """The daily run in one flow run: remind owners of items due within
     ``remind_days_before`` days or overdue, then escalate items overdue ``escalate_after_days``
     days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager.
-    A job that fails does not stop the other; the flow run fails after both if one did."""
+    A job that fails does not stop the other; the flow run fails after both if one did. Last,
+    the done rows of both outboxes older than ``retention_days`` (default
+    ``ALIGNCYCLE_OUTBOX_RETENTION_DAYS``, 90) are pruned (:mod:`models.retention`)."""
     policies = {
         "overdue-reminders": {"remind_days_before": remind_days_before},
         "escalations": {
@@ -389,23 +421,41 @@ def daily_cadence(
             "escalate_to_manager_after_days": escalate_to_manager_after_days,
         },
     }
+    from prefect.states import Failed
+
     jobs: dict[str, Any] = {}
+    problems: list[str] = []
     failures: list[BaseException] = []
     for name in DAILY:
         try:
-            jobs[name] = _run_flow(name, today, policies[name], workers, stale_after_seconds)
+            jobs[name], problem = _run_job(
+                name, today, policies[name], workers, stale_after_seconds, retry_delays_seconds
+            )
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
         except Exception as exc:  # noqa: BLE001 - the other job still runs; raised below
             get_run_logger().error("%s failed: %s", name, exc)
             failures.append(exc)
+    pruned: dict[str, Any] | None = None
+    try:
+        pruned = prune_task(retention_days)
+        get_run_logger().info("pruned from the outboxes: %s", pruned)
+    except Exception as exc:  # noqa: BLE001 - raised below, after what the jobs did
+        get_run_logger().error("pruning the outboxes failed: %s", exc)
+        failures.append(exc)
     if failures:
         raise failures[0]
-    return {
+    out = {
         "job": "daily-cadence",
         "today": (today or date.today()).isoformat(),
         "jobs": jobs,
         "plan": _summed(j["plan"] for j in jobs.values()),
         "delivery": _summed(j["delivery"] for j in jobs.values()),
+        "pruned": pruned,
     }
+    if problems:  # like each job's own flow: Failed, named "Undelivered", the result kept
+        return Failed(name=UNDELIVERED, message="; ".join(problems), data=out)
+    return out
 
 
 def _summed(parts: Any) -> dict[str, Any]:

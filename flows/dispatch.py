@@ -208,17 +208,47 @@ def dispatch(
 
 
 @flow(name="dispatch", flow_run_name="dispatch-phase-flows", persist_result=False)
-def dispatch_flow(mode: Mode = "deployment") -> dict[str, Any]:
-    """Start the phase flows the cycles' moves asked for and nobody started yet (a Prefect
-    outage, a dispatcher that died): the safety net behind every face's own dispatch."""
+def dispatch_flow(mode: Mode = "deployment", sweep: bool = True) -> Any:
+    """The safety net behind every face's own dispatch, every few minutes:
+
+    - start the phase flows the cycles' moves asked for and nobody started yet (a Prefect
+      outage, a dispatcher that died), and again a phase run that crashed;
+    - run again a cadence run that crashed (:mod:`flows.reruns`; deployment mode only);
+    - deliver what nobody else will (``sweep``): invitation and reset links, and messages whose
+      send failed once their backoff has passed (:func:`models.cadence.outbox.sweepable`).
+
+    Ends Failed, named "Undelivered", when a message failed for good in this run."""
+    from prefect.states import Failed
+
+    from flows import notify
+    from flows.cadence import UNDELIVERED, undelivered_message
+
     logger = get_run_logger()
-    done = dispatch(mode)
+    db = store()
+    done = dispatch(mode, db=db)
     for d in done:
         if d.error:
             logger.warning("cycle %s, %s: not started yet: %s", d.cycle_id, d.phase, d.error)
         else:
             logger.info("cycle %s, %s: flow run %s (%s)", d.cycle_id, d.phase, d.flow_run_id, d.via)
-    return {
+    out: dict[str, Any] = {
         "started": sum(1 for d in done if not d.error),
         "waiting": sum(1 for d in done if d.error),
     }
+    if mode == "deployment":
+        from flows.reruns import rerun_crashed_cadence
+
+        reruns = rerun_crashed_cadence()
+        for name, run_id in reruns:
+            logger.warning("cadence run %s crashed: run again as %s", name, run_id)
+        out["reruns"] = len(reruns)
+    if sweep:
+        delivery = notify.deliver(db, sweep=True, workers=2).as_dict()
+        out["delivery"] = delivery
+        for err in delivery["errors"][:5]:
+            logger.warning("delivery: %s", err)
+        if delivery["failed"]:
+            problem = undelivered_message({**delivery, "retrying": 0})
+            logger.error("%s", problem)
+            return Failed(name=UNDELIVERED, message=problem, data=out)
+    return out

@@ -225,6 +225,7 @@ def deliver(
     secrets: Callable[[Sequence[str]], dict[str, str]] | None = load_prefect_secrets,
     sender: Callable[[str, str, str], str | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    sweep: bool = False,
 ) -> DeliveryResult:
     """Deliver the pending notifications (of ``kinds``, or all): claim those of up to
     ``groups`` (channel, person) pairs (at most 2,000 rows, see
@@ -235,11 +236,15 @@ def deliver(
 
     ``retry_delays``: the messages whose send failed are tried again in this call after each
     delay in turn (backoff, e.g. 30 s then 120 s), until sent or their ``max_attempts`` are
-    used up (then ``failed``); without delays a failed message waits for the next call. The
-    result counts each notification once, by how it ended."""
+    used up (then ``failed``); without delays a failed message waits for the next call, and
+    no call takes it before its backoff has passed (:data:`models.cadence.outbox.BACKOFF`).
+    ``sweep``: only what the scheduled sweep delivers (account links and messages tried
+    before, :func:`models.cadence.outbox.sweepable`). The result counts each notification
+    once, by how it ended."""
     started = time.perf_counter()
     claimer = uuid.uuid4().hex[:12]
-    ended: dict[int, tuple[str, str | None]] = {}  # id -> (sent | retrying | failed, error)
+    # id -> (sent | retrying | failed, why, the id of the first row of its message)
+    ended: dict[int, tuple[str, str | None, int]] = {}
     messages_sent = [0]  # messages (each of one or more notifications) that went out
     lock = threading.Lock()
     logs = _ThreadLogs()
@@ -270,6 +275,7 @@ def deliver(
                 error = urls.redact(error, message.url, url)
             final_ids = [i.id for i in message.items if i.attempts >= max_attempts]
             retry_ids = [i.id for i in message.items if i.attempts < max_attempts]
+        tried = min((i.attempts for i in message.items), default=1)
         # At once: the at-least-once window ends here. A plain connection, not a session: this
         # transaction runs once per message (see outbox.mark_sent); one statement marks every
         # row the message carried.
@@ -280,18 +286,18 @@ def deliver(
                 outbox.mark_sent(conn, message.ids, claimer)
             else:
                 outbox.mark_failed(conn, final_ids, claimer, error, final=True)
-                outbox.mark_failed(conn, retry_ids, claimer, error, final=False)
+                outbox.mark_failed(conn, retry_ids, claimer, error, final=False, attempts=tried)
         with lock:
             if error is None:
                 messages_sent[0] += 1
                 for i in message.ids:
-                    ended[i] = ("sent", None)
+                    ended[i] = ("sent", None, message.ids[0])
             else:
-                said = f"{message.label}: {error}"
+                said = f"{message.words}: {error}"
                 for i in final_ids:
-                    ended[i] = ("failed", said)
+                    ended[i] = ("failed", said, message.ids[0])
                 for i in retry_ids:
-                    ended[i] = ("retrying", said)
+                    ended[i] = ("retrying", said, message.ids[0])
 
     def deliver_claimed(claimed: list[outbox.Outgoing]) -> None:
         _by_destination(grouped.messages(claimed, max_items=max_items), one, workers)
@@ -299,7 +305,9 @@ def deliver(
     def first_pass() -> None:
         while True:
             with store.unit_of_work() as s:
-                claimed = outbox.claim_groups(s, claimer, stale_before, kinds, groups=groups)
+                claimed = outbox.claim_groups(
+                    s, claimer, stale_before, kinds, groups=groups, sweep=sweep
+                )
             if not claimed:
                 break
             deliver_claimed(claimed)
@@ -317,7 +325,7 @@ def deliver(
     try:
         first_pass()
         for delay in retry_delays:
-            again = sorted(i for i, (how, _) in ended.items() if how == "retrying")
+            again = sorted(i for i, (how, _, _) in ended.items() if how == "retrying")
             if not again:
                 break
             sleep(delay)
@@ -325,8 +333,9 @@ def deliver(
     finally:
         apprise_logger.removeHandler(logs)
     result = DeliveryResult()
+    reported: set[int] = set()
     for i in sorted(ended):
-        how, error = ended[i]
+        how, error, first = ended[i]
         if how == "sent":
             result.sent += 1
             continue
@@ -334,7 +343,8 @@ def deliver(
             result.failed += 1
         else:
             result.retrying += 1
-        if error and error not in result.errors:  # a message's error once, not per item
+        if error and first not in reported:  # a message's error once, not per item
+            reported.add(first)
             result.errors.append(error)
     result.messages = messages_sent[0]
     result.seconds = time.perf_counter() - started

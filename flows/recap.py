@@ -15,7 +15,7 @@ from flows.runtime import (
     store,
     untagged,
 )
-from models.config import StoreSettings
+from models.cadence.links import Links
 from models.enums import Phase
 from models.phases import recap as phase
 from models.services import cycles as cycle_service
@@ -43,8 +43,8 @@ def store_report(cycle_id: int, today: date, headline: str, markdown: str) -> st
     whichever worker ran this; returns its address in the web app."""
     with store().unit_of_work() as s:
         reports.save_recap_report(s, cycle_id, headline, markdown, today)
-    base = (StoreSettings().base_url or "").rstrip("/")
-    return base + reports.report_path(cycle_id)
+    path = reports.report_path(cycle_id)
+    return Links.from_settings().url(path) or path
 
 
 @flow(name="recap", flow_run_name="recap-cycle-{cycle_id}", persist_result=False)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 from models.tables import Person, Team
+from models.words import quoted
 
 
 class Agreement(Base):
@@ -95,6 +96,11 @@ class Amendment(Base):
 
     proposed_by: Mapped[Person] = relationship(foreign_keys=[proposed_by_id], lazy="joined")
     decided_by: Mapped[Person | None] = relationship(foreign_keys=[decided_by_id], lazy="joined")
+
+    @property
+    def label(self) -> str:
+        """The change as a sentence names it: its reason, quoted and shortened."""
+        return quoted(self.reason, 70)
 
 
 class AmendmentSignoff(Base):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,9 @@ class StoreSettings(BaseSettings):
     #: The web app's address as people reach it (``https://aligncycle.acme.example``): every
     #: notification links to the page to act on. Unset: messages name the page in words.
     base_url: str | None = None
+    #: Days a done row of the outboxes (a phase flow started, a message sent) is kept before
+    #: the daily cadence run prunes it (``models.retention``); failed and waiting ones stay.
+    outbox_retention_days: int = Field(default=90, ge=1, le=36500)
 
     @field_validator("base_url")
     @classmethod

@@ -126,6 +126,27 @@ class KpiRule(KpiCheck):
     severity: Severity = Severity.MEDIUM
 
 
+class MaterialCheck(_Strict):
+    """A content question answered from the other team's ratings of the team pair's materials
+    (campaigns and materials of their agreement): when more than ``unused_above`` of the rated
+    team's materials are unused (nobody rated them) or found not useful (an average of 2 or
+    less out of 5), the ratings point to the answer that records the question's gap.
+    Judged only once at least ``min_materials`` materials exist and one of them is rated."""
+
+    unused_above: float = Field(default=0.5, ge=0, lt=1)
+    min_materials: int = Field(default=3, ge=1, le=1000)
+
+    @field_validator("unused_above", mode="before")
+    @classmethod
+    def _percent(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            try:
+                return float(v.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"not a percentage: {v!r}") from None
+        return v
+
+
 class Question(_Strict):
     key: str = Field(pattern=KEY_PATTERN, max_length=100)
     text: str = Field(min_length=1)
@@ -137,6 +158,9 @@ class Question(_Strict):
     #: Evidence for the question from the numbers: when the KPI check fails, Identify records
     #: the question's gap (source "metric") with the KPI, value, threshold, window and sample.
     kpi: KpiCheck | None = None
+    #: Evidence for a content question from the materials' ratings: Identify proposes the
+    #: answer the ratings point to, and records the question's gap when they point to it.
+    materials: MaterialCheck | None = None
 
     @property
     def calm_answer(self) -> str | None:
@@ -151,6 +175,8 @@ class Question(_Strict):
             raise ValueError("a question with a 'gap' rule must have answer: yes_no")
         if self.kpi is not None and self.gap is None:
             raise ValueError("a question with a 'kpi' check needs the 'gap' it records")
+        if self.materials is not None and self.gap is None:
+            raise ValueError("a question with a 'materials' check needs the 'gap' it records")
         return self
 
 

@@ -6,7 +6,7 @@ Services gather the facts (:class:`CycleFacts`), these functions decide.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -48,6 +48,9 @@ class CycleFacts:
     vote_open: bool = False
     #: ... and the top-voted gaps without an action item.
     top_voted_without_actions: tuple[str, ...] = ()
+    #: At Recap: each change to the agreement proposed in this cycle and neither adopted nor
+    #: rejected, named with who still has to sign it.
+    amendments_waiting: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -125,6 +128,15 @@ def gate_blockers(facts: CycleFacts, today: date) -> list[str]:
             )
         elif facts.signoff_required and not facts.signed_off:
             blockers.append("the recap is not signed off by a manager")
+        if facts.amendments_waiting:  # a change is adopted or rejected in its own cycle
+            blockers.append(
+                _names(
+                    "change to the agreement",
+                    "changes to the agreement",
+                    "waiting to be signed or rejected",
+                    facts.amendments_waiting,
+                )
+            )
     return blockers
 
 
@@ -343,28 +355,36 @@ def can_decide_gap(actor: Actor, facts: CycleFacts) -> bool:
 # --- the gate's blockers, each with what it is about ---------------------------------------
 
 #: Each kind of blocker and the facts it reads (the recap's own: "retro", "signoff").
-BLOCKER_FACTS: dict[str, str] = {
-    "questions": "required_unanswered",
-    "gaps": "undecided_gaps",
-    "plan": "accepted_gaps_without_plan",
-    "point_persons": "teams_without_point_person",
-    "actions": "unfinished_actions",
+BLOCKER_FACTS: dict[str, tuple[str, ...]] = {
+    "questions": ("required_unanswered",),
+    "own_answers": ("teams_without_own_answers",),
+    "gaps": ("undecided_gaps",),
+    "plan": ("accepted_gaps_without_plan",),
+    "vote": ("vote_open", "top_voted_without_actions"),
+    "point_persons": ("teams_without_point_person",),
+    "actions": ("unfinished_actions",),
+    "amendments": ("amendments_waiting",),
 }
 
 
 def gate_blockers_by_kind(facts: CycleFacts, today: date) -> list[tuple[str, str]]:
     """:func:`gate_blockers`, each sentence with its kind (``BLOCKER_FACTS``, "retro",
-    "signoff", "closed"), in the same order and words: a page links each to where it is
-    fixed. Each kind is asked of :func:`gate_blockers` alone, so the words live there once."""
+    "signoff", "closed"), each sentence once: a page links each to where it is fixed. Each
+    kind is asked of :func:`gate_blockers` alone, so the words live there once."""
     if facts.phase is Phase.CLOSED:
         return [("closed", b) for b in gate_blockers(facts, today)]
-    cleared: dict[str, Any] = {name: () for name in BLOCKER_FACTS.values()}
+    defaults = {f.name: f.default for f in fields(CycleFacts)}
+    cleared: dict[str, Any] = {
+        name: defaults[name] for names in BLOCKER_FACTS.values() for name in names
+    }
     calm = {"has_retrospective": True, "signed_off": True}
     out: list[tuple[str, str]] = []
-    for kind, name in BLOCKER_FACTS.items():
-        only = CycleFacts(**{**facts.__dict__, **cleared, **calm, name: getattr(facts, name)})
+    for kind, names in BLOCKER_FACTS.items():
+        own = {name: getattr(facts, name) for name in names}
+        only = CycleFacts(**{**facts.__dict__, **cleared, **calm, **own})
         out += [(kind, b) for b in gate_blockers(only, today)]
     recap = CycleFacts(**{**facts.__dict__, **cleared})
     kind = "signoff" if facts.has_retrospective else "retro"
     out += [(kind, b) for b in gate_blockers(recap, today)]
-    return out
+    order = gate_blockers(facts, today)  # the gate's own order
+    return sorted(out, key=lambda pair: order.index(pair[1]))

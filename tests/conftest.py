@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser_support import as_, browser  # noqa: E402,F401  (shared fixtures)
 from tests.prefect_fixtures import data_dir, prefect_server  # noqa: E402,F401  (shared fixtures)
 
 if TYPE_CHECKING:

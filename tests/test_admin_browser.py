@@ -18,7 +18,8 @@ from models.services import invitations
 from models.services.common import person_by_email
 from models.tables import Playbook, Team
 from tests.a11y import VIEWPORTS, violations
-from tests.test_browser import PASSWORD, as_, browser, site  # noqa: F401 - fixtures
+from tests.browser_support import signed_context
+from tests.test_browser import site  # noqa: F401 - fixture
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 
@@ -116,16 +117,9 @@ def test_the_admin_pages_pass_axe_at_a_laptop_and_a_phone_width(
     try:
         for path, email in pages:
             if email not in contexts:
-                ctx = browser.new_context(viewport=VIEWPORTS[viewport], bypass_csp=True)
-                contexts[email] = ctx
-                if email is not None:
-                    sign = ctx.new_page()
-                    sign.goto(site["base"] + "/login")
-                    sign.get_by_label("Email").fill(email)
-                    sign.get_by_label("Password").fill(PASSWORD)
-                    sign.get_by_role("button", name="Sign in").click()
-                    expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
-                    sign.close()
+                contexts[email] = signed_context(
+                    browser, site["base"], email, viewport=VIEWPORTS[viewport], bypass_csp=True
+                )
             page = contexts[email].new_page()
             page.goto(site["base"] + path)
             assert not re.search(r"Not found|Not allowed", page.title()), path

@@ -11,25 +11,20 @@ Every page of both journeys is checked with axe-core at 1280 and 390 px: no viol
 
 from __future__ import annotations
 
-import socket
-import threading
-import time as clock
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-import uvicorn
 from playwright.sync_api import expect
 
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
-from models.db import Store
 from models.funnel.tables import Lead
-from models.services import accounts, agreements, campaigns
+from models.services import agreements, campaigns
 from models.services.campaigns import CampaignCreate, MaterialCreate
 from models.services.common import person_by_email
-from tests.conftest import empty_store
-from tests.test_alignment_browser import PASSWORD, accessible, as_, browser  # noqa: F401
+from tests.browser_support import PASSWORD, serve, served_store
+from tests.test_alignment_browser import SIGN_IN_OPTIONS, accessible  # noqa: F401
 
 SHIPPED = date.today() - timedelta(days=10)
 GAP = "Leads wait in a shared inbox over the weekend"
@@ -38,77 +33,50 @@ OBJECTION = "Nothing on what happens to the data we already have"
 
 @pytest.fixture(scope="module")
 def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    store = Store(database_url)
-
-    def empty() -> None:
-        with store.engine.begin() as conn:
-            empty_store(conn)
-
-    empty()
-    saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time
-    from argon2 import PasswordHasher
-
-    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts._DUMMY_HASH = accounts._hasher.hash("dummy")
-    with store.unit_of_work() as s:
-        seed.seed_org(s)
-        seed.set_passwords(s, PASSWORD)
-        c = seed.start(s, "Weekend hand-off", date.today() - timedelta(days=3))
-        seed.to_plan(s, c, [GAP])
-        agreement = agreements.agreement_of(s, c)
-        lee = person_by_email(s, "lee@acme.test")
-        campaign = campaigns.add_campaign(
-            s,
-            agreement,
-            CampaignCreate(
-                name="Migration offer",
-                owners=["sid@acme.test", "meg@acme.test"],
-                funnel_key="migration offer",
-            ),
-            lee,
-        )
-        s.flush()
-        campaigns.add_material(
-            s,
-            campaign,
-            MaterialCreate(
-                title="Migration deck", kind="deck", owner="meg@acme.test", shipped_on=SHIPPED
-            ),
-            lee,
-        )
-        for i in range(6):  # before the deck: one MQL in four an SQL; after: both
-            before = i < 4
-            mql = datetime.combine(
-                SHIPPED - timedelta(days=3 + i) if before else SHIPPED + timedelta(days=i - 3),
-                time(10),
-                tzinfo=UTC,
+    with served_store(database_url) as store:
+        with store.unit_of_work() as s:
+            seed.seed_org(s)
+            seed.set_passwords(s, PASSWORD)
+            c = seed.start(s, "Weekend hand-off", date.today() - timedelta(days=3))
+            seed.to_plan(s, c, [GAP])
+            agreement = agreements.agreement_of(s, c)
+            lee = person_by_email(s, "lee@acme.test")
+            campaign = campaigns.add_campaign(
+                s,
+                agreement,
+                CampaignCreate(
+                    name="Migration offer",
+                    owners=["sid@acme.test", "meg@acme.test"],
+                    funnel_key="migration offer",
+                ),
+                lee,
             )
-            sql = mql + timedelta(days=1) if (i == 0 or not before) else None
-            s.add(Lead(source="crm", external_id=f"m{i}", campaign="Migration Offer",
-                       created_at=mql, mql_at=mql, sql_at=sql))  # fmt: skip
-        s.flush()
-        ids = {"agreement": agreement.id, "campaign": campaign.id}
-    app = create_app(store, WebSettings(data_dir=tmp_path_factory.mktemp("ag"), secret_key="ag"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = clock.monotonic() + 30
-    while not server.started and clock.monotonic() < deadline:
-        clock.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield {"base": f"http://127.0.0.1:{port}", **ids}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        accounts._hasher, accounts._DUMMY_HASH = saved
-        empty()
-        store.dispose()
+            s.flush()
+            campaigns.add_material(
+                s,
+                campaign,
+                MaterialCreate(
+                    title="Migration deck", kind="deck", owner="meg@acme.test", shipped_on=SHIPPED
+                ),
+                lee,
+            )
+            for i in range(6):  # before the deck: one MQL in four an SQL; after: both
+                before = i < 4
+                mql = datetime.combine(
+                    SHIPPED - timedelta(days=3 + i) if before else SHIPPED + timedelta(days=i - 3),
+                    time(10),
+                    tzinfo=UTC,
+                )
+                sql = mql + timedelta(days=1) if (i == 0 or not before) else None
+                s.add(Lead(source="crm", external_id=f"m{i}", campaign="Migration Offer",
+                           created_at=mql, mql_at=mql, sql_at=sql))  # fmt: skip
+            s.flush()
+            ids = {"agreement": agreement.id, "campaign": campaign.id}
+        app = create_app(
+            store, WebSettings(data_dir=tmp_path_factory.mktemp("ag"), secret_key="ag")
+        )
+        with serve(app) as base:
+            yield {"base": base, **ids}
 
 
 def test_a_point_person_proposes_a_change_and_sees_the_diff(as_, site: dict) -> None:  # noqa: ANN001, F811

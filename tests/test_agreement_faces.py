@@ -252,3 +252,149 @@ def test_the_api_refuses_in_one_line_and_changes_nothing(web: Rig) -> None:
             headers=r.bearer("lee"),
         )
         assert bad.status_code == 422
+
+
+def test_the_numbers_page_compares_each_kpi_with_the_target_in_force(web: Rig) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from models.funnel import numbers
+    from models.funnel.tables import Lead
+
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:  # three MQLs of last week, one touched in time
+            for i in range(3):
+                mql = datetime.now(UTC) - timedelta(days=7)
+                touched = mql + timedelta(hours=2 if i == 0 else 40)
+                s.add(Lead(source="crm", external_id=f"N{i}", created_at=mql, mql_at=mql,
+                           first_touch_at=touched))  # fmt: skip
+        numbers._cache.clear()  # rows written without an import are no new data version
+        page = r.client("sam").get("/numbers").text
+        assert "The playbook&#39;s threshold 80.0%: not met." in page  # no target agreed yet
+        with r.store.unit_of_work() as s:
+            recap = s.get(Cycle, r.world.cycles["recap"])
+            agreement = agreements.agreement_of(s, recap)
+            a = Amendment(  # as proposed in the recap cycle's plan
+                agreement_id=agreement.id,
+                cycle_id=recap.id,
+                base_number=1,
+                changes={"kpi_targets": {"sla_attainment": 0.9}},
+                reason="Nine leads in ten touched in time",
+                proposed_by_id=person_by_email(s, "lee@acme.test").id,
+                gap_ids=[],
+            )
+            s.add(a)
+            s.flush()
+            agreement_phase.sign(s, a, person_by_email(s, "sam@acme.test"))
+        page = r.client("sam").get("/numbers").text
+        assert "Agreed target" not in page  # one signature changes nothing
+        with r.store.unit_of_work() as s:
+            a = s.scalar(select(Amendment).order_by(Amendment.id.desc()))
+            agreement_phase.sign(s, a, person_by_email(s, "mia@acme.test"))
+        page = r.client("sam").get("/numbers").text
+        assert "Agreed target 90.0% (version 2 of the agreement): not met." in page
+        api = r.client("sam").get("/api/v1/kpis", headers=r.bearer("sam")).json()
+        assert api["targets"]["sla_attainment"] == (
+            "Agreed target 90.0% (version 2 of the agreement): not met."
+        )
+
+
+def test_the_recap_gate_names_the_change_waiting_on_the_page_and_the_api(web: Rig) -> None:
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            recap = s.get(Cycle, r.world.cycles["recap"])
+            a = Amendment(  # as proposed in the recap cycle's plan
+                agreement_id=agreements.agreement_of(s, recap).id,
+                cycle_id=recap.id,
+                base_number=1,
+                changes={"handoff_sla_hours": 36},
+                reason=REASON,
+                proposed_by_id=person_by_email(s, "lee@acme.test").id,
+                gap_ids=[],
+            )
+            s.add(a)
+            s.flush()
+            agreement_phase.sign(s, a, person_by_email(s, "sam@acme.test"))
+            amendment_id, cycle_id, version = a.id, recap.id, recap.version
+        sentence = (
+            "1 change to the agreement waiting to be signed or rejected: "
+            f"“{REASON}” (Mia Marketing of Marketing still has to sign)"
+        )
+        page = r.client("sam").get(f"/cycles/{cycle_id}").text
+        assert "1 change to the agreement waiting to be signed or rejected: " in page
+        assert f'<a href="/amendments/{amendment_id}"' in page  # the change links to its form
+        assert "(Mia Marketing of Marketing still has to sign)" in page
+        there = r.client("sid").get(f"/amendments/{amendment_id}")
+        assert there.status_code == 303
+        assert there.headers["location"].endswith(f"#change-{amendment_id}")
+        assert r.client("ola").get(f"/amendments/{amendment_id}").status_code == 404
+        agreement_page = r.client("sid").get(there.headers["location"]).text
+        assert "cannot close until both point persons sign this change" in agreement_page
+        resp = r.client("sam").post(
+            f"/api/v1/cycles/{cycle_id}/advance",
+            json={"expected_version": version},
+            headers=r.bearer("sam"),
+        )
+        assert resp.status_code == 409, resp.text
+        message = resp.json()["error"]["message"]
+        assert sentence in message and "\n" not in message
+        with r.store.unit_of_work() as s:
+            assert s.get(Cycle, cycle_id).phase.value == "recap"  # nothing moved
+
+
+def test_a_rating_through_the_api_answers_the_content_question_on_the_page(web: Rig) -> None:
+    from datetime import date, timedelta
+
+    from models import phases
+    from models.schemas import CycleCreate
+    from models.services import campaigns
+    from models.services.campaigns import CampaignCreate, MaterialCreate
+
+    r = web
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            c = phases.start_cycle(
+                s,
+                CycleCreate(
+                    playbook="campaign-content-alignment",
+                    title="Content, spring",
+                    period_start=date.today(),
+                    period_end=date.today() + timedelta(days=42),
+                    point_persons=["mia@acme.test"],
+                ),
+                person_by_email(s, "sam@acme.test"),
+            )
+            s.flush()
+            lee = person_by_email(s, "lee@acme.test")
+            camp = campaigns.add_campaign(
+                s, agreements.agreement_of(s, c), CampaignCreate(name="Spring webinars"), lee
+            )
+            s.flush()
+            decks = [
+                campaigns.add_material(
+                    s,
+                    camp,
+                    MaterialCreate(title=f"Deck {i}", kind="deck", owner="meg@acme.test"),
+                    lee,
+                )  # fmt: skip
+                for i in range(3)
+            ]
+            s.flush()
+            cycle_id, deck = c.id, decks[0].id
+        rated = r.client("sid").put(
+            f"/api/v1/materials/{deck}/rating",
+            json={"usefulness": 1, "objections": "Nothing on pricing"},
+            headers=r.bearer("sid"),
+        )
+        assert rated.status_code == 200, rated.text
+        page = r.client("sam").get(f"/cycles/{cycle_id}").text
+        assert "What the records say: From the ratings of the two teams&#39; 3 materials" in page
+        assert "3 of 3 unused or not useful" in page and "Nothing on pricing" in page
+        items = (
+            r.client("sam")
+            .get(f"/api/v1/cycles/{cycle_id}/checklist", headers=r.bearer("sam"))
+            .json()["items"]
+        )
+        [item] = [i for i in items if i["key"] == "content_unused"]
+        assert "the ratings point to the answer “yes”" in item["evidence"]

@@ -321,22 +321,50 @@ def test_targets_are_read_as_the_page_shows_them() -> None:
         Changes(kpi_targets={"win_rate": "lots"})
 
 
-def test_a_change_not_signed_before_its_cycle_closes_never_takes_effect(store) -> None:  # noqa: ANN001
+def test_the_recap_does_not_close_while_a_change_waits_for_its_signatures(store) -> None:  # noqa: ANN001
+    """The Recap gate names the change and who still has to sign it; once one point person
+    rejects it (or both sign), the cycle closes, and a rejected change never takes effect."""
+    from models.errors import TransitionRefused
     from models.schemas import RetrospectiveRecord
-    from models.services import recap
+    from models.services import next_step, recap
 
     with store.unit_of_work() as s:
         c, _ = _in_plan(s)
         a = agreements.propose(s, c, LONGER, _p(s, "lee"))
         _to_recap(s, c)
-        agreement_phase.sign(s, a, _p(s, "sam"))  # mia never signs
         seed.answer_phase(s, c, _p(s, "sam"))
         recap.record_retrospective(s, c, RetrospectiveRecord(), _p(s, "sam"))
         recap.sign_off(s, c, _p(s, "max"))
+        with pytest.raises(TransitionRefused) as refused:
+            cycles.advance_cycle(s, c, _p(s, "sam"))
+        message = refused.value.message
+        assert "1 change to the agreement waiting to be signed or rejected" in message
+        assert "“Reps cover two time zones" in message
+        assert "(Sam Sales of Sales and Mia Marketing of Marketing still have to sign)" in message
+        assert c.phase is Phase.RECAP
+
+        agreement_phase.sign(s, a, _p(s, "sam"))
+        step = next_step.next_step(s, c)
+        [blocker] = step.blockers
+        assert blocker.kind == "amendments"
+        assert blocker.text.endswith("(Mia Marketing of Marketing still has to sign)")
+        assert [(t.kind, t.object_id) for t in blocker.targets] == [("amendment", a.id)]
+        assert not step.readiness.ready
+
+        agreements.reject(s, a, _p(s, "mia"), "Not before the new reps start")
+        assert next_step.next_step(s, c).blockers == []
         cycles.advance_cycle(s, c, _p(s, "sam"))
         assert c.phase is Phase.CLOSED
-        with pytest.raises(InvalidInput, match="at Recap"):
-            agreement_phase.sign(s, a, _p(s, "mia"))
         change = agreement_views.view(s, agreements.agreement_of(s, c)).amendments[0]
-        assert change.status_words.startswith("Not adopted: the cycle closed")
-        assert change.waiting_for == [] and agreements.sla_hours_in_force(s, c) == 24
+        assert change.status_words == "Rejected" and agreements.sla_hours_in_force(s, c) == 24
+
+
+def test_an_adopted_change_holds_no_recap(store) -> None:  # noqa: ANN001
+    """A change both point persons signed is adopted: the Recap gate waits for nothing."""
+    with store.unit_of_work() as s:
+        c, _ = _in_plan(s)
+        a = agreements.propose(s, c, LONGER, _p(s, "lee"))
+        _to_recap(s, c)
+        agreement_phase.sign(s, a, _p(s, "sam"))
+        agreement_phase.sign(s, a, _p(s, "mia"))
+        assert cycles.facts(s, c).amendments_waiting == ()

@@ -12,31 +12,24 @@ Every page of both journeys is checked with axe-core at 1280 and 390 px: no viol
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
 from models import phases
-from models.db import Store
 from models.enums import GapCategory, RootCause, Severity
 from models.schemas import CycleCreate, GapCreate
-from models.services import accounts, gaps
+from models.services import gaps
 from models.services.common import person_by_email
 from models.tables import Cycle
 from tests.a11y import VIEWPORTS, violations
-from tests.conftest import empty_store
-from tests.test_browser import ARGS, CHROMIUM
+from tests.browser_support import PASSWORD, serve, served_store
 
-PASSWORD = "alignment-journeys"
 REMARK = "Half of the leads from webinars have no budget"
 
 
@@ -57,91 +50,40 @@ def _cycle(s, playbook: str, title: str) -> int:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    store = Store(database_url)
-
-    def empty() -> None:
-        with store.engine.begin() as conn:
-            empty_store(conn)
-
-    empty()
-    saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time
-    from argon2 import PasswordHasher
-
-    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts._DUMMY_HASH = accounts._hasher.hash("dummy")
-    with store.unit_of_work() as s:
-        seed.seed_org(s)
-        seed.set_passwords(s, PASSWORD)
-        own = _cycle(s, "lead-definition-and-scoring", "Lead quality, each team first")
-        vote = _cycle(s, "sales-marketing-handoff", "Which gaps first")
-        c = s.get(Cycle, vote)
-        gap_ids = []
-        for title, severity in [
-            ("Leads wait in a shared inbox", Severity.MEDIUM),
-            ("No written MQL definition", Severity.HIGH),
-            ("Campaigns start without a briefing", Severity.LOW),
-        ]:
-            g, _ = gaps.add_gap(
-                s,
-                c,
-                GapCreate(
-                    title=title,
-                    category=GapCategory.HAND_OFF,
-                    root_cause=RootCause.PROCESS,
-                    severity=severity,
-                ),
-                person_by_email(s, "lee@acme.test"),
-            )
-            gap_ids.append(g.id)
-    app = create_app(store, WebSettings(data_dir=tmp_path_factory.mktemp("al"), secret_key="al"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield {"base": f"http://127.0.0.1:{port}", "own": own, "vote": vote, "gaps": gap_ids}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        accounts._hasher, accounts._DUMMY_HASH = saved
-        empty()
-        store.dispose()
+    with served_store(database_url) as store:
+        with store.unit_of_work() as s:
+            seed.seed_org(s)
+            seed.set_passwords(s, PASSWORD)
+            own = _cycle(s, "lead-definition-and-scoring", "Lead quality, each team first")
+            vote = _cycle(s, "sales-marketing-handoff", "Which gaps first")
+            c = s.get(Cycle, vote)
+            gap_ids = []
+            for title, severity in [
+                ("Leads wait in a shared inbox", Severity.MEDIUM),
+                ("No written MQL definition", Severity.HIGH),
+                ("Campaigns start without a briefing", Severity.LOW),
+            ]:
+                g, _ = gaps.add_gap(
+                    s,
+                    c,
+                    GapCreate(
+                        title=title,
+                        category=GapCategory.HAND_OFF,
+                        root_cause=RootCause.PROCESS,
+                        severity=severity,
+                    ),
+                    person_by_email(s, "lee@acme.test"),
+                )
+                gap_ids.append(g.id)
+        app = create_app(
+            store, WebSettings(data_dir=tmp_path_factory.mktemp("al"), secret_key="al")
+        )
+        with serve(app) as base:
+            yield {"base": base, "own": own, "vote": vote, "gaps": gap_ids}
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def as_(browser: Browser, site: dict) -> Iterator:
-    contexts = []
-
-    def sign_in(email: str) -> Page:
-        ctx = browser.new_context(viewport=VIEWPORTS["1280 px"], bypass_csp=True)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(site["base"] + "/login")
-        page.get_by_label("Email").fill(email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-        return page
-
-    yield sign_in
-    for ctx in contexts:
-        ctx.close()
+#: Every page signed in here may have axe-core injected.
+SIGN_IN_OPTIONS = {"viewport": VIEWPORTS["1280 px"], "bypass_csp": True}
 
 
 def accessible(page: Page, shot: str | None = None) -> list[str]:

@@ -12,123 +12,50 @@ folder) for people to look at.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
-from models.db import Store
-from models.services import accounts, cycles
+from models.services import cycles
 from models.services.common import person_by_email
 from models.tables import CheckIn, Cycle, SurveyResponse
 from tests.a11y import VIEWPORTS, violations
-from tests.conftest import empty_store
+from tests.browser_support import (
+    PASSWORD,
+    screenshots,
+    serve,
+    served_store,
+    signed_context,
+)
 from tests.test_web_support import recap_cycle
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "browser-journeys"
 
 
 @pytest.fixture(scope="module")
 def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    store = Store(database_url)
-
-    def empty() -> None:
-        with store.engine.begin() as conn:
-            empty_store(conn)  # the journeys' audit log too (append-only: see empty_store)
-
-    empty()
-    saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time
-    from argon2 import PasswordHasher
-
-    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts._DUMMY_HASH = accounts._hasher.hash("dummy")
-    with store.unit_of_work() as s:
-        seed.seed_org(s)
-        world = seed.build_world(s)
-        survey = recap_cycle(s, "Survey open")
-        seed.set_passwords(s, PASSWORD)
-        survey_id = survey.id
-    app = create_app(
-        store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="browser")
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    shots = Path(os.environ.get("ALIGNCYCLE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    try:
-        yield {
-            "base": f"http://127.0.0.1:{port}",
-            "store": store,
-            "world": world,
-            "survey": survey_id,
-            "shots": shots,
-        }
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        accounts._hasher, accounts._DUMMY_HASH = saved
-        empty()
-        store.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def as_(browser: Browser, site: dict) -> Iterator:
-    contexts = []
-
-    def sign_in(email: str) -> Page:
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(site["base"] + "/login")
-        page.get_by_label("Email").fill(email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-        return page
-
-    yield sign_in
-    for ctx in contexts:
-        ctx.close()
+    with served_store(database_url) as store:
+        with store.unit_of_work() as s:
+            seed.seed_org(s)
+            world = seed.build_world(s)
+            survey = recap_cycle(s, "Survey open")
+            seed.set_passwords(s, PASSWORD)
+            survey_id = survey.id
+        app = create_app(
+            store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="browser")
+        )
+        with serve(app) as base:
+            yield {
+                "base": base,
+                "store": store,
+                "world": world,
+                "survey": survey_id,
+                "shots": screenshots(tmp_path_factory),
+            }
 
 
 def test_point_person_starts_a_cycle_and_moves_it_on(as_, site: dict) -> None:  # noqa: ANN001
@@ -305,16 +232,9 @@ def test_every_page_passes_axe_at_a_laptop_and_a_phone_width(
     try:
         for path, email in [("/login", None), *PAGES]:
             if email not in contexts:
-                ctx = browser.new_context(viewport=VIEWPORTS[viewport], bypass_csp=True)
-                contexts[email] = ctx
-                if email is not None:
-                    sign = ctx.new_page()
-                    sign.goto(site["base"] + "/login")
-                    sign.get_by_label("Email").fill(email)
-                    sign.get_by_label("Password").fill(PASSWORD)
-                    sign.get_by_role("button", name="Sign in").click()
-                    expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
-                    sign.close()
+                contexts[email] = signed_context(
+                    browser, site["base"], email, viewport=VIEWPORTS[viewport], bypass_csp=True
+                )
             page = contexts[email].new_page()
             url = path.format(**site["world"].cycles, item=site["world"].actions["execute_sid"])
             page.goto(site["base"] + url)
@@ -348,15 +268,9 @@ def test_on_a_phone_nothing_runs_off_the_screen_and_the_cycle_list_keeps_its_col
     try:
         for path, email in PHONE_PAGES:
             if email not in contexts:
-                ctx = browser.new_context(viewport=VIEWPORTS["390 px"])
-                contexts[email] = ctx
-                sign = ctx.new_page()
-                sign.goto(site["base"] + "/login")
-                sign.get_by_label("Email").fill(email)
-                sign.get_by_label("Password").fill(PASSWORD)
-                sign.get_by_role("button", name="Sign in").click()
-                expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
-                sign.close()
+                contexts[email] = signed_context(
+                    browser, site["base"], email, viewport=VIEWPORTS["390 px"]
+                )
             page = contexts[email].new_page()
             url = path.format(**site["world"].cycles, item=site["world"].actions["execute_sid"])
             page.goto(site["base"] + url)

@@ -96,7 +96,8 @@ STRICT = PLAYBOOK.replace("name: cadence-test", "name: cadence-strict").replace(
 class Receiver:
     """A tiny HTTP server on 127.0.0.1 that records every JSON message apprise posts.
 
-    ``messages`` holds the acknowledged ones (answered 200). With ``hold_after=N``, every
+    ``messages`` holds the acknowledged ones (answered 200); ``posts`` every post, answered or
+    not, as (path, time.monotonic()). With ``hold_after=N``, every
     message after the N-th is held unanswered (``holding`` is set) until :meth:`drop_held`,
     which closes those connections without an answer: a sender that died meanwhile never
     learned whether they arrived, and they do not count as delivered.
@@ -104,6 +105,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.posts: list[tuple[str, float]] = []
         self.dropped: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.status = 200
@@ -138,6 +140,7 @@ class Receiver:
     def on_message(self, path: str, payload: dict[str, Any]) -> int | None:
         message = {"path": path, **payload}
         with self.lock:
+            self.posts.append((path, time.monotonic()))
             hold = self.hold_after is not None and len(self.messages) >= self.hold_after
             if not hold:
                 if self.status == 200:
@@ -268,6 +271,18 @@ def rows(store: Store, kind: NotificationKind | None = None) -> list[Notificatio
         if kind is not None:
             stmt = stmt.where(Notification.kind == kind)
         return list(s.scalars(stmt))
+
+
+def backoff_passed(store: Store) -> None:
+    """As if the wait before the next try of every failed send were over."""
+    from sqlalchemy import update
+
+    with store.unit_of_work() as s:
+        s.execute(
+            update(Notification)
+            .where(Notification.retry_at.is_not(None))
+            .values(retry_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def recipients(store: Store, kind: NotificationKind) -> list[tuple[str, str]]:
@@ -1103,6 +1118,7 @@ def test_a_grouped_message_is_split_at_its_size_and_a_refused_one_retried_whole(
         NotificationStatus.PENDING
     }
     receiver.status = 200
+    backoff_passed(world)
     result = deliver(world, [NotificationKind.REMINDER], max_items=2)
     assert (result.sent, result.messages) == (5, 3)  # 2 + 2 + 1 items
     titles = [m["title"] for m in receiver.messages]
@@ -1162,9 +1178,16 @@ def test_a_refused_message_is_retried_then_failed_with_the_reason(
     make_cycle(world, [("soon", SAM, 1, OPEN)])
     plan(world, reminders.plan_reminders)
     receiver.status = 500
+    waits = []
     for _ in range(2):
         r = deliver(world)
         assert (r.sent, r.retrying, r.failed) == (0, 1, 0)
+        (n,) = rows(world)
+        waits.append(round((n.retry_at - utcnow()).total_seconds() / 10) * 10)
+        # Not tried again before its backoff has passed, by any deliverer.
+        assert deliver(world).as_dict()["retrying"] == 0 and rows(world)[0].attempts == n.attempts
+        backoff_passed(world)
+    assert waits == [30, 120]  # the wait grows with each failed try
     (n,) = rows(world)
     assert n.status is NotificationStatus.PENDING and n.attempts == 2 and n.error
     assert deliver(world).failed == 1
@@ -1216,6 +1239,8 @@ def test_an_unreachable_channel_ends_failed_within_the_run_and_the_flow_says_so(
     message = undelivered_message(r.as_dict())
     assert message is not None
     assert message.startswith("1 message could not be delivered (1 failed for good); first: ")
+    # The message is named in words (what, to whom, which channel), not by its key.
+    assert f"; first: the reminder to {SAM} on channel {n.channel_id}: " in message
     assert undelivered_message({"sent": 3, "failed": 0, "retrying": 0}) is None
 
 
@@ -1250,6 +1275,7 @@ def test_env_indirection_and_a_missing_variable(
     r = deliver(world, secrets=None)
     assert r.retrying == 1 and "the environment variable SID_HOOK is not set" in r.errors[0]
     monkeypatch.setenv("SID_HOOK", receiver.url("sid-secret"))
+    backoff_passed(world)
     assert deliver(world, secrets=None).sent == 1
     assert receiver.paths() == ["/sid-secret"]
 

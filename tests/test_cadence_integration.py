@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.pg import create_database, drop_database
-from bench.prefect_server import POOL, PrefectStack, kill_tree
+from bench.prefect_server import BIN, POOL, PrefectStack, free_port, kill_tree
 from models.cadence import channels
 from models.cadence.tables import Notification, NotificationStatus
 from models.db import Store
@@ -49,6 +49,7 @@ from tests.test_cadence import (
     OPEN,
     PLAYBOOK,
     SAM,
+    SID,
     TODAY,
     WIP,
     Receiver,
@@ -79,7 +80,14 @@ def prefect_settings(api_url: str) -> Any:
 
 
 def run(api_url: str, name: str, timeout: float = 180, **parameters: Any) -> Any:
-    """Run a deployment through the worker and wait for its end (bounded)."""
+    """Run a deployment through the worker, wait for its end (bounded); it completed."""
+    flow_run = run_to_end(api_url, name, timeout, **parameters)
+    assert flow_run.state is not None and flow_run.state.is_completed(), f"{name}: {flow_run.state}"
+    return flow_run
+
+
+def run_to_end(api_url: str, name: str, timeout: float = 180, **parameters: Any) -> Any:
+    """Run a deployment through the worker and wait for its end (bounded), however it ends."""
     from prefect.deployments import run_deployment
 
     with prefect_settings(api_url):
@@ -90,7 +98,7 @@ def run(api_url: str, name: str, timeout: float = 180, **parameters: Any) -> Any
             poll_interval=0.5,
             as_subflow=False,
         )
-    assert flow_run.state is not None and flow_run.state.is_completed(), f"{name}: {flow_run.state}"
+    assert flow_run.state is not None and flow_run.state.is_final(), f"{name}: {flow_run.state}"
     return flow_run
 
 
@@ -435,3 +443,61 @@ def test_cli_cadence_run_is_a_flow_run_on_the_server(
     assert r.exit_code == 0, r.output
     assert '"planned": 0' in r.output  # everything was escalated by the earlier runs
     assert after == before + 1
+
+
+def test_an_unreachable_channel_is_retried_with_backoff_and_reported(
+    deployed: tuple[Store, PrefectStack],
+) -> None:
+    """Sid's reminder goes to two channels that cannot take it: a receiver that answers 500
+    and a port nobody listens on. The run on the worker tries each message three times,
+    backing off between the tries (its ``retry_delays_seconds``: 30 s then 2 minutes as
+    deployed, 2 s then 5 s here), marks both failed with the reason, and ends Failed in a
+    state named Undelivered that says so; ``aligncycle notify log`` lists both, with why."""
+    import json
+    import subprocess
+
+    store, stack = deployed
+    refusing = Receiver()
+    refusing.status = 500
+    nobody = free_port()  # bound and released: nothing listens there
+    try:
+        with store.unit_of_work() as s:
+            mgr = person_by_email(s, MAX)
+            channels.add_channel(s, mgr, kind="webhook", person=SID, url=refusing.url("sid"))
+            channels.add_channel(
+                s, mgr, kind="webhook", person=SID, url=f"json://127.0.0.1:{nobody}/sid"
+            )
+        cycle_id, _ = make_cycle(store, [("Unheard brief", SID, -1, OPEN)], title="Unheard")
+        ended = run_to_end(stack.api_url, "overdue-reminders", retry_delays_seconds=[2, 5])
+        tries = [at for path, at in refusing.posts if path == "/sid"]
+    finally:
+        refusing.close()
+
+    assert len(tries) == 3, stack.log("worker.log")
+    first_wait, second_wait = tries[1] - tries[0], tries[2] - tries[1]
+    assert 2 <= first_wait < second_wait and 5 <= second_wait < 60  # backing off: 2 s, 5 s
+    assert ended.state.is_failed() and ended.state.name == "Undelivered", ended.state
+    said = ended.state.message
+    assert said.startswith("2 messages could not be delivered (2 failed for good); first: ")
+    assert f"the reminder to {SID} on channel " in said  # in words, not the message's key
+    assert "error=500" in said or "Connection error" in said
+
+    log = subprocess.run(
+        [str(BIN / "python"), "-c", "from aligncycle.cli import main; main()"]
+        + ["notify", "log", "--status", "failed", "--cycle", str(cycle_id), "--json"],
+        cwd=PROJECT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert log.returncode == 0, log.stderr
+    rows = json.loads(log.stdout)
+    assert sorted((r["recipient"], r["status"], r["attempts"]) for r in rows) == [
+        (SID, "failed", 3),
+        (SID, "failed", 3),
+    ]
+    errors = sorted(r["error"] for r in rows)
+    assert errors[0] == "A Connection error occurred sending JSON notification to 127.0.0.1."
+    assert errors[1].startswith("Failed to send JSON POST notification") and "500" in errors[1]

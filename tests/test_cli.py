@@ -480,7 +480,12 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     # The human-readable forms are tables with the same rows.
     text = cli("cycle", "list").stdout.splitlines()
     assert text[0].split()[:3] == ["id", "title", "phase"] and f"{cid} " in text[2]
-    assert "Agree the KPIs" in cli("action", "list", "--cycle", cid).stdout
+    listing = cli("action", "list", "--cycle", cid).stdout
+    assert "Agree the KPIs" in listing
+    # statuses and phases in people's words, not the stored keys
+    cli("action", "update", late["id"], "--status", "in_progress", "--as", "lou@acme.test")
+    listing = cli("action", "list", "--cycle", cid).stdout
+    assert "in progress" in listing and "in_progress" not in listing
     assert "cannot move from Plan to Execute yet" in cli("cycle", "show", cid).stdout
 
 
@@ -573,7 +578,7 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     assert first.returncode == 0, first.stderr
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
-        "campaign-content-alignment@2",
+        "campaign-content-alignment@3",
         "lead-definition-and-scoring@4",
         "sales-marketing-handoff@4",
     ]

@@ -520,3 +520,54 @@ def test_the_work_after_the_files_is_told_step_by_step(
     assert numbers[0] == (0, 1)
     assert numbers[-1][0] == numbers[-1][1] > 1
     assert [d for d, _o in numbers[1:]] == list(range(1, numbers[-1][1] + 1))
+
+
+TWO_FILES = """
+name: two-files
+source: crm
+files:
+  - name: leads
+    fields: {external_id: id, channel: ch, mql_at: mql}
+  - name: deals
+    fields: {deal_id: deal, lead_id: lead, opportunity_at: created, amount: amount}
+"""
+
+
+def test_a_first_import_with_repeated_records_counts_and_links_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """A first import writes new rows without looking them up; a record repeated in a file,
+    or in the next chunk of an export, still counts as a change, the later row wins, and each
+    deal carries its lead's fields."""
+    lead_header, deal_header = ["id", "ch", "mql"], ["deal", "lead", "created", "amount"]
+    a = write_csv(tmp_path / "leads-1.csv", [["a", "web", "2024-03-01"]], lead_header)
+    b = write_csv(
+        tmp_path / "leads-2.csv",
+        [["b", "ads", "2024-03-02"], ["a", "events", "2024-03-03"]],
+        lead_header,
+    )
+    deals = write_csv(
+        tmp_path / "deals.csv",
+        [["d1", "a", "2024-03-05", "10"], ["d2", "b", "2024-03-06", "20"]]
+        + [["d1", "b", "2024-03-07", "30"]],
+        deal_header,
+    )
+    with store.unit_of_work() as s:
+        summary = import_files(s, [a, b, deals], parse_mapping(TWO_FILES))
+    by_file = {Path(f.file).name: (f.new, f.changed) for f in summary.files}
+    assert by_file == {"leads-1.csv": (1, 0), "leads-2.csv": (1, 1), "deals.csv": (2, 1)}
+    r, d = records(store), deal_rows(store)
+    assert (r["a"].channel, r["a"].line) == ("events", 3)
+    assert (d["d1"].lead_key, d["d1"].amount_cents, d["d1"].lead_channel) == ("b", 3000, "ads")
+    assert (d["d2"].lead_key, d["d2"].lead_channel) == ("b", "ads")
+    assert (r["a"].deal_count, r["b"].deal_count) == (None, 2)
+    with store.unit_of_work() as s:  # again: the repeated records change back and forth
+        again = import_files(s, [a, b, deals], parse_mapping(TWO_FILES))
+    by_file = {Path(f.file).name: (f.new, f.changed, f.unchanged) for f in again.files}
+    assert by_file == {"leads-1.csv": (0, 1, 0), "leads-2.csv": (0, 1, 1), "deals.csv": (0, 2, 1)}
+    d = deal_rows(store)
+    assert (records(store)["a"].channel, d["d1"].lead_key, d["d1"].lead_channel) == (
+        "events",
+        "b",
+        "ads",
+    )

@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from aligncycle.web import create_app, seed
 from aligncycle.web import import_jobs as ij
 from aligncycle.web.deps import WebSettings
-from models.db import Store
 from models.funnel import jobs
 from models.funnel.tables import ImportJob, Lead
-from models.services import accounts
 from models.services.common import person_by_email
 from tests.a11y import VIEWPORTS, violations
-from tests.conftest import empty_store
-from tests.test_browser import ARGS, CHROMIUM, PASSWORD
+from tests.browser_support import PASSWORD, screenshots, serve, served_store
 from tests.test_web_import import AMBIGUOUS, CONTACTS
 
 LEAD = "lee@acme.test"
@@ -40,82 +33,33 @@ LEAD = "lee@acme.test"
 
 @pytest.fixture(scope="module")
 def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    store = Store(database_url)
-
-    def empty() -> None:
-        with store.engine.begin() as conn:
-            empty_store(conn)
-
-    empty()
-    saved = accounts._hasher, accounts._DUMMY_HASH  # cheap argon2id: same code, less time
-    from argon2 import PasswordHasher
-
-    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts._DUMMY_HASH = accounts._hasher.hash("dummy")
-    with store.unit_of_work() as s:
-        seed.seed_org(s)
-        seed.set_passwords(s, PASSWORD)
-    app = create_app(
-        store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="imports")
-    )
-    # every preview and import in the background: the page follows them
-    app.state.import_settings = ij.ImportSettings(background_mb=0)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    shots = Path(os.environ.get("ALIGNCYCLE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    files = tmp_path_factory.mktemp("exports")
-    (files / "hubspot-contacts.csv").write_bytes(CONTACTS)
-    (files / "contacts-march.csv").write_bytes(AMBIGUOUS)
-    try:
-        yield {
-            "base": f"http://127.0.0.1:{port}",
-            "store": store,
-            "app": app,
-            "files": files,
-            "shots": shots,
-        }
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        accounts._hasher, accounts._DUMMY_HASH = saved
-        empty()
-        store.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-def sign_in(browser: Browser, site: dict, email: str, **options: object) -> Page:
-    ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
-    page = ctx.new_page()
-    page.goto(site["base"] + "/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    return page
+    with served_store(database_url) as store:
+        with store.unit_of_work() as s:
+            seed.seed_org(s)
+            seed.set_passwords(s, PASSWORD)
+        app = create_app(
+            store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="imports")
+        )
+        # every preview and import in the background: the page follows them
+        app.state.import_settings = ij.ImportSettings(background_mb=0)
+        files = tmp_path_factory.mktemp("exports")
+        (files / "hubspot-contacts.csv").write_bytes(CONTACTS)
+        (files / "contacts-march.csv").write_bytes(AMBIGUOUS)
+        with serve(app) as base:
+            yield {
+                "base": base,
+                "store": store,
+                "app": app,
+                "files": files,
+                "shots": screenshots(tmp_path_factory),
+            }
 
 
 def test_a_lead_previews_an_export_with_a_bad_row_imports_it_and_reads_the_summary(
-    browser: Browser, site: dict
+    as_,
+    site: dict,  # noqa: ANN001
 ) -> None:
-    page = sign_in(browser, site, LEAD)
+    page = as_(LEAD)
     try:
         page.get_by_role("link", name="Import data").click()
         expect(page.get_by_role("heading", name="Import funnel data")).to_be_visible()
@@ -158,9 +102,10 @@ def test_a_lead_previews_an_export_with_a_bad_row_imports_it_and_reads_the_summa
 
 
 def test_a_refused_file_is_read_again_with_the_date_order_chosen_without_uploading_it_again(
-    browser: Browser, site: dict
+    as_,
+    site: dict,  # noqa: ANN001
 ) -> None:
-    page = sign_in(browser, site, "max@acme.test")
+    page = as_("max@acme.test")
     try:
         page.goto(site["base"] + "/numbers/import")
         page.get_by_label("CSV files").set_input_files(site["files"] / "contacts-march.csv")
@@ -211,13 +156,15 @@ def _job(site: dict, email: str, name: str, state: str, body: bytes) -> int:
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_the_import_pages_pass_axe_at_a_laptop_and_a_phone_width(
-    browser: Browser, site: dict, viewport: str
+    as_,
+    site: dict,
+    viewport: str,  # noqa: ANN001
 ) -> None:
     previewed = _job(site, LEAD, "preview.csv", jobs.PREVIEWED, CONTACTS)
     refused = _job(site, LEAD, "refused.csv", jobs.REFUSED, AMBIGUOUS)
     running = _job(site, LEAD, "running.csv", jobs.IMPORTING, CONTACTS)
     imported = _job(site, LEAD, f"imported-{viewport[:3]}.csv", jobs.IMPORTED, CONTACTS)
-    page = sign_in(browser, site, LEAD, viewport=VIEWPORTS[viewport], bypass_csp=True)
+    page = as_(LEAD, viewport=VIEWPORTS[viewport], bypass_csp=True)
     found: list[str] = []
     try:
         for path in (

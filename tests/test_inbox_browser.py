@@ -12,7 +12,6 @@ world served by uvicorn (the fixtures of ``tests/test_browser.py``):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -23,28 +22,11 @@ from models.services import actions, cycles, inbox
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap
 from tests.a11y import VIEWPORTS, violations
-from tests.test_browser import PASSWORD, browser, site  # noqa: F401  (shared fixtures)
+from tests.browser_support import signed_context
+from tests.test_browser import site  # noqa: F401  (shared fixture)
 
-
-@pytest.fixture
-def as_(browser: Browser, site: dict) -> Iterator:  # noqa: F811
-    """Sign in as someone, in a context of their own that lets axe-core be injected."""
-    contexts = []
-
-    def sign_in(email: str) -> Page:
-        ctx = browser.new_context(viewport=VIEWPORTS["1280 px"], bypass_csp=True)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(site["base"] + "/login")
-        page.get_by_label("Email").fill(email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-        return page
-
-    yield sign_in
-    for ctx in contexts:
-        ctx.close()
+#: Every page signed in here may have axe-core injected.
+SIGN_IN_OPTIONS = {"viewport": VIEWPORTS["1280 px"], "bypass_csp": True}
 
 
 def _count(page: Page, tab: str) -> int:
@@ -259,15 +241,9 @@ def test_the_inbox_pages_pass_axe_at_a_laptop_and_a_phone_width(
     try:
         for path, email in PAGES:
             if email not in contexts:
-                ctx = browser.new_context(viewport=VIEWPORTS[viewport], bypass_csp=True)
-                contexts[email] = ctx
-                sign = ctx.new_page()
-                sign.goto(site["base"] + "/login")
-                sign.get_by_label("Email").fill(email)
-                sign.get_by_label("Password").fill(PASSWORD)
-                sign.get_by_role("button", name="Sign in").click()
-                expect(sign.get_by_role("button", name="Sign out")).to_be_visible()
-                sign.close()
+                contexts[email] = signed_context(
+                    browser, site["base"], email, viewport=VIEWPORTS[viewport], bypass_csp=True
+                )
             page = contexts[email].new_page()
             url = path.format(**site["world"].cycles)
             page.goto(site["base"] + url)

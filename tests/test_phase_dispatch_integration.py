@@ -4,6 +4,9 @@ by ``aligncycle flows setup``, a worker with heartbeats, and the web app on the 
 
 - a point person advances a cycle in the web app, another through the REST API: each move's
   phase flow run is created on the server (by the move's outbox row) and a worker runs it;
+- the Prefect UI at the documented address (the server on a host and port of its own, with
+  ``PREFECT_UI_API_URL``), past its password prompt, lists a cycle's run under the cycle's
+  tag (Chromium; a screenshot is kept);
 - the Prefect server is down while a cycle is advanced: the move waits in the store and its
   run is created once the server is back;
 - a worker is killed while a phase run is in the middle of its work: the automation marks the
@@ -49,6 +52,10 @@ from tests.test_services import MIA, SAM
 pytestmark = pytest.mark.integration
 
 AUTH = "aligncycle:integration-only-password"
+#: The server listens on HOST and browsers reach it as UI_HOST (Chromium maps the name), as
+#: docs/running-for-a-company.md sets it up with PREFECT_UI_API_URL: a UI that called the
+#: default 127.0.0.1 instead would find nothing there.
+HOST, UI_HOST = "127.0.0.2", "prefect.internal"
 WITHIN = 60  # seconds without a heartbeat before the automation calls a run crashed
 
 
@@ -109,7 +116,8 @@ def aligncycle(stack: PrefectStack, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def company() -> Iterator[tuple[Store, PrefectStack, Surfaces]]:
-    """The store on PostgreSQL with the org; a Prefect server (basic auth) with the project
+    """The store on PostgreSQL with the org; a Prefect server (basic auth; on HOST, its UI
+    on, browsers reaching it as UI_HOST through PREFECT_UI_API_URL) with the project
     deployed, schedules off (the test dispatches), the zombie automation, one worker with
     heartbeats every 30 s; the web app on the store. This process is a client like the web
     app: PREFECT_API_URL and PREFECT_API_AUTH_STRING, seen by its background threads too."""
@@ -124,7 +132,7 @@ def company() -> Iterator[tuple[Store, PrefectStack, Surfaces]]:
     workdir = Path(tempfile.mkdtemp(prefix="aligncycle-it-phases-"))
     store_url, store_db = create_database(PG_ADMIN, "aligncycle_it_phases")
     store = Store(store_url)
-    stack = PrefectStack(PG_ADMIN, store_url, workdir)
+    stack = PrefectStack(PG_ADMIN, store_url, workdir, host=HOST, ui_host=UI_HOST)
     stack.env.update(
         PREFECT_SERVER_API_AUTH_STRING=AUTH,  # the server
         PREFECT_API_AUTH_STRING=AUTH,  # its clients: deploy, workers, flow runs, the CLI
@@ -235,6 +243,77 @@ def test_a_web_and_an_api_advance_each_start_their_phase_run_on_a_worker(
     # Dispatching again starts nothing more: one run per move.
     again = aligncycle(stack, "flows", "dispatch")
     assert again.returncode == 0 and again.stdout.strip() == "nothing waits to start"
+
+
+def test_the_prefect_ui_at_the_documented_address_lists_a_cycles_runs(
+    company: tuple[Store, PrefectStack, Surfaces], tmp_path: Path
+) -> None:
+    """The operator opens ``http://prefect.internal:PORT`` (the doc's address), gives the
+    server's auth string at the UI's prompt, and opens the runs filtered by the cycle's tag:
+    the run of the cycle advanced in the web app is listed, and every API call the page made
+    went to ``PREFECT_UI_API_URL``. A screenshot is kept (also in ALIGNCYCLE_SCREENSHOT_DIR)."""
+    import httpx
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser_support import ARGS, CHROMIUM
+
+    store, stack, surfaces = company
+    assert stack.ui_url is not None
+    # What the doc tells the operator to check first: the UI's settings name the API's
+    # public address and basic authentication.
+    ui_settings = httpx.get(f"http://{HOST}:{stack.port}/ui-settings", timeout=10).json()
+    assert (ui_settings["api_url"], ui_settings["auth"]) == (f"{stack.ui_url}/api", "BASIC")
+
+    cycle_id, _ = identify_ready(store)
+    assert surfaces.advance("web", SAM, cycle_id)[0]
+    run_id = started_run(store, cycle_id)
+    done = wait_for(
+        "the plan run completed",
+        lambda: (r := read_run(run_id)).state.is_final() and r,
+        120,
+        stack.log("worker.log"),
+    )
+    assert done.state.is_completed(), done.state
+    others = [r.name for r in _runs_not_of(cycle_id)]
+
+    # The browser knows the server only by its public name: UI_HOST resolves to HOST, and
+    # nothing else resolves (no call leaves the machine).
+    args = [*ARGS, f"--host-resolver-rules=MAP {UI_HOST} {HOST}, MAP * ~NOTFOUND"]
+    api_calls: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
+            page.goto(stack.ui_url)  # the documented address
+            prompt = page.get_by_placeholder("admin:pass")
+            expect(prompt).to_be_visible(timeout=30_000)
+            prompt.fill(AUTH)  # the whole auth string, user:password, in one field
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_role("link", name="Runs")).to_be_visible(timeout=30_000)
+            page.goto(f"{stack.ui_url}/v2/runs?tags=cycle:{cycle_id}")  # the doc's link
+            row = page.get_by_role("link", name=f"plan-cycle-{cycle_id}", exact=True)
+            expect(row).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("1 Flow run", exact=True)).to_be_visible()
+            expect(page.get_by_text("Completed").first).to_be_visible()
+            for name in others:  # the other cycles' runs are filtered out
+                expect(page.get_by_text(name, exact=True)).to_have_count(0)
+            shot = tmp_path / "prefect-ui-cycle-runs.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    if os.environ.get("ALIGNCYCLE_SCREENSHOT_DIR"):
+        keep = Path(os.environ["ALIGNCYCLE_SCREENSHOT_DIR"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, keep / shot.name)
+    assert shot.stat().st_size > 10_000
+    assert any("/flow_runs/" in u for u in api_calls)
+    assert {u.split("/api/")[0] for u in api_calls} == {stack.ui_url}
+
+
+def _runs_not_of(cycle_id: int) -> list[Any]:
+    with client() as c:
+        return [r for r in c.read_flow_runs() if f"cycle:{cycle_id}" not in r.tags]
 
 
 def test_a_move_during_a_prefect_outage_gets_its_run_once_the_server_is_back(

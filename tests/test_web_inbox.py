@@ -395,16 +395,20 @@ def test_blockers_by_kind_are_the_gate_s_own_words_in_its_order(phase: Phase) ->
         teams_without_point_person=("Marketing",),
         unfinished_actions=("Agree the SLA",),
         has_retrospective=phase is Phase.RECAP,
+        teams_without_own_answers=("Sales",),
+        vote_open=True,
+        top_voted_without_actions=("Slow follow-up",),
+        amendments_waiting=("“Reps answer within 4 hours” (Mia still has to sign)",),
     )
     by_kind = gate_blockers_by_kind(facts, date.today())
     assert [text for _, text in by_kind] == gate_blockers(facts, date.today())
     kinds = [k for k, _ in by_kind]
     assert len(kinds) == len(set(kinds))  # one sentence per kind
     expected = {
-        Phase.IDENTIFY: ["questions", "gaps"],
-        Phase.PLAN: ["questions", "gaps", "plan", "point_persons"],
+        Phase.IDENTIFY: ["questions", "own_answers", "gaps"],
+        Phase.PLAN: ["questions", "gaps", "plan", "vote", "point_persons"],
         Phase.EXECUTE: ["questions", "actions"],
-        Phase.RECAP: ["questions", "signoff"],
+        Phase.RECAP: ["questions", "signoff", "amendments"],
         Phase.CLOSED: ["closed"],
     }
     assert kinds == expected[phase]

@@ -795,6 +795,7 @@ CASES: list[Case] = [
             "reason": "Two time zones",
         },
     ),
+    Case("GET", "/amendments/{amendment_id}", agr_obj("amendment", "/amendments"), SEEING, 303),
     Case(
         "POST",
         "/amendments/{amendment_id}/sign",

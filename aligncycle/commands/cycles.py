@@ -339,6 +339,11 @@ def checklist_show(
         ],
         ["id", "item", "required", "owner", "answer", "question"],
     )
+    said = [i for i in rows if i.answer is None and i.evidence]
+    if said:  # the numbers' and the ratings' evidence for the questions still open
+        typer.echo("\nWhat the records say about the open questions:")
+        for i in said:
+            typer.echo(f"- {i.id}, {clip(i.text, 60)}: {i.evidence}")
 
 
 @checklist_app.command("answer")

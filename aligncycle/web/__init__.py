@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -175,6 +177,23 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreUnavailable, unavailable)
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves: the background worker that runs the phase flows of its moves on
+    the embedded default (``aligncycle.web.flows_worker``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from aligncycle.web import flows_worker
+
+    app.state.flows_worker = flows_worker.start_for(app)
+    try:
+        yield
+    finally:
+        worker, app.state.flows_worker = app.state.flows_worker, None
+        if worker is not None:
+            await run_in_threadpool(worker.stop)
+
+
 def create_app(store: Store | None = None, settings: WebSettings | None = None) -> FastAPI:
     """The ASGI app. ``store`` defaults to the one ``ALIGNCYCLE_DATABASE_URL`` selects.
 
@@ -200,8 +219,10 @@ def create_app(store: Store | None = None, settings: WebSettings | None = None) 
         # Before any route's own dependencies (sign-in, the unit of work): numbers in the path
         # and query beyond what the store holds are refused in one line.
         dependencies=[Depends(bounded_numbers)],
+        lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.flows_worker = None  # started by the lifespan
     app.state.store = store or Store(settings.effective_database_url)
     # Once per process, before serving: a store behind this code's migrations is refused in
     # one line (StoreNotCurrent), rather than failing request after request on missing tables.

@@ -57,6 +57,13 @@ class WebSettings(Settings):
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
+    #: The web process runs the phase flows its moves ask for, and retries failed messages, in
+    #: a background thread (``aligncycle.web.flows_worker``); unset: when no Prefect server is
+    #: configured (``PREFECT_API_URL``), i.e. on the embedded default.
+    web_runs_flows: bool | None = None
+    #: How often that thread looks for work besides the moves that wake it.
+    web_flows_interval_seconds: int = Field(default=60, ge=5, le=3600)
+
     #: Set by ``aligncycle serve --demo`` (the demo store, its known password): the sign-in
     #: page lists the demo accounts. Never set for a real store.
     demo: bool = False

@@ -22,7 +22,12 @@ from models.cadence.planning import (
     open_items,
     store_plan,
 )
-from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
+from models.cadence.policy import (
+    CADENCE_DAYS,
+    CadencePolicy,
+    execute_policies,
+    playbook_policies,
+)
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle, Event
@@ -111,7 +116,10 @@ def plan_checkins(
     links: Links | None = None,
 ) -> PlanResult:
     """Ask each owner of unfinished items in Execute for progress, once per cadence period of
-    the cycle (the playbook's ``settings.cadence``: daily, weekly, biweekly or monthly)."""
+    the cycle (daily, weekly, biweekly or monthly: the cadence of the cycle's team pair's
+    agreement in force, else the playbook's ``settings.cadence``)."""
+    from models.services.agreements import cadences_in_force  # the agreed cadence
+
     links = links or Links.from_settings()
     directory = Directory.load(session)
     cycles = session.execute(
@@ -120,9 +128,13 @@ def plan_checkins(
         )
     ).all()
     policies = playbook_policies(session, {c.playbook_id for c in cycles}, policy)
+    # the cadence the cycle's two teams agreed (their agreement in force today), else the
+    # playbook's
+    cadence = cadences_in_force(
+        session, {c.id: policies[c.playbook_id].cadence for c in cycles}, today
+    )
     period = {
-        c.id: max(0, (today - c.period_start).days) // policies[c.playbook_id].cadence_days
-        for c in cycles
+        c.id: max(0, (today - c.period_start).days) // CADENCE_DAYS[cadence[c.id]] for c in cycles
     }
     titles = {c.id: c.title for c in cycles}
     items = open_items(session, ActionItem.owner_id.is_not(None))

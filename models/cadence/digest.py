@@ -107,9 +107,12 @@ def _funnel_kpi_lines(
     session: Session, cycles: dict[int, Any], bodies: dict[int, dict[str, Any]], today: date
 ) -> dict[int, list[str]]:
     """The funnel's KPIs of the last 7 days (company-wide: one computation per distinct SLA
-    setting, not per cycle) next to each cycle's frozen baseline snapshot (one query)."""
+    setting, not per cycle) next to each cycle's frozen baseline snapshot (one query), with the
+    hand-off SLA and targets of the cycle's team pair's agreement in force (else the
+    playbook's SLA)."""
     from models.funnel import kpis as funnel_kpis
     from models.funnel.tables import CycleKpiSnapshot, FunnelRecord
+    from models.services.agreements import terms_in_force
 
     if session.scalar(select(FunnelRecord.id).limit(1)) is None:
         return {cid: [NO_FUNNEL_DATA] for cid in cycles}
@@ -124,10 +127,17 @@ def _funnel_kpi_lines(
     start, end = today - timedelta(days=7), today - timedelta(days=1)
     current: dict[tuple[int, int], dict[str, Any]] = {}
     out: dict[int, list[str]] = {}
+    agreed = terms_in_force(session, list(cycles), today)  # the SLA and targets agreed
     for cid, c in cycles.items():
         body = bodies.get(c.playbook_id) or {}
         settings = body.get("settings") or {}
-        key = (int(settings.get("handoff_sla_hours") or 24), int(settings.get("stall_days") or 30))
+        sla = agreed[cid].handoff_sla_hours if cid in agreed else settings.get("handoff_sla_hours")
+        targets = (
+            {k: v for k, v in agreed[cid].kpi_targets.items() if v is not None}
+            if (cid in agreed)
+            else {}
+        )
+        key = (int(sla or 24), int(settings.get("stall_days") or 30))
         if key not in current:
             current[key] = funnel_kpis.compute_kpis(
                 session, start=start, end=end, sla_hours=key[0], stall_days=key[1]
@@ -146,6 +156,8 @@ def _funnel_kpi_lines(
             )
             if name in baselines.get(cid, {}):
                 line += f" (baseline {funnel_kpis.format_value(name, baselines[cid][name])})"
+            if name in targets:
+                line += f"; agreed target {funnel_kpis.format_value(name, targets[name])}"
             lines.append(line)
         out[cid] = lines
     return out

@@ -57,11 +57,16 @@ class Message:
         return [i.id for i in self.items]
 
     @property
-    def label(self) -> str:
-        """How a log line names the message: its key, and how many more it carries."""
-        first = self.items[0].key
-        more = len(self.items) - 1
-        return first if not more else f"{first} and {more} more"
+    def words(self) -> str:
+        """Which message it is, as a person reads it (the failures a run reports, the state
+        of a flow run in the Prefect UI): what, to whom, on which channel."""
+        from models.cadence.log import KIND_WORDS, recipient_words
+
+        first = self.items[0]
+        what = KIND_WORDS.get(first.kind, "message")
+        items = f" ({len(self.items)} items)" if len(self.items) > 1 else ""
+        where = f" on channel {first.channel_id}" if first.channel_id is not None else ""
+        return f"the {what}{items} to {recipient_words(first.recipient)}{where}"
 
 
 _SUBJECTS = {

@@ -33,7 +33,10 @@ KIND_WORDS = {
     NotificationKind.DIGEST: "weekly digest",
     NotificationKind.RECAP_DUE: "recap due",
     NotificationKind.CYCLE_STARTED: "new cycle started",
+    NotificationKind.ACCOUNT: "sign-in link",
 }
+#: An account message in words, by what its link is for (its key says: ``account:invite:…``).
+ACCOUNT_WORDS = {"invite": "invitation", "reset": "password-reset link"}
 STATUS_WORDS = {
     NotificationStatus.PENDING: "waiting to be sent",
     NotificationStatus.SENDING: "being sent",
@@ -55,6 +58,9 @@ class NotificationRead(BaseModel):
     channel: str | None = Field(description="The channel's label, else its masked URL.")
     attempts: int
     error: str | None = Field(description="Why the last attempt failed (secrets masked).")
+    retry_at: datetime | None = Field(
+        None, description="A failed send waiting to be tried again: not before this time."
+    )
     created_at: datetime
     sent_at: datetime | None
 
@@ -65,6 +71,21 @@ def recipient_words(recipient: str) -> str:
     if recipient.startswith("teams:"):
         return listed(k.replace("_", " ") for k in recipient[len("teams:") :].split(",") if k)
     return recipient
+
+
+def kind_words(kind: NotificationKind, key: str) -> str:
+    """What kind of message, in words (an account message: an invitation or a reset link)."""
+    if kind is NotificationKind.ACCOUNT:
+        purpose = key.split(":")[1] if key.count(":") >= 2 else ""
+        return ACCOUNT_WORDS.get(purpose, KIND_WORDS[kind])
+    return KIND_WORDS.get(kind, str(kind))
+
+
+def status_words(status: NotificationStatus, attempts: int) -> str:
+    """Where a message stands, in words (a failed send waiting for its next try says so)."""
+    if status is NotificationStatus.PENDING and attempts > 0:
+        return "to be tried again"
+    return STATUS_WORDS.get(status, str(status))
 
 
 def _visible_to(viewer: Person) -> ColumnElement[bool]:
@@ -110,9 +131,9 @@ def notification_log(
             NotificationRead(
                 id=n.id,
                 kind=n.kind,
-                kind_words=KIND_WORDS.get(n.kind, str(n.kind)),
+                kind_words=kind_words(n.kind, n.key),
                 status=n.status,
-                status_words=STATUS_WORDS.get(n.status, str(n.status)),
+                status_words=status_words(n.status, n.attempts),
                 recipient=recipient_words(n.recipient),
                 cycle_id=n.cycle_id,
                 action_item_id=n.action_item_id,
@@ -120,6 +141,7 @@ def notification_log(
                 channel=label or (mask_url(url) if url else None),
                 attempts=n.attempts,
                 error=redact(n.error, url) if n.error else None,
+                retry_at=n.retry_at if n.status is NotificationStatus.PENDING else None,
                 created_at=n.created_at,
                 sent_at=n.sent_at,
             )

@@ -10,7 +10,7 @@
 
 Delivery states: ``pending`` (planned) → ``sending`` (claimed by one deliverer, just before the
 send) → ``sent``; or ``failed`` after the last attempt. A ``pending`` row with an ``error`` was
-tried and will be tried again.
+tried and will be tried again, not before its ``retry_at`` (the backoff).
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ class Notification(Base):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    #: A failed send waiting to be tried again is not taken before this time (the backoff:
+    #: :data:`models.cadence.outbox.BACKOFF`); None: at once.
+    retry_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     channel: Mapped[NotificationChannel | None] = relationship()

@@ -174,6 +174,8 @@ def _import_file(
     none_of_deal = len(deal_only)
     deal_values = operator.itemgetter(*deal_only, *deal_only[:1]) if deal_only else None
 
+    lead_get = _getter(lead_fields)
+    deal_get = _getter(deal_fields)
     rows = pending = 0
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
@@ -209,7 +211,7 @@ def _import_file(
             run.reject(line, "; ".join(errors), row)
             continue
         if leads is not None:
-            leads.add(key, (*(record[f] for f in lead_fields), file_name, line))
+            leads.add(key, (*lead_get(record), file_name, line))
         if deals is not None and not (
             # a row of a leads-and-deals file with none of the deal's fields has no deal (the
             # getter repeats the first field, so it always gives a tuple: all None = n + 1)
@@ -217,13 +219,13 @@ def _import_file(
             and deal_values is not None
             and deal_values(record).count(None) > none_of_deal
         ):
-            values = [record[f] for f in deal_fields]
+            values = deal_get(record)
             if with_lead_key:
                 if lead_id_of_deal:
-                    values += [key, None]
+                    values += (key, None)
                 else:
                     ids = record.get("lead_id") or ()
-                    values += [ids[0] if ids else None, ";".join(ids[1:]) or None]
+                    values += (ids[0] if ids else None, ";".join(ids[1:]) or None)
             deals.add(key, (*values, True, file_name, line))
         if links is not None and record.get("converted_deal_id"):
             links.add(record["converted_deal_id"], (key,))
@@ -234,7 +236,17 @@ def _import_file(
                 target.flush()
     run.rows = rows
     for target in targets:
-        target.flush()
+        target.finish()
+
+
+def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The values of ``fields`` of a record, as a tuple (in C)."""
+    if not fields:
+        return lambda _record: ()
+    if len(fields) == 1:
+        name = fields[0]
+        return lambda record: (record[name],)
+    return operator.itemgetter(*fields)
 
 
 def _setting_needed(

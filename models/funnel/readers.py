@@ -180,10 +180,20 @@ def _reader(
     if cond is None:
         return lambda row: default_value
 
+    cidx, wanted, positive = cond
+    met: dict[str, bool] = {}  # condition cell as written -> whether it is met (few values)
+
     def read(row: list[str]) -> Any:
-        cidx, wanted, positive = cond
-        cell = fold(row[cidx]) if cidx is not None else ""
-        if (cell in wanted) != positive:
+        if cidx is not None:
+            cell = row[cidx]
+            ok = met.get(cell)
+            if ok is None:
+                ok = (fold(cell) in wanted) == positive
+                if len(met) < 1000:
+                    met[cell] = ok
+            if not ok:
+                return None
+        elif ("" in wanted) != positive:
             return None
         raw = row[idx] if idx is not None else ""
         if not raw or raw.isspace():

@@ -29,11 +29,10 @@ tables' layout and with :mod:`models.funnel.rollup_read`.
 from __future__ import annotations
 
 import json
-import operator
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -336,67 +335,98 @@ def _leads(
     )
     if by_day and fine is not None:  # the same rows, from the day x channel x team groups
         stmt = leads_from_fine(fine, dim)
-    writer = _Writer(conn, LR)
-    month_rows: dict[Any, dict[str, Any]] = {}
+    writer = _Writer(conn, LR, _LEAD_ROW)
+    # the loop below runs once per group row (tens of thousands): plain tuples, no dicts
+    month_rows: dict[Any, list[Any]] = {}
     current = None
-    for r in _stream(conn, stmt):
-        times = {n: ints(getattr(r, n)) for n in LEAD_TIMES}
-        reasons = Counter(r.reasons.split(TEXTS)) if r.reasons else Counter()
-        counts = {n: int(getattr(r, n)) for n in LEAD_COUNTS if n != "flagged"}
-        counts["flagged"] = int(flags.get((r.day, r.key), 0))
-        row = {"source": source, "dim": dim, "key": r.key, "label": r.label, **counts}
-        row["reasons"] = json.dumps(reasons) if reasons else None
-        packed = {n: _pack(v) for n, v in times.items()}
+    add = writer.add
+    grain = "d" if by_day else "m"
+    for r in _rows_of(conn, stmt):
+        day, key, label = r[0], r[1], r[2]
+        counts = [*map(int, r[3:13]), int(flags.get((day, key), 0)) if flags else 0]
+        latency, untouched, progress = ints(r[13]), ints(r[14]), ints(r[15])
+        reasons = Counter(r[16].split(TEXTS)) if r[16] else None
+        add(
+            (
+                source,
+                grain,
+                day if by_day else month_number(day),
+                dim,
+                key,
+                label,
+                *counts,
+                _pack(latency),
+                _pack(untouched),
+                _pack(progress),
+                json.dumps(reasons) if reasons else None,
+            )
+        )
         if not by_day:
-            writer.add(row | packed | {"grain": "m", "period": month_number(r.day)})
             continue
-        m = month_of_day(r.day)
+        m = month_of_day(day)
         if m != current:
-            _flush_lead_months(writer, month_rows)
+            _flush_lead_months(writer, month_rows, source, current, dim)
             current = m
-        writer.add(row | packed | {"grain": "d", "period": r.day})
-        acc = month_rows.get(r.key)
+        acc = month_rows.get(key)
         if acc is None:
-            acc = month_rows[r.key] = {
-                "source": source,
-                "grain": "m",
-                "period": m,
-                "dim": dim,
-                "key": r.key,
-                "label": r.label,
-                **dict.fromkeys(LEAD_COUNTS, 0),
-                **{n: [] for n in LEAD_TIMES},
-                "reasons": Counter(),
-            }
-        elif r.label is not None and (acc["label"] is None or r.label < acc["label"]):
-            acc["label"] = r.label
-        for n, v in counts.items():
-            acc[n] += v
-        for n, v in times.items():
-            acc[n].extend(v)
-        acc["reasons"].update(reasons)
-    _flush_lead_months(writer, month_rows)
+            month_rows[key] = [label, counts, latency, untouched, progress, reasons or Counter()]
+            continue
+        if label is not None and (acc[0] is None or label < acc[0]):
+            acc[0] = label
+        acc[1] = [a + b for a, b in zip(acc[1], counts, strict=True)]
+        acc[2] += latency
+        acc[3] += untouched
+        acc[4] += progress
+        if reasons:
+            acc[5].update(reasons)
+    _flush_lead_months(writer, month_rows, source, current, dim)
     writer.flush()
 
 
-def _flush_lead_months(writer: _Writer, rows: dict[Any, dict[str, Any]]) -> None:
-    for acc in rows.values():
-        for n in LEAD_TIMES:
-            acc[n] = _pack(acc[n])
-        acc["reasons"] = json.dumps(acc["reasons"]) if acc["reasons"] else None
-        writer.add(acc)
+#: the columns of a lead rollup row, in the order :func:`_leads` builds them
+_LEAD_ROW = ("source", "grain", "period", "dim", "key", "label", *LEAD_COUNTS, *LEAD_TIMES)
+_LEAD_ROW += ("reasons",)
+#: the columns of a deal rollup row, in the order :func:`_deals` builds them
+_DEAL_ROW = ("source", "grain", "kind", "period", "other", "month", "dim", "key", "label")
+_DEAL_ROW += ("deals", "amount", "with_amount", "flagged", "times")
+
+
+def _rows_of(conn: Connection, stmt: Any) -> Iterator[Any]:
+    """The rows of ``stmt``, streamed in chunks (rows index like tuples)."""
+    for chunk in _stream(conn, stmt).partitions():
+        yield from chunk
+
+
+def _flush_lead_months(
+    writer: _Writer, rows: dict[Any, list[Any]], source: str, month: Any, dim: str
+) -> None:
+    for key, (label, counts, latency, untouched, progress, reasons) in rows.items():
+        writer.add(
+            (
+                source,
+                "m",
+                month,
+                dim,
+                key,
+                label,
+                *counts,
+                _pack(latency),
+                _pack(untouched),
+                _pack(progress),
+                json.dumps(reasons) if reasons else None,
+            )
+        )
     rows.clear()
 
 
 class _Writer:
-    """Rows of one rollup table, written in batches on the driver: COPY on PostgreSQL, a
-    prepared ``executemany`` on SQLite (per-row parameter processing in SQLAlchemy cost more
-    than the database, measured)."""
+    """Rows of one rollup table (tuples of ``columns``), written in batches on the driver:
+    COPY on PostgreSQL, a prepared ``executemany`` on SQLite (per-row parameter processing in
+    SQLAlchemy cost more than the database, measured)."""
 
-    def __init__(self, conn: Connection, table: Any) -> None:
+    def __init__(self, conn: Connection, table: Any, columns: tuple[str, ...]) -> None:
         self.conn, self.table, self.rows = conn, table, []
-        self.columns = [c.name for c in table.c if c.name != "id"]
-        self.values = operator.itemgetter(*self.columns)  # a row's values, in C
+        self.columns = columns
         names = ", ".join(self.columns)
         self.pg = conn.dialect.name == "postgresql"
         if self.pg:
@@ -405,8 +435,8 @@ class _Writer:
             marks = ", ".join("?" * len(self.columns))
             self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(self.values(row))
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
         if len(self.rows) >= _BATCH:
             self.flush()
 
@@ -493,59 +523,56 @@ def _deals(
     )
     if by_day and fine is not None:  # the same rows, from the day x channel x team groups
         stmt = deals_from_fine(fine, dim)
-    writer = _Writer(conn, DR)
-    month_rows: dict[Any, dict[str, Any]] = {}
+    writer = _Writer(conn, DR, _DEAL_ROW)
+    add = writer.add
+    month_rows: dict[Any, list[Any]] = {}
     current = None
-    for r in _stream(conn, stmt):
-        times_v = ints(r.times)
-        row = {
-            "source": source,
-            "kind": r.kind,
-            "other": r.other,
-            "month": r.month,
-            "dim": dim,
-            "key": r.key,
-            "label": r.label,
-            "deals": int(r.deals),
-            "amount": None if r.amount is None else int(r.amount),
-            "with_amount": int(r.with_amount or 0),
-            "flagged": int(flagged.get((r.kind, r.day, r.other, r.month, r.key), 0)),
-        }
-        if r.day is None:  # open deals with no creation date: one row, as a month's
-            writer.add(row | {"grain": "m", "period": None, "times": _pack(times_v)})
+    for kind_, day, other_, month, key, label, deals, amount, with_amount, times_ in _rows_of(
+        conn, stmt
+    ):
+        times_v = ints(times_)
+        n = int(deals)
+        cents = None if amount is None else int(amount)
+        priced = int(with_amount or 0)
+        marked = int(flagged.get((kind_, day, other_, month, key), 0)) if flagged else 0
+        tail = (n, cents, priced, marked, _pack(times_v))
+        if day is None:  # open deals with no creation date: one row, as a month's
+            add((source, "m", kind_, None, other_, month, dim, key, label, *tail))
             continue
         if not by_day:
-            row["other"] = None if r.other is None else month_number(r.other)
-            writer.add(row | {"grain": "m", "period": month_number(r.day), "times": _pack(times_v)})
+            other_m = None if other_ is None else month_number(other_)
+            period = month_number(day)
+            add((source, "m", kind_, period, other_m, month, dim, key, label, *tail))
             continue
-        writer.add(row | {"grain": "d", "period": r.day, "times": _pack(times_v)})
+        add((source, "d", kind_, day, other_, month, dim, key, label, *tail))
         if kind == "both":  # day rows only: both dates must fall in a window of days
             continue
-        m = month_of_day(r.day)
+        m = month_of_day(day)
         if m != current:
-            _flush_deal_months(writer, month_rows)
+            _flush_deal_months(writer, month_rows, source, current, dim)
             current = m
-        acc = month_rows.get((r.kind, r.month, r.key))
+        acc = month_rows.get((kind_, month, key))
         if acc is None:
-            acc = month_rows[(r.kind, r.month, r.key)] = row | {
-                "grain": "m",
-                "period": m,
-                "times": [],
-            }
-        else:
-            if r.label is not None and (acc["label"] is None or r.label < acc["label"]):
-                acc["label"] = r.label
-            for n in ("deals", "with_amount", "flagged"):
-                acc[n] += row[n]
-            if row["amount"] is not None:
-                acc["amount"] = (acc["amount"] or 0) + row["amount"]
-        acc["times"].extend(times_v)
-    _flush_deal_months(writer, month_rows)
+            month_rows[(kind_, month, key)] = [other_, label, n, cents, priced, marked, times_v]
+            continue
+        if label is not None and (acc[1] is None or label < acc[1]):
+            acc[1] = label
+        acc[2] += n
+        if cents is not None:
+            acc[3] = (acc[3] or 0) + cents
+        acc[4] += priced
+        acc[5] += marked
+        acc[6] += times_v
+    _flush_deal_months(writer, month_rows, source, current, dim)
     writer.flush()
 
 
-def _flush_deal_months(writer: _Writer, rows: dict[Any, dict[str, Any]]) -> None:
-    for acc in rows.values():
-        acc["times"] = _pack(acc["times"])
-        writer.add(acc)
+def _flush_deal_months(
+    writer: _Writer, rows: dict[Any, list[Any]], source: str, month_n: Any, dim: str
+) -> None:
+    for (kind, month, key), (other, label, n, cents, priced, marked, times) in rows.items():
+        writer.add(
+            (source, "m", kind, month_n, other, month, dim, key, label)
+            + (n, cents, priced, marked, _pack(times))
+        )
     rows.clear()

@@ -166,6 +166,9 @@ def key_parser(name: str, spec: FieldSpec) -> Callable[[str], Any]:
     if name == "lead_id":
 
         def many(raw: str) -> tuple[str, ...] | None:
+            if split is None or split not in raw:  # one id (the common case)
+                v = raw.strip()
+                return (one(v),) if v else None
             parts = [p.strip() for p in (raw.split(split) if split else [raw])]
             ids = tuple(dict.fromkeys(one(p) for p in parts if p))
             return ids or None

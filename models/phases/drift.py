@@ -16,6 +16,7 @@ from models.enums import GapCategory, GapSource, RootCause, Severity
 from models.funnel.kpis import format_value
 from models.funnel.tables import CycleKpiSnapshot, Lead
 from models.schemas import GapCreate
+from models.services.agreements import InForce
 from models.services.cycles import spec
 from models.services.gaps import add_gap
 from models.tables import Cycle, Gap
@@ -54,11 +55,11 @@ def top_reasons(
     return [(r.channel, r.campaign, r.rejection_reason, int(r.n)) for r in rows]
 
 
-def evidence(snap: CycleKpiSnapshot, reasons, target: float) -> str:  # noqa: ANN001
+def evidence(snap: CycleKpiSnapshot, reasons, target: float, whose: str = "the playbook's") -> str:  # noqa: ANN001
     rate = format_value(KPI, snap.value)
     head = (
         f"Sales sent back {rate} of the {snap.sample_size:,} MQLs it reviewed from "
-        f"{_day(snap.window_start)} to {_day(snap.window_end)}; the playbook's target is at most "
+        f"{_day(snap.window_start)} to {_day(snap.window_end)}; {whose} target is at most "
         f"{format_value(KPI, target)}."
     )
     parts = []
@@ -69,10 +70,21 @@ def evidence(snap: CycleKpiSnapshot, reasons, target: float) -> str:  # noqa: AN
     return head + (f" The most frequent reasons: {'; '.join(parts)}." if parts else "")
 
 
-def drift_gap(session: Session, cycle: Cycle, baseline: dict[str, CycleKpiSnapshot]) -> Gap | None:
+def drift_gap(
+    session: Session,
+    cycle: Cycle,
+    baseline: dict[str, CycleKpiSnapshot],
+    settings: InForce | None = None,
+) -> Gap | None:
     """The cycle's lead definition drift gap when its baseline's rejection rate is over the
-    playbook's share on enough reviewed MQLs (recorded once); None otherwise."""
+    playbook's share (opt-in) on enough reviewed MQLs (recorded once); None otherwise. Where
+    the team pair's agreement in force sets a target for the rejection rate, that is the
+    share."""
     target = spec(cycle).settings.rejection_drift_above
+    agreed = settings.agreed_targets.get(KPI) if settings is not None else None
+    whose = "the playbook's"
+    if target is not None and agreed is not None:
+        target, whose = agreed, "the agreed"
     snap = baseline.get(KPI)
     if target is None or snap is None or snap.value is None:
         return None
@@ -92,7 +104,7 @@ def drift_gap(session: Session, cycle: Cycle, baseline: dict[str, CycleKpiSnapsh
             category=GapCategory.LEAD_DEFINITION,
             root_cause=RootCause.COMMUNICATION,
             severity=Severity.HIGH if snap.value >= 2 * target else Severity.MEDIUM,
-            evidence=evidence(snap, reasons, target),
+            evidence=evidence(snap, reasons, target, whose),
             key=KEY,
             source=GapSource.METRIC,
             source_ref=f"kpi:{KPI}",

@@ -2,7 +2,8 @@
 
 Answering an Identify question records the gap its answer implies (:func:`answer`), at once,
 so the gate sees it before anybody refreshes anything. :func:`raise_gaps` records every gap the
-analysis implies (answers and the playbook's KPI rules over the shared numbers); both are
+analysis implies (answers, the playbook's KPI rules over the shared numbers, and content
+questions over the materials' ratings, :mod:`models.phases.content`); both are
 idempotent on the gap's key (``checklist:<question>``, ``kpi:<rule>``).
 """
 
@@ -25,6 +26,7 @@ from models.enums import (
 )
 from models.errors import Forbidden
 from models.funnel import baseline
+from models.phases import content
 from models.phases import numbers as kpi_checks
 from models.phases.common import checklist, md, readiness_md, require_phase
 from models.phases.recurring import escalate_recurring
@@ -116,6 +118,7 @@ def raise_gaps(session: Session, cycle: Cycle) -> list[Gap]:
         gap_service.add_gap(session, cycle, data, reporter)
     if baseline.has_funnel_data(session):  # no data: no empty baseline frozen, no KPI gaps
         kpi_checks.evaluate_gap_rules(session, cycle)  # records its gaps (``metric:<rule>``)
+    content.evaluate_material_questions(session, cycle)  # content questions, from the ratings
     session.flush()
     escalate_recurring(session, cycle)  # a gap back for the Nth time goes to the managers, once
     return [g for g in gap_service.list_gaps(session, cycle) if g.id not in before]

@@ -22,7 +22,7 @@ from models.enums import (
 )
 from models.errors import Forbidden, InvalidInput, TransitionRefused
 from models.phases import agreement as agreement_phase
-from models.phases import dispatch
+from models.phases import content, dispatch
 from models.phases import numbers as kpi_checks
 from models.phases.breaches import breach_gaps
 from models.phases.carry_over import carry_over, follow_up_cycles
@@ -56,6 +56,7 @@ def start_cycle(
         carry_over(session, previous, cycle, actor)
     agreement_phase.on_cycle_start(session, cycle, actor)  # before the baseline: its SLA is agreed
     kpi_checks.record_numbers_at_start(session, cycle)
+    content.evaluate_material_questions(session, cycle)  # content questions, from the ratings
     breach_gaps(session, cycle, today)  # the earlier cycle's SLA breaches, as gaps to decide
     return cycle
 

@@ -21,6 +21,7 @@ from models.phases.drift import drift_gap
 from models.playbook import KpiCheck
 from models.rules import require_phase_allows
 from models.schemas import GapCreate
+from models.services.agreements import InForce, settings_in_force
 from models.services.cycles import spec
 from models.services.gaps import add_gap
 from models.tables import ChecklistItem, Cycle, Gap
@@ -30,9 +31,10 @@ def _day(d: date) -> str:
     return d.strftime("%-d %b %Y")
 
 
-def describe_check(check: KpiCheck, snap: CycleKpiSnapshot) -> str:
+def describe_check(check: KpiCheck, snap: CycleKpiSnapshot, against: str = "the threshold") -> str:
     """The evidence of a KPI check, in one sentence: the KPI's value over the window, from how
-    many records, against the threshold."""
+    many records, against the threshold (``against``: what people call it, e.g. "the agreed
+    target")."""
     d = KPIS[check.kpi]
     window = f"{_day(snap.window_start)} to {_day(snap.window_end)}"
     value = format_value(check.kpi, snap.value)
@@ -45,8 +47,17 @@ def describe_check(check: KpiCheck, snap: CycleKpiSnapshot) -> str:
         return f"{head}: too few to judge (at least {check.min_sample:,} are needed)."
     side = "under" if check.direction == "below" else "over"
     if check.breached(snap.value, snap.sample_size):
-        return f"{head}: {side} the threshold of {threshold}."
-    return f"{head}: within the threshold of {threshold}."
+        return f"{head}: {side} {against} of {threshold}."
+    return f"{head}: within {against} of {threshold}."
+
+
+def in_force(check: KpiCheck, settings: InForce) -> tuple[KpiCheck, str]:
+    """The check as the team pair's agreement in force has it: the agreed target of its KPI
+    replaces the playbook's threshold (same direction); what people call the threshold."""
+    target = settings.agreed_targets.get(check.kpi)
+    if target is None or target == check.threshold:
+        return check, "the threshold" if target is None else "the agreed target"
+    return check.model_copy(update={check.direction: target}), "the agreed target"
 
 
 def evaluate_gap_rules(
@@ -88,10 +99,12 @@ def evaluate_gap_rules(
         return []
     require_phase_allows(cycle.phase, "kpi_gaps", cycle.id)
     baseline = snapshot_baseline(session, cycle, as_of=as_of)
+    settings = settings_in_force(session, cycle, as_of.date() if as_of else None, pb)
     found: list[Gap] = []
-    for key, check, gap, item in checks:
+    for key, playbook_check, gap, item in checks:
+        check, against = in_force(playbook_check, settings)
         snap = baseline[check.kpi]
-        evidence = describe_check(check, snap)
+        evidence = describe_check(check, snap, against)
         if item is not None and item.answer is None and item.evidence is None:
             item.evidence = evidence  # what the person answering the question sees
         if not check.breached(snap.value, snap.sample_size):
@@ -109,7 +122,7 @@ def evaluate_gap_rules(
             None,
         )
         found.append(row)
-    drift = drift_gap(session, cycle, baseline)  # rejection reasons, as marketing's gap
+    drift = drift_gap(session, cycle, baseline, settings)  # rejection reasons, as marketing's gap
     if drift is not None:
         found.append(drift)
     session.flush()

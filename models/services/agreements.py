@@ -15,6 +15,11 @@ commits, every write an audit event.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +27,7 @@ from models.agreement_tables import Agreement, AgreementVersion, Amendment, Amen
 from models.base import utcnow
 from models.enums import Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.funnel.kpis import KPIS, format_value
 from models.playbook import PlaybookSpec
 from models.rules import require_phase_allows
 from models.services.access import require_visible, visible_cycles
@@ -74,35 +80,156 @@ def versions(session: Session, agreement: Agreement) -> list[AgreementVersion]:
     )
 
 
-def in_force(session: Session, agreement: Agreement) -> AgreementVersion | None:
-    return session.scalar(
-        select(AgreementVersion)
-        .where(AgreementVersion.agreement_id == agreement.id)
-        .order_by(AgreementVersion.number.desc())
-        .limit(1)
-    )
+def in_force(
+    session: Session, agreement: Agreement, on: date | None = None
+) -> AgreementVersion | None:
+    """The version in force: the newest, or (``on``) the newest written by the end of that
+    day (UTC); None when the agreement had no version yet."""
+    q = select(AgreementVersion).where(AgreementVersion.agreement_id == agreement.id)
+    if on is not None:
+        end = datetime.combine(on + timedelta(days=1), time(0), tzinfo=UTC)
+        q = q.where(AgreementVersion.created_at < end)
+    return session.scalar(q.order_by(AgreementVersion.number.desc()).limit(1))
 
 
 def terms_of(version: AgreementVersion) -> Terms:
     return Terms.model_validate(version.terms)
 
 
+def playbook_targets(pb: PlaybookSpec) -> dict[str, float]:
+    """The playbook's own target of each KPI it checks: the threshold of its first KPI rule
+    or question check on that KPI (a gap is raised past it)."""
+    checks = [*pb.kpi_rules, *(q.kpi for _, _, q in pb.questions() if q.kpi is not None)]
+    out: dict[str, float] = {}
+    for check in checks:
+        out.setdefault(check.kpi, check.threshold)
+    return out
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The settings a team pair works to on a date: the agreement's version in force, else
+    the playbook's. ``agreed_targets``: only the targets the agreement sets; ``targets``: those
+    with the playbook's own targets for the other KPIs it checks."""
+
+    handoff_sla_hours: int
+    cadence: str
+    agreed_targets: dict[str, float]
+    targets: dict[str, float]
+    #: The agreement's version these come from (None: the playbook's, no version in force).
+    version: int | None = None
+
+    def target_sentence(self, kpi: str, value: float | None) -> str | None:
+        """A KPI's value against its target in force, in one sentence ("Agreed target 90.0%
+        (version 2 of the agreement): not met."); None when it has no target."""
+        target = self.targets.get(kpi)
+        if target is None or kpi not in KPIS:
+            return None
+        whose = (
+            f"Agreed target {format_value(kpi, target)} (version {self.version} of the agreement)"
+            if kpi in self.agreed_targets
+            else f"The playbook's threshold {format_value(kpi, target)}"
+        )
+        if value is None:
+            return f"{whose}: no data to compare."
+        higher = KPIS[kpi].better == "higher"
+        met = value >= target if higher else value <= target
+        return f"{whose}: {'met' if met else 'not met'}."
+
+
+def settings_from(pb: PlaybookSpec, version: AgreementVersion | None) -> InForce:
+    """The settings in force given the pair's agreement version (None: the playbook's)."""
+    defaults = playbook_targets(pb)
+    if version is None:
+        return InForce(
+            handoff_sla_hours=pb.settings.handoff_sla_hours,
+            cadence=pb.settings.cadence,
+            agreed_targets={},
+            targets=defaults,
+        )
+    terms = terms_of(version)
+    agreed = {k: v for k, v in terms.kpi_targets.items() if v is not None}
+    return InForce(
+        handoff_sla_hours=terms.handoff_sla_hours,
+        cadence=terms.cadence,
+        agreed_targets=agreed,
+        targets={**defaults, **agreed},
+        version=version.number,
+    )
+
+
+def settings_in_force(
+    session: Session, cycle: Cycle, on: date | None = None, pb: PlaybookSpec | None = None
+) -> InForce:
+    """The one answer to "which setting is in force for this cycle's team pair on this date":
+    the hand-off SLA, the shared KPIs' targets and the cadence of the agreement's version in
+    force (``on``: the one in force that day; default: now), else the playbook's. A change
+    proposed but not adopted (unsigned, rejected) is no version: it changes nothing."""
+    agreement = agreement_of(session, cycle)
+    version = in_force(session, agreement, on) if agreement is not None else None
+    return settings_from(pb or spec(cycle), version)
+
+
+def terms_in_force(
+    session: Session, cycle_ids: Sequence[int], on: date | None = None
+) -> dict[int, Terms]:
+    """The terms in force (``on`` a day; default: now) of many cycles' team pairs, in a few
+    queries (the planners' bulk read of :func:`settings_in_force`): a cycle whose pair has no
+    version in force is left out (its playbook's settings apply)."""
+    ids = sorted(set(cycle_ids))
+    teams: dict[int, set[int]] = defaultdict(set)
+    for chunk in (ids[i : i + 900] for i in range(0, len(ids), 900)):
+        for cid, team_id in session.execute(
+            select(CycleTeam.cycle_id, CycleTeam.team_id).where(CycleTeam.cycle_id.in_(chunk))
+        ):
+            teams[cid].add(team_id)
+    pairs = {cid: tuple(sorted(t)) for cid, t in teams.items() if len(t) == 2}
+    if not pairs:
+        return {}
+    wanted = set(pairs.values())
+    pair_by_id = {  # one agreement a pair: few rows
+        aid: (a, b)
+        for aid, a, b in session.execute(
+            select(Agreement.id, Agreement.team_a_id, Agreement.team_b_id)
+        )
+    }
+    ids_wanted = [aid for aid, pair in pair_by_id.items() if pair in wanted]
+    q = select(AgreementVersion).where(AgreementVersion.agreement_id.in_(ids_wanted))
+    if on is not None:
+        end = datetime.combine(on + timedelta(days=1), time(0), tzinfo=UTC)
+        q = q.where(AgreementVersion.created_at < end)
+    terms: dict[tuple[int, ...], Terms] = {}
+    for version in session.scalars(q.order_by(AgreementVersion.number)):  # the newest last
+        terms[pair_by_id[version.agreement_id]] = terms_of(version)
+    return {cid: terms[pair] for cid, pair in pairs.items() if pair in terms}
+
+
+def cadences_in_force(
+    session: Session, defaults: Mapping[int, str], on: date | None = None
+) -> dict[int, str]:
+    """The cadence in force of many cycles: their pairs' agreement's, else ``defaults`` (each
+    cycle's playbook cadence, as the planner reads it)."""
+    agreed = terms_in_force(session, list(defaults), on)
+    return {cid: agreed[cid].cadence if cid in agreed else d for cid, d in defaults.items()}
+
+
 def sla_hours_in_force(session: Session, cycle: Cycle, pb: PlaybookSpec | None = None) -> int:
     """The hand-off SLA (hours) the cycle's KPIs are computed with: the agreement in force of
-    its two teams, else the playbook's setting."""
-    agreement = agreement_of(session, cycle)
-    version = in_force(session, agreement) if agreement is not None else None
-    if version is not None:
-        return terms_of(version).handoff_sla_hours
-    return (pb or spec(cycle)).settings.handoff_sla_hours
+    its two teams, else the playbook's setting (:func:`settings_in_force`)."""
+    return settings_in_force(session, cycle, pb=pb).handoff_sla_hours
+
+
+def viewer_cycle(session: Session, viewer: Person) -> Cycle | None:
+    """The newest cycle ``viewer`` sees (whose team pair's settings the numbers default to)."""
+    return session.scalar(
+        select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
+    )
 
 
 def viewer_sla_hours(session: Session, viewer: Person) -> int:
     """The hand-off SLA of the newest cycle ``viewer`` sees, as its teams' agreement in force
     says (the default the API's numbers use when none is asked for); no cycle: 24 hours."""
-    cycle = session.scalar(
-        select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
-    )
+    cycle = viewer_cycle(session, viewer)
     return sla_hours_in_force(session, cycle) if cycle is not None else Terms().handoff_sla_hours
 
 

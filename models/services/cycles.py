@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from models.agreement_tables import Amendment, AmendmentSignoff
 from models.base import utcnow
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision, Phase, Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -42,7 +43,7 @@ from models.tables import (
     Person,
     Retrospective,
 )
-from models.words import phase_name, question_label, value_word
+from models.words import listed, phase_name, question_label, value_word
 
 
 def get_cycle(session: Session, cycle_id: int) -> Cycle:
@@ -332,7 +333,41 @@ def facts(session: Session, cycle: Cycle) -> CycleFacts:
         teams_without_own_answers=alignment_facts.teams_without_own_answers(session, cycle, pb),
         vote_open=vote_open,
         top_voted_without_actions=top_voted,
+        amendments_waiting=amendments_waiting(session, cycle) if phase is Phase.RECAP else (),
     )
+
+
+def amendments_waiting(session: Session, cycle: Cycle) -> tuple[str, ...]:
+    """The changes to the agreement proposed in ``cycle`` and neither adopted nor rejected,
+    each named with who still has to sign it ("“Reason…” (Mia Point of Marketing still has to
+    sign)"): the Recap gate waits for them."""
+    rows = list(
+        session.scalars(
+            select(Amendment)
+            .where(Amendment.cycle_id == cycle.id, Amendment.status == "proposed")
+            .order_by(Amendment.id)
+        )
+    )
+    if not rows:
+        return ()
+    signed: dict[int, set[int]] = {a.id: set() for a in rows}
+    for aid, team_id in session.execute(
+        select(AmendmentSignoff.amendment_id, AmendmentSignoff.team_id).where(
+            AmendmentSignoff.amendment_id.in_(list(signed))
+        )
+    ):
+        signed[aid].add(team_id)
+    out = []
+    for a in rows:
+        who = [
+            f"{ct.point_person.name} of {ct.team.name}"
+            if ct.point_person
+            else f"the point person of {ct.team.name}"
+            for ct in sorted(cycle.teams, key=lambda ct: ct.team_id)
+            if ct.team_id not in signed[a.id]
+        ]
+        out.append(f"{a.label} ({listed(who)} still {'has' if len(who) == 1 else 'have'} to sign)")
+    return tuple(out)
 
 
 def readiness(session: Session, cycle: Cycle, today: date | None = None) -> Readiness:

@@ -13,6 +13,7 @@ from datetime import date
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from models.agreement_tables import Amendment
 from models.enums import ActionStatus, GapDecision
 from models.rules import gate_blockers_by_kind
 from models.schemas import Readiness
@@ -34,7 +35,7 @@ SHOWN = 5
 @dataclass
 class Target:
     """One thing to fix: ``kind`` ("question", "gap", "plan", "point_person", "action",
-    "retro", "signoff"), its id (None for the recap and point persons) and its name."""
+    "amendment", "retro", "signoff"), its id (None for the recap and point persons) and its name."""
 
     kind: str
     object_id: int | None
@@ -127,6 +128,14 @@ def _targets(session: Session, cycle: Cycle, kind: str) -> list[Target]:
             .limit(limit)
         ).all()
         return [Target("action", i, t) for i, t in rows]
+    if kind == "amendments":
+        rows = session.scalars(
+            select(Amendment)
+            .where(Amendment.cycle_id == cycle.id, Amendment.status == "proposed")
+            .order_by(Amendment.id)
+            .limit(limit)
+        ).all()
+        return [Target("amendment", a.id, a.label) for a in rows]
     if kind in ("retro", "signoff"):
         return [Target(kind, None, cycle.title)]
     return []

@@ -22,14 +22,10 @@ from models.errors import Forbidden, InvalidInput, NotFound
 from models.schemas import PersonCreate, PersonUpdate, TeamCreate
 from models.services.common import changes, record_event, snapshot
 from models.tables import Event, Person, Team
+from models.words import value_word
 
-#: A role as people read it (in messages).
-ROLE_WORDS = {
-    Role.POINT_PERSON: "point person",
-    Role.LEAD: "lead",
-    Role.MANAGER: "manager",
-    Role.MEMBER: "member",
-}
+#: A role as people read it (in messages): the words of models/words.py, the one place.
+ROLE_WORDS = {role: value_word(role) for role in Role}
 
 
 def team_by_key(session: Session, key: str) -> Team:

@@ -12,6 +12,7 @@ from aligncycle.web.api.common import Id, cycle_for
 from aligncycle.web.auth import ApiCtx
 from models.errors import InvalidInput
 from models.phases import agreement as agreement_phase
+from models.phases import content
 from models.services import agreement_views, agreements, campaigns
 from models.services.agreement_views import AgreementView
 from models.services.agreements import AmendmentCreate
@@ -174,7 +175,7 @@ def material_rate(material_id: Id, body: RatingCreate, ctx: ApiCtx) -> CampaignV
     """Your rating of a material (usefulness 1 to 5, and the objections it fails to answer);
     the team that made it does not rate it."""
     m = campaigns.visible_material(ctx.session, ctx.me, material_id)
-    campaigns.rate(ctx.session, m, body, ctx.me)
+    content.rate(ctx.session, m, body, ctx.me)  # and the content questions, afresh
     ctx.session.flush()
     c = campaigns.visible_campaign(ctx.session, ctx.me, m.campaign_id)
     return campaigns.campaign_view(ctx.session, c, ctx.me)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from aligncycle import orchestration
@@ -88,7 +88,7 @@ def readiness(cycle_id: Id, ctx: ApiCtx) -> Readiness:
 
 
 @router.post("/cycles/{cycle_id}/advance", response_model=CycleRead, tags=["cycles"])
-def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
+def advance(request: Request, cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
     """Move the cycle to its next phase (a point person of the cycle, gates permitting).
 
     As a phase's flow would: what the current phase derives is brought up to date first (the
@@ -105,8 +105,8 @@ def advance(cycle_id: Id, body: AdvanceIn, ctx: ApiCtx) -> CycleRead:
         override_reason=body.override_reason,
         expected_version=body.expected_version,
     )
-    # Once the move commits, its phase flow starts (a Prefect deployment run).
-    orchestration.dispatch_after_commit(ctx.session, cycle_id)
+    # Once the move commits, its phase flow starts (a Prefect deployment run, or here).
+    orchestration.dispatch_after_commit(ctx.session, cycle_id, request.app.state.flows_worker)
     return CycleRead.model_validate(cycle)
 
 

@@ -37,6 +37,9 @@ class KpisRead(BaseModel):
     query: n.NumbersQuery
     report: KpiReport
     compared: KpiReport
+    #: Each KPI's overall value against its target in force (the agreement of the newest
+    #: cycle's team pair the caller sees, else the playbook's threshold), as a sentence.
+    targets: dict[str, str] = {}
 
 
 def _query(
@@ -97,7 +100,14 @@ def kpis(
         by=q.by,
         **common,
     )
-    return KpisRead(query=q, report=report, compared=compared)
+    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
+    targets: dict[str, str] = {}
+    if cycle is not None and not q.by:  # the overall values only
+        in_force = agreements.settings_in_force(ctx.session, cycle)
+        for name, v in report.overall().items():
+            if sentence := in_force.target_sentence(name, v.value):
+                targets[name] = sentence
+    return KpisRead(query=q, report=report, compared=compared, targets=targets)
 
 
 @router.get("/kpis/breaches", response_model=n.Breaches, tags=["numbers"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from aligncycle.web.auth import PageCtx
@@ -23,6 +23,7 @@ from models.errors import InvalidInput
 from models.funnel.campaign_effect import campaign_effect
 from models.funnel.kpis import KPIS
 from models.phases import agreement as agreement_phase
+from models.phases import content
 from models.rules import phase_allows
 from models.services import access, agreement_views, agreements, campaigns
 from models.services.agreements import CADENCE_WORDS, AmendmentCreate, Terms
@@ -202,6 +203,15 @@ def propose_post(request: Request, agreement_id: int, ctx: PageCtx) -> Response:
     return act(request, ctx, form_id="propose", default_next=here, run=run, anchor="changes")
 
 
+@router.get("/amendments/{amendment_id}")
+def amendment_page(request: Request, amendment_id: int, ctx: PageCtx) -> Response:
+    """A proposed change: where it is read, signed and rejected (its agreement's page)."""
+    amendment = agreements.visible_amendment(ctx.session, ctx.me, amendment_id)
+    return RedirectResponse(
+        f"/agreements/{amendment.agreement_id}#change-{amendment.id}", status_code=303
+    )
+
+
 @router.post("/amendments/{amendment_id}/sign")
 def sign_post(request: Request, amendment_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
@@ -371,7 +381,7 @@ def rating_post(request: Request, material_id: int, ctx: PageCtx) -> Response:
     def run(data: dict[str, str]) -> str:
         material = campaigns.visible_material(ctx.session, ctx.me, material_id)
         fields = opt(data, "usefulness", "objections")
-        campaigns.rate(ctx.session, material, parse_form(RatingCreate, fields), ctx.me)
+        content.rate(ctx.session, material, parse_form(RatingCreate, fields), ctx.me)
         return "Thank you: your rating is saved."
 
     return act(

@@ -29,6 +29,7 @@ from models.services import (
     accounts,
     people,
 )
+from models.words import value_word
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,18 +44,10 @@ def demo_accounts(request: Request) -> list[dict[str, str]] | None:
         return None
     with unit_of_work(request) as session:
         return [
-            {"name": p.name, "email": p.email, "role": ROLE_WORDS[p.role], "team": p.team.name}
+            {"name": p.name, "email": p.email, "role": value_word(p.role), "team": p.team.name}
             for p in people.list_people(session)
             if p.active
         ]
-
-
-ROLE_WORDS = {
-    Role.POINT_PERSON: "point person",
-    Role.LEAD: "lead",
-    Role.MANAGER: "manager",
-    Role.MEMBER: "member",
-}
 
 
 @router.get("/login")

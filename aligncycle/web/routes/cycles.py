@@ -64,6 +64,7 @@ FIXES = {
     "plan": ("/cycles/{c}/actions?gap={i}#new-action", "Plan an action item for “{n}”"),
     "point_person": ("/cycles/{c}#point-persons", "Name a point person for {n}"),
     "action": ("/cycles/{c}/actions#action-{i}", "Finish or drop “{n}”"),
+    "amendment": ("/amendments/{i}", "Sign or reject the change {n}"),
     "retro": ("/cycles/{c}/recap#retrospective", "Record the retrospective"),
     "signoff": ("/cycles/{c}/recap", "Review and sign off"),
 }
@@ -246,8 +247,8 @@ def advance_post(request: Request, cycle_id: int, ctx: PageCtx) -> Response:
             override_reason=data.get("override_reason") or None,
             expected_version=to_int(data.get("version")),
         )
-        # Once the move commits, its phase flow starts (a Prefect deployment run).
-        orchestration.dispatch_after_commit(ctx.session, cycle_id)
+        # Once the move commits, its phase flow starts (a Prefect deployment run, or here).
+        orchestration.dispatch_after_commit(ctx.session, cycle_id, request.app.state.flows_worker)
         started = moved.started.summary
         return (
             f"The cycle is now in {PHASE_LABELS[cycle.phase]}. "

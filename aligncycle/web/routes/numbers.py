@@ -25,8 +25,6 @@ from models.funnel.tables import FunnelImport
 from models.playbook import Settings
 from models.schemas import validation_message
 from models.services import agreements, playbooks
-from models.services.access import visible_cycles
-from models.tables import Cycle
 
 router = APIRouter(include_in_schema=False)
 BREACHES_PAGE = 25
@@ -47,14 +45,23 @@ def agreed_settings(ctx: Ctx) -> tuple[int, int]:
     """The hand-off SLA (hours) and stall limit (days) of the newest cycle the person sees:
     the SLA of their teams' agreement in force, the playbook's stall limit; else the
     defaults."""
-    cycle = ctx.session.scalar(
-        select(Cycle).where(visible_cycles(ctx.me)).order_by(Cycle.id.desc()).limit(1)
-    )
+    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
     if cycle is None:
         d = Settings()
         return d.handoff_sla_hours, d.stall_days
     s = playbooks.spec_of(cycle.playbook).settings
     return agreements.sla_hours_in_force(ctx.session, cycle), s.stall_days
+
+
+def target_sentences(ctx: Ctx, cards: list[n.KpiCard]) -> dict[str, str]:
+    """Each card's value against its target in force for the person's newest cycle's team
+    pair (the agreement's, else the playbook's threshold)."""
+    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
+    if cycle is None:
+        return {}
+    in_force = agreements.settings_in_force(ctx.session, cycle)
+    out = {c.kpi: in_force.target_sentence(c.kpi, c.value) for c in cards}
+    return {k: v for k, v in out.items() if v}
 
 
 def _day(value: str | None) -> date | None:
@@ -172,6 +179,7 @@ def numbers_page(
         here="/numbers?" + urlencode(kept),
         sources=n.known_sources(s),
         groupings=n.GROUPINGS,
+        targets=target_sentences(ctx, result.cards),
         table_kpis=[KPIS[k] for k in TABLE_KPIS],
         pivot_kpi=KPIS[pivot_kpi],
         kpi_choices=list(KPIS.values()),
