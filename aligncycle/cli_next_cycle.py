@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - commands go on the cyc
             return
         for group in book.by_channel:
             typer.echo(group.sentence)
+        typer.echo(
+            f"{book.for_managers} of them {'was' if book.for_managers == 1 else 'were'} "
+            f"{book.managers_after_hours} h or more late: the managers hear of each once"
+        )
         for r in book.rows[:20]:
             typer.echo(
                 f"  {r.lead} ({r.channel or 'no channel'}, {r.owner or 'no owner'}): "

@@ -76,6 +76,8 @@ GAP_DECISIONS = {
     # raised by the numbers (the playbook's KPI rules over the baseline)
     "sla_attainment_low": ("lee", "accepted", None),
     "mql_to_sql_low": ("lou", "accepted", None),
+    # sales' rejection reasons (the playbook's rejection_drift_above)
+    "lead_definition_drift": ("lou", "accepted", None),
     # raised by answers (and, for some questions, by the numbers too)
     "handoff_sla_agreed": ("lee", "accepted", None),
     "shared_lead_definitions": ("lou", "accepted", None),

@@ -9,7 +9,8 @@ flow                   schedule    what it does
 ``daily-cadence``      daily       the two below in one flow run: reminders, then escalations
 ``overdue-reminders``  on demand   reminds owners of items due soon, and of overdue ones
 ``escalations``        on demand   overdue past a grace period: the owner's lead, then a
-                                   manager
+                                   manager; leads of the SLA breach ledger late past the
+                                   playbook's threshold: the managers, once each
 ``weekly-digest``      weekly      per cycle: progress, KPIs, risks, what is due next week
 ``recap-due``          daily       opens Recap when a cycle's period has ended (the system's
                                    own transition, through the Execute gate)
@@ -110,7 +111,7 @@ JOBS: dict[str, Job] = {
             "escalations",
             plan_escalations,
             (NotificationKind.ESCALATION,),
-            "escalate overdue items to the owner's lead, then a manager",
+            "escalate overdue items to the owner's lead, then a manager; late leads to managers",
         ),
         Job(
             "weekly-digest",

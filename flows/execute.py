@@ -1,4 +1,5 @@
-"""Execute: one check-in pass over the cycle's open action items, and the progress report."""
+"""Execute: one check-in pass over the cycle's open action items, the SLA breach ledger as of
+the pass's date, and the progress report."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from flows.runtime import (
 )
 from models.enums import Phase
 from models.phases import execute as phase
+from models.phases.breaches import record_breaches
 from models.phases.common import action_owner_label
 from models.services import actions as action_service
 from models.services import cycles as cycle_service
@@ -39,6 +41,14 @@ def check_in(action_id: int, today: date) -> bool:
     with store().unit_of_work() as s:
         item = action_service.get_action(s, action_id)
         return phase.checkin_item(s, item, today)[1]
+
+
+@task(name="record late leads", **WRITER)
+def late_leads(cycle_id: int, today: date) -> int:
+    """The SLA breach ledger as of ``today`` (the pass's date, not the clock): how many leads
+    the cycle has recorded."""
+    with store().unit_of_work() as s:
+        return record_breaches(s, cycle_service.get_cycle(s, cycle_id), today)
 
 
 @task(name="progress", **TASK)
@@ -62,6 +72,7 @@ def execute_flow(cycle_id: int, today: date | None = None) -> phase.ExecuteRepor
                 task_run_name=lambda name=f"check-in: {title}"[:120]: name,
                 tags=without_limits([f"phase:{Phase.EXECUTE}", f"owner:{owner}"]),
             )(action_id, today)
+        late_leads(cycle_id, today)
         report = progress(cycle_id, today, written)
         create_progress_artifact(
             report.percent_done,

@@ -227,6 +227,10 @@ class Settings(_Strict):
     escalate_after_days: int | None = Field(default=None, ge=1, le=365)
     #: ... and to a manager after this many more days (default 3).
     escalate_to_manager_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A lead this many hours past the hand-off time in the cycle's SLA breach ledger goes to
+    #: the managers of the cycle's teams, once (default: as late as an overdue item is when a
+    #: manager hears of it).
+    escalate_late_leads_after_hours: int | None = Field(default=None, ge=1, le=8760)
     #: A gap that comes back in this many cycles of the same two teams (this one included) is
     #: flagged as recurring, with its history.
     recurring_after_cycles: int = Field(default=3, ge=2, le=20)

@@ -13,8 +13,8 @@ import pytest
 
 from models.cadence.digest import digest_content
 from models.enums import GapDecision
-from models.schemas import CycleCreate
-from models.services import team_input
+from models.schemas import CycleCreate, GapCreate
+from models.services import cycles, gaps, team_input
 from models.services.common import person_by_email
 from models.tables import Gap
 from tests.test_web_support import Rig, rig
@@ -241,3 +241,60 @@ def test_refused_api_writes_are_one_line_4xx_and_change_nothing(web: Rig) -> Non
             message = resp.json()["error"]["message"]
             assert message and "\n" not in message and "Traceback" not in message
         assert r.snapshot() == before
+
+
+def test_my_work_lists_own_answers_and_votes_until_they_are_done(web: Rig) -> None:
+    """Sid (sales) finds his team's own answers to give and his votes to cast in My work and
+    the API's inbox, each with the link to its page; each entry goes once done (the answers
+    for everyone of his team, the votes for him alone)."""
+    from tests.test_web_inbox import menu_count, section
+
+    r = web
+    identify = r.world.cycles["identify"]
+    with r.isolated():
+        with r.store.unit_of_work() as s:
+            c = start(s)
+            cid, title = c.id, c.title
+            qs, rs = team_input.questions(c), team_input.ratings(c)
+            lee = person_by_email(s, "lee@acme.test")
+            gap, _ = gaps.add_gap(
+                s,
+                cycles.get_cycle(s, identify),
+                GapCreate(title="Leads wait a day", category="hand_off", root_cause="process"),
+                lee,
+            )
+            ids = [g.id for g in s.query(Gap).filter(Gap.cycle_id == identify).order_by(Gap.id)]
+        sid = r.client("sid")
+        page = sid.get("/my").text
+        own = section(page, "own_answers")
+        assert f"{title} · Give Sales's own answers to the Identify questions" in own
+        assert f'href="/cycles/{cid}/own-answers"' in page
+        assert "Vote on the gaps: 3 votes left; nobody sees the totals" in section(page, "votes")
+        assert f'href="/cycles/{identify}/vote"' in page
+        api = sid.get("/api/v1/me/inbox", headers=r.bearer("sid")).json()
+        by_key = {sec["key"]: sec for sec in api["sections"]}
+        assert by_key["own_answers"]["total"] == 1
+        assert by_key["own_answers"]["entries"][0]["url"] == f"/cycles/{cid}/own-answers"
+        votes_urls = [e["url"] for e in by_key["votes"]["entries"]]
+        assert f"/cycles/{identify}/vote" in votes_urls
+        assert api["waiting"] == menu_count(page) == menu_count(sid.get("/cycles").text)
+
+        # Sid submits his team's answers: gone for Sales, still there for Marketing.
+        form = {"csrf": r.personas["sid"].csrf, "submit": "1"}
+        form |= {f"answer-{q.key}": "no" for q in qs} | {f"rating-{x.key}": "2" for x in rs}
+        assert sid.post(f"/cycles/{cid}/own-answers", data=form).status_code == 303
+        for name in ("sid", "lee"):
+            assert f"/cycles/{cid}/own-answers" not in r.client(name).get("/my").text
+        assert f'href="/cycles/{cid}/own-answers"' in r.client("meg").get("/my").text
+
+        # Sid spends his votes (at most 2 on one gap): the entry counts down, then goes.
+        ballot = {f"votes-{ids[0]}": "2"}
+        sid.post(f"/cycles/{identify}/vote", data={"csrf": r.personas["sid"].csrf, **ballot})
+        assert "1 vote left" in section(sid.get("/my").text, "votes")
+        ballot[f"votes-{ids[1]}"] = "1"
+        sid.post(f"/cycles/{identify}/vote", data={"csrf": r.personas["sid"].csrf, **ballot})
+        page = sid.get("/my").text
+        assert f'href="/cycles/{identify}/vote"' not in page
+        api = sid.get("/api/v1/me/inbox", headers=r.bearer("sid")).json()
+        assert api["waiting"] == menu_count(page) == menu_count(sid.get("/cycles").text)
+        assert "3 votes left" in section(r.client("lee").get("/my").text, "votes")

@@ -391,7 +391,7 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
     assert [(p["email"], set(p)) for p in people] == [("sid@acme.test", keys(PersonRead))]
     playbooks = cli_json("playbook", "list")
     assert len(playbooks) == 3 and all(set(p) == keys(PlaybookRead) for p in playbooks)
-    shown = cli_json("playbook", "show", f"{PLAYBOOK}@3")
+    shown = cli_json("playbook", "show", f"{PLAYBOOK}@4")
     assert set(shown) == keys(PlaybookRead) | {"spec"} and shown["spec"]["name"] == PLAYBOOK
 
     board = cli_json("cycle", "list", "--open")
@@ -579,8 +579,8 @@ def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     loaded = sorted(line for line in first.stdout.splitlines() if line.startswith("loaded "))
     assert [line.split()[2] for line in loaded] == [
         "campaign-content-alignment@3",
-        "lead-definition-and-scoring@3",
-        "sales-marketing-handoff@3",
+        "lead-definition-and-scoring@4",
+        "sales-marketing-handoff@4",
     ]
     again = _run_script("db", "upgrade", url=url)  # idempotent: nothing new to load
     assert again.returncode == 0, again.stderr

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from sqlalchemy import func, select
 
 import flows  # noqa: F401 - Prefect's quiet defaults before Prefect loads
 from models import phases
+from models.breach_tables import SlaBreach
 from models.enums import Phase
 from models.errors import TransitionRefused
+from models.funnel.tables import Lead
 from models.phases import identify
 from models.schemas import (
     CheckInCreate,
@@ -249,10 +251,21 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
     with env.unit_of_work() as s:
         first = actions.list_actions(s, cycle_id=cid)[0]
         actions.add_checkin(s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0)
+    # ... and the late leads as of the pass's date: a lead of the cycle's second day nobody
+    # has touched (the clock's today is before it: only the pass's date finds it late).
+    mql = datetime.combine(D0 + timedelta(days=1), datetime.min.time(), UTC)
+    with env.engine.begin() as conn:
+        conn.execute(
+            Lead.__table__.insert(),
+            [{"source": "crm", "external_id": "L1", "mql_at": mql, "channel": "web"}],
+        )
     day = D0 + timedelta(days=9)
     report = execute_flow(cid, today=day)
     assert (report.done, report.open, report.checkins_written) == (1, 3, 3)
     assert count(env, CheckIn, key=f"execute:{day.isoformat()}") == 3
+    with env.unit_of_work() as s:
+        late = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == cid)).one()
+        assert (late.lead, late.waited_hours) == ("L1", 8 * 24.0)
     assert artifact(f"cycle-{cid}-progress").data == pytest.approx(25.0)
     before = db_snapshot(env)
     assert execute_flow(cid, today=day).checkins_written == 0
@@ -484,13 +497,15 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert proc.stderr == ""
     out = proc.stdout
     assert 'Recap of cycle 1 "Q1 hand-off alignment"' in out
-    assert "gaps found     9 (6 accepted, 2 deferred, 1 rejected)" in out
+    assert "gaps found     10 (7 accepted, 2 deferred, 1 rejected)" in out
     assert "actions        8: 4 done, 4 late, 1 dropped" in out
     # ten answers: three batches of three are out, the tenth waits for its batch
     assert "survey         mean 3.67 of 5 from 9 answers (1 more waiting)" in out
     # The evidence loop: the numbers raised gaps in Identify, Plan set targets, Recap measured
     # them (one reached, one not) and flagged where the survey and the numbers disagree.
     assert "from the numbers: Fewer than 80% of MQLs are touched within the hand-off SLA" in out
+    # sales' rejection reasons past the shipped playbook's 30%: the lead definition drift gap
+    assert "from the numbers: Lead definition drift: sales rejects too many" in out
     assert "target: SLA attainment from " in out and "target: MQL→SQL rate from " in out
     assert re.search(r"target +SLA attainment [\d.]+% against 70\.0%: reached", out)
     assert re.search(r"target +MQL→SQL rate [\d.]+% against 25\.0%: not reached", out)
@@ -500,6 +515,7 @@ def test_the_demo_runs_a_whole_cycle_quietly(prefect_server, tmp_path: Path) -> 
     assert "marketing answered on its own and submitted; both are in: revealed" in out
     assert re.search(r"Sales 2 of 5, Marketing 4 of 5: the teams differ \(MQL→SQL rate", out)
     assert "recurring Avoidable interruptions in the MQL-to-SQL hand-off: came up in 3" in out
+    assert "recurring Lead definition drift: sales rejects too many" in out
     report = tmp_path / "data" / "demo" / "reports" / "cycle-1-recap.md"
     assert f"Report: {report} (in the web app: /cycles/1/report.md)" in out
     text = report.read_text(encoding="utf-8")

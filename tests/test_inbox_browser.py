@@ -63,6 +63,13 @@ def test_each_role_finds_what_waits_for_them_in_my_work(as_, site: dict) -> None
     member = as_("meg@acme.test")
     member.goto(site["base"] + "/my")
     expect(member.locator("#inbox-surveys")).to_contain_text("Survey open")
+    # her votes on the gaps of the cycle in Identify, with the link to the vote
+    votes = member.locator(f"#inbox-votes-{world.cycles['identify']}")
+    expect(votes).to_contain_text("3 votes left")
+    votes.get_by_role("link", name="Vote").click()
+    expect(member).to_have_url(re.compile(rf"/cycles/{world.cycles['identify']}/vote$"))
+    expect(member.get_by_label(re.compile("^Your votes for")).first).to_be_visible()
+    member.goto(site["base"] + "/my")
     expect(member.locator("#group-overdue")).to_contain_text("Overdue")
     member.locator("#inbox-surveys").get_by_role("link", name="Answer the survey").click()
     expect(member.locator("#survey")).to_be_visible()

@@ -18,6 +18,7 @@ from models.enums import GapCategory, GapDecision, Phase
 from models.errors import NotFound
 from models.funnel.tables import Lead
 from models.phases import breaches
+from models.phases.execute import execute_pass
 from models.playbook import parse_playbook
 from models.schemas import CycleCreate, GapDecide
 from models.services import cycles, playbooks
@@ -89,8 +90,10 @@ def test_breaches_of_one_cycle_are_evidence_in_the_next_ones_identify(org: Store
     with org.unit_of_work() as s:
         load(s)
         march = start(s, "March", MARCH)
-        to_execute(s, march, MARCH)
+        to_execute(s, march, MARCH)  # its first pass, on 1 March, finds no lead of March yet
         march_id = march.id
+        assert s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all() == []
+        execute_pass(s, march, date(2024, 3, 10))
     with org.unit_of_work() as s:
         recorded = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()
         assert len(recorded) == 7
@@ -100,7 +103,7 @@ def test_breaches_of_one_cycle_are_evidence_in_the_next_ones_identify(org: Store
         risks = digest_content(s, date(2024, 3, 20), [march_id])[march_id].risks
         assert "7 leads waited past the hand-off time (3 of them with no owner)" in risks
         # a second pass records nothing twice
-        breaches.record_breaches(s, s.get(Cycle, march_id))
+        breaches.record_breaches(s, s.get(Cycle, march_id), date(2024, 3, 10))
         assert len(s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()) == 7
         sam = person_by_email(s, "sam@acme.test")
         m = s.get(Cycle, march_id)
@@ -123,8 +126,144 @@ def test_breaches_of_one_cycle_are_evidence_in_the_next_ones_identify(org: Store
             s, paid, GapDecide(decision="accepted"), person_by_email(s, "lee@acme.test")
         )
         # starting again (a retried start) adds nothing twice
-        assert len(breaches.breach_gaps(s, april)) == 2
+        assert len(breaches.breach_gaps(s, april, APRIL)) == 2
         assert s.query(Gap).filter(Gap.cycle_id == april.id).count() == len(gaps)
+
+
+def test_the_ledger_is_recorded_as_of_the_passs_date_not_the_clock(org: Store) -> None:
+    # 5 March: one lead touched after 30 h (09:01), one never touched (09:02). 6 March: one
+    # never touched (09:00).
+    add_leads(
+        org,
+        [
+            lead(1, date(2024, 3, 5), 30, channel="web", owner="Sam"),
+            lead(2, date(2024, 3, 5), None, channel="web"),
+            lead(0, date(2024, 3, 6), None, channel="events"),
+        ],
+    )
+
+    def ledger_on(day: date) -> dict[str, tuple[float, float]]:
+        with org.unit_of_work() as s:
+            execute_pass(s, s.get(Cycle, march_id), day)
+            rows = s.scalars(select(SlaBreach).where(SlaBreach.cycle_id == march_id)).all()
+            return {b.lead: (b.waited_hours, b.late_hours) for b in rows}
+
+    with org.unit_of_work() as s:
+        load(s)
+        march = start(s, "March", MARCH)
+        to_execute(s, march, MARCH)
+        march_id = march.id
+    # The pass of 6 March reads the leads as they stood at its start (the clock says 2026):
+    # neither lead of 5 March had waited 24 h yet, and the touch of 6 March had not happened.
+    assert ledger_on(date(2024, 3, 6)) == {}
+    # 7 March: the touched lead was 6 h late; the untouched one has waited 38 h 58 min.
+    on_7th = ledger_on(date(2024, 3, 7))
+    assert on_7th == {"L03-1": (30.0, 6.0), "L03-2": (39.0, 15.0)}
+    # a replayed pass of the same day records the same ledger, however late it runs
+    assert ledger_on(date(2024, 3, 7)) == on_7th
+    # the next day's pass sees the next day's lead and the untouched lead's longer wait
+    assert ledger_on(date(2024, 3, 8)) == {
+        "L03-1": (30.0, 6.0),
+        "L03-2": (63.0, 39.0),
+        "L03-0": (39.0, 15.0),
+    }
+    # a pass long after the period (1-30 March) measures the waits up to its end, not the clock
+    assert ledger_on(date(2024, 5, 2))["L03-2"] == (615.0, 591.0)
+
+
+def test_late_leads_go_to_the_managers_once_grouped_per_manager(org: Store) -> None:
+    from flows.cadence import run_job
+    from models.cadence.channels import add_channel
+    from models.cadence.grouped import Item, messages
+    from models.cadence.policy import CadencePolicy
+    from models.cadence.tables import Notification, NotificationKind
+    from models.schemas import PersonCreate
+    from models.services import people
+
+    text = PLAYBOOK.replace("starts_every: month}", "escalate_late_leads_after_hours: 48}")
+    # 5 March: a lead touched 6 h late, one from events touched 66 h late. 7 March: two
+    # paid-search leads nobody touches.
+    add_leads(
+        org,
+        [
+            lead(0, date(2024, 3, 7), None, channel="paid search"),
+            lead(1, date(2024, 3, 7), None, channel="paid search", owner="Sam"),
+            lead(2, date(2024, 3, 5), 30, channel="paid search", owner="Sam"),
+            lead(3, date(2024, 3, 5), 90, channel="events", owner="Sam"),
+        ],
+    )
+    with org.unit_of_work() as s:
+        load(s, text)
+        max_ = person_by_email(s, "max@acme.test")
+        people.create_person(
+            s,
+            PersonCreate(
+                name="Mona Boss", email="mona@acme.test", team="marketing", role="manager"
+            ),
+            max_,
+        )
+        for who in ("max", "mona", "lee"):
+            add_channel(s, max_, kind="webhook", person=f"{who}@acme.test", url=f"json://h/{who}")
+        march = start(s, "March", MARCH)
+        march_id = march.id
+        to_execute(s, march, MARCH)
+        execute_pass(s, march, date(2024, 3, 10))  # the untouched ones: 15 h late
+
+    def escalate(day: date) -> dict:
+        return run_job("escalations", org, day, deliver=False)["plan"]
+
+    def late_rows() -> list[Notification]:
+        with org.unit_of_work() as s:
+            rows = s.scalars(select(Notification).where(Notification.key.like("late-lead:%"))).all()
+            s.expunge_all()
+            return sorted(rows, key=lambda n: n.key)
+
+    # 10 March: only the events lead is 48 h late (66 h): both managers of the two teams hear.
+    first = escalate(date(2024, 3, 10))
+    assert (first["late_leads"], first["planned"]) == (1, 2)
+    assert sorted(n.recipient for n in late_rows()) == ["max@acme.test", "mona@acme.test"]
+    body = late_rows()[0].body
+    assert "the lead “L03-3” from events (its owner is Sam) came in on 5 Mar 2024" in body
+    assert "waited 90 h for sales: 66 h past the hand-off time of 24 h." in body
+    # the same day again: nothing twice
+    assert escalate(date(2024, 3, 10))["planned"] == 0
+    # 12 March's pass: the untouched leads are now 63 h late: each goes out once; the events
+    # lead is not told again, though its wait is recorded anew
+    with org.unit_of_work() as s:
+        execute_pass(s, s.get(Cycle, march_id), date(2024, 3, 12))
+    again = escalate(date(2024, 3, 12))
+    assert (again["late_leads"], again["planned"]) == (3, 4)
+    rows = late_rows()
+    assert len(rows) == 6 and all(n.kind is NotificationKind.ESCALATION for n in rows)
+    assert not any("L03-2" in n.body for n in rows)  # 6 h late: under the threshold
+    assert "it has no owner" in next(n.body for n in rows if "“L03-0”" in n.body)
+    with org.unit_of_work() as s:  # the ledger says so on every face
+        book = breaches.ledger(s, s.get(Cycle, march_id), None)
+        assert (book.total, book.managers_after_hours, book.for_managers) == (4, 48, 3)
+    # delivery: one message per manager and channel, listing the late leads of the day
+    items = [
+        Item(n.id, n.key, n.kind, n.channel_id, n.recipient, "json://h", n.subject, n.body, 0)
+        for n in rows
+        if n.recipient == "max@acme.test"
+    ]
+    (message,) = messages(items)
+    assert message.subject == "Escalations: 3 leads that waited too long need your help"
+    assert message.body.startswith("Hi Max Manager,\n\n3 leads that waited too long need")
+    # nobody is told while the cycle is not in Execute
+    with org.unit_of_work() as s:
+        s.query(Notification).delete()
+        m = s.get(Cycle, march_id)
+        cycles.advance_cycle(
+            s,
+            m,
+            person_by_email(s, "sam@acme.test"),
+            today=date(2024, 3, 31),
+            override_reason="the month ended",
+        )
+    assert escalate(date(2024, 4, 1))["late_leads"] == 0
+    # without the setting, a lead goes to the managers as late as an overdue item does
+    overdue_rule = {"escalate_after_days": 1, "escalate_to_manager_after_days": 2}
+    assert CadencePolicy().for_playbook({"settings": overdue_rule}).late_lead_hours == 72
 
 
 def test_another_team_pairs_breaches_answer_like_missing_ones(org: Store) -> None:
@@ -133,6 +272,7 @@ def test_another_team_pairs_breaches_answer_like_missing_ones(org: Store) -> Non
         load(s)
         march = start(s, "March", MARCH)
         to_execute(s, march, MARCH)
+        execute_pass(s, march, date(2024, 3, 10))
         book = breaches.ledger(s, march, person_by_email(s, "mia@acme.test"))
         assert book.total == 2 and book.by_channel[0].channel == "web"
         outsider = person_by_email(s, "sam@acme.test")

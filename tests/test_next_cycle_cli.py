@@ -35,6 +35,7 @@ def test_the_command_line_reads_the_ledger_and_starts_scheduled_cycles(org: Any)
         )
     out = cli("cycle", "breaches", cid, "--as", "mia@acme.test").stdout
     assert "3 leads from paid search waited over 24 h; 3 of them had no owner." in out
+    assert "0 of them were 120 h or more late: the managers hear of each once" in out
     refused = cli("cycle", "breaches", cid, "--as", "ola@acme.test", code=1)
     assert f"no cycle with id {cid}" in refused.output and len(refused.output.splitlines()) == 1
     no = cli("cycle", "start-scheduled", "--as", "lee@acme.test", code=1)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from models.funnel.tables import Lead
+from models.phases.execute import execute_pass
 from tests.test_next_cycle import MARCH, PLAYBOOK, lead, load, start, to_execute
 from tests.test_web_support import Rig, rig
 
@@ -20,6 +21,7 @@ def march_with_breaches(s: Any) -> int:
     load(s, PLAYBOOK)
     c = start(s, "March", MARCH)
     to_execute(s, c, MARCH)
+    execute_pass(s, c, date(2024, 3, 10))  # the pass of 10 March records the late leads
     s.flush()
     return c.id
 
@@ -39,6 +41,8 @@ def test_the_api_shows_the_ledger_to_the_cycles_teams_only(web: Rig) -> None:
         assert got.status_code == 200, got.text
         body = got.json()
         assert body["total"] == 3 and body["without_owner"] == 3
+        # 6 h late each: under the 5 days (the overdue rule's) after which managers hear
+        assert (body["managers_after_hours"], body["for_managers"]) == (120, 0)
         assert body["by_channel"][0]["sentence"].startswith(
             "3 leads from paid search waited over 24 h; 3 of them had no owner."
         )
@@ -79,6 +83,7 @@ def test_the_late_leads_page_in_plain_words_for_the_cycles_teams_only(web: Rig) 
         text = got.text
         assert "3 leads from paid search waited over 24 h; 3 of them had no owner." in text
         assert "Late leads" in text and "nobody" in text
+        assert "A lead 120 hours past the hand-off time goes to the managers" in text
         for key in ("sla_hours", "late_hours", "None", "(s)"):
             assert key not in text
         assert r.client("ola").get(f"/cycles/{cid}/late-leads").status_code == 404

@@ -112,13 +112,20 @@ def test_gap_when_values_are_quoted(shipped: tuple[Path, PlaybookSpec]) -> None:
 
 def test_handoff_playbook_encodes_the_good_practice() -> None:
     spec = _load(PLAYBOOK_DIR / "sales-marketing-handoff.yaml")
-    assert (spec.name, spec.version) == ("sales-marketing-handoff", 3)
+    assert (spec.name, spec.version) == ("sales-marketing-handoff", 4)
     s = spec.settings
     assert (s.handoff_sla_hours, s.cadence, s.manager_signoff_required, s.cycle_length_days) == (
         24,
         "weekly",
         True,
         42,
+    )
+    # what feeds the next cycle: rejections past 30% propose a lead definition drift gap, a
+    # lead two days past the SLA goes to the managers, and the next cycle starts each quarter
+    assert (s.rejection_drift_above, s.escalate_late_leads_after_hours, s.starts_every) == (
+        0.3,
+        48,
+        "quarter",
     )
     assert {"mql", "sql", "sales_accepted_lead", "handoff_sla"} <= set(spec.definitions)
     # The shared KPIs of the good practice, as KPIs aligncycle computes: lead quality (sales

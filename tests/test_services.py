@@ -1466,7 +1466,7 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
         assert [r.title for r in rows] == ["Quiet", "Busy"] and total == 2
         in_plan, _ = views.board(s, None, phase=Phase.PLAN, today=TODAY)
     row = board["Busy"]
-    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@3")
+    assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@4")
     assert (row.actions_total, row.actions_finished) == (5, 2)
     assert (row.actions_done, row.actions_dropped) == (1, 1)
     assert row.progress == 25  # one of the four still planned (a dropped item is not progress)

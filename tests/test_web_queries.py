@@ -113,9 +113,11 @@ def test_statement_counts_do_not_grow_with_the_rows_shown(world: Rig) -> None:
     # when the newest entries name fewer kinds. So a page may need fewer statements, never more.
     differ = {n: (small[n][0], large[n][0]) for n in small if large[n][0] > small[n][0]}
     assert differ == {}, f"statements per request grew with the data: {differ}"
-    # 25, one more on every page for the menu's count of what waits in My work, and one on the
-    # recap page for the report the recap flow kept in the store
-    assert max(n for n, _ in large.values()) <= 27, str(
+    # 25, one more on every page for the menu's count of what waits in My work, one more where
+    # the person's team has a cycle in Identify or Plan (its own answers and votes still to
+    # give: each cycle's playbook says whether it asks), and one on the recap page for the
+    # report the recap flow kept in the store
+    assert max(n for n, _ in large.values()) <= 28, str(
         sorted((c, n) for n, (c, _) in large.items())[-4:]
     )
 

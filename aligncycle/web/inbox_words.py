@@ -8,11 +8,14 @@ from datetime import date
 
 from models.services.inbox import Inbox
 from models.tables import Person
+from models.words import counted
 
 #: The sections, in the order the page shows them, with their headings.
 SECTIONS = {
     "questions": "Questions to answer",
+    "own_answers": "Your team's own answers to give",
     "gaps": "Gaps to decide",
+    "votes": "Votes to cast",
     "assign": "Action items to assign",
     "checkins": "Check-ins due",
     "surveys": "Surveys to answer",
@@ -68,6 +71,32 @@ def entries(box: Inbox, me: Person, today: date) -> dict[str, list[Entry]]:
                 cycle.id,
                 cycle.title,
                 gap.id,
+            )
+        )
+    for t in box.own_answers:
+        out["own_answers"].append(
+            Entry(
+                "own_answers",
+                f"Give {t.team}'s own answers to the Identify questions: the other team sees "
+                "them only once they are revealed.",
+                t.href,
+                "Give your team's answers",
+                t.cycle_id,
+                t.cycle_title,
+                t.cycle_id,
+            )
+        )
+    for t in box.votes:
+        out["votes"].append(
+            Entry(
+                "votes",
+                f"Vote on the gaps: {counted(t.votes_left, 'vote')} left; nobody sees the "
+                "totals until the vote closes.",
+                t.href,
+                "Vote",
+                t.cycle_id,
+                t.cycle_title,
+                t.cycle_id,
             )
         )
     for item, cycle in box.to_assign:

@@ -18,6 +18,7 @@ module              what it owns
                     message to plan, storing it once per key (insert-ignore)
 ``reminders``       due soon or overdue, to the owner
 ``escalations``     overdue past a grace period, to the owner's lead, then a manager
+``late_leads``      leads of the SLA breach ledger late past a threshold, to the managers
 ``checkins``        confidence flags from the facts, and check-in requests per cadence period
 ``digest``          a cycle's weekly digest: progress, KPIs, risks, what is due next week
 ``recap_due``       the system opens Recap when a cycle's period is over, and tells the point
@@ -39,6 +40,7 @@ key (each delivery adds ``#c<channel id>``)                    planned
 ``reminder:<action>:<due date>:overdue:p<owner>``              once when overdue
 ``escalation:<action>:<due date>:lead:p<lead>``                overdue past the grace period
 ``escalation:<action>:<due date>:manager:p<manager>``          after the second grace period
+``late-lead:<breach>:p<manager>``                              once per late lead and manager
 ``digest:<cycle>:<ISO week>``                                  once a week per cycle
 ``recap-due:<cycle>:<period end>:opened|blocked:p<person>``    once per outcome
 =============================================================  ================================

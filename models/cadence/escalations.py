@@ -1,5 +1,6 @@
 """Escalations of overdue items: to the owner's lead once the grace period is over, then to a
-manager after the second grace period."""
+manager after the second grace period; and of late leads, to the managers of the cycle's teams
+(:mod:`models.cadence.late_leads`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
+from models.cadence.late_leads import late_lead_messages
 from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
@@ -58,7 +60,8 @@ def plan_escalations(
 ) -> PlanResult:
     """Plan escalations of overdue items: to the owner's team lead (the lead who assigned the
     item, else every lead of the team; a manager when the team has none), then to the team's
-    manager(s) (any manager when it has none)."""
+    manager(s) (any manager when it has none). Then the leads of the SLA breach ledger late
+    enough to go to the managers (:func:`late_lead_messages`), each once."""
     links = links or Links.from_settings()
     directory = Directory.load(session)
     candidates = escalation_candidates(session, today, policy)
@@ -103,4 +106,7 @@ def plan_escalations(
                     action_item_id=item.id,
                 )
             )
-    return store_plan(session, messages, result)
+    late, found = late_lead_messages(session, policy, directory, links, result.unreachable)
+    result.candidates += found
+    result.details["late_leads"] = found
+    return store_plan(session, messages + late, result)

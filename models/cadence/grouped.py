@@ -71,11 +71,9 @@ class Message:
 
 _SUBJECTS = {
     NotificationKind.REMINDER: "Reminders: {n} of your action items are due soon or overdue",
-    NotificationKind.ESCALATION: "Escalations: {n} overdue action items need your help",
 }
 _LEADS = {
     NotificationKind.REMINDER: "{n} of your action items need your attention today:",
-    NotificationKind.ESCALATION: "{n} overdue action items need your help today:",
 }
 
 
@@ -85,6 +83,29 @@ def _split_greeting(body: str) -> tuple[str | None, str]:
     if sep and head.startswith("Hi ") and head.endswith(",") and "\n" not in head:
         return head, rest
     return None, body
+
+
+#: What an escalation is about, by its key's prefix (the planners' keys).
+_ESCALATED = (
+    ("escalation:", "overdue action item", "overdue action items"),
+    ("late-lead:", "lead that waited too long", "leads that waited too long"),
+    ("recurring:", "gap that keeps coming back", "gaps that keep coming back"),
+)
+
+
+def _escalated(items: Sequence[Item]) -> str:
+    """What several escalations are about, in words: "2 overdue action items and 30 leads that
+    waited too long"."""
+    parts, known = [], 0
+    for prefix, one, many in _ESCALATED:
+        n = sum(1 for i in items if i.key.startswith(prefix))
+        known += n
+        if n:
+            parts.append(f"{n} {one if n == 1 else many}")
+    if len(items) > known:
+        n = len(items) - known
+        parts.append(f"{n} other {'matter' if n == 1 else 'matters'}")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def compose(items: Sequence[Item]) -> Message:
@@ -102,8 +123,13 @@ def compose(items: Sequence[Item]) -> Message:
         greeting = greeting or hi
         rest = rest.replace("\n\n(ref ", "\n(ref ")  # the reference under its item
         parts.append(f"{number}. {item.subject}\n{rest}")
-    lead = _LEADS.get(kind, "{n} messages:").format(n=n)
-    subject = _SUBJECTS.get(kind, "{n} messages").format(n=n)
+    if kind is NotificationKind.ESCALATION:
+        what = _escalated(items)
+        lead = f"{what} need your help today:"
+        subject = f"Escalations: {what} need your help"
+    else:
+        lead = _LEADS.get(kind, "{n} messages:").format(n=n)
+        subject = _SUBJECTS.get(kind, "{n} messages").format(n=n)
     opening = f"{greeting}\n\n{lead}" if greeting else lead
     return Message(tuple(items), subject, "\n\n".join([opening, *parts]))
 

@@ -31,6 +31,9 @@ class CadencePolicy:
     escalate_to_manager_after_days: int = 3
     #: Check-in cadence when the playbook does not say (daily, weekly, biweekly, monthly).
     cadence: str = "weekly"
+    #: A lead this many hours past the hand-off time goes to a manager (None: as late as an
+    #: overdue item is when a manager hears of it, see :attr:`late_lead_hours`).
+    escalate_late_leads_after_hours: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("remind_days_before", "escalate_after_days", "escalate_to_manager_after_days"):
@@ -39,6 +42,11 @@ class CadencePolicy:
                 raise InvalidInput(f"{name} must be a whole number of days from 0 to 365")
         if self.escalate_after_days < 1:
             raise InvalidInput("escalate_after_days must be at least 1 (an item is late first)")
+        hours = self.escalate_late_leads_after_hours
+        if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 8760):
+            raise InvalidInput(
+                "escalate_late_leads_after_hours must be a whole number of hours from 1 to 8760"
+            )
         if self.cadence not in CADENCE_DAYS:
             raise InvalidInput(f"cadence must be one of {', '.join(CADENCE_DAYS)}")
 
@@ -51,6 +59,7 @@ class CadencePolicy:
                 "escalate_after_days",
                 "escalate_to_manager_after_days",
                 "cadence",
+                "escalate_late_leads_after_hours",
             )
             if settings.get(k) is not None
         }
@@ -61,6 +70,14 @@ class CadencePolicy:
     @property
     def cadence_days(self) -> int:
         return CADENCE_DAYS[self.cadence]
+
+    @property
+    def late_lead_hours(self) -> int:
+        """How late past the hand-off time a lead goes to a manager: the setting, else the
+        days an overdue item waits for a manager, in hours."""
+        if self.escalate_late_leads_after_hours is not None:
+            return self.escalate_late_leads_after_hours
+        return 24 * (self.escalate_after_days + self.escalate_to_manager_after_days)
 
 
 def playbook_policies(

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import BigInteger, and_, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
@@ -357,12 +357,15 @@ def _breach_select(
     touch = type_coerce(L.c.first_touch_at, BigInteger)
     s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
     e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    # A touch after ``as_of`` had not happened yet: a replayed pass reads what it read then.
+    touched = and_(touch.is_not(None), touch <= moment)
     late = or_(
-        and_(touch.is_not(None), touch - mql > sla),
-        and_(touch.is_(None), mql + sla <= moment),
+        and_(touched, touch - mql > sla),
+        and_(~touched, mql + sla <= moment),
     )
     where = [mql >= s, mql < e, late, *([L.c.source == source] if source else [])]
-    waited = func.coalesce(touch, moment) - mql
+    touch_then = case((touched, touch), else_=None)
+    waited = func.coalesce(touch_then, moment) - mql
     stmt = select(
         L.c.source,
         L.c.external_id,
@@ -370,7 +373,7 @@ def _breach_select(
         L.c.channel,
         L.c.campaign,
         mql.label("mql"),
-        touch.label("touch"),
+        touch_then.label("touch"),
         waited.label("waited"),
     ).where(*where)
     return stmt, where, waited, sla

@@ -13,13 +13,14 @@ decided in Identify like every gap (:func:`breach_gaps`).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from models.breach_tables import SlaBreach
+from models.cadence.policy import CadencePolicy
 from models.enums import GapCategory, GapSource, Phase, RootCause, Severity
 from models.funnel.baseline import has_funnel_data
 from models.funnel.numbers import every_breach
@@ -59,6 +60,11 @@ class BreachLedger(BaseModel):
     sla_hours: float
     total: int
     without_owner: int
+    #: A lead this many hours past the hand-off time goes to the managers while the cycle is in
+    #: Execute (the escalations job, :mod:`models.cadence.late_leads`), once ...
+    managers_after_hours: int
+    #: ... and this many of the cycle's late leads are that late.
+    for_managers: int
     by_channel: list[ChannelBreaches]
     rows: list[BreachRead]
 
@@ -67,22 +73,31 @@ def _hours(h: float) -> str:
     return f"{h:g} h"
 
 
-def record_breaches(session: Session, cycle: Cycle, as_of: datetime | None = None) -> int:
-    """Record every lead of the cycle's period (so far) that waited past the hand-off SLA.
-    Idempotent: a lead already recorded gets its latest wait. Returns how many are recorded
-    for the cycle. Without funnel data nothing is read."""
+def as_of_day(today: date) -> datetime:
+    """The moment a pass on ``today`` reads the leads at: the day's start (UTC). Leads of the
+    days before it count, each wait measured up to that moment, so the same pass run again
+    later that day, replayed next month or run by a scheduler in another time zone records the
+    same ledger."""
+    return datetime.combine(today, time.min, UTC)
+
+
+def record_breaches(session: Session, cycle: Cycle, today: date) -> int:
+    """Record every lead of the cycle's period, up to the day before ``today``, that waited past
+    the hand-off SLA, each wait measured up to the start of ``today`` (:func:`as_of_day`; the
+    day after the period's end, once it is over): the pass's own date, never the clock.
+    Idempotent: a lead already recorded gets its wait as of this pass. Returns how many are
+    recorded for the cycle. Without funnel data nothing is read."""
     if not has_funnel_data(session):
         return 0
     sla = float(spec(cycle).settings.handoff_sla_hours)
-    now = as_of or datetime.now(UTC).replace(second=0, microsecond=0)
-    end = min(cycle.period_end, (now - timedelta(seconds=1)).date())
+    end = min(cycle.period_end, today - timedelta(days=1))
     if end < cycle.period_start:
         return 0
+    as_of = as_of_day(end + timedelta(days=1))
     known = {
         (b.source, b.lead): b
         for b in session.scalars(select(SlaBreach).where(SlaBreach.cycle_id == cycle.id))
     }
-    as_of = min(now, datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
     found = list(
         every_breach(session, start=cycle.period_start, end=end, sla_hours=sla, as_of=as_of)
     )
@@ -139,11 +154,14 @@ def ledger(
         )
     )
     sla = rows[0].sla_hours if rows else float(spec(cycle).settings.handoff_sla_hours)
+    after = CadencePolicy().for_playbook(cycle.playbook.body).late_lead_hours
     return BreachLedger(
         cycle_id=cycle.id,
         sla_hours=sla,
         total=len(rows),
         without_owner=sum(1 for b in rows if not b.owner),
+        managers_after_hours=after,
+        for_managers=sum(1 for b in rows if b.late_hours >= after),
         by_channel=_by_channel(rows, sla),
         rows=[
             BreachRead(
@@ -189,7 +207,8 @@ def earlier_cycle(session: Session, cycle: Cycle) -> Cycle | None:
 def breach_gaps(session: Session, cycle: Cycle, today: date | None = None) -> list[Gap]:
     """At a cycle's start: the SLA breaches of the cycle it follows become open gaps of this one,
     one per channel, each with its evidence. A previous cycle that went through Execute without
-    recording them (no Execute pass ran) has them recorded now, over its period. Idempotent:
+    recording them (no Execute pass ran) has them recorded now, as of ``today`` (the start's
+    date; the clock's only when the caller gives none). Idempotent:
     one gap key per channel (``breaches:<cycle>:<channel>``)."""
     if not phase_allows(cycle.phase, "add_gap"):
         return []
@@ -200,7 +219,7 @@ def breach_gaps(session: Session, cycle: Cycle, today: date | None = None) -> li
         select(SlaBreach.id).where(SlaBreach.cycle_id == previous.id).limit(1)
     )
     if has_rows is None:
-        record_breaches(session, previous)
+        record_breaches(session, previous, today or date.today())
     book = ledger(session, previous, None)
     found = []
     for group in book.by_channel:

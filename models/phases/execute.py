@@ -156,7 +156,9 @@ def execute_pass(session: Session, cycle: Cycle, today: date) -> ExecuteReport:
     for item in unfinished_actions(session, cycle):
         _, new = checkin_item(session, item, today)
         written += new
-    record_breaches(session, cycle)  # the SLA breach ledger the digest and the next cycle read
+    record_breaches(
+        session, cycle, today
+    )  # the SLA breach ledger the digest and the next cycle read
     return execute_report(session, cycle, today, written)
 
 

@@ -6,17 +6,20 @@ anyone's votes.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
 
 from models.alignment_tables import AnswerReveal, GapVote, TeamSubmission, VoteClosure
 from models.enums import GapDecision, Phase
 from models.rules import counted, phase_allows
 from models.services import playbooks as playbook_service
 from models.tables import Cycle, CycleTeam, Gap, Person
+
+#: The phases where a team gives its own answers or votes on the gaps.
+PHASES = (Phase.IDENTIFY, Phase.PLAN)
 
 
 class Todo(BaseModel):
@@ -27,54 +30,53 @@ class Todo(BaseModel):
     text: str
     #: The page where it is done.
     href: str
+    #: The person's team (own answers), or votes left (vote).
+    team: str = ""
+    votes_left: int = 0
 
 
 def todo(session: Session, person: Person) -> list[Todo]:
-    """The person's open work on own answers and votes, in the cycles of their team."""
-    cycles = session.scalars(
-        select(Cycle)
-        .options(selectinload(Cycle.teams))
+    """The person's open work on own answers and votes, in the cycles of their team. One
+    statement: each cycle of the team in Identify or Plan (with its playbook), whether the team
+    submitted, whether the answers are revealed, whether the vote is closed, the person's votes
+    so far and whether the cycle has a gap to vote on."""
+    if person.team_id is None:
+        return []
+    cycle = Cycle.id
+
+    def there(table: Any, *where: Any) -> Any:
+        return exists().where(table.cycle_id == cycle, *where).correlate(Cycle)
+
+    used = (
+        select(func.coalesce(func.sum(GapVote.votes), 0))
+        .where(GapVote.cycle_id == cycle, GapVote.person_id == person.id)
+        .correlate(Cycle)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Cycle,
+            there(TeamSubmission, TeamSubmission.team_id == person.team_id),
+            there(AnswerReveal),
+            there(VoteClosure),
+            used,
+            there(Gap, Gap.decision != GapDecision.REJECTED),
+        )
         .where(
-            Cycle.phase.in_([Phase.IDENTIFY, Phase.PLAN]),
+            Cycle.phase.in_(PHASES),
             Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == person.team_id)),
         )
         .order_by(Cycle.id)
     ).all()
-    if not cycles:
-        return []
-    ids = [c.id for c in cycles]
-    submitted = set(
-        session.scalars(
-            select(TeamSubmission.cycle_id).where(
-                TeamSubmission.cycle_id.in_(ids), TeamSubmission.team_id == person.team_id
-            )
-        )
-    )
-    revealed = set(
-        session.scalars(select(AnswerReveal.cycle_id).where(AnswerReveal.cycle_id.in_(ids)))
-    )
-    closed = set(session.scalars(select(VoteClosure.cycle_id).where(VoteClosure.cycle_id.in_(ids))))
-    used = dict(
-        session.execute(
-            select(GapVote.cycle_id, func.sum(GapVote.votes))
-            .where(GapVote.cycle_id.in_(ids), GapVote.person_id == person.id)
-            .group_by(GapVote.cycle_id)
-        ).all()
-    )
-    with_gaps = set(
-        session.scalars(
-            select(Gap.cycle_id).where(Gap.cycle_id.in_(ids), Gap.decision != GapDecision.REJECTED)
-        )
-    )
+    team = person.team.name if person.team is not None else "your team"
     out = []
-    for c in cycles:
+    for c, submitted, revealed, closed, spent, with_gaps in rows:
         pb = playbook_service.spec_of(c.playbook)
-        team = next(ct.team.name for ct in c.teams if ct.team_id == person.team_id)
         if (
             pb.private_input is not None
             and phase_allows(c.phase, "own_answers")
-            and c.id not in submitted
-            and c.id not in revealed
+            and not submitted
+            and not revealed
         ):
             out.append(
                 Todo(
@@ -83,10 +85,11 @@ def todo(session: Session, person: Person) -> list[Todo]:
                     cycle_title=c.title,
                     text=f"Give {team}'s own answers to the Identify questions of “{c.title}”",
                     href=f"/cycles/{c.id}/own-answers",
+                    team=team,
                 )
             )
-        left = pb.voting.votes_per_person - int(used.get(c.id) or 0)
-        if c.id in with_gaps and c.id not in closed and left > 0 and phase_allows(c.phase, "vote"):
+        left = pb.voting.votes_per_person - int(spent or 0)
+        if with_gaps and not closed and left > 0 and phase_allows(c.phase, "vote"):
             out.append(
                 Todo(
                     kind="vote",
@@ -94,6 +97,7 @@ def todo(session: Session, person: Person) -> list[Todo]:
                     cycle_title=c.title,
                     text=f"Vote on the gaps of “{c.title}”: {counted(left, 'vote')} left",
                     href=f"/cycles/{c.id}/vote",
+                    votes_left=left,
                 )
             )
     return out

@@ -5,6 +5,8 @@
 - action items without an owner (leads and managers, where items are assigned),
 - their unfinished action items (as owner or counterpart), overdue / this week / later,
 - check-ins due on the items they own in Execute,
+- their team's own answers to the Identify questions still to give, and votes on the gaps
+  still to cast while the vote is open (:mod:`models.services.alignment_todo`),
 - surveys to answer (Recap), retrospectives to record (point persons) and recaps to sign off
   (managers).
 
@@ -30,7 +32,9 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import WORK_PHASES, Phase, Role
 from models.rules import ASSIGNERS, PHASE_WORK
+from models.services import alignment_todo
 from models.services.access import visible_cycles
+from models.services.alignment_todo import Todo
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -180,6 +184,17 @@ def owned_where(person: Person) -> list[Any]:
     return [ActionItem.id.in_(open_item_ids(person)), action_is_open()]
 
 
+def team_cycles_stmt(person: Person) -> Select[Any] | None:
+    """Cycles of the person's team where own answers are given or gaps voted on (Identify and
+    Plan): where :func:`alignment_todo.todo` may find work. None: the person has no team."""
+    if person.team_id is None:
+        return None
+    return select(Cycle.id).where(
+        Cycle.phase.in_(alignment_todo.PHASES),
+        Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == person.team_id)),
+    )
+
+
 def surveys_stmt(person: Person) -> Select[Any]:
     """Recap surveys of the person's cycles they have not answered yet."""
     answered = exists().where(
@@ -219,6 +234,9 @@ class Inbox:
     owned: list[ActionItem] = field(default_factory=list)
     overdue: int = 0
     checkins_due: list[tuple[ActionItem, Cycle, date | None]] = field(default_factory=list)
+    #: their team's own answers still to give, and votes still to cast
+    own_answers: list[Todo] = field(default_factory=list)
+    votes: list[Todo] = field(default_factory=list)
     surveys: list[Cycle] = field(default_factory=list)
     #: (cycle, its retrospective or None): to sign off (managers) or to record (point persons)
     recaps: list[tuple[Cycle, Retrospective | None]] = field(default_factory=list)
@@ -264,12 +282,24 @@ def counts(session: Session, person: Person) -> dict[str, int]:
     """Each section's total, in one statement (the menu's count on every page)."""
     stmt, present = _counts_stmt(_Who(person.id, person.role, person.team_id))
     row = session.execute(stmt).one()
-    return {k: int(row._mapping[k] or 0) for k in present}
+    out = {k: int(row._mapping[k] or 0) for k in present if k != "team_cycles"}
+    # Own answers and votes depend on each cycle's playbook: read only where the statement
+    # found a cycle of the person's team in Identify or Plan (none: no query more).
+    todo = alignment_todo.todo(session, person) if row._mapping.get("team_cycles") else []
+    out.update(_todo_totals(todo))
+    return out
+
+
+def _todo_totals(todo: list[Todo]) -> dict[str, int]:
+    return {
+        "own_answers": sum(1 for t in todo if t.kind == "own_answers"),
+        "votes": sum(1 for t in todo if t.kind == "vote"),
+    }
 
 
 @lru_cache(maxsize=512)
 def _counts_stmt(person: _Who) -> tuple[Select[Any], tuple[str, ...]]:
-    """The counts' statement, built once per id, role and team: building it (six
+    """The counts' statement, built once per id, role and team: building it (seven
     subqueries) cost more than running it on every page; its rows are read each time."""
     parts: dict[str, Any] = {
         "questions": questions_stmt(person),
@@ -278,6 +308,7 @@ def _counts_stmt(person: _Who) -> tuple[Select[Any], tuple[str, ...]]:
         "owned": select(ActionItem.id).where(*owned_where(person)),
         "surveys": surveys_stmt(person),
         "recaps": recaps_stmt(person),
+        "team_cycles": team_cycles_stmt(person),
     }
     present = {k: s for k, s in parts.items() if s is not None}
     stmt = select(
@@ -357,6 +388,11 @@ def inbox(
 
     out.checkins_due = checkins_due(session, person, today)
     out.totals["checkins"] = len(out.checkins_due)
+
+    todo = alignment_todo.todo(session, person)
+    out.own_answers = [t for t in todo if t.kind == "own_answers"]
+    out.votes = [t for t in todo if t.kind == "vote"]
+    out.totals.update(_todo_totals(todo))
 
     surveys, out.totals["surveys"] = _windowed(
         session, surveys_stmt(person).options(no_body), Cycle.period_end, Cycle.id

@@ -42,8 +42,9 @@ class InboxRead(BaseModel):
 
 @router.get("/me/inbox", response_model=InboxRead, tags=["account"])
 def my_inbox(ctx: ApiCtx) -> InboxRead:
-    """Everything waiting for you: questions, gaps to decide, items to assign, check-ins due,
-    surveys and recaps (your own action items: ``/me/work``)."""
+    """Everything waiting for you: questions, your team's own answers to give, gaps to decide,
+    votes to cast, items to assign, check-ins due, surveys and recaps (your own action items:
+    ``/me/work``)."""
     today = date.today()
     box = inbox_service.inbox(ctx.session, ctx.me, today=today, limit=0)
     found = entries(box, ctx.me, today)

@@ -117,6 +117,11 @@ def preview(spec: PlaybookSpec, team_names: dict[str, str]) -> dict[str, Any]:
             f"When sales sends back more than {st.rejection_drift_above:.0%} of the leads it "
             "reviews, the gap analysis proposes a lead definition gap with the reasons."
         )
+    if st.escalate_late_leads_after_hours is not None:
+        settings.append(
+            f"A lead still waiting {st.escalate_late_leads_after_hours} hours past the hand-off "
+            "time goes to the teams' managers."
+        )
     templates = [
         {
             "category": CATEGORY_WORDS.get(category.value, category.value.replace("_", " ")),
