@@ -382,7 +382,7 @@ def test_flows_pending_lists_what_waits_and_flows_dispatch_starts_it_once(
     assert surfaces.advance("web", SAM, cycle_id)[0]
     waiting = cli("flows", "pending").stdout.splitlines()
     assert waiting[0].split() == ["cycle", "phase", "since", "attempts", "last", "error"]
-    assert waiting[2].split()[:2] == [str(cycle_id), "plan"]
+    assert waiting[2].split()[:2] == [str(cycle_id), "Plan"]
     started = cli("flows", "dispatch", "--cycle", cycle_id).stdout
     assert started.startswith("plan: 3 action items for 1 accepted gap")
     assert cli("flows", "pending").stdout == "every phase flow asked for has started\n"
