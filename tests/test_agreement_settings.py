@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from aligncycle.web import seed
 from models.agreement_tables import AgreementVersion
 from models.base import utcnow
+from models.breach_tables import SlaBreach
 from models.cadence import checkins, digest
 from models.enums import Phase
 from models.funnel.tables import Lead
 from models.phases import agreement as agreement_phase
+from models.phases import breaches
 from models.phases import numbers as kpi_checks
 from models.schemas import CheckInCreate
 from models.services import actions, agreements, cycles
@@ -50,13 +53,13 @@ def _leads_before(s, today) -> None:  # noqa: ANN001
     s.flush()
 
 
-def _first_cycle_in_recap(s, today) -> tuple[Cycle, object]:  # noqa: ANN001
-    """The pair's first cycle, with TIGHTER proposed in Plan, now at Recap (not signed)."""
+def _first_cycle_in_recap(s, today, change: AmendmentCreate = TIGHTER) -> tuple[Cycle, object]:  # noqa: ANN001
+    """The pair's first cycle, with ``change`` proposed in Plan, now at Recap (not signed)."""
     seed.seed_org(s)
     c = seed.start(s, "Hand-off, spring", today - timedelta(days=50))
     gap_ids = seed.to_plan(s, c, ["Leads wait too long for a first call"])
     acts = seed.plan_actions(s, c, gap_ids, today - timedelta(days=20))
-    amendment = agreements.propose(s, c, TIGHTER, _p(s, "lee"))
+    amendment = agreements.propose(s, c, change, _p(s, "lee"))
     sam = _p(s, "sam")
     seed.answer_phase(s, c, sam)
     cycles.advance_cycle(s, c, sam)
@@ -223,3 +226,28 @@ def test_the_drift_gap_compares_with_the_agreed_rejection_share(org) -> None:  #
         assert gap is not None
         assert "the agreed target is at most 30.0%" in gap.evidence
         assert "to at most 30.0%" in gap.description
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["proposed only", "adopted"])
+def test_late_leads_are_counted_against_the_agreed_hand_off_time(store, signed: bool) -> None:  # noqa: ANN001
+    """The late-lead record reads the hand-off time in force over the period: 4 leads touched
+    after 30 hours are late under the playbook's 24 hours, and none under an adopted 48-hour
+    change; a change only proposed leaves the 24 hours."""
+    today = utcnow().date()
+    with store.unit_of_work() as s:
+        weekends = AmendmentCreate(changes=Changes(handoff_sla_hours=48), reason="Weekends")
+        c, amendment = _first_cycle_in_recap(s, today, weekends)
+        if signed:
+            agreement_phase.sign(s, amendment, _p(s, "sam"))
+            agreement_phase.sign(s, amendment, _p(s, "mia"))
+        # as if each version had been agreed before the period began
+        for number, days in ((1, 61), (2, 60)):
+            s.execute(
+                update(AgreementVersion)
+                .where(AgreementVersion.number == number)
+                .values(created_at=utcnow() - timedelta(days=days))
+            )
+        _leads_before(s, c.period_end)
+        assert breaches.record_breaches(s, c, today) == (0 if signed else 4)
+        recorded = s.scalars(select(SlaBreach.sla_hours).where(SlaBreach.cycle_id == c.id))
+        assert set(recorded) == (set() if signed else {24.0})

@@ -26,8 +26,8 @@ from models.funnel.baseline import has_funnel_data
 from models.funnel.numbers import every_breach
 from models.rules import phase_allows
 from models.schemas import GapCreate
+from models.services import agreements
 from models.services.access import require_visible
-from models.services.cycles import spec
 from models.services.gaps import add_gap
 from models.tables import Cycle, CycleTeam, Gap, Person
 from models.words import counted
@@ -89,8 +89,9 @@ def record_breaches(session: Session, cycle: Cycle, today: date) -> int:
     recorded for the cycle. Without funnel data nothing is read."""
     if not has_funnel_data(session):
         return 0
-    sla = float(spec(cycle).settings.handoff_sla_hours)
     end = min(cycle.period_end, today - timedelta(days=1))
+    # the hand-off time agreed by the two teams on the pass's last day (else the playbook's)
+    sla = float(agreements.settings_in_force(session, cycle, on=end).handoff_sla_hours)
     if end < cycle.period_start:
         return 0
     as_of = as_of_day(end + timedelta(days=1))
@@ -153,7 +154,7 @@ def ledger(
             .order_by(SlaBreach.late_hours.desc(), SlaBreach.id)
         )
     )
-    sla = rows[0].sla_hours if rows else float(spec(cycle).settings.handoff_sla_hours)
+    sla = rows[0].sla_hours if rows else float(agreements.sla_hours_in_force(session, cycle))
     after = CadencePolicy().for_playbook(cycle.playbook.body).late_lead_hours
     return BreachLedger(
         cycle_id=cycle.id,
