@@ -78,10 +78,19 @@ def results_file(scale: int) -> Path:
 
 
 def _cache_path(leads: int, scale: int = 1) -> Path:
+    import hashlib
+
     from migrations import runner
 
     heads = "-".join(sorted(runner.heads()))
-    name = f"web-v{DATA_VERSION}-{heads}-{leads}" + (f"-x{scale}" if scale != 1 else "") + ".db"
+    # every migration's file, not the head alone: two branches can reach the same head number
+    # by different paths (a store cached on one lacks the other's columns)
+    versions = Path(runner.__file__).resolve().parent / "versions"
+    chain = hashlib.sha1(
+        "\n".join(sorted(p.name for p in versions.glob("*.py"))).encode()
+    ).hexdigest()[:8]
+    size = f"{leads}" + (f"-x{scale}" if scale != 1 else "")
+    name = f"web-v{DATA_VERSION}-{heads}-{chain}-{size}.db"
     return Path(tempfile.gettempdir()) / "aligncycle-bench" / name
 
 
