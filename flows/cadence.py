@@ -6,12 +6,15 @@ flow                   schedule    what it does
 ``execute-checkins``   weekly      raises confidence flags from the facts (overdue →
                                    off_track, due soon and not started → at_risk) and asks
                                    owners for progress, once per cadence period of each cycle
-``daily-cadence``      daily       the two below in one flow run: reminders, then escalations
+``daily-cadence``      daily       the three below in one flow run: reminders, escalations,
+                                   then the digests due that day
 ``overdue-reminders``  on demand   reminds owners of items due soon, and of overdue ones
 ``escalations``        on demand   overdue past a grace period: the owner's lead, then a
                                    manager; leads of the SLA breach ledger late past the
                                    playbook's threshold: the managers, once each
-``weekly-digest``      weekly      per cycle: progress, KPIs, risks, what is due next week
+``weekly-digest``      on demand   per cycle, as often as the cadence in force for its team
+                                   pair says (daily, weekly, fortnightly, monthly): progress,
+                                   KPIs, risks, what is due by the next digest
 ``recap-due``          daily       opens Recap when a cycle's period has ended (the system's
                                    own transition, through the Execute gate)
 ``scheduled-starts``   daily       starts the next cycle of playbooks with ``starts_every``
@@ -117,7 +120,7 @@ JOBS: dict[str, Job] = {
             "weekly-digest",
             lambda s, today, p: plan_digests(s, today),
             (NotificationKind.DIGEST,),
-            "send each cycle's weekly digest to both teams",
+            "send each cycle's digest to both teams when its cadence says",
         ),
         Job(
             "recap-due",
@@ -363,7 +366,8 @@ def weekly_digest(
     stale_after_seconds: float = STALE,
     retry_delays_seconds: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Each cycle in Execute: progress, KPIs, risks and what is due next week, to both teams."""
+    """Each cycle in Execute whose digest is due today (the cadence in force for its team
+    pair): progress, KPIs, risks and what is due by the next digest, to both teams."""
     return _run_flow("weekly-digest", today, {}, workers, stale_after_seconds, retry_delays_seconds)
 
 
@@ -393,8 +397,10 @@ def scheduled_starts(
     )
 
 
-#: The jobs of the daily run, in order: owners are reminded before their leads hear of it.
-DAILY = ("overdue-reminders", "escalations")
+#: The jobs of the daily run, in order: owners are reminded before their leads hear of it;
+#: then the digests due that day (each cycle's cadence decides, see
+#: :mod:`models.cadence.digest_periods`).
+DAILY = ("overdue-reminders", "escalations", "weekly-digest")
 
 
 @flow(name="daily-cadence")
@@ -410,8 +416,10 @@ def daily_cadence(
 ) -> dict[str, Any]:
     """The daily run in one flow run: remind owners of items due within
     ``remind_days_before`` days or overdue, then escalate items overdue ``escalate_after_days``
-    days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager.
-    A job that fails does not stop the other; the flow run fails after both if one did. Last,
+    days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager,
+    then send the digests due that day (daily, weekly, fortnightly or monthly, as each team
+    pair agreed). A job that fails does not stop the others; the flow run fails after all of
+    them if one did. Last,
     the done rows of both outboxes older than ``retention_days`` (default
     ``ALIGNCYCLE_OUTBOX_RETENTION_DAYS``, 90) are pruned (:mod:`models.retention`)."""
     policies = {
@@ -420,6 +428,7 @@ def daily_cadence(
             "escalate_after_days": escalate_after_days,
             "escalate_to_manager_after_days": escalate_to_manager_after_days,
         },
+        "weekly-digest": {},
     }
     from prefect.states import Failed
 

@@ -142,6 +142,21 @@ def period(start: date, end: date) -> str:
     return f"{day(start)} to {day(end)}"
 
 
+#: A cycle's digest under each cadence: its name, and when the two teams get it.
+DIGEST_NAMES = {
+    "daily": "Daily digest",
+    "weekly": "Weekly digest",
+    "biweekly": "Fortnightly digest",
+    "monthly": "Monthly digest",
+}
+DIGEST_WHEN = {
+    "daily": "every working day, about the day before",
+    "weekly": "every Monday, about the week before",
+    "biweekly": "every other Monday, about the two weeks before",
+    "monthly": "on the first working day of each month, about the month before",
+}
+
+
 def counted(n: int, singular: str, plural: str | None = None) -> str:
     """``n`` and the word for that many: "1 action item", "2 action items"."""
     return f"{n} {singular if n == 1 else plural or singular + 's'}"

@@ -47,6 +47,7 @@ def test_a_lead_proposes_a_change_in_plan_and_sees_the_diff(web: Rig) -> None:
         page = r.client("lee").get(f"/agreements/{aid}").text
         assert "Propose a change" in page and "Hand-off time" in page
         assert "ideal customer profile" in page  # the playbook's MQL definition, version 1
+        assert "the teams' digest follow it: every day means a digest each working day" in page
         resp = _post(
             r,
             "lee",

@@ -251,3 +251,107 @@ def test_late_leads_are_counted_against_the_agreed_hand_off_time(store, signed: 
         assert breaches.record_breaches(s, c, today) == (0 if signed else 4)
         recorded = s.scalars(select(SlaBreach.sla_hours).where(SlaBreach.cycle_id == c.id))
         assert set(recorded) == (set() if signed else {24.0})
+
+
+def _digest_world(s, today, signed: bool, adopted_on: date) -> int:  # noqa: ANN001
+    """The pair's next cycle in Execute (started 20 days ago, each team with a channel), the
+    first cycle's change to a daily cadence signed by both (``signed``: adopted on
+    ``adopted_on``) or by nobody; the agreement's first version is older than both."""
+    from models.cadence.tables import ChannelKind, NotificationChannel
+
+    first, amendment = _first_cycle_in_recap(s, today)
+    nxt = seed.start(s, "Hand-off, summer", today - timedelta(days=20))
+    gap_ids = seed.to_plan(s, nxt, ["Reps do not know the new scoring"])
+    seed.plan_actions(s, nxt, gap_ids, today + timedelta(days=10))
+    seed.answer_phase(s, nxt, _p(s, "sam"))
+    cycles.advance_cycle(s, nxt, _p(s, "sam"))
+    assert nxt.phase is Phase.EXECUTE
+    for ct in nxt.teams:
+        s.add(NotificationChannel(team_id=ct.team_id, kind=ChannelKind.WEBHOOK, url="json://x"))
+    if signed:
+        agreement_phase.sign(s, amendment, _p(s, "sam"))
+        agreement_phase.sign(s, amendment, _p(s, "mia"))
+    at = datetime.combine(adopted_on, time(10), tzinfo=UTC)
+    for number, created in ((1, at - timedelta(days=40)), (2, at)):
+        s.execute(
+            update(AgreementVersion)
+            .where(AgreementVersion.number == number)
+            .values(created_at=created)
+        )
+    s.flush()
+    return nxt.id
+
+
+def _digests(s, today, cycle_id: int) -> tuple[object, dict[str, object]]:  # noqa: ANN001
+    """Plan the day's digests; the cycle's stored digests by key (channel suffix dropped)."""
+    from models.cadence.tables import Notification, NotificationKind
+
+    result = digest.plan_digests(s, today)
+    stored = s.scalars(
+        select(Notification).where(
+            Notification.kind == NotificationKind.DIGEST, Notification.cycle_id == cycle_id
+        )
+    )
+    return result, {n.key.split("#")[0]: n for n in stored}
+
+
+def _a_tuesday(today: date) -> date:
+    """A Tuesday 7 to 13 days before ``today``."""
+    return today - timedelta(days=(today.weekday() - 1) % 7 + 7)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_digest_comes_as_often_as_the_agreement_in_force_says(store, signed: bool) -> None:  # noqa: ANN001
+    from models.words import day
+
+    today = utcnow().date()
+    tuesday = _a_tuesday(today)
+    wednesday, monday = tuesday + timedelta(days=1), tuesday + timedelta(days=6)
+    with store.unit_of_work() as s:
+        cid = _digest_world(s, today, signed, adopted_on=tuesday)
+    with store.unit_of_work() as s:
+        result, sent = _digests(s, wednesday, cid)
+    if signed:  # daily since Tuesday: Wednesday's digest covers Tuesday
+        assert set(sent) == {f"digest:{cid}:{tuesday}..{tuesday}"}
+        assert result.planned == 2  # one to each team's channel
+        (message,) = {(n.subject.split(":")[0], n.body) for n in sent.values()}
+        assert message[0] == "Daily digest"
+        assert (
+            f"This digest covers {day(tuesday)}. The two teams get it every working day"
+            in (message[1])
+        )
+        with store.unit_of_work() as s:  # the day run again: nothing new
+            again, _ = _digests(s, wednesday, cid)
+        assert (again.planned, again.already) == (0, 2)
+    else:  # nobody signed: still weekly, on Mondays, about the week before
+        assert sent == {} and result.planned == 0
+        with store.unit_of_work() as s:
+            result, sent = _digests(s, monday, cid)
+        week = f"digest:{cid}:{monday - timedelta(days=7)}..{monday - timedelta(days=1)}"
+        assert set(sent) == {week} and result.planned == 2
+        assert all(n.subject.startswith("Weekly digest") for n in sent.values())
+
+
+def test_a_cadence_changed_mid_cycle_neither_repeats_nor_skips_a_day(store) -> None:  # noqa: ANN001
+    from models.words import day, period
+
+    today = utcnow().date()
+    tuesday = _a_tuesday(today)
+    monday = tuesday - timedelta(days=1)
+    with store.unit_of_work() as s:
+        cid = _digest_world(s, today, True, adopted_on=tuesday)
+    with store.unit_of_work() as s:  # Monday, still weekly: the week before
+        _, sent = _digests(s, monday, cid)
+    week = f"digest:{cid}:{monday - timedelta(days=7)}..{monday - timedelta(days=1)}"
+    assert set(sent) == {week}
+    with store.unit_of_work() as s:  # daily from Tuesday: Wednesday's covers Monday too
+        _, sent = _digests(s, tuesday + timedelta(days=1), cid)
+        _, later = _digests(s, tuesday + timedelta(days=2), cid)
+    new = f"digest:{cid}:{monday}..{tuesday}"
+    assert set(sent) == {week, new}
+    assert (
+        f"This digest covers {period(monday, tuesday)}. It picks up where the last one ended "
+        f"({day(monday - timedelta(days=1))})." in sent[new].body
+    )
+    wednesday = tuesday + timedelta(days=1)
+    assert set(later) == {week, new, f"digest:{cid}:{wednesday}..{wednesday}"}

@@ -728,7 +728,10 @@ def test_digest_goes_to_both_teams_once_a_week(world: Store) -> None:
             ).unique()
         )
     assert targets == ["marketing", SAM]
-    assert {n.key.split("#")[0] for n in rows(world)} == {f"digest:{cid}:2026-W10"}
+    # the week before, Monday to Sunday, named in the key
+    assert {n.key.split("#")[0] for n in rows(world)} == {f"digest:{cid}:2026-02-23..2026-03-01"}
+    assert "This digest covers 23 Feb 2026 to 1 Mar 2026." in rows(world)[0].body
+    assert plan(world, digest.plan_digests).planned == 0  # a re-run of the day: nothing new
     assert plan(world, digest.plan_digests, TODAY + timedelta(days=6)).planned == 0  # Sunday
     assert plan(world, digest.plan_digests, TODAY + timedelta(days=7)).planned == 2
 

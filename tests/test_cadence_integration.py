@@ -70,7 +70,7 @@ CADENCE = (
     "recap-due",
 )
 #: The cadence deployments on a schedule (the daily jobs also run on their own, on demand).
-SCHEDULED = ("execute-checkins", "daily-cadence", "weekly-digest", "recap-due")
+SCHEDULED = ("execute-checkins", "daily-cadence", "recap-due")
 
 
 def prefect_settings(api_url: str) -> Any:
@@ -239,7 +239,7 @@ def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, Pre
         "daily-cadence": ["0 7 * * *"],
         "overdue-reminders": [],
         "escalations": [],
-        "weekly-digest": ["0 15 * * 5"],
+        "weekly-digest": [],  # in daily-cadence
         "recap-due": ["0 6 * * *"],
     }
     assert {deployments[n].work_pool_name for n in CADENCE} == {POOL}

@@ -618,7 +618,9 @@ def plan_every_message(w: Rig, today: object) -> dict[str, int]:
             checkins.plan_checkins,
         ):
             plan(s, today, links=links)
-        digest.plan_digests(s, today, links=links)
+        # the digest as the next Monday plans it (weekly: Mondays, about the week before)
+        monday = today + timedelta(days=7 - today.weekday())  # type: ignore[attr-defined]
+        digest.plan_digests(s, monday, links=links)
         rows = s.scalars(select(Notification).order_by(Notification.id)).all()
         found = []
         counts: dict[str, int] = {}
