@@ -70,6 +70,7 @@ from models.services import (
     cycles,
     inbox,
 )
+from models.services import playbooks as playbook_service
 from models.services import views as v
 from models.tables import Cycle
 from models.words import counted, sentence_start
@@ -189,12 +190,14 @@ def _quoted(next_url: str) -> str:
     return str(escape(url_quote(next_url)))
 
 
-def later_attrs(a: Any, kind: str, next_url: str) -> Markup:
+def later_attrs(a: Any, kind: str, next_url: str, part: str | None = None) -> Markup:
     """An action item's box whose form htmx fetches on the box's first opening
     (GET /actions/ID/form/KIND): the same few attributes on every box of a list, written in one
-    call rather than a template macro per box (``a.id``: a number; ``kind``: a word of ours)."""
+    call rather than a template macro per box (``a.id``: a number; ``kind``: a word of ours;
+    ``part``: what else of the item the box shows, e.g. ``history/people``, our words too)."""
+    part = part or f"form/{kind}"
     return Markup(
-        f'hx-get="/actions/{int(a.id)}/form/{escape(kind)}?next={_quoted(next_url)}" '
+        f'hx-get="/actions/{int(a.id)}/{escape(part)}?next={_quoted(next_url)}" '
         'hx-trigger="toggle once" hx-target="find .later" hx-swap="outerHTML"'
     )
 
@@ -226,6 +229,19 @@ def split_checkins(checkins: list[Any]) -> tuple[list[Any], list[Any]]:
     for c in checkins:
         (people if c.author_id else automatic).append(c)
     return people, automatic
+
+
+def checkin_view(checkins: Any) -> tuple[Any, int, int, list[Any] | None, list[Any] | None]:
+    """What an action item shows of its check-ins: (people's latest, how many by people, how
+    many automatic, people's, automatic ones). ``checkins``: the item's whole history (a list,
+    newest first), or a summary of it (``views.CheckinSummary``, a list page's: the two lists
+    are then None, fetched when their box is opened), or None (none)."""
+    if checkins is None:
+        return None, 0, 0, [], []
+    if isinstance(checkins, v.CheckinSummary):
+        return checkins.latest, checkins.by_people, checkins.automatic, None, None
+    people, automatic = split_checkins(checkins)
+    return (people[0] if people else None), len(people), len(automatic), people, automatic
 
 
 class PeopleChoices:
@@ -341,6 +357,8 @@ env.globals.update(
     later_attrs=later_attrs,
     later_link=later_link,
     split_checkins=split_checkins,
+    checkin_view=checkin_view,
+    playbook_spec=playbook_service.spec_of,  # parsed once per playbook version
     item_forms=item_forms,
     people_datalist=people_datalist,
 )
