@@ -265,13 +265,18 @@ def actions(
     today: date | None = None,
     limit: int = 100,
     offset: int = 0,
+    total: int | None = None,
 ) -> tuple[list[ActionItem], int]:
-    """A cycle's action items, filtered, due first: (page, total)."""
+    """A cycle's action items, filtered, due first: (page, total). ``total``: how many match,
+    when the caller knows it already (the cycle's count of items, with no filter)."""
     today = today or date.today()
     filters = replace(filters or ActionFilters(), cycle_id=cycle.id)
     stmt = action_query(filters, today)
-    # counted without the order (sorting rows only to count them is work thrown away)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if total is None:
+        # counted without the order (sorting rows only to count them is work thrown away)
+        total = (
+            session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        )
     rows = (
         session.scalars(stmt.options(*_action_options()).limit(limit).offset(offset)).unique().all()
     )

@@ -95,7 +95,15 @@ def actions_page(
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     filters = _filters(query)
     page = page_number(query)
-    rows, total = v.actions(s, cycle, filters, limit=ACTIONS_PAGE, offset=(page - 1) * ACTIONS_PAGE)
+    rows, total = v.actions(
+        s,
+        cycle,
+        filters,
+        limit=ACTIONS_PAGE,
+        offset=(page - 1) * ACTIONS_PAGE,
+        # unfiltered, the list is all the cycle's items: counted already (the tabs' counts)
+        total=counts.actions_total if filters == actions.ActionFilters() else None,
+    )
     # each item's latest check-in and how many: the histories come when their box is opened
     checkins = v.checkin_summaries(s, [a.id for a in rows])
     team_people = v.cycle_people(s, cycle)
