@@ -108,7 +108,10 @@ class Playbook(Base):
     version: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200))
     content_hash: Mapped[str] = mapped_column(String(64))
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Read when used, not with every cycle (each cycle loads its playbook): the parsed playbook
+    # is kept per content hash (services.playbooks.spec_of), so a page reads the body at most
+    # once per process and playbook version instead of decoding it for each cycle it shows.
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     source: Mapped[str | None] = mapped_column(String(500))
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
 

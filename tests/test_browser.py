@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from aligncycle.web import create_app, seed
 from aligncycle.web.deps import WebSettings
-from models.services import cycles
+from models.schemas import ActionItemCreate, CheckInCreate
+from models.services import actions, cycles
 from models.services.common import person_by_email
 from models.tables import CheckIn, Cycle, SurveyResponse
 from tests.a11y import VIEWPORTS, violations
@@ -304,3 +305,35 @@ def test_on_a_phone_nothing_runs_off_the_screen_and_the_cycle_list_keeps_its_col
         for ctx in contexts.values():
             ctx.close()  # type: ignore[attr-defined]
     assert wide == [], "\n".join(wide)
+
+
+def test_an_items_check_ins_come_when_their_box_is_opened(browser: Browser, site: dict) -> None:
+    """The actions page shows how many check-ins an item has; opening the box brings them
+    (htmx), readable and passing axe; its link leads to the item's page, where they are open."""
+    with site["store"].unit_of_work() as s:
+        lee, sid = person_by_email(s, "lee@acme.test"), person_by_email(s, "sid@acme.test")
+        item, _ = actions.add_action(
+            s,
+            cycles.get_cycle(s, site["world"].cycles["execute"]),
+            ActionItemCreate(title="Write the hand-off checklist", owner="sid@acme.test"),
+            lee,
+        )
+        for note in ("Listed the steps", "Agreed the steps with marketing"):
+            actions.add_checkin(s, item, CheckInCreate(note=note), sid)
+        item_id = item.id
+    ctx = signed_context(browser, site["base"], "lee@acme.test", bypass_csp=True)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site['base']}/cycles/{site['world'].cycles['execute']}/actions")
+        box = page.locator(f"#checkins-{item_id}")
+        expect(box.locator("summary")).to_have_text("All 2 check-ins")
+        box.locator("summary").click()
+        expect(box).to_contain_text("Listed the steps")
+        expect(box).to_contain_text("Agreed the steps with marketing")
+        assert violations(page) == []
+        link = page.locator(f"#automatic-{item_id}")
+        assert link.count() == 0  # no automatic check-ins: no box for them
+        page.goto(f"{site['base']}/actions/{item_id}#checkins-{item_id}")  # without JavaScript
+        expect(page.locator(f"#checkins-{item_id}")).to_contain_text("Listed the steps")
+    finally:
+        ctx.close()

@@ -128,6 +128,7 @@ def _build(s: Any) -> Foreign:
             "token_id": 700_005,
             "team": "support",
             "kind": "update",  # an item's form fetched on opening (/actions/{id}/form/{kind})
+            "which": "people",  # an item's check-ins fetched on opening (…/history/{which})
         }
     )
 

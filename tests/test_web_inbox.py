@@ -347,12 +347,24 @@ def test_automatic_check_ins_are_kept_apart(w: Rig) -> None:
     assert "Sid Member" in latest  # people's check-ins
     assert "overdue by" not in latest and "due in" not in latest  # no automatic one
     block = re.search(
-        rf'id="action-{item_id}".*?<details class="box automatic">.*?</details>', page, re.S
+        rf'id="action-{item_id}".*?<details class="box automatic"[^>]*>.*?</details>', page, re.S
     ).group(0)
     shown = words(block)
     assert "Last check-in" in shown and "by Sid Member" in shown and "Waiting on CRM" in shown
-    assert "1 automatic check-in" in shown and "overdue by 3 days" in shown  # apart, in words
+    assert "1 automatic check-in" in shown  # apart, counted; the list comes when it is opened
     assert_plain(page)
+    # opened (htmx), and on the item's own page where the box's link leads without JavaScript
+    opened = w.client("lee").get(f"/actions/{item_id}/history/automatic")
+    assert opened.status_code == 200 and "overdue by 3 days" in words(opened.text)
+    assert "Sid Member" not in words(opened.text)  # the automatic ones only
+    assert f'href="/actions/{item_id}?next=' in block and f"#automatic-{item_id}" in block
+    alone = w.client("lee").get(f"/actions/{item_id}").text
+    alone_box = re.search(
+        rf'<details class="box automatic" id="automatic-{item_id}" open>.*?</details>', alone, re.S
+    ).group(0)
+    assert "overdue by 3 days" in words(alone_box)  # in words, not the pass's note
+    assert_plain(opened.text)
+    assert_plain(alone)
     mine = words(w.client("sid").get("/my").text)
     assert (
         "Last check-in" in mine and "execute pass" not in mine and "automatic check-in:" not in mine

@@ -535,6 +535,14 @@ CASES: list[Case] = [
         UPDATERS,
         200,
     ),
+    # an item's check-ins as their box shows them when opened: to whoever sees the item
+    Case(
+        "GET",
+        "/actions/{action_id}/history/{which}",
+        action("execute_sid", "/history/people"),
+        SEEING,
+        200,
+    ),
     Case("GET", "/cycles/{cycle_id}/timeline", cyc("execute", "/timeline"), SEEING, 200),
     # --- pages: the recap
     Case("GET", "/cycles/{cycle_id}/recap", cyc("recap", "/recap"), SEEING, 200),

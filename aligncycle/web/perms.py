@@ -7,7 +7,7 @@ which buttons and forms to show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.enums import ActionStatus, Phase, Role
 from models.rules import (
@@ -36,13 +36,18 @@ class CyclePerms:
         pp = frozenset(ct.point_person_id for ct in cycle.teams if ct.point_person_id)
         return cls(me=me, actor=as_actor(me), cycle=cycle, point_person_ids=pp)
 
+    _facts: CycleFacts | None = field(default=None, repr=False, compare=False)
+
     @property
     def facts(self) -> CycleFacts:
-        return CycleFacts(
-            phase=self.phase,
-            period_end=self.cycle.period_end,
-            point_person_ids=self.point_person_ids,
-        )
+        # made once and kept while the cycle's phase and end stay (a list asks for each item)
+        phase, end = self.cycle.phase, self.cycle.period_end
+        made = self._facts
+        if made is None or made.phase is not phase or made.period_end != end:
+            made = self._facts = CycleFacts(
+                phase=phase, period_end=end, point_person_ids=self.point_person_ids
+            )
+        return made
 
     @property
     def phase(self) -> Phase:

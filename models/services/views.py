@@ -8,13 +8,17 @@ a person may not see is "not found" for them, exactly like one that does not exi
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.enums import (
+    FINISHED_STATUSES,
+    ActionStatus,
+    Confidence,
     GapDecision,
     Phase,
 )
@@ -144,12 +148,41 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
     """One cycle's counts (the board's, plus each phase's checklist, gaps by decision, action
     items by status and the survey's responses), the same for every face."""
     today = today or date.today()
-    out = CycleCounts(
-        **cycle_service.board_counts(session, [cycle.id], today)[cycle.id].model_dump(
-            exclude={"progress", "risk"}
-        )
-    )
+    out = CycleCounts()
     n = func.sum
+    # The board's counts and the items by status in one read of the items (and one of the
+    # gaps): the same numbers cycle_service.board_counts gives, each table read once.
+    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
+    by_status: dict[ActionStatus, int] = {}
+    for status, total, overdue, at_risk, off_track in session.execute(
+        select(
+            ActionItem.status,
+            func.count(),
+            n(case((ActionItem.overdue_on(today), 1), else_=0)),
+            n(case((and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0)),
+            n(case((and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1), else_=0)),
+        )
+        .where(ActionItem.cycle_id == cycle.id)
+        .group_by(ActionItem.status)
+    ):
+        by_status[status] = total
+        out.actions_overdue += int(overdue or 0)
+        out.actions_at_risk += int(at_risk or 0)
+        out.actions_off_track += int(off_track or 0)
+    out.actions_total = sum(by_status.values())
+    out.actions_done = by_status.get(ActionStatus.DONE, 0)
+    out.actions_dropped = by_status.get(ActionStatus.DROPPED, 0)
+    out.actions_finished = out.actions_done + out.actions_dropped
+    out.actions_by_status = by_status
+    out.gaps_by_decision = dict(
+        session.execute(
+            select(Gap.decision, func.count())
+            .where(Gap.cycle_id == cycle.id)
+            .group_by(Gap.decision)
+        ).all()
+    )
+    out.gaps_total = sum(out.gaps_by_decision.values())
+    out.gaps_open = out.gaps_by_decision.get(GapDecision.OPEN, 0)
     for phase, total, required, answered, required_answered in session.execute(
         select(
             ChecklistItem.phase,
@@ -168,20 +201,6 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
             required_answered=required_answered or 0,
         )
     out.checklist = dict(sorted(out.checklist.items(), key=lambda kv: list(Phase).index(kv[0])))
-    out.gaps_by_decision = dict(
-        session.execute(
-            select(Gap.decision, func.count())
-            .where(Gap.cycle_id == cycle.id)
-            .group_by(Gap.decision)
-        ).all()
-    )
-    out.actions_by_status = dict(
-        session.execute(
-            select(ActionItem.status, func.count())
-            .where(ActionItem.cycle_id == cycle.id)
-            .group_by(ActionItem.status)
-        ).all()
-    )
     out.survey_responses = recap_service.survey_count(session, cycle)
     return out
 
@@ -198,13 +217,44 @@ def gaps(session: Session, cycle: Cycle, decision: GapDecision | None = None) ->
     return list(session.scalars(stmt))
 
 
+_ITEM_PEOPLE = (
+    ActionItem.owner,
+    ActionItem.counterpart,
+    ActionItem.assigned_by,
+    ActionItem.signed_off_by,
+)
+
+
+_ITEM_NAMES = ("owner", "counterpart", "assigned_by", "signed_off_by")
+
+
 def _action_options() -> list:
-    return [
-        joinedload(ActionItem.counterpart),
-        joinedload(ActionItem.assigned_by),
-        joinedload(ActionItem.signed_off_by),
-        selectinload(ActionItem.gaps),
-    ]
+    # the people an item names are read once per page (_with_people), not joined to each item
+    return [*(lazyload(rel) for rel in _ITEM_PEOPLE), selectinload(ActionItem.gaps)]
+
+
+def _with_people(session: Session, rows: list[ActionItem]) -> list[ActionItem]:
+    """Load the people ``rows`` name (owner, counterpart, who assigned and who signed off),
+    with their teams, in one query: each person once however many items name them; the items'
+    references then resolve from the session without a statement each."""
+    ids = {
+        pid
+        for a in rows
+        for pid in (a.owner_id, a.counterpart_id, a.assigned_by_id, a.signed_off_by_id)
+        if pid is not None
+    }
+    if not ids:
+        return rows
+    people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(ids)))}
+    for a in rows:
+        # set as loaded (not a change): the session holds people only weakly
+        for rel, pid in zip(
+            _ITEM_NAMES,
+            (a.owner_id, a.counterpart_id, a.assigned_by_id, a.signed_off_by_id),
+            strict=True,
+        ):
+            set_committed_value(a, rel, people.get(pid) if pid is not None else None)
+    return rows
 
 
 def actions(
@@ -215,17 +265,22 @@ def actions(
     today: date | None = None,
     limit: int = 100,
     offset: int = 0,
+    total: int | None = None,
 ) -> tuple[list[ActionItem], int]:
-    """A cycle's action items, filtered, due first: (page, total)."""
+    """A cycle's action items, filtered, due first: (page, total). ``total``: how many match,
+    when the caller knows it already (the cycle's count of items, with no filter)."""
     today = today or date.today()
     filters = replace(filters or ActionFilters(), cycle_id=cycle.id)
     stmt = action_query(filters, today)
-    # counted without the order (sorting rows only to count them is work thrown away)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if total is None:
+        # counted without the order (sorting rows only to count them is work thrown away)
+        total = (
+            session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        )
     rows = (
         session.scalars(stmt.options(*_action_options()).limit(limit).offset(offset)).unique().all()
     )
-    return list(rows), total
+    return _with_people(session, list(rows)), total
 
 
 def checkins_by_action(session: Session, action_ids: list[int]) -> dict[int, list[CheckIn]]:
@@ -241,6 +296,50 @@ def checkins_by_action(session: Session, action_ids: list[int]) -> dict[int, lis
     ):
         out.setdefault(c.action_item_id, []).append(c)
     return out
+
+
+@dataclass(frozen=True)
+class CheckinSummary:
+    """What a list shows of an item's check-ins without its history: people's latest (with its
+    author), and how many there are by people and automatic (the Execute pass's, no author)."""
+
+    latest: CheckIn | None
+    by_people: int
+    automatic: int
+
+
+def checkin_summaries(session: Session, action_ids: list[int]) -> dict[int, CheckinSummary]:
+    """Each item's check-in summary, in one query whatever the length of the histories: the
+    newest check-in of each kind (people's, automatic) with its kind's count (window functions,
+    on SQLite and PostgreSQL alike). Items without check-ins are not in the result."""
+    if not action_ids:
+        return {}
+    kind = CheckIn.author_id.is_(None)
+    part = (CheckIn.action_item_id, kind)
+    ranked = (
+        select(
+            CheckIn.id.label("id"),
+            func.row_number()
+            .over(partition_by=part, order_by=(CheckIn.on_date.desc(), CheckIn.id.desc()))
+            .label("rn"),
+            func.count().over(partition_by=part).label("n"),
+        )
+        .where(CheckIn.action_item_id.in_(action_ids))
+        .subquery()
+    )
+    found: dict[int, list] = {}
+    for c, count in session.execute(
+        select(CheckIn, ranked.c.n)
+        .join(ranked, ranked.c.id == CheckIn.id)
+        .where(ranked.c.rn == 1)
+        .options(joinedload(CheckIn.author))
+    ):
+        slot = found.setdefault(c.action_item_id, [None, 0, 0])
+        if c.author_id is not None:
+            slot[0], slot[1] = c, count
+        else:
+            slot[2] = count
+    return {i: CheckinSummary(*slot) for i, slot in found.items()}
 
 
 def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[CheckIn]:
@@ -353,7 +452,7 @@ def my_actions(
         .unique()
         .all()
     )
-    return list(rows), int(total or 0), int(late or 0)
+    return _with_people(session, list(rows)), int(total or 0), int(late or 0)
 
 
 def cycles_by_id(session: Session, ids: set[int]) -> dict[int, Cycle]:

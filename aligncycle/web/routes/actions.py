@@ -30,6 +30,7 @@ from aligncycle.web.pages import (
     parse_form,
     render,
     safe_next,
+    split_checkins,
     to_int,
 )
 from aligncycle.web.perms import STATUS_LABELS, CyclePerms
@@ -94,8 +95,17 @@ def actions_page(
     cycle, perms, counts = cycle_common(ctx, cycle_id)
     filters = _filters(query)
     page = page_number(query)
-    rows, total = v.actions(s, cycle, filters, limit=ACTIONS_PAGE, offset=(page - 1) * ACTIONS_PAGE)
-    checkins = v.checkins_by_action(s, [a.id for a in rows])
+    rows, total = v.actions(
+        s,
+        cycle,
+        filters,
+        limit=ACTIONS_PAGE,
+        offset=(page - 1) * ACTIONS_PAGE,
+        # unfiltered, the list is all the cycle's items: counted already (the tabs' counts)
+        total=counts.actions_total if filters == actions.ActionFilters() else None,
+    )
+    # each item's latest check-in and how many: the histories come when their box is opened
+    checkins = v.checkin_summaries(s, [a.id for a in rows])
     team_people = v.cycle_people(s, cycle)
     kept = {k: query[k] for k in ("team", "owner", "status", "due") if query.get(k)}
     base_url = f"/cycles/{cycle.id}/actions" + (f"?{urlencode(kept)}" if kept else "")
@@ -204,6 +214,29 @@ def action_form_get(request: Request, action_id: int, kind: str, ctx: PageCtx) -
         accepted_gaps=v.gaps(s, cycle, GapDecision.ACCEPTED) if kind == "gaps" else [],
         target=target_service.get_target(s, item) if kind == "target" else None,
         baselines=baseline.baseline_values(s, cycle) if kind == "target" else {},
+    )
+
+
+HISTORIES = ("people", "automatic")
+
+
+@router.get("/actions/{action_id}/history/{which}")
+def action_history_get(request: Request, action_id: int, which: str, ctx: PageCtx) -> Response:
+    """An action item's check-ins (people's, or the automatic ones), newest first, as the part
+    of a list its box shows when opened (htmx); without JavaScript the box's link leads to the
+    item's own page, where both are shown."""
+    s = ctx.session
+    item = access.visible_object(s, ctx.me, ActionItem, action_id, "action item")
+    if which not in HISTORIES:
+        return error_page(request, 404, "There is no such list of check-ins.", ctx)
+    people, automatic = split_checkins(v.checkins_by_action(s, [item.id]).get(item.id, []))
+    automatic_ones = which == "automatic"
+    return render(
+        request,
+        ctx,
+        "_checkins.html",
+        items=automatic if automatic_ones else people,
+        automatic=automatic_ones,
     )
 
 

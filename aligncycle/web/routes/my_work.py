@@ -35,7 +35,8 @@ def my_page(request: Request, ctx: Ctx, *, query=None, forms=None, status: int =
     today = date.today()
     by_id = v.cycles_by_id(s, {a.cycle_id for a in box.owned})
     perms = {cid: CyclePerms.of(ctx.me, c) for cid, c in by_id.items()}
-    latest = v.checkins_by_action(s, [a.id for a in box.owned])
+    # each item's latest check-in and how many: the histories come when their box is opened
+    latest = v.checkin_summaries(s, [a.id for a in box.owned])
     groups: dict[str, list] = {k: [] for k in GROUPS}
     for a in box.owned:
         groups[inbox_service.due_group(a, today)].append(a)
