@@ -321,7 +321,8 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         list(pool.map(lambda name: run(stack.api_url, name), CADENCE))
     assert receiver.received() == before
 
-    # The daily run as deployed: reminders, then escalations, in one flow run.
+    # The daily run as deployed: reminders, escalations and the digest due that day (a Monday:
+    # the new cycle's weekly one), in one flow run.
     _, new = make_cycle(
         store, [("Late brief", MIA, -6, OPEN), ("Tomorrow", MIA, 1, OPEN)], title="Q2"
     )
@@ -340,8 +341,10 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
     ]
     assert sorted(set(receiver.received()) - set(before)) == [
         ("/lou", "Escalation (lead): “Late brief” is overdue (Mia Marketing)"),
+        ("/marketing", "Weekly digest: Q2 (0% done, 1 risk)"),
         ("/max", "Escalation (manager): “Late brief” is overdue (Mia Marketing)"),
         ("/mia", "Reminders: 2 of your action items are due soon or overdue"),
+        ("/sam", "Weekly digest: Q2 (0% done, 1 risk)"),  # sales' point person: no team channel
     ]
 
 
@@ -398,8 +401,9 @@ def test_killing_the_worker_mid_run_sends_nothing_twice_and_loses_nothing(
     assert {(p, t.split(": ", 1)[1].split(" (")[0]) for p, t in digests} == expected  # none lost
     assert len(receiver.dropped) == 2  # the interrupted sends, re-sent once by the second run
     with store.unit_of_work() as s:
-        week = s.scalars(
-            select(Notification).where(Notification.key.like("digest:%:2026-W11#%"))
+        this_week = f"{TODAY.isoformat()}..{(TODAY + timedelta(days=6)).isoformat()}"
+        week = s.scalars(  # next week's digest covers this week, Monday to Sunday
+            select(Notification).where(Notification.key.like(f"digest:%:{this_week}#%"))
         ).all()
     assert len(week) == len(expected) and {n.status for n in week} == {NotificationStatus.SENT}
     assert {n.attempts for n in week if n.id in stuck} == {2}  # taken over once, sent once

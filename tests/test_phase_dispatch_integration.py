@@ -331,7 +331,7 @@ def test_a_move_during_a_prefect_outage_gets_its_run_once_the_server_is_back(
     row = row_of(store, cycle_id)
     assert (row.status, row.flow_run_id) == (outbox.DispatchStatus.PENDING, None)
     waiting = aligncycle(stack, "flows", "pending")
-    assert f"{cycle_id} " in waiting.stdout and " plan " in waiting.stdout
+    assert f"{cycle_id} " in waiting.stdout and " Plan " in waiting.stdout
     down = aligncycle(stack, "flows", "dispatch")
     assert down.returncode == 1
     assert down.stdout.startswith(f"(no Prefect server answers at {stack.api_url}")
