@@ -6,10 +6,11 @@ anyone's votes.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from models.alignment_tables import AnswerReveal, GapVote, TeamSubmission, VoteClosure
@@ -42,32 +43,7 @@ def todo(session: Session, person: Person) -> list[Todo]:
     so far and whether the cycle has a gap to vote on."""
     if person.team_id is None:
         return []
-    cycle = Cycle.id
-
-    def there(table: Any, *where: Any) -> Any:
-        return exists().where(table.cycle_id == cycle, *where).correlate(Cycle)
-
-    used = (
-        select(func.coalesce(func.sum(GapVote.votes), 0))
-        .where(GapVote.cycle_id == cycle, GapVote.person_id == person.id)
-        .correlate(Cycle)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(
-            Cycle,
-            there(TeamSubmission, TeamSubmission.team_id == person.team_id),
-            there(AnswerReveal),
-            there(VoteClosure),
-            used,
-            there(Gap, Gap.decision != GapDecision.REJECTED),
-        )
-        .where(
-            Cycle.phase.in_(PHASES),
-            Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == person.team_id)),
-        )
-        .order_by(Cycle.id)
-    ).all()
+    rows = session.execute(_todo_stmt(person.id, person.team_id)).all()
     team = person.team.name if person.team is not None else "your team"
     out = []
     for c, submitted, revealed, closed, spent, with_gaps in rows:
@@ -101,3 +77,35 @@ def todo(session: Session, person: Person) -> list[Todo]:
                 )
             )
     return out
+
+
+@lru_cache(maxsize=512)
+def _todo_stmt(person_id: int, team_id: int) -> Select[Any]:
+    """:func:`todo`'s statement, built once per person and team (it runs on every page, for
+    the menu's count): building it cost more than running it. Statements are immutable."""
+    cycle = Cycle.id
+
+    def there(table: Any, *where: Any) -> Any:
+        return exists().where(table.cycle_id == cycle, *where).correlate(Cycle)
+
+    used = (
+        select(func.coalesce(func.sum(GapVote.votes), 0))
+        .where(GapVote.cycle_id == cycle, GapVote.person_id == person_id)
+        .correlate(Cycle)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Cycle,
+            there(TeamSubmission, TeamSubmission.team_id == team_id),
+            there(AnswerReveal),
+            there(VoteClosure),
+            used,
+            there(Gap, Gap.decision != GapDecision.REJECTED),
+        )
+        .where(
+            Cycle.phase.in_(PHASES),
+            Cycle.id.in_(select(CycleTeam.cycle_id).where(CycleTeam.team_id == team_id)),
+        )
+        .order_by(Cycle.id)
+    )

@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, func, or_, select, union_all
+from sqlalchemy import Date, Select, and_, bindparam, case, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import WORK_PHASES, Phase, Role
@@ -261,11 +261,14 @@ def due_group(item: ActionItem, today: date) -> str:
     return "later"
 
 
-def _windowed(session: Session, stmt: Select[Any], *order: Any) -> tuple[list[Any], int]:
+def _windowed_stmt(stmt: Select[Any], *order: Any) -> Select[Any]:
     """The first ``SECTION_LIMIT`` rows and the full count, in one statement."""
-    rows = session.execute(
-        stmt.add_columns(func.count().over()).order_by(*order).limit(SECTION_LIMIT)
-    ).all()
+    return stmt.add_columns(func.count().over()).order_by(*order).limit(SECTION_LIMIT)
+
+
+def _windowed(session: Session, stmt: Select[Any]) -> tuple[list[Any], int]:
+    """Run a :func:`_windowed_stmt`: (its rows, the full count)."""
+    rows = session.execute(stmt).all()
     return [tuple(r[:-1]) for r in rows], (rows[0][-1] if rows else 0)
 
 
@@ -331,60 +334,22 @@ def inbox(
     """Everything waiting for ``person``; ``limit``/``offset`` page their own items."""
     today = today or date.today()
     out = Inbox()
-    no_body = lazyload(Cycle.playbook)  # the playbook's JSON is not needed here
+    st = _inbox_stmts(_Who(person.id, person.role, person.team_id))
+    on = {"today": today}
 
-    rows, out.totals["questions"] = _windowed(
-        session,
-        questions_stmt(person).options(no_body),
-        Cycle.period_end,
-        Cycle.id,
-        ChecklistItem.position,
-    )
+    rows, out.totals["questions"] = _windowed(session, st["questions"])
     order = {p: i for i, p in enumerate(Phase)}
     out.questions = sorted(
         rows, key=lambda r: (r[1].period_end, r[1].id, order[r[0].phase], r[0].position)
     )
+    if "gaps" in st:
+        out.gaps, out.totals["gaps"] = _windowed(session, st["gaps"])
+    if "assign" in st:
+        out.to_assign, out.totals["assign"] = _windowed(session, st["assign"])
 
-    stmt = gaps_stmt(person)
-    if stmt is not None:
-        out.gaps, out.totals["gaps"] = _windowed(
-            session,
-            stmt.options(no_body, joinedload(Gap.reported_by)),
-            Cycle.period_end,
-            Gap.id,
-        )
-    stmt = to_assign_stmt(person)
-    if stmt is not None:
-        out.to_assign, out.totals["assign"] = _windowed(
-            session, stmt.options(no_body), Cycle.period_end, ActionItem.id
-        )
-
-    where = owned_where(person)
-    overdue = ActionItem.overdue_on(today)
-    total, late = session.execute(
-        select(func.count(), func.sum(case((overdue, 1), else_=0))).where(*where)
-    ).one()
+    total, late = session.execute(st["owned_count"], on).one()
     out.totals["owned"], out.overdue = int(total or 0), int(late or 0)
-    out.owned = list(
-        session.scalars(
-            select(ActionItem)
-            .where(*where)
-            .options(
-                joinedload(ActionItem.counterpart),
-                joinedload(ActionItem.assigned_by),
-                joinedload(ActionItem.signed_off_by),
-                selectinload(ActionItem.gaps),
-            )
-            .order_by(
-                case((overdue, 0), else_=1),
-                ActionItem.due_date.is_(None),
-                ActionItem.due_date,
-                ActionItem.id,
-            )
-            .limit(limit)
-            .offset(offset)
-        ).unique()
-    )
+    out.owned = list(session.scalars(st["owned"].limit(limit).offset(offset), on).unique())
 
     out.checkins_due = checkins_due(session, person, today)
     out.totals["checkins"] = len(out.checkins_due)
@@ -394,15 +359,60 @@ def inbox(
     out.votes = [t for t in todo if t.kind == "vote"]
     out.totals.update(_todo_totals(todo))
 
-    surveys, out.totals["surveys"] = _windowed(
-        session, surveys_stmt(person).options(no_body), Cycle.period_end, Cycle.id
-    )
+    surveys, out.totals["surveys"] = _windowed(session, st["surveys"])
     out.surveys = [c for (c,) in surveys]
+    if "recaps" in st:
+        out.recaps, out.totals["recaps"] = _windowed(session, st["recaps"])
+    return out
+
+
+@lru_cache(maxsize=512)
+def _inbox_stmts(person: _Who) -> dict[str, Select[Any]]:
+    """The inbox's statements, built once per id, role and team (like :func:`_counts_stmt`):
+    building them cost more than running them. The day is a parameter (``today``), so
+    they stay the same from one day to the next. Statements are immutable: shared safely."""
+    no_body = lazyload(Cycle.playbook)  # the playbook's JSON is not needed here
+    out: dict[str, Select[Any]] = {
+        "questions": _windowed_stmt(
+            questions_stmt(person).options(no_body),
+            Cycle.period_end,
+            Cycle.id,
+            ChecklistItem.position,
+        )
+    }
+    stmt = gaps_stmt(person)
+    if stmt is not None:
+        out["gaps"] = _windowed_stmt(
+            stmt.options(no_body, joinedload(Gap.reported_by)), Cycle.period_end, Gap.id
+        )
+    stmt = to_assign_stmt(person)
+    if stmt is not None:
+        out["assign"] = _windowed_stmt(stmt.options(no_body), Cycle.period_end, ActionItem.id)
+
+    where = owned_where(person)
+    overdue = ActionItem.overdue_on(bindparam("today", type_=Date))
+    out["owned_count"] = select(func.count(), func.sum(case((overdue, 1), else_=0))).where(*where)
+    out["owned"] = (
+        select(ActionItem)
+        .where(*where)
+        .options(
+            joinedload(ActionItem.counterpart),
+            joinedload(ActionItem.signed_off_by),
+            selectinload(ActionItem.gaps),
+        )
+        .order_by(
+            case((overdue, 0), else_=1),
+            ActionItem.due_date.is_(None),
+            ActionItem.due_date,
+            ActionItem.id,
+        )
+    )
+    out["surveys"] = _windowed_stmt(
+        surveys_stmt(person).options(no_body), Cycle.period_end, Cycle.id
+    )
     stmt = recaps_stmt(person)
     if stmt is not None:
-        out.recaps, out.totals["recaps"] = _windowed(
-            session, stmt.options(no_body), Cycle.period_end, Cycle.id
-        )
+        out["recaps"] = _windowed_stmt(stmt.options(no_body), Cycle.period_end, Cycle.id)
     return out
 
 
@@ -413,13 +423,27 @@ def checkins_due(
     date has come, or nobody has checked in on them for ``CHECKIN_EVERY_DAYS`` since the cycle
     moved into Execute. Automatic check-ins (no author) do not count as checking in.
     (item, cycle, the last check-in by a person or None)."""
+    rows = session.execute(_checkins_stmt(_Who(person.id, person.role, person.team_id))).all()
+    cutoff = today - timedelta(days=CHECKIN_EVERY_DAYS)
+    due = []
+    for item, cycle, on in rows:
+        since = on or cycle.phase_changed_at.date()
+        follow_up = item.follow_up_date is not None and item.follow_up_date <= today
+        if follow_up or since <= cutoff:
+            due.append((item, cycle, on))
+    return due[:SECTION_LIMIT]
+
+
+@lru_cache(maxsize=512)
+def _checkins_stmt(person: _Who) -> Select[Any]:
+    """:func:`checkins_due`'s statement, built once per id, role and team."""
     last = (
         select(func.max(CheckIn.on_date))
         .where(CheckIn.action_item_id == ActionItem.id, CheckIn.author_id.is_not(None))
         .correlate(ActionItem)
         .scalar_subquery()
     )
-    rows = session.execute(
+    return (
         select(ActionItem, Cycle, last)
         .join(Cycle, ActionItem.cycle_id == Cycle.id)
         .where(
@@ -429,12 +453,4 @@ def checkins_due(
         )
         .options(lazyload(Cycle.playbook))
         .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
-    ).all()
-    cutoff = today - timedelta(days=CHECKIN_EVERY_DAYS)
-    due = []
-    for item, cycle, on in rows:
-        since = on or cycle.phase_changed_at.date()
-        follow_up = item.follow_up_date is not None and item.follow_up_date <= today
-        if follow_up or since <= cutoff:
-            due.append((item, cycle, on))
-    return due[:SECTION_LIMIT]
+    )
