@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
+from functools import cache
+from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -314,6 +316,20 @@ def checkin_summaries(session: Session, action_ids: list[int]) -> dict[int, Chec
     on SQLite and PostgreSQL alike). Items without check-ins are not in the result."""
     if not action_ids:
         return {}
+    found: dict[int, list] = {}
+    for c, count in session.execute(_checkin_summaries_stmt(), {"ids": list(action_ids)}):
+        slot = found.setdefault(c.action_item_id, [None, 0, 0])
+        if c.author_id is not None:
+            slot[0], slot[1] = c, count
+        else:
+            slot[2] = count
+    return {i: CheckinSummary(*slot) for i, slot in found.items()}
+
+
+@cache
+def _checkin_summaries_stmt() -> Select[Any]:
+    """:func:`checkin_summaries`' statement, built once (the ids are its ``ids`` parameter):
+    building it on every page cost more than running it."""
     kind = CheckIn.author_id.is_(None)
     part = (CheckIn.action_item_id, kind)
     ranked = (
@@ -324,22 +340,15 @@ def checkin_summaries(session: Session, action_ids: list[int]) -> dict[int, Chec
             .label("rn"),
             func.count().over(partition_by=part).label("n"),
         )
-        .where(CheckIn.action_item_id.in_(action_ids))
+        .where(CheckIn.action_item_id.in_(bindparam("ids", expanding=True)))
         .subquery()
     )
-    found: dict[int, list] = {}
-    for c, count in session.execute(
+    return (
         select(CheckIn, ranked.c.n)
         .join(ranked, ranked.c.id == CheckIn.id)
         .where(ranked.c.rn == 1)
         .options(joinedload(CheckIn.author))
-    ):
-        slot = found.setdefault(c.action_item_id, [None, 0, 0])
-        if c.author_id is not None:
-            slot[0], slot[1] = c, count
-        else:
-            slot[2] = count
-    return {i: CheckinSummary(*slot) for i, slot in found.items()}
+    )
 
 
 def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[CheckIn]:
@@ -458,11 +467,15 @@ def my_actions(
 def cycles_by_id(session: Session, ids: set[int]) -> dict[int, Cycle]:
     if not ids:
         return {}
-    return {
-        c.id: c
-        for c in session.scalars(
-            select(Cycle)
-            .where(Cycle.id.in_(ids))
-            .options(selectinload(Cycle.teams), lazyload(Cycle.playbook))
-        ).unique()
-    }
+    rows = session.scalars(_cycles_by_id_stmt(), {"ids": list(ids)}).unique()
+    return {c.id: c for c in rows}
+
+
+@cache
+def _cycles_by_id_stmt() -> Select[Any]:
+    """:func:`cycles_by_id`'s statement, built once (the ids are its ``ids`` parameter)."""
+    return (
+        select(Cycle)
+        .where(Cycle.id.in_(bindparam("ids", expanding=True)))
+        .options(selectinload(Cycle.teams), lazyload(Cycle.playbook))
+    )
