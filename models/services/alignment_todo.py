@@ -6,11 +6,11 @@ anyone's votes.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Integer, Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from models.alignment_tables import AnswerReveal, GapVote, TeamSubmission, VoteClosure
@@ -43,7 +43,7 @@ def todo(session: Session, person: Person) -> list[Todo]:
     so far and whether the cycle has a gap to vote on."""
     if person.team_id is None:
         return []
-    rows = session.execute(_todo_stmt(person.id, person.team_id)).all()
+    rows = session.execute(_todo_stmt(), {"me": person.id, "team": person.team_id}).all()
     team = person.team.name if person.team is not None else "your team"
     out = []
     for c, submitted, revealed, closed, spent, with_gaps in rows:
@@ -79,10 +79,13 @@ def todo(session: Session, person: Person) -> list[Todo]:
     return out
 
 
-@lru_cache(maxsize=512)
-def _todo_stmt(person_id: int, team_id: int) -> Select[Any]:
-    """:func:`todo`'s statement, built once per person and team (it runs on every page, for
-    the menu's count): building it cost more than running it. Statements are immutable."""
+@cache
+def _todo_stmt() -> Select[Any]:
+    """:func:`todo`'s statement, built once (the person and their team are its parameters
+    ``me`` and ``team``): it runs on every page, for the menu's count, and building it cost
+    more than running it. Statements are immutable: shared safely."""
+    person_id = bindparam("me", type_=Integer)
+    team_id = bindparam("team", type_=Integer)
     cycle = Cycle.id
 
     def there(table: Any, *where: Any) -> Any:

@@ -27,7 +27,19 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Date, Select, and_, bindparam, case, exists, func, or_, select, union_all
+from sqlalchemy import (
+    Date,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from models.enums import WORK_PHASES, Phase, Role
@@ -266,9 +278,9 @@ def _windowed_stmt(stmt: Select[Any], *order: Any) -> Select[Any]:
     return stmt.add_columns(func.count().over()).order_by(*order).limit(SECTION_LIMIT)
 
 
-def _windowed(session: Session, stmt: Select[Any]) -> tuple[list[Any], int]:
+def _windowed(session: Session, stmt: Select[Any], params: dict[str, Any]) -> tuple[list[Any], int]:
     """Run a :func:`_windowed_stmt`: (its rows, the full count)."""
-    rows = session.execute(stmt).all()
+    rows = session.execute(stmt, params).all()
     return [tuple(r[:-1]) for r in rows], (rows[0][-1] if rows else 0)
 
 
@@ -276,15 +288,36 @@ def _windowed(session: Session, stmt: Select[Any]) -> tuple[list[Any], int]:
 class _Who:
     """What the statements read of a person: its id, role and team (nothing else)."""
 
-    id: int
+    id: Any  # int, or the parameter ``me``
     role: Role
-    team_id: int | None
+    team_id: Any  # int, the parameter ``team``, or None
+
+
+#: A cached statement names the person through parameters: one statement per role and whether
+#: the person has a team (not one per person), run with :func:`_params`.
+_ME = bindparam("me", type_=Integer)
+_TEAM = bindparam("team", type_=Integer)
+_TODAY = bindparam("today", type_=Date)
+
+
+def _who(person: Person) -> tuple[Role, bool]:
+    """The key of a person's cached statements: their role and whether they have a team."""
+    return person.role, person.team_id is not None
+
+
+def _as_params(key: tuple[Role, bool]) -> _Who:
+    role, has_team = key
+    return _Who(_ME, role, _TEAM if has_team else None)
+
+
+def _params(person: Person, today: date | None = None) -> dict[str, Any]:
+    return {"me": person.id, "team": person.team_id, "today": today}
 
 
 def counts(session: Session, person: Person) -> dict[str, int]:
     """Each section's total, in one statement (the menu's count on every page)."""
-    stmt, present = _counts_stmt(_Who(person.id, person.role, person.team_id))
-    row = session.execute(stmt).one()
+    stmt, present = _counts_stmt(_who(person))
+    row = session.execute(stmt, _params(person)).one()
     out = {k: int(row._mapping[k] or 0) for k in present if k != "team_cycles"}
     # Own answers and votes depend on each cycle's playbook: read only where the statement
     # found a cycle of the person's team in Identify or Plan (none: no query more).
@@ -300,10 +333,12 @@ def _todo_totals(todo: list[Todo]) -> dict[str, int]:
     }
 
 
-@lru_cache(maxsize=512)
-def _counts_stmt(person: _Who) -> tuple[Select[Any], tuple[str, ...]]:
-    """The counts' statement, built once per id, role and team: building it (seven
-    subqueries) cost more than running it on every page; its rows are read each time."""
+@lru_cache(maxsize=16)
+def _counts_stmt(key: tuple[Role, bool]) -> tuple[Select[Any], tuple[str, ...]]:
+    """The counts' statement, built once per role (and whether the person has a team; the
+    person and team are its parameters): building it (seven subqueries) cost more than
+    running it on every page; its rows are read each time."""
+    person = _as_params(key)
     parts: dict[str, Any] = {
         "questions": questions_stmt(person),
         "gaps": gaps_stmt(person),
@@ -334,18 +369,18 @@ def inbox(
     """Everything waiting for ``person``; ``limit``/``offset`` page their own items."""
     today = today or date.today()
     out = Inbox()
-    st = _inbox_stmts(_Who(person.id, person.role, person.team_id))
-    on = {"today": today}
+    st = _inbox_stmts(_who(person))
+    on = _params(person, today)
 
-    rows, out.totals["questions"] = _windowed(session, st["questions"])
+    rows, out.totals["questions"] = _windowed(session, st["questions"], on)
     order = {p: i for i, p in enumerate(Phase)}
     out.questions = sorted(
         rows, key=lambda r: (r[1].period_end, r[1].id, order[r[0].phase], r[0].position)
     )
     if "gaps" in st:
-        out.gaps, out.totals["gaps"] = _windowed(session, st["gaps"])
+        out.gaps, out.totals["gaps"] = _windowed(session, st["gaps"], on)
     if "assign" in st:
-        out.to_assign, out.totals["assign"] = _windowed(session, st["assign"])
+        out.to_assign, out.totals["assign"] = _windowed(session, st["assign"], on)
 
     total, late = session.execute(st["owned_count"], on).one()
     out.totals["owned"], out.overdue = int(total or 0), int(late or 0)
@@ -359,18 +394,19 @@ def inbox(
     out.votes = [t for t in todo if t.kind == "vote"]
     out.totals.update(_todo_totals(todo))
 
-    surveys, out.totals["surveys"] = _windowed(session, st["surveys"])
+    surveys, out.totals["surveys"] = _windowed(session, st["surveys"], on)
     out.surveys = [c for (c,) in surveys]
     if "recaps" in st:
-        out.recaps, out.totals["recaps"] = _windowed(session, st["recaps"])
+        out.recaps, out.totals["recaps"] = _windowed(session, st["recaps"], on)
     return out
 
 
-@lru_cache(maxsize=512)
-def _inbox_stmts(person: _Who) -> dict[str, Select[Any]]:
-    """The inbox's statements, built once per id, role and team (like :func:`_counts_stmt`):
-    building them cost more than running them. The day is a parameter (``today``), so
-    they stay the same from one day to the next. Statements are immutable: shared safely."""
+@lru_cache(maxsize=16)
+def _inbox_stmts(key: tuple[Role, bool]) -> dict[str, Select[Any]]:
+    """The inbox's statements, built once per role and whether the person has a team (like
+    :func:`_counts_stmt`): building them cost more than running them. The person, their team
+    and the day are parameters (:func:`_params`). Statements are immutable: shared safely."""
+    person = _as_params(key)
     no_body = lazyload(Cycle.playbook)  # the playbook's JSON is not needed here
     out: dict[str, Select[Any]] = {
         "questions": _windowed_stmt(
@@ -390,7 +426,7 @@ def _inbox_stmts(person: _Who) -> dict[str, Select[Any]]:
         out["assign"] = _windowed_stmt(stmt.options(no_body), Cycle.period_end, ActionItem.id)
 
     where = owned_where(person)
-    overdue = ActionItem.overdue_on(bindparam("today", type_=Date))
+    overdue = ActionItem.overdue_on(_TODAY)
     out["owned_count"] = select(func.count(), func.sum(case((overdue, 1), else_=0))).where(*where)
     out["owned"] = (
         select(ActionItem)
@@ -423,7 +459,7 @@ def checkins_due(
     date has come, or nobody has checked in on them for ``CHECKIN_EVERY_DAYS`` since the cycle
     moved into Execute. Automatic check-ins (no author) do not count as checking in.
     (item, cycle, the last check-in by a person or None)."""
-    rows = session.execute(_checkins_stmt(_Who(person.id, person.role, person.team_id))).all()
+    rows = session.execute(_checkins_stmt(_who(person)), _params(person)).all()
     cutoff = today - timedelta(days=CHECKIN_EVERY_DAYS)
     due = []
     for item, cycle, on in rows:
@@ -434,9 +470,11 @@ def checkins_due(
     return due[:SECTION_LIMIT]
 
 
-@lru_cache(maxsize=512)
-def _checkins_stmt(person: _Who) -> Select[Any]:
-    """:func:`checkins_due`'s statement, built once per id, role and team."""
+@lru_cache(maxsize=16)
+def _checkins_stmt(key: tuple[Role, bool]) -> Select[Any]:
+    """:func:`checkins_due`'s statement, built once per role and whether the person has a
+    team (the person and team are parameters)."""
+    person = _as_params(key)
     last = (
         select(func.max(CheckIn.on_date))
         .where(CheckIn.action_item_id == ActionItem.id, CheckIn.author_id.is_not(None))
