@@ -6,13 +6,12 @@ flow                   schedule    what it does
 ``execute-checkins``   weekly      raises confidence flags from the facts (overdue →
                                    off_track, due soon and not started → at_risk) and asks
                                    owners for progress, once per cadence period of each cycle
-``daily-cadence``      daily       the three below in one flow run: reminders, escalations,
-                                   then the digests due that day
+``daily-cadence``      daily       the two below in one flow run: reminders, then escalations
 ``overdue-reminders``  on demand   reminds owners of items due soon, and of overdue ones
 ``escalations``        on demand   overdue past a grace period: the owner's lead, then a
                                    manager; leads of the SLA breach ledger late past the
                                    playbook's threshold: the managers, once each
-``weekly-digest``      on demand   per cycle, as often as the cadence in force for its team
+``weekly-digest``      work days   per cycle, as often as the cadence in force for its team
                                    pair says (daily, weekly, fortnightly, monthly): progress,
                                    KPIs, risks, what is due by the next digest
 ``recap-due``          daily       opens Recap when a cycle's period has ended (the system's
@@ -397,10 +396,11 @@ def scheduled_starts(
     )
 
 
-#: The jobs of the daily run, in order: owners are reminded before their leads hear of it;
-#: then the digests due that day (each cycle's cadence decides, see
-#: :mod:`models.cadence.digest_periods`).
-DAILY = ("overdue-reminders", "escalations", "weekly-digest")
+#: The jobs of the daily run, in order: owners are reminded before their leads hear of it.
+#: The digests run on their own each working day (``weekly-digest``: each cycle's cadence
+#: decides whether its digest is due, see :mod:`models.cadence.digest_periods`): one digest per
+#: cycle and team, so a company's Monday digests outweigh the day's reminders and escalations.
+DAILY = ("overdue-reminders", "escalations")
 
 
 @flow(name="daily-cadence")
@@ -416,10 +416,8 @@ def daily_cadence(
 ) -> dict[str, Any]:
     """The daily run in one flow run: remind owners of items due within
     ``remind_days_before`` days or overdue, then escalate items overdue ``escalate_after_days``
-    days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager,
-    then send the digests due that day (daily, weekly, fortnightly or monthly, as each team
-    pair agreed). A job that fails does not stop the others; the flow run fails after all of
-    them if one did. Last,
+    days to the owner's lead and ``escalate_to_manager_after_days`` days later to a manager.
+    A job that fails does not stop the other; the flow run fails after both if one did. Last,
     the done rows of both outboxes older than ``retention_days`` (default
     ``ALIGNCYCLE_OUTBOX_RETENTION_DAYS``, 90) are pruned (:mod:`models.retention`)."""
     policies = {
@@ -428,7 +426,6 @@ def daily_cadence(
             "escalate_after_days": escalate_after_days,
             "escalate_to_manager_after_days": escalate_to_manager_after_days,
         },
-        "weekly-digest": {},
     }
     from prefect.states import Failed
 

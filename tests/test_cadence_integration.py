@@ -70,7 +70,7 @@ CADENCE = (
     "recap-due",
 )
 #: The cadence deployments on a schedule (the daily jobs also run on their own, on demand).
-SCHEDULED = ("execute-checkins", "daily-cadence", "recap-due")
+SCHEDULED = ("execute-checkins", "daily-cadence", "weekly-digest", "recap-due")
 
 
 def prefect_settings(api_url: str) -> Any:
@@ -239,7 +239,7 @@ def test_prefect_yaml_deploys_the_cadence_on_schedules(company: tuple[Store, Pre
         "daily-cadence": ["0 7 * * *"],
         "overdue-reminders": [],
         "escalations": [],
-        "weekly-digest": [],  # in daily-cadence
+        "weekly-digest": ["30 7 * * 1-5"],
         "recap-due": ["0 6 * * *"],
     }
     assert {deployments[n].work_pool_name for n in CADENCE} == {POOL}
@@ -321,8 +321,7 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
         list(pool.map(lambda name: run(stack.api_url, name), CADENCE))
     assert receiver.received() == before
 
-    # The daily run as deployed: reminders, escalations and the digest due that day (a Monday:
-    # the new cycle's weekly one), in one flow run.
+    # The daily run as deployed: reminders, then escalations, in one flow run.
     _, new = make_cycle(
         store, [("Late brief", MIA, -6, OPEN), ("Tomorrow", MIA, 1, OPEN)], title="Q2"
     )
@@ -341,10 +340,8 @@ def test_cadence_flows_on_a_worker_send_exactly_the_expected_messages(
     ]
     assert sorted(set(receiver.received()) - set(before)) == [
         ("/lou", "Escalation (lead): “Late brief” is overdue (Mia Marketing)"),
-        ("/marketing", "Weekly digest: Q2 (0% done, 1 risk)"),
         ("/max", "Escalation (manager): “Late brief” is overdue (Mia Marketing)"),
         ("/mia", "Reminders: 2 of your action items are due soon or overdue"),
-        ("/sam", "Weekly digest: Q2 (0% done, 1 risk)"),  # sales' point person: no team channel
     ]
 
 

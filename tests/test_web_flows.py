@@ -266,11 +266,8 @@ def test_a_daily_run_that_could_not_deliver_says_so_and_still_prunes(
     assert state.is_failed() and state.name == "Undelivered"
     assert state.message.startswith("overdue-reminders: 1 message could not be delivered")
     assert "escalations: " in state.message
-    assert "weekly-digest: " in state.message  # a Monday: the weekly digest is due too
-    # The reminder, the escalation and the digest wait for another try; the old invitation
-    # was pruned.
+    # The reminder and the escalation wait for another try; the old invitation was pruned.
     assert {(n.kind, n.status) for n in rows(world)} == {
         (NotificationKind.REMINDER, NotificationStatus.PENDING),
         (NotificationKind.ESCALATION, NotificationStatus.PENDING),
-        (NotificationKind.DIGEST, NotificationStatus.PENDING),
     }
