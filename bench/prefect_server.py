@@ -56,6 +56,12 @@ def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait: float = 1
     if proc.poll() is not None:
         return
     targets = [proc.pid, *descendants(proc.pid)]
+    if sig == signal.SIGKILL:
+        # Freeze them all first, as a machine that dies would: a worker that outlives its
+        # flow-run process by a moment would report the run Crashed itself.
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
     for pid in reversed(targets):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
