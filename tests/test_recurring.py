@@ -157,4 +157,6 @@ def test_a_recurring_gap_that_needs_a_manager_is_escalated_once(org: Any) -> Non
         ).all()
     assert [(n.recipient, n.kind.value) for n in sent] == [("max@acme.test", "escalation")]
     assert "No shared lead definitions" in sent[0].subject and "- Q0 (from " in sent[0].body
+    # titles quoted as people write them, not as Python shows a string
+    assert "“No shared lead definitions" in sent[0].subject and "'" not in sent[0].subject
     assert [(e.object_id, e.after["cycles"]) for e in events] == [(back.id, 3)]

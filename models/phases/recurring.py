@@ -18,6 +18,7 @@ from models.enums import Role
 from models.services import recurring
 from models.services.common import record_event
 from models.tables import Cycle, Event, Gap
+from models.words import quoted
 
 
 def _managers(directory: Directory, cycle: Cycle) -> list[Contact]:
@@ -59,10 +60,11 @@ def escalate_recurring(session: Session, cycle: Cycle) -> PlanResult:
                     kind=NotificationKind.ESCALATION,
                     recipient=m.email,
                     channels=directory.channels_for_person(m.id),
-                    subject=f"A gap keeps coming back: {r.title!r} ({r.cycles} cycles)",
+                    subject=f"A gap keeps coming back: {quoted(r.title, 100)} ({r.cycles} cycles)",
                     body=(
-                        f"Hi {m.name},\n\nThe gap {r.title!r} came up again in cycle "
-                        f"{cycle.title!r}: {r.cycles} cycles of the same two teams have had it. "
+                        f"Hi {m.name},\n\nThe gap {quoted(r.title, 200)} came up again in cycle "
+                        f"{quoted(cycle.title, 200)}: {r.cycles} cycles of the same two teams "
+                        "have had it. "
                         f"It needs you: {r.why}.\n\nEarlier:\n{history}" + footer(key)
                     ),
                     cycle_id=cycle.id,
