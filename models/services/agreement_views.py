@@ -25,7 +25,7 @@ from models.services.agreements import (
     terms_of,
     versions,
 )
-from models.tables import Cycle, CycleTeam, Gap
+from models.tables import ActionItem, Cycle, CycleTeam, Gap
 
 #: A change its cycle closed on before both point persons signed it: it never took effect.
 LAPSED = "Not adopted: the cycle closed before both point persons signed"
@@ -153,6 +153,30 @@ def cycles_of(session: Session, agreement: Agreement) -> list[Cycle]:
         select(Cycle).where(Cycle.id.in_(a), Cycle.id.in_(b)).order_by(Cycle.id.desc())
     )
     return [c for c in cycles if pair_of(c) == agreement.team_ids]
+
+
+def gaps_of(session: Session, cycles: list[Cycle]) -> list[Gap]:
+    """The gaps of these cycles (those a change to the agreement may answer), by cycle."""
+    return list(
+        session.scalars(
+            select(Gap)
+            .where(Gap.cycle_id.in_([c.id for c in cycles]))
+            .order_by(Gap.cycle_id, Gap.id)
+        )
+    )
+
+
+def material_sources(session: Session, agreement: Agreement) -> list[tuple[str, int, str]]:
+    """The action items a material can come from: those of the two teams' running cycles, as
+    (cycle title, item id, item title), newest cycle first."""
+    running = [c for c in cycles_of(session, agreement) if c.phase is not Phase.CLOSED]
+    rows = session.execute(
+        select(ActionItem.id, ActionItem.title, ActionItem.cycle_id)
+        .where(ActionItem.cycle_id.in_([c.id for c in running]))
+        .order_by(ActionItem.cycle_id.desc(), ActionItem.id)
+    ).all()
+    titles = {c.id: c.title for c in running}
+    return [(titles[r.cycle_id], r.id, r.title) for r in rows]
 
 
 def to_markdown(v: AgreementView) -> str:

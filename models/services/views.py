@@ -8,6 +8,7 @@ a person may not see is "not found" for them, exactly like one that does not exi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
@@ -367,7 +368,13 @@ def recent_checkins(session: Session, cycle: Cycle, limit: int = 20) -> list[Che
 
 def cycle_people(session: Session, cycle: Cycle) -> list[Person]:
     """The active people of the cycle's teams (who can own its items), by team and name."""
-    team_ids = [ct.team_id for ct in cycle.teams]
+    return team_people(session, [ct.team_id for ct in cycle.teams])
+
+
+def team_people(session: Session, team_ids: Iterable[int]) -> list[Person]:
+    """The active people of these teams (e.g. a cycle's, an agreement's pair), by team and
+    name."""
+    team_ids = list(team_ids)
     return list(
         session.scalars(
             select(Person)

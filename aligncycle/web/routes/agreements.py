@@ -25,7 +25,7 @@ from models.funnel.kpis import KPIS
 from models.phases import agreement as agreement_phase
 from models.phases import content
 from models.rules import phase_allows
-from models.services import access, agreement_views, agreements, campaigns
+from models.services import access, agreement_views, agreements, campaigns, views
 from models.services.agreements import CADENCE_WORDS, AmendmentCreate, Terms
 from models.services.campaigns import (
     KIND_WORDS,
@@ -34,7 +34,7 @@ from models.services.campaigns import (
     MaterialCreate,
     RatingCreate,
 )
-from models.tables import ActionItem, Cycle, Gap, Person
+from models.tables import Cycle, Person
 
 router = APIRouter(include_in_schema=False)
 #: Campaigns on the Numbers page's campaign view (each is two KPI computations).
@@ -99,17 +99,7 @@ def agreement_page(
     cycles = agreement_views.cycles_of(s, agreement)
     planning = [c for c in cycles if phase_allows(c.phase, "amend_agreement")]
     may_propose = agreements.may_propose(ctx.me, agreement) and bool(planning)
-    gaps = (
-        list(
-            s.scalars(
-                select(Gap)
-                .where(Gap.cycle_id.in_([c.id for c in planning]))
-                .order_by(Gap.cycle_id, Gap.id)
-            )
-        )
-        if may_propose
-        else []
-    )
+    gaps = agreement_views.gaps_of(s, planning) if may_propose else []
     by_id = {c.id: c for c in cycles}
     signing = {
         a.id: _signs_for(ctx.me, by_id.get(a.cycle_id), a.signed_by)
@@ -242,11 +232,7 @@ def campaigns_page(
 ) -> Response:
     s = ctx.session
     agreement = agreements.visible_agreement(s, ctx.me, agreement_id)
-    people = s.scalars(
-        select(Person)
-        .where(Person.team_id.in_(agreement.team_ids), Person.active.is_(True))
-        .order_by(Person.name)
-    )
+    people = views.team_people(s, agreement.team_ids)
     return render(
         request,
         ctx,
@@ -257,7 +243,7 @@ def campaigns_page(
             campaigns.campaign_view(s, c, ctx.me) for c in campaigns.campaigns_of(s, agreement)
         ],
         may_add=campaigns.may_add(ctx.me, agreement),
-        people=list(people),
+        people=people,
         forms=forms or {},
     )
 
@@ -280,11 +266,7 @@ def campaign_page(
     s = ctx.session
     campaign = campaigns.visible_campaign(s, ctx.me, campaign_id)
     agreement = s.get(Agreement, campaign.agreement_id)
-    people = s.scalars(
-        select(Person)
-        .where(Person.team_id.in_(agreement.team_ids), Person.active.is_(True))
-        .order_by(Person.name)
-    )
+    people = views.team_people(s, agreement.team_ids)
     return render(
         request,
         ctx,
@@ -293,10 +275,10 @@ def campaign_page(
         agreement=agreement,
         c=campaigns.campaign_view(s, campaign, ctx.me),
         campaign=campaign,
-        items=_open_items(s, agreement),
+        items=agreement_views.material_sources(s, agreement),
         effect=campaign_effect(s, campaign, sla_hours=_sla(s, agreement)),
         may_add=campaigns.may_add(ctx.me, agreement),
-        people=list(people),
+        people=people,
         KIND_WORDS=KIND_WORDS,
         USEFULNESS_WORDS=USEFULNESS_WORDS,
         forms=forms or {},
@@ -330,18 +312,6 @@ def campaign_numbers_page(
         rows=[(a, c, campaign_effect(s, c, sla_hours=sla)) for a, c, sla in rows],
         forms=forms or {},
     )
-
-
-def _open_items(s: Any, agreement: Agreement) -> list[tuple[str, int, str]]:
-    """The action items a material can come from: those of the two teams' running cycles."""
-    running = [c for c in agreement_views.cycles_of(s, agreement) if c.phase is not Phase.CLOSED]
-    rows = s.execute(
-        select(ActionItem.id, ActionItem.title, ActionItem.cycle_id)
-        .where(ActionItem.cycle_id.in_([c.id for c in running]))
-        .order_by(ActionItem.cycle_id.desc(), ActionItem.id)
-    ).all()
-    titles = {c.id: c.title for c in running}
-    return [(titles[r.cycle_id], r.id, r.title) for r in rows]
 
 
 def _campaign_input(data: dict[str, str]) -> CampaignCreate:
