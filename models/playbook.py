@@ -57,6 +57,16 @@ class GapRule(_Strict):
     severity: Severity = Severity.MEDIUM
 
 
+def _share(v: Any) -> Any:
+    """ "30%" as 0.3 (a playbook may write a share either way); anything else as it is."""
+    if isinstance(v, str) and v.strip().endswith("%"):
+        try:
+            return float(v.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"not a percentage: {v!r}") from None
+    return v
+
+
 class KpiCheck(_Strict):
     """A KPI and a threshold: the check fails when the KPI, measured over the cycle's baseline
     window, is ``below`` (or ``above``) the threshold on at least ``min_sample`` records.
@@ -79,12 +89,7 @@ class KpiCheck(_Strict):
     @field_validator("below", "above", mode="before")
     @classmethod
     def _percent(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip().endswith("%"):
-            try:
-                return float(v.strip()[:-1]) / 100
-            except ValueError:
-                raise ValueError(f"not a percentage: {v!r}") from None
-        return v
+        return _share(v)
 
     @model_validator(mode="after")
     def _one_threshold(self) -> KpiCheck:
@@ -139,12 +144,7 @@ class MaterialCheck(_Strict):
     @field_validator("unused_above", mode="before")
     @classmethod
     def _percent(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip().endswith("%"):
-            try:
-                return float(v.strip()[:-1]) / 100
-            except ValueError:
-                raise ValueError(f"not a percentage: {v!r}") from None
-        return v
+        return _share(v)
 
 
 class Question(_Strict):
