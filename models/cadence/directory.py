@@ -84,6 +84,12 @@ class Directory:
             self._by_role = index
         return [p for p in self._by_role.get((role, team_id), []) if p.id != exclude]
 
+    def managers_of(self, team_ids: list[int]) -> list[Contact]:
+        """The managers of these teams, each once, in the teams' order; any manager when the
+        teams have none (someone must hear of an escalation)."""
+        found = [m for t in team_ids for m in self.with_role(Role.MANAGER, t)]
+        return list({m.id: m for m in found}.values()) or self.with_role(Role.MANAGER)
+
     def leads_for(self, owner: Contact, assigned_by_id: int | None = None) -> list[Contact]:
         """The lead who assigned the item, if they lead the owner's team; else the team's
         leads; a team without a lead escalates to its manager(s)."""

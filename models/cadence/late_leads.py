@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.breach_tables import SlaBreach
-from models.cadence.directory import Contact, Directory
+from models.cadence.directory import Directory
 from models.cadence.links import Links
 from models.cadence.planning import Planned, footer
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
-from models.enums import Phase, Role
+from models.enums import Phase
 from models.tables import Cycle, CycleTeam
 from models.words import day, quoted
 
@@ -35,11 +35,6 @@ KEY = "late-lead"
 
 def _h(hours: float) -> str:
     return f"{hours:g} h"
-
-
-def _managers(directory: Directory, team_ids: list[int]) -> list[Contact]:
-    found = [m for t in team_ids for m in directory.with_role(Role.MANAGER, t)]
-    return list({m.id: m for m in found}.values()) or directory.with_role(Role.MANAGER)
 
 
 def late_lead_messages(
@@ -75,7 +70,7 @@ def late_lead_messages(
             continue
         candidates += 1
         base = f"{KEY}:{b.id}"
-        managers = _managers(directory, teams[cycle_id])
+        managers = directory.managers_of(teams[cycle_id])
         if not managers:
             unreachable.append(base)
             continue

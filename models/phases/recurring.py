@@ -11,20 +11,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.cadence.directory import Contact, Directory
+from models.cadence.directory import Directory
 from models.cadence.planning import Planned, PlanResult, footer, store_plan
 from models.cadence.tables import NotificationKind
-from models.enums import Role
 from models.services import recurring
 from models.services.common import record_event
 from models.tables import Cycle, Event, Gap
 from models.words import quoted
-
-
-def _managers(directory: Directory, cycle: Cycle) -> list[Contact]:
-    """The managers of the cycle's teams; any manager when the teams have none."""
-    found = [m for ct in cycle.teams for m in directory.with_role(Role.MANAGER, ct.team_id)]
-    return list({m.id: m for m in found}.values()) or directory.with_role(Role.MANAGER)
 
 
 def escalate_recurring(session: Session, cycle: Cycle) -> PlanResult:
@@ -35,7 +28,7 @@ def escalate_recurring(session: Session, cycle: Cycle) -> PlanResult:
     if not needing:
         return result
     directory = Directory.load(session)
-    managers = _managers(directory, cycle)
+    managers = directory.managers_of([ct.team_id for ct in cycle.teams])
     told = set(
         session.scalars(
             select(Event.object_id).where(
