@@ -7,6 +7,7 @@ before."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select, text
@@ -156,7 +157,7 @@ def test_a_carried_item_cannot_be_set_open_again(org: Store, surfaces: Surfaces)
     refused(
         org,
         InvalidInput,
-        said,
+        re.escape(said),
         lambda s: actions.update_action(
             s, actions.get_action(s, item_id), ActionItemUpdate(status="open"), P(s, LEE)
         ),

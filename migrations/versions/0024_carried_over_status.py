@@ -7,8 +7,9 @@ its recap, the overdue counts and people's lists counted them as unfinished work
 - Every original with a copy in a follow-up cycle (``carried_from_id``) that is still
   unfinished becomes ``carried_over`` (a finished status; its check-ins stay). Each change is
   an ``action.updated`` entry in the audit log, from the status it had to ``carried_over``,
-  as the carry-over itself records it from now on; the item's version moves on, so a form
-  opened before cannot save over it.
+  as the carry-over itself records it from now on (once: an item the log already has so is
+  not logged again). Only the status changes (not ``version``): a form opened before is
+  refused by the rule that a carried-over item is changed through its copy.
 - The partial indexes of unfinished items (0023's ``ix_action_items_open_owner_cycle`` and
   ``ix_action_items_open_counterpart_cycle``) are made again with ``carried_over`` among the
   finished statuses, in the words the queries use.
@@ -18,8 +19,9 @@ The status column is a plain string (no enum type, no check constraint: ``create
 is off since 0001), so no table is rebuilt and the audit log's triggers (0005) stay.
 
 Downgrade gives each ``carried_over`` item the status the audit log says it had before (the
-newest ``action.updated`` entry that made it ``carried_over``), else ``open``, and logs that
-change too; then the indexes are as 0023 had them.
+newest ``action.updated`` entry that made it ``carried_over``), else ``open``; it writes no
+entry (the log is append-only, and upgrading again finds the entries it has), so a round trip
+leaves every row as it was. Then the indexes are as 0023 had them.
 
 Revision ID: 0024
 Revises: 0023
@@ -56,7 +58,6 @@ items = sa.table(
     sa.column("cycle_id", sa.Integer),
     sa.column("status", sa.String),
     sa.column("carried_from_id", sa.Integer),
-    sa.column("version", sa.Integer),
 )
 cycles = sa.table("cycles", sa.column("id", sa.Integer), sa.column("title", sa.String))
 events = sa.table(
@@ -83,37 +84,35 @@ def _open_indexes(predicate: str) -> None:
         op.create_index(name, "action_items", columns, **_where(predicate))
 
 
-def _set_statuses(changes: list[dict[str, Any]]) -> None:
-    """Each change: the item (``id``, ``cycle_id``), its status ``before`` and ``after``, and
-    the ``reason``; written with the item's version moved on, and logged."""
-    if not changes:
-        return
+def _set_statuses(status_of: dict[int, str]) -> None:
+    """Give each item (by id) its status. Only the status: neither ``version`` nor
+    ``updated_at`` moves, so a round trip leaves every row as it was."""
     bind = op.get_bind()
-    for chunk in (changes[i : i + 500] for i in range(0, len(changes), 500)):
-        for status in {c["after"] for c in chunk}:
-            ids = [c["id"] for c in chunk if c["after"] == status]
-            bind.execute(
-                items.update()
-                .where(items.c.id.in_(ids))
-                .values(status=status, version=items.c.version + 1)
+    for status in sorted(set(status_of.values())):
+        ids = sorted(i for i, s in status_of.items() if s == status)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            bind.execute(items.update().where(items.c.id.in_(chunk)).values(status=status))
+
+
+def _logged_as_carried(ids: list[int]) -> dict[int, str]:
+    """The status each of these items had before an ``action.updated`` entry made it
+    ``carried_over`` (the newest such entry), for the items the audit log has one for."""
+    bind = op.get_bind()
+    was: dict[int, str] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        for object_id, before, after in bind.execute(
+            sa.select(events.c.object_id, events.c.before, events.c.after)
+            .where(
+                events.c.verb == "action.updated",
+                events.c.object_type == "action_item",
+                events.c.object_id.in_(chunk),
             )
-    now = datetime.now(UTC)
-    bind.execute(
-        events.insert(),
-        [
-            {
-                "at": now,
-                "actor_id": None,
-                "verb": "action.updated",
-                "object_type": "action_item",
-                "object_id": c["id"],
-                "cycle_id": c["cycle_id"],
-                "before": {"status": c["before"]},
-                "after": {"status": c["after"], "reason": c["reason"]},
-            }
-            for c in changes
-        ],
-    )
+            .order_by(events.c.id)
+        ):
+            status = _status_before(before)
+            if _status_after(after) == CARRIED and status is not None:
+                was[object_id] = status
+    return was
 
 
 def upgrade() -> None:
@@ -127,18 +126,26 @@ def upgrade() -> None:
         .where(items.c.status.in_(UNFINISHED))
         .order_by(items.c.id)
     ).all()
-    _set_statuses(
-        [
-            {
-                "id": item_id,
-                "cycle_id": cycle_id,
-                "before": status,
-                "after": CARRIED,
-                "reason": f"carried over to “{title}”",
-            }
-            for item_id, cycle_id, status, title in rows
-        ]
-    )
+    _set_statuses({row.id: CARRIED for row in rows})
+    # Logged once: an item the log already has made carried over (a store downgraded and
+    # upgraded again) gets no second entry.
+    known = _logged_as_carried([row.id for row in rows])
+    news = [
+        {
+            "at": datetime.now(UTC),
+            "actor_id": None,
+            "verb": "action.updated",
+            "object_type": "action_item",
+            "object_id": item_id,
+            "cycle_id": cycle_id,
+            "before": {"status": status},
+            "after": {"status": CARRIED, "reason": f"carried over to “{title}”"},
+        }
+        for item_id, cycle_id, status, title in rows
+        if known.get(item_id) != status
+    ]
+    if news:
+        bind.execute(events.insert(), news)
     _open_indexes(OPEN_AFTER)
 
 
@@ -164,37 +171,8 @@ def _status_after(value: Any) -> str | None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    carried = bind.execute(
-        sa.select(items.c.id, items.c.cycle_id)
-        .where(items.c.status == CARRIED)
-        .order_by(items.c.id)
-    ).all()
-    was: dict[int, str] = {}
-    ids = [item_id for item_id, _ in carried]
-    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-        for object_id, before, after in bind.execute(
-            sa.select(events.c.object_id, events.c.before, events.c.after)
-            .where(
-                events.c.verb == "action.updated",
-                events.c.object_type == "action_item",
-                events.c.object_id.in_(chunk),
-            )
-            .order_by(events.c.id)
-        ):
-            status = _status_before(before)
-            if _status_after(after) == CARRIED and status is not None:
-                was[object_id] = status  # the newest one wins
-    _set_statuses(
-        [
-            {
-                "id": item_id,
-                "cycle_id": cycle_id,
-                "before": CARRIED,
-                "after": was.get(item_id, "open"),
-                "reason": "the store went back to a version without a carried-over status",
-            }
-            for item_id, cycle_id in carried
-        ]
-    )
+    ids = list(bind.scalars(sa.select(items.c.id).where(items.c.status == CARRIED)))
+    was = _logged_as_carried(ids)
+    _set_statuses({item_id: was.get(item_id, "open") for item_id in ids})
     _open_indexes(OPEN_BEFORE)
     op.drop_index(op.f("ix_action_items_carried_from_id"), table_name="action_items")
