@@ -438,7 +438,12 @@ class ActionItemRead(_Out):
     priority: Priority
     due_date: date | None
     follow_up_date: date | None
-    status: ActionStatus
+    status: ActionStatus = Field(
+        description=(
+            "carried_over: its cycle was followed up before it was finished; it is finished "
+            "here and its copy in the follow-up cycle (carried_to_id) holds the work"
+        )
+    )
     confidence: Confidence
     success_measure: str | None
     carried_from_id: int | None
