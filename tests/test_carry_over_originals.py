@@ -19,7 +19,7 @@ from models.enums import ActionStatus, Confidence, Phase
 from models.errors import InvalidInput
 from models.phases.recap import build_recap
 from models.schemas import ActionItemUpdate, CycleCreate
-from models.services import actions, cycles, recap, views
+from models.services import actions, cycles, recap, story, views
 from models.services.inbox import owned_where
 from models.tables import ActionItem, CheckIn, Event
 from tests.test_advance_everywhere import Surfaces, surfaces  # noqa: F401 - a fixture
@@ -86,6 +86,8 @@ def test_the_old_cycle_no_longer_counts_carried_items_as_unfinished(org: Store) 
         )
         assert logged.before == {"status": "open"}
         assert logged.after == {"status": "carried_over", "reason": "carried over to “Q2”"}
+        [told] = story.tell(s, [logged])  # the cycle's history, in words
+        assert told.text.endswith("marked “Overdue” carried over to “Q2”.")
     # the command line says it in words
     table = cli("action", "list", "--cycle", first).stdout
     assert table.count("carried over") == 2 and "carried_over" not in table
@@ -105,6 +107,10 @@ def test_the_old_cycle_page_says_where_the_work_went(org: Store, surfaces: Surfa
     # the overview's counts: one of three done, two carried over to the follow-up
     overview = web.get(f"/cycles/{first}").text
     assert f'2 carried over to <a href="/cycles/{second}">Q2</a>' in overview
+    # the recap: the completion chart has them apart from the unfinished work
+    recap_page = web.get(f"/cycles/{first}/recap")
+    assert recap_page.status_code == 200 and "carried_over" not in recap_page.text
+    assert "Not finished: 0; Dropped: 0; Carried over: 2" in recap_page.text
     # the filter offers the status in words, and finds them
     assert '<option value="carried_over" >Carried over</option>' in page
     only = web.get(f"/cycles/{first}/actions?status=carried_over").text
