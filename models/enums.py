@@ -95,15 +95,19 @@ class ActionStatus(StrEnum):
     AWAITING_SIGNOFF = "awaiting_signoff"
     DONE = "done"
     DROPPED = "dropped"
+    #: Its cycle was followed up before it was finished: a copy in the follow-up cycle
+    #: (``carried_from_id`` = this item) holds the work from then on. Set only by the
+    #: carry-over (:mod:`models.phases.carry_over`), never by a person; finished here.
+    CARRIED_OVER = "carried_over"
 
     @property
     def finished(self) -> bool:
         return self in FINISHED_STATUSES
 
 
-#: An action item in one of these is no longer worked on (not overdue, not at risk, not
-#: carried over).
-FINISHED_STATUSES = (ActionStatus.DONE, ActionStatus.DROPPED)
+#: An action item in one of these is no longer worked on in its cycle (not overdue, not at
+#: risk, not anybody's work, not carried over again).
+FINISHED_STATUSES = (ActionStatus.DONE, ActionStatus.DROPPED, ActionStatus.CARRIED_OVER)
 
 
 class Confidence(StrEnum):

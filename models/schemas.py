@@ -213,6 +213,8 @@ class ActionCounts(_Base):
     actions_total: int = 0
     actions_done: int = 0
     actions_dropped: int = 0
+    #: Carried over into the follow-up cycle (finished here; the work goes on there).
+    actions_carried: int = 0
     actions_finished: int = 0
     actions_overdue: int = 0
     actions_at_risk: int = 0
@@ -436,10 +438,19 @@ class ActionItemRead(_Out):
     priority: Priority
     due_date: date | None
     follow_up_date: date | None
-    status: ActionStatus
+    status: ActionStatus = Field(
+        description=(
+            "carried_over: its cycle was followed up before it was finished; it is finished "
+            "here and its copy in the follow-up cycle (carried_to_id) holds the work"
+        )
+    )
     confidence: Confidence
     success_measure: str | None
     carried_from_id: int | None
+    #: Carried over (status ``carried_over``): its copy in the follow-up cycle, which holds
+    #: the work from then on, and that cycle.
+    carried_to_id: int | None = None
+    carried_to_cycle_id: int | None = None
     completed_at: datetime | None
     #: The counterpart's sign-off, where the playbook asks for one.
     signed_off_by: PersonRef | None = None

@@ -312,7 +312,7 @@ class ActionItem(Base):
     status: Mapped[ActionStatus] = mapped_column(_enum(ActionStatus), default=ActionStatus.OPEN)
     confidence: Mapped[Confidence] = mapped_column(_enum(Confidence), default=Confidence.ON_TRACK)
     success_measure: Mapped[str | None] = mapped_column(Text)
-    carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_items.id"))
+    carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_items.id"), index=True)
     completed_at: Mapped[datetime | None]
     #: Where the playbook asks for it (``counterpart_signoff``), an item is done once its
     #: counterpart signs it off: who did, and when.
@@ -333,10 +333,30 @@ class ActionItem(Base):
     counterpart: Mapped[Person | None] = relationship(foreign_keys=[counterpart_id])
     assigned_by: Mapped[Person | None] = relationship(foreign_keys=[assigned_by_id])
     signed_off_by: Mapped[Person | None] = relationship(foreign_keys=[signed_off_by_id])
+    #: Its copy in the follow-up cycle, for an item carried over (at most one: one follow-up
+    #: per cycle, and a copy is carried on, not its original). Lists load it in bulk
+    #: (``services.actions.load_carried_to``).
+    carried_to: Mapped[ActionItem | None] = relationship(
+        foreign_keys=[carried_from_id], uselist=False, viewonly=True
+    )
+    #: Its cycle (read-only: an item's cycle never changes); for a carried copy, where the
+    #: work went.
+    cycle: Mapped[Cycle] = relationship(viewonly=True)
 
     @property
     def gap_ids(self) -> list[int]:
         return [g.id for g in self.gaps]
+
+    @property
+    def carried_to_id(self) -> int | None:
+        """Its copy's id, when carried over (read only then: no query for other items)."""
+        copy = self.carried_to if self.status is ActionStatus.CARRIED_OVER else None
+        return copy.id if copy is not None else None
+
+    @property
+    def carried_to_cycle_id(self) -> int | None:
+        copy = self.carried_to if self.status is ActionStatus.CARRIED_OVER else None
+        return copy.cycle_id if copy is not None else None
 
     # "Overdue", once for every face and query: unfinished and its due date is past.
     @hybrid_method
@@ -354,7 +374,7 @@ class ActionItem(Base):
 
     def was_late(self, today: date) -> bool:
         """Late, as the recap counts it: done after its due date, or still unfinished past it
-        (dropped items are neither)."""
+        (dropped items are neither; a carried-over one past its date was late in its cycle)."""
         if self.due_date is None or self.status is ActionStatus.DROPPED:
             return False
         if self.status is ActionStatus.DONE:

@@ -103,6 +103,7 @@ VALUE_WORDS: dict[str, str] = {
     "awaiting_signoff": "waiting for sign-off",
     "done": "done",
     "dropped": "dropped",
+    "carried_over": "carried over",
     "on_track": "on track",
     "at_risk": "at risk",
     "off_track": "off track",

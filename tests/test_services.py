@@ -1344,8 +1344,9 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         answer_all(s, first, Phase.EXECUTE)
         advance(s, first, override_reason="two items go to the next cycle")
         ids = {"blocked": blocked.id, "open": opened.id}
-    carried = ("gap.carried_over", "action.carried_over", "action.carried_over")
-    with logged(org, "cycle.started", *carried) as log:
+    # each copy, then its original finished in the first cycle: carried over
+    moved = ("action.carried_over", "action.updated")
+    with logged(org, "cycle.started", "gap.carried_over", *moved, *moved) as log:
         second = start(org, previous_cycle_id=first, title="Q2")
     assert log[2].after == {
         "title": "Blocked",
@@ -1355,6 +1356,9 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         "due_date": DUE.isoformat(),  # in the new period: kept
         "gaps": ["No hand-off SLA"],
     }
+    assert (log[3].object_id, log[3].cycle_id) == (ids["blocked"], first)
+    assert log[3].before == {"status": "blocked"}
+    assert log[3].after == {"status": "carried_over", "reason": "carried over to “Q2”"}
     with org.unit_of_work() as s:
         assert C(s, second).previous_cycle_id == first
         carried = actions.list_actions(s, cycle_id=second)
@@ -1369,6 +1373,8 @@ def test_a_follow_up_cycle_carries_over_unfinished_work(org: Store) -> None:
         assert by_title["Open"].priority.value == "high" and by_title["Open"].owner.email == SID
         assert all([g.title for g in a.gaps] == ["No hand-off SLA"] for a in carried)
         assert all(a.due_date == DUE and a.gaps[0].cycle_id == second for a in carried)
+        originals = [actions.get_action(s, i) for i in ids.values()]
+        assert {a.status for a in originals} == {ActionStatus.CARRIED_OVER}
         # a second carry-over adds nothing
         assert carry_over.carry_over(s, C(s, first), C(s, second), P(s, SAM)) == 0
         assert len(actions.list_actions(s, cycle_id=second)) == 2

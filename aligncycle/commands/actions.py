@@ -231,7 +231,9 @@ def action_list(
     mine: bool = typer.Option(False, "--mine", help="Only yours (needs --as)."),
     team: str | None = typer.Option(None, "--team", help="Owned by this team (key)."),
     status: ActionStatus | None = typer.Option(None, "--status"),
-    open_: bool = typer.Option(False, "--open", help="Neither done nor dropped."),
+    open_: bool = typer.Option(
+        False, "--open", help="Not finished: neither done, dropped nor carried over."
+    ),
     overdue: bool = typer.Option(False, "--overdue", help="Open and past the due date."),
     as_: str | None = ACTOR_OPTION,
     json_: bool = JSON_OPTION,

@@ -169,6 +169,9 @@ def value_words(value: Any) -> str:
     return text.replace("_", " ")
 
 
+CHOSEN_BY_RULE = (ActionStatus.AWAITING_SIGNOFF, ActionStatus.CARRIED_OVER)
+
+
 @lru_cache(maxsize=64)
 def _options(kind: str, current: str | None) -> Markup:
     """The ``<option>`` list of a status or confidence select, ``current`` selected: the same
@@ -179,8 +182,9 @@ def _options(kind: str, current: str | None) -> Markup:
             value.value, Markup(" selected") if value.value == current else "", label
         )
         for value, label in labels.items()
-        # an item waits for sign-off when someone marks it done: not a status to choose
-        if value is not ActionStatus.AWAITING_SIGNOFF or value.value == current
+        # an item waits for sign-off when someone marks it done, and is carried over when its
+        # cycle is followed up: neither is a status to choose
+        if value not in CHOSEN_BY_RULE or value.value == current
     )
 
 
@@ -447,8 +451,10 @@ def act(
     default_next: str,
     run: Callable[[dict[str, str]], str],
     anchor: str = "",
+    refused_at: str | None = None,
 ) -> Response:
-    """Run a form's write; redirect on success, or show the page again with the error."""
+    """Run a form's write; redirect on success, or show the page again with the error (or
+    ``refused_at``: a page that shows it when the one the form came from no longer would)."""
     data = form_values(ctx.form)
     to = safe_next(ctx.form.get("next") if ctx.form is not None else None, default_next)
     try:
@@ -477,7 +483,7 @@ def act(
                     "typed is kept: compare the two, then apply yours on the new version if it "
                     "should stand."
                 )
-        return rerender(request, ctx, to, {form_id: state}, status_of(exc))
+        return rerender(request, ctx, refused_at or to, {form_id: state}, status_of(exc))
     target = to.split("#", 1)[0] + (f"#{anchor}" if anchor else "")
     return redirect(request, target, message)
 

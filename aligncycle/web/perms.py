@@ -113,8 +113,11 @@ class CyclePerms:
         return phase_allows(self.phase, "plan_action") and self.is_assigner
 
     def can_update(self, item: ActionItem) -> bool:
-        return phase_allows(self.phase, "update_action") and can_update_action(
-            self.actor, item.owner_id, self.facts, item.counterpart_id
+        """Not a carried-over item: its copy in the follow-up cycle is updated instead."""
+        return (
+            phase_allows(self.phase, "update_action")
+            and item.status is not ActionStatus.CARRIED_OVER
+            and can_update_action(self.actor, item.owner_id, self.facts, item.counterpart_id)
         )
 
     def can_sign_off_action(self, item: ActionItem) -> bool:
@@ -126,9 +129,7 @@ class CyclePerms:
         )
 
     def can_set_target(self, item: ActionItem) -> bool:
-        return phase_allows(self.phase, "set_target") and can_update_action(
-            self.actor, item.owner_id, self.facts, item.counterpart_id
-        )
+        return phase_allows(self.phase, "set_target") and self.can_update(item)
 
     def can_check_in(self, item: ActionItem) -> bool:
         return phase_allows(self.phase, "check_in") and self.can_update(item)
@@ -159,4 +160,5 @@ STATUS_LABELS = {
     ActionStatus.AWAITING_SIGNOFF: "Waiting for sign-off",
     ActionStatus.DONE: "Done",
     ActionStatus.DROPPED: "Dropped",
+    ActionStatus.CARRIED_OVER: "Carried over",
 }

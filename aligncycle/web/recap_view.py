@@ -65,6 +65,11 @@ def recap_charts(
                 charts.Bar("Done", done, "green"),
                 charts.Bar("Not finished", facts["actions_unfinished"], "amber"),
                 charts.Bar("Dropped", facts["actions_dropped"], "grey"),
+                *(
+                    [charts.Bar("Carried over", facts["actions_carried"], "blue")]
+                    if facts.get("actions_carried")
+                    else []
+                ),
             ],
             title="Action completion",
             center=f"{pct}%",

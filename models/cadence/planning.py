@@ -126,6 +126,7 @@ STATUS_WORDS = {
     ActionStatus.AWAITING_SIGNOFF: "waiting for sign-off",
     ActionStatus.DONE: "done",
     ActionStatus.DROPPED: "dropped",
+    ActionStatus.CARRIED_OVER: "carried over",
 }
 CONFIDENCE_WORDS = {
     Confidence.ON_TRACK: "on track",

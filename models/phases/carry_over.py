@@ -18,6 +18,9 @@ What moves, and how:
   again there (while the new cycle still decides gaps: Identify or Plan).
 - Each move is an audit event (``action.carried_over``: from which cycle and item, to which,
   the owner, the due date before and after; ``gap.carried_over``): what the owner is told.
+- The original is then finished in its own cycle: ``carried_over`` (an ``action.updated``
+  event from the status it had). The old cycle no longer counts it as unfinished (not
+  overdue, in nobody's My work or reminders) and says where it went; its check-ins stay.
 """
 
 from __future__ import annotations
@@ -94,6 +97,25 @@ def _carried_gap(
     return copy
 
 
+def _mark_carried(
+    session: Session, previous: Cycle, cycle: Cycle, item: ActionItem, actor: Person | None
+) -> None:
+    """The original is finished in its own cycle: carried over (its check-ins stay with it),
+    logged as any status change is (``action.updated``, from its status before)."""
+    before = item.status
+    item.status = ActionStatus.CARRIED_OVER
+    record_event(
+        session,
+        actor=actor,
+        verb="action.updated",
+        obj=item,
+        object_type="action_item",
+        cycle_id=previous.id,
+        before={"status": before},
+        after={"status": item.status, "reason": f"carried over to “{cycle.title}”"},
+    )
+
+
 def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | None) -> int:
     """Carry the previous cycle's unfinished action items (with their gaps) and its deferred
     gaps into ``cycle`` (idempotent). Returns how many items were carried now."""
@@ -106,7 +128,8 @@ def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | 
     count = 0
     for item in items:
         key = f"carry:{item.id}"
-        if key in existing:
+        if key in existing:  # copied before, the original left unfinished: finish it here
+            _mark_carried(session, previous, cycle, item, actor)
             continue
         due = into_period(cycle, item.due_date)
         follow_up = into_period(cycle, item.follow_up_date)
@@ -153,6 +176,7 @@ def carry_over(session: Session, previous: Cycle, cycle: Cycle, actor: Person | 
             cycle_id=cycle.id,
             after=after,
         )
+        _mark_carried(session, previous, cycle, item, actor)
         count += 1
     if phase_allows(cycle.phase, "decide_gap"):  # deferred gaps are decided again there
         for gap in session.scalars(

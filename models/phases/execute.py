@@ -195,6 +195,7 @@ def update_action(
     in Recap a plain update of status and confidence (check-ins are over). A changed due date
     is a separate update (leads and managers only). One unit of work: all or nothing."""
     cycle = cycle_service.get_cycle(session, item.cycle_id)
+    action_service.require_not_carried(item)  # before the version: that is not what is wrong
     fields = data.model_dump(exclude_unset=True, exclude={"expected_version"})
     if "due_date" in fields and fields["due_date"] == item.due_date:
         del fields["due_date"]

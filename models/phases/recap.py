@@ -73,6 +73,8 @@ class RecapReport(BaseModel):
     actions_dropped: list[str]
     actions_late: list[str]
     actions_unfinished: list[str]
+    #: Carried into the follow-up cycle (finished here, the work goes on there).
+    actions_carried: list[str] = Field(default_factory=list)
     survey_responses: int
     survey_published: int = 0
     survey_mean: float | None
@@ -155,6 +157,10 @@ def build_recap(
     label = _labels(items)
     done = [label[i.id] for i in items if i.status is ActionStatus.DONE]
     carried = 0
+    if cycle.phase is Phase.RECAP:  # first: the facts count what is carried as carried
+        for follow_up in follow_up_cycles(session, cycle):
+            if follow_up.phase is not Phase.CLOSED:
+                carried += carry_over(session, cycle, follow_up, None)
     facts = recap_service.cycle_facts(session, cycle, today)
     if cycle.phase is Phase.RECAP:
         retro = recap_service.get_retrospective(session, cycle)
@@ -164,9 +170,6 @@ def build_recap(
             if retro is not None:
                 draft = draft.model_copy(update={"expected_version": retro.version})
             recap_service.record_retrospective(session, cycle, draft, None, today)
-        for follow_up in follow_up_cycles(session, cycle):
-            if follow_up.phase is not Phase.CLOSED:
-                carried += carry_over(session, cycle, follow_up, None)
     retro = recap_service.get_retrospective(session, cycle)
     gaps = gap_service.list_gaps(session, cycle)
     survey = recap_service.summarize_survey(session, cycle)
@@ -190,6 +193,7 @@ def build_recap(
         actions_dropped=[label[i.id] for i in items if i.status is ActionStatus.DROPPED],
         actions_late=[label[i.id] for i in items if i.was_late(today)],
         actions_unfinished=[label[i.id] for i in items if i.status not in FINISHED_STATUSES],
+        actions_carried=[label[i.id] for i in items if i.status is ActionStatus.CARRIED_OVER],
         survey_responses=survey.responses,
         survey_published=survey.published,
         survey_mean=survey.mean,
@@ -238,6 +242,7 @@ def render_recap_markdown(report: RecapReport) -> str:
     lines += section("Late", report.actions_late)
     lines += section("Dropped", report.actions_dropped)
     lines += section("Still open", report.actions_unfinished)
+    lines += section("Carried over to the next cycle", report.actions_carried)
     survey = survey_words(report.survey_responses, report.survey_published, report.survey_mean)
     lines += ["## Team survey", "", survey[0].upper() + survey[1:] + "."]
     if any(m is not None for m in report.survey_by_team.values()):

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.base import utcnow
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, GapDecision
@@ -56,6 +57,39 @@ TRACKED = [
 
 def get_action(session: Session, action_id: int) -> ActionItem:
     return get_or_raise(session, ActionItem, action_id, "action item")
+
+
+def carried_to_words(item: ActionItem) -> str:
+    """Where a carried-over item's work went, in words: “carried over to “Q3 alignment””."""
+    copy = item.carried_to
+    return f"carried over to “{copy.cycle.title}”" if copy is not None else "carried over"
+
+
+def require_not_carried(item: ActionItem) -> None:
+    """A carried-over item is finished in its cycle: its copy in the follow-up cycle holds
+    the work, so it is changed there (this one keeps its history)."""
+    if item.status is ActionStatus.CARRIED_OVER:
+        where = item.carried_to
+        raise InvalidInput(
+            f"“{item.title}” was {carried_to_words(item)}: update it there"
+            + (f" (action item {where.id})" if where is not None else "")
+        )
+
+
+def load_carried_to(session: Session, items: list[ActionItem]) -> None:
+    """Load the copies (and their cycles) of the carried-over ones among ``items`` in one
+    query, so a list says where each went without a query per item; none when none is."""
+    carried = {i.id: i for i in items if i.status is ActionStatus.CARRIED_OVER}
+    if not carried:
+        return
+    copies = session.scalars(
+        select(ActionItem)
+        .where(ActionItem.carried_from_id.in_(list(carried)))
+        .options(selectinload(ActionItem.cycle))
+    ).all()
+    found = {c.carried_from_id: c for c in copies}
+    for item_id, item in carried.items():
+        set_committed_value(item, "carried_to", found.get(item_id))
 
 
 def person_on_teams(session: Session, ref: str, teams: list[Team], what: str) -> Person:
@@ -224,6 +258,7 @@ def assign_action(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "assign_action", cycle.id)
+    require_not_carried(item)
     check_version(item, data.expected_version, f"action item {item.id}")
     _within_period(cycle, "due_date", data.due_date)
     due_date = data.due_date or item.due_date
@@ -270,6 +305,7 @@ def _to_link(session: Session, item: ActionItem, actor: Person | None) -> Cycle:
         require_assigner(as_actor(actor), "link action items to gaps")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "plan_action", cycle.id)
+    require_not_carried(item)
     return cycle
 
 
@@ -339,6 +375,11 @@ def _apply_status(
             "an item waits for sign-off when its owner marks it done: choose done",
             field="status",
         )
+    if status is ActionStatus.CARRIED_OVER and item.status is not ActionStatus.CARRIED_OVER:
+        raise InvalidInput(
+            "an item is carried over when its cycle is followed up: choose another status",
+            field="status",
+        )
     if status is ActionStatus.DONE and item.status is not ActionStatus.DONE:
         required = spec(cycle).settings.counterpart_signoff
         status = status_when_done(as_actor(actor) if actor else None, item.counterpart_id, required)
@@ -365,6 +406,7 @@ def sign_off_action(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "sign_off_action", cycle.id)
+    require_not_carried(item)
     require_counterpart(as_actor(actor), item.counterpart_id, item.id)
     check_version(item, expected_version, f"action item {item.id}")
     if item.status is not ActionStatus.AWAITING_SIGNOFF:
@@ -394,6 +436,7 @@ def update_action(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "update_action", cycle.id)
+    require_not_carried(item)
     if not can_update_action(
         as_actor(actor), item.owner_id, permission_facts(cycle), item.counterpart_id
     ):
@@ -457,6 +500,7 @@ def add_checkin(
     cycle = get_or_raise(session, Cycle, item.cycle_id, "cycle")
     require_visible(actor, cycle, "action item", item.id)
     require_phase_allows(cycle.phase, "check_in", cycle.id)
+    require_not_carried(item)
     if actor is not None and not can_update_action(
         as_actor(actor), item.owner_id, permission_facts(cycle), item.counterpart_id
     ):
@@ -620,4 +664,6 @@ def list_actions(
         selectinload(ActionItem.gaps),
         selectinload(ActionItem.signed_off_by),
     )
-    return list(session.scalars(stmt).unique())
+    items = list(session.scalars(stmt).unique())
+    load_carried_to(session, items)
+    return items

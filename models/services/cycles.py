@@ -428,8 +428,9 @@ def advance_cycle(
 
 def board_counts(session: Session, ids: list[int], today: date) -> dict[int, ActionCounts]:
     """Progress and risk of the given cycles, in two set-based queries (one per table): action
-    items total/done/dropped/finished/overdue/at risk/off track (risk counts unfinished items
-    only), gaps total/open. Every id is in the result (a cycle with neither counts zeros)."""
+    items total/done/dropped/carried over/finished/overdue/at risk/off track (risk counts
+    unfinished items only), gaps total/open. Every id is in the result (a cycle with neither
+    counts zeros)."""
     out = {i: ActionCounts() for i in ids}
     if not ids:
         return out
@@ -444,6 +445,7 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, Act
             func.count(),
             n(ActionItem.status == ActionStatus.DONE),
             n(ActionItem.status == ActionStatus.DROPPED),
+            n(ActionItem.status == ActionStatus.CARRIED_OVER),
             n(ActionItem.overdue_on(today)),
             n(and_(unfinished, ActionItem.confidence == Confidence.AT_RISK)),
             n(and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK)),
@@ -452,9 +454,11 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, Act
         .group_by(ActionItem.cycle_id)
     ):
         c = out[row[0]]
-        c.actions_total, c.actions_done, c.actions_dropped = (int(x or 0) for x in row[1:4])
-        c.actions_finished = c.actions_done + c.actions_dropped
-        c.actions_overdue, c.actions_at_risk, c.actions_off_track = (int(x or 0) for x in row[4:])
+        c.actions_total, c.actions_done, c.actions_dropped, c.actions_carried = (
+            int(x or 0) for x in row[1:5]
+        )
+        c.actions_finished = c.actions_done + c.actions_dropped + c.actions_carried
+        c.actions_overdue, c.actions_at_risk, c.actions_off_track = (int(x or 0) for x in row[5:])
     for cid, total, undecided in session.execute(
         select(Gap.cycle_id, func.count(), n(Gap.decision == GapDecision.OPEN))
         .where(Gap.cycle_id.in_(ids))

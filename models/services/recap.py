@@ -89,7 +89,12 @@ def cycle_facts(session: Session, cycle: Cycle, today: date | None = None) -> di
         "actions_total": len(items),
         "actions_done": status.get("done", 0),
         "actions_dropped": status.get("dropped", 0),
-        "actions_unfinished": len(items) - status.get("done", 0) - status.get("dropped", 0),
+        # carried into the follow-up cycle: finished here, the work goes on there
+        "actions_carried": status.get("carried_over", 0),
+        "actions_unfinished": len(items)
+        - status.get("done", 0)
+        - status.get("dropped", 0)
+        - status.get("carried_over", 0),
         "actions_late": len(late),
         "late_actions": [i.title for i in late],
         "gaps_total": len(gaps),

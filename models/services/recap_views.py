@@ -221,8 +221,9 @@ def completion_breakdown(facts: dict[str, Any]) -> dict[str, int]:
     """Action items by outcome for the completion chart (late unfinished items shown apart)."""
     done = int(facts.get("actions_done", 0))
     dropped = int(facts.get("actions_dropped", 0))
+    carried = int(facts.get("actions_carried", 0))
     unfinished = int(facts.get("actions_unfinished", 0))
-    return {"done": done, "dropped": dropped, "unfinished": unfinished}
+    return {"done": done, "dropped": dropped, "carried": carried, "unfinished": unfinished}
 
 
 def gap_decisions(facts: dict[str, Any]) -> Counter:

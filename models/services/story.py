@@ -286,6 +286,8 @@ def sentence(event: Event, names: Names) -> str:  # noqa: C901, PLR0911, PLR0912
     if verb == "action.updated":
         if set(a) == {"status"}:
             return f"marked {item} {value_word(a['status'])}"
+        if a.get("status") == "carried_over" and a.get("reason"):  # by the carry-over
+            return f"marked {item} {a['reason']}"
         rest = {k: v for k, v in a.items() if k != "reason"}
         why = f" ({a['reason']})" if a.get("reason") else ""
         return f"changed {item}: {_changes(b, rest, names)}{why}"

@@ -30,7 +30,7 @@ from models.services import cycles as cycle_service
 from models.services import inbox
 from models.services import recap as recap_service
 from models.services.access import visible_cycles
-from models.services.actions import ActionFilters, action_query
+from models.services.actions import ActionFilters, action_query, load_carried_to
 from models.tables import (
     ActionItem,
     CheckIn,
@@ -175,7 +175,8 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
     out.actions_total = sum(by_status.values())
     out.actions_done = by_status.get(ActionStatus.DONE, 0)
     out.actions_dropped = by_status.get(ActionStatus.DROPPED, 0)
-    out.actions_finished = out.actions_done + out.actions_dropped
+    out.actions_carried = by_status.get(ActionStatus.CARRIED_OVER, 0)
+    out.actions_finished = out.actions_done + out.actions_dropped + out.actions_carried
     out.actions_by_status = by_status
     out.gaps_by_decision = dict(
         session.execute(
@@ -283,7 +284,9 @@ def actions(
     rows = (
         session.scalars(stmt.options(*_action_options()).limit(limit).offset(offset)).unique().all()
     )
-    return _with_people(session, list(rows)), total
+    rows = _with_people(session, list(rows))
+    load_carried_to(session, rows)  # where each carried-over one went, in one query
+    return rows, total
 
 
 def checkins_by_action(session: Session, action_ids: list[int]) -> dict[int, list[CheckIn]]:

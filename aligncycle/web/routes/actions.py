@@ -64,6 +64,10 @@ def _act_on_item(
     """An item's form posted from any list (My work, the actions page, the item's own page):
     back to where it came from (My work by default), at the item, the form's typed values kept
     on a refusal."""
+    # A carried-over item is in no list's forms any more (nor in My work): a form sent from a
+    # page opened before is refused on the item's own page, which says where the work went.
+    item = ctx.session.get(ActionItem, action_id)
+    carried = item is not None and item.status is ActionStatus.CARRIED_OVER
     return act(
         request,
         ctx,
@@ -71,6 +75,7 @@ def _act_on_item(
         default_next="/my",
         run=run,
         anchor=f"action-{action_id}",
+        refused_at=f"/actions/{action_id}" if carried else None,
     )
 
 

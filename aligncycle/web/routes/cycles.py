@@ -209,7 +209,7 @@ def cycle_page(
     open_phases = {i.phase for i in items if str(i.id) in errored}
     team_people = v.cycle_people(s, cycle) if perms.can_name_point_person else []
     follow_up = None
-    if cycle.phase is Phase.CLOSED:  # its follow-up, if one was started
+    if cycle.phase is Phase.CLOSED or counts.actions_carried:  # its follow-up, if started
         follow_up = s.execute(
             select(Cycle.id, Cycle.title).where(Cycle.previous_cycle_id == cycle.id)
         ).first()
