@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from html import unescape
 from pathlib import Path
 
@@ -17,8 +17,8 @@ import pytest
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.importer import import_files
-from models.funnel.mapping import load_profile
-from models.funnel.numbers import NumbersQuery, numbers, sla_breaches
+from models.funnel.mapping import load_profile, parse_mapping
+from models.funnel.numbers import NumbersQuery, every_breach, numbers, sla_breaches
 from tests.test_web_support import PERSONAS, Rig, rig
 
 MARCH = {"start": date(2025, 3, 1), "end": date(2025, 3, 31)}
@@ -104,6 +104,38 @@ def test_the_breach_list_is_every_lead_that_waited_past_the_sla(store: Store, ex
         assert [b.lead for b in sla_breaches(s, **MARCH, sla_hours=72).rows] == ["203"]
         second = sla_breaches(s, **MARCH, sla_hours=24, limit=1, offset=1)
     assert (second.total, [b.lead for b in second.rows]) == (3, ["202"])
+
+
+def test_a_source_that_records_no_first_touch_is_not_listed_as_late(
+    store: Store, export: Path, tmp_path: Path
+) -> None:
+    """An export with no first-touch date (Olist's) cannot say who waited: its leads are not
+    listed as late (nor recorded in a cycle's ledger and escalated), and the page says why."""
+    load(store, export)
+    untouched = tmp_path / "olist-like.csv"
+    untouched.write_text("id,mql\n" + "".join(f"o{i},2025-03-0{i} 10:00\n" for i in range(1, 6)))
+    mapping = tmp_path / "olist-like.yaml"
+    mapping.write_text(
+        "name: olist-like\nsource: olist-like\nfields:\n  external_id: id\n  mql_at: mql\n"
+    )
+    with store.unit_of_work() as s:
+        import_files(s, [untouched], parse_mapping(mapping.read_text()))
+    with store.unit_of_work() as s:
+        both = sla_breaches(s, **MARCH, sla_hours=24)
+        alone = sla_breaches(s, **MARCH, sla_hours=24, source="olist-like")
+        ledger = list(
+            every_breach(
+                s,
+                start=MARCH["start"],
+                end=MARCH["end"],
+                sla_hours=24,
+                as_of=datetime(2025, 4, 1, tzinfo=UTC),
+            )
+        )
+    assert (both.total, [b.lead for b in both.rows]) == (3, ["203", "202", "204"])
+    assert both.untracked == ["olist-like"]
+    assert (alone.total, alone.rows, alone.untracked) == (0, [], ["olist-like"])
+    assert sorted(b.lead for b in ledger) == ["202", "203", "204"]
 
 
 def test_a_new_import_is_seen_at_once(store: Store, export: Path, tmp_path: Path) -> None:

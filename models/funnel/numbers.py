@@ -131,6 +131,9 @@ class Breaches(BaseModel):
     rows: list[Breach]
     limit: int
     offset: int
+    #: Sources with MQLs in the period but no first touch at all (their export has no such
+    #: date): how long their leads waited cannot be told, so none of them is listed.
+    untracked: list[str] = []
 
 
 class Numbers(BaseModel):
@@ -151,6 +154,20 @@ def data_version(session: Session) -> int:
     """The newest import's id (0: no import yet). Imports only add versions, so a cached result
     keyed by it is never stale."""
     return session.scalar(select(func.max(FunnelImport.id))) or 0
+
+
+def _version_key(session: Session) -> tuple[Any, ...]:
+    """What a cached result is keyed by: the store, its newest import and when that import
+    ended. The id alone repeats where a store is emptied and imported into again (or restored
+    from an older backup) in the same process, and a result of other data was served
+    (measured in the tests: a breach list of the previous test's store)."""
+    row = session.execute(
+        select(FunnelImport.id, FunnelImport.finished_at, FunnelImport.started_at)
+        .order_by(FunnelImport.id.desc())
+        .limit(1)
+    ).first()
+    store = str(session.get_bind().engine.url)  # one process may serve more than one store
+    return (store, *(row or (0, None, None)))
 
 
 T = TypeVar("T")
@@ -188,11 +205,10 @@ def known_sources(session: Session) -> list[str]:
     """The sources the store holds leads or deals of (:func:`kpis.sources`: a scan of every
     lead and deal, ~0.1-0.3 s at 1,000,000 leads), cached by the data version like the KPIs:
     the page lists them on every view and checks a chosen source against them."""
-    version = data_version(session)
-    if not version:  # no import yet: rows written otherwise are not versioned, so not cached
+    version = _version_key(session)
+    if not version[1]:  # no import yet: rows written otherwise are not versioned, so not cached
         return sources(session)
-    store = str(session.get_bind().engine.url)  # one process may serve more than one store
-    return _cache.get(("sources", store, version), lambda: sources(session))
+    return _cache.get(("sources", *version), lambda: sources(session))
 
 
 def _as_of(end: date) -> datetime:
@@ -215,7 +231,7 @@ def report(
 ) -> KpiReport:
     """:func:`compute_kpis` for a period, cached by the store's data version."""
     as_of = _as_of(end)
-    key = ("report", data_version(session), start, end, tuple(by), source, sla_hours, stall_days)
+    key = ("report", *_version_key(session), start, end, tuple(by), source, sla_hours, stall_days)
     key += (as_of,)
     return _cache.get(
         key,
@@ -339,7 +355,8 @@ def sla_breaches(
     if not 1 <= limit <= 500 or offset < 0:
         raise InvalidInput("show between 1 and 500 breaches a page")
     when = as_of or _as_of(end)
-    key = ("breaches", data_version(session), start, end, sla_hours, source, limit, offset, when)
+    key = ("breaches", *_version_key(session), start, end, sla_hours, source, limit, offset)
+    key += (when,)
     return _cache.get(
         key, lambda: _breaches(session, start, end, sla_hours, source, limit, offset, when)
     )
@@ -363,7 +380,11 @@ def _breach_select(
         and_(touched, touch - mql > sla),
         and_(~touched, mql + sla <= moment),
     )
-    where = [mql >= s, mql < e, late, *([L.c.source == source] if source else [])]
+    in_period = [mql >= s, mql < e, *([L.c.source == source] if source else [])]
+    # A source none of whose period's MQLs has a first touch does not record touches (Olist's
+    # export, for one): its leads are not judged, as SLA attainment is "no data" for it.
+    tracked = select(L.c.source).where(*in_period, touch.is_not(None)).distinct()
+    where = [*in_period, late, L.c.source.in_(tracked)]
     touch_then = case((touched, touch), else_=None)
     waited = func.coalesce(touch_then, moment) - mql
     stmt = select(
@@ -417,4 +438,26 @@ def _breaches(
     L = Lead.__table__
     total = session.scalar(select(func.count()).select_from(L).where(*where)) or 0
     rows = session.execute(stmt.order_by(waited.desc(), L.c.id).limit(limit).offset(offset)).all()
-    return Breaches(total=total, limit=limit, offset=offset, rows=[_breach(r, sla) for r in rows])
+    return Breaches(
+        total=total,
+        limit=limit,
+        offset=offset,
+        rows=[_breach(r, sla) for r in rows],
+        untracked=_untracked(session, start, end, source),
+    )
+
+
+def _untracked(session: Session, start: date, end: date, source: str | None) -> list[str]:
+    """The sources with MQLs in the period and not one first touch among them."""
+    L = Lead.__table__
+    mql = type_coerce(L.c.mql_at, BigInteger)
+    s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
+    e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    stmt = (
+        select(L.c.source)
+        .where(mql >= s, mql < e, *([L.c.source == source] if source else []))
+        .group_by(L.c.source)
+        .having(func.count(L.c.first_touch_at) == 0)
+        .order_by(L.c.source)
+    )
+    return list(session.scalars(stmt))
