@@ -236,6 +236,23 @@ def test_every_signed_in_person_reads_the_numbers(funnel: Rig, who: str) -> None
         assert key not in words, key
 
 
+def test_the_page_says_which_exports_record_no_first_touch(funnel: Rig, tmp_path: Path) -> None:
+    path = tmp_path / "olist-like.csv"
+    path.write_text("id,mql\n" + "".join(f"o{i},2025-03-0{i} 10:00\n" for i in range(1, 6)))
+    spec = "name: olist-like\nsource: olist-like\nfields:\n  external_id: id\n  mql_at: mql\n"
+    with funnel.store.unit_of_work() as s:
+        import_files(s, [path], parse_mapping(spec))
+    both = text_of(funnel.client("lee").get(MARCH_URL).text)
+    assert "3 of this period's MQLs waited longer than 24 hours" in both
+    assert "Not counted: the leads from olist-like. That export has no date of a first" in both
+    alone = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist-like").text)
+    assert "of this period's MQLs waited" not in alone and "No MQL of this period" not in alone
+    assert "so how long those leads waited cannot be told" in alone
+    hubspot = text_of(funnel.client("lee").get(MARCH_URL + "&source=hubspot&sla=1000").text)
+    assert "No MQL of this period waited longer than 1000 hours for a first sales touch" in hubspot
+    assert "Not counted" not in hubspot
+
+
 def test_the_page_groups_by_owner_and_month(funnel: Rig) -> None:
     words = text_of(funnel.client("sid").get(MARCH_URL + "&by=owner&then_by=month").text)
     assert "By owner and month" in words
