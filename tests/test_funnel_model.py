@@ -227,7 +227,8 @@ def test_kpi_show_of_an_unknown_source_names_the_sources(
     res = run("kpi", "show", "--source", "nope")
     assert res.exit_code == 1
     assert (
-        res.stderr.strip() == "error: no funnel data from source 'nope'; the sources are: hubspot"
+        res.stderr.strip()
+        == "error: there is no funnel data from source “nope”; the sources are: hubspot"
     )
 
 

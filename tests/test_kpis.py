@@ -298,7 +298,7 @@ def test_source_filter_and_empty_store(funnel: Store) -> None:
     load(funnel, {"z": {"mql_at": at("2024-03-01"), "first_touch_at": at("2024-03-01", 1)}}, "u")
     assert values(kpis(funnel, source="u", **MARCH))["mql_volume"] == 1
     assert values(kpis(funnel, **MARCH))["mql_volume"] == 8
-    with pytest.raises(InvalidInput, match=r"no funnel data from source 'nobody'.*: t, u"):
+    with pytest.raises(InvalidInput, match=r"no funnel data from source “nobody”.*: t, u"):
         kpis(funnel, source="nobody", **MARCH)
 
 

@@ -183,7 +183,10 @@ def test_two_groupings(store: Store, export: Path) -> None:
             {**MARCH, "compare_start": date(2025, 2, 1)},
             "give both the start and the end of the period to compare with",
         ),
-        ({**MARCH, "source": "nope"}, "no funnel data from 'nope'; the sources are: hubspot"),
+        (
+            {**MARCH, "source": "nope"},
+            "there is no funnel data from source “nope”; the sources are: hubspot",
+        ),
     ],
 )
 def test_a_query_that_cannot_be_answered_is_refused_in_one_sentence(
@@ -244,10 +247,14 @@ def test_the_page_says_which_exports_record_no_first_touch(funnel: Rig, tmp_path
         import_files(s, [path], parse_mapping(spec))
     both = text_of(funnel.client("lee").get(MARCH_URL).text)
     assert "3 of this period's MQLs waited longer than 24 hours" in both
+    # the KPIs that count untouched leads count those too, and say so (twice: two cards)
+    note = "It counts the leads from olist-like as not touched: that export has no date of a"
+    assert both.count(note) == 2
     assert "Not counted: the leads from olist-like. That export has no date of a first" in both
     alone = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist-like").text)
     assert "of this period's MQLs waited" not in alone and "No MQL of this period" not in alone
     assert "so how long those leads waited cannot be told" in alone
+    assert "It counts the leads from" not in alone  # alone: its touch KPIs are "no data"
     hubspot = text_of(funnel.client("lee").get(MARCH_URL + "&source=hubspot&sla=1000").text)
     assert "No MQL of this period waited longer than 1000 hours for a first sales touch" in hubspot
     assert "Not counted" not in hubspot
@@ -264,11 +271,11 @@ def test_a_page_that_cannot_be_shown_says_why_and_shows_the_last_30_days(funnel:
     page = funnel.client("sid").get("/numbers?from=2025-03-31&to=2025-03-01")
     assert page.status_code == 422
     words = text_of(page.text)
-    assert "the period ends (2025-03-01) before it starts (2025-03-31). The last 30 days" in words
+    assert "The period ends (2025-03-01) before it starts (2025-03-31). The last 30 days" in words
     assert "KPIs" in words
     bad = funnel.client("sid").get("/numbers?from=31/03/2025")
     assert bad.status_code == 422
-    assert "not a date: '31/03/2025' (use the date picker, or YYYY-MM-DD)" in text_of(bad.text)
+    assert "Not a date: '31/03/2025' (use the date picker, or YYYY-MM-DD)" in text_of(bad.text)
 
 
 def test_without_funnel_data_the_page_says_who_imports_it(world: Rig) -> None:
@@ -300,7 +307,7 @@ def test_the_api_gives_the_kpis_and_the_breaches(funnel: Rig) -> None:
     nope = c.get("/api/v1/kpis?source=nope", headers=auth)
     assert (nope.status_code, nope.json()["error"]["message"]) == (
         422,
-        "no funnel data from 'nope'; the sources are: hubspot",
+        "there is no funnel data from source “nope”; the sources are: hubspot",
     )
     late = c.get("/api/v1/kpis/breaches?from=2025-03-01&to=2025-03-31&limit=2", headers=auth).json()
     assert (late["total"], [b["lead"] for b in late["rows"]]) == (3, ["203", "202"])

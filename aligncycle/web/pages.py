@@ -325,7 +325,9 @@ class KpiChoices:
 
 
 env = templates.env
-env.filters.update(label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words)
+env.filters.update(
+    label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words, sentence=sentence_start
+)
 env.globals.update(
     KPIS=KPIS,
     format_value=format_value,

@@ -54,6 +54,7 @@ from models.funnel.sql import (
     L,
 )
 from models.funnel.tables import to_epoch
+from models.words import quoted
 
 __all__ = [
     "GROUPS",
@@ -145,7 +146,7 @@ def compute_kpis(
                 if known
                 else "none yet (a lead or a manager imports the CRM's exports on the Numbers page)"
             )
-            error = InvalidInput(f"no funnel data from source {source!r}; the sources are: {have}")
+            error = InvalidInput(no_such_source(source, have))
             raise error if known else error.resolved_by("funnel_import")
     as_of = as_of or datetime.now(UTC)
     now = to_epoch(as_of)
@@ -228,6 +229,11 @@ def _report(
         source=source,
         groups=groups,
     )
+
+
+def no_such_source(source: str, known: str) -> str:
+    """The refusal of a source the store holds no data of, naming those it holds."""
+    return f"there is no funnel data from source {quoted(source)}; the sources are: {known}"
 
 
 def _has_deals(conn: Connection, source: str | None) -> bool:

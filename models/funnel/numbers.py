@@ -32,9 +32,11 @@ from models.funnel.kpis import (
     compare_reports,
     compute_kpis,
     format_value,
+    no_such_source,
     sources,
 )
 from models.funnel.tables import FunnelImport, Lead, to_epoch
+from models.words import listed
 
 #: What the page and the API may group by (the KPI module's dimensions), in people's words.
 GROUPINGS = {
@@ -110,6 +112,8 @@ class KpiCard(BaseModel):
     compared_shown: str
     change_shown: str | None  # e.g. "+12.5 points", "−3.1 h", None without both values
     direction: Direction | None
+    #: What to know before reading it, in a sentence (None: nothing).
+    note: str | None = None
 
 
 class Breach(BaseModel):
@@ -285,7 +289,7 @@ def numbers(
     q = query.checked()
     if q.source is not None and q.source not in known_sources(session):
         known = ", ".join(known_sources(session)) or "none yet"
-        raise InvalidInput(f"no funnel data from {q.source!r}; the sources are: {known}")
+        raise InvalidInput(no_such_source(q.source, known))
     common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
     current = report(session, start=q.start, end=q.end, **common)
     earlier = report(session, start=q.compare_start, end=q.compare_end, **common)  # type: ignore[arg-type]
@@ -315,6 +319,16 @@ def numbers(
         )
     grouped = report(session, start=q.start, end=q.end, by=q.by, **common) if q.by else None
     version = data_version(session)
+    breaches = sla_breaches(
+        session,
+        start=q.start,
+        end=q.end,
+        sla_hours=q.sla_hours,
+        source=q.source,
+        limit=breach_limit,
+        offset=breach_offset,
+    )
+    _note_untracked(cards, breaches.untracked)
     return Numbers(
         query=q,
         has_data=version > 0 or bool(known_sources(session)),
@@ -323,16 +337,26 @@ def numbers(
         funnel=overall.funnel if overall else [],
         compared_funnel=earlier.groups[0].funnel if earlier.groups else [],
         grouped=grouped,
-        breaches=sla_breaches(
-            session,
-            start=q.start,
-            end=q.end,
-            sla_hours=q.sla_hours,
-            source=q.source,
-            limit=breach_limit,
-            offset=breach_offset,
-        ),
+        breaches=breaches,
     )
+
+
+#: The KPIs that count a lead with no first touch as waiting (due, untouched).
+_TOUCH_KPIS = ("sla_attainment", "untouched_leads")
+
+
+def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
+    """Where the period mixes sources and some record no first touch, the KPIs that count
+    untouched leads count theirs too (a stage is "no data" only when no source records it):
+    the card says so, and how to read each source alone."""
+    for c in cards:
+        if c.kpi in _TOUCH_KPIS and c.value is not None and untracked:
+            which = listed(untracked)
+            c.note = (
+                f"It counts the leads from {which} as not touched: "
+                f"{'that export has' if len(untracked) == 1 else 'those exports have'} no date "
+                "of a first sales touch. Choose a source to read each alone."
+            )
 
 
 # --- the SLA breach list ------------------------------------------------------------------------
