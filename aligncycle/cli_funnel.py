@@ -367,7 +367,8 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     from sqlalchemy import func, select
 
     from models.funnel.flags import list_flags
-    from models.funnel.tables import Deal, FunnelImport, Lead
+    from models.funnel.history import import_history
+    from models.funnel.tables import Deal, Lead
 
     with cc.unit_of_work() as s:
         leads = dict(s.execute(select(Lead.source, func.count()).group_by(Lead.source)).all())
@@ -376,7 +377,7 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                 select(Deal.source, func.count()).where(Deal.listed).group_by(Deal.source)
             ).all()
         )
-        imports = s.scalars(select(FunnelImport).order_by(FunnelImport.id.desc()).limit(10)).all()
+        imports = import_history(s, None, limit=10).items
         flags = list_flags(s)
         data = {
             "sources": {
@@ -396,6 +397,9 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                     "rejected": i.rows_rejected,
                     "flagged": i.rows_flagged,
                     "at": i.started_at,
+                    "finished": i.finished_at,
+                    "by": i.imported_by,
+                    "upload": i.job_id,
                 }
                 for i in imports
             ],
@@ -424,10 +428,24 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                 i["changed"],
                 i["rejected"],
                 i["flagged"],
+                i["by"] or "",
+                f"upload {i['upload']}" if i["upload"] else "command line",
             ]
             for i in data["imports"]
         ],
-        ["import", "at (UTC)", "source", "files", "rows", "new", "changed", "rejected", "flagged"],
+        [
+            "import",
+            "at (UTC)",
+            "source",
+            "files",
+            "rows",
+            "new",
+            "changed",
+            "rejected",
+            "flagged",
+            "by",
+            "from",
+        ],
     )
     if flags:
         typer.echo("")

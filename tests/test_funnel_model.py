@@ -241,6 +241,13 @@ def test_funnel_status_and_flags_list_each_flag_with_its_line(
     res = run("funnel", "status")
     assert res.exit_code == 0, res.output
     assert "hubspot" in res.stdout and "deals" in res.stdout
+    # the import, by whom (nobody named: no --as) and from where
+    assert "contacts.csv, deals_a.csv, deals_b.csv  9     9    0        0         2" in res.stdout
+    assert res.stdout.split("\n\n")[1].splitlines()[2].endswith("command line")
+    listed = json.loads(run("funnel", "status", "--json").stdout)["imports"]
+    assert [
+        (i["files"], i["rows"], i["new"], i["flagged"], i["by"], i["upload"]) for i in listed
+    ] == [(["contacts.csv", "deals_a.csv", "deals_b.csv"], 9, 9, 2, None, None)]
     assert (
         "deals_a.csv, line 2: Deal 9001 lists 2 leads; it counts for the first, 101 "
         "(also listed: 999)." in res.stdout

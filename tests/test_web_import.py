@@ -852,6 +852,113 @@ def test_an_import_records_the_kpi_gaps_of_cycles_in_identify(web: Web) -> None:
     assert f"raised gaps in cycles in Identify: {title}: 2 gaps from the numbers" in words
 
 
+# --- every import into the shared numbers ------------------------------------------------
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def imports_list(resp: Any) -> str:
+    """The words of the import page's list of imports into the shared numbers."""
+    assert resp.status_code == 200, resp.text[:300]
+    return resp.text.split('id="imports"', 1)[1].split("</section>", 1)[0]
+
+
+def cli_import(store: Store, tmp: Path, who: str, files: dict[str, bytes]) -> None:
+    """An import as ``aligncycle funnel import --as`` runs it: import_files, no upload."""
+    from models.funnel.importer import import_files
+    from models.funnel.mapping import load_profile
+
+    paths = []
+    for name, body in files.items():
+        (tmp / name).write_bytes(body)
+        paths.append(tmp / name)
+    with store.unit_of_work() as s:
+        import_files(s, paths, load_profile("hubspot"), actor=person_by_email(s, PEOPLE[who]))
+
+
+def test_every_import_into_the_numbers_is_listed_once_with_its_files_and_rows(
+    web: Web, tmp_path: Path
+) -> None:
+    """Imports from the command line are listed beside those uploaded here, newest first, each
+    once; the person's name and the upload's page only for the person's team and managers."""
+    cli_import(web.store, tmp_path, "lee", {"contacts.csv": CONTACTS, "deals.csv": DEALS})
+    job_id = job_id_of(web.upload("lee", {"later.csv": CONTACTS}, profile="hubspot"))
+    waiting = text(web.client("lee").get("/numbers/import"))
+    assert (
+        "Uploads not imported yet" in waiting
+        and "Lee Saleslead later.csv Ready to import 4" in waiting
+    )
+    done = web.client("lee").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
+    )
+    assert done.status_code == 303
+    lee_page = web.client("lee").get("/numbers/import")
+    assert "Uploads not imported yet" not in lee_page.text  # imported: listed once, below
+    listed = imports_list(lee_page)
+    assert listed.count(f'href="/numbers/import/{job_id}"') == 1
+    assert listed.count("later.csv") == 1
+    words = text(lee_page)
+    assert (
+        "later.csv 4 rows: 2 changed, 2 unreadable; 3 records with a data-quality flag "
+        "Uploaded and previewed, by Lee Saleslead" in words
+    )
+    # the command line's import: its files and its rows in words (2 contacts and 2 deals new,
+    # 3 rows unreadable, 3 records flagged)
+    assert (
+        "contacts.csv, deals.csv 7 rows: 4 new, 3 unreadable; 3 records with a data-quality flag "
+        "From the command line, by Lee Saleslead" in words
+    )
+    assert words.index("later.csv") < words.index("contacts.csv, deals.csv")  # newest first
+    assert "Nothing has been imported" not in words
+    # the manager: the same, with the names and the upload's page
+    listed = imports_list(web.client("max").get("/numbers/import"))
+    assert listed.count("Lee Saleslead") == 2 and f'href="/numbers/import/{job_id}"' in listed
+    # the other team's lead: when, what and how many, but not who nor the upload's page
+    lou_page = web.client("lou").get("/numbers/import")
+    listed = imports_list(lou_page)
+    assert "contacts.csv, deals.csv" in listed and "later.csv" in listed
+    assert "Lee" not in lou_page.text and f"/numbers/import/{job_id}" not in lou_page.text
+    rows = [text_of(row).strip() for row in listed.split("<tr>")[2:]]
+    assert [row.split(" hubspot ", 1)[1] for row in rows] == [
+        "later.csv 4 rows: 2 changed, 2 unreadable; 3 records with a data-quality flag "
+        "Uploaded and previewed",
+        "contacts.csv, deals.csv 7 rows: 4 new, 3 unreadable; 3 records with a data-quality flag "
+        "From the command line",
+    ]
+    # the Numbers page's last import leads there (for those who may import)
+    numbers = web.client("lou").get("/numbers").text
+    assert 'href="/numbers/import#imports"' in numbers
+    member = web.client("sid").get("/numbers")
+    assert "Last import:" in text(member) and "/numbers/import#imports" not in member.text
+
+
+def test_the_list_of_imports_is_paged_and_reaches_every_import(web: Web) -> None:
+    with web.store.unit_of_work() as s:
+        for i in range(1, 27):
+            s.add(
+                FunnelImport(
+                    source="hubspot",
+                    mapping="hubspot",
+                    files=[f"export-{i:02}.csv"],
+                    rows_read=i,
+                    rows_new=i,
+                    started_at=datetime(2026, 1, i, 9, 0),
+                    finished_at=datetime(2026, 1, i, 9, 1),
+                )
+            )
+    first = web.client("lee").get("/numbers/import")
+    assert "Page 1 of 2 · 26 in all" in text(first)
+    seen = re.findall(r"export-(\d\d)\.csv", imports_list(first))
+    assert seen == [f"{i:02}" for i in range(26, 1, -1)]  # 25, newest first
+    assert 'href="/numbers/import?page=2"' in first.text
+    second = web.client("lee").get("/numbers/import?page=2")
+    assert re.findall(r"export-(\d\d)\.csv", imports_list(second)) == ["01"]
+    assert "1 row: 1 new From the command line" in text(second)
+    assert "Uploads not imported yet" not in first.text
+
+
 # --- the API ------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, func, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from models.base import utcnow
 from models.enums import Role
@@ -133,6 +133,22 @@ def list_jobs(
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.scalars(stmt.order_by(ImportJob.id.desc()).limit(limit).offset(offset))
     return list(rows), int(total or 0)
+
+
+def open_jobs(session: Session, viewer: Person, limit: int = 50) -> list[ImportJob]:
+    """The uploads ``viewer`` sees that are not imported and still keep their files (being
+    previewed, ready to import, refused, importing or failed), newest first, each with the
+    person who uploaded it: one statement. Imported ones are in
+    :func:`models.funnel.history.import_history`; discarded and expired ones hold nothing."""
+    require_importer(viewer)
+    stmt = (
+        select(ImportJob)
+        .where(_visible(viewer), ImportJob.state.in_([*RUNNING, *SETTLED]))
+        .options(joinedload(ImportJob.created_by))
+        .order_by(ImportJob.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
 
 
 # --- states --------------------------------------------------------------------------------

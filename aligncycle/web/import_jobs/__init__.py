@@ -67,6 +67,7 @@ from aligncycle.web.import_jobs.words import (
     STATES,
     flag_groups,
     plural,
+    rows_sentence,
     sample_table,
     totals,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "profiles",
     "progress_of",
     "rejects_path",
+    "rows_sentence",
     "rejects_root",
     "sample_table",
     "settings_text",

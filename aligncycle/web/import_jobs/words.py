@@ -241,3 +241,25 @@ def totals(summary: dict[str, Any]) -> dict[str, int]:
 
 def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def rows_sentence(record: Any) -> str:
+    """An import's rows in words: "8,282 rows: 8,282 new; 12 records with a data-quality flag"
+    (the counts that are not zero, in the order of the import's summary; the flags are those
+    of the source's records once it was in, as the import's summary counts them)."""
+    parts = [
+        f"{n:,} {word}"
+        for n, word in (
+            (record.rows_new, "new"),
+            (record.rows_changed, "changed"),
+            (record.rows_unchanged, "unchanged"),
+            (record.rows_rejected, "unreadable"),
+        )
+        if n
+    ]
+    out = plural(record.rows_read, "row") if record.rows_read else "No rows"
+    if parts:
+        out += ": " + ", ".join(parts)
+    if record.rows_flagged:
+        out += f"; {plural(record.rows_flagged, 'record')} with a data-quality flag"
+    return out

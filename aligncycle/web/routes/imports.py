@@ -15,9 +15,18 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from aligncycle.web import import_jobs as ij
 from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx, status_of
-from aligncycle.web.pages import FormState, Id, form_values, page, redirect, render
+from aligncycle.web.pages import (
+    FormState,
+    Id,
+    form_values,
+    page,
+    page_number,
+    pager,
+    redirect,
+    render,
+)
 from models.errors import DomainError
-from models.funnel import jobs
+from models.funnel import history, jobs
 from models.funnel.tables import ImportJob
 from models.services import access
 from models.tables import Cycle
@@ -66,13 +75,19 @@ def import_page(
     jobs.require_importer(ctx.me)
     ij.sweep(request.app)
     limit = ij.import_settings(request.app).max_upload_bytes
+    number = page_number(query or {})
+    done = history.import_history(
+        ctx.session, ctx.me, limit=history.HISTORY_PAGE, offset=(number - 1) * history.HISTORY_PAGE
+    )
     return render(
         request,
         ctx,
         "import.html",
         status=status,
         profiles=ij.profiles(),
-        recent=jobs.list_jobs(ctx.session, ctx.me)[0],
+        open_uploads=jobs.open_jobs(ctx.session, ctx.me) if number == 1 else [],
+        imports=done.items,
+        pager=pager(done.total, number, history.HISTORY_PAGE),
         max_bytes=limit,
         forms=forms or {},
         **_words(),
@@ -89,6 +104,7 @@ def _words() -> dict[str, Any]:
         "form_value": ij.form_value,
         "columns_of": ij.profile_columns,
         "profile_title": ij.profile_title,
+        "rows_sentence": ij.rows_sentence,
     }
 
 

@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from aligncycle.web import charts
 from aligncycle.web.deps import Ctx
@@ -20,8 +19,8 @@ from aligncycle.web.pages import page, render
 from models.enums import Role
 from models.errors import InvalidInput
 from models.funnel import numbers as n
+from models.funnel.history import latest_import
 from models.funnel.kpis import KPIS, format_value
-from models.funnel.tables import FunnelImport
 from models.playbook import Settings
 from models.schemas import validation_message
 from models.services import agreements, playbooks
@@ -151,7 +150,7 @@ def numbers_page(
         error, status = exc.message, 422
         q = query_from({}, ctx, today)
         result = n.numbers(s, q, breach_limit=BREACHES_PAGE)
-    last_import = s.scalar(select(FunnelImport).order_by(FunnelImport.id.desc()).limit(1))
+    last_import = latest_import(s, ctx.me)
     kept = {
         k: v
         for k, v in {
