@@ -932,6 +932,23 @@ def test_every_import_into_the_numbers_is_listed_once_with_its_files_and_rows(
     assert 'href="/numbers/import#imports"' in numbers
     member = web.client("sid").get("/numbers")
     assert "Last import:" in text(member) and "/numbers/import#imports" not in member.text
+    # the API lists the same, with the same rule for names and uploads
+    api = web.client().get("/api/v1/imports/history", headers=web.bearer("lee")).json()
+    assert api["total"] == 2 and [i["files"] for i in api["items"]] == [
+        ["later.csv"],
+        ["contacts.csv", "deals.csv"],
+    ]
+    assert [(i["imported_by"], i["job_id"]) for i in api["items"]] == [
+        ("Lee Saleslead", job_id),
+        ("Lee Saleslead", None),
+    ]
+    other = web.client().get("/api/v1/imports/history", headers=web.bearer("lou")).json()
+    assert [(i["imported_by"], i["job_id"], i["uploaded"]) for i in other["items"]] == [
+        (None, None, True),
+        (None, None, False),
+    ]
+    refused = web.client().get("/api/v1/imports/history", headers=web.bearer("sid"))
+    assert refused.status_code == 403
 
 
 def test_the_list_of_imports_is_paged_and_reaches_every_import(web: Web) -> None:

@@ -122,7 +122,7 @@ _BATCH = 5000
 #: 20 MB at 1,000,000 leads (memory would grow with the store, measured).
 _BATCH_BYTES = 2 << 20
 #: Rows fetched at a time from a grouped pass: each holds its group's values as text.
-_FETCH = 32
+_FETCH = 8
 
 
 # --- periods ------------------------------------------------------------------------------------

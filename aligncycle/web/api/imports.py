@@ -17,8 +17,9 @@ from aligncycle.web import import_jobs as ij
 from aligncycle.web.api.common import Id, Limit, Offset, Page, page
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.deps import error_body
-from models.funnel import jobs
+from models.funnel import history, jobs
 from models.funnel.flags import FlagRead
+from models.funnel.history import ImportRecord
 from models.funnel.jobs import FilePreview
 from models.funnel.tables import ImportJob
 from models.services import access
@@ -282,6 +283,16 @@ def list_imports(ctx: ApiCtx, limit: Limit = 20, offset: Offset = 0) -> dict:
     """The newest imports you can see (yours and your team's; a manager's: all)."""
     rows, total = jobs.list_jobs(ctx.session, ctx.me, limit=limit, offset=offset)
     return page([_brief(j) for j in rows], total, limit, offset)
+
+
+@router.get("/imports/history", response_model=Page[ImportRecord])
+def import_history(ctx: ApiCtx, limit: Limit = 20, offset: Offset = 0) -> dict:
+    """Every import into the shared numbers, newest first, whatever started it (an upload, the
+    command line): what the import page lists. The importer is named to managers and to the
+    importer's team only; ``job_id`` is the upload it came from, for those who may see it."""
+    jobs.require_importer(ctx.me)
+    got = history.import_history(ctx.session, ctx.me, limit=limit, offset=offset)
+    return page(got.items, got.total, limit, offset)
 
 
 @router.get("/imports/{import_id}", response_model=ImportRead)
