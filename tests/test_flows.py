@@ -252,12 +252,28 @@ def test_plan_execute_and_recap_flows_write_once_and_carry_over(env, data_dir) -
         first = actions.list_actions(s, cycle_id=cid)[0]
         actions.add_checkin(s, first, CheckInCreate(status="done"), who(s, "lee@acme.test"), D0)
     # ... and the late leads as of the pass's date: a lead of the cycle's second day nobody
-    # has touched (the clock's today is before it: only the pass's date finds it late).
+    # has touched (the clock's today is before it: only the pass's date finds it late), in a
+    # CRM that records touches (L0 was touched within the hour).
     mql = datetime.combine(D0 + timedelta(days=1), datetime.min.time(), UTC)
     with env.engine.begin() as conn:
         conn.execute(
             Lead.__table__.insert(),
-            [{"source": "crm", "external_id": "L1", "mql_at": mql, "channel": "web"}],
+            [
+                {
+                    "source": "crm",
+                    "external_id": "L1",
+                    "mql_at": mql,
+                    "first_touch_at": None,
+                    "channel": "web",
+                },
+                {
+                    "source": "crm",
+                    "external_id": "L0",
+                    "mql_at": mql,
+                    "first_touch_at": mql + timedelta(hours=1),
+                    "channel": "web",
+                },
+            ],
         )
     day = D0 + timedelta(days=9)
     report = execute_flow(cid, today=day)

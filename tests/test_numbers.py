@@ -138,6 +138,24 @@ def test_a_source_that_records_no_first_touch_is_not_listed_as_late(
     assert sorted(b.lead for b in ledger) == ["202", "203", "204"]
 
 
+def test_a_period_in_which_sales_touched_no_lead_lists_every_lead_as_late(
+    store: Store, export: Path, tmp_path: Path
+) -> None:
+    """The worst case is not a lack of data: a CRM that has recorded touches before, with no
+    lead touched in April, lists April's leads as late (and its card says nothing of exports)."""
+    load(store, export)
+    april = tmp_path / "april.csv"
+    april.write_text(
+        f"{HEADER}\n"
+        "301,Gus,2025-04-01 09:00,Paid Search,Lee,2025-04-02 09:00,,,Open,2025-04-02 09:00\n"
+        "302,Hal,2025-04-01 09:00,Email Marketing,Ria,2025-04-03 09:00,,,Open,2025-04-03 09:00\n"
+    )
+    load(store, april)
+    with store.unit_of_work() as s:
+        got = sla_breaches(s, start=date(2025, 4, 1), end=date(2025, 4, 30), sla_hours=24)
+    assert (got.total, [b.lead for b in got.rows], got.untracked) == (2, ["301", "302"], [])
+
+
 def test_a_new_import_is_seen_at_once(store: Store, export: Path, tmp_path: Path) -> None:
     load(store, export)
     with store.unit_of_work() as s:

@@ -391,6 +391,14 @@ CASES: list[Case] = [
     # --- API: imports of funnel data
     Case("GET", "/api/v1/imports", const("/api/v1/imports"), IMPORTERS, 200, cycle_bound=False),
     Case(
+        "GET",
+        "/api/v1/imports/history",
+        const("/api/v1/imports/history"),
+        IMPORTERS,
+        200,
+        cycle_bound=False,
+    ),
+    Case(
         "POST",
         "/api/v1/imports",
         const("/api/v1/imports"),

@@ -135,8 +135,8 @@ class Breaches(BaseModel):
     rows: list[Breach]
     limit: int
     offset: int
-    #: Sources with MQLs in the period but no first touch at all (their export has no such
-    #: date): how long their leads waited cannot be told, so none of them is listed.
+    #: Sources with MQLs in the period that have never recorded a first touch on any lead (their
+    #: export has no such date): how long their leads waited cannot be told, so none is listed.
     untracked: list[str] = []
 
 
@@ -387,7 +387,12 @@ def sla_breaches(
 
 
 def _breach_select(
-    start: date, end: date, sla_hours: float, source: str | None, as_of: datetime
+    start: date,
+    end: date,
+    sla_hours: float,
+    source: str | None,
+    as_of: datetime,
+    untracked: set[str],
 ) -> tuple[Any, list[Any], Any, int]:
     """The breach list's query: (the SELECT of its rows, its WHERE, how long each waited, the
     SLA in seconds). The one definition of a breach, for the page and the cycle's ledger."""
@@ -405,10 +410,11 @@ def _breach_select(
         and_(~touched, mql + sla <= moment),
     )
     in_period = [mql >= s, mql < e, *([L.c.source == source] if source else [])]
-    # A source none of whose period's MQLs has a first touch does not record touches (Olist's
-    # export, for one): its leads are not judged, as SLA attainment is "no data" for it.
-    tracked = select(L.c.source).where(*in_period, touch.is_not(None)).distinct()
-    where = [*in_period, late, L.c.source.in_(tracked)]
+    # A source that has never recorded a first touch (Olist's export, for one) cannot say who
+    # waited: its leads are not judged. (Judged by the whole source, not the period: a period
+    # in which sales touched no lead at all is the worst case, not a lack of data.)
+    untracked_rule = [L.c.source.not_in(sorted(untracked))] if untracked else []
+    where = [*in_period, late, *untracked_rule]
     touch_then = case((touched, touch), else_=None)
     waited = func.coalesce(touch_then, moment) - mql
     stmt = select(
@@ -443,7 +449,8 @@ def every_breach(
 ) -> Iterator[Breach]:
     """Every lead of the period's MQLs that waited past the SLA (as :func:`sla_breaches`
     counts them), read in one pass and not cached: what a cycle's breach ledger records."""
-    stmt, _where, _waited, sla = _breach_select(start, end, sla_hours, None, as_of)
+    untracked = untracked_sources(session)
+    stmt, _where, _waited, sla = _breach_select(start, end, sla_hours, None, as_of, untracked)
     for r in session.execute(stmt.execution_options(yield_per=2000)):
         yield _breach(r, sla)
 
@@ -458,7 +465,8 @@ def _breaches(
     offset: int,
     as_of: datetime,
 ) -> Breaches:
-    stmt, where, waited, sla = _breach_select(start, end, sla_hours, source, as_of)
+    untracked = untracked_sources(session)
+    stmt, where, waited, sla = _breach_select(start, end, sla_hours, source, as_of, untracked)
     L = Lead.__table__
     total = session.scalar(select(func.count()).select_from(L).where(*where)) or 0
     rows = session.execute(stmt.order_by(waited.desc(), L.c.id).limit(limit).offset(offset)).all()
@@ -467,21 +475,49 @@ def _breaches(
         limit=limit,
         offset=offset,
         rows=[_breach(r, sla) for r in rows],
-        untracked=_untracked(session, start, end, source),
+        untracked=_in_period(session, untracked, start, end, source),
     )
 
 
-def _untracked(session: Session, start: date, end: date, source: str | None) -> list[str]:
-    """The sources with MQLs in the period and not one first touch among them."""
+def untracked_sources(session: Session) -> set[str]:
+    """The sources none of whose leads has a first touch: their exports have no such date.
+    Per source, one probe that stops at its first touched lead (a whole scan only for a source
+    without any); cached by the data version like the KPIs."""
+    version = _version_key(session)
+
+    def probe() -> set[str]:
+        L = Lead.__table__
+        out = set()
+        for src in sources(session):
+            touched = select(L.c.id).where(L.c.source == src, L.c.first_touch_at.is_not(None))
+            has_leads = select(L.c.id).where(L.c.source == src)
+            if session.execute(touched.limit(1)).first() is None and (
+                session.execute(has_leads.limit(1)).first() is not None
+            ):
+                out.add(src)
+        return out
+
+    if not version[1]:  # no import yet: rows written otherwise are not versioned
+        return probe()
+    return _cache.get(("untracked", *version), probe)
+
+
+def _in_period(
+    session: Session, untracked: set[str], start: date, end: date, source: str | None
+) -> list[str]:
+    """Those of ``untracked`` with MQLs in the period (and the chosen source)."""
+    wanted = sorted(u for u in untracked if source is None or u == source)
+    if not wanted:
+        return []
     L = Lead.__table__
     mql = type_coerce(L.c.mql_at, BigInteger)
     s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
     e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
-    stmt = (
-        select(L.c.source)
-        .where(mql >= s, mql < e, *([L.c.source == source] if source else []))
-        .group_by(L.c.source)
-        .having(func.count(L.c.first_touch_at) == 0)
-        .order_by(L.c.source)
-    )
-    return list(session.scalars(stmt))
+    return [
+        src
+        for src in wanted
+        if session.execute(
+            select(L.c.id).where(L.c.source == src, mql >= s, mql < e).limit(1)
+        ).first()
+        is not None
+    ]
