@@ -14,11 +14,10 @@ from models.cadence.directory import Directory
 from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
-    Planned,
     PlanResult,
     chunks,
     due_text,
-    footer,
+    message_to,
     open_items,
     store_plan,
 )
@@ -160,14 +159,13 @@ def plan_checkins(
             "How are these going? Record progress, status and confidence for each:\n"
             + "\n".join(lines)
             + links.act(*links.my_work(), "Update them")
-            + footer(key)
         )
         messages.append(
-            Planned(
+            message_to(
+                directory,
+                owner,
                 key=key,
                 kind=NotificationKind.CHECKIN,
-                recipient=owner.email,
-                channels=directory.channels_for_person(owner.id),
                 subject=f"Check-in: {counted(len(owned), 'action item')} in "
                 f"{quoted(titles[cycle_id], 200)}",
                 body=body,

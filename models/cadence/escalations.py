@@ -13,10 +13,9 @@ from models.cadence.late_leads import late_lead_messages
 from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
-    Planned,
     PlanResult,
     due_text,
-    footer,
+    message_to,
     open_items,
     state_text,
     store_plan,
@@ -91,14 +90,13 @@ def plan_escalations(
                 f"{due_text(item.due, today)}. {state_text(item)}.\nPlease help unblock it, "
                 "re-plan it, or drop it with a reason."
                 + links.act(*links.actions(item.cycle_id), "The cycle's action items")
-                + footer(key)
             )
             messages.append(
-                Planned(
+                message_to(
+                    directory,
+                    r,
                     key=key,
                     kind=NotificationKind.ESCALATION,
-                    recipient=r.email,
-                    channels=directory.channels_for_person(r.id),
                     subject=f"Escalation ({level}): {quoted(item.title, 200)} is overdue "
                     f"({owner.name})",
                     body=body,

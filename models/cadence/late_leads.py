@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from models.breach_tables import SlaBreach
 from models.cadence.directory import Directory
 from models.cadence.links import Links
-from models.cadence.planning import Planned, footer
+from models.cadence.planning import Planned, message_to
 from models.cadence.policy import CadencePolicy, execute_policies, playbook_policies
 from models.cadence.tables import NotificationKind
 from models.enums import Phase
@@ -84,11 +84,11 @@ def late_lead_messages(
         for m in managers:
             key = f"{base}:p{m.id}"
             messages.append(
-                Planned(
+                message_to(
+                    directory,
+                    m,
                     key=key,
                     kind=NotificationKind.ESCALATION,
-                    recipient=m.email,
-                    channels=directory.channels_for_person(m.id),
                     subject=f"Late lead: {quoted(b.lead, 100)} waited {_h(b.late_hours)} past "
                     f"the hand-off time ({quoted(title, 100)})",
                     body=(
@@ -102,7 +102,6 @@ def late_lead_messages(
                             "cycle's Late leads",
                             "The cycle's late leads",
                         )
-                        + footer(key)
                     ),
                     cycle_id=cycle_id,
                 )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.orm import Session
@@ -17,6 +17,9 @@ from models.cadence.tables import Notification, NotificationKind, NotificationSt
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle
 from models.words import counted, day
+
+if TYPE_CHECKING:
+    from models.cadence.directory import Directory
 
 INSERT_BATCH = 500  # rows per multi-row VALUES insert (SQLite)
 UNNEST_BATCH = 5000  # rows per unnest() insert (PostgreSQL): one array per column
@@ -91,6 +94,41 @@ class Planned:
     body: str
     cycle_id: int | None = None
     action_item_id: int | None = None
+
+
+class Addressee(Protocol):
+    """Whoever a message goes to: a person's id (their channels) and email."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def email(self) -> str: ...
+
+
+def message_to(
+    directory: Directory,
+    person: Addressee,
+    *,
+    key: str,
+    kind: NotificationKind,
+    subject: str,
+    body: str,
+    cycle_id: int | None = None,
+    action_item_id: int | None = None,
+) -> Planned:
+    """A message to one person, on the channels they get messages on, its body ending with its
+    reference (:func:`footer`): how every planner addresses a person."""
+    return Planned(
+        key=key,
+        kind=kind,
+        recipient=person.email,
+        channels=directory.channels_for_person(person.id),
+        subject=subject,
+        body=body + footer(key),
+        cycle_id=cycle_id,
+        action_item_id=action_item_id,
+    )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.cadence.directory import Directory
 from models.cadence.links import Links
-from models.cadence.planning import Planned, PlanResult, chunks, footer, store_plan
+from models.cadence.planning import PlanResult, chunks, message_to, store_plan
 from models.cadence.tables import NotificationKind
 from models.enums import FINISHED_STATUSES, Phase
 from models.errors import TransitionRefused
@@ -226,13 +226,13 @@ def plan_recap_due(
             person = directory.people[pp]
             key = f"{base}:p{pp}"
             messages.append(
-                Planned(
+                message_to(
+                    directory,
+                    person,
                     key=key,
                     kind=NotificationKind.RECAP_DUE,
-                    recipient=person.email,
-                    channels=directory.channels_for_person(pp),
                     subject=subject,
-                    body=f"Hi {person.name},\n\n{text}" + footer(key),
+                    body=f"Hi {person.name},\n\n{text}",
                     cycle_id=cid,
                 )
             )

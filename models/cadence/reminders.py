@@ -11,10 +11,9 @@ from models.cadence.directory import Directory
 from models.cadence.links import Links
 from models.cadence.planning import (
     OpenItem,
-    Planned,
     PlanResult,
     due_text,
-    footer,
+    message_to,
     open_items,
     state_text,
     store_plan,
@@ -79,14 +78,13 @@ def plan_reminders(
             f"Hi {owner.name},\n\nYour action item {quoted(item.title, 200)} in cycle "
             f"{quoted(item.cycle_title, 200)} is {when}. {state_text(item)}.\n{ask}"
             + links.act(*links.my_work(), "Update it")
-            + footer(key)
         )
         messages.append(
-            Planned(
+            message_to(
+                directory,
+                owner,
                 key=key,
                 kind=NotificationKind.REMINDER,
-                recipient=owner.email,
-                channels=directory.channels_for_person(owner.id),
                 subject=subject,
                 body=body,
                 cycle_id=item.cycle_id,

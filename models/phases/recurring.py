@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.cadence.directory import Directory
-from models.cadence.planning import Planned, PlanResult, footer, store_plan
+from models.cadence.planning import PlanResult, message_to, store_plan
 from models.cadence.tables import NotificationKind
 from models.services import recurring
 from models.services.common import record_event
@@ -48,17 +48,17 @@ def escalate_recurring(session: Session, cycle: Cycle) -> PlanResult:
         for m in managers:
             key = f"recurring:{r.gap_id}:p{m.id}"
             messages.append(
-                Planned(
+                message_to(
+                    directory,
+                    m,
                     key=key,
                     kind=NotificationKind.ESCALATION,
-                    recipient=m.email,
-                    channels=directory.channels_for_person(m.id),
                     subject=f"A gap keeps coming back: {quoted(r.title, 100)} ({r.cycles} cycles)",
                     body=(
                         f"Hi {m.name},\n\nThe gap {quoted(r.title, 200)} came up again in cycle "
                         f"{quoted(cycle.title, 200)}: {r.cycles} cycles of the same two teams "
                         "have had it. "
-                        f"It needs you: {r.why}.\n\nEarlier:\n{history}" + footer(key)
+                        f"It needs you: {r.why}.\n\nEarlier:\n{history}"
                     ),
                     cycle_id=cycle.id,
                 )

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from models.cadence.directory import Directory
-from models.cadence.planning import Planned, PlanResult, footer, store_plan
+from models.cadence.planning import PlanResult, message_to, store_plan
 from models.cadence.tables import NotificationKind
 from models.enums import Phase, Role
 from models.phases.lifecycle import start_cycle
@@ -202,11 +202,11 @@ def start_and_tell(session: Session, today: date) -> tuple[list[ScheduledStart],
                 continue
             key = f"scheduled:{cycle.id}:p{p.id}"
             messages.append(
-                Planned(
+                message_to(
+                    directory,
+                    p,
                     key=key,
                     kind=NotificationKind.CYCLE_STARTED,
-                    recipient=p.email,
-                    channels=directory.channels_for_person(p.id),
                     subject=f"A new cycle started: {cycle.title}",
                     body=(
                         f"Hi {p.name},\n\nThe {every} cycle “{cycle.title}” started today, "
@@ -214,7 +214,7 @@ def start_and_tell(session: Session, today: date) -> tuple[list[ScheduledStart],
                         f"\n\n{counted(s.carried_over, 'open action item')} came over from the "
                         f"previous cycle, and it starts with {counted(s.gaps, 'gap')} to decide "
                         "or keep working on. Begin with Identify: the questions and the gaps are "
-                        "waiting on the cycle's page." + footer(key)
+                        "waiting on the cycle's page."
                     ),
                     cycle_id=cycle.id,
                 )
