@@ -22,7 +22,7 @@ property-based tests (``tests/test_kpi_rollups.py``) hold the two equal.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, union
@@ -53,7 +53,7 @@ from models.funnel.sql import (
     D,
     L,
 )
-from models.funnel.tables import to_epoch
+from models.funnel.tables import day_start, to_epoch
 from models.words import quoted
 
 __all__ = [
@@ -82,8 +82,8 @@ __all__ = [
 def _window(start: date | None, end: date | None) -> tuple[int | None, int | None]:
     if start and end and end < start:
         raise InvalidInput(f"the window ends ({end}) before it starts ({start})")
-    s = to_epoch(datetime.combine(start, time(), UTC)) if start else None
-    e = to_epoch(datetime.combine(end + timedelta(days=1), time(), UTC)) if end else None
+    s = day_start(start) if start else None
+    e = day_start(end + timedelta(days=1)) if end else None
     return s, e
 
 

@@ -35,7 +35,7 @@ from models.funnel.kpis import (
     no_such_source,
     sources,
 )
-from models.funnel.tables import FunnelImport, Lead, to_epoch
+from models.funnel.tables import FunnelImport, Lead, day_start, to_epoch
 from models.words import listed
 
 #: What the page and the API may group by (the KPI module's dimensions), in people's words.
@@ -401,8 +401,7 @@ def _breach_select(
     L = Lead.__table__
     mql = type_coerce(L.c.mql_at, BigInteger)
     touch = type_coerce(L.c.first_touch_at, BigInteger)
-    s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
-    e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    s, e = day_start(start), day_start(end + timedelta(days=1))
     # A touch after ``as_of`` had not happened yet: a replayed pass reads what it read then.
     touched = and_(touch.is_not(None), touch <= moment)
     late = or_(
@@ -511,8 +510,7 @@ def _in_period(
         return []
     L = Lead.__table__
     mql = type_coerce(L.c.mql_at, BigInteger)
-    s = to_epoch(datetime(start.year, start.month, start.day, tzinfo=UTC))
-    e = to_epoch(datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    s, e = day_start(start), day_start(end + timedelta(days=1))
     return [
         src
         for src in wanted

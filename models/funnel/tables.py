@@ -42,6 +42,11 @@ def to_epoch(value: datetime) -> int:
     return int((value - _EPOCH).total_seconds() // 1)
 
 
+def day_start(d: date) -> int:
+    """The first second of a UTC day, since the epoch (a window's bound)."""
+    return to_epoch(datetime(d.year, d.month, d.day, tzinfo=UTC))
+
+
 def from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
