@@ -62,6 +62,7 @@ from models.funnel.readers import CompiledPart, compile_part
 from models.funnel.rollup_touched import Touched, touched_months
 from models.funnel.rollups import SR
 from models.funnel.rollups import refresh as refresh_rollups
+from models.funnel.staging import Staging
 from models.funnel.tables import FunnelImport
 from models.funnel.upsert import DEALS, LEADS, _Target
 from models.funnel.values import RowError, SettingNeeded
@@ -131,6 +132,7 @@ def _import_file(
     batch_size: int,
     progress: Progress | None,
     touched: Touched,
+    staging: Staging | None,
 ) -> None:
     compiled = run.compiled
     roles = compiled.roles
@@ -146,9 +148,21 @@ def _import_file(
     lead_fields = list(roles.lead_fields)
     deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
     leads = deals = links = None
+    if staging is not None:
+        writes = {"leads"} if roles.writes_lead else set()
+        if roles.deal_key is not None or roles.link:
+            writes.add("deals")
+        staging.before_file(writes)
     if roles.writes_lead:
         leads = _Target(
-            conn, LEADS, spec.source, [*lead_fields, "file", "line"], run, touched=touched
+            conn,
+            LEADS,
+            spec.source,
+            [*lead_fields, "file", "line"],
+            run,
+            touched=touched,
+            staging=staging,
+            stage=True,
         )
     if roles.deal_key is not None:
         deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
@@ -162,9 +176,18 @@ def _import_file(
             None if leads is not None else run,
             primary=leads,
             touched=touched,
+            staging=staging,
+            stage=not roles.link,  # (the links write deals too: no staging of either)
         )
     if roles.link:
-        links = _Target(conn, DEALS, spec.source, ["lead_key"], touched=touched)
+        links = _Target(
+            conn,
+            DEALS,
+            spec.source,
+            ["lead_key"],
+            touched=touched,
+            staging=staging,
+        )
     targets = [t for t in (leads, deals, links) if t is not None]
     with_lead_key = deals is not None and "lead_key" in deals.data_columns
     lead_id_of_deal = roles.deal_key == "external_id"
@@ -317,11 +340,14 @@ def import_files(
     touched = Touched()
     if not _rollups_kept(conn, spec.source):
         touched.all()  # the source's first import (or first since migration 0010)
+    # PostgreSQL: a first import's rows are staged, and go in after the files
+    staging = Staging(conn, spec.source) if conn.dialect.name == "postgresql" else None
     for run in runs:
-        _import_file(conn, spec, run, batch_size, progress, touched)
+        _import_file(conn, spec, run, batch_size, progress, touched, staging)
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
-    refresh_links(session, spec.source)
+    if staging is None or not staging.finish():
+        refresh_links(session, spec.source)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
     # the KPI rollups of the months the import touched, in the same unit of work

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, and_, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from models.funnel.tables import Deal, Lead
 
@@ -40,13 +41,13 @@ def _changed(pairs: list[tuple]) -> object:
     return or_(*(a.is_distinct_from(b) for a, b in pairs))
 
 
-def refresh_links(session: Session, source: str) -> None:
-    """Recompute the derived columns of one source's leads and deals."""
-    conn = session.connection()
+def deal_summary(source: str) -> Subquery:
+    """Each lead's deal summary (``key`` = the lead's ``external_id``, then
+    :data:`LEAD_SUMMARY`), from the source's listed deals; a lead with no deal has no row."""
     won, lost, opp = (
         type_coerce(D.c[n], BigInteger) for n in ("won_at", "lost_at", "opportunity_at")
     )
-    summary = (
+    return (
         select(
             D.c.lead_key.label("key"),
             func.count().label("deal_count"),
@@ -58,6 +59,12 @@ def refresh_links(session: Session, source: str) -> None:
         .group_by(D.c.lead_key)
         .subquery("summary")
     )
+
+
+def refresh_links(session: Session, source: str) -> None:
+    """Recompute the derived columns of one source's leads and deals."""
+    conn = session.connection()
+    summary = deal_summary(source)
     # leads that no longer have any deal (a deal moved to another lead): back to none (one
     # index probe per lead that had deals)
     has_deal = (

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from models.funnel.files import _FileRun
 from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.rollup_touched import Touched
+from models.funnel.staging import Stage, Staging
 from models.funnel.tables import STAGE_FIELDS, Deal, Lead
 
 LEADS = Lead.__table__
@@ -59,8 +60,13 @@ class _Target:
         counts: _FileRun | None = None,
         primary: _Target | None = None,
         touched: Touched | None = None,
+        staging: Staging | None = None,
+        stage: bool = False,
     ) -> None:
         self.conn = conn
+        #: PostgreSQL: the import's staging (models.funnel.staging); ``stage``: this target
+        #: may stage its rows there (the only one of its file writing its table)
+        self.staging = staging
         #: the months (and records) the rollups must be refreshed for
         self.touched = touched
         self.is_deal = table is DEALS
@@ -131,6 +137,28 @@ class _Target:
         self.fresh_via_temp = False
         self.fresh_written = 0
         deals_file = self.is_deal and "lead_key" in columns and "listed" in columns
+        #: a first import's rows go to a temporary table, and into the table after the files
+        self.stage: Stage | None = None
+        #: or, a first import's deals when their leads are staged: straight into the table,
+        #: with the fields of their leads looked up in the staging
+        self.lead_stage: Stage | None = None
+        if self.pg and self.fresh and stage and staging is not None:
+            leads = staging.stages.get(LEADS.name)
+            if deals_file and leads is not None:
+                self.lead_stage = leads
+                conn.exec_driver_sql(f"ANALYZE {leads.name}")  # (an index probe per key)
+                got = [c for c in DEAL_FROM_LEAD.values() if c in leads.columns]
+                self.lead_fields = [d for d, c in DEAL_FROM_LEAD.items() if c in got]
+                self.lead_lookup_sql = (
+                    f"SELECT external_id, {', '.join(got)} FROM {leads.name} "
+                    "WHERE external_id = ANY(%s)"
+                )
+                self.copy_with_lead_sql = (
+                    f"COPY {table.name} ({cols}, {', '.join(self.lead_fields)}) FROM STDIN"
+                )
+            else:
+                self.stage = staging.open(table.name, self.columns)
+                self.copy_stage_sql = f"COPY {self.stage.name} ({cols}) FROM STDIN"
         if self.pg and self.fresh and deals_file:
             # PostgreSQL: a deals file's new deals are written with their lead's fields already
             # (the links would otherwise write every deal a second time, measured: 0.8 s of
@@ -180,6 +208,7 @@ class _Target:
         if not self.pg:
             self.conn.exec_driver_sql(self.insert_sql, rows + new)
             return
+        self._past_staging()
         # psycopg's COPY, on the connection (and so in the transaction) of the unit of work
         with self.conn.connection.driver_connection.cursor() as cur:
             if new:
@@ -192,6 +221,11 @@ class _Target:
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(self.insert_sql)
+
+    def _past_staging(self) -> None:
+        """Rows written into the table during the import: the links must be refreshed."""
+        if self.staging is not None:
+            self.staging.exact = False
 
     def add(self, key: str, values: tuple[Any, ...]) -> None:
         if key in self.batch:  # the same record twice in one file: the later row wins, in order
@@ -221,7 +255,15 @@ class _Target:
         conn = self.conn
         conn.exec_driver_sql("SAVEPOINT funnel_fresh")
         try:
-            if self.fresh_via_temp:
+            if self.stage is not None and self.stage.open:
+                driver = conn.connection.driver_connection
+                with driver.cursor() as cur, cur.copy(self.copy_stage_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            elif self.lead_stage is not None and self.lead_stage.open:
+                self._write_with_leads(rows)
+            elif self.fresh_via_temp:
+                self._past_staging()
                 with conn.connection.driver_connection.cursor() as cur:
                     cur.execute(f"TRUNCATE {self.temp}")
                     with cur.copy(self.copy_sql) as copy:
@@ -229,6 +271,7 @@ class _Target:
                             copy.write_row(row)
                     cur.execute(self.fresh_sql)
             elif self.pg:
+                self._past_staging()
                 driver = conn.connection.driver_connection
                 with driver.cursor() as cur, cur.copy(self.copy_new_sql) as copy:
                     for row in rows:
@@ -248,14 +291,32 @@ class _Target:
         conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
         return True
 
-    def _flush_fresh(self) -> bool:
-        batch = self.batch
+    def _write_with_leads(self, rows: list[tuple[Any, ...]]) -> None:
+        """New deals, with the fields of their leads (staged) appended, COPied into the
+        table: the deals are written once, as the file is read."""
+        assert self.lead_key_idx is not None
+        i = 2 + self.lead_key_idx  # (source, external_id, *data columns)
+        keys = list({r[i] for r in rows if r[i] is not None})
+        with self.conn.connection.driver_connection.cursor() as cur:
+            cur.execute(self.lead_lookup_sql, (keys,))
+            found = {r[0]: r[1:] for r in cur.fetchall()}
+            none = (None,) * len(self.lead_fields)
+            with cur.copy(self.copy_with_lead_sql) as copy:
+                for row in rows:
+                    copy.write_row(row + found.get(row[i], none))
+
+    def _flush_fresh(self, batch: dict[str, tuple[Any, ...]]) -> bool:
         source = self.source
+        staged = self.stage is not None and self.stage.open
         if not self._write_fresh([(source, key, *values) for key, values in batch.items()]):
             self.fresh = False
+            if self.staging is not None and self.stage is not None and self.stage.open:
+                # a key staged already: what is staged goes in, and the lookups find it
+                self.staging.write_out()
             return False
         self.written += len(batch)
-        self.fresh_written += len(batch)
+        if not staged:  # (staged rows are in the table's statistics once written out)
+            self.fresh_written += len(batch)
         self.unchanged_keys = set()
         if self.counts is not None:
             self.counts.new += len(batch)
@@ -270,7 +331,6 @@ class _Target:
         if t is not None and not t.everything:
             for key, values in batch.items():
                 self._touch(key, None, values)
-        self.batch = {}
         return True
 
     def finish(self) -> None:
@@ -282,12 +342,20 @@ class _Target:
             self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
             self.fresh_written = 0
 
-    def flush(self) -> None:
+    def take(self) -> dict[str, tuple[Any, ...]]:
+        """The rows added since the last flush, to :meth:`flush` (maybe in another thread,
+        while the next rows are added)."""
+        batch, self.batch = self.batch, {}
+        return batch
+
+    def flush(self, batch: dict[str, tuple[Any, ...]] | None = None) -> None:
+        """Write ``batch`` (by default, the rows added since the last flush)."""
         counts = self.counts
-        batch = self.batch
+        if batch is None:
+            batch = self.take()
         if not batch:
             return
-        if self.fresh and self._flush_fresh():
+        if self.fresh and self._flush_fresh(batch):
             return
         if self.pg and self.written >= self.analyze_at:
             self.conn.exec_driver_sql(f"ANALYZE {self.table.name}")
@@ -322,4 +390,3 @@ class _Target:
         if out or new:
             self._write(out, new)
             self.written += len(out) + len(new)
-        self.batch = {}
