@@ -136,18 +136,14 @@ def _import_file(
 ) -> None:
     compiled = run.compiled
     roles = compiled.roles
-    by_name = {r.name: r for r in compiled.readers}
-    file_name = run.path.name
-    readers = [r for r in compiled.readers]
-    plain = [(r.name, r.index, r.parse) for r in readers if r.parse is not None]
-    others = [(r.name, r.read) for r in readers if r.parse is None]
-    width = compiled.width
-    key_field = "external_id" if "external_id" in by_name else "deal_id"
-    key_column = compiled.part.fields[key_field].column
-
+    key_field = (
+        "external_id" if any(r.name == "external_id" for r in compiled.readers) else "deal_id"
+    )
     lead_fields = list(roles.lead_fields)
     deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
     leads = deals = links = None
+    # PostgreSQL: a file with one target streams a first import's rows (models.funnel.upsert)
+    alone = [roles.writes_lead, roles.deal_key is not None, roles.link].count(True) == 1
     if staging is not None:
         writes = {"leads"} if roles.writes_lead else set()
         if roles.deal_key is not None or roles.link:
@@ -163,6 +159,7 @@ def _import_file(
             touched=touched,
             staging=staging,
             stage=True,
+            stream=alone,
         )
     if roles.deal_key is not None:
         deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
@@ -178,6 +175,7 @@ def _import_file(
             touched=touched,
             staging=staging,
             stage=not roles.link,  # (the links write deals too: no staging of either)
+            stream=alone,
         )
     if roles.link:
         links = _Target(
@@ -189,6 +187,37 @@ def _import_file(
             staging=staging,
         )
     targets = [t for t in (leads, deals, links) if t is not None]
+    try:
+        _read_file(run, spec, progress, targets, leads, deals, links, batch_size, key_field)
+    except BaseException as exc:
+        for target in targets:  # a COPY left open would keep the connection from rolling back
+            target.abort(exc)
+        raise
+    for target in targets:
+        target.finish()
+
+
+def _read_file(
+    run: _FileRun,
+    spec: MappingSpec,
+    progress: Progress | None,
+    targets: list[_Target],
+    leads: _Target | None,
+    deals: _Target | None,
+    links: _Target | None,
+    batch_size: int,
+    key_field: str,
+) -> None:
+    compiled = run.compiled
+    roles = compiled.roles
+    readers = list(compiled.readers)
+    plain = [(r.name, r.index, r.parse) for r in readers if r.parse is not None]
+    others = [(r.name, r.read) for r in readers if r.parse is None]
+    width = compiled.width
+    key_column = compiled.part.fields[key_field].column
+    file_name = run.path.name
+    lead_fields = list(roles.lead_fields)
+    deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
     with_lead_key = deals is not None and "lead_key" in deals.data_columns
     lead_id_of_deal = roles.deal_key == "external_id"
     # one row is a lead and maybe its deal: a row with none of the deal's fields has no deal
@@ -258,8 +287,6 @@ def _import_file(
             for target in targets:
                 target.flush()
     run.rows = rows
-    for target in targets:
-        target.finish()
 
 
 def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

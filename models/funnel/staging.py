@@ -52,6 +52,7 @@ class Stage:
     name: str
     columns: list[str]
     open: bool = True
+    analyzed: bool = False  # since the last row was staged
 
 
 @dataclass
@@ -105,7 +106,8 @@ class Staging:
         self.stages = {}
         for stage in stages.values():
             stage.open = False
-            conn.exec_driver_sql(f"ANALYZE {stage.name}")
+            if not stage.analyzed:  # (the plans of the joins below)
+                conn.exec_driver_sql(f"ANALYZE {stage.name}")
         old = conn.exec_driver_sql("SELECT current_setting('work_mem')").scalar()
         conn.exec_driver_sql("SELECT set_config('work_mem', %(v)s, true)", {"v": WORK_MEM})
         leads = stages.get("leads")
