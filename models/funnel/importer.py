@@ -133,7 +133,8 @@ def _import_file(
     progress: Progress | None,
     touched: Touched,
     staging: Staging | None,
-) -> None:
+) -> int:
+    """Import one file; the number of rows written."""
     compiled = run.compiled
     roles = compiled.roles
     key_field = (
@@ -195,6 +196,7 @@ def _import_file(
         raise
     for target in targets:
         target.finish()
+    return sum(t.written for t in targets)
 
 
 def _read_file(
@@ -369,11 +371,15 @@ def import_files(
         touched.all()  # the source's first import (or first since migration 0010)
     # PostgreSQL: a first import's rows are staged, and go in after the files
     staging = Staging(conn, spec.source) if conn.dialect.name == "postgresql" else None
+    written = 0
     for run in runs:
-        _import_file(conn, spec, run, batch_size, progress, touched, staging)
+        written += _import_file(conn, spec, run, batch_size, progress, touched, staging)
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
-    if staging is None or not staging.finish():
+    # the derived columns were right after the last import (this is their only writer): an
+    # import that wrote no row leaves them so, and one that staged everything wrote them
+    exact = staging.finish() if staging is not None else False
+    if written and not exact:
         refresh_links(session, spec.source)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
