@@ -60,7 +60,7 @@ from models.funnel.sql import (
 NULL = -(1 << 63)
 _NULL_SQL = literal_column("(-9223372036854775807 - 1)")
 #: Rows read at a time.
-CHUNK = 65536
+CHUNK = 8192
 #: The dimensions a rollup row is grouped by ("": none, everything in the period).
 DIMS = ("", "channel", "campaign", "owner", "team")
 #: Those kept by day (and month): everything, and the dimensions with few values whatever the
