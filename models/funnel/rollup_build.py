@@ -59,6 +59,9 @@ from models.funnel.sql import (
 #: A NULL among the integers read (below every real value, NO_DATE included).
 NULL = -(1 << 63)
 _NULL_SQL = literal_column("(-9223372036854775807 - 1)")
+#: Groups are numbered by counting into an array of every possible group when there are at
+#: most this many (plus four per record); else by sorting (``np.unique``).
+DENSE = 65536
 #: Rows read at a time.
 CHUNK = 8192
 #: The dimensions a rollup row is grouped by ("": none, everything in the period).
@@ -349,7 +352,7 @@ class _Grouping:
         if extra is not None:
             combined = combined + extra.astype(np.int64) * size
             size *= len(KINDS)
-        if size <= 4 * len(combined) + 65536:
+        if size <= 4 * len(combined) + DENSE:
             present = np.bincount(combined, minlength=size) > 0
             uniq = np.flatnonzero(present)
             ids = np.cumsum(present) - 1
@@ -407,7 +410,7 @@ def _reasons(g: _Grouping, reason: np.ndarray, spellings: list[Any]) -> list[str
     if has.any():
         width = len(spellings)
         pairs = g.inv[has].astype(np.int64) * width + reason[has]
-        if g.n * width <= 4 * len(pairs) + 65536:
+        if g.n * width <= 4 * len(pairs) + DENSE:
             counts = np.bincount(pairs, minlength=g.n * width)
             found = np.flatnonzero(counts)
             counts = counts[found]
