@@ -62,6 +62,10 @@ _NULL_SQL = literal_column("(-9223372036854775807 - 1)")
 #: Groups are numbered by counting into an array of every possible group when there are at
 #: most this many (plus four per record); else by sorting (``np.unique``).
 DENSE = 65536
+#: A month's records are kept in this many parts (days 1-8, 9-16, 17-24, 25 on): a day's
+#: rollup rows are built from its part, a month's a dimension at a time from its parts, so
+#: memory holds a part and a month's values of one dimension, not a month's records.
+PARTS = 4
 #: Rows read at a time.
 CHUNK = 8192
 #: The dimensions a rollup row is grouped by ("": none, everything in the period).
@@ -224,13 +228,17 @@ class _Spill:
         self.dir.cleanup()
 
 
-def months_of_days(days: np.ndarray) -> np.ndarray:
-    """Each day's month as year * 12 + month - 1."""
-    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) + _EPOCH_MONTH
+def parts_of_days(days: np.ndarray) -> np.ndarray:
+    """Each day's part: its month (year * 12 + month - 1) * :data:`PARTS` + which of the
+    month's days 1-8, 9-16, 17-24 and 25 on it is."""
+    d = days.astype("datetime64[D]")
+    m = d.astype("datetime64[M]")
+    of_month = (d - m.astype("datetime64[D]")).astype(np.int64)
+    return (m.astype(np.int64) + _EPOCH_MONTH) * PARTS + np.minimum(of_month // 8, PARTS - 1)
 
 
-def _month_text(month: int) -> str:
-    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+def _month_text(month: int | None) -> str | None:
+    return None if month is None else f"{month // 12:04d}-{month % 12 + 1:02d}"
 
 
 _LEAD_DTYPE = np.dtype(
@@ -282,12 +290,12 @@ def _read(
             day = rec["day"]
             if not len(rec):
                 continue
-        month = months_of_days(day)
-        order = np.argsort(month, kind="stable")
-        rec, month = rec[order], month[order]
-        starts = np.flatnonzero(np.r_[True, month[1:] != month[:-1]])
+        part = parts_of_days(day)
+        order = np.argsort(part, kind="stable")
+        rec, part = rec[order], part[order]
+        starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         for a, b in zip(starts, [*starts[1:], len(rec)], strict=True):
-            spill.add(int(month[a]), rec[a:b])
+            spill.add(int(part[a]), rec[a:b])
 
 
 def _chunks(conn: Connection, stmt: Any) -> Iterator[list[tuple[Any, ...]]]:
@@ -313,121 +321,241 @@ def _chunks(conn: Connection, stmt: Any) -> Iterator[list[tuple[Any, ...]]]:
         cursor.close()
 
 
-class _Month:
-    """A month's records, with each distribution's non-NULL values sorted once (each grouping
-    then orders them by group with one stable sort of small integers)."""
+class _Table:
+    """What one table's rollup rows hold: the counts beyond every record (bits of ``bits``),
+    the distributions, whether amounts are summed (deals), rejection reasons (leads), and
+    whether records are grouped by their event too (deals)."""
 
-    def __init__(self, rec: np.ndarray, lists: tuple[str, ...]) -> None:
-        self.rec = rec
-        self.sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in lists:
+    def __init__(self, bits: int, lists: tuple[str, ...], deals: bool) -> None:
+        self.bits, self.lists, self.deals = bits, lists, deals
+
+
+LEADS = _Table(len(LEAD_BITS), ("latency", "untouched", "progress"), deals=False)
+DEALS = _Table(0, ("time",), deals=True)
+
+
+def _compact(gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct group ids, sorted, and each record's index among them: by counting into
+    an array of the ids' range when it is small, else by sorting."""
+    if not len(gid):
+        return gid, gid
+    low = int(gid.min())
+    span = int(gid.max()) - low + 1
+    if span <= 4 * len(gid) + DENSE:
+        present = np.bincount(gid - low, minlength=span) > 0
+        ids = np.cumsum(present) - 1
+        return np.flatnonzero(present) + low, ids[gid - low]
+    uniq, inv = np.unique(gid, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+class _Agg:
+    """The sums of a set of groups (``size`` of them, numbered from 0), added to records by
+    records: counts, each group's first spelling (its rank), amounts, reasons, and each
+    distribution's values with their group."""
+
+    def __init__(self, table: _Table, size: int, width: int = 0) -> None:
+        self.table, self.size, self.width = table, size, width
+        self.counts = np.zeros((1 + table.bits, size), np.int64)
+        self.best = np.full(size, np.iinfo(np.int64).max, np.int64)
+        self.amount = np.zeros(size, np.int64)
+        self.priced = np.zeros(size, np.int64)
+        self.reasons: list[np.ndarray] = []
+        self.values: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in table.lists}
+
+    def add(self, ids: np.ndarray, rec: np.ndarray, rank: np.ndarray | None) -> None:
+        size = self.size
+        self.counts[0] += np.bincount(ids, minlength=size)
+        if self.table.bits:
+            bits = rec["bits"]
+            for i in range(self.table.bits):
+                self.counts[i + 1] += np.bincount(ids[(bits & (1 << i)) != 0], minlength=size)
+        if rank is not None:
+            np.minimum.at(self.best, ids, rank)
+        if self.table.deals:
+            amount = rec["amount"]
+            has = amount != NULL
+            self.priced += np.bincount(ids[has], minlength=size)
+            np.add.at(self.amount, ids[has], amount[has])
+        else:
+            reason = rec["reason"]
+            has = reason != 0
+            if has.any():
+                self.reasons.append(ids[has] * self.width + reason[has])
+        for name, parts in self.values.items():
             values = rec[name]
-            rows = np.flatnonzero(values != NULL)
-            order = np.argsort(values[rows], kind="stable")
-            rows = rows[order]
-            self.sorted[name] = (rows, values[rows].astype(_LE, copy=False))
+            has = values != NULL
+            parts.append((ids[has], values[has]))
+
+    def blobs(self, name: str) -> list[bytes]:
+        """Each group's values of ``name``, sorted, as little-endian 64-bit integers."""
+        parts = self.values.pop(name)
+        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        values = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        parts.clear()
+        order = np.lexsort((values, ids))
+        values = values[order].astype(_LE, copy=False)
+        bounds = np.r_[0, np.cumsum(np.bincount(ids, minlength=self.size))].tolist()
+        return [values[bounds[i] : bounds[i + 1]].tobytes() for i in range(self.size)]
+
+    def reason_json(self, spellings: list[Any]) -> list[str | None]:
+        """Each group's rejection reasons as JSON {reason: count} (None: none)."""
+        out: list[dict[str, int] | None] = [None] * self.size
+        if self.reasons:
+            found, inv = _compact(np.concatenate(self.reasons))
+            counts = np.bincount(inv).tolist()
+            for pair, n in zip(found.tolist(), counts, strict=True):
+                grp, code = divmod(pair, self.width)
+                d = out[grp]
+                if d is None:
+                    d = out[grp] = {}
+                d[spellings[code]] = n
+        return [json.dumps(d) if d else None for d in out]
+
+    def labels(self, groups: _Groups | None) -> list[Any]:
+        if groups is None:
+            return [None] * self.size
+        spellings, by_rank = groups.spellings, groups.by_rank
+        return [spellings[by_rank[r]] for r in self.best.tolist()]
 
 
-class _Grouping:
-    """The groups of a month's records under one grouping: ``inv`` (each record's group),
-    each group's key code and (by day) day and (deals) event."""
+#: flags_of(dim) -> flagged records by (grain, period, key) (leads) or (event, grain, period,
+#: key) (deals); a period is a day (grain "d") or a month number (grain "m")
+Flags = Callable[[str], dict[Any, int]]
+_DAYS = 32  # a group id: ((event * _DAYS + day of the part) * keys + key)
+
+
+class _Build:
+    """The rollup rows of one table, from its records spilled by part of a month."""
 
     def __init__(
         self,
-        month: _Month,
-        key: np.ndarray,
-        nkeys: int,
-        day: np.ndarray | None,
-        extra: np.ndarray | None = None,
+        table: _Table,
+        source: str,
+        spill: _Spill,
+        groups: dict[str, _Groups],
+        flags: dict[str, dict[Any, int]],
+        reasons: list[Any],
     ) -> None:
-        self.month = month
-        # one integer per group: (event, day, key), dense when the groups are few
-        combined = key.astype(np.int64)
-        size = max(nkeys, 1)
-        day0 = 0
-        if day is not None and len(day):
-            day0 = int(day.min())
-            combined = combined + (day - day0) * size
-            size *= int(day.max()) - day0 + 1
-        if extra is not None:
-            combined = combined + extra.astype(np.int64) * size
-            size *= len(KINDS)
-        if size <= 4 * len(combined) + DENSE:
-            present = np.bincount(combined, minlength=size) > 0
-            uniq = np.flatnonzero(present)
-            ids = np.cumsum(present) - 1
-            self.inv = ids[combined]
-        else:
-            uniq, inv = np.unique(combined, return_inverse=True)
-            self.inv = inv.reshape(-1)
-        self.n = len(uniq)
-        nk = max(nkeys, 1)
-        self.key = uniq % nk
-        rest = uniq // nk
-        self.day = None
-        if day is not None:
-            ndays = (int(day.max()) - day0 + 1) if len(day) else 1
-            self.day = rest % ndays + day0
-            rest = rest // ndays
-        self.extra = rest if extra is not None else None
+        self.table, self.source, self.spill = table, source, spill
+        self.groups, self.flags, self.reasons = groups, flags, reasons
 
-    def count(self, mask: np.ndarray | None = None) -> np.ndarray:
-        inv = self.inv if mask is None else self.inv[mask]
-        return np.bincount(inv, minlength=self.n)
+    def _keys(self, dim: str, rec: np.ndarray) -> tuple[np.ndarray, int]:
+        if not dim:
+            return np.zeros(len(rec), np.int64), 1
+        g = self.groups[dim]
+        return g.key_of[rec[dim]].astype(np.int64), len(g.keys)
 
-    def sorted_values(self, name: str) -> list[bytes]:
-        """Each group's non-NULL values of ``name``, sorted, as little-endian 64-bit integers."""
-        rows, values = self.month.sorted[name]
-        g = self.inv[rows]
-        if self.n <= 1 << 16:
-            g = g.astype(np.uint16)  # a radix sort
-        order = np.argsort(g, kind="stable")
-        v = values[order]
-        bounds = np.r_[0, np.cumsum(np.bincount(g, minlength=self.n))]
-        return [v[bounds[i] : bounds[i + 1]].tobytes() for i in range(self.n)]
+    def _rank(self, dim: str, rec: np.ndarray) -> np.ndarray | None:
+        return self.groups[dim].rank[rec[dim]] if dim else None
 
-    def labels(self, groups: _Groups, codes: np.ndarray) -> list[Any]:
-        """Each group's spelling that sorts first."""
-        best = np.full(self.n, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(best, self.inv, groups.rank[codes])
-        spellings = groups.spellings
-        by_rank = groups.by_rank
-        return [spellings[by_rank[r]] for r in best.tolist()]
+    def rows(self, step: Callable[[], None] | None) -> Iterator[tuple[Any, ...]]:
+        parts = sorted(self.spill.parts, key=lambda p: (p is None, p or 0))
+        by_month: dict[Any, list[Any]] = {}
+        for p in parts:
+            by_month.setdefault(None if p is None else p // PARTS, []).append(p)
+        for month, month_parts in by_month.items():
+            if month is not None:  # the days: each in one part
+                for p in month_parts:
+                    rec = self.spill.read(p)
+                    for dim in DAY_DIMS:
+                        yield from self._day_rows(dim, rec, month)
+            for dim in DIMS:  # the month, a dimension at a time (its values only in memory)
+                yield from self._month_rows(dim, month, month_parts)
+            if step is not None:
+                step()
 
-    def sums(self, values: np.ndarray) -> tuple[list[Any], np.ndarray]:
-        """Each group's sum of non-NULL ``values`` (None where it has none), and their count."""
-        has = values != NULL
-        n = np.bincount(self.inv[has], minlength=self.n)
-        total = np.zeros(self.n, np.int64)
-        np.add.at(total, self.inv[has], values[has])
-        return [t if k else None for t, k in zip(total.tolist(), n.tolist(), strict=True)], n
+    def _gid(self, dim: str, rec: np.ndarray, day0: int | None) -> tuple[np.ndarray, int]:
+        key, nkeys = self._keys(dim, rec)
+        slot = np.zeros(len(rec), np.int64)
+        if day0 is not None:
+            slot = rec["day"] - day0
+        if self.table.deals:
+            slot = slot + rec["kind"].astype(np.int64) * _DAYS
+        return slot * nkeys + key, nkeys
 
+    def _day_rows(self, dim: str, rec: np.ndarray, month: int) -> Iterator[tuple[Any, ...]]:
+        day0 = int(rec["day"].min())
+        gid, nkeys = self._gid(dim, rec, day0)
+        uniq, ids = _compact(gid)
+        agg = _Agg(self.table, len(uniq), len(self.reasons))
+        agg.add(ids, rec, self._rank(dim, rec))
+        yield from self._emit(agg, dim, "d", uniq, nkeys, day0, month)
 
-def _reasons(g: _Grouping, reason: np.ndarray, spellings: list[Any]) -> list[str | None]:
-    """Each group's rejection reasons as JSON {reason: count} (None: no rejected lead)."""
-    has = reason != 0
-    out: list[dict[str, int] | None] = [None] * g.n
-    if has.any():
-        width = len(spellings)
-        pairs = g.inv[has].astype(np.int64) * width + reason[has]
-        if g.n * width <= 4 * len(pairs) + DENSE:
-            counts = np.bincount(pairs, minlength=g.n * width)
-            found = np.flatnonzero(counts)
-            counts = counts[found]
-        else:  # many distinct reasons (free text)
-            found, counts = np.unique(pairs, return_counts=True)
-        for pair, n in zip(found.tolist(), counts.tolist(), strict=True):
-            grp, code = divmod(pair, width)
-            d = out[grp]
-            if d is None:
-                d = out[grp] = {}
-            d[spellings[code]] = n
-    return [json.dumps(d) if d else None for d in out]
+    def _month_rows(self, dim: str, month: int | None, parts: list[Any]) -> Iterator[Any]:
+        gids = []
+        nkeys = 1
+        for p in parts:
+            gid, nkeys = self._gid(dim, self.spill.read(p), None)
+            gids.append(gid)
+        uniq, ids = _compact(np.concatenate(gids))
+        del gids
+        agg = _Agg(self.table, len(uniq), len(self.reasons))
+        at = 0
+        for p in parts:
+            rec = self.spill.read(p)
+            agg.add(ids[at : at + len(rec)], rec, self._rank(dim, rec))
+            at += len(rec)
+        del ids
+        yield from self._emit(agg, dim, "m", uniq, nkeys, None, month)
 
-
-#: flags_of(dim) -> {(period, key): flagged records}; a period is a day (by day) or a month
-#: number (by month), for leads; for deals the key is (kind, period, key)
-Flags = Callable[[str], dict[Any, int]]
+    def _emit(
+        self,
+        agg: _Agg,
+        dim: str,
+        grain: str,
+        uniq: np.ndarray,
+        nkeys: int,
+        day0: int | None,
+        month: int | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        key_codes, slots = (uniq % nkeys).tolist(), (uniq // nkeys).tolist()
+        groups = self.groups.get(dim)
+        keys = [None if groups is None else groups.keys[k] for k in key_codes]
+        labels = agg.labels(groups)
+        flags = self.flags[dim]
+        blobs = [agg.blobs(n) for n in self.table.lists]
+        counts = agg.counts.tolist()
+        text = _month_text(month)
+        if self.table.deals:
+            priced, amount = agg.priced.tolist(), agg.amount.tolist()
+            for i, slot in enumerate(slots):
+                kind = KINDS[slot // _DAYS]
+                period = month if day0 is None else day0 + slot % _DAYS
+                yield (
+                    self.source,
+                    grain,
+                    kind,
+                    period,
+                    None,
+                    text,
+                    dim,
+                    keys[i],
+                    labels[i],
+                    counts[0][i],
+                    amount[i] if priced[i] else None,
+                    priced[i],
+                    flags.get((kind, grain, period, keys[i]), 0) if flags else 0,
+                    blobs[0][i],
+                )
+            return
+        why = agg.reason_json(self.reasons)
+        for i, slot in enumerate(slots):
+            period = month if day0 is None else day0 + slot
+            yield (
+                self.source,
+                grain,
+                period,
+                dim,
+                keys[i],
+                labels[i],
+                *(c[i] for c in counts),
+                flags.get((grain, period, keys[i]), 0) if flags else 0,
+                blobs[0][i],
+                blobs[1][i],
+                blobs[2][i],
+                why[i],
+            )
 
 
 def lead_rows(
@@ -445,63 +573,10 @@ def lead_rows(
         _read(conn, lead_stmt(source, ranges), _LEAD_DTYPE, 5, codes, spill)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
-        reasons = codes["reason"].spellings
-        for month in sorted(spill.parts):
-            rec = spill.read(month)
-            m = _Month(rec, ("latency", "untouched", "progress"))
-            for dim in DIMS:
-                by_day = dim in DAY_DIMS
-                key = groups[dim].key_of[rec[dim]] if dim else np.zeros(len(rec), np.int32)
-                nkeys = len(groups[dim].keys) if dim else 1
-                for grain in ("d", "m") if by_day else ("m",):
-                    g = _Grouping(m, key, nkeys, rec["day"] if grain == "d" else None)
-                    yield from _lead_group_rows(
-                        source, dim, grain, month, g, rec, groups.get(dim), flags[dim], reasons
-                    )
-            if step is not None:
-                step()
+        build = _Build(LEADS, source, spill, groups, flags, codes["reason"].spellings)
+        yield from build.rows(step)
     finally:
         spill.close()
-
-
-def _lead_group_rows(
-    source: str,
-    dim: str,
-    grain: str,
-    month: int,
-    g: _Grouping,
-    rec: np.ndarray,
-    groups: _Groups | None,
-    flags: dict[Any, int],
-    reasons: list[Any],
-) -> Iterator[tuple[Any, ...]]:
-    bits = rec["bits"]
-    counts = [g.count(), *(g.count((bits & (1 << i)) != 0) for i in range(len(LEAD_BITS)))]
-    count_lists = [c.tolist() for c in counts]
-    lists = [g.sorted_values(c) for c in ("latency", "untouched", "progress")]
-    why = _reasons(g, rec["reason"], reasons)
-    if groups is None:
-        keys: list[Any] = [None] * g.n
-        labels: list[Any] = [None] * g.n
-    else:
-        keys = [groups.keys[k] for k in g.key.tolist()]
-        labels = g.labels(groups, rec[dim])
-    periods = g.day.tolist() if g.day is not None else [month] * g.n
-    for i in range(g.n):
-        yield (
-            source,
-            grain,
-            periods[i],
-            dim,
-            keys[i],
-            labels[i],
-            *(c[i] for c in count_lists),
-            flags.get((grain, periods[i], keys[i]), 0) if flags else 0,
-            lists[0][i],
-            lists[1][i],
-            lists[2][i],
-            why[i],
-        )
 
 
 def deal_rows(
@@ -514,70 +589,14 @@ def deal_rows(
 ) -> Iterator[tuple[Any, ...]]:
     """The deal rollup rows of the ``events`` kind (columns of
     :data:`models.funnel.rollups._DEAL_ROW`) of the months in ``ranges`` (None: all) and,
-    ``undated``, of the open deals with no creation date."""
+    ``undated``, of the open deals with no creation date (one row per group, as a month's,
+    with no period)."""
     codes = {d: _Codes() for d in DIMS[1:]}
     spill = _Spill(_DEAL_DTYPE)
     try:
         _read(conn, deal_stmt(source, ranges, undated), _DEAL_DTYPE, 4, codes, spill)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
-        for month in sorted(spill.parts, key=lambda m: (m is None, m or 0)):
-            rec = spill.read(month)
-            m = _Month(rec, ("time",))
-            text = None if month is None else _month_text(month)
-            for dim in DIMS:
-                by_day = dim in DAY_DIMS and month is not None
-                key = groups[dim].key_of[rec[dim]] if dim else np.zeros(len(rec), np.int32)
-                nkeys = len(groups[dim].keys) if dim else 1
-                for grain in ("d", "m") if by_day else ("m",):
-                    g = _Grouping(m, key, nkeys, rec["day"] if grain == "d" else None, rec["kind"])
-                    yield from _deal_group_rows(
-                        source, dim, grain, month, text, g, rec, groups.get(dim), flags[dim]
-                    )
-            if step is not None:
-                step()
+        yield from _Build(DEALS, source, spill, groups, flags, []).rows(step)
     finally:
         spill.close()
-
-
-def _deal_group_rows(
-    source: str,
-    dim: str,
-    grain: str,
-    month: int | None,
-    text: str | None,
-    g: _Grouping,
-    rec: np.ndarray,
-    groups: _Groups | None,
-    flags: dict[Any, int],
-) -> Iterator[tuple[Any, ...]]:
-    deals = g.count().tolist()
-    amounts, priced = g.sums(rec["amount"])
-    priced_n = priced.tolist()
-    times = g.sorted_values("time")
-    if groups is None:
-        keys: list[Any] = [None] * g.n
-        labels: list[Any] = [None] * g.n
-    else:
-        keys = [groups.keys[k] for k in g.key.tolist()]
-        labels = g.labels(groups, rec[dim])
-    assert g.extra is not None
-    kinds = [KINDS[k] for k in g.extra.tolist()]
-    periods = g.day.tolist() if g.day is not None else [month] * g.n
-    for i in range(g.n):
-        yield (
-            source,
-            grain,
-            kinds[i],
-            periods[i],
-            None,
-            text,
-            dim,
-            keys[i],
-            labels[i],
-            deals[i],
-            amounts[i],
-            priced_n[i],
-            flags.get((kinds[i], grain, periods[i], keys[i]), 0) if flags else 0,
-            times[i],
-        )
