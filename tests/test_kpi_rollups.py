@@ -99,13 +99,29 @@ query_st = st.fixed_dictionaries(
 )
 
 
+LEAD_COLUMNS = (
+    "channel",
+    "campaign",
+    "owner",
+    "team",
+    "first_touch_at",
+    "sql_at",
+    "rejected_at",
+    "rejection_reason",
+)
+
+
 def _load(s, leads: list[dict], deals: list[dict]) -> None:  # noqa: ANN001
     conn = s.connection()
     for t in (FunnelFlag, Deal, Lead):
         s.execute(delete(t))
     forget(s)
-    # source "a" always has a lead (the queries may name it)
-    lead_rows = [{"source": "a", "external_id": "base", "mql_at": when(SPAN // 2)}]
+    # source "a" always has a lead (the queries may name it). Every row names every column: an
+    # INSERT of many rows takes its columns from the first row (and dropped the others' values)
+    lead_rows = [
+        dict.fromkeys(LEAD_COLUMNS)
+        | {"source": "a", "external_id": "base", "mql_at": when(SPAN // 2)}
+    ]
     deal_rows = []
     for i, d in enumerate(leads):
         mql = d["mql"]
@@ -425,3 +441,64 @@ def test_rollups_command_builds_them_for_a_store_written_otherwise(store: Store)
         assert answers(s.connection(), (), None)
         after = compute_kpis(s, by="month", as_of=datetime(2024, 5, 1, tzinfo=UTC))
     assert after == before
+
+
+@pytest.mark.parametrize("dense", [65536, 0], ids=["counted", "sorted"])
+def test_many_groups_free_text_reasons_and_dates_before_1970(
+    store: Store, dense: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of owners and channels and a free-text rejection reason per lead, MQLs before
+    1970 and in the same month: the rollups give the rows' numbers, whether their groups are
+    numbered by counting or by sorting. (A window ending on 1969-12-31 ends at epoch second 0:
+    the rows' open pipeline took that for no end and counted the deals opened in 2024.)"""
+    monkeypatch.setattr("models.funnel.rollup_build.DENSE", dense)
+    day = 86400
+    leads = [
+        {
+            "channel": f"Ch{i % 250}" if i % 2 else f"ch{i % 250}",
+            "campaign": None,
+            "owner": f"rep{i % 450}",
+            "team": None,
+            # most in January 2024, some in 1969 (negative epoch seconds)
+            "mql": (i * 7919) % (20 * day) if i % 5 else -(55 * 365 * day) + i * 3600,
+            "touch": None if i % 3 == 0 else (i % 11) * 3600,
+            "sql": None if i % 4 else day,
+            "rejected": 2 * day if i % 4 == 1 else None,
+            "reason": f"reason number {i}",
+        }
+        for i in range(600)
+    ]
+    deals = [
+        {
+            "lead": i,
+            "owner": None,
+            "team": None,
+            "opp": (i * 104729) % (30 * day),
+            "won": (i * 7) % (40 * day) if i % 3 == 0 else None,
+            "lost": (i * 13) % (40 * day) if i % 3 == 1 else None,
+            "amount": 100 * i if i % 2 else None,
+        }
+        for i in range(0, 600, 2)
+    ]
+    got = {}
+    with store.unit_of_work() as s:
+        _load(s, leads, deals)
+        for name, q in {
+            "overall": {"by": None},
+            "owner": {"by": ("owner",)},
+            "channel x month": {"by": ("channel", "month")},
+            "1969": {"by": ("month",), "start": date(1969, 1, 1), "end": date(1969, 12, 31)},
+            "owner x month": {
+                "by": ("owner", "month"),
+                "start": date(2024, 1, 1),
+                "end": date(2024, 1, 31),
+            },
+        }.items():
+            q = {"source": "a", "as_of": when(50 * day), "sla_hours": 4, "stall_days": 3} | q
+            assert answers(s.connection(), q["by"] or (), "a", *_bounds(q))
+            fast, rows = both_ways(s, **q)
+            assert fast == rows, name
+            got[name] = fast
+    # the 1969 window (it ends at epoch second 0): its two months, not the deals of 2024
+    assert [g["group"] for g in got["1969"]["groups"]] == ["1969-01", "1969-02"]
+    assert len(got["owner"]["groups"]) > 300

@@ -137,7 +137,9 @@ def deals(
     won_in = and_(*in_window(t.won, s, e))
     lost_in = and_(*in_window(t.lost, s, e))
     is_open = and_(
-        t.won.is_(None), t.lost.is_(None), *([or_(t.opp.is_(None), t.opp < e)] if e else [])
+        t.won.is_(None),
+        t.lost.is_(None),
+        *([or_(t.opp.is_(None), t.opp < e)] if e is not None else []),
     )
     where = [D.c.listed, or_(won_in, lost_in, is_open)]
     if source:

@@ -10,25 +10,23 @@ open leads, won deals' cycles, open deals' creation times. So a KPI's cost is th
 reads, and its numbers are those of the rows (``tests/test_kpi_rollups.py``).
 
 How they are kept: :func:`refresh` recomputes the rollups of one source for the months given
-(every month when none are), in the caller's unit of work, from the rows: the dimensions kept
-by day from one grouping of the months' rows by day x channel x team
-(:mod:`models.funnel.rollup_fine`), campaigns and owners by one grouped query each; day rows
-streamed out in day order and each month's row merged from its days. The import
-(:func:`models.funnel.importer.import_files`) passes the
+(every month when none are), in the caller's unit of work, from the rows: every lead and every
+deal's event (its win, else its loss, else its being open) is read once and grouped by month
+with numpy (:mod:`models.funnel.rollup_build`); the losses of deals also won, which are rare,
+by grouped queries. The import (:func:`models.funnel.importer.import_files`) passes the
 months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
 and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
 (a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything
 that writes leads or deals otherwise calls :func:`refresh` after it (``tests/test_kpis.py``
 does, as an import would).
 
-Why one file of this size: the lead and the deal rollups are built the same way (periods,
-packing, the streamed day rows merged into months, the writer) and change together with the
-tables' layout and with :mod:`models.funnel.rollup_read`.
+Why one file of this size: the periods, the refresh and its writer, the flags and the rare
+kinds of deal rollups change together with the tables' layout and with
+:mod:`models.funnel.rollup_read`; building the rows is :mod:`models.funnel.rollup_build`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from array import array
 from collections import Counter
@@ -42,12 +40,10 @@ from sqlalchemy import (
     Connection,
     String,
     and_,
-    case,
     delete,
     distinct,
     func,
     insert,
-    literal,
     literal_column,
     null,
     or_,
@@ -57,32 +53,23 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.funnel.rollup_fine import (
-    FINE_DEALS,
-    FINE_LEADS,
+from models.funnel.rollup_build import (
+    DAY_DIMS,
+    DIMS,
     deal_events,
-    deals_from_fine,
-    drop_fine,
-    fine_deals_stmt,
-    fine_leads_stmt,
+    deal_rows,
     in_ranges,
-    leads_from_fine,
-    make_fine,
+    lead_rows,
 )
 from models.funnel.sql import (
     DAY,
-    NUMBERS,
-    TEXTS,
     D,
     F,
     L,
-    concat,
     day_of,
     deal_dims,
     deal_terms,
     dimension,
-    ints,
-    lead_counts,
     lead_dims,
     lead_terms,
     month_of,
@@ -92,12 +79,6 @@ from models.funnel.tables import KpiDealRollup, KpiLeadRollup, KpiRollupSource
 LR = KpiLeadRollup.__table__
 DR = KpiDealRollup.__table__
 SR = KpiRollupSource.__table__
-#: The dimensions a rollup row is grouped by ("": none, everything in the period).
-DIMS = ("", "channel", "campaign", "owner", "team")
-#: Those kept by day (and month): everything, and the dimensions with few values whatever the
-#: store's size (channels, teams). Campaigns and owners are kept by month only: by day they
-#: would be nearly as many rows as leads (200 campaigns x 730 days for 1M leads, measured).
-DAY_DIMS = ("", "channel", "team")
 LEAD_COUNTS = (
     "mqls",
     "sqls",
@@ -174,13 +155,6 @@ def _ranges(months: Iterable[int]) -> list[tuple[int, int]]:
 # --- building ----------------------------------------------------------------------------------
 
 
-def _pack(values: Iterable[int]) -> bytes:
-    a = array("q", sorted(values))
-    if sys.byteorder == "big":  # stored little-endian
-        a.byteswap()
-    return a.tobytes()
-
-
 def unpack(blob: bytes | None) -> array:
     a = array("q")
     if blob:
@@ -198,7 +172,7 @@ def refresh(
 ) -> None:
     """Recompute the rollups of ``source`` for ``months`` (None: every month), in the caller's
     unit of work; the source's rollups are kept from then on. ``step(done, of)`` is called
-    after each grouped pass (progress)."""
+    after each month of each table (progress)."""
     conn = session.connection() if isinstance(session, Session) else session
     _delete(conn, source, months)
     dated = None if months is None else {m for m in months if m is not None}
@@ -214,35 +188,79 @@ def refresh(
         ).first()
         is not None
     )
-    fine_leads = fine_deals = None
-    if ranges is None or ranges:
-        fine_leads = make_fine(conn, FINE_LEADS, fine_leads_stmt(source, ranges))
-    if ranges is None or ranges or undated:
-        fine_deals = make_fine(conn, FINE_DEALS, fine_deals_stmt(source, ranges, undated))
-    passes = len(DIMS) * (2 + (2 if both else 0))
+    of = len(dated) if dated is not None else _months_held(conn, source)
+    of = 2 * max(of, 1) + (2 * len(DIMS) if both else 0)
     done = 0
-    for dim in DIMS:
-        if fine_leads is not None:
-            _leads(conn, source, dim, ranges, flagged, fine_leads)
-        done += 1
+
+    def tick() -> None:
+        nonlocal done
+        done = min(done + 1, of - 1)
         if step is not None:
-            step(done, passes)
-        if fine_deals is not None:
-            _deals(conn, source, dim, "events", ranges, flagged, undated=undated, fine=fine_deals)
-        done += 1
-        if step is not None:
-            step(done, passes)
-        if both and (ranges is None or ranges):
+            step(done, of)
+
+    if ranges is None or ranges:
+        _write(
+            conn,
+            LR,
+            _LEAD_ROW,
+            lead_rows(
+                conn,
+                source,
+                ranges,
+                (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else _no_flags,
+                tick,
+            ),
+        )
+    if ranges is None or ranges or undated:
+        _write(
+            conn,
+            DR,
+            _DEAL_ROW,
+            deal_rows(
+                conn,
+                source,
+                ranges,
+                undated,
+                (lambda dim: _deal_flags(conn, source, dim, ranges, undated))
+                if flagged
+                else _no_flags,
+                tick,
+            ),
+        )
+    if both and (ranges is None or ranges):
+        for dim in DIMS:
             for kind in ("lost", "both"):
                 _deals(conn, source, dim, kind, ranges, flagged)
-                done += 1
-                if step is not None:
-                    step(done, passes)
-    drop_fine(conn)
+                tick()
+    if step is not None:
+        step(of, of)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
     else:
         conn.execute(SR.update().where(SR.c.source == source).values(refreshed_at=utcnow()))
+
+
+def _months_held(conn: Connection, source: str) -> int:
+    """About how many months of MQLs the source holds (for progress only)."""
+    t = lead_terms()
+    low, high = conn.execute(
+        select(func.min(t.mql), func.max(t.mql)).where(L.c.source == source)
+    ).one()
+    if low is None:
+        return 1
+    return month_of_epoch(high) - month_of_epoch(low) + 1  # type: ignore[operator]
+
+
+def _no_flags(_dim: str) -> dict[Any, int]:
+    return {}
+
+
+def _write(conn: Connection, table: Any, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
+    writer = _Writer(conn, table, columns)
+    add = writer.add
+    for row in rows:
+        add(row)
+    writer.flush()
 
 
 def forget(session: Session | Connection, source: str | None = None) -> None:
@@ -285,116 +303,62 @@ def _stream(conn: Connection, stmt: Any) -> Any:
     return conn.execute(stmt.execution_options(stream_results=True, yield_per=_FETCH))
 
 
-def _leads(
-    conn: Connection,
-    source: str,
-    dim: str,
-    ranges: list[tuple[int, int]] | None,
-    flagged: bool,
-    fine: Any = None,
-) -> None:
+def _lead_flags(
+    conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None
+) -> dict[Any, int]:
+    """Flagged leads by (grain, period, key) of ``dim``: driven from the (few) flags, by the
+    lead's natural key."""
     t = lead_terms()
-    by_day = dim in DAY_DIMS  # days (merged into months), else months only
+    by_day = dim in DAY_DIMS
     day = day_of(t.mql) if by_day else month_of(t.mql)
-    key, label = _key_label(dim, lead_dims())
-    where = [L.c.source == source, in_ranges(t.mql, ranges)]
-    groups = [day, key] if dim else [day]
-    # flagged leads: driven from the (few) flags, by the lead's natural key
+    key, _label = _key_label(dim, lead_dims())
     flagged_lead = select(F.c.source, F.c.lead_key).distinct().subquery("flagged")
-    flags = {
-        (r[0], r[1]): r[2]
-        for r in (
-            ()
-            if not flagged
-            else conn.execute(
-                select(day, key, func.count())
-                .select_from(
-                    L.join(
-                        flagged_lead,
-                        and_(
-                            flagged_lead.c.source == L.c.source,
-                            flagged_lead.c.lead_key == L.c.external_id,
-                        ),
-                    )
-                )
-                .where(*where)
-                .group_by(*groups)
+    out: Counter[Any] = Counter()
+    for period, k, n in conn.execute(
+        select(day, key, func.count())
+        .select_from(
+            L.join(
+                flagged_lead,
+                and_(
+                    flagged_lead.c.source == L.c.source,
+                    flagged_lead.c.lead_key == L.c.external_id,
+                ),
             )
         )
-    }
-    stmt = (
-        select(
-            day.label("day"),
-            key.label("key"),
-            label.label("label"),
-            *lead_counts(t),
-            concat(case((t.touched, t.touch - t.mql)), literal(NUMBERS)).label("latency"),
-            concat(case((t.touch.is_(None), t.mql)), literal(NUMBERS)).label("untouched_mql"),
-            concat(case((and_(t.is_open, t.progressed), t.last_progress)), literal(NUMBERS)).label(
-                "progress"
-            ),
-            concat(case((t.rejected_only, t.reason)), literal(TEXTS)).label("reasons"),
-        )
-        .where(*where)
-        .group_by(*groups)
-        .order_by(day)
-    )
-    if by_day and fine is not None:  # the same rows, from the day x channel x team groups
-        stmt = leads_from_fine(fine, dim)
-    writer = _Writer(conn, LR, _LEAD_ROW)
-    # the loop below runs once per group row (tens of thousands): plain tuples, no dicts
-    month_rows: dict[Any, list[Any]] = {}
-    current = None
-    add = writer.add
-    grain = "d" if by_day else "m"
-    for r in _rows_of(conn, stmt):
-        day, key, label = r[0], r[1], r[2]
-        counts = [*map(int, r[3:13]), int(flags.get((day, key), 0)) if flags else 0]
-        latency, untouched, progress = ints(r[13]), ints(r[14]), ints(r[15])
-        reasons = Counter(r[16].split(TEXTS)) if r[16] else None
-        add(
-            (
-                source,
-                grain,
-                day if by_day else month_number(day),
-                dim,
-                key,
-                label,
-                *counts,
-                _pack(latency),
-                _pack(untouched),
-                _pack(progress),
-                json.dumps(reasons) if reasons else None,
-            )
-        )
-        if not by_day:
-            continue
-        m = month_of_day(day)
-        if m != current:
-            _flush_lead_months(writer, month_rows, source, current, dim)
-            current = m
-        acc = month_rows.get(key)
-        if acc is None:
-            # a month's values as 8-byte integers, not Python ints (a fifth of the memory)
-            month_rows[key] = [
-                label,
-                counts,
-                array("q", latency),
-                array("q", untouched),
-                array("q", progress),
-                reasons or Counter(),
-            ]
-            continue
-        if label is not None and (acc[0] is None or label < acc[0]):
-            acc[0] = label
-        acc[1] = [a + b for a, b in zip(acc[1], counts, strict=True)]
-        acc[2].extend(latency)
-        acc[3].extend(untouched)
-        acc[4].extend(progress)
-        if reasons:
-            acc[5].update(reasons)
-    _flush_lead_months(writer, month_rows, source, current, dim)
-    writer.flush()
+        .where(L.c.source == source, in_ranges(t.mql, ranges))
+        .group_by(day, *([key] if dim else []))  # (PostgreSQL refuses a constant)
+    ):
+        if by_day:
+            out["d", period, k] += n
+            out["m", month_of_day(period), k] += n
+        else:
+            out["m", month_number(period), k] += n
+    return out
+
+
+def _deal_flags(
+    conn: Connection, source: str, dim: str, ranges: list[tuple[int, int]] | None, undated: bool
+) -> dict[Any, int]:
+    """Flagged deals by (event, grain, period, key) of ``dim``."""
+    e = deal_events(undated, ranges)
+    by_day = dim in DAY_DIMS
+    day = day_of(e["at"]) if by_day else e["month"]
+    key, _label = _key_label(dim, deal_dims())
+    out: Counter[Any] = Counter()
+    for kind, period, k, n in conn.execute(
+        select(e["kinds"], day, key, func.count(distinct(D.c.id)))
+        .select_from(F.join(D, and_(D.c.source == F.c.source, D.c.external_id == F.c.deal_key)))
+        .where(D.c.listed, D.c.source == source, e["where"])
+        .group_by(e["kinds"], day, *([key] if dim else []))
+    ):
+        if period is None:
+            out[kind, "m", None, k] += n
+        elif by_day:
+            out[kind, "d", period, k] += n
+            out[kind, "m", month_of_day(period), k] += n
+        else:
+            out[kind, "m", month_number(period), k] += n
+    return out
 
 
 #: the columns of a lead rollup row, in the order :func:`_leads` builds them
@@ -409,28 +373,6 @@ def _rows_of(conn: Connection, stmt: Any) -> Iterator[Any]:
     """The rows of ``stmt``, streamed in chunks (rows index like tuples)."""
     for chunk in _stream(conn, stmt).partitions():
         yield from chunk
-
-
-def _flush_lead_months(
-    writer: _Writer, rows: dict[Any, list[Any]], source: str, month: Any, dim: str
-) -> None:
-    for key, (label, counts, latency, untouched, progress, reasons) in rows.items():
-        writer.add(
-            (
-                source,
-                "m",
-                month,
-                dim,
-                key,
-                label,
-                *counts,
-                _pack(latency),
-                _pack(untouched),
-                _pack(progress),
-                json.dumps(reasons) if reasons else None,
-            )
-        )
-    rows.clear()
 
 
 class _Writer:
@@ -478,25 +420,18 @@ def _deals(
     kind: str,
     ranges: list[tuple[int, int]] | None,
     with_flags: bool,
-    undated: bool = False,
-    fine: Any = None,
 ) -> None:
-    """Deal events in the months of ``ranges`` (None: all): ``events``, in one pass, a deal's
-    win, else its loss, else its being open (and, ``undated``, the open deals with no creation
-    date: period NULL); for the deals both won and lost, their loss (``lost``) and ``both``."""
+    """The deals both won and lost in the months of ``ranges`` (None: all): their loss
+    (``lost``, grouped under the win's month) and ``both`` (the days of the loss and the win).
+    Rare, so grouped in SQL (a deal's one event, :func:`models.funnel.rollup_build.deal_rows`,
+    is its win)."""
     t = deal_terms()
     by_day = dim in DAY_DIMS  # days (merged into months), else months only
     key, label = _key_label(dim, deal_dims())
     where = [D.c.listed, D.c.source == source]
     other = type_coerce(null(), BigInteger)
-    amount = with_amount = times = None
     kinds = literal_column(f"'{kind}'")
-    if kind == "events":
-        e = deal_events(undated, ranges)
-        kinds, at, month = e["kinds"], e["at"], e["month"]
-        where.append(e["where"])
-        amount, with_amount, times = e["amount"], e["with_amount"], e["times"]
-    elif kind == "lost":  # the loss of a deal also won (grouped under its win's month)
+    if kind == "lost":  # the loss of a deal also won (grouped under its win's month)
         at, month = t.lost, month_of(t.won)
         where += [t.won.is_not(None), in_ranges(t.lost, ranges)]
     elif kind == "both":
@@ -505,8 +440,6 @@ def _deals(
         where += [t.won.is_not(None), in_ranges(t.lost, ranges)]
     day = day_of(at) if by_day else month_of(at)
     groups = [day, *([other] if kind == "both" else []), month, *([key] if dim else [])]
-    if kind == "events":  # (PostgreSQL refuses a constant in GROUP BY)
-        groups.insert(0, kinds)
     flagged = {
         tuple(r[:5]): r[5]
         for r in (
@@ -531,32 +464,19 @@ def _deals(
             key.label("key"),
             label.label("label"),
             func.count().label("deals"),
-            (amount if amount is not None else null()).label("amount"),
-            (with_amount if with_amount is not None else literal_column("0")).label("with_amount"),
-            (times if times is not None else null()).label("times"),
         )
         .where(*where)
         .group_by(*groups)
         .order_by(day)
     )
-    if by_day and fine is not None:  # the same rows, from the day x channel x team groups
-        stmt = deals_from_fine(fine, dim)
     writer = _Writer(conn, DR, _DEAL_ROW)
     add = writer.add
     month_rows: dict[Any, list[Any]] = {}
     current = None
-    for kind_, day, other_, month, key, label, deals, amount, with_amount, times_ in _rows_of(
-        conn, stmt
-    ):
-        times_v = ints(times_)
+    for kind_, day, other_, month, key, label, deals in _rows_of(conn, stmt):
         n = int(deals)
-        cents = None if amount is None else int(amount)
-        priced = int(with_amount or 0)
         marked = int(flagged.get((kind_, day, other_, month, key), 0)) if flagged else 0
-        tail = (n, cents, priced, marked, _pack(times_v))
-        if day is None:  # open deals with no creation date: one row, as a month's
-            add((source, "m", kind_, None, other_, month, dim, key, label, *tail))
-            continue
+        tail = (n, None, 0, marked, b"")
         if not by_day:
             other_m = None if other_ is None else month_number(other_)
             period = month_number(day)
@@ -571,24 +491,12 @@ def _deals(
             current = m
         acc = month_rows.get((kind_, month, key))
         if acc is None:
-            month_rows[(kind_, month, key)] = [
-                other_,
-                label,
-                n,
-                cents,
-                priced,
-                marked,
-                array("q", times_v),
-            ]
+            month_rows[(kind_, month, key)] = [other_, label, n, marked]
             continue
         if label is not None and (acc[1] is None or label < acc[1]):
             acc[1] = label
         acc[2] += n
-        if cents is not None:
-            acc[3] = (acc[3] or 0) + cents
-        acc[4] += priced
-        acc[5] += marked
-        acc[6].extend(times_v)
+        acc[3] += marked
     _flush_deal_months(writer, month_rows, source, current, dim)
     writer.flush()
 
@@ -596,9 +504,8 @@ def _deals(
 def _flush_deal_months(
     writer: _Writer, rows: dict[Any, list[Any]], source: str, month_n: Any, dim: str
 ) -> None:
-    for (kind, month, key), (other, label, n, cents, priced, marked, times) in rows.items():
+    for (kind, month, key), (other, label, n, marked) in rows.items():
         writer.add(
-            (source, "m", kind, month_n, other, month, dim, key, label)
-            + (n, cents, priced, marked, _pack(times))
+            (source, "m", kind, month_n, other, month, dim, key, label, n, None, 0, marked, b"")
         )
     rows.clear()

@@ -216,20 +216,27 @@ def lead_terms() -> LeadTerms:
     )
 
 
+def lead_conditions(t: LeadTerms) -> dict[str, ColumnElement[bool]]:
+    """The conditions the cohort's counts count by (besides every MQL), row by row: those that
+    depend on nothing but the leads (not on the SLA, the as-of time or the stall limit)."""
+    return {
+        "sqls": t.sql.is_not(None),
+        "won": t.won.is_not(None),
+        "decided": or_(t.sql.is_not(None), t.rejected.is_not(None)),
+        "rejected": t.rejected_only,
+        "touched": t.touched,
+        "untouched": t.no_stage,
+        "deal_leads": t.has_deal,
+        "opp_dated": t.last_deal.is_not(None),
+        "reached_sql": or_(t.sql.is_not(None), t.has_deal),
+    }
+
+
 def lead_counts(t: LeadTerms) -> list[ColumnElement[int]]:
-    """The cohort's counts that depend on nothing but the leads (not on the SLA, the as-of
-    time or the stall limit), labelled."""
+    """The cohort's counts of :func:`lead_conditions` (and every MQL), labelled."""
     return [
         func.count().label("mqls"),
-        func.count(t.sql).label("sqls"),
-        func.count(t.won).label("won"),
-        count_if(or_(t.sql.is_not(None), t.rejected.is_not(None))).label("decided"),
-        count_if(t.rejected_only).label("rejected"),
-        func.count(t.touch).label("touched"),
-        count_if(t.no_stage).label("untouched"),
-        func.count(L.c.deal_count).label("deal_leads"),
-        func.count(t.last_deal).label("opp_dated"),
-        count_if(or_(t.sql.is_not(None), t.has_deal)).label("reached_sql"),
+        *(count_if(cond).label(name) for name, cond in lead_conditions(t).items()),
     ]
 
 
