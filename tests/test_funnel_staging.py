@@ -275,8 +275,8 @@ def test_deals_first_then_their_leads_later(store: Store, monkeypatch, data) -> 
 
 
 def test_a_failed_import_leaves_nothing(store: Store, data) -> None:  # noqa: ANN001
-    """An error while a COPY is open (here: the progress display fails mid-file) rolls the
-    whole import back."""
+    """An error while a COPY is open (here: the progress display fails after row 20,000, in
+    the middle of a batch of 3,000) rolls the whole import back."""
     big = [f"L{i}" for i in range(20001)]
     leads = write(data["leads"].parent / "big.csv", LEAD_HEADER, lead_rows(random.Random(1), big))
 
@@ -285,7 +285,9 @@ def test_a_failed_import_leaves_nothing(store: Store, data) -> None:  # noqa: AN
             raise RuntimeError("the terminal went away")
 
     with pytest.raises(RuntimeError), store.unit_of_work() as s:
-        import_files(s, [leads, data["deals"]], mapping("crm", BOTH), progress=progress)
+        import_files(
+            s, [leads, data["deals"]], mapping("crm", BOTH), progress=progress, batch_size=3000
+        )
     assert snapshot(store, "crm") == {"leads": [], "deals": []}
     with store.unit_of_work() as s:  # and the next import goes ahead
         summary = import_files(s, [data["leads"], data["deals"]], mapping("crm", BOTH))

@@ -25,7 +25,8 @@
   rolled back or was killed leaves none behind.
 
 Reading the files is :mod:`models.funnel.files`; writing one table's rows,
-:mod:`models.funnel.upsert`; this module runs an import from end to end.
+:mod:`models.funnel.upsert`; a first import's rows on PostgreSQL, :mod:`models.funnel.staging`;
+this module runs an import from end to end.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ are copied across once per import, set-based:
 - on ``deals``: the lead's channel, campaign, owner, team, MQL and SQL dates.
 
 They are computed from the whole source, never from what one file said, so they do not depend
-on the order files came in; rows whose values do not change are not written.
+on the order files came in; rows whose values do not change are not written. A first import
+on PostgreSQL writes them with the rows (:mod:`models.funnel.staging`, from the same
+:func:`deal_summary`), and an import that wrote no row leaves them as they were: the importer
+calls :func:`refresh_links` for the others.
 """
 
 from __future__ import annotations
