@@ -405,12 +405,16 @@ class _Agg:
         for name, parts in self.values.items():
             values = rec[name]
             has = values != NULL
-            parts.append((ids[has], values[has]))
+            parts.append((ids[has].astype(np.int32), values[has]))
 
     def blobs(self, name: str) -> list[bytes]:
         """Each group's values of ``name``, sorted, as little-endian 64-bit integers."""
         parts = self.values.pop(name)
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        ids = (
+            np.concatenate([p[0] for p in parts]).astype(np.int64)
+            if parts
+            else np.zeros(0, np.int64)
+        )
         values = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
         parts.clear()
         if len(values):
@@ -510,20 +514,16 @@ class _Build:
         yield from self._emit(agg, dim, "d", uniq, nkeys, day0, month)
 
     def _month_rows(self, dim: str, month: int | None, parts: list[Any]) -> Iterator[Any]:
-        gids = []
+        uniq = np.zeros(0, np.int64)
         nkeys = 1
-        for p in parts:
+        for p in parts:  # the month's groups (few), then each part's records among them
             gid, nkeys = self._gid(dim, self.spill.read(p), None)
-            gids.append(gid)
-        uniq, ids = _compact(np.concatenate(gids))
-        del gids
+            uniq = np.union1d(uniq, _compact(gid)[0])
         agg = _Agg(self.table, len(uniq), len(self.reasons))
-        at = 0
         for p in parts:
             rec = self.spill.read(p)
-            agg.add(ids[at : at + len(rec)], rec, self._rank(dim, rec))
-            at += len(rec)
-        del ids
+            gid, _n = self._gid(dim, rec, None)
+            agg.add(np.searchsorted(uniq, gid), rec, self._rank(dim, rec))
         yield from self._emit(agg, dim, "m", uniq, nkeys, None, month)
 
     def _emit(
