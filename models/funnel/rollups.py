@@ -56,6 +56,7 @@ from models.base import utcnow
 from models.funnel.rollup_build import (
     DAY_DIMS,
     DIMS,
+    LEAD_BITS,
     deal_events,
     deal_rows,
     in_ranges,
@@ -79,19 +80,8 @@ from models.funnel.tables import KpiDealRollup, KpiLeadRollup, KpiRollupSource
 LR = KpiLeadRollup.__table__
 DR = KpiDealRollup.__table__
 SR = KpiRollupSource.__table__
-LEAD_COUNTS = (
-    "mqls",
-    "sqls",
-    "won",
-    "decided",
-    "rejected",
-    "touched",
-    "untouched",
-    "deal_leads",
-    "opp_dated",
-    "reached_sql",
-    "flagged",
-)
+#: the counts of a lead rollup row: every MQL, those of each condition, the flagged ones
+LEAD_COUNTS = ("mqls", *LEAD_BITS, "flagged")
 LEAD_TIMES = ("latency", "untouched_mql", "progress")
 #: A month number: year * 12 + month - 1. ``None`` in a set of months: open deals with no
 #: creation date.
