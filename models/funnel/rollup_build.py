@@ -343,8 +343,8 @@ def _chunks(conn: Connection, stmt: Any) -> Iterator[list[tuple[Any, ...]]]:
 
 class _Table:
     """What one table's rollup rows hold: the counts beyond every record (bits of ``bits``),
-    the distributions, whether amounts are summed (deals), rejection reasons (leads), and
-    whether records are grouped by their event too (deals)."""
+    the distributions, and for deals (``deals``) their amounts and events (grouped by event
+    too), for leads their rejection reasons."""
 
     def __init__(self, bits: int, lists: tuple[str, ...], deals: bool) -> None:
         self.bits, self.lists, self.deals = bits, lists, deals
@@ -370,9 +370,9 @@ def _compact(gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Agg:
-    """The sums of a set of groups (``size`` of them, numbered from 0), added to records by
-    records: counts, each group's first spelling (its rank), amounts, reasons, and each
-    distribution's values with their group."""
+    """The sums of a set of groups (``size`` of them, numbered from 0), added to a batch of
+    records at a time: counts, each group's first spelling (its rank), amounts, reasons, and
+    each distribution's values with their group."""
 
     def __init__(self, table: _Table, size: int, width: int = 0) -> None:
         self.table, self.size, self.width = table, size, width
