@@ -40,9 +40,16 @@ def load(s, text: str = PLAYBOOK) -> None:  # noqa: ANN001
     playbooks.register(s, parse_playbook(text), hashlib.sha256(text.encode()).hexdigest(), "t")
 
 
+def lead_rows(rows: list[dict]) -> list[dict]:
+    """Rows for one many-row INSERT: each names every column any row names (the INSERT takes
+    its columns from the first row and would drop the others' values)."""
+    names = dict.fromkeys(k for r in rows for k in r)
+    return [{"source": "crm"} | dict.fromkeys(names) | r for r in rows]
+
+
 def add_leads(store: Store, rows: list[dict]) -> None:
     with store.engine.begin() as conn:
-        conn.execute(Lead.__table__.insert(), [{"source": "crm", **r} for r in rows])
+        conn.execute(Lead.__table__.insert(), lead_rows(rows))
 
 
 def lead(i: int, day: date, wait_h: float | None, **kw) -> dict:  # noqa: ANN003

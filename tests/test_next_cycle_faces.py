@@ -11,13 +11,13 @@ import pytest
 
 from models.funnel.tables import Lead
 from models.phases.execute import execute_pass
-from tests.test_next_cycle import MARCH, PLAYBOOK, lead, load, start, to_execute
+from tests.test_next_cycle import MARCH, PLAYBOOK, lead, lead_rows, load, start, to_execute
 from tests.test_web_support import Rig, rig
 
 
 def march_with_breaches(s: Any) -> int:
     rows = [lead(i, date(2024, 3, 5), 30, channel="paid search", owner=None) for i in range(3)]
-    s.execute(Lead.__table__.insert(), [{"source": "crm", **r} for r in rows])
+    s.execute(Lead.__table__.insert(), lead_rows(rows))
     load(s, PLAYBOOK)
     c = start(s, "March", MARCH)
     to_execute(s, c, MARCH)
