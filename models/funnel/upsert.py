@@ -56,6 +56,12 @@ def _unique_violation(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "23505" or type(exc).__name__ == "IntegrityError"
 
 
+def _undo_fresh(execute: Any) -> None:
+    """Undo a first import's batch: back to its savepoint (a key was there already)."""
+    execute("ROLLBACK TO SAVEPOINT funnel_fresh")
+    execute("RELEASE SAVEPOINT funnel_fresh")
+
+
 class _Target:
     """Upserts one table's rows of a file (leads, deals, or the lead→deal links of a leads
     file), writing only the columns that file reads, and only rows that changed.
@@ -303,8 +309,7 @@ class _Target:
             except Exception as exc:  # the driver's own error
                 if not _unique_violation(exc):
                     raise
-                cur.execute("ROLLBACK TO SAVEPOINT funnel_fresh")
-                cur.execute("RELEASE SAVEPOINT funnel_fresh")
+                _undo_fresh(cur.execute)
                 return False
             cur.execute("RELEASE SAVEPOINT funnel_fresh")
             return True
@@ -416,15 +421,10 @@ class _Target:
                         copy.write_row(row)
             else:
                 conn.exec_driver_sql(self.fresh_sql, rows)
-        except IntegrityError:
-            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT funnel_fresh")
-            conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
-            return False
-        except Exception as exc:  # the driver's own error, raised outside SQLAlchemy
-            if not _unique_violation(exc):
+        except Exception as exc:  # SQLAlchemy's, or the driver's own (raised outside it)
+            if not (isinstance(exc, IntegrityError) or _unique_violation(exc)):
                 raise
-            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT funnel_fresh")
-            conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
+            _undo_fresh(conn.exec_driver_sql)
             return False
         conn.exec_driver_sql("RELEASE SAVEPOINT funnel_fresh")
         return True
