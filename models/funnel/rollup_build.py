@@ -480,12 +480,24 @@ class _Build:
     def _rank(self, dim: str, rec: np.ndarray) -> np.ndarray | None:
         return self.groups[dim].rank[rec[dim]] if dim else None
 
-    def rows(self, step: Callable[[], None] | None) -> Iterator[tuple[Any, ...]]:
+    def _by_month(self) -> dict[Any, list[Any]]:
         parts = sorted(self.spill.parts, key=lambda p: (p is None, p or 0))
         by_month: dict[Any, list[Any]] = {}
         for p in parts:
             by_month.setdefault(None if p is None else p // PARTS, []).append(p)
-        for month, month_parts in by_month.items():
+        return by_month
+
+    @property
+    def months(self) -> int:
+        """How many months (the undated deals counting as one) :meth:`rows` goes through."""
+        return len(self._by_month())
+
+    def close(self) -> None:
+        self.spill.close()
+
+    def rows(self, step: Callable[[], None] | None) -> Iterator[tuple[Any, ...]]:
+        """The rollup rows, month by month (``step()`` after each)."""
+        for month, month_parts in self._by_month().items():
             if month is not None:  # the days: each in one part
                 for p in month_parts:
                     rec = self.spill.read(p)
@@ -585,45 +597,42 @@ class _Build:
             )
 
 
-def lead_rows(
-    conn: Connection,
-    source: str,
-    ranges: list[tuple[int, int]] | None,
-    flags_of: Flags,
-    step: Callable[[], None] | None = None,
-) -> Iterator[tuple[Any, ...]]:
-    """The lead rollup rows (columns of :data:`models.funnel.rollups._LEAD_ROW`) of the
-    months in ``ranges`` (None: all)."""
+def read_leads(
+    conn: Connection, source: str, ranges: list[tuple[int, int]] | None, flags_of: Flags
+) -> _Build:
+    """The leads of the months in ``ranges`` (None: all) read and spilled, ready to give
+    their rollup rows (columns of :data:`models.funnel.rollups._LEAD_ROW`); the caller closes
+    it."""
     codes = {d: _Codes() for d in (*DIMS[1:], "reason")}
     spill = _Spill(_LEAD_DTYPE)
     try:
         _read(conn, lead_stmt(source, ranges), _LEAD_DTYPE, 5, codes, spill)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
-        build = _Build(LEADS, source, spill, groups, flags, codes["reason"].spellings)
-        yield from build.rows(step)
-    finally:
+    except BaseException:
         spill.close()
+        raise
+    return _Build(LEADS, source, spill, groups, flags, codes["reason"].spellings)
 
 
-def deal_rows(
+def read_deals(
     conn: Connection,
     source: str,
     ranges: list[tuple[int, int]] | None,
     undated: bool,
     flags_of: Flags,
-    step: Callable[[], None] | None = None,
-) -> Iterator[tuple[Any, ...]]:
-    """The deal rollup rows of the ``events`` kind (columns of
-    :data:`models.funnel.rollups._DEAL_ROW`) of the months in ``ranges`` (None: all) and,
-    ``undated``, of the open deals with no creation date (one row per group, as a month's,
-    with no period)."""
+) -> _Build:
+    """The deals' events of the months in ``ranges`` (None: all) and, ``undated``, the open
+    deals with no creation date (one row per group, as a month's, with no period), read and
+    spilled, ready to give their rollup rows of the ``events`` kind (columns of
+    :data:`models.funnel.rollups._DEAL_ROW`); the caller closes it."""
     codes = {d: _Codes() for d in DIMS[1:]}
     spill = _Spill(_DEAL_DTYPE)
     try:
         _read(conn, deal_stmt(source, ranges, undated), _DEAL_DTYPE, 4, codes, spill)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
-        yield from _Build(DEALS, source, spill, groups, flags, []).rows(step)
-    finally:
+    except BaseException:
         spill.close()
+        raise
+    return _Build(DEALS, source, spill, groups, flags, [])

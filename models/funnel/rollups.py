@@ -58,9 +58,9 @@ from models.funnel.rollup_build import (
     DIMS,
     LEAD_BITS,
     deal_events,
-    deal_rows,
     in_ranges,
-    lead_rows,
+    read_deals,
+    read_leads,
 )
 from models.funnel.sql import (
     DAY,
@@ -162,7 +162,7 @@ def refresh(
 ) -> None:
     """Recompute the rollups of ``source`` for ``months`` (None: every month), in the caller's
     unit of work; the source's rollups are kept from then on. ``step(done, of)`` is called
-    after each month of each table (progress)."""
+    after each month of each table and each rare pass, once the rows are read (progress)."""
     conn = session.connection() if isinstance(session, Session) else session
     _delete(conn, source, months)
     dated = None if months is None else {m for m in months if m is not None}
@@ -178,51 +178,38 @@ def refresh(
         ).first()
         is not None
     )
-    of = len(dated) if dated is not None else _months_held(conn, source)
-    of = 2 * max(of, 1) + (2 * len(DIMS) if both else 0)
-    done = 0
+    builds = []  # each table's rows read (spilled to disk), then its rollups built
+    try:
+        if ranges is None or ranges:
+            lead_flags = (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else None
+            builds.append((LR, _LEAD_ROW, read_leads(conn, source, ranges, lead_flags or _none)))
+        if ranges is None or ranges or undated:
+            deal_flags = (
+                (lambda dim: _deal_flags(conn, source, dim, ranges, undated)) if flagged else None
+            )
+            deals = read_deals(conn, source, ranges, undated, deal_flags or _none)
+            builds.append((DR, _DEAL_ROW, deals))
+        rare = both and (ranges is None or ranges)
+        of = max(sum(b.months for _t, _c, b in builds) + (2 * len(DIMS) if rare else 0), 1)
+        done = 0
 
-    def tick() -> None:
-        nonlocal done
-        done = min(done + 1, of - 1)
-        if step is not None:
-            step(done, of)
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if step is not None:
+                step(done, of)
 
-    if ranges is None or ranges:
-        _write(
-            conn,
-            LR,
-            _LEAD_ROW,
-            lead_rows(
-                conn,
-                source,
-                ranges,
-                (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else _no_flags,
-                tick,
-            ),
-        )
-    if ranges is None or ranges or undated:
-        _write(
-            conn,
-            DR,
-            _DEAL_ROW,
-            deal_rows(
-                conn,
-                source,
-                ranges,
-                undated,
-                (lambda dim: _deal_flags(conn, source, dim, ranges, undated))
-                if flagged
-                else _no_flags,
-                tick,
-            ),
-        )
-    if both and (ranges is None or ranges):
-        for dim in DIMS:
-            for kind in ("lost", "both"):
-                _deals(conn, source, dim, kind, ranges, flagged)
-                tick()
-    if step is not None:
+        for table, columns, build in builds:
+            _write(conn, table, columns, build.rows(tick))
+        if rare:
+            for dim in DIMS:
+                for kind in ("lost", "both"):
+                    _deals(conn, source, dim, kind, ranges, flagged)
+                    tick()
+    finally:
+        for _t, _c, build in builds:
+            build.close()
+    if step is not None and done < of:  # (nothing to sum up)
         step(of, of)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
@@ -230,18 +217,7 @@ def refresh(
         conn.execute(SR.update().where(SR.c.source == source).values(refreshed_at=utcnow()))
 
 
-def _months_held(conn: Connection, source: str) -> int:
-    """About how many months of MQLs the source holds (for progress only)."""
-    t = lead_terms()
-    low, high = conn.execute(
-        select(func.min(t.mql), func.max(t.mql)).where(L.c.source == source)
-    ).one()
-    if low is None:
-        return 1
-    return month_of_epoch(high) - month_of_epoch(low) + 1  # type: ignore[operator]
-
-
-def _no_flags(_dim: str) -> dict[Any, int]:
+def _none(_dim: str) -> dict[Any, int]:
     return {}
 
 
