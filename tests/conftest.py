@@ -128,7 +128,24 @@ def store(engine: Engine, monkeypatch: pytest.MonkeyPatch, database_url: str) ->
     monkeypatch.setenv("ALIGNCYCLE_DATABASE_URL", database_url)
     _empty(engine)
     yield Store(engine)
+    _join_imports()
     _empty(engine)
+
+
+def _join_imports(timeout: float = 60) -> None:
+    """Wait for the web app's background imports to end before the store is emptied.
+
+    An import's job reads "imported" as soon as its rows commit; its thread then records the
+    KPI gaps in a transaction of its own. A test may end in between, and emptying the store
+    beside that write is a race (SQLite: "database is locked"), so the thread is joined."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith("aligncycle-import-"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            assert not thread.is_alive(), f"{thread.name} still runs after {timeout:.0f} s"
 
 
 ORG = [
