@@ -311,27 +311,26 @@ def before_after(
 
 
 def funnel(steps: Sequence[tuple[str, int, float | None, float | None]], *, title: str) -> Markup:
-    """The stage-by-stage funnel: one bar per stage (its width the share of the first stage),
-    with the count, the step conversion (against the stage before) and the cumulative one.
+    """The stage-by-stage funnel: one bar per stage from a common start (its length the share
+    of the first stage, so stages compare by length), and under it the count, the step
+    conversion (against the stage before) and the cumulative one: text never crosses a bar.
     ``steps``: (stage, count, step rate, cumulative rate), rates as fractions or None."""
-    width, label_w, row = 560, 110, 40
+    width, label_w, row = 560, 110, 50
     plot_w = width - label_w - 10
     top = max([c for _, c, _, _ in steps] + [1])
     parts = []
     for i, (stage, count, step, cumulative) in enumerate(steps):
         y = i * row + 6
         w = max(2.0, plot_w * count / top)
-        x = label_w + (plot_w - w) / 2
         rate = "" if i == 0 or step is None else f" · {step * 100:.1f}% of the stage before"
         total = "" if i == 0 or cumulative is None else f", {cumulative * 100:.1f}% of all"
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" font-size="13" '
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="13" '
             f'fill="#1f2937">{escape(stage)}</text>'
-            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="28" rx="4" '
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="20" rx="4" '
             f'fill="{_color(SERIES[i % len(SERIES)])}"/>'
-            f'<text x="{label_w + plot_w / 2:.1f}" y="{y + 19}" text-anchor="middle" '
-            f'font-size="13" font-weight="600" fill="#111827" paint-order="stroke" '
-            f'stroke="#fff" stroke-width="3">{count:,}{escape(rate)}{escape(total)}</text>'
+            f'<text x="{label_w}" y="{y + 37}" font-size="12" fill="#1f2937">'
+            f'<tspan font-weight="600">{count:,}</tspan>{escape(rate)}{escape(total)}</text>'
         )
     desc = "; ".join(
         f"{stage}: {count:,}"
