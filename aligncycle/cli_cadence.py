@@ -180,6 +180,29 @@ def register(app: typer.Typer) -> None:
         if total > len(rows):
             typer.echo(f"the newest {len(rows)} of {total}; --limit shows more")
 
+    @notify_app.command("send-again")
+    def notify_send_again(
+        notification_id: int = typer.Argument(
+            ..., min=1, metavar="ID", help="The failed message's id (see 'notify log')."
+        ),
+        as_: str | None = ACTOR_OPTION,
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Queue a failed message again once its channel is fixed: the next delivery run (or
+        'notify send') sends it."""
+        from models.cadence import log
+
+        with cc.unit_of_work() as s:
+            viewer = cc.actor(s, as_) if as_ else None
+            sent = log.send_again(s, viewer, notification_id)
+        if json_:
+            emit_json(sent)
+            return
+        typer.echo(
+            f"the {sent.kind_words} to {sent.recipient} is queued again; "
+            "the next delivery run sends it ('notify send' sends it now)"
+        )
+
     @notify_app.command("send")
     def notify_send(json_: bool = JSON_OPTION) -> None:
         """Send now what the scheduled sweep sends: invitation and password-reset links, and

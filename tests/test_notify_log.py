@@ -150,3 +150,110 @@ def test_the_messages_page_shows_failures_in_words_to_the_cycles_teams(
     assert "pending" not in shown and "reminder " not in shown  # words, not stored keys
     assert "No messages" in browser(OLA).get("/notifications").text
     assert sam.get("/notifications?status=nonsense").status_code == 200  # every message
+
+
+# --- sending a failed message again -----------------------------------------------------------
+
+
+def _browser(world: Store, tmp_path: Path, email: str) -> tuple[TestClient, str]:
+    from aligncycle.web.auth import SESSION_COOKIE
+
+    app = create_app(world, WebSettings(data_dir=tmp_path, secret_key="k" * 40))
+    with world.unit_of_work() as s:
+        raw, ws = accounts.create_session(s, person_by_email(s, email))
+    client = TestClient(app, follow_redirects=False)
+    client.cookies.set(SESSION_COOKIE, raw)
+    return client, ws.csrf_token
+
+
+def _state(world: Store, notification_id: int) -> tuple:
+    with world.unit_of_work() as s:
+        n = s.get(Notification, notification_id)
+        return n.status.value, n.attempts, n.retry_at, n.error
+
+
+def test_a_failed_message_is_sent_again_from_the_messages_page_once_its_channel_works(
+    logged: dict[str, int],
+    world: Store,
+    tmp_path: Path,
+    receiver,  # noqa: ANN001, F811
+) -> None:
+    from flows.notify import deliver
+    from models.tables import Event
+
+    sam, csrf = _browser(world, tmp_path, SAM)
+    page = sam.get("/notifications").text
+    assert page.count(">Send again</button>") == 1  # the failed one only
+    late = logged["late"]
+    resp = sam.post(
+        f"/notifications/{late}/send-again", data={"csrf": csrf, "next": "/notifications"}
+    )
+    assert resp.status_code == 303 and resp.headers["location"] == "/notifications"
+    flash = sam.get("/notifications").text
+    assert "will be sent again with the next delivery" in flash
+    # waiting again, as a message tried before (the sweep takes those), the last error kept
+    assert _state(world, late) == ("pending", 1, None, "the receiver answered 503")
+    assert "To be tried again" in flash and ">Send again</button>" not in flash
+    with world.unit_of_work() as s:
+        event = s.query(Event).filter(Event.verb == "notification.sent_again").one()
+        assert event.actor_id == person_by_email(s, SAM).id and event.object_id == late
+    # the sweep (the dispatch deployment; the web app on the embedded default) sends it
+    result = deliver(world, sweep=True, secrets=None)
+    assert result.sent == 1
+    assert [path for path, _title in receiver.received()] == ["/sam"]
+    assert _state(world, late)[0] == "sent"
+
+
+def test_sending_again_what_did_not_fail_or_is_not_yours_changes_nothing(
+    logged: dict[str, int], world: Store, tmp_path: Path
+) -> None:
+    from models.cadence import channels
+
+    late, sent = logged["late"], logged["soon"]
+    before = {i: _state(world, i) for i in logged.values()}
+    ola, ola_csrf = _browser(world, tmp_path, OLA)  # a team in no cycle: like a missing one
+    assert ola.post(f"/notifications/{late}/send-again", data={"csrf": ola_csrf}).status_code == (
+        404
+    )
+    sam, csrf = _browser(world, tmp_path, SAM)
+    refused = sam.post(f"/notifications/{sent}/send-again", data={"csrf": csrf})
+    assert refused.status_code == 409
+    assert "is sent: only a message that failed can be sent again" in refused.text
+    assert sam.post(f"/notifications/{late}/send-again", data={}).status_code == 403  # no CSRF
+    # a channel removed since: nothing to send it through
+    with world.unit_of_work() as s:
+        channel_id = s.get(Notification, late).channel_id
+        channels.remove_channel(s, channel_id, person_by_email(s, "max@acme.test"))
+    gone = sam.post(f"/notifications/{late}/send-again", data={"csrf": csrf})
+    assert gone.status_code == 409 and "its channel was removed or turned off" in gone.text
+    assert {i: _state(world, i) for i in logged.values()} == before
+
+
+def test_operators_and_integrations_send_a_failed_message_again(
+    logged: dict[str, int], world: Store, tmp_path: Path
+) -> None:
+    late, waiting = logged["late"], logged["today"]
+    out = cli("notify", "send-again", str(waiting), code=1)
+    assert out.strip().splitlines() == [
+        "error: this reminder is waiting to be sent: only a message that failed can be sent again"
+    ]
+    assert "error: no message with id 999999" in cli("notify", "send-again", "999999", code=1)
+    assert "is queued again" in cli("notify", "send-again", str(late))
+    assert _state(world, late)[:2] == ("pending", 1)
+    # the API: the same call, the same visibility
+    with world.unit_of_work() as s:
+        s.execute(update(Notification).where(Notification.id == late).values(status="failed"))
+        tokens = {e: accounts.create_token(s, person_by_email(s, e), "t")[0] for e in (SAM, OLA)}
+    client = TestClient(create_app(world, WebSettings(data_dir=tmp_path, secret_key="k" * 40)))
+
+    def post(email: str, ident: int) -> object:
+        return client.post(
+            f"/api/v1/notifications/{ident}/send-again",
+            headers={"Authorization": f"Bearer {tokens[email]}"},
+        )
+
+    assert post(OLA, late).status_code == 404
+    again = post(SAM, late)
+    assert again.status_code == 200, again.text
+    assert again.json()["status_words"] == "to be tried again"
+    assert post(SAM, late).status_code == 409  # not failed any more

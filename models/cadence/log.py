@@ -22,7 +22,9 @@ from models.cadence.tables import (
 )
 from models.cadence.urls import mask_url, redact
 from models.enums import Role
+from models.errors import Conflict, NotFound
 from models.services import access
+from models.services.common import record_event
 from models.tables import Cycle, Person
 from models.words import listed
 
@@ -125,25 +127,70 @@ def notification_log(
         .limit(limit)
         .offset(offset)
     ).all()
-    out = []
-    for n, label, url in rows:
-        out.append(
-            NotificationRead(
-                id=n.id,
-                kind=n.kind,
-                kind_words=kind_words(n.kind, n.key),
-                status=n.status,
-                status_words=status_words(n.status, n.attempts),
-                recipient=recipient_words(n.recipient),
-                cycle_id=n.cycle_id,
-                action_item_id=n.action_item_id,
-                subject=n.subject,
-                channel=label or (mask_url(url) if url else None),
-                attempts=n.attempts,
-                error=redact(n.error, url) if n.error else None,
-                retry_at=n.retry_at if n.status is NotificationStatus.PENDING else None,
-                created_at=n.created_at,
-                sent_at=n.sent_at,
-            )
+    return [_read(n, label, url) for n, label, url in rows], total
+
+
+def _read(n: Notification, label: str | None, url: str | None) -> NotificationRead:
+    return NotificationRead(
+        id=n.id,
+        kind=n.kind,
+        kind_words=kind_words(n.kind, n.key),
+        status=n.status,
+        status_words=status_words(n.status, n.attempts),
+        recipient=recipient_words(n.recipient),
+        cycle_id=n.cycle_id,
+        action_item_id=n.action_item_id,
+        subject=n.subject,
+        channel=label or (mask_url(url) if url else None),
+        attempts=n.attempts,
+        error=redact(n.error, url) if n.error else None,
+        retry_at=n.retry_at if n.status is NotificationStatus.PENDING else None,
+        created_at=n.created_at,
+        sent_at=n.sent_at,
+    )
+
+
+def send_again(session: Session, viewer: Person | None, notification_id: int) -> NotificationRead:
+    """Queue a failed message again, once its channel is fixed: back to waiting, as a message
+    tried once before, so the next delivery run (the sweep: the dispatch deployment, or the
+    web app on the embedded default) sends it, with the usual tries and waits after a failure.
+    The last error stays shown until the next try. ``viewer`` None: an operator; a person
+    may send again what they may see (:func:`notification_log`), and a message they may not
+    see answers like a missing one. In the caller's unit of work; recorded in the audit log."""
+    stmt = select(Notification).where(Notification.id == notification_id)
+    if viewer is not None and viewer.role is not Role.MANAGER:
+        stmt = stmt.where(_visible_to(viewer))
+    n = session.scalars(stmt.with_for_update()).first()
+    if n is None:
+        raise NotFound(f"no message with id {notification_id}")
+    what = f"this {kind_words(n.kind, n.key)}"
+    if n.status is not NotificationStatus.FAILED:
+        raise Conflict(
+            f"{what} is {status_words(n.status, n.attempts)}: only a message that failed can "
+            "be sent again"
         )
-    return out, total
+    if n.kind is NotificationKind.ACCOUNT:
+        raise Conflict(
+            f"{what} is not sent again: its link may have expired; ask for a new invitation "
+            "or password-reset link instead"
+        )
+    channel = n.channel
+    if channel is None or not channel.enabled:
+        raise Conflict(
+            f"{what} cannot be sent again: its channel was removed or turned off; messages "
+            "planned from now on go through the channels in place"
+        )
+    before = {"status": n.status.value, "attempts": n.attempts}
+    n.status, n.attempts, n.retry_at = NotificationStatus.PENDING, 1, None
+    n.claimed_by = n.claimed_at = None
+    record_event(
+        session,
+        actor=viewer,
+        verb="notification.sent_again",
+        obj=n,
+        cycle_id=n.cycle_id,
+        before=before,
+        after={"status": n.status.value, "attempts": n.attempts},
+    )
+    session.flush()
+    return _read(n, channel.label, channel.url)

@@ -369,4 +369,5 @@ _ALIGNMENT = {
     "campaign.changed": "changed a campaign",
     "material.added": "added a material to a campaign",
     "material.rated": "rated a material",
+    "notification.sent_again": "asked for a message that could not be delivered to be sent again",
 }

@@ -6,8 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx
-from aligncycle.web.pages import page, page_number, pager, render
+from aligncycle.web.pages import act, page, page_number, pager, render
 from models.cadence import log
 from models.cadence.tables import NotificationStatus
 
@@ -50,4 +51,24 @@ def notifications_page(
         base=f"/notifications?status={wanted}" if wanted else "/notifications",
         pager=pager(total, number, PER_PAGE),
         forms=forms or {},
+    )
+
+
+@router.post("/notifications/{notification_id}/send-again")
+def send_again_post(request: Request, notification_id: int, ctx: PageCtx) -> Response:
+    """A failed message, queued again (its channel fixed): the next delivery run sends it."""
+
+    def run(_data: dict[str, str]) -> str:
+        sent = log.send_again(ctx.session, ctx.me, notification_id)
+        return (
+            f"The {sent.kind_words} to {sent.recipient} will be sent again with the next "
+            "delivery, within a few minutes."
+        )
+
+    return act(
+        request,
+        ctx,
+        form_id=f"send-again-{notification_id}",
+        default_next="/notifications?status=failed",
+        run=run,
     )
