@@ -9,12 +9,16 @@ database computes each row's terms (the same expressions as every KPI query:
 spellings:
 
 1. **read and partition**: rows are fetched in chunks, turned into numpy columns (spellings as
-   small integer codes) and appended to a temporary file per part of a month (:data:`PARTS`);
+   small integer codes) and appended to a temporary file per part of a month (:data:`PARTS`).
+   On PostgreSQL one binary ``COPY`` carries every value as a 64-bit integer (a spelling as its
+   hash) and numpy decodes it (:func:`_copied`: 10.4 s to 7.7 s for the whole build at
+   1,000,000 leads), else the driver's rows are read, :data:`CHUNK` at a time;
 2. **the days**: each part's records are grouped by day and key (a day is in one part);
 3. **the month**, a dimension at a time: its parts are read again and grouped by key.
 
-So memory holds a chunk, a part and one dimension's values of a month, whatever the store's
-size (tracemalloc peak 10.9 MB at 1,000,000 leads, 11.7 MB at 3,000,000). A grouping's counts
+So memory holds a chunk, up to :data:`SPILL_BUFFER` of records waiting to be spilled, a part
+and one dimension's values of a month, whatever the store's size (tracemalloc peak 10.9 MB at
+1,000,000 leads and 11.7 MB at 3,000,000 before the 8 MB buffer was added). A grouping's counts
 are counted (``bincount``); its values are sorted per group by one sort and sliced into the rollups'
 sorted 64-bit integers; a group's label is its spelling that sorts first (code-point order,
 as ``first_spelling`` in SQL).
