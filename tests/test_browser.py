@@ -46,6 +46,7 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             survey = recap_cycle(s, "Survey open")
             seed.set_passwords(s, PASSWORD)
             survey_id = survey.id
+            failed = _failed_reminder(s, world.cycles["execute"])
         app = create_app(
             store, WebSettings(data_dir=tmp_path_factory.mktemp("site"), secret_key="browser")
         )
@@ -55,8 +56,53 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "store": store,
                 "world": world,
                 "survey": survey_id,
+                "failed": failed,
                 "shots": screenshots(tmp_path_factory),
             }
+
+
+def _failed_reminder(s, cycle_id: int) -> int:  # noqa: ANN001
+    """Two reminders to sam that failed for good (the channel answered 503 three times): one
+    is sent again below, the other keeps its button for the pages' axe check."""
+    from models.cadence import channels
+    from models.cadence.tables import Notification, NotificationKind, NotificationStatus
+
+    channel = channels.add_channel(
+        s, person_by_email(s, "max@acme.test"), kind="webhook", person="sam@acme.test",
+        url="json://127.0.0.1:9/sam",
+    )  # fmt: skip
+    rows = [
+        Notification(
+            key=f"browser:failed-{i}",
+            channel_id=channel.id,
+            recipient="sam@acme.test",
+            kind=NotificationKind.REMINDER,
+            cycle_id=cycle_id,
+            subject=f"Overdue: “{title}”",
+            body="It was due yesterday.",
+            status=NotificationStatus.FAILED,
+            attempts=3,
+            error="the channel answered 503",
+        )  # fmt: skip
+        for i, title in enumerate(("Call back the webinar leads", "Send the case study"))
+    ]
+    s.add_all(rows)
+    s.flush()
+    return rows[0].id
+
+
+def test_a_point_person_sends_a_failed_message_again(as_, site: dict) -> None:  # noqa: ANN001
+    page = as_("sam@acme.test")
+    page.get_by_role("link", name="Messages").click()
+    row = page.locator("tr").filter(has_text="Call back the webinar leads")
+    expect(row).to_contain_text("the channel answered 503")
+    row.get_by_role("button", name="Send again").click()
+    expect(page.locator(".flash")).to_contain_text(
+        "The reminder to sam@acme.test will be sent again with the next delivery"
+    )
+    expect(row).to_contain_text("To be tried again")
+    expect(row.get_by_role("button", name="Send again")).to_have_count(0)
+    page.screenshot(path=str(site["shots"] / "messages.png"), full_page=True)
 
 
 def test_point_person_starts_a_cycle_and_moves_it_on(as_, site: dict) -> None:  # noqa: ANN001
