@@ -571,3 +571,26 @@ def test_a_first_import_with_repeated_records_counts_and_links_them(
         "b",
         "ads",
     )
+
+
+def test_a_file_no_part_of_the_profile_reads_says_how_to_read_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """An export of another system (Maven's opportunities, say) given with the generic
+    profile: refused before anything is written, naming its columns, what each of the
+    profile's files lacks, and what resolves it."""
+    path = tmp_path / "sales_pipeline.csv"
+    path.write_text(
+        "opportunity_id,sales_agent,deal_stage,engage_date,close_date,close_value\n"
+        "1C1I7A6R,Moses Frase,Won,2016-10-20,2017-03-01,1054\n"
+    )
+    before = db_snapshot(store)
+    with store.unit_of_work() as s, pytest.raises(InvalidInput) as refused:
+        import_files(s, [path], load_profile("generic"))
+    assert str(refused.value) == (
+        f"{path}: its columns fit none of the mapping's files (leads: no column 'lead_id'; "
+        "deals: no column 'deal_id'); the file's columns are: opportunity_id, sales_agent, "
+        "deal_stage, engage_date, close_date, close_value; choose the profile of the system "
+        "it came from, or write your own mapping naming these columns"
+    )
+    assert db_snapshot(store) == before

@@ -285,6 +285,10 @@ def plan_files(spec: MappingSpec, paths: list[Path]) -> list[tuple[Path, Compile
             if len(parts) == 1:
                 raise InvalidInput(str(first) + hint)
             why = "; ".join(f"{name}: no column {exc.column!r}" for name, exc in misses)
+            hint = hint or (
+                "; choose the profile of the system it came from, or write your own mapping "
+                "naming these columns"
+            )
             raise InvalidInput(
                 f"{path}: its columns fit none of the mapping's files ({why}); the file's "
                 f"columns are: {show_columns(first.header)}{hint}"
