@@ -557,3 +557,30 @@ def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(
             fast, rows = both_ways(s, **q)
             assert fast == rows, by
         assert len(fast["groups"]) > 100
+
+
+def test_a_source_that_records_no_first_touch_is_left_out_of_the_touch_kpis(
+    store: Store,
+) -> None:
+    """Read with a source that records touches, a source that records none (its export has
+    no such date) is left out of SLA attainment and the untouched leads, by the rollups as by
+    the rows, overall and by group; its MQLs still count."""
+    leads, deals = _many_groups()
+    for i, lead in enumerate(leads):
+        if i % 3 == 0:  # source "b" (see _load): no first touch on any of its leads
+            lead["touch"] = None
+    with store.unit_of_work() as s:
+        _load(s, leads, deals)
+        as_of = when(50 * DAY)
+        for by in (None, ("owner",), ("channel", "month")):
+            q = {"as_of": as_of, "sla_hours": 4, "by": by}
+            fast, rows = both_ways(s, **q)
+            assert fast == rows, by
+        every = compute_kpis(s, as_of=as_of, sla_hours=4).groups[0].kpis
+        a = compute_kpis(s, as_of=as_of, sla_hours=4, source="a").groups[0].kpis
+        b = compute_kpis(s, as_of=as_of, sla_hours=4, source="b").groups[0].kpis
+    assert every["mql_volume"].value == a["mql_volume"].value + b["mql_volume"].value
+    for kpi in ("sla_attainment", "untouched_leads"):
+        assert (every[kpi].value, every[kpi].sample_size) == (a[kpi].value, a[kpi].sample_size)
+        assert b[kpi].value is None  # alone: no data
+    assert every["untouched_leads"].value > 0

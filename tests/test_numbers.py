@@ -17,6 +17,7 @@ import pytest
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.importer import import_files
+from models.funnel.kpis import compute_kpis
 from models.funnel.mapping import load_profile, parse_mapping
 from models.funnel.numbers import NumbersQuery, every_breach, numbers, sla_breaches
 from tests.test_web_support import PERSONAS, Rig, rig
@@ -265,14 +266,33 @@ def test_the_page_says_which_exports_record_no_first_touch(funnel: Rig, tmp_path
         import_files(s, [path], parse_mapping(spec))
     both = text_of(funnel.client("lee").get(MARCH_URL).text)
     assert "3 of this period's MQLs waited longer than 24 hours" in both
-    # the KPIs that count untouched leads count those too, and say so (twice: two cards)
-    note = "It counts the leads from olist-like as not touched: that export has no date of a"
+    # the KPIs of first touches leave those leads out, and say so (twice: two cards): they
+    # read as the touch-recording source's alone, not 5 leads the worse
+    note = (
+        "The leads from olist-like are left out: that export has no date of a first sales "
+        "touch, so whether they were touched cannot be told."
+    )
     assert both.count(note) == 2
+    with funnel.store.unit_of_work() as s:
+        every, crm = (
+            {
+                k: (v.value, v.sample_size)
+                for k, v in compute_kpis(
+                    s, **MARCH, source=source, as_of=datetime(2025, 4, 1, tzinfo=UTC)
+                )
+                .groups[0]
+                .kpis.items()
+            }
+            for source in (None, "hubspot")
+        )
+    assert every["mql_volume"][0] == crm["mql_volume"][0] + 5  # the MQLs count them
+    for kpi in ("sla_attainment", "untouched_leads"):
+        assert every[kpi] == crm[kpi], kpi
     assert "Not counted: the leads from olist-like. That export has no date of a first" in both
     alone = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist-like").text)
     assert "of this period's MQLs waited" not in alone and "No MQL of this period" not in alone
     assert "so how long those leads waited cannot be told" in alone
-    assert "It counts the leads from" not in alone  # alone: its touch KPIs are "no data"
+    assert "are left out" not in alone  # alone: its touch KPIs are "no data"
     hubspot = text_of(funnel.client("lee").get(MARCH_URL + "&source=hubspot&sla=1000").text)
     assert "No MQL of this period waited longer than 1000 hours for a first sales touch" in hubspot
     assert "Not counted" not in hubspot

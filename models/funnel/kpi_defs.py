@@ -392,6 +392,8 @@ COHORT_COUNTS = (
     "deal_leads",
     "opp_dated",
     "reached_sql",
+    # the MQLs of the sources that record first touches: the untouched leads' population
+    "touch_mqls",
 )
 #: The deals' counts and sums (cents), as both computations name them.
 DEAL_COUNTS = ("won", "lost", "revenue", "with_amount", "open", "open_value", "open_with_amount")

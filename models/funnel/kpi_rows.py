@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, distinct, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, distinct, func, literal, or_, select, true
 
 from models.funnel.kpi_defs import COHORT_COUNTS, DEAL_COUNTS, Aggregates, percentile
 from models.funnel.sql import (
@@ -34,7 +34,7 @@ from models.funnel.sql import (
     dimension,
     in_window,
     ints,
-    lead_counts,
+    lead_conditions,
     lead_dims,
     lead_terms,
 )
@@ -77,18 +77,25 @@ def cohort(
     sla_s: int,
     stall_s: int,
     source: str | None,
+    untracked: frozenset[str] = frozenset(),
 ) -> None:
     """The MQL cohort in one pass, from the rows: every count, the latencies and the
-    rejection reasons."""
+    rejection reasons. The leads of the ``untracked`` sources (they record no first touch)
+    are neither untouched nor due."""
     t = lead_terms()
     where = [*in_window(t.mql, s, e), *([L.c.source == source] if source else [])]
     dim_exprs = [dimension(b, lead_dims(), t.mql) for b in dims]
     cutoff = now - stall_s
+    tracked = L.c.source.not_in(sorted(untracked)) if untracked else true()
+    conds = lead_conditions(t)
+    conds["untouched"] = and_(conds["untouched"], tracked)
     counts = [
-        *lead_counts(t),
+        func.count().label("mqls"),
+        *(count_if(cond).label(name) for name, cond in conds.items()),
         count_if(and_(t.touched, t.touch - t.mql <= sla_s)).label("within_sla"),
-        count_if(or_(t.touched, t.mql + sla_s <= now)).label("due"),
+        count_if(or_(t.touched, and_(tracked, t.mql + sla_s <= now))).label("due"),
         count_if(and_(t.is_open, t.progressed, t.last_progress < cutoff)).label("stalled"),
+        count_if(tracked).label("touch_mqls"),
     ]
     # The latency values and the rejection reasons come out of the same pass, as text: one
     # scan of the table instead of three (measured on 1M leads; see bench/funnel.py).

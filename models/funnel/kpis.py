@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
 from models.funnel import kpi_rows, rollup_read
+from models.funnel.cache import cache, version_key
 from models.funnel.kpi_defs import (
     GROUPS,
     KPI_NAMES,
@@ -108,6 +109,29 @@ def sources(session: Session | Connection) -> list[str]:
     return sorted({r[0] for r in conn.execute(stmt)})
 
 
+def untracked_sources(session: Session | Connection) -> frozenset[str]:
+    """The sources none of whose leads has a first touch: their exports have no such date
+    (Olist's, for one), so whether their leads were touched cannot be told. Per source, one
+    probe that stops at its first touched lead (a whole scan only for a source without any);
+    cached by the data version."""
+    version = version_key(session)
+
+    def probe() -> frozenset[str]:
+        out = set()
+        for src in sources(session):
+            touched = select(L.c.id).where(L.c.source == src, L.c.first_touch_at.is_not(None))
+            has_leads = select(L.c.id).where(L.c.source == src)
+            if session.execute(touched.limit(1)).first() is None and (
+                session.execute(has_leads.limit(1)).first() is not None
+            ):
+                out.add(src)
+        return frozenset(out)
+
+    if not version[1]:  # no import yet: rows written otherwise are not versioned
+        return probe()
+    return cache.get(("untracked", *version), probe)
+
+
 def _holds(conn: Connection, source: str) -> bool:
     """Whether the store holds leads or deals of ``source``: index probes, not the scan that
     lists every source (which the refusal's message needs)."""
@@ -154,11 +178,14 @@ def compute_kpis(
     sla_s = int(round(sla_hours * 3600))
     stall_s = stall_days * 86400
 
+    # Sources that record no first touch are left out of the KPIs of touches where they are
+    # read with others (alone, those KPIs are "no data"): their leads are not known untouched.
+    untracked = untracked_sources(conn) if source is None else frozenset()
     if rollups and rollup_read.answers(conn, dims, source, s, e):
-        agg = rollup_read.aggregates(conn, dims, s, e, now, sla_s, stall_s, source)
+        agg = rollup_read.aggregates(conn, dims, s, e, now, sla_s, stall_s, source, untracked)
     else:
         agg = Aggregates()
-        kpi_rows.cohort(agg, conn, dims, s, e, now, sla_s, stall_s, source)
+        kpi_rows.cohort(agg, conn, dims, s, e, now, sla_s, stall_s, source, untracked)
         kpi_rows.deals(agg, conn, dims, s, e, now, source)
     return _report(agg, conn, dims, start, end, sla_hours, stall_days, as_of, source)
 
@@ -336,7 +363,7 @@ def _values(
         "untouched_leads",
         float(n(c, "untouched")) if present["touch"] else None,
         n(c, "untouched"),
-        mqls,
+        n(c, "touch_mqls"),
     )
     put(
         "stalled_leads",

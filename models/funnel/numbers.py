@@ -14,17 +14,17 @@ a new version), so a page read again after no import reads no rows.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import BigInteger, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
+from models.funnel.cache import cache as _cache
+from models.funnel.cache import version_key as _version_key
 from models.funnel.kpis import (
     KPIS,
     FunnelStep,
@@ -34,6 +34,7 @@ from models.funnel.kpis import (
     format_value,
     no_such_source,
     sources,
+    untracked_sources,
 )
 from models.funnel.tables import FunnelImport, Lead, day_start, to_epoch
 from models.words import listed
@@ -158,51 +159,6 @@ def data_version(session: Session) -> int:
     """The newest import's id (0: no import yet). Imports only add versions, so a cached result
     keyed by it is never stale."""
     return session.scalar(select(func.max(FunnelImport.id))) or 0
-
-
-def _version_key(session: Session) -> tuple[Any, ...]:
-    """What a cached result is keyed by: the store, its newest import and when that import
-    ended. The id alone repeats where a store is emptied and imported into again (or restored
-    from an older backup) in the same process, and a result of other data was served
-    (measured in the tests: a breach list of the previous test's store)."""
-    row = session.execute(
-        select(FunnelImport.id, FunnelImport.finished_at, FunnelImport.started_at)
-        .order_by(FunnelImport.id.desc())
-        .limit(1)
-    ).first()
-    store = str(session.get_bind().engine.url)  # one process may serve more than one store
-    return (store, *(row or (0, None, None)))
-
-
-T = TypeVar("T")
-
-
-class _Cache:
-    """A small least-recently-used cache shared by the threads of a process."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._data: OrderedDict[Any, Any] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        value = make()
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_cache = _Cache()
 
 
 def known_sources(session: Session) -> list[str]:
@@ -341,21 +297,21 @@ def numbers(
     )
 
 
-#: The KPIs that count a lead with no first touch as waiting (due, untouched).
+#: The KPIs of first touches: the leads of a source that records none are left out of them.
 _TOUCH_KPIS = ("sla_attainment", "untouched_leads")
 
 
 def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
-    """Where the period mixes sources and some record no first touch, the KPIs that count
-    untouched leads count theirs too (a stage is "no data" only when no source records it):
-    the card says so, and how to read each source alone."""
+    """Where the period mixes sources and some record no first touch, the KPIs of touches
+    leave their leads out (:func:`compute_kpis`; alone, such a source's are "no data"): the
+    card says so."""
     for c in cards:
         if c.kpi in _TOUCH_KPIS and c.value is not None and untracked:
             which = listed(untracked)
             c.note = (
-                f"It counts the leads from {which} as not touched: "
+                f"The leads from {which} are left out: "
                 f"{'that export has' if len(untracked) == 1 else 'those exports have'} no date "
-                "of a first sales touch. Choose a source to read each alone."
+                "of a first sales touch, so whether they were touched cannot be told."
             )
 
 
@@ -392,7 +348,7 @@ def _breach_select(
     sla_hours: float,
     source: str | None,
     as_of: datetime,
-    untracked: set[str],
+    untracked: frozenset[str],
 ) -> tuple[Any, list[Any], Any, int]:
     """The breach list's query: (the SELECT of its rows, its WHERE, how long each waited, the
     SLA in seconds). The one definition of a breach, for the page and the cycle's ledger."""
@@ -478,31 +434,8 @@ def _breaches(
     )
 
 
-def untracked_sources(session: Session) -> set[str]:
-    """The sources none of whose leads has a first touch: their exports have no such date.
-    Per source, one probe that stops at its first touched lead (a whole scan only for a source
-    without any); cached by the data version like the KPIs."""
-    version = _version_key(session)
-
-    def probe() -> set[str]:
-        L = Lead.__table__
-        out = set()
-        for src in sources(session):
-            touched = select(L.c.id).where(L.c.source == src, L.c.first_touch_at.is_not(None))
-            has_leads = select(L.c.id).where(L.c.source == src)
-            if session.execute(touched.limit(1)).first() is None and (
-                session.execute(has_leads.limit(1)).first() is not None
-            ):
-                out.add(src)
-        return out
-
-    if not version[1]:  # no import yet: rows written otherwise are not versioned
-        return probe()
-    return _cache.get(("untracked", *version), probe)
-
-
 def _in_period(
-    session: Session, untracked: set[str], start: date, end: date, source: str | None
+    session: Session, untracked: frozenset[str], start: date, end: date, source: str | None
 ) -> list[str]:
     """Those of ``untracked`` with MQLs in the period (and the chosen source)."""
     wanted = sorted(u for u in untracked if source is None or u == source)

@@ -176,12 +176,15 @@ def aggregates(
     sla_s: int,
     stall_s: int,
     source: str | None,
+    untracked: frozenset[str] = frozenset(),
 ) -> Aggregates:
+    """The KPIs' aggregates from the rollups; the leads of the ``untracked`` sources (they
+    record no first touch) are neither untouched nor due, as in :func:`kpi_rows.cohort`."""
     agg = Aggregates()
     dim = next((d for d in dims if d != "month"), "")
     s_day = None if s is None else s // DAY
     e_day = None if e is None else e // DAY
-    _cohort(agg, conn, dims, dim, s_day, e_day, now, sla_s, stall_s, source)
+    _cohort(agg, conn, dims, dim, s_day, e_day, now, sla_s, stall_s, source, untracked)
     _deals(agg, conn, dims, dim, s_day, e_day, now, source)
     return agg
 
@@ -201,12 +204,13 @@ def _cohort(
     sla_s: int,
     stall_s: int,
     source: str | None,
+    untracked: frozenset[str],
 ) -> None:
     R = LR
     where = [R.c.dim == dim, _periods(s_day, e_day, R.c.grain, R.c.period)]
     if source is not None:
         where.append(R.c.source == source)
-    cols = [R.c.grain, R.c.period, R.c.key, R.c.label]
+    cols = [R.c.source, R.c.grain, R.c.period, R.c.key, R.c.label]
     counts = ("mqls", "sqls", "won", "decided", "rejected", "touched", "untouched")
     counts += ("deal_leads", "opp_dated", "reached_sql", "flagged")
     stmt = select(*cols, *(R.c[n] for n in counts), R.c.latency, R.c.untouched_mql)
@@ -217,15 +221,19 @@ def _cohort(
         key = tuple(month if d == "month" else r.key for d in dims)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = {n: 0 for n in counts}
+            g = groups[key] = {n: 0 for n in (*counts, "touch_mqls")}
             g |= {"label": r.label, "month": month, "reasons": Counter()}
             g |= {"latency": _Parts(), "untouched_mql": _Parts(), "progress": _Parts()}
         else:
             g["label"] = _label(g["label"], r.label)
         for n in counts:
             g[n] += getattr(r, n)
+        if r.source in untracked:  # its leads are not known untouched (nor due)
+            g["untouched"] -= r.untouched
+        else:
+            g["touch_mqls"] += r.mqls
+            g["untouched_mql"].add(unpack(r.untouched_mql))
         g["latency"].add(unpack(r.latency))
-        g["untouched_mql"].add(unpack(r.untouched_mql))
         g["progress"].add(unpack(r.progress))
         if r.reasons:
             g["reasons"].update(json.loads(r.reasons))
@@ -234,7 +242,7 @@ def _cohort(
         if not g["mqls"]:
             continue
         lat: _Parts = g["latency"]
-        row = {n: g[n] for n in counts if n != "flagged"}
+        row = {n: g[n] for n in (*counts, "touch_mqls") if n != "flagged"}
         row["within_sla"] = lat.count_le(sla_s)
         row["due"] = g["touched"] + g["untouched_mql"].count_le(now - sla_s)
         row["stalled"] = g["progress"].count_lt(cutoff)

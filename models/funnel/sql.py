@@ -232,14 +232,6 @@ def lead_conditions(t: LeadTerms) -> dict[str, ColumnElement[bool]]:
     }
 
 
-def lead_counts(t: LeadTerms) -> list[ColumnElement[int]]:
-    """The cohort's counts of :func:`lead_conditions` (and every MQL), labelled."""
-    return [
-        func.count().label("mqls"),
-        *(count_if(cond).label(name) for name, cond in lead_conditions(t).items()),
-    ]
-
-
 @dataclass(frozen=True)
 class DealTerms:
     won: Any

@@ -308,7 +308,7 @@ class KpiLeadRollup(Base):
     value, lower-cased for channel, campaign and team; ``label``: the spelling that sorts
     first). A lead's period is its MQL date's.
 
-    The counts are the cohort's (see :func:`models.funnel.sql.lead_counts`); the distributions
+    The counts are the cohort's (see :func:`models.funnel.sql.lead_conditions`); the distributions
     are sorted 64-bit integers (native byte order, :mod:`array` ``q``), exact to the second:
     ``latency`` (first touch - MQL, touched leads), ``untouched_mql`` (the MQL times of leads
     not touched: which are due as of a time), ``progress`` (the latest progress of open leads
