@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -74,6 +74,18 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+@contextmanager
+def local_setting(conn: Connection, name: str, value: str) -> Iterator[None]:
+    """PostgreSQL: ``name`` set to ``value`` for the statements run inside (transaction-local,
+    ``set_config(..., true)``), then back to what it was; the operator's setting is untouched."""
+    old = conn.exec_driver_sql("SELECT current_setting(%(n)s)", {"n": name}).scalar()
+    conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": value})
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": str(old)})
 
 
 class Store:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, column, insert, null, select, table
 
+from models.db import local_setting
 from models.funnel.links import DEAL_FROM_LEAD, LEAD_SUMMARY, deal_summary
 from models.funnel.tables import Deal, Lead
 
@@ -61,9 +62,8 @@ class Stage:
     def analyze(self, conn: Connection) -> None:
         """Statistics for the plans that read the staged rows (a sample of 3,000 rows is
         enough to tell an index probe from a scan, and takes a fifth of the default's time)."""
-        old = _set_local(conn, "default_statistics_target", "10")
-        conn.exec_driver_sql(f"ANALYZE {self.name}")
-        _set_local(conn, "default_statistics_target", old)
+        with local_setting(conn, "default_statistics_target", "10"):
+            conn.exec_driver_sql(f"ANALYZE {self.name}")
         self.analyzed = True
 
 
@@ -120,13 +120,12 @@ class Staging:
             stage.open = False
             if not stage.analyzed:  # (the plans of the joins below)
                 stage.analyze(conn)
-        old = _set_local(conn, "work_mem", WORK_MEM)
         leads = stages.get("leads")
-        if "deals" in stages:
-            conn.execute(self._deals_in(stages["deals"], leads))
-        if leads is not None:
-            conn.execute(self._leads_in(leads))
-        _set_local(conn, "work_mem", old)
+        with local_setting(conn, "work_mem", WORK_MEM):
+            if "deals" in stages:
+                conn.execute(self._deals_in(stages["deals"], leads))
+            if leads is not None:
+                conn.execute(self._leads_in(leads))
         for stage in stages.values():
             conn.exec_driver_sql(f"DROP TABLE {stage.name}")
             # fresh statistics for what follows (the links, flags and rollups are planned on
@@ -173,10 +172,3 @@ class Staging:
 
 def _temp(stage: Stage):  # noqa: ANN202
     return table(stage.name, *(column(c) for c in ["id", *stage.columns]))
-
-
-def _set_local(conn: Connection, name: str, value: str) -> str:
-    """Set a setting until the transaction ends (or it is set back); its value before."""
-    old = conn.exec_driver_sql("SELECT current_setting(%(n)s)", {"n": name}).scalar()
-    conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": value})
-    return str(old)
