@@ -599,6 +599,15 @@ def kpi_show(
             )
         return
     typer.echo(_window_text(report))
+    if report.left_out_of_touch_kpis:
+        from models.words import listed
+
+        left_out = report.left_out_of_touch_kpis
+        export = "that export has" if len(left_out) == 1 else "those exports have"
+        typer.echo(
+            f"SLA attainment and untouched leads leave out the leads from {listed(left_out)}: "
+            f"{export} no date of a first sales touch"
+        )
     if other is not None:
         typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
         changes = compare_reports(report, other)

@@ -693,3 +693,39 @@ def test_cycle_advance_runs_the_next_phase_flow(
     assert cli_json("cycle", "show", cid)["cycle"]["phase"] == "plan"
     proposed = cli_json("action", "list", "--cycle", cid)
     assert {g for a in proposed for g in a["gap_ids"]} >= {g["id"] for g in open_gaps}
+
+
+def test_kpi_show_in_its_own_process_leaves_out_a_source_with_no_first_touches(
+    tmp_path: Path,
+) -> None:
+    """``kpi show`` as an operator runs it, a process of its own (nothing imported before it),
+    over a CRM's leads with first touches and an export with none: the touch KPIs are the
+    CRM's alone, and it says which source they leave out."""
+    url = f"sqlite:///{tmp_path / 'kpis.db'}"
+    assert _run_script("db", "upgrade", url=url).returncode == 0
+    crm = tmp_path / "leads.csv"
+    crm.write_text(
+        "lead_id,mql_date,first_touch\n"
+        "1,2025-03-03 09:00,2025-03-03 10:00\n"  # within a day
+        "2,2025-03-04 09:00,2025-03-06 09:00\n"  # two days late
+        "3,2025-03-05 09:00,\n"  # not touched
+    )
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("id,mql\n" + "".join(f"s{i},2025-03-0{i} 10:00\n" for i in range(1, 6)))
+    mapping = tmp_path / "sheet.yaml"
+    mapping.write_text("name: sheet\nsource: sheet\nfields:\n  external_id: id\n  mql_at: mql\n")
+    assert _run_script("funnel", "import", "-p", "generic", str(crm), url=url).returncode == 0
+    assert _run_script("funnel", "import", "-m", str(mapping), str(sheet), url=url).returncode == 0
+    window = ("--from", "2025-03-01", "--to", "2025-03-31")
+    shown = _run_script("kpi", "show", *window, url=url)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "SLA attainment and untouched leads leave out the leads from sheet: that export has no "
+        "date of a first sales touch"
+    ) in shown.stdout
+    report = _run_script("kpi", "show", *window, "--json", url=url)
+    kpis = json.loads(report.stdout)["groups"][0]["kpis"]
+    assert kpis["mql_volume"]["value"] == 8
+    assert (kpis["sla_attainment"]["value"], kpis["sla_attainment"]["sample_size"]) == (1 / 3, 3)
+    assert (kpis["untouched_leads"]["value"], kpis["untouched_leads"]["sample_size"]) == (1, 3)
+    assert json.loads(report.stdout)["left_out_of_touch_kpis"] == ["sheet"]

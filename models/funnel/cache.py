@@ -22,10 +22,9 @@ def version_key(session: Session | Connection) -> tuple[Any, ...]:
     from an older backup) in the same process, and a result of other data was served
     (measured in the tests: a breach list of the previous test's store). Its second value is
     falsy before any import: rows written otherwise are not versioned, so not to be cached."""
+    t = FunnelImport.__table__  # (a Core select: no mapper to configure)
     row = session.execute(
-        select(FunnelImport.id, FunnelImport.finished_at, FunnelImport.started_at)
-        .order_by(FunnelImport.id.desc())
-        .limit(1)
+        select(t.c.id, t.c.finished_at, t.c.started_at).order_by(t.c.id.desc()).limit(1)
     ).first()
     bind = session.get_bind() if isinstance(session, Session) else session
     store = str(bind.engine.url)  # one process may serve more than one store

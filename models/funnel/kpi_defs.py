@@ -297,6 +297,9 @@ class KpiReport(BaseModel):
     as_of: datetime
     source: str | None
     groups: list[KpiGroup]
+    #: The sources with MQLs in the window that record no first touch, read beside others:
+    #: their leads are left out of SLA attainment and the untouched leads (not known untouched).
+    left_out_of_touch_kpis: list[str] = []
 
     def overall(self) -> dict[str, KpiValue]:
         """The KPIs of the whole window (only meaningful without ``by``)."""

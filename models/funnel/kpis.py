@@ -53,6 +53,8 @@ from models.funnel.kpi_defs import (
 from models.funnel.sql import (
     D,
     L,
+    in_window,
+    lead_terms,
 )
 from models.funnel.tables import day_start, to_epoch
 from models.words import quoted
@@ -132,6 +134,13 @@ def untracked_sources(session: Session | Connection) -> frozenset[str]:
     return cache.get(("untracked", *version), probe)
 
 
+def _mqls_in(conn: Connection, source: str, s: int | None, e: int | None) -> bool:
+    """Whether ``source`` has an MQL in the window (one probe)."""
+    t = lead_terms()
+    stmt = select(L.c.id).where(L.c.source == source, *in_window(t.mql, s, e)).limit(1)
+    return conn.execute(stmt).first() is not None
+
+
 def _holds(conn: Connection, source: str) -> bool:
     """Whether the store holds leads or deals of ``source``: index probes, not the scan that
     lists every source (which the refusal's message needs)."""
@@ -187,7 +196,13 @@ def compute_kpis(
         agg = Aggregates()
         kpi_rows.cohort(agg, conn, dims, s, e, now, sla_s, stall_s, source, untracked)
         kpi_rows.deals(agg, conn, dims, s, e, now, source)
-    return _report(agg, conn, dims, start, end, sla_hours, stall_days, as_of, source)
+    report = _report(agg, conn, dims, start, end, sla_hours, stall_days, as_of, source)
+    touch_read = any(g.kpis["sla_attainment"].value is not None for g in report.groups)
+    if untracked and touch_read:  # else those KPIs are "no data" whatever was left out
+        report.left_out_of_touch_kpis = [
+            src for src in sorted(untracked) if _mqls_in(conn, src, s, e)
+        ]
+    return report
 
 
 def _report(

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import models.tables  # noqa: F401 - ImportJob's relationships name Person: registered first
 from models.base import Base, utcnow
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
