@@ -365,6 +365,13 @@ CASES: list[Case] = [
     Case(
         "GET", "/api/v1/notifications", const("/api/v1/notifications"), ALL, 200, cycle_bound=False
     ),
+    Case(
+        "POST",
+        "/api/v1/notifications/{notification_id}/send-again",
+        lambda r: f"/api/v1/notifications/{r.failed_message}/send-again",
+        SEEING,
+        200,
+    ),
     # --- operations: health and metrics, for load balancers and Prometheus
     Case("GET", "/healthz", const("/healthz"), ALL, 200, public=True, cycle_bound=False),
     Case("GET", "/metrics", const("/metrics"), ALL, 200, public=True, cycle_bound=False),
@@ -558,6 +565,14 @@ CASES: list[Case] = [
     Case("GET", "/cycles/{cycle_id}/report.md", cyc("recap", "/report.md"), SEEING, 200),
     # --- pages: messages (each person: their teams' cycles and what is theirs)
     Case("GET", "/notifications", const("/notifications"), ALL, 200, cycle_bound=False),
+    # a failed message, sent again by whoever sees it (its cycle's teams, managers)
+    Case(
+        "POST",
+        "/notifications/{notification_id}/send-again",
+        lambda r: f"/notifications/{r.failed_message}/send-again",
+        SEEING,
+        303,
+    ),
     Case("GET", "/cycles/{cycle_id}/recap.csv", cyc("recap", "/recap.csv"), SEEING, 200),
     Case(
         "POST",
@@ -1240,11 +1255,34 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             # Sid says his third item is done; Meg, its counterpart, signs it off.
             r.world.actions["awaiting_signoff"] = awaiting_signoff(s, r.world.cycles["execute"])
             r.extra["own"] = own_answers_cycle(s)
+            r.failed_message = failed_message(s, r.world.cycles["execute"])  # type: ignore[attr-defined]
             r.admin = admin_objects(s)  # type: ignore[attr-defined]
         r.imports = imports_of(r)  # type: ignore[attr-defined]
         with r.store.unit_of_work() as s:
             r.agree = agreement_objects(s, r)  # type: ignore[attr-defined]
         yield r
+
+
+def failed_message(s: Any, cycle_id: int) -> int:
+    """A reminder to meg, about a cycle, that failed for good (her team's channel answered
+    503; sid must keep no channel of his own: see the reset link's line)."""
+    from models.cadence import channels
+    from models.cadence.tables import Notification, NotificationKind, NotificationStatus
+    from models.services.common import person_by_email
+
+    channel = channels.add_channel(
+        s, person_by_email(s, "max@acme.test"), kind="webhook", team="marketing",
+        url="json://127.0.0.1:9/marketing",
+    )  # fmt: skip
+    n = Notification(
+        key="matrix:failed", channel_id=channel.id, recipient="meg@acme.test",
+        kind=NotificationKind.REMINDER, cycle_id=cycle_id, subject="Overdue: an item",
+        body="It was due.", status=NotificationStatus.FAILED, attempts=3,
+        error="the channel answered 503",
+    )  # fmt: skip
+    s.add(n)
+    s.flush()
+    return n.id
 
 
 def agreement_objects(s: Any, r: Rig) -> dict[str, int]:
