@@ -21,7 +21,7 @@ property-based tests (``tests/test_kpi_rollups.py``) hold the two equal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -134,11 +134,20 @@ def untracked_sources(session: Session | Connection) -> frozenset[str]:
     return cache.get(("untracked", *version), probe)
 
 
-def _mqls_in(conn: Connection, source: str, s: int | None, e: int | None) -> bool:
-    """Whether ``source`` has an MQL in the window (one probe)."""
+def with_mqls(
+    session: Session | Connection, candidates: Iterable[str], s: int | None, e: int | None
+) -> list[str]:
+    """Those of the ``candidates`` sources with an MQL in the window (epoch seconds, end
+    excluded; None: open), sorted: one probe each."""
     t = lead_terms()
-    stmt = select(L.c.id).where(L.c.source == source, *in_window(t.mql, s, e)).limit(1)
-    return conn.execute(stmt).first() is not None
+    return [
+        src
+        for src in sorted(candidates)
+        if session.execute(
+            select(L.c.id).where(L.c.source == src, *in_window(t.mql, s, e)).limit(1)
+        ).first()
+        is not None
+    ]
 
 
 def _holds(conn: Connection, source: str) -> bool:
@@ -199,9 +208,7 @@ def compute_kpis(
     report = _report(agg, conn, dims, start, end, sla_hours, stall_days, as_of, source)
     touch_read = any(g.kpis["sla_attainment"].value is not None for g in report.groups)
     if untracked and touch_read:  # else those KPIs are "no data" whatever was left out
-        report.left_out_of_touch_kpis = [
-            src for src in sorted(untracked) if _mqls_in(conn, src, s, e)
-        ]
+        report.left_out_of_touch_kpis = with_mqls(conn, untracked, s, e)
     return report
 
 

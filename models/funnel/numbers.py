@@ -35,6 +35,7 @@ from models.funnel.kpis import (
     no_such_source,
     sources,
     untracked_sources,
+    with_mqls,
 )
 from models.funnel.tables import FunnelImport, Lead, day_start, to_epoch
 from models.words import listed
@@ -438,17 +439,5 @@ def _in_period(
     session: Session, untracked: frozenset[str], start: date, end: date, source: str | None
 ) -> list[str]:
     """Those of ``untracked`` with MQLs in the period (and the chosen source)."""
-    wanted = sorted(u for u in untracked if source is None or u == source)
-    if not wanted:
-        return []
-    L = Lead.__table__
-    mql = type_coerce(L.c.mql_at, BigInteger)
-    s, e = day_start(start), day_start(end + timedelta(days=1))
-    return [
-        src
-        for src in wanted
-        if session.execute(
-            select(L.c.id).where(L.c.source == src, mql >= s, mql < e).limit(1)
-        ).first()
-        is not None
-    ]
+    wanted = [u for u in untracked if source is None or u == source]
+    return with_mqls(session, wanted, day_start(start), day_start(end + timedelta(days=1)))
