@@ -305,6 +305,12 @@ def _print_import(summary: ImportSummary) -> None:
         f"{summary.rejected:,} rejected"
     )
     for f in summary.files:
+        if f.undated:
+            hint = "" if f.reads_mql else "; the mapping reads none: name its column as mql_at"
+            typer.echo(
+                f"{Path(f.file).name}: {_plural(f.undated, 'lead')} with no MQL date, in none of "
+                f"the KPIs (they count each lead from its MQL date){hint}"
+            )
         if f.dates:
             typer.echo(f"{Path(f.file).name}: dates read {f.dates}")
         if f.skipped:

@@ -594,3 +594,36 @@ def test_a_file_no_part_of_the_profile_reads_says_how_to_read_it(
         "it came from, or write your own mapping naming these columns"
     )
     assert db_snapshot(store) == before
+
+
+def test_leads_with_no_mql_date_are_counted_and_said_to_be_in_no_kpi(
+    store: Store, tmp_path: Path
+) -> None:
+    """An export whose leads carry no MQL date (X Education's has no date at all) imports, and
+    the summary says how many are in none of the KPIs, and what resolves it; the KPIs agree."""
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "id,source,mql\nL1,Google,2025-03-03 09:00\nL2,Google,\nL3,Olark Chat,\nL4,Google,\n"
+    )
+    spec = "name: plain\nsource: plain\nfields:\n  external_id: id\n  channel: source\n"
+    spec += "  mql_at: {column: mql, optional: true}\n"
+    (tmp_path / "plain.yaml").write_text(spec)
+    with store.unit_of_work() as s:
+        summary = import_files(s, [path], parse_mapping(spec))
+    assert [(f.rows, f.undated, f.reads_mql) for f in summary.files] == [(4, 3, True)]
+    again = run("funnel", "import", "-m", str(tmp_path / "plain.yaml"), str(path))
+    assert again.exit_code == 0, again.output
+    assert (
+        "leads.csv: 3 leads with no MQL date, in none of the KPIs (they count each lead from its "
+        "MQL date)\n"
+    ) in again.output
+    shown = run("kpi", "show", "--json")
+    assert json.loads(shown.output)["groups"][0]["kpis"]["mql_volume"]["value"] == 1
+    # a mapping that reads no MQL date at all: every lead, and what resolves it
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: bare\nsource: bare\nfields:\n  external_id: id\n")
+    out = run("funnel", "import", "-m", str(bare), str(path))
+    assert (
+        "leads.csv: 4 leads with no MQL date, in none of the KPIs (they count each lead from its "
+        "MQL date); the mapping reads none: name its column as mql_at"
+    ) in out.output

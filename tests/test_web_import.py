@@ -1041,3 +1041,25 @@ def test_a_worker_without_the_uploaded_files_says_so(web: Web) -> None:
     elsewhere.rename(folder)  # back on this machine: it can be imported now
     again = web.client().post(f"/api/v1/imports/{job_id}/confirm", headers=web.bearer("lee"))
     assert again.status_code == 200 and again.json()["state"] == "imported"
+
+
+def test_a_preview_says_which_leads_no_kpi_will_count(web: Web) -> None:
+    """Leads with no MQL date are imported, and the preview says they are in none of the
+    shared numbers, and what would count them."""
+    body = csv_text(
+        CONTACTS_HEADER,
+        [
+            contact("101", "2024-02-10 10:00", touch="2024-02-10 12:30"),
+            contact("102", "", name="Bo"),
+            contact("103", "", name="Cy"),
+        ],
+    )
+    resp = web.upload("lee", {"contacts.csv": body}, profile="hubspot")
+    assert resp.status_code == 303, text(resp)[:500]
+    words = text(web.client("lee").get(resp.headers["location"]))
+    assert (
+        "contacts.csv: 2 leads with no MQL date. The shared numbers count each lead from its MQL "
+        "date, so they are in none of them."
+    ) in words
+    assert "The mapping reads no MQL date" not in words  # HubSpot's does: these never were MQLs
+    assert "mql_at" not in words

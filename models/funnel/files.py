@@ -59,6 +59,10 @@ class FileSummary(BaseModel):
     rejected: int = 0
     skipped: int = 0  # report header and footer lines, recognised and not counted as rows
     flagged: int = 0
+    #: leads read with no MQL date: the KPIs count a lead from its MQL date, so not these
+    undated: int = 0
+    #: whether the mapping reads an MQL date from this file at all
+    reads_mql: bool = True
     dates: str | None = None  # how numeric dates were read, when the file decided (auto)
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
@@ -321,6 +325,7 @@ class _FileRun:
     unchanged: int = 0
     rejected: int = 0
     skipped: int = 0
+    undated: int = 0
     dates: str | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
@@ -356,6 +361,8 @@ class _FileRun:
             rejected=self.rejected,
             skipped=self.skipped,
             flagged=flagged,
+            undated=self.undated,
+            reads_mql="mql_at" in self.compiled.part.fields,
             dates=self.dates,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,

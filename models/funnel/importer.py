@@ -231,7 +231,7 @@ def _read_file(
 
     lead_get = _getter(lead_fields)
     deal_get = _getter(deal_fields)
-    rows = pending = 0
+    rows = pending = undated = 0
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
@@ -267,6 +267,8 @@ def _read_file(
             continue
         if leads is not None:
             leads.add(key, (*lead_get(record), file_name, line))
+            if record.get("mql_at") is None:
+                undated += 1
         if deals is not None and not (
             # a row of a leads-and-deals file with none of the deal's fields has no deal (the
             # getter repeats the first field, so it always gives a tuple: all None = n + 1)
@@ -289,7 +291,7 @@ def _read_file(
             run.rows, pending = rows, 0
             for target in targets:
                 target.flush()
-    run.rows = rows
+    run.rows, run.undated = rows, undated
 
 
 def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
