@@ -79,13 +79,13 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
 @contextmanager
 def local_setting(conn: Connection, name: str, value: str) -> Iterator[None]:
     """PostgreSQL: ``name`` set to ``value`` for the statements run inside (transaction-local,
-    ``set_config(..., true)``), then back to what it was; the operator's setting is untouched."""
+    ``set_config(..., true)``), then back to what it was; the operator's setting is untouched.
+    Not set back when the block raises: a failed statement has aborted the transaction (which
+    takes the setting with it), and a statement there would hide the error."""
     old = conn.exec_driver_sql("SELECT current_setting(%(n)s)", {"n": name}).scalar()
     conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": value})
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": str(old)})
+    yield
+    conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": str(old)})
 
 
 class Store:

@@ -584,3 +584,24 @@ def test_a_source_that_records_no_first_touch_is_left_out_of_the_touch_kpis(
         assert (every[kpi].value, every[kpi].sample_size) == (a[kpi].value, a[kpi].sample_size)
         assert b[kpi].value is None  # alone: no data
     assert every["untouched_leads"].value > 0
+
+
+def test_a_statement_failing_under_a_local_setting_raises_its_own_error(store: Store) -> None:
+    """A setting raised for some statements (the staging's and the rollups' work_mem) is not
+    set back after a failed one: the transaction is aborted, and setting it back there would
+    raise "current transaction is aborted" instead of the error that says what went wrong."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("transaction-local settings are PostgreSQL's")
+    from sqlalchemy.exc import DataError
+
+    from models.db import local_setting
+
+    with store.engine.connect() as conn, conn.begin():
+        with local_setting(conn, "work_mem", "64MB"):
+            assert conn.exec_driver_sql("SHOW work_mem").scalar() == "64MB"
+        assert conn.exec_driver_sql("SHOW work_mem").scalar() != "64MB"  # set back
+        with (
+            pytest.raises(DataError, match="division by zero"),
+            local_setting(conn, "work_mem", "64MB"),
+        ):
+            conn.exec_driver_sql("SELECT 1 / 0")
