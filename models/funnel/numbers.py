@@ -285,7 +285,7 @@ def numbers(
         limit=breach_limit,
         offset=breach_offset,
     )
-    _note_untracked(cards, breaches.untracked)
+    _note_untracked(cards, current.left_out_of_touch_kpis)  # (what the numbers left out)
     return Numbers(
         query=q,
         has_data=version > 0 or bool(known_sources(session)),
