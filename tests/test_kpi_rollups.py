@@ -586,6 +586,47 @@ def test_a_source_that_records_no_first_touch_is_left_out_of_the_touch_kpis(
     assert every["untouched_leads"].value > 0
 
 
+def test_the_touch_kpis_count_no_flag_of_a_source_they_leave_out(store: Store) -> None:
+    """A flagged MQL of a source that records no first touch is not among the flagged records
+    of SLA attainment and the untouched leads, which leave that source's leads out; the KPIs
+    that count every MQL count it. The same by the rollups as by the rows, overall and by
+    channel."""
+
+    def lead(channel: str, mql: int, touch: int | None, sql: int | None = None) -> dict:
+        blank = dict.fromkeys(("campaign", "owner", "team", "rejected", "reason"))
+        return blank | {"channel": channel, "mql": mql, "touch": touch, "sql": sql}
+
+    leads = [
+        # L0, source "b" (see _load; its leads have no first touch): SQL two days before its
+        # MQL, a flag
+        lead("paid", 10 * DAY, None, sql=-2 * DAY),
+        # L1, source "a": touched two days before its MQL, a flag
+        lead("paid", 11 * DAY, -2 * DAY),
+        lead("organic", 12 * DAY, 3600),  # L2, source "a": touched after an hour, no flag
+    ]
+    as_of = when(60 * DAY)
+    with store.unit_of_work() as s:
+        _load(s, leads, [])
+        flagged = dict(s.execute(select(FunnelFlag.lead_key, FunnelFlag.source)).all())
+        assert flagged == {"L0": "b", "L1": "a"}
+        assert answers(s.connection(), (), None) and answers(s.connection(), ("channel",), None)
+        for rollups in (True, False):
+            report = compute_kpis(s, as_of=as_of, rollups=rollups)
+            assert report.left_out_of_touch_kpis == ["b"]
+            every = report.groups[0].kpis
+            assert every["mql_volume"].flagged == 2, rollups  # L0 and L1
+            assert every["stalled_leads"].flagged == 2, rollups
+            assert every["sla_attainment"].flagged == 1, rollups  # L1 only
+            assert every["untouched_leads"].flagged == 1, rollups
+            by_channel = compute_kpis(s, as_of=as_of, by="channel", rollups=rollups)
+            paid = next(g.kpis for g in by_channel.groups if g.group == "paid")
+            assert (paid["mql_volume"].flagged, paid["sla_attainment"].flagged) == (2, 1), rollups
+            assert paid["untouched_leads"].flagged == 1, rollups
+        for by in (None, ("channel",)):
+            fast, rows = both_ways(s, as_of=as_of, by=by)
+            assert fast == rows, by
+
+
 def test_a_statement_failing_under_a_local_setting_raises_its_own_error(store: Store) -> None:
     """A setting raised for some statements (the staging's and the rollups' work_mem) is not
     set back after a failed one: the transaction is aborted, and setting it back there would

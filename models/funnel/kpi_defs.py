@@ -224,6 +224,9 @@ _DEFS = [
 KPIS: dict[str, KpiDef] = {d.name: d for d in _DEFS}
 KPI_NAMES: tuple[str, ...] = tuple(KPIS)
 GROUPS: tuple[str, ...] = ("channel", "campaign", "owner", "team", "month")
+#: The KPIs of first touches: read beside others, the leads of a source that records no first
+#: touch are left out of them (their sample, and their flagged count).
+TOUCH_KPIS: tuple[str, ...] = ("sla_attainment", "untouched_leads")
 
 
 #: Each KPI in one sentence, in the words of the people who read the Numbers page.
@@ -374,6 +377,9 @@ class Aggregates:
     latency: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)
     reasons: dict[tuple, list[tuple[str, int]]] = field(default_factory=dict)
     cohort_flags: dict[tuple, int] = field(default_factory=dict)
+    #: the flagged leads of the cohort from the sources that record first touches (those the
+    #: touch KPIs read)
+    touch_flags: dict[tuple, int] = field(default_factory=dict)
     deals: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     cycle: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)
     aging: dict[tuple, tuple[int, dict[int, float]]] = field(default_factory=dict)

@@ -120,14 +120,18 @@ def cohort(
 
     # flagged leads of the cohort: driven from the (few) flags, by the lead's natural key
     flagged_lead = select(F.c.source, F.c.lead_key).distinct().subquery("flagged")
-    fstmt = select(func.count().label("n")).select_from(
+    fstmt = select(func.count().label("n"), count_if(tracked).label("touch")).select_from(
         L.join(
             flagged_lead,
             and_(flagged_lead.c.source == L.c.source, flagged_lead.c.lead_key == L.c.external_id),
         )
     )
     fstmt = _grouped(fstmt.where(*where), dims, dim_exprs)
-    agg.cohort_flags.update({_key_of(r, len(dims))[0]: int(r.n) for r in conn.execute(fstmt)})
+    for r in conn.execute(fstmt):
+        key = _key_of(r, len(dims))[0]
+        agg.cohort_flags[key] = int(r.n)
+        if r.touch:  # those the touch KPIs read: not of the untracked sources
+            agg.touch_flags[key] = int(r.touch)
 
 
 def deals(

@@ -36,6 +36,7 @@ from models.funnel.kpi_defs import (
     KPI_NAMES,
     KPIS,
     MEANINGS,
+    TOUCH_KPIS,
     Aggregates,
     FunnelStep,
     KpiChange,
@@ -64,6 +65,7 @@ __all__ = [
     "KPIS",
     "KPI_NAMES",
     "MEANINGS",
+    "TOUCH_KPIS",
     "FunnelStep",
     "KpiChange",
     "KpiDef",
@@ -263,6 +265,7 @@ def _report(
                     agg.reasons.get(key, []),
                     present,
                     agg.cohort_flags.get(key, 0),
+                    agg.touch_flags.get(key, 0),
                     agg.deal_flags.get(key, (0, 0)),
                 ),
                 funnel=_funnel(c, present),
@@ -323,7 +326,9 @@ def _funnel(c: dict[str, Any] | None, present: dict[str, bool]) -> list[FunnelSt
     return steps
 
 
-_POPULATION = {name: d.population for name, d in KPIS.items()}
+#: whose flagged records each KPI counts: its population's, but the touch KPIs count only the
+#: MQLs of the sources they read (not those left out: they record no first touch)
+_POPULATION = {name: "touch" if name in TOUCH_KPIS else d.population for name, d in KPIS.items()}
 
 
 def _values(
@@ -335,6 +340,7 @@ def _values(
     reasons: list[tuple[str, int]],
     present: dict[str, bool],
     cohort_flagged: int,
+    touch_flagged: int,
     deal_flagged: tuple[int, int],
 ) -> dict[str, KpiValue]:
     def n(row: dict[str, Any] | None, name: str) -> int:
@@ -353,7 +359,12 @@ def _values(
     cyc = cyc_n[1] if cyc_n else None
     age = age_n[1] if age_n else None
     out: dict[str, KpiValue] = {}
-    flagged = {"mql": cohort_flagged, "closed": deal_flagged[0], "open": deal_flagged[1]}
+    flagged = {
+        "mql": cohort_flagged,
+        "touch": touch_flagged,
+        "closed": deal_flagged[0],
+        "open": deal_flagged[1],
+    }
 
     def put(name: str, value: float | None, num: float | None, sample: int, **detail: Any) -> None:
         out[name] = build(

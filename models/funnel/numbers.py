@@ -27,6 +27,7 @@ from models.funnel.cache import cache as _cache
 from models.funnel.cache import version_key as _version_key
 from models.funnel.kpis import (
     KPIS,
+    TOUCH_KPIS,
     FunnelStep,
     KpiReport,
     compare_reports,
@@ -298,16 +299,12 @@ def numbers(
     )
 
 
-#: The KPIs of first touches: the leads of a source that records none are left out of them.
-_TOUCH_KPIS = ("sla_attainment", "untouched_leads")
-
-
 def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
     """Where the period mixes sources and some record no first touch, the KPIs of touches
     leave their leads out (:func:`compute_kpis`; alone, such a source's are "no data"): the
     card says so."""
     for c in cards:
-        if c.kpi in _TOUCH_KPIS and c.value is not None and untracked:
+        if c.kpi in TOUCH_KPIS and c.value is not None and untracked:
             which = listed(untracked)
             c.note = (
                 f"The leads from {which} are left out: "

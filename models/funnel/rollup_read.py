@@ -221,7 +221,7 @@ def _cohort(
         key = tuple(month if d == "month" else r.key for d in dims)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = {n: 0 for n in (*counts, "touch_mqls")}
+            g = groups[key] = {n: 0 for n in (*counts, "touch_mqls", "touch_flagged")}
             g |= {"label": r.label, "month": month, "reasons": Counter()}
             g |= {"latency": _Parts(), "untouched_mql": _Parts(), "progress": _Parts()}
         else:
@@ -232,6 +232,7 @@ def _cohort(
             g["untouched"] -= r.untouched
         else:
             g["touch_mqls"] += r.mqls
+            g["touch_flagged"] += r.flagged
             g["untouched_mql"].add(unpack(r.untouched_mql))
         g["latency"].add(unpack(r.latency))
         g["progress"].add(unpack(r.progress))
@@ -255,6 +256,8 @@ def _cohort(
             agg.reasons[key] = list(g["reasons"].items())
         if g["flagged"]:
             agg.cohort_flags[key] = g["flagged"]
+        if g["touch_flagged"]:
+            agg.touch_flags[key] = g["touch_flagged"]
 
 
 def _deals(
