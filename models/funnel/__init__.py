@@ -12,7 +12,8 @@ Modules:
   (derived after every import).
 - :mod:`models.funnel.flags`    — what is odd about kept records (derived after every import).
 - :mod:`models.funnel.files`    — reading an import's files (and its rejects files);
-  :mod:`models.funnel.upsert` — writing their rows.
+  :mod:`models.funnel.parse` — their rows into what is written, in the import's process or,
+  for a big import on SQLite, in a second one; :mod:`models.funnel.upsert` — writing them.
 - :mod:`models.funnel.kpi_defs` — every KPI, defined once; :mod:`models.funnel.kpis` computes
   them, from the rollups (:mod:`models.funnel.rollup_read`) where they answer, else from the
   rows (:mod:`models.funnel.kpi_rows`); shared SQL in :mod:`models.funnel.sql`.

@@ -24,14 +24,15 @@
   and published by :meth:`RejectsFiles.publish` once the caller has committed: an import that
   rolled back or was killed leaves none behind.
 
-Reading the files is :mod:`models.funnel.files`; writing one table's rows,
+Reading the files is :mod:`models.funnel.files`; their rows into what is written,
+:mod:`models.funnel.parse` (a big import's on SQLite in a second process, while this one
+writes); writing one table's rows,
 :mod:`models.funnel.upsert`; a first import's rows on PostgreSQL, :mod:`models.funnel.staging`;
 this module runs an import from end to end.
 """
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +52,6 @@ from models.funnel.files import (
     RejectedRow,
     RejectsFiles,
     _FileRun,
-    _rows,
     plan_files,
     rejects_files,
     resolve_dates,
@@ -59,14 +59,14 @@ from models.funnel.files import (
 from models.funnel.flags import FlagRead, recompute_flags
 from models.funnel.links import refresh_links
 from models.funnel.mapping import MappingSpec
-from models.funnel.readers import CompiledPart, compile_part
+from models.funnel.parse import Reader, Sinks, deal_has_lead_key, read_rows, wanted
+from models.funnel.readers import compile_part
 from models.funnel.rollup_touched import Touched, touched_months
 from models.funnel.rollups import SR
 from models.funnel.rollups import refresh as refresh_rollups
 from models.funnel.staging import Staging
 from models.funnel.tables import FunnelImport
 from models.funnel.upsert import DEALS, LEADS, _Target
-from models.funnel.values import RowError, SettingNeeded
 from models.services.common import record_event
 from models.tables import Person
 
@@ -134,13 +134,11 @@ def _import_file(
     progress: Progress | None,
     touched: Touched,
     staging: Staging | None,
+    reader: Reader | None,
 ) -> int:
-    """Import one file; the number of rows written."""
+    """Import one file (read here, or by ``reader``); the number of rows written."""
     compiled = run.compiled
     roles = compiled.roles
-    key_field = (
-        "external_id" if any(r.name == "external_id" for r in compiled.readers) else "deal_id"
-    )
     lead_fields = list(roles.lead_fields)
     deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
     leads = deals = links = None
@@ -165,7 +163,7 @@ def _import_file(
         )
     if roles.deal_key is not None:
         deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
-        if roles.deal_key == "external_id" or "lead_id" in roles.deal_fields:
+        if deal_has_lead_key(compiled):
             deal_cols += ["lead_key", "other_leads"]
         deals = _Target(
             conn,
@@ -189,8 +187,24 @@ def _import_file(
             staging=staging,
         )
     targets = [t for t in (leads, deals, links) if t is not None]
+
+    def batch_end(rows: int) -> None:
+        run.rows = rows
+        for target in targets:
+            target.flush()
+
+    sinks = Sinks(
+        lead=leads.add if leads is not None else None,
+        deal=deals.add if deals is not None else None,
+        link=links.add if links is not None else None,
+        batch_end=batch_end,
+        reject=run.reject,
+    )
     try:
-        _read_file(run, spec, progress, targets, leads, deals, links, batch_size, key_field)
+        if reader is not None:
+            run.rows, run.undated = reader.read(run, progress, sinks)
+        else:
+            run.rows, run.undated = read_rows(run, spec, progress, sinks, batch_size)
     except BaseException as exc:
         for target in targets:  # a COPY left open would keep the connection from rolling back
             target.abort(exc)
@@ -198,121 +212,6 @@ def _import_file(
     for target in targets:
         target.finish()
     return sum(t.written for t in targets)
-
-
-def _read_file(
-    run: _FileRun,
-    spec: MappingSpec,
-    progress: Progress | None,
-    targets: list[_Target],
-    leads: _Target | None,
-    deals: _Target | None,
-    links: _Target | None,
-    batch_size: int,
-    key_field: str,
-) -> None:
-    compiled = run.compiled
-    roles = compiled.roles
-    readers = list(compiled.readers)
-    plain = [(r.name, r.index, r.parse) for r in readers if r.parse is not None]
-    others = [(r.name, r.read) for r in readers if r.parse is None]
-    width = compiled.width
-    key_column = compiled.part.fields[key_field].column
-    file_name = run.path.name
-    lead_fields = list(roles.lead_fields)
-    deal_fields = [f for f in roles.deal_fields if f != "lead_id"]
-    with_lead_key = deals is not None and "lead_key" in deals.data_columns
-    lead_id_of_deal = roles.deal_key == "external_id"
-    # one row is a lead and maybe its deal: a row with none of the deal's fields has no deal
-    deal_optional = leads is not None
-    deal_only = [f for f in deal_fields if f not in ("owner", "team")]
-    none_of_deal = len(deal_only)
-    deal_values = operator.itemgetter(*deal_only, *deal_only[:1]) if deal_only else None
-
-    lead_get = _getter(lead_fields)
-    deal_get = _getter(deal_fields)
-    rows = pending = undated = 0
-    for line, row, nul in _rows(run, spec, progress):
-        rows += 1
-        if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
-            run.reject(line, f"the row has {len(row)} fields, the header has {width}", row)
-            continue
-        if nul:
-            columns = [run.header[i] for i, c in enumerate(row) if "\x00" in c and i < width]
-            where = f" (column {columns[0]!r})" if columns else ""
-            run.reject(line, f"the row holds a NUL byte{where}: a corrupt or binary line", row)
-            continue
-        record: dict[str, Any] = {}
-        errors: list[str] = []
-        try:
-            for name, idx, parse in plain:
-                record[name] = parse(row[idx])
-            for name, read in others:
-                record[name] = read(row)
-        except SettingNeeded as exc:
-            raise _setting_needed(run, compiled, row, line, exc) from None
-        except RowError:  # the slow path: every field again, to report all that are wrong
-            for reader in readers:
-                try:
-                    reader.read(row)
-                except RowError as exc:
-                    errors.append(str(exc))
-                except SettingNeeded as exc:
-                    raise _setting_needed(run, compiled, row, line, exc) from None
-        key = record.get(key_field)
-        if not key:
-            errors.insert(0, f"missing id (column {key_column!r})")
-        if errors:
-            run.reject(line, "; ".join(errors), row)
-            continue
-        if leads is not None:
-            leads.add(key, (*lead_get(record), file_name, line))
-            if record.get("mql_at") is None:
-                undated += 1
-        if deals is not None and not (
-            # a row of a leads-and-deals file with none of the deal's fields has no deal (the
-            # getter repeats the first field, so it always gives a tuple: all None = n + 1)
-            deal_optional
-            and deal_values is not None
-            and deal_values(record).count(None) > none_of_deal
-        ):
-            values = deal_get(record)
-            if with_lead_key:
-                if lead_id_of_deal:
-                    values += (key, None)
-                else:
-                    ids = record.get("lead_id") or ()
-                    values += (ids[0] if ids else None, ";".join(ids[1:]) or None)
-            deals.add(key, (*values, True, file_name, line))
-        if links is not None and record.get("converted_deal_id"):
-            links.add(record["converted_deal_id"], (key,))
-        pending += 1
-        if pending >= batch_size:  # no target holds more than one row per row read
-            run.rows, pending = rows, 0
-            for target in targets:
-                target.flush()
-    run.rows, run.undated = rows, undated
-
-
-def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """The values of ``fields`` of a record, as a tuple (in C)."""
-    if not fields:
-        return lambda _record: ()
-    if len(fields) == 1:
-        name = fields[0]
-        return lambda record: (record[name],)
-    return operator.itemgetter(*fields)
-
-
-def _setting_needed(
-    run: _FileRun, compiled: CompiledPart, row: list[str], line: int, exc: SettingNeeded
-) -> InvalidInput:
-    column = next(
-        (c for _n, c, i in compiled.date_columns if i < len(row) and row[i].strip() == exc.value),
-        None,
-    )
-    where = f"line {line}, column {column!r}" if column else f"line {line}"
-    return InvalidInput(f"{run.path}: {where}: {exc}; nothing was imported")
 
 
 def import_files(
@@ -327,6 +226,7 @@ def import_files(
     actor: Person | None = None,
     sample_rejects: int = SAMPLE_REJECTS,
     after_files: AfterFiles | None = None,
+    parallel: bool | None = None,
 ) -> ImportSummary:
     """Import CSV files through a mapping, in the caller's transaction (never commits), then
     compute the source's data-quality flags afresh.
@@ -334,7 +234,9 @@ def import_files(
     Rejected rows go to ``rejects`` (see :func:`rejects_files`: published once the caller has
     committed); without it they are only counted and sampled (the first ``sample_rejects`` of
     each file are listed in the summary: a preview lists more than the command line).
-    ``after_files`` is told each step of the work after the files are read."""
+    ``after_files`` is told each step of the work after the files are read. ``parallel``:
+    whether the files are parsed in a second process while this one writes (None: on SQLite,
+    when they are big: :func:`models.funnel.parse.wanted`)."""
     if not 1 <= batch_size <= 10000:
         raise InvalidInput("batch size must be between 1 and 10000")
     conn = session.connection()
@@ -347,20 +249,48 @@ def import_files(
             "SELECT pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"funnel:{spec.source}"}
         )
     plan = plan_files(spec, [Path(p) for p in paths])
-    runs = []
+    runs: list[tuple[_FileRun, str | None]] = []  # (run, the order of its numeric dates)
     for path, compiled in plan:
-        dates = None
+        dates = order = None
         if spec.dates == "auto":
             order, dates = resolve_dates(path, spec, compiled)
             if order is not None:
                 compiled = compile_part(
                     spec, compiled.part, list(compiled.header), str(path), dates=order
                 )
-        runs.append(
-            _FileRun(
-                path=path, compiled=compiled, sink=rejects, dates=dates, samples=sample_rejects
-            )
+        run = _FileRun(
+            path=path, compiled=compiled, sink=rejects, dates=dates, samples=sample_rejects
         )
+        runs.append((run, order))
+    # a big import's files are parsed in a second process while this one writes
+    reader = (
+        Reader(spec, runs, batch_size, progress is not None)
+        if wanted([p for p, _ in plan], parallel, conn.dialect.name)
+        else None
+    )
+    try:
+        return _import(
+            session, conn, spec, plan, [r for r, _ in runs], mapping_label, actor, progress,
+            batch_size, after_files, reader,
+        )  # fmt: skip
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _import(
+    session: Session,
+    conn: Connection,
+    spec: MappingSpec,
+    plan: list[tuple[Path, Any]],
+    runs: list[_FileRun],
+    mapping_label: str | None,
+    actor: Person | None,
+    progress: Progress | None,
+    batch_size: int,
+    after_files: AfterFiles | None,
+    reader: Reader | None,
+) -> ImportSummary:
     log = FunnelImport(
         source=spec.source,
         mapping=mapping_label or spec.name,
@@ -376,7 +306,7 @@ def import_files(
     staging = Staging(conn, spec.source) if conn.dialect.name == "postgresql" else None
     written = 0
     for run in runs:
-        written += _import_file(conn, spec, run, batch_size, progress, touched, staging)
+        written += _import_file(conn, spec, run, batch_size, progress, touched, staging, reader)
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
     # the derived columns were right after the last import (this is their only writer): an
