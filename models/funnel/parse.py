@@ -241,6 +241,8 @@ class Reader:
             env=env,
         )
         assert self._process.stdin is not None and self._process.stdout is not None
+        #: the process's peak resident memory (MB) when it had read the last file so far
+        self.peak_mb: float | None = None
         self._in = self._process.stdout
         try:
             with self._process.stdin as told:
@@ -288,7 +290,7 @@ class Reader:
                 if progress is not None:
                     progress(*event[1:])
             elif kind == "end":
-                _kind, header, rows, undated, skipped = event
+                _kind, header, rows, undated, skipped, self.peak_mb = event
                 run.header, run.skipped = header, skipped
                 return rows, undated
             elif kind == "invalid":
@@ -346,7 +348,7 @@ def _work(send: Callable[[bytes], None], spec: MappingSpec, jobs: list[_Job], ba
             tell = (lambda *a: out.append(("progress", *a))) if progress else None
             rows, undated = read_rows(run, spec, tell, sinks, batch_size)
             out.append(("rows", run.header, ops, rejects, None))
-            out.append(("end", run.header, rows, undated, run.skipped))
+            out.append(("end", run.header, rows, undated, run.skipped, _peak_mb()))
             ship()
     except InvalidInput as exc:
         out.clear()
@@ -356,6 +358,15 @@ def _work(send: Callable[[bytes], None], spec: MappingSpec, jobs: list[_Job], ba
         out.clear()
         out.append(("crash", traceback.format_exc()))
         ship()
+
+
+def _peak_mb() -> float | None:
+    """This process's peak resident memory (Linux), for the benchmark."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
 
 
 def _main() -> None:
