@@ -20,6 +20,7 @@ import contextlib
 import operator
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -372,6 +373,9 @@ def _peak_mb() -> float | None:
 def _main() -> None:
     """``python -m models.funnel.parse``: the job pickled on standard input, the rows on
     standard output (which nothing else may write: print() goes to standard error)."""
+    # Ctrl-C at a terminal reaches the whole process group: the import's process stops this
+    # one, and says why
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     told = pickle.load(sys.stdin.buffer)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
