@@ -618,6 +618,9 @@ def test_the_touch_kpis_count_no_flag_of_a_source_they_leave_out(store: Store) -
             assert every["stalled_leads"].flagged == 2, rollups
             assert every["sla_attainment"].flagged == 1, rollups  # L1 only
             assert every["untouched_leads"].flagged == 1, rollups
+            # the latency's sample is touched MQLs: none of the source without touches
+            assert every["handoff_latency_median_hours"].flagged == 1, rollups
+            assert every["handoff_latency_p90_hours"].flagged == 1, rollups
             by_channel = compute_kpis(s, as_of=as_of, by="channel", rollups=rollups)
             paid = next(g.kpis for g in by_channel.groups if g.group == "paid")
             assert (paid["mql_volume"].flagged, paid["sla_attainment"].flagged) == (2, 1), rollups

@@ -227,6 +227,9 @@ GROUPS: tuple[str, ...] = ("channel", "campaign", "owner", "team", "month")
 #: The KPIs of first touches: read beside others, the leads of a source that records no first
 #: touch are left out of them (their sample, and their flagged count).
 TOUCH_KPIS: tuple[str, ...] = ("sla_attainment", "untouched_leads")
+#: The KPIs of the time to a first touch: their sample is touched MQLs, so only the sources
+#: that record first touches are in it (their flagged count too).
+LATENCY_KPIS: tuple[str, ...] = ("handoff_latency_median_hours", "handoff_latency_p90_hours")
 
 
 #: Each KPI in one sentence, in the words of the people who read the Numbers page.

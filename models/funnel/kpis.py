@@ -35,6 +35,7 @@ from models.funnel.kpi_defs import (
     GROUPS,
     KPI_NAMES,
     KPIS,
+    LATENCY_KPIS,
     MEANINGS,
     TOUCH_KPIS,
     Aggregates,
@@ -326,9 +327,13 @@ def _funnel(c: dict[str, Any] | None, present: dict[str, bool]) -> list[FunnelSt
     return steps
 
 
-#: whose flagged records each KPI counts: its population's, but the touch KPIs count only the
-#: MQLs of the sources they read (not those left out: they record no first touch)
-_POPULATION = {name: "touch" if name in TOUCH_KPIS else d.population for name, d in KPIS.items()}
+#: whose flagged records each KPI counts: its population's, but the KPIs of first touches count
+#: only the MQLs of the sources that record them (the touch KPIs leave the others out; the
+#: latency's sample, touched MQLs, holds none of theirs)
+_POPULATION = {
+    name: "touch" if name in (*TOUCH_KPIS, *LATENCY_KPIS) else d.population
+    for name, d in KPIS.items()
+}
 
 
 def _values(
