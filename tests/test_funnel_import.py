@@ -553,6 +553,19 @@ def test_the_work_after_the_files_is_told_step_by_step(
     assert 0 < read[-1] < of
 
 
+def test_the_terminal_says_how_much_of_the_numbers_is_summed_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The steps of summing up the numbers are chunks of rows, a size nobody knows: the
+    terminal shows the share done."""
+    progress = cli_funnel._Progress()
+    try:
+        progress.after_files("summing up the numbers", 134, 536)
+    finally:
+        progress.close()
+    assert "summing up the numbers (25%), 0 s after reading the files" in capsys.readouterr().err
+
+
 TWO_FILES = """
 name: two-files
 source: crm
