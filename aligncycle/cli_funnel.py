@@ -51,8 +51,9 @@ def register(app: typer.Typer) -> None:
 
 class _Progress:
     """A one-line progress display on stderr (a terminal only): the share of each file read,
-    then each step of the work after the files (:meth:`after_files`), with the seconds it has
-    taken so far, redrawn every second while a step runs."""
+    then each step of the work after the files (:meth:`after_files`, with the share of it
+    done when it tells one), with the seconds it has taken so far, redrawn every second while
+    a step runs."""
 
     def __init__(self) -> None:
         self.last = 0.0
@@ -82,7 +83,7 @@ class _Progress:
         if self.step is None:
             return
         what, done, of = self.step
-        share = f" ({done} of {of})" if of > 1 else ""
+        share = f" ({100 * done // of}%)" if of > 1 else ""  # (a step is no size a person knows)
         seconds = time.monotonic() - self.started
         sys.stderr.write(f"\r\x1b[K{what}{share}, {seconds:.0f} s after reading the files ")
         sys.stderr.flush()

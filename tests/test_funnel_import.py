@@ -499,27 +499,71 @@ def test_salesforce_reports_link_by_the_converted_opportunity_and_id_roots(
 
 
 def test_the_work_after_the_files_is_told_step_by_step(
-    store: Store, tmp_path: Path, mapping: Path
+    store: Store, tmp_path: Path, mapping: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A terminal shows what the import does once the files are read: linking, checking, and
-    each grouped pass of the numbers, up to the last."""
+    summing up the numbers, whose steps move while the rows are read for them (the longest
+    part, seconds at a million leads), not only once the months are built: of a number told
+    from the first step, up to it, never back."""
+    from models.funnel import rollup_build, rollups
+
+    # a row at a time (one chunk per row), and what the numbers do, in order
+    monkeypatch.setattr(rollup_build, "CHUNK", 1)
+    events: list[tuple] = []
+    partition, write = rollup_build._partition, rollups._write
+
+    def chunk(*args):  # noqa: ANN002, ANN202
+        events.append(("chunk read",))
+        return partition(*args)
+
+    def built(*args):  # noqa: ANN002, ANN202
+        events.append(("months built",))
+        return write(*args)
+
+    monkeypatch.setattr(rollup_build, "_partition", chunk)
+    monkeypatch.setattr(rollups, "_write", built)
     data = write_csv(tmp_path / "leads.csv", GOOD)
-    steps: list[tuple[str, int, int]] = []
     with store.unit_of_work() as s:
         import_files(
             s,
             [data],
             parse_mapping(mapping.read_text()),
-            after_files=lambda what, done, of: steps.append((what, done, of)),
+            after_files=lambda what, done, of: events.append((what, done, of)),
         )
+    steps = [e for e in events if len(e) == 3]
     assert [w for w, _d, _o in steps[:2]] == [
         "linking deals to their leads",
         "checking the data quality",
     ]
     numbers = [(d, o) for w, d, o in steps if w == "summing up the numbers"]
-    assert numbers[0] == (0, 1)
-    assert numbers[-1][0] == numbers[-1][1] > 1
-    assert [d for d, _o in numbers[1:]] == list(range(1, numbers[-1][1] + 1))
+    of = numbers[0][1]
+    assert numbers[0] == (0, of) and of > 1
+    assert all(o == of for _d, o in numbers)  # never changes once told
+    done = [d for d, _o in numbers]
+    assert done == sorted(done) and done[-1] == of  # only grows, up to the end
+    # steps are told while the rows are read: after the first chunk, before the last
+    chunks = [i for i, e in enumerate(events) if e == ("chunk read",)]
+    assert len(chunks) >= len(GOOD)
+    during = [e for e in events[chunks[0] : chunks[-1]] if len(e) == 3]
+    assert during and all(w == "summing up the numbers" and d > 0 for w, d, _o in during)
+    # ... and the months built move them on from there to the end
+    first_built = events.index(("months built",))
+    assert first_built > chunks[-1]
+    read = [e[1] for e in events[:first_built] if e[0] == "summing up the numbers"]
+    assert 0 < read[-1] < of
+
+
+def test_the_terminal_says_how_much_of_the_numbers_is_summed_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The steps of summing up the numbers are chunks of rows, a size nobody knows: the
+    terminal shows the share done."""
+    progress = cli_funnel._Progress()
+    try:
+        progress.after_files("summing up the numbers", 134, 536)
+    finally:
+        progress.close()
+    assert "summing up the numbers (25%), 0 s after reading the files" in capsys.readouterr().err
 
 
 TWO_FILES = """

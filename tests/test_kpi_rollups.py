@@ -522,7 +522,7 @@ def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(
     When that read cannot be trusted (a COPY it does not recognise, two spellings with one
     hash, a spelling it was not told of, met after records were already spilled), the rows are
     read again the plain way, in the same transaction, and the rollups still give the rows'
-    numbers."""
+    numbers; the progress told meanwhile never goes back."""
     if store.engine.dialect.name != "postgresql":
         pytest.skip("the binary COPY read is PostgreSQL's")
     from sqlalchemy import literal
@@ -549,14 +549,23 @@ def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(
 
         monkeypatch.setattr(rb, "_dictionary", forgetful)
     leads, deals = _many_groups()
+    told: list[tuple[int, int]] = []
     with store.unit_of_work() as s:
         _load(s, leads, deals)
         assert plain  # the plain read ran
+        plain.clear()
+        refresh_rollups(s, "a", step=lambda done, of: told.append((done, of)))
+        assert plain  # ... again, with the progress told
         for by in (None, ("owner",), ("channel", "month")):
             q = {"source": "a", "as_of": when(50 * DAY), "sla_hours": 4, "by": by}
             fast, rows = both_ways(s, **q)
             assert fast == rows, by
         assert len(fast["groups"]) > 100
+    of = told[0][1]
+    assert told[0] == (0, of) and told[-1] == (of, of)
+    assert all(o == of for _d, o in told)
+    assert [d for d, _o in told] == sorted(d for d, _o in told)
+    assert len(told) > 400 // 16  # at least a step per chunk of the leads read
 
 
 def test_a_source_that_records_no_first_touch_is_left_out_of_the_touch_kpis(

@@ -316,8 +316,8 @@ def _import(
         refresh_links(session, spec.source)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
-    # the KPI rollups of the months the import touched, in the same unit of work
-    tell("summing up the numbers", 0, 1)
+    # the KPI rollups of the months the import touched, in the same unit of work (it tells
+    # its first step, with how many there are, once it has counted the rows to read)
     refresh_rollups(
         session,
         spec.source,

@@ -103,6 +103,8 @@ LEAD_BITS = (
 )
 _EPOCH_MONTH = 1970 * 12
 _LE = np.dtype("<i8")  # the rollups' distributions are stored little-endian
+#: told(rows): how many rows are read (or records summed up) so far, for progress
+Told = Callable[[int], None]
 
 
 def in_ranges(col: Any, ranges: list[tuple[int, int]] | None) -> Any:
@@ -231,7 +233,7 @@ class _Spill:
     def __init__(self, dtype: np.dtype) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="aligncycle-rollups-")
         self.dtype = dtype
-        self.parts: set[Any] = set()
+        self.parts: dict[Any, int] = {}  # each part's records
         self.waiting: dict[Any, list[bytes]] = {}
         self.size = 0
 
@@ -239,7 +241,7 @@ class _Spill:
         return os.path.join(self.dir.name, str(part))
 
     def add(self, part: Any, records: np.ndarray) -> None:
-        self.parts.add(part)
+        self.parts[part] = self.parts.get(part, 0) + len(records)
         self.waiting.setdefault(part, []).append(records.tobytes())
         self.size += records.nbytes
         if self.size >= SPILL_BUFFER:
@@ -313,20 +315,28 @@ def _read(
     ints: int,
     codes: dict[str, _Codes],
     spill: _Spill,
+    told: Told | None = None,
 ) -> None:
     """Fetch ``stmt``'s rows (``ints`` integer columns, then the string columns ``codes``
     encodes) and spill them by part of the month of their ``day`` (NULL: ``None``): on
-    PostgreSQL by a binary ``COPY``, else (and where that cannot be sure) in chunks."""
+    PostgreSQL by a binary ``COPY``, else (and where that cannot be sure) in chunks.
+    ``told(rows)`` after each chunk: the rows read so far (from 0 again when the binary read
+    is given up for the plain one)."""
     if conn.dialect.name == "postgresql":
         try:
+            read = 0
             for rec in _copied(conn, stmt, dtype, ints, codes):
                 _partition(rec, spill)
+                read += len(rec)
+                if told is not None:
+                    told(read)
             return
         except _Unsure:  # read again, the plain way, from nothing
             spill.clear()
             codes.update({name: _Codes() for name in codes})
     names = dtype.names
     assert names is not None
+    read = 0
     for rows in _chunks(conn, stmt):
         columns = list(zip(*rows, strict=True))
         rec = np.empty(len(rows), dtype)
@@ -335,6 +345,9 @@ def _read(
         for i, name in enumerate(names[ints:], start=ints):
             rec[name] = codes[name].encode(columns[i])
         _partition(rec, spill)
+        read += len(rows)
+        if told is not None:
+            told(read)
 
 
 def _partition(rec: np.ndarray, spill: _Spill) -> None:
@@ -654,15 +667,17 @@ class _Build:
         return by_month
 
     @property
-    def months(self) -> int:
-        """How many months (the undated deals counting as one) :meth:`rows` goes through."""
-        return len(self._by_month())
+    def records(self) -> int:
+        """How many records (rows read) :meth:`rows` sums up."""
+        return sum(self.spill.parts.values())
 
     def close(self) -> None:
         self.spill.close()
 
-    def rows(self, step: Callable[[], None] | None) -> Iterator[tuple[Any, ...]]:
-        """The rollup rows, month by month (``step()`` after each)."""
+    def rows(self, step: Told | None) -> Iterator[tuple[Any, ...]]:
+        """The rollup rows, month by month (``step(records)`` after each: the records of the
+        months done so far)."""
+        done = 0
         for month, month_parts in self._by_month().items():
             if month is not None:  # the days: each in one part
                 for p in month_parts:
@@ -671,8 +686,9 @@ class _Build:
                         yield from self._day_rows(dim, rec, month)
             for dim in DIMS:  # the month, a dimension at a time (its values only in memory)
                 yield from self._month_rows(dim, month, month_parts)
+            done += sum(self.spill.parts[p] for p in month_parts)
             if step is not None:
-                step()
+                step(done)
 
     def _gid(self, dim: str, rec: np.ndarray, day0: int | None) -> tuple[np.ndarray, int]:
         key, nkeys = self._keys(dim, rec)
@@ -764,15 +780,19 @@ class _Build:
 
 
 def read_leads(
-    conn: Connection, source: str, ranges: list[tuple[int, int]] | None, flags_of: Flags
+    conn: Connection,
+    source: str,
+    ranges: list[tuple[int, int]] | None,
+    flags_of: Flags,
+    told: Told | None = None,
 ) -> _Build:
     """The leads of the months in ``ranges`` (None: all) read and spilled, ready to give
     their rollup rows (columns of :data:`models.funnel.rollups._LEAD_ROW`); the caller closes
-    it."""
+    it. ``told(rows)``: the rows read so far, after each chunk."""
     codes = {d: _Codes() for d in (*DIMS[1:], "reason")}
     spill = _Spill(_LEAD_DTYPE)
     try:
-        _read(conn, lead_stmt(source, ranges), _LEAD_DTYPE, 5, codes, spill)
+        _read(conn, lead_stmt(source, ranges), _LEAD_DTYPE, 5, codes, spill, told)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
     except BaseException:
@@ -787,15 +807,17 @@ def read_deals(
     ranges: list[tuple[int, int]] | None,
     undated: bool,
     flags_of: Flags,
+    told: Told | None = None,
 ) -> _Build:
     """The deals' events of the months in ``ranges`` (None: all) and, ``undated``, the open
     deals with no creation date (one row per group, as a month's, with no period), read and
     spilled, ready to give their rollup rows of the ``events`` kind (columns of
-    :data:`models.funnel.rollups._DEAL_ROW`); the caller closes it."""
+    :data:`models.funnel.rollups._DEAL_ROW`); the caller closes it. ``told(rows)``: the rows
+    read so far, after each chunk."""
     codes = {d: _Codes() for d in DIMS[1:]}
     spill = _Spill(_DEAL_DTYPE)
     try:
-        _read(conn, deal_stmt(source, ranges, undated), _DEAL_DTYPE, 4, codes, spill)
+        _read(conn, deal_stmt(source, ranges, undated), _DEAL_DTYPE, 4, codes, spill, told)
         groups = {d: codes[d].groups(conn, d in CASELESS) for d in DIMS[1:]}
         flags = {d: flags_of(d) for d in DIMS}
     except BaseException:

@@ -53,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.funnel import rollup_build
 from models.funnel.rollup_build import (
     DAY_DIMS,
     DIMS,
@@ -161,10 +162,10 @@ def refresh(
     step: Callable[[int, int], None] | None = None,
 ) -> None:
     """Recompute the rollups of ``source`` for ``months`` (None: every month), in the caller's
-    unit of work; the source's rollups are kept from then on. ``step(done, of)`` is called
-    after each month of each table and each rare pass, once the rows are read (progress)."""
+    unit of work; the source's rollups are kept from then on. ``step(done, of)`` tells the
+    progress (:class:`_Steps`): ``(0, of)`` first, ``of`` never changes, ``done`` only grows,
+    up to ``(of, of)`` at the end."""
     conn = session.connection() if isinstance(session, Session) else session
-    _delete(conn, source, months)
     dated = None if months is None else {m for m in months if m is not None}
     ranges = None if dated is None else _ranges(dated)
     undated = months is None or None in months
@@ -178,39 +179,42 @@ def refresh(
         ).first()
         is not None
     )
+    with_leads = ranges is None or bool(ranges)
+    with_deals = with_leads or undated
+    rare = both and with_leads
+    # the rows the reads can meet: each table's rows of the source (a count on its index)
+    rows = [
+        _count(conn, L, source) if with_leads else 0,
+        _count(conn, D, source) if with_deals else 0,
+    ]
+    steps = _Steps(step, rows, 2 * len(DIMS) if rare else 0)
+    _delete(conn, source, months)
     builds = []  # each table's rows read (spilled to disk), then its rollups built
     try:
-        if ranges is None or ranges:
+        if with_leads:
             lead_flags = (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else None
-            builds.append((LR, _LEAD_ROW, read_leads(conn, source, ranges, lead_flags or _none)))
-        if ranges is None or ranges or undated:
+            leads = read_leads(conn, source, ranges, lead_flags or _none, steps.read(0))
+            builds.append((LR, _LEAD_ROW, leads, 0))
+            steps.finished(0)
+        if with_deals:
             deal_flags = (
                 (lambda dim: _deal_flags(conn, source, dim, ranges, undated)) if flagged else None
             )
-            deals = read_deals(conn, source, ranges, undated, deal_flags or _none)
-            builds.append((DR, _DEAL_ROW, deals))
-        rare = both and (ranges is None or ranges)
-        of = max(sum(b.months for _t, _c, b in builds) + (2 * len(DIMS) if rare else 0), 1)
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if step is not None:
-                step(done, of)
-
-        for table, columns, build in builds:
-            _write(conn, table, columns, build.rows(tick))
+            deals = read_deals(conn, source, ranges, undated, deal_flags or _none, steps.read(1))
+            builds.append((DR, _DEAL_ROW, deals, 1))
+            steps.finished(1)
+        for table, columns, build, i in builds:
+            _write(conn, table, columns, build.rows(steps.built(i, build.records)))
+            steps.finished(2 + i)
         if rare:
-            for dim in DIMS:
-                for kind in ("lost", "both"):
+            for n, dim in enumerate(DIMS):
+                for k, kind in enumerate(("lost", "both")):
                     _deals(conn, source, dim, kind, ranges, flagged)
-                    tick()
+                    steps.passed(2 * n + k + 1)
     finally:
-        for _t, _c, build in builds:
+        for _t, _c, build, _i in builds:
             build.close()
-    if step is not None and done < of:  # (nothing to sum up)
-        step(of, of)
+    steps.to(steps.of)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
         conn.execute(insert(SR).values(source=source, refreshed_at=utcnow()))
     else:
@@ -219,6 +223,54 @@ def refresh(
 
 def _none(_dim: str) -> dict[Any, int]:
     return {}
+
+
+def _count(conn: Connection, table: Any, source: str) -> int:
+    return conn.execute(select(func.count()).where(table.c.source == source)).scalar_one()
+
+
+class _Steps:
+    """The progress of a refresh as ``step(done, of)``: each table's rows read, then summed
+    up (month by month), then the rare passes, in steps of :data:`~rollup_build.CHUNK` rows
+    (a rare pass: one step). ``of`` is told first, with ``done`` 0, and never changes: it is
+    counted from the source's rows of each table, which the rows read are among (a read of
+    some months, or of the leads with an MQL date, ends short of them: its steps then go
+    straight to the read's end). ``done`` is told when it grows, up to ``of``."""
+
+    def __init__(self, step: Callable[[int, int], None] | None, rows: list[int], passes: int):
+        unit = rollup_build.CHUNK  # (read now: a test may make chunks small)
+        self.step, self.rows, self.unit = step, rows, unit
+        self.chunks = [-(-n // unit) for n in rows]
+        reading = sum(self.chunks)
+        self.starts = [0, self.chunks[0], reading, reading + self.chunks[0], 2 * reading]
+        self.of = max(2 * reading + passes, 1)
+        self.done = 0
+        if step is not None:
+            step(0, self.of)
+
+    def to(self, done: int) -> None:
+        done = min(done, self.of)
+        if done > self.done:
+            self.done = done
+            if self.step is not None:
+                self.step(done, self.of)
+
+    def read(self, table: int) -> Callable[[int], None]:
+        """``told(rows)``: the rows of ``table`` (0: leads, 1: deals) read so far."""
+        start, chunks = self.starts[table], self.chunks[table]
+        return lambda rows: self.to(start + min(rows // self.unit, chunks))
+
+    def built(self, table: int, records: int) -> Callable[[int], None]:
+        """``told(done)``: the records of ``table`` summed up so far, of ``records``."""
+        start, chunks = self.starts[2 + table], self.chunks[table]
+        return lambda done: self.to(start + chunks * done // max(records, 1))
+
+    def finished(self, phase: int) -> None:
+        """The end of a phase: 0, 1 the leads', the deals' read; 2, 3 their summing up."""
+        self.to(self.starts[phase + 1])
+
+    def passed(self, passes: int) -> None:
+        self.to(self.starts[4] + passes)
 
 
 def _write(conn: Connection, table: Any, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
