@@ -159,3 +159,16 @@ def test_only_big_imports_on_sqlite_start_a_second_process(
     assert parse.wanted([small], None, "sqlite") and not parse.wanted([small], False, "sqlite")
     # PostgreSQL's server shares the cores with the two processes: no gain, measured
     assert not parse.wanted([small], None, "postgresql")
+
+
+def test_an_import_whose_reader_cannot_start_reads_its_files_itself(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_process(*_args, **_kwargs) -> None:  # noqa: ANN002, ANN003
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(parse.subprocess, "Popen", no_process)
+    data = write_csv(tmp_path / "leads.csv", GOOD + BAD)
+    with store.unit_of_work() as s:
+        summary = import_files(s, [data], parse_mapping(MAPPING), parallel=True)
+    assert (summary.rows, summary.new, summary.rejected) == (8, 4, 4)

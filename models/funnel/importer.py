@@ -33,6 +33,7 @@ this module runs an import from end to end.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -262,12 +263,12 @@ def import_files(
             path=path, compiled=compiled, sink=rejects, dates=dates, samples=sample_rejects
         )
         runs.append((run, order))
-    # a big import's files are parsed in a second process while this one writes
-    reader = (
-        Reader(spec, runs, batch_size, progress is not None)
-        if wanted([p for p, _ in plan], parallel, conn.dialect.name)
-        else None
-    )
+    # a big import's files are parsed in a second process while this one writes (here, when
+    # it cannot be started: the same import, slower)
+    reader = None
+    if wanted([p for p, _ in plan], parallel, conn.dialect.name):
+        with contextlib.suppress(OSError):
+            reader = Reader(spec, runs, batch_size, progress is not None)
     try:
         return _import(
             session, conn, spec, plan, [r for r, _ in runs], mapping_label, actor, progress,

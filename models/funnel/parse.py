@@ -203,7 +203,7 @@ def wanted(paths: list[Path], parallel: bool | None, dialect: str) -> bool:
     measured."""
     if parallel is not None:
         return parallel
-    if dialect != "sqlite":
+    if dialect != "sqlite" or not sys.executable:  # (no Python to start: an embedded one)
         return False
     with contextlib.suppress(OSError):
         return sum(p.stat().st_size for p in paths) >= PARALLEL_BYTES
@@ -234,13 +234,17 @@ class Reader:
         # the modules this process imports, wherever they were found
         env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - read if the process fails
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._errors,
-            env=env,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+                env=env,
+            )
+        except BaseException:
+            self._errors.close()
+            raise
         assert self._process.stdin is not None and self._process.stdout is not None
         #: the process's peak resident memory (MB) when it had read the last file so far
         self.peak_mb: float | None = None
