@@ -129,10 +129,12 @@ def test_a_refused_file_is_read_again_with_the_date_order_chosen_without_uploadi
         page.context.close()
 
 
-def _job(site: dict, email: str, name: str, state: str, body: bytes) -> int:
+def _job(
+    site: dict, email: str, name: str, state: str, body: bytes, step: dict | None = None
+) -> int:
     """A job of ``email``'s in ``state``: previewed, refused or imported through the real
     preview and import (run here); a running one with a fresh heartbeat, as a worker reading
-    its files writes."""
+    its files writes (``step``: past them, in that step of the work after the files)."""
     app = site["app"]
     upload = SimpleNamespace(filename=name, file=io.BytesIO(body))
     app.state.import_settings = ij.ImportSettings(background_mb=100)
@@ -150,6 +152,8 @@ def _job(site: dict, email: str, name: str, state: str, body: bytes) -> int:
             jobs.move(s, job_id, (jobs.PREVIEWED,), jobs.IMPORTING)
             folder = ij.uploads_root(app) / job.folder
         beat = {"phase": "importing", "done": 1, "total": 3, "rows": 20_000, "at": time.time()}
+        if step:
+            beat.update(done=3, **step)
         (folder / "progress.json").write_text(json.dumps(beat))
     return job_id
 
@@ -163,6 +167,8 @@ def test_the_import_pages_pass_axe_at_a_laptop_and_a_phone_width(
     previewed = _job(site, LEAD, "preview.csv", jobs.PREVIEWED, CONTACTS)
     refused = _job(site, LEAD, "refused.csv", jobs.REFUSED, AMBIGUOUS)
     running = _job(site, LEAD, "running.csv", jobs.IMPORTING, CONTACTS)
+    step = {"step": "summing up the numbers", "step_done": 4, "step_of": 10}
+    summing = _job(site, LEAD, "summing.csv", jobs.IMPORTING, CONTACTS, step)
     imported = _job(site, LEAD, f"imported-{viewport[:3]}.csv", jobs.IMPORTED, CONTACTS)
     page = as_(LEAD, viewport=VIEWPORTS[viewport], bypass_csp=True)
     found: list[str] = []
@@ -172,6 +178,7 @@ def test_the_import_pages_pass_axe_at_a_laptop_and_a_phone_width(
             f"/numbers/import/{previewed}",
             f"/numbers/import/{refused}",
             f"/numbers/import/{running}",
+            f"/numbers/import/{summing}",
             f"/numbers/import/{imported}",
         ):
             page.goto(site["base"] + path)
@@ -180,6 +187,7 @@ def test_the_import_pages_pass_axe_at_a_laptop_and_a_phone_width(
             page.screenshot(path=str(site["shots"] / f"{name}-{viewport[:-3]}.png"), full_page=True)
     finally:
         page.context.close()
-        with site["store"].unit_of_work() as s:  # the running one: as if it stopped
-            jobs.move(s, running, (jobs.IMPORTING,), jobs.FAILED, message="stopped")
+        with site["store"].unit_of_work() as s:  # the running ones: as if they stopped
+            for job_id in (running, summing):
+                jobs.move(s, job_id, (jobs.IMPORTING,), jobs.FAILED, message="stopped")
     assert found == [], "\n".join(found)

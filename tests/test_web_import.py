@@ -28,7 +28,7 @@ from aligncycle.web.auth import SESSION_COOKIE
 from aligncycle.web.deps import WebSettings
 from models.accounts import ApiToken
 from models.db import Store
-from models.funnel import jobs
+from models.funnel import importer, jobs
 from models.funnel.tables import Deal, FunnelImport, ImportJob, Lead
 from models.services import accounts
 from models.services.common import person_by_email
@@ -642,11 +642,30 @@ def test_a_large_import_runs_in_the_background_with_progress_any_worker_reads(
             assert go_on.wait(60)  # hold the import here until the test has looked
 
     monkeypatch.setattr(ij.ProgressFile, "__call__", paused)
+    # then held again part of the way through the work after the files (summing up the numbers)
+    importing, summing, go_on_summing = threading.Event(), threading.Event(), threading.Event()
+    share: list[int] = []
+    refresh = importer.refresh_rollups
+
+    def held(session: Any, source: str, months: Any, step: Any = None) -> None:
+        def told(done: int, of: int) -> None:
+            if not (importing.is_set() and 0 < done < of and not share):
+                return step(done, of)
+            share.append(100 * done // of)
+            time.sleep(0.3)  # past the progress file's throttle, so this step is the one written
+            step(done, of)
+            summing.set()
+            assert go_on_summing.wait(60)
+
+        refresh(session, source, months, step=told)
+
+    monkeypatch.setattr(importer, "refresh_rollups", held)
     body = big_contacts(60_000)
     resp = web.upload("lee", {"contacts.csv": body}, profile="hubspot")
     assert resp.status_code == 303
     job_id = job_id_of(resp)
     assert web.wait("lee", job_id)["state"] == "previewed"
+    importing.set()
     confirm = web.client("lee").post(
         f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
     )
@@ -671,8 +690,26 @@ def test_a_large_import_runs_in_the_background_with_progress_any_worker_reads(
         assert f'value="{progress["percent"]}"' in block.text
         # nothing is in the store until the import commits
         assert funnel_rows(web.store) == (0, 0, 0)
+        # the files read, the work after them is told step by step, in words
+        go_on.set()
+        assert summing.wait(60)
+        seen = other.job("max", job_id)
+        assert seen["state"] == "importing" and 0 < share[0] < 100
+        said = seen["progress"]["text"]
+        assert said == f"All 60,000 rows read. Summing up the numbers: {share[0]}% done."
+        assert not re.search(r"[_{}]|\(s\)|summing_up|after_files", said)
+        page = other.client("max").get(f"/numbers/import/{job_id}")
+        assert said in text(page)
+        bar = re.search(r'<progress id="import-step-bar"[^>]* max="100" value="(\d+)"', page.text)
+        assert bar and int(bar.group(1)) == share[0]
+        block = other.client("max").get(
+            f"/numbers/import/{job_id}/progress", headers={"HX-Request": "true"}
+        )
+        assert block.status_code == 200 and said in text(block)
+        assert funnel_rows(web.store) == (0, 0, 0)
     finally:
         go_on.set()
+        go_on_summing.set()
         done = other.wait("max", job_id)  # also when a check failed: nothing left running
     assert done["state"] == "imported", done
     assert done["summary"]["new"] == 60_000 and done["progress"] is None

@@ -73,6 +73,7 @@ from models.tables import Person
 
 __all__ = [
     "MAX_LINE",
+    "AfterFiles",
     "FileSummary",
     "ImportSummary",
     "Progress",

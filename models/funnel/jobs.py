@@ -31,7 +31,13 @@ from sqlalchemy.orm import Session, joinedload
 from models.base import utcnow
 from models.enums import Role
 from models.errors import Conflict, Forbidden, NotFound
-from models.funnel.importer import ImportSummary, Progress, RejectsFiles, import_files
+from models.funnel.importer import (
+    AfterFiles,
+    ImportSummary,
+    Progress,
+    RejectsFiles,
+    import_files,
+)
 from models.funnel.mapping import MappingSpec
 from models.funnel.tables import Deal, ImportJob, Lead
 from models.tables import Person
@@ -245,9 +251,11 @@ def preview_import(
     label: str,
     actor: Person | None = None,
     progress: Progress | None = None,
+    after_files: AfterFiles | None = None,
 ) -> ImportPreview:
     """What importing ``paths`` would do: the real import inside a SAVEPOINT that is rolled
-    back, whatever happens. A refusal (:class:`InvalidInput`) propagates, as from the import."""
+    back, whatever happens. A refusal (:class:`InvalidInput`) propagates, as from the import.
+    ``progress`` and ``after_files``: as :func:`import_files` tells them."""
     savepoint = session.begin_nested()
     try:
         summary = import_files(
@@ -257,6 +265,7 @@ def preview_import(
             mapping_label=label,
             actor=actor,
             progress=progress,
+            after_files=after_files,
             sample_rejects=PREVIEW_REJECTS,
         )
         files = [_file_preview(session, spec.source, Path(f.file).name) for f in summary.files]
@@ -303,10 +312,12 @@ def run_import(
     label: str,
     rejects: RejectsFiles | None,
     progress: Progress | None = None,
+    after_files: AfterFiles | None = None,
     actor: Person | None = None,
 ) -> ImportSummary:
     """Import the job's files for real, in the caller's unit of work, and mark the job
-    imported in the same transaction (with the summary; files by name only)."""
+    imported in the same transaction (with the summary; files by name only). ``progress``
+    and ``after_files``: as :func:`import_files` tells them."""
     summary = import_files(
         session,
         paths,
@@ -314,6 +325,7 @@ def run_import(
         mapping_label=label,
         rejects=rejects,
         progress=progress,
+        after_files=after_files,
         actor=actor,
     )
     shown = summary.model_copy(deep=True)

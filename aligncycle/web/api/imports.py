@@ -58,7 +58,14 @@ class ProgressRead(BaseModel):
     rows: int
     file: str | None
     waiting: bool = Field(description="Waiting for another import to finish first.")
-    finishing: bool = Field(description="Every row read; linking and checking the data.")
+    finishing: bool = Field(description="Every row read; the work after the files is running.")
+    step: str | None = Field(
+        None,
+        description="The work after the files being done now, e.g. 'summing up the numbers'.",
+    )
+    step_percent: int | None = Field(
+        None, description="Of that step done (none when it tells no share)."
+    )
     text: str
 
 

@@ -12,12 +12,13 @@ the API use this package's names; its modules: ``settings``, ``words``, ``upload
   (``ALIGNCYCLE_IMPORT_BACKGROUND_MB``, 5 by default). One import or preview runs at a time
   per data dir (a file lock: every worker process of one machine takes turns; SQLite has one
   writer anyway). The job's state lives in the store (:class:`ImportJob`), written in short
-  transactions of their own; the percent of bytes read lives in ``progress.json`` beside the
-  uploaded files, written atomically: SQLite lets one connection write at a time, and the
-  import holds that for its whole transaction, so progress written to the store would wait for
-  the import itself. Any worker reads both, since the uploaded files are already in the shared
-  data dir. A heartbeat in that file tells a running job from one whose process stopped (then
-  nothing was imported: the import is one transaction).
+  transactions of their own; the percent of bytes read (then the step of the work after the
+  files: linking, the data-quality flags, summing up the numbers) lives in ``progress.json``
+  beside the uploaded files, written atomically: SQLite lets one connection write at a time,
+  and the import holds that for its whole transaction, so progress written to the store would
+  wait for the import itself. Any worker reads both, since the uploaded files are already in
+  the shared data dir. A heartbeat in that file tells a running job from one whose process
+  stopped (then nothing was imported: the import is one transaction).
 - **After an import**, what the CLI does happens too: the rejects files are published (in a
   folder per import, ``<rejects>/import-<id>/``, next to the store like the CLI's), then
   :func:`models.phases.numbers.record_numbers_after_import` records the KPI gaps of the cycles

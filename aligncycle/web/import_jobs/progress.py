@@ -1,4 +1,5 @@
-"""The progress of a running preview or import: the share of bytes read and a heartbeat, in
+"""The progress of a running preview or import: the share of bytes read, then the step of the
+work after the files (and the share of it done), and a heartbeat, in
 ``progress.json`` beside the uploaded files (any worker of the machine reads it; the store's
 one write lock is the import's while it runs), and a job whose heartbeat stopped settled as
 stopped."""
@@ -21,8 +22,12 @@ from models.funnel.tables import ImportJob
 
 
 class ProgressFile:
-    """The importer's ``progress`` callback, written to ``progress.json`` beside the files
-    (atomically, at most a few times a second), with a heartbeat while the job runs."""
+    """The importer's ``progress`` callback (and its ``after_files``: :meth:`after_files`),
+    written to ``progress.json`` beside the files (atomically, at most every :attr:`EVERY`
+    seconds but at each file's end and each new step), with a heartbeat while the job runs."""
+
+    #: the least time between two writes of the same file's or step's progress
+    EVERY = 0.25
 
     def __init__(self, path: Path, sizes: dict[str, int], phase: str) -> None:
         self.path = path
@@ -32,6 +37,8 @@ class ProgressFile:
         self.done: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.file: str | None = None
+        #: the work after the files: (what is being done, steps done, steps in all)
+        self.step: tuple[str, int, int] | None = None
         self.waiting = False
         self.last = 0.0
         self.lock = threading.Lock()
@@ -42,7 +49,18 @@ class ProgressFile:
             self.rows[name] = rows
             self.file = name
             now = time.monotonic()
-            if done < total and now - self.last < 0.25:
+            if done < total and now - self.last < self.EVERY:
+                return
+            self.last = now
+            self._write()
+
+    def after_files(self, what: str, done: int, of: int) -> None:
+        """The importer's ``after_files``: each step of the work after the files are read."""
+        with self.lock:
+            new = self.step is None or self.step[0] != what
+            self.step = (what, done, of)
+            now = time.monotonic()
+            if not new and done < of and now - self.last < self.EVERY:
                 return
             self.last = now
             self._write()
@@ -59,6 +77,9 @@ class ProgressFile:
             "rows": sum(self.rows.values()),
             "file": self.file,
             "waiting": self.waiting,
+            "step": self.step[0] if self.step else None,
+            "step_done": self.step[1] if self.step else 0,
+            "step_of": self.step[2] if self.step else 0,
             "at": time.time(),
         }
         tmp = self.path.with_name(f".progress.{os.getpid()}.{threading.get_ident()}")
@@ -88,11 +109,23 @@ class Progress:
     file: str | None
     waiting: bool
     finishing: bool
+    #: the work after the files being done now, as the importer tells it ("summing up the
+    #: numbers"), and the share of it done (None: it tells no share)
+    step: str | None = None
+    step_percent: int | None = None
+
+    @property
+    def step_title(self) -> str:
+        """The step as a heading: "Summing up the numbers"."""
+        return (self.step or "")[:1].upper() + (self.step or "")[1:]
 
     @property
     def sentence(self) -> str:
         if self.waiting:
             return "Waiting for another import to finish first."
+        if self.step:
+            done = "." if self.step_percent is None else f": {self.step_percent}% done."
+            return f"All {self.rows:,} rows read. {self.step_title}{done}"
         if self.finishing:
             return (
                 f"All {self.rows:,} rows read; linking deals to their leads and checking the "
@@ -112,6 +145,9 @@ def progress_of(app: Any, job: ImportJob) -> Progress | None:
     total = int(data.get("total") or sum(int(f.get("size", 0)) for f in job.files) or 0)
     done = int(data.get("done") or 0)
     percent = int(100 * done / total) if total else 0
+    step = data.get("step") or None
+    step_of = int(data.get("step_of") or 0)
+    step_done = min(int(data.get("step_done") or 0), step_of)
     return Progress(
         percent=min(percent, 100),
         bytes_done=done,
@@ -119,7 +155,10 @@ def progress_of(app: Any, job: ImportJob) -> Progress | None:
         rows=int(data.get("rows") or 0),
         file=data.get("file"),
         waiting=bool(data.get("waiting")),
-        finishing=bool(total) and done >= total,
+        finishing=bool(step) or (bool(total) and done >= total),
+        step=step,
+        # a step counted in one is no size a person knows: no share of it
+        step_percent=100 * step_done // step_of if step and step_of > 1 else None,
     )
 
 

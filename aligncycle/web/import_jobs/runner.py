@@ -165,7 +165,13 @@ def _run(app: Any, job: ImportJob, folder: Path, progress: ProgressFile) -> None
             with store.unit_of_work() as s:
                 actor = s.get(Person, job.created_by_id)
                 preview = jobs.preview_import(
-                    s, paths, spec, label=label, actor=actor, progress=progress
+                    s,
+                    paths,
+                    spec,
+                    label=label,
+                    actor=actor,
+                    progress=progress,
+                    after_files=progress.after_files,
                 )
             data = preview.model_dump(mode="json")
             summary_in_words(data["summary"], spec, folders)
@@ -217,7 +223,15 @@ def _import(
         row = s.get(ImportJob, job.id)
         actor = s.get(Person, job.confirmed_by_id or job.created_by_id)
         jobs.run_import(
-            s, row, paths, spec, label=label, rejects=rejects, progress=progress, actor=actor
+            s,
+            row,
+            paths,
+            spec,
+            label=label,
+            rejects=rejects,
+            progress=progress,
+            after_files=progress.after_files,
+            actor=actor,
         )
         shown = copy.deepcopy(row.summary)
         summary_in_words(shown, spec, folders)
