@@ -7,6 +7,7 @@ an outage for bad input: :func:`shown_url`, :func:`mask_secrets` and :func:`outa
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,8 +73,37 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
 
+        if path is not None:
+            _checkpoint_after_rollback_to(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+#: a connection's info: it rolled back to a savepoint since it was last checked in
+_ROLLED_BACK_TO = "aligncycle_rolled_back_to"
+
+
+def _checkpoint_after_rollback_to(engine: Engine) -> None:
+    """SQLite (3.40.1, Debian 12's, measured; 3.51.1 does not): a transaction that rolls back
+    to a savepoint whose pages were spilled to the WAL, and then commits writing nothing more
+    (an import's preview: the import in a savepoint, rolled back), breaks the WAL's chain of
+    frames. The rows stay visible while the store is open, but the commits that follow are
+    lost when it is opened again after its process ended without a checkpoint (a killed or
+    restarted server: measured, an import of 200,000 leads committed after a preview of
+    600,000 was gone). So a connection that rolled back to a savepoint checkpoints the WAL
+    into the database file, and empties it, when it returns to the pool: the frames after are
+    written to a new WAL."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note(conn, _cursor, statement, *_args) -> None:  # noqa: ANN001, ANN002
+        if statement[:11].upper() == "ROLLBACK TO":
+            conn.info[_ROLLED_BACK_TO] = True
+
+    @event.listens_for(engine, "checkin")
+    def _checkpoint(dbapi_conn, record) -> None:  # noqa: ANN001
+        if dbapi_conn is not None and record is not None and record.info.pop(_ROLLED_BACK_TO, 0):
+            with contextlib.suppress(Exception):  # (busy: the next connection's turn)
+                dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 @contextmanager
