@@ -101,9 +101,13 @@ def _checkpoint_after_rollback_to(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkin")
     def _checkpoint(dbapi_conn, record) -> None:  # noqa: ANN001
-        if dbapi_conn is not None and record is not None and record.info.pop(_ROLLED_BACK_TO, 0):
-            with contextlib.suppress(Exception):  # (busy: the next connection's turn)
-                dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if dbapi_conn is None or record is None or not record.info.pop(_ROLLED_BACK_TO, 0):
+            return
+        busy = 1
+        with contextlib.suppress(Exception):
+            busy = dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:  # a reader held the WAL past the busy timeout: again at the next check-in
+            record.info[_ROLLED_BACK_TO] = True
 
 
 @contextmanager
