@@ -29,6 +29,18 @@ PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` check what only PostgreSQL has: on the embedded SQLite store
+    (no ``ALIGNCYCLE_TEST_DATABASE_URL``) they are deselected, and run in the PostgreSQL
+    suite (``make test-postgres``)."""
+    if PG_URL:
+        return
+    kept = [item for item in items if item.get_closest_marker("postgres") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 @contextmanager
 def migrated_store(sqlite_file: Path) -> Iterator[tuple[str, Engine]]:
     """A store of its own at the newest revision: a SQLite file at ``sqlite_file``, or, when

@@ -514,6 +514,7 @@ def test_many_groups_free_text_reasons_and_dates_before_1970(
     assert len(got["owner"]["groups"]) > 300
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("fault", ["header", "shared hash", "unknown spelling"])
 def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(
     store: Store, fault: str, monkeypatch: pytest.MonkeyPatch
@@ -523,8 +524,6 @@ def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(
     hash, a spelling it was not told of, met after records were already spilled), the rows are
     read again the plain way, in the same transaction, and the rollups still give the rows'
     numbers; the progress told meanwhile never goes back."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("the binary COPY read is PostgreSQL's")
     from sqlalchemy import literal
 
     from models.funnel import rollup_build as rb
@@ -639,12 +638,11 @@ def test_the_touch_kpis_count_no_flag_of_a_source_they_leave_out(store: Store) -
             assert fast == rows, by
 
 
+@pytest.mark.postgres
 def test_a_statement_failing_under_a_local_setting_raises_its_own_error(store: Store) -> None:
     """A setting raised for some statements (the staging's and the rollups' work_mem) is not
     set back after a failed one: the transaction is aborted, and setting it back there would
     raise "current transaction is aborted" instead of the error that says what went wrong."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("transaction-local settings are PostgreSQL's")
     from sqlalchemy.exc import DataError
 
     from models.db import local_setting
