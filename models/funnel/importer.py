@@ -37,7 +37,6 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select
@@ -264,39 +263,10 @@ def import_files(
             path=path, compiled=compiled, sink=rejects, dates=dates, samples=sample_rejects
         )
         runs.append((run, order))
-    # a big import's files are parsed in a second process while this one writes (here, when
-    # it cannot be started: the same import, slower)
-    reader = None
-    if wanted([p for p, _ in plan], parallel, conn.dialect.name):
-        with contextlib.suppress(OSError):
-            reader = Reader(spec, runs, batch_size, progress is not None)
-    try:
-        return _import(
-            session, conn, spec, plan, [r for r, _ in runs], mapping_label, actor, progress,
-            batch_size, after_files, reader,
-        )  # fmt: skip
-    finally:
-        if reader is not None:
-            reader.close()
-
-
-def _import(
-    session: Session,
-    conn: Connection,
-    spec: MappingSpec,
-    plan: list[tuple[Path, Any]],
-    runs: list[_FileRun],
-    mapping_label: str | None,
-    actor: Person | None,
-    progress: Progress | None,
-    batch_size: int,
-    after_files: AfterFiles | None,
-    reader: Reader | None,
-) -> ImportSummary:
     log = FunnelImport(
         source=spec.source,
         mapping=mapping_label or spec.name,
-        files=[p.name for p, _ in plan],
+        files=[r.path.name for r, _ in runs],
         imported_by_id=actor.id if actor else None,
     )
     session.add(log)
@@ -307,8 +277,18 @@ def _import(
     # PostgreSQL: a first import's rows are staged, and go in after the files
     staging = Staging(conn, spec.source) if conn.dialect.name == "postgresql" else None
     written = 0
-    for run in runs:
-        written += _import_file(conn, spec, run, batch_size, progress, touched, staging, reader)
+    # a big import's files are parsed in a second process while this one writes (here, when
+    # it cannot be started: the same import, slower); it ends once they are read
+    reader = None
+    if wanted([r.path for r, _ in runs], parallel, conn.dialect.name):
+        with contextlib.suppress(OSError):
+            reader = Reader(spec, runs, batch_size, progress is not None)
+    try:
+        for run, _order in runs:
+            written += _import_file(conn, spec, run, batch_size, progress, touched, staging, reader)
+    finally:
+        if reader is not None:
+            reader.close()
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
     # the derived columns were right after the last import (this is their only writer): an
@@ -333,7 +313,7 @@ def _import(
         import_id=log.id,
         source=spec.source,
         mapping=log.mapping,
-        files=[r.summary(per_file.get(r.path.name, 0)) for r in runs],
+        files=[r.summary(per_file.get(r.path.name, 0)) for r, _ in runs],
         flags=len(flags),
         flags_by_kind=dict(Counter(f.kind for f in flags)),
         first_flags=_samples(flags),
