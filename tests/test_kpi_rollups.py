@@ -554,6 +554,64 @@ def test_sqlite_reads_a_range_of_ids_joined_and_the_plain_way_when_unsure(
     assert (False in outcomes) == (spelling is not None)  # ... and the odd ones again plainly
 
 
+@pytest.mark.parametrize("where", ["making the leads' rollups", "writing the leads' rollups"])
+def test_a_failure_while_summing_up_leaves_no_thread_no_file_and_the_rollups_as_they_were(
+    store: Store, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table's rollups are made in a thread of their own while the next table is read. A
+    failure there reaches the caller as itself; a failure in the caller's own work stops the
+    thread. Either way no thread and no temporary file is left, and once the unit of work
+    rolls back the rollups are those from before."""
+    import tempfile
+    import threading
+    import time
+
+    from models.funnel import rollup_build as rb
+    from models.funnel import rollups
+
+    leads, deals = _many_groups()
+    with store.unit_of_work() as s:
+        _load(s, leads, deals)
+    with store.unit_of_work() as s:
+        before = s.execute(select(func.count()).select_from(KpiLeadRollup)).scalar_one()
+        q = {"source": "a", "by": "month", "as_of": when(50 * DAY)}
+        fast_before = compute_kpis(s, **q).model_dump()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if where == "making the leads' rollups":
+        emit = rb._Build._emit
+
+        def broken(self, *args):  # noqa: ANN001, ANN002, ANN202
+            if not self.table.deals:
+                raise OSError("No space left on device")
+            return emit(self, *args)
+
+        monkeypatch.setattr(rb._Build, "_emit", broken)
+        error: type[BaseException] = OSError
+    else:
+        rows = rb._Build.rows
+
+        def slow(self, step):  # noqa: ANN001, ANN202
+            while self.table.deals:  # the deals' rollups take their time: until stopped
+                time.sleep(0.02)
+                yield ("a row never written",)
+            yield from rows(self, step)
+
+        def broken_write(*args):  # noqa: ANN002, ANN202
+            raise KeyboardInterrupt  # Ctrl-C while the deals' rollups are being made
+
+        monkeypatch.setattr(rb._Build, "rows", slow)
+        monkeypatch.setattr(rollups, "_write", broken_write)
+        error = KeyboardInterrupt
+    with pytest.raises(error), store.unit_of_work() as s:
+        s.execute(delete(KpiLeadRollup))  # (it rolls back with the rest)
+        refresh_rollups(s, "a")
+    assert not [t for t in threading.enumerate() if t.name == "aligncycle-rollups"]
+    assert list(tmp_path.iterdir()) == []
+    with store.unit_of_work() as s:
+        assert s.execute(select(func.count()).select_from(KpiLeadRollup)).scalar_one() == before
+        assert compute_kpis(s, **q).model_dump() == fast_before
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault", ["header", "shared hash", "unknown spelling"])
 def test_a_binary_read_that_cannot_be_trusted_is_read_again_the_plain_way(

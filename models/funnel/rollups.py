@@ -12,11 +12,13 @@ reads, and its numbers are those of the rows (``tests/test_kpi_rollups.py``).
 How they are kept: :func:`refresh` recomputes the rollups of one source for the months given
 (every month when none are), in the caller's unit of work, from the rows: every lead and every
 deal's event (its win, else its loss, else its being open) is read once and grouped by month
-with numpy (:mod:`models.funnel.rollup_build`); the losses of deals also won, which are rare,
-by grouped queries. The import (:func:`models.funnel.importer.import_files`) passes the
-months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the months of the old
-and the new dates of every lead and deal it wrote, and of the leads and deals linked to them
-(a lead's deals carry its channel; a lead carries its deals' summary and flags). Anything
+with numpy (:mod:`models.funnel.rollup_build`; a table's rollups are made in a thread while the
+next table is read, :class:`~models.funnel.rollup_build.Made`); the losses of deals also won,
+which are rare, by grouped queries. The import (:func:`models.funnel.importer.import_files`)
+passes the months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the
+months of the old and the new dates of every lead and deal it wrote, and of the leads and
+deals linked to them (a lead's deals carry its channel; a lead carries its deals' summary and
+flags). Anything
 that writes leads or deals otherwise calls :func:`refresh` after it (``tests/test_kpis.py``
 does, as an import would).
 
@@ -58,6 +60,7 @@ from models.funnel.rollup_build import (
     DAY_DIMS,
     DIMS,
     LEAD_BITS,
+    Made,
     deal_events,
     in_ranges,
     read_deals,
@@ -189,22 +192,25 @@ def refresh(
     ]
     steps = _Steps(step, rows, 2 * len(DIMS) if rare else 0)
     _delete(conn, source, months)
-    builds = []  # each table's rows read (spilled to disk), then its rollups built
+    builds = []  # each table's rows read (spilled to disk)
+    made = []  # then its rollups made, in a thread, while the next table is read
     try:
         if with_leads:
             lead_flags = (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else None
             leads = read_leads(conn, source, ranges, lead_flags or _none, steps.read(0))
-            builds.append((LR, _LEAD_ROW, leads, 0))
+            builds.append(leads)
+            made.append((LR, _LEAD_ROW, leads.records, Made(leads), 0))
             steps.finished(0)
         if with_deals:
             deal_flags = (
                 (lambda dim: _deal_flags(conn, source, dim, ranges, undated)) if flagged else None
             )
             deals = read_deals(conn, source, ranges, undated, deal_flags or _none, steps.read(1))
-            builds.append((DR, _DEAL_ROW, deals, 1))
+            builds.append(deals)
+            made.append((DR, _DEAL_ROW, deals.records, Made(deals), 1))
             steps.finished(1)
-        for table, columns, build, i in builds:
-            _write(conn, table, columns, build.rows(steps.built(i, build.records)))
+        for table, columns, records, rows, i in made:
+            _write(conn, table, columns, rows.rows(steps.built(i, records)))
             steps.finished(2 + i)
         if rare:
             for n, dim in enumerate(DIMS):
@@ -212,7 +218,9 @@ def refresh(
                     _deals(conn, source, dim, kind, ranges, flagged)
                     steps.passed(2 * n + k + 1)
     finally:
-        for _t, _c, build, _i in builds:
+        for _t, _c, _r, rows, _i in made:
+            rows.close()  # (its thread stopped before its records are removed)
+        for build in builds:
             build.close()
     steps.to(steps.of)
     if conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is None:
