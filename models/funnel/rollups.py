@@ -18,9 +18,8 @@ which are rare, by grouped queries. The import (:func:`models.funnel.importer.im
 passes the months its rows touched (:class:`models.funnel.rollup_touched.Touched`): the
 months of the old and the new dates of every lead and deal it wrote, and of the leads and
 deals linked to them (a lead's deals carry its channel; a lead carries its deals' summary and
-flags). Anything
-that writes leads or deals otherwise calls :func:`refresh` after it (``tests/test_kpis.py``
-does, as an import would).
+flags). Anything that writes leads or deals otherwise calls :func:`refresh` after it
+(``tests/test_kpis.py`` does, as an import would).
 
 Why one file of this size: the periods, the refresh and its writer, the flags and the rare
 kinds of deal rollups change together with the tables' layout and with
