@@ -206,7 +206,8 @@ def refresh(
             )
             deals = read_deals(conn, source, ranges, undated, deal_flags or _none, steps.read(1))
             builds.append(deals)
-            made.append((DR, _DEAL_ROW, deals.records, Made(deals), 1))
+            after = made[-1][3] if made else None  # (the leads' made first)
+            made.append((DR, _DEAL_ROW, deals.records, Made(deals, after), 1))
             steps.finished(1)
         for table, columns, records, rows, i in made:
             _write(conn, table, columns, rows.rows(steps.built(i, records)))
