@@ -550,8 +550,8 @@ def test_sqlite_reads_a_range_of_ids_joined_and_the_plain_way_when_unsure(
         if spelling is not None:
             groups = {g["group"] for g in fast["groups"]}
             assert any(spelling in str(g) for g in groups)
-    assert True in outcomes  # ranges read joined ...
-    assert (False in outcomes) == (spelling is not None)  # ... and the odd ones again plainly
+    assert any(outcomes)  # ranges read joined ...
+    assert (not all(outcomes)) == (spelling is not None)  # ... and the odd ones again plainly
 
 
 @pytest.mark.parametrize("where", ["making the leads' rollups", "writing the leads' rollups"])
