@@ -193,12 +193,14 @@ def refresh(
     _delete(conn, source, months)
     builds = []  # each table's rows read (spilled to disk)
     made = []  # then its rollups made, in a thread, while the next table is read
+    lead_rows = None
     try:
         if with_leads:
             lead_flags = (lambda dim: _lead_flags(conn, source, dim, ranges)) if flagged else None
             leads = read_leads(conn, source, ranges, lead_flags or _none, steps.read(0))
             builds.append(leads)
-            made.append((LR, _LEAD_ROW, leads.records, Made(leads), 0))
+            lead_rows = Made(leads)
+            made.append((LR, _LEAD_ROW, leads.records, lead_rows, 0))
             steps.finished(0)
         if with_deals:
             deal_flags = (
@@ -206,8 +208,7 @@ def refresh(
             )
             deals = read_deals(conn, source, ranges, undated, deal_flags or _none, steps.read(1))
             builds.append(deals)
-            after = made[-1][3] if made else None  # (the leads' made first)
-            made.append((DR, _DEAL_ROW, deals.records, Made(deals, after), 1))
+            made.append((DR, _DEAL_ROW, deals.records, Made(deals, after=lead_rows), 1))
             steps.finished(1)
         for table, columns, records, rows, i in made:
             _write(conn, table, columns, rows.rows(steps.built(i, records)))
