@@ -930,8 +930,9 @@ class Made:
     made entirely while the deals were read, which took as long as before (measured).
 
     The thread touches no connection; what it made waits on disk, so memory holds a batch
-    (a month's rows at 3,000,000 leads hold about 24 MB of values: batches are cut by size
-    too). It is stopped by :meth:`close` (between two rows), which the caller always calls."""
+    (the leads' rows of one month hold 3.5 MB of values at 1,000,000 leads, measured, and grow
+    with the store: batches are cut by size too). It is stopped by :meth:`close` (between two
+    rows), which the caller always calls."""
 
     _BATCH = 1000
     _BATCH_BYTES = 2 << 20
