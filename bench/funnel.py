@@ -271,6 +271,15 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+#: the importer's steps after the files (what it tells), by the phase the report shows
+STEPS = {
+    "linking deals to their leads": "links",
+    "checking the data quality": "flags",
+    "finding the months whose numbers changed": "rollups",
+    "summing up the numbers": "rollups",
+}
+
+
 def _child_import(url: str, leads: str, deals: str) -> dict:
     from migrations import runner
     from models.db import Store
@@ -306,9 +315,13 @@ def _child_import(url: str, leads: str, deals: str) -> dict:
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     store.dispose()
-    # the steps in order (models.funnel.importer): files, links, flags, rollups, then commit
+    # the steps in order (models.funnel.importer): the files, then each step it tells (the
+    # months to sum up belong to the rollups); the commit is the rest
     bounds = [t, *marks.values(), done]
-    names = ["files", "links", "flags", "rollups"]
+    names = ["files", *(STEPS[what] for what in marks)]
+    phases: dict[str, float] = {}
+    for n, a, b in zip(names, bounds[:-1], bounds[1:], strict=True):
+        phases[n] = phases.get(n, 0.0) + b - a
     return {
         "seconds": seconds,
         "cpu": cpu,
@@ -318,7 +331,7 @@ def _child_import(url: str, leads: str, deals: str) -> dict:
         # the second process (SQLite: models.funnel.parse), waited for by the import
         "reader_cpu": kids.ru_utime + kids.ru_stime if readers else None,
         "reader_peak_rss_mb": readers[0].peak_mb if readers else None,
-        "phases": {n: b - a for n, a, b in zip(names, bounds, bounds[1:], strict=False)},
+        "phases": phases,
     }
 
 

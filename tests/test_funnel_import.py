@@ -501,10 +501,10 @@ def test_salesforce_reports_link_by_the_converted_opportunity_and_id_roots(
 def test_the_work_after_the_files_is_told_step_by_step(
     store: Store, tmp_path: Path, mapping: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A terminal shows what the import does once the files are read: linking, checking, and
-    summing up the numbers, whose steps move while the rows are read for them (the longest
-    part, seconds at a million leads), not only once the months are built: of a number told
-    from the first step, up to it, never back."""
+    """A terminal shows what the import does once the files are read: linking, checking,
+    finding the months to sum up again, and summing up the numbers, whose steps move while
+    the rows are read for them (the longest part, seconds at a million leads), not only once
+    the months are built: of a number told from the first step, up to it, never back."""
     from models.funnel import rollup_build, rollups
 
     # a row at a time (one chunk per row), and what the numbers do, in order
@@ -531,11 +531,15 @@ def test_the_work_after_the_files_is_told_step_by_step(
             after_files=lambda what, done, of: events.append((what, done, of)),
         )
     steps = [e for e in events if len(e) == 3]
-    assert [w for w, _d, _o in steps[:2]] == [
+    assert [w for w, _d, _o in steps[:4]] == [
         "linking deals to their leads",
         "checking the data quality",
+        "finding the months whose numbers changed",
+        "summing up the numbers",
     ]
     numbers = [(d, o) for w, d, o in steps if w == "summing up the numbers"]
+    assert numbers[0] == (0, 1)  # told before the rows are counted: no share yet
+    numbers = numbers[1:]
     of = numbers[0][1]
     assert numbers[0] == (0, of) and of > 1
     assert all(o == of for _d, o in numbers)  # never changes once told

@@ -298,12 +298,15 @@ def import_files(
         refresh_links(session, spec.source)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
-    # the KPI rollups of the months the import touched, in the same unit of work (it tells
-    # its first step, with how many there are, once it has counted the rows to read)
+    tell("finding the months whose numbers changed", 0, 1)
+    months = touched_months(conn, spec.source, touched)
+    # the KPI rollups of those months, in the same unit of work; it tells how far it is once
+    # it has counted the rows to read
+    tell("summing up the numbers", 0, 1)
     refresh_rollups(
         session,
         spec.source,
-        touched_months(conn, spec.source, touched),
+        months,
         step=lambda done, of: tell("summing up the numbers", done, of),
     )
     per_file: dict[str, int] = {}
