@@ -11,6 +11,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# The suites run on up to 4 cores at once (pytest-xdist); WORKERS= runs them in one process.
+WORKERS ?= -n auto --maxprocesses 4
+
 .PHONY: demo demo-stop test test-postgres test-integration lint bench serve install-server clean
 
 $(STAMP): pyproject.toml
@@ -39,12 +42,12 @@ test: $(STAMP)
 	@bash .ci/install-axe.sh       # axe-core from npm for the accessibility checks (no-op if present)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/python -m pytest -q -m "not integration"
+	@$(BIN)/python -m pytest -q -m "not integration" $(WORKERS)
 
 # The same suite against PostgreSQL (needs a server; CI has one on 127.0.0.1:5432).
 test-postgres: $(STAMP)
 	@ALIGNCYCLE_TEST_DATABASE_URL=$${ALIGNCYCLE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(BIN)/python -m pytest -q -m "not sqlite_only and not integration"
+		$(BIN)/python -m pytest -q -m "not sqlite_only and not integration" $(WORKERS)
 
 # A real Prefect server + worker on PostgreSQL, deployments, cadence flows, phase runs, and the
 # Prefect UI in Chromium (about 4 to 6 minutes).
