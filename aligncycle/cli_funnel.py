@@ -186,7 +186,7 @@ def funnel_import(
     Re-importing a file changes nothing; unreadable rows go to a rejects file and are counted;
     odd but readable records are kept and flagged; a wrong mapping, an unreadable file or
     dates the settings cannot read without guessing are refused and change nothing."""
-    from models.funnel.importer import import_files, rejects_files
+    from models.funnel.importer import SAVING, import_files, rejects_files
     from models.funnel.mapping import load_mapping_file, load_profile
 
     if (profile is None) == (mapping is None):
@@ -225,6 +225,8 @@ def funnel_import(
                 actor=person,
                 after_files=progress.after_files if progress is not None else None,
             )
+            if progress is not None:  # the commit (seconds at a million rows) is next
+                progress.after_files(SAVING, 0, 1)
     finally:
         if progress is not None:
             progress.close()

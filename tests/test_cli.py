@@ -570,6 +570,52 @@ def _run_script(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_an_import_at_a_terminal_says_it_is_saving_after_summing_up(tmp_path: Path) -> None:
+    """At a terminal the import tells each step after the files; the last, while it commits
+    (seconds at a million rows), is saving the import, not the numbers at 100%."""
+    import pty
+
+    url = f"sqlite:///{tmp_path / 'tty.db'}"
+    assert _run_script("db", "upgrade", url=url).returncode == 0
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        "lead_id,mql_date\n" + "".join(f"{i},2025-03-0{1 + i % 9} 10:00\n" for i in range(40))
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
+    env["ALIGNCYCLE_DATABASE_URL"] = url
+    main, terminal = pty.openpty()  # stderr is a terminal; stdout is not
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), "funnel", "import", "-p", "generic", str(leads)],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                got = os.read(main, 65536)
+            except OSError:  # (Linux: the other end is closed and everything was read)
+                break
+            if not got:
+                break
+            shown += got
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(main)
+    assert done.returncode == 0, shown
+    said = shown.decode()
+    assert "summing up the numbers" in said
+    assert said.rindex("saving the import") > said.rindex("summing up the numbers")
+    assert "40 new" in done.stdout
+
+
 def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -720,6 +720,40 @@ def test_a_large_import_runs_in_the_background_with_progress_any_worker_reads(
     assert funnel_rows(web.store)[0] == 60_000
 
 
+def test_the_import_says_it_is_saving_while_it_commits(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit of a big import takes seconds: the last step told is saving it, once the
+    numbers are summed up and before anything is in the store, in words on the page."""
+    web.set(background_mb=0.1)
+    told: list[tuple[str, tuple[int, int, int], str]] = []
+    original = ij.ProgressFile.after_files
+    job_id = 0
+
+    def seen(self: ij.ProgressFile, what: str, done: int, of: int) -> None:
+        original(self, what, done, of)
+        if self.phase == jobs.IMPORTING:  # what the page says now (the file just written)
+            with web.store.unit_of_work() as s:
+                shown = ij.progress_of(web.app, s.get(ImportJob, job_id))
+            told.append((what, funnel_rows(web.store), shown.sentence if shown else ""))
+
+    monkeypatch.setattr(ij.ProgressFile, "after_files", seen)
+    job_id = job_id_of(web.upload("lee", {"contacts.csv": big_contacts(3_000)}, profile="hubspot"))
+    assert web.wait("lee", job_id)["state"] == "previewed"
+    confirm = web.client("lee").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
+    )
+    assert confirm.status_code == 303
+    assert web.wait("lee", job_id)["state"] == "imported"
+    steps = [what for what, _rows, _page in told]
+    assert steps[-1] == "saving the import"
+    assert steps.index("summing up the numbers") < steps.index("saving the import")
+    _what, rows, said = told[-1]
+    assert rows == (0, 0, 0)  # told before the commit
+    assert said == "All 3,000 rows read. Saving the import."
+    assert funnel_rows(web.store)[0] == 3_000
+
+
 def test_an_import_whose_process_stopped_says_so_and_can_be_confirmed_again(web: Web) -> None:
     job_id = job_id_of(web.upload("lee", {"contacts.csv": CONTACTS}, profile="hubspot"))
     with web.store.unit_of_work() as s:

@@ -78,6 +78,7 @@ __all__ = [
     "Progress",
     "RejectedRow",
     "RejectsFiles",
+    "SAVING",
     "deal_count",
     "import_files",
     "plan_files",
@@ -85,6 +86,10 @@ __all__ = [
     "rejects_files",
     "resolve_dates",
 ]
+
+#: The last step after the files, told by the face that owns the unit of work just before it
+#: commits (the import's caller: this module never commits).
+SAVING = "saving the import"
 
 DEFAULT_BATCH = 5000
 #: after_files(what is being done, steps done, steps in all): the work after the files are

@@ -210,7 +210,7 @@ def _import(
     folders: list[Path],
     progress: ProgressFile,
 ) -> None:
-    from models.funnel.importer import rejects_files
+    from models.funnel.importer import SAVING, rejects_files
     from models.phases.numbers import record_numbers_after_import
 
     store = app.state.store
@@ -236,6 +236,7 @@ def _import(
         shown = copy.deepcopy(row.summary)
         summary_in_words(shown, spec, folders)
         row.summary = shown
+        progress.after_files(SAVING, 0, 1)  # the commit (seconds at a million rows) is next
     remove_folder(app, job.folder)
     gaps: dict[str, int] | None = None
     try:  # the numbers drive Identify: cycles there get their KPI gaps (as after the CLI's)
