@@ -420,7 +420,8 @@ def _wire_type(column: Any) -> str:
 class _Writer:
     """Rows of one rollup table (tuples of ``columns``), written in batches on the driver:
     a binary COPY on PostgreSQL (as text, each distribution's bytes were spelled out in hex
-    for the server to read back: a second of the client's time at 1,000,000 leads, measured),
+    for the server to read back: the refresh of 1,000,000 leads took 13.3 s, now 12.1 s,
+    medians of three interleaved rounds on a noisy machine),
     a prepared ``executemany`` on SQLite (per-row parameter processing in SQLAlchemy cost
     more than the database, measured)."""
 
