@@ -584,27 +584,26 @@ def test_an_import_at_a_terminal_says_it_is_saving_after_summing_up(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNCYCLE_")}
     env["ALIGNCYCLE_DATABASE_URL"] = url
     main, terminal = pty.openpty()  # stderr is a terminal; stdout is not
+    shown = b""
     try:
-        done = subprocess.run(
+        with subprocess.Popen(
             [str(SCRIPT), "funnel", "import", "-p", "generic", str(leads)],
             stdout=subprocess.PIPE,
             stderr=terminal,
             text=True,
             env=env,
-            timeout=120,
-            check=False,
-        )
-        os.close(terminal)
-        terminal = -1
-        shown = b""
-        while True:
-            try:
-                got = os.read(main, 65536)
-            except OSError:  # (Linux: the other end is closed and everything was read)
-                break
-            if not got:
-                break
-            shown += got
+        ) as done:
+            os.close(terminal)  # (the child holds it: reading ends when the child ends)
+            terminal = -1
+            while True:  # read as it writes, so a full terminal never holds it
+                try:
+                    got = os.read(main, 65536)
+                except OSError:  # (Linux: the other end is closed and everything was read)
+                    break
+                if not got:
+                    break
+                shown += got
+            out, _err = done.communicate(timeout=120)
     finally:
         if terminal >= 0:
             os.close(terminal)
@@ -613,7 +612,7 @@ def test_an_import_at_a_terminal_says_it_is_saving_after_summing_up(tmp_path: Pa
     said = shown.decode()
     assert "summing up the numbers" in said
     assert said.rindex("saving the import") > said.rindex("summing up the numbers")
-    assert "40 new" in done.stdout
+    assert "40 new" in out
 
 
 def test_db_upgrade_sets_up_a_fresh_sqlite_file_with_the_shipped_playbooks(

@@ -724,7 +724,8 @@ def test_the_import_says_it_is_saving_while_it_commits(
     web: Web, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The commit of a big import takes seconds: the last step told is saving it, once the
-    numbers are summed up and before anything is in the store, in words on the page."""
+    numbers are summed up and before anything is in the store, in the sentence the import's
+    page shows."""
     web.set(background_mb=0.1)
     told: list[tuple[str, tuple[int, int, int], str]] = []
     original = ij.ProgressFile.after_files
