@@ -414,7 +414,10 @@ def _wire_type(column: Any) -> str:
         return "int4"
     if isinstance(kind, LargeBinary):
         return "bytea"
-    return "text"  # (a varchar's binary form is its text's)
+    if isinstance(kind, String):  # (Text too; a varchar's binary form is its text's)
+        return "text"
+    # a column of another type would travel as text bytes the server cannot read: say which
+    raise TypeError(f"no binary COPY type for {column.table.name}.{column.name} ({kind})")
 
 
 class _Writer:
