@@ -371,6 +371,28 @@ def test_reimport_and_deal_updates_stay_exact(imported: tuple[Store, Path]) -> N
     assert jan["groups"] == [] or jan["groups"][0]["kpis"]["mql_volume"]["value"] == 0
 
 
+def test_an_imported_deal_both_won_and_lost_counts_as_the_rows_say(
+    imported: tuple[Store, Path],
+) -> None:
+    """The import tells the rollups whether the source has deals both won and lost (from the
+    flags it has just computed): such a deal's loss and both its dates are summed up."""
+    store, tmp = imported
+    deals = _write(
+        tmp / "deals2.csv",
+        DEALS,
+        ["D6,L3,2024-02-16 00:00:00,2024-03-04 00:00:00,2024-02-20 00:00:00,80.00"],
+    )
+    _import(store, deals)
+    for by in (None, "month", "channel", ["owner", "month"]):
+        _check(store, by=by)
+        _check(store, start=date(2024, 2, 20), end=date(2024, 3, 4), by=by)
+    # the deal is won again only: its loss is no longer counted
+    _write(tmp / "deals2.csv", DEALS, ["D6,L3,2024-02-16 00:00:00,2024-03-04 00:00:00,,80.00"])
+    _import(store, tmp / "deals2.csv")
+    for by in (None, "month"):
+        _check(store, by=by)
+
+
 def test_two_groupings_of_people_and_channels_read_the_rows(
     imported: tuple[Store, Path],
 ) -> None:

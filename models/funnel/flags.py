@@ -59,6 +59,8 @@ DEAL_ORDER = (
     ("sql_at", "won_at"),
     ("sql_at", "lost_at"),
 )
+#: The kind of flag of a deal both won and lost (the rollups count those deals apart).
+WON_AND_LOST = "won_and_lost"
 #: What each kind of flag is called where people read it.
 KIND_TITLES = {
     "out_of_order": "stages out of the usual order",
@@ -148,7 +150,7 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
                     f"{name}: {_DEAL_LABEL[b]} is {_days(x, y)} before {_DEAL_LABEL[a]}.",
                 )
         if r.won_at is not None and r.lost_at is not None:
-            add("won_and_lost", f"{name} is both won and lost.")
+            add(WON_AND_LOST, f"{name} is both won and lost.")
         if r.amount_cents == 0 and r.won_at is not None:  # a lost deal at 0 is ordinary
             add("zero_amount", f"{name} is won with an amount of zero.")
         elif r.amount_cents is not None and r.amount_cents < 0:

@@ -56,7 +56,7 @@ from models.funnel.files import (
     rejects_files,
     resolve_dates,
 )
-from models.funnel.flags import FlagRead, recompute_flags
+from models.funnel.flags import WON_AND_LOST, FlagRead, recompute_flags
 from models.funnel.links import refresh_links
 from models.funnel.mapping import MappingSpec
 from models.funnel.parse import Reader, Sinks, deal_has_lead_key, read_rows, wanted
@@ -64,6 +64,7 @@ from models.funnel.readers import compile_part
 from models.funnel.rollup_touched import Touched, touched_months
 from models.funnel.rollups import SR
 from models.funnel.rollups import refresh as refresh_rollups
+from models.funnel.sql import holds
 from models.funnel.staging import Staging
 from models.funnel.tables import FunnelImport
 from models.funnel.upsert import DEALS, LEADS, _Target
@@ -276,6 +277,9 @@ def import_files(
     )
     session.add(log)
     session.flush()
+    # SQLite: the links are the only writer of the derived columns, so a source that has no
+    # row yet has none of them set when the links run
+    unset = conn.dialect.name == "sqlite" and not holds(conn, spec.source)
     touched = Touched()
     if not _rollups_kept(conn, spec.source):
         touched.all()  # the source's first import (or first since migration 0010)
@@ -300,7 +304,7 @@ def import_files(
     # import that wrote no row leaves them so, and one that staged everything wrote them
     exact = staging.finish() if staging is not None else False
     if written and not exact:
-        refresh_links(session, spec.source)
+        refresh_links(session, spec.source, unset=unset)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
     tell("finding the months whose numbers changed", 0, 1)
@@ -313,6 +317,7 @@ def import_files(
         spec.source,
         months,
         step=lambda done, of: tell("summing up the numbers", done, of),
+        both=any(f.kind == WON_AND_LOST for f in flags),
     )
     per_file: dict[str, int] = {}
     for f in flags:

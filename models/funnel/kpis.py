@@ -55,6 +55,7 @@ from models.funnel.kpi_defs import (
 from models.funnel.sql import (
     D,
     L,
+    holds,
     in_window,
     lead_terms,
 )
@@ -153,15 +154,6 @@ def with_mqls(
     ]
 
 
-def _holds(conn: Connection, source: str) -> bool:
-    """Whether the store holds leads or deals of ``source``: index probes, not the scan that
-    lists every source (which the refusal's message needs)."""
-    return any(
-        conn.execute(select(t.c.id).where(t.c.source == source).limit(1)).first() is not None
-        for t in (L, D)
-    )
-
-
 def compute_kpis(
     session: Session | Connection,
     *,
@@ -183,7 +175,7 @@ def compute_kpis(
     if stall_days < 1:
         raise InvalidInput("stall days must be at least 1")
     conn = session.connection() if isinstance(session, Session) else session
-    if source is not None and not _holds(conn, source):
+    if source is not None and not holds(conn, source):
         known = sources(conn)
         if source not in known:
             have = (

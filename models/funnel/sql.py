@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, String, and_, func, or_, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -29,6 +39,14 @@ NUMBERS, TEXTS = ",", "\x1f"
 CASELESS = ("channel", "campaign", "team")
 #: Stands for "no date" where the latest of several dates is taken (before every real date).
 NO_DATE = -(1 << 62)
+
+
+def holds(conn: Connection, source: str) -> bool:
+    """Whether the store holds leads or deals of ``source``: index probes, not a scan."""
+    return any(
+        conn.execute(select(t.c.id).where(t.c.source == source).limit(1)).first() is not None
+        for t in (L, D)
+    )
 
 
 def ints(text: str | None) -> list[int]:
