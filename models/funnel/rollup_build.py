@@ -41,7 +41,6 @@ import pickle
 import tempfile
 import threading
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache, partial, reduce
 from operator import add
@@ -942,13 +941,18 @@ class Made:
 
     def __init__(self, build: _Build, after: Made | None = None) -> None:
         """``after``: the rows of another build, made first (one build's memory at a time)."""
+        # a file of its own, open twice: written by the thread, read by rows() meanwhile
         # (closed by close(), which the caller always calls)
-        self.file = tempfile.TemporaryFile(prefix="aligncycle-rollups-")  # noqa: SIM115
+        self.dir = tempfile.TemporaryDirectory(prefix="aligncycle-rollups-")
+        path = os.path.join(self.dir.name, "rows")
+        self.file = open(path, "wb")  # noqa: SIM115
+        self.reader = open(path, "rb")  # noqa: SIM115
         self.error: BaseException | None = None
         self.stop = threading.Event()
-        #: the sizes of the pickles written and not yet given back, in order; ``ended``: the
-        #: thread has written all it will (made everything, failed or was stopped)
-        self.sizes: deque[int] = deque()
+        #: how many items (a batch of rows, or how far the records are) are written whole and
+        #: not yet given back; ``ended``: the thread has written all it will (made
+        #: everything, failed or was stopped)
+        self.items = 0
         self.ended = False
         self.written = threading.Condition()
         self.thread = threading.Thread(
@@ -957,12 +961,11 @@ class Made:
         self.thread.start()
 
     def _put(self, item: Any) -> None:
-        """Write ``item`` (a batch of rows, or how far the records are) for :meth:`rows`."""
-        data = pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
-        self.file.write(data)
+        """Write ``item`` whole, for :meth:`rows` to read."""
+        pickle.dump(item, self.file, pickle.HIGHEST_PROTOCOL)
         self.file.flush()
         with self.written:
-            self.sizes.append(len(data))
+            self.items += 1
             self.written.notify()
 
     def _make(self, build: _Build, after: Made | None) -> None:
@@ -1002,18 +1005,15 @@ class Made:
         """The rows, in the order made, as they are made (``step(records)`` as
         :meth:`_Build.rows` tells it, when the rows before it are given); the thread's error,
         if it failed, once the rows it made before are given."""
-        if not _PREAD:  # (no reading at an offset while the thread writes: once it is done)
-            self.thread.join()
-        at = 0
+        load, reader = pickle.load, self.reader
         while True:
             with self.written:
-                while not self.sizes and not self.ended:
+                while not self.items and not self.ended:
                     self.written.wait()
-                if not self.sizes:
+                if not self.items:
                     break
-                size = self.sizes.popleft()
-            item = pickle.loads(self._read(at, size))
-            at += size
+                self.items -= 1
+            item = load(reader)  # (written whole: its bytes are all in the file)
             if isinstance(item, int):
                 if step is not None:
                     step(item)
@@ -1022,27 +1022,12 @@ class Made:
         if self.error is not None:
             raise self.error
 
-    def _read(self, at: int, size: int) -> bytes:
-        if not _PREAD:
-            self.file.seek(at)
-            return self.file.read(size)
-        parts, fd = [], self.file.fileno()
-        while size:
-            part = os.pread(fd, size, at)
-            if not part:
-                raise EOFError("the rollups' temporary file ended early")
-            parts.append(part)
-            at, size = at + len(part), size - len(part)
-        return b"".join(parts)
-
     def close(self) -> None:
         self.stop.set()
         self.thread.join()
         self.file.close()
-
-
-#: Whether a file can be read at an offset while another thread writes it (Unix).
-_PREAD = hasattr(os, "pread")
+        self.reader.close()
+        self.dir.cleanup()
 
 
 def read_leads(
