@@ -647,7 +647,7 @@ def test_a_large_import_runs_in_the_background_with_progress_any_worker_reads(
     share: list[int] = []
     refresh = importer.refresh_rollups
 
-    def held(session: Any, source: str, months: Any, step: Any = None) -> None:
+    def held(session: Any, source: str, months: Any, step: Any = None, **kw: Any) -> None:
         def told(done: int, of: int) -> None:
             if not (importing.is_set() and 0 < done < of and not share):
                 return step(done, of)
@@ -657,7 +657,7 @@ def test_a_large_import_runs_in_the_background_with_progress_any_worker_reads(
             summing.set()
             assert go_on_summing.wait(60)
 
-        refresh(session, source, months, step=told)
+        refresh(session, source, months, step=told, **kw)
 
     monkeypatch.setattr(importer, "refresh_rollups", held)
     body = big_contacts(60_000)
