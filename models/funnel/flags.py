@@ -64,7 +64,7 @@ WON_AND_LOST = "won_and_lost"
 #: What each kind of flag is called where people read it.
 KIND_TITLES = {
     "out_of_order": "stages out of the usual order",
-    "won_and_lost": "won and lost",
+    WON_AND_LOST: "won and lost",
     "zero_amount": "zero amount",
     "negative_amount": "negative amount",
     "several_leads": "several leads",
