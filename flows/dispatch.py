@@ -138,11 +138,22 @@ def restart_crashed(db: Store, since: timedelta = timedelta(days=2)) -> list[str
 def run_in_process(row: outbox.Claimed) -> tuple[Any, str | None]:
     """Run the phase's flow here (heartbeat off, tagged like a deployment run); (its result,
     its flow run id). A failed flow raises."""
+    from prefect.exceptions import MissingResult
+
     from flows import phases
 
     state = phases.run_phase(flow_phase(row.phase), row.cycle_id, row.today, return_state=True)
-    run_id = state.state_details.flow_run_id
-    return state.result(), str(run_id) if run_id else None
+    run_id = str(state.state_details.flow_run_id or "") or None
+    try:
+        return state.result(), run_id
+    except MissingResult:
+        # The flow completed, but its final state came back from the server without its
+        # result (Prefect's client sends a proposal again after a slow answer, and a rejected
+        # proposal is answered with the server's stored copy). The phase ran and wrote what
+        # it writes; only its summary for the terminal is missing: no reason to run it again.
+        if not state.is_completed():
+            raise
+        return None, run_id
 
 
 def _reason(exc: BaseException) -> str:

@@ -29,6 +29,18 @@ PG_URL = os.environ.get("ALIGNCYCLE_TEST_DATABASE_URL")
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _no_background_dispatcher_left() -> Iterator[None]:
+    """A web app's background dispatcher (``aligncycle.web.flows_worker``) stops with the app.
+    One left running would claim the phase flows of the tests after it: they share the
+    worker's database."""
+    import threading
+
+    yield
+    left = [t.name for t in threading.enumerate() if t.name == "aligncycle-flows"]
+    assert not left, "a web app's background dispatcher still runs after the test"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``postgres`` check what only PostgreSQL has: on the embedded SQLite store
     (no ``ALIGNCYCLE_TEST_DATABASE_URL``) they are deselected, and run in the PostgreSQL

@@ -474,7 +474,7 @@ def test_advancing_runs_the_next_phase_here_without_its_deployment(env) -> None:
     assert db_snapshot(env) == before
     accept_gaps(env, cid)
     result = orchestration.advance(cid, "sam@acme.test", today=D0)
-    assert result.via == "in-process"
+    assert result.via == "in-process", result.lines
     assert [r.status for r in dispatch_rows(env, cid)] == ["started"]
     assert result.lines[0] == f"cycle {cid} moved from Identify to Plan"
     # What Plan started with (recorded with the move), then the Plan flow's summary.
@@ -484,6 +484,34 @@ def test_advancing_runs_the_next_phase_here_without_its_deployment(env) -> None:
         item = s.scalar(select(ActionItem).where(ActionItem.cycle_id == cid))
         assert item.key.endswith(":weekly_sync_and_digest") and item.owner.email == "mia@acme.test"
         assert s.get(Cycle, cid).phase is Phase.PLAN
+
+
+def test_a_phase_flow_whose_result_the_server_did_not_keep_counts_as_started(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    """A flow run here that completed, but whose final state the server answered without its
+    result (a proposal sent again after a slow answer), ran: its row is started, not put back
+    to run the phase again, and the terminal is not told it failed."""
+    from prefect.states import Completed
+
+    import flows.phases
+    from aligncycle import orchestration
+
+    ran: list[int] = []
+
+    def completed_without_result(phase, cycle_id, today=None, *, return_state=False):  # noqa: ANN001, ANN202
+        ran.append(cycle_id)
+        return Completed()  # no data: what Prefect gives back for a state read from its API
+
+    monkeypatch.setattr(flows.phases, "run_phase", completed_without_result)
+    cid = start_cycle(env)
+    answer_identify(env, cid, regular_cadence="no")
+    accept_gaps(env, cid)
+    result = orchestration.advance(cid, "sam@acme.test", today=D0, use_server=False)
+    assert ran == [cid]
+    assert result.via == "in-process", result.lines
+    assert [r.status for r in dispatch_rows(env, cid)] == ["started"]
+    assert not any("has not started" in line for line in result.lines), result.lines
 
 
 # --- the demo ---------------------------------------------------------------------------------

@@ -205,7 +205,10 @@ def rig(database_url: str, tmp_path: Any) -> Iterator[Rig]:
         with store.unit_of_work() as s:
             world, extra = populate(s)
             personas = make_personas(s)
-        app = create_app(store, WebSettings(data_dir=tmp_path, secret_key="test-secret"))
+        # No background dispatcher: the store is one connection, and schemathesis starts the
+        # app's lifespan without ending it.
+        settings = WebSettings(data_dir=tmp_path, secret_key="test-secret", web_runs_flows=False)
+        app = create_app(store, settings)
         yield Rig(conn, store, app, world, personas, extra)
     finally:
         outer.rollback()
