@@ -89,6 +89,23 @@ def test_the_periods_kpis_beside_the_period_before(store: Store, export: Path) -
     assert [(f.stage, f.count) for f in result.funnel][:2] == [("MQL", 5), ("SQL", 1)]
 
 
+def test_a_period_before_the_data_has_nothing_to_compare_with(store: Store, export: Path) -> None:
+    """The export starts in February 2025: against January, March's 5 MQLs are not "+5,
+    better" than zero, the data does not go back that far; against February they are +4."""
+    load(store, export)
+    january = {"compare_start": date(2025, 1, 1), "compare_end": date(2025, 1, 31)}
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(**MARCH, **january))
+    for c in result.cards:
+        assert (c.compared, c.change_shown, c.direction) == (None, None, None), c.kpi
+    assert card(result, "mql_volume").value == 5
+    february = {"compare_start": date(2025, 2, 1), "compare_end": date(2025, 2, 28)}
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(**MARCH, **february))
+    volume = card(result, "mql_volume")
+    assert (volume.compared, volume.change_shown) == (1, "+4")
+
+
 def test_the_breach_list_is_every_lead_that_waited_past_the_sla(store: Store, export: Path) -> None:
     load(store, export)
     with store.unit_of_work() as s:

@@ -322,9 +322,19 @@ class KpiChange(BaseModel):
     change_pct: float | None  # change / |compared|
 
 
+def holds_records(kpis: dict[str, KpiValue]) -> bool:
+    """Whether a group's KPIs of a window count any record: every KPI counts its sample
+    (the window's MQLs, its closed deals, the deals open at its end)."""
+    return any(v.sample_size for v in kpis.values())
+
+
 def compare_reports(current: KpiReport, earlier: KpiReport) -> dict[str | None, list[KpiChange]]:
-    """Each group's KPIs against the same group of another window (matched by group)."""
-    others = {g.group: g.kpis for g in earlier.groups}
+    """Each group's KPIs against the same group of another window (matched by group).
+
+    A group that holds no record in the other window (no lead qualified in it, no deal closed
+    in it or open at its end: the data may not go back that far) has nothing to compare with:
+    its counts would be zeros that say nothing, not a change."""
+    others = {g.group: g.kpis for g in earlier.groups if holds_records(g.kpis)}
     out: dict[str | None, list[KpiChange]] = {}
     for g in current.groups:
         before = others.get(g.group, {})
