@@ -275,6 +275,12 @@ DEALS = "deal,lead,created,won,lost,amount"
 
 @pytest.fixture
 def imported(store: Store, tmp_path: Path) -> tuple[Store, Path]:
+    _import(store, *_write_pair(tmp_path))
+    return store, tmp_path
+
+
+def _write_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Four leads and four deals across three months (the rollups' edges)."""
     leads = _write(
         tmp_path / "leads.csv",
         LEADS,
@@ -295,8 +301,7 @@ def imported(store: Store, tmp_path: Path) -> tuple[Store, Path]:
             "D4,,,,,99.00",
         ],
     )
-    _import(store, leads, deals)
-    return store, tmp_path
+    return leads, deals
 
 
 def test_the_import_keeps_rollups_and_they_answer(imported: tuple[Store, Path]) -> None:
@@ -632,6 +637,39 @@ def test_a_failure_while_summing_up_leaves_no_thread_no_file_and_the_rollups_as_
     with store.unit_of_work() as s:
         assert s.execute(select(func.count()).select_from(KpiLeadRollup)).scalar_one() == before
         assert compute_kpis(s, **q).model_dump() == fast_before
+
+
+def test_the_working_folders_of_a_killed_import_are_removed_by_the_next(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import killed while summing up leaves its working folder (its records on disk).
+    The next import on the host removes it; a folder of a process still running, of another
+    host, or not the rollups' is kept; the import leaves none of its own."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    names = {
+        "killed": f"aligncycle-rollups_{host}_{gone}_k1ll3d",
+        "running": f"aligncycle-rollups_{host}_{os.getpid()}_runn1ng",
+        "elsewhere": f"aligncycle-rollups_other-host.example_{gone}_3ls3",
+        "not ours": f"something-else_{host}_{gone}_x",
+    }
+    for name in names.values():
+        (work / name).mkdir()
+        (work / name / "0").write_bytes(b"\0" * 4096)
+    _import(store, *_write_pair(tmp_path))
+    assert sorted(p.name for p in work.iterdir()) == sorted(
+        names[k] for k in ("running", "elsewhere", "not ours")
+    )
 
 
 @pytest.mark.postgres

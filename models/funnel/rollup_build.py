@@ -38,6 +38,8 @@ import ctypes
 import json
 import os
 import pickle
+import shutil
+import socket
 import tempfile
 import threading
 import warnings
@@ -257,6 +259,49 @@ class _Groups:
         self.by_rank = np.argsort(rank)  # rank -> spelling code
 
 
+#: The build's working folders, in the system's temporary folder, are named
+#: ``aligncycle-rollups_<host>_<pid>_<random>`` ("_": DNS host names hold none). A folder whose
+#: process is gone (an import killed mid-build: its records, 56 bytes a lead and 44 a deal) is
+#: removed by the next build on the host.
+_WORKING = "aligncycle-rollups_"
+
+
+def _working_dir() -> tempfile.TemporaryDirectory:
+    """A new working folder, after removing those of processes that are gone."""
+    remove_orphans(tempfile.gettempdir())
+    return tempfile.TemporaryDirectory(prefix=f"{_WORKING}{socket.gethostname()}_{os.getpid()}_")
+
+
+def remove_orphans(root: str) -> list[str]:
+    """Remove the working folders under ``root`` of this host's processes that are gone (the
+    user's own; a process of another user counts as alive); the names removed."""
+    mine = f"{_WORKING}{socket.gethostname()}_"
+    removed = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            pid = entry.name[len(mine) :].partition("_")[0]
+            if not (entry.name.startswith(mine) and pid.isdigit()):
+                continue
+            with contextlib.suppress(OSError):  # (gone meanwhile, or not ours)
+                if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                    continue
+                if not entry.is_dir(follow_symlinks=False) or _alive(int(pid)):
+                    continue
+                shutil.rmtree(entry.path)
+                removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; no such number
+        return True
+    return True
+
+
 class _Spill:
     """Records appended to a temporary file per partition (a part of a month, or ``None``),
     held in memory until :data:`SPILL_BUFFER` bytes wait, then each part's written by one
@@ -264,7 +309,7 @@ class _Spill:
     1,000,000 leads: a chunk of rows spans every month, measured)."""
 
     def __init__(self, dtype: np.dtype) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="aligncycle-rollups-")
+        self.dir = _working_dir()
         self.dtype = dtype
         self.parts: dict[Any, int] = {}  # each part's records
         self.waiting: dict[Any, list[bytes]] = {}
@@ -951,11 +996,14 @@ class Made:
     def __init__(self, build: _Build, after: Made | None = None) -> None:
         """``after``: the rows of another build, made first (one build's memory at a time)."""
         # a file of its own, open twice: written by the thread, read by rows() meanwhile
-        # (closed by close(), which the caller always calls)
-        self.dir = tempfile.TemporaryDirectory(prefix="aligncycle-rollups-")
+        # (closed by close(), which the caller always calls); its name is removed at once, so
+        # a killed process leaves nothing of it
+        self.dir = _working_dir()
         path = os.path.join(self.dir.name, "rows")
         self.file = open(path, "wb")  # noqa: SIM115
         self.reader = open(path, "rb")  # noqa: SIM115
+        with contextlib.suppress(OSError):  # (where an open file cannot be removed: at close)
+            os.remove(path)
         self.error: BaseException | None = None
         self.stop = threading.Event()
         #: how many items (a batch of rows, or how far the records are) are written whole and
