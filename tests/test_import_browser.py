@@ -26,6 +26,7 @@ from models.funnel.tables import ImportJob, Lead
 from models.services.common import person_by_email
 from tests.a11y import VIEWPORTS, violations
 from tests.browser_support import PASSWORD, screenshots, serve, served_store
+from tests.test_import_columns import PEOPLE_CSV
 from tests.test_web_import import AMBIGUOUS, CONTACTS
 
 LEAD = "lee@acme.test"
@@ -45,6 +46,7 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         files = tmp_path_factory.mktemp("exports")
         (files / "hubspot-contacts.csv").write_bytes(CONTACTS)
         (files / "contacts-march.csv").write_bytes(AMBIGUOUS)
+        (files / "people.csv").write_text(PEOPLE_CSV)
         with serve(app) as base:
             yield {
                 "base": base,
@@ -129,6 +131,31 @@ def test_a_refused_file_is_read_again_with_the_date_order_chosen_without_uploadi
         page.context.close()
 
 
+def test_an_export_no_profile_knows_is_read_by_matching_its_columns(
+    as_,
+    site: dict,  # noqa: ANN001
+) -> None:
+    page = as_(LEAD)
+    try:
+        page.goto(site["base"] + "/numbers/import")
+        page.get_by_label("CSV files").set_input_files(site["files"] / "people.csv")
+        page.get_by_label("The export comes from").select_option("columns")
+        page.get_by_role("button", name="Preview the import").click()
+        expect(page.get_by_role("heading", name="Match the columns")).to_be_visible()
+        page.get_by_label("The system these exports come from").fill("mycrm")
+        page.get_by_label("leads (one row per lead or contact)").check()
+        page.get_by_label("The lead's ID (needed)").select_option("Person No.")
+        page.get_by_label("When it became a marketing-qualified lead").select_option("Signed up")
+        page.get_by_label("Where it came from (its channel)").select_option("Lead source")
+        page.screenshot(path=str(site["shots"] / "import-columns.png"), full_page=True)
+        page.get_by_role("button", name="Preview the import").click()
+        expect(page.get_by_text("Ready to import")).to_be_visible(timeout=30_000)
+        expect(page.locator("#summary")).to_contain_text("3 rows read into the source “mycrm”")
+        expect(page.get_by_text("Read as: the columns you matched")).to_be_visible()
+    finally:
+        page.context.close()
+
+
 def _job(
     site: dict, email: str, name: str, state: str, body: bytes, step: dict | None = None
 ) -> int:
@@ -180,6 +207,7 @@ def test_the_import_pages_pass_axe_at_a_laptop_and_a_phone_width(
             f"/numbers/import/{running}",
             f"/numbers/import/{summing}",
             f"/numbers/import/{imported}",
+            f"/numbers/import/{previewed}/columns",
         ):
             page.goto(site["base"] + path)
             found += [f"{path}: {v}" for v in violations(page)]

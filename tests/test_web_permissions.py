@@ -621,6 +621,32 @@ CASES: list[Case] = [
         form(profile="hubspot", dates="iso"),
     ),
     Case(
+        "GET",
+        "/numbers/import/{import_id}/columns",
+        imported("previewed", "/columns"),
+        IMPORT_TEAM,
+        200,
+    ),
+    Case(
+        "POST",
+        "/numbers/import/{import_id}/columns",
+        imported("previewed", "/columns"),
+        IMPORT_TEAM,
+        303,
+        form(
+            source="contacts",
+            **{"holds-0": "leads", "0-leads-external_id": "Record ID"},
+            **{"0-leads-mql_at": "Became a Marketing Qualified Lead Date"},
+        ),
+    ),
+    Case(
+        "GET",
+        "/numbers/import/{import_id}/matched-columns.yaml",
+        imported("matched", "/matched-columns.yaml"),
+        IMPORT_TEAM,
+        200,
+    ),
+    Case(
         "POST",
         "/numbers/import/{import_id}/confirm",
         imported("previewed", "/confirm"),
@@ -1398,8 +1424,6 @@ def awaiting_signoff(s: Any, cycle_id: int) -> int:
 def imports_of(r: Rig) -> dict[str, tuple[int, Path, Path | None]]:
     """Two imports by Lee: one previewed (its files kept aside, to be put back), one imported
     with a rejected row. {name: (id, folder of its files, the copy kept aside)}."""
-    from aligncycle.web.import_jobs import uploads_root
-    from models.funnel.tables import ImportJob
 
     out = {}
     for name in ("previewed", "done"):
@@ -1416,12 +1440,33 @@ def imports_of(r: Rig) -> dict[str, tuple[int, Path, Path | None]]:
             assert done.status_code == 200 and done.json()["summary"]["rejected"] == 1, done.text
             out[name] = (job_id, Path("/nonexistent"), None)
             continue
-        with r.store.unit_of_work() as s:
-            folder = uploads_root(r.app) / s.get(ImportJob, job_id).folder
-        kept = folder.parent.parent / f"kept-{job_id}"
-        shutil.copytree(folder, kept)
-        out[name] = (job_id, folder, kept)
+        out[name] = _kept(r, job_id)
+    # one whose columns Lee matched on the page (its mapping kept with its files)
+    csrf = r.personas["lee"].csrf
+    resp = r.client("lee").post(
+        "/numbers/import",
+        data={"csrf": csrf, "profile": "columns"},
+        files=upload(**{"matched.csv": CONTACTS})(r),
+    )
+    assert resp.status_code == 303, resp.text
+    job_id = int(resp.headers["location"].split("/")[-2])
+    choices = {"source": "contacts", "holds-0": "leads", "0-leads-external_id": "Record ID"}
+    resp = r.client("lee").post(f"/numbers/import/{job_id}/columns", data={"csrf": csrf, **choices})
+    assert resp.status_code == 303, resp.text
+    out["matched"] = _kept(r, job_id)
     return out
+
+
+def _kept(r: Rig, job_id: int) -> tuple[int, Path, Path]:
+    """The import's id, the folder of its files, and a copy of that folder kept aside."""
+    from aligncycle.web.import_jobs import uploads_root
+    from models.funnel.tables import ImportJob
+
+    with r.store.unit_of_work() as s:
+        folder = uploads_root(r.app) / s.get(ImportJob, job_id).folder
+    kept = folder.parent.parent / f"kept-{job_id}"
+    shutil.copytree(folder, kept)
+    return job_id, folder, kept
 
 
 def _request(r: Rig, case: Case, who: str) -> Any:

@@ -250,6 +250,11 @@ def _header(path: Path, spec: MappingSpec, delimiter: str) -> list[str]:
     return header
 
 
+def read_header(path: Path, spec: MappingSpec) -> list[str]:
+    """The file's column names, read with ``spec``'s encoding and column separator."""
+    return _header(path, spec, spec.delimiter)
+
+
 def _hint(header: list[str], delimiter: str) -> str:
     if len(header) == 1:
         for d in (";", "\t", "|", ","):

@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -338,7 +338,20 @@ def create(
     )
     profile = choose_mapping(profile, has_mapping)
     settings = check_settings(settings)
-    upload = save_upload(app, files, mapping if has_mapping else None)
+    job_id = _new_job(app, me, files, mapping if has_mapping else None, profile, settings)
+    return job_id, start(app, job_id)
+
+
+def _new_job(
+    app: Any,
+    me: Person,
+    files: list[Any],
+    mapping: Any | None,
+    profile: str | None,
+    settings: dict[str, str],
+) -> int:
+    """Save the upload and make its job (previewing); its id."""
+    upload = save_upload(app, files, mapping)
     try:
         with app.state.store.unit_of_work() as s:
             job = jobs.create_job(
@@ -350,11 +363,26 @@ def create(
                 mapping_name=upload.mapping_name,
                 settings=settings,
             )
-            job_id = job.id
+            return job.id
     except BaseException:
         remove_folder(app, upload.folder)
         raise
-    return job_id, start(app, job_id)
+
+
+#: The message of a job uploaded to match its files' columns, until they are matched.
+NEEDS_COLUMNS = "Say which column of each file holds what: match the columns."
+
+
+def create_to_match(
+    app: Any, session: Any, me: Person, files: list[Any], settings: dict[str, str]
+) -> int:
+    """Save an upload whose columns the person will match (no profile, no mapping): its job,
+    not readable until they are (:func:`match_columns` previews it then)."""
+    release(session)
+    sweep(app)
+    job_id = _new_job(app, me, files, None, None, check_settings(settings))
+    _settle(app, job_id, jobs.PREVIEWING, jobs.REFUSED, NEEDS_COLUMNS)
+    return job_id
 
 
 def preview_again(
@@ -375,8 +403,24 @@ def preview_again(
     own = has_new or (profile is None and job.mapping_name is not None)
     profile = choose_mapping(profile, own)
     settings = check_settings(settings)
+    name = None
+    if has_new:
+        name = safe_name(mapping.filename, 0) if mapping.filename else "mapping.yaml"
+    keep = (name, lambda path: copy_upload(mapping, path)) if name else None
+    return _preview_anew(app, job, profile, {"settings": settings}, keep)
+
+
+def _preview_anew(
+    app: Any,
+    job: ImportJob,
+    profile: str | None,
+    values: dict[str, Any],
+    mapping: tuple[str, Callable[[Path], Any]] | None = None,
+) -> bool:
+    """Preview a settled job again (``values`` set on it): ``mapping``, (name, write(path)),
+    is kept as its own mapping first. True when the preview has finished already."""
     if not job.folder:
-        raise Conflict("these files are no longer kept; upload them again")
+        raise Conflict(GONE)
     with app.state.store.unit_of_work() as s:
         jobs.require_move(
             s,
@@ -384,23 +428,79 @@ def preview_again(
             jobs.SETTLED,
             jobs.PREVIEWING,
             profile=profile,
-            settings=settings,
             preview=None,
             message=None,
+            **values,
         )
-    if has_new:
+    if mapping is not None:
+        name, write = mapping
         try:
             folder = uploads_root(app) / job.folder / "mapping"
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700)
-            name = safe_name(mapping.filename, 0) if mapping.filename else "mapping.yaml"
-            copy_upload(mapping, folder / name)
+            write(folder / name)
         except OSError:
             _settle(app, job.id, jobs.PREVIEWING, jobs.REFUSED, "the mapping could not be kept")
             raise
         with app.state.store.unit_of_work() as s:
             s.get(ImportJob, job.id).mapping_name = name
     return start(app, job.id)
+
+
+def file_headers(app: Any, job: ImportJob) -> list[tuple[str, list[str]]]:
+    """Each uploaded file's name and columns, read with the job's settings (encoding, column
+    separator); a file that cannot be read is refused in one line, without a server path."""
+    from models.funnel.files import read_header
+
+    if not job.folder:
+        raise Conflict(GONE)
+    folder = uploads_root(app) / job.folder / "files"
+    probe = MappingSpec(name="columns", source="columns", fields={"external_id": "id"})
+    spec = probe.with_locale(**{k: v for k, v in (job.settings or {}).items() if k != "dates"})
+    out = []
+    for f in job.files:
+        try:
+            out.append((f["name"], read_header(folder / f["name"], spec)))
+        except InvalidInput as exc:
+            raise InvalidInput(in_words(exc.message, folders=[folder])) from None
+    return out
+
+
+def keep_settings(app: Any, session: Any, job: ImportJob, settings: dict[str, str]) -> None:
+    """Keep the settings the files are read with; the job waits for its columns to be
+    matched (a preview made before is dropped: it was read another way)."""
+    release(session)
+    settings = check_settings(settings)
+    with app.state.store.unit_of_work() as s:
+        job = s.get(ImportJob, job.id)
+        values = {"settings": settings, "preview": None, "message": NEEDS_COLUMNS}
+        jobs.require_move(s, job, jobs.SETTLED, jobs.REFUSED, **values)
+
+
+def match_columns(app: Any, session: Any, job: ImportJob, choices: list[Any], source: str) -> bool:
+    """Preview the job's files with the mapping the matched columns make
+    (:func:`models.funnel.columns.mapping_from_columns`), kept as the job's own mapping (a file
+    the command line reads too). True when the preview has finished already."""
+    from models.funnel.columns import mapping_from_columns, mapping_yaml
+
+    release(session)
+    text = mapping_yaml(mapping_from_columns(choices, source))
+    keep = (COLUMNS_MAPPING, lambda path: path.write_text(text, encoding="utf-8"))
+    return _preview_anew(app, job, None, {}, keep)
+
+
+def matched_before(app: Any, job: ImportJob) -> MappingSpec | None:
+    """The mapping the job's columns were matched into, if they were (and it is still kept)."""
+    if job.mapping_name != COLUMNS_MAPPING or not job.folder:
+        return None
+    try:
+        return load_mapping_file(uploads_root(app) / job.folder / "mapping" / COLUMNS_MAPPING)
+    except (InvalidInput, OSError):
+        return None
+
+
+#: The name of the mapping made by matching columns, among the job's files.
+COLUMNS_MAPPING = "matched-columns.yaml"
 
 
 def confirm(app: Any, session: Any, me: Person, job: ImportJob) -> bool:

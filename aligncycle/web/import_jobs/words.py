@@ -60,6 +60,10 @@ _SETTING_HELP = [
         "(or write your own and pass --mapping FILE)",
         "(or upload your own mapping)",
     ),
+    (
+        "or write your own mapping naming these columns",
+        "or match its columns yourself (Another system: I match its columns)",
+    ),
     ("set --rejects-dir", "ask the operator to make that folder writable"),
     ("set 'delimiter' in the mapping", "choose that Column separator"),
 ]

@@ -26,7 +26,7 @@ from aligncycle.web.pages import (
     render,
 )
 from models.errors import DomainError
-from models.funnel import history, jobs
+from models.funnel import columns, history, jobs
 from models.funnel.tables import ImportJob
 from models.services import access
 from models.tables import Cycle
@@ -56,6 +56,10 @@ class PageUploadRoute(ij.UploadRoute):
 router = APIRouter(include_in_schema=False)
 uploads = APIRouter(include_in_schema=False, route_class=PageUploadRoute)
 BASE = "/numbers/import"
+
+
+#: The profile choice "another system: I match its columns" (the columns page).
+MATCH = "columns"
 
 
 def _profile(value: str | None) -> str | None:
@@ -105,6 +109,7 @@ def _words() -> dict[str, Any]:
         "columns_of": ij.profile_columns,
         "profile_title": ij.profile_title,
         "rows_sentence": ij.rows_sentence,
+        "COLUMNS_MAPPING": ij.COLUMNS_MAPPING,
     }
 
 
@@ -113,6 +118,11 @@ def upload_post(request: Request, ctx: PageCtx) -> Response:
     data = form_values(ctx.form)
     try:
         settings = ij.form_settings(data)
+        if data.get("profile") == MATCH:
+            job_id = ij.create_to_match(
+                request.app, ctx.session, ctx.me, _files(ctx.form, "files"), settings
+            )
+            return redirect(request, f"{BASE}/{job_id}/columns")
         job_id, done = ij.create(
             request.app,
             ctx.session,
@@ -215,6 +225,9 @@ def preview_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     data = form_values(ctx.form)
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     try:
+        if data.get("profile") == MATCH:
+            ij.keep_settings(request.app, ctx.session, job, ij.form_settings(data))
+            return redirect(request, f"{BASE}/{import_id}/columns")
         done = ij.preview_again(
             request.app,
             ctx.session,
@@ -226,6 +239,72 @@ def preview_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     except DomainError as exc:
         forms = {"settings": _state(data, exc)}
         return job_page(request, ctx, import_id, forms=forms, status=status_of(exc))
+    return _after_run(request, ctx, import_id, done)
+
+
+@page(router, BASE + "/{import_id}/columns")
+def columns_page(
+    request: Request, ctx: Ctx, import_id: int, *, query=None, forms=None, status: int = 200
+) -> Response:
+    """For each uploaded file: whether it holds leads or deals, and which column holds what
+    (a choice per field, the file's columns to choose from)."""
+    job = ij.fresh(request.app, ctx.session, jobs.get_job(ctx.session, ctx.me, import_id))
+    f = (forms or {}).get("columns")
+    files, unreadable = [], None
+    try:
+        headers = ij.file_headers(request.app, job) if job.folder else []
+    except DomainError as exc:
+        headers, unreadable = [], exc.message
+    before = ij.matched_before(request.app, job)  # (to match them again)
+    for i, (name, header) in enumerate(headers):
+        suggested = {h: columns.suggested(header, h) for h in ("leads", "deals")}
+        was = columns.chosen(before, name) if before is not None else None
+        if was is not None:
+            suggested[was.holds] = was.columns  # type: ignore[index]
+        files.append(
+            {"i": i, "name": name, "header": header, "suggested": suggested, "before": was}
+        )
+    return render(
+        request,
+        ctx,
+        "import_columns.html",
+        status=status,
+        job=job,
+        files=files,
+        unreadable=unreadable,
+        f=f,
+        FIELDS=columns.CHOICES,
+        WON=columns.WON_STAGES,
+        LOST=columns.LOST_STAGES,
+        SOURCE_WORDS=columns.SOURCE_WORDS,
+        source=before.source if before is not None else "crm",
+        **_words(),
+    )
+
+
+@router.post(BASE + "/{import_id}/columns")
+def columns_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    data = form_values(ctx.form)
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    try:
+        choices = [
+            columns.FileColumns(
+                name=name,
+                header=header,
+                holds=data.get(f"holds-{i}") or None,  # type: ignore[arg-type]
+                columns={
+                    c.key: data.get(f"{i}-{data.get(f'holds-{i}')}-{c.key}", "")
+                    for c in columns.CHOICES.get(data.get(f"holds-{i}", ""), ())  # type: ignore[call-overload]
+                },
+                won=data.get(f"won-{i}", ""),
+                lost=data.get(f"lost-{i}", ""),
+            )
+            for i, (name, header) in enumerate(ij.file_headers(request.app, job))
+        ]
+        done = ij.match_columns(request.app, ctx.session, job, choices, data.get("source", ""))
+    except DomainError as exc:
+        forms = {"columns": _state(data, exc)}
+        return columns_page(request, ctx, import_id, forms=forms, status=status_of(exc))
     return _after_run(request, ctx, import_id, done)
 
 
@@ -258,6 +337,23 @@ def rejects_get(request: Request, import_id: Id, file_number: Id, ctx: PageCtx) 
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     path, name = ij.rejects_path(request.app, job, file_number - 1)
     return FileResponse(path, media_type="text/csv; charset=utf-8", filename=name)
+
+
+@router.get(BASE + "/{import_id}/matched-columns.yaml")
+def matched_columns_get(request: Request, import_id: Id, ctx: PageCtx) -> Response:
+    """The mapping the job's columns were matched into, for ``aligncycle funnel import
+    --mapping``."""
+    from models.errors import NotFound
+
+    job = jobs.get_job(ctx.session, ctx.me, import_id)
+    spec = ij.matched_before(request.app, job)
+    if spec is None:
+        raise NotFound(f"import {import_id}: its columns were not matched on this page")
+    return Response(
+        columns.mapping_yaml(spec),
+        media_type="application/yaml; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="matched-columns.yaml"'},
+    )
 
 
 router.include_router(uploads)

@@ -1,0 +1,228 @@
+"""A mapping made by matching columns: for people who export from a system no profile knows
+and do not write mappings. They say, for each file, whether it holds leads or deals and which
+of its columns holds what; :func:`mapping_from_columns` makes the mapping the import reads (the
+same schema as a mapping file: :mod:`models.funnel.mapping`), and :func:`mapping_yaml` the
+file that ``aligncycle funnel import --mapping`` reads the same way.
+
+Nothing is guessed: a column is used only where the person chose it (:func:`suggested`
+pre-selects a column whose name is the field's usual name, shown for them to confirm)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from models.errors import InvalidInput
+from models.funnel.mapping import MappingSpec
+
+Holds = Literal["leads", "deals"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A field a column can hold: its key in the form, the sentence people read, whether a
+    file of its kind needs it, and the usual names of such a column (lower case, letters and
+    digits only)."""
+
+    key: str
+    label: str
+    required: bool = False
+    names: tuple[str, ...] = ()
+
+
+LEAD_CHOICES = (
+    Choice("external_id", "The lead's ID", True, ("leadid", "id", "contactid", "recordid")),
+    Choice(
+        "mql_at",
+        "When it became a marketing-qualified lead",
+        names=("mqldate", "mqlat", "mql", "becameamarketingqualifiedleaddate"),
+    ),
+    Choice("created_at", "When the lead was created", names=("created", "createdate", "createdat")),
+    Choice("channel", "Where it came from (its channel)", names=("channel", "source", "origin")),
+    Choice("campaign", "Its campaign", names=("campaign", "campaignname")),
+    Choice("owner", "Its owner", names=("owner", "leadowner", "contactowner")),
+    Choice("team", "Its team", names=("team",)),
+    Choice(
+        "first_touch_at",
+        "When sales first touched it",
+        names=("firsttouch", "firsttouchdate", "firsttouchat", "firstcontact"),
+    ),
+    Choice("sql_at", "When sales accepted it", names=("sqldate", "sqlat", "sql")),
+    Choice("rejected_at", "When sales rejected it", names=("rejecteddate", "rejectedat")),
+    Choice("rejection_reason", "Why sales rejected it", names=("rejectionreason",)),
+)
+DEAL_CHOICES = (
+    Choice("deal_id", "The deal's ID", True, ("dealid", "opportunityid", "id")),
+    Choice("lead_id", "The ID of its lead", names=("leadid", "contactid")),
+    Choice("account", "Its account", names=("account", "accountname", "company")),
+    Choice("stage", "Its stage", True, ("stage", "dealstage")),
+    Choice("closed", "When it was won or lost", True, ("closed", "closedate", "closedat")),
+    Choice(
+        "opportunity_at",
+        "When the deal was created",
+        names=("created", "createdate", "createdat", "engagedate"),
+    ),
+    Choice("amount", "Its amount", names=("amount", "value", "closevalue")),
+    Choice("owner", "Its owner", names=("owner", "dealowner", "salesagent")),
+    Choice("team", "Its team", names=("team",)),
+)
+CHOICES: dict[Holds, tuple[Choice, ...]] = {"leads": LEAD_CHOICES, "deals": DEAL_CHOICES}
+#: The stages a deal is won or lost at, unless the person says otherwise.
+WON_STAGES = "won, closed won"
+LOST_STAGES = "lost, closed lost"
+#: How a source may be named (the mapping's pattern), said in words.
+SOURCE_WORDS = (
+    "lower-case letters, digits, dots, dashes and underscores, starting with a letter or digit"
+)
+
+
+@dataclass
+class FileColumns:
+    """One uploaded file: its name, its header, what it holds and the column chosen for each
+    field (key: a :class:`Choice`'s; a blank or missing value: not in this file). A refusal
+    names the form field to fix: ``source``, ``holds-<i>``, ``<i>-<holds>-<key>``,
+    ``won-<i>``, ``lost-<i>`` (``i``: the file's place among the files, from 0)."""
+
+    name: str
+    header: list[str]
+    holds: Holds | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    won: str = WON_STAGES
+    lost: str = LOST_STAGES
+
+
+class ColumnsRefused(InvalidInput):
+    """A choice that cannot make a mapping; ``field`` names the form field to fix."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field=field)
+
+
+def suggested(header: list[str], holds: Holds) -> dict[str, str]:
+    """For each field, the header's column whose name is one of its usual names (the first
+    such column; none when none is)."""
+
+    def plain(name: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", name.lower())
+
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for choice in CHOICES[holds]:
+        for column in header:
+            if plain(column) in choice.names and column not in taken:
+                out[choice.key] = column
+                taken.add(column)
+                break
+    return out
+
+
+def _stages(text: str, form_field: str, what: str) -> list[str]:
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    if not stages:
+        raise ColumnsRefused(f"say which stages mean the deal is {what}", form_field)
+    return stages
+
+
+def mapping_from_columns(files: list[FileColumns], source: str) -> MappingSpec:
+    """The mapping the choices make, one part per file; :class:`ColumnsRefused` (naming the
+    file and what to choose) when they cannot make one."""
+    source = source.strip()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", source):
+        raise ColumnsRefused(f"name the export's system in {SOURCE_WORDS}", "source")
+    parts: dict[Holds, dict[str, Any]] = {}
+    for i, f in enumerate(files):
+        if f.holds not in CHOICES:
+            raise ColumnsRefused(
+                f"{f.name}: say whether the file holds leads or deals", f"holds-{i}"
+            )
+        fields = _fields(i, f)
+        part = parts.setdefault(f.holds, {"name": f.holds, "files": [], "fields": fields})
+        if part["fields"] != fields:  # (one part reads every file of its kind: same columns)
+            raise ColumnsRefused(
+                f"{part['files'][0]} and {f.name} both hold {f.holds} but with other columns: "
+                "import them one at a time",
+                f"holds-{i}",
+            )
+        part["files"].append(f.name)
+    if not parts:
+        raise ColumnsRefused("there is no file to match the columns of", "source")
+    data = {
+        "name": source,
+        "source": source,
+        "dates": "auto",
+        "files": [
+            {"name": p["name"], "description": ", ".join(p["files"]), "fields": p["fields"]}
+            for p in parts.values()
+        ],
+    }
+    try:
+        return MappingSpec.model_validate(data)
+    except ValidationError as exc:  # (the choices above leave nothing for it to refuse)
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ColumnsRefused(msg, "source") from None
+
+
+def _fields(i: int, f: FileColumns) -> dict[str, Any]:
+    """The mapping's fields of the ``i``-th file."""
+    assert f.holds is not None
+    fields: dict[str, Any] = {}
+    for choice in CHOICES[f.holds]:
+        column = (f.columns.get(choice.key) or "").strip()
+        if not column:
+            if choice.required:
+                label = choice.label[0].lower() + choice.label[1:]
+                raise ColumnsRefused(
+                    f"{f.name}: choose the column of {label}", f"{i}-{f.holds}-{choice.key}"
+                )
+            continue
+        if column not in f.header:
+            raise ColumnsRefused(
+                f"{f.name}: the file has no column {column!r}", f"{i}-{f.holds}-{choice.key}"
+            )
+        fields[choice.key] = column
+    if f.holds == "deals":
+        closed, stage = fields.pop("closed"), fields["stage"]
+        won = _stages(f.won, f"won-{i}", "won")
+        lost = _stages(f.lost, f"lost-{i}", "lost")
+        both = {s.lower() for s in won} & {s.lower() for s in lost}
+        if both:
+            raise ColumnsRefused(
+                f"{f.name}: the stage {sorted(both)[0]!r} cannot mean both won and lost",
+                f"lost-{i}",
+            )
+        fields["won_at"] = {"column": closed, "when": {"column": stage, "in": won}}
+        fields["lost_at"] = {"column": closed, "when": {"column": stage, "in": lost}}
+    return fields
+
+
+def chosen(spec: MappingSpec, file_name: str) -> FileColumns | None:
+    """What a mapping made here (:func:`mapping_from_columns`) chose for the file named
+    ``file_name`` (its header left empty), to match the columns again from those choices; None
+    when the mapping reads no such file."""
+    for part in spec.parts():
+        if part.name not in CHOICES or file_name not in (part.description or "").split(", "):
+            continue
+        fields = {k: v.column for k, v in part.fields.items() if v.column}
+        won = part.fields.get("won_at")
+        lost = part.fields.get("lost_at")
+        out = FileColumns(file_name, [], part.name, fields)  # type: ignore[arg-type]
+        if won is not None and won.when is not None and lost is not None and lost.when:
+            out.columns["closed"] = won.column or ""
+            out.won = ", ".join(won.when.in_ or [])
+            out.lost = ", ".join(lost.when.in_ or [])
+        return out
+    return None
+
+
+def mapping_yaml(spec: MappingSpec) -> str:
+    """The mapping as a file ``aligncycle funnel import --mapping`` reads."""
+    data = spec.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
+    head = (
+        "# Made on the import page by matching the columns of the files named below.\n"
+        "# Import the same exports again with: aligncycle funnel import --mapping this-file.yaml\n"
+    )
+    return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,265 @@
+"""Importing an export no profile knows, by matching its columns on a page: the mapping the
+choices make reads the files as a hand-written mapping would (the KPIs checked by hand), the
+command line reads the same mapping, every choice that cannot make a mapping is refused beside
+its field, and in the browser a lead uploads, matches, previews and imports."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models.db import Store
+from models.errors import InvalidInput
+from models.funnel import columns
+from models.funnel.columns import FileColumns, mapping_from_columns, mapping_yaml, suggested
+from models.funnel.importer import import_files
+from models.funnel.kpis import compute_kpis
+from models.funnel.mapping import parse_mapping
+from models.funnel.tables import Deal, Lead
+from tests.test_maven import run as run_cli
+from tests.test_web_import import Web, job_id_of, make_web, text
+
+# A CRM none of the profiles knows: its own column names, day-first dates, a deal file whose
+# stages are its own words.
+PEOPLE_CSV = """\
+Person No.,Signed up,Lead source,Rep,Qualified on,First call
+P1,02/03/2025,Webinar,Ann,03/03/2025,03/03/2025
+P2,05/03/2025,Webinar,Bob,,06/03/2025
+P3,20/03/2025,Referral,Ann,21/03/2025,
+"""
+DEALS_CSV = """\
+Opportunity,Person No.,Phase,Closed on,Value
+O1,P1,Signed,25/03/2025,1200
+O2,P2,Dropped,26/03/2025,300
+O3,P3,Talking,,800
+"""
+PEOPLE = {
+    "external_id": "Person No.",
+    "mql_at": "Signed up",
+    "channel": "Lead source",
+    "owner": "Rep",
+    "sql_at": "Qualified on",
+    "first_touch_at": "First call",
+}
+DEALS = {
+    "deal_id": "Opportunity",
+    "lead_id": "Person No.",
+    "stage": "Phase",
+    "closed": "Closed on",
+    "amount": "Value",
+}
+
+
+def header(text: str) -> list[str]:
+    return text.splitlines()[0].split(",")
+
+
+def choices(**changes: Any) -> list[FileColumns]:
+    people = FileColumns("people.csv", header(PEOPLE_CSV), "leads", dict(PEOPLE))
+    deals = FileColumns("deals.csv", header(DEALS_CSV), "deals", dict(DEALS), "signed", "dropped")
+    for name, value in changes.items():
+        setattr(deals if name.startswith("deal_") else people, name.removeprefix("deal_"), value)
+    return [people, deals]
+
+
+def files(tmp_path: Path) -> list[Path]:
+    (tmp_path / "people.csv").write_text(PEOPLE_CSV)
+    (tmp_path / "deals.csv").write_text(DEALS_CSV)
+    return [tmp_path / "people.csv", tmp_path / "deals.csv"]
+
+
+def test_matched_columns_import_the_files_and_the_numbers_are_right(
+    store: Store, tmp_path: Path
+) -> None:
+    spec = mapping_from_columns(choices(), "mycrm").with_locale(dates="day-first")
+    with store.unit_of_work() as s:
+        import_files(s, files(tmp_path), spec)
+    with store.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.source == "mycrm")) == 3
+        won = s.scalar(select(Deal).where(Deal.external_id == "O1"))
+        assert (won.won_at.date(), won.lost_at) == (date(2025, 3, 25), None)
+        assert (won.lead_key, won.amount_cents) == ("P1", 120000)
+        lost = s.scalar(select(Deal).where(Deal.external_id == "O2"))
+        assert (lost.won_at, lost.lost_at.date()) == (None, date(2025, 3, 26))
+        report = compute_kpis(s, start=date(2025, 3, 1), end=date(2025, 3, 31))
+    kpis = report.groups[0].kpis
+    assert kpis["mql_volume"].value == 3
+    assert kpis["mql_to_sql_rate"].value == pytest.approx(2 / 3)  # P1 and P3
+    assert kpis["win_rate"].value == 0.5  # O1 won, O2 lost
+    assert kpis["revenue_won"].value == 1200
+    assert kpis["open_pipeline_count"].value == 1  # O3
+
+
+def test_the_command_line_reads_the_mapping_the_page_keeps(tmp_path: Path) -> None:
+    spec = mapping_from_columns(choices(), "mycrm")
+    again = parse_mapping(mapping_yaml(spec), "matched-columns.yaml")
+    assert again == spec
+    assert mapping_yaml(spec).startswith("# Made on the import page")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"holds": None}, "holds-0", "people.csv: say whether the file holds leads or deals"),
+        (
+            {"columns": {**PEOPLE, "external_id": ""}},
+            "0-leads-external_id",
+            "people.csv: choose the column of the lead's ID",
+        ),
+        (
+            {"deal_columns": {**DEALS, "closed": ""}},
+            "1-deals-closed",
+            "deals.csv: choose the column of when it was won or lost",
+        ),
+        (
+            {"columns": {**PEOPLE, "owner": "Owner (typed)"}},
+            "0-leads-owner",
+            "people.csv: the file has no column 'Owner (typed)'",
+        ),
+        ({"deal_won": " , "}, "won-1", "say which stages mean the deal is won"),
+        (
+            {"deal_lost": "Dropped, SIGNED"},
+            "lost-1",
+            "deals.csv: the stage 'signed' cannot mean both won and lost",
+        ),
+        (
+            {"deal_holds": "leads", "deal_columns": {"external_id": "Person No."}},
+            "holds-1",
+            "people.csv and deals.csv both hold leads but with other columns: import them one "
+            "at a time",
+        ),
+    ],
+)
+def test_a_choice_that_makes_no_mapping_is_refused_beside_its_field(
+    changes: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        mapping_from_columns(choices(**changes), "mycrm")
+    assert (refused.value.message, refused.value.field) == (message, field)
+
+
+@pytest.mark.parametrize("source", ["", "My CRM", "-crm", "x" * 65])
+def test_the_system_s_name_is_a_short_plain_name(source: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        mapping_from_columns(choices(), source)
+    assert refused.value.field == "source"
+    assert refused.value.message.startswith("name the export's system in lower-case letters")
+
+
+def test_two_files_of_leads_with_the_same_columns_are_read_as_one_kind() -> None:
+    more = FileColumns("people-2.csv", header(PEOPLE_CSV), "leads", dict(PEOPLE))
+    spec = mapping_from_columns([*choices(), more], "mycrm")
+    assert [p.description for p in spec.parts()] == ["people.csv, people-2.csv", "deals.csv"]
+
+
+def test_a_column_is_suggested_only_where_its_name_is_the_field_s_usual_name() -> None:
+    got = suggested(["Lead ID", "MQL date", "Notes", "Channel", "owner"], "leads")
+    assert got == {"external_id": "Lead ID", "mql_at": "MQL date", "channel": "Channel",
+                   "owner": "owner"}  # fmt: skip
+    assert suggested(header(PEOPLE_CSV), "leads") == {}  # nothing it cannot be sure of
+    assert set(columns.CHOICES) == {"leads", "deals"}
+
+
+# --- in the browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(org: Store, tmp_path: Path) -> Web:
+    return make_web(org, tmp_path)
+
+
+def form_of(page: str) -> dict[str, str]:
+    """The columns form as the page fills it in (selected options, checked radios, values)."""
+    out: dict[str, str] = {}
+    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected', body)
+        out[name] = chosen.group(1) if chosen else ""
+    for m in re.finditer(r'<input type="radio" name="([^"]+)" value="([^"]+)" checked', page):
+        out[m.group(1)] = m.group(2)
+    for m in re.finditer(
+        r'<input type="text" id="[^"]+" name="([^"]+)"[^>]* value="([^"]*)"', page
+    ):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_a_lead_matches_the_columns_previews_and_imports(web: Web) -> None:
+    resp = web.upload(
+        "lee",
+        {"people.csv": PEOPLE_CSV.encode(), "deals.csv": DEALS_CSV.encode()},
+        profile="columns",
+        dates="day-first",
+    )
+    assert resp.status_code == 303 and resp.headers["location"].endswith("/columns")
+    job_id = int(resp.headers["location"].split("/")[-2])
+    page = web.client("lee").get(resp.headers["location"])
+    assert page.status_code == 200
+    words = text(page)
+    assert "Match the columns" in words and "people.csv (6 columns)" in words
+    assert "The lead's ID (needed)" in words and "When it was won or lost (needed)" in words
+    form = form_of(page.text)
+    # suggested only where a column has the field's usual name: here none of the people's
+    assert form["source"] == "crm" and "holds-0" not in form and form["0-leads-external_id"] == ""
+    form |= {"csrf": web.csrf("lee"), "source": "mycrm", "holds-0": "leads", "holds-1": "deals"}
+    form |= {f"0-leads-{k}": v for k, v in PEOPLE.items()}
+    form |= {f"1-deals-{k}": v for k, v in DEALS.items()}
+
+    # a refusal keeps every choice and says why beside the field
+    refused = web.client("lee").post(
+        f"/numbers/import/{job_id}/columns", data={**form, "1-deals-closed": ""}
+    )
+    assert refused.status_code == 422
+    assert "deals.csv: choose the column of when it was won or lost" in text(refused)
+    assert 'id="c-1-deals-closed-err"' in refused.text
+    assert form_of(refused.text)["0-leads-mql_at"] == "Signed up"
+
+    form |= {"won-1": "signed", "lost-1": "dropped"}
+    resp = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert resp.status_code == 303, text(resp)[:500]
+    preview = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "Ready to import" in preview and "into the source “mycrm”" in preview
+    assert "people.csv Leads 3 3 0 0 0 0" in preview and "deals.csv Deals 3 3 0 0 0 0" in preview
+    # matching them again starts from the choices made (kept as the job's mapping)
+    again = form_of(web.client("lee").get(f"/numbers/import/{job_id}/columns").text)
+    assert (again["source"], again["holds-0"], again["holds-1"]) == ("mycrm", "leads", "deals")
+    assert again["0-leads-mql_at"] == "Signed up" and again["1-deals-closed"] == "Closed on"
+    assert (again["won-1"], again["lost-1"]) == ("signed", "dropped")
+    # the mapping, downloaded (while the files are kept), for the command line
+    download = web.client("lee").get(f"/numbers/import/{job_id}/matched-columns.yaml")
+    assert download.status_code == 200
+    assert 'filename="matched-columns.yaml"' in download.headers["content-disposition"]
+    confirm = web.client("lee").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
+    )
+    assert confirm.status_code == 303
+    with web.store.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Deal).where(Deal.source == "mycrm")) == 3
+    assert job_id_of(confirm) == job_id
+    # it imports the same exports from the command line: nothing new
+    mapping = web.tmp / "matched-columns.yaml"
+    mapping.write_text(download.text)
+    (web.tmp / "people.csv").write_text(PEOPLE_CSV)
+    (web.tmp / "deals.csv").write_text(DEALS_CSV)
+    cli = [str(web.tmp / "people.csv"), str(web.tmp / "deals.csv"), "--mapping", str(mapping)]
+    result = run_cli("funnel", "import", *cli, "--dates", "day-first", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["source"], summary["new"], summary["changed"]) == ("mycrm", 0, 0)
+
+
+def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:
+    resp = web.upload("lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns")
+    job_id = int(resp.headers["location"].split("/")[-2])
+    for who in ("sid", "lou"):  # a member; a lead of the other team
+        page = web.client(who).get(f"/numbers/import/{job_id}/columns")
+        assert page.status_code in (403, 404), (who, page.status_code)
+        post = web.client(who).post(
+            f"/numbers/import/{job_id}/columns", data={"csrf": web.csrf(who), "source": "x"}
+        )
+        assert post.status_code in (403, 404), (who, post.status_code)
