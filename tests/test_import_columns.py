@@ -163,6 +163,9 @@ def test_a_column_is_suggested_only_where_its_name_is_the_field_s_usual_name() -
     assert got == {"external_id": "Lead ID", "mql_at": "MQL date", "channel": "Channel",
                    "owner": "owner"}  # fmt: skip
     assert suggested(header(PEOPLE_CSV), "leads") == {}  # nothing it cannot be sure of
+    assert columns.suggested_kind(["opportunity_id", "deal_stage", "account"]) == "deals"
+    assert columns.suggested_kind(["Lead ID", "deal_stage"]) == "leads"
+    assert columns.suggested_kind(header(PEOPLE_CSV)) is None
     assert set(columns.CHOICES) == {"leads", "deals"}
 
 

@@ -120,6 +120,15 @@ def suggested(header: list[str], holds: Holds) -> dict[str, str]:
     return out
 
 
+def suggested_kind(header: list[str]) -> Holds | None:
+    """What a file seems to hold, by its columns' usual names: deals when a deal's ID and
+    stage are there, else leads when a lead's ID is; None when neither (the person says)."""
+    deals = suggested(header, "deals")
+    if "deal_id" in deals and "stage" in deals:
+        return "deals"
+    return "leads" if "external_id" in suggested(header, "leads") else None
+
+
 def _stages(text: str, form_field: str, what: str) -> list[str]:
     stages = [s.strip() for s in text.split(",") if s.strip()]
     if not stages:

@@ -258,11 +258,14 @@ def columns_page(
     before = ij.matched_before(request.app, job)  # (to match them again)
     for i, (name, header) in enumerate(headers):
         suggested = {h: columns.suggested(header, h) for h in ("leads", "deals")}
+        kind = columns.suggested_kind(header)
         was = columns.chosen(before, name) if before is not None else None
         if was is not None:
             suggested[was.holds] = was.columns  # type: ignore[index]
+            kind = was.holds
         files.append(
-            {"i": i, "name": name, "header": header, "suggested": suggested, "before": was}
+            {"i": i, "name": name, "header": header, "kind": kind, "suggested": suggested}
+            | {"before": was}
         )
     return render(
         request,
