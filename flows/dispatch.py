@@ -143,14 +143,16 @@ def run_in_process(row: outbox.Claimed) -> tuple[Any, str | None]:
     from flows import phases
 
     state = phases.run_phase(flow_phase(row.phase), row.cycle_id, row.today, return_state=True)
-    run_id = str(state.state_details.flow_run_id or "") or None
+    flow_run_id = state.state_details.flow_run_id
+    run_id = str(flow_run_id) if flow_run_id else None
     try:
         return state.result(), run_id
     except MissingResult:
         # The flow completed, but its final state came back from the server without its
-        # result (Prefect's client sends a proposal again after a slow answer, and a rejected
-        # proposal is answered with the server's stored copy). The phase ran and wrote what
-        # it writes; only its summary for the terminal is missing: no reason to run it again.
+        # result (Prefect's client sends a state again after a slow answer; a rejected one is
+        # answered with the server's stored copy, which holds no result). The phase ran and
+        # wrote what it writes; only its summary for the terminal is missing: no reason to run
+        # it again.
         if not state.is_completed():
             raise
         return None, run_id
