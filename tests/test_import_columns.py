@@ -244,6 +244,8 @@ def test_a_lead_matches_the_columns_previews_and_imports(web: Web) -> None:
     with web.store.unit_of_work() as s:
         assert s.scalar(select(func.count()).select_from(Deal).where(Deal.source == "mycrm")) == 3
     assert job_id_of(confirm) == job_id
+    summary = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "Read as: the columns you matched." in summary  # (the files are gone: no links)
     # it imports the same exports from the command line: nothing new
     mapping = web.tmp / "matched-columns.yaml"
     mapping.write_text(download.text)
