@@ -201,6 +201,10 @@ def test_a_lead_matches_the_columns_previews_and_imports(web: Web) -> None:
     )
     assert resp.status_code == 303 and resp.headers["location"].endswith("/columns")
     job_id = int(resp.headers["location"].split("/")[-2])
+    # the import's own page, before the columns are matched, says what to do
+    waiting = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "Read as: nothing yet: match the columns of these files." in waiting
+    assert "your own mapping, None" not in waiting
     page = web.client("lee").get(resp.headers["location"])
     assert page.status_code == 200
     words = text(page)

@@ -456,7 +456,7 @@ def file_headers(app: Any, job: ImportJob) -> list[tuple[str, list[str]]]:
         raise Conflict(GONE)
     folder = uploads_root(app) / job.folder / "files"
     probe = MappingSpec(name="columns", source="columns", fields={"external_id": "id"})
-    spec = probe.with_locale(**{k: v for k, v in (job.settings or {}).items() if k != "dates"})
+    spec = probe.with_locale(**(job.settings or {}))
     out = []
     for f in job.files:
         try:
