@@ -162,7 +162,17 @@ def test_a_column_is_suggested_only_where_its_name_is_the_field_s_usual_name() -
     got = suggested(["Lead ID", "MQL date", "Notes", "Channel", "owner"], "leads")
     assert got == {"external_id": "Lead ID", "mql_at": "MQL date", "channel": "Channel",
                    "owner": "owner"}  # fmt: skip
-    assert suggested(header(PEOPLE_CSV), "leads") == {}  # nothing it cannot be sure of
+    # nothing it cannot be sure of: a lead source is the channel, a person number may be anything
+    assert suggested(header(PEOPLE_CSV), "leads") == {"channel": "Lead source"}
+    # the names the usual CRMs' exports give them (X Education's leads, a Salesforce report)
+    x_education = ["Prospect ID", "Lead Number", "Lead Origin", "Lead Source", "Converted"]
+    assert suggested(x_education, "leads") == {"external_id": "Prospect ID",
+                                               "channel": "Lead Source"}  # fmt: skip
+    assert columns.suggested_kind(x_education) == "leads"
+    report = ["Opportunity ID", "Stage", "Close Date", "Created Date", "Amount"]
+    assert suggested(report, "deals") == {"deal_id": "Opportunity ID", "stage": "Stage",
+                                          "closed": "Close Date", "opportunity_at": "Created Date",
+                                          "amount": "Amount"}  # fmt: skip
     assert columns.suggested_kind(["opportunity_id", "deal_stage", "account"]) == "deals"
     assert columns.suggested_kind(["Lead ID", "deal_stage"]) == "leads"
     assert columns.suggested_kind(header(PEOPLE_CSV)) is None
@@ -232,6 +242,10 @@ def test_a_lead_matches_the_columns_previews_and_imports(web: Web) -> None:
     preview = text(web.client("lee").get(f"/numbers/import/{job_id}"))
     assert "Ready to import" in preview and "into the source “mycrm”" in preview
     assert "people.csv Leads 3 3 0 0 0 0" in preview and "deals.csv Deals 3 3 0 0 0 0" in preview
+    # reading them another way offers the columns matched, in words (not a file's name)
+    assert "Another system: the columns I matched" in preview
+    assert "leave empty to keep the columns you matched" in preview
+    assert "matched-columns.yaml)" not in preview
     # matching them again starts from the choices made (kept as the job's mapping)
     again = form_of(web.client("lee").get(f"/numbers/import/{job_id}/columns").text)
     assert (again["source"], again["holds-0"], again["holds-1"]) == ("mycrm", "leads", "deals")
@@ -260,6 +274,23 @@ def test_a_lead_matches_the_columns_previews_and_imports(web: Web) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["source"], summary["new"], summary["changed"]) == ("mycrm", 0, 0)
+
+
+def test_leads_matched_with_no_mql_date_say_where_to_choose_one(web: Web) -> None:
+    resp = web.upload("lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns")
+    job_id = int(resp.headers["location"].split("/")[-2])
+    form = {"csrf": web.csrf("lee"), "source": "mycrm", "holds-0": "leads"}
+    form["0-leads-external_id"] = "Person No."
+    resp = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert resp.status_code == 303, text(resp)[:500]
+    page = web.client("lee").get(f"/numbers/import/{job_id}")
+    assert "people.csv: 3 leads with no MQL date." in text(page)
+    assert (
+        "No column of this file was matched as the MQL date: if the export has one, choose it "
+        "when you match the columns again."
+    ) in text(page)
+    assert f'<a href="/numbers/import/{job_id}/columns">match the columns again</a>' in page.text
+    assert "your own mapping" not in text(page)
 
 
 def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:

@@ -35,14 +35,27 @@ class Choice:
 
 
 LEAD_CHOICES = (
-    Choice("external_id", "The lead's ID", True, ("leadid", "id", "contactid", "recordid")),
+    Choice(
+        "external_id",
+        "The lead's ID",
+        True,
+        ("leadid", "id", "contactid", "recordid", "prospectid", "leadnumber"),
+    ),
     Choice(
         "mql_at",
         "When it became a marketing-qualified lead",
         names=("mqldate", "mqlat", "mql", "becameamarketingqualifiedleaddate"),
     ),
-    Choice("created_at", "When the lead was created", names=("created", "createdate", "createdat")),
-    Choice("channel", "Where it came from (its channel)", names=("channel", "source", "origin")),
+    Choice(
+        "created_at",
+        "When the lead was created",
+        names=("created", "createdate", "createdat", "createddate"),
+    ),
+    Choice(
+        "channel",
+        "Where it came from (its channel)",
+        names=("channel", "source", "origin", "leadsource", "originalsource"),
+    ),
     Choice("campaign", "Its campaign", names=("campaign", "campaignname")),
     Choice("owner", "Its owner", names=("owner", "leadowner", "contactowner")),
     Choice("team", "Its team", names=("team",)),
@@ -56,17 +69,19 @@ LEAD_CHOICES = (
     Choice("rejection_reason", "Why sales rejected it", names=("rejectionreason",)),
 )
 DEAL_CHOICES = (
-    Choice("deal_id", "The deal's ID", True, ("dealid", "opportunityid", "id")),
+    Choice("deal_id", "The deal's ID", True, ("dealid", "opportunityid", "id", "recordid")),
     Choice("lead_id", "The ID of its lead", names=("leadid", "contactid")),
     Choice("account", "Its account", names=("account", "accountname", "company")),
     Choice("stage", "Its stage", True, ("stage", "dealstage")),
-    Choice("closed", "When it was won or lost", True, ("closed", "closedate", "closedat")),
+    Choice(
+        "closed", "When it was won or lost", True, ("closed", "closedate", "closedat", "closeddate")
+    ),
     Choice(
         "opportunity_at",
         "When the deal was created",
-        names=("created", "createdate", "createdat", "engagedate"),
+        names=("created", "createdate", "createdat", "createddate", "dealcreated", "engagedate"),
     ),
-    Choice("amount", "Its amount", names=("amount", "value", "closevalue")),
+    Choice("amount", "Its amount", names=("amount", "value", "closevalue", "dealvalue")),
     Choice("owner", "Its owner", names=("owner", "dealowner", "salesagent")),
     Choice("team", "Its team", names=("team",)),
 )
