@@ -127,6 +127,12 @@ def value_word(value: Any) -> str:
     return VALUE_WORDS.get(text, text.replace("_", " "))
 
 
+def data_word(value: Any) -> str:
+    """A value of the shared data (a channel, a campaign) as people read it in a sentence: a
+    key a profile maps values to, like ``paid_search``, as "paid search"."""
+    return str(value).replace("_", " ")
+
+
 def day(d: date | datetime | str | None) -> str:
     """The one date style: "27 Dec 2026" (an ISO string is read first)."""
     if d is None or d == "":

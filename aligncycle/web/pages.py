@@ -73,7 +73,7 @@ from models.services import (
 from models.services import playbooks as playbook_service
 from models.services import views as v
 from models.tables import Cycle
-from models.words import counted, sentence_start
+from models.words import counted, data_word, sentence_start
 
 #: An id in a page's path: a positive 31-bit integer, as the store's ids are.
 Id = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -166,7 +166,7 @@ def value_words(value: Any) -> str:
     m = _MONTH.match(text)
     if m:
         return date(int(m.group(1)), int(m.group(2)), 1).strftime("%b %Y")
-    return text.replace("_", " ")
+    return data_word(text)
 
 
 CHOSEN_BY_RULE = (ActionStatus.AWAITING_SIGNOFF, ActionStatus.CARRIED_OVER)

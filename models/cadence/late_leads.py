@@ -27,7 +27,7 @@ from models.cadence.policy import CadencePolicy, execute_policies, playbook_poli
 from models.cadence.tables import NotificationKind
 from models.enums import Phase
 from models.tables import Cycle, CycleTeam
-from models.words import day, quoted
+from models.words import data_word, day, quoted
 
 #: The idempotency key's prefix (the grouped message counts its items by it).
 KEY = "late-lead"
@@ -74,7 +74,7 @@ def late_lead_messages(
         if not managers:
             unreachable.append(base)
             continue
-        where = f"from {b.channel}" if b.channel else "with no channel"
+        where = f"from {data_word(b.channel)}" if b.channel else "with no channel"
         owner = f"its owner is {b.owner}" if b.owner else "it has no owner"
         touched = (
             f"Sales first touched it on {day(b.touched_at)}."

@@ -30,7 +30,7 @@ from models.services import agreements
 from models.services.access import require_visible
 from models.services.gaps import add_gap
 from models.tables import Cycle, CycleTeam, Gap, Person
-from models.words import counted
+from models.words import counted, data_word
 
 NO_CHANNEL = "no channel"
 
@@ -122,7 +122,7 @@ def _by_channel(rows: list[SlaBreach], sla: float) -> list[ChannelBreaches]:
     out = []
     for channel, found in groups.items():
         without = sum(1 for b in found if not b.owner)
-        where = "with no channel" if channel == NO_CHANNEL else f"from {channel}"
+        where = "with no channel" if channel == NO_CHANNEL else f"from {data_word(channel)}"
         sentence = f"{counted(len(found), 'lead')} {where} waited over {_hours(sla)}"
         if without:
             sentence += f"; {without} of them had no owner"
@@ -227,7 +227,7 @@ def breach_gaps(session: Session, cycle: Cycle, today: date | None = None) -> li
         title = (
             "Leads with no channel wait too long for sales"
             if group.channel == NO_CHANNEL
-            else f"Leads from {group.channel} wait too long for sales"
+            else f"Leads from {data_word(group.channel)} wait too long for sales"
         )
         severity = Severity.HIGH if group.without_owner or group.leads >= 20 else Severity.MEDIUM
         gap, _ = add_gap(

@@ -20,7 +20,7 @@ from models.services.agreements import InForce
 from models.services.cycles import spec
 from models.services.gaps import add_gap
 from models.tables import Cycle, Gap
-from models.words import counted
+from models.words import counted, data_word
 
 KEY = "metric:lead_definition_drift"
 KPI = "sales_rejection_rate"
@@ -64,7 +64,8 @@ def evidence(snap: CycleKpiSnapshot, reasons, target: float, whose: str = "the p
     )
     parts = []
     for channel, campaign, reason, n in reasons:
-        where = f"from {channel or 'no channel'}" + (f", campaign {campaign}" if campaign else "")
+        where = f"from {data_word(channel)}" if channel else "from no channel"
+        where += f", campaign {data_word(campaign)}" if campaign else ""
         parts.append(f"{counted(n, 'lead')} {where}: “{reason or 'no reason given'}”")
     # one paragraph: every face shows evidence as plain text
     return head + (f" The most frequent reasons: {'; '.join(parts)}." if parts else "")
