@@ -617,6 +617,14 @@ def kpi_show(
             f"SLA attainment and untouched leads leave out the leads from {listed(left_out)}: "
             f"{export} no date of a first sales touch"
         )
+    if report.never_lost:
+        from models.words import listed
+
+        export = "that export lists" if len(report.never_lost) == 1 else "those exports list"
+        typer.echo(
+            f"No deal from {listed(report.never_lost)} is recorded as lost: if {export} won "
+            "deals only, the win rate counts their wins and none of their losses"
+        )
     if other is not None:
         typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
         changes = compare_reports(report, other)

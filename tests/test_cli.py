@@ -774,3 +774,21 @@ def test_kpi_show_in_its_own_process_leaves_out_a_source_with_no_first_touches(
     assert (kpis["sla_attainment"]["value"], kpis["sla_attainment"]["sample_size"]) == (1 / 3, 3)
     assert (kpis["untouched_leads"]["value"], kpis["untouched_leads"]["sample_size"]) == (1, 3)
     assert json.loads(report.stdout)["left_out_of_touch_kpis"] == ["sheet"]
+
+
+def test_kpi_show_says_when_an_export_records_no_lost_deal(tmp_path: Path) -> None:
+    """Olist's export lists won deals only: ``kpi show`` says so beside its win rate."""
+    from tests.test_numbers import OLIST_MQLS, OLIST_WON
+
+    url = f"sqlite:///{tmp_path / 'kpis.db'}"
+    assert _run_script("db", "upgrade", url=url).returncode == 0
+    (tmp_path / "mqls.csv").write_text(OLIST_MQLS)
+    (tmp_path / "won.csv").write_text(OLIST_WON)
+    files = [str(tmp_path / "mqls.csv"), str(tmp_path / "won.csv")]
+    assert _run_script("funnel", "import", "-p", "olist", *files, url=url).returncode == 0
+    shown = _run_script("kpi", "show", "--from", "2025-03-01", "--to", "2025-03-31", url=url)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "No deal from olist is recorded as lost: if that export lists won deals only, the win "
+        "rate counts their wins and none of their losses"
+    ) in shown.stdout

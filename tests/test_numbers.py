@@ -315,6 +315,48 @@ def test_the_page_says_which_exports_record_no_first_touch(funnel: Rig, tmp_path
     assert "Not counted" not in hubspot
 
 
+OLIST_MQLS = """\
+mql_id,first_contact_date,landing_page_id,origin
+m1,2025-03-02,p1,social
+m2,2025-03-03,p1,social
+m3,2025-03-04,p2,paid_search
+"""
+OLIST_WON = """\
+mql_id,seller_id,sdr_id,sr_id,won_date,business_segment,lead_type,lead_behaviour_profile,\
+has_company,has_gtin,average_stock,business_type,declared_product_catalog_size,\
+declared_monthly_revenue
+m1,s1,d1,r1,2025-03-10 10:00:00,pet,online_medium,cat,,,,reseller,,100.0
+m2,s2,d1,r1,2025-03-12 10:00:00,pet,online_medium,cat,,,,reseller,,50.0
+"""
+
+
+def test_a_win_rate_of_an_export_with_no_lost_deal_says_so(funnel: Rig, tmp_path: Path) -> None:
+    (tmp_path / "mqls.csv").write_text(OLIST_MQLS)
+    (tmp_path / "won.csv").write_text(OLIST_WON)
+    with funnel.store.unit_of_work() as s:
+        import_files(s, [tmp_path / "mqls.csv", tmp_path / "won.csv"], load_profile("olist"))
+    note = (
+        "No deal from olist is recorded as lost: if that export lists won deals only, this rate "
+        "counts their wins and none of their losses."
+    )
+    words = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist").text)
+    assert "Win rate 100.0%" in words and note in words
+    # a window with none of its deals won reads no note: the rate is "no data"
+    april = text_of(funnel.client("lee").get("/numbers?from=2025-04-01&to=2025-04-30").text)
+    assert "recorded as lost" not in april
+    with funnel.store.unit_of_work() as s:
+        assert compute_kpis(s, **MARCH).never_lost == ["olist"]
+    # once the source records a lost deal, its win rate is a real one
+    lost = "id,lead,stage,closed\nx1,m3,lost,2025-03-20\n"
+    (tmp_path / "lost.csv").write_text(lost)
+    spec = "name: lost\nsource: olist\nfields:\n  deal_id: id\n  lead_id: lead\n"
+    spec += "  stage: stage\n  lost_at: {column: closed, when: {column: stage, in: [lost]}}\n"
+    with funnel.store.unit_of_work() as s:
+        import_files(s, [tmp_path / "lost.csv"], parse_mapping(spec))
+    words = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist").text)
+    assert "Win rate 66.7%" in words and "recorded as lost" not in words
+
+
 def test_the_page_groups_by_owner_and_month(funnel: Rig) -> None:
     words = text_of(funnel.client("sid").get(MARCH_URL + "&by=owner&then_by=month").text)
     assert "By owner and month" in words

@@ -245,7 +245,10 @@ MEANINGS: dict[str, str] = {
     "untouched_leads": "Leads that sales has not touched, accepted, rejected or opened a deal for.",
     "stalled_leads": "Open leads with no progress for longer than the stall limit.",
     "win_rate": "Of the deals closed in the period, the share that was won.",
-    "sales_cycle_median_days": "How long a won deal typically took from start to close.",
+    "sales_cycle_median_days": (
+        "How long a won deal typically took to close, from its creation (else from its lead's "
+        "SQL date, else from its MQL date)."
+    ),
     "revenue_won": "What the deals won in the period are worth.",
     "average_deal_size": "What a won deal is worth on average.",
     "open_pipeline_count": "Deals still open at the end of the period.",
@@ -306,6 +309,9 @@ class KpiReport(BaseModel):
     #: The sources with MQLs in the window that record no first touch, read beside others:
     #: their leads are left out of SLA attainment and the untouched leads (not known untouched).
     left_out_of_touch_kpis: list[str] = []
+    #: The sources with deals won in the window that record no lost deal at all (Olist's export
+    #: lists won deals only): the win rate counts their wins and no loss.
+    never_lost: list[str] = []
 
     def overall(self) -> dict[str, KpiValue]:
         """The KPIs of the whole window (only meaningful without ``by``)."""

@@ -55,6 +55,7 @@ from models.funnel.kpi_defs import (
 from models.funnel.sql import (
     D,
     L,
+    deal_terms,
     holds,
     in_window,
     lead_terms,
@@ -154,6 +155,45 @@ def with_mqls(
     ]
 
 
+def never_lost_sources(session: Session | Connection) -> frozenset[str]:
+    """The sources with deals none of which is lost: their exports may list won deals only
+    (Olist's does), so a win rate of theirs counts wins and no loss. Per source, one probe
+    that stops at its first lost deal (a whole scan of its deals only for a source without
+    any); cached by the data version."""
+    version = version_key(session)
+
+    def probe() -> frozenset[str]:
+        out = set()
+        for src in sources(session):
+            deals = select(D.c.id).where(D.c.source == src, D.c.listed)
+            lost = deals.where(D.c.lost_at.is_not(None))
+            if session.execute(lost.limit(1)).first() is None and (
+                session.execute(deals.limit(1)).first() is not None
+            ):
+                out.add(src)
+        return frozenset(out)
+
+    if not version[1]:  # no import yet: rows written otherwise are not versioned
+        return probe()
+    return cache.get(("never-lost", *version), probe)
+
+
+def won_in(
+    session: Session | Connection, candidates: Iterable[str], s: int | None, e: int | None
+) -> list[str]:
+    """Those of the ``candidates`` sources with a deal won in the window (epoch seconds, end
+    excluded; None: open), sorted: one probe each."""
+    t = deal_terms()
+    return [
+        src
+        for src in sorted(candidates)
+        if session.execute(
+            select(D.c.id).where(D.c.source == src, D.c.listed, *in_window(t.won, s, e)).limit(1)
+        ).first()
+        is not None
+    ]
+
+
 def compute_kpis(
     session: Session | Connection,
     *,
@@ -204,6 +244,12 @@ def compute_kpis(
     touch_read = any(g.kpis["sla_attainment"].value is not None for g in report.groups)
     if untracked and touch_read:  # else those KPIs are "no data" whatever was left out
         report.left_out_of_touch_kpis = with_mqls(conn, untracked, s, e)
+    if any(g.kpis["win_rate"].value is not None for g in report.groups):
+        never = never_lost_sources(conn)
+        if source is not None:
+            never &= {source}
+        if never:
+            report.never_lost = won_in(conn, never, s, e)
     return report
 
 

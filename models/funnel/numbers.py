@@ -287,6 +287,7 @@ def numbers(
         offset=breach_offset,
     )
     _note_untracked(cards, current.left_out_of_touch_kpis)  # (what the numbers left out)
+    _note_never_lost(cards, current.never_lost)
     return Numbers(
         query=q,
         has_data=version > 0 or bool(known_sources(session)),
@@ -310,6 +311,18 @@ def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
                 f"The leads from {which} are left out: "
                 f"{'that export has' if len(untracked) == 1 else 'those exports have'} no date "
                 "of a first sales touch, so whether they were touched cannot be told."
+            )
+
+
+def _note_never_lost(cards: list[KpiCard], never_lost: list[str]) -> None:
+    """Where the period's won deals come from exports that record no lost deal at all, the
+    win rate counts their wins and no loss: the card says so."""
+    for c in cards:
+        if c.kpi == "win_rate" and c.value is not None and never_lost:
+            export = "that export lists" if len(never_lost) == 1 else "those exports list"
+            c.note = (
+                f"No deal from {listed(never_lost)} is recorded as lost: if {export} won deals "
+                "only, this rate counts their wins and none of their losses."
             )
 
 
