@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, union
+from sqlalchemy import Connection, Select, select, union
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
@@ -118,25 +118,38 @@ def sources(session: Session | Connection) -> list[str]:
 
 def untracked_sources(session: Session | Connection) -> frozenset[str]:
     """The sources none of whose leads has a first touch: their exports have no such date
-    (Olist's, for one), so whether their leads were touched cannot be told. Per source, one
-    probe that stops at its first touched lead (a whole scan only for a source without any);
-    cached by the data version."""
+    (Olist's, for one), so whether their leads were touched cannot be told."""
+    return _sources_without(session, "untracked", L, [], L.c.first_touch_at.is_not(None))
+
+
+def never_lost_sources(session: Session | Connection) -> frozenset[str]:
+    """The sources with deals none of which is lost: their exports may list won deals only
+    (Olist's does), so a win rate of theirs counts wins and no loss."""
+    return _sources_without(session, "never-lost", D, [D.c.listed], D.c.lost_at.is_not(None))
+
+
+def _sources_without(
+    session: Session | Connection, name: str, table: Any, where: list[Any], marked: Any
+) -> frozenset[str]:
+    """The sources with rows of ``table`` (``where`` says which), none of them ``marked``. Per
+    source, one probe that stops at its first marked row (a whole scan of its rows only for a
+    source without any); cached by the data version (``name``: which list)."""
     version = version_key(session)
 
+    def rows(src: str) -> Select:
+        return select(table.c.id).where(table.c.source == src, *where)
+
     def probe() -> frozenset[str]:
-        out = set()
-        for src in sources(session):
-            touched = select(L.c.id).where(L.c.source == src, L.c.first_touch_at.is_not(None))
-            has_leads = select(L.c.id).where(L.c.source == src)
-            if session.execute(touched.limit(1)).first() is None and (
-                session.execute(has_leads.limit(1)).first() is not None
-            ):
-                out.add(src)
-        return frozenset(out)
+        return frozenset(
+            src
+            for src in sources(session)
+            if session.execute(rows(src).where(marked).limit(1)).first() is None
+            and session.execute(rows(src).limit(1)).first() is not None
+        )
 
     if not version[1]:  # no import yet: rows written otherwise are not versioned
         return probe()
-    return cache.get(("untracked", *version), probe)
+    return cache.get((name, *version), probe)
 
 
 def with_mqls(
@@ -144,52 +157,25 @@ def with_mqls(
 ) -> list[str]:
     """Those of the ``candidates`` sources with an MQL in the window (epoch seconds, end
     excluded; None: open), sorted: one probe each."""
-    t = lead_terms()
-    return [
-        src
-        for src in sorted(candidates)
-        if session.execute(
-            select(L.c.id).where(L.c.source == src, *in_window(t.mql, s, e)).limit(1)
-        ).first()
-        is not None
-    ]
-
-
-def never_lost_sources(session: Session | Connection) -> frozenset[str]:
-    """The sources with deals none of which is lost: their exports may list won deals only
-    (Olist's does), so a win rate of theirs counts wins and no loss. Per source, one probe
-    that stops at its first lost deal (a whole scan of its deals only for a source without
-    any); cached by the data version."""
-    version = version_key(session)
-
-    def probe() -> frozenset[str]:
-        out = set()
-        for src in sources(session):
-            deals = select(D.c.id).where(D.c.source == src, D.c.listed)
-            lost = deals.where(D.c.lost_at.is_not(None))
-            if session.execute(lost.limit(1)).first() is None and (
-                session.execute(deals.limit(1)).first() is not None
-            ):
-                out.add(src)
-        return frozenset(out)
-
-    if not version[1]:  # no import yet: rows written otherwise are not versioned
-        return probe()
-    return cache.get(("never-lost", *version), probe)
+    return _sources_with(session, candidates, L, in_window(lead_terms().mql, s, e))
 
 
 def won_in(
     session: Session | Connection, candidates: Iterable[str], s: int | None, e: int | None
 ) -> list[str]:
-    """Those of the ``candidates`` sources with a deal won in the window (epoch seconds, end
-    excluded; None: open), sorted: one probe each."""
-    t = deal_terms()
+    """Those of the ``candidates`` sources with a deal won in the window, sorted."""
+    return _sources_with(session, candidates, D, [D.c.listed, *in_window(deal_terms().won, s, e)])
+
+
+def _sources_with(
+    session: Session | Connection, candidates: Iterable[str], table: Any, where: list[Any]
+) -> list[str]:
+    """Those of the ``candidates`` sources with a row of ``table`` ``where`` says, sorted:
+    one probe each."""
     return [
         src
         for src in sorted(candidates)
-        if session.execute(
-            select(D.c.id).where(D.c.source == src, D.c.listed, *in_window(t.won, s, e)).limit(1)
-        ).first()
+        if session.execute(select(table.c.id).where(table.c.source == src, *where).limit(1)).first()
         is not None
     ]
 
