@@ -39,6 +39,12 @@ O1,P1,Signed,25/03/2025,1200
 O2,P2,Dropped,26/03/2025,300
 O3,P3,Talking,,800
 """
+# A lookup table downloaded with the exports: neither leads nor deals.
+TEAMS_CSV = """\
+Rep,Region
+Ann,North
+Bob,South
+"""
 PEOPLE = {
     "external_id": "Person No.",
     "mql_at": "Signed up",
@@ -106,7 +112,11 @@ def test_the_command_line_reads_the_mapping_the_page_keeps(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"holds": None}, "holds-0", "people.csv: say whether the file holds leads or deals"),
+        (
+            {"holds": None},
+            "holds-0",
+            "people.csv: say whether the file holds leads or deals, or leave it out",
+        ),
         (
             {"columns": {**PEOPLE, "external_id": ""}},
             "0-leads-external_id",
@@ -291,6 +301,51 @@ def test_leads_matched_with_no_mql_date_say_where_to_choose_one(web: Web) -> Non
     ) in text(page)
     assert f'<a href="/numbers/import/{job_id}/columns">match the columns again</a>' in page.text
     assert "your own mapping" not in text(page)
+
+
+def test_a_file_left_out_is_not_read(tmp_path: Path) -> None:
+    teams = FileColumns("teams.csv", ["Rep", "Region"], columns.LEFT_OUT)
+    spec = mapping_from_columns([*choices(), teams], "mycrm")
+    assert [p.description for p in spec.parts()] == ["people.csv", "deals.csv"]
+    with pytest.raises(columns.ColumnsRefused) as refused:
+        mapping_from_columns([teams], "mycrm")
+    assert refused.value.field == "holds-0"
+    assert "every file is left out" in refused.value.message
+
+
+def test_a_lead_leaves_a_lookup_file_out_of_the_import(web: Web) -> None:
+    uploaded = {"people.csv": PEOPLE_CSV, "teams.csv": TEAMS_CSV, "deals.csv": DEALS_CSV}
+    resp = web.upload("lee", {k: v.encode() for k, v in uploaded.items()}, profile="columns")
+    job_id = int(resp.headers["location"].split("/")[-2])
+    page = web.client("lee").get(resp.headers["location"])
+    assert "neither: leave it out of the import" in text(page)
+    names = re.findall(r"<legend>([^<]+) <span", page.text)  # (the files, as listed)
+    i = {n.strip(): k for k, n in enumerate(names)}
+    form = {"csrf": web.csrf("lee"), "source": "mycrm", "dates": "day-first"}
+    form |= {f"holds-{i['people.csv']}": "leads", f"holds-{i['deals.csv']}": "deals"}
+    form |= {f"{i['people.csv']}-leads-{k}": v for k, v in PEOPLE.items()}
+    form |= {f"{i['deals.csv']}-deals-{k}": v for k, v in DEALS.items()}
+    form |= {f"won-{i['deals.csv']}": "signed", f"lost-{i['deals.csv']}": "dropped"}
+    # every file must be said: the lookup file too
+    refused = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert refused.status_code == 422
+    assert "teams.csv: say whether the file holds leads or deals, or leave it out" in text(refused)
+    form[f"holds-{i['teams.csv']}"] = columns.LEFT_OUT
+    resp = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert resp.status_code == 303, text(resp)[:500]
+    preview = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "Ready to import" in preview and "6 rows read into the source “mycrm”" in preview
+    assert "teams.csv (" in preview and "left out of the import)" in preview
+    assert "people.csv (" in preview and preview.count("left out of the import") == 1
+    # matching them again starts from it
+    again = form_of(web.client("lee").get(f"/numbers/import/{job_id}/columns").text)
+    assert again[f"holds-{i['teams.csv']}"] == columns.LEFT_OUT
+    confirm = web.client("lee").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
+    )
+    assert confirm.status_code == 303
+    with web.store.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.source == "mycrm")) == 3
 
 
 def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:

@@ -20,6 +20,11 @@ from models.errors import InvalidInput
 from models.funnel.mapping import MappingSpec
 
 Holds = Literal["leads", "deals"]
+#: The name a mapping made here is kept under, beside the files it reads.
+MAPPING_NAME = "matched-columns.yaml"
+#: What a file holds when the person leaves it out of the import (a lookup table, a data
+#: dictionary downloaded with the export): no part of the mapping reads it.
+LEFT_OUT = "neither"
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class FileColumns:
 
     name: str
     header: list[str]
-    holds: Holds | None = None
+    holds: Holds | Literal["neither"] | None = None
     columns: dict[str, str] = field(default_factory=dict)
     won: str = WON_STAGES
     lost: str = LOST_STAGES
@@ -159,9 +164,12 @@ def mapping_from_columns(files: list[FileColumns], source: str) -> MappingSpec:
         raise ColumnsRefused(f"name the export's system in {SOURCE_WORDS}", "source")
     parts: dict[Holds, dict[str, Any]] = {}
     for i, f in enumerate(files):
+        if f.holds == LEFT_OUT:
+            continue
         if f.holds not in CHOICES:
             raise ColumnsRefused(
-                f"{f.name}: say whether the file holds leads or deals", f"holds-{i}"
+                f"{f.name}: say whether the file holds leads or deals, or leave it out",
+                f"holds-{i}",
             )
         fields = _fields(i, f)
         part = parts.setdefault(f.holds, {"name": f.holds, "files": [], "fields": fields})
@@ -173,6 +181,10 @@ def mapping_from_columns(files: list[FileColumns], source: str) -> MappingSpec:
             )
         part["files"].append(f.name)
     if not parts:
+        if files:
+            raise ColumnsRefused(
+                "every file is left out: say which one holds leads or deals", "holds-0"
+            )
         raise ColumnsRefused("there is no file to match the columns of", "source")
     data = {
         "name": source,

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from models.base import utcnow
 from models.enums import Role
 from models.errors import Conflict, Forbidden, NotFound
+from models.funnel import columns
 from models.funnel.importer import (
     AfterFiles,
     ImportSummary,
@@ -118,6 +119,23 @@ def _visible(viewer: Person) -> ColumnElement[bool]:
     if viewer.role is Role.MANAGER:
         return true()
     return ImportJob.created_by_id.in_(select(Person.id).where(Person.team_id == viewer.team_id))
+
+
+def files_read(job: ImportJob) -> list[dict[str, Any]]:
+    """The job's uploaded files its preview and import read: every one, but those left out
+    when their columns were matched, while the job is read by the columns matched
+    (:mod:`models.funnel.columns`; a profile or a mapping of one's own reads them all)."""
+    matched = job.profile is None and job.mapping_name == columns.MAPPING_NAME
+    return [f for f in job.files if not (matched and f.get("left_out"))]
+
+
+def left_out(job: ImportJob, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The job's files, those named marked as left out of the import (the others not)."""
+    return [
+        {k: v for k, v in f.items() if k != "left_out"}
+        | ({"left_out": True} if f["name"] in names else {})
+        for f in job.files
+    ]
 
 
 def get_job(session: Session, viewer: Person, job_id: int) -> ImportJob:

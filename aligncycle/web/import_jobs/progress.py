@@ -142,7 +142,7 @@ def progress_of(app: Any, job: ImportJob) -> Progress | None:
     if job.state not in jobs.RUNNING:
         return None
     data = read_progress(app, job) or {}
-    total = int(data.get("total") or sum(int(f.get("size", 0)) for f in job.files) or 0)
+    total = int(data.get("total") or sum(int(f.get("size", 0)) for f in jobs.files_read(job)) or 0)
     done = int(data.get("done") or 0)
     percent = int(100 * done / total) if total else 0
     step = data.get("step") or None

@@ -38,6 +38,7 @@ from models.base import utcnow
 from models.db import outage
 from models.errors import Conflict, DomainError, InvalidInput
 from models.funnel import jobs
+from models.funnel.columns import MAPPING_NAME
 from models.funnel.mapping import MappingSpec, load_mapping_file, load_profile, profile_names
 from models.funnel.tables import ImportJob
 from models.tables import Person
@@ -89,7 +90,7 @@ def start(app: Any, job_id: int) -> bool:
     here (it has finished)."""
     with app.state.store.unit_of_work() as s:
         job = s.get(ImportJob, job_id)
-        size = sum(int(f.get("size", 0)) for f in job.files) if job else 0
+        size = sum(int(f.get("size", 0)) for f in jobs.files_read(job)) if job else 0
     if job is None:
         return True
     if size <= import_settings(app).background_mb * MB and run(app, job_id, wait=False):
@@ -122,7 +123,7 @@ def run(app: Any, job_id: int, wait: bool = True) -> bool:
     if not job.folder or not (folder / "files").is_dir():
         _settle(app, job_id, kind, jobs.FAILED, NOT_HERE if job.folder else GONE)
         return True
-    sizes = {f["name"]: int(f.get("size", 0)) for f in job.files}
+    sizes = {f["name"]: int(f.get("size", 0)) for f in jobs.files_read(job)}
     progress = ProgressFile(folder / "progress.json", sizes, kind)
     stop = threading.Event()
 
@@ -160,7 +161,7 @@ def _run(app: Any, job: ImportJob, folder: Path, progress: ProgressFile) -> None
     refused = jobs.REFUSED if kind == jobs.PREVIEWING else jobs.FAILED
     try:
         spec, label = _spec(folder, job)
-        paths = [folder / "files" / f["name"] for f in job.files]
+        paths = [folder / "files" / f["name"] for f in jobs.files_read(job)]
         if kind == jobs.PREVIEWING:
             with store.unit_of_work() as s:
                 actor = s.get(Person, job.created_by_id)
@@ -481,12 +482,13 @@ def match_columns(app: Any, session: Any, job: ImportJob, choices: list[Any], so
     """Preview the job's files with the mapping the matched columns make
     (:func:`models.funnel.columns.mapping_from_columns`), kept as the job's own mapping (a file
     the command line reads too). True when the preview has finished already."""
-    from models.funnel.columns import mapping_from_columns, mapping_yaml
+    from models.funnel.columns import LEFT_OUT, mapping_from_columns, mapping_yaml
 
     release(session)
     text = mapping_yaml(mapping_from_columns(choices, source))
     keep = (COLUMNS_MAPPING, lambda path: path.write_text(text, encoding="utf-8"))
-    return _preview_anew(app, job, None, {}, keep)
+    left = [c.name for c in choices if c.holds == LEFT_OUT]
+    return _preview_anew(app, job, None, {"files": jobs.left_out(job, left)}, keep)
 
 
 def matched_before(app: Any, job: ImportJob) -> MappingSpec | None:
@@ -500,7 +502,7 @@ def matched_before(app: Any, job: ImportJob) -> MappingSpec | None:
 
 
 #: The name of the mapping made by matching columns, among the job's files.
-COLUMNS_MAPPING = "matched-columns.yaml"
+COLUMNS_MAPPING = MAPPING_NAME
 
 
 def confirm(app: Any, session: Any, me: Person, job: ImportJob) -> bool:

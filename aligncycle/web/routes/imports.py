@@ -110,6 +110,7 @@ def _words() -> dict[str, Any]:
         "profile_title": ij.profile_title,
         "rows_sentence": ij.rows_sentence,
         "COLUMNS_MAPPING": ij.COLUMNS_MAPPING,
+        "files_read": jobs.files_read,
     }
 
 
@@ -256,6 +257,7 @@ def columns_page(
     except DomainError as exc:
         headers, unreadable = [], exc.message
     before = ij.matched_before(request.app, job)  # (to match them again)
+    read = {f["name"] for f in jobs.files_read(job)}
     for i, (name, header) in enumerate(headers):
         suggested = {h: columns.suggested(header, h) for h in ("leads", "deals")}
         kind = columns.suggested_kind(header)
@@ -263,6 +265,8 @@ def columns_page(
         if was is not None:
             suggested[was.holds] = was.columns  # type: ignore[index]
             kind = was.holds
+        elif before is not None and name not in read:
+            kind = columns.LEFT_OUT
         files.append(
             {"i": i, "name": name, "header": header, "kind": kind, "suggested": suggested}
             | {"before": was}
@@ -280,6 +284,7 @@ def columns_page(
         WON=columns.WON_STAGES,
         LOST=columns.LOST_STAGES,
         SOURCE_WORDS=columns.SOURCE_WORDS,
+        LEFT_OUT=columns.LEFT_OUT,
         source=before.source if before is not None else "crm",
         **_words(),
     )
