@@ -26,7 +26,7 @@ from models.funnel.tables import ImportJob, Lead
 from models.services.common import person_by_email
 from tests.a11y import VIEWPORTS, violations
 from tests.browser_support import PASSWORD, screenshots, serve, served_store
-from tests.test_import_columns import PEOPLE_CSV
+from tests.test_import_columns import PEOPLE_CSV, TEAMS_CSV
 from tests.test_web_import import AMBIGUOUS, CONTACTS
 
 LEAD = "lee@acme.test"
@@ -47,6 +47,7 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         (files / "hubspot-contacts.csv").write_bytes(CONTACTS)
         (files / "contacts-march.csv").write_bytes(AMBIGUOUS)
         (files / "people.csv").write_text(PEOPLE_CSV)
+        (files / "teams.csv").write_text(TEAMS_CSV)
         with serve(app) as base:
             yield {
                 "base": base,
@@ -135,23 +136,36 @@ def test_an_export_no_profile_knows_is_read_by_matching_its_columns(
     as_,
     site: dict,  # noqa: ANN001
 ) -> None:
-    page = as_(LEAD)
+    page = as_(LEAD, bypass_csp=True)  # (axe is injected)
     try:
         page.goto(site["base"] + "/numbers/import")
-        page.get_by_label("CSV files").set_input_files(site["files"] / "people.csv")
+        exports = [site["files"] / "people.csv", site["files"] / "teams.csv"]
+        page.get_by_label("CSV files").set_input_files(exports)
         page.get_by_label("The export comes from").select_option("columns")
         page.get_by_role("button", name="Preview the import").click()
         expect(page.get_by_role("heading", name="Match the columns")).to_be_visible()
         page.get_by_label("The system these exports come from").fill("mycrm")
-        page.get_by_label("leads (one row per lead or contact)").check()
-        page.get_by_label("The lead's ID (needed)").select_option("Person No.")
-        page.get_by_label("When it became a marketing-qualified lead").select_option("Signed up")
-        page.get_by_label("Where it came from (its channel)").select_option("Lead source")
+        people = page.get_by_role("group", name="people.csv (6 columns)")
+        people.get_by_label("leads (one row per lead or contact)").check()
+        people.get_by_label("The lead's ID (needed)").select_option("Person No.")
+        people.get_by_label("When it became a marketing-qualified lead").select_option("Signed up")
+        people.get_by_label("Where it came from (its channel)", exact=True).select_option(
+            "Lead source"
+        )
+        people.get_by_label("Its team", exact=True).first.select_option("Rep")
+        people.get_by_text("Read a value through another of the files").first.click()
+        people.get_by_label("Its team: looked up as").first.select_option(
+            label="its Region, in teams.csv"
+        )
+        teams = page.get_by_role("group", name="teams.csv (2 columns)")
+        teams.get_by_label("neither: leave it out of the import").check()
+        assert violations(page) == []
         page.screenshot(path=str(site["shots"] / "import-columns.png"), full_page=True)
         page.get_by_role("button", name="Preview the import").click()
         expect(page.get_by_text("Ready to import")).to_be_visible(timeout=30_000)
         expect(page.locator("#summary")).to_contain_text("3 rows read into the source “mycrm”")
         expect(page.get_by_text("Read as: the columns you matched")).to_be_visible()
+        expect(page.get_by_text("left out of the import")).to_be_visible()
     finally:
         page.context.close()
 

@@ -313,6 +313,34 @@ def test_a_file_left_out_is_not_read(tmp_path: Path) -> None:
     assert "every file is left out" in refused.value.message
 
 
+def test_a_value_is_looked_up_in_another_file_by_the_column_of_the_same_name(
+    store: Store, tmp_path: Path
+) -> None:
+    teams = FileColumns("teams.csv", header(TEAMS_CSV), columns.LEFT_OUT)
+    people, deals = choices()
+    people.through = {"team": ("teams.csv", "Region")}
+    refused = pytest.raises(columns.ColumnsRefused)
+    with refused as why:  # the column to look it up by
+        mapping_from_columns([people, deals, teams], "mycrm")
+    assert why.value.field == "0-leads-team"
+    assert "people.csv: choose the column of its team to look it up by" in why.value.message
+    people.columns["team"] = "Lead source"  # teams.csv has no such column
+    with refused as why:
+        mapping_from_columns([people, deals, teams], "mycrm")
+    assert why.value.field == "0-leads-team-through"
+    assert "teams.csv has no column 'Lead source' to look its team up by" in why.value.message
+    people.columns["team"] = "Rep"
+    spec = mapping_from_columns([people, deals, teams], "mycrm").with_locale(dates="day-first")
+    assert columns.lookup_files(spec) == {"teams.csv"}
+    assert columns.chosen(spec, "people.csv").through == {"team": ("teams.csv", "Region")}
+    (tmp_path / "teams.csv").write_text(TEAMS_CSV)
+    spec._folder = tmp_path
+    with store.unit_of_work() as s:
+        import_files(s, files(tmp_path), spec)
+        teams_of = dict(s.execute(select(Lead.external_id, Lead.team)).all())
+    assert teams_of == {"P1": "North", "P2": "South", "P3": "North"}
+
+
 def test_a_lead_leaves_a_lookup_file_out_of_the_import(web: Web) -> None:
     uploaded = {"people.csv": PEOPLE_CSV, "teams.csv": TEAMS_CSV, "deals.csv": DEALS_CSV}
     resp = web.upload("lee", {k: v.encode() for k, v in uploaded.items()}, profile="columns")
@@ -326,6 +354,10 @@ def test_a_lead_leaves_a_lookup_file_out_of_the_import(web: Web) -> None:
     form |= {f"{i['people.csv']}-leads-{k}": v for k, v in PEOPLE.items()}
     form |= {f"{i['deals.csv']}-deals-{k}": v for k, v in DEALS.items()}
     form |= {f"won-{i['deals.csv']}": "signed", f"lost-{i['deals.csv']}": "dropped"}
+    # each lead's team is its rep's region, from teams.csv
+    assert "Read a value through another of the files" in text(page)
+    form |= {f"{i['people.csv']}-leads-team": "Rep"}
+    form |= {f"{i['people.csv']}-leads-team-through": f"{i['teams.csv']}:Region"}
     # every file must be said: the lookup file too
     refused = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
     assert refused.status_code == 422
@@ -340,12 +372,14 @@ def test_a_lead_leaves_a_lookup_file_out_of_the_import(web: Web) -> None:
     # matching them again starts from it
     again = form_of(web.client("lee").get(f"/numbers/import/{job_id}/columns").text)
     assert again[f"holds-{i['teams.csv']}"] == columns.LEFT_OUT
+    assert again[f"{i['people.csv']}-leads-team-through"] == f"{i['teams.csv']}:Region"
     confirm = web.client("lee").post(
         f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
     )
     assert confirm.status_code == 303
     with web.store.unit_of_work() as s:
-        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.source == "mycrm")) == 3
+        teams = dict(s.execute(select(Lead.external_id, Lead.team)).all())
+    assert teams == {"P1": "North", "P2": "South", "P3": "North"}
 
 
 def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:

@@ -144,6 +144,17 @@ class Web:
         parts = [("files", (name, body, "text/csv")) for name, body in files.items()]
         return self.client(who).post("/numbers/import", data=data, files=parts)
 
+    def upload_mapping(
+        self, who: str, files: dict[str, bytes], mapping: bytes, name: str = "my-crm.yaml"
+    ) -> Any:
+        """Upload ``files`` with a mapping of one's own."""
+        parts = [("files", (n, body, "text/csv")) for n, body in files.items()]
+        return self.client(who).post(
+            "/numbers/import",
+            data={"csrf": self.csrf(who), "profile": "own"},
+            files=[*parts, ("mapping", (name, mapping, "application/yaml"))],
+        )
+
     def api_upload(self, who: str, files: dict[str, bytes], **form: str) -> Any:
         parts = [("files", (name, body, "text/csv")) for name, body in files.items()]
         return self.client().post(
@@ -467,42 +478,51 @@ def test_messages_name_the_page_s_settings_not_the_command_line_s(web: Web) -> N
     assert "the header looks separated by ';': choose that Column separator" in text(resp)
 
 
+#: A mapping of one's own, its first fields (each test adds the others).
+MY_CRM = b"name: my-crm\nsource: my-crm\nfields:\n  external_id: Lead\n  mql_at: MQL\n"
+
+
 def test_a_mapping_of_your_own(web: Web) -> None:
-    mapping = b"""
-name: my-crm
-source: my-crm
-fields:
-  external_id: Lead
-  mql_at: MQL
-  channel: Source
-"""
+    mapping = MY_CRM + b"  channel: Source\n"
     body = b"Lead,MQL,Source\nL1,2024-01-05,Webinar\nL2,2024-01-06,Ads\n"
-    resp = web.client("max").post(
-        "/numbers/import",
-        data={"csrf": web.csrf("max"), "profile": "own"},
-        files=[
-            ("files", ("leads.csv", body, "text/csv")),
-            ("mapping", ("my-crm.yaml", mapping, "application/yaml")),
-        ],
-    )
+    resp = web.upload_mapping("max", {"leads.csv": body}, mapping)
     assert resp.status_code == 303, text(resp)[:400]
     got = web.job("max", job_id_of(resp))
     assert (got["profile"], got["mapping"]) == (None, "my-crm.yaml")
     assert got["preview"]["summary"]["source"] == "my-crm"
     assert got["preview"]["summary"]["new"] == 2
-    wrong = web.client("max").post(
-        "/numbers/import",
-        data={"csrf": web.csrf("max"), "profile": "own"},
-        files=[
-            ("files", ("leads.csv", body, "text/csv")),
-            ("mapping", ("bad.yaml", mapping.replace(b"MQL\n", b"MQL date\n"), "text/yaml")),
-        ],
-    )
+    bad = mapping.replace(b"MQL\n", b"MQL date\n")
+    wrong = web.upload_mapping("max", {"leads.csv": body}, bad, "bad.yaml")
     assert wrong.status_code == 422
     assert (
         "leads.csv: column 'MQL date' (the MQL date) is not in the file; its columns are: "
         "Lead, MQL, Source"
     ) in text(wrong)
+
+
+def test_a_mapping_s_lookup_reads_an_uploaded_file_and_no_other(web: Web, tmp_path: Path) -> None:
+    mapping = MY_CRM + b"  owner: Rep\n"
+    mapping += b"  team: {column: Rep, lookup: {file: teams.csv, key: Rep, value: Region}}\n"
+    body = b"Lead,MQL,Rep\nL1,2024-01-05,Ann\nL2,2024-01-06,Bob\n"
+    teams = b"Rep,Region\nAnn,North\nBob,South\n"
+
+    # the lookup file uploaded with the export is read for the lookup, not as records
+    resp = web.upload_mapping("max", {"leads.csv": body, "teams.csv": teams}, mapping)
+    assert resp.status_code == 303, text(resp)[:400]
+    got = web.job("max", job_id_of(resp))
+    assert got["preview"]["summary"]["new"] == 2
+    assert [f["file"] for f in got["preview"]["summary"]["files"]] == ["leads.csv"]
+    # a lookup naming a file of the server, or one not uploaded, is refused in one line
+    secret = tmp_path / "secret.csv"
+    secret.write_text("Rep,Region\nAnn,Moon\n")
+    for file in (str(secret), "../files/teams.csv", "elsewhere.csv"):
+        named = mapping.replace(b"file: teams.csv", f"file: {file}".encode())
+        wrong = web.upload_mapping("max", {"leads.csv": body, "teams.csv": teams}, named)
+        assert wrong.status_code == 422, file
+        assert "which is not among the uploaded files: upload it with them" in text(wrong)
+        assert "Moon" not in text(wrong) and str(tmp_path) not in text(wrong)
+        with web.store.unit_of_work() as s:  # (an upload refused is kept, to read it again)
+            assert s.scalar(select(func.count()).select_from(Lead)) == 0
 
 
 # --- uploads: bounded, private, removed ---------------------------------------------------------

@@ -30,13 +30,15 @@ LEFT_OUT = "neither"
 @dataclass(frozen=True)
 class Choice:
     """A field a column can hold: its key in the form, the sentence people read, whether a
-    file of its kind needs it, and the usual names of such a column (lower case, letters and
-    digits only)."""
+    file of its kind needs it, the usual names of such a column (lower case, letters and
+    digits only), and whether its value may be looked up in another file."""
 
     key: str
     label: str
     required: bool = False
     names: tuple[str, ...] = ()
+    #: its value may be read through another uploaded file (a lookup table: an agent's team)
+    through: bool = False
 
 
 LEAD_CHOICES = (
@@ -60,10 +62,11 @@ LEAD_CHOICES = (
         "channel",
         "Where it came from (its channel)",
         names=("channel", "source", "origin", "leadsource", "originalsource"),
+        through=True,
     ),
-    Choice("campaign", "Its campaign", names=("campaign", "campaignname")),
-    Choice("owner", "Its owner", names=("owner", "leadowner", "contactowner")),
-    Choice("team", "Its team", names=("team",)),
+    Choice("campaign", "Its campaign", names=("campaign", "campaignname"), through=True),
+    Choice("owner", "Its owner", names=("owner", "leadowner", "contactowner"), through=True),
+    Choice("team", "Its team", names=("team",), through=True),
     Choice(
         "first_touch_at",
         "When sales first touched it",
@@ -76,7 +79,7 @@ LEAD_CHOICES = (
 DEAL_CHOICES = (
     Choice("deal_id", "The deal's ID", True, ("dealid", "opportunityid", "id", "recordid")),
     Choice("lead_id", "The ID of its lead", names=("leadid", "contactid")),
-    Choice("account", "Its account", names=("account", "accountname", "company")),
+    Choice("account", "Its account", names=("account", "accountname", "company"), through=True),
     Choice("stage", "Its stage", True, ("stage", "dealstage")),
     Choice(
         "closed", "When it was won or lost", True, ("closed", "closedate", "closedat", "closeddate")
@@ -87,8 +90,8 @@ DEAL_CHOICES = (
         names=("created", "createdate", "createdat", "createddate", "dealcreated", "engagedate"),
     ),
     Choice("amount", "Its amount", names=("amount", "value", "closevalue", "dealvalue")),
-    Choice("owner", "Its owner", names=("owner", "dealowner", "salesagent")),
-    Choice("team", "Its team", names=("team",)),
+    Choice("owner", "Its owner", names=("owner", "dealowner", "salesagent"), through=True),
+    Choice("team", "Its team", names=("team",), through=True),
 )
 CHOICES: dict[Holds, tuple[Choice, ...]] = {"leads": LEAD_CHOICES, "deals": DEAL_CHOICES}
 #: The stages a deal is won or lost at, unless the person says otherwise.
@@ -105,7 +108,8 @@ class FileColumns:
     """One uploaded file: its name, its header, what it holds and the column chosen for each
     field (key: a :class:`Choice`'s; a blank or missing value: not in this file). A refusal
     names the form field to fix: ``source``, ``holds-<i>``, ``<i>-<holds>-<key>``,
-    ``won-<i>``, ``lost-<i>`` (``i``: the file's place among the files, from 0)."""
+    ``<i>-<holds>-<key>-through``, ``won-<i>``, ``lost-<i>`` (``i``: the file's place among the
+    files, from 0)."""
 
     name: str
     header: list[str]
@@ -113,6 +117,9 @@ class FileColumns:
     columns: dict[str, str] = field(default_factory=dict)
     won: str = WON_STAGES
     lost: str = LOST_STAGES
+    #: fields whose value is looked up in another uploaded file: (its name, the column giving
+    #: the value); its rows are matched by the column of the same name as this file's
+    through: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class ColumnsRefused(InvalidInput):
@@ -171,7 +178,7 @@ def mapping_from_columns(files: list[FileColumns], source: str) -> MappingSpec:
                 f"{f.name}: say whether the file holds leads or deals, or leave it out",
                 f"holds-{i}",
             )
-        fields = _fields(i, f)
+        fields = _fields(i, f, files)
         part = parts.setdefault(f.holds, {"name": f.holds, "files": [], "fields": fields})
         if part["fields"] != fields:  # (one part reads every file of its kind: same columns)
             raise ColumnsRefused(
@@ -202,24 +209,25 @@ def mapping_from_columns(files: list[FileColumns], source: str) -> MappingSpec:
         raise ColumnsRefused(msg, "source") from None
 
 
-def _fields(i: int, f: FileColumns) -> dict[str, Any]:
-    """The mapping's fields of the ``i``-th file."""
-    assert f.holds is not None
+def _fields(i: int, f: FileColumns, files: list[FileColumns]) -> dict[str, Any]:
+    """The mapping's fields of the ``i``-th of ``files``."""
+    assert f.holds in CHOICES
     fields: dict[str, Any] = {}
-    for choice in CHOICES[f.holds]:
+    for choice in CHOICES[f.holds]:  # type: ignore[index]
         column = (f.columns.get(choice.key) or "").strip()
+        label = choice.label[0].lower() + choice.label[1:]
+        form_field = f"{i}-{f.holds}-{choice.key}"
+        through = f.through.get(choice.key) if choice.through else None
         if not column:
-            if choice.required:
-                label = choice.label[0].lower() + choice.label[1:]
-                raise ColumnsRefused(
-                    f"{f.name}: choose the column of {label}", f"{i}-{f.holds}-{choice.key}"
-                )
+            if choice.required or through:
+                why = " to look it up by" if through else ""
+                raise ColumnsRefused(f"{f.name}: choose the column of {label}{why}", form_field)
             continue
         if column not in f.header:
-            raise ColumnsRefused(
-                f"{f.name}: the file has no column {column!r}", f"{i}-{f.holds}-{choice.key}"
-            )
-        fields[choice.key] = column
+            raise ColumnsRefused(f"{f.name}: the file has no column {column!r}", form_field)
+        fields[choice.key] = (
+            column if through is None else _lookup(f, files, column, through, label, form_field)
+        )
     if f.holds == "deals":
         closed, stage = fields.pop("closed"), fields["stage"]
         won = _stages(f.won, f"won-{i}", "won")
@@ -235,6 +243,44 @@ def _fields(i: int, f: FileColumns) -> dict[str, Any]:
     return fields
 
 
+def _lookup(
+    f: FileColumns,
+    files: list[FileColumns],
+    column: str,
+    through: tuple[str, str],
+    label: str,
+    form_field: str,
+) -> dict[str, Any]:
+    """A field read through another file: its rows matched by ``column``, a column of the same
+    name in both files."""
+    name, value = through
+    form_field += "-through"
+    other = next((o for o in files if o.name == name), None)
+    if other is None or other is f:
+        raise ColumnsRefused(
+            f"{f.name}: choose another of the files to look {label} up in", form_field
+        )
+    if column not in other.header:
+        raise ColumnsRefused(
+            f"{name} has no column {column!r} to look {label} up by: the two files' rows are "
+            f"matched by a column of the same name",
+            form_field,
+        )
+    if value not in other.header:
+        raise ColumnsRefused(f"{name}: the file has no column {value!r}", form_field)
+    return {"column": column, "lookup": {"file": name, "key": column, "value": value}}
+
+
+def lookup_files(spec: MappingSpec) -> set[str]:
+    """The files a mapping looks values up in, as it names them."""
+    return {
+        fs.lookup.file
+        for part in spec.parts()
+        for fs in part.fields.values()
+        if fs.lookup is not None
+    }
+
+
 def chosen(spec: MappingSpec, file_name: str) -> FileColumns | None:
     """What a mapping made here (:func:`mapping_from_columns`) chose for the file named
     ``file_name`` (its header left empty), to match the columns again from those choices; None
@@ -246,6 +292,9 @@ def chosen(spec: MappingSpec, file_name: str) -> FileColumns | None:
         won = part.fields.get("won_at")
         lost = part.fields.get("lost_at")
         out = FileColumns(file_name, [], part.name, fields)  # type: ignore[arg-type]
+        out.through = {
+            k: (v.lookup.file, v.lookup.value) for k, v in part.fields.items() if v.lookup
+        }
         if won is not None and won.when is not None and lost is not None and lost.when:
             out.columns["closed"] = won.column or ""
             out.won = ", ".join(won.when.in_ or [])

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from models.base import utcnow
 from models.enums import Role
-from models.errors import Conflict, Forbidden, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.funnel import columns
 from models.funnel.importer import (
     AfterFiles,
@@ -42,6 +42,7 @@ from models.funnel.importer import (
 from models.funnel.mapping import MappingSpec
 from models.funnel.tables import Deal, ImportJob, Lead
 from models.tables import Person
+from models.words import quoted
 
 #: Who may import funnel data.
 IMPORTERS = frozenset({Role.LEAD, Role.MANAGER})
@@ -121,12 +122,31 @@ def _visible(viewer: Person) -> ColumnElement[bool]:
     return ImportJob.created_by_id.in_(select(Person.id).where(Person.team_id == viewer.team_id))
 
 
-def files_read(job: ImportJob) -> list[dict[str, Any]]:
-    """The job's uploaded files its preview and import read: every one, but those left out
-    when their columns were matched, while the job is read by the columns matched
-    (:mod:`models.funnel.columns`; a profile or a mapping of one's own reads them all)."""
+def files_read(job: ImportJob, spec: MappingSpec | None = None) -> list[dict[str, Any]]:
+    """The job's uploaded files its preview and import read as records: every one, but those
+    left out when their columns were matched, while the job is read by the columns matched
+    (:mod:`models.funnel.columns`; a profile or a mapping of one's own reads them all), and
+    those ``spec`` looks values up in (:func:`lookups_uploaded`)."""
     matched = job.profile is None and job.mapping_name == columns.MAPPING_NAME
-    return [f for f in job.files if not (matched and f.get("left_out"))]
+    lookups = lookups_uploaded(spec, [f["name"] for f in job.files]) if spec else set()
+    return [
+        f for f in job.files if not (matched and f.get("left_out")) and f["name"] not in lookups
+    ]
+
+
+def lookups_uploaded(spec: MappingSpec, names: Sequence[str]) -> set[str]:
+    """The files ``spec`` looks values up in, each one of ``names`` (the files uploaded with
+    it). A mapping read for an upload reads no other file of the server: a lookup named by a
+    path, or not uploaded, is refused."""
+    found = columns.lookup_files(spec)
+    for file in sorted(found):
+        if file not in names:
+            raise InvalidInput(
+                f"the mapping looks values up in {quoted(Path(file).name)}, which is not among "
+                "the uploaded files: upload it with them, and name it in the mapping by its file "
+                "name alone"
+            )
+    return found
 
 
 def left_out(job: ImportJob, names: Sequence[str]) -> list[dict[str, Any]]:

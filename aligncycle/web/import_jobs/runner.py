@@ -81,6 +81,8 @@ def _spec(folder: Path, job: ImportJob) -> tuple[MappingSpec, str]:
     else:
         name = job.mapping_name or ""
         spec, label = load_mapping_file(folder / "mapping" / name), name
+        # its lookups are among the uploaded files (models.funnel.jobs.lookups_uploaded)
+        spec._folder = folder / "files"
     return spec.with_locale(**job.settings), label
 
 
@@ -161,7 +163,7 @@ def _run(app: Any, job: ImportJob, folder: Path, progress: ProgressFile) -> None
     refused = jobs.REFUSED if kind == jobs.PREVIEWING else jobs.FAILED
     try:
         spec, label = _spec(folder, job)
-        paths = [folder / "files" / f["name"] for f in jobs.files_read(job)]
+        paths = [folder / "files" / f["name"] for f in jobs.files_read(job, spec)]
         if kind == jobs.PREVIEWING:
             with store.unit_of_work() as s:
                 actor = s.get(Person, job.created_by_id)

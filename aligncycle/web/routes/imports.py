@@ -262,14 +262,21 @@ def columns_page(
         suggested = {h: columns.suggested(header, h) for h in ("leads", "deals")}
         kind = columns.suggested_kind(header)
         was = columns.chosen(before, name) if before is not None else None
+        through: dict[str, str] = {}
         if was is not None:
             suggested[was.holds] = was.columns  # type: ignore[index]
             kind = was.holds
+            index = {n: j for j, (n, _h) in enumerate(headers)}
+            through = {
+                k: f"{index[other]}:{value}"
+                for k, (other, value) in was.through.items()
+                if other in index
+            }
         elif before is not None and name not in read:
             kind = columns.LEFT_OUT
         files.append(
             {"i": i, "name": name, "header": header, "kind": kind, "suggested": suggested}
-            | {"before": was}
+            | {"before": was, "through": through}
         )
     return render(
         request,
@@ -295,25 +302,40 @@ def columns_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
     data = form_values(ctx.form)
     job = jobs.get_job(ctx.session, ctx.me, import_id)
     try:
-        choices = [
-            columns.FileColumns(
-                name=name,
-                header=header,
-                holds=data.get(f"holds-{i}") or None,  # type: ignore[arg-type]
-                columns={
-                    c.key: data.get(f"{i}-{data.get(f'holds-{i}')}-{c.key}", "")
-                    for c in columns.CHOICES.get(data.get(f"holds-{i}", ""), ())  # type: ignore[call-overload]
-                },
-                won=data.get(f"won-{i}", ""),
-                lost=data.get(f"lost-{i}", ""),
+        headers = ij.file_headers(request.app, job)
+        choices = []
+        for i, (name, header) in enumerate(headers):
+            holds = data.get(f"holds-{i}", "")
+            fields = columns.CHOICES.get(holds, ())  # type: ignore[call-overload]
+            choices.append(
+                columns.FileColumns(
+                    name=name,
+                    header=header,
+                    holds=holds or None,  # type: ignore[arg-type]
+                    columns={c.key: data.get(f"{i}-{holds}-{c.key}", "") for c in fields},
+                    won=data.get(f"won-{i}", ""),
+                    lost=data.get(f"lost-{i}", ""),
+                    through={
+                        c.key: _through(data.get(f"{i}-{holds}-{c.key}-through", ""), headers)
+                        for c in fields
+                        if c.through and data.get(f"{i}-{holds}-{c.key}-through")
+                    },
+                )
             )
-            for i, (name, header) in enumerate(ij.file_headers(request.app, job))
-        ]
         done = ij.match_columns(request.app, ctx.session, job, choices, data.get("source", ""))
     except DomainError as exc:
         forms = {"columns": _state(data, exc)}
         return columns_page(request, ctx, import_id, forms=forms, status=status_of(exc))
     return _after_run(request, ctx, import_id, done)
+
+
+def _through(value: str, headers: list[tuple[str, list[str]]]) -> tuple[str, str]:
+    """A lookup chosen in the form (``<file's place>:<its column>``) as (file, column); one
+    not among the files names none (refused by the domain)."""
+    place, _, column = value.partition(":")
+    if place.isdigit() and int(place) < len(headers):
+        return headers[int(place)][0], column
+    return "", column
 
 
 @router.post(BASE + "/{import_id}/confirm")
