@@ -344,6 +344,9 @@ def test_a_win_rate_of_an_export_with_no_lost_deal_says_so(funnel: Rig, tmp_path
     # a window with none of its deals won reads no note: the rate is "no data"
     april = text_of(funnel.client("lee").get("/numbers?from=2025-04-01&to=2025-04-30").text)
     assert "recorded as lost" not in april
+    # nor does its hand-off list say that no MQL waited: there was none
+    assert "No lead became an MQL in this period: none could wait." in april
+    assert "No MQL of this period waited" not in april
     with funnel.store.unit_of_work() as s:
         assert compute_kpis(s, **MARCH).never_lost == ["olist"]
     # once the source records a lost deal, its win rate is a real one
