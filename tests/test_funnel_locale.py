@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import textwrap
 import time
 from datetime import UTC, datetime
@@ -15,14 +16,17 @@ from pathlib import Path
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aligncycle import cli_common as cc
 from aligncycle import cli_funnel
 from models.db import Store
 from models.errors import InvalidInput
+from models.funnel import files
 from models.funnel.mapping import FieldSpec, parse_mapping
-from models.funnel.values import RowError, money_parser, salesforce_root
+from models.funnel.values import RowError, date_evidence, money_parser, salesforce_root
 from tests.conftest import db_snapshot
 from tests.funnel_helpers import funnel_content
 
@@ -532,3 +536,51 @@ def test_a_rejects_file_has_no_name_until_its_import_commits(tmp_path: Path) -> 
     sink.open("other")[0].write("x\n")
     sink.discard()
     assert sorted(p.name for p in folder.iterdir()) == ["leads.rejects.csv"]
+
+
+# --- dates: auto skips the scan of a file that holds no numeric date -----------------------------
+
+#: What the quick look finds, as a regular expression (slow, but plain to read).
+LOOKS_LIKE_A_DATE = re.compile(r"(?<!\d)\d{1,3}([./-])\d{1,2}\1\d")
+_CELLS = st.one_of(
+    st.sampled_from(["2025-03-25", "2025-03-25 14:05:00", "2025-03-25T14:05", "1.234.567", "abc"]),
+    st.from_regex(r"\d{1,4}[./-]\d{1,3}[./-]\d{1,4}( \d{1,2}:\d\d( [AP]M)?)?", fullmatch=True),
+    st.text(alphabet="0123456789./- :abT", max_size=14),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.lists(_CELLS, min_size=1, max_size=4), min_size=1, max_size=30),
+       chunk=st.integers(5, 64))  # fmt: skip
+def test_a_file_said_to_hold_no_numeric_date_holds_none(
+    rows: list[list[str]], chunk: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The quick look at the bytes never misses a value that tells (or does not tell) the order
+    of day and month, whatever the chunk the file is read in (the file's rows are then read)."""
+    path = tmp_path_factory.mktemp("dates") / "leads.csv"
+    text = "".join(",".join(r) + "\n" for r in rows)
+    path.write_text(text)
+    spec = parse_mapping("name: m\nsource: m\nfields:\n  external_id: id\n")
+    tells = any(date_evidence(cell) != (None, False) for r in rows for cell in r)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(files, "_CHUNK", chunk)
+        found = files._may_hold_numeric_dates(path, spec)
+    assert found or not tells
+    if text.isascii():  # (and none is seen where there is none; other scripts: any by a separator)
+        assert found == bool(LOOKS_LIKE_A_DATE.search(text))
+
+
+def test_an_iso_export_with_one_numeric_date_at_its_end_still_tells_its_order(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [f"i{n},2025-03-{1 + n % 28:02d} 10:00,web" for n in range(20_000)]
+    f = leads_file(tmp_path, [*rows, "last,25/03/2025,web"])
+    res = import_generic(tmp_path, str(f))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["files"][0]["dates"] == (
+        "day-first (line 20002, column 'mql_date': '25/03/2025')"
+    )
+    iso = leads_file(tmp_path, rows, name="iso.csv")
+    res = import_generic(tmp_path, str(iso))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["files"][0]["dates"] is None
