@@ -368,6 +368,22 @@ def test_a_nul_byte_rejects_its_row_with_its_line_not_the_import(
             lambda tmp: (tmp / "zeros.csv").write_bytes(b"\x00" * 3_000_000) and tmp / "zeros.csv",
             "zeros.csv: line 1: longer than 1,000,000 characters",
         ),
+        (  # a workbook uploaded as it was saved: not an encoding to choose
+            lambda tmp: (
+                (tmp / "leads.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x85")
+                and tmp / "leads.xlsx"
+            ),
+            "leads.xlsx: an Excel workbook (or another zip archive), not a CSV file; export the "
+            "report as CSV from the CRM, or save the sheet as CSV (in Excel: File, Save As, CSV "
+            "UTF-8) and import that file",
+        ),
+        (
+            lambda tmp: (
+                (tmp / "old.xls").write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") * 4)
+                and tmp / "old.xls"
+            ),
+            "old.xls: an Excel 97-2003 workbook, not a CSV file",
+        ),
     ],
 )
 def test_a_file_that_is_no_csv_is_refused_quickly(

@@ -382,6 +382,18 @@ def test_a_lead_leaves_a_lookup_file_out_of_the_import(web: Web) -> None:
     assert teams == {"P1": "North", "P2": "South", "P3": "North"}
 
 
+def test_a_workbook_uploaded_in_place_of_a_csv_export_says_so(web: Web) -> None:
+    workbook = b"PK\x03\x04\x14\x00\x06\x00\x85" + b"\x00" * 40
+    resp = web.upload("lee", {"leads.xlsx": workbook}, profile="columns")
+    page = web.client("lee").get(resp.headers["location"])
+    words = text(page)
+    assert "leads.xlsx: an Excel workbook (or another zip archive), not a CSV file" in words
+    assert "Upload the CSV files" in words and "Encoding" not in words
+    with_profile = text(web.upload("lee", {"leads.xlsx": workbook}, profile="hubspot"))
+    assert "not a CSV file; export the report as CSV from the CRM" in with_profile
+    assert "is not UTF-8 text" not in with_profile
+
+
 def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:
     resp = web.upload("lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns")
     job_id = int(resp.headers["location"].split("/")[-2])

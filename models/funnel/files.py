@@ -175,9 +175,26 @@ def _open(path: Path, spec: MappingSpec) -> Iterator[tuple[TextIO, Any, str]]:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     with raw:
-        encoding = _encoding(raw.read(4), spec.encoding)
+        head = raw.read(8)
+        kind = next((k for magic, k in _NOT_CSV if head.startswith(magic)), None)
+        if kind is not None:
+            raise InvalidInput(f"{path}: {kind}, not a CSV file; {_SAVE_AS_CSV}")
+        encoding = _encoding(head[:4], spec.encoding)
         raw.seek(0)
         yield io.TextIOWrapper(raw, encoding=encoding, newline=""), raw, encoding
+
+
+#: Files often uploaded in place of a CSV export, by their first bytes.
+_NOT_CSV = (
+    (b"PK\x03\x04", "an Excel workbook (or another zip archive)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a compressed (gzip) file"),
+)
+_SAVE_AS_CSV = (
+    "export the report as CSV from the CRM, or save the sheet as CSV (in Excel: File, Save As, "
+    "CSV UTF-8) and import that file"
+)
 
 
 class _Lines:
