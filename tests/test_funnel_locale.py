@@ -377,6 +377,14 @@ def test_a_nul_byte_rejects_its_row_with_its_line_not_the_import(
             "report as CSV from the CRM, or save the sheet as CSV (in Excel: File, Save As, CSV "
             "UTF-8) and import that file",
         ),
+        (  # a column the mapping reads, twice in the header: not the first silently
+            lambda tmp: (
+                (tmp / "two.csv").write_text("lead_id,mql_date,lead_id\nA,2025-03-01,B\n")
+                and tmp / "two.csv"
+            ),
+            "two.csv: column 'lead_id' (external_id) is in the header 2 times (columns 1 and 3), "
+            "so which one the mapping means cannot be told; rename or remove the others",
+        ),
         (
             lambda tmp: (
                 (tmp / "old.xls").write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") * 4)

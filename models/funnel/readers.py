@@ -22,6 +22,7 @@ from models.funnel.values import (
     text_parser,
     timestamp_parser,
 )
+from models.words import listed
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,23 @@ def compile_part(
     """Bind a part to a file's header. A column the mapping names but the file lacks is a
     mapping error (:class:`HeaderMismatch`), raised before anything is written. ``dates``
     replaces the mapping's date order (the importer resolves ``auto`` from the file)."""
-    index: dict[str, int] = {}
+    places: dict[str, list[int]] = {}
+    folded: dict[str, list[int]] = {}
     for i, col in enumerate(header):
-        index.setdefault(col.strip(), i)
-    folded = {k.casefold(): i for k, i in reversed(list(index.items()))}
+        places.setdefault(col.strip(), []).append(i)
+        folded.setdefault(col.strip().casefold(), []).append(i)
 
     def col_index(col: str, optional: bool, what: str) -> int | None:
-        if col.strip() in index:
-            return index[col.strip()]
-        if col.strip().casefold() in folded:
-            return folded[col.strip().casefold()]
+        found = places.get(col.strip()) or folded.get(col.strip().casefold())
+        if found and len(found) > 1:  # which one the mapping means cannot be told
+            where = listed([str(i + 1) for i in found])
+            raise InvalidInput(
+                f"{file}: column {col!r} ({what}) is in the header {len(found)} times (columns "
+                f"{where}), so which one the mapping means cannot be told; rename or remove the "
+                "others in the export"
+            )
+        if found:
+            return found[0]
         if optional:
             return None
         raise HeaderMismatch(
