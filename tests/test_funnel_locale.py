@@ -25,6 +25,7 @@ from aligncycle import cli_funnel
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel import files
+from models.funnel.importer import import_files
 from models.funnel.mapping import FieldSpec, parse_mapping
 from models.funnel.values import RowError, date_evidence, money_parser, salesforce_root
 from tests.conftest import db_snapshot
@@ -608,3 +609,27 @@ def test_an_iso_export_with_one_numeric_date_at_its_end_still_tells_its_order(
     res = import_generic(tmp_path, str(iso))
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["files"][0]["dates"] is None
+
+
+def test_a_file_whose_amounts_are_in_two_currencies_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    spec = parse_mapping(
+        "name: m\nsource: m\nfields:\n  deal_id: id\n  stage: stage\n  amount: amount\n"
+    )
+    ok = tmp_path / "one.csv"  # a currency's sign and code are one currency
+    ok.write_text('id,stage,amount\nd1,open,"$1,200.00"\nd2,open,USD 300\nd3,open,450\n')
+    with store.unit_of_work() as s:
+        assert import_files(s, [ok], spec).new == 3
+    before = db_snapshot(store)
+    mixed = tmp_path / "deals.csv"
+    mixed.write_text('id,stage,amount\nd4,open,"$1,200.00"\nd5,open,"EUR 900.00"\n')
+    for parallel in (False, True):  # (read here, or by the import's second process)
+        with pytest.raises(InvalidInput) as refused, store.unit_of_work() as s:
+            import_files(s, [mixed], spec, parallel=parallel)
+        assert (
+            "deals.csv: line 3, column 'amount': 'EUR 900.00' is in EUR but an earlier amount, "
+            "'$1,200.00', is in USD: the numbers add amounts up, so the amounts of a file must "
+            "be in one currency"
+        ) in refused.value.message
+        assert db_snapshot(store) == before

@@ -179,9 +179,10 @@ def _getter(fields: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
 def _setting_needed(
     run: _FileRun, compiled: CompiledPart, row: list[str], line: int, exc: SettingNeeded
 ) -> InvalidInput:
+    columns = [(c, i) for _n, c, i in compiled.date_columns]
+    columns += [(c, i) for i, c in enumerate(compiled.header)]  # (an amount's, say)
     column = next(
-        (c for _n, c, i in compiled.date_columns if i < len(row) and row[i].strip() == exc.value),
-        None,
+        (c for c, i in columns if i < len(row) and row[i].strip() == exc.value.strip()), None
     )
     where = f"line {line}, column {column!r}" if column else f"line {line}"
     return InvalidInput(f"{run.path}: {where}: {exc}; nothing was imported")

@@ -358,10 +358,23 @@ _SCIENTIFIC = re.compile(r"(\d+)(?:([.,])(\d+))?[eE]([+-]?\d{1,3})")
 _CODE = re.compile(r"^[A-Z]{3}(?=[\s\d(+-])|(?<=[\d\s)])[A-Z]{3}$")
 
 
+#: A currency's signs as one currency (a sign or code not here is its own).
+CURRENCY_OF = {
+    "€": "EUR",
+    "$": "USD",
+    "US$": "USD",
+    "£": "GBP",
+    "¥": "JPY",
+    "R$": "BRL",
+}
+
+
 def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int | None]:
     """An amount in cents, read under the declared separators: ``12.000,00 €`` (decimal ","),
     ``1 234,50`` (spaces group thousands, non-breaking ones too), ``(500.00)`` (negative),
-    ``1.5E+06``. A value the settings cannot read exactly is a bad row naming the setting."""
+    ``1.5E+06``. A value the settings cannot read exactly is a bad row naming the setting; an
+    amount in another currency than the file's first with one refuses the file
+    (:class:`SettingNeeded`: a sum of euros and dollars is no number)."""
     decimal = spec.decimal or mapping.decimal
     thousands = mapping.thousands
     if thousands is None:
@@ -373,19 +386,38 @@ def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int |
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
         return RowError(f"amount: {shown!r} {why} (read with {setting}; set --decimal/--thousands)")
 
-    def strip_currency(v: str) -> str:
+    first: list[tuple[str, str]] = []  # the file's first amount with a currency: (it, raw)
+
+    def strip_currency(v: str, raw: str) -> str:
         changed = True
         while changed and v:
             changed = False
             for sign in signs:
                 if v.startswith(sign):
                     v, changed = v[len(sign) :].strip(), True
+                    one_currency(sign, raw)
                 if v.endswith(sign):
                     v, changed = v[: -len(sign)].strip(), True
+                    one_currency(sign, raw)
             code = _CODE.search(v)
             if code:
                 v, changed = (v[: code.start()] + v[code.end() :]).strip(), True
+                one_currency(code.group(), raw)
         return v
+
+    def one_currency(mark: str, raw: str) -> None:
+        """A file's amounts are added up: two currencies in it would be, silently."""
+        currency = CURRENCY_OF.get(mark, mark)
+        if not first:
+            first.append((currency, raw))
+        elif first[0][0] != currency:
+            was, shown = first[0]
+            raise SettingNeeded(
+                raw,
+                f"{raw.strip()!r} is in {currency} but an earlier amount, {shown.strip()!r}, is in "
+                f"{was}: the numbers add amounts up, so the amounts of a file must be in one "
+                "currency; export them converted into one (CRMs have a converted amount column)",
+            )
 
     def parse(raw: str) -> int | None:
         v = raw.strip()
@@ -397,14 +429,14 @@ def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int |
                 cents = int(m.group(2)) * 100 + int((m.group(3) or "0").ljust(2, "0"))
                 return -cents if m.group(1) else cents
         negative = False
-        v = strip_currency(v)
+        v = strip_currency(v, raw)
         if v.startswith("(") and v.endswith(")"):
-            negative, v = True, strip_currency(v[1:-1].strip())
+            negative, v = True, strip_currency(v[1:-1].strip(), raw)
         if v[:1] in ("-", "\u2212", "+"):
             negative ^= v[0] != "+"
-            v = strip_currency(v[1:].strip())
+            v = strip_currency(v[1:].strip(), raw)
         elif v[-1:] in ("-", "\u2212"):
-            negative, v = not negative, strip_currency(v[:-1].strip())
+            negative, v = not negative, strip_currency(v[:-1].strip(), raw)
         v = _SPACES.sub("", v)
         if not v:
             raise bad(raw, "has no number")
