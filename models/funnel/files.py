@@ -476,10 +476,13 @@ def _other_digits(encoding: str) -> bool:
     digits as numbers; none of those :data:`_ASCII_DIGITS` names does, checked here)."""
     if encoding.startswith("utf"):
         return False
-    return any(
-        re.fullmatch(r"\d", bytes([b]).decode(encoding, errors="ignore") or "x")
-        for b in range(0x80, 0x100)
-    )
+    try:
+        return any(
+            re.fullmatch(r"\d", bytes([b]).decode(encoding, errors="ignore") or "x")
+            for b in range(0x80, 0x100)
+        )
+    except LookupError:  # (a name this Python does not know: read the rows)
+        return True
 
 
 def _numeric_date_in(buf: bytes, known: int, utf8: bool) -> bool:
