@@ -394,6 +394,22 @@ def test_a_workbook_uploaded_in_place_of_a_csv_export_says_so(web: Web) -> None:
     assert "is not UTF-8 text" not in with_profile
 
 
+def test_a_header_read_as_one_column_says_which_separator_splits_it(web: Web) -> None:
+    semi = b"Lead ID;Created;Source\nL1;25.03.2025;Web\n"
+    resp = web.upload("lee", {"semi.csv": semi}, profile="columns")
+    words = text(web.client("lee").get(resp.headers["location"]))
+    assert (
+        "semi.csv: its columns are read as one, 'Lead ID;Created;Source' (the header looks "
+        "separated by ';': choose that Column separator)"
+    ) in words
+    assert "Change how the files are written" in words
+    resp = web.upload("lee", {"semi.csv": semi}, profile="columns", delimiter=";")
+    words = text(web.client("lee").get(resp.headers["location"]))
+    assert "semi.csv (3 columns)" in words
+    one = web.upload("lee", {"ids.csv": b"Lead ID\nL1\n"}, profile="columns")
+    assert "ids.csv (1 column)" in text(web.client("lee").get(one.headers["location"]))
+
+
 def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:
     resp = web.upload("lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns")
     job_id = int(resp.headers["location"].split("/")[-2])

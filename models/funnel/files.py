@@ -270,8 +270,13 @@ def _header(path: Path, spec: MappingSpec, delimiter: str) -> list[str]:
 
 
 def read_header(path: Path, spec: MappingSpec) -> list[str]:
-    """The file's column names, read with ``spec``'s encoding and column separator."""
-    return _header(path, spec, spec.delimiter)
+    """The file's column names, read with ``spec``'s encoding and column separator; a header
+    of one column that another separator would split is refused saying which."""
+    header = _header(path, spec, spec.delimiter)
+    hint = _hint(header, spec.delimiter)
+    if hint:
+        raise InvalidInput(f"{path}: its columns are read as one, {header[0][:60]!r}{hint}")
+    return header
 
 
 def _hint(header: list[str], delimiter: str) -> str:
