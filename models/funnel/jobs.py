@@ -126,9 +126,11 @@ def files_read(job: ImportJob, spec: MappingSpec | None = None) -> list[dict[str
     """The job's uploaded files its preview and import read as records: every one, but those
     left out when their columns were matched, while the job is read by the columns matched
     (:mod:`models.funnel.columns`; a profile or a mapping of one's own reads them all), and
-    those ``spec`` looks values up in (:func:`lookups_uploaded`)."""
+    those a mapping of one's own, ``spec``, looks values up in (:func:`lookups_uploaded`)."""
     matched = job.profile is None and job.mapping_name == columns.MAPPING_NAME
-    lookups = lookups_uploaded(spec, [f["name"] for f in job.files]) if spec else set()
+    lookups: set[str] = set()
+    if spec is not None and job.profile is None:  # (a profile's lookups are shipped with it)
+        lookups = lookups_uploaded(spec, [f["name"] for f in job.files])
     return [
         f for f in job.files if not (matched and f.get("left_out")) and f["name"] not in lookups
     ]
