@@ -564,7 +564,13 @@ def kpi_show(
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
     """The shared KPIs over a window, overall or per group, optionally against another window."""
-    from models.funnel.kpis import KPIS, compare_reports, compute_kpis, format_value
+    from models.funnel.kpis import (
+        KPIS,
+        compare_reports,
+        compute_kpis,
+        format_value,
+        never_lost_note,
+    )
 
     if (compare_from is None) != (compare_to is None):
         cc.fail("give both --compare-from and --compare-to (the window to compare with)", 2)
@@ -618,13 +624,7 @@ def kpi_show(
             f"{export} no date of a first sales touch"
         )
     if report.never_lost:
-        from models.words import listed
-
-        export = "that export lists" if len(report.never_lost) == 1 else "those exports list"
-        typer.echo(
-            f"No deal from {listed(report.never_lost)} is recorded as lost: if {export} won "
-            "deals only, the win rate counts their wins and none of their losses"
-        )
+        typer.echo(never_lost_note(report.never_lost, "the win rate"))
     if other is not None:
         typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
         changes = compare_reports(report, other)

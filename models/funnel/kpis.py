@@ -61,7 +61,7 @@ from models.funnel.sql import (
     lead_terms,
 )
 from models.funnel.tables import day_start, to_epoch
-from models.words import quoted
+from models.words import listed, quoted
 
 __all__ = [
     "GROUPS",
@@ -79,6 +79,7 @@ __all__ = [
     "compute_kpis",
     "format_value",
     "kpi_def",
+    "never_lost_note",
     "percentile",
     "sources",
 ]
@@ -126,6 +127,16 @@ def never_lost_sources(session: Session | Connection) -> frozenset[str]:
     """The sources with deals none of which is lost: their exports may list won deals only
     (Olist's does), so a win rate of theirs counts wins and no loss."""
     return _sources_without(session, "never-lost", D, [D.c.listed], D.c.lost_at.is_not(None))
+
+
+def never_lost_note(never_lost: list[str], rate: str = "this rate") -> str:
+    """What a win rate counting the deals of :func:`never_lost_sources` says of them (the
+    Numbers page's card, ``kpi show``)."""
+    export = "that export lists" if len(never_lost) == 1 else "those exports list"
+    return (
+        f"No deal from {listed(never_lost)} is recorded as lost: if {export} won deals only, "
+        f"{rate} counts their wins and none of their losses"
+    )
 
 
 def _sources_without(

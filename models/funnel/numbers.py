@@ -33,6 +33,7 @@ from models.funnel.kpis import (
     compare_reports,
     compute_kpis,
     format_value,
+    never_lost_note,
     no_such_source,
     sources,
     untracked_sources,
@@ -319,11 +320,7 @@ def _note_never_lost(cards: list[KpiCard], never_lost: list[str]) -> None:
     win rate counts their wins and no loss: the card says so."""
     for c in cards:
         if c.kpi == "win_rate" and c.value is not None and never_lost:
-            export = "that export lists" if len(never_lost) == 1 else "those exports list"
-            c.note = (
-                f"No deal from {listed(never_lost)} is recorded as lost: if {export} won deals "
-                "only, this rate counts their wins and none of their losses."
-            )
+            c.note = never_lost_note(never_lost) + "."
 
 
 # --- the SLA breach list ------------------------------------------------------------------------
