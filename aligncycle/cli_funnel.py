@@ -625,6 +625,8 @@ def kpi_show(
         )
     if report.never_lost:
         typer.echo(never_lost_note(report.never_lost, "the win rate"))
+    if report.currency_note:
+        typer.echo(report.currency_note)
     if other is not None:
         typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
         changes = compare_reports(report, other)
@@ -637,8 +639,8 @@ def kpi_show(
                 rows.append(
                     [
                         KPIS[c.kpi].title,
-                        format_value(c.kpi, c.value),
-                        format_value(c.kpi, c.compared),
+                        format_value(c.kpi, c.value, report.currency),
+                        format_value(c.kpi, c.compared, other.currency),
                         pct,
                     ]
                 )
@@ -660,7 +662,7 @@ def kpi_show(
                     )
                     if x
                 )
-            row = [KPIS[name].title, format_value(name, v.value), v.sample_size]
+            row = [KPIS[name].title, format_value(name, v.value, report.currency), v.sample_size]
             if in_force is not None:  # --cycle: each KPI against the target in force
                 row.append(in_force.target_sentence(name, v.value) or "")
             rows.append([*row, cc.clip(detail, 50)])
@@ -686,7 +688,7 @@ def kpi_show(
     cc.table(
         [
             [cc.clip(k if k is not None else "(none)", 30) for k in g.keys]
-            + [format_value(n, g.kpis[n].value) for n in names]
+            + [format_value(n, g.kpis[n].value, report.currency) for n in names]
             for g in report.groups
         ],
         list(report.by) + [_SHORT[n] for n in names],

@@ -66,6 +66,8 @@ class FileSummary(BaseModel):
     #: whether the mapping reads an MQL date from this file at all
     reads_mql: bool = True
     dates: str | None = None  # how numeric dates were read, when the file decided (auto)
+    #: the currency of its amounts (ISO code), when they or the mapping said it
+    currency: str | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
 
@@ -356,6 +358,7 @@ class _FileRun:
     skipped: int = 0
     undated: int = 0
     dates: str | None = None
+    currency: str | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
@@ -393,6 +396,7 @@ class _FileRun:
             undated=self.undated,
             reads_mql="mql_at" in self.compiled.part.fields,
             dates=self.dates,
+            currency=self.currency,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
         )

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.errors import InvalidInput
+from models.funnel import currency
 from models.funnel.files import (
     MAX_LINE,
     SAMPLE_REJECTS,
@@ -298,6 +299,8 @@ def import_files(
     finally:
         if reader is not None:
             reader.close()
+    # a source's amounts are added up: in one currency, which the import records
+    log.currency = currency.check(conn, spec.source, [(r.path, r.currency) for r, _ in runs])
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
     # the derived columns were right after the last import (this is their only writer): an

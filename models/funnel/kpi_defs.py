@@ -312,6 +312,17 @@ class KpiReport(BaseModel):
     #: The sources with deals won in the window that record no lost deal at all (Olist's export
     #: lists won deals only): the win rate counts their wins and no loss.
     never_lost: list[str] = []
+    #: The currency of the money KPIs' amounts (an ISO code), when the sources they add up
+    #: recorded one, the same (:mod:`models.funnel.currency`); None: not known.
+    currency: str | None = None
+    #: Sources with amounts in the window whose currencies differ, each with its currency: the
+    #: money KPIs are not added up across them ("no data"); one source at a time shows them.
+    currencies: dict[str, str] = {}
+    #: Sources with amounts in the window whose currency is not known, read beside sources
+    #: with one: their amounts are added as they are.
+    no_currency: list[str] = []
+    #: What the money KPIs say of their currencies, as a sentence (None: nothing to say).
+    currency_note: str | None = None
 
     def overall(self) -> dict[str, KpiValue]:
         """The KPIs of the whole window (only meaningful without ``by``)."""
@@ -442,8 +453,13 @@ def percentile_of(nth: Callable[[int], int], n: int, q: int) -> float:
     return x_lo + (x_hi - x_lo) * rem / 100
 
 
-def format_value(name: str, value: float | None) -> str:
-    """A KPI value as people read it: 72.5%, 5.2 h, 14.0 d, 1,234.00, 812."""
+#: The KPIs whose values are amounts of money.
+MONEY_KPIS = tuple(k.name for k in _DEFS if k.unit == "money")
+
+
+def format_value(name: str, value: float | None, currency: str | None = None) -> str:
+    """A KPI value as people read it: 72.5%, 5.2 h, 14.0 d, 1,234.00 (1,234.00 USD with the
+    amounts' ``currency``), 812."""
     if value is None:
         return "no data"
     unit = KPIS[name].unit
@@ -454,5 +470,5 @@ def format_value(name: str, value: float | None) -> str:
     if unit == "days":
         return f"{value:.1f} d"
     if unit == "money":
-        return f"{value:,.2f}"
+        return f"{value:,.2f} {currency}" if currency else f"{value:,.2f}"
     return f"{value:,.0f}"

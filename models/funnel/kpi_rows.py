@@ -37,6 +37,7 @@ from models.funnel.sql import (
     lead_conditions,
     lead_dims,
     lead_terms,
+    open_at,
 )
 
 
@@ -147,11 +148,7 @@ def deals(
     t = deal_terms()
     won_in = and_(*in_window(t.won, s, e))
     lost_in = and_(*in_window(t.lost, s, e))
-    is_open = and_(
-        t.won.is_(None),
-        t.lost.is_(None),
-        *([or_(t.opp.is_(None), t.opp < e)] if e is not None else []),
-    )
+    is_open = open_at(t, e)
     where = [D.c.listed, or_(won_in, lost_in, is_open)]
     if source:
         where.append(D.c.source == source)

@@ -25,18 +25,20 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, union
+from sqlalchemy import Connection, Select, and_, or_, select, union
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
 from models.funnel import kpi_rows, rollup_read
 from models.funnel.cache import cache, version_key
+from models.funnel.currency import source_currencies
 from models.funnel.kpi_defs import (
     GROUPS,
     KPI_NAMES,
     KPIS,
     LATENCY_KPIS,
     MEANINGS,
+    MONEY_KPIS,
     TOUCH_KPIS,
     Aggregates,
     FunnelStep,
@@ -59,6 +61,7 @@ from models.funnel.sql import (
     holds,
     in_window,
     lead_terms,
+    open_at,
 )
 from models.funnel.tables import day_start, to_epoch
 from models.words import listed, quoted
@@ -68,6 +71,7 @@ __all__ = [
     "KPIS",
     "KPI_NAMES",
     "MEANINGS",
+    "MONEY_KPIS",
     "TOUCH_KPIS",
     "FunnelStep",
     "KpiChange",
@@ -247,7 +251,55 @@ def compute_kpis(
             never &= {source}
         if never:
             report.never_lost = won_in(conn, never, s, e)
+    if any(g.kpis[n].value is not None for g in report.groups for n in MONEY_KPIS):
+        _currency(report, conn, source, s, e)
     return report
+
+
+def _currency(
+    report: KpiReport, conn: Connection, source: str | None, s: int | None, e: int | None
+) -> None:
+    """Say the money KPIs' currency; where the window's amounts are of sources in different
+    currencies, leave those KPIs out ("no data": dollars and euros add up to no number)."""
+    known = source_currencies(conn)
+    if source is not None or not known:
+        report.currency = known.get(source) if source is not None else None
+        return
+    candidates = sources(conn)
+    priced = candidates if len(candidates) == 1 else priced_in(conn, candidates, s, e)
+    codes = {src: known[src] for src in priced if src in known}
+    if len(set(codes.values())) > 1:
+        report.currencies = codes
+        for g in report.groups:
+            for n in MONEY_KPIS:
+                g.kpis[n] = g.kpis[n].model_copy(update={"value": None, "numerator": None})
+        parts = [f"those of {quoted(src)} in {code}" for src, code in codes.items()]
+        parts[0] = "the amounts" + parts[0].removeprefix("those")
+        report.currency_note = (
+            f"Not added up: {listed(parts)}, and amounts in different currencies add up to no "
+            "number. Choose one source to see it."
+        )
+        return
+    unknown = [src for src in priced if src not in known]
+    if codes and unknown:
+        report.no_currency = unknown
+        report.currency_note = (
+            f"The amounts of {listed([quoted(src) for src in unknown])} carry no currency: "
+            f"they are added as they are to those of {listed([quoted(c) for c in codes])}, "
+            f"in {next(iter(codes.values()))}."
+        )
+    elif codes:
+        report.currency = next(iter(codes.values()))
+
+
+def priced_in(
+    session: Session | Connection, candidates: Iterable[str], s: int | None, e: int | None
+) -> list[str]:
+    """Those of the ``candidates`` sources whose amounts a money KPI of the window adds up:
+    of deals won in it, or open at its end; sorted."""
+    t = deal_terms()
+    counted = or_(and_(*in_window(t.won, s, e)), open_at(t, e))
+    return _sources_with(session, candidates, D, [D.c.listed, t.amount.is_not(None), counted])
 
 
 def _report(

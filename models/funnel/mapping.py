@@ -189,6 +189,9 @@ class MappingSpec(_Strict):
     #: The thousands separator (default: the other of ``.`` and ``,``); spaces always group.
     thousands: Thousands | None = None
     currency: list[str] = Field(default_factory=lambda: list(DEFAULT_CURRENCY), max_length=50)
+    #: The amounts' currency (an ISO 4217 code: USD, EUR), for exports whose amounts carry no
+    #: sign; an amount that carries another is refused. A source's amounts are in one currency.
+    amount_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     fields: dict[FieldName, FieldSpec] | None = None
     files: list[FilePart] | None = Field(default=None, min_length=1, max_length=20)
     #: the folder lookup files are relative to (the mapping file's)

@@ -27,6 +27,7 @@ from models.funnel.cache import cache as _cache
 from models.funnel.cache import version_key as _version_key
 from models.funnel.kpis import (
     KPIS,
+    MONEY_KPIS,
     TOUCH_KPIS,
     FunnelStep,
     KpiReport,
@@ -266,12 +267,12 @@ def numbers(
                 meaning=d.meaning,
                 unit=d.unit,
                 value=v.value if v else None,
-                shown=format_value(name, v.value if v else None),
+                shown=format_value(name, v.value if v else None, current.currency),
                 sample_size=v.sample_size if v else 0,
                 sample=d.sample,
                 flagged=v.flagged if v else 0,
                 compared=compared,
-                compared_shown=format_value(name, compared),
+                compared_shown=format_value(name, compared, earlier.currency),
                 change_shown=change,
                 direction=direction,
             )
@@ -289,6 +290,9 @@ def numbers(
     )
     _note_untracked(cards, current.left_out_of_touch_kpis)  # (what the numbers left out)
     _note_never_lost(cards, current.never_lost)
+    for c in cards:  # (amounts of sources in different currencies are not added up)
+        if c.kpi in MONEY_KPIS and current.currency_note:
+            c.note = current.currency_note
     return Numbers(
         query=q,
         has_data=version > 0 or bool(known_sources(session)),

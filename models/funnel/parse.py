@@ -163,6 +163,8 @@ def read_rows(
         if pending >= batch_size:  # no target holds more than one row per row read
             pending = 0
             sinks.batch_end(rows)
+    if compiled.currency is not None:
+        run.currency = compiled.currency.code
     return rows, undated
 
 
@@ -296,8 +298,8 @@ class Reader:
                 if progress is not None:
                     progress(*event[1:])
             elif kind == "end":
-                _kind, header, rows, undated, skipped, self.peak_mb = event
-                run.header, run.skipped = header, skipped
+                _kind, header, rows, undated, skipped, currency, self.peak_mb = event
+                run.header, run.skipped, run.currency = header, skipped, currency
                 return rows, undated
             elif kind == "invalid":
                 raise InvalidInput(event[1])
@@ -354,7 +356,7 @@ def _work(send: Callable[[bytes], None], spec: MappingSpec, jobs: list[_Job], ba
             tell = (lambda *a: out.append(("progress", *a))) if progress else None
             rows, undated = read_rows(run, spec, tell, sinks, batch_size)
             out.append(("rows", run.header, ops, rejects, None))
-            out.append(("end", run.header, rows, undated, run.skipped, _peak_mb()))
+            out.append(("end", run.header, rows, undated, run.skipped, run.currency, _peak_mb()))
             ship()
     except InvalidInput as exc:
         out.clear()

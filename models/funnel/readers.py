@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec, PartRoles, field_kind, part_roles
 from models.funnel.values import (
+    Currency,
     RowError,
     SettingNeeded,
     fold,
@@ -46,6 +47,8 @@ class CompiledPart:
     header: tuple[str, ...] = ()
     #: (field, column, index) of every timestamp read with the mapping's ``dates`` order
     date_columns: tuple[tuple[str, str, int], ...] = ()
+    #: the currency of the amounts read (None: the part reads none), told as they are read
+    currency: Currency | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ def compile_part(
     readers = []
     date_columns = []
     used: set[int] = set()
+    currency = Currency(spec.amount_currency) if "amount" in part.fields else None
     for name, fs in part.fields.items():
         kind = field_kind(name)
         idx = col_index(fs.column, fs.optional, name) if fs.column else None
@@ -131,7 +135,7 @@ def compile_part(
             else:
                 parse = timestamp_parser(name, formats, zone)
         else:
-            parse = money_parser(fs, spec)
+            parse = money_parser(fs, spec, currency)
         default = fs.default
         if default is None and fs.values and "" in fs.values:
             default = fs.values[""]  # a value mapping for blank cells
@@ -161,6 +165,7 @@ def compile_part(
         columns_read=len(used - {-1}),
         header=tuple(header),
         date_columns=tuple(date_columns),
+        currency=currency,
     )
 
 

@@ -156,6 +156,16 @@ def in_window(col: ColumnElement[int], s: int | None, e: int | None) -> list[Col
     return conds or [col.is_not(None)]
 
 
+def open_at(t: Any, e: int | None) -> ColumnElement[bool]:
+    """A deal (``t``: :func:`deal_terms`) open at the window's end ``e``: neither won nor lost,
+    created before it (or with no creation date)."""
+    return and_(
+        t.won.is_(None),
+        t.lost.is_(None),
+        *([or_(t.opp.is_(None), t.opp < e)] if e is not None else []),
+    )
+
+
 def lead_dims() -> dict[str, ColumnElement[Any]]:
     return {b: L.c[b] for b in ("channel", "campaign", "owner", "team")}
 

@@ -369,12 +369,45 @@ CURRENCY_OF = {
 }
 
 
-def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int | None]:
+class Currency:
+    """The currency of a file's amounts: the mapping's ``amount_currency``, else the first the
+    amounts carry (``$`` is USD); None when neither says. Every amount of the file must be in
+    it (:func:`money_parser`)."""
+
+    __slots__ = ("code", "declared", "first")
+
+    def __init__(self, declared: str | None = None) -> None:
+        self.code = declared
+        self.declared = declared is not None
+        self.first = ""  # the first amount that carried it
+
+    def seen(self, mark: str, raw: str) -> None:
+        currency = CURRENCY_OF.get(mark, mark)
+        if self.code is None:
+            self.code, self.first = currency, raw.strip()
+        elif self.code != currency:
+            told = (
+                f"the mapping says the amounts are in {self.code} (amount_currency)"
+                if self.declared
+                else f"an earlier amount, {self.first!r}, is in {self.code}"
+            )
+            raise SettingNeeded(
+                raw,
+                f"{raw.strip()!r} is in {currency} but {told}: the numbers add amounts up, so "
+                "the amounts of a file must be in one currency; export them converted into one "
+                "(CRMs have a converted amount column)",
+            )
+
+
+def money_parser(
+    spec: FieldSpec, mapping: MappingSpec, currency: Currency | None = None
+) -> Callable[[str], int | None]:
     """An amount in cents, read under the declared separators: ``12.000,00 €`` (decimal ","),
     ``1 234,50`` (spaces group thousands, non-breaking ones too), ``(500.00)`` (negative),
     ``1.5E+06``. A value the settings cannot read exactly is a bad row naming the setting; an
-    amount in another currency than the file's first with one refuses the file
-    (:class:`SettingNeeded`: a sum of euros and dollars is no number)."""
+    amount in another currency than ``currency`` (the mapping's, else the file's first amount
+    with one) refuses the file (:class:`SettingNeeded`: a sum of euros and dollars is no
+    number); ``currency`` is told the amounts' currency."""
     decimal = spec.decimal or mapping.decimal
     thousands = mapping.thousands
     if thousands is None:
@@ -386,7 +419,9 @@ def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int |
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
         return RowError(f"amount: {shown!r} {why} (read with {setting}; set --decimal/--thousands)")
 
-    first: list[tuple[str, str]] = []  # the file's first amount with a currency: (it, raw)
+    if currency is None:
+        currency = Currency(mapping.amount_currency)
+    one_currency = currency.seen
 
     def strip_currency(v: str, raw: str) -> str:
         changed = True
@@ -404,20 +439,6 @@ def money_parser(spec: FieldSpec, mapping: MappingSpec) -> Callable[[str], int |
                 v, changed = (v[: code.start()] + v[code.end() :]).strip(), True
                 one_currency(code.group(), raw)
         return v
-
-    def one_currency(mark: str, raw: str) -> None:
-        """A file's amounts are added up: two currencies in it would be, silently."""
-        currency = CURRENCY_OF.get(mark, mark)
-        if not first:
-            first.append((currency, raw))
-        elif first[0][0] != currency:
-            was, shown = first[0]
-            raise SettingNeeded(
-                raw,
-                f"{raw.strip()!r} is in {currency} but an earlier amount, {shown.strip()!r}, is in "
-                f"{was}: the numbers add amounts up, so the amounts of a file must be in one "
-                "currency; export them converted into one (CRMs have a converted amount column)",
-            )
 
     def parse(raw: str) -> int | None:
         v = raw.strip()

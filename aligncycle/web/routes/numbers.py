@@ -116,7 +116,9 @@ def _pivot(report: Any, kpi: str) -> dict[str, Any]:
         if second not in columns:
             columns.append(second)
         v = g.kpis.get(kpi)
-        rows.setdefault(first, {})[second] = format_value(kpi, v.value if v else None)
+        rows.setdefault(first, {})[second] = format_value(
+            kpi, v.value if v else None, report.currency
+        )
     return {"rows": rows, "columns": sorted(columns)}
 
 

@@ -1,0 +1,181 @@
+"""The currency of the amounts: each import records the one its amounts carry (or its mapping
+declares), a source's amounts stay in one, and the numbers never add up dollars and euros;
+a sum in one currency says which, on the Numbers page and in ``kpi show``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from models.db import Store
+from models.errors import InvalidInput
+from models.funnel.importer import deal_count, import_files
+from models.funnel.kpis import compute_kpis
+from models.funnel.mapping import parse_mapping
+from models.funnel.numbers import NumbersQuery, numbers
+from models.funnel.tables import FunnelImport
+from tests.test_numbers import text_of
+from tests.test_web_support import Rig, rig
+
+MARCH = {"start": date(2025, 3, 1), "end": date(2025, 3, 31)}
+HEADER = "id,stage,created,closed,amount\n"
+
+
+def mapping(source: str, extra: str = "") -> object:
+    return parse_mapping(
+        f"name: {source}-deals\nsource: {source}\n{extra}fields:\n  deal_id: id\n"
+        "  stage: stage\n  opportunity_at: created\n"
+        "  won_at: {column: closed, when: {column: stage, in: [won]}}\n"
+        "  lost_at: {column: closed, when: {column: stage, in: [lost]}}\n"
+        "  amount: amount\n"
+    )
+
+
+def deals(folder: Path, name: str, *amounts: str, prefix: str = "d") -> Path:
+    rows = [
+        f'{prefix}{i},won,2025-03-0{i + 1},2025-03-1{i + 1},"{a}"\n' for i, a in enumerate(amounts)
+    ]
+    path = folder / name
+    path.write_text(HEADER + "".join(rows))
+    return path
+
+
+def imported(store: Store, paths: list[Path], spec: object, **kw: object) -> None:
+    with store.unit_of_work() as s:
+        import_files(s, paths, spec, **kw)  # type: ignore[arg-type]
+
+
+def recorded(store: Store) -> list[tuple[str, str | None]]:
+    with store.unit_of_work() as s:
+        rows = s.execute(select(FunnelImport.source, FunnelImport.currency).order_by("id"))
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+def test_an_import_records_its_amounts_currency(
+    store: Store, tmp_path: Path, parallel: bool
+) -> None:
+    imported(
+        store, [deals(tmp_path, "a.csv", "$1,200.00", "900")], mapping("crm"), parallel=parallel
+    )
+    assert recorded(store) == [("crm", "USD")]
+
+
+def test_a_source_s_amounts_stay_in_one_currency(store: Store, tmp_path: Path) -> None:
+    imported(store, [deals(tmp_path, "a.csv", "USD 1200")], mapping("crm"))
+    euros = deals(tmp_path, "b.csv", "900 €", prefix="e")
+    with pytest.raises(InvalidInput) as refused:
+        imported(store, [euros], mapping("crm"))
+    message = str(refused.value)
+    assert message.startswith("b.csv: its amounts are in EUR but source “crm” holds amounts in USD")
+    assert "import them as another source (--source)" in message
+    # the store is unchanged: no euro deal, no import recorded
+    with store.unit_of_work() as s:
+        assert deal_count(s, "crm") == 1
+        assert s.scalar(select(func.count()).select_from(FunnelImport)) == 1
+    # amounts with no sign say nothing: they are kept, and the source stays in dollars
+    imported(store, [deals(tmp_path, "c.csv", "700", prefix="p")], mapping("crm"))
+    # as another source, the euros are welcome
+    imported(store, [euros], mapping("eu"))
+    assert recorded(store) == [("crm", "USD"), ("crm", None), ("eu", "EUR")]
+
+
+def test_the_files_of_one_import_must_agree(store: Store, tmp_path: Path) -> None:
+    a = deals(tmp_path, "2024.csv", "$10")
+    b = deals(tmp_path, "2025.csv", "10 EUR", prefix="e")
+    with pytest.raises(InvalidInput, match=r"^2024\.csv: its amounts are in USD but those of "):
+        imported(store, [a, b], mapping("crm"))
+    assert recorded(store) == []
+
+
+def test_a_declared_currency_is_recorded_and_holds_every_amount(
+    store: Store, tmp_path: Path
+) -> None:
+    spec = mapping("crm", "amount_currency: EUR\n")
+    imported(store, [deals(tmp_path, "a.csv", "1200", "€ 50")], spec)
+    assert recorded(store) == [("crm", "EUR")]
+    with pytest.raises(InvalidInput) as refused:
+        imported(store, [deals(tmp_path, "b.csv", "1200", "$900", prefix="e")], spec)
+    message = str(refused.value)
+    assert (
+        "line 3" in message
+        and "'$900' is in USD but the mapping says the amounts are in EUR" in message
+    )
+    assert "(amount_currency)" in message
+    with pytest.raises(InvalidInput, match="amount_currency"):
+        mapping("crm", "amount_currency: euros\n")
+
+
+def test_money_of_sources_in_different_currencies_is_not_added_up(
+    store: Store, tmp_path: Path
+) -> None:
+    imported(store, [deals(tmp_path, "us.csv", "$1,000.00", "$500.00")], mapping("us"))
+    imported(store, [deals(tmp_path, "br.csv", "R$ 200,00")], mapping("br", 'decimal: ","\n'))
+    with store.unit_of_work() as s:
+        both = compute_kpis(s, **MARCH)
+        us = compute_kpis(s, **MARCH, source="us")
+        br = compute_kpis(s, **MARCH, source="br")
+        by_month = compute_kpis(s, **MARCH, by="month")
+    kpis = both.overall()
+    assert kpis["revenue_won"].value is None and kpis["average_deal_size"].value is None
+    assert kpis["win_rate"].value == 1.0  # the other numbers are unchanged
+    assert both.currencies == {"br": "BRL", "us": "USD"} and both.currency is None
+    assert both.currency_note == (
+        "Not added up: the amounts of “br” in BRL and those of “us” in USD, and amounts in "
+        "different currencies add up to no number. Choose one source to see it."
+    )
+    assert all(g.kpis["revenue_won"].value is None for g in by_month.groups)
+    assert (us.currency, us.overall()["revenue_won"].value) == ("USD", 1500.0)
+    assert (br.currency, br.overall()["revenue_won"].value) == ("BRL", 200.0)
+    # a window where only one source has money adds it up, and says its currency
+    with store.unit_of_work() as s:
+        one = compute_kpis(s, start=date(2025, 3, 12), end=date(2025, 3, 12))
+    assert (one.currency, one.currencies, one.currency_note) == ("USD", {}, None)
+    assert one.overall()["revenue_won"].value == 500.0
+    with store.unit_of_work() as s:
+        page = numbers(s, NumbersQuery(**MARCH, source="us"))
+    revenue = next(c for c in page.cards if c.kpi == "revenue_won")
+    assert (revenue.shown, revenue.note) == ("1,500.00 USD", None)
+
+
+def test_amounts_of_no_known_currency_beside_known_ones_are_said(
+    store: Store, tmp_path: Path
+) -> None:
+    imported(store, [deals(tmp_path, "us.csv", "$1,000.00")], mapping("us"))
+    imported(store, [deals(tmp_path, "old.csv", "250", prefix="o")], mapping("old"))
+    with store.unit_of_work() as s:
+        report = compute_kpis(s, **MARCH)
+    assert report.overall()["revenue_won"].value == 1250.0
+    assert (report.currency, report.no_currency) == (None, ["old"])
+    assert report.currency_note == (
+        "The amounts of “old” carry no currency: they are added as they are to those of “us”, "
+        "in USD."
+    )
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with rig(database_url, tmp_path_factory.mktemp("currency")) as r:
+        yield r
+
+
+def test_the_numbers_page_says_the_currency_and_what_it_does_not_add(
+    world: Rig, tmp_path: Path
+) -> None:
+    with world.isolated():
+        imported(world.store, [deals(tmp_path, "us.csv", "$1,000.00")], mapping("us"))
+        url = "/numbers?from=2025-03-01&to=2025-03-31"
+        words = text_of(world.client("lee").get(url).text)
+        assert "Revenue won 1,000.00 USD" in words
+        imported(world.store, [deals(tmp_path, "eu.csv", "€300")], mapping("eu"))
+        words = text_of(world.client("lee").get(url).text)
+        assert "Revenue won no data" in words
+        assert "Not added up: the amounts of “eu” in EUR and those of “us” in USD" in words
+        words = text_of(world.client("lee").get(url + "&source=eu").text)
+        assert "Revenue won 300.00 EUR" in words and "Not added up" not in words
+        grouped = text_of(world.client("lee").get(url + "&by=month").text)
+        assert "Choose one source to see it." in grouped
