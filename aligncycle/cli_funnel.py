@@ -169,6 +169,12 @@ def funnel_import(
     delimiter: str | None = typer.Option(
         None, "--delimiter", help="The files' column separator, e.g. ';'. Overrides the mapping."
     ),
+    amount_currency: str | None = typer.Option(
+        None,
+        "--amount-currency",
+        help="The currency of amounts that carry no sign, as a code such as USD or EUR (an "
+        "amount that carries another is refused). Overrides the mapping.",
+    ),
     rejects_dir: Path | None = typer.Option(
         None,
         "--rejects-dir",
@@ -198,6 +204,7 @@ def funnel_import(
         thousands=thousands,
         timezone=timezone,
         encoding=encoding,
+        amount_currency=amount_currency,
         delimiter=delimiter,
     )
     label = profile or str(mapping)

@@ -422,9 +422,9 @@ def _import_export(demo: Demo, folder: Path, through: date) -> str:
     )
     store = _store()
     with store.unit_of_work() as s:
-        summary = import_files(
-            s, list(paths), load_profile("hubspot"), actor=person_by_email(s, demo.email("max"))
-        )
+        # the demo company's deals are in dollars, as it would choose on the import page
+        spec = load_profile("hubspot").with_locale(amount_currency="USD")
+        summary = import_files(s, list(paths), spec, actor=person_by_email(s, demo.email("max")))
         record_numbers_after_import(s)
     store.dispose()
     return (

@@ -72,7 +72,7 @@ def test_a_source_s_amounts_stay_in_one_currency(store: Store, tmp_path: Path) -
         imported(store, [euros], mapping("crm"))
     message = str(refused.value)
     assert message.startswith("b.csv: its amounts are in EUR but source “crm” holds amounts in USD")
-    assert "import them as another source (--source)" in message
+    assert "import them as another source (the mapping's source)" in message
     # the store is unchanged: no euro deal, no import recorded
     with store.unit_of_work() as s:
         assert deal_count(s, "crm") == 1

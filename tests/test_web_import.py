@@ -1155,3 +1155,41 @@ def test_a_preview_says_which_leads_no_kpi_will_count(web: Web) -> None:
     ) in words
     assert "The mapping reads no MQL date" not in words  # HubSpot's does: these never were MQLs
     assert "mql_at" not in words
+
+
+def test_the_currency_of_the_amounts_is_chosen_on_the_page_and_kept_to(web: Web) -> None:
+    """Plain amounts carry no currency: the page says so and offers the setting; chosen, the
+    import records it; a later file of the same source in another is refused in the page's
+    words, the store unchanged."""
+    first = web.upload("lee", {"deals.csv": DEALS}, profile="hubspot")
+    words = text(web.client("lee").get(f"/numbers/import/{job_id_of(first)}"))
+    assert (
+        "deals.csv: its amounts carry no currency. For the shared numbers to say which one they "
+        "are in, choose it under Currency of the amounts." in words
+    )
+    page = web.client("lee").get("/numbers/import")
+    assert re.search(r'<option value="EUR" *>Euros \(EUR\)</option>', page.text)
+    euros = web.upload("lee", {"deals.csv": DEALS}, profile="hubspot", amount_currency="EUR")
+    job_id = job_id_of(euros)
+    words = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert (
+        "deals.csv: amounts in EUR." in words and "Currency of the amounts: Euros (EUR)." in words
+    )
+    done = web.client("lee").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("lee")}
+    )
+    assert done.status_code == 303
+    before = funnel_rows(web.store)
+    dollars = csv_text(
+        DEALS_HEADER, [["9009", "New", "Closed Won", "$90", "2024-03-01", "", "Sam", ""]]
+    )
+    refused = web.upload("lee", {"more.csv": dollars}, profile="hubspot")
+    assert refused.status_code == 422
+    words = text(refused)
+    assert "more.csv: its amounts are in USD but source “hubspot” holds amounts in EUR" in words
+    assert "import them as another system (its name, when you match its columns)" in words
+    assert "--" not in words.split("more.csv")[1][:400]
+    assert funnel_rows(web.store) == before
+    wrong = web.upload("lee", {"deals.csv": DEALS}, profile="hubspot", amount_currency="euro")
+    assert wrong.status_code == 422
+    assert "Currency of the amounts: choose one of the options in the list" in text(wrong)

@@ -54,7 +54,7 @@ def check(conn: Connection, source: str, files: Sequence[tuple[Path, str | None]
             f"{found[0][0].name}: its amounts are in {code} but source {quoted(source)} holds "
             f"amounts in {before.currency} (imported {before.started_at:%Y-%m-%d}); a source's "
             f"amounts are added up, so they must be in one currency: export them converted "
-            f"into {before.currency}, or import them as another source (--source)"
+            f"into {before.currency}, or import them as another source (the mapping's source)"
         )
     return code
 

@@ -65,6 +65,8 @@ class FileSummary(BaseModel):
     undated: int = 0
     #: whether the mapping reads an MQL date from this file at all
     reads_mql: bool = True
+    #: whether the mapping reads amounts from this file
+    reads_amount: bool = False
     dates: str | None = None  # how numeric dates were read, when the file decided (auto)
     #: the currency of its amounts (ISO code), when they or the mapping said it
     currency: str | None = None
@@ -395,6 +397,7 @@ class _FileRun:
             flagged=flagged,
             undated=self.undated,
             reads_mql="mql_at" in self.compiled.part.fields,
+            reads_amount="amount" in self.compiled.part.fields,
             dates=self.dates,
             currency=self.currency,
             rejects_file=self.rejects_file,

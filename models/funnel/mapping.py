@@ -191,7 +191,7 @@ class MappingSpec(_Strict):
     currency: list[str] = Field(default_factory=lambda: list(DEFAULT_CURRENCY), max_length=50)
     #: The amounts' currency (an ISO 4217 code: USD, EUR), for exports whose amounts carry no
     #: sign; an amount that carries another is refused. A source's amounts are in one currency.
-    amount_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    amount_currency: str | None = None
     fields: dict[FieldName, FieldSpec] | None = None
     files: list[FilePart] | None = Field(default=None, min_length=1, max_length=20)
     #: the folder lookup files are relative to (the mapping file's)
@@ -201,6 +201,18 @@ class MappingSpec(_Strict):
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
         return FilePart._shorthand(v)
+
+    @field_validator("amount_currency")
+    @classmethod
+    def _currency_code(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        code = v.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError(
+                f"{v!r} is not a currency code: give its three letters, such as USD or EUR"
+            )
+        return code
 
     @field_validator("timezone")
     @classmethod

@@ -43,6 +43,8 @@ DESCRIPTIONS = {
     "timezone": "The zone of date-times without an offset, e.g. Europe/Berlin.",
     "encoding": "The files' encoding, e.g. latin-1, cp1252 or utf-16.",
     "delimiter": "The column separator, one character.",
+    "amount_currency": "The currency of amounts that carry no sign, as a code such as USD or "
+    "EUR (an amount that carries another is refused).",
 }
 
 
@@ -85,6 +87,9 @@ class FileSummaryRead(BaseModel):
     skipped: int = Field(description="Report headers, footers and blank lines (not records).")
     flagged: int
     dates: str | None = Field(description="How numeric dates were read, when the file told.")
+    currency: str | None = Field(
+        default=None, description="The currency of its amounts (a code), when known."
+    )
     first_rejects: list[RejectedRowRead]
     rejects_url: str | None = Field(
         description="The file's unreadable rows as CSV (after the import; None in a preview)."
@@ -151,6 +156,9 @@ class PreviewIn(BaseModel):
     timezone: str | None = Field(default=None, max_length=64)
     encoding: str | None = Field(default=None, max_length=40)
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    amount_currency: str | None = Field(
+        default=None, max_length=10, description=DESCRIPTIONS["amount_currency"]
+    )
 
 
 def _settings(values: dict[str, Any]) -> dict[str, str]:
@@ -266,6 +274,9 @@ def upload(
     delimiter: Annotated[
         str | None, Form(min_length=1, max_length=1, description=DESCRIPTIONS["delimiter"])
     ] = None,
+    amount_currency: Annotated[
+        str | None, Form(max_length=10, description=DESCRIPTIONS["amount_currency"])
+    ] = None,
 ) -> Response:
     """Upload files and preview what their import would do: nothing is written. Large
     uploads are previewed in the background (202: poll the import). A file the settings cannot
@@ -279,6 +290,7 @@ def upload(
             timezone=timezone,
             encoding=encoding,
             delimiter=delimiter,
+            amount_currency=amount_currency,
         )
     )
     job_id, done = ij.create(request.app, ctx.session, ctx.me, files, mapping, profile, settings)

@@ -18,7 +18,15 @@ from models.funnel.mapping import MappingSpec, load_profile, profile_names
 MB = 1024 * 1024
 #: A multipart request carries a little more than its files: boundaries, headers, fields.
 MULTIPART_SLACK = 256 * 1024
-SETTING_NAMES = ("dates", "decimal", "thousands", "timezone", "encoding", "delimiter")
+SETTING_NAMES = (
+    "dates",
+    "decimal",
+    "thousands",
+    "timezone",
+    "encoding",
+    "delimiter",
+    "amount_currency",
+)
 
 
 class ImportSettings(BaseSettings):
@@ -107,6 +115,21 @@ DELIMITER = [
     ("tab", "A tab"),
     ("|", "A vertical bar"),
 ]
+CURRENCIES = [
+    ("", "As the amounts say ($, €, USD…); not known when they carry none"),
+    ("USD", "US dollars (USD)"),
+    ("EUR", "Euros (EUR)"),
+    ("GBP", "Pounds sterling (GBP)"),
+    ("CAD", "Canadian dollars (CAD)"),
+    ("AUD", "Australian dollars (AUD)"),
+    ("CHF", "Swiss francs (CHF)"),
+    ("JPY", "Japanese yen (JPY)"),
+    ("INR", "Indian rupees (INR)"),
+    ("BRL", "Brazilian reais (BRL)"),
+    ("MXN", "Mexican pesos (MXN)"),
+    ("SEK", "Swedish kronor (SEK)"),
+    ("PLN", "Polish złoty (PLN)"),
+]
 #: The form's words for values that are awkward in a form field.
 _FORM_VALUES = {"thousands": {"space": " ", "none": ""}, "delimiter": {"tab": "\t"}}
 CHOICES = {
@@ -115,6 +138,7 @@ CHOICES = {
     "thousands": THOUSANDS,
     "encoding": ENCODING,
     "delimiter": DELIMITER,
+    "amount_currency": CURRENCIES,
 }
 #: What each setting is called on the page.
 

@@ -20,6 +20,7 @@ SETTING_LABELS = {
     "timezone": "Time zone",
     "encoding": "Encoding",
     "delimiter": "Column separator",
+    "amount_currency": "Currency of the amounts",
 }
 
 
@@ -66,11 +67,16 @@ _SETTING_HELP = [
     ),
     ("set --rejects-dir", "ask the operator to make that folder writable"),
     ("set 'delimiter' in the mapping", "choose that Column separator"),
+    ("(amount_currency)", "(Currency of the amounts)"),
+    (
+        "import them as another source (the mapping's source)",
+        "import them as another system (its name, when you match its columns)",
+    ),
 ]
 _MONEY = re.compile(r"\(read with decimal '(.)', thousands '(.*?)'; set --decimal/--thousands\)")
 _WHOLE_FILE = re.compile(r"set dates: (day-first|month-first) \(--dates \1\)")
 _DECLARED = re.compile(r" \(dates: (?:day-first|month-first)\)")
-_OPTION = re.compile(r"--(dates|decimal|thousands|timezone|encoding|delimiter)\b:?")
+_OPTION = re.compile(r"--(dates|decimal|thousands|timezone|encoding|delimiter|amount-currency)\b:?")
 _FIELD_PREFIX = re.compile(r"(^|; )([a-z_]+): ")
 _FIELD_IN_PARENS = re.compile(r"\(([a-z_]+)\)")
 _ORDER = re.compile(r"\b(day|month)-first\b")
@@ -105,7 +111,8 @@ def in_words(text: str, columns: dict[str, str] | None = None, folders: Sequence
     )
     text = _DECLARED.sub("", text)
     text = _OPTION.sub(
-        lambda m: SETTING_LABELS[m.group(1)] + (":" if ":" in m.group() else ""), text
+        lambda m: SETTING_LABELS[m.group(1).replace("-", "_")] + (":" if ":" in m.group() else ""),
+        text,
     )
 
     def field(m: re.Match[str]) -> str:
