@@ -411,9 +411,8 @@ def _setup(demo: Demo, folder: Path) -> None:
 def _import_export(demo: Demo, folder: Path, through: date) -> str:
     """Import the CRM's export of every MQL from the baseline's start to ``through`` (a
     HubSpot contacts and deals export, through the hubspot profile, as a user would)."""
-    from aligncycle.demo_funnel import write_hubspot_exports
+    from aligncycle.demo_funnel import hubspot_mapping, write_hubspot_exports
     from models.funnel.importer import import_files
-    from models.funnel.mapping import load_profile
     from models.phases.numbers import record_numbers_after_import
     from models.services.common import person_by_email
 
@@ -422,9 +421,9 @@ def _import_export(demo: Demo, folder: Path, through: date) -> str:
     )
     store = _store()
     with store.unit_of_work() as s:
-        # the demo company's deals are in dollars, as it would choose on the import page
-        spec = load_profile("hubspot").with_locale(amount_currency="USD")
-        summary = import_files(s, list(paths), spec, actor=person_by_email(s, demo.email("max")))
+        summary = import_files(
+            s, list(paths), hubspot_mapping(), actor=person_by_email(s, demo.email("max"))
+        )
         record_numbers_after_import(s)
     store.dispose()
     return (

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from models.funnel.mapping import MappingSpec, load_profile
+
 CONTACT_COLUMNS = [
     "Record ID",
     "First Name",
@@ -89,6 +91,12 @@ class Story:
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def hubspot_mapping() -> MappingSpec:
+    """The hubspot profile as the demo company imports through it: its deals are in US
+    dollars (what it chooses under Currency of the amounts), so its numbers say so."""
+    return load_profile("hubspot").with_locale(amount_currency="USD")
 
 
 def write_hubspot_exports(

@@ -138,8 +138,13 @@ def test_money_of_sources_in_different_currencies_is_not_added_up(
     assert one.overall()["revenue_won"].value == 500.0
     with store.unit_of_work() as s:
         page = numbers(s, NumbersQuery(**MARCH, source="us"))
+        mixed = numbers(s, NumbersQuery(**MARCH))
     revenue = next(c for c in page.cards if c.kpi == "revenue_won")
     assert (revenue.shown, revenue.note) == ("1,500.00 USD", None)
+    notes = {c.kpi: (c.shown, c.note) for c in mixed.cards}
+    assert notes["revenue_won"] == ("no data", both.currency_note)
+    # no open deal: that card is "no data" for its own reason, and says nothing of currencies
+    assert notes["open_pipeline_value"] == ("no data", None)
 
 
 def test_amounts_of_no_known_currency_beside_known_ones_are_said(

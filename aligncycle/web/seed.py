@@ -182,15 +182,14 @@ def import_funnel(session: Session, folder: Path, today: date | None = None) -> 
     improves from the middle of the Execute cycle (see :mod:`aligncycle.demo_funnel`),
     imported through the hubspot profile before the cycles start (so each freezes its
     baseline). Returns the rows imported."""
-    from aligncycle.demo_funnel import write_hubspot_exports
+    from aligncycle.demo_funnel import hubspot_mapping, write_hubspot_exports
     from models.funnel.importer import import_files
-    from models.funnel.mapping import load_profile
 
     today = today or date.today()
     paths = write_hubspot_exports(
         folder, today - timedelta(days=20), start=today - timedelta(days=200), end=today
     )
-    return import_files(session, list(paths), load_profile("hubspot")).rows
+    return import_files(session, list(paths), hubspot_mapping()).rows
 
 
 def build_world(session: Session, today: date | None = None) -> World:

@@ -272,7 +272,10 @@ def _currency(
         report.currencies = codes
         for g in report.groups:
             for n in MONEY_KPIS:
-                g.kpis[n] = g.kpis[n].model_copy(update={"value": None, "numerator": None})
+                v = g.kpis[n]
+                if v.value is not None:  # (its detail says why it is "no data")
+                    left_out = {"value": None, "numerator": None, "detail": {"currencies": codes}}
+                    g.kpis[n] = v.model_copy(update=left_out)
         parts = [f"those of {quoted(src)} in {code}" for src, code in codes.items()]
         parts[0] = "the amounts" + parts[0].removeprefix("those")
         report.currency_note = (

@@ -290,9 +290,7 @@ def numbers(
     )
     _note_untracked(cards, current.left_out_of_touch_kpis)  # (what the numbers left out)
     _note_never_lost(cards, current.never_lost)
-    for c in cards:  # (amounts of sources in different currencies are not added up)
-        if c.kpi in MONEY_KPIS and current.currency_note:
-            c.note = current.currency_note
+    _note_currency(cards, current)
     return Numbers(
         query=q,
         has_data=version > 0 or bool(known_sources(session)),
@@ -317,6 +315,18 @@ def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
                 f"{'that export has' if len(untracked) == 1 else 'those exports have'} no date "
                 "of a first sales touch, so whether they were touched cannot be told."
             )
+
+
+def _note_currency(cards: list[KpiCard], report: KpiReport) -> None:
+    """The money cards say what the report says of their currencies: why a sum of amounts in
+    different currencies is "no data", or that amounts of no known currency were added."""
+    overall = report.groups[0].kpis if report.groups else {}
+    for c in cards:
+        v = overall.get(c.kpi)
+        if c.kpi not in MONEY_KPIS or v is None or not report.currency_note:
+            continue
+        if c.value is not None or (v.detail and "currencies" in v.detail):
+            c.note = report.currency_note
 
 
 def _note_never_lost(cards: list[KpiCard], never_lost: list[str]) -> None:

@@ -116,7 +116,7 @@ DELIMITER = [
     ("|", "A vertical bar"),
 ]
 CURRENCIES = [
-    ("", "As the amounts say ($, €, USD…); not known when they carry none"),
+    ("", "As the amounts say ($, €, USD…)"),
     ("USD", "US dollars (USD)"),
     ("EUR", "Euros (EUR)"),
     ("GBP", "Pounds sterling (GBP)"),
