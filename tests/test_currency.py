@@ -162,6 +162,40 @@ def test_amounts_of_no_known_currency_beside_known_ones_are_said(
     )
 
 
+def test_a_column_of_currencies_holds_every_amount_to_one(store: Store, tmp_path: Path) -> None:
+    """A multi-currency CRM writes each amount's currency in a column of its own: the file's
+    rows must agree, or it is refused naming the line and the column."""
+    spec = parse_mapping(
+        "name: sf\nsource: sf\nfields:\n  deal_id: Id\n  stage: Stage\n"
+        "  won_at: {column: Closed, when: {column: Stage, in: [Closed Won]}}\n"
+        "  amount: {column: Amount, currency_column: Opportunity Currency}\n"
+    )
+    head = "Id,Stage,Closed,Amount,Opportunity Currency\n"
+    same = tmp_path / "same.csv"
+    same.write_text(head + "a,Closed Won,2025-03-03,100,eur\nb,Closed Won,2025-03-04,50,\n")
+    imported(store, [same], spec)
+    assert recorded(store) == [("sf", "EUR")]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(head + "c,Closed Won,2025-03-05,100,EUR\nd,Closed Won,2025-03-06,70,USD\n")
+    with pytest.raises(InvalidInput) as refused:
+        imported(store, [mixed], spec)
+    assert str(refused.value) == (
+        f"{mixed}: line 3, column 'Opportunity Currency': the currency column 'Opportunity "
+        "Currency' says USD but the rows before are in EUR: the numbers add amounts up, so the "
+        "amounts of a file must be in one currency; export them converted into one (CRMs have "
+        "a converted amount column: map the amount to it); nothing was imported"
+    )
+    odd = tmp_path / "odd.csv"
+    odd.write_text(head + "e,Closed Won,2025-03-05,100,Euro\n")
+    with store.unit_of_work() as s:
+        summary = import_files(s, [odd], spec)
+    assert summary.files[0].first_rejects[0].reason == (
+        "currency 'Euro' (column 'Opportunity Currency') is not a three-letter code"
+    )
+    with pytest.raises(InvalidInput, match="'currency_column' is for the amount"):
+        parse_mapping("name: x\nsource: x\nfields:\n  deal_id: {column: Id, currency_column: C}\n")
+
+
 @pytest.fixture(scope="module")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with rig(database_url, tmp_path_factory.mktemp("currency")) as r:

@@ -27,7 +27,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("funnel_imports") as batch:
-        batch.add_column(sa.Column("currency", sa.String(3), nullable=True))
+        batch.add_column(sa.Column("currency", sa.String(8), nullable=True))
 
 
 def downgrade() -> None:

@@ -28,7 +28,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -138,6 +138,9 @@ class FieldSpec(_Strict):
     when: Condition | None = None
     optional: bool = False  # the column may be missing from the file (then blank)
     lookup: Lookup | None = None  # text: the value from a second file (agent -> team)
+    #: amount: the column holding each amount's currency code (a multi-currency CRM's "Deal
+    #: Currency Code", "Opportunity Currency"); every row's must be the file's one currency
+    currency_column: str | None = Field(default=None, min_length=1)
 
     @field_validator("format", mode="before")
     @classmethod
@@ -188,7 +191,9 @@ class MappingSpec(_Strict):
     decimal: Literal[".", ","] = "."
     #: The thousands separator (default: the other of ``.`` and ``,``); spaces always group.
     thousands: Thousands | None = None
-    currency: list[str] = Field(default_factory=lambda: list(DEFAULT_CURRENCY), max_length=50)
+    currency: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(
+        default_factory=lambda: list(DEFAULT_CURRENCY), max_length=50
+    )
     #: The amounts' currency (an ISO 4217 code: USD, EUR), for exports whose amounts carry no
     #: sign; an amount that carries another is refused. A source's amounts are in one currency.
     amount_currency: str | None = None
@@ -276,6 +281,8 @@ class MappingSpec(_Strict):
                     raise ValueError(f"{where}.{name}: 'split' is for text fields and ids")
                 if spec.decimal is not None and name != "amount":
                     raise ValueError(f"{where}.{name}: 'decimal' is for the amount")
+                if spec.currency_column is not None and name != "amount":
+                    raise ValueError(f"{where}.{name}: 'currency_column' is for the amount")
                 if spec.ids != "exact" and kind != "key":
                     raise ValueError(f"{where}.{name}: 'ids' is for the id fields")
                 for fmt in spec.format or []:

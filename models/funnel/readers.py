@@ -148,10 +148,16 @@ def compile_part(
         if idx is not None:
             used.add(idx)
         simple = cond is None and idx is not None and default is None
+        read = _reader(name, parse, idx, default, cond)
+        if fs.currency_column is not None and currency is not None:
+            cur = col_index(fs.currency_column, fs.optional, f"{name}.currency_column")
+            if cur is not None:
+                used.add(cur)
+                read, simple = _with_currency(read, currency, cur, fs.currency_column), False
         readers.append(
             FieldReader(
                 name,
-                _reader(name, parse, idx, default, cond),
+                read,
                 index=idx if simple else None,
                 parse=parse if simple else None,
                 column=fs.column,
@@ -167,6 +173,21 @@ def compile_part(
         date_columns=tuple(date_columns),
         currency=currency,
     )
+
+
+def _with_currency(
+    read: Callable[[list[str]], Any], currency: Currency, idx: int, column: str
+) -> Callable[[list[str]], Any]:
+    """An amount's reader that also reads its row's currency code (``idx``)."""
+    seen = currency.cell
+
+    def read_both(row: list[str]) -> Any:
+        value = read(row)
+        if value is not None:  # (a blank amount's currency counts for nothing)
+            seen(row[idx], column)
+        return value
+
+    return read_both
 
 
 def _reader(

@@ -215,7 +215,7 @@ class FunnelImport(Base):
     rows_flagged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: the currency of the amounts it read (an ISO code, ``USD``), when they or the mapping say
     #: it: a source's amounts are in one currency (:func:`models.funnel.currency.check`)
-    currency: Mapped[str | None] = mapped_column(String(3))
+    currency: Mapped[str | None] = mapped_column(String(8))
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

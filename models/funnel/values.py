@@ -355,6 +355,7 @@ def timestamp_parser(
 _PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,15})(?:\.(\d\d?))?")
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2007\u2009]+")
 _SCIENTIFIC = re.compile(r"(\d+)(?:([.,])(\d+))?[eE]([+-]?\d{1,3})")
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _CODE = re.compile(r"^[A-Z]{3}(?=[\s\d(+-])|(?<=[\d\s)])[A-Z]{3}$")
 
 
@@ -381,7 +382,9 @@ class Currency:
         self.declared = declared is not None
         self.first = ""  # the first amount that carried it
 
-    def seen(self, mark: str, raw: str) -> None:
+    def seen(self, mark: str, raw: str, column: str | None = None) -> None:
+        """An amount ``raw`` carries ``mark``; ``column``: the mark is the cell of the
+        amounts' currency column of that name."""
         currency = CURRENCY_OF.get(mark, mark)
         if self.code is None:
             self.code, self.first = currency, raw.strip()
@@ -390,13 +393,29 @@ class Currency:
                 f"the mapping says the amounts are in {self.code} (amount_currency)"
                 if self.declared
                 else f"an earlier amount, {self.first!r}, is in {self.code}"
+                if not column
+                else f"the rows before are in {self.code}"
+            )
+            what = (
+                f"the currency column {column!r} says {currency}"
+                if column
+                else (f"{raw.strip()!r} is in {currency}")
             )
             raise SettingNeeded(
                 raw,
-                f"{raw.strip()!r} is in {currency} but {told}: the numbers add amounts up, so "
-                "the amounts of a file must be in one currency; export them converted into one "
-                "(CRMs have a converted amount column)",
+                f"{what} but {told}: the numbers add amounts up, so the amounts of a file must "
+                "be in one currency; export them converted into one (CRMs have a converted "
+                "amount column: map the amount to it)",
             )
+
+    def cell(self, code: str, column: str) -> None:
+        """The cell of the amounts' currency column (blank: says nothing)."""
+        code = code.strip()
+        if not code:
+            return
+        if not _CURRENCY_CODE.fullmatch(code.upper()):
+            raise RowError(f"currency {code!r} (column {column!r}) is not a three-letter code")
+        self.seen(code.upper(), code, column)
 
 
 def money_parser(
