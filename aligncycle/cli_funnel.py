@@ -323,6 +323,8 @@ def _print_import(summary: ImportSummary) -> None:
             )
         if f.dates:
             typer.echo(f"{Path(f.file).name}: dates read {f.dates}")
+        for u in f.unmatched:
+            typer.echo(u.sentence(Path(f.file).name))
         if f.skipped:
             typer.echo(
                 f"{Path(f.file).name}: {_plural(f.skipped, 'report footer or blank line')} skipped"

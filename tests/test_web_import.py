@@ -1193,3 +1193,40 @@ def test_the_currency_of_the_amounts_is_chosen_on_the_page_and_kept_to(web: Web)
     wrong = web.upload("lee", {"deals.csv": DEALS}, profile="hubspot", amount_currency="euro")
     assert wrong.status_code == 422
     assert "Currency of the amounts: choose one of the options in the list" in text(wrong)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+def test_values_a_lookup_file_does_not_list_are_counted_and_said(
+    web: Web, tmp_path: Path, parallel: bool
+) -> None:
+    """A looked-up value the lookup file does not list leaves the field blank: the import
+    says on how many rows, with examples, in the import's own process or its second."""
+    from models.funnel.importer import import_files
+    from models.funnel.mapping import parse_mapping
+
+    mapping = MY_CRM + b"  owner: Rep\n"
+    mapping += b"  team: {column: Rep, lookup: {file: teams.csv, key: Rep, value: Region}}\n"
+    body = (
+        b"Lead,MQL,Rep\nL1,2024-01-05,Ann\nL2,2024-01-06,Cy\nL3,2024-01-07,Dee\nL4,2024-01-08,Cy\n"
+    )
+    (tmp_path / "leads.csv").write_bytes(body)
+    (tmp_path / "teams.csv").write_bytes(b"Rep,Region\nAnn,North\nBob,South\n")
+    (tmp_path / "my-crm.yaml").write_bytes(mapping)
+    spec = parse_mapping(mapping.decode())
+    spec._folder = tmp_path
+    with web.store.unit_of_work() as s:
+        summary = import_files(s, [tmp_path / "leads.csv"], spec, parallel=parallel)
+    said = [u.sentence("leads.csv") for u in summary.files[0].unmatched]
+    assert said == [
+        "leads.csv: 3 rows have a 'Rep' that teams.csv does not list (for example “Cy” and "
+        "“Dee”): their team is left blank."
+    ]
+    if parallel:
+        return
+    resp = web.upload_mapping(
+        "max", {"leads.csv": body, "teams.csv": b"Rep,Region\nAnn,North\n"}, mapping
+    )
+    words = text(web.client("max").get(resp.headers["location"]))
+    assert "leads.csv: 3 rows have a 'Rep' that teams.csv does not list" in words
+    api = web.job("max", job_id_of(resp))["preview"]["summary"]["files"][0]["unmatched"]
+    assert [(u["field"], u["rows"], u["examples"]) for u in api] == [("team", 3, ["Cy", "Dee"])]

@@ -28,6 +28,7 @@ from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
 from models.funnel.values import ORDER_HINT, date_evidence, show_columns
+from models.words import field_label, listed, quoted
 
 SAMPLE_REJECTS = 5
 #: The longest line read (characters): a longer one is no CSV export (``/dev/zero``, a binary).
@@ -51,6 +52,30 @@ class RejectedRow(BaseModel):
     reason: str
 
 
+class Unmatched(BaseModel):
+    """A looked-up field's cells that its lookup file does not list: the field is left blank
+    (or, ``unmatched: keep``, holds the cell as it is) on ``rows`` rows."""
+
+    field: str
+    column: str  # the file's column whose value was looked up
+    file: str  # the lookup file
+    rows: int
+    examples: list[str] = []
+    kept: bool = False  # unmatched: keep (else the field is left blank)
+
+    def sentence(self, file: str) -> str:
+        """What a person reads of it, e.g. "leads.csv: 2 rows have a 'Rep' that teams.csv does
+        not list (for example “Ann”): their team is left blank."""
+        some = listed([quoted(e, 40) for e in self.examples])
+        has = "row has" if self.rows == 1 else "rows have"
+        their = "its" if self.rows == 1 else "their"
+        then = "is that value as it is" if self.kept else "is left blank"
+        return (
+            f"{file}: {self.rows:,} {has} a {self.column!r} that {self.file} does not list "
+            f"(for example {some}): {their} {field_label(self.field)} {then}."
+        )
+
+
 class FileSummary(BaseModel):
     file: str
     part: str
@@ -70,6 +95,8 @@ class FileSummary(BaseModel):
     dates: str | None = None  # how numeric dates were read, when the file decided (auto)
     #: the currency of its amounts (ISO code), when they or the mapping said it
     currency: str | None = None
+    #: looked-up values its lookup files do not list, per field
+    unmatched: list[Unmatched] = []
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
 
@@ -361,6 +388,7 @@ class _FileRun:
     undated: int = 0
     dates: str | None = None
     currency: str | None = None
+    unmatched: list[Unmatched] = field(default_factory=list)
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
@@ -400,6 +428,7 @@ class _FileRun:
             reads_amount="amount" in self.compiled.part.fields,
             dates=self.dates,
             currency=self.currency,
+            unmatched=self.unmatched,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
         )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import InvalidInput
-from models.funnel.files import Progress, _FileRun, _rows
+from models.funnel.files import Progress, Unmatched, _FileRun, _rows
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, compile_part
 from models.funnel.values import RowError, SettingNeeded
@@ -165,6 +165,19 @@ def read_rows(
             sinks.batch_end(rows)
     if compiled.currency is not None:
         run.currency = compiled.currency.code
+    kept = {n for n, f in compiled.part.fields.items() if f.lookup and f.lookup.unmatched == "keep"}
+    run.unmatched = [
+        Unmatched(
+            field=m.field,
+            column=m.column,
+            file=m.file,
+            rows=m.rows,
+            examples=m.examples,
+            kept=m.field in kept,
+        )
+        for m in compiled.lookups
+        if m.rows
+    ]
     return rows, undated
 
 
@@ -298,8 +311,9 @@ class Reader:
                 if progress is not None:
                     progress(*event[1:])
             elif kind == "end":
-                _kind, header, rows, undated, skipped, currency, self.peak_mb = event
-                run.header, run.skipped, run.currency = header, skipped, currency
+                _kind, header, rows, undated, skipped, facts, self.peak_mb = event
+                run.header, run.skipped = header, skipped
+                run.currency, run.unmatched = facts
                 return rows, undated
             elif kind == "invalid":
                 raise InvalidInput(event[1])
@@ -356,7 +370,8 @@ def _work(send: Callable[[bytes], None], spec: MappingSpec, jobs: list[_Job], ba
             tell = (lambda *a: out.append(("progress", *a))) if progress else None
             rows, undated = read_rows(run, spec, tell, sinks, batch_size)
             out.append(("rows", run.header, ops, rejects, None))
-            out.append(("end", run.header, rows, undated, run.skipped, run.currency, _peak_mb()))
+            facts = (run.currency, run.unmatched)  # (what the parse learned of the file)
+            out.append(("end", run.header, rows, undated, run.skipped, facts, _peak_mb()))
             ship()
     except InvalidInput as exc:
         out.clear()

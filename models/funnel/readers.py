@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec, PartRoles, field_kind, part_roles
 from models.funnel.values import (
     Currency,
+    Misses,
     RowError,
     SettingNeeded,
     fold,
@@ -49,6 +51,8 @@ class CompiledPart:
     date_columns: tuple[tuple[str, str, int], ...] = ()
     #: the currency of the amounts read (None: the part reads none), told as they are read
     currency: Currency | None = None
+    #: per looked-up field, the cells its lookup file does not list, counted as they are read
+    lookups: tuple[Misses, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -111,11 +115,12 @@ def compile_part(
     date_columns = []
     used: set[int] = set()
     currency = Currency(spec.amount_currency) if "amount" in part.fields else None
+    lookups: list[Misses] = []
     for name, fs in part.fields.items():
         kind = field_kind(name)
         idx = col_index(fs.column, fs.optional, name) if fs.column else None
         if kind == "text":
-            table = None
+            table = misses = None
             if fs.lookup is not None:
                 where = f"files[{part.name}].fields.{name}" if spec.files else f"fields.{name}"
                 table = (
@@ -123,7 +128,9 @@ def compile_part(
                     fs.lookup.unmatched,
                     fs.lookup.file,
                 )
-            parse = text_parser(name, fs, table)
+                misses = Misses(name, fs.column or "", Path(fs.lookup.file).name)
+                lookups.append(misses)
+            parse = text_parser(name, fs, table, misses)
         elif kind == "key":
             parse = key_parser(name, fs)
         elif kind == "timestamp":
@@ -172,6 +179,7 @@ def compile_part(
         header=tuple(header),
         date_columns=tuple(date_columns),
         currency=currency,
+        lookups=tuple(lookups),
     )
 
 

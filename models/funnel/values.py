@@ -79,8 +79,30 @@ def load_lookup(spec: Lookup, folder: Path | None, where: str) -> dict[str, str]
     return table
 
 
+class Misses:
+    """The cells of a looked-up field that its lookup file does not list (``unmatched:
+    blank`` or ``keep``): how many, and the first few values, for the import's summary."""
+
+    __slots__ = ("field", "column", "file", "rows", "examples")
+
+    SAMPLES = 3
+
+    def __init__(self, field: str, column: str, file: str) -> None:
+        self.field, self.column, self.file = field, column, file
+        self.rows = 0
+        self.examples: list[str] = []
+
+    def add(self, value: str) -> None:
+        self.rows += 1
+        if len(self.examples) < self.SAMPLES and value not in self.examples:
+            self.examples.append(value)
+
+
 def text_parser(
-    name: str, spec: FieldSpec, lookup: tuple[dict[str, str], str, str] | None = None
+    name: str,
+    spec: FieldSpec,
+    lookup: tuple[dict[str, str], str, str] | None = None,
+    misses: Misses | None = None,
 ) -> Callable[[str], str | None]:
     values = {fold(k): v for k, v in (spec.values or {}).items()}
     split = spec.split
@@ -95,6 +117,8 @@ def text_parser(
             found = table.get(v.casefold())
             if found is not None:
                 return found or None
+            if unmatched != "reject" and misses is not None:
+                misses.add(v)
             if unmatched == "keep":
                 return v if len(v) <= limit else v[:limit]
             if unmatched == "reject":

@@ -18,6 +18,7 @@ from aligncycle.web.api.common import Id, Limit, Offset, Page, page
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.deps import error_body
 from models.funnel import history, jobs
+from models.funnel.files import Unmatched
 from models.funnel.flags import FlagRead
 from models.funnel.history import ImportRecord
 from models.funnel.jobs import FilePreview
@@ -89,6 +90,10 @@ class FileSummaryRead(BaseModel):
     dates: str | None = Field(description="How numeric dates were read, when the file told.")
     currency: str | None = Field(
         default=None, description="The currency of its amounts (a code), when known."
+    )
+    unmatched: list[Unmatched] | None = Field(
+        default=None,
+        description="Per looked-up field, the rows whose value its lookup file does not list.",
     )
     first_rejects: list[RejectedRowRead]
     rejects_url: str | None = Field(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.funnel import jobs
+from models.funnel.files import Unmatched
 from models.funnel.mapping import MappingSpec
 
 SETTING_LABELS = {
@@ -147,6 +148,8 @@ def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path
             r["reason"] = in_words(r["reason"], cols, folders)
         if f.get("dates"):
             f["dates"] = in_words(f["dates"], cols, folders)
+        name = Path(f.get("file") or "").name
+        f["unmatched_said"] = [Unmatched(**u).sentence(name) for u in f.get("unmatched") or []]
 
 
 # --- uploads -------------------------------------------------------------------------------
