@@ -15,7 +15,7 @@ from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.importer import deal_count, import_files
 from models.funnel.kpis import compute_kpis
-from models.funnel.mapping import parse_mapping
+from models.funnel.mapping import load_profile, parse_mapping
 from models.funnel.numbers import NumbersQuery, numbers
 from models.funnel.tables import FunnelImport
 from tests.test_numbers import text_of
@@ -194,6 +194,25 @@ def test_a_column_of_currencies_holds_every_amount_to_one(store: Store, tmp_path
     )
     with pytest.raises(InvalidInput, match="'currency_column' is for the amount"):
         parse_mapping("name: x\nsource: x\nfields:\n  deal_id: {column: Id, currency_column: C}\n")
+
+
+def test_a_multi_currency_hubspot_export_is_held_to_one_currency(
+    store: Store, tmp_path: Path
+) -> None:
+    """HubSpot adds a Currency column in multi-currency portals: the profile reads it, so a
+    deals export in two currencies is refused; one without the column imports as before."""
+    head = "Record ID,Deal Stage,Amount,Close Date,Create Date,Associated Contact IDs"
+    multi = tmp_path / "deals.csv"
+    multi.write_text(
+        f"{head},Currency\n1,closedwon,100,2025-03-03,2025-03-01,,EUR\n"
+        "2,closedwon,90,2025-03-04,2025-03-01,,GBP\n"
+    )
+    with pytest.raises(InvalidInput, match=r"line 3, column 'Currency': the currency column"):
+        imported(store, [multi], load_profile("hubspot"))
+    one = tmp_path / "one.csv"
+    one.write_text(f"{head}\n1,closedwon,100,2025-03-03,2025-03-01,\n")
+    imported(store, [one], load_profile("hubspot"))
+    assert recorded(store) == [("hubspot", None)]
 
 
 @pytest.fixture(scope="module")

@@ -138,8 +138,9 @@ class FieldSpec(_Strict):
     when: Condition | None = None
     optional: bool = False  # the column may be missing from the file (then blank)
     lookup: Lookup | None = None  # text: the value from a second file (agent -> team)
-    #: amount: the column holding each amount's currency code (a multi-currency CRM's "Deal
-    #: Currency Code", "Opportunity Currency"); every row's must be the file's one currency
+    #: amount: the column holding each amount's currency code, when the file has it (a
+    #: multi-currency CRM's "Currency", "Opportunity Currency"); every row's must be the
+    #: file's one currency
     currency_column: str | None = Field(default=None, min_length=1)
 
     @field_validator("format", mode="before")

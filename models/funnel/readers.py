@@ -157,7 +157,8 @@ def compile_part(
         simple = cond is None and idx is not None and default is None
         read = _reader(name, parse, idx, default, cond)
         if fs.currency_column is not None and currency is not None:
-            cur = col_index(fs.currency_column, fs.optional, f"{name}.currency_column")
+            # (a file without it says nothing more: a single-currency CRM has no such column)
+            cur = col_index(fs.currency_column, True, f"{name}.currency_column")
             if cur is not None:
                 used.add(cur)
                 read, simple = _with_currency(read, currency, cur, fs.currency_column), False
