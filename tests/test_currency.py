@@ -4,6 +4,7 @@ a sum in one currency says which, on the Numbers page and in ``kpi show``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from models.db import Store
 from models.errors import InvalidInput
+from models.funnel.currency import set_currency, source_currencies
 from models.funnel.importer import deal_count, import_files
 from models.funnel.kpis import compute_kpis
 from models.funnel.mapping import load_profile, parse_mapping
@@ -72,6 +74,7 @@ def test_a_source_s_amounts_stay_in_one_currency(store: Store, tmp_path: Path) -
         imported(store, [euros], mapping("crm"))
     message = str(refused.value)
     assert message.startswith("b.csv: its amounts are in EUR but source “crm” holds amounts in USD")
+    assert "say so first (its currency, on the import page)" in message
     assert "import them as another source (the mapping's source)" in message
     # the store is unchanged: no euro deal, no import recorded
     with store.unit_of_work() as s:
@@ -82,6 +85,8 @@ def test_a_source_s_amounts_stay_in_one_currency(store: Store, tmp_path: Path) -
     # as another source, the euros are welcome
     imported(store, [euros], mapping("eu"))
     assert recorded(store) == [("crm", "USD"), ("crm", None), ("eu", "EUR")]
+    with store.unit_of_work() as s:
+        assert source_currencies(s) == {"crm": "USD", "eu": "EUR"}
 
 
 def test_the_files_of_one_import_must_agree(store: Store, tmp_path: Path) -> None:
@@ -215,6 +220,31 @@ def test_a_multi_currency_hubspot_export_is_held_to_one_currency(
     assert recorded(store) == [("hubspot", None)]
 
 
+def test_a_person_says_or_corrects_a_source_s_currency(store: Store, tmp_path: Path) -> None:
+    imported(store, [deals(tmp_path, "a.csv", "1000")], mapping("crm"))
+    with store.unit_of_work() as s:
+        assert compute_kpis(s, **MARCH).currency is None  # amounts with no sign: not known
+        set_currency(s, "crm", "gbp", None)
+    with store.unit_of_work() as s:
+        report = compute_kpis(s, **MARCH)
+        assert (report.currency, report.overall()["revenue_won"].value) == ("GBP", 1000.0)
+    # from now on, an import in another currency is refused; corrected, it is welcome
+    euros = deals(tmp_path, "b.csv", "€5", prefix="e")
+    with pytest.raises(InvalidInput, match="holds amounts in GBP"):
+        imported(store, [euros], mapping("crm"))
+    with store.unit_of_work() as s:
+        set_currency(s, "crm", "EUR", None)
+    imported(store, [euros], mapping("crm"))
+    with store.unit_of_work() as s:
+        assert source_currencies(s) == {"crm": "EUR"}
+        for code, source, what in (
+            ("pounds", "crm", "from the list"),
+            ("EUR", "nope", "no amount"),
+        ):
+            with pytest.raises(InvalidInput, match=what):
+                set_currency(s, source, code, None)
+
+
 @pytest.fixture(scope="module")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with rig(database_url, tmp_path_factory.mktemp("currency")) as r:
@@ -237,3 +267,30 @@ def test_the_numbers_page_says_the_currency_and_what_it_does_not_add(
         assert "Revenue won 300.00 EUR" in words and "Not added up" not in words
         grouped = text_of(world.client("lee").get(url + "&by=month").text)
         assert "Choose one source to see it." in grouped
+        # a lead says which currency a source is in, on the import page; the numbers follow
+        page = world.client("lee").get("/numbers/import")
+        assert "The currency of each source" in text_of(page.text)
+        client = world.client("lee")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        done = client.post(
+            "/numbers/import/currency", data={"csrf": csrf, "source": "eu", "currency": "GBP"}
+        )
+        assert done.status_code == 303
+        said = text_of(client.get(done.headers["location"]).text)
+        assert "The amounts of “eu” are read as Pounds sterling (GBP) from now on." in said
+        words = text_of(client.get(url + "&source=eu").text)
+        assert "Revenue won 300.00 GBP" in words
+        wrong = client.post(
+            "/numbers/import/currency", data={"csrf": csrf, "source": "eu", "currency": "pounds"}
+        )
+        assert wrong.status_code == 422
+        assert "Choose the currency from the list." in text_of(wrong.text)
+        # a member reads the numbers but does not say a source's currency
+        member = world.client("sid")
+        home = member.get("/numbers").text
+        token = re.search(r'name="csrf" value="([^"]+)"', home).group(1)
+        refused = member.post(
+            "/numbers/import/currency", data={"csrf": token, "source": "eu", "currency": "USD"}
+        )
+        assert refused.status_code == 403
+        assert "Revenue won 300.00 GBP" in text_of(client.get(url + "&source=eu").text)

@@ -1,5 +1,6 @@
 """The funnel's per-process cache of computed results, keyed by the store's data version (its
-newest import: a new import is a new version), shared by the threads of a process."""
+newest import, and the newest change of a source's currency: either is a new version),
+shared by the threads of a process."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from models.funnel.tables import FunnelImport
+from models.funnel.tables import FunnelImport, SourceCurrency
+
+SC = SourceCurrency.__table__
 
 T = TypeVar("T")
 
@@ -23,12 +26,14 @@ def version_key(session: Session | Connection) -> tuple[Any, ...]:
     (measured in the tests: a breach list of the previous test's store). Its second value is
     falsy before any import: rows written otherwise are not versioned, so not to be cached."""
     t = FunnelImport.__table__  # (a Core select: no mapper to configure)
+    # a source's currency set by a person changes the numbers too (models.funnel.currency)
+    currency = select(func.max(SC.c.set_at)).scalar_subquery()
     row = session.execute(
-        select(t.c.id, t.c.finished_at, t.c.started_at).order_by(t.c.id.desc()).limit(1)
+        select(t.c.id, t.c.finished_at, t.c.started_at, currency).order_by(t.c.id.desc()).limit(1)
     ).first()
     bind = session.get_bind() if isinstance(session, Session) else session
     store = str(bind.engine.url)  # one process may serve more than one store
-    return (store, *(row or (0, None, None)))
+    return (store, *(row or (0, None, None, None)))
 
 
 class Cache:

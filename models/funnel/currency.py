@@ -2,10 +2,12 @@
 never add up dollars and euros.
 
 A file's amounts are in one currency (:class:`models.funnel.values.Currency`: the signs they
-carry, or the mapping's ``amount_currency``); an import records it
+carry, a currency column, or the mapping's ``amount_currency``); an import records it
 (``funnel_imports.currency``, migration 0026) once its files agree with each other and with
-what the source's earlier imports recorded (:func:`check`). Amounts that carry no sign and a
-mapping that declares none record nothing: the currency is not known, and nothing is refused.
+the source's currency (:func:`check`), which its first such import sets
+(:class:`~models.funnel.tables.SourceCurrency`) and a person may set or correct on the import
+page (:func:`set_currency`). Amounts that carry no sign, with no currency declared, record
+nothing: the currency is not known, and nothing is refused.
 
 The KPIs (:func:`models.funnel.kpis.compute_kpis`) read :func:`source_currencies`: the money
 of sources in different currencies is not added up, and a sum of one currency says which.
@@ -13,24 +15,30 @@ of sources in different currencies is not added up, and a sum of one currency sa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.errors import InvalidInput
-from models.funnel.cache import cache, version_key
-from models.funnel.tables import FunnelImport
+from models.funnel.tables import Deal, SourceCurrency
+from models.services.common import record_event
+from models.tables import Person
 from models.words import quoted
 
-FI = FunnelImport.__table__
+SC = SourceCurrency.__table__
+D = Deal.__table__
 
 
 def check(conn: Connection, source: str, files: Sequence[tuple[Path, str | None]]) -> str | None:
     """The currency of an import's amounts (``files``: each file and its amounts' currency,
     None where not known), after refusing files whose amounts are in different currencies, or
-    in another than the source's earlier imports (the source's amounts are added up)."""
+    in another than the source's (its amounts are added up)."""
     found = [(path, code) for path, code in files if code is not None]
     codes = {code for _, code in found}
     if len(codes) > 1:
@@ -43,32 +51,106 @@ def check(conn: Connection, source: str, files: Sequence[tuple[Path, str | None]
     if not codes:
         return None
     code = codes.pop()
-    before = conn.execute(
-        select(FI.c.currency, FI.c.started_at)
-        .where(FI.c.source == source, FI.c.currency.is_not(None), FI.c.currency != code)
-        .order_by(FI.c.id.desc())
-        .limit(1)
-    ).first()
-    if before is not None:
+    held = conn.execute(select(SC.c.currency, SC.c.set_at).where(SC.c.source == source)).first()
+    if held is not None and held.currency != code:
         raise InvalidInput(
             f"{found[0][0].name}: its amounts are in {code} but source {quoted(source)} holds "
-            f"amounts in {before.currency} (imported {before.started_at:%Y-%m-%d}); a source's "
-            f"amounts are added up, so they must be in one currency: export them converted "
-            f"into {before.currency}, or import them as another source (the mapping's source)"
+            f"amounts in {held.currency} (since {held.set_at:%Y-%m-%d}); a source's amounts are "
+            f"added up, so they must be in one currency: export them converted into "
+            f"{held.currency}, or import them as another source (the mapping's source); if "
+            f"{quoted(source)} is in fact in {code}, say so first (its currency, on the import "
+            "page)"
         )
     return code
 
 
+def remember(session: Session, source: str, code: str | None) -> None:
+    """An import of ``source`` read amounts in ``code`` (:func:`check`): the source's currency
+    from now on, unless it has one."""
+    if code is None or session.get(SourceCurrency, source) is not None:
+        return
+    session.add(SourceCurrency(source=source, currency=code))
+    session.flush()
+
+
+def set_currency(session: Session, source: str, code: str, actor: Person | None) -> str:
+    """A person says which currency ``source``'s amounts are in (correcting the one an import
+    recorded, or for amounts that carried none); the numbers read its amounts so from now on.
+    Returns the code; refused when the source holds no amount or the code is no currency."""
+    code = code.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise InvalidInput("choose the currency from the list", field="currency")
+    if source not in sources_with_amounts(session):
+        raise InvalidInput(f"source {quoted(source)} holds no amount", field="source")
+    row = session.get(SourceCurrency, source)
+    before = row.currency if row is not None else None
+    if before == code:
+        return code
+    if row is None:
+        session.add(
+            SourceCurrency(source=source, currency=code, set_by_id=actor.id if actor else None)
+        )
+    else:
+        row.currency, row.set_by_id, row.set_at = code, actor.id if actor else None, utcnow()
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        verb="funnel.currency_set",
+        object_type="funnel_source",
+        before={"source": source, "currency": before},
+        after={"source": source, "currency": code},
+    )
+    return code
+
+
 def source_currencies(session: Session | Connection) -> dict[str, str]:
-    """Each source's currency, for those whose imports recorded one; cached by the data
-    version."""
+    """Each source's currency, for those that have one (a row per source: read each time; the
+    results computed from it are cached by a data version that counts its changes too:
+    :func:`models.funnel.cache.version_key`)."""
     conn = session.connection() if isinstance(session, Session) else session
+    return dict(conn.execute(select(SC.c.source, SC.c.currency)).tuples().all())
 
-    def read() -> dict[str, str]:
-        stmt = select(FI.c.source, FI.c.currency).where(FI.c.currency.is_not(None)).distinct()
-        return dict(conn.execute(stmt).tuples().all())
 
-    version = version_key(conn)
-    if not version[1]:
-        return read()
-    return cache.get(("currencies", *version), read)
+def sources_with_amounts(session: Session | Connection) -> list[str]:
+    """The sources with a deal that has an amount, sorted (one probe per source)."""
+    conn = session.connection() if isinstance(session, Session) else session
+    found = []
+    for src in conn.execute(select(D.c.source).distinct().order_by(D.c.source)).scalars():
+        probe = select(D.c.id).where(D.c.source == src, D.c.amount_cents.is_not(None)).limit(1)
+        if conn.execute(probe).first() is not None:
+            found.append(src)
+    return found
+
+
+@dataclass(frozen=True)
+class SourceCurrencyRow:
+    """A source with amounts, as the import page lists it: its currency (None: not known) and
+    who said it (None: an import's amounts or mapping)."""
+
+    source: str
+    currency: str | None
+    said_by: str | None
+    said_at: datetime | None
+
+
+def listing(session: Session) -> list[SourceCurrencyRow]:
+    """Every source that holds amounts or has a currency, by name."""
+    rows = {
+        r.source: r
+        for r in session.execute(
+            select(SC.c.source, SC.c.currency, SC.c.set_at, Person.name)
+            .select_from(SC)
+            .join(Person, Person.id == SC.c.set_by_id, isouter=True)
+        )
+    }
+    names = sorted({*rows, *sources_with_amounts(session)})
+    return [
+        SourceCurrencyRow(
+            source=src,
+            currency=rows[src].currency if src in rows else None,
+            said_by=rows[src].name if src in rows else None,
+            said_at=rows[src].set_at if src in rows else None,
+        )
+        for src in names
+    ]

@@ -301,6 +301,7 @@ def import_files(
             reader.close()
     # a source's amounts are added up: in one currency, which the import records
     log.currency = currency.check(conn, spec.source, [(r.path, r.currency) for r, _ in runs])
+    currency.remember(session, spec.source, log.currency)
     tell = after_files or (lambda _what, _done, _of: None)
     tell("linking deals to their leads", 0, 1)
     # the derived columns were right after the last import (this is their only writer): an

@@ -221,6 +221,20 @@ class FunnelImport(Base):
     finished_at: Mapped[datetime | None]
 
 
+class SourceCurrency(Base):
+    """The currency of a source's amounts (an ISO code, ``USD``): set by its first import whose
+    amounts or mapping said it, or by a person (correcting one, or saying it of amounts that
+    carried none). The numbers read it (:mod:`models.funnel.currency`)."""
+
+    __tablename__ = "funnel_source_currencies"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    #: who said it; None: an import (``funnel_imports.currency`` tells which)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CycleKpiSnapshot(Base):
     """A KPI as measured for a cycle: ``baseline`` (the window before the cycle, frozen when
     Identify first evaluates it) or ``recap`` (the cycle's own period, measured in Recap)."""

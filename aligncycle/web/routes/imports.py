@@ -26,7 +26,7 @@ from aligncycle.web.pages import (
     render,
 )
 from models.errors import DomainError
-from models.funnel import columns, history, jobs
+from models.funnel import columns, currency, history, jobs
 from models.funnel.tables import ImportJob
 from models.services import access
 from models.tables import Cycle
@@ -91,6 +91,7 @@ def import_page(
         profiles=ij.profiles(),
         open_uploads=jobs.open_jobs(ctx.session, ctx.me) if number == 1 else [],
         imports=done.items,
+        source_currencies=currency.listing(ctx.session),
         pager=pager(done.total, number, history.HISTORY_PAGE),
         max_bytes=limit,
         forms=forms or {},
@@ -336,6 +337,23 @@ def _through(value: str, headers: list[tuple[str, list[str]]]) -> tuple[str, str
     if place.isdigit() and int(place) < len(headers):
         return headers[int(place)][0], column
     return "", column
+
+
+@router.post(BASE + "/currency")
+def currency_post(request: Request, ctx: PageCtx) -> Response:
+    """Say which currency a source's amounts are in (or correct the one an import recorded)."""
+    jobs.require_importer(ctx.me)
+    data = form_values(ctx.form)
+    source = data.get("source", "")
+    try:
+        code = currency.set_currency(ctx.session, source, data.get("currency", ""), ctx.me)
+    except DomainError as exc:
+        forms = {f"currency-{source}": _state(data, exc)}
+        return import_page(request, ctx, forms=forms, status=status_of(exc))
+    said = dict(ij.CHOICES["amount_currency"]).get(code, code)
+    return redirect(
+        request, BASE + "#currencies", f"The amounts of “{source}” are read as {said} from now on."
+    )
 
 
 @router.post(BASE + "/{import_id}/confirm")
