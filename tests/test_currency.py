@@ -270,6 +270,8 @@ def test_the_numbers_page_says_the_currency_and_what_it_does_not_add(
         # a lead says which currency a source is in, on the import page; the numbers follow
         page = world.client("lee").get("/numbers/import")
         assert "The currency of each source" in text_of(page.text)
+        section = page.text.split('id="currencies"')[1].split("</section>")[0]
+        assert "Choose…" not in section  # (both sources' currencies are known)
         client = world.client("lee")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         done = client.post(
