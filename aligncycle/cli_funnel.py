@@ -378,6 +378,42 @@ def funnel_rollups(json_out: bool = cc.JSON_OPTION) -> None:
         typer.echo("No funnel data yet: nothing to summarise.")
 
 
+@funnel_app.command("currency")
+def funnel_currency(
+    source: str | None = typer.Argument(None, help="A source, to say its currency (with CODE)."),
+    code: str | None = typer.Argument(None, help="The currency of its amounts, e.g. USD."),
+    as_: str | None = cc.ACTOR_OPTION,
+    json_out: bool = cc.JSON_OPTION,
+) -> None:
+    """The currency of each source's amounts; with SOURCE and CODE, say it (amounts that carried
+    none) or correct it: the numbers read the source's amounts so from now on."""
+    from models.funnel import currency
+
+    if source is not None and code is None:
+        cc.fail("say the currency too: aligncycle funnel currency SOURCE CODE (e.g. USD)", 2)
+    with cc.unit_of_work() as s:
+        if source is not None and code is not None:
+            person = cc.actor(s, as_)
+            code = currency.set_currency(s, source, code, person)
+        rows = currency.listing(s)
+    if json_out:
+        cc.emit_json([{"source": r.source, "currency": r.currency} for r in rows])
+        return
+    if source is not None:
+        typer.echo(f"The amounts of {source!r} are read as {code} from now on.")
+        return
+    if not rows:
+        typer.echo("No source holds amounts yet.")
+        return
+    cc.table(
+        [
+            [r.source, r.currency or "not known", r.said_by or ("its import" if r.currency else "")]
+            for r in rows
+        ],
+        ["source", "currency", "said by"],
+    )
+
+
 @funnel_app.command("status")
 def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     """What the store holds: leads and deals per source, the latest imports, and the

@@ -245,6 +245,28 @@ def test_a_person_says_or_corrects_a_source_s_currency(store: Store, tmp_path: P
                 set_currency(s, source, code, None)
 
 
+def test_an_operator_lists_and_says_the_currencies_on_the_command_line(
+    org: Store, tmp_path: Path
+) -> None:
+    from tests.test_cli import cli, cli_json
+
+    imported(org, [deals(tmp_path, "a.csv", "1000")], mapping("crm"))
+    imported(org, [deals(tmp_path, "b.csv", "$5", prefix="u")], mapping("us"))
+    out = cli("funnel", "currency").stdout
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert rows == [["crm", "not", "known"], ["us", "USD", "its", "import"]]
+    refused = cli("funnel", "currency", "crm", "EUR", "--as", "sid@acme.test", code=1)
+    assert "importing funnel data is for leads and managers" in refused.output
+    said = cli("funnel", "currency", "crm", "eur", "--as", "lee@acme.test").stdout
+    assert said == "The amounts of 'crm' are read as EUR from now on.\n"
+    assert cli_json("funnel", "currency") == [
+        {"source": "crm", "currency": "EUR"},
+        {"source": "us", "currency": "USD"},
+    ]
+    bad = cli("funnel", "currency", "crm", "euros", "--as", "lee@acme.test", code=1)
+    assert bad.output.strip() == "error: choose the currency from the list"
+
+
 @pytest.fixture(scope="module")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with rig(database_url, tmp_path_factory.mktemp("currency")) as r:

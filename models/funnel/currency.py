@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.errors import InvalidInput
+from models.funnel.access import require_importer
 from models.funnel.tables import Deal, SourceCurrency
 from models.services.common import record_event
 from models.tables import Person
@@ -74,9 +75,12 @@ def remember(session: Session, source: str, code: str | None) -> None:
 
 
 def set_currency(session: Session, source: str, code: str, actor: Person | None) -> str:
-    """A person says which currency ``source``'s amounts are in (correcting the one an import
-    recorded, or for amounts that carried none); the numbers read its amounts so from now on.
-    Returns the code; refused when the source holds no amount or the code is no currency."""
+    """A lead or manager says which currency ``source``'s amounts are in (correcting the one
+    an import recorded, or for amounts that carried none); the numbers read its amounts so
+    from now on. Returns the code; refused when the source holds no amount or the code is no
+    currency."""
+    if actor is not None:
+        require_importer(actor)
     code = code.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", code):
         raise InvalidInput("choose the currency from the list", field="currency")

@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session, joinedload
 
 from models.base import utcnow
 from models.enums import Role
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, InvalidInput, NotFound
 from models.funnel import columns
+from models.funnel.access import require_importer
 from models.funnel.importer import (
     AfterFiles,
     ImportSummary,
@@ -45,7 +46,6 @@ from models.tables import Person
 from models.words import quoted
 
 #: Who may import funnel data.
-IMPORTERS = frozenset({Role.LEAD, Role.MANAGER})
 PREVIEWING, PREVIEWED, REFUSED = "previewing", "previewed", "refused"
 IMPORTING, IMPORTED, FAILED = "importing", "imported", "failed"
 DISCARDED, EXPIRED = "discarded", "expired"
@@ -105,15 +105,6 @@ class ImportPreview(BaseModel):
 
 
 # --- who -----------------------------------------------------------------------------------
-
-
-def may_import(person: Person) -> bool:
-    return person.role in IMPORTERS
-
-
-def require_importer(person: Person) -> None:
-    if not may_import(person):
-        raise Forbidden("importing funnel data is for leads and managers")
 
 
 def _visible(viewer: Person) -> ColumnElement[bool]:
