@@ -163,7 +163,7 @@ def test_amounts_of_no_known_currency_beside_known_ones_are_said(
     assert (report.currency, report.no_currency) == (None, ["old"])
     assert report.currency_note == (
         "The amounts of “old” carry no currency: they are added as they are to those of “us”, "
-        "in USD."
+        "in USD. A lead or a manager can say which currency they are in on the import page."
     )
 
 

@@ -289,7 +289,8 @@ def _currency(
         report.currency_note = (
             f"The amounts of {listed([quoted(src) for src in unknown])} carry no currency: "
             f"they are added as they are to those of {listed([quoted(c) for c in codes])}, "
-            f"in {next(iter(codes.values()))}."
+            f"in {next(iter(codes.values()))}. A lead or a manager can say which currency they "
+            "are in on the import page."
         )
     elif codes:
         report.currency = next(iter(codes.values()))
