@@ -289,6 +289,13 @@ def test_the_numbers_page_says_the_currency_and_what_it_does_not_add(
         assert "Revenue won 300.00 EUR" in words and "Not added up" not in words
         grouped = text_of(world.client("lee").get(url + "&by=month").text)
         assert "Choose one source to see it." in grouped
+        api = world.client().get(
+            "/api/v1/kpis?from=2025-03-01&to=2025-03-31", headers=world.bearer("lee")
+        )
+        report = api.json()["report"]
+        assert report["currencies"] == {"eu": "EUR", "us": "USD"}
+        assert report["groups"][0]["kpis"]["revenue_won"]["value"] is None
+        assert report["currency_note"].startswith("Not added up")
         # a lead says which currency a source is in, on the import page; the numbers follow
         page = world.client("lee").get("/numbers/import")
         assert "The currency of each source" in text_of(page.text)
