@@ -1209,6 +1209,7 @@ def test_values_a_lookup_file_does_not_list_are_counted_and_said(
     body = (
         b"Lead,MQL,Rep\nL1,2024-01-05,Ann\nL2,2024-01-06,Cy\nL3,2024-01-07,Dee\nL4,2024-01-08,Cy\n"
     )
+    body += b"L5,yesterday,Zed\n"  # (unreadable: not imported, so its Rep counts for nothing)
     (tmp_path / "leads.csv").write_bytes(body)
     (tmp_path / "teams.csv").write_bytes(b"Rep,Region\nAnn,North\nBob,South\n")
     (tmp_path / "my-crm.yaml").write_bytes(mapping)

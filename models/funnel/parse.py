@@ -105,6 +105,7 @@ def read_rows(
     lead_get = _getter(lead_fields)
     deal_get = _getter(deal_fields)
     rows = pending = undated = 0
+    lookups = compiled.lookups  # (their misses count for the rows kept)
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
@@ -137,7 +138,11 @@ def read_rows(
             errors.insert(0, f"missing id (column {key_column!r})")
         if errors:
             reject(line, "; ".join(errors), row)
+            for m in lookups:
+                m.dropped()
             continue
+        for m in lookups:
+            m.kept()
         if lead_add is not None:
             lead_add(key, (*lead_get(record), file_name, line))
             if record.get("mql_at") is None:

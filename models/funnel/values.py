@@ -81,9 +81,11 @@ def load_lookup(spec: Lookup, folder: Path | None, where: str) -> dict[str, str]
 
 class Misses:
     """The cells of a looked-up field that its lookup file does not list (``unmatched:
-    blank`` or ``keep``): how many, and the first few values, for the import's summary."""
+    blank`` or ``keep``): how many rows kept one, and the first few values, for the import's
+    summary. A cell counts once its row is kept (:meth:`kept`), not when its row is rejected
+    for another field (:meth:`dropped`)."""
 
-    __slots__ = ("field", "column", "file", "rows", "examples")
+    __slots__ = ("field", "column", "file", "rows", "examples", "pending")
 
     SAMPLES = 3
 
@@ -91,11 +93,22 @@ class Misses:
         self.field, self.column, self.file = field, column, file
         self.rows = 0
         self.examples: list[str] = []
+        self.pending: str | None = None  # the row being read's cell
 
     def add(self, value: str) -> None:
+        self.pending = value
+
+    def kept(self) -> None:
+        value = self.pending
+        if value is None:
+            return
+        self.pending = None
         self.rows += 1
         if len(self.examples) < self.SAMPLES and value not in self.examples:
             self.examples.append(value)
+
+    def dropped(self) -> None:
+        self.pending = None
 
 
 def text_parser(
