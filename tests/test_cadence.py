@@ -693,6 +693,23 @@ def test_digest_kpis_come_from_the_funnel_next_to_the_cycle_baseline(world: Stor
     assert "Win rate: no data in the last 7 days" in kpis
 
 
+def test_digest_money_says_its_currency(world: Store) -> None:
+    """A revenue line of the digest says the currency of the amounts, as the Numbers page."""
+    from datetime import UTC, datetime
+
+    from models.funnel.tables import Deal, FunnelRecord, SourceCurrency
+
+    cid, _ = make_cycle(world, [("a", SAM, 3, OPEN)])
+    won = datetime(2026, 2, 27, 9, tzinfo=UTC)  # in the last 7 days before TODAY
+    with world.unit_of_work() as s:
+        s.add(FunnelRecord(source="t", external_id="l1", mql_at=won))
+        s.add(Deal(source="t", external_id="d1", listed=True, won_at=won, amount_cents=125000))
+        s.add(SourceCurrency(source="t", currency="EUR"))
+    with world.unit_of_work() as s:
+        kpis = digest.digest_content(s, TODAY)[cid].kpis
+    assert "Revenue won: 1,250.00 EUR in the last 7 days" in kpis
+
+
 def test_a_failing_kpi_query_does_not_stop_the_digest(
     world: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -164,7 +164,7 @@ def _funnel_kpi_lines(
             )
         ):
             baselines[cid][kpi] = value
-    current: dict[tuple[int, int, date, date], dict[str, Any]] = {}
+    current: dict[tuple[int, int, date, date], tuple[dict[str, Any], str | None]] = {}
     out: dict[int, list[str]] = {}
     agreed = terms_in_force(session, list(cycles), today)  # the SLA and targets agreed
     for cid, c in cycles.items():
@@ -179,10 +179,11 @@ def _funnel_kpi_lines(
         window = windows[cid]
         key = (int(sla or 24), int(settings.get("stall_days") or 30), *window)
         if key not in current:
-            current[key] = funnel_kpis.compute_kpis(
+            report = funnel_kpis.compute_kpis(
                 session, start=window[0], end=window[1], sla_hours=key[0], stall_days=key[1]
-            ).overall()
-        values = current[key]
+            )
+            current[key] = (report.overall(), report.currency)
+        values, money = current[key]  # (money: the currency of its amounts, when one)
         wanted = [k for k in (body.get("kpis") or []) if k in funnel_kpis.KPIS]
         names = list(dict.fromkeys([*wanted, *DIGEST_KPIS]))
         lines = []
@@ -192,13 +193,13 @@ def _funnel_kpi_lines(
             now = values.get(name)
             line = (
                 f"{funnel_kpis.KPIS[name].title}: "
-                f"{funnel_kpis.format_value(name, now.value if now else None)} "
+                f"{funnel_kpis.format_value(name, now.value if now else None, money)} "
                 f"{window_words(window, today)}"
             )
             if name in baselines.get(cid, {}):
-                line += f" (baseline {funnel_kpis.format_value(name, baselines[cid][name])})"
+                line += f" (baseline {funnel_kpis.format_value(name, baselines[cid][name], money)})"
             if name in targets:
-                line += f"; agreed target {funnel_kpis.format_value(name, targets[name])}"
+                line += f"; agreed target {funnel_kpis.format_value(name, targets[name], money)}"
             lines.append(line)
         out[cid] = lines
     return out

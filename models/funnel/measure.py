@@ -184,7 +184,7 @@ def _day(d: date) -> str:
     return d.strftime("%-d %b %Y")
 
 
-def _fmt_change(ch: KpiChange) -> str:
+def _fmt_change(ch: KpiChange, money: str | None = None) -> str:
     if ch.change is None:
         return f"{ch.title}: no data"
     if ch.unit == "rate":
@@ -192,7 +192,8 @@ def _fmt_change(ch: KpiChange) -> str:
     else:
         delta = f"{ch.change:+,.1f}" + {"hours": " h", "days": " d"}.get(ch.unit, "")
     return (
-        f"{ch.title} {format_value(ch.kpi, ch.baseline)} → {format_value(ch.kpi, ch.current)} "
+        f"{ch.title} {format_value(ch.kpi, ch.baseline, money)} → "
+        f"{format_value(ch.kpi, ch.current, money)} "
         f"({delta})"
     )
 
@@ -219,14 +220,16 @@ def measure_recap(
         baseline = snapshot_baseline(session, cycle, as_of=as_of)
     bwin = baseline_window(cycle, pb)
     mwin = measure_window(cycle, today)
-    current = compute_kpis(
+    report = compute_kpis(
         session,
         start=mwin[0],
         end=mwin[1],
         sla_hours=sla,
         stall_days=pb.settings.stall_days,
         as_of=as_of,
-    ).overall()
+    )
+    current = report.overall()
+    money = report.currency  # (the currency of its amounts, when one)
     if cycle.phase is Phase.RECAP and not read_only:
         stored = {
             r.kpi: r
@@ -309,9 +312,9 @@ def measure_recap(
     by_kpi = {c.kpi: c for c in changes}
     moved = []
     if improved:
-        moved.append("improved: " + "; ".join(_fmt_change(by_kpi[k]) for k in improved))
+        moved.append("improved: " + "; ".join(_fmt_change(by_kpi[k], money) for k in improved))
     if worsened:
-        moved.append("worsened: " + "; ".join(_fmt_change(by_kpi[k]) for k in worsened))
+        moved.append("worsened: " + "; ".join(_fmt_change(by_kpi[k], money) for k in worsened))
     moved_text = " | ".join(moved) or "nothing moved"
     answers = "answer" if sentiment.responses == 1 else "answers"
     feel = f"survey mean {sentiment.mean} of 5 from {sentiment.responses} {answers}"
@@ -329,22 +332,23 @@ def measure_recap(
         if sentiment.label == "positive" and r.achieved is False:
             disagreements.append(
                 f"The team feels it improved, but the target of “{r.action_title}” was missed: "
-                f"{KPIS[r.kpi].title} {format_value(r.kpi, r.current)} against a target of "
-                f"{format_value(r.kpi, r.target)}."
+                f"{KPIS[r.kpi].title} {format_value(r.kpi, r.current, money)} against a target of "
+                f"{format_value(r.kpi, r.target, money)}."
             )
 
     summary = [
         f"Baseline {_day(bwin[0])} to {_day(bwin[1])}, measured {_day(mwin[0])} to "
         f"{_day(mwin[1])}: {measured}.",
     ]
-    summary += [f"Improved: {_fmt_change(by_kpi[k])}." for k in improved]
-    summary += [f"Worsened: {_fmt_change(by_kpi[k])}." for k in worsened]
+    summary += [f"Improved: {_fmt_change(by_kpi[k], money)}." for k in improved]
+    summary += [f"Worsened: {_fmt_change(by_kpi[k], money)}." for k in worsened]
     for r in targets:
         state = {True: "reached", False: "not reached", None: "no data"}[r.achieved]
         summary.append(
-            f"Target of “{r.action_title}”: {KPIS[r.kpi].title} {format_value(r.kpi, r.current)} "
-            f"(baseline {format_value(r.kpi, r.baseline)}, target "
-            f"{format_value(r.kpi, r.target)}): {state}."
+            f"Target of “{r.action_title}”: {KPIS[r.kpi].title} "
+            f"{format_value(r.kpi, r.current, money)} (baseline "
+            f"{format_value(r.kpi, r.baseline, money)}, target "
+            f"{format_value(r.kpi, r.target, money)}): {state}."
         )
     summary.append(f"Survey: {sentiment.label}" + (f" ({feel})." if sentiment.mean else "."))
     summary += [f"Feelings and numbers disagree: {d}" for d in disagreements]
