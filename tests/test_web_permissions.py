@@ -603,6 +603,17 @@ CASES: list[Case] = [
         cycle_bound=False,
         files=upload(**{"contacts.csv": CONTACTS}),
     ),
+    # (the world's sources hold no amount: an importer's choice is refused as such, 422, after
+    # the access check that refuses everyone else)
+    Case(
+        "POST",
+        "/numbers/import/currency",
+        const("/numbers/import/currency"),
+        IMPORTERS,
+        422,
+        form(source="hubspot", currency="EUR"),
+        cycle_bound=False,
+    ),
     Case("GET", "/numbers/import/{import_id}", imported("previewed"), IMPORT_TEAM, 200),
     # the progress block is for the page's script; a plain visit goes to the page
     Case(

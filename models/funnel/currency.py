@@ -117,18 +117,16 @@ def source_currencies(session: Session | Connection) -> dict[str, str]:
 
 
 def sources_with_amounts(session: Session | Connection) -> list[str]:
-    """The sources with a deal that has an amount, sorted: the deals' sources found one index
-    seek at a time (a DISTINCT reads the whole index: 1 s at 1,000,000 deals on SQLite,
-    measured), then one probe per source."""
+    """The sources with a deal that has an amount, sorted: found one index seek at a time, the
+    next source after the last found (a DISTINCT reads the whole index: 1 s at 1,000,000
+    deals on SQLite, measured; this, 6 ms), so one statement per source and one more."""
     conn = session.connection() if isinstance(session, Session) else session
-    found = []
-    first = select(D.c.source).order_by(D.c.source).limit(1)
-    src = conn.execute(first).scalar()
+    found: list[str] = []
+    after = select(D.c.source).where(D.c.amount_cents.is_not(None)).order_by(D.c.source).limit(1)
+    src = conn.execute(after).scalar()
     while src is not None:
-        probe = select(D.c.id).where(D.c.source == src, D.c.amount_cents.is_not(None)).limit(1)
-        if conn.execute(probe).first() is not None:
-            found.append(src)
-        src = conn.execute(first.where(D.c.source > src)).scalar()
+        found.append(src)
+        src = conn.execute(after.where(D.c.source > src)).scalar()
     return found
 
 
