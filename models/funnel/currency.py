@@ -15,7 +15,6 @@ of sources in different currencies is not added up, and a sum of one currency sa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.errors import InvalidInput
 from models.funnel.access import require_importer
+from models.funnel.mapping import currency_code
 from models.funnel.tables import Deal, SourceCurrency
 from models.services.common import record_event
 from models.tables import Person
@@ -81,9 +81,10 @@ def set_currency(session: Session, source: str, code: str, actor: Person | None)
     currency."""
     if actor is not None:
         require_importer(actor)
-    code = code.strip().upper()
-    if not re.fullmatch(r"[A-Z]{3}", code):
+    found = currency_code(code)
+    if found is None:
         raise InvalidInput("choose the currency from the list", field="currency")
+    code = found
     if source not in sources_with_amounts(session):
         raise InvalidInput(f"source {quoted(source)} holds no amount", field="source")
     row = session.get(SourceCurrency, source)

@@ -27,8 +27,7 @@ from pydantic import BaseModel
 from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
-from models.funnel.values import ORDER_HINT, date_evidence, show_columns
-from models.words import field_label, listed, quoted
+from models.funnel.values import ORDER_HINT, Unmatched, date_evidence, show_columns
 
 SAMPLE_REJECTS = 5
 #: The longest line read (characters): a longer one is no CSV export (``/dev/zero``, a binary).
@@ -50,30 +49,6 @@ FOOTERS = re.compile(
 class RejectedRow(BaseModel):
     line: int
     reason: str
-
-
-class Unmatched(BaseModel):
-    """A looked-up field's cells that its lookup file does not list: the field is left blank
-    (or, ``unmatched: keep``, holds the cell as it is) on ``rows`` rows."""
-
-    field: str
-    column: str  # the file's column whose value was looked up
-    file: str  # the lookup file
-    rows: int
-    examples: list[str] = []
-    kept: bool = False  # unmatched: keep (else the field is left blank)
-
-    def sentence(self, file: str) -> str:
-        """What a person reads of it, e.g. "leads.csv: 2 rows have a 'Rep' that teams.csv does
-        not list (for example “Ann”): their team is left blank."""
-        some = listed([quoted(e, 40) for e in self.examples])
-        has = "row has" if self.rows == 1 else "rows have"
-        their = "its" if self.rows == 1 else "their"
-        then = "is that value as it is" if self.kept else "is left blank"
-        return (
-            f"{file}: {self.rows:,} {has} a {self.column!r} that {self.file} does not list "
-            f"(for example {some}): {their} {field_label(self.field)} {then}."
-        )
 
 
 class FileSummary(BaseModel):

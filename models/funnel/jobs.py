@@ -45,7 +45,6 @@ from models.funnel.tables import Deal, ImportJob, Lead
 from models.tables import Person
 from models.words import quoted
 
-#: Who may import funnel data.
 PREVIEWING, PREVIEWED, REFUSED = "previewing", "previewed", "refused"
 IMPORTING, IMPORTED, FAILED = "importing", "imported", "failed"
 DISCARDED, EXPIRED = "discarded", "expired"

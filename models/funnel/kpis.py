@@ -262,8 +262,10 @@ def _currency(
     """Say the money KPIs' currency; where the window's amounts are of sources in different
     currencies, leave those KPIs out ("no data": dollars and euros add up to no number)."""
     known = source_currencies(conn)
-    if source is not None or not known:
-        report.currency = known.get(source) if source is not None else None
+    if source is not None:
+        report.currency = known.get(source)
+        return
+    if not known:
         return
     candidates = sources(conn)
     priced = candidates if len(candidates) == 1 else priced_in(conn, candidates, s, e)

@@ -171,6 +171,14 @@ class FilePart(_Strict):
 
 DateOrder = Literal["iso", "day-first", "month-first", "auto"]
 Thousands = Literal[",", ".", " ", "'", ""]
+
+
+def currency_code(text: str) -> str | None:
+    """``text`` as a currency's code (``usd`` is USD), or None when it is no three letters."""
+    code = text.strip().upper()
+    return code if re.fullmatch(r"[A-Z]{3}", code) else None
+
+
 #: Currency signs and codes an amount may carry (before or after the number).
 DEFAULT_CURRENCY = ["€", "$", "£", "¥", "R$", "US$", "EUR", "USD", "GBP", "CHF", "BRL", "JPY"]
 
@@ -213,8 +221,8 @@ class MappingSpec(_Strict):
     def _currency_code(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        code = v.strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", code):
+        code = currency_code(v)
+        if code is None:
             raise ValueError(
                 f"{v!r} is not a currency code: give its three letters, such as USD or EUR"
             )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import InvalidInput
-from models.funnel.files import Progress, Unmatched, _FileRun, _rows
+from models.funnel.files import Progress, _FileRun, _rows
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, compile_part
 from models.funnel.values import RowError, SettingNeeded
@@ -170,19 +170,7 @@ def read_rows(
             sinks.batch_end(rows)
     if compiled.currency is not None:
         run.currency = compiled.currency.code
-    kept = {n for n, f in compiled.part.fields.items() if f.lookup and f.lookup.unmatched == "keep"}
-    run.unmatched = [
-        Unmatched(
-            field=m.field,
-            column=m.column,
-            file=m.file,
-            rows=m.rows,
-            examples=m.examples,
-            kept=m.field in kept,
-        )
-        for m in compiled.lookups
-        if m.rows
-    ]
+    run.unmatched = [m.summary() for m in compiled.lookups if m.rows]
     return rows, undated
 
 

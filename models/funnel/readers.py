@@ -128,7 +128,8 @@ def compile_part(
                     fs.lookup.unmatched,
                     fs.lookup.file,
                 )
-                misses = Misses(name, fs.column or "", Path(fs.lookup.file).name)
+                keep = fs.lookup.unmatched == "keep"
+                misses = Misses(name, fs.column or "", Path(fs.lookup.file).name, keep)
                 lookups.append(misses)
             parse = text_parser(name, fs, table, misses)
         elif kind == "key":

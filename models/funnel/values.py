@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from models.errors import InvalidInput
-from models.funnel.mapping import MAX_LENGTH, FieldSpec, Lookup, MappingSpec
+from models.funnel.mapping import MAX_LENGTH, FieldSpec, Lookup, MappingSpec, currency_code
+from models.words import field_label, listed, quoted
 
 
 class RowError(ValueError):
@@ -79,18 +82,42 @@ def load_lookup(spec: Lookup, folder: Path | None, where: str) -> dict[str, str]
     return table
 
 
-class Misses:
-    """The cells of a looked-up field that its lookup file does not list (``unmatched:
-    blank`` or ``keep``): how many rows kept one, and the first few values, for the import's
-    summary. A cell counts once its row is kept (:meth:`kept`), not when its row is rejected
-    for another field (:meth:`dropped`)."""
+class Unmatched(BaseModel):
+    """A looked-up field's cells that its lookup file does not list: the field is left blank
+    (or, ``unmatched: keep``, holds the cell as it is) on ``rows`` rows."""
 
-    __slots__ = ("field", "column", "file", "rows", "examples", "pending")
+    field: str
+    column: str  # the file's column whose value was looked up
+    file: str  # the lookup file
+    rows: int
+    examples: list[str] = []
+    kept: bool = False  # unmatched: keep (else the field is left blank)
+
+    def sentence(self, file: str) -> str:
+        """What a person reads of it, e.g. "leads.csv: 2 rows have a 'Rep' that teams.csv does
+        not list (for example “Ann”): their team is left blank."""
+        some = listed([quoted(e, 40) for e in self.examples])
+        has = "row has" if self.rows == 1 else "rows have"
+        their = "its" if self.rows == 1 else "their"
+        then = "is that value as it is" if self.kept else "is left blank"
+        return (
+            f"{file}: {self.rows:,} {has} a {self.column!r} that {self.file} does not list "
+            f"(for example {some}): {their} {field_label(self.field)} {then}."
+        )
+
+
+class Misses:
+    """Counts, as a file is read, the cells of a looked-up field that its lookup file does not
+    list (``unmatched: blank`` or ``keep``): how many rows kept one, and the first few values.
+    A cell counts once its row is kept (:meth:`kept`), not when its row is rejected for another
+    field (:meth:`dropped`)."""
+
+    __slots__ = ("field", "column", "file", "keep", "rows", "examples", "pending")
 
     SAMPLES = 3
 
-    def __init__(self, field: str, column: str, file: str) -> None:
-        self.field, self.column, self.file = field, column, file
+    def __init__(self, field: str, column: str, file: str, keep: bool) -> None:
+        self.field, self.column, self.file, self.keep = field, column, file, keep
         self.rows = 0
         self.examples: list[str] = []
         self.pending: str | None = None  # the row being read's cell
@@ -109,6 +136,16 @@ class Misses:
 
     def dropped(self) -> None:
         self.pending = None
+
+    def summary(self) -> Unmatched:
+        return Unmatched(
+            field=self.field,
+            column=self.column,
+            file=self.file,
+            rows=self.rows,
+            examples=self.examples,
+            kept=self.keep,
+        )
 
 
 def text_parser(
@@ -392,7 +429,6 @@ def timestamp_parser(
 _PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,15})(?:\.(\d\d?))?")
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2007\u2009]+")
 _SCIENTIFIC = re.compile(r"(\d+)(?:([.,])(\d+))?[eE]([+-]?\d{1,3})")
-_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _CODE = re.compile(r"^[A-Z]{3}(?=[\s\d(+-])|(?<=[\d\s)])[A-Z]{3}$")
 
 
@@ -426,18 +462,16 @@ class Currency:
         if self.code is None:
             self.code, self.first = currency, raw.strip()
         elif self.code != currency:
-            told = (
-                f"the mapping says the amounts are in {self.code} (amount_currency)"
-                if self.declared
-                else f"an earlier amount, {self.first!r}, is in {self.code}"
-                if not column
-                else f"the rows before are in {self.code}"
-            )
-            what = (
-                f"the currency column {column!r} says {currency}"
-                if column
-                else (f"{raw.strip()!r} is in {currency}")
-            )
+            if self.declared:
+                told = f"the mapping says the amounts are in {self.code} (amount_currency)"
+            elif column:
+                told = f"the rows before are in {self.code}"
+            else:
+                told = f"an earlier amount, {self.first!r}, is in {self.code}"
+            if column:
+                what = f"the currency column {column!r} says {currency}"
+            else:
+                what = f"{raw.strip()!r} is in {currency}"
             raise SettingNeeded(
                 raw,
                 f"{what} but {told}: the numbers add amounts up, so the amounts of a file must "
@@ -447,12 +481,13 @@ class Currency:
 
     def cell(self, code: str, column: str) -> None:
         """The cell of the amounts' currency column (blank: says nothing)."""
-        code = code.strip()
-        if not code:
+        cell = code.strip()
+        if not cell:
             return
-        if not _CURRENCY_CODE.fullmatch(code.upper()):
-            raise RowError(f"currency {code!r} (column {column!r}) is not a three-letter code")
-        self.seen(code.upper(), code, column)
+        found = currency_code(cell)
+        if found is None:
+            raise RowError(f"currency {cell!r} (column {column!r}) is not a three-letter code")
+        self.seen(found, cell, column)
 
 
 def money_parser(

@@ -18,11 +18,11 @@ from aligncycle.web.api.common import Id, Limit, Offset, Page, page
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.deps import error_body
 from models.funnel import history, jobs
-from models.funnel.files import Unmatched
 from models.funnel.flags import FlagRead
 from models.funnel.history import ImportRecord
 from models.funnel.jobs import FilePreview
 from models.funnel.tables import ImportJob
+from models.funnel.values import Unmatched
 from models.services import access
 from models.tables import Cycle
 

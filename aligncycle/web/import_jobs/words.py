@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from models.funnel import jobs
-from models.funnel.files import Unmatched
 from models.funnel.mapping import MappingSpec
+from models.funnel.values import Unmatched
 
 SETTING_LABELS = {
     "dates": "How dates are written",
