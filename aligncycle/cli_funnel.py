@@ -249,6 +249,7 @@ def funnel_import(
             changed=summary.changed,
             unchanged=summary.unchanged,
             rejected=summary.rejected,
+            repeated=summary.repeated,
         )
         data["kpi_gaps"] = {str(k): v for k, v in raised.items()}
         cc.emit_json(data)
@@ -313,6 +314,7 @@ def _print_import(summary: ImportSummary) -> None:
         f"imported into source {summary.source!r}: {summary.rows:,} rows, {summary.new:,} new, "
         f"{summary.changed:,} changed, {summary.unchanged:,} unchanged, "
         f"{summary.rejected:,} rejected"
+        + (f", {summary.repeated:,} repeating a record listed earlier" if summary.repeated else "")
     )
     for f in summary.files:
         if f.undated:
@@ -325,6 +327,8 @@ def _print_import(summary: ImportSummary) -> None:
             typer.echo(f"{Path(f.file).name}: dates read {f.dates}")
         for u in f.unmatched:
             typer.echo(u.sentence(Path(f.file).name))
+        if f.repeats is not None:
+            typer.echo(f.repeats.sentence(Path(f.file).name))
         if f.skipped:
             typer.echo(
                 f"{Path(f.file).name}: {_plural(f.skipped, 'report footer or blank line')} skipped"
@@ -449,6 +453,7 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                     "changed": i.rows_changed,
                     "unchanged": i.rows_unchanged,
                     "rejected": i.rows_rejected,
+                    "repeated": i.rows_repeated,
                     "flagged": i.rows_flagged,
                     "at": i.started_at,
                     "finished": i.finished_at,

@@ -220,15 +220,39 @@ def test_reimport_is_idempotent_and_changes_are_updates(
     assert r["L2"].rejection_reason == "no budget"
 
 
-def test_the_same_record_twice_in_a_file_keeps_the_later_row(
+def test_the_same_record_twice_in_a_file_is_counted_once_and_said(
     store: Store, tmp_path: Path, mapping: Path
 ) -> None:
+    """A record on several rows of one file (a report with a row per product or contact) is
+    stored once, from its latest row; the repeats are counted apart, not as new or changed
+    records, and the summary names the lines and the columns whose values differ."""
     later = list(GOOD[2])
     later[2] = "cy"
-    data = write_csv(tmp_path / "leads.csv", [GOOD[2], GOOD[0], later])
+    data = write_csv(tmp_path / "leads.csv", [GOOD[2], GOOD[0], later, GOOD[0]])
     out = json.loads(run("funnel", "import", str(data), "-m", str(mapping), "--json").stdout)
-    assert (out["rows"], out["new"], out["changed"]) == (3, 2, 1)
+    assert (out["rows"], out["new"], out["changed"], out["repeated"]) == (4, 2, 0, 2)
     assert records(store)["L3"].owner == "cy"
+    assert (records(store)["L1"].line, records(store)["L3"].line) == (3, 4)  # (the same: kept)
+    assert out["files"][0]["repeats"] == {
+        "record": "lead",
+        "rows": 2,
+        "differ": 1,
+        "examples": [
+            {"key": "L3", "line": 4, "earlier": 2, "columns": ["Owner"]},
+            {"key": "L1", "line": 5, "earlier": 3, "columns": []},
+        ],
+    }
+    text = run("funnel", "import", str(data), "-m", str(mapping)).stdout
+    assert (
+        "leads.csv: 2 rows list a lead that an earlier row lists too, 1 of them with other "
+        "values (for example “L3” on line 4, whose 'Owner' differs from line 2; or “L1” on "
+        "lines 3 and 5). Each lead is counted once; where the rows differ, the later one is "
+        "kept." in text
+    )
+    assert "4 rows, 0 new, 1 changed, 1 unchanged, 0 rejected, 2 repeating" in text
+    assert records(store)["L3"].owner == "cy"
+    with store.unit_of_work() as s:
+        assert [i.rows_repeated for i in s.scalars(select(FunnelImport))] == [2, 2]
 
 
 def test_a_later_file_fills_in_the_same_records(store: Store, tmp_path: Path) -> None:
@@ -603,7 +627,9 @@ def test_a_first_import_with_repeated_records_counts_and_links_them(
     with store.unit_of_work() as s:
         summary = import_files(s, [a, b, deals], parse_mapping(TWO_FILES))
     by_file = {Path(f.file).name: (f.new, f.changed) for f in summary.files}
-    assert by_file == {"leads-1.csv": (1, 0), "leads-2.csv": (1, 1), "deals.csv": (2, 1)}
+    assert by_file == {"leads-1.csv": (1, 0), "leads-2.csv": (1, 1), "deals.csv": (2, 0)}
+    # (a record in two files of one export counts as changed; twice in one file, as repeated)
+    assert [f.repeated for f in summary.files] == [0, 0, 1]
     r, d = records(store), deal_rows(store)
     assert (r["a"].channel, r["a"].line) == ("events", 3)
     assert (d["d1"].lead_key, d["d1"].amount_cents, d["d1"].lead_channel) == ("b", 3000, "ads")
@@ -612,7 +638,8 @@ def test_a_first_import_with_repeated_records_counts_and_links_them(
     with store.unit_of_work() as s:  # again: the repeated records change back and forth
         again = import_files(s, [a, b, deals], parse_mapping(TWO_FILES))
     by_file = {Path(f.file).name: (f.new, f.changed, f.unchanged) for f in again.files}
-    assert by_file == {"leads-1.csv": (0, 1, 0), "leads-2.csv": (0, 1, 1), "deals.csv": (0, 2, 1)}
+    assert by_file == {"leads-1.csv": (0, 1, 0), "leads-2.csv": (0, 1, 1), "deals.csv": (0, 1, 1)}
+    assert [f.repeated for f in again.files] == [0, 0, 1]
     d = deal_rows(store)
     assert (records(store)["a"].channel, d["d1"].lead_key, d["d1"].lead_channel) == (
         "events",

@@ -99,6 +99,7 @@ def test_files_read_in_a_second_process_give_the_same_import(
     summary = one[0][0]
     assert (summary["files"][0]["rows"], summary["files"][0]["skipped"]) == (29, 1)
     assert summary["files"][0]["rejected"] == 4 and one[0][2]  # (a rejects file to compare)
+    assert summary["files"][0]["repeated"] == 1
     assert one[1][0]["files"][1]["part"] == "deals"
     assert _all_ended(spawned)
 

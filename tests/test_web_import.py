@@ -1231,3 +1231,41 @@ def test_values_a_lookup_file_does_not_list_are_counted_and_said(
     assert "leads.csv: 3 rows have a 'Rep' that teams.csv does not list" in words
     api = web.job("max", job_id_of(resp))["preview"]["summary"]["files"][0]["unmatched"]
     assert [(u["field"], u["rows"], u["examples"]) for u in api] == [("team", 3, ["Cy", "Dee"])]
+
+
+def test_rows_repeating_a_record_are_said_on_the_page_in_the_api_and_the_history(
+    web: Web,
+) -> None:
+    """A lead listed twice in one file: the preview and the import say so in a sentence, the
+    API counts it, and the imports' history says it beside the other counts."""
+    mapping = MY_CRM + b"  channel: Source\n"
+    body = b"Lead,MQL,Source\nL1,2024-01-05,Webinar\nL2,2024-01-06,Ads\nL1,2024-01-05,Ads\n"
+    resp = web.upload_mapping("max", {"leads.csv": body}, mapping)
+    assert resp.status_code == 303, text(resp)[:400]
+    job_id = job_id_of(resp)
+    words = text(web.client("max").get(resp.headers["location"]))
+    assert (
+        "3 rows read into the source “my-crm”: 2 new, 0 changed, 0 unchanged, 0 unreadable (they "
+        "would not be imported), and 1 row listing a record that an earlier row of its file "
+        "lists too." in words
+    )
+    assert (
+        "leads.csv: 1 row lists a lead that an earlier row lists too, with other values (for "
+        "example “L1” on line 4, whose 'Source' differs from line 2). Each lead is counted "
+        "once; where the rows differ, the later one is kept." in words
+    )
+    api = web.job("max", job_id)["preview"]["summary"]
+    assert (api["repeated"], api["files"][0]["repeated"], api["files"][0]["repeats"]["differ"]) == (
+        1,
+        1,
+        1,
+    )
+    done = web.client("max").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("max")}
+    )
+    assert done.status_code == 303
+    history = text(web.client("max").get("/numbers/import"))
+    assert "3 rows: 2 new, 1 repeating a record listed earlier in its file" in history
+    with web.store.unit_of_work() as s:
+        lead = s.scalars(select(Lead).where(Lead.external_id == "L1")).one()
+        assert (lead.channel, lead.line) == ("Ads", 4)

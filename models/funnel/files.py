@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
+from models.funnel.repeats import Repeated
 from models.funnel.values import ORDER_HINT, Unmatched, date_evidence, show_columns
 
 SAMPLE_REJECTS = 5
@@ -59,6 +60,8 @@ class FileSummary(BaseModel):
     changed: int = 0
     unchanged: int = 0
     rejected: int = 0
+    #: rows listing a record an earlier row of the file lists (not new, changed or unchanged)
+    repeated: int = 0
     skipped: int = 0  # report header and footer lines, recognised and not counted as rows
     flagged: int = 0
     #: leads read with no MQL date: the KPIs count a lead from its MQL date, so not these
@@ -72,6 +75,8 @@ class FileSummary(BaseModel):
     currency: str | None = None
     #: looked-up values its lookup files do not list, per field
     unmatched: list[Unmatched] = []
+    #: what its repeated rows were, with examples
+    repeats: Repeated | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
 
@@ -364,6 +369,7 @@ class _FileRun:
     dates: str | None = None
     currency: str | None = None
     unmatched: list[Unmatched] = field(default_factory=list)
+    repeats: Repeated | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
@@ -396,6 +402,7 @@ class _FileRun:
             changed=self.changed,
             unchanged=self.unchanged,
             rejected=self.rejected,
+            repeated=self.repeats.rows if self.repeats else 0,
             skipped=self.skipped,
             flagged=flagged,
             undated=self.undated,
@@ -404,6 +411,7 @@ class _FileRun:
             dates=self.dates,
             currency=self.currency,
             unmatched=self.unmatched,
+            repeats=self.repeats,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
         )

@@ -46,6 +46,8 @@ class ImportRecord(BaseModel):
     rows_unchanged: int
     rows_rejected: int
     rows_flagged: int
+    #: rows listing a record an earlier row of their file lists (counted apart)
+    rows_repeated: int = 0
     #: the importer's name; None when unknown or not for this viewer
     imported_by: str | None = None
     #: the upload it was confirmed from, when this viewer may see that upload
@@ -108,6 +110,7 @@ def _record(
         rows_unchanged=log.rows_unchanged,
         rows_rejected=log.rows_rejected,
         rows_flagged=log.rows_flagged,
+        rows_repeated=log.rows_repeated,
         imported_by=name if name is not None and _sees_team(viewer, team_id) else None,
         job_id=job_id if job_id is not None and _sees_team(viewer, job_team_id) else None,
         uploaded=job_id is not None,

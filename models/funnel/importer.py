@@ -130,6 +130,10 @@ class ImportSummary(BaseModel):
     def rejected(self) -> int:
         return sum(f.rejected for f in self.files)
 
+    @property
+    def repeated(self) -> int:
+        return sum(f.repeated for f in self.files)
+
 
 _DEAL_COLUMN = {"amount": "amount_cents"}
 
@@ -219,6 +223,9 @@ def _import_file(
         raise
     for target in targets:
         target.finish()
+    for target in targets:  # (the deals of a file of leads add to the leads' repeats)
+        if target.repeats is not None and target.counts is run:
+            run.repeats = target.repeats.summary()
     return sum(t.written for t in targets)
 
 
@@ -340,6 +347,7 @@ def import_files(
     log.rows_changed = summary.changed
     log.rows_unchanged = summary.unchanged
     log.rows_rejected = summary.rejected
+    log.rows_repeated = summary.repeated
     log.rows_flagged = summary.flags
     log.finished_at = utcnow()
     record_event(
@@ -357,6 +365,7 @@ def import_files(
             "changed": summary.changed,
             "unchanged": summary.unchanged,
             "rejected": summary.rejected,
+            "repeated": summary.repeated,
             "flagged": summary.flags,
         },
     )

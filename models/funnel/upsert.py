@@ -34,9 +34,11 @@ from sqlalchemy.exc import IntegrityError
 
 from models.funnel.files import _FileRun
 from models.funnel.links import DEAL_FROM_LEAD
+from models.funnel.repeats import Repeats
 from models.funnel.rollup_touched import Touched
 from models.funnel.staging import Stage, Staging
 from models.funnel.tables import STAGE_FIELDS, Deal, Lead
+from models.words import field_label
 
 LEADS = Lead.__table__
 DEALS = Deal.__table__
@@ -48,6 +50,18 @@ _PG_TYPES["listed"] = "boolean"
 
 #: rows added between two writes into a streamed COPY
 _FEED = 500
+
+
+#: a stored column -> the mapping's field it holds
+_FIELD_OF = {"amount_cents": "amount", "lead_key": "lead_id", "other_leads": "lead_id"}
+
+
+def _column_of(run: _FileRun, stored: str) -> str:
+    """The file's column a stored value is read from (for a person: the export's own words)."""
+    name = _FIELD_OF.get(stored, stored)
+    spec = run.compiled.part.fields.get(name)
+    column = getattr(spec, "column", None)
+    return str(column) if column else field_label(name)
 
 
 def _unique_violation(exc: BaseException) -> bool:
@@ -153,6 +167,20 @@ class _Target:
         )
         marks = ", ".join(["?"] * len(self.columns))
         self.fresh_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"
+        #: rows listing a record an earlier row of the file lists (models.funnel.repeats):
+        #: of the target counting the file's rows, and of the deals of a file whose rows are
+        #: leads (a repeat with the same values is not written, as its lead's is not)
+        self.repeats: Repeats | None = None
+        self.repeat_columns: list[str] = []
+        run = counts or (primary.counts if primary is not None else None)
+        if run is not None and columns[-2:] == ["file", "line"]:
+            self.repeat_columns = [_column_of(run, c) for c in columns]
+            if counts is not None:
+                kind = "deal" if self.is_deal else "lead"
+                self.repeats = Repeats(run.path.name, kind, self.repeat_columns, self.fresh)
+            elif primary is not None and primary.repeats is not None:
+                self.repeats = primary.repeats
+                self.repeats.paired = True
         self.fresh_via_temp = False
         self.fresh_written = 0
         deals_file = self.is_deal and "lead_key" in columns and "listed" in columns
@@ -263,6 +291,7 @@ class _Target:
 
     def add(self, key: str, values: tuple[Any, ...]) -> None:
         if key in self.batch:  # the same record twice in one file: the later row wins, in order
+            # (and is counted as repeated: models.funnel.repeats)
             self.flush()
         self.batch[key] = values
         if self._streaming:
@@ -485,6 +514,15 @@ class _Target:
     def flush(self) -> None:
         """Write the rows added since the last flush."""
         batch, self.batch = self.batch, {}
+        try:
+            self._flush(batch)
+        finally:
+            if self.repeats is not None and self.counts is None:
+                self.repeats.done()
+
+    def _flush(self, batch: dict[str, tuple[Any, ...]]) -> None:
+        if self.repeats is not None and self.counts is not None:
+            self.repeats.batch(batch)
         if self._streaming:
             if self._flush_stream(batch):
                 return
@@ -506,8 +544,20 @@ class _Target:
         self.unchanged_keys = set()
         primary = self.primary
         listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
+        repeats = self.repeats
         for key, values in batch.items():
             old = stored.get(key)
+            if old is not None and repeats is not None:
+                if counts is not None:
+                    write = repeats.check(key, old, values)
+                else:
+                    write = repeats.also(old, values, self.repeat_columns)
+                if write is not None:  # counted as repeated, not as new or changed
+                    if write:  # (the later row is kept)
+                        out.append((source, key, *values))
+                        if self.touched is not None:
+                            self._touch(key, old, values)
+                    continue
             if old == values:
                 if counts is not None:
                     counts.unchanged += 1

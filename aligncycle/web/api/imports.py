@@ -21,6 +21,7 @@ from models.funnel import history, jobs
 from models.funnel.flags import FlagRead
 from models.funnel.history import ImportRecord
 from models.funnel.jobs import FilePreview
+from models.funnel.repeats import Repeated
 from models.funnel.tables import ImportJob
 from models.funnel.values import Unmatched
 from models.services import access
@@ -85,6 +86,11 @@ class FileSummaryRead(BaseModel):
     changed: int
     unchanged: int
     rejected: int
+    repeated: int = Field(
+        default=0,
+        description="Rows listing a record an earlier row of the file lists: each record is "
+        "counted once (not as new, changed or unchanged), from its latest row.",
+    )
     skipped: int = Field(description="Report headers, footers and blank lines (not records).")
     flagged: int
     dates: str | None = Field(description="How numeric dates were read, when the file told.")
@@ -94,6 +100,11 @@ class FileSummaryRead(BaseModel):
     unmatched: list[Unmatched] | None = Field(
         default=None,
         description="Per looked-up field, the rows whose value its lookup file does not list.",
+    )
+    repeats: Repeated | None = Field(
+        default=None,
+        description="Its repeated rows: how many have other values than the earlier row, "
+        "with examples naming the lines and the columns that differ.",
     )
     first_rejects: list[RejectedRowRead]
     rejects_url: str | None = Field(
@@ -109,6 +120,9 @@ class SummaryRead(BaseModel):
     changed: int
     unchanged: int
     rejected: int
+    repeated: int = Field(
+        default=0, description="Rows listing a record listed earlier in their file."
+    )
     flags: int = Field(description="Records of the source with a data-quality flag.")
     flags_by_kind: dict[str, int]
     first_flags: list[FlagRead]
@@ -194,6 +208,7 @@ def _summary(job: ImportJob, data: dict[str, Any], imported: bool) -> SummaryRea
         changed=totals["changed"],
         unchanged=totals["unchanged"],
         rejected=totals["rejected"],
+        repeated=totals["repeated"],
         flags=int(data.get("flags") or 0),
         flags_by_kind=data.get("flags_by_kind") or {},
         first_flags=data.get("first_flags") or [],

@@ -12,6 +12,7 @@ from typing import Any
 
 from models.funnel import jobs
 from models.funnel.mapping import MappingSpec
+from models.funnel.repeats import Repeated
 from models.funnel.values import Unmatched
 
 SETTING_LABELS = {
@@ -150,6 +151,8 @@ def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path
             f["dates"] = in_words(f["dates"], cols, folders)
         name = Path(f.get("file") or "").name
         f["unmatched_said"] = [Unmatched(**u).sentence(name) for u in f.get("unmatched") or []]
+        repeats = f.get("repeats")
+        f["repeats_said"] = Repeated(**repeats).sentence(name) if repeats else None
 
 
 # --- uploads -------------------------------------------------------------------------------
@@ -249,7 +252,16 @@ def totals(summary: dict[str, Any]) -> dict[str, int]:
     files = summary.get("files") or []
     return {
         k: sum(int(f.get(k) or 0) for f in files)
-        for k in ("rows", "new", "changed", "unchanged", "rejected", "skipped", "flagged")
+        for k in (
+            "rows",
+            "new",
+            "changed",
+            "unchanged",
+            "rejected",
+            "repeated",
+            "skipped",
+            "flagged",
+        )
     }
 
 
@@ -268,6 +280,7 @@ def rows_sentence(record: Any) -> str:
             (record.rows_changed, "changed"),
             (record.rows_unchanged, "unchanged"),
             (record.rows_rejected, "unreadable"),
+            (record.rows_repeated, "repeating a record listed earlier in its file"),
         )
         if n
     ]

@@ -1,0 +1,195 @@
+"""Rows that list a record an earlier row of the same file lists (a report listing a deal once
+per product or per contact, an export that repeats a record it updated while it ran).
+
+Each record is stored once, from its latest row, as before; what changes is that nobody is left
+to guess: such a row is counted as *repeated*, not as new or changed, and the file's summary says
+how many there were, whether their values differ from the earlier row's and in which of the
+file's columns, with examples naming the lines (:class:`Repeated`).
+
+A row is a repeat when the row stored under its key was written by an earlier line of the same
+file in this import. When the table held no row of the source as the file started (a first
+import), every stored row naming the file was written by it: the store tells, and nothing is
+kept in memory. Otherwise the file's keys so far are kept as 64-bit hashes
+(:class:`SeenKeys`, 8 bytes a row), and a row is a repeat when its key was seen and the stored
+row names this file and an earlier line: both must agree, so a collision of hashes cannot
+make a row a repeat alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from models.words import quoted
+
+#: examples kept per file
+SAMPLES = 3
+
+
+class Repeat(BaseModel):
+    key: str
+    line: int
+    earlier: int  # the line whose values the row replaced (or repeated)
+    #: the file's columns whose values differ from the earlier row's (none: the same values)
+    columns: list[str] = []
+
+
+class Repeated(BaseModel):
+    """A file's repeated rows: how many, how many of them with other values, and examples."""
+
+    record: str  # "lead" or "deal"
+    rows: int
+    differ: int = 0
+    examples: list[Repeat] = []
+
+    def sentence(self, file: str) -> str:
+        """What a person reads of it, e.g. "deals.csv: 2 rows list a deal that an earlier row
+        lists too, 1 of them with other values (for example “D-7” on line 9, whose 'Amount'
+        differs from line 4). Each deal is counted once; where the rows differ, the later one
+        is kept." """
+        lists = "row lists" if self.rows == 1 else "rows list"
+        head = f"{file}: {self.rows:,} {lists} a {self.record} that an earlier row lists too"
+        some = [_example(e) for e in self.examples]
+        ending = f"Each {self.record} is counted once"
+        if not self.differ:
+            return f"{head}, with the same values (for example {_or(some)}). {ending}."
+        if self.differ == self.rows:
+            said = "with other values" if self.rows == 1 else "all with other values"
+        else:
+            said = f"{self.differ:,} of them with other values"
+        return (
+            f"{head}, {said} (for example {_or(some)}). {ending}; where the rows differ, the "
+            "later one is kept."
+        )
+
+
+def _example(e: Repeat) -> str:
+    if not e.columns:
+        return f"{quoted(e.key, 40)} on lines {e.earlier:,} and {e.line:,}"
+    named = [repr(c) for c in e.columns[:3]]
+    if len(e.columns) > 3:
+        named[-1] = f"{len(e.columns) - 2} other columns"
+    joined = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    differ = "differs" if len(e.columns) == 1 else "differ"
+    return (
+        f"{quoted(e.key, 40)} on line {e.line:,}, whose {joined} {differ} from line {e.earlier:,}"
+    )
+
+
+def _or(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{'; '.join(items[:-1])}; or {items[-1]}"
+
+
+class SeenKeys:
+    """The keys of a file's rows so far, as 64-bit hashes in sorted runs: a batch's keys are
+    looked up in each run (a binary search each, in numpy) and added as a run of their own, and
+    a run is merged into the one before it once it is as long, so a file of n rows keeps about
+    log2(n) runs and 8 bytes a row."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def seen_before(self, keys: Sequence[str]) -> set[str]:
+        """The keys of a batch (each once) that an earlier batch held, maybe (a hash may
+        collide); the batch's keys are then held too."""
+        if not keys:
+            return set()
+        hashes = np.fromiter(map(hash, keys), np.int64, len(keys))
+        hit = np.zeros(len(keys), dtype=bool)
+        for run in self.runs:
+            at = np.searchsorted(run, hashes)
+            np.minimum(at, len(run) - 1, out=at)
+            hit |= run[at] == hashes
+        runs = self.runs
+        runs.append(np.sort(hashes))
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = np.sort(np.concatenate((runs[-1], last)), kind="stable")
+        return {keys[i] for i in np.flatnonzero(hit)}
+
+
+class Repeats:
+    """Finds and counts one file's repeated rows, for the writer of the table its rows are
+    counted by (:class:`models.funnel.upsert._Target`). ``columns``: the file's column of each
+    value the writer stores, in order; the last two are the row's file and line.
+
+    A file whose rows are leads and their deals has a second writer, of the deals: for a row
+    the first counted as repeated, it adds the columns of the deal that differ (:meth:`also`),
+    so the row is counted once, with every column that differs."""
+
+    def __init__(self, file: str, record: str, columns: list[str], exact: bool) -> None:
+        self.file = file
+        self.record = record
+        self.columns = columns
+        self.exact = exact
+        self.seen = None if exact else SeenKeys()
+        self.rows = 0
+        self.differ = 0
+        self.alike: list[Repeat] = []
+        self.unlike: list[Repeat] = []
+        self._maybe: set[str] = set()
+        #: the lines counted as repeats and not yet seen by the deals' writer (when it has one)
+        self.paired = False
+        self._open: dict[int, Repeat | None] = {}
+
+    def batch(self, keys: Collection[str]) -> None:
+        """A batch's keys, before it is written (:meth:`check` tells its repeats)."""
+        if self.seen is not None:
+            self._maybe = self.seen.seen_before(list(keys))
+
+    def check(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> bool | None:
+        """None when ``row`` is no repeat; else whether it must be written (its values differ
+        from the stored row's, which an earlier line of the file wrote), counted."""
+        if stored[-2] != self.file or not (stored[-1] or 0) < row[-1]:
+            return None
+        if not self.exact and key not in self._maybe:
+            return None
+        self.rows += 1
+        differ = [c for c, a, b in zip(self.columns[:-2], stored, row, strict=False) if a != b]
+        example = Repeat(key=key, line=row[-1], earlier=stored[-1], columns=differ)
+        kept: Repeat | None = None
+        if differ:
+            self.differ += 1
+            if len(self.unlike) < SAMPLES:
+                self.unlike.append(kept := example)
+        elif len(self.alike) < SAMPLES:
+            self.alike.append(kept := example)
+        if self.paired:
+            self._open[row[-1]] = kept if kept is not None else example
+        return bool(differ)
+
+    def also(
+        self, stored: tuple[Any, ...], row: tuple[Any, ...], columns: list[str]
+    ) -> bool | None:
+        """The deals' writer: None when the row (its deal) is no repeat the first writer
+        counted; else whether the deal must be written (its values differ from the stored
+        deal's), its columns that differ added to the row's."""
+        example = self._open.pop(row[-1], None)
+        if example is None or stored[-2] != self.file:
+            return None
+        differ = [c for c, a, b in zip(columns[:-2], stored, row, strict=False) if a != b]
+        if not differ:
+            return False
+        if not example.columns:  # counted with the same values: it has other values
+            self.differ += 1
+            if example in self.alike:
+                self.alike.remove(example)
+                if len(self.unlike) < SAMPLES:
+                    self.unlike.append(example)
+        example.columns += [c for c in differ if c not in example.columns]
+        return True
+
+    def done(self) -> None:
+        """The deals' writer has seen a batch: the lines it had no deal for are done too."""
+        self._open.clear()
+
+    def summary(self) -> Repeated | None:
+        if not self.rows:
+            return None
+        examples = (self.unlike + self.alike)[:SAMPLES] if self.differ else self.alike
+        return Repeated(record=self.record, rows=self.rows, differ=self.differ, examples=examples)
