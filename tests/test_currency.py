@@ -67,6 +67,28 @@ def test_an_import_records_its_amounts_currency(
     assert recorded(store) == [("crm", "USD")]
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+def test_a_row_the_import_rejects_says_nothing_of_the_file_s_currency(
+    store: Store, tmp_path: Path, parallel: bool
+) -> None:
+    """Its amount's sign is not the file's currency (the row is not imported), though a file
+    whose rows mix currencies is refused whichever of them are rejected."""
+    path = tmp_path / "a.csv"
+    path.write_text(
+        HEADER + 'd1,won,someday,2025-03-10,"900 €"\nd2,won,2025-03-02,2025-03-11,700\n'
+    )
+    imported(store, [path], mapping("crm"), parallel=parallel)
+    assert recorded(store) == [("crm", None)]
+    with store.unit_of_work() as s:
+        assert (deal_count(s, "crm"), source_currencies(s)) == (1, {})
+    mixed = tmp_path / "b.csv"
+    mixed.write_text(
+        HEADER + 'e1,won,someday,2025-03-10,"900 €"\ne2,won,2025-03-02,2025-03-11,$7\n'
+    )
+    with pytest.raises(InvalidInput, match="is in USD but an earlier amount, '900 €', is in EUR"):
+        imported(store, [mixed], mapping("crm"), parallel=parallel)
+
+
 def test_a_source_s_amounts_stay_in_one_currency(store: Store, tmp_path: Path) -> None:
     imported(store, [deals(tmp_path, "a.csv", "USD 1200")], mapping("crm"))
     euros = deals(tmp_path, "b.csv", "900 €", prefix="e")

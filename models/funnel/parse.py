@@ -106,6 +106,7 @@ def read_rows(
     deal_get = _getter(deal_fields)
     rows = pending = undated = 0
     lookups = compiled.lookups  # (their misses count for the rows kept)
+    currency = compiled.currency  # (its currency is the file's when a kept row says it)
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
@@ -140,9 +141,13 @@ def read_rows(
             reject(line, "; ".join(errors), row)
             for m in lookups:
                 m.dropped()
+            if currency is not None:
+                currency.dropped()
             continue
         for m in lookups:
             m.kept()
+        if currency is not None:
+            currency.kept()
         if lead_add is not None:
             lead_add(key, (*lead_get(record), file_name, line))
             if record.get("mql_at") is None:
@@ -168,8 +173,8 @@ def read_rows(
         if pending >= batch_size:  # no target holds more than one row per row read
             pending = 0
             sinks.batch_end(rows)
-    if compiled.currency is not None:
-        run.currency = compiled.currency.code
+    if currency is not None:
+        run.currency = currency.recorded
     run.unmatched = [m.summary() for m in compiled.lookups if m.rows]
     return rows, undated
 

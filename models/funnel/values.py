@@ -445,20 +445,37 @@ CURRENCY_OF = {
 
 class Currency:
     """The currency of a file's amounts: the mapping's ``amount_currency``, else the first the
-    amounts carry (``$`` is USD); None when neither says. Every amount of the file must be in
-    it (:func:`money_parser`)."""
+    amounts carry (``$`` is USD). Every amount of the file must be in it, a rejected row's too
+    (:func:`money_parser`: a file mixing currencies is refused), but what the file is recorded
+    in (:attr:`recorded`) is said by the mapping or by a row the import keeps (:meth:`kept`),
+    not by a row it rejects for another reason (:meth:`dropped`)."""
 
-    __slots__ = ("code", "declared", "first")
+    __slots__ = ("code", "declared", "first", "said", "row_said")
 
     def __init__(self, declared: str | None = None) -> None:
         self.code = declared
         self.declared = declared is not None
         self.first = ""  # the first amount that carried it
+        self.said = False  # a kept row's amount carried it
+        self.row_said = False  # the row being read's amount carries it
+
+    @property
+    def recorded(self) -> str | None:
+        """The file's currency: declared, or carried by an amount of a row kept."""
+        return self.code if self.declared or self.said else None
+
+    def kept(self) -> None:
+        self.said = self.said or self.row_said
+        self.row_said = False
+
+    def dropped(self) -> None:
+        self.row_said = False
 
     def seen(self, mark: str, raw: str, column: str | None = None) -> None:
         """An amount ``raw`` carries ``mark``; ``column``: the mark is the cell of the
         amounts' currency column of that name."""
         currency = CURRENCY_OF.get(mark, mark)
+        self.row_said = True
         if self.code is None:
             self.code, self.first = currency, raw.strip()
         elif self.code != currency:
