@@ -175,6 +175,12 @@ def funnel_import(
         help="The currency of amounts that carry no sign, as a code such as USD or EUR (an "
         "amount that carries another is refused). Overrides the mapping.",
     ),
+    whole_export: bool = typer.Option(
+        False,
+        "--whole-export",
+        help="The files are the whole export of the source: remove the records of the source "
+        "they do not list (of each kind they list: leads, deals), as the CRM removed them.",
+    ),
     rejects_dir: Path | None = typer.Option(
         None,
         "--rejects-dir",
@@ -206,6 +212,7 @@ def funnel_import(
         encoding=encoding,
         amount_currency=amount_currency,
         delimiter=delimiter,
+        whole_export=True if whole_export else None,
     )
     label = profile or str(mapping)
     progress = _Progress() if (sys.stderr.isatty() and not json_out) else None
@@ -250,6 +257,7 @@ def funnel_import(
             unchanged=summary.unchanged,
             rejected=summary.rejected,
             repeated=summary.repeated,
+            removed_records=summary.removed_rows,
         )
         data["kpi_gaps"] = {str(k): v for k, v in raised.items()}
         cc.emit_json(data)
@@ -316,6 +324,8 @@ def _print_import(summary: ImportSummary) -> None:
         f"{summary.rejected:,} rejected"
         + (f", {summary.repeated:,} repeating a record listed earlier" if summary.repeated else "")
     )
+    for r in summary.removed:
+        typer.echo(r.sentence(summary.source))
     for f in summary.files:
         if f.undated:
             hint = "" if f.reads_mql else "; the mapping reads none: name its column as mql_at"

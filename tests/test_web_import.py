@@ -1269,3 +1269,59 @@ def test_rows_repeating_a_record_are_said_on_the_page_in_the_api_and_the_history
     with web.store.unit_of_work() as s:
         lead = s.scalars(select(Lead).where(Lead.external_id == "L1")).one()
         assert (lead.channel, lead.line) == ("Ads", 4)
+
+
+def test_the_whole_export_is_chosen_on_the_page_and_says_what_it_removes(web: Web) -> None:
+    """Chosen, the preview says which records the import would remove, in a sentence; the
+    import removes them and the history says so. The same choice through the API."""
+    mapping = MY_CRM + b"  channel: Source\n"
+    body = b"Lead,MQL,Source\nL1,2024-01-05,Webinar\nL2,2024-01-06,Ads\nL3,2024-01-07,Ads\n"
+    first = web.upload_mapping("max", {"leads.csv": body}, mapping)
+    web.client("max").post(
+        f"/numbers/import/{job_id_of(first)}/confirm", data={"csrf": web.csrf("max")}
+    )
+    page = text(web.client("max").get("/numbers/import"))
+    assert "These files hold" in page
+    assert "The whole export: the source's records they do not list are removed" in page
+    later = b"Lead,MQL,Source\nL1,2024-01-05,Webinar\n"
+    parts = [("files", ("leads.csv", later, "text/csv")), ("mapping", ("m.yaml", mapping, "x"))]
+    resp = web.client("max").post(
+        "/numbers/import",
+        data={"csrf": web.csrf("max"), "profile": "own", "whole_export": "yes"},
+        files=parts,
+    )
+    assert resp.status_code == 303, text(resp)[:400]
+    job_id = job_id_of(resp)
+    words = text(web.client("max").get(resp.headers["location"]))
+    assert (
+        "2 of the 3 leads of the source “my-crm” are in none of these files: they would be "
+        "removed (for example “L2” and “L3”)." in words
+    )
+    assert "These files hold: The whole export" in words
+    assert funnel_rows(web.store)[0] == 3  # (a preview writes nothing)
+    api = web.job("max", job_id)["preview"]["summary"]["removed"]
+    assert api == [{"record": "lead", "rows": 2, "held": 3, "examples": ["L2", "L3"]}]
+    done = web.client("max").post(
+        f"/numbers/import/{job_id}/confirm", data={"csrf": web.csrf("max")}
+    )
+    assert done.status_code == 303
+    words = text(web.client("max").get(f"/numbers/import/{job_id}"))
+    assert "they were removed (for example “L2” and “L3”)" in words
+    assert funnel_rows(web.store)[0] == 1
+    history = text(web.client("max").get("/numbers/import"))
+    assert "1 row: 1 unchanged, 2 records removed: the whole export did not list them" in history
+    wrong = web.client("max").post(
+        "/numbers/import",
+        data={"csrf": web.csrf("max"), "profile": "own", "whole_export": "all"},
+        files=parts,
+    )
+    assert wrong.status_code == 422
+    assert "These files hold: choose one of the options in the list" in text(wrong)
+    # the API: the same setting, the same answer
+    first = web.api_upload("lee", {"contacts.csv": CONTACTS}, profile="hubspot")
+    web.client().post(f"/api/v1/imports/{first.json()['id']}/confirm", headers=web.bearer("lee"))
+    only = csv_text(CONTACTS_HEADER, [contact("101", "2024-02-10 10:00")])
+    api = web.api_upload("lee", {"contacts.csv": only}, profile="hubspot", whole_export="true")
+    assert api.status_code == 201, api.text
+    removed = api.json()["preview"]["summary"]["removed"]
+    assert removed == [{"record": "lead", "rows": 1, "held": 2, "examples": ["102"]}]

@@ -48,6 +48,8 @@ class ImportRecord(BaseModel):
     rows_flagged: int
     #: rows listing a record an earlier row of their file lists (counted apart)
     rows_repeated: int = 0
+    #: records of the source an import of the whole export removed
+    rows_removed: int = 0
     #: the importer's name; None when unknown or not for this viewer
     imported_by: str | None = None
     #: the upload it was confirmed from, when this viewer may see that upload
@@ -111,6 +113,7 @@ def _record(
         rows_rejected=log.rows_rejected,
         rows_flagged=log.rows_flagged,
         rows_repeated=log.rows_repeated,
+        rows_removed=log.rows_removed,
         imported_by=name if name is not None and _sees_team(viewer, team_id) else None,
         job_id=job_id if job_id is not None and _sees_team(viewer, job_team_id) else None,
         uploaded=job_id is not None,

@@ -69,6 +69,7 @@ from models.funnel.sql import holds
 from models.funnel.staging import Staging
 from models.funnel.tables import FunnelImport
 from models.funnel.upsert import DEALS, LEADS, _Target
+from models.funnel.whole_export import Listed, Removed, remove_unlisted
 from models.services.common import record_event
 from models.tables import Person
 
@@ -109,6 +110,8 @@ class ImportSummary(BaseModel):
     flags: int = 0
     flags_by_kind: dict[str, int] = {}
     first_flags: list[FlagRead] = []  # the first few of each kind
+    #: the whole export: the records of the source its files did not list, removed, per kind
+    removed: list[Removed] = []
 
     @property
     def rows(self) -> int:
@@ -134,6 +137,10 @@ class ImportSummary(BaseModel):
     def repeated(self) -> int:
         return sum(f.repeated for f in self.files)
 
+    @property
+    def removed_rows(self) -> int:
+        return sum(r.rows for r in self.removed)
+
 
 _DEAL_COLUMN = {"amount": "amount_cents"}
 
@@ -147,6 +154,7 @@ def _import_file(
     touched: Touched,
     staging: Staging | None,
     reader: Reader | None,
+    listed: Listed | None,
 ) -> int:
     """Import one file (read here, or by ``reader``); the number of rows written."""
     compiled = run.compiled
@@ -172,6 +180,7 @@ def _import_file(
             staging=staging,
             stage=True,
             stream=alone,
+            listed=listed.of("leads") if listed is not None else None,
         )
     if roles.deal_key is not None:
         deal_cols = [_DEAL_COLUMN.get(f, f) for f in deal_fields]
@@ -188,6 +197,7 @@ def _import_file(
             staging=staging,
             stage=not roles.link,  # (the links write deals too: no staging of either)
             stream=alone,
+            listed=listed.of("deals") if listed is not None else None,
         )
     if roles.link:
         links = _Target(
@@ -294,6 +304,8 @@ def import_files(
     # PostgreSQL: a first import's rows are staged, and go in after the files
     staging = Staging(conn, spec.source) if conn.dialect.name == "postgresql" else None
     written = 0
+    # the whole export: the keys its files list, to remove the records they do not
+    listed = Listed() if spec.whole_export else None
     # a big import's files are parsed in a second process while this one writes (here, when
     # it cannot be started: the same import, slower); it ends once they are read
     reader = None
@@ -302,7 +314,9 @@ def import_files(
             reader = Reader(spec, runs, batch_size, progress is not None)
     try:
         for run, _order in runs:
-            written += _import_file(conn, spec, run, batch_size, progress, touched, staging, reader)
+            written += _import_file(
+                conn, spec, run, batch_size, progress, touched, staging, reader, listed
+            )
     finally:
         if reader is not None:
             reader.close()
@@ -314,7 +328,8 @@ def import_files(
     # the derived columns were right after the last import (this is their only writer): an
     # import that wrote no row leaves them so, and one that staged everything wrote them
     exact = staging.finish() if staging is not None else False
-    if written and not exact:
+    removed = remove_unlisted(conn, spec.source, listed, touched) if listed is not None else []
+    if (written or removed) and not (exact and not removed):
         refresh_links(session, spec.source, unset=unset)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
@@ -341,6 +356,7 @@ def import_files(
         flags=len(flags),
         flags_by_kind=dict(Counter(f.kind for f in flags)),
         first_flags=_samples(flags),
+        removed=removed,
     )
     log.rows_read = summary.rows
     log.rows_new = summary.new
@@ -348,6 +364,7 @@ def import_files(
     log.rows_unchanged = summary.unchanged
     log.rows_rejected = summary.rejected
     log.rows_repeated = summary.repeated
+    log.rows_removed = summary.removed_rows
     log.rows_flagged = summary.flags
     log.finished_at = utcnow()
     record_event(
@@ -366,6 +383,7 @@ def import_files(
             "unchanged": summary.unchanged,
             "rejected": summary.rejected,
             "repeated": summary.repeated,
+            "removed": summary.removed_rows,
             "flagged": summary.flags,
         },
     )

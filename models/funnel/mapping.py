@@ -206,6 +206,9 @@ class MappingSpec(_Strict):
     #: The amounts' currency (an ISO 4217 code: USD, EUR), for exports whose amounts carry no
     #: sign; an amount that carries another is refused. A source's amounts are in one currency.
     amount_currency: str | None = None
+    #: The files are the whole export of the source: the import removes the records of the
+    #: source they do not list, of each kind they list (models.funnel.whole_export).
+    whole_export: bool = False
     fields: dict[FieldName, FieldSpec] | None = None
     files: list[FilePart] | None = Field(default=None, min_length=1, max_length=20)
     #: the folder lookup files are relative to (the mapping file's)

@@ -86,30 +86,50 @@ def _or(items: list[str]) -> str:
 
 
 class SeenKeys:
-    """The keys of a file's rows so far, as 64-bit hashes in sorted runs: a batch's keys are
-    looked up in each run (a binary search each, in numpy) and added as a run of their own, and
-    a run is merged into the one before it once it is as long, so a file of n rows keeps about
-    log2(n) runs and 8 bytes a row."""
+    """Keys (a file's so far, an import's), as 64-bit hashes in sorted runs: keys are looked
+    up in each run (a binary search each, in numpy) and a batch of them added as a run of its
+    own, merged into the run before it while that one is at most twice as long: n keys make at
+    most about log2(n) runs, 8 bytes a key (the process's own ``hash``: within one process)."""
 
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
+
+    @staticmethod
+    def _hashes(keys: Sequence[str]) -> np.ndarray:
+        return np.fromiter(map(hash, keys), np.int64, len(keys))
+
+    def _holds(self, hashes: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(hashes), dtype=bool)
+        for run in self.runs:
+            at = np.searchsorted(run, hashes)
+            np.minimum(at, len(run) - 1, out=at)
+            hit |= run[at] == hashes
+        return hit
+
+    def _add(self, hashes: np.ndarray) -> None:
+        if not len(hashes):
+            return
+        runs = self.runs
+        runs.append(np.sort(hashes))
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = np.sort(np.concatenate((runs[-1], last)), kind="stable")
+
+    def holds(self, keys: Sequence[str]) -> np.ndarray:
+        """For each key, whether it was added (maybe: a hash may collide)."""
+        return self._holds(self._hashes(keys))
+
+    def add(self, keys: Sequence[str]) -> None:
+        self._add(self._hashes(keys))
 
     def seen_before(self, keys: Sequence[str]) -> set[str]:
         """The keys of a batch (each once) that an earlier batch held, maybe (a hash may
         collide); the batch's keys are then held too."""
         if not keys:
             return set()
-        hashes = np.fromiter(map(hash, keys), np.int64, len(keys))
-        hit = np.zeros(len(keys), dtype=bool)
-        for run in self.runs:
-            at = np.searchsorted(run, hashes)
-            np.minimum(at, len(run) - 1, out=at)
-            hit |= run[at] == hashes
-        runs = self.runs
-        runs.append(np.sort(hashes))
-        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
-            last = runs.pop()
-            runs[-1] = np.sort(np.concatenate((runs[-1], last)), kind="stable")
+        hashes = self._hashes(keys)
+        hit = self._holds(hashes)
+        self._add(hashes)
         return {keys[i] for i in np.flatnonzero(hit)}
 
 

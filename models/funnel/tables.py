@@ -214,6 +214,8 @@ class FunnelImport(Base):
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
     #: rows listing a record an earlier row of their file lists (migration 0027)
     rows_repeated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: records of the source an import of the whole export removed (migration 0027)
+    rows_removed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rows_flagged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: the currency of the amounts it read (an ISO code, ``USD``), when they or the mapping say
     #: it: a source's amounts are in one currency (:func:`models.funnel.currency.check`)

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models.funnel.files import _FileRun
 from models.funnel.links import DEAL_FROM_LEAD
-from models.funnel.repeats import Repeats
+from models.funnel.repeats import Repeats, SeenKeys
 from models.funnel.rollup_touched import Touched
 from models.funnel.staging import Stage, Staging
 from models.funnel.tables import STAGE_FIELDS, Deal, Lead
@@ -95,8 +95,12 @@ class _Target:
         staging: Staging | None = None,
         stage: bool = False,
         stream: bool = False,
+        listed: SeenKeys | None = None,
     ) -> None:
         self.conn = conn
+        #: the keys of every row read, when the import is of the whole export
+        #: (models.funnel.whole_export)
+        self.listed = listed
         #: PostgreSQL: the import's staging (models.funnel.staging); ``stage``: this target
         #: may stage its rows there (the only one of its file writing its table)
         self.staging = staging
@@ -521,6 +525,8 @@ class _Target:
                 self.repeats.done()
 
     def _flush(self, batch: dict[str, tuple[Any, ...]]) -> None:
+        if self.listed is not None and batch:
+            self.listed.add(list(batch))
         if self.repeats is not None and self.counts is not None:
             self.repeats.batch(batch)
         if self._streaming:

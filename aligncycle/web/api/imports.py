@@ -24,6 +24,7 @@ from models.funnel.jobs import FilePreview
 from models.funnel.repeats import Repeated
 from models.funnel.tables import ImportJob
 from models.funnel.values import Unmatched
+from models.funnel.whole_export import Removed
 from models.services import access
 from models.tables import Cycle
 
@@ -47,6 +48,8 @@ DESCRIPTIONS = {
     "delimiter": "The column separator, one character.",
     "amount_currency": "The currency of amounts that carry no sign, as a code such as USD or "
     "EUR (an amount that carries another is refused).",
+    "whole_export": "The files are the whole export of the source: the import removes the "
+    "source's records they do not list, of each kind they list (the preview says how many).",
 }
 
 
@@ -127,6 +130,11 @@ class SummaryRead(BaseModel):
     flags_by_kind: dict[str, int]
     first_flags: list[FlagRead]
     files: list[FileSummaryRead]
+    removed: list[Removed] = Field(
+        default=[],
+        description="With the setting whole_export: the records of the source the files do not "
+        "list, per kind, removed by the import (in a preview: that it would remove).",
+    )
 
 
 class PreviewRead(BaseModel):
@@ -178,9 +186,12 @@ class PreviewIn(BaseModel):
     amount_currency: str | None = Field(
         default=None, max_length=10, description=DESCRIPTIONS["amount_currency"]
     )
+    whole_export: bool | None = Field(default=None, description=DESCRIPTIONS["whole_export"])
 
 
 def _settings(values: dict[str, Any]) -> dict[str, str]:
+    if "whole_export" in values:  # (a setting is a form's text: "yes", or not chosen)
+        values = {**values, "whole_export": "yes" if values["whole_export"] else None}
     out = {k: v for k, v in values.items() if k in ij.SETTING_NAMES and v is not None}
     if out.get("thousands") == "none":
         out["thousands"] = ""
@@ -213,6 +224,7 @@ def _summary(job: ImportJob, data: dict[str, Any], imported: bool) -> SummaryRea
         flags_by_kind=data.get("flags_by_kind") or {},
         first_flags=data.get("first_flags") or [],
         files=files,
+        removed=data.get("removed") or [],
     )
 
 
@@ -297,6 +309,7 @@ def upload(
     amount_currency: Annotated[
         str | None, Form(max_length=10, description=DESCRIPTIONS["amount_currency"])
     ] = None,
+    whole_export: Annotated[bool, Form(description=DESCRIPTIONS["whole_export"])] = False,
 ) -> Response:
     """Upload files and preview what their import would do: nothing is written. Large
     uploads are previewed in the background (202: poll the import). A file the settings cannot
@@ -311,6 +324,7 @@ def upload(
             encoding=encoding,
             delimiter=delimiter,
             amount_currency=amount_currency,
+            whole_export=whole_export,
         )
     )
     job_id, done = ij.create(request.app, ctx.session, ctx.me, files, mapping, profile, settings)

@@ -26,6 +26,7 @@ SETTING_NAMES = (
     "encoding",
     "delimiter",
     "amount_currency",
+    "whole_export",
 )
 
 
@@ -130,6 +131,10 @@ CURRENCIES = [
     ("SEK", "Swedish kronor (SEK)"),
     ("PLN", "Polish złoty (PLN)"),
 ]
+WHOLE_EXPORT = [
+    ("", "New and updated records: the source's other records stay as they are"),
+    ("yes", "The whole export: the source's records they do not list are removed"),
+]
 #: The form's words for values that are awkward in a form field.
 _FORM_VALUES = {"thousands": {"space": " ", "none": ""}, "delimiter": {"tab": "\t"}}
 CHOICES = {
@@ -139,6 +144,7 @@ CHOICES = {
     "encoding": ENCODING,
     "delimiter": DELIMITER,
     "amount_currency": CURRENCIES,
+    "whole_export": WHOLE_EXPORT,
 }
 #: What each setting is called on the page.
 

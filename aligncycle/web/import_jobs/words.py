@@ -14,6 +14,7 @@ from models.funnel import jobs
 from models.funnel.mapping import MappingSpec
 from models.funnel.repeats import Repeated
 from models.funnel.values import Unmatched
+from models.funnel.whole_export import Removed
 
 SETTING_LABELS = {
     "dates": "How dates are written",
@@ -23,6 +24,7 @@ SETTING_LABELS = {
     "encoding": "Encoding",
     "delimiter": "Column separator",
     "amount_currency": "Currency of the amounts",
+    "whole_export": "These files hold",
 }
 
 
@@ -139,6 +141,14 @@ def _columns(spec: MappingSpec) -> dict[str, dict[str, str]]:
     for part in spec.parts():
         out[part.name] = {name: f.column for name, f in part.fields.items() if f.column}
     return out
+
+
+def removed_sentences(summary: dict[str, Any] | None, done: bool) -> list[str]:
+    """What an import of the whole export removed (or, previewed, would remove)."""
+    if not summary:
+        return []
+    source = summary.get("source") or ""
+    return [Removed(**r).sentence(source, done) for r in summary.get("removed") or []]
 
 
 def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path]) -> None:
@@ -281,6 +291,13 @@ def rows_sentence(record: Any) -> str:
             (record.rows_unchanged, "unchanged"),
             (record.rows_rejected, "unreadable"),
             (record.rows_repeated, "repeating a record listed earlier in its file"),
+        )
+        if n
+    ]
+    parts += [
+        f"{n:,} {word}"
+        for n, word in (
+            (record.rows_removed, "records removed: the whole export did not list them"),
         )
         if n
     ]

@@ -200,6 +200,7 @@ def _view(request: Request, ctx: Ctx, job: ImportJob) -> dict[str, Any]:
         "progress": ij.progress_of(request.app, job),
         "shown": shown,
         "totals": ij.totals(shown) if shown else None,
+        "removed_said": ij.removed_sentences(shown, done=job.state == jobs.IMPORTED),
         "flag_groups": ij.flag_groups(shown) if shown else [],
         "samples": samples,
         "kpi_gaps": gaps,
