@@ -25,6 +25,7 @@ from aligncycle import cli_common as cc
 if TYPE_CHECKING:
     from models.funnel.importer import ImportSummary
     from models.funnel.kpis import KpiReport, KpiValue
+    from models.funnel.mapping import MappingSpec
 
 funnel_app = typer.Typer(
     help="Import the shared funnel data: leads and deals exported from the CRM and marketing "
@@ -181,6 +182,12 @@ def funnel_import(
         help="The files are the whole export of the source: remove the records of the source "
         "they do not list (of each kind they list: leads, deals), as the CRM removed them.",
     ),
+    preview: bool = typer.Option(
+        False,
+        "--preview",
+        help="Show what the import would do (counts, unreadable rows, flags, records a whole "
+        "export would remove) and write nothing.",
+    ),
     rejects_dir: Path | None = typer.Option(
         None,
         "--rejects-dir",
@@ -216,6 +223,9 @@ def funnel_import(
     )
     label = profile or str(mapping)
     progress = _Progress() if (sys.stderr.isatty() and not json_out) else None
+    if preview:
+        _preview(files, spec, label, as_, progress, json_out)
+        return
     try:
         # the unit of work commits before the rejects files are published (contexts exit in
         # reverse order)
@@ -268,6 +278,55 @@ def funnel_import(
         typer.echo(f"cycle {cycle_id}: {gaps} recorded from the new numbers")
 
 
+def _preview(
+    files: list[Path],
+    spec: MappingSpec,
+    label: str,
+    as_: str | None,
+    progress: _Progress | None,
+    json_out: bool,
+) -> None:
+    """What the import would do: the real import, rolled back (nothing written, no rejects
+    file, no KPI gaps)."""
+    from models.funnel.jobs import preview_import
+
+    try:
+        with cc.unit_of_work() as s:
+            person = None
+            if as_:
+                from models.services.common import person_by_email
+
+                person = person_by_email(s, as_)
+            summary = preview_import(
+                s,
+                files,
+                spec,
+                label=label,
+                actor=person,
+                progress=progress,
+                after_files=progress.after_files if progress is not None else None,
+            ).summary
+    finally:
+        if progress is not None:
+            progress.close()
+    if json_out:
+        data = summary.model_dump(mode="json", exclude={"import_id"})
+        data.update(
+            preview=True,
+            rows=summary.rows,
+            new=summary.new,
+            changed=summary.changed,
+            unchanged=summary.unchanged,
+            rejected=summary.rejected,
+            repeated=summary.repeated,
+            removed_records=summary.removed_rows,
+        )
+        cc.emit_json(data)
+        return
+    _print_import(summary, done=False)
+    typer.echo("a preview: nothing was written (import without --preview to write it)")
+
+
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
@@ -301,7 +360,7 @@ def _print_flags(
             typer.echo(f"    ... and {counts[kind] - shown:,} more")
 
 
-def _print_import(summary: ImportSummary) -> None:
+def _print_import(summary: ImportSummary, done: bool = True) -> None:
     cc.table(
         [
             [
@@ -319,13 +378,14 @@ def _print_import(summary: ImportSummary) -> None:
         ["file", "part", "rows", "new", "changed", "unchanged", "rejected", "flagged"],
     )
     typer.echo(
-        f"imported into source {summary.source!r}: {summary.rows:,} rows, {summary.new:,} new, "
+        f"{'imported' if done else 'would import'} into source {summary.source!r}: "
+        f"{summary.rows:,} rows, {summary.new:,} new, "
         f"{summary.changed:,} changed, {summary.unchanged:,} unchanged, "
         f"{summary.rejected:,} rejected"
         + (f", {summary.repeated:,} repeating a record listed earlier" if summary.repeated else "")
     )
     for r in summary.removed:
-        typer.echo(r.sentence(summary.source))
+        typer.echo(r.sentence(summary.source, done))
     for f in summary.files:
         if f.undated:
             hint = "" if f.reads_mql else "; the mapping reads none: name its column as mql_at"

@@ -17,6 +17,7 @@ from models.funnel.importer import deal_count, import_files, record_count
 from models.funnel.kpis import compute_kpis
 from models.funnel.mapping import MappingSpec, parse_mapping
 from models.funnel.tables import FunnelImport
+from tests.conftest import db_snapshot
 from tests.funnel_helpers import clear_funnel, funnel_content
 from tests.test_funnel_import import run
 
@@ -150,3 +151,22 @@ def test_the_command_line_says_what_it_removed(store: Store, tmp_path: Path) -> 
     again = run("funnel", "import", *now, "-m", str(mapping), "--whole-export", "--json")
     data = json.loads(again.stdout)
     assert (data["removed"], data["removed_records"], data["unchanged"]) == ([], 0, 6)
+
+
+def test_the_command_line_previews_the_removal_and_writes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(TWO_FILES)
+    paths = [str(p) for p in write(tmp_path / "before", LEADS, DEALS)]
+    assert run("funnel", "import", *paths, "-m", str(mapping)).exit_code == 0
+    before = db_snapshot(store)
+    now = [str(p) for p in write(tmp_path / "now", LEADS[:1], DEALS[:1])]
+    out = run("funnel", "import", *now, "-m", str(mapping), "--whole-export", "--preview").stdout
+    assert "would import into source 'crm': 2 rows, 0 new, 0 changed, 2 unchanged" in out
+    assert (
+        "3 of the 4 leads of the source “crm” are in none of these files: they would be removed "
+        "(for example “L2”, “L3” and “L4”)." in out
+    )
+    assert "a preview: nothing was written" in out
+    assert db_snapshot(store) == before
