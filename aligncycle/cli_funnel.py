@@ -23,9 +23,12 @@ import typer
 from aligncycle import cli_common as cc
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from models.funnel.importer import ImportSummary
     from models.funnel.kpis import KpiReport, KpiValue
     from models.funnel.mapping import MappingSpec
+    from models.tables import Person
 
 funnel_app = typer.Typer(
     help="Import the shared funnel data: leads and deals exported from the CRM and marketing "
@@ -233,11 +236,6 @@ def funnel_import(
             rejects_files(rejects_dir or default_rejects_dir()) as rejects,
             cc.unit_of_work() as s,
         ):
-            person = None
-            if as_:
-                from models.services.common import person_by_email
-
-                person = person_by_email(s, as_)
             summary = import_files(
                 s,
                 files,
@@ -246,7 +244,7 @@ def funnel_import(
                 rejects=rejects,
                 progress=progress,
                 batch_size=batch_size,
-                actor=person,
+                actor=_person(s, as_),
                 after_files=progress.after_files if progress is not None else None,
             )
             if progress is not None:  # the commit (seconds at a million rows) is next
@@ -259,18 +257,7 @@ def funnel_import(
     with cc.unit_of_work() as s:  # the numbers drive Identify: cycles there get their KPI gaps
         raised = record_numbers_after_import(s)
     if json_out:
-        data = summary.model_dump(mode="json")
-        data.update(
-            rows=summary.rows,
-            new=summary.new,
-            changed=summary.changed,
-            unchanged=summary.unchanged,
-            rejected=summary.rejected,
-            repeated=summary.repeated,
-            removed_records=summary.removed_rows,
-        )
-        data["kpi_gaps"] = {str(k): v for k, v in raised.items()}
-        cc.emit_json(data)
+        cc.emit_json(_summary_json(summary, kpi_gaps={str(k): v for k, v in raised.items()}))
         return
     _print_import(summary)
     for cycle_id, count in raised.items():
@@ -292,17 +279,12 @@ def _preview(
 
     try:
         with cc.unit_of_work() as s:
-            person = None
-            if as_:
-                from models.services.common import person_by_email
-
-                person = person_by_email(s, as_)
             summary = preview_import(
                 s,
                 files,
                 spec,
                 label=label,
-                actor=person,
+                actor=_person(s, as_),
                 progress=progress,
                 after_files=progress.after_files if progress is not None else None,
             ).summary
@@ -310,21 +292,37 @@ def _preview(
         if progress is not None:
             progress.close()
     if json_out:
-        data = summary.model_dump(mode="json", exclude={"import_id"})
-        data.update(
-            preview=True,
-            rows=summary.rows,
-            new=summary.new,
-            changed=summary.changed,
-            unchanged=summary.unchanged,
-            rejected=summary.rejected,
-            repeated=summary.repeated,
-            removed_records=summary.removed_rows,
-        )
+        data = _summary_json(summary, preview=True)
+        del data["import_id"]  # (rolled back with the import)
         cc.emit_json(data)
         return
     _print_import(summary, done=False)
     typer.echo("a preview: nothing was written (import without --preview to write it)")
+
+
+def _person(s: Session, email: str | None) -> Person | None:
+    """The person ``--as`` names (None: none named)."""
+    if not email:
+        return None
+    from models.services.common import person_by_email
+
+    return person_by_email(s, email)
+
+
+def _summary_json(summary: ImportSummary, **extra: object) -> dict[str, object]:
+    """An import's summary as ``--json`` prints it: the summary and its totals."""
+    data = summary.model_dump(mode="json")
+    data.update(
+        rows=summary.rows,
+        new=summary.new,
+        changed=summary.changed,
+        unchanged=summary.unchanged,
+        rejected=summary.rejected,
+        repeated=summary.repeated,
+        removed_records=summary.removed_rows,
+        **extra,
+    )
+    return data
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
