@@ -170,3 +170,21 @@ def test_the_command_line_previews_the_removal_and_writes_nothing(
     )
     assert "a preview: nothing was written" in out
     assert db_snapshot(store) == before
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+def test_a_record_whose_row_cannot_be_read_is_not_removed(
+    store: Store, tmp_path: Path, parallel: bool
+) -> None:
+    """Its row is rejected (an unreadable date, too few fields): it is in the export, so it is
+    not removed; a row with no id lists nothing."""
+    with store.unit_of_work() as s:
+        import_files(s, write(tmp_path / "before", LEADS, DEALS), spec(False))
+    leads = [LEADS[0], ["L2", "ads", "the 6th"], ["L3"], ["", "web", "2024-03-07"]]
+    now = write(tmp_path / "now", leads, DEALS)[:1]
+    with store.unit_of_work() as s:
+        summary = import_files(s, now, spec(), parallel=parallel)
+    assert summary.rejected == 3
+    assert [(r.record, r.rows, r.examples) for r in summary.removed] == [("lead", 1, ["L4"])]
+    with store.unit_of_work() as s:
+        assert record_count(s, "crm") == 3

@@ -60,7 +60,15 @@ from models.funnel.files import (
 from models.funnel.flags import WON_AND_LOST, FlagRead, recompute_flags
 from models.funnel.links import refresh_links
 from models.funnel.mapping import MappingSpec
-from models.funnel.parse import Reader, Sinks, deal_has_lead_key, read_rows, wanted
+from models.funnel.parse import (
+    Reader,
+    Reject,
+    Sinks,
+    deal_has_lead_key,
+    key_field,
+    read_rows,
+    wanted,
+)
 from models.funnel.readers import compile_part
 from models.funnel.rollup_touched import Touched, touched_months
 from models.funnel.rollups import SR
@@ -220,7 +228,7 @@ def _import_file(
         deal=deals.add if deals is not None else None,
         link=links.add if links is not None else None,
         batch_end=batch_end,
-        reject=run.reject,
+        reject=run.reject if listed is None else _listing_rejects(run, [leads, deals]),
     )
     try:
         if reader is not None:
@@ -388,6 +396,26 @@ def import_files(
         },
     )
     return summary
+
+
+def _listing_rejects(run: _FileRun, targets: list[_Target | None]) -> Reject:
+    """The whole export: a row the import rejects (an unreadable date, too few fields) still
+    lists its record, when its id can be read: the record is not removed for it."""
+    name = key_field(run.compiled)
+    reader = next(r for r in run.compiled.readers if r.name == name)
+    sets = [t.listed for t in targets if t is not None and t.listed is not None]
+
+    def reject(line: int, reason: str, cells: list[str]) -> None:
+        run.reject(line, reason, cells)
+        try:
+            key = reader.read(cells)
+        except Exception:  # noqa: BLE001 - no id to read: no record to keep
+            return
+        if key:
+            for keys in sets:
+                keys.add([key])
+
+    return reject
 
 
 def _rollups_kept(conn: Connection, source: str) -> bool:
