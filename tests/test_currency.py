@@ -347,3 +347,33 @@ def test_the_numbers_page_says_the_currency_and_what_it_does_not_add(
         )
         assert refused.status_code == 403
         assert "Revenue won 300.00 GBP" in text_of(client.get(url + "&source=eu").text)
+
+
+def test_the_api_lists_and_says_the_currencies_of_the_sources(world: Rig, tmp_path: Path) -> None:
+    """As on the import page: leads and managers list each source's currency and say one; a
+    member may not, and a word that is no currency is refused in one line."""
+    with world.isolated():
+        imported(world.store, [deals(tmp_path, "eu.csv", "300")], mapping("eu"))
+        lee = world.bearer("lee")
+        listed = world.client().get("/api/v1/sources/currencies", headers=lee)
+        assert listed.status_code == 200
+        assert [(s["source"], s["currency"]) for s in listed.json()] == [("eu", None)]
+        said = world.client().put(
+            "/api/v1/sources/eu/currency", json={"currency": "eur"}, headers=lee
+        )
+        assert said.status_code == 200, said.text
+        assert (said.json()["currency"], said.json()["said_by"]) == ("EUR", "Lee Saleslead")
+        with world.store.unit_of_work() as s:
+            assert source_currencies(s) == {"eu": "EUR"}
+        wrong = world.client().put(
+            "/api/v1/sources/eu/currency", json={"currency": "euros"}, headers=lee
+        )
+        assert wrong.status_code == 422
+        assert wrong.json()["error"]["message"] == "choose the currency from the list"
+        none = world.client().put(
+            "/api/v1/sources/nowhere/currency", json={"currency": "USD"}, headers=lee
+        )
+        assert none.status_code == 422
+        assert none.json()["error"]["message"] == "source “nowhere” holds no amount"
+        member = world.client().get("/api/v1/sources/currencies", headers=world.bearer("sid"))
+        assert member.status_code == 403

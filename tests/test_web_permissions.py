@@ -406,6 +406,24 @@ CASES: list[Case] = [
         cycle_bound=False,
     ),
     Case(
+        "GET",
+        "/api/v1/sources/currencies",
+        const("/api/v1/sources/currencies"),
+        IMPORTERS,
+        200,
+        cycle_bound=False,
+    ),
+    # (the world's sources hold no amount: refused as such, 422, after the access check)
+    Case(
+        "PUT",
+        "/api/v1/sources/{source}/currency",
+        const("/api/v1/sources/hubspot/currency"),
+        IMPORTERS,
+        422,
+        body(currency="EUR"),
+        cycle_bound=False,
+    ),
+    Case(
         "POST",
         "/api/v1/imports",
         const("/api/v1/imports"),

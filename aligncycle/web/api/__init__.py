@@ -23,6 +23,7 @@ from aligncycle.web.api import (
     numbers,
     organisation,
     recap,
+    sources,
 )
 from aligncycle.web.api.common import ERRORS
 
@@ -35,6 +36,7 @@ for module in (
     recap,
     numbers,
     imports,
+    sources,
     notifications,
     account,
     inbox,
