@@ -179,6 +179,18 @@ def funnel_import(
         help="The currency of amounts that carry no sign, as a code such as USD or EUR (an "
         "amount that carries another is refused). Overrides the mapping.",
     ),
+    won_stages: str | None = typer.Option(
+        None,
+        "--won-stages",
+        help="The stages a deal is won at, separated by commas (e.g. 'Closed Won,Contract "
+        "signed'), instead of the mapping's own. Overrides the mapping.",
+    ),
+    lost_stages: str | None = typer.Option(
+        None,
+        "--lost-stages",
+        help="The stages a deal is lost at, separated by commas, instead of the mapping's own. "
+        "Overrides the mapping.",
+    ),
     whole_export: bool = typer.Option(
         False,
         "--whole-export",
@@ -223,6 +235,8 @@ def funnel_import(
         amount_currency=amount_currency,
         delimiter=delimiter,
         whole_export=True if whole_export else None,
+        won_stages=won_stages,
+        lost_stages=lost_stages,
     )
     label = profile or str(mapping)
     progress = _Progress() if (sys.stderr.isatty() and not json_out) else None
@@ -298,6 +312,11 @@ def _preview(
         return
     _print_import(summary, done=False)
     typer.echo("a preview: nothing was written (import without --preview to write it)")
+
+
+#: the stages' setting, as the page names it and as the command line does
+_PAGE_STAGES = " under Stages a deal is won at or lost at"
+_CLI_STAGES = " with --won-stages or --lost-stages"
 
 
 def _person(s: Session, email: str | None) -> Person | None:
@@ -397,6 +416,9 @@ def _print_import(summary: ImportSummary, done: bool = True) -> None:
             typer.echo(u.sentence(Path(f.file).name))
         if f.repeats is not None:
             typer.echo(f.repeats.sentence(Path(f.file).name))
+        said = f.stages.warning(Path(f.file).name) if f.stages is not None else None
+        if said:
+            typer.echo(said.replace(_PAGE_STAGES, _CLI_STAGES))
         if f.skipped:
             typer.echo(
                 f"{Path(f.file).name}: {_plural(f.skipped, 'report footer or blank line')} skipped"

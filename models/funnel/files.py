@@ -28,6 +28,7 @@ from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
 from models.funnel.repeats import Repeated
+from models.funnel.stages import Stages
 from models.funnel.values import ORDER_HINT, Unmatched, date_evidence, show_columns
 
 SAMPLE_REJECTS = 5
@@ -77,6 +78,8 @@ class FileSummary(BaseModel):
     unmatched: list[Unmatched] = []
     #: what its repeated rows were, with examples
     repeats: Repeated | None = None
+    #: a deals file's stages, as the numbers read them (won, lost, open)
+    stages: Stages | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
 
@@ -370,6 +373,7 @@ class _FileRun:
     currency: str | None = None
     unmatched: list[Unmatched] = field(default_factory=list)
     repeats: Repeated | None = None
+    stages: Stages | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
@@ -412,6 +416,7 @@ class _FileRun:
             currency=self.currency,
             unmatched=self.unmatched,
             repeats=self.repeats,
+            stages=self.stages,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
         )

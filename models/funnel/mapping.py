@@ -209,6 +209,16 @@ class MappingSpec(_Strict):
     #: The files are the whole export of the source: the import removes the records of the
     #: source they do not list, of each kind they list (models.funnel.whole_export).
     whole_export: bool = False
+    #: The stages a deal is won (lost) at, instead of the mapping's own list: the values of the
+    #: ``when: {column: ..., in: [...]}`` of its ``won_at`` (``lost_at``). A pipeline's own
+    #: stage names ("Contract signed"), on the import page or the command line. Given as a
+    #: list, or as one text separated by commas.
+    won_stages: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=50
+    )
+    lost_stages: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=50
+    )
     fields: dict[FieldName, FieldSpec] | None = None
     files: list[FilePart] | None = Field(default=None, min_length=1, max_length=20)
     #: the folder lookup files are relative to (the mapping file's)
@@ -218,6 +228,17 @@ class MappingSpec(_Strict):
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
         return FilePart._shorthand(v)
+
+    @field_validator("won_stages", "lost_stages", mode="before")
+    @classmethod
+    def _stage_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        return v or None
+
+    def stages_for(self, field: str) -> list[str] | None:
+        """The stages given for ``won_at`` or ``lost_at`` (None: the mapping's own)."""
+        return {"won_at": self.won_stages, "lost_at": self.lost_stages}.get(field)
 
     @field_validator("amount_currency")
     @classmethod
@@ -300,6 +321,18 @@ class MappingSpec(_Strict):
                 for fmt in spec.format or []:
                     _check_format(f"{where}.{name}", fmt)
                 _check_orders(f"{where}.{name}.format", spec.format or [])
+        for setting, name in (("won_stages", "won_at"), ("lost_stages", "lost_at")):
+            if getattr(self, setting) is None:
+                continue
+            staged = [
+                p for p in self.parts() if (f := p.fields.get(name)) and f.when and f.when.in_
+            ]
+            if not staged:
+                what = "won" if name == "won_at" else "lost"
+                raise ValueError(
+                    f"{setting}: the mapping reads the {what} date from a column of its own, not "
+                    "from the deal's stage, so it has no stages to replace"
+                )
         _check_orders("date_formats", self.date_formats)
         for fmt in self.date_formats:
             _check_format("date_formats", fmt)
@@ -329,6 +362,9 @@ class MappingSpec(_Strict):
             err = exc.errors()[0]
             name = str(err["loc"][0]) if err["loc"] else "setting"
             msg = err["msg"].removeprefix("Value error, ")
+            said, _, rest = msg.partition(": ")
+            if not err["loc"] and said in given:  # (a check of the whole mapping, naming it)
+                name, msg = said, rest
             raise InvalidInput(f"--{name.replace('_', '-')}: {msg}") from None
 
 

@@ -34,6 +34,7 @@ from models.errors import InvalidInput
 from models.funnel.files import Progress, _FileRun, _rows
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, compile_part
+from models.funnel.stages import StageCounts
 from models.funnel.values import RowError, SettingNeeded
 
 #: Imports whose files hold at least this many bytes in all are parsed in a second process
@@ -107,6 +108,8 @@ def read_rows(
     rows = pending = undated = 0
     lookups = compiled.lookups  # (their misses count for the rows kept)
     currency = compiled.currency  # (its currency is the file's when a kept row says it)
+    # how the deals' stages are read (won, lost, open), for the preview's table of stages
+    stages = StageCounts() if deal_add is not None and "stage" in deal_fields else None
     for line, row, nul in _rows(run, spec, progress):
         rows += 1
         if len(row) != width and (len(row) < width or any(c.strip() for c in row[width:])):
@@ -167,6 +170,9 @@ def read_rows(
                     ids = record.get("lead_id") or ()
                     values += (ids[0] if ids else None, ";".join(ids[1:]) or None)
             deal_add(key, (*values, True, file_name, line))
+            if stages is not None:
+                won = record.get("won_at") is not None
+                stages.add(record.get("stage"), won, not won and record.get("lost_at") is not None)
         if link_add is not None and record.get("converted_deal_id"):
             link_add(record["converted_deal_id"], (key,))
         pending += 1
@@ -176,6 +182,7 @@ def read_rows(
     if currency is not None:
         run.currency = currency.recorded
     run.unmatched = [m.summary() for m in compiled.lookups if m.rows]
+    run.stages = stages.summary() if stages is not None else None
     return rows, undated
 
 
@@ -311,7 +318,7 @@ class Reader:
             elif kind == "end":
                 _kind, header, rows, undated, skipped, facts, self.peak_mb = event
                 run.header, run.skipped = header, skipped
-                run.currency, run.unmatched = facts
+                run.currency, run.unmatched, run.stages = facts
                 return rows, undated
             elif kind == "invalid":
                 raise InvalidInput(event[1])
@@ -368,7 +375,7 @@ def _work(send: Callable[[bytes], None], spec: MappingSpec, jobs: list[_Job], ba
             tell = (lambda *a: out.append(("progress", *a))) if progress else None
             rows, undated = read_rows(run, spec, tell, sinks, batch_size)
             out.append(("rows", run.header, ops, rejects, None))
-            facts = (run.currency, run.unmatched)  # (what the parse learned of the file)
+            facts = (run.currency, run.unmatched, run.stages)  # (what the parse learned of it)
             out.append(("end", run.header, rows, undated, run.skipped, facts, _peak_mb()))
             ship()
     except InvalidInput as exc:

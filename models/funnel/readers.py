@@ -151,7 +151,9 @@ def compile_part(
         if fs.when is not None:
             cidx = col_index(fs.when.column, fs.optional, f"{name}.when")
             used.add(-1 if cidx is None else cidx)
-            wanted = {fold(v) for v in (fs.when.in_ or fs.when.not_in or [])}
+            values = fs.when.in_ or fs.when.not_in or []
+            stages = spec.stages_for(name) if fs.when.in_ is not None else None
+            wanted = {fold(v) for v in (stages if stages is not None else values)}
             cond = (cidx, wanted, fs.when.in_ is not None)
         if idx is not None:
             used.add(idx)

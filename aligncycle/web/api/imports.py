@@ -50,6 +50,8 @@ DESCRIPTIONS = {
     "EUR (an amount that carries another is refused).",
     "whole_export": "The files are the whole export of the source: the import removes the "
     "source's records they do not list, of each kind they list (the preview says how many).",
+    "won_stages": "The stages a deal is won at, separated by commas, over the mapping's.",
+    "lost_stages": "The stages a deal is lost at, separated by commas, over the mapping's.",
 }
 
 
@@ -187,6 +189,12 @@ class PreviewIn(BaseModel):
         default=None, max_length=10, description=DESCRIPTIONS["amount_currency"]
     )
     whole_export: bool | None = Field(default=None, description=DESCRIPTIONS["whole_export"])
+    won_stages: str | None = Field(
+        default=None, max_length=2000, description=DESCRIPTIONS["won_stages"]
+    )
+    lost_stages: str | None = Field(
+        default=None, max_length=2000, description=DESCRIPTIONS["lost_stages"]
+    )
 
 
 def _settings(values: dict[str, Any]) -> dict[str, str]:
@@ -310,6 +318,12 @@ def upload(
         str | None, Form(max_length=10, description=DESCRIPTIONS["amount_currency"])
     ] = None,
     whole_export: Annotated[bool, Form(description=DESCRIPTIONS["whole_export"])] = False,
+    won_stages: Annotated[
+        str | None, Form(max_length=2000, description=DESCRIPTIONS["won_stages"])
+    ] = None,
+    lost_stages: Annotated[
+        str | None, Form(max_length=2000, description=DESCRIPTIONS["lost_stages"])
+    ] = None,
 ) -> Response:
     """Upload files and preview what their import would do: nothing is written. Large
     uploads are previewed in the background (202: poll the import). A file the settings cannot
@@ -325,6 +339,8 @@ def upload(
             delimiter=delimiter,
             amount_currency=amount_currency,
             whole_export=whole_export,
+            won_stages=won_stages,
+            lost_stages=lost_stages,
         )
     )
     job_id, done = ij.create(request.app, ctx.session, ctx.me, files, mapping, profile, settings)

@@ -27,7 +27,11 @@ SETTING_NAMES = (
     "delimiter",
     "amount_currency",
     "whole_export",
+    "won_stages",
+    "lost_stages",
 )
+#: settings that only a mapping with deal stages can take: checked with the mapping
+_WITH_THE_MAPPING = ("won_stages", "lost_stages")
 
 
 class ImportSettings(BaseSettings):
@@ -155,7 +159,7 @@ def form_settings(values: dict[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in SETTING_NAMES:
         raw = values.get(name, "")
-        if name == "timezone":
+        if name in ("timezone", "won_stages", "lost_stages"):
             raw = raw.strip()
         if raw == "":
             continue
@@ -194,6 +198,8 @@ def check_settings(settings: dict[str, str]) -> dict[str, str]:
         )
     probe = MappingSpec(name="probe", source="probe", fields={"external_id": "id"})
     for name, value in settings.items():
+        if name in _WITH_THE_MAPPING:
+            continue
         # each setting on its own (whether thousands and decimal clash depends on the
         # mapping's own decimal: checked below when both are chosen, else by the import)
         extra = {"decimal": "," if value == "." else "."} if name == "thousands" else {}

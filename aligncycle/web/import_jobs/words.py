@@ -13,6 +13,7 @@ from typing import Any
 from models.funnel import jobs
 from models.funnel.mapping import MappingSpec
 from models.funnel.repeats import Repeated
+from models.funnel.stages import Stages
 from models.funnel.values import Unmatched
 from models.funnel.whole_export import Removed
 
@@ -25,6 +26,8 @@ SETTING_LABELS = {
     "delimiter": "Column separator",
     "amount_currency": "Currency of the amounts",
     "whole_export": "These files hold",
+    "won_stages": "Stages a deal is won at",
+    "lost_stages": "Stages a deal is lost at",
 }
 
 
@@ -80,7 +83,10 @@ _SETTING_HELP = [
 _MONEY = re.compile(r"\(read with decimal '(.)', thousands '(.*?)'; set --decimal/--thousands\)")
 _WHOLE_FILE = re.compile(r"set dates: (day-first|month-first) \(--dates \1\)")
 _DECLARED = re.compile(r" \(dates: (?:day-first|month-first)\)")
-_OPTION = re.compile(r"--(dates|decimal|thousands|timezone|encoding|delimiter|amount-currency)\b:?")
+_OPTION = re.compile(
+    r"--(dates|decimal|thousands|timezone|encoding|delimiter|amount-currency|won-stages|"
+    r"lost-stages|whole-export)\b:?"
+)
 _FIELD_PREFIX = re.compile(r"(^|; )([a-z_]+): ")
 _FIELD_IN_PARENS = re.compile(r"\(([a-z_]+)\)")
 _ORDER = re.compile(r"\b(day|month)-first\b")
@@ -163,6 +169,8 @@ def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path
         f["unmatched_said"] = [Unmatched(**u).sentence(name) for u in f.get("unmatched") or []]
         repeats = f.get("repeats")
         f["repeats_said"] = Repeated(**repeats).sentence(name) if repeats else None
+        stages = f.get("stages")
+        f["stages_said"] = Stages(**stages).warning(name) if stages else None
 
 
 # --- uploads -------------------------------------------------------------------------------
