@@ -416,8 +416,7 @@ def _print_import(summary: ImportSummary, done: bool = True) -> None:
             typer.echo(u.sentence(Path(f.file).name))
         if f.repeats is not None:
             typer.echo(f.repeats.sentence(Path(f.file).name))
-        said = f.stages.warning(Path(f.file).name) if f.stages is not None else None
-        if said:
+        for said in f.stages.warnings(Path(f.file).name) if f.stages is not None else []:
             typer.echo(said.replace(_PAGE_STAGES, _CLI_STAGES))
         if f.skipped:
             typer.echo(

@@ -106,8 +106,8 @@ def test_named_stages_need_a_mapping_that_reads_the_stage(store: Store, tmp_path
 def test_a_file_of_many_stages_counts_the_rest_together() -> None:
     counts = StageCounts()
     for i in range(MAX_STAGES + 20):
-        counts.add(f"Closed stage {i}", False, False)
-    stages = counts.summary()
+        counts.add(f"Closed stage {i}", False, False, i + 2)
+    stages = counts.summary(None, None)
     assert stages is not None and stages.more
     assert len(stages.rows) == MAX_STAGES + 1
     assert (stages.rows[-1].stage, stages.rows[-1].open) == (None, 20)
@@ -147,3 +147,23 @@ def test_the_import_page_shows_the_stages_and_takes_the_setting(web: Web) -> Non
     assert api.json()["error"]["message"].startswith(
         "Stages a deal is won at: the mapping reads the won date from a column of its own"
     )
+
+
+def test_deals_at_a_won_stage_without_a_date_are_pointed_out(store: Store, tmp_path: Path) -> None:
+    """The stage is a won one (its other deals are won): the deal has no close date, so the
+    numbers count it as open; the line and the column are named."""
+    path = tmp_path / "deals.csv"
+    path.write_text(
+        HEADER
+        + "1,A,Closed Won,100,2024-03-10,2024-02-01,\n"
+        + "2,B,Closed Won,100,,2024-02-01,\n"
+        + "3,C,Closed Won,100,,2024-02-01,\n"
+    )
+    with store.unit_of_work() as s:
+        stages = import_files(s, [path], load_profile("hubspot")).files[0].stages
+    assert stages is not None
+    assert stages.warnings("deals.csv") == [
+        "deals.csv: 2 deals have the stage “Closed Won” but no won date (column 'Close Date'), "
+        "the first on line 3, so the numbers count them as open; the other one at that stage is "
+        "won. Fill in the date in the CRM and export again."
+    ]

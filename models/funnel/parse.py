@@ -172,7 +172,8 @@ def read_rows(
             deal_add(key, (*values, True, file_name, line))
             if stages is not None:
                 won = record.get("won_at") is not None
-                stages.add(record.get("stage"), won, not won and record.get("lost_at") is not None)
+                lost = not won and record.get("lost_at") is not None
+                stages.add(record.get("stage"), won, lost, line)
         if link_add is not None and record.get("converted_deal_id"):
             link_add(record["converted_deal_id"], (key,))
         pending += 1
@@ -182,7 +183,10 @@ def read_rows(
     if currency is not None:
         run.currency = currency.recorded
     run.unmatched = [m.summary() for m in compiled.lookups if m.rows]
-    run.stages = stages.summary() if stages is not None else None
+    if stages is not None:
+        fields = compiled.part.fields
+        won, lost = fields.get("won_at"), fields.get("lost_at")
+        run.stages = stages.summary(won and won.column, lost and lost.column)
     return rows, undated
 
 

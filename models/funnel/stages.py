@@ -31,6 +31,7 @@ class StageRead(BaseModel):
     won: int = 0
     lost: int = 0
     open: int = 0
+    first_open: int | None = None  # the line of its first deal read as open
 
     @property
     def deals(self) -> int:
@@ -42,6 +43,9 @@ class Stages(BaseModel):
 
     rows: list[StageRead]
     more: bool = False  # past MAX_STAGES stages: the last row counts every other one
+    #: the file's columns the won and lost dates are read from (None: not from a column)
+    won_column: str | None = None
+    lost_column: str | None = None
 
     def looks_closed(self) -> list[StageRead]:
         """Stages whose deals are all read as open though the name says closed, won or lost."""
@@ -49,6 +53,34 @@ class Stages(BaseModel):
         return [
             r for r in named if r.stage and not r.won and not r.lost and _CLOSED.search(r.stage)
         ]
+
+    def undated(self) -> list[StageRead]:
+        """Stages whose deals are read as won (or lost) but for some, read as open: the stage is
+        a won (lost) one, so those deals have no won (lost) date."""
+        named = self.rows[:-1] if self.more else self.rows
+        return [r for r in named if r.open and (r.won or r.lost)]
+
+    def warnings(self, file: str) -> list[str]:
+        """What a person should know of the file's stages: deals at a closing stage with no
+        date, stages read as open whose names say closed."""
+        out = []
+        for r in self.undated():
+            what = "won" if r.won >= r.lost else "lost"
+            closed = r.won if what == "won" else r.lost
+            column = self.won_column if what == "won" else self.lost_column
+            date = f"{what} date" + (f" (column {column!r})" if column else "")
+            have = "deal has" if r.open == 1 else "deals have"
+            them = "it" if r.open == 1 else "them"
+            rest = "one at that stage is" if closed == 1 else f"{closed:,} at that stage are"
+            out.append(
+                f"{file}: {r.open:,} {have} the stage {quoted(r.stage, 60)} but no {date}, the "
+                f"first on line {r.first_open:,}, so the numbers count {them} as open; the "
+                f"other {rest} {what}. Fill in the date in the CRM and export again."
+            )
+        said = self.warning(file)
+        if said:
+            out.append(said)
+        return out
 
     def warning(self, file: str) -> str | None:
         """E.g. "deals.csv: 45 deals are at the stage “Closed Won - Renewal”, which is read as
@@ -84,7 +116,7 @@ class StageCounts:
         self.counts: dict[str | None, list[int]] = {}
         self.more = False
 
-    def add(self, stage: str | None, won: bool, lost: bool) -> None:
+    def add(self, stage: str | None, won: bool, lost: bool, line: int) -> None:
         c = self.counts.get(stage)
         if c is None:
             if len(self.counts) >= MAX_STAGES:
@@ -92,17 +124,27 @@ class StageCounts:
                 stage = "\x00"  # (every other stage)
                 c = self.counts.get(stage)
             if c is None:
-                c = self.counts[stage] = [0, 0, 0]
-        c[0 if won else 1 if lost else 2] += 1
+                c = self.counts[stage] = [0, 0, 0, 0]
+        if won:
+            c[0] += 1
+        elif lost:
+            c[1] += 1
+        else:
+            c[2] += 1
+            if not c[3]:
+                c[3] = line
 
-    def summary(self) -> Stages | None:
+    def summary(self, won_column: str | None, lost_column: str | None) -> Stages | None:
         if not self.counts:
             return None
         others = self.counts.pop("\x00", None)
         rows = [
-            StageRead(stage=s, won=c[0], lost=c[1], open=c[2])
-            for s, c in sorted(self.counts.items(), key=lambda x: (-sum(x[1]), x[0] or ""))
+            StageRead(stage=s, won=c[0], lost=c[1], open=c[2], first_open=c[3] or None)
+            for s, c in sorted(self.counts.items(), key=lambda x: (-sum(x[1][:3]), x[0] or ""))
         ]
         if others is not None:
-            rows.append(StageRead(stage=None, won=others[0], lost=others[1], open=others[2]))
-        return Stages(rows=rows, more=others is not None)
+            won, lost, open_, first = others
+            rows.append(StageRead(stage=None, won=won, lost=lost, open=open_, first_open=first))
+        return Stages(
+            rows=rows, more=others is not None, won_column=won_column, lost_column=lost_column
+        )

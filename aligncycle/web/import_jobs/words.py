@@ -170,7 +170,7 @@ def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path
         repeats = f.get("repeats")
         f["repeats_said"] = Repeated(**repeats).sentence(name) if repeats else None
         stages = f.get("stages")
-        f["stages_said"] = Stages(**stages).warning(name) if stages else None
+        f["stages_said"] = Stages(**stages).warnings(name) if stages else []
 
 
 # --- uploads -------------------------------------------------------------------------------
