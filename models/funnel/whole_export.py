@@ -106,7 +106,8 @@ def _unlisted(
     ids = array("q")
     examples: list[str] = []
     held = 0
-    result = conn.execution_options(stream_results=True).execute(stmt)
+    # (on the statement: a connection's execution_options would stay set for the DELETEs)
+    result = conn.execute(stmt.execution_options(stream_results=True))
     try:
         while rows := result.fetchmany(CHUNK):
             held += len(rows)
