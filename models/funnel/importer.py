@@ -336,8 +336,11 @@ def import_files(
     # the derived columns were right after the last import (this is their only writer): an
     # import that wrote no row leaves them so, and one that staged everything wrote them
     exact = staging.finish() if staging is not None else False
+    # the whole export: the records it does not list go (their links and rollups follow)
     removed = remove_unlisted(conn, spec.source, listed, touched) if listed is not None else []
-    if (written or removed) and not (exact and not removed):
+    if removed:
+        exact = False
+    if (written or removed) and not exact:
         refresh_links(session, spec.source, unset=unset)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
