@@ -377,3 +377,52 @@ def test_the_api_lists_and_says_the_currencies_of_the_sources(world: Rig, tmp_pa
         assert none.json()["error"]["message"] == "source “nowhere” holds no amount"
         member = world.client().get("/api/v1/sources/currencies", headers=world.bearer("sid"))
         assert member.status_code == 403
+
+
+def test_targets_in_money_say_the_numbers_currency_and_keep_to_it(
+    world: Rig, tmp_path: Path
+) -> None:
+    """An action item's target on revenue shows the shared numbers' currency, is read back as
+    the page shows it, and is refused in another currency, or on a number that is no amount."""
+    item = world.world.actions["execute_sid"]
+    cycle = world.world.cycles["execute"]
+    csrf = world.personas["sid"].csrf
+    with world.isolated():
+        imported(world.store, [deals(tmp_path, "us.csv", "$1,000.00")], mapping("us"))
+        client = world.client("sid")
+
+        def target(kpi: str, value: str) -> object:
+            return client.post(
+                f"/actions/{item}/target",
+                data={
+                    "kpi": kpi,
+                    "target": value,
+                    "csrf": csrf,
+                    "next": f"/cycles/{cycle}/actions",
+                },
+            )
+
+        sent = target("revenue_won", "60,000.00 USD")
+        assert sent.status_code == 303, text_of(sent.text)[:300]
+        said = text_of(client.get(sent.headers["location"]).text)
+        assert "Target saved: Revenue won to 60,000.00 USD." in said
+        assert "to 60,000.00 USD" in said
+        box = client.get(f"/actions/{item}/form/target?next=/cycles/{cycle}/actions").text
+        assert 'value="60,000.00 USD"' in box
+        euros = target("revenue_won", "60,000 EUR")
+        assert euros.status_code == 422
+        assert "The shared numbers' amounts are in USD, not EUR: give the target in USD" in text_of(
+            euros.text
+        )
+        rate = target("sla_attainment", "90 USD")
+        assert rate.status_code == 422
+        assert "SLA attainment is not an amount: give the target without a currency" in text_of(
+            rate.text
+        )
+        api = world.client().put(
+            f"/api/v1/actions/{item}/target",
+            json={"kpi": "revenue_won", "target": 70000, "currency": "GBP"},
+            headers=world.bearer("sid"),
+        )
+        assert api.status_code == 422
+        assert "amounts are in USD, not GBP" in api.json()["error"]["message"]

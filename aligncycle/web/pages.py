@@ -13,6 +13,7 @@ import inspect
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -28,6 +29,7 @@ from jinja2.utils import url_quote
 from markupsafe import Markup, escape
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.routing import compile_path
 
@@ -58,6 +60,7 @@ from models.enums import (
     Severity,
 )
 from models.errors import Conflict, DomainError, InvalidInput
+from models.funnel.currency import numbers_currency
 from models.funnel.kpis import KPIS, format_value
 from models.schemas import (
     CycleCounts,
@@ -297,18 +300,58 @@ def people_datalist(people: list[Any]) -> Markup:
     return Markup(f'<datalist id="people">{"".join(options)}</datalist>')
 
 
+#: a currency not given: the shared numbers' is asked for
+_ASK: Any = object()
+
+
+class MoneyFormat:
+    """:func:`format_value` with an amount said in the shared numbers' currency (asked of the
+    store once, and only when an amount is shown: targets, the agreement, the recap); a
+    currency given (a report's own, or None) is kept."""
+
+    def __init__(self, session: Session | None) -> None:
+        self._session = session
+        self._currency: Any = _ASK
+
+    @property
+    def currency(self) -> str | None:
+        if self._currency is _ASK:
+            self._currency = None if self._session is None else numbers_currency(self._session)
+        return self._currency
+
+    def __call__(self, name: str, value: float | None, currency: Any = _ASK) -> str:
+        if currency is _ASK:
+            money = value is not None and KPIS[name].unit == "money"
+            currency = self.currency if money else None
+        return format_value(name, value, currency)
+
+
+#: the page being rendered's amounts (see :func:`render`)
+_MONEY: ContextVar[MoneyFormat | None] = ContextVar("money", default=None)
+
+
+def _format_value(name: str, value: float | None, currency: Any = _ASK) -> str:
+    """The templates' ``format_value``: an amount in the shared numbers' currency."""
+    fmt = _MONEY.get()
+    if fmt is None:
+        return format_value(name, value, None if currency is _ASK else currency)
+    return fmt(name, value, currency)
+
+
 class KpiChoices:
     """The ``<option>`` list of a target's KPI select, each KPI with its value before the cycle:
     built once per page (every KPI's value formatted once), then the current one marked per
     action item, instead of a template loop formatting every KPI on every item of the page."""
 
-    def __init__(self, baselines: dict[str, Any]) -> None:
+    def __init__(
+        self, baselines: dict[str, Any], fmt: Callable[[str, float | None], str] = format_value
+    ) -> None:
         self._parts = [
             (
                 d.name,
                 Markup('<option value="{0}"').format(d.name),
                 Markup(">{0} — before the cycle: {1}</option>").format(
-                    d.title, format_value(d.name, baselines.get(d.name))
+                    d.title, fmt(d.name, baselines.get(d.name))
                 ),
             )
             for d in KPIS.values()
@@ -330,7 +373,7 @@ env.filters.update(
 )
 env.globals.update(
     KPIS=KPIS,
-    format_value=format_value,
+    format_value=_format_value,
     PHASES=[p for p in Phase],
     PHASE_LABELS=PHASE_LABELS,
     PHASE_HINTS=PHASE_HINTS,
@@ -509,7 +552,12 @@ def render(
         now=utcnow(),
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     )
-    resp = templates.TemplateResponse(request, name, context, status_code=status)
+    # (the page renders here: its amounts, in its macros too, in the numbers' currency)
+    money = _MONEY.set(MoneyFormat(ctx.session) if ctx is not None else None)
+    try:
+        resp = templates.TemplateResponse(request, name, context, status_code=status)
+    finally:
+        _MONEY.reset(money)
     if flash:
         clear_cookie(request, resp, FLASH_COOKIE)
     return resp

@@ -15,13 +15,14 @@ from aligncycle.web.pages import (
     CONFIDENCE_LABELS,
     DECISION_LABELS,
     STATUS_LABELS,
+    MoneyFormat,
     label,
 )
 from models.enums import (
     GapDecision,
 )
 from models.funnel import baseline, measure
-from models.funnel.kpis import KPIS, format_value
+from models.funnel.kpis import KPIS
 from models.services import (
     recap,
     recap_views,
@@ -224,14 +225,15 @@ def csv_rows(s: Session, cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]
         after = "no data" if k.after is None else f"{k.after:g}{k.unit}"
         rows.append(line("KPI", k.label, f"before the cycle {before}, after it {after}"))
     measured = model.get("measured")
+    fmt = MoneyFormat(s)
     for t in measured.targets if measured else []:
         result = {True: "reached", False: "not reached", None: "no data yet"}[t.achieved]
         rows.append(
             line(
                 "Target",
                 t.action_title,
-                f"{KPIS[t.kpi].title}: baseline {format_value(t.kpi, t.baseline)}, target "
-                f"{format_value(t.kpi, t.target)}, now {format_value(t.kpi, t.current)}; {result}",
+                f"{KPIS[t.kpi].title}: baseline {fmt(t.kpi, t.baseline)}, target "
+                f"{fmt(t.kpi, t.target)}, now {fmt(t.kpi, t.current)}; {result}",
             )
         )
     for d in measured.disagreements if measured else []:

@@ -162,3 +162,15 @@ def listing(session: Session) -> list[SourceCurrencyRow]:
         )
         for src in names
     ]
+
+
+def numbers_currency(session: Session | Connection) -> str | None:
+    """The currency the shared numbers' money is in, for what is said beside them (targets,
+    the agreement): the one currency of the sources with amounts whose currency is known, when
+    they have one (amounts of no known currency beside them are added as they are, as the KPIs
+    do); None when no source's is known or they differ (then the money KPIs are per source)."""
+    known = source_currencies(session)
+    if not known:
+        return None
+    codes = {known[s] for s in sources_with_amounts(session) if s in known}
+    return codes.pop() if len(codes) == 1 else None

@@ -11,13 +11,15 @@ import re
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.errors import Forbidden, InvalidInput
 from models.funnel.baseline import snapshot_baseline
+from models.funnel.currency import numbers_currency
 from models.funnel.kpis import KPIS, format_value, kpi_def
+from models.funnel.mapping import currency_code
 from models.funnel.tables import ActionTarget
 from models.rules import can_update_action, require_phase_allows
 from models.services.access import require_visible
@@ -25,7 +27,9 @@ from models.services.common import as_actor, check_version, get_or_raise, record
 from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Person
 
-_UNIT = re.compile(r"\s*(h|hours?|d|days?)$", re.IGNORECASE)
+_UNIT = re.compile(r"\s*(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
+#: an amount as the pages show it: "1,234.00 USD"
+_CODE = re.compile(r"^(.*\d)\s*([A-Za-z]{3})$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
@@ -57,10 +61,34 @@ class TargetSet(BaseModel):
     kpi: str
     target: float
     baseline: float | None = None  # default: the cycle's baseline value of the KPI
+    #: the currency of an amount (``1,234.00 USD``: as the pages show it), which must be the
+    #: shared numbers' (None: as they are)
+    currency: str | None = None
     window_start: date | None = None  # default: the cycle's period
     window_end: date | None = None
     note: str | None = Field(default=None, max_length=2000)
     expected_version: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code(cls, data: Any) -> Any:
+        """An amount's currency code, said after it, taken off (and kept in ``currency``)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in ("target", "baseline"):
+            v = data.get(name)
+            if not isinstance(v, str) or _UNIT.search(v.strip()):
+                continue  # (a duration's unit, "14 day", is no currency)
+            m = _CODE.match(v.strip())
+            code = currency_code(m.group(2)) if m else None
+            if m is None or code is None:
+                continue
+            said = data.get("currency")
+            if said not in (None, code):
+                raise ValueError(f"{name}: in {code}, but the other amount is in {said}")
+            data[name], data["currency"] = m.group(1), code
+        return data
 
     @field_validator("target", "baseline", mode="before")
     @classmethod
@@ -99,6 +127,24 @@ def _check_value(kpi: str, what: str, value: float | None) -> None:
         )
 
 
+def _check_currency(session: Session, data: TargetSet) -> None:
+    """An amount said in a currency: the KPI's must be money, in the shared numbers' one."""
+    if data.currency is None:
+        return
+    if KPIS[data.kpi].unit != "money":
+        raise InvalidInput(
+            f"{KPIS[data.kpi].title} is not an amount: give the target without a currency",
+            field="target",
+        )
+    ours = numbers_currency(session)
+    if ours is not None and data.currency != ours:
+        raise InvalidInput(
+            f"the shared numbers' amounts are in {ours}, not {data.currency}: give the target "
+            f"in {ours}",
+            field="target",
+        )
+
+
 def get_target(session: Session, item: ActionItem) -> ActionTarget | None:
     return session.scalar(select(ActionTarget).where(ActionTarget.action_item_id == item.id))
 
@@ -112,6 +158,7 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
     if not can_update_action(as_actor(actor), item.owner_id, facts, item.counterpart_id):
         raise Forbidden(f"action item {item.id} is not yours to set a target on")
     d = kpi_def(data.kpi)
+    _check_currency(session, data)
     _check_value(data.kpi, "target", data.target)
     _check_value(data.kpi, "baseline", data.baseline)
     start = data.window_start or cycle.period_start

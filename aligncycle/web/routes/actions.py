@@ -18,6 +18,7 @@ from aligncycle.web.pages import (
     ACTIONS_PAGE,
     CONFIDENCE_LABELS,
     KpiChoices,
+    MoneyFormat,
     PeopleChoices,
     act,
     cycle_common,
@@ -41,7 +42,7 @@ from models.enums import (
 )
 from models.funnel import baseline
 from models.funnel import targets as target_service
-from models.funnel.kpis import KPIS, format_value
+from models.funnel.kpis import KPIS
 from models.schemas import (
     ActionGapLink,
     ActionItemAssign,
@@ -140,7 +141,7 @@ def actions_page(
         accepted_gaps=accepted,
         targets=targets,
         baselines=baselines,
-        kpi_choices=KpiChoices(baselines),
+        kpi_choices=KpiChoices(baselines, MoneyFormat(s)),
         recent=v.recent_checkins(s, cycle, limit=10),
         # "Plan an action item for this gap" (Next step) opens the form with the gap chosen.
         preset_gap=query.get("gap", "") if query.get("gap", "").isdigit() else "",
@@ -329,9 +330,8 @@ def action_target_post(request: Request, action_id: int, ctx: PageCtx) -> Respon
         target = target_service.set_target(
             ctx.session, item, parse_form(target_service.TargetSet, payload), ctx.me
         )
-        return (
-            f"Target saved: {KPIS[target.kpi].title} to {format_value(target.kpi, target.target)}."
-        )
+        value = MoneyFormat(ctx.session)(target.kpi, target.target)
+        return f"Target saved: {KPIS[target.kpi].title} to {value}."
 
     return _act_on_item(request, ctx, "target", action_id, run)
 
