@@ -803,7 +803,7 @@ def kpi_show(
                 )
             row = [KPIS[name].title, format_value(name, v.value, report.currency), v.sample_size]
             if in_force is not None:  # --cycle: each KPI against the target in force
-                row.append(in_force.target_sentence(name, v.value) or "")
+                row.append(in_force.target_sentence(name, v.value, report.currency) or "")
             rows.append([*row, cc.clip(detail, 50)])
         head = ["KPI", "value", "sample", *(["target"] if in_force else []), "detail"]
         cc.table(rows, head)

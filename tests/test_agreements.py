@@ -368,3 +368,34 @@ def test_an_adopted_change_holds_no_recap(store) -> None:  # noqa: ANN001
         agreement_phase.sign(s, a, _p(s, "sam"))
         agreement_phase.sign(s, a, _p(s, "mia"))
         assert cycles.facts(s, c).amendments_waiting == ()
+
+
+def test_targets_in_money_are_said_in_the_shared_numbers_currency(store) -> None:  # noqa: ANN001
+    """As the page shows them ("50,000.00 USD"): read back, refused in another currency than
+    the numbers' or on a number that is no amount, and said with it in the agreement."""
+    from models.funnel.currency import set_currency
+    from models.funnel.tables import Deal
+
+    got = Changes(kpi_targets={"revenue_won": "50,000.00 usd", "mql_volume": "120"})
+    assert (got.kpi_targets, got.currency) == ({"revenue_won": 50000.0, "mql_volume": 120.0}, "USD")
+    assert "currency" not in got.model_dump()  # (the targets are the numbers': not stored)
+    with pytest.raises(ValueError, match="SLA attainment is not an amount"):
+        Changes(kpi_targets={"sla_attainment": "80 USD"})
+    with store.unit_of_work() as s:
+        c, _gap_ids = _in_plan(s)
+        s.add(Deal(source="crm", external_id="d1", amount_cents=100, listed=True))
+        s.flush()
+        set_currency(s, "crm", "USD", None)
+        lee = _p(s, "lee")
+        euros = AmendmentCreate(
+            changes=Changes(kpi_targets={"revenue_won": "60,000 EUR"}), reason="More revenue"
+        )
+        with pytest.raises(InvalidInput, match="amounts are in USD, not EUR: give the targets"):
+            agreements.propose(s, c, euros, lee)
+        dollars = AmendmentCreate(
+            changes=Changes(kpi_targets={"revenue_won": "60,000.00 USD"}), reason="More revenue"
+        )
+        agreements.propose(s, c, dollars, lee)
+        v = agreement_views.view(s, agreements.agreement_of(s, c))
+        changed = {ch.what: ch.after for ch in v.amendments[0].changes}
+        assert changed["Target: Revenue won"] == "60,000.00 USD"

@@ -26,6 +26,7 @@ of its records carry a data-quality flag (:mod:`models.funnel.flags`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -472,3 +473,19 @@ def format_value(name: str, value: float | None, currency: str | None = None) ->
     if unit == "money":
         return f"{value:,.2f} {currency}" if currency else f"{value:,.2f}"
     return f"{value:,.0f}"
+
+
+#: an amount followed by a currency's code, as :func:`format_value` writes it: "1,234.00 USD"
+_WITH_CODE = re.compile(r"^(.*\d)\s*([A-Za-z]{3})$")
+#: a duration's unit, which is no currency: "14 day"
+_DURATION = re.compile(r"(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
+
+
+def split_currency(text: str) -> tuple[str, str | None]:
+    """A value as people type it (and as the pages show it), and the currency's code said after
+    it: ("1,234.00", "USD") for "1,234.00 USD"; (text, None) when it says none ("5.2 h")."""
+    text = text.strip()
+    m = _WITH_CODE.match(text)
+    if m is None or _DURATION.search(text):
+        return text, None
+    return m.group(1), m.group(2).upper()

@@ -53,6 +53,7 @@ from models.funnel.kpi_defs import (
     format_value,
     kpi_def,
     percentile,
+    split_currency,
 )
 from models.funnel.sql import (
     D,
@@ -86,6 +87,7 @@ __all__ = [
     "never_lost_note",
     "percentile",
     "sources",
+    "split_currency",
 ]
 
 

@@ -154,6 +154,8 @@ class Numbers(BaseModel):
     compared_funnel: list[FunnelStep]
     grouped: KpiReport | None
     breaches: Breaches
+    #: the currency of the period's amounts (None: none known, or not added up)
+    currency: str | None = None
 
 
 # --- the data version and the cache ----------------------------------------------------------
@@ -300,6 +302,7 @@ def numbers(
         compared_funnel=earlier.groups[0].funnel if earlier.groups else [],
         grouped=grouped,
         breaches=breaches,
+        currency=current.currency,
     )
 
 

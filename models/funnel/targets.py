@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from models.errors import Forbidden, InvalidInput
 from models.funnel.baseline import snapshot_baseline
 from models.funnel.currency import numbers_currency
-from models.funnel.kpis import KPIS, format_value, kpi_def
-from models.funnel.mapping import currency_code
+from models.funnel.kpis import KPIS, format_value, kpi_def, split_currency
 from models.funnel.tables import ActionTarget
 from models.rules import can_update_action, require_phase_allows
 from models.services.access import require_visible
@@ -28,8 +27,6 @@ from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Person
 
 _UNIT = re.compile(r"\s*(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
-#: an amount as the pages show it: "1,234.00 USD"
-_CODE = re.compile(r"^(.*\d)\s*([A-Za-z]{3})$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
@@ -78,16 +75,15 @@ class TargetSet(BaseModel):
         data = dict(data)
         for name in ("target", "baseline"):
             v = data.get(name)
-            if not isinstance(v, str) or _UNIT.search(v.strip()):
-                continue  # (a duration's unit, "14 day", is no currency)
-            m = _CODE.match(v.strip())
-            code = currency_code(m.group(2)) if m else None
-            if m is None or code is None:
+            if not isinstance(v, str):
+                continue
+            number, code = split_currency(v)
+            if code is None:
                 continue
             said = data.get("currency")
             if said not in (None, code):
                 raise ValueError(f"{name}: in {code}, but the other amount is in {said}")
-            data[name], data["currency"] = m.group(1), code
+            data[name], data["currency"] = number, code
         return data
 
     @field_validator("target", "baseline", mode="before")

@@ -8,10 +8,17 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.errors import InvalidInput
-from models.funnel.kpis import KPIS, format_value
+from models.funnel.kpis import KPIS, format_value, split_currency
 from models.playbook import PlaybookSpec
 from models.tables import Team
 
@@ -65,6 +72,30 @@ class Changes(BaseModel):
     tools: str | None = Field(default=None, max_length=MAX_TEXT)
     data_sources: str | None = Field(default=None, max_length=MAX_TEXT)
     commitments: dict[str, str] = Field(default_factory=dict)
+    #: the currency the amounts of the targets were said in ("1,234.00 USD", as the page shows
+    #: them), which must be the shared numbers' (not stored: the targets are the numbers')
+    currency: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codes(cls, data: Any) -> Any:
+        """A target's currency code, said after its amount, taken off into ``currency``."""
+        if not isinstance(data, dict) or not isinstance(data.get("kpi_targets"), dict):
+            return data
+        data, targets = dict(data), dict(data["kpi_targets"])
+        for name, value in targets.items():
+            if not isinstance(value, str):
+                continue
+            number, code = split_currency(value)
+            if code is None:
+                continue
+            if name in KPIS and KPIS[name].unit != "money":
+                raise ValueError(f"{KPIS[name].title} is not an amount: give it without a currency")
+            if data.get("currency") not in (None, code):
+                raise ValueError(f"the targets' amounts are in {data['currency']} and {code}")
+            targets[name], data["currency"] = number, code
+        data["kpi_targets"] = targets
+        return data
 
     @field_validator("definitions", "commitments")
     @classmethod
@@ -85,7 +116,8 @@ class Changes(BaseModel):
             if name not in KPIS:
                 raise ValueError(f"{name.replace('_', ' ')} is not one of the shared numbers")
             if isinstance(value, str):
-                # as the page shows it: "80.0%", "5.2 h", "14.0 d", "1,234.00"
+                # as the page shows it: "80.0%", "5.2 h", "14.0 d", "1,234.00 USD" (its
+                # currency taken off by the model, into ``currency``)
                 text = re.sub(r"\s*[a-z]+$", "", value.strip().lower()).replace(",", "")
                 try:
                     number = float(text.removesuffix("%"))
@@ -190,16 +222,19 @@ def definition_words(key: str) -> str:
     return DEFINITION_WORDS.get(key) or OTHER_WORDS.get(key) or key.replace("_", " ").capitalize()
 
 
-def target_words(kpi: str, value: float | None) -> str:
-    return "no target yet" if value is None else format_value(kpi, value)
+def target_words(kpi: str, value: float | None, currency: str | None = None) -> str:
+    return "no target yet" if value is None else format_value(kpi, value, currency)
 
 
-def term_lines(terms: Terms, team_names: dict[str, str]) -> list[tuple[str, str]]:
-    """Every term as (what, the words agreed), in reading order."""
+def term_lines(
+    terms: Terms, team_names: dict[str, str], currency: str | None = None
+) -> list[tuple[str, str]]:
+    """Every term as (what, the words agreed), in reading order; an amount in ``currency``
+    (the shared numbers')."""
     out = [(definition_words(k), v or "not written yet") for k, v in terms.definitions.items()]
     out.append(("Hand-off time", f"{terms.handoff_sla_hours} hours"))
     out += [
-        (f"Target: {KPIS[k].title if k in KPIS else k}", target_words(k, v))
+        (f"Target: {KPIS[k].title if k in KPIS else k}", target_words(k, v, currency))
         for k, v in terms.kpi_targets.items()
     ]
     out.append(("How often the teams meet", CADENCE_WORDS[terms.cadence]))
@@ -212,11 +247,13 @@ def term_lines(terms: Terms, team_names: dict[str, str]) -> list[tuple[str, str]
     return out
 
 
-def diff(before: Terms, after: Terms, team_names: dict[str, str]) -> list[Change]:
+def diff(
+    before: Terms, after: Terms, team_names: dict[str, str], currency: str | None = None
+) -> list[Change]:
     """The terms that differ, as people read them."""
-    old = dict(term_lines(before, team_names))
+    old = dict(term_lines(before, team_names, currency))
     return [
         Change(what=what, before=old.get(what, "not agreed yet"), after=words)
-        for what, words in term_lines(after, team_names)
+        for what, words in term_lines(after, team_names, currency)
         if old.get(what) != words
     ]

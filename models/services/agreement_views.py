@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.agreement_tables import Agreement, Amendment, AmendmentSignoff
 from models.enums import Phase
+from models.funnel.currency import numbers_currency
 from models.services.agreements import (
     STATUS_WORDS,
     Change,
@@ -69,6 +70,7 @@ class AgreementView(BaseModel):
 def view(session: Session, agreement: Agreement) -> AgreementView:
     """The agreement in force, every version with what it changed, every proposed change."""
     names = teams_of(session, agreement)
+    money = numbers_currency(session)  # (the targets' amounts are the shared numbers')
     vs = versions(session, agreement)
     history: list[VersionView] = []
     previous: Terms | None = None
@@ -83,7 +85,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
                 at=v.created_at,
                 reason=v.reason,
                 cycle_id=v.cycle_id,
-                changes=diff(previous, terms, names) if previous else [],
+                changes=diff(previous, terms, names, money) if previous else [],
             )
         )
         previous = terms
@@ -121,7 +123,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
                 proposed_by=a.proposed_by.name,
                 proposed_at=a.proposed_at,
                 reason=a.reason,
-                changes=diff(base, after, names),
+                changes=diff(base, after, names, money),
                 gaps=gaps,
                 signed_by=[f"{name} for {_team_name(cycle, t)}" for t, name in signed.items()],
                 waiting_for=[ct.team.name for ct in cycle.teams if ct.team_id not in signed]
@@ -135,7 +137,7 @@ def view(session: Session, agreement: Agreement) -> AgreementView:
         title=agreement.title,
         version=vs[-1].number if vs else 0,
         terms=current,
-        lines=term_lines(current, names) if vs else [],
+        lines=term_lines(current, names, money) if vs else [],
         versions=history,
         amendments=amendments,
     )

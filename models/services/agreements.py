@@ -27,6 +27,7 @@ from models.agreement_tables import Agreement, AgreementVersion, Amendment, Amen
 from models.base import utcnow
 from models.enums import Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.funnel.currency import numbers_currency
 from models.funnel.kpis import KPIS, format_value
 from models.playbook import PlaybookSpec
 from models.rules import require_phase_allows
@@ -119,16 +120,20 @@ class InForce:
     #: The agreement's version these come from (None: the playbook's, no version in force).
     version: int | None = None
 
-    def target_sentence(self, kpi: str, value: float | None) -> str | None:
+    def target_sentence(
+        self, kpi: str, value: float | None, currency: str | None = None
+    ) -> str | None:
         """A KPI's value against its target in force, in one sentence ("Agreed target 90.0%
-        (version 2 of the agreement): not met."); None when it has no target."""
+        (version 2 of the agreement): not met."); None when it has no target. ``currency``:
+        the value's amounts' (the report's)."""
         target = self.targets.get(kpi)
         if target is None or kpi not in KPIS:
             return None
+        said = format_value(kpi, target, currency)
         whose = (
-            f"Agreed target {format_value(kpi, target)} (version {self.version} of the agreement)"
+            f"Agreed target {said} (version {self.version} of the agreement)"
             if kpi in self.agreed_targets
-            else f"The playbook's threshold {format_value(kpi, target)}"
+            else f"The playbook's threshold {said}"
         )
         if value is None:
             return f"{whose}: no data to compare."
@@ -345,6 +350,12 @@ def propose(session: Session, cycle: Cycle, data: AmendmentCreate, actor: Person
             "only leads and point persons of the two teams propose changes to the agreement"
         )
     require_phase_allows(cycle.phase, "amend_agreement", cycle.id)
+    ours = numbers_currency(session) if data.changes.currency else None
+    if ours is not None and data.changes.currency != ours:
+        raise InvalidInput(
+            f"the shared numbers' amounts are in {ours}, not {data.changes.currency}: give the "
+            f"targets in {ours}"
+        )
     before = terms_of(version)
     changes = only_changed(before, data.changes)
     lines = diff(before, merged(before, changes), teams_of(session, agreement))

@@ -105,7 +105,7 @@ def kpis(
     if cycle is not None and not q.by:  # the overall values only
         in_force = agreements.settings_in_force(ctx.session, cycle)
         for name, v in report.overall().items():
-            if sentence := in_force.target_sentence(name, v.value):
+            if sentence := in_force.target_sentence(name, v.value, report.currency):
                 targets[name] = sentence
     return KpisRead(query=q, report=report, compared=compared, targets=targets)
 

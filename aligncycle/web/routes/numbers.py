@@ -52,14 +52,16 @@ def agreed_settings(ctx: Ctx) -> tuple[int, int]:
     return agreements.sla_hours_in_force(ctx.session, cycle), s.stall_days
 
 
-def target_sentences(ctx: Ctx, cards: list[n.KpiCard]) -> dict[str, str]:
+def target_sentences(
+    ctx: Ctx, cards: list[n.KpiCard], currency: str | None = None
+) -> dict[str, str]:
     """Each card's value against its target in force for the person's newest cycle's team
     pair (the agreement's, else the playbook's threshold)."""
     cycle = agreements.viewer_cycle(ctx.session, ctx.me)
     if cycle is None:
         return {}
     in_force = agreements.settings_in_force(ctx.session, cycle)
-    out = {c.kpi: in_force.target_sentence(c.kpi, c.value) for c in cards}
+    out = {c.kpi: in_force.target_sentence(c.kpi, c.value, currency) for c in cards}
     return {k: v for k, v in out.items() if v}
 
 
@@ -180,7 +182,7 @@ def numbers_page(
         here="/numbers?" + urlencode(kept),
         sources=n.known_sources(s),
         groupings=n.GROUPINGS,
-        targets=target_sentences(ctx, result.cards),
+        targets=target_sentences(ctx, result.cards, result.currency),
         table_kpis=[KPIS[k] for k in TABLE_KPIS],
         pivot_kpi=KPIS[pivot_kpi],
         kpi_choices=list(KPIS.values()),
