@@ -409,6 +409,8 @@ def test_targets_in_money_say_the_numbers_currency_and_keep_to_it(
         assert "to 60,000.00 USD" in said
         box = client.get(f"/actions/{item}/form/target?next=/cycles/{cycle}/actions").text
         assert 'value="60,000.00 USD"' in box
+        timeline = text_of(client.get(f"/cycles/{cycle}/timeline").text)
+        assert ": Revenue won 60,000.00 USD" in timeline
         euros = target("revenue_won", "60,000 EUR")
         assert euros.status_code == 422
         assert "The shared numbers' amounts are in USD, not EUR: give the target in USD" in text_of(

@@ -141,6 +141,12 @@ def _check_currency(session: Session, data: TargetSet) -> None:
         )
 
 
+def _currency_of(session: Session, kpi: str) -> dict[str, str]:
+    """An amount's currency as the event records it (the numbers' then), for the timeline."""
+    code = numbers_currency(session) if KPIS[kpi].unit == "money" else None
+    return {"currency": code} if code else {}
+
+
 def get_target(session: Session, item: ActionItem) -> ActionTarget | None:
     return session.scalar(select(ActionTarget).where(ActionTarget.action_item_id == item.id))
 
@@ -195,7 +201,7 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
         object_id=item.id,
         cycle_id=cycle.id,
         before=before,
-        after={f: getattr(row, f) for f in fields},
+        after={f: getattr(row, f) for f in fields} | _currency_of(session, data.kpi),
     )
     session.flush()
     return row

@@ -313,7 +313,7 @@ def sentence(event: Event, names: Names) -> str:  # noqa: C901, PLR0911, PLR0912
     if verb == "action.target_set":
         name = str(a.get("kpi") or "")
         if name in KPIS and a.get("target") is not None:
-            target = format_value(name, float(a["target"]))
+            target = format_value(name, float(a["target"]), a.get("currency"))
             return f"set the target of {item}: {KPIS[name].title} {target}"
         return f"set the target of {item}"
     if verb == "retro.drafted":
