@@ -242,7 +242,10 @@ def test_funnel_status_and_flags_list_each_flag_with_its_line(
     assert res.exit_code == 0, res.output
     assert "hubspot" in res.stdout and "deals" in res.stdout
     # the import, by whom (nobody named: no --as) and from where
-    assert "contacts.csv, deals_a.csv, deals_b.csv  9     9    0        0         0        2" in res.stdout
+    assert (
+        "contacts.csv, deals_a.csv, deals_b.csv  9     9    0        0         0        2"
+        in res.stdout
+    )
     assert res.stdout.split("\n\n")[1].splitlines()[2].endswith("command line")
     listed = json.loads(run("funnel", "status", "--json").stdout)["imports"]
     assert [
