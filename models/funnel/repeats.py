@@ -85,6 +85,12 @@ def _or(items: list[str]) -> str:
     return f"{'; '.join(items[:-1])}; or {items[-1]}"
 
 
+def _differ(columns: list[str], stored: tuple[Any, ...], row: tuple[Any, ...]) -> list[str]:
+    """The columns whose values differ, but the row's file and line (the last two)."""
+    pairs = zip(columns[:-2], stored[:-2], row[:-2], strict=True)
+    return [c for c, a, b in pairs if a != b]
+
+
 class SeenKeys:
     """Keys (a file's so far, an import's), as 64-bit hashes in sorted runs: keys are looked
     up in each run (a binary search each, in numpy) and a batch of them added as a run of its
@@ -155,7 +161,7 @@ class Repeats:
         self._maybe: set[str] = set()
         #: the lines counted as repeats and not yet seen by the deals' writer (when it has one)
         self.paired = False
-        self._open: dict[int, Repeat | None] = {}
+        self._open: dict[int, Repeat] = {}
 
     def batch(self, keys: Collection[str]) -> None:
         """A batch's keys, before it is written (:meth:`check` tells its repeats)."""
@@ -170,17 +176,14 @@ class Repeats:
         if not self.exact and key not in self._maybe:
             return None
         self.rows += 1
-        differ = [c for c, a, b in zip(self.columns[:-2], stored, row, strict=False) if a != b]
+        differ = _differ(self.columns, stored, row)
         example = Repeat(key=key, line=row[-1], earlier=stored[-1], columns=differ)
-        kept: Repeat | None = None
-        if differ:
-            self.differ += 1
-            if len(self.unlike) < SAMPLES:
-                self.unlike.append(kept := example)
-        elif len(self.alike) < SAMPLES:
-            self.alike.append(kept := example)
+        self.differ += bool(differ)
+        examples = self.unlike if differ else self.alike
+        if len(examples) < SAMPLES:
+            examples.append(example)
         if self.paired:
-            self._open[row[-1]] = kept if kept is not None else example
+            self._open[row[-1]] = example
         return bool(differ)
 
     def also(
@@ -192,13 +195,13 @@ class Repeats:
         example = self._open.pop(row[-1], None)
         if example is None or stored[-2] != self.file:
             return None
-        differ = [c for c, a, b in zip(columns[:-2], stored, row, strict=False) if a != b]
+        differ = _differ(columns, stored, row)
         if not differ:
             return False
         if not example.columns:  # counted with the same values: it has other values
             self.differ += 1
-            if example in self.alike:
-                self.alike.remove(example)
+            if any(e is example for e in self.alike):
+                self.alike = [e for e in self.alike if e is not example]
                 if len(self.unlike) < SAMPLES:
                     self.unlike.append(example)
         example.columns += [c for c in differ if c not in example.columns]
