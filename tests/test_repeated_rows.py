@@ -5,7 +5,6 @@ file's columns whose values differ (models.funnel.repeats)."""
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from models.funnel.importer import import_files
 from models.funnel.mapping import parse_mapping
 from models.funnel.repeats import SeenKeys
 from models.funnel.tables import Deal
+from tests.test_funnel_import import write_csv
 
 DEALS = parse_mapping(
     """
@@ -42,11 +42,7 @@ fields: {external_id: Id, channel: Channel, mql_at: MQL, won_at: Won, amount: Am
 
 
 def write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+    return write_csv(path, rows, header)
 
 
 def deals(store: Store) -> dict[str, tuple]:
