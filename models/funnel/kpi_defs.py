@@ -477,8 +477,8 @@ def format_value(name: str, value: float | None, currency: str | None = None) ->
 
 #: an amount followed by a currency's code, as :func:`format_value` writes it: "1,234.00 USD"
 _WITH_CODE = re.compile(r"^(.*\d)\s*([A-Za-z]{3})$")
-#: a duration's unit, which is no currency: "14 day"
-_DURATION = re.compile(r"(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
+#: a duration's unit after its number ("5.2 h", "14 days"), which is no currency
+DURATION_UNIT = re.compile(r"\s*(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
 
 
 def split_currency(text: str) -> tuple[str, str | None]:
@@ -486,6 +486,6 @@ def split_currency(text: str) -> tuple[str, str | None]:
     it: ("1,234.00", "USD") for "1,234.00 USD"; (text, None) when it says none ("5.2 h")."""
     text = text.strip()
     m = _WITH_CODE.match(text)
-    if m is None or _DURATION.search(text):
+    if m is None or DURATION_UNIT.search(text):
         return text, None
     return m.group(1), m.group(2).upper()

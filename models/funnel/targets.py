@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from models.errors import Forbidden, InvalidInput
 from models.funnel.baseline import snapshot_baseline
 from models.funnel.currency import numbers_currency
+from models.funnel.kpi_defs import DURATION_UNIT
 from models.funnel.kpis import KPIS, format_value, kpi_def, split_currency
 from models.funnel.tables import ActionTarget
 from models.rules import can_update_action, require_phase_allows
@@ -26,7 +27,6 @@ from models.services.common import as_actor, check_version, get_or_raise, record
 from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Person
 
-_UNIT = re.compile(r"\s*(?<![a-z])(h|hours?|d|days?)$", re.IGNORECASE)
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
@@ -38,7 +38,7 @@ def _number(v: Any) -> Any:
         return v
     text = v.strip().replace("\u00a0", " ")
     percent = text.endswith("%")
-    text = _UNIT.sub("", text.removesuffix("%").strip()).replace(" ", "")
+    text = DURATION_UNIT.sub("", text.removesuffix("%").strip()).replace(" ", "")
     if "," in text:
         if not _THOUSANDS.match(text):
             raise ValueError(f"not a number: {v!r} (write decimals with a point, e.g. 12.5)")
