@@ -197,6 +197,13 @@ def funnel_import(
         help="The files are the whole export of the source: remove the records of the source "
         "they do not list (of each kind they list: leads, deals), as the CRM removed them.",
     ),
+    remove_most: bool = typer.Option(
+        False,
+        "--remove-most",
+        help="With --whole-export: it may remove more than half of the source's leads or deals "
+        "(without it, such an import is refused: an export that came down in part would empty "
+        "the source).",
+    ),
     preview: bool = typer.Option(
         False,
         "--preview",
@@ -259,6 +266,7 @@ def funnel_import(
                 progress=progress,
                 batch_size=batch_size,
                 actor=_person(s, as_),
+                remove_most=remove_most,
                 after_files=progress.after_files if progress is not None else None,
             )
             if progress is not None:  # the commit (seconds at a million rows) is next

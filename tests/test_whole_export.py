@@ -188,3 +188,28 @@ def test_a_record_whose_row_cannot_be_read_is_not_removed(
     assert [(r.record, r.rows, r.examples) for r in summary.removed] == [("lead", 1, ["L4"])]
     with store.unit_of_work() as s:
         assert record_count(s, "crm") == 3
+
+
+def test_the_command_line_refuses_to_remove_most_of_a_source_unless_told(
+    store: Store, tmp_path: Path
+) -> None:
+    """Run unattended, an export that came down in part would empty the source: removing
+    more than half of a kind is refused, the store unchanged, unless --remove-most says so."""
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(TWO_FILES)
+    paths = [str(p) for p in write(tmp_path / "before", LEADS, DEALS)]
+    assert run("funnel", "import", *paths, "-m", str(mapping)).exit_code == 0
+    before = db_snapshot(store)
+    part = [str(p) for p in write(tmp_path / "now", LEADS[:1], DEALS)]
+    refused = run("funnel", "import", *part, "-m", str(mapping), "--whole-export")
+    assert refused.exit_code != 0
+    assert refused.output.strip() == (
+        "error: leads.csv, deals.csv: as the whole export of the source “crm” they would remove "
+        "3 of its 4 leads, more than half; if that is right, import them with --remove-most; "
+        "if they are only a part of the export, without --whole-export"
+    )
+    assert db_snapshot(store) == before
+    told = run("funnel", "import", *part, "-m", str(mapping), "--whole-export", "--remove-most")
+    assert told.exit_code == 0, told.output
+    with store.unit_of_work() as s:
+        assert record_count(s, "crm") == 1

@@ -260,6 +260,7 @@ def import_files(
     sample_rejects: int = SAMPLE_REJECTS,
     after_files: AfterFiles | None = None,
     parallel: bool | None = None,
+    remove_most: bool = True,
 ) -> ImportSummary:
     """Import CSV files through a mapping, in the caller's transaction (never commits), then
     compute the source's data-quality flags afresh.
@@ -269,7 +270,9 @@ def import_files(
     each file are listed in the summary: a preview lists more than the command line).
     ``after_files`` is told each step of the work after the files are read. ``parallel``:
     whether the files are parsed in a second process while this one writes (None: on SQLite,
-    when they are big: :func:`models.funnel.parse.wanted`)."""
+    when they are big: :func:`models.funnel.parse.wanted`). ``remove_most``: a whole export
+    may remove more than half of a kind of record (the page's preview said so before it was
+    confirmed); without it, that refuses the import (the command line, unattended)."""
     if not 1 <= batch_size <= 10000:
         raise InvalidInput("batch size must be between 1 and 10000")
     conn = session.connection()
@@ -337,7 +340,10 @@ def import_files(
     # import that wrote no row leaves them so, and one that staged everything wrote them
     exact = staging.finish() if staging is not None else False
     # the whole export: the records it does not list go (their links and rollups follow)
-    removed = remove_unlisted(conn, spec.source, listed, touched) if listed is not None else []
+    removed = []
+    if listed is not None:
+        names = ", ".join(r.path.name for r, _ in runs)
+        removed = remove_unlisted(conn, spec.source, listed, touched, remove_most, names)
     if removed:
         exact = False
     if (written or removed) and not exact:

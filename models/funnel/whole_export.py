@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, delete, select
 
+from models.errors import InvalidInput
 from models.funnel.repeats import SeenKeys
 from models.funnel.rollup_touched import Touched
 from models.funnel.sql import D, L, deal_terms, lead_terms
@@ -77,23 +78,43 @@ class Listed:
 
 
 def remove_unlisted(
-    conn: Connection, source: str, listed: Listed, touched: Touched
+    conn: Connection,
+    source: str,
+    listed: Listed,
+    touched: Touched,
+    most: bool = True,
+    files: str = "these files",
 ) -> list[Removed]:
     """Remove the source's records of each kind the files list that they do not list; what
-    was removed, per kind (none: nothing was)."""
-    out = []
+    was removed, per kind (none: nothing was). ``most``: more than half of a kind may go;
+    without it such an import is refused before anything is removed (an export that came down
+    in part, run unattended, would otherwise empty the source)."""
+    found = []
     for table in (L, D):
         if table.name not in listed.read:
             continue
         gone = _unlisted(conn, source, table, listed.keys[table.name], touched)
         if gone is not None:
-            out.append(gone)
-    return out
+            found.append((table, *gone))
+    for _table, _ids, removed in found:
+        if not most and removed.rows * 2 > removed.held:
+            kinds = f"{removed.record}s"
+            raise InvalidInput(
+                f"{files}: as the whole export of the source “{source}” they would remove "
+                f"{removed.rows:,} of its {removed.held:,} {kinds}, more than half; if that is "
+                "right, import them with --remove-most; if they are only a part of the export, "
+                "without --whole-export"
+            )
+    for table, ids, _removed in found:
+        for at in range(0, len(ids), CHUNK):
+            conn.execute(delete(table).where(table.c.id.in_(ids[at : at + CHUNK].tolist())))
+    return [removed for _table, _ids, removed in found]
 
 
 def _unlisted(
     conn: Connection, source: str, table: Any, keys: SeenKeys, touched: Touched
-) -> Removed | None:
+) -> tuple[array, Removed] | None:
+    """The ids of the records of ``table`` the keys do not list, and what they are."""
     deals = table is D
     if deals:
         t = deal_terms()
@@ -123,10 +144,8 @@ def _unlisted(
         result.close()
     if not ids:
         return None
-    for at in range(0, len(ids), CHUNK):
-        conn.execute(delete(table).where(table.c.id.in_(ids[at : at + CHUNK].tolist())))
     kind = "deal" if deals else "lead"
-    return Removed(record=kind, rows=len(ids), held=held, examples=examples)
+    return ids, Removed(record=kind, rows=len(ids), held=held, examples=examples)
 
 
 def _touch(touched: Touched, deals: bool, row: Any) -> None:
