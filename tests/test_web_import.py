@@ -1325,3 +1325,27 @@ def test_the_whole_export_is_chosen_on_the_page_and_says_what_it_removes(web: We
     assert api.status_code == 201, api.text
     removed = api.json()["preview"]["summary"]["removed"]
     assert removed == [{"record": "lead", "rows": 1, "held": 2, "examples": ["102"]}]
+
+
+def test_an_id_excel_rounded_into_a_number_is_refused_with_its_row(web: Web) -> None:
+    """A file saved from Excel writes long ids as "1.23457E+11": their last digits are gone,
+    and the records would merge into one. Each such row is unreadable, saying why and what to
+    do; the others are imported."""
+    body = csv_text(
+        CONTACTS_HEADER,
+        [
+            contact("1.23457E+11", "2024-02-10 10:00"),
+            contact("1,23457E+11", "2024-02-11 10:00"),
+            contact("101", "2024-02-12 10:00"),
+        ],
+    )
+    resp = web.upload("lee", {"contacts.csv": body}, profile="hubspot")
+    assert resp.status_code == 303, text(resp)[:300]
+    words = text(web.client("lee").get(resp.headers["location"]))
+    assert "3 rows read into the source “hubspot”: 1 new" in words
+    assert (
+        "column 'Record ID': '1.23457E+11' is an id Excel rounded into a number (its last digits "
+        "are lost, so records would merge): export the file again, and do not save it from "
+        "Excel (or format that column as text first)" in words
+    )
+    assert "'1,23457E+11' is an id Excel rounded" in words

@@ -138,7 +138,7 @@ def read_rows(
                 except SettingNeeded as exc:
                     raise _setting_needed(run, compiled, row, line, exc) from None
         key = record.get(key_name)
-        if not key:
+        if not key and not any(e.startswith(f"{key_name}: ") for e in errors):
             errors.insert(0, f"missing id (column {key_column!r})")
         if errors:
             reject(line, "; ".join(errors), row)

@@ -211,6 +211,9 @@ def text_parser(
 
 _SF_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
+#: a long numeric id as Excel saves it once it has shown it as a number: "1.23457E+11" (its
+#: digits past the sixth are gone, so records merge); "1,23457E+11" in a comma locale
+_EXCEL_NUMBER = re.compile(r"\d(?:[.,]\d+)?E\+\d+", re.IGNORECASE)
 
 
 def salesforce_root(value: str) -> str:
@@ -235,6 +238,12 @@ def key_parser(name: str, spec: FieldSpec) -> Callable[[str], Any]:
     def one(v: str) -> str:
         if len(v) > limit:
             raise RowError(f"{name}: longer than {limit} characters")
+        if _EXCEL_NUMBER.fullmatch(v):
+            raise RowError(
+                f"{name}: {v!r} is an id Excel rounded into a number (its last digits are "
+                "lost, so records would merge): export the file again, and do not save it "
+                "from Excel (or format that column as text first)"
+            )
         return canon(v) if canon else v
 
     if name == "lead_id":
