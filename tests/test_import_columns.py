@@ -420,3 +420,74 @@ def test_a_member_cannot_match_the_columns_of_an_import(web: Web) -> None:
             f"/numbers/import/{job_id}/columns", data={"csrf": web.csrf(who), "source": "x"}
         )
         assert post.status_code in (403, 404), (who, post.status_code)
+
+
+def test_values_written_several_ways_are_renamed_to_one(tmp_path: Path, store: Store) -> None:
+    """An export writes one channel three ways: renamed on the page, the numbers group it as
+    one; a value not listed stays as it is; nothing after "=" leaves it blank; the mapping
+    the page keeps reads the same, and matching the columns again shows the renames."""
+    people = PEOPLE_CSV + "P4,21/03/2025,webinar ,Ann,,\nP5,22/03/2025,Partner fair,Bob,,\n"
+    (tmp_path / "people.csv").write_text(people)
+    chosen = choices(renames={"channel": "Webinar = Events\n\nReferral ="})
+    spec = mapping_from_columns(chosen[:1], "mycrm").with_locale(dates="day-first")
+    with store.unit_of_work() as s:
+        import_files(s, [tmp_path / "people.csv"], spec)
+    with store.unit_of_work() as s:
+        rows = dict(s.execute(select(Lead.external_id, Lead.channel)).tuples().all())
+    assert rows == {
+        "P1": "Events",
+        "P2": "Events",
+        "P3": None,
+        "P4": "Events",
+        "P5": "Partner fair",
+    }
+    assert "values:" in mapping_yaml(spec)
+    again = columns.chosen(spec, "people.csv")
+    assert again is not None
+    assert again.renames == {"channel": "Webinar = Events\nReferral = "}
+
+
+@pytest.mark.parametrize(
+    ("renames", "message"),
+    [
+        (
+            "Webinar => Events\nAds",
+            "people.csv: where it came from (its channel): line 2 of the renamed values, 'Ads', "
+            "is not “as in the file = as the numbers show it”",
+        ),
+        (
+            "Webinar = Events\nWEBINAR = Other",
+            "people.csv: where it came from (its channel): 'WEBINAR' is renamed twice",
+        ),
+    ],
+)
+def test_renamed_values_that_make_no_sense_are_refused_beside_their_field(
+    renames: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        mapping_from_columns(choices(renames={"channel": renames}), "mycrm")
+    assert (refused.value.message, refused.value.field) == (message, "0-leads-channel-values")
+
+
+def test_values_are_renamed_on_the_page(web: Web) -> None:
+    resp = web.upload(
+        "lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns", dates="day-first"
+    )
+    job_id = int(resp.headers["location"].split("/")[-2])
+    page = web.client("lee").get(resp.headers["location"])
+    assert "Rename values" in text(page) and 'name="0-leads-channel-values"' in page.text
+    form = form_of(page.text) | {"csrf": web.csrf("lee"), "source": "mycrm", "holds-0": "leads"}
+    form |= {f"0-leads-{k}": v for k, v in PEOPLE.items()}
+    form["0-leads-channel-values"] = "Webinar = Events"
+    done = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert done.status_code == 303, text(done)[:400]
+    preview = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "P1 Events" in preview and "P3 Referral" in preview
+    again = web.client("lee").get(f"/numbers/import/{job_id}/columns").text
+    assert re.search(r'name="0-leads-channel-values"[^>]*>Webinar = Events</textarea>', again)
+    bad = web.client("lee").post(
+        f"/numbers/import/{job_id}/columns", data=form | {"0-leads-channel-values": "Webinar"}
+    )
+    assert bad.status_code == 422
+    assert 'id="c-0-leads-channel-values-err"' in bad.text
+    assert "line 1 of the renamed values, 'Webinar', is not" in text(bad)

@@ -120,6 +120,9 @@ class FileColumns:
     #: fields whose value is looked up in another uploaded file: (its name, the column giving
     #: the value); its rows are matched by the column of the same name as this file's
     through: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: fields whose values are renamed: a line per value, "as in the file = as the numbers
+    #: show it" (nothing after "=": left blank), e.g. "Adwords = Google Ads"
+    renames: dict[str, str] = field(default_factory=dict)
 
 
 class ColumnsRefused(InvalidInput):
@@ -228,6 +231,16 @@ def _fields(i: int, f: FileColumns, files: list[FileColumns]) -> dict[str, Any]:
         fields[choice.key] = (
             column if through is None else _lookup(f, files, column, through, label, form_field)
         )
+        renames = (f.renames.get(choice.key) or "").strip() if choice.through else ""
+        if renames:
+            if through is not None:
+                raise ColumnsRefused(
+                    f"{f.name}: {label} is looked up in another file: rename its values there, "
+                    "or do not look it up",
+                    form_field + "-values",
+                )
+            values = _renames(renames, f"{f.name}: {label}", form_field + "-values")
+            fields[choice.key] = {"column": column, "values": values}
     if f.holds == "deals":
         closed, stage = fields.pop("closed"), fields["stage"]
         won = _stages(f.won, f"won-{i}", "won")
@@ -241,6 +254,38 @@ def _fields(i: int, f: FileColumns, files: list[FileColumns]) -> dict[str, Any]:
         fields["won_at"] = {"column": closed, "when": {"column": stage, "in": won}}
         fields["lost_at"] = {"column": closed, "when": {"column": stage, "in": lost}}
     return fields
+
+
+#: the most values one field renames
+MAX_RENAMES = 200
+
+
+def _renames(text: str, what: str, form_field: str) -> dict[str, str | None]:
+    """Renamed values, a line each: "as in the file = as the numbers show it" (nothing after
+    "=": the value is left blank); compared without case and surrounding spaces."""
+    out: dict[str, str | None] = {}
+    seen: set[str] = set()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > MAX_RENAMES:
+        raise ColumnsRefused(f"{what}: rename at most {MAX_RENAMES} values", form_field)
+    for n, line in enumerate(lines, start=1):
+        old, eq, new = line.partition("=")
+        old, new = old.strip(), new.strip()
+        if not eq or not old:
+            raise ColumnsRefused(
+                f"{what}: line {n} of the renamed values, {line.strip()!r}, is not "
+                "“as in the file = as the numbers show it”",
+                form_field,
+            )
+        if len(old) > 200 or len(new) > 200:
+            raise ColumnsRefused(
+                f"{what}: line {n}: keep each value under 200 characters", form_field
+            )
+        if old.casefold() in seen:
+            raise ColumnsRefused(f"{what}: {old!r} is renamed twice", form_field)
+        seen.add(old.casefold())
+        out[old] = new or None
+    return out
 
 
 def _lookup(
@@ -289,9 +334,15 @@ def chosen(spec: MappingSpec, file_name: str) -> FileColumns | None:
         if part.name not in CHOICES or file_name not in (part.description or "").split(", "):
             continue
         fields = {k: v.column for k, v in part.fields.items() if v.column}
+        renames = {
+            k: "\n".join(f"{old} = {new or ''}" for old, new in v.values.items())
+            for k, v in part.fields.items()
+            if v.values
+        }
         won = part.fields.get("won_at")
         lost = part.fields.get("lost_at")
         out = FileColumns(file_name, [], part.name, fields)  # type: ignore[arg-type]
+        out.renames = renames
         out.through = {
             k: (v.lookup.file, v.lookup.value) for k, v in part.fields.items() if v.lookup
         }

@@ -322,6 +322,11 @@ def columns_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
                         for c in fields
                         if c.through and data.get(f"{i}-{holds}-{c.key}-through")
                     },
+                    renames={
+                        c.key: data.get(f"{i}-{holds}-{c.key}-values", "")
+                        for c in fields
+                        if c.through and data.get(f"{i}-{holds}-{c.key}-values", "").strip()
+                    },
                 )
             )
         done = ij.match_columns(request.app, ctx.session, job, choices, data.get("source", ""))
