@@ -47,18 +47,23 @@ class Stages(BaseModel):
     won_column: str | None = None
     lost_column: str | None = None
 
+    @property
+    def named(self) -> list[StageRead]:
+        """The rows of one stage each (not the row counting every other stage)."""
+        return self.rows[:-1] if self.more else self.rows
+
     def looks_closed(self) -> list[StageRead]:
         """Stages whose deals are all read as open though the name says closed, won or lost."""
-        named = self.rows[:-1] if self.more else self.rows
         return [
-            r for r in named if r.stage and not r.won and not r.lost and _CLOSED.search(r.stage)
+            r
+            for r in self.named
+            if r.stage and not r.won and not r.lost and _CLOSED.search(r.stage)
         ]
 
     def undated(self) -> list[StageRead]:
         """Stages whose deals are read as won (or lost) but for some, read as open: the stage is
         a won (lost) one, so those deals have no won (lost) date."""
-        named = self.rows[:-1] if self.more else self.rows
-        return [r for r in named if r.open and (r.won or r.lost)]
+        return [r for r in self.named if r.open and (r.won or r.lost)]
 
     def warnings(self, file: str) -> list[str]:
         """What a person should know of the file's stages: deals at a closing stage with no
@@ -89,17 +94,16 @@ class Stages(BaseModel):
         if not odd:
             return None
         deals = sum(r.deals for r in odd)
-        names = listed([quoted(r.stage, 60) for r in odd[:3]])
+        shown = [quoted(r.stage, 60) for r in odd[:3]]
         if len(odd) > 3:
-            names = f"{', '.join(quoted(r.stage, 60) for r in odd[:3])} and {len(odd) - 3} more"
+            shown.append(f"{len(odd) - 3} more")
+        names = listed(shown)
         are = "deal is" if deals == 1 else "deals are"
         stage = "the stage" if len(odd) == 1 else "the stages"
         which = "which is" if len(odd) == 1 else "which are"
-        those = (
-            "that stage closes a deal, name it"
-            if len(odd) == 1
-            else ("those stages close a deal, name them")
-        )
+        those = "that stage closes a deal, name it"
+        if len(odd) > 1:
+            those = "those stages close a deal, name them"
         return (
             f"{file}: {deals:,} {are} at {stage} {names}, {which} read as open: the numbers "
             f"count such a deal in the open pipeline, never as won or lost. If {those} under "

@@ -123,8 +123,9 @@ def _check_value(kpi: str, what: str, value: float | None) -> None:
         )
 
 
-def _check_currency(session: Session, data: TargetSet) -> None:
-    """An amount said in a currency: the KPI's must be money, in the shared numbers' one."""
+def _check_currency(data: TargetSet, ours: str | None) -> None:
+    """An amount said in a currency: the KPI's must be money, in the shared numbers' one
+    (``ours``)."""
     if data.currency is None:
         return
     if KPIS[data.kpi].unit != "money":
@@ -132,19 +133,12 @@ def _check_currency(session: Session, data: TargetSet) -> None:
             f"{KPIS[data.kpi].title} is not an amount: give the target without a currency",
             field="target",
         )
-    ours = numbers_currency(session)
     if ours is not None and data.currency != ours:
         raise InvalidInput(
             f"the shared numbers' amounts are in {ours}, not {data.currency}: give the target "
             f"in {ours}",
             field="target",
         )
-
-
-def _currency_of(session: Session, kpi: str) -> dict[str, str]:
-    """An amount's currency as the event records it (the numbers' then), for the timeline."""
-    code = numbers_currency(session) if KPIS[kpi].unit == "money" else None
-    return {"currency": code} if code else {}
 
 
 def get_target(session: Session, item: ActionItem) -> ActionTarget | None:
@@ -160,7 +154,9 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
     if not can_update_action(as_actor(actor), item.owner_id, facts, item.counterpart_id):
         raise Forbidden(f"action item {item.id} is not yours to set a target on")
     d = kpi_def(data.kpi)
-    _check_currency(session, data)
+    # the shared numbers' currency, for an amount (asked once: checked, then recorded)
+    ours = numbers_currency(session) if KPIS[data.kpi].unit == "money" else None
+    _check_currency(data, ours)
     _check_value(data.kpi, "target", data.target)
     _check_value(data.kpi, "baseline", data.baseline)
     start = data.window_start or cycle.period_start
@@ -201,7 +197,7 @@ def set_target(session: Session, item: ActionItem, data: TargetSet, actor: Perso
         object_id=item.id,
         cycle_id=cycle.id,
         before=before,
-        after={f: getattr(row, f) for f in fields} | _currency_of(session, data.kpi),
+        after={f: getattr(row, f) for f in fields} | ({"currency": ours} if ours else {}),
     )
     session.flush()
     return row
