@@ -284,7 +284,7 @@ def test_a_later_file_fills_in_the_same_records(store: Store, tmp_path: Path) ->
     )
     out = json.loads(res.stdout)
     # a: won after its MQL; b: won before its MQL (kept, flagged); c: a deal of a lead not
-    # imported (yet): kept, it finds its lead by id whenever the lead arrives
+    # imported (yet): kept and flagged, it finds its lead by id whenever the lead arrives
     assert (out["new"], out["changed"], out["rejected"]) == (3, 0, 0)
     r, d = records(store), deal_rows(store)
     assert set(r) == {"a", "b"} and r["a"].channel == "web"  # the leads are not touched
@@ -293,7 +293,10 @@ def test_a_later_file_fills_in_the_same_records(store: Store, tmp_path: Path) ->
         "b": ("b", 1),
         "c": ("c", 2),
     }
-    assert [(f[0], f[1], f[2]) for f in flags(store)] == [("d.csv", 3, "out_of_order")]
+    assert [(f[0], f[1], f[2]) for f in flags(store)] == [
+        ("d.csv", 3, "out_of_order"),
+        ("d.csv", 4, "lead_not_found"),
+    ]
 
 
 def test_progress_is_only_for_terminals_and_json_stays_clean(

@@ -12,7 +12,11 @@ with the file and line it was read from and a sentence people can act on:
   before the lead's MQL or SQL date: a negative duration), or a deal both won and lost;
 - a negative amount, or a won deal with an amount of zero (a lost deal at zero is ordinary:
   many CRMs zero a lost deal's amount);
-- a deal that lists several leads (it counts for the first one).
+- a deal that lists several leads (it counts for the first one);
+- a deal that names a lead the source does not hold (when it holds leads): it counts with no
+  channel, campaign or lead dates. When a lead the source holds is the same id written
+  another way (its leading zeros dropped, as a file saved from Excel does, or a Salesforce id
+  in its other length), the sentence names it.
 
 Flags are computed from the store, for a whole source, after every import (set-based queries;
 only flagged rows come back to Python): the same store gives the same flags whichever order its
@@ -24,9 +28,21 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, ColumnElement, and_, delete, insert, or_, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
+from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.tables import Deal, FunnelFlag, Lead
 
 L = Lead.__table__
@@ -61,6 +77,8 @@ DEAL_ORDER = (
 )
 #: The kind of flag of a deal both won and lost (the rollups count those deals apart).
 WON_AND_LOST = "won_and_lost"
+#: The kind of flag of a deal naming a lead its source does not hold.
+LEAD_NOT_FOUND = "lead_not_found"
 #: What each kind of flag is called where people read it.
 KIND_TITLES = {
     "out_of_order": "stages out of the usual order",
@@ -68,6 +86,7 @@ KIND_TITLES = {
     "zero_amount": "zero amount",
     "negative_amount": "negative amount",
     "several_leads": "several leads",
+    LEAD_NOT_FOUND: "lead not in the data",
 }
 
 
@@ -115,7 +134,92 @@ def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
     return out
 
 
+def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None:
+    """A deal naming a lead the source does not hold; None when it holds no lead (its leads
+    are not imported yet, or it has none). Its lead's fields copied onto it are all unset
+    (models.funnel.links), so the lead is looked up only for those deals, not for each."""
+    if conn.execute(select(L.c.id).where(L.c.source == source).limit(1)).first() is None:
+        return None
+    found = select(L.c.id).where(L.c.source == source, L.c.external_id == D.c.lead_key)
+    return and_(
+        D.c.lead_key.is_not(None),
+        *(D.c[c].is_(None) for c in DEAL_FROM_LEAD),
+        ~found.exists(),
+    )
+
+
+#: Salesforce writes a record's id in 15 characters (case-sensitive) or 18 (the 15 and three
+#: that spell their case): the same record either way.
+_SF_SHORT, _SF_LONG = 15, 18
+
+
+def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, str]:
+    """The leads the source holds whose id is one of ``keys`` written another way: its
+    leading zeros dropped (or added), or a Salesforce id in its other length. One query per
+    form asked for, of those keys only."""
+    near: dict[str, str] = {}
+
+    def look(wanted: dict[str, str]) -> None:  # {a lead id to look up: the key it may be}
+        ids = list(wanted)
+        for i in range(0, len(ids), 500):
+            stmt = select(L.c.external_id).where(
+                L.c.source == source, L.c.external_id.in_(ids[i : i + 500])
+            )
+            for (found,) in conn.execute(stmt):
+                near.setdefault(wanted[found], found)
+
+    # zeros dropped from the lead's id ("00123" named "123"): the lead ids that start with a
+    # zero (an index range), when a key is digits
+    digits = {k for k in keys if k.isdigit()}
+    if any(not k.startswith("0") for k in digits):
+        stmt = select(L.c.external_id).where(
+            L.c.source == source, L.c.external_id >= "0", L.c.external_id < "1"
+        )
+        for (found,) in conn.execute(stmt):
+            k = found.lstrip("0")
+            if k in digits and found.isdigit():
+                near.setdefault(k, found)
+    # zeros added ("123" named "00123")
+    look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")})
+    # Salesforce's 18 characters named in 15: the lead ids that start with them
+    for k in keys:
+        if len(k) == _SF_SHORT and k.isalnum() and k not in near:
+            stmt = select(L.c.external_id).where(
+                L.c.source == source,
+                L.c.external_id > k,
+                L.c.external_id < k + "~",
+            )
+            found = [f for (f,) in conn.execute(stmt.limit(2)) if len(f) == _SF_LONG]
+            if len(found) == 1:
+                near[k] = found[0]
+    # Salesforce's 15 named in 18
+    look({k[:_SF_SHORT]: k for k in keys if len(k) == _SF_LONG and k.isalnum() and k not in near})
+    return near
+
+
+def _not_found_sentence(name: str, key: str, near: str | None) -> str:
+    said = f"{name} names the lead “{key}”, which is not in the data"
+    if near is None:
+        return (
+            f"{said}: it counts with no channel, campaign or lead dates until that lead is "
+            "imported."
+        )
+    if len(near) in (_SF_SHORT, _SF_LONG) and near[:_SF_SHORT] == key[:_SF_SHORT]:
+        return (
+            f"{said}; the lead “{near}” is, the same Salesforce record with its id written in "
+            f"{len(near)} characters, not {len(key)}: export both files with the same form "
+            "of the id. Until then the deal counts with no channel, campaign or lead dates."
+        )
+    return (
+        f"{said}; the lead “{near}” is: the leading zeros of one of the two look dropped (a "
+        "file saved from Excel drops them). Export that file again, or format its id column "
+        "as text, then import it again. Until then the deal counts with no channel, campaign "
+        "or lead dates."
+    )
+
+
 def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
+    conn = session.connection()
     cols = {n: _int(D.c[n]) for n in ("opportunity_at", "won_at", "lost_at")}
     # the lead's dates, copied onto the deal (models.funnel.links)
     cols |= {n: _int(D.c[f"lead_{n}"]) for n in ("mql_at", "sql_at")}
@@ -126,6 +230,9 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
         and_(D.c.amount_cents == 0, D.c.won_at.is_not(None)),
         D.c.other_leads.is_not(None),
     )
+    not_found = _lead_not_found(conn, source)
+    if not_found is not None:
+        odd = or_(odd, not_found)
     stmt = select(
         D.c.external_id,
         D.c.lead_key,
@@ -134,9 +241,13 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
         D.c.file,
         D.c.line,
         *(c.label(n) for n, c in cols.items()),
+        (not_found if not_found is not None else literal(False)).label("lead_missing"),
     ).where(D.c.source == source, D.c.listed, odd)
     out = []
-    for r in session.connection().execute(stmt):
+    rows = conn.execute(stmt).all()
+    missing = {r.lead_key for r in rows if r.lead_missing}
+    near = _written_otherwise(conn, source, missing) if missing else {}
+    for r in rows:
         name = f"Deal {r.external_id}"
 
         def add(kind: str, sentence: str, r: Any = r) -> None:
@@ -165,6 +276,8 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
                 f"{name} lists {len(others) + 1} leads; it counts for the first, {r.lead_key} "
                 f"(also listed: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}).",
             )
+        if r.lead_missing:
+            add(LEAD_NOT_FOUND, _not_found_sentence(name, r.lead_key, near.get(r.lead_key)))
     return out
 
 

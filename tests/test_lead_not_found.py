@@ -1,0 +1,103 @@
+"""A deal that names a lead the source does not hold counts with no channel, campaign or lead
+dates: it is flagged, and when a lead the source holds is the same id written another way (its
+leading zeros dropped by Excel, a Salesforce id in its other length) the flag names it
+(models.funnel.flags)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.db import Store
+from models.funnel.flags import LEAD_NOT_FOUND, list_flags
+from models.funnel.importer import import_files
+from models.funnel.mapping import load_profile
+from tests.test_funnel_import import run
+
+CONTACTS = (
+    "Record ID,Original Source,Became a Marketing Qualified Lead Date,"
+    "Became a Sales Qualified Lead Date\n"
+)
+DEALS = "Record ID,Deal Name,Deal Stage,Amount,Close Date,Create Date,Associated Contact IDs\n"
+
+
+def contacts_csv(folder: Path, ids: list[str]) -> Path:
+    path = folder / "contacts.csv"
+    path.write_text(CONTACTS + "".join(f"{i},Paid Search,2024-01-05,\n" for i in ids))
+    return path
+
+
+def deals_csv(folder: Path, leads: list[str]) -> Path:
+    path = folder / "deals.csv"
+    rows = [
+        f"D{n},Deal {n},Closed Won,100,2024-03-10,2024-02-01,{lead}\n"
+        for n, lead in enumerate(leads, 1)
+    ]
+    path.write_text(DEALS + "".join(rows))
+    return path
+
+
+def flags_of(store: Store) -> dict[str, str]:
+    with store.unit_of_work() as s:
+        return {f.key: f.sentence for f in list_flags(s, "hubspot") if f.kind == LEAD_NOT_FOUND}
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+def test_a_deal_whose_lead_is_not_in_the_data_is_flagged_with_the_id_it_may_be(
+    store: Store, tmp_path: Path, parallel: bool
+) -> None:
+    contacts = contacts_csv(tmp_path, ["L1", "00123", "00Q5g00000AbCdEFGH", "987"])
+    deals = deals_csv(tmp_path, ["L1", "123", "00Q5g00000AbCdE", "L9", "000987", ""])
+    with store.unit_of_work() as s:
+        summary = import_files(s, [contacts, deals], load_profile("hubspot"), parallel=parallel)
+    assert summary.flags_by_kind.get(LEAD_NOT_FOUND) == 4
+    flags = flags_of(store)
+    assert set(flags) == {"D2", "D3", "D4", "D5"}  # (D1's lead is there; D6 names none)
+    assert flags["D2"] == (
+        "Deal D2 names the lead “123”, which is not in the data; the lead “00123” is: the "
+        "leading zeros of one of the two look dropped (a file saved from Excel drops them). "
+        "Export that file again, or format its id column as text, then import it again. Until "
+        "then the deal counts with no channel, campaign or lead dates."
+    )
+    assert flags["D3"].startswith(
+        "Deal D3 names the lead “00Q5g00000AbCdE”, which is not in the data; the lead "
+        "“00Q5g00000AbCdEFGH” is, the same Salesforce record with its id written in 18 "
+        "characters, not 15: export both files with the same form of the id."
+    )
+    assert flags["D4"] == (
+        "Deal D4 names the lead “L9”, which is not in the data: it counts with no channel, "
+        "campaign or lead dates until that lead is imported."
+    )
+    assert "the lead “987” is: the leading zeros" in flags["D5"]  # (zeros added, not dropped)
+
+    # the lead imported later: its deal's flag goes
+    with store.unit_of_work() as s:
+        import_files(s, [contacts_csv(tmp_path, ["L9"])], load_profile("hubspot"))
+    assert set(flags_of(store)) == {"D2", "D3", "D5"}
+
+
+def test_deals_of_a_source_that_holds_no_lead_yet_are_not_flagged(
+    store: Store, tmp_path: Path
+) -> None:
+    """Deals imported before their leads (or a source of deals only) name leads the source does
+    not hold yet: not one flag per deal, until it holds leads."""
+    with store.unit_of_work() as s:
+        summary = import_files(s, [deals_csv(tmp_path, ["L1", "L2"])], load_profile("hubspot"))
+    assert LEAD_NOT_FOUND not in summary.flags_by_kind
+    with store.unit_of_work() as s:
+        import_files(s, [contacts_csv(tmp_path, ["L1"])], load_profile("hubspot"))
+    assert set(flags_of(store)) == {"D2"}
+
+
+def test_the_command_line_lists_the_flag_in_words(store: Store, tmp_path: Path) -> None:
+    contacts = contacts_csv(tmp_path, ["L1"])
+    deals = deals_csv(tmp_path, ["L1", "L7"])
+    res = run("funnel", "import", str(contacts), str(deals), "-p", "hubspot")
+    assert res.exit_code == 0, res.output
+    assert "lead not in the data" in res.output
+    assert "lead_not_found" not in res.output
+    res = run("funnel", "import", str(deals), "-p", "hubspot", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["flags_by_kind"] == {LEAD_NOT_FOUND: 1}
