@@ -325,6 +325,24 @@ def test_confirm_imports_what_the_preview_showed_with_the_cli_s_numbers(
     assert funnel_content(web.store) == web_store
 
 
+def test_the_preview_s_rows_as_stored_are_this_file_s_not_an_earlier_file_s_of_its_name(
+    web: Web,
+) -> None:
+    """A weekly export keeps its file's name: the records an earlier file of that name wrote
+    (a lead it listed on line 2, the new one does not list) are not shown as this file's."""
+    job_id = job_id_of(web.upload("lee", {"contacts.csv": CONTACTS}, profile="hubspot"))
+    done = web.client().post(f"/api/v1/imports/{job_id}/confirm", headers=web.bearer("lee"))
+    assert done.status_code == 200
+    later = csv_text(CONTACTS_HEADER, [contact("107", "2024-02-18 10:00", name="Eve")])
+    words = text(
+        web.client("lee").get(
+            web.upload("lee", {"contacts.csv": later}, profile="hubspot").headers["location"]
+        )
+    )
+    assert "2 107 paid_search Sam Rep sales" in words
+    assert "101" not in words and "102" not in words
+
+
 def test_confirming_twice_imports_once(web: Web) -> None:
     job_id = job_id_of(web.upload("lee", {"contacts.csv": CONTACTS}, profile="hubspot"))
     first = web.client().post(f"/api/v1/imports/{job_id}/confirm", headers=web.bearer("lee"))

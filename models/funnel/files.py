@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models.errors import InvalidInput
 from models.funnel.mapping import FilePart, MappingSpec
@@ -32,6 +32,8 @@ from models.funnel.stages import Stages
 from models.funnel.values import ORDER_HINT, Unmatched, date_evidence, show_columns
 
 SAMPLE_REJECTS = 5
+#: the first records of each kind a file wrote, kept for a preview's sample of them as stored
+SAMPLE_ROWS = 5
 #: The longest line read (characters): a longer one is no CSV export (``/dev/zero``, a binary).
 MAX_LINE = 1_000_000
 
@@ -82,6 +84,9 @@ class FileSummary(BaseModel):
     stages: Stages | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
+    #: the keys of the first records of each kind ("leads", "deals") the file wrote: those a
+    #: preview shows as stored (records an earlier file of the same name wrote are not these)
+    first_keys: dict[str, list[str]] = Field(default={}, exclude=True)
 
 
 # --- rejects files: published only by a committed import ------------------------------------------
@@ -379,6 +384,7 @@ class _FileRun:
     rejects_writer: Any = None
     header: list[str] = field(default_factory=list)
     samples: int = SAMPLE_REJECTS  # how many rejected rows the summary lists
+    first_keys: dict[str, list[str]] = field(default_factory=dict)
 
     def reject(self, line: int, reason: str, row: list[str]) -> None:
         self.rejected += 1
@@ -419,6 +425,7 @@ class _FileRun:
             stages=self.stages,
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
+            first_keys=self.first_keys,
         )
 
 

@@ -241,6 +241,9 @@ def _import_file(
         raise
     for target in targets:
         target.finish()
+    for target, kind in ((leads, "leads"), (deals, "deals")):
+        if target is not None:
+            run.first_keys[kind] = target.first
     for target in targets:  # (the deals of a file of leads add to the leads' repeats)
         if target.repeats is not None and target.counts is run:
             run.repeats = target.repeats.summary()

@@ -33,6 +33,7 @@ from models.enums import Role
 from models.errors import Conflict, InvalidInput, NotFound
 from models.funnel import columns
 from models.funnel.access import require_importer
+from models.funnel.files import SAMPLE_ROWS, FileSummary
 from models.funnel.importer import (
     AfterFiles,
     ImportSummary,
@@ -51,8 +52,7 @@ DISCARDED, EXPIRED = "discarded", "expired"
 RUNNING = (PREVIEWING, IMPORTING)
 #: States whose files may be previewed again, confirmed (when previewed) or discarded.
 SETTLED = (PREVIEWED, REFUSED, FAILED)
-#: How many rows of each file a preview shows as stored, and how many rejected rows it lists.
-SAMPLE_ROWS = 5
+#: How many rejected rows a preview lists (and it shows SAMPLE_ROWS of each file as stored).
 PREVIEW_REJECTS = 20
 
 LEAD_COLUMNS = (
@@ -298,7 +298,7 @@ def preview_import(
             after_files=after_files,
             sample_rejects=PREVIEW_REJECTS,
         )
-        files = [_file_preview(session, spec.source, Path(f.file).name) for f in summary.files]
+        files = [_file_preview(session, spec.source, f) for f in summary.files]
     finally:
         savepoint.rollback()
         session.expire_all()
@@ -324,11 +324,27 @@ def _rows(session: Session, model: type, columns: tuple[str, ...], where: Any) -
     return out
 
 
-def _file_preview(session: Session, source: str, name: str) -> FilePreview:
-    """The first leads and deals of one file, as stored (by their line in that file)."""
-    leads = _rows(session, Lead, LEAD_COLUMNS, (Lead.source == source, Lead.file == name))
+def _file_preview(session: Session, source: str, f: FileSummary) -> FilePreview:
+    """The first leads and deals the file wrote, as stored (by their line in that file): not
+    the records an earlier file of the same name wrote (a weekly export's name stays)."""
+    name = Path(f.file).name
+    keys = f.first_keys
+    leads = _rows(
+        session,
+        Lead,
+        LEAD_COLUMNS,
+        (Lead.source == source, Lead.file == name, Lead.external_id.in_(keys.get("leads", []))),
+    )
     deals = _rows(
-        session, Deal, DEAL_COLUMNS, (Deal.source == source, Deal.file == name, Deal.listed)
+        session,
+        Deal,
+        DEAL_COLUMNS,
+        (
+            Deal.source == source,
+            Deal.file == name,
+            Deal.listed,
+            Deal.external_id.in_(keys.get("deals", [])),
+        ),
     )
     return FilePreview(file=name, leads=leads, deals=deals)
 

@@ -32,7 +32,7 @@ from sqlalchemy import BigInteger, Connection, String, any_, bindparam, select, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
-from models.funnel.files import _FileRun
+from models.funnel.files import SAMPLE_ROWS, _FileRun
 from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.repeats import Repeats, SeenKeys
 from models.funnel.rollup_touched import Touched
@@ -117,6 +117,8 @@ class _Target:
         #: half (a row that is a lead and its deal): a new or changed deal changes the row
         self.primary = primary
         self.unchanged_keys: set[str] = set()
+        #: the keys of the first rows added (SAMPLE_ROWS of them), for a preview's sample
+        self.first: list[str] = []
         self.table = table
         self.source = source
         self.columns = ["source", "external_id", *columns]
@@ -525,6 +527,9 @@ class _Target:
                 self.repeats.done()
 
     def _flush(self, batch: dict[str, tuple[Any, ...]]) -> None:
+        if len(self.first) < SAMPLE_ROWS and batch:
+            self.first += [k for k in islice(batch, SAMPLE_ROWS) if k not in self.first]
+            del self.first[SAMPLE_ROWS:]
         if self.listed is not None and batch:
             self.listed.add(list(batch))
         if self.repeats is not None and self.counts is not None:
