@@ -319,6 +319,15 @@ def test_targets_are_read_as_the_page_shows_them() -> None:
         Changes(kpi_targets={"win_rate": "140%"})
     with pytest.raises(ValueError, match="not a number"):
         Changes(kpi_targets={"win_rate": "lots"})
+    # a word that is no unit is not taken off (it was: "12 apples" was 12); nor is a decimal
+    # comma guessed
+    with pytest.raises(ValueError, match="not a number: '12 apples'"):
+        Changes(kpi_targets={"mql_volume": "12 apples"})
+    with pytest.raises(ValueError, match="write decimals with a point"):
+        Changes(kpi_targets={"handoff_latency_median_hours": "12,5 h"})
+    assert Changes(kpi_targets={"sales_cycle_median_days": "14 days"}).kpi_targets == {
+        "sales_cycle_median_days": 14.0
+    }
 
 
 def test_the_recap_does_not_close_while_a_change_waits_for_its_signatures(store) -> None:  # noqa: ANN001

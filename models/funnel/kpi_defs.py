@@ -489,3 +489,27 @@ def split_currency(text: str) -> tuple[str, str | None]:
     if m is None or DURATION_UNIT.search(text):
         return text, None
     return m.group(1), m.group(2).upper()
+
+
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def read_number(v: Any) -> Any:
+    """A target as people type it (and as the pages show it, its currency taken off by
+    :func:`split_currency`): ``80%`` (a rate, 0.8), ``5.2 h``, ``14 d``, ``1,234.50``. A comma
+    is a thousands separator only before groups of three digits; ``12,5`` is refused rather
+    than guessed, and so is a word that is no unit (``12 apples``). Not a text: as it is."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip().replace("\u00a0", " ")
+    percent = text.endswith("%")
+    text = DURATION_UNIT.sub("", text.removesuffix("%").strip()).replace(" ", "")
+    if "," in text:
+        if not _THOUSANDS.match(text):
+            raise ValueError(f"not a number: {v!r} (write decimals with a point, e.g. 12.5)")
+        text = text.replace(",", "")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {v!r} (e.g. 80% or 12.5)") from None
+    return number / 100 if percent else number

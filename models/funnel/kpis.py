@@ -53,6 +53,7 @@ from models.funnel.kpi_defs import (
     format_value,
     kpi_def,
     percentile,
+    read_number,
     split_currency,
 )
 from models.funnel.sql import (
@@ -87,6 +88,7 @@ __all__ = [
     "never_lost_note",
     "percentile",
     "sources",
+    "read_number",
     "split_currency",
 ]
 

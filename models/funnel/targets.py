@@ -7,7 +7,6 @@ Like every service: a Session first, never commits.
 from __future__ import annotations
 
 import math
-import re
 from datetime import date
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 from models.errors import Forbidden, InvalidInput
 from models.funnel.baseline import snapshot_baseline
 from models.funnel.currency import numbers_currency
-from models.funnel.kpi_defs import DURATION_UNIT
+from models.funnel.kpi_defs import read_number
 from models.funnel.kpis import KPIS, format_value, kpi_def, split_currency
 from models.funnel.tables import ActionTarget
 from models.rules import can_update_action, require_phase_allows
@@ -26,28 +25,6 @@ from models.services.access import require_visible
 from models.services.common import as_actor, check_version, get_or_raise, record_event
 from models.services.cycles import permission_facts
 from models.tables import ActionItem, Cycle, Person
-
-_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
-
-
-def _number(v: Any) -> Any:
-    """A number as people type it (and as the pages show it): ``80%`` (a rate, 0.8), ``5.2 h``,
-    ``14 d``, ``1,234.50``. A comma is a thousands separator only before groups of three
-    digits; ``12,5`` is refused rather than guessed."""
-    if not isinstance(v, str):
-        return v
-    text = v.strip().replace("\u00a0", " ")
-    percent = text.endswith("%")
-    text = DURATION_UNIT.sub("", text.removesuffix("%").strip()).replace(" ", "")
-    if "," in text:
-        if not _THOUSANDS.match(text):
-            raise ValueError(f"not a number: {v!r} (write decimals with a point, e.g. 12.5)")
-        text = text.replace(",", "")
-    try:
-        number = float(text)
-    except ValueError:
-        raise ValueError(f"not a number: {v!r} (e.g. 80% or 12.5)") from None
-    return number / 100 if percent else number
 
 
 class TargetSet(BaseModel):
@@ -89,7 +66,7 @@ class TargetSet(BaseModel):
     @field_validator("target", "baseline", mode="before")
     @classmethod
     def _percent(cls, v: Any) -> Any:
-        return _number(v)
+        return read_number(v)
 
     @field_validator("kpi")
     @classmethod

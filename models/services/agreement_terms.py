@@ -5,7 +5,6 @@ from a playbook, a change applied, and the terms as people read them (:func:`ter
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -18,7 +17,7 @@ from pydantic import (
 )
 
 from models.errors import InvalidInput
-from models.funnel.kpis import KPIS, format_value, split_currency
+from models.funnel.kpis import KPIS, format_value, read_number, split_currency
 from models.playbook import PlaybookSpec
 from models.tables import Team
 
@@ -115,15 +114,9 @@ class Changes(BaseModel):
         for name, value in v.items():
             if name not in KPIS:
                 raise ValueError(f"{name.replace('_', ' ')} is not one of the shared numbers")
-            if isinstance(value, str):
-                # as the page shows it: "80.0%", "5.2 h", "14.0 d", "1,234.00 USD" (its
-                # currency taken off by the model, into ``currency``)
-                text = re.sub(r"\s*[a-z]+$", "", value.strip().lower()).replace(",", "")
-                try:
-                    number = float(text.removesuffix("%"))
-                except ValueError:
-                    raise ValueError(f"not a number: {value} (e.g. 80% or 12.5)") from None
-                value = number / 100 if text.endswith("%") else number
+            # as the page shows it: "80.0%", "5.2 h", "14.0 d", "1,234.00 USD" (its currency
+            # taken off by the model, into ``currency``)
+            value = read_number(value)
             if KPIS[name].unit == "rate" and not 0 <= value <= 1:
                 raise ValueError(f"{KPIS[name].title} is a share: give it as a percentage (80%)")
             out[name] = value
