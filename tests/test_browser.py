@@ -251,6 +251,7 @@ PAGES = [
     ("/cycles", "max@acme.test"),
     ("/numbers", "sid@acme.test"),
     ("/numbers?by=owner&then_by=month", "lee@acme.test"),
+    ("/numbers/flags", "sid@acme.test"),
     ("/my", "sid@acme.test"),
     ("/account", "sid@acme.test"),
     ("/notifications", "sam@acme.test"),
@@ -305,6 +306,7 @@ PHONE_PAGES = [
     ("/cycles/{execute}/timeline", "sam@acme.test"),
     ("/my", "sid@acme.test"),
     ("/numbers", "sid@acme.test"),
+    ("/numbers/flags", "sid@acme.test"),
 ]
 
 

@@ -101,3 +101,56 @@ def test_the_command_line_lists_the_flag_in_words(store: Store, tmp_path: Path) 
     res = run("funnel", "import", str(deals), "-p", "hubspot", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["flags_by_kind"] == {LEAD_NOT_FOUND: 1}
+
+
+# --- the flags in the web app and the API -------------------------------------------------
+
+
+def test_the_flags_have_a_page_every_signed_in_person_reads_and_the_api_lists_them(
+    org: Store, tmp_path: Path
+) -> None:
+    from tests.test_web_import import make_web, text
+
+    web = make_web(org, tmp_path)
+    contacts = contacts_csv(tmp_path, ["L1", "00123"])
+    deals = deals_csv(tmp_path, ["L1", "123", "L9"])
+    deals.write_text(deals.read_text() + "D9,Odd,Closed Won,0,2024-03-10,2024-02-01,L1\n")
+    with org.unit_of_work() as s:
+        import_files(s, [contacts, deals], load_profile("hubspot"))
+
+    numbers = text(web.client("sid").get("/numbers"))
+    assert "3 data-quality flags: what is odd about the records kept" in numbers
+    page = web.client("sid").get("/numbers/flags")  # a member, not an importer
+    assert page.status_code == 200
+    words = text(page)
+    assert "3 flags" in words
+    assert "Anything (3)" in words and "Lead not in the data (2)" in words
+    assert "Zero amount (1)" in words
+    assert (
+        "deals.csv 3 Lead not in the data Deal D2 names the lead “123”, which is not in the "
+        "data; the lead “00123” is"
+    ) in words
+    assert "deals.csv 5 Zero amount Deal D9 is won with an amount of zero." in words
+    assert "lead_not_found" not in words and "zero_amount" not in words
+
+    one_kind = text(web.client("sid").get("/numbers/flags?kind=zero_amount"))
+    assert "1 flag: zero amount" in one_kind and "Deal D2" not in one_kind
+    refused = web.client("sid").get("/numbers/flags?kind=nonsense&source=nowhere")
+    assert refused.status_code == 422
+    assert "There is no kind of flag 'nonsense'" in text(refused)
+    assert "Every flag is shown instead." in text(refused)
+    assert web.client("sid").get("/numbers/flags?source=nowhere").status_code == 422
+
+    api = web.client().get("/api/v1/kpis/flags?limit=1&offset=1", headers=web.bearer("sid"))
+    assert api.status_code == 200
+    got = api.json()
+    assert (got["total"], got["by_kind"], got["by_source"]) == (
+        3,
+        {"zero_amount": 1, LEAD_NOT_FOUND: 2},
+        {"hubspot": 3},
+    )
+    assert [(f["file"], f["line"], f["kind"]) for f in got["items"]] == [
+        ("deals.csv", 4, LEAD_NOT_FOUND)
+    ]
+    bad = web.client().get("/api/v1/kpis/flags?kind=nonsense", headers=web.bearer("sid"))
+    assert bad.status_code == 422 and "no kind of flag" in bad.json()["error"]["message"]

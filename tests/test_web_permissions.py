@@ -298,6 +298,7 @@ CASES: list[Case] = [
     Case(
         "GET", "/api/v1/kpis/breaches", const("/api/v1/kpis/breaches"), ALL, 200, cycle_bound=False
     ),
+    Case("GET", "/api/v1/kpis/flags", const("/api/v1/kpis/flags"), ALL, 200, cycle_bound=False),
     Case("GET", "/api/v1/cycles/{cycle_id}/targets", api(cyc("execute", "/targets")), SEEING, 200),
     Case(
         "PUT",
@@ -857,6 +858,7 @@ CASES: list[Case] = [
     # --- the teams' agreement, its changes, campaigns and materials (issue 20)
     Case("GET", "/agreements", const("/agreements"), ALL, 200, cycle_bound=False),
     Case("GET", "/numbers/campaigns", const("/numbers/campaigns"), ALL, 200, cycle_bound=False),
+    Case("GET", "/numbers/flags", const("/numbers/flags"), ALL, 200, cycle_bound=False),
     Case("GET", "/agreements/{agreement_id}", agr(""), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/agreement.md", agr("/agreement.md"), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/campaigns", agr("/campaigns"), SEEING, 200),

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Connection,
     and_,
     delete,
+    func,
     insert,
     literal,
     or_,
@@ -42,7 +43,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from models.errors import InvalidInput
 from models.funnel.links import DEAL_FROM_LEAD
+from models.funnel.sql import holds
 from models.funnel.tables import Deal, FunnelFlag, Lead
 
 L = Lead.__table__
@@ -91,6 +94,7 @@ KIND_TITLES = {
 
 
 class FlagRead(BaseModel):
+    source: str = ""
     file: str | None
     line: int | None
     record: str  # lead | deal
@@ -317,6 +321,7 @@ def recompute_flags(session: Session, source: str, import_id: int | None) -> lis
 def _read(f: Any) -> FlagRead:
     get = f.get if isinstance(f, dict) else lambda k: getattr(f, k)
     return FlagRead(
+        source=get("source") or "",
         file=get("file"),
         line=get("line"),
         record=get("record"),
@@ -336,3 +341,68 @@ def list_flags(
     if limit:
         stmt = stmt.limit(limit)
     return [_read(r) for r in session.connection().execute(stmt)]
+
+
+def flag_count(session: Session) -> int:
+    """How many flags the store holds."""
+    return int(session.connection().scalar(select(func.count()).select_from(F)) or 0)
+
+
+#: How many flags a page of them shows.
+FLAGS_PAGE = 50
+
+
+class FlagPage(BaseModel):
+    """A page of the flags the store holds, in source, file and line order."""
+
+    items: list[FlagRead]
+    #: how many flags the filters select
+    total: int
+    #: how many flags of each kind the chosen source holds (every source: the whole store)
+    by_kind: dict[str, int]
+    #: how many flags each source holds
+    by_source: dict[str, int]
+
+
+def flag_page(
+    session: Session,
+    *,
+    source: str | None = None,
+    kind: str | None = None,
+    limit: int = FLAGS_PAGE,
+    offset: int = 0,
+) -> FlagPage:
+    """The flags of one source (None: every source) and of one kind (None: every kind), a page
+    at a time. A kind that is none, or a source the store does not hold, is refused."""
+    if kind is not None and kind not in KIND_TITLES:
+        kinds = ", ".join(KIND_TITLES.values())
+        raise InvalidInput(f"there is no kind of flag {kind!r}: the kinds are {kinds}")
+    conn = session.connection()
+    if source is not None and not holds(conn, source):
+        raise InvalidInput(f"the shared numbers hold no source “{source}”")
+    by_source = dict(
+        conn.execute(select(F.c.source, func.count()).group_by(F.c.source).order_by(F.c.source))
+        .tuples()
+        .all()
+    )
+    of_source = [F.c.source == source] if source is not None else []
+    by_kind = dict(
+        conn.execute(select(F.c.kind, func.count()).where(*of_source).group_by(F.c.kind))
+        .tuples()
+        .all()
+    )
+    chosen = [*of_source, *([F.c.kind == kind] if kind is not None else [])]
+    total = by_kind.get(kind, 0) if kind is not None else sum(by_kind.values())
+    stmt = (
+        select(F)
+        .where(*chosen)
+        .order_by(F.c.source, F.c.file, F.c.line, F.c.kind, F.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return FlagPage(
+        items=[_read(r) for r in conn.execute(stmt)],
+        total=total,
+        by_kind={k: by_kind[k] for k in KIND_TITLES if k in by_kind},
+        by_source=by_source,
+    )

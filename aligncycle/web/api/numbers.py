@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from aligncycle.web.api.common import Id, Limit, Offset, action_for, cycle_for
 from aligncycle.web.auth import ApiCtx
 from models.errors import InvalidInput
+from models.funnel import flags, targets
 from models.funnel import numbers as n
-from models.funnel import targets
 from models.funnel.kpis import KpiReport
 from models.schemas import validation_message
 from models.services import agreements
@@ -132,6 +132,21 @@ def breaches(
         limit=limit,
         offset=offset,
     )
+
+
+@router.get("/kpis/flags", response_model=flags.FlagPage, tags=["numbers"])
+def data_quality_flags(
+    ctx: ApiCtx,
+    source: str | None = None,
+    kind: Annotated[
+        str | None, Query(description="One kind of flag: " + ", ".join(flags.KIND_TITLES) + ".")
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> flags.FlagPage:
+    """The data-quality flags of the shared numbers (what is odd about the records the imports
+    kept), in source, file and line order, with how many of each kind and of each source."""
+    return flags.flag_page(ctx.session, source=source, kind=kind, limit=limit, offset=offset)
 
 
 class TargetOut(targets.TargetRead):

@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from aligncycle.web import charts
 from aligncycle.web.deps import Ctx
-from aligncycle.web.pages import page, render
+from aligncycle.web.pages import page, page_number, pager, render
 from models.enums import Role
 from models.errors import InvalidInput
+from models.funnel import flags
 from models.funnel import numbers as n
 from models.funnel.history import latest_import
 from models.funnel.kpis import KPIS, format_value
@@ -195,6 +196,39 @@ def numbers_page(
             "total": result.breaches.total,
         },
         last_import=last_import,
+        flag_count=flags.flag_count(s),
         can_import=ctx.me.role in (Role.LEAD, Role.MANAGER),
+        forms=forms or {},
+    )
+
+
+@page(router, "/numbers/flags")
+def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200) -> Response:
+    """The data-quality flags of the shared numbers: what is odd about the records the imports
+    kept, of one source and one kind or of all, a page at a time."""
+    params = dict(query or {})
+    number = page_number(params)
+    source, kind = params.get("source") or None, params.get("kind") or None
+    error = None
+    offset = (number - 1) * flags.FLAGS_PAGE
+    try:
+        found = flags.flag_page(ctx.session, source=source, kind=kind, offset=offset)
+    except InvalidInput as exc:  # a kind or a source that is none
+        error, status, source, kind = exc.message, 422, None, None
+        found = flags.flag_page(ctx.session, offset=offset)
+    kept = {k: v for k, v in {"source": source, "kind": kind}.items() if v}
+    return render(
+        request,
+        ctx,
+        "numbers_flags.html",
+        status=status,
+        error=error,
+        found=found,
+        source=source,
+        kind=kind,
+        titles=flags.KIND_TITLES,
+        sources=n.known_sources(ctx.session),
+        here="/numbers/flags" + ("?" + urlencode(kept) if kept else ""),
+        pager=pager(found.total, number, flags.FLAGS_PAGE),
         forms=forms or {},
     )
