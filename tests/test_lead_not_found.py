@@ -48,13 +48,36 @@ def flags_of(store: Store) -> dict[str, str]:
 def test_a_deal_whose_lead_is_not_in_the_data_is_flagged_with_the_id_it_may_be(
     store: Store, tmp_path: Path, parallel: bool
 ) -> None:
-    contacts = contacts_csv(tmp_path, ["L1", "00123", "00Q5g00000AbCdEFGH", "987"])
-    deals = deals_csv(tmp_path, ["L1", "123", "00Q5g00000AbCdE", "L9", "000987", ""])
+    contacts = contacts_csv(
+        tmp_path, ["L1", "00123", "00Q5g00000AbCdEEAV", "987", "0065g00000XyZaB"]
+    )
+    # (D7 names an 18-character id whose checksum is not that of a lead's 15: another record)
+    deals = deals_csv(
+        tmp_path,
+        [
+            "L1",
+            "123",
+            "00Q5g00000AbCdE",
+            "L9",
+            "000987",
+            "",
+            "00Q5g00000AbCdEAAA",
+            "0065g00000XyZaBAAV",
+        ],
+    )
     with store.unit_of_work() as s:
         summary = import_files(s, [contacts, deals], load_profile("hubspot"), parallel=parallel)
-    assert summary.flags_by_kind.get(LEAD_NOT_FOUND) == 4
+    assert summary.flags_by_kind.get(LEAD_NOT_FOUND) == 6
     flags = flags_of(store)
-    assert set(flags) == {"D2", "D3", "D4", "D5"}  # (D1's lead is there; D6 names none)
+    # (D1's lead is there; D6 names none)
+    assert set(flags) == {"D2", "D3", "D4", "D5", "D7", "D8"}
+    assert flags["D7"].startswith(
+        "Deal D7 names the lead “00Q5g00000AbCdEAAA”, which is not in the data: it counts"
+    )
+    assert (
+        "the lead “0065g00000XyZaB” is, the same Salesforce record with its id written in 15 "
+        "characters, not 18" in flags["D8"]
+    )
     assert flags["D2"] == (
         "Deal D2 names the lead “123”, which is not in the data; the lead “00123” is: the "
         "leading zeros of one of the two look dropped (a file saved from Excel drops them). "
@@ -63,8 +86,9 @@ def test_a_deal_whose_lead_is_not_in_the_data_is_flagged_with_the_id_it_may_be(
     )
     assert flags["D3"].startswith(
         "Deal D3 names the lead “00Q5g00000AbCdE”, which is not in the data; the lead "
-        "“00Q5g00000AbCdEFGH” is, the same Salesforce record with its id written in 18 "
-        "characters, not 15: export both files with the same form of the id."
+        "“00Q5g00000AbCdEEAV” is, the same Salesforce record with its id written in 18 "
+        "characters, not 15: import both files with the Salesforce profile (it reads either "
+        "length as one record), or export them with the same length of id."
     )
     assert flags["D4"] == (
         "Deal D4 names the lead “L9”, which is not in the data: it counts with no channel, "
@@ -75,7 +99,7 @@ def test_a_deal_whose_lead_is_not_in_the_data_is_flagged_with_the_id_it_may_be(
     # the lead imported later: its deal's flag goes
     with store.unit_of_work() as s:
         import_files(s, [contacts_csv(tmp_path, ["L9"])], load_profile("hubspot"))
-    assert set(flags_of(store)) == {"D2", "D3", "D5"}
+    assert set(flags_of(store)) == {"D2", "D3", "D5", "D7", "D8"}
 
 
 def test_deals_of_a_source_that_holds_no_lead_yet_are_not_flagged(

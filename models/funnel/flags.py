@@ -47,6 +47,7 @@ from models.errors import InvalidInput
 from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.sql import holds
 from models.funnel.tables import Deal, FunnelFlag, Lead
+from models.funnel.values import salesforce_root
 
 L = Lead.__table__
 D = Deal.__table__
@@ -152,25 +153,25 @@ def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None
     )
 
 
-#: Salesforce writes a record's id in 15 characters (case-sensitive) or 18 (the 15 and three
-#: that spell their case): the same record either way.
-_SF_SHORT, _SF_LONG = 15, 18
+#: How a lead's id was written otherwise: its leading zeros, or a Salesforce id's length.
+ZEROS, SALESFORCE = "zeros", "salesforce"
 
 
-def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, str]:
-    """The leads the source holds whose id is one of ``keys`` written another way: its
-    leading zeros dropped (or added), or a Salesforce id in its other length. One query per
-    form asked for, of those keys only."""
-    near: dict[str, str] = {}
+def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, tuple[str, str]]:
+    """The leads the source holds whose id is one of ``keys`` written another way, and how
+    (:data:`ZEROS`, :data:`SALESFORCE`): its leading zeros dropped or added, or a Salesforce
+    record's id in its other length (18 characters are its 15 and a checksum of their case:
+    :func:`models.funnel.values.salesforce_root`). Queries of those keys only."""
+    near: dict[str, tuple[str, str]] = {}
 
-    def look(wanted: dict[str, str]) -> None:  # {a lead id to look up: the key it may be}
+    def look(wanted: dict[str, str], how: str) -> None:  # {a lead id to look up: the key}
         ids = list(wanted)
         for i in range(0, len(ids), 500):
             stmt = select(L.c.external_id).where(
                 L.c.source == source, L.c.external_id.in_(ids[i : i + 500])
             )
             for (found,) in conn.execute(stmt):
-                near.setdefault(wanted[found], found)
+                near.setdefault(wanted[found], (found, how))
 
     # zeros dropped from the lead's id ("00123" named "123"): the lead ids that start with a
     # zero (an index range), when a key is digits
@@ -182,40 +183,41 @@ def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[st
         for (found,) in conn.execute(stmt):
             k = found.lstrip("0")
             if k in digits and found.isdigit():
-                near.setdefault(k, found)
+                near.setdefault(k, (found, ZEROS))
     # zeros added ("123" named "00123")
-    look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")})
-    # Salesforce's 18 characters named in 15: the lead ids that start with them
+    look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")}, ZEROS)
+    # a Salesforce record named by its 15 characters, held by its 18: the lead ids that start
+    # with them
     for k in keys:
-        if len(k) == _SF_SHORT and k.isalnum() and k not in near:
+        if len(k) == 15 and k.isalnum() and k not in near:
             stmt = select(L.c.external_id).where(
-                L.c.source == source,
-                L.c.external_id > k,
-                L.c.external_id < k + "~",
+                L.c.source == source, L.c.external_id > k, L.c.external_id < k + "~"
             )
-            found = [f for (f,) in conn.execute(stmt.limit(2)) if len(f) == _SF_LONG]
-            if len(found) == 1:
-                near[k] = found[0]
-    # Salesforce's 15 named in 18
-    look({k[:_SF_SHORT]: k for k in keys if len(k) == _SF_LONG and k.isalnum() and k not in near})
+            for (found,) in conn.execute(stmt.limit(10)):
+                if len(found) == 18 and salesforce_root(found) == k:
+                    near[k] = (found, SALESFORCE)
+    # ... and by its 18, held by its 15
+    look({salesforce_root(k): k for k in keys if k not in near and len(k) == 18}, SALESFORCE)
     return near
 
 
-def _not_found_sentence(name: str, key: str, near: str | None) -> str:
+def _not_found_sentence(name: str, key: str, near: tuple[str, str] | None) -> str:
     said = f"{name} names the lead “{key}”, which is not in the data"
     if near is None:
         return (
             f"{said}: it counts with no channel, campaign or lead dates until that lead is "
             "imported."
         )
-    if len(near) in (_SF_SHORT, _SF_LONG) and near[:_SF_SHORT] == key[:_SF_SHORT]:
+    found, how = near
+    if how == SALESFORCE:
         return (
-            f"{said}; the lead “{near}” is, the same Salesforce record with its id written in "
-            f"{len(near)} characters, not {len(key)}: export both files with the same form "
-            "of the id. Until then the deal counts with no channel, campaign or lead dates."
+            f"{said}; the lead “{found}” is, the same Salesforce record with its id written in "
+            f"{len(found)} characters, not {len(key)}: import both files with the Salesforce "
+            "profile (it reads either length as one record), or export them with the same "
+            "length of id. Until then the deal counts with no channel, campaign or lead dates."
         )
     return (
-        f"{said}; the lead “{near}” is: the leading zeros of one of the two look dropped (a "
+        f"{said}; the lead “{found}” is: the leading zeros of one of the two look dropped (a "
         "file saved from Excel drops them). Export that file again, or format its id column "
         "as text, then import it again. Until then the deal counts with no channel, campaign "
         "or lead dates."
