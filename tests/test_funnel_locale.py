@@ -166,6 +166,31 @@ def test_the_file_shows_its_order_when_a_day_is_above_12(store: Store, tmp_path:
     assert mql_days(store) == {"a": (3, 4), "b": (3, 25)}
 
 
+@pytest.mark.parametrize("args", [[], ["--dates", "iso"], ["--dates", "month-first"]])
+def test_a_date_whose_month_is_named_is_read_whatever_the_order(
+    store: Store, tmp_path: Path, args: list[str]
+) -> None:
+    """A date such as "5 Jan 2025" or "Jan 5, 2025" says which is the month: read as it is,
+    in a file of numeric dates or not; a two-digit year is a rejected row that says why."""
+    rows = [
+        "a,5 Jan 2025,web",
+        'b,"Jan 6, 2025 2:05 PM",web',
+        "c,07-Feb-2025 09:30,web",
+        'd,"Saturday, March 8, 2025",web',
+        "e,9-Jan-25,web",
+        "f,Smarch 9 2025,web",
+    ]
+    f = leads_file(tmp_path, rows)
+    res = import_generic(tmp_path, str(f), *args)
+    assert res.exit_code == 0, res.output
+    assert mql_days(store) == {"a": (1, 5), "b": (1, 6), "c": (2, 7), "d": (3, 8)}
+    reasons = [r["reason"] for r in json.loads(res.stdout)["files"][0]["first_rejects"]]
+    assert reasons == [
+        "mql_at: '9-Jan-25' has a two-digit year; export four-digit years",
+        "mql_at: cannot read 'Smarch 9 2025' as a date",
+    ]
+
+
 @pytest.mark.parametrize(
     ("rows", "args", "parts"),
     [

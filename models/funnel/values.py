@@ -269,12 +269,64 @@ def key_parser(name: str, spec: FieldSpec) -> Callable[[str], Any]:
 
 # --- dates ---------------------------------------------------------------------------------------
 
+#: a time after a date: 14:05, 14:05:09.5, 2:05 PM, 2:05 p.m. (hour, minute, second, AM/PM)
+_TIME = r"(?:(?:,?\s+|T)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,6})?)?\s*(?:([AaPp])\.?[Mm]\.?)?)?"
 #: 25/03/2025, 03-25-2025, 25.03.2025 14:05, 3/25/2025 2:05 PM, 2025/03/25 (year first)
-_NUMERIC_DATE = re.compile(
-    r"(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})"
-    r"(?:(?:,?\s+|T)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,6})?)?\s*(?:([AaPp])\.?[Mm]\.?)?)?"
-)
+_NUMERIC_DATE = re.compile(r"(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})" + _TIME)
 ORDER_HINT = "set dates: day-first or month-first in the mapping, or --dates on the command line"
+#: A month's English name or its abbreviation: such a date says which is the month, so it is
+#: read whatever order the numeric dates are declared in ("5 Jan 2025", "Jan 5, 2025 2:05 PM",
+#: "05-Jan-2025", "Friday, January 5, 2025").
+MONTHS = {
+    name: n
+    for n, full in enumerate(
+        [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ],
+        1,
+    )
+    for name in {full, full[:3], "sept" if n == 9 else full[:3]}
+}
+_WEEKDAY = r"(?:[A-Za-z]{3,9}\.?,?\s+)?"
+_DAY_MONTH = re.compile(
+    _WEEKDAY + r"(\d{1,2})(?:st|nd|rd|th)?[\s-]+([A-Za-z]{3,9})\.?,?[\s-]+(\d{1,4})" + _TIME
+)
+_MONTH_DAY = re.compile(
+    _WEEKDAY + r"([A-Za-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{1,4})" + _TIME
+)
+
+
+#: A date's (year, month, day, hour, minute, second, AM/PM), the time's parts as written.
+DateParts = tuple[int, int, int, str | None, str | None, str | None, str | None]
+
+
+def named_month(v: str) -> DateParts | None:
+    """A date whose month is named ("5 Jan 2025", "January 5, 2025 2:05 PM"): (year, month,
+    day, hour, minute, second, AM/PM) as written; None when ``v`` is no such date."""
+    m = _DAY_MONTH.fullmatch(v)
+    if m is not None:
+        day, month, year, *time = m.groups()
+    else:
+        m = _MONTH_DAY.fullmatch(v)
+        if m is None:
+            return None
+        month, day, year, *time = m.groups()
+    n = MONTHS.get(month.lower())
+    if n is None or len(year) not in (2, 4):
+        return None
+    # (a two-digit year as -1: refused by the caller, which names the field)
+    return (int(year) if len(year) == 4 else -1, n, int(day), *time)  # type: ignore[return-value]
 
 
 def date_evidence(value: str) -> tuple[str | None, bool]:
@@ -289,6 +341,40 @@ def date_evidence(value: str) -> tuple[str | None, bool]:
     if b > 12 >= a:
         return "month-first", False
     return None, a != b and a <= 12 and b <= 12
+
+
+def _numeric_parts(name: str, v: str, m: re.Match[str], order: str) -> DateParts:
+    """A numeric date's (year, month, day, hour, minute, second, AM/PM), in the declared order;
+    a value it cannot read without guessing raises :class:`SettingNeeded`."""
+    g1, _sep, g2, g3, hh, mi, ss, ampm = m.groups()
+    if len(g1) == 4:
+        y, mo, d = int(g1), int(g2), int(g3)
+    else:
+        if len(g3) != 4:
+            raise RowError(f"{name}: {v!r} has a two-digit year; export four-digit years")
+        a, b = int(g1), int(g2)
+        if order == "iso":
+            raise SettingNeeded(v, f"{v!r} is not an ISO date (YYYY-MM-DD); {ORDER_HINT}")
+        if order == "day-first":
+            d, mo = a, b
+            if mo > 12 >= d:
+                raise SettingNeeded(
+                    v,
+                    f"{v!r} is month-first but the file is read day-first (dates: "
+                    f"day-first); if the whole file is month-first set dates: month-first "
+                    "(--dates month-first), else the file mixes both orders",
+                )
+        else:
+            mo, d = a, b
+            if mo > 12 >= d:
+                raise SettingNeeded(
+                    v,
+                    f"{v!r} is day-first but the file is read month-first (dates: "
+                    f"month-first); if the whole file is day-first set dates: day-first "
+                    "(--dates day-first), else the file mixes both orders",
+                )
+        y = int(g3)
+    return y, mo, d, hh, mi, ss, ampm
 
 
 def locale_timestamp_parser(
@@ -310,37 +396,16 @@ def locale_timestamp_parser(
 
     def numeric(v: str) -> int:
         m = _NUMERIC_DATE.fullmatch(v)
-        if m is None:
+        named = named_month(v) if m is None else None
+        if named is not None:
+            y, mo, d, hh, mi, ss, ampm = named
+            if y < 0:
+                raise RowError(f"{name}: {v!r} has a two-digit year; export four-digit years")
+        elif m is None:
             shown = v if len(v) <= 40 else v[:37] + "..."
             raise RowError(f"{name}: cannot read {shown!r} as a date")
-        g1, _sep, g2, g3, hh, mi, ss, ampm = m.groups()
-        if len(g1) == 4:
-            y, mo, d = int(g1), int(g2), int(g3)
         else:
-            if len(g3) != 4:
-                raise RowError(f"{name}: {v!r} has a two-digit year; export four-digit years")
-            a, b = int(g1), int(g2)
-            if order == "iso":
-                raise SettingNeeded(v, f"{v!r} is not an ISO date (YYYY-MM-DD); {ORDER_HINT}")
-            if order == "day-first":
-                d, mo = a, b
-                if mo > 12 >= d:
-                    raise SettingNeeded(
-                        v,
-                        f"{v!r} is month-first but the file is read day-first (dates: "
-                        f"day-first); if the whole file is month-first set dates: month-first "
-                        "(--dates month-first), else the file mixes both orders",
-                    )
-            else:
-                mo, d = a, b
-                if mo > 12 >= d:
-                    raise SettingNeeded(
-                        v,
-                        f"{v!r} is day-first but the file is read month-first (dates: "
-                        f"month-first); if the whole file is day-first set dates: day-first "
-                        "(--dates day-first), else the file mixes both orders",
-                    )
-            y = int(g3)
+            y, mo, d, hh, mi, ss, ampm = _numeric_parts(name, v, m, order)
         h = int(hh) if hh else 0
         if ampm:
             if not 1 <= h <= 12:
