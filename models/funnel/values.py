@@ -355,24 +355,15 @@ def _numeric_parts(name: str, v: str, m: re.Match[str], order: str) -> DateParts
         a, b = int(g1), int(g2)
         if order == "iso":
             raise SettingNeeded(v, f"{v!r} is not an ISO date (YYYY-MM-DD); {ORDER_HINT}")
-        if order == "day-first":
-            d, mo = a, b
-            if mo > 12 >= d:
-                raise SettingNeeded(
-                    v,
-                    f"{v!r} is month-first but the file is read day-first (dates: "
-                    f"day-first); if the whole file is month-first set dates: month-first "
-                    "(--dates month-first), else the file mixes both orders",
-                )
-        else:
-            mo, d = a, b
-            if mo > 12 >= d:
-                raise SettingNeeded(
-                    v,
-                    f"{v!r} is day-first but the file is read month-first (dates: "
-                    f"month-first); if the whole file is day-first set dates: day-first "
-                    "(--dates day-first), else the file mixes both orders",
-                )
+        read, other = ("day", "month") if order == "day-first" else ("month", "day")
+        d, mo = (a, b) if order == "day-first" else (b, a)
+        if mo > 12 >= d:
+            raise SettingNeeded(
+                v,
+                f"{v!r} is {other}-first but the file is read {read}-first (dates: "
+                f"{read}-first); if the whole file is {other}-first set dates: {other}-first "
+                f"(--dates {other}-first), else the file mixes both orders",
+            )
         y = int(g3)
     return y, mo, d, hh, mi, ss, ampm
 
