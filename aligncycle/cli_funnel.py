@@ -519,25 +519,25 @@ def funnel_currency(
 def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     """What the store holds: leads and deals per source, the latest imports, and the
     data-quality flags of the kept records."""
-    from sqlalchemy import func, select
-
     from models.funnel.flags import list_flags
     from models.funnel.history import import_history
-    from models.funnel.tables import Deal, Lead
+    from models.funnel.numbers import source_states
 
     with cc.unit_of_work() as s:
-        leads = dict(s.execute(select(Lead.source, func.count()).group_by(Lead.source)).all())
-        deals = dict(
-            s.execute(
-                select(Deal.source, func.count()).where(Deal.listed).group_by(Deal.source)
-            ).all()
-        )
+        states = source_states(s)
         imports = import_history(s, None, limit=10).items
         flags = list_flags(s)
         data = {
             "sources": {
-                src: {"leads": int(leads.get(src, 0)), "deals": int(deals.get(src, 0))}
-                for src in sorted(set(leads) | set(deals))
+                st.source: {
+                    "leads": st.leads,
+                    "deals": st.deals,
+                    "flags": st.flags,
+                    "currency": st.currency,
+                    "imported_at": st.imported_at,
+                    "behind": st.behind,
+                }
+                for st in states
             },
             "imports": [
                 {
@@ -569,8 +569,18 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
         typer.echo("no funnel data yet: import some with 'aligncycle funnel import'")
         return
     cc.table(
-        [[k, f"{v['leads']:,}", f"{v['deals']:,}"] for k, v in data["sources"].items()],
-        ["source", "leads", "deals"],
+        [
+            [
+                st.source,
+                f"{st.leads:,}",
+                f"{st.deals:,}",
+                f"{st.flags:,}",
+                st.imported_at.strftime("%Y-%m-%d %H:%M") if st.imported_at else "",
+                f"not imported for {st.days_since} days" if st.behind else "",
+            ]
+            for st in states
+        ],
+        ["source", "leads", "deals", "flags", "last import (UTC)", "note"],
     )
     typer.echo("")
     cc.table(

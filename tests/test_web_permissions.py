@@ -299,6 +299,7 @@ CASES: list[Case] = [
         "GET", "/api/v1/kpis/breaches", const("/api/v1/kpis/breaches"), ALL, 200, cycle_bound=False
     ),
     Case("GET", "/api/v1/kpis/flags", const("/api/v1/kpis/flags"), ALL, 200, cycle_bound=False),
+    Case("GET", "/api/v1/kpis/sources", const("/api/v1/kpis/sources"), ALL, 200, cycle_bound=False),
     Case("GET", "/api/v1/cycles/{cycle_id}/targets", api(cyc("execute", "/targets")), SEEING, 200),
     Case(
         "PUT",

@@ -18,13 +18,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from sqlalchemy import BigInteger, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
 from models.funnel.cache import cache as _cache
 from models.funnel.cache import version_key as _version_key
+from models.funnel.currency import source_currencies
 from models.funnel.kpis import (
     KPIS,
     MONEY_KPIS,
@@ -40,6 +41,7 @@ from models.funnel.kpis import (
     untracked_sources,
     with_mqls,
 )
+from models.funnel.sql import D, F, L
 from models.funnel.tables import FunnelImport, Lead, day_start, to_epoch
 from models.words import listed
 
@@ -175,6 +177,86 @@ def known_sources(session: Session) -> list[str]:
     if not version[1]:  # no import yet: rows written otherwise are not versioned, so not cached
         return sources(session)
     return _cache.get(("sources", *version), lambda: sources(session))
+
+
+#: A source whose newest import is older than this is said to be behind (the teams' cadence
+#: is weekly): the numbers of the days since lack its new records.
+BEHIND_AFTER_DAYS = 7
+
+
+class SourceState(BaseModel):
+    """Where the shared numbers come from: one source, what it holds and when it was last
+    imported."""
+
+    source: str
+    leads: int
+    #: deals its deals files listed (a deal only a lead names is not counted)
+    deals: int
+    #: its records' data-quality flags
+    flags: int
+    #: the currency of its amounts, when said (None: it holds none, or none was said)
+    currency: str | None = None
+    #: when its newest import finished (None: imported before imports were recorded)
+    imported_at: datetime | None = None
+    #: that import's files
+    files: list[str] = []
+    #: whole days since then
+    days_since: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def behind(self) -> bool:
+        """Its newest import is older than :data:`BEHIND_AFTER_DAYS`."""
+        return self.days_since is not None and self.days_since > BEHIND_AFTER_DAYS
+
+
+def source_states(session: Session, now: datetime | None = None) -> list[SourceState]:
+    """Every source the store holds, by name: its leads, deals and flags (counted once per
+    import: cached by the data version, as the KPIs), its currency, and its newest import."""
+
+    def counts() -> dict[str, tuple[int, int, int]]:
+        conn = session.connection()
+        leads = dict(conn.execute(select(L.c.source, func.count()).group_by(L.c.source)).all())
+        deals = dict(
+            conn.execute(
+                select(D.c.source, func.count()).where(D.c.listed).group_by(D.c.source)
+            ).all()
+        )
+        flagged = dict(conn.execute(select(F.c.source, func.count()).group_by(F.c.source)).all())
+        return {
+            src: (int(leads.get(src, 0)), int(deals.get(src, 0)), int(flagged.get(src, 0)))
+            for src in {*leads, *deals}
+        }
+
+    version = _version_key(session)
+    held = _cache.get(("source counts", *version), counts) if version[1] else counts()
+    newest = select(func.max(FunnelImport.id)).group_by(FunnelImport.source)
+    imports = {
+        i.source: i
+        for i in session.scalars(select(FunnelImport).where(FunnelImport.id.in_(newest)))
+    }
+    currencies = source_currencies(session)
+    now = now or datetime.now(UTC)
+    out = []
+    for src in sorted(held):
+        leads, deals, flagged = held[src]
+        log = imports.get(src)
+        at = log.finished_at or log.started_at if log is not None else None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        out.append(
+            SourceState(
+                source=src,
+                leads=leads,
+                deals=deals,
+                flags=flagged,
+                currency=currencies.get(src),
+                imported_at=at,
+                files=list(log.files or []) if log is not None else [],
+                days_since=(now - at).days if at is not None else None,
+            )
+        )
+    return out
 
 
 def _as_of(end: date) -> datetime:

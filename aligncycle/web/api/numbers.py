@@ -149,6 +149,13 @@ def data_quality_flags(
     return flags.flag_page(ctx.session, source=source, kind=kind, limit=limit, offset=offset)
 
 
+@router.get("/kpis/sources", response_model=list[n.SourceState], tags=["numbers"])
+def data_sources(ctx: ApiCtx) -> list[n.SourceState]:
+    """Where the shared numbers come from: each source's leads, deals and data-quality flags,
+    the currency of its amounts, and its newest import (``behind``: over a week ago)."""
+    return n.source_states(ctx.session)
+
+
 class TargetOut(targets.TargetRead):
     action_title: str
 

@@ -197,6 +197,7 @@ def numbers_page(
         },
         last_import=last_import,
         flag_count=flags.flag_count(s),
+        source_states=n.source_states(s),
         can_import=ctx.me.role in (Role.LEAD, Role.MANAGER),
         forms=forms or {},
     )
