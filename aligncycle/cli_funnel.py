@@ -411,6 +411,8 @@ def _print_import(summary: ImportSummary, done: bool = True) -> None:
     )
     for r in summary.removed:
         typer.echo(r.sentence(summary.source, done))
+    if summary.unfound is not None and (said := summary.unfound.sentence()):
+        typer.echo(said)
     for f in summary.files:
         if f.undated:
             hint = "" if f.reads_mql else "; the mapping reads none: name its column as mql_at"

@@ -178,3 +178,38 @@ def test_the_flags_have_a_page_every_signed_in_person_reads_and_the_api_lists_th
     ]
     bad = web.client().get("/api/v1/kpis/flags?kind=nonsense", headers=web.bearer("sid"))
     assert bad.status_code == 422 and "no kind of flag" in bad.json()["error"]["message"]
+
+
+def test_deals_naming_their_leads_by_another_id_are_said_in_one_sentence(
+    org: Store, tmp_path: Path
+) -> None:
+    """Most deals naming a lead the data does not hold: the deals name their leads by another
+    id than the leads' own (an email for an id), said once, on the preview, the command line
+    and in the API; a few such deals are only flagged."""
+    from tests.test_web_import import job_id_of, make_web, text
+
+    web = make_web(org, tmp_path)
+    contacts = contacts_csv(tmp_path, ["101", "102", "103"])
+    by_email = ["ann@example.com", "bob@example.com", "101"]
+    deals = deals_csv(tmp_path, by_email)
+    files = {"contacts.csv": contacts.read_bytes(), "deals.csv": deals.read_bytes()}
+    job_id = job_id_of(web.upload("lee", files, profile="hubspot"))
+    words = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    said = (
+        "2 of the 3 deals that name a lead name one that is not in the data (for example "
+        "“ann@example.com”, while the leads' IDs are like “101”): they count with no channel, "
+        "campaign or lead dates. Do the deals name their leads by the same ID as the leads "
+        "file? If not, choose the column that holds the lead's ID, or export that ID with the "
+        "deals."
+    )
+    assert said in words
+    unfound = web.job("lee", job_id)["preview"]["summary"]["unfound"]
+    assert (unfound["deals"], unfound["missing"]) == (3, 2)
+
+    res = run("funnel", "import", str(contacts), str(deals), "-p", "hubspot")
+    assert res.exit_code == 0 and said in " ".join(res.output.split())
+    # one deal of three: flagged, no sentence
+    fewer = deals_csv(tmp_path, ["101", "102", "ann@example.com"])
+    res = run("funnel", "import", str(fewer), "-p", "hubspot")
+    assert res.exit_code == 0 and "lead not in the data" in res.output
+    assert "Do the deals name their leads" not in res.output

@@ -345,6 +345,60 @@ def list_flags(
     return [_read(r) for r in session.connection().execute(stmt)]
 
 
+class UnfoundLeads(BaseModel):
+    """The deals of a source that name a lead it does not hold, against all its deals naming
+    one: most of them means the deals name their leads by another id than the leads' own (a
+    column matched wrong, an email for an id), which no single flag says."""
+
+    #: the source's listed deals that name a lead
+    deals: int
+    #: of them, those whose lead the source does not hold
+    missing: int
+    #: a lead id such a deal names
+    named: str
+    #: a lead id the source holds, to compare with
+    held: str
+
+    @property
+    def most(self) -> bool:
+        return 2 * self.missing > self.deals
+
+    def sentence(self) -> str | None:
+        """What people read when most deals' leads are not in the data (else None)."""
+        if not self.most:
+            return None
+        return (
+            f"{self.missing:,} of the {self.deals:,} deals that name a lead name one that is "
+            f"not in the data (for example “{self.named}”, while the leads' IDs are like "
+            f"“{self.held}”): they count with no channel, campaign or lead dates. Do the deals "
+            "name their leads by the same ID as the leads file? If not, choose the column that "
+            "holds the lead's ID, or export that ID with the deals."
+        )
+
+
+def unfound_leads(session: Session, source: str, flags: list[FlagRead]) -> UnfoundLeads | None:
+    """How many of the source's deals name a lead it does not hold, from its flags just
+    computed (None when none does: then the deals are not counted)."""
+    missing = [f for f in flags if f.kind == LEAD_NOT_FOUND]
+    if not missing:
+        return None
+    conn = session.connection()
+    deals = conn.scalar(
+        select(func.count())
+        .select_from(D)
+        .where(D.c.source == source, D.c.listed, D.c.lead_key.is_not(None))
+    )
+    held = conn.scalar(select(L.c.external_id).where(L.c.source == source).limit(1))
+    named = conn.scalar(
+        select(D.c.lead_key).where(
+            D.c.source == source, D.c.external_id == missing[0].key, D.c.listed
+        )
+    )
+    return UnfoundLeads(
+        deals=int(deals or 0), missing=len(missing), named=named or "", held=held or ""
+    )
+
+
 def flag_count(session: Session) -> int:
     """How many flags the store holds."""
     return int(session.connection().scalar(select(func.count()).select_from(F)) or 0)

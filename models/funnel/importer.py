@@ -57,7 +57,13 @@ from models.funnel.files import (
     rejects_files,
     resolve_dates,
 )
-from models.funnel.flags import WON_AND_LOST, FlagRead, recompute_flags
+from models.funnel.flags import (
+    WON_AND_LOST,
+    FlagRead,
+    UnfoundLeads,
+    recompute_flags,
+    unfound_leads,
+)
 from models.funnel.links import refresh_links
 from models.funnel.mapping import MappingSpec
 from models.funnel.parse import (
@@ -120,6 +126,8 @@ class ImportSummary(BaseModel):
     first_flags: list[FlagRead] = []  # the first few of each kind
     #: the whole export: the records of the source its files did not list, removed, per kind
     removed: list[Removed] = []
+    #: the source's deals that name a lead it does not hold, when some do
+    unfound: UnfoundLeads | None = None
 
     @property
     def rows(self) -> int:
@@ -377,6 +385,7 @@ def import_files(
         flags_by_kind=dict(Counter(f.kind for f in flags)),
         first_flags=_samples(flags),
         removed=removed,
+        unfound=unfound_leads(session, spec.source, flags),
     )
     log.rows_read = summary.rows
     log.rows_new = summary.new

@@ -18,7 +18,7 @@ from aligncycle.web.api.common import Id, Limit, Offset, Page, page
 from aligncycle.web.auth import ApiCtx
 from aligncycle.web.deps import error_body
 from models.funnel import history, jobs
-from models.funnel.flags import FlagRead
+from models.funnel.flags import FlagRead, UnfoundLeads
 from models.funnel.history import ImportRecord
 from models.funnel.jobs import FilePreview
 from models.funnel.repeats import Repeated
@@ -137,6 +137,11 @@ class SummaryRead(BaseModel):
         description="With the setting whole_export: the records of the source the files do not "
         "list, per kind, removed by the import (in a preview: that it would remove).",
     )
+    unfound: UnfoundLeads | None = Field(
+        default=None,
+        description="When some of the source's deals name a lead it does not hold: how many, "
+        "of its deals naming a lead, with a lead id one names and one it holds.",
+    )
 
 
 class PreviewRead(BaseModel):
@@ -233,6 +238,7 @@ def _summary(job: ImportJob, data: dict[str, Any], imported: bool) -> SummaryRea
         first_flags=data.get("first_flags") or [],
         files=files,
         removed=data.get("removed") or [],
+        unfound=data.get("unfound"),
     )
 
 

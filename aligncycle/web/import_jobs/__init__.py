@@ -78,6 +78,7 @@ from aligncycle.web.import_jobs.words import (
     rows_sentence,
     sample_table,
     totals,
+    unfound_sentence,
 )
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "progress_of",
     "rejects_path",
     "removed_sentences",
+    "unfound_sentence",
     "rows_sentence",
     "rejects_root",
     "sample_table",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.funnel import jobs
+from models.funnel.flags import UnfoundLeads
 from models.funnel.mapping import MappingSpec
 from models.funnel.repeats import Repeated
 from models.funnel.stages import Stages
@@ -155,6 +156,12 @@ def removed_sentences(summary: dict[str, Any] | None, done: bool) -> list[str]:
         return []
     source = summary.get("source") or ""
     return [Removed(**r).sentence(source, done) for r in summary.get("removed") or []]
+
+
+def unfound_sentence(summary: dict[str, Any] | None) -> str | None:
+    """What people read when most deals name a lead that is not in the data."""
+    unfound = (summary or {}).get("unfound")
+    return UnfoundLeads(**unfound).sentence() if unfound else None
 
 
 def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path]) -> None:

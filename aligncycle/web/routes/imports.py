@@ -201,6 +201,7 @@ def _view(request: Request, ctx: Ctx, job: ImportJob) -> dict[str, Any]:
         "shown": shown,
         "totals": ij.totals(shown) if shown else None,
         "removed_said": ij.removed_sentences(shown, done=job.state == jobs.IMPORTED),
+        "unfound_said": ij.unfound_sentence(shown),
         "flag_groups": ij.flag_groups(shown) if shown else [],
         "samples": samples,
         "kpi_gaps": gaps,
