@@ -5,6 +5,8 @@ leading zeros dropped by Excel, a Salesforce id in its other length) the flag na
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -178,6 +180,21 @@ def test_the_flags_have_a_page_every_signed_in_person_reads_and_the_api_lists_th
     ]
     bad = web.client().get("/api/v1/kpis/flags?kind=nonsense", headers=web.bearer("sid"))
     assert bad.status_code == 422 and "no kind of flag" in bad.json()["error"]["message"]
+
+    # every flag of the choice as a spreadsheet, in people's words
+    assert "Download them all as a spreadsheet (CSV)" in words
+    got = web.client("sid").get("/numbers/flags.csv?kind=lead_not_found")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert "data-quality-flags.csv" in got.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(got.text)))
+    assert rows[0] == ["Source", "File", "Line", "Record", "ID", "Flag", "What is odd"]
+    assert [r[:6] for r in rows[1:]] == [
+        ["hubspot", "deals.csv", "3", "deal", "D2", "lead not in the data"],
+        ["hubspot", "deals.csv", "4", "deal", "D3", "lead not in the data"],
+    ]
+    assert rows[1][6].startswith("Deal D2 names the lead “123”")
+    refused = web.client("sid").get("/numbers/flags.csv?source=nowhere")
+    assert refused.status_code == 422 and "“nowhere”" in text(refused)
 
 
 def test_deals_naming_their_leads_by_another_id_are_said_in_one_sentence(

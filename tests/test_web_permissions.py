@@ -860,6 +860,7 @@ CASES: list[Case] = [
     Case("GET", "/agreements", const("/agreements"), ALL, 200, cycle_bound=False),
     Case("GET", "/numbers/campaigns", const("/numbers/campaigns"), ALL, 200, cycle_bound=False),
     Case("GET", "/numbers/flags", const("/numbers/flags"), ALL, 200, cycle_bound=False),
+    Case("GET", "/numbers/flags.csv", const("/numbers/flags.csv"), ALL, 200, cycle_bound=False),
     Case("GET", "/agreements/{agreement_id}", agr(""), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/agreement.md", agr("/agreement.md"), SEEING, 200),
     Case("GET", "/agreements/{agreement_id}/campaigns", agr("/campaigns"), SEEING, 200),

@@ -25,7 +25,8 @@ files came in. Every KPI says how many of its records carry one (:mod:`models.fu
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+from typing import IO, Any
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -420,6 +421,48 @@ class FlagPage(BaseModel):
     by_source: dict[str, int]
 
 
+def _check_choice(conn: Connection, source: str | None, kind: str | None) -> None:
+    """A kind that is none, or a source the store does not hold, is refused."""
+    if kind is not None and kind not in KIND_TITLES:
+        kinds = ", ".join(KIND_TITLES.values())
+        raise InvalidInput(f"there is no kind of flag {kind!r}: the kinds are {kinds}")
+    if source is not None and not holds(conn, source):
+        raise InvalidInput(f"the shared numbers hold no source “{source}”")
+
+
+def _chosen(source: str | None, kind: str | None) -> list[ColumnElement[bool]]:
+    return [
+        *([F.c.source == source] if source is not None else []),
+        *([F.c.kind == kind] if kind is not None else []),
+    ]
+
+
+#: The flags' order: by source, file and line.
+_ORDER = (F.c.source, F.c.file, F.c.line, F.c.kind, F.c.id)
+#: The columns of the flags' CSV, as people read them.
+CSV_HEADER = ("Source", "File", "Line", "Record", "ID", "Flag", "What is odd")
+
+
+def write_flags_csv(
+    session: Session, out: IO[str], *, source: str | None = None, kind: str | None = None
+) -> int:
+    """The flags of one source and kind (None: all), in source, file and line order, as CSV
+    written to ``out`` (a header, then a row per flag: people take it to put the records right
+    in the system they came from); how many. Read in chunks: memory does not grow with them."""
+    conn = session.connection()
+    _check_choice(conn, source, kind)
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER)
+    n = 0
+    for r in conn.execution_options(yield_per=2000).execute(stmt):
+        f = _read(r)
+        title = KIND_TITLES.get(f.kind, f.kind)
+        writer.writerow([f.source, f.file or "", f.line or "", f.record, f.key, title, f.sentence])
+        n += 1
+    return n
+
+
 def flag_page(
     session: Session,
     *,
@@ -430,32 +473,23 @@ def flag_page(
 ) -> FlagPage:
     """The flags of one source (None: every source) and of one kind (None: every kind), a page
     at a time. A kind that is none, or a source the store does not hold, is refused."""
-    if kind is not None and kind not in KIND_TITLES:
-        kinds = ", ".join(KIND_TITLES.values())
-        raise InvalidInput(f"there is no kind of flag {kind!r}: the kinds are {kinds}")
     conn = session.connection()
-    if source is not None and not holds(conn, source):
-        raise InvalidInput(f"the shared numbers hold no source “{source}”")
+    _check_choice(conn, source, kind)
     by_source = dict(
         conn.execute(select(F.c.source, func.count()).group_by(F.c.source).order_by(F.c.source))
         .tuples()
         .all()
     )
-    of_source = [F.c.source == source] if source is not None else []
     by_kind = dict(
-        conn.execute(select(F.c.kind, func.count()).where(*of_source).group_by(F.c.kind))
+        conn.execute(
+            select(F.c.kind, func.count()).where(*_chosen(source, None)).group_by(F.c.kind)
+        )
         .tuples()
         .all()
     )
-    chosen = [*of_source, *([F.c.kind == kind] if kind is not None else [])]
+    chosen = _chosen(source, kind)
     total = by_kind.get(kind, 0) if kind is not None else sum(by_kind.values())
-    stmt = (
-        select(F)
-        .where(*chosen)
-        .order_by(F.c.source, F.c.file, F.c.line, F.c.kind, F.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
+    stmt = select(F).where(*chosen).order_by(*_ORDER).limit(limit).offset(offset)
     return FlagPage(
         items=[_read(r) for r in conn.execute(stmt)],
         total=total,

@@ -4,16 +4,18 @@ the funnel data is one set both teams share."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from aligncycle.web import charts
+from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx
 from aligncycle.web.pages import page, page_number, pager, render
 from models.enums import Role
@@ -232,4 +234,35 @@ def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200
         here="/numbers/flags" + ("?" + urlencode(kept) if kept else ""),
         pager=pager(found.total, number, flags.FLAGS_PAGE),
         forms=forms or {},
+    )
+
+
+@router.get("/numbers/flags.csv")
+def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
+    """The flags the page shows (its source and kind), every one, as CSV: to put the records
+    right in the system they were exported from. Written to a spooled file first (the unit of
+    work ends with this call), so memory holds at most its first megabytes."""
+    params = request.query_params
+    # (closed by the response's generator once sent, or here on a refusal)
+    out = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=8 << 20, mode="w+", newline="", encoding="utf-8"
+    )
+    try:
+        flags.write_flags_csv(
+            ctx.session, out, source=params.get("source") or None, kind=params.get("kind") or None
+        )
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+
+    def chunks() -> Iterator[str]:
+        with out:
+            while block := out.read(1 << 16):
+                yield block
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="data-quality-flags.csv"'},
     )
