@@ -469,15 +469,21 @@ def test_renamed_values_that_make_no_sense_are_refused_beside_their_field(
     assert (refused.value.message, refused.value.field) == (message, "0-leads-channel-values")
 
 
+def people_form(web: Web, resp: Any, source: str) -> tuple[int, Any, dict[str, str]]:
+    """The upload's job, its columns page, and that page's form with the people file's
+    columns chosen (leads, :data:`PEOPLE`)."""
+    job_id = int(resp.headers["location"].split("/")[-2])
+    page = web.client("lee").get(resp.headers["location"])
+    form = form_of(page.text) | {"csrf": web.csrf("lee"), "source": source, "holds-0": "leads"}
+    return job_id, page, form | {f"0-leads-{k}": v for k, v in PEOPLE.items()}
+
+
 def test_values_are_renamed_on_the_page(web: Web) -> None:
     resp = web.upload(
         "lee", {"people.csv": PEOPLE_CSV.encode()}, profile="columns", dates="day-first"
     )
-    job_id = int(resp.headers["location"].split("/")[-2])
-    page = web.client("lee").get(resp.headers["location"])
+    job_id, page, form = people_form(web, resp, "mycrm")
     assert "Rename values" in text(page) and 'name="0-leads-channel-values"' in page.text
-    form = form_of(page.text) | {"csrf": web.csrf("lee"), "source": "mycrm", "holds-0": "leads"}
-    form |= {f"0-leads-{k}": v for k, v in PEOPLE.items()}
     form["0-leads-channel-values"] = "Webinar = Events"
     done = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
     assert done.status_code == 303, text(done)[:400]
@@ -491,3 +497,60 @@ def test_values_are_renamed_on_the_page(web: Web) -> None:
     assert bad.status_code == 422
     assert 'id="c-0-leads-channel-values-err"' in bad.text
     assert "line 1 of the renamed values, 'Webinar', is not" in text(bad)
+
+
+# An API's export: its dates in seconds (the leads) and milliseconds (the deals) since 1970.
+EPOCH_PEOPLE_CSV = """\
+Person No.,Signed up,Lead source,Rep,Qualified on,First call
+P1,1740873600,Webinar,Ann,1740960000,1740960000
+P2,1741132800,Webinar,Bob,,
+"""
+EPOCH_DEALS_CSV = """\
+Opportunity,Person No.,Phase,Closed on,Value
+O1,P1,Signed,1742860800000,1200
+O2,P2,Dropped,1742947200000,300
+"""
+
+
+def test_dates_written_as_numbers_are_read_as_the_page_says(tmp_path: Path, store: Store) -> None:
+    """A file whose dates are seconds (or milliseconds) since 1970: said per file on the page,
+    read so, kept in the mapping the page keeps, shown again when the columns are matched
+    again; a form that is none is refused beside its field."""
+    (tmp_path / "people.csv").write_text(EPOCH_PEOPLE_CSV)
+    (tmp_path / "deals.csv").write_text(EPOCH_DEALS_CSV)
+    chosen = choices(dates="epoch", deal_dates="epoch_ms")
+    spec = mapping_from_columns(chosen, "api")
+    with store.unit_of_work() as s:
+        summary = import_files(s, [tmp_path / "people.csv", tmp_path / "deals.csv"], spec)
+    assert summary.rejected == 0
+    with store.unit_of_work() as s:
+        leads = {r.external_id: r for r in s.scalars(select(Lead))}
+        deals = {r.external_id: r for r in s.scalars(select(Deal))}
+    assert leads["P1"].mql_at.date() == date(2025, 3, 2)
+    assert leads["P1"].sql_at.date() == date(2025, 3, 3)
+    assert deals["O1"].won_at.date() == date(2025, 3, 25) and deals["O1"].lost_at is None
+    assert deals["O2"].lost_at.date() == date(2025, 3, 26)
+    assert "epoch_ms" in mapping_yaml(spec)
+    again = [columns.chosen(spec, name) for name in ("people.csv", "deals.csv")]
+    assert [c.dates for c in again if c is not None] == ["epoch", "epoch_ms"]
+
+    with pytest.raises(InvalidInput) as refused:
+        mapping_from_columns(choices(dates="fortnights"), "api")
+    assert (refused.value.message, refused.value.field) == (
+        "people.csv: say how its dates are written",
+        "dates-0",
+    )
+
+
+def test_the_page_says_how_a_file_s_dates_are_written(web: Web) -> None:
+    resp = web.upload("lee", {"people.csv": EPOCH_PEOPLE_CSV.encode()}, profile="columns")
+    job_id, page, form = people_form(web, resp, "api")
+    assert "Its dates are written as" in text(page)
+    assert "Seconds since 1 January 1970 (Unix time)" in text(page)
+    form["dates-0"] = "epoch"
+    done = web.client("lee").post(f"/numbers/import/{job_id}/columns", data=form)
+    assert done.status_code == 303, text(done)[:400]
+    preview = text(web.client("lee").get(f"/numbers/import/{job_id}"))
+    assert "0 unreadable" in preview and "2025-03-02 00:00" in preview
+    again = web.client("lee").get(f"/numbers/import/{job_id}/columns").text
+    assert re.search(r'<option value="epoch" selected>', again)

@@ -94,6 +94,15 @@ DEAL_CHOICES = (
     Choice("team", "Its team", names=("team",), through=True),
 )
 CHOICES: dict[Holds, tuple[Choice, ...]] = {"leads": LEAD_CHOICES, "deals": DEAL_CHOICES}
+#: How a file's dates may be written, as people read it: as the import's settings say (dates
+#: and times: ISO, day-first or month-first), or as numbers (an API's or a database's export).
+DATE_FORMS = {
+    "": "Dates and times (as “How the files are written” says)",
+    "epoch": "Seconds since 1 January 1970 (Unix time)",
+    "epoch_ms": "Milliseconds since 1 January 1970",
+}
+#: The fields that hold a date (the deal's "closed" gives its won and lost dates).
+DATED = ("mql_at", "created_at", "first_touch_at", "sql_at", "rejected_at", "opportunity_at")
 #: The stages a deal is won or lost at, unless the person says otherwise.
 WON_STAGES = "won, closed won"
 LOST_STAGES = "lost, closed lost"
@@ -123,6 +132,8 @@ class FileColumns:
     #: fields whose values are renamed: a line per value, "as in the file = as the numbers
     #: show it" (nothing after "=": left blank), e.g. "Adwords = Google Ads"
     renames: dict[str, str] = field(default_factory=dict)
+    #: how its dates are written: a key of :data:`DATE_FORMS` ("": as the settings say)
+    dates: str = ""
 
 
 class ColumnsRefused(InvalidInput):
@@ -241,6 +252,12 @@ def _fields(i: int, f: FileColumns, files: list[FileColumns]) -> dict[str, Any]:
                 )
             values = _renames(renames, f"{f.name}: {label}", form_field + "-values")
             fields[choice.key] = {"column": column, "values": values}
+    if f.dates not in DATE_FORMS:
+        raise ColumnsRefused(f"{f.name}: say how its dates are written", f"dates-{i}")
+    dated = {"format": [f.dates]} if f.dates else {}
+    for key in DATED:
+        if key in fields and dated:
+            fields[key] = {"column": fields[key], **dated}
     if f.holds == "deals":
         closed, stage = fields.pop("closed"), fields["stage"]
         won = _stages(f.won, f"won-{i}", "won")
@@ -251,8 +268,8 @@ def _fields(i: int, f: FileColumns, files: list[FileColumns]) -> dict[str, Any]:
                 f"{f.name}: the stage {sorted(both)[0]!r} cannot mean both won and lost",
                 f"lost-{i}",
             )
-        fields["won_at"] = {"column": closed, "when": {"column": stage, "in": won}}
-        fields["lost_at"] = {"column": closed, "when": {"column": stage, "in": lost}}
+        fields["won_at"] = {"column": closed, "when": {"column": stage, "in": won}, **dated}
+        fields["lost_at"] = {"column": closed, "when": {"column": stage, "in": lost}, **dated}
     return fields
 
 
@@ -343,6 +360,10 @@ def chosen(spec: MappingSpec, file_name: str) -> FileColumns | None:
         lost = part.fields.get("lost_at")
         out = FileColumns(file_name, [], part.name, fields)  # type: ignore[arg-type]
         out.renames = renames
+        dated = (*DATED, "won_at", "lost_at")
+        formats = {tuple(v.format or ()) for k, v in part.fields.items() if k in dated}
+        if len(formats) == 1 and (form := next(iter(formats))) and form[0] in DATE_FORMS:
+            out.dates = form[0]
         out.through = {
             k: (v.lookup.file, v.lookup.value) for k, v in part.fields.items() if v.lookup
         }

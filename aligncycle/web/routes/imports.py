@@ -295,6 +295,7 @@ def columns_page(
         LOST=columns.LOST_STAGES,
         SOURCE_WORDS=columns.SOURCE_WORDS,
         LEFT_OUT=columns.LEFT_OUT,
+        DATE_FORMS=columns.DATE_FORMS,
         source=before.source if before is not None else "crm",
         **_words(),
     )
@@ -318,6 +319,7 @@ def columns_post(request: Request, import_id: Id, ctx: PageCtx) -> Response:
                     columns={c.key: data.get(f"{i}-{holds}-{c.key}", "") for c in fields},
                     won=data.get(f"won-{i}", ""),
                     lost=data.get(f"lost-{i}", ""),
+                    dates=data.get(f"dates-{i}", ""),
                     through={
                         c.key: _through(data.get(f"{i}-{holds}-{c.key}-through", ""), headers)
                         for c in fields
