@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.db import Store
+from models.funnel import flags as flag_rules
 from models.funnel.flags import LEAD_NOT_FOUND, list_flags
 from models.funnel.importer import import_files
 from models.funnel.mapping import load_profile
@@ -46,10 +47,15 @@ def flags_of(store: Store) -> dict[str, str]:
         return {f.key: f.sentence for f in list_flags(s, "hubspot") if f.kind == LEAD_NOT_FOUND}
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
+@pytest.mark.parametrize(
+    ("parallel", "probes"),
+    [(False, 200), (True, 200), (False, 0)],
+    ids=["one process", "second process", "many keys: one scan"],
+)
 def test_a_deal_whose_lead_is_not_in_the_data_is_flagged_with_the_id_it_may_be(
-    store: Store, tmp_path: Path, parallel: bool
+    store: Store, tmp_path: Path, parallel: bool, probes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(flag_rules, "_PROBES", probes)
     contacts = contacts_csv(
         tmp_path, ["L1", "00123", "00Q5g00000AbCdEEAV", "987", "0065g00000XyZaB"]
     )

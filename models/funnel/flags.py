@@ -156,6 +156,8 @@ def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None
 
 #: How a lead's id was written otherwise: its leading zeros, or a Salesforce id's length.
 ZEROS, SALESFORCE = "zeros", "salesforce"
+#: Keys looked up one range each at most; more are matched in one scan of the lead ids.
+_PROBES = 200
 
 
 def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, tuple[str, str]]:
@@ -188,15 +190,23 @@ def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[st
     # zeros added ("123" named "00123")
     look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")}, ZEROS)
     # a Salesforce record named by its 15 characters, held by its 18: the lead ids that start
-    # with them
-    for k in keys:
-        if len(k) == 15 and k.isalnum() and k not in near:
-            stmt = select(L.c.external_id).where(
-                L.c.source == source, L.c.external_id > k, L.c.external_id < k + "~"
-            )
-            for (found,) in conn.execute(stmt.limit(10)):
-                if len(found) == 18 and salesforce_root(found) == k:
-                    near[k] = (found, SALESFORCE)
+    # with them (a range of the index each), or, for many such keys, every lead id of 18
+    short = {k for k in keys if len(k) == 15 and k.isalnum() and k not in near}
+    if len(short) > _PROBES:
+        stmt = select(L.c.external_id).where(
+            L.c.source == source, func.length(L.c.external_id) == 18
+        )
+        for (found,) in conn.execute(stmt):
+            if (root := salesforce_root(found)) in short:
+                near.setdefault(root, (found, SALESFORCE))
+        short = set()
+    for k in short:
+        stmt = select(L.c.external_id).where(
+            L.c.source == source, L.c.external_id > k, L.c.external_id < k + "~"
+        )
+        for (found,) in conn.execute(stmt.limit(10)):
+            if len(found) == 18 and salesforce_root(found) == k:
+                near[k] = (found, SALESFORCE)
     # ... and by its 18, held by its 15
     look({salesforce_root(k): k for k in keys if k not in near and len(k) == 18}, SALESFORCE)
     return near
