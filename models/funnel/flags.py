@@ -463,9 +463,11 @@ def write_flags_csv(
     _check_choice(conn, source, kind)
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
+    # (the option on the statement: on the connection it would make every later statement of
+    # the unit of work a server-side cursor on PostgreSQL, its SAVEPOINTs too)
     stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER)
     n = 0
-    for r in conn.execution_options(yield_per=2000).execute(stmt):
+    for r in conn.execute(stmt.execution_options(yield_per=2000)):
         f = _read(r)
         title = KIND_TITLES.get(f.kind, f.kind)
         writer.writerow([f.source, f.file or "", f.line or "", f.record, f.key, title, f.sentence])
