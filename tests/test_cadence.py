@@ -710,6 +710,38 @@ def test_digest_money_says_its_currency(world: Store) -> None:
     assert "Revenue won: 1,250.00 EUR in the last 7 days" in kpis
 
 
+def test_the_digest_says_which_source_was_not_imported_for_over_a_week(world: Store) -> None:
+    """The figures of a source not imported for over a week lack what happened in it since:
+    the digest says so beside them; a source imported this week is not named."""
+    from datetime import UTC, datetime
+
+    from models.funnel.tables import FunnelImport, FunnelRecord
+
+    cid, _ = make_cycle(world, [("a", SAM, 3, OPEN)])
+    at = datetime(2026, 2, 27, 9, tzinfo=UTC)
+    with world.unit_of_work() as s:
+        s.add(FunnelRecord(source="crm", external_id="l1", mql_at=at))
+        s.add(FunnelRecord(source="forms", external_id="f1", mql_at=at))
+        for source, days in (("crm", 10), ("forms", 2)):
+            started = datetime.combine(TODAY, datetime.min.time(), UTC) - timedelta(days=days)
+            s.add(
+                FunnelImport(
+                    source=source,
+                    mapping="m",
+                    files=[f"{source}.csv"],
+                    started_at=started,
+                    finished_at=started,
+                )
+            )
+    with world.unit_of_work() as s:
+        kpis = digest.digest_content(s, TODAY)[cid].kpis
+    assert kpis[-1] == (
+        "“crm” was last imported 10 days ago (20 Feb 2026): what happened in it since is not "
+        "in these figures"
+    )
+    assert not [line for line in kpis if "forms" in line]
+
+
 def test_a_failing_kpi_query_does_not_stop_the_digest(
     world: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
@@ -166,6 +166,7 @@ def _funnel_kpi_lines(
             baselines[cid][kpi] = value
     current: dict[tuple[int, int, date, date], tuple[dict[str, Any], str | None]] = {}
     out: dict[int, list[str]] = {}
+    behind = behind_sentences(session, today)
     agreed = terms_in_force(session, list(cycles), today)  # the SLA and targets agreed
     for cid, c in cycles.items():
         body = bodies.get(c.playbook_id) or {}
@@ -201,8 +202,22 @@ def _funnel_kpi_lines(
             if name in targets:
                 line += f"; agreed target {funnel_kpis.format_value(name, targets[name], money)}"
             lines.append(line)
-        out[cid] = lines
+        out[cid] = lines + behind
     return out
+
+
+def behind_sentences(session: Session, today: date) -> list[str]:
+    """A sentence per source not imported for over a week (as of ``today``): its records since
+    are not in the figures."""
+    from models.funnel.numbers import source_states
+
+    now = datetime.combine(today, time(), tzinfo=UTC)
+    return [
+        f"{quoted(st.source)} was last imported {st.days_since} days ago "
+        f"({day(st.imported_at)}): what happened in it since is not in these figures"
+        for st in source_states(session, now)
+        if st.behind and st.imported_at is not None
+    ]
 
 
 def digest_content(

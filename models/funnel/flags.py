@@ -410,11 +410,6 @@ def unfound_leads(session: Session, source: str, flags: list[FlagRead]) -> Unfou
     )
 
 
-def flag_count(session: Session) -> int:
-    """How many flags the store holds."""
-    return int(session.connection().scalar(select(func.count()).select_from(F)) or 0)
-
-
 #: How many flags a page of them shows.
 FLAGS_PAGE = 50
 

@@ -158,6 +158,7 @@ def numbers_page(
         q = query_from({}, ctx, today)
         result = n.numbers(s, q, breach_limit=BREACHES_PAGE)
     last_import = latest_import(s, ctx.me)
+    states = n.source_states(s)
     kept = {
         k: v
         for k, v in {
@@ -198,8 +199,8 @@ def numbers_page(
             "total": result.breaches.total,
         },
         last_import=last_import,
-        flag_count=flags.flag_count(s),
-        source_states=n.source_states(s),
+        source_states=states,
+        flag_count=sum(st.flags for st in states),
         can_import=ctx.me.role in (Role.LEAD, Role.MANAGER),
         forms=forms or {},
     )
