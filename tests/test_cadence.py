@@ -710,9 +710,10 @@ def test_digest_money_says_its_currency(world: Store) -> None:
     assert "Revenue won: 1,250.00 EUR in the last 7 days" in kpis
 
 
-def test_the_digest_says_which_source_was_not_imported_for_over_a_week(world: Store) -> None:
-    """The figures of a source not imported for over a week lack what happened in it since:
-    the digest says so beside them; a source imported this week is not named."""
+def test_the_digest_says_which_source_was_last_imported_before_its_days(world: Store) -> None:
+    """The figures of a source last imported before the days a digest covers lack what
+    happened in it since: the digest says so beside them; a source imported on one of those
+    days is not named."""
     from datetime import UTC, datetime
 
     from models.funnel.tables import FunnelImport, FunnelRecord
@@ -736,8 +737,8 @@ def test_the_digest_says_which_source_was_not_imported_for_over_a_week(world: St
     with world.unit_of_work() as s:
         kpis = digest.digest_content(s, TODAY)[cid].kpis
     assert kpis[-1] == (
-        "“crm” was last imported 10 days ago (20 Feb 2026): what happened in it since is not "
-        "in these figures"
+        "“crm” was last imported on 20 Feb 2026, before the days these figures cover: what "
+        "happened in it since is not in them"
     )
     assert not [line for line in kpis if "forms" in line]
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
@@ -166,7 +166,9 @@ def _funnel_kpi_lines(
             baselines[cid][kpi] = value
     current: dict[tuple[int, int, date, date], tuple[dict[str, Any], str | None]] = {}
     out: dict[int, list[str]] = {}
-    behind = behind_sentences(session, today)
+    from models.funnel.numbers import source_states
+
+    imported = {st.source: st.imported_at for st in source_states(session)}
     agreed = terms_in_force(session, list(cycles), today)  # the SLA and targets agreed
     for cid, c in cycles.items():
         body = bodies.get(c.playbook_id) or {}
@@ -202,21 +204,18 @@ def _funnel_kpi_lines(
             if name in targets:
                 line += f"; agreed target {funnel_kpis.format_value(name, targets[name], money)}"
             lines.append(line)
-        out[cid] = lines + behind
+        out[cid] = lines + behind_sentences(imported, window)
     return out
 
 
-def behind_sentences(session: Session, today: date) -> list[str]:
-    """A sentence per source not imported for over a week (as of ``today``): its records since
-    are not in the figures."""
-    from models.funnel.numbers import source_states
-
-    now = datetime.combine(today, time(), tzinfo=UTC)
+def behind_sentences(imported: dict[str, datetime | None], window: Window) -> list[str]:
+    """A sentence per source whose newest import (``imported``: each source's) is older than
+    the days the figures cover: what happened in it on those days is not in them."""
     return [
-        f"{quoted(st.source)} was last imported {st.days_since} days ago "
-        f"({day(st.imported_at)}): what happened in it since is not in these figures"
-        for st in source_states(session, now)
-        if st.behind and st.imported_at is not None
+        f"{quoted(source)} was last imported on {day(at)}, before the days these figures "
+        "cover: what happened in it since is not in them"
+        for source, at in imported.items()
+        if at is not None and at.date() < window[0]
     ]
 
 
