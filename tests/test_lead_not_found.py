@@ -219,7 +219,8 @@ def test_deals_naming_their_leads_by_another_id_are_said_in_one_sentence(
     job_id = job_id_of(web.upload("lee", files, profile="hubspot"))
     words = text(web.client("lee").get(f"/numbers/import/{job_id}"))
     said = (
-        "2 of the 3 deals that name a lead name one that is not in the data (for example "
+        "2 of the 3 deals of these files that name a lead name one that is not in the data "
+        "(for example "
         "“ann@example.com”, while the leads' IDs are like “101”): they count with no channel, "
         "campaign or lead dates. Do the deals name their leads by the same ID as the leads "
         "file? If not, choose the column that holds the lead's ID, or export that ID with the "
@@ -236,3 +237,15 @@ def test_deals_naming_their_leads_by_another_id_are_said_in_one_sentence(
     res = run("funnel", "import", str(fewer), "-p", "hubspot")
     assert res.exit_code == 0 and "lead not in the data" in res.output
     assert "Do the deals name their leads" not in res.output
+    # a file of its own whose deals all name unknown leads, beside the source's linked ones
+    other = tmp_path / "more-deals.csv"
+    other.write_text(
+        DEALS
+        + "E1,Deal 1,Closed Won,100,2024-03-10,2024-02-01,x@example.com\n"
+        + "E2,Deal 2,Closed Won,100,2024-03-10,2024-02-01,y@example.com\n"
+    )
+    res = run("funnel", "import", str(other), "-p", "hubspot")
+    assert res.exit_code == 0
+    assert "2 of the 2 deals of these files that name a lead name one" in " ".join(
+        res.output.split()
+    )

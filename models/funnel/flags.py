@@ -357,11 +357,11 @@ def list_flags(
 
 
 class UnfoundLeads(BaseModel):
-    """The deals of a source that name a lead it does not hold, against all its deals naming
-    one: most of them means the deals name their leads by another id than the leads' own (a
-    column matched wrong, an email for an id), which no single flag says."""
+    """The deals an import's files wrote that name a lead the source does not hold, against all
+    their deals naming one: most of them means the deals name their leads by another id than
+    the leads' own (a column matched wrong, an email for an id), which no single flag says."""
 
-    #: the source's listed deals that name a lead
+    #: the deals the import's files wrote that name a lead
     deals: int
     #: of them, those whose lead the source does not hold
     missing: int
@@ -379,25 +379,29 @@ class UnfoundLeads(BaseModel):
         if not self.most:
             return None
         return (
-            f"{self.missing:,} of the {self.deals:,} deals that name a lead name one that is "
-            f"not in the data (for example “{self.named}”, while the leads' IDs are like "
-            f"“{self.held}”): they count with no channel, campaign or lead dates. Do the deals "
-            "name their leads by the same ID as the leads file? If not, choose the column that "
-            "holds the lead's ID, or export that ID with the deals."
+            f"{self.missing:,} of the {self.deals:,} deals of these files that name a lead name "
+            f"one that is not in the data (for example “{self.named}”, while the leads' IDs "
+            f"are like “{self.held}”): they count with no channel, campaign or lead dates. Do "
+            "the deals name their leads by the same ID as the leads file? If not, choose the "
+            "column that holds the lead's ID, or export that ID with the deals."
         )
 
 
-def unfound_leads(session: Session, source: str, flags: list[FlagRead]) -> UnfoundLeads | None:
-    """How many of the source's deals name a lead it does not hold, from its flags just
-    computed (None when none does: then the deals are not counted)."""
-    missing = [f for f in flags if f.kind == LEAD_NOT_FOUND]
+def unfound_leads(
+    session: Session, source: str, flags: list[FlagRead], files: list[str]
+) -> UnfoundLeads | None:
+    """How many of the deals the import's ``files`` (their names) wrote name a lead the source
+    does not hold, from its flags just computed (None when none does: then the deals are not
+    counted). Those files' deals, not the source's: a new file whose deals all name unknown
+    leads is said so beside a source of many linked deals."""
+    missing = [f for f in flags if f.kind == LEAD_NOT_FOUND and f.file in files]
     if not missing:
         return None
     conn = session.connection()
     deals = conn.scalar(
         select(func.count())
         .select_from(D)
-        .where(D.c.source == source, D.c.listed, D.c.lead_key.is_not(None))
+        .where(D.c.source == source, D.c.listed, D.c.lead_key.is_not(None), D.c.file.in_(files))
     )
     held = conn.scalar(select(L.c.external_id).where(L.c.source == source).limit(1))
     named = conn.scalar(

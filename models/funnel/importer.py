@@ -385,7 +385,7 @@ def import_files(
         flags_by_kind=dict(Counter(f.kind for f in flags)),
         first_flags=_samples(flags),
         removed=removed,
-        unfound=unfound_leads(session, spec.source, flags),
+        unfound=unfound_leads(session, spec.source, flags, [r.path.name for r, _ in runs]),
     )
     log.rows_read = summary.rows
     log.rows_new = summary.new
