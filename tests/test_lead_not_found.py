@@ -246,6 +246,4 @@ def test_deals_naming_their_leads_by_another_id_are_said_in_one_sentence(
     )
     res = run("funnel", "import", str(other), "-p", "hubspot")
     assert res.exit_code == 0
-    assert "2 of the 2 deals of these files that name a lead name one" in " ".join(
-        res.output.split()
-    )
+    assert "All 2 deals of these files that name a lead name one" in " ".join(res.output.split())

@@ -374,16 +374,24 @@ class UnfoundLeads(BaseModel):
     def most(self) -> bool:
         return 2 * self.missing > self.deals
 
+    @property
+    def _head(self) -> str:
+        n, m = self.deals, self.missing
+        if n == 1:
+            return "The one deal of these files that names a lead names one"
+        how_many = f"All {n:,}" if m == n else f"{m:,} of the {n:,}"
+        return f"{how_many} deals of these files that name a lead name one"
+
     def sentence(self) -> str | None:
         """What people read when most deals' leads are not in the data (else None)."""
         if not self.most:
             return None
+        example = f"for example “{self.named}”, while the leads' IDs are like “{self.held}”"
         return (
-            f"{self.missing:,} of the {self.deals:,} deals of these files that name a lead name "
-            f"one that is not in the data (for example “{self.named}”, while the leads' IDs "
-            f"are like “{self.held}”): they count with no channel, campaign or lead dates. Do "
-            "the deals name their leads by the same ID as the leads file? If not, choose the "
-            "column that holds the lead's ID, or export that ID with the deals."
+            f"{self._head} that is not in the data ({example}): they count with no channel, "
+            "campaign or lead dates. Do the deals name their leads by the same ID as the leads "
+            "file? If not, choose the column that holds the lead's ID, or export that ID with "
+            "the deals."
         )
 
 
