@@ -511,6 +511,32 @@ def test_no_disagreement_when_feelings_and_numbers_agree(org: Store) -> None:
     assert (m.measured, m.sentiment.label, m.disagreements) == ("improved", "positive", [])
 
 
+def test_a_recap_says_which_source_was_imported_before_its_days_ended(org: Store) -> None:
+    """A source whose newest import is days before the end of the measured days: the numbers
+    lack what happened in it since, and the recap says so (a source imported after it, not)."""
+    from models.funnel.tables import FunnelImport, FunnelRecord
+
+    leads(org, "feb", date(2024, 2, 10), fast=10, slow=10, rejected=0)
+    leads(org, "mar", date(2024, 3, 12), fast=20, slow=0, rejected=0)
+    with org.unit_of_work() as s:
+        s.add(
+            FunnelRecord(source="forms", external_id="f1", mql_at=datetime(2024, 3, 5, tzinfo=UTC))
+        )
+        for source, day in (("crm", date(2024, 3, 20)), ("forms", date(2024, 4, 2))):
+            at = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+            s.add(FunnelImport(source=source, mapping="m", files=[], started_at=at, finished_at=at))
+        load_playbook(s, PLAIN)
+        cycle = start(s, "plain")
+        to_recap(s, cycle, [("sam@acme.test", 4), ("lee@acme.test", 5), ("sid@acme.test", 4)])
+        m = measure.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
+    said = (
+        "“crm” was last imported on 20 Mar 2024: what happened in it from then to 30 Mar 2024 "
+        "is not in these numbers. Import its export again before judging the cycle by them."
+    )
+    assert m.incomplete == [said]
+    assert m.summary[1] == said
+
+
 def test_a_survey_too_small_to_show_is_not_read_as_a_feeling(org: Store) -> None:
     """The survey hides its scores until each team has three answers: no sentiment, no
     disagreement, and nothing that would give a score away."""

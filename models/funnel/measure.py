@@ -8,7 +8,7 @@ Like every service: a Session first, never commits (in Recap the measurement is 
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ from models.funnel.baseline import (
     store_snapshot,
 )
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value
+from models.funnel.numbers import imports_before
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets
 from models.services.agreements import sla_hours_in_force
@@ -93,6 +94,9 @@ class RecapMeasurement(BaseModel):
     worsened: list[str]
     disagreements: list[str]
     summary: list[str]
+    #: the sources whose newest import is before the end of the measured days: what happened
+    #: in them since is not in the numbers (a sentence each)
+    incomplete: list[str] = []
 
 
 def _days(window: tuple[date, date]) -> int:
@@ -336,9 +340,16 @@ def measure_recap(
                 f"{format_value(r.kpi, r.target, money)}."
             )
 
+    incomplete = [
+        f"“{source}” was last imported on {_day(at.date())}: what happened in it from then to "
+        f"{_day(mwin[1])} is not in these numbers. Import its export again before judging "
+        "the cycle by them."
+        for source, at in imports_before(session, mwin[1] - timedelta(days=1))
+    ]
     summary = [
         f"Baseline {_day(bwin[0])} to {_day(bwin[1])}, measured {_day(mwin[0])} to "
         f"{_day(mwin[1])}: {measured}.",
+        *incomplete,
     ]
     summary += [f"Improved: {_fmt_change(by_kpi[k], money)}." for k in improved]
     summary += [f"Worsened: {_fmt_change(by_kpi[k], money)}." for k in worsened]
@@ -364,4 +375,5 @@ def measure_recap(
         worsened=worsened,
         disagreements=disagreements,
         summary=summary,
+        incomplete=incomplete,
     )

@@ -259,6 +259,16 @@ def source_states(session: Session, now: datetime | None = None) -> list[SourceS
     return out
 
 
+def imports_before(session: Session, day: date) -> list[tuple[str, datetime]]:
+    """The sources whose newest import finished before ``day`` (and when), by name: the
+    numbers of the days since lack what happened in them."""
+    return [
+        (st.source, st.imported_at)
+        for st in source_states(session)
+        if st.imported_at is not None and st.imported_at.date() < day
+    ]
+
+
 def _as_of(end: date) -> datetime:
     """The numbers of a period are as of its end (the end of its last day), or, while the
     period runs, as of now to the minute: open pipeline, stalled and untouched leads, and SLA
