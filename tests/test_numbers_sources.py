@@ -48,7 +48,7 @@ def test_each_source_says_what_it_holds_and_when_it_was_imported(
             .values(finished_at=datetime.now(UTC) - timedelta(days=10, hours=1))
         )
     words = text(web.client("sid").get("/numbers"))
-    assert "hubspot was last imported 10 days ago" in words
+    assert "“hubspot” was last imported 10 days ago" in words
     assert (
         "what happened in it since is not in these numbers until its export is imported again"
         in words

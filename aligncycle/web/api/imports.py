@@ -139,8 +139,8 @@ class SummaryRead(BaseModel):
     )
     unfound: UnfoundLeads | None = Field(
         default=None,
-        description="When some of the source's deals name a lead it does not hold: how many, "
-        "of its deals naming a lead, with a lead id one names and one it holds.",
+        description="When some deals of the files name a lead the source does not hold: how "
+        "many, of the files' deals naming a lead, with a lead id one names and one it holds.",
     )
 
 
