@@ -537,6 +537,25 @@ def test_a_recap_says_which_source_was_imported_before_its_days_ended(org: Store
     assert m.summary[1] == said
 
 
+def test_while_a_cycle_runs_a_source_is_late_only_past_the_teams_cadence(
+    org: Store, cycle_id: int
+) -> None:
+    """Measured while the cycle runs (its days end today): a source imported five days ago is
+    not late for a weekly team; one imported thirteen days ago is."""
+    from models.funnel.tables import FunnelImport, FunnelRecord
+
+    with org.unit_of_work() as s:
+        for source, day in (("crm", date(2024, 3, 5)), ("forms", date(2024, 2, 26))):
+            at = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+            s.add(FunnelRecord(source=source, external_id="x", mql_at=at))
+            s.add(FunnelImport(source=source, mapping="m", files=[], started_at=at, finished_at=at))
+    with org.unit_of_work() as s:
+        m = measure.measure_recap(
+            s, s.get(Cycle, cycle_id), today=date(2024, 3, 10), read_only=True
+        )
+    assert [x.split(":")[0] for x in m.incomplete] == ["“forms” was last imported on 26 Feb 2024"]
+
+
 def test_a_survey_too_small_to_show_is_not_read_as_a_feeling(org: Store) -> None:
     """The survey hides its scores until each team has three answers: no sentiment, no
     disagreement, and nothing that would give a score away."""

@@ -53,7 +53,7 @@ def test_each_source_says_what_it_holds_and_when_it_was_imported(
         "what happened in it since is not in these numbers until its export is imported again"
         in words
     )
-    assert "(10 days ago) from contacts.csv, deals.csv. Not imported for over a week" in words
+    assert "(10 days ago) from contacts.csv, deals.csv. Not imported for over 7 days" in words
 
     got = web.client().get("/api/v1/kpis/sources", headers=web.bearer("sid"))
     assert got.status_code == 200
@@ -65,3 +65,20 @@ def test_each_source_says_what_it_holds_and_when_it_was_imported(
     )
     assert (states["hubspot"]["days_since"], states["hubspot"]["behind"]) == (10, True)
     assert (states["forms"]["days_since"], states["forms"]["behind"]) == (0, False)
+
+
+def test_a_source_is_behind_after_the_days_of_the_teams_cadence(org: Store, tmp_path: Path) -> None:
+    """Behind after the days the viewer's teams' cadence spans (no cycle: a week); a team
+    importing fortnightly is not told a source is behind in its second week."""
+    from models.funnel.numbers import source_states
+    from models.services.agreements import viewer_cadence_days
+    from models.services.common import person_by_email
+
+    with org.unit_of_work() as s:
+        import_files(s, [contacts_csv(tmp_path, ["L1"])], load_profile("hubspot"))
+        s.flush()
+        s.execute(update(FunnelImport).values(finished_at=datetime.now(UTC) - timedelta(days=10)))
+    with org.unit_of_work() as s:
+        assert viewer_cadence_days(s, person_by_email(s, "sid@acme.test")) == 7
+        assert [st.behind for st in source_states(s)] == [True]
+        assert [st.behind for st in source_states(s, behind_after_days=14)] == [False]

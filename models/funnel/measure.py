@@ -29,7 +29,7 @@ from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value
 from models.funnel.numbers import imports_before
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets
-from models.services.agreements import sla_hours_in_force
+from models.services.agreements import cadence_days_in_force, sla_hours_in_force
 from models.services.cycles import spec
 from models.services.recap import summarize_survey
 from models.tables import Cycle
@@ -97,6 +97,15 @@ class RecapMeasurement(BaseModel):
     #: the sources whose newest import is before the end of the measured days: what happened
     #: in them since is not in the numbers (a sentence each)
     incomplete: list[str] = []
+
+
+def _allowed(session: Session, cycle: Cycle, mwin: tuple[date, date], today: date | None) -> int:
+    """How many days before the end of the measured days a source's newest import may be
+    before the recap says its numbers are not complete: one once those days are over; while
+    they run (they end today), the days of the teams' cadence (a source imported last week is
+    not late for a weekly team)."""
+    running = mwin[1] >= (today or date.today())
+    return timedelta(days=cadence_days_in_force(session, cycle) if running else 1)
 
 
 def _days(window: tuple[date, date]) -> int:
@@ -344,7 +353,7 @@ def measure_recap(
         f"“{source}” was last imported on {_day(at.date())}: what happened in it from then to "
         f"{_day(mwin[1])} is not in these numbers. Import its export again before judging "
         "the cycle by them."
-        for source, at in imports_before(session, mwin[1] - timedelta(days=1))
+        for source, at in imports_before(session, mwin[1] - _allowed(session, cycle, mwin, today))
     ]
     summary = [
         f"Baseline {_day(bwin[0])} to {_day(bwin[1])}, measured {_day(mwin[0])} to "

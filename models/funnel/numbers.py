@@ -179,8 +179,8 @@ def known_sources(session: Session) -> list[str]:
     return _cache.get(("sources", *version), lambda: sources(session))
 
 
-#: A source whose newest import is older than this is said to be behind (the teams' cadence
-#: is weekly): the numbers of the days since lack its new records.
+#: A source whose newest import is older than this is said to be behind, unless the caller
+#: says otherwise (the teams' cadence: models.services.agreements.viewer_cadence_days).
 BEHIND_AFTER_DAYS = 7
 
 
@@ -202,17 +202,22 @@ class SourceState(BaseModel):
     files: list[str] = []
     #: whole days since then
     days_since: int | None = None
+    #: how many days it may go without an import before it is behind
+    behind_after_days: int = BEHIND_AFTER_DAYS
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def behind(self) -> bool:
-        """Its newest import is older than :data:`BEHIND_AFTER_DAYS`."""
-        return self.days_since is not None and self.days_since > BEHIND_AFTER_DAYS
+        """Its newest import is older than :attr:`behind_after_days`."""
+        return self.days_since is not None and self.days_since > self.behind_after_days
 
 
-def source_states(session: Session, now: datetime | None = None) -> list[SourceState]:
+def source_states(
+    session: Session, now: datetime | None = None, behind_after_days: int = BEHIND_AFTER_DAYS
+) -> list[SourceState]:
     """Every source the store holds, by name: its leads, deals and flags (counted once per
-    import: cached by the data version, as the KPIs), its currency, and its newest import."""
+    import: cached by the data version, as the KPIs), its currency, and its newest import
+    (behind when older than ``behind_after_days``)."""
 
     def counts() -> dict[str, tuple[int, int, int]]:
         conn = session.connection()
@@ -254,6 +259,7 @@ def source_states(session: Session, now: datetime | None = None) -> list[SourceS
                 imported_at=at,
                 files=list(log.files or []) if log is not None else [],
                 days_since=(now - at).days if at is not None else None,
+                behind_after_days=behind_after_days,
             )
         )
     return out

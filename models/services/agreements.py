@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from models.agreement_tables import Agreement, AgreementVersion, Amendment, AmendmentSignoff
 from models.base import utcnow
+from models.cadence.policy import CADENCE_DAYS
 from models.enums import Role
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.funnel.currency import numbers_currency
@@ -229,6 +230,19 @@ def viewer_cycle(session: Session, viewer: Person) -> Cycle | None:
     return session.scalar(
         select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
     )
+
+
+def viewer_cadence_days(session: Session, viewer: Person) -> int:
+    """How many days the cadence of the newest cycle ``viewer`` sees spans (its teams' agreement
+    in force, else the playbook's; no cycle: a week): how long a source may go without an
+    import before the numbers say it is behind."""
+    cycle = viewer_cycle(session, viewer)
+    return cadence_days_in_force(session, cycle) if cycle is not None else CADENCE_DAYS["weekly"]
+
+
+def cadence_days_in_force(session: Session, cycle: Cycle) -> int:
+    """How many days the cadence in force for the cycle's team pair spans."""
+    return CADENCE_DAYS.get(settings_in_force(session, cycle).cadence, CADENCE_DAYS["weekly"])
 
 
 def viewer_sla_hours(session: Session, viewer: Person) -> int:

@@ -152,8 +152,10 @@ def data_quality_flags(
 @router.get("/kpis/sources", response_model=list[n.SourceState], tags=["numbers"])
 def data_sources(ctx: ApiCtx) -> list[n.SourceState]:
     """Where the shared numbers come from: each source's leads, deals and data-quality flags,
-    the currency of its amounts, and its newest import (``behind``: over a week ago)."""
-    return n.source_states(ctx.session)
+    the currency of its amounts, and its newest import (``behind``: older than the cadence the
+    caller's teams work to, a week by default)."""
+    days = agreements.viewer_cadence_days(ctx.session, ctx.me)
+    return n.source_states(ctx.session, behind_after_days=days)
 
 
 class TargetOut(targets.TargetRead):

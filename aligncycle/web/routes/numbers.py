@@ -158,7 +158,7 @@ def numbers_page(
         q = query_from({}, ctx, today)
         result = n.numbers(s, q, breach_limit=BREACHES_PAGE)
     last_import = latest_import(s, ctx.me)
-    states = n.source_states(s)
+    states = n.source_states(s, behind_after_days=agreements.viewer_cadence_days(s, ctx.me))
     kept = {
         k: v
         for k, v in {
