@@ -13,6 +13,7 @@ with the file and line it was read from and a sentence people can act on:
 - a negative amount, or a won deal with an amount of zero (a lost deal at zero is ordinary:
   many CRMs zero a lost deal's amount);
 - a deal that lists several leads (it counts for the first one);
+- a lead whose id is another lead's with its leading zeros dropped (one lead, counted twice);
 - a deal that names a lead the source does not hold (when it holds leads): it counts with no
   channel, campaign or lead dates. When a lead the source holds is the same id written
   another way (its leading zeros dropped, as a file saved from Excel does, or a Salesforce id
@@ -48,7 +49,7 @@ from models.errors import InvalidInput
 from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.sql import holds
 from models.funnel.tables import Deal, FunnelFlag, Lead
-from models.funnel.values import salesforce_root
+from models.funnel.values import salesforce_long, salesforce_root
 
 L = Lead.__table__
 D = Deal.__table__
@@ -84,6 +85,8 @@ DEAL_ORDER = (
 WON_AND_LOST = "won_and_lost"
 #: The kind of flag of a deal naming a lead its source does not hold.
 LEAD_NOT_FOUND = "lead_not_found"
+#: The kind of flag of a lead whose id is another's with its leading zeros dropped.
+ZEROS_DROPPED = "zeros_dropped"
 #: What each kind of flag is called where people read it.
 KIND_TITLES = {
     "out_of_order": "stages out of the usual order",
@@ -92,6 +95,7 @@ KIND_TITLES = {
     "negative_amount": "negative amount",
     "several_leads": "several leads",
     LEAD_NOT_FOUND: "lead not in the data",
+    ZEROS_DROPPED: "the same lead twice",
 }
 
 
@@ -137,7 +141,46 @@ def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
                     f"{_LEAD_LABEL[a]}."
                 )
                 out.append(_flag(source, "lead", r.external_id, None, r, "out_of_order", sentence))
-    return out
+    return out + _zeros_dropped(session.connection(), source)
+
+
+#: How many lead ids at a time are looked up by their form without leading zeros.
+_ZEROS_CHUNK = 2000
+
+
+def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
+    """Leads whose id is another lead's with its leading zeros dropped ("123" beside "00123"):
+    most likely one lead, its id saved from Excel in one export, counted twice. The lead ids
+    that start with a zero are read a range of the index at a time, and their forms without
+    zeros looked up, a chunk at a time (memory holds a chunk)."""
+    out = []
+    after = "0"  # (the lead ids from "0" up to "1": those that start with a zero)
+    while True:
+        stmt = (
+            select(L.c.external_id)
+            .where(L.c.source == source, L.c.external_id > after, L.c.external_id < "1")
+            .order_by(L.c.external_id)
+            .limit(_ZEROS_CHUNK)
+        )
+        padded = [k for (k,) in conn.execute(stmt)]
+        if not padded:
+            return out
+        after = padded[-1]
+        twins = {k.lstrip("0"): k for k in padded if k.isdigit() and k.lstrip("0")}
+        if not twins:
+            continue
+        found = select(L.c.external_id, L.c.file, L.c.line).where(
+            L.c.source == source, L.c.external_id.in_(list(twins))
+        )
+        for r in conn.execute(found):
+            sentence = (
+                f"Lead {r.external_id} is most likely the lead {twins[r.external_id]} with its "
+                "leading zeros dropped (a file saved from Excel drops them): the two count as "
+                "two leads. Export the file again without Excel (or format its id column as "
+                "text); imported as the whole export, it removes the lead "
+                f"{r.external_id}."
+            )
+            out.append(_flag(source, "lead", r.external_id, None, r, ZEROS_DROPPED, sentence))
 
 
 def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None:
@@ -156,8 +199,6 @@ def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None
 
 #: How a lead's id was written otherwise: its leading zeros, or a Salesforce id's length.
 ZEROS, SALESFORCE = "zeros", "salesforce"
-#: Keys looked up one range each at most; more are matched in one scan of the lead ids.
-_PROBES = 200
 
 
 def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, tuple[str, str]]:
@@ -189,24 +230,9 @@ def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[st
                 near.setdefault(k, (found, ZEROS))
     # zeros added ("123" named "00123")
     look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")}, ZEROS)
-    # a Salesforce record named by its 15 characters, held by its 18: the lead ids that start
-    # with them (a range of the index each), or, for many such keys, every lead id of 18
-    short = {k for k in keys if len(k) == 15 and k.isalnum() and k not in near}
-    if len(short) > _PROBES:
-        stmt = select(L.c.external_id).where(
-            L.c.source == source, func.length(L.c.external_id) == 18
-        )
-        for (found,) in conn.execute(stmt):
-            if (root := salesforce_root(found)) in short:
-                near.setdefault(root, (found, SALESFORCE))
-        short = set()
-    for k in short:
-        stmt = select(L.c.external_id).where(
-            L.c.source == source, L.c.external_id > k, L.c.external_id < k + "~"
-        )
-        for (found,) in conn.execute(stmt.limit(10)):
-            if len(found) == 18 and salesforce_root(found) == k:
-                near[k] = (found, SALESFORCE)
+    # a Salesforce record named by its 15 characters, held by its 18 (the 15 and the checksum
+    # of their case: one form, looked up as it is)
+    look({salesforce_long(k): k for k in keys if k not in near and len(k) == 15}, SALESFORCE)
     # ... and by its 18, held by its 15
     look({salesforce_root(k): k for k in keys if k not in near and len(k) == 18}, SALESFORCE)
     return near

@@ -216,15 +216,28 @@ _ALNUM = re.compile(r"[A-Za-z0-9]+")
 _EXCEL_NUMBER = re.compile(r"\d(?:[.,]\d+)?E\+\d+", re.IGNORECASE)
 
 
+def _sf_suffix(root: str) -> str:
+    """The three characters that spell the case of a 15-character Salesforce id."""
+    return "".join(
+        _SF_SUFFIX[sum(1 << j for j, c in enumerate(root[i * 5 : i * 5 + 5]) if "A" <= c <= "Z")]
+        for i in range(3)
+    )
+
+
+def salesforce_long(value: str) -> str:
+    """The 18-character id of the Salesforce record a 15-character id names (its root and the
+    checksum of its case); any other value as it is."""
+    if len(value) != 15 or not _ALNUM.fullmatch(value):
+        return value
+    return value + _sf_suffix(value)
+
+
 def salesforce_root(value: str) -> str:
     """The 15-character, case-sensitive id of a Salesforce record: an 18-character id whose
     last three characters are its checksum names the same record as its first 15."""
     if len(value) != 18 or not _ALNUM.fullmatch(value):
         return value
-    suffix = ""
-    for i in range(3):
-        chunk = value[i * 5 : i * 5 + 5]
-        suffix += _SF_SUFFIX[sum(1 << j for j, c in enumerate(chunk) if "A" <= c <= "Z")]
+    suffix = _sf_suffix(value[:15])
     return value[:15] if suffix == value[15:] else value
 
 
@@ -684,6 +697,7 @@ __all__ = [
     "load_lookup",
     "locale_timestamp_parser",
     "money_parser",
+    "salesforce_long",
     "salesforce_root",
     "show_columns",
     "text_parser",
