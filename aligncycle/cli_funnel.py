@@ -10,7 +10,9 @@ and error mapping (a split by command group would duplicate them).
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 import threading
 import time
 from datetime import datetime
@@ -356,6 +358,12 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
+def _wrapped(text: str, indent: str) -> str:
+    """A sentence wrapped to the terminal's width (at most 100 columns), each line indented."""
+    width = min(100, shutil.get_terminal_size((100, 24)).columns)
+    return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
 def _print_flags(
     flags: list,  # FlagRead
     total: int,
@@ -379,7 +387,7 @@ def _print_flags(
         typer.echo(f"  {KIND_TITLES.get(kind, kind)}:")
         for f in items[:per_kind]:
             where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
-            typer.echo(f"    {where}: {cc.clip(f.sentence, 110)}")
+            typer.echo(_wrapped(f"{where}: {f.sentence}", "    "))
         shown = min(len(items), per_kind)
         if counts.get(kind, 0) > shown:
             typer.echo(f"    ... and {counts[kind] - shown:,} more")
@@ -640,13 +648,10 @@ def funnel_flags(
     if not flags:
         typer.echo("no record carries a data-quality flag")
         return
-    cc.table(
-        [
-            [f.file or "", f.line or "", KIND_TITLES.get(f.kind, f.kind), cc.clip(f.sentence, 90)]
-            for f in flags
-        ],
-        ["file", "line", "flag", "what"],
-    )
+    for f in flags:  # each sentence whole: its advice is at its end
+        where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
+        typer.echo(f"{f.source}: {where} · {KIND_TITLES.get(f.kind, f.kind)}")
+        typer.echo(_wrapped(f.sentence, "    "))
 
 
 # --- kpi -------------------------------------------------------------------------------------

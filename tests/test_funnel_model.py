@@ -251,14 +251,22 @@ def test_funnel_status_and_flags_list_each_flag_with_its_line(
     assert [
         (i["files"], i["rows"], i["new"], i["flagged"], i["by"], i["upload"]) for i in listed
     ] == [(["contacts.csv", "deals_a.csv", "deals_b.csv"], 9, 9, 2, None, None)]
+    words = " ".join(res.stdout.split())  # (a sentence wraps at the terminal's width, whole)
     assert (
         "deals_a.csv, line 2: Deal 9001 lists 2 leads; it counts for the first, 101 "
-        "(also listed: 999)." in res.stdout
+        "(also listed: 999)." in words
     )
     assert (
         "deals_b.csv, line 2: Deal 9004 has a negative amount (-200.00); it counts as it is."
-        in res.stdout
+        in words
     )
+    listed = run("funnel", "flags")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0] == "hubspot: deals_a.csv, line 2 · several leads"
+    assert "Deal 9004 has a negative amount (-200.00); it counts as it is." in " ".join(
+        listed.stdout.split()
+    )
+    assert all(len(line) <= 100 for line in listed.stdout.splitlines())
     res = run("funnel", "flags", "--json")
     assert [(f["file"], f["line"], f["kind"]) for f in json.loads(res.stdout)] == [
         ("deals_a.csv", 2, "several_leads"),
