@@ -27,6 +27,7 @@ files came in. Every KPI says how many of its records carry one (:mod:`models.fu
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from typing import IO, Any
 
 from pydantic import BaseModel
@@ -148,12 +149,10 @@ def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
 _ZEROS_CHUNK = 2000
 
 
-def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
-    """Leads whose id is another lead's with its leading zeros dropped ("123" beside "00123"):
-    most likely one lead, its id saved from Excel in one export, counted twice. The lead ids
-    that start with a zero are read a range of the index at a time, and their forms without
-    zeros looked up, a chunk at a time (memory holds a chunk)."""
-    out = []
+def _zero_padded(conn: Connection, source: str) -> Iterator[dict[str, str]]:
+    """The source's lead ids of digits that start with a zero, by their form without the
+    zeros ({"123": "00123"}), a chunk at a time: read a range of the index at a time (memory
+    holds a chunk; nothing is read where no id starts with a zero)."""
     after = "0"  # (the lead ids from "0" up to "1": those that start with a zero)
     while True:
         stmt = (
@@ -164,9 +163,16 @@ def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
         )
         padded = [k for (k,) in conn.execute(stmt)]
         if not padded:
-            return out
+            return
         after = padded[-1]
-        twins = {k.lstrip("0"): k for k in padded if k.isdigit() and k.lstrip("0")}
+        yield {k.lstrip("0"): k for k in padded if k.isdigit() and k.lstrip("0")}
+
+
+def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
+    """Leads whose id is another lead's with its leading zeros dropped ("123" beside "00123"):
+    most likely one lead, its id saved from Excel in one export, counted twice."""
+    out = []
+    for twins in _zero_padded(conn, source):
         if not twins:
             continue
         found = select(L.c.external_id, L.c.file, L.c.line).where(
@@ -181,6 +187,7 @@ def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
                 f"{r.external_id}."
             )
             out.append(_flag(source, "lead", r.external_id, None, r, ZEROS_DROPPED, sentence))
+    return out
 
 
 def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None:
@@ -217,17 +224,12 @@ def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[st
             for (found,) in conn.execute(stmt):
                 near.setdefault(wanted[found], (found, how))
 
-    # zeros dropped from the lead's id ("00123" named "123"): the lead ids that start with a
-    # zero (an index range), when a key is digits
+    # zeros dropped from the lead's id ("00123" named "123"), when a key is digits
     digits = {k for k in keys if k.isdigit()}
     if any(not k.startswith("0") for k in digits):
-        stmt = select(L.c.external_id).where(
-            L.c.source == source, L.c.external_id >= "0", L.c.external_id < "1"
-        )
-        for (found,) in conn.execute(stmt):
-            k = found.lstrip("0")
-            if k in digits and found.isdigit():
-                near.setdefault(k, (found, ZEROS))
+        for twins in _zero_padded(conn, source):
+            for k in digits & twins.keys():
+                near.setdefault(k, (twins[k], ZEROS))
     # zeros added ("123" named "00123")
     look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")}, ZEROS)
     # a Salesforce record named by its 15 characters, held by its 18 (the 15 and the checksum
