@@ -9,8 +9,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from models.cadence.tables import Notification, NotificationKind
 from models.enums import FINISHED_STATUSES, ActionStatus, Confidence, Phase
 from models.tables import ActionItem, Cycle, CycleTeam, Person, Playbook
 from models.words import DIGEST_NAMES, DIGEST_WHEN, counted, day, listed, period, quoted, value_word
+
+if TYPE_CHECKING:
+    from models.funnel.numbers import SourceState
 
 
 @dataclass
@@ -168,7 +171,7 @@ def _funnel_kpi_lines(
     out: dict[int, list[str]] = {}
     from models.funnel.numbers import source_states
 
-    imported = {st.source: st.imported_at for st in source_states(session)}
+    states = source_states(session)  # (once for every cycle)
     agreed = terms_in_force(session, list(cycles), today)  # the SLA and targets agreed
     for cid, c in cycles.items():
         body = bodies.get(c.playbook_id) or {}
@@ -204,18 +207,19 @@ def _funnel_kpi_lines(
             if name in targets:
                 line += f"; agreed target {funnel_kpis.format_value(name, targets[name], money)}"
             lines.append(line)
-        out[cid] = lines + behind_sentences(imported, window)
+        out[cid] = lines + behind_sentences(states, window)
     return out
 
 
-def behind_sentences(imported: dict[str, datetime | None], window: Window) -> list[str]:
-    """A sentence per source whose newest import (``imported``: each source's) is older than
-    the days the figures cover: what happened in it on those days is not in them."""
+def behind_sentences(states: list[SourceState], window: Window) -> list[str]:
+    """A sentence per source of ``states`` whose newest import is older than the days the
+    figures cover: what happened in it on those days is not in them."""
+    from models.funnel.numbers import imported_before
+
     return [
         f"{quoted(source)} was last imported on {day(at)}, before the days these figures "
         "cover: what happened in it since is not in them"
-        for source, at in imported.items()
-        if at is not None and at.date() < window[0]
+        for source, at in imported_before(states, window[0])
     ]
 
 

@@ -26,7 +26,7 @@ from models.funnel.baseline import (
     store_snapshot,
 )
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value
-from models.funnel.numbers import imports_before
+from models.funnel.numbers import imported_before, source_states
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets
 from models.services.agreements import cadence_days_in_force, sla_hours_in_force
@@ -99,7 +99,9 @@ class RecapMeasurement(BaseModel):
     incomplete: list[str] = []
 
 
-def _allowed(session: Session, cycle: Cycle, mwin: tuple[date, date], today: date | None) -> int:
+def _allowed(
+    session: Session, cycle: Cycle, mwin: tuple[date, date], today: date | None
+) -> timedelta:
     """How many days before the end of the measured days a source's newest import may be
     before the recap says its numbers are not complete: one once those days are over; while
     they run (they end today), the days of the teams' cadence (a source imported last week is
@@ -353,7 +355,9 @@ def measure_recap(
         f"“{source}” was last imported on {_day(at.date())}: what happened in it from then to "
         f"{_day(mwin[1])} is not in these numbers. Import its export again before judging "
         "the cycle by them."
-        for source, at in imports_before(session, mwin[1] - _allowed(session, cycle, mwin, today))
+        for source, at in imported_before(
+            source_states(session), mwin[1] - _allowed(session, cycle, mwin, today)
+        )
     ]
     summary = [
         f"Baseline {_day(bwin[0])} to {_day(bwin[1])}, measured {_day(mwin[0])} to "

@@ -265,12 +265,12 @@ def source_states(
     return out
 
 
-def imports_before(session: Session, day: date) -> list[tuple[str, datetime]]:
-    """The sources whose newest import finished before ``day`` (and when), by name: the
-    numbers of the days since lack what happened in them."""
+def imported_before(states: list[SourceState], day: date) -> list[tuple[str, datetime]]:
+    """The sources of ``states`` (:func:`source_states`) whose newest import finished before
+    ``day``, and when: the numbers of the days since lack what happened in them."""
     return [
         (st.source, st.imported_at)
-        for st in source_states(session)
+        for st in states
         if st.imported_at is not None and st.imported_at.date() < day
     ]
 
