@@ -126,7 +126,7 @@ class ImportSummary(BaseModel):
     first_flags: list[FlagRead] = []  # the first few of each kind
     #: the whole export: the records of the source its files did not list, removed, per kind
     removed: list[Removed] = []
-    #: the source's deals that name a lead it does not hold, when some do
+    #: the deals of its files that name a lead the source does not hold, when some do
     unfound: UnfoundLeads | None = None
 
     @property
