@@ -266,3 +266,57 @@ def test_a_lead_whose_id_lost_its_leading_zeros_is_flagged_as_the_same_lead_twic
         "Lead 123 is most likely the lead 00123 with its leading zeros dropped (a file saved "
         "from Excel drops them): the two count as two leads."
     )
+
+
+def test_zeros_dropped_are_found_whatever_the_width_the_ids_are_padded_to(
+    store: Store, tmp_path: Path
+) -> None:
+    """The leads' ids padded to two widths: each deal naming one without its zeros is told
+    which lead it is; a key padded to neither width names none."""
+    contacts = contacts_csv(tmp_path, ["00123", "0000456", "7"])
+    deals = deals_csv(tmp_path, ["123", "456", "789", "07"])
+    with store.unit_of_work() as s:
+        import_files(s, [contacts, deals], load_profile("hubspot"))
+    flags = flags_of(store)
+    assert "the lead “00123” is" in flags["D1"]
+    assert "the lead “0000456” is" in flags["D2"]
+    assert "not in the data: it counts" in flags["D3"]  # no lead 0…0789
+    assert "the lead “7” is" in flags["D4"]  # (zeros added)
+
+
+def test_many_flags_are_written_and_told_a_chunk_at_a_time(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More flagged records than a chunk: every flag is stored, the summary counts them all
+    and shows the first few of each kind in file and line order, and the sentence about
+    unknown leads names the first deal's lead."""
+    from models.funnel import bulk, flags
+
+    monkeypatch.setattr(flags, "_CHUNK", 3)
+    monkeypatch.setattr(bulk, "BATCH", 2)
+    contacts = contacts_csv(tmp_path, ["L1"])
+    # 11 deals naming unknown leads (the first on line 2), then 4 won at zero
+    path = tmp_path / "deals.csv"
+    rows = [f"D{n},Deal {n},Closed Won,100,2024-03-10,2024-02-01,X{n}\n" for n in range(1, 12)]
+    rows += [f"Z{n},Deal Z{n},Closed Won,0,2024-03-10,2024-02-01,L1\n" for n in range(1, 5)]
+    path.write_text(DEALS + "".join(rows))
+    with store.unit_of_work() as s:
+        summary = import_files(s, [contacts, path], load_profile("hubspot"))
+    assert summary.flags == 15
+    assert summary.flags_by_kind == {LEAD_NOT_FOUND: 11, "zero_amount": 4}
+    assert [f.key for f in summary.first_flags] == [
+        "D1", "D2", "D3", "D4", "D5", "Z1", "Z2", "Z3", "Z4",
+    ]  # fmt: skip
+    assert [f.line for f in summary.first_flags] == [2, 3, 4, 5, 6, 13, 14, 15, 16]
+    assert {Path(f.file).name: f.flagged for f in summary.files} == {
+        "contacts.csv": 0,
+        "deals.csv": 15,
+    }
+    assert summary.unfound is not None
+    assert (summary.unfound.missing, summary.unfound.deals, summary.unfound.named) == (11, 15, "X1")
+    with store.unit_of_work() as s:
+        stored = list_flags(s, "hubspot")
+    assert len(stored) == 15
+    assert sorted(f.key for f in stored) == sorted(
+        [*(f"D{n}" for n in range(1, 12)), *(f"Z{n}" for n in range(1, 5))]
+    )

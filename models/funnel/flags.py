@@ -20,14 +20,19 @@ with the file and line it was read from and a sentence people can act on:
   in its other length), the sentence names it.
 
 Flags are computed from the store, for a whole source, after every import (set-based queries;
-only flagged rows come back to Python): the same store gives the same flags whichever order its
-files came in. Every KPI says how many of its records carry one (:mod:`models.funnel.kpis`).
+only flagged rows come back to Python, a chunk at a time, and their flags are written a chunk at
+a time: a million deals naming leads that are not in the data are a million flags, and memory
+holds a chunk of them): the same store gives the same flags whichever order its files came in.
+Every KPI says how many of its records carry one (:mod:`models.funnel.kpis`).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import IO, Any
 
 from pydantic import BaseModel
@@ -38,7 +43,6 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -47,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.errors import InvalidInput
+from models.funnel.bulk import Bulk
 from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.sql import holds
 from models.funnel.tables import Deal, FunnelFlag, Lead
@@ -128,21 +133,31 @@ def _money(cents: int) -> str:
     return f"{cents / 100:,.2f}"
 
 
-def lead_flags(session: Session, source: str) -> list[dict[str, Any]]:
+#: How many flagged records are read, and their flags written, at a time.
+_CHUNK = 5000
+
+
+def lead_flags(conn: Connection, source: str) -> Iterator[list[dict[str, Any]]]:
+    """The flags of the source's leads, a chunk at a time."""
     cols = {n: _int(L.c[n]) for n in ("mql_at", "first_touch_at", "sql_at", "rejected_at")}
     odd = or_(*(_earlier_day(cols[a], cols[b]) for a, b in LEAD_ORDER))
     stmt = select(L.c.external_id, L.c.file, L.c.line, *(c.label(n) for n, c in cols.items()))
-    out = []
-    for r in session.connection().execute(stmt.where(L.c.source == source, odd)):
-        for a, b in LEAD_ORDER:
-            x, y = getattr(r, a), getattr(r, b)
-            if x is not None and y is not None and y // DAY < x // DAY:
-                sentence = (
-                    f"Lead {r.external_id}: {_LEAD_LABEL[b]} is {_days(x, y)} before "
-                    f"{_LEAD_LABEL[a]}."
-                )
-                out.append(_flag(source, "lead", r.external_id, None, r, "out_of_order", sentence))
-    return out + _zeros_dropped(session.connection(), source)
+    stmt = stmt.where(L.c.source == source, odd).execution_options(yield_per=_CHUNK)
+    for part in conn.execute(stmt).partitions():
+        out = []
+        for r in part:
+            for a, b in LEAD_ORDER:
+                x, y = getattr(r, a), getattr(r, b)
+                if x is not None and y is not None and y // DAY < x // DAY:
+                    sentence = (
+                        f"Lead {r.external_id}: {_LEAD_LABEL[b]} is {_days(x, y)} before "
+                        f"{_LEAD_LABEL[a]}."
+                    )
+                    out.append(
+                        _flag(source, "lead", r.external_id, None, r, "out_of_order", sentence)
+                    )
+        yield out
+    yield from _zeros_dropped(conn, source)
 
 
 #: How many lead ids at a time are looked up by their form without leading zeros.
@@ -168,13 +183,14 @@ def _zero_padded(conn: Connection, source: str) -> Iterator[dict[str, str]]:
         yield {k.lstrip("0"): k for k in padded if k.isdigit() and k.lstrip("0")}
 
 
-def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
+def _zeros_dropped(conn: Connection, source: str) -> Iterator[list[dict[str, Any]]]:
     """Leads whose id is another lead's with its leading zeros dropped ("123" beside "00123"):
-    most likely one lead, its id saved from Excel in one export, counted twice."""
-    out = []
+    most likely one lead, its id saved from Excel in one export, counted twice; a chunk of the
+    ids that start with a zero at a time."""
     for twins in _zero_padded(conn, source):
         if not twins:
             continue
+        out = []
         found = select(L.c.external_id, L.c.file, L.c.line).where(
             L.c.source == source, L.c.external_id.in_(list(twins))
         )
@@ -187,7 +203,7 @@ def _zeros_dropped(conn: Connection, source: str) -> list[dict[str, Any]]:
                 f"{r.external_id}."
             )
             out.append(_flag(source, "lead", r.external_id, None, r, ZEROS_DROPPED, sentence))
-    return out
+        yield out
 
 
 def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None:
@@ -208,11 +224,25 @@ def _lead_not_found(conn: Connection, source: str) -> ColumnElement[bool] | None
 ZEROS, SALESFORCE = "zeros", "salesforce"
 
 
-def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[str, tuple[str, str]]:
+def _padded_widths(conn: Connection, source: str) -> list[int]:
+    """The lengths of the source's lead ids that start with a zero: a lead "00123" named
+    "123" is found by looking the key up padded to each of them (ids padded with zeros are
+    padded to a width or two; one pass over those ids, none where no id starts with a zero)."""
+    stmt = select(func.length(L.c.external_id)).where(
+        L.c.source == source, L.c.external_id > "0", L.c.external_id < "1"
+    )
+    return sorted({n for (n,) in conn.execute(stmt.distinct())})
+
+
+def _written_otherwise(
+    conn: Connection, source: str, keys: set[str], widths: Callable[[], list[int]]
+) -> dict[str, tuple[str, str]]:
     """The leads the source holds whose id is one of ``keys`` written another way, and how
     (:data:`ZEROS`, :data:`SALESFORCE`): its leading zeros dropped or added, or a Salesforce
     record's id in its other length (18 characters are its 15 and a checksum of their case:
-    :func:`models.funnel.values.salesforce_root`). Queries of those keys only."""
+    :func:`models.funnel.values.salesforce_root`). Queries of those keys only, each form
+    computed and looked up as it is (``widths``: :func:`_padded_widths`, asked once there
+    are keys of digits)."""
     near: dict[str, tuple[str, str]] = {}
 
     def look(wanted: dict[str, str], how: str) -> None:  # {a lead id to look up: the key}
@@ -224,12 +254,12 @@ def _written_otherwise(conn: Connection, source: str, keys: set[str]) -> dict[st
             for (found,) in conn.execute(stmt):
                 near.setdefault(wanted[found], (found, how))
 
-    # zeros dropped from the lead's id ("00123" named "123"), when a key is digits
+    # zeros dropped from the lead's id ("00123" named "123"), when a key is digits: the key
+    # padded to the width of the ids that start with a zero
     digits = {k for k in keys if k.isdigit()}
-    if any(not k.startswith("0") for k in digits):
-        for twins in _zero_padded(conn, source):
-            for k in digits & twins.keys():
-                near.setdefault(k, (twins[k], ZEROS))
+    bare = [k for k in digits if not k.startswith("0")]
+    if bare:
+        look({"0" * (w - len(k)) + k: k for w in widths() for k in bare if len(k) < w}, ZEROS)
     # zeros added ("123" named "00123")
     look({k.lstrip("0"): k for k in digits if k.startswith("0") and k.lstrip("0")}, ZEROS)
     # a Salesforce record named by its 15 characters, held by its 18 (the 15 and the checksum
@@ -263,8 +293,8 @@ def _not_found_sentence(name: str, key: str, near: tuple[str, str] | None) -> st
     )
 
 
-def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
-    conn = session.connection()
+def deal_flags(conn: Connection, source: str) -> Iterator[list[dict[str, Any]]]:
+    """The flags of the source's deals (those a deals file listed), a chunk at a time."""
     cols = {n: _int(D.c[n]) for n in ("opportunity_at", "won_at", "lost_at")}
     # the lead's dates, copied onto the deal (models.funnel.links)
     cols |= {n: _int(D.c[f"lead_{n}"]) for n in ("mql_at", "sql_at")}
@@ -288,41 +318,82 @@ def deal_flags(session: Session, source: str) -> list[dict[str, Any]]:
         *(c.label(n) for n, c in cols.items()),
         (not_found if not_found is not None else literal(False)).label("lead_missing"),
     ).where(D.c.source == source, D.c.listed, odd)
-    out = []
-    rows = conn.execute(stmt).all()
-    missing = {r.lead_key for r in rows if r.lead_missing}
-    near = _written_otherwise(conn, source, missing) if missing else {}
+    assert tuple(stmt.selected_columns.keys()) == _DEAL_COLS
+    widths: list[list[int]] = []  # (asked once, when a key of digits is missing)
+
+    def padded() -> list[int]:
+        if not widths:
+            widths.append(_padded_widths(conn, source))
+        return widths[0]
+
+    for part in conn.execute(stmt.execution_options(yield_per=_CHUNK)).partitions():
+        yield _deal_chunk(conn, source, part, padded)
+
+
+#: The columns of a flagged deal's row (:func:`deal_flags`), and its dates' pairs by position.
+_DEAL_COLS = (
+    "external_id", "lead_key", "other_leads", "amount_cents", "file", "line",
+    "opportunity_at", "won_at", "lost_at", "mql_at", "sql_at", "lead_missing",
+)  # fmt: skip
+_DEAL_PAIRS = tuple((_DEAL_COLS.index(a), _DEAL_COLS.index(b), a, b) for a, b in DEAL_ORDER)
+
+
+def _deal_chunk(
+    conn: Connection, source: str, rows: list[Any], widths: Callable[[], list[int]]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    missing = {r[1] for r in rows if r[11]}  # (lead_key, lead_missing)
+    near = _written_otherwise(conn, source, missing, widths) if missing else {}
+    # (a row by position: a million flagged deals read their dates' pairs by name in 10 s)
     for r in rows:
-        name = f"Deal {r.external_id}"
-
-        def add(kind: str, sentence: str, r: Any = r) -> None:
-            out.append(_flag(source, "deal", r.lead_key, r.external_id, r, kind, sentence))
-
-        for a, b in DEAL_ORDER:
-            x, y = getattr(r, a), getattr(r, b)
+        key, lead_key, other_leads, amount, file, line = r[:6]
+        won_at, lost_at, lead_missing = r[7], r[8], r[11]
+        name = f"Deal {key}"
+        said: list[tuple[str, str]] = []
+        for ia, ib, a, b in _DEAL_PAIRS:
+            x, y = r[ia], r[ib]
             if x is not None and y is not None and y // DAY < x // DAY:
-                add(
-                    "out_of_order",
-                    f"{name}: {_DEAL_LABEL[b]} is {_days(x, y)} before {_DEAL_LABEL[a]}.",
+                said.append(
+                    (
+                        "out_of_order",
+                        f"{name}: {_DEAL_LABEL[b]} is {_days(x, y)} before {_DEAL_LABEL[a]}.",
+                    )
                 )
-        if r.won_at is not None and r.lost_at is not None:
-            add(WON_AND_LOST, f"{name} is both won and lost.")
-        if r.amount_cents == 0 and r.won_at is not None:  # a lost deal at 0 is ordinary
-            add("zero_amount", f"{name} is won with an amount of zero.")
-        elif r.amount_cents is not None and r.amount_cents < 0:
-            add(
-                "negative_amount",
-                f"{name} has a negative amount ({_money(r.amount_cents)}); it counts as it is.",
+        if won_at is not None and lost_at is not None:
+            said.append((WON_AND_LOST, f"{name} is both won and lost."))
+        if amount == 0 and won_at is not None:  # a lost deal at 0 is ordinary
+            said.append(("zero_amount", f"{name} is won with an amount of zero."))
+        elif amount is not None and amount < 0:
+            said.append(
+                (
+                    "negative_amount",
+                    f"{name} has a negative amount ({_money(amount)}); it counts as it is.",
+                )
             )
-        if r.other_leads:
-            others = r.other_leads.split(";")
-            add(
-                "several_leads",
-                f"{name} lists {len(others) + 1} leads; it counts for the first, {r.lead_key} "
-                f"(also listed: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}).",
+        if other_leads:
+            others = other_leads.split(";")
+            said.append(
+                (
+                    "several_leads",
+                    f"{name} lists {len(others) + 1} leads; it counts for the first, {lead_key} "
+                    f"(also listed: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}).",
+                )
             )
-        if r.lead_missing:
-            add(LEAD_NOT_FOUND, _not_found_sentence(name, r.lead_key, near.get(r.lead_key)))
+        if lead_missing:
+            said.append((LEAD_NOT_FOUND, _not_found_sentence(name, lead_key, near.get(lead_key))))
+        for kind, sentence in said:
+            out.append(
+                {
+                    "source": source,
+                    "record": "deal",
+                    "lead_key": lead_key,
+                    "deal_key": key,
+                    "file": file,
+                    "line": line,
+                    "kind": kind,
+                    "sentence": sentence,
+                }
+            )
     return out
 
 
@@ -347,16 +418,70 @@ def _flag(
     }
 
 
-def recompute_flags(session: Session, source: str, import_id: int | None) -> list[FlagRead]:
-    """Replace the flags of ``source`` with those its records carry now; returns them in file
-    and line order."""
+#: A flag's columns, as :func:`_flag` gives them.
+_FLAG_COLS = ("source", "record", "lead_key", "deal_key", "file", "line", "kind", "sentence")
+#: How many flags of each kind an import's summary shows.
+SAMPLE_FLAGS = 5
+
+
+def _order(f: dict[str, Any]) -> tuple[str, int, str]:
+    """Flags in file and line order (then kind)."""
+    return (f["file"] or "", f["line"] or 0, f["kind"])
+
+
+@dataclass
+class FlagTally:
+    """The flags just computed for a source, told without holding them: how many, of each
+    kind and of each file, the first few of each kind in file and line order, and per file the
+    deals naming a lead that is not in the data."""
+
+    samples: int = SAMPLE_FLAGS
+    total: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_file: Counter[str] = field(default_factory=Counter)  # ("" for none)
+    #: the deals naming a lead not in the data, per file, and the first one's (line, lead id)
+    unfound: Counter[str] = field(default_factory=Counter)
+    first_unfound: dict[str, tuple[int, str]] = field(default_factory=dict)
+    _first: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, flags: Iterable[dict[str, Any]]) -> None:
+        for f in flags:
+            self.total += 1
+            kind, file = f["kind"], f["file"] or ""
+            self.by_kind[kind] += 1
+            self.by_file[file] += 1
+            first = self._first.setdefault(kind, [])
+            first.append(f)
+            if len(first) > 8 * self.samples:  # (kept short: sorted and cut now and then)
+                first.sort(key=_order)
+                del first[self.samples :]
+            if kind == LEAD_NOT_FOUND:
+                self.unfound[file] += 1
+                seen = self.first_unfound.get(file)
+                if seen is None or (f["line"] or 0) < seen[0]:
+                    self.first_unfound[file] = (f["line"] or 0, f["lead_key"] or "")
+
+    def first(self) -> list[FlagRead]:
+        """The first few flags of each kind, in file and line order."""
+        kept = [f for fs in self._first.values() for f in sorted(fs, key=_order)[: self.samples]]
+        return [_read(f) for f in sorted(kept, key=_order)]
+
+
+def recompute_flags(
+    session: Session, source: str, import_id: int | None, samples: int = SAMPLE_FLAGS
+) -> FlagTally:
+    """Replace the flags of ``source`` with those its records carry now, written a chunk at a
+    time; what they are, told by a :class:`FlagTally` (its first ``samples`` of each kind)."""
     conn = session.connection()
     conn.execute(delete(F).where(F.c.source == source))
-    rows = lead_flags(session, source) + deal_flags(session, source)
-    rows.sort(key=lambda f: (f["file"] or "", f["line"] or 0, f["kind"]))
-    if rows:
-        conn.execute(insert(F), [{**f, "import_id": import_id} for f in rows])
-    return [_read(f) for f in rows]
+    tally = FlagTally(samples=samples)
+    writer = Bulk(conn, F, (*_FLAG_COLS, "import_id"))
+    for chunk in chain(lead_flags(conn, source), deal_flags(conn, source)):
+        for f in chunk:
+            writer.add((*(f[c] for c in _FLAG_COLS), import_id))
+        tally.add(chunk)
+    writer.flush()
+    return tally
 
 
 def _read(f: Any) -> FlagRead:
@@ -424,15 +549,17 @@ class UnfoundLeads(BaseModel):
 
 
 def unfound_leads(
-    session: Session, source: str, flags: list[FlagRead], files: list[str]
+    session: Session, source: str, flags: FlagTally, files: list[str]
 ) -> UnfoundLeads | None:
     """How many of the deals the import's ``files`` (their names) wrote name a lead the source
     does not hold, from its flags just computed (None when none does: then the deals are not
     counted). Those files' deals, not the source's: a new file whose deals all name unknown
     leads is said so beside a source of many linked deals."""
-    missing = [f for f in flags if f.kind == LEAD_NOT_FOUND and f.file in files]
+    missing = sum(flags.unfound[f] for f in files)
     if not missing:
         return None
+    # the lead the first of them names, in file and line order
+    named = min((f, *flags.first_unfound[f]) for f in files if f in flags.first_unfound)[2]
     conn = session.connection()
     deals = conn.scalar(
         select(func.count())
@@ -440,14 +567,7 @@ def unfound_leads(
         .where(D.c.source == source, D.c.listed, D.c.lead_key.is_not(None), D.c.file.in_(files))
     )
     held = conn.scalar(select(L.c.external_id).where(L.c.source == source).limit(1))
-    named = conn.scalar(
-        select(D.c.lead_key).where(
-            D.c.source == source, D.c.external_id == missing[0].key, D.c.listed
-        )
-    )
-    return UnfoundLeads(
-        deals=int(deals or 0), missing=len(missing), named=named or "", held=held or ""
-    )
+    return UnfoundLeads(deals=int(deals or 0), missing=missing, named=named, held=held or "")
 
 
 #: How many flags a page of them shows.

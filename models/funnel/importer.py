@@ -34,7 +34,6 @@ this module runs an import from end to end.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,7 +111,6 @@ DEFAULT_BATCH = 5000
 #: after_files(what is being done, steps done, steps in all): the work after the files are
 #: read (links, flags, the KPI rollups' grouped passes), for a progress display
 AfterFiles = Callable[[str, int, int], None]
-SAMPLE_FLAGS = 5  # per kind of flag
 
 
 class ImportSummary(BaseModel):
@@ -371,19 +369,16 @@ def import_files(
         spec.source,
         months,
         step=lambda done, of: tell("summing up the numbers", done, of),
-        both=any(f.kind == WON_AND_LOST for f in flags),
+        both=flags.by_kind[WON_AND_LOST] > 0,
     )
-    per_file: dict[str, int] = {}
-    for f in flags:
-        per_file[f.file or ""] = per_file.get(f.file or "", 0) + 1
     summary = ImportSummary(
         import_id=log.id,
         source=spec.source,
         mapping=log.mapping,
-        files=[r.summary(per_file.get(r.path.name, 0)) for r, _ in runs],
-        flags=len(flags),
-        flags_by_kind=dict(Counter(f.kind for f in flags)),
-        first_flags=_samples(flags),
+        files=[r.summary(flags.by_file[r.path.name]) for r, _ in runs],
+        flags=flags.total,
+        flags_by_kind=dict(flags.by_kind),
+        first_flags=flags.first(),
         removed=removed,
         unfound=unfound_leads(session, spec.source, flags, [r.path.name for r, _ in runs]),
     )
@@ -441,17 +436,6 @@ def _listing_rejects(run: _FileRun, targets: list[_Target | None]) -> Reject:
 
 def _rollups_kept(conn: Connection, source: str) -> bool:
     return conn.execute(select(SR.c.source).where(SR.c.source == source)).first() is not None
-
-
-def _samples(flags: list[FlagRead]) -> list[FlagRead]:
-    """The first few flags of each kind, in file and line order."""
-    seen: dict[str, int] = {}
-    out = []
-    for f in flags:
-        seen[f.kind] = seen.get(f.kind, 0) + 1
-        if seen[f.kind] <= SAMPLE_FLAGS:
-            out.append(f)
-    return out
 
 
 def record_count(session: Session, source: str | None = None) -> int:

@@ -39,8 +39,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
-    Integer,
-    LargeBinary,
     String,
     and_,
     delete,
@@ -57,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.funnel import rollup_build
+from models.funnel.bulk import Bulk
 from models.funnel.rollup_build import (
     DAY_DIMS,
     DIMS,
@@ -92,11 +91,6 @@ LEAD_TIMES = ("latency", "untouched_mql", "progress")
 #: creation date.
 Month = int | None
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_BATCH = 5000
-#: A batch of rollup rows is also written once its value lists hold this many bytes: a day's
-#: row holds every value of the day, so rows grow with the store and a batch of 5,000 held
-#: 20 MB at 1,000,000 leads (memory would grow with the store, measured).
-_BATCH_BYTES = 2 << 20
 #: Rows fetched at a time from a grouped pass: each holds its group's values as text.
 _FETCH = 8
 
@@ -294,7 +288,7 @@ class _Steps:
 
 
 def _write(conn: Connection, table: Any, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
-    writer = _Writer(conn, table, columns)
+    writer = Bulk(conn, table, columns, sized=(*LEAD_TIMES, "times"))
     add = writer.add
     for row in rows:
         add(row)
@@ -413,65 +407,6 @@ def _rows_of(conn: Connection, stmt: Any) -> Iterator[Any]:
         yield from chunk
 
 
-def _wire_type(column: Any) -> str:
-    """The PostgreSQL type a value of ``column`` travels as in a binary ``COPY`` (the
-    column's own: an ``integer`` column takes 4 bytes, no more)."""
-    kind = column.type
-    if isinstance(kind, BigInteger):
-        return "int8"
-    if isinstance(kind, Integer):
-        return "int4"
-    if isinstance(kind, LargeBinary):
-        return "bytea"
-    if isinstance(kind, String):  # (Text too; a varchar's binary form is its text's)
-        return "text"
-    # a column of another type would travel as text bytes the server cannot read: say which
-    raise TypeError(f"no binary COPY type for {column.table.name}.{column.name} ({kind})")
-
-
-class _Writer:
-    """Rows of one rollup table (tuples of ``columns``), written in batches on the driver:
-    a binary COPY on PostgreSQL (as text, each distribution's bytes were spelled out in hex
-    for the server to read back: the refresh of 1,000,000 leads took 13.3 s, now 12.1 s,
-    medians of three interleaved rounds on a noisy machine),
-    a prepared ``executemany`` on SQLite (per-row parameter processing in SQLAlchemy cost
-    more than the database, measured)."""
-
-    def __init__(self, conn: Connection, table: Any, columns: tuple[str, ...]) -> None:
-        self.conn, self.table, self.rows = conn, table, []
-        self.columns = columns
-        self.blobs = [i for i, c in enumerate(columns) if c in (*LEAD_TIMES, "times")]
-        self.size = 0
-        names = ", ".join(self.columns)
-        self.pg = conn.dialect.name == "postgresql"
-        if self.pg:
-            self.sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT binary)"
-            self.types = [_wire_type(table.c[c]) for c in columns]
-        else:
-            marks = ", ".join("?" * len(self.columns))
-            self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
-
-    def add(self, row: tuple[Any, ...]) -> None:
-        self.rows.append(row)
-        for i in self.blobs:
-            self.size += len(row[i])
-        if len(self.rows) >= _BATCH or self.size >= _BATCH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        if self.pg:
-            driver = self.conn.connection.driver_connection
-            with driver.cursor() as cur, cur.copy(self.sql) as copy:  # type: ignore[union-attr]
-                copy.set_types(self.types)
-                for row in self.rows:
-                    copy.write_row(row)
-        else:
-            self.conn.exec_driver_sql(self.sql, self.rows)
-        self.rows, self.size = [], 0
-
-
 def _deals(
     conn: Connection,
     source: str,
@@ -528,7 +463,7 @@ def _deals(
         .group_by(*groups)
         .order_by(day)
     )
-    writer = _Writer(conn, DR, _DEAL_ROW)
+    writer = Bulk(conn, DR, _DEAL_ROW, sized=(*LEAD_TIMES, "times"))
     add = writer.add
     month_rows: dict[Any, list[Any]] = {}
     current = None
@@ -561,7 +496,7 @@ def _deals(
 
 
 def _flush_deal_months(
-    writer: _Writer, rows: dict[Any, list[Any]], source: str, month_n: Any, dim: str
+    writer: Bulk, rows: dict[Any, list[Any]], source: str, month_n: Any, dim: str
 ) -> None:
     for (kind, month, key), (other, label, n, marked) in rows.items():
         writer.add(
