@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
@@ -195,6 +195,21 @@ def emit_json(value: Any) -> None:
     # data stays whole and the terminal gets no control character (see printable()).
     text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     sys.stdout.write(text + "\n")
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written an item at a time, as :func:`emit_json` writes a list: for lists
+    too long to hold at once (a million data-quality flags)."""
+    out = sys.stdout
+    first = True
+    for item in items:
+        if isinstance(item, BaseModel):
+            item = item.model_dump(mode="json")
+        text = json.dumps(item, default=_default, indent=2, ensure_ascii=False)
+        text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        out.write(("[\n" if first else ",\n") + "  " + text.replace("\n", "\n  "))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> None:

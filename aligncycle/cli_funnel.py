@@ -529,14 +529,16 @@ def funnel_currency(
 def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     """What the store holds: leads and deals per source, the latest imports, and the
     data-quality flags of the kept records."""
-    from models.funnel.flags import list_flags
+    from models.funnel.flags import first_flags, flag_page
     from models.funnel.history import import_history
     from models.funnel.numbers import source_states
 
     with cc.unit_of_work() as s:
         states = source_states(s)
         imports = import_history(s, None, limit=10).items
-        flags = list_flags(s)
+        # the first ten of each kind, and how many (every flag: 'funnel flags')
+        flags = first_flags(s, per_kind=10)
+        by_kind = flag_page(s, limit=0).by_kind
         data = {
             "sources": {
                 st.source: {
@@ -571,6 +573,7 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                 for i in imports
             ],
             "flags": [f.model_dump() for f in flags],
+            "flags_by_kind": by_kind,
         }
     if json_out:
         cc.emit_json(data)
@@ -628,7 +631,7 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
     )
     if flags:
         typer.echo("")
-        _print_flags(flags, len(flags), per_kind=10)
+        _print_flags(flags, sum(by_kind.values()), per_kind=10, counts=by_kind)
         typer.echo("every flag, with its file and line: aligncycle funnel flags")
 
 
@@ -638,20 +641,22 @@ def funnel_flags(
     json_out: bool = cc.JSON_OPTION,
 ) -> None:
     """Every data-quality flag: the file and line of each kept record that is odd, and why."""
-    from models.funnel.flags import KIND_TITLES, list_flags
+    from models.funnel.flags import KIND_TITLES, iter_flags
 
+    # streamed as they are read: a million flags are not held at once
     with cc.unit_of_work() as s:
-        flags = list_flags(s, source)
-    if json_out:
-        cc.emit_json([f.model_dump() for f in flags])
-        return
-    if not flags:
+        flags = iter_flags(s, source)
+        if json_out:
+            cc.emit_json_array(f.model_dump() for f in flags)
+            return
+        any_flag = False
+        for f in flags:  # each sentence whole: its advice is at its end
+            any_flag = True
+            where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
+            typer.echo(f"{f.source}: {where} · {KIND_TITLES.get(f.kind, f.kind)}")
+            typer.echo(_wrapped(f.sentence, "    "))
+    if not any_flag:
         typer.echo("no record carries a data-quality flag")
-        return
-    for f in flags:  # each sentence whole: its advice is at its end
-        where = f"{f.file}, line {f.line}" if f.file and f.line else "(no line)"
-        typer.echo(f"{f.source}: {where} · {KIND_TITLES.get(f.kind, f.kind)}")
-        typer.echo(_wrapped(f.sentence, "    "))
 
 
 # --- kpi -------------------------------------------------------------------------------------

@@ -247,10 +247,14 @@ def test_funnel_status_and_flags_list_each_flag_with_its_line(
         in res.stdout
     )
     assert res.stdout.split("\n\n")[1].splitlines()[2].endswith("command line")
-    listed = json.loads(run("funnel", "status", "--json").stdout)["imports"]
+    status = json.loads(run("funnel", "status", "--json").stdout)
+    listed = status["imports"]
     assert [
         (i["files"], i["rows"], i["new"], i["flagged"], i["by"], i["upload"]) for i in listed
     ] == [(["contacts.csv", "deals_a.csv", "deals_b.csv"], 9, 9, 2, None, None)]
+    # the first few flags of each kind, and how many of each
+    assert status["flags_by_kind"] == {"several_leads": 1, "negative_amount": 1}
+    assert [f["line"] for f in status["flags"]] == [2, 2]
     words = " ".join(res.stdout.split())  # (a sentence wraps at the terminal's width, whole)
     assert (
         "deals_a.csv, line 2: Deal 9001 lists 2 leads; it counts for the first, 101 "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.db import Store
-from models.funnel.flags import LEAD_NOT_FOUND, list_flags
+from models.funnel.flags import LEAD_NOT_FOUND, first_flags, list_flags
 from models.funnel.importer import import_files
 from models.funnel.mapping import load_profile
 from tests.test_funnel_import import run
@@ -316,7 +316,9 @@ def test_many_flags_are_written_and_told_a_chunk_at_a_time(
     assert (summary.unfound.missing, summary.unfound.deals, summary.unfound.named) == (11, 15, "X1")
     with store.unit_of_work() as s:
         stored = list_flags(s, "hubspot")
+        first = first_flags(s, "hubspot", per_kind=2)
     assert len(stored) == 15
+    assert [f.key for f in first] == ["D1", "D2", "Z1", "Z2"]
     assert sorted(f.key for f in stored) == sorted(
         [*(f"D{n}" for n in range(1, 12)), *(f"Z{n}" for n in range(1, 5))]
     )

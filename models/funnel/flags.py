@@ -497,16 +497,37 @@ def _read(f: Any) -> FlagRead:
     )
 
 
-def list_flags(
-    session: Session, source: str | None = None, limit: int | None = None
-) -> list[FlagRead]:
+def iter_flags(
+    session: Session, source: str | None = None, kind: str | None = None
+) -> Iterator[FlagRead]:
+    """The flags the store holds (of one source, of one kind), in source, file and line
+    order, read in chunks: memory does not grow with them (a million are a million)."""
+    # (the option on the statement: on the connection it would make every later statement of
+    # the unit of work a server-side cursor on PostgreSQL, its SAVEPOINTs too)
+    stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER)
+    for r in session.connection().execute(stmt.execution_options(yield_per=2000)):
+        yield _read(r)
+
+
+def list_flags(session: Session, source: str | None = None) -> list[FlagRead]:
     """The flags the store holds (of one source), in file and line order."""
-    stmt = select(F).order_by(F.c.source, F.c.file, F.c.line, F.c.kind, F.c.id)
-    if source:
-        stmt = stmt.where(F.c.source == source)
-    if limit:
-        stmt = stmt.limit(limit)
-    return [_read(r) for r in session.connection().execute(stmt)]
+    return list(iter_flags(session, source))
+
+
+def first_flags(
+    session: Session, source: str | None = None, per_kind: int = SAMPLE_FLAGS
+) -> list[FlagRead]:
+    """The first ``per_kind`` flags of each kind (of one source), in source, file and line
+    order: what a summary shows of them, however many there are (a query per kind the store
+    holds, each keeping its first few as it reads: at 1,000,000 flags a ranking of them all
+    took 4 s, this 0.5 s)."""
+    conn = session.connection()
+    kinds = conn.scalars(select(F.c.kind).where(*_chosen(source, None)).distinct()).all()
+    first = []
+    for kind in kinds:
+        stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER).limit(per_kind)
+        first += [_read(r) for r in conn.execute(stmt)]
+    return sorted(first, key=lambda f: (f.source, f.file or "", f.line or 0, f.kind))
 
 
 class UnfoundLeads(BaseModel):
@@ -618,12 +639,8 @@ def write_flags_csv(
     _check_choice(conn, source, kind)
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
-    # (the option on the statement: on the connection it would make every later statement of
-    # the unit of work a server-side cursor on PostgreSQL, its SAVEPOINTs too)
-    stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER)
     n = 0
-    for r in conn.execute(stmt.execution_options(yield_per=2000)):
-        f = _read(r)
+    for f in iter_flags(session, source, kind):
         title = KIND_TITLES.get(f.kind, f.kind)
         writer.writerow([f.source, f.file or "", f.line or "", f.record, f.key, title, f.sentence])
         n += 1
