@@ -34,6 +34,7 @@ in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -652,8 +654,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --sizes takes numbers of leads, not {args.sizes!r}", file=sys.stderr)
         return 2
 
-    from bench.pg import create_database, drop_database
-
     loads = [os.getloadavg()]
     tmp = tempfile.TemporaryDirectory(prefix="aligncycle-bench-")
     work = args.keep or Path(tmp.name)
@@ -678,38 +678,16 @@ def main(argv: list[str] | None = None) -> int:
         for label, admin in backends:
             r: dict = {}
             for kind in ("floor", "import"):
-                if admin is None:
-                    db = work / f"{kind}-{n}.db"
-                    db.unlink(missing_ok=True)
-                    url, name = f"sqlite:///{db}", None
-                else:
-                    url, name = create_database(admin, "aligncycle_bench")
-                try:
+                with _store(admin, work / f"{kind}-{n}.db", keep=kind == "import") as url:
                     r[kind] = _run_child(kind, url, str(leads), str(deals))
                     print(f"{label} {n:,}: {kind} {r[kind]['seconds']:.1f} s", flush=True)
                     if kind == "import":
                         r["kpis"] = _run_child("kpis", url, duck, str(args.rounds))
                         print(f"{label} {n:,}: kpis {json.dumps(r['kpis'])}", flush=True)
-                finally:
-                    if name and admin:
-                        drop_database(admin, name)
-                    elif admin is None and kind == "floor":
-                        (work / f"{kind}-{n}.db").unlink(missing_ok=True)
             if n == sizes[0]:  # most deals naming a lead that is not in the data
-                if admin is None:
-                    db = work / f"unfound-{n}.db"
-                    db.unlink(missing_ok=True)
-                    url, name = f"sqlite:///{db}", None
-                else:
-                    url, name = create_database(admin, "aligncycle_bench")
-                try:
+                with _store(admin, work / f"unfound-{n}.db") as url:
                     r["unfound"] = _run_child("import", url, str(tenth), str(deals))
                     print(f"{label} {n:,}: unfound {r['unfound']['seconds']:.1f} s", flush=True)
-                finally:
-                    if name and admin:
-                        drop_database(admin, name)
-                    elif admin is None:
-                        (work / f"unfound-{n}.db").unlink(missing_ok=True)
             results[(label, n)] = r
             loads.append(os.getloadavg())
         Path(duck).unlink(missing_ok=True)
@@ -720,6 +698,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwritten to {args.out}")
     tmp.cleanup()
     return targets.report()
+
+
+@contextlib.contextmanager
+def _store(admin: str | None, db: Path, keep: bool = False) -> Iterator[str]:
+    """The URL of a new store for one run: the SQLite file ``db`` (removed after, unless
+    ``keep``), or with ``admin`` a new PostgreSQL database on its server (dropped after)."""
+    from bench.pg import create_database, drop_database
+
+    if admin is None:
+        db.unlink(missing_ok=True)
+        try:
+            yield f"sqlite:///{db}"
+        finally:
+            if not keep:
+                db.unlink(missing_ok=True)
+        return
+    url, name = create_database(admin, "aligncycle_bench")
+    try:
+        yield url
+    finally:
+        drop_database(admin, name)
 
 
 def _targets(results: dict, sizes: list[int]):  # noqa: ANN202
