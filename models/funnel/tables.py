@@ -182,7 +182,12 @@ class FunnelFlag(Base):
     that computed them; ``file`` and ``line`` where the record was read."""
 
     __tablename__ = "funnel_flags"
-    __table_args__ = (Index("ix_funnel_flags_source_lead_key", "source", "lead_key"),)
+    __table_args__ = (
+        Index("ix_funnel_flags_source_lead_key", "source", "lead_key"),
+        # the flags' page: in its order, and a kind at a time (migration 0028)
+        Index("ix_funnel_flags_source_file_line", "source", "file", "line", "kind"),
+        Index("ix_funnel_flags_source_kind", "source", "kind"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     import_id: Mapped[int | None] = mapped_column(
