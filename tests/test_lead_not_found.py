@@ -322,3 +322,80 @@ def test_many_flags_are_written_and_told_a_chunk_at_a_time(
     assert sorted(f.key for f in stored) == sorted(
         [*(f"D{n}" for n in range(1, 12)), *(f"Z{n}" for n in range(1, 5))]
     )
+
+
+def test_a_kpis_flag_badge_opens_the_flags_of_the_records_it_counted(
+    org: Store, tmp_path: Path
+) -> None:
+    """The Numbers page says how many of a KPI's records carry a flag; its badge opens the
+    flags of those records (the leads that became MQLs in the period, the deals closed in it),
+    not every flag of the source. So do the CSV and the API."""
+    from tests.test_web_import import make_web, text
+
+    web = make_web(org, tmp_path)
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        CONTACTS
+        + "L1,Paid Search,2024-01-05,2024-01-01\n"  # an MQL of January, its SQL before it
+        + "L2,Paid Search,2024-06-05,2024-06-01\n"  # the same in June
+    )
+    deals = tmp_path / "deals.csv"
+    deals.write_text(
+        DEALS
+        + "D1,One,Closed Won,0,2024-03-10,2024-02-01,L1\n"  # won at zero in March
+        + "D2,Two,Closed Won,0,2024-07-10,2024-07-01,L2\n"  # won at zero in July
+    )
+    with org.unit_of_work() as s:
+        import_files(s, [contacts, deals], load_profile("hubspot"))
+
+    numbers = web.client("sid").get("/numbers?from=2024-01-01&to=2024-01-31").text
+    assert "/numbers/flags?counted=mql&amp;from=2024-01-01&amp;to=2024-01-31" in numbers
+
+    def flags_of(url: str) -> tuple[int, str]:
+        got = web.client("sid").get(url)
+        return got.status_code, text(got)
+
+    # January's MQL: L1, flagged by its own flag and by its deal's (the lead KPIs count both)
+    status, words = flags_of("/numbers/flags?counted=mql&from=2024-01-01&to=2024-01-31")
+    assert status == 200
+    assert (
+        "2 flags, of the leads that became marketing-qualified from 1 Jan 2024 to 31 Jan 2024"
+        in words
+    )
+    assert "Lead L1: the SQL date" in words and "Deal D1 is won with an amount of zero" in words
+    assert "L2" not in words and "D2" not in words
+    assert "Every flag" in words
+    # the deals closed in March: D1
+    status, words = flags_of("/numbers/flags?counted=closed&from=2024-03-01&to=2024-03-31")
+    assert "1 flag, of the deals won or lost from 1 Mar 2024 to 31 Mar 2024" in words
+    assert "Deal D1" in words and "D2" not in words
+    # a kind within them keeps the records chosen
+    status, words = flags_of(
+        "/numbers/flags?counted=mql&from=2024-06-01&to=2024-06-30&kind=zero_amount"
+    )
+    assert "1 flag: zero amount, of the leads that became marketing-qualified" in words
+    assert "Deal D2" in words and "D1" not in words
+    status, words = flags_of("/numbers/flags?counted=open&to=2024-12-31")
+    assert "No record of this choice carries a flag." in words
+    # refused in one line, every flag shown instead
+    status, words = flags_of("/numbers/flags?counted=mql&from=2024-13-01")
+    assert status == 422 and "Not a date" in words and "Every flag is shown instead." in words
+    status, words = flags_of("/numbers/flags?counted=everything")
+    assert status == 422
+    assert (
+        "There is no choice of records 'everything': a number counts the leads that became "
+        "marketing-qualified, the deals won or lost, or the deals still open at the end of the "
+        "period"
+    ) in words
+
+    got = web.client("sid").get("/numbers/flags.csv?counted=closed&from=2024-07-01&to=2024-07-31")
+    rows = list(csv.reader(io.StringIO(got.text)))
+    assert [r[4] for r in rows[1:]] == ["D2"]
+    api = web.client().get(
+        "/api/v1/kpis/flags?counted=mql&from=2024-01-01&to=2024-01-31", headers=web.bearer("sid")
+    )
+    assert api.status_code == 200
+    assert (api.json()["total"], api.json()["by_kind"]) == (
+        2,
+        {"out_of_order": 1, "zero_amount": 1},
+    )

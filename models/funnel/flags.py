@@ -32,6 +32,7 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from itertools import chain
 from typing import IO, Any
 
@@ -53,7 +54,7 @@ from sqlalchemy.orm import Session
 from models.errors import InvalidInput
 from models.funnel.bulk import Bulk
 from models.funnel.links import DEAL_FROM_LEAD
-from models.funnel.sql import holds
+from models.funnel.sql import deal_terms, holds, in_window, lead_terms, open_at, window
 from models.funnel.tables import Deal, FunnelFlag, Lead
 from models.funnel.values import salesforce_long, salesforce_root
 
@@ -498,13 +499,16 @@ def _read(f: Any) -> FlagRead:
 
 
 def iter_flags(
-    session: Session, source: str | None = None, kind: str | None = None
+    session: Session,
+    source: str | None = None,
+    kind: str | None = None,
+    counted: Counted | None = None,
 ) -> Iterator[FlagRead]:
     """The flags the store holds (of one source, of one kind), in source, file and line
     order, read in chunks: memory does not grow with them (a million are a million)."""
     # (the option on the statement: on the connection it would make every later statement of
     # the unit of work a server-side cursor on PostgreSQL, its SAVEPOINTs too)
-    stmt = select(F).where(*_chosen(source, kind)).order_by(*_ORDER)
+    stmt = select(F).where(*_chosen(source, kind, counted)).order_by(*_ORDER)
     for r in session.connection().execute(stmt.execution_options(yield_per=2000)):
         yield _read(r)
 
@@ -616,10 +620,74 @@ def _check_choice(conn: Connection, source: str | None, kind: str | None) -> Non
         raise InvalidInput(f"the shared numbers hold no source “{source}”")
 
 
-def _chosen(source: str | None, kind: str | None) -> list[ColumnElement[bool]]:
+#: The records a KPI counts (its population: :class:`models.funnel.kpi_defs.KpiDef`), as
+#: people read them after "the flags of the ...".
+COUNTED = {
+    "mql": "leads that became marketing-qualified",
+    "closed": "deals won or lost",
+    "open": "deals still open at the end of the period",
+}
+
+
+class Counted(BaseModel):
+    """The records a KPI counted over a window of days (its end included): the leads that
+    became marketing-qualified in it (``mql``), the deals won or lost in it (``closed``), the
+    deals open at its end (``open``); the flags of those records are the ones it says it
+    counted with a flag."""
+
+    population: str
+    start: date | None = None
+    end: date | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        """A flag of one of those records: of a lead by the lead a flag names (a deal's flag
+        names its lead too, and flags it in the lead KPIs), of a deal by the deal."""
+        if self.population not in COUNTED:
+            *some, last = (f"the {v}" for v in COUNTED.values())
+            raise InvalidInput(
+                f"there is no choice of records {self.population!r}: a number counts "
+                f"{', '.join(some)}, or {last}"
+            )
+        s, e = window(self.start, self.end)
+        if self.population == "mql":
+            return (
+                select(L.c.id)
+                .where(
+                    L.c.source == F.c.source,
+                    L.c.external_id == F.c.lead_key,
+                    *in_window(lead_terms().mql, s, e),
+                )
+                .exists()
+            )
+        t = deal_terms()
+        if self.population == "closed":
+            counted = or_(and_(*in_window(t.won, s, e)), and_(*in_window(t.lost, s, e)))
+        else:
+            counted = open_at(t, e)
+        return (
+            select(D.c.id)
+            .where(D.c.source == F.c.source, D.c.external_id == F.c.deal_key, D.c.listed, counted)
+            .exists()
+        )
+
+    def words(self) -> str:
+        """ "the leads that became marketing-qualified from 7 Nov to 6 Dec 2026"."""
+        what = COUNTED.get(self.population, self.population)
+        a, b = (d.strftime("%-d %b %Y") if d else None for d in (self.start, self.end))
+        if self.population == "open":
+            return f"the deals still open at the end of {b}" if b else "the deals still open"
+        if a and b:
+            return f"the {what} from {a} to {b}"
+        return f"the {what}" + (f" from {a}" if a else "") + (f" up to {b}" if b else "")
+
+
+def _chosen(
+    source: str | None, kind: str | None, counted: Counted | None = None
+) -> list[ColumnElement[bool]]:
     return [
         *([F.c.source == source] if source is not None else []),
         *([F.c.kind == kind] if kind is not None else []),
+        *([counted.condition()] if counted is not None else []),
     ]
 
 
@@ -630,9 +698,15 @@ CSV_HEADER = ("Source", "File", "Line", "Record", "ID", "Flag", "What is odd")
 
 
 def write_flags_csv(
-    session: Session, out: IO[str], *, source: str | None = None, kind: str | None = None
+    session: Session,
+    out: IO[str],
+    *,
+    source: str | None = None,
+    kind: str | None = None,
+    counted: Counted | None = None,
 ) -> int:
-    """The flags of one source and kind (None: all), in source, file and line order, as CSV
+    """The flags of one source and kind (None: all), of the records a KPI ``counted`` (None:
+    of every record), in source, file and line order, as CSV
     written to ``out`` (a header, then a row per flag: people take it to put the records right
     in the system they came from); how many. Read in chunks: memory does not grow with them."""
     conn = session.connection()
@@ -640,7 +714,7 @@ def write_flags_csv(
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     n = 0
-    for f in iter_flags(session, source, kind):
+    for f in iter_flags(session, source, kind, counted):
         title = KIND_TITLES.get(f.kind, f.kind)
         writer.writerow([f.source, f.file or "", f.line or "", f.record, f.key, title, f.sentence])
         n += 1
@@ -652,11 +726,13 @@ def flag_page(
     *,
     source: str | None = None,
     kind: str | None = None,
+    counted: Counted | None = None,
     limit: int = FLAGS_PAGE,
     offset: int = 0,
 ) -> FlagPage:
-    """The flags of one source (None: every source) and of one kind (None: every kind), a page
-    at a time. A kind that is none, or a source the store does not hold, is refused."""
+    """The flags of one source (None: every source) and of one kind (None: every kind), of the
+    records a KPI ``counted`` (None: of every record), a page at a time. A kind that is none,
+    or a source the store does not hold, is refused."""
     conn = session.connection()
     _check_choice(conn, source, kind)
     by_source = dict(
@@ -666,12 +742,12 @@ def flag_page(
     )
     by_kind = dict(
         conn.execute(
-            select(F.c.kind, func.count()).where(*_chosen(source, None)).group_by(F.c.kind)
+            select(F.c.kind, func.count()).where(*_chosen(source, None, counted)).group_by(F.c.kind)
         )
         .tuples()
         .all()
     )
-    chosen = _chosen(source, kind)
+    chosen = _chosen(source, kind, counted)
     total = by_kind.get(kind, 0) if kind is not None else sum(by_kind.values())
     stmt = select(F).where(*chosen).order_by(*_ORDER).limit(limit).offset(offset)
     return FlagPage(

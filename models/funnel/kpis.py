@@ -22,7 +22,7 @@ property-based tests (``tests/test_kpi_rollups.py``) hold the two equal.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, or_, select, union
@@ -64,8 +64,9 @@ from models.funnel.sql import (
     in_window,
     lead_terms,
     open_at,
+    window,
 )
-from models.funnel.tables import day_start, to_epoch
+from models.funnel.tables import to_epoch
 from models.words import listed, quoted
 
 __all__ = [
@@ -94,14 +95,6 @@ __all__ = [
 
 
 # --- computing ---------------------------------------------------------------------------------
-
-
-def _window(start: date | None, end: date | None) -> tuple[int | None, int | None]:
-    if start and end and end < start:
-        raise InvalidInput(f"the window ends ({end}) before it starts ({start})")
-    s = day_start(start) if start else None
-    e = day_start(end + timedelta(days=1)) if end else None
-    return s, e
 
 
 def _dims(by: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -232,7 +225,7 @@ def compute_kpis(
             raise error if known else error.resolved_by("funnel_import")
     as_of = as_of or datetime.now(UTC)
     now = to_epoch(as_of)
-    s, e = _window(start, end)
+    s, e = window(start, end)
     sla_s = int(round(sla_hours * 3600))
     stall_s = stall_days * 86400
 

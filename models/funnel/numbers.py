@@ -114,6 +114,9 @@ class KpiCard(BaseModel):
     shown: str
     sample_size: int
     sample: str  # what the sample counts, in words
+    #: the records it counts: the leads that became MQLs in the period, the deals closed in
+    #: it, the deals open at its end (models.funnel.flags.Counted)
+    population: str
     flagged: int  # of its records carrying a data-quality flag
     compared: float | None
     compared_shown: str
@@ -370,6 +373,7 @@ def numbers(
                 shown=format_value(name, v.value if v else None, current.currency),
                 sample_size=v.sample_size if v else 0,
                 sample=d.sample,
+                population=d.population,
                 flagged=v.flagged if v else 0,
                 compared=compared,
                 compared_shown=format_value(name, compared, earlier.currency),

@@ -9,6 +9,7 @@ same expressions, so they cannot drift apart. Timestamps are integer seconds sin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from models.funnel.tables import Deal, FunnelFlag, Lead
+from models.errors import InvalidInput
+from models.funnel.tables import Deal, FunnelFlag, Lead, day_start
 
 L = Lead.__table__
 D = Deal.__table__
@@ -145,6 +147,15 @@ def as_int(col: Any) -> ColumnElement[int]:
 def count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
     # count(*) FILTER (WHERE ...): both backends; measured cheaper than sum(CASE ...) on SQLite
     return func.count().filter(cond)
+
+
+def window(start: date | None, end: date | None) -> tuple[int | None, int | None]:
+    """A window of days (its end included) as the epoch seconds it spans: [start, end + 1)."""
+    if start and end and end < start:
+        raise InvalidInput(f"the window ends ({end}) before it starts ({start})")
+    s = day_start(start) if start else None
+    e = day_start(end + timedelta(days=1)) if end else None
+    return s, e
 
 
 def in_window(col: ColumnElement[int], s: int | None, e: int | None) -> list[ColumnElement[bool]]:

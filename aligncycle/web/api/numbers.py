@@ -141,12 +141,30 @@ def data_quality_flags(
     kind: Annotated[
         str | None, Query(description="One kind of flag: " + ", ".join(flags.KIND_TITLES) + ".")
     ] = None,
+    counted: Annotated[
+        str | None,
+        Query(
+            description="Only the flags of the records a KPI counts over the days ``from`` to "
+            "``to``: " + "; ".join(f"{k}, the {v}" for k, v in flags.COUNTED.items()) + "."
+        ),
+    ] = None,
+    start: Annotated[
+        date | None,
+        Query(alias="from", ge=EARLIEST, le=LATEST, description="With counted: the first day."),
+    ] = None,
+    end: Annotated[
+        date | None,
+        Query(alias="to", ge=EARLIEST, le=LATEST, description="With counted: the last day."),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> flags.FlagPage:
     """The data-quality flags of the shared numbers (what is odd about the records the imports
     kept), in source, file and line order, with how many of each kind and of each source."""
-    return flags.flag_page(ctx.session, source=source, kind=kind, limit=limit, offset=offset)
+    chosen = flags.Counted(population=counted, start=start, end=end) if counted else None
+    return flags.flag_page(
+        ctx.session, source=source, kind=kind, counted=chosen, limit=limit, offset=offset
+    )
 
 
 @router.get("/kpis/sources", response_model=list[n.SourceState], tags=["numbers"])

@@ -206,6 +206,17 @@ def numbers_page(
     )
 
 
+def _counted(params: Mapping[str, Any]) -> flags.Counted | None:
+    """The records a KPI counted, from a flags URL (``counted``, ``from``, ``to``): its badge
+    opens the flags of those records."""
+    population = params.get("counted") or None
+    if population is None:
+        return None
+    return flags.Counted(
+        population=population, start=_day(params.get("from")), end=_day(params.get("to"))
+    )
+
+
 @page(router, "/numbers/flags")
 def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200) -> Response:
     """The data-quality flags of the shared numbers: what is odd about the records the imports
@@ -213,14 +224,20 @@ def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200
     params = dict(query or {})
     number = page_number(params)
     source, kind = params.get("source") or None, params.get("kind") or None
-    error = None
+    error = counted = None
     offset = (number - 1) * flags.FLAGS_PAGE
     try:
-        found = flags.flag_page(ctx.session, source=source, kind=kind, offset=offset)
-    except InvalidInput as exc:  # a kind or a source that is none
-        error, status, source, kind = exc.message, 422, None, None
+        counted = _counted(params)
+        found = flags.flag_page(
+            ctx.session, source=source, kind=kind, counted=counted, offset=offset
+        )
+    except InvalidInput as exc:  # a kind, a source, records or a date that is none
+        error, status, source, kind, counted = exc.message, 422, None, None, None
         found = flags.flag_page(ctx.session, offset=offset)
     kept = {k: v for k, v in {"source": source, "kind": kind}.items() if v}
+    if counted is not None:  # (the records a KPI counted: its badge links here)
+        kept["counted"] = counted.population
+        kept |= {k: d.isoformat() for k, d in (("from", counted.start), ("to", counted.end)) if d}
     return render(
         request,
         ctx,
@@ -230,6 +247,7 @@ def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200
         found=found,
         source=source,
         kind=kind,
+        counted=counted,
         titles=flags.KIND_TITLES,
         sources=n.known_sources(ctx.session),
         here="/numbers/flags" + ("?" + urlencode(kept) if kept else ""),
@@ -240,9 +258,9 @@ def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200
 
 @router.get("/numbers/flags.csv")
 def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
-    """The flags the page shows (its source and kind), every one, as CSV: to put the records
-    right in the system they were exported from. Written to a spooled file first (the unit of
-    work ends with this call), so memory holds at most its first megabytes."""
+    """The flags the page shows (its source, kind and records), every one, as CSV: to put the
+    records right in the system they were exported from. Written to a spooled file first (the
+    unit of work ends with this call), so memory holds at most its first megabytes."""
     params = request.query_params
     # (closed by the response's generator once sent, or here on a refusal)
     out = tempfile.SpooledTemporaryFile(  # noqa: SIM115
@@ -250,7 +268,11 @@ def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
     )
     try:
         flags.write_flags_csv(
-            ctx.session, out, source=params.get("source") or None, kind=params.get("kind") or None
+            ctx.session,
+            out,
+            source=params.get("source") or None,
+            kind=params.get("kind") or None,
+            counted=_counted(params),
         )
     except BaseException:
         out.close()
