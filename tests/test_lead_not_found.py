@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.db import Store
-from models.funnel.flags import LEAD_NOT_FOUND, first_flags, list_flags
+from models.funnel.flags import LEAD_NOT_FOUND, first_flags, iter_flags
 from models.funnel.importer import import_files
 from models.funnel.mapping import load_profile
 from tests.test_funnel_import import run
@@ -43,7 +43,7 @@ def deals_csv(folder: Path, leads: list[str]) -> Path:
 
 def flags_of(store: Store) -> dict[str, str]:
     with store.unit_of_work() as s:
-        return {f.key: f.sentence for f in list_flags(s, "hubspot") if f.kind == LEAD_NOT_FOUND}
+        return {f.key: f.sentence for f in iter_flags(s, "hubspot") if f.kind == LEAD_NOT_FOUND}
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["one process", "second process"])
@@ -260,7 +260,7 @@ def test_a_lead_whose_id_lost_its_leading_zeros_is_flagged_as_the_same_lead_twic
         )
     assert summary.flags_by_kind == {"zeros_dropped": 1}
     with store.unit_of_work() as s:
-        (flag,) = [f for f in list_flags(s, "hubspot") if f.kind == "zeros_dropped"]
+        (flag,) = [f for f in iter_flags(s, "hubspot") if f.kind == "zeros_dropped"]
     assert (flag.key, flag.line) == ("123", 2)
     assert flag.sentence.startswith(
         "Lead 123 is most likely the lead 00123 with its leading zeros dropped (a file saved "
@@ -315,7 +315,7 @@ def test_many_flags_are_written_and_told_a_chunk_at_a_time(
     assert summary.unfound is not None
     assert (summary.unfound.missing, summary.unfound.deals, summary.unfound.named) == (11, 15, "X1")
     with store.unit_of_work() as s:
-        stored = list_flags(s, "hubspot")
+        stored = list(iter_flags(s, "hubspot"))
         first = first_flags(s, "hubspot", per_kind=2)
     assert len(stored) == 15
     assert [f.key for f in first] == ["D1", "D2", "Z1", "Z2"]

@@ -155,7 +155,16 @@ def lead_flags(conn: Connection, source: str) -> Iterator[list[dict[str, Any]]]:
                         f"{_LEAD_LABEL[a]}."
                     )
                     out.append(
-                        _flag(source, "lead", r.external_id, None, r, "out_of_order", sentence)
+                        _flag(
+                            source,
+                            "lead",
+                            r.external_id,
+                            None,
+                            r.file,
+                            r.line,
+                            "out_of_order",
+                            sentence,
+                        )
                     )
         yield out
     yield from _zeros_dropped(conn, source)
@@ -203,7 +212,9 @@ def _zeros_dropped(conn: Connection, source: str) -> Iterator[list[dict[str, Any
                 "text); imported as the whole export, it removes the lead "
                 f"{r.external_id}."
             )
-            out.append(_flag(source, "lead", r.external_id, None, r, ZEROS_DROPPED, sentence))
+            out.append(
+                _flag(source, "lead", r.external_id, None, r.file, r.line, ZEROS_DROPPED, sentence)
+            )
         yield out
 
 
@@ -383,18 +394,7 @@ def _deal_chunk(
         if lead_missing:
             said.append((LEAD_NOT_FOUND, _not_found_sentence(name, lead_key, near.get(lead_key))))
         for kind, sentence in said:
-            out.append(
-                {
-                    "source": source,
-                    "record": "deal",
-                    "lead_key": lead_key,
-                    "deal_key": key,
-                    "file": file,
-                    "line": line,
-                    "kind": kind,
-                    "sentence": sentence,
-                }
-            )
+            out.append(_flag(source, "deal", lead_key, key, file, line, kind, sentence))
     return out
 
 
@@ -403,7 +403,8 @@ def _flag(
     record: str,
     lead_key: str | None,
     deal_key: str | None,
-    r: Any,
+    file: str | None,
+    line: int | None,
     kind: str,
     sentence: str,
 ) -> dict[str, Any]:
@@ -412,8 +413,8 @@ def _flag(
         "record": record,
         "lead_key": lead_key,
         "deal_key": deal_key,
-        "file": r.file,
-        "line": r.line,
+        "file": file,
+        "line": line,
         "kind": kind,
         "sentence": sentence,
     }
@@ -511,11 +512,6 @@ def iter_flags(
     stmt = select(F).where(*_chosen(source, kind, counted)).order_by(*_ORDER)
     for r in session.connection().execute(stmt.execution_options(yield_per=2000)):
         yield _read(r)
-
-
-def list_flags(session: Session, source: str | None = None) -> list[FlagRead]:
-    """The flags the store holds (of one source), in file and line order."""
-    return list(iter_flags(session, source))
 
 
 def first_flags(
