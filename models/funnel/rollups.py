@@ -338,28 +338,21 @@ def _stream(conn: Connection, stmt: Any, per: int = _FETCH) -> Any:
     return conn.execute(stmt.execution_options(stream_results=True, yield_per=per))
 
 
-def _flagged(periods: Callable[[Any, Any], tuple[list, list]]) -> Any:
+def _flagged(chunks: Iterable[list[Any]]) -> dict[str, Counter[Any]]:
     """Counters of flagged records by dimension, from chunks of rows of (the event kind or
     None, day, month, each dimension's key but the first's, how many records): the database
     groups the records alike, so a dimension adds up groups, not records (a million flagged
-    deals added up one at a time took 8 s of Python). ``periods(day, month)`` gives the
-    (grain, period) pairs a dimension counts a row in, for the dimensions by day and the
-    others."""
+    deals added up one at a time took 8 s of Python)."""
     out: dict[str, Counter[Any]] = {d: Counter() for d in DIMS}
     by_day = [d in DAY_DIMS for d in DIMS]
-
-    def count(chunks: Iterable[list[Any]]) -> dict[str, Counter[Any]]:
-        for chunk in chunks:
-            for kind, day, month, *keys, n in chunk:
-                daily, monthly = periods(day, month)
-                for dim, daywise, k in zip(DIMS, by_day, (None, *keys), strict=True):
-                    counter = out[dim]
-                    for grain, period in daily if daywise else monthly:
-                        key = (grain, period, k) if kind is None else (kind, grain, period, k)
-                        counter[key] += n
-        return out
-
-    return count
+    for chunk in chunks:
+        for kind, day, month, *keys, n in chunk:
+            daily, monthly = _periods(day, month)
+            for dim, daywise, k in zip(DIMS, by_day, (None, *keys), strict=True):
+                counter = out[dim]
+                for grain, period in daily if daywise else monthly:
+                    counter[(grain, period, k) if kind is None else (kind, grain, period, k)] += n
+    return out
 
 
 @lru_cache(maxsize=8192)
@@ -387,7 +380,7 @@ def _lead_flags(
         .where(L.c.source == source, in_ranges(t.mql, ranges), L.c.external_id.in_(named))
         .group_by(day, month, *keys)
     )
-    return _flagged(_periods)(_stream(conn, stmt, _FLAGGED_FETCH).partitions())
+    return _flagged(_stream(conn, stmt, _FLAGGED_FETCH).partitions())
 
 
 def _deal_flags(
@@ -404,7 +397,7 @@ def _deal_flags(
         .where(D.c.listed, D.c.source == source, e["where"], D.c.external_id.in_(named))
         .group_by(e["kinds"], day, e["month"], *keys)
     )
-    return _flagged(_periods)(_stream(conn, stmt, _FLAGGED_FETCH).partitions())
+    return _flagged(_stream(conn, stmt, _FLAGGED_FETCH).partitions())
 
 
 def _once(compute: Callable[[], dict[str, Counter[Any]]]) -> Callable[[str], dict[Any, int]]:
