@@ -559,6 +559,7 @@ def funnel_status(json_out: bool = cc.JSON_OPTION) -> None:
                     "leads": st.leads,
                     "deals": st.deals,
                     "flags": st.flags,
+                    "unlinked": st.unlinked,
                     "currency": st.currency,
                     "imported_at": st.imported_at,
                     "behind": st.behind,

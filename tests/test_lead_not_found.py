@@ -399,3 +399,39 @@ def test_a_kpis_flag_badge_opens_the_flags_of_the_records_it_counted(
         2,
         {"out_of_order": 1, "zero_amount": 1},
     )
+
+
+def test_the_numbers_say_when_many_deals_of_a_source_name_leads_not_in_the_data(
+    org: Store, tmp_path: Path
+) -> None:
+    """A week after an import whose deals named their leads by another id, the Numbers page
+    still says so at its top (a tenth of a source's deals or more), with a link to those
+    deals' flags; the sources' list and the API count them; a few are only counted."""
+    from tests.test_web_import import make_web, text
+
+    web = make_web(org, tmp_path)
+    contacts = contacts_csv(tmp_path, ["101", "102", "103"])
+    deals = deals_csv(tmp_path, ["ann@example.com", "bob@example.com", "101"])
+    with org.unit_of_work() as s:
+        import_files(s, [contacts, deals], load_profile("hubspot"))
+    page = web.client("sid").get("/numbers")
+    words = text(page)
+    assert (
+        "2 of the 3 deals of “hubspot” name a lead that is not in the data: they count with no "
+        "channel, campaign or lead dates, so the numbers by channel and campaign leave them out. "
+        "See which deals, and the lead each names."
+    ) in words
+    assert "/numbers/flags?source=hubspot&amp;kind=lead_not_found" in page.text
+    assert "2 of its deals name a lead that is not in the data." in words
+    got = web.client().get("/api/v1/kpis/sources", headers=web.bearer("sid")).json()
+    assert [(x["unlinked"], x["many_unlinked"]) for x in got] == [(2, True)]
+
+    # the same deals beside many that name their leads: counted, not said at the top
+    many = [f"{n}" for n in range(200, 230)]
+    contacts = contacts_csv(tmp_path, ["101", "102", "103", *many])
+    deals = deals_csv(tmp_path, ["ann@example.com", "bob@example.com", "101", *many])
+    with org.unit_of_work() as s:
+        import_files(s, [contacts, deals], load_profile("hubspot"))
+    words = text(web.client("sid").get("/numbers"))
+    assert "name a lead that is not in the data: they count" not in words
+    assert "2 of its deals name a lead that is not in the data." in words

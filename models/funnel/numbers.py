@@ -14,6 +14,7 @@ a new version), so a page read again after no import reads no rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from models.errors import InvalidInput
 from models.funnel.cache import cache as _cache
 from models.funnel.cache import version_key as _version_key
 from models.funnel.currency import source_currencies
+from models.funnel.flags import LEAD_NOT_FOUND
 from models.funnel.kpis import (
     KPIS,
     MONEY_KPIS,
@@ -185,6 +187,9 @@ def known_sources(session: Session) -> list[str]:
 #: A source whose newest import is older than this is said to be behind, unless the caller
 #: says otherwise (the teams' cadence: models.services.agreements.viewer_cadence_days).
 BEHIND_AFTER_DAYS = 7
+#: A source is said to have many deals whose lead is not in the data when at least this share
+#: of its deals do: its numbers by channel and campaign, and its deals' lead dates, miss them.
+UNLINKED_SHARE = 0.1
 
 
 class SourceState(BaseModel):
@@ -197,6 +202,8 @@ class SourceState(BaseModel):
     deals: int
     #: its records' data-quality flags
     flags: int
+    #: of its deals, those naming a lead it does not hold (each flagged)
+    unlinked: int = 0
     #: the currency of its amounts, when said (None: it holds none, or none was said)
     currency: str | None = None
     #: when its newest import finished (None: imported before imports were recorded)
@@ -207,6 +214,12 @@ class SourceState(BaseModel):
     days_since: int | None = None
     #: how many days it may go without an import before it is behind
     behind_after_days: int = BEHIND_AFTER_DAYS
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def many_unlinked(self) -> bool:
+        """At least :data:`UNLINKED_SHARE` of its deals name a lead it does not hold."""
+        return self.unlinked > 0 and self.unlinked >= UNLINKED_SHARE * self.deals
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -222,7 +235,7 @@ def source_states(
     import: cached by the data version, as the KPIs), its currency, and its newest import
     (behind when older than ``behind_after_days``)."""
 
-    def counts() -> dict[str, tuple[int, int, int]]:
+    def counts() -> dict[str, tuple[int, int, int, int]]:
         conn = session.connection()
         leads = dict(conn.execute(select(L.c.source, func.count()).group_by(L.c.source)).all())
         deals = dict(
@@ -230,9 +243,16 @@ def source_states(
                 select(D.c.source, func.count()).where(D.c.listed).group_by(D.c.source)
             ).all()
         )
-        flagged = dict(conn.execute(select(F.c.source, func.count()).group_by(F.c.source)).all())
+        flagged: Counter[str] = Counter()
+        unlinked: Counter[str] = Counter()
+        for src, kind, n in conn.execute(
+            select(F.c.source, F.c.kind, func.count()).group_by(F.c.source, F.c.kind)
+        ):
+            flagged[src] += n
+            if kind == LEAD_NOT_FOUND:
+                unlinked[src] += n
         return {
-            src: (int(leads.get(src, 0)), int(deals.get(src, 0)), int(flagged.get(src, 0)))
+            src: (int(leads.get(src, 0)), int(deals.get(src, 0)), flagged[src], unlinked[src])
             for src in {*leads, *deals}
         }
 
@@ -247,7 +267,7 @@ def source_states(
     now = now or datetime.now(UTC)
     out = []
     for src in sorted(held):
-        leads, deals, flagged = held[src]
+        leads, deals, flagged, unlinked = held[src]
         log = imports.get(src)
         at = log.finished_at or log.started_at if log is not None else None
         if at is not None and at.tzinfo is None:
@@ -258,6 +278,7 @@ def source_states(
                 leads=leads,
                 deals=deals,
                 flags=flagged,
+                unlinked=unlinked,
                 currency=currencies.get(src),
                 imported_at=at,
                 files=list(log.files or []) if log is not None else [],
