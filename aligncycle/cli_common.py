@@ -185,16 +185,20 @@ def _default(value: Any) -> Any:
 _JSON_CONTROL = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def emit_json(value: Any) -> None:
-    if isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    elif isinstance(value, BaseModel):
+def _json_text(value: Any) -> str:
+    """``value`` as indented JSON (a pydantic model as its JSON form)."""
+    if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     text = json.dumps(value, default=_default, indent=2, ensure_ascii=False)
     # json escapes C0 controls itself; escape C1 controls and bidi overrides too, so that the
     # data stays whole and the terminal gets no control character (see printable()).
-    text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    sys.stdout.write(text + "\n")
+    return _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def emit_json(value: Any) -> None:
+    if isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    sys.stdout.write(_json_text(value) + "\n")
 
 
 def emit_json_array(items: Iterable[Any]) -> None:
@@ -203,11 +207,7 @@ def emit_json_array(items: Iterable[Any]) -> None:
     out = sys.stdout
     first = True
     for item in items:
-        if isinstance(item, BaseModel):
-            item = item.model_dump(mode="json")
-        text = json.dumps(item, default=_default, indent=2, ensure_ascii=False)
-        text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-        out.write(("[\n" if first else ",\n") + "  " + text.replace("\n", "\n  "))
+        out.write(("[\n" if first else ",\n") + "  " + _json_text(item).replace("\n", "\n  "))
         first = False
     out.write("[]\n" if first else "\n]\n")
 
