@@ -254,13 +254,14 @@ def test_late_leads_are_counted_against_the_agreed_hand_off_time(store, signed: 
 
 
 def _digest_world(s, today, signed: bool, adopted_on: date) -> int:  # noqa: ANN001
-    """The pair's next cycle in Execute (started 20 days ago, each team with a channel), the
-    first cycle's change to a daily cadence signed by both (``signed``: adopted on
-    ``adopted_on``) or by nobody; the agreement's first version is older than both."""
+    """The pair's next cycle in Execute (started 25 days ago: before every week the tests'
+    digests cover, whatever today's weekday; on a Monday one starts 21 days ago), each team
+    with a channel; the first cycle's change to a daily cadence signed by both (``signed``:
+    adopted on ``adopted_on``) or by nobody; the agreement's first version is older than both."""
     from models.cadence.tables import ChannelKind, NotificationChannel
 
     first, amendment = _first_cycle_in_recap(s, today)
-    nxt = seed.start(s, "Hand-off, summer", today - timedelta(days=20))
+    nxt = seed.start(s, "Hand-off, summer", today - timedelta(days=25))
     gap_ids = seed.to_plan(s, nxt, ["Reps do not know the new scoring"])
     seed.plan_actions(s, nxt, gap_ids, today + timedelta(days=10))
     seed.answer_phase(s, nxt, _p(s, "sam"))
