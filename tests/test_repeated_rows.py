@@ -8,19 +8,19 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from models.db import Store
+from models.funnel.files import FileSummary
 from models.funnel.importer import import_files
-from models.funnel.mapping import parse_mapping
+from models.funnel.mapping import MappingSpec, parse_mapping
 from models.funnel.repeats import SeenKeys
-from models.funnel.tables import Deal
+from models.funnel.tables import Deal, Lead
 from tests.test_funnel_import import write_csv
 
-DEALS = parse_mapping(
-    """
+DEALS_YAML = """
 name: opportunities
 source: crm
 fields:
@@ -30,15 +30,14 @@ fields:
   opportunity_at: Created
   amount: Amount
 """
-)
+DEALS = parse_mapping(DEALS_YAML)
 DEAL_HEADER = ["Opportunity ID", "Lead", "Stage", "Created", "Amount", "Product"]
-LEADS_AND_DEALS = parse_mapping(
-    """
+LEADS_AND_DEALS_YAML = """
 name: leads
 source: crm
 fields: {external_id: Id, channel: Channel, mql_at: MQL, won_at: Won, amount: Amount}
 """
-)
+LEADS_AND_DEALS = parse_mapping(LEADS_AND_DEALS_YAML)
 
 
 def write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -131,9 +130,114 @@ def test_a_new_export_of_the_same_file_is_no_repeat(store: Store, tmp_path: Path
         "columns": ["Stage"],
     }
     assert deals(store)["D3"] == (300, "Closed Won", 42)
-    with store.unit_of_work() as s:  # and again: nothing changed but the one repeat
+    with store.unit_of_work() as s:  # and again: nothing changed, and the one repeat
         f = import_files(s, [path], DEALS, batch_size=3).files[0]
-    assert (f.new, f.changed, f.unchanged, f.repeated) == (0, 1, 39, 1)
+    assert (f.new, f.changed, f.unchanged, f.repeated) == (0, 0, 40, 1)
+    assert deals(store)["D3"] == (300, "Closed Won", 42)
+
+
+def test_the_same_export_imported_again_changes_nothing(store: Store, tmp_path: Path) -> None:
+    """A report with a row per product, imported again as it was: its deals' first rows differ
+    from what the last rows left, but each deal ends as it was, so nothing is changed; and a
+    new export whose later row of a deal says a new amount changes that deal, though its
+    first row is as before."""
+    rows = [
+        ["D1", "L1", "Closed Won", "2024-03-01", "1200", "Licences"],
+        ["D2", "L2", "Prospecting", "2024-03-02", "500", "Licences"],
+        ["D1", "L1", "Closed Won", "2024-03-01", "1200", "Support"],
+        ["D1", "L1", "Closed Won", "2024-03-01", "300", "Training"],
+        ["D3", "L3", "Closed Lost", "2024-03-04", "700", "Licences"],
+        ["D3", "L3", "Closed Lost", "2024-03-04", "700", "Support"],
+    ]
+    path = write(tmp_path / "opportunities.csv", DEAL_HEADER, rows)
+    for _ in range(2):
+        with store.unit_of_work() as s:
+            f = import_files(s, [path], DEALS, batch_size=2).files[0]
+    assert (f.rows, f.new, f.changed, f.unchanged, f.repeated) == (6, 0, 0, 3, 3)
+    rows[5][4] = "750"  # D3's second product costs more now
+    write(tmp_path / "opportunities.csv", DEAL_HEADER, rows)
+    with store.unit_of_work() as s:
+        f = import_files(s, [path], DEALS, batch_size=2).files[0]
+    assert (f.new, f.changed, f.unchanged, f.repeated) == (0, 1, 2, 3)
+    assert deals(store)["D3"] == (75000, "Closed Lost", 7)
+
+
+_STAGES = ["Prospecting", "Closed Won"]
+_examples = iter(range(1 << 30))  # (a source of its own for each example: one store)
+
+
+def _imported_in_turn(name: str):  # noqa: ANN202
+    """Examples of files imported one after the other: each ``name`` or another name, its
+    rows (a record 0-3, one of two values, 1 or 2), and a batch size."""
+    row = st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(1, 2))
+    files = st.tuples(st.sampled_from([name, "other.csv"]), st.lists(row, max_size=8))
+    return lambda test: settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )(
+        given(
+            imports=st.lists(files, min_size=1, max_size=4),
+            batch_size=st.sampled_from([1, 2, 3, 100]),
+        )(test)
+    )
+
+
+def _new_source(tmp_path: Path, mapping: str) -> tuple[str, MappingSpec, Path]:
+    """A source of its own, its mapping and a folder for its files."""
+    n = next(_examples)
+    folder = tmp_path / str(n)
+    folder.mkdir()
+    return f"crm{n}", parse_mapping(mapping.replace("source: crm", f"source: crm{n}")), folder
+
+
+def _counts_are(f: FileSummary, rows: int, seen: set[str], before: dict, after: dict) -> None:
+    """The file's records are new, changed or unchanged by ``after`` against ``before``."""
+    new = [k for k in seen if k not in before]
+    changed = [k for k in seen if k in before and after[k] != before[k]]
+    unchanged = len(seen) - len(new) - len(changed)
+    assert (f.rows, f.new, f.changed, f.unchanged, f.repeated) == (
+        (rows, len(new), len(changed), unchanged, rows - len(seen))
+    )
+
+
+@_imported_in_turn("opportunities.csv")
+def test_a_record_is_new_changed_or_unchanged_by_what_the_import_leaves_of_it(
+    store: Store,
+    tmp_path: Path,
+    imports: list[tuple[str, list[tuple[int, int, int]]]],
+    batch_size: int,
+) -> None:
+    """Files of deals whose rows repeat deals, imported one after the other: each file's
+    deals are new, changed or unchanged by what the store holds of them after the file against
+    before it; each row that lists a deal an earlier row of the file lists is repeated; a
+    repeat with other values is stored from its line, one with the same values keeps the
+    earlier line (a model of it, row by row)."""
+    source, spec, folder = _new_source(tmp_path, DEALS_YAML)
+    model: dict[str, tuple] = {}  # deal -> (amount in cents, stage, line), and its file
+    files: dict[str, str] = {}
+    for name, rows in imports:
+        cells = [[f"D{k}", f"L{k}", _STAGES[stg], "2024-03-01", str(a), "x"] for k, stg, a in rows]
+        path = write(folder / name, DEAL_HEADER, cells)
+        before = {k: (v, files[k]) for k, v in model.items()}
+        seen: set[str] = set()
+        for line, (key, _lead, stage, _at, amount, _p) in enumerate(cells, 2):
+            values = (int(amount) * 100, stage)
+            if key not in seen:  # stored from this line unless the store holds it as it is
+                seen.add(key)
+                model[key], files[key] = (*values, line), name
+            elif model[key][:2] != values:  # a repeat: stored from its line if it differs
+                model[key] = (*values, line)
+        after = {k: (v, files[k]) for k, v in model.items()}
+        with store.unit_of_work() as s:
+            f = import_files(s, [path], spec, batch_size=batch_size).files[0]
+        _counts_are(f, len(rows), seen, before, after)
+        with store.engine.connect() as conn:
+            d = Deal.__table__
+            got = conn.execute(
+                select(d.c.external_id, d.c.amount_cents, d.c.stage, d.c.line, d.c.file).where(
+                    d.c.source == source
+                )
+            )
+            assert {r[0]: (tuple(r[1:4]), r[4]) for r in got} == after
 
 
 def test_records_in_two_files_of_one_import_are_no_repeat(store: Store, tmp_path: Path) -> None:
@@ -166,3 +270,49 @@ def test_seen_keys_holds_eight_bytes_a_key() -> None:
         seen.seen_before([str(rng.getrandbits(64)) for _ in range(5000)])
     assert sum(r.nbytes for r in seen.runs) == 8 * 200 * 5000
     assert len(seen.runs) <= 20
+
+
+@_imported_in_turn("leads.csv")
+def test_a_lead_and_its_deal_are_changed_by_what_the_import_leaves_of_either(
+    store: Store,
+    tmp_path: Path,
+    imports: list[tuple[str, list[tuple[int, int, int]]]],
+    batch_size: int,
+) -> None:
+    """Files whose rows are a lead and its deal, rows repeating leads, imported one after the
+    other: a row is changed when its lead or its deal is, by what the store holds of them after
+    the file against before it (each kept from its own latest line that differs)."""
+    source, spec, folder = _new_source(tmp_path, LEADS_AND_DEALS_YAML)
+    leads: dict[str, tuple] = {}  # lead -> (channel, file, line)
+    deals_: dict[str, tuple] = {}  # its deal -> (amount in cents, file, line)
+    for name, rows in imports:
+        channels = ["web", "ads"]
+        cells = [[f"L{k}", channels[c], "2024-03-01", "2024-03-09", str(a)] for k, c, a in rows]
+        path = write(folder / name, ["Id", "Channel", "MQL", "Won", "Amount"], cells)
+        before = {k: (leads[k], deals_[k]) for k in leads}
+        seen: set[str] = set()
+        for line, (key, channel, _mql, _won, amount) in enumerate(cells, 2):
+            cents = int(amount) * 100
+            if key not in seen:
+                seen.add(key)
+                leads[key], deals_[key] = (channel, name, line), (cents, name, line)
+                continue
+            if leads[key][0] != channel:
+                leads[key] = (channel, name, line)
+            if deals_[key][0] != cents:
+                deals_[key] = (cents, name, line)
+        with store.unit_of_work() as s:
+            f = import_files(s, [path], spec, batch_size=batch_size).files[0]
+        _counts_are(f, len(rows), seen, before, {k: (leads[k], deals_[k]) for k in leads})
+        with store.engine.connect() as conn:
+            d, lt = Deal.__table__, Lead.__table__
+            where = d.c.source == source
+            got = conn.execute(
+                select(d.c.external_id, d.c.amount_cents, d.c.file, d.c.line).where(where)
+            )
+            assert {r[0]: tuple(r[1:]) for r in got} == deals_
+            where = lt.c.source == source
+            got = conn.execute(
+                select(lt.c.external_id, lt.c.channel, lt.c.file, lt.c.line).where(where)
+            )
+            assert {r[0]: tuple(r[1:]) for r in got} == leads

@@ -13,6 +13,15 @@ kept in memory. Otherwise the file's keys so far are kept as 64-bit hashes
 (:class:`SeenKeys`, 8 bytes a row), and a row is a repeat when its key was seen and the stored
 row names this file and an earlier line: both must agree, so a collision of hashes cannot
 make a row a repeat alone.
+
+A record is new, changed or unchanged by what the import leaves of it, its last row, against
+what the store held before: a file imported again whose record's rows differ (line 2 says one
+amount, line 5 another) leaves it as it was, so it is unchanged, though its first row, compared
+on its own, differed. So, on an import of a file into a table that held rows of its source,
+:class:`Repeats` keeps what it needs to tell the record's last state from its first row's
+(:meth:`Repeats.first`, :meth:`Repeats.settle`): the keys whose first row was written (8 bytes
+each), and, for a record whose first row replaced a row the same file wrote at a later line
+(the only way its last row can give back what the store held), a hash of that stored row.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from models.words import quoted
 
 #: examples kept per file
 SAMPLES = 3
+_UNSET = object()  # a record's half not written yet by the import: the stored row is before
 
 
 class Repeat(BaseModel):
@@ -162,11 +172,25 @@ class Repeats:
         #: the lines counted as repeats and not yet seen by the deals' writer (when it has one)
         self.paired = False
         self._open: dict[int, Repeat] = {}
+        #: not on a first import (every record is new): of each half of a record (its row of
+        #: the writer counting the rows; the deal of a file of leads), the keys whose first row
+        #: was written; the halves that may end as they were: (half, key) -> hash of the row
+        #: stored before; and the records a repeat replaced, each half as in :meth:`_half`
+        self._written = None if exact else (SeenKeys(), SeenKeys())
+        self._before: dict[tuple[int, str], int] = {}
+        self._now: dict[str, list[list[Any]]] = {}
+        self._held: list[set[str]] = [set(), set()]  # a batch's repeats' keys in _written
 
     def batch(self, keys: Collection[str]) -> None:
         """A batch's keys, before it is written (:meth:`check` tells its repeats)."""
         if self.seen is not None:
             self._maybe = self.seen.seen_before(list(keys))
+        if self._written is not None:  # (of those, the keys written already)
+            maybe = list(self._maybe)
+            self._held = [
+                {k for k, hit in zip(maybe, w.holds(maybe), strict=True) if hit}
+                for w in self._written
+            ]
 
     def check(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> bool | None:
         """None when ``row`` is no repeat; else whether it must be written (its values differ
@@ -206,6 +230,49 @@ class Repeats:
                     self.unlike.append(example)
         example.columns += [c for c in differ if c not in example.columns]
         return True
+
+    def first(
+        self,
+        half: int,
+        written: dict[str, tuple[Any, ...] | None],
+        rows: dict[str, tuple[Any, ...]],
+    ) -> None:
+        """A batch's rows that are no repeat and were written, of one half of the record (0:
+        the writer counting the rows, 1: the deals of a file of leads): each key with the row
+        stored before (None: none), and the batch's rows."""
+        if self._written is None or not written:
+            return
+        self._written[half].add(list(written))
+        for key, stored in written.items():
+            # the row a later line of this file wrote: the record's last row may give it back
+            if stored is not None and stored[-2] == self.file and (stored[-1] or 0) > rows[key][-1]:
+                self._before[(half, key)] = hash(stored)
+
+    def settle(self, half: int, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> int:
+        """A repeat whose row (of one half of the record) replaces the stored one: +1 when
+        the record, counted unchanged so far, is changed now; -1 when, counted changed, it is
+        as it was before the import; else 0."""
+        if self._written is None:
+            return 0
+        halves = self._now.get(key)
+        if halves is None:  # each half: [hash of the row before the import, as it was now]
+            halves = self._now[key] = [self._half(h, key) for h in (0, 1)]
+        was = all(h[1] for h in halves)
+        h = halves[half]
+        if h[0] is _UNSET:  # unchanged by its first row: the stored row is the one before
+            h[0] = hash(stored)
+        h[1] = h[0] is not None and hash(row) == h[0]
+        return was - all(h[1] for h in halves)
+
+    def _half(self, half: int, key: str) -> list[Any]:
+        """A half of a record before its first repeat is written: its row before the import,
+        None when it is changed for good (new, or replaced a row no later line wrote)."""
+        before = self._before.pop((half, key), None)
+        if before is not None:
+            return [before, False]
+        if key in self._held[half]:
+            return [None, False]
+        return [_UNSET, True]
 
     def done(self) -> None:
         """The deals' writer has seen a batch: the lines it had no deal for are done too."""

@@ -556,6 +556,9 @@ class _Target:
         primary = self.primary
         listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
         repeats = self.repeats
+        written: dict[str, tuple[Any, ...] | None] = {}  # the rows written that are no repeat
+        half = 0 if counts is not None else 1  # (of a record, for its repeats)
+        tally = counts if counts is not None else primary.counts if primary is not None else None
         for key, values in batch.items():
             old = stored.get(key)
             if old is not None and repeats is not None:
@@ -565,6 +568,11 @@ class _Target:
                     write = repeats.also(old, values, self.repeat_columns)
                 if write is not None:  # counted as repeated, not as new or changed
                     if write:  # (the later row is kept)
+                        # the record may be changed now, or as it was before the import
+                        shift = repeats.settle(half, key, old, values)
+                        if shift and tally is not None:
+                            tally.changed += shift
+                            tally.unchanged -= shift
                         out.append((source, key, *values))
                         if self.touched is not None:
                             self._touch(key, old, values)
@@ -583,6 +591,7 @@ class _Target:
                 primary.counts.unchanged -= 1
                 primary.counts.changed += 1
                 primary.unchanged_keys.discard(key)
+            written[key] = old
             # (SQLite: one statement, the rows in file order)
             (new if old is None and self.pg else out).append((source, key, *values))
             if self.touched is not None:
@@ -590,3 +599,5 @@ class _Target:
         if out or new:
             self._write(out, new)
             self.written += len(out) + len(new)
+        if repeats is not None:
+            repeats.first(half, written, batch)
