@@ -6,6 +6,7 @@ file's columns whose values differ (models.funnel.repeats)."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -84,6 +85,40 @@ def test_a_report_with_a_row_per_product_counts_each_deal_once(
         "“D1” on lines 2 and 4). Each deal is counted once; where the rows differ, the later "
         "one is kept."
     )
+
+
+def test_the_preview_counts_a_deal_on_several_rows_once_at_its_last_stage(
+    store: Store, tmp_path: Path
+) -> None:
+    """The table of how a file's stages are read counts deals: a deal on three rows, its stage
+    moving on from row to row, is one deal, at the stage of its last row."""
+    spec = parse_mapping(
+        DEALS_YAML.replace(
+            "  amount: Amount\n",
+            "  amount: Amount\n"
+            "  won_at: {column: Closed, when: {column: Stage, in: [Closed Won]}}\n"
+            "  lost_at: {column: Closed, when: {column: Stage, in: [Closed Lost]}}\n",
+        )
+    )
+    path = write(
+        tmp_path / "opportunities.csv",
+        ["Opportunity ID", "Lead", "Stage", "Created", "Amount", "Closed"],
+        [
+            ["D1", "L1", "Prospecting", "2024-03-01", "100", ""],
+            ["D2", "L2", "Closed Lost", "2024-03-01", "100", "2024-03-20"],
+            ["D1", "L1", "Negotiation", "2024-03-01", "100", ""],
+            ["D2", "L2", "Closed Lost", "2024-03-01", "100", "2024-03-20"],
+            ["D1", "L1", "Closed Won", "2024-03-01", "100", "2024-03-30"],
+        ],
+    )
+    for _ in range(2):  # (a first import, and the same file again)
+        with store.unit_of_work() as s:
+            f = import_files(s, [path], spec, batch_size=2).files[0]
+        assert f.stages is not None
+        assert [(r.stage, r.won, r.lost, r.open) for r in f.stages.rows] == [
+            ("Closed Lost", 0, 1, 0),
+            ("Closed Won", 1, 0, 0),
+        ]
 
 
 def test_a_file_of_leads_and_their_deals_says_a_deal_column_differs(
@@ -230,6 +265,9 @@ def test_a_record_is_new_changed_or_unchanged_by_what_the_import_leaves_of_it(
         with store.unit_of_work() as s:
             f = import_files(s, [path], spec, batch_size=batch_size).files[0]
         _counts_are(f, len(rows), seen, before, after)
+        # the preview's stages count each deal once, as its last row reads it
+        stages = Counter(model[k][1] for k in seen)
+        assert ({r.stage: r.deals for r in f.stages.rows} if f.stages else {}) == stages
         with store.engine.connect() as conn:
             d = Deal.__table__
             got = conn.execute(

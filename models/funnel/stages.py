@@ -47,6 +47,25 @@ class Stages(BaseModel):
     won_column: str | None = None
     lost_column: str | None = None
 
+    def less(self, counted: dict[tuple[str | None, int], int]) -> Stages:
+        """These stages without deals counted twice: (stage, 0 won, 1 lost or 2 open) -> how
+        many. The rows are counted as read, and a file that lists a deal on several rows (a
+        report with a row per product) counts it once per row: the writer of the deals counts
+        the row each repeat replaced (:class:`models.funnel.upsert._Target`), so a deal counts
+        once, as its last row reads it."""
+        rows = [r.model_copy() for r in self.rows]
+        named = {r.stage: r for r in (rows[:-1] if self.more else rows)}
+        for (stage, kind), n in counted.items():
+            r = named.get(stage, rows[-1] if self.more else None)
+            if r is not None:
+                field = ("won", "lost", "open")[kind]
+                setattr(r, field, max(0, getattr(r, field) - n))
+        more = self.more and rows[-1].deals > 0
+        kept = sorted(
+            (r for r in named.values() if r.deals), key=lambda r: (-r.deals, r.stage or "")
+        )
+        return self.model_copy(update={"rows": [*kept, *rows[-1:]] if more else kept, "more": more})
+
     @property
     def named(self) -> list[StageRead]:
         """The rows of one stage each (not the row counting every other stage)."""

@@ -187,6 +187,16 @@ class _Target:
             elif primary is not None and primary.repeats is not None:
                 self.repeats = primary.repeats
                 self.repeats.paired = True
+        #: a deals file's stages are counted a row at a time as they are read, so a deal listed
+        #: on several rows counts once per row: the stored row each repeat replaces (or
+        #: repeats) is counted here, (stage, 0 won / 1 lost / 2 open) -> rows, and taken away
+        #: (models.funnel.stages.Stages.less)
+        self.replaced: dict[tuple[str | None, int], int] = {}
+        self.stage_idx = (
+            [columns.index(c) if c in columns else None for c in ("stage", "won_at", "lost_at")]
+            if self.is_deal and "stage" in columns
+            else None
+        )
         self.fresh_via_temp = False
         self.fresh_written = 0
         deals_file = self.is_deal and "lead_key" in columns and "listed" in columns
@@ -270,6 +280,13 @@ class _Target:
         finally:
             result.close()
         return {r[0]: tuple(r[1:]) for r in rows}
+
+    def _replaced(self, stored: tuple[Any, ...]) -> None:
+        """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
+        assert self.stage_idx is not None
+        stage, won, lost = (None if i is None else stored[i] for i in self.stage_idx)
+        kind = (stage, 0 if won is not None else 1 if lost is not None else 2)
+        self.replaced[kind] = self.replaced.get(kind, 0) + 1
 
     def _write(self, rows: list[tuple[Any, ...]], new: list[tuple[Any, ...]]) -> None:
         """Write ``rows`` (stored already) and ``new`` (keys the store does not hold)."""
@@ -567,6 +584,8 @@ class _Target:
                 else:
                     write = repeats.also(old, values, self.repeat_columns)
                 if write is not None:  # counted as repeated, not as new or changed
+                    if self.stage_idx is not None:
+                        self._replaced(old)
                     if write:  # (the later row is kept)
                         # the record may be changed now, or as it was before the import
                         shift = repeats.settle(half, key, old, values)
