@@ -450,6 +450,8 @@ def _print_import(summary: ImportSummary, done: bool = True) -> None:
             typer.echo(f.repeats.sentence(Path(f.file).name))
         for said in f.stages.warnings(Path(f.file).name) if f.stages is not None else []:
             typer.echo(said.replace(_PAGE_STAGES, _CLI_STAGES))
+        if f.lost_dates is not None:
+            typer.echo(f.lost_dates.sentence(Path(f.file).name, done))
         if f.skipped:
             typer.echo(
                 f"{Path(f.file).name}: {_plural(f.skipped, 'report footer or blank line')} skipped"

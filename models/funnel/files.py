@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from models.errors import InvalidInput
+from models.funnel.lost_dates import LostDates, LostDatesTally
 from models.funnel.mapping import FilePart, MappingSpec
 from models.funnel.readers import CompiledPart, HeaderMismatch, compile_part
 from models.funnel.repeats import Repeated
@@ -82,6 +83,8 @@ class FileSummary(BaseModel):
     repeats: Repeated | None = None
     #: a deals file's stages, as the numbers read them (won, lost, open)
     stages: Stages | None = None
+    #: records whose row is empty where the store held a date (an older export?)
+    lost_dates: LostDates | None = None
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = []
     #: the keys of the first records of each kind ("leads", "deals") the file wrote: those a
@@ -379,6 +382,8 @@ class _FileRun:
     unmatched: list[Unmatched] = field(default_factory=list)
     repeats: Repeated | None = None
     stages: Stages | None = None
+    #: records whose row is empty where the store holds a date (models.funnel.lost_dates)
+    lost: LostDatesTally = field(default_factory=LostDatesTally)
     rejects_file: str | None = None
     first_rejects: list[RejectedRow] = field(default_factory=list)
     rejects_writer: Any = None
@@ -423,6 +428,7 @@ class _FileRun:
             unmatched=self.unmatched,
             repeats=self.repeats,
             stages=self.stages,
+            lost_dates=self.lost.summary(),
             rejects_file=self.rejects_file,
             first_rejects=self.first_rejects,
             first_keys=self.first_keys,

@@ -109,6 +109,13 @@ def compile_part(
             header,
         )
 
+    # a field whose optional column the file lacks says nothing of the records: it is not
+    # written, so what the store holds stays (a leads report exported without its "Converted
+    # Date" column must not take every lead's SQL date away)
+    absent = {name for name, fs in part.fields.items() if _absent(fs, places, folded)}
+    if absent:
+        kept = {name: fs for name, fs in part.fields.items() if name not in absent}
+        part = part.model_copy(update={"fields": kept})
     zone = None if spec.timezone == "UTC" else ZoneInfo(spec.timezone)
     order = dates or spec.dates
     readers = []
@@ -185,6 +192,15 @@ def compile_part(
         currency=currency,
         lookups=tuple(lookups),
     )
+
+
+def _absent(fs: Any, places: dict[str, list[int]], folded: dict[str, list[int]]) -> bool:
+    """Whether a field reads nothing from a file: its optional column (or the column its
+    condition reads) is not in the header, and it has no default."""
+    if not fs.optional or fs.default is not None or (fs.values and "" in fs.values):
+        return False
+    columns = [c for c in (fs.column, fs.when.column if fs.when else None) if c]
+    return any(not (places.get(c.strip()) or folded.get(c.strip().casefold())) for c in columns)
 
 
 def _with_currency(

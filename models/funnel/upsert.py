@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models.funnel.files import SAMPLE_ROWS, _FileRun
 from models.funnel.links import DEAL_FROM_LEAD
+from models.funnel.lost_dates import LostDatesTally
 from models.funnel.repeats import Repeats, SeenKeys
 from models.funnel.rollup_touched import Touched
 from models.funnel.staging import Stage, Staging
@@ -197,6 +198,13 @@ class _Target:
             if self.is_deal and "stage" in columns
             else None
         )
+        #: the file whose records' lost dates this writer counts, and where they are
+        self.run = run
+        self.lost_watch = (
+            LostDatesTally.watch("deal" if self.is_deal else "lead", columns)
+            if run is not None and columns[-2:] == ["file", "line"]
+            else []
+        )
         self.fresh_via_temp = False
         self.fresh_written = 0
         deals_file = self.is_deal and "lead_key" in columns and "listed" in columns
@@ -280,6 +288,15 @@ class _Target:
         finally:
             result.close()
         return {r[0]: tuple(r[1:]) for r in rows}
+
+    def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> None:
+        run = self.run
+        assert run is not None
+        record = "deal" if self.is_deal else "lead"
+        columns = self.data_columns
+        run.lost.check(
+            record, key, stored, row, self.lost_watch, lambda i: _column_of(run, columns[i])
+        )
 
     def _replaced(self, stored: tuple[Any, ...]) -> None:
         """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
@@ -601,6 +618,8 @@ class _Target:
                     counts.unchanged += 1
                     self.unchanged_keys.add(key)
                 continue
+            if old is not None and self.lost_watch:  # (an older export?)
+                self._lost(key, old, values)
             if counts is not None:
                 if old is None or (listed is not None and not old[listed]):
                     counts.new += 1  # a deal only a lead named so far is new to its deals file

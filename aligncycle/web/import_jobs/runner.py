@@ -177,7 +177,7 @@ def _run(app: Any, job: ImportJob, folder: Path, progress: ProgressFile) -> None
                     after_files=progress.after_files,
                 )
             data = preview.model_dump(mode="json")
-            summary_in_words(data["summary"], spec, folders)
+            summary_in_words(data["summary"], spec, folders, done=False)
             with store.unit_of_work() as s:
                 jobs.move(s, job.id, (kind,), jobs.PREVIEWED, preview=data, message=None)
             return
@@ -237,7 +237,7 @@ def _import(
             actor=actor,
         )
         shown = copy.deepcopy(row.summary)
-        summary_in_words(shown, spec, folders)
+        summary_in_words(shown, spec, folders, done=True)
         row.summary = shown
         progress.after_files(SAVING, 0, 1)  # the commit (seconds at a million rows) is next
     remove_folder(app, job.folder)

@@ -12,6 +12,7 @@ from typing import Any
 
 from models.funnel import jobs
 from models.funnel.flags import UnfoundLeads
+from models.funnel.lost_dates import LostDates
 from models.funnel.mapping import MappingSpec
 from models.funnel.repeats import Repeated
 from models.funnel.stages import Stages
@@ -164,7 +165,11 @@ def unfound_sentence(summary: dict[str, Any] | None) -> str | None:
     return UnfoundLeads(**unfound).sentence() if unfound else None
 
 
-def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path]) -> None:
+def summary_in_words(
+    data: dict[str, Any], spec: MappingSpec, folders: list[Path], done: bool
+) -> None:
+    """The summary's facts as sentences, each file's beside it (``done``: imported, else a
+    preview)."""
     columns = _columns(spec)
     for f in data.get("files", []):
         cols = columns.get(f.get("part") or "", {})
@@ -178,6 +183,8 @@ def summary_in_words(data: dict[str, Any], spec: MappingSpec, folders: list[Path
         f["repeats_said"] = Repeated(**repeats).sentence(name) if repeats else None
         stages = f.get("stages")
         f["stages_said"] = Stages(**stages).warnings(name) if stages else []
+        lost = f.get("lost_dates")
+        f["lost_said"] = LostDates(**lost).sentence(name, done) if lost else None
 
 
 # --- uploads -------------------------------------------------------------------------------
