@@ -136,7 +136,9 @@ class FieldSpec(_Strict):
     decimal: Literal[".", ","] | None = None  # amount: the mapping's decimal separator if None
     ids: Literal["exact", "salesforce"] = "exact"  # ids: salesforce = compare the 15-char root
     when: Condition | None = None
-    optional: bool = False  # the column may be missing from the file (then blank)
+    #: the column may be missing from the file: then the field is not written (the store
+    #: keeps what it holds; a new record has none)
+    optional: bool = False
     lookup: Lookup | None = None  # text: the value from a second file (agent -> team)
     #: amount: the column holding each amount's currency code, when the file has it (a
     #: multi-currency CRM's "Currency", "Opportunity Currency"); every row's must be the
