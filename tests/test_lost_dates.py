@@ -154,3 +154,40 @@ def test_a_report_without_an_optional_column_keeps_what_the_store_holds(
         one: ("Partner", "Spring webinar", "Ann", True, False),
         two: ("Ads", "Search", "Bo", False, True),
     }
+
+
+def test_a_recycled_lead_and_a_revived_deal_lose_no_date(store: Store, tmp_path: Path) -> None:
+    """A lead sales rejected and took back, a deal lost and reopened: their rejection and loss
+    go as a matter of course, nothing to say."""
+    mapping = parse_mapping(
+        """
+name: crm
+source: crm
+files:
+  - name: leads
+    fields:
+      external_id: Id
+      mql_at: MQL
+      rejected_at: {column: Changed, when: {column: Status, in: [Unqualified]}}
+  - name: deals
+    fields:
+      deal_id: Deal
+      lead_id: Lead
+      stage: Stage
+      lost_at: {column: Closed, when: {column: Stage, in: [Lost]}}
+"""
+    )
+    leads, deals = ["Id", "MQL", "Status", "Changed"], ["Deal", "Lead", "Stage", "Closed"]
+    for status, stage in (("Unqualified", "Lost"), ("Working", "Open")):
+        with store.unit_of_work() as s:
+            summary = import_files(
+                s,
+                [
+                    write_csv(
+                        tmp_path / "leads.csv", [["L1", "2024-03-01", status, "2024-03-20"]], leads
+                    ),
+                    write_csv(tmp_path / "deals.csv", [["D1", "L1", stage, "2024-03-25"]], deals),
+                ],
+                mapping,
+            )
+    assert [(f.changed, f.lost_dates) for f in summary.files] == [(1, None), (1, None)]

@@ -26,10 +26,12 @@ from models.words import day, listed, quoted
 
 #: examples kept per file
 SAMPLES = 3
-#: the dates of a record that, once set, a CRM keeps
+#: the dates of a record that, once set, a CRM keeps. Not a rejection or a loss: a rejected
+#: lead is recycled, a lost deal revived, and their dates (read from the status, as profiles
+#: do) go as a matter of course
 KEPT = {
-    "lead": ("mql_at", "first_touch_at", "sql_at", "rejected_at"),
-    "deal": ("opportunity_at", "won_at", "lost_at"),
+    "lead": ("mql_at", "first_touch_at", "sql_at"),
+    "deal": ("opportunity_at", "won_at"),
 }
 
 
