@@ -16,9 +16,7 @@ import); rows repeating a record compare with the earlier row (:mod:`models.funn
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -91,25 +89,12 @@ class LostDatesTally:
         """The places of the dates to watch among a writer's ``columns``."""
         return [i for i, c in enumerate(columns) if c in KEPT[record]]
 
-    def check(
-        self,
-        record: str,
-        key: str,
-        stored: tuple[Any, ...],
-        row: tuple[Any, ...],
-        watched: list[int],
-        column: Callable[[int], str],
-    ) -> None:
-        """A record's first row of the file, ``row`` (its line last), beside the ``stored``
-        one; ``column`` gives the file's column of a place."""
-        lost = next((i for i in watched if stored[i] is not None and row[i] is None), None)
-        if lost is None:
-            return
+    def add(self, record: str, key: str, line: int, column: str, date: int) -> None:
+        """A record (``record``: "lead" or "deal") whose row, on ``line``, is empty in the
+        file's ``column`` where the store holds ``date``."""
         self.counts[record] += 1
         if len(self.examples) < SAMPLES:
-            self.examples.append(
-                LostDate(key=key, line=row[-1], column=column(lost), date=int(stored[lost]))
-            )
+            self.examples.append(LostDate(key=key, line=line, column=column, date=date))
 
     def summary(self) -> LostDates | None:
         if not any(self.counts.values()):

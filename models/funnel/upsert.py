@@ -289,14 +289,11 @@ class _Target:
             result.close()
         return {r[0]: tuple(r[1:]) for r in rows}
 
-    def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> None:
-        run = self.run
-        assert run is not None
+    def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...], at: int) -> None:
+        assert self.run is not None
+        column = _column_of(self.run, self.data_columns[at])
         record = "deal" if self.is_deal else "lead"
-        columns = self.data_columns
-        run.lost.check(
-            record, key, stored, row, self.lost_watch, lambda i: _column_of(run, columns[i])
-        )
+        self.run.lost.add(record, key, row[-1], column, int(stored[at]))
 
     def _replaced(self, stored: tuple[Any, ...]) -> None:
         """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
@@ -591,6 +588,7 @@ class _Target:
         listed = self.data_columns.index("listed") if "listed" in self.data_columns else None
         repeats = self.repeats
         written: dict[str, tuple[Any, ...] | None] = {}  # the rows written that are no repeat
+        watch = self.lost_watch
         half = 0 if counts is not None else 1  # (of a record, for its repeats)
         tally = counts if counts is not None else primary.counts if primary is not None else None
         for key, values in batch.items():
@@ -618,8 +616,11 @@ class _Target:
                     counts.unchanged += 1
                     self.unchanged_keys.add(key)
                 continue
-            if old is not None and self.lost_watch:  # (an older export?)
-                self._lost(key, old, values)
+            if old is not None and watch:  # a date the store holds, empty: an older export?
+                for i in watch:
+                    if values[i] is None and old[i] is not None:
+                        self._lost(key, old, values, i)
+                        break
             if counts is not None:
                 if old is None or (listed is not None and not old[listed]):
                     counts.new += 1  # a deal only a lead named so far is new to its deals file
