@@ -145,9 +145,9 @@ def test_a_file_of_leads_and_their_deals_says_a_deal_column_differs(
 
 
 def test_a_new_export_of_the_same_file_is_no_repeat(store: Store, tmp_path: Path) -> None:
-    """Imported again, a file's records are stored from its earlier lines: a record whose line
-    moved is changed, not repeated, and a repeat far from its first row (another batch) is
-    still found, and only it."""
+    """Imported again, a file's records are stored from its lines: a record whose line moved is
+    unchanged (its line is written), not repeated; a repeat far from its first row (another
+    batch) is still found, and only it, and changes its deal."""
     rows = [[f"D{i}", f"L{i}", "Prospecting", "2024-03-01", str(i), "x"] for i in range(40)]
     path = write(tmp_path / "opportunities.csv", DEAL_HEADER, rows)
     with store.unit_of_work() as s:
@@ -156,7 +156,8 @@ def test_a_new_export_of_the_same_file_is_no_repeat(store: Store, tmp_path: Path
     write(tmp_path / "opportunities.csv", DEAL_HEADER, moved)
     with store.unit_of_work() as s:
         f = import_files(s, [path], DEALS, batch_size=3).files[0]
-    assert (f.rows, f.new, f.changed, f.unchanged, f.repeated) == (41, 0, 40, 0, 1)
+    assert (f.rows, f.new, f.changed, f.unchanged, f.repeated) == (41, 0, 1, 39, 1)
+    assert deals(store)["D0"] == (0, "Prospecting", 41)  # (its new line)
     assert f.repeats is not None
     assert f.repeats.examples[0].model_dump() == {
         "key": "D3",
@@ -225,7 +226,8 @@ def _new_source(tmp_path: Path, mapping: str) -> tuple[str, MappingSpec, Path]:
 
 
 def _counts_are(f: FileSummary, rows: int, seen: set[str], before: dict, after: dict) -> None:
-    """The file's records are new, changed or unchanged by ``after`` against ``before``."""
+    """The file's records are new, changed or unchanged by their values ``after`` against
+    ``before`` (not by the file and line they were read from)."""
     new = [k for k in seen if k not in before]
     changed = [k for k in seen if k in before and after[k] != before[k]]
     unchanged = len(seen) - len(new) - len(changed)
@@ -264,7 +266,8 @@ def test_a_record_is_new_changed_or_unchanged_by_what_the_import_leaves_of_it(
         after = {k: (v, files[k]) for k, v in model.items()}
         with store.unit_of_work() as s:
             f = import_files(s, [path], spec, batch_size=batch_size).files[0]
-        _counts_are(f, len(rows), seen, before, after)
+        values = {k: v[0][:2] for k, v in after.items()}
+        _counts_are(f, len(rows), seen, {k: v[0][:2] for k, v in before.items()}, values)
         # the preview's stages count each deal once, as its last row reads it
         stages = Counter(model[k][1] for k in seen)
         assert ({r.stage: r.deals for r in f.stages.rows} if f.stages else {}) == stages
@@ -327,7 +330,7 @@ def test_a_lead_and_its_deal_are_changed_by_what_the_import_leaves_of_either(
         channels = ["web", "ads"]
         cells = [[f"L{k}", channels[c], "2024-03-01", "2024-03-09", str(a)] for k, c, a in rows]
         path = write(folder / name, ["Id", "Channel", "MQL", "Won", "Amount"], cells)
-        before = {k: (leads[k], deals_[k]) for k in leads}
+        before = {k: (leads[k][0], deals_[k][0]) for k in leads}  # (their values)
         seen: set[str] = set()
         for line, (key, channel, _mql, _won, amount) in enumerate(cells, 2):
             cents = int(amount) * 100
@@ -341,7 +344,7 @@ def test_a_lead_and_its_deal_are_changed_by_what_the_import_leaves_of_either(
                 deals_[key] = (cents, name, line)
         with store.unit_of_work() as s:
             f = import_files(s, [path], spec, batch_size=batch_size).files[0]
-        _counts_are(f, len(rows), seen, before, {k: (leads[k], deals_[k]) for k in leads})
+        _counts_are(f, len(rows), seen, before, {k: (leads[k][0], deals_[k][0]) for k in leads})
         with store.engine.connect() as conn:
             d, lt = Deal.__table__, Lead.__table__
             where = d.c.source == source

@@ -1010,8 +1010,8 @@ def test_every_import_into_the_numbers_is_listed_once_with_its_files_and_rows(
     assert listed.count(f'href="/numbers/import/{job_id}"') == 1
     assert listed.count("later.csv") == 1
     words = text(lee_page)
-    assert (
-        "later.csv 4 rows: 2 changed, 2 unreadable; 3 records with a data-quality flag "
+    assert (  # (the same contacts under another file name: nothing changed)
+        "later.csv 4 rows: 2 unchanged, 2 unreadable; 3 records with a data-quality flag "
         "Uploaded and previewed, by Lee Saleslead" in words
     )
     # the command line's import: its files and its rows in words (2 contacts and 2 deals new,
@@ -1032,7 +1032,7 @@ def test_every_import_into_the_numbers_is_listed_once_with_its_files_and_rows(
     assert "Lee" not in lou_page.text and f"/numbers/import/{job_id}" not in lou_page.text
     rows = [text_of(row).strip() for row in listed.split("<tr>")[2:]]
     assert [row.split(" hubspot ", 1)[1] for row in rows] == [
-        "later.csv 4 rows: 2 changed, 2 unreadable; 3 records with a data-quality flag "
+        "later.csv 4 rows: 2 unchanged, 2 unreadable; 3 records with a data-quality flag "
         "Uploaded and previewed",
         "contacts.csv, deals.csv 7 rows: 4 new, 3 unreadable; 3 records with a data-quality flag "
         "From the command line",

@@ -14,14 +14,14 @@ kept in memory. Otherwise the file's keys so far are kept as 64-bit hashes
 row names this file and an earlier line: both must agree, so a collision of hashes cannot
 make a row a repeat alone.
 
-A record is new, changed or unchanged by what the import leaves of it, its last row, against
-what the store held before: a file imported again whose record's rows differ (line 2 says one
-amount, line 5 another) leaves it as it was, so it is unchanged, though its first row, compared
-on its own, differed. So, on an import of a file into a table that held rows of its source,
-:class:`Repeats` keeps what it needs to tell the record's last state from its first row's
-(:meth:`Repeats.first`, :meth:`Repeats.settle`): the keys whose first row was written (8 bytes
-each), and, for a record whose first row replaced a row the same file wrote at a later line
-(the only way its last row can give back what the store held), a hash of that stored row.
+A record is new, changed or unchanged by what the import leaves of its values (not of the file
+and line it was read from: the same export under another name, or in another order, changes
+nothing), against what the store held before: a file imported again whose record's rows differ
+(line 2 says one amount, line 5 another) leaves it as it was, so it is unchanged, though its
+first row, compared on its own, differed. So, on an import of a file into a table that held
+rows of its source, :class:`Repeats` keeps, for each record whose first row was new or changed
+its values, a hash of the values stored before (:class:`KeyValues`, 16 bytes a record), which
+a later row of it that is written compares with (:meth:`Repeats.first`, :meth:`Repeats.settle`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from models.words import quoted
 #: examples kept per file
 SAMPLES = 3
 _UNSET = object()  # a record's half not written yet by the import: the stored row is before
+#: the value :class:`KeyValues` holds for a record its first row made new
+_NEW = -(1 << 63)
 
 
 class Repeat(BaseModel):
@@ -93,6 +95,13 @@ def _or(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{'; '.join(items[:-1])}; or {items[-1]}"
+
+
+def _values(row: tuple[Any, ...]) -> int:
+    """A hash of a row's values, but its file and line (the last two), as :class:`KeyValues`
+    holds it."""
+    h = hash(row[:-2])
+    return h if h != _NEW else _NEW + 1
 
 
 def _differ(columns: list[str], stored: tuple[Any, ...], row: tuple[Any, ...]) -> list[str]:
@@ -173,24 +182,21 @@ class Repeats:
         self.paired = False
         self._open: dict[int, Repeat] = {}
         #: not on a first import (every record is new): of each half of a record (its row of
-        #: the writer counting the rows; the deal of a file of leads), the keys whose first row
-        #: was written; the halves that may end as they were: (half, key) -> hash of the row
-        #: stored before; and the records a repeat replaced, each half as in :meth:`_half`
-        self._written = None if exact else (SeenKeys(), SeenKeys())
-        self._before: dict[tuple[int, str], int] = {}
+        #: the writer counting the rows; the deal of a file of leads), the records whose first
+        #: row made them new or changed their values, with the hash of the values before; and
+        #: the records a repeat replaced, each half as in :meth:`_half`
+        self._before = None if exact else (KeyValues(), KeyValues())
         self._now: dict[str, list[list[Any]]] = {}
-        self._held: list[set[str]] = [set(), set()]  # a batch's repeats' keys in _written
+        #: of a batch's repeats, the values before the import (as in _before), per half
+        self._held: list[dict[str, int]] = [{}, {}]
 
     def batch(self, keys: Collection[str]) -> None:
         """A batch's keys, before it is written (:meth:`check` tells its repeats)."""
         if self.seen is not None:
             self._maybe = self.seen.seen_before(list(keys))
-        if self._written is not None:  # (of those, the keys written already)
+        if self._before is not None:  # (of those, what their first rows replaced)
             maybe = list(self._maybe)
-            self._held = [
-                {k for k, hit in zip(maybe, w.holds(maybe), strict=True) if hit}
-                for w in self._written
-            ]
+            self._held = [b.get(maybe) for b in self._before]
 
     def check(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> bool | None:
         """None when ``row`` is no repeat; else whether it must be written (its values differ
@@ -231,48 +237,39 @@ class Repeats:
         example.columns += [c for c in differ if c not in example.columns]
         return True
 
-    def first(
-        self,
-        half: int,
-        written: dict[str, tuple[Any, ...] | None],
-        rows: dict[str, tuple[Any, ...]],
-    ) -> None:
-        """A batch's rows that are no repeat and were written, of one half of the record (0:
-        the writer counting the rows, 1: the deals of a file of leads): each key with the row
-        stored before (None: none), and the batch's rows."""
-        if self._written is None or not written:
+    def first(self, half: int, written: dict[str, tuple[Any, ...] | None]) -> None:
+        """A batch's records whose first row, of one half of the record (0: the writer
+        counting the rows, 1: the deals of a file of leads), made them new (None) or changed
+        their values (the row stored before)."""
+        if self._before is None or not written:
             return
-        self._written[half].add(list(written))
-        for key, stored in written.items():
-            # the row a later line of this file wrote: the record's last row may give it back
-            if stored is not None and stored[-2] == self.file and (stored[-1] or 0) > rows[key][-1]:
-                self._before[(half, key)] = hash(stored)
+        self._before[half].add(
+            list(written), [_NEW if old is None else _values(old) for old in written.values()]
+        )
 
     def settle(self, half: int, key: str, stored: tuple[Any, ...], row: tuple[Any, ...]) -> int:
         """A repeat whose row (of one half of the record) replaces the stored one: +1 when
-        the record, counted unchanged so far, is changed now; -1 when, counted changed, it is
-        as it was before the import; else 0."""
-        if self._written is None:
+        the record, counted unchanged so far, is changed now; -1 when, counted changed, its
+        values are as they were before the import; else 0."""
+        if self._before is None:
             return 0
         halves = self._now.get(key)
-        if halves is None:  # each half: [hash of the row before the import, as it was now]
+        if halves is None:  # each half: [its values' hash before the import, as they were now]
             halves = self._now[key] = [self._half(h, key) for h in (0, 1)]
         was = all(h[1] for h in halves)
         h = halves[half]
-        if h[0] is _UNSET:  # unchanged by its first row: the stored row is the one before
-            h[0] = hash(stored)
-        h[1] = h[0] is not None and hash(row) == h[0]
+        if h[0] is _UNSET:  # unchanged by its first row: the stored values are those before
+            h[0] = _values(stored)
+        h[1] = h[0] is not None and _values(row) == h[0]
         return was - all(h[1] for h in halves)
 
     def _half(self, half: int, key: str) -> list[Any]:
-        """A half of a record before its first repeat is written: its row before the import,
-        None when it is changed for good (new, or replaced a row no later line wrote)."""
-        before = self._before.pop((half, key), None)
-        if before is not None:
-            return [before, False]
-        if key in self._held[half]:
-            return [None, False]
-        return [_UNSET, True]
+        """A half of a record before its first repeat is written: the hash of its values
+        before the import (None: it was new), whether they are as they were."""
+        before = self._held[half].get(key)
+        if before is None:
+            return [_UNSET, True]
+        return [None if before == _NEW else before, False]
 
     def done(self) -> None:
         """The deals' writer has seen a batch: the lines it had no deal for are done too."""
@@ -283,3 +280,37 @@ class Repeats:
             return None
         examples = (self.unlike + self.alike)[:SAMPLES] if self.differ else self.alike
         return Repeated(record=self.record, rows=self.rows, differ=self.differ, examples=examples)
+
+
+class KeyValues:
+    """Keys with a 64-bit integer each, as :class:`SeenKeys` holds keys (hashes in sorted runs,
+    each run's values beside its keys): 16 bytes a key. A key is added once."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, keys: Sequence[str], values: Sequence[int]) -> None:
+        if not keys:
+            return
+        runs = self.runs
+        runs.append(_sorted(SeenKeys._hashes(keys), np.asarray(values, dtype=np.int64)))
+        while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
+            (k1, v1), (k2, v2) = runs[-2], runs.pop()
+            runs[-1] = _sorted(np.concatenate((k1, k2)), np.concatenate((v1, v2)))
+
+    def get(self, keys: Sequence[str]) -> dict[str, int]:
+        """The value of each key added (a hash may collide), by key."""
+        found: dict[str, int] = {}
+        if not keys:
+            return found
+        hashes = SeenKeys._hashes(keys)
+        for run, values in self.runs:
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            for i in np.flatnonzero(run[at] == hashes):
+                found[keys[i]] = int(values[at[i]])
+        return found
+
+
+def _sorted(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    return keys[order], values[order]

@@ -589,6 +589,7 @@ class _Target:
         repeats = self.repeats
         written: dict[str, tuple[Any, ...] | None] = {}  # the rows written that are no repeat
         watch = self.lost_watch
+        placed = self.data_columns[-2:] == ["file", "line"]  # (the row's file and line last)
         half = 0 if counts is not None else 1  # (of a record, for its repeats)
         tally = counts if counts is not None else primary.counts if primary is not None else None
         for key, values in batch.items():
@@ -611,26 +612,33 @@ class _Target:
                         if self.touched is not None:
                             self._touch(key, old, values)
                     continue
-            if old == values:
+            if old == values or (placed and old is not None and old[:-2] == values[:-2]):
+                # unchanged; a record read from another file or line (the same export under
+                # another name, or in another order) is written for where it was read (the
+                # flags name it), nothing else
                 if counts is not None:
                     counts.unchanged += 1
                     self.unchanged_keys.add(key)
+                if old != values:
+                    out.append((source, key, *values))
                 continue
             if old is not None and watch:  # a date the store holds, empty: an older export?
                 for i in watch:
                     if values[i] is None and old[i] is not None:
                         self._lost(key, old, values, i)
                         break
+            before = old  # (for the record's repeats: None, it is new)
             if counts is not None:
                 if old is None or (listed is not None and not old[listed]):
                     counts.new += 1  # a deal only a lead named so far is new to its deals file
+                    before = None
                 else:
                     counts.changed += 1
             elif primary is not None and key in primary.unchanged_keys and primary.counts:
                 primary.counts.unchanged -= 1
                 primary.counts.changed += 1
                 primary.unchanged_keys.discard(key)
-            written[key] = old
+            written[key] = before
             # (SQLite: one statement, the rows in file order)
             (new if old is None and self.pg else out).append((source, key, *values))
             if self.touched is not None:
@@ -639,4 +647,4 @@ class _Target:
             self._write(out, new)
             self.written += len(out) + len(new)
         if repeats is not None:
-            repeats.first(half, written, batch)
+            repeats.first(half, written)
