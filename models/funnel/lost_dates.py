@@ -10,8 +10,9 @@ examples naming the line, the file's column and the date the store holds, and sa
 (:meth:`LostDates.sentence`); it does not refuse: the CRM may have cleared a date on purpose
 (a deal reopened), and then the file is right.
 
-Only a record's first row in the file is compared (with the store as it was before the
-import); rows repeating a record compare with the earlier row (:mod:`models.funnel.repeats`).
+Only a record's first row in the file is compared, with the store as it was before the
+import; a later row of the same record is a repeat (:mod:`models.funnel.repeats`), not looked at
+here.
 """
 
 from __future__ import annotations

@@ -10,7 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from models.errors import InvalidInput
-from models.funnel.mapping import FilePart, MappingSpec, PartRoles, field_kind, part_roles
+from models.funnel.mapping import (
+    FieldSpec,
+    FilePart,
+    MappingSpec,
+    PartRoles,
+    field_kind,
+    part_roles,
+)
 from models.funnel.values import (
     Currency,
     Misses,
@@ -194,7 +201,7 @@ def compile_part(
     )
 
 
-def _absent(fs: Any, places: dict[str, list[int]], folded: dict[str, list[int]]) -> bool:
+def _absent(fs: FieldSpec, places: dict[str, list[int]], folded: dict[str, list[int]]) -> bool:
     """Whether a field reads nothing from a file: its optional column (or the column its
     condition reads) is not in the header, and it has no default."""
     if not fs.optional or fs.default is not None or (fs.values and "" in fs.values):
