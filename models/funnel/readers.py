@@ -96,8 +96,12 @@ def compile_part(
         places.setdefault(col.strip(), []).append(i)
         folded.setdefault(col.strip().casefold(), []).append(i)
 
+    def places_of(col: str) -> list[int]:
+        """Where the header holds ``col`` (as written, else ignoring case)."""
+        return places.get(col.strip()) or folded.get(col.strip().casefold()) or []
+
     def col_index(col: str, optional: bool, what: str) -> int | None:
-        found = places.get(col.strip()) or folded.get(col.strip().casefold())
+        found = places_of(col)
         if found and len(found) > 1:  # which one the mapping means cannot be told
             where = listed([str(i + 1) for i in found])
             raise InvalidInput(
@@ -119,7 +123,7 @@ def compile_part(
     # a field whose optional column the file lacks says nothing of the records: it is not
     # written, so what the store holds stays (a leads report exported without its "Converted
     # Date" column must not take every lead's SQL date away)
-    absent = {name for name, fs in part.fields.items() if _absent(fs, places, folded)}
+    absent = {name for name, fs in part.fields.items() if _absent(fs, places_of)}
     if absent:
         kept = {name: fs for name, fs in part.fields.items() if name not in absent}
         part = part.model_copy(update={"fields": kept})
@@ -201,13 +205,13 @@ def compile_part(
     )
 
 
-def _absent(fs: FieldSpec, places: dict[str, list[int]], folded: dict[str, list[int]]) -> bool:
+def _absent(fs: FieldSpec, places_of: Callable[[str], list[int]]) -> bool:
     """Whether a field reads nothing from a file: its optional column (or the column its
-    condition reads) is not in the header, and it has no default."""
+    condition reads) is not in the header (``places_of``), and it has no default."""
     if not fs.optional or fs.default is not None or (fs.values and "" in fs.values):
         return False
     columns = [c for c in (fs.column, fs.when.column if fs.when else None) if c]
-    return any(not (places.get(c.strip()) or folded.get(c.strip().casefold())) for c in columns)
+    return any(not places_of(c) for c in columns)
 
 
 def _with_currency(
