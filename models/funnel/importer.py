@@ -250,7 +250,7 @@ def _import_file(
     for target, kind in ((leads, "leads"), (deals, "deals")):
         if target is not None:
             run.first_keys[kind] = target.first
-    if deals is not None and deals.replaced and run.stages is not None:
+    if deals is not None and deals.replaced.counts and run.stages is not None:
         run.stages = run.stages.less(deals.replaced)  # (a deal counted once, not once a row)
     for target in targets:  # (the deals of a file of leads add to the leads' repeats)
         if target.repeats is not None and target.counts is run:

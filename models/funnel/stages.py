@@ -47,23 +47,24 @@ class Stages(BaseModel):
     won_column: str | None = None
     lost_column: str | None = None
 
-    def less(self, counted: dict[tuple[str | None, int], int]) -> Stages:
-        """These stages without deals counted twice: (stage, 0 won, 1 lost or 2 open) -> how
-        many. The rows are counted as read, and a file that lists a deal on several rows (a
-        report with a row per product) counts it once per row: the writer of the deals counts
-        the row each repeat replaced (:class:`models.funnel.upsert._Target`), so a deal counts
-        once, as its last row reads it."""
+    def less(self, counted: StageCounts) -> Stages:
+        """These stages without deals counted twice. The rows are counted as read, and a file
+        that lists a deal on several rows (a report with a row per product) counts it once per
+        row: the writer of the deals counts the row each repeat replaced
+        (:class:`models.funnel.upsert._Target`), so a deal counts once, as its last row
+        reads it."""
         rows = [r.model_copy() for r in self.rows]
         named = {r.stage: r for r in (rows[:-1] if self.more else rows)}
-        for (stage, kind), n in counted.items():
+        for stage, (won, lost, open_, _line) in counted.counts.items():
             r = named.get(stage, rows[-1] if self.more else None)
             if r is not None:
-                field = ("won", "lost", "open")[kind]
-                setattr(r, field, max(0, getattr(r, field) - n))
+                r.won, r.lost, r.open = (
+                    max(0, r.won - won),
+                    max(0, r.lost - lost),
+                    max(0, r.open - open_),
+                )
         more = self.more and rows[-1].deals > 0
-        kept = sorted(
-            (r for r in named.values() if r.deals), key=lambda r: (-r.deals, r.stage or "")
-        )
+        kept = sorted((r for r in named.values() if r.deals), key=_most_deals)
         return self.model_copy(update={"rows": [*kept, *rows[-1:]] if more else kept, "more": more})
 
     @property
@@ -161,13 +162,21 @@ class StageCounts:
         if not self.counts:
             return None
         others = self.counts.pop("\x00", None)
-        rows = [
-            StageRead(stage=s, won=c[0], lost=c[1], open=c[2], first_open=c[3] or None)
-            for s, c in sorted(self.counts.items(), key=lambda x: (-sum(x[1][:3]), x[0] or ""))
-        ]
+        rows = sorted(
+            (
+                StageRead(stage=s, won=c[0], lost=c[1], open=c[2], first_open=c[3] or None)
+                for s, c in self.counts.items()
+            ),
+            key=_most_deals,
+        )
         if others is not None:
             won, lost, open_, first = others
             rows.append(StageRead(stage=None, won=won, lost=lost, open=open_, first_open=first))
         return Stages(
             rows=rows, more=others is not None, won_column=won_column, lost_column=lost_column
         )
+
+
+def _most_deals(r: StageRead) -> tuple[int, str]:
+    """The order of a file's stages: the most deals first, then by name."""
+    return -r.deals, r.stage or ""

@@ -37,6 +37,7 @@ from models.funnel.links import DEAL_FROM_LEAD
 from models.funnel.lost_dates import LostDatesTally
 from models.funnel.repeats import Repeats, SeenKeys
 from models.funnel.rollup_touched import Touched
+from models.funnel.stages import StageCounts
 from models.funnel.staging import Stage, Staging
 from models.funnel.tables import STAGE_FIELDS, Deal, Lead
 from models.words import field_label
@@ -190,9 +191,8 @@ class _Target:
                 self.repeats.paired = True
         #: a deals file's stages are counted a row at a time as they are read, so a deal listed
         #: on several rows counts once per row: the stored row each repeat replaces (or
-        #: repeats) is counted here, (stage, 0 won / 1 lost / 2 open) -> rows, and taken away
-        #: (models.funnel.stages.Stages.less)
-        self.replaced: dict[tuple[str | None, int], int] = {}
+        #: repeats) is counted here, and taken away (models.funnel.stages.Stages.less)
+        self.replaced = StageCounts()
         self.stage_idx = (
             [columns.index(c) if c in columns else None for c in ("stage", "won_at", "lost_at")]
             if self.is_deal and "stage" in columns
@@ -299,8 +299,7 @@ class _Target:
         """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
         assert self.stage_idx is not None
         stage, won, lost = (None if i is None else stored[i] for i in self.stage_idx)
-        kind = (stage, 0 if won is not None else 1 if lost is not None else 2)
-        self.replaced[kind] = self.replaced.get(kind, 0) + 1
+        self.replaced.add(stage, won is not None, lost is not None, stored[-1])
 
     def _write(self, rows: list[tuple[Any, ...]], new: list[tuple[Any, ...]]) -> None:
         """Write ``rows`` (stored already) and ``new`` (keys the store does not hold)."""
