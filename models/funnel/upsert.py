@@ -181,11 +181,14 @@ class _Target:
         self.repeats: Repeats | None = None
         self.repeat_columns: list[str] = []
         run = counts or (primary.counts if primary is not None else None)
-        if run is not None and columns[-2:] == ["file", "line"]:
+        self.record = "deal" if self.is_deal else "lead"
+        #: the rows end with the file and line they were read from (a file's leads or deals,
+        #: not the lead→deal links): the rest is the record's values
+        self.placed = columns[-2:] == ["file", "line"]
+        if run is not None and self.placed:
             self.repeat_columns = [_column_of(run, c) for c in columns]
             if counts is not None:
-                kind = "deal" if self.is_deal else "lead"
-                self.repeats = Repeats(run.path.name, kind, self.repeat_columns, self.fresh)
+                self.repeats = Repeats(run.path.name, self.record, self.repeat_columns, self.fresh)
             elif primary is not None and primary.repeats is not None:
                 self.repeats = primary.repeats
                 self.repeats.paired = True
@@ -201,9 +204,7 @@ class _Target:
         #: the file whose records' lost dates this writer counts, and where they are
         self.run = run
         self.lost_watch = (
-            LostDatesTally.watch("deal" if self.is_deal else "lead", columns)
-            if run is not None and columns[-2:] == ["file", "line"]
-            else []
+            LostDatesTally.watch(self.record, columns) if run is not None and self.placed else []
         )
         self.fresh_via_temp = False
         self.fresh_written = 0
@@ -292,8 +293,7 @@ class _Target:
     def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...], at: int) -> None:
         assert self.run is not None
         column = _column_of(self.run, self.data_columns[at])
-        record = "deal" if self.is_deal else "lead"
-        self.run.lost.add(record, key, row[-1], column, int(stored[at]))
+        self.run.lost.add(self.record, key, row[-1], column, int(stored[at]))
 
     def _replaced(self, stored: tuple[Any, ...]) -> None:
         """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
@@ -588,7 +588,7 @@ class _Target:
         repeats = self.repeats
         written: dict[str, tuple[Any, ...] | None] = {}  # the rows written that are no repeat
         watch = self.lost_watch
-        placed = self.data_columns[-2:] == ["file", "line"]  # (the row's file and line last)
+        placed = self.placed
         half = 0 if counts is not None else 1  # (of a record, for its repeats)
         tally = counts if counts is not None else primary.counts if primary is not None else None
         for key, values in batch.items():
