@@ -22,9 +22,10 @@ spellings:
 So memory holds a chunk, up to :data:`SPILL_BUFFER` of records waiting to be spilled, a part
 and one dimension's values of a month, whatever the store's size (tracemalloc peak 10.9 MB at
 1,000,000 leads and 11.7 MB at 3,000,000 before the 8 MB buffer was added). A grouping's counts
-are counted (``bincount``); its values are sorted per group by one sort and sliced into the rollups'
-sorted 64-bit integers; a group's label is its spelling that sorts first (code-point order,
-as ``first_spelling`` in SQL).
+are counted (``bincount``); its values are sorted per group by one sort and sliced into the
+rollups' sorted 64-bit integers (stored as their differences:
+:mod:`models.funnel.distributions`); a group's label is its spelling that sorts first
+(code-point order, as ``first_spelling`` in SQL).
 
 A caseless dimension's key is the database's own ``lower()`` of each spelling (asked once per
 distinct spelling), so keys are those a KPI query groups by on either backend.
@@ -65,6 +66,7 @@ from sqlalchemy import (
 )
 
 from models.db import local_setting
+from models.funnel.distributions import pack
 from models.funnel.sql import (
     CASELESS,
     D,
@@ -112,7 +114,6 @@ LEAD_BITS = (
     "reached_sql",
 )
 _EPOCH_MONTH = 1970 * 12
-_LE = np.dtype("<i8")  # the rollups' distributions are stored little-endian
 #: told(rows): how many rows are read (or records summed up) so far, for progress
 Told = Callable[[int], None]
 
@@ -763,7 +764,8 @@ class _Agg:
             parts.append((ids[has].astype(np.int32), values[has]))
 
     def blobs(self, name: str) -> list[bytes]:
-        """Each group's values of ``name``, sorted, as little-endian 64-bit integers."""
+        """Each group's values of ``name``, sorted, as their differences
+        (:mod:`models.funnel.distributions`)."""
         parts = self.values.pop(name)
         ids = (
             np.concatenate([p[0] for p in parts]).astype(np.int64)
@@ -780,9 +782,8 @@ class _Agg:
             else:
                 order = np.lexsort((values, ids))
             values = values[order]
-        values = values.astype(_LE, copy=False)
         bounds = np.r_[0, np.cumsum(np.bincount(ids, minlength=self.size))].tolist()
-        return [values[bounds[i] : bounds[i + 1]].tobytes() for i in range(self.size)]
+        return pack(values, bounds)
 
     def reason_json(self, spellings: list[Any]) -> list[str | None]:
         """Each group's rejection reasons as JSON {reason: count} (None: none)."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
+from models.funnel.distributions import unpack
 from models.funnel.kpi_defs import Aggregates, percentile_of
 from models.funnel.rollups import (
     DAY_DIMS,
@@ -37,7 +38,6 @@ from models.funnel.rollups import (
     month_of_day,
     month_start_day,
     month_text,
-    unpack,
 )
 from models.funnel.sql import DAY, D, L
 

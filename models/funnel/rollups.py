@@ -28,8 +28,6 @@ kinds of deal rollups change together with the tables' layout and with
 
 from __future__ import annotations
 
-import sys
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
@@ -145,15 +143,6 @@ def _ranges(months: Iterable[int]) -> list[tuple[int, int]]:
 
 
 # --- building ----------------------------------------------------------------------------------
-
-
-def unpack(blob: bytes | None) -> array:
-    a = array("q")
-    if blob:
-        a.frombytes(blob)
-        if sys.byteorder == "big":
-            a.byteswap()
-    return a
 
 
 def refresh(

@@ -335,10 +335,11 @@ class KpiLeadRollup(Base):
     value, lower-cased for channel, campaign and team; ``label``: the spelling that sorts
     first). A lead's period is its MQL date's.
 
-    The counts are the cohort's (see :func:`models.funnel.sql.lead_conditions`); the distributions
-    are sorted 64-bit integers (native byte order, :mod:`array` ``q``), exact to the second:
-    ``latency`` (first touch - MQL, touched leads), ``untouched_mql`` (the MQL times of leads
-    not touched: which are due as of a time), ``progress`` (the latest progress of open leads
+    The counts are the cohort's (see :func:`models.funnel.sql.lead_conditions`); the
+    distributions are sorted 64-bit integers, exact to the second, stored as their differences
+    (:mod:`models.funnel.distributions`): ``latency`` (first touch - MQL, touched leads),
+    ``untouched_mql`` (the MQL times of leads not touched: which are due as of a time),
+    ``progress`` (the latest progress of open leads
     that progressed: which are stalled as of a time). ``reasons``: JSON {reason: count}."""
 
     __tablename__ = "kpi_lead_rollups"
