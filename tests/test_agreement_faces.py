@@ -399,3 +399,65 @@ def test_a_rating_through_the_api_answers_the_content_question_on_the_page(web: 
         )
         [item] = [i for i in items if i["key"] == "content_unused"]
         assert "the ratings point to the answer “yes”" in item["evidence"]
+
+
+SUPPORT = """
+name: support-handoff
+version: 1
+title: Escalations from support
+teams: [sales, support]
+kpis: [sla_attainment]
+settings: {handoff_sla_hours: 48}
+phases: {identify: {}, plan: {}, execute: {}, recap: {}}
+"""
+
+
+def test_a_manager_of_two_pairs_chooses_whose_agreed_settings_the_numbers_use(web: Rig) -> None:
+    """The Numbers page says whose hand-off SLA it uses; a person who sees two team pairs
+    chooses the pair (its SLA, targets and cadence), a person who sees one is not offered a
+    choice and cannot read another pair's through its id, on the page or the API."""
+    import hashlib
+
+    from models.phases.lifecycle import start_cycle
+    from models.playbook import parse_playbook
+    from models.schemas import CycleCreate
+    from models.services import playbooks
+
+    r = web
+    with r.isolated():
+        ours = _agreement_id(r)
+        with r.store.unit_of_work() as s:  # sales' second pair: with support, the newest cycle
+            digest = hashlib.sha256(SUPPORT.encode()).hexdigest()
+            playbooks.register(s, parse_playbook(SUPPORT), digest, "t.yaml")
+            data = CycleCreate(playbook="support-handoff", title="S", teams=["sales", "support"])
+            cycle = start_cycle(s, data, person_by_email(s, "sam@acme.test"))
+            theirs = agreements.agreement_of(s, cycle).id
+        page = r.client("max").get("/numbers").text  # the manager: both pairs
+        assert f'<option value="{theirs}" selected>Sales and Support</option>' in page
+        assert f'<option value="{ours}" >Sales and Marketing</option>' in page
+        assert 'name="sla" min="1" max="1440" step="1" value="48"' in page
+        assert "48 hours is the hand-off SLA Sales and Support agreed (version 1 of their" in page
+        page = r.client("max").get(f"/numbers?pair={ours}").text
+        assert 'step="1" value="24"' in page
+        assert "24 hours is the hand-off SLA Sales and Marketing agreed (version 1 of" in page
+        assert f'<option value="{ours}" selected>Sales and Marketing</option>' in page
+        page = r.client("max").get(f"/numbers?pair={ours}&sla=12").text
+        assert (
+            "These numbers use 12 hours; the hand-off SLA Sales and Marketing agreed (version 1"
+            " of their agreement) is 24 hours." in page
+        )
+        api = r.client("max").get(f"/api/v1/kpis?pair={ours}", headers=r.bearer("max")).json()
+        assert api["query"]["sla_hours"] == 24
+        assert api["sla_source"].startswith("24 hours is the hand-off SLA Sales and Marketing")
+        api = r.client("max").get("/api/v1/kpis", headers=r.bearer("max")).json()
+        assert api["query"]["sla_hours"] == 48
+        # a marketing member sees one pair: no choice, and not the other pair's settings
+        page = r.client("meg").get("/numbers").text
+        assert 'name="pair"' not in page and 'step="1" value="24"' in page
+        assert "24 hours is the hand-off SLA Sales and Marketing agreed" in page
+        resp = r.client("meg").get(f"/numbers?pair={theirs}")
+        assert resp.status_code == 422
+        assert "You see no such pair of teams: choose one in the list." in resp.text
+        assert 'step="1" value="24"' in resp.text and "Support" not in resp.text
+        resp = r.client("meg").get(f"/api/v1/kpis?pair={theirs}", headers=r.bearer("meg"))
+        assert resp.status_code == 404 and "Support" not in resp.text

@@ -71,7 +71,7 @@ def test_a_source_is_behind_after_the_days_of_the_teams_cadence(org: Store, tmp_
     """Behind after the days the viewer's teams' cadence spans (no cycle: a week); a team
     importing fortnightly is not told a source is behind in its second week."""
     from models.funnel.numbers import source_states
-    from models.services.agreements import viewer_cadence_days
+    from models.services.agreements import behind_after_days, numbers_pair
     from models.services.common import person_by_email
 
     with org.unit_of_work() as s:
@@ -79,6 +79,6 @@ def test_a_source_is_behind_after_the_days_of_the_teams_cadence(org: Store, tmp_
         s.flush()
         s.execute(update(FunnelImport).values(finished_at=datetime.now(UTC) - timedelta(days=10)))
     with org.unit_of_work() as s:
-        assert viewer_cadence_days(s, person_by_email(s, "sid@acme.test")) == 7
+        assert behind_after_days(numbers_pair(s, person_by_email(s, "sid@acme.test"))) == 7
         assert [st.behind for st in source_states(s)] == [True]
         assert [st.behind for st in source_states(s, behind_after_days=14)] == [False]

@@ -185,7 +185,7 @@ def known_sources(session: Session) -> list[str]:
 
 
 #: A source whose newest import is older than this is said to be behind, unless the caller
-#: says otherwise (the teams' cadence: models.services.agreements.viewer_cadence_days).
+#: says otherwise (the teams' cadence: models.services.agreements.behind_after_days).
 BEHIND_AFTER_DAYS = 7
 #: A source is said to have many deals whose lead is not in the data when at least this share
 #: of its deals do: its numbers by channel and campaign, and its deals' lead dates, miss them.

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from models.agreement_tables import Agreement, AgreementVersion, Amendment, AmendmentSignoff
 from models.base import utcnow
@@ -225,31 +225,119 @@ def sla_hours_in_force(session: Session, cycle: Cycle, pb: PlaybookSpec | None =
     return settings_in_force(session, cycle, pb=pb).handoff_sla_hours
 
 
-def viewer_cycle(session: Session, viewer: Person) -> Cycle | None:
-    """The newest cycle ``viewer`` sees (whose team pair's settings the numbers default to)."""
-    return session.scalar(
-        select(Cycle).where(visible_cycles(viewer)).order_by(Cycle.id.desc()).limit(1)
+def _hours(h: float) -> str:
+    return f"{h:g} hour" if h == 1 else f"{h:g} hours"
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """What a team pair's numbers are read with (the Numbers page's and the API's defaults):
+    its agreement's version in force, else its playbook's settings, through the pair's newest
+    cycle the viewer sees (whose playbook also gives the stall limit)."""
+
+    cycle: Cycle
+    #: the pair's two teams, in words: "Marketing and Sales"
+    teams: str
+    agreement_id: int | None
+    in_force: InForce
+    stall_days: int
+
+    @property
+    def cadence_days(self) -> int:
+        """How many days the pair's cadence spans: how long a source may go without an
+        import before the numbers say it is behind."""
+        return _days_of(self.in_force.cadence)
+
+    def sla_sentence(self, hours: float) -> str:
+        """Where the hand-off SLA the numbers use comes from, in one sentence; ``hours``: the
+        one they use (a person may choose another)."""
+        agreed = self.in_force.handoff_sla_hours
+        version = self.in_force.version
+        whose = (
+            f"the hand-off SLA {self.teams} agreed (version {version} of their agreement)"
+            if version is not None
+            else f"the hand-off SLA of {self.teams}'s playbook (their agreement says none yet)"
+        )
+        if hours == agreed:
+            return f"{_hours(agreed)} is {whose}."
+        return f"These numbers use {_hours(hours)}; {whose} is {_hours(agreed)}."
+
+
+def numbers_pairs(session: Session, viewer: Person) -> list[PairSettings]:
+    """The settings of each team pair ``viewer`` sees a cycle of, the pair of the newest such
+    cycle first: a manager, or a team working with two others, sees several. One grouped
+    query finds the pairs, whatever the number of cycles."""
+    ct = aliased(CycleTeam)
+    per_cycle = (
+        select(
+            ct.cycle_id.label("cycle_id"),
+            func.min(ct.team_id).label("a"),
+            func.max(ct.team_id).label("b"),
+        )
+        .join(Cycle, Cycle.id == ct.cycle_id)
+        .where(visible_cycles(viewer))
+        .group_by(ct.cycle_id)
+        .having(func.count() == 2)
+        .subquery()
     )
+    newest = session.execute(
+        select(func.max(per_cycle.c.cycle_id), per_cycle.c.a, per_cycle.c.b)
+        .group_by(per_cycle.c.a, per_cycle.c.b)
+        .order_by(func.max(per_cycle.c.cycle_id).desc())
+    ).all()
+    if not newest:
+        return []
+    cycles = {
+        c.id: c for c in session.scalars(select(Cycle).where(Cycle.id.in_([r[0] for r in newest])))
+    }
+    agreement_ids = {
+        (a.team_a_id, a.team_b_id): a.id
+        for a in session.scalars(select(Agreement))  # (one a pair: few rows)
+    }
+    out = []
+    for cycle_id, a, b in newest:
+        cycle = cycles[cycle_id]
+        pb = spec(cycle)
+        out.append(
+            PairSettings(
+                cycle=cycle,
+                teams=" and ".join(t.team.name for t in cycle.teams),  # (as its cycles say)
+                agreement_id=agreement_ids.get((a, b)),
+                in_force=settings_in_force(session, cycle, pb=pb),
+                stall_days=pb.settings.stall_days,
+            )
+        )
+    return out
 
 
-def viewer_cadence_days(session: Session, viewer: Person) -> int:
-    """How many days the cadence of the newest cycle ``viewer`` sees spans (its teams' agreement
-    in force, else the playbook's; no cycle: a week): how long a source may go without an
-    import before the numbers say it is behind."""
-    cycle = viewer_cycle(session, viewer)
-    return cadence_days_in_force(session, cycle) if cycle is not None else CADENCE_DAYS["weekly"]
+def behind_after_days(pair: PairSettings | None) -> int:
+    """How many days a source may go without an import before the numbers say it is behind:
+    the span of the pair's cadence; no pair: a week."""
+    return pair.cadence_days if pair is not None else CADENCE_DAYS["weekly"]
+
+
+def numbers_pair(
+    session: Session, viewer: Person, agreement_id: int | None = None
+) -> PairSettings | None:
+    """The settings ``viewer``'s numbers are read with: of the pair whose agreement is
+    ``agreement_id`` (one of :func:`numbers_pairs`'; else "no agreement with id N", as if
+    none), by default of the pair of the newest cycle the viewer sees; None: no pair."""
+    pairs = numbers_pairs(session, viewer)
+    if agreement_id is None:
+        return pairs[0] if pairs else None
+    chosen = next((p for p in pairs if p.agreement_id == agreement_id), None)
+    if chosen is None:
+        raise NotFound(f"no agreement with id {agreement_id}")
+    return chosen
 
 
 def cadence_days_in_force(session: Session, cycle: Cycle) -> int:
     """How many days the cadence in force for the cycle's team pair spans."""
-    return CADENCE_DAYS.get(settings_in_force(session, cycle).cadence, CADENCE_DAYS["weekly"])
+    return _days_of(settings_in_force(session, cycle).cadence)
 
 
-def viewer_sla_hours(session: Session, viewer: Person) -> int:
-    """The hand-off SLA of the newest cycle ``viewer`` sees, as its teams' agreement in force
-    says (the default the API's numbers use when none is asked for); no cycle: 24 hours."""
-    cycle = viewer_cycle(session, viewer)
-    return sla_hours_in_force(session, cycle) if cycle is not None else Terms().handoff_sla_hours
+def _days_of(cadence: str) -> int:
+    return CADENCE_DAYS.get(cadence, CADENCE_DAYS["weekly"])
 
 
 # --- who sees, who may ---------------------------------------------------------------------

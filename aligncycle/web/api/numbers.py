@@ -15,12 +15,22 @@ from models.errors import InvalidInput
 from models.funnel import flags, targets
 from models.funnel import numbers as n
 from models.funnel.kpis import KpiReport
+from models.playbook import Settings
 from models.schemas import validation_message
 from models.services import agreements
 
 router = APIRouter()
 #: The default hand-off SLA: what the caller's teams agreed.
-AGREED = "Hours (default: the hand-off SLA your teams' agreement in force says)."
+AGREED = "Hours (default: the hand-off SLA the team pair's agreement in force says)."
+#: The team pair whose settings are the defaults, by its agreement's id.
+Pair = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="The agreement of the team pair whose settings (hand-off SLA, targets, "
+        "cadence) are the defaults (default: the pair of the newest cycle you see).",
+    ),
+]
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 Day = Annotated[date | None, Query(ge=EARLIEST, le=LATEST)]
@@ -37,9 +47,12 @@ class KpisRead(BaseModel):
     query: n.NumbersQuery
     report: KpiReport
     compared: KpiReport
-    #: Each KPI's overall value against its target in force (the agreement of the newest
-    #: cycle's team pair the caller sees, else the playbook's threshold), as a sentence.
+    #: Each KPI's overall value against its target in force (the agreement of the team pair
+    #: chosen, else of the newest cycle's the caller sees, else the playbook's threshold), as a
+    #: sentence.
     targets: dict[str, str] = {}
+    #: Where the hand-off SLA comes from, as a sentence (none: no team pair to say it).
+    sla_source: str | None = None
 
 
 def _query(
@@ -84,10 +97,12 @@ def kpis(
     source: str | None = None,
     sla_hours: Annotated[float | None, Query(gt=0, le=1440, description=AGREED)] = None,
     stall_days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    pair: Pair = None,
 ) -> KpisRead:
     """Every KPI of the period, overall or by one or two groupings, and the same KPIs of the
     period to compare with (default: as many days just before)."""
-    sla_hours = sla_hours or agreements.viewer_sla_hours(ctx.session, ctx.me)
+    settings = agreements.numbers_pair(ctx.session, ctx.me, pair)
+    sla_hours = sla_hours or _agreed_sla(settings)
     q = _query(start, end, by, compare_from, compare_to, source, sla_hours, stall_days)
     common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
     if q.source is not None:  # an unknown source: refused with the sources there are
@@ -100,14 +115,17 @@ def kpis(
         by=q.by,
         **common,
     )
-    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
     targets: dict[str, str] = {}
-    if cycle is not None and not q.by:  # the overall values only
-        in_force = agreements.settings_in_force(ctx.session, cycle)
+    if settings is not None and not q.by:  # the overall values only
         for name, v in report.overall().items():
-            if sentence := in_force.target_sentence(name, v.value, report.currency):
+            if sentence := settings.in_force.target_sentence(name, v.value, report.currency):
                 targets[name] = sentence
-    return KpisRead(query=q, report=report, compared=compared, targets=targets)
+    said = settings.sla_sentence(q.sla_hours) if settings is not None else None
+    return KpisRead(query=q, report=report, compared=compared, targets=targets, sla_source=said)
+
+
+def _agreed_sla(settings: agreements.PairSettings | None) -> int:
+    return settings.in_force.handoff_sla_hours if settings else Settings().handoff_sla_hours
 
 
 @router.get("/kpis/breaches", response_model=n.Breaches, tags=["numbers"])
@@ -119,9 +137,10 @@ def breaches(
     sla_hours: Annotated[float | None, Query(gt=0, le=1440, description=AGREED)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    pair: Pair = None,
 ) -> n.Breaches:
     """Each MQL of the period that waited past the hand-off SLA, latest first."""
-    sla_hours = sla_hours or agreements.viewer_sla_hours(ctx.session, ctx.me)
+    sla_hours = sla_hours or _agreed_sla(agreements.numbers_pair(ctx.session, ctx.me, pair))
     q = _query(start, end, [], None, None, source, sla_hours, 30)
     return n.sla_breaches(
         ctx.session,
@@ -168,11 +187,11 @@ def data_quality_flags(
 
 
 @router.get("/kpis/sources", response_model=list[n.SourceState], tags=["numbers"])
-def data_sources(ctx: ApiCtx) -> list[n.SourceState]:
+def data_sources(ctx: ApiCtx, pair: Pair = None) -> list[n.SourceState]:
     """Where the shared numbers come from: each source's leads, deals and data-quality flags,
     the currency of its amounts, and its newest import (``behind``: older than the cadence the
-    caller's teams work to, a week by default)."""
-    days = agreements.viewer_cadence_days(ctx.session, ctx.me)
+    team pair works to, a week by default)."""
+    days = agreements.behind_after_days(agreements.numbers_pair(ctx.session, ctx.me, pair))
     return n.source_states(ctx.session, behind_after_days=days)
 
 

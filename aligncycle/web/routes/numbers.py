@@ -19,14 +19,14 @@ from aligncycle.web.auth import PageCtx
 from aligncycle.web.deps import Ctx
 from aligncycle.web.pages import page, page_number, pager, render
 from models.enums import Role
-from models.errors import InvalidInput
+from models.errors import InvalidInput, NotFound
 from models.funnel import flags
 from models.funnel import numbers as n
 from models.funnel.history import latest_import
 from models.funnel.kpis import KPIS, format_value
 from models.playbook import Settings
 from models.schemas import validation_message
-from models.services import agreements, playbooks
+from models.services import agreements
 
 router = APIRouter(include_in_schema=False)
 BREACHES_PAGE = 25
@@ -43,28 +43,26 @@ TABLE_KPIS = [
 PIVOT_DEFAULT = "sla_attainment"
 
 
-def agreed_settings(ctx: Ctx) -> tuple[int, int]:
-    """The hand-off SLA (hours) and stall limit (days) of the newest cycle the person sees:
-    the SLA of their teams' agreement in force, the playbook's stall limit; else the
-    defaults."""
-    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
-    if cycle is None:
-        d = Settings()
-        return d.handoff_sla_hours, d.stall_days
-    s = playbooks.spec_of(cycle.playbook).settings
-    return agreements.sla_hours_in_force(ctx.session, cycle), s.stall_days
+def pair_from(params: Mapping[str, Any], ctx: Ctx) -> agreements.PairSettings | None:
+    """The team pair whose settings the numbers are read with: the one chosen (``pair``, its
+    agreement's id), else the pair of the newest cycle the person sees; None: no pair."""
+    raw = params.get("pair") or None
+    if raw is None:
+        return agreements.numbers_pair(ctx.session, ctx.me)
+    try:
+        return agreements.numbers_pair(ctx.session, ctx.me, int(raw))
+    except (ValueError, NotFound):
+        raise InvalidInput("you see no such pair of teams: choose one in the list") from None
 
 
 def target_sentences(
-    ctx: Ctx, cards: list[n.KpiCard], currency: str | None = None
+    pair: agreements.PairSettings | None, cards: list[n.KpiCard], currency: str | None = None
 ) -> dict[str, str]:
-    """Each card's value against its target in force for the person's newest cycle's team
-    pair (the agreement's, else the playbook's threshold)."""
-    cycle = agreements.viewer_cycle(ctx.session, ctx.me)
-    if cycle is None:
+    """Each card's value against its target in force for the pair (the agreement's, else
+    the playbook's threshold)."""
+    if pair is None:
         return {}
-    in_force = agreements.settings_in_force(ctx.session, cycle)
-    out = {c.kpi: in_force.target_sentence(c.kpi, c.value, currency) for c in cards}
+    out = {c.kpi: pair.in_force.target_sentence(c.kpi, c.value, currency) for c in cards}
     return {k: v for k, v in out.items() if v}
 
 
@@ -77,9 +75,14 @@ def _day(value: str | None) -> date | None:
         raise InvalidInput(f"not a date: {value!r} (use the date picker, or YYYY-MM-DD)") from None
 
 
-def query_from(params: Mapping[str, Any], ctx: Ctx, today: date) -> n.NumbersQuery:
-    """The page's query from its URL; a missing period is the last 30 days."""
-    sla, stall = agreed_settings(ctx)
+def query_from(
+    params: Mapping[str, Any], pair: agreements.PairSettings | None, today: date
+) -> n.NumbersQuery:
+    """The page's query from its URL; a missing period is the last 30 days, a missing SLA
+    the pair's (no pair: the defaults)."""
+    d = Settings()
+    sla = pair.in_force.handoff_sla_hours if pair is not None else d.handoff_sla_hours
+    stall = pair.stall_days if pair is not None else d.stall_days
     start, end = _day(params.get("from")), _day(params.get("to"))
     if start is None or end is None:
         base = n.NumbersQuery.around(end or today)
@@ -135,10 +138,12 @@ def numbers_page(
     today = date.today()
     error = None
     try:
-        q = query_from(params, ctx, today)
+        pair = pair_from(params, ctx)
+        q = query_from(params, pair, today)
     except InvalidInput as exc:
         error, params = exc.message, {}
-        q = query_from({}, ctx, today)
+        pair = pair_from(params, ctx)
+        q = query_from({}, pair, today)
         status = 422
     try:
         breach_page = max(1, min(10_000, int(params.get("page", "1"))))
@@ -155,10 +160,10 @@ def numbers_page(
         )
     except InvalidInput as exc:  # e.g. a source that is not in the store
         error, status = exc.message, 422
-        q = query_from({}, ctx, today)
+        q = query_from({}, pair, today)
         result = n.numbers(s, q, breach_limit=BREACHES_PAGE)
     last_import = latest_import(s, ctx.me)
-    states = n.source_states(s, behind_after_days=agreements.viewer_cadence_days(s, ctx.me))
+    states = n.source_states(s, behind_after_days=agreements.behind_after_days(pair))
     kept = {
         k: v
         for k, v in {
@@ -171,6 +176,7 @@ def numbers_page(
             "source": q.source or "",
             "sla": f"{q.sla_hours:g}",
             "kpi": pivot_kpi if len(q.by) > 1 else "",
+            "pair": params.get("pair") or "",  # (chosen: kept; else the newest cycle's)
         }.items()
         if v
     }
@@ -186,7 +192,9 @@ def numbers_page(
         here="/numbers?" + urlencode(kept),
         sources=n.known_sources(s),
         groupings=n.GROUPINGS,
-        targets=target_sentences(ctx, result.cards, result.currency),
+        targets=target_sentences(pair, result.cards, result.currency),
+        pair=pair,
+        pairs=agreements.numbers_pairs(s, ctx.me),
         table_kpis=[KPIS[k] for k in TABLE_KPIS],
         pivot_kpi=KPIS[pivot_kpi],
         kpi_choices=list(KPIS.values()),
