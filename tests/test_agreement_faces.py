@@ -441,7 +441,10 @@ def test_a_manager_of_two_pairs_chooses_whose_agreed_settings_the_numbers_use(we
         assert 'step="1" value="24"' in page
         assert "24 hours is the hand-off SLA Sales and Marketing agreed (version 1 of" in page
         assert f'<option value="{ours}" selected>Sales and Marketing</option>' in page
-        page = r.client("max").get(f"/numbers?pair={ours}&sla=12").text
+        # the form switched to the other pair with the SLA the first pair agreed: the new one's
+        page = r.client("max").get(f"/numbers?pair={ours}&sla=48&agreed_sla=48").text
+        assert 'step="1" value="24"' in page and "24 hours is the hand-off SLA Sales" in page
+        page = r.client("max").get(f"/numbers?pair={ours}&sla=12&agreed_sla=48").text
         assert (
             "These numbers use 12 hours; the hand-off SLA Sales and Marketing agreed (version 1"
             " of their agreement) is 24 hours." in page

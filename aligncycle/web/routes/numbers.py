@@ -88,8 +88,11 @@ def query_from(
         base = n.NumbersQuery.around(end or today)
         start, end = start or base.start, end or base.end
     by = [b for b in (params.get("by"), params.get("then_by")) if b]
+    chosen = params.get("sla") or None
+    if chosen is not None and chosen == params.get("agreed_sla"):
+        chosen = None  # the form's SLA left as the pair it showed agreed: the chosen pair's
     try:
-        sla_hours = float(params.get("sla") or sla)
+        sla_hours = float(chosen or sla)
     except ValueError:
         raise InvalidInput("the hand-off SLA is a number of hours") from None
     try:
