@@ -224,6 +224,12 @@ class ActionCounts(_Base):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def actions_unfinished(self) -> int:
+        """Items neither done, dropped nor carried over (a closed cycle's: left unfinished)."""
+        return self.actions_total - self.actions_finished
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def progress(self) -> int:
         """Percent of the items still planned (not dropped) that are done; 0 with none."""
         planned = self.actions_total - self.actions_dropped

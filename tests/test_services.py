@@ -1482,6 +1482,15 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
     assert (row.gaps_total, row.gaps_open) == (2, 1)
     assert board["Quiet"].actions_total == 0 and board["Quiet"].gaps_total == 0
     assert [r.id for r in in_plan] == [busy]
+    # closed, the cycle has nothing due: its unfinished items are left unfinished, not overdue,
+    # on the board and on its own page alike
+    with org.unit_of_work() as s:
+        C(s, busy).phase = Phase.CLOSED
+    with org.unit_of_work() as s:
+        [row], _ = views.board(s, None, phase=Phase.CLOSED, today=TODAY)
+        counts = views.counts(s, C(s, busy), TODAY)
+    assert (row.actions_overdue, counts.actions_overdue) == (0, 0)
+    assert (row.actions_unfinished, counts.actions_unfinished) == (3, 3)
 
 
 def count_queries(store: Store, call: Callable[[Session], Any]) -> int:

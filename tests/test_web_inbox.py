@@ -461,6 +461,23 @@ def test_a_closed_cycle_offers_to_start_the_next_one(w: Rig) -> None:
     )
 
 
+def test_a_closed_cycle_says_what_it_left_unfinished_not_what_is_overdue(w: Rig) -> None:
+    """Nothing is due in a closed cycle: its page counts the items it left unfinished, as the
+    board says it has none overdue."""
+    closed = w.world.cycles["closed"]
+    with w.store.unit_of_work() as s:
+        items = s.scalars(select(ActionItem).where(ActionItem.cycle_id == closed)).all()
+        left = [a for a in items if not a.status.finished]
+        assert left  # (the world leaves some)
+        for a in left:  # due long ago
+            a.due_date = date.today() - timedelta(days=30)
+    page = w.client("sam").get(f"/cycles/{closed}").text
+    assert (
+        f'<div class="stat">{len(left)}</div><div class="muted small">left unfinished</div>' in page
+    )
+    assert '<div class="muted small">overdue</div>' not in page
+
+
 def test_the_last_item_done_says_the_recap_can_start(w: Rig) -> None:
     cid = w.world.cycles["execute"]
     with w.store.unit_of_work() as s:

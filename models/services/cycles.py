@@ -426,6 +426,13 @@ def advance_cycle(
     return cycle
 
 
+def overdue(today: date) -> Any:
+    """An action item is overdue: unfinished past its due date, in a cycle that is not closed
+    (nothing is due in a closed cycle: what it left open is left unfinished). A SQL condition
+    on ``ActionItem`` joined to its ``Cycle``."""
+    return and_(ActionItem.overdue_on(today), Cycle.phase != Phase.CLOSED)
+
+
 def board_counts(session: Session, ids: list[int], today: date) -> dict[int, ActionCounts]:
     """Progress and risk of the given cycles, in two set-based queries (one per table): action
     items total/done/dropped/carried over/finished/overdue/at risk/off track (risk counts
@@ -446,10 +453,11 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, Act
             n(ActionItem.status == ActionStatus.DONE),
             n(ActionItem.status == ActionStatus.DROPPED),
             n(ActionItem.status == ActionStatus.CARRIED_OVER),
-            n(ActionItem.overdue_on(today)),
+            n(overdue(today)),
             n(and_(unfinished, ActionItem.confidence == Confidence.AT_RISK)),
             n(and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK)),
         )
+        .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id.in_(ids))
         .group_by(ActionItem.cycle_id)
     ):

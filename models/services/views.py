@@ -161,10 +161,11 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
         select(
             ActionItem.status,
             func.count(),
-            n(case((ActionItem.overdue_on(today), 1), else_=0)),
+            n(case((cycle_service.overdue(today), 1), else_=0)),
             n(case((and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0)),
             n(case((and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1), else_=0)),
         )
+        .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id == cycle.id)
         .group_by(ActionItem.status)
     ):
