@@ -317,12 +317,17 @@ def behind_after_days(pair: PairSettings | None) -> int:
 
 
 def numbers_pair(
-    session: Session, viewer: Person, agreement_id: int | None = None
+    session: Session,
+    viewer: Person,
+    agreement_id: int | None = None,
+    pairs: list[PairSettings] | None = None,
 ) -> PairSettings | None:
     """The settings ``viewer``'s numbers are read with: of the pair whose agreement is
-    ``agreement_id`` (one of :func:`numbers_pairs`'; else "no agreement with id N", as if
-    none), by default of the pair of the newest cycle the viewer sees; None: no pair."""
-    pairs = numbers_pairs(session, viewer)
+    ``agreement_id`` (one of :func:`numbers_pairs`' — ``pairs``, when the caller has them;
+    else "no agreement with id N", as if none), by default of the pair of the newest cycle
+    the viewer sees; None: no pair."""
+    if pairs is None:
+        pairs = numbers_pairs(session, viewer)
     if agreement_id is None:
         return pairs[0] if pairs else None
     chosen = next((p for p in pairs if p.agreement_id == agreement_id), None)

@@ -43,14 +43,17 @@ TABLE_KPIS = [
 PIVOT_DEFAULT = "sla_attainment"
 
 
-def pair_from(params: Mapping[str, Any], ctx: Ctx) -> agreements.PairSettings | None:
+def pair_from(
+    params: Mapping[str, Any], ctx: Ctx, pairs: list[agreements.PairSettings]
+) -> agreements.PairSettings | None:
     """The team pair whose settings the numbers are read with: the one chosen (``pair``, its
-    agreement's id), else the pair of the newest cycle the person sees; None: no pair."""
+    agreement's id) among ``pairs`` (those the person sees), else the pair of the newest
+    cycle the person sees; None: no pair."""
     raw = params.get("pair") or None
     if raw is None:
-        return agreements.numbers_pair(ctx.session, ctx.me)
+        return agreements.numbers_pair(ctx.session, ctx.me, pairs=pairs)
     try:
-        return agreements.numbers_pair(ctx.session, ctx.me, int(raw))
+        return agreements.numbers_pair(ctx.session, ctx.me, int(raw), pairs)
     except (ValueError, NotFound):
         raise InvalidInput("you see no such pair of teams: choose one in the list") from None
 
@@ -140,12 +143,13 @@ def numbers_page(
     params = dict(query or {})
     today = date.today()
     error = None
+    pairs = agreements.numbers_pairs(ctx.session, ctx.me)
     try:
-        pair = pair_from(params, ctx)
+        pair = pair_from(params, ctx, pairs)
         q = query_from(params, pair, today)
     except InvalidInput as exc:
         error, params = exc.message, {}
-        pair = pair_from(params, ctx)
+        pair = pair_from(params, ctx, pairs)
         q = query_from({}, pair, today)
         status = 422
     try:
@@ -197,7 +201,7 @@ def numbers_page(
         groupings=n.GROUPINGS,
         targets=target_sentences(pair, result.cards, result.currency),
         pair=pair,
-        pairs=agreements.numbers_pairs(s, ctx.me),
+        pairs=pairs,
         table_kpis=[KPIS[k] for k in TABLE_KPIS],
         pivot_kpi=KPIS[pivot_kpi],
         kpi_choices=list(KPIS.values()),
