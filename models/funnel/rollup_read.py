@@ -20,15 +20,15 @@ merging them, so the numbers are exactly the rows'.
 from __future__ import annotations
 
 import json
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, and_, or_, select
 
-from models.funnel.distributions import unpack
+from models.funnel.distributions import Distribution, unpack
 from models.funnel.kpi_defs import Aggregates, percentile_of
 from models.funnel.rollups import (
     DAY_DIMS,
@@ -111,40 +111,46 @@ def _periods(s_day: int | None, e_day: int | None, col_grain: Any, col_period: A
 
 
 class _Parts:
-    """Sorted integer arrays of one group, read as one sorted sequence."""
+    """Sorted integer arrays of one group, read as one sorted sequence. Each is kept as
+    stored (:class:`~models.funnel.distributions.Distribution`: its smallest value and each
+    value's excess over it), and compared with ``x - smallest``: no value is made again."""
 
     __slots__ = ("parts", "n", "_merged")
 
     def __init__(self) -> None:
-        self.parts: list[array] = []
+        self.parts: list[Distribution] = []
         self.n = 0
-        self._merged: list[int] | array | None = None
+        self._merged: np.ndarray | None = None
 
-    def add(self, a: array) -> None:
-        if a:
-            self.parts.append(a)
-            self.n += len(a)
+    def add(self, d: Distribution) -> None:
+        if d.excess:
+            self.parts.append(d)
+            self.n += len(d.excess)
 
     def count_le(self, x: int) -> int:
-        return sum(bisect_right(p, x) for p in self.parts)
+        return sum(bisect_right(p, x - low) for low, p in self.parts)
 
     def count_lt(self, x: int) -> int:
-        return sum(bisect_left(p, x) for p in self.parts)
+        return sum(bisect_left(p, x - low) for low, p in self.parts)
 
     def nth(self, i: int) -> int:
         """The ``i``-th smallest value (0-based)."""
         if len(self.parts) == 1:
-            return self.parts[0][i]
+            low, p = self.parts[0]
+            return low + p[i]
         if self.n < _MERGE_BELOW:
-            if self._merged is None:
-                merged: list[int] = []
-                for p in self.parts:
-                    merged.extend(p)
-                merged.sort()
-                self._merged = merged
-            return self._merged[i]
-        lo = min(p[0] for p in self.parts)
-        hi = max(p[-1] for p in self.parts)
+            if self._merged is None:  # (numpy: a sum per value in Python took 4x the time)
+                self._merged = np.sort(
+                    np.concatenate(
+                        [
+                            np.frombuffer(p, p.typecode).astype(np.int64) + low
+                            for low, p in self.parts
+                        ]
+                    )
+                )
+            return int(self._merged[i])
+        lo = min(low + p[0] for low, p in self.parts)
+        hi = max(low + p[-1] for low, p in self.parts)
         while lo < hi:  # the smallest x with more than i values <= x
             mid = (lo + hi) // 2
             if self.count_le(mid) > i:
