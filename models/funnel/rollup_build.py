@@ -23,7 +23,7 @@ So memory holds a chunk, up to :data:`SPILL_BUFFER` of records waiting to be spi
 and one dimension's values of a month, whatever the store's size (tracemalloc peak 10.9 MB at
 1,000,000 leads and 11.7 MB at 3,000,000 before the 8 MB buffer was added). A grouping's counts
 are counted (``bincount``); its values are sorted per group by one sort and sliced into the
-rollups' sorted 64-bit integers (stored as their differences:
+rollups' sorted 64-bit integers (stored as their excess over the group's smallest:
 :mod:`models.funnel.distributions`); a group's label is its spelling that sorts first
 (code-point order, as ``first_spelling`` in SQL).
 
@@ -808,7 +808,7 @@ class _Agg:
             parts.append((ids[has].astype(np.int32), values[has]))
 
     def blobs(self, name: str) -> list[bytes]:
-        """Each group's values of ``name``, sorted, as their differences
+        """Each group's values of ``name``, sorted, as their excess over the group's smallest
         (:mod:`models.funnel.distributions`)."""
         parts = self.values.pop(name)
         ids = (
