@@ -336,11 +336,11 @@ class KpiLeadRollup(Base):
     first). A lead's period is its MQL date's.
 
     The counts are the cohort's (see :func:`models.funnel.sql.lead_conditions`); the
-    distributions are sorted 64-bit integers, exact to the second, stored as their differences
-    (:mod:`models.funnel.distributions`): ``latency`` (first touch - MQL, touched leads),
-    ``untouched_mql`` (the MQL times of leads not touched: which are due as of a time),
-    ``progress`` (the latest progress of open leads
-    that progressed: which are stalled as of a time). ``reasons``: JSON {reason: count}."""
+    distributions are sorted 64-bit integers, exact to the second, stored as their excess over
+    the smallest (:mod:`models.funnel.distributions`): ``latency`` (first touch - MQL, touched
+    leads), ``untouched_mql`` (the MQL times of leads not touched: which are due as of a time),
+    ``progress`` (the latest progress of open leads that progressed: which are stalled as of a
+    time). ``reasons``: JSON {reason: count}."""
 
     __tablename__ = "kpi_lead_rollups"
     __table_args__ = (Index("ix_kpi_lead_rollups_lookup", "dim", "grain", "period", "source"),)
