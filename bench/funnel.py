@@ -11,7 +11,8 @@ For each size (leads, with about 1.2 deals each: a leads file and a deals file, 
   SQLite store (and PostgreSQL with ``--postgres``), and its **floor** in the same run: the
   same rows, parsed from the same files, written into the same tables of a new store with
   nothing else — a plain ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
-- **KPIs**: every KPI over one year (2024), overall, by month and by owner x month —
+- **KPIs**: every KPI over one year (2024), overall, by month and by owner x month, and over
+  200 days (not whole months: the day rollups) by channel —
   ``compute_kpis`` from the store (the rollups answer these) beside **DuckDB** over its own
   tables (the same leads and deals loaded from the files; the same KPIs in one SQL query per
   grouping, the join to the deals in the query). Rounds interleave the two, medians are
@@ -55,7 +56,6 @@ from bench.verdict import Target, verdict
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "funnel.md"
 SIZES = (1_000_000, 3_000_000)
-GROUPINGS = {"overall": None, "month": "month", "owner x month": ["owner", "month"]}
 
 MAPPING = """
 name: bench
@@ -108,6 +108,15 @@ REASONS = ["bad fit", "no budget", "no intent", "duplicate", "bad data", "compet
 WINDOW = (date(2024, 1, 1), date(2024, 12, 31))  # the KPI window: one year of two
 AS_OF = datetime(2025, 1, 15, tzinfo=UTC)
 SLA_HOURS = 24
+#: A window of days, not whole months: read from the day rollups (by channel: a group a day).
+DAYS = (date(2024, 3, 3), date(2024, 9, 18))
+#: Each case of the KPIs: its grouping and its window.
+GROUPINGS = {
+    "overall": (None, WINDOW),
+    "month": ("month", WINDOW),
+    "owner x month": (["owner", "month"], WINDOW),
+    "channel, 200 days": ("channel", DAYS),
+}
 
 #: The two-file shape: leads, and deals that name their lead.
 LEADS_DEALS_MAPPING = """
@@ -462,6 +471,8 @@ def _duck_sql(grouping: str | None) -> tuple[str, str]:
     month = "strftime(to_timestamp({c}), '%Y-%m')"
     if grouping is None:
         gc = gd = ""
+    elif grouping == "channel":  # (a deal's channel is its lead's)
+        gc, gd = "channel", "lead_channel"
     elif grouping == "month":
         gc = month.format(c="mql_at")
         gd = month.format(c="coalesce(won_at, lost_at, opportunity_at)")
@@ -504,7 +515,8 @@ def _duck_sql(grouping: str | None) -> tuple[str, str]:
     FROM c {grp_c}"""
     deals = f"""
     WITH d AS (
-      SELECT d.*, l.owner AS lead_owner, l.sql_at AS lead_sql, l.mql_at AS lead_mql FROM deals d
+      SELECT d.*, l.owner AS lead_owner, l.sql_at AS lead_sql, l.mql_at AS lead_mql,
+        l.channel AS lead_channel FROM deals d
       LEFT JOIN leads l ON l.external_id = d.lead_id),
     w AS (
       SELECT *, won_at >= $s AND won_at < $e AS won_in, lost_at >= $s AND lost_at < $e AS lost_in,
@@ -524,16 +536,16 @@ def _duck_sql(grouping: str | None) -> tuple[str, str]:
     return cohort, deals
 
 
-def _window_params() -> dict:
-    s = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
-    e = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+def _window_params(window: tuple[date, date] = WINDOW) -> dict:
+    s = int(datetime.combine(window[0], datetime.min.time(), UTC).timestamp())
+    e = int(datetime.combine(window[1] + timedelta(days=1), datetime.min.time(), UTC).timestamp())
     now = int(AS_OF.timestamp())
     return {"s": s, "e": e, "now": now, "sla": SLA_HOURS * 3600, "cutoff": now - 30 * 86400}
 
 
-def duck_kpis(db, grouping: str | None) -> tuple[list, list]:  # noqa: ANN001
+def duck_kpis(db, grouping: str | None, window: tuple[date, date] = WINDOW) -> tuple[list, list]:  # noqa: ANN001
     cohort, deals = _duck_sql(grouping)
-    params = _window_params()
+    params = _window_params(window)
     c = db.execute(cohort, {k: v for k, v in params.items()}).fetchall()
     d = db.execute(deals, {k: v for k, v in params.items() if k != "sla" and k != "cutoff"})
     return c, d.fetchall()
@@ -548,23 +560,23 @@ def _child_kpis(url: str, duck: str, rounds: str) -> dict:
     store = Store(url)
     db = duckdb.connect(duck, read_only=True)
 
-    def ours(by):  # noqa: ANN001, ANN202
+    def ours(by, window):  # noqa: ANN001, ANN202
         with store.unit_of_work() as s:
             return compute_kpis(
-                s, start=WINDOW[0], end=WINDOW[1], by=by, as_of=AS_OF, sla_hours=SLA_HOURS
+                s, start=window[0], end=window[1], by=by, as_of=AS_OF, sla_hours=SLA_HOURS
             )
 
     out: dict[str, dict] = {}
-    for name, by in GROUPINGS.items():
-        ours(by), duck_kpis(db, by)  # warm both
+    for name, (by, window) in GROUPINGS.items():
+        ours(by, window), duck_kpis(db, by, window)  # warm both
         a: list[float] = []
         b: list[float] = []
         for _ in range(int(rounds)):
             t = time.perf_counter()
-            report = ours(by)
+            report = ours(by, window)
             a.append(time.perf_counter() - t)
             t = time.perf_counter()
-            duck = duck_kpis(db, by)
+            duck = duck_kpis(db, by, window)
             b.append(time.perf_counter() - t)
         out[name] = {
             "ours": statistics.median(a),
@@ -731,7 +743,7 @@ def _targets(results: dict, sizes: list[int]):  # noqa: ANN202
                 continue
             out.append(
                 Target(
-                    f"{b}-{name.replace(' x ', '-')}-{size}",
+                    f"{b}-{name.replace(' x ', '-').replace(', ', '-').replace(' ', '-')}-{size}",
                     f"{label}, {n:,} leads: every KPI {name}, against DuckDB",
                     k["ours"] / k["duckdb"],
                     1.0,
