@@ -32,7 +32,7 @@ def _packed(groups: list[list[int]]) -> list[bytes]:
     return pack(values, bounds)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(groups_st)
 def test_every_group_comes_back_value_for_value(groups: list[list[int]]) -> None:
     blobs = _packed(groups)
@@ -53,7 +53,7 @@ def test_close_values_take_half_the_bytes_or_less() -> None:
     assert values(None) == [] and values(blobs[0]) == day
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(groups_st, st.lists(int64, max_size=6), st.booleans())
 def test_a_groups_parts_read_as_one_sorted_sequence(
     groups: list[list[int]], probes: list[int], merged: bool
