@@ -826,7 +826,8 @@ def _report(results, sizes, deal_counts, loads, duck_version, targets) -> str:  
         "`generate_leads_deals()`: "
         + ", ".join(f"{deal_counts[n]:,} deals for {n:,} leads" for n in sizes)
         + "). "
-        f"KPI window {WINDOW[0]}..{WINDOW[1]}, SLA {SLA_HOURS} h, as of {AS_OF:%Y-%m-%d}.",
+        f"KPI window {WINDOW[0]}..{WINDOW[1]} ({DAYS[0]}..{DAYS[1]} for the case of 200 days), "
+        f"SLA {SLA_HOURS} h, as of {AS_OF:%Y-%m-%d}.",
         "",
         "## KPIs: aligncycle from its store beside DuckDB over its own tables",
         "",
