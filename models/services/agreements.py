@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from models.agreement_tables import Agreement, AgreementVersion, Amendment, AmendmentSignoff
 from models.base import utcnow
@@ -53,6 +53,7 @@ from models.services.agreement_terms import (  # noqa: F401 - the terms' names, 
 from models.services.common import record_event
 from models.services.cycles import spec
 from models.tables import Cycle, CycleTeam, Gap, Person
+from models.words import listed
 
 # --- the pair, the agreement, the terms ----------------------------------------------------
 
@@ -287,23 +288,37 @@ def numbers_pairs(session: Session, viewer: Person) -> list[PairSettings]:
     ).all()
     if not newest:
         return []
+    ids = [r[0] for r in newest]
     cycles = {
-        c.id: c for c in session.scalars(select(Cycle).where(Cycle.id.in_([r[0] for r in newest])))
+        c.id: c
+        for c in session.scalars(
+            select(Cycle).where(Cycle.id.in_(ids)).options(selectinload(Cycle.teams))
+        )
     }
     agreement_ids = {
         (a.team_a_id, a.team_b_id): a.id
         for a in session.scalars(select(Agreement))  # (one a pair: few rows)
     }
+    wanted = [aid for _c, a, b in newest if (aid := agreement_ids.get((a, b))) is not None]
+    versions: dict[int, AgreementVersion] = {}  # each agreement's version in force
+    for version in session.scalars(
+        select(AgreementVersion)
+        .where(AgreementVersion.agreement_id.in_(wanted))
+        .order_by(AgreementVersion.number)  # (the newest last)
+    ):
+        versions[version.agreement_id] = version
     out = []
     for cycle_id, a, b in newest:
         cycle = cycles[cycle_id]
         pb = spec(cycle)
+        agreement_id = agreement_ids.get((a, b))
         out.append(
             PairSettings(
                 cycle=cycle,
-                teams=" and ".join(t.team.name for t in cycle.teams),  # (as its cycles say)
-                agreement_id=agreement_ids.get((a, b)),
-                in_force=settings_in_force(session, cycle, pb=pb),
+                teams=listed(t.team.name for t in cycle.teams),  # (as its cycles say)
+                agreement_id=agreement_id,
+                # (settings_in_force's answer, read for every pair in the queries above)
+                in_force=settings_from(pb, versions.get(agreement_id or 0)),
                 stall_days=pb.settings.stall_days,
             )
         )
