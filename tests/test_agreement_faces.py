@@ -407,7 +407,7 @@ version: 1
 title: Escalations from support
 teams: [sales, support]
 kpis: [sla_attainment]
-settings: {handoff_sla_hours: 48}
+settings: {handoff_sla_hours: 48, stall_days: 10}
 phases: {identify: {}, plan: {}, execute: {}, recap: {}}
 """
 
@@ -452,8 +452,9 @@ def test_a_manager_of_two_pairs_chooses_whose_agreed_settings_the_numbers_use(we
         api = r.client("max").get(f"/api/v1/kpis?pair={ours}", headers=r.bearer("max")).json()
         assert api["query"]["sla_hours"] == 24
         assert api["sla_source"].startswith("24 hours is the hand-off SLA Sales and Marketing")
+        assert api["query"]["stall_days"] == 30  # (its playbook's)
         api = r.client("max").get("/api/v1/kpis", headers=r.bearer("max")).json()
-        assert api["query"]["sla_hours"] == 48
+        assert (api["query"]["sla_hours"], api["query"]["stall_days"]) == (48, 10)
         # a marketing member sees one pair: no choice, and not the other pair's settings
         page = r.client("meg").get("/numbers").text
         assert 'name="pair"' not in page and 'step="1" value="24"' in page

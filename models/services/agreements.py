@@ -31,6 +31,7 @@ from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.funnel.currency import numbers_currency
 from models.funnel.kpis import KPIS, format_value
 from models.playbook import PlaybookSpec
+from models.playbook import Settings as PlaybookSettings
 from models.rules import require_phase_allows
 from models.services.access import require_visible, visible_cycles
 from models.services.agreement_terms import (  # noqa: F401 - the terms' names, here too
@@ -323,6 +324,16 @@ def numbers_pairs(session: Session, viewer: Person) -> list[PairSettings]:
             )
         )
     return out
+
+
+def numbers_defaults(pair: PairSettings | None) -> tuple[int, int]:
+    """The hand-off SLA (hours) and stall limit (days) the numbers use unless asked for
+    others: the pair's (its agreement's SLA, its playbook's stall limit); no pair: a
+    playbook's defaults."""
+    if pair is None:
+        d = PlaybookSettings()
+        return d.handoff_sla_hours, d.stall_days
+    return pair.in_force.handoff_sla_hours, pair.stall_days
 
 
 def behind_after_days(pair: PairSettings | None) -> int:

@@ -15,7 +15,6 @@ from models.errors import InvalidInput
 from models.funnel import flags, targets
 from models.funnel import numbers as n
 from models.funnel.kpis import KpiReport
-from models.playbook import Settings
 from models.schemas import validation_message
 from models.services import agreements
 
@@ -96,13 +95,17 @@ def kpis(
     compare_to: Day = None,
     source: str | None = None,
     sla_hours: Annotated[float | None, Query(gt=0, le=1440, description=AGREED)] = None,
-    stall_days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    stall_days: Annotated[
+        int | None,
+        Query(ge=1, le=3650, description="Days (default: the team pair's playbook's, 30)."),
+    ] = None,
     pair: Pair = None,
 ) -> KpisRead:
     """Every KPI of the period, overall or by one or two groupings, and the same KPIs of the
     period to compare with (default: as many days just before)."""
     settings = agreements.numbers_pair(ctx.session, ctx.me, pair)
-    sla_hours = sla_hours or _agreed_sla(settings)
+    sla, stall = agreements.numbers_defaults(settings)
+    sla_hours, stall_days = sla_hours or sla, stall_days or stall
     q = _query(start, end, by, compare_from, compare_to, source, sla_hours, stall_days)
     common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
     if q.source is not None:  # an unknown source: refused with the sources there are
@@ -124,10 +127,6 @@ def kpis(
     return KpisRead(query=q, report=report, compared=compared, targets=targets, sla_source=said)
 
 
-def _agreed_sla(settings: agreements.PairSettings | None) -> int:
-    return settings.in_force.handoff_sla_hours if settings else Settings().handoff_sla_hours
-
-
 @router.get("/kpis/breaches", response_model=n.Breaches, tags=["numbers"])
 def breaches(
     ctx: ApiCtx,
@@ -140,8 +139,8 @@ def breaches(
     pair: Pair = None,
 ) -> n.Breaches:
     """Each MQL of the period that waited past the hand-off SLA, latest first."""
-    sla_hours = sla_hours or _agreed_sla(agreements.numbers_pair(ctx.session, ctx.me, pair))
-    q = _query(start, end, [], None, None, source, sla_hours, 30)
+    sla, stall = agreements.numbers_defaults(agreements.numbers_pair(ctx.session, ctx.me, pair))
+    q = _query(start, end, [], None, None, source, sla_hours or sla, stall)
     return n.sla_breaches(
         ctx.session,
         start=q.start,

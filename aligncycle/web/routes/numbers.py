@@ -24,7 +24,6 @@ from models.funnel import flags
 from models.funnel import numbers as n
 from models.funnel.history import latest_import
 from models.funnel.kpis import KPIS, format_value
-from models.playbook import Settings
 from models.schemas import validation_message
 from models.services import agreements
 
@@ -83,9 +82,7 @@ def query_from(
 ) -> n.NumbersQuery:
     """The page's query from its URL; a missing period is the last 30 days, a missing SLA
     the pair's (no pair: the defaults)."""
-    d = Settings()
-    sla = pair.in_force.handoff_sla_hours if pair is not None else d.handoff_sla_hours
-    stall = pair.stall_days if pair is not None else d.stall_days
+    sla, stall = agreements.numbers_defaults(pair)
     start, end = _day(params.get("from")), _day(params.get("to"))
     if start is None or end is None:
         base = n.NumbersQuery.around(end or today)
