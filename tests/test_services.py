@@ -1471,6 +1471,7 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
         board = {row.title: row for row in rows}
         assert [r.title for r in rows] == ["Quiet", "Busy"] and total == 2
         in_plan, _ = views.board(s, None, phase=Phase.PLAN, today=TODAY)
+        counts_before = views.counts(s, C(s, busy), TODAY)
     row = board["Busy"]
     assert (row.phase, row.playbook) == (Phase.PLAN, f"{HANDOFF}@4")
     assert (row.actions_total, row.actions_finished) == (5, 2)
@@ -1482,14 +1483,19 @@ def test_the_board_counts_progress_and_risk(org: Store) -> None:
     assert (row.gaps_total, row.gaps_open) == (2, 1)
     assert board["Quiet"].actions_total == 0 and board["Quiet"].gaps_total == 0
     assert [r.id for r in in_plan] == [busy]
-    # closed, the cycle has nothing due: its unfinished items are left unfinished, not overdue,
-    # on the board and on its own page alike
+    assert (row.risk, counts_before.risk) == (Confidence.OFF_TRACK, Confidence.OFF_TRACK)
+    assert (counts_before.actions_at_risk, counts_before.actions_off_track) == (1, 1)
+    # closed, the cycle has nothing due and nothing at risk: its unfinished items are left
+    # unfinished, not overdue, at risk nor off track, on the board and on its own page alike
     with org.unit_of_work() as s:
         C(s, busy).phase = Phase.CLOSED
     with org.unit_of_work() as s:
         [row], _ = views.board(s, None, phase=Phase.CLOSED, today=TODAY)
         counts = views.counts(s, C(s, busy), TODAY)
     assert (row.actions_overdue, counts.actions_overdue) == (0, 0)
+    assert (row.actions_at_risk, counts.actions_at_risk) == (0, 0)
+    assert (row.actions_off_track, counts.actions_off_track) == (0, 0)
+    assert (row.risk, counts.risk) == (Confidence.ON_TRACK, Confidence.ON_TRACK)
     assert (row.actions_unfinished, counts.actions_unfinished) == (3, 3)
 
 

@@ -433,15 +433,26 @@ def overdue(today: date) -> Any:
     return and_(ActionItem.overdue_on(today), Cycle.phase != Phase.CLOSED)
 
 
+def flagged(confidence: Confidence) -> Any:
+    """An action item counts as at risk (or off track): unfinished, its owner's last word on it
+    that confidence, in a cycle that is not closed (a closed cycle risks nothing any more: its
+    unfinished items are left unfinished). A SQL condition on ``ActionItem`` joined to its
+    ``Cycle``."""
+    return and_(
+        ActionItem.status.not_in(FINISHED_STATUSES),
+        ActionItem.confidence == confidence,
+        Cycle.phase != Phase.CLOSED,
+    )
+
+
 def board_counts(session: Session, ids: list[int], today: date) -> dict[int, ActionCounts]:
     """Progress and risk of the given cycles, in two set-based queries (one per table): action
     items total/done/dropped/carried over/finished/overdue/at risk/off track (risk counts
-    unfinished items only), gaps total/open. Every id is in the result (a cycle with neither
-    counts zeros)."""
+    unfinished items of cycles not closed only), gaps total/open. Every id is in the result (a
+    cycle with neither counts zeros)."""
     out = {i: ActionCounts() for i in ids}
     if not ids:
         return out
-    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
 
     def n(cond: Any) -> Any:
         return func.sum(case((cond, 1), else_=0))
@@ -454,8 +465,8 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, Act
             n(ActionItem.status == ActionStatus.DROPPED),
             n(ActionItem.status == ActionStatus.CARRIED_OVER),
             n(overdue(today)),
-            n(and_(unfinished, ActionItem.confidence == Confidence.AT_RISK)),
-            n(and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK)),
+            n(flagged(Confidence.AT_RISK)),
+            n(flagged(Confidence.OFF_TRACK)),
         )
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id.in_(ids))

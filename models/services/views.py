@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models.enums import (
-    FINISHED_STATUSES,
     ActionStatus,
     Confidence,
     GapDecision,
@@ -155,15 +154,14 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
     n = func.sum
     # The board's counts and the items by status in one read of the items (and one of the
     # gaps): the same numbers cycle_service.board_counts gives, each table read once.
-    unfinished = ActionItem.status.not_in(FINISHED_STATUSES)
     by_status: dict[ActionStatus, int] = {}
     for status, total, overdue, at_risk, off_track in session.execute(
         select(
             ActionItem.status,
             func.count(),
             n(case((cycle_service.overdue(today), 1), else_=0)),
-            n(case((and_(unfinished, ActionItem.confidence == Confidence.AT_RISK), 1), else_=0)),
-            n(case((and_(unfinished, ActionItem.confidence == Confidence.OFF_TRACK), 1), else_=0)),
+            n(case((cycle_service.flagged(Confidence.AT_RISK), 1), else_=0)),
+            n(case((cycle_service.flagged(Confidence.OFF_TRACK), 1), else_=0)),
         )
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id == cycle.id)
