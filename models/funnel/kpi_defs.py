@@ -159,7 +159,7 @@ _DEFS = [
         "higher",
         "closed",
         "deals won / (deals won + deals lost), counting deals won or lost in the window",
-        "deals closed in the window",
+        "deals closed in the period",
     ),
     KpiDef(
         "sales_cycle_median_days",
@@ -180,7 +180,7 @@ _DEFS = [
         "closed",
         "sum of amount over deals won in the window (no data if none was won, or none of "
         "them has an amount; a negative amount counts as it is, and is flagged)",
-        "deals won in the window",
+        "deals won in the period",
     ),
     KpiDef(
         "average_deal_size",
