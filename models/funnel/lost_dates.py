@@ -34,11 +34,33 @@ KEPT = {
 }
 
 
+class LostColumn(BaseModel):
+    column: str  # the file's column
+    date: int  # the date the store holds (seconds since 1970, UTC)
+
+
 class LostDate(BaseModel):
+    """A record's row that is empty where the store holds a date: its first such column and
+    date, and the others of the same row in ``also``."""
+
     key: str
     line: int
     column: str  # the file's column
     date: int  # the date the store holds (seconds since 1970, UTC)
+    also: list[LostColumn] = []
+
+    def words(self, done: bool) -> str:
+        """E.g. "“L1” on line 2 has no 'Converted', where the store has 4 Mar 2024", or, of two
+        dates, "... has no 'Converted' (the store has 4 Mar 2024) nor 'Touched' (2 Mar 2024)"."""
+        has = "had" if done else "has"
+        head = f"{quoted(self.key, 40)} on line {self.line:,} has no {self.column!r}"
+        first = day(datetime.fromtimestamp(self.date, UTC))
+        if not self.also:
+            return f"{head}, where the store {has} {first}"
+        more = " nor ".join(
+            f"{c.column!r} ({day(datetime.fromtimestamp(c.date, UTC))})" for c in self.also
+        )
+        return f"{head} (the store {has} {first}) nor {more}"
 
 
 class LostDates(BaseModel):
@@ -57,11 +79,7 @@ class LostDates(BaseModel):
             if n
         )
         holds = "held" if done else "holds"
-        some = "; or ".join(
-            f"{quoted(e.key, 40)} on line {e.line:,} has no {e.column!r}, where the store "
-            f"{'had' if done else 'has'} {day(datetime.fromtimestamp(e.date, UTC))}"
-            for e in self.examples
-        )
+        some = "; or ".join(e.words(done) for e in self.examples)
         lose = "lost" if done else "would lose"
         head = f"{file}: {what} {lose} a date the store {holds} (for example {some})."
         if done:
@@ -90,12 +108,14 @@ class LostDatesTally:
         """The places of the dates to watch among a writer's ``columns``."""
         return [i for i, c in enumerate(columns) if c in KEPT[record]]
 
-    def add(self, record: str, key: str, line: int, column: str, date: int) -> None:
+    def add(self, record: str, key: str, line: int, dates: list[tuple[str, int]]) -> None:
         """A record (``record``: "lead" or "deal") whose row, on ``line``, is empty in the
-        file's ``column`` where the store holds ``date``."""
+        file's columns where the store holds dates: ``dates``, (column, date) each."""
         self.counts[record] += 1
         if len(self.examples) < SAMPLES:
-            self.examples.append(LostDate(key=key, line=line, column=column, date=date))
+            (column, date), *others = dates
+            also = [LostColumn(column=c, date=d) for c, d in others]
+            self.examples.append(LostDate(key=key, line=line, column=column, date=date, also=also))
 
     def summary(self) -> LostDates | None:
         if not any(self.counts.values()):

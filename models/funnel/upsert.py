@@ -298,10 +298,11 @@ class _Target:
             result.close()
         return {r[0]: tuple(r[1:]) for r in rows}
 
-    def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...], at: int) -> None:
+    def _lost(self, key: str, stored: tuple[Any, ...], row: tuple[Any, ...], at: list[int]) -> None:
+        """A record whose row is empty in the dates at ``at`` where the store holds them."""
         assert self.run is not None
-        column = _column_of(self.run, self.data_columns[at])
-        self.run.lost.add(self.record, key, row[-1], column, int(stored[at]))
+        dates = [(_column_of(self.run, self.data_columns[i]), int(stored[i])) for i in at]
+        self.run.lost.add(self.record, key, row[-1], dates)
 
     def _replaced(self, stored: tuple[Any, ...]) -> None:
         """A deal's row the file's next row of it replaces, or repeats: its stage as read."""
@@ -646,10 +647,9 @@ class _Target:
                     moved.append((values[-2], values[-1], key))
                 continue
             if old is not None and watch:  # a date the store holds, empty: an older export?
-                for i in watch:
-                    if values[i] is None and old[i] is not None:
-                        self._lost(key, old, values, i)
-                        break
+                gone = [i for i in watch if values[i] is None and old[i] is not None]
+                if gone:
+                    self._lost(key, old, values, gone)
             before = old  # (for the record's repeats: None, it is new)
             if counts is not None:
                 if old is None or (listed is not None and not old[listed]):
