@@ -75,9 +75,8 @@ def test_an_older_export_after_a_newer_one_is_said_and_still_imported(
         "leads.csv: 2 leads would lose a date the store holds (for example “L1” on line 2 has "
         "no 'Converted' (the store has 4 Mar 2024) nor 'Touched' (2 Mar 2024); or “L3” on line "
         "4 has no 'Converted', where the store has 9 Mar 2024). An older export than the one "
-        "imported last does "
-        "this: if this is one, discard it. If the CRM cleared those dates, import it: the "
-        "numbers will count those records as not having reached those stages."
+        "imported last does this: if this is one, discard it. If the CRM cleared those dates, "
+        "import it: the numbers will count those records as not having reached those stages."
     )
     assert deals.lost_dates.sentence("deals.csv", done=True).startswith(
         "deals.csv: 1 deal lost a date the store held (for example “D1” on line 2 has no "

@@ -433,7 +433,7 @@ def overdue(today: date) -> Any:
     return and_(ActionItem.overdue_on(today), Cycle.phase != Phase.CLOSED)
 
 
-def flagged(confidence: Confidence) -> Any:
+def risk_is(confidence: Confidence) -> Any:
     """An action item counts as at risk (or off track): unfinished, its owner's last word on it
     that confidence, in a cycle that is not closed (a closed cycle risks nothing any more: its
     unfinished items are left unfinished). A SQL condition on ``ActionItem`` joined to its
@@ -465,8 +465,8 @@ def board_counts(session: Session, ids: list[int], today: date) -> dict[int, Act
             n(ActionItem.status == ActionStatus.DROPPED),
             n(ActionItem.status == ActionStatus.CARRIED_OVER),
             n(overdue(today)),
-            n(flagged(Confidence.AT_RISK)),
-            n(flagged(Confidence.OFF_TRACK)),
+            n(risk_is(Confidence.AT_RISK)),
+            n(risk_is(Confidence.OFF_TRACK)),
         )
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id.in_(ids))

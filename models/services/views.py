@@ -160,8 +160,8 @@ def counts(session: Session, cycle: Cycle, today: date | None = None) -> CycleCo
             ActionItem.status,
             func.count(),
             n(case((cycle_service.overdue(today), 1), else_=0)),
-            n(case((cycle_service.flagged(Confidence.AT_RISK), 1), else_=0)),
-            n(case((cycle_service.flagged(Confidence.OFF_TRACK), 1), else_=0)),
+            n(case((cycle_service.risk_is(Confidence.AT_RISK), 1), else_=0)),
+            n(case((cycle_service.risk_is(Confidence.OFF_TRACK), 1), else_=0)),
         )
         .join(Cycle, Cycle.id == ActionItem.cycle_id)
         .where(ActionItem.cycle_id == cycle.id)
