@@ -592,6 +592,11 @@ def _child_kpis(url: str, duck: str, rounds: str) -> dict:
     return out
 
 
+#: DuckDB's rows of a group it has no lead (cohort) or no deal of: counts of zero, no values
+_NO_LEAD = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None)
+_NO_DEAL = (0, 0, None, 0, 0, 0, None, None)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -600,18 +605,9 @@ def _expected(c: tuple | None, d: tuple | None) -> dict[str, float | None]:
     """The KPIs DuckDB's rows of one group say (``c``: its cohort row, ``d``: its deals' row,
     without the group's columns; None: DuckDB has no such row, no lead or no deal of it)."""
     mqls, sqls, won, decided, rejected, _touched, within, due, untouched, stalled, lat, _top = (
-        c or (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None)
+        c or _NO_LEAD
     )
-    dwon, dlost, revenue, with_amount, open_, _value, cycle, aging = d or (
-        0,
-        0,
-        None,
-        0,
-        0,
-        0,
-        None,
-        None,
-    )
+    dwon, dlost, revenue, with_amount, open_, _value, cycle, aging = d or _NO_DEAL
     hours = lambda v: None if v is None else v / 3600  # noqa: E731
     days = lambda v: None if v is None else v / 86400  # noqa: E731
     return {
