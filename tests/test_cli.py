@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from aligncycle import cli_common
@@ -33,6 +34,7 @@ from models.schemas import (
     SurveySummary,
     TeamRead,
 )
+from models.tables import ActionItem, Cycle
 
 PROJECT = Path(__file__).resolve().parent.parent
 PLAYBOOK = "sales-marketing-handoff"
@@ -467,6 +469,22 @@ def test_read_commands_print_their_read_schemas_as_json(org: Any) -> None:
         "Agree the KPIs"
     ]
     assert cli_json("action", "list", "--overdue") == []  # due today is not overdue yet
+    # due yesterday: overdue, in the list and its table, until its cycle is closed
+    with org.unit_of_work() as s:
+        s.execute(
+            update(ActionItem)
+            .where(ActionItem.id == late["id"])
+            .values(due_date=today - timedelta(days=1))
+        )
+    assert [a["id"] for a in cli_json("action", "list", "--overdue")] == [late["id"]]
+    assert "overdue" in cli("action", "list", "--cycle", cid).stdout
+    with org.unit_of_work() as s:
+        s.execute(update(Cycle).where(Cycle.id == cid).values(phase=Phase.CLOSED))
+    assert cli_json("action", "list", "--overdue") == []
+    assert "overdue" not in cli("action", "list", "--cycle", cid).stdout
+    with org.unit_of_work() as s:
+        s.execute(update(Cycle).where(Cycle.id == cid).values(phase=Phase.PLAN))
+        s.execute(update(ActionItem).where(ActionItem.id == late["id"]).values(due_date=today))
     assert cli_json("action", "list", "--status", "done") == []
 
     log = cli_json("events", "--cycle", cid)

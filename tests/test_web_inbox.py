@@ -476,6 +476,20 @@ def test_a_closed_cycle_says_what_it_left_unfinished_not_what_is_overdue(w: Rig)
         f'<div class="stat">{len(left)}</div><div class="muted small">left unfinished</div>' in page
     )
     assert '<div class="muted small">overdue</div>' not in page
+    # its items say no "Overdue", the "Overdue" filter finds none of them (page and API), while
+    # an open cycle's overdue item is still found
+    items_page = w.client("sam").get(f"/cycles/{closed}/actions").text
+    assert all(f'id="action-{a.id}"' in items_page for a in left)
+    assert "Overdue ·" not in items_page and "overdue-item" not in items_page
+    assert "Overdue ·" not in w.client("sam").get(f"/actions/{left[0].id}").text
+    filtered = w.client("sam").get(f"/cycles/{closed}/actions?due=overdue").text
+    assert not any(f'id="action-{a.id}"' in filtered for a in left)
+    api, h = w.client(), w.bearer("max")
+    found = api.get(f"/api/v1/cycles/{closed}/actions?due=overdue", headers=h).json()["items"]
+    assert found == []
+    live = w.world.cycles["execute"]
+    found = api.get(f"/api/v1/cycles/{live}/actions?due=overdue", headers=h).json()["items"]
+    assert [a["title"] for a in found] == ["Agree a 24-hour hand-off SLA"]
 
 
 def test_the_last_item_done_says_the_recap_can_start(w: Rig) -> None:

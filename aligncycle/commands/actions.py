@@ -234,14 +234,19 @@ def action_list(
     open_: bool = typer.Option(
         False, "--open", help="Not finished: neither done, dropped nor carried over."
     ),
-    overdue: bool = typer.Option(False, "--overdue", help="Open and past the due date."),
+    overdue: bool = typer.Option(
+        False, "--overdue", help="Open and past the due date, in a cycle not closed."
+    ),
     as_: str | None = ACTOR_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Action items, soonest due first."""
+    from sqlalchemy.orm import selectinload
+
     from models.schemas import ActionItemRead
-    from models.services import actions
+    from models.services import actions, cycles
     from models.services.common import person_by_email
+    from models.tables import ActionItem, Cycle
 
     if mine and owner:
         cc.fail("use --owner EMAIL or --mine, not both", 2)
@@ -266,7 +271,10 @@ def action_list(
             items = actions.list_actions(s, filters, today=today)
             out: list[Any] = [ActionItemRead.model_validate(i) for i in items]
         else:  # the table shows only the owner: no counterparts to load, no schema per row
-            items = s.scalars(actions.action_query(filters, today)).unique().all()
+            stmt = actions.action_query(filters, today)
+            # (each item's cycle, in one query: an item of a closed cycle is not overdue)
+            stmt = stmt.options(selectinload(ActionItem.cycle).load_only(Cycle.phase))
+            items = s.scalars(stmt).unique().all()
             out = [
                 [
                     a.id,
@@ -277,7 +285,7 @@ def action_list(
                     a.status,
                     a.confidence,
                     a.priority,
-                    "overdue" if a.overdue_on(today) else "",
+                    "overdue" if cycles.is_overdue(a, today) else "",
                 ]
                 for a in items
             ]

@@ -391,6 +391,7 @@ env.globals.update(
     Phase=Phase,
     AnswerKind=AnswerKind,
     DUE_FILTERS=actions.DUE_FILTERS,
+    item_overdue=cycles.is_overdue,
     days=_days,
     options=_options,
     counted=counted,

@@ -39,7 +39,7 @@ from models.services.common import (
     record_event,
     snapshot,
 )
-from models.services.cycles import permission_facts, spec
+from models.services.cycles import overdue, permission_facts, spec
 from models.tables import ActionItem, ActionItemGap, CheckIn, Cycle, Gap, Person, Team
 from models.words import counted, day, field_label, listed, period, value_word
 
@@ -629,8 +629,10 @@ def action_query(filters: ActionFilters, today: date) -> Select[tuple[ActionItem
         conds.append(ActionItem.status.not_in(FINISHED_STATUSES))
     if filters.confidence is not None:
         conds.append(ActionItem.confidence == filters.confidence)
-    if filters.due == "overdue":
-        conds.append(ActionItem.overdue_on(today))
+    stmt = select(ActionItem)
+    if filters.due == "overdue":  # (nothing is due in a closed cycle)
+        stmt = stmt.join(Cycle, Cycle.id == ActionItem.cycle_id)
+        conds.append(overdue(today))
     elif filters.due == "week":
         conds.append(
             and_(
@@ -640,10 +642,8 @@ def action_query(filters: ActionFilters, today: date) -> Select[tuple[ActionItem
         )
     elif filters.due == "none":
         conds.append(ActionItem.due_date.is_(None))
-    return (
-        select(ActionItem)
-        .where(*conds)
-        .order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
+    return stmt.where(*conds).order_by(
+        ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id
     )
 
 

@@ -433,6 +433,13 @@ def overdue(today: date) -> Any:
     return and_(ActionItem.overdue_on(today), Cycle.phase != Phase.CLOSED)
 
 
+def is_overdue(item: ActionItem, today: date) -> bool:
+    """:func:`overdue` of one loaded item (its cycle read from the session: the cycle of a
+    page or a list is loaded already, and one query loads those of a list of items that are
+    not: ``selectinload(ActionItem.cycle)``)."""
+    return item.overdue_on(today) and item.cycle.phase is not Phase.CLOSED
+
+
 def risk_is(confidence: Confidence) -> Any:
     """An action item counts as at risk (or off track): unfinished, its owner's last word on it
     that confidence, in a cycle that is not closed (a closed cycle risks nothing any more: its
