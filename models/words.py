@@ -169,6 +169,13 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
+def waited(hours: float) -> str:
+    """A wait as people read it: "16.9 hours" below two days, "27.5 days" from two days on."""
+    if hours < 48:
+        return f"{hours:.1f} hour{'' if round(hours, 1) == 1 else 's'}"
+    return f"{hours / 24:.1f} days"
+
+
 def listed(items: Iterable[str], conjunction: str = "and") -> str:
     """ "A", "A and B", "A, B and C"."""
     items = [str(i) for i in items]

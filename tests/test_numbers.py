@@ -271,6 +271,8 @@ def test_every_signed_in_person_reads_the_numbers(funnel: Rig, who: str) -> None
     assert "From 4 MQLs due." in words
     assert "3 of this period's MQLs waited longer than 24 hours" in words
     assert "not yet" in words and "organic search" in words  # a channel in words, not a key
+    # how late each lead is: in hours below two days, in days from then on
+    assert re.search(r"not yet 20\.7 days .* 24\.0 hours .* 12\.0 hours", words)
     for key in ("sla_attainment", "organic_search", "mql_volume", "(s)"):
         assert key not in words, key
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -490,6 +490,48 @@ def test_a_closed_cycle_says_what_it_left_unfinished_not_what_is_overdue(w: Rig)
     live = w.world.cycles["execute"]
     found = api.get(f"/api/v1/cycles/{live}/actions?due=overdue", headers=h).json()["items"]
     assert [a["title"] for a in found] == ["Agree a 24-hour hand-off SLA"]
+
+
+def test_an_items_due_date_says_how_it_was_met_not_that_done_work_is_late(w: Rig) -> None:
+    """Beside its due date, done work says whether it was done on time or how late; a dropped
+    item says nothing of it, a closed cycle's unfinished item that it was left unfinished, and
+    only unfinished work counts the days to or past its date."""
+    today = date.today()
+    live, closed = w.world.cycles["execute"], w.world.cycles["closed"]
+
+    def due_words(cycle: int, aid: int) -> str:
+        """What the item's line says, up to its owner's name."""
+        page = w.client("sam").get(f"/cycles/{cycle}/actions").text
+        block = page[page.index(f'id="action-{aid}"') :]
+        return words(block[: block.index("</div>")])
+
+    def make(item: ActionItem, status: ActionStatus, due: int, done: int | None = None) -> int:
+        item.status, item.due_date = status, today + timedelta(days=due)
+        at = None if done is None else datetime.combine(today + timedelta(days=done), time(12))
+        item.completed_at = at
+        return item.id
+
+    with w.store.unit_of_work() as s:
+        items = s.scalars(
+            select(ActionItem).where(ActionItem.cycle_id == live).order_by(ActionItem.id)
+        ).all()
+        late = make(items[0], ActionStatus.DONE, -20, done=-17)
+        on_time = make(items[1], ActionStatus.DONE, -20, done=-25)
+        dropped = make(items[2], ActionStatus.DROPPED, -20)
+        left = next(
+            a
+            for a in s.scalars(select(ActionItem).where(ActionItem.cycle_id == closed))
+            if not a.status.finished
+        )
+        left_id = make(left, left.status, -30)
+    assert "(done 3 days late)" in due_words(live, late)
+    assert "(done on time)" in due_words(live, on_time)
+    assert "late" not in due_words(live, dropped) and "(done" not in due_words(live, dropped)
+    assert "(left unfinished)" in due_words(closed, left_id)
+    assert "late" not in due_words(closed, left_id)
+    with w.store.unit_of_work() as s:
+        make(s.get(ActionItem, late), ActionStatus.OPEN, 3)
+    assert "(due in 3 days)" in due_words(live, late)
 
 
 def test_the_last_item_done_says_the_recap_can_start(w: Rig) -> None:

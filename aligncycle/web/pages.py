@@ -75,8 +75,8 @@ from models.services import (
 )
 from models.services import playbooks as playbook_service
 from models.services import views as v
-from models.tables import Cycle
-from models.words import counted, data_word, sentence_start
+from models.tables import ActionItem, Cycle
+from models.words import counted, data_word, sentence_start, waited
 
 #: An id in a page's path: a positive 31-bit integer, as the store's ids are.
 Id = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -138,6 +138,28 @@ def _days(d: date | None, today: date) -> str:
     if delta == -1:
         return "1 day late"
     return f"{-delta} days late"
+
+
+def _due_words(item: ActionItem, today: date) -> str | None:
+    """The words after the due date of an item that is not overdue (an overdue one wears a
+    badge): how far it is for unfinished work, how it was met for done work (done on time or
+    late: a done item is not late any more); none for a dropped or carried-over item, and
+    "left unfinished" in a closed cycle (nothing is due there any more)."""
+    due = item.due_date
+    if due is None:
+        return _days(due, today)
+    if item.status is ActionStatus.DONE:
+        if item.completed_at is None:
+            return None
+        late = (item.completed_at.date() - due).days
+        if late <= 0:
+            return "done on time"
+        return f"done {counted(late, 'day')} late"
+    if item.status.finished:
+        return None
+    if item.cycle.phase is Phase.CLOSED:
+        return "left unfinished"
+    return _days(due, today)
 
 
 def auto_note(note: str) -> str:
@@ -369,7 +391,12 @@ class KpiChoices:
 
 env = templates.env
 env.filters.update(
-    label=label, fdate=_fmt_date, fdt=_fmt_dt, words=value_words, sentence=sentence_start
+    label=label,
+    fdate=_fmt_date,
+    fdt=_fmt_dt,
+    words=value_words,
+    sentence=sentence_start,
+    waited=waited,
 )
 env.globals.update(
     KPIS=KPIS,
@@ -393,6 +420,7 @@ env.globals.update(
     DUE_FILTERS=actions.DUE_FILTERS,
     item_overdue=cycles.is_overdue,
     days=_days,
+    due_words=_due_words,
     options=_options,
     counted=counted,
     auto_note=auto_note,

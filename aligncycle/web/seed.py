@@ -207,9 +207,12 @@ def build_world(session: Session, today: date | None = None) -> World:
     acts = plan_actions(session, c, gap_ids, today - timedelta(days=170))
     answer_phase(session, c, sam)
     cycles.advance_cycle(session, c, sam)  # execute
-    for a in acts[:1]:
+    for a in acts[:1]:  # done two days before its date
         actions.add_checkin(
-            session, actions.get_action(session, a), CheckInCreate(status="done"), sam
+            session,
+            actions.get_action(session, a),
+            CheckInCreate(status="done", on_date=today - timedelta(days=175)),
+            sam,
         )
     answer_phase(session, c, sam)
     cycles.advance_cycle(session, c, sam)  # recap (the period is over)
@@ -231,11 +234,16 @@ def build_world(session: Session, today: date | None = None) -> World:
     acts = plan_actions(session, c, gap_ids, today - timedelta(days=30))
     answer_phase(session, c, sam)
     cycles.advance_cycle(session, c, sam)
-    for a in acts:
+    for a, done in zip(acts, (31, 27), strict=True):  # two days late, then two days early
         actions.add_checkin(
             session,
             actions.get_action(session, a),
-            CheckInCreate(status="done", progress=100, note="Done and shared"),
+            CheckInCreate(
+                status="done",
+                progress=100,
+                note="Done and shared",
+                on_date=today - timedelta(days=done),
+            ),
             sam,
         )
     answer_phase(session, c, sam)
