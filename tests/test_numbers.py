@@ -5,6 +5,8 @@ for every role, on a phone too, and its refusals in one sentence."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import textwrap
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 from models.db import Store
 from models.errors import InvalidInput
 from models.funnel.importer import import_files
-from models.funnel.kpis import compute_kpis
+from models.funnel.kpis import KPIS, compute_kpis
 from models.funnel.mapping import load_profile, parse_mapping
 from models.funnel.numbers import NumbersQuery, every_breach, numbers, sla_breaches
 from tests.test_web_support import PERSONAS, Rig, rig
@@ -330,6 +332,86 @@ declared_monthly_revenue
 m1,s1,d1,r1,2025-03-10 10:00:00,pet,online_medium,cat,,,,reseller,,100.0
 m2,s2,d1,r1,2025-03-12 10:00:00,pet,online_medium,cat,,,,reseller,,50.0
 """
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    """A download's rows: UTF-8 with a byte-order mark, which Excel needs to read it so."""
+    assert text.startswith("\ufeff") and not text.startswith("\ufeff\ufeff")
+    return list(csv.DictReader(io.StringIO(text[1:])))
+
+
+def test_the_numbers_download_as_a_spreadsheet_every_kpi_of_both_periods(funnel: Rig) -> None:
+    """The page links to its numbers as CSV: every KPI (the grouped table shows seven) of the
+    period, of the period compared with and of each group, as the cards and the table say
+    them, in plain numbers a spreadsheet adds up."""
+    page = funnel.client("sid").get(MARCH_URL + "&by=channel")
+    link = re.search(r'href="(/numbers\.csv\?[^"]+)"', page.text)
+    assert link, "the page has no download link"
+    got = funnel.client("sid").get(unescape(link.group(1)))
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("text/csv")
+    assert "shared-numbers-2025-03-01-to-2025-03-31.csv" in got.headers["content-disposition"]
+    rows = csv_rows(got.text)
+    header = list(rows[0])
+    assert header[:3] == ["Channel", "From", "To"]
+    assert {"MQL volume", "SLA attainment (%)", "Hand-off latency, median (hours)"} <= set(header)
+    assert len(header) == 3 + len(KPIS) + 1  # every KPI, then the amounts' currency
+    march, february = rows[0], rows[1]
+    assert (march["Channel"], march["From"], march["To"]) == ("All", "2025-03-01", "2025-03-31")
+    assert (march["MQL volume"], march["SLA attainment (%)"]) == ("5", "25.00")
+    assert (february["From"], february["To"]) == ("2025-01-29", "2025-02-28")  # as long
+    assert (february["MQL volume"], february["SLA attainment (%)"]) == ("1", "0.00")
+    by_channel = {r["Channel"]: r for r in rows[2:]}
+    assert set(by_channel) == {"paid search", "organic search", "email"}  # words, not keys
+    assert by_channel["paid search"]["MQL volume"] == "2"
+    assert by_channel["organic search"]["Hand-off latency, median (hours)"] == ""  # no data
+
+
+def test_every_lead_past_the_sla_downloads_in_the_lists_order(funnel: Rig) -> None:
+    page = funnel.client("meg").get(MARCH_URL)
+    link = re.search(
+        r'href="(/numbers/late-leads\.csv\?[^"]+)"[^>]*>Download all of them', page.text
+    )
+    assert link, "the list has no download link"
+    got = funnel.client("meg").get(unescape(link.group(1)))
+    assert got.status_code == 200
+    rows = csv_rows(got.text)
+    assert [
+        (r["Lead"], r["Owner"], r["Channel"], r["Waited (hours)"], r["Late by (hours)"])
+        for r in rows
+    ] == [
+        ("203", "Ria", "organic search", "520.0", "496.0"),
+        ("202", "Lee", "paid search", "48.0", "24.0"),
+        ("204", "Ria", "email", "36.0", "12.0"),
+    ]
+    assert rows[1]["Qualified (UTC)"] == "2025-03-04 09:00"
+    assert (rows[1]["First touch (UTC)"], rows[0]["First touch (UTC)"]) == ("2025-03-06 09:00", "")
+    # the page's own choices: a longer SLA lists only Cy
+    longer = funnel.client("meg").get(
+        "/numbers/late-leads.csv?from=2025-03-01&to=2025-03-31&sla=72"
+    )
+    assert [r["Lead"] for r in csv_rows(longer.text)] == ["203"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "/numbers.csv?from=2025-03-31&to=2025-03-01",
+            "The period ends (2025-03-01) before it starts",
+        ),
+        ("/numbers/late-leads.csv?from=March", "Not a date: 'March'"),
+        (
+            "/numbers.csv?from=2025-03-01&to=2025-03-31&source=nope",
+            "There is no funnel data from source",
+        ),
+    ],
+)
+def test_a_download_that_cannot_be_made_says_why(funnel: Rig, url: str, message: str) -> None:
+    got = funnel.client("sid").get(url)
+    assert got.status_code == 422
+    assert message in unescape(got.text)
+    assert "Traceback" not in got.text
 
 
 def test_a_win_rate_of_an_export_with_no_lost_deal_says_so(funnel: Rig, tmp_path: Path) -> None:

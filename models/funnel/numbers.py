@@ -362,6 +362,15 @@ def _change(name: str, value: float | None, before: float | None) -> tuple[str |
     return text, "better" if better else "worse"
 
 
+def checked(session: Session, query: NumbersQuery) -> NumbersQuery:
+    """The query made whole (:meth:`NumbersQuery.checked`), of a source the store holds."""
+    q = query.checked()
+    if q.source is not None and q.source not in known_sources(session):
+        known = ", ".join(known_sources(session)) or "none yet"
+        raise InvalidInput(no_such_source(q.source, known))
+    return q
+
+
 def numbers(
     session: Session,
     query: NumbersQuery,
@@ -370,10 +379,7 @@ def numbers(
     breach_offset: int = 0,
 ) -> Numbers:
     """Everything the Numbers page shows for ``query`` (see the module's docstring)."""
-    q = query.checked()
-    if q.source is not None and q.source not in known_sources(session):
-        known = ", ".join(known_sources(session)) or "none yet"
-        raise InvalidInput(no_such_source(q.source, known))
+    q = checked(session, query)
     common = {"source": q.source, "sla_hours": q.sla_hours, "stall_days": q.stall_days}
     current = report(session, start=q.start, end=q.end, **common)
     earlier = report(session, start=q.compare_start, end=q.compare_end, **common)  # type: ignore[arg-type]
@@ -548,12 +554,23 @@ def _breach(r: Any, sla: int) -> Breach:
 
 
 def every_breach(
-    session: Session, *, start: date, end: date, sla_hours: float, as_of: datetime
+    session: Session,
+    *,
+    start: date,
+    end: date,
+    sla_hours: float,
+    as_of: datetime | None = None,
+    source: str | None = None,
+    latest_first: bool = False,
 ) -> Iterator[Breach]:
-    """Every lead of the period's MQLs that waited past the SLA (as :func:`sla_breaches`
-    counts them), read in one pass and not cached: what a cycle's breach ledger records."""
+    """Every lead of the period's MQLs (of one source) that waited past the SLA (as
+    :func:`sla_breaches` counts them), read in one pass and not cached: what a cycle's breach
+    ledger records, and the list's download (``latest_first``: in the list's order)."""
     untracked = untracked_sources(session)
-    stmt, _where, _waited, sla = _breach_select(start, end, sla_hours, None, as_of, untracked)
+    when = as_of or _as_of(end)
+    stmt, _where, waited, sla = _breach_select(start, end, sla_hours, source, when, untracked)
+    if latest_first:
+        stmt = stmt.order_by(waited.desc(), Lead.__table__.c.id)
     for r in session.execute(stmt.execution_options(yield_per=2000)):
         yield _breach(r, sla)
 

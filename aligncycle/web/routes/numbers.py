@@ -5,9 +5,9 @@ the funnel data is one set both teams share."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -20,7 +20,7 @@ from aligncycle.web.deps import Ctx
 from aligncycle.web.pages import page, page_number, pager, render
 from models.enums import Role
 from models.errors import InvalidInput, NotFound
-from models.funnel import flags
+from models.funnel import flags, numbers_csv
 from models.funnel import numbers as n
 from models.funnel.history import latest_import
 from models.funnel.kpis import KPIS, format_value
@@ -268,24 +268,22 @@ def flags_page(request: Request, ctx: Ctx, *, query=None, forms=None, status=200
     )
 
 
-@router.get("/numbers/flags.csv")
-def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
-    """The flags the page shows (its source, kind and records), every one, as CSV: to put the
-    records right in the system they were exported from. Written to a spooled file first (the
-    unit of work ends with this call), so memory holds at most its first megabytes."""
-    params = request.query_params
+BOM = "\ufeff"
+
+
+def _csv(write: Callable[[IO[str]], object], filename: str) -> Response:
+    """A download of what ``write`` writes, as CSV in UTF-8 with its byte-order mark (without
+    it, Excel reads "MQL→SQL" or “Zoë” as another encoding's garbage; other spreadsheets skip
+    it). Written to a spooled file first (the unit of work ends with this call), so memory
+    holds at most its first megabytes; a refusal (:class:`InvalidInput`) is raised before
+    anything is sent."""
     # (closed by the response's generator once sent, or here on a refusal)
     out = tempfile.SpooledTemporaryFile(  # noqa: SIM115
         max_size=8 << 20, mode="w+", newline="", encoding="utf-8"
     )
     try:
-        flags.write_flags_csv(
-            ctx.session,
-            out,
-            source=params.get("source") or None,
-            kind=params.get("kind") or None,
-            counted=_counted(params),
-        )
+        out.write(BOM)
+        write(out)
     except BaseException:
         out.close()
         raise
@@ -299,5 +297,48 @@ def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
     return StreamingResponse(
         chunks(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="data-quality-flags.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+@router.get("/numbers/flags.csv")
+def flags_csv_get(request: Request, ctx: PageCtx) -> Response:
+    """The flags the page shows (its source, kind and records), every one, as CSV: to put the
+    records right in the system they were exported from."""
+    params = request.query_params
+    return _csv(
+        lambda out: flags.write_flags_csv(
+            ctx.session,
+            out,
+            source=params.get("source") or None,
+            kind=params.get("kind") or None,
+            counted=_counted(params),
+        ),
+        "data-quality-flags.csv",
+    )
+
+
+def _download_query(request: Request, ctx: Ctx) -> n.NumbersQuery:
+    """The query of the Numbers page a download link was made on (its period, the period
+    compared with, groupings, source, SLA and team pair)."""
+    params = dict(request.query_params)
+    pairs = agreements.numbers_pairs(ctx.session, ctx.me)
+    return query_from(params, pair_from(params, ctx, pairs), date.today())
+
+
+@router.get("/numbers.csv")
+def numbers_csv_get(request: Request, ctx: PageCtx) -> Response:
+    """The page's KPIs, every one, for its period, the period compared with and each group:
+    for the spreadsheets and decks made from the shared numbers."""
+    q = _download_query(request, ctx)
+    name = f"shared-numbers-{q.start.isoformat()}-to-{q.end.isoformat()}.csv"
+    return _csv(lambda out: numbers_csv.write_numbers_csv(ctx.session, out, q), name)
+
+
+@router.get("/numbers/late-leads.csv")
+def late_leads_csv_get(request: Request, ctx: PageCtx) -> Response:
+    """Every lead of the page's period that waited past the hand-off SLA (the page lists them
+    a page at a time): the list sales follows up from."""
+    q = _download_query(request, ctx)
+    name = f"leads-past-the-sla-{q.start.isoformat()}-to-{q.end.isoformat()}.csv"
+    return _csv(lambda out: numbers_csv.write_breaches_csv(ctx.session, out, q), name)
