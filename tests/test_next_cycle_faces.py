@@ -16,7 +16,7 @@ from tests.test_web_support import Rig, rig
 
 
 def march_with_breaches(s: Any) -> int:
-    rows = [lead(i, date(2024, 3, 5), 30, channel="paid search", owner=None) for i in range(3)]
+    rows = [lead(i, date(2024, 3, 5), 30, channel="paid_search", owner=None) for i in range(3)]
     s.execute(Lead.__table__.insert(), lead_rows(rows))
     load(s, PLAYBOOK)
     c = start(s, "March", MARCH)
@@ -84,6 +84,7 @@ def test_the_late_leads_page_in_plain_words_for_the_cycles_teams_only(web: Rig) 
         assert "3 leads from paid search waited over 24 h; 3 of them had no owner." in text
         assert "Late leads" in text and "nobody" in text
         assert "A lead 120 hours past the hand-off time goes to the managers" in text
-        for key in ("sla_hours", "late_hours", "None", "(s)"):
+        assert "<td>paid search</td>" in text  # a channel in words
+        for key in ("sla_hours", "late_hours", "None", "(s)", "paid_search"):
             assert key not in text
         assert r.client("ola").get(f"/cycles/{cid}/late-leads").status_code == 404

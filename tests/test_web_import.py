@@ -266,7 +266,7 @@ def test_a_preview_shows_what_the_import_would_do_and_writes_nothing(web: Web) -
     ) in words
     # the first rows as they would be stored
     assert "Line Lead Channel Owner Team Created MQL First touch SQL Rejected" in words
-    assert "2 101 paid_search Sam Rep sales 2024-02-01 09:00 2024-02-10 10:00" in words
+    assert "2 101 paid search Sam Rep sales 2024-02-01 09:00 2024-02-10 10:00" in words
     assert "2 9001 101 Closed Won Sam sales 2024-02-15 00:00 2024-03-20 00:00 12,500.00" in words
     assert "--" not in words  # no command-line option anywhere
 
@@ -339,7 +339,7 @@ def test_the_preview_s_rows_as_stored_are_this_file_s_not_an_earlier_file_s_of_i
             web.upload("lee", {"contacts.csv": later}, profile="hubspot").headers["location"]
         )
     )
-    assert "2 107 paid_search Sam Rep sales" in words
+    assert "2 107 paid search Sam Rep sales" in words
     assert "101" not in words and "102" not in words
 
 

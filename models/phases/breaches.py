@@ -30,7 +30,7 @@ from models.services import agreements
 from models.services.access import require_visible
 from models.services.gaps import add_gap
 from models.tables import Cycle, CycleTeam, Gap, Person
-from models.words import counted, data_word
+from models.words import counted, data_word, waited
 
 NO_CHANNEL = "no channel"
 
@@ -127,7 +127,7 @@ def _by_channel(rows: list[SlaBreach], sla: float) -> list[ChannelBreaches]:
         if without:
             sentence += f"; {without} of them had no owner"
         worst = max(b.late_hours for b in found)
-        sentence += f". The longest wait was {_hours(worst)} past the hand-off time."
+        sentence += f". The longest wait was {waited(worst)} past the hand-off time."
         out.append(
             ChannelBreaches(
                 channel=channel,

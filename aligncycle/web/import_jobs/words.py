@@ -18,6 +18,7 @@ from models.funnel.repeats import Repeated
 from models.funnel.stages import Stages
 from models.funnel.values import Unmatched
 from models.funnel.whole_export import Removed
+from models.words import data_word
 
 SETTING_LABELS = {
     "dates": "How dates are written",
@@ -243,6 +244,8 @@ def _cell(name: str, value: Any) -> str:
         return f"{sign}{abs(value) / 100:,.2f}"
     if name.endswith("_at") and isinstance(value, str):
         return value[:16].replace("T", " ")
+    if name == "channel":  # (a profile's key, "paid_search", as the Numbers page says it)
+        return data_word(value)
     return str(value)
 
 
