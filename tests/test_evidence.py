@@ -468,9 +468,11 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
     assert t.progress == pytest.approx(1.125)
     assert m.sentiment.label == "negative" and m.sentiment.mean == pytest.approx(1.67)
     (d,) = m.disagreements
-    assert d.startswith("The numbers improved (improved: MQL→SQL rate 60.0% → 90.0% (+30.0 pts);")
-    assert "SLA attainment 50.0% → 95.0% (+45.0 pts)" in d
-    assert "| worsened: Stalled leads 12 → 18 (+6.0))" in d
+    assert d.startswith(
+        "The numbers improved (improved: MQL→SQL rate 60.0% → 90.0% (+30.0 points);"
+    )
+    assert "SLA attainment 50.0% → 95.0% (+45.0 points)" in d
+    assert "| worsened: Stalled leads 12 → 18 (+6))" in d  # a count: no decimals
     assert "but the team does not feel it (survey mean 1.67 of 5 from 6 answers)" in d
     assert stored == len(kpis_module.KPIS)  # the recap measurement is kept with the cycle
 

@@ -7,10 +7,12 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
 from sqlalchemy import or_, select
 
+from models.funnel.tables import CycleKpiSnapshot
 from models.schemas import ActionItemUpdate, SurveyRespond
 from models.services import actions, recap, recap_views
 from models.services.common import person_by_email
@@ -231,6 +233,32 @@ def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> Non
     section = page[page.index('id="kpis"') :]
     assert "before 18%" in section and "after 24.5%" in section
     assert "#16a34a" in section  # the improvement is drawn green
+
+
+def test_kpis_before_and_after_read_as_the_numbers_page_says_them(w: Rig) -> None:
+    """The recap's KPIs say their values as the Numbers page does (an amount with its
+    thousands, a count without decimals), and a cycle that has not reached Recap says its own
+    numbers are measured then, not that there are none."""
+    cid = w.world.cycles["execute"]
+    with w.store.unit_of_work() as s:
+        for kpi, value in (("revenue_won", 1244410.0), ("untouched_leads", 1505.0)):
+            s.add(
+                CycleKpiSnapshot(
+                    cycle_id=cid,
+                    kind="baseline",
+                    kpi=kpi,
+                    value=value,
+                    window_start=date(2026, 1, 1),
+                    window_end=date(2026, 1, 31),
+                    sla_hours=24,
+                )
+            )
+    page = w.client("max").get(f"/cycles/{cid}/recap").text
+    section = page[page.index('id="kpis"') :]
+    assert "before 1,244,410.00" in section and "before 1,505" in section
+    assert "after: measured at the recap" in section and "no data" not in section
+    report = w.client("max").get(f"/cycles/{cid}/recap.csv").text
+    assert "before the cycle 1,244,410.00, after it measured at the recap" in report
 
 
 def test_board_progress_and_risk(w: Rig) -> None:

@@ -267,14 +267,18 @@ def lines(
 
 
 def before_after(
-    items: Sequence[tuple[str, float | None, float | None, str, bool]], *, title: str
+    items: Sequence[tuple[str, float | None, float | None, str, str, bool]], *, title: str
 ) -> Markup:
     """Two bars per KPI: before the cycle (grey) and after it (green if better, red if
-    worse). Items: (label, before, after, unit, higher_is_better)."""
-    width, label_w, row = 600, 170, 54
-    plot_w = width - label_w - 80
+    worse). Items: (label, before, after, before as read, after as read, higher_is_better):
+    the bars' lengths are the numbers, their labels the words ("1,427,400.00 USD"; where a
+    number is missing, why: "no data", "measured at the recap")."""
+    # room for the longest label ("Hand-off latency, median") and value ("after 2,572,920.00
+    # USD") beside a full-length bar
+    width, label_w, row = 660, 190, 54
+    plot_w = width - label_w - 190
     parts = []
-    for i, (label, before, after, unit, higher) in enumerate(items):
+    for i, (label, before, after, before_text, after_text, higher) in enumerate(items):
         top = max(v for v in (before or 0, after or 0, 1e-9))
         y = i * row + 6
         parts.append(
@@ -285,14 +289,14 @@ def before_after(
         if before is not None and after is not None and before != after:
             better = (after > before) == higher
         after_color = "#16a34a" if better else ("#dc2626" if better is False else "#2563eb")
-        for j, (name, v, color) in enumerate(
-            (("before", before, "#9ca3af"), ("after", after, after_color))
+        for j, (name, v, text, color) in enumerate(
+            (("before", before, before_text, "#9ca3af"), ("after", after, after_text, after_color))
         ):
             yy = y + j * 20
             if v is None:
                 parts.append(
                     f'<text x="{label_w}" y="{yy + 14}" font-size="12" fill="#64748b">'
-                    f"{name}: no data</text>"
+                    f"{name}: {escape(text)}</text>"
                 )
                 continue
             w = plot_w * v / top
@@ -300,13 +304,9 @@ def before_after(
                 f'<rect x="{label_w}" y="{yy}" width="{w:.1f}" height="16" rx="3" '
                 f'fill="{color}"/>'
                 f'<text x="{label_w + w + 6:.1f}" y="{yy + 13}" font-size="12" fill="#111827">'
-                f"{name} {escape(_fmt(v, unit))}</text>"
+                f"{name} {escape(text)}</text>"
             )
-    desc = "; ".join(
-        f"{label}: before {('–' if b is None else _fmt(b, u))}, after "
-        f"{('–' if a is None else _fmt(a, u))}"
-        for label, b, a, u, _h in items
-    )
+    desc = "; ".join(f"{label}: before {b}, after {a}" for label, _b, _a, b, a, _h in items)
     return _svg(width, max(1, len(items)) * row + 6, title, desc, "".join(parts))
 
 

@@ -53,6 +53,17 @@ def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     }
 
 
+def kpi_words(k: recap_views.KpiMeasure) -> tuple[str, str]:
+    """A KPI's value before the cycle and after it, as people read them."""
+
+    def said(shown: str | None, value: float | None) -> str:
+        if shown is not None:
+            return shown
+        return "no data" if value is None else f"{value:g}{k.unit}"
+
+    return said(k.before_shown, k.before), said(k.after_shown, k.after)
+
+
 def recap_charts(
     facts: dict, survey: recap_views.SurveyView, trend: list, kpis: list
 ) -> dict[str, Any]:
@@ -128,7 +139,7 @@ def recap_charts(
             )
     if kpis:
         out["kpis"] = charts.before_after(
-            [(k.label, k.before, k.after, k.unit, k.higher_is_better) for k in kpis],
+            [(k.label, k.before, k.after, *kpi_words(k), k.higher_is_better) for k in kpis],
             title="KPIs before and after the cycle",
         )
     return out
@@ -221,8 +232,7 @@ def csv_rows(s: Session, cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]
     if survey.shown:
         rows += [line("Survey comment", c) for c in survey.comments]
     for k in model["kpis"]:
-        before = "no data" if k.before is None else f"{k.before:g}{k.unit}"
-        after = "no data" if k.after is None else f"{k.after:g}{k.unit}"
+        before, after = kpi_words(k)
         rows.append(line("KPI", k.label, f"before the cycle {before}, after it {after}"))
     measured = model.get("measured")
     fmt = MoneyFormat(s)

@@ -475,6 +475,18 @@ def format_value(name: str, value: float | None, currency: str | None = None) ->
     return f"{value:,.0f}"
 
 
+def format_change(name: str, delta: float, currency: str | None = None) -> str:
+    """A KPI's change as people read it beside its value: "+12.5 points" (a rate), "−3.1 h",
+    "+2.0 d", "+1,234.00 USD" (an amount, with its ``currency``), "−70" (a count); "no change"
+    when there is none."""
+    if abs(delta) < 1e-12:
+        return "no change"
+    sign = "+" if delta > 0 else "−"
+    if KPIS[name].unit == "rate":  # (a rate's change is in points, not percent)
+        return f"{sign}{abs(delta) * 100:.1f} points"
+    return sign + format_value(name, abs(delta), currency)
+
+
 #: an amount followed by a currency's code, as :func:`format_value` writes it: "1,234.00 USD"
 _WITH_CODE = re.compile(r"^(.*\d)\s*([A-Za-z]{3})$")
 #: a duration's unit after its number ("5.2 h", "14 days"), which is no currency

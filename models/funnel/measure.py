@@ -25,7 +25,7 @@ from models.funnel.baseline import (
     snapshots,
     store_snapshot,
 )
-from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_value
+from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_change, format_value
 from models.funnel.numbers import imported_before, source_states
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets
@@ -202,10 +202,7 @@ def _day(d: date) -> str:
 def _fmt_change(ch: KpiChange, money: str | None = None) -> str:
     if ch.change is None:
         return f"{ch.title}: no data"
-    if ch.unit == "rate":
-        delta = f"{ch.change * 100:+.1f} pts"
-    else:
-        delta = f"{ch.change:+,.1f}" + {"hours": " h", "days": " d"}.get(ch.unit, "")
+    delta = format_change(ch.kpi, ch.change, money)
     return (
         f"{ch.title} {format_value(ch.kpi, ch.baseline, money)} → "
         f"{format_value(ch.kpi, ch.current, money)} "

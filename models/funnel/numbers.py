@@ -36,6 +36,7 @@ from models.funnel.kpis import (
     KpiReport,
     compare_reports,
     compute_kpis,
+    format_change,
     format_value,
     never_lost_note,
     no_such_source,
@@ -343,23 +344,10 @@ def _change(name: str, value: float | None, before: float | None) -> tuple[str |
     if value is None or before is None:
         return None, None
     delta = value - before
-    unit = KPIS[name].unit
     if abs(delta) < 1e-12:
         return "no change", "same"
     better = (delta > 0) == (KPIS[name].better == "higher")
-    sign = "+" if delta > 0 else "−"
-    size = abs(delta)
-    if unit == "rate":
-        text = f"{sign}{size * 100:.1f} points"
-    elif unit == "hours":
-        text = f"{sign}{size:.1f} h"
-    elif unit == "days":
-        text = f"{sign}{size:.1f} d"
-    elif unit == "money":
-        text = f"{sign}{size:,.2f}"
-    else:
-        text = f"{sign}{size:,.0f}"
-    return text, "better" if better else "worse"
+    return format_change(name, delta), "better" if better else "worse"
 
 
 def checked(session: Session, query: NumbersQuery) -> NumbersQuery:

@@ -16,7 +16,8 @@ from models.enums import (
     Phase,
     Role,
 )
-from models.funnel.kpis import KPIS
+from models.funnel.currency import numbers_currency
+from models.funnel.kpis import KPIS, MONEY_KPIS, format_value
 from models.funnel.tables import CycleKpiSnapshot
 from models.services import recap as recap_service
 from models.services.access import visible_cycles
@@ -199,7 +200,8 @@ def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> li
 
 @dataclass
 class KpiMeasure:
-    """One KPI measured before the cycle and at its end (``unit`` e.g. "%", "h", "")."""
+    """One KPI measured before the cycle and at its end (``unit`` e.g. "%", "h", ""), and each
+    as people read it ("1,427,400.00 USD", "81.4%"; None: the value with its unit)."""
 
     kpi: str
     label: str
@@ -207,6 +209,8 @@ class KpiMeasure:
     after: float | None
     unit: str = ""
     higher_is_better: bool = True
+    before_shown: str | None = None
+    after_shown: str | None = None
 
 
 def kpis(session: Session, cycle: Cycle) -> list[KpiMeasure]:
@@ -242,6 +246,11 @@ def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
     values: dict[str, dict[str, float | None]] = {}
     for kpi, kind, value in rows:
         values.setdefault(kpi, {})[kind] = value
+    # (the currency is asked only when an amount is shown: one query less for most recaps)
+    amounts = any(v is not None for n in MONEY_KPIS for v in values.get(n, {}).values())
+    money = numbers_currency(session) if amounts else None
+    # measured by the Recap flow: a cycle that has not reached it has no "after" yet
+    later = "measured at the recap" if cycle.phase in BEFORE_RECAP else "no data"
     out = []
     for name in sorted(values, key=lambda n: list(KPIS).index(n) if n in KPIS else 999):
         d = KPIS.get(name)
@@ -259,6 +268,18 @@ def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
                 after=scaled(values[name].get("recap")),
                 unit={"rate": "%", "hours": " h", "days": " d"}.get(unit, ""),
                 higher_is_better=getattr(d, "better", "higher") == "higher",
+                before_shown=_shown(name, values[name].get("baseline"), money, "no data"),
+                after_shown=_shown(name, values[name].get("recap"), money, later),
             )
         )
     return out
+
+
+#: The phases before Recap: the cycle's own numbers are measured when it reaches Recap.
+BEFORE_RECAP = (Phase.IDENTIFY, Phase.PLAN, Phase.EXECUTE)
+
+
+def _shown(name: str, value: float | None, money: str | None, missing: str) -> str:
+    if value is None:
+        return missing
+    return format_value(name, value, money) if name in KPIS else f"{value:g}"
