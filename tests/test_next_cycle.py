@@ -232,7 +232,7 @@ def test_late_leads_go_to_the_managers_once_grouped_per_manager(org: Store) -> N
     assert sorted(n.recipient for n in late_rows()) == ["max@acme.test", "mona@acme.test"]
     body = late_rows()[0].body
     assert "the lead “L03-3” from events (its owner is Sam) came in on 5 Mar 2024" in body
-    assert "waited 90 h for sales: 66 h past the hand-off time of 24 h." in body
+    assert "waited 3.8 days for sales: 2.8 days past the hand-off time of 24 h." in body
     # the same day again: nothing twice
     assert escalate(date(2024, 3, 10))["planned"] == 0
     # 12 March's pass: the untouched leads are now 63 h late: each goes out once; the events

@@ -27,7 +27,7 @@ from models.cadence.policy import CadencePolicy, execute_policies, playbook_poli
 from models.cadence.tables import NotificationKind
 from models.enums import Phase
 from models.tables import Cycle, CycleTeam
-from models.words import data_word, day, quoted
+from models.words import data_word, day, quoted, waited
 
 #: The idempotency key's prefix (the grouped message counts its items by it).
 KEY = "late-lead"
@@ -89,13 +89,14 @@ def late_lead_messages(
                     m,
                     key=key,
                     kind=NotificationKind.ESCALATION,
-                    subject=f"Late lead: {quoted(b.lead, 100)} waited {_h(b.late_hours)} past "
+                    subject=f"Late lead: {quoted(b.lead, 100)} waited {waited(b.late_hours)} past "
                     f"the hand-off time ({quoted(title, 100)})",
                     body=(
                         f"Hi {m.name},\n\nIn cycle {quoted(title, 200)}, the lead "
                         f"{quoted(b.lead, 200)} {where} ({owner}) came in on {day(b.mql_at)} "
-                        f"and waited {_h(b.waited_hours)} for sales: {_h(b.late_hours)} past "
-                        f"the hand-off time of {_h(b.sla_hours)}. {touched}\nPlease make sure "
+                        f"and waited {waited(b.waited_hours)} for sales: "
+                        f"{waited(b.late_hours)} past the hand-off time of {_h(b.sla_hours)}. "
+                        f"{touched}\nPlease make sure "
                         "sales follows up on it, and look at why leads wait."
                         + links.act(
                             f"/cycles/{cycle_id}/late-leads",
