@@ -372,13 +372,22 @@ class ActionItem(Base):
         """How many days past its due date an unfinished item is (0: not overdue)."""
         return (today - self.due_date).days if self.overdue_on(today) else 0
 
+    def days_late_done(self) -> int | None:
+        """How many days after its due date a done item was done (0: on time or early); None
+        for an item not done, or without a due date or the moment it was done."""
+        if self.status is not ActionStatus.DONE or self.due_date is None:
+            return None
+        if self.completed_at is None:
+            return None
+        return max(0, (self.completed_at.date() - self.due_date).days)
+
     def was_late(self, today: date) -> bool:
         """Late, as the recap counts it: done after its due date, or still unfinished past it
         (dropped items are neither; a carried-over one past its date was late in its cycle)."""
         if self.due_date is None or self.status is ActionStatus.DROPPED:
             return False
         if self.status is ActionStatus.DONE:
-            return self.completed_at is not None and self.completed_at.date() > self.due_date
+            return bool(self.days_late_done())
         return self.due_date < today
 
 

@@ -145,21 +145,18 @@ def _due_words(item: ActionItem, today: date) -> str | None:
     badge): how far it is for unfinished work, how it was met for done work (done on time or
     late: a done item is not late any more); none for a dropped or carried-over item, and
     "left unfinished" in a closed cycle (nothing is due there any more)."""
-    due = item.due_date
-    if due is None:
-        return _days(due, today)
+    if item.due_date is None:
+        return _days(None, today)
     if item.status is ActionStatus.DONE:
-        if item.completed_at is None:
+        late = item.days_late_done()
+        if late is None:
             return None
-        late = (item.completed_at.date() - due).days
-        if late <= 0:
-            return "done on time"
-        return f"done {counted(late, 'day')} late"
+        return "done on time" if late == 0 else f"done {counted(late, 'day')} late"
     if item.status.finished:
         return None
-    if item.cycle.phase is Phase.CLOSED:
+    if cycles.left_unfinished(item):
         return "left unfinished"
-    return _days(due, today)
+    return _days(item.due_date, today)
 
 
 def auto_note(note: str) -> str:

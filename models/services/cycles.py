@@ -440,6 +440,12 @@ def is_overdue(item: ActionItem, today: date) -> bool:
     return item.overdue_on(today) and item.cycle.phase is not Phase.CLOSED
 
 
+def left_unfinished(item: ActionItem) -> bool:
+    """An item its cycle left unfinished: not finished, in a closed cycle (nothing is due or
+    at risk there any more; its cycle read as :func:`is_overdue` reads it)."""
+    return not item.status.finished and item.cycle.phase is Phase.CLOSED
+
+
 def risk_is(confidence: Confidence) -> Any:
     """An action item counts as at risk (or off track): unfinished, its owner's last word on it
     that confidence, in a cycle that is not closed (a closed cycle risks nothing any more: its
