@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from models.funnel.importer import ImportSummary
-    from models.funnel.kpis import KpiReport, KpiValue
+    from models.funnel.kpis import KpiChange, KpiReport, KpiValue
     from models.funnel.mapping import MappingSpec
+    from models.funnel.measure import KpiChange as MeasuredChange
     from models.tables import Person
 
 funnel_app = typer.Typer(
@@ -715,6 +716,26 @@ _SHORT = {
 }
 
 
+def _change_words(
+    c: KpiChange | MeasuredChange, currency: str | None = None, per_day: bool = False
+) -> str:
+    """A KPI's change as the web pages say it ("+3.9 points", "−50", "+364,650.00 USD"), and
+    for a count, an amount or a duration its relative change too ("−50 (−4%)"; ``per_day``:
+    that of what adds up over a window is per day, as the recap compares windows of
+    different lengths: "+12 (−2% a day)")."""
+    from models.funnel.kpi_defs import SUMMED_OVER_WINDOW
+    from models.funnel.kpis import KPIS, format_change
+
+    if c.change is None:
+        return ""
+    words = format_change(c.kpi, c.change, currency)
+    unit = KPIS[c.kpi].unit
+    if c.change_pct is None or unit == "rate" or words == "no change":
+        return words
+    daily = " a day" if per_day and c.kpi in SUMMED_OVER_WINDOW else ""
+    return f"{words} ({c.change_pct * 100:+.0f}%{daily})".replace("(-", "(−")
+
+
 def _window_text(report: KpiReport) -> str:
     a = report.window_start.isoformat() if report.window_start else "the beginning"
     b = report.window_end.isoformat() if report.window_end else "now"
@@ -831,13 +852,12 @@ def kpi_show(
                 typer.echo(f"\n{' / '.join(report.by)}: {g.group or '(none)'}")
             rows = []
             for c in changes[g.group]:
-                pct = "" if c.change_pct is None else f"{c.change_pct * 100:+.0f}%"
                 rows.append(
                     [
                         KPIS[c.kpi].title,
                         format_value(c.kpi, c.value, report.currency),
                         format_value(c.kpi, c.compared, other.currency),
-                        pct,
+                        _change_words(c, report.currency),
                     ]
                 )
             cc.table(rows, ["KPI", "this window", "compared window", "change"])
@@ -1043,9 +1063,9 @@ def kpi_recap(cycle_id: int = typer.Argument(...), json_out: bool = cc.JSON_OPTI
         [
             [
                 c.title,
-                format_value(c.kpi, c.baseline),
-                format_value(c.kpi, c.current),
-                "" if c.change_pct is None else f"{c.change_pct * 100:+.0f}%",
+                format_value(c.kpi, c.baseline, m.currency),
+                format_value(c.kpi, c.current, m.currency),
+                _change_words(c, m.currency, per_day=True),
                 c.verdict,
             ]
             for c in m.kpis

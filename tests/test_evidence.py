@@ -477,6 +477,29 @@ def test_recap_measures_kpis_and_targets_and_flags_a_gloomy_team(org: Store, cyc
     assert stored == len(kpis_module.KPIS)  # the recap measurement is kept with the cycle
 
 
+@pytest.mark.parametrize(
+    ("kpi", "before", "after", "verdict"),
+    [
+        # what adds up over a window compares per day: 60 MQLs in 60 days is 30 in 30
+        ("mql_volume", 30.0, 60.0, "unchanged"),
+        ("revenue_won", 30_000.0, 30_000.0, "worsened"),  # half as much a day
+        # a ratio and the state at the window's end compare as they are
+        ("average_deal_size", 12_000.0, 12_000.0, "unchanged"),
+        ("open_pipeline_count", 80.0, 80.0, "unchanged"),
+        ("open_pipeline_value", 1_000_000.0, 1_500_000.0, "improved"),
+    ],
+)
+def test_the_recap_compares_windows_of_different_lengths_by_what_each_kpi_is(
+    kpi: str, before: float, after: float, verdict: str
+) -> None:
+    """A baseline of 30 days against a cycle of 60: MQLs and revenue per day, the average deal
+    size and the open pipeline as they are (they were judged per day too: the same average
+    deal size over twice the days read as halved, "worsened")."""
+    base = kpis_module.KpiValue(kpi=kpi, value=before, sample_size=40)
+    cur = kpis_module.KpiValue(kpi=kpi, value=after, sample_size=40)
+    assert measure.compare(kpi, base, cur, base_days=30, cur_days=60).verdict == verdict
+
+
 def test_recap_flags_a_team_that_feels_better_while_the_numbers_got_worse(org: Store) -> None:
     leads(org, "feb", date(2024, 2, 10), fast=19, slow=1, rejected=0)
     leads(org, "mar", date(2024, 3, 12), fast=8, slow=12, rejected=0)

@@ -456,6 +456,11 @@ def percentile_of(nth: Callable[[int], int], n: int, q: int) -> float:
 
 #: The KPIs whose values are amounts of money.
 MONEY_KPIS = tuple(k.name for k in _DEFS if k.unit == "money")
+#: The KPIs that add up over their window (MQLs, and those of them untouched or stalled;
+#: revenue won): a longer window holds more, so two windows compare per day. The others are
+#: a state at the window's end (the open pipeline) or a ratio (the average deal size): they
+#: compare as they are.
+SUMMED_OVER_WINDOW = frozenset({"mql_volume", "untouched_leads", "stalled_leads", "revenue_won"})
 
 
 def format_value(name: str, value: float | None, currency: str | None = None) -> str:

@@ -25,6 +25,7 @@ from models.funnel.baseline import (
     snapshots,
     store_snapshot,
 )
+from models.funnel.kpi_defs import SUMMED_OVER_WINDOW
 from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_change, format_value
 from models.funnel.numbers import imported_before, source_states
 from models.funnel.tables import CycleKpiSnapshot
@@ -54,7 +55,7 @@ class KpiChange(BaseModel):
     current: float | None
     current_sample: int
     change: float | None  # current - baseline, in the KPI's unit
-    change_pct: float | None  # relative change (counts and money: per day of window)
+    change_pct: float | None  # relative change (of what adds up over a window: per day)
     verdict: Verdict
     how: str  # how "moved" was judged
 
@@ -97,6 +98,8 @@ class RecapMeasurement(BaseModel):
     #: the sources whose newest import is before the end of the measured days: what happened
     #: in them since is not in the numbers (a sentence each)
     incomplete: list[str] = []
+    #: the currency of the amounts (None: none known, or amounts of several)
+    currency: str | None = None
 
 
 def _allowed(
@@ -133,7 +136,10 @@ def compare(
 
     - rates: the two-proportion z-test at 95% (|z| >= 1.96);
     - medians (hours, days): a change of at least 10%, with 5+ values on each side;
-    - counts and money: at least 10% per day of window (the windows may differ in length)."""
+    - what adds up over a window (:data:`SUMMED_OVER_WINDOW`: MQLs, revenue won): at least
+      10% per day of window (the windows may differ in length);
+    - the other counts and amounts (the open pipeline at the window's end, the average deal
+      size): at least 10%."""
     d = KPIS[name]
     b, c = base.value, cur.value
     nb, nc = base.sample_size, cur.sample_size
@@ -155,15 +161,19 @@ def compare(
             moved = enough and (abs(pct) >= RELATIVE_MOVE if pct is not None else c != b)
             if not enough:
                 how += f" (needs {MIN_MEDIAN_SAMPLE}+ values each side)"
-        else:
+        elif name in SUMMED_OVER_WINDOW:
             how = f"per day of window, changed by {RELATIVE_MOVE:.0%} or more"
             rb, rc = b / base_days, c / cur_days
             pct = (rc - rb) / rb if rb else None
             moved = abs(pct) >= RELATIVE_MOVE if pct is not None else rc != rb
+        else:
+            how = f"changed by {RELATIVE_MOVE:.0%} or more"
+            pct = (c - b) / abs(b) if b else None
+            moved = abs(pct) >= RELATIVE_MOVE if pct is not None else c != b
         if not moved:
             verdict = "unchanged"
         else:
-            up = (c / cur_days > b / base_days) if d.unit in ("count", "money") else c > b
+            up = (c / cur_days > b / base_days) if name in SUMMED_OVER_WINDOW else c > b
             verdict = "improved" if up == (d.better == "higher") else "worsened"
     return KpiChange(
         kpi=name,
@@ -386,4 +396,5 @@ def measure_recap(
         disagreements=disagreements,
         summary=summary,
         incomplete=incomplete,
+        currency=money,
     )
