@@ -723,8 +723,7 @@ def _change_words(
     for a count, an amount or a duration its relative change too ("−50 (−4%)"; ``per_day``:
     that of what adds up over a window is per day, as the recap compares windows of
     different lengths: "+12 (−2% a day)")."""
-    from models.funnel.kpi_defs import SUMMED_OVER_WINDOW
-    from models.funnel.kpis import KPIS, format_change
+    from models.funnel.kpis import KPIS, SUMMED_OVER_WINDOW, format_change
 
     if c.change is None:
         return ""

@@ -375,9 +375,7 @@ class ActionItem(Base):
     def days_late_done(self) -> int | None:
         """How many days after its due date a done item was done (0: on time or early); None
         for an item not done, or without a due date or the moment it was done."""
-        if self.status is not ActionStatus.DONE or self.due_date is None:
-            return None
-        if self.completed_at is None:
+        if self.status is not ActionStatus.DONE or None in (self.due_date, self.completed_at):
             return None
         return max(0, (self.completed_at.date() - self.due_date).days)
 

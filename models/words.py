@@ -169,6 +169,11 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
+def hours(h: float) -> str:
+    """A number of hours, short: "24 h", "1.5 h"."""
+    return f"{h:g} h"
+
+
 def waited(hours: float) -> str:
     """A wait as people read it: "16.9 hours" below two days, "27.5 days" from two days on."""
     if hours < 48:

@@ -225,13 +225,17 @@ def test_csv_export_defuses_spreadsheet_formulas(w: Rig) -> None:
 
 def test_kpi_section_appears_when_measurements_exist(w: Rig, monkeypatch) -> None:  # noqa: ANN001
     def fake(session, cycle):  # noqa: ANN001, ANN202
-        return [recap_views.KpiMeasure("mql_to_sql_rate", "MQL→SQL rate", 18.0, 24.5, "%")]
+        return [
+            recap_views.KpiMeasure(
+                "mql_to_sql_rate", "MQL→SQL rate", 18.0, 24.5, "%", True, "18.0%", "24.5%"
+            )
+        ]
 
     monkeypatch.setattr(recap_views, "funnel_snapshots", fake)
     page = w.client("max").get(f"/cycles/{w.world.cycles['recap']}/recap").text
     assert "KPIs before and after" in page and "MQL→SQL rate" in page
     section = page[page.index('id="kpis"') :]
-    assert "before 18%" in section and "after 24.5%" in section
+    assert "before 18.0%" in section and "after 24.5%" in section
     assert "#16a34a" in section  # the improvement is drawn green
 
 

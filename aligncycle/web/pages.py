@@ -146,7 +146,7 @@ def _due_words(item: ActionItem, today: date) -> str | None:
     late: a done item is not late any more); none for a dropped or carried-over item, and
     "left unfinished" in a closed cycle (nothing is due there any more)."""
     if item.due_date is None:
-        return _days(None, today)
+        return None
     if item.status is ActionStatus.DONE:
         late = item.days_late_done()
         if late is None:

@@ -53,17 +53,6 @@ def recap_model(s: Session, cycle: Cycle, me: Person) -> dict[str, Any]:
     }
 
 
-def kpi_words(k: recap_views.KpiMeasure) -> tuple[str, str]:
-    """A KPI's value before the cycle and after it, as people read them."""
-
-    def said(shown: str | None, value: float | None) -> str:
-        if shown is not None:
-            return shown
-        return "no data" if value is None else f"{value:g}{k.unit}"
-
-    return said(k.before_shown, k.before), said(k.after_shown, k.after)
-
-
 def recap_charts(
     facts: dict, survey: recap_views.SurveyView, trend: list, kpis: list
 ) -> dict[str, Any]:
@@ -139,7 +128,10 @@ def recap_charts(
             )
     if kpis:
         out["kpis"] = charts.before_after(
-            [(k.label, k.before, k.after, *kpi_words(k), k.higher_is_better) for k in kpis],
+            [
+                (k.label, k.before, k.after, k.before_shown, k.after_shown, k.higher_is_better)
+                for k in kpis
+            ],
             title="KPIs before and after the cycle",
         )
     return out
@@ -232,8 +224,8 @@ def csv_rows(s: Session, cycle: Cycle, model: dict[str, Any]) -> list[list[Any]]
     if survey.shown:
         rows += [line("Survey comment", c) for c in survey.comments]
     for k in model["kpis"]:
-        before, after = kpi_words(k)
-        rows.append(line("KPI", k.label, f"before the cycle {before}, after it {after}"))
+        said = f"before the cycle {k.before_shown}, after it {k.after_shown}"
+        rows.append(line("KPI", k.label, said))
     measured = model.get("measured")
     fmt = MoneyFormat(s)
     for t in measured.targets if measured else []:

@@ -27,14 +27,10 @@ from models.cadence.policy import CadencePolicy, execute_policies, playbook_poli
 from models.cadence.tables import NotificationKind
 from models.enums import Phase
 from models.tables import Cycle, CycleTeam
-from models.words import data_word, day, quoted, waited
+from models.words import data_word, day, hours, quoted, waited
 
 #: The idempotency key's prefix (the grouped message counts its items by it).
 KEY = "late-lead"
-
-
-def _h(hours: float) -> str:
-    return f"{hours:g} h"
 
 
 def late_lead_messages(
@@ -95,7 +91,7 @@ def late_lead_messages(
                         f"Hi {m.name},\n\nIn cycle {quoted(title, 200)}, the lead "
                         f"{quoted(b.lead, 200)} {where} ({owner}) came in on {day(b.mql_at)} "
                         f"and waited {waited(b.waited_hours)} for sales: "
-                        f"{waited(b.late_hours)} past the hand-off time of {_h(b.sla_hours)}. "
+                        f"{waited(b.late_hours)} past the hand-off time of {hours(b.sla_hours)}. "
                         f"{touched}\nPlease make sure "
                         "sales follows up on it, and look at why leads wait."
                         + links.act(

@@ -25,8 +25,14 @@ from models.funnel.baseline import (
     snapshots,
     store_snapshot,
 )
-from models.funnel.kpi_defs import SUMMED_OVER_WINDOW
-from models.funnel.kpis import KPIS, KpiValue, compute_kpis, format_change, format_value
+from models.funnel.kpis import (
+    KPIS,
+    SUMMED_OVER_WINDOW,
+    KpiValue,
+    compute_kpis,
+    format_change,
+    format_value,
+)
 from models.funnel.numbers import imported_before, source_states
 from models.funnel.tables import CycleKpiSnapshot
 from models.funnel.targets import list_targets

@@ -30,7 +30,7 @@ from models.services import agreements
 from models.services.access import require_visible
 from models.services.gaps import add_gap
 from models.tables import Cycle, CycleTeam, Gap, Person
-from models.words import counted, data_word, waited
+from models.words import counted, data_word, hours, waited
 
 NO_CHANNEL = "no channel"
 
@@ -67,10 +67,6 @@ class BreachLedger(BaseModel):
     for_managers: int
     by_channel: list[ChannelBreaches]
     rows: list[BreachRead]
-
-
-def _hours(h: float) -> str:
-    return f"{h:g} h"
 
 
 def as_of_day(today: date) -> datetime:
@@ -123,7 +119,7 @@ def _by_channel(rows: list[SlaBreach], sla: float) -> list[ChannelBreaches]:
     for channel, found in groups.items():
         without = sum(1 for b in found if not b.owner)
         where = "with no channel" if channel == NO_CHANNEL else f"from {data_word(channel)}"
-        sentence = f"{counted(len(found), 'lead')} {where} waited over {_hours(sla)}"
+        sentence = f"{counted(len(found), 'lead')} {where} waited over {hours(sla)}"
         if without:
             sentence += f"; {without} of them had no owner"
         worst = max(b.late_hours for b in found)
@@ -237,7 +233,7 @@ def breach_gaps(session: Session, cycle: Cycle, today: date | None = None) -> li
                 title=title[:300],
                 description=(
                     f"In “{previous.title}”, leads waited past the hand-off time of "
-                    f"{_hours(book.sla_hours)}."
+                    f"{hours(book.sla_hours)}."
                 ),
                 category=GapCategory.HAND_OFF,
                 root_cause=RootCause.PROCESS,

@@ -201,7 +201,7 @@ def trends(session: Session, cycle: Cycle, viewer: Person, limit: int = 8) -> li
 @dataclass
 class KpiMeasure:
     """One KPI measured before the cycle and at its end (``unit`` e.g. "%", "h", ""), and each
-    as people read it ("1,427,400.00 USD", "81.4%"; None: the value with its unit)."""
+    as people read it ("1,427,400.00 USD", "81.4%"; where it is missing, why)."""
 
     kpi: str
     label: str
@@ -209,8 +209,8 @@ class KpiMeasure:
     after: float | None
     unit: str = ""
     higher_is_better: bool = True
-    before_shown: str | None = None
-    after_shown: str | None = None
+    before_shown: str = "no data"
+    after_shown: str = "no data"
 
 
 def kpis(session: Session, cycle: Cycle) -> list[KpiMeasure]:
