@@ -609,13 +609,14 @@ def _expected(c: tuple | None, d: tuple | None) -> dict[str, float | None]:
     mqls, sqls, won, decided, rejected, _touched, within, due, untouched, stalled, lat, _top = (
         c or _NO_LEAD
     )
-    dwon, dlost, revenue, with_amount, open_, _value, cycle, aging = d or _NO_DEAL
+    dwon, dlost, revenue, with_amount, open_, open_value, cycle, aging = d or _NO_DEAL
     hours = lambda v: None if v is None else v / 3600  # noqa: E731
     days = lambda v: None if v is None else v / 86400  # noqa: E731
     return {
         "mql_volume": float(mqls),
         "mql_to_sql_rate": _ratio(sqls, mqls),
         "mql_to_won_rate": _ratio(won, mqls),
+        "sales_acceptance_rate": _ratio(sqls, decided),
         "sales_rejection_rate": _ratio(rejected, decided),
         "handoff_latency_median_hours": hours(lat[0] if lat else None),
         "handoff_latency_p90_hours": hours(lat[1] if lat else None),
@@ -627,6 +628,7 @@ def _expected(c: tuple | None, d: tuple | None) -> dict[str, float | None]:
         "average_deal_size": _ratio(None if revenue is None else revenue / 100, with_amount),
         "sales_cycle_median_days": days(cycle),
         "open_pipeline_count": float(open_),
+        "open_pipeline_value": None if open_value is None else open_value / 100,
         "deal_aging_median_days": days(aging),
     }
 
