@@ -844,7 +844,9 @@ def kpi_show(
     if report.currency_note:
         typer.echo(report.currency_note)
     if other is not None:
-        typer.echo("compared with " + _window_text(other).removeprefix("KPIs ").split(" (")[0])
+        typer.echo(
+            "compared with the window " + _window_text(other).removeprefix("KPIs ").split(" (")[0]
+        )
         changes = compare_reports(report, other)
         for g in report.groups:
             if report.by:
@@ -856,7 +858,7 @@ def kpi_show(
                         KPIS[c.kpi].title,
                         format_value(c.kpi, c.value, report.currency),
                         format_value(c.kpi, c.compared, other.currency),
-                        _change_words(c, report.currency),
+                        _change_words(c, report.currency, per_day=c.per_day),
                     ]
                 )
             cc.table(rows, ["KPI", "this window", "compared window", "change"])

@@ -212,7 +212,19 @@ def test_kpi_show_by_two_dimensions_and_against_another_window(
     assert res.exit_code == 0, res.output
     changes = {c["kpi"]: c for c in json.loads(res.stdout)["changes"]["None"]}
     assert (changes["mql_volume"]["value"], changes["mql_volume"]["compared"]) == (3, 1)
-    assert changes["mql_volume"]["change"] == 2 and changes["mql_volume"]["change_pct"] == 2.0
+    # (31 days against 30: what adds up over a window is compared per day, 3/31 against 1/30)
+    volume = changes["mql_volume"]
+    assert (volume["change"], volume["per_day"]) == (2, True)
+    assert volume["change_pct"] == pytest.approx((3 / 31 - 1 / 30) / (1 / 30))
+    assert changes["sla_attainment"]["per_day"] is False
+    res = run(
+        "kpi", "show", "--from", "2025-03-01", "--to", "2025-03-31",
+        "--compare-from", "2025-04-01", "--compare-to", "2025-04-30",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[1] == "compared with the window from 2025-04-01 to 2025-04-30"
+    mqls = next(line for line in res.stdout.splitlines() if line.startswith("MQL volume"))
+    assert mqls.split()[2:] == ["3", "1", "+2", "(+190%", "a", "day)"]
     res = run("kpi", "show", "--from", "2025-03-01", "--compare-from", "2025-04-01")
     assert res.exit_code == 2 and "give both --compare-from and --compare-to" in res.stderr
     res = run("kpi", "show", "--from", "2025-03-01", "--to", "2025-03-31")

@@ -105,7 +105,32 @@ def test_a_period_before_the_data_has_nothing_to_compare_with(store: Store, expo
     with store.unit_of_work() as s:
         result = numbers(s, NumbersQuery(**MARCH, **february))
     volume = card(result, "mql_volume")
-    assert (volume.compared, volume.change_shown) == (1, "+4")
+    # (31 days against 28: said in all, and judged per day)
+    assert (volume.compared, volume.change_shown) == (1, "+4 in all, +352% a day")
+
+
+def test_periods_of_different_lengths_are_judged_per_day(store: Store, export: Path) -> None:
+    """Ten days of March against February and March together (59 days): 3 MQLs against 6 are
+    fewer in all but three times as many a day; the card says both and judges per day, the
+    page says why. A rate is compared as it is."""
+    load(store, export)
+    longer = {"compare_start": date(2025, 2, 1), "compare_end": date(2025, 3, 31)}
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(start=date(2025, 3, 1), end=date(2025, 3, 10), **longer))
+    volume = card(result, "mql_volume")
+    assert (volume.value, volume.compared) == (3, 6)
+    assert (volume.change_shown, volume.direction) == ("−3 in all, +195% a day", "better")
+    assert result.lengths_note == (
+        "The periods differ in length (10 and 59 days): whether the MQL volume, untouched "
+        "leads, stalled leads and revenue won are better or worse is judged per day."
+    )
+    # 201 of 201 and 202 (203 is not due by 10 March); February and March: 201 of 5
+    sla = card(result, "sla_attainment")
+    assert (sla.value, sla.compared) == (0.5, 0.2)
+    assert (sla.change_shown, sla.direction, sla.note) == ("+30.0 points", "better", None)
+    with store.unit_of_work() as s:  # the same length: in all, no note
+        same = numbers(s, NumbersQuery(start=date(2025, 3, 1), end=date(2025, 3, 31)))
+    assert (card(same, "mql_volume").change_shown, same.lengths_note) == ("+4", None)
 
 
 def test_the_breach_list_is_every_lead_that_waited_past_the_sla(store: Store, export: Path) -> None:
@@ -442,6 +467,15 @@ def test_a_win_rate_of_an_export_with_no_lost_deal_says_so(funnel: Rig, tmp_path
         import_files(s, [tmp_path / "lost.csv"], parse_mapping(spec))
     words = text_of(funnel.client("lee").get(MARCH_URL + "&source=olist").text)
     assert "Win rate 66.7%" in words and "recorded as lost" not in words
+
+
+def test_the_page_says_periods_of_different_lengths_are_judged_per_day(funnel: Rig) -> None:
+    words = text_of(
+        funnel.client("sid").get(MARCH_URL + "&compare_from=2025-02-01&compare_to=2025-03-31").text
+    )
+    assert "The periods differ in length (31 and 59 days): whether the MQL volume" in words
+    assert "in all," in words and "a day" in words
+    assert "differ in length" not in text_of(funnel.client("sid").get(MARCH_URL).text)
 
 
 def test_the_page_groups_by_owner_and_month(funnel: Rig) -> None:

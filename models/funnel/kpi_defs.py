@@ -337,7 +337,22 @@ class KpiChange(BaseModel):
     value: float | None
     compared: float | None
     change: float | None  # value - compared
-    change_pct: float | None  # change / |compared|
+    #: change / |compared|; ``per_day``: the change a day, relative to the compared a day
+    change_pct: float | None
+    #: the windows differ in length and the KPI adds up over a window
+    #: (:data:`SUMMED_OVER_WINDOW`): whether it rose or fell is told per day (:attr:`rose`)
+    per_day: bool = False
+    #: the value a day minus the compared a day (``per_day`` only)
+    change_a_day: float | None = None
+
+    @property
+    def rose(self) -> bool | None:
+        """Whether the KPI went up (None: no change, or nothing to compare): per day when
+        the windows differ in length and it adds up over a window."""
+        delta = self.change_a_day if self.per_day else self.change
+        if delta is None or abs(delta) < 1e-12:
+            return None
+        return delta > 0
 
 
 def holds_records(kpis: dict[str, KpiValue]) -> bool:
@@ -351,8 +366,14 @@ def compare_reports(current: KpiReport, earlier: KpiReport) -> dict[str | None, 
 
     A group that holds no record in the other window (no lead qualified in it, no deal closed
     in it or open at its end: the data may not go back that far) has nothing to compare with:
-    its counts would be zeros that say nothing, not a change."""
+    its counts would be zeros that say nothing, not a change.
+
+    Windows of different lengths: what adds up over a window (:data:`SUMMED_OVER_WINDOW`:
+    MQLs, untouched and stalled leads, revenue won) is compared per day, as a recap compares
+    cycles: 900 MQLs in 30 days are more than 1,500 in 61, not 600 fewer. The change in all
+    is kept beside it."""
     others = {g.group: g.kpis for g in earlier.groups if holds_records(g.kpis)}
+    days = _lengths(current, earlier)
     out: dict[str | None, list[KpiChange]] = {}
     for g in current.groups:
         before = others.get(g.group, {})
@@ -362,11 +383,36 @@ def compare_reports(current: KpiReport, earlier: KpiReport) -> dict[str | None, 
             then = b.value if b is not None else None
             change = None if v.value is None or then is None else v.value - then
             pct = change / abs(then) if change is not None and then else None
+            a_day = None
+            per_day = days is not None and name in SUMMED_OVER_WINDOW
+            if per_day and days is not None and v.value is not None and then is not None:
+                now, earlier_a_day = v.value / days[0], then / days[1]
+                a_day = now - earlier_a_day
+                pct = a_day / abs(earlier_a_day) if earlier_a_day else None
             rows.append(
-                KpiChange(kpi=name, value=v.value, compared=then, change=change, change_pct=pct)
+                KpiChange(
+                    kpi=name,
+                    value=v.value,
+                    compared=then,
+                    change=change,
+                    change_pct=pct,
+                    per_day=per_day,
+                    change_a_day=a_day,
+                )
             )
         out[g.group] = rows
     return out
+
+
+def _lengths(current: KpiReport, earlier: KpiReport) -> tuple[int, int] | None:
+    """The two windows' lengths in days (both ends included), when both are bounded and
+    they differ."""
+    ends = (current.window_start, current.window_end, earlier.window_start, earlier.window_end)
+    if any(d is None for d in ends):
+        return None
+    a, b, c, d = ends
+    days = ((b - a).days + 1, (d - c).days + 1)  # type: ignore[operator]
+    return days if days[0] != days[1] else None
 
 
 _new = object.__new__

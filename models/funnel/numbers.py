@@ -31,8 +31,10 @@ from models.funnel.flags import LEAD_NOT_FOUND
 from models.funnel.kpis import (
     KPIS,
     MONEY_KPIS,
+    SUMMED_OVER_WINDOW,
     TOUCH_KPIS,
     FunnelStep,
+    KpiChange,
     KpiReport,
     compare_reports,
     compute_kpis,
@@ -164,6 +166,8 @@ class Numbers(BaseModel):
     breaches: Breaches
     #: the currency of the period's amounts (None: none known, or not added up)
     currency: str | None = None
+    #: the periods differ in length: which KPIs are compared per day, in a sentence
+    lengths_note: str | None = None
 
 
 # --- the data version and the cache ----------------------------------------------------------
@@ -340,14 +344,23 @@ def report(
 # --- the page's numbers -------------------------------------------------------------------------
 
 
-def _change(name: str, value: float | None, before: float | None) -> tuple[str | None, Any]:
-    if value is None or before is None:
+def _change(c: KpiChange | None, currency: str | None) -> tuple[str | None, Any]:
+    """A KPI's change from the period compared with, in words, and whether it is better: what
+    adds up over a period, in periods of different lengths, is judged per day
+    (:func:`compare_reports`), its change in all said beside its change a day."""
+    if c is None or c.change is None:
         return None, None
-    delta = value - before
-    if abs(delta) < 1e-12:
-        return "no change", "same"
-    better = (delta > 0) == (KPIS[name].better == "higher")
-    return format_change(name, delta), "better" if better else "worse"
+    words = format_change(c.kpi, c.change, currency)
+    if c.per_day:
+        words += " in all"
+        if c.change_pct is not None:
+            words += f", {c.change_pct * 100:+.0f}% a day".replace("-", "−")
+        elif c.rose is None:
+            words += ", the same a day"
+    rose = c.rose
+    if rose is None:
+        return words, "same"
+    return words, "better" if rose == (KPIS[c.kpi].better == "higher") else "worse"
 
 
 def checked(session: Session, query: NumbersQuery) -> NumbersQuery:
@@ -373,11 +386,13 @@ def numbers(
     earlier = report(session, start=q.compare_start, end=q.compare_end, **common)  # type: ignore[arg-type]
     changes = {c.kpi: c for c in compare_reports(current, earlier).get(None, [])}
     overall = current.groups[0] if current.groups else None
+    # (a change of amounts says its currency when both periods' amounts are in the same one)
+    money = current.currency if current.currency == earlier.currency else None
     cards = []
     for name, d in KPIS.items():
         v = overall.kpis.get(name) if overall else None
         compared = changes[name].compared if name in changes else None
-        change, direction = _change(name, v.value if v else None, compared)
+        change, direction = _change(changes.get(name), money)
         cards.append(
             KpiCard(
                 kpi=name,
@@ -420,6 +435,7 @@ def numbers(
         grouped=grouped,
         breaches=breaches,
         currency=current.currency,
+        lengths_note=_lengths_note(q),
     )
 
 
@@ -435,6 +451,24 @@ def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
                 f"{'that export has' if len(untracked) == 1 else 'those exports have'} no date "
                 "of a first sales touch, so whether they were touched cannot be told."
             )
+
+
+def _lengths_note(q: NumbersQuery) -> str | None:
+    """Where the two periods differ in length, which KPIs were compared per day
+    (:func:`_change`), in a sentence."""
+    days = ((q.end - q.start).days + 1, (q.compare_end - q.compare_start).days + 1)  # type: ignore[operator]
+    if days[0] == days[1]:
+        return None
+    titles = [_lower_first(d.title) for n, d in KPIS.items() if n in SUMMED_OVER_WINDOW]
+    return (
+        f"The periods differ in length ({days[0]:,} and {days[1]:,} days): whether the "
+        f"{listed(titles)} are better or worse is judged per day."
+    )
+
+
+def _lower_first(title: str) -> str:
+    """ "Untouched leads" -> "untouched leads"; "MQL volume" stays."""
+    return title if title[1:2].isupper() else title[:1].lower() + title[1:]
 
 
 def _note_currency(cards: list[KpiCard], report: KpiReport) -> None:
