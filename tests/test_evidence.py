@@ -581,6 +581,51 @@ def test_while_a_cycle_runs_a_source_is_late_only_past_the_teams_cadence(
     assert [x.split(":")[0] for x in m.incomplete] == ["“forms” was last imported on 26 Feb 2024"]
 
 
+def test_an_amount_keeps_the_currency_it_was_measured_in(org: Store) -> None:
+    """The baseline's revenue was measured in EUR; the source's amounts are in USD by the
+    recap (a lead corrected it, or the CRM changed currency): the recap says each amount in
+    the currency it was measured in, and does not call 1,000 EUR to 3,000 USD a rise."""
+    from models.funnel import currency
+    from models.funnel.tables import Deal
+    from models.services.recap_views import funnel_snapshots
+
+    leads(org, "feb", date(2024, 2, 10), fast=10, slow=10, rejected=0)
+    leads(org, "mar", date(2024, 3, 12), fast=20, slow=0, rejected=0)
+    with org.unit_of_work() as s:
+        for key, day, cents in (
+            ("d1", date(2024, 2, 12), 100_000),
+            ("d2", date(2024, 3, 14), 300_000),
+        ):
+            won = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+            s.add(
+                Deal(
+                    source="crm",
+                    external_id=key,
+                    stage="won",
+                    won_at=won,
+                    amount_cents=cents,
+                    listed=True,
+                )
+            )
+        s.flush()
+        currency.set_currency(s, "crm", "EUR", None)
+        load_playbook(s, PLAIN)
+        cycle = start(s, "plain")
+        baseline.snapshot_baseline(s, cycle, as_of=AS_OF)
+        currency.set_currency(s, "crm", "USD", None)
+        to_recap(s, cycle, [("sam@acme.test", 4), ("lee@acme.test", 5), ("sid@acme.test", 4)])
+        m = measure.measure_recap(s, cycle, today=AFTER, as_of=AS_OF)
+        shown = {k.kpi: k for k in funnel_snapshots(s, cycle)}
+    revenue = next(c for c in m.kpis if c.kpi == "revenue_won")
+    assert (revenue.baseline, revenue.current, revenue.change) == (1000.0, 3000.0, None)
+    assert revenue.verdict == "no data"
+    assert revenue.how == "not compared: the amounts were in EUR before and are in USD now"
+    assert "revenue_won" not in m.improved + m.worsened
+    won = shown["revenue_won"]
+    assert (won.before_shown, won.after_shown) == ("1,000.00 EUR", "3,000.00 USD")
+    assert shown["mql_volume"].before_shown == "20"  # (no currency for a count)
+
+
 def test_a_survey_too_small_to_show_is_not_read_as_a_feeling(org: Store) -> None:
     """The survey hides its scores until each team has three answers: no sentiment, no
     disagreement, and nothing that would give a score away."""

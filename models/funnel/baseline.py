@@ -7,11 +7,12 @@ Like every service: a Session first, never commits.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from models.funnel.kpis import KpiValue, compute_kpis
+from models.funnel.kpis import MONEY_KPIS, KpiValue, compute_kpis
 from models.funnel.tables import CycleKpiSnapshot, Deal, Lead
 from models.playbook import PlaybookSpec
 from models.services.agreements import sla_hours_in_force
@@ -21,6 +22,8 @@ from models.tables import Cycle
 
 BASELINE = "baseline"
 RECAP = "recap"
+#: the key of an amount's currency in its snapshot's ``detail``
+CURRENCY = "currency"
 
 
 def baseline_window(cycle: Cycle, pb: PlaybookSpec | None = None) -> tuple[date, date]:
@@ -57,9 +60,15 @@ def store_snapshot(
     values: dict[str, KpiValue],
     window: tuple[date, date],
     sla_hours: int,
+    currency: str | None = None,
 ) -> dict[str, CycleKpiSnapshot]:
+    """Store ``values`` as the cycle's ``kind`` snapshot; an amount keeps the ``currency`` it
+    was measured in (the report's: later imports may be in another)."""
     out = {}
     for name, v in values.items():
+        detail = v.detail
+        if currency is not None and name in MONEY_KPIS:
+            detail = {**(detail or {}), CURRENCY: currency}
         row = CycleKpiSnapshot(
             cycle_id=cycle.id,
             kind=kind,
@@ -70,12 +79,18 @@ def store_snapshot(
             window_start=window[0],
             window_end=window[1],
             sla_hours=sla_hours,
-            detail=v.detail,
+            detail=detail,
         )
         session.add(row)
         out[name] = row
     session.flush()
     return out
+
+
+def stored_currency(detail: dict[str, Any] | None) -> str | None:
+    """The currency an amount's snapshot (its ``detail``) was measured in (None: not
+    recorded, as before amounts kept theirs, or no amount)."""
+    return detail.get(CURRENCY) if isinstance(detail, dict) else None
 
 
 def snapshot_baseline(
@@ -97,7 +112,9 @@ def snapshot_baseline(
         stall_days=pb.settings.stall_days,
         as_of=as_of,
     )
-    rows = store_snapshot(session, cycle, BASELINE, report.overall(), window, sla)
+    rows = store_snapshot(
+        session, cycle, BASELINE, report.overall(), window, sla, currency=report.currency
+    )
     record_event(
         session,
         actor=None,

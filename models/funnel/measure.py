@@ -24,9 +24,11 @@ from models.funnel.baseline import (
     snapshot_baseline,
     snapshots,
     store_snapshot,
+    stored_currency,
 )
 from models.funnel.kpis import (
     KPIS,
+    MONEY_KPIS,
     SUMMED_OVER_WINDOW,
     KpiValue,
     compute_kpis,
@@ -121,6 +123,21 @@ def _allowed(
 
 def _days(window: tuple[date, date]) -> int:
     return (window[1] - window[0]).days + 1
+
+
+def _apart(change: KpiChange, before: str | None, after: str | None) -> KpiChange:
+    """An amount measured in one currency before and another after is not compared: the
+    change of 1,000 EUR to 1,100 USD is no rise of 100 (the exports changed currency)."""
+    if before is None or after is None or before == after or change.verdict == "no data":
+        return change
+    return change.model_copy(
+        update={
+            "change": None,
+            "change_pct": None,
+            "verdict": "no data",
+            "how": f"not compared: the amounts were in {before} before and are in {after} now",
+        }
+    )
 
 
 def _two_proportion_z(x1: float, n1: int, x2: float, n2: int) -> float:
@@ -270,6 +287,7 @@ def measure_recap(
         same = set(stored) == set(current) and all(
             (r.value, r.numerator, r.sample_size, r.window_start, r.window_end, r.sla_hours)
             == (current[k].value, current[k].numerator, current[k].sample_size, *mwin, sla)
+            and stored_currency(r.detail) == (money if k in MONEY_KPIS else None)
             for k, r in stored.items()
         )
         if not same:  # a re-run with the same numbers rewrites nothing
@@ -278,12 +296,13 @@ def measure_recap(
                     CycleKpiSnapshot.cycle_id == cycle.id, CycleKpiSnapshot.kind == RECAP
                 )
             )
-            store_snapshot(session, cycle, RECAP, current, mwin, sla)
+            store_snapshot(session, cycle, RECAP, current, mwin, sla, currency=money)
 
     changes = [
-        compare(name, baseline[name], current[name], _days(bwin), _days(mwin))
+        _apart(c, stored_currency(baseline[name].detail), money) if name in MONEY_KPIS else c
         for name in KPIS
         if name in baseline
+        for c in [compare(name, baseline[name], current[name], _days(bwin), _days(mwin))]
     ]
 
     targets: list[TargetResult] = []

@@ -16,6 +16,7 @@ from models.enums import (
     Phase,
     Role,
 )
+from models.funnel.baseline import stored_currency
 from models.funnel.currency import numbers_currency
 from models.funnel.kpis import KPIS, MONEY_KPIS, format_value
 from models.funnel.tables import CycleKpiSnapshot
@@ -238,17 +239,34 @@ def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
     """KPIs the funnel module measured for the cycle: the baseline (the weeks before it) and
     the recap measurement (its own period). Read only: measuring is the Recap flow's job."""
     rows = session.execute(
-        select(CycleKpiSnapshot.kpi, CycleKpiSnapshot.kind, CycleKpiSnapshot.value).where(
+        select(
+            CycleKpiSnapshot.kpi,
+            CycleKpiSnapshot.kind,
+            CycleKpiSnapshot.value,
+            CycleKpiSnapshot.detail,
+        ).where(
             CycleKpiSnapshot.cycle_id == cycle.id,
             CycleKpiSnapshot.kind.in_(("baseline", "recap")),
         )
     ).all()
     values: dict[str, dict[str, float | None]] = {}
-    for kpi, kind, value in rows:
+    currencies: dict[tuple[str, str], str | None] = {}  # an amount's, as it was measured
+    for kpi, kind, value, detail in rows:
         values.setdefault(kpi, {})[kind] = value
-    # (the currency is asked only when an amount is shown: one query less for most recaps)
-    amounts = any(v is not None for n in MONEY_KPIS for v in values.get(n, {}).values())
-    money = numbers_currency(session) if amounts else None
+        if kpi in MONEY_KPIS:
+            currencies[kpi, kind] = stored_currency(detail)
+    # an amount measured before its snapshot kept its currency: the shared numbers' (asked
+    # only then: one query less for most recaps)
+    unknown = any(
+        v is not None and currencies.get((n, k)) is None
+        for n in MONEY_KPIS
+        for k, v in values.get(n, {}).items()
+    )
+    money = numbers_currency(session) if unknown else None
+
+    def currency(name: str, kind: str) -> str | None:
+        return currencies.get((name, kind)) or money
+
     # measured by the Recap flow: a cycle that has not reached it has no "after" yet
     later = "measured at the recap" if cycle.phase in BEFORE_RECAP else "no data"
     out = []
@@ -268,8 +286,10 @@ def funnel_snapshots(session: Session, cycle: Cycle) -> list[KpiMeasure]:
                 after=scaled(values[name].get("recap")),
                 unit={"rate": "%", "hours": " h", "days": " d"}.get(unit, ""),
                 higher_is_better=getattr(d, "better", "higher") == "higher",
-                before_shown=_shown(name, values[name].get("baseline"), money, "no data"),
-                after_shown=_shown(name, values[name].get("recap"), money, later),
+                before_shown=_shown(
+                    name, values[name].get("baseline"), currency(name, "baseline"), "no data"
+                ),
+                after_shown=_shown(name, values[name].get("recap"), currency(name, "recap"), later),
             )
         )
     return out
