@@ -10,7 +10,7 @@ import io
 import re
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
@@ -107,6 +107,42 @@ def test_a_period_before_the_data_has_nothing_to_compare_with(store: Store, expo
     volume = card(result, "mql_volume")
     # (31 days against 28: said in all, and judged per day)
     assert (volume.compared, volume.change_shown) == (1, "+4 in all, +352% a day")
+
+
+def test_amounts_of_two_currencies_are_not_compared(store: Store) -> None:
+    """March's revenue is of a source in EUR, February's of one in USD: 1,000 EUR against
+    900 USD is no rise of 100; each is said in its currency and the card says why there is no
+    change."""
+    from models.funnel import currency
+    from models.funnel.tables import Deal
+
+    with store.unit_of_work() as s:
+        for source, key, day, cents in (("eu", "d1", 40, 100_000), ("us", "d2", 10, 90_000)):
+            won = datetime(2025, 2, 1, 12, tzinfo=UTC) + timedelta(days=day)
+            s.add(
+                Deal(
+                    source=source,
+                    external_id=key,
+                    stage="won",
+                    won_at=won,
+                    amount_cents=cents,
+                    listed=True,
+                )
+            )
+        s.flush()
+        currency.set_currency(s, "eu", "EUR", None)
+        currency.set_currency(s, "us", "USD", None)
+    february = {"compare_start": date(2025, 2, 1), "compare_end": date(2025, 2, 28)}
+    with store.unit_of_work() as s:
+        result = numbers(s, NumbersQuery(start=date(2025, 3, 1), end=date(2025, 3, 31), **february))
+    revenue = card(result, "revenue_won")
+    assert (revenue.shown, revenue.compared_shown) == ("1,000.00 EUR", "900.00 USD")
+    assert (revenue.change_shown, revenue.direction) == (None, None)
+    assert revenue.note == (
+        "Not compared: the amounts are in EUR in this period and in USD in the other."
+    )
+    assert card(result, "average_deal_size").change_shown is None
+    assert card(result, "win_rate").change_shown == "no change"  # (a rate: both 100%)
 
 
 def test_periods_of_different_lengths_are_judged_per_day(store: Store, export: Path) -> None:

@@ -393,6 +393,9 @@ def numbers(
         v = overall.kpis.get(name) if overall else None
         compared = changes[name].compared if name in changes else None
         change, direction = _change(changes.get(name), money)
+        apart = name in MONEY_KPIS and _apart(current.currency, earlier.currency)
+        if apart:  # (1,000 EUR against 900 USD is no rise of 100)
+            change = direction = None
         cards.append(
             KpiCard(
                 kpi=name,
@@ -409,6 +412,7 @@ def numbers(
                 compared_shown=format_value(name, compared, earlier.currency),
                 change_shown=change,
                 direction=direction,
+                note=apart or None,
             )
         )
     grouped = report(session, start=q.start, end=q.end, by=q.by, **common) if q.by else None
@@ -453,6 +457,14 @@ def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
             )
 
 
+def _apart(now: str | None, then: str | None) -> str:
+    """Why amounts are not compared, when the two periods' are in different currencies (the
+    sources with amounts in one differ from the other's): else empty."""
+    if now is None or then is None or now == then:
+        return ""
+    return f"Not compared: the amounts are in {now} in this period and in {then} in the other."
+
+
 def _lengths_note(q: NumbersQuery) -> str | None:
     """Where the two periods differ in length, which KPIs were compared per day
     (:func:`_change`), in a sentence."""
@@ -467,7 +479,7 @@ def _lengths_note(q: NumbersQuery) -> str | None:
 
 
 def _lower_first(title: str) -> str:
-    """ "Untouched leads" -> "untouched leads"; "MQL volume" stays."""
+    """A title inside a sentence: "untouched leads"; an acronym stays ("MQL volume")."""
     return title if title[1:2].isupper() else title[:1].lower() + title[1:]
 
 
@@ -480,7 +492,7 @@ def _note_currency(cards: list[KpiCard], report: KpiReport) -> None:
         if c.kpi not in MONEY_KPIS or v is None or not report.currency_note:
             continue
         if c.value is not None or (v.detail and "currencies" in v.detail):
-            c.note = report.currency_note
+            c.note = f"{report.currency_note} {c.note}" if c.note else report.currency_note
 
 
 def _note_never_lost(cards: list[KpiCard], never_lost: list[str]) -> None:
