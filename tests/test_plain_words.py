@@ -340,6 +340,9 @@ def test_the_timeline_tells_sentences_with_names_and_sets_the_system_apart(w: Ri
     system = re.findall(r'<li class="system">.*?</li>', closed, re.S)
     assert system and all("aligncycle" in li for li in system)
     assert "published 3 survey answers" in visible_text(system[0])
+    # a sentence read aloud or copied: who, then how, then what
+    said = " ".join(visible_text(system[0]).split())
+    assert "aligncycle automatically published 3 survey answers" in said
 
 
 def cycle_verbs() -> set[str]:
