@@ -127,8 +127,11 @@ def _days(window: tuple[date, date]) -> int:
 
 def _apart(change: KpiChange, before: str | None, after: str | None) -> KpiChange:
     """An amount measured in one currency before and another after is not compared: the
-    change of 1,000 EUR to 1,100 USD is no rise of 100 (the exports changed currency)."""
-    if before is None or after is None or before == after or change.verdict == "no data":
+    change of 1,000 EUR to 1,100 USD is no rise of 100 (the exports changed currency). Only an
+    amount's snapshot records a currency (``before``)."""
+    if change.verdict == "no data" or change.kpi not in MONEY_KPIS:
+        return change
+    if before is None or after is None or before == after:
         return change
     return change.model_copy(
         update={
@@ -299,10 +302,13 @@ def measure_recap(
             store_snapshot(session, cycle, RECAP, current, mwin, sla, currency=money)
 
     changes = [
-        _apart(c, stored_currency(baseline[name].detail), money) if name in MONEY_KPIS else c
+        _apart(
+            compare(name, baseline[name], current[name], _days(bwin), _days(mwin)),
+            stored_currency(baseline[name].detail),
+            money,
+        )
         for name in KPIS
         if name in baseline
-        for c in [compare(name, baseline[name], current[name], _days(bwin), _days(mwin))]
     ]
 
     targets: list[TargetResult] = []
