@@ -386,16 +386,16 @@ def numbers(
     earlier = report(session, start=q.compare_start, end=q.compare_end, **common)  # type: ignore[arg-type]
     changes = {c.kpi: c for c in compare_reports(current, earlier).get(None, [])}
     overall = current.groups[0] if current.groups else None
-    # (a change of amounts says its currency when both periods' amounts are in the same one)
+    # amounts of two currencies are not compared (1,000 EUR against 900 USD is no rise of
+    # 100); a change of amounts says their currency when both periods' are in it
+    apart = _apart(current.currency, earlier.currency)
     money = current.currency if current.currency == earlier.currency else None
     cards = []
     for name, d in KPIS.items():
         v = overall.kpis.get(name) if overall else None
         compared = changes[name].compared if name in changes else None
-        change, direction = _change(changes.get(name), money)
-        apart = name in MONEY_KPIS and _apart(current.currency, earlier.currency)
-        if apart:  # (1,000 EUR against 900 USD is no rise of 100)
-            change = direction = None
+        note = apart if name in MONEY_KPIS else None
+        change, direction = (None, None) if note else _change(changes.get(name), money)
         cards.append(
             KpiCard(
                 kpi=name,
@@ -412,7 +412,7 @@ def numbers(
                 compared_shown=format_value(name, compared, earlier.currency),
                 change_shown=change,
                 direction=direction,
-                note=apart or None,
+                note=note,
             )
         )
     grouped = report(session, start=q.start, end=q.end, by=q.by, **common) if q.by else None
@@ -457,11 +457,11 @@ def _note_untracked(cards: list[KpiCard], untracked: list[str]) -> None:
             )
 
 
-def _apart(now: str | None, then: str | None) -> str:
+def _apart(now: str | None, then: str | None) -> str | None:
     """Why amounts are not compared, when the two periods' are in different currencies (the
-    sources with amounts in one differ from the other's): else empty."""
+    sources with amounts in one differ from the other's); else None."""
     if now is None or then is None or now == then:
-        return ""
+        return None
     return f"Not compared: the amounts are in {now} in this period and in {then} in the other."
 
 
