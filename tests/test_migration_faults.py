@@ -287,41 +287,44 @@ def test_db_upgrade_repairs_the_half_applied_0006_of_the_issue_in_one_line(
     assert _rows(store_0005) == before
 
 
-def _ddl_of(revision: str, tmp: Path) -> tuple[str | None, list[str]]:
-    """(the revision before, the DDL statements ``revision`` runs on SQLite), captured from an
-    upgrade of a scratch store."""
+def _ddl_of(revisions: list[str], tmp: Path) -> dict[str, tuple[str | None, list[str]]]:
+    """Each of ``revisions`` (in order, from the first): (the revision before, the DDL
+    statements it runs on SQLite), captured from one scratch store upgraded a revision at a
+    time (each revision's statements those of an upgrade from the one before)."""
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(runner.alembic_config())
-    previous = script.get_revision(revision).down_revision
-    db = tmp / f"ddl-{revision}.db"
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(f"sqlite:///{tmp / 'ddl.db'}")
     statements: list[str] = []
+
+    def grab(conn, cursor, statement, *_):  # noqa: ANN001, ANN002
+        verb = statement.lstrip().split(" ", 1)[0].upper()
+        if verb in {"CREATE", "DROP", "ALTER"} and "alembic_version" not in statement:
+            statements.append(statement)
+
+    found: dict[str, tuple[str | None, list[str]]] = {}
     try:
-        if previous is not None:
-            runner.upgrade(engine, previous)
-
-        def grab(conn, cursor, statement, *_):  # noqa: ANN001, ANN002
-            verb = statement.lstrip().split(" ", 1)[0].upper()
-            if verb in {"CREATE", "DROP", "ALTER"} and "alembic_version" not in statement:
-                statements.append(statement)
-
         event.listen(engine, "after_cursor_execute", grab)
-        runner.upgrade(engine, revision)
+        for revision in revisions:
+            previous = script.get_revision(revision).down_revision
+            assert runner.current(engine) == ({previous} if previous else set())
+            statements.clear()
+            runner.upgrade(engine, revision)
+            found[revision] = (previous, list(statements))
     finally:
         engine.dispose()
-    return previous, statements
-
-
-@pytest.fixture(scope="module")
-def every_revision(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    tmp = tmp_path_factory.mktemp("ddl")
-    return {rev: _ddl_of(rev, tmp) for rev in sorted(runner.revisions())}
+    return found
 
 
 #: The revisions a release without transactional upgrades shipped (up to 0006): only those can
 #: be found half-applied. Later revisions run in one transaction from their first release.
 OLD_REVISIONS = [r for r in sorted(runner.revisions()) if r <= "0006"]
+
+
+@pytest.fixture(scope="module")
+def every_revision(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The DDL of each revision an older release shipped."""
+    return _ddl_of(OLD_REVISIONS, tmp_path_factory.mktemp("ddl"))
 
 
 @pytest.mark.parametrize("revision", OLD_REVISIONS)
