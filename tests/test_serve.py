@@ -30,8 +30,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path: Path):  # noqa: ANN201
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One ``serve --demo --workers 2`` for the module's tests (each reads only what it asked
+    for: its own sign-ins, its own request id)."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNCYCLE_", "PREFECT_"))}
     env |= {
