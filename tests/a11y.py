@@ -9,6 +9,7 @@ it; a test asserts the list is empty.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from playwright.sync_api import Page
@@ -17,6 +18,18 @@ AXE = Path(__file__).resolve().parent.parent / ".ci" / "node_modules" / "axe-cor
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 #: Two viewports every page is checked at: a laptop and a phone.
 VIEWPORTS = {"1280 px": {"width": 1280, "height": 900}, "390 px": {"width": 390, "height": 844}}
+LAPTOP = VIEWPORTS["1280 px"]
+
+
+def each_width(page: Page) -> Iterator[str]:
+    """The page at each of :data:`VIEWPORTS` in turn ("1280 px", then "390 px"), resized in
+    place: one load and one injection of axe for both. The app's layout is its stylesheet's
+    media queries alone (no script of its own reads the width), so a page resized is laid out
+    as one opened at that width. Left at the laptop's width."""
+    for name, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        yield name
+    page.set_viewport_size(LAPTOP)
 
 
 def violations(page: Page) -> list[str]:

@@ -209,14 +209,23 @@ def org(store: Store, shipped_specs: list[tuple[PlaybookSpec, str, str]]) -> Sto
     return store
 
 
-def db_snapshot(store: Store) -> dict[str, list[tuple]]:
+def db_snapshot(store: Store) -> dict[str, list[str]]:
     """Every row of every table: a test's proof that a refused operation changed nothing."""
+    with store.engine.connect() as conn:
+        return every_row(conn)
+
+
+def every_row(conn: Connection) -> dict[str, list[str]]:
+    """Every row of every table as the driver reads it (each row's repr, a table's rows
+    sorted), through ``conn``: plain SQL, no conversion of types that could hide a change."""
+    from sqlalchemy import LargeBinary
+
     from models.metadata import metadata
 
-    with store.engine.connect() as conn:
-        return {
-            t.name: sorted(
-                (tuple(repr(v) for v in row) for row in conn.execute(t.select())),
-            )
-            for t in metadata.sorted_tables
-        }
+    rows = {}
+    for t in metadata.sorted_tables:
+        got = conn.exec_driver_sql(f'SELECT * FROM "{t.name}"').fetchall()
+        if any(isinstance(c.type, LargeBinary) for c in t.c):  # (PostgreSQL: memoryviews)
+            got = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got]
+        rows[t.name] = sorted(repr(tuple(r)) for r in got)
+    return rows

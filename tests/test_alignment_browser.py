@@ -27,7 +27,7 @@ from models.schemas import CycleCreate, GapCreate
 from models.services import gaps
 from models.services.common import person_by_email
 from models.tables import Cycle
-from tests.a11y import VIEWPORTS, violations
+from tests.a11y import VIEWPORTS, each_width, violations
 from tests.browser_support import PASSWORD, serve, served_store
 
 REMARK = "Half of the leads from webinars have no budget"
@@ -91,13 +91,11 @@ def accessible(page: Page, shot: str | None = None) -> list[str]:
     ``shot``, a screenshot at each width in ``$ALIGNCYCLE_SCREENSHOTS`` for people to look at."""
     found = []
     folder = os.environ.get("ALIGNCYCLE_SCREENSHOTS")
-    for name, size in VIEWPORTS.items():
-        page.set_viewport_size(size)
+    for name in each_width(page):
         found += [f"{page.url} at {name}: {v}" for v in violations(page)]
         if shot and folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=f"{folder}/{shot}-{size['width']}.png", full_page=True)
-    page.set_viewport_size(VIEWPORTS["1280 px"])
+            page.screenshot(path=f"{folder}/{shot}-{name[:-3]}.png", full_page=True)
     return found
 
 

@@ -127,9 +127,11 @@ def _filled_store(org) -> dict[str, int]:  # noqa: ANN001
     return ids
 
 
-def _without(snapshot: dict[str, list[tuple]], table: str, first: int) -> dict[str, list]:
+def _without(snapshot: dict[str, list[str]], table: str, first: int) -> dict[str, list]:
+    """The snapshot without ``table``'s rows whose first column is ``first`` (each row is
+    the repr of its values)."""
     out = dict(snapshot)
-    out[table] = [row for row in snapshot[table] if row[0] != repr(first)]
+    out[table] = [row for row in snapshot[table] if not row.startswith(f"({first},")]
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from aligncycle import cli_common
@@ -27,7 +27,7 @@ HEAD = "-".join(sorted(runner.heads()))  # the revision this code needs (one hea
 APPEND_ONLY = "the audit log is append-only: events cannot be"
 
 
-def _events(store: Store) -> list[tuple]:
+def _events(store: Store) -> list[str]:
     return db_snapshot(store)["events"]
 
 
@@ -46,7 +46,8 @@ def _events(store: Store) -> list[tuple]:
 def test_sql_cannot_update_or_delete_events(org: Store, sql: str, verb: str) -> None:
     before = _events(org)
     assert before  # the organisation's creation is in the log
-    first = min(int(row[0]) for row in before)
+    with org.engine.connect() as conn:
+        first = conn.scalar(select(func.min(Event.id)))
     with pytest.raises(IntegrityError, match=f"{APPEND_ONLY} {verb}"), org.engine.begin() as conn:
         conn.execute(text(sql), {"id": first})
     assert _events(org) == before

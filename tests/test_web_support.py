@@ -30,6 +30,7 @@ from models.schemas import PersonCreate, SurveyRespond, TeamCreate
 from models.services import accounts, cycles, people, recap, reports
 from models.services.common import person_by_email
 from models.tables import Cycle
+from tests.conftest import every_row
 
 with warnings.catch_warnings():  # starlette's TestClient warns about its httpx dependency
     warnings.simplefilter("ignore")
@@ -119,12 +120,9 @@ class Rig:
         finally:
             sp.rollback()
 
-    def snapshot(self) -> dict[str, list[tuple]]:
+    def snapshot(self) -> dict[str, list[str]]:
         """Every row of every table, seen through the rig's connection."""
-        return {
-            t.name: sorted(tuple(repr(v) for v in row) for row in self.conn.execute(t.select()))
-            for t in metadata.sorted_tables
-        }
+        return every_row(self.conn)
 
     def session(self) -> Session:
         return self.store.sessions()
