@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -217,15 +218,29 @@ def db_snapshot(store: Store) -> dict[str, list[str]]:
 
 def every_row(conn: Connection) -> dict[str, list[str]]:
     """Every row of every table as the driver reads it (each row's repr, a table's rows
-    sorted), through ``conn``: plain SQL, no conversion of types that could hide a change."""
+    sorted), through ``conn`` and in its transaction: plain SQL on the driver's cursor, no
+    conversion of types that could hide a change."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    rows = {}
+    try:
+        for name, binary in _tables():
+            cursor.execute(f'SELECT * FROM "{name}"')
+            got = cursor.fetchall()
+            if binary:  # (PostgreSQL reads bytes as memoryviews)
+                got = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got]
+            rows[name] = sorted(repr(tuple(r)) for r in got)
+    finally:
+        cursor.close()
+    return rows
+
+
+@cache
+def _tables() -> list[tuple[str, bool]]:
+    """Every table's name, and whether it has a column of bytes."""
     from sqlalchemy import LargeBinary
 
     from models.metadata import metadata
 
-    rows = {}
-    for t in metadata.sorted_tables:
-        got = conn.exec_driver_sql(f'SELECT * FROM "{t.name}"').fetchall()
-        if any(isinstance(c.type, LargeBinary) for c in t.c):  # (PostgreSQL: memoryviews)
-            got = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got]
-        rows[t.name] = sorted(repr(tuple(r)) for r in got)
-    return rows
+    return [
+        (t.name, any(isinstance(c.type, LargeBinary) for c in t.c)) for t in metadata.sorted_tables
+    ]
