@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
 
 AXE = Path(__file__).resolve().parent.parent / ".ci" / "node_modules" / "axe-core" / "axe.min.js"
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
@@ -30,6 +30,19 @@ def each_width(page: Page) -> Iterator[str]:
         page.set_viewport_size(size)
         yield name
     page.set_viewport_size(LAPTOP)
+
+
+def pages_at_each_width(context: BrowserContext, base: str, urls: list[str]) -> list[str]:
+    """axe's findings on each of ``urls`` (paths under ``base``), opened in ``context`` and
+    checked at each width."""
+    found = []
+    for url in urls:
+        page = context.new_page()
+        page.goto(base + url)
+        for width in each_width(page):
+            found += [f"{url} at {width}: {v}" for v in violations(page)]
+        page.close()
+    return found
 
 
 def violations(page: Page) -> list[str]:

@@ -26,7 +26,7 @@ from models.schemas import ActionItemCreate, CheckInCreate
 from models.services import actions, cycles
 from models.services.common import person_by_email
 from models.tables import CheckIn, Cycle, SurveyResponse
-from tests.a11y import LAPTOP, VIEWPORTS, each_width, violations
+from tests.a11y import LAPTOP, VIEWPORTS, pages_at_each_width, violations
 from tests.browser_support import (
     PASSWORD,
     screenshots,
@@ -284,16 +284,10 @@ def test_every_page_passes_axe_at_a_laptop_and_a_phone_width(
     """axe-core finds no WCAG 2.1 A/AA or best-practice violation on any page, signed in as
     the person who works there, at 1280 px and at 390 px."""
     paths = ["/login"] if email is None else [p for p, e in PAGES if e == email]
-    found: list[str] = []
+    ids = {**site["world"].cycles, "item": site["world"].actions["execute_sid"]}
     ctx = signed_context(browser, site["base"], email, viewport=LAPTOP, bypass_csp=True)
     try:
-        for path in paths:
-            page = ctx.new_page()
-            url = path.format(**site["world"].cycles, item=site["world"].actions["execute_sid"])
-            page.goto(site["base"] + url)
-            for width in each_width(page):
-                found += [f"{url} at {width}: {v}" for v in violations(page)]
-            page.close()
+        found = pages_at_each_width(ctx, site["base"], [p.format(**ids) for p in paths])
     finally:
         ctx.close()
     assert found == [], f"signed in as {email or 'nobody'}:\n" + "\n".join(found)

@@ -21,7 +21,7 @@ from models.schemas import ActionItemUpdate
 from models.services import actions, cycles, inbox
 from models.services.common import person_by_email
 from models.tables import ActionItem, CheckIn, ChecklistItem, Cycle, Gap
-from tests.a11y import LAPTOP, VIEWPORTS, each_width, violations
+from tests.a11y import LAPTOP, VIEWPORTS, pages_at_each_width, violations
 from tests.browser_support import signed_context
 from tests.test_browser import site  # noqa: F401  (shared fixture)
 
@@ -236,16 +236,10 @@ def test_the_inbox_pages_pass_axe_at_a_laptop_and_a_phone_width(
     site: dict,  # noqa: F811
     email: str,
 ) -> None:
-    found: list[str] = []
+    urls = [p.format(**site["world"].cycles) for p, e in PAGES if e == email]
     ctx = signed_context(browser, site["base"], email, viewport=LAPTOP, bypass_csp=True)
     try:
-        for path in [p for p, e in PAGES if e == email]:
-            page = ctx.new_page()
-            url = path.format(**site["world"].cycles)
-            page.goto(site["base"] + url)
-            for width in each_width(page):
-                found += [f"{url} at {width}: {v}" for v in violations(page)]
-            page.close()
+        found = pages_at_each_width(ctx, site["base"], urls)
     finally:
         ctx.close()
     assert found == [], f"signed in as {email}:\n" + "\n".join(found)
