@@ -120,8 +120,8 @@ def test_the_admin_pages_pass_axe_at_a_laptop_and_a_phone_width(
             page = contexts[email].new_page()
             page.goto(site["base"] + path)
             assert not re.search(r"Not found|Not allowed", page.title()), path
+            who = email or "signed out"
             for at in each_width(page):
-                who = email or "signed out"
                 found += [f"{path} ({who}) at {at}: {v}" for v in violations(page)]
                 width = page.evaluate("document.documentElement.scrollWidth")
                 if width > VIEWPORTS[at]["width"]:

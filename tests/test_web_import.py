@@ -226,7 +226,7 @@ def files_under(folder: Path) -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
 
-def without_jobs(snapshot: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+def without_jobs(snapshot: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: v for k, v in snapshot.items() if k != "import_jobs"}
 
 
