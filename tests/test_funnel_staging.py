@@ -262,6 +262,16 @@ def test_leads_that_name_their_deal(store: Store, monkeypatch, data, batch) -> N
     run_twice(store, monkeypatch, [(files, CONVERTED + DEALS)], batch)
 
 
+@pytest.mark.parametrize("batch", [3, 5000])
+def test_leads_that_name_their_deal_after_the_deals(store: Store, monkeypatch, data, batch) -> None:  # noqa: ANN001
+    """The deals written with their leads' fields (SQLite, a first import), then a file of
+    leads that moves some deals to other leads: the links write those deals again."""
+    files = [data["leads"], data["deals"], data["converted"]]
+    converted = "\n  - name: converted\n    fields:\n      external_id: id\n"
+    converted += "      converted_deal_id: deal\n"
+    run_twice(store, monkeypatch, [(files, LEADS + DEALS + converted)], batch)
+
+
 def test_imports_that_follow(store: Store, monkeypatch, data) -> None:  # noqa: ANN001
     """Leads first, deals in a later import, then the leads again (unchanged, then changed),
     then everything again."""

@@ -169,8 +169,9 @@ def _import_file(
     staging: Staging | None,
     reader: Reader | None,
     listed: Listed | None,
-) -> int:
-    """Import one file (read here, or by ``reader``); the number of rows written."""
+) -> tuple[int, _Target | None]:
+    """Import one file (read here, or by ``reader``); the number of rows written, and the
+    writer of its deals (None: it has none)."""
     compiled = run.compiled
     roles = compiled.roles
     lead_fields = list(roles.lead_fields)
@@ -255,7 +256,7 @@ def _import_file(
     for target in targets:  # (the deals of a file of leads add to the leads' repeats)
         if target.repeats is not None and target.counts is run:
             run.repeats = target.repeats.summary()
-    return sum(t.written for t in targets)
+    return sum(t.written for t in targets), deals
 
 
 def import_files(
@@ -334,11 +335,24 @@ def import_files(
     if wanted([r.path for r, _ in runs], parallel, conn.dialect.name):
         with contextlib.suppress(OSError):
             reader = Reader(spec, runs, batch_size, progress is not None)
+    # SQLite: whether every deal of the source was written with its lead's fields, as they
+    # are after the files (a first import's deals files, after every file of leads and none
+    # naming deals): then the links need not check them; and whether some deals were
+    # written with them at all (then a first import's deals may hold some to clear)
+    deals_joined: bool | None = None
+    some_joined = False
     try:
         for run, _order in runs:
-            written += _import_file(
+            n, deals = _import_file(
                 conn, spec, run, batch_size, progress, touched, staging, reader, listed
             )
+            written += n
+            roles = run.compiled.roles
+            if roles.link or (roles.writes_lead and deals_joined is not None):
+                deals_joined = False  # (leads written after deals, or deals' leads renamed)
+            if deals is not None:
+                some_joined = some_joined or deals.join_leads
+                deals_joined = deals.joined and deals_joined is not False
     finally:
         if reader is not None:
             reader.close()
@@ -358,7 +372,10 @@ def import_files(
     if removed:
         exact = False
     if (written or removed) and not exact:
-        refresh_links(session, spec.source, unset=unset)
+        deal_fields = not (deals_joined and not removed)
+        # (a deal written with its lead's fields, then moved to a lead not in the store)
+        unset = unset and not (some_joined and deal_fields)
+        refresh_links(session, spec.source, unset=unset, deal_fields=deal_fields)
     tell("checking the data quality", 0, 1)
     flags = recompute_flags(session, spec.source, log.id)
     tell("finding the months whose numbers changed", 0, 1)
