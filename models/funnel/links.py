@@ -13,9 +13,9 @@ are copied across once per import, set-based:
 They are computed from the whole source, never from what one file said, so they do not depend
 on the order files came in; rows whose values do not change are not written. A first import
 on PostgreSQL writes them with the rows (:mod:`models.funnel.staging`, from the same
-:func:`deal_summary`), one on SQLite the deals' (``deal_fields=False``), and an import that
-wrote no row leaves them as they were: the importer calls :func:`refresh_links` for the
-others.
+:func:`deal_summary`); a first import on SQLite writes the deals' with the deals, and only
+the leads' are refreshed (``deal_fields=False``); an import that wrote no row leaves them as
+they were: the importer calls :func:`refresh_links` for the others.
 """
 
 from __future__ import annotations
